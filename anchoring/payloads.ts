@@ -1,0 +1,81 @@
+/**
+ * Ledger payload schemas, one per entry kind, versioned (`v`) and strict (unknown keys rejected).
+ * Every payload carries `salt` (16 random bytes, base64url) so that low-entropy content cannot be
+ * guessed from its hash. Personal data never appears here: where a payload must be bound to a person,
+ * it carries an HMAC under that subject's server-side key (destroying the key is the erasure procedure).
+ */
+import { z } from "zod";
+
+const hex32 = z.string().regex(/^[0-9a-f]{64}$/, "expected 32 bytes as lowercase hex");
+const salt = z.string().regex(/^[A-Za-z0-9_-]{22}$/, "expected 16 bytes as base64url");
+const id = z.string().uuid();
+const code = z.string().min(1).max(64);
+const isoDate = z.string().regex(/^\d{4}-\d{2}-\d{2}$/);
+
+/** JSON value, as stored in record values (numbers kept as parsed, never converted). */
+const jsonValue: z.ZodType<unknown> = z.lazy(() =>
+  z.union([z.string(), z.number().refine(Number.isFinite), z.boolean(), z.null(), z.array(jsonValue), z.record(z.string(), jsonValue)]),
+);
+
+export const PAYLOAD_SCHEMAS = {
+  "study.registered": z.strictObject({ v: z.literal(1), salt, study: code, title: z.string().max(500), actor: id.nullable() }),
+  "site.added": z.strictObject({ v: z.literal(1), salt, site: code, actor: id.nullable() }),
+  "role.granted": z.strictObject({ v: z.literal(1), salt, user: id, role: z.string(), site: code.nullable(), actor: id.nullable() }),
+  "role.revoked": z.strictObject({ v: z.literal(1), salt, user: id, role: z.string(), site: code.nullable(), actor: id.nullable() }),
+  "form.approved": z.strictObject({
+    v: z.literal(1),
+    salt,
+    form: code,
+    version: z.number().int().positive(),
+    definitionSha256: hex32,
+    actor: id.nullable(),
+  }),
+  "consent_document.approved": z.strictObject({
+    v: z.literal(1),
+    salt,
+    document: code,
+    version: z.string().min(1).max(32),
+    bodySha256: hex32,
+    irbName: z.string().min(1).max(200),
+    irbApprovedOn: isoDate,
+    actor: id.nullable(),
+  }),
+  "participant.enrolled": z.strictObject({
+    v: z.literal(1),
+    salt,
+    subject: code,
+    site: code,
+    /** HMAC-SHA-256 of the personal data under the subject key (hex), or null when none was given. */
+    identity: hex32.nullable(),
+    actor: id.nullable(),
+  }),
+  "record.saved": z.strictObject({
+    v: z.literal(1),
+    salt,
+    record: id,
+    version: z.number().int().positive(),
+    subject: code,
+    form: code,
+    formVersion: z.number().int().positive(),
+    visit: code,
+    actor: id.nullable(),
+    reason: z.string().max(2000).nullable(),
+    values: z.record(z.string(), jsonValue),
+    prev: hex32.nullable(),
+  }),
+} as const;
+
+export type EntryKind = keyof typeof PAYLOAD_SCHEMAS;
+export type Payload<K extends EntryKind = EntryKind> = z.infer<(typeof PAYLOAD_SCHEMAS)[K]>;
+export const ENTRY_KINDS = Object.keys(PAYLOAD_SCHEMAS) as EntryKind[];
+
+export function isEntryKind(kind: string): kind is EntryKind {
+  return Object.prototype.hasOwnProperty.call(PAYLOAD_SCHEMAS, kind);
+}
+
+/** Validate a payload against its kind's schema; returns the zod result. */
+export function parsePayload(kind: string, payload: unknown) {
+  if (!isEntryKind(kind)) return { success: false as const, error: `unknown entry kind ${JSON.stringify(kind)}` };
+  const r = PAYLOAD_SCHEMAS[kind].safeParse(payload);
+  return r.success ? { success: true as const, data: r.data } : { success: false as const, error: r.error.issues.map((i) => `${i.path.join(".") || "payload"}: ${i.message}`).join("; ") };
+}

@@ -1,0 +1,17 @@
+import { Form, Link } from "@remix-run/react";
+
+export function TopBar({ user }: { user: { fullName: string; email: string } | null }) {
+  return (
+    <header className="top">
+      <Link to="/">TrialSeal</Link>
+      {user ? (
+        <Form method="post" action="/logout">
+          <span>{user.fullName} </span>
+          <button type="submit" className="link">
+            Sign out
+          </button>
+        </Form>
+      ) : null}
+    </header>
+  );
+}

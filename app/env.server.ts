@@ -1,0 +1,148 @@
+/**
+ * Configuration, parsed once with zod. In development, missing secrets are generated into
+ * `<DATA_DIR>/secrets.json` on first start (never committed); in production every secret must be given.
+ */
+import { randomBytes } from "node:crypto";
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import path from "node:path";
+import { z } from "zod";
+
+export class ConfigError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = "ConfigError";
+  }
+}
+
+const boolFromString = z
+  .enum(["true", "false", "1", "0", "yes", "no"])
+  .transform((v) => v === "true" || v === "1" || v === "yes");
+
+const intFrom = (min: number, max: number) =>
+  z
+    .string()
+    .regex(/^\d+$/, "must be a whole number")
+    .transform(Number)
+    .pipe(z.number().int().min(min).max(max));
+
+const dataKey = z
+  .string()
+  .transform((v, ctx) => {
+    const bytes = /^[0-9a-fA-F]{64}$/.test(v) ? Buffer.from(v, "hex") : Buffer.from(v, "base64");
+    if (bytes.length !== 32) {
+      ctx.addIssue({ code: "custom", message: "must be 32 bytes, as 64 hex characters or base64" });
+      return z.NEVER;
+    }
+    return new Uint8Array(bytes);
+  });
+
+const EnvSchema = z.object({
+  NODE_ENV: z.enum(["development", "production", "test"]).default("development"),
+  DATA_DIR: z.string().min(1).default("./data"),
+  DATABASE_URL: z
+    .string()
+    .optional()
+    .transform((v) => (v === "" ? undefined : v)),
+  PGLITE_DIR: z.string().min(1).optional(),
+  SESSION_SECRET: z.string().min(32, "must be at least 32 characters").optional(),
+  DATA_KEY: dataKey.optional(),
+  PORT: intFrom(0, 65535).default(3000),
+  HOST: z.string().min(1).default("0.0.0.0"),
+  LOG_ORIGIN: z
+    .string()
+    .regex(/^[A-Za-z0-9][A-Za-z0-9.\-/_:]*$/, "must be a schema-less URL such as example.com/trialseal")
+    .optional(),
+  SEAL_INTERVAL_MS: intFrom(10, 3_600_000).default(1000),
+  SEAL_MAX_BATCH: intFrom(1, 1_000_000).default(10000),
+  SEED_DEMO: boolFromString.optional(),
+  SESSION_TTL_HOURS: intFrom(1, 24 * 30).default(12),
+});
+
+export type Env = {
+  nodeEnv: "development" | "production" | "test";
+  production: boolean;
+  dataDir: string;
+  databaseUrl?: string;
+  pgliteDir: string;
+  sessionSecret: string;
+  dataKey: Uint8Array;
+  port: number;
+  host: string;
+  logOrigin: string;
+  sealIntervalMs: number;
+  sealMaxBatch: number;
+  seedDemo: boolean;
+  sessionTtlMs: number;
+};
+
+interface DevSecrets {
+  SESSION_SECRET: string;
+  DATA_KEY: string;
+}
+
+function loadOrCreateDevSecrets(dataDir: string): DevSecrets {
+  const file = path.join(dataDir, "secrets.json");
+  if (existsSync(file)) {
+    const parsed = z.object({ SESSION_SECRET: z.string().min(32), DATA_KEY: z.string() }).safeParse(JSON.parse(readFileSync(file, "utf8")));
+    if (!parsed.success) throw new ConfigError(`${file} is damaged; delete it to generate new development secrets`);
+    return parsed.data;
+  }
+  mkdirSync(dataDir, { recursive: true });
+  const secrets: DevSecrets = {
+    SESSION_SECRET: randomBytes(32).toString("base64url"),
+    DATA_KEY: randomBytes(32).toString("hex"),
+  };
+  writeFileSync(file, JSON.stringify(secrets, null, 2) + "\n", { mode: 0o600, flag: "wx" });
+  return secrets;
+}
+
+/** Parse the environment. Throws ConfigError with one line naming the variable at fault. */
+export function parseEnv(source: Record<string, string | undefined> = process.env): Env {
+  const relevant = Object.fromEntries(Object.entries(source).filter(([, v]) => v !== undefined && v !== ""));
+  const result = EnvSchema.safeParse(relevant);
+  if (!result.success) {
+    const issue = result.error.issues[0];
+    const name = String(issue.path[0] ?? "environment");
+    throw new ConfigError(`invalid ${name}: ${issue.message}`);
+  }
+  const e = result.data;
+  const production = e.NODE_ENV === "production";
+  if (e.DATABASE_URL) {
+    // Checked here so that a malformed URL is reported as configuration, before anything starts.
+    let u: URL | undefined;
+    try {
+      u = new URL(e.DATABASE_URL);
+    } catch {
+      throw new ConfigError("invalid DATABASE_URL: not a URL (expected postgres://user@host:port/database)");
+    }
+    if (u.protocol !== "postgres:" && u.protocol !== "postgresql:")
+      throw new ConfigError(`invalid DATABASE_URL: must start with postgres:// (got ${u.protocol}//)`);
+    if (!u.hostname) throw new ConfigError("invalid DATABASE_URL: no host name");
+  }
+  let sessionSecret = e.SESSION_SECRET;
+  let key = e.DATA_KEY;
+  if (production) {
+    if (!sessionSecret) throw new ConfigError("missing SESSION_SECRET: production needs a random secret of at least 32 characters");
+    if (!key) throw new ConfigError("missing DATA_KEY: production needs a 32-byte key (64 hex characters) for personal data encryption");
+  } else if (!sessionSecret || !key) {
+    const dev = loadOrCreateDevSecrets(e.DATA_DIR);
+    sessionSecret ??= dev.SESSION_SECRET;
+    key ??= dataKey.parse(dev.DATA_KEY);
+  }
+  return {
+    nodeEnv: e.NODE_ENV,
+    production,
+    dataDir: e.DATA_DIR,
+    databaseUrl: e.DATABASE_URL,
+    pgliteDir: e.PGLITE_DIR ?? path.join(e.DATA_DIR, "pglite"),
+    sessionSecret: sessionSecret!,
+    dataKey: key!,
+    port: e.PORT,
+    host: e.HOST,
+    logOrigin: e.LOG_ORIGIN ?? "trialseal.localhost/log",
+    sealIntervalMs: e.SEAL_INTERVAL_MS,
+    sealMaxBatch: e.SEAL_MAX_BATCH,
+    seedDemo: e.SEED_DEMO ?? !production,
+    sessionTtlMs: e.SESSION_TTL_HOURS * 3600_000,
+  };
+}

@@ -1,0 +1,42 @@
+import type { LinksFunction } from "@remix-run/node";
+import { Links, Meta, Outlet, Scripts, ScrollRestoration, isRouteErrorResponse, useRouteError } from "@remix-run/react";
+import styles from "./styles.css";
+
+export const links: LinksFunction = () => [{ rel: "stylesheet", href: styles }];
+
+export function Layout({ children }: { children: React.ReactNode }) {
+  return (
+    <html lang="en">
+      <head>
+        <meta charSet="utf-8" />
+        <meta name="viewport" content="width=device-width, initial-scale=1" />
+        <Meta />
+        <Links />
+      </head>
+      <body>
+        {children}
+        <ScrollRestoration />
+        <Scripts />
+      </body>
+    </html>
+  );
+}
+
+export default function App() {
+  return <Outlet />;
+}
+
+export function ErrorBoundary() {
+  const error = useRouteError();
+  const title = isRouteErrorResponse(error) ? `${error.status} ${error.statusText || ""}` : "Something went wrong";
+  const detail = isRouteErrorResponse(error) && typeof error.data === "string" ? error.data : null;
+  return (
+    <main className="page narrow">
+      <h1>{title}</h1>
+      {detail ? <p>{detail}</p> : null}
+      <p>
+        <a href="/">Back to TrialSeal</a>
+      </p>
+    </main>
+  );
+}

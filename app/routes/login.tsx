@@ -1,0 +1,71 @@
+import { json, redirect, type ActionFunctionArgs, type LoaderFunctionArgs, type MetaFunction } from "@remix-run/node";
+import { Form, useActionData, useNavigation, useSearchParams } from "@remix-run/react";
+import { z } from "zod";
+import { login } from "../services/auth.server.ts";
+import { ServiceError } from "../services/errors.server.ts";
+import { getUser, requestMeta, sessionCookie } from "../session.server.ts";
+import { TopBar } from "../components/top-bar.tsx";
+
+export const meta: MetaFunction = () => [{ title: "Sign in · TrialSeal" }];
+
+const LoginForm = z.object({
+  email: z.string().trim().min(1, "Enter your email").max(320),
+  password: z.string().min(1, "Enter your password").max(1024),
+  next: z.string().optional(),
+});
+
+/** Only same-site relative paths are followed after sign-in (no open redirect). */
+function safeNext(next: string | undefined): string {
+  return next && next.startsWith("/") && !next.startsWith("//") ? next : "/studies";
+}
+
+export async function loader({ request, context }: LoaderFunctionArgs) {
+  if (await getUser(request, context)) return redirect("/studies");
+  return null;
+}
+
+export async function action({ request, context }: ActionFunctionArgs) {
+  const parsed = LoginForm.safeParse(Object.fromEntries(await request.formData()));
+  if (!parsed.success) {
+    const i = parsed.error.issues[0];
+    return json({ error: i.message, field: String(i.path[0]) }, { status: 400 });
+  }
+  try {
+    const { token } = await login(context.ctx, parsed.data.email, parsed.data.password, requestMeta(request));
+    return redirect(safeNext(parsed.data.next), { headers: { "Set-Cookie": await sessionCookie(context.ctx).serialize(token) } });
+  } catch (err) {
+    if (err instanceof ServiceError) return json({ error: err.message, field: "password" }, { status: err.status });
+    throw err;
+  }
+}
+
+export default function Login() {
+  const data = useActionData<typeof action>();
+  const [params] = useSearchParams();
+  const nav = useNavigation();
+  return (
+    <>
+      <TopBar user={null} />
+      <main className="page narrow">
+        <div className="card">
+          <h1>Sign in</h1>
+          <Form method="post" noValidate>
+            <input type="hidden" name="next" value={params.get("next") ?? ""} />
+            <label htmlFor="email">Email</label>
+            <input id="email" name="email" type="email" autoComplete="username" required aria-invalid={data?.field === "email" || undefined} />
+            <label htmlFor="password">Password</label>
+            <input id="password" name="password" type="password" autoComplete="current-password" required aria-invalid={data?.field === "password" || undefined} />
+            {data?.error ? (
+              <p className="error" role="alert">
+                {data.error}
+              </p>
+            ) : null}
+            <button type="submit" disabled={nav.state !== "idle"}>
+              Sign in
+            </button>
+          </Form>
+        </div>
+      </main>
+    </>
+  );
+}

@@ -1,0 +1,13 @@
+import { redirect, type ActionFunctionArgs } from "@remix-run/node";
+import { logout } from "../services/auth.server.ts";
+import { requestMeta, sessionCookie, sessionToken } from "../session.server.ts";
+
+export async function loader() {
+  return redirect("/");
+}
+
+export async function action({ request, context }: ActionFunctionArgs) {
+  const token = await sessionToken(request, context.ctx);
+  if (token) await logout(context.ctx, token, requestMeta(request));
+  return redirect("/login", { headers: { "Set-Cookie": await sessionCookie(context.ctx).serialize("", { maxAge: 0 }) } });
+}

@@ -1,0 +1,128 @@
+import { json, type LoaderFunctionArgs, type MetaFunction } from "@remix-run/node";
+import { useLoaderData } from "@remix-run/react";
+import { sql, eq } from "drizzle-orm";
+import { findStudyByCode, listSites } from "../../db/queries/studies.ts";
+import { listConsentDocuments, listForms } from "../../db/queries/forms.ts";
+import { ledgerEntries } from "../../db/schema/index.ts";
+import { requireStudyPermission } from "../session.server.ts";
+import { TopBar } from "../components/top-bar.tsx";
+
+export const meta: MetaFunction<typeof loader> = ({ data }) => [{ title: `${data?.study.code ?? "Study"} · TrialSeal` }];
+
+export async function loader({ request, context, params }: LoaderFunctionArgs) {
+  const db = context.ctx.db;
+  const study = await findStudyByCode(db, params.code ?? "");
+  if (!study) throw new Response("No such study", { status: 404 });
+  const user = await requireStudyPermission(request, context, "study.view", { studyId: study.id });
+  const [sites, forms, documents, counts] = await Promise.all([
+    listSites(db, study.id),
+    listForms(db, study.id),
+    listConsentDocuments(db, study.id),
+    db
+      .select({ status: ledgerEntries.status, n: sql<number>`count(*)::int` })
+      .from(ledgerEntries)
+      .where(eq(ledgerEntries.studyId, study.id))
+      .groupBy(ledgerEntries.status),
+  ]);
+  return json({
+    user: { fullName: user.fullName, email: user.email },
+    study: { code: study.code, title: study.title, status: study.status },
+    sites: sites.map((s) => ({ code: s.code, name: s.name })),
+    forms: forms.map((f) => ({ code: f.code, version: f.version, title: f.title, status: f.status })),
+    documents: documents.map((d) => ({ code: d.code, version: d.version, title: d.title, status: d.status, irbName: d.irbName, irbApprovedOn: d.irbApprovedOn })),
+    entries: {
+      pending: counts.find((c) => c.status === "pending")?.n ?? 0,
+      sealed: counts.find((c) => c.status === "sealed")?.n ?? 0,
+    },
+  });
+}
+
+export default function Study() {
+  const d = useLoaderData<typeof loader>();
+  return (
+    <>
+      <TopBar user={d.user} />
+      <main className="page">
+        <h1>
+          {d.study.code}: {d.study.title} <span className="badge">{d.study.status}</span>
+        </h1>
+        <div className="grid">
+          <div className="card">
+            <div className="muted">Ledger entries sealed</div>
+            <div className="stat">{d.entries.sealed}</div>
+          </div>
+          <div className="card">
+            <div className="muted">Ledger entries pending</div>
+            <div className="stat">{d.entries.pending}</div>
+          </div>
+          <div className="card">
+            <div className="muted">Sites</div>
+            <div className="stat">{d.sites.length}</div>
+          </div>
+        </div>
+        <section className="card">
+          <h2>Sites</h2>
+          <ul>
+            {d.sites.map((s) => (
+              <li key={s.code}>
+                {s.code}: {s.name}
+              </li>
+            ))}
+          </ul>
+        </section>
+        <section className="card">
+          <h2>CRF forms</h2>
+          <table>
+            <thead>
+              <tr>
+                <th>Form</th>
+                <th>Version</th>
+                <th>Title</th>
+                <th>Status</th>
+              </tr>
+            </thead>
+            <tbody>
+              {d.forms.map((f) => (
+                <tr key={`${f.code}-${f.version}`}>
+                  <td>{f.code}</td>
+                  <td>{f.version}</td>
+                  <td>{f.title}</td>
+                  <td>
+                    <span className="badge">{f.status}</span>
+                  </td>
+                </tr>
+              ))}
+            </tbody>
+          </table>
+        </section>
+        <section className="card">
+          <h2>Consent documents</h2>
+          <table>
+            <thead>
+              <tr>
+                <th>Document</th>
+                <th>Version</th>
+                <th>Status</th>
+                <th>IRB approval</th>
+              </tr>
+            </thead>
+            <tbody>
+              {d.documents.map((c) => (
+                <tr key={`${c.code}-${c.version}`}>
+                  <td>{c.title}</td>
+                  <td>{c.version}</td>
+                  <td>
+                    <span className="badge">{c.status}</span>
+                  </td>
+                  <td>
+                    {c.irbName} {c.irbApprovedOn}
+                  </td>
+                </tr>
+              ))}
+            </tbody>
+          </table>
+        </section>
+      </main>
+    </>
+  );
+}

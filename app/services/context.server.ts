@@ -1,0 +1,27 @@
+/** The application context: configuration + database + crypto, built once per process. */
+import { openDatabase, type Database, type Db } from "../../db/client.ts";
+import { nodeCrypto } from "../../anchoring/crypto-node.ts";
+import type { Crypto } from "../../anchoring/crypto.ts";
+import type { Env } from "../env.server.ts";
+
+export interface AppContext {
+  env: Env;
+  database: Database;
+  db: Db;
+  crypto: Crypto;
+}
+
+export async function createAppContext(env: Env, opts: { lockInfo?: Record<string, unknown>; migrate?: boolean } = {}): Promise<AppContext> {
+  const database = await openDatabase({
+    url: env.databaseUrl,
+    pgliteDir: env.pgliteDir,
+    migrate: opts.migrate,
+    lockInfo: opts.lockInfo,
+  });
+  return { env, database, db: database.db, crypto: nodeCrypto };
+}
+
+/** Context over an already-open database (tests). */
+export function contextFor(env: Env, database: Database): AppContext {
+  return { env, database, db: database.db, crypto: nodeCrypto };
+}

@@ -1,0 +1,92 @@
+/** CRF form versions and consent documents: import, approve (each approval a ledger entry). */
+import { toHex } from "../../anchoring/bytes.ts";
+import { canonicalize } from "../../anchoring/canonical.ts";
+import { insertConsentDocument, insertForm } from "../../db/queries/forms.ts";
+import { parseFormDefinition } from "../lib/form-definition.ts";
+import type { AppContext } from "./context.server.ts";
+import { ServiceError, isUniqueViolation } from "./errors.server.ts";
+import { appendEntry } from "./ledger.server.ts";
+import { getStudyOrThrow } from "./studies.server.ts";
+
+/** Import a form definition; approved at once unless `draft` (approval is a ledger entry). */
+export async function importForm(ctx: AppContext, studyCode: string, definition: unknown, opts: { draft?: boolean; actorId: string | null }) {
+  const parsed = parseFormDefinition(definition);
+  if (!parsed.ok) throw new ServiceError("invalid", `form definition: ${parsed.path}: ${parsed.message}`, parsed.path);
+  const def = parsed.definition;
+  const study = await getStudyOrThrow(ctx, studyCode);
+  const definitionText = canonicalize(definition);
+  const definitionSha256 = ctx.crypto.sha256(new TextEncoder().encode(definitionText));
+  try {
+    return await ctx.db.transaction(async (tx) => {
+      const now = new Date();
+      let approvalEntryId: string | null = null;
+      if (!opts.draft) {
+        const e = await appendEntry(tx, ctx.crypto, study, "form.approved", {
+          form: def.code,
+          version: def.version,
+          definitionSha256: toHex(definitionSha256),
+          actor: opts.actorId,
+        });
+        approvalEntryId = e.id;
+      }
+      return insertForm(tx, {
+        studyId: study.id,
+        code: def.code,
+        version: def.version,
+        title: def.title,
+        definitionText,
+        definitionSha256,
+        status: opts.draft ? "draft" : "approved",
+        createdBy: opts.actorId,
+        approvedBy: opts.draft ? null : opts.actorId,
+        approvedAt: opts.draft ? null : now,
+        approvalEntryId,
+      });
+    });
+  } catch (err) {
+    if (isUniqueViolation(err)) throw new ServiceError("conflict", `form ${def.code} version ${def.version} already exists in ${study.code}`, "version");
+    throw err;
+  }
+}
+
+export interface ConsentDocumentInput {
+  code: string;
+  version: string;
+  title: string;
+  language?: string;
+  bodyMarkdown: string;
+  irbName: string;
+  irbApprovedOn: string;
+}
+
+/** Create a consent document version approved by the IRB (the approval is a ledger entry). */
+export async function createApprovedConsentDocument(ctx: AppContext, studyCode: string, doc: ConsentDocumentInput, actorId: string | null) {
+  const study = await getStudyOrThrow(ctx, studyCode);
+  const bodySha256 = ctx.crypto.sha256(new TextEncoder().encode(doc.bodyMarkdown));
+  return ctx.db.transaction(async (tx) => {
+    const e = await appendEntry(tx, ctx.crypto, study, "consent_document.approved", {
+      document: doc.code,
+      version: doc.version,
+      bodySha256: toHex(bodySha256),
+      irbName: doc.irbName,
+      irbApprovedOn: doc.irbApprovedOn,
+      actor: actorId,
+    });
+    return insertConsentDocument(tx, {
+      studyId: study.id,
+      code: doc.code,
+      version: doc.version,
+      title: doc.title,
+      language: doc.language ?? "en",
+      bodyMarkdown: doc.bodyMarkdown,
+      bodySha256,
+      status: "approved",
+      irbName: doc.irbName,
+      irbApprovedOn: doc.irbApprovedOn,
+      createdBy: actorId,
+      approvedBy: actorId,
+      approvedAt: new Date(),
+      approvalEntryId: e.id,
+    });
+  });
+}

@@ -1,0 +1,51 @@
+/** Study-scoped API tokens. The token is shown once; only its SHA-256 is stored. */
+import { randomBytes } from "node:crypto";
+import { z } from "zod";
+import { toBase64Url } from "../../anchoring/bytes.ts";
+import { findLiveApiToken, insertApiToken } from "../../db/queries/sessions.ts";
+import type { AppContext } from "./context.server.ts";
+import { ServiceError } from "./errors.server.ts";
+import { getStudyOrThrow } from "./studies.server.ts";
+import { audit } from "./audit.server.ts";
+import type { Principal } from "./permissions.server.ts";
+
+export const TOKEN_PREFIX = "ts_";
+
+export async function createApiToken(ctx: AppContext, input: { study: string; name: string }, actorId: string | null) {
+  const name = z.string().trim().min(1, "name is required").max(100).safeParse(input.name);
+  if (!name.success) throw new ServiceError("invalid", `name: ${name.error.issues[0].message}`, "name");
+  const study = await getStudyOrThrow(ctx, input.study);
+  const token = TOKEN_PREFIX + toBase64Url(randomBytes(32));
+  const row = await ctx.db.transaction(async (tx) => {
+    const r = await insertApiToken(tx, {
+      studyId: study.id,
+      name: name.data,
+      tokenHash: ctx.crypto.sha256(new TextEncoder().encode(token)),
+      tokenPrefix: token.slice(0, 10),
+      createdBy: actorId,
+    });
+    await audit(tx, { action: "token.create", actorUserId: actorId, studyId: study.id, detail: { token: r.id, name: name.data } });
+    return r;
+  });
+  return { token, id: row.id, study: study.code };
+}
+
+/** The principal for a Bearer token: acts with the integration roles within its one study. */
+export async function tokenPrincipal(ctx: AppContext, token: string): Promise<Principal | null> {
+  if (!token.startsWith(TOKEN_PREFIX) || token.length > 200) return null;
+  const found = await findLiveApiToken(ctx.db, ctx.crypto.sha256(new TextEncoder().encode(token)));
+  if (!found) return null;
+  return {
+    kind: "token",
+    userId: null,
+    label: `token:${found.token.tokenPrefix}`,
+    platformAdmin: false,
+    memberships: (["coordinator", "monitor"] as const).map((role) => ({
+      role,
+      studyId: found.token.studyId,
+      studyCode: found.studyCode,
+      siteId: null,
+      siteCode: null,
+    })),
+  };
+}

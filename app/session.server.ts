@@ -1,0 +1,66 @@
+/** The session cookie and the request -> principal helpers every loader and action starts with. */
+import { createCookie, redirect, type AppLoadContext } from "@remix-run/node";
+import type { AppContext } from "./services/context.server.ts";
+import { sessionPrincipal } from "./services/auth.server.ts";
+import { requirePermission, type Action } from "./services/permissions.server.ts";
+import { ServiceError } from "./services/errors.server.ts";
+
+declare module "@remix-run/node" {
+  interface AppLoadContext {
+    ctx: AppContext;
+  }
+}
+
+const cookies = new WeakMap<AppContext, ReturnType<typeof createCookie>>();
+
+export function sessionCookie(ctx: AppContext) {
+  let c = cookies.get(ctx);
+  if (!c) {
+    c = createCookie("ts_session", {
+      httpOnly: true,
+      sameSite: "lax",
+      secure: ctx.env.production,
+      path: "/",
+      secrets: [ctx.env.sessionSecret],
+      maxAge: Math.floor(ctx.env.sessionTtlMs / 1000),
+    });
+    cookies.set(ctx, c);
+  }
+  return c;
+}
+
+export async function sessionToken(request: Request, ctx: AppContext): Promise<string | null> {
+  const v = await sessionCookie(ctx).parse(request.headers.get("cookie"));
+  return typeof v === "string" && v.length > 0 ? v : null;
+}
+
+export async function getUser(request: Request, context: AppLoadContext) {
+  const token = await sessionToken(request, context.ctx);
+  return token ? sessionPrincipal(context.ctx, token) : null;
+}
+
+/** The signed-in user, or a redirect to the login page (back to where they were going). */
+export async function requireUser(request: Request, context: AppLoadContext) {
+  const user = await getUser(request, context);
+  if (!user) {
+    const url = new URL(request.url);
+    throw redirect(`/login?next=${encodeURIComponent(url.pathname + url.search)}`);
+  }
+  return user;
+}
+
+/** Signed in and permitted `action` in the study; otherwise 403. */
+export async function requireStudyPermission(request: Request, context: AppLoadContext, action: Action, scope: { studyId: string; siteId?: string | null }) {
+  const user = await requireUser(request, context);
+  try {
+    requirePermission(user, action, scope);
+  } catch (err) {
+    if (err instanceof ServiceError) throw new Response("Forbidden", { status: 403 });
+    throw err;
+  }
+  return user;
+}
+
+export function requestMeta(request: Request) {
+  return { ip: request.headers.get("x-forwarded-for")?.split(",")[0].trim() ?? null, userAgent: request.headers.get("user-agent") };
+}

@@ -1,0 +1,115 @@
+/**
+ * trialseal CLI. Thin: it parses arguments and runs the same command functions as the portal
+ * (app/services/commands.server.ts), locally or through the running portal's control socket.
+ * Exit codes: 0 success, 1 the command failed (one line on stderr), 2 bad usage or configuration.
+ */
+import { Command, CommanderError } from "commander";
+import { ConfigError, parseEnv } from "../app/env.server.ts";
+import { DatabaseError } from "../db/client.ts";
+import { PgliteBusyError, readPgliteLock } from "../db/pglite-lock.ts";
+import type { CommandOutput } from "../app/services/commands.server.ts";
+
+function fail(message: string, code: number): never {
+  process.stderr.write(`trialseal: ${message}\n`);
+  process.exit(code);
+}
+
+async function readStdin(): Promise<string> {
+  if (process.stdin.isTTY) fail("--password-stdin expects the password on standard input", 2);
+  const chunks: Buffer[] = [];
+  for await (const c of process.stdin) chunks.push(c as Buffer);
+  return Buffer.concat(chunks).toString("utf8").replace(/\r?\n$/, "");
+}
+
+/** Run a command locally, or through the portal when it holds the embedded database. */
+async function dispatch(command: string, input: unknown): Promise<never> {
+  let env;
+  try {
+    env = parseEnv();
+  } catch (err) {
+    if (err instanceof ConfigError) fail(err.message, 2);
+    throw err;
+  }
+  let out: CommandOutput;
+  const holder = env.databaseUrl ? null : readPgliteLock(env.pgliteDir);
+  if (holder && typeof holder.controlSocket === "string") {
+    const { sendCommand } = await import("../app/control.server.ts");
+    try {
+      out = await sendCommand(holder.controlSocket, command, input);
+    } catch (err) {
+      fail(`the portal (process ${holder.pid}) holds the embedded database but did not answer: ${(err as Error).message}`, 1);
+    }
+  } else {
+    const { createAppContext } = await import("../app/services/context.server.ts");
+    const { runCommand } = await import("../app/services/commands.server.ts");
+    let ctx;
+    try {
+      ctx = await createAppContext(env);
+    } catch (err) {
+      if (err instanceof DatabaseError || err instanceof PgliteBusyError) fail(err.message, 1);
+      throw err;
+    }
+    try {
+      out = await runCommand(ctx, command, input);
+    } finally {
+      await ctx.database.close();
+    }
+  }
+  if (out.stdout) process.stdout.write(out.stdout);
+  if (out.stderr) process.stderr.write(out.stderr);
+  process.exit(out.exitCode ?? 0);
+}
+
+const program = new Command()
+  .name("trialseal")
+  .description("TrialSeal: sealed, verifiable clinical-trial data. Honours DATABASE_URL like the portal.")
+  .version("0.1.0")
+  .exitOverride()
+  .configureOutput({ writeErr: (s) => process.stderr.write(s) });
+
+const db = program.command("db").description("database maintenance");
+db.command("migrate")
+  .description("apply the committed migrations")
+  .action(() => dispatch("db.migrate", {}));
+
+const studies = program.command("studies").description("studies and sites");
+studies
+  .command("create")
+  .description("create a study with one or more sites")
+  .requiredOption("--code <CODE>", "protocol code, e.g. ABC-123")
+  .requiredOption("--title <TITLE>", "study title")
+  .requiredOption("--site <SITE>", "site code, or CODE=Name (repeat for more sites)", (v: string, acc: string[]) => [...acc, v], [] as string[])
+  .action((o: { code: string; title: string; site: string[] }) => dispatch("studies.create", { code: o.code, title: o.title, sites: o.site }));
+
+const users = program.command("users").description("user accounts");
+users
+  .command("create")
+  .description("create a user (role admin without --study makes a platform administrator)")
+  .requiredOption("--email <EMAIL>", "sign-in email")
+  .requiredOption("--role <ROLE>", "admin | investigator | coordinator | monitor | data_manager | regulator | participant")
+  .option("--study <CODE>", "study the role applies to")
+  .option("--site <SITE>", "site (investigators and coordinators)")
+  .option("--name <NAME>", "full name")
+  .option("--password-stdin", "read the password from standard input (required)")
+  .action(async (o: { email: string; role: string; study?: string; site?: string; name?: string; passwordStdin?: boolean }) => {
+    if (!o.passwordStdin) fail("give the password on standard input with --password-stdin", 2);
+    const password = await readStdin();
+    return dispatch("users.create", { email: o.email, role: o.role, study: o.study, site: o.site, name: o.name, password });
+  });
+
+const tokens = program.command("tokens").description("study-scoped API tokens");
+tokens
+  .command("create")
+  .description("create an API token; prints the token alone on stdout, once")
+  .requiredOption("--study <CODE>", "study the token may act in")
+  .requiredOption("--name <NAME>", "what the token is for")
+  .action((o: { study: string; name: string }) => dispatch("tokens.create", o));
+
+try {
+  await program.parseAsync(process.argv);
+} catch (err) {
+  if (err instanceof CommanderError) {
+    process.exit(err.exitCode === 0 ? 0 : 2);
+  }
+  fail((err as Error).message, 1);
+}

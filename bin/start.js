@@ -1,0 +1,33 @@
+#!/usr/bin/env node
+// `npm start`: build the portal when the build is missing or older than the sources, then serve it.
+import { spawnSync } from "node:child_process";
+import { existsSync, readdirSync, statSync } from "node:fs";
+import path from "node:path";
+import { fileURLToPath } from "node:url";
+import { register } from "tsx/esm/api";
+
+const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..");
+const buildFile = path.join(root, "build", "index.js");
+
+function newest(dir) {
+  let t = 0;
+  for (const e of readdirSync(dir, { withFileTypes: true })) {
+    const p = path.join(dir, e.name);
+    t = Math.max(t, e.isDirectory() ? newest(p) : statSync(p).mtimeMs);
+  }
+  return t;
+}
+
+const sources = ["app", "db", "anchoring"].map((d) => path.join(root, d)).filter(existsSync);
+const stale = !existsSync(buildFile) || Math.max(...sources.map(newest), statSync(path.join(root, "remix.config.js")).mtimeMs) > statSync(buildFile).mtimeMs;
+if (stale) {
+  console.log("Building the portal...");
+  const remix = path.join(root, "node_modules", "@remix-run", "dev", "dist", "cli.js");
+  const r = spawnSync(process.execPath, [remix, "build"], { cwd: root, stdio: ["ignore", "inherit", "inherit"] });
+  if (r.status !== 0) {
+    console.error("trialseal: the portal build failed (see above)");
+    process.exit(1);
+  }
+}
+register();
+await import("./serve.ts");

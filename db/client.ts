@@ -1,0 +1,175 @@
+/**
+ * The one database client module. PGlite (embedded, in-process) when no DATABASE_URL is given, postgres.js
+ * when it is. Both yield the same drizzle `Db` type, so every query function serves both engines.
+ * Migrations (db/migrations, committed) run on open unless told otherwise.
+ */
+import { mkdirSync } from "node:fs";
+import path from "node:path";
+import { fileURLToPath } from "node:url";
+import { PGlite } from "@electric-sql/pglite";
+import { drizzle as drizzlePglite } from "drizzle-orm/pglite";
+import { migrate as migratePglite } from "drizzle-orm/pglite/migrator";
+import { drizzle as drizzlePostgres } from "drizzle-orm/postgres-js";
+import { migrate as migratePostgres } from "drizzle-orm/postgres-js/migrator";
+import type { PgDatabase, PgQueryResultHKT } from "drizzle-orm/pg-core";
+import postgres from "postgres";
+import * as schema from "./schema/index.ts";
+import { acquirePgliteLock, type PgliteLock } from "./pglite-lock.ts";
+
+export type Schema = typeof schema;
+export type Db = PgDatabase<PgQueryResultHKT, Schema>;
+/** A transaction handle has the same query API as `Db`. */
+export type Tx = Parameters<Parameters<Db["transaction"]>[0]>[0];
+export type DbOrTx = Db | Tx;
+
+export const MIGRATIONS_DIR = path.join(path.dirname(fileURLToPath(import.meta.url)), "migrations");
+
+export type Engine = "pglite" | "postgres";
+
+export interface Database {
+  db: Db;
+  engine: Engine;
+  /** Human-readable location (URL without password, or the PGlite directory). */
+  where: string;
+  /** Raw SQL escape hatch for tests and maintenance (returns rows). */
+  execute(sql: string): Promise<Record<string, unknown>[]>;
+  close(): Promise<void>;
+}
+
+export class DatabaseError extends Error {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = "DatabaseError";
+  }
+}
+
+export interface OpenOptions {
+  /** postgres:// URL; when absent, PGlite is used. */
+  url?: string;
+  /** PGlite data directory, or "memory://" for an in-memory database. */
+  pgliteDir?: string;
+  /** Run migrations after opening (default true). */
+  migrate?: boolean;
+  /** Connection pool size for PostgreSQL (default 10). */
+  poolSize?: number;
+  /** Extra data stored in the PGlite lock file (e.g. the control socket of a running portal). */
+  lockInfo?: Record<string, unknown>;
+}
+
+/** Parse and check a PostgreSQL URL, with a clear message when it is malformed. */
+export function parseDatabaseUrl(url: string): URL {
+  let u: URL;
+  try {
+    u = new URL(url);
+  } catch {
+    throw new DatabaseError(`DATABASE_URL is not a valid URL (expected postgres://user@host:port/database)`);
+  }
+  if (u.protocol !== "postgres:" && u.protocol !== "postgresql:") {
+    throw new DatabaseError(`DATABASE_URL must start with postgres:// or postgresql:// (got ${u.protocol}//)`);
+  }
+  if (!u.hostname) throw new DatabaseError("DATABASE_URL has no host name");
+  if (u.pathname.length <= 1) throw new DatabaseError("DATABASE_URL names no database (add /DBNAME)");
+  return u;
+}
+
+export function redactUrl(u: URL): string {
+  return `${u.protocol}//${u.username ? `${u.username}@` : ""}${u.host}${u.pathname}`;
+}
+
+export async function openDatabase(opts: OpenOptions): Promise<Database> {
+  const database = opts.url ? await openPostgres(opts.url, opts.poolSize ?? 10) : await openPglite(opts.pgliteDir ?? "./data/pglite", opts.lockInfo);
+  if (opts.migrate !== false) {
+    try {
+      await runMigrations(database);
+    } catch (err) {
+      await database.close().catch(() => {});
+      throw new DatabaseError(`database migration failed: ${(err as Error).message}`, { cause: err });
+    }
+  }
+  return database;
+}
+
+async function openPostgres(url: string, poolSize: number): Promise<Database> {
+  const u = parseDatabaseUrl(url);
+  const client = postgres(url, {
+    max: poolSize,
+    onnotice: () => {},
+    connect_timeout: 10,
+    idle_timeout: 60,
+    connection: { application_name: "trialseal" },
+  });
+  try {
+    await client`select 1`;
+  } catch (err) {
+    await client.end({ timeout: 1 }).catch(() => {});
+    const e = err as NodeJS.ErrnoException & { code?: string };
+    const reason = e.code && /^[A-Z]/.test(e.code) ? `${e.code}${e.message ? ` (${e.message})` : ""}` : e.message;
+    throw new DatabaseError(`cannot connect to PostgreSQL at ${redactUrl(u)}: ${reason}`, { cause: err });
+  }
+  const db = drizzlePostgres(client, { schema }) as unknown as Db;
+  return {
+    db,
+    engine: "postgres",
+    where: redactUrl(u),
+    async execute(sql) {
+      return (await client.unsafe(sql)) as unknown as Record<string, unknown>[];
+    },
+    async close() {
+      await client.end({ timeout: 5 });
+    },
+    // Used by the migrator below.
+    ...{ _client: client },
+  } as Database;
+}
+
+async function openPglite(dir: string, lockInfo?: Record<string, unknown>): Promise<Database> {
+  let lock: PgliteLock | null = null;
+  const memory = dir.startsWith("memory://");
+  if (!memory) {
+    mkdirSync(path.dirname(path.resolve(dir)), { recursive: true });
+    lock = acquirePgliteLock(dir, lockInfo ?? {}); // throws a clear error when another process holds it
+  }
+  let pg: PGlite;
+  try {
+    pg = await PGlite.create(memory ? undefined : dir);
+  } catch (err) {
+    lock?.release();
+    throw new DatabaseError(`cannot open the embedded database at ${dir}: ${(err as Error).message}`, { cause: err });
+  }
+  const db = drizzlePglite(pg, { schema }) as unknown as Db;
+  return {
+    db,
+    engine: "pglite",
+    where: memory ? "memory://" : path.resolve(dir),
+    async execute(sql) {
+      const results = await pg.exec(sql);
+      return (results.at(-1)?.rows ?? []) as Record<string, unknown>[];
+    },
+    async close() {
+      await pg.close();
+      lock?.release();
+    },
+    ...{ _pg: pg },
+  } as Database;
+}
+
+const MIGRATION_LOCK_KEY = 7_424_011; // advisory lock id: one migrator at a time on a shared PostgreSQL
+
+export async function runMigrations(database: Database): Promise<void> {
+  if (database.engine === "pglite") {
+    await migratePglite(database.db as never, { migrationsFolder: MIGRATIONS_DIR });
+    return;
+  }
+  const client = (database as unknown as { _client: postgres.Sql })._client;
+  const reserved = await client.reserve();
+  try {
+    await reserved`select pg_advisory_lock(${MIGRATION_LOCK_KEY})`;
+    try {
+      await migratePostgres(drizzlePostgres(reserved, { schema }), { migrationsFolder: MIGRATIONS_DIR });
+    } finally {
+      await reserved`select pg_advisory_unlock(${MIGRATION_LOCK_KEY})`;
+    }
+  } finally {
+    reserved.release();
+  }
+}

@@ -1,0 +1,46 @@
+import { and, eq, gt, isNull } from "drizzle-orm";
+import type { DbOrTx } from "../client.ts";
+import { apiTokens, sessions, studies } from "../schema/index.ts";
+
+export async function insertSession(
+  db: DbOrTx,
+  v: { tokenHash: Uint8Array; userId: string; expiresAt: Date; ip: string | null; userAgent: string | null },
+) {
+  const [row] = await db.insert(sessions).values(v).returning();
+  return row;
+}
+
+/** A live session by token hash (not revoked, not expired). */
+export async function findLiveSession(db: DbOrTx, tokenHash: Uint8Array, now: Date) {
+  const [row] = await db
+    .select()
+    .from(sessions)
+    .where(and(eq(sessions.tokenHash, tokenHash), isNull(sessions.revokedAt), gt(sessions.expiresAt, now)));
+  return row ?? null;
+}
+
+export async function touchSession(db: DbOrTx, id: string, now: Date) {
+  await db.update(sessions).set({ lastSeenAt: now }).where(eq(sessions.id, id));
+}
+
+export async function revokeSession(db: DbOrTx, tokenHash: Uint8Array, now: Date) {
+  await db.update(sessions).set({ revokedAt: now }).where(eq(sessions.tokenHash, tokenHash));
+}
+
+export async function insertApiToken(
+  db: DbOrTx,
+  v: { studyId: string; name: string; tokenHash: Uint8Array; tokenPrefix: string; createdBy: string | null },
+) {
+  const [row] = await db.insert(apiTokens).values(v).returning();
+  return row;
+}
+
+/** A live API token with its study. */
+export async function findLiveApiToken(db: DbOrTx, tokenHash: Uint8Array) {
+  const [row] = await db
+    .select({ token: apiTokens, studyCode: studies.code })
+    .from(apiTokens)
+    .innerJoin(studies, eq(studies.id, apiTokens.studyId))
+    .where(and(eq(apiTokens.tokenHash, tokenHash), isNull(apiTokens.revokedAt)));
+  return row ?? null;
+}

@@ -1,0 +1,23 @@
+import { bigserial, index, jsonb, pgTable, text, timestamp, uuid } from "drizzle-orm/pg-core";
+
+/**
+ * The security and data audit trail (logins, failures, role changes, personal-data views, exports).
+ * Append-only (trigger in migration 0001). Never holds personal data or secrets in `detail`.
+ */
+export const auditEvents = pgTable(
+  "audit_events",
+  {
+    id: bigserial("id", { mode: "number" }).primaryKey(),
+    at: timestamp("at", { withTimezone: true, precision: 3 }).notNull().defaultNow(),
+    actorUserId: uuid("actor_user_id"),
+    actorLabel: text("actor_label"),
+    action: text("action").notNull(),
+    outcome: text("outcome", { enum: ["success", "failure", "denied"] }).notNull().default("success"),
+    studyId: uuid("study_id"),
+    siteId: uuid("site_id"),
+    participantId: uuid("participant_id"),
+    ip: text("ip"),
+    detail: jsonb("detail").notNull().default({}),
+  },
+  (t) => [index("audit_events_study_idx").on(t.studyId, t.at), index("audit_events_actor_idx").on(t.actorUserId, t.at)],
+);

@@ -1,0 +1,64 @@
+import { index, integer, pgTable, text, timestamp, unique, uuid } from "drizzle-orm/pg-core";
+import { sites, studies } from "./organizations.ts";
+import { participants } from "./participants.ts";
+import { users } from "./users.ts";
+import { bytea } from "./types.ts";
+import { ledgerEntries } from "./ledger.ts";
+
+/** CRF form definitions, versioned. `definitionText` is the exact JCS text of the definition. */
+export const forms = pgTable(
+  "forms",
+  {
+    id: uuid("id").primaryKey().defaultRandom(),
+    studyId: uuid("study_id").notNull().references(() => studies.id),
+    code: text("code").notNull(),
+    version: integer("version").notNull(),
+    title: text("title").notNull(),
+    definitionText: text("definition_text").notNull(),
+    definitionSha256: bytea("definition_sha256").notNull(),
+    status: text("status", { enum: ["draft", "approved", "retired"] }).notNull().default("draft"),
+    createdBy: uuid("created_by").references(() => users.id),
+    createdAt: timestamp("created_at", { withTimezone: true, precision: 3 }).notNull().defaultNow(),
+    approvedBy: uuid("approved_by").references(() => users.id),
+    approvedAt: timestamp("approved_at", { withTimezone: true, precision: 3 }),
+    approvalEntryId: uuid("approval_entry_id"),
+  },
+  (t) => [unique("forms_study_code_version_uq").on(t.studyId, t.code, t.version)],
+);
+
+/** One CRF instance: a form filled for a subject at a visit. Its versions live in record_versions. */
+export const records = pgTable(
+  "records",
+  {
+    id: uuid("id").primaryKey().defaultRandom(),
+    studyId: uuid("study_id").notNull().references(() => studies.id),
+    siteId: uuid("site_id").notNull().references(() => sites.id),
+    participantId: uuid("participant_id").notNull().references(() => participants.id),
+    formCode: text("form_code").notNull(),
+    visit: text("visit").notNull(),
+    currentVersion: integer("current_version").notNull().default(1),
+    status: text("status", { enum: ["open", "locked"] }).notNull().default("open"),
+    createdAt: timestamp("created_at", { withTimezone: true, precision: 3 }).notNull().defaultNow(),
+    updatedAt: timestamp("updated_at", { withTimezone: true, precision: 3 }).notNull().defaultNow(),
+  },
+  (t) => [unique("records_subject_form_visit_uq").on(t.participantId, t.formCode, t.visit), index("records_study_idx").on(t.studyId)],
+);
+
+/** Every version of every record, append-only. `dataText` is the exact JCS text of the values. */
+export const recordVersions = pgTable(
+  "record_versions",
+  {
+    id: uuid("id").primaryKey().defaultRandom(),
+    recordId: uuid("record_id").notNull().references(() => records.id),
+    studyId: uuid("study_id").notNull().references(() => studies.id),
+    version: integer("version").notNull(),
+    formId: uuid("form_id").notNull().references(() => forms.id),
+    formVersion: integer("form_version").notNull(),
+    dataText: text("data_text").notNull(),
+    reason: text("reason"),
+    actorUserId: uuid("actor_user_id").references(() => users.id),
+    createdAt: timestamp("created_at", { withTimezone: true, precision: 3 }).notNull().defaultNow(),
+    entryId: uuid("entry_id").notNull().references(() => ledgerEntries.id),
+  },
+  (t) => [unique("record_versions_record_version_uq").on(t.recordId, t.version)],
+);

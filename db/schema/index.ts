@@ -1,0 +1,6 @@
+export * from "./organizations.ts";
+export * from "./users.ts";
+export * from "./participants.ts";
+export * from "./forms.ts";
+export * from "./ledger.ts";
+export * from "./audit.ts";

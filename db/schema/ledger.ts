@@ -1,0 +1,73 @@
+import { bigint, index, integer, pgTable, text, timestamp, unique, uuid } from "drizzle-orm/pg-core";
+import { studies } from "./organizations.ts";
+import { bytea } from "./types.ts";
+
+/**
+ * The ledger: one row per write. Written `pending` in the same transaction as the data it records; the
+ * sealer assigns seq/studySeq/envelope/leaf/batch in the one allowed transition pending -> sealed.
+ * Database triggers (migration 0001) reject every other UPDATE, every DELETE and TRUNCATE.
+ */
+export const ledgerEntries = pgTable(
+  "ledger_entries",
+  {
+    id: uuid("id").primaryKey().defaultRandom(),
+    studyId: uuid("study_id").notNull().references(() => studies.id),
+    studyCode: text("study_code").notNull(),
+    kind: text("kind").notNull(),
+    payloadText: text("payload_text").notNull(),
+    payloadHash: bytea("payload_hash").notNull(),
+    at: timestamp("at", { withTimezone: true, precision: 3 }).notNull(),
+    status: text("status", { enum: ["pending", "sealed"] }).notNull().default("pending"),
+    seq: bigint("seq", { mode: "number" }).unique("ledger_entries_seq_uq"),
+    studySeq: bigint("study_seq", { mode: "number" }),
+    envelopeText: text("envelope_text"),
+    leafHash: bytea("leaf_hash"),
+    batchNo: bigint("batch_no", { mode: "number" }),
+  },
+  (t) => [
+    unique("ledger_entries_study_seq_uq").on(t.studyId, t.studySeq),
+    index("ledger_entries_status_idx").on(t.status),
+    index("ledger_entries_batch_idx").on(t.batchNo),
+  ],
+);
+
+/** A sealed batch: consecutive seqs [firstSeq, firstSeq+size). `headerText` is the exact JCS header. */
+export const batches = pgTable("batches", {
+  batchNo: bigint("batch_no", { mode: "number" }).primaryKey(),
+  firstSeq: bigint("first_seq", { mode: "number" }).notNull(),
+  size: integer("size").notNull(),
+  root: bytea("root").notNull(),
+  headerText: text("header_text").notNull(),
+  leafHash: bytea("leaf_hash").notNull(),
+  sealedAt: timestamp("sealed_at", { withTimezone: true, precision: 3 }).notNull(),
+});
+
+/** Signed checkpoints of the batch log (C2SP tlog-checkpoint in a C2SP signed note). */
+export const checkpoints = pgTable("checkpoints", {
+  treeSize: bigint("tree_size", { mode: "number" }).primaryKey(),
+  root: bytea("root").notNull(),
+  noteText: text("note_text").notNull(),
+  checkpointHash: bytea("checkpoint_hash").notNull().unique(),
+  keyId: text("key_id").notNull(),
+  createdAt: timestamp("created_at", { withTimezone: true, precision: 3 }).notNull(),
+});
+
+/** Anchors of checkpoints on external ledgers. Status moves pending -> included -> final (or failed). */
+export const anchors = pgTable(
+  "anchors",
+  {
+    id: uuid("id").primaryKey().defaultRandom(),
+    ledger: text("ledger").notNull(),
+    treeSize: bigint("tree_size", { mode: "number" }).notNull().references(() => checkpoints.treeSize),
+    checkpointHash: bytea("checkpoint_hash").notNull(),
+    status: text("status", { enum: ["pending", "included", "final", "failed"] }).notNull().default("pending"),
+    receiptText: text("receipt_text"),
+    attempts: integer("attempts").notNull().default(0),
+    nextAttemptAt: timestamp("next_attempt_at", { withTimezone: true, precision: 3 }),
+    lastError: text("last_error"),
+    anchoredAt: timestamp("anchored_at", { withTimezone: true, precision: 3 }),
+    createdAt: timestamp("created_at", { withTimezone: true, precision: 3 }).notNull().defaultNow(),
+    updatedAt: timestamp("updated_at", { withTimezone: true, precision: 3 }).notNull().defaultNow(),
+  },
+  (t) => [unique("anchors_ledger_size_uq").on(t.ledger, t.treeSize)],
+);

@@ -1,0 +1,90 @@
+import { date, index, jsonb, pgTable, text, timestamp, unique, uuid, boolean } from "drizzle-orm/pg-core";
+import { sites, studies } from "./organizations.ts";
+import { users } from "./users.ts";
+import { bytea } from "./types.ts";
+
+/**
+ * Participants are pseudonymous (subject code). Personal data sits in *_enc columns, each AES-256-GCM
+ * under DATA_KEY. `subjectKeyEnc` is the per-subject HMAC key that binds personal data to ledger payloads;
+ * destroying it (and the *_enc columns) is the erasure procedure. Trial data is retained.
+ */
+export const participants = pgTable(
+  "participants",
+  {
+    id: uuid("id").primaryKey().defaultRandom(),
+    studyId: uuid("study_id").notNull().references(() => studies.id),
+    siteId: uuid("site_id").notNull().references(() => sites.id),
+    subjectCode: text("subject_code").notNull(),
+    status: text("status", { enum: ["enrolled", "withdrawn", "completed", "screen_failed"] }).notNull().default("enrolled"),
+    nameEnc: bytea("name_enc"),
+    emailEnc: bytea("email_enc"),
+    phoneEnc: bytea("phone_enc"),
+    birthDateEnc: bytea("birth_date_enc"),
+    subjectKeyEnc: bytea("subject_key_enc"),
+    userId: uuid("user_id").references(() => users.id),
+    enrolledBy: uuid("enrolled_by").references(() => users.id),
+    enrolledAt: timestamp("enrolled_at", { withTimezone: true, precision: 3 }).notNull().defaultNow(),
+    erasedAt: timestamp("erased_at", { withTimezone: true, precision: 3 }),
+    entryId: uuid("entry_id"),
+  },
+  (t) => [unique("participants_study_subject_uq").on(t.studyId, t.subjectCode), index("participants_site_idx").on(t.siteId)],
+);
+
+/** Versioned consent documents (Markdown), approved with IRB name and date. */
+export const consentDocuments = pgTable(
+  "consent_documents",
+  {
+    id: uuid("id").primaryKey().defaultRandom(),
+    studyId: uuid("study_id").notNull().references(() => studies.id),
+    code: text("code").notNull(),
+    version: text("version").notNull(),
+    title: text("title").notNull(),
+    language: text("language").notNull().default("en"),
+    bodyMarkdown: text("body_markdown").notNull(),
+    bodySha256: bytea("body_sha256").notNull(),
+    status: text("status", { enum: ["draft", "approved", "retired"] }).notNull().default("draft"),
+    irbName: text("irb_name"),
+    irbApprovedOn: date("irb_approved_on"),
+    createdBy: uuid("created_by").references(() => users.id),
+    createdAt: timestamp("created_at", { withTimezone: true, precision: 3 }).notNull().defaultNow(),
+    approvedBy: uuid("approved_by").references(() => users.id),
+    approvedAt: timestamp("approved_at", { withTimezone: true, precision: 3 }),
+    approvalEntryId: uuid("approval_entry_id"),
+  },
+  (t) => [unique("consent_documents_version_uq").on(t.studyId, t.code, t.version)],
+);
+
+export const SIGNER_ROLES = ["participant", "lar", "witness", "parent", "assent", "staff"] as const;
+
+/** One signature on a consent document version (participant, representative, witness, staff countersign). */
+export const consentSignatures = pgTable(
+  "consent_signatures",
+  {
+    id: uuid("id").primaryKey().defaultRandom(),
+    studyId: uuid("study_id").notNull().references(() => studies.id),
+    participantId: uuid("participant_id").notNull().references(() => participants.id),
+    documentId: uuid("document_id").notNull().references(() => consentDocuments.id),
+    signerRole: text("signer_role", { enum: SIGNER_ROLES }).notNull(),
+    meaning: text("meaning").notNull(),
+    printedNameEnc: bytea("printed_name_enc"),
+    userId: uuid("user_id").references(() => users.id),
+    fromStaffDevice: boolean("from_staff_device").notNull().default(false),
+    options: jsonb("options").notNull().default({}),
+    signedAt: timestamp("signed_at", { withTimezone: true, precision: 3 }).notNull(),
+    entryId: uuid("entry_id").notNull(),
+  },
+  (t) => [index("consent_signatures_participant_idx").on(t.participantId)],
+);
+
+/** Full or partial withdrawal of consent. Data collected before it is retained. */
+export const consentWithdrawals = pgTable("consent_withdrawals", {
+  id: uuid("id").primaryKey().defaultRandom(),
+  studyId: uuid("study_id").notNull().references(() => studies.id),
+  participantId: uuid("participant_id").notNull().references(() => participants.id),
+  scope: text("scope", { enum: ["full", "partial"] }).notNull(),
+  allows: jsonb("allows").notNull().default({}),
+  reason: text("reason"),
+  recordedBy: uuid("recorded_by").references(() => users.id),
+  withdrawnAt: timestamp("withdrawn_at", { withTimezone: true, precision: 3 }).notNull(),
+  entryId: uuid("entry_id").notNull(),
+});

@@ -1,0 +1,90 @@
+import { boolean, index, integer, jsonb, pgTable, text, timestamp, uuid } from "drizzle-orm/pg-core";
+import { studies, sites } from "./organizations.ts";
+import { bytea } from "./types.ts";
+
+/** Staff and participant accounts. Passwords are argon2id hashes; never stored in clear. */
+export const users = pgTable("users", {
+  id: uuid("id").primaryKey().defaultRandom(),
+  email: text("email").notNull().unique(), // stored lower-cased
+  fullName: text("full_name").notNull(),
+  passwordHash: text("password_hash").notNull(),
+  platformAdmin: boolean("platform_admin").notNull().default(false),
+  status: text("status", { enum: ["active", "disabled"] }).notNull().default("active"),
+  failedLogins: integer("failed_logins").notNull().default(0),
+  lockedUntil: timestamp("locked_until", { withTimezone: true, precision: 3 }),
+  totpSecretEnc: bytea("totp_secret_enc"),
+  totpEnabledAt: timestamp("totp_enabled_at", { withTimezone: true, precision: 3 }),
+  passwordChangedAt: timestamp("password_changed_at", { withTimezone: true, precision: 3 }).notNull().defaultNow(),
+  createdAt: timestamp("created_at", { withTimezone: true, precision: 3 }).notNull().defaultNow(),
+});
+
+export const ROLES = ["admin", "investigator", "coordinator", "monitor", "data_manager", "regulator", "participant"] as const;
+export type Role = (typeof ROLES)[number];
+
+/** A user's role in one study, optionally limited to one site (coordinators, investigators). */
+export const memberships = pgTable(
+  "memberships",
+  {
+    id: uuid("id").primaryKey().defaultRandom(),
+    userId: uuid("user_id").notNull().references(() => users.id),
+    studyId: uuid("study_id").notNull().references(() => studies.id),
+    siteId: uuid("site_id").references(() => sites.id),
+    role: text("role", { enum: ROLES }).notNull(),
+    /** For investigators: principal or sub-investigator. */
+    qualifier: text("qualifier"),
+    grantedBy: uuid("granted_by").references(() => users.id),
+    grantedAt: timestamp("granted_at", { withTimezone: true, precision: 3 }).notNull().defaultNow(),
+    revokedAt: timestamp("revoked_at", { withTimezone: true, precision: 3 }),
+  },
+  (t) => [index("memberships_user_idx").on(t.userId), index("memberships_study_idx").on(t.studyId)],
+);
+
+/** Delegation of authority log (ICH E6(R3)): tasks an investigator delegates to site staff. */
+export const delegations = pgTable(
+  "delegations",
+  {
+    id: uuid("id").primaryKey().defaultRandom(),
+    studyId: uuid("study_id").notNull().references(() => studies.id),
+    siteId: uuid("site_id").notNull().references(() => sites.id),
+    delegatorId: uuid("delegator_id").notNull().references(() => users.id),
+    delegateId: uuid("delegate_id").notNull().references(() => users.id),
+    task: text("task").notNull(),
+    startsOn: text("starts_on").notNull(), // ISO date
+    endsOn: text("ends_on"), // ISO date, inclusive; null = open-ended
+    training: jsonb("training").notNull().default([]),
+    entryId: uuid("entry_id"),
+    createdAt: timestamp("created_at", { withTimezone: true, precision: 3 }).notNull().defaultNow(),
+    revokedAt: timestamp("revoked_at", { withTimezone: true, precision: 3 }),
+  },
+  (t) => [index("delegations_delegate_idx").on(t.delegateId, t.studyId)],
+);
+
+/** Server-side sessions. The cookie carries a random token; only its SHA-256 is stored. */
+export const sessions = pgTable(
+  "sessions",
+  {
+    id: uuid("id").primaryKey().defaultRandom(),
+    tokenHash: bytea("token_hash").notNull().unique(),
+    userId: uuid("user_id").notNull().references(() => users.id),
+    createdAt: timestamp("created_at", { withTimezone: true, precision: 3 }).notNull().defaultNow(),
+    lastSeenAt: timestamp("last_seen_at", { withTimezone: true, precision: 3 }).notNull().defaultNow(),
+    expiresAt: timestamp("expires_at", { withTimezone: true, precision: 3 }).notNull(),
+    ip: text("ip"),
+    userAgent: text("user_agent"),
+    revokedAt: timestamp("revoked_at", { withTimezone: true, precision: 3 }),
+  },
+  (t) => [index("sessions_user_idx").on(t.userId)],
+);
+
+/** Study-scoped API tokens for integrations. Only the SHA-256 of the token is stored. */
+export const apiTokens = pgTable("api_tokens", {
+  id: uuid("id").primaryKey().defaultRandom(),
+  studyId: uuid("study_id").notNull().references(() => studies.id),
+  name: text("name").notNull(),
+  tokenHash: bytea("token_hash").notNull().unique(),
+  tokenPrefix: text("token_prefix").notNull(),
+  createdBy: uuid("created_by").references(() => users.id),
+  createdAt: timestamp("created_at", { withTimezone: true, precision: 3 }).notNull().defaultNow(),
+  lastUsedAt: timestamp("last_used_at", { withTimezone: true, precision: 3 }),
+  revokedAt: timestamp("revoked_at", { withTimezone: true, precision: 3 }),
+});
