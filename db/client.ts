@@ -118,7 +118,7 @@ async function openPostgres(url: string, poolSize: number): Promise<Database> {
       await client.end({ timeout: 5 });
     },
     // Used by the migrator below.
-    ...{ _client: client },
+    ...{ _url: url },
   } as Database;
 }
 
@@ -160,16 +160,17 @@ export async function runMigrations(database: Database): Promise<void> {
     await migratePglite(database.db as never, { migrationsFolder: MIGRATIONS_DIR });
     return;
   }
-  const client = (database as unknown as { _client: postgres.Sql })._client;
-  const reserved = await client.reserve();
+  // One connection holds a session-level advisory lock while it migrates.
+  const url = (database as unknown as { _url: string })._url;
+  const single = postgres(url, { max: 1, onnotice: () => {}, connect_timeout: 10 });
   try {
-    await reserved`select pg_advisory_lock(${MIGRATION_LOCK_KEY})`;
+    await single`select pg_advisory_lock(${MIGRATION_LOCK_KEY})`;
     try {
-      await migratePostgres(drizzlePostgres(reserved, { schema }), { migrationsFolder: MIGRATIONS_DIR });
+      await migratePostgres(drizzlePostgres(single, { schema }), { migrationsFolder: MIGRATIONS_DIR });
     } finally {
-      await reserved`select pg_advisory_unlock(${MIGRATION_LOCK_KEY})`;
+      await single`select pg_advisory_unlock(${MIGRATION_LOCK_KEY})`;
     }
   } finally {
-    reserved.release();
+    await single.end({ timeout: 5 });
   }
 }

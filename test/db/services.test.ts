@@ -1,0 +1,120 @@
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { openTestDatabase, engineUnderTest, type TestDb } from "../helpers/db.ts";
+import { createStudy } from "../../app/services/studies.server.ts";
+import { createUser } from "../../app/services/users.server.ts";
+import { login, sessionPrincipal, logout } from "../../app/services/auth.server.ts";
+import { createApiToken, tokenPrincipal } from "../../app/services/tokens.server.ts";
+import { can } from "../../app/services/permissions.server.ts";
+import { seedDemo, DEMO_USERS } from "../../app/services/seed.server.ts";
+import { runCommand } from "../../app/services/commands.server.ts";
+import { ServiceError } from "../../app/services/errors.server.ts";
+import { parsePayload } from "../../anchoring/payloads.ts";
+import { toHex } from "../../anchoring/bytes.ts";
+
+let t: TestDb;
+const meta = { ip: "127.0.0.1", userAgent: "vitest" };
+const PW = "correct horse battery staple";
+
+beforeAll(async () => {
+  t = await openTestDatabase();
+});
+afterAll(async () => {
+  await t?.close();
+});
+
+describe(`services on ${engineUnderTest()}`, () => {
+  it("creates a study with sites, writing one valid pending ledger entry per write in the same transaction", async () => {
+    const { study, sites } = await createStudy(t.ctx, { code: "S-100", title: "Study 100", sites: [{ code: "A", name: "Site A" }, { code: "B", name: "Site B" }] }, null);
+    expect(sites.map((s) => s.code)).toEqual(["A", "B"]);
+    const entries = await t.database.execute(`SELECT kind, payload_text, encode(payload_hash, 'hex') AS h, status FROM ledger_entries WHERE study_id = '${study.id}' ORDER BY kind`);
+    expect(entries.map((e) => e.kind)).toEqual(["site.added", "site.added", "study.registered"]);
+    for (const e of entries) {
+      expect(e.status).toBe("pending");
+      const payload = JSON.parse(String(e.payload_text));
+      expect(parsePayload(String(e.kind), payload).success).toBe(true);
+      expect(toHex(t.ctx.crypto.sha256(new TextEncoder().encode(String(e.payload_text))))).toBe(e.h);
+    }
+  });
+
+  it("rejects a duplicate study code and bad input with a specific error, storing nothing", async () => {
+    const before = await t.database.execute(`SELECT count(*)::int AS n FROM ledger_entries`);
+    await expect(createStudy(t.ctx, { code: "S-100", title: "again", sites: [{ code: "A", name: "A" }] }, null)).rejects.toMatchObject({ code: "conflict", field: "code" });
+    await expect(createStudy(t.ctx, { code: "bad code", title: "x", sites: [{ code: "A", name: "A" }] }, null)).rejects.toMatchObject({ code: "invalid", field: "code" });
+    await expect(createStudy(t.ctx, { code: "S-101", title: "x", sites: [] }, null)).rejects.toMatchObject({ code: "invalid", field: "sites" });
+    const after = await t.database.execute(`SELECT count(*)::int AS n FROM ledger_entries`);
+    expect(after[0].n).toBe(before[0].n);
+  });
+
+  it("creates users with study roles and refuses incomplete role assignments", async () => {
+    const u = await createUser(t.ctx, { email: "Coord@Example.test", fullName: "C", password: PW, role: "coordinator", study: "S-100", site: "A" }, null);
+    expect(u.email).toBe("coord@example.test");
+    expect(u.passwordHash).toMatch(/^\$argon2id\$/);
+    await expect(createUser(t.ctx, { email: "c2@example.test", fullName: "C", password: PW, role: "coordinator", study: "S-100" }, null)).rejects.toMatchObject({ field: "site" });
+    await expect(createUser(t.ctx, { email: "c3@example.test", fullName: "C", password: PW, role: "monitor" }, null)).rejects.toMatchObject({ field: "study" });
+    await expect(createUser(t.ctx, { email: "c4@example.test", fullName: "C", password: "short", role: "admin" }, null)).rejects.toMatchObject({ field: "password" });
+    await expect(createUser(t.ctx, { email: "coord@example.test", fullName: "C", password: PW, role: "admin" }, null)).rejects.toMatchObject({ code: "conflict" });
+    await expect(createUser(t.ctx, { email: "c5@example.test", fullName: "C", password: PW, role: "coordinator", study: "S-100", site: "Z" }, null)).rejects.toMatchObject({ code: "not_found" });
+  });
+
+  it("signs in with the right password only, keeps sessions server-side and ends them on logout", async () => {
+    await expect(login(t.ctx, "coord@example.test", "wrong password!!", meta)).rejects.toThrow(ServiceError);
+    await expect(login(t.ctx, "nobody@example.test", PW, meta)).rejects.toThrow("email or password is incorrect");
+    const { token } = await login(t.ctx, "COORD@example.test", PW, meta);
+    const p = await sessionPrincipal(t.ctx, token);
+    expect(p?.email).toBe("coord@example.test");
+    expect(p?.memberships.map((m) => [m.role, m.studyCode, m.siteCode])).toEqual([["coordinator", "S-100", "A"]]);
+    // The database holds only the token's hash.
+    const rows = await t.database.execute(`SELECT encode(token_hash, 'hex') AS h FROM sessions`);
+    expect(rows.some((r) => String(r.h).includes(Buffer.from(token).toString("hex")))).toBe(false);
+    await logout(t.ctx, token, meta);
+    expect(await sessionPrincipal(t.ctx, token)).toBeNull();
+    const events = await t.database.execute(`SELECT action, outcome FROM audit_events WHERE action IN ('login','logout') ORDER BY id`);
+    expect(events.map((e) => `${e.action}:${e.outcome}`)).toEqual(["login:failure", "login:failure", "login:success", "logout:success"]);
+  });
+
+  it("scopes permissions by study, role and site", async () => {
+    const { token } = await login(t.ctx, "coord@example.test", PW, meta);
+    const p = (await sessionPrincipal(t.ctx, token))!;
+    const [s] = await t.database.execute(`SELECT s.id AS study, a.id AS a, b.id AS b FROM studies s JOIN sites a ON a.study_id = s.id AND a.code = 'A' JOIN sites b ON b.study_id = s.id AND b.code = 'B' WHERE s.code = 'S-100'`);
+    const study = String(s.study);
+    expect(can(p, "records.enter", { studyId: study, siteId: String(s.a) })).toBe(true);
+    expect(can(p, "records.enter", { studyId: study, siteId: String(s.b) })).toBe(false);
+    expect(can(p, "records.sign", { studyId: study, siteId: String(s.a) })).toBe(false);
+    expect(can(p, "study.manage", { studyId: study })).toBe(false);
+    expect(can(p, "study.view", { studyId: "00000000-0000-4000-8000-000000000000" })).toBe(false);
+  });
+
+  it("creates API tokens stored only as hashes, scoped to one study", async () => {
+    const out = await runCommand(t.ctx, "tokens.create", { study: "S-100", name: "edc" });
+    expect(out.exitCode ?? 0).toBe(0);
+    const token = out.stdout.trim();
+    expect(token).toMatch(/^ts_[A-Za-z0-9_-]{43}$/);
+    const p = await tokenPrincipal(t.ctx, token);
+    expect(p?.memberships.every((m) => m.studyCode === "S-100")).toBe(true);
+    expect(await tokenPrincipal(t.ctx, token.slice(0, -1) + (token.endsWith("A") ? "B" : "A"))).toBeNull();
+    const stored = await t.database.execute(`SELECT token_prefix FROM api_tokens`);
+    expect(stored.map((r) => r.token_prefix)).toEqual([token.slice(0, 10)]);
+    const bad = await runCommand(t.ctx, "tokens.create", { study: "NOPE", name: "edc" });
+    expect(bad.exitCode).toBe(1);
+    expect(bad.stderr).toBe("trialseal: no study NOPE\n");
+    const created = await createApiToken(t.ctx, { study: "S-100", name: "second" }, null);
+    expect(created.token).not.toBe(token);
+  });
+
+  it("seeds the demo study once: site, consent document, two approved forms, a user per role", async () => {
+    const password = await seedDemo(t.ctx, { password: "demo-password-for-tests" });
+    expect(password).toBe("demo-password-for-tests");
+    expect(await seedDemo(t.ctx)).toBeNull();
+    const forms = await t.database.execute(`SELECT f.code, f.status, f.approval_entry_id IS NOT NULL AS sealed FROM forms f JOIN studies s ON s.id = f.study_id WHERE s.code = 'DEMO-001' ORDER BY code`);
+    expect(forms).toEqual([
+      { code: "DEMOG", status: "approved", sealed: true },
+      { code: "VITALS", status: "approved", sealed: true },
+    ]);
+    const docs = await t.database.execute(`SELECT d.status FROM consent_documents d JOIN studies s ON s.id = d.study_id WHERE s.code = 'DEMO-001'`);
+    expect(docs).toEqual([{ status: "approved" }]);
+    for (const u of DEMO_USERS) {
+      const { token } = await login(t.ctx, u.email, "demo-password-for-tests", meta);
+      expect((await sessionPrincipal(t.ctx, token))?.email).toBe(u.email);
+    }
+  });
+});

@@ -1,0 +1,104 @@
+/** Start and stop real portal processes and CLI invocations for integration tests. */
+import { spawn, spawnSync, type ChildProcess } from "node:child_process";
+import { existsSync, mkdtempSync } from "node:fs";
+import { tmpdir } from "node:os";
+import path from "node:path";
+import { fileURLToPath } from "node:url";
+
+export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..", "..");
+const TSX = ["--import", "tsx"];
+
+export function ensureBuilt(): void {
+  if (existsSync(path.join(ROOT, "build", "index.js"))) return;
+  const r = spawnSync(process.execPath, [path.join(ROOT, "node_modules/@remix-run/dev/dist/cli.js"), "build"], { cwd: ROOT, encoding: "utf8" });
+  if (r.status !== 0) throw new Error(`remix build failed: ${r.stderr}`);
+}
+
+export function tempDataDir(): string {
+  return mkdtempSync(path.join(tmpdir(), "trialseal-it-"));
+}
+
+export interface Portal {
+  url: string;
+  proc: ChildProcess;
+  output(): string;
+  stop(): Promise<number | null>;
+}
+
+function baseEnv(extra: Record<string, string>): NodeJS.ProcessEnv {
+  const env: NodeJS.ProcessEnv = { ...process.env, NODE_ENV: "development", PORT: "0", HOST: "127.0.0.1", ...extra };
+  if (!("DATABASE_URL" in extra)) delete env.DATABASE_URL;
+  return env;
+}
+
+/** Start `bin/serve.ts` and wait until it listens (or exits). */
+export async function startPortal(extra: Record<string, string>, timeoutMs = 90_000): Promise<Portal> {
+  ensureBuilt();
+  const proc = spawn(process.execPath, [...TSX, path.join(ROOT, "bin", "serve.ts")], { cwd: ROOT, env: baseEnv(extra), stdio: ["ignore", "pipe", "pipe"] });
+  let out = "";
+  proc.stdout!.on("data", (d) => (out += d));
+  proc.stderr!.on("data", (d) => (out += d));
+  const url = await new Promise<string>((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`portal did not start within ${timeoutMs} ms:\n${out}`)), timeoutMs);
+    const check = () => {
+      const m = /portal on http:\/\/localhost:(\d+)/.exec(out);
+      if (m) {
+        clearTimeout(timer);
+        resolve(`http://127.0.0.1:${m[1]}`);
+      }
+    };
+    proc.stdout!.on("data", check);
+    proc.once("exit", (code) => {
+      clearTimeout(timer);
+      reject(new Error(`portal exited with ${code}:\n${out}`));
+    });
+  });
+  return {
+    url,
+    proc,
+    output: () => out,
+    stop: () =>
+      new Promise((resolve) => {
+        if (proc.exitCode !== null) return resolve(proc.exitCode);
+        proc.once("exit", (code) => resolve(code));
+        proc.kill("SIGTERM");
+      }),
+  };
+}
+
+/** Run the portal expecting it to fail at start; returns exit code and output. */
+export function portalStartFailure(extra: Record<string, string>) {
+  ensureBuilt();
+  const r = spawnSync(process.execPath, [...TSX, path.join(ROOT, "bin", "serve.ts")], { cwd: ROOT, env: baseEnv(extra), encoding: "utf8", timeout: 60_000 });
+  return { code: r.status, stdout: r.stdout, stderr: r.stderr };
+}
+
+/** Run the CLI (`bin/trialseal.js`). */
+export function cli(args: string[], extra: Record<string, string>, input?: string) {
+  const r = spawnSync(process.execPath, [path.join(ROOT, "bin", "trialseal.js"), ...args], {
+    cwd: ROOT,
+    env: baseEnv(extra),
+    encoding: "utf8",
+    input: input ?? "",
+    timeout: 120_000,
+  });
+  return { code: r.status, stdout: r.stdout, stderr: r.stderr };
+}
+
+/** A tiny cookie-keeping HTTP client (no redirects followed). */
+export class Browser {
+  cookie = "";
+  constructor(readonly base: string) {}
+  async get(p: string) {
+    return this.request(p, { method: "GET" });
+  }
+  async post(p: string, form: Record<string, string>, headers: Record<string, string> = {}) {
+    return this.request(p, { method: "POST", body: new URLSearchParams(form).toString(), headers: { "content-type": "application/x-www-form-urlencoded", ...headers } });
+  }
+  private async request(p: string, init: RequestInit) {
+    const res = await fetch(this.base + p, { ...init, redirect: "manual", headers: { ...(init.headers as Record<string, string>), cookie: this.cookie } });
+    const set = res.headers.get("set-cookie");
+    if (set) this.cookie = set.split(";")[0];
+    return { status: res.status, location: res.headers.get("location"), text: await res.text(), headers: res.headers };
+  }
+}

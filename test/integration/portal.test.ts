@@ -1,0 +1,138 @@
+import { readFileSync } from "node:fs";
+import path from "node:path";
+import { afterAll, describe, expect, it } from "vitest";
+import { Browser, cli, portalStartFailure, startPortal, tempDataDir, type Portal } from "../helpers/portal.ts";
+import { createScratchPostgres } from "../helpers/db.ts";
+
+const running: Portal[] = [];
+afterAll(async () => {
+  for (const p of running) await p.stop();
+});
+
+function demoPassword(dataDir: string): string {
+  const text = readFileSync(path.join(dataDir, "demo-credentials.txt"), "utf8");
+  return /password for every account: (\S+)/.exec(text)![1];
+}
+
+async function exerciseLogin(p: Portal, password: string) {
+  const b = new Browser(p.url);
+  const page = await b.get("/login");
+  expect(page.status).toBe(200);
+  expect(page.text).toContain("Sign in");
+  // Not signed in: protected pages redirect to the login page.
+  expect((await b.get("/studies")).location).toBe("/login?next=%2Fstudies");
+  const bad = await b.post("/login", { email: "coordinator@demo.trialseal.test", password: "wrong-password" });
+  expect(bad.status).toBe(401);
+  expect(bad.text).toContain("email or password is incorrect");
+  const ok = await b.post("/login", { email: "coordinator@demo.trialseal.test", password });
+  expect(ok.status).toBe(302);
+  expect(ok.headers.get("set-cookie")).toMatch(/HttpOnly; SameSite=Lax/);
+  const studies = await b.get("/studies");
+  expect(studies.status).toBe(200);
+  expect(studies.text).toContain("DEMO-001");
+  const study = await b.get("/studies/DEMO-001");
+  expect(study.text).toContain("VITALS");
+  expect(study.text).toContain("Demo Central IRB");
+  // A cross-site form post is refused.
+  expect((await b.post("/logout", {}, { origin: "http://evil.example" })).status).toBe(403);
+  const out = await b.post("/logout", {});
+  expect(out.location).toBe("/login");
+  expect((await b.get("/studies")).status).toBe(302);
+}
+
+describe("portal on the embedded database (PGlite)", () => {
+  const dataDir = tempDataDir();
+  const env = { DATA_DIR: dataDir };
+
+  it("starts, seeds the demo study, lets demo users sign in, and the CLI works through it while it runs", async () => {
+    const p = await startPortal(env);
+    running.push(p);
+    expect(p.output()).toContain("Seeded demo study DEMO-001");
+    await exerciseLogin(p, demoPassword(dataDir));
+
+    const tok = cli(["tokens", "create", "--study", "DEMO-001", "--name", "edc"], env);
+    expect(tok.stderr).toContain("not shown again");
+    expect(tok.code).toBe(0);
+    expect(tok.stdout).toMatch(/^ts_[A-Za-z0-9_-]{43}\n$/);
+
+    const user = cli(["users", "create", "--email", "new@site.test", "--role", "coordinator", "--study", "DEMO-001", "--site", "SITE-01", "--password-stdin"], env, "a-long-enough-password\n");
+    expect(user.code).toBe(0);
+    const b = new Browser(p.url);
+    expect((await b.post("/login", { email: "new@site.test", password: "a-long-enough-password" })).status).toBe(302);
+
+    const bad = cli(["studies", "create", "--code", "DEMO-001", "--title", "dup", "--site", "X"], env);
+    expect(bad.code).toBe(1);
+    expect(bad.stderr).toBe("trialseal: study DEMO-001 already exists\n");
+
+    // A second portal on the same data directory is refused with a clear message.
+    const second = portalStartFailure(env);
+    expect(second.code).toBe(1);
+    expect(second.stderr).toMatch(/^trialseal: the embedded database .* is in use by process \d+ \(the running portal\)/);
+    expect(second.stderr.trim().split("\n")).toHaveLength(1);
+
+    expect(await p.stop()).toBe(0);
+    // With the portal stopped, the CLI opens the directory itself; the data is all there.
+    const again = cli(["studies", "create", "--code", "AFTER-1", "--title", "After", "--site", "S1=Site one"], env);
+    expect(again.stderr).toBe("");
+    expect(again.code).toBe(0);
+    const p2 = await startPortal(env);
+    running.push(p2);
+    expect(p2.output()).not.toContain("Seeded demo study"); // seeded once
+    const b2 = new Browser(p2.url);
+    expect((await b2.post("/login", { email: "admin@demo.trialseal.test", password: demoPassword(dataDir) })).status).toBe(302);
+    expect((await b2.get("/studies")).text).toContain("AFTER-1");
+    await p2.stop();
+  });
+});
+
+describe("portal on PostgreSQL", () => {
+  it("starts with DATABASE_URL, serves the demo logins, and the CLI works alongside it", async () => {
+    const scratch = await createScratchPostgres();
+    try {
+      const dataDir = tempDataDir();
+      const env = { DATA_DIR: dataDir, DATABASE_URL: scratch.url };
+      const p = await startPortal(env);
+      running.push(p);
+      expect(p.output()).toContain("database: postgres");
+      await exerciseLogin(p, demoPassword(dataDir));
+      const tok = cli(["tokens", "create", "--study", "DEMO-001", "--name", "edc"], env);
+      expect(tok.code).toBe(0);
+      expect(tok.stdout).toMatch(/^ts_/);
+      const migrate = cli(["db", "migrate"], env);
+      expect(migrate.code).toBe(0);
+      await p.stop();
+    } finally {
+      await scratch.drop();
+    }
+  });
+});
+
+describe("bad configuration stops start-up with one clear line", () => {
+  const cases: [string, Record<string, string>, RegExp][] = [
+    ["malformed DATABASE_URL", { DATABASE_URL: "postgres//nope" }, /^trialseal: invalid DATABASE_URL: not a URL/],
+    ["unreachable server", { DATABASE_URL: "postgres://postgres@127.0.0.1:1/test" }, /^trialseal: cannot connect to PostgreSQL at postgres:\/\/postgres@127\.0\.0\.1:1\/test: .*ECONNREFUSED/],
+    ["short SESSION_SECRET in production", { NODE_ENV: "production", SESSION_SECRET: "too-short", DATA_KEY: "ab".repeat(32) }, /^trialseal: invalid SESSION_SECRET: must be at least 32 characters/],
+    ["missing DATA_KEY in production", { NODE_ENV: "production", SESSION_SECRET: "x".repeat(40) }, /^trialseal: missing DATA_KEY/],
+  ];
+  for (const [name, vars, message] of cases) {
+    it(name, () => {
+      const r = portalStartFailure({ DATA_DIR: tempDataDir(), ...vars });
+      expect(r.code).toBe(1);
+      expect(r.stderr).toMatch(message);
+      expect(r.stderr.trim().split("\n")).toHaveLength(1);
+      expect(r.stderr).not.toMatch(/\bat .*\.ts:\d+/); // no stack trace
+    });
+  }
+
+  it("the CLI reports bad configuration and bad usage with exit code 2", () => {
+    const r = cli(["tokens", "create", "--study", "X", "--name", "n"], { DATA_DIR: tempDataDir(), PORT: "abc" });
+    expect(r.code).toBe(2);
+    expect(r.stderr).toBe("trialseal: invalid PORT: must be a whole number\n");
+    const u = cli(["tokens", "create"], { DATA_DIR: tempDataDir() });
+    expect(u.code).toBe(2);
+    expect(u.stderr).toMatch(/required option/);
+    const h = cli(["--help"], { DATA_DIR: tempDataDir() });
+    expect(h.code).toBe(0);
+    expect(h.stdout).toContain("tokens");
+  });
+});

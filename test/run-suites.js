@@ -1,0 +1,61 @@
+#!/usr/bin/env node
+// `npm test`: build the portal, then run each suite (vitest project) in turn, printing each one's time,
+// and a closing "N passed, N failed" line. The database suite runs on PGlite and on real PostgreSQL;
+// if PostgreSQL is unreachable the run fails (no silent skip).
+import { spawnSync } from "node:child_process";
+import { mkdtempSync, readFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import path from "node:path";
+import { fileURLToPath } from "node:url";
+
+const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..");
+const suites = (process.env.TEST_SUITES ?? "unit,db-pglite,db-postgres,integration").split(",");
+const out = mkdtempSync(path.join(tmpdir(), "trialseal-results-"));
+const started = Date.now();
+let passed = 0;
+let failed = 0;
+const lines = [];
+
+function step(name, fn) {
+  const t0 = Date.now();
+  const r = fn();
+  const secs = ((Date.now() - t0) / 1000).toFixed(1);
+  return { ...r, secs };
+}
+
+const build = step("build", () => {
+  const r = spawnSync(process.execPath, [path.join(root, "node_modules/@remix-run/dev/dist/cli.js"), "build"], { cwd: root, stdio: "inherit" });
+  return { ok: r.status === 0 };
+});
+lines.push(`build        ${build.ok ? "ok" : "FAILED"} in ${build.secs}s`);
+if (!build.ok) failed++;
+
+for (const suite of suites) {
+  const file = path.join(out, `${suite}.json`);
+  console.log(`\n=== suite ${suite} ===`);
+  const r = step(suite, () => {
+    const p = spawnSync(
+      process.execPath,
+      [path.join(root, "node_modules/vitest/vitest.mjs"), "run", "--project", suite, "--reporter=default", "--reporter=json", `--outputFile.json=${file}`],
+      { cwd: root, stdio: "inherit", env: process.env },
+    );
+    let counts = { numPassedTests: 0, numFailedTests: 0, numTotalTestSuites: 0, numFailedTestSuites: 0 };
+    try {
+      counts = JSON.parse(readFileSync(file, "utf8"));
+    } catch {
+      counts.numFailedTests = 1; // the runner itself failed
+    }
+    // A file that failed to load counts as a failure even when it had no test to fail.
+    const failedTests = counts.numFailedTests + (p.status !== 0 && counts.numFailedTests === 0 ? 1 : 0);
+    return { passed: counts.numPassedTests, failed: failedTests };
+  });
+  passed += r.passed;
+  failed += r.failed;
+  lines.push(`${suite.padEnd(12)} ${r.passed} passed, ${r.failed} failed in ${r.secs}s`);
+}
+
+console.log("\n=== summary ===");
+for (const l of lines) console.log(l);
+console.log(`total time ${((Date.now() - started) / 1000).toFixed(1)}s`);
+console.log(`${passed} passed, ${failed} failed`);
+process.exit(failed > 0 ? 1 : 0);
