@@ -1,0 +1,44 @@
+/** Envelope and batch header: strict schemas and their canonical forms and leaf hashes. */
+import { z } from "zod";
+import { canonicalize } from "./canonical.ts";
+import type { Crypto } from "./crypto.ts";
+import { utf8 } from "./bytes.ts";
+import { leafHash } from "./merkle.ts";
+
+const hex32 = z.string().regex(/^[0-9a-f]{64}$/);
+const nat = z.number().int().min(0).max(Number.MAX_SAFE_INTEGER);
+/** UTC RFC 3339 with milliseconds, as written by Date.prototype.toISOString. */
+export const utcMillis = z.string().regex(/^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$/, "expected UTC time with milliseconds");
+
+export const EnvelopeSchema = z.strictObject({
+  v: z.literal(1),
+  log: z.string().min(1).max(255),
+  seq: nat,
+  studySeq: nat,
+  at: utcMillis,
+  study: z.string().min(1).max(64),
+  kind: z.string().min(1).max(64),
+  payloadHash: hex32,
+});
+export type Envelope = z.infer<typeof EnvelopeSchema>;
+
+export const BatchHeaderSchema = z.strictObject({
+  v: z.literal(1),
+  log: z.string().min(1).max(255),
+  batch: nat,
+  first: nat,
+  size: z.number().int().min(1).max(10_000_000),
+  root: hex32,
+  sealedAt: utcMillis,
+});
+export type BatchHeader = z.infer<typeof BatchHeaderSchema>;
+
+export function envelopeLeaf(c: Crypto, envelope: Envelope): { text: string; leaf: Uint8Array } {
+  const text = canonicalize(envelope);
+  return { text, leaf: leafHash(c, utf8(text)) };
+}
+
+export function headerLeaf(c: Crypto, header: BatchHeader): { text: string; leaf: Uint8Array } {
+  const text = canonicalize(header);
+  return { text, leaf: leafHash(c, utf8(text)) };
+}
