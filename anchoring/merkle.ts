@@ -182,12 +182,12 @@ export function verifyConsistency(c: Crypto, size1: number, size2: number, proof
   const n2 = checkSize("size2", size2);
   checkHashes(proof, "consistency proof");
   if (n2 < n1) throw new MerkleError("BAD_SIZES", `size2 (${size2}) is smaller than size1 (${size1})`);
+  if (n1 === 0n) throw new MerkleError("BAD_SIZES", "a consistency proof from the empty tree proves nothing");
   if (n1 === n2) {
     if (proof.length > 0) throw new MerkleError("WRONG_PROOF_SIZE", "sizes are equal but the proof is not empty");
     if (!bytesEqual(root1, root2)) throw new MerkleError("ROOT_MISMATCH", "equal sizes with different roots");
     return;
   }
-  if (n1 === 0n) throw new MerkleError("BAD_SIZES", "a consistency proof from the empty tree proves nothing");
   if (proof.length === 0) throw new MerkleError("WRONG_PROOF_SIZE", "empty consistency proof");
   checkHashes([root1, root2], "root");
   let [inner, border] = decomp(n1 - 1n, n2);
