@@ -40,9 +40,13 @@ export interface VerifierKey {
 }
 
 export function parseVkey(c: Crypto, vkey: string): VerifierKey {
-  const parts = vkey.split("+");
-  if (parts.length !== 3) throw new NoteError("VKEY_MALFORMED", "a vkey has three +-separated parts");
-  const [name, idHex, keyB64] = parts;
+  // name+hexid+base64key: the name has no '+', the id is hex, but the base64 key may itself contain '+'.
+  const first = vkey.indexOf("+");
+  const second = first < 0 ? -1 : vkey.indexOf("+", first + 1);
+  if (first <= 0 || second < 0) throw new NoteError("VKEY_MALFORMED", "a vkey has three +-separated parts");
+  const name = vkey.slice(0, first);
+  const idHex = vkey.slice(first + 1, second);
+  const keyB64 = vkey.slice(second + 1);
   if (!validKeyName(name) || !/^[0-9a-f]{8}$/.test(idHex)) throw new NoteError("VKEY_MALFORMED", "bad vkey name or key id");
   let key: Uint8Array;
   try {

@@ -105,6 +105,43 @@ tokens
   .requiredOption("--name <NAME>", "what the token is for")
   .action((o: { study: string; name: string }) => dispatch("tokens.create", o));
 
+program
+  .command("seal")
+  .description("seal pending ledger entries into batches and sign a checkpoint")
+  .option("--once", "seal what is pending now and exit (the default; the portal seals continuously)")
+  .action(() => dispatch("seal", {}));
+program
+  .command("checkpoint")
+  .description("print the latest signed checkpoint (C2SP signed note)")
+  .action(() => dispatch("checkpoint", {}));
+program
+  .command("consistency")
+  .description("print the RFC 9162 consistency proof between two batch-log sizes")
+  .requiredOption("--from <N>", "older tree size")
+  .requiredOption("--to <M>", "newer tree size")
+  .action((o: { from: string; to: string }) => dispatch("consistency", o));
+program
+  .command("proof")
+  .description("print the proof bundle of a ledger entry (by id, or seq once sealed)")
+  .argument("<ref>", "entry id or seq")
+  .action((ref: string) => dispatch("proof", { ref }));
+program
+  .command("trust-policy")
+  .description("print this deployment's trust policy (publish it; verifiers pin its SHA-256)")
+  .action(() => dispatch("trust-policy", {}));
+program
+  .command("verify")
+  .description("verify proof bundles offline against a pinned trust policy (exit 0 valid, 1 invalid, 2 unreadable)")
+  .argument("<bundles...>", "proof bundle files")
+  .option("--trust <FILE>", "trust policy file")
+  .option("--trust-url <URL>", "fetch the trust policy from URL (requires --pin)")
+  .option("--pin <SHA256>", "SHA-256 (hex) the fetched policy must have")
+  .option("--json", "print the reports as JSON")
+  .action(async (files: string[], o: { trust?: string; trustUrl?: string; pin?: string; json?: boolean }) => {
+    const { runVerify } = await import("./verify-command.ts");
+    process.exit(await runVerify(files, o));
+  });
+
 try {
   await program.parseAsync(process.argv);
 } catch (err) {

@@ -1,7 +1,8 @@
 /** The application context: configuration + database + crypto, built once per process. */
 import { openDatabase, type Database, type Db } from "../../db/client.ts";
 import { nodeCrypto } from "../../anchoring/crypto-node.ts";
-import type { Crypto } from "../../anchoring/crypto.ts";
+import type { Crypto, Signer } from "../../anchoring/crypto.ts";
+import { logSigner } from "./keys.server.ts";
 import type { Env } from "../env.server.ts";
 
 export interface AppContext {
@@ -9,6 +10,8 @@ export interface AppContext {
   database: Database;
   db: Db;
   crypto: Crypto;
+  /** The log's checkpoint signing key (kept in <DATA_DIR>/keys, outside the database). */
+  signer: Signer;
 }
 
 export async function createAppContext(env: Env, opts: { lockInfo?: Record<string, unknown>; migrate?: boolean } = {}): Promise<AppContext> {
@@ -18,10 +21,10 @@ export async function createAppContext(env: Env, opts: { lockInfo?: Record<strin
     migrate: opts.migrate,
     lockInfo: opts.lockInfo,
   });
-  return { env, database, db: database.db, crypto: nodeCrypto };
+  return { env, database, db: database.db, crypto: nodeCrypto, signer: logSigner(env.dataDir) };
 }
 
 /** Context over an already-open database (tests). */
 export function contextFor(env: Env, database: Database): AppContext {
-  return { env, database, db: database.db, crypto: nodeCrypto };
+  return { env, database, db: database.db, crypto: nodeCrypto, signer: logSigner(env.dataDir) };
 }

@@ -1,0 +1,79 @@
+/** `trialseal verify`: offline verification of bundles with a pinned trust policy. No database. */
+import { createHash } from "node:crypto";
+import { readFileSync } from "node:fs";
+import { nodeCrypto } from "../anchoring/crypto-node.ts";
+import { parseTrustPolicy, PolicyError, type TrustPolicy } from "../anchoring/policy.ts";
+import { verifyBundle, type Report } from "../anchoring/verify.ts";
+
+const err = (m: string) => process.stderr.write(`trialseal: ${m}\n`);
+
+async function loadPolicy(o: { trust?: string; trustUrl?: string; pin?: string }): Promise<TrustPolicy | null> {
+  let bytes: Buffer;
+  if (o.trust) {
+    try {
+      bytes = readFileSync(o.trust);
+    } catch (e) {
+      err(`cannot read trust policy ${o.trust}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
+      return null;
+    }
+  } else if (o.trustUrl) {
+    if (!o.pin || !/^[0-9a-f]{64}$/.test(o.pin)) {
+      err("--trust-url needs --pin with the policy's SHA-256 (64 lowercase hex characters): a policy fetched from the deployment you check is not trusted unpinned");
+      return null;
+    }
+    try {
+      const res = await fetch(o.trustUrl, { signal: AbortSignal.timeout(15_000) });
+      if (!res.ok) throw new Error(`HTTP ${res.status}`);
+      bytes = Buffer.from(await res.arrayBuffer());
+    } catch (e) {
+      err(`cannot fetch trust policy from ${o.trustUrl}: ${(e as Error).message}`);
+      return null;
+    }
+    const got = createHash("sha256").update(bytes).digest("hex");
+    if (got !== o.pin) {
+      err(`trust policy from ${o.trustUrl} has SHA-256 ${got}, not the pinned ${o.pin}`);
+      return null;
+    }
+  } else {
+    err("no trust policy: give --trust FILE, or --trust-url URL --pin SHA256");
+    return null;
+  }
+  try {
+    return parseTrustPolicy(JSON.parse(bytes.toString("utf8")));
+  } catch (e) {
+    err(e instanceof PolicyError ? e.message : `trust policy is not JSON: ${(e as Error).message}`);
+    return null;
+  }
+}
+
+export async function runVerify(files: string[], o: { trust?: string; trustUrl?: string; pin?: string; json?: boolean }): Promise<number> {
+  const policy = await loadPolicy(o);
+  if (!policy) return 2;
+  const reports: { file: string; report: Report }[] = [];
+  for (const file of files) {
+    let bundle: unknown;
+    try {
+      bundle = JSON.parse(readFileSync(file, "utf8"));
+    } catch (e) {
+      err(`cannot read bundle ${file}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
+      return 2;
+    }
+    reports.push({ file, report: verifyBundle(nodeCrypto, bundle, policy) });
+  }
+  if (o.json) process.stdout.write(JSON.stringify(reports, null, 2) + "\n");
+  else {
+    for (const { file, report } of reports) {
+      process.stdout.write(`${file}: ${report.verdict.toUpperCase()}${report.entry ? ` (seq ${report.entry.seq}, ${report.entry.kind}, study ${report.entry.study}, batch ${report.entry.batch})` : ""}\n`);
+      for (const s of report.steps) {
+        const mark = s.status === "ok" ? "ok  " : s.status === "failed" ? "FAIL" : "--  ";
+        process.stdout.write(`  ${mark} ${s.step}${s.code ? ` [${s.code}]` : ""}: ${s.message}\n`);
+      }
+    }
+  }
+  const failed = reports.filter((r) => r.report.verdict !== "valid");
+  for (const f of failed) {
+    const s = f.report.steps.find((x) => x.status === "failed");
+    err(`${f.file}: invalid: ${s ? `${s.step} [${s.code}]: ${s.message}` : "no step could be checked"}`);
+  }
+  return failed.length > 0 ? 1 : 0;
+}

@@ -1,0 +1,110 @@
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { openTestDatabase, engineUnderTest, type TestDb } from "../helpers/db.ts";
+import { createStudy } from "../../app/services/studies.server.ts";
+import { sealAll, sealNow } from "../../app/services/sealer.server.ts";
+import { consistencyBetween, findEntryByRef, latestCheckpoint, proofBundle } from "../../app/services/proofs.server.ts";
+import { trustPolicy } from "../../app/services/keys.server.ts";
+import { verifyBundle } from "../../anchoring/verify.ts";
+import { nobleCrypto } from "../../anchoring/crypto-noble.ts";
+import { fromHex } from "../../anchoring/bytes.ts";
+import { verifyConsistency, rootOf, leafHash } from "../../anchoring/merkle.ts";
+import { parseCheckpoint, parseNote } from "../../anchoring/note.ts";
+import type { Bundle } from "../../anchoring/bundle.ts";
+
+let t: TestDb;
+beforeAll(async () => {
+  t = await openTestDatabase();
+});
+afterAll(async () => {
+  await t?.close();
+});
+
+async function bundleOf(ref: string): Promise<Bundle> {
+  const e = await findEntryByRef(t.ctx, ref);
+  const r = await proofBundle(t.ctx, e!);
+  if (r.status !== "sealed") throw new Error("not sealed");
+  return r.bundle;
+}
+
+describe(`sealer and proofs on ${engineUnderTest()}`, () => {
+  it("seals pending entries into consecutive batches with gapless seq and studySeq, and signs checkpoints", async () => {
+    await createStudy(t.ctx, { code: "SEAL-1", title: "One", sites: [{ code: "A", name: "A" }, { code: "B", name: "B" }] }, null);
+    const [pendingId] = (await t.database.execute(`SELECT id FROM ledger_entries LIMIT 1`)).map((r) => String(r.id));
+    expect((await proofBundle(t.ctx, (await findEntryByRef(t.ctx, pendingId))!)).status).toBe("pending");
+    const b0 = await sealNow(t.ctx);
+    expect(b0).toMatchObject({ batchNo: 0, firstSeq: 0, size: 3, treeSize: 1 });
+    expect(await sealNow(t.ctx)).toBeNull();
+    await createStudy(t.ctx, { code: "SEAL-2", title: "Two", sites: [{ code: "A", name: "A" }] }, null);
+    await createStudy(t.ctx, { code: "SEAL-3", title: "Three", sites: [{ code: "A", name: "A" }] }, null);
+    const made = await sealAll(t.ctx);
+    expect(made.map((m) => [m.batchNo, m.firstSeq, m.size])).toEqual([[1, 3, 4]]);
+    const rows = await t.database.execute(`SELECT seq, study_seq, study_code FROM ledger_entries ORDER BY seq`);
+    expect(rows.map((r) => Number(r.seq))).toEqual([0, 1, 2, 3, 4, 5, 6]);
+    const perStudy = new Map<string, number[]>();
+    for (const r of rows) perStudy.set(String(r.study_code), [...(perStudy.get(String(r.study_code)) ?? []), Number(r.study_seq)]);
+    for (const seqs of perStudy.values()) expect(seqs).toEqual(seqs.map((_, i) => i));
+    const cp = await latestCheckpoint(t.ctx);
+    expect(cp?.treeSize).toBe(2);
+    expect(parseCheckpoint(parseNote(cp!.noteText).text)).toMatchObject({ origin: t.ctx.env.logOrigin, treeSize: 2 });
+  });
+
+  it("serves bundles that verify (node and noble crypto alike) and that fail, naming the step, when altered", async () => {
+    const policy = trustPolicy(t.ctx.crypto, t.ctx.env.logOrigin, t.ctx.signer);
+    for (const seq of ["0", "2", "3", "6"]) {
+      const b = await bundleOf(seq);
+      const r = verifyBundle(t.ctx.crypto, b, policy);
+      expect(r.verdict, `seq ${seq}: ${JSON.stringify(r.steps.filter((s) => s.status === "failed"))} ${b.checkpoints[0].note}`).toBe("valid");
+      expect(verifyBundle(nobleCrypto, b, policy).verdict).toBe("valid");
+    }
+    const b = await bundleOf("4");
+    const failOf = (mut: (x: any) => void) => {
+      const x = structuredClone(b) as any;
+      mut(x);
+      return verifyBundle(t.ctx.crypto, x, policy).steps.find((s) => s.status === "failed")?.code;
+    };
+    expect(failOf((x) => (x.payload.v = 2))).toBe("PAYLOAD_SCHEMA");
+    expect(failOf((x) => (x.payload.salt = "A".repeat(22)))).toBe("PAYLOAD_HASH_MISMATCH");
+    expect(failOf((x) => (x.envelope.seq += 1))).toBe("SEQ_MISMATCH");
+    expect(failOf((x) => (x.envelope.at = "2020-01-01T00:00:00.000Z"))).toBe("BATCH_INCLUSION_FAILED");
+    expect(failOf((x) => (x.batch.leafIndex = x.batch.header.size))).toBe("LEAF_INDEX_OUT_OF_RANGE");
+    expect(failOf((x) => x.batch.inclusion.pop())).toBe("BATCH_INCLUSION_FAILED");
+    expect(failOf((x) => (x.batch.header.sealedAt = "2020-01-01T00:00:00.000Z"))).toBe("LOG_INCLUSION_FAILED");
+    expect(failOf((x) => (x.checkpoints[0].note = x.checkpoints[0].note.replace(/\n2\n/, "\n3\n")))).toBe("TREE_SIZE_MISMATCH");
+    expect(failOf((x) => (x.checkpoints[0].log.index = 0))).toBe("LOG_INDEX_MISMATCH");
+    expect(failOf((x) => (x.envelope.log = "evil.example/log"))).toBe("ORIGIN_MISMATCH");
+    expect(failOf((x) => (x.format = "other"))).toBe("BUNDLE_MALFORMED");
+    // A signature by another key, or a key not valid for this size, is refused.
+    const other = trustPolicy(t.ctx.crypto, t.ctx.env.logOrigin, (await import("../../anchoring/crypto-node.ts")).nodeSigner(new Uint8Array(32).fill(7)));
+    expect(verifyBundle(t.ctx.crypto, b, other).steps.find((s) => s.status === "failed")?.code).toBe("SIGNATURE_INVALID");
+    const expired = { ...policy, logKeys: [{ ...policy.logKeys[0], untilSize: 1 }] };
+    expect(verifyBundle(t.ctx.crypto, b, expired).steps.find((s) => s.status === "failed")?.code).toBe("NO_VALID_KEY");
+  });
+
+  it("proves consistency between checkpoints, and a forked (rewritten) log is detected", async () => {
+    const cps = await t.database.execute(`SELECT tree_size, note_text FROM checkpoints ORDER BY tree_size`);
+    const roots = cps.map((c) => parseCheckpoint(parseNote(String(c.note_text)).text).root);
+    const p = await consistencyBetween(t.ctx, 1, 2);
+    verifyConsistency(t.ctx.crypto, 1, 2, p.proof.map(fromHex), roots[0], roots[1]);
+    await expect(consistencyBetween(t.ctx, 0, 2)).rejects.toMatchObject({ field: "from" });
+    await expect(consistencyBetween(t.ctx, 1, 3)).rejects.toMatchObject({ field: "to" });
+    // A fork: batch 0 rewritten, so the log of size 2 has another root; the proof does not connect it.
+    const leaves = (await t.database.execute(`SELECT encode(leaf_hash, 'hex') AS h FROM batches ORDER BY batch_no`)).map((r) => fromHex(String(r.h)));
+    const forged = [leafHash(t.ctx.crypto, new TextEncoder().encode("rewritten batch 0")), leaves[1]];
+    expect(() => verifyConsistency(t.ctx.crypto, 1, 2, p.proof.map(fromHex), roots[0], rootOf(t.ctx.crypto, forged))).toThrow(/root/);
+    expect(() => verifyConsistency(t.ctx.crypto, 1, 2, p.proof.map(fromHex), forged[0], roots[1])).toThrow(/root/);
+  });
+
+  it("never assigns a seq twice under concurrent sealers and writers", async () => {
+    const writes = Array.from({ length: 12 }, (_, i) => createStudy(t.ctx, { code: `CONC-${i}`, title: "c", sites: [{ code: "A", name: "A" }] }, null));
+    const seals = Array.from({ length: 6 }, () => sealNow(t.ctx));
+    await Promise.all([...writes, ...seals]);
+    await sealAll(t.ctx);
+    const [agg] = await t.database.execute(`SELECT count(*)::int AS n, count(DISTINCT seq)::int AS d, min(seq)::int AS lo, max(seq)::int AS hi, count(*) FILTER (WHERE status = 'pending')::int AS p FROM ledger_entries`);
+    expect(agg.p).toBe(0);
+    expect(agg.d).toBe(agg.n);
+    expect(agg.lo).toBe(0);
+    expect(agg.hi).toBe(Number(agg.n) - 1);
+    const gaps = await t.database.execute(`SELECT b.batch_no FROM batches b JOIN batches n ON n.batch_no = b.batch_no + 1 WHERE n.first_seq <> b.first_seq + b.size`);
+    expect(gaps).toEqual([]);
+  });
+});
