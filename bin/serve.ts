@@ -15,6 +15,7 @@ import { startControlServer } from "../app/control.server.ts";
 import { DatabaseError } from "../db/client.ts";
 import { PgliteBusyError } from "../db/pglite-lock.ts";
 import { securityHeaders, sameOriginPosts } from "../app/http.server.ts";
+import { startSealer } from "../app/services/sealer.server.ts";
 
 const ROOT = path.resolve(path.dirname(new URL(import.meta.url).pathname), "..");
 
@@ -52,6 +53,7 @@ async function main() {
   }
 
   const control = controlSocket ? await startControlServer(ctx, controlSocket) : null;
+  const stopSealer = startSealer(ctx);
   const build = (await import(pathToFileURL(buildFile).href)) as ServerBuild;
 
   const app = express();
@@ -68,6 +70,10 @@ async function main() {
     const port = typeof addr === "object" && addr ? addr.port : env.port;
     console.log(`TrialSeal portal on http://localhost:${port} (database: ${ctx.database.engine} ${ctx.database.where})`);
   });
+  // Idle keep-alive connections outlive a load balancer's idle timeout (60 s), so it never reuses a socket
+  // that this server has just closed.
+  server.keepAliveTimeout = 65_000;
+  server.headersTimeout = 66_000;
   server.on("error", (err: NodeJS.ErrnoException) => {
     die(err.code === "EADDRINUSE" ? `port ${env.port} is already in use (set PORT to another port)` : err.message);
   });
@@ -80,6 +86,7 @@ async function main() {
     server.close();
     server.closeAllConnections?.();
     control?.close();
+    await stopSealer();
     await ctx.database.close().catch(() => {});
     process.exit(0);
   };

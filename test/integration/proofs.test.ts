@@ -1,0 +1,85 @@
+import { writeFileSync } from "node:fs";
+import { createHash } from "node:crypto";
+import path from "node:path";
+import { afterAll, describe, expect, it } from "vitest";
+import { cli, startPortal, tempDataDir, type Portal } from "../helpers/portal.ts";
+
+let portal: Portal | undefined;
+afterAll(async () => {
+  await portal?.stop();
+});
+
+describe("sealing, proof bundles and offline verification through the running portal", () => {
+  it("seals the demo entries within the default interval; their bundles verify with `trialseal verify`; tampering and missing trust are refused", async () => {
+    const dataDir = tempDataDir();
+    const env = { DATA_DIR: dataDir };
+    portal = await startPortal(env);
+    const token = cli(["tokens", "create", "--study", "DEMO-001", "--name", "proofs"], env).stdout.trim();
+    const auth = { authorization: `Bearer ${token}` };
+
+    // Bounded poll: the sealer runs every SEAL_INTERVAL_MS (1 s by default).
+    let res: Response | undefined;
+    for (let i = 0; i < 40; i++) {
+      res = await fetch(`${portal.url}/api/v1/entries/0/proof`, { headers: auth });
+      if (res.status === 200) break;
+      expect([202, 404]).toContain(res.status);
+      await new Promise((r) => setTimeout(r, 250));
+    }
+    expect(res!.status).toBe(200);
+    const bundle = await res!.json();
+    expect(bundle.format).toBe("trialseal-proof/v1");
+
+    // Without credentials, or with a token of no study that holds the entry: nothing.
+    expect((await fetch(`${portal.url}/api/v1/entries/0/proof`)).status).toBe(401);
+    expect((await fetch(`${portal.url}/api/v1/entries/0/proof`, { headers: { authorization: "Bearer ts_nope" } })).status).toBe(401);
+
+    const policyText = await (await fetch(`${portal.url}/.well-known/trialseal.json`)).text();
+    const policyFile = path.join(dataDir, "policy.json");
+    writeFileSync(policyFile, policyText);
+    const bundleFile = path.join(dataDir, "bundle.json");
+    writeFileSync(bundleFile, JSON.stringify(bundle));
+
+    const ok = cli(["verify", bundleFile, "--trust", policyFile], env);
+    expect(ok.stderr).toBe("");
+    expect(ok.code).toBe(0);
+    expect(ok.stdout).toContain("VALID");
+
+    // The pinned URL form: right pin passes, wrong pin is refused (exit 2).
+    const pin = createHash("sha256").update(policyText).digest("hex");
+    expect(cli(["verify", bundleFile, "--trust-url", `${portal.url}/.well-known/trialseal.json`, "--pin", pin], env).code).toBe(0);
+    const wrongPin = cli(["verify", bundleFile, "--trust-url", `${portal.url}/.well-known/trialseal.json`, "--pin", "0".repeat(64)], env);
+    expect(wrongPin.code).toBe(2);
+    expect(wrongPin.stderr).toMatch(/not the pinned/);
+
+    // One byte changed in the payload, the envelope, the header, a path, the checkpoint: exit 1, naming the step.
+    const tampered: [string, (b: any) => void, RegExp][] = [
+      ["payload", (b) => (b.payload.salt = (b.payload.salt[0] === "A" ? "B" : "A") + b.payload.salt.slice(1)), /payload\.hash \[PAYLOAD_HASH_MISMATCH\]/],
+      ["envelope", (b) => (b.envelope.payloadHash = (b.envelope.payloadHash[0] === "a" ? "b" : "a") + b.envelope.payloadHash.slice(1)), /PAYLOAD_HASH_MISMATCH/],
+      ["header", (b) => (b.batch.header.root = (b.batch.header.root[0] === "a" ? "b" : "a") + b.batch.header.root.slice(1)), /BATCH_INCLUSION_FAILED/],
+      ["checkpoint", (b) => (b.checkpoints[0].note = b.checkpoints[0].note.replace("trialseal.localhost/log\n", "trialseal.localhost/loh\n")), /\[(ORIGIN_MISMATCH|SIGNATURE_INVALID)\]/],
+    ];
+    if (bundle.batch.inclusion.length > 0) tampered.push(["path", (b) => (b.batch.inclusion[0] = (b.batch.inclusion[0][0] === "a" ? "b" : "a") + b.batch.inclusion[0].slice(1)), /BATCH_INCLUSION_FAILED/]);
+    for (const [name, mutate, message] of tampered) {
+      const b = structuredClone(bundle);
+      mutate(b);
+      const f = path.join(dataDir, `tampered-${name}.json`);
+      writeFileSync(f, JSON.stringify(b));
+      const r = cli(["verify", f, "--trust", policyFile], env);
+      expect(r.code, name).toBe(1);
+      expect(r.stderr, name).toMatch(message);
+    }
+
+    // No trust policy, or an unreadable bundle: exit 2.
+    const none = cli(["verify", bundleFile], env);
+    expect(none.code).toBe(2);
+    expect(none.stderr).toMatch(/no trust policy/);
+    expect(cli(["verify", path.join(dataDir, "missing.json"), "--trust", policyFile], env).code).toBe(2);
+
+    // Public checkpoint and consistency endpoints.
+    const note = await (await fetch(`${portal.url}/api/v1/checkpoint`)).text();
+    expect(note).toMatch(/^trialseal\.localhost\/log\n\d+\n/);
+    const bad = await fetch(`${portal.url}/api/v1/consistency?from=x&to=1`);
+    expect(bad.status).toBe(400);
+    expect((await bad.json()).error.field).toBe("from");
+  });
+});
