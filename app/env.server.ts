@@ -6,6 +6,7 @@ import { randomBytes } from "node:crypto";
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import path from "node:path";
 import { z } from "zod";
+import { parseDatabaseUrl } from "../db/client.ts";
 
 export class ConfigError extends Error {
   constructor(message: string) {
@@ -109,15 +110,11 @@ export function parseEnv(source: Record<string, string | undefined> = process.en
   const production = e.NODE_ENV === "production";
   if (e.DATABASE_URL) {
     // Checked here so that a malformed URL is reported as configuration, before anything starts.
-    let u: URL | undefined;
     try {
-      u = new URL(e.DATABASE_URL);
-    } catch {
-      throw new ConfigError("invalid DATABASE_URL: not a URL (expected postgres://user@host:port/database)");
+      parseDatabaseUrl(e.DATABASE_URL);
+    } catch (err) {
+      throw new ConfigError(`invalid ${(err as Error).message}`);
     }
-    if (u.protocol !== "postgres:" && u.protocol !== "postgresql:")
-      throw new ConfigError(`invalid DATABASE_URL: must start with postgres:// (got ${u.protocol}//)`);
-    if (!u.hostname) throw new ConfigError("invalid DATABASE_URL: no host name");
   }
   let sessionSecret = e.SESSION_SECRET;
   let key = e.DATA_KEY;

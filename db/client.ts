@@ -33,6 +33,8 @@ export interface Database {
   where: string;
   /** Raw SQL escape hatch for tests and maintenance (returns rows). */
   execute(sql: string): Promise<Record<string, unknown>[]>;
+  /** Apply the committed migrations (db/migrations). */
+  migrate(): Promise<void>;
   close(): Promise<void>;
 }
 
@@ -62,13 +64,13 @@ export function parseDatabaseUrl(url: string): URL {
   try {
     u = new URL(url);
   } catch {
-    throw new DatabaseError(`DATABASE_URL is not a valid URL (expected postgres://user@host:port/database)`);
+    throw new DatabaseError("DATABASE_URL: not a URL (expected postgres://user@host:port/database)");
   }
   if (u.protocol !== "postgres:" && u.protocol !== "postgresql:") {
-    throw new DatabaseError(`DATABASE_URL must start with postgres:// or postgresql:// (got ${u.protocol}//)`);
+    throw new DatabaseError(`DATABASE_URL: must start with postgres:// (got ${u.protocol}//)`);
   }
-  if (!u.hostname) throw new DatabaseError("DATABASE_URL has no host name");
-  if (u.pathname.length <= 1) throw new DatabaseError("DATABASE_URL names no database (add /DBNAME)");
+  if (!u.hostname) throw new DatabaseError("DATABASE_URL: no host name");
+  if (u.pathname.length <= 1) throw new DatabaseError("DATABASE_URL: names no database (add /DBNAME)");
   return u;
 }
 
@@ -80,7 +82,7 @@ export async function openDatabase(opts: OpenOptions): Promise<Database> {
   const database = opts.url ? await openPostgres(opts.url, opts.poolSize ?? 10) : await openPglite(opts.pgliteDir ?? "./data/pglite", opts.lockInfo);
   if (opts.migrate !== false) {
     try {
-      await runMigrations(database);
+      await database.migrate();
     } catch (err) {
       await database.close().catch(() => {});
       throw new DatabaseError(`database migration failed: ${(err as Error).message}`, { cause: err });
@@ -114,12 +116,25 @@ async function openPostgres(url: string, poolSize: number): Promise<Database> {
     async execute(sql) {
       return (await client.unsafe(sql)) as unknown as Record<string, unknown>[];
     },
+    async migrate() {
+      // One connection holds a session-level advisory lock while it migrates, so that several processes
+      // starting at once on a shared PostgreSQL migrate exactly once.
+      const single = postgres(url, { max: 1, onnotice: () => {}, connect_timeout: 10 });
+      try {
+        await single`select pg_advisory_lock(${MIGRATION_LOCK_KEY})`;
+        try {
+          await migratePostgres(drizzlePostgres(single, { schema }), { migrationsFolder: MIGRATIONS_DIR });
+        } finally {
+          await single`select pg_advisory_unlock(${MIGRATION_LOCK_KEY})`;
+        }
+      } finally {
+        await single.end({ timeout: 5 });
+      }
+    },
     async close() {
       await client.end({ timeout: 5 });
     },
-    // Used by the migrator below.
-    ...{ _url: url },
-  } as Database;
+  };
 }
 
 async function openPglite(dir: string, lockInfo?: Record<string, unknown>): Promise<Database> {
@@ -145,32 +160,14 @@ async function openPglite(dir: string, lockInfo?: Record<string, unknown>): Prom
       const results = await pg.exec(sql);
       return (results.at(-1)?.rows ?? []) as Record<string, unknown>[];
     },
+    async migrate() {
+      await migratePglite(drizzlePglite(pg, { schema }), { migrationsFolder: MIGRATIONS_DIR });
+    },
     async close() {
       await pg.close();
       lock?.release();
     },
-    ...{ _pg: pg },
-  } as Database;
+  };
 }
 
 const MIGRATION_LOCK_KEY = 7_424_011; // advisory lock id: one migrator at a time on a shared PostgreSQL
-
-export async function runMigrations(database: Database): Promise<void> {
-  if (database.engine === "pglite") {
-    await migratePglite(database.db as never, { migrationsFolder: MIGRATIONS_DIR });
-    return;
-  }
-  // One connection holds a session-level advisory lock while it migrates.
-  const url = (database as unknown as { _url: string })._url;
-  const single = postgres(url, { max: 1, onnotice: () => {}, connect_timeout: 10 });
-  try {
-    await single`select pg_advisory_lock(${MIGRATION_LOCK_KEY})`;
-    try {
-      await migratePostgres(drizzlePostgres(single, { schema }), { migrationsFolder: MIGRATIONS_DIR });
-    } finally {
-      await single`select pg_advisory_unlock(${MIGRATION_LOCK_KEY})`;
-    }
-  } finally {
-    await single.end({ timeout: 5 });
-  }
-}

@@ -8,6 +8,7 @@ import type { PendingEntry, SealStore, SealStoreTx } from "../anchoring/sealer.t
 import { toHex } from "../anchoring/bytes.ts";
 import type { Db, Tx } from "./client.ts";
 import { batches, checkpoints, ledgerEntries } from "./schema/index.ts";
+import { batchLeafHashes } from "./queries/ledger.ts";
 
 export const SEALER_LOCK_KEY = 7_424_012;
 const CHUNK = 500;
@@ -53,10 +54,7 @@ function txStore(tx: Tx): SealStoreTx {
     async insertBatch(b) {
       await tx.insert(batches).values(b);
     },
-    async batchLeafHashes() {
-      const rows = await tx.select({ leaf: batches.leafHash }).from(batches).orderBy(asc(batches.batchNo));
-      return rows.map((r) => r.leaf);
-    },
+    batchLeafHashes: () => batchLeafHashes(tx),
     async insertCheckpoint(c) {
       await tx.insert(checkpoints).values(c);
     },

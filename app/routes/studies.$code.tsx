@@ -1,9 +1,8 @@
 import { json, type LoaderFunctionArgs, type MetaFunction } from "@remix-run/node";
 import { useLoaderData } from "@remix-run/react";
-import { sql, eq } from "drizzle-orm";
 import { findStudyByCode, listSites } from "../../db/queries/studies.ts";
 import { listConsentDocuments, listForms } from "../../db/queries/forms.ts";
-import { ledgerEntries } from "../../db/schema/index.ts";
+import { entryCountsByStatus } from "../../db/queries/ledger.ts";
 import { requireStudyPermission } from "../session.server.ts";
 import { TopBar } from "../components/top-bar.tsx";
 
@@ -18,11 +17,7 @@ export async function loader({ request, context, params }: LoaderFunctionArgs) {
     listSites(db, study.id),
     listForms(db, study.id),
     listConsentDocuments(db, study.id),
-    db
-      .select({ status: ledgerEntries.status, n: sql<number>`count(*)::int` })
-      .from(ledgerEntries)
-      .where(eq(ledgerEntries.studyId, study.id))
-      .groupBy(ledgerEntries.status),
+    entryCountsByStatus(db, study.id),
   ]);
   return json({
     user: { fullName: user.fullName, email: user.email },
@@ -30,10 +25,7 @@ export async function loader({ request, context, params }: LoaderFunctionArgs) {
     sites: sites.map((s) => ({ code: s.code, name: s.name })),
     forms: forms.map((f) => ({ code: f.code, version: f.version, title: f.title, status: f.status })),
     documents: documents.map((d) => ({ code: d.code, version: d.version, title: d.title, status: d.status, irbName: d.irbName, irbApprovedOn: d.irbApprovedOn })),
-    entries: {
-      pending: counts.find((c) => c.status === "pending")?.n ?? 0,
-      sealed: counts.find((c) => c.status === "sealed")?.n ?? 0,
-    },
+    entries: counts,
   });
 }
 

@@ -1,6 +1,5 @@
 /** Sign-in with email + password, server-side sessions (token hash in the database), sign-out. */
-import { randomBytes } from "node:crypto";
-import { toBase64Url } from "../../anchoring/bytes.ts";
+import { newToken, tokenHash } from "./secret-tokens.server.ts";
 import { findUserByEmail, findUserById, activeMemberships, recordLoginFailure } from "../../db/queries/users.ts";
 import { findLiveSession, insertSession, revokeSession, touchSession } from "../../db/queries/sessions.ts";
 import type { AppContext } from "./context.server.ts";
@@ -31,12 +30,12 @@ export async function login(ctx: AppContext, email: string, password: string, me
     await audit(ctx.db, { action: "login", outcome: "failure", actorUserId: user.id, ip: meta.ip, detail: { reason: user.status === "active" ? "bad_password" : "disabled" } });
     throw new ServiceError("unauthenticated", "email or password is incorrect");
   }
-  const token = toBase64Url(randomBytes(32));
+  const token = newToken();
   const now = new Date();
   await ctx.db.transaction(async (tx) => {
     if (user.failedLogins) await recordLoginFailure(tx, user.id, 0);
     await insertSession(tx, {
-      tokenHash: ctx.crypto.sha256(new TextEncoder().encode(token)),
+      tokenHash: tokenHash(ctx.crypto, token),
       userId: user.id,
       expiresAt: new Date(now.getTime() + ctx.env.sessionTtlMs),
       ip: meta.ip,
@@ -65,14 +64,14 @@ export async function principalForUser(ctx: AppContext, userId: string): Promise
 /** The principal behind a session token, or null when the session is unknown, expired or revoked. */
 export async function sessionPrincipal(ctx: AppContext, token: string) {
   const now = new Date();
-  const s = await findLiveSession(ctx.db, ctx.crypto.sha256(new TextEncoder().encode(token)), now);
+  const s = await findLiveSession(ctx.db, tokenHash(ctx.crypto, token), now);
   if (!s) return null;
   if (now.getTime() - s.lastSeenAt.getTime() > 60_000) await touchSession(ctx.db, s.id, now);
   return principalForUser(ctx, s.userId);
 }
 
 export async function logout(ctx: AppContext, token: string, meta: RequestMeta) {
-  const hash = ctx.crypto.sha256(new TextEncoder().encode(token));
+  const hash = tokenHash(ctx.crypto, token);
   const s = await findLiveSession(ctx.db, hash, new Date());
   await revokeSession(ctx.db, hash, new Date());
   if (s) await audit(ctx.db, { action: "logout", actorUserId: s.userId, ip: meta.ip });

@@ -60,24 +60,23 @@ export const COMMANDS: Record<string, Handler> = {
     const t = await createApiToken(ctx, v, null);
     return { stdout: `${t.token}\n`, stderr: `token ${t.id} for study ${t.study}: store it now, it is not shown again\n` };
   },
-};
 
-Object.assign(COMMANDS, {
-  async seal(ctx: AppContext) {
+  async seal(ctx) {
     const made = await sealAll(ctx);
     if (made.length === 0) return { stdout: "nothing pending\n" };
     return { stdout: made.map((b) => `sealed batch ${b.batchNo}: seq ${b.firstSeq}..${b.firstSeq + b.size - 1} (${b.size} entries), log size ${b.treeSize}\n`).join("") };
   },
-  async checkpoint(ctx: AppContext) {
+  async checkpoint(ctx) {
     const cp = await latestCheckpoint(ctx);
     if (!cp) throw new ServiceError("not_found", "no checkpoint yet: nothing has been sealed");
     return { stdout: cp.noteText };
   },
-  async consistency(ctx: AppContext, input: unknown) {
-    const v = parse(z.object({ from: z.coerce.number(), to: z.coerce.number() }), input);
+  async consistency(ctx, input) {
+    const whole = z.string().regex(/^\d{1,15}$/, "must be a whole number").transform(Number);
+    const v = parse(z.object({ from: whole, to: whole }), input);
     return { stdout: JSON.stringify(await consistencyBetween(ctx, v.from, v.to), null, 2) + "\n" };
   },
-  async proof(ctx: AppContext, input: unknown) {
+  async proof(ctx, input) {
     const v = parse(z.object({ ref: z.string() }), input);
     const entry = await findEntryByRef(ctx, v.ref);
     if (!entry) throw new ServiceError("not_found", `no entry ${v.ref}`);
@@ -85,10 +84,10 @@ Object.assign(COMMANDS, {
     if (r.status === "pending") throw new ServiceError("conflict", `entry ${entry.id} is not sealed yet; try again after the next seal`);
     return { stdout: JSON.stringify(r.bundle, null, 2) + "\n" };
   },
-  async "trust-policy"(ctx: AppContext) {
+  async "trust-policy"(ctx) {
     return { stdout: JSON.stringify(trustPolicy(ctx.crypto, ctx.env.logOrigin, ctx.signer), null, 2) + "\n" };
   },
-} satisfies Record<string, Handler>);
+};
 
 export async function runCommand(ctx: AppContext, name: string, input: unknown): Promise<CommandOutput> {
   const handler = Object.prototype.hasOwnProperty.call(COMMANDS, name) ? COMMANDS[name] : undefined;

@@ -1,7 +1,6 @@
 /** Study-scoped API tokens. The token is shown once; only its SHA-256 is stored. */
-import { randomBytes } from "node:crypto";
 import { z } from "zod";
-import { toBase64Url } from "../../anchoring/bytes.ts";
+import { newToken, tokenHash } from "./secret-tokens.server.ts";
 import { findLiveApiToken, insertApiToken } from "../../db/queries/sessions.ts";
 import type { AppContext } from "./context.server.ts";
 import { ServiceError } from "./errors.server.ts";
@@ -15,12 +14,12 @@ export async function createApiToken(ctx: AppContext, input: { study: string; na
   const name = z.string().trim().min(1, "name is required").max(100).safeParse(input.name);
   if (!name.success) throw new ServiceError("invalid", `name: ${name.error.issues[0].message}`, "name");
   const study = await getStudyOrThrow(ctx, input.study);
-  const token = TOKEN_PREFIX + toBase64Url(randomBytes(32));
+  const token = newToken(TOKEN_PREFIX);
   const row = await ctx.db.transaction(async (tx) => {
     const r = await insertApiToken(tx, {
       studyId: study.id,
       name: name.data,
-      tokenHash: ctx.crypto.sha256(new TextEncoder().encode(token)),
+      tokenHash: tokenHash(ctx.crypto, token),
       tokenPrefix: token.slice(0, 10),
       createdBy: actorId,
     });
@@ -33,7 +32,7 @@ export async function createApiToken(ctx: AppContext, input: { study: string; na
 /** The principal for a Bearer token: acts with the integration roles within its one study. */
 export async function tokenPrincipal(ctx: AppContext, token: string): Promise<Principal | null> {
   if (!token.startsWith(TOKEN_PREFIX) || token.length > 200) return null;
-  const found = await findLiveApiToken(ctx.db, ctx.crypto.sha256(new TextEncoder().encode(token)));
+  const found = await findLiveApiToken(ctx.db, tokenHash(ctx.crypto, token));
   if (!found) return null;
   return {
     kind: "token",

@@ -1,6 +1,6 @@
-import { and, asc, eq, sql } from "drizzle-orm";
+import { and, asc, desc, eq, gte, lt, sql } from "drizzle-orm";
 import type { DbOrTx } from "../client.ts";
-import { ledgerEntries } from "../schema/index.ts";
+import { batches, checkpoints, ledgerEntries } from "../schema/index.ts";
 
 export interface NewEntry {
   studyId: string;
@@ -11,6 +11,8 @@ export interface NewEntry {
   at?: Date;
 }
 
+export type EntryRow = typeof ledgerEntries.$inferSelect;
+
 /** Insert a pending ledger entry (call inside the transaction that writes the data it records). */
 export async function insertPendingEntry(db: DbOrTx, e: NewEntry) {
   const [row] = await db
@@ -20,19 +22,57 @@ export async function insertPendingEntry(db: DbOrTx, e: NewEntry) {
   return row;
 }
 
-export async function getEntry(db: DbOrTx, id: string) {
-  const [row] = await db.select().from(ledgerEntries).where(eq(ledgerEntries.id, id));
-  return row ?? null;
+export async function findEntryById(db: DbOrTx, id: string): Promise<EntryRow | null> {
+  const [e] = await db.select().from(ledgerEntries).where(eq(ledgerEntries.id, id));
+  return e ?? null;
 }
 
-export async function countEntries(db: DbOrTx, studyId?: string) {
-  const [row] = await db
-    .select({ n: sql<number>`count(*)::int` })
+export async function findEntryBySeq(db: DbOrTx, seq: number): Promise<EntryRow | null> {
+  const [e] = await db.select().from(ledgerEntries).where(eq(ledgerEntries.seq, seq));
+  return e ?? null;
+}
+
+/** Entry counts of a study by status (pending / sealed). */
+export async function entryCountsByStatus(db: DbOrTx, studyId: string) {
+  const rows = await db
+    .select({ status: ledgerEntries.status, n: sql<number>`count(*)::int` })
     .from(ledgerEntries)
-    .where(studyId ? eq(ledgerEntries.studyId, studyId) : undefined);
-  return row.n;
+    .where(eq(ledgerEntries.studyId, studyId))
+    .groupBy(ledgerEntries.status);
+  return { pending: rows.find((r) => r.status === "pending")?.n ?? 0, sealed: rows.find((r) => r.status === "sealed")?.n ?? 0 };
 }
 
-export async function listStudyEntries(db: DbOrTx, studyId: string, limit = 100) {
-  return db.select().from(ledgerEntries).where(and(eq(ledgerEntries.studyId, studyId))).orderBy(asc(ledgerEntries.at)).limit(limit);
+/** Leaf hashes of the entries with seq in [first, first + size), in seq order. */
+export async function entryLeafHashes(db: DbOrTx, first: number, size: number): Promise<Uint8Array[]> {
+  const rows = await db
+    .select({ leaf: ledgerEntries.leafHash })
+    .from(ledgerEntries)
+    .where(and(gte(ledgerEntries.seq, first), lt(ledgerEntries.seq, first + size)))
+    .orderBy(asc(ledgerEntries.seq));
+  return rows.map((r) => r.leaf!);
+}
+
+export async function findBatch(db: DbOrTx, batchNo: number) {
+  const [b] = await db.select().from(batches).where(eq(batches.batchNo, batchNo));
+  return b ?? null;
+}
+
+/** Leaf hashes of batches 0..size-1 of the batch log (all batches when size is omitted), in order. */
+export async function batchLeafHashes(db: DbOrTx, size?: number): Promise<Uint8Array[]> {
+  const rows = await db
+    .select({ leaf: batches.leafHash })
+    .from(batches)
+    .where(size === undefined ? undefined : lt(batches.batchNo, size))
+    .orderBy(asc(batches.batchNo));
+  return rows.map((r) => r.leaf);
+}
+
+export async function findCheckpoint(db: DbOrTx, treeSize: number) {
+  const [c] = await db.select().from(checkpoints).where(eq(checkpoints.treeSize, treeSize));
+  return c ?? null;
+}
+
+export async function latestCheckpoint(db: DbOrTx) {
+  const [c] = await db.select().from(checkpoints).orderBy(desc(checkpoints.treeSize)).limit(1);
+  return c ?? null;
 }
