@@ -33,7 +33,7 @@ export function nodeHash(c: Crypto, left: Uint8Array, right: Uint8Array): Uint8A
 }
 
 /** The largest power of two strictly less than n (n >= 2). */
-function splitPoint(n: number): number {
+export function splitPoint(n: number): number {
   let k = 1;
   while (k * 2 < n) k *= 2;
   return k;
@@ -61,51 +61,66 @@ export function rootOf(c: Crypto, leaves: readonly Uint8Array[], lo = 0, hi = le
   return h;
 }
 
-/** RFC 6962 PATH(m, D[lo:hi]): the inclusion proof of leaf m (absolute index) in the tree over [lo, hi). */
-export function inclusionProof(c: Crypto, leaves: readonly Uint8Array[], index: number, size = leaves.length): Uint8Array[] {
-  if (!Number.isSafeInteger(index) || !Number.isSafeInteger(size) || index < 0 || index >= size || size > leaves.length) {
+/** The Merkle tree hash of leaves [lo, hi); proofs are built from such subtree roots. */
+export type RangeRoot = (lo: number, hi: number) => Uint8Array;
+
+/** RFC 6962 PATH(m, D[0:size]): the inclusion proof of leaf `index`, from any subtree-root source. */
+export function inclusionProofWith(rangeRoot: RangeRoot, index: number, size: number): Uint8Array[] {
+  if (!Number.isSafeInteger(index) || !Number.isSafeInteger(size) || index < 0 || index >= size) {
     throw new MerkleError("INDEX_OUT_OF_RANGE", `leaf ${index} is not in a tree of size ${size}`);
   }
   const path: Uint8Array[] = [];
   let lo = 0;
   let hi = size;
-  // Walk down, collecting siblings; they are emitted leaf-to-root, so build then reverse.
+  // Walk down, collecting siblings root-to-leaf, then reverse (proofs list them leaf-to-root).
   while (hi - lo > 1) {
     const k = splitPoint(hi - lo);
     if (index < lo + k) {
-      path.push(rootOf(c, leaves, lo + k, hi));
+      path.push(rangeRoot(lo + k, hi));
       hi = lo + k;
     } else {
-      path.push(rootOf(c, leaves, lo, lo + k));
+      path.push(rangeRoot(lo, lo + k));
       lo = lo + k;
     }
   }
   return path.reverse();
 }
 
-/** RFC 6962 PROOF(m, D[n]): consistency proof between the first `size1` and `size2` leaves. */
-export function consistencyProof(c: Crypto, leaves: readonly Uint8Array[], size1: number, size2 = leaves.length): Uint8Array[] {
-  if (!Number.isSafeInteger(size1) || !Number.isSafeInteger(size2) || size1 < 0 || size2 < size1 || size2 > leaves.length) {
+/** RFC 6962 PROOF(size1, D[0:size2]): the consistency proof, from any subtree-root source. */
+export function consistencyProofWith(rangeRoot: RangeRoot, size1: number, size2: number): Uint8Array[] {
+  if (!Number.isSafeInteger(size1) || !Number.isSafeInteger(size2) || size1 < 0 || size2 < size1) {
     throw new MerkleError("BAD_SIZES", `no consistency proof from ${size1} to ${size2}`);
   }
   if (size1 === 0 || size1 === size2) return [];
   const out: Uint8Array[] = [];
   const sub = (m: number, lo: number, hi: number, complete: boolean) => {
     if (m === hi - lo) {
-      if (!complete) out.push(rootOf(c, leaves, lo, hi));
+      if (!complete) out.push(rangeRoot(lo, hi));
       return;
     }
     const k = splitPoint(hi - lo);
     if (m <= k) {
       sub(m, lo, lo + k, complete);
-      out.push(rootOf(c, leaves, lo + k, hi));
+      out.push(rangeRoot(lo + k, hi));
     } else {
       sub(m - k, lo + k, hi, false);
-      out.push(rootOf(c, leaves, lo, lo + k));
+      out.push(rangeRoot(lo, lo + k));
     }
   };
   sub(size1, 0, size2, true);
   return out;
+}
+
+/** Inclusion proof over an array of leaf hashes (recomputes subtree roots: O(n) per proof). */
+export function inclusionProof(c: Crypto, leaves: readonly Uint8Array[], index: number, size = leaves.length): Uint8Array[] {
+  if (size > leaves.length) throw new MerkleError("INDEX_OUT_OF_RANGE", `tree size ${size} exceeds ${leaves.length} leaves`);
+  return inclusionProofWith((lo, hi) => rootOf(c, leaves, lo, hi), index, size);
+}
+
+/** Consistency proof over an array of leaf hashes. */
+export function consistencyProof(c: Crypto, leaves: readonly Uint8Array[], size1: number, size2 = leaves.length): Uint8Array[] {
+  if (size2 > leaves.length) throw new MerkleError("BAD_SIZES", `tree size ${size2} exceeds ${leaves.length} leaves`);
+  return consistencyProofWith((lo, hi) => rootOf(c, leaves, lo, hi), size1, size2);
 }
 
 // ---- verification (untrusted input: sizes and indexes are checked before use) ----

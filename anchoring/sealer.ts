@@ -7,6 +7,7 @@
 import { toHex } from "./bytes.ts";
 import type { Crypto, Signer } from "./crypto.ts";
 import { rootOf } from "./merkle.ts";
+import { MerkleLevels } from "./tree.ts";
 import { checkpointText, keyId, signNote } from "./note.ts";
 import { envelopeLeaf, headerLeaf, type BatchHeader, type Envelope } from "./records.ts";
 
@@ -34,7 +35,7 @@ export interface SealStoreTx {
   /** The next studySeq for each study (0 when the study has no sealed entry). */
   nextStudySeqs(studyIds: string[]): Promise<Map<string, number>>;
   sealEntries(updates: SealedEntryUpdate[]): Promise<void>;
-  insertBatch(b: { batchNo: number; firstSeq: number; size: number; root: Uint8Array; headerText: string; leafHash: Uint8Array; sealedAt: Date }): Promise<void>;
+  insertBatch(b: { batchNo: number; firstSeq: number; size: number; root: Uint8Array; headerText: string; leafHash: Uint8Array; sealedAt: Date; tree: Uint8Array }): Promise<void>;
   /** Leaf hashes of batches 0..n-1 of the batch log, in order. */
   batchLeafHashes(): Promise<Uint8Array[]>;
   insertCheckpoint(c: { treeSize: number; root: Uint8Array; noteText: string; checkpointHash: Uint8Array; keyId: string; createdAt: Date }): Promise<void>;
@@ -71,7 +72,7 @@ export async function sealOnce(store: SealStore, cfg: SealerConfig): Promise<Sea
     const firstSeq = last ? last.firstSeq + last.size : 0;
     const studySeqs = await tx.nextStudySeqs([...new Set(pending.map((p) => p.studyId))]);
     const updates: SealedEntryUpdate[] = [];
-    const leaves: Uint8Array[] = [];
+    const tree = new MerkleLevels(c);
     pending.forEach((p, i) => {
       const studySeq = studySeqs.get(p.studyId) ?? 0;
       studySeqs.set(p.studyId, studySeq + 1);
@@ -86,15 +87,15 @@ export async function sealOnce(store: SealStore, cfg: SealerConfig): Promise<Sea
         payloadHash: toHex(p.payloadHash),
       };
       const { text, leaf } = envelopeLeaf(c, envelope);
-      leaves.push(leaf);
+      tree.append(leaf);
       updates.push({ id: p.id, seq: firstSeq + i, studySeq, envelopeText: text, leafHash: leaf, batchNo });
     });
-    const root = rootOf(c, leaves);
+    const root = tree.root();
     const sealedAt = (cfg.now ?? (() => new Date()))();
     const header: BatchHeader = { v: 1, log: cfg.origin, batch: batchNo, first: firstSeq, size: pending.length, root: toHex(root), sealedAt: sealedAt.toISOString() };
     const { text: headerText, leaf: headerLeafHash } = headerLeaf(c, header);
     await tx.sealEntries(updates);
-    await tx.insertBatch({ batchNo, firstSeq, size: pending.length, root, headerText, leafHash: headerLeafHash, sealedAt });
+    await tx.insertBatch({ batchNo, firstSeq, size: pending.length, root, headerText, leafHash: headerLeafHash, sealedAt, tree: tree.serialize() });
     const logLeaves = await tx.batchLeafHashes();
     if (logLeaves.length !== batchNo + 1) throw new Error(`batch log has ${logLeaves.length} leaves, expected ${batchNo + 1}`);
     const logRoot = rootOf(c, logLeaves);

@@ -1,7 +1,9 @@
 /** Proof bundles, checkpoints and consistency proofs, built from what the database stores. */
 import { toHex } from "../../anchoring/bytes.ts";
 import type { Bundle } from "../../anchoring/bundle.ts";
-import { consistencyProof, inclusionProof } from "../../anchoring/merkle.ts";
+import { MerkleLevels } from "../../anchoring/tree.ts";
+import { bytesEqual } from "../../anchoring/bytes.ts";
+import type { Db } from "../../db/client.ts";
 import * as q from "../../db/queries/ledger.ts";
 import type { AppContext } from "./context.server.ts";
 import { ServiceError } from "./errors.server.ts";
@@ -15,6 +17,33 @@ export async function findEntryByRef(ctx: AppContext, ref: string) {
   return null;
 }
 
+/**
+ * The batch log's tree, cached per database and extended with new batches as they are sealed. Before use it
+ * is checked against the stored checkpoint root of its size; on any disagreement it is rebuilt from the table.
+ */
+const logTrees = new WeakMap<Db, MerkleLevels>();
+
+async function logTree(ctx: AppContext, size: number): Promise<MerkleLevels> {
+  let t = logTrees.get(ctx.db);
+  if (!t || t.size > size) t = new MerkleLevels(ctx.crypto);
+  if (t.size < size) {
+    for (const leaf of await q.batchLeafHashesFrom(ctx.db, t.size, size)) t.append(leaf);
+  }
+  const cp = await q.findCheckpoint(ctx.db, size);
+  if (cp && !bytesEqual(t.root(size), cp.root)) {
+    t = MerkleLevels.fromLeaves(ctx.crypto, await q.batchLeafHashes(ctx.db, size));
+  }
+  if (t.size < size) throw new Error(`the batch log has ${t.size} batches, not ${size}`);
+  logTrees.set(ctx.db, t);
+  return t;
+}
+
+/** The batch's own tree: stored beside it at seal time, or rebuilt from its entries' leaves. */
+async function batchTree(ctx: AppContext, batch: NonNullable<Awaited<ReturnType<typeof q.findBatch>>>): Promise<MerkleLevels> {
+  if (batch.tree) return MerkleLevels.deserialize(ctx.crypto, batch.tree, batch.size);
+  return MerkleLevels.fromLeaves(ctx.crypto, await q.entryLeafHashes(ctx.db, batch.firstSeq, batch.size));
+}
+
 export type ProofResult = { status: "pending"; entryId: string } | { status: "sealed"; bundle: Bundle };
 
 /** The proof bundle of a sealed entry: payload, envelope, batch inclusion, and the checkpoint sealed with it. */
@@ -24,8 +53,8 @@ export async function proofBundle(ctx: AppContext, entry: q.EntryRow): Promise<P
   if (!batch) throw new Error(`batch ${entry.batchNo} of sealed entry ${entry.id} is missing`);
   const cp = await q.findCheckpoint(ctx.db, batch.batchNo + 1);
   if (!cp) throw new Error(`checkpoint ${batch.batchNo + 1} is missing`);
-  const leaves = await q.entryLeafHashes(ctx.db, batch.firstSeq, batch.size);
-  const logLeaves = await q.batchLeafHashes(ctx.db, cp.treeSize);
+  const tree = await batchTree(ctx, batch);
+  const log = await logTree(ctx, cp.treeSize);
   const leafIndex = entry.seq - batch.firstSeq;
   return {
     status: "sealed",
@@ -33,11 +62,11 @@ export async function proofBundle(ctx: AppContext, entry: q.EntryRow): Promise<P
       format: "trialseal-proof/v1",
       payload: JSON.parse(entry.payloadText),
       envelope: JSON.parse(entry.envelopeText!),
-      batch: { header: JSON.parse(batch.headerText), leafIndex, inclusion: inclusionProof(ctx.crypto, leaves, leafIndex).map(toHex) },
+      batch: { header: JSON.parse(batch.headerText), leafIndex, inclusion: tree.inclusionProof(leafIndex).map(toHex) },
       checkpoints: [
         {
           note: cp.noteText,
-          log: { index: batch.batchNo, treeSize: cp.treeSize, inclusion: inclusionProof(ctx.crypto, logLeaves, batch.batchNo).map(toHex) },
+          log: { index: batch.batchNo, treeSize: cp.treeSize, inclusion: log.inclusionProof(batch.batchNo, cp.treeSize).map(toHex) },
           anchors: [],
         },
       ],
@@ -55,6 +84,6 @@ export async function consistencyBetween(ctx: AppContext, from: number, to: numb
   if (!Number.isSafeInteger(from) || from < 1) throw new ServiceError("invalid", "from must be a whole number of at least 1", "from");
   if (!Number.isSafeInteger(to) || to < from) throw new ServiceError("invalid", "to must be a whole number not below from", "to");
   if (to > size) throw new ServiceError("invalid", `to (${to}) is beyond the log's size (${size})`, "to");
-  const leaves = await q.batchLeafHashes(ctx.db, to);
-  return { from, to, proof: consistencyProof(ctx.crypto, leaves, from, to).map(toHex) };
+  const log = await logTree(ctx, to);
+  return { from, to, proof: log.consistencyProof(from, to).map(toHex) };
 }

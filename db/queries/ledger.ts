@@ -67,6 +67,16 @@ export async function batchLeafHashes(db: DbOrTx, size?: number): Promise<Uint8A
   return rows.map((r) => r.leaf);
 }
 
+/** Leaf hashes of batches from..to-1, in order. */
+export async function batchLeafHashesFrom(db: DbOrTx, from: number, to: number): Promise<Uint8Array[]> {
+  const rows = await db
+    .select({ leaf: batches.leafHash })
+    .from(batches)
+    .where(and(gte(batches.batchNo, from), lt(batches.batchNo, to)))
+    .orderBy(asc(batches.batchNo));
+  return rows.map((r) => r.leaf);
+}
+
 export async function findCheckpoint(db: DbOrTx, treeSize: number) {
   const [c] = await db.select().from(checkpoints).where(eq(checkpoints.treeSize, treeSize));
   return c ?? null;

@@ -108,3 +108,64 @@ describe(`sealer and proofs on ${engineUnderTest()}`, () => {
     expect(gaps).toEqual([]);
   });
 });
+
+describe(`sealer crash safety and proof storage on ${engineUnderTest()}`, () => {
+  it("a seal that fails part-way leaves no batch, no checkpoint and every entry still pending", async () => {
+    const { sealOnce } = await import("../../anchoring/sealer.ts");
+    const { ledgerStore } = await import("../../db/ledger-store.ts");
+    await createStudy(t.ctx, { code: "CRASH-1", title: "c", sites: [{ code: "A", name: "A" }] }, null);
+    const real = ledgerStore(t.ctx.db);
+    const crashing = {
+      transaction: <T,>(fn: (tx: any) => Promise<T>) =>
+        real.transaction((tx) =>
+          fn({
+            ...tx,
+            insertCheckpoint: async () => {
+              throw new Error("simulated crash before the checkpoint is written");
+            },
+          }),
+        ),
+    };
+    const before = await t.database.execute(`SELECT (SELECT count(*) FROM batches)::int AS b, (SELECT count(*) FROM checkpoints)::int AS c, (SELECT count(*) FROM ledger_entries WHERE status = 'pending')::int AS p`);
+    await expect(sealOnce(crashing, { origin: t.ctx.env.logOrigin, maxBatch: 100, crypto: t.ctx.crypto, signer: t.ctx.signer })).rejects.toThrow(/simulated crash/);
+    const after = await t.database.execute(`SELECT (SELECT count(*) FROM batches)::int AS b, (SELECT count(*) FROM checkpoints)::int AS c, (SELECT count(*) FROM ledger_entries WHERE status = 'pending')::int AS p`);
+    expect(after).toEqual(before);
+    expect(before[0].p).toBeGreaterThan(0);
+    // The next seal completes the work.
+    const r = await sealNow(t.ctx);
+    expect(r?.size).toBe(before[0].p);
+  });
+
+  it("stores each batch's tree, and proofs from it equal proofs recomputed from the entries' leaves", async () => {
+    const { entryLeafHashes, findBatch } = await import("../../db/queries/ledger.ts");
+    const { inclusionProof, rootOf } = await import("../../anchoring/merkle.ts");
+    const { toHex } = await import("../../anchoring/bytes.ts");
+    const [last] = await t.database.execute(`SELECT max(batch_no)::int AS b FROM batches`);
+    for (let b = 0; b <= Number(last.b); b++) {
+      const batch = (await findBatch(t.ctx.db, b))!;
+      expect(batch.tree).not.toBeNull();
+      const leaves = await entryLeafHashes(t.ctx.db, batch.firstSeq, batch.size);
+      expect(toHex(rootOf(t.ctx.crypto, leaves))).toBe(toHex(batch.root));
+      const bundle = await bundleOf(String(batch.firstSeq + batch.size - 1));
+      expect(bundle.batch.inclusion).toEqual(inclusionProof(t.ctx.crypto, leaves, batch.size - 1).map(toHex));
+    }
+  });
+
+  it.runIf(engineUnderTest() === "postgres")("two processes' sealers on one PostgreSQL never collide (advisory lock)", async () => {
+    const { openDatabase } = await import("../../db/client.ts");
+    const { contextFor } = await import("../../app/services/context.server.ts");
+    const second = await openDatabase({ url: t.url!, migrate: false });
+    try {
+      const ctx2 = contextFor(t.ctx.env, second); // same log key (same data directory), separate connection pool
+      for (let i = 0; i < 8; i++) await createStudy(t.ctx, { code: `TWO-${i}`, title: "t", sites: [{ code: "A", name: "A" }] }, null);
+      await Promise.all([sealAll(t.ctx), sealAll(ctx2), sealAll(t.ctx), sealAll(ctx2)]);
+      const [agg] = await t.database.execute(`SELECT count(*)::int AS n, count(DISTINCT seq)::int AS d, max(seq)::int AS hi FROM ledger_entries`);
+      expect(agg.d).toBe(agg.n);
+      expect(agg.hi).toBe(Number(agg.n) - 1);
+      const cps = await t.database.execute(`SELECT tree_size FROM checkpoints ORDER BY tree_size`);
+      expect(cps.map((c) => Number(c.tree_size))).toEqual(cps.map((_, i) => i + 1));
+    } finally {
+      await second.close();
+    }
+  });
+});

@@ -1,0 +1,122 @@
+/**
+ * A Merkle tree kept as flat levels of complete subtrees: level h holds the hashes of the aligned subtrees of
+ * 2^h leaves. Appending is amortized O(1) hashes; any RFC 6962 subtree root, inclusion or consistency proof
+ * needs only O(log n) hashes; memory is at most 64 bytes per leaf. It serializes to one byte string, so a
+ * sealed batch can store its whole tree beside its header.
+ */
+import type { Crypto } from "./crypto.ts";
+import { HASH_SIZE, MerkleError, consistencyProofWith, inclusionProofWith, splitPoint } from "./merkle.ts";
+
+export class MerkleLevels {
+  private levels: Uint8Array[] = [new Uint8Array(64 * HASH_SIZE)];
+  private counts: number[] = [0];
+  private readonly scratch = new Uint8Array(1 + 2 * HASH_SIZE);
+
+  constructor(private readonly c: Crypto) {
+    this.scratch[0] = 1;
+  }
+
+  get size(): number {
+    return this.counts[0];
+  }
+
+  /** Hash of the aligned subtree of 2^h leaves number i (a view; do not modify). */
+  node(h: number, i: number): Uint8Array {
+    return this.levels[h].subarray(i * HASH_SIZE, (i + 1) * HASH_SIZE);
+  }
+
+  private push(h: number, hash: Uint8Array): void {
+    if (this.levels.length <= h) {
+      this.levels.push(new Uint8Array(Math.max(64, (this.levels[h - 1].length >> 1) + HASH_SIZE)));
+      this.counts.push(0);
+    }
+    let buf = this.levels[h];
+    const at = this.counts[h] * HASH_SIZE;
+    if (at + HASH_SIZE > buf.length) {
+      const bigger = new Uint8Array(buf.length * 2);
+      bigger.set(buf);
+      this.levels[h] = buf = bigger;
+    }
+    buf.set(hash, at);
+    this.counts[h]++;
+  }
+
+  private hashPair(left: Uint8Array, right: Uint8Array): Uint8Array {
+    this.scratch.set(left, 1);
+    this.scratch.set(right, 1 + HASH_SIZE);
+    return this.c.sha256(this.scratch);
+  }
+
+  append(leafHash: Uint8Array): void {
+    if (leafHash.length !== HASH_SIZE) throw new MerkleError("BAD_HASH_SIZE", "a leaf hash is 32 bytes");
+    this.push(0, leafHash);
+    let h = 0;
+    let i = this.counts[0] - 1;
+    while (i % 2 === 1) {
+      const parent = this.hashPair(this.node(h, i - 1), this.node(h, i));
+      h++;
+      this.push(h, parent);
+      i = this.counts[h] - 1;
+    }
+  }
+
+  /** Merkle tree hash of leaves [lo, hi), for ranges an RFC 6962 tree of some size is made of. */
+  rangeRoot(lo: number, hi: number): Uint8Array {
+    const n = hi - lo;
+    if (lo < 0 || hi > this.size || n < 0) throw new MerkleError("BAD_SIZES", `range [${lo}, ${hi}) is outside the tree`);
+    if (n === 0) return this.c.sha256(new Uint8Array(0));
+    if ((n & (n - 1)) === 0 && n <= 2 ** 30 && lo % n === 0) return this.node(Math.log2(n), lo / n).slice();
+    const k = splitPoint(n);
+    return this.hashPair(this.rangeRoot(lo, lo + k), this.rangeRoot(lo + k, hi));
+  }
+
+  root(size = this.size): Uint8Array {
+    return this.rangeRoot(0, size);
+  }
+
+  inclusionProof(index: number, size = this.size): Uint8Array[] {
+    if (size > this.size) throw new MerkleError("INDEX_OUT_OF_RANGE", `tree size ${size} exceeds ${this.size}`);
+    return inclusionProofWith((lo, hi) => this.rangeRoot(lo, hi), index, size);
+  }
+
+  consistencyProof(size1: number, size2 = this.size): Uint8Array[] {
+    if (size2 > this.size) throw new MerkleError("BAD_SIZES", `tree size ${size2} exceeds ${this.size}`);
+    return consistencyProofWith((lo, hi) => this.rangeRoot(lo, hi), size1, size2);
+  }
+
+  /** All levels, leaves first, each level's used bytes back to back. */
+  serialize(): Uint8Array {
+    const total = this.counts.reduce((a, n) => a + n, 0) * HASH_SIZE;
+    const out = new Uint8Array(total);
+    let o = 0;
+    this.counts.forEach((n, h) => {
+      out.set(this.levels[h].subarray(0, n * HASH_SIZE), o);
+      o += n * HASH_SIZE;
+    });
+    return out;
+  }
+
+  /** Rebuild from `serialize()` output of a tree of `size` leaves; checks the length fits. */
+  static deserialize(c: Crypto, bytes: Uint8Array, size: number): MerkleLevels {
+    const t = new MerkleLevels(c);
+    const counts: number[] = [];
+    for (let n = size; n > 0; n = Math.floor(n / 2)) counts.push(n);
+    if (counts.length === 0) counts.push(0);
+    const expected = counts.reduce((a, n) => a + n, 0) * HASH_SIZE;
+    if (bytes.length !== expected) throw new MerkleError("BAD_SIZES", `stored tree has ${bytes.length} bytes, expected ${expected}`);
+    let o = 0;
+    t.levels = counts.map((n) => {
+      const level = bytes.slice(o, o + n * HASH_SIZE);
+      o += n * HASH_SIZE;
+      return level.length > 0 ? level : new Uint8Array(64 * HASH_SIZE);
+    });
+    t.counts = counts;
+    return t;
+  }
+
+  static fromLeaves(c: Crypto, leaves: Iterable<Uint8Array>): MerkleLevels {
+    const t = new MerkleLevels(c);
+    for (const l of leaves) t.append(l);
+    return t;
+  }
+}
