@@ -1,0 +1,149 @@
+/**
+ * Deterministic proof-bundle vectors: a small log built with the core's own construction (fixed key, salts and
+ * times), one valid bundle per entry, and named broken cases. `npx tsx test/vectors/bundles/generate.ts`
+ * rewrites the JSON files; test/vectors.test.ts checks the files equal what this produces and verifies each.
+ */
+import { writeFileSync, readdirSync, unlinkSync } from "node:fs";
+import path from "node:path";
+import { fileURLToPath } from "node:url";
+import { nodeCrypto as c, nodeSigner } from "../../../anchoring/crypto-node.ts";
+import { buildEntry } from "../../../anchoring/entry.ts";
+import { toHex } from "../../../anchoring/bytes.ts";
+import { checkpointText, signNote, vkeyString } from "../../../anchoring/note.ts";
+import { envelopeLeaf, headerLeaf, type BatchHeader, type Envelope } from "../../../anchoring/records.ts";
+import { MerkleLevels } from "../../../anchoring/tree.ts";
+import type { Bundle } from "../../../anchoring/bundle.ts";
+import type { TrustPolicy } from "../../../anchoring/policy.ts";
+import type { EntryKind } from "../../../anchoring/payloads.ts";
+
+export const ORIGIN = "vectors.trialseal.test/log";
+const signer = nodeSigner(new Uint8Array(32).fill(1));
+const otherSigner = nodeSigner(new Uint8Array(32).fill(2));
+
+export const POLICY: TrustPolicy = {
+  format: "trialseal-trust/v1",
+  origin: ORIGIN,
+  logKeys: [{ vkey: vkeyString(c, ORIGIN, signer.publicKey), fromSize: 0, untilSize: null, notBefore: null, notAfter: null }],
+  ledgers: {},
+  maxSkewMs: 300_000,
+};
+
+const ACTOR = "00000000-0000-4000-8000-0000000000aa";
+const RECORD = "00000000-0000-4000-8000-0000000000bb";
+const salt = (i: number) => `${String.fromCharCode(65 + i)}${"Q".repeat(21)}`;
+
+type Spec = { kind: EntryKind; fields: Record<string, unknown> };
+const SPECS: Spec[] = [
+  { kind: "study.registered", fields: { study: "VEC-1", title: "Vector study", actor: null } },
+  { kind: "site.added", fields: { site: "S1", actor: null } },
+  { kind: "form.approved", fields: { form: "VITALS", version: 1, definitionSha256: "ab".repeat(32), actor: ACTOR } },
+  { kind: "participant.enrolled", fields: { subject: "VEC-1-001", site: "S1", identity: "cd".repeat(32), actor: ACTOR } },
+  {
+    kind: "record.saved",
+    fields: { record: RECORD, version: 1, subject: "VEC-1-001", form: "VITALS", formVersion: 1, visit: "SCREENING", actor: ACTOR, reason: null, values: { sbp: 120, temp: 36.6, visit_date: "2026-03-01" }, prev: null },
+  },
+];
+const BATCHES = [3, 2]; // batch 0: seq 0..2, batch 1: seq 3..4
+
+/** Build the log and every valid bundle. */
+export function buildLog() {
+  const entries = SPECS.map((s, i) => {
+    const built = buildEntry(c, s.kind, s.fields as never, salt(i));
+    const envelope: Envelope = {
+      v: 1,
+      log: ORIGIN,
+      seq: i,
+      studySeq: i,
+      at: new Date(Date.UTC(2026, 2, 1, 9, 0, i)).toISOString(),
+      study: "VEC-1",
+      kind: s.kind,
+      payloadHash: toHex(built.payloadHash),
+    };
+    return { payload: built.payload, envelope, leaf: envelopeLeaf(c, envelope).leaf };
+  });
+  const log = new MerkleLevels(c);
+  const batches: { header: BatchHeader; tree: MerkleLevels; note: string }[] = [];
+  let first = 0;
+  BATCHES.forEach((size, b) => {
+    const tree = MerkleLevels.fromLeaves(c, entries.slice(first, first + size).map((e) => e.leaf));
+    const header: BatchHeader = { v: 1, log: ORIGIN, batch: b, first, size, root: toHex(tree.root()), sealedAt: new Date(Date.UTC(2026, 2, 1, 9, 1, b)).toISOString() };
+    log.append(headerLeaf(c, header).leaf);
+    const note = signNote(c, checkpointText({ origin: ORIGIN, treeSize: log.size, root: log.root() }), ORIGIN, signer);
+    batches.push({ header, tree, note });
+    first += size;
+  });
+  const bundles: Bundle[] = entries.map((e) => {
+    const b = batches.findIndex((x) => e.envelope.seq < x.header.first + x.header.size);
+    const { header, tree, note } = batches[b];
+    const leafIndex = e.envelope.seq - header.first;
+    return {
+      format: "trialseal-proof/v1",
+      payload: e.payload as Record<string, unknown>,
+      envelope: e.envelope as unknown as Record<string, unknown>,
+      batch: { header: header as unknown as Record<string, unknown>, leafIndex, inclusion: tree.inclusionProof(leafIndex).map(toHex) },
+      checkpoints: [{ note, log: { index: b, treeSize: b + 1, inclusion: log.inclusionProof(b, b + 1).map(toHex) }, anchors: [] }],
+    };
+  });
+  return { bundles, batches, log };
+}
+
+export interface Vector {
+  desc: string;
+  bundle: unknown;
+  policy: TrustPolicy;
+  want: { verdict: "valid" | "invalid"; code?: string };
+}
+
+const flipHex = (h: string, i = 0) => h.slice(0, i) + (h[i] === "0" ? "1" : "0") + h.slice(i + 1);
+
+export function generateVectors(): Record<string, Vector> {
+  const { bundles } = buildLog();
+  const out: Record<string, Vector> = {};
+  bundles.forEach((b, i) => (out[`valid-seq-${i}`] = { desc: `valid bundle of entry seq ${i} (${(b.envelope as Envelope).kind})`, bundle: b, policy: POLICY, want: { verdict: "valid" } }));
+  const base = bundles[4]; // record.saved in batch 1 of a 2-batch log: non-empty paths everywhere
+  const broken = (name: string, desc: string, code: string, mutate: (b: any) => void, policy: TrustPolicy = POLICY) => {
+    const b = structuredClone(base) as any;
+    mutate(b);
+    out[name] = { desc, bundle: b, policy, want: { verdict: "invalid", code } };
+  };
+  broken("flipped-bit-payload-value", "a record value changed (120 -> 121)", "PAYLOAD_HASH_MISMATCH", (b) => (b.payload.values.sbp = 121));
+  broken("payload-unknown-key", "a key the schema does not allow", "PAYLOAD_SCHEMA", (b) => (b.payload.extra = 1));
+  broken("payload-swapped", "the payload of another entry (of another kind)", "PAYLOAD_SCHEMA", (b) => (b.payload = structuredClone(bundles[3].payload)));
+  broken("flipped-bit-payload-hash", "envelope.payloadHash with one bit flipped", "PAYLOAD_HASH_MISMATCH", (b) => (b.envelope.payloadHash = flipHex(b.envelope.payloadHash)));
+  broken("wrong-leaf", "envelope time changed: another leaf", "BATCH_INCLUSION_FAILED", (b) => (b.envelope.at = "2026-03-01T09:00:59.000Z"));
+  broken("wrong-seq", "envelope.seq does not match its position", "SEQ_MISMATCH", (b) => (b.envelope.seq = 5));
+  broken("leaf-index-out-of-range", "leafIndex not below the batch size", "LEAF_INDEX_OUT_OF_RANGE", (b) => (b.batch.leafIndex = 2));
+  broken("truncated-proof", "batch inclusion path missing its last element", "BATCH_INCLUSION_FAILED", (b) => b.batch.inclusion.pop());
+  broken("extra-proof-element", "batch inclusion path with an extra element", "BATCH_INCLUSION_FAILED", (b) => b.batch.inclusion.push("00".repeat(32)));
+  broken("flipped-bit-batch-path", "batch inclusion path with one bit flipped", "BATCH_INCLUSION_FAILED", (b) => (b.batch.inclusion[0] = flipHex(b.batch.inclusion[0], 5)));
+  broken("flipped-bit-header-root", "batch header root with one bit flipped", "BATCH_INCLUSION_FAILED", (b) => (b.batch.header.root = flipHex(b.batch.header.root, 63)));
+  broken("header-edited", "batch header sealedAt changed", "LOG_INCLUSION_FAILED", (b) => (b.batch.header.sealedAt = "2026-03-02T00:00:00.000Z"));
+  broken("flipped-bit-log-path", "log inclusion path with one bit flipped", "LOG_INCLUSION_FAILED", (b) => (b.checkpoints[0].log.inclusion[0] = flipHex(b.checkpoints[0].log.inclusion[0])));
+  broken("truncated-log-proof", "log inclusion path emptied", "LOG_INCLUSION_FAILED", (b) => (b.checkpoints[0].log.inclusion = []));
+  broken("wrong-log-index", "log.index is another batch", "LOG_INDEX_MISMATCH", (b) => (b.checkpoints[0].log.index = 0));
+  broken("wrong-tree-size", "log.treeSize disagrees with the checkpoint", "TREE_SIZE_MISMATCH", (b) => (b.checkpoints[0].log.treeSize = 3));
+  broken("checkpoint-root-edited", "checkpoint root replaced, signature kept: the log path no longer leads to it", "LOG_INCLUSION_FAILED", (b) => {
+    const lines = b.checkpoints[0].note.split("\n");
+    lines[2] = "A".repeat(43) + "=";
+    b.checkpoints[0].note = lines.join("\n");
+  });
+  broken("checkpoint-unsigned", "checkpoint with its signature line removed", "CHECKPOINT_MALFORMED", (b) => (b.checkpoints[0].note = b.checkpoints[0].note.split("\n\n")[0] + "\n"));
+  broken("signed-by-other-key", "checkpoint re-signed with a key the policy does not trust", "SIGNATURE_INVALID", (b) => {
+    b.checkpoints[0].note = signNote(c, b.checkpoints[0].note.split("\n\n")[0] + "\n", ORIGIN, otherSigner);
+  });
+  broken("other-origin", "envelope names another log", "ORIGIN_MISMATCH", (b) => (b.envelope.log = "evil.example/log"));
+  broken("key-outside-size-window", "the only key is valid until tree size 2", "NO_VALID_KEY", () => {}, { ...POLICY, logKeys: [{ ...POLICY.logKeys[0], untilSize: 2 }] });
+  broken("key-outside-time-window", "the only key covers entries written before 2026-03-01", "NO_VALID_KEY", () => {}, { ...POLICY, logKeys: [{ ...POLICY.logKeys[0], notAfter: "2026-03-01T00:00:00.000Z" }] });
+  broken("no-checkpoints", "bundle without checkpoints", "BUNDLE_MALFORMED", (b) => (b.checkpoints = []));
+  broken("uppercase-hex", "hashes must be lowercase hex", "BUNDLE_MALFORMED", (b) => (b.batch.inclusion[0] = b.batch.inclusion[0].toUpperCase()));
+  broken("wrong-format", "unknown format", "BUNDLE_MALFORMED", (b) => (b.format = "trialseal-proof/v2"));
+  return out;
+}
+
+const here = path.dirname(fileURLToPath(import.meta.url));
+if (process.argv[1] && path.resolve(process.argv[1]) === fileURLToPath(import.meta.url)) {
+  for (const f of readdirSync(here)) if (f.endsWith(".json")) unlinkSync(path.join(here, f));
+  const vectors = generateVectors();
+  for (const [name, v] of Object.entries(vectors)) writeFileSync(path.join(here, `${name}.json`), JSON.stringify(v, null, 2) + "\n");
+  console.log(`wrote ${Object.keys(vectors).length} vectors to ${here}`);
+}
