@@ -80,6 +80,21 @@ describe(`sealer and proofs on ${engineUnderTest()}`, () => {
     expect(verifyBundle(t.ctx.crypto, b, expired).steps.find((s) => s.status === "failed")?.code).toBe("NO_VALID_KEY");
   });
 
+  it("rejects every sampled mutation of real sealed bundles with the specific step code (fast-check)", async () => {
+    const fc = (await import("fast-check")).default;
+    const { firstFailure, mutationArb } = await import("../helpers/mutations.ts");
+    const policy = trustPolicy(t.ctx.crypto, t.ctx.env.logOrigin, t.ctx.signer);
+    const real = await Promise.all(["0", "2", "3", "5", "6"].map(bundleOf));
+    fc.assert(
+      fc.property(fc.nat({ max: real.length - 1 }), mutationArb(real), (i, m) => {
+        const r = firstFailure(real[i], policy, m);
+        expect(r.verdict, m.name).toBe("invalid");
+        expect(m.codes, `${m.name}: got ${r.code}`).toContain(r.code);
+      }),
+      { numRuns: 300 },
+    );
+  });
+
   it("proves consistency between checkpoints, and a forked (rewritten) log is detected", async () => {
     const cps = await t.database.execute(`SELECT tree_size, note_text FROM checkpoints ORDER BY tree_size`);
     const roots = cps.map((c) => parseCheckpoint(parseNote(String(c.note_text)).text).root);
