@@ -108,8 +108,12 @@ tokens
 program
   .command("seal")
   .description("seal pending ledger entries into batches and sign a checkpoint")
-  .option("--once", "seal what is pending now and exit (the default; the portal seals continuously)")
-  .action(() => dispatch("seal", {}));
+  .option("--once", "seal what is pending now and exit (without it: keep sealing every SEAL_INTERVAL_MS until stopped)")
+  .action(async (o: { once?: boolean }) => {
+    if (o.once) return dispatch("seal", {});
+    const { runSealerLoop } = await import("./seal-loop.ts");
+    process.exit(await runSealerLoop());
+  });
 program
   .command("checkpoint")
   .description("print the latest signed checkpoint (C2SP signed note)")

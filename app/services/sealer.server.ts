@@ -18,13 +18,18 @@ export async function sealAll(ctx: AppContext): Promise<SealResult[]> {
 }
 
 /** The background sealer: every interval, seal whatever is pending. Returns a stop function. */
-export function startSealer(ctx: AppContext, onError: (err: unknown) => void = (e) => console.error(`sealer: ${(e as Error).message}`)) {
+export function startSealer(
+  ctx: AppContext,
+  opts: { onError?: (err: unknown) => void; onSealed?: (r: SealResult) => void } = {},
+) {
+  const onError = opts.onError ?? ((e: unknown) => console.error(`sealer: ${(e as Error).message}`));
   let stopped = false;
   let timer: NodeJS.Timeout | null = null;
   let running: Promise<unknown> = Promise.resolve();
   const tick = () => {
     if (stopped) return;
     running = sealAll(ctx)
+      .then((made) => made.forEach((r) => opts.onSealed?.(r)))
       .catch(onError)
       .finally(() => {
         if (!stopped) timer = setTimeout(tick, ctx.env.sealIntervalMs);
