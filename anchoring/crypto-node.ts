@@ -19,10 +19,8 @@ function publicKeyObject(raw: Uint8Array): KeyObject {
 }
 
 export const nodeCrypto: Crypto = {
-  sha256: (data) => {
-    const h = hash("sha256", data, "buffer") as unknown as Buffer;
-    return new Uint8Array(h.buffer, h.byteOffset, h.byteLength);
-  },
+  // A Buffer is a Uint8Array; returning it as is saves an object per hash (Merkle builds are per-call bound).
+  sha256: (data) => hash("sha256", data, "buffer") as unknown as Uint8Array,
   ed25519Verify(publicKey, message, signature) {
     if (publicKey.length !== 32 || signature.length !== 64) return false;
     try {

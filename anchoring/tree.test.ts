@@ -46,3 +46,22 @@ describe("MerkleLevels (flat levels of complete subtrees)", () => {
     expect(() => t.rangeRoot(2, 9)).toThrow();
   });
 });
+
+describe("inclusion proofs read from a stored tree", () => {
+  it("equal the in-memory proofs while reading only O(log n) nodes", async () => {
+    const { inclusionProofFromStored } = await import("./tree.ts");
+    for (const n of [1, 2, 5, 8, 13, 100, 1000]) {
+      const t = MerkleLevels.fromLeaves(c, leavesOf(n));
+      const bytes = t.serialize();
+      let reads = 0;
+      for (const i of [0, n >> 1, n - 1]) {
+        const p = await inclusionProofFromStored(c, n, i, async (offs) => {
+          reads = offs.length;
+          return offs.map((o) => bytes.slice(o, o + 32));
+        });
+        expect(p.map(toHex)).toEqual(t.inclusionProof(i).map(toHex));
+        expect(reads).toBeLessThanOrEqual(2 * Math.ceil(Math.log2(n + 1)) + 1);
+      }
+    }
+  });
+});

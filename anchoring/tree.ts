@@ -33,7 +33,7 @@ export class MerkleLevels {
     let buf = this.levels[h];
     const at = this.counts[h] * HASH_SIZE;
     if (at + HASH_SIZE > buf.length) {
-      const bigger = new Uint8Array(buf.length * 2);
+      const bigger = new Uint8Array(Math.max(64 * HASH_SIZE, buf.length * 2));
       bigger.set(buf);
       this.levels[h] = buf = bigger;
     }
@@ -41,33 +41,33 @@ export class MerkleLevels {
     this.counts[h]++;
   }
 
-  private hashPair(left: Uint8Array, right: Uint8Array): Uint8Array {
-    this.scratch.set(left, 1);
-    this.scratch.set(right, 1 + HASH_SIZE);
-    return this.c.sha256(this.scratch);
-  }
-
   append(leafHash: Uint8Array): void {
     if (leafHash.length !== HASH_SIZE) throw new MerkleError("BAD_HASH_SIZE", "a leaf hash is 32 bytes");
     this.push(0, leafHash);
     let h = 0;
     let i = this.counts[0] - 1;
+    const s = this.scratch;
     while (i % 2 === 1) {
-      const parent = this.hashPair(this.node(h, i - 1), this.node(h, i));
+      // Copy the two children (adjacent in their level) into the scratch buffer without allocating views.
+      const level = this.levels[h];
+      const from = (i - 1) * HASH_SIZE;
+      for (let k = 0; k < 2 * HASH_SIZE; k++) s[1 + k] = level[from + k];
+      const parent = this.c.sha256(s);
       h++;
       this.push(h, parent);
       i = this.counts[h] - 1;
     }
   }
 
+  /** Bytes held by the levels (allocated capacity). */
+  get byteLength(): number {
+    return this.levels.reduce((a, l) => a + l.length, 0);
+  }
+
   /** Merkle tree hash of leaves [lo, hi), for ranges an RFC 6962 tree of some size is made of. */
   rangeRoot(lo: number, hi: number): Uint8Array {
-    const n = hi - lo;
-    if (lo < 0 || hi > this.size || n < 0) throw new MerkleError("BAD_SIZES", `range [${lo}, ${hi}) is outside the tree`);
-    if (n === 0) return this.c.sha256(new Uint8Array(0));
-    if ((n & (n - 1)) === 0 && n <= 2 ** 30 && lo % n === 0) return this.node(Math.log2(n), lo / n).slice();
-    const k = splitPoint(n);
-    return this.hashPair(this.rangeRoot(lo, lo + k), this.rangeRoot(lo + k, hi));
+    if (lo < 0 || hi > this.size || hi < lo) throw new MerkleError("BAD_SIZES", `range [${lo}, ${hi}) is outside the tree`);
+    return rangeRootFrom(this.c, (h, i) => this.node(h, i), lo, hi);
   }
 
   root(size = this.size): Uint8Array {
@@ -116,7 +116,67 @@ export class MerkleLevels {
 
   static fromLeaves(c: Crypto, leaves: Iterable<Uint8Array>): MerkleLevels {
     const t = new MerkleLevels(c);
+    if (Array.isArray(leaves)) t.reserve(leaves.length);
     for (const l of leaves) t.append(l);
     return t;
   }
+
+  /** Pre-size every level for `n` leaves, so a tree of known size takes 64 bytes per leaf and no copying. */
+  reserve(n: number): void {
+    for (let h = 0, m = n; m > 0; h++, m = Math.floor(m / 2)) {
+      if (h >= this.levels.length) {
+        this.levels.push(new Uint8Array(0));
+        this.counts.push(0);
+      }
+      if (this.levels[h].length < m * HASH_SIZE) {
+        const buf = new Uint8Array(m * HASH_SIZE);
+        buf.set(this.levels[h].subarray(0, this.counts[h] * HASH_SIZE));
+        this.levels[h] = buf;
+      }
+    }
+  }
+}
+
+/** A source of complete-subtree hashes: level h (subtrees of 2^h leaves), index i. */
+export type NodeSource = (h: number, i: number) => Uint8Array;
+
+/** RFC 6962 subtree root of [lo, hi) from aligned complete subtrees: O(log n) hashes beyond the lookups. */
+export function rangeRootFrom(c: Crypto, node: NodeSource, lo: number, hi: number): Uint8Array {
+  const n = hi - lo;
+  if (n === 0) return c.sha256(new Uint8Array(0));
+  if ((n & (n - 1)) === 0 && n <= 2 ** 30 && lo % n === 0) return node(Math.log2(n), lo / n);
+  const k = splitPoint(n);
+  const l = rangeRootFrom(c, node, lo, lo + k);
+  const r = rangeRootFrom(c, node, lo + k, hi);
+  const buf = new Uint8Array(1 + 2 * HASH_SIZE);
+  buf[0] = 1;
+  buf.set(l, 1);
+  buf.set(r, 1 + HASH_SIZE);
+  return c.sha256(buf);
+}
+
+/** Byte offset of node (h, i) in `MerkleLevels.serialize()` output for a tree of `size` leaves. */
+export function serializedNodeOffset(size: number, h: number, i: number): number {
+  let off = 0;
+  for (let j = 0, m = size; j < h; j++, m = Math.floor(m / 2)) off += m;
+  return (off + i) * HASH_SIZE;
+}
+
+/**
+ * The inclusion proof of `index` in a stored tree of `size` leaves, reading only the O(log n) nodes it needs
+ * through `fetch` (given their byte offsets in the serialization, it returns their hashes in that order).
+ */
+export async function inclusionProofFromStored(
+  c: Crypto,
+  size: number,
+  index: number,
+  fetch: (offsets: number[]) => Promise<Uint8Array[]>,
+): Promise<Uint8Array[]> {
+  const wanted: [number, number][] = [];
+  const zero = new Uint8Array(HASH_SIZE);
+  inclusionProofWith((lo, hi) => rangeRootFrom(c, (h, i) => (wanted.push([h, i]), zero), lo, hi), index, size);
+  const got = await fetch(wanted.map(([h, i]) => serializedNodeOffset(size, h, i)));
+  if (got.length !== wanted.length) throw new MerkleError("WRONG_PROOF_SIZE", "stored tree returned the wrong number of nodes");
+  const nodes = new Map(wanted.map(([h, i], k) => [`${h}:${i}`, got[k]]));
+  return inclusionProofWith((lo, hi) => rangeRootFrom(c, (h, i) => nodes.get(`${h}:${i}`)!, lo, hi), index, size);
 }

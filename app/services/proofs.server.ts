@@ -1,7 +1,8 @@
 /** Proof bundles, checkpoints and consistency proofs, built from what the database stores. */
 import { toHex } from "../../anchoring/bytes.ts";
 import type { Bundle } from "../../anchoring/bundle.ts";
-import { MerkleLevels } from "../../anchoring/tree.ts";
+import { MerkleLevels, inclusionProofFromStored } from "../../anchoring/tree.ts";
+import { rootFromInclusionProof } from "../../anchoring/merkle.ts";
 import { bytesEqual } from "../../anchoring/bytes.ts";
 import type { Db } from "../../db/client.ts";
 import * as q from "../../db/queries/ledger.ts";
@@ -38,10 +39,20 @@ async function logTree(ctx: AppContext, size: number): Promise<MerkleLevels> {
   return t;
 }
 
-/** The batch's own tree: stored beside it at seal time, or rebuilt from its entries' leaves. */
-async function batchTree(ctx: AppContext, batch: NonNullable<Awaited<ReturnType<typeof q.findBatch>>>): Promise<MerkleLevels> {
-  if (batch.tree) return MerkleLevels.deserialize(ctx.crypto, batch.tree, batch.size);
-  return MerkleLevels.fromLeaves(ctx.crypto, await q.entryLeafHashes(ctx.db, batch.firstSeq, batch.size));
+/**
+ * The inclusion path of an entry in its batch. It reads only the O(log n) nodes it needs from the tree stored
+ * beside the batch (no rehashing, no whole-tree load). The path is checked against the batch root before it
+ * is served; when no tree is stored, or the check fails, it is rebuilt from the entries' leaf hashes.
+ */
+async function batchInclusion(ctx: AppContext, batch: q.BatchRow, leafIndex: number, leaf: Uint8Array): Promise<Uint8Array[]> {
+  try {
+    const path = await inclusionProofFromStored(ctx.crypto, batch.size, leafIndex, (offsets) => q.batchTreeNodes(ctx.db, batch.batchNo, offsets));
+    if (bytesEqual(rootFromInclusionProof(ctx.crypto, leafIndex, batch.size, leaf, path), batch.root)) return path;
+  } catch {
+    // no stored tree (or a damaged one): rebuild below
+  }
+  const tree = MerkleLevels.fromLeaves(ctx.crypto, await q.entryLeafHashes(ctx.db, batch.firstSeq, batch.size));
+  return tree.inclusionProof(leafIndex);
 }
 
 export type ProofResult = { status: "pending"; entryId: string } | { status: "sealed"; bundle: Bundle };
@@ -49,20 +60,20 @@ export type ProofResult = { status: "pending"; entryId: string } | { status: "se
 /** The proof bundle of a sealed entry: payload, envelope, batch inclusion, and the checkpoint sealed with it. */
 export async function proofBundle(ctx: AppContext, entry: q.EntryRow): Promise<ProofResult> {
   if (entry.status !== "sealed" || entry.batchNo === null || entry.seq === null) return { status: "pending", entryId: entry.id };
-  const batch = await q.findBatch(ctx.db, entry.batchNo);
+  const batch = await q.findBatchHeader(ctx.db, entry.batchNo);
   if (!batch) throw new Error(`batch ${entry.batchNo} of sealed entry ${entry.id} is missing`);
   const cp = await q.findCheckpoint(ctx.db, batch.batchNo + 1);
   if (!cp) throw new Error(`checkpoint ${batch.batchNo + 1} is missing`);
-  const tree = await batchTree(ctx, batch);
   const log = await logTree(ctx, cp.treeSize);
   const leafIndex = entry.seq - batch.firstSeq;
+  const inclusion = await batchInclusion(ctx, batch, leafIndex, entry.leafHash!);
   return {
     status: "sealed",
     bundle: {
       format: "trialseal-proof/v1",
       payload: JSON.parse(entry.payloadText),
       envelope: JSON.parse(entry.envelopeText!),
-      batch: { header: JSON.parse(batch.headerText), leafIndex, inclusion: tree.inclusionProof(leafIndex).map(toHex) },
+      batch: { header: JSON.parse(batch.headerText), leafIndex, inclusion: inclusion.map(toHex) },
       checkpoints: [
         {
           note: cp.noteText,

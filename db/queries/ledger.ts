@@ -57,6 +57,32 @@ export async function findBatch(db: DbOrTx, batchNo: number) {
   return b ?? null;
 }
 
+/** A batch without its (large) stored tree. */
+export async function findBatchHeader(db: DbOrTx, batchNo: number) {
+  const [b] = await db
+    .select({ batchNo: batches.batchNo, firstSeq: batches.firstSeq, size: batches.size, root: batches.root, headerText: batches.headerText, leafHash: batches.leafHash, sealedAt: batches.sealedAt })
+    .from(batches)
+    .where(eq(batches.batchNo, batchNo));
+  return b ?? null;
+}
+export type BatchRow = NonNullable<Awaited<ReturnType<typeof findBatchHeader>>>;
+
+/**
+ * 32-byte nodes at the given byte offsets of a batch's stored tree, read with substring() so that only the
+ * needed TOAST chunks are fetched (the column's storage is EXTERNAL: uncompressed, sliceable).
+ */
+export async function batchTreeNodes(db: DbOrTx, batchNo: number, offsets: number[]): Promise<Uint8Array[]> {
+  if (offsets.length === 0) return [];
+  const parts = offsets.map((o) => sql`substring(${batches.tree} from ${o + 1}::int for 32)`);
+  const [row] = await db
+    .select({ nodes: sql<Uint8Array | null>`${sql.join(parts, sql` || `)}`, size: batches.size })
+    .from(batches)
+    .where(eq(batches.batchNo, batchNo));
+  const bytes = row?.nodes;
+  if (!bytes || bytes.length !== offsets.length * 32) throw new Error(`batch ${batchNo} has no stored tree`);
+  return offsets.map((_, k) => new Uint8Array(bytes.subarray(k * 32, k * 32 + 32)));
+}
+
 /** Leaf hashes of batches 0..size-1 of the batch log (all batches when size is omitted), in order. */
 export async function batchLeafHashes(db: DbOrTx, size?: number): Promise<Uint8Array[]> {
   const rows = await db

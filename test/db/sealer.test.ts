@@ -166,6 +166,19 @@ describe(`sealer crash safety and proof storage on ${engineUnderTest()}`, () => 
     }
   });
 
+  it("serves a correct proof even when a stored batch tree is damaged (falls back to the entries' leaves)", async () => {
+    const policy = trustPolicy(t.ctx.crypto, t.ctx.env.logOrigin, t.ctx.signer);
+    // An attacker with superuser rights bypasses the append-only trigger and scrambles a stored tree.
+    await t.database.execute(`ALTER TABLE batches DISABLE TRIGGER batches_no_update`);
+    try {
+      await t.database.execute(`UPDATE batches SET tree = decode(repeat('ab', length(tree)), 'hex') WHERE batch_no = 1`);
+    } finally {
+      await t.database.execute(`ALTER TABLE batches ENABLE TRIGGER batches_no_update`);
+    }
+    const b = await bundleOf("4");
+    expect(verifyBundle(t.ctx.crypto, b, policy).verdict).toBe("valid");
+  });
+
   it.runIf(engineUnderTest() === "postgres")("two processes' sealers on one PostgreSQL never collide (advisory lock)", async () => {
     const { openDatabase } = await import("../../db/client.ts");
     const { contextFor } = await import("../../app/services/context.server.ts");

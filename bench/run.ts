@@ -1,0 +1,163 @@
+/**
+ * `npm run bench`: integrity-core benchmarks. Each figure is printed next to a baseline measured in the same
+ * run, as a ratio; medians of repeated runs (machines here are small and noisy). Writes bench/results.json.
+ * Not part of `npm test`. BENCH_QUICK=1 shrinks the sizes for a smoke run.
+ */
+import { hash, createHash, randomBytes } from "node:crypto";
+import { mkdirSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import path from "node:path";
+import { fileURLToPath } from "node:url";
+import { MerkleTree } from "merkletreejs";
+import postgres from "postgres";
+import { nodeCrypto } from "../anchoring/crypto-node.ts";
+import { nobleCrypto } from "../anchoring/crypto-noble.ts";
+import { rootOf, verifyInclusion, leafHash } from "../anchoring/merkle.ts";
+import { MerkleLevels } from "../anchoring/tree.ts";
+import { verifyBundle } from "../anchoring/verify.ts";
+import { buildLog, POLICY } from "../test/vectors/bundles/generate.ts";
+import { parseEnv } from "../app/env.server.ts";
+import { openDatabase } from "../db/client.ts";
+import { contextFor } from "../app/services/context.server.ts";
+import { sealAll } from "../app/services/sealer.server.ts";
+import { findEntryByRef, proofBundle } from "../app/services/proofs.server.ts";
+import { trustPolicy } from "../app/services/keys.server.ts";
+
+const QUICK = process.env.BENCH_QUICK === "1";
+const results: Record<string, unknown> = { at: new Date().toISOString(), node: process.version, quick: QUICK };
+
+function median(xs: number[]) {
+  const s = [...xs].sort((a, b) => a - b);
+  return s[Math.floor(s.length / 2)];
+}
+function pct(xs: number[], p: number) {
+  const s = [...xs].sort((a, b) => a - b);
+  return s[Math.min(s.length - 1, Math.floor((p / 100) * s.length))];
+}
+function time(fn: () => unknown): number {
+  const t = process.hrtime.bigint();
+  fn();
+  return Number(process.hrtime.bigint() - t) / 1e6;
+}
+function repeat(n: number, fn: () => unknown): number {
+  return median(Array.from({ length: n }, () => time(fn)));
+}
+const fmt = (ms: number) => (ms >= 1000 ? `${(ms / 1000).toFixed(2)} s` : ms >= 1 ? `${ms.toFixed(1)} ms` : `${(ms * 1000).toFixed(1)} us`);
+const line = (label: string, value: string, baseline: string, ratio: number, target?: string) =>
+  console.log(`${label.padEnd(44)} ${value.padStart(10)}   baseline ${baseline.padStart(10)}   ratio ${ratio.toFixed(2).padStart(6)}${target ? `   target ${target}` : ""}`);
+
+// ---------------------------------------------------------------- Merkle
+console.log("\n== Merkle trees (ours vs the raw per-call SHA-256 limit and merkletreejs) ==");
+const sizes = QUICK ? [1_000, 10_000] : [1_000, 10_000, 100_000, 1_000_000];
+const merkle: Record<string, unknown>[] = [];
+for (const n of sizes) {
+  const leaves = Array.from({ length: n }, (_, i) => leafHash(nodeCrypto, new TextEncoder().encode(`leaf ${i}`)));
+  const reps = n >= 1_000_000 ? 3 : 5;
+  const buf = new Uint8Array(65);
+  buf[0] = 1;
+  // Baseline: n-1 calls of crypto.hash on 65 bytes, doing nothing else: the per-call limit.
+  const raw = repeat(reps, () => {
+    for (let i = 1; i < n; i++) hash("sha256", buf, "buffer");
+  });
+  const levels = repeat(reps, () => MerkleLevels.fromLeaves(nodeCrypto, leaves).root());
+  const stack = repeat(reps, () => rootOf(nodeCrypto, leaves));
+  const tree = MerkleLevels.fromLeaves(nodeCrypto, leaves);
+  // Exact: the level buffers the tree holds (the leaves themselves are level 0).
+  const bytesPerLeaf = tree.byteLength / n;
+  const sha = (d: Buffer) => createHash("sha256").update(d).digest();
+  const mtLeaves = leaves.map((l) => Buffer.from(l));
+  const mt = n <= 1_000_000 ? repeat(n >= 1_000_000 ? 1 : 3, () => new MerkleTree(mtLeaves, sha, { concatenator: ([l, r]: Buffer[]) => Buffer.concat([Buffer.from([1]), l, r]) }).getRoot()) : NaN;
+  const allPaths = time(() => {
+    for (let i = 0; i < n; i++) tree.inclusionProof(i);
+  });
+  const root = tree.root();
+  const proof = tree.inclusionProof(n >> 1);
+  const verifyUs = repeat(5, () => {
+    for (let k = 0; k < 1000; k++) verifyInclusion(nodeCrypto, n >> 1, n, leaves[n >> 1], proof, root);
+  });
+  line(`root over ${n} leaves (levels)`, fmt(levels), fmt(raw), levels / raw, "<= 1.2");
+  line(`root over ${n} leaves (stack, O(log n) memory)`, fmt(stack), fmt(raw), stack / raw);
+  line(`root over ${n} leaves, merkletreejs`, fmt(mt), fmt(levels), mt / levels);
+  console.log(`${"  memory of the stored tree".padEnd(44)} ${bytesPerLeaf.toFixed(1).padStart(10)} B/leaf   target <= 80`);
+  console.log(`${"  all inclusion paths".padEnd(44)} ${fmt(allPaths).padStart(10)}   (${Math.round(n / (allPaths / 1000))} proofs/s)`);
+  console.log(`${"  inclusion verifications".padEnd(44)} ${Math.round(1000 / (verifyUs / 1000)).toString().padStart(10)} /s`);
+  merkle.push({ leaves: n, rawMs: raw, levelsMs: levels, stackMs: stack, merkletreejsMs: mt, ratioToRaw: levels / raw, bytesPerLeaf, allPathsMs: allPaths, verifyPerSec: 1000 / (verifyUs / 1000) });
+}
+results.merkle = merkle;
+
+// ---------------------------------------------------------------- offline bundle verification
+console.log("\n== Offline bundle verification ==");
+const { bundles } = buildLog();
+const iters = 2000;
+const nodeMs = repeat(5, () => {
+  for (let i = 0; i < iters; i++) verifyBundle(nodeCrypto, bundles[i % bundles.length], POLICY);
+}) / iters;
+const nobleMs = repeat(3, () => {
+  for (let i = 0; i < 200; i++) verifyBundle(nobleCrypto, bundles[i % bundles.length], POLICY);
+}) / 200;
+line("verify one bundle, node:crypto", fmt(nodeMs), "1 ms", nodeMs / 1, "< 1 ms");
+line("verify one bundle, @noble (browser)", fmt(nobleMs), fmt(nodeMs), nobleMs / nodeMs);
+results.verify = { nodeMsPerBundle: nodeMs, nobleMsPerBundle: nobleMs };
+
+// ---------------------------------------------------------------- proofs served from PostgreSQL
+const entries = QUICK ? 20_000 : 1_000_000;
+console.log(`\n== Proof bundles served for random entries of a ${entries}-entry log (PostgreSQL, real sealer) ==`);
+const adminUrl = process.env.TEST_DATABASE_URL ?? "postgres://postgres@127.0.0.1:5432/test";
+const name = `ts_bench_${randomBytes(4).toString("hex")}`;
+const admin = postgres(adminUrl, { max: 1, onnotice: () => {} });
+await admin.unsafe(`CREATE DATABASE ${name}`);
+const url = new URL(adminUrl);
+url.pathname = `/${name}`;
+try {
+  const env = parseEnv({ NODE_ENV: "test", DATA_DIR: path.join(tmpdir(), name), SESSION_SECRET: "b".repeat(40), DATA_KEY: "22".repeat(32), DATABASE_URL: url.toString() });
+  const database = await openDatabase({ url: url.toString() });
+  const ctx = contextFor(env, database);
+  await database.execute(`INSERT INTO studies (id, code, title) VALUES ('00000000-0000-4000-8000-00000000b001', 'BENCH', 'Bench')`);
+  const tIns = time(() => {});
+  const t0 = Date.now();
+  // Valid site.added payloads (JCS text, hashed by PostgreSQL), inserted pending as services would.
+  for (let lo = 0; lo < entries; lo += 200_000) {
+    const hi = Math.min(entries, lo + 200_000);
+    await database.execute(`
+      INSERT INTO ledger_entries (study_id, study_code, kind, payload_text, payload_hash, at)
+      SELECT '00000000-0000-4000-8000-00000000b001', 'BENCH', 'site.added', p, sha256(convert_to(p, 'UTF8')),
+             timestamptz '2026-01-01' + (i || ' milliseconds')::interval
+        FROM (SELECT i, '{"actor":null,"salt":"' || substr(md5(i::text), 1, 22) || '","site":"S' || i || '","v":1}' AS p
+                FROM generate_series(${lo}, ${hi - 1}) AS i) s`);
+  }
+  const insertS = (Date.now() - t0) / 1000 + tIns;
+  const t1 = Date.now();
+  const made = await sealAll({ ...ctx, env: { ...ctx.env, sealMaxBatch: 10_000 } });
+  const sealS = (Date.now() - t1) / 1000;
+  console.log(`setup: inserted ${entries} entries in ${insertS.toFixed(1)} s; sealed ${made.length} batches in ${sealS.toFixed(1)} s (${Math.round(entries / sealS)} entries/s)`);
+  const policy = trustPolicy(ctx.crypto, env.logOrigin, ctx.signer);
+  const lat: number[] = [];
+  const vlat: number[] = [];
+  for (let k = 0; k < 300; k++) {
+    const seq = Math.floor(Math.random() * entries);
+    const t = process.hrtime.bigint();
+    const e = await findEntryByRef(ctx, String(seq));
+    const r = await proofBundle(ctx, e!);
+    lat.push(Number(process.hrtime.bigint() - t) / 1e6);
+    if (r.status !== "sealed") throw new Error("not sealed");
+    vlat.push(time(() => {
+      if (verifyBundle(nodeCrypto, r.bundle, policy).verdict !== "valid") throw new Error(`bundle ${seq} does not verify`);
+    }));
+  }
+  const warm = lat.slice(1);
+  line("verify a served bundle, p50 (node:crypto)", fmt(pct(vlat, 50)), "1 ms", pct(vlat, 50), "< 1 ms");
+  line("proof bundle served, p50", fmt(pct(warm, 50)), "10 ms", pct(warm, 50) / 10);
+  line("proof bundle served, p99", fmt(pct(warm, 99)), "10 ms", pct(warm, 99) / 10, "<= 10 ms");
+  console.log(`${"  first request (loads the batch-log tree)".padEnd(44)} ${fmt(lat[0]).padStart(10)}`);
+  line("verify a served bundle, p99 (node:crypto)", fmt(pct(vlat, 99)), "1 ms", pct(vlat, 99), "< 1 ms");
+  results.proofs = { entries, batches: made.length, insertSeconds: insertS, sealSeconds: sealS, sealEntriesPerSec: entries / sealS, serveP50Ms: pct(warm, 50), serveP99Ms: pct(warm, 99), firstMs: lat[0], verifyP99Ms: pct(vlat, 99) };
+  await database.close();
+} finally {
+  await admin.unsafe(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`);
+  await admin.end();
+}
+
+const out = path.join(path.dirname(fileURLToPath(import.meta.url)), "results.json");
+mkdirSync(path.dirname(out), { recursive: true });
+writeFileSync(out, JSON.stringify(results, null, 2) + "\n");
+console.log(`\nwrote ${out}`);
