@@ -131,9 +131,16 @@ try {
   const sealS = (Date.now() - t1) / 1000;
   console.log(`setup: inserted ${entries} entries in ${insertS.toFixed(1)} s; sealed ${made.length} batches in ${sealS.toFixed(1)} s (${Math.round(entries / sealS)} entries/s)`);
   const policy = trustPolicy(ctx.crypto, env.logOrigin, ctx.signer);
+  // What autovacuum would do after a bulk load, done now so it does not run in the middle of the measurement.
+  await database.execute(`VACUUM ANALYZE ledger_entries`);
+  await database.execute(`VACUUM ANALYZE batches`);
+  const first = time(() => {});
+  const t2 = process.hrtime.bigint();
+  await proofBundle(ctx, (await findEntryByRef(ctx, "0"))!);
+  const firstMs = Number(process.hrtime.bigint() - t2) / 1e6 + first;
   const lat: number[] = [];
   const vlat: number[] = [];
-  for (let k = 0; k < 300; k++) {
+  for (let k = 0; k < 1000; k++) {
     const seq = Math.floor(Math.random() * entries);
     const t = process.hrtime.bigint();
     const e = await findEntryByRef(ctx, String(seq));
@@ -144,13 +151,21 @@ try {
       if (verifyBundle(nodeCrypto, r.bundle, policy).verdict !== "valid") throw new Error(`bundle ${seq} does not verify`);
     }));
   }
-  const warm = lat.slice(1);
+  const warm = lat;
+  // Baseline: three trivial round trips (what a proof costs at least: entry, batch + checkpoint, tree nodes).
+  const rtt: number[] = [];
+  for (let k = 0; k < 1000; k++) {
+    const t = process.hrtime.bigint();
+    for (let j = 0; j < 3; j++) await database.execute("select 1");
+    rtt.push(Number(process.hrtime.bigint() - t) / 1e6);
+  }
   line("verify a served bundle, p50 (node:crypto)", fmt(pct(vlat, 50)), "1 ms", pct(vlat, 50), "< 1 ms");
-  line("proof bundle served, p50", fmt(pct(warm, 50)), "10 ms", pct(warm, 50) / 10);
-  line("proof bundle served, p99", fmt(pct(warm, 99)), "10 ms", pct(warm, 99) / 10, "<= 10 ms");
-  console.log(`${"  first request (loads the batch-log tree)".padEnd(44)} ${fmt(lat[0]).padStart(10)}`);
+  line("proof bundle served, p50 (vs 3 x select 1)", fmt(pct(warm, 50)), fmt(pct(rtt, 50)), pct(warm, 50) / pct(rtt, 50), "<= 10 ms");
+  line("proof bundle served, p95 (vs 3 x select 1)", fmt(pct(warm, 95)), fmt(pct(rtt, 95)), pct(warm, 95) / pct(rtt, 95), "<= 10 ms");
+  line("proof bundle served, p99 (vs 3 x select 1)", fmt(pct(warm, 99)), fmt(pct(rtt, 99)), pct(warm, 99) / pct(rtt, 99), "<= 10 ms");
+  console.log(`${"  first request (loads the batch-log tree)".padEnd(44)} ${fmt(firstMs).padStart(10)}`);
   line("verify a served bundle, p99 (node:crypto)", fmt(pct(vlat, 99)), "1 ms", pct(vlat, 99), "< 1 ms");
-  results.proofs = { entries, batches: made.length, insertSeconds: insertS, sealSeconds: sealS, sealEntriesPerSec: entries / sealS, serveP50Ms: pct(warm, 50), serveP99Ms: pct(warm, 99), firstMs: lat[0], verifyP99Ms: pct(vlat, 99) };
+  results.proofs = { entries, batches: made.length, insertSeconds: insertS, sealSeconds: sealS, sealEntriesPerSec: entries / sealS, serveP50Ms: pct(warm, 50), serveP95Ms: pct(warm, 95), serveP99Ms: pct(warm, 99), roundTrips3P50Ms: pct(rtt, 50), roundTrips3P99Ms: pct(rtt, 99), firstMs, verifyP99Ms: pct(vlat, 99) };
   await database.close();
 } finally {
   await admin.unsafe(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`);

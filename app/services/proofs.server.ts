@@ -24,14 +24,14 @@ export async function findEntryByRef(ctx: AppContext, ref: string) {
  */
 const logTrees = new WeakMap<Db, MerkleLevels>();
 
-async function logTree(ctx: AppContext, size: number): Promise<MerkleLevels> {
+async function logTree(ctx: AppContext, size: number, knownRoot?: Uint8Array): Promise<MerkleLevels> {
   let t = logTrees.get(ctx.db);
   if (!t || t.size > size) t = new MerkleLevels(ctx.crypto);
   if (t.size < size) {
     for (const leaf of await q.batchLeafHashesFrom(ctx.db, t.size, size)) t.append(leaf);
   }
-  const cp = await q.findCheckpoint(ctx.db, size);
-  if (cp && !bytesEqual(t.root(size), cp.root)) {
+  const root = knownRoot ?? (await q.findCheckpoint(ctx.db, size))?.root;
+  if (root && !bytesEqual(t.root(size), root)) {
     t = MerkleLevels.fromLeaves(ctx.crypto, await q.batchLeafHashes(ctx.db, size));
   }
   if (t.size < size) throw new Error(`the batch log has ${t.size} batches, not ${size}`);
@@ -60,11 +60,11 @@ export type ProofResult = { status: "pending"; entryId: string } | { status: "se
 /** The proof bundle of a sealed entry: payload, envelope, batch inclusion, and the checkpoint sealed with it. */
 export async function proofBundle(ctx: AppContext, entry: q.EntryRow): Promise<ProofResult> {
   if (entry.status !== "sealed" || entry.batchNo === null || entry.seq === null) return { status: "pending", entryId: entry.id };
-  const batch = await q.findBatchHeader(ctx.db, entry.batchNo);
-  if (!batch) throw new Error(`batch ${entry.batchNo} of sealed entry ${entry.id} is missing`);
-  const cp = await q.findCheckpoint(ctx.db, batch.batchNo + 1);
+  const found = await q.findBatchWithCheckpoint(ctx.db, entry.batchNo);
+  if (!found) throw new Error(`batch ${entry.batchNo} of sealed entry ${entry.id} is missing`);
+  const { batch, checkpoint: cp } = found;
   if (!cp) throw new Error(`checkpoint ${batch.batchNo + 1} is missing`);
-  const log = await logTree(ctx, cp.treeSize);
+  const log = await logTree(ctx, cp.treeSize, cp.root);
   const leafIndex = entry.seq - batch.firstSeq;
   const inclusion = await batchInclusion(ctx, batch, leafIndex, entry.leafHash!);
   return {

@@ -57,15 +57,30 @@ export async function findBatch(db: DbOrTx, batchNo: number) {
   return b ?? null;
 }
 
-/** A batch without its (large) stored tree. */
-export async function findBatchHeader(db: DbOrTx, batchNo: number) {
-  const [b] = await db
-    .select({ batchNo: batches.batchNo, firstSeq: batches.firstSeq, size: batches.size, root: batches.root, headerText: batches.headerText, leafHash: batches.leafHash, sealedAt: batches.sealedAt })
+
+/** A batch (without its tree) and the checkpoint sealed with it (tree size = batch + 1), in one round trip. */
+export async function findBatchWithCheckpoint(db: DbOrTx, batchNo: number) {
+  const [r] = await db
+    .select({
+      batchNo: batches.batchNo,
+      firstSeq: batches.firstSeq,
+      size: batches.size,
+      root: batches.root,
+      headerText: batches.headerText,
+      leafHash: batches.leafHash,
+      sealedAt: batches.sealedAt,
+      cpTreeSize: checkpoints.treeSize,
+      cpRoot: checkpoints.root,
+      cpNote: checkpoints.noteText,
+    })
     .from(batches)
+    .leftJoin(checkpoints, eq(checkpoints.treeSize, sql`${batches.batchNo} + 1`))
     .where(eq(batches.batchNo, batchNo));
-  return b ?? null;
+  if (!r) return null;
+  const { cpTreeSize, cpRoot, cpNote, ...batch } = r;
+  return { batch, checkpoint: cpTreeSize === null ? null : { treeSize: cpTreeSize, root: cpRoot!, noteText: cpNote! } };
 }
-export type BatchRow = NonNullable<Awaited<ReturnType<typeof findBatchHeader>>>;
+export type BatchRow = NonNullable<Awaited<ReturnType<typeof findBatchWithCheckpoint>>>["batch"];
 
 /**
  * 32-byte nodes at the given byte offsets of a batch's stored tree, read with substring() so that only the
