@@ -1,6 +1,7 @@
 /** Running the sealer: once (CLI, tests) or every SEAL_INTERVAL_MS inside the portal. */
 import { sealOnce, type SealResult } from "../../anchoring/sealer.ts";
 import { ledgerStore } from "../../db/ledger-store.ts";
+import { pendingAtLeast } from "../../db/queries/ledger.ts";
 import type { AppContext } from "./context.server.ts";
 
 export function sealNow(ctx: AppContext): Promise<SealResult | null> {
@@ -17,7 +18,11 @@ export async function sealAll(ctx: AppContext): Promise<SealResult[]> {
   }
 }
 
-/** The background sealer: every interval, seal whatever is pending. Returns a stop function. */
+/**
+ * The background sealer: every SEAL_INTERVAL_MS it seals whatever is pending, and in between it checks
+ * (every 100 ms at most) whether SEAL_MAX_BATCH entries are already pending, and if so seals at once.
+ * Returns a stop function that waits for a seal in progress.
+ */
 export function startSealer(
   ctx: AppContext,
   opts: { onError?: (err: unknown) => void; onSealed?: (r: SealResult) => void } = {},
@@ -26,16 +31,23 @@ export function startSealer(
   let stopped = false;
   let timer: NodeJS.Timeout | null = null;
   let running: Promise<unknown> = Promise.resolve();
+  const poll = Math.min(100, ctx.env.sealIntervalMs);
+  let due = Date.now() + ctx.env.sealIntervalMs;
   const tick = () => {
     if (stopped) return;
-    running = sealAll(ctx)
-      .then((made) => made.forEach((r) => opts.onSealed?.(r)))
+    running = (async () => {
+      const full = Date.now() < due && (await pendingAtLeast(ctx.db, ctx.env.sealMaxBatch));
+      if (Date.now() >= due || full) {
+        due = Date.now() + ctx.env.sealIntervalMs;
+        (await sealAll(ctx)).forEach((r) => opts.onSealed?.(r));
+      }
+    })()
       .catch(onError)
       .finally(() => {
-        if (!stopped) timer = setTimeout(tick, ctx.env.sealIntervalMs);
+        if (!stopped) timer = setTimeout(tick, poll);
       });
   };
-  timer = setTimeout(tick, ctx.env.sealIntervalMs);
+  timer = setTimeout(tick, poll);
   return async () => {
     stopped = true;
     if (timer) clearTimeout(timer);

@@ -32,6 +32,12 @@ export async function findEntryBySeq(db: DbOrTx, seq: number): Promise<EntryRow 
   return e ?? null;
 }
 
+/** True when at least `n` entries are pending (reads at most n index entries). */
+export async function pendingAtLeast(db: DbOrTx, n: number): Promise<boolean> {
+  const rows = await db.select({ id: ledgerEntries.id }).from(ledgerEntries).where(eq(ledgerEntries.status, "pending")).offset(n - 1).limit(1);
+  return rows.length > 0;
+}
+
 /** Entry counts of a study by status (pending / sealed). */
 export async function entryCountsByStatus(db: DbOrTx, studyId: string) {
   const rows = await db

@@ -179,6 +179,24 @@ describe(`sealer crash safety and proof storage on ${engineUnderTest()}`, () => 
     expect(verifyBundle(t.ctx.crypto, b, policy).verdict).toBe("valid");
   });
 
+  it("the background sealer seals at once when SEAL_MAX_BATCH entries are pending, without waiting for the interval", async () => {
+    const { startSealer } = await import("../../app/services/sealer.server.ts");
+    await sealAll(t.ctx);
+    const ctx = { ...t.ctx, env: { ...t.ctx.env, sealIntervalMs: 600_000, sealMaxBatch: 5 } };
+    const sealed: number[] = [];
+    const stop = startSealer(ctx, { onSealed: (r) => sealed.push(r.size) });
+    try {
+      await createStudy(t.ctx, { code: "FULL-1", title: "f", sites: [{ code: "A", name: "A" }] }, null); // 2 entries: below the limit
+      await new Promise((r) => setTimeout(r, 600));
+      expect(sealed).toEqual([]);
+      await createStudy(t.ctx, { code: "FULL-2", title: "f", sites: [{ code: "A", name: "A" }, { code: "B", name: "B" }] }, null); // 3 more: 5 pending
+      for (let i = 0; i < 50 && sealed.length === 0; i++) await new Promise((r) => setTimeout(r, 100));
+      expect(sealed).toEqual([5]);
+    } finally {
+      await stop();
+    }
+  });
+
   it.runIf(engineUnderTest() === "postgres")("two processes' sealers on one PostgreSQL never collide (advisory lock)", async () => {
     const { openDatabase } = await import("../../db/client.ts");
     const { contextFor } = await import("../../app/services/context.server.ts");

@@ -32,6 +32,12 @@ describe("sealing, proof bundles and offline verification through the running po
     // Without credentials, or with a token of no study that holds the entry: nothing.
     expect((await fetch(`${portal.url}/api/v1/entries/0/proof`)).status).toBe(401);
     expect((await fetch(`${portal.url}/api/v1/entries/0/proof`, { headers: { authorization: "Bearer ts_nope" } })).status).toBe(401);
+    expect(cli(["studies", "create", "--code", "OTHER-1", "--title", "Other", "--site", "X"], env).code).toBe(0);
+    const foreign = cli(["tokens", "create", "--study", "OTHER-1", "--name", "other"], env).stdout.trim();
+    const hidden = await fetch(`${portal.url}/api/v1/entries/0/proof`, { headers: { authorization: `Bearer ${foreign}` } });
+    expect(hidden.status).toBe(404); // an entry of another study looks exactly like an unknown one
+    expect((await hidden.json()).error.code).toBe("not_found");
+    expect((await fetch(`${portal.url}/api/v1/entries/999999/proof`, { headers: auth })).status).toBe(404);
 
     const policyText = await (await fetch(`${portal.url}/.well-known/trialseal.json`)).text();
     const policyFile = path.join(dataDir, "policy.json");
