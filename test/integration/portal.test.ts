@@ -1,7 +1,8 @@
 import { readFileSync } from "node:fs";
 import path from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
-import { Browser, cli, portalStartFailure, startPortal, tempDataDir, type Portal } from "../helpers/portal.ts";
+import { spawnSync } from "node:child_process";
+import { Browser, ROOT, cli, portalStartFailure, startPortal, tempDataDir, type Portal } from "../helpers/portal.ts";
 import { createScratchPostgres } from "../helpers/db.ts";
 
 const running: Portal[] = [];
@@ -134,5 +135,9 @@ describe("bad configuration stops start-up with one clear line", () => {
     const h = cli(["--help"], { DATA_DIR: tempDataDir() });
     expect(h.code).toBe(0);
     expect(h.stdout).toContain("tokens");
+    // As a user types it, right after npm install.
+    const npx = spawnSync("npx", ["--no-install", "trialseal", "--help"], { cwd: ROOT, encoding: "utf8", timeout: 60_000 });
+    expect(npx.status).toBe(0);
+    expect(npx.stdout).toContain("Usage: trialseal");
   });
 });
