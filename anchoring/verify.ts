@@ -11,6 +11,7 @@ import { NoteError, noteSignedBy, parseCheckpoint, parseNote, parseVkey } from "
 import { parsePayload } from "./payloads.ts";
 import type { TrustPolicy } from "./policy.ts";
 import { BatchHeaderSchema, EnvelopeSchema, envelopeLeaf, headerLeaf, type BatchHeader, type Envelope } from "./records.ts";
+import { verifyAnchor, type AnchorCheck, type AnchorErrorCode, type AnchorVerifyOptions } from "./ledgers/verify-anchor.ts";
 
 export type StepStatus = "ok" | "failed" | "not_checked";
 
@@ -30,8 +31,35 @@ export const ERROR_CODES = [
   "LOG_INCLUSION_FAILED",
   "SIGNATURE_INVALID",
   "NO_VALID_KEY",
+  "ANCHOR_REQUIRED",
+  "ENTRY_AFTER_ANCHOR",
+  "ANCHOR_MALFORMED",
+  "ANCHOR_UNKNOWN_LEDGER",
+  "ANCHOR_CHECKPOINT_MISMATCH",
+  "LOCAL_SIGNATURE_INVALID",
+  "LOCAL_NO_VALID_KEY",
+  "EVM_WRONG_CHAIN",
+  "EVM_WRONG_CONTRACT",
+  "EVM_TX_NOT_FOUND",
+  "EVM_TX_FAILED",
+  "EVM_WRONG_SENDER",
+  "EVM_BLOCK_MISMATCH",
+  "EVM_EVENT_MISMATCH",
+  "EVM_NOT_FINAL",
+  "EVM_UNREACHABLE",
+  "TSA_RESPONSE_MALFORMED",
+  "TSA_REJECTED",
+  "TSA_TOKEN_MALFORMED",
+  "TSA_IMPRINT_MISMATCH",
+  "TSA_NONCE_MISMATCH",
+  "TSA_SIGNATURE_INVALID",
+  "TSA_UNTRUSTED",
+  "TSA_NOT_TIMESTAMPING_CERT",
 ] as const;
 export type ErrorCode = (typeof ERROR_CODES)[number];
+// Every anchor error code is a verifier error code (compile-time check).
+const anchorCodesListed: AnchorErrorCode extends ErrorCode ? true : never = true;
+void anchorCodesListed;
 
 export interface Step {
   step: string;
@@ -44,6 +72,15 @@ export interface Report {
   verdict: "valid" | "invalid";
   steps: Step[];
   entry?: { seq: number; study: string; kind: string; at: string; batch: number };
+  /** Every anchor receipt checked, and what it proves. */
+  anchors: (AnchorCheck & { treeSize: number })[];
+  /** The earliest verified anchor: the entry existed (was in a signed checkpoint) by this time. */
+  existedBy?: { time: string; ledger: string };
+}
+
+export interface VerifyOptions extends AnchorVerifyOptions {
+  /** Ledger names or types (local, evm, rfc3161) whose verified anchor is mandatory. */
+  require?: string[];
 }
 
 /** A typed verification error carrying a stable code (thrown only by `assertValid`). */
@@ -57,12 +94,20 @@ export class VerificationError extends Error {
   }
 }
 
-export function verifyBundle(crypto: Crypto, input: unknown, policy: TrustPolicy): Report {
+export async function verifyBundle(crypto: Crypto, input: unknown, policy: TrustPolicy, opts: VerifyOptions = {}): Promise<Report> {
   const steps: Step[] = [];
+  const anchors: Report["anchors"] = [];
   const ok = (step: string, message: string) => steps.push({ step, status: "ok", message });
   const bad = (step: string, code: ErrorCode, message: string) => steps.push({ step, status: "failed", code, message });
   const skip = (step: string, message: string) => steps.push({ step, status: "not_checked", message });
-  const done = (entry?: Report["entry"]): Report => ({ verdict: steps.every((s) => s.status !== "failed") && steps.some((s) => s.status === "ok") ? "valid" : "invalid", steps, entry });
+  let existedBy: Report["existedBy"];
+  const done = (entry?: Report["entry"]): Report => ({
+    verdict: steps.every((s) => s.status !== "failed") && steps.some((s) => s.status === "ok") ? "valid" : "invalid",
+    steps,
+    entry,
+    anchors,
+    existedBy,
+  });
 
   const parsed = BundleSchema.safeParse(input);
   if (!parsed.success) {
@@ -129,7 +174,7 @@ export function verifyBundle(crypto: Crypto, input: unknown, policy: TrustPolicy
 
   // Checkpoints.
   const { leaf: hLeaf } = headerLeaf(crypto, header);
-  b.checkpoints.forEach((cp, k) => {
+  for (const [k, cp] of b.checkpoints.entries()) {
     const name = `checkpoint[${k}]`;
     let note;
     let checkpoint;
@@ -138,7 +183,7 @@ export function verifyBundle(crypto: Crypto, input: unknown, policy: TrustPolicy
       checkpoint = parseCheckpoint(note.text);
     } catch (err) {
       bad(`${name}.note`, "CHECKPOINT_MALFORMED", err instanceof NoteError ? err.message : "malformed note");
-      return;
+      continue;
     }
     ok(`${name}.note`, `checkpoint of ${checkpoint.origin} at tree size ${checkpoint.treeSize}`);
     if (checkpoint.origin !== policy.origin) bad(`${name}.origin`, "ORIGIN_MISMATCH", `checkpoint origin ${checkpoint.origin} is not the policy's ${policy.origin}`);
@@ -163,7 +208,7 @@ export function verifyBundle(crypto: Crypto, input: unknown, policy: TrustPolicy
     );
     if (keys.length === 0) {
       bad(`${name}.signature`, "NO_VALID_KEY", `no policy key is valid for tree size ${checkpoint.treeSize} at ${envelope.at}`);
-      return;
+      continue;
     }
     let signed = false;
     for (const k of keys) {
@@ -175,8 +220,34 @@ export function verifyBundle(crypto: Crypto, input: unknown, policy: TrustPolicy
     }
     if (signed) ok(`${name}.signature`, "checkpoint signed by a trusted log key");
     else bad(`${name}.signature`, "SIGNATURE_INVALID", "no valid signature by a trusted log key");
-    if (cp.anchors.length === 0) skip(`${name}.anchors`, "no anchor receipts in this checkpoint yet");
-  });
+    if (!signed) continue;
+    // Anchors are only meaningful for a checkpoint that is itself signed and includes the entry.
+    for (const a of cp.anchors) {
+      const r = await verifyAnchor(crypto, a, { note: cp.note, treeSize: checkpoint.treeSize, origin: checkpoint.origin }, policy.ledgers, opts);
+      anchors.push({ ...r, treeSize: checkpoint.treeSize });
+      const step = `${name}.anchor[${r.ledger}]`;
+      if (r.status === "ok") ok(step, r.message);
+      else if (r.status === "failed") bad(step, r.code as ErrorCode, r.message);
+      else skip(step, r.message);
+    }
+  }
+
+  // Time: the entry's claimed time cannot be later than the earliest anchor of a checkpoint containing it.
+  const timed = anchors.filter((a) => a.status === "ok" && a.time).sort((x, y) => (x.time! < y.time! ? -1 : 1));
+  if (timed.length === 0) skip("anchors.time", anchors.length === 0 ? "no anchor receipts in this bundle yet" : "no anchor could be checked: no time bound");
+  else {
+    const first = timed[0];
+    existedBy = { time: first.time!, ledger: first.ledger };
+    const late = Date.parse(envelope.at) - Date.parse(first.time!);
+    if (late > policy.maxSkewMs) bad("anchors.time", "ENTRY_AFTER_ANCHOR", `the entry claims ${envelope.at}, but ledger ${first.ledger} proves its checkpoint existed by ${first.time} (${late} ms earlier, allowed skew ${policy.maxSkewMs} ms)`);
+    else ok("anchors.time", `written at ${envelope.at}; existed by ${first.time} (${first.ledger}${timed.length > 1 ? `, earliest of ${timed.length} anchors` : ""})`);
+  }
+  for (const want of opts.require ?? []) {
+    const matching = anchors.filter((a) => a.type === want || a.ledger === want);
+    if (matching.some((a) => a.status === "ok")) ok(`require[${want}]`, `a verified ${want} anchor is present`);
+    else if (matching.length === 0) bad(`require[${want}]`, "ANCHOR_REQUIRED", `a ${want} anchor is required and the bundle has none`);
+    else bad(`require[${want}]`, "ANCHOR_REQUIRED", `a ${want} anchor is required and none could be verified (${matching.map((m) => m.status === "failed" ? m.code : "not checked").join(", ")})`);
+  }
 
   return done({ seq: envelope.seq, study: envelope.study, kind: envelope.kind, at: envelope.at, batch: header.batch });
 }

@@ -57,6 +57,22 @@ const EnvSchema = z.object({
   SEAL_MAX_BATCH: intFrom(1, 1_000_000).default(10000),
   SEED_DEMO: boolFromString.optional(),
   SESSION_TTL_HOURS: intFrom(1, 24 * 30).default(12),
+  // Anchoring (docs/ledgers.md). The local ledger is on unless LOCAL_LEDGER=false.
+  LOCAL_LEDGER: boolFromString.optional(),
+  LOCAL_LEDGER_ID: z.string().regex(/^[A-Za-z0-9][A-Za-z0-9._:/-]{0,200}$/, "letters, digits and . _ : / - only").optional(),
+  LOCAL_ANCHOR_INTERVAL_MS: intFrom(100, 86_400_000).default(10_000),
+  EVM_RPC_URL: z.url({ protocol: /^https?$/, error: "must be an http(s) URL" }).optional(),
+  EVM_CHAIN_ID: intFrom(1, Number.MAX_SAFE_INTEGER).optional(),
+  EVM_CONTRACT: z.string().regex(/^0x[0-9a-fA-F]{40}$/, "must be a 0x-prefixed 20-byte address").optional(),
+  EVM_PRIVATE_KEY: z.string().regex(/^(0x)?[0-9a-fA-F]{64}$/, "must be 32 bytes as hex").optional(),
+  EVM_CONFIRMATIONS: intFrom(1, 10_000).default(2),
+  EVM_ANCHOR_INTERVAL_MS: intFrom(100, 86_400_000).default(300_000),
+  EVM_RECEIPT_TIMEOUT_MS: intFrom(100, 3_600_000).default(60_000),
+  TSA_URL: z.url({ protocol: /^https?$/, error: "must be an http(s) URL" }).optional(),
+  TSA_CERTS: z.string().min(1).optional(),
+  TSA_TIMEOUT_MS: intFrom(100, 600_000).default(15_000),
+  RFC3161_ANCHOR_INTERVAL_MS: intFrom(100, 86_400_000).default(60_000),
+  ANCHOR_RETRY_MAX_MS: intFrom(100, 86_400_000).default(300_000),
 });
 
 export type Env = {
@@ -74,7 +90,16 @@ export type Env = {
   sealMaxBatch: number;
   seedDemo: boolean;
   sessionTtlMs: number;
+  anchoring: AnchoringConfig;
 };
+
+/** Which ledgers are on, and how to reach them. */
+export interface AnchoringConfig {
+  local: { id: string; intervalMs: number } | null;
+  evm: { rpcUrl: string; chainId: number; contract: `0x${string}`; privateKey: `0x${string}`; confirmations: number; intervalMs: number; receiptTimeoutMs: number } | null;
+  rfc3161: { url: string; certsFile: string; timeoutMs: number; intervalMs: number } | null;
+  retryMaxMs: number;
+}
 
 interface DevSecrets {
   SESSION_SECRET: string;
@@ -126,6 +151,35 @@ export function parseEnv(source: Record<string, string | undefined> = process.en
     sessionSecret ??= dev.SESSION_SECRET;
     key ??= dataKey.parse(dev.DATA_KEY);
   }
+  let evm: AnchoringConfig["evm"] = null;
+  if (e.EVM_RPC_URL) {
+    // Never echo the key: only the variable's name appears in errors.
+    if (!e.EVM_CHAIN_ID) throw new ConfigError("missing EVM_CHAIN_ID: the chain id the EVM_RPC_URL endpoint must serve");
+    if (!e.EVM_CONTRACT) throw new ConfigError("missing EVM_CONTRACT: deploy the anchoring contract with `trialseal ledger deploy-evm` and set its address");
+    if (!e.EVM_PRIVATE_KEY) throw new ConfigError("missing EVM_PRIVATE_KEY: the key of the account that deployed the contract");
+    evm = {
+      rpcUrl: e.EVM_RPC_URL,
+      chainId: e.EVM_CHAIN_ID,
+      contract: e.EVM_CONTRACT as `0x${string}`,
+      privateKey: (e.EVM_PRIVATE_KEY.startsWith("0x") ? e.EVM_PRIVATE_KEY : `0x${e.EVM_PRIVATE_KEY}`) as `0x${string}`,
+      confirmations: e.EVM_CONFIRMATIONS,
+      intervalMs: e.EVM_ANCHOR_INTERVAL_MS,
+      receiptTimeoutMs: e.EVM_RECEIPT_TIMEOUT_MS,
+    };
+  }
+  let rfc3161: AnchoringConfig["rfc3161"] = null;
+  if (e.TSA_URL) {
+    if (!e.TSA_CERTS) throw new ConfigError("missing TSA_CERTS: a PEM file with the certificate(s) the TSA's certificate must chain to");
+    if (!existsSync(e.TSA_CERTS)) throw new ConfigError(`invalid TSA_CERTS: ${e.TSA_CERTS} does not exist`);
+    rfc3161 = { url: e.TSA_URL, certsFile: e.TSA_CERTS, timeoutMs: e.TSA_TIMEOUT_MS, intervalMs: e.RFC3161_ANCHOR_INTERVAL_MS };
+  }
+  const logOrigin = e.LOG_ORIGIN ?? "trialseal.localhost/log";
+  const anchoring: AnchoringConfig = {
+    local: e.LOCAL_LEDGER === false ? null : { id: e.LOCAL_LEDGER_ID ?? `${logOrigin}/local-ledger`, intervalMs: e.LOCAL_ANCHOR_INTERVAL_MS },
+    evm,
+    rfc3161,
+    retryMaxMs: e.ANCHOR_RETRY_MAX_MS,
+  };
   return {
     nodeEnv: e.NODE_ENV,
     production,
@@ -136,10 +190,11 @@ export function parseEnv(source: Record<string, string | undefined> = process.en
     dataKey: key!,
     port: e.PORT,
     host: e.HOST,
-    logOrigin: e.LOG_ORIGIN ?? "trialseal.localhost/log",
+    logOrigin,
     sealIntervalMs: e.SEAL_INTERVAL_MS,
     sealMaxBatch: e.SEAL_MAX_BATCH,
     seedDemo: e.SEED_DEMO ?? !production,
     sessionTtlMs: e.SESSION_TTL_HOURS * 3600_000,
+    anchoring,
   };
 }

@@ -42,6 +42,16 @@ function time(fn: () => unknown): number {
 function repeat(n: number, fn: () => unknown): number {
   return median(Array.from({ length: n }, () => time(fn)));
 }
+async function timeAsync(fn: () => Promise<unknown>): Promise<number> {
+  const t = process.hrtime.bigint();
+  await fn();
+  return Number(process.hrtime.bigint() - t) / 1e6;
+}
+async function repeatAsync(n: number, fn: () => Promise<unknown>): Promise<number> {
+  const out: number[] = [];
+  for (let i = 0; i < n; i++) out.push(await timeAsync(fn));
+  return median(out);
+}
 const fmt = (ms: number) => (ms >= 1000 ? `${(ms / 1000).toFixed(2)} s` : ms >= 1 ? `${ms.toFixed(1)} ms` : `${(ms * 1000).toFixed(1)} us`);
 const line = (label: string, value: string, baseline: string, ratio: number, target?: string) =>
   console.log(`${label.padEnd(44)} ${value.padStart(10)}   baseline ${baseline.padStart(10)}   ratio ${ratio.toFixed(2).padStart(6)}${target ? `   target ${target}` : ""}`);
@@ -89,12 +99,12 @@ results.merkle = merkle;
 console.log("\n== Offline bundle verification ==");
 const { bundles } = buildLog();
 const iters = 2000;
-const nodeMs = repeat(5, () => {
-  for (let i = 0; i < iters; i++) verifyBundle(nodeCrypto, bundles[i % bundles.length], POLICY);
-}) / iters;
-const nobleMs = repeat(3, () => {
-  for (let i = 0; i < 200; i++) verifyBundle(nobleCrypto, bundles[i % bundles.length], POLICY);
-}) / 200;
+const nodeMs = (await repeatAsync(5, async () => {
+  for (let i = 0; i < iters; i++) await verifyBundle(nodeCrypto, bundles[i % bundles.length], POLICY);
+})) / iters;
+const nobleMs = (await repeatAsync(3, async () => {
+  for (let i = 0; i < 200; i++) await verifyBundle(nobleCrypto, bundles[i % bundles.length], POLICY);
+})) / 200;
 line("verify one bundle, node:crypto", fmt(nodeMs), "1 ms", nodeMs / 1, "< 1 ms");
 line("verify one bundle, @noble (browser)", fmt(nobleMs), fmt(nodeMs), nobleMs / nodeMs);
 results.verify = { nodeMsPerBundle: nodeMs, nobleMsPerBundle: nobleMs };
@@ -147,8 +157,8 @@ try {
     const r = await proofBundle(ctx, e!);
     lat.push(Number(process.hrtime.bigint() - t) / 1e6);
     if (r.status !== "sealed") throw new Error("not sealed");
-    vlat.push(time(() => {
-      if (verifyBundle(nodeCrypto, r.bundle, policy).verdict !== "valid") throw new Error(`bundle ${seq} does not verify`);
+    vlat.push(await timeAsync(async () => {
+      if ((await verifyBundle(nodeCrypto, r.bundle, policy)).verdict !== "valid") throw new Error(`bundle ${seq} does not verify`);
     }));
   }
   const warm = lat;

@@ -46,7 +46,8 @@ async function dispatch(command: string, input: unknown): Promise<never> {
     try {
       ctx = await createAppContext(env);
     } catch (err) {
-      if (err instanceof DatabaseError || err instanceof PgliteBusyError) fail(err.message, 1);
+      if (err instanceof DatabaseError || err instanceof PgliteBusyError || (err as Error).name === "LocalLedgerCorrupt") fail((err as Error).message, 1);
+      if (err instanceof ConfigError) fail(err.message, 2);
       throw err;
     }
     try {
@@ -134,6 +135,31 @@ program
   .description("print this deployment's trust policy (publish it; verifiers pin its SHA-256)")
   .action(() => dispatch("trust-policy", {}));
 program
+  .command("anchor")
+  .description("anchor the latest checkpoint on every enabled ledger (local, evm, rfc3161)")
+  .option("--once", "one round (commit the latest checkpoint, work each ledger's queue), print the status and exit; exit 1 when a ledger failed")
+  .option("--ledger <NAME>", "only this ledger (repeat for more)", (v: string, acc: string[]) => [...acc, v], [] as string[])
+  .action(async (o: { once?: boolean; ledger: string[] }) => {
+    if (o.once) return dispatch("anchor", { ledgers: o.ledger });
+    const { runAnchorLoop } = await import("./anchor-loop.ts");
+    process.exit(await runAnchorLoop());
+  });
+const ledger = program.command("ledger").description("anchoring ledgers");
+ledger
+  .command("status")
+  .description("per ledger: last anchored checkpoint, pending count, last error")
+  .option("--json", "machine-readable")
+  .action((o: { json?: boolean }) => dispatch("ledger.status", { json: !!o.json }));
+ledger
+  .command("deploy-evm")
+  .description("deploy the anchoring contract (key from EVM_PRIVATE_KEY; prints the EVM_* settings to use)")
+  .option("--rpc <URL>", "JSON-RPC endpoint (default EVM_RPC_URL)")
+  .option("--chain-id <ID>", "refuse to deploy unless the endpoint serves this chain")
+  .action(async (o: { rpc?: string; chainId?: string }) => {
+    const { runDeployEvm } = await import("./ledger-deploy.ts");
+    process.exit(await runDeployEvm(o));
+  });
+program
   .command("verify")
   .description("verify proof bundles offline against a pinned trust policy (exit 0 valid, 1 invalid, 2 unreadable)")
   .argument("<bundles...>", "proof bundle files")
@@ -141,7 +167,9 @@ program
   .option("--trust-url <URL>", "fetch the trust policy from URL (requires --pin)")
   .option("--pin <SHA256>", "SHA-256 (hex) the fetched policy must have")
   .option("--json", "print the reports as JSON")
-  .action(async (files: string[], o: { trust?: string; trustUrl?: string; pin?: string; json?: boolean }) => {
+  .option("--rpc <URL>", "JSON-RPC endpoint of the EVM chain, to check evm receipts (without it they are reported as not checked)")
+  .option("--require <LEDGERS>", "comma-separated ledger types or names whose verified anchor is mandatory, e.g. evm,rfc3161")
+  .action(async (files: string[], o: { trust?: string; trustUrl?: string; pin?: string; json?: boolean; rpc?: string; require?: string }) => {
     const { runVerify } = await import("./verify-command.ts");
     process.exit(await runVerify(files, o));
   });

@@ -1,6 +1,6 @@
 /**
  * The portal process: configuration, database (migrated at start), demo seed, the Remix request handler,
- * and, on the embedded database, the control socket the CLI uses. Runs the sealer in later issues.
+ * and, on the embedded database, the control socket the CLI uses; the sealer and the anchor worker.
  */
 import path from "node:path";
 import { existsSync } from "node:fs";
@@ -16,6 +16,8 @@ import { DatabaseError } from "../db/client.ts";
 import { PgliteBusyError } from "../db/pglite-lock.ts";
 import { securityHeaders, sameOriginPosts } from "../app/http.server.ts";
 import { startSealer } from "../app/services/sealer.server.ts";
+import { startAnchorWorker } from "../app/services/anchoring.server.ts";
+import { describeEvent } from "../app/services/commands.server.ts";
 
 const ROOT = path.resolve(path.dirname(new URL(import.meta.url).pathname), "..");
 
@@ -54,6 +56,11 @@ async function main() {
 
   const control = controlSocket ? await startControlServer(ctx, controlSocket) : null;
   const stopSealer = startSealer(ctx);
+  const stopAnchoring = startAnchorWorker(ctx, {
+    onEvent: (e) => {
+      if (e.type !== "committed") process.stdout.write(`anchor ${describeEvent(e)}`);
+    },
+  });
   const build = (await import(pathToFileURL(buildFile).href)) as ServerBuild;
 
   const app = express();
@@ -87,6 +94,7 @@ async function main() {
     server.closeAllConnections?.();
     control?.close();
     await stopSealer();
+    await stopAnchoring();
     await ctx.database.close().catch(() => {});
     process.exit(0);
   };

@@ -3,7 +3,7 @@ import { createHash } from "node:crypto";
 import { readFileSync } from "node:fs";
 import { nodeCrypto } from "../anchoring/crypto-node.ts";
 import { parseTrustPolicy, PolicyError, type TrustPolicy } from "../anchoring/policy.ts";
-import { verifyBundle, type Report } from "../anchoring/verify.ts";
+import { verifyBundle, type Report, type VerifyOptions } from "../anchoring/verify.ts";
 
 const err = (m: string) => process.stderr.write(`trialseal: ${m}\n`);
 
@@ -46,9 +46,31 @@ async function loadPolicy(o: { trust?: string; trustUrl?: string; pin?: string }
   }
 }
 
-export async function runVerify(files: string[], o: { trust?: string; trustUrl?: string; pin?: string; json?: boolean }): Promise<number> {
+export async function runVerify(
+  files: string[],
+  o: { trust?: string; trustUrl?: string; pin?: string; json?: boolean; rpc?: string; require?: string },
+): Promise<number> {
   const policy = await loadPolicy(o);
   if (!policy) return 2;
+  const require = (o.require ?? "").split(",").map((x) => x.trim()).filter(Boolean);
+  const known = new Set(["local", "evm", "rfc3161", ...Object.keys(policy.ledgers)]);
+  const unknownReq = require.filter((r) => !known.has(r));
+  if (unknownReq.length) {
+    err(`--require: unknown ledger ${unknownReq.join(", ")} (use local, evm, rfc3161 or a ledger name of the policy)`);
+    return 2;
+  }
+  let opts: VerifyOptions = { require };
+  if (o.rpc) {
+    if (!/^https?:\/\/\S+$/.test(o.rpc)) {
+      err(`--rpc: ${o.rpc} is not an http(s) URL`);
+      return 2;
+    }
+    // Network code only when asked for: the offline verifier itself never touches the network.
+    const { createPublicClient, http } = await import("viem");
+    const { viemReader } = await import("../anchoring/ledgers/evm/reader.ts");
+    const reader = viemReader(createPublicClient({ transport: http(o.rpc, { timeout: 15_000, retryCount: 1 }) }) as never);
+    opts = { ...opts, evm: () => reader };
+  }
   const reports: { file: string; report: Report }[] = [];
   for (const file of files) {
     let bundle: unknown;
@@ -58,12 +80,13 @@ export async function runVerify(files: string[], o: { trust?: string; trustUrl?:
       err(`cannot read bundle ${file}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
       return 2;
     }
-    reports.push({ file, report: verifyBundle(nodeCrypto, bundle, policy) });
+    reports.push({ file, report: await verifyBundle(nodeCrypto, bundle, policy, opts) });
   }
   if (o.json) process.stdout.write(JSON.stringify(reports, null, 2) + "\n");
   else {
     for (const { file, report } of reports) {
       process.stdout.write(`${file}: ${report.verdict.toUpperCase()}${report.entry ? ` (seq ${report.entry.seq}, ${report.entry.kind}, study ${report.entry.study}, batch ${report.entry.batch})` : ""}\n`);
+      if (report.existedBy) process.stdout.write(`  existed by ${report.existedBy.time} (${report.existedBy.ledger})\n`);
       for (const s of report.steps) {
         const mark = s.status === "ok" ? "ok  " : s.status === "failed" ? "FAIL" : "--  ";
         process.stdout.write(`  ${mark} ${s.step}${s.code ? ` [${s.code}]` : ""}: ${s.message}\n`);

@@ -1,8 +1,8 @@
 import type { LoaderFunctionArgs } from "@remix-run/node";
-import { trustPolicy } from "../services/keys.server.ts";
+import { deploymentTrustPolicy } from "../services/anchoring.server.ts";
 
 /** Public: this deployment's trust policy. Verifiers must pin its SHA-256; never trust it unpinned. */
 export async function loader({ context }: LoaderFunctionArgs) {
   const { ctx } = context;
-  return new Response(JSON.stringify(trustPolicy(ctx.crypto, ctx.env.logOrigin, ctx.signer), null, 2) + "\n", { headers: { "content-type": "application/json" } });
+  return new Response(JSON.stringify(deploymentTrustPolicy(ctx), null, 2) + "\n", { headers: { "content-type": "application/json" } });
 }

@@ -11,7 +11,7 @@ import { createUser } from "./users.server.ts";
 import { createApiToken } from "./tokens.server.ts";
 import { sealAll } from "./sealer.server.ts";
 import { consistencyBetween, findEntryByRef, latestCheckpoint, proofBundle } from "./proofs.server.ts";
-import { trustPolicy } from "./keys.server.ts";
+import { anchorOnce, deploymentTrustPolicy, ledgersStatus, type AnchorEvent } from "./anchoring.server.ts";
 
 export interface CommandOutput {
   stdout: string;
@@ -85,7 +85,22 @@ export const COMMANDS: Record<string, Handler> = {
     return { stdout: JSON.stringify(r.bundle, null, 2) + "\n" };
   },
   async "trust-policy"(ctx) {
-    return { stdout: JSON.stringify(trustPolicy(ctx.crypto, ctx.env.logOrigin, ctx.signer), null, 2) + "\n" };
+    return { stdout: JSON.stringify(deploymentTrustPolicy(ctx), null, 2) + "\n" };
+  },
+  async anchor(ctx, input) {
+    const v = parse(z.object({ ledgers: z.array(z.string()).default([]) }), input);
+    const unknown = v.ledgers.filter((n) => !ctx.ledgers.some((l) => l.ledger.name === n));
+    if (unknown.length) throw new ServiceError("invalid", `no ledger named ${unknown.join(", ")} is enabled (enabled: ${ctx.ledgers.map((l) => l.ledger.name).join(", ") || "none"})`, "ledger");
+    if (ctx.ledgers.length === 0) throw new ServiceError("invalid", "no ledger is enabled (LOCAL_LEDGER=false and no EVM_RPC_URL or TSA_URL)");
+    const events = await anchorOnce(ctx, { ledgers: v.ledgers });
+    const status = await ledgersStatus(ctx);
+    const failed = events.some((e) => e.type === "retry" || e.type === "failed");
+    return { stdout: events.map(describeEvent).join("") + formatStatus(status), exitCode: failed ? 1 : 0 };
+  },
+  async "ledger.status"(ctx, input) {
+    const v = parse(z.object({ json: z.boolean().default(false) }), input);
+    const status = await ledgersStatus(ctx);
+    return { stdout: v.json ? JSON.stringify(status, null, 2) + "\n" : formatStatus(status) };
   },
 };
 
@@ -98,4 +113,36 @@ export async function runCommand(ctx: AppContext, name: string, input: unknown):
     if (err instanceof ServiceError) return { stdout: "", stderr: `trialseal: ${err.message}\n`, exitCode: 1 };
     throw err;
   }
+}
+
+export function describeEvent(e: AnchorEvent): string {
+  switch (e.type) {
+    case "committed":
+      return `${e.ledger}: will anchor checkpoint ${e.treeSize}\n`;
+    case "anchored":
+      return `${e.ledger}: checkpoint ${e.treeSize} anchored (${e.status})\n`;
+    case "reorged":
+      return `${e.ledger}: checkpoint ${e.treeSize} left the canonical chain; anchoring again\n`;
+    case "retry":
+      return `${e.ledger}: checkpoint ${e.treeSize} not anchored yet (attempt ${e.attempts}): ${e.error}; next try ${e.nextAttemptAt.toISOString()}\n`;
+    case "failed":
+      return `${e.ledger}: checkpoint ${e.treeSize} cannot be anchored: ${e.error}\n`;
+  }
+}
+
+export function formatStatus(rows: Awaited<ReturnType<typeof ledgersStatus>>): string {
+  if (rows.length === 0) return "no ledger enabled\n";
+  const head = ["ledger", "last anchored", "at", "pending", "included", "failed", "last error"];
+  const body = rows.map((r) => [
+    r.ledger,
+    r.lastFinalSize === null ? "-" : `size ${r.lastFinalSize}`,
+    r.lastFinalAt ? r.lastFinalAt.toISOString() : "-",
+    String(r.pending),
+    String(r.included),
+    String(r.failed),
+    r.lastError ? `${r.lastError}${r.attempts ? ` (${r.attempts} attempts)` : ""}` : "-",
+  ]);
+  const widths = head.map((h, i) => Math.max(h.length, ...body.map((b) => b[i].length)));
+  const fmt = (cells: string[]) => cells.map((c, i) => (i === cells.length - 1 ? c : c.padEnd(widths[i]))).join("  ") + "\n";
+  return fmt(head) + body.map(fmt).join("");
 }

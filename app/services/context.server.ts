@@ -4,6 +4,7 @@ import { nodeCrypto } from "../../anchoring/crypto-node.ts";
 import type { Crypto, Signer } from "../../anchoring/crypto.ts";
 import { logSigner } from "./keys.server.ts";
 import type { Env } from "../env.server.ts";
+import { buildLedgers, type ConfiguredLedger } from "./ledgers.server.ts";
 
 export interface AppContext {
   env: Env;
@@ -12,6 +13,8 @@ export interface AppContext {
   crypto: Crypto;
   /** The log's checkpoint signing key (kept in <DATA_DIR>/keys, outside the database). */
   signer: Signer;
+  /** The anchoring ledgers enabled by configuration (tests may replace them). */
+  ledgers: ConfiguredLedger[];
 }
 
 export async function createAppContext(env: Env, opts: { lockInfo?: Record<string, unknown>; migrate?: boolean } = {}): Promise<AppContext> {
@@ -21,10 +24,10 @@ export async function createAppContext(env: Env, opts: { lockInfo?: Record<strin
     migrate: opts.migrate,
     lockInfo: opts.lockInfo,
   });
-  return { env, database, db: database.db, crypto: nodeCrypto, signer: logSigner(env.dataDir) };
+  return { env, database, db: database.db, crypto: nodeCrypto, signer: logSigner(env.dataDir), ledgers: buildLedgers(env, nodeCrypto) };
 }
 
 /** Context over an already-open database (tests). */
 export function contextFor(env: Env, database: Database): AppContext {
-  return { env, database, db: database.db, crypto: nodeCrypto, signer: logSigner(env.dataDir) };
+  return { env, database, db: database.db, crypto: nodeCrypto, signer: logSigner(env.dataDir), ledgers: buildLedgers(env, nodeCrypto) };
 }

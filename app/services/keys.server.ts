@@ -6,6 +6,7 @@ import { nodeSigner } from "../../anchoring/crypto-node.ts";
 import type { Crypto, Signer } from "../../anchoring/crypto.ts";
 import { vkeyString } from "../../anchoring/note.ts";
 import type { TrustPolicy } from "../../anchoring/policy.ts";
+import type { LedgerPolicy } from "../../anchoring/ledgers/receipt.ts";
 
 export function loadOrCreateSeed(file: string): Uint8Array {
   if (existsSync(file)) {
@@ -24,12 +25,12 @@ export function logSigner(dataDir: string): Signer {
 }
 
 /** The deployment's trust policy (published at /.well-known/trialseal.json). */
-export function trustPolicy(crypto: Crypto, origin: string, signer: Signer): TrustPolicy {
+export function trustPolicy(crypto: Crypto, origin: string, signer: Signer, ledgers: Record<string, LedgerPolicy> = {}): TrustPolicy {
   return {
     format: "trialseal-trust/v1",
     origin,
     logKeys: [{ vkey: vkeyString(crypto, origin, signer.publicKey), fromSize: 0, untilSize: null, notBefore: null, notAfter: null }],
-    ledgers: {},
+    ledgers,
     maxSkewMs: 300_000,
   };
 }

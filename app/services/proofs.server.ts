@@ -1,11 +1,12 @@
 /** Proof bundles, checkpoints and consistency proofs, built from what the database stores. */
 import { toHex } from "../../anchoring/bytes.ts";
-import type { Bundle } from "../../anchoring/bundle.ts";
+import type { Bundle, BundleCheckpoint } from "../../anchoring/bundle.ts";
 import { MerkleLevels, inclusionProofFromStored } from "../../anchoring/tree.ts";
 import { rootFromInclusionProof } from "../../anchoring/merkle.ts";
 import { bytesEqual } from "../../anchoring/bytes.ts";
 import type { Db } from "../../db/client.ts";
 import * as q from "../../db/queries/ledger.ts";
+import * as qa from "../../db/queries/anchors.ts";
 import type { AppContext } from "./context.server.ts";
 import { ServiceError } from "./errors.server.ts";
 
@@ -26,13 +27,14 @@ const logTrees = new WeakMap<Db, MerkleLevels>();
 
 async function logTree(ctx: AppContext, size: number, knownRoot?: Uint8Array): Promise<MerkleLevels> {
   let t = logTrees.get(ctx.db);
-  if (!t || t.size > size) t = new MerkleLevels(ctx.crypto);
+  if (!t) t = new MerkleLevels(ctx.crypto);
   if (t.size < size) {
     for (const leaf of await q.batchLeafHashesFrom(ctx.db, t.size, size)) t.append(leaf);
   }
   const root = knownRoot ?? (await q.findCheckpoint(ctx.db, size))?.root;
   if (root && !bytesEqual(t.root(size), root)) {
-    t = MerkleLevels.fromLeaves(ctx.crypto, await q.batchLeafHashes(ctx.db, size));
+    t = MerkleLevels.fromLeaves(ctx.crypto, await q.batchLeafHashes(ctx.db, Math.max(size, t.size)));
+    if (!bytesEqual(t.root(size), root)) throw new Error(`the stored batch log does not match checkpoint ${size}`);
   }
   if (t.size < size) throw new Error(`the batch log has ${t.size} batches, not ${size}`);
   logTrees.set(ctx.db, t);
@@ -64,9 +66,21 @@ export async function proofBundle(ctx: AppContext, entry: q.EntryRow): Promise<P
   if (!found) throw new Error(`batch ${entry.batchNo} of sealed entry ${entry.id} is missing`);
   const { batch, checkpoint: cp } = found;
   if (!cp) throw new Error(`checkpoint ${batch.batchNo + 1} is missing`);
-  const log = await logTree(ctx, cp.treeSize, cp.root);
   const leafIndex = entry.seq - batch.firstSeq;
   const inclusion = await batchInclusion(ctx, batch, leafIndex, entry.leafHash!);
+  // Anchors: for each ledger, the first final anchor of a checkpoint covering this batch.
+  const anchored = await qa.firstFinalAnchorsCovering(ctx.db, batch.batchNo);
+  const sizes = [...new Set(anchored.map((a) => a.treeSize))].filter((n) => n !== cp.treeSize).sort((a, b) => a - b);
+  const others = await Promise.all(sizes.map((n) => q.findCheckpoint(ctx.db, n)));
+  const log = await logTree(ctx, Math.max(cp.treeSize, ...sizes), others.length ? others[others.length - 1]!.root : cp.root);
+  const checkpointOf = (treeSize: number, note: string, root: Uint8Array): BundleCheckpoint => {
+    if (!bytesEqual(log.root(treeSize), root)) throw new Error(`the batch log does not match checkpoint ${treeSize}`);
+    return {
+      note,
+      log: { index: batch.batchNo, treeSize, inclusion: log.inclusionProof(batch.batchNo, treeSize).map(toHex) },
+      anchors: anchored.filter((a) => a.treeSize === treeSize).map((a) => ({ ledger: a.ledger, receipt: JSON.parse(a.receiptText) })),
+    };
+  };
   return {
     status: "sealed",
     bundle: {
@@ -75,11 +89,11 @@ export async function proofBundle(ctx: AppContext, entry: q.EntryRow): Promise<P
       envelope: JSON.parse(entry.envelopeText!),
       batch: { header: JSON.parse(batch.headerText), leafIndex, inclusion: inclusion.map(toHex) },
       checkpoints: [
-        {
-          note: cp.noteText,
-          log: { index: batch.batchNo, treeSize: cp.treeSize, inclusion: log.inclusionProof(batch.batchNo, cp.treeSize).map(toHex) },
-          anchors: [],
-        },
+        checkpointOf(cp.treeSize, cp.noteText, cp.root),
+        ...others.map((c, k) => {
+          if (!c) throw new Error(`checkpoint ${sizes[k]} of an anchor is missing`);
+          return checkpointOf(c.treeSize, c.noteText, c.root);
+        }),
       ],
     },
   };

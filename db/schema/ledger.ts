@@ -67,9 +67,15 @@ export const anchors = pgTable(
     attempts: integer("attempts").notNull().default(0),
     nextAttemptAt: timestamp("next_attempt_at", { withTimezone: true, precision: 3 }),
     lastError: text("last_error"),
+    /** Adapter in-flight state saved before an irreversible step (e.g. a signed EVM transaction), JSON. */
+    workText: text("work_text"),
+    /** A worker holds the row until then (several portal replicas may run the anchor worker). */
+    leaseUntil: timestamp("lease_until", { withTimezone: true, precision: 3 }),
+    /** When the receipt reached its ledger's finality. */
+    finalAt: timestamp("final_at", { withTimezone: true, precision: 3 }),
     anchoredAt: timestamp("anchored_at", { withTimezone: true, precision: 3 }),
     createdAt: timestamp("created_at", { withTimezone: true, precision: 3 }).notNull().defaultNow(),
     updatedAt: timestamp("updated_at", { withTimezone: true, precision: 3 }).notNull().defaultNow(),
   },
-  (t) => [unique("anchors_ledger_size_uq").on(t.ledger, t.treeSize)],
+  (t) => [unique("anchors_ledger_size_uq").on(t.ledger, t.treeSize), index("anchors_status_idx").on(t.status, t.ledger)],
 );

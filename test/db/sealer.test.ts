@@ -52,32 +52,32 @@ describe(`sealer and proofs on ${engineUnderTest()}`, () => {
     const policy = trustPolicy(t.ctx.crypto, t.ctx.env.logOrigin, t.ctx.signer);
     for (const seq of ["0", "2", "3", "6"]) {
       const b = await bundleOf(seq);
-      const r = verifyBundle(t.ctx.crypto, b, policy);
+      const r = await verifyBundle(t.ctx.crypto, b, policy);
       expect(r.verdict, `seq ${seq}: ${JSON.stringify(r.steps.filter((s) => s.status === "failed"))} ${b.checkpoints[0].note}`).toBe("valid");
-      expect(verifyBundle(nobleCrypto, b, policy).verdict).toBe("valid");
+      expect((await verifyBundle(nobleCrypto, b, policy)).verdict).toBe("valid");
     }
     const b = await bundleOf("4");
-    const failOf = (mut: (x: any) => void) => {
+    const failOf = async (mut: (x: any) => void) => {
       const x = structuredClone(b) as any;
       mut(x);
-      return verifyBundle(t.ctx.crypto, x, policy).steps.find((s) => s.status === "failed")?.code;
+      return (await verifyBundle(t.ctx.crypto, x, policy)).steps.find((s) => s.status === "failed")?.code;
     };
-    expect(failOf((x) => (x.payload.v = 2))).toBe("PAYLOAD_SCHEMA");
-    expect(failOf((x) => (x.payload.salt = "A".repeat(22)))).toBe("PAYLOAD_HASH_MISMATCH");
-    expect(failOf((x) => (x.envelope.seq += 1))).toBe("SEQ_MISMATCH");
-    expect(failOf((x) => (x.envelope.at = "2020-01-01T00:00:00.000Z"))).toBe("BATCH_INCLUSION_FAILED");
-    expect(failOf((x) => (x.batch.leafIndex = x.batch.header.size))).toBe("LEAF_INDEX_OUT_OF_RANGE");
-    expect(failOf((x) => x.batch.inclusion.pop())).toBe("BATCH_INCLUSION_FAILED");
-    expect(failOf((x) => (x.batch.header.sealedAt = "2020-01-01T00:00:00.000Z"))).toBe("LOG_INCLUSION_FAILED");
-    expect(failOf((x) => (x.checkpoints[0].note = x.checkpoints[0].note.replace(/\n2\n/, "\n3\n")))).toBe("TREE_SIZE_MISMATCH");
-    expect(failOf((x) => (x.checkpoints[0].log.index = 0))).toBe("LOG_INDEX_MISMATCH");
-    expect(failOf((x) => (x.envelope.log = "evil.example/log"))).toBe("ORIGIN_MISMATCH");
-    expect(failOf((x) => (x.format = "other"))).toBe("BUNDLE_MALFORMED");
+    expect(await failOf((x) => (x.payload.v = 2))).toBe("PAYLOAD_SCHEMA");
+    expect(await failOf((x) => (x.payload.salt = "A".repeat(22)))).toBe("PAYLOAD_HASH_MISMATCH");
+    expect(await failOf((x) => (x.envelope.seq += 1))).toBe("SEQ_MISMATCH");
+    expect(await failOf((x) => (x.envelope.at = "2020-01-01T00:00:00.000Z"))).toBe("BATCH_INCLUSION_FAILED");
+    expect(await failOf((x) => (x.batch.leafIndex = x.batch.header.size))).toBe("LEAF_INDEX_OUT_OF_RANGE");
+    expect(await failOf((x) => x.batch.inclusion.pop())).toBe("BATCH_INCLUSION_FAILED");
+    expect(await failOf((x) => (x.batch.header.sealedAt = "2020-01-01T00:00:00.000Z"))).toBe("LOG_INCLUSION_FAILED");
+    expect(await failOf((x) => (x.checkpoints[0].note = x.checkpoints[0].note.replace(/\n2\n/, "\n3\n")))).toBe("TREE_SIZE_MISMATCH");
+    expect(await failOf((x) => (x.checkpoints[0].log.index = 0))).toBe("LOG_INDEX_MISMATCH");
+    expect(await failOf((x) => (x.envelope.log = "evil.example/log"))).toBe("ORIGIN_MISMATCH");
+    expect(await failOf((x) => (x.format = "other"))).toBe("BUNDLE_MALFORMED");
     // A signature by another key, or a key not valid for this size, is refused.
     const other = trustPolicy(t.ctx.crypto, t.ctx.env.logOrigin, (await import("../../anchoring/crypto-node.ts")).nodeSigner(new Uint8Array(32).fill(7)));
-    expect(verifyBundle(t.ctx.crypto, b, other).steps.find((s) => s.status === "failed")?.code).toBe("SIGNATURE_INVALID");
+    expect((await verifyBundle(t.ctx.crypto, b, other)).steps.find((s) => s.status === "failed")?.code).toBe("SIGNATURE_INVALID");
     const expired = { ...policy, logKeys: [{ ...policy.logKeys[0], untilSize: 1 }] };
-    expect(verifyBundle(t.ctx.crypto, b, expired).steps.find((s) => s.status === "failed")?.code).toBe("NO_VALID_KEY");
+    expect((await verifyBundle(t.ctx.crypto, b, expired)).steps.find((s) => s.status === "failed")?.code).toBe("NO_VALID_KEY");
   });
 
   it("rejects every sampled mutation of real sealed bundles with the specific step code (fast-check)", async () => {
@@ -85,9 +85,9 @@ describe(`sealer and proofs on ${engineUnderTest()}`, () => {
     const { firstFailure, mutationArb } = await import("../helpers/mutations.ts");
     const policy = trustPolicy(t.ctx.crypto, t.ctx.env.logOrigin, t.ctx.signer);
     const real = await Promise.all(["0", "2", "3", "5", "6"].map(bundleOf));
-    fc.assert(
-      fc.property(fc.nat({ max: real.length - 1 }), mutationArb(real), (i, m) => {
-        const r = firstFailure(real[i], policy, m);
+    await fc.assert(
+      fc.asyncProperty(fc.nat({ max: real.length - 1 }), mutationArb(real), async (i, m) => {
+        const r = await firstFailure(real[i], policy, m);
         expect(r.verdict, m.name).toBe("invalid");
         expect(m.codes, `${m.name}: got ${r.code}`).toContain(r.code);
       }),
@@ -176,7 +176,7 @@ describe(`sealer crash safety and proof storage on ${engineUnderTest()}`, () => 
       await t.database.execute(`ALTER TABLE batches ENABLE TRIGGER batches_no_update`);
     }
     const b = await bundleOf("4");
-    expect(verifyBundle(t.ctx.crypto, b, policy).verdict).toBe("valid");
+    expect((await verifyBundle(t.ctx.crypto, b, policy)).verdict).toBe("valid");
   });
 
   it("the background sealer seals at once when SEAL_MAX_BATCH entries are pending, without waiting for the interval", async () => {

@@ -142,10 +142,10 @@ export function mutationArb(others: Bundle[]): fc.Arbitrary<Mutation> {
 }
 
 /** Apply a mutation to a copy of `bundle` and return the first failed code (undefined if it still verifies). */
-export function firstFailure(bundle: Bundle, policy: TrustPolicy, m: Mutation) {
+export async function firstFailure(bundle: Bundle, policy: TrustPolicy, m: Mutation) {
   const b = structuredClone(bundle) as any;
   const p = (m.apply(b, policy) as TrustPolicy | undefined) ?? policy;
-  const r = verifyBundle(nodeCrypto, b, p);
+  const r = await verifyBundle(nodeCrypto, b, p);
   return { verdict: r.verdict, code: r.steps.find((s) => s.status === "failed")?.code };
 }
 

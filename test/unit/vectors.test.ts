@@ -27,10 +27,10 @@ describe("proof-bundle vectors (test/vectors/bundles)", () => {
   });
 
   for (const f of files) {
-    it(f, () => {
+    it(f, async () => {
       const v = JSON.parse(readFileSync(path.join(DIR, f), "utf8")) as Vector;
       for (const crypto of [nodeCrypto, nobleCrypto]) {
-        const r = verifyBundle(crypto, v.bundle, v.policy);
+        const r = await verifyBundle(crypto, v.bundle, v.policy);
         expect(r.verdict, JSON.stringify(r.steps.filter((s) => s.status === "failed"))).toBe(v.want.verdict);
         if (v.want.code) expect(r.steps.find((s) => s.status === "failed")?.code).toBe(v.want.code);
       }
