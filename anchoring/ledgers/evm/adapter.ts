@@ -12,6 +12,7 @@ import {
   ContractFunctionRevertedError,
   createPublicClient,
   createWalletClient,
+  decodeErrorResult,
   defineChain,
   http,
   keccak256,
@@ -125,8 +126,8 @@ export class EvmLedger implements Ledger {
     try {
       await this.pub.simulateContract({ account: this.account, address: this.o.contract, abi: ANCHOR_ABI, functionName: "anchor", args: [hashHex, BigInt(req.treeSize)] });
     } catch (err) {
-      const revert = err instanceof BaseError ? err.walk((e) => e instanceof ContractFunctionRevertedError) : null;
-      if (revert instanceof ContractFunctionRevertedError) this.fail(`the contract refuses the anchor: ${revert.data?.errorName ?? revert.reason ?? "reverted"}`, false);
+      const reason = revertReason(err);
+      if (reason) this.fail(`the contract refuses the anchor: ${reason}`, false);
       this.fail(`simulating the anchor: ${errText(err)}`);
     }
     const wallet = createWalletClient({ account: this.account, chain: chainFor(this.o.chainId, this.o.rpcUrl), transport: transportFor(this.o) });
@@ -188,6 +189,24 @@ export class EvmLedger implements Ledger {
   policy(): EvmLedgerPolicy {
     return { type: "evm", chainId: this.o.chainId, contract: this.o.contract, sender: this.account.address, confirmations: this.o.confirmations, rpcHint: this.o.rpcUrl ?? null };
   }
+}
+
+/** The contract's custom error behind a failed call, whichever way the node reported it. */
+export function revertReason(err: unknown): string | null {
+  const revert = err instanceof BaseError ? err.walk((e) => e instanceof ContractFunctionRevertedError) : null;
+  if (revert instanceof ContractFunctionRevertedError && (revert.data?.errorName || revert.reason)) return revert.data?.errorName ?? revert.reason ?? null;
+  // Some nodes (Hardhat in-process) only put the revert data in the message of a nested error.
+  for (let e = err as { cause?: unknown; message?: string; data?: unknown } | undefined, i = 0; e && i < 10; e = e.cause as typeof e, i++) {
+    const data = typeof e.data === "string" ? e.data : /return data: (0x[0-9a-fA-F]+)/.exec(e.message ?? "")?.[1];
+    if (data && data.length >= 10) {
+      try {
+        return decodeErrorResult({ abi: ANCHOR_ABI, data: data as Hex }).errorName;
+      } catch {
+        // not one of ours
+      }
+    }
+  }
+  return null;
 }
 
 function encodeAnchor(hash: Hex, treeSize: number): Hex {

@@ -129,7 +129,7 @@ export async function verifyToken(
     const e = err as { code?: number; message?: string; signatureVerified?: boolean | null };
     // pkijs codes: 5 = chain validation failed (signer not trusted), 14 = signature invalid, 15 = TSTInfo check failed.
     if (e.code === 5 || /chain|trusted|certificate/i.test(e.message ?? "")) throw new TsaError("TSA_UNTRUSTED", `the TSA certificate does not chain to a trusted certificate (${e.message ?? "chain"})`);
-    if (e.code === 15) throw new TsaError("TSA_IMPRINT_MISMATCH", "the token does not time-stamp this checkpoint");
+    // (The imprint was compared above, so anything else pkijs rejects is a signature that does not hold.)
     throw new TsaError("TSA_SIGNATURE_INVALID", `the token's signature does not verify (${e.message ?? "invalid"})`);
   }
   if (!result.signatureVerified) throw new TsaError("TSA_SIGNATURE_INVALID", "the token's signature does not verify");
