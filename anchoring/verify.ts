@@ -233,13 +233,15 @@ export async function verifyBundle(crypto: Crypto, input: unknown, policy: Trust
   }
 
   // Time: the entry's claimed time cannot be later than the earliest anchor of a checkpoint containing it.
-  const timed = anchors.filter((a) => a.status === "ok" && a.time).sort((x, y) => (x.time! < y.time! ? -1 : 1));
+  // Each anchor's time plus its precision is the latest moment it proves; the earliest of those bounds the entry.
+  const bound = (a: AnchorCheck) => Date.parse(a.time!) + (a.precisionMs ?? 0);
+  const timed = anchors.filter((a) => a.status === "ok" && a.time).sort((x, y) => bound(x) - bound(y));
   if (timed.length === 0) skip("anchors.time", anchors.length === 0 ? "no anchor receipts in this bundle yet" : "no anchor could be checked: no time bound");
   else {
     const first = timed[0];
     existedBy = { time: first.time!, ledger: first.ledger };
-    const late = Date.parse(envelope.at) - Date.parse(first.time!);
-    if (late > policy.maxSkewMs) bad("anchors.time", "ENTRY_AFTER_ANCHOR", `the entry claims ${envelope.at}, but ledger ${first.ledger} proves its checkpoint existed by ${first.time} (${late} ms earlier, allowed skew ${policy.maxSkewMs} ms)`);
+    const late = Date.parse(envelope.at) - bound(first);
+    if (late > policy.maxSkewMs) bad("anchors.time", "ENTRY_AFTER_ANCHOR", `the entry claims ${envelope.at}, but ledger ${first.ledger} proves its checkpoint existed by ${first.time} (${late} ms earlier than the entry claims, allowed skew ${policy.maxSkewMs} ms)`);
     else ok("anchors.time", `written at ${envelope.at}; existed by ${first.time} (${first.ledger}${timed.length > 1 ? `, earliest of ${timed.length} anchors` : ""})`);
   }
   for (const want of opts.require ?? []) {

@@ -13,9 +13,9 @@ export interface AnchorRequest {
   /** The log origin (first line of the checkpoint). */
   origin: string;
   treeSize: number;
-  /** SHA-256 of the exact signed note text. */
+  /** SHA-256 of the note's signed text (the checkpoint body; anchoring/note.ts checkpointHash). */
   checkpointHash: Uint8Array;
-  /** The signed note itself (an RFC 3161 TSA is asked to time-stamp exactly these bytes). */
+  /** The signed note itself; its signed text is what the hash covers. */
   note: string;
 }
 

@@ -6,6 +6,7 @@ import type { Crypto } from "../crypto.ts";
 import { fromBase64, fromHex, toHex, utf8 } from "../bytes.ts";
 import { BundleAnchorSchema, LedgerPolicySchema, type LedgerPolicy } from "./receipt.ts";
 import { recordSignedBy } from "./local/record.ts";
+import { parseNote } from "../note.ts";
 import { checkEvmReceipt, EvmCheckError, logIdOf, type EvmReader } from "./evm/event.ts";
 import { TsaError, verifyToken } from "./rfc3161/token.ts";
 
@@ -27,6 +28,8 @@ export interface AnchorCheck {
   message: string;
   /** The time this anchor proves the checkpoint existed by. */
   time?: string;
+  /** How coarse that time is (block timestamps are whole seconds; a TSA states its accuracy). */
+  precisionMs?: number;
 }
 
 export interface AnchorVerifyOptions {
@@ -54,7 +57,14 @@ export async function verifyAnchor(
   if (raw === undefined || !pol.success) return fail("ANCHOR_UNKNOWN_LEDGER", `the trust policy has no ${raw === undefined ? "" : "valid "}entry for ledger "${ledger}"`);
   const policy: LedgerPolicy = pol.data;
   if (policy.type !== receipt.type) return fail("ANCHOR_UNKNOWN_LEDGER", `ledger "${ledger}" is a ${policy.type} ledger in the policy, the receipt is ${receipt.type}`);
-  const hash = c.sha256(utf8(cp.note));
+  // The anchored checkpoint hash: SHA-256 of the note's signed text (anchoring/note.ts checkpointHash).
+  let signedText: string;
+  try {
+    signedText = parseNote(cp.note).text;
+  } catch {
+    return fail("ANCHOR_CHECKPOINT_MISMATCH", "the checkpoint note cannot be parsed");
+  }
+  const hash = c.sha256(utf8(signedText));
   const hashHex = toHex(hash);
 
   if (receipt.type === "local" && policy.type === "local") {
@@ -64,14 +74,14 @@ export async function verifyAnchor(
     const keys = policy.keys.filter((k) => (k.notBefore === null || r.time >= k.notBefore) && (k.notAfter === null || r.time < k.notAfter));
     if (keys.length === 0) return fail("LOCAL_NO_VALID_KEY", `no ledger key in the policy is valid at ${r.time}`);
     if (!keys.some((k) => recordSignedBy(c, r, fromHex(k.publicKey)))) return fail("LOCAL_SIGNATURE_INVALID", "the local-ledger record is not signed by a trusted ledger key");
-    return { ledger, type: "local", status: "ok", message: `record ${r.pos} of local ledger ${r.ledger}, signed by its key, at ${r.time}`, time: r.time };
+    return { ledger, type: "local", status: "ok", message: `record ${r.pos} of local ledger ${r.ledger}, signed by its key, at ${r.time}`, time: r.time, precisionMs: 1 };
   }
 
   if (receipt.type === "rfc3161" && policy.type === "rfc3161") {
     try {
-      const info = await verifyToken(fromBase64(receipt.token), { data: utf8(cp.note), imprint: hash, trusted: policy.certificates.map(fromBase64) });
+      const info = await verifyToken(fromBase64(receipt.token), { data: utf8(signedText), imprint: hash, trusted: policy.certificates.map(fromBase64) });
       const time = info.genTime.toISOString();
-      return { ledger, type: "rfc3161", status: "ok", message: `RFC 3161 token (serial ${info.serial}) by a trusted TSA, genTime ${time}`, time };
+      return { ledger, type: "rfc3161", status: "ok", message: `RFC 3161 token (serial ${info.serial}) by a trusted TSA, genTime ${time}`, time, precisionMs: 1000 + info.accuracyMs };
     } catch (err) {
       if (err instanceof TsaError) return fail(err.code === "TSA_IMPRINT_MISMATCH" ? "ANCHOR_CHECKPOINT_MISMATCH" : err.code, err.message);
       return fail("TSA_TOKEN_MALFORMED", `the time-stamp token could not be checked: ${(err as Error).message}`);
@@ -84,7 +94,7 @@ export async function verifyAnchor(
     try {
       const r = await checkEvmReceipt(reader, receipt, { policy, logId: logIdOf(c, cp.origin), checkpointHash: `0x${hashHex}`, treeSize: cp.treeSize });
       const time = r.time.toISOString();
-      return { ledger, type: "evm", status: "ok", message: `Anchored event in block ${receipt.blockNumber} of chain ${receipt.chainId} (${r.confirmations} confirmations), block time ${time}`, time };
+      return { ledger, type: "evm", status: "ok", message: `Anchored event in block ${receipt.blockNumber} of chain ${receipt.chainId} (${r.confirmations} confirmations), block time ${time}`, time, precisionMs: 1000 };
     } catch (err) {
       if (err instanceof EvmCheckError) return fail(err.code, err.message);
       return fail("EVM_UNREACHABLE", `could not read chain ${policy.chainId}: ${(err as Error).message}`);

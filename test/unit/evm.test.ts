@@ -14,14 +14,10 @@ import { verifyAnchor } from "../../anchoring/ledgers/verify-anchor.ts";
 import type { WorkState } from "../../anchoring/ledgers/ledger.ts";
 import { HARDHAT_CHAIN_ID, HARDHAT_KEYS, inProcessHardhat } from "../helpers/hardhat.ts";
 import { ROOT } from "../helpers/portal.ts";
-// @ts-expect-error plain JS build script
 import { compile } from "../../contracts/build.mjs";
+import { ORIGIN, cp, hashOf, note, req } from "../helpers/checkpoints.ts";
 
-const ORIGIN = "trialseal.test/log";
 const logId = logIdOf(nodeCrypto, ORIGIN) as Hex;
-const note = (n: number) => `${ORIGIN}\n${n}\nAAAA\n\n— ${ORIGIN} sig${n}\n`;
-const req = (n: number) => ({ origin: ORIGIN, treeSize: n, checkpointHash: nodeCrypto.sha256(utf8(note(n))), note: note(n) });
-const cp = (n: number) => ({ note: note(n), treeSize: n, origin: ORIGIN });
 const memo = () => {
   let work: WorkState | null = null;
   return { get work() { return work; }, saveWork: async (w: WorkState) => void (work = w) };

@@ -8,12 +8,10 @@ import { toHex, utf8 } from "../../anchoring/bytes.ts";
 import { LedgerError } from "../../anchoring/ledgers/ledger.ts";
 import { LocalLedger, LocalLedgerCorrupt } from "../../anchoring/ledgers/local/ledger-file.ts";
 import { verifyAnchor } from "../../anchoring/ledgers/verify-anchor.ts";
+import { ORIGIN, cp, hashOf, note, req } from "../helpers/checkpoints.ts";
 
 const signer = nodeSigner(new Uint8Array(32).fill(3));
 const other = nodeSigner(new Uint8Array(32).fill(4));
-const note = (n: number) => `trialseal.test/log\n${n}\nAAAA\n\n— trialseal.test/log sig${n}\n`;
-const hashOf = (n: number) => nodeCrypto.sha256(utf8(note(n)));
-const req = (n: number) => ({ origin: "trialseal.test/log", treeSize: n, checkpointHash: hashOf(n), note: note(n) });
 const noCtx = { work: null, saveWork: async () => {} };
 
 function ledgerIn(dir: string, s = signer) {
@@ -36,21 +34,21 @@ describe("local ledger (signed, hash-chained file)", () => {
     expect(readFileSync(l.store.file, "utf8").trim().split("\n")).toHaveLength(2);
     const ledgers = { local: l.policy() };
     for (const c of [nodeCrypto, nobleCrypto]) {
-      const r = await verifyAnchor(c, { ledger: "local", receipt: b.receipt }, { note: note(2), treeSize: 2, origin: "trialseal.test/log" }, ledgers);
+      const r = await verifyAnchor(c, { ledger: "local", receipt: b.receipt }, cp(2), ledgers);
       expect(r, JSON.stringify(r)).toMatchObject({ status: "ok", time: b.receipt.record.time });
     }
     // A receipt for a different checkpoint, a forged signature, an unknown ledger, a key outside its window.
-    const wrong = await verifyAnchor(nodeCrypto, { ledger: "local", receipt: a.receipt }, { note: note(2), treeSize: 2, origin: "x" }, ledgers);
+    const wrong = await verifyAnchor(nodeCrypto, { ledger: "local", receipt: a.receipt }, cp(2), ledgers);
     expect(wrong.code).toBe("ANCHOR_CHECKPOINT_MISMATCH");
     const forged = structuredClone(b.receipt);
     forged.record.time = "2020-01-01T00:00:00.000Z";
-    expect((await verifyAnchor(nodeCrypto, { ledger: "local", receipt: forged }, { note: note(2), treeSize: 2, origin: "x" }, ledgers)).code).toBe("LOCAL_SIGNATURE_INVALID");
+    expect((await verifyAnchor(nodeCrypto, { ledger: "local", receipt: forged }, cp(2), ledgers)).code).toBe("LOCAL_SIGNATURE_INVALID");
     const otherKey = { local: { ...l.policy(), keys: [{ publicKey: toHex(other.publicKey), notBefore: null, notAfter: null }] } };
-    expect((await verifyAnchor(nodeCrypto, { ledger: "local", receipt: b.receipt }, { note: note(2), treeSize: 2, origin: "x" }, otherKey)).code).toBe("LOCAL_SIGNATURE_INVALID");
+    expect((await verifyAnchor(nodeCrypto, { ledger: "local", receipt: b.receipt }, cp(2), otherKey)).code).toBe("LOCAL_SIGNATURE_INVALID");
     const expired = { local: { ...l.policy(), keys: [{ publicKey: toHex(signer.publicKey), notBefore: null, notAfter: "2020-01-01T00:00:00.000Z" }] } };
-    expect((await verifyAnchor(nodeCrypto, { ledger: "local", receipt: b.receipt }, { note: note(2), treeSize: 2, origin: "x" }, expired)).code).toBe("LOCAL_NO_VALID_KEY");
-    expect((await verifyAnchor(nodeCrypto, { ledger: "nope", receipt: b.receipt }, { note: note(2), treeSize: 2, origin: "x" }, ledgers)).code).toBe("ANCHOR_UNKNOWN_LEDGER");
-    expect((await verifyAnchor(nodeCrypto, { ledger: "local", receipt: { type: "local" } }, { note: note(2), treeSize: 2, origin: "x" }, ledgers)).code).toBe("ANCHOR_MALFORMED");
+    expect((await verifyAnchor(nodeCrypto, { ledger: "local", receipt: b.receipt }, cp(2), expired)).code).toBe("LOCAL_NO_VALID_KEY");
+    expect((await verifyAnchor(nodeCrypto, { ledger: "nope", receipt: b.receipt }, cp(2), ledgers)).code).toBe("ANCHOR_UNKNOWN_LEDGER");
+    expect((await verifyAnchor(nodeCrypto, { ledger: "local", receipt: { type: "local" } }, cp(2), ledgers)).code).toBe("ANCHOR_MALFORMED");
     // A tree size that does not grow is refused for good.
     await expect(l.anchor({ ...req(1), checkpointHash: hashOf(99) })).rejects.toMatchObject({ retryable: false });
   });

@@ -3,16 +3,15 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { nodeCrypto } from "../../anchoring/crypto-node.ts";
 import { nobleCrypto } from "../../anchoring/crypto-noble.ts";
 import { fromBase64, toBase64, toHex, utf8 } from "../../anchoring/bytes.ts";
+import { parseNote } from "../../anchoring/note.ts";
 import { LedgerError } from "../../anchoring/ledgers/ledger.ts";
 import { Rfc3161Ledger, certificatesFromPem } from "../../anchoring/ledgers/rfc3161/adapter.ts";
 import { buildRequest, readToken, tokenFromResponse, verifyToken } from "../../anchoring/ledgers/rfc3161/token.ts";
 import { verifyAnchor } from "../../anchoring/ledgers/verify-anchor.ts";
 import { startTsa, type TestTsa } from "../helpers/tsa.ts";
+import { ORIGIN, cp, hashOf, note, req } from "../helpers/checkpoints.ts";
 
-const note = (n: number) => `trialseal.test/log\n${n}\nAAAA\n\n— trialseal.test/log sig${n}\n`;
-const req = (n: number) => ({ origin: "trialseal.test/log", treeSize: n, checkpointHash: nodeCrypto.sha256(utf8(note(n))), note: note(n) });
 const noCtx = { work: null, saveWork: async () => {} };
-const cp = (n: number) => ({ note: note(n), treeSize: n, origin: "trialseal.test/log" });
 
 let tsa: TestTsa;
 let rogue: TestTsa;
@@ -74,8 +73,8 @@ describe("RFC 3161 ledger against a real TSA (openssl ts behind HTTP)", () => {
     const res = await fetch(tsa.url, { method: "POST", headers: { "content-type": "application/timestamp-query" }, body: Buffer.from(buildRequest(imprint, new Uint8Array([1, 2, 3, 4]))) });
     const token = tokenFromResponse(new Uint8Array(await res.arrayBuffer()));
     const trusted = certificatesFromPem(tsa.caPem);
-    await expect(verifyToken(token, { data: utf8(note(8)), imprint, trusted, nonce: new Uint8Array([1, 2, 3, 4]) })).resolves.toMatchObject({ nonce: "01020304" });
-    await expect(verifyToken(token, { data: utf8(note(8)), imprint, trusted, nonce: new Uint8Array([9, 9]) })).rejects.toMatchObject({ code: "TSA_NONCE_MISMATCH" });
+    await expect(verifyToken(token, { data: utf8(parseNote(note(8)).text), imprint, trusted, nonce: new Uint8Array([1, 2, 3, 4]) })).resolves.toMatchObject({ nonce: "01020304" });
+    await expect(verifyToken(token, { data: utf8(parseNote(note(8)).text), imprint, trusted, nonce: new Uint8Array([9, 9]) })).rejects.toMatchObject({ code: "TSA_NONCE_MISMATCH" });
   });
 
   it("a TSA that is down, failing, garbled or silent gives a retryable LedgerError naming the problem", async () => {

@@ -14,7 +14,7 @@ import path from "node:path";
 import type { Crypto, Signer } from "../../crypto.ts";
 import { toHex } from "../../bytes.ts";
 import { LocalRecordSchema, type AnchorReceipt, type LocalRecord, type LocalLedgerPolicy } from "../receipt.ts";
-import { LedgerError, type AnchorOutcome, type AnchorRequest, type Ledger } from "../ledger.ts";
+import { LedgerError, type AnchorContext, type AnchorOutcome, type AnchorRequest, type Ledger } from "../ledger.ts";
 import { GENESIS_PREV, LOCAL_FORMAT, recordHash, recordLine, recordSignedBy, signRecord } from "./record.ts";
 
 export class LocalLedgerCorrupt extends Error {
@@ -249,7 +249,7 @@ export class LocalLedger implements Ledger {
     this.store = new LocalLedgerFile(o);
   }
 
-  async anchor(req: AnchorRequest): Promise<AnchorOutcome> {
+  async anchor(req: AnchorRequest, _ctx?: AnchorContext): Promise<AnchorOutcome> {
     const record = await this.store.append(req.treeSize, req.checkpointHash);
     return { status: "final", receipt: { type: "local", record }, anchoredAt: new Date(record.time) };
   }

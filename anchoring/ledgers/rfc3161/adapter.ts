@@ -5,7 +5,8 @@
  */
 import { fromBase64, toBase64 } from "../../bytes.ts";
 import type { AnchorReceipt, Rfc3161LedgerPolicy } from "../receipt.ts";
-import { LedgerError, type AnchorOutcome, type AnchorRequest, type Ledger } from "../ledger.ts";
+import { parseNote } from "../../note.ts";
+import { LedgerError, type AnchorContext, type AnchorOutcome, type AnchorRequest, type Ledger } from "../ledger.ts";
 import { buildRequest, tokenFromResponse, TsaError, verifyToken } from "./token.ts";
 
 export interface Rfc3161LedgerOptions {
@@ -27,7 +28,7 @@ export class Rfc3161Ledger implements Ledger {
     this.name = o.name;
   }
 
-  async anchor(req: AnchorRequest): Promise<AnchorOutcome> {
+  async anchor(req: AnchorRequest, _ctx?: AnchorContext): Promise<AnchorOutcome> {
     const nonce = this.o.randomBytes(8);
     nonce[0] &= 0x7f; // a positive INTEGER
     const body = buildRequest(req.checkpointHash, nonce);
@@ -52,7 +53,7 @@ export class Rfc3161Ledger implements Ledger {
     }
     try {
       const token = tokenFromResponse(der);
-      const info = await verifyToken(token, { data: new TextEncoder().encode(req.note), imprint: req.checkpointHash, trusted: this.o.trusted, nonce });
+      const info = await verifyToken(token, { data: new TextEncoder().encode(parseNote(req.note).text), imprint: req.checkpointHash, trusted: this.o.trusted, nonce });
       return { status: "final", receipt: { type: "rfc3161", token: toBase64(token) }, anchoredAt: info.genTime };
     } catch (err) {
       // A garbled or untrusted answer is retried: the next answer may be fine (and nothing was stored).

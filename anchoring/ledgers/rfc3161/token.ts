@@ -28,7 +28,8 @@ export class TsaError extends Error {
   }
 }
 
-const ab = (u: Uint8Array): ArrayBuffer => u.slice().buffer as ArrayBuffer;
+// Copy into a fresh ArrayBuffer: a Buffer (a Uint8Array) may be a view into a larger shared pool.
+const ab = (u: Uint8Array): ArrayBuffer => Uint8Array.from(u).buffer as ArrayBuffer;
 
 /** DER TimeStampReq for a SHA-256 imprint, with a nonce, asking for the TSA certificate. */
 export function buildRequest(imprint: Uint8Array, nonce: Uint8Array): Uint8Array {
@@ -68,6 +69,8 @@ export interface TokenInfo {
   nonce: string | null;
   policy: string;
   imprint: Uint8Array;
+  /** The TSA's stated accuracy of genTime (0 when it states none). */
+  accuracyMs: number;
 }
 
 function parseToken(token: Uint8Array): { signed: pkijs.SignedData; tst: pkijs.TSTInfo } {
@@ -92,6 +95,7 @@ function info(tst: pkijs.TSTInfo): TokenInfo {
     nonce: tst.nonce ? toHex(new Uint8Array(tst.nonce.valueBlock.valueHexView)) : null,
     policy: tst.policy,
     imprint: new Uint8Array(tst.messageImprint.hashedMessage.valueBlock.valueHexView),
+    accuracyMs: tst.accuracy ? (tst.accuracy.seconds ?? 0) * 1000 + (tst.accuracy.millis ?? 0) + Math.ceil((tst.accuracy.micros ?? 0) / 1000) : 0,
   };
 }
 
