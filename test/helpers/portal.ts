@@ -85,6 +85,22 @@ export function cli(args: string[], extra: Record<string, string>, input?: strin
   return { code: r.status, stdout: r.stdout, stderr: r.stderr };
 }
 
+/** Run the CLI without blocking this process (needed when the test itself serves a TSA or a proxy). */
+export function cliAsync(args: string[], extra: Record<string, string>, timeoutMs = 120_000): Promise<{ code: number | null; stdout: string; stderr: string }> {
+  return new Promise((resolve) => {
+    const p = spawn(process.execPath, [path.join(ROOT, "bin", "trialseal.js"), ...args], { cwd: ROOT, env: baseEnv(extra), stdio: ["ignore", "pipe", "pipe"] });
+    let stdout = "";
+    let stderr = "";
+    p.stdout!.on("data", (d) => (stdout += d));
+    p.stderr!.on("data", (d) => (stderr += d));
+    const timer = setTimeout(() => p.kill("SIGKILL"), timeoutMs);
+    p.once("exit", (code) => {
+      clearTimeout(timer);
+      resolve({ code, stdout, stderr });
+    });
+  });
+}
+
 /** A tiny cookie-keeping HTTP client (no redirects followed). */
 export class Browser {
   cookie = "";

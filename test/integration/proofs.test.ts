@@ -12,7 +12,7 @@ afterAll(async () => {
 describe("sealing, proof bundles and offline verification through the running portal", () => {
   it("seals the demo entries within the default interval; their bundles verify with `trialseal verify`; tampering and missing trust are refused", async () => {
     const dataDir = tempDataDir();
-    const env = { DATA_DIR: dataDir };
+    const env = { DATA_DIR: dataDir, LOCAL_ANCHOR_INTERVAL_MS: "300" };
     portal = await startPortal(env);
     const token = cli(["tokens", "create", "--study", "DEMO-001", "--name", "proofs"], env).stdout.trim();
     const auth = { authorization: `Bearer ${token}` };
@@ -80,6 +80,31 @@ describe("sealing, proof bundles and offline verification through the running po
     expect(none.code).toBe(2);
     expect(none.stderr).toMatch(/no trust policy/);
     expect(cli(["verify", path.join(dataDir, "missing.json"), "--trust", policyFile], env).code).toBe(2);
+
+    // The portal anchors on the embedded local ledger by default: the bundle gains its receipt, which verifies
+    // with nothing but the ledger's public key from the policy; requiring a ledger that is not there fails.
+    let anchored: any;
+    for (let i = 0; i < 40 && !anchored; i++) {
+      const b = await (await fetch(`${portal.url}/api/v1/entries/0/proof`, { headers: auth })).json();
+      if (b.checkpoints.some((c: any) => c.anchors.length > 0)) anchored = b;
+      else await new Promise((r) => setTimeout(r, 250));
+    }
+    expect(anchored.checkpoints.flatMap((c: any) => c.anchors.map((a: any) => a.ledger))).toEqual(["local"]);
+    const policy = JSON.parse(await (await fetch(`${portal.url}/.well-known/trialseal.json`)).text());
+    expect(policy.ledgers.local).toMatchObject({ type: "local", keys: [{ publicKey: expect.stringMatching(/^[0-9a-f]{64}$/) }] });
+    writeFileSync(policyFile, JSON.stringify(policy));
+    const anchoredFile = path.join(dataDir, "anchored.json");
+    writeFileSync(anchoredFile, JSON.stringify(anchored));
+    const withLocal = cli(["verify", anchoredFile, "--trust", policyFile, "--require", "local"], env);
+    expect(withLocal.code, withLocal.stdout + withLocal.stderr).toBe(0);
+    expect(withLocal.stdout).toMatch(/ok\s+checkpoint\[\d\]\.anchor\[local\]: record \d+ of local ledger/);
+    expect(withLocal.stdout).toMatch(/existed by \d{4}-/);
+    const needEvm = cli(["verify", anchoredFile, "--trust", policyFile, "--require", "evm"], env);
+    expect(needEvm.code).toBe(1);
+    expect(needEvm.stderr).toMatch(/\[ANCHOR_REQUIRED\]/);
+    const status = cli(["ledger", "status"], env); // through the portal's control socket
+    expect(status.code, status.stderr).toBe(0);
+    expect(status.stdout).toMatch(/^local\s+size \d+/m);
 
     // Public checkpoint and consistency endpoints.
     const note = await (await fetch(`${portal.url}/api/v1/checkpoint`)).text();

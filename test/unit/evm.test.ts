@@ -14,7 +14,7 @@ import { verifyAnchor } from "../../anchoring/ledgers/verify-anchor.ts";
 import type { WorkState } from "../../anchoring/ledgers/ledger.ts";
 import { HARDHAT_CHAIN_ID, HARDHAT_KEYS, inProcessHardhat } from "../helpers/hardhat.ts";
 import { ROOT } from "../helpers/portal.ts";
-import { compile } from "../../contracts/build.mjs";
+import { compile, outputs } from "../../contracts/build.mjs";
 import { ORIGIN, cp, hashOf, note, req } from "../helpers/checkpoints.ts";
 
 const logId = logIdOf(nodeCrypto, ORIGIN) as Hex;
@@ -39,7 +39,9 @@ beforeAll(async () => {
 describe("the anchoring contract and the EVM ledger (in-process Hardhat)", () => {
   it("the committed ABI/bytecode is what solc compiles from contracts/TrialSealAnchor.sol, and the event topic is right", () => {
     const committed = JSON.parse(readFileSync(path.join(ROOT, "contracts", "TrialSealAnchor.json"), "utf8"));
-    expect(compile()).toEqual(committed);
+    const fresh = compile();
+    expect(fresh).toEqual(committed);
+    for (const [file, text] of Object.entries(outputs(fresh))) expect(readFileSync(file, "utf8"), file).toBe(text);
     expect(ANCHORED_TOPIC).toBe(toEventSelector("event Anchored(bytes32 indexed logId, bytes32 indexed checkpointHash, uint64 treeSize)"));
   });
 
