@@ -9,7 +9,8 @@ import { fileURLToPath } from "node:url";
 import { nodeCrypto as c, nodeSigner } from "../../../anchoring/crypto-node.ts";
 import { buildEntry } from "../../../anchoring/entry.ts";
 import { toHex } from "../../../anchoring/bytes.ts";
-import { checkpointText, signNote, vkeyString } from "../../../anchoring/note.ts";
+import { checkpointHash, checkpointText, parseCheckpoint, parseNote, signNote, vkeyString } from "../../../anchoring/note.ts";
+import { GENESIS_PREV, LOCAL_FORMAT, signRecord } from "../../../anchoring/ledgers/local/record.ts";
 import { envelopeLeaf, headerLeaf, type BatchHeader, type Envelope } from "../../../anchoring/records.ts";
 import { MerkleLevels } from "../../../anchoring/tree.ts";
 import type { Bundle } from "../../../anchoring/bundle.ts";
@@ -137,6 +138,48 @@ export function generateVectors(): Record<string, Vector> {
   broken("no-checkpoints", "bundle without checkpoints", "BUNDLE_MALFORMED", (b) => (b.checkpoints = []));
   broken("uppercase-hex", "hashes must be lowercase hex", "BUNDLE_MALFORMED", (b) => (b.batch.inclusion[0] = b.batch.inclusion[0].toUpperCase()));
   broken("wrong-format", "unknown format", "BUNDLE_MALFORMED", (b) => (b.format = "trialseal-proof/v2"));
+
+  // Anchors: a local-ledger record (deterministic: fixed key and time) for the checkpoint of `base`.
+  const ledgerSigner = nodeSigner(new Uint8Array(32).fill(3));
+  const LEDGER_ID = "vectors.trialseal.test/local-ledger";
+  const cpNote = base.checkpoints[0].note;
+  const record = (note: string, time: string) =>
+    signRecord(ledgerSigner, {
+      format: LOCAL_FORMAT,
+      ledger: LEDGER_ID,
+      pos: 0,
+      prev: GENESIS_PREV,
+      time,
+      treeSize: parseCheckpoint(parseNote(note).text).treeSize,
+      checkpoint: toHex(checkpointHash(c, note)),
+    });
+  const anchoredPolicy: TrustPolicy = {
+    ...POLICY,
+    ledgers: { local: { type: "local", ledger: LEDGER_ID, keys: [{ publicKey: toHex(ledgerSigner.publicKey), notBefore: null, notAfter: null }] } },
+  };
+  const AT = "2026-03-01T09:10:00.000Z"; // ten minutes after the entries were written
+  const anchored = structuredClone(base) as any;
+  anchored.checkpoints[0].anchors = [{ ledger: "local", receipt: { type: "local", record: record(cpNote, AT) } }];
+  out["valid-anchored-local"] = { desc: "bundle with a local-ledger receipt for its checkpoint", bundle: anchored, policy: anchoredPolicy, want: { verdict: "valid" } };
+  const brokenAnchor = (name: string, desc: string, code: string, mutate: (b: any) => void, policy: TrustPolicy = anchoredPolicy) => {
+    const b = structuredClone(anchored);
+    mutate(b);
+    out[name] = { desc, bundle: b, policy, want: { verdict: "invalid", code } };
+  };
+  const otherNote = bundles[0].checkpoints[0].note;
+  brokenAnchor("anchor-other-checkpoint", "a genuine receipt, but for another checkpoint", "ANCHOR_CHECKPOINT_MISMATCH", (b) => (b.checkpoints[0].anchors[0].receipt.record = record(otherNote, AT)));
+  brokenAnchor("anchor-time-edited", "the record's time edited after signing", "LOCAL_SIGNATURE_INVALID", (b) => (b.checkpoints[0].anchors[0].receipt.record.time = "2026-03-01T09:00:00.000Z"));
+  brokenAnchor("anchor-signature-flipped", "the record's signature with one bit flipped", "LOCAL_SIGNATURE_INVALID", (b) => {
+    const r = b.checkpoints[0].anchors[0].receipt.record;
+    r.sig = (r.sig[0] === "A" ? "B" : "A") + r.sig.slice(1);
+  });
+  brokenAnchor("entry-after-anchor", "the ledger attests the checkpoint an hour before the entry's claimed time", "ENTRY_AFTER_ANCHOR", (b) => (b.checkpoints[0].anchors[0].receipt.record = record(cpNote, "2026-03-01T08:00:00.000Z")));
+  brokenAnchor("anchor-unknown-ledger", "a receipt of a ledger the policy does not name", "ANCHOR_UNKNOWN_LEDGER", () => {}, POLICY);
+  brokenAnchor("anchor-malformed", "a receipt without its record", "ANCHOR_MALFORMED", (b) => delete b.checkpoints[0].anchors[0].receipt.record);
+  brokenAnchor("anchor-key-outside-window", "the ledger key covers records before 2026-03-01 only", "LOCAL_NO_VALID_KEY", () => {}, {
+    ...anchoredPolicy,
+    ledgers: { local: { ...(anchoredPolicy.ledgers.local as object), keys: [{ publicKey: toHex(ledgerSigner.publicKey), notBefore: null, notAfter: "2026-03-01T00:00:00.000Z" }] } },
+  });
   return out;
 }
 
