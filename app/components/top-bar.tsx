@@ -3,7 +3,12 @@ import { Form, Link } from "@remix-run/react";
 export function TopBar({ user }: { user: { fullName: string; email: string } | null }) {
   return (
     <header className="top">
-      <Link to="/">TrialSeal</Link>
+      <nav>
+        <Link to="/">TrialSeal</Link>
+        <Link to="/status" className="nav">
+          Status
+        </Link>
+      </nav>
       {user ? (
         <Form method="post" action="/logout">
           <span>{user.fullName} </span>

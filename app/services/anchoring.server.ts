@@ -193,3 +193,15 @@ export async function ledgersStatus(ctx: AppContext) {
     };
   });
 }
+
+/** What the status page and GET /api/v1/status show: the log and each ledger's anchoring. */
+export async function systemStatus(ctx: AppContext) {
+  const cp = await latestCheckpoint(ctx.db);
+  const logSize = cp?.treeSize ?? 0;
+  const ledgers = (await ledgersStatus(ctx)).map((l) => ({
+    ...l,
+    behind: logSize - (l.lastFinalSize ?? 0),
+    state: l.lastError && (l.pending > 0 || l.included > 0) ? ("retrying" as const) : l.included > 0 ? ("awaiting finality" as const) : l.pending > 0 ? ("anchoring" as const) : ("up to date" as const),
+  }));
+  return { origin: ctx.env.logOrigin, logSize, checkpointAt: cp?.createdAt ?? null, ledgers };
+}

@@ -12,7 +12,7 @@ import { HARDHAT_CHAIN_ID, HARDHAT_KEYS, inProcessHardhat } from "../helpers/har
 import { createStudy } from "../../app/services/studies.server.ts";
 import { sealAll } from "../../app/services/sealer.server.ts";
 import { findEntryByRef, proofBundle } from "../../app/services/proofs.server.ts";
-import { anchorOnce, deploymentTrustPolicy, ledgersStatus, startAnchorWorker, type AnchorEvent } from "../../app/services/anchoring.server.ts";
+import { anchorOnce, deploymentTrustPolicy, ledgersStatus, startAnchorWorker, systemStatus, type AnchorEvent } from "../../app/services/anchoring.server.ts";
 import { verifyBundle } from "../../anchoring/verify.ts";
 import { nobleCrypto } from "../../anchoring/crypto-noble.ts";
 import { nodeSigner } from "../../anchoring/crypto-node.ts";
@@ -156,6 +156,9 @@ describe(`anchoring with local + EVM + RFC 3161 ledgers on ${engineUnderTest()}`
       expect(tsaStatus.lastError).toMatch(/unreachable/);
       expect(tsaStatus.lastFinalSize).toBe(3);
       expect(status.find((s) => s.ledger === "local")!.lastFinalSize).toBe(4);
+      const shown = await systemStatus(t.ctx); // what the status page and /api/v1/status show
+      expect(shown.ledgers.find((l) => l.ledger === "rfc3161")).toMatchObject({ state: "retrying", behind: 1 });
+      expect(shown.ledgers.find((l) => l.ledger === "local")).toMatchObject({ state: "up to date", behind: 0 });
       // More checkpoints during the outage: the TSA's queue does not pile up (one pending row).
       await createStudy(t.ctx, { code: "ANC-5", title: "Outage 2", sites: [{ code: "A", name: "A" }] }, null);
       await sealAll(t.ctx); // checkpoint 5

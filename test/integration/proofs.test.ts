@@ -106,6 +106,15 @@ describe("sealing, proof bundles and offline verification through the running po
     expect(status.code, status.stderr).toBe(0);
     expect(status.stdout).toMatch(/^local\s+size \d+/m);
 
+    // The status page and its JSON twin show the local ledger's anchoring (public: no study data).
+    const page = await fetch(`${portal.url}/status`);
+    expect(page.status).toBe(200);
+    const html = await page.text();
+    expect(html).toContain("Log and anchoring status");
+    expect(html).toMatch(/data-ledger="local"/);
+    const st = await (await fetch(`${portal.url}/api/v1/status`)).json();
+    expect(st.ledgers).toEqual([expect.objectContaining({ ledger: "local", type: "local", failed: 0, lastFinalSize: expect.any(Number) })]);
+
     // Public checkpoint and consistency endpoints.
     const note = await (await fetch(`${portal.url}/api/v1/checkpoint`)).text();
     expect(note).toMatch(/^trialseal\.localhost\/log\n\d+\n/);
