@@ -54,8 +54,49 @@ export async function processQueue(ctx: AppContext, ledger: Ledger, opts: { budg
     opts.onEvent?.(e);
   };
   const until = Date.now() + (opts.budgetMs ?? 60_000);
+  const fail = async (row: q.AnchorRow, err: unknown): Promise<"stop" | "next"> => {
+    const retryable = !(err instanceof LedgerError) || err.retryable;
+    const error = err instanceof LedgerError ? err.message : `${ledger.name}: ${(err as Error).message}`;
+    if (!retryable) {
+      await q.markFailed(ctx.db, row.id, error);
+      emit({ type: "failed", ledger: ledger.name, treeSize: row.treeSize, error });
+      return "next";
+    }
+    const next = new Date(Date.now() + backoff(row.attempts, ctx.env.anchoring.retryMaxMs));
+    await q.markAttemptFailed(ctx.db, row.id, error, next);
+    emit({ type: "retry", ledger: ledger.name, treeSize: row.treeSize, error, attempts: row.attempts + 1, nextAttemptAt: next });
+    return "stop";
+  };
+
+  // 1. Anchors already on the ledger but not final yet: final now, still waiting, or dropped by a reorg.
+  let after = -1;
   while (Date.now() < until) {
-    const row = await q.leaseNext(ctx.db, ledger.name, LEASE_MS);
+    const row = await q.leaseNext(ctx.db, ledger.name, LEASE_MS, "included", after);
+    if (!row) break;
+    after = row.treeSize;
+    try {
+      const receipt = AnchorReceiptSchema.parse(JSON.parse(row.receiptText ?? "null"));
+      const out = await ledger.refresh(receipt);
+      if (out.status === "final") {
+        await q.markAnchored(ctx.db, row.id, { status: "final", receiptText: JSON.stringify(out.receipt), anchoredAt: out.anchoredAt ?? row.anchoredAt });
+        emit({ type: "anchored", ledger: ledger.name, treeSize: row.treeSize, status: "final" });
+      } else if (out.status === "pending") {
+        await q.backToPending(ctx.db, row.id, "the anchor transaction left the canonical chain (reorg); anchoring again");
+        emit({ type: "reorged", ledger: ledger.name, treeSize: row.treeSize });
+      } else {
+        await q.releaseLease(ctx.db, row.id); // not final yet: look again on the next tick
+      }
+    } catch (err) {
+      // Could not re-check (ledger unreachable): keep it included, look again later.
+      await q.releaseLease(ctx.db, row.id);
+      emit({ type: "retry", ledger: ledger.name, treeSize: row.treeSize, error: err instanceof LedgerError ? err.message : (err as Error).message, attempts: row.attempts, nextAttemptAt: new Date(Date.now() + 1000) });
+      break;
+    }
+  }
+
+  // 2. Pending anchors, strictly in tree-size order.
+  while (Date.now() < until) {
+    const row = await q.leaseNext(ctx.db, ledger.name, LEASE_MS, "pending");
     if (!row) break;
     const req = { origin: ctx.env.logOrigin, treeSize: row.treeSize, checkpointHash: row.checkpointHash, note: row.noteText };
     // The stored hash must be the hash of the stored note: never anchor something else.
@@ -67,38 +108,13 @@ export async function processQueue(ctx: AppContext, ledger: Ledger, opts: { budg
       continue;
     }
     try {
-      if (row.status === "pending") {
-        const work = row.workText ? (JSON.parse(row.workText) as WorkState) : null;
-        const out = await ledger.anchor(req, { work, saveWork: (w) => q.saveWork(ctx.db, row.id, w) });
-        if (out.status === "pending") throw new LedgerError(ledger.name, "sent, not yet included");
-        await q.markAnchored(ctx.db, row.id, { status: out.status, receiptText: JSON.stringify(out.receipt), anchoredAt: out.anchoredAt ?? null });
-        emit({ type: "anchored", ledger: ledger.name, treeSize: row.treeSize, status: out.status });
-      } else {
-        const receipt = AnchorReceiptSchema.parse(JSON.parse(row.receiptText ?? "null"));
-        const out = await ledger.refresh(receipt);
-        if (out.status === "final") {
-          await q.markAnchored(ctx.db, row.id, { status: "final", receiptText: JSON.stringify(out.receipt), anchoredAt: out.anchoredAt ?? row.anchoredAt });
-          emit({ type: "anchored", ledger: ledger.name, treeSize: row.treeSize, status: "final" });
-        } else if (out.status === "pending") {
-          await q.backToPending(ctx.db, row.id, "the anchor transaction left the canonical chain (reorg); anchoring again");
-          emit({ type: "reorged", ledger: ledger.name, treeSize: row.treeSize });
-        } else {
-          await q.releaseLease(ctx.db, row.id);
-          break; // not final yet: look again on the next tick
-        }
-      }
+      const work = row.workText ? (JSON.parse(row.workText) as WorkState) : null;
+      const out = await ledger.anchor(req, { work, saveWork: (w) => q.saveWork(ctx.db, row.id, w) });
+      if (out.status === "pending") throw new LedgerError(ledger.name, "sent, not yet included");
+      await q.markAnchored(ctx.db, row.id, { status: out.status, receiptText: JSON.stringify(out.receipt), anchoredAt: out.anchoredAt ?? null });
+      emit({ type: "anchored", ledger: ledger.name, treeSize: row.treeSize, status: out.status });
     } catch (err) {
-      const retryable = !(err instanceof LedgerError) || err.retryable;
-      const error = err instanceof LedgerError ? err.message : `${ledger.name}: ${(err as Error).message}`;
-      if (!retryable) {
-        await q.markFailed(ctx.db, row.id, error);
-        emit({ type: "failed", ledger: ledger.name, treeSize: row.treeSize, error });
-        continue;
-      }
-      const next = new Date(Date.now() + backoff(row.attempts, ctx.env.anchoring.retryMaxMs));
-      await q.markAttemptFailed(ctx.db, row.id, error, next);
-      emit({ type: "retry", ledger: ledger.name, treeSize: row.treeSize, error, attempts: row.attempts + 1, nextAttemptAt: next });
-      break; // keep the order: nothing larger goes out before this one
+      if ((await fail(row, err)) === "stop") break; // keep the order: nothing larger goes out before this one
     }
   }
   return events;

@@ -28,16 +28,22 @@ export async function commitToAnchor(db: DbOrTx, ledger: string, cp: { treeSize:
 }
 
 /**
- * Lease the ledger's next piece of work: the lowest-size row that is pending or included (included rows are
- * re-checked for finality or a reorg). Rows are taken strictly in tree-size order, so an EVM ledger never
- * anchors a larger checkpoint before a smaller one; a row in back-off holds the ledger's queue.
+ * Lease the ledger's next piece of work of one kind. `pending` rows are taken strictly in tree-size order (the
+ * lowest one, and only when its back-off has expired), so an EVM ledger never sends a larger checkpoint before a
+ * smaller one. `included` rows (awaiting finality, or re-orged away) are taken one by one above `afterSize`.
  */
-export async function leaseNext(db: DbOrTx, ledger: string, leaseMs: number): Promise<(AnchorRow & { noteText: string }) | null> {
+export async function leaseNext(
+  db: DbOrTx,
+  ledger: string,
+  leaseMs: number,
+  kind: "pending" | "included",
+  afterSize = -1,
+): Promise<(AnchorRow & { noteText: string }) | null> {
   const res = await db.execute(sql`
     UPDATE anchors SET lease_until = now() + ${`${leaseMs} milliseconds`}::interval, updated_at = now()
     WHERE id = (
       SELECT id FROM anchors
-      WHERE ledger = ${ledger} AND status IN ('pending', 'included')
+      WHERE ledger = ${ledger} AND status = ${kind} AND tree_size > ${afterSize}
       ORDER BY tree_size ASC LIMIT 1
     )
     AND (lease_until IS NULL OR lease_until < now())

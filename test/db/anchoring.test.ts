@@ -188,6 +188,28 @@ describe(`anchoring with local + EVM + RFC 3161 ledgers on ${engineUnderTest()}`
     const r = await verifyBundle(t.ctx.crypto, b, deploymentTrustPolicy(t.ctx), { require: ["rfc3161", "local"] });
     expect(r.verdict, JSON.stringify(r.steps.filter((s) => s.status === "failed"))).toBe("valid");
   });
+
+  it("a reorg that drops an included EVM anchor puts it back to pending; the worker re-sends the same transaction and it becomes final", async () => {
+    await createStudy(t.ctx, { code: "ANC-R", title: "Reorg", sites: [{ code: "A", name: "A" }] }, null);
+    await sealAll(t.ctx);
+    const snap = await send("evm_snapshot");
+    const sent = await anchorOnce(t.ctx, { ledgers: ["evm"] });
+    const size = (sent.find((e) => e.type === "anchored") as { treeSize: number }).treeSize;
+    const [row] = await t.database.execute(`SELECT work_text, receipt_text FROM anchors WHERE ledger = 'evm' AND tree_size = ${size}`);
+    const txHash = JSON.parse(String(row.work_text)).txHash;
+    await send("evm_revert", [snap]);
+    await send("hardhat_mine", ["0x3"]);
+    const after = await anchorOnce(t.ctx, { ledgers: ["evm"] });
+    expect(after.filter((e) => e.treeSize === size).map((e) => e.type)).toEqual(["reorged", "anchored"]);
+    await send("hardhat_mine", ["0x1"]);
+    expect(await anchorOnce(t.ctx, { ledgers: ["evm"] })).toContainEqual({ type: "anchored", ledger: "evm", treeSize: size, status: "final" });
+    const [final] = await t.database.execute(`SELECT status, receipt_text FROM anchors WHERE ledger = 'evm' AND tree_size = ${size}`);
+    expect(final.status).toBe("final");
+    expect(JSON.parse(String(final.receipt_text)).txHash).toBe(txHash);
+    const seq = Number((await t.database.execute(`SELECT first_seq FROM batches ORDER BY batch_no DESC LIMIT 1`))[0].first_seq);
+    const r = await verifyBundle(t.ctx.crypto, await bundleOf(String(seq)), deploymentTrustPolicy(t.ctx), { evm: () => reader(), require: ["evm"] });
+    expect(r.verdict, JSON.stringify(r.steps.filter((s) => s.status === "failed"))).toBe("valid");
+  });
 });
 
 async function waitFor(cond: () => boolean | Promise<boolean>, ms: number) {
