@@ -57,6 +57,7 @@ const EnvSchema = z.object({
   SEAL_MAX_BATCH: intFrom(1, 1_000_000).default(10000),
   SEED_DEMO: boolFromString.optional(),
   SESSION_TTL_HOURS: intFrom(1, 24 * 30).default(12),
+  SESSION_IDLE_MINUTES: intFrom(1, 24 * 60).default(30),
   // Anchoring (docs/ledgers.md). The local ledger is on unless LOCAL_LEDGER=false.
   LOCAL_LEDGER: boolFromString.optional(),
   LOCAL_LEDGER_ID: z.string().regex(/^[A-Za-z0-9][A-Za-z0-9._:/-]{0,200}$/, "letters, digits and . _ : / - only").optional(),
@@ -90,6 +91,7 @@ export type Env = {
   sealMaxBatch: number;
   seedDemo: boolean;
   sessionTtlMs: number;
+  sessionIdleMs: number;
   anchoring: AnchoringConfig;
 };
 
@@ -195,6 +197,7 @@ export function parseEnv(source: Record<string, string | undefined> = process.en
     sealMaxBatch: e.SEAL_MAX_BATCH,
     seedDemo: e.SEED_DEMO ?? !production,
     sessionTtlMs: e.SESSION_TTL_HOURS * 3600_000,
+    sessionIdleMs: e.SESSION_IDLE_MINUTES * 60_000,
     anchoring,
   };
 }

@@ -1,7 +1,7 @@
 /** The session cookie and the request -> principal helpers every loader and action starts with. */
 import { createCookie, redirect, type AppLoadContext } from "@remix-run/node";
 import type { AppContext } from "./services/context.server.ts";
-import { sessionPrincipal } from "./services/auth.server.ts";
+import { liveSession, sessionPrincipal } from "./services/auth.server.ts";
 import { requirePermission, type Action } from "./services/permissions.server.ts";
 import { ServiceError } from "./services/errors.server.ts";
 
@@ -39,14 +39,27 @@ export async function getUser(request: Request, context: AppLoadContext) {
   return token ? sessionPrincipal(context.ctx, token) : null;
 }
 
-/** The signed-in user, or a redirect to the login page (back to where they were going). */
+/**
+ * The signed-in user, or a redirect: to the TOTP step or the enrolment page when sign-in is half done, to the
+ * login page otherwise (back to where they were going).
+ */
 export async function requireUser(request: Request, context: AppLoadContext) {
   const user = await getUser(request, context);
   if (!user) {
     const url = new URL(request.url);
-    throw redirect(`/login?next=${encodeURIComponent(url.pathname + url.search)}`);
+    const next = encodeURIComponent(url.pathname + url.search);
+    const token = await sessionToken(request, context.ctx);
+    const s = token ? await liveSession(context.ctx, token) : null;
+    if (s?.stage === "mfa") throw redirect(`/login/totp?next=${next}`);
+    if (s?.stage === "enroll") throw redirect(`/account/totp?next=${next}`);
+    throw redirect(`/login?next=${next}`);
   }
   return user;
+}
+
+/** Only same-site relative paths are followed after a sign-in step (no open redirect). */
+export function safeNext(next: string | null | undefined, fallback = "/studies"): string {
+  return next && next.startsWith("/") && !next.startsWith("//") && !next.startsWith("/\\") ? next : fallback;
 }
 
 /** Signed in and permitted `action` in the study; otherwise 403. */

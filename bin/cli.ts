@@ -104,7 +104,37 @@ tokens
   .description("create an API token; prints the token alone on stdout, once")
   .requiredOption("--study <CODE>", "study the token may act in")
   .requiredOption("--name <NAME>", "what the token is for")
-  .action((o: { study: string; name: string }) => dispatch("tokens.create", o));
+  .option("--scope <ACTION>", "an extra action beyond the integration roles, e.g. forms.manage (repeat for more)", (v: string, acc: string[]) => [...acc, v], [] as string[])
+  .action((o: { study: string; name: string; scope: string[] }) => dispatch("tokens.create", { study: o.study, name: o.name, scopes: o.scope }));
+
+const forms = program.command("forms").description("CRF form definitions (versioned JSON)");
+forms
+  .command("import")
+  .description("import a form definition; approved at once (a ledger entry) unless --draft")
+  .requiredOption("--study <CODE>", "study")
+  .option("--draft", "import without approving")
+  .argument("<file>", "the definition, JSON")
+  .action(async (file: string, o: { study: string; draft?: boolean }) => {
+    const { readFileSync } = await import("node:fs");
+    let text: string;
+    try {
+      text = readFileSync(file, "utf8");
+    } catch (err) {
+      fail(`cannot read ${file}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`, 2);
+    }
+    let definition: unknown;
+    try {
+      definition = JSON.parse(text);
+    } catch (err) {
+      fail(`${file} is not JSON: ${(err as Error).message}`, 2);
+    }
+    return dispatch("forms.import", { study: o.study, definition, draft: !!o.draft, file });
+  });
+forms
+  .command("list")
+  .description("list every version of every form of a study")
+  .requiredOption("--study <CODE>", "study")
+  .action((o: { study: string }) => dispatch("forms.list", o));
 
 program
   .command("seal")

@@ -11,7 +11,9 @@ export function TopBar({ user }: { user: { fullName: string; email: string } | n
       </nav>
       {user ? (
         <Form method="post" action="/logout">
-          <span>{user.fullName} </span>
+          <Link to="/account" className="nav">
+            {user.fullName}
+          </Link>{" "}
           <button type="submit" className="link">
             Sign out
           </button>

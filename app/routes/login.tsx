@@ -3,7 +3,7 @@ import { Form, useActionData, useNavigation, useSearchParams } from "@remix-run/
 import { z } from "zod";
 import { login } from "../services/auth.server.ts";
 import { ServiceError } from "../services/errors.server.ts";
-import { getUser, requestMeta, sessionCookie } from "../session.server.ts";
+import { getUser, requestMeta, safeNext, sessionCookie } from "../session.server.ts";
 import { TopBar } from "../components/top-bar.tsx";
 
 export const meta: MetaFunction = () => [{ title: "Sign in · TrialSeal" }];
@@ -13,11 +13,6 @@ const LoginForm = z.object({
   password: z.string().min(1, "Enter your password").max(1024),
   next: z.string().optional(),
 });
-
-/** Only same-site relative paths are followed after sign-in (no open redirect). */
-function safeNext(next: string | undefined): string {
-  return next && next.startsWith("/") && !next.startsWith("//") ? next : "/studies";
-}
 
 export async function loader({ request, context }: LoaderFunctionArgs) {
   if (await getUser(request, context)) return redirect("/studies");
@@ -31,8 +26,10 @@ export async function action({ request, context }: ActionFunctionArgs) {
     return json({ error: i.message, field: String(i.path[0]) }, { status: 400 });
   }
   try {
-    const { token } = await login(context.ctx, parsed.data.email, parsed.data.password, requestMeta(request));
-    return redirect(safeNext(parsed.data.next), { headers: { "Set-Cookie": await sessionCookie(context.ctx).serialize(token) } });
+    const { token, stage } = await login(context.ctx, parsed.data.email, parsed.data.password, requestMeta(request));
+    const next = safeNext(parsed.data.next);
+    const to = stage === "mfa" ? `/login/totp?next=${encodeURIComponent(next)}` : stage === "enroll" ? `/account/totp?next=${encodeURIComponent(next)}` : next;
+    return redirect(to, { headers: { "Set-Cookie": await sessionCookie(context.ctx).serialize(token) } });
   } catch (err) {
     if (err instanceof ServiceError) return json({ error: err.message, field: "password" }, { status: err.status });
     throw err;
@@ -64,6 +61,9 @@ export default function Login() {
               Sign in
             </button>
           </Form>
+          <p>
+            <a href="/forgot-password">Forgot your password?</a>
+          </p>
         </div>
       </main>
     </>

@@ -9,6 +9,7 @@ import { ServiceError } from "./errors.server.ts";
 import { createStudy } from "./studies.server.ts";
 import { createUser } from "./users.server.ts";
 import { createApiToken } from "./tokens.server.ts";
+import { importForm, listStudyForms } from "./forms.server.ts";
 import { sealAll } from "./sealer.server.ts";
 import { consistencyBetween, findEntryByRef, latestCheckpoint, proofBundle } from "./proofs.server.ts";
 import { anchorOnce, deploymentTrustPolicy, ledgersStatus, type AnchorEvent } from "./anchoring.server.ts";
@@ -56,9 +57,21 @@ export const COMMANDS: Record<string, Handler> = {
   },
 
   async "tokens.create"(ctx, input) {
-    const v = parse(z.object({ study: z.string(), name: z.string() }), input);
+    const v = parse(z.object({ study: z.string(), name: z.string(), scopes: z.array(z.string()).default([]) }), input);
     const t = await createApiToken(ctx, v, null);
     return { stdout: `${t.token}\n`, stderr: `token ${t.id} for study ${t.study}: store it now, it is not shown again\n` };
+  },
+
+  async "forms.import"(ctx, input) {
+    const v = parse(z.object({ study: z.string(), definition: z.unknown(), draft: z.boolean().default(false), file: z.string().default("form") }), input);
+    const f = await importForm(ctx, v.study, v.definition, { draft: v.draft, actorId: null });
+    return { stdout: `${f.status === "approved" ? "imported and approved" : "imported as draft"} form ${f.code} version ${f.version} in ${v.study.toUpperCase()} (sha256 ${Buffer.from(f.definitionSha256).toString("hex")})\n` };
+  },
+  async "forms.list"(ctx, input) {
+    const v = parse(z.object({ study: z.string() }), input);
+    const rows = await listStudyForms(ctx, v.study);
+    if (rows.length === 0) return { stdout: `no forms in ${v.study}\n` };
+    return { stdout: rows.map((f) => `${f.code}\tv${f.version}\t${f.status}\t${f.title}\n`).join("") };
   },
 
   async seal(ctx) {

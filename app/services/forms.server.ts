@@ -1,7 +1,7 @@
 /** CRF form versions and consent documents: import, approve (each approval a ledger entry). */
 import { toHex } from "../../anchoring/bytes.ts";
 import { canonicalize } from "../../anchoring/canonical.ts";
-import { insertConsentDocument, insertForm } from "../../db/queries/forms.ts";
+import { insertConsentDocument, insertForm, listForms } from "../../db/queries/forms.ts";
 import { parseFormDefinition } from "../lib/form-definition.ts";
 import type { AppContext } from "./context.server.ts";
 import { ServiceError, isUniqueViolation } from "./errors.server.ts";
@@ -89,4 +89,24 @@ export async function createApprovedConsentDocument(ctx: AppContext, studyCode: 
       approvalEntryId: e.id,
     });
   });
+}
+
+/** Every version of every form of a study (the API and `trialseal forms list`). */
+export async function listStudyForms(ctx: AppContext, studyCode: string) {
+  const study = await getStudyOrThrow(ctx, studyCode);
+  return listForms(ctx.db, study.id);
+}
+
+/** The public view of a form version. */
+export function formView(f: Awaited<ReturnType<typeof listForms>>[number]) {
+  return {
+    code: f.code,
+    version: f.version,
+    title: f.title,
+    status: f.status,
+    definitionSha256: Buffer.from(f.definitionSha256).toString("hex"),
+    approvedAt: f.approvedAt,
+    approvalEntryId: f.approvalEntryId,
+    definition: JSON.parse(f.definitionText),
+  };
 }

@@ -39,10 +39,16 @@ export interface Principal {
   label: string;
   platformAdmin: boolean;
   memberships: MembershipRef[];
+  /** API tokens only: extra actions granted in the token's study (TOKEN_SCOPES). */
+  scopes?: readonly Action[];
 }
+
+/** Actions an API token may be granted on top of its integration roles. */
+export const TOKEN_SCOPES = ["forms.manage"] as const satisfies readonly Action[];
 
 export function can(p: Principal, action: Action, scope: { studyId: string; siteId?: string | null }): boolean {
   if (p.platformAdmin) return true;
+  if (p.kind === "token" && p.scopes?.includes(action) && p.memberships.some((m) => m.studyId === scope.studyId)) return true;
   const allowed = PERMISSIONS[action] as readonly Role[];
   return p.memberships.some(
     (m) =>

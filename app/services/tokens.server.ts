@@ -6,13 +6,16 @@ import type { AppContext } from "./context.server.ts";
 import { ServiceError } from "./errors.server.ts";
 import { getStudyOrThrow } from "./studies.server.ts";
 import { audit } from "./audit.server.ts";
-import type { Principal } from "./permissions.server.ts";
+import { TOKEN_SCOPES, type Principal } from "./permissions.server.ts";
 
 export const TOKEN_PREFIX = "ts_";
 
-export async function createApiToken(ctx: AppContext, input: { study: string; name: string }, actorId: string | null) {
+export async function createApiToken(ctx: AppContext, input: { study: string; name: string; scopes?: string[] }, actorId: string | null) {
   const name = z.string().trim().min(1, "name is required").max(100).safeParse(input.name);
   if (!name.success) throw new ServiceError("invalid", `name: ${name.error.issues[0].message}`, "name");
+  const scopes = [...new Set(input.scopes ?? [])];
+  const unknown = scopes.filter((x) => !(TOKEN_SCOPES as readonly string[]).includes(x));
+  if (unknown.length) throw new ServiceError("invalid", `scope: unknown scope ${unknown.join(", ")} (allowed: ${TOKEN_SCOPES.join(", ")})`, "scope");
   const study = await getStudyOrThrow(ctx, input.study);
   const token = newToken(TOKEN_PREFIX);
   const row = await ctx.db.transaction(async (tx) => {
@@ -21,9 +24,10 @@ export async function createApiToken(ctx: AppContext, input: { study: string; na
       name: name.data,
       tokenHash: tokenHash(ctx.crypto, token),
       tokenPrefix: token.slice(0, 10),
+      scopes,
       createdBy: actorId,
     });
-    await audit(tx, { action: "token.create", actorUserId: actorId, studyId: study.id, detail: { token: r.id, name: name.data } });
+    await audit(tx, { action: "token.create", actorUserId: actorId, studyId: study.id, detail: { token: r.id, name: name.data, scopes } });
     return r;
   });
   return { token, id: row.id, study: study.code };
@@ -39,6 +43,7 @@ export async function tokenPrincipal(ctx: AppContext, token: string): Promise<Pr
     userId: null,
     label: `token:${found.token.tokenPrefix}`,
     platformAdmin: false,
+    scopes: found.token.scopes.filter((x): x is (typeof TOKEN_SCOPES)[number] => (TOKEN_SCOPES as readonly string[]).includes(x)),
     memberships: (["coordinator", "monitor"] as const).map((role) => ({
       role,
       studyId: found.token.studyId,

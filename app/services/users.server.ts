@@ -32,7 +32,7 @@ export async function createUser(ctx: AppContext, input: z.input<typeof CreateUs
     throw new ServiceError("invalid", `${i.path.join(".")}: ${i.message}`, String(i.path[0] ?? ""));
   }
   const v = parsed.data;
-  checkPasswordRules(v.password);
+  checkPasswordRules(v.password, v.email);
   const platformAdmin = v.role === "admin" && !v.study;
   if (!platformAdmin && !v.study) throw new ServiceError("invalid", `role ${v.role} needs --study`, "study");
   if (v.site && !v.study) throw new ServiceError("invalid", "--site needs --study", "site");

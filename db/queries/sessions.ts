@@ -4,7 +4,7 @@ import { apiTokens, sessions, studies } from "../schema/index.ts";
 
 export async function insertSession(
   db: DbOrTx,
-  v: { tokenHash: Uint8Array; userId: string; expiresAt: Date; ip: string | null; userAgent: string | null },
+  v: { tokenHash: Uint8Array; userId: string; expiresAt: Date; ip: string | null; userAgent: string | null; stage?: "full" | "mfa" | "enroll" },
 ) {
   const [row] = await db.insert(sessions).values(v).returning();
   return row;
@@ -29,7 +29,7 @@ export async function revokeSession(db: DbOrTx, tokenHash: Uint8Array, now: Date
 
 export async function insertApiToken(
   db: DbOrTx,
-  v: { studyId: string; name: string; tokenHash: Uint8Array; tokenPrefix: string; createdBy: string | null },
+  v: { studyId: string; name: string; tokenHash: Uint8Array; tokenPrefix: string; scopes?: string[]; createdBy: string | null },
 ) {
   const [row] = await db.insert(apiTokens).values(v).returning();
   return row;

@@ -1,4 +1,4 @@
-import { boolean, index, integer, jsonb, pgTable, text, timestamp, uuid } from "drizzle-orm/pg-core";
+import { bigint, boolean, index, integer, jsonb, pgTable, text, timestamp, uuid } from "drizzle-orm/pg-core";
 import { studies, sites } from "./organizations.ts";
 import { bytea } from "./types.ts";
 
@@ -14,6 +14,8 @@ export const users = pgTable("users", {
   lockedUntil: timestamp("locked_until", { withTimezone: true, precision: 3 }),
   totpSecretEnc: bytea("totp_secret_enc"),
   totpEnabledAt: timestamp("totp_enabled_at", { withTimezone: true, precision: 3 }),
+  /** The last TOTP time step accepted: a code is never accepted twice. */
+  totpLastStep: bigint("totp_last_step", { mode: "number" }),
   passwordChangedAt: timestamp("password_changed_at", { withTimezone: true, precision: 3 }).notNull().defaultNow(),
   createdAt: timestamp("created_at", { withTimezone: true, precision: 3 }).notNull().defaultNow(),
 });
@@ -72,9 +74,34 @@ export const sessions = pgTable(
     ip: text("ip"),
     userAgent: text("user_agent"),
     revokedAt: timestamp("revoked_at", { withTimezone: true, precision: 3 }),
+    /** full: signed in; mfa: password checked, TOTP code pending; enroll: must enrol TOTP before anything else. */
+    stage: text("stage", { enum: ["full", "mfa", "enroll"] }).notNull().default("full"),
+    mfaAttempts: integer("mfa_attempts").notNull().default(0),
   },
   (t) => [index("sessions_user_idx").on(t.userId)],
 );
+
+/** Password reset links: only the SHA-256 of the token is stored; single use, short-lived. */
+export const passwordResets = pgTable("password_resets", {
+  id: uuid("id").primaryKey().defaultRandom(),
+  userId: uuid("user_id").notNull().references(() => users.id),
+  tokenHash: bytea("token_hash").notNull().unique(),
+  expiresAt: timestamp("expires_at", { withTimezone: true, precision: 3 }).notNull(),
+  usedAt: timestamp("used_at", { withTimezone: true, precision: 3 }),
+  createdAt: timestamp("created_at", { withTimezone: true, precision: 3 }).notNull().defaultNow(),
+});
+
+/** Outgoing mail and SMS. Delivery is pluggable; in development this table is the mailbox. */
+export const outbox = pgTable("outbox", {
+  id: uuid("id").primaryKey().defaultRandom(),
+  channel: text("channel", { enum: ["email", "sms"] }).notNull().default("email"),
+  toAddress: text("to_address").notNull(),
+  subject: text("subject").notNull(),
+  body: text("body").notNull(),
+  kind: text("kind").notNull(),
+  createdAt: timestamp("created_at", { withTimezone: true, precision: 3 }).notNull().defaultNow(),
+  sentAt: timestamp("sent_at", { withTimezone: true, precision: 3 }),
+});
 
 /** Study-scoped API tokens for integrations. Only the SHA-256 of the token is stored. */
 export const apiTokens = pgTable("api_tokens", {
@@ -83,6 +110,8 @@ export const apiTokens = pgTable("api_tokens", {
   name: text("name").notNull(),
   tokenHash: bytea("token_hash").notNull().unique(),
   tokenPrefix: text("token_prefix").notNull(),
+  /** Extra actions beyond the integration roles (coordinator + monitor), e.g. "forms.manage". */
+  scopes: text("scopes").array().notNull().default([]),
   createdBy: uuid("created_by").references(() => users.id),
   createdAt: timestamp("created_at", { withTimezone: true, precision: 3 }).notNull().defaultNow(),
   lastUsedAt: timestamp("last_used_at", { withTimezone: true, precision: 3 }),

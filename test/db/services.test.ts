@@ -13,7 +13,7 @@ import { toHex } from "../../anchoring/bytes.ts";
 
 let t: TestDb;
 const meta = { ip: "127.0.0.1", userAgent: "vitest" };
-const PW = "correct horse battery staple";
+const PW = "amber otter winter forty-two";
 
 beforeAll(async () => {
   t = await openTestDatabase();
@@ -113,8 +113,11 @@ describe(`services on ${engineUnderTest()}`, () => {
     const docs = await t.database.execute(`SELECT d.status FROM consent_documents d JOIN studies s ON s.id = d.study_id WHERE s.code = 'DEMO-001'`);
     expect(docs).toEqual([{ status: "approved" }]);
     for (const u of DEMO_USERS) {
-      const { token } = await login(t.ctx, u.email, "demo-password-for-tests", meta);
-      expect((await sessionPrincipal(t.ctx, token))?.email).toBe(u.email);
+      const { token, stage } = await login(t.ctx, u.email, "demo-password-for-tests", meta);
+      // Admins, investigators and regulators must enrol a second factor before anything else.
+      const mfa = u.role === "admin" || u.role === "investigator" || u.role === "regulator";
+      expect(stage, u.email).toBe(mfa ? "enroll" : "full");
+      expect((await sessionPrincipal(t.ctx, token))?.email ?? null).toBe(mfa ? null : u.email);
     }
   });
 });

@@ -1,4 +1,4 @@
-import { readFileSync } from "node:fs";
+import { readFileSync, writeFileSync } from "node:fs";
 import path from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
 import { spawnSync } from "node:child_process";
@@ -65,6 +65,22 @@ describe("portal on the embedded database (PGlite)", () => {
     expect(bad.code).toBe(1);
     expect(bad.stderr).toBe("trialseal: study DEMO-001 already exists\n");
 
+    // Form definitions from a file, through the running portal: approved on import unless --draft.
+    const formFile = path.join(env.DATA_DIR, "ae.json");
+    writeFileSync(formFile, JSON.stringify({ code: "AE", title: "Adverse event", version: 1, visits: ["ANY"], fields: [{ name: "term", label: "Term", type: "text", required: true }] }));
+    const imported = cli(["forms", "import", "--study", "DEMO-001", formFile], env);
+    expect(imported.stderr).toBe("");
+    expect(imported.stdout).toMatch(/^imported and approved form AE version 1 in DEMO-001 \(sha256 [0-9a-f]{64}\)\n$/);
+    writeFileSync(formFile, JSON.stringify({ code: "AE", title: "Adverse event", version: 2, visits: ["ANY"], fields: [{ name: "term", label: "Term", type: "txt" }] }));
+    const invalid = cli(["forms", "import", "--study", "DEMO-001", formFile], env);
+    expect(invalid.code).toBe(1);
+    expect(invalid.stderr).toMatch(/^trialseal: form definition: fields\[0\]\.type: /);
+    writeFileSync(formFile, "{not json");
+    const notJson = cli(["forms", "import", "--study", "DEMO-001", formFile], env);
+    expect(notJson.code).toBe(2);
+    expect(notJson.stderr).toMatch(/ae\.json is not JSON/);
+    expect(cli(["forms", "list", "--study", "DEMO-001"], env).stdout).toMatch(/^AE\tv1\tapproved\tAdverse event$/m);
+
     // A second portal on the same data directory is refused with a clear message.
     const second = portalStartFailure(env);
     expect(second.code).toBe(1);
@@ -80,7 +96,18 @@ describe("portal on the embedded database (PGlite)", () => {
     running.push(p2);
     expect(p2.output()).not.toContain("Seeded demo study"); // seeded once
     const b2 = new Browser(p2.url);
-    expect((await b2.post("/login", { email: "admin@demo.trialseal.test", password: demoPassword(dataDir) })).status).toBe(302);
+    // The platform admin must enrol a second factor at first sign-in, then lands where they were going.
+    const signedIn = await b2.signIn("admin@demo.trialseal.test", demoPassword(dataDir));
+    expect(signedIn.status).toBe(302);
+    expect(signedIn.secret).toMatch(/^[A-Z2-7]{16,}$/);
+    expect((await b2.get("/account")).text).toContain("On: an authenticator app code is asked at every sign-in.");
+    // Next time: password, then the code (the TOTP step page, through real HTTP).
+    const b3 = new Browser(p2.url);
+    await new Promise((r) => setTimeout(r, 31_000 - (Date.now() % 30_000))); // a new 30 s step: codes are single-use
+    const again2 = await b3.signIn("admin@demo.trialseal.test", demoPassword(dataDir), signedIn.secret);
+    expect(again2.status).toBe(302);
+    expect(again2.location).toBe("/studies");
+    expect((await b3.get("/studies")).status).toBe(200);
     expect((await b2.get("/studies")).text).toContain("AFTER-1");
     await p2.stop();
   });
