@@ -22,6 +22,20 @@ export const PAYLOAD_SCHEMAS = {
   "site.added": z.strictObject({ v: z.literal(1), salt, site: code, actor: id.nullable() }),
   "role.granted": z.strictObject({ v: z.literal(1), salt, user: id, role: z.string(), site: code.nullable(), actor: id.nullable() }),
   "role.revoked": z.strictObject({ v: z.literal(1), salt, user: id, role: z.string(), site: code.nullable(), actor: id.nullable() }),
+  /** ICH E6(R3) delegation of authority: an investigator delegates a task at a site, with training evidence. */
+  "delegation.granted": z.strictObject({
+    v: z.literal(1),
+    salt,
+    delegation: id,
+    site: code,
+    delegate: id,
+    task: z.enum(["consent", "enrollment", "data_entry", "signoff"]),
+    startsOn: isoDate,
+    endsOn: isoDate.nullable(),
+    training: z.array(z.strictObject({ course: z.string().min(1).max(200), completedOn: isoDate, evidenceSha256: hex32 })).max(20),
+    actor: id.nullable(),
+  }),
+  "delegation.revoked": z.strictObject({ v: z.literal(1), salt, delegation: id, reason: z.string().min(1).max(2000), actor: id.nullable() }),
   "form.approved": z.strictObject({
     v: z.literal(1),
     salt,

@@ -2,7 +2,7 @@
  * The demo study (DEMO-001): one site, an approved consent document, two approved CRF forms and a demo user
  * per role. A random demo password is generated once, printed and written to <DATA_DIR>/demo-credentials.txt.
  */
-import { randomBytes } from "node:crypto";
+import { createHash, randomBytes } from "node:crypto";
 import { readFileSync, writeFileSync, mkdirSync } from "node:fs";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
@@ -11,6 +11,8 @@ import type { Role } from "../../db/schema/index.ts";
 import type { AppContext } from "./context.server.ts";
 import { createStudy } from "./studies.server.ts";
 import { createUser } from "./users.server.ts";
+import { grantDelegation } from "./delegations.server.ts";
+import { principalForUser } from "./auth.server.ts";
 import { importForm, createApprovedConsentDocument } from "./forms.server.ts";
 
 export const DEMO_STUDY = "DEMO-001";
@@ -33,9 +35,25 @@ export async function seedDemo(ctx: AppContext, opts: { password?: string; crede
   const password = opts.password ?? `demo-${randomBytes(9).toString("base64url")}`;
   await createStudy(ctx, { code: DEMO_STUDY, title: "Demo blood pressure study", sites: [{ code: DEMO_SITE, name: "Demo site 01" }] }, null);
   let adminId: string | null = null;
+  let investigatorId: string | null = null;
   for (const u of DEMO_USERS) {
     const user = await createUser(ctx, { ...u, password }, adminId);
     if (u.role === "admin") adminId = user.id;
+    if (u.role === "investigator") investigatorId = user.id;
+  }
+  // The investigator delegates site work to the coordinator (ICH E6(R3) delegation log), with GCP training.
+  const investigator = (await principalForUser(ctx, investigatorId!))!;
+  const gcpCertificate = createHash("sha256").update("Demo GCP certificate for Cora Coordinator").digest("hex");
+  for (const task of ["consent", "enrollment", "data_entry"] as const) {
+    await grantDelegation(ctx, investigator, {
+      study: DEMO_STUDY,
+      site: DEMO_SITE,
+      delegate: "coordinator@demo.trialseal.test",
+      task,
+      startsOn: "2026-01-01",
+      endsOn: null,
+      training: [{ course: "ICH E6(R3) Good Clinical Practice", completedOn: "2025-12-01", evidenceSha256: gcpCertificate }],
+    });
   }
   await createApprovedConsentDocument(
     ctx,
