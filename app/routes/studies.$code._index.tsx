@@ -4,6 +4,7 @@ import { findStudyByCode, listSites } from "../../db/queries/studies.ts";
 import { listConsentDocuments, listForms } from "../../db/queries/forms.ts";
 import { entryCountsByStatus } from "../../db/queries/ledger.ts";
 import { requireStudyPermission } from "../session.server.ts";
+import { can } from "../services/permissions.server.ts";
 import { TopBar } from "../components/top-bar.tsx";
 
 export const meta: MetaFunction<typeof loader> = ({ data }) => [{ title: `${data?.study.code ?? "Study"} · TrialSeal` }];
@@ -26,6 +27,7 @@ export async function loader({ request, context, params }: LoaderFunctionArgs) {
     forms: forms.map((f) => ({ code: f.code, version: f.version, title: f.title, status: f.status })),
     documents: documents.map((d) => ({ code: d.code, version: d.version, title: d.title, status: d.status, irbName: d.irbName, irbApprovedOn: d.irbApprovedOn })),
     entries: counts,
+    canAudit: can(user, "audit.view", { studyId: study.id }),
   });
 }
 
@@ -38,6 +40,10 @@ export default function Study() {
         <h1>
           {d.study.code}: {d.study.title} <span className="badge">{d.study.status}</span>
         </h1>
+        <nav className="tabs" aria-label="Study sections">
+          <a href={`/studies/${d.study.code}/delegation`}>Delegation log</a>
+          {d.canAudit ? <a href={`/studies/${d.study.code}/audit`}>Audit trail</a> : null}
+        </nav>
         <div className="grid">
           <div className="card">
             <div className="muted">Ledger entries sealed</div>
