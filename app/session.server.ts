@@ -8,6 +8,8 @@ import { ServiceError } from "./services/errors.server.ts";
 declare module "@remix-run/node" {
   interface AppLoadContext {
     ctx: AppContext;
+    /** This response's CSP nonce (app/http.server.ts). */
+    cspNonce?: string;
   }
 }
 

@@ -70,7 +70,7 @@ async function main() {
   app.use("/build", express.static(path.join(ROOT, "public", "build"), { immutable: true, maxAge: "1y" }));
   app.use(express.static(path.join(ROOT, "public"), { maxAge: "1h" }));
   app.use(sameOriginPosts);
-  app.all("*", createRequestHandler({ build, mode: env.production ? "production" : "development", getLoadContext: () => ({ ctx }) }));
+  app.all("*", createRequestHandler({ build, mode: env.production ? "production" : "development", getLoadContext: (_req, res) => ({ ctx, cspNonce: res.locals.cspNonce as string }) }));
 
   const server = app.listen(env.port, env.host, () => {
     const addr = server.address();

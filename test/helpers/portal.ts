@@ -109,7 +109,8 @@ export class Browser {
     return this.request(p, { method: "GET" });
   }
   async post(p: string, form: Record<string, string>, headers: Record<string, string> = {}) {
-    return this.request(p, { method: "POST", body: new URLSearchParams(form).toString(), headers: { "content-type": "application/x-www-form-urlencoded", ...headers } });
+    // A browser sends Origin with every form post.
+    return this.request(p, { method: "POST", body: new URLSearchParams(form).toString(), headers: { "content-type": "application/x-www-form-urlencoded", origin: this.base, ...headers } });
   }
   /**
    * Sign in; when the account must use a second factor, enrol an authenticator (reading the key from the

@@ -67,6 +67,24 @@ describe("role x route matrix (PGlite portal with the demo study)", () => {
     });
   }
 
+  it("pages carry a strict CSP: every inline script has this response's nonce, and no 'unsafe-inline' script", async () => {
+    const b = sessions.get("monitor")!;
+    for (const p of ["/status", "/studies/DEMO-001", "/account"]) {
+      const res = await b.get(p);
+      const csp = res.headers.get("content-security-policy")!;
+      const nonce = /'nonce-([A-Za-z0-9+/=]+)'/.exec(csp)?.[1];
+      expect(nonce, p).toBeDefined();
+      expect(csp).not.toContain("unsafe-inline");
+      expect(csp).toContain("frame-ancestors 'none'");
+      const scripts = [...res.text.matchAll(/<script\b[^>]*>/g)].map((m) => m[0]);
+      expect(scripts.length).toBeGreaterThan(0);
+      for (const s of scripts) if (!/\bsrc=/.test(s)) expect(s, p).toContain(`nonce="${nonce}"`);
+      expect(res.headers.get("x-content-type-options")).toBe("nosniff");
+    }
+    const again = await b.get("/status");
+    expect(again.headers.get("content-security-policy")).not.toBe((await b.get("/status")).headers.get("content-security-policy")); // fresh nonce per response
+  });
+
   it("signed out: public routes only; pages redirect to sign-in and the API says 401", async () => {
     const b = new Browser(portal.url);
     for (const r of ROUTES) {
@@ -91,7 +109,11 @@ describe("role x route matrix (PGlite portal with the demo study)", () => {
     const fd = new FormData();
     for (const [k, v] of Object.entries({ site: "SITE-01", delegate: "coordinator@demo.trialseal.test", task: "signoff", startsOn: "2026-01-01", course: "Sign-off training", completedOn: "2026-01-02" })) fd.set(k, v);
     fd.set("evidence", new Blob(["certificate bytes"]), "cert.pdf");
-    const post = (b: Browser) => fetch(`${portal.url}/studies/DEMO-001/delegation`, { method: "POST", body: fd, headers: { cookie: b.cookie }, redirect: "manual" });
+    const post = (b: Browser, origin: string | null = portal.url) =>
+      fetch(`${portal.url}/studies/DEMO-001/delegation`, { method: "POST", body: fd, headers: { cookie: b.cookie, ...(origin ? { origin } : {}) }, redirect: "manual" });
+    // CSRF: the same post from another site, or with no Origin/Referer at all, is refused before it runs.
+    expect((await post(inv, "https://evil.example")).status).toBe(403);
+    expect((await post(inv, null)).status).toBe(403);
     const refused = await post(coord);
     expect(refused.status).toBe(403);
     const okRes = await post(inv);
