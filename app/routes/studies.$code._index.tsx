@@ -2,7 +2,9 @@ import { json, type LoaderFunctionArgs, type MetaFunction } from "@remix-run/nod
 import { useLoaderData } from "@remix-run/react";
 import { findStudyByCode, listSites } from "../../db/queries/studies.ts";
 import { listConsentDocuments, listForms } from "../../db/queries/forms.ts";
-import { entryCountsByStatus } from "../../db/queries/ledger.ts";
+import { entryCountsByStatus, studyActivityByDay } from "../../db/queries/ledger.ts";
+import { ActivityChart, lastDays } from "../components/activity-chart.tsx";
+import { systemStatus } from "../services/anchoring.server.ts";
 import { requireStudyPermission } from "../session.server.ts";
 import { can } from "../services/permissions.server.ts";
 import { TopBar } from "../components/top-bar.tsx";
@@ -14,11 +16,13 @@ export async function loader({ request, context, params }: LoaderFunctionArgs) {
   const study = await findStudyByCode(db, params.code ?? "");
   if (!study) throw new Response("No such study", { status: 404 });
   const user = await requireStudyPermission(request, context, "study.view", { studyId: study.id });
-  const [sites, forms, documents, counts] = await Promise.all([
+  const [sites, forms, documents, counts, activity, status] = await Promise.all([
     listSites(db, study.id),
     listForms(db, study.id),
     listConsentDocuments(db, study.id),
     entryCountsByStatus(db, study.id),
+    studyActivityByDay(db, study.id, 14),
+    systemStatus(context.ctx),
   ]);
   return json({
     user: { fullName: user.fullName, email: user.email },
@@ -28,6 +32,9 @@ export async function loader({ request, context, params }: LoaderFunctionArgs) {
     documents: documents.map((d) => ({ code: d.code, version: d.version, title: d.title, status: d.status, irbName: d.irbName, irbApprovedOn: d.irbApprovedOn })),
     entries: counts,
     canAudit: can(user, "audit.view", { studyId: study.id }),
+    activity: lastDays(activity, 14),
+    anchors: status.ledgers.map((l) => ({ ledger: l.ledger, state: l.state, lastFinalSize: l.lastFinalSize, behind: l.behind })),
+    logSize: status.logSize,
   });
 }
 
@@ -57,7 +64,18 @@ export default function Study() {
             <div className="muted">Sites</div>
             <div className="stat">{d.sites.length}</div>
           </div>
+          <div className="card">
+            <div className="muted">Anchored (log of {d.logSize} batches)</div>
+            {d.anchors.map((a) => (
+              <div key={a.ledger}>
+                {a.ledger}: <span className={`badge ${a.state === "up to date" ? "ok" : a.state === "retrying" ? "bad" : ""}`}>{a.state}</span>
+              </div>
+            ))}
+          </div>
         </div>
+        <section className="card">
+          <ActivityChart days={d.activity} title="Ledger entries, last 14 days" />
+        </section>
         <section className="card">
           <h2>Sites</h2>
           <ul>

@@ -133,3 +133,18 @@ export async function latestCheckpoint(db: DbOrTx) {
   const [c] = await db.select().from(checkpoints).orderBy(desc(checkpoints.treeSize)).limit(1);
   return c ?? null;
 }
+
+/** Per UTC day over the last `days` days: a study's entries written, and how many of them are sealed. */
+export async function studyActivityByDay(db: DbOrTx, studyId: string, days: number) {
+  const since = new Date(Date.now() - days * 86_400_000);
+  return db
+    .select({
+      day: sql<string>`to_char(${ledgerEntries.at} at time zone 'UTC', 'YYYY-MM-DD')`,
+      written: sql<number>`count(*)::int`,
+      sealed: sql<number>`count(*) filter (where ${ledgerEntries.status} = 'sealed')::int`,
+    })
+    .from(ledgerEntries)
+    .where(and(eq(ledgerEntries.studyId, studyId), gte(ledgerEntries.at, since)))
+    .groupBy(sql`1`)
+    .orderBy(sql`1`);
+}

@@ -85,6 +85,15 @@ describe("role x route matrix (PGlite portal with the demo study)", () => {
     expect(again.headers.get("content-security-policy")).not.toBe((await b.get("/status")).headers.get("content-security-policy")); // fresh nonce per response
   });
 
+  it("the study dashboard shows counts, each ledger's anchoring state and a chart of the last 14 days", async () => {
+    const page = (await sessions.get("monitor")!.get("/studies/DEMO-001")).text;
+    const sealed = Number(/Ledger entries sealed<\/div><div class="stat">(\d+)/.exec(page)?.[1]);
+    const pending = Number(/Ledger entries pending<\/div><div class="stat">(\d+)/.exec(page)?.[1]);
+    expect(sealed + pending).toBeGreaterThan(10);
+    expect(page).toMatch(new RegExp(`aria-label="Ledger entries, last 14 days: ${sealed + pending} entries over 14 days"`));
+    expect(page).toMatch(/local: <span class="badge[^"]*">(up to date|anchoring)</);
+  });
+
   it("signed out: public routes only; pages redirect to sign-in and the API says 401", async () => {
     const b = new Browser(portal.url);
     for (const r of ROUTES) {
