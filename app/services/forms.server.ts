@@ -1,7 +1,10 @@
 /** CRF form versions and consent documents: import, approve (each approval a ledger entry). */
 import { toHex } from "../../anchoring/bytes.ts";
 import { canonicalize } from "../../anchoring/canonical.ts";
-import { insertConsentDocument, insertForm, listForms } from "../../db/queries/forms.ts";
+import { and, eq } from "drizzle-orm";
+import { findForm, insertConsentDocument, insertForm, listForms } from "../../db/queries/forms.ts";
+import { forms } from "../../db/schema/index.ts";
+import { requirePermission, type Principal } from "./permissions.server.ts";
 import { parseFormDefinition } from "../lib/form-definition.ts";
 import type { AppContext } from "./context.server.ts";
 import { ServiceError, isUniqueViolation } from "./errors.server.ts";
@@ -109,4 +112,23 @@ export function formView(f: Awaited<ReturnType<typeof listForms>>[number]) {
     approvalEntryId: f.approvalEntryId,
     definition: JSON.parse(f.definitionText),
   };
+}
+
+/** Approve a draft form version (a ledger entry carrying the definition's SHA-256). */
+export async function approveForm(ctx: AppContext, principal: Principal, input: { study: string; code: string; version: number }) {
+  const study = await getStudyOrThrow(ctx, input.study);
+  requirePermission(principal, "forms.manage", { studyId: study.id });
+  const f = await findForm(ctx.db, study.id, input.code, input.version);
+  if (!f) throw new ServiceError("not_found", `no form ${input.code} version ${input.version}`, "form");
+  if (f.status !== "draft") throw new ServiceError("conflict", `form ${f.code} version ${f.version} is ${f.status}, not a draft`, "form");
+  return ctx.db.transaction(async (tx) => {
+    const e = await appendEntry(tx, ctx.crypto, study, "form.approved", { form: f.code, version: f.version, definitionSha256: toHex(f.definitionSha256), actor: principal.userId });
+    const [row] = await tx
+      .update(forms)
+      .set({ status: "approved", approvedBy: principal.userId, approvedAt: new Date(), approvalEntryId: e.id })
+      .where(and(eq(forms.id, f.id), eq(forms.status, "draft")))
+      .returning();
+    if (!row) throw new ServiceError("conflict", "the form was approved meanwhile", "form");
+    return row;
+  });
 }
