@@ -48,6 +48,9 @@ export default function Study() {
           {d.study.code}: {d.study.title} <span className="badge">{d.study.status}</span>
         </h1>
         <nav className="tabs" aria-label="Study sections">
+          <a href={`/studies/${d.study.code}/staff`}>Staff and sites</a>
+          <a href={`/studies/${d.study.code}/forms`}>CRF forms</a>
+          <a href={`/studies/${d.study.code}/participants`}>Participants</a>
           <a href={`/studies/${d.study.code}/delegation`}>Delegation log</a>
           {d.canAudit ? <a href={`/studies/${d.study.code}/audit`}>Audit trail</a> : null}
         </nav>

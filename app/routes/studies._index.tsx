@@ -24,6 +24,11 @@ export default function Studies() {
       <TopBar user={user} />
       <main className="page">
         <h1>Studies</h1>
+        {user.platformAdmin ? (
+          <p>
+            <Link to="/studies/new">New study</Link>
+          </p>
+        ) : null}
         {studies.length === 0 ? <p className="muted">You have no role in any study yet.</p> : null}
         <table>
           <thead>

@@ -46,6 +46,10 @@ const ROUTES: { path: string; needs: Action | null | "public"; api?: boolean }[]
   { path: "/account", needs: null },
   { path: "/studies/DEMO-001", needs: "study.view" },
   { path: "/studies/DEMO-001/delegation", needs: "study.view" },
+  { path: "/studies/DEMO-001/staff", needs: "study.view" },
+  { path: "/studies/DEMO-001/forms", needs: "study.view" },
+  { path: "/studies/DEMO-001/participants", needs: "records.read" },
+  { path: "/studies/new", needs: "study.manage" }, // platform administrators only
   { path: "/studies/DEMO-001/audit", needs: "audit.view" },
   { path: "/studies/DEMO-001/audit.csv", needs: "audit.view" },
   { path: "/api/v1/studies/DEMO-001/forms", needs: "study.view", api: true },

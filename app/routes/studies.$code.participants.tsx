@@ -1,0 +1,93 @@
+import { json, type ActionFunctionArgs, type LoaderFunctionArgs, type MetaFunction } from "@remix-run/node";
+import { Form, Link, useActionData, useLoaderData } from "@remix-run/react";
+import { findStudyByCode, listSites } from "../../db/queries/studies.ts";
+import { ServiceError } from "../services/errors.server.ts";
+import { can } from "../services/permissions.server.ts";
+import { enrollParticipant, listParticipants } from "../services/participants.server.ts";
+import { requireStudyPermission } from "../session.server.ts";
+import { TopBar } from "../components/top-bar.tsx";
+
+export const meta: MetaFunction = () => [{ title: "Participants · TrialSeal" }];
+
+export async function loader({ request, context, params }: LoaderFunctionArgs) {
+  const study = await findStudyByCode(context.ctx.db, params.code ?? "");
+  if (!study) throw new Response("No such study", { status: 404 });
+  const user = await requireStudyPermission(request, context, "records.read", { studyId: study.id });
+  const [rows, sites] = await Promise.all([listParticipants(context.ctx, user, study.id), listSites(context.ctx.db, study.id)]);
+  const enrollSites = sites.filter((s) => can(user, "participants.enroll", { studyId: study.id, siteId: s.id }) && !user.platformAdmin).map((s) => s.code);
+  return json({
+    user: { fullName: user.fullName, email: user.email },
+    study: study.code,
+    enrollSites,
+    participants: rows.map((r) => ({ ...r, enrolledAt: r.enrolledAt.toISOString() })),
+  });
+}
+
+export async function action({ request, context, params }: ActionFunctionArgs) {
+  const study = await findStudyByCode(context.ctx.db, params.code ?? "");
+  if (!study) throw new Response("No such study", { status: 404 });
+  const user = await requireStudyPermission(request, context, "study.view", { studyId: study.id });
+  const form = await request.formData();
+  try {
+    const p = await enrollParticipant(context.ctx, user, { study: study.code, site: String(form.get("site") ?? "") });
+    return json({ ok: true, message: `Enrolled ${p.subjectCode}.`, error: null });
+  } catch (err) {
+    if (err instanceof ServiceError) return json({ ok: false, message: null, error: err.message }, { status: err.status });
+    throw err;
+  }
+}
+
+export default function Participants() {
+  const d = useLoaderData<typeof loader>();
+  const r = useActionData<typeof action>();
+  return (
+    <>
+      <TopBar user={d.user} />
+      <main className="page">
+        <p>
+          <Link to={`/studies/${d.study}`}>{d.study}</Link>
+        </p>
+        <h1>Participants</h1>
+        {r?.error ? (
+          <p className="error" role="alert">
+            {r.error}
+          </p>
+        ) : r?.message ? (
+          <p role="status">{r.message}</p>
+        ) : null}
+        {d.enrollSites.length > 0 ? (
+          <Form method="post" className="card">
+            <label htmlFor="site">Site</label>
+            <select id="site" name="site">
+              {d.enrollSites.map((s) => (
+                <option key={s}>{s}</option>
+              ))}
+            </select>
+            <button type="submit">Enroll a participant</button>
+          </Form>
+        ) : null}
+        <table>
+          <thead>
+            <tr>
+              <th>Subject</th>
+              <th>Site</th>
+              <th>Status</th>
+              <th>Enrolled (UTC)</th>
+            </tr>
+          </thead>
+          <tbody>
+            {d.participants.map((p) => (
+              <tr key={p.id} data-subject={p.subject}>
+                <td>{p.subject}</td>
+                <td>{p.site}</td>
+                <td>{p.status}</td>
+                <td>{p.enrolledAt.replace("T", " ").slice(0, 19)}</td>
+              </tr>
+            ))}
+          </tbody>
+        </table>
+        {d.participants.length === 0 ? <p className="muted">No participants yet.</p> : null}
+      </main>
+    </>
+  );
+}

@@ -1,0 +1,54 @@
+/**
+ * Enrolling participants (the pseudonymous part; personal data capture comes with CRF entry in its issue).
+ * Enrolling needs the role permission and, for site staff, a current "enrollment" delegation at the site.
+ * Subject codes are generated per site (SITE-001, SITE-002, ...); the enrolment is a ledger entry.
+ */
+import { randomBytes } from "node:crypto";
+import { and, asc, count, eq, inArray } from "drizzle-orm";
+import { participants, sites } from "../../db/schema/index.ts";
+import type { AppContext } from "./context.server.ts";
+import { ServiceError, isUniqueViolation } from "./errors.server.ts";
+import { appendEntry } from "./ledger.server.ts";
+import { audit } from "./audit.server.ts";
+import { requireSiteAction } from "./delegations.server.ts";
+import { encryptField } from "./personal-data.server.ts";
+import type { Principal } from "./permissions.server.ts";
+import { getStudyOrThrow } from "./studies.server.ts";
+
+export async function enrollParticipant(ctx: AppContext, principal: Principal, input: { study: string; site: string }) {
+  const study = await getStudyOrThrow(ctx, input.study);
+  const [site] = await ctx.db.select().from(sites).where(and(eq(sites.studyId, study.id), eq(sites.code, String(input.site ?? "").toUpperCase())));
+  if (!site) throw new ServiceError("invalid", `site: choose a site of ${study.code}`, "site");
+  await requireSiteAction(ctx, principal, "participants.enroll", { studyId: study.id, siteId: site.id });
+  for (let attempt = 0; attempt < 5; attempt++) {
+    const [{ n }] = await ctx.db.select({ n: count() }).from(participants).where(eq(participants.siteId, site.id));
+    const subject = `${site.code}-${String(n + 1 + attempt).padStart(3, "0")}`;
+    try {
+      return await ctx.db.transaction(async (tx) => {
+        const [p] = await tx.insert(participants).values({ studyId: study.id, siteId: site.id, subjectCode: subject, enrolledBy: principal.userId }).returning();
+        // The per-subject key that will bind personal data to ledger payloads (HMAC); destroyed on erasure.
+        const subjectKeyEnc = encryptField(ctx.env.dataKey, randomBytes(32).toString("base64"), `participants.subject_key:${p.id}`);
+        const e = await appendEntry(tx, ctx.crypto, study, "participant.enrolled", { subject, site: site.code, identity: null, actor: principal.userId });
+        await tx.update(participants).set({ subjectKeyEnc, entryId: e.id }).where(eq(participants.id, p.id));
+        await audit(tx, { action: "participant.enroll", actorUserId: principal.userId, actorLabel: principal.label, studyId: study.id, siteId: site.id, participantId: p.id });
+        return { ...p, entryId: e.id };
+      });
+    } catch (err) {
+      if (!isUniqueViolation(err)) throw err; // a concurrent enrolment took that code: try the next
+    }
+  }
+  throw new ServiceError("conflict", "could not allocate a subject code; try again", "site");
+}
+
+/** Participants the principal may see: all of the study, or only their sites for site-scoped roles. */
+export async function listParticipants(ctx: AppContext, principal: Principal, studyId: string) {
+  const mine = principal.memberships.filter((m) => m.studyId === studyId);
+  const siteLimited = !principal.platformAdmin && mine.length > 0 && mine.every((m) => m.siteId !== null);
+  const siteIds = mine.map((m) => m.siteId!).filter(Boolean);
+  return ctx.db
+    .select({ id: participants.id, subject: participants.subjectCode, site: sites.code, status: participants.status, enrolledAt: participants.enrolledAt })
+    .from(participants)
+    .innerJoin(sites, eq(sites.id, participants.siteId))
+    .where(and(eq(participants.studyId, studyId), siteLimited ? inArray(participants.siteId, siteIds) : undefined))
+    .orderBy(asc(participants.subjectCode));
+}

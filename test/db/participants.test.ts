@@ -1,0 +1,49 @@
+/** Enrolment on PGlite and PostgreSQL: delegation enforced, subject codes per site, a ledger entry each. */
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { openTestDatabase, engineUnderTest, type TestDb } from "../helpers/db.ts";
+import { createStudy } from "../../app/services/studies.server.ts";
+import { createUser } from "../../app/services/users.server.ts";
+import { principalForUser } from "../../app/services/auth.server.ts";
+import { grantDelegation } from "../../app/services/delegations.server.ts";
+import { enrollParticipant, listParticipants } from "../../app/services/participants.server.ts";
+import type { Principal } from "../../app/services/permissions.server.ts";
+
+const PW = "amber otter winter forty-two";
+let t: TestDb;
+const p: Record<string, Principal> = {};
+let studyId: string;
+
+beforeAll(async () => {
+  t = await openTestDatabase();
+  studyId = (await createStudy(t.ctx, { code: "ENR-1", title: "Enrol", sites: [{ code: "S1", name: "1" }, { code: "S2", name: "2" }] }, null)).study.id;
+  for (const [k, role, site] of [["inv", "investigator", "S1"], ["coord", "coordinator", "S1"], ["coord2", "coordinator", "S2"], ["mon", "monitor", undefined]] as const) {
+    const u = await createUser(t.ctx, { email: `${k}@enr.test`, fullName: k, password: PW, role, study: "ENR-1", site }, null);
+    p[k] = (await principalForUser(t.ctx, u.id))!;
+  }
+});
+afterAll(async () => {
+  await t?.close();
+});
+
+describe(`participant enrolment on ${engineUnderTest()}`, () => {
+  it("needs a current enrollment delegation for site staff; codes run per site; each enrolment is sealed", async () => {
+    await expect(enrollParticipant(t.ctx, p.coord, { study: "ENR-1", site: "S1" })).rejects.toMatchObject({ code: "forbidden", message: expect.stringMatching(/enrollment at this site has not been delegated/) });
+    await expect(enrollParticipant(t.ctx, p.mon, { study: "ENR-1", site: "S1" })).rejects.toMatchObject({ message: "not permitted: participants.enroll" });
+    await expect(enrollParticipant(t.ctx, p.coord2, { study: "ENR-1", site: "S1" })).rejects.toMatchObject({ code: "forbidden" });
+    await expect(enrollParticipant(t.ctx, p.inv, { study: "ENR-1", site: "S9" })).rejects.toMatchObject({ field: "site" });
+    const a = await enrollParticipant(t.ctx, p.inv, { study: "ENR-1", site: "S1" });
+    expect(a.subjectCode).toBe("S1-001");
+    await grantDelegation(t.ctx, p.inv, { study: "ENR-1", site: "S1", delegate: "coord@enr.test", task: "enrollment", startsOn: "2026-01-01", training: [{ course: "GCP", completedOn: "2025-01-01", evidenceSha256: "cd".repeat(32) }] });
+    const b = await enrollParticipant(t.ctx, p.coord, { study: "ENR-1", site: "s1" });
+    expect(b.subjectCode).toBe("S1-002");
+    const entries = await t.database.execute(`SELECT payload_text FROM ledger_entries WHERE kind = 'participant.enrolled'`);
+    expect(entries.map((e) => JSON.parse(String(e.payload_text))).map((x) => [x.subject, x.site, x.identity])).toEqual(
+      expect.arrayContaining([["S1-001", "S1", null], ["S1-002", "S1", null]]),
+    );
+    // Site staff see their site's participants only; the monitor sees the study.
+    expect((await listParticipants(t.ctx, p.coord2, studyId)).length).toBe(0);
+    expect((await listParticipants(t.ctx, p.mon, studyId)).map((x) => x.subject)).toEqual(["S1-001", "S1-002"]);
+    const [row] = await t.database.execute(`SELECT subject_key_enc IS NOT NULL AS keyed, entry_id IS NOT NULL AS sealed FROM participants WHERE subject_code = 'S1-002'`);
+    expect(row).toEqual({ keyed: true, sealed: true });
+  });
+});
