@@ -43,3 +43,14 @@ export default function handleRequest(request: Request, responseStatusCode: numb
     setTimeout(abort, ABORT_DELAY);
   });
 }
+
+/**
+ * Server errors are logged as one line (never request data, never a stack trace in production logs);
+ * a request for a URL that matches no route is not an error worth logging, and aborted requests neither.
+ */
+export function handleError(error: unknown, { request }: { request: Request }) {
+  if (request.signal.aborted) return;
+  const message = error instanceof Error ? error.message : String(error);
+  if (/^No route matches URL/.test(message)) return;
+  console.error(`portal error: ${message}`);
+}

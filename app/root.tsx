@@ -3,7 +3,11 @@ import { Links, Meta, Outlet, Scripts, ScrollRestoration, isRouteErrorResponse, 
 import styles from "./styles.css";
 import { useNonce } from "./nonce.tsx";
 
-export const links: LinksFunction = () => [{ rel: "stylesheet", href: styles }];
+export const links: LinksFunction = () => [
+  { rel: "stylesheet", href: styles },
+  // No favicon file: an inline empty icon keeps browsers from asking for /favicon.ico.
+  { rel: "icon", href: "data:," },
+];
 
 export function Layout({ children }: { children: React.ReactNode }) {
   const nonce = useNonce();

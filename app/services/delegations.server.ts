@@ -16,8 +16,8 @@ import { audit } from "./audit.server.ts";
 import { can, type Action, type Principal } from "./permissions.server.ts";
 import { getStudyOrThrow } from "./studies.server.ts";
 
-export const TASKS = ["consent", "enrollment", "data_entry", "signoff"] as const;
-export type Task = (typeof TASKS)[number];
+import { TASKS, type Task } from "../lib/delegation-tasks.ts";
+export { TASKS, type Task };
 
 /** Which delegable task each portal action needs (actions not listed need no delegation). */
 export const ACTION_TASK: Partial<Record<Action, Task>> = {

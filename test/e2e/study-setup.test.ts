@@ -1,0 +1,159 @@
+/**
+ * In a real browser (Chromium via playwright-core), on a PostgreSQL-backed portal: an admin creates a study
+ * and a site, invites an investigator and a coordinator, imports and approves a form with the live preview;
+ * the investigator accepts the invitation, enrols TOTP and delegates data entry to the coordinator; the
+ * coordinator, without a current enrollment delegation, is refused enrolling a participant, and succeeds once
+ * it is delegated. Screenshots are kept in test-results/screenshots.
+ */
+import { readFileSync } from "node:fs";
+import path from "node:path";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import postgres from "postgres";
+import { generateTOTP } from "@epic-web/totp";
+import type { Browser, Page } from "playwright-core";
+import { startPortal, tempDataDir, type Portal } from "../helpers/portal.ts";
+import { createScratchPostgres } from "../helpers/db.ts";
+import { launchChromium, shot } from "../helpers/browser.ts";
+
+let portal: Portal;
+let browser: Browser;
+let pg: { url: string; drop: () => Promise<void> };
+let sql: postgres.Sql;
+let demoPassword: string;
+
+beforeAll(async () => {
+  pg = await createScratchPostgres();
+  const dataDir = tempDataDir();
+  portal = await startPortal({ DATA_DIR: dataDir, DATABASE_URL: pg.url });
+  demoPassword = /password for every account: (\S+)/.exec(readFileSync(path.join(dataDir, "demo-credentials.txt"), "utf8"))![1];
+  sql = postgres(pg.url, { max: 2, onnotice: () => {} });
+  browser = await launchChromium();
+});
+afterAll(async () => {
+  if (process.env.E2E_DEBUG) console.log(portal?.output());
+  await browser?.close();
+  await sql?.end();
+  await portal?.stop();
+  await pg?.drop();
+});
+
+const totp = async (secret: string) => (await generateTOTP({ secret, period: 30, digits: 6, algorithm: "SHA-1" })).otp;
+
+/** The newest message the outbox holds for an address (the development mailbox). */
+async function mailTo(address: string, kind: string) {
+  const rows = await sql`SELECT body FROM outbox WHERE to_address = ${address} AND kind = ${kind} ORDER BY created_at DESC LIMIT 1`;
+  expect(rows.length, `${kind} mail for ${address}`).toBe(1);
+  return String(rows[0].body);
+}
+
+async function signInAndEnrol(page: Page, email: string, password: string) {
+  await page.goto(`${portal.url}/login`);
+  await page.getByLabel("Email").fill(email);
+  await page.getByLabel("Password").fill(password);
+  await page.getByRole("button", { name: "Sign in" }).click();
+  await page.waitForURL(/\/account\/totp|\/studies/);
+  if (page.url().includes("/account/totp")) {
+    const secret = (await page.getByTestId("totp-secret").textContent())!.trim();
+    await page.getByLabel("Code").fill(await totp(secret));
+    await page.getByRole("button", { name: "Turn on" }).click();
+    await page.waitForURL(/\/studies/);
+  }
+}
+
+async function acceptInvitation(page: Page, email: string, password: string) {
+  const link = /(http\S+\/reset-password\/\S+)/.exec(await mailTo(email, "invitation"))![1];
+  await page.goto(link);
+  await page.getByLabel("New password (12 to 128 characters)").fill(password);
+  await page.getByLabel("New password again").fill(password);
+  await page.getByRole("button", { name: "Set password" }).click();
+  await page.waitForURL(/\/login/);
+}
+
+describe("study setup in the browser (Chromium, PostgreSQL portal)", () => {
+  it("admin sets up a study; the investigator delegates; delegation decides what the coordinator may do", async () => {
+    const admin = await (await browser.newContext()).newPage();
+    await signInAndEnrol(admin, "admin@demo.trialseal.test", demoPassword);
+
+    // A new study with its first site, then a second site.
+    await admin.getByRole("link", { name: "New study" }).click();
+    await admin.getByLabel("Protocol code").fill("E2E-1");
+    await admin.getByLabel("Title").fill("Browser-tested study");
+    await admin.getByLabel("First site code").fill("SITE-A");
+    await admin.getByLabel("First site name").fill("Site A");
+    await admin.getByRole("button", { name: "Create study" }).click();
+    await admin.waitForURL(/\/studies\/E2E-1\/staff$/);
+    await admin.getByLabel("New site code").fill("SITE-B");
+    await admin.getByLabel("Site name").fill("Site B");
+    await admin.getByRole("button", { name: "Add site" }).click();
+    await expect.poll(() => admin.getByRole("status").textContent()).toContain("Site SITE-B added.");
+
+    // Invitations: an investigator (principal) and a coordinator, both at SITE-A.
+    for (const [name, email, role] of [["Ivy Investigator", "ivy@e2e.test", "investigator"], ["Cole Coordinator", "cole@e2e.test", "coordinator"]] as const) {
+      await admin.getByLabel("Full name").fill(name);
+      await admin.getByLabel("Email").fill(email);
+      await admin.getByLabel("Role").selectOption(role);
+      await admin.getByLabel("Site (investigators and coordinators)").selectOption("SITE-A");
+      if (role === "investigator") await admin.getByLabel("Investigator type").selectOption("principal");
+      await admin.getByRole("button", { name: "Invite" }).click();
+      await expect.poll(() => admin.getByRole("status").textContent()).toContain(`Invitation sent to ${email}.`);
+    }
+    await expect.poll(() => admin.locator("tr[data-staff]").count()).toBe(2); // the two invitees (the platform admin holds no study role)
+    await shot(admin, "01-admin-staff");
+
+    // A form version in the JSON editor: the live preview follows, invalid JSON is flagged before saving.
+    await admin.goto(`${portal.url}/studies/E2E-1/forms`);
+    const editor = admin.getByLabel("Definition (JSON)");
+    await editor.fill("{ not json");
+    await expect.poll(() => admin.locator("#definition-check").textContent()).toMatch(/not JSON/);
+    await editor.fill(
+      JSON.stringify({ code: "VITALS", title: "Vital signs", version: 1, visits: ["SCREENING"], fields: [{ name: "sbp", label: "Systolic BP", type: "number", integer: true, unit: "mmHg", min: 50, max: 250, required: true }, { name: "smoker", label: "Smoker", type: "choice", options: [{ value: "Y", label: "Yes" }, { value: "N", label: "No" }] }] }, null, 2),
+    );
+    await expect.poll(() => admin.locator("#definition-check").textContent()).toBe("Valid definition.");
+    await expect.poll(() => admin.locator(".preview").textContent()).toContain("Systolic BP *");
+    await shot(admin, "02-admin-form-editor");
+    await admin.getByRole("button", { name: "Save version" }).click();
+    await expect.poll(() => admin.locator('tr[data-form="VITALS-1"]').textContent()).toContain("draft");
+    await admin.locator('tr[data-form="VITALS-1"]').getByRole("button", { name: "Approve" }).click();
+    await expect.poll(() => admin.locator('tr[data-form="VITALS-1"]').textContent()).toContain("approved");
+    const [approval] = await sql`SELECT count(*)::int AS n FROM ledger_entries e JOIN studies s ON s.id = e.study_id WHERE s.code = 'E2E-1' AND e.kind = 'form.approved'`;
+    expect(approval.n).toBe(1);
+
+    // The coordinator accepts the invitation; without a delegation, enrolling is refused.
+    const coord = await (await browser.newContext()).newPage();
+    await acceptInvitation(coord, "cole@e2e.test", "violet harbor lantern 31");
+    await signInAndEnrol(coord, "cole@e2e.test", "violet harbor lantern 31");
+    await coord.goto(`${portal.url}/studies/E2E-1/participants`);
+    await coord.getByRole("button", { name: "Enroll a participant" }).click();
+    await expect.poll(() => coord.getByRole("alert").textContent()).toMatch(/enrollment at this site has not been delegated to you/);
+    await shot(coord, "03-coordinator-refused");
+
+    // The investigator accepts, enrols a second factor (required for the role) and delegates.
+    const inv = await (await browser.newContext()).newPage();
+    await acceptInvitation(inv, "ivy@e2e.test", "granite meadow puzzle 52");
+    await signInAndEnrol(inv, "ivy@e2e.test", "granite meadow puzzle 52");
+    await inv.goto(`${portal.url}/studies/E2E-1/delegation`);
+    for (const task of ["data_entry", "enrollment"]) {
+      await inv.getByLabel("Staff member (email)").fill("cole@e2e.test");
+      await inv.getByLabel("Task").selectOption(task);
+      await inv.getByLabel("From (YYYY-MM-DD)").fill("2026-01-01");
+      await inv.getByLabel("Training course").fill("ICH E6(R3) GCP");
+      await inv.getByLabel("Training completed on").fill("2025-12-01");
+      await inv.getByLabel("Evidence (certificate file)").setInputFiles({ name: "gcp.pdf", mimeType: "application/pdf", buffer: Buffer.from("%PDF-1.4 GCP certificate of Cole") });
+      await inv.getByRole("button", { name: "Delegate" }).click();
+      await expect.poll(() => inv.getByRole("status").textContent()).toContain("Saved, and sealed into the log.");
+    }
+    await expect.poll(() => inv.locator("tr[data-delegation]").count()).toBe(2);
+    await shot(inv, "04-investigator-delegation-log");
+
+    // Now the coordinator may enrol: the first subject code of the site.
+    await coord.goto(`${portal.url}/studies/E2E-1/participants`);
+    await coord.getByRole("button", { name: "Enroll a participant" }).click();
+    await expect.poll(() => coord.getByRole("status").textContent()).toContain("Enrolled SITE-A-001.");
+    await expect.poll(() => coord.locator('tr[data-subject="SITE-A-001"]').count()).toBe(1);
+    await shot(coord, "05-coordinator-enrolled");
+    const kinds = await sql`SELECT e.kind FROM ledger_entries e JOIN studies s ON s.id = e.study_id WHERE s.code = 'E2E-1'`;
+    expect(kinds.map((k) => k.kind).sort()).toEqual(
+      ["delegation.granted", "delegation.granted", "form.approved", "participant.enrolled", "role.granted", "role.granted", "site.added", "site.added", "study.registered"].sort(),
+    );
+  });
+});
