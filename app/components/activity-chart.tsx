@@ -5,16 +5,16 @@ export interface DayBar {
   sealed: number;
 }
 
-export function ActivityChart({ days, title }: { days: DayBar[]; title: string }) {
+export function ActivityChart({ days, title, light = "written", dark = "sealed", unit = "entries" }: { days: DayBar[]; title: string; light?: string; dark?: string; unit?: string }) {
   const W = 560;
   const H = 140;
   const pad = 24;
-  const max = Math.max(1, ...days.map((d) => d.written));
+  const max = Math.max(1, ...days.map((d) => Math.max(d.written, d.sealed)));
   const bw = (W - pad * 2) / Math.max(1, days.length);
   const total = days.reduce((a, d) => a + d.written, 0);
   return (
     <figure className="chart">
-      <svg viewBox={`0 0 ${W} ${H + 20}`} role="img" aria-label={`${title}: ${total} entries over ${days.length} days`}>
+      <svg viewBox={`0 0 ${W} ${H + 20}`} role="img" aria-label={`${title}: ${total} ${unit} over ${days.length} days`}>
         <line x1={pad} y1={H} x2={W - pad} y2={H} stroke="#d0d7de" />
         {days.map((d, i) => {
           const h = Math.round(((H - 10) * d.written) / max);
@@ -22,7 +22,7 @@ export function ActivityChart({ days, title }: { days: DayBar[]; title: string }
           const x = pad + i * bw + 2;
           return (
             <g key={d.day}>
-              <title>{`${d.day}: ${d.written} written, ${d.sealed} sealed`}</title>
+              <title>{`${d.day}: ${d.written} ${light}, ${d.sealed} ${dark}`}</title>
               <rect x={x} y={H - h} width={Math.max(2, bw - 4)} height={h} fill="#ddf4ff" />
               <rect x={x} y={H - hs} width={Math.max(2, bw - 4)} height={hs} fill="#0b5cad" />
               {i % Math.ceil(days.length / 7) === 0 ? (
@@ -35,7 +35,7 @@ export function ActivityChart({ days, title }: { days: DayBar[]; title: string }
         })}
       </svg>
       <figcaption className="muted">
-        {title} (dark: sealed, light: written, per UTC day)
+        {title} (dark: {dark}, light: {light}, per UTC day)
       </figcaption>
     </figure>
   );

@@ -5,6 +5,7 @@ import { listConsentDocuments, listForms } from "../../db/queries/forms.ts";
 import { entryCountsByStatus, studyActivityByDay } from "../../db/queries/ledger.ts";
 import { ActivityChart, lastDays } from "../components/activity-chart.tsx";
 import { systemStatus } from "../services/anchoring.server.ts";
+import { logActivityByDay } from "../../db/queries/anchors.ts";
 import { requireStudyPermission } from "../session.server.ts";
 import { can } from "../services/permissions.server.ts";
 import { TopBar } from "../components/top-bar.tsx";
@@ -24,6 +25,7 @@ export async function loader({ request, context, params }: LoaderFunctionArgs) {
     studyActivityByDay(db, study.id, 14),
     systemStatus(context.ctx),
   ]);
+  const log = await logActivityByDay(db, 14);
   return json({
     user: { fullName: user.fullName, email: user.email },
     study: { code: study.code, title: study.title, status: study.status },
@@ -33,6 +35,7 @@ export async function loader({ request, context, params }: LoaderFunctionArgs) {
     entries: counts,
     canAudit: can(user, "audit.view", { studyId: study.id }),
     activity: lastDays(activity, 14),
+    logActivity: lastDays(log.map((l) => ({ day: l.day, written: l.batches, sealed: l.anchors })), 14),
     anchors: status.ledgers.map((l) => ({ ledger: l.ledger, state: l.state, lastFinalSize: l.lastFinalSize, behind: l.behind })),
     logSize: status.logSize,
   });
@@ -50,6 +53,7 @@ export default function Study() {
         <nav className="tabs" aria-label="Study sections">
           <a href={`/studies/${d.study.code}/staff`}>Staff and sites</a>
           <a href={`/studies/${d.study.code}/forms`}>CRF forms</a>
+          <a href={`/studies/${d.study.code}/consent`}>Consent documents</a>
           <a href={`/studies/${d.study.code}/participants`}>Participants</a>
           <a href={`/studies/${d.study.code}/delegation`}>Delegation log</a>
           {d.canAudit ? <a href={`/studies/${d.study.code}/audit`}>Audit trail</a> : null}
@@ -78,6 +82,7 @@ export default function Study() {
         </div>
         <section className="card">
           <ActivityChart days={d.activity} title="Ledger entries, last 14 days" />
+          <ActivityChart days={d.logActivity} title="Log: batches sealed and anchors made, last 14 days" light="batches" dark="anchors" unit="batches" />
         </section>
         <section className="card">
           <h2>Sites</h2>

@@ -2,6 +2,7 @@
 import { toHex } from "../../anchoring/bytes.ts";
 import { canonicalize } from "../../anchoring/canonical.ts";
 import { and, eq } from "drizzle-orm";
+import { z } from "zod";
 import { findForm, insertConsentDocument, insertForm, listForms } from "../../db/queries/forms.ts";
 import { forms } from "../../db/schema/index.ts";
 import { requirePermission, type Principal } from "./permissions.server.ts";
@@ -131,4 +132,38 @@ export async function approveForm(ctx: AppContext, principal: Principal, input: 
     if (!row) throw new ServiceError("conflict", "the form was approved meanwhile", "form");
     return row;
   });
+}
+
+const calendarDate = z
+  .string()
+  .trim()
+  .regex(/^\d{4}-\d{2}-\d{2}$/, "use YYYY-MM-DD")
+  .refine((d) => !Number.isNaN(Date.parse(`${d}T00:00:00Z`)) && new Date(`${d}T00:00:00Z`).toISOString().startsWith(d), "not a calendar date")
+  .refine((d) => d <= new Date().toISOString().slice(0, 10), "the IRB approval date cannot be in the future");
+
+export const ConsentDocumentSchema = z.object({
+  code: z.string().trim().regex(/^[A-Z0-9][A-Z0-9_-]{0,31}$/, "use 1-32 capital letters, digits, - or _"),
+  version: z.string().trim().regex(/^[0-9A-Za-z][0-9A-Za-z.-]{0,31}$/, "e.g. 1.0 or 2.1-es"),
+  title: z.string().trim().min(1, "give the document a title").max(300),
+  language: z.string().trim().regex(/^[a-z]{2,3}(-[A-Za-z0-9]{2,8})*$/, "a language tag such as en, es or pt-BR").default("en"),
+  bodyMarkdown: z.string().min(20, "the document text is missing").max(200_000),
+  irbName: z.string().trim().min(1, "name the IRB / ethics committee").max(200),
+  irbApprovedOn: calendarDate,
+});
+
+/** An admin adds an IRB-approved consent document version (validated; the approval is a ledger entry). */
+export async function addConsentDocument(ctx: AppContext, principal: Principal, studyCode: string, input: z.input<typeof ConsentDocumentSchema>) {
+  const r = ConsentDocumentSchema.safeParse(input);
+  if (!r.success) {
+    const i = r.error.issues[0];
+    throw new ServiceError("invalid", `${i.path.join(".")}: ${i.message}`, String(i.path[0] ?? ""));
+  }
+  const study = await getStudyOrThrow(ctx, studyCode);
+  requirePermission(principal, "forms.manage", { studyId: study.id });
+  try {
+    return await createApprovedConsentDocument(ctx, study.code, r.data, principal.userId);
+  } catch (err) {
+    if (isUniqueViolation(err)) throw new ServiceError("conflict", `consent document ${r.data.code} version ${r.data.version} already exists`, "version");
+    throw err;
+  }
 }

@@ -161,3 +161,15 @@ export async function anchorsOf(db: DbOrTx, ledger?: string) {
     .orderBy(asc(anchors.treeSize));
 }
 
+
+/** Per UTC day over the last `days` days: batches sealed and anchors that became final (all ledgers). */
+export async function logActivityByDay(db: DbOrTx, days: number) {
+  const since = new Date(Date.now() - days * 86_400_000).toISOString();
+  const rows = await db.execute(sql`
+    SELECT day, sum(batches)::int AS batches, sum(anchors)::int AS anchors FROM (
+      SELECT to_char(sealed_at at time zone 'UTC', 'YYYY-MM-DD') AS day, 1 AS batches, 0 AS anchors FROM batches WHERE sealed_at >= ${since}::timestamptz
+      UNION ALL
+      SELECT to_char(final_at at time zone 'UTC', 'YYYY-MM-DD'), 0, 1 FROM anchors WHERE status = 'final' AND final_at >= ${since}::timestamptz
+    ) x GROUP BY day ORDER BY day`);
+  return rowsOf<{ day: string; batches: number; anchors: number }>(rows).map((r) => ({ day: String(r.day), batches: Number(r.batches), anchors: Number(r.anchors) }));
+}

@@ -5,7 +5,7 @@ import { createStudy } from "../../app/services/studies.server.ts";
 import { createUser } from "../../app/services/users.server.ts";
 import { login, principalForUser, resetPassword, sessionPrincipal } from "../../app/services/auth.server.ts";
 import { addSite, inviteStaff, revokeRole, studyStaff } from "../../app/services/staff.server.ts";
-import { approveForm, importForm } from "../../app/services/forms.server.ts";
+import { addConsentDocument, approveForm, importForm } from "../../app/services/forms.server.ts";
 import type { Principal } from "../../app/services/permissions.server.ts";
 
 const PW = "amber otter winter forty-two";
@@ -90,5 +90,19 @@ describe(`study setup on ${engineUnderTest()}`, () => {
     expect((await kinds()).filter((k) => k === "form.approved")).toHaveLength(1);
     await expect(approveForm(t.ctx, admin, { study: "SET-1", code: "AE", version: 1 })).rejects.toMatchObject({ code: "conflict" });
     await expect(approveForm(t.ctx, admin, { study: "SET-1", code: "AE", version: 9 })).rejects.toMatchObject({ code: "not_found" });
+  });
+
+  it("records an IRB-approved consent document version (validated; the approval carries the text's SHA-256)", async () => {
+    const doc = { code: "ICF", version: "2.0", title: "Consent", language: "es", bodyMarkdown: "# Consentimiento\n\nTexto del documento aprobado.", irbName: "Comité Ético", irbApprovedOn: "2026-02-01" };
+    const d = await addConsentDocument(t.ctx, admin, "SET-1", doc);
+    expect(d).toMatchObject({ status: "approved", language: "es" });
+    const [e] = await sql(`SELECT payload_text FROM ledger_entries WHERE kind = 'consent_document.approved' AND study_id = '${studyId}'`);
+    const { createHash } = await import("node:crypto");
+    expect(JSON.parse(String(e.payload_text))).toMatchObject({ document: "ICF", version: "2.0", bodySha256: createHash("sha256").update(doc.bodyMarkdown).digest("hex"), irbName: "Comité Ético" });
+    await expect(addConsentDocument(t.ctx, admin, "SET-1", doc)).rejects.toMatchObject({ code: "conflict", field: "version" });
+    await expect(addConsentDocument(t.ctx, admin, "SET-1", { ...doc, version: "3", irbApprovedOn: "2999-01-01" })).rejects.toMatchObject({ field: "irbApprovedOn" });
+    await expect(addConsentDocument(t.ctx, admin, "SET-1", { ...doc, version: "3", bodyMarkdown: "" })).rejects.toMatchObject({ field: "bodyMarkdown" });
+    await expect(addConsentDocument(t.ctx, admin, "SET-1", { ...doc, version: "3", language: "Spanish!" })).rejects.toMatchObject({ field: "language" });
+    await expect(addConsentDocument(t.ctx, monitor, "SET-1", { ...doc, version: "3" })).rejects.toMatchObject({ code: "forbidden" });
   });
 });

@@ -118,6 +118,17 @@ describe("study setup in the browser (Chromium, PostgreSQL portal)", () => {
     const [approval] = await sql`SELECT count(*)::int AS n FROM ledger_entries e JOIN studies s ON s.id = e.study_id WHERE s.code = 'E2E-1' AND e.kind = 'form.approved'`;
     expect(approval.n).toBe(1);
 
+    // An IRB-approved consent document version, with a preview of its text.
+    await admin.goto(`${portal.url}/studies/E2E-1/consent`);
+    await admin.getByLabel("Version").fill("1.0");
+    await admin.getByLabel("Title", { exact: true }).fill("Informed consent form");
+    await admin.getByLabel("Text (Markdown)").fill("# Informed consent\n\nYou are invited to take part in this study.");
+    await expect.poll(() => admin.locator(".preview h3").textContent()).toBe("Informed consent");
+    await admin.getByLabel("IRB / ethics committee").fill("Central IRB");
+    await admin.getByLabel("IRB approval date").fill("2026-01-20");
+    await admin.getByRole("button", { name: "Record approved version" }).click();
+    await expect.poll(() => admin.locator('tr[data-consent="ICF-1.0"]').textContent()).toContain("Central IRB, 2026-01-20");
+
     // The coordinator accepts the invitation; without a delegation, enrolling is refused.
     const coord = await (await browser.newContext()).newPage();
     await acceptInvitation(coord, "cole@e2e.test", "violet harbor lantern 31");
@@ -153,7 +164,7 @@ describe("study setup in the browser (Chromium, PostgreSQL portal)", () => {
     await shot(coord, "05-coordinator-enrolled");
     const kinds = await sql`SELECT e.kind FROM ledger_entries e JOIN studies s ON s.id = e.study_id WHERE s.code = 'E2E-1'`;
     expect(kinds.map((k) => k.kind).sort()).toEqual(
-      ["delegation.granted", "delegation.granted", "form.approved", "participant.enrolled", "role.granted", "role.granted", "site.added", "site.added", "study.registered"].sort(),
+      ["consent_document.approved", "delegation.granted", "delegation.granted", "form.approved", "participant.enrolled", "role.granted", "role.granted", "site.added", "site.added", "study.registered"].sort(),
     );
   });
 });

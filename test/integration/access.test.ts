@@ -49,6 +49,7 @@ const ROUTES: { path: string; needs: Action | null | "public"; api?: boolean }[]
   { path: "/studies/DEMO-001/staff", needs: "study.view" },
   { path: "/studies/DEMO-001/forms", needs: "study.view" },
   { path: "/studies/DEMO-001/participants", needs: "records.read" },
+  { path: "/studies/DEMO-001/consent", needs: "study.view" },
   { path: "/studies/new", needs: "study.manage" }, // platform administrators only
   { path: "/studies/DEMO-001/audit", needs: "audit.view" },
   { path: "/studies/DEMO-001/audit.csv", needs: "audit.view" },
@@ -102,6 +103,7 @@ describe("role x route matrix (the demo study)", () => {
     expect(sealed + pending).toBeGreaterThan(10);
     expect(page).toMatch(new RegExp(`aria-label="Ledger entries, last 14 days: ${sealed + pending} entries over 14 days"`));
     expect(page.replace(/<!-- -->/g, "")).toMatch(/local: <span class="badge[^"]*">(up to date|anchoring)</);
+    expect(page).toMatch(/aria-label="Log: batches sealed and anchors made, last 14 days: [1-9]\d* batches over 14 days"/);
   });
 
   it("signed out: public routes only; pages redirect to sign-in and the API says 401", async () => {
