@@ -18,3 +18,40 @@ export async function apiPrincipal(request: Request, ctx: AppContext): Promise<P
   const token = await sessionToken(request, ctx);
   return token ? sessionPrincipal(ctx, token) : null;
 }
+
+/** Read a JSON body within `max` bytes: the parsed value, or the error Response to return. */
+export async function readJsonBody(request: Request, max: number): Promise<{ ok: true; value: unknown; text: string } | { ok: false; response: Response }> {
+  const type = request.headers.get("content-type") ?? "";
+  if (!/^application\/json\b/i.test(type)) return { ok: false, response: apiError(415, "unsupported_media_type", "send the body as application/json", "body") };
+  if (Number(request.headers.get("content-length") ?? "0") > max) return { ok: false, response: apiError(413, "too_large", `the body is larger than ${max} bytes`, "body") };
+  const text = await request.text();
+  if (Buffer.byteLength(text) > max) return { ok: false, response: apiError(413, "too_large", `the body is larger than ${max} bytes`, "body") };
+  try {
+    return { ok: true, value: JSON.parse(text), text };
+  } catch (err) {
+    return { ok: false, response: apiError(400, "invalid_json", `the body is not JSON: ${(err as Error).message}`, "body") };
+  }
+}
+
+/**
+ * Per-principal rate limit (token bucket in this process): API_RATE_PER_SECOND sustained, twice that as a
+ * burst. Returns a 429 Response with Retry-After when exceeded.
+ */
+const buckets = new Map<string, { tokens: number; at: number }>();
+export function rateLimited(principal: Principal, perSecond: number): Response | null {
+  const key = principal.label;
+  const now = Date.now();
+  const burst = perSecond * 2;
+  const b = buckets.get(key) ?? { tokens: burst, at: now };
+  b.tokens = Math.min(burst, b.tokens + ((now - b.at) / 1000) * perSecond);
+  b.at = now;
+  if (b.tokens < 1) {
+    buckets.set(key, b);
+    const retry = Math.max(1, Math.ceil((1 - b.tokens) / perSecond));
+    return Response.json({ error: { code: "rate_limited", message: `too many requests; retry after ${retry} s` } }, { status: 429, headers: { "retry-after": String(retry) } });
+  }
+  b.tokens -= 1;
+  buckets.set(key, b);
+  if (buckets.size > 10_000) buckets.clear();
+  return null;
+}

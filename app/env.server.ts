@@ -58,6 +58,7 @@ const EnvSchema = z.object({
   SEED_DEMO: boolFromString.optional(),
   SESSION_TTL_HOURS: intFrom(1, 24 * 30).default(12),
   SESSION_IDLE_MINUTES: intFrom(1, 24 * 60).default(30),
+  API_RATE_PER_SECOND: intFrom(1, 100_000).default(50),
   // Anchoring (docs/ledgers.md). The local ledger is on unless LOCAL_LEDGER=false.
   LOCAL_LEDGER: boolFromString.optional(),
   LOCAL_LEDGER_ID: z.string().regex(/^[A-Za-z0-9][A-Za-z0-9._:/-]{0,200}$/, "letters, digits and . _ : / - only").optional(),
@@ -92,6 +93,7 @@ export type Env = {
   seedDemo: boolean;
   sessionTtlMs: number;
   sessionIdleMs: number;
+  apiRatePerSecond: number;
   anchoring: AnchoringConfig;
 };
 
@@ -198,6 +200,7 @@ export function parseEnv(source: Record<string, string | undefined> = process.en
     seedDemo: e.SEED_DEMO ?? !production,
     sessionTtlMs: e.SESSION_TTL_HOURS * 3600_000,
     sessionIdleMs: e.SESSION_IDLE_MINUTES * 60_000,
+    apiRatePerSecond: e.API_RATE_PER_SECOND,
     anchoring,
   };
 }

@@ -62,3 +62,21 @@ export const recordVersions = pgTable(
   },
   (t) => [unique("record_versions_record_version_uq").on(t.recordId, t.version)],
 );
+
+/**
+ * Idempotency keys of the integration API: the first response to (principal, key) is stored in the same
+ * transaction as the write, so a retry gets exactly that response and nothing is written twice.
+ */
+export const idempotencyKeys = pgTable(
+  "idempotency_keys",
+  {
+    id: uuid("id").primaryKey().defaultRandom(),
+    scope: text("scope").notNull(),
+    key: text("key").notNull(),
+    requestHash: bytea("request_hash").notNull(),
+    status: integer("status").notNull(),
+    responseText: text("response_text").notNull(),
+    createdAt: timestamp("created_at", { withTimezone: true, precision: 3 }).notNull().defaultNow(),
+  },
+  (t) => [unique("idempotency_keys_scope_key_uq").on(t.scope, t.key)],
+);
