@@ -78,7 +78,9 @@ export default function Participants() {
           <tbody>
             {d.participants.map((p) => (
               <tr key={p.id} data-subject={p.subject}>
-                <td>{p.subject}</td>
+                <td>
+                  <Link to={`/studies/${d.study}/participants/${p.subject}`}>{p.subject}</Link>
+                </td>
                 <td>{p.site}</td>
                 <td>{p.status}</td>
                 <td>{p.enrolledAt.replace("T", " ").slice(0, 19)}</td>

@@ -18,6 +18,7 @@ import { appendEntry } from "./ledger.server.ts";
 import { requireSiteAction } from "./delegations.server.ts";
 import { can, type Principal } from "./permissions.server.ts";
 import { getStudyOrThrow } from "./studies.server.ts";
+import { firstFinalAnchorsCovering } from "../../db/queries/anchors.ts";
 
 export interface Idempotency {
   scope: string;
@@ -203,6 +204,10 @@ export async function recordHistory(ctx: AppContext, principal: Principal, study
     .leftJoin(users, eq(users.id, recordVersions.actorUserId))
     .where(eq(recordVersions.recordId, recordId))
     .orderBy(asc(recordVersions.version));
+  const anchoredOn = new Map<number, string[]>();
+  for (const b of new Set(versions.map((x) => x.batch).filter((x): x is number => x !== null))) {
+    anchoredOn.set(b, (await firstFinalAnchorsCovering(ctx.db, b)).map((a) => a.ledger));
+  }
   let prev: Record<string, unknown> = {};
   const history = versions.map(({ v, actor, entryStatus, seq, batch, at }) => {
     const data = JSON.parse(v.dataText) as Record<string, unknown>;
@@ -217,9 +222,45 @@ export async function recordHistory(ctx: AppContext, principal: Principal, study
       actor: actor ?? "integration",
       at: at.toISOString(),
       changes,
-      entry: { id: v.entryId, status: entryStatus, seq, batch },
+      entry: { id: v.entryId, status: entryStatus, seq, batch, anchoredOn: batch === null ? [] : (anchoredOn.get(batch) ?? []) },
     };
   });
   const current = history[history.length - 1];
   return { id: r.r.id, subject: r.subject, site: r.site, form: r.r.formCode, visit: r.r.visit, status: r.r.status, version: current.version, data: current.data, history };
+}
+
+/** The current form definition of a record (the form version of its latest version). */
+export async function recordDefinition(ctx: AppContext, recordId: string) {
+  const [row] = await ctx.db
+    .select({ text: forms.definitionText })
+    .from(recordVersions)
+    .innerJoin(forms, eq(forms.id, recordVersions.formId))
+    .where(eq(recordVersions.recordId, recordId))
+    .orderBy(desc(recordVersions.version))
+    .limit(1);
+  const parsed = row ? parseFormDefinition(JSON.parse(row.text)) : null;
+  return parsed && parsed.ok ? parsed.definition : null;
+}
+
+/** The approved forms of a study (latest version of each) and a subject's records, for the subject page. */
+export async function subjectCasebook(ctx: AppContext, principal: Principal, studyId: string, subject: string) {
+  const [p] = await ctx.db
+    .select({ p: participants, site: sites.code })
+    .from(participants)
+    .innerJoin(sites, eq(sites.id, participants.siteId))
+    .where(and(eq(participants.studyId, studyId), eq(participants.subjectCode, subject.toUpperCase())));
+  if (!p || !can(principal, "records.read", { studyId, siteId: p.p.siteId })) return null;
+  const approved = await ctx.db.select().from(forms).where(and(eq(forms.studyId, studyId), eq(forms.status, "approved"))).orderBy(asc(forms.code), desc(forms.version));
+  const latest = new Map<string, FormDefinition>();
+  for (const f of approved) {
+    if (latest.has(f.code)) continue;
+    const parsed = parseFormDefinition(JSON.parse(f.definitionText));
+    if (parsed.ok) latest.set(f.code, parsed.definition);
+  }
+  const recs = await ctx.db.select().from(records).where(eq(records.participantId, p.p.id));
+  return {
+    participant: { id: p.p.id, subject: p.p.subjectCode, site: p.site, siteId: p.p.siteId, status: p.p.status },
+    forms: [...latest.values()],
+    records: recs.map((r) => ({ id: r.id, form: r.formCode, visit: r.visit, version: r.currentVersion, status: r.status })),
+  };
 }

@@ -162,9 +162,34 @@ describe("study setup in the browser (Chromium, PostgreSQL portal)", () => {
     await expect.poll(() => coord.getByRole("status").textContent()).toContain("Enrolled SITE-A-001.");
     await expect.poll(() => coord.locator('tr[data-subject="SITE-A-001"]').count()).toBe(1);
     await shot(coord, "05-coordinator-enrolled");
+
+    // CRF entry with field-level validation, then a correction with a reason; the history keeps both versions
+    // and the seal status turns to sealed.
+    await coord.getByRole("link", { name: "SITE-A-001" }).click();
+    await coord.locator('[data-enter="VITALS-SCREENING"]').click();
+    await coord.getByLabel("Systolic BP *").fill("300");
+    await coord.getByRole("button", { name: "Save" }).click();
+    await expect.poll(() => coord.locator("#f_sbp-error").textContent()).toMatch(/at most 250/);
+    await coord.getByLabel("Systolic BP *").fill("120");
+    await coord.getByLabel("Smoker").selectOption("N");
+    await coord.getByRole("button", { name: "Save" }).click();
+    await coord.waitForURL(/\/records\//);
+    await coord.getByLabel("Systolic BP *").fill("122");
+    await coord.getByRole("button", { name: "Save correction" }).click();
+    await expect.poll(() => coord.getByRole("alert").textContent()).toMatch(/reason for change/);
+    await coord.getByLabel("Systolic BP *").fill("122");
+    await coord.getByLabel("Reason for change *").fill("transcription error");
+    await coord.getByRole("button", { name: "Save correction" }).click();
+    await expect.poll(() => coord.locator('tr[data-version="2"]').textContent()).toContain("sbp: 120 → 122");
+    await expect.poll(() => coord.locator('tr[data-version="2"]').textContent()).toContain("transcription error");
+    await expect.poll(async () => {
+      await coord.reload();
+      return coord.locator('tr[data-version="1"] td[data-seal]').textContent();
+    }, { timeout: 20_000 }).toMatch(/^sealed in batch \d+/);
+    await shot(coord, "06-record-history");
     const kinds = await sql`SELECT e.kind FROM ledger_entries e JOIN studies s ON s.id = e.study_id WHERE s.code = 'E2E-1'`;
     expect(kinds.map((k) => k.kind).sort()).toEqual(
-      ["consent_document.approved", "delegation.granted", "delegation.granted", "form.approved", "participant.enrolled", "role.granted", "role.granted", "site.added", "site.added", "study.registered"].sort(),
+      ["consent_document.approved", "delegation.granted", "delegation.granted", "form.approved", "participant.enrolled", "record.saved", "record.saved", "role.granted", "role.granted", "site.added", "site.added", "study.registered"].sort(),
     );
   });
 });

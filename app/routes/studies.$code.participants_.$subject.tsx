@@ -1,0 +1,118 @@
+import { json, redirect, type ActionFunctionArgs, type LoaderFunctionArgs, type MetaFunction } from "@remix-run/node";
+import { Form, Link, useActionData, useLoaderData, useSearchParams } from "@remix-run/react";
+import { findStudyByCode } from "../../db/queries/studies.ts";
+import { ServiceError } from "../services/errors.server.ts";
+import { saveRecord, subjectCasebook } from "../services/records.server.ts";
+import { requireStudyPermission } from "../session.server.ts";
+import { valuesFromForm } from "../lib/form-values.ts";
+import { RecordFields } from "../components/record-fields.tsx";
+import { TopBar } from "../components/top-bar.tsx";
+import type { FormDefinition } from "../lib/form-definition.ts";
+
+export const meta: MetaFunction<typeof loader> = ({ data }) => [{ title: `${data?.casebook.participant.subject ?? "Subject"} · TrialSeal` }];
+
+async function load(request: Request, context: LoaderFunctionArgs["context"], params: LoaderFunctionArgs["params"]) {
+  const study = await findStudyByCode(context.ctx.db, params.code ?? "");
+  if (!study) throw new Response("No such study", { status: 404 });
+  const user = await requireStudyPermission(request, context, "records.read", { studyId: study.id });
+  const casebook = await subjectCasebook(context.ctx, user, study.id, params.subject ?? "");
+  if (!casebook) throw new Response("No such subject", { status: 404 });
+  return { study, user, casebook };
+}
+
+export async function loader({ request, context, params }: LoaderFunctionArgs) {
+  const { study, user, casebook } = await load(request, context, params);
+  return json({ user: { fullName: user.fullName, email: user.email }, study: study.code, casebook });
+}
+
+export async function action({ request, context, params }: ActionFunctionArgs) {
+  const { study, user, casebook } = await load(request, context, params);
+  const form = await request.formData();
+  const def = casebook.forms.find((f) => f.code === String(form.get("form")));
+  if (!def) return json({ error: { field: "form", message: "choose a form" }, values: {} }, { status: 422 });
+  const values = valuesFromForm(def, form);
+  try {
+    const r = await saveRecord(context.ctx, user, study.code, { subject: casebook.participant.subject, form: def.code, formVersion: def.version, visit: String(form.get("visit") ?? ""), data: values });
+    return redirect(`/studies/${study.code}/records/${r.id}`);
+  } catch (err) {
+    if (err instanceof ServiceError) return json({ error: { field: err.field ?? null, message: err.message }, values }, { status: err.status });
+    throw err;
+  }
+}
+
+export default function Subject() {
+  const { user, study, casebook } = useLoaderData<typeof loader>();
+  const r = useActionData<typeof action>();
+  const [params] = useSearchParams();
+  const forms = casebook.forms as FormDefinition[];
+  const entering = forms.find((f) => f.code === params.get("form"));
+  const visit = params.get("visit");
+  const recordOf = (form: string, v: string) => casebook.records.find((x) => x.form === form && x.visit === v);
+  return (
+    <>
+      <TopBar user={user} />
+      <main className="page">
+        <p>
+          <Link to={`/studies/${study}`}>{study}</Link> / <Link to={`/studies/${study}/participants`}>Participants</Link>
+        </p>
+        <h1>
+          Subject {casebook.participant.subject} <span className="badge">{casebook.participant.status}</span> <span className="muted">site {casebook.participant.site}</span>
+        </h1>
+        <table>
+          <thead>
+            <tr>
+              <th>Form</th>
+              <th>Visits</th>
+            </tr>
+          </thead>
+          <tbody>
+            {forms.map((f) => (
+              <tr key={f.code}>
+                <td>
+                  {f.title} <span className="muted">{f.code} v{f.version}</span>
+                </td>
+                <td>
+                  {f.visits.map((v) => {
+                    const rec = recordOf(f.code, v);
+                    return (
+                      <span key={v} className="visit">
+                        {rec ? (
+                          <Link to={`/studies/${study}/records/${rec.id}`} data-record={`${f.code}-${v}`}>
+                            {v} (v{rec.version}
+                            {rec.status === "locked" ? ", locked" : ""})
+                          </Link>
+                        ) : (
+                          <Link to={`?form=${f.code}&visit=${v}`} data-enter={`${f.code}-${v}`}>
+                            {v}: enter
+                          </Link>
+                        )}
+                      </span>
+                    );
+                  })}
+                </td>
+              </tr>
+            ))}
+          </tbody>
+        </table>
+        {entering && visit ? (
+          <section className="card">
+            <h2>
+              {entering.title}, visit {visit}
+            </h2>
+            {r?.error && !r.error.field?.startsWith("data.") ? (
+              <p className="error" role="alert">
+                {r.error.message}
+              </p>
+            ) : null}
+            <Form method="post" noValidate>
+              <input type="hidden" name="form" value={entering.code} />
+              <input type="hidden" name="visit" value={visit} />
+              <RecordFields def={entering} values={r?.values} error={r?.error} />
+              <button type="submit">Save</button>
+            </Form>
+          </section>
+        ) : null}
+      </main>
+    </>
+  );
+}
