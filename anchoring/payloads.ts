@@ -36,6 +36,26 @@ export const PAYLOAD_SCHEMAS = {
     actor: id.nullable(),
   }),
   "delegation.revoked": z.strictObject({ v: z.literal(1), salt, delegation: id, reason: z.string().min(1).max(2000), actor: id.nullable() }),
+  /** A data manager locks (or an authorized role unlocks) a record, a subject's casebook or the whole study. */
+  "lock.set": z.strictObject({ v: z.literal(1), salt, lock: id, scope: z.enum(["record", "subject", "study"]), target: z.string().min(1).max(64), reason: z.string().min(1).max(2000), actor: id.nullable() }),
+  "lock.released": z.strictObject({ v: z.literal(1), salt, lock: id, reason: z.string().min(1).max(2000), actor: id.nullable() }),
+  /** Part 11 e-signature: bound to the signed version's record.saved payload hash, with its meaning. */
+  "signature.applied": z.strictObject({
+    v: z.literal(1),
+    salt,
+    signature: id,
+    record: id,
+    version: z.number().int().positive(),
+    signedPayloadHash: hex32,
+    meaning: z.enum(["authored", "reviewed", "approved"]),
+    signer: id,
+    actor: id.nullable(),
+  }),
+  /** Monitoring: source data verification of a record version, and queries on a field (text kept off the ledger, its hash on it). */
+  "sdv.marked": z.strictObject({ v: z.literal(1), salt, record: id, version: z.number().int().positive(), actor: id.nullable() }),
+  "query.opened": z.strictObject({ v: z.literal(1), salt, query: id, record: id, field: z.string().min(1).max(64), textSha256: hex32, actor: id.nullable() }),
+  "query.answered": z.strictObject({ v: z.literal(1), salt, query: id, textSha256: hex32, actor: id.nullable() }),
+  "query.closed": z.strictObject({ v: z.literal(1), salt, query: id, actor: id.nullable() }),
   "form.approved": z.strictObject({
     v: z.literal(1),
     salt,

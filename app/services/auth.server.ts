@@ -287,3 +287,29 @@ export async function resetPassword(ctx: AppContext, token: string, password: st
     await audit(tx, { action: "password.reset", actorUserId: user.id, ip: meta.ip });
   });
 }
+
+/**
+ * Re-authentication at the moment of an e-signature (21 CFR 11.200): the signer's password, and the current
+ * TOTP code when they use one. Failures count towards the lockout like sign-in failures.
+ */
+export async function reauthenticate(ctx: AppContext, userId: string, password: string, code: string | undefined, meta: RequestMeta) {
+  const user = await findUserById(ctx.db, userId);
+  if (!user || user.status !== "active") throw new ServiceError("unauthenticated", "sign in again");
+  if (user.lockedUntil && user.lockedUntil > new Date()) throw new ServiceError("locked", "too many failed attempts: this account is locked for a while");
+  if (!(await verifyPassword(user.passwordHash, password))) {
+    const failures = user.failedLogins + 1;
+    const lock = lockoutMs(failures);
+    await ctx.db.update(users).set({ failedLogins: failures, lockedUntil: lock ? new Date(Date.now() + lock) : null }).where(eq(users.id, user.id));
+    await audit(ctx.db, { action: "signature.reauth", outcome: "failure", actorUserId: user.id, ip: meta.ip, detail: { reason: "bad_password" } });
+    throw new ServiceError("invalid", "the password is not correct", "password");
+  }
+  if (user.totpEnabledAt && user.totpSecretEnc) {
+    const secret = decryptField(ctx.env.dataKey, user.totpSecretEnc, secretAad(user.id));
+    if (!code || !(await checkCode(ctx, user.id, secret, code.trim()))) {
+      await audit(ctx.db, { action: "signature.reauth", outcome: "failure", actorUserId: user.id, ip: meta.ip, detail: { reason: "bad_code" } });
+      throw new ServiceError("invalid", "enter the current 6-digit code from your authenticator app", "code");
+    }
+  }
+  if (user.failedLogins) await ctx.db.update(users).set({ failedLogins: 0 }).where(eq(users.id, user.id));
+  return user;
+}

@@ -19,6 +19,7 @@ import { requireSiteAction } from "./delegations.server.ts";
 import { can, type Principal } from "./permissions.server.ts";
 import { getStudyOrThrow } from "./studies.server.ts";
 import { firstFinalAnchorsCovering } from "../../db/queries/anchors.ts";
+import { assertUnlocked } from "./monitoring.server.ts";
 
 export interface Idempotency {
   scope: string;
@@ -104,6 +105,7 @@ export async function saveRecord(ctx: AppContext, principal: Principal, studyCod
   const [p] = await ctx.db.select().from(participants).where(and(eq(participants.studyId, study.id), eq(participants.subjectCode, v.subject.toUpperCase())));
   if (!p) invalid(`subject: no subject ${v.subject} in ${study.code}`, "subject");
   await requireSiteAction(ctx, principal, "records.enter", { studyId: study.id, siteId: p.siteId });
+  await assertUnlocked(ctx, { id: "00000000-0000-0000-0000-000000000000", studyId: study.id, participantId: p.id });
   const { row: form, def } = await formFor(ctx, study.id, v.form, v.formVersion);
   if (!def.visits.includes(v.visit.toUpperCase())) invalid(`visit: ${v.visit} is not a visit of form ${def.code} (${def.visits.join(", ")})`, "visit");
   const data = validateValues(def, v.data);
@@ -148,7 +150,7 @@ export async function correctRecord(ctx: AppContext, principal: Principal, study
   const [r] = await ctx.db.select().from(records).where(and(eq(records.id, recordId), eq(records.studyId, study.id)));
   if (!r || !can(principal, "records.read", { studyId: study.id, siteId: r.siteId })) throw new ServiceError("not_found", `no record ${recordId}`, "id");
   await requireSiteAction(ctx, principal, "records.enter", { studyId: study.id, siteId: r.siteId });
-  if (r.status === "locked") throw new ServiceError("locked", "this record is locked; it cannot be edited until a data manager unlocks it");
+  await assertUnlocked(ctx, r);
   return ctx.db.transaction(async (tx) => {
     // Serialize corrections of one record: the row lock makes version numbers and the prev chain gapless.
     await tx.execute(sql`SELECT 1 FROM records WHERE id = ${r.id} FOR UPDATE`);

@@ -80,3 +80,71 @@ export const idempotencyKeys = pgTable(
   },
   (t) => [unique("idempotency_keys_scope_key_uq").on(t.scope, t.key)],
 );
+
+/** Locks of a record, a subject's casebook or the whole study; released by a logged unlock. */
+export const locks = pgTable(
+  "locks",
+  {
+    id: uuid("id").primaryKey().defaultRandom(),
+    studyId: uuid("study_id").notNull().references(() => studies.id),
+    scope: text("scope", { enum: ["record", "subject", "study"] }).notNull(),
+    /** record id, participant id, or null for the study. */
+    targetId: uuid("target_id"),
+    reason: text("reason").notNull(),
+    lockedBy: uuid("locked_by").references(() => users.id),
+    lockedAt: timestamp("locked_at", { withTimezone: true, precision: 3 }).notNull().defaultNow(),
+    releasedBy: uuid("released_by").references(() => users.id),
+    releasedAt: timestamp("released_at", { withTimezone: true, precision: 3 }),
+    releaseReason: text("release_reason"),
+  },
+  (t) => [index("locks_study_idx").on(t.studyId)],
+);
+
+/** Part 11 e-signatures over one record version (manifestation: printed name, UTC time, meaning). */
+export const signatures = pgTable(
+  "signatures",
+  {
+    id: uuid("id").primaryKey().defaultRandom(),
+    studyId: uuid("study_id").notNull().references(() => studies.id),
+    recordId: uuid("record_id").notNull().references(() => records.id),
+    version: integer("version").notNull(),
+    signedPayloadHash: bytea("signed_payload_hash").notNull(),
+    meaning: text("meaning", { enum: ["authored", "reviewed", "approved"] }).notNull(),
+    signerId: uuid("signer_id").notNull().references(() => users.id),
+    printedName: text("printed_name").notNull(),
+    signedAt: timestamp("signed_at", { withTimezone: true, precision: 3 }).notNull().defaultNow(),
+    entryId: uuid("entry_id").notNull().references(() => ledgerEntries.id),
+  },
+  (t) => [index("signatures_record_idx").on(t.recordId)],
+);
+
+/** Monitoring queries on a field of a record: open -> answered -> closed. */
+export const queries = pgTable(
+  "queries",
+  {
+    id: uuid("id").primaryKey().defaultRandom(),
+    studyId: uuid("study_id").notNull().references(() => studies.id),
+    recordId: uuid("record_id").notNull().references(() => records.id),
+    field: text("field").notNull(),
+    text: text("text").notNull(),
+    answer: text("answer"),
+    status: text("status", { enum: ["open", "answered", "closed"] }).notNull().default("open"),
+    openedBy: uuid("opened_by").references(() => users.id),
+    openedAt: timestamp("opened_at", { withTimezone: true, precision: 3 }).notNull().defaultNow(),
+    answeredBy: uuid("answered_by").references(() => users.id),
+    answeredAt: timestamp("answered_at", { withTimezone: true, precision: 3 }),
+    closedBy: uuid("closed_by").references(() => users.id),
+    closedAt: timestamp("closed_at", { withTimezone: true, precision: 3 }),
+  },
+  (t) => [index("queries_record_idx").on(t.recordId)],
+);
+
+/** Source data verification marks (per record version). */
+export const sdvMarks = pgTable("sdv_marks", {
+  id: uuid("id").primaryKey().defaultRandom(),
+  recordId: uuid("record_id").notNull().references(() => records.id),
+  version: integer("version").notNull(),
+  markedBy: uuid("marked_by").references(() => users.id),
+  markedAt: timestamp("marked_at", { withTimezone: true, precision: 3 }).notNull().defaultNow(),
+  entryId: uuid("entry_id").notNull().references(() => ledgerEntries.id),
+});
