@@ -4,6 +4,11 @@ import { useEffect, useState } from "react";
 import { findStudyByCode } from "../../db/queries/studies.ts";
 import { ServiceError } from "../services/errors.server.ts";
 import { correctRecord, recordDefinition, recordHistory } from "../services/records.server.ts";
+import { activeLock, answerQuery, closeQuery, markSdv, openQuery, queriesOf, releaseLock, sdvOf, setLock, signRecord, signaturesOf } from "../services/monitoring.server.ts";
+import { can } from "../services/permissions.server.ts";
+import { requestMeta } from "../session.server.ts";
+import { records as recordsTable } from "../../db/schema/index.ts";
+import { eq } from "drizzle-orm";
 import { requireStudyPermission } from "../session.server.ts";
 import { valuesFromForm } from "../lib/form-values.ts";
 import { RecordFields } from "../components/record-fields.tsx";
@@ -27,15 +32,60 @@ async function load(request: Request, context: LoaderFunctionArgs["context"], pa
 
 export async function loader({ request, context, params }: LoaderFunctionArgs) {
   const { study, user, record, def } = await load(request, context, params);
-  return json({ user: { fullName: user.fullName, email: user.email }, study: study.code, record, def });
+  const ctx = context.ctx;
+  const [row] = await ctx.db.select().from(recordsTable).where(eq(recordsTable.id, record.id));
+  const [sigs, qs, sdv, lock] = await Promise.all([signaturesOf(ctx, record.id, record.version), queriesOf(ctx, record.id), sdvOf(ctx, record.id), activeLock(ctx, row)]);
+  const scope = { studyId: study.id, siteId: row.siteId };
+  return json({
+    user: { fullName: user.fullName, email: user.email },
+    study: study.code,
+    record,
+    def,
+    signatures: sigs,
+    queries: qs.map((q) => ({ id: q.id, field: q.field, text: q.text, answer: q.answer, status: q.status, openedAt: q.openedAt.toISOString() })),
+    sdv: sdv.map((m) => ({ version: m.version, at: m.markedAt.toISOString() })),
+    lock: lock ? { id: lock.id, scope: lock.scope, reason: lock.reason } : null,
+    can: {
+      enter: can(user, "records.enter", scope),
+      sign: can(user, "records.sign", scope),
+      monitor: can(user, "records.monitor", scope),
+      lock: can(user, "records.lock", scope),
+    },
+  });
 }
 
 export async function action({ request, context, params }: ActionFunctionArgs) {
   const { study, user, record, def } = await load(request, context, params);
   const form = await request.formData();
+  const text = (k: string) => String(form.get(k) ?? "");
   const values = valuesFromForm(def, form);
+  const ctx = context.ctx;
   try {
-    await correctRecord(context.ctx, user, study.code, record.id, { data: values, reason: String(form.get("reason") ?? "") });
+    switch (text("intent")) {
+      case "sign":
+        await signRecord(ctx, user, study.code, record.id, { meaning: text("meaning"), password: text("password"), code: text("code") || undefined }, requestMeta(request));
+        break;
+      case "sdv":
+        await markSdv(ctx, user, study.code, record.id);
+        break;
+      case "query":
+        await openQuery(ctx, user, study.code, record.id, { field: text("field"), text: text("text") });
+        break;
+      case "answer":
+        await answerQuery(ctx, user, study.code, text("query"), text("answer"));
+        break;
+      case "close":
+        await closeQuery(ctx, user, study.code, text("query"));
+        break;
+      case "lock":
+        await setLock(ctx, user, study.code, { scope: "record", target: record.id, reason: text("reason") });
+        break;
+      case "unlock":
+        await releaseLock(ctx, user, study.code, text("lock"), text("reason"));
+        break;
+      default:
+        await correctRecord(ctx, user, study.code, record.id, { data: values, reason: text("reason") });
+    }
     return redirect(`/studies/${study.code}/records/${record.id}`);
   } catch (err) {
     if (err instanceof ServiceError) return json({ error: { field: err.field ?? null, message: err.message }, values }, { status: err.status });
@@ -60,7 +110,7 @@ function When({ iso }: { iso: string }) {
 }
 
 export default function RecordPage() {
-  const { user, study, record, def } = useLoaderData<typeof loader>();
+  const { user, study, record, def, signatures, queries, sdv, lock, can: may } = useLoaderData<typeof loader>();
   const r = useActionData<typeof action>();
   const show = (v: unknown) => (v === null || v === undefined ? "-" : Array.isArray(v) ? v.join(", ") : String(v));
   return (
@@ -121,15 +171,126 @@ export default function RecordPage() {
             ))}
           </tbody>
         </table>
-        {record.status !== "locked" ? (
+        {r?.error && !r.error.field?.startsWith("data") && r.error.field !== "reason" ? (
+          <p className="error" role="alert" data-error-field={r.error.field ?? ""}>
+            {r.error.message}
+          </p>
+        ) : null}
+        <h2>Signatures</h2>
+        {signatures.length === 0 ? <p className="muted">Not signed.</p> : null}
+        <ul>
+          {signatures.map((s) => (
+            <li key={s.id} data-signature={s.valid ? "valid" : "invalidated"}>
+              <strong>{s.printedName}</strong>, {s.signedAt.replace("T", " ").slice(0, 19)} UTC, meaning: <em>{s.meaning}</em> (version {s.version})
+              {s.note ? <span className="error"> {s.note}</span> : null}
+            </li>
+          ))}
+        </ul>
+        {may.sign ? (
+          <Form method="post" className="card" noValidate>
+            <input type="hidden" name="intent" value="sign" />
+            <h3>Sign version {record.version}</h3>
+            <label htmlFor="meaning">Meaning of this signature</label>
+            <select id="meaning" name="meaning">
+              <option value="approved">approved</option>
+              <option value="reviewed">reviewed</option>
+              <option value="authored">authored</option>
+            </select>
+            <label htmlFor="sign-password">Your password</label>
+            <input id="sign-password" name="password" type="password" autoComplete="current-password" />
+            <label htmlFor="sign-code">Authenticator code</label>
+            <input id="sign-code" name="code" type="text" inputMode="numeric" autoComplete="one-time-code" />
+            <button type="submit">Sign</button>
+          </Form>
+        ) : null}
+        <h2>Monitoring</h2>
+        <p data-sdv>{sdv.length ? `Source data verified: version ${sdv[sdv.length - 1].version} on ${sdv[sdv.length - 1].at.slice(0, 10)}` : "Not source-data verified."}</p>
+        {may.monitor ? (
+          <Form method="post">
+            <input type="hidden" name="intent" value="sdv" />
+            <button type="submit">Mark version {record.version} as source-data verified</button>
+          </Form>
+        ) : null}
+        <table>
+          <thead>
+            <tr>
+              <th>Field</th>
+              <th>Query</th>
+              <th>Answer</th>
+              <th>Status</th>
+              <th />
+            </tr>
+          </thead>
+          <tbody>
+            {queries.map((q) => (
+              <tr key={q.id} data-query={q.status}>
+                <td>{q.field}</td>
+                <td>{q.text}</td>
+                <td>
+                  {q.answer ??
+                    (may.enter && q.status === "open" ? (
+                      <Form method="post">
+                        <input type="hidden" name="intent" value="answer" />
+                        <input type="hidden" name="query" value={q.id} />
+                        <label htmlFor={`answer-${q.id}`}>Answer</label>
+                        <input id={`answer-${q.id}`} name="answer" type="text" />
+                        <button type="submit">Answer</button>
+                      </Form>
+                    ) : (
+                      "-"
+                    ))}
+                </td>
+                <td>{q.status}</td>
+                <td>
+                  {may.monitor && q.status === "answered" ? (
+                    <Form method="post">
+                      <input type="hidden" name="intent" value="close" />
+                      <input type="hidden" name="query" value={q.id} />
+                      <button type="submit">Close</button>
+                    </Form>
+                  ) : null}
+                </td>
+              </tr>
+            ))}
+          </tbody>
+        </table>
+        {may.monitor ? (
+          <Form method="post" className="card" noValidate>
+            <input type="hidden" name="intent" value="query" />
+            <h3>Raise a query</h3>
+            <label htmlFor="query-field">Field</label>
+            <select id="query-field" name="field">
+              {def.fields.map((f) => (
+                <option key={f.name} value={f.name}>
+                  {f.label}
+                </option>
+              ))}
+            </select>
+            <label htmlFor="query-text">Query</label>
+            <input id="query-text" name="text" type="text" />
+            <button type="submit">Raise query</button>
+          </Form>
+        ) : null}
+        {lock ? <p className="error" data-lock={lock.scope}>Locked ({lock.scope}): {lock.reason}</p> : null}
+        {may.lock ? (
+          <Form method="post" className="card" noValidate>
+            <input type="hidden" name="intent" value={lock ? "unlock" : "lock"} />
+            {lock ? <input type="hidden" name="lock" value={lock.id} /> : null}
+            <label htmlFor="lock-reason">{lock ? "Reason to unlock" : "Reason to lock"}</label>
+            <input id="lock-reason" name="reason" type="text" />
+            <button type="submit">{lock ? "Unlock" : "Lock record"}</button>
+          </Form>
+        ) : null}
+        {!lock && may.enter ? (
           <section className="card">
             <h2>Correct</h2>
-            {r?.error && !r.error.field?.startsWith("data.") ? (
+            {r?.error && (r.error.field === "reason" || r.error.field === "data") ? (
               <p className="error" role="alert">
                 {r.error.message}
               </p>
             ) : null}
             <Form method="post" noValidate>
+              <input type="hidden" name="intent" value="correct" />
               <RecordFields def={def} values={r?.values ?? (record.data as Record<string, unknown>)} error={r?.error} />
               <label htmlFor="reason">Reason for change *</label>
               <input id="reason" name="reason" type="text" aria-invalid={r?.error?.field === "reason" || undefined} />

@@ -46,18 +46,20 @@ async function mailTo(address: string, kind: string) {
   return String(rows[0].body);
 }
 
-async function signInAndEnrol(page: Page, email: string, password: string) {
+async function signInAndEnrol(page: Page, email: string, password: string): Promise<string | null> {
+  let secret: string | null = null;
   await page.goto(`${portal.url}/login`);
   await page.getByLabel("Email").fill(email);
   await page.getByLabel("Password").fill(password);
   await page.getByRole("button", { name: "Sign in" }).click();
   await page.waitForURL(/\/account\/totp|\/studies/);
   if (page.url().includes("/account/totp")) {
-    const secret = (await page.getByTestId("totp-secret").textContent())!.trim();
+    secret = (await page.getByTestId("totp-secret").textContent())!.trim();
     await page.getByLabel("Code").fill(await totp(secret));
     await page.getByRole("button", { name: "Turn on" }).click();
     await page.waitForURL(/\/studies/);
   }
+  return secret;
 }
 
 async function acceptInvitation(page: Page, email: string, password: string) {
@@ -88,16 +90,21 @@ describe("study setup in the browser (Chromium, PostgreSQL portal)", () => {
     await expect.poll(() => admin.getByRole("status").textContent()).toContain("Site SITE-B added.");
 
     // Invitations: an investigator (principal) and a coordinator, both at SITE-A.
-    for (const [name, email, role] of [["Ivy Investigator", "ivy@e2e.test", "investigator"], ["Cole Coordinator", "cole@e2e.test", "coordinator"]] as const) {
+    for (const [name, email, role] of [
+      ["Ivy Investigator", "ivy@e2e.test", "investigator"],
+      ["Cole Coordinator", "cole@e2e.test", "coordinator"],
+      ["Mo Monitor", "mo@e2e.test", "monitor"],
+      ["Dee Datamanager", "dee@e2e.test", "data_manager"],
+    ] as const) {
       await admin.getByLabel("Full name").fill(name);
       await admin.getByLabel("Email").fill(email);
       await admin.getByLabel("Role").selectOption(role);
-      await admin.getByLabel("Site (investigators and coordinators)").selectOption("SITE-A");
+      await admin.getByLabel("Site (investigators and coordinators)").selectOption(role === "investigator" || role === "coordinator" ? "SITE-A" : "");
       if (role === "investigator") await admin.getByLabel("Investigator type").selectOption("principal");
       await admin.getByRole("button", { name: "Invite" }).click();
       await expect.poll(() => admin.getByRole("status").textContent()).toContain(`Invitation sent to ${email}.`);
     }
-    await expect.poll(() => admin.locator("tr[data-staff]").count()).toBe(2); // the two invitees (the platform admin holds no study role)
+    await expect.poll(() => admin.locator("tr[data-staff]").count()).toBe(4); // the invitees (the platform admin holds no study role)
     await shot(admin, "01-admin-staff");
 
     // A form version in the JSON editor: the live preview follows, invalid JSON is flagged before saving.
@@ -141,7 +148,7 @@ describe("study setup in the browser (Chromium, PostgreSQL portal)", () => {
     // The investigator accepts, enrols a second factor (required for the role) and delegates.
     const inv = await (await browser.newContext()).newPage();
     await acceptInvitation(inv, "ivy@e2e.test", "granite meadow puzzle 52");
-    await signInAndEnrol(inv, "ivy@e2e.test", "granite meadow puzzle 52");
+    const ivySecret = (await signInAndEnrol(inv, "ivy@e2e.test", "granite meadow puzzle 52"))!;
     await inv.goto(`${portal.url}/studies/E2E-1/delegation`);
     for (const task of ["data_entry", "enrollment"]) {
       await inv.getByLabel("Staff member (email)").fill("cole@e2e.test");
@@ -187,9 +194,51 @@ describe("study setup in the browser (Chromium, PostgreSQL portal)", () => {
       return coord.locator('tr[data-version="1"] td[data-seal]').textContent();
     }, { timeout: 20_000 }).toMatch(/^sealed in batch \d+/);
     await shot(coord, "06-record-history");
+    const recordUrl = coord.url();
+
+    // The investigator signs (password and a fresh authenticator code; a code is never accepted twice).
+    await inv.goto(recordUrl);
+    await new Promise((r) => setTimeout(r, 31_000 - (Date.now() % 30_000)));
+    await inv.getByLabel("Meaning of this signature").selectOption("approved");
+    await inv.getByLabel("Your password").fill("granite meadow puzzle 52");
+    await inv.getByLabel("Authenticator code").fill(await totp(ivySecret));
+    await inv.getByRole("button", { name: "Sign", exact: true }).click();
+    await expect.poll(() => inv.locator('[data-signature="valid"]').textContent()).toMatch(/Ivy Investigator, .* UTC, meaning: approved \(version 2\)/);
+
+    // A monitor raises a query on the field; the coordinator answers; the monitor closes it.
+    const mon = await (await browser.newContext()).newPage();
+    await acceptInvitation(mon, "mo@e2e.test", "copper window orchard 73");
+    await signInAndEnrol(mon, "mo@e2e.test", "copper window orchard 73");
+    await mon.goto(recordUrl);
+    await mon.getByLabel("Field").selectOption("sbp");
+    await mon.getByLabel("Query").fill("Please confirm 122 against the source.");
+    await mon.getByRole("button", { name: "Raise query" }).click();
+    await expect.poll(() => mon.locator('tr[data-query="open"]').count()).toBe(1);
+    await coord.goto(recordUrl);
+    await coord.getByLabel("Answer").fill("Confirmed against the clinic chart.");
+    await coord.getByRole("button", { name: "Answer", exact: true }).click();
+    await expect.poll(() => coord.locator('tr[data-query="answered"]').count()).toBe(1);
+    await mon.goto(recordUrl);
+    await mon.getByRole("button", { name: "Close", exact: true }).click();
+    await expect.poll(() => mon.locator('tr[data-query="closed"]').count()).toBe(1);
+    await shot(mon, "07-monitor-query-closed");
+
+    // A data manager locks the record: the coordinator can no longer edit it.
+    const dm = await (await browser.newContext()).newPage();
+    await acceptInvitation(dm, "dee@e2e.test", "silver canyon ribbon 84");
+    await signInAndEnrol(dm, "dee@e2e.test", "silver canyon ribbon 84");
+    await dm.goto(recordUrl);
+    await dm.getByLabel("Reason to lock").fill("cleaned for interim analysis");
+    await dm.getByRole("button", { name: "Lock record" }).click();
+    await expect.poll(() => dm.locator("[data-lock]").textContent()).toContain("cleaned for interim analysis");
+    await coord.goto(recordUrl);
+    expect(await coord.getByRole("button", { name: "Save correction" }).count()).toBe(0);
+    const refused = await coord.request.put(`${portal.url}/api/v1/studies/E2E-1/records/${recordUrl.split("/").pop()}`, { data: { data: { sbp: 130 }, reason: "late" }, headers: { origin: portal.url } });
+    expect(refused.status()).toBe(423);
+    await shot(coord, "08-record-locked");
     const kinds = await sql`SELECT e.kind FROM ledger_entries e JOIN studies s ON s.id = e.study_id WHERE s.code = 'E2E-1'`;
     expect(kinds.map((k) => k.kind).sort()).toEqual(
-      ["consent_document.approved", "delegation.granted", "delegation.granted", "form.approved", "participant.enrolled", "record.saved", "record.saved", "role.granted", "role.granted", "site.added", "site.added", "study.registered"].sort(),
+      ["consent_document.approved", "delegation.granted", "delegation.granted", "form.approved", "participant.enrolled", "record.saved", "record.saved", "signature.applied", "query.opened", "query.answered", "query.closed", "lock.set", "role.granted", "role.granted", "role.granted", "role.granted", "site.added", "site.added", "study.registered"].sort(),
     );
   });
 });
