@@ -58,6 +58,11 @@ export default function Subject() {
         <h1>
           Subject {casebook.participant.subject} <span className="badge">{casebook.participant.status}</span> <span className="muted">site {casebook.participant.site}</span>
         </h1>
+        <p>
+          <a href={`/studies/${study}/participants/${casebook.participant.subject}/casebook.pdf`} download>
+            Certified copy (PDF)
+          </a>
+        </p>
         <table>
           <thead>
             <tr>

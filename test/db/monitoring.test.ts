@@ -100,3 +100,24 @@ describe(`sign-off, monitoring and locks on ${engineUnderTest()}`, () => {
     expect(k.filter((x) => x === "lock.released")).toHaveLength(4);
   });
 });
+
+describe(`certified copy on ${engineUnderTest()}`, () => {
+  it("renders the casebook as a PDF with values, audit trail, signatures, queries and every version's entry (audited)", async () => {
+    const { casebookPdf } = await import("../../app/services/certified-copy.server.ts");
+    const { extractText, getDocumentProxy } = await import("unpdf");
+    const pdf = await casebookPdf(t.ctx, p.mon, "MON-1", "S1-001");
+    expect(pdf.subarray(0, 5).toString()).toBe("%PDF-");
+    const { text } = await extractText(await getDocumentProxy(new Uint8Array(pdf)), { mergePages: true });
+    const flat = String(text).replace(/\s+/g, " ");
+    expect(flat).toContain("Certified copy: casebook of subject S1-001");
+    expect(flat).toContain("SBP: 125");
+    expect(flat).toMatch(/v2 .* UTC .* sbp: 120 -> 121 reason: re-measured/);
+    expect(flat).toMatch(/inv person, .* UTC, meaning: approved \(version 1\) \[invalidated/);
+    expect(flat).toContain("Please confirm 121 against the source document.");
+    const entries = (await t.database.execute(`SELECT v.entry_id FROM record_versions v WHERE v.record_id = '${recordId}'`)).map((r) => String(r.entry_id));
+    for (const e of entries) expect(flat).toContain(`entry ${e}`);
+    const [ev] = await t.database.execute(`SELECT action, participant_id IS NOT NULL AS subj FROM audit_events WHERE action = 'export.certified_copy'`);
+    expect(ev).toEqual({ action: "export.certified_copy", subj: true });
+    await expect(casebookPdf(t.ctx, p.mon, "MON-1", "S1-999")).rejects.toMatchObject({ code: "not_found" });
+  });
+});
