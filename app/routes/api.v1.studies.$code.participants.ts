@@ -4,7 +4,10 @@ import { apiError, apiPrincipal, rateLimited, readJsonBody } from "../api.server
 import { ServiceError } from "../services/errors.server.ts";
 import { enrollParticipant } from "../services/participants.server.ts";
 
-/** POST /api/v1/studies/:code/participants (body {"site"}): enrol; returns the generated subject code. */
+/**
+ * POST /api/v1/studies/:code/participants (body {"site", "personal"?: {fullName, email, phone, birthDate}}):
+ * enrol; personal data is encrypted at rest and never reaches the log (only an HMAC under the subject's key).
+ */
 export async function action({ request, context, params }: ActionFunctionArgs) {
   if (request.method !== "POST") return apiError(405, "method_not_allowed", "use POST");
   const principal = await apiPrincipal(request, context.ctx);
@@ -15,13 +18,13 @@ export async function action({ request, context, params }: ActionFunctionArgs) {
   if (!principal.platformAdmin && !principal.memberships.some((m) => m.studyCode === code)) return apiError(404, "not_found", `no study ${params.code}`);
   const body = await readJsonBody(request, 16 * 1024);
   if (!body.ok) return body.response;
-  const v = z.strictObject({ site: z.string().min(1, "site is required").max(32) }).safeParse(body.value);
+  const v = z.strictObject({ site: z.string().min(1, "site is required").max(32), personal: z.unknown().optional() }).safeParse(body.value);
   if (!v.success) {
     const i = v.error.issues[0];
-    return apiError(422, "invalid", `${i.path.join(".") || "body"}: ${i.code === "unrecognized_keys" ? "personal data capture comes with CRF entry; send only site" : i.message}`, String(i.path[0] ?? (i as { keys?: string[] }).keys?.[0] ?? "body"));
+    return apiError(422, "invalid", `${i.path.join(".") || "body"}: ${i.code === "unrecognized_keys" ? `unknown field ${(i as { keys?: string[] }).keys?.join(", ")} (send site, and optionally personal: {fullName, email, phone, birthDate})` : i.message}`, String(i.path[0] ?? (i as { keys?: string[] }).keys?.[0] ?? "body"));
   }
   try {
-    const p = await enrollParticipant(context.ctx, principal, { study: code, site: v.data.site });
+    const p = await enrollParticipant(context.ctx, principal, { study: code, site: v.data.site, personal: v.data.personal });
     return Response.json({ subject: p.subjectCode, id: p.id, entry: { id: p.entryId, status: "pending" } }, { status: 201 });
   } catch (err) {
     if (err instanceof ServiceError) return apiError(err.status, err.code, err.message, err.field);

@@ -29,7 +29,8 @@ export async function action({ request, context, params }: ActionFunctionArgs) {
   const user = await requireStudyPermission(request, context, "study.view", { studyId: study.id });
   const form = await request.formData();
   try {
-    const p = await enrollParticipant(context.ctx, user, { study: study.code, site: String(form.get("site") ?? "") });
+    const text = (k: string) => String(form.get(k) ?? "").trim() || undefined;
+    const p = await enrollParticipant(context.ctx, user, { study: study.code, site: String(form.get("site") ?? ""), personal: { fullName: text("fullName"), email: text("email"), phone: text("phone"), birthDate: text("birthDate") } });
     return json({ ok: true, message: `Enrolled ${p.subjectCode}.`, error: null });
   } catch (err) {
     if (err instanceof ServiceError) return json({ ok: false, message: null, error: err.message }, { status: err.status });
@@ -63,6 +64,25 @@ export default function Participants() {
                 <option key={s}>{s}</option>
               ))}
             </select>
+            <p className="muted">Personal data (optional) is encrypted and never written to the log.</p>
+            <div className="grid">
+              <div>
+                <label htmlFor="fullName">Full name</label>
+                <input id="fullName" name="fullName" type="text" autoComplete="off" />
+              </div>
+              <div>
+                <label htmlFor="birthDate">Date of birth</label>
+                <input id="birthDate" name="birthDate" type="date" />
+              </div>
+              <div>
+                <label htmlFor="email">Email</label>
+                <input id="email" name="email" type="email" autoComplete="off" />
+              </div>
+              <div>
+                <label htmlFor="phone">Phone</label>
+                <input id="phone" name="phone" type="tel" autoComplete="off" />
+              </div>
+            </div>
             <button type="submit">Enroll a participant</button>
           </Form>
         ) : null}

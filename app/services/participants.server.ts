@@ -3,7 +3,9 @@
  * Enrolling needs the role permission and, for site staff, a current "enrollment" delegation at the site.
  * Subject codes are generated per site (SITE-001, SITE-002, ...); the enrolment is a ledger entry.
  */
-import { randomBytes } from "node:crypto";
+import { createHmac, randomBytes } from "node:crypto";
+import { z } from "zod";
+import { canonicalize } from "../../anchoring/canonical.ts";
 import { and, asc, count, eq, inArray } from "drizzle-orm";
 import { participants, sites } from "../../db/schema/index.ts";
 import type { AppContext } from "./context.server.ts";
@@ -15,7 +17,27 @@ import { encryptField } from "./personal-data.server.ts";
 import type { Principal } from "./permissions.server.ts";
 import { getStudyOrThrow } from "./studies.server.ts";
 
-export async function enrollParticipant(ctx: AppContext, principal: Principal, input: { study: string; site: string }) {
+/** Optional personal data at enrolment: encrypted at rest; only an HMAC under the subject's key reaches the log. */
+export const PersonalData = z.strictObject({
+  fullName: z.string().trim().min(1).max(200).optional(),
+  email: z.string().trim().toLowerCase().email("not a valid email address").optional(),
+  phone: z.string().trim().regex(/^\+?[0-9 ()-]{5,25}$/, "a phone number such as +44 20 7946 0000").optional(),
+  birthDate: z
+    .string()
+    .trim()
+    .regex(/^\d{4}-\d{2}-\d{2}$/, "use YYYY-MM-DD")
+    .refine((d) => !Number.isNaN(Date.parse(`${d}T00:00:00Z`)) && d <= new Date().toISOString().slice(0, 10), "not a past calendar date")
+    .optional(),
+});
+export type PersonalData = z.infer<typeof PersonalData>;
+
+export async function enrollParticipant(ctx: AppContext, principal: Principal, input: { study: string; site: string; personal?: unknown }) {
+  const pd = PersonalData.safeParse(input.personal ?? {});
+  if (!pd.success) {
+    const i = pd.error.issues[0];
+    throw new ServiceError("invalid", `${i.path.join(".") || "personal"}: ${i.code === "unrecognized_keys" ? "unknown personal data field" : i.message}`, String(i.path[0] ?? "personal"));
+  }
+  const personal = Object.fromEntries(Object.entries(pd.data).filter(([, v]) => v !== undefined)) as PersonalData;
   const study = await getStudyOrThrow(ctx, input.study);
   const [site] = await ctx.db.select().from(sites).where(and(eq(sites.studyId, study.id), eq(sites.code, String(input.site ?? "").toUpperCase())));
   if (!site) throw new ServiceError("invalid", `site: choose a site of ${study.code}`, "site");
@@ -26,10 +48,16 @@ export async function enrollParticipant(ctx: AppContext, principal: Principal, i
     try {
       return await ctx.db.transaction(async (tx) => {
         const [p] = await tx.insert(participants).values({ studyId: study.id, siteId: site.id, subjectCode: subject, enrolledBy: principal.userId }).returning();
-        // The per-subject key that will bind personal data to ledger payloads (HMAC); destroyed on erasure.
-        const subjectKeyEnc = encryptField(ctx.env.dataKey, randomBytes(32).toString("base64"), `participants.subject_key:${p.id}`);
-        const e = await appendEntry(tx, ctx.crypto, study, "participant.enrolled", { subject, site: site.code, identity: null, actor: principal.userId });
-        await tx.update(participants).set({ subjectKeyEnc, entryId: e.id }).where(eq(participants.id, p.id));
+        // The per-subject key binding personal data to ledger payloads (HMAC); destroying it is the erasure procedure.
+        const subjectKey = randomBytes(32);
+        const subjectKeyEnc = encryptField(ctx.env.dataKey, subjectKey.toString("base64"), `participants.subject_key:${p.id}`);
+        const identity = Object.keys(personal).length ? createHmac("sha256", subjectKey).update(canonicalize(personal)).digest("hex") : null;
+        const enc = (field: "name" | "email" | "phone" | "birth_date", v: string | undefined) => (v === undefined ? null : encryptField(ctx.env.dataKey, v, `participants.${field}:${p.id}`));
+        const e = await appendEntry(tx, ctx.crypto, study, "participant.enrolled", { subject, site: site.code, identity, actor: principal.userId });
+        await tx
+          .update(participants)
+          .set({ subjectKeyEnc, entryId: e.id, nameEnc: enc("name", personal.fullName), emailEnc: enc("email", personal.email), phoneEnc: enc("phone", personal.phone), birthDateEnc: enc("birth_date", personal.birthDate) })
+          .where(eq(participants.id, p.id));
         await audit(tx, { action: "participant.enroll", actorUserId: principal.userId, actorLabel: principal.label, studyId: study.id, siteId: site.id, participantId: p.id });
         return { ...p, entryId: e.id };
       });
