@@ -4,6 +4,7 @@ import { findStudyByCode, listSites } from "../../db/queries/studies.ts";
 import { ServiceError } from "../services/errors.server.ts";
 import { can } from "../services/permissions.server.ts";
 import { enrollParticipant, listParticipants } from "../services/participants.server.ts";
+import { releaseLock, setLock, studyLock } from "../services/monitoring.server.ts";
 import { requireStudyPermission } from "../session.server.ts";
 import { TopBar } from "../components/top-bar.tsx";
 
@@ -14,11 +15,14 @@ export async function loader({ request, context, params }: LoaderFunctionArgs) {
   if (!study) throw new Response("No such study", { status: 404 });
   const user = await requireStudyPermission(request, context, "records.read", { studyId: study.id });
   const [rows, sites] = await Promise.all([listParticipants(context.ctx, user, study.id), listSites(context.ctx.db, study.id)]);
+  const lock = await studyLock(context.ctx, study.id);
   const enrollSites = sites.filter((s) => can(user, "participants.enroll", { studyId: study.id, siteId: s.id }) && !user.platformAdmin).map((s) => s.code);
   return json({
     user: { fullName: user.fullName, email: user.email },
     study: study.code,
     enrollSites,
+    lock: lock ? { id: lock.id, reason: lock.reason } : null,
+    canLock: can(user, "records.lock", { studyId: study.id }),
     participants: rows.map((r) => ({ ...r, enrolledAt: r.enrolledAt.toISOString() })),
   });
 }
@@ -29,6 +33,12 @@ export async function action({ request, context, params }: ActionFunctionArgs) {
   const user = await requireStudyPermission(request, context, "study.view", { studyId: study.id });
   const form = await request.formData();
   try {
+    const intent = String(form.get("intent") ?? "enroll");
+    if (intent === "lock" || intent === "unlock") {
+      if (intent === "lock") await setLock(context.ctx, user, study.code, { scope: "study", reason: String(form.get("reason") ?? "") });
+      else await releaseLock(context.ctx, user, study.code, String(form.get("lock") ?? ""), String(form.get("reason") ?? ""));
+      return json({ ok: true, message: intent === "lock" ? "The study is locked." : "The study is unlocked.", error: null });
+    }
     const text = (k: string) => String(form.get(k) ?? "").trim() || undefined;
     const p = await enrollParticipant(context.ctx, user, { study: study.code, site: String(form.get("site") ?? ""), personal: { fullName: text("fullName"), email: text("email"), phone: text("phone"), birthDate: text("birthDate") } });
     return json({ ok: true, message: `Enrolled ${p.subjectCode}.`, error: null });
@@ -55,6 +65,20 @@ export default function Participants() {
           </p>
         ) : r?.message ? (
           <p role="status">{r.message}</p>
+        ) : null}
+        {d.lock ? (
+          <p className="error" data-lock="study">
+            The study is locked: {d.lock.reason}
+          </p>
+        ) : null}
+        {d.canLock ? (
+          <Form method="post" className="card" noValidate>
+            <input type="hidden" name="intent" value={d.lock ? "unlock" : "lock"} />
+            {d.lock ? <input type="hidden" name="lock" value={d.lock.id} /> : null}
+            <label htmlFor="study-lock-reason">{d.lock ? "Reason to unlock the study" : "Reason to lock the whole study"}</label>
+            <input id="study-lock-reason" name="reason" type="text" />
+            <button type="submit">{d.lock ? "Unlock study" : "Lock study"}</button>
+          </Form>
         ) : null}
         {d.enrollSites.length > 0 ? (
           <Form method="post" className="card">

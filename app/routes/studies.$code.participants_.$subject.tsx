@@ -3,6 +3,9 @@ import { Form, Link, useActionData, useLoaderData, useSearchParams } from "@remi
 import { findStudyByCode } from "../../db/queries/studies.ts";
 import { ServiceError } from "../services/errors.server.ts";
 import { saveRecord, subjectCasebook } from "../services/records.server.ts";
+import { activeLock, releaseLock, setLock, signCasebook } from "../services/monitoring.server.ts";
+import { can } from "../services/permissions.server.ts";
+import { requestMeta } from "../session.server.ts";
 import { requireStudyPermission } from "../session.server.ts";
 import { valuesFromForm } from "../lib/form-values.ts";
 import { RecordFields } from "../components/record-fields.tsx";
@@ -22,12 +25,32 @@ async function load(request: Request, context: LoaderFunctionArgs["context"], pa
 
 export async function loader({ request, context, params }: LoaderFunctionArgs) {
   const { study, user, casebook } = await load(request, context, params);
-  return json({ user: { fullName: user.fullName, email: user.email }, study: study.code, casebook });
+  const scope = { studyId: study.id, siteId: casebook.participant.siteId };
+  const lock = await activeLock(context.ctx, { id: "00000000-0000-0000-0000-000000000000", studyId: study.id, participantId: casebook.participant.id });
+  return json({
+    user: { fullName: user.fullName, email: user.email },
+    study: study.code,
+    casebook,
+    lock: lock ? { id: lock.id, scope: lock.scope, reason: lock.reason } : null,
+    may: { sign: can(user, "records.sign", scope) && casebook.records.length > 0, lock: can(user, "records.lock", scope) },
+  });
 }
 
 export async function action({ request, context, params }: ActionFunctionArgs) {
   const { study, user, casebook } = await load(request, context, params);
   const form = await request.formData();
+  const intent = String(form.get("intent") ?? "enter");
+  if (intent !== "enter") {
+    try {
+      if (intent === "sign") await signCasebook(context.ctx, user, study.code, casebook.participant.subject, { meaning: String(form.get("meaning") ?? ""), password: String(form.get("password") ?? ""), code: String(form.get("code") ?? "") || undefined }, requestMeta(request));
+      else if (intent === "lock") await setLock(context.ctx, user, study.code, { scope: "subject", target: casebook.participant.subject, reason: String(form.get("reason") ?? "") });
+      else if (intent === "unlock") await releaseLock(context.ctx, user, study.code, String(form.get("lock") ?? ""), String(form.get("reason") ?? ""));
+      return redirect(`/studies/${study.code}/participants/${casebook.participant.subject}`);
+    } catch (err) {
+      if (err instanceof ServiceError) return json({ error: { field: err.field ?? null, message: err.message }, values: {} }, { status: err.status });
+      throw err;
+    }
+  }
   const def = casebook.forms.find((f) => f.code === String(form.get("form")));
   if (!def) return json({ error: { field: "form", message: "choose a form" }, values: {} }, { status: 422 });
   const values = valuesFromForm(def, form);
@@ -41,7 +64,7 @@ export async function action({ request, context, params }: ActionFunctionArgs) {
 }
 
 export default function Subject() {
-  const { user, study, casebook } = useLoaderData<typeof loader>();
+  const { user, study, casebook, lock, may } = useLoaderData<typeof loader>();
   const r = useActionData<typeof action>();
   const [params] = useSearchParams();
   const forms = casebook.forms as FormDefinition[];
@@ -99,6 +122,44 @@ export default function Subject() {
             ))}
           </tbody>
         </table>
+        {lock ? (
+          <p className="error" data-lock={lock.scope}>
+            Locked ({lock.scope}): {lock.reason}
+          </p>
+        ) : null}
+        {r?.error && !entering ? (
+          <p className="error" role="alert">
+            {r.error.message}
+          </p>
+        ) : null}
+        <div className="grid">
+          {may.sign ? (
+            <Form method="post" className="card" noValidate>
+              <input type="hidden" name="intent" value="sign" />
+              <h2>Sign the casebook</h2>
+              <label htmlFor="cb-meaning">Meaning of this signature</label>
+              <select id="cb-meaning" name="meaning">
+                <option value="approved">approved</option>
+                <option value="reviewed">reviewed</option>
+              </select>
+              <label htmlFor="cb-password">Your password</label>
+              <input id="cb-password" name="password" type="password" autoComplete="current-password" />
+              <label htmlFor="cb-code">Authenticator code</label>
+              <input id="cb-code" name="code" type="text" inputMode="numeric" autoComplete="one-time-code" />
+              <button type="submit">Sign all records</button>
+            </Form>
+          ) : null}
+          {may.lock && (!lock || lock.scope === "subject") ? (
+            <Form method="post" className="card" noValidate>
+              <input type="hidden" name="intent" value={lock ? "unlock" : "lock"} />
+              {lock ? <input type="hidden" name="lock" value={lock.id} /> : null}
+              <h2>{lock ? "Unlock this casebook" : "Lock this casebook"}</h2>
+              <label htmlFor="cb-reason">Reason</label>
+              <input id="cb-reason" name="reason" type="text" />
+              <button type="submit">{lock ? "Unlock" : "Lock casebook"}</button>
+            </Form>
+          ) : null}
+        </div>
         {entering && visit ? (
           <section className="card">
             <h2>

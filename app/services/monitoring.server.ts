@@ -106,31 +106,7 @@ export async function signRecord(ctx: AppContext, principal: Principal, studyCod
   await requireSiteAction(ctx, principal, "records.sign", { studyId: study.id, siteId: record.siteId });
   if (!MEANINGS.includes(input.meaning as never)) throw new ServiceError("invalid", `meaning: choose ${MEANINGS.join(", ")}`, "meaning");
   const user = await reauthenticate(ctx, principal.userId!, input.password ?? "", input.code, meta);
-  const [cur] = await ctx.db
-    .select({ version: recordVersions.version, payloadHash: ledgerEntries.payloadHash })
-    .from(recordVersions)
-    .innerJoin(ledgerEntries, eq(ledgerEntries.id, recordVersions.entryId))
-    .where(eq(recordVersions.recordId, record.id))
-    .orderBy(desc(recordVersions.version))
-    .limit(1);
-  return ctx.db.transaction(async (tx) => {
-    const id = crypto.randomUUID();
-    const e = await appendEntry(tx, ctx.crypto, study, "signature.applied", {
-      signature: id,
-      record: record.id,
-      version: cur.version,
-      signedPayloadHash: toHex(cur.payloadHash),
-      meaning: input.meaning as (typeof MEANINGS)[number],
-      signer: user.id,
-      actor: user.id,
-    });
-    const [s] = await tx
-      .insert(signatures)
-      .values({ id, studyId: study.id, recordId: record.id, version: cur.version, signedPayloadHash: cur.payloadHash, meaning: input.meaning as (typeof MEANINGS)[number], signerId: user.id, printedName: user.fullName, entryId: e.id })
-      .returning();
-    await audit(tx, { action: "signature.apply", actorUserId: user.id, studyId: study.id, siteId: record.siteId, detail: { record: record.id, version: cur.version, meaning: input.meaning } });
-    return s;
-  });
+  return signVersion(ctx, study, record, user, input.meaning as (typeof MEANINGS)[number]);
 }
 
 /** Signature manifestations of a record; a signature over an older version is shown as invalidated. */
@@ -212,4 +188,45 @@ export async function queriesOf(ctx: AppContext, recordId: string) {
 
 export async function sdvOf(ctx: AppContext, recordId: string) {
   return ctx.db.select().from(sdvMarks).where(eq(sdvMarks.recordId, recordId)).orderBy(asc(sdvMarks.markedAt));
+}
+
+/**
+ * The investigator signs a subject's whole casebook: one re-authentication, then one signature per record,
+ * each bound to that record's current version (so a later correction invalidates just that one).
+ */
+export async function signCasebook(ctx: AppContext, principal: Principal, studyCode: string, subject: string, input: { meaning: string; password: string; code?: string }, meta: RequestMeta) {
+  const study = await getStudyOrThrow(ctx, studyCode);
+  const [p] = await ctx.db.select().from(participants).where(and(eq(participants.studyId, study.id), eq(participants.subjectCode, subject.toUpperCase())));
+  if (!p || !can(principal, "records.read", { studyId: study.id, siteId: p.siteId })) throw new ServiceError("not_found", `no subject ${subject}`, "subject");
+  await requireSiteAction(ctx, principal, "records.sign", { studyId: study.id, siteId: p.siteId });
+  if (!MEANINGS.includes(input.meaning as never)) throw new ServiceError("invalid", `meaning: choose ${MEANINGS.join(", ")}`, "meaning");
+  const recs = await ctx.db.select().from(records).where(eq(records.participantId, p.id));
+  if (recs.length === 0) throw new ServiceError("invalid", "the casebook has no records to sign", "subject");
+  const user = await reauthenticate(ctx, principal.userId!, input.password ?? "", input.code, meta);
+  const out = [];
+  for (const r of recs) out.push(await signVersion(ctx, study, r, user, input.meaning as (typeof MEANINGS)[number]));
+  return out;
+}
+
+async function signVersion(ctx: AppContext, study: { id: string; code: string }, record: { id: string; siteId: string }, user: { id: string; fullName: string }, meaning: (typeof MEANINGS)[number]) {
+  const [cur] = await ctx.db
+    .select({ version: recordVersions.version, payloadHash: ledgerEntries.payloadHash })
+    .from(recordVersions)
+    .innerJoin(ledgerEntries, eq(ledgerEntries.id, recordVersions.entryId))
+    .where(eq(recordVersions.recordId, record.id))
+    .orderBy(desc(recordVersions.version))
+    .limit(1);
+  return ctx.db.transaction(async (tx) => {
+    const id = crypto.randomUUID();
+    const e = await appendEntry(tx, ctx.crypto, study, "signature.applied", { signature: id, record: record.id, version: cur.version, signedPayloadHash: toHex(cur.payloadHash), meaning, signer: user.id, actor: user.id });
+    const [s] = await tx.insert(signatures).values({ id, studyId: study.id, recordId: record.id, version: cur.version, signedPayloadHash: cur.payloadHash, meaning, signerId: user.id, printedName: user.fullName, entryId: e.id }).returning();
+    await audit(tx, { action: "signature.apply", actorUserId: user.id, studyId: study.id, siteId: record.siteId, detail: { record: record.id, version: cur.version, meaning } });
+    return s;
+  });
+}
+
+/** The study-wide lock in force, if any. */
+export async function studyLock(ctx: AppContext, studyId: string) {
+  const [l] = await ctx.db.select().from(locks).where(and(eq(locks.studyId, studyId), eq(locks.scope, "study"), isNull(locks.releasedAt))).limit(1);
+  return l ?? null;
 }

@@ -101,6 +101,18 @@ describe(`sign-off, monitoring and locks on ${engineUnderTest()}`, () => {
   });
 });
 
+describe(`casebook signing on ${engineUnderTest()}`, () => {
+  it("one re-authentication signs every record of the subject, each bound to its own current version", async () => {
+    const { signCasebook } = await import("../../app/services/monitoring.server.ts");
+    await expect(signCasebook(t.ctx, p.coord, "MON-1", "S1-001", { meaning: "approved", password: PW }, meta)).rejects.toMatchObject({ code: "forbidden" });
+    await new Promise((r) => setTimeout(r, 31_000 - (Date.now() % 30_000))); // a fresh TOTP step (codes are single-use)
+    const sigs = await signCasebook(t.ctx, p.inv, "MON-1", "S1-001", { meaning: "reviewed", password: PW, code: await code() }, meta);
+    expect(sigs).toHaveLength(1);
+    expect(sigs[0]).toMatchObject({ meaning: "reviewed", version: 3 });
+    expect((await signaturesOf(t.ctx, recordId, 3)).filter((s) => s.valid)).toHaveLength(1);
+  }, 60_000);
+});
+
 describe(`certified copy on ${engineUnderTest()}`, () => {
   it("renders the casebook as a PDF with values, audit trail, signatures, queries and every version's entry (audited)", async () => {
     const { casebookPdf } = await import("../../app/services/certified-copy.server.ts");
