@@ -14,6 +14,14 @@ function fail(message: string, code: number): never {
   process.exit(code);
 }
 
+/**
+ * Exit once everything written to stdout has been handed to the OS. On a pipe, stdout is asynchronous and a
+ * bare process.exit cuts output larger than the pipe buffer (64 KiB): a proof bundle or a page would be truncated.
+ */
+function exitWhenFlushed(code: number): Promise<never> {
+  return new Promise<never>(() => process.stdout.write("", () => process.exit(code)));
+}
+
 async function readStdin(): Promise<string> {
   if (process.stdin.isTTY) fail("--password-stdin expects the password on standard input", 2);
   const chunks: Buffer[] = [];
@@ -58,7 +66,7 @@ async function dispatch(command: string, input: unknown): Promise<never> {
   }
   if (out.stdout) process.stdout.write(out.stdout);
   if (out.stderr) process.stderr.write(out.stderr);
-  process.exit(out.exitCode ?? 0);
+  return exitWhenFlushed(out.exitCode ?? 0);
 }
 
 const program = new Command()
@@ -190,6 +198,27 @@ ledger
     process.exit(await runDeployEvm(o));
   });
 program
+  .command("verifier-html")
+  .description("print the self-contained verification page (save it: verify.html); its SHA-256 goes to stderr")
+  .action(async () => {
+    const { existsSync, readFileSync } = await import("node:fs");
+    const { createHash } = await import("node:crypto");
+    const path = (await import("node:path")).default;
+    const file = path.join(path.dirname(new URL(import.meta.url).pathname), "..", "build", "verify.html");
+    let html: string;
+    if (existsSync(file)) html = readFileSync(file, "utf8");
+    else {
+      try {
+        html = (await (await import("./build-verifier.mjs")).buildVerifierHtml()).html;
+      } catch (err) {
+        fail(`cannot build the verification page (run npm run build): ${(err as Error).message}`, 1);
+      }
+    }
+    process.stdout.write(html);
+    process.stderr.write(`sha256 ${createHash("sha256").update(html).digest("hex")}\n`);
+    await exitWhenFlushed(0);
+  });
+program
   .command("verify")
   .description("verify proof bundles offline against a pinned trust policy (exit 0 valid, 1 invalid, 2 unreadable)")
   .argument("<bundles...>", "proof bundle files")
@@ -201,7 +230,7 @@ program
   .option("--require <LEDGERS>", "comma-separated ledger types or names whose verified anchor is mandatory, e.g. evm,rfc3161")
   .action(async (files: string[], o: { trust?: string; trustUrl?: string; pin?: string; json?: boolean; rpc?: string; require?: string }) => {
     const { runVerify } = await import("./verify-command.ts");
-    process.exit(await runVerify(files, o));
+    await exitWhenFlushed(await runVerify(files, o));
   });
 
 try {

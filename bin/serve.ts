@@ -3,7 +3,7 @@
  * and, on the embedded database, the control socket the CLI uses; the sealer and the anchor worker.
  */
 import path from "node:path";
-import { existsSync } from "node:fs";
+import { existsSync, readFileSync } from "node:fs";
 import { pathToFileURL } from "node:url";
 import express from "express";
 import { createRequestHandler } from "@remix-run/express";
@@ -69,6 +69,15 @@ async function main() {
   app.use(securityHeaders);
   app.use("/build", express.static(path.join(ROOT, "public", "build"), { immutable: true, maxAge: "1y" }));
   app.use(express.static(path.join(ROOT, "public"), { maxAge: "1h" }));
+  // The self-contained verification page (built with the portal): its own CSP allows exactly its inline script.
+  const verifyHtml = path.join(ROOT, "build", "verify.html");
+  app.get(["/verify", "/verify.html"], (_req, res) => {
+    if (!existsSync(verifyHtml)) return res.status(503).type("text/plain").send("the verification page is not built: run npm run build");
+    const html = readFileSync(verifyHtml, "utf8");
+    const csp = /http-equiv="Content-Security-Policy" content="([^"]+)"/.exec(html)?.[1] ?? "default-src 'none'";
+    res.setHeader("Content-Security-Policy", csp);
+    res.type("html").send(html);
+  });
   app.use(sameOriginPosts);
   app.all("*", createRequestHandler({ build, mode: env.production ? "production" : "development", getLoadContext: (_req, res) => ({ ctx, cspNonce: res.locals.cspNonce as string }) }));
 

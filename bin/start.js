@@ -24,7 +24,8 @@ if (stale) {
   console.log("Building the portal...");
   const remix = path.join(root, "node_modules", "@remix-run", "dev", "dist", "cli.js");
   const r = spawnSync(process.execPath, [remix, "build"], { cwd: root, stdio: ["ignore", "inherit", "inherit"] });
-  if (r.status !== 0) {
+  const v = r.status === 0 ? spawnSync(process.execPath, [path.join(root, "bin", "build-verifier.mjs")], { cwd: root, stdio: ["ignore", "inherit", "inherit"] }) : r;
+  if (r.status !== 0 || v.status !== 0) {
     console.error("trialseal: the portal build failed (see above)");
     process.exit(1);
   }

@@ -25,7 +25,8 @@ function step(name, fn) {
 
 const build = step("build", () => {
   const r = spawnSync(process.execPath, [path.join(root, "node_modules/@remix-run/dev/dist/cli.js"), "build"], { cwd: root, stdio: "inherit" });
-  return { ok: r.status === 0 };
+  const v = r.status === 0 ? spawnSync(process.execPath, [path.join(root, "bin", "build-verifier.mjs")], { cwd: root, stdio: "inherit" }) : r;
+  return { ok: r.status === 0 && v.status === 0 };
 });
 lines.push(`build        ${build.ok ? "ok" : "FAILED"} in ${build.secs}s`);
 if (!build.ok) failed++;

@@ -12,6 +12,8 @@ export function ensureBuilt(): void {
   if (existsSync(path.join(ROOT, "build", "index.js"))) return;
   const r = spawnSync(process.execPath, [path.join(ROOT, "node_modules/@remix-run/dev/dist/cli.js"), "build"], { cwd: ROOT, encoding: "utf8" });
   if (r.status !== 0) throw new Error(`remix build failed: ${r.stderr}`);
+  const v = spawnSync(process.execPath, [path.join(ROOT, "bin", "build-verifier.mjs")], { cwd: ROOT, encoding: "utf8" });
+  if (v.status !== 0) throw new Error(`verifier build failed: ${v.stderr}`);
 }
 
 export function tempDataDir(): string {
