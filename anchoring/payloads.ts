@@ -74,6 +74,44 @@ export const PAYLOAD_SCHEMAS = {
     irbApprovedOn: isoDate,
     actor: id.nullable(),
   }),
+  /**
+   * One signature on a consent document version (participant, representative, parent, minor's assent,
+   * impartial witness, or the staff member obtaining consent). No personal data: the printed name is bound
+   * through an HMAC under the subject's key; the document through its SHA-256.
+   */
+  "consent.signed": z.strictObject({
+    v: z.literal(1),
+    salt,
+    signature: id,
+    subject: code,
+    document: code,
+    version: z.string().min(1).max(32),
+    documentSha256: hex32,
+    signerRole: z.enum(["participant", "lar", "witness", "parent", "assent", "staff"]),
+    meaning: z.string().min(1).max(500),
+    /** HMAC-SHA-256 of the printed name under the subject key (hex). */
+    nameHmac: hex32,
+    /** Optional consent items: key -> agreed. */
+    options: z.record(z.string().regex(/^[a-z][a-z0-9_]{0,31}$/), z.boolean()),
+    /** The signature this one countersigns, witnesses or accompanies (null for the first signature). */
+    countersigns: id.nullable(),
+    /** Signed from a browser that carried a staff session (flagged, per the FDA eIC guidance). */
+    fromStaffDevice: z.boolean(),
+    actor: id.nullable(),
+  }),
+  /** Full or partial withdrawal of consent; data collected before it are retained. The reason's text stays off the ledger. */
+  "consent.withdrawn": z.strictObject({
+    v: z.literal(1),
+    salt,
+    withdrawal: id,
+    subject: code,
+    scope: z.enum(["full", "partial"]),
+    followUp: z.boolean(),
+    optionalWithdrawn: z.array(z.string().regex(/^[a-z][a-z0-9_]{0,31}$/)).max(20),
+    reasonSha256: hex32.nullable(),
+    byParticipant: z.boolean(),
+    actor: id.nullable(),
+  }),
   "participant.enrolled": z.strictObject({
     v: z.literal(1),
     salt,
@@ -83,6 +121,8 @@ export const PAYLOAD_SCHEMAS = {
     identity: hex32.nullable(),
     actor: id.nullable(),
   }),
+  /** The erasure procedure: a subject's personal data and key were destroyed (crypto-shredding); trial data stay. */
+  "participant.erased": z.strictObject({ v: z.literal(1), salt, subject: code, reasonSha256: hex32, actor: id.nullable() }),
   "record.saved": z.strictObject({
     v: z.literal(1),
     salt,

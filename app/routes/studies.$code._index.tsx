@@ -34,6 +34,7 @@ export async function loader({ request, context, params }: LoaderFunctionArgs) {
     documents: documents.map((d) => ({ code: d.code, version: d.version, title: d.title, status: d.status, irbName: d.irbName, irbApprovedOn: d.irbApprovedOn })),
     entries: counts,
     canAudit: can(user, "audit.view", { studyId: study.id }),
+    canReview: can(user, "study.review", { studyId: study.id }),
     activity: lastDays(activity, 14),
     logActivity: lastDays(log.map((l) => ({ day: l.day, written: l.batches, sealed: l.anchors })), 14),
     anchors: status.ledgers.map((l) => ({ ledger: l.ledger, state: l.state, lastFinalSize: l.lastFinalSize, behind: l.behind })),
@@ -57,6 +58,8 @@ export default function Study() {
           <a href={`/studies/${d.study.code}/participants`}>Participants</a>
           <a href={`/studies/${d.study.code}/delegation`}>Delegation log</a>
           {d.canAudit ? <a href={`/studies/${d.study.code}/audit`}>Audit trail</a> : null}
+          {d.canReview ? <a href={`/studies/${d.study.code}/review`}>Review and proofs</a> : null}
+          <a href="/verify">Verify bundles</a>
         </nav>
         <div className="grid">
           <div className="card">

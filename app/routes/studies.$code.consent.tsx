@@ -8,6 +8,8 @@ import { ServiceError } from "../services/errors.server.ts";
 import { can } from "../services/permissions.server.ts";
 import { requireStudyPermission } from "../session.server.ts";
 import { TopBar } from "../components/top-bar.tsx";
+import { ConsentDocumentView } from "../components/consent-document.tsx";
+import { parseConsentDocument } from "../lib/consent-document.ts";
 
 export const meta: MetaFunction = () => [{ title: "Consent documents · TrialSeal" }];
 
@@ -38,15 +40,23 @@ export async function action({ request, context, params }: ActionFunctionArgs) {
   }
 }
 
-/** A plain preview: headings and paragraphs (the participant-facing rendering comes with eConsent). */
+/** The participant's view of the text as it is typed, or where the consent markup is wrong. */
 function MarkdownPreview({ text }: { text: string }) {
+  const r = parseConsentDocument(text);
+  if (!r.ok)
+    return (
+      <p className="error" data-preview-error>
+        Line {r.line}: {r.message}
+      </p>
+    );
+  const items = r.doc.sections.reduce((n, s) => n + s.optional.length, 0);
+  const questions = r.doc.sections.reduce((n, s) => n + s.questions.length, 0);
   return (
     <div className="preview">
-      {text.split(/\n{2,}/).map((block, i) => {
-        const h = /^(#{1,3})\s+(.*)$/.exec(block.trim());
-        if (h) return h[1].length === 1 ? <h3 key={i}>{h[2]}</h3> : <h4 key={i}>{h[2]}</h4>;
-        return <p key={i}>{block}</p>;
-      })}
+      <p className="muted">
+        Sections to acknowledge: {r.doc.sections.length}; comprehension questions: {questions}; optional items: {items}.
+      </p>
+      <ConsentDocumentView doc={r.doc} />
     </div>
   );
 }
@@ -54,7 +64,7 @@ function MarkdownPreview({ text }: { text: string }) {
 export default function Consent() {
   const d = useLoaderData<typeof loader>();
   const r = useActionData<typeof action>();
-  const [body, setBody] = useState("# Informed consent\n\nWhy this study is done...\n");
+  const [body, setBody] = useState("# Informed consent\n\n## Why this study is done\nWhy this study is done...\n\n## Your choices\nYou may leave at any time.\n\n[question:yes] Can you leave the study at any time?\n\n[optional:future_research] My samples may be used in future research.\n");
   const bad = (f: string) => (r?.field === f ? true : undefined);
   return (
     <>

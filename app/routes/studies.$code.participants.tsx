@@ -5,6 +5,7 @@ import { ServiceError } from "../services/errors.server.ts";
 import { can } from "../services/permissions.server.ts";
 import { enrollParticipant, listParticipants } from "../services/participants.server.ts";
 import { releaseLock, setLock, studyLock } from "../services/monitoring.server.ts";
+import { studyConsentSummary } from "../services/consent.server.ts";
 import { requireStudyPermission } from "../session.server.ts";
 import { TopBar } from "../components/top-bar.tsx";
 
@@ -16,6 +17,7 @@ export async function loader({ request, context, params }: LoaderFunctionArgs) {
   const user = await requireStudyPermission(request, context, "records.read", { studyId: study.id });
   const [rows, sites] = await Promise.all([listParticipants(context.ctx, user, study.id), listSites(context.ctx.db, study.id)]);
   const lock = await studyLock(context.ctx, study.id);
+  const consent = await studyConsentSummary(context.ctx, user, study.id);
   const enrollSites = sites.filter((s) => can(user, "participants.enroll", { studyId: study.id, siteId: s.id }) && !user.platformAdmin).map((s) => s.code);
   return json({
     user: { fullName: user.fullName, email: user.email },
@@ -23,7 +25,7 @@ export async function loader({ request, context, params }: LoaderFunctionArgs) {
     enrollSites,
     lock: lock ? { id: lock.id, reason: lock.reason } : null,
     canLock: can(user, "records.lock", { studyId: study.id }),
-    participants: rows.map((r) => ({ ...r, enrolledAt: r.enrolledAt.toISOString() })),
+    participants: rows.map((r) => ({ ...r, enrolledAt: r.enrolledAt.toISOString(), consent: consent.get(r.id) ? { state: consent.get(r.id)!.state, summary: consent.get(r.id)!.summary } : null })),
   });
 }
 
@@ -116,6 +118,7 @@ export default function Participants() {
               <th>Subject</th>
               <th>Site</th>
               <th>Status</th>
+              <th>Consent</th>
               <th>Enrolled (UTC)</th>
             </tr>
           </thead>
@@ -127,6 +130,11 @@ export default function Participants() {
                 </td>
                 <td>{p.site}</td>
                 <td>{p.status}</td>
+                <td>
+                  <Link to={`/studies/${d.study}/participants/${p.subject}/consent`} className={p.consent?.state === "reconsent_needed" ? "error" : undefined} data-consent-state={p.consent?.state}>
+                    {p.consent?.summary ?? "-"}
+                  </Link>
+                </td>
                 <td>{p.enrolledAt.replace("T", " ").slice(0, 19)}</td>
               </tr>
             ))}

@@ -84,7 +84,7 @@ export default function Subject() {
         <p>
           <a href={`/studies/${study}/participants/${casebook.participant.subject}/casebook.pdf`} download>
             Certified copy (PDF)
-          </a>
+          </a> · <Link to={`/studies/${study}/participants/${casebook.participant.subject}/consent`}>Consent</Link>
         </p>
         <table>
           <thead>

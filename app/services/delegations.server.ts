@@ -24,6 +24,7 @@ export const ACTION_TASK: Partial<Record<Action, Task>> = {
   "records.enter": "data_entry",
   "participants.enroll": "enrollment",
   "records.sign": "signoff",
+  "consent.obtain": "consent",
 };
 
 const isoDate = z

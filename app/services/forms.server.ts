@@ -3,6 +3,7 @@ import { toHex } from "../../anchoring/bytes.ts";
 import { canonicalize } from "../../anchoring/canonical.ts";
 import { and, eq } from "drizzle-orm";
 import { z } from "zod";
+import { parseConsentDocument } from "../lib/consent-document.ts";
 import { findForm, insertConsentDocument, insertForm, listForms } from "../../db/queries/forms.ts";
 import { forms } from "../../db/schema/index.ts";
 import { requirePermission, type Principal } from "./permissions.server.ts";
@@ -146,7 +147,14 @@ export const ConsentDocumentSchema = z.object({
   version: z.string().trim().regex(/^[0-9A-Za-z][0-9A-Za-z.-]{0,31}$/, "e.g. 1.0 or 2.1-es"),
   title: z.string().trim().min(1, "give the document a title").max(300),
   language: z.string().trim().regex(/^[a-z]{2,3}(-[A-Za-z0-9]{2,8})*$/, "a language tag such as en, es or pt-BR").default("en"),
-  bodyMarkdown: z.string().min(20, "the document text is missing").max(200_000),
+  bodyMarkdown: z
+    .string()
+    .min(20, "the document text is missing")
+    .max(200_000)
+    .superRefine((text, c) => {
+      const r = parseConsentDocument(text);
+      if (!r.ok) c.addIssue({ code: "custom", message: `line ${r.line}: ${r.message}` });
+    }),
   irbName: z.string().trim().min(1, "name the IRB / ethics committee").max(200),
   irbApprovedOn: calendarDate,
 });

@@ -18,6 +18,8 @@ export const PERMISSIONS = {
   "records.monitor": ["monitor"],
   "records.lock": ["data_manager"],
   "participants.enroll": ["investigator", "coordinator"],
+  "consent.obtain": ["investigator", "coordinator"],
+  "study.review": ["admin", "monitor", "data_manager", "regulator"],
   "personal_data.view": ["investigator", "coordinator"],
   "audit.view": ["admin", "monitor", "data_manager", "regulator"],
   "proofs.read": ["admin", "investigator", "coordinator", "monitor", "data_manager", "regulator"],

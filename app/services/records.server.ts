@@ -20,6 +20,7 @@ import { can, type Principal } from "./permissions.server.ts";
 import { getStudyOrThrow } from "./studies.server.ts";
 import { firstFinalAnchorsCovering } from "../../db/queries/anchors.ts";
 import { assertUnlocked } from "./monitoring.server.ts";
+import { assertConsentAllowsNewData } from "./consent.server.ts";
 
 export interface Idempotency {
   scope: string;
@@ -106,6 +107,7 @@ export async function saveRecord(ctx: AppContext, principal: Principal, studyCod
   if (!p) invalid(`subject: no subject ${v.subject} in ${study.code}`, "subject");
   await requireSiteAction(ctx, principal, "records.enter", { studyId: study.id, siteId: p.siteId });
   await assertUnlocked(ctx, { id: "00000000-0000-0000-0000-000000000000", studyId: study.id, participantId: p.id });
+  await assertConsentAllowsNewData(ctx, p.id);
   const { row: form, def } = await formFor(ctx, study.id, v.form, v.formVersion);
   if (!def.visits.includes(v.visit.toUpperCase())) invalid(`visit: ${v.visit} is not a visit of form ${def.code} (${def.visits.join(", ")})`, "visit");
   const data = validateValues(def, v.data);

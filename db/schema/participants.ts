@@ -1,4 +1,4 @@
-import { date, index, jsonb, pgTable, text, timestamp, unique, uuid, boolean } from "drizzle-orm/pg-core";
+import { date, index, integer, jsonb, pgTable, text, timestamp, unique, uuid, boolean } from "drizzle-orm/pg-core";
 import { sites, studies } from "./organizations.ts";
 import { users } from "./users.ts";
 import { bytea } from "./types.ts";
@@ -55,6 +55,43 @@ export const consentDocuments = pgTable(
 );
 
 export const SIGNER_ROLES = ["participant", "lar", "witness", "parent", "assent", "staff"] as const;
+export type SignerRole = (typeof SIGNER_ROLES)[number];
+
+/**
+ * A one-time consent invitation (link + QR code) for an enrolled participant, or for their legally authorized
+ * representative or parent. Only the token's SHA-256 is stored. Before signing, whoever opens the link must
+ * enter a one-time code sent to the signer's own contact (email or SMS through the outbox): the code's hash,
+ * expiry and attempts live here. `usedAt` is set once, by the signing transaction (single use).
+ */
+export const consentInvitations = pgTable(
+  "consent_invitations",
+  {
+    id: uuid("id").primaryKey().defaultRandom(),
+    studyId: uuid("study_id").notNull().references(() => studies.id),
+    participantId: uuid("participant_id").notNull().references(() => participants.id),
+    documentId: uuid("document_id").notNull().references(() => consentDocuments.id),
+    /** Who signs through this link: the participant, a legally authorized representative, or a parent (with the minor's assent). */
+    signerRole: text("signer_role", { enum: ["participant", "lar", "parent"] }).notNull().default("participant"),
+    /** For lar/parent: the representative's name and contact, encrypted. */
+    representativeNameEnc: bytea("representative_name_enc"),
+    representativeContactEnc: bytea("representative_contact_enc"),
+    /** A minor's assent is taken alongside the parent's permission. */
+    assent: boolean("assent").notNull().default(false),
+    channel: text("channel", { enum: ["email", "sms"] }).notNull(),
+    tokenHash: bytea("token_hash").notNull().unique(),
+    createdBy: uuid("created_by").references(() => users.id),
+    createdAt: timestamp("created_at", { withTimezone: true, precision: 3 }).notNull().defaultNow(),
+    expiresAt: timestamp("expires_at", { withTimezone: true, precision: 3 }).notNull(),
+    revokedAt: timestamp("revoked_at", { withTimezone: true, precision: 3 }),
+    usedAt: timestamp("used_at", { withTimezone: true, precision: 3 }),
+    otpHash: bytea("otp_hash"),
+    otpExpiresAt: timestamp("otp_expires_at", { withTimezone: true, precision: 3 }),
+    otpSends: integer("otp_sends").notNull().default(0),
+    otpFailures: integer("otp_failures").notNull().default(0),
+    verifiedAt: timestamp("verified_at", { withTimezone: true, precision: 3 }),
+  },
+  (t) => [index("consent_invitations_participant_idx").on(t.participantId)],
+);
 
 /** One signature on a consent document version (participant, representative, witness, staff countersign). */
 export const consentSignatures = pgTable(
@@ -72,6 +109,12 @@ export const consentSignatures = pgTable(
     options: jsonb("options").notNull().default({}),
     signedAt: timestamp("signed_at", { withTimezone: true, precision: 3 }).notNull(),
     entryId: uuid("entry_id").notNull(),
+    invitationId: uuid("invitation_id").references(() => consentInvitations.id),
+    /** The signature this one countersigns or witnesses (staff, witness) or accompanies (assent). */
+    countersigns: uuid("countersigns"),
+    /** The public verification page's random token (QR code): its hash to look it up, encrypted to show it again. */
+    publicTokenHash: bytea("public_token_hash").unique(),
+    publicTokenEnc: bytea("public_token_enc"),
   },
   (t) => [index("consent_signatures_participant_idx").on(t.participantId)],
 );
@@ -82,8 +125,11 @@ export const consentWithdrawals = pgTable("consent_withdrawals", {
   studyId: uuid("study_id").notNull().references(() => studies.id),
   participantId: uuid("participant_id").notNull().references(() => participants.id),
   scope: text("scope", { enum: ["full", "partial"] }).notNull(),
+  /** { followUp: boolean, optionalWithdrawn: string[] }: what the participant still allows. */
   allows: jsonb("allows").notNull().default({}),
   reason: text("reason"),
+  /** Withdrawn by the participant through their link (null recordedBy) or recorded by site staff. */
+  byParticipant: boolean("by_participant").notNull().default(false),
   recordedBy: uuid("recorded_by").references(() => users.id),
   withdrawnAt: timestamp("withdrawn_at", { withTimezone: true, precision: 3 }).notNull(),
   entryId: uuid("entry_id").notNull(),

@@ -20,6 +20,8 @@ import { LocalLedger } from "../../anchoring/ledgers/local/ledger-file.ts";
 import { EvmLedger, chainFor, deployAnchorContract } from "../../anchoring/ledgers/evm/adapter.ts";
 import { logIdOf } from "../../anchoring/ledgers/evm/event.ts";
 import { viemReader } from "../../anchoring/ledgers/evm/reader.ts";
+import { fetchReader } from "../../anchoring/ledgers/evm/rpc-fetch.ts";
+import { createServer } from "node:http";
 import { Rfc3161Ledger, certificatesFromPem } from "../../anchoring/ledgers/rfc3161/adapter.ts";
 import type { Bundle, BundleCheckpoint } from "../../anchoring/bundle.ts";
 import type { BundleAnchor } from "../../anchoring/ledgers/receipt.ts";
@@ -48,6 +50,23 @@ afterAll(async () => {
 });
 
 const reader = () => viemReader(createPublicClient({ chain: chainFor(HARDHAT_CHAIN_ID), transport }) as never);
+
+/** A local HTTP JSON-RPC endpoint answering with `send` (the in-process chain), as a public RPC URL would. */
+async function jsonRpcServer(send: (m: string, p?: unknown[]) => Promise<unknown>) {
+  const server = createServer(async (req, res) => {
+    let body = "";
+    for await (const c of req) body += c;
+    const { id, method, params } = JSON.parse(body);
+    try {
+      res.setHeader("content-type", "application/json").end(JSON.stringify({ jsonrpc: "2.0", id, result: await send(method, params) }));
+    } catch (err) {
+      res.setHeader("content-type", "application/json").end(JSON.stringify({ jsonrpc: "2.0", id, error: { code: -32000, message: (err as Error).message } }));
+    }
+  });
+  await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
+  const port = (server.address() as { port: number }).port;
+  return { url: `http://127.0.0.1:${port}`, close: () => new Promise<void>((r) => server.close(() => r())) };
+}
 
 async function bundleOf(ref: string): Promise<Bundle> {
   const r = await proofBundle(t.ctx, (await findEntryByRef(t.ctx, ref))!);
@@ -93,6 +112,24 @@ describe(`anchoring with local + EVM + RFC 3161 ledgers on ${engineUnderTest()}`
       ["rfc3161", "ok"],
     ]);
     expect(report.existedBy).toBeDefined();
+    // The verification page's reader (plain JSON-RPC over fetch, as a browser sends it) reaches the same verdict
+    // against the chain served over HTTP; pointed at a node that does not know the transaction, EVM fails.
+    const rpc = await jsonRpcServer(send);
+    try {
+      const viaFetch = await verifyBundle(nobleCrypto, b, policy, { evm: () => fetchReader(rpc.url), require: ["evm"] });
+      expect(viaFetch.verdict, JSON.stringify(viaFetch.steps.filter((s) => s.status !== "ok"))).toBe("valid");
+      expect(viaFetch.anchors.find((a) => a.ledger === "evm")).toMatchObject({ status: "ok" });
+      const empty = await jsonRpcServer(async (m) => (m === "eth_chainId" ? "0x7a69" : m === "eth_blockNumber" ? "0x100" : null));
+      try {
+        const lost = await verifyBundle(nobleCrypto, b, policy, { evm: () => fetchReader(empty.url), require: ["evm"] });
+        expect(lost.verdict).toBe("invalid");
+        expect(lost.steps.find((s) => s.step.includes("anchor[evm]"))?.status).toBe("failed");
+      } finally {
+        await empty.close();
+      }
+    } finally {
+      await rpc.close();
+    }
     // In the browser's crypto too, and without an RPC endpoint EVM is "not checked", so requiring it fails.
     const offline = await verifyBundle(nobleCrypto, b, policy);
     expect(offline.verdict).toBe("valid");

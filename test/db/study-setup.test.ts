@@ -93,7 +93,7 @@ describe(`study setup on ${engineUnderTest()}`, () => {
   });
 
   it("records an IRB-approved consent document version (validated; the approval carries the text's SHA-256)", async () => {
-    const doc = { code: "ICF", version: "2.0", title: "Consent", language: "es", bodyMarkdown: "# Consentimiento\n\nTexto del documento aprobado.", irbName: "Comité Ético", irbApprovedOn: "2026-02-01" };
+    const doc = { code: "ICF", version: "2.0", title: "Consent", language: "es", bodyMarkdown: "# Consentimiento\n\n## Propósito\nTexto del documento aprobado.", irbName: "Comité Ético", irbApprovedOn: "2026-02-01" };
     const d = await addConsentDocument(t.ctx, admin, "SET-1", doc);
     expect(d).toMatchObject({ status: "approved", language: "es" });
     const [e] = await sql(`SELECT payload_text FROM ledger_entries WHERE kind = 'consent_document.approved' AND study_id = '${studyId}'`);

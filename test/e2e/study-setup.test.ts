@@ -9,11 +9,10 @@ import { readFileSync } from "node:fs";
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import postgres from "postgres";
-import { generateTOTP } from "@epic-web/totp";
 import type { Browser, Page } from "playwright-core";
 import { startPortal, tempDataDir, type Portal } from "../helpers/portal.ts";
 import { createScratchPostgres } from "../helpers/db.ts";
-import { launchChromium, shot } from "../helpers/browser.ts";
+import { launchChromium, shot, signInAndEnrol as signInWithTotp, totp } from "../helpers/browser.ts";
 
 let portal: Portal;
 let browser: Browser;
@@ -37,8 +36,6 @@ afterAll(async () => {
   await pg?.drop();
 });
 
-const totp = async (secret: string) => (await generateTOTP({ secret, period: 30, digits: 6, algorithm: "SHA-1" })).otp;
-
 /** The newest message the outbox holds for an address (the development mailbox). */
 async function mailTo(address: string, kind: string) {
   const rows = await sql`SELECT body FROM outbox WHERE to_address = ${address} AND kind = ${kind} ORDER BY created_at DESC LIMIT 1`;
@@ -46,21 +43,7 @@ async function mailTo(address: string, kind: string) {
   return String(rows[0].body);
 }
 
-async function signInAndEnrol(page: Page, email: string, password: string): Promise<string | null> {
-  let secret: string | null = null;
-  await page.goto(`${portal.url}/login`);
-  await page.getByLabel("Email").fill(email);
-  await page.getByLabel("Password").fill(password);
-  await page.getByRole("button", { name: "Sign in" }).click();
-  await page.waitForURL(/\/account\/totp|\/studies/);
-  if (page.url().includes("/account/totp")) {
-    secret = (await page.getByTestId("totp-secret").textContent())!.trim();
-    await page.getByLabel("Code").fill(await totp(secret));
-    await page.getByRole("button", { name: "Turn on" }).click();
-    await page.waitForURL(/\/studies/);
-  }
-  return secret;
-}
+const signInAndEnrol = (page: Page, email: string, password: string) => signInWithTotp(page, portal.url, email, password);
 
 async function acceptInvitation(page: Page, email: string, password: string) {
   const link = /(http\S+\/reset-password\/\S+)/.exec(await mailTo(email, "invitation"))![1];
@@ -130,7 +113,11 @@ describe("study setup in the browser (Chromium, PostgreSQL portal)", () => {
     await admin.getByLabel("Version").fill("1.0");
     await admin.getByLabel("Title", { exact: true }).fill("Informed consent form");
     await admin.getByLabel("Text (Markdown)").fill("# Informed consent\n\nYou are invited to take part in this study.");
-    await expect.poll(() => admin.locator(".preview h3").textContent()).toBe("Informed consent");
+    await expect.poll(() => admin.locator("[data-preview-error]").textContent()).toMatch(/needs at least one `## section`/);
+    await admin.getByLabel("Text (Markdown)").fill("# Informed consent\n\n## Purpose\nYou are invited to take part in this study.\n\n[optional:future_research] Samples for future research.");
+    await expect.poll(() => admin.locator(".preview h2").textContent()).toBe("Informed consent");
+    await expect.poll(() => admin.locator(".preview h3").textContent()).toBe("Purpose");
+    await expect.poll(() => admin.locator(".preview").textContent()).toContain("Sections to acknowledge: 1; comprehension questions: 0; optional items: 1.");
     await admin.getByLabel("IRB / ethics committee").fill("Central IRB");
     await admin.getByLabel("IRB approval date").fill("2026-01-20");
     await admin.getByRole("button", { name: "Record approved version" }).click();

@@ -53,6 +53,8 @@ const ROUTES: { path: string; needs: Action | null | "public"; api?: boolean }[]
   { path: "/studies/new", needs: "study.manage" }, // platform administrators only
   { path: "/studies/DEMO-001/audit", needs: "audit.view" },
   { path: "/studies/DEMO-001/audit.csv", needs: "audit.view" },
+  { path: "/studies/DEMO-001/review", needs: "study.review" },
+  { path: "/verify", needs: "public" },
   { path: "/api/v1/studies/DEMO-001/forms", needs: "study.view", api: true },
   { path: "/api/v1/entries/0/proof", needs: "proofs.read", api: true },
   { path: "/studies/OTHER-1", needs: "study.manage" }, // a study the role has no part in: only the platform admin

@@ -1,0 +1,23 @@
+/** A ledger entry's proof status in words: pending, sealed in batch B (seq N), anchored on ledgers L. */
+export interface Seal {
+  status: string;
+  seq: number | null;
+  batch: number | null;
+  anchoredOn: string[];
+}
+
+export function sealText(seal: Seal): string {
+  if (seal.status !== "sealed") return "pending seal";
+  const sealed = `sealed in batch ${seal.batch} (seq ${seal.seq})`;
+  return seal.anchoredOn.length ? `${sealed}, anchored on ${seal.anchoredOn.join(", ")}` : sealed;
+}
+
+export function SealBadge({ seal }: { seal: Seal }) {
+  const cls = seal.status !== "sealed" ? "badge" : seal.anchoredOn.length ? "badge ok" : "badge";
+  const state = seal.status !== "sealed" ? "pending" : seal.anchoredOn.length ? "anchored" : "sealed";
+  return (
+    <span className={cls} data-seal={state}>
+      {sealText(seal)}
+    </span>
+  );
+}
