@@ -22,6 +22,21 @@ function exitWhenFlushed(code: number): Promise<never> {
   return new Promise<never>(() => process.stdout.write("", () => process.exit(code)));
 }
 
+/** A one-line progress bar on stderr while a long command runs (only on a terminal, or with TRIALSEAL_PROGRESS=1). */
+function progressBar(): ((p: { phase: string; done: number; total: number }) => void) | undefined {
+  if (!process.stderr.isTTY && process.env.TRIALSEAL_PROGRESS !== "1") return undefined;
+  let last = 0;
+  return (p) => {
+    const now = Date.now();
+    if (now - last < 100 && p.done < p.total) return;
+    last = now;
+    const width = 30;
+    const frac = p.total > 0 ? Math.min(1, p.done / p.total) : 1;
+    const bar = "#".repeat(Math.round(frac * width)).padEnd(width, ".");
+    process.stderr.write(`\r${p.phase.padEnd(7)} [${bar}] ${p.done}/${p.total}${p.done >= p.total ? "\n" : ""}`);
+  };
+}
+
 async function readStdin(): Promise<string> {
   if (process.stdin.isTTY) fail("--password-stdin expects the password on standard input", 2);
   const chunks: Buffer[] = [];
@@ -59,7 +74,7 @@ async function dispatch(command: string, input: unknown): Promise<never> {
       throw err;
     }
     try {
-      out = await runCommand(ctx, command, input);
+      out = await runCommand(ctx, command, input, { progress: progressBar() });
     } finally {
       await ctx.database.close();
     }
@@ -217,6 +232,17 @@ program
     process.stdout.write(html);
     process.stderr.write(`sha256 ${createHash("sha256").update(html).digest("hex")}\n`);
     await exitWhenFlushed(0);
+  });
+program
+  .command("audit")
+  .description("re-read the whole log and every data row and recompute them; exit 0 clean, 1 findings, 2 could not run")
+  .option("--study <CODE>", "report on one study (the log structure is always checked whole)")
+  .option("--json", "the report as JSON, for machines")
+  .option("--from-checkpoint <N>", "take the log up to this checkpoint's size as already audited")
+  .action((o: { study?: string; json?: boolean; fromCheckpoint?: string }) => {
+    const from = o.fromCheckpoint === undefined ? undefined : Number(o.fromCheckpoint);
+    if (from !== undefined && (!Number.isInteger(from) || from < 0)) fail("--from-checkpoint takes a log size (a whole number)", 2);
+    return dispatch("audit", { study: o.study, json: !!o.json, fromCheckpoint: from });
   });
 program
   .command("verify")

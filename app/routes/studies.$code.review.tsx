@@ -1,6 +1,8 @@
 /** Study review for sponsors and regulators: consent, records, proofs, the checkpoint timeline and ledger health. */
-import { json, type LoaderFunctionArgs, type MetaFunction } from "@remix-run/node";
-import { Link, useLoaderData } from "@remix-run/react";
+import { json, redirect, type ActionFunctionArgs, type LoaderFunctionArgs, type MetaFunction } from "@remix-run/node";
+import { Form, Link, useLoaderData, useRevalidator } from "@remix-run/react";
+import { useEffect } from "react";
+import { latestAuditRun, startAuditRun } from "../services/audit-runs.server.ts";
 import { findStudyByCode } from "../../db/queries/studies.ts";
 import { studyReview } from "../services/review.server.ts";
 import { requireStudyPermission } from "../session.server.ts";
@@ -15,13 +17,36 @@ export async function loader({ request, context, params }: LoaderFunctionArgs) {
   if (!study) throw new Response("No such study", { status: 404 });
   const user = await requireStudyPermission(request, context, "study.review", { studyId: study.id });
   const review = await studyReview(context.ctx, user, study.code);
-  return json({ user: { fullName: user.fullName, email: user.email }, review }, { headers: { "cache-control": "no-store" } });
+  const run = await latestAuditRun(context.ctx, study.id);
+  return json(
+    {
+      user: { fullName: user.fullName, email: user.email },
+      review,
+      audit: run ? { status: run.status, startedAt: run.startedAt.toISOString(), finishedAt: run.finishedAt?.toISOString() ?? null, error: run.error, report: run.report } : null,
+    },
+    { headers: { "cache-control": "no-store" } },
+  );
+}
+
+export async function action({ request, context, params }: ActionFunctionArgs) {
+  const study = await findStudyByCode(context.ctx.db, params.code ?? "");
+  if (!study) throw new Response("No such study", { status: 404 });
+  const user = await requireStudyPermission(request, context, "study.review", { studyId: study.id });
+  await startAuditRun(context.ctx, user, study.code);
+  return redirect(`/studies/${study.code}/review#audit`);
 }
 
 const proofHref = (id: string) => `/api/v1/entries/${id}/proof`;
 
 export default function Review() {
-  const { user, review: r } = useLoaderData<typeof loader>();
+  const { user, review: r, audit } = useLoaderData<typeof loader>();
+  const revalidator = useRevalidator();
+  const running = audit?.status === "running";
+  useEffect(() => {
+    if (!running) return;
+    const t = setInterval(() => revalidator.state === "idle" && revalidator.revalidate(), 1500);
+    return () => clearInterval(t);
+  }, [running, revalidator]);
   return (
     <>
       <TopBar user={user} />
@@ -33,6 +58,37 @@ export default function Review() {
         <p>
           Every proof bundle below can be checked without trusting this portal: download it, then open the <a href="/verify">verification page</a> (it runs in your browser) or run <code>trialseal verify</code>.
         </p>
+
+        <section className="card" id="audit" data-audit={audit?.status ?? "none"}>
+          <h2>Whole-study audit</h2>
+          <p>
+            Re-reads the study from the database and recomputes everything: every entry, batch, checkpoint and anchor (against the ledgers themselves), each record's chain of versions, and
+            every data row against its ledger entry. The same as <code>trialseal audit --study {r.study.code}</code>.
+          </p>
+          <Form method="post">
+            <button type="submit" disabled={running}>
+              {running ? "Audit running…" : "Run the audit"}
+            </button>
+          </Form>
+          {audit?.status === "failed" ? <p className="error">The audit could not finish: {audit.error}</p> : null}
+          {audit?.report ? (
+            <div data-audit-verdict={audit.report.clean ? "clean" : "findings"}>
+              <p className={audit.report.clean ? "" : "error"}>
+                <strong>{audit.report.clean ? "Clean" : "Findings"}</strong> ({audit.finishedAt?.replace("T", " ").slice(0, 19)} UTC): checked {audit.report.checked.entries} entries in {audit.report.checked.batches} batches,{" "}
+                {audit.report.checked.checkpoints} checkpoints, {audit.report.checked.anchors} anchors, {audit.report.checked.records} records and {audit.report.checked.rows} data rows.
+              </p>
+              {audit.report.findings.length ? (
+                <ul>
+                  {audit.report.findings.map((f, i) => (
+                    <li key={i} className={f.severity === "tamper" ? "error" : "muted"} data-finding={f.code}>
+                      {f.code}: {f.message}
+                    </li>
+                  ))}
+                </ul>
+              ) : null}
+            </div>
+          ) : null}
+        </section>
 
         <h2>Anchoring</h2>
         <div className="grid">
@@ -100,6 +156,7 @@ export default function Review() {
         </table>
 
         <h2>Records</h2>
+        {r.records.length === 0 ? <p className="muted">No CRF records yet.</p> : null}
         <table>
           <thead>
             <tr>

@@ -13,6 +13,7 @@ import { importForm, listStudyForms } from "./forms.server.ts";
 import { sealAll } from "./sealer.server.ts";
 import { consistencyBetween, findEntryByRef, latestCheckpoint, proofBundle } from "./proofs.server.ts";
 import { anchorOnce, deploymentTrustPolicy, ledgersStatus, type AnchorEvent } from "./anchoring.server.ts";
+import { auditLog, formatAuditReport, type AuditProgress } from "./log-audit.server.ts";
 
 export interface CommandOutput {
   stdout: string;
@@ -20,7 +21,12 @@ export interface CommandOutput {
   exitCode?: number;
 }
 
-type Handler = (ctx: AppContext, input: unknown) => Promise<CommandOutput>;
+/** Local runs may show progress on the terminal; through the control socket there is none. */
+export interface CommandIo {
+  progress?: (p: AuditProgress) => void;
+}
+
+type Handler = (ctx: AppContext, input: unknown, io: CommandIo) => Promise<CommandOutput>;
 
 function parse<T extends z.ZodType>(schema: T, input: unknown): z.infer<T> {
   const r = schema.safeParse(input);
@@ -32,6 +38,19 @@ function parse<T extends z.ZodType>(schema: T, input: unknown): z.infer<T> {
 }
 
 export const COMMANDS: Record<string, Handler> = {
+  /** The whole-study audit: exit 0 clean, 1 findings (2 when it could not run: bad input or no database). */
+  async audit(ctx, input, io) {
+    const v = parse(z.object({ study: z.string().optional(), json: z.boolean().default(false), fromCheckpoint: z.number().int().min(0).optional() }), input);
+    let report;
+    try {
+      report = await auditLog(ctx, { study: v.study, fromCheckpoint: v.fromCheckpoint, onProgress: io.progress });
+    } catch (err) {
+      if (err instanceof ServiceError) return { stdout: "", stderr: `trialseal: audit could not run: ${err.message}\n`, exitCode: 2 };
+      throw err;
+    }
+    return { stdout: v.json ? `${JSON.stringify(report, null, 2)}\n` : formatAuditReport(report), exitCode: report.clean ? 0 : 1 };
+  },
+
   async "db.migrate"(ctx) {
     // Migrations already ran when the context opened the database.
     return { stdout: `database at ${ctx.database.where} is migrated\n` };
@@ -117,11 +136,11 @@ export const COMMANDS: Record<string, Handler> = {
   },
 };
 
-export async function runCommand(ctx: AppContext, name: string, input: unknown): Promise<CommandOutput> {
+export async function runCommand(ctx: AppContext, name: string, input: unknown, io: CommandIo = {}): Promise<CommandOutput> {
   const handler = Object.prototype.hasOwnProperty.call(COMMANDS, name) ? COMMANDS[name] : undefined;
   if (!handler) return { stdout: "", stderr: `trialseal: unknown command ${name}\n`, exitCode: 2 };
   try {
-    return await handler(ctx, input);
+    return await handler(ctx, input, io);
   } catch (err) {
     if (err instanceof ServiceError) return { stdout: "", stderr: `trialseal: ${err.message}\n`, exitCode: 1 };
     throw err;

@@ -3,18 +3,18 @@
  * Enrolling needs the role permission and, for site staff, a current "enrollment" delegation at the site.
  * Subject codes are generated per site (SITE-001, SITE-002, ...); the enrolment is a ledger entry.
  */
-import { createHmac, randomBytes } from "node:crypto";
+import { createHash, createHmac, randomBytes } from "node:crypto";
 import { z } from "zod";
 import { canonicalize } from "../../anchoring/canonical.ts";
 import { and, asc, count, eq, inArray } from "drizzle-orm";
-import { participants, sites } from "../../db/schema/index.ts";
+import { consentInvitations, participants, sites } from "../../db/schema/index.ts";
 import type { AppContext } from "./context.server.ts";
 import { ServiceError, isUniqueViolation } from "./errors.server.ts";
 import { appendEntry } from "./ledger.server.ts";
 import { audit } from "./audit.server.ts";
 import { requireSiteAction } from "./delegations.server.ts";
 import { encryptField } from "./personal-data.server.ts";
-import type { Principal } from "./permissions.server.ts";
+import { requirePermission, type Principal } from "./permissions.server.ts";
 import { getStudyOrThrow } from "./studies.server.ts";
 
 /** Optional personal data at enrolment: encrypted at rest; only an HMAC under the subject's key reaches the log. */
@@ -79,4 +79,28 @@ export async function listParticipants(ctx: AppContext, principal: Principal, st
     .innerJoin(sites, eq(sites.id, participants.siteId))
     .where(and(eq(participants.studyId, studyId), siteLimited ? inArray(participants.siteId, siteIds) : undefined))
     .orderBy(asc(participants.subjectCode));
+}
+
+/**
+ * The erasure procedure (GDPR Art. 17 where it applies; crypto-shredding): destroys the subject's key and every
+ * personal-data column of the participant (and of their consent invitations). Consent printed names, encrypted
+ * under a key derived from the subject key, become unreadable; trial data, pseudonymous ledger entries and every
+ * proof stay valid. The erasure is itself a ledger entry (`participant.erased`) with the reason's SHA-256.
+ */
+export async function eraseParticipantData(ctx: AppContext, principal: Principal, studyCode: string, subject: string, reason: string) {
+  const study = await getStudyOrThrow(ctx, studyCode);
+  requirePermission(principal, "study.manage", { studyId: study.id });
+  const why = String(reason ?? "").trim();
+  if (!why) throw new ServiceError("invalid", "reason: give the reason for the erasure (e.g. the request reference)", "reason");
+  const [p] = await ctx.db.select().from(participants).where(and(eq(participants.studyId, study.id), eq(participants.subjectCode, subject.toUpperCase())));
+  if (!p) throw new ServiceError("not_found", `no subject ${subject} in ${study.code}`, "subject");
+  if (p.erasedAt) throw new ServiceError("conflict", `the personal data of ${p.subjectCode} were already erased on ${p.erasedAt.toISOString().slice(0, 10)}`, "subject");
+  return ctx.db.transaction(async (tx) => {
+    await tx.update(participants).set({ nameEnc: null, emailEnc: null, phoneEnc: null, birthDateEnc: null, subjectKeyEnc: null, erasedAt: new Date() }).where(eq(participants.id, p.id));
+    await tx.update(consentInvitations).set({ representativeNameEnc: null, representativeContactEnc: null, revokedAt: new Date() }).where(eq(consentInvitations.participantId, p.id));
+    const reasonSha256 = createHash("sha256").update(why, "utf8").digest("hex");
+    const e = await appendEntry(tx, ctx.crypto, study, "participant.erased", { subject: p.subjectCode, reasonSha256, actor: principal.userId });
+    await audit(tx, { action: "participant.erase", actorUserId: principal.userId, actorLabel: principal.label, studyId: study.id, siteId: p.siteId, participantId: p.id, detail: { entry: e.id } });
+    return { subject: p.subjectCode, entryId: e.id };
+  });
 }

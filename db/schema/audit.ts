@@ -1,4 +1,4 @@
-import { bigserial, index, jsonb, pgTable, text, timestamp, uuid } from "drizzle-orm/pg-core";
+import { bigserial, boolean, index, jsonb, pgTable, text, timestamp, uuid } from "drizzle-orm/pg-core";
 
 /**
  * The security and data audit trail (logins, failures, role changes, personal-data views, exports).
@@ -20,4 +20,21 @@ export const auditEvents = pgTable(
     detail: jsonb("detail").notNull().default({}),
   },
   (t) => [index("audit_events_study_idx").on(t.studyId, t.at), index("audit_events_actor_idx").on(t.actorUserId, t.at)],
+);
+
+/** Whole-study audits started from the portal (they run in the background; the report is kept). */
+export const auditRuns = pgTable(
+  "audit_runs",
+  {
+    id: uuid("id").primaryKey().defaultRandom(),
+    studyId: uuid("study_id").notNull(),
+    requestedBy: uuid("requested_by"),
+    startedAt: timestamp("started_at", { withTimezone: true, precision: 3 }).notNull().defaultNow(),
+    finishedAt: timestamp("finished_at", { withTimezone: true, precision: 3 }),
+    status: text("status", { enum: ["running", "done", "failed"] }).notNull().default("running"),
+    clean: boolean("clean"),
+    reportText: text("report_text"),
+    error: text("error"),
+  },
+  (t) => [index("audit_runs_study_idx").on(t.studyId, t.startedAt)],
 );

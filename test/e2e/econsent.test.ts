@@ -166,6 +166,10 @@ describe("eConsent and verification in the browser (Chromium, PostgreSQL portal)
     await signIn(reg, "regulator@demo.trialseal.test");
     await reg.goto(`${portal.url}/studies/DEMO-001/review`);
     await expect.poll(() => reg.locator(`tr[data-subject="${subject}"] [data-consent-state]`).textContent()).toMatch(/consented ICF 1\.0/);
+    // The whole-study audit, run in the background from the page: clean.
+    await reg.getByRole("button", { name: "Run the audit" }).click();
+    await expect.poll(() => reg.locator("[data-audit-verdict]").getAttribute("data-audit-verdict"), { timeout: 60_000 }).toBe("clean");
+    expect(await reg.locator("#audit").textContent()).toMatch(/Clean .* checked \d+ entries in \d+ batches/);
     await shot(reg, "13-study-review");
     const row = reg.locator('tr[data-entry-kind="consent.signed"]').last();
     const [bundleDownload] = await Promise.all([reg.waitForEvent("download"), row.locator("[data-proof-download]").click()]);
