@@ -245,6 +245,27 @@ program
     return dispatch("audit", { study: o.study, json: !!o.json, fromCheckpoint: from });
   });
 program
+  .command("export")
+  .description("export a study: evidence (ZIP package), odm (CDISC ODM 1.3.2 XML), fhir (FHIR R4 Bundle), csv (ZIP of one CSV per form)")
+  .requiredOption("--study <CODE>", "study")
+  .requiredOption("--format <FORMAT>", "evidence, odm, fhir or csv")
+  .option("--out <FILE>", "where to write it (default: the export's own name in the current folder)")
+  .action(async (o: { study: string; format: string; out?: string }) => {
+    const path = (await import("node:path")).default;
+    return dispatch("export", { study: o.study, format: o.format, out: o.out ? path.resolve(o.out) : undefined, cwd: process.cwd() });
+  });
+program
+  .command("verify-package")
+  .description("check an evidence package offline (exit 0 valid, 1 invalid naming the file, 2 unreadable)")
+  .argument("<file>", "the evidence package (ZIP)")
+  .option("--trust <FILE>", "the trust policy to check against")
+  .option("--pin <SHA256>", "accept the package's own trust-policy.json only if it has this SHA-256")
+  .option("--json", "the report as JSON")
+  .action(async (file: string, o: { trust?: string; pin?: string; json?: boolean }) => {
+    const { runVerifyPackage } = await import("./verify-package-command.ts");
+    await exitWhenFlushed(await runVerifyPackage(file, o));
+  });
+program
   .command("verify")
   .description("verify proof bundles offline against a pinned trust policy (exit 0 valid, 1 invalid, 2 unreadable)")
   .argument("<bundles...>", "proof bundle files")

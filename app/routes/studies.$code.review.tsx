@@ -59,6 +59,30 @@ export default function Review() {
           Every proof bundle below can be checked without trusting this portal: download it, then open the <a href="/verify">verification page</a> (it runs in your browser) or run <code>trialseal verify</code>.
         </p>
 
+        <section className="card" id="exports">
+          <h2>Exports</h2>
+          <p>
+            <a href={`/studies/${r.study.code}/export/evidence`} download data-export="evidence">
+              Evidence package (ZIP)
+            </a>{" "}
+            : ODM, FHIR, CSV, every proof bundle of the study, the whole log's envelopes and checkpoints with consistency proofs, certified copies, the trust policy and a manifest
+            of SHA-256s; check it offline with <code>trialseal verify-package FILE --pin SHA256</code>.
+          </p>
+          <p>
+            <a href={`/studies/${r.study.code}/export/odm`} download>
+              CDISC ODM 1.3.2
+            </a>{" "}
+            ·{" "}
+            <a href={`/studies/${r.study.code}/export/fhir`} download>
+              HL7 FHIR R4
+            </a>{" "}
+            ·{" "}
+            <a href={`/studies/${r.study.code}/export/csv`} download>
+              CSV per form
+            </a>
+          </p>
+        </section>
+
         <section className="card" id="audit" data-audit={audit?.status ?? "none"}>
           <h2>Whole-study audit</h2>
           <p>

@@ -2,6 +2,7 @@
  * Reading the audit trail of a study: filters (site, subject, user, action, date range), a page for the
  * portal and a CSV export (itself an audited event). The trail is append-only in the database.
  */
+import { csvCell } from "../lib/csv.ts";
 import { and, desc, eq, gte, like, lt, sql } from "drizzle-orm";
 import { z } from "zod";
 import { auditEvents, participants, sites, users } from "../../db/schema/index.ts";
@@ -75,13 +76,6 @@ export async function auditCountsByDay(ctx: AppContext, studyId: string, days = 
     .where(and(eq(auditEvents.studyId, studyId), gte(auditEvents.at, new Date(Date.now() - days * 86_400_000))))
     .groupBy(sql`1`);
   return rows;
-}
-
-/** One CSV cell: quoted, and defused against spreadsheet formula injection. */
-export function csvCell(v: unknown): string {
-  let s = v === null || v === undefined ? "" : v instanceof Date ? v.toISOString() : typeof v === "object" ? JSON.stringify(v) : String(v);
-  if (/^[=+\-@\t\r]/.test(s)) s = `'${s}`;
-  return `"${s.replace(/"/g, '""')}"`;
 }
 
 export async function auditTrailCsv(ctx: AppContext, study: { id: string; code: string }, f: AuditFilters, actor: { userId: string | null; ip: string | null }) {

@@ -14,6 +14,8 @@ import { sealAll } from "./sealer.server.ts";
 import { consistencyBetween, findEntryByRef, latestCheckpoint, proofBundle } from "./proofs.server.ts";
 import { anchorOnce, deploymentTrustPolicy, ledgersStatus, type AnchorEvent } from "./anchoring.server.ts";
 import { auditLog, formatAuditReport, type AuditProgress } from "./log-audit.server.ts";
+import { EXPORT_FORMATS, OPERATOR, exportStudy } from "./evidence.server.ts";
+import { toHex } from "../../anchoring/bytes.ts";
 
 export interface CommandOutput {
   stdout: string;
@@ -23,7 +25,7 @@ export interface CommandOutput {
 
 /** Local runs may show progress on the terminal; through the control socket there is none. */
 export interface CommandIo {
-  progress?: (p: AuditProgress) => void;
+  progress?: (p: AuditProgress | { phase: string; done: number; total: number }) => void;
 }
 
 type Handler = (ctx: AppContext, input: unknown, io: CommandIo) => Promise<CommandOutput>;
@@ -38,6 +40,21 @@ function parse<T extends z.ZodType>(schema: T, input: unknown): z.infer<T> {
 }
 
 export const COMMANDS: Record<string, Handler> = {
+  /** A study export written to a file (through the control socket too: the portal writes where the CLI asked). */
+  async export(ctx, input, io) {
+    const v = parse(z.object({ study: z.string(), format: z.enum(EXPORT_FORMATS, { error: `format: one of ${EXPORT_FORMATS.join(", ")}` }), out: z.string().optional(), cwd: z.string() }), input);
+    const file = await exportStudy(ctx, OPERATOR, v.study, v.format, { onProgress: io.progress });
+    const { writeFileSync } = await import("node:fs");
+    const path = (await import("node:path")).default;
+    const out = v.out ?? path.join(v.cwd, file.name);
+    try {
+      writeFileSync(out, file.data);
+    } catch (err) {
+      return { stdout: "", stderr: `trialseal: cannot write ${out}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}\n`, exitCode: 1 };
+    }
+    return { stdout: `wrote ${out} (${file.data.length} bytes, sha256 ${toHex(ctx.crypto.sha256(file.data))})\n` };
+  },
+
   /** The whole-study audit: exit 0 clean, 1 findings (2 when it could not run: bad input or no database). */
   async audit(ctx, input, io) {
     const v = parse(z.object({ study: z.string().optional(), json: z.boolean().default(false), fromCheckpoint: z.number().int().min(0).optional() }), input);

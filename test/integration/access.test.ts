@@ -54,6 +54,7 @@ const ROUTES: { path: string; needs: Action | null | "public"; api?: boolean }[]
   { path: "/studies/DEMO-001/audit", needs: "audit.view" },
   { path: "/studies/DEMO-001/audit.csv", needs: "audit.view" },
   { path: "/studies/DEMO-001/review", needs: "study.review" },
+  { path: "/studies/DEMO-001/export/odm", needs: "study.review" },
   { path: "/verify", needs: "public" },
   { path: "/api/v1/studies/DEMO-001/forms", needs: "study.view", api: true },
   { path: "/api/v1/entries/0/proof", needs: "proofs.read", api: true },
