@@ -266,6 +266,18 @@ program
     await exitWhenFlushed(await runVerifyPackage(file, o));
   });
 program
+  .command("monitor")
+  .description("check a deployment's log against the last checkpoint you accepted: signature, consistency, anchors, progress (exit 0 ok, 1 alarm, 2 could not check)")
+  .requiredOption("--url <URL>", "the portal's address, e.g. https://trialseal.example.org")
+  .requiredOption("--trust <FILE>", "the trust policy you pinned")
+  .requiredOption("--state <DIR>", "where the monitor keeps the last checkpoint it accepted")
+  .option("--rpc <URL>", "an EVM JSON-RPC endpoint, to check EVM anchors too")
+  .option("--max-age-hours <N>", "alarm when the log has not grown for this long", "24")
+  .action(async (o: { url: string; trust: string; state: string; rpc?: string; maxAgeHours?: string }) => {
+    const { runMonitor } = await import("./monitor-command.ts");
+    await exitWhenFlushed(await runMonitor(o));
+  });
+program
   .command("verify")
   .description("verify proof bundles offline against a pinned trust policy (exit 0 valid, 1 invalid, 2 unreadable)")
   .argument("<bundles...>", "proof bundle files")

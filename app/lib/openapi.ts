@@ -53,6 +53,13 @@ export const OPENAPI = {
         responses: { "200": json({ type: "object" }), ...errors(400) },
       },
     },
+    "/api/v1/checkpoints/{size}/anchors": {
+      get: {
+        summary: "a checkpoint (signed note) and the receipts of its final anchors, for monitors",
+        parameters: [{ name: "size", in: "path", required: true, schema: { type: "integer" }, description: "log size (tree size) of the checkpoint" }],
+        responses: { "200": json({ type: "object", properties: { treeSize: { type: "integer" }, note: { type: "string" }, anchors: { type: "array" } } }), ...errors(400, 404) },
+      },
+    },
     "/api/v1/status": { get: { summary: "log size and per-ledger anchoring status", responses: { "200": json({ type: "object" }) } } },
     "/api/v1/entries/{ref}/proof": {
       get: {
