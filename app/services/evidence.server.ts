@@ -17,7 +17,7 @@ import type { AppContext } from "./context.server.ts";
 import { audit } from "./audit.server.ts";
 import { deploymentTrustPolicy } from "./anchoring.server.ts";
 import { casebookPdf } from "./certified-copy.server.ts";
-import { consistencyBetween, findEntryByRef, proofBundle } from "./proofs.server.ts";
+import { consistencyBetween, proofBundlesOfBatch } from "./proofs.server.ts";
 import { sealAll } from "./sealer.server.ts";
 import { ServiceError } from "./errors.server.ts";
 import { requirePermission, type Principal } from "./permissions.server.ts";
@@ -86,10 +86,11 @@ async function evidencePackage(ctx: AppContext, principal: Principal, studyCode:
   files["log/batches.jsonl"] = enc(headers.map((h) => `${h}\n`).join(""));
   const envelopes: string[] = [];
   const studySeqs: number[] = [];
+  const studyBatches = new Set<number>();
   let lastSeq = -1;
   for (;;) {
     const page = await ctx.db
-      .select({ seq: ledgerEntries.seq, text: ledgerEntries.envelopeText, study: ledgerEntries.studyCode })
+      .select({ seq: ledgerEntries.seq, text: ledgerEntries.envelopeText, study: ledgerEntries.studyCode, batch: ledgerEntries.batchNo })
       .from(ledgerEntries)
       .where(and(isNotNull(ledgerEntries.seq), gt(ledgerEntries.seq, lastSeq)))
       .orderBy(asc(ledgerEntries.seq))
@@ -97,17 +98,23 @@ async function evidencePackage(ctx: AppContext, principal: Principal, studyCode:
     if (!page.length) break;
     for (const e of page) {
       envelopes.push(e.text ?? "");
-      if (e.study === studyCode) studySeqs.push(e.seq!);
+      if (e.study === studyCode) {
+        studySeqs.push(e.seq!);
+        studyBatches.add(e.batch!);
+      }
     }
     lastSeq = page[page.length - 1].seq!;
   }
   files["log/envelopes.jsonl"] = enc(envelopes.map((t) => `${t}\n`).join(""));
 
   // The study's proof bundles, and a certified copy per subject.
-  for (const [i, seq] of studySeqs.entries()) {
-    const r = await proofBundle(ctx, (await findEntryByRef(ctx, String(seq)))!);
-    if (r.status === "sealed") files[`bundles/${seq}.json`] = enc(`${JSON.stringify(r.bundle)}\n`);
-    if (i % 50 === 0) progress({ phase: "bundles", done: i, total: studySeqs.length });
+  let done = 0;
+  for (const b of [...studyBatches].sort((x, y) => x - y)) {
+    for (const bundle of await proofBundlesOfBatch(ctx, b, (e) => e.studyCode === studyCode)) {
+      files[`bundles/${bundle.envelope.seq}.json`] = enc(`${JSON.stringify(bundle)}\n`);
+      done++;
+    }
+    progress({ phase: "bundles", done, total: studySeqs.length });
   }
   progress({ phase: "bundles", done: studySeqs.length, total: studySeqs.length });
   for (const p of x.participants) files[`certified-copies/${p.subject}.pdf`] = new Uint8Array(await casebookPdf(ctx, principal, studyCode, p.subject));

@@ -59,15 +59,12 @@ async function batchInclusion(ctx: AppContext, batch: q.BatchRow, leafIndex: num
 
 export type ProofResult = { status: "pending"; entryId: string } | { status: "sealed"; bundle: Bundle };
 
-/** The proof bundle of a sealed entry: payload, envelope, batch inclusion, and the checkpoint sealed with it. */
-export async function proofBundle(ctx: AppContext, entry: q.EntryRow): Promise<ProofResult> {
-  if (entry.status !== "sealed" || entry.batchNo === null || entry.seq === null) return { status: "pending", entryId: entry.id };
-  const found = await q.findBatchWithCheckpoint(ctx.db, entry.batchNo);
-  if (!found) throw new Error(`batch ${entry.batchNo} of sealed entry ${entry.id} is missing`);
+/** What every bundle of one batch shares: the batch, and its checkpoints (log paths and anchors), built once. */
+async function batchProofContext(ctx: AppContext, batchNo: number) {
+  const found = await q.findBatchWithCheckpoint(ctx.db, batchNo);
+  if (!found) throw new Error(`sealed batch ${batchNo} is missing`);
   const { batch, checkpoint: cp } = found;
   if (!cp) throw new Error(`checkpoint ${batch.batchNo + 1} is missing`);
-  const leafIndex = entry.seq - batch.firstSeq;
-  const inclusion = await batchInclusion(ctx, batch, leafIndex, entry.leafHash!);
   // Anchors: for each ledger, the first final anchor of a checkpoint covering this batch.
   const anchored = await qa.firstFinalAnchorsCovering(ctx.db, batch.batchNo);
   const sizes = [...new Set(anchored.map((a) => a.treeSize))].filter((n) => n !== cp.treeSize).sort((a, b) => a - b);
@@ -81,22 +78,46 @@ export async function proofBundle(ctx: AppContext, entry: q.EntryRow): Promise<P
       anchors: anchored.filter((a) => a.treeSize === treeSize).map((a) => ({ ledger: a.ledger, receipt: JSON.parse(a.receiptText) })),
     };
   };
+  const checkpoints = [
+    checkpointOf(cp.treeSize, cp.noteText, cp.root),
+    ...others.map((c, k) => {
+      if (!c) throw new Error(`checkpoint ${sizes[k]} of an anchor is missing`);
+      return checkpointOf(c.treeSize, c.noteText, c.root);
+    }),
+  ];
+  return { batch, header: JSON.parse(batch.headerText) as unknown, checkpoints };
+}
+
+function bundleOf(entry: q.EntryRow, c: Awaited<ReturnType<typeof batchProofContext>>, inclusion: Uint8Array[]): Bundle {
   return {
-    status: "sealed",
-    bundle: {
-      format: "trialseal-proof/v1",
-      payload: JSON.parse(entry.payloadText),
-      envelope: JSON.parse(entry.envelopeText!),
-      batch: { header: JSON.parse(batch.headerText), leafIndex, inclusion: inclusion.map(toHex) },
-      checkpoints: [
-        checkpointOf(cp.treeSize, cp.noteText, cp.root),
-        ...others.map((c, k) => {
-          if (!c) throw new Error(`checkpoint ${sizes[k]} of an anchor is missing`);
-          return checkpointOf(c.treeSize, c.noteText, c.root);
-        }),
-      ],
-    },
+    format: "trialseal-proof/v1",
+    payload: JSON.parse(entry.payloadText),
+    envelope: JSON.parse(entry.envelopeText!),
+    batch: { header: c.header as Bundle["batch"]["header"], leafIndex: entry.seq! - c.batch.firstSeq, inclusion: inclusion.map(toHex) },
+    checkpoints: structuredClone(c.checkpoints),
   };
+}
+
+/** The proof bundle of a sealed entry: payload, envelope, batch inclusion, and the checkpoint sealed with it. */
+export async function proofBundle(ctx: AppContext, entry: q.EntryRow): Promise<ProofResult> {
+  if (entry.status !== "sealed" || entry.batchNo === null || entry.seq === null) return { status: "pending", entryId: entry.id };
+  const c = await batchProofContext(ctx, entry.batchNo);
+  const inclusion = await batchInclusion(ctx, c.batch, entry.seq - c.batch.firstSeq, entry.leafHash!);
+  return { status: "sealed", bundle: bundleOf(entry, c, inclusion) };
+}
+
+/**
+ * The bundles of every entry of one batch that `want` selects, sharing one read of the batch: its tree is
+ * rebuilt once from the entries' leaf hashes and checked against the batch root (exports of whole studies).
+ */
+export async function proofBundlesOfBatch(ctx: AppContext, batchNo: number, want: (e: q.EntryRow) => boolean = () => true): Promise<Bundle[]> {
+  const entries = await q.entriesOfBatch(ctx.db, batchNo);
+  const chosen = entries.filter(want);
+  if (!chosen.length) return [];
+  const c = await batchProofContext(ctx, batchNo);
+  const tree = MerkleLevels.fromLeaves(ctx.crypto, entries.map((e) => e.leafHash!));
+  if (tree.size !== c.batch.size || !bytesEqual(tree.root(), c.batch.root)) throw new Error(`the entries of batch ${batchNo} do not hash to its root`);
+  return chosen.map((e) => bundleOf(e, c, tree.inclusionProof(e.seq! - c.batch.firstSeq)));
 }
 
 export function latestCheckpoint(ctx: AppContext) {

@@ -148,3 +148,8 @@ export async function studyActivityByDay(db: DbOrTx, studyId: string, days: numb
     .groupBy(sql`1`)
     .orderBy(sql`1`);
 }
+
+/** Sealed entries of one batch, by seq. */
+export async function entriesOfBatch(db: DbOrTx, batchNo: number): Promise<EntryRow[]> {
+  return db.select().from(ledgerEntries).where(eq(ledgerEntries.batchNo, batchNo)).orderBy(asc(ledgerEntries.seq));
+}
