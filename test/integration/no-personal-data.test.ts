@@ -43,9 +43,18 @@ describe("no personal data in payloads, anchors, logs, errors or exports", () =>
     errors.push(await bad2.text());
     const ok = await api("/api/v1/studies/DEMO-001/participants", { site: "SITE-01", personal: PERSON });
     expect(ok.status).toBe(201);
-    const { subject } = (await ok.json()) as { subject: string };
+    const { subject, entry } = (await ok.json()) as { subject: string; entry: { id: string } };
     const rec = await api("/api/v1/studies/DEMO-001/records", { subject, form: "VITALS", visit: "SCREENING", data: { sbp: 120, dbp: 80, visit_date: "2026-03-01" } });
     expect(rec.status, await rec.clone().text()).toBe(201);
+    // Wait until both writes are sealed (a seq that is not assigned yet is simply not found).
+    for (const id of [entry.id, ((await rec.json()) as { entry: { id: string } }).entry.id]) {
+      let status = 0;
+      for (let i = 0; i < 120 && status !== 200; i++) {
+        status = (await api(`/api/v1/entries/${id}/proof`)).status;
+        if (status !== 200) await new Promise((r) => setTimeout(r, 250));
+      }
+      expect(status, `entry ${id} sealed`).toBe(200);
+    }
     for (const e of errors) expectNoPersonalData("an API error body", e);
 
     // Every ledger payload, once sealed (through the proof API), and the bundles themselves.
