@@ -1,17 +1,6 @@
-/** A ledger entry's proof status in words: pending, sealed in batch B (seq N), anchored on ledgers L. */
-export interface Seal {
-  status: string;
-  seq: number | null;
-  batch: number | null;
-  anchoredOn: string[];
-}
+import { sealText, type Seal } from "../lib/seal-text.ts";
 
-export function sealText(seal: Seal): string {
-  if (seal.status !== "sealed") return "pending seal";
-  const sealed = `sealed in batch ${seal.batch} (seq ${seal.seq})`;
-  return seal.anchoredOn.length ? `${sealed}, anchored on ${seal.anchoredOn.join(", ")}` : sealed;
-}
-
+/** A ledger entry's proof status as a badge (data-seal: pending, sealed or anchored). */
 export function SealBadge({ seal }: { seal: Seal }) {
   const cls = seal.status !== "sealed" ? "badge" : seal.anchoredOn.length ? "badge ok" : "badge";
   const state = seal.status !== "sealed" ? "pending" : seal.anchoredOn.length ? "anchored" : "sealed";

@@ -11,7 +11,7 @@ import type { AppContext } from "./context.server.ts";
 import { audit } from "./audit.server.ts";
 import { consentReceipt, type OpenedInvitation } from "./consent.server.ts";
 import { qrPng } from "./qr.server.ts";
-import { sealText } from "../components/seal-badge.tsx";
+import { sealText } from "../lib/seal-text.ts";
 
 const FONT = process.env.PDF_FONT ?? "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf";
 const FONT_BOLD = process.env.PDF_FONT_BOLD ?? "/usr/share/fonts/truetype/dejavu/DejaVuSans-Bold.ttf";
