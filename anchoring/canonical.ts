@@ -15,7 +15,11 @@ export function canonicalize(value: unknown): string {
 
 function assertJsonValue(v: unknown, at: string, depth: number): void {
   if (depth > 64) throw new CanonicalizationError(`${at}: nested too deeply`);
-  if (v === null || typeof v === "string" || typeof v === "boolean") return;
+  if (v === null || typeof v === "boolean") return;
+  if (typeof v === "string") {
+    if (!v.isWellFormed()) throw new CanonicalizationError(`${at}: not well-formed Unicode (lone surrogate)`);
+    return;
+  }
   if (typeof v === "number") {
     if (!Number.isFinite(v)) throw new CanonicalizationError(`${at}: not a finite number`);
     return;
@@ -27,7 +31,10 @@ function assertJsonValue(v: unknown, at: string, depth: number): void {
   if (typeof v === "object") {
     const proto = Object.getPrototypeOf(v);
     if (proto !== Object.prototype && proto !== null) throw new CanonicalizationError(`${at}: not a plain object`);
-    for (const [k, x] of Object.entries(v as Record<string, unknown>)) assertJsonValue(x, `${at}.${k}`, depth + 1);
+    for (const [k, x] of Object.entries(v as Record<string, unknown>)) {
+      if (!k.isWellFormed()) throw new CanonicalizationError(`${at}: a key is not well-formed Unicode (lone surrogate)`);
+      assertJsonValue(x, `${at}.${k}`, depth + 1);
+    }
     return;
   }
   throw new CanonicalizationError(`${at}: ${typeof v} is not JSON`);

@@ -6,25 +6,27 @@ import { utf8 } from "./bytes.ts";
 import { leafHash } from "./merkle.ts";
 
 const hex32 = z.string().regex(/^[0-9a-f]{64}$/);
+/** Text that has a UTF-8 form: a lone surrogate (possible in a JS string, not in UTF-8 or JCS) is refused here, at the edge. */
+const text = (max: number) => z.string().min(1).max(max).refine((v) => v.isWellFormed(), "not well-formed Unicode (lone surrogate)");
 const nat = z.number().int().min(0).max(Number.MAX_SAFE_INTEGER);
 /** UTC RFC 3339 with milliseconds, as written by Date.prototype.toISOString. */
 export const utcMillis = z.string().regex(/^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$/, "expected UTC time with milliseconds");
 
 export const EnvelopeSchema = z.strictObject({
   v: z.literal(1),
-  log: z.string().min(1).max(255),
+  log: text(255),
   seq: nat,
   studySeq: nat,
   at: utcMillis,
-  study: z.string().min(1).max(64),
-  kind: z.string().min(1).max(64),
+  study: text(64),
+  kind: text(64),
   payloadHash: hex32,
 });
 export type Envelope = z.infer<typeof EnvelopeSchema>;
 
 export const BatchHeaderSchema = z.strictObject({
   v: z.literal(1),
-  log: z.string().min(1).max(255),
+  log: text(255),
   batch: nat,
   first: nat,
   size: z.number().int().min(1).max(10_000_000),

@@ -138,6 +138,7 @@ export function generateVectors(): Record<string, Vector> {
   broken("no-checkpoints", "bundle without checkpoints", "BUNDLE_MALFORMED", (b) => (b.checkpoints = []));
   broken("uppercase-hex", "hashes must be lowercase hex", "BUNDLE_MALFORMED", (b) => (b.batch.inclusion[0] = b.batch.inclusion[0].toUpperCase()));
   broken("wrong-format", "unknown format", "BUNDLE_MALFORMED", (b) => (b.format = "trialseal-proof/v2"));
+  broken("envelope-lone-surrogate", "a lone UTF-16 surrogate in envelope.study: no UTF-8 form, so no canonical leaf", "ENVELOPE_SCHEMA", (b) => (b.envelope.study = "\ud800"));
 
   // Anchors: a local-ledger record (deterministic: fixed key and time) for the checkpoint of `base`.
   const ledgerSigner = nodeSigner(new Uint8Array(32).fill(3));
