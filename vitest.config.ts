@@ -31,7 +31,7 @@ export default defineConfig({
         // Browser tests: playwright-core driving Debian's Chromium against a portal the test starts.
         test: { name: "e2e", include: ["test/e2e/**/*.test.ts"], testTimeout: 180_000, hookTimeout: 180_000, fileParallelism: false },
       },
-      { test: { name: "long", include: ["test/long/**/*.test.ts"], testTimeout: 1_800_000, hookTimeout: 120_000 } },
+      { test: { name: "long", include: ["test/long/**/*.test.ts", "test/unit/fuzz.test.ts"], testTimeout: 1_800_000, hookTimeout: 120_000 } },
     ],
   },
 });

@@ -17,7 +17,13 @@ import { readFileSync, readdirSync } from "node:fs";
 import path from "node:path";
 import { ROOT } from "../helpers/portal.ts";
 
-const RUNS = Number(process.env.FUZZ_RUNS ?? 300);
+// The default suite is reproducible: a fixed seed and 300 runs per property (a red CI must mean a real change).
+// `npm run test:long` explores: 20,000 runs per property from a fresh seed (fast-check prints the seed and the
+// shrunk counterexample of a failure; pass FUZZ_SEED to replay it).
+const LONG = process.env.TRIALSEAL_LONG === "1";
+const RUNS = Number(process.env.FUZZ_RUNS ?? (LONG ? 20_000 : 300));
+const SEED = process.env.FUZZ_SEED !== undefined ? Number(process.env.FUZZ_SEED) : LONG ? undefined : 20261130;
+fc.configureGlobal({ ...(SEED === undefined ? {} : { seed: SEED }), numRuns: RUNS });
 const NASTY_KEYS = ["__proto__", "constructor", "prototype", "toString", "hasOwnProperty", "", "sbp", "fields", "type", "options"];
 const nastyKey = fc.oneof(fc.constantFrom(...NASTY_KEYS), fc.string({ maxLength: 8 }));
 const nastyValue: fc.Arbitrary<unknown> = fc.letrec((tie) => ({
