@@ -15,7 +15,7 @@ const dbSuite = (engine: "pglite" | "postgres") => ({
 export default defineConfig({
   test: {
     projects: [
-      { test: { name: "unit", include: ["anchoring/**/*.test.ts", "app/**/*.test.ts", "test/unit/**/*.test.ts"], testTimeout: 60_000 } },
+      { test: { name: "unit", include: ["anchoring/**/*.test.ts", "app/**/*.test.ts", "db/**/*.test.ts", "test/unit/**/*.test.ts"], testTimeout: 60_000 } },
       dbSuite("pglite"),
       dbSuite("postgres"),
       {

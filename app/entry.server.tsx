@@ -9,6 +9,7 @@ import { RemixServer } from "@remix-run/react";
 import { isbot } from "isbot";
 import { renderToPipeableStream } from "react-dom/server";
 import { NonceContext } from "./nonce.tsx";
+import { databaseUnavailableCode } from "../db/availability.ts";
 
 const ABORT_DELAY = 5_000;
 
@@ -48,9 +49,17 @@ export default function handleRequest(request: Request, responseStatusCode: numb
  * Server errors are logged as one line (never request data, never a stack trace in production logs);
  * a request for a URL that matches no route is not an error worth logging, and aborted requests neither.
  */
-export function handleError(error: unknown, { request }: { request: Request }) {
+export function handleError(error: unknown, { request, context }: { request: Request; context?: AppLoadContext }) {
   if (request.signal.aborted) return;
   const message = error instanceof Error ? error.message : String(error);
+  const unavailable = databaseUnavailableCode(error);
+  if (unavailable) {
+    // Not a bug but an outage (PostgreSQL restarting): the response becomes a 503 with Retry-After. Only the
+    // code is logged: a wrapped query error's message carries its parameters.
+    if (context?.requestState) context.requestState.databaseUnavailable = true;
+    console.error(`portal: database unavailable (${unavailable}); answering 503`);
+    return;
+  }
   if (/^No route matches URL/.test(message)) return;
   console.error(`portal error: ${message}`);
 }

@@ -10,6 +10,8 @@ declare module "@remix-run/node" {
     ctx: AppContext;
     /** This response's CSP nonce (app/http.server.ts). */
     cspNonce?: string;
+    /** Set while handling this request; bin/serve.ts turns a 5xx caused by an unreachable database into a 503. */
+    requestState?: { databaseUnavailable: boolean };
   }
 }
 

@@ -6,8 +6,8 @@ import path from "node:path";
 import { existsSync, readFileSync } from "node:fs";
 import { pathToFileURL } from "node:url";
 import express from "express";
-import { createRequestHandler } from "@remix-run/express";
-import type { ServerBuild } from "@remix-run/node";
+import * as remixExpress from "@remix-run/express/dist/server.js";
+import { createRequestHandler, type ServerBuild } from "@remix-run/node";
 import { ConfigError, parseEnv } from "../app/env.server.ts";
 import { createAppContext } from "../app/services/context.server.ts";
 import { seedDemo } from "../app/services/seed.server.ts";
@@ -18,6 +18,26 @@ import { securityHeaders, sameOriginPosts } from "../app/http.server.ts";
 import { startSealer } from "../app/services/sealer.server.ts";
 import { startAnchorWorker } from "../app/services/anchoring.server.ts";
 import { describeEvent } from "../app/services/commands.server.ts";
+import { DATABASE_RETRY_AFTER_S } from "../db/availability.ts";
+
+// The Express adapter's request/response converters (exported by @remix-run/express's server module, not its index):
+// the portal calls Remix itself so it can turn a database outage into a 503 before anything is sent.
+const { createRemixRequest, sendRemixResponse } = remixExpress as unknown as {
+  createRemixRequest(req: express.Request, res: express.Response): Request;
+  sendRemixResponse(res: express.Response, response: Response): Promise<void>;
+};
+
+/** The answer while PostgreSQL is unreachable: 503 + Retry-After, JSON for API clients, a short page for people. */
+function databaseUnavailable(request: Request): Response {
+  const headers = { "retry-after": String(DATABASE_RETRY_AFTER_S), "cache-control": "no-store" };
+  const message = `the database is unavailable (restarting or unreachable); nothing was changed by this request; retry after ${DATABASE_RETRY_AFTER_S} s`;
+  const url = new URL(request.url);
+  if (url.pathname.startsWith("/api/") || /application\/json/.test(request.headers.get("accept") ?? "")) {
+    return Response.json({ error: { code: "database_unavailable", message } }, { status: 503, headers });
+  }
+  const page = `<!doctype html><html lang="en"><head><meta charset="utf-8"><title>TrialSeal: temporarily unavailable</title></head><body><h1>Temporarily unavailable</h1><p>${message}.</p></body></html>`;
+  return new Response(page, { status: 503, headers: { ...headers, "content-type": "text/html; charset=utf-8" } });
+}
 
 const ROOT = path.resolve(path.dirname(new URL(import.meta.url).pathname), "..");
 
@@ -79,7 +99,19 @@ async function main() {
     res.type("html").send(html);
   });
   app.use(sameOriginPosts);
-  app.all("*", createRequestHandler({ build, mode: env.production ? "production" : "development", getLoadContext: (_req, res) => ({ ctx, cspNonce: res.locals.cspNonce as string }) }));
+  const handle = createRequestHandler(build, env.production ? "production" : "development");
+  app.all("*", async (req, res, next) => {
+    try {
+      const requestState = { databaseUnavailable: false };
+      const request = createRemixRequest(req, res);
+      let response = await handle(request, { ctx, cspNonce: res.locals.cspNonce as string, requestState });
+      // A write that failed because PostgreSQL went away was rolled back by it: the client may simply retry.
+      if (requestState.databaseUnavailable && response.status >= 500) response = databaseUnavailable(request);
+      await sendRemixResponse(res, response);
+    } catch (err) {
+      next(err);
+    }
+  });
 
   const server = app.listen(env.port, env.host, () => {
     const addr = server.address();

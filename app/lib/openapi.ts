@@ -1,6 +1,7 @@
 /** The integration API's OpenAPI 3.1 document (served at /api/v1/openapi.json; a test keeps it complete). */
 const error = { $ref: "#/components/schemas/Error" };
-const errors = (...codes: number[]) => Object.fromEntries(codes.map((c) => [String(c), { description: ERROR_TEXT[c], content: { "application/json": { schema: error } } }]));
+// Every operation may meet a database outage: 503 database_unavailable with Retry-After.
+const errors = (...codes: number[]) => Object.fromEntries([...codes, 503].map((c) => [String(c), { description: ERROR_TEXT[c], content: { "application/json": { schema: error } } }]));
 const ERROR_TEXT: Record<number, string> = {
   400: "unreadable request (not JSON, bad query or header)",
   401: "no or unknown credentials",
@@ -13,6 +14,7 @@ const ERROR_TEXT: Record<number, string> = {
   422: "invalid content; `field` names the offending part",
   423: "locked",
   429: "rate limited; see Retry-After",
+  503: "the database is unavailable (restarting); nothing was changed; retry after Retry-After seconds (with the same Idempotency-Key for writes)",
 };
 const bearer = [{ bearer: [] }, { session: [] }];
 const code = { name: "code", in: "path", required: true, schema: { type: "string" }, description: "study protocol code" };
@@ -81,11 +83,11 @@ export const OPENAPI = {
     },
     "/api/v1/studies/{code}/participants": {
       post: {
-        summary: "enrol a participant at a site; returns the generated subject code",
+        summary: "enrol a participant at a site; returns the generated subject code; Idempotency-Key makes retries safe",
         security: bearer,
-        parameters: [code],
+        parameters: [code, { name: "Idempotency-Key", in: "header", schema: { type: "string", maxLength: 200 } }],
         requestBody: { required: true, content: { "application/json": { schema: { type: "object", required: ["site"], properties: { site: { type: "string" } } } } } },
-        responses: { "201": json({ type: "object", properties: { subject: { type: "string" }, id: { type: "string" }, entry: { $ref: "#/components/schemas/Entry" } } }, "created"), ...errors(400, 401, 403, 404, 413, 415, 422, 429) },
+        responses: { "201": json({ type: "object", properties: { subject: { type: "string" }, id: { type: "string" }, entry: { $ref: "#/components/schemas/Entry" } } }, "created (or the replayed original)"), ...errors(400, 401, 403, 404, 409, 413, 415, 422, 429) },
       },
     },
     "/api/v1/studies/{code}/records": {

@@ -1,7 +1,8 @@
 import type { ActionFunctionArgs } from "@remix-run/node";
 import { apiError, apiPrincipal, rateLimited, readJsonBody } from "../api.server.ts";
 import { ServiceError } from "../services/errors.server.ts";
-import { replayIdempotent, saveRecord } from "../services/records.server.ts";
+import { saveRecord } from "../services/records.server.ts";
+import { idempotencyKeyOf, replayIdempotent } from "../services/idempotency.server.ts";
 
 const MAX_BODY = 64 * 1024;
 
@@ -17,8 +18,8 @@ export async function action({ request, context, params }: ActionFunctionArgs) {
   if (!principal) return apiError(401, "unauthenticated", "send Authorization: Bearer TOKEN (or sign in)");
   const limited = rateLimited(principal, ctx.env.apiRatePerSecond);
   if (limited) return limited;
-  const key = request.headers.get("idempotency-key");
-  if (key !== null && !/^[\x21-\x7e]{1,200}$/.test(key)) return apiError(400, "invalid", "Idempotency-Key must be 1-200 visible ASCII characters", "Idempotency-Key");
+  const { key, error: keyError } = idempotencyKeyOf(request);
+  if (keyError) return apiError(400, "invalid", keyError, "Idempotency-Key");
   const body = await readJsonBody(request, MAX_BODY);
   if (!body.ok) return body.response;
   const idem = key ? { scope: `${principal.label}:${(params.code ?? "").toUpperCase()}`, key, requestHash: ctx.crypto.sha256(new TextEncoder().encode(body.text)) } : undefined;

@@ -6,7 +6,7 @@
 import { createHash, createHmac, randomBytes } from "node:crypto";
 import { z } from "zod";
 import { canonicalize } from "../../anchoring/canonical.ts";
-import { and, asc, count, eq, inArray } from "drizzle-orm";
+import { and, asc, count, eq, inArray, sql } from "drizzle-orm";
 import { consentInvitations, participants, sites } from "../../db/schema/index.ts";
 import type { AppContext } from "./context.server.ts";
 import { ServiceError, isUniqueViolation } from "./errors.server.ts";
@@ -16,6 +16,7 @@ import { requireSiteAction } from "./delegations.server.ts";
 import { encryptField } from "./personal-data.server.ts";
 import { requirePermission, type Principal } from "./permissions.server.ts";
 import { getStudyOrThrow } from "./studies.server.ts";
+import { replayIdempotent, storeIdempotent, type Idempotency } from "./idempotency.server.ts";
 
 /** Optional personal data at enrolment: encrypted at rest; only an HMAC under the subject's key reaches the log. */
 export const PersonalData = z.strictObject({
@@ -31,7 +32,23 @@ export const PersonalData = z.strictObject({
 });
 export type PersonalData = z.infer<typeof PersonalData>;
 
-export async function enrollParticipant(ctx: AppContext, principal: Principal, input: { study: string; site: string; personal?: unknown }) {
+export interface Enrolled {
+  id: string;
+  subjectCode: string;
+  entryId: string;
+}
+
+/** The API's answer to an enrolment (also what an Idempotency-Key replays). */
+export function enrolledResponse(e: Enrolled) {
+  return { subject: e.subjectCode, id: e.id, entry: { id: e.entryId, status: "pending" as const } };
+}
+
+/**
+ * Enrol a participant at a site. Subject codes are SITE-NNN in enrolment order: the site's row is locked for the
+ * transaction, so concurrent enrolments at one site queue instead of colliding. With an Idempotency-Key the
+ * answer is stored in the same transaction and a retry gets it back (nothing is enrolled twice).
+ */
+export async function enrollParticipant(ctx: AppContext, principal: Principal, input: { study: string; site: string; personal?: unknown }, idem?: Idempotency): Promise<Enrolled> {
   const pd = PersonalData.safeParse(input.personal ?? {});
   if (!pd.success) {
     const i = pd.error.issues[0];
@@ -42,30 +59,38 @@ export async function enrollParticipant(ctx: AppContext, principal: Principal, i
   const [site] = await ctx.db.select().from(sites).where(and(eq(sites.studyId, study.id), eq(sites.code, String(input.site ?? "").toUpperCase())));
   if (!site) throw new ServiceError("invalid", `site: choose a site of ${study.code}`, "site");
   await requireSiteAction(ctx, principal, "participants.enroll", { studyId: study.id, siteId: site.id });
-  for (let attempt = 0; attempt < 5; attempt++) {
-    const [{ n }] = await ctx.db.select({ n: count() }).from(participants).where(eq(participants.siteId, site.id));
-    const subject = `${site.code}-${String(n + 1 + attempt).padStart(3, "0")}`;
-    try {
-      return await ctx.db.transaction(async (tx) => {
-        const [p] = await tx.insert(participants).values({ studyId: study.id, siteId: site.id, subjectCode: subject, enrolledBy: principal.userId }).returning();
-        // The per-subject key binding personal data to ledger payloads (HMAC); destroying it is the erasure procedure.
-        const subjectKey = randomBytes(32);
-        const subjectKeyEnc = encryptField(ctx.env.dataKey, subjectKey.toString("base64"), `participants.subject_key:${p.id}`);
-        const identity = Object.keys(personal).length ? createHmac("sha256", subjectKey).update(canonicalize(personal)).digest("hex") : null;
-        const enc = (field: "name" | "email" | "phone" | "birth_date", v: string | undefined) => (v === undefined ? null : encryptField(ctx.env.dataKey, v, `participants.${field}:${p.id}`));
-        const e = await appendEntry(tx, ctx.crypto, study, "participant.enrolled", { subject, site: site.code, identity, actor: principal.userId });
-        await tx
-          .update(participants)
-          .set({ subjectKeyEnc, entryId: e.id, nameEnc: enc("name", personal.fullName), emailEnc: enc("email", personal.email), phoneEnc: enc("phone", personal.phone), birthDateEnc: enc("birth_date", personal.birthDate) })
-          .where(eq(participants.id, p.id));
-        await audit(tx, { action: "participant.enroll", actorUserId: principal.userId, actorLabel: principal.label, studyId: study.id, siteId: site.id, participantId: p.id });
-        return { ...p, entryId: e.id };
-      });
-    } catch (err) {
-      if (!isUniqueViolation(err)) throw err; // a concurrent enrolment took that code: try the next
+  try {
+    return await ctx.db.transaction(async (tx) => {
+      await tx.execute(sql`SELECT 1 FROM sites WHERE id = ${site.id} FOR UPDATE`);
+      const [{ n }] = await tx.select({ n: count() }).from(participants).where(eq(participants.siteId, site.id));
+      const subject = `${site.code}-${String(n + 1).padStart(3, "0")}`;
+      const [p] = await tx.insert(participants).values({ studyId: study.id, siteId: site.id, subjectCode: subject, enrolledBy: principal.userId }).returning();
+      // The per-subject key binding personal data to ledger payloads (HMAC); destroying it is the erasure procedure.
+      const subjectKey = randomBytes(32);
+      const subjectKeyEnc = encryptField(ctx.env.dataKey, subjectKey.toString("base64"), `participants.subject_key:${p.id}`);
+      const identity = Object.keys(personal).length ? createHmac("sha256", subjectKey).update(canonicalize(personal)).digest("hex") : null;
+      const enc = (field: "name" | "email" | "phone" | "birth_date", v: string | undefined) => (v === undefined ? null : encryptField(ctx.env.dataKey, v, `participants.${field}:${p.id}`));
+      const e = await appendEntry(tx, ctx.crypto, study, "participant.enrolled", { subject, site: site.code, identity, actor: principal.userId });
+      await tx
+        .update(participants)
+        .set({ subjectKeyEnc, entryId: e.id, nameEnc: enc("name", personal.fullName), emailEnc: enc("email", personal.email), phoneEnc: enc("phone", personal.phone), birthDateEnc: enc("birth_date", personal.birthDate) })
+        .where(eq(participants.id, p.id));
+      await audit(tx, { action: "participant.enroll", actorUserId: principal.userId, actorLabel: principal.label, studyId: study.id, siteId: site.id, participantId: p.id });
+      const out: Enrolled = { id: p.id, subjectCode: subject, entryId: e.id };
+      await storeIdempotent(tx, idem, 201, enrolledResponse(out));
+      return out;
+    });
+  } catch (err) {
+    // The same key committed by a concurrent retry: answer as it did.
+    if (idem && isUniqueViolation(err)) {
+      const replay = await replayIdempotent(ctx, idem);
+      if (replay) {
+        const b = replay.body as ReturnType<typeof enrolledResponse>;
+        return { id: b.id, subjectCode: b.subject, entryId: b.entry.id };
+      }
     }
+    throw err;
   }
-  throw new ServiceError("conflict", "could not allocate a subject code; try again", "site");
 }
 
 /** Participants the principal may see: all of the study, or only their sites for site-scoped roles. */

@@ -9,7 +9,7 @@ import { and, asc, desc, eq, sql } from "drizzle-orm";
 import { z } from "zod";
 import { canonicalize } from "../../anchoring/canonical.ts";
 import { toHex } from "../../anchoring/bytes.ts";
-import { forms, idempotencyKeys, ledgerEntries, participants, records, recordVersions, sites, users } from "../../db/schema/index.ts";
+import { forms, ledgerEntries, participants, records, recordVersions, sites, users } from "../../db/schema/index.ts";
 import type { DbOrTx } from "../../db/client.ts";
 import { parseFormDefinition, recordSchema, type FormDefinition } from "../lib/form-definition.ts";
 import type { AppContext } from "./context.server.ts";
@@ -18,15 +18,11 @@ import { appendEntry } from "./ledger.server.ts";
 import { requireSiteAction } from "./delegations.server.ts";
 import { can, type Principal } from "./permissions.server.ts";
 import { getStudyOrThrow } from "./studies.server.ts";
+import { replayIdempotent, storeIdempotent, type Idempotency } from "./idempotency.server.ts";
 import { firstFinalAnchorsCovering } from "../../db/queries/anchors.ts";
 import { assertUnlocked } from "./monitoring.server.ts";
 import { assertConsentAllowsNewData } from "./consent.server.ts";
 
-export interface Idempotency {
-  scope: string;
-  key: string;
-  requestHash: Uint8Array;
-}
 
 export const NewRecordInput = z.object({
   subject: z.string().trim().min(1, "subject is required").max(64),
@@ -64,19 +60,6 @@ export function validateValues(def: FormDefinition, data: unknown): Record<strin
     invalid(message, i.code === "unrecognized_keys" ? `data.${(i as { keys?: string[] }).keys?.[0]}` : field);
   }
   return data as Record<string, unknown>;
-}
-
-async function storeIdempotent(tx: DbOrTx, idem: Idempotency | undefined, status: number, body: unknown) {
-  if (!idem) return;
-  await tx.insert(idempotencyKeys).values({ scope: idem.scope, key: idem.key, requestHash: idem.requestHash, status, responseText: JSON.stringify(body) });
-}
-
-/** A stored response for (scope, key), or null. A different request under the same key is refused. */
-export async function replayIdempotent(ctx: AppContext, idem: Idempotency): Promise<{ status: number; body: unknown } | null> {
-  const [row] = await ctx.db.select().from(idempotencyKeys).where(and(eq(idempotencyKeys.scope, idem.scope), eq(idempotencyKeys.key, idem.key)));
-  if (!row) return null;
-  if (toHex(row.requestHash) !== toHex(idem.requestHash)) throw new ServiceError("conflict", "this Idempotency-Key was already used for a different request", "Idempotency-Key");
-  return { status: row.status, body: JSON.parse(row.responseText) };
 }
 
 async function formFor(ctx: AppContext, studyId: string, code: string, version?: number) {
