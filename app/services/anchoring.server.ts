@@ -56,7 +56,7 @@ export async function processQueue(ctx: AppContext, ledger: Ledger, opts: { budg
   const until = Date.now() + (opts.budgetMs ?? 60_000);
   const fail = async (row: q.AnchorRow, err: unknown): Promise<"stop" | "next"> => {
     const retryable = !(err instanceof LedgerError) || err.retryable;
-    const error = err instanceof LedgerError ? err.message : `${ledger.name}: ${(err as Error).message}`;
+    const error = q.storableError(err instanceof LedgerError ? err.message : `${ledger.name}: ${(err as Error).message}`);
     if (!retryable) {
       await q.markFailed(ctx.db, row.id, error);
       emit({ type: "failed", ledger: ledger.name, treeSize: row.treeSize, error });
@@ -89,7 +89,7 @@ export async function processQueue(ctx: AppContext, ledger: Ledger, opts: { budg
     } catch (err) {
       // Could not re-check (ledger unreachable): keep it included, look again later.
       await q.releaseLease(ctx.db, row.id);
-      emit({ type: "retry", ledger: ledger.name, treeSize: row.treeSize, error: err instanceof LedgerError ? err.message : (err as Error).message, attempts: row.attempts, nextAttemptAt: new Date(Date.now() + 1000) });
+      emit({ type: "retry", ledger: ledger.name, treeSize: row.treeSize, error: q.storableError(err instanceof LedgerError ? err.message : (err as Error).message), attempts: row.attempts, nextAttemptAt: new Date(Date.now() + 1000) });
       break;
     }
   }

@@ -80,10 +80,19 @@ export async function markAnchored(db: DbOrTx, id: string, r: { status: "include
 }
 
 /** A failed attempt: count it, remember the error, and back off until `next`. */
+/**
+ * An error text fit to store and show: a ledger's garbage answer can put NUL (refused by PostgreSQL text) and
+ * other control characters into a message; they become U+FFFD, and the text is cut at 1000 characters.
+ */
+export function storableError(text: string): string {
+  // eslint-disable-next-line no-control-regex
+  return text.replace(/[\u0000-\u0008\u000b\u000c\u000e-\u001f\u007f]/g, "\ufffd").slice(0, 1000);
+}
+
 export async function markAttemptFailed(db: DbOrTx, id: string, error: string, next: Date) {
   await db
     .update(anchors)
-    .set({ attempts: sql`${anchors.attempts} + 1`, lastError: error.slice(0, 1000), nextAttemptAt: next, leaseUntil: null, updatedAt: new Date() })
+    .set({ attempts: sql`${anchors.attempts} + 1`, lastError: storableError(error), nextAttemptAt: next, leaseUntil: null, updatedAt: new Date() })
     .where(eq(anchors.id, id));
 }
 
@@ -91,13 +100,13 @@ export async function markAttemptFailed(db: DbOrTx, id: string, error: string, n
 export async function backToPending(db: DbOrTx, id: string, why: string) {
   await db
     .update(anchors)
-    .set({ status: "pending", receiptText: null, anchoredAt: null, lastError: why.slice(0, 1000), nextAttemptAt: new Date(), leaseUntil: null, updatedAt: new Date() })
+    .set({ status: "pending", receiptText: null, anchoredAt: null, lastError: storableError(why), nextAttemptAt: new Date(), leaseUntil: null, updatedAt: new Date() })
     .where(eq(anchors.id, id));
 }
 
 /** Refused for good (e.g. the contract already holds a larger tree size). */
 export async function markFailed(db: DbOrTx, id: string, why: string) {
-  await db.update(anchors).set({ status: "failed", lastError: why.slice(0, 1000), leaseUntil: null, updatedAt: new Date() }).where(eq(anchors.id, id));
+  await db.update(anchors).set({ status: "failed", lastError: storableError(why), leaseUntil: null, updatedAt: new Date() }).where(eq(anchors.id, id));
 }
 
 /** Give the lease back without changing anything (e.g. an included row re-checked and still not final). */

@@ -9,6 +9,7 @@
  */
 import {
   BaseError,
+  HttpRequestError,
   ContractFunctionRevertedError,
   createPublicClient,
   createWalletClient,
@@ -51,6 +52,11 @@ interface Work {
 }
 
 function errText(err: unknown): string {
+  if (err instanceof HttpRequestError) {
+    // Say what went wrong on the wire: the HTTP status, or the transport's own reason (reset, not JSON, ...).
+    const why = err.status ? `HTTP ${err.status}` : (err.details || (err.cause as Error | undefined)?.message || "").split("\n")[0];
+    return `the RPC endpoint failed${why ? `: ${why.slice(0, 160)}` : ""}`;
+  }
   if (err instanceof BaseError) return err.shortMessage || err.message.split("\n")[0];
   return (err as Error)?.message?.split("\n")[0] ?? String(err);
 }

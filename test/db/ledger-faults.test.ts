@@ -1,0 +1,152 @@
+/**
+ * The EVM node and the TSA behind TCP proxies the test controls, misbehaving in turn: connections reset,
+ * requests that hang (the client's timeout fires), HTTP 500s, garbage answers and a link slower than the
+ * client's timeout. Each fault is retried with back-off and shown on the status page (state "retrying" with
+ * the error); no anchor is marked failed or lost; when the endpoints recover, every ledger anchors the latest
+ * checkpoint, and the EVM contract holds no duplicate anchor from a transaction the client gave up on.
+ */
+import { randomBytes } from "node:crypto";
+import path from "node:path";
+import { createServer } from "node:http";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { type Hex } from "viem";
+import { openTestDatabase, engineUnderTest, type TestDb } from "../helpers/db.ts";
+import { startTsa, type TestTsa } from "../helpers/tsa.ts";
+import { HARDHAT_CHAIN_ID, HARDHAT_KEYS, inProcessHardhat } from "../helpers/hardhat.ts";
+import { startTcpProxy, type ProxyFault, type TcpProxy } from "../helpers/tcp-proxy.ts";
+import { createStudy } from "../../app/services/studies.server.ts";
+import { sealAll } from "../../app/services/sealer.server.ts";
+import { startAnchorWorker, systemStatus, type AnchorEvent } from "../../app/services/anchoring.server.ts";
+import { nodeSigner } from "../../anchoring/crypto-node.ts";
+import { LocalLedger } from "../../anchoring/ledgers/local/ledger-file.ts";
+import { EvmLedger, deployAnchorContract } from "../../anchoring/ledgers/evm/adapter.ts";
+import { logIdOf } from "../../anchoring/ledgers/evm/event.ts";
+import { Rfc3161Ledger, certificatesFromPem } from "../../anchoring/ledgers/rfc3161/adapter.ts";
+
+let t: TestDb;
+let tsa: TestTsa;
+let send: (m: string, p?: unknown[]) => Promise<unknown>;
+let rpc: { url: string; close: () => Promise<void> };
+let evmProxy: TcpProxy;
+let tsaProxy: TcpProxy;
+
+/** A local HTTP JSON-RPC endpoint over the in-process chain, as a node's RPC URL would be. */
+async function jsonRpcServer() {
+  const server = createServer(async (req, res) => {
+    let body = "";
+    for await (const c of req) body += c;
+    const one = async ({ id, method, params }: { id: unknown; method: string; params?: unknown[] }) => {
+      try {
+        return { jsonrpc: "2.0", id, result: await send(method, params) };
+      } catch (err) {
+        return { jsonrpc: "2.0", id, error: { code: -32000, message: (err as Error).message } };
+      }
+    };
+    const parsed = JSON.parse(body);
+    const out = Array.isArray(parsed) ? await Promise.all(parsed.map(one)) : await one(parsed);
+    res.setHeader("content-type", "application/json").end(JSON.stringify(out));
+  });
+  await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
+  return { url: `http://127.0.0.1:${(server.address() as { port: number }).port}`, close: () => new Promise<void>((r) => server.close(() => r())) };
+}
+
+beforeAll(async () => {
+  [t, tsa] = await Promise.all([openTestDatabase(), startTsa()]);
+  let transport;
+  ({ transport, send } = await inProcessHardhat());
+  rpc = await jsonRpcServer();
+  evmProxy = await startTcpProxy(Number(new URL(rpc.url).port));
+  tsaProxy = await startTcpProxy(Number(new URL(tsa.url).port));
+  const logId = logIdOf(t.ctx.crypto, t.ctx.env.logOrigin) as Hex;
+  const d = await deployAnchorContract({ transport, privateKey: HARDHAT_KEYS[0], logId });
+  t.ctx.env.anchoring.retryMaxMs = 400; // back-off capped low so the test moves on quickly
+  t.ctx.ledgers = [
+    { ledger: new LocalLedger({ name: "local", ledgerId: "test/local", dir: path.join(t.ctx.env.dataDir, "ledger"), signer: nodeSigner(new Uint8Array(randomBytes(32))), crypto: t.ctx.crypto }), intervalMs: 200 },
+    {
+      ledger: new EvmLedger({ name: "evm", rpcUrl: evmProxy.url, rpcTimeoutMs: 700, chainId: HARDHAT_CHAIN_ID, contract: d.contract, privateKey: HARDHAT_KEYS[0], confirmations: 2, logId, receiptTimeoutMs: 2000 }),
+      intervalMs: 200,
+    },
+    { ledger: new Rfc3161Ledger({ name: "rfc3161", url: `${tsaProxy.url}${new URL(tsa.url).pathname}`, trusted: certificatesFromPem(tsa.caPem), timeoutMs: 700, randomBytes: (n) => new Uint8Array(randomBytes(n)) }), intervalMs: 200 },
+  ];
+});
+afterAll(async () => {
+  await evmProxy?.close();
+  await tsaProxy?.close();
+  await rpc?.close();
+  await Promise.all([t?.close(), tsa?.close()]);
+});
+
+async function waitFor(cond: () => boolean | Promise<boolean>, ms: number, what: string) {
+  const until = Date.now() + ms;
+  while (!(await cond())) {
+    if (Date.now() > until) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
+async function anchorRows() {
+  return (await t.database.execute(`SELECT ledger, tree_size, status, last_error FROM anchors ORDER BY ledger, tree_size`)).map((r) => ({
+    ledger: String(r.ledger),
+    treeSize: Number(r.tree_size),
+    status: String(r.status),
+    lastError: r.last_error as string | null,
+  }));
+}
+
+describe(`ledger endpoints misbehaving on ${engineUnderTest()}`, () => {
+  it("resets, hangs, 500s, garbage and a slow link: retried with back-off, shown as retrying, nothing lost or duplicated", async () => {
+    const events: AnchorEvent[] = [];
+    const stop = startAnchorWorker(t.ctx, { onEvent: (e) => (events.push(e), process.env.DEBUG_FAULTS && console.log(Date.now() % 100000, JSON.stringify(e))), pollMs: 100 });
+    // Blocks keep coming, as on a live chain, so EVM anchors reach their confirmations.
+    const miner = setInterval(() => void send("evm_mine").catch(() => {}), 150);
+    const seen: Record<string, Record<string, string>> = {};
+    try {
+      let n = 0;
+      const newCheckpoint = async () => {
+        await createStudy(t.ctx, { code: `FLT-${++n}`, title: `Faults ${n}`, sites: [{ code: "A", name: "A" }] }, null);
+        await sealAll(t.ctx);
+        return Number((await t.database.execute(`SELECT max(tree_size) AS s FROM checkpoints`))[0].s);
+      };
+      const finalAt = async (ledger: string, size: number) => (await anchorRows()).some((r) => r.ledger === ledger && r.treeSize >= size && r.status === "final");
+      // A healthy start: both anchor through their proxies.
+      let size = await newCheckpoint();
+      await waitFor(async () => (await finalAt("evm", size)) && (await finalAt("rfc3161", size)), 30_000, "anchors through healthy proxies");
+
+      for (const fault of ["reset", "hang", "http500", "garbage", "slow"] as ProxyFault[]) {
+        evmProxy.fault(fault, { slowMs: 1500 });
+        tsaProxy.fault(fault, { slowMs: 1500 });
+        const from = events.length;
+        size = await newCheckpoint();
+        if (process.env.DEBUG_FAULTS) console.log(`fault ${fault}: checkpoint ${size}`);
+        await waitFor(() => ["evm", "rfc3161"].every((l) => events.slice(from).some((e) => e.type === "retry" && e.ledger === l)), 30_000, `retries under ${fault}`);
+        const shown = await systemStatus(t.ctx); // what the status page and /api/v1/status show
+        for (const l of ["evm", "rfc3161"]) {
+          const s = shown.ledgers.find((x) => x.ledger === l)!;
+          expect(s.state, `${l} under ${fault}`).toBe("retrying");
+          (seen[fault] ??= {})[l] = String((events.slice(from).find((e) => e.type === "retry" && e.ledger === l) as { error: string }).error);
+        }
+        expect(shown.ledgers.find((x) => x.ledger === "local")!.state).not.toBe("retrying");
+        expect(events.filter((e) => e.type === "failed")).toEqual([]);
+        evmProxy.restore();
+        tsaProxy.restore();
+        await waitFor(async () => (await finalAt("evm", size)) && (await finalAt("rfc3161", size)), 60_000, `recovery after ${fault}`);
+      }
+    } finally {
+      clearInterval(miner);
+      evmProxy.restore();
+      tsaProxy.restore();
+      await stop();
+    }
+    console.log(`ledger fault errors: ${JSON.stringify(seen, null, 1)}`);
+    const rows = await anchorRows();
+    expect(rows.filter((r) => r.status === "failed")).toEqual([]);
+    expect(rows.filter((r) => r.status !== "final")).toEqual([]);
+    // Each fault produced a specific error, never an empty or generic one.
+    for (const [fault, byLedger] of Object.entries(seen)) for (const [l, e] of Object.entries(byLedger)) expect(e.length, `${l} ${fault}`).toBeGreaterThan(8);
+    // The chain holds each anchored tree size once (a transaction the client timed out on was not sent twice).
+    const evmSizes = rows.filter((r) => r.ledger === "evm").map((r) => r.treeSize);
+    expect(new Set(evmSizes).size).toBe(evmSizes.length);
+    expect(evmProxy.faulted).toBeGreaterThan(0);
+    expect(tsaProxy.faulted).toBeGreaterThan(0);
+  });
+});
