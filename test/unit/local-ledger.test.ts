@@ -1,6 +1,7 @@
-import { appendFileSync, mkdtempSync, readFileSync, renameSync, symlinkSync, unlinkSync, writeFileSync } from "node:fs";
+import { appendFileSync, chmodSync, mkdirSync, mkdtempSync, readFileSync, renameSync, symlinkSync, unlinkSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
+import { execFileSync } from "node:child_process";
 import { describe, expect, it } from "vitest";
 import { nodeCrypto, nodeSigner } from "../../anchoring/crypto-node.ts";
 import { nobleCrypto } from "../../anchoring/crypto-noble.ts";
@@ -123,5 +124,39 @@ describe("local ledger (signed, hash-chained file)", () => {
     const r = await again.anchor(req(2));
     if (r.receipt.type !== "local") throw new Error();
     expect(r.receipt.record.pos).toBe(1);
+  });
+
+  it("a read-only data directory gives a clear, retryable error; the ledger file is untouched and usable once writable", async () => {
+    // A real read-only file system (a tmpfs remounted ro) as root, where permission bits do not bind;
+    // otherwise the permission bits.
+    const base = mkdtempSync(path.join(tmpdir(), "ts-ledger-ro-"));
+    const asRoot = process.getuid?.() === 0;
+    if (asRoot) execFileSync("mount", ["-t", "tmpfs", "-o", "size=4m", "trialseal-ro-test", base]);
+    const dir = path.join(base, "ledger");
+    mkdirSync(dir);
+    const setReadOnly = (ro: boolean) => {
+      if (asRoot) execFileSync("mount", ["-o", `remount,${ro ? "ro" : "rw"}`, base]);
+      else chmodSync(dir, ro ? 0o555 : 0o755);
+    };
+    try {
+      const l = ledgerIn(dir);
+      await l.anchor(req(1));
+      const good = readFileSync(l.store.file);
+      setReadOnly(true);
+      if (!asRoot) chmodSync(l.store.file, 0o444);
+      const err = await ledgerIn(dir).anchor(req(2)).catch((e) => e);
+      expect(err).toBeInstanceOf(LedgerError);
+      expect(err.message).toMatch(/cannot write the local ledger .*: the ledger directory is not writable \((EROFS|EACCES|EPERM)\)/);
+      expect(err.retryable).toBe(true);
+      expect(readFileSync(l.store.file)).toEqual(good);
+      setReadOnly(false);
+      if (!asRoot) chmodSync(l.store.file, 0o644);
+      const r = await ledgerIn(dir).anchor(req(2));
+      if (r.receipt.type !== "local") throw new Error();
+      expect(r.receipt.record.pos).toBe(1);
+      expect(ledgerIn(dir).store.all().map((x) => x.treeSize)).toEqual([1, 2]);
+    } finally {
+      if (asRoot) execFileSync("umount", [base]);
+    }
   });
 });
