@@ -129,6 +129,17 @@ tokens
   .requiredOption("--name <NAME>", "what the token is for")
   .option("--scope <ACTION>", "an extra action beyond the integration roles, e.g. forms.manage (repeat for more)", (v: string, acc: string[]) => [...acc, v], [] as string[])
   .action((o: { study: string; name: string; scope: string[] }) => dispatch("tokens.create", { study: o.study, name: o.name, scopes: o.scope }));
+tokens
+  .command("list")
+  .description("list a study's API tokens (id, prefix, live or revoked, last use); never the tokens themselves")
+  .requiredOption("--study <CODE>", "study")
+  .action((o: { study: string }) => dispatch("tokens.list", { study: o.study }));
+tokens
+  .command("revoke")
+  .description("revoke an API token at once (by id or by the prefix `tokens list` shows)")
+  .requiredOption("--study <CODE>", "study")
+  .argument("<TOKEN>", "token id or prefix (ts_...)")
+  .action((token: string, o: { study: string }) => dispatch("tokens.revoke", { study: o.study, token }));
 
 const forms = program.command("forms").description("CRF form definitions (versioned JSON)");
 forms
@@ -197,6 +208,38 @@ program
     const { runAnchorLoop } = await import("./anchor-loop.ts");
     process.exit(await runAnchorLoop());
   });
+const keys = program.command("keys").description("the log key and the local ledger key: list, rotate, revoke (key rings in DATA_DIR/keys)");
+const keyTarget = (o: { log?: boolean; local?: boolean }) => {
+  if (!!o.log === !!o.local) fail("say which key: --log or --local (the local ledger's key)", 2);
+  return o.log ? "log" : "local";
+};
+keys
+  .command("list")
+  .description("every key of both rings with its validity window (current or retired)")
+  .action(() => dispatch("keys.list", {}));
+keys
+  .command("rotate")
+  .description("switch to a new key; the old one stays in the trust policy for what it signed")
+  .option("--log", "the log key (checkpoints)")
+  .option("--local", "the local ledger's key")
+  .option("--reason <TEXT>", "why (kept in the ring)", "rotated")
+  .action((o: { log?: boolean; local?: boolean; reason: string }) => dispatch("keys.rotate", { target: keyTarget(o), reason: o.reason }));
+keys
+  .command("revoke")
+  .description("revoke a retired (compromised) key from a point on: verifiers refuse what it signs there or later")
+  .option("--log", "a log key")
+  .option("--local", "a local ledger key")
+  .requiredOption("--key <HEX>", "its public key (trialseal keys list)")
+  .option("--from-size <N>", "log keys: refuse its checkpoints of tree size N and above", (v: string) => {
+    if (!/^\d{1,15}$/.test(v)) fail("--from-size must be a tree size (a whole number)", 2);
+    return Number(v);
+  })
+  .option("--from-time <ISO>", "refuse what it covers from this time on (entries for log keys, records for the local ledger)")
+  .requiredOption("--reason <TEXT>", "why it is revoked")
+  .action((o: { log?: boolean; local?: boolean; key: string; fromSize?: number; fromTime?: string; reason: string }) =>
+    dispatch("keys.revoke", { target: keyTarget(o), key: o.key, fromSize: o.fromSize, fromTime: o.fromTime, reason: o.reason }),
+  );
+
 const ledger = program.command("ledger").description("anchoring ledgers");
 ledger
   .command("status")

@@ -9,6 +9,7 @@ import { checkpointHash as hashOfNote } from "../../anchoring/note.ts";
 import { LedgerError, type Ledger, type WorkState } from "../../anchoring/ledgers/ledger.ts";
 import { AnchorReceiptSchema } from "../../anchoring/ledgers/receipt.ts";
 import * as q from "../../db/queries/anchors.ts";
+import { readRing } from "./key-ring.server.ts";
 import { latestCheckpoint } from "../../db/queries/ledger.ts";
 import type { AppContext } from "./context.server.ts";
 import type { ConfiguredLedger } from "./ledgers.server.ts";
@@ -27,7 +28,7 @@ export type AnchorEvent =
 
 /** The deployment's trust policy: log key plus every enabled ledger's verification data. */
 export function deploymentTrustPolicy(ctx: AppContext) {
-  return trustPolicy(ctx.crypto, ctx.env.logOrigin, ctx.signer, ledgerPolicies(ctx.ledgers));
+  return trustPolicy(ctx.crypto, ctx.env.logOrigin, ctx.signer, ledgerPolicies(ctx.ledgers), readRing(ctx.env.dataDir, "log"));
 }
 
 function backoff(attempts: number, maxMs: number): number {

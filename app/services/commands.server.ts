@@ -8,7 +8,9 @@ import type { AppContext } from "./context.server.ts";
 import { ServiceError } from "./errors.server.ts";
 import { createStudy } from "./studies.server.ts";
 import { createUser } from "./users.server.ts";
-import { createApiToken } from "./tokens.server.ts";
+import { createApiToken, listTokens, revokeToken } from "./tokens.server.ts";
+import { listKeys, revokeKey, rotateKey, type KeyTarget } from "./key-rotation.server.ts";
+import type { RingKey } from "./key-ring.server.ts";
 import { importForm, listStudyForms } from "./forms.server.ts";
 import { sealAll } from "./sealer.server.ts";
 import { consistencyBetween, findEntryByRef, latestCheckpoint, proofBundle } from "./proofs.server.ts";
@@ -96,6 +98,51 @@ export const COMMANDS: Record<string, Handler> = {
     const v = parse(z.object({ study: z.string(), name: z.string(), scopes: z.array(z.string()).default([]) }), input);
     const t = await createApiToken(ctx, v, null);
     return { stdout: `${t.token}\n`, stderr: `token ${t.id} for study ${t.study}: store it now, it is not shown again\n` };
+  },
+
+  async "tokens.list"(ctx, input) {
+    const v = parse(z.object({ study: z.string() }), input);
+    const { study, tokens } = await listTokens(ctx, v.study);
+    const day = (d: Date | null) => (d ? d.toISOString().slice(0, 16).replace("T", " ") : "-");
+    const lines = tokens.map((t) => `${t.id}  ${t.prefix.padEnd(10)}  ${t.revokedAt ? `revoked ${day(t.revokedAt)}` : "live"}  created ${day(t.createdAt)}  last used ${day(t.lastUsedAt)}  ${t.name}${t.scopes.length ? `  [${t.scopes.join(", ")}]` : ""}`);
+    return { stdout: lines.length ? `${lines.join("\n")}\n` : "", stderr: lines.length ? "" : `no API tokens in study ${study}\n` };
+  },
+
+  async "keys.list"(ctx) {
+    const rings = listKeys(ctx);
+    const window = (k: RingKey, log: boolean) =>
+      [log ? `sizes [${k.fromSize}, ${k.untilSize ?? "∞"})` : null, `times [${k.notBefore ?? "-∞"}, ${k.notAfter ?? "∞"})`].filter(Boolean).join(", ");
+    const lines: string[] = [];
+    for (const [target, keys] of Object.entries(rings) as [KeyTarget, RingKey[]][]) {
+      lines.push(`${target === "log" ? "log key ring" : "local ledger key ring"}:`);
+      for (const k of keys) lines.push(`  ${k.publicKey}  ${k.untilSize === null && k.notAfter === null ? "current" : "retired"}  ${window(k, target === "log")}${k.note ? `  (${k.note})` : ""}`);
+    }
+    return { stdout: `${lines.join("\n")}\n` };
+  },
+
+  async "keys.rotate"(ctx, input) {
+    const v = parse(z.object({ target: z.enum(["log", "local"]), reason: z.string().max(500).default("rotated") }), input);
+    const r = await rotateKey(ctx, v.target, v.reason);
+    const where = v.target === "log" ? `tree size ${r.current.fromSize}` : r.current.notBefore;
+    return {
+      stdout: `${v.target === "log" ? "log" : "local ledger"} key rotated at ${where}: new key ${r.current.publicKey}, old key ${r.old.publicKey} retired\n`,
+      stderr: "Publish the new trust policy (trialseal trust-policy > policy.json) to everyone who pins yours; old checkpoints stay verifiable under it.\n",
+    };
+  },
+
+  async "keys.revoke"(ctx, input) {
+    const v = parse(z.object({ target: z.enum(["log", "local"]), key: z.string(), fromSize: z.number().int().min(0).optional(), fromTime: z.string().optional(), reason: z.string().default("") }), input);
+    const k = await revokeKey(ctx, v.target, v);
+    return {
+      stdout: `revoked ${v.target === "log" ? "log" : "local ledger"} key ${k.publicKey}: valid only for ${v.target === "log" ? `sizes [${k.fromSize}, ${k.untilSize ?? "∞"}) and ` : ""}times [${k.notBefore ?? "-∞"}, ${k.notAfter ?? "∞"})\n`,
+      stderr: "Publish the new trust policy now: verifiers holding it refuse whatever the revoked key signs outside its window.\n",
+    };
+  },
+
+  async "tokens.revoke"(ctx, input) {
+    const v = parse(z.object({ study: z.string(), token: z.string() }), input);
+    const r = await revokeToken(ctx, v, null);
+    return { stdout: `revoked ${r.id} (${r.prefix}, ${r.name}) in study ${r.study}\n` };
   },
 
   async "forms.import"(ctx, input) {

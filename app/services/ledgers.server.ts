@@ -14,7 +14,7 @@ import { EvmLedger } from "../../anchoring/ledgers/evm/adapter.ts";
 import { logIdOf } from "../../anchoring/ledgers/evm/event.ts";
 import { Rfc3161Ledger, certificatesFromPem } from "../../anchoring/ledgers/rfc3161/adapter.ts";
 import { ConfigError, type Env } from "../env.server.ts";
-import { loadOrCreateSeed } from "./keys.server.ts";
+import { ringKeysReader, ringSigner } from "./key-ring.server.ts";
 
 export interface ConfiguredLedger {
   ledger: Ledger;
@@ -31,8 +31,9 @@ export function buildLedgers(env: Env, crypto: Crypto): ConfiguredLedger[] {
   const a = env.anchoring;
   const out: ConfiguredLedger[] = [];
   if (a.local) {
-    const signer = nodeSigner(loadOrCreateSeed(localLedgerKeyFile(env.dataDir)));
-    out.push({ ledger: new LocalLedger({ name: "local", ledgerId: a.local.id, dir: path.join(env.dataDir, "ledger"), signer, crypto }), intervalMs: a.local.intervalMs });
+    // The ledger's key ring: the current key signs; every key of the ring, each in its window, verifies.
+    const signer = ringSigner(env.dataDir, "ledger-local");
+    out.push({ ledger: new LocalLedger({ name: "local", ledgerId: a.local.id, dir: path.join(env.dataDir, "ledger"), signer, trustedKeys: ringKeysReader(env.dataDir, "ledger-local"), crypto }), intervalMs: a.local.intervalMs });
   }
   if (a.evm) {
     out.push({

@@ -1,5 +1,5 @@
 /** Proof bundles, checkpoints and consistency proofs, built from what the database stores. */
-import { toHex } from "../../anchoring/bytes.ts";
+import { fromHex, toHex } from "../../anchoring/bytes.ts";
 import type { Bundle, BundleCheckpoint } from "../../anchoring/bundle.ts";
 import { MerkleLevels, inclusionProofFromStored } from "../../anchoring/tree.ts";
 import { rootFromInclusionProof } from "../../anchoring/merkle.ts";
@@ -9,6 +9,9 @@ import * as q from "../../db/queries/ledger.ts";
 import * as qa from "../../db/queries/anchors.ts";
 import type { AppContext } from "./context.server.ts";
 import { ServiceError } from "./errors.server.ts";
+import { readRing } from "./key-ring.server.ts";
+import { keyId } from "../../anchoring/note.ts";
+import { can, type Principal } from "./permissions.server.ts";
 
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
 
@@ -17,6 +20,25 @@ export async function findEntryByRef(ctx: AppContext, ref: string) {
   if (UUID.test(ref)) return q.findEntryById(ctx.db, ref);
   if (/^(0|[1-9][0-9]{0,15})$/.test(ref) && Number.isSafeInteger(Number(ref))) return q.findEntryBySeq(ctx.db, Number(ref));
   return null;
+}
+
+/**
+ * May this principal read this entry's proof bundle? A bundle carries the entry's payload (record values, the
+ * subject code), so site staff see only entries about participants of their own site; entries about no
+ * participant (study setup, forms, delegations) are readable by anyone with proofs.read in the study.
+ */
+export async function entryVisibleTo(ctx: AppContext, principal: Principal, entry: { studyId: string; payloadText: string }): Promise<boolean> {
+  if (!can(principal, "proofs.read", { studyId: entry.studyId })) return false;
+  let subject: unknown;
+  try {
+    subject = (JSON.parse(entry.payloadText) as { subject?: unknown }).subject;
+  } catch {
+    subject = undefined;
+  }
+  if (typeof subject !== "string") return true;
+  // A subject with no participant row (should not happen) is treated as nobody's site: study-wide roles only.
+  const siteId = (await q.siteOfSubject(ctx.db, entry.studyId, subject)) ?? "00000000-0000-0000-0000-000000000000";
+  return can(principal, "proofs.read", { studyId: entry.studyId, siteId });
 }
 
 /**
@@ -57,18 +79,42 @@ async function batchInclusion(ctx: AppContext, batch: q.BatchRow, leafIndex: num
   return tree.inclusionProof(leafIndex);
 }
 
+/** Is a stored checkpoint signed by a log key (of the key ring) whose size window covers it? */
+function logKeyWindowCheck(ctx: AppContext): (c: { treeSize: number; keyId: string }) => boolean {
+  const ring = readRing(ctx.env.dataDir, "log");
+  const windows = ring.map((k) => ({ id: toHex(keyId(ctx.crypto, ctx.env.logOrigin, fromHex(k.publicKey))), from: k.fromSize, until: k.untilSize }));
+  const current = toHex(keyId(ctx.crypto, ctx.env.logOrigin, ctx.signer.publicKey));
+  return (c) => {
+    const w = windows.filter((x) => x.id === c.keyId);
+    // A checkpoint by a key outside the ring (a test's own signer) is judged by the ring only when it knows the key.
+    if (!w.length) return c.keyId === current || !windows.some((x) => x.id === current);
+    return w.some((x) => c.treeSize >= x.from && (x.until === null || c.treeSize < x.until));
+  };
+}
+
 export type ProofResult = { status: "pending"; entryId: string } | { status: "sealed"; bundle: Bundle };
 
 /** What every bundle of one batch shares: the batch, and its checkpoints (log paths and anchors), built once. */
 async function batchProofContext(ctx: AppContext, batchNo: number) {
   const found = await q.findBatchWithCheckpoint(ctx.db, batchNo);
   if (!found) throw new Error(`sealed batch ${batchNo} is missing`);
-  const { batch, checkpoint: cp } = found;
+  const { batch } = found;
+  let cp = found.checkpoint;
   if (!cp) throw new Error(`checkpoint ${batch.batchNo + 1} is missing`);
+  // Only checkpoints signed by a key whose window (key ring) covers their size: after a key is revoked from a
+  // size on, what it signed there is left out, and the latest checkpoint (by the current key) proves instead.
+  const signedInWindow = logKeyWindowCheck(ctx);
+  if (!signedInWindow(cp)) {
+    const latest = await q.latestCheckpoint(ctx.db);
+    if (!latest || !signedInWindow(latest)) throw new Error(`no checkpoint covering batch ${batch.batchNo} is signed by a key valid for its size`);
+    cp = latest;
+  }
   // Anchors: for each ledger, the first final anchor of a checkpoint covering this batch.
   const anchored = await qa.firstFinalAnchorsCovering(ctx.db, batch.batchNo);
-  const sizes = [...new Set(anchored.map((a) => a.treeSize))].filter((n) => n !== cp.treeSize).sort((a, b) => a - b);
-  const others = await Promise.all(sizes.map((n) => q.findCheckpoint(ctx.db, n)));
+  const candidateSizes = [...new Set(anchored.map((a) => a.treeSize))].filter((n) => n !== cp.treeSize).sort((a, b) => a - b);
+  const found2 = await Promise.all(candidateSizes.map((n) => q.findCheckpoint(ctx.db, n)));
+  const sizes = candidateSizes.filter((_, k) => found2[k] && signedInWindow(found2[k]!));
+  const others = found2.filter((c) => c && signedInWindow(c));
   const log = await logTree(ctx, Math.max(cp.treeSize, ...sizes), others.length ? others[others.length - 1]!.root : cp.root);
   const checkpointOf = (treeSize: number, note: string, root: Uint8Array): BundleCheckpoint => {
     if (!bytesEqual(log.root(treeSize), root)) throw new Error(`the batch log does not match checkpoint ${treeSize}`);

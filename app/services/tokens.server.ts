@@ -1,7 +1,7 @@
 /** Study-scoped API tokens. The token is shown once; only its SHA-256 is stored. */
 import { z } from "zod";
 import { newToken, tokenHash } from "./secret-tokens.server.ts";
-import { findLiveApiToken, insertApiToken } from "../../db/queries/sessions.ts";
+import { findLiveApiToken, insertApiToken, listApiTokens, revokeApiToken } from "../../db/queries/sessions.ts";
 import type { AppContext } from "./context.server.ts";
 import { ServiceError } from "./errors.server.ts";
 import { getStudyOrThrow } from "./studies.server.ts";
@@ -31,6 +31,28 @@ export async function createApiToken(ctx: AppContext, input: { study: string; na
     return r;
   });
   return { token, id: row.id, study: study.code };
+}
+
+/** A study's tokens: name, shown prefix, scopes, created, last used, revoked (never the token or its hash). */
+export async function listTokens(ctx: AppContext, studyCode: string) {
+  const study = await getStudyOrThrow(ctx, studyCode);
+  return { study: study.code, tokens: await listApiTokens(ctx.db, study.id) };
+}
+
+/**
+ * Revoke a token (by id, or by the prefix `tokens list` shows): from this moment every request with it is a 401.
+ * What it wrote stays, attributed to it.
+ */
+export async function revokeToken(ctx: AppContext, input: { study: string; token: string }, actorId: string | null) {
+  const study = await getStudyOrThrow(ctx, input.study);
+  const ref = /^[0-9a-f-]{36}$/i.test(input.token) ? { id: input.token.toLowerCase() } : /^ts_[A-Za-z0-9_-]{1,7}$/.test(input.token) ? { prefix: input.token } : null;
+  if (!ref) throw new ServiceError("invalid", "token: give the token's id or the prefix `tokens list` shows (ts_...)", "token");
+  return ctx.db.transaction(async (tx) => {
+    const r = await revokeApiToken(tx, study.id, ref, new Date());
+    if (!r) throw new ServiceError("not_found", `no live token ${input.token} in study ${study.code}`, "token");
+    await audit(tx, { action: "token.revoke", actorUserId: actorId, studyId: study.id, detail: { token: r.id, name: r.name } });
+    return { ...r, study: study.code };
+  });
 }
 
 /** The principal for a Bearer token: acts with the integration roles within its one study. */

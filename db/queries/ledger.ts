@@ -1,6 +1,6 @@
 import { and, asc, desc, eq, gte, lt, sql } from "drizzle-orm";
 import type { DbOrTx } from "../client.ts";
-import { batches, checkpoints, ledgerEntries } from "../schema/index.ts";
+import { batches, checkpoints, ledgerEntries, participants } from "../schema/index.ts";
 
 export interface NewEntry {
   studyId: string;
@@ -25,6 +25,12 @@ export async function insertPendingEntry(db: DbOrTx, e: NewEntry) {
 export async function findEntryById(db: DbOrTx, id: string): Promise<EntryRow | null> {
   const [e] = await db.select().from(ledgerEntries).where(eq(ledgerEntries.id, id));
   return e ?? null;
+}
+
+/** The site of a study's participant by subject code (null when there is no such participant). */
+export async function siteOfSubject(db: DbOrTx, studyId: string, subject: string): Promise<string | null> {
+  const [p] = await db.select({ siteId: participants.siteId }).from(participants).where(and(eq(participants.studyId, studyId), eq(participants.subjectCode, subject)));
+  return p?.siteId ?? null;
 }
 
 export async function findEntryBySeq(db: DbOrTx, seq: number): Promise<EntryRow | null> {
@@ -78,13 +84,14 @@ export async function findBatchWithCheckpoint(db: DbOrTx, batchNo: number) {
       cpTreeSize: checkpoints.treeSize,
       cpRoot: checkpoints.root,
       cpNote: checkpoints.noteText,
+      cpKeyId: checkpoints.keyId,
     })
     .from(batches)
     .leftJoin(checkpoints, eq(checkpoints.treeSize, sql`${batches.batchNo} + 1`))
     .where(eq(batches.batchNo, batchNo));
   if (!r) return null;
-  const { cpTreeSize, cpRoot, cpNote, ...batch } = r;
-  return { batch, checkpoint: cpTreeSize === null ? null : { treeSize: cpTreeSize, root: cpRoot!, noteText: cpNote! } };
+  const { cpTreeSize, cpRoot, cpNote, cpKeyId, ...batch } = r;
+  return { batch, checkpoint: cpTreeSize === null ? null : { treeSize: cpTreeSize, root: cpRoot!, noteText: cpNote!, keyId: cpKeyId! } };
 }
 export type BatchRow = NonNullable<Awaited<ReturnType<typeof findBatchWithCheckpoint>>>["batch"];
 

@@ -1,4 +1,4 @@
-import { and, eq, gt, isNull } from "drizzle-orm";
+import { and, desc, eq, gt, isNull } from "drizzle-orm";
 import type { DbOrTx } from "../client.ts";
 import { apiTokens, sessions, studies } from "../schema/index.ts";
 
@@ -33,6 +33,26 @@ export async function insertApiToken(
 ) {
   const [row] = await db.insert(apiTokens).values(v).returning();
   return row;
+}
+
+/** A study's API tokens (never their hashes), newest first. */
+export async function listApiTokens(db: DbOrTx, studyId: string) {
+  return db
+    .select({ id: apiTokens.id, name: apiTokens.name, prefix: apiTokens.tokenPrefix, scopes: apiTokens.scopes, createdAt: apiTokens.createdAt, lastUsedAt: apiTokens.lastUsedAt, revokedAt: apiTokens.revokedAt })
+    .from(apiTokens)
+    .where(eq(apiTokens.studyId, studyId))
+    .orderBy(desc(apiTokens.createdAt));
+}
+
+/** Revoke a live token of a study, found by id or by its shown prefix; returns it, or null if none matched. */
+export async function revokeApiToken(db: DbOrTx, studyId: string, ref: { id?: string; prefix?: string }, at: Date) {
+  const which = ref.id ? eq(apiTokens.id, ref.id) : eq(apiTokens.tokenPrefix, ref.prefix ?? "");
+  const [row] = await db
+    .update(apiTokens)
+    .set({ revokedAt: at })
+    .where(and(eq(apiTokens.studyId, studyId), which, isNull(apiTokens.revokedAt)))
+    .returning({ id: apiTokens.id, name: apiTokens.name, prefix: apiTokens.tokenPrefix });
+  return row ?? null;
 }
 
 /** A live API token with its study. */

@@ -12,33 +12,6 @@ import { PERMISSIONS, type Action } from "../../app/services/permissions.server.
 import { DEMO_USERS } from "../../app/services/seed.server.ts";
 import type { Role } from "../../db/schema/index.ts";
 
-for (const engine of ["pglite", "postgres"] as const) {
-describe(`portal access on ${engine}`, () => {
-let portal: Portal;
-let env: Record<string, string>;
-let password: string;
-let scratch: { url: string; drop: () => Promise<void> } | undefined;
-const sessions = new Map<string, Browser>();
-
-beforeAll(async () => {
-  const dataDir = tempDataDir();
-  if (engine === "postgres") scratch = await createScratchPostgres();
-  env = scratch ? { DATA_DIR: dataDir, DATABASE_URL: scratch.url } : { DATA_DIR: dataDir };
-  portal = await startPortal(env);
-  password = /password for every account: (\S+)/.exec(readFileSync(path.join(dataDir, "demo-credentials.txt"), "utf8"))![1];
-  expect(cli(["studies", "create", "--code", "OTHER-1", "--title", "Other", "--site", "X"], env).code).toBe(0);
-  for (const u of DEMO_USERS) {
-    const b = new Browser(portal.url);
-    const r = await b.signIn(u.email, password);
-    expect(r.status, u.email).toBe(302);
-    sessions.set(u.role, b);
-  }
-}, 180_000);
-afterAll(async () => {
-  await portal?.stop();
-  await scratch?.drop();
-});
-
 /** Every route, with the permission it needs (null: any signed-in user; "public": anyone). */
 const ROUTES: { path: string; needs: Action | null | "public"; api?: boolean }[] = [
   { path: "/status", needs: "public" },
@@ -55,12 +28,53 @@ const ROUTES: { path: string; needs: Action | null | "public"; api?: boolean }[]
   { path: "/studies/DEMO-001/audit.csv", needs: "audit.view" },
   { path: "/studies/DEMO-001/review", needs: "study.review" },
   { path: "/studies/DEMO-001/export/odm", needs: "study.review" },
+  { path: "/studies/DEMO-001/export/fhir", needs: "study.review" },
+  { path: "/studies/DEMO-001/export/csv", needs: "study.review" },
+  { path: "/studies/DEMO-001/export/evidence", needs: "study.review" },
+  { path: "/account/totp", needs: null },
+  // The public log: anyone may fetch checkpoints, consistency proofs and anchors, and the API description.
+  { path: "/api/v1/status", needs: "public", api: true },
+  { path: "/api/v1/checkpoint", needs: "public", api: true },
+  { path: "/api/v1/consistency?from=1&to=1", needs: "public", api: true },
+  { path: "/api/v1/checkpoints/1/anchors", needs: "public", api: true },
+  { path: "/api/v1/openapi.json", needs: "public", api: true },
+  { path: "/.well-known/trialseal.json", needs: "public", api: true },
   { path: "/verify", needs: "public" },
   { path: "/api/v1/studies/DEMO-001/forms", needs: "study.view", api: true },
   { path: "/api/v1/entries/0/proof", needs: "proofs.read", api: true },
   { path: "/studies/OTHER-1", needs: "study.manage" }, // a study the role has no part in: only the platform admin
   { path: "/api/v1/studies/OTHER-1/forms", needs: "study.manage", api: true },
 ];
+
+for (const engine of ["pglite", "postgres"] as const) {
+describe(`portal access on ${engine}`, () => {
+let portal: Portal;
+let env: Record<string, string>;
+let password: string;
+let scratch: { url: string; drop: () => Promise<void> } | undefined;
+const sessions = new Map<string, Browser>();
+
+beforeAll(async () => {
+  const dataDir = tempDataDir();
+  if (engine === "postgres") scratch = await createScratchPostgres();
+  env = scratch ? { DATA_DIR: dataDir, DATABASE_URL: scratch.url, LOCAL_ANCHOR_INTERVAL_MS: "200" } : { DATA_DIR: dataDir, LOCAL_ANCHOR_INTERVAL_MS: "200" };
+  portal = await startPortal(env);
+  password = /password for every account: (\S+)/.exec(readFileSync(path.join(dataDir, "demo-credentials.txt"), "utf8"))![1];
+  expect(cli(["studies", "create", "--code", "OTHER-1", "--title", "Other", "--site", "X"], env).code).toBe(0);
+  for (const u of DEMO_USERS) {
+    const b = new Browser(portal.url);
+    const r = await b.signIn(u.email, password);
+    expect(r.status, u.email).toBe(302);
+    sessions.set(u.role, b);
+  }
+  // The public log routes below need a sealed, anchored first checkpoint.
+  for (let i = 0; i < 300 && (await fetch(`${portal.url}/api/v1/checkpoints/1/anchors`)).status !== 200; i++) await new Promise((r) => setTimeout(r, 100));
+}, 180_000);
+afterAll(async () => {
+  await portal?.stop();
+  await scratch?.drop();
+});
+
 
 const allowed = (role: Role, needs: Action | null | "public") => needs === "public" || needs === null || role === "admin" || (PERMISSIONS[needs] as readonly Role[]).includes(role);
 
@@ -117,7 +131,7 @@ describe("role x route matrix (the demo study)", () => {
       else if (r.api) expect(res.status, r.path).toBe(401);
       else {
         expect(res.status, r.path).toBe(302);
-        expect(res.location).toMatch(/^\/login\?next=/);
+        expect(res.location, r.path).toMatch(/^\/login(\?next=\S+)?$/);
       }
     }
   });
@@ -168,3 +182,56 @@ describe("role x route matrix (the demo study)", () => {
 });
 });
 }
+
+/**
+ * Every route file of the portal is either in the GET matrix above or named here with the test that covers its
+ * access rules (write-only API routes, token-addressed participant pages, sign-in flows): a new route file
+ * without access tests fails this.
+ */
+const COVERED_ELSEWHERE: Record<string, string> = {
+  "_index.tsx": "the home page redirects (portal.test.ts)",
+  "login.tsx": "sign-in, lockout (test/db/accounts.test.ts, portal.test.ts)",
+  "login_.totp.tsx": "TOTP step (test/db/accounts.test.ts, this file's sign-ins)",
+  "logout.tsx": "sign-out kills the session server-side (access-sites.test.ts)",
+  "forgot-password.tsx": "reset links through the outbox (test/db/accounts.test.ts)",
+  "reset-password.$token.tsx": "reset tokens: single use, expiry (test/db/accounts.test.ts)",
+  "consent.$token.tsx": "invitation token: expired, reused, superseded, locked (test/db/consent.test.ts, e2e econsent)",
+  "consent_.$token.receipt[.pdf].ts": "receipt behind the signer's token (e2e econsent)",
+  "c.$token.tsx": "public receipt check by token (e2e econsent)",
+  "c_.$token.proof[.json].ts": "public proof by receipt token (e2e econsent)",
+  "api.v1.studies.$code.participants.ts": "POST only: enrolment across sites and studies (access-sites.test.ts)",
+  "api.v1.studies.$code.records.ts": "POST only: entry across sites and studies (access-sites.test.ts, test/db/records-api.test.ts)",
+  "api.v1.studies.$code.records_.$id.ts": "GET/PUT by id across sites and studies (access-sites.test.ts)",
+  "api.v1.entries.$ref.proof.ts": "in the matrix as /api/v1/entries/0/proof; across sites in access-sites.test.ts",
+  "api.v1.checkpoints.$size.anchors.ts": "in the matrix as /api/v1/checkpoints/1/anchors",
+  "studies.$code.participants_.$subject.tsx": "across sites (access-sites.test.ts)",
+  "studies.$code.participants_.$subject.casebook[.pdf].ts": "across sites (access-sites.test.ts)",
+  "studies.$code.participants_.$subject_.consent.tsx": "across sites (access-sites.test.ts)",
+  "studies.$code.records.$id.tsx": "across sites (access-sites.test.ts)",
+  "studies.$code.export.$format.ts": "in the matrix for every format",
+  "studies.$code._index.tsx": "in the matrix as /studies/DEMO-001",
+  "studies._index.tsx": "in the matrix as /studies",
+  "studies.$code.audit[.csv].ts": "in the matrix as /studies/DEMO-001/audit.csv",
+  "api.v1.openapi[.json].ts": "in the matrix as /api/v1/openapi.json",
+  "[.well-known].trialseal[.json].ts": "in the matrix as /.well-known/trialseal.json",
+};
+
+describe("route coverage", () => {
+  it("every route file is in the access matrix or names the test that covers it", async () => {
+    const { readdirSync } = await import("node:fs");
+    const { ROOT } = await import("../helpers/portal.ts");
+    const files = readdirSync(path.join(ROOT, "app", "routes")).filter((f) => /\.tsx?$/.test(f));
+    const urlOf = (file: string) => {
+      const stem = file.replace(/\.tsx?$/, "");
+      const segs = stem.split(/\.(?![^[]*\])/).map((s) => s.replace(/_$/, "").replace(/^\[(.+)\]$/, "$1"));
+      return "/" + segs.filter((x) => x !== "_index").join("/").replace(/\/\[?\.(json|csv|pdf)\]?$/, ".$1");
+    };
+    const inMatrix = (file: string) => {
+      const re = new RegExp("^" + urlOf(file).replace(/\./g, "\\.").replace(/\/\$[^/.]+/g, "/[^/]+") + "$");
+      return ROUTES.some((r) => re.test(r.path.split("?")[0]));
+    };
+    const uncovered = files.filter((f) => !inMatrix(f) && !COVERED_ELSEWHERE[f]);
+    expect(uncovered).toEqual([]);
+    expect(Object.keys(COVERED_ELSEWHERE).filter((f) => !files.includes(f))).toEqual([]); // no stale names
+  });
+});

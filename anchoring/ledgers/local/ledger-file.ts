@@ -31,6 +31,11 @@ export interface LocalLedgerOptions {
   ledgerId: string;
   dir: string;
   signer: Signer;
+  /**
+   * Every key this ledger's records may be signed by, with its time window (after rotations); default: the
+   * signer's key alone, open-ended. Records are checked against the key valid at their time.
+   */
+  trustedKeys?: () => { publicKey: Uint8Array; notBefore: string | null; notAfter: string | null }[];
   crypto: Crypto;
   now?: () => Date;
   /** How long to wait for another process's lock. */
@@ -101,7 +106,9 @@ export class LocalLedgerFile {
     if (rec.pos !== i) fail(`position ${rec.pos}, expected ${i}`);
     if (rec.prev !== this.lastHash) fail("prev does not match the previous record");
     if (rec.ledger !== this.o.ledgerId) fail(`ledger id ${rec.ledger}, expected ${this.o.ledgerId}`);
-    if (!recordSignedBy(this.o.crypto, rec, this.o.signer.publicKey)) fail("signature does not verify with this ledger's key");
+    const keys = this.o.trustedKeys ? this.o.trustedKeys() : [{ publicKey: this.o.signer.publicKey, notBefore: null, notAfter: null }];
+    const valid = keys.filter((k) => (k.notBefore === null || rec.time >= k.notBefore) && (k.notAfter === null || rec.time < k.notAfter));
+    if (!valid.some((k) => recordSignedBy(this.o.crypto, rec, k.publicKey))) fail("signature does not verify with this ledger's key (valid at the record's time)");
     this.records.push(rec);
     this.byCheckpoint.set(rec.checkpoint, rec);
     this.lastHash = recordHash(this.o.crypto, rec);
@@ -262,6 +269,7 @@ export class LocalLedger implements Ledger {
   }
 
   policy(): LocalLedgerPolicy {
-    return { type: "local", ledger: this.o.ledgerId, keys: [{ publicKey: toHex(this.o.signer.publicKey), notBefore: null, notAfter: null }] };
+    const keys = this.o.trustedKeys ? this.o.trustedKeys() : [{ publicKey: this.o.signer.publicKey, notBefore: null, notAfter: null }];
+    return { type: "local", ledger: this.o.ledgerId, keys: keys.map((k) => ({ publicKey: toHex(k.publicKey), notBefore: k.notBefore, notAfter: k.notAfter })) };
   }
 }
