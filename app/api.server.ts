@@ -26,11 +26,35 @@ export async function readJsonBody(request: Request, max: number): Promise<{ ok:
   if (Number(request.headers.get("content-length") ?? "0") > max) return { ok: false, response: apiError(413, "too_large", `the body is larger than ${max} bytes`, "body") };
   const text = await request.text();
   if (Buffer.byteLength(text) > max) return { ok: false, response: apiError(413, "too_large", `the body is larger than ${max} bytes`, "body") };
+  let value: unknown;
   try {
-    return { ok: true, value: JSON.parse(text), text };
+    value = JSON.parse(text);
   } catch (err) {
     return { ok: false, response: apiError(400, "invalid_json", `the body is not JSON: ${(err as Error).message}`, "body") };
   }
+  // I-JSON (RFC 7493): strings and keys must be valid Unicode. A lone surrogate ("\ud800") is legal JSON escape
+  // syntax but no text, and it has no UTF-8 (so no canonical form to hash): refuse it here, at the edge.
+  const bad = illFormedAt(value, "body", 0);
+  if (bad) return { ok: false, response: apiError(400, "invalid_json", `${bad}: not valid Unicode text (a lone surrogate)`, bad) };
+  return { ok: true, value, text };
+}
+
+function illFormedAt(v: unknown, at: string, depth: number): string | null {
+  if (typeof v === "string") return v.isWellFormed() ? null : at;
+  if (v === null || typeof v !== "object" || depth > 200) return null;
+  if (Array.isArray(v)) {
+    for (let i = 0; i < v.length; i++) {
+      const r = illFormedAt(v[i], `${at}[${i}]`, depth + 1);
+      if (r) return r;
+    }
+    return null;
+  }
+  for (const [k, x] of Object.entries(v as Record<string, unknown>)) {
+    if (!k.isWellFormed()) return `${at} (a key)`;
+    const r = illFormedAt(x, at === "body" ? k : `${at}.${k}`, depth + 1);
+    if (r) return r;
+  }
+  return null;
 }
 
 /**

@@ -1,6 +1,6 @@
 import type { ActionFunctionArgs, LoaderFunctionArgs } from "@remix-run/node";
 import { findStudyByCode } from "../../db/queries/studies.ts";
-import { apiError, apiPrincipal } from "../api.server.ts";
+import { apiError, readJsonBody, apiPrincipal } from "../api.server.ts";
 import { can, type Principal } from "../services/permissions.server.ts";
 import { ServiceError } from "../services/errors.server.ts";
 import { formView, importForm, listStudyForms } from "../services/forms.server.ts";
@@ -39,18 +39,9 @@ export async function action({ request, context, params }: ActionFunctionArgs) {
   if (!can(principal, "forms.manage", { studyId: study.id })) return apiError(403, "forbidden", "importing forms needs the study admin role or a token with the forms.manage scope");
   const draftParam = new URL(request.url).searchParams.get("draft");
   if (draftParam !== null && !["true", "false", "1", "0"].includes(draftParam)) return apiError(400, "invalid", "draft must be true or false", "draft");
-  const type = request.headers.get("content-type") ?? "";
-  if (!/^application\/json\b/i.test(type)) return apiError(415, "unsupported_media_type", "send the definition as application/json", "body");
-  const declared = Number(request.headers.get("content-length") ?? "0");
-  if (declared > MAX_BODY) return apiError(413, "too_large", `the definition is larger than ${MAX_BODY} bytes`, "body");
-  const text = await request.text();
-  if (Buffer.byteLength(text) > MAX_BODY) return apiError(413, "too_large", `the definition is larger than ${MAX_BODY} bytes`, "body");
-  let definition: unknown;
-  try {
-    definition = JSON.parse(text);
-  } catch (err) {
-    return apiError(400, "invalid_json", `the body is not JSON: ${(err as Error).message}`, "body");
-  }
+  const body = await readJsonBody(request, MAX_BODY);
+  if (!body.ok) return body.response;
+  const definition = body.value;
   try {
     const f = await importForm(ctx, study.code, definition, { draft: draftParam === "true" || draftParam === "1", actorId: principal.userId });
     return Response.json(
