@@ -42,7 +42,8 @@ beforeAll(async () => {
   t.ctx.ledgers = [
     { ledger: new LocalLedger({ name: "local", ledgerId: "test/local", dir: path.join(t.ctx.env.dataDir, "ledger"), signer: nodeSigner(new Uint8Array(randomBytes(32))), crypto }), intervalMs: 200 },
     { ledger: new EvmLedger({ name: "evm", transport, chainId: HARDHAT_CHAIN_ID, contract: d.contract, privateKey: HARDHAT_KEYS[0], confirmations: 2, logId, receiptTimeoutMs: 5000 }), intervalMs: 200 },
-    { ledger: new Rfc3161Ledger({ name: "rfc3161", url: tsa.url, trusted: certificatesFromPem(tsa.caPem), timeoutMs: 1500, randomBytes: (n) => new Uint8Array(randomBytes(n)) }), intervalMs: 200 },
+    // A generous TSA timeout: openssl answers slowly while the suite runs files in parallel (outages here are resets).
+    { ledger: new Rfc3161Ledger({ name: "rfc3161", url: tsa.url, trusted: certificatesFromPem(tsa.caPem), timeoutMs: 15_000, randomBytes: (n) => new Uint8Array(randomBytes(n)) }), intervalMs: 200 },
   ];
 });
 afterAll(async () => {
