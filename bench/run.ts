@@ -22,6 +22,10 @@ import { contextFor } from "../app/services/context.server.ts";
 import { sealAll } from "../app/services/sealer.server.ts";
 import { findEntryByRef, proofBundle } from "../app/services/proofs.server.ts";
 import { trustPolicy } from "../app/services/keys.server.ts";
+import { benchHttp, benchIngest } from "./ingest.ts";
+import { benchAudit } from "./audit.ts";
+import { benchGas } from "./gas.ts";
+import { ensureBuilt } from "../test/helpers/portal.ts";
 
 const QUICK = process.env.BENCH_QUICK === "1";
 const results: Record<string, unknown> = { at: new Date().toISOString(), node: process.version, quick: QUICK };
@@ -109,6 +113,25 @@ line("verify one bundle, node:crypto", fmt(nodeMs), "1 ms", nodeMs / 1, "< 1 ms"
 line("verify one bundle, @noble (browser)", fmt(nobleMs), fmt(nodeMs), nobleMs / nodeMs);
 results.verify = { nodeMsPerBundle: nodeMs, nobleMsPerBundle: nobleMs };
 
+// ---------------------------------------------------------------- ingest
+const adminUrlIngest = process.env.TEST_DATABASE_URL ?? "postgres://postgres@127.0.0.1:5432/test";
+console.log("\n== Ingest through the service layer, 16 concurrent writers (PostgreSQL) ==");
+const ing = await benchIngest(adminUrlIngest, { writers: 16, subjectsPerWriter: QUICK ? 2 : 10, log: console.log });
+line("records/s through saveRecord (vs plain INSERT)", `${Math.round(ing.servicePerSec)}/s`, `${Math.round(ing.plainPerSec)}/s`, ing.ratio, ">= 3000/s");
+console.log(`${"  saveRecord latency p50 / p95 / p99".padEnd(44)} ${`${fmt(ing.serviceLatencyMs.p50)} / ${fmt(ing.serviceLatencyMs.p95)} / ${fmt(ing.serviceLatencyMs.p99)}`.padStart(10)}`);
+line("seal merge delay p50 (vs SEAL_INTERVAL_MS)", fmt(ing.mergeDelayMs.p50), fmt(ing.sealIntervalMs), ing.mergeDelayMs.p50 / ing.sealIntervalMs);
+line("seal merge delay p99 (vs SEAL_INTERVAL_MS)", fmt(ing.mergeDelayMs.p99), fmt(ing.sealIntervalMs), ing.mergeDelayMs.p99 / ing.sealIntervalMs, "<= 2 s");
+results.ingest = ing;
+
+console.log("\n== Ingest over HTTP: POST /api/v1/studies/:code/records, autocannon, 50 connections ==");
+ensureBuilt();
+const http = await benchHttp(adminUrlIngest, { connections: 50, seconds: QUICK ? 5 : 20, log: console.log });
+line("HTTP records/s (vs GET forms, same stack)", `${Math.round(http.perSec)}/s`, `${Math.round(http.baselinePerSec)}/s`, http.perSec / http.baselinePerSec);
+line("HTTP latency p50 (vs GET forms)", fmt(http.latencyMs.p50), fmt(http.baselineLatencyMs.p50), http.latencyMs.p50 / http.baselineLatencyMs.p50);
+line("HTTP latency p99 (vs GET forms)", fmt(http.latencyMs.p99), fmt(http.baselineLatencyMs.p99), http.latencyMs.p99 / http.baselineLatencyMs.p99, "<= 100 ms");
+console.log(`${"  p97.5 / max; non-2xx; errors".padEnd(44)} ${`${fmt(http.latencyMs.p97_5)} / ${fmt(http.latencyMs.max)}; ${http.non2xx}; ${http.errors}`.padStart(10)}`);
+results.http = http;
+
 // ---------------------------------------------------------------- proofs served from PostgreSQL
 const entries = QUICK ? 20_000 : 1_000_000;
 console.log(`\n== Proof bundles served for random entries of a ${entries}-entry log (PostgreSQL, real sealer) ==`);
@@ -175,12 +198,28 @@ try {
   line("proof bundle served, p99 (vs 3 x select 1)", fmt(pct(warm, 99)), fmt(pct(rtt, 99)), pct(warm, 99) / pct(rtt, 99), "<= 10 ms");
   console.log(`${"  first request (loads the batch-log tree)".padEnd(44)} ${fmt(firstMs).padStart(10)}`);
   line("verify a served bundle, p99 (node:crypto)", fmt(pct(vlat, 99)), "1 ms", pct(vlat, 99), "< 1 ms");
+  console.log(`\n== Whole-log audit of the same ${entries}-entry log ==`);
+  const au = await benchAudit(ctx, entries);
+  line(`audit of ${entries} entries (vs reading them)`, fmt(au.seconds * 1000), fmt(au.readSeconds * 1000), au.ratio, "<= 60 s");
+  console.log(`${"  entries/s; clean; findings".padEnd(44)} ${`${Math.round(au.entriesPerSec)}/s; ${au.clean}; ${au.findings}`.padStart(10)}`);
+  console.log(`${"  memory: peak RSS (growth), peak heap".padEnd(44)} ${`${au.peakRssMb.toFixed(0)} MB (+${au.rssGrowthMb.toFixed(0)} MB), ${au.peakHeapMb.toFixed(0)} MB`.padStart(10)}`);
+  results.audit = au;
   results.proofs = { entries, batches: made.length, insertSeconds: insertS, sealSeconds: sealS, sealEntriesPerSec: entries / sealS, serveP50Ms: pct(warm, 50), serveP95Ms: pct(warm, 95), serveP99Ms: pct(warm, 99), roundTrips3P50Ms: pct(rtt, 50), roundTrips3P99Ms: pct(rtt, 99), firstMs, verifyP99Ms: pct(vlat, 99) };
   await database.close();
 } finally {
   await admin.unsafe(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`);
   await admin.end();
 }
+
+// ---------------------------------------------------------------- anchoring cost
+console.log("\n== Anchoring cost on the local EVM node (Hardhat) ==");
+const intervalMs = Number(process.env.EVM_ANCHOR_INTERVAL_MS ?? 300_000); // the default of EVM_ANCHOR_INTERVAL_MS
+const gas = await benchGas(intervalMs);
+line("gas per anchor, steady state (vs a transfer)", String(gas.steadyAnchorGas), String(gas.transferGas), gas.ratioToTransfer, "<= 30000");
+console.log(`${"  first anchor (cold storage slot); deploy".padEnd(44)} ${`${gas.firstAnchorGas}; ${gas.deployGas}`.padStart(10)}`);
+console.log(`${"  anchors per hour at the default cadence".padEnd(44)} ${gas.anchorsPerHour.toFixed(0).padStart(10)}   (${(gas.gasPerDay / 1e6).toFixed(2)}M gas/day, whatever the entry count)`);
+for (const [n, g] of Object.entries(gas.gasPerEntry)) console.log(`${`  gas per entry at ${Number(n).toLocaleString("en")} entries per anchor`.padEnd(44)} ${g.toFixed(3).padStart(10)}`);
+results.gas = gas;
 
 const out = path.join(path.dirname(fileURLToPath(import.meta.url)), "results.json");
 mkdirSync(path.dirname(out), { recursive: true });

@@ -1,0 +1,268 @@
+/**
+ * Ingest benchmarks (PostgreSQL): CRF records through the service layer (saveRecord: validate against the form,
+ * canonicalize, hash, insert the record, its version and its ledger entry in one transaction) with 16 concurrent
+ * writers, against the baseline of plain INSERTs of the same three rows per transaction with the same
+ * concurrency; the seal merge delay (write -> sealed) under that load, with the sealer at its defaults; then the
+ * same writes over HTTP (the integration API) with autocannon at 50 connections.
+ */
+import { randomBytes, randomUUID } from "node:crypto";
+import { tmpdir } from "node:os";
+import path from "node:path";
+import { spawn } from "node:child_process";
+import { fileURLToPath } from "node:url";
+import { sql } from "drizzle-orm";
+import postgres from "postgres";
+import autocannon from "autocannon";
+import { parseEnv } from "../app/env.server.ts";
+import { openDatabase } from "../db/client.ts";
+import { contextFor } from "../app/services/context.server.ts";
+import { createStudy } from "../app/services/studies.server.ts";
+import { createUser } from "../app/services/users.server.ts";
+import { principalForUser } from "../app/services/auth.server.ts";
+import { importForm } from "../app/services/forms.server.ts";
+import { enrollParticipant } from "../app/services/participants.server.ts";
+import { saveRecord } from "../app/services/records.server.ts";
+import { startSealer } from "../app/services/sealer.server.ts";
+import { createApiToken } from "../app/services/tokens.server.ts";
+import { canonicalize } from "../anchoring/canonical.ts";
+
+const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..");
+
+export interface Pct {
+  p50: number;
+  p95: number;
+  p99: number;
+}
+export function pcts(xs: number[]): Pct {
+  const s = [...xs].sort((a, b) => a - b);
+  const at = (p: number) => s[Math.min(s.length - 1, Math.floor((p / 100) * s.length))] ?? NaN;
+  return { p50: at(50), p95: at(95), p99: at(99) };
+}
+
+async function scratchDb(adminUrl: string) {
+  const name = `ts_bench_${randomBytes(4).toString("hex")}`;
+  const admin = postgres(adminUrl, { max: 1, onnotice: () => {} });
+  await admin.unsafe(`CREATE DATABASE ${name}`);
+  const url = new URL(adminUrl);
+  url.pathname = `/${name}`;
+  return {
+    url: url.toString(),
+    name,
+    async drop() {
+      await admin.unsafe(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`);
+      await admin.end();
+    },
+  };
+}
+
+const VISITS = Array.from({ length: 50 }, (_, i) => `V${String(i + 1).padStart(2, "0")}`);
+const FORM = {
+  code: "ING",
+  title: "Ingest",
+  version: 1,
+  visits: VISITS,
+  fields: [
+    { name: "sbp", label: "Systolic BP", type: "number", integer: true, unit: "mmHg", min: 50, max: 250, required: true },
+    { name: "dbp", label: "Diastolic BP", type: "number", integer: true, unit: "mmHg", min: 30, max: 150, required: true },
+    { name: "temp", label: "Temperature", type: "number", unit: "Cel", min: 30, max: 45 },
+    { name: "visit_date", label: "Visit date", type: "date", required: true },
+    { name: "notes", label: "Notes", type: "text" },
+  ],
+};
+const values = (i: number) => ({ sbp: 100 + (i % 80), dbp: 60 + (i % 40), temp: 36.5, visit_date: "2026-03-01", notes: `visit ${i}` });
+
+export interface IngestResult {
+  writers: number;
+  records: number;
+  serviceSeconds: number;
+  servicePerSec: number;
+  serviceLatencyMs: Pct;
+  plainSeconds: number;
+  plainPerSec: number;
+  ratio: number;
+  mergeDelayMs: Pct & { max: number; entries: number };
+  sealIntervalMs: number;
+}
+
+/** Service-layer ingest vs plain INSERT, and the merge delay under that load. */
+export async function benchIngest(adminUrl: string, opts: { writers: number; subjectsPerWriter: number; log: (s: string) => void }): Promise<IngestResult> {
+  const db = await scratchDb(adminUrl);
+  try {
+    const env = parseEnv({ NODE_ENV: "test", DATA_DIR: path.join(tmpdir(), db.name), SESSION_SECRET: "b".repeat(40), DATA_KEY: "22".repeat(32), DATABASE_URL: db.url });
+    const database = await openDatabase({ url: db.url, poolSize: opts.writers + 4 });
+    const ctx = contextFor(env, database);
+    await createStudy(ctx, { code: "ING", title: "Ingest", sites: [{ code: "S1", name: "Site 1" }] }, null);
+    const admin = await createUser(ctx, { email: "bench@ingest.test", fullName: "Bench Admin", password: "bench ingest password 2026", role: "admin" }, null);
+    const principal = (await principalForUser(ctx, admin.id))!;
+    await importForm(ctx, "ING", FORM, { actorId: admin.id });
+    const subjects: string[][] = [];
+    for (let w = 0; w < opts.writers; w++) {
+      subjects.push([]);
+      for (let k = 0; k < opts.subjectsPerWriter; k++) subjects[w].push((await enrollParticipant(ctx, principal, { study: "ING", site: "S1" })).subjectCode);
+    }
+    const total = opts.writers * opts.subjectsPerWriter * VISITS.length;
+    // The sealer runs at its defaults during the load, as in the portal.
+    const stopSealer = startSealer(ctx, { onError: () => {} });
+    const [{ startSeq }] = (await database.execute(`SELECT coalesce(max(seq), -1) + 1 AS "startSeq" FROM ledger_entries`)) as { startSeq: number }[];
+    const lat: number[] = [];
+    const t0 = performance.now();
+    await Promise.all(
+      subjects.map(async (mine, w) => {
+        let i = 0;
+        for (const visit of VISITS) {
+          for (const subject of mine) {
+            const t = performance.now();
+            await saveRecord(ctx, principal, "ING", { subject, form: "ING", visit, data: values(w * 100_000 + i++) });
+            lat.push(performance.now() - t);
+          }
+        }
+      }),
+    );
+    const serviceSeconds = (performance.now() - t0) / 1000;
+    opts.log(`  ${total} records through saveRecord by ${opts.writers} writers in ${serviceSeconds.toFixed(1)} s`);
+    // Wait until the sealer has taken everything written, then measure write -> sealed.
+    for (let i = 0; i < 600; i++) {
+      const [{ n }] = (await database.execute(`SELECT count(*)::int AS n FROM ledger_entries WHERE status = 'pending'`)) as { n: number }[];
+      if (n === 0) break;
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    await stopSealer();
+    const delays = (
+      (await database.execute(
+        `SELECT extract(epoch FROM (b.sealed_at - e.at)) * 1000 AS d FROM ledger_entries e JOIN batches b ON b.batch_no = e.batch_no WHERE e.kind = 'record.saved' AND e.seq >= ${Number(startSeq)}`,
+      )) as { d: number }[]
+    ).map((r) => Number(r.d));
+
+    // Baseline: the same three rows per transaction as plain INSERTs (values precomputed, no validation, no
+    // canonical JSON, no hashing in Node), same writers, same count.
+    const [{ studyId }] = (await database.execute(`SELECT id AS "studyId" FROM studies WHERE code = 'ING'`)) as { studyId: string }[];
+    const [{ siteId }] = (await database.execute(`SELECT id AS "siteId" FROM sites WHERE code = 'S1'`)) as { siteId: string }[];
+    const [{ formId }] = (await database.execute(`SELECT id AS "formId" FROM forms WHERE code = 'ING'`)) as { formId: string }[];
+    const parts = (await database.execute(`SELECT id FROM participants ORDER BY subject_code`)) as { id: string }[];
+    const payload = canonicalize({ v: 1, note: "plain insert baseline", values: values(1) });
+    const hash = Buffer.alloc(32, 7);
+    const t1 = performance.now();
+    await Promise.all(
+      Array.from({ length: opts.writers }, async (_, w) => {
+        for (let k = 0; k < total / opts.writers; k++) {
+          const recordId = randomUUID();
+          const participant = parts[(w * opts.subjectsPerWriter + (k % opts.subjectsPerWriter)) % parts.length].id;
+          await database.db.transaction(async (tx) => {
+            await tx.execute(sql`INSERT INTO records (id, study_id, site_id, participant_id, form_code, visit) VALUES (${recordId}, ${studyId}, ${siteId}, ${participant}, 'PLAIN', ${`P${w}-${k}`})`);
+            const [e] = (await tx.execute(sql`INSERT INTO ledger_entries (study_id, study_code, kind, payload_text, payload_hash, at) VALUES (${studyId}, 'ING', 'record.saved', ${payload}, ${hash}, now()) RETURNING id`)) as unknown as { id: string }[];
+            await tx.execute(
+              sql`INSERT INTO record_versions (record_id, study_id, version, form_id, form_version, data_text, reason, actor_user_id, entry_id) VALUES (${recordId}, ${studyId}, 1, ${formId}, 1, ${payload}, null, ${admin.id}, ${e.id})`,
+            );
+          });
+        }
+      }),
+    );
+    const plainSeconds = (performance.now() - t1) / 1000;
+    await database.close();
+    return {
+      writers: opts.writers,
+      records: total,
+      serviceSeconds,
+      servicePerSec: total / serviceSeconds,
+      serviceLatencyMs: pcts(lat),
+      plainSeconds,
+      plainPerSec: total / plainSeconds,
+      ratio: serviceSeconds / plainSeconds,
+      mergeDelayMs: { ...pcts(delays), max: Math.max(...delays), entries: delays.length },
+      sealIntervalMs: env.sealIntervalMs,
+    };
+  } finally {
+    await db.drop();
+  }
+}
+
+export interface HttpResult {
+  connections: number;
+  seconds: number;
+  requests: number;
+  perSec: number;
+  /** autocannon's percentiles: p50, p97.5, p99 and max. */
+  latencyMs: { p50: number; p97_5: number; p99: number; max: number };
+  non2xx: number;
+  errors: number;
+  baselinePerSec: number;
+  baselineLatencyMs: { p50: number; p97_5: number; p99: number };
+}
+
+/**
+ * The integration API under autocannon (50 connections, each request a new record), against a running portal on
+ * a fresh PostgreSQL database. Baseline: a cheap authenticated read through the same stack (GET the study's
+ * forms: token check, one query, JSON), same connections.
+ */
+export async function benchHttp(adminUrl: string, opts: { connections: number; seconds: number; log: (s: string) => void }): Promise<HttpResult> {
+  const db = await scratchDb(adminUrl);
+  const dataDir = path.join(tmpdir(), `${db.name}-portal`);
+  const env: NodeJS.ProcessEnv = { ...process.env, NODE_ENV: "production", PORT: "0", HOST: "127.0.0.1", DATA_DIR: dataDir, DATABASE_URL: db.url, SESSION_SECRET: "c".repeat(40), DATA_KEY: "33".repeat(32), API_RATE_PER_SECOND: "1000000", SEED_DEMO: "false" };
+  // Set up the study, a form with many visits, participants and a token through the services, then start the
+  // portal as a separate process (as deployed).
+  const database = await openDatabase({ url: db.url });
+  const ctx = contextFor(parseEnv({ ...(env as Record<string, string>), NODE_ENV: "test" }), database);
+  await createStudy(ctx, { code: "HTTP", title: "HTTP", sites: [{ code: "S1", name: "Site 1" }] }, null);
+  const adminUser = await createUser(ctx, { email: "bench@http.test", fullName: "Bench Admin", password: "bench http password 2026", role: "admin" }, null);
+  const principal = (await principalForUser(ctx, adminUser.id))!;
+  await importForm(ctx, "HTTP", { ...FORM, code: "HTTP" }, { actorId: adminUser.id });
+  const subjects: string[] = [];
+  for (let k = 0; k < 2000; k++) subjects.push((await enrollParticipant(ctx, principal, { study: "HTTP", site: "S1" })).subjectCode);
+  const { token } = await createApiToken(ctx, { study: "HTTP", name: "bench" }, null);
+  await database.close();
+  const proc = spawn(process.execPath, ["--import", "tsx", path.join(ROOT, "bin", "serve.ts")], { cwd: ROOT, env, stdio: ["ignore", "pipe", "pipe"] });
+  let out = "";
+  proc.stdout.on("data", (d) => (out += d));
+  proc.stderr.on("data", (d) => (out += d));
+  try {
+    const url = await new Promise<string>((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error(`portal did not start:\n${out}`)), 120_000);
+      proc.stdout.on("data", () => {
+        const m = /portal on http:\/\/localhost:(\d+)/.exec(out);
+        if (m) {
+          clearTimeout(timer);
+          resolve(`http://127.0.0.1:${m[1]}`);
+        }
+      });
+      proc.once("exit", (c) => reject(new Error(`portal exited with ${c}:\n${out}`)));
+    });
+    const headers = { authorization: `Bearer ${token}`, "content-type": "application/json" };
+    const baseline = await autocannon({ url: `${url}/api/v1/studies/HTTP/forms`, connections: opts.connections, duration: Math.max(3, Math.round(opts.seconds / 2)), headers });
+    let n = 0;
+    const run = await autocannon({
+      url: `${url}/api/v1/studies/HTTP/records`,
+      connections: opts.connections,
+      duration: opts.seconds,
+      method: "POST",
+      headers,
+      requests: [
+        {
+          setupRequest: (req: Record<string, unknown>) => {
+            const i = n++;
+            const subject = subjects[i % subjects.length];
+            const visit = VISITS[Math.floor(i / subjects.length) % VISITS.length];
+            return { ...req, body: JSON.stringify({ subject, form: "HTTP", visit, data: values(i) }) };
+          },
+        },
+      ],
+    });
+    const lat = run.latency as unknown as Record<string, number>;
+    const blat = baseline.latency as unknown as Record<string, number>;
+    opts.log(`  ${run.requests.total} POST /records in ${opts.seconds} s at ${opts.connections} connections: ${run["2xx"]} 2xx, ${run.non2xx} other, ${run.errors} errors`);
+    return {
+      connections: opts.connections,
+      seconds: opts.seconds,
+      requests: run.requests.total,
+      perSec: run.requests.average,
+      latencyMs: { p50: lat.p50, p97_5: lat.p97_5, p99: lat.p99, max: lat.max },
+      non2xx: run.non2xx,
+      errors: run.errors,
+      baselinePerSec: baseline.requests.average,
+      baselineLatencyMs: { p50: blat.p50, p97_5: blat.p97_5, p99: blat.p99 },
+    };
+  } finally {
+    proc.kill("SIGTERM");
+    await new Promise((r) => proc.once("exit", r));
+    await db.drop();
+  }
+}
