@@ -92,7 +92,7 @@ export async function benchIngest(adminUrl: string, opts: { writers: number; sub
     const database = await openDatabase({ url: db.url, poolSize: opts.writers + 4 });
     const ctx = contextFor(env, database);
     await createStudy(ctx, { code: "ING", title: "Ingest", sites: [{ code: "S1", name: "Site 1" }] }, null);
-    const admin = await createUser(ctx, { email: "bench@ingest.test", fullName: "Bench Admin", password: "bench ingest password 2026", role: "admin" }, null);
+    const admin = await createUser(ctx, { email: "bench@ingest.test", fullName: "Bench Investigator", password: "amber otter winter forty-two", role: "investigator", study: "ING", site: "S1" }, null);
     const principal = (await principalForUser(ctx, admin.id))!;
     await importForm(ctx, "ING", FORM, { actorId: admin.id });
     const subjects: string[][] = [];
@@ -197,13 +197,13 @@ export interface HttpResult {
 export async function benchHttp(adminUrl: string, opts: { connections: number; seconds: number; log: (s: string) => void }): Promise<HttpResult> {
   const db = await scratchDb(adminUrl);
   const dataDir = path.join(tmpdir(), `${db.name}-portal`);
-  const env: NodeJS.ProcessEnv = { ...process.env, NODE_ENV: "production", PORT: "0", HOST: "127.0.0.1", DATA_DIR: dataDir, DATABASE_URL: db.url, SESSION_SECRET: "c".repeat(40), DATA_KEY: "33".repeat(32), API_RATE_PER_SECOND: "1000000", SEED_DEMO: "false" };
+  const env: NodeJS.ProcessEnv = { ...process.env, NODE_ENV: "production", PORT: "0", HOST: "127.0.0.1", DATA_DIR: dataDir, DATABASE_URL: db.url, SESSION_SECRET: "c".repeat(40), DATA_KEY: "33".repeat(32), API_RATE_PER_SECOND: "100000", SEED_DEMO: "false" };
   // Set up the study, a form with many visits, participants and a token through the services, then start the
   // portal as a separate process (as deployed).
   const database = await openDatabase({ url: db.url });
   const ctx = contextFor(parseEnv({ ...(env as Record<string, string>), NODE_ENV: "test" }), database);
   await createStudy(ctx, { code: "HTTP", title: "HTTP", sites: [{ code: "S1", name: "Site 1" }] }, null);
-  const adminUser = await createUser(ctx, { email: "bench@http.test", fullName: "Bench Admin", password: "bench http password 2026", role: "admin" }, null);
+  const adminUser = await createUser(ctx, { email: "bench@http.test", fullName: "Bench Investigator", password: "amber otter winter forty-two", role: "investigator", study: "HTTP", site: "S1" }, null);
   const principal = (await principalForUser(ctx, adminUser.id))!;
   await importForm(ctx, "HTTP", { ...FORM, code: "HTTP" }, { actorId: adminUser.id });
   const subjects: string[] = [];

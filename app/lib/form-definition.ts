@@ -94,8 +94,14 @@ function fieldSchema(f: FieldDefinition): z.ZodType<unknown> {
 }
 
 /** The runtime schema of a record's values: strict (unknown fields rejected), required fields enforced. */
+/** The runtime schema of a form's records; built once per definition object (definitions are never mutated). */
+const schemas = new WeakMap<FormDefinition, z.ZodType<Record<string, unknown>>>();
 export function recordSchema(def: FormDefinition) {
+  const cached = schemas.get(def);
+  if (cached) return cached;
   const shape: Record<string, z.ZodType<unknown>> = {};
   for (const f of def.fields) shape[f.name] = f.required ? fieldSchema(f) : fieldSchema(f).optional();
-  return z.strictObject(shape);
+  const schema = z.strictObject(shape) as unknown as z.ZodType<Record<string, unknown>>;
+  schemas.set(def, schema);
+  return schema;
 }

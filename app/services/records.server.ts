@@ -71,9 +71,22 @@ async function formFor(ctx: AppContext, studyId: string, code: string, version?:
   if (rows.length === 0) invalid(`form: ${code} has no approved version in this study`, "form");
   const f = version === undefined ? rows[0] : rows.find((r) => r.version === version);
   if (!f) invalid(`formVersion: ${code} version ${version} is not an approved version (approved: ${rows.map((r) => r.version).join(", ")})`, "formVersion");
+  return { row: f, def: storedDefinition(f) };
+}
+
+/**
+ * A stored form version's parsed definition, parsed once per process: an approved version's text never changes
+ * (forms are append-only); it is cached by row id and used only while the stored text is the same.
+ */
+const definitions = new Map<string, { text: string; def: FormDefinition }>();
+export function storedDefinition(f: { id: string; code: string; version: number; definitionText: string }): FormDefinition {
+  const hit = definitions.get(f.id);
+  if (hit && hit.text === f.definitionText) return hit.def;
   const parsed = parseFormDefinition(JSON.parse(f.definitionText));
   if (!parsed.ok) throw new Error(`stored form ${f.code} v${f.version} no longer parses`);
-  return { row: f, def: parsed.definition };
+  if (definitions.size > 1000) definitions.clear();
+  definitions.set(f.id, { text: f.definitionText, def: parsed.definition });
+  return parsed.definition;
 }
 
 export interface SavedRecord {
@@ -149,9 +162,7 @@ export async function correctRecord(ctx: AppContext, principal: Principal, study
       .orderBy(desc(recordVersions.version))
       .limit(1);
     const [form] = await tx.select().from(forms).where(eq(forms.id, cur.formId));
-    const parsed = parseFormDefinition(JSON.parse(form.definitionText));
-    if (!parsed.ok) throw new Error(`stored form ${form.code} no longer parses`);
-    const data = validateValues(parsed.definition, v.data);
+    const data = validateValues(storedDefinition(form), v.data);
     const dataText = canonicalize(data);
     if (dataText === cur.dataText) invalid("data: nothing changed; a correction must change at least one value", "data");
     const version = cur.version + 1;
