@@ -531,13 +531,13 @@ export async function recordWithdrawal(ctx: AppContext, principal: Principal, st
   return writeWithdrawal(ctx, p, input, { principal });
 }
 
-async function withdrawalsOf(ctx: AppContext, participantId: string) {
-  return ctx.db.select().from(consentWithdrawals).where(eq(consentWithdrawals.participantId, participantId)).orderBy(asc(consentWithdrawals.withdrawnAt));
+async function withdrawalsOf(ctx: AppContext, participantId: string, db: DbOrTx = ctx.db) {
+  return db.select().from(consentWithdrawals).where(eq(consentWithdrawals.participantId, participantId)).orderBy(asc(consentWithdrawals.withdrawnAt));
 }
 
 /** Data entry follows consent: after a full withdrawal no new data may be collected (corrections of earlier data may). */
-export async function assertConsentAllowsNewData(ctx: AppContext, participantId: string) {
-  const full = (await withdrawalsOf(ctx, participantId)).find((w) => w.scope === "full");
+export async function assertConsentAllowsNewData(ctx: AppContext, participantId: string, db: DbOrTx = ctx.db) {
+  const full = (await withdrawalsOf(ctx, participantId, db)).find((w) => w.scope === "full");
   if (full)
     throw new ServiceError(
       "conflict",

@@ -5,7 +5,8 @@
  * (open -> answer -> close; the text stays in the database, its SHA-256 goes to the ledger), and locks of a
  * record, a subject or the whole study (no edits until a logged unlock by an authorized role).
  */
-import { and, asc, desc, eq, isNull, or } from "drizzle-orm";
+import { and, asc, desc, eq, isNull, or, sql } from "drizzle-orm";
+import type { DbOrTx } from "../../db/client.ts";
 import { z } from "zod";
 import { toHex } from "../../anchoring/bytes.ts";
 import { ledgerEntries, locks, participants, queries, records, recordVersions, sdvMarks, signatures } from "../../db/schema/index.ts";
@@ -29,8 +30,8 @@ async function recordOf(ctx: AppContext, principal: Principal, studyCode: string
 }
 
 /** The lock that stops edits of a record (its own, its subject's, or the study's), if any. */
-export async function activeLock(ctx: AppContext, rec: { id: string; studyId: string; participantId: string }) {
-  const [l] = await ctx.db
+export async function activeLock(ctx: AppContext, rec: { id: string; studyId: string; participantId: string }, db: DbOrTx = ctx.db) {
+  const [l] = await db
     .select()
     .from(locks)
     .where(
@@ -44,8 +45,8 @@ export async function activeLock(ctx: AppContext, rec: { id: string; studyId: st
   return l ?? null;
 }
 
-export async function assertUnlocked(ctx: AppContext, rec: { id: string; studyId: string; participantId: string }) {
-  const l = await activeLock(ctx, rec);
+export async function assertUnlocked(ctx: AppContext, rec: { id: string; studyId: string; participantId: string }, db: DbOrTx = ctx.db) {
+  const l = await activeLock(ctx, rec, db);
   if (l) throw new ServiceError("locked", `this ${l.scope === "study" ? "study" : l.scope === "subject" ? "subject's casebook" : "record"} is locked (${l.reason}); it cannot be edited until an authorized role unlocks it`);
 }
 
@@ -74,6 +75,11 @@ export async function setLock(ctx: AppContext, principal: Principal, studyCode: 
     target = p.subjectCode;
   }
   return ctx.db.transaction(async (tx) => {
+    // Take the locked thing's row FOR UPDATE: a data write holds it FOR SHARE while it checks for locks, so the
+    // write either commits before this lock or waits for it and then sees it (records.server.ts).
+    if (v.data.scope === "study") await tx.execute(sql`SELECT 1 FROM studies WHERE id = ${study.id} FOR UPDATE`);
+    else if (v.data.scope === "subject") await tx.execute(sql`SELECT 1 FROM participants WHERE id = ${targetId} FOR UPDATE`);
+    else await tx.execute(sql`SELECT 1 FROM records WHERE id = ${targetId} FOR UPDATE`);
     const [l] = await tx.insert(locks).values({ studyId: study.id, scope: v.data.scope, targetId, reason: v.data.reason, lockedBy: principal.userId }).returning();
     await appendEntry(tx, ctx.crypto, study, "lock.set", { lock: l.id, scope: v.data.scope, target, reason: v.data.reason, actor: principal.userId });
     if (v.data.scope === "record") await tx.update(records).set({ status: "locked" }).where(eq(records.id, targetId!));

@@ -95,6 +95,17 @@ export interface SavedRecord {
   entry: { id: string; status: "pending" };
 }
 
+/**
+ * Inside a data write's transaction: hold the study's and the subject's rows FOR SHARE, then check for locks (and,
+ * for new data, a full consent withdrawal). Setting a lock takes the locked row FOR UPDATE and a full withdrawal
+ * updates the participant's row, so each either committed before (and is seen here) or waits for this write.
+ */
+async function guardSubjectWrite(ctx: AppContext, tx: DbOrTx, rec: { id: string; studyId: string; participantId: string }, opts: { newData: boolean }) {
+  await tx.execute(sql`SELECT 1 FROM studies s JOIN participants p ON p.study_id = s.id WHERE s.id = ${rec.studyId} AND p.id = ${rec.participantId} FOR SHARE`);
+  await assertUnlocked(ctx, rec, tx);
+  if (opts.newData) await assertConsentAllowsNewData(ctx, rec.participantId, tx);
+}
+
 /** Enter a new record (version 1) for a subject, form and visit. */
 export async function saveRecord(ctx: AppContext, principal: Principal, studyCode: string, input: unknown, idem?: Idempotency): Promise<SavedRecord> {
   const v = parseOr422(NewRecordInput, input);
@@ -102,14 +113,13 @@ export async function saveRecord(ctx: AppContext, principal: Principal, studyCod
   const [p] = await ctx.db.select().from(participants).where(and(eq(participants.studyId, study.id), eq(participants.subjectCode, v.subject.toUpperCase())));
   if (!p) invalid(`subject: no subject ${v.subject} in ${study.code}`, "subject");
   await requireSiteAction(ctx, principal, "records.enter", { studyId: study.id, siteId: p.siteId });
-  await assertUnlocked(ctx, { id: "00000000-0000-0000-0000-000000000000", studyId: study.id, participantId: p.id });
-  await assertConsentAllowsNewData(ctx, p.id);
   const { row: form, def } = await formFor(ctx, study.id, v.form, v.formVersion);
   if (!def.visits.includes(v.visit.toUpperCase())) invalid(`visit: ${v.visit} is not a visit of form ${def.code} (${def.visits.join(", ")})`, "visit");
   const data = validateValues(def, v.data);
   const dataText = canonicalize(data);
   try {
     return await ctx.db.transaction(async (tx) => {
+      await guardSubjectWrite(ctx, tx, { id: "00000000-0000-0000-0000-000000000000", studyId: study.id, participantId: p.id }, { newData: true });
       const [r] = await tx.insert(records).values({ studyId: study.id, siteId: p.siteId, participantId: p.id, formCode: def.code, visit: v.visit.toUpperCase() }).returning();
       const e = await appendEntry(tx, ctx.crypto, study, "record.saved", {
         record: r.id,
@@ -148,10 +158,10 @@ export async function correctRecord(ctx: AppContext, principal: Principal, study
   const [r] = await ctx.db.select().from(records).where(and(eq(records.id, recordId), eq(records.studyId, study.id)));
   if (!r || !can(principal, "records.read", { studyId: study.id, siteId: r.siteId })) throw new ServiceError("not_found", `no record ${recordId}`, "id");
   await requireSiteAction(ctx, principal, "records.enter", { studyId: study.id, siteId: r.siteId });
-  await assertUnlocked(ctx, r);
   return ctx.db.transaction(async (tx) => {
     // Serialize corrections of one record: the row lock makes version numbers and the prev chain gapless.
     await tx.execute(sql`SELECT 1 FROM records WHERE id = ${r.id} FOR UPDATE`);
+    await guardSubjectWrite(ctx, tx, r, { newData: false });
     const [cur] = await tx
       .select({ version: recordVersions.version, formId: recordVersions.formId, dataText: recordVersions.dataText, payloadHash: ledgerEntries.payloadHash, subject: participants.subjectCode })
       .from(recordVersions)

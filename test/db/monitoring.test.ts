@@ -1,5 +1,6 @@
 /** Sign-off, SDV, queries and locks on PGlite and PostgreSQL: each a ledger entry, each enforced. */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import postgres from "postgres";
 import { generateTOTP } from "@epic-web/totp";
 import { openTestDatabase, engineUnderTest, type TestDb } from "../helpers/db.ts";
 import { createStudy } from "../../app/services/studies.server.ts";
@@ -131,5 +132,31 @@ describe(`certified copy on ${engineUnderTest()}`, () => {
     const [ev] = await t.database.execute(`SELECT action, participant_id IS NOT NULL AS subj FROM audit_events WHERE action = 'export.certified_copy'`);
     expect(ev).toEqual({ action: "export.certified_copy", subj: true });
     await expect(casebookPdf(t.ctx, p.mon, "MON-1", "S1-999")).rejects.toMatchObject({ code: "not_found" });
+  });
+
+  // PostgreSQL only: PGlite has one connection, so two transactions can never overlap there.
+  it.runIf(engineUnderTest() === "postgres")("a lock committed while a save is in flight is never bypassed: the save waits for it, then refuses", async () => {
+    const e = await enrollParticipant(t.ctx, p.inv, { study: "MON-1", site: "S1" });
+    const [{ study_id: studyId }] = await t.database.execute(`SELECT study_id FROM participants WHERE id = '${e.id}'`);
+    const other = postgres(t.url!, { max: 1, onnotice: () => {} });
+    try {
+      // A subject lock being set, as setLock does it: the subject's row FOR UPDATE, the lock row, not committed yet.
+      const reserved = await other.reserve();
+      await reserved`BEGIN`;
+      await reserved`SELECT 1 FROM participants WHERE id = ${e.id} FOR UPDATE`;
+      await reserved`INSERT INTO locks (study_id, scope, target_id, reason) VALUES (${String(studyId)}, 'subject', ${e.id}, 'database lock for interim analysis')`;
+      let settled = false;
+      const save = saveRecord(t.ctx, p.coord, "MON-1", { subject: e.subjectCode, form: "VS", visit: "V1", data: { sbp: 118 } }).finally(() => (settled = true));
+      save.catch(() => {});
+      await new Promise((r) => setTimeout(r, 400));
+      expect(settled).toBe(false); // the save waits on the subject's row
+      await reserved`COMMIT`;
+      reserved.release();
+      await expect(save).rejects.toMatchObject({ code: "locked" });
+      const [{ n }] = await t.database.execute(`SELECT count(*)::int AS n FROM records WHERE participant_id = '${e.id}'`);
+      expect(Number(n)).toBe(0);
+    } finally {
+      await other.end();
+    }
   });
 });
