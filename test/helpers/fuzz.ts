@@ -24,3 +24,19 @@ export const nastyValue: fc.Arbitrary<unknown> = fc.letrec((tie) => ({
   ),
 })).v;
 
+/** A copy of `base` with the part that `pathChoice` walks to (each number picks a key, modulo) replaced by `value`. */
+export function mutate(base: unknown, pathChoice: number[], value: unknown): unknown {
+  const copy = structuredClone(base) as Record<string, unknown>;
+  let node: Record<string, unknown> = copy;
+  for (let i = 0; i < pathChoice.length; i++) {
+    const keys = Object.keys(node);
+    if (!keys.length) break;
+    const k = keys[pathChoice[i] % keys.length];
+    if (i === pathChoice.length - 1 || typeof node[k] !== "object" || node[k] === null) {
+      node[k] = value;
+      break;
+    }
+    node = node[k] as Record<string, unknown>;
+  }
+  return copy;
+}

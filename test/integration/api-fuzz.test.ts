@@ -8,7 +8,7 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import fc from "fast-check";
 import { cli, cliAsync, startPortal, tempDataDir, type Portal, ROOT } from "../helpers/portal.ts";
-import { RUNS, nastyKey, nastyValue } from "../helpers/fuzz.ts";
+import { RUNS, mutate, nastyKey, nastyValue } from "../helpers/fuzz.ts";
 import { readFileSync } from "node:fs";
 import path from "node:path";
 
@@ -33,21 +33,6 @@ async function send(method: string, p: string, body: string | Uint8Array, type =
   return res.status;
 }
 
-function mutate(base: Record<string, unknown>, pathChoice: number[], value: unknown): unknown {
-  const copy = structuredClone(base);
-  let node: Record<string, unknown> = copy;
-  for (let i = 0; i < pathChoice.length; i++) {
-    const keys = Object.keys(node);
-    if (!keys.length) break;
-    const k = keys[pathChoice[i] % keys.length];
-    if (i === pathChoice.length - 1 || typeof node[k] !== "object" || node[k] === null) {
-      node[k] = value;
-      break;
-    }
-    node = node[k] as Record<string, unknown>;
-  }
-  return copy;
-}
 const mutated = (base: Record<string, unknown>) => fc.tuple(fc.array(fc.nat(), { minLength: 1, maxLength: 3 }), nastyValue).map(([p, v]) => mutate(base, p, v));
 const withExtraKey = (base: Record<string, unknown>) => fc.tuple(nastyKey, nastyValue).map(([k, v]) => JSON.stringify(base).replace(/^\{/, `{${JSON.stringify(k)}:${JSON.stringify(v) ?? "null"},`));
 const json = (arb: fc.Arbitrary<unknown>) => arb.map((v) => JSON.stringify(v) ?? "null");

@@ -17,7 +17,7 @@ import { readFileSync, readdirSync } from "node:fs";
 import path from "node:path";
 import { ROOT } from "../helpers/portal.ts";
 
-import { RUNS, nastyKey, nastyValue } from "../helpers/fuzz.ts";
+import { RUNS, mutate, nastyKey, nastyValue } from "../helpers/fuzz.ts";
 
 const VALID: FormDefinition = {
   code: "VITALS",
@@ -37,22 +37,6 @@ const VALID: FormDefinition = {
 } as FormDefinition;
 
 /** Set `value` at a random path of a JSON-like object (a mutation of a valid input). */
-function mutate(base: unknown, pathChoice: number[], value: unknown): unknown {
-  const copy = structuredClone(base) as Record<string, unknown>;
-  let node: Record<string, unknown> = copy;
-  for (let i = 0; i < pathChoice.length; i++) {
-    const keys = Object.keys(node);
-    if (!keys.length) break;
-    const k = keys[pathChoice[i] % keys.length];
-    if (i === pathChoice.length - 1 || typeof node[k] !== "object" || node[k] === null) {
-      node[k] = value;
-      break;
-    }
-    node = node[k] as Record<string, unknown>;
-  }
-  return copy;
-}
-
 const polluted = () => ({}) as Record<string, unknown>;
 
 describe("hostile input (property-based)", () => {
