@@ -9,6 +9,7 @@ import { createPublicClient, type Hex, type Transport } from "viem";
 import { openTestDatabase, engineUnderTest, type TestDb } from "../helpers/db.ts";
 import { startTsa, type TestTsa } from "../helpers/tsa.ts";
 import { HARDHAT_CHAIN_ID, HARDHAT_KEYS, inProcessHardhat } from "../helpers/hardhat.ts";
+import { jsonRpcServer } from "../helpers/json-rpc.ts";
 import { createStudy } from "../../app/services/studies.server.ts";
 import { sealAll } from "../../app/services/sealer.server.ts";
 import { findEntryByRef, proofBundle } from "../../app/services/proofs.server.ts";
@@ -21,7 +22,6 @@ import { EvmLedger, chainFor, deployAnchorContract } from "../../anchoring/ledge
 import { logIdOf } from "../../anchoring/ledgers/evm/event.ts";
 import { viemReader } from "../../anchoring/ledgers/evm/reader.ts";
 import { fetchReader } from "../../anchoring/ledgers/evm/rpc-fetch.ts";
-import { createServer } from "node:http";
 import { Rfc3161Ledger, certificatesFromPem } from "../../anchoring/ledgers/rfc3161/adapter.ts";
 import type { Bundle, BundleCheckpoint } from "../../anchoring/bundle.ts";
 import type { BundleAnchor } from "../../anchoring/ledgers/receipt.ts";
@@ -51,23 +51,6 @@ afterAll(async () => {
 });
 
 const reader = () => viemReader(createPublicClient({ chain: chainFor(HARDHAT_CHAIN_ID), transport }) as never);
-
-/** A local HTTP JSON-RPC endpoint answering with `send` (the in-process chain), as a public RPC URL would. */
-async function jsonRpcServer(send: (m: string, p?: unknown[]) => Promise<unknown>) {
-  const server = createServer(async (req, res) => {
-    let body = "";
-    for await (const c of req) body += c;
-    const { id, method, params } = JSON.parse(body);
-    try {
-      res.setHeader("content-type", "application/json").end(JSON.stringify({ jsonrpc: "2.0", id, result: await send(method, params) }));
-    } catch (err) {
-      res.setHeader("content-type", "application/json").end(JSON.stringify({ jsonrpc: "2.0", id, error: { code: -32000, message: (err as Error).message } }));
-    }
-  });
-  await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
-  const port = (server.address() as { port: number }).port;
-  return { url: `http://127.0.0.1:${port}`, close: () => new Promise<void>((r) => server.close(() => r())) };
-}
 
 async function bundleOf(ref: string): Promise<Bundle> {
   const r = await proofBundle(t.ctx, (await findEntryByRef(t.ctx, ref))!);

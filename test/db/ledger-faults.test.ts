@@ -7,13 +7,13 @@
  */
 import { randomBytes } from "node:crypto";
 import path from "node:path";
-import { createServer } from "node:http";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { type Hex } from "viem";
 import { openTestDatabase, engineUnderTest, type TestDb } from "../helpers/db.ts";
 import { startTsa, type TestTsa } from "../helpers/tsa.ts";
 import { HARDHAT_CHAIN_ID, HARDHAT_KEYS, inProcessHardhat } from "../helpers/hardhat.ts";
 import { startTcpProxy, type ProxyFault, type TcpProxy } from "../helpers/tcp-proxy.ts";
+import { jsonRpcServer } from "../helpers/json-rpc.ts";
 import { createStudy } from "../../app/services/studies.server.ts";
 import { sealAll } from "../../app/services/sealer.server.ts";
 import { startAnchorWorker, systemStatus, type AnchorEvent } from "../../app/services/anchoring.server.ts";
@@ -30,31 +30,11 @@ let rpc: { url: string; close: () => Promise<void> };
 let evmProxy: TcpProxy;
 let tsaProxy: TcpProxy;
 
-/** A local HTTP JSON-RPC endpoint over the in-process chain, as a node's RPC URL would be. */
-async function jsonRpcServer() {
-  const server = createServer(async (req, res) => {
-    let body = "";
-    for await (const c of req) body += c;
-    const one = async ({ id, method, params }: { id: unknown; method: string; params?: unknown[] }) => {
-      try {
-        return { jsonrpc: "2.0", id, result: await send(method, params) };
-      } catch (err) {
-        return { jsonrpc: "2.0", id, error: { code: -32000, message: (err as Error).message } };
-      }
-    };
-    const parsed = JSON.parse(body);
-    const out = Array.isArray(parsed) ? await Promise.all(parsed.map(one)) : await one(parsed);
-    res.setHeader("content-type", "application/json").end(JSON.stringify(out));
-  });
-  await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
-  return { url: `http://127.0.0.1:${(server.address() as { port: number }).port}`, close: () => new Promise<void>((r) => server.close(() => r())) };
-}
-
 beforeAll(async () => {
   [t, tsa] = await Promise.all([openTestDatabase(), startTsa()]);
   let transport;
   ({ transport, send } = await inProcessHardhat());
-  rpc = await jsonRpcServer();
+  rpc = await jsonRpcServer((m, p) => send(m, p));
   evmProxy = await startTcpProxy(Number(new URL(rpc.url).port));
   tsaProxy = await startTcpProxy(Number(new URL(tsa.url).port));
   const logId = logIdOf(t.ctx.crypto, t.ctx.env.logOrigin) as Hex;
