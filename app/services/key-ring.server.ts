@@ -88,6 +88,13 @@ function currentOf(keys: RingKey[], file: string): RingKey {
   return open[0];
 }
 
+/** Changes whenever the ring file is rewritten (or appears): readers reload only then. */
+function ringStamp(file: string): string {
+  if (!existsSync(file)) return "legacy";
+  const st = statSync(file);
+  return `${st.mtimeMs}:${st.size}`;
+}
+
 /**
  * A Signer that always signs with the ring's current key, re-reading the ring when its file changes (a
  * rotation made by the CLI in another process takes effect at this process's next signature).
@@ -97,7 +104,7 @@ export function ringSigner(dataDir: string, name: RingName): Signer {
   let stamp = "";
   let signer: Signer | null = null;
   const load = () => {
-    const s = existsSync(file) ? `${statSync(file).mtimeMs}:${statSync(file).size}` : "legacy";
+    const s = ringStamp(file);
     if (signer && s === stamp) return signer;
     const cur = currentOf(readRing(dataDir, name), file);
     signer = nodeSigner(loadOrCreateSeed(path.join(keysDir(dataDir), cur.file)));
@@ -165,7 +172,7 @@ export function ringKeysReader(dataDir: string, name: RingName): () => { publicK
   let stamp = "";
   let keys: { publicKey: Uint8Array; notBefore: string | null; notAfter: string | null }[] = [];
   return () => {
-    const s = existsSync(file) ? `${statSync(file).mtimeMs}:${statSync(file).size}` : "legacy";
+    const s = ringStamp(file);
     if (s !== stamp || !keys.length) {
       keys = readRing(dataDir, name).map((k) => ({ publicKey: new Uint8Array(Buffer.from(k.publicKey, "hex")), notBefore: k.notBefore, notAfter: k.notAfter }));
       stamp = s;

@@ -5,7 +5,6 @@
 import { randomBytes } from "node:crypto";
 import { readFileSync } from "node:fs";
 import path from "node:path";
-import { nodeSigner } from "../../anchoring/crypto-node.ts";
 import type { Crypto } from "../../anchoring/crypto.ts";
 import type { Ledger } from "../../anchoring/ledgers/ledger.ts";
 import type { LedgerPolicy } from "../../anchoring/ledgers/receipt.ts";
@@ -20,11 +19,6 @@ export interface ConfiguredLedger {
   ledger: Ledger;
   /** This ledger's own cadence: every interval it anchors the latest checkpoint. */
   intervalMs: number;
-}
-
-/** The local ledger's own Ed25519 key (an independent notary: not the log key). */
-export function localLedgerKeyFile(dataDir: string) {
-  return path.join(dataDir, "keys", "ledger-local-ed25519.key");
 }
 
 export function buildLedgers(env: Env, crypto: Crypto): ConfiguredLedger[] {
