@@ -1,5 +1,5 @@
 /**
- * Server rendering with a per-request CSP nonce (generated in bin/serve.ts, see app/http.server.ts): the
+ * Server rendering with a per-request CSP nonce (generated in bin/serve.ts, see app/platform/http.server.ts): the
  * only inline scripts, Remix's hydration data and scroll restoration, carry it; nothing else inline runs.
  */
 import { PassThrough } from "node:stream";
@@ -8,7 +8,7 @@ import { createReadableStreamFromReadable } from "@remix-run/node";
 import { RemixServer } from "@remix-run/react";
 import { isbot } from "isbot";
 import { renderToPipeableStream } from "react-dom/server";
-import { NonceContext } from "./nonce.tsx";
+import { NonceContext } from "./platform/nonce.tsx";
 import { databaseUnavailableCode } from "../db/availability.ts";
 
 const ABORT_DELAY = 5_000;

@@ -1,7 +1,7 @@
 import type { LinksFunction } from "@remix-run/node";
 import { Links, Meta, Outlet, Scripts, ScrollRestoration, isRouteErrorResponse, useRouteError } from "@remix-run/react";
 import styles from "./styles.css";
-import { useNonce } from "./nonce.tsx";
+import { useNonce } from "./platform/nonce.tsx";
 
 export const links: LinksFunction = () => [
   { rel: "stylesheet", href: styles },

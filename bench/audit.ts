@@ -3,9 +3,9 @@
  * it runs (sampled RSS and heap), against the baseline of only reading the same rows, batch by batch, with the
  * same queries (the I/O floor: everything the audit adds is recomputation).
  */
-import { auditLog } from "../app/services/log-audit.server.ts";
+import { auditLog } from "../app/integrity-audit/integrity-audit.server.ts";
 import { batchesFrom, entriesInSeqRange } from "../db/queries/log-audit.ts";
-import type { AppContext } from "../app/services/context.server.ts";
+import type { AppContext } from "../app/platform/context.server.ts";
 
 export interface AuditBench {
   entries: number;

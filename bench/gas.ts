@@ -5,10 +5,10 @@
  */
 import { createPublicClient, createWalletClient, parseEther, type Hex } from "viem";
 import { privateKeyToAccount } from "viem/accounts";
-import { nodeCrypto } from "../anchoring/crypto-node.ts";
+import { nodeCrypto } from "../anchoring/adapters/crypto-node.ts";
 import type { WorkState } from "../anchoring/ledgers/ledger.ts";
-import { logIdOf } from "../anchoring/ledgers/evm/event.ts";
-import { EvmLedger, chainFor, deployAnchorContract } from "../anchoring/ledgers/evm/adapter.ts";
+import { logIdOf } from "../anchoring/ledgers/evm-event.ts";
+import { EvmLedger, chainFor, deployAnchorContract } from "../anchoring/adapters/evm-ledger.ts";
 import { HARDHAT_CHAIN_ID, HARDHAT_KEYS, inProcessHardhat } from "../test/helpers/hardhat.ts";
 import { ORIGIN, req } from "../test/helpers/checkpoints.ts";
 

@@ -1,8 +1,8 @@
 /** `trialseal anchor` without --once: a standalone anchor worker (e.g. beside stateless portal replicas). */
-import { ConfigError, parseEnv } from "../app/env.server.ts";
-import { createAppContext } from "../app/services/context.server.ts";
-import { startAnchorWorker } from "../app/services/anchoring.server.ts";
-import { describeEvent } from "../app/services/commands.server.ts";
+import { ConfigError, parseEnv } from "../app/platform/env.server.ts";
+import { createAppContext } from "../app/platform/context.server.ts";
+import { startAnchorWorker } from "../app/anchor-worker/anchor-worker.server.ts";
+import { describeEvent } from "../app/platform/commands.server.ts";
 import { DatabaseError } from "../db/client.ts";
 import { PgliteBusyError, readPgliteLock } from "../db/pglite-lock.ts";
 

@@ -10,7 +10,7 @@ const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..");
 
 export async function buildVerifierHtml() {
   const r = await build({
-    entryPoints: [path.join(root, "anchoring", "browser", "verify-page.ts")],
+    entryPoints: [path.join(root, "anchoring", "verifier", "browser-page.ts")],
     bundle: true,
     format: "iife",
     platform: "browser",

@@ -1,13 +1,13 @@
 /**
  * trialseal CLI. Thin: it parses arguments and runs the same command functions as the portal
- * (app/services/commands.server.ts), locally or through the running portal's control socket.
+ * (app/platform/commands.server.ts), locally or through the running portal's control socket.
  * Exit codes: 0 success, 1 the command failed (one line on stderr), 2 bad usage or configuration.
  */
 import { Command, CommanderError } from "commander";
-import { ConfigError, parseEnv } from "../app/env.server.ts";
+import { ConfigError, parseEnv } from "../app/platform/env.server.ts";
 import { DatabaseError } from "../db/client.ts";
 import { PgliteBusyError, readPgliteLock } from "../db/pglite-lock.ts";
-import type { CommandOutput } from "../app/services/commands.server.ts";
+import type { CommandOutput } from "../app/platform/commands.server.ts";
 
 function fail(message: string, code: number): never {
   process.stderr.write(`trialseal: ${message}\n`);
@@ -56,15 +56,15 @@ async function dispatch(command: string, input: unknown): Promise<never> {
   let out: CommandOutput;
   const holder = env.databaseUrl ? null : readPgliteLock(env.pgliteDir);
   if (holder && typeof holder.controlSocket === "string") {
-    const { sendCommand } = await import("../app/control.server.ts");
+    const { sendCommand } = await import("../app/platform/control.server.ts");
     try {
       out = await sendCommand(holder.controlSocket, command, input);
     } catch (err) {
       fail(`the portal (process ${holder.pid}) holds the embedded database but did not answer: ${(err as Error).message}`, 1);
     }
   } else {
-    const { createAppContext } = await import("../app/services/context.server.ts");
-    const { runCommand } = await import("../app/services/commands.server.ts");
+    const { createAppContext } = await import("../app/platform/context.server.ts");
+    const { runCommand } = await import("../app/platform/commands.server.ts");
     let ctx;
     try {
       ctx = await createAppContext(env);

@@ -4,9 +4,9 @@
  * deploying account becomes the contract's owner, the only address allowed to anchor.
  */
 import { z } from "zod";
-import { nodeCrypto } from "../anchoring/crypto-node.ts";
-import { logIdOf } from "../anchoring/ledgers/evm/event.ts";
-import { deployAnchorContract } from "../anchoring/ledgers/evm/adapter.ts";
+import { nodeCrypto } from "../anchoring/adapters/crypto-node.ts";
+import { logIdOf } from "../anchoring/ledgers/evm-event.ts";
+import { deployAnchorContract } from "../anchoring/adapters/evm-ledger.ts";
 
 export async function runDeployEvm(o: { rpc?: string; chainId?: string }): Promise<number> {
   const err = (m: string, code: number) => {

@@ -9,12 +9,12 @@
  */
 import { mkdirSync, readFileSync, renameSync, writeFileSync } from "node:fs";
 import path from "node:path";
-import { nodeCrypto } from "../anchoring/crypto-node.ts";
-import { fromHex, toHex } from "../anchoring/bytes.ts";
-import { parseTrustPolicy, type TrustPolicy } from "../anchoring/policy.ts";
-import { noteSignedBy, parseCheckpoint, parseNote, parseVkey } from "../anchoring/note.ts";
-import { verifyConsistency } from "../anchoring/merkle.ts";
-import { verifyAnchor, type AnchorVerifyOptions } from "../anchoring/ledgers/verify-anchor.ts";
+import { nodeCrypto } from "../anchoring/adapters/crypto-node.ts";
+import { fromHex, toHex } from "../anchoring/log/bytes.ts";
+import { parseTrustPolicy, type TrustPolicy } from "../anchoring/verifier/trust-policy.ts";
+import { noteSignedBy, parseCheckpoint, parseNote, parseVkey } from "../anchoring/log/checkpoint.ts";
+import { verifyConsistency } from "../anchoring/log/merkle.ts";
+import { verifyAnchor, type AnchorVerifyOptions } from "../anchoring/verifier/verify-anchor.ts";
 
 interface State {
   treeSize: number;
@@ -105,7 +105,7 @@ export async function runMonitor(o: { url?: string; trust?: string; state?: stri
     let opts: AnchorVerifyOptions = {};
     if (o.rpc) {
       const { createPublicClient, http } = await import("viem");
-      const { viemReader } = await import("../anchoring/ledgers/evm/reader.ts");
+      const { viemReader } = await import("../anchoring/adapters/evm-reader.ts");
       const reader = viemReader(createPublicClient({ transport: http(o.rpc, { timeout: 15_000, retryCount: 1 }) }) as never);
       opts = { evm: () => reader };
     }

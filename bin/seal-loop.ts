@@ -1,7 +1,7 @@
 /** `trialseal seal` without --once: a standalone sealer process (e.g. beside stateless portal replicas). */
-import { ConfigError, parseEnv } from "../app/env.server.ts";
-import { createAppContext } from "../app/services/context.server.ts";
-import { sealAll, startSealer } from "../app/services/sealer.server.ts";
+import { ConfigError, parseEnv } from "../app/platform/env.server.ts";
+import { createAppContext } from "../app/platform/context.server.ts";
+import { sealAll, startSealer } from "../app/log/sealer.server.ts";
 import { DatabaseError } from "../db/client.ts";
 import { PgliteBusyError, readPgliteLock } from "../db/pglite-lock.ts";
 

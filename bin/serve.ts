@@ -8,16 +8,16 @@ import { pathToFileURL } from "node:url";
 import express from "express";
 import * as remixExpress from "@remix-run/express/dist/server.js";
 import { createRequestHandler, type ServerBuild } from "@remix-run/node";
-import { ConfigError, parseEnv } from "../app/env.server.ts";
-import { createAppContext } from "../app/services/context.server.ts";
-import { seedDemo } from "../app/services/seed.server.ts";
-import { startControlServer } from "../app/control.server.ts";
+import { ConfigError, parseEnv } from "../app/platform/env.server.ts";
+import { createAppContext } from "../app/platform/context.server.ts";
+import { seedDemo } from "../app/studies/demo-seed.server.ts";
+import { startControlServer } from "../app/platform/control.server.ts";
 import { DatabaseError } from "../db/client.ts";
 import { PgliteBusyError } from "../db/pglite-lock.ts";
-import { securityHeaders, sameOriginPosts } from "../app/http.server.ts";
-import { startSealer } from "../app/services/sealer.server.ts";
-import { startAnchorWorker } from "../app/services/anchoring.server.ts";
-import { describeEvent } from "../app/services/commands.server.ts";
+import { securityHeaders, sameOriginPosts } from "../app/platform/http.server.ts";
+import { startSealer } from "../app/log/sealer.server.ts";
+import { startAnchorWorker } from "../app/anchor-worker/anchor-worker.server.ts";
+import { describeEvent } from "../app/platform/commands.server.ts";
 import { DATABASE_RETRY_AFTER_S } from "../db/availability.ts";
 
 // The Express adapter's request/response converters (exported by @remix-run/express's server module, not its index):

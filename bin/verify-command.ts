@@ -1,9 +1,9 @@
 /** `trialseal verify`: offline verification of bundles with a pinned trust policy. No database. */
 import { createHash } from "node:crypto";
 import { readFileSync } from "node:fs";
-import { nodeCrypto } from "../anchoring/crypto-node.ts";
-import { parseTrustPolicy, PolicyError, type TrustPolicy } from "../anchoring/policy.ts";
-import { verifyBundle, type Report, type VerifyOptions } from "../anchoring/verify.ts";
+import { nodeCrypto } from "../anchoring/adapters/crypto-node.ts";
+import { parseTrustPolicy, PolicyError, type TrustPolicy } from "../anchoring/verifier/trust-policy.ts";
+import { verifyBundle, type Report, type VerifyOptions } from "../anchoring/verifier/verify-bundle.ts";
 
 const err = (m: string) => process.stderr.write(`trialseal: ${m}\n`);
 
@@ -67,7 +67,7 @@ export async function runVerify(
     }
     // Network code only when asked for: the offline verifier itself never touches the network.
     const { createPublicClient, http } = await import("viem");
-    const { viemReader } = await import("../anchoring/ledgers/evm/reader.ts");
+    const { viemReader } = await import("../anchoring/adapters/evm-reader.ts");
     const reader = viemReader(createPublicClient({ transport: http(o.rpc, { timeout: 15_000, retryCount: 1 }) }) as never);
     opts = { ...opts, evm: () => reader };
   }

@@ -1,13 +1,13 @@
 /**
  * `trialseal verify-package FILE (--trust POLICY.json | --pin SHA256)`: checks an evidence package offline
- * (anchoring/evidence.ts). Exit 0 valid, 1 invalid (each problem names its file), 2 unreadable or bad usage.
+ * (anchoring/verifier/verify-package.ts). Exit 0 valid, 1 invalid (each problem names its file), 2 unreadable or bad usage.
  */
 import { readFileSync } from "node:fs";
-import { nodeCrypto } from "../anchoring/crypto-node.ts";
-import { toHex } from "../anchoring/bytes.ts";
-import { parseTrustPolicy, type TrustPolicy } from "../anchoring/policy.ts";
-import { verifyEvidence } from "../anchoring/evidence.ts";
-import { odmItems, payloadOdmValue, readPackage } from "../app/services/evidence.server.ts";
+import { nodeCrypto } from "../anchoring/adapters/crypto-node.ts";
+import { toHex } from "../anchoring/log/bytes.ts";
+import { parseTrustPolicy, type TrustPolicy } from "../anchoring/verifier/trust-policy.ts";
+import { verifyEvidence } from "../anchoring/verifier/verify-package.ts";
+import { odmItems, payloadOdmValue, readPackage } from "../app/exports/study-exports.server.ts";
 
 const err = (m: string) => process.stderr.write(`trialseal: ${m}\n`);
 

@@ -1,11 +1,11 @@
 /**
- * The sealer's storage port (anchoring/sealer.ts SealStore) on drizzle, for both engines. Each seal runs in
+ * The sealer's storage port (anchoring/log/sealer.ts SealStore) on drizzle, for both engines. Each seal runs in
  * one transaction holding a PostgreSQL advisory transaction lock, so only one sealer works at a time across
  * processes; within a process a promise chain serializes callers.
  */
 import { and, asc, desc, eq, inArray, isNotNull, sql } from "drizzle-orm";
-import type { PendingEntry, SealStore, SealStoreTx } from "../anchoring/sealer.ts";
-import { toHex } from "../anchoring/bytes.ts";
+import type { PendingEntry, SealStore, SealStoreTx } from "../anchoring/log/sealer.ts";
+import { toHex } from "../anchoring/log/bytes.ts";
 import type { Db, Tx } from "./client.ts";
 import { batches, checkpoints, ledgerEntries } from "./schema/index.ts";
 import { batchLeafHashes } from "./queries/ledger.ts";

@@ -4,7 +4,7 @@
  * re-check a receipt it issued (an EVM transaction may be re-orged away, or become final).
  *
  * Adapters live one per folder (local/, evm/, rfc3161/); they are wired from configuration in one place
- * (app/services/ledgers.server.ts). Receipt verification for proof bundles is separate and pure
+ * (app/anchor-worker/ledger-factory.server.ts). Receipt verification for proof bundles is separate and pure
  * (verify-anchor.ts), like sigstore-js keeps its offline verifier apart from network code.
  */
 import type { AnchorReceipt, LedgerPolicy } from "./receipt.ts";
@@ -13,7 +13,7 @@ export interface AnchorRequest {
   /** The log origin (first line of the checkpoint). */
   origin: string;
   treeSize: number;
-  /** SHA-256 of the note's signed text (the checkpoint body; anchoring/note.ts checkpointHash). */
+  /** SHA-256 of the note's signed text (the checkpoint body; anchoring/log/checkpoint.ts checkpointHash). */
   checkpointHash: Uint8Array;
   /** The signed note itself; its signed text is what the hash covers. */
   note: string;

@@ -3,7 +3,7 @@
  * Shapes only (zod); verify-anchor.ts checks them.
  */
 import { z } from "zod";
-import { utcMillis } from "../records.ts";
+import { utcMillis } from "../log/envelope.ts";
 
 const hex32 = z.string().regex(/^[0-9a-f]{64}$/, "expected 32 bytes as lowercase hex");
 const nat = z.number().int().min(0).max(Number.MAX_SAFE_INTEGER);

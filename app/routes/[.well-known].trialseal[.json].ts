@@ -1,5 +1,5 @@
 import type { LoaderFunctionArgs } from "@remix-run/node";
-import { deploymentTrustPolicy } from "../services/anchoring.server.ts";
+import { deploymentTrustPolicy } from "../anchor-worker/anchor-worker.server.ts";
 
 /** Public: this deployment's trust policy. Verifiers must pin its SHA-256; never trust it unpinned. */
 export async function loader({ context }: LoaderFunctionArgs) {

@@ -1,10 +1,10 @@
 import { json, redirect, type ActionFunctionArgs, type LoaderFunctionArgs, type MetaFunction } from "@remix-run/node";
 import { Form, useActionData, useLoaderData } from "@remix-run/react";
 import { z } from "zod";
-import { changePassword, listSessions, revokeOwnSession } from "../services/auth.server.ts";
-import { ServiceError } from "../services/errors.server.ts";
-import { requestMeta, requireUser, sessionToken } from "../session.server.ts";
-import { TopBar } from "../components/top-bar.tsx";
+import { changePassword, listSessions, revokeOwnSession } from "../accounts/auth.server.ts";
+import { ServiceError } from "../platform/errors.server.ts";
+import { requestMeta, requireUser, sessionToken } from "../platform/session.server.ts";
+import { TopBar } from "../platform/top-bar.tsx";
 
 export const meta: MetaFunction = () => [{ title: "Your account · TrialSeal" }];
 

@@ -1,10 +1,10 @@
 import { json, redirect, type ActionFunctionArgs, type LoaderFunctionArgs, type MetaFunction } from "@remix-run/node";
 import { Form, useActionData, useLoaderData, useSearchParams } from "@remix-run/react";
 import { z } from "zod";
-import { confirmTotpEnrolment, pendingTotpEnrolment } from "../services/auth.server.ts";
-import { ServiceError } from "../services/errors.server.ts";
-import { requestMeta, safeNext, sessionCookie, sessionToken } from "../session.server.ts";
-import { TopBar } from "../components/top-bar.tsx";
+import { confirmTotpEnrolment, pendingTotpEnrolment } from "../accounts/auth.server.ts";
+import { ServiceError } from "../platform/errors.server.ts";
+import { requestMeta, safeNext, sessionCookie, sessionToken } from "../platform/session.server.ts";
+import { TopBar } from "../platform/top-bar.tsx";
 
 export const meta: MetaFunction = () => [{ title: "Two-factor sign-in · TrialSeal" }];
 

@@ -1,5 +1,5 @@
 import type { LoaderFunctionArgs } from "@remix-run/node";
-import { latestCheckpoint } from "../services/proofs.server.ts";
+import { latestCheckpoint } from "../log/proofs.server.ts";
 
 /** Public: the latest signed checkpoint (C2SP signed note), text/plain. */
 export async function loader({ context }: LoaderFunctionArgs) {

@@ -1,7 +1,7 @@
 import type { LoaderFunctionArgs } from "@remix-run/node";
 import { findCheckpoint } from "../../db/queries/ledger.ts";
 import { anchorsOf } from "../../db/queries/anchors.ts";
-import { apiError } from "../api.server.ts";
+import { apiError } from "../platform/api.server.ts";
 
 /** Public: a checkpoint with the receipts of its final anchors (no study data), for monitors and auditors. */
 export async function loader({ context, params }: LoaderFunctionArgs) {

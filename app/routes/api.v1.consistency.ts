@@ -1,8 +1,8 @@
 import type { LoaderFunctionArgs } from "@remix-run/node";
 import { z } from "zod";
-import { consistencyBetween } from "../services/proofs.server.ts";
-import { ServiceError } from "../services/errors.server.ts";
-import { apiError } from "../api.server.ts";
+import { consistencyBetween } from "../log/proofs.server.ts";
+import { ServiceError } from "../platform/errors.server.ts";
+import { apiError } from "../platform/api.server.ts";
 
 const Query = z.object({ from: z.string().regex(/^\d{1,15}$/, "must be a whole number").transform(Number), to: z.string().regex(/^\d{1,15}$/, "must be a whole number").transform(Number) });
 

@@ -1,6 +1,6 @@
 import type { LoaderFunctionArgs } from "@remix-run/node";
-import { entryVisibleTo, findEntryByRef, proofBundle } from "../services/proofs.server.ts";
-import { apiError, apiPrincipal } from "../api.server.ts";
+import { entryVisibleTo, findEntryByRef, proofBundle } from "../log/proofs.server.ts";
+import { apiError, apiPrincipal } from "../platform/api.server.ts";
 
 /**
  * The proof bundle of an entry, for whoever may read its study (session or study-scoped Bearer token); site

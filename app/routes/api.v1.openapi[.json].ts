@@ -1,4 +1,4 @@
-import { OPENAPI } from "../lib/openapi.ts";
+import { OPENAPI } from "../platform/openapi.ts";
 
 /** Public: the OpenAPI 3.1 description of the API. */
 export async function loader() {

@@ -1,5 +1,5 @@
 import type { LoaderFunctionArgs } from "@remix-run/node";
-import { systemStatus } from "../services/anchoring.server.ts";
+import { systemStatus } from "../anchor-worker/anchor-worker.server.ts";
 
 /** Public: log size and per-ledger anchoring status (for monitoring). */
 export async function loader({ context }: LoaderFunctionArgs) {

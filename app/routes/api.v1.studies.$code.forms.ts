@@ -1,10 +1,10 @@
 import type { ActionFunctionArgs, LoaderFunctionArgs } from "@remix-run/node";
 import { findStudyByCode } from "../../db/queries/studies.ts";
-import { apiError, readJsonBody, apiPrincipal } from "../api.server.ts";
-import { can, type Principal } from "../services/permissions.server.ts";
-import { ServiceError } from "../services/errors.server.ts";
-import { formView, importForm, listStudyForms } from "../services/forms.server.ts";
-import type { AppContext } from "../services/context.server.ts";
+import { apiError, readJsonBody, apiPrincipal } from "../platform/api.server.ts";
+import { can, type Principal } from "../platform/permissions.server.ts";
+import { ServiceError } from "../platform/errors.server.ts";
+import { formView, importForm, listStudyForms } from "../records/forms.server.ts";
+import type { AppContext } from "../platform/context.server.ts";
 
 const MAX_BODY = 256 * 1024;
 

@@ -1,9 +1,9 @@
 import type { ActionFunctionArgs } from "@remix-run/node";
 import { z } from "zod";
-import { apiError, apiPrincipal, rateLimited, readJsonBody } from "../api.server.ts";
-import { ServiceError } from "../services/errors.server.ts";
-import { enrolledResponse, enrollParticipant } from "../services/participants.server.ts";
-import { idempotencyKeyOf, replayIdempotent } from "../services/idempotency.server.ts";
+import { apiError, apiPrincipal, rateLimited, readJsonBody } from "../platform/api.server.ts";
+import { ServiceError } from "../platform/errors.server.ts";
+import { enrolledResponse, enrollParticipant } from "../participants/participants.server.ts";
+import { idempotencyKeyOf, replayIdempotent } from "../records/idempotency.server.ts";
 
 /**
  * POST /api/v1/studies/:code/participants (body {"site", "personal"?: {fullName, email, phone, birthDate}}):

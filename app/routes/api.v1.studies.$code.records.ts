@@ -1,8 +1,8 @@
 import type { ActionFunctionArgs } from "@remix-run/node";
-import { apiError, apiPrincipal, rateLimited, readJsonBody } from "../api.server.ts";
-import { ServiceError } from "../services/errors.server.ts";
-import { saveRecord } from "../services/records.server.ts";
-import { idempotencyKeyOf, replayIdempotent } from "../services/idempotency.server.ts";
+import { apiError, apiPrincipal, rateLimited, readJsonBody } from "../platform/api.server.ts";
+import { ServiceError } from "../platform/errors.server.ts";
+import { saveRecord } from "../records/records.server.ts";
+import { idempotencyKeyOf, replayIdempotent } from "../records/idempotency.server.ts";
 
 const MAX_BODY = 64 * 1024;
 

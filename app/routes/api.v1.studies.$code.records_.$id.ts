@@ -1,7 +1,7 @@
 import type { ActionFunctionArgs, LoaderFunctionArgs } from "@remix-run/node";
-import { apiError, apiPrincipal, rateLimited, readJsonBody } from "../api.server.ts";
-import { ServiceError } from "../services/errors.server.ts";
-import { correctRecord, recordHistory } from "../services/records.server.ts";
+import { apiError, apiPrincipal, rateLimited, readJsonBody } from "../platform/api.server.ts";
+import { ServiceError } from "../platform/errors.server.ts";
+import { correctRecord, recordHistory } from "../records/records.server.ts";
 
 const MAX_BODY = 64 * 1024;
 

@@ -6,8 +6,8 @@
  */
 import { json, type LoaderFunctionArgs, type MetaFunction } from "@remix-run/node";
 import { useLoaderData } from "@remix-run/react";
-import { publicConsent } from "../services/consent.server.ts";
-import { SealBadge } from "../components/seal-badge.tsx";
+import { publicConsent } from "../consent/consent.server.ts";
+import { SealBadge } from "../log/seal-badge.tsx";
 
 export const meta: MetaFunction = () => [{ title: "Consent verification · TrialSeal" }, { name: "robots", content: "noindex" }];
 

@@ -1,6 +1,6 @@
 import type { LoaderFunctionArgs } from "@remix-run/node";
-import { publicConsent } from "../services/consent.server.ts";
-import { findEntryByRef, proofBundle } from "../services/proofs.server.ts";
+import { publicConsent } from "../consent/consent.server.ts";
+import { findEntryByRef, proofBundle } from "../log/proofs.server.ts";
 
 /** The proof bundle of the consent behind a public verification token (its payload carries no personal data). */
 export async function loader({ context, params }: LoaderFunctionArgs) {

@@ -7,14 +7,14 @@ import { json, redirect, type ActionFunctionArgs, type LoaderFunctionArgs, type 
 import { Form, useActionData, useLoaderData, useRevalidator } from "@remix-run/react";
 import { useEffect } from "react";
 import { z } from "zod";
-import { consentReceipt, openInvitation, sendIdentityCode, signConsent, signatureMeaning, verifyIdentityCode, withdrawByParticipant } from "../services/consent.server.ts";
-import { ServiceError } from "../services/errors.server.ts";
-import { fromStaffDevice, rememberVerified, verifiedInvitation } from "../consent-session.server.ts";
-import { requestMeta } from "../session.server.ts";
-import { parseConsentDocument } from "../lib/consent-document.ts";
-import { ConsentDocumentView } from "../components/consent-document.tsx";
-import { qrDataUrl } from "../services/qr.server.ts";
-import { SealBadge } from "../components/seal-badge.tsx";
+import { consentReceipt, openInvitation, sendIdentityCode, signConsent, signatureMeaning, verifyIdentityCode, withdrawByParticipant } from "../consent/consent.server.ts";
+import { ServiceError } from "../platform/errors.server.ts";
+import { fromStaffDevice, rememberVerified, verifiedInvitation } from "../consent/consent-session.server.ts";
+import { requestMeta } from "../platform/session.server.ts";
+import { parseConsentDocument } from "../consent/consent-document.ts";
+import { ConsentDocumentView } from "../consent/consent-document-view.tsx";
+import { qrDataUrl } from "../platform/qr.server.ts";
+import { SealBadge } from "../log/seal-badge.tsx";
 
 export const meta: MetaFunction = () => [{ title: "Your consent · TrialSeal" }, { name: "robots", content: "noindex" }];
 

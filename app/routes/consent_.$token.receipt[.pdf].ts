@@ -1,7 +1,7 @@
 import type { LoaderFunctionArgs } from "@remix-run/node";
-import { openInvitation } from "../services/consent.server.ts";
-import { consentReceiptPdf } from "../services/consent-receipt.server.ts";
-import { verifiedInvitation } from "../consent-session.server.ts";
+import { openInvitation } from "../consent/consent.server.ts";
+import { consentReceiptPdf } from "../consent/receipt-pdf.server.ts";
+import { verifiedInvitation } from "../consent/consent-session.server.ts";
 
 /** The participant's consent receipt as PDF: only for the browser that passed this invitation's identity check. */
 export async function loader({ request, context, params }: LoaderFunctionArgs) {

@@ -1,9 +1,9 @@
 import { json, type ActionFunctionArgs, type MetaFunction } from "@remix-run/node";
 import { Form, useActionData } from "@remix-run/react";
 import { z } from "zod";
-import { requestPasswordReset } from "../services/auth.server.ts";
-import { requestMeta } from "../session.server.ts";
-import { TopBar } from "../components/top-bar.tsx";
+import { requestPasswordReset } from "../accounts/auth.server.ts";
+import { requestMeta } from "../platform/session.server.ts";
+import { TopBar } from "../platform/top-bar.tsx";
 
 export const meta: MetaFunction = () => [{ title: "Reset your password · TrialSeal" }];
 

@@ -1,10 +1,10 @@
 import { json, redirect, type ActionFunctionArgs, type LoaderFunctionArgs, type MetaFunction } from "@remix-run/node";
 import { Form, useActionData, useNavigation, useSearchParams } from "@remix-run/react";
 import { z } from "zod";
-import { login } from "../services/auth.server.ts";
-import { ServiceError } from "../services/errors.server.ts";
-import { getUser, requestMeta, safeNext, sessionCookie } from "../session.server.ts";
-import { TopBar } from "../components/top-bar.tsx";
+import { login } from "../accounts/auth.server.ts";
+import { ServiceError } from "../platform/errors.server.ts";
+import { getUser, requestMeta, safeNext, sessionCookie } from "../platform/session.server.ts";
+import { TopBar } from "../platform/top-bar.tsx";
 
 export const meta: MetaFunction = () => [{ title: "Sign in · TrialSeal" }];
 

@@ -1,6 +1,6 @@
 import { redirect, type ActionFunctionArgs } from "@remix-run/node";
-import { logout } from "../services/auth.server.ts";
-import { requestMeta, sessionCookie, sessionToken } from "../session.server.ts";
+import { logout } from "../accounts/auth.server.ts";
+import { requestMeta, sessionCookie, sessionToken } from "../platform/session.server.ts";
 
 export async function loader() {
   return redirect("/");

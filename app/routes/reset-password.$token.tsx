@@ -1,10 +1,10 @@
 import { json, redirect, type ActionFunctionArgs, type MetaFunction } from "@remix-run/node";
 import { Form, useActionData } from "@remix-run/react";
 import { z } from "zod";
-import { resetPassword } from "../services/auth.server.ts";
-import { ServiceError } from "../services/errors.server.ts";
-import { requestMeta } from "../session.server.ts";
-import { TopBar } from "../components/top-bar.tsx";
+import { resetPassword } from "../accounts/auth.server.ts";
+import { ServiceError } from "../platform/errors.server.ts";
+import { requestMeta } from "../platform/session.server.ts";
+import { TopBar } from "../platform/top-bar.tsx";
 
 export const meta: MetaFunction = () => [{ title: "Choose a new password · TrialSeal" }, { name: "referrer", content: "no-referrer" }];
 

@@ -1,8 +1,8 @@
 import { json, type LoaderFunctionArgs, type MetaFunction } from "@remix-run/node";
 import { useLoaderData } from "@remix-run/react";
-import { systemStatus } from "../services/anchoring.server.ts";
-import { getUser } from "../session.server.ts";
-import { TopBar } from "../components/top-bar.tsx";
+import { systemStatus } from "../anchor-worker/anchor-worker.server.ts";
+import { getUser } from "../platform/session.server.ts";
+import { TopBar } from "../platform/top-bar.tsx";
 
 export const meta: MetaFunction = () => [{ title: "Log and anchoring status · TrialSeal" }];
 

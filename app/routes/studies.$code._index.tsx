@@ -3,12 +3,12 @@ import { useLoaderData } from "@remix-run/react";
 import { findStudyByCode, listSites } from "../../db/queries/studies.ts";
 import { listConsentDocuments, listForms } from "../../db/queries/forms.ts";
 import { entryCountsByStatus, studyActivityByDay } from "../../db/queries/ledger.ts";
-import { ActivityChart, lastDays } from "../components/activity-chart.tsx";
-import { systemStatus } from "../services/anchoring.server.ts";
+import { ActivityChart, lastDays } from "../log/activity-chart.tsx";
+import { systemStatus } from "../anchor-worker/anchor-worker.server.ts";
 import { logActivityByDay } from "../../db/queries/anchors.ts";
-import { requireStudyPermission } from "../session.server.ts";
-import { can } from "../services/permissions.server.ts";
-import { TopBar } from "../components/top-bar.tsx";
+import { requireStudyPermission } from "../platform/session.server.ts";
+import { can } from "../platform/permissions.server.ts";
+import { TopBar } from "../platform/top-bar.tsx";
 
 export const meta: MetaFunction<typeof loader> = ({ data }) => [{ title: `${data?.study.code ?? "Study"} · TrialSeal` }];
 

@@ -1,10 +1,10 @@
 import { json, type LoaderFunctionArgs, type MetaFunction } from "@remix-run/node";
 import { Form, Link, useLoaderData } from "@remix-run/react";
 import { findStudyByCode } from "../../db/queries/studies.ts";
-import { parseAuditFilters, queryAuditTrail } from "../services/audit-trail.server.ts";
-import { ServiceError } from "../services/errors.server.ts";
-import { requireStudyPermission } from "../session.server.ts";
-import { TopBar } from "../components/top-bar.tsx";
+import { parseAuditFilters, queryAuditTrail } from "../audit-trail/audit-trail.server.ts";
+import { ServiceError } from "../platform/errors.server.ts";
+import { requireStudyPermission } from "../platform/session.server.ts";
+import { TopBar } from "../platform/top-bar.tsx";
 
 export const meta: MetaFunction = () => [{ title: "Audit trail · TrialSeal" }];
 

@@ -1,8 +1,8 @@
 import type { LoaderFunctionArgs } from "@remix-run/node";
 import { findStudyByCode } from "../../db/queries/studies.ts";
-import { auditTrailCsv, parseAuditFilters } from "../services/audit-trail.server.ts";
-import { ServiceError } from "../services/errors.server.ts";
-import { requestMeta, requireStudyPermission } from "../session.server.ts";
+import { auditTrailCsv, parseAuditFilters } from "../audit-trail/audit-trail.server.ts";
+import { ServiceError } from "../platform/errors.server.ts";
+import { requestMeta, requireStudyPermission } from "../platform/session.server.ts";
 
 /** The audit trail as CSV, with the page's filters; the export is itself an audit event. */
 export async function loader({ request, context, params }: LoaderFunctionArgs) {

@@ -3,13 +3,13 @@ import { Form, Link, useActionData, useLoaderData } from "@remix-run/react";
 import { useState } from "react";
 import { findStudyByCode } from "../../db/queries/studies.ts";
 import { listConsentDocuments } from "../../db/queries/forms.ts";
-import { addConsentDocument } from "../services/forms.server.ts";
-import { ServiceError } from "../services/errors.server.ts";
-import { can } from "../services/permissions.server.ts";
-import { requireStudyPermission } from "../session.server.ts";
-import { TopBar } from "../components/top-bar.tsx";
-import { ConsentDocumentView } from "../components/consent-document.tsx";
-import { parseConsentDocument } from "../lib/consent-document.ts";
+import { addConsentDocument } from "../records/forms.server.ts";
+import { ServiceError } from "../platform/errors.server.ts";
+import { can } from "../platform/permissions.server.ts";
+import { requireStudyPermission } from "../platform/session.server.ts";
+import { TopBar } from "../platform/top-bar.tsx";
+import { ConsentDocumentView } from "../consent/consent-document-view.tsx";
+import { parseConsentDocument } from "../consent/consent-document.ts";
 
 export const meta: MetaFunction = () => [{ title: "Consent documents · TrialSeal" }];
 

@@ -2,11 +2,11 @@ import { json, type ActionFunctionArgs, type LoaderFunctionArgs, type MetaFuncti
 import { Form, Link, useActionData, useLoaderData } from "@remix-run/react";
 import { createHash } from "node:crypto";
 import { findStudyByCode, listSites } from "../../db/queries/studies.ts";
-import { delegationLog, grantDelegation, revokeDelegation } from "../services/delegations.server.ts";
-import { TASKS } from "../lib/delegation-tasks.ts";
-import { ServiceError } from "../services/errors.server.ts";
-import { requireStudyPermission } from "../session.server.ts";
-import { TopBar } from "../components/top-bar.tsx";
+import { delegationLog, grantDelegation, revokeDelegation } from "../studies/delegations.server.ts";
+import { TASKS } from "../studies/delegation-tasks.ts";
+import { ServiceError } from "../platform/errors.server.ts";
+import { requireStudyPermission } from "../platform/session.server.ts";
+import { TopBar } from "../platform/top-bar.tsx";
 
 export const meta: MetaFunction = () => [{ title: "Delegation log · TrialSeal" }];
 

@@ -1,7 +1,7 @@
 import type { LoaderFunctionArgs } from "@remix-run/node";
 import { findStudyByCode } from "../../db/queries/studies.ts";
-import { EXPORT_FORMATS, exportStudy, type ExportFormat } from "../services/evidence.server.ts";
-import { requireStudyPermission } from "../session.server.ts";
+import { EXPORT_FORMATS, exportStudy, type ExportFormat } from "../exports/study-exports.server.ts";
+import { requireStudyPermission } from "../platform/session.server.ts";
 
 /** A study export as a download (the same definition as `trialseal export`): evidence, odm, fhir or csv. */
 export async function loader({ request, context, params }: LoaderFunctionArgs) {

@@ -3,13 +3,13 @@ import { Form, Link, useActionData, useLoaderData } from "@remix-run/react";
 import { useMemo, useState } from "react";
 import { findStudyByCode } from "../../db/queries/studies.ts";
 import { listForms } from "../../db/queries/forms.ts";
-import { approveForm, importForm } from "../services/forms.server.ts";
-import { ServiceError } from "../services/errors.server.ts";
-import { can } from "../services/permissions.server.ts";
-import { requireStudyPermission } from "../session.server.ts";
-import { parseFormDefinition } from "../lib/form-definition.ts";
-import { FormPreview } from "../components/form-preview.tsx";
-import { TopBar } from "../components/top-bar.tsx";
+import { approveForm, importForm } from "../records/forms.server.ts";
+import { ServiceError } from "../platform/errors.server.ts";
+import { can } from "../platform/permissions.server.ts";
+import { requireStudyPermission } from "../platform/session.server.ts";
+import { parseFormDefinition } from "../records/form-definition.ts";
+import { FormPreview } from "../records/form-preview.tsx";
+import { TopBar } from "../platform/top-bar.tsx";
 
 export const meta: MetaFunction = () => [{ title: "CRF forms · TrialSeal" }];
 

@@ -1,13 +1,13 @@
 import { json, type ActionFunctionArgs, type LoaderFunctionArgs, type MetaFunction } from "@remix-run/node";
 import { Form, Link, useActionData, useLoaderData } from "@remix-run/react";
 import { findStudyByCode, listSites } from "../../db/queries/studies.ts";
-import { ServiceError } from "../services/errors.server.ts";
-import { can } from "../services/permissions.server.ts";
-import { enrollParticipant, listParticipants } from "../services/participants.server.ts";
-import { releaseLock, setLock, studyLock } from "../services/monitoring.server.ts";
-import { studyConsentSummary } from "../services/consent.server.ts";
-import { requireStudyPermission } from "../session.server.ts";
-import { TopBar } from "../components/top-bar.tsx";
+import { ServiceError } from "../platform/errors.server.ts";
+import { can } from "../platform/permissions.server.ts";
+import { enrollParticipant, listParticipants } from "../participants/participants.server.ts";
+import { releaseLock, setLock, studyLock } from "../clinical-monitoring/clinical-monitoring.server.ts";
+import { studyConsentSummary } from "../consent/consent.server.ts";
+import { requireStudyPermission } from "../platform/session.server.ts";
+import { TopBar } from "../platform/top-bar.tsx";
 
 export const meta: MetaFunction = () => [{ title: "Participants · TrialSeal" }];
 

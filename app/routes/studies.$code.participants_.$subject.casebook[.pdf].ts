@@ -1,8 +1,8 @@
 import type { LoaderFunctionArgs } from "@remix-run/node";
 import { findStudyByCode } from "../../db/queries/studies.ts";
-import { casebookPdf } from "../services/certified-copy.server.ts";
-import { ServiceError } from "../services/errors.server.ts";
-import { requireStudyPermission } from "../session.server.ts";
+import { casebookPdf } from "../exports/certified-copy.server.ts";
+import { ServiceError } from "../platform/errors.server.ts";
+import { requireStudyPermission } from "../platform/session.server.ts";
 
 /** The certified copy of a subject's casebook as PDF (an audited export). */
 export async function loader({ request, context, params }: LoaderFunctionArgs) {

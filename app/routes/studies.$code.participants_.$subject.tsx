@@ -1,16 +1,16 @@
 import { json, redirect, type ActionFunctionArgs, type LoaderFunctionArgs, type MetaFunction } from "@remix-run/node";
 import { Form, Link, useActionData, useLoaderData, useSearchParams } from "@remix-run/react";
 import { findStudyByCode } from "../../db/queries/studies.ts";
-import { ServiceError } from "../services/errors.server.ts";
-import { saveRecord, subjectCasebook } from "../services/records.server.ts";
-import { activeLock, releaseLock, setLock, signCasebook } from "../services/monitoring.server.ts";
-import { can } from "../services/permissions.server.ts";
-import { requestMeta } from "../session.server.ts";
-import { requireStudyPermission } from "../session.server.ts";
-import { valuesFromForm } from "../lib/form-values.ts";
-import { RecordFields } from "../components/record-fields.tsx";
-import { TopBar } from "../components/top-bar.tsx";
-import type { FormDefinition } from "../lib/form-definition.ts";
+import { ServiceError } from "../platform/errors.server.ts";
+import { saveRecord, subjectCasebook } from "../records/records.server.ts";
+import { activeLock, releaseLock, setLock, signCasebook } from "../clinical-monitoring/clinical-monitoring.server.ts";
+import { can } from "../platform/permissions.server.ts";
+import { requestMeta } from "../platform/session.server.ts";
+import { requireStudyPermission } from "../platform/session.server.ts";
+import { valuesFromForm } from "../records/form-values.ts";
+import { RecordFields } from "../records/record-fields.tsx";
+import { TopBar } from "../platform/top-bar.tsx";
+import type { FormDefinition } from "../records/form-definition.ts";
 
 export const meta: MetaFunction<typeof loader> = ({ data }) => [{ title: `${data?.casebook.participant.subject ?? "Subject"} · TrialSeal` }];
 

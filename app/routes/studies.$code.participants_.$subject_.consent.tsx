@@ -6,13 +6,13 @@
 import { json, type ActionFunctionArgs, type LoaderFunctionArgs, type MetaFunction } from "@remix-run/node";
 import { Form, Link, useActionData, useLoaderData } from "@remix-run/react";
 import { findStudyByCode } from "../../db/queries/studies.ts";
-import { subjectCasebook } from "../services/records.server.ts";
-import { consentStatus, countersignConsent, createInvitation, invitationsOf, recordWithdrawal } from "../services/consent.server.ts";
-import { ServiceError } from "../services/errors.server.ts";
-import { can } from "../services/permissions.server.ts";
-import { qrDataUrl } from "../services/qr.server.ts";
-import { requestMeta, requireStudyPermission } from "../session.server.ts";
-import { TopBar } from "../components/top-bar.tsx";
+import { subjectCasebook } from "../records/records.server.ts";
+import { consentStatus, countersignConsent, createInvitation, invitationsOf, recordWithdrawal } from "../consent/consent.server.ts";
+import { ServiceError } from "../platform/errors.server.ts";
+import { can } from "../platform/permissions.server.ts";
+import { qrDataUrl } from "../platform/qr.server.ts";
+import { requestMeta, requireStudyPermission } from "../platform/session.server.ts";
+import { TopBar } from "../platform/top-bar.tsx";
 
 export const meta: MetaFunction<typeof loader> = ({ data }) => [{ title: `Consent of ${data?.subject ?? "subject"} · TrialSeal` }];
 

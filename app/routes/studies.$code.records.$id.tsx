@@ -2,17 +2,17 @@ import { json, redirect, type ActionFunctionArgs, type LoaderFunctionArgs, type 
 import { Form, Link, useActionData, useLoaderData } from "@remix-run/react";
 import { useEffect, useState } from "react";
 import { findStudyByCode } from "../../db/queries/studies.ts";
-import { ServiceError } from "../services/errors.server.ts";
-import { correctRecord, recordDefinition, recordHistory } from "../services/records.server.ts";
-import { activeLock, answerQuery, closeQuery, markSdv, openQuery, queriesOf, releaseLock, sdvOf, setLock, signRecord, signaturesOf } from "../services/monitoring.server.ts";
-import { can } from "../services/permissions.server.ts";
-import { requestMeta } from "../session.server.ts";
+import { ServiceError } from "../platform/errors.server.ts";
+import { correctRecord, recordDefinition, recordHistory } from "../records/records.server.ts";
+import { activeLock, answerQuery, closeQuery, markSdv, openQuery, queriesOf, releaseLock, sdvOf, setLock, signRecord, signaturesOf } from "../clinical-monitoring/clinical-monitoring.server.ts";
+import { can } from "../platform/permissions.server.ts";
+import { requestMeta } from "../platform/session.server.ts";
 import { records as recordsTable } from "../../db/schema/index.ts";
 import { eq } from "drizzle-orm";
-import { requireStudyPermission } from "../session.server.ts";
-import { valuesFromForm } from "../lib/form-values.ts";
-import { RecordFields } from "../components/record-fields.tsx";
-import { TopBar } from "../components/top-bar.tsx";
+import { requireStudyPermission } from "../platform/session.server.ts";
+import { valuesFromForm } from "../records/form-values.ts";
+import { RecordFields } from "../records/record-fields.tsx";
+import { TopBar } from "../platform/top-bar.tsx";
 
 export const meta: MetaFunction = () => [{ title: "Record · TrialSeal" }];
 

@@ -2,13 +2,13 @@
 import { json, redirect, type ActionFunctionArgs, type LoaderFunctionArgs, type MetaFunction } from "@remix-run/node";
 import { Form, Link, useLoaderData, useRevalidator } from "@remix-run/react";
 import { useEffect } from "react";
-import { latestAuditRun, startAuditRun } from "../services/audit-runs.server.ts";
+import { latestAuditRun, startAuditRun } from "../integrity-audit/audit-runs.server.ts";
 import { findStudyByCode } from "../../db/queries/studies.ts";
-import { studyReview } from "../services/review.server.ts";
-import { requireStudyPermission } from "../session.server.ts";
-import { TopBar } from "../components/top-bar.tsx";
-import { CheckpointTimeline } from "../components/checkpoint-timeline.tsx";
-import { SealBadge } from "../components/seal-badge.tsx";
+import { studyReview } from "../integrity-audit/review.server.ts";
+import { requireStudyPermission } from "../platform/session.server.ts";
+import { TopBar } from "../platform/top-bar.tsx";
+import { CheckpointTimeline } from "../log/checkpoint-timeline.tsx";
+import { SealBadge } from "../log/seal-badge.tsx";
 
 export const meta: MetaFunction = () => [{ title: "Study review · TrialSeal" }];
 

@@ -1,11 +1,11 @@
 import { json, type ActionFunctionArgs, type LoaderFunctionArgs, type MetaFunction } from "@remix-run/node";
 import { Form, Link, useActionData, useLoaderData } from "@remix-run/react";
 import { findStudyByCode, listSites } from "../../db/queries/studies.ts";
-import { ServiceError } from "../services/errors.server.ts";
-import { can } from "../services/permissions.server.ts";
-import { addSite, inviteStaff, revokeRole, studyStaff } from "../services/staff.server.ts";
-import { requireStudyPermission } from "../session.server.ts";
-import { TopBar } from "../components/top-bar.tsx";
+import { ServiceError } from "../platform/errors.server.ts";
+import { can } from "../platform/permissions.server.ts";
+import { addSite, inviteStaff, revokeRole, studyStaff } from "../studies/staff.server.ts";
+import { requireStudyPermission } from "../platform/session.server.ts";
+import { TopBar } from "../platform/top-bar.tsx";
 
 export const meta: MetaFunction = () => [{ title: "Staff and sites · TrialSeal" }];
 

@@ -1,9 +1,9 @@
 import { json, type LoaderFunctionArgs, type MetaFunction } from "@remix-run/node";
 import { Link, useLoaderData } from "@remix-run/react";
 import { listStudies } from "../../db/queries/studies.ts";
-import { visibleStudyIds } from "../services/permissions.server.ts";
-import { requireUser } from "../session.server.ts";
-import { TopBar } from "../components/top-bar.tsx";
+import { visibleStudyIds } from "../platform/permissions.server.ts";
+import { requireUser } from "../platform/session.server.ts";
+import { TopBar } from "../platform/top-bar.tsx";
 
 export const meta: MetaFunction = () => [{ title: "Studies · TrialSeal" }];
 

@@ -1,9 +1,9 @@
 import { json, redirect, type ActionFunctionArgs, type LoaderFunctionArgs, type MetaFunction } from "@remix-run/node";
 import { Form, useActionData, useLoaderData } from "@remix-run/react";
-import { createStudy } from "../services/studies.server.ts";
-import { ServiceError } from "../services/errors.server.ts";
-import { requireUser } from "../session.server.ts";
-import { TopBar } from "../components/top-bar.tsx";
+import { createStudy } from "../studies/studies.server.ts";
+import { ServiceError } from "../platform/errors.server.ts";
+import { requireUser } from "../platform/session.server.ts";
+import { TopBar } from "../platform/top-bar.tsx";
 
 export const meta: MetaFunction = () => [{ title: "New study · TrialSeal" }];
 

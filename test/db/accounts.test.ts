@@ -6,8 +6,8 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { generateTOTP } from "@epic-web/totp";
 import { openTestDatabase, engineUnderTest, type TestDb } from "../helpers/db.ts";
-import { createStudy } from "../../app/services/studies.server.ts";
-import { createUser } from "../../app/services/users.server.ts";
+import { createStudy } from "../../app/studies/studies.server.ts";
+import { createUser } from "../../app/accounts/users.server.ts";
 import {
   LOCKOUT_AFTER,
   beginTotpEnrolment,
@@ -21,8 +21,8 @@ import {
   resetPassword,
   revokeOwnSession,
   sessionPrincipal,
-} from "../../app/services/auth.server.ts";
-import { checkPasswordRules } from "../../app/services/passwords.server.ts";
+} from "../../app/accounts/auth.server.ts";
+import { checkPasswordRules } from "../../app/accounts/passwords.server.ts";
 
 const meta = { ip: "127.0.0.1", userAgent: "vitest" };
 const PW = "amber otter winter forty-two";

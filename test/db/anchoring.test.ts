@@ -10,20 +10,20 @@ import { openTestDatabase, engineUnderTest, type TestDb } from "../helpers/db.ts
 import { startTsa, type TestTsa } from "../helpers/tsa.ts";
 import { HARDHAT_CHAIN_ID, HARDHAT_KEYS, inProcessHardhat } from "../helpers/hardhat.ts";
 import { jsonRpcServer } from "../helpers/json-rpc.ts";
-import { createStudy } from "../../app/services/studies.server.ts";
-import { sealAll } from "../../app/services/sealer.server.ts";
-import { findEntryByRef, proofBundle } from "../../app/services/proofs.server.ts";
-import { anchorOnce, deploymentTrustPolicy, ledgersStatus, startAnchorWorker, systemStatus, type AnchorEvent } from "../../app/services/anchoring.server.ts";
-import { verifyBundle } from "../../anchoring/verify.ts";
-import { nobleCrypto } from "../../anchoring/crypto-noble.ts";
-import { nodeSigner } from "../../anchoring/crypto-node.ts";
-import { LocalLedger } from "../../anchoring/ledgers/local/ledger-file.ts";
-import { EvmLedger, chainFor, deployAnchorContract } from "../../anchoring/ledgers/evm/adapter.ts";
-import { logIdOf } from "../../anchoring/ledgers/evm/event.ts";
-import { viemReader } from "../../anchoring/ledgers/evm/reader.ts";
-import { fetchReader } from "../../anchoring/ledgers/evm/rpc-fetch.ts";
-import { Rfc3161Ledger, certificatesFromPem } from "../../anchoring/ledgers/rfc3161/adapter.ts";
-import type { Bundle, BundleCheckpoint } from "../../anchoring/bundle.ts";
+import { createStudy } from "../../app/studies/studies.server.ts";
+import { sealAll } from "../../app/log/sealer.server.ts";
+import { findEntryByRef, proofBundle } from "../../app/log/proofs.server.ts";
+import { anchorOnce, deploymentTrustPolicy, ledgersStatus, startAnchorWorker, systemStatus, type AnchorEvent } from "../../app/anchor-worker/anchor-worker.server.ts";
+import { verifyBundle } from "../../anchoring/verifier/verify-bundle.ts";
+import { nobleCrypto } from "../../anchoring/log/crypto-noble.ts";
+import { nodeSigner } from "../../anchoring/adapters/crypto-node.ts";
+import { LocalLedger } from "../../anchoring/adapters/local-ledger-file.ts";
+import { EvmLedger, chainFor, deployAnchorContract } from "../../anchoring/adapters/evm-ledger.ts";
+import { logIdOf } from "../../anchoring/ledgers/evm-event.ts";
+import { viemReader } from "../../anchoring/adapters/evm-reader.ts";
+import { fetchReader } from "../../anchoring/ledgers/evm-rpc-fetch.ts";
+import { Rfc3161Ledger, certificatesFromPem } from "../../anchoring/adapters/rfc3161-ledger.ts";
+import type { Bundle, BundleCheckpoint } from "../../anchoring/verifier/bundle.ts";
 import type { BundleAnchor } from "../../anchoring/ledgers/receipt.ts";
 
 const anchorsOf = (c: BundleCheckpoint) => c.anchors as BundleAnchor[];
@@ -127,7 +127,7 @@ describe(`anchoring with local + EVM + RFC 3161 ledgers on ${engineUnderTest()}`
     // the entry's time cannot be trusted (back-dated anchor, or a forward-dated entry).
     const slow = new LocalLedger({ name: "slow", ledgerId: "test/slow", dir: path.join(t.ctx.env.dataDir, "slow"), signer: nodeSigner(new Uint8Array(32).fill(5)), crypto: t.ctx.crypto, now: () => new Date(Date.now() - 3600_000) });
     const note = b.checkpoints[0].note;
-    const { checkpointHash } = await import("../../anchoring/note.ts");
+    const { checkpointHash } = await import("../../anchoring/log/checkpoint.ts");
     const early = await slow.anchor({ origin: t.ctx.env.logOrigin, treeSize: 1, checkpointHash: checkpointHash(t.ctx.crypto, note), note });
     const withSlow = structuredClone(b);
     withSlow.checkpoints[0].anchors.push({ ledger: "slow", receipt: early.receipt });

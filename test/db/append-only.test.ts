@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { openTestDatabase, engineUnderTest, type TestDb } from "../helpers/db.ts";
-import { createStudy } from "../../app/services/studies.server.ts";
+import { createStudy } from "../../app/studies/studies.server.ts";
 
 let t: TestDb;
 let studyId: string;

@@ -5,13 +5,13 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { openTestDatabase, engineUnderTest, type TestDb } from "../helpers/db.ts";
-import { createStudy } from "../../app/services/studies.server.ts";
-import { createUser } from "../../app/services/users.server.ts";
-import { principalForUser } from "../../app/services/auth.server.ts";
-import { grantDelegation } from "../../app/services/delegations.server.ts";
-import { enrollParticipant } from "../../app/services/participants.server.ts";
-import { addConsentDocument, importForm } from "../../app/services/forms.server.ts";
-import { saveRecord } from "../../app/services/records.server.ts";
+import { createStudy } from "../../app/studies/studies.server.ts";
+import { createUser } from "../../app/accounts/users.server.ts";
+import { principalForUser } from "../../app/accounts/auth.server.ts";
+import { grantDelegation } from "../../app/studies/delegations.server.ts";
+import { enrollParticipant } from "../../app/participants/participants.server.ts";
+import { addConsentDocument, importForm } from "../../app/records/forms.server.ts";
+import { saveRecord } from "../../app/records/records.server.ts";
 import {
   consentReceipt,
   consentStatus,
@@ -25,9 +25,9 @@ import {
   verifyIdentityCode,
   withdrawByParticipant,
   type SignInput,
-} from "../../app/services/consent.server.ts";
-import { sealAll } from "../../app/services/sealer.server.ts";
-import type { Principal } from "../../app/services/permissions.server.ts";
+} from "../../app/consent/consent.server.ts";
+import { sealAll } from "../../app/log/sealer.server.ts";
+import type { Principal } from "../../app/platform/permissions.server.ts";
 
 const PW = "amber otter winter forty-two";
 const meta = { ip: "127.0.0.1", userAgent: "test" };

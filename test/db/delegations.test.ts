@@ -1,12 +1,12 @@
 /** Delegation of authority log on PGlite and PostgreSQL: who may delegate, what is enforced, what is sealed. */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { openTestDatabase, engineUnderTest, type TestDb } from "../helpers/db.ts";
-import { createStudy } from "../../app/services/studies.server.ts";
-import { createUser } from "../../app/services/users.server.ts";
-import { principalForUser } from "../../app/services/auth.server.ts";
-import { delegationLog, grantDelegation, requireSiteAction, revokeDelegation } from "../../app/services/delegations.server.ts";
-import { parsePayload } from "../../anchoring/payloads.ts";
-import type { Principal } from "../../app/services/permissions.server.ts";
+import { createStudy } from "../../app/studies/studies.server.ts";
+import { createUser } from "../../app/accounts/users.server.ts";
+import { principalForUser } from "../../app/accounts/auth.server.ts";
+import { delegationLog, grantDelegation, requireSiteAction, revokeDelegation } from "../../app/studies/delegations.server.ts";
+import { parsePayload } from "../../anchoring/log/payloads.ts";
+import type { Principal } from "../../app/platform/permissions.server.ts";
 
 const PW = "amber otter winter forty-two";
 const EVIDENCE = "ab".repeat(32);

@@ -9,17 +9,17 @@ import { readFileSync } from "node:fs";
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { openTestDatabase, engineUnderTest, type TestDb } from "../helpers/db.ts";
-import { createStudy } from "../../app/services/studies.server.ts";
-import { sealAll } from "../../app/services/sealer.server.ts";
-import { findEntryByRef, proofBundle } from "../../app/services/proofs.server.ts";
-import { anchorOnce, deploymentTrustPolicy } from "../../app/services/anchoring.server.ts";
-import { listKeys, revokeKey, rotateKey } from "../../app/services/key-rotation.server.ts";
-import { buildLedgers } from "../../app/services/ledgers.server.ts";
-import { auditLog } from "../../app/services/log-audit.server.ts";
-import { verifyBundle } from "../../anchoring/verify.ts";
-import { nodeSigner } from "../../anchoring/crypto-node.ts";
-import { parseNote, signNote } from "../../anchoring/note.ts";
-import type { Bundle } from "../../anchoring/bundle.ts";
+import { createStudy } from "../../app/studies/studies.server.ts";
+import { sealAll } from "../../app/log/sealer.server.ts";
+import { findEntryByRef, proofBundle } from "../../app/log/proofs.server.ts";
+import { anchorOnce, deploymentTrustPolicy } from "../../app/anchor-worker/anchor-worker.server.ts";
+import { listKeys, revokeKey, rotateKey } from "../../app/keys/key-rotation.server.ts";
+import { buildLedgers } from "../../app/anchor-worker/ledger-factory.server.ts";
+import { auditLog } from "../../app/integrity-audit/integrity-audit.server.ts";
+import { verifyBundle } from "../../anchoring/verifier/verify-bundle.ts";
+import { nodeSigner } from "../../anchoring/adapters/crypto-node.ts";
+import { parseNote, signNote } from "../../anchoring/log/checkpoint.ts";
+import type { Bundle } from "../../anchoring/verifier/bundle.ts";
 
 let t: TestDb;
 beforeAll(async () => {

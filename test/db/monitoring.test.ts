@@ -3,16 +3,16 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import postgres from "postgres";
 import { generateTOTP } from "@epic-web/totp";
 import { openTestDatabase, engineUnderTest, type TestDb } from "../helpers/db.ts";
-import { createStudy } from "../../app/services/studies.server.ts";
-import { createUser } from "../../app/services/users.server.ts";
-import { beginTotpEnrolment, confirmTotpEnrolment, login, principalForUser } from "../../app/services/auth.server.ts";
-import { grantDelegation } from "../../app/services/delegations.server.ts";
-import { importForm } from "../../app/services/forms.server.ts";
-import { enrollParticipant } from "../../app/services/participants.server.ts";
-import { correctRecord, saveRecord } from "../../app/services/records.server.ts";
-import { answerQuery, closeQuery, markSdv, openQuery, queriesOf, releaseLock, setLock, signRecord, signaturesOf } from "../../app/services/monitoring.server.ts";
-import { toHex } from "../../anchoring/bytes.ts";
-import type { Principal } from "../../app/services/permissions.server.ts";
+import { createStudy } from "../../app/studies/studies.server.ts";
+import { createUser } from "../../app/accounts/users.server.ts";
+import { beginTotpEnrolment, confirmTotpEnrolment, login, principalForUser } from "../../app/accounts/auth.server.ts";
+import { grantDelegation } from "../../app/studies/delegations.server.ts";
+import { importForm } from "../../app/records/forms.server.ts";
+import { enrollParticipant } from "../../app/participants/participants.server.ts";
+import { correctRecord, saveRecord } from "../../app/records/records.server.ts";
+import { answerQuery, closeQuery, markSdv, openQuery, queriesOf, releaseLock, setLock, signRecord, signaturesOf } from "../../app/clinical-monitoring/clinical-monitoring.server.ts";
+import { toHex } from "../../anchoring/log/bytes.ts";
+import type { Principal } from "../../app/platform/permissions.server.ts";
 
 const PW = "amber otter winter forty-two";
 const meta = { ip: null, userAgent: null };
@@ -104,7 +104,7 @@ describe(`sign-off, monitoring and locks on ${engineUnderTest()}`, () => {
 
 describe(`casebook signing on ${engineUnderTest()}`, () => {
   it("one re-authentication signs every record of the subject, each bound to its own current version", async () => {
-    const { signCasebook } = await import("../../app/services/monitoring.server.ts");
+    const { signCasebook } = await import("../../app/clinical-monitoring/clinical-monitoring.server.ts");
     await expect(signCasebook(t.ctx, p.coord, "MON-1", "S1-001", { meaning: "approved", password: PW }, meta)).rejects.toMatchObject({ code: "forbidden" });
     await new Promise((r) => setTimeout(r, 31_000 - (Date.now() % 30_000))); // a fresh TOTP step (codes are single-use)
     const sigs = await signCasebook(t.ctx, p.inv, "MON-1", "S1-001", { meaning: "reviewed", password: PW, code: await code() }, meta);
@@ -116,7 +116,7 @@ describe(`casebook signing on ${engineUnderTest()}`, () => {
 
 describe(`certified copy on ${engineUnderTest()}`, () => {
   it("renders the casebook as a PDF with values, audit trail, signatures, queries and every version's entry (audited)", async () => {
-    const { casebookPdf } = await import("../../app/services/certified-copy.server.ts");
+    const { casebookPdf } = await import("../../app/exports/certified-copy.server.ts");
     const { extractText, getDocumentProxy } = await import("unpdf");
     const pdf = await casebookPdf(t.ctx, p.mon, "MON-1", "S1-001");
     expect(pdf.subarray(0, 5).toString()).toBe("%PDF-");

@@ -1,12 +1,12 @@
 /** Enrolment on PGlite and PostgreSQL: delegation enforced, subject codes per site, a ledger entry each. */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { openTestDatabase, engineUnderTest, type TestDb } from "../helpers/db.ts";
-import { createStudy } from "../../app/services/studies.server.ts";
-import { createUser } from "../../app/services/users.server.ts";
-import { principalForUser } from "../../app/services/auth.server.ts";
-import { grantDelegation } from "../../app/services/delegations.server.ts";
-import { enrollParticipant, listParticipants } from "../../app/services/participants.server.ts";
-import type { Principal } from "../../app/services/permissions.server.ts";
+import { createStudy } from "../../app/studies/studies.server.ts";
+import { createUser } from "../../app/accounts/users.server.ts";
+import { principalForUser } from "../../app/accounts/auth.server.ts";
+import { grantDelegation } from "../../app/studies/delegations.server.ts";
+import { enrollParticipant, listParticipants } from "../../app/participants/participants.server.ts";
+import type { Principal } from "../../app/platform/permissions.server.ts";
 
 const PW = "amber otter winter forty-two";
 let t: TestDb;
@@ -49,7 +49,7 @@ describe(`participant enrolment on ${engineUnderTest()}`, () => {
   });
 
   it("personal data at enrolment is encrypted per field and only an HMAC under the subject's key reaches the log", async () => {
-    const { decryptField } = await import("../../app/services/personal-data.server.ts");
+    const { decryptField } = await import("../../app/participants/personal-data.server.ts");
     const personal = { fullName: "Zoë Quintessa-Marchetti", email: "Zoe.Q@Example.org", phone: "+44 20 7946 0000", birthDate: "1980-02-29" };
     const r = await enrollParticipant(t.ctx, p.inv, { study: "ENR-1", site: "S1", personal });
     const [row] = await t.database.execute(`SELECT p.name_enc, p.email_enc, p.birth_date_enc, e.payload_text FROM participants p JOIN ledger_entries e ON e.id = p.entry_id WHERE p.id = '${r.id}'`);

@@ -5,10 +5,10 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { openTestDatabase, engineUnderTest, type TestDb } from "../helpers/db.ts";
-import { createStudy } from "../../app/services/studies.server.ts";
-import { createApiToken } from "../../app/services/tokens.server.ts";
-import { importForm } from "../../app/services/forms.server.ts";
-import { toHex } from "../../anchoring/bytes.ts";
+import { createStudy } from "../../app/studies/studies.server.ts";
+import { createApiToken } from "../../app/accounts/tokens.server.ts";
+import { importForm } from "../../app/records/forms.server.ts";
+import { toHex } from "../../anchoring/log/bytes.ts";
 import { action as participantsAction } from "../../app/routes/api.v1.studies.$code.participants.ts";
 import { action as recordsAction } from "../../app/routes/api.v1.studies.$code.records.ts";
 import { action as recordPut, loader as recordGet } from "../../app/routes/api.v1.studies.$code.records_.$id.ts";

@@ -1,15 +1,15 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { openTestDatabase, engineUnderTest, type TestDb } from "../helpers/db.ts";
-import { createStudy } from "../../app/services/studies.server.ts";
-import { sealAll, sealNow } from "../../app/services/sealer.server.ts";
-import { consistencyBetween, findEntryByRef, latestCheckpoint, proofBundle } from "../../app/services/proofs.server.ts";
-import { trustPolicy } from "../../app/services/keys.server.ts";
-import { verifyBundle } from "../../anchoring/verify.ts";
-import { nobleCrypto } from "../../anchoring/crypto-noble.ts";
-import { fromHex } from "../../anchoring/bytes.ts";
-import { verifyConsistency, rootOf, leafHash } from "../../anchoring/merkle.ts";
-import { parseCheckpoint, parseNote } from "../../anchoring/note.ts";
-import type { Bundle } from "../../anchoring/bundle.ts";
+import { createStudy } from "../../app/studies/studies.server.ts";
+import { sealAll, sealNow } from "../../app/log/sealer.server.ts";
+import { consistencyBetween, findEntryByRef, latestCheckpoint, proofBundle } from "../../app/log/proofs.server.ts";
+import { trustPolicy } from "../../app/keys/log-keys.server.ts";
+import { verifyBundle } from "../../anchoring/verifier/verify-bundle.ts";
+import { nobleCrypto } from "../../anchoring/log/crypto-noble.ts";
+import { fromHex } from "../../anchoring/log/bytes.ts";
+import { verifyConsistency, rootOf, leafHash } from "../../anchoring/log/merkle.ts";
+import { parseCheckpoint, parseNote } from "../../anchoring/log/checkpoint.ts";
+import type { Bundle } from "../../anchoring/verifier/bundle.ts";
 
 let t: TestDb;
 beforeAll(async () => {
@@ -74,7 +74,7 @@ describe(`sealer and proofs on ${engineUnderTest()}`, () => {
     expect(await failOf((x) => (x.envelope.log = "evil.example/log"))).toBe("ORIGIN_MISMATCH");
     expect(await failOf((x) => (x.format = "other"))).toBe("BUNDLE_MALFORMED");
     // A signature by another key, or a key not valid for this size, is refused.
-    const other = trustPolicy(t.ctx.crypto, t.ctx.env.logOrigin, (await import("../../anchoring/crypto-node.ts")).nodeSigner(new Uint8Array(32).fill(7)));
+    const other = trustPolicy(t.ctx.crypto, t.ctx.env.logOrigin, (await import("../../anchoring/adapters/crypto-node.ts")).nodeSigner(new Uint8Array(32).fill(7)));
     expect((await verifyBundle(t.ctx.crypto, b, other)).steps.find((s) => s.status === "failed")?.code).toBe("SIGNATURE_INVALID");
     const expired = { ...policy, logKeys: [{ ...policy.logKeys[0], untilSize: 1 }] };
     expect((await verifyBundle(t.ctx.crypto, b, expired)).steps.find((s) => s.status === "failed")?.code).toBe("NO_VALID_KEY");
@@ -126,7 +126,7 @@ describe(`sealer and proofs on ${engineUnderTest()}`, () => {
 
 describe(`sealer crash safety and proof storage on ${engineUnderTest()}`, () => {
   it("a seal that fails part-way leaves no batch, no checkpoint and every entry still pending", async () => {
-    const { sealOnce } = await import("../../anchoring/sealer.ts");
+    const { sealOnce } = await import("../../anchoring/log/sealer.ts");
     const { ledgerStore } = await import("../../db/ledger-store.ts");
     await createStudy(t.ctx, { code: "CRASH-1", title: "c", sites: [{ code: "A", name: "A" }] }, null);
     const real = ledgerStore(t.ctx.db);
@@ -153,8 +153,8 @@ describe(`sealer crash safety and proof storage on ${engineUnderTest()}`, () => 
 
   it("stores each batch's tree, and proofs from it equal proofs recomputed from the entries' leaves", async () => {
     const { entryLeafHashes, findBatch } = await import("../../db/queries/ledger.ts");
-    const { inclusionProof, rootOf } = await import("../../anchoring/merkle.ts");
-    const { toHex } = await import("../../anchoring/bytes.ts");
+    const { inclusionProof, rootOf } = await import("../../anchoring/log/merkle.ts");
+    const { toHex } = await import("../../anchoring/log/bytes.ts");
     const [last] = await t.database.execute(`SELECT max(batch_no)::int AS b FROM batches`);
     for (let b = 0; b <= Number(last.b); b++) {
       const batch = (await findBatch(t.ctx.db, b))!;
@@ -180,7 +180,7 @@ describe(`sealer crash safety and proof storage on ${engineUnderTest()}`, () => 
   });
 
   it("the background sealer seals at once when SEAL_MAX_BATCH entries are pending, without waiting for the interval", async () => {
-    const { startSealer } = await import("../../app/services/sealer.server.ts");
+    const { startSealer } = await import("../../app/log/sealer.server.ts");
     await sealAll(t.ctx);
     const ctx = { ...t.ctx, env: { ...t.ctx.env, sealIntervalMs: 600_000, sealMaxBatch: 5 } };
     const sealed: number[] = [];
@@ -199,7 +199,7 @@ describe(`sealer crash safety and proof storage on ${engineUnderTest()}`, () => 
 
   it.runIf(engineUnderTest() === "postgres")("two processes' sealers on one PostgreSQL never collide (advisory lock)", async () => {
     const { openDatabase } = await import("../../db/client.ts");
-    const { contextFor } = await import("../../app/services/context.server.ts");
+    const { contextFor } = await import("../../app/platform/context.server.ts");
     const second = await openDatabase({ url: t.url!, migrate: false });
     try {
       const ctx2 = contextFor(t.ctx.env, second); // same log key (same data directory), separate connection pool

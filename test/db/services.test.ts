@@ -1,15 +1,15 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { openTestDatabase, engineUnderTest, type TestDb } from "../helpers/db.ts";
-import { createStudy } from "../../app/services/studies.server.ts";
-import { createUser } from "../../app/services/users.server.ts";
-import { login, sessionPrincipal, logout } from "../../app/services/auth.server.ts";
-import { createApiToken, tokenPrincipal } from "../../app/services/tokens.server.ts";
-import { can } from "../../app/services/permissions.server.ts";
-import { seedDemo, DEMO_USERS } from "../../app/services/seed.server.ts";
-import { runCommand } from "../../app/services/commands.server.ts";
-import { ServiceError } from "../../app/services/errors.server.ts";
-import { parsePayload } from "../../anchoring/payloads.ts";
-import { toHex } from "../../anchoring/bytes.ts";
+import { createStudy } from "../../app/studies/studies.server.ts";
+import { createUser } from "../../app/accounts/users.server.ts";
+import { login, sessionPrincipal, logout } from "../../app/accounts/auth.server.ts";
+import { createApiToken, tokenPrincipal } from "../../app/accounts/tokens.server.ts";
+import { can } from "../../app/platform/permissions.server.ts";
+import { seedDemo, DEMO_USERS } from "../../app/studies/demo-seed.server.ts";
+import { runCommand } from "../../app/platform/commands.server.ts";
+import { ServiceError } from "../../app/platform/errors.server.ts";
+import { parsePayload } from "../../anchoring/log/payloads.ts";
+import { toHex } from "../../anchoring/log/bytes.ts";
 
 let t: TestDb;
 const meta = { ip: "127.0.0.1", userAgent: "vitest" };

@@ -1,12 +1,12 @@
 /** Study setup by its administrators on PGlite and PostgreSQL: sites, invitations, role revocation, draft approval. */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { openTestDatabase, engineUnderTest, type TestDb } from "../helpers/db.ts";
-import { createStudy } from "../../app/services/studies.server.ts";
-import { createUser } from "../../app/services/users.server.ts";
-import { login, principalForUser, resetPassword, sessionPrincipal } from "../../app/services/auth.server.ts";
-import { addSite, inviteStaff, revokeRole, studyStaff } from "../../app/services/staff.server.ts";
-import { addConsentDocument, approveForm, importForm } from "../../app/services/forms.server.ts";
-import type { Principal } from "../../app/services/permissions.server.ts";
+import { createStudy } from "../../app/studies/studies.server.ts";
+import { createUser } from "../../app/accounts/users.server.ts";
+import { login, principalForUser, resetPassword, sessionPrincipal } from "../../app/accounts/auth.server.ts";
+import { addSite, inviteStaff, revokeRole, studyStaff } from "../../app/studies/staff.server.ts";
+import { addConsentDocument, approveForm, importForm } from "../../app/records/forms.server.ts";
+import type { Principal } from "../../app/platform/permissions.server.ts";
 
 const PW = "amber otter winter forty-two";
 const meta = { ip: null, userAgent: null };

@@ -1,6 +1,6 @@
 /** Real signed checkpoints (C2SP notes) for ledger tests that need no database. */
-import { nodeCrypto, nodeSigner } from "../../anchoring/crypto-node.ts";
-import { checkpointHash, checkpointText, signNote } from "../../anchoring/note.ts";
+import { nodeCrypto, nodeSigner } from "../../anchoring/adapters/crypto-node.ts";
+import { checkpointHash, checkpointText, signNote } from "../../anchoring/log/checkpoint.ts";
 
 export const ORIGIN = "trialseal.test/log";
 const logKey = nodeSigner(new Uint8Array(32).fill(9));

@@ -6,7 +6,7 @@
 import { randomBytes } from "node:crypto";
 import postgres from "postgres";
 import { openDatabase, type Database } from "../../db/client.ts";
-import { contextFor, type AppContext } from "../../app/services/context.server.ts";
+import { contextFor, type AppContext } from "../../app/platform/context.server.ts";
 import { testEnv } from "./env.ts";
 
 export const TEST_DATABASE_URL = process.env.TEST_DATABASE_URL ?? "postgres://postgres@127.0.0.1:5432/test";

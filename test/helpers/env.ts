@@ -1,7 +1,7 @@
 import { mkdtempSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
-import { parseEnv, type Env } from "../../app/env.server.ts";
+import { parseEnv, type Env } from "../../app/platform/env.server.ts";
 
 /** A test configuration with explicit secrets and a private temporary data directory. */
 export function testEnv(overrides: Record<string, string> = {}): Env {

@@ -4,12 +4,12 @@
  * vector bundles (unit) and over bundles the real sealer produced (database suite).
  */
 import fc from "fast-check";
-import type { Bundle } from "../../anchoring/bundle.ts";
-import { nodeSigner } from "../../anchoring/crypto-node.ts";
-import { nodeCrypto } from "../../anchoring/crypto-node.ts";
-import { signNote } from "../../anchoring/note.ts";
-import type { TrustPolicy } from "../../anchoring/policy.ts";
-import { verifyBundle } from "../../anchoring/verify.ts";
+import type { Bundle } from "../../anchoring/verifier/bundle.ts";
+import { nodeSigner } from "../../anchoring/adapters/crypto-node.ts";
+import { nodeCrypto } from "../../anchoring/adapters/crypto-node.ts";
+import { signNote } from "../../anchoring/log/checkpoint.ts";
+import type { TrustPolicy } from "../../anchoring/verifier/trust-policy.ts";
+import { verifyBundle } from "../../anchoring/verifier/verify-bundle.ts";
 
 export interface Mutation {
   name: string;

@@ -44,7 +44,7 @@ beforeAll(async () => {
     const r = cli(["users", "create", "--email", `${who}@idor.test`, "--role", role, "--study", "IDOR-1", ...(site ? ["--site", site] : []), "--password-stdin"], env, PW);
     expect(r.code, r.stderr).toBe(0);
   }
-  expect(cli(["forms", "import", "--study", "IDOR-1", path.join(ROOT, "app", "demo", "vitals.form.json")], env).code).toBe(0);
+  expect(cli(["forms", "import", "--study", "IDOR-1", path.join(ROOT, "app", "studies", "demo", "vitals.form.json")], env).code).toBe(0);
   for (const who of ["inv-a", "inv-b", "mon"]) {
     b[who] = new Browser(portal.url);
     const r = await b[who].signIn(`${who}@idor.test`, PW);

@@ -8,8 +8,8 @@ import { readFileSync } from "node:fs";
 import path from "node:path";
 import { Browser, cli, startPortal, tempDataDir, type Portal } from "../helpers/portal.ts";
 import { createScratchPostgres } from "../helpers/db.ts";
-import { PERMISSIONS, type Action } from "../../app/services/permissions.server.ts";
-import { DEMO_USERS } from "../../app/services/seed.server.ts";
+import { PERMISSIONS, type Action } from "../../app/platform/permissions.server.ts";
+import { DEMO_USERS } from "../../app/studies/demo-seed.server.ts";
 import type { Role } from "../../db/schema/index.ts";
 
 /** Every route, with the permission it needs (null: any signed-in user; "public": anyone). */

@@ -62,7 +62,7 @@ afterAll(async () => {
 describe("API bodies fuzzed over HTTP", () => {
   it("every write route answers every hostile body with a typed error (never a 500), and the audit stays clean", async () => {
     const record = { subject: "", form: "VITALS", visit: "WEEK4", data: { sbp: 120, dbp: 80, visit_date: "2026-03-29", notes: "ok" } };
-    const form = JSON.parse(readFileSync(path.join(ROOT, "app", "demo", "vitals.form.json"), "utf8")) as Record<string, unknown>;
+    const form = JSON.parse(readFileSync(path.join(ROOT, "app", "studies", "demo", "vitals.form.json"), "utf8")) as Record<string, unknown>;
     const routes: [string, string, Record<string, unknown>][] = [
       ["POST", "/api/v1/studies/DEMO-001/records", { ...record, subject }],
       ["POST", "/api/v1/studies/DEMO-001/participants", { site: "SITE-01", personal: { fullName: "Ann Example", email: "ann@example.test" } }],

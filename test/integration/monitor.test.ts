@@ -10,8 +10,8 @@ import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { randomBytes } from "node:crypto";
 import { cliAsync, startPortal, tempDataDir, type Portal } from "../helpers/portal.ts";
-import { nodeCrypto, nodeSigner } from "../../anchoring/crypto-node.ts";
-import { vkeyString } from "../../anchoring/note.ts";
+import { nodeCrypto, nodeSigner } from "../../anchoring/adapters/crypto-node.ts";
+import { vkeyString } from "../../anchoring/log/checkpoint.ts";
 
 let portal: Portal;
 let env: Record<string, string>;

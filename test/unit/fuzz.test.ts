@@ -6,13 +6,13 @@
  */
 import { describe, expect, it } from "vitest";
 import fc from "fast-check";
-import { parseFormDefinition, type FormDefinition } from "../../app/lib/form-definition.ts";
-import { validateValues } from "../../app/services/records.server.ts";
-import { ServiceError } from "../../app/services/errors.server.ts";
-import { readJsonBody } from "../../app/api.server.ts";
-import { verifyBundle } from "../../anchoring/verify.ts";
-import { nodeCrypto } from "../../anchoring/crypto-node.ts";
-import { parseTrustPolicy } from "../../anchoring/policy.ts";
+import { parseFormDefinition, type FormDefinition } from "../../app/records/form-definition.ts";
+import { validateValues } from "../../app/records/records.server.ts";
+import { ServiceError } from "../../app/platform/errors.server.ts";
+import { readJsonBody } from "../../app/platform/api.server.ts";
+import { verifyBundle } from "../../anchoring/verifier/verify-bundle.ts";
+import { nodeCrypto } from "../../anchoring/adapters/crypto-node.ts";
+import { parseTrustPolicy } from "../../anchoring/verifier/trust-policy.ts";
 import { readFileSync, readdirSync } from "node:fs";
 import path from "node:path";
 import { ROOT } from "../helpers/portal.ts";

@@ -3,12 +3,12 @@ import { tmpdir } from "node:os";
 import path from "node:path";
 import { execFileSync } from "node:child_process";
 import { describe, expect, it } from "vitest";
-import { nodeCrypto, nodeSigner } from "../../anchoring/crypto-node.ts";
-import { nobleCrypto } from "../../anchoring/crypto-noble.ts";
-import { toHex, utf8 } from "../../anchoring/bytes.ts";
+import { nodeCrypto, nodeSigner } from "../../anchoring/adapters/crypto-node.ts";
+import { nobleCrypto } from "../../anchoring/log/crypto-noble.ts";
+import { toHex, utf8 } from "../../anchoring/log/bytes.ts";
 import { LedgerError } from "../../anchoring/ledgers/ledger.ts";
-import { LocalLedger, LocalLedgerCorrupt } from "../../anchoring/ledgers/local/ledger-file.ts";
-import { verifyAnchor } from "../../anchoring/ledgers/verify-anchor.ts";
+import { LocalLedger, LocalLedgerCorrupt } from "../../anchoring/adapters/local-ledger-file.ts";
+import { verifyAnchor } from "../../anchoring/verifier/verify-anchor.ts";
 import { ORIGIN, cp, hashOf, note, req } from "../helpers/checkpoints.ts";
 
 const signer = nodeSigner(new Uint8Array(32).fill(3));

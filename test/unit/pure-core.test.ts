@@ -34,7 +34,7 @@ function graph(entry: string): { files: Set<string>; packages: Set<string> } {
 const BROWSER_SAFE = ["zod", "canonicalize", "@noble/hashes/sha2.js", "@noble/curves/ed25519.js", "pkijs", "asn1js"];
 
 describe("the integrity core's dependency rules", () => {
-  for (const entry of ["verify.ts", "crypto-noble.ts", "tree.ts", "sealer.ts", "ledgers/verify-anchor.ts", "browser/verify-page.ts", "log-audit.ts"]) {
+  for (const entry of ["verifier/verify-bundle.ts", "log/crypto-noble.ts", "log/tree.ts", "log/sealer.ts", "verifier/verify-anchor.ts", "verifier/browser-page.ts", "verifier/audit-log.ts", "verifier/verify-package.ts"]) {
     it(`anchoring/${entry} reaches no node: module and only browser-safe packages`, () => {
       const { files, packages } = graph(path.join(ROOT, "anchoring", entry));
       expect(files.size).toBeGreaterThan(0);

@@ -1,13 +1,13 @@
 import { randomBytes } from "node:crypto";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { nodeCrypto } from "../../anchoring/crypto-node.ts";
-import { nobleCrypto } from "../../anchoring/crypto-noble.ts";
-import { fromBase64, toBase64, toHex, utf8 } from "../../anchoring/bytes.ts";
-import { parseNote } from "../../anchoring/note.ts";
+import { nodeCrypto } from "../../anchoring/adapters/crypto-node.ts";
+import { nobleCrypto } from "../../anchoring/log/crypto-noble.ts";
+import { fromBase64, toBase64, toHex, utf8 } from "../../anchoring/log/bytes.ts";
+import { parseNote } from "../../anchoring/log/checkpoint.ts";
 import { LedgerError } from "../../anchoring/ledgers/ledger.ts";
-import { Rfc3161Ledger, certificatesFromPem } from "../../anchoring/ledgers/rfc3161/adapter.ts";
-import { buildRequest, readToken, tokenFromResponse, verifyToken } from "../../anchoring/ledgers/rfc3161/token.ts";
-import { verifyAnchor } from "../../anchoring/ledgers/verify-anchor.ts";
+import { Rfc3161Ledger, certificatesFromPem } from "../../anchoring/adapters/rfc3161-ledger.ts";
+import { buildRequest, readToken, tokenFromResponse, verifyToken } from "../../anchoring/ledgers/rfc3161-token.ts";
+import { verifyAnchor } from "../../anchoring/verifier/verify-anchor.ts";
 import { startTsa, type TestTsa } from "../helpers/tsa.ts";
 import { ORIGIN, cp, hashOf, note, req } from "../helpers/checkpoints.ts";
 

@@ -6,9 +6,9 @@ import { readdirSync, readFileSync } from "node:fs";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 import { describe, expect, it } from "vitest";
-import { nodeCrypto } from "../../anchoring/crypto-node.ts";
-import { nobleCrypto } from "../../anchoring/crypto-noble.ts";
-import { verifyBundle } from "../../anchoring/verify.ts";
+import { nodeCrypto } from "../../anchoring/adapters/crypto-node.ts";
+import { nobleCrypto } from "../../anchoring/log/crypto-noble.ts";
+import { verifyBundle } from "../../anchoring/verifier/verify-bundle.ts";
 import { generateVectors, type Vector } from "../vectors/bundles/generate.ts";
 
 const DIR = path.join(path.dirname(fileURLToPath(import.meta.url)), "..", "vectors", "bundles");

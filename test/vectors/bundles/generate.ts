@@ -6,16 +6,16 @@
 import { writeFileSync, readdirSync, unlinkSync } from "node:fs";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
-import { nodeCrypto as c, nodeSigner } from "../../../anchoring/crypto-node.ts";
-import { buildEntry } from "../../../anchoring/entry.ts";
-import { toHex } from "../../../anchoring/bytes.ts";
-import { checkpointHash, checkpointText, parseCheckpoint, parseNote, signNote, vkeyString } from "../../../anchoring/note.ts";
-import { GENESIS_PREV, LOCAL_FORMAT, signRecord } from "../../../anchoring/ledgers/local/record.ts";
-import { envelopeLeaf, headerLeaf, type BatchHeader, type Envelope } from "../../../anchoring/records.ts";
-import { MerkleLevels } from "../../../anchoring/tree.ts";
-import type { Bundle } from "../../../anchoring/bundle.ts";
-import type { TrustPolicy } from "../../../anchoring/policy.ts";
-import type { EntryKind } from "../../../anchoring/payloads.ts";
+import { nodeCrypto as c, nodeSigner } from "../../../anchoring/adapters/crypto-node.ts";
+import { buildEntry } from "../../../anchoring/log/entry.ts";
+import { toHex } from "../../../anchoring/log/bytes.ts";
+import { checkpointHash, checkpointText, parseCheckpoint, parseNote, signNote, vkeyString } from "../../../anchoring/log/checkpoint.ts";
+import { GENESIS_PREV, LOCAL_FORMAT, signRecord } from "../../../anchoring/ledgers/local-record.ts";
+import { envelopeLeaf, headerLeaf, type BatchHeader, type Envelope } from "../../../anchoring/log/envelope.ts";
+import { MerkleLevels } from "../../../anchoring/log/tree.ts";
+import type { Bundle } from "../../../anchoring/verifier/bundle.ts";
+import type { TrustPolicy } from "../../../anchoring/verifier/trust-policy.ts";
+import type { EntryKind } from "../../../anchoring/log/payloads.ts";
 
 export const ORIGIN = "vectors.trialseal.test/log";
 const signer = nodeSigner(new Uint8Array(32).fill(1));

@@ -1,0 +1,214 @@
+/**
+ * The evidence package's offline check (`trialseal verify-package`), pure: it receives the package's files and
+ * a trust policy, and recomputes everything:
+ * 1. the manifest: every listed file present with its SHA-256 and size, nothing unlisted;
+ * 2. the checkpoints: each signed by a log key of the policy; consecutive ones consistent (RFC 9162 proofs);
+ * 3. the whole log from its envelopes and batch headers: each batch root from the envelopes' leaves, the batch
+ *    log's root at every checkpoint size equal to the signed root (so no envelope was dropped or altered);
+ * 4. the study: its entries' studySeqs run without a gap, and each has a proof bundle whose envelope is the
+ *    log's and which the verifier accepts;
+ * 5. the ODM file: every item value, at every version, equals the value in the sealed payload of the ledger
+ *    entry its AuditRecord names.
+ * Each failure names the file and what is wrong.
+ */
+import type { Crypto } from "../log/crypto.ts";
+import { fromHex, toHex, utf8 } from "../log/bytes.ts";
+import { EnvelopeSchema, BatchHeaderSchema, envelopeLeaf, headerLeaf } from "../log/envelope.ts";
+import { rootOf, verifyConsistency } from "../log/merkle.ts";
+import { noteSignedBy, parseCheckpoint, parseNote, parseVkey } from "../log/checkpoint.ts";
+import { MerkleLevels } from "../log/tree.ts";
+import type { TrustPolicy } from "./trust-policy.ts";
+import { verifyBundle } from "./verify-bundle.ts";
+import { canonicalize } from "../log/canonical.ts";
+
+export interface PackageProblem {
+  file: string;
+  code: string;
+  message: string;
+}
+
+export interface PackageReport {
+  valid: boolean;
+  study: string | null;
+  checked: { files: number; checkpoints: number; envelopes: number; batches: number; bundles: number; odmValues: number };
+  problems: PackageProblem[];
+}
+
+export interface ManifestFile {
+  path: string;
+  sha256: string;
+  bytes: number;
+}
+
+export interface Manifest {
+  format: "trialseal-evidence/v1";
+  study: string;
+  origin: string;
+  createdAt: string;
+  logSize: number;
+  files: ManifestFile[];
+}
+
+/** Values of the ODM file by ledger seq: [seq, item name, value text or null]. Parsed by the caller's XML reader. */
+export type OdmItem = { seq: number; item: string; value: string | null };
+
+export async function verifyEvidence(
+  c: Crypto,
+  files: Map<string, Uint8Array>,
+  policy: TrustPolicy,
+  opts: { odmItems?: (xml: string) => OdmItem[]; odmValue?: (kind: string, payload: Record<string, unknown>, item: string) => string | null } = {},
+): Promise<PackageReport> {
+  const problems: PackageProblem[] = [];
+  const checked = { files: 0, checkpoints: 0, envelopes: 0, batches: 0, bundles: 0, odmValues: 0 };
+  const bad = (file: string, code: string, message: string) => problems.push({ file, code, message });
+  const text = (p: string) => new TextDecoder().decode(files.get(p)!);
+  const done = (study: string | null): PackageReport => ({ valid: problems.length === 0, study, checked, problems });
+
+  // 1. Manifest.
+  const mf = files.get("manifest.json");
+  if (!mf) {
+    bad("manifest.json", "MANIFEST_MISSING", "the package has no manifest.json");
+    return done(null);
+  }
+  let manifest: Manifest;
+  try {
+    manifest = JSON.parse(new TextDecoder().decode(mf)) as Manifest;
+    if (manifest.format !== "trialseal-evidence/v1" || !Array.isArray(manifest.files)) throw new Error("not a trialseal-evidence/v1 manifest");
+  } catch (err) {
+    bad("manifest.json", "MANIFEST_INVALID", (err as Error).message);
+    return done(null);
+  }
+  const listed = new Set<string>();
+  for (const f of manifest.files) {
+    listed.add(f.path);
+    const data = files.get(f.path);
+    if (!data) {
+      bad(f.path, "FILE_MISSING", "listed in the manifest but not in the package");
+      continue;
+    }
+    checked.files++;
+    if (data.length !== f.bytes || toHex(c.sha256(data)) !== f.sha256) bad(f.path, "FILE_ALTERED", `its SHA-256 is ${toHex(c.sha256(data)).slice(0, 16)}…, the manifest says ${String(f.sha256).slice(0, 16)}…`);
+  }
+  for (const p of files.keys()) if (p !== "manifest.json" && !listed.has(p)) bad(p, "FILE_UNLISTED", "in the package but not in the manifest");
+  if (manifest.origin !== policy.origin) bad("manifest.json", "ORIGIN_MISMATCH", `the package is of log ${manifest.origin}, the trust policy of ${policy.origin}`);
+  if (problems.length) return done(manifest.study);
+
+  // 2. Checkpoints and consistency.
+  const cps = [...files.keys()]
+    .filter((p) => /^checkpoints\/\d+\.txt$/.test(p))
+    .map((p) => ({ path: p, size: Number(p.slice(12, -4)) }))
+    .sort((a, b) => a.size - b.size);
+  const roots = new Map<number, Uint8Array>();
+  for (const cp of cps) {
+    try {
+      const note = parseNote(text(cp.path));
+      const body = parseCheckpoint(note.text);
+      const keys = policy.logKeys.filter((k) => k.fromSize <= body.treeSize && (k.untilSize === null || body.treeSize < k.untilSize));
+      if (!keys.some((k) => noteSignedBy(c, note, parseVkey(c, k.vkey)))) bad(cp.path, "CHECKPOINT_SIGNATURE_INVALID", "not signed by a log key of the trust policy valid for its size");
+      else if (body.treeSize !== cp.size || body.origin !== policy.origin) bad(cp.path, "CHECKPOINT_INVALID", `it signs size ${body.treeSize} of ${body.origin}`);
+      else roots.set(cp.size, body.root);
+      checked.checkpoints++;
+    } catch (err) {
+      bad(cp.path, "CHECKPOINT_INVALID", (err as Error).message);
+    }
+  }
+  const sizes = [...roots.keys()].sort((a, b) => a - b);
+  for (let i = 1; i < sizes.length; i++) {
+    const path = `consistency/${sizes[i - 1]}-${sizes[i]}.json`;
+    if (!files.has(path)) {
+      bad(path, "CONSISTENCY_MISSING", `no consistency proof between checkpoints ${sizes[i - 1]} and ${sizes[i]}`);
+      continue;
+    }
+    try {
+      const proof = (JSON.parse(text(path)) as { proof: string[] }).proof.map(fromHex);
+      verifyConsistency(c, sizes[i - 1], sizes[i], proof, roots.get(sizes[i - 1])!, roots.get(sizes[i])!);
+    } catch (err) {
+      bad(path, "CONSISTENCY_INVALID", (err as Error).message);
+    }
+  }
+  if (!roots.has(manifest.logSize)) bad("manifest.json", "CHECKPOINT_MISSING", `no valid checkpoint of the package's log size ${manifest.logSize}`);
+
+  // 3. The whole log from envelopes and headers.
+  const envLines = files.has("log/envelopes.jsonl") ? text("log/envelopes.jsonl").split("\n").filter(Boolean) : [];
+  const headerLines = files.has("log/batches.jsonl") ? text("log/batches.jsonl").split("\n").filter(Boolean) : [];
+  if (!files.has("log/envelopes.jsonl")) bad("log/envelopes.jsonl", "FILE_MISSING", "the log's envelopes are missing");
+  if (!files.has("log/batches.jsonl")) bad("log/batches.jsonl", "FILE_MISSING", "the log's batch headers are missing");
+  const envelopes: ReturnType<typeof EnvelopeSchema.parse>[] = [];
+  const leaves: Uint8Array[] = [];
+  envLines.forEach((line, i) => {
+    try {
+      const env = EnvelopeSchema.parse(JSON.parse(line));
+      const l = envelopeLeaf(c, env);
+      if (l.text !== line || env.seq !== i) throw new Error(env.seq !== i ? `line ${i + 1} holds seq ${env.seq}` : `line ${i + 1} is not canonical`);
+      envelopes.push(env);
+      leaves.push(l.leaf);
+      checked.envelopes++;
+    } catch (err) {
+      bad("log/envelopes.jsonl", "ENVELOPE_INVALID", `line ${i + 1}: ${(err as Error).message}`);
+    }
+  });
+  const log = new MerkleLevels(c);
+  headerLines.forEach((line, b) => {
+    try {
+      const h = BatchHeaderSchema.parse(JSON.parse(line));
+      const hl = headerLeaf(c, h);
+      if (hl.text !== line || h.batch !== b) throw new Error(`line ${b + 1} is not batch ${b} in canonical form`);
+      if (h.first + h.size > leaves.length) throw new Error(`batch ${b} ends at seq ${h.first + h.size}, beyond the ${leaves.length} envelopes`);
+      if (toHex(rootOf(c, leaves, h.first, h.first + h.size)) !== h.root) bad("log/envelopes.jsonl", "BATCH_ROOT_MISMATCH", `the envelopes of batch ${b} (seq ${h.first}..${h.first + h.size - 1}) do not hash to its root: an envelope was altered, dropped or inserted`);
+      log.append(hl.leaf);
+      checked.batches++;
+      const signed = roots.get(b + 1);
+      if (signed && toHex(signed) !== toHex(log.root())) bad("log/batches.jsonl", "LOG_ROOT_MISMATCH", `the first ${b + 1} batch headers do not hash to checkpoint ${b + 1}'s signed root`);
+    } catch (err) {
+      bad("log/batches.jsonl", "HEADER_INVALID", (err as Error).message);
+    }
+  });
+  if (checked.batches !== manifest.logSize) bad("log/batches.jsonl", "LOG_INCOMPLETE", `${checked.batches} batch headers for a log of ${manifest.logSize} batches`);
+
+  // 4. The study's entries: no gap, each with a bundle that verifies and matches the log.
+  const mine = envelopes.filter((e) => e.study === manifest.study);
+  mine.forEach((e, i) => {
+    if (e.studySeq !== i) bad("log/envelopes.jsonl", "STUDY_SEQ_GAP", `study ${manifest.study}: seq ${e.seq} has study seq ${e.studySeq}, expected ${i}`);
+  });
+  const payloadBySeq = new Map<number, { kind: string; payload: Record<string, unknown> }>();
+  for (const e of mine) {
+    const path = `bundles/${e.seq}.json`;
+    if (!files.has(path)) {
+      bad(path, "BUNDLE_MISSING", `entry seq ${e.seq} of the study has no proof bundle in the package`);
+      continue;
+    }
+    let bundle: { envelope?: unknown; payload?: Record<string, unknown> };
+    try {
+      bundle = JSON.parse(text(path));
+    } catch {
+      bad(path, "BUNDLE_INVALID", "not JSON");
+      continue;
+    }
+    const report = await verifyBundle(c, bundle, policy);
+    checked.bundles++;
+    if (report.verdict !== "valid") {
+      const s = report.steps.find((x) => x.status === "failed");
+      bad(path, s?.code ?? "BUNDLE_INVALID", s ? `${s.step}: ${s.message}` : "the bundle does not verify");
+      continue;
+    }
+    if (canonicalize(bundle.envelope ?? null) !== canonicalize(e)) bad(path, "BUNDLE_NOT_IN_LOG", `its envelope is not the log's envelope of seq ${e.seq}`);
+    payloadBySeq.set(e.seq, { kind: e.kind, payload: bundle.payload ?? {} });
+  }
+
+  // 5. ODM values against the sealed payloads they cite.
+  if (files.has("odm.xml") && opts.odmItems && opts.odmValue) {
+    for (const it of opts.odmItems(text("odm.xml"))) {
+      const p = payloadBySeq.get(it.seq);
+      if (!p) {
+        bad("odm.xml", "ODM_UNPROVEN", `item ${it.item} cites seq ${it.seq}, which has no verified bundle in the package`);
+        continue;
+      }
+      const want = opts.odmValue(p.kind, p.payload, it.item);
+      checked.odmValues++;
+      if (want !== it.value) bad("odm.xml", "ODM_VALUE_MISMATCH", `item ${it.item} at seq ${it.seq} is ${JSON.stringify(it.value)} in the file but ${JSON.stringify(want)} in the sealed payload`);
+    }
+  }
+  return done(manifest.study);
+}
+
+export const sha256Hex = (c: Crypto, data: Uint8Array | string) => toHex(c.sha256(typeof data === "string" ? utf8(data) : data));

@@ -1,0 +1,89 @@
+/** A consent document (app/consent/consent-document.ts) as the participant sees it; with `signing`, the inputs too. */
+import { inlineSpans, type Block, type ParsedConsentDocument } from "./consent-document.ts";
+
+function Inline({ text }: { text: string }) {
+  return (
+    <>
+      {inlineSpans(text).map((s, i) => (s.bold ? <strong key={i}>{s.text}</strong> : <span key={i}>{s.text}</span>))}
+    </>
+  );
+}
+
+function Blocks({ blocks }: { blocks: Block[] }) {
+  return (
+    <>
+      {blocks.map((b, i) =>
+        b.type === "p" ? (
+          <p key={i}>
+            <Inline text={b.text} />
+          </p>
+        ) : (
+          <ul key={i}>
+            {b.items.map((it, j) => (
+              <li key={j}>
+                <Inline text={it} />
+              </li>
+            ))}
+          </ul>
+        ),
+      )}
+    </>
+  );
+}
+
+export function ConsentDocumentView({ doc, signing, error }: { doc: ParsedConsentDocument; signing?: boolean; error?: { field: string | null; message: string } | null }) {
+  const bad = (f: string) => (error?.field === f ? true : undefined);
+  return (
+    <article className="consent-doc">
+      {doc.title ? <h2>{doc.title}</h2> : null}
+      <Blocks blocks={doc.intro} />
+      {doc.sections.map((s) => (
+        <section key={s.id} className="consent-section" data-section={s.id}>
+          <h3>{s.heading}</h3>
+          <Blocks blocks={s.blocks} />
+          {s.questions.map((q) => (
+            <fieldset key={q.id} className="question" aria-invalid={bad(`answer-${q.id}`)}>
+              <legend>{q.text}</legend>
+              {signing ? (
+                <>
+                  <label className="inline">
+                    <input type="radio" name={`answer-${q.id}`} value="yes" /> Yes
+                  </label>
+                  <label className="inline">
+                    <input type="radio" name={`answer-${q.id}`} value="no" /> No
+                  </label>
+                </>
+              ) : (
+                <p className="muted">Comprehension question (correct answer: {q.answer})</p>
+              )}
+            </fieldset>
+          ))}
+          {s.optional.map((o) => (
+            <fieldset key={o.key} className="optional" aria-invalid={bad(`option-${o.key}`)}>
+              <legend>
+                Optional: <Inline text={o.text} />
+              </legend>
+              {signing ? (
+                <>
+                  <label className="inline">
+                    <input type="radio" name={`option-${o.key}`} value="yes" /> Yes, I agree
+                  </label>
+                  <label className="inline">
+                    <input type="radio" name={`option-${o.key}`} value="no" /> No
+                  </label>
+                </>
+              ) : (
+                <p className="muted">Optional item "{o.key}": yes or no, recorded per participant</p>
+              )}
+            </fieldset>
+          ))}
+          {signing ? (
+            <label className="ack" aria-invalid={bad(`ack-${s.id}`)}>
+              <input type="checkbox" name="ack" value={s.id} /> I have read and understood "{s.heading}"
+            </label>
+          ) : null}
+        </section>
+      ))}
+    </article>
+  );
+}

@@ -1,0 +1,169 @@
+/**
+ * The study exports, one definition for the CLI (`trialseal export`) and the portal's downloads:
+ * ODM 1.3.2 XML, FHIR R4 JSON, CSV per form, and the evidence package: one ZIP with the ODM file, the FHIR
+ * bundle, the CSV files, every entry's proof bundle for the study, the envelopes and batch headers of the whole
+ * log (no personal data; they show that no entry of the study was left out), all checkpoints, consistency proofs
+ * between consecutive ones, a certified copy (PDF) per subject, the trust policy and a manifest with the SHA-256
+ * of every file. `trialseal verify-package` checks it all offline (anchoring/verifier/verify-package.ts). Pending entries are
+ * sealed first, so everything exported is provable. Every export is an audit event.
+ */
+import { zipSync, unzipSync } from "fflate";
+import { XMLParser } from "fast-xml-parser";
+import { asc, eq, gt, and, isNotNull } from "drizzle-orm";
+import { toHex } from "../../anchoring/log/bytes.ts";
+import type { Manifest, OdmItem } from "../../anchoring/verifier/verify-package.ts";
+import { batches, checkpoints, ledgerEntries } from "../../db/schema/index.ts";
+import type { AppContext } from "../platform/context.server.ts";
+import { audit } from "../audit-trail/record-event.server.ts";
+import { deploymentTrustPolicy } from "../anchor-worker/anchor-worker.server.ts";
+import { casebookPdf } from "./certified-copy.server.ts";
+import { consistencyBetween, proofBundlesOfBatch } from "../log/proofs.server.ts";
+import { sealAll } from "../log/sealer.server.ts";
+import { ServiceError } from "../platform/errors.server.ts";
+import { requirePermission, type Principal } from "../platform/permissions.server.ts";
+import { getStudyOrThrow } from "../studies/studies.server.ts";
+import { loadStudyExport } from "./study-data.server.ts";
+import { odmValue, studyOdm } from "./odm.server.ts";
+import { studyFhirBundle } from "./fhir.server.ts";
+import { studyCsvFiles } from "./csv.server.ts";
+
+export const EXPORT_FORMATS = ["evidence", "odm", "fhir", "csv"] as const;
+export type ExportFormat = (typeof EXPORT_FORMATS)[number];
+
+export interface ExportFile {
+  name: string;
+  contentType: string;
+  data: Uint8Array;
+}
+
+const enc = (s: string) => new TextEncoder().encode(s);
+
+/** The principal a command-line export acts as (the operator running it on the server). */
+export const OPERATOR: Principal = { kind: "user", userId: null, label: "trialseal export (operator)", platformAdmin: true, memberships: [] };
+
+export async function exportStudy(ctx: AppContext, principal: Principal, studyCode: string, format: ExportFormat, opts: { onProgress?: (p: { phase: string; done: number; total: number }) => void } = {}): Promise<ExportFile> {
+  if (!EXPORT_FORMATS.includes(format)) throw new ServiceError("invalid", `format: one of ${EXPORT_FORMATS.join(", ")}`, "format");
+  const study = await getStudyOrThrow(ctx, studyCode);
+  requirePermission(principal, "study.review", { studyId: study.id });
+  await sealAll(ctx);
+  const x = (await loadStudyExport(ctx, study.code))!;
+  const now = new Date();
+  let file: ExportFile;
+  if (format === "odm") file = { name: `${study.code}-odm.xml`, contentType: "application/xml", data: enc(studyOdm(x, now)) };
+  else if (format === "fhir") file = { name: `${study.code}-fhir.json`, contentType: "application/fhir+json", data: enc(`${JSON.stringify(studyFhirBundle(x, now), null, 2)}\n`) };
+  else if (format === "csv") {
+    const files = Object.fromEntries(studyCsvFiles(x).map((f) => [f.name, enc(f.text)]));
+    file = { name: `${study.code}-csv.zip`, contentType: "application/zip", data: zipSync(files, { level: 6, mtime: now }) };
+  } else file = { name: `${study.code}-evidence.zip`, contentType: "application/zip", data: await evidencePackage(ctx, principal, study.code, now, opts.onProgress) };
+  await audit(ctx.db, { action: `export.${format}`, actorUserId: principal.userId, actorLabel: principal.label, studyId: study.id, detail: { bytes: file.data.length } });
+  return file;
+}
+
+async function evidencePackage(ctx: AppContext, principal: Principal, studyCode: string, now: Date, progress: (p: { phase: string; done: number; total: number }) => void = () => {}): Promise<Uint8Array> {
+  const x = (await loadStudyExport(ctx, studyCode))!;
+  const files: Record<string, Uint8Array> = {};
+  files["odm.xml"] = enc(studyOdm(x, now));
+  files["fhir.json"] = enc(`${JSON.stringify(studyFhirBundle(x, now), null, 2)}\n`);
+  for (const f of studyCsvFiles(x)) files[`csv/${f.name}`] = enc(f.text);
+  files["trust-policy.json"] = enc(`${JSON.stringify(deploymentTrustPolicy(ctx), null, 2)}\n`);
+
+  // The whole log: checkpoints, consistency between consecutive ones, batch headers and every envelope.
+  const cps = await ctx.db.select({ treeSize: checkpoints.treeSize, noteText: checkpoints.noteText }).from(checkpoints).orderBy(asc(checkpoints.treeSize));
+  for (const cp of cps) files[`checkpoints/${cp.treeSize}.txt`] = enc(cp.noteText);
+  for (let i = 1; i < cps.length; i++) {
+    const proof = await consistencyBetween(ctx, cps[i - 1].treeSize, cps[i].treeSize);
+    files[`consistency/${cps[i - 1].treeSize}-${cps[i].treeSize}.json`] = enc(`${JSON.stringify(proof)}\n`);
+    progress({ phase: "log", done: i, total: cps.length - 1 });
+  }
+  const headers: string[] = [];
+  let lastBatch = -1;
+  for (;;) {
+    const page = await ctx.db.select({ no: batches.batchNo, text: batches.headerText }).from(batches).where(gt(batches.batchNo, lastBatch)).orderBy(asc(batches.batchNo)).limit(5000);
+    if (!page.length) break;
+    for (const b of page) headers.push(b.text);
+    lastBatch = page[page.length - 1].no;
+  }
+  files["log/batches.jsonl"] = enc(headers.map((h) => `${h}\n`).join(""));
+  const envelopes: string[] = [];
+  const studySeqs: number[] = [];
+  const studyBatches = new Set<number>();
+  let lastSeq = -1;
+  for (;;) {
+    const page = await ctx.db
+      .select({ seq: ledgerEntries.seq, text: ledgerEntries.envelopeText, study: ledgerEntries.studyCode, batch: ledgerEntries.batchNo })
+      .from(ledgerEntries)
+      .where(and(isNotNull(ledgerEntries.seq), gt(ledgerEntries.seq, lastSeq)))
+      .orderBy(asc(ledgerEntries.seq))
+      .limit(10_000);
+    if (!page.length) break;
+    for (const e of page) {
+      envelopes.push(e.text ?? "");
+      if (e.study === studyCode) {
+        studySeqs.push(e.seq!);
+        studyBatches.add(e.batch!);
+      }
+    }
+    lastSeq = page[page.length - 1].seq!;
+  }
+  files["log/envelopes.jsonl"] = enc(envelopes.map((t) => `${t}\n`).join(""));
+
+  // The study's proof bundles, and a certified copy per subject.
+  let done = 0;
+  for (const b of [...studyBatches].sort((x, y) => x - y)) {
+    for (const bundle of await proofBundlesOfBatch(ctx, b, (e) => e.studyCode === studyCode)) {
+      files[`bundles/${bundle.envelope.seq}.json`] = enc(`${JSON.stringify(bundle)}\n`);
+      done++;
+    }
+    progress({ phase: "bundles", done, total: studySeqs.length });
+  }
+  progress({ phase: "bundles", done: studySeqs.length, total: studySeqs.length });
+  for (const p of x.participants) files[`certified-copies/${p.subject}.pdf`] = new Uint8Array(await casebookPdf(ctx, principal, studyCode, p.subject));
+
+  const manifest: Manifest = {
+    format: "trialseal-evidence/v1",
+    study: studyCode,
+    origin: ctx.env.logOrigin,
+    createdAt: now.toISOString(),
+    logSize: cps.length ? cps[cps.length - 1].treeSize : 0,
+    files: Object.entries(files)
+      .map(([path, data]) => ({ path, sha256: toHex(ctx.crypto.sha256(data)), bytes: data.length }))
+      .sort((a, b) => a.path.localeCompare(b.path)),
+  };
+  files["manifest.json"] = enc(`${JSON.stringify(manifest, null, 2)}\n`);
+  return zipSync(files, { level: 6, mtime: now });
+}
+
+/** Read a package (ZIP) into its files; a file that is no ZIP is refused. */
+export function readPackage(zip: Uint8Array): Map<string, Uint8Array> {
+  let entries: Record<string, Uint8Array>;
+  try {
+    entries = unzipSync(zip);
+  } catch (err) {
+    throw new ServiceError("invalid", `not a ZIP archive: ${(err as Error).message}`, "file");
+  }
+  return new Map(Object.entries(entries).filter(([p]) => !p.endsWith("/")));
+}
+
+/** Every ItemData of an ODM file with the ledger seq its AuditRecord cites (for the package check and tests). */
+export function odmItems(xml: string): OdmItem[] {
+  const parser = new XMLParser({ ignoreAttributes: false, attributeNamePrefix: "@", isArray: (name) => ["SubjectData", "StudyEventData", "FormData", "ItemGroupData", "ItemData"].includes(name), parseAttributeValue: false, parseTagValue: false });
+  const doc = parser.parse(xml) as Record<string, any>;
+  const out: OdmItem[] = [];
+  for (const s of doc.ODM?.ClinicalData?.SubjectData ?? [])
+    for (const e of s.StudyEventData ?? [])
+      for (const f of e.FormData ?? [])
+        for (const g of f.ItemGroupData ?? [])
+          for (const it of g.ItemData ?? []) {
+            const src = String(it.AuditRecord?.SourceID ?? "");
+            const seq = /seq=(\d+)/.exec(src)?.[1];
+            if (seq === undefined) continue;
+            out.push({ seq: Number(seq), item: String(it["@ItemOID"]).split(".").slice(2).join("."), value: it["@IsNull"] === "Yes" ? null : String(it["@Value"]) });
+          }
+  return out;
+}
+
+/** The ODM text of an item in a sealed record.saved payload (what the ODM file must say at that seq). */
+export function payloadOdmValue(kind: string, payload: Record<string, unknown>, item: string): string | null {
+  if (kind !== "record.saved") return null;
+  return odmValue(undefined, (payload.values as Record<string, unknown> | undefined)?.[item]);
+}

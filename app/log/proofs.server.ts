@@ -1,0 +1,181 @@
+/** Proof bundles, checkpoints and consistency proofs, built from what the database stores. */
+import { fromHex, toHex } from "../../anchoring/log/bytes.ts";
+import type { Bundle, BundleCheckpoint } from "../../anchoring/verifier/bundle.ts";
+import { MerkleLevels, inclusionProofFromStored } from "../../anchoring/log/tree.ts";
+import { rootFromInclusionProof } from "../../anchoring/log/merkle.ts";
+import { bytesEqual } from "../../anchoring/log/bytes.ts";
+import type { Db } from "../../db/client.ts";
+import * as q from "../../db/queries/ledger.ts";
+import * as qa from "../../db/queries/anchors.ts";
+import type { AppContext } from "../platform/context.server.ts";
+import { ServiceError } from "../platform/errors.server.ts";
+import { readRing } from "../keys/key-ring.server.ts";
+import { keyId } from "../../anchoring/log/checkpoint.ts";
+import { can, type Principal } from "../platform/permissions.server.ts";
+
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
+
+/** Find an entry by id or (once sealed) by seq; anything else is simply not found. */
+export async function findEntryByRef(ctx: AppContext, ref: string) {
+  if (UUID.test(ref)) return q.findEntryById(ctx.db, ref);
+  if (/^(0|[1-9][0-9]{0,15})$/.test(ref) && Number.isSafeInteger(Number(ref))) return q.findEntryBySeq(ctx.db, Number(ref));
+  return null;
+}
+
+/**
+ * May this principal read this entry's proof bundle? A bundle carries the entry's payload (record values, the
+ * subject code), so site staff see only entries about participants of their own site; entries about no
+ * participant (study setup, forms, delegations) are readable by anyone with proofs.read in the study.
+ */
+export async function entryVisibleTo(ctx: AppContext, principal: Principal, entry: { studyId: string; payloadText: string }): Promise<boolean> {
+  if (!can(principal, "proofs.read", { studyId: entry.studyId })) return false;
+  let subject: unknown;
+  try {
+    subject = (JSON.parse(entry.payloadText) as { subject?: unknown }).subject;
+  } catch {
+    subject = undefined;
+  }
+  if (typeof subject !== "string") return true;
+  // A subject with no participant row (should not happen) is treated as nobody's site: study-wide roles only.
+  const siteId = (await q.siteOfSubject(ctx.db, entry.studyId, subject)) ?? "00000000-0000-0000-0000-000000000000";
+  return can(principal, "proofs.read", { studyId: entry.studyId, siteId });
+}
+
+/**
+ * The batch log's tree, cached per database and extended with new batches as they are sealed. Before use it
+ * is checked against the stored checkpoint root of its size; on any disagreement it is rebuilt from the table.
+ */
+const logTrees = new WeakMap<Db, MerkleLevels>();
+
+async function logTree(ctx: AppContext, size: number, knownRoot?: Uint8Array): Promise<MerkleLevels> {
+  let t = logTrees.get(ctx.db);
+  if (!t) t = new MerkleLevels(ctx.crypto);
+  if (t.size < size) {
+    for (const leaf of await q.batchLeafHashesFrom(ctx.db, t.size, size)) t.append(leaf);
+  }
+  const root = knownRoot ?? (await q.findCheckpoint(ctx.db, size))?.root;
+  if (root && !bytesEqual(t.root(size), root)) {
+    t = MerkleLevels.fromLeaves(ctx.crypto, await q.batchLeafHashes(ctx.db, Math.max(size, t.size)));
+    if (!bytesEqual(t.root(size), root)) throw new Error(`the stored batch log does not match checkpoint ${size}`);
+  }
+  if (t.size < size) throw new Error(`the batch log has ${t.size} batches, not ${size}`);
+  logTrees.set(ctx.db, t);
+  return t;
+}
+
+/**
+ * The inclusion path of an entry in its batch. It reads only the O(log n) nodes it needs from the tree stored
+ * beside the batch (no rehashing, no whole-tree load). The path is checked against the batch root before it
+ * is served; when no tree is stored, or the check fails, it is rebuilt from the entries' leaf hashes.
+ */
+async function batchInclusion(ctx: AppContext, batch: q.BatchRow, leafIndex: number, leaf: Uint8Array): Promise<Uint8Array[]> {
+  try {
+    const path = await inclusionProofFromStored(ctx.crypto, batch.size, leafIndex, (offsets) => q.batchTreeNodes(ctx.db, batch.batchNo, offsets));
+    if (bytesEqual(rootFromInclusionProof(ctx.crypto, leafIndex, batch.size, leaf, path), batch.root)) return path;
+  } catch {
+    // no stored tree (or a damaged one): rebuild below
+  }
+  const tree = MerkleLevels.fromLeaves(ctx.crypto, await q.entryLeafHashes(ctx.db, batch.firstSeq, batch.size));
+  return tree.inclusionProof(leafIndex);
+}
+
+/** Is a stored checkpoint signed by a log key (of the key ring) whose size window covers it? */
+function logKeyWindowCheck(ctx: AppContext): (c: { treeSize: number; keyId: string }) => boolean {
+  const ring = readRing(ctx.env.dataDir, "log");
+  const windows = ring.map((k) => ({ id: toHex(keyId(ctx.crypto, ctx.env.logOrigin, fromHex(k.publicKey))), from: k.fromSize, until: k.untilSize }));
+  const current = toHex(keyId(ctx.crypto, ctx.env.logOrigin, ctx.signer.publicKey));
+  return (c) => {
+    const w = windows.filter((x) => x.id === c.keyId);
+    // A checkpoint by a key outside the ring (a test's own signer) is judged by the ring only when it knows the key.
+    if (!w.length) return c.keyId === current || !windows.some((x) => x.id === current);
+    return w.some((x) => c.treeSize >= x.from && (x.until === null || c.treeSize < x.until));
+  };
+}
+
+export type ProofResult = { status: "pending"; entryId: string } | { status: "sealed"; bundle: Bundle };
+
+/** What every bundle of one batch shares: the batch, and its checkpoints (log paths and anchors), built once. */
+async function batchProofContext(ctx: AppContext, batchNo: number) {
+  const found = await q.findBatchWithCheckpoint(ctx.db, batchNo);
+  if (!found) throw new Error(`sealed batch ${batchNo} is missing`);
+  const { batch } = found;
+  let cp = found.checkpoint;
+  if (!cp) throw new Error(`checkpoint ${batch.batchNo + 1} is missing`);
+  // Only checkpoints signed by a key whose window (key ring) covers their size: after a key is revoked from a
+  // size on, what it signed there is left out, and the latest checkpoint (by the current key) proves instead.
+  const signedInWindow = logKeyWindowCheck(ctx);
+  if (!signedInWindow(cp)) {
+    const latest = await q.latestCheckpoint(ctx.db);
+    if (!latest || !signedInWindow(latest)) throw new Error(`no checkpoint covering batch ${batch.batchNo} is signed by a key valid for its size`);
+    cp = latest;
+  }
+  // Anchors: for each ledger, the first final anchor of a checkpoint covering this batch.
+  const anchored = await qa.firstFinalAnchorsCovering(ctx.db, batch.batchNo);
+  const candidateSizes = [...new Set(anchored.map((a) => a.treeSize))].filter((n) => n !== cp.treeSize).sort((a, b) => a - b);
+  const found2 = await Promise.all(candidateSizes.map((n) => q.findCheckpoint(ctx.db, n)));
+  const sizes = candidateSizes.filter((_, k) => found2[k] && signedInWindow(found2[k]!));
+  const others = found2.filter((c) => c && signedInWindow(c));
+  const log = await logTree(ctx, Math.max(cp.treeSize, ...sizes), others.length ? others[others.length - 1]!.root : cp.root);
+  const checkpointOf = (treeSize: number, note: string, root: Uint8Array): BundleCheckpoint => {
+    if (!bytesEqual(log.root(treeSize), root)) throw new Error(`the batch log does not match checkpoint ${treeSize}`);
+    return {
+      note,
+      log: { index: batch.batchNo, treeSize, inclusion: log.inclusionProof(batch.batchNo, treeSize).map(toHex) },
+      anchors: anchored.filter((a) => a.treeSize === treeSize).map((a) => ({ ledger: a.ledger, receipt: JSON.parse(a.receiptText) })),
+    };
+  };
+  const checkpoints = [
+    checkpointOf(cp.treeSize, cp.noteText, cp.root),
+    ...others.map((c, k) => {
+      if (!c) throw new Error(`checkpoint ${sizes[k]} of an anchor is missing`);
+      return checkpointOf(c.treeSize, c.noteText, c.root);
+    }),
+  ];
+  return { batch, header: JSON.parse(batch.headerText) as unknown, checkpoints };
+}
+
+function bundleOf(entry: q.EntryRow, c: Awaited<ReturnType<typeof batchProofContext>>, inclusion: Uint8Array[]): Bundle {
+  return {
+    format: "trialseal-proof/v1",
+    payload: JSON.parse(entry.payloadText),
+    envelope: JSON.parse(entry.envelopeText!),
+    batch: { header: c.header as Bundle["batch"]["header"], leafIndex: entry.seq! - c.batch.firstSeq, inclusion: inclusion.map(toHex) },
+    checkpoints: structuredClone(c.checkpoints),
+  };
+}
+
+/** The proof bundle of a sealed entry: payload, envelope, batch inclusion, and the checkpoint sealed with it. */
+export async function proofBundle(ctx: AppContext, entry: q.EntryRow): Promise<ProofResult> {
+  if (entry.status !== "sealed" || entry.batchNo === null || entry.seq === null) return { status: "pending", entryId: entry.id };
+  const c = await batchProofContext(ctx, entry.batchNo);
+  const inclusion = await batchInclusion(ctx, c.batch, entry.seq - c.batch.firstSeq, entry.leafHash!);
+  return { status: "sealed", bundle: bundleOf(entry, c, inclusion) };
+}
+
+/**
+ * The bundles of every entry of one batch that `want` selects, sharing one read of the batch: its tree is
+ * rebuilt once from the entries' leaf hashes and checked against the batch root (exports of whole studies).
+ */
+export async function proofBundlesOfBatch(ctx: AppContext, batchNo: number, want: (e: q.EntryRow) => boolean = () => true): Promise<Bundle[]> {
+  const entries = await q.entriesOfBatch(ctx.db, batchNo);
+  const chosen = entries.filter(want);
+  if (!chosen.length) return [];
+  const c = await batchProofContext(ctx, batchNo);
+  const tree = MerkleLevels.fromLeaves(ctx.crypto, entries.map((e) => e.leafHash!));
+  if (tree.size !== c.batch.size || !bytesEqual(tree.root(), c.batch.root)) throw new Error(`the entries of batch ${batchNo} do not hash to its root`);
+  return chosen.map((e) => bundleOf(e, c, tree.inclusionProof(e.seq! - c.batch.firstSeq)));
+}
+
+export function latestCheckpoint(ctx: AppContext) {
+  return q.latestCheckpoint(ctx.db);
+}
+
+/** RFC 9162 consistency proof between batch-log sizes `from` and `to` (both at most the latest size). */
+export async function consistencyBetween(ctx: AppContext, from: number, to: number) {
+  const size = (await q.latestCheckpoint(ctx.db))?.treeSize ?? 0;
+  if (!Number.isSafeInteger(from) || from < 1) throw new ServiceError("invalid", "from must be a whole number of at least 1", "from");
+  if (!Number.isSafeInteger(to) || to < from) throw new ServiceError("invalid", "to must be a whole number not below from", "to");
+  if (to > size) throw new ServiceError("invalid", `to (${to}) is beyond the log's size (${size})`, "to");
+  const log = await logTree(ctx, to);
+  return { from, to, proof: log.consistencyProof(from, to).map(toHex) };
+}

@@ -1,0 +1,33 @@
+/** The application context: configuration + database + crypto, built once per process. */
+import { openDatabase, type Database, type Db } from "../../db/client.ts";
+import { nodeCrypto } from "../../anchoring/adapters/crypto-node.ts";
+import type { Crypto, Signer } from "../../anchoring/log/crypto.ts";
+import { logSigner } from "../keys/log-keys.server.ts";
+import type { Env } from "./env.server.ts";
+import { buildLedgers, type ConfiguredLedger } from "../anchor-worker/ledger-factory.server.ts";
+
+export interface AppContext {
+  env: Env;
+  database: Database;
+  db: Db;
+  crypto: Crypto;
+  /** The log's checkpoint signing key (kept in <DATA_DIR>/keys, outside the database). */
+  signer: Signer;
+  /** The anchoring ledgers enabled by configuration (tests may replace them). */
+  ledgers: ConfiguredLedger[];
+}
+
+export async function createAppContext(env: Env, opts: { lockInfo?: Record<string, unknown>; migrate?: boolean } = {}): Promise<AppContext> {
+  const database = await openDatabase({
+    url: env.databaseUrl,
+    pgliteDir: env.pgliteDir,
+    migrate: opts.migrate,
+    lockInfo: opts.lockInfo,
+  });
+  return { env, database, db: database.db, crypto: nodeCrypto, signer: logSigner(env.dataDir), ledgers: buildLedgers(env, nodeCrypto) };
+}
+
+/** Context over an already-open database (tests). */
+export function contextFor(env: Env, database: Database): AppContext {
+  return { env, database, db: database.db, crypto: nodeCrypto, signer: logSigner(env.dataDir), ledgers: buildLedgers(env, nodeCrypto) };
+}

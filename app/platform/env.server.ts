@@ -1,0 +1,206 @@
+/**
+ * Configuration, parsed once with zod. In development, missing secrets are generated into
+ * `<DATA_DIR>/secrets.json` on first start (never committed); in production every secret must be given.
+ */
+import { randomBytes } from "node:crypto";
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import path from "node:path";
+import { z } from "zod";
+import { parseDatabaseUrl } from "../../db/client.ts";
+
+export class ConfigError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = "ConfigError";
+  }
+}
+
+const boolFromString = z
+  .enum(["true", "false", "1", "0", "yes", "no"])
+  .transform((v) => v === "true" || v === "1" || v === "yes");
+
+const intFrom = (min: number, max: number) =>
+  z
+    .string()
+    .regex(/^\d+$/, "must be a whole number")
+    .transform(Number)
+    .pipe(z.number().int().min(min).max(max));
+
+const dataKey = z
+  .string()
+  .transform((v, ctx) => {
+    const bytes = /^[0-9a-fA-F]{64}$/.test(v) ? Buffer.from(v, "hex") : Buffer.from(v, "base64");
+    if (bytes.length !== 32) {
+      ctx.addIssue({ code: "custom", message: "must be 32 bytes, as 64 hex characters or base64" });
+      return z.NEVER;
+    }
+    return new Uint8Array(bytes);
+  });
+
+const EnvSchema = z.object({
+  NODE_ENV: z.enum(["development", "production", "test"]).default("development"),
+  DATA_DIR: z.string().min(1).default("./data"),
+  DATABASE_URL: z
+    .string()
+    .optional()
+    .transform((v) => (v === "" ? undefined : v)),
+  PGLITE_DIR: z.string().min(1).optional(),
+  SESSION_SECRET: z.string().min(32, "must be at least 32 characters").optional(),
+  DATA_KEY: dataKey.optional(),
+  PORT: intFrom(0, 65535).default(3000),
+  HOST: z.string().min(1).default("0.0.0.0"),
+  LOG_ORIGIN: z
+    .string()
+    .regex(/^[A-Za-z0-9][A-Za-z0-9.\-/_:]*$/, "must be a schema-less URL such as example.com/trialseal")
+    .optional(),
+  SEAL_INTERVAL_MS: intFrom(10, 3_600_000).default(1000),
+  SEAL_MAX_BATCH: intFrom(1, 1_000_000).default(10000),
+  SEED_DEMO: boolFromString.optional(),
+  SESSION_TTL_HOURS: intFrom(1, 24 * 30).default(12),
+  SESSION_IDLE_MINUTES: intFrom(1, 24 * 60).default(30),
+  API_RATE_PER_SECOND: intFrom(1, 100_000).default(50),
+  // Anchoring (docs/ledgers.md). The local ledger is on unless LOCAL_LEDGER=false.
+  LOCAL_LEDGER: boolFromString.optional(),
+  LOCAL_LEDGER_ID: z.string().regex(/^[A-Za-z0-9][A-Za-z0-9._:/-]{0,200}$/, "letters, digits and . _ : / - only").optional(),
+  LOCAL_ANCHOR_INTERVAL_MS: intFrom(100, 86_400_000).default(10_000),
+  EVM_RPC_URL: z.url({ protocol: /^https?$/, error: "must be an http(s) URL" }).optional(),
+  EVM_CHAIN_ID: intFrom(1, Number.MAX_SAFE_INTEGER).optional(),
+  EVM_CONTRACT: z.string().regex(/^0x[0-9a-fA-F]{40}$/, "must be a 0x-prefixed 20-byte address").optional(),
+  EVM_PRIVATE_KEY: z.string().regex(/^(0x)?[0-9a-fA-F]{64}$/, "must be 32 bytes as hex").optional(),
+  EVM_CONFIRMATIONS: intFrom(1, 10_000).default(2),
+  EVM_ANCHOR_INTERVAL_MS: intFrom(100, 86_400_000).default(300_000),
+  EVM_RECEIPT_TIMEOUT_MS: intFrom(100, 3_600_000).default(60_000),
+  TSA_URL: z.url({ protocol: /^https?$/, error: "must be an http(s) URL" }).optional(),
+  TSA_CERTS: z.string().min(1).optional(),
+  TSA_TIMEOUT_MS: intFrom(100, 600_000).default(15_000),
+  RFC3161_ANCHOR_INTERVAL_MS: intFrom(100, 86_400_000).default(60_000),
+  ANCHOR_RETRY_MAX_MS: intFrom(100, 86_400_000).default(300_000),
+});
+
+export type Env = {
+  nodeEnv: "development" | "production" | "test";
+  production: boolean;
+  dataDir: string;
+  databaseUrl?: string;
+  pgliteDir: string;
+  sessionSecret: string;
+  dataKey: Uint8Array;
+  port: number;
+  host: string;
+  logOrigin: string;
+  sealIntervalMs: number;
+  sealMaxBatch: number;
+  seedDemo: boolean;
+  sessionTtlMs: number;
+  sessionIdleMs: number;
+  apiRatePerSecond: number;
+  anchoring: AnchoringConfig;
+};
+
+/** Which ledgers are on, and how to reach them. */
+export interface AnchoringConfig {
+  local: { id: string; intervalMs: number } | null;
+  evm: { rpcUrl: string; chainId: number; contract: `0x${string}`; privateKey: `0x${string}`; confirmations: number; intervalMs: number; receiptTimeoutMs: number } | null;
+  rfc3161: { url: string; certsFile: string; timeoutMs: number; intervalMs: number } | null;
+  retryMaxMs: number;
+}
+
+interface DevSecrets {
+  SESSION_SECRET: string;
+  DATA_KEY: string;
+}
+
+function loadOrCreateDevSecrets(dataDir: string): DevSecrets {
+  const file = path.join(dataDir, "secrets.json");
+  if (existsSync(file)) {
+    const parsed = z.object({ SESSION_SECRET: z.string().min(32), DATA_KEY: z.string() }).safeParse(JSON.parse(readFileSync(file, "utf8")));
+    if (!parsed.success) throw new ConfigError(`${file} is damaged; delete it to generate new development secrets`);
+    return parsed.data;
+  }
+  mkdirSync(dataDir, { recursive: true });
+  const secrets: DevSecrets = {
+    SESSION_SECRET: randomBytes(32).toString("base64url"),
+    DATA_KEY: randomBytes(32).toString("hex"),
+  };
+  writeFileSync(file, JSON.stringify(secrets, null, 2) + "\n", { mode: 0o600, flag: "wx" });
+  return secrets;
+}
+
+/** Parse the environment. Throws ConfigError with one line naming the variable at fault. */
+export function parseEnv(source: Record<string, string | undefined> = process.env): Env {
+  const relevant = Object.fromEntries(Object.entries(source).filter(([, v]) => v !== undefined && v !== ""));
+  const result = EnvSchema.safeParse(relevant);
+  if (!result.success) {
+    const issue = result.error.issues[0];
+    const name = String(issue.path[0] ?? "environment");
+    throw new ConfigError(`invalid ${name}: ${issue.message}`);
+  }
+  const e = result.data;
+  const production = e.NODE_ENV === "production";
+  if (e.DATABASE_URL) {
+    // Checked here so that a malformed URL is reported as configuration, before anything starts.
+    try {
+      parseDatabaseUrl(e.DATABASE_URL);
+    } catch (err) {
+      throw new ConfigError(`invalid ${(err as Error).message}`);
+    }
+  }
+  let sessionSecret = e.SESSION_SECRET;
+  let key = e.DATA_KEY;
+  if (production) {
+    if (!sessionSecret) throw new ConfigError("missing SESSION_SECRET: production needs a random secret of at least 32 characters");
+    if (!key) throw new ConfigError("missing DATA_KEY: production needs a 32-byte key (64 hex characters) for personal data encryption");
+  } else if (!sessionSecret || !key) {
+    const dev = loadOrCreateDevSecrets(e.DATA_DIR);
+    sessionSecret ??= dev.SESSION_SECRET;
+    key ??= dataKey.parse(dev.DATA_KEY);
+  }
+  let evm: AnchoringConfig["evm"] = null;
+  if (e.EVM_RPC_URL) {
+    // Never echo the key: only the variable's name appears in errors.
+    if (!e.EVM_CHAIN_ID) throw new ConfigError("missing EVM_CHAIN_ID: the chain id the EVM_RPC_URL endpoint must serve");
+    if (!e.EVM_CONTRACT) throw new ConfigError("missing EVM_CONTRACT: deploy the anchoring contract with `trialseal ledger deploy-evm` and set its address");
+    if (!e.EVM_PRIVATE_KEY) throw new ConfigError("missing EVM_PRIVATE_KEY: the key of the account that deployed the contract");
+    evm = {
+      rpcUrl: e.EVM_RPC_URL,
+      chainId: e.EVM_CHAIN_ID,
+      contract: e.EVM_CONTRACT as `0x${string}`,
+      privateKey: (e.EVM_PRIVATE_KEY.startsWith("0x") ? e.EVM_PRIVATE_KEY : `0x${e.EVM_PRIVATE_KEY}`) as `0x${string}`,
+      confirmations: e.EVM_CONFIRMATIONS,
+      intervalMs: e.EVM_ANCHOR_INTERVAL_MS,
+      receiptTimeoutMs: e.EVM_RECEIPT_TIMEOUT_MS,
+    };
+  }
+  let rfc3161: AnchoringConfig["rfc3161"] = null;
+  if (e.TSA_URL) {
+    if (!e.TSA_CERTS) throw new ConfigError("missing TSA_CERTS: a PEM file with the certificate(s) the TSA's certificate must chain to");
+    if (!existsSync(e.TSA_CERTS)) throw new ConfigError(`invalid TSA_CERTS: ${e.TSA_CERTS} does not exist`);
+    rfc3161 = { url: e.TSA_URL, certsFile: e.TSA_CERTS, timeoutMs: e.TSA_TIMEOUT_MS, intervalMs: e.RFC3161_ANCHOR_INTERVAL_MS };
+  }
+  const logOrigin = e.LOG_ORIGIN ?? "trialseal.localhost/log";
+  const anchoring: AnchoringConfig = {
+    local: e.LOCAL_LEDGER === false ? null : { id: e.LOCAL_LEDGER_ID ?? `${logOrigin}/local-ledger`, intervalMs: e.LOCAL_ANCHOR_INTERVAL_MS },
+    evm,
+    rfc3161,
+    retryMaxMs: e.ANCHOR_RETRY_MAX_MS,
+  };
+  return {
+    nodeEnv: e.NODE_ENV,
+    production,
+    dataDir: e.DATA_DIR,
+    databaseUrl: e.DATABASE_URL,
+    pgliteDir: e.PGLITE_DIR ?? path.join(e.DATA_DIR, "pglite"),
+    sessionSecret: sessionSecret!,
+    dataKey: key!,
+    port: e.PORT,
+    host: e.HOST,
+    logOrigin,
+    sealIntervalMs: e.SEAL_INTERVAL_MS,
+    sealMaxBatch: e.SEAL_MAX_BATCH,
+    seedDemo: e.SEED_DEMO ?? !production,
+    sessionTtlMs: e.SESSION_TTL_HOURS * 3600_000,
+    sessionIdleMs: e.SESSION_IDLE_MINUTES * 60_000,
+    apiRatePerSecond: e.API_RATE_PER_SECOND,
+    anchoring,
+  };
+}

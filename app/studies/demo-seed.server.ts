@@ -1,0 +1,83 @@
+/**
+ * The demo study (DEMO-001): one site, an approved consent document, two approved CRF forms and a demo user
+ * per role. A random demo password is generated once, printed and written to <DATA_DIR>/demo-credentials.txt.
+ */
+import { createHash, randomBytes } from "node:crypto";
+import { readFileSync, writeFileSync, mkdirSync } from "node:fs";
+import path from "node:path";
+import { fileURLToPath } from "node:url";
+import { findStudyByCode } from "../../db/queries/studies.ts";
+import type { Role } from "../../db/schema/index.ts";
+import type { AppContext } from "../platform/context.server.ts";
+import { createStudy } from "./studies.server.ts";
+import { createUser } from "../accounts/users.server.ts";
+import { grantDelegation } from "./delegations.server.ts";
+import { principalForUser } from "../accounts/auth.server.ts";
+import { importForm, createApprovedConsentDocument } from "../records/forms.server.ts";
+
+export const DEMO_STUDY = "DEMO-001";
+export const DEMO_SITE = "SITE-01";
+
+const DEMO_DIR = path.join(path.dirname(fileURLToPath(import.meta.url)), "demo");
+
+export const DEMO_USERS: { email: string; fullName: string; role: Role; study?: string; site?: string }[] = [
+  { email: "admin@demo.trialseal.test", fullName: "Ada Admin", role: "admin" },
+  { email: "investigator@demo.trialseal.test", fullName: "Ian Investigator", role: "investigator", study: DEMO_STUDY, site: DEMO_SITE },
+  { email: "coordinator@demo.trialseal.test", fullName: "Cora Coordinator", role: "coordinator", study: DEMO_STUDY, site: DEMO_SITE },
+  { email: "monitor@demo.trialseal.test", fullName: "Mona Monitor", role: "monitor", study: DEMO_STUDY },
+  { email: "datamanager@demo.trialseal.test", fullName: "Dana Datamanager", role: "data_manager", study: DEMO_STUDY },
+  { email: "regulator@demo.trialseal.test", fullName: "Rex Regulator", role: "regulator", study: DEMO_STUDY },
+];
+
+/** Seed the demo study unless it exists. Returns the demo password when it seeded, null otherwise. */
+export async function seedDemo(ctx: AppContext, opts: { password?: string; credentialsFile?: string } = {}): Promise<string | null> {
+  if (await findStudyByCode(ctx.db, DEMO_STUDY)) return null;
+  const password = opts.password ?? `demo-${randomBytes(9).toString("base64url")}`;
+  await createStudy(ctx, { code: DEMO_STUDY, title: "Demo blood pressure study", sites: [{ code: DEMO_SITE, name: "Demo site 01" }] }, null);
+  let adminId: string | null = null;
+  let investigatorId: string | null = null;
+  for (const u of DEMO_USERS) {
+    const user = await createUser(ctx, { ...u, password }, adminId);
+    if (u.role === "admin") adminId = user.id;
+    if (u.role === "investigator") investigatorId = user.id;
+  }
+  // The investigator delegates site work to the coordinator (ICH E6(R3) delegation log), with GCP training.
+  const investigator = (await principalForUser(ctx, investigatorId!))!;
+  const gcpCertificate = createHash("sha256").update("Demo GCP certificate for Cora Coordinator").digest("hex");
+  for (const task of ["consent", "enrollment", "data_entry"] as const) {
+    await grantDelegation(ctx, investigator, {
+      study: DEMO_STUDY,
+      site: DEMO_SITE,
+      delegate: "coordinator@demo.trialseal.test",
+      task,
+      startsOn: "2026-01-01",
+      endsOn: null,
+      training: [{ course: "ICH E6(R3) Good Clinical Practice", completedOn: "2025-12-01", evidenceSha256: gcpCertificate }],
+    });
+  }
+  await createApprovedConsentDocument(
+    ctx,
+    DEMO_STUDY,
+    {
+      code: "ICF",
+      version: "1.0",
+      title: "Informed consent form",
+      bodyMarkdown: readFileSync(path.join(DEMO_DIR, "consent.md"), "utf8"),
+      irbName: "Demo Central IRB",
+      irbApprovedOn: "2026-01-15",
+    },
+    adminId,
+  );
+  for (const f of ["demog.form.json", "vitals.form.json"]) {
+    await importForm(ctx, DEMO_STUDY, JSON.parse(readFileSync(path.join(DEMO_DIR, f), "utf8")), { actorId: adminId });
+  }
+  const file = opts.credentialsFile ?? path.join(ctx.env.dataDir, "demo-credentials.txt");
+  mkdirSync(path.dirname(file), { recursive: true });
+  const lines = [
+    `TrialSeal demo logins (study ${DEMO_STUDY}); password for every account: ${password}`,
+    ...DEMO_USERS.map((u) => `${u.role.padEnd(13)} ${u.email}`),
+    "",
+  ];
+  writeFileSync(file, lines.join("\n"), { mode: 0o600 });
+  return password;
+}
