@@ -15,7 +15,13 @@ const dbSuite = (engine: "pglite" | "postgres") => ({
 export default defineConfig({
   test: {
     projects: [
-      { test: { name: "unit", include: ["anchoring/**/*.test.ts", "app/**/*.test.ts", "db/**/*.test.ts", "test/unit/**/*.test.ts"], testTimeout: 60_000 } },
+      {
+        test: {
+          name: "unit",
+          include: ["anchoring/**/*.test.ts", "app/**/*.test.ts", "db/**/*.test.ts", "test/unit/**/*.test.ts"],
+          testTimeout: 60_000,
+        },
+      },
       dbSuite("pglite"),
       dbSuite("postgres"),
       {
@@ -29,9 +35,22 @@ export default defineConfig({
       },
       {
         // Browser tests: playwright-core driving Debian's Chromium against a portal the test starts.
-        test: { name: "e2e", include: ["test/e2e/**/*.test.ts"], testTimeout: 180_000, hookTimeout: 180_000, fileParallelism: false },
+        test: {
+          name: "e2e",
+          include: ["test/e2e/**/*.test.ts"],
+          testTimeout: 180_000,
+          hookTimeout: 180_000,
+          fileParallelism: false,
+        },
       },
-      { test: { name: "long", include: ["test/long/**/*.test.ts", "test/unit/fuzz.test.ts"], testTimeout: 1_800_000, hookTimeout: 120_000 } },
+      {
+        test: {
+          name: "long",
+          include: ["test/long/**/*.test.ts", "test/unit/fuzz.test.ts"],
+          testTimeout: 1_800_000,
+          hookTimeout: 120_000,
+        },
+      },
     ],
   },
 });

@@ -29,10 +29,24 @@ export async function benchGas(intervalMs: number): Promise<GasBench> {
   const d = await deployAnchorContract({ transport, privateKey: HARDHAT_KEYS[0], logId });
   const pub = createPublicClient({ chain: chainFor(HARDHAT_CHAIN_ID), transport });
   const deployGas = Number((await pub.getTransactionReceipt({ hash: d.txHash as Hex })).gasUsed);
-  const ledger = new EvmLedger({ name: "evm", transport, chainId: HARDHAT_CHAIN_ID, contract: d.contract, privateKey: HARDHAT_KEYS[0], confirmations: 1, logId, receiptTimeoutMs: 10_000 });
+  const ledger = new EvmLedger({
+    name: "evm",
+    transport,
+    chainId: HARDHAT_CHAIN_ID,
+    contract: d.contract,
+    privateKey: HARDHAT_KEYS[0],
+    confirmations: 1,
+    logId,
+    receiptTimeoutMs: 10_000,
+  });
   const gasOf = async (n: number) => {
     let work: WorkState | null = null;
-    const out = await ledger.anchor(req(n), { get work() { return work; }, saveWork: async (w: WorkState) => void (work = w) });
+    const out = await ledger.anchor(req(n), {
+      get work() {
+        return work;
+      },
+      saveWork: async (w: WorkState) => void (work = w),
+    });
     if (out.receipt.type !== "evm") throw new Error("not an EVM receipt");
     return Number((await pub.getTransactionReceipt({ hash: out.receipt.txHash as Hex })).gasUsed);
   };
@@ -41,8 +55,15 @@ export async function benchGas(intervalMs: number): Promise<GasBench> {
   for (let n = 2; n <= 6; n++) steady.push(await gasOf(n * 1000));
   steady.sort((a, b) => a - b);
   const steadyAnchorGas = steady[Math.floor(steady.length / 2)];
-  const wallet = createWalletClient({ account: privateKeyToAccount(HARDHAT_KEYS[1]), chain: chainFor(HARDHAT_CHAIN_ID), transport });
-  const tx = await wallet.sendTransaction({ to: "0x000000000000000000000000000000000000dEaD", value: parseEther("0.001") });
+  const wallet = createWalletClient({
+    account: privateKeyToAccount(HARDHAT_KEYS[1]),
+    chain: chainFor(HARDHAT_CHAIN_ID),
+    transport,
+  });
+  const tx = await wallet.sendTransaction({
+    to: "0x000000000000000000000000000000000000dEaD",
+    value: parseEther("0.001"),
+  });
   const transferGas = Number((await pub.waitForTransactionReceipt({ hash: tx })).gasUsed);
   const anchorsPerHour = 3_600_000 / intervalMs;
   return {

@@ -62,14 +62,38 @@ const FORM = {
   version: 1,
   visits: VISITS,
   fields: [
-    { name: "sbp", label: "Systolic BP", type: "number", integer: true, unit: "mmHg", min: 50, max: 250, required: true },
-    { name: "dbp", label: "Diastolic BP", type: "number", integer: true, unit: "mmHg", min: 30, max: 150, required: true },
+    {
+      name: "sbp",
+      label: "Systolic BP",
+      type: "number",
+      integer: true,
+      unit: "mmHg",
+      min: 50,
+      max: 250,
+      required: true,
+    },
+    {
+      name: "dbp",
+      label: "Diastolic BP",
+      type: "number",
+      integer: true,
+      unit: "mmHg",
+      min: 30,
+      max: 150,
+      required: true,
+    },
     { name: "temp", label: "Temperature", type: "number", unit: "Cel", min: 30, max: 45 },
     { name: "visit_date", label: "Visit date", type: "date", required: true },
     { name: "notes", label: "Notes", type: "text" },
   ],
 };
-const values = (i: number) => ({ sbp: 100 + (i % 80), dbp: 60 + (i % 40), temp: 36.5, visit_date: "2026-03-01", notes: `visit ${i}` });
+const values = (i: number) => ({
+  sbp: 100 + (i % 80),
+  dbp: 60 + (i % 40),
+  temp: 36.5,
+  visit_date: "2026-03-01",
+  notes: `visit ${i}`,
+});
 
 export interface IngestResult {
   writers: number;
@@ -85,25 +109,48 @@ export interface IngestResult {
 }
 
 /** Service-layer ingest vs plain INSERT, and the merge delay under that load. */
-export async function benchIngest(adminUrl: string, opts: { writers: number; subjectsPerWriter: number; log: (s: string) => void }): Promise<IngestResult> {
+export async function benchIngest(
+  adminUrl: string,
+  opts: { writers: number; subjectsPerWriter: number; log: (s: string) => void },
+): Promise<IngestResult> {
   const db = await scratchDb(adminUrl);
   try {
-    const env = parseEnv({ NODE_ENV: "test", DATA_DIR: path.join(tmpdir(), db.name), SESSION_SECRET: "b".repeat(40), DATA_KEY: "22".repeat(32), DATABASE_URL: db.url });
+    const env = parseEnv({
+      NODE_ENV: "test",
+      DATA_DIR: path.join(tmpdir(), db.name),
+      SESSION_SECRET: "b".repeat(40),
+      DATA_KEY: "22".repeat(32),
+      DATABASE_URL: db.url,
+    });
     const database = await openDatabase({ url: db.url, poolSize: opts.writers + 4 });
     const ctx = contextFor(env, database);
     await createStudy(ctx, { code: "ING", title: "Ingest", sites: [{ code: "S1", name: "Site 1" }] }, null);
-    const admin = await createUser(ctx, { email: "bench@ingest.test", fullName: "Bench Investigator", password: "amber otter winter forty-two", role: "investigator", study: "ING", site: "S1" }, null);
+    const admin = await createUser(
+      ctx,
+      {
+        email: "bench@ingest.test",
+        fullName: "Bench Investigator",
+        password: "amber otter winter forty-two",
+        role: "investigator",
+        study: "ING",
+        site: "S1",
+      },
+      null,
+    );
     const principal = (await principalForUser(ctx, admin.id))!;
     await importForm(ctx, "ING", FORM, { actorId: admin.id });
     const subjects: string[][] = [];
     for (let w = 0; w < opts.writers; w++) {
       subjects.push([]);
-      for (let k = 0; k < opts.subjectsPerWriter; k++) subjects[w].push((await enrollParticipant(ctx, principal, { study: "ING", site: "S1" })).subjectCode);
+      for (let k = 0; k < opts.subjectsPerWriter; k++)
+        subjects[w].push((await enrollParticipant(ctx, principal, { study: "ING", site: "S1" })).subjectCode);
     }
     const total = opts.writers * opts.subjectsPerWriter * VISITS.length;
     // The sealer runs at its defaults during the load, as in the portal.
     const stopSealer = startSealer(ctx, { onError: () => {} });
-    const [{ startSeq }] = (await database.execute(`SELECT coalesce(max(seq), -1) + 1 AS "startSeq" FROM ledger_entries`)) as { startSeq: number }[];
+    const [{ startSeq }] = (await database.execute(
+      `SELECT coalesce(max(seq), -1) + 1 AS "startSeq" FROM ledger_entries`,
+    )) as { startSeq: number }[];
     const lat: number[] = [];
     const t0 = performance.now();
     await Promise.all(
@@ -122,7 +169,9 @@ export async function benchIngest(adminUrl: string, opts: { writers: number; sub
     opts.log(`  ${total} records through saveRecord by ${opts.writers} writers in ${serviceSeconds.toFixed(1)} s`);
     // Wait until the sealer has taken everything written, then measure write -> sealed.
     for (let i = 0; i < 600; i++) {
-      const [{ n }] = (await database.execute(`SELECT count(*)::int AS n FROM ledger_entries WHERE status = 'pending'`)) as { n: number }[];
+      const [{ n }] = (await database.execute(
+        `SELECT count(*)::int AS n FROM ledger_entries WHERE status = 'pending'`,
+      )) as { n: number }[];
       if (n === 0) break;
       await new Promise((r) => setTimeout(r, 100));
     }
@@ -135,9 +184,15 @@ export async function benchIngest(adminUrl: string, opts: { writers: number; sub
 
     // Baseline: the same three rows per transaction as plain INSERTs (values precomputed, no validation, no
     // canonical JSON, no hashing in Node), same writers, same count.
-    const [{ studyId }] = (await database.execute(`SELECT id AS "studyId" FROM studies WHERE code = 'ING'`)) as { studyId: string }[];
-    const [{ siteId }] = (await database.execute(`SELECT id AS "siteId" FROM sites WHERE code = 'S1'`)) as { siteId: string }[];
-    const [{ formId }] = (await database.execute(`SELECT id AS "formId" FROM forms WHERE code = 'ING'`)) as { formId: string }[];
+    const [{ studyId }] = (await database.execute(`SELECT id AS "studyId" FROM studies WHERE code = 'ING'`)) as {
+      studyId: string;
+    }[];
+    const [{ siteId }] = (await database.execute(`SELECT id AS "siteId" FROM sites WHERE code = 'S1'`)) as {
+      siteId: string;
+    }[];
+    const [{ formId }] = (await database.execute(`SELECT id AS "formId" FROM forms WHERE code = 'ING'`)) as {
+      formId: string;
+    }[];
     const parts = (await database.execute(`SELECT id FROM participants ORDER BY subject_code`)) as { id: string }[];
     const payload = canonicalize({ v: 1, note: "plain insert baseline", values: values(1) });
     const hash = Buffer.alloc(32, 7);
@@ -148,8 +203,12 @@ export async function benchIngest(adminUrl: string, opts: { writers: number; sub
           const recordId = randomUUID();
           const participant = parts[(w * opts.subjectsPerWriter + (k % opts.subjectsPerWriter)) % parts.length].id;
           await database.db.transaction(async (tx) => {
-            await tx.execute(sql`INSERT INTO records (id, study_id, site_id, participant_id, form_code, visit) VALUES (${recordId}, ${studyId}, ${siteId}, ${participant}, 'PLAIN', ${`P${w}-${k}`})`);
-            const [e] = (await tx.execute(sql`INSERT INTO ledger_entries (study_id, study_code, kind, payload_text, payload_hash, at) VALUES (${studyId}, 'ING', 'record.saved', ${payload}, ${hash}, now()) RETURNING id`)) as unknown as { id: string }[];
+            await tx.execute(
+              sql`INSERT INTO records (id, study_id, site_id, participant_id, form_code, visit) VALUES (${recordId}, ${studyId}, ${siteId}, ${participant}, 'PLAIN', ${`P${w}-${k}`})`,
+            );
+            const [e] = (await tx.execute(
+              sql`INSERT INTO ledger_entries (study_id, study_code, kind, payload_text, payload_hash, at) VALUES (${studyId}, 'ING', 'record.saved', ${payload}, ${hash}, now()) RETURNING id`,
+            )) as unknown as { id: string }[];
             await tx.execute(
               sql`INSERT INTO record_versions (record_id, study_id, version, form_id, form_version, data_text, reason, actor_user_id, entry_id) VALUES (${recordId}, ${studyId}, 1, ${formId}, 1, ${payload}, null, ${admin.id}, ${e.id})`,
             );
@@ -194,23 +253,53 @@ export interface HttpResult {
  * a fresh PostgreSQL database. Baseline: a cheap authenticated read through the same stack (GET the study's
  * forms: token check, one query, JSON), same connections.
  */
-export async function benchHttp(adminUrl: string, opts: { connections: number; seconds: number; log: (s: string) => void }): Promise<HttpResult> {
+export async function benchHttp(
+  adminUrl: string,
+  opts: { connections: number; seconds: number; log: (s: string) => void },
+): Promise<HttpResult> {
   const db = await scratchDb(adminUrl);
   const dataDir = path.join(tmpdir(), `${db.name}-portal`);
-  const env: NodeJS.ProcessEnv = { ...process.env, NODE_ENV: "production", PORT: "0", HOST: "127.0.0.1", DATA_DIR: dataDir, DATABASE_URL: db.url, SESSION_SECRET: "c".repeat(40), DATA_KEY: "33".repeat(32), API_RATE_PER_SECOND: "100000", SEED_DEMO: "false" };
+  const env: NodeJS.ProcessEnv = {
+    ...process.env,
+    NODE_ENV: "production",
+    PORT: "0",
+    HOST: "127.0.0.1",
+    DATA_DIR: dataDir,
+    DATABASE_URL: db.url,
+    SESSION_SECRET: "c".repeat(40),
+    DATA_KEY: "33".repeat(32),
+    API_RATE_PER_SECOND: "100000",
+    SEED_DEMO: "false",
+  };
   // Set up the study, a form with many visits, participants and a token through the services, then start the
   // portal as a separate process (as deployed).
   const database = await openDatabase({ url: db.url });
   const ctx = contextFor(parseEnv({ ...(env as Record<string, string>), NODE_ENV: "test" }), database);
   await createStudy(ctx, { code: "HTTP", title: "HTTP", sites: [{ code: "S1", name: "Site 1" }] }, null);
-  const adminUser = await createUser(ctx, { email: "bench@http.test", fullName: "Bench Investigator", password: "amber otter winter forty-two", role: "investigator", study: "HTTP", site: "S1" }, null);
+  const adminUser = await createUser(
+    ctx,
+    {
+      email: "bench@http.test",
+      fullName: "Bench Investigator",
+      password: "amber otter winter forty-two",
+      role: "investigator",
+      study: "HTTP",
+      site: "S1",
+    },
+    null,
+  );
   const principal = (await principalForUser(ctx, adminUser.id))!;
   await importForm(ctx, "HTTP", { ...FORM, code: "HTTP" }, { actorId: adminUser.id });
   const subjects: string[] = [];
-  for (let k = 0; k < 2000; k++) subjects.push((await enrollParticipant(ctx, principal, { study: "HTTP", site: "S1" })).subjectCode);
+  for (let k = 0; k < 2000; k++)
+    subjects.push((await enrollParticipant(ctx, principal, { study: "HTTP", site: "S1" })).subjectCode);
   const { token } = await createApiToken(ctx, { study: "HTTP", name: "bench" }, null);
   await database.close();
-  const proc = spawn(process.execPath, ["--import", "tsx", path.join(ROOT, "bin", "serve.ts")], { cwd: ROOT, env, stdio: ["ignore", "pipe", "pipe"] });
+  const proc = spawn(process.execPath, ["--import", "tsx", path.join(ROOT, "bin", "serve.ts")], {
+    cwd: ROOT,
+    env,
+    stdio: ["ignore", "pipe", "pipe"],
+  });
   let out = "";
   proc.stdout.on("data", (d) => (out += d));
   proc.stderr.on("data", (d) => (out += d));
@@ -227,7 +316,12 @@ export async function benchHttp(adminUrl: string, opts: { connections: number; s
       proc.once("exit", (c) => reject(new Error(`portal exited with ${c}:\n${out}`)));
     });
     const headers = { authorization: `Bearer ${token}`, "content-type": "application/json" };
-    const baseline = await autocannon({ url: `${url}/api/v1/studies/HTTP/forms`, connections: opts.connections, duration: Math.max(3, Math.round(opts.seconds / 2)), headers });
+    const baseline = await autocannon({
+      url: `${url}/api/v1/studies/HTTP/forms`,
+      connections: opts.connections,
+      duration: Math.max(3, Math.round(opts.seconds / 2)),
+      headers,
+    });
     let n = 0;
     const run = await autocannon({
       url: `${url}/api/v1/studies/HTTP/records`,
@@ -248,7 +342,9 @@ export async function benchHttp(adminUrl: string, opts: { connections: number; s
     });
     const lat = run.latency as unknown as Record<string, number>;
     const blat = baseline.latency as unknown as Record<string, number>;
-    opts.log(`  ${run.requests.total} POST /records in ${opts.seconds} s at ${opts.connections} connections: ${run["2xx"]} 2xx, ${run.non2xx} other, ${run.errors} errors`);
+    opts.log(
+      `  ${run.requests.total} POST /records in ${opts.seconds} s at ${opts.connections} connections: ${run["2xx"]} 2xx, ${run.non2xx} other, ${run.errors} errors`,
+    );
     return {
       connections: opts.connections,
       seconds: opts.seconds,

@@ -5,5 +5,9 @@
  */
 import { benchIngest } from "./ingest.ts";
 
-const r = await benchIngest(process.env.TEST_DATABASE_URL ?? "postgres://postgres@127.0.0.1:5432/test", { writers: 16, subjectsPerWriter: 2, log: console.log });
+const r = await benchIngest(process.env.TEST_DATABASE_URL ?? "postgres://postgres@127.0.0.1:5432/test", {
+  writers: 16,
+  subjectsPerWriter: 2,
+  log: console.log,
+});
 console.log(`${Math.round(r.servicePerSec)} records/s through saveRecord; plain INSERT ${Math.round(r.plainPerSec)}/s`);

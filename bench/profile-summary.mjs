@@ -3,13 +3,16 @@ import { readdirSync, readFileSync, statSync } from "node:fs";
 import path from "node:path";
 
 const dir = process.argv[2] ?? "bench/profile";
-const files = readdirSync(dir).filter((f) => f.endsWith(".cpuprofile")).map((f) => path.join(dir, f));
+const files = readdirSync(dir)
+  .filter((f) => f.endsWith(".cpuprofile"))
+  .map((f) => path.join(dir, f));
 files.sort((a, b) => statSync(b).mtimeMs - statSync(a).mtimeMs);
 if (!files.length) throw new Error(`no .cpuprofile in ${dir}`);
 const prof = JSON.parse(readFileSync(files[0], "utf8"));
 const self = new Map(prof.nodes.map((n) => [n.id, 0]));
 const dt = prof.timeDeltas;
-for (let i = 0; i < prof.samples.length; i++) self.set(prof.samples[i], (self.get(prof.samples[i]) ?? 0) + (dt[i] ?? 0));
+for (let i = 0; i < prof.samples.length; i++)
+  self.set(prof.samples[i], (self.get(prof.samples[i]) ?? 0) + (dt[i] ?? 0));
 const total = [...self.values()].reduce((a, b) => a + b, 0);
 const byFn = new Map();
 const byArea = new Map();

@@ -56,9 +56,12 @@ async function repeatAsync(n: number, fn: () => Promise<unknown>): Promise<numbe
   for (let i = 0; i < n; i++) out.push(await timeAsync(fn));
   return median(out);
 }
-const fmt = (ms: number) => (ms >= 1000 ? `${(ms / 1000).toFixed(2)} s` : ms >= 1 ? `${ms.toFixed(1)} ms` : `${(ms * 1000).toFixed(1)} us`);
+const fmt = (ms: number) =>
+  ms >= 1000 ? `${(ms / 1000).toFixed(2)} s` : ms >= 1 ? `${ms.toFixed(1)} ms` : `${(ms * 1000).toFixed(1)} us`;
 const line = (label: string, value: string, baseline: string, ratio: number, target?: string) =>
-  console.log(`${label.padEnd(44)} ${value.padStart(10)}   baseline ${baseline.padStart(10)}   ratio ${ratio.toFixed(2).padStart(6)}${target ? `   target ${target}` : ""}`);
+  console.log(
+    `${label.padEnd(44)} ${value.padStart(10)}   baseline ${baseline.padStart(10)}   ratio ${ratio.toFixed(2).padStart(6)}${target ? `   target ${target}` : ""}`,
+  );
 
 // ---------------------------------------------------------------- Merkle
 console.log("\n== Merkle trees (ours vs the raw per-call SHA-256 limit and merkletreejs) ==");
@@ -80,7 +83,14 @@ for (const n of sizes) {
   const bytesPerLeaf = tree.byteLength / n;
   const sha = (d: Buffer) => createHash("sha256").update(d).digest();
   const mtLeaves = leaves.map((l) => Buffer.from(l));
-  const mt = n <= 1_000_000 ? repeat(n >= 1_000_000 ? 1 : 3, () => new MerkleTree(mtLeaves, sha, { concatenator: ([l, r]: Buffer[]) => Buffer.concat([Buffer.from([1]), l, r]) }).getRoot()) : NaN;
+  const mt =
+    n <= 1_000_000
+      ? repeat(n >= 1_000_000 ? 1 : 3, () =>
+          new MerkleTree(mtLeaves, sha, {
+            concatenator: ([l, r]: Buffer[]) => Buffer.concat([Buffer.from([1]), l, r]),
+          }).getRoot(),
+        )
+      : NaN;
   const allPaths = time(() => {
     for (let i = 0; i < n; i++) tree.inclusionProof(i);
   });
@@ -92,10 +102,28 @@ for (const n of sizes) {
   line(`root over ${n} leaves (levels)`, fmt(levels), fmt(raw), levels / raw, "<= 1.2");
   line(`root over ${n} leaves (stack, O(log n) memory)`, fmt(stack), fmt(raw), stack / raw);
   line(`root over ${n} leaves, merkletreejs`, fmt(mt), fmt(levels), mt / levels);
-  console.log(`${"  memory of the stored tree".padEnd(44)} ${bytesPerLeaf.toFixed(1).padStart(10)} B/leaf   target <= 80`);
-  console.log(`${"  all inclusion paths".padEnd(44)} ${fmt(allPaths).padStart(10)}   (${Math.round(n / (allPaths / 1000))} proofs/s)`);
-  console.log(`${"  inclusion verifications".padEnd(44)} ${Math.round(1000 / (verifyUs / 1000)).toString().padStart(10)} /s`);
-  merkle.push({ leaves: n, rawMs: raw, levelsMs: levels, stackMs: stack, merkletreejsMs: mt, ratioToRaw: levels / raw, bytesPerLeaf, allPathsMs: allPaths, verifyPerSec: 1000 / (verifyUs / 1000) });
+  console.log(
+    `${"  memory of the stored tree".padEnd(44)} ${bytesPerLeaf.toFixed(1).padStart(10)} B/leaf   target <= 80`,
+  );
+  console.log(
+    `${"  all inclusion paths".padEnd(44)} ${fmt(allPaths).padStart(10)}   (${Math.round(n / (allPaths / 1000))} proofs/s)`,
+  );
+  console.log(
+    `${"  inclusion verifications".padEnd(44)} ${Math.round(1000 / (verifyUs / 1000))
+      .toString()
+      .padStart(10)} /s`,
+  );
+  merkle.push({
+    leaves: n,
+    rawMs: raw,
+    levelsMs: levels,
+    stackMs: stack,
+    merkletreejsMs: mt,
+    ratioToRaw: levels / raw,
+    bytesPerLeaf,
+    allPathsMs: allPaths,
+    verifyPerSec: 1000 / (verifyUs / 1000),
+  });
 }
 results.merkle = merkle;
 
@@ -103,12 +131,14 @@ results.merkle = merkle;
 console.log("\n== Offline bundle verification ==");
 const { bundles } = buildLog();
 const iters = 2000;
-const nodeMs = (await repeatAsync(5, async () => {
-  for (let i = 0; i < iters; i++) await verifyBundle(nodeCrypto, bundles[i % bundles.length], POLICY);
-})) / iters;
-const nobleMs = (await repeatAsync(3, async () => {
-  for (let i = 0; i < 200; i++) await verifyBundle(nobleCrypto, bundles[i % bundles.length], POLICY);
-})) / 200;
+const nodeMs =
+  (await repeatAsync(5, async () => {
+    for (let i = 0; i < iters; i++) await verifyBundle(nodeCrypto, bundles[i % bundles.length], POLICY);
+  })) / iters;
+const nobleMs =
+  (await repeatAsync(3, async () => {
+    for (let i = 0; i < 200; i++) await verifyBundle(nobleCrypto, bundles[i % bundles.length], POLICY);
+  })) / 200;
 line("verify one bundle, node:crypto", fmt(nodeMs), "1 ms", nodeMs / 1, "< 1 ms");
 line("verify one bundle, @noble (browser)", fmt(nobleMs), fmt(nodeMs), nobleMs / nodeMs);
 results.verify = { nodeMsPerBundle: nodeMs, nobleMsPerBundle: nobleMs };
@@ -117,19 +147,56 @@ results.verify = { nodeMsPerBundle: nodeMs, nobleMsPerBundle: nobleMs };
 const adminUrlIngest = process.env.TEST_DATABASE_URL ?? "postgres://postgres@127.0.0.1:5432/test";
 console.log("\n== Ingest through the service layer, 16 concurrent writers (PostgreSQL) ==");
 const ing = await benchIngest(adminUrlIngest, { writers: 16, subjectsPerWriter: QUICK ? 2 : 10, log: console.log });
-line("records/s through saveRecord (vs plain INSERT)", `${Math.round(ing.servicePerSec)}/s`, `${Math.round(ing.plainPerSec)}/s`, ing.ratio, ">= 3000/s");
-console.log(`${"  saveRecord latency p50 / p95 / p99".padEnd(44)} ${`${fmt(ing.serviceLatencyMs.p50)} / ${fmt(ing.serviceLatencyMs.p95)} / ${fmt(ing.serviceLatencyMs.p99)}`.padStart(10)}`);
-line("seal merge delay p50 (vs SEAL_INTERVAL_MS)", fmt(ing.mergeDelayMs.p50), fmt(ing.sealIntervalMs), ing.mergeDelayMs.p50 / ing.sealIntervalMs);
-line("seal merge delay p99 (vs SEAL_INTERVAL_MS)", fmt(ing.mergeDelayMs.p99), fmt(ing.sealIntervalMs), ing.mergeDelayMs.p99 / ing.sealIntervalMs, "<= 2 s");
+line(
+  "records/s through saveRecord (vs plain INSERT)",
+  `${Math.round(ing.servicePerSec)}/s`,
+  `${Math.round(ing.plainPerSec)}/s`,
+  ing.ratio,
+  ">= 3000/s",
+);
+console.log(
+  `${"  saveRecord latency p50 / p95 / p99".padEnd(44)} ${`${fmt(ing.serviceLatencyMs.p50)} / ${fmt(ing.serviceLatencyMs.p95)} / ${fmt(ing.serviceLatencyMs.p99)}`.padStart(10)}`,
+);
+line(
+  "seal merge delay p50 (vs SEAL_INTERVAL_MS)",
+  fmt(ing.mergeDelayMs.p50),
+  fmt(ing.sealIntervalMs),
+  ing.mergeDelayMs.p50 / ing.sealIntervalMs,
+);
+line(
+  "seal merge delay p99 (vs SEAL_INTERVAL_MS)",
+  fmt(ing.mergeDelayMs.p99),
+  fmt(ing.sealIntervalMs),
+  ing.mergeDelayMs.p99 / ing.sealIntervalMs,
+  "<= 2 s",
+);
 results.ingest = ing;
 
 console.log("\n== Ingest over HTTP: POST /api/v1/studies/:code/records, autocannon, 50 connections ==");
 ensureBuilt();
 const http = await benchHttp(adminUrlIngest, { connections: 50, seconds: QUICK ? 5 : 20, log: console.log });
-line("HTTP records/s (vs GET forms, same stack)", `${Math.round(http.perSec)}/s`, `${Math.round(http.baselinePerSec)}/s`, http.perSec / http.baselinePerSec);
-line("HTTP latency p50 (vs GET forms)", fmt(http.latencyMs.p50), fmt(http.baselineLatencyMs.p50), http.latencyMs.p50 / http.baselineLatencyMs.p50);
-line("HTTP latency p99 (vs GET forms)", fmt(http.latencyMs.p99), fmt(http.baselineLatencyMs.p99), http.latencyMs.p99 / http.baselineLatencyMs.p99, "<= 100 ms");
-console.log(`${"  p97.5 / max; non-2xx; errors".padEnd(44)} ${`${fmt(http.latencyMs.p97_5)} / ${fmt(http.latencyMs.max)}; ${http.non2xx}; ${http.errors}`.padStart(10)}`);
+line(
+  "HTTP records/s (vs GET forms, same stack)",
+  `${Math.round(http.perSec)}/s`,
+  `${Math.round(http.baselinePerSec)}/s`,
+  http.perSec / http.baselinePerSec,
+);
+line(
+  "HTTP latency p50 (vs GET forms)",
+  fmt(http.latencyMs.p50),
+  fmt(http.baselineLatencyMs.p50),
+  http.latencyMs.p50 / http.baselineLatencyMs.p50,
+);
+line(
+  "HTTP latency p99 (vs GET forms)",
+  fmt(http.latencyMs.p99),
+  fmt(http.baselineLatencyMs.p99),
+  http.latencyMs.p99 / http.baselineLatencyMs.p99,
+  "<= 100 ms",
+);
+console.log(
+  `${"  p97.5 / max; non-2xx; errors".padEnd(44)} ${`${fmt(http.latencyMs.p97_5)} / ${fmt(http.latencyMs.max)}; ${http.non2xx}; ${http.errors}`.padStart(10)}`,
+);
 results.http = http;
 
 // ---------------------------------------------------------------- proofs served from PostgreSQL
@@ -142,10 +209,18 @@ await admin.unsafe(`CREATE DATABASE ${name}`);
 const url = new URL(adminUrl);
 url.pathname = `/${name}`;
 try {
-  const env = parseEnv({ NODE_ENV: "test", DATA_DIR: path.join(tmpdir(), name), SESSION_SECRET: "b".repeat(40), DATA_KEY: "22".repeat(32), DATABASE_URL: url.toString() });
+  const env = parseEnv({
+    NODE_ENV: "test",
+    DATA_DIR: path.join(tmpdir(), name),
+    SESSION_SECRET: "b".repeat(40),
+    DATA_KEY: "22".repeat(32),
+    DATABASE_URL: url.toString(),
+  });
   const database = await openDatabase({ url: url.toString() });
   const ctx = contextFor(env, database);
-  await database.execute(`INSERT INTO studies (id, code, title) VALUES ('00000000-0000-4000-8000-00000000b001', 'BENCH', 'Bench')`);
+  await database.execute(
+    `INSERT INTO studies (id, code, title) VALUES ('00000000-0000-4000-8000-00000000b001', 'BENCH', 'Bench')`,
+  );
   const tIns = time(() => {});
   const t0 = Date.now();
   // Valid site.added payloads (JCS text, hashed by PostgreSQL), inserted pending as services would.
@@ -162,7 +237,9 @@ try {
   const t1 = Date.now();
   const made = await sealAll({ ...ctx, env: { ...ctx.env, sealMaxBatch: 10_000 } });
   const sealS = (Date.now() - t1) / 1000;
-  console.log(`setup: inserted ${entries} entries in ${insertS.toFixed(1)} s; sealed ${made.length} batches in ${sealS.toFixed(1)} s (${Math.round(entries / sealS)} entries/s)`);
+  console.log(
+    `setup: inserted ${entries} entries in ${insertS.toFixed(1)} s; sealed ${made.length} batches in ${sealS.toFixed(1)} s (${Math.round(entries / sealS)} entries/s)`,
+  );
   const policy = trustPolicy(ctx.crypto, env.logOrigin, ctx.signer);
   // What autovacuum would do after a bulk load, done now so it does not run in the middle of the measurement.
   await database.execute(`VACUUM ANALYZE ledger_entries`);
@@ -186,9 +263,12 @@ try {
   }
   for (const { seq, bundle: r } of served) {
     if (r.status !== "sealed") throw new Error("not sealed");
-    vlat.push(await timeAsync(async () => {
-      if ((await verifyBundle(nodeCrypto, r.bundle, policy)).verdict !== "valid") throw new Error(`bundle ${seq} does not verify`);
-    }));
+    vlat.push(
+      await timeAsync(async () => {
+        if ((await verifyBundle(nodeCrypto, r.bundle, policy)).verdict !== "valid")
+          throw new Error(`bundle ${seq} does not verify`);
+      }),
+    );
   }
   const warm = lat;
   // Baseline: three trivial round trips (what a proof costs at least: entry, batch + checkpoint, tree nodes).
@@ -199,18 +279,59 @@ try {
     rtt.push(Number(process.hrtime.bigint() - t) / 1e6);
   }
   line("verify a served bundle, p50 (node:crypto)", fmt(pct(vlat, 50)), "1 ms", pct(vlat, 50), "< 1 ms");
-  line("proof bundle served, p50 (vs 3 x select 1)", fmt(pct(warm, 50)), fmt(pct(rtt, 50)), pct(warm, 50) / pct(rtt, 50), "<= 10 ms");
-  line("proof bundle served, p95 (vs 3 x select 1)", fmt(pct(warm, 95)), fmt(pct(rtt, 95)), pct(warm, 95) / pct(rtt, 95), "<= 10 ms");
-  line("proof bundle served, p99 (vs 3 x select 1)", fmt(pct(warm, 99)), fmt(pct(rtt, 99)), pct(warm, 99) / pct(rtt, 99), "<= 10 ms");
+  line(
+    "proof bundle served, p50 (vs 3 x select 1)",
+    fmt(pct(warm, 50)),
+    fmt(pct(rtt, 50)),
+    pct(warm, 50) / pct(rtt, 50),
+    "<= 10 ms",
+  );
+  line(
+    "proof bundle served, p95 (vs 3 x select 1)",
+    fmt(pct(warm, 95)),
+    fmt(pct(rtt, 95)),
+    pct(warm, 95) / pct(rtt, 95),
+    "<= 10 ms",
+  );
+  line(
+    "proof bundle served, p99 (vs 3 x select 1)",
+    fmt(pct(warm, 99)),
+    fmt(pct(rtt, 99)),
+    pct(warm, 99) / pct(rtt, 99),
+    "<= 10 ms",
+  );
   console.log(`${"  first request (loads the batch-log tree)".padEnd(44)} ${fmt(firstMs).padStart(10)}`);
   line("verify a served bundle, p99 (node:crypto)", fmt(pct(vlat, 99)), "1 ms", pct(vlat, 99), "< 1 ms");
   console.log(`\n== Whole-log audit of the same ${entries}-entry log ==`);
   const au = await benchAudit(ctx, entries);
-  line(`audit of ${entries} entries (vs reading them)`, fmt(au.seconds * 1000), fmt(au.readSeconds * 1000), au.ratio, "<= 60 s");
-  console.log(`${"  entries/s; clean; findings".padEnd(44)} ${`${Math.round(au.entriesPerSec)}/s; ${au.clean}; ${au.findings}`.padStart(10)}`);
-  console.log(`${"  memory: peak RSS (growth), peak heap".padEnd(44)} ${`${au.peakRssMb.toFixed(0)} MB (+${au.rssGrowthMb.toFixed(0)} MB), ${au.peakHeapMb.toFixed(0)} MB`.padStart(10)}`);
+  line(
+    `audit of ${entries} entries (vs reading them)`,
+    fmt(au.seconds * 1000),
+    fmt(au.readSeconds * 1000),
+    au.ratio,
+    "<= 60 s",
+  );
+  console.log(
+    `${"  entries/s; clean; findings".padEnd(44)} ${`${Math.round(au.entriesPerSec)}/s; ${au.clean}; ${au.findings}`.padStart(10)}`,
+  );
+  console.log(
+    `${"  memory: peak RSS (growth), peak heap".padEnd(44)} ${`${au.peakRssMb.toFixed(0)} MB (+${au.rssGrowthMb.toFixed(0)} MB), ${au.peakHeapMb.toFixed(0)} MB`.padStart(10)}`,
+  );
   results.audit = au;
-  results.proofs = { entries, batches: made.length, insertSeconds: insertS, sealSeconds: sealS, sealEntriesPerSec: entries / sealS, serveP50Ms: pct(warm, 50), serveP95Ms: pct(warm, 95), serveP99Ms: pct(warm, 99), roundTrips3P50Ms: pct(rtt, 50), roundTrips3P99Ms: pct(rtt, 99), firstMs, verifyP99Ms: pct(vlat, 99) };
+  results.proofs = {
+    entries,
+    batches: made.length,
+    insertSeconds: insertS,
+    sealSeconds: sealS,
+    sealEntriesPerSec: entries / sealS,
+    serveP50Ms: pct(warm, 50),
+    serveP95Ms: pct(warm, 95),
+    serveP99Ms: pct(warm, 99),
+    roundTrips3P50Ms: pct(rtt, 50),
+    roundTrips3P99Ms: pct(rtt, 99),
+    firstMs,
+    verifyP99Ms: pct(vlat, 99),
+  };
   await database.close();
 } finally {
   await admin.unsafe(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`);
@@ -221,10 +342,23 @@ try {
 console.log("\n== Anchoring cost on the local EVM node (Hardhat) ==");
 const intervalMs = Number(process.env.EVM_ANCHOR_INTERVAL_MS ?? 300_000); // the default of EVM_ANCHOR_INTERVAL_MS
 const gas = await benchGas(intervalMs);
-line("gas per anchor, steady state (vs a transfer)", String(gas.steadyAnchorGas), String(gas.transferGas), gas.ratioToTransfer, "<= 30000");
-console.log(`${"  first anchor (cold storage slot); deploy".padEnd(44)} ${`${gas.firstAnchorGas}; ${gas.deployGas}`.padStart(10)}`);
-console.log(`${"  anchors per hour at the default cadence".padEnd(44)} ${gas.anchorsPerHour.toFixed(0).padStart(10)}   (${(gas.gasPerDay / 1e6).toFixed(2)}M gas/day, whatever the entry count)`);
-for (const [n, g] of Object.entries(gas.gasPerEntry)) console.log(`${`  gas per entry at ${Number(n).toLocaleString("en")} entries per anchor`.padEnd(44)} ${g.toFixed(3).padStart(10)}`);
+line(
+  "gas per anchor, steady state (vs a transfer)",
+  String(gas.steadyAnchorGas),
+  String(gas.transferGas),
+  gas.ratioToTransfer,
+  "<= 30000",
+);
+console.log(
+  `${"  first anchor (cold storage slot); deploy".padEnd(44)} ${`${gas.firstAnchorGas}; ${gas.deployGas}`.padStart(10)}`,
+);
+console.log(
+  `${"  anchors per hour at the default cadence".padEnd(44)} ${gas.anchorsPerHour.toFixed(0).padStart(10)}   (${(gas.gasPerDay / 1e6).toFixed(2)}M gas/day, whatever the entry count)`,
+);
+for (const [n, g] of Object.entries(gas.gasPerEntry))
+  console.log(
+    `${`  gas per entry at ${Number(n).toLocaleString("en")} entries per anchor`.padEnd(44)} ${g.toFixed(3).padStart(10)}`,
+  );
 results.gas = gas;
 
 const out = path.join(path.dirname(fileURLToPath(import.meta.url)), "results.json");

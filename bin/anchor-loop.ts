@@ -19,14 +19,20 @@ export async function runAnchorLoop(): Promise<number> {
   }
   const holder = env.databaseUrl ? null : readPgliteLock(env.pgliteDir);
   if (holder) {
-    process.stderr.write(`trialseal: the portal (process ${holder.pid}) holds the embedded database and already anchors it\n`);
+    process.stderr.write(
+      `trialseal: the portal (process ${holder.pid}) holds the embedded database and already anchors it\n`,
+    );
     return 0;
   }
   let ctx;
   try {
     ctx = await createAppContext(env);
   } catch (err) {
-    if (err instanceof DatabaseError || err instanceof PgliteBusyError || (err as Error).name === "LocalLedgerCorrupt") {
+    if (
+      err instanceof DatabaseError ||
+      err instanceof PgliteBusyError ||
+      (err as Error).name === "LocalLedgerCorrupt"
+    ) {
       process.stderr.write(`trialseal: ${(err as Error).message}\n`);
       return 1;
     }
@@ -41,7 +47,9 @@ export async function runAnchorLoop(): Promise<number> {
     await ctx.database.close();
     return 2;
   }
-  process.stderr.write(`anchoring ${ctx.database.engine} ${ctx.database.where} on ${ctx.ledgers.map((l) => `${l.ledger.name} every ${l.intervalMs} ms`).join(", ")}; Ctrl-C to stop\n`);
+  process.stderr.write(
+    `anchoring ${ctx.database.engine} ${ctx.database.where} on ${ctx.ledgers.map((l) => `${l.ledger.name} every ${l.intervalMs} ms`).join(", ")}; Ctrl-C to stop\n`,
+  );
   const stop = startAnchorWorker(ctx, { onEvent: (e) => process.stdout.write(describeEvent(e)) });
   await new Promise<void>((resolve) => {
     process.once("SIGINT", () => resolve());

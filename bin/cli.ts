@@ -41,7 +41,9 @@ async function readStdin(): Promise<string> {
   if (process.stdin.isTTY) fail("--password-stdin expects the password on standard input", 2);
   const chunks: Buffer[] = [];
   for await (const c of process.stdin) chunks.push(c as Buffer);
-  return Buffer.concat(chunks).toString("utf8").replace(/\r?\n$/, "");
+  return Buffer.concat(chunks)
+    .toString("utf8")
+    .replace(/\r?\n$/, "");
 }
 
 /** Run a command locally, or through the portal when it holds the embedded database. */
@@ -60,7 +62,10 @@ async function dispatch(command: string, input: unknown): Promise<never> {
     try {
       out = await sendCommand(holder.controlSocket, command, input);
     } catch (err) {
-      fail(`the portal (process ${holder.pid}) holds the embedded database but did not answer: ${(err as Error).message}`, 1);
+      fail(
+        `the portal (process ${holder.pid}) holds the embedded database but did not answer: ${(err as Error).message}`,
+        1,
+      );
     }
   } else {
     const { createAppContext } = await import("../app/platform/context.server.ts");
@@ -69,7 +74,12 @@ async function dispatch(command: string, input: unknown): Promise<never> {
     try {
       ctx = await createAppContext(env);
     } catch (err) {
-      if (err instanceof DatabaseError || err instanceof PgliteBusyError || (err as Error).name === "LocalLedgerCorrupt") fail((err as Error).message, 1);
+      if (
+        err instanceof DatabaseError ||
+        err instanceof PgliteBusyError ||
+        (err as Error).name === "LocalLedgerCorrupt"
+      )
+        fail((err as Error).message, 1);
       if (err instanceof ConfigError) fail(err.message, 2);
       throw err;
     }
@@ -102,24 +112,50 @@ studies
   .description("create a study with one or more sites")
   .requiredOption("--code <CODE>", "protocol code, e.g. ABC-123")
   .requiredOption("--title <TITLE>", "study title")
-  .requiredOption("--site <SITE>", "site code, or CODE=Name (repeat for more sites)", (v: string, acc: string[]) => [...acc, v], [] as string[])
-  .action((o: { code: string; title: string; site: string[] }) => dispatch("studies.create", { code: o.code, title: o.title, sites: o.site }));
+  .requiredOption(
+    "--site <SITE>",
+    "site code, or CODE=Name (repeat for more sites)",
+    (v: string, acc: string[]) => [...acc, v],
+    [] as string[],
+  )
+  .action((o: { code: string; title: string; site: string[] }) =>
+    dispatch("studies.create", { code: o.code, title: o.title, sites: o.site }),
+  );
 
 const users = program.command("users").description("user accounts");
 users
   .command("create")
   .description("create a user (role admin without --study makes a platform administrator)")
   .requiredOption("--email <EMAIL>", "sign-in email")
-  .requiredOption("--role <ROLE>", "admin | investigator | coordinator | monitor | data_manager | regulator | participant")
+  .requiredOption(
+    "--role <ROLE>",
+    "admin | investigator | coordinator | monitor | data_manager | regulator | participant",
+  )
   .option("--study <CODE>", "study the role applies to")
   .option("--site <SITE>", "site (investigators and coordinators)")
   .option("--name <NAME>", "full name")
   .option("--password-stdin", "read the password from standard input (required)")
-  .action(async (o: { email: string; role: string; study?: string; site?: string; name?: string; passwordStdin?: boolean }) => {
-    if (!o.passwordStdin) fail("give the password on standard input with --password-stdin", 2);
-    const password = await readStdin();
-    return dispatch("users.create", { email: o.email, role: o.role, study: o.study, site: o.site, name: o.name, password });
-  });
+  .action(
+    async (o: {
+      email: string;
+      role: string;
+      study?: string;
+      site?: string;
+      name?: string;
+      passwordStdin?: boolean;
+    }) => {
+      if (!o.passwordStdin) fail("give the password on standard input with --password-stdin", 2);
+      const password = await readStdin();
+      return dispatch("users.create", {
+        email: o.email,
+        role: o.role,
+        study: o.study,
+        site: o.site,
+        name: o.name,
+        password,
+      });
+    },
+  );
 
 const tokens = program.command("tokens").description("study-scoped API tokens");
 tokens
@@ -127,8 +163,15 @@ tokens
   .description("create an API token; prints the token alone on stdout, once")
   .requiredOption("--study <CODE>", "study the token may act in")
   .requiredOption("--name <NAME>", "what the token is for")
-  .option("--scope <ACTION>", "an extra action beyond the integration roles, e.g. forms.manage (repeat for more)", (v: string, acc: string[]) => [...acc, v], [] as string[])
-  .action((o: { study: string; name: string; scope: string[] }) => dispatch("tokens.create", { study: o.study, name: o.name, scopes: o.scope }));
+  .option(
+    "--scope <ACTION>",
+    "an extra action beyond the integration roles, e.g. forms.manage (repeat for more)",
+    (v: string, acc: string[]) => [...acc, v],
+    [] as string[],
+  )
+  .action((o: { study: string; name: string; scope: string[] }) =>
+    dispatch("tokens.create", { study: o.study, name: o.name, scopes: o.scope }),
+  );
 tokens
   .command("list")
   .description("list a study's API tokens (id, prefix, live or revoked, last use); never the tokens themselves")
@@ -201,14 +244,24 @@ program
 program
   .command("anchor")
   .description("anchor the latest checkpoint on every enabled ledger (local, evm, rfc3161)")
-  .option("--once", "one round (commit the latest checkpoint, work each ledger's queue), print the status and exit; exit 1 when a ledger failed")
-  .option("--ledger <NAME>", "only this ledger (repeat for more)", (v: string, acc: string[]) => [...acc, v], [] as string[])
+  .option(
+    "--once",
+    "one round (commit the latest checkpoint, work each ledger's queue), print the status and exit; exit 1 when a ledger failed",
+  )
+  .option(
+    "--ledger <NAME>",
+    "only this ledger (repeat for more)",
+    (v: string, acc: string[]) => [...acc, v],
+    [] as string[],
+  )
   .action(async (o: { once?: boolean; ledger: string[] }) => {
     if (o.once) return dispatch("anchor", { ledgers: o.ledger });
     const { runAnchorLoop } = await import("./anchor-loop.ts");
     process.exit(await runAnchorLoop());
   });
-const keys = program.command("keys").description("the log key and the local ledger key: list, rotate, revoke (key rings in DATA_DIR/keys)");
+const keys = program
+  .command("keys")
+  .description("the log key and the local ledger key: list, rotate, revoke (key rings in DATA_DIR/keys)");
 const keyTarget = (o: { log?: boolean; local?: boolean }) => {
   if (!!o.log === !!o.local) fail("say which key: --log or --local (the local ledger's key)", 2);
   return o.log ? "log" : "local";
@@ -223,7 +276,9 @@ keys
   .option("--log", "the log key (checkpoints)")
   .option("--local", "the local ledger's key")
   .option("--reason <TEXT>", "why (kept in the ring)", "rotated")
-  .action((o: { log?: boolean; local?: boolean; reason: string }) => dispatch("keys.rotate", { target: keyTarget(o), reason: o.reason }));
+  .action((o: { log?: boolean; local?: boolean; reason: string }) =>
+    dispatch("keys.rotate", { target: keyTarget(o), reason: o.reason }),
+  );
 keys
   .command("revoke")
   .description("revoke a retired (compromised) key from a point on: verifiers refuse what it signs there or later")
@@ -234,10 +289,19 @@ keys
     if (!/^\d{1,15}$/.test(v)) fail("--from-size must be a tree size (a whole number)", 2);
     return Number(v);
   })
-  .option("--from-time <ISO>", "refuse what it covers from this time on (entries for log keys, records for the local ledger)")
+  .option(
+    "--from-time <ISO>",
+    "refuse what it covers from this time on (entries for log keys, records for the local ledger)",
+  )
   .requiredOption("--reason <TEXT>", "why it is revoked")
   .action((o: { log?: boolean; local?: boolean; key: string; fromSize?: number; fromTime?: string; reason: string }) =>
-    dispatch("keys.revoke", { target: keyTarget(o), key: o.key, fromSize: o.fromSize, fromTime: o.fromTime, reason: o.reason }),
+    dispatch("keys.revoke", {
+      target: keyTarget(o),
+      key: o.key,
+      fromSize: o.fromSize,
+      fromTime: o.fromTime,
+      reason: o.reason,
+    }),
   );
 
 const ledger = program.command("ledger").description("anchoring ledgers");
@@ -284,18 +348,26 @@ program
   .option("--from-checkpoint <N>", "take the log up to this checkpoint's size as already audited")
   .action((o: { study?: string; json?: boolean; fromCheckpoint?: string }) => {
     const from = o.fromCheckpoint === undefined ? undefined : Number(o.fromCheckpoint);
-    if (from !== undefined && (!Number.isInteger(from) || from < 0)) fail("--from-checkpoint takes a log size (a whole number)", 2);
+    if (from !== undefined && (!Number.isInteger(from) || from < 0))
+      fail("--from-checkpoint takes a log size (a whole number)", 2);
     return dispatch("audit", { study: o.study, json: !!o.json, fromCheckpoint: from });
   });
 program
   .command("export")
-  .description("export a study: evidence (ZIP package), odm (CDISC ODM 1.3.2 XML), fhir (FHIR R4 Bundle), csv (ZIP of one CSV per form)")
+  .description(
+    "export a study: evidence (ZIP package), odm (CDISC ODM 1.3.2 XML), fhir (FHIR R4 Bundle), csv (ZIP of one CSV per form)",
+  )
   .requiredOption("--study <CODE>", "study")
   .requiredOption("--format <FORMAT>", "evidence, odm, fhir or csv")
   .option("--out <FILE>", "where to write it (default: the export's own name in the current folder)")
   .action(async (o: { study: string; format: string; out?: string }) => {
     const path = (await import("node:path")).default;
-    return dispatch("export", { study: o.study, format: o.format, out: o.out ? path.resolve(o.out) : undefined, cwd: process.cwd() });
+    return dispatch("export", {
+      study: o.study,
+      format: o.format,
+      out: o.out ? path.resolve(o.out) : undefined,
+      cwd: process.cwd(),
+    });
   });
 program
   .command("verify-package")
@@ -310,7 +382,9 @@ program
   });
 program
   .command("monitor")
-  .description("check a deployment's log against the last checkpoint you accepted: signature, consistency, anchors, progress (exit 0 ok, 1 alarm, 2 could not check)")
+  .description(
+    "check a deployment's log against the last checkpoint you accepted: signature, consistency, anchors, progress (exit 0 ok, 1 alarm, 2 could not check)",
+  )
   .requiredOption("--url <URL>", "the portal's address, e.g. https://trialseal.example.org")
   .requiredOption("--trust <FILE>", "the trust policy you pinned")
   .requiredOption("--state <DIR>", "where the monitor keeps the last checkpoint it accepted")
@@ -328,12 +402,23 @@ program
   .option("--trust-url <URL>", "fetch the trust policy from URL (requires --pin)")
   .option("--pin <SHA256>", "SHA-256 (hex) the fetched policy must have")
   .option("--json", "print the reports as JSON")
-  .option("--rpc <URL>", "JSON-RPC endpoint of the EVM chain, to check evm receipts (without it they are reported as not checked)")
-  .option("--require <LEDGERS>", "comma-separated ledger types or names whose verified anchor is mandatory, e.g. evm,rfc3161")
-  .action(async (files: string[], o: { trust?: string; trustUrl?: string; pin?: string; json?: boolean; rpc?: string; require?: string }) => {
-    const { runVerify } = await import("./verify-command.ts");
-    await exitWhenFlushed(await runVerify(files, o));
-  });
+  .option(
+    "--rpc <URL>",
+    "JSON-RPC endpoint of the EVM chain, to check evm receipts (without it they are reported as not checked)",
+  )
+  .option(
+    "--require <LEDGERS>",
+    "comma-separated ledger types or names whose verified anchor is mandatory, e.g. evm,rfc3161",
+  )
+  .action(
+    async (
+      files: string[],
+      o: { trust?: string; trustUrl?: string; pin?: string; json?: boolean; rpc?: string; require?: string },
+    ) => {
+      const { runVerify } = await import("./verify-command.ts");
+      await exitWhenFlushed(await runVerify(files, o));
+    },
+  );
 
 try {
   await program.parseAsync(process.argv);

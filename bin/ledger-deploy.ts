@@ -15,11 +15,17 @@ export async function runDeployEvm(o: { rpc?: string; chainId?: string }): Promi
   };
   const rpc = o.rpc ?? process.env.EVM_RPC_URL;
   if (!rpc) return err("give the chain's JSON-RPC endpoint with --rpc URL or EVM_RPC_URL", 2);
-  if (!z.url({ protocol: /^https?$/ }).safeParse(rpc).success) return err(`invalid --rpc: ${rpc} is not an http(s) URL`, 2);
+  if (!z.url({ protocol: /^https?$/ }).safeParse(rpc).success)
+    return err(`invalid --rpc: ${rpc} is not an http(s) URL`, 2);
   const key = process.env.EVM_PRIVATE_KEY ?? "";
-  if (!/^(0x)?[0-9a-fA-F]{64}$/.test(key)) return err("set EVM_PRIVATE_KEY to the deploying account's key (32 bytes as hex); it becomes the only sender allowed to anchor", 2);
+  if (!/^(0x)?[0-9a-fA-F]{64}$/.test(key))
+    return err(
+      "set EVM_PRIVATE_KEY to the deploying account's key (32 bytes as hex); it becomes the only sender allowed to anchor",
+      2,
+    );
   const chainId = o.chainId === undefined ? undefined : Number(o.chainId);
-  if (chainId !== undefined && (!Number.isSafeInteger(chainId) || chainId < 1)) return err(`invalid --chain-id: ${o.chainId}`, 2);
+  if (chainId !== undefined && (!Number.isSafeInteger(chainId) || chainId < 1))
+    return err(`invalid --chain-id: ${o.chainId}`, 2);
   const origin = process.env.LOG_ORIGIN || "trialseal.localhost/log";
   try {
     const d = await deployAnchorContract({
@@ -28,8 +34,11 @@ export async function runDeployEvm(o: { rpc?: string; chainId?: string }): Promi
       logId: logIdOf(nodeCrypto, origin) as `0x${string}`,
       chainId,
     });
-    if (chainId !== undefined && d.chainId !== chainId) return err(`the endpoint serves chain ${d.chainId}, not ${chainId}`, 1);
-    process.stderr.write(`deployed TrialSealAnchor for log ${origin} on chain ${d.chainId} in block ${d.blockNumber} (tx ${d.txHash}, ${d.gasUsed} gas); owner ${d.owner}\n`);
+    if (chainId !== undefined && d.chainId !== chainId)
+      return err(`the endpoint serves chain ${d.chainId}, not ${chainId}`, 1);
+    process.stderr.write(
+      `deployed TrialSealAnchor for log ${origin} on chain ${d.chainId} in block ${d.blockNumber} (tx ${d.txHash}, ${d.gasUsed} gas); owner ${d.owner}\n`,
+    );
     process.stdout.write(`EVM_RPC_URL=${rpc}\nEVM_CHAIN_ID=${d.chainId}\nEVM_CONTRACT=${d.contract}\n`);
     return 0;
   } catch (e) {

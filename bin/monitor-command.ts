@@ -36,7 +36,13 @@ async function get(url: string): Promise<Response> {
   return fetch(url, { signal: AbortSignal.timeout(15_000), headers: { accept: "application/json, text/plain" } });
 }
 
-export async function runMonitor(o: { url?: string; trust?: string; state?: string; rpc?: string; maxAgeHours?: string }): Promise<number> {
+export async function runMonitor(o: {
+  url?: string;
+  trust?: string;
+  state?: string;
+  rpc?: string;
+  maxAgeHours?: string;
+}): Promise<number> {
   if (!o.url || !/^https?:\/\/\S+$/.test(o.url)) return cannot("--url must be the portal's http(s) address");
   if (!o.trust) return cannot("--trust POLICY.json is required (the trust policy you pinned)");
   if (!o.state) return cannot("--state DIR is required (where the monitor keeps the last checkpoint it accepted)");
@@ -54,7 +60,8 @@ export async function runMonitor(o: { url?: string; trust?: string; state?: stri
   try {
     prev = JSON.parse(readFileSync(stateFile, "utf8")) as State;
   } catch (e) {
-    if ((e as NodeJS.ErrnoException).code !== "ENOENT") return cannot(`the state file ${stateFile} is unreadable: ${(e as Error).message}`);
+    if ((e as NodeJS.ErrnoException).code !== "ENOENT")
+      return cannot(`the state file ${stateFile} is unreadable: ${(e as Error).message}`);
   }
 
   // The latest checkpoint, signed by a key of the pinned policy.
@@ -71,8 +78,11 @@ export async function runMonitor(o: { url?: string; trust?: string; state?: stri
   try {
     const note = parseNote(noteText);
     cp = parseCheckpoint(note.text);
-    const keys = policy.logKeys.filter((k) => k.fromSize <= cp.treeSize && (k.untilSize === null || cp.treeSize < k.untilSize));
-    if (!keys.some((k) => noteSignedBy(nodeCrypto, note, parseVkey(nodeCrypto, k.vkey)))) problems.push(`the checkpoint of size ${cp.treeSize} is not signed by a log key of the trust policy`);
+    const keys = policy.logKeys.filter(
+      (k) => k.fromSize <= cp.treeSize && (k.untilSize === null || cp.treeSize < k.untilSize),
+    );
+    if (!keys.some((k) => noteSignedBy(nodeCrypto, note, parseVkey(nodeCrypto, k.vkey))))
+      problems.push(`the checkpoint of size ${cp.treeSize} is not signed by a log key of the trust policy`);
     if (cp.origin !== policy.origin) problems.push(`the checkpoint is of log ${cp.origin}, not ${policy.origin}`);
   } catch (e) {
     alarm(`the served checkpoint is malformed: ${(e as Error).message}`);
@@ -83,8 +93,12 @@ export async function runMonitor(o: { url?: string; trust?: string; state?: stri
 
   // The log only grew since the last accepted checkpoint.
   if (prev && problems.length === 0) {
-    if (cp.treeSize < prev.treeSize) problems.push(`the log shrank from ${prev.treeSize} to ${cp.treeSize} batches (rolled back or forked)`);
-    else if (cp.treeSize === prev.treeSize && root !== prev.root) problems.push(`two different roots for log size ${cp.treeSize}: a fork (was ${prev.root.slice(0, 16)}…, now ${root.slice(0, 16)}…)`);
+    if (cp.treeSize < prev.treeSize)
+      problems.push(`the log shrank from ${prev.treeSize} to ${cp.treeSize} batches (rolled back or forked)`);
+    else if (cp.treeSize === prev.treeSize && root !== prev.root)
+      problems.push(
+        `two different roots for log size ${cp.treeSize}: a fork (was ${prev.root.slice(0, 16)}…, now ${root.slice(0, 16)}…)`,
+      );
     else if (cp.treeSize > prev.treeSize) {
       try {
         const res = await get(`${base}/api/v1/consistency?from=${prev.treeSize}&to=${cp.treeSize}`);
@@ -94,7 +108,9 @@ export async function runMonitor(o: { url?: string; trust?: string; state?: stri
           verifyConsistency(nodeCrypto, prev.treeSize, cp.treeSize, proof, fromHex(prev.root), cp.root);
         }
       } catch (e) {
-        problems.push(`the log of size ${cp.treeSize} is not an extension of the accepted log of size ${prev.treeSize}: ${(e as Error).message}`);
+        problems.push(
+          `the log of size ${cp.treeSize} is not an extension of the accepted log of size ${prev.treeSize}: ${(e as Error).message}`,
+        );
       }
     }
   }
@@ -106,7 +122,9 @@ export async function runMonitor(o: { url?: string; trust?: string; state?: stri
     if (o.rpc) {
       const { createPublicClient, http } = await import("viem");
       const { viemReader } = await import("../anchoring/adapters/evm-reader.ts");
-      const reader = viemReader(createPublicClient({ transport: http(o.rpc, { timeout: 15_000, retryCount: 1 }) }) as never);
+      const reader = viemReader(
+        createPublicClient({ transport: http(o.rpc, { timeout: 15_000, retryCount: 1 }) }) as never,
+      );
       opts = { evm: () => reader };
     }
     try {
@@ -115,8 +133,15 @@ export async function runMonitor(o: { url?: string; trust?: string; state?: stri
         const body = (await res.json()) as { note: string; anchors: unknown[] };
         if (body.note !== noteText) problems.push(`the anchors endpoint serves another note for size ${cp.treeSize}`);
         for (const a of body.anchors) {
-          const r = await verifyAnchor(nodeCrypto, a, { note: noteText, treeSize: cp.treeSize, origin: policy.origin }, policy.ledgers, opts);
-          if (r.status === "failed") problems.push(`anchor on ${r.ledger} of checkpoint ${cp.treeSize}: ${r.code}: ${r.message}`);
+          const r = await verifyAnchor(
+            nodeCrypto,
+            a,
+            { note: noteText, treeSize: cp.treeSize, origin: policy.origin },
+            policy.ledgers,
+            opts,
+          );
+          if (r.status === "failed")
+            problems.push(`anchor on ${r.ledger} of checkpoint ${cp.treeSize}: ${r.code}: ${r.message}`);
           else if (r.status === "ok") anchorsChecked++;
         }
       }
@@ -128,7 +153,10 @@ export async function runMonitor(o: { url?: string; trust?: string; state?: stri
   // A log that stops advancing.
   const advancedAt = !prev || cp.treeSize > prev.treeSize ? now.toISOString() : prev.advancedAt;
   const stale = now.getTime() - Date.parse(advancedAt) > maxAgeHours * 3600_000;
-  if (stale && problems.length === 0) problems.push(`the log has not advanced since ${advancedAt} (more than ${maxAgeHours} h): the sealer or the portal may have stopped`);
+  if (stale && problems.length === 0)
+    problems.push(
+      `the log has not advanced since ${advancedAt} (more than ${maxAgeHours} h): the sealer or the portal may have stopped`,
+    );
 
   if (problems.length) {
     for (const p of problems) alarm(p);
@@ -136,8 +164,16 @@ export async function runMonitor(o: { url?: string; trust?: string; state?: stri
     if (stale && prev) writeState(o.state, stateFile, { ...prev, checkedAt: now.toISOString() });
     return 1;
   }
-  writeState(o.state, stateFile, { treeSize: cp.treeSize, root, note: noteText, checkedAt: now.toISOString(), advancedAt });
-  say(`${policy.origin}: OK at log size ${cp.treeSize}${prev ? (cp.treeSize > prev.treeSize ? ` (grew from ${prev.treeSize}, consistent)` : " (unchanged)") : " (first check)"}; ${anchorsChecked} anchor${anchorsChecked === 1 ? "" : "s"} verified`);
+  writeState(o.state, stateFile, {
+    treeSize: cp.treeSize,
+    root,
+    note: noteText,
+    checkedAt: now.toISOString(),
+    advancedAt,
+  });
+  say(
+    `${policy.origin}: OK at log size ${cp.treeSize}${prev ? (cp.treeSize > prev.treeSize ? ` (grew from ${prev.treeSize}, consistent)` : " (unchanged)") : " (first check)"}; ${anchorsChecked} anchor${anchorsChecked === 1 ? "" : "s"} verified`,
+  );
   return 0;
 }
 

@@ -18,7 +18,9 @@ export async function runSealerLoop(): Promise<number> {
   }
   const holder = env.databaseUrl ? null : readPgliteLock(env.pgliteDir);
   if (holder) {
-    process.stderr.write(`trialseal: the portal (process ${holder.pid}) holds the embedded database and already seals it\n`);
+    process.stderr.write(
+      `trialseal: the portal (process ${holder.pid}) holds the embedded database and already seals it\n`,
+    );
     return 0;
   }
   let ctx;
@@ -31,8 +33,11 @@ export async function runSealerLoop(): Promise<number> {
     }
     throw err;
   }
-  process.stderr.write(`sealing ${ctx.database.engine} ${ctx.database.where} every ${env.sealIntervalMs} ms; Ctrl-C to stop\n`);
-  const report = (b: { batchNo: number; size: number; treeSize: number }) => process.stdout.write(`sealed batch ${b.batchNo}: ${b.size} entries, log size ${b.treeSize}\n`);
+  process.stderr.write(
+    `sealing ${ctx.database.engine} ${ctx.database.where} every ${env.sealIntervalMs} ms; Ctrl-C to stop\n`,
+  );
+  const report = (b: { batchNo: number; size: number; treeSize: number }) =>
+    process.stdout.write(`sealed batch ${b.batchNo}: ${b.size} entries, log size ${b.treeSize}\n`);
   (await sealAll(ctx)).forEach(report);
   const stop = startSealer(ctx, { onSealed: report });
   await new Promise<void>((resolve) => {

@@ -92,7 +92,8 @@ async function main() {
   // The self-contained verification page (built with the portal): its own CSP allows exactly its inline script.
   const verifyHtml = path.join(ROOT, "build", "verify.html");
   app.get(["/verify", "/verify.html"], (_req, res) => {
-    if (!existsSync(verifyHtml)) return res.status(503).type("text/plain").send("the verification page is not built: run npm run build");
+    if (!existsSync(verifyHtml))
+      return res.status(503).type("text/plain").send("the verification page is not built: run npm run build");
     const html = readFileSync(verifyHtml, "utf8");
     const csp = /http-equiv="Content-Security-Policy" content="([^"]+)"/.exec(html)?.[1] ?? "default-src 'none'";
     res.setHeader("Content-Security-Policy", csp);
@@ -116,7 +117,9 @@ async function main() {
   const server = app.listen(env.port, env.host, () => {
     const addr = server.address();
     const port = typeof addr === "object" && addr ? addr.port : env.port;
-    console.log(`TrialSeal portal on http://localhost:${port} (database: ${ctx.database.engine} ${ctx.database.where})`);
+    console.log(
+      `TrialSeal portal on http://localhost:${port} (database: ${ctx.database.engine} ${ctx.database.where})`,
+    );
   });
   // Idle keep-alive connections outlive a load balancer's idle timeout (60 s), so it never reuses a socket
   // that this server has just closed.

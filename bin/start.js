@@ -19,12 +19,20 @@ function newest(dir) {
 }
 
 const sources = ["app", "db", "anchoring"].map((d) => path.join(root, d)).filter(existsSync);
-const stale = !existsSync(buildFile) || Math.max(...sources.map(newest), statSync(path.join(root, "remix.config.js")).mtimeMs) > statSync(buildFile).mtimeMs;
+const stale =
+  !existsSync(buildFile) ||
+  Math.max(...sources.map(newest), statSync(path.join(root, "remix.config.js")).mtimeMs) > statSync(buildFile).mtimeMs;
 if (stale) {
   console.log("Building the portal...");
   const remix = path.join(root, "node_modules", "@remix-run", "dev", "dist", "cli.js");
   const r = spawnSync(process.execPath, [remix, "build"], { cwd: root, stdio: ["ignore", "inherit", "inherit"] });
-  const v = r.status === 0 ? spawnSync(process.execPath, [path.join(root, "bin", "build-verifier.mjs")], { cwd: root, stdio: ["ignore", "inherit", "inherit"] }) : r;
+  const v =
+    r.status === 0
+      ? spawnSync(process.execPath, [path.join(root, "bin", "build-verifier.mjs")], {
+          cwd: root,
+          stdio: ["ignore", "inherit", "inherit"],
+        })
+      : r;
   if (r.status !== 0 || v.status !== 0) {
     console.error("trialseal: the portal build failed (see above)");
     process.exit(1);

@@ -18,7 +18,9 @@ async function loadPolicy(o: { trust?: string; trustUrl?: string; pin?: string }
     }
   } else if (o.trustUrl) {
     if (!o.pin || !/^[0-9a-f]{64}$/.test(o.pin)) {
-      err("--trust-url needs --pin with the policy's SHA-256 (64 lowercase hex characters): a policy fetched from the deployment you check is not trusted unpinned");
+      err(
+        "--trust-url needs --pin with the policy's SHA-256 (64 lowercase hex characters): a policy fetched from the deployment you check is not trusted unpinned",
+      );
       return null;
     }
     try {
@@ -52,7 +54,10 @@ export async function runVerify(
 ): Promise<number> {
   const policy = await loadPolicy(o);
   if (!policy) return 2;
-  const require = (o.require ?? "").split(",").map((x) => x.trim()).filter(Boolean);
+  const require = (o.require ?? "")
+    .split(",")
+    .map((x) => x.trim())
+    .filter(Boolean);
   const known = new Set(["local", "evm", "rfc3161", ...Object.keys(policy.ledgers)]);
   const unknownReq = require.filter((r) => !known.has(r));
   if (unknownReq.length) {
@@ -68,7 +73,9 @@ export async function runVerify(
     // Network code only when asked for: the offline verifier itself never touches the network.
     const { createPublicClient, http } = await import("viem");
     const { viemReader } = await import("../anchoring/adapters/evm-reader.ts");
-    const reader = viemReader(createPublicClient({ transport: http(o.rpc, { timeout: 15_000, retryCount: 1 }) }) as never);
+    const reader = viemReader(
+      createPublicClient({ transport: http(o.rpc, { timeout: 15_000, retryCount: 1 }) }) as never,
+    );
     opts = { ...opts, evm: () => reader };
   }
   const reports: { file: string; report: Report }[] = [];
@@ -85,8 +92,11 @@ export async function runVerify(
   if (o.json) process.stdout.write(JSON.stringify(reports, null, 2) + "\n");
   else {
     for (const { file, report } of reports) {
-      process.stdout.write(`${file}: ${report.verdict.toUpperCase()}${report.entry ? ` (seq ${report.entry.seq}, ${report.entry.kind}, study ${report.entry.study}, batch ${report.entry.batch})` : ""}\n`);
-      if (report.existedBy) process.stdout.write(`  existed by ${report.existedBy.time} (${report.existedBy.ledger})\n`);
+      process.stdout.write(
+        `${file}: ${report.verdict.toUpperCase()}${report.entry ? ` (seq ${report.entry.seq}, ${report.entry.kind}, study ${report.entry.study}, batch ${report.entry.batch})` : ""}\n`,
+      );
+      if (report.existedBy)
+        process.stdout.write(`  existed by ${report.existedBy.time} (${report.existedBy.ledger})\n`);
       for (const s of report.steps) {
         const mark = s.status === "ok" ? "ok  " : s.status === "failed" ? "FAIL" : "--  ";
         process.stdout.write(`  ${mark} ${s.step}${s.code ? ` [${s.code}]` : ""}: ${s.message}\n`);

@@ -11,7 +11,10 @@ import { odmItems, payloadOdmValue, readPackage } from "../app/exports/study-exp
 
 const err = (m: string) => process.stderr.write(`trialseal: ${m}\n`);
 
-export async function runVerifyPackage(file: string, o: { trust?: string; pin?: string; json?: boolean }): Promise<number> {
+export async function runVerifyPackage(
+  file: string,
+  o: { trust?: string; pin?: string; json?: boolean },
+): Promise<number> {
   if (!o.trust === !o.pin) {
     err("give exactly one of --trust POLICY.json or --pin SHA256 (the trust policy's SHA-256)");
     return 2;
@@ -59,9 +62,12 @@ export async function runVerifyPackage(file: string, o: { trust?: string; pin?: 
   if (o.json) process.stdout.write(`${JSON.stringify(report, null, 2)}\n`);
   else {
     const c = report.checked;
-    process.stdout.write(`${file}: ${report.valid ? "VALID" : "INVALID"} (study ${report.study ?? "?"}; ${c.files} files, ${c.checkpoints} checkpoints, ${c.batches} batches, ${c.envelopes} envelopes, ${c.bundles} bundles, ${c.odmValues} ODM values checked)\n`);
+    process.stdout.write(
+      `${file}: ${report.valid ? "VALID" : "INVALID"} (study ${report.study ?? "?"}; ${c.files} files, ${c.checkpoints} checkpoints, ${c.batches} batches, ${c.envelopes} envelopes, ${c.bundles} bundles, ${c.odmValues} ODM values checked)\n`,
+    );
     for (const p of report.problems) process.stdout.write(`  FAIL ${p.file} [${p.code}]: ${p.message}\n`);
   }
-  if (!report.valid) err(`${file}: invalid: ${report.problems[0].file} [${report.problems[0].code}]: ${report.problems[0].message}`);
+  if (!report.valid)
+    err(`${file}: invalid: ${report.problems[0].file} [${report.problems[0].code}]: ${report.problems[0].message}`);
   return report.valid ? 0 : 1;
 }

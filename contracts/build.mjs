@@ -56,7 +56,8 @@ if (process.argv[1] && path.resolve(process.argv[1]) === fileURLToPath(import.me
         return true;
       }
     });
-    for (const [f] of stale) console.log(`${path.relative(process.cwd(), f)} differs from a fresh compile: run node contracts/build.mjs`);
+    for (const [f] of stale)
+      console.log(`${path.relative(process.cwd(), f)} differs from a fresh compile: run node contracts/build.mjs`);
     if (!stale.length) console.log("committed contract artifacts match a fresh compile");
     process.exit(stale.length ? 1 : 0);
   }

@@ -31,7 +31,11 @@ export function databaseUnavailableCode(err: unknown): string | null {
   for (let e = err; e && typeof e === "object" && !seen.has(e); e = (e as { cause?: unknown }).cause) {
     seen.add(e);
     const code = (e as { code?: unknown }).code;
-    if (typeof code === "string" && (NETWORK_CODES.has(code) || (/^[0-9A-Z]{5}$/.test(code) && unavailableSqlState(code)))) return code;
+    if (
+      typeof code === "string" &&
+      (NETWORK_CODES.has(code) || (/^[0-9A-Z]{5}$/.test(code) && unavailableSqlState(code)))
+    )
+      return code;
     if (e instanceof AggregateError) {
       for (const x of e.errors) {
         const c = databaseUnavailableCode(x);

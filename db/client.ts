@@ -79,7 +79,9 @@ export function redactUrl(u: URL): string {
 }
 
 export async function openDatabase(opts: OpenOptions): Promise<Database> {
-  const database = opts.url ? await openPostgres(opts.url, opts.poolSize ?? 10) : await openPglite(opts.pgliteDir ?? "./data/pglite", opts.lockInfo);
+  const database = opts.url
+    ? await openPostgres(opts.url, opts.poolSize ?? 10)
+    : await openPglite(opts.pgliteDir ?? "./data/pglite", opts.lockInfo);
   if (opts.migrate !== false) {
     try {
       await database.migrate();

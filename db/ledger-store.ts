@@ -16,12 +16,23 @@ const CHUNK = 500;
 function txStore(tx: Tx): SealStoreTx {
   return {
     async lastBatch() {
-      const [b] = await tx.select({ batchNo: batches.batchNo, firstSeq: batches.firstSeq, size: batches.size }).from(batches).orderBy(desc(batches.batchNo)).limit(1);
+      const [b] = await tx
+        .select({ batchNo: batches.batchNo, firstSeq: batches.firstSeq, size: batches.size })
+        .from(batches)
+        .orderBy(desc(batches.batchNo))
+        .limit(1);
       return b ?? null;
     },
     async pendingEntries(limit) {
       const rows = await tx
-        .select({ id: ledgerEntries.id, studyId: ledgerEntries.studyId, studyCode: ledgerEntries.studyCode, kind: ledgerEntries.kind, payloadHash: ledgerEntries.payloadHash, at: ledgerEntries.at })
+        .select({
+          id: ledgerEntries.id,
+          studyId: ledgerEntries.studyId,
+          studyCode: ledgerEntries.studyCode,
+          kind: ledgerEntries.kind,
+          payloadHash: ledgerEntries.payloadHash,
+          at: ledgerEntries.at,
+        })
         .from(ledgerEntries)
         .where(eq(ledgerEntries.status, "pending"))
         .orderBy(asc(ledgerEntries.at), asc(ledgerEntries.id))
@@ -40,9 +51,12 @@ function txStore(tx: Tx): SealStoreTx {
     },
     async sealEntries(updates) {
       for (let i = 0; i < updates.length; i += CHUNK) {
-        const rows = updates.slice(i, i + CHUNK).map(
-          (u) => sql`(${u.id}::uuid, ${u.seq}::bigint, ${u.studySeq}::bigint, ${u.envelopeText}::text, decode(${toHex(u.leafHash)}, 'hex'), ${u.batchNo}::bigint)`,
-        );
+        const rows = updates
+          .slice(i, i + CHUNK)
+          .map(
+            (u) =>
+              sql`(${u.id}::uuid, ${u.seq}::bigint, ${u.studySeq}::bigint, ${u.envelopeText}::text, decode(${toHex(u.leafHash)}, 'hex'), ${u.batchNo}::bigint)`,
+          );
         await tx.execute(sql`
           UPDATE ledger_entries AS e
              SET status = 'sealed', seq = v.seq, study_seq = v.study_seq, envelope_text = v.envelope_text,
@@ -67,12 +81,14 @@ export function ledgerStore(db: Db): SealStore {
   return {
     transaction<T>(fn: (tx: SealStoreTx) => Promise<T>): Promise<T> {
       const prev = chains.get(db) ?? Promise.resolve();
-      const run = prev.catch(() => {}).then(() =>
-        db.transaction(async (tx) => {
-          await tx.execute(sql`select pg_advisory_xact_lock(${SEALER_LOCK_KEY})`);
-          return fn(txStore(tx));
-        }),
-      );
+      const run = prev
+        .catch(() => {})
+        .then(() =>
+          db.transaction(async (tx) => {
+            await tx.execute(sql`select pg_advisory_xact_lock(${SEALER_LOCK_KEY})`);
+            return fn(txStore(tx));
+          }),
+        );
       chains.set(db, run);
       return run;
     },

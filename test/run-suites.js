@@ -24,8 +24,14 @@ function step(name, fn) {
 }
 
 const build = step("build", () => {
-  const r = spawnSync(process.execPath, [path.join(root, "node_modules/@remix-run/dev/dist/cli.js"), "build"], { cwd: root, stdio: "inherit" });
-  const v = r.status === 0 ? spawnSync(process.execPath, [path.join(root, "bin", "build-verifier.mjs")], { cwd: root, stdio: "inherit" }) : r;
+  const r = spawnSync(process.execPath, [path.join(root, "node_modules/@remix-run/dev/dist/cli.js"), "build"], {
+    cwd: root,
+    stdio: "inherit",
+  });
+  const v =
+    r.status === 0
+      ? spawnSync(process.execPath, [path.join(root, "bin", "build-verifier.mjs")], { cwd: root, stdio: "inherit" })
+      : r;
   return { ok: r.status === 0 && v.status === 0 };
 });
 lines.push(`build        ${build.ok ? "ok" : "FAILED"} in ${build.secs}s`);
@@ -37,7 +43,15 @@ for (const suite of suites) {
   const r = step(suite, () => {
     const p = spawnSync(
       process.execPath,
-      [path.join(root, "node_modules/vitest/vitest.mjs"), "run", "--project", suite, "--reporter=default", "--reporter=json", `--outputFile.json=${file}`],
+      [
+        path.join(root, "node_modules/vitest/vitest.mjs"),
+        "run",
+        "--project",
+        suite,
+        "--reporter=default",
+        "--reporter=json",
+        `--outputFile.json=${file}`,
+      ],
       { cwd: root, stdio: "inherit", env: process.env },
     );
     let counts = { numPassedTests: 0, numFailedTests: 0, numTotalTestSuites: 0, numFailedTestSuites: 0 };

@@ -1,5 +1,12 @@
 /** Server/CLI crypto provider on node:crypto (much faster Ed25519 verification than pure JS). */
-import { createPrivateKey, createPublicKey, hash, sign as nodeSign, verify as nodeVerify, type KeyObject } from "node:crypto";
+import {
+  createPrivateKey,
+  createPublicKey,
+  hash,
+  sign as nodeSign,
+  verify as nodeVerify,
+  type KeyObject,
+} from "node:crypto";
 import type { Crypto, Signer } from "../log/crypto.ts";
 
 const ED25519_SPKI_PREFIX = Buffer.from("302a300506032b6570032100", "hex");

@@ -25,7 +25,13 @@ import {
 import { privateKeyToAccount } from "viem/accounts";
 import { toHex } from "../log/bytes.ts";
 import type { EvmLedgerPolicy, EvmReceipt, AnchorReceipt } from "../ledgers/receipt.ts";
-import { LedgerError, type AnchorContext, type AnchorOutcome, type AnchorRequest, type Ledger } from "../ledgers/ledger.ts";
+import {
+  LedgerError,
+  type AnchorContext,
+  type AnchorOutcome,
+  type AnchorRequest,
+  type Ledger,
+} from "../ledgers/ledger.ts";
 import { ANCHOR_ABI, ANCHOR_BYTECODE } from "./evm-contract.ts";
 import { ANCHORED_TOPIC, checkEvmReceipt, EvmCheckError } from "../ledgers/evm-event.ts";
 import { viemReader } from "./evm-reader.ts";
@@ -54,7 +60,9 @@ interface Work {
 function errText(err: unknown): string {
   if (err instanceof HttpRequestError) {
     // Say what went wrong on the wire: the HTTP status, or the transport's own reason (reset, not JSON, ...).
-    const why = err.status ? `HTTP ${err.status}` : (err.details || (err.cause as Error | undefined)?.message || "").split("\n")[0];
+    const why = err.status
+      ? `HTTP ${err.status}`
+      : (err.details || (err.cause as Error | undefined)?.message || "").split("\n")[0];
     return `the RPC endpoint failed${why ? `: ${why.slice(0, 160)}` : ""}`;
   }
   if (err instanceof BaseError) return err.shortMessage || err.message.split("\n")[0];
@@ -68,7 +76,12 @@ export function transportFor(o: { rpcUrl?: string; transport?: Transport; rpcTim
 }
 
 export function chainFor(id: number, rpcUrl = "http://localhost") {
-  return defineChain({ id, name: `chain-${id}`, nativeCurrency: { name: "Ether", symbol: "ETH", decimals: 18 }, rpcUrls: { default: { http: [rpcUrl] } } });
+  return defineChain({
+    id,
+    name: `chain-${id}`,
+    nativeCurrency: { name: "Ether", symbol: "ETH", decimals: 18 },
+    rpcUrls: { default: { http: [rpcUrl] } },
+  });
 }
 
 export class EvmLedger implements Ledger {
@@ -104,14 +117,20 @@ export class EvmLedger implements Ledger {
 
   async anchor(req: AnchorRequest, ctx: AnchorContext): Promise<AnchorOutcome> {
     const chainId = await this.rpc("reading the chain id", () => this.pub.getChainId());
-    if (chainId !== this.o.chainId) this.fail(`the RPC endpoint serves chain ${chainId}, not the configured ${this.o.chainId}`, false);
+    if (chainId !== this.o.chainId)
+      this.fail(`the RPC endpoint serves chain ${chainId}, not the configured ${this.o.chainId}`, false);
     const hashHex = `0x${toHex(req.checkpointHash)}` as Hex;
 
     const work = ctx.work as Work | null;
     if (work?.txHash) {
       const r = await this.rpc("reading the transaction receipt", () => viemReader(this.pub).receipt(work.txHash));
       if (r) return this.outcome(req, work.txHash);
-      const known = await this.rpc("looking up the transaction", () => this.pub.getTransaction({ hash: work.txHash }).then(() => true).catch(() => false));
+      const known = await this.rpc("looking up the transaction", () =>
+        this.pub
+          .getTransaction({ hash: work.txHash })
+          .then(() => true)
+          .catch(() => false),
+      );
       if (known) return this.waitAndOutcome(req, work.txHash);
       // The node forgot the transaction (dropped, or re-orged away): send the very same bytes again.
       try {
@@ -128,15 +147,26 @@ export class EvmLedger implements Ledger {
     const last = await this.rpc("reading the contract", () =>
       this.pub.readContract({ address: this.o.contract, abi: ANCHOR_ABI, functionName: "lastTreeSize" }),
     );
-    if (BigInt(last as bigint) >= BigInt(req.treeSize)) this.fail(`the contract already anchors tree size ${last}, not below ${req.treeSize}`, false);
+    if (BigInt(last as bigint) >= BigInt(req.treeSize))
+      this.fail(`the contract already anchors tree size ${last}, not below ${req.treeSize}`, false);
     try {
-      await this.pub.simulateContract({ account: this.account, address: this.o.contract, abi: ANCHOR_ABI, functionName: "anchor", args: [hashHex, BigInt(req.treeSize)] });
+      await this.pub.simulateContract({
+        account: this.account,
+        address: this.o.contract,
+        abi: ANCHOR_ABI,
+        functionName: "anchor",
+        args: [hashHex, BigInt(req.treeSize)],
+      });
     } catch (err) {
       const reason = revertReason(err);
       if (reason) this.fail(`the contract refuses the anchor: ${reason}`, false);
       this.fail(`simulating the anchor: ${errText(err)}`);
     }
-    const wallet = createWalletClient({ account: this.account, chain: chainFor(this.o.chainId, this.o.rpcUrl), transport: transportFor(this.o) });
+    const wallet = createWalletClient({
+      account: this.account,
+      chain: chainFor(this.o.chainId, this.o.rpcUrl),
+      transport: transportFor(this.o),
+    });
     const raw = await this.rpc("preparing the transaction", async () => {
       const request = await wallet.prepareTransactionRequest({
         to: this.o.contract,
@@ -154,7 +184,11 @@ export class EvmLedger implements Ledger {
 
   private async waitAndOutcome(req: AnchorRequest, txHash: Hex): Promise<AnchorOutcome> {
     await this.rpc(`waiting for transaction ${txHash}`, () =>
-      this.pub.waitForTransactionReceipt({ hash: txHash, timeout: this.o.receiptTimeoutMs ?? 60_000, pollingInterval: 250 }),
+      this.pub.waitForTransactionReceipt({
+        hash: txHash,
+        timeout: this.o.receiptTimeoutMs ?? 60_000,
+        pollingInterval: 250,
+      }),
     );
     return this.outcome(req, txHash);
   }
@@ -164,9 +198,19 @@ export class EvmLedger implements Ledger {
     const r = await this.rpc("reading the transaction receipt", () => reader.receipt(txHash));
     if (!r) this.fail(`transaction ${txHash} has no receipt yet`);
     if (r.status !== "success") this.fail(`transaction ${txHash} reverted`, false);
-    const log = r.logs.find((l) => l.address.toLowerCase() === this.o.contract.toLowerCase() && l.topics[0]?.toLowerCase() === ANCHORED_TOPIC);
+    const log = r.logs.find(
+      (l) => l.address.toLowerCase() === this.o.contract.toLowerCase() && l.topics[0]?.toLowerCase() === ANCHORED_TOPIC,
+    );
     if (!log) this.fail(`transaction ${txHash} emitted no Anchored event`, false);
-    const receipt: EvmReceipt = { type: "evm", chainId: this.o.chainId, contract: this.o.contract, txHash, blockNumber: r.blockNumber, blockHash: r.blockHash, logIndex: log.logIndex };
+    const receipt: EvmReceipt = {
+      type: "evm",
+      chainId: this.o.chainId,
+      contract: this.o.contract,
+      txHash,
+      blockNumber: r.blockNumber,
+      blockHash: r.blockHash,
+      logIndex: log.logIndex,
+    };
     return this.refresh(receipt, req);
   }
 
@@ -186,23 +230,36 @@ export class EvmLedger implements Ledger {
       });
       return { status: res.final ? "final" : "included", receipt, anchoredAt: res.time };
     } catch (err) {
-      if (err instanceof EvmCheckError && (err.code === "EVM_TX_NOT_FOUND" || err.code === "EVM_BLOCK_MISMATCH")) return { status: "pending", receipt };
+      if (err instanceof EvmCheckError && (err.code === "EVM_TX_NOT_FOUND" || err.code === "EVM_BLOCK_MISMATCH"))
+        return { status: "pending", receipt };
       if (err instanceof EvmCheckError) this.fail(err.message, false);
       this.fail(`checking the receipt: ${errText(err)}`);
     }
   }
 
   policy(): EvmLedgerPolicy {
-    return { type: "evm", chainId: this.o.chainId, contract: this.o.contract, sender: this.account.address, confirmations: this.o.confirmations, rpcHint: this.o.rpcUrl ?? null };
+    return {
+      type: "evm",
+      chainId: this.o.chainId,
+      contract: this.o.contract,
+      sender: this.account.address,
+      confirmations: this.o.confirmations,
+      rpcHint: this.o.rpcUrl ?? null,
+    };
   }
 }
 
 /** The contract's custom error behind a failed call, whichever way the node reported it. */
 export function revertReason(err: unknown): string | null {
   const revert = err instanceof BaseError ? err.walk((e) => e instanceof ContractFunctionRevertedError) : null;
-  if (revert instanceof ContractFunctionRevertedError && (revert.data?.errorName || revert.reason)) return revert.data?.errorName ?? revert.reason ?? null;
+  if (revert instanceof ContractFunctionRevertedError && (revert.data?.errorName || revert.reason))
+    return revert.data?.errorName ?? revert.reason ?? null;
   // Some nodes (Hardhat in-process) only put the revert data in the message of a nested error.
-  for (let e = err as { cause?: unknown; message?: string; data?: unknown } | undefined, i = 0; e && i < 10; e = e.cause as typeof e, i++) {
+  for (
+    let e = err as { cause?: unknown; message?: string; data?: unknown } | undefined, i = 0;
+    e && i < 10;
+    e = e.cause as typeof e, i++
+  ) {
     const data = typeof e.data === "string" ? e.data : /return data: (0x[0-9a-fA-F]+)/.exec(e.message ?? "")?.[1];
     if (data && data.length >= 10) {
       try {
@@ -222,7 +279,14 @@ function encodeAnchor(hash: Hex, treeSize: number): Hex {
 }
 
 /** Deploy the anchoring contract for a log; the deploying account becomes its owner (the only sender). */
-export async function deployAnchorContract(o: { rpcUrl?: string; transport?: Transport; privateKey: Hex; logId: Hex; chainId?: number; timeoutMs?: number }) {
+export async function deployAnchorContract(o: {
+  rpcUrl?: string;
+  transport?: Transport;
+  privateKey: Hex;
+  logId: Hex;
+  chainId?: number;
+  timeoutMs?: number;
+}) {
   const transport = transportFor(o);
   const probe = createPublicClient({ transport });
   const chainId = o.chainId ?? (await probe.getChainId());
@@ -233,5 +297,12 @@ export async function deployAnchorContract(o: { rpcUrl?: string; transport?: Tra
   const txHash = await wallet.deployContract({ abi: ANCHOR_ABI, bytecode: ANCHOR_BYTECODE, args: [o.logId] });
   const r = await pub.waitForTransactionReceipt({ hash: txHash, timeout: o.timeoutMs ?? 120_000 });
   if (r.status !== "success" || !r.contractAddress) throw new Error(`deployment transaction ${txHash} failed`);
-  return { chainId, contract: r.contractAddress, owner: account.address, txHash, blockNumber: Number(r.blockNumber), gasUsed: Number(r.gasUsed) };
+  return {
+    chainId,
+    contract: r.contractAddress,
+    owner: account.address,
+    txHash,
+    blockNumber: Number(r.blockNumber),
+    gasUsed: Number(r.gasUsed),
+  };
 }

@@ -16,7 +16,12 @@ export function viemReader(client: PublicClient): EvmReader {
           from: r.from,
           to: r.to,
           status: r.status,
-          logs: r.logs.map((l) => ({ address: l.address, topics: [...l.topics], data: l.data, logIndex: Number(l.logIndex) })),
+          logs: r.logs.map((l) => ({
+            address: l.address,
+            topics: [...l.topics],
+            data: l.data,
+            logIndex: Number(l.logIndex),
+          })),
         };
       } catch (err) {
         if (err instanceof TransactionReceiptNotFoundError) return null;

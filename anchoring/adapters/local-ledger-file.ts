@@ -9,13 +9,38 @@
  * or a full disk mid-write: no receipt was ever returned for it) is cut off under the lock; any other damage
  * (bad signature, broken chain, edited line) refuses to open.
  */
-import { closeSync, existsSync, fstatSync, fsyncSync, ftruncateSync, mkdirSync, openSync, readSync, unlinkSync, writeSync, readFileSync } from "node:fs";
+import {
+  closeSync,
+  existsSync,
+  fstatSync,
+  fsyncSync,
+  ftruncateSync,
+  mkdirSync,
+  openSync,
+  readSync,
+  unlinkSync,
+  writeSync,
+  readFileSync,
+} from "node:fs";
 import path from "node:path";
 import type { Crypto, Signer } from "../log/crypto.ts";
 import { toHex } from "../log/bytes.ts";
 import { LocalRecordSchema, type AnchorReceipt, type LocalRecord, type LocalLedgerPolicy } from "../ledgers/receipt.ts";
-import { LedgerError, type AnchorContext, type AnchorOutcome, type AnchorRequest, type Ledger } from "../ledgers/ledger.ts";
-import { GENESIS_PREV, LOCAL_FORMAT, recordHash, recordLine, recordSignedBy, signRecord } from "../ledgers/local-record.ts";
+import {
+  LedgerError,
+  type AnchorContext,
+  type AnchorOutcome,
+  type AnchorRequest,
+  type Ledger,
+} from "../ledgers/ledger.ts";
+import {
+  GENESIS_PREV,
+  LOCAL_FORMAT,
+  recordHash,
+  recordLine,
+  recordSignedBy,
+  signRecord,
+} from "../ledgers/local-record.ts";
 
 export class LocalLedgerCorrupt extends Error {
   readonly code = "LOCAL_LEDGER_CORRUPT";
@@ -68,7 +93,8 @@ export class LocalLedgerFile {
     const fd = openSync(this.file, underLock ? "r+" : "r");
     try {
       const size = fstatSync(fd).size;
-      if (size < this.offset) throw new LocalLedgerCorrupt(`local ledger ${this.file} shrank from ${this.offset} to ${size} bytes`);
+      if (size < this.offset)
+        throw new LocalLedgerCorrupt(`local ledger ${this.file} shrank from ${this.offset} to ${size} bytes`);
       if (size === this.offset) return;
       const buf = Buffer.alloc(size - this.offset);
       let got = 0;
@@ -106,9 +132,14 @@ export class LocalLedgerFile {
     if (rec.pos !== i) fail(`position ${rec.pos}, expected ${i}`);
     if (rec.prev !== this.lastHash) fail("prev does not match the previous record");
     if (rec.ledger !== this.o.ledgerId) fail(`ledger id ${rec.ledger}, expected ${this.o.ledgerId}`);
-    const keys = this.o.trustedKeys ? this.o.trustedKeys() : [{ publicKey: this.o.signer.publicKey, notBefore: null, notAfter: null }];
-    const valid = keys.filter((k) => (k.notBefore === null || rec.time >= k.notBefore) && (k.notAfter === null || rec.time < k.notAfter));
-    if (!valid.some((k) => recordSignedBy(this.o.crypto, rec, k.publicKey))) fail("signature does not verify with this ledger's key (valid at the record's time)");
+    const keys = this.o.trustedKeys
+      ? this.o.trustedKeys()
+      : [{ publicKey: this.o.signer.publicKey, notBefore: null, notAfter: null }];
+    const valid = keys.filter(
+      (k) => (k.notBefore === null || rec.time >= k.notBefore) && (k.notAfter === null || rec.time < k.notAfter),
+    );
+    if (!valid.some((k) => recordSignedBy(this.o.crypto, rec, k.publicKey)))
+      fail("signature does not verify with this ledger's key (valid at the record's time)");
     this.records.push(rec);
     this.byCheckpoint.set(rec.checkpoint, rec);
     this.lastHash = recordHash(this.o.crypto, rec);
@@ -161,7 +192,8 @@ export class LocalLedgerFile {
           }
           continue;
         }
-        if (Date.now() > deadline) throw new LedgerError(this.o.name, `the local ledger ${this.file} is locked by process ${pid || "?"}`);
+        if (Date.now() > deadline)
+          throw new LedgerError(this.o.name, `the local ledger ${this.file} is locked by process ${pid || "?"}`);
         await sleep(10);
       }
     }
@@ -178,7 +210,12 @@ export class LocalLedgerFile {
 
   private ioError(err: unknown): LedgerError {
     const e = err as NodeJS.ErrnoException;
-    const why = e.code === "ENOSPC" ? "the disk is full" : e.code === "EROFS" || e.code === "EACCES" || e.code === "EPERM" ? "the ledger directory is not writable" : e.message;
+    const why =
+      e.code === "ENOSPC"
+        ? "the disk is full"
+        : e.code === "EROFS" || e.code === "EACCES" || e.code === "EPERM"
+          ? "the ledger directory is not writable"
+          : e.message;
     return new LedgerError(this.o.name, `cannot write the local ledger ${this.file}: ${why} (${e.code ?? "error"})`);
   }
 
@@ -188,7 +225,12 @@ export class LocalLedgerFile {
     const existing = this.byCheckpoint.get(hex);
     if (existing) return existing;
     const last = this.records[this.records.length - 1];
-    if (last && last.treeSize >= treeSize) throw new LedgerError(this.o.name, `the local ledger already holds tree size ${last.treeSize}, not below ${treeSize}`, false);
+    if (last && last.treeSize >= treeSize)
+      throw new LedgerError(
+        this.o.name,
+        `the local ledger already holds tree size ${last.treeSize}, not below ${treeSize}`,
+        false,
+      );
     const now = (this.o.now ?? (() => new Date()))();
     const rec = signRecord(this.o.signer, {
       format: LOCAL_FORMAT,
@@ -207,7 +249,8 @@ export class LocalLedgerFile {
       const before = fstatSync(fd).size;
       try {
         const n = writeSync(fd, bytes);
-        if (n !== bytes.length) throw Object.assign(new Error(`short write (${n} of ${bytes.length} bytes)`), { code: "ENOSPC" });
+        if (n !== bytes.length)
+          throw Object.assign(new Error(`short write (${n} of ${bytes.length} bytes)`), { code: "ENOSPC" });
         fsyncSync(fd);
       } catch (err) {
         try {
@@ -264,12 +307,19 @@ export class LocalLedger implements Ledger {
   async refresh(receipt: AnchorReceipt): Promise<AnchorOutcome> {
     if (receipt.type !== "local") throw new LedgerError(this.name, "not a local-ledger receipt", false);
     const rec = this.store.all()[receipt.record.pos];
-    if (!rec || recordLine(rec) !== recordLine(receipt.record)) throw new LedgerError(this.name, `record ${receipt.record.pos} is not in the ledger file`, false);
+    if (!rec || recordLine(rec) !== recordLine(receipt.record))
+      throw new LedgerError(this.name, `record ${receipt.record.pos} is not in the ledger file`, false);
     return { status: "final", receipt, anchoredAt: new Date(rec.time) };
   }
 
   policy(): LocalLedgerPolicy {
-    const keys = this.o.trustedKeys ? this.o.trustedKeys() : [{ publicKey: this.o.signer.publicKey, notBefore: null, notAfter: null }];
-    return { type: "local", ledger: this.o.ledgerId, keys: keys.map((k) => ({ publicKey: toHex(k.publicKey), notBefore: k.notBefore, notAfter: k.notAfter })) };
+    const keys = this.o.trustedKeys
+      ? this.o.trustedKeys()
+      : [{ publicKey: this.o.signer.publicKey, notBefore: null, notAfter: null }];
+    return {
+      type: "local",
+      ledger: this.o.ledgerId,
+      keys: keys.map((k) => ({ publicKey: toHex(k.publicKey), notBefore: k.notBefore, notAfter: k.notAfter })),
+    };
   }
 }

@@ -6,7 +6,13 @@
 import { fromBase64, toBase64 } from "../log/bytes.ts";
 import type { AnchorReceipt, Rfc3161LedgerPolicy } from "../ledgers/receipt.ts";
 import { parseNote } from "../log/checkpoint.ts";
-import { LedgerError, type AnchorContext, type AnchorOutcome, type AnchorRequest, type Ledger } from "../ledgers/ledger.ts";
+import {
+  LedgerError,
+  type AnchorContext,
+  type AnchorOutcome,
+  type AnchorRequest,
+  type Ledger,
+} from "../ledgers/ledger.ts";
 import { buildRequest, tokenFromResponse, TsaError, verifyToken } from "../ledgers/rfc3161-token.ts";
 
 export interface Rfc3161LedgerOptions {
@@ -36,13 +42,20 @@ export class Rfc3161Ledger implements Ledger {
     try {
       res = await fetch(this.o.url, {
         method: "POST",
-        headers: { "content-type": "application/timestamp-query", accept: "application/timestamp-reply", ...this.o.headers },
+        headers: {
+          "content-type": "application/timestamp-query",
+          accept: "application/timestamp-reply",
+          ...this.o.headers,
+        },
         body: body as unknown as BodyInit,
         signal: AbortSignal.timeout(this.o.timeoutMs ?? 15_000),
       });
     } catch (err) {
       const e = err as Error & { cause?: { code?: string } };
-      throw new LedgerError(this.name, `TSA ${this.o.url} unreachable: ${e.name === "TimeoutError" ? "timed out" : (e.cause?.code ?? e.message)}`);
+      throw new LedgerError(
+        this.name,
+        `TSA ${this.o.url} unreachable: ${e.name === "TimeoutError" ? "timed out" : (e.cause?.code ?? e.message)}`,
+      );
     }
     if (!res.ok) throw new LedgerError(this.name, `TSA ${this.o.url} answered HTTP ${res.status}`);
     let der: Uint8Array;
@@ -53,7 +66,12 @@ export class Rfc3161Ledger implements Ledger {
     }
     try {
       const token = tokenFromResponse(der);
-      const info = await verifyToken(token, { data: new TextEncoder().encode(parseNote(req.note).text), imprint: req.checkpointHash, trusted: this.o.trusted, nonce });
+      const info = await verifyToken(token, {
+        data: new TextEncoder().encode(parseNote(req.note).text),
+        imprint: req.checkpointHash,
+        trusted: this.o.trusted,
+        nonce,
+      });
       return { status: "final", receipt: { type: "rfc3161", token: toBase64(token) }, anchoredAt: info.genTime };
     } catch (err) {
       // A garbled or untrusted answer is retried: the next answer may be fine (and nothing was stored).
@@ -75,6 +93,7 @@ export class Rfc3161Ledger implements Ledger {
 /** DER certificates from PEM text (one or more CERTIFICATE blocks). */
 export function certificatesFromPem(pem: string): Uint8Array[] {
   const out: Uint8Array[] = [];
-  for (const m of pem.matchAll(/-----BEGIN CERTIFICATE-----([\s\S]*?)-----END CERTIFICATE-----/g)) out.push(fromBase64(m[1].replace(/\s+/g, "")));
+  for (const m of pem.matchAll(/-----BEGIN CERTIFICATE-----([\s\S]*?)-----END CERTIFICATE-----/g))
+    out.push(fromBase64(m[1].replace(/\s+/g, "")));
   return out;
 }

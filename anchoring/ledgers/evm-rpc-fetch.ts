@@ -29,7 +29,12 @@ export function fetchReader(url: string, timeoutMs = 15_000): EvmReader {
         from: String(r.from),
         to: r.to ? String(r.to) : null,
         status: num(r.status) === 1 ? "success" : "reverted",
-        logs: ((r.logs as Record<string, unknown>[]) ?? []).map((l) => ({ address: String(l.address), topics: (l.topics as string[]) ?? [], data: String(l.data), logIndex: num(l.logIndex) })),
+        logs: ((r.logs as Record<string, unknown>[]) ?? []).map((l) => ({
+          address: String(l.address),
+          topics: (l.topics as string[]) ?? [],
+          data: String(l.data),
+          logIndex: num(l.logIndex),
+        })),
       };
     },
     async block(n) {

@@ -42,7 +42,11 @@ export const Rfc3161ReceiptSchema = z.strictObject({
   token: base64.max(100_000),
 });
 
-export const AnchorReceiptSchema = z.discriminatedUnion("type", [LocalReceiptSchema, EvmReceiptSchema, Rfc3161ReceiptSchema]);
+export const AnchorReceiptSchema = z.discriminatedUnion("type", [
+  LocalReceiptSchema,
+  EvmReceiptSchema,
+  Rfc3161ReceiptSchema,
+]);
 export type AnchorReceipt = z.infer<typeof AnchorReceiptSchema>;
 export type LocalReceipt = z.infer<typeof LocalReceiptSchema>;
 export type EvmReceipt = z.infer<typeof EvmReceiptSchema>;
@@ -92,7 +96,11 @@ export const Rfc3161LedgerPolicySchema = z.strictObject({
   url: z.string().max(500).nullable().default(null),
 });
 
-export const LedgerPolicySchema = z.discriminatedUnion("type", [LocalLedgerPolicySchema, EvmLedgerPolicySchema, Rfc3161LedgerPolicySchema]);
+export const LedgerPolicySchema = z.discriminatedUnion("type", [
+  LocalLedgerPolicySchema,
+  EvmLedgerPolicySchema,
+  Rfc3161LedgerPolicySchema,
+]);
 export type LedgerPolicy = z.infer<typeof LedgerPolicySchema>;
 export type LocalLedgerPolicy = z.infer<typeof LocalLedgerPolicySchema>;
 export type EvmLedgerPolicy = z.infer<typeof EvmLedgerPolicySchema>;

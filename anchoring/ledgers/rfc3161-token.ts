@@ -16,7 +16,15 @@ const ID_SIGNED_DATA = "1.2.840.113549.1.7.2";
 const ID_EXT_KEY_USAGE = "2.5.29.37";
 const ID_KP_TIME_STAMPING = "1.3.6.1.5.5.7.3.8";
 
-export type TsaErrorCode = "TSA_RESPONSE_MALFORMED" | "TSA_REJECTED" | "TSA_TOKEN_MALFORMED" | "TSA_IMPRINT_MISMATCH" | "TSA_NONCE_MISMATCH" | "TSA_SIGNATURE_INVALID" | "TSA_UNTRUSTED" | "TSA_NOT_TIMESTAMPING_CERT";
+export type TsaErrorCode =
+  | "TSA_RESPONSE_MALFORMED"
+  | "TSA_REJECTED"
+  | "TSA_TOKEN_MALFORMED"
+  | "TSA_IMPRINT_MISMATCH"
+  | "TSA_NONCE_MISMATCH"
+  | "TSA_SIGNATURE_INVALID"
+  | "TSA_UNTRUSTED"
+  | "TSA_NOT_TIMESTAMPING_CERT";
 
 export class TsaError extends Error {
   constructor(
@@ -59,7 +67,8 @@ export function tokenFromResponse(der: Uint8Array): Uint8Array {
     const text = resp.status.statusStrings?.map((s) => s.valueBlock.value).join("; ");
     throw new TsaError("TSA_REJECTED", `the TSA refused the request (status ${status}${text ? `: ${text}` : ""})`);
   }
-  if (!resp.timeStampToken) throw new TsaError("TSA_RESPONSE_MALFORMED", "the TSA granted the request but sent no token");
+  if (!resp.timeStampToken)
+    throw new TsaError("TSA_RESPONSE_MALFORMED", "the TSA granted the request but sent no token");
   return new Uint8Array(resp.timeStampToken.toSchema().toBER(false));
 }
 
@@ -80,7 +89,8 @@ function parseToken(token: Uint8Array): { signed: pkijs.SignedData; tst: pkijs.T
     const ci = new pkijs.ContentInfo({ schema: asn.result });
     if (ci.contentType !== ID_SIGNED_DATA) throw new Error("not SignedData");
     const signed = new pkijs.SignedData({ schema: ci.content });
-    if (signed.encapContentInfo.eContentType !== ID_TST_INFO || !signed.encapContentInfo.eContent) throw new Error("not a TSTInfo");
+    if (signed.encapContentInfo.eContentType !== ID_TST_INFO || !signed.encapContentInfo.eContent)
+      throw new Error("not a TSTInfo");
     const tst = pkijs.TSTInfo.fromBER(signed.encapContentInfo.eContent.getValue());
     return { signed, tst };
   } catch {
@@ -95,7 +105,9 @@ function info(tst: pkijs.TSTInfo): TokenInfo {
     nonce: tst.nonce ? toHex(new Uint8Array(tst.nonce.valueBlock.valueHexView)) : null,
     policy: tst.policy,
     imprint: new Uint8Array(tst.messageImprint.hashedMessage.valueBlock.valueHexView),
-    accuracyMs: tst.accuracy ? (tst.accuracy.seconds ?? 0) * 1000 + (tst.accuracy.millis ?? 0) + Math.ceil((tst.accuracy.micros ?? 0) / 1000) : 0,
+    accuracyMs: tst.accuracy
+      ? (tst.accuracy.seconds ?? 0) * 1000 + (tst.accuracy.millis ?? 0) + Math.ceil((tst.accuracy.micros ?? 0) / 1000)
+      : 0,
   };
 }
 
@@ -117,9 +129,12 @@ export async function verifyToken(
 ): Promise<TokenInfo> {
   const { signed, tst } = parseToken(token);
   const i = info(tst);
-  if (tst.messageImprint.hashAlgorithm.algorithmId !== ID_SHA256) throw new TsaError("TSA_IMPRINT_MISMATCH", "the token's imprint is not SHA-256");
-  if (!bytesEqual(i.imprint, o.imprint)) throw new TsaError("TSA_IMPRINT_MISMATCH", "the token time-stamps another hash than this checkpoint's");
-  if (o.nonce && stripZeros(i.nonce ?? "") !== stripZeros(toHex(o.nonce))) throw new TsaError("TSA_NONCE_MISMATCH", "the token's nonce is not the request's");
+  if (tst.messageImprint.hashAlgorithm.algorithmId !== ID_SHA256)
+    throw new TsaError("TSA_IMPRINT_MISMATCH", "the token's imprint is not SHA-256");
+  if (!bytesEqual(i.imprint, o.imprint))
+    throw new TsaError("TSA_IMPRINT_MISMATCH", "the token time-stamps another hash than this checkpoint's");
+  if (o.nonce && stripZeros(i.nonce ?? "") !== stripZeros(toHex(o.nonce)))
+    throw new TsaError("TSA_NONCE_MISMATCH", "the token's nonce is not the request's");
   let trustedCerts: pkijs.Certificate[];
   try {
     trustedCerts = o.trusted.map((c) => pkijs.Certificate.fromBER(ab(c)));
@@ -132,17 +147,25 @@ export async function verifyToken(
   } catch (err) {
     const e = err as { code?: number; message?: string; signatureVerified?: boolean | null };
     // pkijs codes: 5 = chain validation failed (signer not trusted), 14 = signature invalid, 15 = TSTInfo check failed.
-    if (e.code === 5 || /chain|trusted|certificate/i.test(e.message ?? "")) throw new TsaError("TSA_UNTRUSTED", `the TSA certificate does not chain to a trusted certificate (${e.message ?? "chain"})`);
+    if (e.code === 5 || /chain|trusted|certificate/i.test(e.message ?? ""))
+      throw new TsaError(
+        "TSA_UNTRUSTED",
+        `the TSA certificate does not chain to a trusted certificate (${e.message ?? "chain"})`,
+      );
     // (The imprint was compared above, so anything else pkijs rejects is a signature that does not hold.)
     throw new TsaError("TSA_SIGNATURE_INVALID", `the token's signature does not verify (${e.message ?? "invalid"})`);
   }
   if (!result.signatureVerified) throw new TsaError("TSA_SIGNATURE_INVALID", "the token's signature does not verify");
-  if (!result.signerCertificateVerified) throw new TsaError("TSA_UNTRUSTED", "the TSA certificate does not chain to a trusted certificate");
+  if (!result.signerCertificateVerified)
+    throw new TsaError("TSA_UNTRUSTED", "the TSA certificate does not chain to a trusted certificate");
   const cert = result.signerCertificate;
   const eku = cert?.extensions?.find((x) => x.extnID === ID_EXT_KEY_USAGE);
   const usages = (eku?.parsedValue as pkijs.ExtKeyUsage | undefined)?.keyPurposes ?? [];
   if (!eku || !eku.critical || usages.length !== 1 || usages[0] !== ID_KP_TIME_STAMPING) {
-    throw new TsaError("TSA_NOT_TIMESTAMPING_CERT", "the signing certificate is not a TSA certificate (RFC 3161 needs a critical extendedKeyUsage of timeStamping only)");
+    throw new TsaError(
+      "TSA_NOT_TIMESTAMPING_CERT",
+      "the signing certificate is not a TSA certificate (RFC 3161 needs a critical extendedKeyUsage of timeStamping only)",
+    );
   }
   return i;
 }

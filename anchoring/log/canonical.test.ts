@@ -21,7 +21,15 @@ describe("RFC 8785 JSON canonicalization (test/vectors/jcs)", () => {
   });
 
   it("rejects values JSON cannot represent", () => {
-    for (const v of [Number.NaN, Number.POSITIVE_INFINITY, Number.NEGATIVE_INFINITY, undefined, () => 1, new Date(0), { a: [1, Number.NaN] }]) {
+    for (const v of [
+      Number.NaN,
+      Number.POSITIVE_INFINITY,
+      Number.NEGATIVE_INFINITY,
+      undefined,
+      () => 1,
+      new Date(0),
+      { a: [1, Number.NaN] },
+    ]) {
       expect(() => canonicalize(v)).toThrow(CanonicalizationError);
     }
   });

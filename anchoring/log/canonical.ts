@@ -32,7 +32,8 @@ function assertJsonValue(v: unknown, at: string, depth: number): void {
     const proto = Object.getPrototypeOf(v);
     if (proto !== Object.prototype && proto !== null) throw new CanonicalizationError(`${at}: not a plain object`);
     for (const [k, x] of Object.entries(v as Record<string, unknown>)) {
-      if (!k.isWellFormed()) throw new CanonicalizationError(`${at}: a key is not well-formed Unicode (lone surrogate)`);
+      if (!k.isWellFormed())
+        throw new CanonicalizationError(`${at}: a key is not well-formed Unicode (lone surrogate)`);
       assertJsonValue(x, `${at}.${k}`, depth + 1);
     }
     return;

@@ -1,7 +1,16 @@
 import { describe, expect, it } from "vitest";
 import fc from "fast-check";
 import { nodeCrypto as c, nodeSigner } from "../adapters/crypto-node.ts";
-import { checkpointText, keyId, noteSignedBy, parseCheckpoint, parseNote, parseVkey, signNote, vkeyString } from "./checkpoint.ts";
+import {
+  checkpointText,
+  keyId,
+  noteSignedBy,
+  parseCheckpoint,
+  parseNote,
+  parseVkey,
+  signNote,
+  vkeyString,
+} from "./checkpoint.ts";
 import { toHex } from "./bytes.ts";
 
 describe("C2SP signed notes and checkpoints", () => {

@@ -47,7 +47,8 @@ export function parseVkey(c: Crypto, vkey: string): VerifierKey {
   const name = vkey.slice(0, first);
   const idHex = vkey.slice(first + 1, second);
   const keyB64 = vkey.slice(second + 1);
-  if (!validKeyName(name) || !/^[0-9a-f]{8}$/.test(idHex)) throw new NoteError("VKEY_MALFORMED", "bad vkey name or key id");
+  if (!validKeyName(name) || !/^[0-9a-f]{8}$/.test(idHex))
+    throw new NoteError("VKEY_MALFORMED", "bad vkey name or key id");
   let key: Uint8Array;
   try {
     key = fromBase64(keyB64);
@@ -82,14 +83,17 @@ export function signNote(c: Crypto, text: string, name: string, signer: Signer):
 }
 
 export function parseNote(note: string): ParsedNote {
-  if (typeof note !== "string" || note.length > 1_000_000) throw new NoteError("NOTE_MALFORMED", "note is not a string of reasonable size");
+  if (typeof note !== "string" || note.length > 1_000_000)
+    throw new NoteError("NOTE_MALFORMED", "note is not a string of reasonable size");
   const split = note.lastIndexOf("\n\n");
-  if (split < 0 || !note.endsWith("\n")) throw new NoteError("NOTE_MALFORMED", "note has no blank line before its signatures");
+  if (split < 0 || !note.endsWith("\n"))
+    throw new NoteError("NOTE_MALFORMED", "note has no blank line before its signatures");
   const text = note.slice(0, split + 1);
   const sigLines = note.slice(split + 2, -1).split("\n");
   const signatures: NoteSignature[] = [];
   for (const line of sigLines) {
-    if (!line.startsWith(SIG_PREFIX)) throw new NoteError("NOTE_MALFORMED", "signature line does not start with an em dash");
+    if (!line.startsWith(SIG_PREFIX))
+      throw new NoteError("NOTE_MALFORMED", "signature line does not start with an em dash");
     const rest = line.slice(SIG_PREFIX.length);
     const sp = rest.indexOf(" ");
     if (sp <= 0) throw new NoteError("NOTE_MALFORMED", "signature line has no key name");
@@ -110,7 +114,9 @@ export function parseNote(note: string): ParsedNote {
 /** True when one of the note's signatures is a valid Ed25519 signature by `key`. */
 export function noteSignedBy(c: Crypto, note: ParsedNote, key: VerifierKey): boolean {
   const msg = utf8(note.text);
-  return note.signatures.some((s) => s.name === key.name && bytesEqual(s.id, key.id) && c.ed25519Verify(key.publicKey, msg, s.signature));
+  return note.signatures.some(
+    (s) => s.name === key.name && bytesEqual(s.id, key.id) && c.ed25519Verify(key.publicKey, msg, s.signature),
+  );
 }
 
 // ---- checkpoints ----
@@ -128,10 +134,12 @@ export function checkpointText(cp: Checkpoint): string {
 /** Parse the body of a checkpoint note (the signed text). */
 export function parseCheckpoint(text: string): Checkpoint {
   const lines = text.split("\n");
-  if (lines.length < 4 || lines[lines.length - 1] !== "") throw new NoteError("CHECKPOINT_MALFORMED", "a checkpoint has origin, size and root lines");
+  if (lines.length < 4 || lines[lines.length - 1] !== "")
+    throw new NoteError("CHECKPOINT_MALFORMED", "a checkpoint has origin, size and root lines");
   const [origin, sizeLine, rootLine] = lines;
   if (!origin) throw new NoteError("CHECKPOINT_MALFORMED", "empty origin line");
-  if (!/^(0|[1-9][0-9]{0,15})$/.test(sizeLine) || !Number.isSafeInteger(Number(sizeLine))) throw new NoteError("CHECKPOINT_MALFORMED", "tree size is not a decimal integer");
+  if (!/^(0|[1-9][0-9]{0,15})$/.test(sizeLine) || !Number.isSafeInteger(Number(sizeLine)))
+    throw new NoteError("CHECKPOINT_MALFORMED", "tree size is not a decimal integer");
   let root: Uint8Array;
   try {
     root = fromBase64(rootLine);

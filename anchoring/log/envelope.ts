@@ -7,10 +7,17 @@ import { leafHash } from "./merkle.ts";
 
 const hex32 = z.string().regex(/^[0-9a-f]{64}$/);
 /** Text that has a UTF-8 form: a lone surrogate (possible in a JS string, not in UTF-8 or JCS) is refused here, at the edge. */
-const text = (max: number) => z.string().min(1).max(max).refine((v) => v.isWellFormed(), "not well-formed Unicode (lone surrogate)");
+const text = (max: number) =>
+  z
+    .string()
+    .min(1)
+    .max(max)
+    .refine((v) => v.isWellFormed(), "not well-formed Unicode (lone surrogate)");
 const nat = z.number().int().min(0).max(Number.MAX_SAFE_INTEGER);
 /** UTC RFC 3339 with milliseconds, as written by Date.prototype.toISOString. */
-export const utcMillis = z.string().regex(/^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$/, "expected UTC time with milliseconds");
+export const utcMillis = z
+  .string()
+  .regex(/^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$/, "expected UTC time with milliseconds");
 
 export const EnvelopeSchema = z.strictObject({
   v: z.literal(1),

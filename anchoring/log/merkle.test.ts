@@ -32,7 +32,8 @@ describe("RFC 6962/9162 vectors (test/vectors/rfc6962, from transparency-dev/mer
   it("accepts every valid inclusion vector and rejects every wantErr one", () => {
     for (const f of inclusion) {
       const v = JSON.parse(readFileSync(f, "utf8"));
-      const run = () => verifyInclusion(c, v.leafIdx, v.treeSize, b64(v.leafHash), (v.proof ?? []).map(b64), b64(v.root));
+      const run = () =>
+        verifyInclusion(c, v.leafIdx, v.treeSize, b64(v.leafHash), (v.proof ?? []).map(b64), b64(v.root));
       if (v.wantErr) expect(run, path.relative(VECTORS, f)).toThrow();
       else expect(run, path.relative(VECTORS, f)).not.toThrow();
     }
@@ -64,7 +65,11 @@ describe("our trees and proofs", () => {
     fc.assert(
       fc.property(fc.integer({ min: 1, max: 2000 }), (n) => {
         const leaves = leavesOf(n);
-        const mt = new MerkleTree(leaves.map((l) => Buffer.from(l)), sha, { concatenator: ([l, r]: Buffer[]) => Buffer.concat([Buffer.from([1]), l, r]) });
+        const mt = new MerkleTree(
+          leaves.map((l) => Buffer.from(l)),
+          sha,
+          { concatenator: ([l, r]: Buffer[]) => Buffer.concat([Buffer.from([1]), l, r]) },
+        );
         expect(toHex(rootOf(c, leaves))).toBe(mt.getRoot().toString("hex"));
       }),
       { numRuns: 60 },
@@ -98,7 +103,13 @@ describe("our trees and proofs", () => {
     const leaves = leavesOf(4);
     const root = rootOf(c, leaves);
     const proof = inclusionProof(c, leaves, 1);
-    for (const [i, n] of [[-1, 4], [1.5, 4], [1, 2 ** 60], [Number.NaN, 4], [4, 4]]) {
+    for (const [i, n] of [
+      [-1, 4],
+      [1.5, 4],
+      [1, 2 ** 60],
+      [Number.NaN, 4],
+      [4, 4],
+    ]) {
       expect(() => verifyInclusion(c, i, n, leaves[1], proof, root)).toThrow();
     }
   });

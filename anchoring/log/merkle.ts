@@ -112,13 +112,24 @@ export function consistencyProofWith(rangeRoot: RangeRoot, size1: number, size2:
 }
 
 /** Inclusion proof over an array of leaf hashes (recomputes subtree roots: O(n) per proof). */
-export function inclusionProof(c: Crypto, leaves: readonly Uint8Array[], index: number, size = leaves.length): Uint8Array[] {
-  if (size > leaves.length) throw new MerkleError("INDEX_OUT_OF_RANGE", `tree size ${size} exceeds ${leaves.length} leaves`);
+export function inclusionProof(
+  c: Crypto,
+  leaves: readonly Uint8Array[],
+  index: number,
+  size = leaves.length,
+): Uint8Array[] {
+  if (size > leaves.length)
+    throw new MerkleError("INDEX_OUT_OF_RANGE", `tree size ${size} exceeds ${leaves.length} leaves`);
   return inclusionProofWith((lo, hi) => rootOf(c, leaves, lo, hi), index, size);
 }
 
 /** Consistency proof over an array of leaf hashes. */
-export function consistencyProof(c: Crypto, leaves: readonly Uint8Array[], size1: number, size2 = leaves.length): Uint8Array[] {
+export function consistencyProof(
+  c: Crypto,
+  leaves: readonly Uint8Array[],
+  size1: number,
+  size2 = leaves.length,
+): Uint8Array[] {
   if (size2 > leaves.length) throw new MerkleError("BAD_SIZES", `tree size ${size2} exceeds ${leaves.length} leaves`);
   return consistencyProofWith((lo, hi) => rootOf(c, leaves, lo, hi), size1, size2);
 }
@@ -149,7 +160,9 @@ function checkSize(name: string, v: number): bigint {
 }
 
 function checkHashes(list: readonly Uint8Array[], what: string): void {
-  for (const h of list) if (!(h instanceof Uint8Array) || h.length !== HASH_SIZE) throw new MerkleError("BAD_HASH_SIZE", `${what} has an element that is not ${HASH_SIZE} bytes`);
+  for (const h of list)
+    if (!(h instanceof Uint8Array) || h.length !== HASH_SIZE)
+      throw new MerkleError("BAD_HASH_SIZE", `${what} has an element that is not ${HASH_SIZE} bytes`);
 }
 
 function decomp(index: bigint, size: bigint): [number, number] {
@@ -176,23 +189,44 @@ function chainBorderRight(c: Crypto, seed: Uint8Array, proof: readonly Uint8Arra
 }
 
 /** The root implied by an inclusion proof; throws MerkleError on malformed input. */
-export function rootFromInclusionProof(c: Crypto, index: number, size: number, leaf: Uint8Array, proof: readonly Uint8Array[]): Uint8Array {
+export function rootFromInclusionProof(
+  c: Crypto,
+  index: number,
+  size: number,
+  leaf: Uint8Array,
+  proof: readonly Uint8Array[],
+): Uint8Array {
   const i = checkSize("leaf index", index);
   const n = checkSize("tree size", size);
   if (i >= n) throw new MerkleError("INDEX_OUT_OF_RANGE", `leaf index ${index} is not below tree size ${size}`);
   checkHashes([leaf], "leaf hash");
   checkHashes(proof, "inclusion proof");
   const [inner, border] = decomp(i, n);
-  if (proof.length !== inner + border) throw new MerkleError("WRONG_PROOF_SIZE", `inclusion proof has ${proof.length} hashes, expected ${inner + border}`);
+  if (proof.length !== inner + border)
+    throw new MerkleError("WRONG_PROOF_SIZE", `inclusion proof has ${proof.length} hashes, expected ${inner + border}`);
   return chainBorderRight(c, chainInner(c, leaf, proof.slice(0, inner), i), proof.slice(inner));
 }
 
-export function verifyInclusion(c: Crypto, index: number, size: number, leaf: Uint8Array, proof: readonly Uint8Array[], root: Uint8Array): void {
+export function verifyInclusion(
+  c: Crypto,
+  index: number,
+  size: number,
+  leaf: Uint8Array,
+  proof: readonly Uint8Array[],
+  root: Uint8Array,
+): void {
   const got = rootFromInclusionProof(c, index, size, leaf, proof);
   if (!bytesEqual(got, root)) throw new MerkleError("ROOT_MISMATCH", "inclusion proof does not lead to the root");
 }
 
-export function verifyConsistency(c: Crypto, size1: number, size2: number, proof: readonly Uint8Array[], root1: Uint8Array, root2: Uint8Array): void {
+export function verifyConsistency(
+  c: Crypto,
+  size1: number,
+  size2: number,
+  proof: readonly Uint8Array[],
+  root1: Uint8Array,
+  root2: Uint8Array,
+): void {
   const n1 = checkSize("size1", size1);
   const n2 = checkSize("size2", size2);
   checkHashes(proof, "consistency proof");
@@ -214,11 +248,17 @@ export function verifyConsistency(c: Crypto, size1: number, size2: number, proof
     seed = root1;
     start = 0;
   }
-  if (proof.length !== start + inner + border) throw new MerkleError("WRONG_PROOF_SIZE", `consistency proof has ${proof.length} hashes, expected ${start + inner + border}`);
+  if (proof.length !== start + inner + border)
+    throw new MerkleError(
+      "WRONG_PROOF_SIZE",
+      `consistency proof has ${proof.length} hashes, expected ${start + inner + border}`,
+    );
   const rest = proof.slice(start);
   const mask = (n1 - 1n) >> BigInt(shift);
   const h1 = chainBorderRight(c, chainInnerRight(c, seed, rest.slice(0, inner), mask), rest.slice(inner));
-  if (!bytesEqual(h1, root1)) throw new MerkleError("ROOT_MISMATCH", "consistency proof does not lead to the first root");
+  if (!bytesEqual(h1, root1))
+    throw new MerkleError("ROOT_MISMATCH", "consistency proof does not lead to the first root");
   const h2 = chainBorderRight(c, chainInner(c, seed, rest.slice(0, inner), mask), rest.slice(inner));
-  if (!bytesEqual(h2, root2)) throw new MerkleError("ROOT_MISMATCH", "consistency proof does not lead to the second root");
+  if (!bytesEqual(h2, root2))
+    throw new MerkleError("ROOT_MISMATCH", "consistency proof does not lead to the second root");
 }

@@ -14,14 +14,41 @@ const isoDate = z.string().regex(/^\d{4}-\d{2}-\d{2}$/);
 
 /** JSON value, as stored in record values (numbers kept as parsed, never converted). */
 const jsonValue: z.ZodType<unknown> = z.lazy(() =>
-  z.union([z.string(), z.number().refine(Number.isFinite), z.boolean(), z.null(), z.array(jsonValue), z.record(z.string(), jsonValue)]),
+  z.union([
+    z.string(),
+    z.number().refine(Number.isFinite),
+    z.boolean(),
+    z.null(),
+    z.array(jsonValue),
+    z.record(z.string(), jsonValue),
+  ]),
 );
 
 export const PAYLOAD_SCHEMAS = {
-  "study.registered": z.strictObject({ v: z.literal(1), salt, study: code, title: z.string().max(500), actor: id.nullable() }),
+  "study.registered": z.strictObject({
+    v: z.literal(1),
+    salt,
+    study: code,
+    title: z.string().max(500),
+    actor: id.nullable(),
+  }),
   "site.added": z.strictObject({ v: z.literal(1), salt, site: code, actor: id.nullable() }),
-  "role.granted": z.strictObject({ v: z.literal(1), salt, user: id, role: z.string(), site: code.nullable(), actor: id.nullable() }),
-  "role.revoked": z.strictObject({ v: z.literal(1), salt, user: id, role: z.string(), site: code.nullable(), actor: id.nullable() }),
+  "role.granted": z.strictObject({
+    v: z.literal(1),
+    salt,
+    user: id,
+    role: z.string(),
+    site: code.nullable(),
+    actor: id.nullable(),
+  }),
+  "role.revoked": z.strictObject({
+    v: z.literal(1),
+    salt,
+    user: id,
+    role: z.string(),
+    site: code.nullable(),
+    actor: id.nullable(),
+  }),
   /** ICH E6(R3) delegation of authority: an investigator delegates a task at a site, with training evidence. */
   "delegation.granted": z.strictObject({
     v: z.literal(1),
@@ -32,13 +59,35 @@ export const PAYLOAD_SCHEMAS = {
     task: z.enum(["consent", "enrollment", "data_entry", "signoff"]),
     startsOn: isoDate,
     endsOn: isoDate.nullable(),
-    training: z.array(z.strictObject({ course: z.string().min(1).max(200), completedOn: isoDate, evidenceSha256: hex32 })).max(20),
+    training: z
+      .array(z.strictObject({ course: z.string().min(1).max(200), completedOn: isoDate, evidenceSha256: hex32 }))
+      .max(20),
     actor: id.nullable(),
   }),
-  "delegation.revoked": z.strictObject({ v: z.literal(1), salt, delegation: id, reason: z.string().min(1).max(2000), actor: id.nullable() }),
+  "delegation.revoked": z.strictObject({
+    v: z.literal(1),
+    salt,
+    delegation: id,
+    reason: z.string().min(1).max(2000),
+    actor: id.nullable(),
+  }),
   /** A data manager locks (or an authorized role unlocks) a record, a subject's casebook or the whole study. */
-  "lock.set": z.strictObject({ v: z.literal(1), salt, lock: id, scope: z.enum(["record", "subject", "study"]), target: z.string().min(1).max(64), reason: z.string().min(1).max(2000), actor: id.nullable() }),
-  "lock.released": z.strictObject({ v: z.literal(1), salt, lock: id, reason: z.string().min(1).max(2000), actor: id.nullable() }),
+  "lock.set": z.strictObject({
+    v: z.literal(1),
+    salt,
+    lock: id,
+    scope: z.enum(["record", "subject", "study"]),
+    target: z.string().min(1).max(64),
+    reason: z.string().min(1).max(2000),
+    actor: id.nullable(),
+  }),
+  "lock.released": z.strictObject({
+    v: z.literal(1),
+    salt,
+    lock: id,
+    reason: z.string().min(1).max(2000),
+    actor: id.nullable(),
+  }),
   /** Part 11 e-signature: bound to the signed version's record.saved payload hash, with its meaning. */
   "signature.applied": z.strictObject({
     v: z.literal(1),
@@ -52,8 +101,22 @@ export const PAYLOAD_SCHEMAS = {
     actor: id.nullable(),
   }),
   /** Monitoring: source data verification of a record version, and queries on a field (text kept off the ledger, its hash on it). */
-  "sdv.marked": z.strictObject({ v: z.literal(1), salt, record: id, version: z.number().int().positive(), actor: id.nullable() }),
-  "query.opened": z.strictObject({ v: z.literal(1), salt, query: id, record: id, field: z.string().min(1).max(64), textSha256: hex32, actor: id.nullable() }),
+  "sdv.marked": z.strictObject({
+    v: z.literal(1),
+    salt,
+    record: id,
+    version: z.number().int().positive(),
+    actor: id.nullable(),
+  }),
+  "query.opened": z.strictObject({
+    v: z.literal(1),
+    salt,
+    query: id,
+    record: id,
+    field: z.string().min(1).max(64),
+    textSha256: hex32,
+    actor: id.nullable(),
+  }),
   "query.answered": z.strictObject({ v: z.literal(1), salt, query: id, textSha256: hex32, actor: id.nullable() }),
   "query.closed": z.strictObject({ v: z.literal(1), salt, query: id, actor: id.nullable() }),
   "form.approved": z.strictObject({
@@ -122,7 +185,13 @@ export const PAYLOAD_SCHEMAS = {
     actor: id.nullable(),
   }),
   /** The erasure procedure: a subject's personal data and key were destroyed (crypto-shredding); trial data stay. */
-  "participant.erased": z.strictObject({ v: z.literal(1), salt, subject: code, reasonSha256: hex32, actor: id.nullable() }),
+  "participant.erased": z.strictObject({
+    v: z.literal(1),
+    salt,
+    subject: code,
+    reasonSha256: hex32,
+    actor: id.nullable(),
+  }),
   "record.saved": z.strictObject({
     v: z.literal(1),
     salt,
@@ -151,5 +220,10 @@ export function isEntryKind(kind: string): kind is EntryKind {
 export function parsePayload(kind: string, payload: unknown) {
   if (!isEntryKind(kind)) return { success: false as const, error: `unknown entry kind ${JSON.stringify(kind)}` };
   const r = PAYLOAD_SCHEMAS[kind].safeParse(payload);
-  return r.success ? { success: true as const, data: r.data } : { success: false as const, error: r.error.issues.map((i) => `${i.path.join(".") || "payload"}: ${i.message}`).join("; ") };
+  return r.success
+    ? { success: true as const, data: r.data }
+    : {
+        success: false as const,
+        error: r.error.issues.map((i) => `${i.path.join(".") || "payload"}: ${i.message}`).join("; "),
+      };
 }

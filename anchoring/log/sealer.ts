@@ -35,10 +35,26 @@ export interface SealStoreTx {
   /** The next studySeq for each study (0 when the study has no sealed entry). */
   nextStudySeqs(studyIds: string[]): Promise<Map<string, number>>;
   sealEntries(updates: SealedEntryUpdate[]): Promise<void>;
-  insertBatch(b: { batchNo: number; firstSeq: number; size: number; root: Uint8Array; headerText: string; leafHash: Uint8Array; sealedAt: Date; tree: Uint8Array }): Promise<void>;
+  insertBatch(b: {
+    batchNo: number;
+    firstSeq: number;
+    size: number;
+    root: Uint8Array;
+    headerText: string;
+    leafHash: Uint8Array;
+    sealedAt: Date;
+    tree: Uint8Array;
+  }): Promise<void>;
   /** Leaf hashes of batches 0..n-1 of the batch log, in order. */
   batchLeafHashes(): Promise<Uint8Array[]>;
-  insertCheckpoint(c: { treeSize: number; root: Uint8Array; noteText: string; checkpointHash: Uint8Array; keyId: string; createdAt: Date }): Promise<void>;
+  insertCheckpoint(c: {
+    treeSize: number;
+    root: Uint8Array;
+    noteText: string;
+    checkpointHash: Uint8Array;
+    keyId: string;
+    createdAt: Date;
+  }): Promise<void>;
 }
 
 export interface SealStore {
@@ -92,12 +108,30 @@ export async function sealOnce(store: SealStore, cfg: SealerConfig): Promise<Sea
     });
     const root = tree.root();
     const sealedAt = (cfg.now ?? (() => new Date()))();
-    const header: BatchHeader = { v: 1, log: cfg.origin, batch: batchNo, first: firstSeq, size: pending.length, root: toHex(root), sealedAt: sealedAt.toISOString() };
+    const header: BatchHeader = {
+      v: 1,
+      log: cfg.origin,
+      batch: batchNo,
+      first: firstSeq,
+      size: pending.length,
+      root: toHex(root),
+      sealedAt: sealedAt.toISOString(),
+    };
     const { text: headerText, leaf: headerLeafHash } = headerLeaf(c, header);
     await tx.sealEntries(updates);
-    await tx.insertBatch({ batchNo, firstSeq, size: pending.length, root, headerText, leafHash: headerLeafHash, sealedAt, tree: tree.serialize() });
+    await tx.insertBatch({
+      batchNo,
+      firstSeq,
+      size: pending.length,
+      root,
+      headerText,
+      leafHash: headerLeafHash,
+      sealedAt,
+      tree: tree.serialize(),
+    });
     const logLeaves = await tx.batchLeafHashes();
-    if (logLeaves.length !== batchNo + 1) throw new Error(`batch log has ${logLeaves.length} leaves, expected ${batchNo + 1}`);
+    if (logLeaves.length !== batchNo + 1)
+      throw new Error(`batch log has ${logLeaves.length} leaves, expected ${batchNo + 1}`);
     const logRoot = rootOf(c, logLeaves);
     const body = checkpointText({ origin: cfg.origin, treeSize: batchNo + 1, root: logRoot });
     const note = signNote(c, body, cfg.origin, cfg.signer);

@@ -66,7 +66,8 @@ export class MerkleLevels {
 
   /** Merkle tree hash of leaves [lo, hi), for ranges an RFC 6962 tree of some size is made of. */
   rangeRoot(lo: number, hi: number): Uint8Array {
-    if (lo < 0 || hi > this.size || hi < lo) throw new MerkleError("BAD_SIZES", `range [${lo}, ${hi}) is outside the tree`);
+    if (lo < 0 || hi > this.size || hi < lo)
+      throw new MerkleError("BAD_SIZES", `range [${lo}, ${hi}) is outside the tree`);
     return rangeRootFrom(this.c, (h, i) => this.node(h, i), lo, hi);
   }
 
@@ -103,7 +104,8 @@ export class MerkleLevels {
     for (let n = size; n > 0; n = Math.floor(n / 2)) counts.push(n);
     if (counts.length === 0) counts.push(0);
     const expected = counts.reduce((a, n) => a + n, 0) * HASH_SIZE;
-    if (bytes.length !== expected) throw new MerkleError("BAD_SIZES", `stored tree has ${bytes.length} bytes, expected ${expected}`);
+    if (bytes.length !== expected)
+      throw new MerkleError("BAD_SIZES", `stored tree has ${bytes.length} bytes, expected ${expected}`);
     let o = 0;
     t.levels = counts.map((n) => {
       const level = bytes.slice(o, o + n * HASH_SIZE);
@@ -176,7 +178,8 @@ export async function inclusionProofFromStored(
   const zero = new Uint8Array(HASH_SIZE);
   inclusionProofWith((lo, hi) => rangeRootFrom(c, (h, i) => (wanted.push([h, i]), zero), lo, hi), index, size);
   const got = await fetch(wanted.map(([h, i]) => serializedNodeOffset(size, h, i)));
-  if (got.length !== wanted.length) throw new MerkleError("WRONG_PROOF_SIZE", "stored tree returned the wrong number of nodes");
+  if (got.length !== wanted.length)
+    throw new MerkleError("WRONG_PROOF_SIZE", "stored tree returned the wrong number of nodes");
   const nodes = new Map(wanted.map(([h, i], k) => [`${h}:${i}`, got[k]]));
   return inclusionProofWith((lo, hi) => rangeRootFrom(c, (h, i) => nodes.get(`${h}:${i}`)!, lo, hi), index, size);
 }

@@ -130,21 +130,43 @@ export class LogAuditor {
   batch(b: StoredBatch, entries: StoredEntry[], trustedPrefix = false): void {
     const c = this.c;
     if (b.batchNo !== this.nextBatch) {
-      this.add({ code: "BATCH_MISSING", severity: "tamper", batch: this.nextBatch, message: `batch ${this.nextBatch} is missing: the next stored batch is ${b.batchNo}` });
+      this.add({
+        code: "BATCH_MISSING",
+        severity: "tamper",
+        batch: this.nextBatch,
+        message: `batch ${this.nextBatch} is missing: the next stored batch is ${b.batchNo}`,
+      });
       this.nextBatch = b.batchNo;
     }
     if (b.firstSeq !== this.nextSeq) {
-      this.add({ code: "BATCH_NOT_CONSECUTIVE", severity: "tamper", batch: b.batchNo, message: `batch ${b.batchNo} starts at seq ${b.firstSeq}, but the previous batch ended at ${this.nextSeq}` });
+      this.add({
+        code: "BATCH_NOT_CONSECUTIVE",
+        severity: "tamper",
+        batch: b.batchNo,
+        message: `batch ${b.batchNo} starts at seq ${b.firstSeq}, but the previous batch ended at ${this.nextSeq}`,
+      });
     }
     let header: ReturnType<typeof BatchHeaderSchema.parse> | null = null;
     try {
       header = BatchHeaderSchema.parse(JSON.parse(b.headerText));
     } catch {
-      this.add({ code: "BATCH_HEADER_INVALID", severity: "tamper", batch: b.batchNo, message: `batch ${b.batchNo}: the stored header is not a valid batch header` });
+      this.add({
+        code: "BATCH_HEADER_INVALID",
+        severity: "tamper",
+        batch: b.batchNo,
+        message: `batch ${b.batchNo}: the stored header is not a valid batch header`,
+      });
     }
     const hl = header ? headerLeaf(c, header) : null;
     if (header && hl) {
-      if (hl.text !== b.headerText) this.add({ code: "BATCH_HEADER_ALTERED", severity: "tamper", batch: b.batchNo, field: "header", message: `batch ${b.batchNo}: the header text is not in canonical form` });
+      if (hl.text !== b.headerText)
+        this.add({
+          code: "BATCH_HEADER_ALTERED",
+          severity: "tamper",
+          batch: b.batchNo,
+          field: "header",
+          message: `batch ${b.batchNo}: the header text is not in canonical form`,
+        });
       const fields: [string, unknown, unknown][] = [
         ["batch", header.batch, b.batchNo],
         ["first", header.first, b.firstSeq],
@@ -152,8 +174,23 @@ export class LogAuditor {
         ["root", header.root, toHex(b.root)],
         ["log", header.log, this.policy.origin],
       ];
-      for (const [f, h, row] of fields) if (h !== row) this.add({ code: "BATCH_HEADER_ALTERED", severity: "tamper", batch: b.batchNo, field: f, message: `batch ${b.batchNo}: header ${f} is ${JSON.stringify(h)}, the batch row says ${JSON.stringify(row)}` });
-      if (!same(hl.leaf, b.leafHash)) this.add({ code: "BATCH_HEADER_ALTERED", severity: "tamper", batch: b.batchNo, field: "leaf", message: `batch ${b.batchNo}: the stored header leaf hash does not match the header text` });
+      for (const [f, h, row] of fields)
+        if (h !== row)
+          this.add({
+            code: "BATCH_HEADER_ALTERED",
+            severity: "tamper",
+            batch: b.batchNo,
+            field: f,
+            message: `batch ${b.batchNo}: header ${f} is ${JSON.stringify(h)}, the batch row says ${JSON.stringify(row)}`,
+          });
+      if (!same(hl.leaf, b.leafHash))
+        this.add({
+          code: "BATCH_HEADER_ALTERED",
+          severity: "tamper",
+          batch: b.batchNo,
+          field: "leaf",
+          message: `batch ${b.batchNo}: the stored header leaf hash does not match the header text`,
+        });
     }
     // The batch log is built from the recomputed header leaves (a stored leaf could have been edited to match).
     this.batchLog.append(hl ? hl.leaf : c.sha256(utf8(`invalid header ${b.batchNo}`)));
@@ -168,11 +205,24 @@ export class LogAuditor {
     let expect = b.firstSeq;
     for (const e of entries) {
       if (e.seq < expect) {
-        this.add({ code: "SEQ_DUPLICATED", severity: "tamper", seq: e.seq, study: e.studyCode, batch: b.batchNo, message: `seq ${e.seq} is stored more than once` });
+        this.add({
+          code: "SEQ_DUPLICATED",
+          severity: "tamper",
+          seq: e.seq,
+          study: e.studyCode,
+          batch: b.batchNo,
+          message: `seq ${e.seq} is stored more than once`,
+        });
         continue;
       }
       while (expect < e.seq) {
-        this.add({ code: "SEQ_MISSING", severity: "tamper", seq: expect, batch: b.batchNo, message: `seq ${expect} of batch ${b.batchNo} is missing (deleted?)` });
+        this.add({
+          code: "SEQ_MISSING",
+          severity: "tamper",
+          seq: expect,
+          batch: b.batchNo,
+          message: `seq ${expect} of batch ${b.batchNo} is missing (deleted?)`,
+        });
         tree.append(c.sha256(utf8(`missing ${expect}`)));
         expect++;
       }
@@ -180,12 +230,23 @@ export class LogAuditor {
       expect = e.seq + 1;
     }
     while (expect < b.firstSeq + b.size) {
-      this.add({ code: "SEQ_MISSING", severity: "tamper", seq: expect, batch: b.batchNo, message: `seq ${expect} of batch ${b.batchNo} is missing (deleted?)` });
+      this.add({
+        code: "SEQ_MISSING",
+        severity: "tamper",
+        seq: expect,
+        batch: b.batchNo,
+        message: `seq ${expect} of batch ${b.batchNo} is missing (deleted?)`,
+      });
       tree.append(c.sha256(utf8(`missing ${expect}`)));
       expect++;
     }
     if (tree.size > 0 && !same(tree.root(), b.root)) {
-      this.add({ code: "BATCH_ROOT_MISMATCH", severity: "tamper", batch: b.batchNo, message: `batch ${b.batchNo}: the Merkle root of its entries is ${toHex(tree.root()).slice(0, 16)}…, the batch says ${toHex(b.root).slice(0, 16)}…` });
+      this.add({
+        code: "BATCH_ROOT_MISMATCH",
+        severity: "tamper",
+        batch: b.batchNo,
+        message: `batch ${b.batchNo}: the Merkle root of its entries is ${toHex(tree.root()).slice(0, 16)}…, the batch says ${toHex(b.root).slice(0, 16)}…`,
+      });
     }
     this.nextSeq = b.firstSeq + b.size;
   }
@@ -196,27 +257,67 @@ export class LogAuditor {
     this.entriesChecked++;
     const where = { seq: e.seq, study: e.studyCode };
     const payloadHash = c.sha256(utf8(e.payloadText));
-    if (!same(payloadHash, e.payloadHash)) this.add({ ...where, code: "ENTRY_PAYLOAD_ALTERED", severity: "tamper", field: "payload", message: `entry seq ${e.seq} (${e.kind}): the payload no longer hashes to the stored payload hash` });
+    if (!same(payloadHash, e.payloadHash))
+      this.add({
+        ...where,
+        code: "ENTRY_PAYLOAD_ALTERED",
+        severity: "tamper",
+        field: "payload",
+        message: `entry seq ${e.seq} (${e.kind}): the payload no longer hashes to the stored payload hash`,
+      });
     let payload: unknown = null;
     try {
       payload = JSON.parse(e.payloadText);
     } catch {
-      this.add({ ...where, code: "ENTRY_PAYLOAD_INVALID", severity: "tamper", field: "payload", message: `entry seq ${e.seq}: the payload is not JSON` });
+      this.add({
+        ...where,
+        code: "ENTRY_PAYLOAD_INVALID",
+        severity: "tamper",
+        field: "payload",
+        message: `entry seq ${e.seq}: the payload is not JSON`,
+      });
     }
     if (payload !== null) {
       const p = parsePayload(e.kind, payload);
-      if (!p.success) this.add({ ...where, code: "ENTRY_PAYLOAD_INVALID", severity: "tamper", field: "payload", message: `entry seq ${e.seq} (${e.kind}): ${p.error}` });
+      if (!p.success)
+        this.add({
+          ...where,
+          code: "ENTRY_PAYLOAD_INVALID",
+          severity: "tamper",
+          field: "payload",
+          message: `entry seq ${e.seq} (${e.kind}): ${p.error}`,
+        });
     }
-    if (e.batchNo !== batchNo) this.add({ ...where, code: "ENTRY_WRONG_BATCH", severity: "tamper", field: "batch", message: `entry seq ${e.seq} says batch ${e.batchNo}, its seq lies in batch ${batchNo}` });
+    if (e.batchNo !== batchNo)
+      this.add({
+        ...where,
+        code: "ENTRY_WRONG_BATCH",
+        severity: "tamper",
+        field: "batch",
+        message: `entry seq ${e.seq} says batch ${e.batchNo}, its seq lies in batch ${batchNo}`,
+      });
     let env: ReturnType<typeof EnvelopeSchema.parse> | null = null;
     try {
       env = EnvelopeSchema.parse(JSON.parse(e.envelopeText ?? ""));
     } catch {
-      this.add({ ...where, code: "ENTRY_ENVELOPE_INVALID", severity: "tamper", field: "envelope", message: `entry seq ${e.seq}: the stored envelope is not a valid envelope` });
+      this.add({
+        ...where,
+        code: "ENTRY_ENVELOPE_INVALID",
+        severity: "tamper",
+        field: "envelope",
+        message: `entry seq ${e.seq}: the stored envelope is not a valid envelope`,
+      });
       return c.sha256(utf8(`invalid envelope ${e.seq}`));
     }
     const leaf = envelopeLeaf(c, env);
-    if (leaf.text !== e.envelopeText) this.add({ ...where, code: "ENTRY_ENVELOPE_INVALID", severity: "tamper", field: "envelope", message: `entry seq ${e.seq}: the envelope text is not in canonical form` });
+    if (leaf.text !== e.envelopeText)
+      this.add({
+        ...where,
+        code: "ENTRY_ENVELOPE_INVALID",
+        severity: "tamper",
+        field: "envelope",
+        message: `entry seq ${e.seq}: the envelope text is not in canonical form`,
+      });
     const fields: [string, unknown, unknown][] = [
       ["seq", env.seq, e.seq],
       ["studySeq", env.studySeq, e.studySeq],
@@ -226,18 +327,46 @@ export class LogAuditor {
       ["payloadHash", env.payloadHash, toHex(e.payloadHash)],
       ["log", env.log, this.policy.origin],
     ];
-    for (const [f, a, b] of fields) if (a !== b) this.add({ ...where, code: "ENTRY_FIELD_MISMATCH", severity: "tamper", field: f, message: `entry seq ${e.seq}: ${f} is ${JSON.stringify(b)} in the row but ${JSON.stringify(a)} in its sealed envelope` });
-    if (!same(leaf.leaf, e.leafHash)) this.add({ ...where, code: "ENTRY_LEAF_MISMATCH", severity: "tamper", field: "leaf", message: `entry seq ${e.seq}: the stored leaf hash does not match its envelope` });
+    for (const [f, a, b] of fields)
+      if (a !== b)
+        this.add({
+          ...where,
+          code: "ENTRY_FIELD_MISMATCH",
+          severity: "tamper",
+          field: f,
+          message: `entry seq ${e.seq}: ${f} is ${JSON.stringify(b)} in the row but ${JSON.stringify(a)} in its sealed envelope`,
+        });
+    if (!same(leaf.leaf, e.leafHash))
+      this.add({
+        ...where,
+        code: "ENTRY_LEAF_MISMATCH",
+        severity: "tamper",
+        field: "leaf",
+        message: `entry seq ${e.seq}: the stored leaf hash does not match its envelope`,
+      });
     // studySeq runs without gaps per study, in seq order.
     const want = this.studySeqs.get(env.study) ?? 0;
-    if (env.studySeq !== want) this.add({ ...where, code: "STUDY_SEQ_GAP", severity: "tamper", field: "studySeq", message: `study ${env.study}: entry seq ${e.seq} has study seq ${env.studySeq}, expected ${want}` });
+    if (env.studySeq !== want)
+      this.add({
+        ...where,
+        code: "STUDY_SEQ_GAP",
+        severity: "tamper",
+        field: "studySeq",
+        message: `study ${env.study}: entry seq ${e.seq} has study seq ${env.studySeq}, expected ${want}`,
+      });
     this.studySeqs.set(env.study, Math.max(want, env.studySeq) + 1);
     return leaf.leaf;
   }
 
   /** Sealed entries found beyond the last batch (or in no batch at all): inserted behind the sealer's back. */
   strayEntry(e: StoredEntry): void {
-    this.add({ code: "SEQ_OUTSIDE_BATCHES", severity: "tamper", seq: e.seq, study: e.studyCode, message: `entry seq ${e.seq} (${e.kind}) is marked sealed but lies in no sealed batch (inserted?)` });
+    this.add({
+      code: "SEQ_OUTSIDE_BATCHES",
+      severity: "tamper",
+      seq: e.seq,
+      study: e.studyCode,
+      message: `entry seq ${e.seq} (${e.kind}) is marked sealed but lies in no sealed batch (inserted?)`,
+    });
   }
 
   /** One checkpoint, after the batches it covers were fed (tree sizes ascending). */
@@ -245,25 +374,65 @@ export class LogAuditor {
     const c = this.c;
     this.checkpointsChecked++;
     for (let n = this.lastCheckpointSize + 1; n < cp.treeSize; n++) {
-      this.add({ code: "CHECKPOINT_MISSING", severity: "tamper", treeSize: n, message: `there is no checkpoint for log size ${n} (each sealed batch signs one)` });
+      this.add({
+        code: "CHECKPOINT_MISSING",
+        severity: "tamper",
+        treeSize: n,
+        message: `there is no checkpoint for log size ${n} (each sealed batch signs one)`,
+      });
     }
     this.lastCheckpointSize = Math.max(this.lastCheckpointSize, cp.treeSize);
     try {
       const note = parseNote(cp.noteText);
       const body = parseCheckpoint(note.text);
-      const keys = this.policy.logKeys.filter((k) => k.fromSize <= cp.treeSize && (k.untilSize === null || cp.treeSize < k.untilSize));
-      if (!keys.some((k) => noteSignedBy(c, note, parseVkey(c, k.vkey)))) this.add({ code: "CHECKPOINT_SIGNATURE_INVALID", severity: "tamper", treeSize: cp.treeSize, message: `checkpoint ${cp.treeSize} is not signed by a log key valid for that size` });
-      if (body.origin !== this.policy.origin || body.treeSize !== cp.treeSize) this.add({ code: "CHECKPOINT_INVALID", severity: "tamper", treeSize: cp.treeSize, message: `checkpoint ${cp.treeSize}: its note names origin ${body.origin} and size ${body.treeSize}` });
-      if (!same(body.root, cp.root)) this.add({ code: "CHECKPOINT_ROOT_MISMATCH", severity: "tamper", treeSize: cp.treeSize, message: `checkpoint ${cp.treeSize}: the signed root differs from the stored root` });
+      const keys = this.policy.logKeys.filter(
+        (k) => k.fromSize <= cp.treeSize && (k.untilSize === null || cp.treeSize < k.untilSize),
+      );
+      if (!keys.some((k) => noteSignedBy(c, note, parseVkey(c, k.vkey))))
+        this.add({
+          code: "CHECKPOINT_SIGNATURE_INVALID",
+          severity: "tamper",
+          treeSize: cp.treeSize,
+          message: `checkpoint ${cp.treeSize} is not signed by a log key valid for that size`,
+        });
+      if (body.origin !== this.policy.origin || body.treeSize !== cp.treeSize)
+        this.add({
+          code: "CHECKPOINT_INVALID",
+          severity: "tamper",
+          treeSize: cp.treeSize,
+          message: `checkpoint ${cp.treeSize}: its note names origin ${body.origin} and size ${body.treeSize}`,
+        });
+      if (!same(body.root, cp.root))
+        this.add({
+          code: "CHECKPOINT_ROOT_MISMATCH",
+          severity: "tamper",
+          treeSize: cp.treeSize,
+          message: `checkpoint ${cp.treeSize}: the signed root differs from the stored root`,
+        });
       if (cp.treeSize === this.batchLog.size && !same(body.root, this.batchLog.root())) {
-        this.add({ code: "CHECKPOINT_ROOT_MISMATCH", severity: "tamper", treeSize: cp.treeSize, message: `checkpoint ${cp.treeSize}: the signed root is not the root of the first ${cp.treeSize} batch headers (replaced checkpoint or edited batches)` });
+        this.add({
+          code: "CHECKPOINT_ROOT_MISMATCH",
+          severity: "tamper",
+          treeSize: cp.treeSize,
+          message: `checkpoint ${cp.treeSize}: the signed root is not the root of the first ${cp.treeSize} batch headers (replaced checkpoint or edited batches)`,
+        });
       }
     } catch (err) {
-      this.add({ code: "CHECKPOINT_INVALID", severity: "tamper", treeSize: cp.treeSize, message: `checkpoint ${cp.treeSize}: ${(err as Error).message}` });
+      this.add({
+        code: "CHECKPOINT_INVALID",
+        severity: "tamper",
+        treeSize: cp.treeSize,
+        message: `checkpoint ${cp.treeSize}: ${(err as Error).message}`,
+      });
       return;
     }
     if (!same(checkpointHash(c, cp.noteText), cp.checkpointHash)) {
-      this.add({ code: "CHECKPOINT_HASH_MISMATCH", severity: "tamper", treeSize: cp.treeSize, message: `checkpoint ${cp.treeSize}: the stored checkpoint hash does not match its note` });
+      this.add({
+        code: "CHECKPOINT_HASH_MISMATCH",
+        severity: "tamper",
+        treeSize: cp.treeSize,
+        message: `checkpoint ${cp.treeSize}: the stored checkpoint hash does not match its note`,
+      });
     }
   }
 
@@ -280,7 +449,12 @@ export class LogAuditor {
   /** Call once the batch log is complete: the last batches must be covered by a checkpoint too. */
   finishCheckpoints(): void {
     for (let n = this.lastCheckpointSize + 1; n <= this.batchLog.size; n++) {
-      this.add({ code: "CHECKPOINT_MISSING", severity: "tamper", treeSize: n, message: `there is no checkpoint for log size ${n} (each sealed batch signs one)` });
+      this.add({
+        code: "CHECKPOINT_MISSING",
+        severity: "tamper",
+        treeSize: n,
+        message: `there is no checkpoint for log size ${n} (each sealed batch signs one)`,
+      });
     }
   }
 

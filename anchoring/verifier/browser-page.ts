@@ -48,14 +48,34 @@ async function readPolicy(): Promise<{ policy: TrustPolicy; source: string }> {
 
 function renderReport(name: string, r: Report): HTMLElement {
   const ok = r.verdict === "valid";
-  const box = el("section", { class: `report ${ok ? "valid" : "invalid"}`, "data-verdict": r.verdict, "data-file": name });
+  const box = el("section", {
+    class: `report ${ok ? "valid" : "invalid"}`,
+    "data-verdict": r.verdict,
+    "data-file": name,
+  });
   box.append(el("h2", {}, `${ok ? "✔ VALID" : "✘ INVALID"}: ${name}`));
-  if (r.entry) box.append(el("p", {}, `Entry seq ${r.entry.seq} (${r.entry.kind}) of study ${r.entry.study}, written ${r.entry.at}, batch ${r.entry.batch}.`));
-  if (r.existedBy) box.append(el("p", { class: "time" }, `Proven to exist by ${r.existedBy.time} (${r.existedBy.ledger}).`));
+  if (r.entry)
+    box.append(
+      el(
+        "p",
+        {},
+        `Entry seq ${r.entry.seq} (${r.entry.kind}) of study ${r.entry.study}, written ${r.entry.at}, batch ${r.entry.batch}.`,
+      ),
+    );
+  if (r.existedBy)
+    box.append(el("p", { class: "time" }, `Proven to exist by ${r.existedBy.time} (${r.existedBy.ledger}).`));
   const failed = r.steps.find((s) => s.status === "failed");
-  if (failed) box.append(el("p", { class: "failed-step" }, `Failed at ${failed.step} [${failed.code}]: ${failed.message}`));
+  if (failed)
+    box.append(el("p", { class: "failed-step" }, `Failed at ${failed.step} [${failed.code}]: ${failed.message}`));
   const list = el("ul", { class: "steps" });
-  for (const s of r.steps) list.append(el("li", { class: s.status, "data-step": s.step }, `${s.status === "ok" ? "ok" : s.status === "failed" ? "FAIL" : "--"}  ${s.step}${s.code ? ` [${s.code}]` : ""}: ${s.message}`));
+  for (const s of r.steps)
+    list.append(
+      el(
+        "li",
+        { class: s.status, "data-step": s.step },
+        `${s.status === "ok" ? "ok" : s.status === "failed" ? "FAIL" : "--"}  ${s.step}${s.code ? ` [${s.code}]` : ""}: ${s.message}`,
+      ),
+    );
   box.append(list);
   return box;
 }
@@ -76,7 +96,13 @@ async function run() {
       try {
         bundle = JSON.parse(await f.text());
       } catch {
-        out.append(el("section", { class: "report invalid", "data-verdict": "unreadable", "data-file": f.name }, el("h2", {}, `✘ UNREADABLE: ${f.name} is not JSON`)));
+        out.append(
+          el(
+            "section",
+            { class: "report invalid", "data-verdict": "unreadable", "data-file": f.name },
+            el("h2", {}, `✘ UNREADABLE: ${f.name} is not JSON`),
+          ),
+        );
         continue;
       }
       const report = await verifyBundle(nobleCrypto, bundle, policy, { evm: reader ? () => reader : undefined });

@@ -10,7 +10,14 @@ import { rootFromInclusionProof, MerkleError } from "../log/merkle.ts";
 import { NoteError, noteSignedBy, parseCheckpoint, parseNote, parseVkey } from "../log/checkpoint.ts";
 import { parsePayload } from "../log/payloads.ts";
 import type { TrustPolicy } from "./trust-policy.ts";
-import { BatchHeaderSchema, EnvelopeSchema, envelopeLeaf, headerLeaf, type BatchHeader, type Envelope } from "../log/envelope.ts";
+import {
+  BatchHeaderSchema,
+  EnvelopeSchema,
+  envelopeLeaf,
+  headerLeaf,
+  type BatchHeader,
+  type Envelope,
+} from "../log/envelope.ts";
 import { verifyAnchor, type AnchorCheck, type AnchorErrorCode, type AnchorVerifyOptions } from "./verify-anchor.ts";
 
 export type StepStatus = "ok" | "failed" | "not_checked";
@@ -94,7 +101,12 @@ export class VerificationError extends Error {
   }
 }
 
-export async function verifyBundle(crypto: Crypto, input: unknown, policy: TrustPolicy, opts: VerifyOptions = {}): Promise<Report> {
+export async function verifyBundle(
+  crypto: Crypto,
+  input: unknown,
+  policy: TrustPolicy,
+  opts: VerifyOptions = {},
+): Promise<Report> {
   const steps: Step[] = [];
   const anchors: Report["anchors"] = [];
   const ok = (step: string, message: string) => steps.push({ step, status: "ok", message });
@@ -138,7 +150,8 @@ export async function verifyBundle(crypto: Crypto, input: unknown, policy: Trust
   } catch {
     payloadText = null;
   }
-  if (payloadText !== null && toHex(crypto.sha256(utf8(payloadText))) === envelope.payloadHash) ok("payload.hash", "SHA-256 of the canonical payload equals envelope.payloadHash");
+  if (payloadText !== null && toHex(crypto.sha256(utf8(payloadText))) === envelope.payloadHash)
+    ok("payload.hash", "SHA-256 of the canonical payload equals envelope.payloadHash");
   else bad("payload.hash", "PAYLOAD_HASH_MISMATCH", "the payload does not hash to envelope.payloadHash");
 
   // Header.
@@ -154,12 +167,23 @@ export async function verifyBundle(crypto: Crypto, input: unknown, policy: Trust
   // Origins.
   const originsOk = envelope.log === policy.origin && header.log === policy.origin;
   if (originsOk) ok("origin", `envelope and header name the log ${policy.origin}`);
-  else bad("origin", "ORIGIN_MISMATCH", `envelope or header names log ${envelope.log !== policy.origin ? envelope.log : header.log}, policy trusts ${policy.origin}`);
+  else
+    bad(
+      "origin",
+      "ORIGIN_MISMATCH",
+      `envelope or header names log ${envelope.log !== policy.origin ? envelope.log : header.log}, policy trusts ${policy.origin}`,
+    );
 
   // Position in the batch.
   const leafIndex = b.batch.leafIndex;
-  if (leafIndex >= header.size) bad("batch.position", "LEAF_INDEX_OUT_OF_RANGE", `leafIndex ${leafIndex} is not below batch size ${header.size}`);
-  else if (envelope.seq !== header.first + leafIndex) bad("batch.position", "SEQ_MISMATCH", `envelope.seq ${envelope.seq} != header.first ${header.first} + leafIndex ${leafIndex}`);
+  if (leafIndex >= header.size)
+    bad("batch.position", "LEAF_INDEX_OUT_OF_RANGE", `leafIndex ${leafIndex} is not below batch size ${header.size}`);
+  else if (envelope.seq !== header.first + leafIndex)
+    bad(
+      "batch.position",
+      "SEQ_MISMATCH",
+      `envelope.seq ${envelope.seq} != header.first ${header.first} + leafIndex ${leafIndex}`,
+    );
   else ok("batch.position", `entry seq ${envelope.seq} is leaf ${leafIndex} of batch ${header.batch}`);
 
   // Batch inclusion.
@@ -169,7 +193,11 @@ export async function verifyBundle(crypto: Crypto, input: unknown, policy: Trust
     if (toHex(root) === header.root) ok("batch.inclusion", "the entry's leaf is included under the batch root");
     else bad("batch.inclusion", "BATCH_INCLUSION_FAILED", "inclusion proof does not lead to header.root");
   } catch (err) {
-    bad("batch.inclusion", "BATCH_INCLUSION_FAILED", err instanceof MerkleError ? err.message : "malformed inclusion proof");
+    bad(
+      "batch.inclusion",
+      "BATCH_INCLUSION_FAILED",
+      err instanceof MerkleError ? err.message : "malformed inclusion proof",
+    );
   }
 
   // Checkpoints.
@@ -186,17 +214,38 @@ export async function verifyBundle(crypto: Crypto, input: unknown, policy: Trust
       continue;
     }
     ok(`${name}.note`, `checkpoint of ${checkpoint.origin} at tree size ${checkpoint.treeSize}`);
-    if (checkpoint.origin !== policy.origin) bad(`${name}.origin`, "ORIGIN_MISMATCH", `checkpoint origin ${checkpoint.origin} is not the policy's ${policy.origin}`);
+    if (checkpoint.origin !== policy.origin)
+      bad(
+        `${name}.origin`,
+        "ORIGIN_MISMATCH",
+        `checkpoint origin ${checkpoint.origin} is not the policy's ${policy.origin}`,
+      );
     else ok(`${name}.origin`, "checkpoint origin matches the policy");
-    if (cp.log.index !== header.batch) bad(`${name}.log.index`, "LOG_INDEX_MISMATCH", `log.index ${cp.log.index} != header.batch ${header.batch}`);
-    else if (cp.log.treeSize !== checkpoint.treeSize) bad(`${name}.log.index`, "TREE_SIZE_MISMATCH", `log.treeSize ${cp.log.treeSize} != checkpoint size ${checkpoint.treeSize}`);
+    if (cp.log.index !== header.batch)
+      bad(`${name}.log.index`, "LOG_INDEX_MISMATCH", `log.index ${cp.log.index} != header.batch ${header.batch}`);
+    else if (cp.log.treeSize !== checkpoint.treeSize)
+      bad(
+        `${name}.log.index`,
+        "TREE_SIZE_MISMATCH",
+        `log.treeSize ${cp.log.treeSize} != checkpoint size ${checkpoint.treeSize}`,
+      );
     else ok(`${name}.log.index`, `batch ${header.batch} in a log of ${checkpoint.treeSize} batches`);
     try {
       const root = rootFromInclusionProof(crypto, cp.log.index, cp.log.treeSize, hLeaf, cp.log.inclusion.map(fromHex));
-      if (bytesEqual(root, checkpoint.root) && cp.log.treeSize === checkpoint.treeSize) ok(`${name}.log.inclusion`, "the batch header is included under the checkpoint root");
-      else bad(`${name}.log.inclusion`, "LOG_INCLUSION_FAILED", "log inclusion proof does not lead to the checkpoint root");
+      if (bytesEqual(root, checkpoint.root) && cp.log.treeSize === checkpoint.treeSize)
+        ok(`${name}.log.inclusion`, "the batch header is included under the checkpoint root");
+      else
+        bad(
+          `${name}.log.inclusion`,
+          "LOG_INCLUSION_FAILED",
+          "log inclusion proof does not lead to the checkpoint root",
+        );
     } catch (err) {
-      bad(`${name}.log.inclusion`, "LOG_INCLUSION_FAILED", err instanceof MerkleError ? err.message : "malformed log inclusion proof");
+      bad(
+        `${name}.log.inclusion`,
+        "LOG_INCLUSION_FAILED",
+        err instanceof MerkleError ? err.message : "malformed log inclusion proof",
+      );
     }
     // Signature by a policy key valid for this size and this entry's time.
     const keys = policy.logKeys.filter(
@@ -207,7 +256,11 @@ export async function verifyBundle(crypto: Crypto, input: unknown, policy: Trust
         (k.notAfter === null || envelope.at < k.notAfter),
     );
     if (keys.length === 0) {
-      bad(`${name}.signature`, "NO_VALID_KEY", `no policy key is valid for tree size ${checkpoint.treeSize} at ${envelope.at}`);
+      bad(
+        `${name}.signature`,
+        "NO_VALID_KEY",
+        `no policy key is valid for tree size ${checkpoint.treeSize} at ${envelope.at}`,
+      );
       continue;
     }
     let signed = false;
@@ -223,7 +276,13 @@ export async function verifyBundle(crypto: Crypto, input: unknown, policy: Trust
     if (!signed) continue;
     // Anchors are only meaningful for a checkpoint that is itself signed and includes the entry.
     for (const a of cp.anchors) {
-      const r = await verifyAnchor(crypto, a, { note: cp.note, treeSize: checkpoint.treeSize, origin: checkpoint.origin }, policy.ledgers, opts);
+      const r = await verifyAnchor(
+        crypto,
+        a,
+        { note: cp.note, treeSize: checkpoint.treeSize, origin: checkpoint.origin },
+        policy.ledgers,
+        opts,
+      );
       anchors.push({ ...r, treeSize: checkpoint.treeSize });
       const step = `${name}.anchor[${r.ledger}]`;
       if (r.status === "ok") ok(step, r.message);
@@ -236,19 +295,38 @@ export async function verifyBundle(crypto: Crypto, input: unknown, policy: Trust
   // Each anchor's time plus its precision is the latest moment it proves; the earliest of those bounds the entry.
   const bound = (a: AnchorCheck) => Date.parse(a.time!) + (a.precisionMs ?? 0);
   const timed = anchors.filter((a) => a.status === "ok" && a.time).sort((x, y) => bound(x) - bound(y));
-  if (timed.length === 0) skip("anchors.time", anchors.length === 0 ? "no anchor receipts in this bundle yet" : "no anchor could be checked: no time bound");
+  if (timed.length === 0)
+    skip(
+      "anchors.time",
+      anchors.length === 0 ? "no anchor receipts in this bundle yet" : "no anchor could be checked: no time bound",
+    );
   else {
     const first = timed[0];
     existedBy = { time: first.time!, ledger: first.ledger };
     const late = Date.parse(envelope.at) - bound(first);
-    if (late > policy.maxSkewMs) bad("anchors.time", "ENTRY_AFTER_ANCHOR", `the entry claims ${envelope.at}, but ledger ${first.ledger} proves its checkpoint existed by ${first.time} (${late} ms earlier than the entry claims, allowed skew ${policy.maxSkewMs} ms)`);
-    else ok("anchors.time", `written at ${envelope.at}; existed by ${first.time} (${first.ledger}${timed.length > 1 ? `, earliest of ${timed.length} anchors` : ""})`);
+    if (late > policy.maxSkewMs)
+      bad(
+        "anchors.time",
+        "ENTRY_AFTER_ANCHOR",
+        `the entry claims ${envelope.at}, but ledger ${first.ledger} proves its checkpoint existed by ${first.time} (${late} ms earlier than the entry claims, allowed skew ${policy.maxSkewMs} ms)`,
+      );
+    else
+      ok(
+        "anchors.time",
+        `written at ${envelope.at}; existed by ${first.time} (${first.ledger}${timed.length > 1 ? `, earliest of ${timed.length} anchors` : ""})`,
+      );
   }
   for (const want of opts.require ?? []) {
     const matching = anchors.filter((a) => a.type === want || a.ledger === want);
     if (matching.some((a) => a.status === "ok")) ok(`require[${want}]`, `a verified ${want} anchor is present`);
-    else if (matching.length === 0) bad(`require[${want}]`, "ANCHOR_REQUIRED", `a ${want} anchor is required and the bundle has none`);
-    else bad(`require[${want}]`, "ANCHOR_REQUIRED", `a ${want} anchor is required and none could be verified (${matching.map((m) => m.status === "failed" ? m.code : "not checked").join(", ")})`);
+    else if (matching.length === 0)
+      bad(`require[${want}]`, "ANCHOR_REQUIRED", `a ${want} anchor is required and the bundle has none`);
+    else
+      bad(
+        `require[${want}]`,
+        "ANCHOR_REQUIRED",
+        `a ${want} anchor is required and none could be verified (${matching.map((m) => (m.status === "failed" ? m.code : "not checked")).join(", ")})`,
+      );
   }
 
   return done({ seq: envelope.seq, study: envelope.study, kind: envelope.kind, at: envelope.at, batch: header.batch });

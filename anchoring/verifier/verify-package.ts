@@ -30,7 +30,14 @@ export interface PackageProblem {
 export interface PackageReport {
   valid: boolean;
   study: string | null;
-  checked: { files: number; checkpoints: number; envelopes: number; batches: number; bundles: number; odmValues: number };
+  checked: {
+    files: number;
+    checkpoints: number;
+    envelopes: number;
+    batches: number;
+    bundles: number;
+    odmValues: number;
+  };
   problems: PackageProblem[];
 }
 
@@ -56,7 +63,10 @@ export async function verifyEvidence(
   c: Crypto,
   files: Map<string, Uint8Array>,
   policy: TrustPolicy,
-  opts: { odmItems?: (xml: string) => OdmItem[]; odmValue?: (kind: string, payload: Record<string, unknown>, item: string) => string | null } = {},
+  opts: {
+    odmItems?: (xml: string) => OdmItem[];
+    odmValue?: (kind: string, payload: Record<string, unknown>, item: string) => string | null;
+  } = {},
 ): Promise<PackageReport> {
   const problems: PackageProblem[] = [];
   const checked = { files: 0, checkpoints: 0, envelopes: 0, batches: 0, bundles: 0, odmValues: 0 };
@@ -73,7 +83,8 @@ export async function verifyEvidence(
   let manifest: Manifest;
   try {
     manifest = JSON.parse(new TextDecoder().decode(mf)) as Manifest;
-    if (manifest.format !== "trialseal-evidence/v1" || !Array.isArray(manifest.files)) throw new Error("not a trialseal-evidence/v1 manifest");
+    if (manifest.format !== "trialseal-evidence/v1" || !Array.isArray(manifest.files))
+      throw new Error("not a trialseal-evidence/v1 manifest");
   } catch (err) {
     bad("manifest.json", "MANIFEST_INVALID", (err as Error).message);
     return done(null);
@@ -87,10 +98,21 @@ export async function verifyEvidence(
       continue;
     }
     checked.files++;
-    if (data.length !== f.bytes || toHex(c.sha256(data)) !== f.sha256) bad(f.path, "FILE_ALTERED", `its SHA-256 is ${toHex(c.sha256(data)).slice(0, 16)}…, the manifest says ${String(f.sha256).slice(0, 16)}…`);
+    if (data.length !== f.bytes || toHex(c.sha256(data)) !== f.sha256)
+      bad(
+        f.path,
+        "FILE_ALTERED",
+        `its SHA-256 is ${toHex(c.sha256(data)).slice(0, 16)}…, the manifest says ${String(f.sha256).slice(0, 16)}…`,
+      );
   }
-  for (const p of files.keys()) if (p !== "manifest.json" && !listed.has(p)) bad(p, "FILE_UNLISTED", "in the package but not in the manifest");
-  if (manifest.origin !== policy.origin) bad("manifest.json", "ORIGIN_MISMATCH", `the package is of log ${manifest.origin}, the trust policy of ${policy.origin}`);
+  for (const p of files.keys())
+    if (p !== "manifest.json" && !listed.has(p)) bad(p, "FILE_UNLISTED", "in the package but not in the manifest");
+  if (manifest.origin !== policy.origin)
+    bad(
+      "manifest.json",
+      "ORIGIN_MISMATCH",
+      `the package is of log ${manifest.origin}, the trust policy of ${policy.origin}`,
+    );
   if (problems.length) return done(manifest.study);
 
   // 2. Checkpoints and consistency.
@@ -103,9 +125,13 @@ export async function verifyEvidence(
     try {
       const note = parseNote(text(cp.path));
       const body = parseCheckpoint(note.text);
-      const keys = policy.logKeys.filter((k) => k.fromSize <= body.treeSize && (k.untilSize === null || body.treeSize < k.untilSize));
-      if (!keys.some((k) => noteSignedBy(c, note, parseVkey(c, k.vkey)))) bad(cp.path, "CHECKPOINT_SIGNATURE_INVALID", "not signed by a log key of the trust policy valid for its size");
-      else if (body.treeSize !== cp.size || body.origin !== policy.origin) bad(cp.path, "CHECKPOINT_INVALID", `it signs size ${body.treeSize} of ${body.origin}`);
+      const keys = policy.logKeys.filter(
+        (k) => k.fromSize <= body.treeSize && (k.untilSize === null || body.treeSize < k.untilSize),
+      );
+      if (!keys.some((k) => noteSignedBy(c, note, parseVkey(c, k.vkey))))
+        bad(cp.path, "CHECKPOINT_SIGNATURE_INVALID", "not signed by a log key of the trust policy valid for its size");
+      else if (body.treeSize !== cp.size || body.origin !== policy.origin)
+        bad(cp.path, "CHECKPOINT_INVALID", `it signs size ${body.treeSize} of ${body.origin}`);
       else roots.set(cp.size, body.root);
       checked.checkpoints++;
     } catch (err) {
@@ -126,7 +152,8 @@ export async function verifyEvidence(
       bad(path, "CONSISTENCY_INVALID", (err as Error).message);
     }
   }
-  if (!roots.has(manifest.logSize)) bad("manifest.json", "CHECKPOINT_MISSING", `no valid checkpoint of the package's log size ${manifest.logSize}`);
+  if (!roots.has(manifest.logSize))
+    bad("manifest.json", "CHECKPOINT_MISSING", `no valid checkpoint of the package's log size ${manifest.logSize}`);
 
   // 3. The whole log from envelopes and headers.
   const envLines = files.has("log/envelopes.jsonl") ? text("log/envelopes.jsonl").split("\n").filter(Boolean) : [];
@@ -139,7 +166,8 @@ export async function verifyEvidence(
     try {
       const env = EnvelopeSchema.parse(JSON.parse(line));
       const l = envelopeLeaf(c, env);
-      if (l.text !== line || env.seq !== i) throw new Error(env.seq !== i ? `line ${i + 1} holds seq ${env.seq}` : `line ${i + 1} is not canonical`);
+      if (l.text !== line || env.seq !== i)
+        throw new Error(env.seq !== i ? `line ${i + 1} holds seq ${env.seq}` : `line ${i + 1} is not canonical`);
       envelopes.push(env);
       leaves.push(l.leaf);
       checked.envelopes++;
@@ -153,22 +181,43 @@ export async function verifyEvidence(
       const h = BatchHeaderSchema.parse(JSON.parse(line));
       const hl = headerLeaf(c, h);
       if (hl.text !== line || h.batch !== b) throw new Error(`line ${b + 1} is not batch ${b} in canonical form`);
-      if (h.first + h.size > leaves.length) throw new Error(`batch ${b} ends at seq ${h.first + h.size}, beyond the ${leaves.length} envelopes`);
-      if (toHex(rootOf(c, leaves, h.first, h.first + h.size)) !== h.root) bad("log/envelopes.jsonl", "BATCH_ROOT_MISMATCH", `the envelopes of batch ${b} (seq ${h.first}..${h.first + h.size - 1}) do not hash to its root: an envelope was altered, dropped or inserted`);
+      if (h.first + h.size > leaves.length)
+        throw new Error(`batch ${b} ends at seq ${h.first + h.size}, beyond the ${leaves.length} envelopes`);
+      if (toHex(rootOf(c, leaves, h.first, h.first + h.size)) !== h.root)
+        bad(
+          "log/envelopes.jsonl",
+          "BATCH_ROOT_MISMATCH",
+          `the envelopes of batch ${b} (seq ${h.first}..${h.first + h.size - 1}) do not hash to its root: an envelope was altered, dropped or inserted`,
+        );
       log.append(hl.leaf);
       checked.batches++;
       const signed = roots.get(b + 1);
-      if (signed && toHex(signed) !== toHex(log.root())) bad("log/batches.jsonl", "LOG_ROOT_MISMATCH", `the first ${b + 1} batch headers do not hash to checkpoint ${b + 1}'s signed root`);
+      if (signed && toHex(signed) !== toHex(log.root()))
+        bad(
+          "log/batches.jsonl",
+          "LOG_ROOT_MISMATCH",
+          `the first ${b + 1} batch headers do not hash to checkpoint ${b + 1}'s signed root`,
+        );
     } catch (err) {
       bad("log/batches.jsonl", "HEADER_INVALID", (err as Error).message);
     }
   });
-  if (checked.batches !== manifest.logSize) bad("log/batches.jsonl", "LOG_INCOMPLETE", `${checked.batches} batch headers for a log of ${manifest.logSize} batches`);
+  if (checked.batches !== manifest.logSize)
+    bad(
+      "log/batches.jsonl",
+      "LOG_INCOMPLETE",
+      `${checked.batches} batch headers for a log of ${manifest.logSize} batches`,
+    );
 
   // 4. The study's entries: no gap, each with a bundle that verifies and matches the log.
   const mine = envelopes.filter((e) => e.study === manifest.study);
   mine.forEach((e, i) => {
-    if (e.studySeq !== i) bad("log/envelopes.jsonl", "STUDY_SEQ_GAP", `study ${manifest.study}: seq ${e.seq} has study seq ${e.studySeq}, expected ${i}`);
+    if (e.studySeq !== i)
+      bad(
+        "log/envelopes.jsonl",
+        "STUDY_SEQ_GAP",
+        `study ${manifest.study}: seq ${e.seq} has study seq ${e.studySeq}, expected ${i}`,
+      );
   });
   const payloadBySeq = new Map<number, { kind: string; payload: Record<string, unknown> }>();
   for (const e of mine) {
@@ -191,7 +240,8 @@ export async function verifyEvidence(
       bad(path, s?.code ?? "BUNDLE_INVALID", s ? `${s.step}: ${s.message}` : "the bundle does not verify");
       continue;
     }
-    if (canonicalize(bundle.envelope ?? null) !== canonicalize(e)) bad(path, "BUNDLE_NOT_IN_LOG", `its envelope is not the log's envelope of seq ${e.seq}`);
+    if (canonicalize(bundle.envelope ?? null) !== canonicalize(e))
+      bad(path, "BUNDLE_NOT_IN_LOG", `its envelope is not the log's envelope of seq ${e.seq}`);
     payloadBySeq.set(e.seq, { kind: e.kind, payload: bundle.payload ?? {} });
   }
 
@@ -200,15 +250,25 @@ export async function verifyEvidence(
     for (const it of opts.odmItems(text("odm.xml"))) {
       const p = payloadBySeq.get(it.seq);
       if (!p) {
-        bad("odm.xml", "ODM_UNPROVEN", `item ${it.item} cites seq ${it.seq}, which has no verified bundle in the package`);
+        bad(
+          "odm.xml",
+          "ODM_UNPROVEN",
+          `item ${it.item} cites seq ${it.seq}, which has no verified bundle in the package`,
+        );
         continue;
       }
       const want = opts.odmValue(p.kind, p.payload, it.item);
       checked.odmValues++;
-      if (want !== it.value) bad("odm.xml", "ODM_VALUE_MISMATCH", `item ${it.item} at seq ${it.seq} is ${JSON.stringify(it.value)} in the file but ${JSON.stringify(want)} in the sealed payload`);
+      if (want !== it.value)
+        bad(
+          "odm.xml",
+          "ODM_VALUE_MISMATCH",
+          `item ${it.item} at seq ${it.seq} is ${JSON.stringify(it.value)} in the file but ${JSON.stringify(want)} in the sealed payload`,
+        );
     }
   }
   return done(manifest.study);
 }
 
-export const sha256Hex = (c: Crypto, data: Uint8Array | string) => toHex(c.sha256(typeof data === "string" ? utf8(data) : data));
+export const sha256Hex = (c: Crypto, data: Uint8Array | string) =>
+  toHex(c.sha256(typeof data === "string" ? utf8(data) : data));

@@ -52,21 +52,49 @@ export async function login(ctx: AppContext, email: string, password: string, me
     // Spend the same time as a real check, so response time does not reveal which emails exist.
     dummyHash ??= hashPassword("not-a-real-password-0000");
     await verifyPassword(await dummyHash, password);
-    await audit(ctx.db, { action: "login", outcome: "failure", actorLabel: null, ip: meta.ip, detail: { reason: "unknown_account" } });
+    await audit(ctx.db, {
+      action: "login",
+      outcome: "failure",
+      actorLabel: null,
+      ip: meta.ip,
+      detail: { reason: "unknown_account" },
+    });
     throw refused();
   }
   const now = new Date();
   if (user.lockedUntil && user.lockedUntil > now) {
-    await audit(ctx.db, { action: "login", outcome: "failure", actorUserId: user.id, ip: meta.ip, detail: { reason: "locked" } });
-    throw new ServiceError("locked", "too many failed sign-ins: this account is locked for a while; try again later or reset your password");
+    await audit(ctx.db, {
+      action: "login",
+      outcome: "failure",
+      actorUserId: user.id,
+      ip: meta.ip,
+      detail: { reason: "locked" },
+    });
+    throw new ServiceError(
+      "locked",
+      "too many failed sign-ins: this account is locked for a while; try again later or reset your password",
+    );
   }
   const ok = user.status === "active" && (await verifyPassword(user.passwordHash, password));
   if (!ok) {
     const failures = user.failedLogins + 1;
     const lock = lockoutMs(failures);
-    await ctx.db.update(users).set({ failedLogins: failures, lockedUntil: lock ? new Date(now.getTime() + lock) : null }).where(eq(users.id, user.id));
-    await audit(ctx.db, { action: "login", outcome: "failure", actorUserId: user.id, ip: meta.ip, detail: { reason: user.status === "active" ? "bad_password" : "disabled", failures, locked: lock > 0 } });
-    if (lock) throw new ServiceError("locked", "too many failed sign-ins: this account is locked for a while; try again later or reset your password");
+    await ctx.db
+      .update(users)
+      .set({ failedLogins: failures, lockedUntil: lock ? new Date(now.getTime() + lock) : null })
+      .where(eq(users.id, user.id));
+    await audit(ctx.db, {
+      action: "login",
+      outcome: "failure",
+      actorUserId: user.id,
+      ip: meta.ip,
+      detail: { reason: user.status === "active" ? "bad_password" : "disabled", failures, locked: lock > 0 },
+    });
+    if (lock)
+      throw new ServiceError(
+        "locked",
+        "too many failed sign-ins: this account is locked for a while; try again later or reset your password",
+      );
     throw refused();
   }
   const stage: LoginResult["stage"] = user.totpEnabledAt ? "mfa" : (await needsMfa(ctx, user)) ? "enroll" : "full";
@@ -86,7 +114,10 @@ export async function login(ctx: AppContext, email: string, password: string, me
   return { token, userId: user.id, stage };
 }
 
-export async function principalForUser(ctx: AppContext, userId: string): Promise<(Principal & { email: string; fullName: string; totpEnabled: boolean }) | null> {
+export async function principalForUser(
+  ctx: AppContext,
+  userId: string,
+): Promise<(Principal & { email: string; fullName: string; totpEnabled: boolean }) | null> {
   const user = await findUserById(ctx.db, userId);
   if (!user || user.status !== "active") return null;
   const ms = await activeMemberships(ctx.db, user.id);
@@ -98,7 +129,13 @@ export async function principalForUser(ctx: AppContext, userId: string): Promise
     fullName: user.fullName,
     platformAdmin: user.platformAdmin,
     totpEnabled: !!user.totpEnabledAt,
-    memberships: ms.map((m) => ({ role: m.role, studyId: m.studyId, studyCode: m.studyCode, siteId: m.siteId, siteCode: m.siteCode })),
+    memberships: ms.map((m) => ({
+      role: m.role,
+      studyId: m.studyId,
+      studyCode: m.studyCode,
+      siteId: m.siteId,
+      siteCode: m.siteCode,
+    })),
   };
 }
 
@@ -132,11 +169,22 @@ export async function logout(ctx: AppContext, token: string, meta: RequestMeta) 
 }
 
 /** Replace a session by a new one at a higher stage (new token: no session fixation across privilege steps). */
-async function rotate(ctx: AppContext, s: { id: string; userId: string; ip: string | null; userAgent: string | null }, stage: "full" | "enroll"): Promise<string> {
+async function rotate(
+  ctx: AppContext,
+  s: { id: string; userId: string; ip: string | null; userAgent: string | null },
+  stage: "full" | "enroll",
+): Promise<string> {
   const token = newToken();
   await ctx.db.transaction(async (tx) => {
     await tx.update(sessions).set({ revokedAt: new Date() }).where(eq(sessions.id, s.id));
-    await insertSession(tx, { tokenHash: tokenHash(ctx.crypto, token), userId: s.userId, expiresAt: new Date(Date.now() + ctx.env.sessionTtlMs), ip: s.ip, userAgent: s.userAgent, stage });
+    await insertSession(tx, {
+      tokenHash: tokenHash(ctx.crypto, token),
+      userId: s.userId,
+      expiresAt: new Date(Date.now() + ctx.env.sessionTtlMs),
+      ip: s.ip,
+      userAgent: s.userAgent,
+      stage,
+    });
   });
   return token;
 }
@@ -162,14 +210,28 @@ export async function completeMfa(ctx: AppContext, token: string, code: string, 
   const s = await liveSession(ctx, token);
   if (!s || s.stage !== "mfa") throw new ServiceError("unauthenticated", "the sign-in has expired; start again");
   const user = await findUserById(ctx.db, s.userId);
-  if (!user?.totpSecretEnc || !user.totpEnabledAt) throw new ServiceError("unauthenticated", "the sign-in has expired; start again");
+  if (!user?.totpSecretEnc || !user.totpEnabledAt)
+    throw new ServiceError("unauthenticated", "the sign-in has expired; start again");
   const secret = decryptField(ctx.env.dataKey, user.totpSecretEnc, secretAad(user.id));
   if (!(await checkCode(ctx, user.id, secret, code.trim()))) {
     const attempts = s.mfaAttempts + 1;
-    await ctx.db.update(sessions).set({ mfaAttempts: attempts, ...(attempts >= MFA_MAX_ATTEMPTS ? { revokedAt: new Date() } : {}) }).where(eq(sessions.id, s.id));
-    await audit(ctx.db, { action: "login.mfa", outcome: "failure", actorUserId: user.id, ip: meta.ip, detail: { attempts } });
+    await ctx.db
+      .update(sessions)
+      .set({ mfaAttempts: attempts, ...(attempts >= MFA_MAX_ATTEMPTS ? { revokedAt: new Date() } : {}) })
+      .where(eq(sessions.id, s.id));
+    await audit(ctx.db, {
+      action: "login.mfa",
+      outcome: "failure",
+      actorUserId: user.id,
+      ip: meta.ip,
+      detail: { attempts },
+    });
     if (attempts >= MFA_MAX_ATTEMPTS) throw new ServiceError("unauthenticated", "too many wrong codes; sign in again");
-    throw new ServiceError("invalid", "that code is not valid; enter the current 6-digit code from your authenticator app", "code");
+    throw new ServiceError(
+      "invalid",
+      "that code is not valid; enter the current 6-digit code from your authenticator app",
+      "code",
+    );
   }
   const full = await rotate(ctx, s, "full");
   await audit(ctx.db, { action: "login.mfa", outcome: "success", actorUserId: user.id, ip: meta.ip });
@@ -182,18 +244,35 @@ export async function beginTotpEnrolment(ctx: AppContext, token: string) {
   if (!s || (s.stage !== "full" && s.stage !== "enroll")) throw new ServiceError("unauthenticated", "sign in first");
   const user = (await findUserById(ctx.db, s.userId))!;
   const { secret } = await generateTOTP(TOTP);
-  await ctx.db.update(users).set({ totpSecretEnc: encryptField(ctx.env.dataKey, secret, secretAad(user.id)), totpEnabledAt: null, totpLastStep: null }).where(eq(users.id, user.id));
+  await ctx.db
+    .update(users)
+    .set({
+      totpSecretEnc: encryptField(ctx.env.dataKey, secret, secretAad(user.id)),
+      totpEnabledAt: null,
+      totpLastStep: null,
+    })
+    .where(eq(users.id, user.id));
   return { secret, uri: getTOTPAuthUri({ ...TOTP, secret, accountName: user.email, issuer: "TrialSeal" }) };
 }
 
 /** Confirm enrolment with a first code; the session becomes a full one (rotated). */
-export async function confirmTotpEnrolment(ctx: AppContext, token: string, code: string, meta: RequestMeta): Promise<string> {
+export async function confirmTotpEnrolment(
+  ctx: AppContext,
+  token: string,
+  code: string,
+  meta: RequestMeta,
+): Promise<string> {
   const s = await liveSession(ctx, token);
   if (!s || (s.stage !== "full" && s.stage !== "enroll")) throw new ServiceError("unauthenticated", "sign in first");
   const user = (await findUserById(ctx.db, s.userId))!;
   if (!user.totpSecretEnc) throw new ServiceError("invalid", "start the enrolment first", "code");
   const secret = decryptField(ctx.env.dataKey, user.totpSecretEnc, secretAad(user.id));
-  if (!(await checkCode(ctx, user.id, secret, code.trim()))) throw new ServiceError("invalid", "that code is not valid; enter the current 6-digit code from your authenticator app", "code");
+  if (!(await checkCode(ctx, user.id, secret, code.trim())))
+    throw new ServiceError(
+      "invalid",
+      "that code is not valid; enter the current 6-digit code from your authenticator app",
+      "code",
+    );
   await ctx.db.update(users).set({ totpEnabledAt: new Date() }).where(eq(users.id, user.id));
   await audit(ctx.db, { action: "mfa.enrol", actorUserId: user.id, ip: meta.ip });
   return rotate(ctx, s, "full");
@@ -204,28 +283,47 @@ export async function changePassword(ctx: AppContext, token: string, current: st
   const s = await liveSession(ctx, token);
   if (!s || s.stage !== "full") throw new ServiceError("unauthenticated", "sign in first");
   const user = (await findUserById(ctx.db, s.userId))!;
-  if (!(await verifyPassword(user.passwordHash, current))) throw new ServiceError("invalid", "the current password is not correct", "current");
+  if (!(await verifyPassword(user.passwordHash, current)))
+    throw new ServiceError("invalid", "the current password is not correct", "current");
   checkPasswordRules(next, user.email);
-  if (current === next) throw new ServiceError("invalid", "choose a password different from the current one", "password");
+  if (current === next)
+    throw new ServiceError("invalid", "choose a password different from the current one", "password");
   const passwordHash = await hashPassword(next);
   await ctx.db.transaction(async (tx) => {
     await tx.update(users).set({ passwordHash, passwordChangedAt: new Date() }).where(eq(users.id, user.id));
-    await tx.update(sessions).set({ revokedAt: new Date() }).where(and(eq(sessions.userId, user.id), ne(sessions.id, s.id), isNull(sessions.revokedAt)));
+    await tx
+      .update(sessions)
+      .set({ revokedAt: new Date() })
+      .where(and(eq(sessions.userId, user.id), ne(sessions.id, s.id), isNull(sessions.revokedAt)));
     await audit(tx, { action: "password.change", actorUserId: user.id, ip: meta.ip });
   });
 }
 
 /** One's live sessions (for the account page) and revoking one of them. */
 export async function listSessions(ctx: AppContext, userId: string) {
-  const rows = await ctx.db.select().from(sessions).where(and(eq(sessions.userId, userId), isNull(sessions.revokedAt)));
+  const rows = await ctx.db
+    .select()
+    .from(sessions)
+    .where(and(eq(sessions.userId, userId), isNull(sessions.revokedAt)));
   const now = Date.now();
   return rows
     .filter((r) => r.expiresAt.getTime() > now && now - r.lastSeenAt.getTime() <= ctx.env.sessionIdleMs)
-    .map((r) => ({ id: r.id, createdAt: r.createdAt, lastSeenAt: r.lastSeenAt, ip: r.ip, userAgent: r.userAgent, stage: r.stage }));
+    .map((r) => ({
+      id: r.id,
+      createdAt: r.createdAt,
+      lastSeenAt: r.lastSeenAt,
+      ip: r.ip,
+      userAgent: r.userAgent,
+      stage: r.stage,
+    }));
 }
 
 export async function revokeOwnSession(ctx: AppContext, userId: string, sessionId: string, meta: RequestMeta) {
-  const [row] = await ctx.db.update(sessions).set({ revokedAt: new Date() }).where(and(eq(sessions.id, sessionId), eq(sessions.userId, userId), isNull(sessions.revokedAt))).returning({ id: sessions.id });
+  const [row] = await ctx.db
+    .update(sessions)
+    .set({ revokedAt: new Date() })
+    .where(and(eq(sessions.id, sessionId), eq(sessions.userId, userId), isNull(sessions.revokedAt)))
+    .returning({ id: sessions.id });
   if (!row) throw new ServiceError("not_found", "no such session", "session");
   await audit(ctx.db, { action: "session.revoke", actorUserId: userId, ip: meta.ip, detail: { session: sessionId } });
 }
@@ -237,7 +335,12 @@ export async function pendingTotpEnrolment(ctx: AppContext, token: string) {
   const user = (await findUserById(ctx.db, s.userId))!;
   if (user.totpSecretEnc && !user.totpEnabledAt) {
     const secret = decryptField(ctx.env.dataKey, user.totpSecretEnc, secretAad(user.id));
-    return { secret, uri: getTOTPAuthUri({ ...TOTP, secret, accountName: user.email, issuer: "TrialSeal" }), enabled: false, required: s.stage === "enroll" };
+    return {
+      secret,
+      uri: getTOTPAuthUri({ ...TOTP, secret, accountName: user.email, issuer: "TrialSeal" }),
+      enabled: false,
+      required: s.stage === "enroll",
+    };
   }
   if (user.totpEnabledAt) return { secret: null, uri: null, enabled: true, required: false };
   return { ...(await beginTotpEnrolment(ctx, token)), enabled: false, required: s.stage === "enroll" };
@@ -252,12 +355,23 @@ const RESET_TTL_MS = 30 * 60_000;
 export async function requestPasswordReset(ctx: AppContext, email: string, baseUrl: string, meta: RequestMeta) {
   const user = await findUserByEmail(ctx.db, email);
   if (!user || user.status !== "active") {
-    await audit(ctx.db, { action: "password.reset_request", outcome: "failure", ip: meta.ip, detail: { reason: "unknown_account" } });
+    await audit(ctx.db, {
+      action: "password.reset_request",
+      outcome: "failure",
+      ip: meta.ip,
+      detail: { reason: "unknown_account" },
+    });
     return;
   }
   const token = newToken();
   await ctx.db.transaction(async (tx) => {
-    await tx.insert(passwordResets).values({ userId: user.id, tokenHash: tokenHash(ctx.crypto, token), expiresAt: new Date(Date.now() + RESET_TTL_MS) });
+    await tx
+      .insert(passwordResets)
+      .values({
+        userId: user.id,
+        tokenHash: tokenHash(ctx.crypto, token),
+        expiresAt: new Date(Date.now() + RESET_TTL_MS),
+      });
     await tx.insert(outbox).values({
       channel: "email",
       toAddress: user.email,
@@ -275,15 +389,27 @@ export async function resetPassword(ctx: AppContext, token: string, password: st
     .select()
     .from(passwordResets)
     .where(and(eq(passwordResets.tokenHash, tokenHash(ctx.crypto, token)), isNull(passwordResets.usedAt)));
-  if (!r || r.expiresAt.getTime() < Date.now()) throw new ServiceError("invalid", "this reset link is not valid any more; ask for a new one", "token");
+  if (!r || r.expiresAt.getTime() < Date.now())
+    throw new ServiceError("invalid", "this reset link is not valid any more; ask for a new one", "token");
   const user = (await findUserById(ctx.db, r.userId))!;
   checkPasswordRules(password, user.email);
   const passwordHash = await hashPassword(password);
   await ctx.db.transaction(async (tx) => {
-    const used = await tx.update(passwordResets).set({ usedAt: new Date() }).where(and(eq(passwordResets.id, r.id), isNull(passwordResets.usedAt))).returning({ id: passwordResets.id });
-    if (used.length === 0) throw new ServiceError("invalid", "this reset link is not valid any more; ask for a new one", "token");
-    await tx.update(users).set({ passwordHash, passwordChangedAt: new Date(), failedLogins: 0, lockedUntil: null }).where(eq(users.id, user.id));
-    await tx.update(sessions).set({ revokedAt: new Date() }).where(and(eq(sessions.userId, user.id), isNull(sessions.revokedAt)));
+    const used = await tx
+      .update(passwordResets)
+      .set({ usedAt: new Date() })
+      .where(and(eq(passwordResets.id, r.id), isNull(passwordResets.usedAt)))
+      .returning({ id: passwordResets.id });
+    if (used.length === 0)
+      throw new ServiceError("invalid", "this reset link is not valid any more; ask for a new one", "token");
+    await tx
+      .update(users)
+      .set({ passwordHash, passwordChangedAt: new Date(), failedLogins: 0, lockedUntil: null })
+      .where(eq(users.id, user.id));
+    await tx
+      .update(sessions)
+      .set({ revokedAt: new Date() })
+      .where(and(eq(sessions.userId, user.id), isNull(sessions.revokedAt)));
     await audit(tx, { action: "password.reset", actorUserId: user.id, ip: meta.ip });
   });
 }
@@ -292,21 +418,43 @@ export async function resetPassword(ctx: AppContext, token: string, password: st
  * Re-authentication at the moment of an e-signature (21 CFR 11.200): the signer's password, and the current
  * TOTP code when they use one. Failures count towards the lockout like sign-in failures.
  */
-export async function reauthenticate(ctx: AppContext, userId: string, password: string, code: string | undefined, meta: RequestMeta) {
+export async function reauthenticate(
+  ctx: AppContext,
+  userId: string,
+  password: string,
+  code: string | undefined,
+  meta: RequestMeta,
+) {
   const user = await findUserById(ctx.db, userId);
   if (!user || user.status !== "active") throw new ServiceError("unauthenticated", "sign in again");
-  if (user.lockedUntil && user.lockedUntil > new Date()) throw new ServiceError("locked", "too many failed attempts: this account is locked for a while");
+  if (user.lockedUntil && user.lockedUntil > new Date())
+    throw new ServiceError("locked", "too many failed attempts: this account is locked for a while");
   if (!(await verifyPassword(user.passwordHash, password))) {
     const failures = user.failedLogins + 1;
     const lock = lockoutMs(failures);
-    await ctx.db.update(users).set({ failedLogins: failures, lockedUntil: lock ? new Date(Date.now() + lock) : null }).where(eq(users.id, user.id));
-    await audit(ctx.db, { action: "signature.reauth", outcome: "failure", actorUserId: user.id, ip: meta.ip, detail: { reason: "bad_password" } });
+    await ctx.db
+      .update(users)
+      .set({ failedLogins: failures, lockedUntil: lock ? new Date(Date.now() + lock) : null })
+      .where(eq(users.id, user.id));
+    await audit(ctx.db, {
+      action: "signature.reauth",
+      outcome: "failure",
+      actorUserId: user.id,
+      ip: meta.ip,
+      detail: { reason: "bad_password" },
+    });
     throw new ServiceError("invalid", "the password is not correct", "password");
   }
   if (user.totpEnabledAt && user.totpSecretEnc) {
     const secret = decryptField(ctx.env.dataKey, user.totpSecretEnc, secretAad(user.id));
     if (!code || !(await checkCode(ctx, user.id, secret, code.trim()))) {
-      await audit(ctx.db, { action: "signature.reauth", outcome: "failure", actorUserId: user.id, ip: meta.ip, detail: { reason: "bad_code" } });
+      await audit(ctx.db, {
+        action: "signature.reauth",
+        outcome: "failure",
+        actorUserId: user.id,
+        ip: meta.ip,
+        detail: { reason: "bad_code" },
+      });
       throw new ServiceError("invalid", "enter the current 6-digit code from your authenticator app", "code");
     }
   }

@@ -16,12 +16,40 @@ export async function verifyPassword(passwordHash: string, password: string): Pr
 
 /** Passwords found in breach corpora that still pass a length rule (a short, representative list). */
 const COMMON = new Set([
-  "123456789012", "1234567890123", "12345678901234", "password1234", "password12345", "passwordpassword",
-  "qwertyuiopasdf", "qwertyuiop123", "qwerty123456", "iloveyou1234", "administrator", "letmein12345",
-  "welcome12345", "changeme1234", "trustno1trustno1", "abcdefghijkl", "abc123abc123", "111111111111",
-  "000000000000", "aaaaaaaaaaaa", "football1234", "baseball1234", "sunshine1234", "princess1234",
-  "monkey123456", "dragon123456", "superman1234", "123qweasdzxc", "1q2w3e4r5t6y", "zaq12wsxcde3",
-  "p@ssw0rd1234", "passw0rd1234", "correcthorsebatterystaple", "trialseal1234",
+  "123456789012",
+  "1234567890123",
+  "12345678901234",
+  "password1234",
+  "password12345",
+  "passwordpassword",
+  "qwertyuiopasdf",
+  "qwertyuiop123",
+  "qwerty123456",
+  "iloveyou1234",
+  "administrator",
+  "letmein12345",
+  "welcome12345",
+  "changeme1234",
+  "trustno1trustno1",
+  "abcdefghijkl",
+  "abc123abc123",
+  "111111111111",
+  "000000000000",
+  "aaaaaaaaaaaa",
+  "football1234",
+  "baseball1234",
+  "sunshine1234",
+  "princess1234",
+  "monkey123456",
+  "dragon123456",
+  "superman1234",
+  "123qweasdzxc",
+  "1q2w3e4r5t6y",
+  "zaq12wsxcde3",
+  "p@ssw0rd1234",
+  "passw0rd1234",
+  "correcthorsebatterystaple",
+  "trialseal1234",
 ]);
 
 /**
@@ -33,8 +61,15 @@ export function checkPasswordRules(password: string, email?: string): void {
   if (length < 12) throw new ServiceError("invalid", "password must be at least 12 characters", "password");
   if (length > 128) throw new ServiceError("invalid", "password must be at most 128 characters", "password");
   const lower = password.toLowerCase();
-  if (COMMON.has(lower) || COMMON.has(lower.replace(/\s+/g, ""))) throw new ServiceError("invalid", "this password is too common (it appears in breach lists); choose another", "password");
-  if (new Set(lower).size <= 2) throw new ServiceError("invalid", "password must not be one or two repeated characters", "password");
+  if (COMMON.has(lower) || COMMON.has(lower.replace(/\s+/g, "")))
+    throw new ServiceError(
+      "invalid",
+      "this password is too common (it appears in breach lists); choose another",
+      "password",
+    );
+  if (new Set(lower).size <= 2)
+    throw new ServiceError("invalid", "password must not be one or two repeated characters", "password");
   const name = email?.split("@")[0]?.toLowerCase();
-  if (name && name.length >= 4 && lower.includes(name)) throw new ServiceError("invalid", "password must not contain your email name", "password");
+  if (name && name.length >= 4 && lower.includes(name))
+    throw new ServiceError("invalid", "password must not contain your email name", "password");
 }

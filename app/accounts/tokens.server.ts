@@ -10,12 +10,21 @@ import { TOKEN_SCOPES, type Principal } from "../platform/permissions.server.ts"
 
 export const TOKEN_PREFIX = "ts_";
 
-export async function createApiToken(ctx: AppContext, input: { study: string; name: string; scopes?: string[] }, actorId: string | null) {
+export async function createApiToken(
+  ctx: AppContext,
+  input: { study: string; name: string; scopes?: string[] },
+  actorId: string | null,
+) {
   const name = z.string().trim().min(1, "name is required").max(100).safeParse(input.name);
   if (!name.success) throw new ServiceError("invalid", `name: ${name.error.issues[0].message}`, "name");
   const scopes = [...new Set(input.scopes ?? [])];
   const unknown = scopes.filter((x) => !(TOKEN_SCOPES as readonly string[]).includes(x));
-  if (unknown.length) throw new ServiceError("invalid", `scope: unknown scope ${unknown.join(", ")} (allowed: ${TOKEN_SCOPES.join(", ")})`, "scope");
+  if (unknown.length)
+    throw new ServiceError(
+      "invalid",
+      `scope: unknown scope ${unknown.join(", ")} (allowed: ${TOKEN_SCOPES.join(", ")})`,
+      "scope",
+    );
   const study = await getStudyOrThrow(ctx, input.study);
   const token = newToken(TOKEN_PREFIX);
   const row = await ctx.db.transaction(async (tx) => {
@@ -27,7 +36,12 @@ export async function createApiToken(ctx: AppContext, input: { study: string; na
       scopes,
       createdBy: actorId,
     });
-    await audit(tx, { action: "token.create", actorUserId: actorId, studyId: study.id, detail: { token: r.id, name: name.data, scopes } });
+    await audit(tx, {
+      action: "token.create",
+      actorUserId: actorId,
+      studyId: study.id,
+      detail: { token: r.id, name: name.data, scopes },
+    });
     return r;
   });
   return { token, id: row.id, study: study.code };
@@ -45,12 +59,22 @@ export async function listTokens(ctx: AppContext, studyCode: string) {
  */
 export async function revokeToken(ctx: AppContext, input: { study: string; token: string }, actorId: string | null) {
   const study = await getStudyOrThrow(ctx, input.study);
-  const ref = /^[0-9a-f-]{36}$/i.test(input.token) ? { id: input.token.toLowerCase() } : /^ts_[A-Za-z0-9_-]{1,7}$/.test(input.token) ? { prefix: input.token } : null;
-  if (!ref) throw new ServiceError("invalid", "token: give the token's id or the prefix `tokens list` shows (ts_...)", "token");
+  const ref = /^[0-9a-f-]{36}$/i.test(input.token)
+    ? { id: input.token.toLowerCase() }
+    : /^ts_[A-Za-z0-9_-]{1,7}$/.test(input.token)
+      ? { prefix: input.token }
+      : null;
+  if (!ref)
+    throw new ServiceError("invalid", "token: give the token's id or the prefix `tokens list` shows (ts_...)", "token");
   return ctx.db.transaction(async (tx) => {
     const r = await revokeApiToken(tx, study.id, ref, new Date());
     if (!r) throw new ServiceError("not_found", `no live token ${input.token} in study ${study.code}`, "token");
-    await audit(tx, { action: "token.revoke", actorUserId: actorId, studyId: study.id, detail: { token: r.id, name: r.name } });
+    await audit(tx, {
+      action: "token.revoke",
+      actorUserId: actorId,
+      studyId: study.id,
+      detail: { token: r.id, name: r.name },
+    });
     return { ...r, study: study.code };
   });
 }
@@ -65,7 +89,9 @@ export async function tokenPrincipal(ctx: AppContext, token: string): Promise<Pr
     userId: null,
     label: `token:${found.token.tokenPrefix}`,
     platformAdmin: false,
-    scopes: found.token.scopes.filter((x): x is (typeof TOKEN_SCOPES)[number] => (TOKEN_SCOPES as readonly string[]).includes(x)),
+    scopes: found.token.scopes.filter((x): x is (typeof TOKEN_SCOPES)[number] =>
+      (TOKEN_SCOPES as readonly string[]).includes(x),
+    ),
     memberships: (["coordinator", "monitor"] as const).map((role) => ({
       role,
       studyId: found.token.studyId,

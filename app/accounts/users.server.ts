@@ -36,7 +36,8 @@ export async function createUser(ctx: AppContext, input: z.input<typeof CreateUs
   const platformAdmin = v.role === "admin" && !v.study;
   if (!platformAdmin && !v.study) throw new ServiceError("invalid", `role ${v.role} needs --study`, "study");
   if (v.site && !v.study) throw new ServiceError("invalid", "--site needs --study", "site");
-  if (SITE_SCOPED_ROLES.includes(v.role) && !v.site) throw new ServiceError("invalid", `role ${v.role} needs --site`, "site");
+  if (SITE_SCOPED_ROLES.includes(v.role) && !v.site)
+    throw new ServiceError("invalid", `role ${v.role} needs --site`, "site");
   const study = v.study ? await getStudyOrThrow(ctx, v.study) : null;
   let siteId: string | null = null;
   if (study && v.site) {
@@ -50,13 +51,25 @@ export async function createUser(ctx: AppContext, input: z.input<typeof CreateUs
       const user = await insertUser(tx, { email: v.email, fullName: v.fullName, passwordHash, platformAdmin });
       if (study) {
         await insertMembership(tx, { userId: user.id, studyId: study.id, siteId, role: v.role, grantedBy: actorId });
-        await appendEntry(tx, ctx.crypto, study, "role.granted", { user: user.id, role: v.role, site: v.site ?? null, actor: actorId });
+        await appendEntry(tx, ctx.crypto, study, "role.granted", {
+          user: user.id,
+          role: v.role,
+          site: v.site ?? null,
+          actor: actorId,
+        });
       }
-      await audit(tx, { action: "user.create", actorUserId: actorId, studyId: study?.id ?? null, siteId, detail: { user: user.id, role: v.role } });
+      await audit(tx, {
+        action: "user.create",
+        actorUserId: actorId,
+        studyId: study?.id ?? null,
+        siteId,
+        detail: { user: user.id, role: v.role },
+      });
       return user;
     });
   } catch (err) {
-    if (isUniqueViolation(err)) throw new ServiceError("conflict", `a user with email ${v.email} already exists`, "email");
+    if (isUniqueViolation(err))
+      throw new ServiceError("conflict", `a user with email ${v.email} already exists`, "email");
     throw err;
   }
 }

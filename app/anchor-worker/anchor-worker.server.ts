@@ -28,7 +28,13 @@ export type AnchorEvent =
 
 /** The deployment's trust policy: log key plus every enabled ledger's verification data. */
 export function deploymentTrustPolicy(ctx: AppContext) {
-  return trustPolicy(ctx.crypto, ctx.env.logOrigin, ctx.signer, ledgerPolicies(ctx.ledgers), readRing(ctx.env.dataDir, "log"));
+  return trustPolicy(
+    ctx.crypto,
+    ctx.env.logOrigin,
+    ctx.signer,
+    ledgerPolicies(ctx.ledgers),
+    readRing(ctx.env.dataDir, "log"),
+  );
 }
 
 function backoff(attempts: number, maxMs: number): number {
@@ -48,7 +54,11 @@ export async function commitLatest(ctx: AppContext, ledger: Ledger): Promise<num
  * Work through a ledger's queue until it is empty, a row must wait (back-off, or not yet final), or
  * `budgetMs` is spent. Returns what happened.
  */
-export async function processQueue(ctx: AppContext, ledger: Ledger, opts: { budgetMs?: number; onEvent?: (e: AnchorEvent) => void } = {}): Promise<AnchorEvent[]> {
+export async function processQueue(
+  ctx: AppContext,
+  ledger: Ledger,
+  opts: { budgetMs?: number; onEvent?: (e: AnchorEvent) => void } = {},
+): Promise<AnchorEvent[]> {
   const events: AnchorEvent[] = [];
   const emit = (e: AnchorEvent) => {
     events.push(e);
@@ -57,7 +67,9 @@ export async function processQueue(ctx: AppContext, ledger: Ledger, opts: { budg
   const until = Date.now() + (opts.budgetMs ?? 60_000);
   const fail = async (row: q.AnchorRow, err: unknown): Promise<"stop" | "next"> => {
     const retryable = !(err instanceof LedgerError) || err.retryable;
-    const error = q.storableError(err instanceof LedgerError ? err.message : `${ledger.name}: ${(err as Error).message}`);
+    const error = q.storableError(
+      err instanceof LedgerError ? err.message : `${ledger.name}: ${(err as Error).message}`,
+    );
     if (!retryable) {
       await q.markFailed(ctx.db, row.id, error);
       emit({ type: "failed", ledger: ledger.name, treeSize: row.treeSize, error });
@@ -65,7 +77,14 @@ export async function processQueue(ctx: AppContext, ledger: Ledger, opts: { budg
     }
     const next = new Date(Date.now() + backoff(row.attempts, ctx.env.anchoring.retryMaxMs));
     await q.markAttemptFailed(ctx.db, row.id, error, next);
-    emit({ type: "retry", ledger: ledger.name, treeSize: row.treeSize, error, attempts: row.attempts + 1, nextAttemptAt: next });
+    emit({
+      type: "retry",
+      ledger: ledger.name,
+      treeSize: row.treeSize,
+      error,
+      attempts: row.attempts + 1,
+      nextAttemptAt: next,
+    });
     return "stop";
   };
 
@@ -79,10 +98,18 @@ export async function processQueue(ctx: AppContext, ledger: Ledger, opts: { budg
       const receipt = AnchorReceiptSchema.parse(JSON.parse(row.receiptText ?? "null"));
       const out = await ledger.refresh(receipt);
       if (out.status === "final") {
-        await q.markAnchored(ctx.db, row.id, { status: "final", receiptText: JSON.stringify(out.receipt), anchoredAt: out.anchoredAt ?? row.anchoredAt });
+        await q.markAnchored(ctx.db, row.id, {
+          status: "final",
+          receiptText: JSON.stringify(out.receipt),
+          anchoredAt: out.anchoredAt ?? row.anchoredAt,
+        });
         emit({ type: "anchored", ledger: ledger.name, treeSize: row.treeSize, status: "final" });
       } else if (out.status === "pending") {
-        await q.backToPending(ctx.db, row.id, "the anchor transaction left the canonical chain (reorg); anchoring again");
+        await q.backToPending(
+          ctx.db,
+          row.id,
+          "the anchor transaction left the canonical chain (reorg); anchoring again",
+        );
         emit({ type: "reorged", ledger: ledger.name, treeSize: row.treeSize });
       } else {
         await q.releaseLease(ctx.db, row.id); // not final yet: look again on the next tick
@@ -90,7 +117,14 @@ export async function processQueue(ctx: AppContext, ledger: Ledger, opts: { budg
     } catch (err) {
       // Could not re-check (ledger unreachable): keep it included, look again later.
       await q.releaseLease(ctx.db, row.id);
-      emit({ type: "retry", ledger: ledger.name, treeSize: row.treeSize, error: q.storableError(err instanceof LedgerError ? err.message : (err as Error).message), attempts: row.attempts, nextAttemptAt: new Date(Date.now() + 1000) });
+      emit({
+        type: "retry",
+        ledger: ledger.name,
+        treeSize: row.treeSize,
+        error: q.storableError(err instanceof LedgerError ? err.message : (err as Error).message),
+        attempts: row.attempts,
+        nextAttemptAt: new Date(Date.now() + 1000),
+      });
       break;
     }
   }
@@ -99,7 +133,12 @@ export async function processQueue(ctx: AppContext, ledger: Ledger, opts: { budg
   while (Date.now() < until) {
     const row = await q.leaseNext(ctx.db, ledger.name, LEASE_MS, "pending");
     if (!row) break;
-    const req = { origin: ctx.env.logOrigin, treeSize: row.treeSize, checkpointHash: row.checkpointHash, note: row.noteText };
+    const req = {
+      origin: ctx.env.logOrigin,
+      treeSize: row.treeSize,
+      checkpointHash: row.checkpointHash,
+      note: row.noteText,
+    };
     // The stored hash must be the hash of the stored note: never anchor something else.
     const recomputed = hashOfNote(ctx.crypto, row.noteText);
     if (Buffer.compare(Buffer.from(recomputed), Buffer.from(row.checkpointHash)) !== 0) {
@@ -112,7 +151,11 @@ export async function processQueue(ctx: AppContext, ledger: Ledger, opts: { budg
       const work = row.workText ? (JSON.parse(row.workText) as WorkState) : null;
       const out = await ledger.anchor(req, { work, saveWork: (w) => q.saveWork(ctx.db, row.id, w) });
       if (out.status === "pending") throw new LedgerError(ledger.name, "sent, not yet included");
-      await q.markAnchored(ctx.db, row.id, { status: out.status, receiptText: JSON.stringify(out.receipt), anchoredAt: out.anchoredAt ?? null });
+      await q.markAnchored(ctx.db, row.id, {
+        status: out.status,
+        receiptText: JSON.stringify(out.receipt),
+        anchoredAt: out.anchoredAt ?? null,
+      });
       emit({ type: "anchored", ledger: ledger.name, treeSize: row.treeSize, status: out.status });
     } catch (err) {
       if ((await fail(row, err)) === "stop") break; // keep the order: nothing larger goes out before this one
@@ -122,7 +165,10 @@ export async function processQueue(ctx: AppContext, ledger: Ledger, opts: { budg
 }
 
 /** One round for every ledger (or the named ones): commit the latest checkpoint, then process the queue. */
-export async function anchorOnce(ctx: AppContext, opts: { ledgers?: string[]; onEvent?: (e: AnchorEvent) => void } = {}): Promise<AnchorEvent[]> {
+export async function anchorOnce(
+  ctx: AppContext,
+  opts: { ledgers?: string[]; onEvent?: (e: AnchorEvent) => void } = {},
+): Promise<AnchorEvent[]> {
   const events: AnchorEvent[] = [];
   for (const { ledger } of selected(ctx.ledgers, opts.ledgers)) {
     const committed = await commitLatest(ctx, ledger);
@@ -145,7 +191,10 @@ function selected(ledgers: ConfiguredLedger[], names?: string[]) {
  * 1 s) work the queue (retries whose back-off expired, included anchors awaiting finality).
  * Returns a stop function that waits for work in progress.
  */
-export function startAnchorWorker(ctx: AppContext, opts: { onEvent?: (e: AnchorEvent) => void; onError?: (err: unknown) => void; pollMs?: number } = {}) {
+export function startAnchorWorker(
+  ctx: AppContext,
+  opts: { onEvent?: (e: AnchorEvent) => void; onError?: (err: unknown) => void; pollMs?: number } = {},
+) {
   const onError = opts.onError ?? ((e: unknown) => console.error(`anchor worker: ${(e as Error).message}`));
   let stopped = false;
   const timers = new Set<NodeJS.Timeout>();
@@ -218,7 +267,14 @@ export async function systemStatus(ctx: AppContext) {
   const ledgers = (await ledgersStatus(ctx)).map((l) => ({
     ...l,
     behind: logSize - (l.lastFinalSize ?? 0),
-    state: l.lastError && (l.pending > 0 || l.included > 0) ? ("retrying" as const) : l.included > 0 ? ("awaiting finality" as const) : l.pending > 0 ? ("anchoring" as const) : ("up to date" as const),
+    state:
+      l.lastError && (l.pending > 0 || l.included > 0)
+        ? ("retrying" as const)
+        : l.included > 0
+          ? ("awaiting finality" as const)
+          : l.pending > 0
+            ? ("anchoring" as const)
+            : ("up to date" as const),
   }));
   return { origin: ctx.env.logOrigin, logSize, checkpointAt: cp?.createdAt ?? null, ledgers };
 }

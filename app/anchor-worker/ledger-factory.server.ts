@@ -27,7 +27,17 @@ export function buildLedgers(env: Env, crypto: Crypto): ConfiguredLedger[] {
   if (a.local) {
     // The ledger's key ring: the current key signs; every key of the ring, each in its window, verifies.
     const signer = ringSigner(env.dataDir, "ledger-local");
-    out.push({ ledger: new LocalLedger({ name: "local", ledgerId: a.local.id, dir: path.join(env.dataDir, "ledger"), signer, trustedKeys: ringKeysReader(env.dataDir, "ledger-local"), crypto }), intervalMs: a.local.intervalMs });
+    out.push({
+      ledger: new LocalLedger({
+        name: "local",
+        ledgerId: a.local.id,
+        dir: path.join(env.dataDir, "ledger"),
+        signer,
+        trustedKeys: ringKeysReader(env.dataDir, "ledger-local"),
+        crypto,
+      }),
+      intervalMs: a.local.intervalMs,
+    });
   }
   if (a.evm) {
     out.push({
@@ -49,11 +59,20 @@ export function buildLedgers(env: Env, crypto: Crypto): ConfiguredLedger[] {
     try {
       trusted = certificatesFromPem(readFileSync(a.rfc3161.certsFile, "utf8"));
     } catch (err) {
-      throw new ConfigError(`invalid TSA_CERTS: cannot read ${a.rfc3161.certsFile}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
+      throw new ConfigError(
+        `invalid TSA_CERTS: cannot read ${a.rfc3161.certsFile}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`,
+      );
     }
-    if (trusted.length === 0) throw new ConfigError(`invalid TSA_CERTS: ${a.rfc3161.certsFile} holds no PEM certificate`);
+    if (trusted.length === 0)
+      throw new ConfigError(`invalid TSA_CERTS: ${a.rfc3161.certsFile} holds no PEM certificate`);
     out.push({
-      ledger: new Rfc3161Ledger({ name: "rfc3161", url: a.rfc3161.url, trusted, timeoutMs: a.rfc3161.timeoutMs, randomBytes: (n) => new Uint8Array(randomBytes(n)) }),
+      ledger: new Rfc3161Ledger({
+        name: "rfc3161",
+        url: a.rfc3161.url,
+        trusted,
+        timeoutMs: a.rfc3161.timeoutMs,
+        randomBytes: (n) => new Uint8Array(randomBytes(n)),
+      }),
       intervalMs: a.rfc3161.intervalMs,
     });
   }

@@ -13,13 +13,21 @@ import { audit } from "./record-event.server.ts";
 const date = z
   .string()
   .regex(/^\d{4}-\d{2}-\d{2}$/, "use YYYY-MM-DD")
-  .refine((d) => !Number.isNaN(Date.parse(`${d}T00:00:00Z`)) && new Date(`${d}T00:00:00Z`).toISOString().startsWith(d), "use YYYY-MM-DD (a calendar date)");
+  .refine(
+    (d) => !Number.isNaN(Date.parse(`${d}T00:00:00Z`)) && new Date(`${d}T00:00:00Z`).toISOString().startsWith(d),
+    "use YYYY-MM-DD (a calendar date)",
+  );
 
 export const AuditFilters = z.object({
   site: z.string().trim().max(32).optional(),
   subject: z.string().trim().max(64).optional(),
   user: z.string().trim().max(320).optional(),
-  action: z.string().trim().regex(/^[a-z_.]*$/, "letters, dots and _ only").max(64).optional(),
+  action: z
+    .string()
+    .trim()
+    .regex(/^[a-z_.]*$/, "letters, dots and _ only")
+    .max(64)
+    .optional(),
   from: date.optional(),
   to: date.optional(),
 });
@@ -33,7 +41,8 @@ export function parseAuditFilters(params: URLSearchParams): AuditFilters {
     const i = r.error.issues[0];
     throw new ServiceError("invalid", `${String(i.path[0])}: ${i.message}`, String(i.path[0]));
   }
-  if (r.data.from && r.data.to && r.data.to < r.data.from) throw new ServiceError("invalid", "to: the end date is before the start date", "to");
+  if (r.data.from && r.data.to && r.data.to < r.data.from)
+    throw new ServiceError("invalid", "to: the end date is before the start date", "to");
   return r.data;
 }
 
@@ -65,23 +74,46 @@ export async function queryAuditTrail(ctx: AppContext, studyId: string, f: Audit
     .where(and(...conds))
     .orderBy(desc(auditEvents.id))
     .limit(limit);
-  return rows.map((r) => ({ ...r, who: r.user ?? r.actorLabel ?? "system", detail: r.detail as Record<string, unknown> }));
+  return rows.map((r) => ({
+    ...r,
+    who: r.user ?? r.actorLabel ?? "system",
+    detail: r.detail as Record<string, unknown>,
+  }));
 }
 
 /** Counts per day for the last `days` days (for the dashboard chart). */
 export async function auditCountsByDay(ctx: AppContext, studyId: string, days = 14) {
   const rows = await ctx.db
-    .select({ day: sql<string>`to_char(${auditEvents.at} at time zone 'UTC', 'YYYY-MM-DD')`, n: sql<number>`count(*)::int` })
+    .select({
+      day: sql<string>`to_char(${auditEvents.at} at time zone 'UTC', 'YYYY-MM-DD')`,
+      n: sql<number>`count(*)::int`,
+    })
     .from(auditEvents)
     .where(and(eq(auditEvents.studyId, studyId), gte(auditEvents.at, new Date(Date.now() - days * 86_400_000))))
     .groupBy(sql`1`);
   return rows;
 }
 
-export async function auditTrailCsv(ctx: AppContext, study: { id: string; code: string }, f: AuditFilters, actor: { userId: string | null; ip: string | null }) {
+export async function auditTrailCsv(
+  ctx: AppContext,
+  study: { id: string; code: string },
+  f: AuditFilters,
+  actor: { userId: string | null; ip: string | null },
+) {
   const rows = await queryAuditTrail(ctx, study.id, f, 100_000);
   const head = ["id", "time_utc", "action", "outcome", "user", "site", "subject", "ip", "detail"];
-  const lines = [head.join(","), ...rows.map((r) => [r.id, r.at, r.action, r.outcome, r.who, r.site, r.subject, r.ip, r.detail].map(csvCell).join(","))];
-  await audit(ctx.db, { action: "audit.export", actorUserId: actor.userId, studyId: study.id, ip: actor.ip, detail: { rows: rows.length, filters: f } });
+  const lines = [
+    head.join(","),
+    ...rows.map((r) =>
+      [r.id, r.at, r.action, r.outcome, r.who, r.site, r.subject, r.ip, r.detail].map(csvCell).join(","),
+    ),
+  ];
+  await audit(ctx.db, {
+    action: "audit.export",
+    actorUserId: actor.userId,
+    studyId: study.id,
+    ip: actor.ip,
+    detail: { rows: rows.length, filters: f },
+  });
   return lines.join("\r\n") + "\r\n";
 }

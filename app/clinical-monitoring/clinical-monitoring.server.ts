@@ -9,7 +9,16 @@ import { and, asc, desc, eq, isNull, or, sql } from "drizzle-orm";
 import type { DbOrTx } from "../../db/client.ts";
 import { z } from "zod";
 import { toHex } from "../../anchoring/log/bytes.ts";
-import { ledgerEntries, locks, participants, queries, records, recordVersions, sdvMarks, signatures } from "../../db/schema/index.ts";
+import {
+  ledgerEntries,
+  locks,
+  participants,
+  queries,
+  records,
+  recordVersions,
+  sdvMarks,
+  signatures,
+} from "../../db/schema/index.ts";
 import type { AppContext } from "../platform/context.server.ts";
 import { ServiceError } from "../platform/errors.server.ts";
 import { appendEntry } from "../log/append-entry.server.ts";
@@ -24,13 +33,21 @@ const sha = (ctx: AppContext, text: string) => toHex(ctx.crypto.sha256(new TextE
 async function recordOf(ctx: AppContext, principal: Principal, studyCode: string, recordId: string) {
   const study = await getStudyOrThrow(ctx, studyCode);
   if (!/^[0-9a-f-]{36}$/.test(recordId)) throw new ServiceError("not_found", `no record ${recordId}`, "record");
-  const [r] = await ctx.db.select().from(records).where(and(eq(records.id, recordId), eq(records.studyId, study.id)));
-  if (!r || !can(principal, "records.read", { studyId: study.id, siteId: r.siteId })) throw new ServiceError("not_found", `no record ${recordId}`, "record");
+  const [r] = await ctx.db
+    .select()
+    .from(records)
+    .where(and(eq(records.id, recordId), eq(records.studyId, study.id)));
+  if (!r || !can(principal, "records.read", { studyId: study.id, siteId: r.siteId }))
+    throw new ServiceError("not_found", `no record ${recordId}`, "record");
   return { study, record: r };
 }
 
 /** The lock that stops edits of a record (its own, its subject's, or the study's), if any. */
-export async function activeLock(ctx: AppContext, rec: { id: string; studyId: string; participantId: string }, db: DbOrTx = ctx.db) {
+export async function activeLock(
+  ctx: AppContext,
+  rec: { id: string; studyId: string; participantId: string },
+  db: DbOrTx = ctx.db,
+) {
   const [l] = await db
     .select()
     .from(locks)
@@ -38,16 +55,28 @@ export async function activeLock(ctx: AppContext, rec: { id: string; studyId: st
       and(
         eq(locks.studyId, rec.studyId),
         isNull(locks.releasedAt),
-        or(eq(locks.scope, "study"), and(eq(locks.scope, "subject"), eq(locks.targetId, rec.participantId)), and(eq(locks.scope, "record"), eq(locks.targetId, rec.id))),
+        or(
+          eq(locks.scope, "study"),
+          and(eq(locks.scope, "subject"), eq(locks.targetId, rec.participantId)),
+          and(eq(locks.scope, "record"), eq(locks.targetId, rec.id)),
+        ),
       ),
     )
     .limit(1);
   return l ?? null;
 }
 
-export async function assertUnlocked(ctx: AppContext, rec: { id: string; studyId: string; participantId: string }, db: DbOrTx = ctx.db) {
+export async function assertUnlocked(
+  ctx: AppContext,
+  rec: { id: string; studyId: string; participantId: string },
+  db: DbOrTx = ctx.db,
+) {
   const l = await activeLock(ctx, rec, db);
-  if (l) throw new ServiceError("locked", `this ${l.scope === "study" ? "study" : l.scope === "subject" ? "subject's casebook" : "record"} is locked (${l.reason}); it cannot be edited until an authorized role unlocks it`);
+  if (l)
+    throw new ServiceError(
+      "locked",
+      `this ${l.scope === "study" ? "study" : l.scope === "subject" ? "subject's casebook" : "record"} is locked (${l.reason}); it cannot be edited until an authorized role unlocks it`,
+    );
 }
 
 const LockInput = z.object({
@@ -59,7 +88,12 @@ const LockInput = z.object({
 /** A data manager locks a record (by id), a subject (by code) or the study. */
 export async function setLock(ctx: AppContext, principal: Principal, studyCode: string, input: unknown) {
   const v = LockInput.safeParse(input);
-  if (!v.success) throw new ServiceError("invalid", `${v.error.issues[0].path.join(".")}: ${v.error.issues[0].message}`, String(v.error.issues[0].path[0]));
+  if (!v.success)
+    throw new ServiceError(
+      "invalid",
+      `${v.error.issues[0].path.join(".")}: ${v.error.issues[0].message}`,
+      String(v.error.issues[0].path[0]),
+    );
   const study = await getStudyOrThrow(ctx, studyCode);
   requirePermission(principal, "records.lock", { studyId: study.id });
   let targetId: string | null = null;
@@ -69,7 +103,12 @@ export async function setLock(ctx: AppContext, principal: Principal, studyCode: 
     targetId = record.id;
     target = record.id;
   } else if (v.data.scope === "subject") {
-    const [p] = await ctx.db.select().from(participants).where(and(eq(participants.studyId, study.id), eq(participants.subjectCode, (v.data.target ?? "").toUpperCase())));
+    const [p] = await ctx.db
+      .select()
+      .from(participants)
+      .where(
+        and(eq(participants.studyId, study.id), eq(participants.subjectCode, (v.data.target ?? "").toUpperCase())),
+      );
     if (!p) throw new ServiceError("invalid", `target: no subject ${v.data.target}`, "target");
     targetId = p.id;
     target = p.subjectCode;
@@ -78,46 +117,97 @@ export async function setLock(ctx: AppContext, principal: Principal, studyCode: 
     // Take the locked thing's row FOR UPDATE: a data write holds it FOR SHARE while it checks for locks, so the
     // write either commits before this lock or waits for it and then sees it (records.server.ts).
     if (v.data.scope === "study") await tx.execute(sql`SELECT 1 FROM studies WHERE id = ${study.id} FOR UPDATE`);
-    else if (v.data.scope === "subject") await tx.execute(sql`SELECT 1 FROM participants WHERE id = ${targetId} FOR UPDATE`);
+    else if (v.data.scope === "subject")
+      await tx.execute(sql`SELECT 1 FROM participants WHERE id = ${targetId} FOR UPDATE`);
     else await tx.execute(sql`SELECT 1 FROM records WHERE id = ${targetId} FOR UPDATE`);
-    const [l] = await tx.insert(locks).values({ studyId: study.id, scope: v.data.scope, targetId, reason: v.data.reason, lockedBy: principal.userId }).returning();
-    await appendEntry(tx, ctx.crypto, study, "lock.set", { lock: l.id, scope: v.data.scope, target, reason: v.data.reason, actor: principal.userId });
+    const [l] = await tx
+      .insert(locks)
+      .values({ studyId: study.id, scope: v.data.scope, targetId, reason: v.data.reason, lockedBy: principal.userId })
+      .returning();
+    await appendEntry(tx, ctx.crypto, study, "lock.set", {
+      lock: l.id,
+      scope: v.data.scope,
+      target,
+      reason: v.data.reason,
+      actor: principal.userId,
+    });
     if (v.data.scope === "record") await tx.update(records).set({ status: "locked" }).where(eq(records.id, targetId!));
-    await audit(tx, { action: "lock.set", actorUserId: principal.userId, studyId: study.id, detail: { lock: l.id, scope: v.data.scope } });
+    await audit(tx, {
+      action: "lock.set",
+      actorUserId: principal.userId,
+      studyId: study.id,
+      detail: { lock: l.id, scope: v.data.scope },
+    });
     return l;
   });
 }
 
 /** Unlock (an authorized role: data manager or study admin), with a logged reason. */
-export async function releaseLock(ctx: AppContext, principal: Principal, studyCode: string, lockId: string, reason: string) {
+export async function releaseLock(
+  ctx: AppContext,
+  principal: Principal,
+  studyCode: string,
+  lockId: string,
+  reason: string,
+) {
   const study = await getStudyOrThrow(ctx, studyCode);
-  if (!can(principal, "records.lock", { studyId: study.id }) && !can(principal, "study.manage", { studyId: study.id })) throw new ServiceError("forbidden", "only a data manager or a study admin can unlock");
+  if (!can(principal, "records.lock", { studyId: study.id }) && !can(principal, "study.manage", { studyId: study.id }))
+    throw new ServiceError("forbidden", "only a data manager or a study admin can unlock");
   if (!reason.trim()) throw new ServiceError("invalid", "reason: an unlock needs a reason", "reason");
-  const [l] = /^[0-9a-f-]{36}$/.test(lockId) ? await ctx.db.select().from(locks).where(and(eq(locks.id, lockId), eq(locks.studyId, study.id))) : [];
+  const [l] = /^[0-9a-f-]{36}$/.test(lockId)
+    ? await ctx.db
+        .select()
+        .from(locks)
+        .where(and(eq(locks.id, lockId), eq(locks.studyId, study.id)))
+    : [];
   if (!l) throw new ServiceError("not_found", "no such lock", "lock");
   if (l.releasedAt) throw new ServiceError("conflict", "this lock was already released", "lock");
   await ctx.db.transaction(async (tx) => {
-    await tx.update(locks).set({ releasedAt: new Date(), releasedBy: principal.userId, releaseReason: reason.trim() }).where(eq(locks.id, l.id));
-    await appendEntry(tx, ctx.crypto, study, "lock.released", { lock: l.id, reason: reason.trim(), actor: principal.userId });
+    await tx
+      .update(locks)
+      .set({ releasedAt: new Date(), releasedBy: principal.userId, releaseReason: reason.trim() })
+      .where(eq(locks.id, l.id));
+    await appendEntry(tx, ctx.crypto, study, "lock.released", {
+      lock: l.id,
+      reason: reason.trim(),
+      actor: principal.userId,
+    });
     if (l.scope === "record") await tx.update(records).set({ status: "open" }).where(eq(records.id, l.targetId!));
-    await audit(tx, { action: "lock.release", actorUserId: principal.userId, studyId: study.id, detail: { lock: l.id } });
+    await audit(tx, {
+      action: "lock.release",
+      actorUserId: principal.userId,
+      studyId: study.id,
+      detail: { lock: l.id },
+    });
   });
 }
 
 const MEANINGS = ["authored", "reviewed", "approved"] as const;
 
 /** The investigator e-signs the current version of a record, re-entering password (and TOTP code). */
-export async function signRecord(ctx: AppContext, principal: Principal, studyCode: string, recordId: string, input: { meaning: string; password: string; code?: string }, meta: RequestMeta) {
+export async function signRecord(
+  ctx: AppContext,
+  principal: Principal,
+  studyCode: string,
+  recordId: string,
+  input: { meaning: string; password: string; code?: string },
+  meta: RequestMeta,
+) {
   const { study, record } = await recordOf(ctx, principal, studyCode, recordId);
   await requireSiteAction(ctx, principal, "records.sign", { studyId: study.id, siteId: record.siteId });
-  if (!MEANINGS.includes(input.meaning as never)) throw new ServiceError("invalid", `meaning: choose ${MEANINGS.join(", ")}`, "meaning");
+  if (!MEANINGS.includes(input.meaning as never))
+    throw new ServiceError("invalid", `meaning: choose ${MEANINGS.join(", ")}`, "meaning");
   const user = await reauthenticate(ctx, principal.userId!, input.password ?? "", input.code, meta);
   return signVersion(ctx, study, record, user, input.meaning as (typeof MEANINGS)[number]);
 }
 
 /** Signature manifestations of a record; a signature over an older version is shown as invalidated. */
 export async function signaturesOf(ctx: AppContext, recordId: string, currentVersion: number) {
-  const rows = await ctx.db.select().from(signatures).where(eq(signatures.recordId, recordId)).orderBy(asc(signatures.signedAt));
+  const rows = await ctx.db
+    .select()
+    .from(signatures)
+    .where(eq(signatures.recordId, recordId))
+    .orderBy(asc(signatures.signedAt));
   return rows.map((s) => ({
     id: s.id,
     printedName: s.printedName,
@@ -126,7 +216,10 @@ export async function signaturesOf(ctx: AppContext, recordId: string, currentVer
     version: s.version,
     signedPayloadHash: toHex(s.signedPayloadHash),
     valid: s.version === currentVersion,
-    note: s.version === currentVersion ? null : `invalidated: the record was corrected after this signature (now v${currentVersion})`,
+    note:
+      s.version === currentVersion
+        ? null
+        : `invalidated: the record was corrected after this signature (now v${currentVersion})`,
   }));
 }
 
@@ -135,56 +228,134 @@ export async function markSdv(ctx: AppContext, principal: Principal, studyCode: 
   const { study, record } = await recordOf(ctx, principal, studyCode, recordId);
   requirePermission(principal, "records.monitor", { studyId: study.id, siteId: record.siteId });
   return ctx.db.transaction(async (tx) => {
-    const e = await appendEntry(tx, ctx.crypto, study, "sdv.marked", { record: record.id, version: record.currentVersion, actor: principal.userId });
-    const [m] = await tx.insert(sdvMarks).values({ recordId: record.id, version: record.currentVersion, markedBy: principal.userId, entryId: e.id }).returning();
-    await audit(tx, { action: "sdv.mark", actorUserId: principal.userId, studyId: study.id, siteId: record.siteId, detail: { record: record.id, version: record.currentVersion } });
+    const e = await appendEntry(tx, ctx.crypto, study, "sdv.marked", {
+      record: record.id,
+      version: record.currentVersion,
+      actor: principal.userId,
+    });
+    const [m] = await tx
+      .insert(sdvMarks)
+      .values({ recordId: record.id, version: record.currentVersion, markedBy: principal.userId, entryId: e.id })
+      .returning();
+    await audit(tx, {
+      action: "sdv.mark",
+      actorUserId: principal.userId,
+      studyId: study.id,
+      siteId: record.siteId,
+      detail: { record: record.id, version: record.currentVersion },
+    });
     return m;
   });
 }
 
 /** A monitor opens a query on a field of a record. */
-export async function openQuery(ctx: AppContext, principal: Principal, studyCode: string, recordId: string, input: { field: string; text: string }) {
+export async function openQuery(
+  ctx: AppContext,
+  principal: Principal,
+  studyCode: string,
+  recordId: string,
+  input: { field: string; text: string },
+) {
   const { study, record } = await recordOf(ctx, principal, studyCode, recordId);
   requirePermission(principal, "records.monitor", { studyId: study.id, siteId: record.siteId });
   const text = (input.text ?? "").trim();
-  if (!text || text.length > 4000) throw new ServiceError("invalid", "text: write the query (up to 4000 characters)", "text");
-  if (!/^[a-z][a-z0-9_]{0,63}$/.test(input.field ?? "")) throw new ServiceError("invalid", "field: choose a field of the form", "field");
+  if (!text || text.length > 4000)
+    throw new ServiceError("invalid", "text: write the query (up to 4000 characters)", "text");
+  if (!/^[a-z][a-z0-9_]{0,63}$/.test(input.field ?? ""))
+    throw new ServiceError("invalid", "field: choose a field of the form", "field");
   return ctx.db.transaction(async (tx) => {
     const id = crypto.randomUUID();
-    await appendEntry(tx, ctx.crypto, study, "query.opened", { query: id, record: record.id, field: input.field, textSha256: sha(ctx, text), actor: principal.userId });
-    const [q] = await tx.insert(queries).values({ id, studyId: study.id, recordId: record.id, field: input.field, text, openedBy: principal.userId }).returning();
-    await audit(tx, { action: "query.open", actorUserId: principal.userId, studyId: study.id, siteId: record.siteId, detail: { query: id } });
+    await appendEntry(tx, ctx.crypto, study, "query.opened", {
+      query: id,
+      record: record.id,
+      field: input.field,
+      textSha256: sha(ctx, text),
+      actor: principal.userId,
+    });
+    const [q] = await tx
+      .insert(queries)
+      .values({ id, studyId: study.id, recordId: record.id, field: input.field, text, openedBy: principal.userId })
+      .returning();
+    await audit(tx, {
+      action: "query.open",
+      actorUserId: principal.userId,
+      studyId: study.id,
+      siteId: record.siteId,
+      detail: { query: id },
+    });
     return q;
   });
 }
 
 /** Site staff (with data entry delegated) answer an open query. */
-export async function answerQuery(ctx: AppContext, principal: Principal, studyCode: string, queryId: string, answer: string) {
+export async function answerQuery(
+  ctx: AppContext,
+  principal: Principal,
+  studyCode: string,
+  queryId: string,
+  answer: string,
+) {
   const study = await getStudyOrThrow(ctx, studyCode);
-  const [q] = /^[0-9a-f-]{36}$/.test(queryId) ? await ctx.db.select({ q: queries, siteId: records.siteId }).from(queries).innerJoin(records, eq(records.id, queries.recordId)).where(and(eq(queries.id, queryId), eq(queries.studyId, study.id))) : [];
+  const [q] = /^[0-9a-f-]{36}$/.test(queryId)
+    ? await ctx.db
+        .select({ q: queries, siteId: records.siteId })
+        .from(queries)
+        .innerJoin(records, eq(records.id, queries.recordId))
+        .where(and(eq(queries.id, queryId), eq(queries.studyId, study.id)))
+    : [];
   if (!q) throw new ServiceError("not_found", "no such query", "query");
   await requireSiteAction(ctx, principal, "records.enter", { studyId: study.id, siteId: q.siteId });
   if (q.q.status !== "open") throw new ServiceError("conflict", `this query is ${q.q.status}`, "query");
   const text = (answer ?? "").trim();
-  if (!text || text.length > 4000) throw new ServiceError("invalid", "answer: write the answer (up to 4000 characters)", "answer");
+  if (!text || text.length > 4000)
+    throw new ServiceError("invalid", "answer: write the answer (up to 4000 characters)", "answer");
   await ctx.db.transaction(async (tx) => {
-    await appendEntry(tx, ctx.crypto, study, "query.answered", { query: q.q.id, textSha256: sha(ctx, text), actor: principal.userId });
-    await tx.update(queries).set({ status: "answered", answer: text, answeredBy: principal.userId, answeredAt: new Date() }).where(eq(queries.id, q.q.id));
-    await audit(tx, { action: "query.answer", actorUserId: principal.userId, studyId: study.id, siteId: q.siteId, detail: { query: q.q.id } });
+    await appendEntry(tx, ctx.crypto, study, "query.answered", {
+      query: q.q.id,
+      textSha256: sha(ctx, text),
+      actor: principal.userId,
+    });
+    await tx
+      .update(queries)
+      .set({ status: "answered", answer: text, answeredBy: principal.userId, answeredAt: new Date() })
+      .where(eq(queries.id, q.q.id));
+    await audit(tx, {
+      action: "query.answer",
+      actorUserId: principal.userId,
+      studyId: study.id,
+      siteId: q.siteId,
+      detail: { query: q.q.id },
+    });
   });
 }
 
 /** The monitor closes an answered query. */
 export async function closeQuery(ctx: AppContext, principal: Principal, studyCode: string, queryId: string) {
   const study = await getStudyOrThrow(ctx, studyCode);
-  const [q] = /^[0-9a-f-]{36}$/.test(queryId) ? await ctx.db.select({ q: queries, siteId: records.siteId }).from(queries).innerJoin(records, eq(records.id, queries.recordId)).where(and(eq(queries.id, queryId), eq(queries.studyId, study.id))) : [];
+  const [q] = /^[0-9a-f-]{36}$/.test(queryId)
+    ? await ctx.db
+        .select({ q: queries, siteId: records.siteId })
+        .from(queries)
+        .innerJoin(records, eq(records.id, queries.recordId))
+        .where(and(eq(queries.id, queryId), eq(queries.studyId, study.id)))
+    : [];
   if (!q) throw new ServiceError("not_found", "no such query", "query");
   requirePermission(principal, "records.monitor", { studyId: study.id, siteId: q.siteId });
-  if (q.q.status !== "answered") throw new ServiceError("conflict", `only an answered query can be closed (this one is ${q.q.status})`, "query");
+  if (q.q.status !== "answered")
+    throw new ServiceError("conflict", `only an answered query can be closed (this one is ${q.q.status})`, "query");
   await ctx.db.transaction(async (tx) => {
     await appendEntry(tx, ctx.crypto, study, "query.closed", { query: q.q.id, actor: principal.userId });
-    await tx.update(queries).set({ status: "closed", closedBy: principal.userId, closedAt: new Date() }).where(eq(queries.id, q.q.id));
-    await audit(tx, { action: "query.close", actorUserId: principal.userId, studyId: study.id, siteId: q.siteId, detail: { query: q.q.id } });
+    await tx
+      .update(queries)
+      .set({ status: "closed", closedBy: principal.userId, closedAt: new Date() })
+      .where(eq(queries.id, q.q.id));
+    await audit(tx, {
+      action: "query.close",
+      actorUserId: principal.userId,
+      studyId: study.id,
+      siteId: q.siteId,
+      detail: { query: q.q.id },
+    });
   });
 }
 
@@ -200,12 +371,24 @@ export async function sdvOf(ctx: AppContext, recordId: string) {
  * The investigator signs a subject's whole casebook: one re-authentication, then one signature per record,
  * each bound to that record's current version (so a later correction invalidates just that one).
  */
-export async function signCasebook(ctx: AppContext, principal: Principal, studyCode: string, subject: string, input: { meaning: string; password: string; code?: string }, meta: RequestMeta) {
+export async function signCasebook(
+  ctx: AppContext,
+  principal: Principal,
+  studyCode: string,
+  subject: string,
+  input: { meaning: string; password: string; code?: string },
+  meta: RequestMeta,
+) {
   const study = await getStudyOrThrow(ctx, studyCode);
-  const [p] = await ctx.db.select().from(participants).where(and(eq(participants.studyId, study.id), eq(participants.subjectCode, subject.toUpperCase())));
-  if (!p || !can(principal, "records.read", { studyId: study.id, siteId: p.siteId })) throw new ServiceError("not_found", `no subject ${subject}`, "subject");
+  const [p] = await ctx.db
+    .select()
+    .from(participants)
+    .where(and(eq(participants.studyId, study.id), eq(participants.subjectCode, subject.toUpperCase())));
+  if (!p || !can(principal, "records.read", { studyId: study.id, siteId: p.siteId }))
+    throw new ServiceError("not_found", `no subject ${subject}`, "subject");
   await requireSiteAction(ctx, principal, "records.sign", { studyId: study.id, siteId: p.siteId });
-  if (!MEANINGS.includes(input.meaning as never)) throw new ServiceError("invalid", `meaning: choose ${MEANINGS.join(", ")}`, "meaning");
+  if (!MEANINGS.includes(input.meaning as never))
+    throw new ServiceError("invalid", `meaning: choose ${MEANINGS.join(", ")}`, "meaning");
   const recs = await ctx.db.select().from(records).where(eq(records.participantId, p.id));
   if (recs.length === 0) throw new ServiceError("invalid", "the casebook has no records to sign", "subject");
   const user = await reauthenticate(ctx, principal.userId!, input.password ?? "", input.code, meta);
@@ -214,7 +397,13 @@ export async function signCasebook(ctx: AppContext, principal: Principal, studyC
   return out;
 }
 
-async function signVersion(ctx: AppContext, study: { id: string; code: string }, record: { id: string; siteId: string }, user: { id: string; fullName: string }, meaning: (typeof MEANINGS)[number]) {
+async function signVersion(
+  ctx: AppContext,
+  study: { id: string; code: string },
+  record: { id: string; siteId: string },
+  user: { id: string; fullName: string },
+  meaning: (typeof MEANINGS)[number],
+) {
   const [cur] = await ctx.db
     .select({ version: recordVersions.version, payloadHash: ledgerEntries.payloadHash })
     .from(recordVersions)
@@ -224,15 +413,46 @@ async function signVersion(ctx: AppContext, study: { id: string; code: string },
     .limit(1);
   return ctx.db.transaction(async (tx) => {
     const id = crypto.randomUUID();
-    const e = await appendEntry(tx, ctx.crypto, study, "signature.applied", { signature: id, record: record.id, version: cur.version, signedPayloadHash: toHex(cur.payloadHash), meaning, signer: user.id, actor: user.id });
-    const [s] = await tx.insert(signatures).values({ id, studyId: study.id, recordId: record.id, version: cur.version, signedPayloadHash: cur.payloadHash, meaning, signerId: user.id, printedName: user.fullName, entryId: e.id }).returning();
-    await audit(tx, { action: "signature.apply", actorUserId: user.id, studyId: study.id, siteId: record.siteId, detail: { record: record.id, version: cur.version, meaning } });
+    const e = await appendEntry(tx, ctx.crypto, study, "signature.applied", {
+      signature: id,
+      record: record.id,
+      version: cur.version,
+      signedPayloadHash: toHex(cur.payloadHash),
+      meaning,
+      signer: user.id,
+      actor: user.id,
+    });
+    const [s] = await tx
+      .insert(signatures)
+      .values({
+        id,
+        studyId: study.id,
+        recordId: record.id,
+        version: cur.version,
+        signedPayloadHash: cur.payloadHash,
+        meaning,
+        signerId: user.id,
+        printedName: user.fullName,
+        entryId: e.id,
+      })
+      .returning();
+    await audit(tx, {
+      action: "signature.apply",
+      actorUserId: user.id,
+      studyId: study.id,
+      siteId: record.siteId,
+      detail: { record: record.id, version: cur.version, meaning },
+    });
     return s;
   });
 }
 
 /** The study-wide lock in force, if any. */
 export async function studyLock(ctx: AppContext, studyId: string) {
-  const [l] = await ctx.db.select().from(locks).where(and(eq(locks.studyId, studyId), eq(locks.scope, "study"), isNull(locks.releasedAt))).limit(1);
+  const [l] = await ctx.db
+    .select()
+    .from(locks)
+    .where(and(eq(locks.studyId, studyId), eq(locks.scope, "study"), isNull(locks.releasedAt)))
+    .limit(1);
   return l ?? null;
 }

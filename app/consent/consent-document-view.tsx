@@ -3,9 +3,7 @@ import { inlineSpans, type Block, type ParsedConsentDocument } from "./consent-d
 
 function Inline({ text }: { text: string }) {
   return (
-    <>
-      {inlineSpans(text).map((s, i) => (s.bold ? <strong key={i}>{s.text}</strong> : <span key={i}>{s.text}</span>))}
-    </>
+    <>{inlineSpans(text).map((s, i) => (s.bold ? <strong key={i}>{s.text}</strong> : <span key={i}>{s.text}</span>))}</>
   );
 }
 
@@ -31,7 +29,15 @@ function Blocks({ blocks }: { blocks: Block[] }) {
   );
 }
 
-export function ConsentDocumentView({ doc, signing, error }: { doc: ParsedConsentDocument; signing?: boolean; error?: { field: string | null; message: string } | null }) {
+export function ConsentDocumentView({
+  doc,
+  signing,
+  error,
+}: {
+  doc: ParsedConsentDocument;
+  signing?: boolean;
+  error?: { field: string | null; message: string } | null;
+}) {
   const bad = (f: string) => (error?.field === f ? true : undefined);
   return (
     <article className="consent-doc">

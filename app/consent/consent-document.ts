@@ -35,7 +35,9 @@ export interface ParsedConsentDocument {
   sections: ConsentSection[];
 }
 
-export type ConsentParseResult = { ok: true; doc: ParsedConsentDocument } | { ok: false; line: number; message: string };
+export type ConsentParseResult =
+  | { ok: true; doc: ParsedConsentDocument }
+  | { ok: false; line: number; message: string };
 
 const OPTIONAL = /^\[optional:([^\]]*)\]\s*(.*)$/;
 const QUESTION = /^\[question:([^\]]*)\]\s*(.*)$/;
@@ -70,7 +72,8 @@ export function parseConsentDocument(markdown: string): ConsentParseResult {
     if (h) {
       flush();
       if (h[1].length === 1) {
-        if (title !== null || sections.length) return { ok: false, line: n, message: "only one `# Title`, before the first section" };
+        if (title !== null || sections.length)
+          return { ok: false, line: n, message: "only one `# Title`, before the first section" };
         title = h[2].trim();
       } else if (h[1].length === 2) {
         sections.push({ id: `s${sections.length + 1}`, heading: h[2].trim(), blocks: [], optional: [], questions: [] });
@@ -81,7 +84,12 @@ export function parseConsentDocument(markdown: string): ConsentParseResult {
     if (opt) {
       flush();
       if (!sections.length) return { ok: false, line: n, message: "an optional item must be inside a `## section`" };
-      if (!KEY.test(opt[1])) return { ok: false, line: n, message: `optional item key "${opt[1]}": use 1-32 lower-case letters, digits or _ (starting with a letter)` };
+      if (!KEY.test(opt[1]))
+        return {
+          ok: false,
+          line: n,
+          message: `optional item key "${opt[1]}": use 1-32 lower-case letters, digits or _ (starting with a letter)`,
+        };
       if (keys.has(opt[1])) return { ok: false, line: n, message: `optional item key "${opt[1]}" is used twice` };
       if (!opt[2].trim()) return { ok: false, line: n, message: `optional item "${opt[1]}" has no text` };
       keys.add(opt[1]);
@@ -92,12 +100,14 @@ export function parseConsentDocument(markdown: string): ConsentParseResult {
     if (q) {
       flush();
       if (!sections.length) return { ok: false, line: n, message: "a question must be inside a `## section`" };
-      if (q[1] !== "yes" && q[1] !== "no") return { ok: false, line: n, message: `a question's answer must be yes or no, not "${q[1]}"` };
+      if (q[1] !== "yes" && q[1] !== "no")
+        return { ok: false, line: n, message: `a question's answer must be yes or no, not "${q[1]}"` };
       if (!q[2].trim()) return { ok: false, line: n, message: "the question has no text" };
       sections[sections.length - 1].questions.push({ id: `q${++questions}`, text: q[2].trim(), answer: q[1] });
       continue;
     }
-    if (/^\[(optional|question)\b/.test(line)) return { ok: false, line: n, message: "write `[optional:key] text` or `[question:yes|no] text`" };
+    if (/^\[(optional|question)\b/.test(line))
+      return { ok: false, line: n, message: "write `[optional:key] text` or `[question:yes|no] text`" };
     const li = /^[-*]\s+(.*)$/.exec(line);
     if (li) {
       if (para.length) flush();
@@ -108,7 +118,12 @@ export function parseConsentDocument(markdown: string): ConsentParseResult {
     para.push(line);
   }
   flush();
-  if (sections.length === 0) return { ok: false, line: 1, message: "the document needs at least one `## section` for the participant to acknowledge" };
+  if (sections.length === 0)
+    return {
+      ok: false,
+      line: 1,
+      message: "the document needs at least one `## section` for the participant to acknowledge",
+    };
   if (sections.length > 60) return { ok: false, line: 1, message: "at most 60 sections" };
   if (keys.size > 20) return { ok: false, line: 1, message: "at most 20 optional items" };
   if (questions > 20) return { ok: false, line: 1, message: "at most 20 questions" };
@@ -127,7 +142,10 @@ export function questionsOf(doc: ParsedConsentDocument): Question[] {
 
 /** Split `**bold**` spans for rendering: [text, bold, text, ...]. */
 export function inlineSpans(text: string): { bold: boolean; text: string }[] {
-  return text.split(/\*\*(.+?)\*\*/).map((t, i) => ({ bold: i % 2 === 1, text: t })).filter((s) => s.text !== "");
+  return text
+    .split(/\*\*(.+?)\*\*/)
+    .map((t, i) => ({ bold: i % 2 === 1, text: t }))
+    .filter((s) => s.text !== "");
 }
 
 /** Names compared for the typed signature: case, accents' composition and runs of white space do not matter. */

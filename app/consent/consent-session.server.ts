@@ -13,7 +13,14 @@ const cookies = new WeakMap<AppContext, ReturnType<typeof createCookie>>();
 function cookie(ctx: AppContext) {
   let c = cookies.get(ctx);
   if (!c) {
-    c = createCookie("ts_consent", { httpOnly: true, sameSite: "lax", secure: ctx.env.production, path: "/consent", secrets: [ctx.env.sessionSecret], maxAge: CONSENT_SESSION_MS / 1000 });
+    c = createCookie("ts_consent", {
+      httpOnly: true,
+      sameSite: "lax",
+      secure: ctx.env.production,
+      path: "/consent",
+      secrets: [ctx.env.sessionSecret],
+      maxAge: CONSENT_SESSION_MS / 1000,
+    });
     cookies.set(ctx, c);
   }
   return c;

@@ -22,7 +22,11 @@ const plain = (s: string) => s.replace(/\*\*(.+?)\*\*/g, "$1");
 export async function consentReceiptPdf(ctx: AppContext, o: OpenedInvitation, baseUrl: string): Promise<Buffer> {
   const r = await consentReceipt(ctx, o, baseUrl);
   if (!existsSync(FONT)) throw new Error(`the PDF font ${FONT} is missing (install fonts-dejavu-core)`);
-  const doc = new PDFDocument({ size: "A4", margin: 50, info: { Title: `Consent receipt: ${r.study.code} ${r.document.code} ${r.document.version}`, Author: "TrialSeal" } });
+  const doc = new PDFDocument({
+    size: "A4",
+    margin: 50,
+    info: { Title: `Consent receipt: ${r.study.code} ${r.document.code} ${r.document.version}`, Author: "TrialSeal" },
+  });
   doc.registerFont("body", FONT);
   doc.registerFont("bold", existsSync(FONT_BOLD) ? FONT_BOLD : FONT);
   const chunks: Buffer[] = [];
@@ -31,24 +35,35 @@ export async function consentReceiptPdf(ctx: AppContext, o: OpenedInvitation, ba
 
   doc.font("bold").fontSize(16).text("Consent receipt");
   doc.font("body").fontSize(10).text(`Study ${r.study.code}: ${r.study.title}`);
-  doc.text(`Document: ${r.document.title} (${r.document.code}), version ${r.document.version}, language ${r.document.language}`);
+  doc.text(
+    `Document: ${r.document.title} (${r.document.code}), version ${r.document.version}, language ${r.document.language}`,
+  );
   doc.text(`Approved by ${r.document.irbName} on ${r.document.irbApprovedOn}. Document SHA-256: ${r.document.sha256}`);
   doc.text(`Status: ${r.summary}`);
   doc.moveDown();
   doc.font("bold").fontSize(12).text("Signatures");
   doc.font("body").fontSize(10);
   for (const s of r.signatures) {
-    doc.text(`${s.printedName ?? "-"} (${s.role}), ${utc(s.signedAt)}: ${s.meaning}${s.fromStaffDevice && s.role !== "staff" && s.role !== "witness" ? " [signed on a staff device]" : ""}`);
-    doc.fillColor("#555555").text(`entry ${s.entryId}: ${sealText(s.seal)}`, { indent: 12 }).fillColor("black");
+    doc.text(
+      `${s.printedName ?? "-"} (${s.role}), ${utc(s.signedAt)}: ${s.meaning}${s.fromStaffDevice && s.role !== "staff" && s.role !== "witness" ? " [signed on a staff device]" : ""}`,
+    );
+    doc
+      .fillColor("#555555")
+      .text(`entry ${s.entryId}: ${sealText(s.seal)}`, { indent: 12 })
+      .fillColor("black");
   }
   for (const w of r.withdrawals) {
-    doc.text(`Withdrawal ${utc(w.at)}: ${w.scope === "full" ? "full" : `partial (${w.allows.followUp ? "follow-up continues" : "no follow-up"}${w.allows.optionalWithdrawn.length ? `; withdrawn: ${w.allows.optionalWithdrawn.join(", ")}` : ""})`}`);
+    doc.text(
+      `Withdrawal ${utc(w.at)}: ${w.scope === "full" ? "full" : `partial (${w.allows.followUp ? "follow-up continues" : "no follow-up"}${w.allows.optionalWithdrawn.length ? `; withdrawn: ${w.allows.optionalWithdrawn.join(", ")}` : ""})`}`,
+    );
   }
   if (r.verifyUrl) {
     doc.moveDown();
     const y = doc.y;
     doc.image(await qrPng(r.verifyUrl), 50, y, { width: 110 });
-    doc.text(`Anyone can check this consent, without seeing your name, at:\n${r.verifyUrl}`, 175, y + 30, { width: 370 });
+    doc.text(`Anyone can check this consent, without seeing your name, at:\n${r.verifyUrl}`, 175, y + 30, {
+      width: 370,
+    });
     doc.x = 50;
     doc.y = y + 120;
   }
@@ -59,7 +74,12 @@ export async function consentReceiptPdf(ctx: AppContext, o: OpenedInvitation, ba
     const blocks = (bs: Block[]) => {
       for (const b of bs) {
         if (b.type === "p") doc.font("body").fontSize(10).text(plain(b.text)).moveDown(0.3);
-        else for (const it of b.items) doc.font("body").fontSize(10).text(`• ${plain(it)}`, { indent: 12 });
+        else
+          for (const it of b.items)
+            doc
+              .font("body")
+              .fontSize(10)
+              .text(`• ${plain(it)}`, { indent: 12 });
       }
     };
     if (parsed.doc.title) doc.font("bold").fontSize(11).text(parsed.doc.title).moveDown(0.3);
@@ -70,13 +90,22 @@ export async function consentReceiptPdf(ctx: AppContext, o: OpenedInvitation, ba
       for (const q of s.questions) doc.font("body").fontSize(10).text(`Question: ${q.text}`, { indent: 12 });
       for (const item of s.optional) {
         const mine = r.signatures.find((x) => x.primary)?.options[item.key];
-        doc.font("body").fontSize(10).text(`Optional: ${plain(item.text)} — ${mine === undefined ? "-" : mine ? "Yes" : "No"}`, { indent: 12 });
+        doc
+          .font("body")
+          .fontSize(10)
+          .text(`Optional: ${plain(item.text)} — ${mine === undefined ? "-" : mine ? "Yes" : "No"}`, { indent: 12 });
       }
       doc.moveDown(0.4);
     }
   }
   doc.end();
   const pdf = await done;
-  await audit(ctx.db, { action: "consent.receipt_pdf", studyId: o.study.id, siteId: o.participant.siteId, participantId: o.participant.id, detail: { invitation: o.invitation.id, bytes: pdf.length } });
+  await audit(ctx.db, {
+    action: "consent.receipt_pdf",
+    studyId: o.study.id,
+    siteId: o.participant.siteId,
+    participantId: o.participant.id,
+    detail: { invitation: o.invitation.id, bytes: pdf.length },
+  });
   return pdf;
 }

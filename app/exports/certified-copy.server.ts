@@ -17,14 +17,32 @@ import { queriesOf, signaturesOf } from "../clinical-monitoring/clinical-monitor
 const FONT = process.env.PDF_FONT ?? "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf";
 const FONT_BOLD = process.env.PDF_FONT_BOLD ?? "/usr/share/fonts/truetype/dejavu/DejaVuSans-Bold.ttf";
 
-const show = (v: unknown) => (v === null || v === undefined ? "-" : Array.isArray(v) ? v.join(", ") : typeof v === "boolean" ? (v ? "Yes" : "No") : String(v));
+const show = (v: unknown) =>
+  v === null || v === undefined
+    ? "-"
+    : Array.isArray(v)
+      ? v.join(", ")
+      : typeof v === "boolean"
+        ? v
+          ? "Yes"
+          : "No"
+        : String(v);
 
-export async function casebookPdf(ctx: AppContext, principal: Principal & { fullName?: string }, studyCode: string, subject: string): Promise<Buffer> {
+export async function casebookPdf(
+  ctx: AppContext,
+  principal: Principal & { fullName?: string },
+  studyCode: string,
+  subject: string,
+): Promise<Buffer> {
   const study = await getStudyOrThrow(ctx, studyCode);
   const casebook = await subjectCasebook(ctx, principal, study.id, subject);
   if (!casebook) throw new ServiceError("not_found", `no subject ${subject}`, "subject");
   if (!existsSync(FONT)) throw new Error(`the PDF font ${FONT} is missing (install fonts-dejavu-core)`);
-  const doc = new PDFDocument({ size: "A4", margin: 50, info: { Title: `Certified copy: ${study.code} ${casebook.participant.subject}`, Author: "TrialSeal" } });
+  const doc = new PDFDocument({
+    size: "A4",
+    margin: 50,
+    info: { Title: `Certified copy: ${study.code} ${casebook.participant.subject}`, Author: "TrialSeal" },
+  });
   doc.registerFont("body", FONT);
   doc.registerFont("bold", existsSync(FONT_BOLD) ? FONT_BOLD : FONT);
   const chunks: Buffer[] = [];
@@ -33,27 +51,53 @@ export async function casebookPdf(ctx: AppContext, principal: Principal & { full
 
   const now = new Date().toISOString();
   doc.font("bold").fontSize(16).text(`Certified copy: casebook of subject ${casebook.participant.subject}`);
-  doc.font("body").fontSize(10).text(`Study ${study.code} (${study.title}), site ${casebook.participant.site}, status ${casebook.participant.status}`);
-  doc.text(`Generated ${now.replace("T", " ").slice(0, 19)} UTC by ${principal.label} from the records as stored; every version below carries its ledger entry, whose proof (GET /api/v1/entries/<entry>/proof) can be verified offline with \`trialseal verify\`.`);
+  doc
+    .font("body")
+    .fontSize(10)
+    .text(
+      `Study ${study.code} (${study.title}), site ${casebook.participant.site}, status ${casebook.participant.status}`,
+    );
+  doc.text(
+    `Generated ${now.replace("T", " ").slice(0, 19)} UTC by ${principal.label} from the records as stored; every version below carries its ledger entry, whose proof (GET /api/v1/entries/<entry>/proof) can be verified offline with \`trialseal verify\`.`,
+  );
   doc.moveDown();
 
   for (const rec of casebook.records) {
     const h = await recordHistory(ctx, principal, study.code, rec.id);
     const def = await recordDefinition(ctx, rec.id);
     const [sigs, qs] = await Promise.all([signaturesOf(ctx, rec.id, h.version), queriesOf(ctx, rec.id)]);
-    doc.font("bold").fontSize(13).text(`${def?.title ?? rec.form} (${rec.form}), visit ${rec.visit}: version ${h.version}${h.status === "locked" ? ", locked" : ""}`);
+    doc
+      .font("bold")
+      .fontSize(13)
+      .text(
+        `${def?.title ?? rec.form} (${rec.form}), visit ${rec.visit}: version ${h.version}${h.status === "locked" ? ", locked" : ""}`,
+      );
     doc.font("body").fontSize(10);
-    for (const f of def?.fields ?? []) doc.text(`${f.label}: ${show(h.data[f.name])}${f.type === "number" && f.unit ? ` ${f.unit}` : ""}`, { indent: 12 });
+    for (const f of def?.fields ?? [])
+      doc.text(`${f.label}: ${show(h.data[f.name])}${f.type === "number" && f.unit ? ` ${f.unit}` : ""}`, {
+        indent: 12,
+      });
     doc.moveDown(0.3).font("bold").text("Audit trail").font("body");
     for (const v of h.history) {
-      const what = v.version === 1 ? "entered" : v.changes.map((c) => `${c.field}: ${show(c.old)} -> ${show(c.new)}`).join("; ");
-      const seal = v.entry.status === "sealed" ? `sealed, seq ${v.entry.seq}, batch ${v.entry.batch}${v.entry.anchoredOn.length ? `, anchored on ${v.entry.anchoredOn.join(", ")}` : ""}` : "pending seal";
-      doc.text(`v${v.version}  ${v.at.replace("T", " ").slice(0, 19)} UTC  ${v.actor}  ${what}${v.reason ? `  reason: ${v.reason}` : ""}`, { indent: 12 });
+      const what =
+        v.version === 1 ? "entered" : v.changes.map((c) => `${c.field}: ${show(c.old)} -> ${show(c.new)}`).join("; ");
+      const seal =
+        v.entry.status === "sealed"
+          ? `sealed, seq ${v.entry.seq}, batch ${v.entry.batch}${v.entry.anchoredOn.length ? `, anchored on ${v.entry.anchoredOn.join(", ")}` : ""}`
+          : "pending seal";
+      doc.text(
+        `v${v.version}  ${v.at.replace("T", " ").slice(0, 19)} UTC  ${v.actor}  ${what}${v.reason ? `  reason: ${v.reason}` : ""}`,
+        { indent: 12 },
+      );
       doc.fillColor("#555555").text(`entry ${v.entry.id} (${seal})`, { indent: 24 }).fillColor("black");
     }
     if (sigs.length) {
       doc.moveDown(0.3).font("bold").text("Signatures").font("body");
-      for (const s of sigs) doc.text(`${s.printedName}, ${s.signedAt.replace("T", " ").slice(0, 19)} UTC, meaning: ${s.meaning} (version ${s.version})${s.valid ? "" : ` [${s.note}]`}`, { indent: 12 });
+      for (const s of sigs)
+        doc.text(
+          `${s.printedName}, ${s.signedAt.replace("T", " ").slice(0, 19)} UTC, meaning: ${s.meaning} (version ${s.version})${s.valid ? "" : ` [${s.note}]`}`,
+          { indent: 12 },
+        );
     }
     if (qs.length) {
       doc.moveDown(0.3).font("bold").text("Queries").font("body");
@@ -64,6 +108,14 @@ export async function casebookPdf(ctx: AppContext, principal: Principal & { full
   if (casebook.records.length === 0) doc.text("No CRF records yet.");
   doc.end();
   const pdf = await done;
-  await audit(ctx.db, { action: "export.certified_copy", actorUserId: principal.userId, actorLabel: principal.label, studyId: study.id, siteId: casebook.participant.siteId, participantId: casebook.participant.id, detail: { records: casebook.records.length, bytes: pdf.length } });
+  await audit(ctx.db, {
+    action: "export.certified_copy",
+    actorUserId: principal.userId,
+    actorLabel: principal.label,
+    studyId: study.id,
+    siteId: casebook.participant.siteId,
+    participantId: casebook.participant.id,
+    detail: { records: casebook.records.length, bytes: pdf.length },
+  });
   return pdf;
 }

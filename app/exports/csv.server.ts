@@ -10,13 +10,40 @@ export function studyCsvFiles(x: StudyExport): { name: string; text: string }[] 
   const codes = [...new Set(x.forms.map((f) => f.code))];
   return codes.map((code) => {
     const fields: string[] = [];
-    for (const f of x.forms.filter((d) => d.code === code).sort((a, b) => a.version - b.version)) for (const fd of f.fields) if (!fields.includes(fd.name)) fields.push(fd.name);
-    const head = ["subject", "site", "visit", "record_id", "version", "form_version", "seq", "leaf_hash", "entry_id", "saved_at_utc", ...fields];
+    for (const f of x.forms.filter((d) => d.code === code).sort((a, b) => a.version - b.version))
+      for (const fd of f.fields) if (!fields.includes(fd.name)) fields.push(fd.name);
+    const head = [
+      "subject",
+      "site",
+      "visit",
+      "record_id",
+      "version",
+      "form_version",
+      "seq",
+      "leaf_hash",
+      "entry_id",
+      "saved_at_utc",
+      ...fields,
+    ];
     const rows = x.records
       .filter((r) => r.form === code && r.versions.length)
       .map((r) => {
         const v = r.versions[r.versions.length - 1];
-        return [csvCell(r.subject), csvCell(r.site), csvCell(r.visit), csvCell(r.id), csvValue(v.version), csvValue(v.formVersion), csvValue(v.seq), csvCell(v.leafHash), csvCell(v.entryId), csvCell(v.at), ...fields.map((f) => (Array.isArray(v.values[f]) ? csvCell(JSON.stringify(v.values[f])) : csvValue(v.values[f] ?? null)))].join(",");
+        return [
+          csvCell(r.subject),
+          csvCell(r.site),
+          csvCell(r.visit),
+          csvCell(r.id),
+          csvValue(v.version),
+          csvValue(v.formVersion),
+          csvValue(v.seq),
+          csvCell(v.leafHash),
+          csvCell(v.entryId),
+          csvCell(v.at),
+          ...fields.map((f) =>
+            Array.isArray(v.values[f]) ? csvCell(JSON.stringify(v.values[f])) : csvValue(v.values[f] ?? null),
+          ),
+        ].join(",");
       });
     return { name: `${x.study.code}-${code}.csv`, text: [head.map(csvCell).join(","), ...rows].join("\r\n") + "\r\n" };
   });

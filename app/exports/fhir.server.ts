@@ -62,7 +62,9 @@ function answers(f: FieldDefinition | undefined, v: unknown): Record<string, unk
     case "choice":
       return [{ valueCoding: { code: String(v), display: f.options.find((o) => o.value === v)?.label } }];
     case "multichoice":
-      return (v as unknown[]).map((c) => ({ valueCoding: { code: String(c), display: f.options.find((o) => o.value === c)?.label } }));
+      return (v as unknown[]).map((c) => ({
+        valueCoding: { code: String(c), display: f.options.find((o) => o.value === c)?.label },
+      }));
     default:
       return [{ valueString: String(v) }];
   }
@@ -95,16 +97,27 @@ export function studyFhirBundle(x: StudyExport, now = new Date()): Record<string
         type: itemType(fd),
         required: !!fd.required,
         ...(fd.type === "multichoice" ? { repeats: true } : {}),
-        ...(fd.type === "choice" || fd.type === "multichoice" ? { answerOption: fd.options.map((o) => ({ valueCoding: { code: o.value, display: o.label } })) } : {}),
+        ...(fd.type === "choice" || fd.type === "multichoice"
+          ? { answerOption: fd.options.map((o) => ({ valueCoding: { code: o.value, display: o.label } })) }
+          : {}),
       })),
     });
   }
   const consentBySubject = new Map(x.consents.map((c) => [c.subject, c]));
   for (const p of x.participants) {
     const pid = safeId(`${x.study.code}-${p.subject}`);
-    resources.push({ resourceType: "Patient", id: pid, identifier: [{ system: `${SYS.subject}:${x.study.code}`, value: p.subject }] });
+    resources.push({
+      resourceType: "Patient",
+      id: pid,
+      identifier: [{ system: `${SYS.subject}:${x.study.code}`, value: p.subject }],
+    });
     const c = consentBySubject.get(p.subject);
-    const subjectStatus = p.status === "withdrawn" || c?.state === "withdrawn" ? "withdrawn" : c?.state === "partially_withdrawn" ? "follow-up" : "on-study";
+    const subjectStatus =
+      p.status === "withdrawn" || c?.state === "withdrawn"
+        ? "withdrawn"
+        : c?.state === "partially_withdrawn"
+          ? "follow-up"
+          : "on-study";
     resources.push({
       resourceType: "ResearchSubject",
       id: `rs-${pid}`,
@@ -126,7 +139,11 @@ export function studyFhirBundle(x: StudyExport, now = new Date()): Record<string
         resourceType: "Consent",
         id: cid,
         status: fullWithdrawal ? "inactive" : "active",
-        scope: { coding: [{ system: "http://terminology.hl7.org/CodeSystem/consentscope", code: "research", display: "Research" }] },
+        scope: {
+          coding: [
+            { system: "http://terminology.hl7.org/CodeSystem/consentscope", code: "research", display: "Research" },
+          ],
+        },
         category: [{ coding: [{ system: "http://loinc.org", code: "59284-0", display: "Patient Consent" }] }],
         patient: { reference: `Patient/${pid}` },
         dateTime: s.signedAt,
@@ -152,9 +169,27 @@ export function studyFhirBundle(x: StudyExport, now = new Date()): Record<string
         id: `prov-${s.id}`,
         target: [{ reference: `Consent/${cid}` }],
         recorded: s.signedAt,
-        agent: [{ type: { coding: [{ system: "http://terminology.hl7.org/CodeSystem/provenance-participant-type", code: "author" }] }, who: { reference: `Patient/${pid}` } }],
-        entity: [{ role: "source", what: { identifier: { system: SYS.entry, value: s.entryId }, display: proof.seq === null ? "ledger entry (pending seal)" : `ledger entry seq ${proof.seq}` } }],
-        extension: [{ url: `${EXT}/document-sha256`, valueString: s.document.sha256 }, ledgerExtension({ ...proof, entryId: s.entryId })],
+        agent: [
+          {
+            type: {
+              coding: [{ system: "http://terminology.hl7.org/CodeSystem/provenance-participant-type", code: "author" }],
+            },
+            who: { reference: `Patient/${pid}` },
+          },
+        ],
+        entity: [
+          {
+            role: "source",
+            what: {
+              identifier: { system: SYS.entry, value: s.entryId },
+              display: proof.seq === null ? "ledger entry (pending seal)" : `ledger entry seq ${proof.seq}`,
+            },
+          },
+        ],
+        extension: [
+          { url: `${EXT}/document-sha256`, valueString: s.document.sha256 },
+          ledgerExtension({ ...proof, entryId: s.entryId }),
+        ],
       });
     }
   }
@@ -170,7 +205,11 @@ export function studyFhirBundle(x: StudyExport, now = new Date()): Record<string
       status: r.versions.length > 1 ? "amended" : "completed",
       subject: { reference: `Patient/${safeId(`${x.study.code}-${r.subject}`)}` },
       authored: v.at,
-      extension: [{ url: `${EXT}/visit`, valueString: r.visit }, { url: `${EXT}/record-version`, valueInteger: v.version }, ledgerExtension(v)],
+      extension: [
+        { url: `${EXT}/visit`, valueString: r.visit },
+        { url: `${EXT}/record-version`, valueInteger: v.version },
+        ledgerExtension(v),
+      ],
       item: Object.entries(v.values)
         .filter(([, value]) => value !== null && value !== undefined)
         .map(([name, value]) => {
@@ -184,6 +223,9 @@ export function studyFhirBundle(x: StudyExport, now = new Date()): Record<string
     id: safeId(`${x.study.code}-${now.getTime()}`),
     type: "collection",
     timestamp: now.toISOString(),
-    entry: resources.map((r) => ({ fullUrl: `urn:trialseal:${r.resourceType}/${r.id}`, resource: JSON.parse(JSON.stringify(r)) })),
+    entry: resources.map((r) => ({
+      fullUrl: `urn:trialseal:${r.resourceType}/${r.id}`,
+      resource: JSON.parse(JSON.stringify(r)),
+    })),
   };
 }

@@ -14,7 +14,13 @@
 import type { FieldDefinition, FormDefinition } from "../records/form-definition.ts";
 import type { ExportRecord, StudyExport } from "./study-data.server.ts";
 
-const esc = (s: string) => s.replace(/&/g, "&amp;").replace(/</g, "&lt;").replace(/>/g, "&gt;").replace(/"/g, "&quot;").replace(/[\u0000-\u0008\u000b\u000c\u000e-\u001f]/g, "");
+const esc = (s: string) =>
+  s
+    .replace(/&/g, "&amp;")
+    .replace(/</g, "&lt;")
+    .replace(/>/g, "&gt;")
+    .replace(/"/g, "&quot;")
+    .replace(/[\u0000-\u0008\u000b\u000c\u000e-\u001f]/g, "");
 
 /** A tiny XML writer: elements with attributes (undefined ones left out) and children or text. */
 type Node = string | null | undefined | false | Node[];
@@ -27,7 +33,8 @@ function el(name: string, attrs: Record<string, string | number | undefined | nu
   return body.length ? `<${name}${a}>${body.join("")}</${name}>` : `<${name}${a}/>`;
 }
 const text = (name: string, t: string) => `<${name}>${esc(t)}</${name}>`;
-const translated = (name: string, t: string, lang = "en") => `<${name}><TranslatedText xml:lang="${lang}">${esc(t)}</TranslatedText></${name}>`;
+const translated = (name: string, t: string, lang = "en") =>
+  `<${name}><TranslatedText xml:lang="${lang}">${esc(t)}</TranslatedText></${name}>`;
 
 export const oid = {
   study: (code: string) => `ST.${code}`,
@@ -79,66 +86,166 @@ function latestForms(forms: FormDefinition[]): FormDefinition[] {
 function metaData(x: StudyExport): string {
   const forms = latestForms(x.forms);
   const visits = [...new Set(forms.flatMap((f) => f.visits))];
-  const units = [...new Set(forms.flatMap((f) => f.fields.flatMap((fd) => (fd.type === "number" && fd.unit ? [fd.unit] : []))))];
-  const basic = units.length ? el("BasicDefinitions", {}, units.map((u) => el("MeasurementUnit", { OID: oid.unit(u), Name: u }, translated("Symbol", u)))) : null;
+  const units = [
+    ...new Set(forms.flatMap((f) => f.fields.flatMap((fd) => (fd.type === "number" && fd.unit ? [fd.unit] : [])))),
+  ];
+  const basic = units.length
+    ? el(
+        "BasicDefinitions",
+        {},
+        units.map((u) => el("MeasurementUnit", { OID: oid.unit(u), Name: u }, translated("Symbol", u))),
+      )
+    : null;
   const mdv = el(
     "MetaDataVersion",
     { OID: oid.mdv(x.study.code), Name: `${x.study.code} CRFs` },
-    el("Protocol", {}, visits.map((v, i) => el("StudyEventRef", { StudyEventOID: oid.event(v), OrderNumber: i + 1, Mandatory: "No" }))),
-    visits.map((v) => el("StudyEventDef", { OID: oid.event(v), Name: v, Repeating: "No", Type: "Scheduled" }, forms.filter((f) => f.visits.includes(v)).map((f) => el("FormRef", { FormOID: oid.form(f.code), Mandatory: "No" })))),
-    forms.map((f) => el("FormDef", { OID: oid.form(f.code), Name: f.title, Repeating: "No" }, el("ItemGroupRef", { ItemGroupOID: oid.group(f.code), Mandatory: "Yes" }))),
-    forms.map((f) => el("ItemGroupDef", { OID: oid.group(f.code), Name: f.title, Repeating: "No" }, f.fields.map((fd, i) => el("ItemRef", { ItemOID: oid.item(f.code, fd.name), OrderNumber: i + 1, Mandatory: fd.required ? "Yes" : "No" })))),
+    el(
+      "Protocol",
+      {},
+      visits.map((v, i) => el("StudyEventRef", { StudyEventOID: oid.event(v), OrderNumber: i + 1, Mandatory: "No" })),
+    ),
+    visits.map((v) =>
+      el(
+        "StudyEventDef",
+        { OID: oid.event(v), Name: v, Repeating: "No", Type: "Scheduled" },
+        forms
+          .filter((f) => f.visits.includes(v))
+          .map((f) => el("FormRef", { FormOID: oid.form(f.code), Mandatory: "No" })),
+      ),
+    ),
+    forms.map((f) =>
+      el(
+        "FormDef",
+        { OID: oid.form(f.code), Name: f.title, Repeating: "No" },
+        el("ItemGroupRef", { ItemGroupOID: oid.group(f.code), Mandatory: "Yes" }),
+      ),
+    ),
+    forms.map((f) =>
+      el(
+        "ItemGroupDef",
+        { OID: oid.group(f.code), Name: f.title, Repeating: "No" },
+        f.fields.map((fd, i) =>
+          el("ItemRef", {
+            ItemOID: oid.item(f.code, fd.name),
+            OrderNumber: i + 1,
+            Mandatory: fd.required ? "Yes" : "No",
+          }),
+        ),
+      ),
+    ),
     forms.flatMap((f) =>
       f.fields.map((fd) =>
         el(
           "ItemDef",
-          { OID: oid.item(f.code, fd.name), Name: fd.name, DataType: dataType(fd), Length: fd.type === "text" && fd.maxLength ? fd.maxLength : undefined },
+          {
+            OID: oid.item(f.code, fd.name),
+            Name: fd.name,
+            DataType: dataType(fd),
+            Length: fd.type === "text" && fd.maxLength ? fd.maxLength : undefined,
+          },
           translated("Question", fd.label),
           fd.type === "number" && fd.unit ? el("MeasurementUnitRef", { MeasurementUnitOID: oid.unit(fd.unit) }) : null,
-          fd.type === "number" && fd.min !== undefined ? el("RangeCheck", { Comparator: "GE", SoftHard: "Hard" }, text("CheckValue", String(fd.min))) : null,
-          fd.type === "number" && fd.max !== undefined ? el("RangeCheck", { Comparator: "LE", SoftHard: "Hard" }, text("CheckValue", String(fd.max))) : null,
-          fd.type === "choice" || fd.type === "multichoice" ? el("CodeListRef", { CodeListOID: oid.codeList(f.code, fd.name) }) : null,
+          fd.type === "number" && fd.min !== undefined
+            ? el("RangeCheck", { Comparator: "GE", SoftHard: "Hard" }, text("CheckValue", String(fd.min)))
+            : null,
+          fd.type === "number" && fd.max !== undefined
+            ? el("RangeCheck", { Comparator: "LE", SoftHard: "Hard" }, text("CheckValue", String(fd.max)))
+            : null,
+          fd.type === "choice" || fd.type === "multichoice"
+            ? el("CodeListRef", { CodeListOID: oid.codeList(f.code, fd.name) })
+            : null,
         ),
       ),
     ),
     forms.flatMap((f) =>
       f.fields.flatMap((fd) =>
         fd.type === "choice" || fd.type === "multichoice"
-          ? [el("CodeList", { OID: oid.codeList(f.code, fd.name), Name: fd.label, DataType: "text" }, fd.options.map((o) => el("CodeListItem", { CodedValue: o.value }, translated("Decode", o.label))))]
+          ? [
+              el(
+                "CodeList",
+                { OID: oid.codeList(f.code, fd.name), Name: fd.label, DataType: "text" },
+                fd.options.map((o) => el("CodeListItem", { CodedValue: o.value }, translated("Decode", o.label))),
+              ),
+            ]
           : [],
       ),
     ),
   );
-  return el("Study", { OID: oid.study(x.study.code) }, el("GlobalVariables", {}, text("StudyName", x.study.code), text("StudyDescription", x.study.title), text("ProtocolName", x.study.code)), basic, mdv);
+  return el(
+    "Study",
+    { OID: oid.study(x.study.code) },
+    el(
+      "GlobalVariables",
+      {},
+      text("StudyName", x.study.code),
+      text("StudyDescription", x.study.title),
+      text("ProtocolName", x.study.code),
+    ),
+    basic,
+    mdv,
+  );
 }
 
 function adminData(x: StudyExport, meanings: string[]): string {
   return el(
     "AdminData",
     { StudyOID: oid.study(x.study.code) },
-    [...x.users.entries()].map(([id, name]) => el("User", { OID: oid.user(id), UserType: "Investigator" }, text("FullName", name))),
+    [...x.users.entries()].map(([id, name]) =>
+      el("User", { OID: oid.user(id), UserType: "Investigator" }, text("FullName", name)),
+    ),
     el("User", { OID: oid.user("integration"), UserType: "Other" }, text("FullName", "Integration API (study token)")),
-    x.sites.map((s) => el("Location", { OID: oid.location(s.code), Name: s.name, LocationType: "Site" }, el("MetaDataVersionRef", { StudyOID: oid.study(x.study.code), MetaDataVersionOID: oid.mdv(x.study.code), EffectiveDate: x.study.createdAt.slice(0, 10) }))),
-    meanings.map((m) => el("SignatureDef", { OID: oid.signatureDef(m), Methodology: "Electronic" }, text("Meaning", m), text("LegalReason", "21 CFR Part 11 electronic signature (re-authenticated; bound to the signed version's ledger entry)"))),
+    x.sites.map((s) =>
+      el(
+        "Location",
+        { OID: oid.location(s.code), Name: s.name, LocationType: "Site" },
+        el("MetaDataVersionRef", {
+          StudyOID: oid.study(x.study.code),
+          MetaDataVersionOID: oid.mdv(x.study.code),
+          EffectiveDate: x.study.createdAt.slice(0, 10),
+        }),
+      ),
+    ),
+    meanings.map((m) =>
+      el(
+        "SignatureDef",
+        { OID: oid.signatureDef(m), Methodology: "Electronic" },
+        text("Meaning", m),
+        text(
+          "LegalReason",
+          "21 CFR Part 11 electronic signature (re-authenticated; bound to the signed version's ledger entry)",
+        ),
+      ),
+    ),
   );
 }
 
-export const sourceId = (v: { seq: number | null; leafHash: string | null; entryId: string }) => `trialseal:seq=${v.seq ?? "pending"};leaf=${v.leafHash ?? "pending"};entry=${v.entryId}`;
+export const sourceId = (v: { seq: number | null; leafHash: string | null; entryId: string }) =>
+  `trialseal:seq=${v.seq ?? "pending"};leaf=${v.leafHash ?? "pending"};entry=${v.entryId}`;
 
 function recordForm(x: StudyExport, r: ExportRecord): string {
   const def = latestForms(x.forms).find((f) => f.code === r.form);
-  const fieldOf = (name: string) => x.forms.find((f) => f.code === r.form)?.fields.find((fd) => fd.name === name) ?? def?.fields.find((fd) => fd.name === name);
+  const fieldOf = (name: string) =>
+    x.forms.find((f) => f.code === r.form)?.fields.find((fd) => fd.name === name) ??
+    def?.fields.find((fd) => fd.name === name);
   const items: string[] = [];
   let prev: Record<string, unknown> = {};
   for (const v of r.versions) {
     const names = [...new Set([...Object.keys(prev), ...Object.keys(v.values)])];
-    const changed = v.version === 1 ? Object.keys(v.values) : names.filter((n) => JSON.stringify(prev[n] ?? null) !== JSON.stringify(v.values[n] ?? null));
+    const changed =
+      v.version === 1
+        ? Object.keys(v.values)
+        : names.filter((n) => JSON.stringify(prev[n] ?? null) !== JSON.stringify(v.values[n] ?? null));
     for (const n of changed) {
       const value = odmValue(fieldOf(n), v.values[n]);
       items.push(
         el(
           "ItemData",
-          { ItemOID: oid.item(r.form, n), TransactionType: v.version === 1 ? "Insert" : "Update", Value: value ?? undefined, IsNull: value === null ? "Yes" : undefined },
+          {
+            ItemOID: oid.item(r.form, n),
+            TransactionType: v.version === 1 ? "Insert" : "Update",
+            Value: value ?? undefined,
+            IsNull: value === null ? "Yes" : undefined,
+          },
           el(
             "AuditRecord",
             { EditPoint: v.version === 1 ? undefined : "DataManagement", ID: `AR.${r.id}.${v.version}.${n}` },
@@ -158,9 +265,20 @@ function recordForm(x: StudyExport, r: ExportRecord): string {
     "FormData",
     { FormOID: oid.form(r.form), TransactionType: r.versions.length > 1 ? "Update" : "Insert" },
     sig
-      ? el("Signature", { ID: `SIG.${sig.id}` }, el("UserRef", { UserOID: oid.user(sig.signerId) }), el("LocationRef", { LocationOID: oid.location(r.site) }), el("SignatureRef", { SignatureOID: oid.signatureDef(sig.meaning) }), text("DateTimeStamp", sig.at))
+      ? el(
+          "Signature",
+          { ID: `SIG.${sig.id}` },
+          el("UserRef", { UserOID: oid.user(sig.signerId) }),
+          el("LocationRef", { LocationOID: oid.location(r.site) }),
+          el("SignatureRef", { SignatureOID: oid.signatureDef(sig.meaning) }),
+          text("DateTimeStamp", sig.at),
+        )
       : null,
-    el("ItemGroupData", { ItemGroupOID: oid.group(r.form), TransactionType: r.versions.length > 1 ? "Update" : "Insert" }, items),
+    el(
+      "ItemGroupData",
+      { ItemGroupOID: oid.group(r.form), TransactionType: r.versions.length > 1 ? "Update" : "Insert" },
+      items,
+    ),
   );
 }
 
@@ -178,7 +296,13 @@ export function studyOdm(x: StudyExport, now = new Date()): string {
         "SubjectData",
         { SubjectKey: p.subject, TransactionType: "Insert" },
         el("SiteRef", { LocationOID: oid.location(p.site) }),
-        visits.map((v) => el("StudyEventData", { StudyEventOID: oid.event(v), TransactionType: "Insert" }, recs.filter((r) => r.visit === v).map((r) => recordForm(x, r)))),
+        visits.map((v) =>
+          el(
+            "StudyEventData",
+            { StudyEventOID: oid.event(v), TransactionType: "Insert" },
+            recs.filter((r) => r.visit === v).map((r) => recordForm(x, r)),
+          ),
+        ),
       );
     }),
   );

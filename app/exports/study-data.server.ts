@@ -6,7 +6,19 @@
  */
 import { and, asc, eq, inArray } from "drizzle-orm";
 import { toHex } from "../../anchoring/log/bytes.ts";
-import { consentDocuments, consentSignatures, forms, ledgerEntries, participants, records, recordVersions, signatures, sites, studies, users } from "../../db/schema/index.ts";
+import {
+  consentDocuments,
+  consentSignatures,
+  forms,
+  ledgerEntries,
+  participants,
+  records,
+  recordVersions,
+  signatures,
+  sites,
+  studies,
+  users,
+} from "../../db/schema/index.ts";
 import { parseFormDefinition, type FormDefinition } from "../records/form-definition.ts";
 import type { AppContext } from "../platform/context.server.ts";
 import { consentStatus } from "../consent/consent.server.ts";
@@ -32,13 +44,26 @@ export interface ExportRecord {
   visit: string;
   status: string;
   versions: ExportVersion[];
-  signatures: { id: string; version: number; meaning: string; signerId: string; printedName: string; at: string; entryId: string; seq: number | null }[];
+  signatures: {
+    id: string;
+    version: number;
+    meaning: string;
+    signerId: string;
+    printedName: string;
+    at: string;
+    entryId: string;
+    seq: number | null;
+  }[];
 }
 
 export async function loadStudyExport(ctx: AppContext, studyCode: string) {
   const [study] = await ctx.db.select().from(studies).where(eq(studies.code, studyCode));
   if (!study) return null;
-  const formRows = await ctx.db.select().from(forms).where(and(eq(forms.studyId, study.id), eq(forms.status, "approved"))).orderBy(asc(forms.code), asc(forms.version));
+  const formRows = await ctx.db
+    .select()
+    .from(forms)
+    .where(and(eq(forms.studyId, study.id), eq(forms.status, "approved")))
+    .orderBy(asc(forms.code), asc(forms.version));
   const formDefs: FormDefinition[] = [];
   for (const f of formRows) {
     const p = parseFormDefinition(JSON.parse(f.definitionText));
@@ -46,7 +71,14 @@ export async function loadStudyExport(ctx: AppContext, studyCode: string) {
   }
   const siteRows = await ctx.db.select().from(sites).where(eq(sites.studyId, study.id)).orderBy(asc(sites.code));
   const people = await ctx.db
-    .select({ id: participants.id, subject: participants.subjectCode, site: sites.code, status: participants.status, enrolledAt: participants.enrolledAt, entryId: participants.entryId })
+    .select({
+      id: participants.id,
+      subject: participants.subjectCode,
+      site: sites.code,
+      status: participants.status,
+      enrolledAt: participants.enrolledAt,
+      entryId: participants.entryId,
+    })
     .from(participants)
     .innerJoin(sites, eq(sites.id, participants.siteId))
     .where(eq(participants.studyId, study.id))
@@ -59,7 +91,13 @@ export async function loadStudyExport(ctx: AppContext, studyCode: string) {
     .where(eq(records.studyId, study.id))
     .orderBy(asc(participants.subjectCode), asc(records.formCode), asc(records.visit));
   const versions = await ctx.db
-    .select({ v: recordVersions, seq: ledgerEntries.seq, leaf: ledgerEntries.leafHash, payloadHash: ledgerEntries.payloadHash, at: ledgerEntries.at })
+    .select({
+      v: recordVersions,
+      seq: ledgerEntries.seq,
+      leaf: ledgerEntries.leafHash,
+      payloadHash: ledgerEntries.payloadHash,
+      at: ledgerEntries.at,
+    })
     .from(recordVersions)
     .innerJoin(ledgerEntries, eq(ledgerEntries.id, recordVersions.entryId))
     .where(eq(recordVersions.studyId, study.id))
@@ -72,7 +110,16 @@ export async function loadStudyExport(ctx: AppContext, studyCode: string) {
     .orderBy(asc(signatures.signedAt));
   const byRecord = new Map<string, ExportRecord>();
   const out: ExportRecord[] = recs.map(({ r, subject, site }) => {
-    const x: ExportRecord = { id: r.id, subject, site, form: r.formCode, visit: r.visit, status: r.status, versions: [], signatures: [] };
+    const x: ExportRecord = {
+      id: r.id,
+      subject,
+      site,
+      form: r.formCode,
+      visit: r.visit,
+      status: r.status,
+      versions: [],
+      signatures: [],
+    };
     byRecord.set(r.id, x);
     return x;
   });
@@ -91,27 +138,68 @@ export async function loadStudyExport(ctx: AppContext, studyCode: string) {
     });
   }
   for (const { s, seq } of sigs) {
-    byRecord.get(s.recordId)?.signatures.push({ id: s.id, version: s.version, meaning: s.meaning, signerId: s.signerId, printedName: s.printedName, at: s.signedAt.toISOString(), entryId: s.entryId, seq });
+    byRecord
+      .get(s.recordId)
+      ?.signatures.push({
+        id: s.id,
+        version: s.version,
+        meaning: s.meaning,
+        signerId: s.signerId,
+        printedName: s.printedName,
+        at: s.signedAt.toISOString(),
+        entryId: s.entryId,
+        seq,
+      });
   }
-  const actorIds = [...new Set([...versions.map((v) => v.v.actorUserId), ...sigs.map((s) => s.s.signerId)].filter((x): x is string => !!x))];
-  const actors = actorIds.length ? await ctx.db.select({ id: users.id, fullName: users.fullName }).from(users).where(inArray(users.id, actorIds)) : [];
-  const docs = await ctx.db.select().from(consentDocuments).where(eq(consentDocuments.studyId, study.id)).orderBy(asc(consentDocuments.code), asc(consentDocuments.approvedAt));
+  const actorIds = [
+    ...new Set(
+      [...versions.map((v) => v.v.actorUserId), ...sigs.map((s) => s.s.signerId)].filter((x): x is string => !!x),
+    ),
+  ];
+  const actors = actorIds.length
+    ? await ctx.db.select({ id: users.id, fullName: users.fullName }).from(users).where(inArray(users.id, actorIds))
+    : [];
+  const docs = await ctx.db
+    .select()
+    .from(consentDocuments)
+    .where(eq(consentDocuments.studyId, study.id))
+    .orderBy(asc(consentDocuments.code), asc(consentDocuments.approvedAt));
   const consents = [];
   for (const p of people) {
     const st = await consentStatus(ctx, p.id);
     if (st.signatures.length || st.withdrawals.length) consents.push({ subject: p.subject, ...st });
   }
   const consentEntries = new Map<string, { seq: number | null; leafHash: string | null }>();
-  const cs = await ctx.db.select({ id: consentSignatures.entryId, seq: ledgerEntries.seq, leaf: ledgerEntries.leafHash }).from(consentSignatures).innerJoin(ledgerEntries, eq(ledgerEntries.id, consentSignatures.entryId)).where(eq(consentSignatures.studyId, study.id));
+  const cs = await ctx.db
+    .select({ id: consentSignatures.entryId, seq: ledgerEntries.seq, leaf: ledgerEntries.leafHash })
+    .from(consentSignatures)
+    .innerJoin(ledgerEntries, eq(ledgerEntries.id, consentSignatures.entryId))
+    .where(eq(consentSignatures.studyId, study.id));
   for (const c of cs) consentEntries.set(c.id, { seq: c.seq, leafHash: c.leaf ? toHex(c.leaf) : null });
   return {
-    study: { id: study.id, code: study.code, title: study.title, status: study.status, createdAt: study.createdAt.toISOString() },
+    study: {
+      id: study.id,
+      code: study.code,
+      title: study.title,
+      status: study.status,
+      createdAt: study.createdAt.toISOString(),
+    },
     forms: formDefs,
     sites: siteRows.map((s) => ({ code: s.code, name: s.name })),
     participants: people.map((p) => ({ ...p, enrolledAt: p.enrolledAt.toISOString() })),
     records: out,
     users: new Map(actors.map((a) => [a.id, a.fullName])),
-    documents: docs.map((d) => ({ id: d.id, code: d.code, version: d.version, title: d.title, language: d.language, sha256: toHex(d.bodySha256), irbName: d.irbName, irbApprovedOn: d.irbApprovedOn, status: d.status })),
+    documents: docs.map((d) => ({
+      id: d.id,
+      code: d.code,
+      version: d.version,
+      title: d.title,
+      language: d.language,
+      sha256: toHex(d.bodySha256),
+      irbName: d.irbName,
+      irbApprovedOn: d.irbApprovedOn,
+      status: d.status,
+    })),
     consents,
     consentEntries,
   };

@@ -39,27 +39,67 @@ export interface ExportFile {
 const enc = (s: string) => new TextEncoder().encode(s);
 
 /** The principal a command-line export acts as (the operator running it on the server). */
-export const OPERATOR: Principal = { kind: "user", userId: null, label: "trialseal export (operator)", platformAdmin: true, memberships: [] };
+export const OPERATOR: Principal = {
+  kind: "user",
+  userId: null,
+  label: "trialseal export (operator)",
+  platformAdmin: true,
+  memberships: [],
+};
 
-export async function exportStudy(ctx: AppContext, principal: Principal, studyCode: string, format: ExportFormat, opts: { onProgress?: (p: { phase: string; done: number; total: number }) => void } = {}): Promise<ExportFile> {
-  if (!EXPORT_FORMATS.includes(format)) throw new ServiceError("invalid", `format: one of ${EXPORT_FORMATS.join(", ")}`, "format");
+export async function exportStudy(
+  ctx: AppContext,
+  principal: Principal,
+  studyCode: string,
+  format: ExportFormat,
+  opts: { onProgress?: (p: { phase: string; done: number; total: number }) => void } = {},
+): Promise<ExportFile> {
+  if (!EXPORT_FORMATS.includes(format))
+    throw new ServiceError("invalid", `format: one of ${EXPORT_FORMATS.join(", ")}`, "format");
   const study = await getStudyOrThrow(ctx, studyCode);
   requirePermission(principal, "study.review", { studyId: study.id });
   await sealAll(ctx);
   const x = (await loadStudyExport(ctx, study.code))!;
   const now = new Date();
   let file: ExportFile;
-  if (format === "odm") file = { name: `${study.code}-odm.xml`, contentType: "application/xml", data: enc(studyOdm(x, now)) };
-  else if (format === "fhir") file = { name: `${study.code}-fhir.json`, contentType: "application/fhir+json", data: enc(`${JSON.stringify(studyFhirBundle(x, now), null, 2)}\n`) };
+  if (format === "odm")
+    file = { name: `${study.code}-odm.xml`, contentType: "application/xml", data: enc(studyOdm(x, now)) };
+  else if (format === "fhir")
+    file = {
+      name: `${study.code}-fhir.json`,
+      contentType: "application/fhir+json",
+      data: enc(`${JSON.stringify(studyFhirBundle(x, now), null, 2)}\n`),
+    };
   else if (format === "csv") {
     const files = Object.fromEntries(studyCsvFiles(x).map((f) => [f.name, enc(f.text)]));
-    file = { name: `${study.code}-csv.zip`, contentType: "application/zip", data: zipSync(files, { level: 6, mtime: now }) };
-  } else file = { name: `${study.code}-evidence.zip`, contentType: "application/zip", data: await evidencePackage(ctx, principal, study.code, now, opts.onProgress) };
-  await audit(ctx.db, { action: `export.${format}`, actorUserId: principal.userId, actorLabel: principal.label, studyId: study.id, detail: { bytes: file.data.length } });
+    file = {
+      name: `${study.code}-csv.zip`,
+      contentType: "application/zip",
+      data: zipSync(files, { level: 6, mtime: now }),
+    };
+  } else
+    file = {
+      name: `${study.code}-evidence.zip`,
+      contentType: "application/zip",
+      data: await evidencePackage(ctx, principal, study.code, now, opts.onProgress),
+    };
+  await audit(ctx.db, {
+    action: `export.${format}`,
+    actorUserId: principal.userId,
+    actorLabel: principal.label,
+    studyId: study.id,
+    detail: { bytes: file.data.length },
+  });
   return file;
 }
 
-async function evidencePackage(ctx: AppContext, principal: Principal, studyCode: string, now: Date, progress: (p: { phase: string; done: number; total: number }) => void = () => {}): Promise<Uint8Array> {
+async function evidencePackage(
+  ctx: AppContext,
+  principal: Principal,
+  studyCode: string,
+  now: Date,
+  progress: (p: { phase: string; done: number; total: number }) => void = () => {},
+): Promise<Uint8Array> {
   const x = (await loadStudyExport(ctx, studyCode))!;
   const files: Record<string, Uint8Array> = {};
   files["odm.xml"] = enc(studyOdm(x, now));
@@ -68,7 +108,10 @@ async function evidencePackage(ctx: AppContext, principal: Principal, studyCode:
   files["trust-policy.json"] = enc(`${JSON.stringify(deploymentTrustPolicy(ctx), null, 2)}\n`);
 
   // The whole log: checkpoints, consistency between consecutive ones, batch headers and every envelope.
-  const cps = await ctx.db.select({ treeSize: checkpoints.treeSize, noteText: checkpoints.noteText }).from(checkpoints).orderBy(asc(checkpoints.treeSize));
+  const cps = await ctx.db
+    .select({ treeSize: checkpoints.treeSize, noteText: checkpoints.noteText })
+    .from(checkpoints)
+    .orderBy(asc(checkpoints.treeSize));
   for (const cp of cps) files[`checkpoints/${cp.treeSize}.txt`] = enc(cp.noteText);
   for (let i = 1; i < cps.length; i++) {
     const proof = await consistencyBetween(ctx, cps[i - 1].treeSize, cps[i].treeSize);
@@ -78,7 +121,12 @@ async function evidencePackage(ctx: AppContext, principal: Principal, studyCode:
   const headers: string[] = [];
   let lastBatch = -1;
   for (;;) {
-    const page = await ctx.db.select({ no: batches.batchNo, text: batches.headerText }).from(batches).where(gt(batches.batchNo, lastBatch)).orderBy(asc(batches.batchNo)).limit(5000);
+    const page = await ctx.db
+      .select({ no: batches.batchNo, text: batches.headerText })
+      .from(batches)
+      .where(gt(batches.batchNo, lastBatch))
+      .orderBy(asc(batches.batchNo))
+      .limit(5000);
     if (!page.length) break;
     for (const b of page) headers.push(b.text);
     lastBatch = page[page.length - 1].no;
@@ -90,7 +138,12 @@ async function evidencePackage(ctx: AppContext, principal: Principal, studyCode:
   let lastSeq = -1;
   for (;;) {
     const page = await ctx.db
-      .select({ seq: ledgerEntries.seq, text: ledgerEntries.envelopeText, study: ledgerEntries.studyCode, batch: ledgerEntries.batchNo })
+      .select({
+        seq: ledgerEntries.seq,
+        text: ledgerEntries.envelopeText,
+        study: ledgerEntries.studyCode,
+        batch: ledgerEntries.batchNo,
+      })
       .from(ledgerEntries)
       .where(and(isNotNull(ledgerEntries.seq), gt(ledgerEntries.seq, lastSeq)))
       .orderBy(asc(ledgerEntries.seq))
@@ -117,7 +170,10 @@ async function evidencePackage(ctx: AppContext, principal: Principal, studyCode:
     progress({ phase: "bundles", done, total: studySeqs.length });
   }
   progress({ phase: "bundles", done: studySeqs.length, total: studySeqs.length });
-  for (const p of x.participants) files[`certified-copies/${p.subject}.pdf`] = new Uint8Array(await casebookPdf(ctx, principal, studyCode, p.subject));
+  for (const p of x.participants)
+    files[`certified-copies/${p.subject}.pdf`] = new Uint8Array(
+      await casebookPdf(ctx, principal, studyCode, p.subject),
+    );
 
   const manifest: Manifest = {
     format: "trialseal-evidence/v1",
@@ -146,7 +202,13 @@ export function readPackage(zip: Uint8Array): Map<string, Uint8Array> {
 
 /** Every ItemData of an ODM file with the ledger seq its AuditRecord cites (for the package check and tests). */
 export function odmItems(xml: string): OdmItem[] {
-  const parser = new XMLParser({ ignoreAttributes: false, attributeNamePrefix: "@", isArray: (name) => ["SubjectData", "StudyEventData", "FormData", "ItemGroupData", "ItemData"].includes(name), parseAttributeValue: false, parseTagValue: false });
+  const parser = new XMLParser({
+    ignoreAttributes: false,
+    attributeNamePrefix: "@",
+    isArray: (name) => ["SubjectData", "StudyEventData", "FormData", "ItemGroupData", "ItemData"].includes(name),
+    parseAttributeValue: false,
+    parseTagValue: false,
+  });
   const doc = parser.parse(xml) as Record<string, any>;
   const out: OdmItem[] = [];
   for (const s of doc.ODM?.ClinicalData?.SubjectData ?? [])
@@ -157,7 +219,11 @@ export function odmItems(xml: string): OdmItem[] {
             const src = String(it.AuditRecord?.SourceID ?? "");
             const seq = /seq=(\d+)/.exec(src)?.[1];
             if (seq === undefined) continue;
-            out.push({ seq: Number(seq), item: String(it["@ItemOID"]).split(".").slice(2).join("."), value: it["@IsNull"] === "Yes" ? null : String(it["@Value"]) });
+            out.push({
+              seq: Number(seq),
+              item: String(it["@ItemOID"]).split(".").slice(2).join("."),
+              value: it["@IsNull"] === "Yes" ? null : String(it["@Value"]),
+            });
           }
   return out;
 }

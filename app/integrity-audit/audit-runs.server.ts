@@ -20,13 +20,29 @@ export async function startAuditRun(ctx: AppContext, principal: Principal, study
   const running = await latestAuditRun(ctx, study.id);
   if (running?.status === "running") return running;
   const [run] = await ctx.db.insert(auditRuns).values({ studyId: study.id, requestedBy: principal.userId }).returning();
-  await audit(ctx.db, { action: "study.audit", actorUserId: principal.userId, actorLabel: principal.label, studyId: study.id, detail: { run: run.id } });
-  void auditLog(ctx, { study: study.code }).then(
-    (report) => ctx.db.update(auditRuns).set({ status: "done", finishedAt: new Date(), clean: report.clean, reportText: JSON.stringify(report) }).where(eq(auditRuns.id, run.id)),
-    (err: unknown) => ctx.db.update(auditRuns).set({ status: "failed", finishedAt: new Date(), error: (err as Error).message }).where(eq(auditRuns.id, run.id)),
-  ).catch(() => {
-    /* the database went away: the run stays "running" until it is stale */
+  await audit(ctx.db, {
+    action: "study.audit",
+    actorUserId: principal.userId,
+    actorLabel: principal.label,
+    studyId: study.id,
+    detail: { run: run.id },
   });
+  void auditLog(ctx, { study: study.code })
+    .then(
+      (report) =>
+        ctx.db
+          .update(auditRuns)
+          .set({ status: "done", finishedAt: new Date(), clean: report.clean, reportText: JSON.stringify(report) })
+          .where(eq(auditRuns.id, run.id)),
+      (err: unknown) =>
+        ctx.db
+          .update(auditRuns)
+          .set({ status: "failed", finishedAt: new Date(), error: (err as Error).message })
+          .where(eq(auditRuns.id, run.id)),
+    )
+    .catch(() => {
+      /* the database went away: the run stays "running" until it is stale */
+    });
   return { ...run, report: null as AuditReport | null };
 }
 
@@ -34,9 +50,24 @@ export async function startAuditRun(ctx: AppContext, principal: Principal, study
 export async function latestAuditRun(ctx: AppContext, studyId: string) {
   await ctx.db
     .update(auditRuns)
-    .set({ status: "failed", finishedAt: new Date(), error: "the portal stopped before the audit finished; run it again" })
-    .where(and(eq(auditRuns.studyId, studyId), eq(auditRuns.status, "running"), lt(auditRuns.startedAt, new Date(Date.now() - STALE_MS))));
-  const [run] = await ctx.db.select().from(auditRuns).where(eq(auditRuns.studyId, studyId)).orderBy(desc(auditRuns.startedAt)).limit(1);
+    .set({
+      status: "failed",
+      finishedAt: new Date(),
+      error: "the portal stopped before the audit finished; run it again",
+    })
+    .where(
+      and(
+        eq(auditRuns.studyId, studyId),
+        eq(auditRuns.status, "running"),
+        lt(auditRuns.startedAt, new Date(Date.now() - STALE_MS)),
+      ),
+    );
+  const [run] = await ctx.db
+    .select()
+    .from(auditRuns)
+    .where(eq(auditRuns.studyId, studyId))
+    .orderBy(desc(auditRuns.startedAt))
+    .limit(1);
   if (!run) return null;
   return { ...run, report: run.reportText ? (JSON.parse(run.reportText) as AuditReport) : null };
 }

@@ -67,11 +67,13 @@ export async function auditLog(ctx: AppContext, opts: AuditOptions = {}): Promis
   const findings = auditor.findings;
   const progress = opts.onProgress ?? (() => {});
   const from = opts.fromCheckpoint ?? 0;
-  if (!Number.isInteger(from) || from < 0) throw new ServiceError("invalid", "--from-checkpoint must be a whole number (a log size)", "fromCheckpoint");
+  if (!Number.isInteger(from) || from < 0)
+    throw new ServiceError("invalid", "--from-checkpoint must be a whole number (a log size)", "fromCheckpoint");
 
   // 1. The log: batches in order with their entries, each checkpoint right after the batches it covers.
   const cps = await checkpointsAll(ctx.db);
-  if (from > 0 && !cps.some((c) => c.treeSize === from)) throw new ServiceError("invalid", `there is no checkpoint of size ${from}`, "fromCheckpoint");
+  if (from > 0 && !cps.some((c) => c.treeSize === from))
+    throw new ServiceError("invalid", `there is no checkpoint of size ${from}`, "fromCheckpoint");
   const cpBySize = new Map(cps.map((c) => [c.treeSize, c]));
   const total = await countBatches(ctx.db);
   let last = -1;
@@ -91,7 +93,14 @@ export async function auditLog(ctx: AppContext, opts: AuditOptions = {}): Promis
     }
   }
   auditor.finishCheckpoints();
-  for (const cp of cps) if (cp.treeSize > auditor.batchLogSize) findings.push({ code: "CHECKPOINT_INVALID", severity: "tamper", treeSize: cp.treeSize, message: `checkpoint ${cp.treeSize} signs more batches than the log holds (${auditor.batchLogSize})` });
+  for (const cp of cps)
+    if (cp.treeSize > auditor.batchLogSize)
+      findings.push({
+        code: "CHECKPOINT_INVALID",
+        severity: "tamper",
+        treeSize: cp.treeSize,
+        message: `checkpoint ${cp.treeSize} signs more batches than the log holds (${auditor.batchLogSize})`,
+      });
   for (const e of await strayEntries(ctx.db, auditor.logEnd)) auditor.strayEntry(e);
 
   // 2. Anchors: each receipt against its checkpoint and against the ledger itself.
@@ -103,7 +112,12 @@ export async function auditLog(ctx: AppContext, opts: AuditOptions = {}): Promis
     const where = { ledger: a.ledger, treeSize: a.treeSize };
     const cp = cpBySize.get(a.treeSize);
     if (!cp) {
-      findings.push({ ...where, code: "ANCHOR_CHECKPOINT_MISMATCH", severity: "tamper", message: `${a.ledger} anchor of log size ${a.treeSize}: no such checkpoint is stored` });
+      findings.push({
+        ...where,
+        code: "ANCHOR_CHECKPOINT_MISMATCH",
+        severity: "tamper",
+        message: `${a.ledger} anchor of log size ${a.treeSize}: no such checkpoint is stored`,
+      });
       continue;
     }
     let cpHash: string | null = null;
@@ -112,28 +126,66 @@ export async function auditLog(ctx: AppContext, opts: AuditOptions = {}): Promis
     } catch {
       /* an unparseable note is already a CHECKPOINT_INVALID finding */
     }
-    if (cpHash !== toHex(a.checkpointHash)) findings.push({ ...where, code: "ANCHOR_CHECKPOINT_MISMATCH", severity: "tamper", message: `${a.ledger} anchor of log size ${a.treeSize}: it anchored a different checkpoint than the one stored` });
+    if (cpHash !== toHex(a.checkpointHash))
+      findings.push({
+        ...where,
+        code: "ANCHOR_CHECKPOINT_MISMATCH",
+        severity: "tamper",
+        message: `${a.ledger} anchor of log size ${a.treeSize}: it anchored a different checkpoint than the one stored`,
+      });
     let receipt;
     try {
       receipt = AnchorReceiptSchema.parse(JSON.parse(a.receiptText!));
     } catch (err) {
-      findings.push({ ...where, code: "ANCHOR_INVALID", severity: "tamper", message: `${a.ledger} anchor of log size ${a.treeSize}: the stored receipt is malformed (${(err as Error).message})` });
+      findings.push({
+        ...where,
+        code: "ANCHOR_INVALID",
+        severity: "tamper",
+        message: `${a.ledger} anchor of log size ${a.treeSize}: the stored receipt is malformed (${(err as Error).message})`,
+      });
       continue;
     }
-    const check = await verifyAnchor(ctx.crypto, { ledger: a.ledger, receipt }, { note: cp.noteText, treeSize: cp.treeSize, origin: policy.origin }, policy.ledgers);
-    if (check.status === "failed") findings.push({ ...where, code: "ANCHOR_INVALID", severity: "tamper", message: `${a.ledger} anchor of log size ${a.treeSize}: ${check.code}: ${check.message}` });
+    const check = await verifyAnchor(
+      ctx.crypto,
+      { ledger: a.ledger, receipt },
+      { note: cp.noteText, treeSize: cp.treeSize, origin: policy.origin },
+      policy.ledgers,
+    );
+    if (check.status === "failed")
+      findings.push({
+        ...where,
+        code: "ANCHOR_INVALID",
+        severity: "tamper",
+        message: `${a.ledger} anchor of log size ${a.treeSize}: ${check.code}: ${check.message}`,
+      });
     const ledger = ctx.ledgers.find((l) => l.ledger.name === a.ledger)?.ledger;
     if (!ledger) {
-      findings.push({ ...where, code: "ANCHOR_NOT_CHECKED", severity: "info", message: `${a.ledger} anchor of log size ${a.treeSize}: that ledger is not configured here, so the ledger itself was not consulted` });
+      findings.push({
+        ...where,
+        code: "ANCHOR_NOT_CHECKED",
+        severity: "info",
+        message: `${a.ledger} anchor of log size ${a.treeSize}: that ledger is not configured here, so the ledger itself was not consulted`,
+      });
       continue;
     }
     try {
       const now = await ledger.refresh(receipt);
-      if (now.status === "pending") findings.push({ ...where, code: "ANCHOR_NOT_IN_LEDGER", severity: "tamper", message: `${a.ledger} anchor of log size ${a.treeSize}: the ledger no longer holds it` });
+      if (now.status === "pending")
+        findings.push({
+          ...where,
+          code: "ANCHOR_NOT_IN_LEDGER",
+          severity: "tamper",
+          message: `${a.ledger} anchor of log size ${a.treeSize}: the ledger no longer holds it`,
+        });
     } catch (err) {
       const msg = (err as Error).message;
       const unreachable = (err as { retryable?: boolean }).retryable === true;
-      findings.push({ ...where, code: unreachable ? "ANCHOR_NOT_CHECKED" : "ANCHOR_NOT_IN_LEDGER", severity: unreachable ? "info" : "tamper", message: `${a.ledger} anchor of log size ${a.treeSize}: ${msg}` });
+      findings.push({
+        ...where,
+        code: unreachable ? "ANCHOR_NOT_CHECKED" : "ANCHOR_NOT_IN_LEDGER",
+        severity: unreachable ? "info" : "tamper",
+        message: `${a.ledger} anchor of log size ${a.treeSize}: ${msg}`,
+      });
     }
   }
 
@@ -156,7 +208,14 @@ export async function auditLog(ctx: AppContext, opts: AuditOptions = {}): Promis
     origin: policy.origin,
     startedAt,
     finishedAt: new Date().toISOString(),
-    checked: { entries: auditor.entriesChecked, batches: auditor.batchesChecked, checkpoints: auditor.checkpointsChecked, anchors: anchorsChecked, records, rows },
+    checked: {
+      entries: auditor.entriesChecked,
+      batches: auditor.batchesChecked,
+      checkpoints: auditor.checkpointsChecked,
+      anchors: anchorsChecked,
+      records,
+      rows,
+    },
     findings,
   };
 }
@@ -169,11 +228,13 @@ const payloadOf = (r: Row): Record<string, unknown> | null => {
     return null;
   }
 };
-const hexOf = (v: unknown) => (v instanceof Uint8Array ? toHex(v) : typeof v === "string" && v.startsWith("\\x") ? v.slice(2) : String(v));
+const hexOf = (v: unknown) =>
+  v instanceof Uint8Array ? toHex(v) : typeof v === "string" && v.startsWith("\\x") ? v.slice(2) : String(v);
 const seqOf = (r: Row) => (r.e_seq === null || r.e_seq === undefined ? undefined : Number(r.e_seq));
 
 async function auditStudyData(ctx: AppContext, study: { id: string; code: string }, findings: AuditFinding[]) {
-  const f = (x: Omit<AuditFinding, "study" | "severity"> & { severity?: AuditFinding["severity"] }) => findings.push({ severity: "tamper", study: study.code, ...x });
+  const f = (x: Omit<AuditFinding, "study" | "severity"> & { severity?: AuditFinding["severity"] }) =>
+    findings.push({ severity: "tamper", study: study.code, ...x });
   let rows = 0;
 
   // Each record's chain of versions, from the log alone.
@@ -194,7 +255,12 @@ async function auditStudyData(ctx: AppContext, study: { id: string; code: string
       const wantVersion = prev ? prev.version + 1 : 1;
       const wantPrev = prev ? prev.hash : null;
       if (p.version !== wantVersion || p.prev !== wantPrev) {
-        f({ code: "RECORD_CHAIN_BROKEN", seq: e.seq ?? undefined, id: p.record, message: `record ${p.record}: version ${p.version} ${p.prev === wantPrev ? "" : `chains to ${String(p.prev).slice(0, 12)}… instead of version ${wantVersion - 1}'s payload hash `}(expected version ${wantVersion})` });
+        f({
+          code: "RECORD_CHAIN_BROKEN",
+          seq: e.seq ?? undefined,
+          id: p.record,
+          message: `record ${p.record}: version ${p.version} ${p.prev === wantPrev ? "" : `chains to ${String(p.prev).slice(0, 12)}… instead of version ${wantVersion - 1}'s payload hash `}(expected version ${wantVersion})`,
+        });
       }
       chain.set(p.record, { version: p.version, hash, form: p.form, visit: p.visit });
     }
@@ -203,7 +269,12 @@ async function auditStudyData(ctx: AppContext, study: { id: string; code: string
   }
 
   // Tables whose rows each name their ledger entry: every row must match its entry, every entry must have its row.
-  const linked: { table: string; column: string; kind: string; compare: (row: Row, p: Record<string, unknown>) => [string, unknown, unknown][] }[] = [
+  const linked: {
+    table: string;
+    column: string;
+    kind: string;
+    compare: (row: Row, p: Record<string, unknown>) => [string, unknown, unknown][];
+  }[] = [
     {
       table: "record_versions",
       column: "entry_id",
@@ -236,7 +307,11 @@ async function auditStudyData(ctx: AppContext, study: { id: string; code: string
         ["signature", r.id, p.signature],
         ["signerRole", r.signer_role, p.signerRole],
         ["meaning", r.meaning, p.meaning],
-        ["options", canonicalize(typeof r.options === "string" ? JSON.parse(r.options) : r.options), canonicalize(p.options)],
+        [
+          "options",
+          canonicalize(typeof r.options === "string" ? JSON.parse(r.options) : r.options),
+          canonicalize(p.options),
+        ],
         ["countersigns", r.countersigns ?? null, p.countersigns],
         ["fromStaffDevice", r.from_staff_device, p.fromStaffDevice],
       ],
@@ -246,7 +321,10 @@ async function auditStudyData(ctx: AppContext, study: { id: string; code: string
       column: "entry_id",
       kind: "consent.withdrawn",
       compare: (r, p) => {
-        const allows = (typeof r.allows === "string" ? JSON.parse(r.allows) : r.allows) as { followUp?: boolean; optionalWithdrawn?: string[] };
+        const allows = (typeof r.allows === "string" ? JSON.parse(r.allows) : r.allows) as {
+          followUp?: boolean;
+          optionalWithdrawn?: string[];
+        };
         return [
           ["withdrawal", r.id, p.withdrawal],
           ["scope", r.scope, p.scope],
@@ -256,31 +334,77 @@ async function auditStudyData(ctx: AppContext, study: { id: string; code: string
         ];
       },
     },
-    { table: "participants", column: "entry_id", kind: "participant.enrolled", compare: (r, p) => [["subject", r.subject_code, p.subject]] },
-    { table: "delegations", column: "entry_id", kind: "delegation.granted", compare: (r, p) => [["delegation", r.id, p.delegation], ["task", r.task, p.task], ["startsOn", r.starts_on, p.startsOn], ["endsOn", r.ends_on ?? null, p.endsOn]] },
+    {
+      table: "participants",
+      column: "entry_id",
+      kind: "participant.enrolled",
+      compare: (r, p) => [["subject", r.subject_code, p.subject]],
+    },
+    {
+      table: "delegations",
+      column: "entry_id",
+      kind: "delegation.granted",
+      compare: (r, p) => [
+        ["delegation", r.id, p.delegation],
+        ["task", r.task, p.task],
+        ["startsOn", r.starts_on, p.startsOn],
+        ["endsOn", r.ends_on ?? null, p.endsOn],
+      ],
+    },
   ];
   for (const t of linked) {
     for (const r of await rowsWithEntries(ctx.db, t.table, t.column, study.id)) {
       rows++;
       const p = payloadOf(r);
       if (!r.e_id || !p || r.e_kind !== t.kind) {
-        f({ code: "DATA_ROW_UNLOGGED", table: t.table, id: String(r.id), message: `${t.table} row ${r.id} has no ${t.kind} ledger entry behind it (inserted behind the portal's back?)` });
+        f({
+          code: "DATA_ROW_UNLOGGED",
+          table: t.table,
+          id: String(r.id),
+          message: `${t.table} row ${r.id} has no ${t.kind} ledger entry behind it (inserted behind the portal's back?)`,
+        });
         continue;
       }
       for (const [field, rowValue, logValue] of t.compare(r, p)) {
         if (canonicalize(rowValue ?? null) !== canonicalize(logValue ?? null))
-          f({ code: "DATA_ROW_MISMATCH", table: t.table, id: String(r.id), seq: seqOf(r), field, message: `${t.table} row ${r.id}: ${field} is ${JSON.stringify(rowValue)} in the database but ${JSON.stringify(logValue)} in its ledger entry` });
+          f({
+            code: "DATA_ROW_MISMATCH",
+            table: t.table,
+            id: String(r.id),
+            seq: seqOf(r),
+            field,
+            message: `${t.table} row ${r.id}: ${field} is ${JSON.stringify(rowValue)} in the database but ${JSON.stringify(logValue)} in its ledger entry`,
+          });
       }
     }
     for (const e of await entriesWithoutRow(ctx.db, study.id, t.kind, t.table, t.column)) {
-      f({ code: "DATA_ROW_MISSING", table: t.table, seq: e.seq ?? undefined, message: `the ${t.kind} entry${e.seq === null ? ` ${e.id}` : ` seq ${e.seq}`} has no ${t.table} row (deleted?)` });
+      f({
+        code: "DATA_ROW_MISSING",
+        table: t.table,
+        seq: e.seq ?? undefined,
+        message: `the ${t.kind} entry${e.seq === null ? ` ${e.id}` : ` seq ${e.seq}`} has no ${t.table} row (deleted?)`,
+      });
     }
   }
   for (const r of await sdvMarksWithEntries(ctx.db, study.id)) {
     rows++;
     const p = payloadOf(r);
-    if (!p || r.e_kind !== "sdv.marked") f({ code: "DATA_ROW_UNLOGGED", table: "sdv_marks", id: String(r.id), message: `sdv_marks row ${r.id} has no sdv.marked entry` });
-    else if (p.record !== r.record_id || p.version !== Number(r.version)) f({ code: "DATA_ROW_MISMATCH", table: "sdv_marks", id: String(r.id), seq: seqOf(r), field: "version", message: `sdv_marks row ${r.id} differs from its entry` });
+    if (!p || r.e_kind !== "sdv.marked")
+      f({
+        code: "DATA_ROW_UNLOGGED",
+        table: "sdv_marks",
+        id: String(r.id),
+        message: `sdv_marks row ${r.id} has no sdv.marked entry`,
+      });
+    else if (p.record !== r.record_id || p.version !== Number(r.version))
+      f({
+        code: "DATA_ROW_MISMATCH",
+        table: "sdv_marks",
+        id: String(r.id),
+        seq: seqOf(r),
+        field: "version",
+        message: `sdv_marks row ${r.id} differs from its entry`,
+      });
   }
 
   // Current record values and versions against the chain.
@@ -289,20 +413,49 @@ async function auditStudyData(ctx: AppContext, study: { id: string; code: string
     rows++;
     const c = chain.get(String(r.id));
     if (!c) {
-      f({ code: "DATA_ROW_UNLOGGED", table: "records", id: String(r.id), message: `record ${r.id} (${r.form_code} ${r.visit}) has no record.saved entry` });
+      f({
+        code: "DATA_ROW_UNLOGGED",
+        table: "records",
+        id: String(r.id),
+        message: `record ${r.id} (${r.form_code} ${r.visit}) has no record.saved entry`,
+      });
       continue;
     }
-    for (const [field, a, b] of [["currentVersion", Number(r.current_version), c.version], ["form", r.form_code, c.form], ["visit", r.visit, c.visit]] as const) {
-      if (a !== b) f({ code: "DATA_ROW_MISMATCH", table: "records", id: String(r.id), field, message: `record ${r.id}: ${field} is ${JSON.stringify(a)} in the database but ${JSON.stringify(b)} in the log` });
+    for (const [field, a, b] of [
+      ["currentVersion", Number(r.current_version), c.version],
+      ["form", r.form_code, c.form],
+      ["visit", r.visit, c.visit],
+    ] as const) {
+      if (a !== b)
+        f({
+          code: "DATA_ROW_MISMATCH",
+          table: "records",
+          id: String(r.id),
+          field,
+          message: `record ${r.id}: ${field} is ${JSON.stringify(a)} in the database but ${JSON.stringify(b)} in the log`,
+        });
     }
   }
-  for (const id of chain.keys()) if (!recs.some((r) => r.id === id)) f({ code: "DATA_ROW_MISSING", table: "records", id, message: `record ${id} is in the log but not in the records table (deleted?)` });
+  for (const id of chain.keys())
+    if (!recs.some((r) => r.id === id))
+      f({
+        code: "DATA_ROW_MISSING",
+        table: "records",
+        id,
+        message: `record ${id} is in the log but not in the records table (deleted?)`,
+      });
 
   // Locks and queries, from the events that name them.
   const events = new Map<string, { kind: string; p: Record<string, unknown>; seq: number | null }[]>();
   after = null;
   for (;;) {
-    const page = await studyEntriesOfKinds(ctx.db, study.id, ["lock.set", "lock.released", "query.opened", "query.answered", "query.closed", "consent.withdrawn"], after, 1000);
+    const page = await studyEntriesOfKinds(
+      ctx.db,
+      study.id,
+      ["lock.set", "lock.released", "query.opened", "query.answered", "query.closed", "consent.withdrawn"],
+      after,
+      1000,
+    );
     if (page.length === 0) break;
     for (const e of page) {
       try {
@@ -324,30 +477,88 @@ async function auditStudyData(ctx: AppContext, study: { id: string; code: string
       f({ code: "DATA_ROW_UNLOGGED", table: "locks", id: String(r.id), message: `lock ${r.id} has no lock.set entry` });
       continue;
     }
-    if (set.p.scope !== r.scope || set.p.reason !== r.reason) f({ code: "DATA_ROW_MISMATCH", table: "locks", id: String(r.id), seq: set.seq ?? undefined, field: set.p.scope !== r.scope ? "scope" : "reason", message: `lock ${r.id} differs from its lock.set entry` });
+    if (set.p.scope !== r.scope || set.p.reason !== r.reason)
+      f({
+        code: "DATA_ROW_MISMATCH",
+        table: "locks",
+        id: String(r.id),
+        seq: set.seq ?? undefined,
+        field: set.p.scope !== r.scope ? "scope" : "reason",
+        message: `lock ${r.id} differs from its lock.set entry`,
+      });
     const released = ev.some((x) => x.kind === "lock.released");
-    if (released !== (r.released_at !== null)) f({ code: "DATA_ROW_MISMATCH", table: "locks", id: String(r.id), field: "released", message: `lock ${r.id} is ${r.released_at === null ? "active" : "released"} in the database but ${released ? "released" : "active"} in the log` });
+    if (released !== (r.released_at !== null))
+      f({
+        code: "DATA_ROW_MISMATCH",
+        table: "locks",
+        id: String(r.id),
+        field: "released",
+        message: `lock ${r.id} is ${r.released_at === null ? "active" : "released"} in the database but ${released ? "released" : "active"} in the log`,
+      });
   }
   for (const r of await studyTableRows(ctx.db, "queries", study.id)) {
     rows++;
     const ev = events.get(String(r.id)) ?? [];
     const opened = ev.find((x) => x.kind === "query.opened");
     if (!opened) {
-      f({ code: "DATA_ROW_UNLOGGED", table: "queries", id: String(r.id), message: `query ${r.id} has no query.opened entry` });
+      f({
+        code: "DATA_ROW_UNLOGGED",
+        table: "queries",
+        id: String(r.id),
+        message: `query ${r.id} has no query.opened entry`,
+      });
       continue;
     }
     const sha = (t: unknown) => toHex(ctx.crypto.sha256(utf8(String(t))));
-    if (opened.p.textSha256 !== sha(r.text) || opened.p.field !== r.field) f({ code: "DATA_ROW_MISMATCH", table: "queries", id: String(r.id), seq: opened.seq ?? undefined, field: opened.p.field !== r.field ? "field" : "text", message: `query ${r.id}: its ${opened.p.field !== r.field ? "field" : "text"} differs from the query.opened entry` });
+    if (opened.p.textSha256 !== sha(r.text) || opened.p.field !== r.field)
+      f({
+        code: "DATA_ROW_MISMATCH",
+        table: "queries",
+        id: String(r.id),
+        seq: opened.seq ?? undefined,
+        field: opened.p.field !== r.field ? "field" : "text",
+        message: `query ${r.id}: its ${opened.p.field !== r.field ? "field" : "text"} differs from the query.opened entry`,
+      });
     const answered = ev.find((x) => x.kind === "query.answered");
-    if (answered && r.answer !== null && answered.p.textSha256 !== sha(r.answer)) f({ code: "DATA_ROW_MISMATCH", table: "queries", id: String(r.id), field: "answer", message: `query ${r.id}: the answer differs from the query.answered entry` });
+    if (answered && r.answer !== null && answered.p.textSha256 !== sha(r.answer))
+      f({
+        code: "DATA_ROW_MISMATCH",
+        table: "queries",
+        id: String(r.id),
+        field: "answer",
+        message: `query ${r.id}: the answer differs from the query.answered entry`,
+      });
     const status = ev.some((x) => x.kind === "query.closed") ? "closed" : answered ? "answered" : "open";
-    if (status !== r.status) f({ code: "DATA_ROW_MISMATCH", table: "queries", id: String(r.id), field: "status", message: `query ${r.id} is ${r.status} in the database but ${status} in the log` });
+    if (status !== r.status)
+      f({
+        code: "DATA_ROW_MISMATCH",
+        table: "queries",
+        id: String(r.id),
+        field: "status",
+        message: `query ${r.id} is ${r.status} in the database but ${status} in the log`,
+      });
   }
   // Participants: status follows a full withdrawal; erasure by the documented procedure is reported, not flagged.
   for (const r of await studyTableRows(ctx.db, "participants", study.id)) {
-    const withdrawn = (events.get(`subject:${r.subject_code}`) ?? []).some((x) => x.kind === "consent.withdrawn" && x.p.scope === "full");
-    if (withdrawn !== (r.status === "withdrawn")) f({ code: "DATA_ROW_MISMATCH", table: "participants", id: String(r.id), field: "status", message: `subject ${r.subject_code} is ${r.status} in the database but ${withdrawn ? "withdrawn" : "not withdrawn"} in the log` });
-    if (r.erased_at !== null && r.erased_at !== undefined) f({ code: "ERASED_BY_PROCEDURE", severity: "info", table: "participants", id: String(r.id), message: `subject ${r.subject_code}: personal data erased by procedure on ${new Date(String(r.erased_at)).toISOString().slice(0, 10)} (subject key destroyed; the log and every proof are unaffected)` });
+    const withdrawn = (events.get(`subject:${r.subject_code}`) ?? []).some(
+      (x) => x.kind === "consent.withdrawn" && x.p.scope === "full",
+    );
+    if (withdrawn !== (r.status === "withdrawn"))
+      f({
+        code: "DATA_ROW_MISMATCH",
+        table: "participants",
+        id: String(r.id),
+        field: "status",
+        message: `subject ${r.subject_code} is ${r.status} in the database but ${withdrawn ? "withdrawn" : "not withdrawn"} in the log`,
+      });
+    if (r.erased_at !== null && r.erased_at !== undefined)
+      f({
+        code: "ERASED_BY_PROCEDURE",
+        severity: "info",
+        table: "participants",
+        id: String(r.id),
+        message: `subject ${r.subject_code}: personal data erased by procedure on ${new Date(String(r.erased_at)).toISOString().slice(0, 10)} (subject key destroyed; the log and every proof are unaffected)`,
+      });
   }
   return { records: chain.size, rows };
 }
@@ -359,10 +570,17 @@ export function formatAuditReport(r: AuditReport): string {
     `checked ${r.checked.entries} entries in ${r.checked.batches} batches, ${r.checked.checkpoints} checkpoints, ${r.checked.anchors} anchors, ${r.checked.records} records, ${r.checked.rows} data rows`,
   ];
   for (const f of r.findings) {
-    const where = [f.seq !== undefined ? `seq ${f.seq}` : null, f.batch !== undefined ? `batch ${f.batch}` : null, f.treeSize !== undefined ? `checkpoint ${f.treeSize}` : null, f.table ? `${f.table}${f.field ? `.${f.field}` : ""}` : f.field ? `field ${f.field}` : null]
+    const where = [
+      f.seq !== undefined ? `seq ${f.seq}` : null,
+      f.batch !== undefined ? `batch ${f.batch}` : null,
+      f.treeSize !== undefined ? `checkpoint ${f.treeSize}` : null,
+      f.table ? `${f.table}${f.field ? `.${f.field}` : ""}` : f.field ? `field ${f.field}` : null,
+    ]
       .filter(Boolean)
       .join(", ");
-    lines.push(`${f.severity === "tamper" ? "FINDING" : "note   "} ${f.code}${where ? ` (${where})` : ""}: ${f.message}`);
+    lines.push(
+      `${f.severity === "tamper" ? "FINDING" : "note   "} ${f.code}${where ? ` (${where})` : ""}: ${f.message}`,
+    );
   }
   return `${lines.join("\n")}\n`;
 }

@@ -11,7 +11,12 @@ import { studyConsentSummary } from "../consent/consent.server.ts";
 import { requirePermission, type Principal } from "../platform/permissions.server.ts";
 import { getStudyOrThrow } from "../studies/studies.server.ts";
 
-export async function studyReview(ctx: AppContext, principal: Principal, studyCode: string, opts: { entries?: number } = {}) {
+export async function studyReview(
+  ctx: AppContext,
+  principal: Principal,
+  studyCode: string,
+  opts: { entries?: number } = {},
+) {
   const study = await getStudyOrThrow(ctx, studyCode);
   requirePermission(principal, "study.review", { studyId: study.id });
   const [people, consent, byVersion, recs, entries, timeline, status] = await Promise.all([
@@ -23,7 +28,10 @@ export async function studyReview(ctx: AppContext, principal: Principal, studyCo
     checkpointTimeline(ctx.db, 60),
     systemStatus(ctx),
   ]);
-  const versions = new Map<string, { code: string; version: string; status: string; signatures: Record<string, number> }>();
+  const versions = new Map<
+    string,
+    { code: string; version: string; status: string; signatures: Record<string, number> }
+  >();
   for (const r of byVersion) {
     const key = `${r.code} ${r.version}`;
     const v = versions.get(key) ?? { code: r.code, version: r.version, status: r.status, signatures: {} };
@@ -32,11 +40,21 @@ export async function studyReview(ctx: AppContext, principal: Principal, studyCo
   }
   return {
     study: { code: study.code, title: study.title },
-    participants: people.map((p) => ({ subject: p.subject, site: p.site, status: p.status, consent: consent.get(p.id)?.summary ?? "-", consentState: consent.get(p.id)?.state ?? "none" })),
+    participants: people.map((p) => ({
+      subject: p.subject,
+      site: p.site,
+      status: p.status,
+      consent: consent.get(p.id)?.summary ?? "-",
+      consentState: consent.get(p.id)?.state ?? "none",
+    })),
     consentVersions: [...versions.values()],
     records: recs,
     entries: entries.map((e) => ({ ...e, at: e.at.toISOString() })),
-    timeline: timeline.map((c) => ({ treeSize: c.treeSize, at: c.createdAt.toISOString(), anchors: c.anchors.map((a) => ({ ledger: a.ledger, status: a.status })) })),
+    timeline: timeline.map((c) => ({
+      treeSize: c.treeSize,
+      at: c.createdAt.toISOString(),
+      anchors: c.anchors.map((a) => ({ ledger: a.ledger, status: a.status })),
+    })),
     ledgers: status.ledgers,
     logSize: status.logSize,
   };

@@ -67,10 +67,22 @@ export function readRing(dataDir: string, name: RingName): RingKey[] {
   const file = ringFile(dataDir, name);
   if (!existsSync(file)) {
     const seed = loadOrCreateSeed(path.join(keysDir(dataDir), LEGACY[name]));
-    return [{ file: LEGACY[name], publicKey: toHex(nodeSigner(seed).publicKey), fromSize: 0, untilSize: null, notBefore: null, notAfter: null, createdAt: new Date(0).toISOString(), note: null }];
+    return [
+      {
+        file: LEGACY[name],
+        publicKey: toHex(nodeSigner(seed).publicKey),
+        fromSize: 0,
+        untilSize: null,
+        notBefore: null,
+        notAfter: null,
+        createdAt: new Date(0).toISOString(),
+        note: null,
+      },
+    ];
   }
   const r = RingFile.safeParse(JSON.parse(readFileSync(file, "utf8")));
-  if (!r.success) throw new Error(`${file}: not a key ring (${r.error.issues[0].path.join(".")}: ${r.error.issues[0].message})`);
+  if (!r.success)
+    throw new Error(`${file}: not a key ring (${r.error.issues[0].path.join(".")}: ${r.error.issues[0].message})`);
   return r.data.keys;
 }
 
@@ -84,7 +96,8 @@ function writeRing(dataDir: string, name: RingName, keys: RingKey[]) {
 
 function currentOf(keys: RingKey[], file: string): RingKey {
   const open = keys.filter((k) => k.untilSize === null && k.notAfter === null);
-  if (open.length !== 1) throw new Error(`${file}: expected exactly one current (open-ended) key, found ${open.length}`);
+  if (open.length !== 1)
+    throw new Error(`${file}: expected exactly one current (open-ended) key, found ${open.length}`);
   return open[0];
 }
 
@@ -108,7 +121,8 @@ export function ringSigner(dataDir: string, name: RingName): Signer {
     if (signer && s === stamp) return signer;
     const cur = currentOf(readRing(dataDir, name), file);
     signer = nodeSigner(loadOrCreateSeed(path.join(keysDir(dataDir), cur.file)));
-    if (toHex(signer.publicKey) !== cur.publicKey) throw new Error(`${file}: key file ${cur.file} does not hold public key ${cur.publicKey}`);
+    if (toHex(signer.publicKey) !== cur.publicKey)
+      throw new Error(`${file}: key file ${cur.file} does not hold public key ${cur.publicKey}`);
     stamp = s;
     return signer;
   };
@@ -122,14 +136,28 @@ export function ringSigner(dataDir: string, name: RingName): Signer {
 }
 
 /** Rotate: a new current key; the old one's window closes at `at` (log: a tree size; local ledger: a time). */
-export function rotateRing(dataDir: string, name: RingName, at: { size?: number; time?: string }, note = "rotated"): { old: RingKey; current: RingKey } {
+export function rotateRing(
+  dataDir: string,
+  name: RingName,
+  at: { size?: number; time?: string },
+  note = "rotated",
+): { old: RingKey; current: RingKey } {
   const keys = readRing(dataDir, name);
   const old = currentOf(keys, ringFile(dataDir, name));
   const seed = randomBytes(32);
   const fileName = `${name}-ed25519-${new Date().toISOString().replace(/[:.]/g, "")}-${seed.subarray(0, 3).toString("hex")}.key`;
   writeFileSync(path.join(keysDir(dataDir), fileName), seed.toString("hex") + "\n", { mode: 0o600, flag: "wx" });
   const now = new Date().toISOString();
-  const fresh: RingKey = { file: fileName, publicKey: toHex(nodeSigner(new Uint8Array(seed)).publicKey), fromSize: 0, untilSize: null, notBefore: null, notAfter: null, createdAt: now, note: null };
+  const fresh: RingKey = {
+    file: fileName,
+    publicKey: toHex(nodeSigner(new Uint8Array(seed)).publicKey),
+    fromSize: 0,
+    untilSize: null,
+    notBefore: null,
+    notAfter: null,
+    createdAt: now,
+    note: null,
+  };
   if (name === "log") {
     if (at.size === undefined) throw new Error("a log key rotates at a tree size");
     old.untilSize = at.size;
@@ -149,32 +177,62 @@ export function rotateRing(dataDir: string, name: RingName, at: { size?: number;
  * it signs there or later is refused by verifiers holding the new policy. The current key cannot be revoked
  * without a new one: rotate first (the revoke command does).
  */
-export function revokeInRing(dataDir: string, name: RingName, publicKey: string, from: { size?: number; time?: string }, reason: string): RingKey {
+export function revokeInRing(
+  dataDir: string,
+  name: RingName,
+  publicKey: string,
+  from: { size?: number; time?: string },
+  reason: string,
+): RingKey {
   const keys = readRing(dataDir, name);
   const k = keys.find((x) => x.publicKey === publicKey.toLowerCase());
-  if (!k) throw new ServiceError("not_found", `no ${name} key ${publicKey} in the ring (see \`trialseal keys list\`)`, "key");
-  if (k.untilSize === null && k.notAfter === null) throw new ServiceError("conflict", `key ${publicKey.slice(0, 16)}… is the current ${name} key: rotate first`, "key");
+  if (!k)
+    throw new ServiceError("not_found", `no ${name} key ${publicKey} in the ring (see \`trialseal keys list\`)`, "key");
+  if (k.untilSize === null && k.notAfter === null)
+    throw new ServiceError(
+      "conflict",
+      `key ${publicKey.slice(0, 16)}… is the current ${name} key: rotate first`,
+      "key",
+    );
   if (from.size !== undefined) {
-    if (name !== "log") throw new ServiceError("invalid", "the local ledger's keys have time windows: give --from-time", "from-size");
-    if (from.size < k.fromSize) throw new ServiceError("invalid", `--from-size ${from.size} is before the key's first size ${k.fromSize}`, "from-size");
+    if (name !== "log")
+      throw new ServiceError("invalid", "the local ledger's keys have time windows: give --from-time", "from-size");
+    if (from.size < k.fromSize)
+      throw new ServiceError(
+        "invalid",
+        `--from-size ${from.size} is before the key's first size ${k.fromSize}`,
+        "from-size",
+      );
     k.untilSize = k.untilSize === null ? from.size : Math.min(k.untilSize, from.size);
   }
   if (from.time !== undefined) k.notAfter = k.notAfter === null || from.time < k.notAfter ? from.time : k.notAfter;
-  if (from.size === undefined && from.time === undefined) throw new ServiceError("invalid", "give the point from which the key is revoked (--from-size or --from-time)", "from");
+  if (from.size === undefined && from.time === undefined)
+    throw new ServiceError(
+      "invalid",
+      "give the point from which the key is revoked (--from-size or --from-time)",
+      "from",
+    );
   k.note = `revoked: ${reason}`.slice(0, 500);
   writeRing(dataDir, name, keys);
   return k;
 }
 
 /** The ring's keys as a ledger needs them (public key bytes and time window), re-read only when the ring changes. */
-export function ringKeysReader(dataDir: string, name: RingName): () => { publicKey: Uint8Array; notBefore: string | null; notAfter: string | null }[] {
+export function ringKeysReader(
+  dataDir: string,
+  name: RingName,
+): () => { publicKey: Uint8Array; notBefore: string | null; notAfter: string | null }[] {
   const file = ringFile(dataDir, name);
   let stamp = "";
   let keys: { publicKey: Uint8Array; notBefore: string | null; notAfter: string | null }[] = [];
   return () => {
     const s = ringStamp(file);
     if (s !== stamp || !keys.length) {
-      keys = readRing(dataDir, name).map((k) => ({ publicKey: new Uint8Array(Buffer.from(k.publicKey, "hex")), notBefore: k.notBefore, notAfter: k.notAfter }));
+      keys = readRing(dataDir, name).map((k) => ({
+        publicKey: new Uint8Array(Buffer.from(k.publicKey, "hex")),
+        notBefore: k.notBefore,
+        notAfter: k.notAfter,
+      }));
       stamp = s;
     }
     return keys;

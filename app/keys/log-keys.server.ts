@@ -14,11 +14,31 @@ export function logSigner(dataDir: string): Signer {
 }
 
 /** The deployment's trust policy (published at /.well-known/trialseal.json). */
-export function trustPolicy(crypto: Crypto, origin: string, signer: Signer, ledgers: Record<string, LedgerPolicy> = {}, ring?: RingKey[]): TrustPolicy {
+export function trustPolicy(
+  crypto: Crypto,
+  origin: string,
+  signer: Signer,
+  ledgers: Record<string, LedgerPolicy> = {},
+  ring?: RingKey[],
+): TrustPolicy {
   // With the key ring: every key with its window (rotated and revoked ones too, so old checkpoints verify).
   const logKeys = ring?.some((k) => k.publicKey === toHex(signer.publicKey))
-    ? ring.map((k) => ({ vkey: vkeyString(crypto, origin, fromHex(k.publicKey)), fromSize: k.fromSize, untilSize: k.untilSize, notBefore: k.notBefore, notAfter: k.notAfter }))
-    : [{ vkey: vkeyString(crypto, origin, signer.publicKey), fromSize: 0, untilSize: null, notBefore: null, notAfter: null }];
+    ? ring.map((k) => ({
+        vkey: vkeyString(crypto, origin, fromHex(k.publicKey)),
+        fromSize: k.fromSize,
+        untilSize: k.untilSize,
+        notBefore: k.notBefore,
+        notAfter: k.notAfter,
+      }))
+    : [
+        {
+          vkey: vkeyString(crypto, origin, signer.publicKey),
+          fromSize: 0,
+          untilSize: null,
+          notBefore: null,
+          notAfter: null,
+        },
+      ];
   return {
     format: "trialseal-trust/v1",
     origin,

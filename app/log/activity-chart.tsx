@@ -5,7 +5,19 @@ export interface DayBar {
   sealed: number;
 }
 
-export function ActivityChart({ days, title, light = "written", dark = "sealed", unit = "entries" }: { days: DayBar[]; title: string; light?: string; dark?: string; unit?: string }) {
+export function ActivityChart({
+  days,
+  title,
+  light = "written",
+  dark = "sealed",
+  unit = "entries",
+}: {
+  days: DayBar[];
+  title: string;
+  light?: string;
+  dark?: string;
+  unit?: string;
+}) {
   const W = 560;
   const H = 140;
   const pad = 24;

@@ -23,7 +23,11 @@ export function CheckpointTimeline({ points, ledgers }: { points: TimelinePoint[
   const y = (n: number) => top - 10 - ((top - 20) * (n - s0)) / (s1 - s0);
   return (
     <figure className="chart">
-      <svg viewBox={`0 0 ${W} ${H}`} role="img" aria-label={`Checkpoints ${s0} to ${points[points.length - 1].treeSize} between ${points[0].at} and ${points[points.length - 1].at}`}>
+      <svg
+        viewBox={`0 0 ${W} ${H}`}
+        role="img"
+        aria-label={`Checkpoints ${s0} to ${points[points.length - 1].treeSize} between ${points[0].at} and ${points[points.length - 1].at}`}
+      >
         <line x1={pad} y1={top} x2={W - 10} y2={top} stroke="#d0d7de" />
         <text x={4} y={y(s1) + 4} fontSize="10" fill="#57606a">
           {s1} batches
@@ -31,7 +35,12 @@ export function CheckpointTimeline({ points, ledgers }: { points: TimelinePoint[
         <text x={4} y={y(s0) + 4} fontSize="10" fill="#57606a">
           {s0}
         </text>
-        <polyline fill="none" stroke="#0b5cad" strokeWidth="1.5" points={points.map((p) => `${x(p.at)},${y(p.treeSize)}`).join(" ")} />
+        <polyline
+          fill="none"
+          stroke="#0b5cad"
+          strokeWidth="1.5"
+          points={points.map((p) => `${x(p.at)},${y(p.treeSize)}`).join(" ")}
+        />
         {points.map((p) => (
           <circle key={p.treeSize} cx={x(p.at)} cy={y(p.treeSize)} r="2.5" fill="#0b5cad">
             <title>{`checkpoint ${p.treeSize} at ${p.at}`}</title>
@@ -46,7 +55,15 @@ export function CheckpointTimeline({ points, ledgers }: { points: TimelinePoint[
               p.anchors
                 .filter((a) => a.ledger === l)
                 .map((a) => (
-                  <rect key={`${l}-${p.treeSize}`} x={x(p.at) - 3} y={top + 9 + i * rowH} width="6" height="10" fill={a.status === "final" ? "#1a7f37" : "white"} stroke={a.status === "failed" ? "#cf222e" : "#1a7f37"}>
+                  <rect
+                    key={`${l}-${p.treeSize}`}
+                    x={x(p.at) - 3}
+                    y={top + 9 + i * rowH}
+                    width="6"
+                    height="10"
+                    fill={a.status === "final" ? "#1a7f37" : "white"}
+                    stroke={a.status === "failed" ? "#cf222e" : "#1a7f37"}
+                  >
                     <title>{`${l}: checkpoint ${p.treeSize} ${a.status}`}</title>
                   </rect>
                 )),
@@ -54,7 +71,9 @@ export function CheckpointTimeline({ points, ledgers }: { points: TimelinePoint[
           </g>
         ))}
       </svg>
-      <figcaption className="muted">Checkpoints of the batch log over time, and where each ledger anchored them (filled: final).</figcaption>
+      <figcaption className="muted">
+        Checkpoints of the batch log over time, and where each ledger anchored them (filled: final).
+      </figcaption>
     </figure>
   );
 }

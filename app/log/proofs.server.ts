@@ -18,7 +18,8 @@ const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
 /** Find an entry by id or (once sealed) by seq; anything else is simply not found. */
 export async function findEntryByRef(ctx: AppContext, ref: string) {
   if (UUID.test(ref)) return q.findEntryById(ctx.db, ref);
-  if (/^(0|[1-9][0-9]{0,15})$/.test(ref) && Number.isSafeInteger(Number(ref))) return q.findEntryBySeq(ctx.db, Number(ref));
+  if (/^(0|[1-9][0-9]{0,15})$/.test(ref) && Number.isSafeInteger(Number(ref)))
+    return q.findEntryBySeq(ctx.db, Number(ref));
   return null;
 }
 
@@ -27,7 +28,11 @@ export async function findEntryByRef(ctx: AppContext, ref: string) {
  * subject code), so site staff see only entries about participants of their own site; entries about no
  * participant (study setup, forms, delegations) are readable by anyone with proofs.read in the study.
  */
-export async function entryVisibleTo(ctx: AppContext, principal: Principal, entry: { studyId: string; payloadText: string }): Promise<boolean> {
+export async function entryVisibleTo(
+  ctx: AppContext,
+  principal: Principal,
+  entry: { studyId: string; payloadText: string },
+): Promise<boolean> {
   if (!can(principal, "proofs.read", { studyId: entry.studyId })) return false;
   let subject: unknown;
   try {
@@ -68,9 +73,16 @@ async function logTree(ctx: AppContext, size: number, knownRoot?: Uint8Array): P
  * beside the batch (no rehashing, no whole-tree load). The path is checked against the batch root before it
  * is served; when no tree is stored, or the check fails, it is rebuilt from the entries' leaf hashes.
  */
-async function batchInclusion(ctx: AppContext, batch: q.BatchRow, leafIndex: number, leaf: Uint8Array): Promise<Uint8Array[]> {
+async function batchInclusion(
+  ctx: AppContext,
+  batch: q.BatchRow,
+  leafIndex: number,
+  leaf: Uint8Array,
+): Promise<Uint8Array[]> {
   try {
-    const path = await inclusionProofFromStored(ctx.crypto, batch.size, leafIndex, (offsets) => q.batchTreeNodes(ctx.db, batch.batchNo, offsets));
+    const path = await inclusionProofFromStored(ctx.crypto, batch.size, leafIndex, (offsets) =>
+      q.batchTreeNodes(ctx.db, batch.batchNo, offsets),
+    );
     if (bytesEqual(rootFromInclusionProof(ctx.crypto, leafIndex, batch.size, leaf, path), batch.root)) return path;
   } catch {
     // no stored tree (or a damaged one): rebuild below
@@ -82,7 +94,11 @@ async function batchInclusion(ctx: AppContext, batch: q.BatchRow, leafIndex: num
 /** Is a stored checkpoint signed by a log key (of the key ring) whose size window covers it? */
 function logKeyWindowCheck(ctx: AppContext): (c: { treeSize: number; keyId: string }) => boolean {
   const ring = readRing(ctx.env.dataDir, "log");
-  const windows = ring.map((k) => ({ id: toHex(keyId(ctx.crypto, ctx.env.logOrigin, fromHex(k.publicKey))), from: k.fromSize, until: k.untilSize }));
+  const windows = ring.map((k) => ({
+    id: toHex(keyId(ctx.crypto, ctx.env.logOrigin, fromHex(k.publicKey))),
+    from: k.fromSize,
+    until: k.untilSize,
+  }));
   const current = toHex(keyId(ctx.crypto, ctx.env.logOrigin, ctx.signer.publicKey));
   return (c) => {
     const w = windows.filter((x) => x.id === c.keyId);
@@ -106,22 +122,31 @@ async function batchProofContext(ctx: AppContext, batchNo: number) {
   const signedInWindow = logKeyWindowCheck(ctx);
   if (!signedInWindow(cp)) {
     const latest = await q.latestCheckpoint(ctx.db);
-    if (!latest || !signedInWindow(latest)) throw new Error(`no checkpoint covering batch ${batch.batchNo} is signed by a key valid for its size`);
+    if (!latest || !signedInWindow(latest))
+      throw new Error(`no checkpoint covering batch ${batch.batchNo} is signed by a key valid for its size`);
     cp = latest;
   }
   // Anchors: for each ledger, the first final anchor of a checkpoint covering this batch.
   const anchored = await qa.firstFinalAnchorsCovering(ctx.db, batch.batchNo);
-  const candidateSizes = [...new Set(anchored.map((a) => a.treeSize))].filter((n) => n !== cp.treeSize).sort((a, b) => a - b);
+  const candidateSizes = [...new Set(anchored.map((a) => a.treeSize))]
+    .filter((n) => n !== cp.treeSize)
+    .sort((a, b) => a - b);
   const found2 = await Promise.all(candidateSizes.map((n) => q.findCheckpoint(ctx.db, n)));
   const sizes = candidateSizes.filter((_, k) => found2[k] && signedInWindow(found2[k]!));
   const others = found2.filter((c) => c && signedInWindow(c));
-  const log = await logTree(ctx, Math.max(cp.treeSize, ...sizes), others.length ? others[others.length - 1]!.root : cp.root);
+  const log = await logTree(
+    ctx,
+    Math.max(cp.treeSize, ...sizes),
+    others.length ? others[others.length - 1]!.root : cp.root,
+  );
   const checkpointOf = (treeSize: number, note: string, root: Uint8Array): BundleCheckpoint => {
     if (!bytesEqual(log.root(treeSize), root)) throw new Error(`the batch log does not match checkpoint ${treeSize}`);
     return {
       note,
       log: { index: batch.batchNo, treeSize, inclusion: log.inclusionProof(batch.batchNo, treeSize).map(toHex) },
-      anchors: anchored.filter((a) => a.treeSize === treeSize).map((a) => ({ ledger: a.ledger, receipt: JSON.parse(a.receiptText) })),
+      anchors: anchored
+        .filter((a) => a.treeSize === treeSize)
+        .map((a) => ({ ledger: a.ledger, receipt: JSON.parse(a.receiptText) })),
     };
   };
   const checkpoints = [
@@ -134,19 +159,28 @@ async function batchProofContext(ctx: AppContext, batchNo: number) {
   return { batch, header: JSON.parse(batch.headerText) as unknown, checkpoints };
 }
 
-function bundleOf(entry: q.EntryRow, c: Awaited<ReturnType<typeof batchProofContext>>, inclusion: Uint8Array[]): Bundle {
+function bundleOf(
+  entry: q.EntryRow,
+  c: Awaited<ReturnType<typeof batchProofContext>>,
+  inclusion: Uint8Array[],
+): Bundle {
   return {
     format: "trialseal-proof/v1",
     payload: JSON.parse(entry.payloadText),
     envelope: JSON.parse(entry.envelopeText!),
-    batch: { header: c.header as Bundle["batch"]["header"], leafIndex: entry.seq! - c.batch.firstSeq, inclusion: inclusion.map(toHex) },
+    batch: {
+      header: c.header as Bundle["batch"]["header"],
+      leafIndex: entry.seq! - c.batch.firstSeq,
+      inclusion: inclusion.map(toHex),
+    },
     checkpoints: structuredClone(c.checkpoints),
   };
 }
 
 /** The proof bundle of a sealed entry: payload, envelope, batch inclusion, and the checkpoint sealed with it. */
 export async function proofBundle(ctx: AppContext, entry: q.EntryRow): Promise<ProofResult> {
-  if (entry.status !== "sealed" || entry.batchNo === null || entry.seq === null) return { status: "pending", entryId: entry.id };
+  if (entry.status !== "sealed" || entry.batchNo === null || entry.seq === null)
+    return { status: "pending", entryId: entry.id };
   const c = await batchProofContext(ctx, entry.batchNo);
   const inclusion = await batchInclusion(ctx, c.batch, entry.seq - c.batch.firstSeq, entry.leafHash!);
   return { status: "sealed", bundle: bundleOf(entry, c, inclusion) };
@@ -156,13 +190,21 @@ export async function proofBundle(ctx: AppContext, entry: q.EntryRow): Promise<P
  * The bundles of every entry of one batch that `want` selects, sharing one read of the batch: its tree is
  * rebuilt once from the entries' leaf hashes and checked against the batch root (exports of whole studies).
  */
-export async function proofBundlesOfBatch(ctx: AppContext, batchNo: number, want: (e: q.EntryRow) => boolean = () => true): Promise<Bundle[]> {
+export async function proofBundlesOfBatch(
+  ctx: AppContext,
+  batchNo: number,
+  want: (e: q.EntryRow) => boolean = () => true,
+): Promise<Bundle[]> {
   const entries = await q.entriesOfBatch(ctx.db, batchNo);
   const chosen = entries.filter(want);
   if (!chosen.length) return [];
   const c = await batchProofContext(ctx, batchNo);
-  const tree = MerkleLevels.fromLeaves(ctx.crypto, entries.map((e) => e.leafHash!));
-  if (tree.size !== c.batch.size || !bytesEqual(tree.root(), c.batch.root)) throw new Error(`the entries of batch ${batchNo} do not hash to its root`);
+  const tree = MerkleLevels.fromLeaves(
+    ctx.crypto,
+    entries.map((e) => e.leafHash!),
+  );
+  if (tree.size !== c.batch.size || !bytesEqual(tree.root(), c.batch.root))
+    throw new Error(`the entries of batch ${batchNo} do not hash to its root`);
   return chosen.map((e) => bundleOf(e, c, tree.inclusionProof(e.seq! - c.batch.firstSeq)));
 }
 
@@ -173,8 +215,10 @@ export function latestCheckpoint(ctx: AppContext) {
 /** RFC 9162 consistency proof between batch-log sizes `from` and `to` (both at most the latest size). */
 export async function consistencyBetween(ctx: AppContext, from: number, to: number) {
   const size = (await q.latestCheckpoint(ctx.db))?.treeSize ?? 0;
-  if (!Number.isSafeInteger(from) || from < 1) throw new ServiceError("invalid", "from must be a whole number of at least 1", "from");
-  if (!Number.isSafeInteger(to) || to < from) throw new ServiceError("invalid", "to must be a whole number not below from", "to");
+  if (!Number.isSafeInteger(from) || from < 1)
+    throw new ServiceError("invalid", "from must be a whole number of at least 1", "from");
+  if (!Number.isSafeInteger(to) || to < from)
+    throw new ServiceError("invalid", "to must be a whole number not below from", "to");
   if (to > size) throw new ServiceError("invalid", `to (${to}) is beyond the log's size (${size})`, "to");
   const log = await logTree(ctx, to);
   return { from, to, proof: log.consistencyProof(from, to).map(toHex) };

@@ -5,7 +5,12 @@ import { pendingAtLeast } from "../../db/queries/ledger.ts";
 import type { AppContext } from "../platform/context.server.ts";
 
 export function sealNow(ctx: AppContext): Promise<SealResult | null> {
-  return sealOnce(ledgerStore(ctx.db), { origin: ctx.env.logOrigin, maxBatch: ctx.env.sealMaxBatch, crypto: ctx.crypto, signer: ctx.signer });
+  return sealOnce(ledgerStore(ctx.db), {
+    origin: ctx.env.logOrigin,
+    maxBatch: ctx.env.sealMaxBatch,
+    crypto: ctx.crypto,
+    signer: ctx.signer,
+  });
 }
 
 /** Seal until nothing is pending; returns the batches made. */

@@ -22,12 +22,19 @@ import { replayIdempotent, storeIdempotent, type Idempotency } from "../records/
 export const PersonalData = z.strictObject({
   fullName: z.string().trim().min(1).max(200).optional(),
   email: z.string().trim().toLowerCase().email("not a valid email address").optional(),
-  phone: z.string().trim().regex(/^\+?[0-9 ()-]{5,25}$/, "a phone number such as +44 20 7946 0000").optional(),
+  phone: z
+    .string()
+    .trim()
+    .regex(/^\+?[0-9 ()-]{5,25}$/, "a phone number such as +44 20 7946 0000")
+    .optional(),
   birthDate: z
     .string()
     .trim()
     .regex(/^\d{4}-\d{2}-\d{2}$/, "use YYYY-MM-DD")
-    .refine((d) => !Number.isNaN(Date.parse(`${d}T00:00:00Z`)) && d <= new Date().toISOString().slice(0, 10), "not a past calendar date")
+    .refine(
+      (d) => !Number.isNaN(Date.parse(`${d}T00:00:00Z`)) && d <= new Date().toISOString().slice(0, 10),
+      "not a past calendar date",
+    )
     .optional(),
 });
 export type PersonalData = z.infer<typeof PersonalData>;
@@ -48,15 +55,27 @@ export function enrolledResponse(e: Enrolled) {
  * transaction, so concurrent enrolments at one site queue instead of colliding. With an Idempotency-Key the
  * answer is stored in the same transaction and a retry gets it back (nothing is enrolled twice).
  */
-export async function enrollParticipant(ctx: AppContext, principal: Principal, input: { study: string; site: string; personal?: unknown }, idem?: Idempotency): Promise<Enrolled> {
+export async function enrollParticipant(
+  ctx: AppContext,
+  principal: Principal,
+  input: { study: string; site: string; personal?: unknown },
+  idem?: Idempotency,
+): Promise<Enrolled> {
   const pd = PersonalData.safeParse(input.personal ?? {});
   if (!pd.success) {
     const i = pd.error.issues[0];
-    throw new ServiceError("invalid", `${i.path.join(".") || "personal"}: ${i.code === "unrecognized_keys" ? "unknown personal data field" : i.message}`, String(i.path[0] ?? "personal"));
+    throw new ServiceError(
+      "invalid",
+      `${i.path.join(".") || "personal"}: ${i.code === "unrecognized_keys" ? "unknown personal data field" : i.message}`,
+      String(i.path[0] ?? "personal"),
+    );
   }
   const personal = Object.fromEntries(Object.entries(pd.data).filter(([, v]) => v !== undefined)) as PersonalData;
   const study = await getStudyOrThrow(ctx, input.study);
-  const [site] = await ctx.db.select().from(sites).where(and(eq(sites.studyId, study.id), eq(sites.code, String(input.site ?? "").toUpperCase())));
+  const [site] = await ctx.db
+    .select()
+    .from(sites)
+    .where(and(eq(sites.studyId, study.id), eq(sites.code, String(input.site ?? "").toUpperCase())));
   if (!site) throw new ServiceError("invalid", `site: choose a site of ${study.code}`, "site");
   await requireSiteAction(ctx, principal, "participants.enroll", { studyId: study.id, siteId: site.id });
   try {
@@ -64,18 +83,47 @@ export async function enrollParticipant(ctx: AppContext, principal: Principal, i
       await tx.execute(sql`SELECT 1 FROM sites WHERE id = ${site.id} FOR UPDATE`);
       const [{ n }] = await tx.select({ n: count() }).from(participants).where(eq(participants.siteId, site.id));
       const subject = `${site.code}-${String(n + 1).padStart(3, "0")}`;
-      const [p] = await tx.insert(participants).values({ studyId: study.id, siteId: site.id, subjectCode: subject, enrolledBy: principal.userId }).returning();
+      const [p] = await tx
+        .insert(participants)
+        .values({ studyId: study.id, siteId: site.id, subjectCode: subject, enrolledBy: principal.userId })
+        .returning();
       // The per-subject key binding personal data to ledger payloads (HMAC); destroying it is the erasure procedure.
       const subjectKey = randomBytes(32);
-      const subjectKeyEnc = encryptField(ctx.env.dataKey, subjectKey.toString("base64"), `participants.subject_key:${p.id}`);
-      const identity = Object.keys(personal).length ? createHmac("sha256", subjectKey).update(canonicalize(personal)).digest("hex") : null;
-      const enc = (field: "name" | "email" | "phone" | "birth_date", v: string | undefined) => (v === undefined ? null : encryptField(ctx.env.dataKey, v, `participants.${field}:${p.id}`));
-      const e = await appendEntry(tx, ctx.crypto, study, "participant.enrolled", { subject, site: site.code, identity, actor: principal.userId });
+      const subjectKeyEnc = encryptField(
+        ctx.env.dataKey,
+        subjectKey.toString("base64"),
+        `participants.subject_key:${p.id}`,
+      );
+      const identity = Object.keys(personal).length
+        ? createHmac("sha256", subjectKey).update(canonicalize(personal)).digest("hex")
+        : null;
+      const enc = (field: "name" | "email" | "phone" | "birth_date", v: string | undefined) =>
+        v === undefined ? null : encryptField(ctx.env.dataKey, v, `participants.${field}:${p.id}`);
+      const e = await appendEntry(tx, ctx.crypto, study, "participant.enrolled", {
+        subject,
+        site: site.code,
+        identity,
+        actor: principal.userId,
+      });
       await tx
         .update(participants)
-        .set({ subjectKeyEnc, entryId: e.id, nameEnc: enc("name", personal.fullName), emailEnc: enc("email", personal.email), phoneEnc: enc("phone", personal.phone), birthDateEnc: enc("birth_date", personal.birthDate) })
+        .set({
+          subjectKeyEnc,
+          entryId: e.id,
+          nameEnc: enc("name", personal.fullName),
+          emailEnc: enc("email", personal.email),
+          phoneEnc: enc("phone", personal.phone),
+          birthDateEnc: enc("birth_date", personal.birthDate),
+        })
         .where(eq(participants.id, p.id));
-      await audit(tx, { action: "participant.enroll", actorUserId: principal.userId, actorLabel: principal.label, studyId: study.id, siteId: site.id, participantId: p.id });
+      await audit(tx, {
+        action: "participant.enroll",
+        actorUserId: principal.userId,
+        actorLabel: principal.label,
+        studyId: study.id,
+        siteId: site.id,
+        participantId: p.id,
+      });
       const out: Enrolled = { id: p.id, subjectCode: subject, entryId: e.id };
       await storeIdempotent(tx, idem, 201, enrolledResponse(out));
       return out;
@@ -99,7 +147,13 @@ export async function listParticipants(ctx: AppContext, principal: Principal, st
   const siteLimited = !principal.platformAdmin && mine.length > 0 && mine.every((m) => m.siteId !== null);
   const siteIds = mine.map((m) => m.siteId!).filter(Boolean);
   return ctx.db
-    .select({ id: participants.id, subject: participants.subjectCode, site: sites.code, status: participants.status, enrolledAt: participants.enrolledAt })
+    .select({
+      id: participants.id,
+      subject: participants.subjectCode,
+      site: sites.code,
+      status: participants.status,
+      enrolledAt: participants.enrolledAt,
+    })
     .from(participants)
     .innerJoin(sites, eq(sites.id, participants.siteId))
     .where(and(eq(participants.studyId, studyId), siteLimited ? inArray(participants.siteId, siteIds) : undefined))
@@ -112,20 +166,60 @@ export async function listParticipants(ctx: AppContext, principal: Principal, st
  * under a key derived from the subject key, become unreadable; trial data, pseudonymous ledger entries and every
  * proof stay valid. The erasure is itself a ledger entry (`participant.erased`) with the reason's SHA-256.
  */
-export async function eraseParticipantData(ctx: AppContext, principal: Principal, studyCode: string, subject: string, reason: string) {
+export async function eraseParticipantData(
+  ctx: AppContext,
+  principal: Principal,
+  studyCode: string,
+  subject: string,
+  reason: string,
+) {
   const study = await getStudyOrThrow(ctx, studyCode);
   requirePermission(principal, "study.manage", { studyId: study.id });
   const why = String(reason ?? "").trim();
-  if (!why) throw new ServiceError("invalid", "reason: give the reason for the erasure (e.g. the request reference)", "reason");
-  const [p] = await ctx.db.select().from(participants).where(and(eq(participants.studyId, study.id), eq(participants.subjectCode, subject.toUpperCase())));
+  if (!why)
+    throw new ServiceError("invalid", "reason: give the reason for the erasure (e.g. the request reference)", "reason");
+  const [p] = await ctx.db
+    .select()
+    .from(participants)
+    .where(and(eq(participants.studyId, study.id), eq(participants.subjectCode, subject.toUpperCase())));
   if (!p) throw new ServiceError("not_found", `no subject ${subject} in ${study.code}`, "subject");
-  if (p.erasedAt) throw new ServiceError("conflict", `the personal data of ${p.subjectCode} were already erased on ${p.erasedAt.toISOString().slice(0, 10)}`, "subject");
+  if (p.erasedAt)
+    throw new ServiceError(
+      "conflict",
+      `the personal data of ${p.subjectCode} were already erased on ${p.erasedAt.toISOString().slice(0, 10)}`,
+      "subject",
+    );
   return ctx.db.transaction(async (tx) => {
-    await tx.update(participants).set({ nameEnc: null, emailEnc: null, phoneEnc: null, birthDateEnc: null, subjectKeyEnc: null, erasedAt: new Date() }).where(eq(participants.id, p.id));
-    await tx.update(consentInvitations).set({ representativeNameEnc: null, representativeContactEnc: null, revokedAt: new Date() }).where(eq(consentInvitations.participantId, p.id));
+    await tx
+      .update(participants)
+      .set({
+        nameEnc: null,
+        emailEnc: null,
+        phoneEnc: null,
+        birthDateEnc: null,
+        subjectKeyEnc: null,
+        erasedAt: new Date(),
+      })
+      .where(eq(participants.id, p.id));
+    await tx
+      .update(consentInvitations)
+      .set({ representativeNameEnc: null, representativeContactEnc: null, revokedAt: new Date() })
+      .where(eq(consentInvitations.participantId, p.id));
     const reasonSha256 = createHash("sha256").update(why, "utf8").digest("hex");
-    const e = await appendEntry(tx, ctx.crypto, study, "participant.erased", { subject: p.subjectCode, reasonSha256, actor: principal.userId });
-    await audit(tx, { action: "participant.erase", actorUserId: principal.userId, actorLabel: principal.label, studyId: study.id, siteId: p.siteId, participantId: p.id, detail: { entry: e.id } });
+    const e = await appendEntry(tx, ctx.crypto, study, "participant.erased", {
+      subject: p.subjectCode,
+      reasonSha256,
+      actor: principal.userId,
+    });
+    await audit(tx, {
+      action: "participant.erase",
+      actorUserId: principal.userId,
+      actorLabel: principal.label,
+      studyId: study.id,
+      siteId: p.siteId,
+      participantId: p.id,
+      detail: { entry: e.id },
+    });
     return { subject: p.subjectCode, entryId: e.id };
   });
 }

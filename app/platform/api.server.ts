@@ -20,22 +20,38 @@ export async function apiPrincipal(request: Request, ctx: AppContext): Promise<P
 }
 
 /** Read a JSON body within `max` bytes: the parsed value, or the error Response to return. */
-export async function readJsonBody(request: Request, max: number): Promise<{ ok: true; value: unknown; text: string } | { ok: false; response: Response }> {
+export async function readJsonBody(
+  request: Request,
+  max: number,
+): Promise<{ ok: true; value: unknown; text: string } | { ok: false; response: Response }> {
   const type = request.headers.get("content-type") ?? "";
-  if (!/^application\/json\b/i.test(type)) return { ok: false, response: apiError(415, "unsupported_media_type", "send the body as application/json", "body") };
-  if (Number(request.headers.get("content-length") ?? "0") > max) return { ok: false, response: apiError(413, "too_large", `the body is larger than ${max} bytes`, "body") };
+  if (!/^application\/json\b/i.test(type))
+    return {
+      ok: false,
+      response: apiError(415, "unsupported_media_type", "send the body as application/json", "body"),
+    };
+  if (Number(request.headers.get("content-length") ?? "0") > max)
+    return { ok: false, response: apiError(413, "too_large", `the body is larger than ${max} bytes`, "body") };
   const text = await request.text();
-  if (Buffer.byteLength(text) > max) return { ok: false, response: apiError(413, "too_large", `the body is larger than ${max} bytes`, "body") };
+  if (Buffer.byteLength(text) > max)
+    return { ok: false, response: apiError(413, "too_large", `the body is larger than ${max} bytes`, "body") };
   let value: unknown;
   try {
     value = JSON.parse(text);
   } catch (err) {
-    return { ok: false, response: apiError(400, "invalid_json", `the body is not JSON: ${(err as Error).message}`, "body") };
+    return {
+      ok: false,
+      response: apiError(400, "invalid_json", `the body is not JSON: ${(err as Error).message}`, "body"),
+    };
   }
   // I-JSON (RFC 7493): strings and keys must be valid Unicode. A lone surrogate ("\ud800") is legal JSON escape
   // syntax but no text, and it has no UTF-8 (so no canonical form to hash): refuse it here, at the edge.
   const bad = illFormedAt(value, "body", 0);
-  if (bad) return { ok: false, response: apiError(400, "invalid_json", `${bad}: not valid Unicode text (a lone surrogate)`, bad) };
+  if (bad)
+    return {
+      ok: false,
+      response: apiError(400, "invalid_json", `${bad}: not valid Unicode text (a lone surrogate)`, bad),
+    };
   return { ok: true, value, text };
 }
 
@@ -72,7 +88,10 @@ export function rateLimited(principal: Principal, perSecond: number): Response |
   if (b.tokens < 1) {
     buckets.set(key, b);
     const retry = Math.max(1, Math.ceil((1 - b.tokens) / perSecond));
-    return Response.json({ error: { code: "rate_limited", message: `too many requests; retry after ${retry} s` } }, { status: 429, headers: { "retry-after": String(retry) } });
+    return Response.json(
+      { error: { code: "rate_limited", message: `too many requests; retry after ${retry} s` } },
+      { status: 429, headers: { "retry-after": String(retry) } },
+    );
   }
   b.tokens -= 1;
   buckets.set(key, b);

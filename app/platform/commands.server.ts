@@ -14,7 +14,12 @@ import type { RingKey } from "../keys/key-ring.server.ts";
 import { importForm, listStudyForms } from "../records/forms.server.ts";
 import { sealAll } from "../log/sealer.server.ts";
 import { consistencyBetween, findEntryByRef, latestCheckpoint, proofBundle } from "../log/proofs.server.ts";
-import { anchorOnce, deploymentTrustPolicy, ledgersStatus, type AnchorEvent } from "../anchor-worker/anchor-worker.server.ts";
+import {
+  anchorOnce,
+  deploymentTrustPolicy,
+  ledgersStatus,
+  type AnchorEvent,
+} from "../anchor-worker/anchor-worker.server.ts";
 import { auditLog, formatAuditReport, type AuditProgress } from "../integrity-audit/integrity-audit.server.ts";
 import { EXPORT_FORMATS, OPERATOR, exportStudy } from "../exports/study-exports.server.ts";
 import { toHex } from "../../anchoring/log/bytes.ts";
@@ -44,7 +49,15 @@ function parse<T extends z.ZodType>(schema: T, input: unknown): z.infer<T> {
 export const COMMANDS: Record<string, Handler> = {
   /** A study export written to a file (through the control socket too: the portal writes where the CLI asked). */
   async export(ctx, input, io) {
-    const v = parse(z.object({ study: z.string(), format: z.enum(EXPORT_FORMATS, { error: `format: one of ${EXPORT_FORMATS.join(", ")}` }), out: z.string().optional(), cwd: z.string() }), input);
+    const v = parse(
+      z.object({
+        study: z.string(),
+        format: z.enum(EXPORT_FORMATS, { error: `format: one of ${EXPORT_FORMATS.join(", ")}` }),
+        out: z.string().optional(),
+        cwd: z.string(),
+      }),
+      input,
+    );
     const file = await exportStudy(ctx, OPERATOR, v.study, v.format, { onProgress: io.progress });
     const { writeFileSync } = await import("node:fs");
     const path = (await import("node:path")).default;
@@ -52,22 +65,37 @@ export const COMMANDS: Record<string, Handler> = {
     try {
       writeFileSync(out, file.data);
     } catch (err) {
-      return { stdout: "", stderr: `trialseal: cannot write ${out}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}\n`, exitCode: 1 };
+      return {
+        stdout: "",
+        stderr: `trialseal: cannot write ${out}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}\n`,
+        exitCode: 1,
+      };
     }
     return { stdout: `wrote ${out} (${file.data.length} bytes, sha256 ${toHex(ctx.crypto.sha256(file.data))})\n` };
   },
 
   /** The whole-study audit: exit 0 clean, 1 findings (2 when it could not run: bad input or no database). */
   async audit(ctx, input, io) {
-    const v = parse(z.object({ study: z.string().optional(), json: z.boolean().default(false), fromCheckpoint: z.number().int().min(0).optional() }), input);
+    const v = parse(
+      z.object({
+        study: z.string().optional(),
+        json: z.boolean().default(false),
+        fromCheckpoint: z.number().int().min(0).optional(),
+      }),
+      input,
+    );
     let report;
     try {
       report = await auditLog(ctx, { study: v.study, fromCheckpoint: v.fromCheckpoint, onProgress: io.progress });
     } catch (err) {
-      if (err instanceof ServiceError) return { stdout: "", stderr: `trialseal: audit could not run: ${err.message}\n`, exitCode: 2 };
+      if (err instanceof ServiceError)
+        return { stdout: "", stderr: `trialseal: audit could not run: ${err.message}\n`, exitCode: 2 };
       throw err;
     }
-    return { stdout: v.json ? `${JSON.stringify(report, null, 2)}\n` : formatAuditReport(report), exitCode: report.clean ? 0 : 1 };
+    return {
+      stdout: v.json ? `${JSON.stringify(report, null, 2)}\n` : formatAuditReport(report),
+      exitCode: report.clean ? 0 : 1,
+    };
   },
 
   async "db.migrate"(ctx) {
@@ -76,66 +104,122 @@ export const COMMANDS: Record<string, Handler> = {
   },
 
   async "studies.create"(ctx, input) {
-    const v = parse(z.object({ code: z.string(), title: z.string(), sites: z.array(z.string()).min(1, "give at least one --site") }), input);
+    const v = parse(
+      z.object({ code: z.string(), title: z.string(), sites: z.array(z.string()).min(1, "give at least one --site") }),
+      input,
+    );
     const sites = v.sites.map((s) => {
       const [code, ...rest] = s.split("=");
       return { code: code.trim(), name: rest.join("=").trim() || code.trim() };
     });
     const { study, sites: created } = await createStudy(ctx, { code: v.code, title: v.title, sites }, null);
-    return { stdout: `created study ${study.code} with site${created.length > 1 ? "s" : ""} ${created.map((s) => s.code).join(", ")}\n` };
+    return {
+      stdout: `created study ${study.code} with site${created.length > 1 ? "s" : ""} ${created.map((s) => s.code).join(", ")}\n`,
+    };
   },
 
   async "users.create"(ctx, input) {
     const v = parse(
-      z.object({ email: z.string(), role: z.string(), study: z.string().optional(), site: z.string().optional(), name: z.string().optional(), password: z.string() }),
+      z.object({
+        email: z.string(),
+        role: z.string(),
+        study: z.string().optional(),
+        site: z.string().optional(),
+        name: z.string().optional(),
+        password: z.string(),
+      }),
       input,
     );
-    const user = await createUser(ctx, { email: v.email, fullName: v.name ?? v.email.split("@")[0], password: v.password, role: v.role as never, study: v.study, site: v.site }, null);
-    return { stdout: `created user ${user.email} (${v.role}${v.study ? ` in ${v.study}` : ", platform"}${v.site ? ` at ${v.site}` : ""})\n` };
+    const user = await createUser(
+      ctx,
+      {
+        email: v.email,
+        fullName: v.name ?? v.email.split("@")[0],
+        password: v.password,
+        role: v.role as never,
+        study: v.study,
+        site: v.site,
+      },
+      null,
+    );
+    return {
+      stdout: `created user ${user.email} (${v.role}${v.study ? ` in ${v.study}` : ", platform"}${v.site ? ` at ${v.site}` : ""})\n`,
+    };
   },
 
   async "tokens.create"(ctx, input) {
     const v = parse(z.object({ study: z.string(), name: z.string(), scopes: z.array(z.string()).default([]) }), input);
     const t = await createApiToken(ctx, v, null);
-    return { stdout: `${t.token}\n`, stderr: `token ${t.id} for study ${t.study}: store it now, it is not shown again\n` };
+    return {
+      stdout: `${t.token}\n`,
+      stderr: `token ${t.id} for study ${t.study}: store it now, it is not shown again\n`,
+    };
   },
 
   async "tokens.list"(ctx, input) {
     const v = parse(z.object({ study: z.string() }), input);
     const { study, tokens } = await listTokens(ctx, v.study);
     const day = (d: Date | null) => (d ? d.toISOString().slice(0, 16).replace("T", " ") : "-");
-    const lines = tokens.map((t) => `${t.id}  ${t.prefix.padEnd(10)}  ${t.revokedAt ? `revoked ${day(t.revokedAt)}` : "live"}  created ${day(t.createdAt)}  last used ${day(t.lastUsedAt)}  ${t.name}${t.scopes.length ? `  [${t.scopes.join(", ")}]` : ""}`);
-    return { stdout: lines.length ? `${lines.join("\n")}\n` : "", stderr: lines.length ? "" : `no API tokens in study ${study}\n` };
+    const lines = tokens.map(
+      (t) =>
+        `${t.id}  ${t.prefix.padEnd(10)}  ${t.revokedAt ? `revoked ${day(t.revokedAt)}` : "live"}  created ${day(t.createdAt)}  last used ${day(t.lastUsedAt)}  ${t.name}${t.scopes.length ? `  [${t.scopes.join(", ")}]` : ""}`,
+    );
+    return {
+      stdout: lines.length ? `${lines.join("\n")}\n` : "",
+      stderr: lines.length ? "" : `no API tokens in study ${study}\n`,
+    };
   },
 
   async "keys.list"(ctx) {
     const rings = listKeys(ctx);
     const window = (k: RingKey, log: boolean) =>
-      [log ? `sizes [${k.fromSize}, ${k.untilSize ?? "∞"})` : null, `times [${k.notBefore ?? "-∞"}, ${k.notAfter ?? "∞"})`].filter(Boolean).join(", ");
+      [
+        log ? `sizes [${k.fromSize}, ${k.untilSize ?? "∞"})` : null,
+        `times [${k.notBefore ?? "-∞"}, ${k.notAfter ?? "∞"})`,
+      ]
+        .filter(Boolean)
+        .join(", ");
     const lines: string[] = [];
     for (const [target, keys] of Object.entries(rings) as [KeyTarget, RingKey[]][]) {
       lines.push(`${target === "log" ? "log key ring" : "local ledger key ring"}:`);
-      for (const k of keys) lines.push(`  ${k.publicKey}  ${k.untilSize === null && k.notAfter === null ? "current" : "retired"}  ${window(k, target === "log")}${k.note ? `  (${k.note})` : ""}`);
+      for (const k of keys)
+        lines.push(
+          `  ${k.publicKey}  ${k.untilSize === null && k.notAfter === null ? "current" : "retired"}  ${window(k, target === "log")}${k.note ? `  (${k.note})` : ""}`,
+        );
     }
     return { stdout: `${lines.join("\n")}\n` };
   },
 
   async "keys.rotate"(ctx, input) {
-    const v = parse(z.object({ target: z.enum(["log", "local"]), reason: z.string().max(500).default("rotated") }), input);
+    const v = parse(
+      z.object({ target: z.enum(["log", "local"]), reason: z.string().max(500).default("rotated") }),
+      input,
+    );
     const r = await rotateKey(ctx, v.target, v.reason);
     const where = v.target === "log" ? `tree size ${r.current.fromSize}` : r.current.notBefore;
     return {
       stdout: `${v.target === "log" ? "log" : "local ledger"} key rotated at ${where}: new key ${r.current.publicKey}, old key ${r.old.publicKey} retired\n`,
-      stderr: "Publish the new trust policy (trialseal trust-policy > policy.json) to everyone who pins yours; old checkpoints stay verifiable under it.\n",
+      stderr:
+        "Publish the new trust policy (trialseal trust-policy > policy.json) to everyone who pins yours; old checkpoints stay verifiable under it.\n",
     };
   },
 
   async "keys.revoke"(ctx, input) {
-    const v = parse(z.object({ target: z.enum(["log", "local"]), key: z.string(), fromSize: z.number().int().min(0).optional(), fromTime: z.string().optional(), reason: z.string().default("") }), input);
+    const v = parse(
+      z.object({
+        target: z.enum(["log", "local"]),
+        key: z.string(),
+        fromSize: z.number().int().min(0).optional(),
+        fromTime: z.string().optional(),
+        reason: z.string().default(""),
+      }),
+      input,
+    );
     const k = await revokeKey(ctx, v.target, v);
     return {
       stdout: `revoked ${v.target === "log" ? "log" : "local ledger"} key ${k.publicKey}: valid only for ${v.target === "log" ? `sizes [${k.fromSize}, ${k.untilSize ?? "∞"}) and ` : ""}times [${k.notBefore ?? "-∞"}, ${k.notAfter ?? "∞"})\n`,
-      stderr: "Publish the new trust policy now: verifiers holding it refuse whatever the revoked key signs outside its window.\n",
+      stderr:
+        "Publish the new trust policy now: verifiers holding it refuse whatever the revoked key signs outside its window.\n",
     };
   },
 
@@ -146,9 +230,19 @@ export const COMMANDS: Record<string, Handler> = {
   },
 
   async "forms.import"(ctx, input) {
-    const v = parse(z.object({ study: z.string(), definition: z.unknown(), draft: z.boolean().default(false), file: z.string().default("form") }), input);
+    const v = parse(
+      z.object({
+        study: z.string(),
+        definition: z.unknown(),
+        draft: z.boolean().default(false),
+        file: z.string().default("form"),
+      }),
+      input,
+    );
     const f = await importForm(ctx, v.study, v.definition, { draft: v.draft, actorId: null });
-    return { stdout: `${f.status === "approved" ? "imported and approved" : "imported as draft"} form ${f.code} version ${f.version} in ${v.study.toUpperCase()} (sha256 ${Buffer.from(f.definitionSha256).toString("hex")})\n` };
+    return {
+      stdout: `${f.status === "approved" ? "imported and approved" : "imported as draft"} form ${f.code} version ${f.version} in ${v.study.toUpperCase()} (sha256 ${Buffer.from(f.definitionSha256).toString("hex")})\n`,
+    };
   },
   async "forms.list"(ctx, input) {
     const v = parse(z.object({ study: z.string() }), input);
@@ -160,7 +254,14 @@ export const COMMANDS: Record<string, Handler> = {
   async seal(ctx) {
     const made = await sealAll(ctx);
     if (made.length === 0) return { stdout: "nothing pending\n" };
-    return { stdout: made.map((b) => `sealed batch ${b.batchNo}: seq ${b.firstSeq}..${b.firstSeq + b.size - 1} (${b.size} entries), log size ${b.treeSize}\n`).join("") };
+    return {
+      stdout: made
+        .map(
+          (b) =>
+            `sealed batch ${b.batchNo}: seq ${b.firstSeq}..${b.firstSeq + b.size - 1} (${b.size} entries), log size ${b.treeSize}\n`,
+        )
+        .join(""),
+    };
   },
   async checkpoint(ctx) {
     const cp = await latestCheckpoint(ctx);
@@ -168,7 +269,10 @@ export const COMMANDS: Record<string, Handler> = {
     return { stdout: cp.noteText };
   },
   async consistency(ctx, input) {
-    const whole = z.string().regex(/^\d{1,15}$/, "must be a whole number").transform(Number);
+    const whole = z
+      .string()
+      .regex(/^\d{1,15}$/, "must be a whole number")
+      .transform(Number);
     const v = parse(z.object({ from: whole, to: whole }), input);
     return { stdout: JSON.stringify(await consistencyBetween(ctx, v.from, v.to), null, 2) + "\n" };
   },
@@ -177,7 +281,8 @@ export const COMMANDS: Record<string, Handler> = {
     const entry = await findEntryByRef(ctx, v.ref);
     if (!entry) throw new ServiceError("not_found", `no entry ${v.ref}`);
     const r = await proofBundle(ctx, entry);
-    if (r.status === "pending") throw new ServiceError("conflict", `entry ${entry.id} is not sealed yet; try again after the next seal`);
+    if (r.status === "pending")
+      throw new ServiceError("conflict", `entry ${entry.id} is not sealed yet; try again after the next seal`);
     return { stdout: JSON.stringify(r.bundle, null, 2) + "\n" };
   },
   async "trust-policy"(ctx) {
@@ -186,8 +291,14 @@ export const COMMANDS: Record<string, Handler> = {
   async anchor(ctx, input) {
     const v = parse(z.object({ ledgers: z.array(z.string()).default([]) }), input);
     const unknown = v.ledgers.filter((n) => !ctx.ledgers.some((l) => l.ledger.name === n));
-    if (unknown.length) throw new ServiceError("invalid", `no ledger named ${unknown.join(", ")} is enabled (enabled: ${ctx.ledgers.map((l) => l.ledger.name).join(", ") || "none"})`, "ledger");
-    if (ctx.ledgers.length === 0) throw new ServiceError("invalid", "no ledger is enabled (LOCAL_LEDGER=false and no EVM_RPC_URL or TSA_URL)");
+    if (unknown.length)
+      throw new ServiceError(
+        "invalid",
+        `no ledger named ${unknown.join(", ")} is enabled (enabled: ${ctx.ledgers.map((l) => l.ledger.name).join(", ") || "none"})`,
+        "ledger",
+      );
+    if (ctx.ledgers.length === 0)
+      throw new ServiceError("invalid", "no ledger is enabled (LOCAL_LEDGER=false and no EVM_RPC_URL or TSA_URL)");
     const events = await anchorOnce(ctx, { ledgers: v.ledgers });
     const status = await ledgersStatus(ctx);
     const failed = events.some((e) => e.type === "retry" || e.type === "failed");
@@ -200,7 +311,12 @@ export const COMMANDS: Record<string, Handler> = {
   },
 };
 
-export async function runCommand(ctx: AppContext, name: string, input: unknown, io: CommandIo = {}): Promise<CommandOutput> {
+export async function runCommand(
+  ctx: AppContext,
+  name: string,
+  input: unknown,
+  io: CommandIo = {},
+): Promise<CommandOutput> {
   const handler = Object.prototype.hasOwnProperty.call(COMMANDS, name) ? COMMANDS[name] : undefined;
   if (!handler) return { stdout: "", stderr: `trialseal: unknown command ${name}\n`, exitCode: 2 };
   try {
@@ -239,6 +355,7 @@ export function formatStatus(rows: Awaited<ReturnType<typeof ledgersStatus>>): s
     r.lastError ? `${r.lastError}${r.attempts ? ` (${r.attempts} attempts)` : ""}` : "-",
   ]);
   const widths = head.map((h, i) => Math.max(h.length, ...body.map((b) => b[i].length)));
-  const fmt = (cells: string[]) => cells.map((c, i) => (i === cells.length - 1 ? c : c.padEnd(widths[i]))).join("  ") + "\n";
+  const fmt = (cells: string[]) =>
+    cells.map((c, i) => (i === cells.length - 1 ? c : c.padEnd(widths[i]))).join("  ") + "\n";
   return fmt(head) + body.map(fmt).join("");
 }

@@ -17,17 +17,34 @@ export interface AppContext {
   ledgers: ConfiguredLedger[];
 }
 
-export async function createAppContext(env: Env, opts: { lockInfo?: Record<string, unknown>; migrate?: boolean } = {}): Promise<AppContext> {
+export async function createAppContext(
+  env: Env,
+  opts: { lockInfo?: Record<string, unknown>; migrate?: boolean } = {},
+): Promise<AppContext> {
   const database = await openDatabase({
     url: env.databaseUrl,
     pgliteDir: env.pgliteDir,
     migrate: opts.migrate,
     lockInfo: opts.lockInfo,
   });
-  return { env, database, db: database.db, crypto: nodeCrypto, signer: logSigner(env.dataDir), ledgers: buildLedgers(env, nodeCrypto) };
+  return {
+    env,
+    database,
+    db: database.db,
+    crypto: nodeCrypto,
+    signer: logSigner(env.dataDir),
+    ledgers: buildLedgers(env, nodeCrypto),
+  };
 }
 
 /** Context over an already-open database (tests). */
 export function contextFor(env: Env, database: Database): AppContext {
-  return { env, database, db: database.db, crypto: nodeCrypto, signer: logSigner(env.dataDir), ledgers: buildLedgers(env, nodeCrypto) };
+  return {
+    env,
+    database,
+    db: database.db,
+    crypto: nodeCrypto,
+    signer: logSigner(env.dataDir),
+    ledgers: buildLedgers(env, nodeCrypto),
+  };
 }

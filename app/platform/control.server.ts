@@ -30,10 +30,17 @@ export async function startControlServer(ctx: AppContext, socketPath: string): P
     req.on("end", async () => {
       let out: CommandOutput;
       try {
-        const { command, input } = JSON.parse(Buffer.concat(chunks).toString("utf8")) as { command: string; input: unknown };
+        const { command, input } = JSON.parse(Buffer.concat(chunks).toString("utf8")) as {
+          command: string;
+          input: unknown;
+        };
         out = await runCommand(ctx, command, input);
       } catch (err) {
-        out = { stdout: "", stderr: `trialseal: the portal could not run the command: ${(err as Error).message}\n`, exitCode: 1 };
+        out = {
+          stdout: "",
+          stderr: `trialseal: the portal could not run the command: ${(err as Error).message}\n`,
+          exitCode: 1,
+        };
       }
       res.writeHead(200, { "content-type": "application/json" }).end(JSON.stringify(out));
     });
@@ -51,7 +58,12 @@ export function sendCommand(socketPath: string, command: string, input: unknown)
   return new Promise((resolve, reject) => {
     const body = JSON.stringify({ command, input });
     const req = request(
-      { socketPath, path: "/command", method: "POST", headers: { "content-type": "application/json", "content-length": Buffer.byteLength(body) } },
+      {
+        socketPath,
+        path: "/command",
+        method: "POST",
+        headers: { "content-type": "application/json", "content-length": Buffer.byteLength(body) },
+      },
       (res) => {
         const chunks: Buffer[] = [];
         res.on("data", (c: Buffer) => chunks.push(c));

@@ -20,22 +20,16 @@ const boolFromString = z
   .transform((v) => v === "true" || v === "1" || v === "yes");
 
 const intFrom = (min: number, max: number) =>
-  z
-    .string()
-    .regex(/^\d+$/, "must be a whole number")
-    .transform(Number)
-    .pipe(z.number().int().min(min).max(max));
+  z.string().regex(/^\d+$/, "must be a whole number").transform(Number).pipe(z.number().int().min(min).max(max));
 
-const dataKey = z
-  .string()
-  .transform((v, ctx) => {
-    const bytes = /^[0-9a-fA-F]{64}$/.test(v) ? Buffer.from(v, "hex") : Buffer.from(v, "base64");
-    if (bytes.length !== 32) {
-      ctx.addIssue({ code: "custom", message: "must be 32 bytes, as 64 hex characters or base64" });
-      return z.NEVER;
-    }
-    return new Uint8Array(bytes);
-  });
+const dataKey = z.string().transform((v, ctx) => {
+  const bytes = /^[0-9a-fA-F]{64}$/.test(v) ? Buffer.from(v, "hex") : Buffer.from(v, "base64");
+  if (bytes.length !== 32) {
+    ctx.addIssue({ code: "custom", message: "must be 32 bytes, as 64 hex characters or base64" });
+    return z.NEVER;
+  }
+  return new Uint8Array(bytes);
+});
 
 const EnvSchema = z.object({
   NODE_ENV: z.enum(["development", "production", "test"]).default("development"),
@@ -61,12 +55,21 @@ const EnvSchema = z.object({
   API_RATE_PER_SECOND: intFrom(1, 100_000).default(50),
   // Anchoring (docs/ledgers.md). The local ledger is on unless LOCAL_LEDGER=false.
   LOCAL_LEDGER: boolFromString.optional(),
-  LOCAL_LEDGER_ID: z.string().regex(/^[A-Za-z0-9][A-Za-z0-9._:/-]{0,200}$/, "letters, digits and . _ : / - only").optional(),
+  LOCAL_LEDGER_ID: z
+    .string()
+    .regex(/^[A-Za-z0-9][A-Za-z0-9._:/-]{0,200}$/, "letters, digits and . _ : / - only")
+    .optional(),
   LOCAL_ANCHOR_INTERVAL_MS: intFrom(100, 86_400_000).default(10_000),
   EVM_RPC_URL: z.url({ protocol: /^https?$/, error: "must be an http(s) URL" }).optional(),
   EVM_CHAIN_ID: intFrom(1, Number.MAX_SAFE_INTEGER).optional(),
-  EVM_CONTRACT: z.string().regex(/^0x[0-9a-fA-F]{40}$/, "must be a 0x-prefixed 20-byte address").optional(),
-  EVM_PRIVATE_KEY: z.string().regex(/^(0x)?[0-9a-fA-F]{64}$/, "must be 32 bytes as hex").optional(),
+  EVM_CONTRACT: z
+    .string()
+    .regex(/^0x[0-9a-fA-F]{40}$/, "must be a 0x-prefixed 20-byte address")
+    .optional(),
+  EVM_PRIVATE_KEY: z
+    .string()
+    .regex(/^(0x)?[0-9a-fA-F]{64}$/, "must be 32 bytes as hex")
+    .optional(),
   EVM_CONFIRMATIONS: intFrom(1, 10_000).default(2),
   EVM_ANCHOR_INTERVAL_MS: intFrom(100, 86_400_000).default(300_000),
   EVM_RECEIPT_TIMEOUT_MS: intFrom(100, 3_600_000).default(60_000),
@@ -100,7 +103,15 @@ export type Env = {
 /** Which ledgers are on, and how to reach them. */
 export interface AnchoringConfig {
   local: { id: string; intervalMs: number } | null;
-  evm: { rpcUrl: string; chainId: number; contract: `0x${string}`; privateKey: `0x${string}`; confirmations: number; intervalMs: number; receiptTimeoutMs: number } | null;
+  evm: {
+    rpcUrl: string;
+    chainId: number;
+    contract: `0x${string}`;
+    privateKey: `0x${string}`;
+    confirmations: number;
+    intervalMs: number;
+    receiptTimeoutMs: number;
+  } | null;
   rfc3161: { url: string; certsFile: string; timeoutMs: number; intervalMs: number } | null;
   retryMaxMs: number;
 }
@@ -113,7 +124,9 @@ interface DevSecrets {
 function loadOrCreateDevSecrets(dataDir: string): DevSecrets {
   const file = path.join(dataDir, "secrets.json");
   if (existsSync(file)) {
-    const parsed = z.object({ SESSION_SECRET: z.string().min(32), DATA_KEY: z.string() }).safeParse(JSON.parse(readFileSync(file, "utf8")));
+    const parsed = z
+      .object({ SESSION_SECRET: z.string().min(32), DATA_KEY: z.string() })
+      .safeParse(JSON.parse(readFileSync(file, "utf8")));
     if (!parsed.success) throw new ConfigError(`${file} is damaged; delete it to generate new development secrets`);
     return parsed.data;
   }
@@ -148,8 +161,12 @@ export function parseEnv(source: Record<string, string | undefined> = process.en
   let sessionSecret = e.SESSION_SECRET;
   let key = e.DATA_KEY;
   if (production) {
-    if (!sessionSecret) throw new ConfigError("missing SESSION_SECRET: production needs a random secret of at least 32 characters");
-    if (!key) throw new ConfigError("missing DATA_KEY: production needs a 32-byte key (64 hex characters) for personal data encryption");
+    if (!sessionSecret)
+      throw new ConfigError("missing SESSION_SECRET: production needs a random secret of at least 32 characters");
+    if (!key)
+      throw new ConfigError(
+        "missing DATA_KEY: production needs a 32-byte key (64 hex characters) for personal data encryption",
+      );
   } else if (!sessionSecret || !key) {
     const dev = loadOrCreateDevSecrets(e.DATA_DIR);
     sessionSecret ??= dev.SESSION_SECRET;
@@ -158,9 +175,14 @@ export function parseEnv(source: Record<string, string | undefined> = process.en
   let evm: AnchoringConfig["evm"] = null;
   if (e.EVM_RPC_URL) {
     // Never echo the key: only the variable's name appears in errors.
-    if (!e.EVM_CHAIN_ID) throw new ConfigError("missing EVM_CHAIN_ID: the chain id the EVM_RPC_URL endpoint must serve");
-    if (!e.EVM_CONTRACT) throw new ConfigError("missing EVM_CONTRACT: deploy the anchoring contract with `trialseal ledger deploy-evm` and set its address");
-    if (!e.EVM_PRIVATE_KEY) throw new ConfigError("missing EVM_PRIVATE_KEY: the key of the account that deployed the contract");
+    if (!e.EVM_CHAIN_ID)
+      throw new ConfigError("missing EVM_CHAIN_ID: the chain id the EVM_RPC_URL endpoint must serve");
+    if (!e.EVM_CONTRACT)
+      throw new ConfigError(
+        "missing EVM_CONTRACT: deploy the anchoring contract with `trialseal ledger deploy-evm` and set its address",
+      );
+    if (!e.EVM_PRIVATE_KEY)
+      throw new ConfigError("missing EVM_PRIVATE_KEY: the key of the account that deployed the contract");
     evm = {
       rpcUrl: e.EVM_RPC_URL,
       chainId: e.EVM_CHAIN_ID,
@@ -173,13 +195,24 @@ export function parseEnv(source: Record<string, string | undefined> = process.en
   }
   let rfc3161: AnchoringConfig["rfc3161"] = null;
   if (e.TSA_URL) {
-    if (!e.TSA_CERTS) throw new ConfigError("missing TSA_CERTS: a PEM file with the certificate(s) the TSA's certificate must chain to");
+    if (!e.TSA_CERTS)
+      throw new ConfigError(
+        "missing TSA_CERTS: a PEM file with the certificate(s) the TSA's certificate must chain to",
+      );
     if (!existsSync(e.TSA_CERTS)) throw new ConfigError(`invalid TSA_CERTS: ${e.TSA_CERTS} does not exist`);
-    rfc3161 = { url: e.TSA_URL, certsFile: e.TSA_CERTS, timeoutMs: e.TSA_TIMEOUT_MS, intervalMs: e.RFC3161_ANCHOR_INTERVAL_MS };
+    rfc3161 = {
+      url: e.TSA_URL,
+      certsFile: e.TSA_CERTS,
+      timeoutMs: e.TSA_TIMEOUT_MS,
+      intervalMs: e.RFC3161_ANCHOR_INTERVAL_MS,
+    };
   }
   const logOrigin = e.LOG_ORIGIN ?? "trialseal.localhost/log";
   const anchoring: AnchoringConfig = {
-    local: e.LOCAL_LEDGER === false ? null : { id: e.LOCAL_LEDGER_ID ?? `${logOrigin}/local-ledger`, intervalMs: e.LOCAL_ANCHOR_INTERVAL_MS },
+    local:
+      e.LOCAL_LEDGER === false
+        ? null
+        : { id: e.LOCAL_LEDGER_ID ?? `${logOrigin}/local-ledger`, intervalMs: e.LOCAL_ANCHOR_INTERVAL_MS },
     evm,
     rfc3161,
     retryMaxMs: e.ANCHOR_RETRY_MAX_MS,

@@ -25,8 +25,12 @@ describe("configuration", () => {
 
   it("refuses to start production without real secrets, naming the variable", () => {
     const dir = tmp();
-    expect(() => parseEnv({ NODE_ENV: "production", DATA_DIR: dir, DATA_KEY: prodSecrets.DATA_KEY })).toThrow(/^missing SESSION_SECRET/);
-    expect(() => parseEnv({ NODE_ENV: "production", DATA_DIR: dir, SESSION_SECRET: prodSecrets.SESSION_SECRET })).toThrow(/^missing DATA_KEY/);
+    expect(() => parseEnv({ NODE_ENV: "production", DATA_DIR: dir, DATA_KEY: prodSecrets.DATA_KEY })).toThrow(
+      /^missing SESSION_SECRET/,
+    );
+    expect(() =>
+      parseEnv({ NODE_ENV: "production", DATA_DIR: dir, SESSION_SECRET: prodSecrets.SESSION_SECRET }),
+    ).toThrow(/^missing DATA_KEY/);
     expect(() => parseEnv({ NODE_ENV: "production", DATA_DIR: dir, ...prodSecrets, SESSION_SECRET: "short" })).toThrow(
       "invalid SESSION_SECRET: must be at least 32 characters",
     );

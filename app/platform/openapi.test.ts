@@ -8,7 +8,12 @@ import { ROOT } from "../../test/helpers/portal.ts";
 /** Remix flat-route file name -> URL path template, e.g. api.v1.studies.$code.records_.$id.ts -> /api/v1/studies/{code}/records/{id}. */
 function urlOf(file: string): string {
   const stem = file.replace(/\.tsx?$/, "");
-  const segments = stem.split(/\.(?![^[]*\])/).map((s) => s.replace(/_$/, "").replace(/^\$(.+)$/, "{$1}").replace(/\[(.+)\]/, "$1"));
+  const segments = stem.split(/\.(?![^[]*\])/).map((s) =>
+    s
+      .replace(/_$/, "")
+      .replace(/^\$(.+)$/, "{$1}")
+      .replace(/\[(.+)\]/, "$1"),
+  );
   return "/" + segments.join("/").replace(/\/\{?\.json\}?$/, ".json");
 }
 

@@ -1,7 +1,13 @@
 /** The integration API's OpenAPI 3.1 document (served at /api/v1/openapi.json; a test keeps it complete). */
 const error = { $ref: "#/components/schemas/Error" };
 // Every operation may meet a database outage: 503 database_unavailable with Retry-After.
-const errors = (...codes: number[]) => Object.fromEntries([...codes, 503].map((c) => [String(c), { description: ERROR_TEXT[c], content: { "application/json": { schema: error } } }]));
+const errors = (...codes: number[]) =>
+  Object.fromEntries(
+    [...codes, 503].map((c) => [
+      String(c),
+      { description: ERROR_TEXT[c], content: { "application/json": { schema: error } } },
+    ]),
+  );
 const ERROR_TEXT: Record<number, string> = {
   400: "unreadable request (not JSON, bad query or header)",
   401: "no or unknown credentials",
@@ -17,12 +23,22 @@ const ERROR_TEXT: Record<number, string> = {
   503: "the database is unavailable (restarting); nothing was changed; retry after Retry-After seconds (with the same Idempotency-Key for writes)",
 };
 const bearer = [{ bearer: [] }, { session: [] }];
-const code = { name: "code", in: "path", required: true, schema: { type: "string" }, description: "study protocol code" };
+const code = {
+  name: "code",
+  in: "path",
+  required: true,
+  schema: { type: "string" },
+  description: "study protocol code",
+};
 const json = (schema: unknown, description = "OK") => ({ description, content: { "application/json": { schema } } });
 
 export const OPENAPI = {
   openapi: "3.1.0",
-  info: { title: "TrialSeal API", version: "1", description: "Study-scoped integration API and public log endpoints. Errors are {\"error\":{code,message,field?}}." },
+  info: {
+    title: "TrialSeal API",
+    version: "1",
+    description: 'Study-scoped integration API and public log endpoints. Errors are {"error":{code,message,field?}}.',
+  },
   servers: [{ url: "/" }],
   components: {
     securitySchemes: {
@@ -30,21 +46,61 @@ export const OPENAPI = {
       session: { type: "apiKey", in: "cookie", name: "ts_session" },
     },
     schemas: {
-      Error: { type: "object", required: ["error"], properties: { error: { type: "object", required: ["code", "message"], properties: { code: { type: "string" }, message: { type: "string" }, field: { type: "string" } } } } },
-      Entry: { type: "object", properties: { id: { type: "string", format: "uuid" }, status: { enum: ["pending", "sealed"] } } },
-      SavedRecord: { type: "object", required: ["id", "version", "entry"], properties: { id: { type: "string", format: "uuid" }, version: { type: "integer" }, entry: { $ref: "#/components/schemas/Entry" } } },
+      Error: {
+        type: "object",
+        required: ["error"],
+        properties: {
+          error: {
+            type: "object",
+            required: ["code", "message"],
+            properties: { code: { type: "string" }, message: { type: "string" }, field: { type: "string" } },
+          },
+        },
+      },
+      Entry: {
+        type: "object",
+        properties: { id: { type: "string", format: "uuid" }, status: { enum: ["pending", "sealed"] } },
+      },
+      SavedRecord: {
+        type: "object",
+        required: ["id", "version", "entry"],
+        properties: {
+          id: { type: "string", format: "uuid" },
+          version: { type: "integer" },
+          entry: { $ref: "#/components/schemas/Entry" },
+        },
+      },
       NewRecord: {
         type: "object",
         required: ["subject", "form", "visit", "data"],
-        properties: { subject: { type: "string" }, form: { type: "string" }, formVersion: { type: "integer", description: "default: the latest approved" }, visit: { type: "string" }, data: { type: "object", additionalProperties: true } },
+        properties: {
+          subject: { type: "string" },
+          form: { type: "string" },
+          formVersion: { type: "integer", description: "default: the latest approved" },
+          visit: { type: "string" },
+          data: { type: "object", additionalProperties: true },
+        },
       },
-      Correction: { type: "object", required: ["data", "reason"], properties: { data: { type: "object", additionalProperties: true }, reason: { type: "string", minLength: 1 } } },
-      FormDefinition: { type: "object", required: ["code", "title", "version", "visits", "fields"], description: "see docs and app/records/form-definition.ts" },
+      Correction: {
+        type: "object",
+        required: ["data", "reason"],
+        properties: { data: { type: "object", additionalProperties: true }, reason: { type: "string", minLength: 1 } },
+      },
+      FormDefinition: {
+        type: "object",
+        required: ["code", "title", "version", "visits", "fields"],
+        description: "see docs and app/records/form-definition.ts",
+      },
       ProofBundle: { type: "object", description: "trialseal-proof/v1 (docs/proof-format.md)" },
     },
   },
   paths: {
-    "/api/v1/checkpoint": { get: { summary: "latest signed checkpoint (C2SP signed note)", responses: { "200": { description: "text/plain note" }, ...errors(404) } } },
+    "/api/v1/checkpoint": {
+      get: {
+        summary: "latest signed checkpoint (C2SP signed note)",
+        responses: { "200": { description: "text/plain note" }, ...errors(404) },
+      },
+    },
     "/api/v1/consistency": {
       get: {
         summary: "RFC 9162 consistency proof between two log sizes",
@@ -58,36 +114,86 @@ export const OPENAPI = {
     "/api/v1/checkpoints/{size}/anchors": {
       get: {
         summary: "a checkpoint (signed note) and the receipts of its final anchors, for monitors",
-        parameters: [{ name: "size", in: "path", required: true, schema: { type: "integer" }, description: "log size (tree size) of the checkpoint" }],
-        responses: { "200": json({ type: "object", properties: { treeSize: { type: "integer" }, note: { type: "string" }, anchors: { type: "array" } } }), ...errors(400, 404) },
+        parameters: [
+          {
+            name: "size",
+            in: "path",
+            required: true,
+            schema: { type: "integer" },
+            description: "log size (tree size) of the checkpoint",
+          },
+        ],
+        responses: {
+          "200": json({
+            type: "object",
+            properties: { treeSize: { type: "integer" }, note: { type: "string" }, anchors: { type: "array" } },
+          }),
+          ...errors(400, 404),
+        },
       },
     },
-    "/api/v1/status": { get: { summary: "log size and per-ledger anchoring status", responses: { "200": json({ type: "object" }) } } },
+    "/api/v1/status": {
+      get: { summary: "log size and per-ledger anchoring status", responses: { "200": json({ type: "object" }) } },
+    },
     "/api/v1/entries/{ref}/proof": {
       get: {
         summary: "proof bundle of a ledger entry (id, or seq once sealed)",
         security: bearer,
         parameters: [{ name: "ref", in: "path", required: true, schema: { type: "string" } }],
-        responses: { "200": json({ $ref: "#/components/schemas/ProofBundle" }), "202": json({ type: "object" }, "not sealed yet; see Retry-After"), ...errors(401, 404) },
+        responses: {
+          "200": json({ $ref: "#/components/schemas/ProofBundle" }),
+          "202": json({ type: "object" }, "not sealed yet; see Retry-After"),
+          ...errors(401, 404),
+        },
       },
     },
     "/api/v1/studies/{code}/forms": {
-      get: { summary: "every version of every form", security: bearer, parameters: [code], responses: { "200": json({ type: "object" }), ...errors(401, 404) } },
+      get: {
+        summary: "every version of every form",
+        security: bearer,
+        parameters: [code],
+        responses: { "200": json({ type: "object" }), ...errors(401, 404) },
+      },
       post: {
-        summary: "import a form definition (approved unless ?draft=true); needs the admin role or a token with forms.manage",
+        summary:
+          "import a form definition (approved unless ?draft=true); needs the admin role or a token with forms.manage",
         security: bearer,
         parameters: [code, { name: "draft", in: "query", schema: { type: "boolean" } }],
-        requestBody: { required: true, content: { "application/json": { schema: { $ref: "#/components/schemas/FormDefinition" } } } },
+        requestBody: {
+          required: true,
+          content: { "application/json": { schema: { $ref: "#/components/schemas/FormDefinition" } } },
+        },
         responses: { "201": json({ type: "object" }, "created"), ...errors(400, 401, 403, 404, 409, 413, 415, 422) },
       },
     },
     "/api/v1/studies/{code}/participants": {
       post: {
-        summary: "enrol a participant at a site; returns the generated subject code; Idempotency-Key makes retries safe",
+        summary:
+          "enrol a participant at a site; returns the generated subject code; Idempotency-Key makes retries safe",
         security: bearer,
         parameters: [code, { name: "Idempotency-Key", in: "header", schema: { type: "string", maxLength: 200 } }],
-        requestBody: { required: true, content: { "application/json": { schema: { type: "object", required: ["site"], properties: { site: { type: "string" } } } } } },
-        responses: { "201": json({ type: "object", properties: { subject: { type: "string" }, id: { type: "string" }, entry: { $ref: "#/components/schemas/Entry" } } }, "created (or the replayed original)"), ...errors(400, 401, 403, 404, 409, 413, 415, 422, 429) },
+        requestBody: {
+          required: true,
+          content: {
+            "application/json": {
+              schema: { type: "object", required: ["site"], properties: { site: { type: "string" } } },
+            },
+          },
+        },
+        responses: {
+          "201": json(
+            {
+              type: "object",
+              properties: {
+                subject: { type: "string" },
+                id: { type: "string" },
+                entry: { $ref: "#/components/schemas/Entry" },
+              },
+            },
+            "created (or the replayed original)",
+          ),
+          ...errors(400, 401, 403, 404, 409, 413, 415, 422, 429),
+        },
       },
     },
     "/api/v1/studies/{code}/records": {
@@ -95,8 +201,14 @@ export const OPENAPI = {
         summary: "enter a record (version 1); Idempotency-Key makes retries safe",
         security: bearer,
         parameters: [code, { name: "Idempotency-Key", in: "header", schema: { type: "string", maxLength: 200 } }],
-        requestBody: { required: true, content: { "application/json": { schema: { $ref: "#/components/schemas/NewRecord" } } } },
-        responses: { "201": json({ $ref: "#/components/schemas/SavedRecord" }, "created (or the replayed original)"), ...errors(400, 401, 403, 404, 409, 413, 415, 422, 429) },
+        requestBody: {
+          required: true,
+          content: { "application/json": { schema: { $ref: "#/components/schemas/NewRecord" } } },
+        },
+        responses: {
+          "201": json({ $ref: "#/components/schemas/SavedRecord" }, "created (or the replayed original)"),
+          ...errors(400, 401, 403, 404, 409, 413, 415, 422, 429),
+        },
       },
     },
     "/api/v1/studies/{code}/records/{id}": {
@@ -110,8 +222,14 @@ export const OPENAPI = {
         summary: "correct a record (a reason is required); keeps every prior version",
         security: bearer,
         parameters: [code, { name: "id", in: "path", required: true, schema: { type: "string", format: "uuid" } }],
-        requestBody: { required: true, content: { "application/json": { schema: { $ref: "#/components/schemas/Correction" } } } },
-        responses: { "200": json({ $ref: "#/components/schemas/SavedRecord" }), ...errors(400, 401, 403, 404, 413, 415, 422, 423, 429) },
+        requestBody: {
+          required: true,
+          content: { "application/json": { schema: { $ref: "#/components/schemas/Correction" } } },
+        },
+        responses: {
+          "200": json({ $ref: "#/components/schemas/SavedRecord" }),
+          ...errors(400, 401, 403, 404, 413, 415, 422, 423, 429),
+        },
       },
     },
     "/api/v1/openapi.json": { get: { summary: "this document", responses: { "200": json({ type: "object" }) } } },

@@ -50,7 +50,8 @@ export const TOKEN_SCOPES = ["forms.manage"] as const satisfies readonly Action[
 
 export function can(p: Principal, action: Action, scope: { studyId: string; siteId?: string | null }): boolean {
   if (p.platformAdmin) return true;
-  if (p.kind === "token" && p.scopes?.includes(action) && p.memberships.some((m) => m.studyId === scope.studyId)) return true;
+  if (p.kind === "token" && p.scopes?.includes(action) && p.memberships.some((m) => m.studyId === scope.studyId))
+    return true;
   const allowed = PERMISSIONS[action] as readonly Role[];
   return p.memberships.some(
     (m) =>
@@ -60,7 +61,11 @@ export function can(p: Principal, action: Action, scope: { studyId: string; site
   );
 }
 
-export function requirePermission(p: Principal, action: Action, scope: { studyId: string; siteId?: string | null }): void {
+export function requirePermission(
+  p: Principal,
+  action: Action,
+  scope: { studyId: string; siteId?: string | null },
+): void {
   if (!can(p, action, scope)) throw new ServiceError("forbidden", `not permitted: ${action}`);
 }
 

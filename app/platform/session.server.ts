@@ -67,7 +67,12 @@ export function safeNext(next: string | null | undefined, fallback = "/studies")
 }
 
 /** Signed in and permitted `action` in the study; otherwise 403. */
-export async function requireStudyPermission(request: Request, context: AppLoadContext, action: Action, scope: { studyId: string; siteId?: string | null }) {
+export async function requireStudyPermission(
+  request: Request,
+  context: AppLoadContext,
+  action: Action,
+  scope: { studyId: string; siteId?: string | null },
+) {
   const user = await requireUser(request, context);
   try {
     requirePermission(user, action, scope);
@@ -79,5 +84,8 @@ export async function requireStudyPermission(request: Request, context: AppLoadC
 }
 
 export function requestMeta(request: Request) {
-  return { ip: request.headers.get("x-forwarded-for")?.split(",")[0].trim() ?? null, userAgent: request.headers.get("user-agent") };
+  return {
+    ip: request.headers.get("x-forwarded-for")?.split(",")[0].trim() ?? null,
+    userAgent: request.headers.get("user-agent"),
+  };
 }

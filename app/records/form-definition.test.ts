@@ -20,7 +20,11 @@ describe("CRF form definitions", () => {
     };
     expect(bad((d) => (d.fields[2].type = "float"))).toMatchObject({ ok: false, path: "fields[2].type" });
     expect(bad((d) => (d.fields[0].colour = "red"))).toMatchObject({ ok: false, path: "fields[0]" });
-    expect(bad((d) => (d.fields[1].name = "sbp"))).toMatchObject({ ok: false, path: "fields[1].name", message: "duplicate field name sbp" });
+    expect(bad((d) => (d.fields[1].name = "sbp"))).toMatchObject({
+      ok: false,
+      path: "fields[1].name",
+      message: "duplicate field name sbp",
+    });
     expect(bad((d) => (d.version = 0))).toMatchObject({ ok: false, path: "version" });
     expect(bad((d) => (d.fields[0].min = 300))).toMatchObject({ ok: false, path: "fields[0].min" });
   });
@@ -29,7 +33,15 @@ describe("CRF form definitions", () => {
     const parsed = parseFormDefinition(vitals);
     if (!parsed.ok) throw new Error("demo form invalid");
     const s = recordSchema(parsed.definition);
-    const good = { sbp: 120, dbp: 80, temp: 36.65, visit_date: "2026-03-01", smoker: "N", symptoms: ["NAUSEA"], pregnant: false };
+    const good = {
+      sbp: 120,
+      dbp: 80,
+      temp: 36.65,
+      visit_date: "2026-03-01",
+      smoker: "N",
+      symptoms: ["NAUSEA"],
+      pregnant: false,
+    };
     expect(s.safeParse(good).success).toBe(true);
     expect(s.safeParse({ ...good, sbp: 120.5 }).success).toBe(false);
     expect(s.safeParse({ ...good, sbp: 251 }).success).toBe(false);

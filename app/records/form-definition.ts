@@ -6,7 +6,12 @@ import { z } from "zod";
 
 const name = z.string().regex(/^[a-z][a-z0-9_]{0,63}$/, "field names are lower-case letters, digits and _ (max 64)");
 const code = z.string().regex(/^[A-Z0-9][A-Z0-9_-]{0,31}$/, "codes are 1-32 capital letters, digits, - or _");
-const base = { name, label: z.string().min(1).max(200), required: z.boolean().optional(), help: z.string().max(500).optional() };
+const base = {
+  name,
+  label: z.string().min(1).max(200),
+  required: z.boolean().optional(),
+  help: z.string().max(500).optional(),
+};
 const option = z.strictObject({ value: z.string().min(1).max(64), label: z.string().min(1).max(200) });
 
 export const FieldSchema = z.discriminatedUnion("type", [
@@ -37,29 +42,45 @@ export const FormDefinitionSchema = z
   .superRefine((d, ctx) => {
     const seen = new Set<string>();
     d.fields.forEach((f, i) => {
-      if (seen.has(f.name)) ctx.addIssue({ code: "custom", path: ["fields", i, "name"], message: `duplicate field name ${f.name}` });
+      if (seen.has(f.name))
+        ctx.addIssue({ code: "custom", path: ["fields", i, "name"], message: `duplicate field name ${f.name}` });
       seen.add(f.name);
       if (f.type === "number" && f.min !== undefined && f.max !== undefined && f.min > f.max)
         ctx.addIssue({ code: "custom", path: ["fields", i, "min"], message: "min is greater than max" });
-      if ((f.type === "choice" || f.type === "multichoice") && new Set(f.options.map((o) => o.value)).size !== f.options.length)
+      if (
+        (f.type === "choice" || f.type === "multichoice") &&
+        new Set(f.options.map((o) => o.value)).size !== f.options.length
+      )
         ctx.addIssue({ code: "custom", path: ["fields", i, "options"], message: "duplicate option value" });
     });
-    if (new Set(d.visits).size !== d.visits.length) ctx.addIssue({ code: "custom", path: ["visits"], message: "duplicate visit" });
+    if (new Set(d.visits).size !== d.visits.length)
+      ctx.addIssue({ code: "custom", path: ["visits"], message: "duplicate visit" });
   });
 
 export type FormDefinition = z.infer<typeof FormDefinitionSchema>;
 export type FieldDefinition = z.infer<typeof FieldSchema>;
 
 /** Parse a definition; on failure, the message names the path of the offending field. */
-export function parseFormDefinition(input: unknown): { ok: true; definition: FormDefinition } | { ok: false; path: string; message: string } {
+export function parseFormDefinition(
+  input: unknown,
+): { ok: true; definition: FormDefinition } | { ok: false; path: string; message: string } {
   const r = FormDefinitionSchema.safeParse(input);
   if (r.success) return { ok: true, definition: r.data };
   const i = r.error.issues[0];
-  return { ok: false, path: i.path.map((p) => (typeof p === "number" ? `[${p}]` : `.${String(p)}`)).join("").replace(/^\./, "") || "$", message: i.message };
+  return {
+    ok: false,
+    path:
+      i.path
+        .map((p) => (typeof p === "number" ? `[${p}]` : `.${String(p)}`))
+        .join("")
+        .replace(/^\./, "") || "$",
+    message: i.message,
+  };
 }
 
 const DATE = /^\d{4}-(0[1-9]|1[0-2])-(0[1-9]|[12]\d|3[01])$/;
-const DATETIME = /^\d{4}-(0[1-9]|1[0-2])-(0[1-9]|[12]\d|3[01])T([01]\d|2[0-3]):[0-5]\d(:[0-5]\d(\.\d{1,3})?)?(Z|[+-]([01]\d|2[0-3]):[0-5]\d)$/;
+const DATETIME =
+  /^\d{4}-(0[1-9]|1[0-2])-(0[1-9]|[12]\d|3[01])T([01]\d|2[0-3]):[0-5]\d(:[0-5]\d(\.\d{1,3})?)?(Z|[+-]([01]\d|2[0-3]):[0-5]\d)$/;
 
 function validDate(s: string): boolean {
   if (!DATE.test(s)) return false;
@@ -81,7 +102,9 @@ function fieldSchema(f: FieldDefinition): z.ZodType<unknown> {
     case "date":
       return z.string().refine(validDate, "must be a date YYYY-MM-DD");
     case "datetime":
-      return z.string().refine((s) => DATETIME.test(s) && validDate(s.slice(0, 10)), "must be a date-time with time zone (RFC 3339)");
+      return z
+        .string()
+        .refine((s) => DATETIME.test(s) && validDate(s.slice(0, 10)), "must be a date-time with time zone (RFC 3339)");
     case "choice":
       return z.enum(f.options.map((o) => o.value) as [string, ...string[]]);
     case "multichoice":

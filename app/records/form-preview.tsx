@@ -5,7 +5,10 @@ export function FormPreview({ def }: { def: FormDefinition }) {
   return (
     <div className="preview" aria-label={`Preview of ${def.code} version ${def.version}`}>
       <h3>
-        {def.title} <span className="muted">({def.code} v{def.version}; visits {def.visits.join(", ")})</span>
+        {def.title}{" "}
+        <span className="muted">
+          ({def.code} v{def.version}; visits {def.visits.join(", ")})
+        </span>
       </h3>
       {def.fields.map((f) => {
         const id = `preview-${f.name}`;
@@ -54,8 +57,20 @@ export function FormPreview({ def }: { def: FormDefinition }) {
                 <input
                   id={id}
                   disabled
-                  type={f.type === "number" ? "number" : f.type === "date" ? "date" : f.type === "datetime" ? "datetime-local" : "text"}
-                  placeholder={f.type === "number" && (f.min !== undefined || f.max !== undefined) ? `${f.min ?? ""}–${f.max ?? ""}` : undefined}
+                  type={
+                    f.type === "number"
+                      ? "number"
+                      : f.type === "date"
+                        ? "date"
+                        : f.type === "datetime"
+                          ? "datetime-local"
+                          : "text"
+                  }
+                  placeholder={
+                    f.type === "number" && (f.min !== undefined || f.max !== undefined)
+                      ? `${f.min ?? ""}–${f.max ?? ""}`
+                      : undefined
+                  }
                 />
               </div>
             );

@@ -5,7 +5,10 @@
  */
 import type { FormDefinition } from "./form-definition.ts";
 
-export function valuesFromForm(def: FormDefinition, form: { get(name: string): unknown; getAll(name: string): unknown[] }): Record<string, unknown> {
+export function valuesFromForm(
+  def: FormDefinition,
+  form: { get(name: string): unknown; getAll(name: string): unknown[] },
+): Record<string, unknown> {
   const out: Record<string, unknown> = {};
   for (const f of def.fields) {
     const key = `f_${f.name}`;

@@ -14,7 +14,12 @@ import { appendEntry } from "../log/append-entry.server.ts";
 import { getStudyOrThrow } from "../studies/studies.server.ts";
 
 /** Import a form definition; approved at once unless `draft` (approval is a ledger entry). */
-export async function importForm(ctx: AppContext, studyCode: string, definition: unknown, opts: { draft?: boolean; actorId: string | null }) {
+export async function importForm(
+  ctx: AppContext,
+  studyCode: string,
+  definition: unknown,
+  opts: { draft?: boolean; actorId: string | null },
+) {
   const parsed = parseFormDefinition(definition);
   if (!parsed.ok) throw new ServiceError("invalid", `form definition: ${parsed.path}: ${parsed.message}`, parsed.path);
   const def = parsed.definition;
@@ -49,7 +54,12 @@ export async function importForm(ctx: AppContext, studyCode: string, definition:
       });
     });
   } catch (err) {
-    if (isUniqueViolation(err)) throw new ServiceError("conflict", `form ${def.code} version ${def.version} already exists in ${study.code}`, "version");
+    if (isUniqueViolation(err))
+      throw new ServiceError(
+        "conflict",
+        `form ${def.code} version ${def.version} already exists in ${study.code}`,
+        "version",
+      );
     throw err;
   }
 }
@@ -65,7 +75,12 @@ export interface ConsentDocumentInput {
 }
 
 /** Create a consent document version approved by the IRB (the approval is a ledger entry). */
-export async function createApprovedConsentDocument(ctx: AppContext, studyCode: string, doc: ConsentDocumentInput, actorId: string | null) {
+export async function createApprovedConsentDocument(
+  ctx: AppContext,
+  studyCode: string,
+  doc: ConsentDocumentInput,
+  actorId: string | null,
+) {
   const study = await getStudyOrThrow(ctx, studyCode);
   const bodySha256 = ctx.crypto.sha256(new TextEncoder().encode(doc.bodyMarkdown));
   return ctx.db.transaction(async (tx) => {
@@ -117,14 +132,24 @@ export function formView(f: Awaited<ReturnType<typeof listForms>>[number]) {
 }
 
 /** Approve a draft form version (a ledger entry carrying the definition's SHA-256). */
-export async function approveForm(ctx: AppContext, principal: Principal, input: { study: string; code: string; version: number }) {
+export async function approveForm(
+  ctx: AppContext,
+  principal: Principal,
+  input: { study: string; code: string; version: number },
+) {
   const study = await getStudyOrThrow(ctx, input.study);
   requirePermission(principal, "forms.manage", { studyId: study.id });
   const f = await findForm(ctx.db, study.id, input.code, input.version);
   if (!f) throw new ServiceError("not_found", `no form ${input.code} version ${input.version}`, "form");
-  if (f.status !== "draft") throw new ServiceError("conflict", `form ${f.code} version ${f.version} is ${f.status}, not a draft`, "form");
+  if (f.status !== "draft")
+    throw new ServiceError("conflict", `form ${f.code} version ${f.version} is ${f.status}, not a draft`, "form");
   return ctx.db.transaction(async (tx) => {
-    const e = await appendEntry(tx, ctx.crypto, study, "form.approved", { form: f.code, version: f.version, definitionSha256: toHex(f.definitionSha256), actor: principal.userId });
+    const e = await appendEntry(tx, ctx.crypto, study, "form.approved", {
+      form: f.code,
+      version: f.version,
+      definitionSha256: toHex(f.definitionSha256),
+      actor: principal.userId,
+    });
     const [row] = await tx
       .update(forms)
       .set({ status: "approved", approvedBy: principal.userId, approvedAt: new Date(), approvalEntryId: e.id })
@@ -139,14 +164,27 @@ const calendarDate = z
   .string()
   .trim()
   .regex(/^\d{4}-\d{2}-\d{2}$/, "use YYYY-MM-DD")
-  .refine((d) => !Number.isNaN(Date.parse(`${d}T00:00:00Z`)) && new Date(`${d}T00:00:00Z`).toISOString().startsWith(d), "not a calendar date")
+  .refine(
+    (d) => !Number.isNaN(Date.parse(`${d}T00:00:00Z`)) && new Date(`${d}T00:00:00Z`).toISOString().startsWith(d),
+    "not a calendar date",
+  )
   .refine((d) => d <= new Date().toISOString().slice(0, 10), "the IRB approval date cannot be in the future");
 
 export const ConsentDocumentSchema = z.object({
-  code: z.string().trim().regex(/^[A-Z0-9][A-Z0-9_-]{0,31}$/, "use 1-32 capital letters, digits, - or _"),
-  version: z.string().trim().regex(/^[0-9A-Za-z][0-9A-Za-z.-]{0,31}$/, "e.g. 1.0 or 2.1-es"),
+  code: z
+    .string()
+    .trim()
+    .regex(/^[A-Z0-9][A-Z0-9_-]{0,31}$/, "use 1-32 capital letters, digits, - or _"),
+  version: z
+    .string()
+    .trim()
+    .regex(/^[0-9A-Za-z][0-9A-Za-z.-]{0,31}$/, "e.g. 1.0 or 2.1-es"),
   title: z.string().trim().min(1, "give the document a title").max(300),
-  language: z.string().trim().regex(/^[a-z]{2,3}(-[A-Za-z0-9]{2,8})*$/, "a language tag such as en, es or pt-BR").default("en"),
+  language: z
+    .string()
+    .trim()
+    .regex(/^[a-z]{2,3}(-[A-Za-z0-9]{2,8})*$/, "a language tag such as en, es or pt-BR")
+    .default("en"),
   bodyMarkdown: z
     .string()
     .min(20, "the document text is missing")
@@ -160,7 +198,12 @@ export const ConsentDocumentSchema = z.object({
 });
 
 /** An admin adds an IRB-approved consent document version (validated; the approval is a ledger entry). */
-export async function addConsentDocument(ctx: AppContext, principal: Principal, studyCode: string, input: z.input<typeof ConsentDocumentSchema>) {
+export async function addConsentDocument(
+  ctx: AppContext,
+  principal: Principal,
+  studyCode: string,
+  input: z.input<typeof ConsentDocumentSchema>,
+) {
   const r = ConsentDocumentSchema.safeParse(input);
   if (!r.success) {
     const i = r.error.issues[0];
@@ -171,7 +214,12 @@ export async function addConsentDocument(ctx: AppContext, principal: Principal, 
   try {
     return await createApprovedConsentDocument(ctx, study.code, r.data, principal.userId);
   } catch (err) {
-    if (isUniqueViolation(err)) throw new ServiceError("conflict", `consent document ${r.data.code} version ${r.data.version} already exists`, "version");
+    if (isUniqueViolation(err))
+      throw new ServiceError(
+        "conflict",
+        `consent document ${r.data.code} version ${r.data.version} already exists`,
+        "version",
+      );
     throw err;
   }
 }

@@ -20,20 +20,40 @@ export interface Idempotency {
 /** The Idempotency-Key header checked: null when absent, an error message when malformed. */
 export function idempotencyKeyOf(request: Request): { key: string | null; error?: string } {
   const key = request.headers.get("idempotency-key");
-  if (key !== null && !/^[\x21-\x7e]{1,200}$/.test(key)) return { key: null, error: "Idempotency-Key must be 1-200 visible ASCII characters" };
+  if (key !== null && !/^[\x21-\x7e]{1,200}$/.test(key))
+    return { key: null, error: "Idempotency-Key must be 1-200 visible ASCII characters" };
   return { key };
 }
 
 /** Store the response of a write in the write's transaction (no-op without a key). */
 export async function storeIdempotent(tx: DbOrTx, idem: Idempotency | undefined, status: number, body: unknown) {
   if (!idem) return;
-  await tx.insert(idempotencyKeys).values({ scope: idem.scope, key: idem.key, requestHash: idem.requestHash, status, responseText: JSON.stringify(body) });
+  await tx
+    .insert(idempotencyKeys)
+    .values({
+      scope: idem.scope,
+      key: idem.key,
+      requestHash: idem.requestHash,
+      status,
+      responseText: JSON.stringify(body),
+    });
 }
 
 /** A stored response for (scope, key), or null. A different request under the same key is refused. */
-export async function replayIdempotent(ctx: AppContext, idem: Idempotency): Promise<{ status: number; body: unknown } | null> {
-  const [row] = await ctx.db.select().from(idempotencyKeys).where(and(eq(idempotencyKeys.scope, idem.scope), eq(idempotencyKeys.key, idem.key)));
+export async function replayIdempotent(
+  ctx: AppContext,
+  idem: Idempotency,
+): Promise<{ status: number; body: unknown } | null> {
+  const [row] = await ctx.db
+    .select()
+    .from(idempotencyKeys)
+    .where(and(eq(idempotencyKeys.scope, idem.scope), eq(idempotencyKeys.key, idem.key)));
   if (!row) return null;
-  if (toHex(row.requestHash) !== toHex(idem.requestHash)) throw new ServiceError("conflict", "this Idempotency-Key was already used for a different request", "Idempotency-Key");
+  if (toHex(row.requestHash) !== toHex(idem.requestHash))
+    throw new ServiceError(
+      "conflict",
+      "this Idempotency-Key was already used for a different request",
+      "Idempotency-Key",
+    );
   return { status: row.status, body: JSON.parse(row.responseText) };
 }

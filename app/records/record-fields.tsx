@@ -1,7 +1,15 @@
 /** The inputs of a CRF form for entry and correction, with each field's validation message beside it. */
 import type { FormDefinition } from "./form-definition.ts";
 
-export function RecordFields({ def, values, error }: { def: FormDefinition; values?: Record<string, unknown>; error?: { field: string | null; message: string } | null }) {
+export function RecordFields({
+  def,
+  values,
+  error,
+}: {
+  def: FormDefinition;
+  values?: Record<string, unknown>;
+  error?: { field: string | null; message: string } | null;
+}) {
   return (
     <>
       {def.fields.map((f) => {
@@ -20,7 +28,12 @@ export function RecordFields({ def, values, error }: { def: FormDefinition; valu
             {f.type === "number" && f.unit ? <span className="muted"> ({f.unit})</span> : null}
           </label>
         );
-        const common = { id, name: id, "aria-invalid": bad || undefined, "aria-describedby": bad ? `${id}-error` : undefined };
+        const common = {
+          id,
+          name: id,
+          "aria-invalid": bad || undefined,
+          "aria-describedby": bad ? `${id}-error` : undefined,
+        };
         switch (f.type) {
           case "choice":
             return (
@@ -43,7 +56,13 @@ export function RecordFields({ def, values, error }: { def: FormDefinition; valu
                 <legend>{f.label}</legend>
                 {f.options.map((o) => (
                   <label key={o.value} className="inline">
-                    <input type="checkbox" name={id} value={o.value} defaultChecked={Array.isArray(v) && v.includes(o.value)} /> {o.label}
+                    <input
+                      type="checkbox"
+                      name={id}
+                      value={o.value}
+                      defaultChecked={Array.isArray(v) && v.includes(o.value)}
+                    />{" "}
+                    {o.label}
                   </label>
                 ))}
                 {msg}
@@ -65,7 +84,13 @@ export function RecordFields({ def, values, error }: { def: FormDefinition; valu
             return (
               <div key={f.name}>
                 {label}
-                <input {...common} type={f.type === "date" ? "date" : "text"} inputMode={f.type === "number" ? "decimal" : undefined} defaultValue={v === undefined || v === null ? "" : String(v)} placeholder={f.type === "datetime" ? "2026-03-01T09:30:00Z" : undefined} />
+                <input
+                  {...common}
+                  type={f.type === "date" ? "date" : "text"}
+                  inputMode={f.type === "number" ? "decimal" : undefined}
+                  defaultValue={v === undefined || v === null ? "" : String(v)}
+                  placeholder={f.type === "datetime" ? "2026-03-01T09:30:00Z" : undefined}
+                />
                 {msg}
               </div>
             );

@@ -23,7 +23,6 @@ import { firstFinalAnchorsCovering } from "../../db/queries/anchors.ts";
 import { assertUnlocked } from "../clinical-monitoring/clinical-monitoring.server.ts";
 import { assertConsentAllowsNewData } from "../consent/consent.server.ts";
 
-
 export const NewRecordInput = z.object({
   subject: z.string().trim().min(1, "subject is required").max(64),
   form: z.string().trim().min(1, "form is required").max(32),
@@ -34,7 +33,11 @@ export const NewRecordInput = z.object({
 
 export const CorrectionInput = z.object({
   data: z.record(z.string(), z.unknown(), { error: "data must be an object of field values" }),
-  reason: z.string({ error: "a correction needs a reason for change" }).trim().min(1, "a correction needs a reason for change").max(2000),
+  reason: z
+    .string({ error: "a correction needs a reason for change" })
+    .trim()
+    .min(1, "a correction needs a reason for change")
+    .max(2000),
 });
 
 function invalid(message: string, field: string): never {
@@ -56,7 +59,10 @@ export function validateValues(def: FormDefinition, data: unknown): Record<strin
   if (!r.success) {
     const i = r.error.issues[0];
     const field = i.path.length ? `data.${i.path.map(String).join(".")}` : "data";
-    const message = i.code === "unrecognized_keys" ? `data: unknown field ${(i as { keys?: string[] }).keys?.join(", ")} (not in form ${def.code} v${def.version})` : `${field}: ${i.message}`;
+    const message =
+      i.code === "unrecognized_keys"
+        ? `data: unknown field ${(i as { keys?: string[] }).keys?.join(", ")} (not in form ${def.code} v${def.version})`
+        : `${field}: ${i.message}`;
     invalid(message, i.code === "unrecognized_keys" ? `data.${(i as { keys?: string[] }).keys?.[0]}` : field);
   }
   return data as Record<string, unknown>;
@@ -70,7 +76,11 @@ async function formFor(ctx: AppContext, studyId: string, code: string, version?:
     .orderBy(desc(forms.version));
   if (rows.length === 0) invalid(`form: ${code} has no approved version in this study`, "form");
   const f = version === undefined ? rows[0] : rows.find((r) => r.version === version);
-  if (!f) invalid(`formVersion: ${code} version ${version} is not an approved version (approved: ${rows.map((r) => r.version).join(", ")})`, "formVersion");
+  if (!f)
+    invalid(
+      `formVersion: ${code} version ${version} is not an approved version (approved: ${rows.map((r) => r.version).join(", ")})`,
+      "formVersion",
+    );
   return { row: f, def: storedDefinition(f) };
 }
 
@@ -79,7 +89,12 @@ async function formFor(ctx: AppContext, studyId: string, code: string, version?:
  * (forms are append-only); it is cached by row id and used only while the stored text is the same.
  */
 const definitions = new Map<string, { text: string; def: FormDefinition }>();
-export function storedDefinition(f: { id: string; code: string; version: number; definitionText: string }): FormDefinition {
+export function storedDefinition(f: {
+  id: string;
+  code: string;
+  version: number;
+  definitionText: string;
+}): FormDefinition {
   const hit = definitions.get(f.id);
   if (hit && hit.text === f.definitionText) return hit.def;
   const parsed = parseFormDefinition(JSON.parse(f.definitionText));
@@ -100,27 +115,58 @@ export interface SavedRecord {
  * for new data, a full consent withdrawal). Setting a lock takes the locked row FOR UPDATE and a full withdrawal
  * updates the participant's row, so each either committed before (and is seen here) or waits for this write.
  */
-async function guardSubjectWrite(ctx: AppContext, tx: DbOrTx, rec: { id: string; studyId: string; participantId: string }, opts: { newData: boolean }) {
-  await tx.execute(sql`SELECT 1 FROM studies s JOIN participants p ON p.study_id = s.id WHERE s.id = ${rec.studyId} AND p.id = ${rec.participantId} FOR SHARE`);
+async function guardSubjectWrite(
+  ctx: AppContext,
+  tx: DbOrTx,
+  rec: { id: string; studyId: string; participantId: string },
+  opts: { newData: boolean },
+) {
+  await tx.execute(
+    sql`SELECT 1 FROM studies s JOIN participants p ON p.study_id = s.id WHERE s.id = ${rec.studyId} AND p.id = ${rec.participantId} FOR SHARE`,
+  );
   await assertUnlocked(ctx, rec, tx);
   if (opts.newData) await assertConsentAllowsNewData(ctx, rec.participantId, tx);
 }
 
 /** Enter a new record (version 1) for a subject, form and visit. */
-export async function saveRecord(ctx: AppContext, principal: Principal, studyCode: string, input: unknown, idem?: Idempotency): Promise<SavedRecord> {
+export async function saveRecord(
+  ctx: AppContext,
+  principal: Principal,
+  studyCode: string,
+  input: unknown,
+  idem?: Idempotency,
+): Promise<SavedRecord> {
   const v = parseOr422(NewRecordInput, input);
   const study = await getStudyOrThrow(ctx, studyCode);
-  const [p] = await ctx.db.select().from(participants).where(and(eq(participants.studyId, study.id), eq(participants.subjectCode, v.subject.toUpperCase())));
+  const [p] = await ctx.db
+    .select()
+    .from(participants)
+    .where(and(eq(participants.studyId, study.id), eq(participants.subjectCode, v.subject.toUpperCase())));
   if (!p) invalid(`subject: no subject ${v.subject} in ${study.code}`, "subject");
   await requireSiteAction(ctx, principal, "records.enter", { studyId: study.id, siteId: p.siteId });
   const { row: form, def } = await formFor(ctx, study.id, v.form, v.formVersion);
-  if (!def.visits.includes(v.visit.toUpperCase())) invalid(`visit: ${v.visit} is not a visit of form ${def.code} (${def.visits.join(", ")})`, "visit");
+  if (!def.visits.includes(v.visit.toUpperCase()))
+    invalid(`visit: ${v.visit} is not a visit of form ${def.code} (${def.visits.join(", ")})`, "visit");
   const data = validateValues(def, v.data);
   const dataText = canonicalize(data);
   try {
     return await ctx.db.transaction(async (tx) => {
-      await guardSubjectWrite(ctx, tx, { id: "00000000-0000-0000-0000-000000000000", studyId: study.id, participantId: p.id }, { newData: true });
-      const [r] = await tx.insert(records).values({ studyId: study.id, siteId: p.siteId, participantId: p.id, formCode: def.code, visit: v.visit.toUpperCase() }).returning();
+      await guardSubjectWrite(
+        ctx,
+        tx,
+        { id: "00000000-0000-0000-0000-000000000000", studyId: study.id, participantId: p.id },
+        { newData: true },
+      );
+      const [r] = await tx
+        .insert(records)
+        .values({
+          studyId: study.id,
+          siteId: p.siteId,
+          participantId: p.id,
+          formCode: def.code,
+          visit: v.visit.toUpperCase(),
+        })
+        .returning();
       const e = await appendEntry(tx, ctx.crypto, study, "record.saved", {
         record: r.id,
         version: 1,
@@ -133,7 +179,19 @@ export async function saveRecord(ctx: AppContext, principal: Principal, studyCod
         values: data,
         prev: null,
       });
-      await tx.insert(recordVersions).values({ recordId: r.id, studyId: study.id, version: 1, formId: form.id, formVersion: def.version, dataText, reason: null, actorUserId: principal.userId, entryId: e.id });
+      await tx
+        .insert(recordVersions)
+        .values({
+          recordId: r.id,
+          studyId: study.id,
+          version: 1,
+          formId: form.id,
+          formVersion: def.version,
+          dataText,
+          reason: null,
+          actorUserId: principal.userId,
+          entryId: e.id,
+        });
       const out: SavedRecord = { id: r.id, version: 1, entry: { id: e.id, status: "pending" } };
       await storeIdempotent(tx, idem, 201, out);
       return out;
@@ -144,26 +202,46 @@ export async function saveRecord(ctx: AppContext, principal: Principal, studyCod
         const replay = await replayIdempotent(ctx, idem);
         if (replay) return replay.body as SavedRecord;
       }
-      throw new ServiceError("conflict", `subject ${p.subjectCode} already has form ${def.code} at visit ${v.visit.toUpperCase()}; correct it instead`, "visit");
+      throw new ServiceError(
+        "conflict",
+        `subject ${p.subjectCode} already has form ${def.code} at visit ${v.visit.toUpperCase()}; correct it instead`,
+        "visit",
+      );
     }
     throw err;
   }
 }
 
 /** Correct a record: new version with a reason; the previous versions stay, chained by `prev`. */
-export async function correctRecord(ctx: AppContext, principal: Principal, studyCode: string, recordId: string, input: unknown): Promise<SavedRecord> {
+export async function correctRecord(
+  ctx: AppContext,
+  principal: Principal,
+  studyCode: string,
+  recordId: string,
+  input: unknown,
+): Promise<SavedRecord> {
   const v = parseOr422(CorrectionInput, input);
   const study = await getStudyOrThrow(ctx, studyCode);
   if (!/^[0-9a-f-]{36}$/.test(recordId)) throw new ServiceError("not_found", `no record ${recordId}`, "id");
-  const [r] = await ctx.db.select().from(records).where(and(eq(records.id, recordId), eq(records.studyId, study.id)));
-  if (!r || !can(principal, "records.read", { studyId: study.id, siteId: r.siteId })) throw new ServiceError("not_found", `no record ${recordId}`, "id");
+  const [r] = await ctx.db
+    .select()
+    .from(records)
+    .where(and(eq(records.id, recordId), eq(records.studyId, study.id)));
+  if (!r || !can(principal, "records.read", { studyId: study.id, siteId: r.siteId }))
+    throw new ServiceError("not_found", `no record ${recordId}`, "id");
   await requireSiteAction(ctx, principal, "records.enter", { studyId: study.id, siteId: r.siteId });
   return ctx.db.transaction(async (tx) => {
     // Serialize corrections of one record: the row lock makes version numbers and the prev chain gapless.
     await tx.execute(sql`SELECT 1 FROM records WHERE id = ${r.id} FOR UPDATE`);
     await guardSubjectWrite(ctx, tx, r, { newData: false });
     const [cur] = await tx
-      .select({ version: recordVersions.version, formId: recordVersions.formId, dataText: recordVersions.dataText, payloadHash: ledgerEntries.payloadHash, subject: participants.subjectCode })
+      .select({
+        version: recordVersions.version,
+        formId: recordVersions.formId,
+        dataText: recordVersions.dataText,
+        payloadHash: ledgerEntries.payloadHash,
+        subject: participants.subjectCode,
+      })
       .from(recordVersions)
       .innerJoin(ledgerEntries, eq(ledgerEntries.id, recordVersions.entryId))
       .innerJoin(records, eq(records.id, recordVersions.recordId))
@@ -174,7 +252,8 @@ export async function correctRecord(ctx: AppContext, principal: Principal, study
     const [form] = await tx.select().from(forms).where(eq(forms.id, cur.formId));
     const data = validateValues(storedDefinition(form), v.data);
     const dataText = canonicalize(data);
-    if (dataText === cur.dataText) invalid("data: nothing changed; a correction must change at least one value", "data");
+    if (dataText === cur.dataText)
+      invalid("data: nothing changed; a correction must change at least one value", "data");
     const version = cur.version + 1;
     const e = await appendEntry(tx, ctx.crypto, study, "record.saved", {
       record: r.id,
@@ -188,7 +267,19 @@ export async function correctRecord(ctx: AppContext, principal: Principal, study
       values: data,
       prev: toHex(cur.payloadHash),
     });
-    await tx.insert(recordVersions).values({ recordId: r.id, studyId: study.id, version, formId: form.id, formVersion: form.version, dataText, reason: v.reason, actorUserId: principal.userId, entryId: e.id });
+    await tx
+      .insert(recordVersions)
+      .values({
+        recordId: r.id,
+        studyId: study.id,
+        version,
+        formId: form.id,
+        formVersion: form.version,
+        dataText,
+        reason: v.reason,
+        actorUserId: principal.userId,
+        entryId: e.id,
+      });
     await tx.update(records).set({ currentVersion: version, updatedAt: new Date() }).where(eq(records.id, r.id));
     return { id: r.id, version, entry: { id: e.id, status: "pending" as const } };
   });
@@ -204,9 +295,17 @@ export async function recordHistory(ctx: AppContext, principal: Principal, study
     .innerJoin(participants, eq(participants.id, records.participantId))
     .innerJoin(sites, eq(sites.id, records.siteId))
     .where(and(eq(records.id, recordId), eq(records.studyId, study.id)));
-  if (!r || !can(principal, "records.read", { studyId: study.id, siteId: r.r.siteId })) throw new ServiceError("not_found", `no record ${recordId}`, "id");
+  if (!r || !can(principal, "records.read", { studyId: study.id, siteId: r.r.siteId }))
+    throw new ServiceError("not_found", `no record ${recordId}`, "id");
   const versions = await ctx.db
-    .select({ v: recordVersions, actor: users.fullName, entryStatus: ledgerEntries.status, seq: ledgerEntries.seq, batch: ledgerEntries.batchNo, at: ledgerEntries.at })
+    .select({
+      v: recordVersions,
+      actor: users.fullName,
+      entryStatus: ledgerEntries.status,
+      seq: ledgerEntries.seq,
+      batch: ledgerEntries.batchNo,
+      at: ledgerEntries.at,
+    })
     .from(recordVersions)
     .innerJoin(ledgerEntries, eq(ledgerEntries.id, recordVersions.entryId))
     .leftJoin(users, eq(users.id, recordVersions.actorUserId))
@@ -214,13 +313,21 @@ export async function recordHistory(ctx: AppContext, principal: Principal, study
     .orderBy(asc(recordVersions.version));
   const anchoredOn = new Map<number, string[]>();
   for (const b of new Set(versions.map((x) => x.batch).filter((x): x is number => x !== null))) {
-    anchoredOn.set(b, (await firstFinalAnchorsCovering(ctx.db, b)).map((a) => a.ledger));
+    anchoredOn.set(
+      b,
+      (await firstFinalAnchorsCovering(ctx.db, b)).map((a) => a.ledger),
+    );
   }
   let prev: Record<string, unknown> = {};
   const history = versions.map(({ v, actor, entryStatus, seq, batch, at }) => {
     const data = JSON.parse(v.dataText) as Record<string, unknown>;
     const fields = [...new Set([...Object.keys(prev), ...Object.keys(data)])];
-    const changes = v.version === 1 ? [] : fields.filter((f) => canonicalize(prev[f] ?? null) !== canonicalize(data[f] ?? null)).map((f) => ({ field: f, old: prev[f] ?? null, new: data[f] ?? null }));
+    const changes =
+      v.version === 1
+        ? []
+        : fields
+            .filter((f) => canonicalize(prev[f] ?? null) !== canonicalize(data[f] ?? null))
+            .map((f) => ({ field: f, old: prev[f] ?? null, new: data[f] ?? null }));
     prev = data;
     return {
       version: v.version,
@@ -230,11 +337,27 @@ export async function recordHistory(ctx: AppContext, principal: Principal, study
       actor: actor ?? "integration",
       at: at.toISOString(),
       changes,
-      entry: { id: v.entryId, status: entryStatus, seq, batch, anchoredOn: batch === null ? [] : (anchoredOn.get(batch) ?? []) },
+      entry: {
+        id: v.entryId,
+        status: entryStatus,
+        seq,
+        batch,
+        anchoredOn: batch === null ? [] : (anchoredOn.get(batch) ?? []),
+      },
     };
   });
   const current = history[history.length - 1];
-  return { id: r.r.id, subject: r.subject, site: r.site, form: r.r.formCode, visit: r.r.visit, status: r.r.status, version: current.version, data: current.data, history };
+  return {
+    id: r.r.id,
+    subject: r.subject,
+    site: r.site,
+    form: r.r.formCode,
+    visit: r.r.visit,
+    status: r.r.status,
+    version: current.version,
+    data: current.data,
+    history,
+  };
 }
 
 /** The current form definition of a record (the form version of its latest version). */
@@ -258,7 +381,11 @@ export async function subjectCasebook(ctx: AppContext, principal: Principal, stu
     .innerJoin(sites, eq(sites.id, participants.siteId))
     .where(and(eq(participants.studyId, studyId), eq(participants.subjectCode, subject.toUpperCase())));
   if (!p || !can(principal, "records.read", { studyId, siteId: p.p.siteId })) return null;
-  const approved = await ctx.db.select().from(forms).where(and(eq(forms.studyId, studyId), eq(forms.status, "approved"))).orderBy(asc(forms.code), desc(forms.version));
+  const approved = await ctx.db
+    .select()
+    .from(forms)
+    .where(and(eq(forms.studyId, studyId), eq(forms.status, "approved")))
+    .orderBy(asc(forms.code), desc(forms.version));
   const latest = new Map<string, FormDefinition>();
   for (const f of approved) {
     if (latest.has(f.code)) continue;
@@ -269,6 +396,12 @@ export async function subjectCasebook(ctx: AppContext, principal: Principal, stu
   return {
     participant: { id: p.p.id, subject: p.p.subjectCode, site: p.site, siteId: p.p.siteId, status: p.p.status },
     forms: [...latest.values()],
-    records: recs.map((r) => ({ id: r.id, form: r.formCode, visit: r.visit, version: r.currentVersion, status: r.status })),
+    records: recs.map((r) => ({
+      id: r.id,
+      form: r.formCode,
+      visit: r.visit,
+      version: r.currentVersion,
+      status: r.status,
+    })),
   };
 }

@@ -14,12 +14,21 @@ export async function loader({ request, context }: LoaderFunctionArgs) {
   return json({
     user: { fullName: user.fullName, email: user.email, totpEnabled: user.totpEnabled },
     current: user.sessionId,
-    sessions: sessions.map((s) => ({ ...s, createdAt: s.createdAt.toISOString(), lastSeenAt: s.lastSeenAt.toISOString() })),
+    sessions: sessions.map((s) => ({
+      ...s,
+      createdAt: s.createdAt.toISOString(),
+      lastSeenAt: s.lastSeenAt.toISOString(),
+    })),
   });
 }
 
 const Intent = z.discriminatedUnion("intent", [
-  z.object({ intent: z.literal("password"), current: z.string().min(1, "Enter your current password").max(1024), password: z.string().max(1024), confirm: z.string().max(1024) }),
+  z.object({
+    intent: z.literal("password"),
+    current: z.string().min(1, "Enter your current password").max(1024),
+    password: z.string().max(1024),
+    confirm: z.string().max(1024),
+  }),
   z.object({ intent: z.literal("revoke"), session: z.string().uuid("no such session") }),
 ]);
 
@@ -33,15 +42,28 @@ export async function action({ request, context }: ActionFunctionArgs) {
   const v = parsed.data;
   try {
     if (v.intent === "password") {
-      if (v.password !== v.confirm) return json({ ok: false, error: "the two new passwords differ", field: "confirm" }, { status: 422 });
-      await changePassword(context.ctx, (await sessionToken(request, context.ctx))!, v.current, v.password, requestMeta(request));
-      return json({ ok: true, error: null, field: null, message: "Password changed; your other sessions were signed out." });
+      if (v.password !== v.confirm)
+        return json({ ok: false, error: "the two new passwords differ", field: "confirm" }, { status: 422 });
+      await changePassword(
+        context.ctx,
+        (await sessionToken(request, context.ctx))!,
+        v.current,
+        v.password,
+        requestMeta(request),
+      );
+      return json({
+        ok: true,
+        error: null,
+        field: null,
+        message: "Password changed; your other sessions were signed out.",
+      });
     }
     await revokeOwnSession(context.ctx, user.userId!, v.session, requestMeta(request));
     if (v.session === user.sessionId) return redirect("/login");
     return json({ ok: true, error: null, field: null, message: "Session signed out." });
   } catch (err) {
-    if (err instanceof ServiceError) return json({ ok: false, error: err.message, field: err.field ?? null }, { status: err.status });
+    if (err instanceof ServiceError)
+      return json({ ok: false, error: err.message, field: err.field ?? null }, { status: err.status });
     throw err;
   }
 }

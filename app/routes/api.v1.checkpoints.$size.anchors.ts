@@ -9,9 +9,15 @@ export async function loader({ context, params }: LoaderFunctionArgs) {
   if (!/^\d{1,15}$/.test(size)) return apiError(400, "invalid", "size: must be a whole number", "size");
   const cp = await findCheckpoint(context.ctx.db, Number(size));
   if (!cp) return apiError(404, "not_found", `no checkpoint of size ${size}`);
-  const anchors = (await anchorsOf(context.ctx.db)).filter((a) => a.treeSize === cp.treeSize && a.status === "final" && a.receiptText);
+  const anchors = (await anchorsOf(context.ctx.db)).filter(
+    (a) => a.treeSize === cp.treeSize && a.status === "final" && a.receiptText,
+  );
   return Response.json(
-    { treeSize: cp.treeSize, note: cp.noteText, anchors: anchors.map((a) => ({ ledger: a.ledger, receipt: JSON.parse(a.receiptText!) })) },
+    {
+      treeSize: cp.treeSize,
+      note: cp.noteText,
+      anchors: anchors.map((a) => ({ ledger: a.ledger, receipt: JSON.parse(a.receiptText!) })),
+    },
     { headers: { "cache-control": "no-store" } },
   );
 }

@@ -4,7 +4,16 @@ import { consistencyBetween } from "../log/proofs.server.ts";
 import { ServiceError } from "../platform/errors.server.ts";
 import { apiError } from "../platform/api.server.ts";
 
-const Query = z.object({ from: z.string().regex(/^\d{1,15}$/, "must be a whole number").transform(Number), to: z.string().regex(/^\d{1,15}$/, "must be a whole number").transform(Number) });
+const Query = z.object({
+  from: z
+    .string()
+    .regex(/^\d{1,15}$/, "must be a whole number")
+    .transform(Number),
+  to: z
+    .string()
+    .regex(/^\d{1,15}$/, "must be a whole number")
+    .transform(Number),
+});
 
 /** Public: RFC 9162 consistency proof between two batch-log sizes. */
 export async function loader({ request, context }: LoaderFunctionArgs) {

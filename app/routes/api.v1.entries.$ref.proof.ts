@@ -11,8 +11,13 @@ export async function loader({ request, context, params }: LoaderFunctionArgs) {
   if (!principal) return apiError(401, "unauthenticated", "sign in or send Authorization: Bearer TOKEN");
   const entry = await findEntryByRef(context.ctx, params.ref ?? "");
   // Unknown and not visible look the same: 404.
-  if (!entry || !(await entryVisibleTo(context.ctx, principal, entry))) return apiError(404, "not_found", `no entry ${params.ref}`);
+  if (!entry || !(await entryVisibleTo(context.ctx, principal, entry)))
+    return apiError(404, "not_found", `no entry ${params.ref}`);
   const r = await proofBundle(context.ctx, entry);
-  if (r.status === "pending") return Response.json({ entry: { id: entry.id, status: "pending" } }, { status: 202, headers: { "retry-after": "1" } });
+  if (r.status === "pending")
+    return Response.json(
+      { entry: { id: entry.id, status: "pending" } },
+      { status: 202, headers: { "retry-after": "1" } },
+    );
   return Response.json(r.bundle);
 }

@@ -36,14 +36,23 @@ export async function action({ request, context, params }: ActionFunctionArgs) {
   if (!principal) return apiError(401, "unauthenticated", "sign in or send Authorization: Bearer TOKEN");
   const study = await studyFor(ctx, principal, params.code ?? "");
   if (!study) return apiError(404, "not_found", `no study ${params.code}`);
-  if (!can(principal, "forms.manage", { studyId: study.id })) return apiError(403, "forbidden", "importing forms needs the study admin role or a token with the forms.manage scope");
+  if (!can(principal, "forms.manage", { studyId: study.id }))
+    return apiError(
+      403,
+      "forbidden",
+      "importing forms needs the study admin role or a token with the forms.manage scope",
+    );
   const draftParam = new URL(request.url).searchParams.get("draft");
-  if (draftParam !== null && !["true", "false", "1", "0"].includes(draftParam)) return apiError(400, "invalid", "draft must be true or false", "draft");
+  if (draftParam !== null && !["true", "false", "1", "0"].includes(draftParam))
+    return apiError(400, "invalid", "draft must be true or false", "draft");
   const body = await readJsonBody(request, MAX_BODY);
   if (!body.ok) return body.response;
   const definition = body.value;
   try {
-    const f = await importForm(ctx, study.code, definition, { draft: draftParam === "true" || draftParam === "1", actorId: principal.userId });
+    const f = await importForm(ctx, study.code, definition, {
+      draft: draftParam === "true" || draftParam === "1",
+      actorId: principal.userId,
+    });
     return Response.json(
       { ...formView(f), entry: f.approvalEntryId ? { id: f.approvalEntryId, status: "pending" } : null },
       { status: 201, headers: { location: `/api/v1/studies/${study.code}/forms` } },

@@ -17,23 +17,43 @@ export async function action({ request, context, params }: ActionFunctionArgs) {
   const limited = rateLimited(principal, context.ctx.env.apiRatePerSecond);
   if (limited) return limited;
   const code = (params.code ?? "").toUpperCase();
-  if (!principal.platformAdmin && !principal.memberships.some((m) => m.studyCode === code)) return apiError(404, "not_found", `no study ${params.code}`);
+  if (!principal.platformAdmin && !principal.memberships.some((m) => m.studyCode === code))
+    return apiError(404, "not_found", `no study ${params.code}`);
   const { key, error: keyError } = idempotencyKeyOf(request);
   if (keyError) return apiError(400, "invalid", keyError, "Idempotency-Key");
   const body = await readJsonBody(request, 16 * 1024);
   if (!body.ok) return body.response;
-  const idem = key ? { scope: `${principal.label}:${code}:participants`, key, requestHash: context.ctx.crypto.sha256(new TextEncoder().encode(body.text)) } : undefined;
-  const v = z.strictObject({ site: z.string().min(1, "site is required").max(32), personal: z.unknown().optional() }).safeParse(body.value);
+  const idem = key
+    ? {
+        scope: `${principal.label}:${code}:participants`,
+        key,
+        requestHash: context.ctx.crypto.sha256(new TextEncoder().encode(body.text)),
+      }
+    : undefined;
+  const v = z
+    .strictObject({ site: z.string().min(1, "site is required").max(32), personal: z.unknown().optional() })
+    .safeParse(body.value);
   if (!v.success) {
     const i = v.error.issues[0];
-    return apiError(422, "invalid", `${i.path.join(".") || "body"}: ${i.code === "unrecognized_keys" ? `unknown field ${(i as { keys?: string[] }).keys?.join(", ")} (send site, and optionally personal: {fullName, email, phone, birthDate})` : i.message}`, String(i.path[0] ?? (i as { keys?: string[] }).keys?.[0] ?? "body"));
+    return apiError(
+      422,
+      "invalid",
+      `${i.path.join(".") || "body"}: ${i.code === "unrecognized_keys" ? `unknown field ${(i as { keys?: string[] }).keys?.join(", ")} (send site, and optionally personal: {fullName, email, phone, birthDate})` : i.message}`,
+      String(i.path[0] ?? (i as { keys?: string[] }).keys?.[0] ?? "body"),
+    );
   }
   try {
     if (idem) {
       const replay = await replayIdempotent(context.ctx, idem);
-      if (replay) return Response.json(replay.body, { status: replay.status, headers: { "idempotent-replay": "true" } });
+      if (replay)
+        return Response.json(replay.body, { status: replay.status, headers: { "idempotent-replay": "true" } });
     }
-    const p = await enrollParticipant(context.ctx, principal, { study: code, site: v.data.site, personal: v.data.personal }, idem);
+    const p = await enrollParticipant(
+      context.ctx,
+      principal,
+      { study: code, site: v.data.site, personal: v.data.personal },
+      idem,
+    );
     return Response.json(enrolledResponse(p), { status: 201 });
   } catch (err) {
     if (err instanceof ServiceError) return apiError(err.status, err.code, err.message, err.field);

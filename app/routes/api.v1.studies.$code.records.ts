@@ -22,16 +22,27 @@ export async function action({ request, context, params }: ActionFunctionArgs) {
   if (keyError) return apiError(400, "invalid", keyError, "Idempotency-Key");
   const body = await readJsonBody(request, MAX_BODY);
   if (!body.ok) return body.response;
-  const idem = key ? { scope: `${principal.label}:${(params.code ?? "").toUpperCase()}`, key, requestHash: ctx.crypto.sha256(new TextEncoder().encode(body.text)) } : undefined;
+  const idem = key
+    ? {
+        scope: `${principal.label}:${(params.code ?? "").toUpperCase()}`,
+        key,
+        requestHash: ctx.crypto.sha256(new TextEncoder().encode(body.text)),
+      }
+    : undefined;
   try {
     if (idem) {
       const replay = await replayIdempotent(ctx, idem);
-      if (replay) return Response.json(replay.body, { status: replay.status, headers: { "idempotent-replay": "true" } });
+      if (replay)
+        return Response.json(replay.body, { status: replay.status, headers: { "idempotent-replay": "true" } });
     }
-    const studyVisible = principal.platformAdmin || principal.memberships.some((m) => m.studyCode === (params.code ?? "").toUpperCase());
+    const studyVisible =
+      principal.platformAdmin || principal.memberships.some((m) => m.studyCode === (params.code ?? "").toUpperCase());
     if (!studyVisible) return apiError(404, "not_found", `no study ${params.code}`);
     const saved = await saveRecord(ctx, principal, (params.code ?? "").toUpperCase(), body.value, idem);
-    return Response.json(saved, { status: 201, headers: { location: `/api/v1/studies/${(params.code ?? "").toUpperCase()}/records/${saved.id}` } });
+    return Response.json(saved, {
+      status: 201,
+      headers: { location: `/api/v1/studies/${(params.code ?? "").toUpperCase()}/records/${saved.id}` },
+    });
   } catch (err) {
     if (err instanceof ServiceError) return apiError(err.status, err.code, err.message, err.field);
     throw err;

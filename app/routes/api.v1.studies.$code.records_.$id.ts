@@ -17,7 +17,9 @@ export async function loader({ request, context, params }: LoaderFunctionArgs) {
   if (limited) return limited;
   if (!visible(principal, params.code ?? "")) return apiError(404, "not_found", `no study ${params.code}`);
   try {
-    return Response.json(await recordHistory(context.ctx, principal, (params.code ?? "").toUpperCase(), params.id ?? ""));
+    return Response.json(
+      await recordHistory(context.ctx, principal, (params.code ?? "").toUpperCase(), params.id ?? ""),
+    );
   } catch (err) {
     if (err instanceof ServiceError) return apiError(err.status, err.code, err.message, err.field);
     throw err;
@@ -35,7 +37,9 @@ export async function action({ request, context, params }: ActionFunctionArgs) {
   const body = await readJsonBody(request, MAX_BODY);
   if (!body.ok) return body.response;
   try {
-    return Response.json(await correctRecord(context.ctx, principal, (params.code ?? "").toUpperCase(), params.id ?? "", body.value));
+    return Response.json(
+      await correctRecord(context.ctx, principal, (params.code ?? "").toUpperCase(), params.id ?? "", body.value),
+    );
   } catch (err) {
     if (err instanceof ServiceError) return apiError(err.status, err.code, err.message, err.field);
     throw err;

@@ -9,7 +9,10 @@ import { useLoaderData } from "@remix-run/react";
 import { publicConsent } from "../consent/consent.server.ts";
 import { SealBadge } from "../log/seal-badge.tsx";
 
-export const meta: MetaFunction = () => [{ title: "Consent verification · TrialSeal" }, { name: "robots", content: "noindex" }];
+export const meta: MetaFunction = () => [
+  { title: "Consent verification · TrialSeal" },
+  { name: "robots", content: "noindex" },
+];
 
 export async function loader({ context, params }: LoaderFunctionArgs) {
   const c = await publicConsent(context.ctx, params.token ?? "");
@@ -24,7 +27,8 @@ export default function PublicConsent() {
     <main className="page narrow">
       <h1>Consent verification</h1>
       <p>
-        This consent to study <strong>{c.study}</strong> was given on the document below. The page shows no personal data.
+        This consent to study <strong>{c.study}</strong> was given on the document below. The page shows no personal
+        data.
       </p>
       <dl className="facts">
         <dt>Document</dt>

@@ -7,7 +7,15 @@ import { json, redirect, type ActionFunctionArgs, type LoaderFunctionArgs, type 
 import { Form, useActionData, useLoaderData, useRevalidator } from "@remix-run/react";
 import { useEffect } from "react";
 import { z } from "zod";
-import { consentReceipt, openInvitation, sendIdentityCode, signConsent, signatureMeaning, verifyIdentityCode, withdrawByParticipant } from "../consent/consent.server.ts";
+import {
+  consentReceipt,
+  openInvitation,
+  sendIdentityCode,
+  signConsent,
+  signatureMeaning,
+  verifyIdentityCode,
+  withdrawByParticipant,
+} from "../consent/consent.server.ts";
 import { ServiceError } from "../platform/errors.server.ts";
 import { fromStaffDevice, rememberVerified, verifiedInvitation } from "../consent/consent-session.server.ts";
 import { requestMeta } from "../platform/session.server.ts";
@@ -21,20 +29,49 @@ export const meta: MetaFunction = () => [{ title: "Your consent · TrialSeal" },
 export async function loader({ request, context, params }: LoaderFunctionArgs) {
   const ctx = context.ctx;
   const o = await openInvitation(ctx, params.token ?? "");
-  if (!o) throw new Response("This link is not valid. Check that you copied all of it, or ask the study team.", { status: 404 });
+  if (!o)
+    throw new Response("This link is not valid. Check that you copied all of it, or ask the study team.", {
+      status: 404,
+    });
   const verified = (await verifiedInvitation(request, ctx)) === o.invitation.id;
-  const base = { token: params.token ?? "", study: { code: o.study.code, title: o.study.title }, documentTitle: o.document.title, version: o.document.version, sentTo: o.sentTo, channel: o.invitation.channel, state: o.state, message: o.message };
-  if (o.state !== "open" && o.state !== "used") return json({ ...base, step: "closed" as const, doc: null, receipt: null, signer: null }, { status: 410 });
+  const base = {
+    token: params.token ?? "",
+    study: { code: o.study.code, title: o.study.title },
+    documentTitle: o.document.title,
+    version: o.document.version,
+    sentTo: o.sentTo,
+    channel: o.invitation.channel,
+    state: o.state,
+    message: o.message,
+  };
+  if (o.state !== "open" && o.state !== "used")
+    return json({ ...base, step: "closed" as const, doc: null, receipt: null, signer: null }, { status: 410 });
   if (!verified) return json({ ...base, step: "identity" as const, doc: null, receipt: null, signer: null });
   if (o.state === "open") {
     const parsed = parseConsentDocument(o.document.bodyMarkdown);
     if (!parsed.ok) throw new Error("the approved consent document no longer parses");
-    return json({ ...base, step: "sign" as const, doc: parsed.doc, receipt: null, signer: { role: o.invitation.signerRole, assent: o.invitation.assent, meaning: signatureMeaning(o.invitation.signerRole) } });
+    return json({
+      ...base,
+      step: "sign" as const,
+      doc: parsed.doc,
+      receipt: null,
+      signer: {
+        role: o.invitation.signerRole,
+        assent: o.invitation.assent,
+        meaning: signatureMeaning(o.invitation.signerRole),
+      },
+    });
   }
   const origin = new URL(request.url).origin;
   const receipt = await consentReceipt(ctx, o, origin);
   const parsed = parseConsentDocument(receipt.document.body);
-  return json({ ...base, step: "receipt" as const, doc: parsed.ok ? parsed.doc : null, receipt: { ...receipt, qr: receipt.verifyUrl ? await qrDataUrl(receipt.verifyUrl) : null }, signer: null });
+  return json({
+    ...base,
+    step: "receipt" as const,
+    doc: parsed.ok ? parsed.doc : null,
+    receipt: { ...receipt, qr: receipt.verifyUrl ? await qrDataUrl(receipt.verifyUrl) : null },
+    signer: null,
+  });
 }
 
 const WithdrawForm = z.object({ scope: z.enum(["full", "partial"]).optional(), reason: z.string().optional() });
@@ -48,7 +85,10 @@ export async function action({ request, context, params }: ActionFunctionArgs) {
   try {
     if (intent === "send") {
       const r = await sendIdentityCode(ctx, token);
-      return json({ ok: `We sent a 6-digit code by ${r.channel === "sms" ? "text message" : "email"} to ${r.sentTo}.`, error: null });
+      return json({
+        ok: `We sent a 6-digit code by ${r.channel === "sms" ? "text message" : "email"} to ${r.sentTo}.`,
+        error: null,
+      });
     }
     if (intent === "verify") {
       const id = await verifyIdentityCode(ctx, token, String(form.get("code") ?? ""), requestMeta(request));
@@ -90,7 +130,8 @@ export async function action({ request, context, params }: ActionFunctionArgs) {
     }
     return json({ ok: null, error: { field: null, message: "unknown action" } }, { status: 400 });
   } catch (err) {
-    if (err instanceof ServiceError) return json({ ok: null, error: { field: err.field ?? null, message: err.message } }, { status: err.status });
+    if (err instanceof ServiceError)
+      return json({ ok: null, error: { field: err.field ?? null, message: err.message } }, { status: err.status });
     throw err;
   }
 }
@@ -99,7 +140,9 @@ export default function ConsentPage() {
   const d = useLoaderData<typeof loader>();
   const r = useActionData<typeof action>();
   const revalidator = useRevalidator();
-  const pending = d.step === "receipt" && d.receipt?.signatures.some((s) => s.seal.status !== "sealed" || s.seal.anchoredOn.length === 0);
+  const pending =
+    d.step === "receipt" &&
+    d.receipt?.signatures.some((s) => s.seal.status !== "sealed" || s.seal.anchoredOn.length === 0);
   useEffect(() => {
     if (!pending) return;
     const t = setInterval(() => revalidator.state === "idle" && revalidator.revalidate(), 3000);
@@ -130,7 +173,8 @@ export default function ConsentPage() {
         <section className="card" data-step="identity">
           <h2>First, confirm it is you</h2>
           <p>
-            We send a one-time code to your {d.channel === "sms" ? "phone" : "email"} ({d.sentTo}). Enter it below to {d.state === "used" ? "see your signed consent" : "open the document"}.
+            We send a one-time code to your {d.channel === "sms" ? "phone" : "email"} ({d.sentTo}). Enter it below to{" "}
+            {d.state === "used" ? "see your signed consent" : "open the document"}.
           </p>
           <Form method="post">
             <input type="hidden" name="intent" value="send" />
@@ -139,7 +183,15 @@ export default function ConsentPage() {
           <Form method="post" noValidate>
             <input type="hidden" name="intent" value="verify" />
             <label htmlFor="code">Code</label>
-            <input id="code" name="code" type="text" inputMode="numeric" autoComplete="one-time-code" maxLength={6} aria-invalid={error?.field === "code" ? true : undefined} />
+            <input
+              id="code"
+              name="code"
+              type="text"
+              inputMode="numeric"
+              autoComplete="one-time-code"
+              maxLength={6}
+              aria-invalid={error?.field === "code" ? true : undefined}
+            />
             <button type="submit">Continue</button>
           </Form>
         </section>
@@ -151,19 +203,37 @@ export default function ConsentPage() {
           <ConsentDocumentView doc={d.doc} signing error={error} />
           <section className="card signature-block">
             <h2>Your signature</h2>
-            {d.signer.role !== "participant" ? <p>You sign as the participant's {d.signer.role === "lar" ? "legally authorized representative" : "parent or guardian"}.</p> : null}
+            {d.signer.role !== "participant" ? (
+              <p>
+                You sign as the participant's{" "}
+                {d.signer.role === "lar" ? "legally authorized representative" : "parent or guardian"}.
+              </p>
+            ) : null}
             <label htmlFor="typedName">Type your full name</label>
-            <input id="typedName" name="typedName" type="text" autoComplete="name" aria-invalid={error?.field === "typedName" ? true : undefined} />
+            <input
+              id="typedName"
+              name="typedName"
+              type="text"
+              autoComplete="name"
+              aria-invalid={error?.field === "typedName" ? true : undefined}
+            />
             <label className="ack">
-              <input type="checkbox" name="confirm" /> {d.signer.meaning}. I understand that typing my name is my electronic signature, the legally binding equivalent of my handwritten signature.
+              <input type="checkbox" name="confirm" /> {d.signer.meaning}. I understand that typing my name is my
+              electronic signature, the legally binding equivalent of my handwritten signature.
             </label>
             {d.signer.assent ? (
               <>
                 <h3>The child's assent</h3>
                 <label htmlFor="assentName">The child types their full name</label>
-                <input id="assentName" name="assentName" type="text" aria-invalid={error?.field === "assentName" ? true : undefined} />
+                <input
+                  id="assentName"
+                  name="assentName"
+                  type="text"
+                  aria-invalid={error?.field === "assentName" ? true : undefined}
+                />
                 <label className="ack">
-                  <input type="checkbox" name="assentConfirm" /> I understand what the study is about and I agree to take part.
+                  <input type="checkbox" name="assentConfirm" /> I understand what the study is about and I agree to
+                  take part.
                 </label>
               </>
             ) : null}
@@ -209,14 +279,21 @@ export default function ConsentPage() {
           </p>
           {d.receipt.qr && d.receipt.verifyUrl ? (
             <figure className="qr">
-              <img src={d.receipt.qr} alt="QR code to the public verification page of this consent" width={160} height={160} />
+              <img
+                src={d.receipt.qr}
+                alt="QR code to the public verification page of this consent"
+                width={160}
+                height={160}
+              />
               <figcaption>
-                Anyone can check this consent, without seeing your name, at <a href={d.receipt.verifyUrl}>{d.receipt.verifyUrl}</a>
+                Anyone can check this consent, without seeing your name, at{" "}
+                <a href={d.receipt.verifyUrl}>{d.receipt.verifyUrl}</a>
               </figcaption>
             </figure>
           ) : null}
           <p className="muted">
-            Document SHA-256 <code>{d.receipt.document.sha256}</code>, approved by {d.receipt.document.irbName} on {d.receipt.document.irbApprovedOn}.
+            Document SHA-256 <code>{d.receipt.document.sha256}</code>, approved by {d.receipt.document.irbName} on{" "}
+            {d.receipt.document.irbApprovedOn}.
           </p>
           {d.receipt.withdrawals.length ? (
             <>
@@ -224,7 +301,10 @@ export default function ConsentPage() {
               <ul>
                 {d.receipt.withdrawals.map((w) => (
                   <li key={w.id} data-withdrawal={w.scope}>
-                    {w.at.replace("T", " ").slice(0, 19)} UTC: {w.scope === "full" ? "full withdrawal" : `partial: ${w.allows.followUp ? "follow-up continues" : "no follow-up"}${w.allows.optionalWithdrawn.length ? `; withdrawn: ${w.allows.optionalWithdrawn.join(", ")}` : ""}`}
+                    {w.at.replace("T", " ").slice(0, 19)} UTC:{" "}
+                    {w.scope === "full"
+                      ? "full withdrawal"
+                      : `partial: ${w.allows.followUp ? "follow-up continues" : "no follow-up"}${w.allows.optionalWithdrawn.length ? `; withdrawn: ${w.allows.optionalWithdrawn.join(", ")}` : ""}`}
                   </li>
                 ))}
               </ul>
@@ -233,7 +313,10 @@ export default function ConsentPage() {
           {d.receipt.state !== "withdrawn" ? (
             <details className="card">
               <summary>Withdraw from the study</summary>
-              <p>You may withdraw at any time, without giving a reason. Data collected before you withdraw are kept, as the regulations require.</p>
+              <p>
+                You may withdraw at any time, without giving a reason. Data collected before you withdraw are kept, as
+                the regulations require.
+              </p>
               <Form method="post" noValidate>
                 <input type="hidden" name="intent" value="withdraw" />
                 <fieldset>
@@ -246,14 +329,16 @@ export default function ConsentPage() {
                   </label>
                 </fieldset>
                 <label className="ack">
-                  <input type="checkbox" name="followUp" /> I stop the study treatment but agree to follow-up visits and data collection (partial)
+                  <input type="checkbox" name="followUp" /> I stop the study treatment but agree to follow-up visits and
+                  data collection (partial)
                 </label>
                 {d.doc
                   ? d.doc.sections
                       .flatMap((s) => s.optional)
                       .map((o) => (
                         <label key={o.key} className="ack">
-                          <input type="checkbox" name="optionalWithdrawn" value={o.key} /> Withdraw my agreement to: {o.text}
+                          <input type="checkbox" name="optionalWithdrawn" value={o.key} /> Withdraw my agreement to:{" "}
+                          {o.text}
                         </label>
                       ))
                   : null}

@@ -8,7 +8,8 @@ export async function loader({ request, context, params }: LoaderFunctionArgs) {
   const o = await openInvitation(context.ctx, params.token ?? "");
   if (!o) throw new Response("This link is not valid.", { status: 404 });
   if (o.state !== "used") throw new Response("There is no signed consent for this link yet.", { status: 409 });
-  if ((await verifiedInvitation(request, context.ctx)) !== o.invitation.id) throw new Response("Confirm your identity with the one-time code first.", { status: 401 });
+  if ((await verifiedInvitation(request, context.ctx)) !== o.invitation.id)
+    throw new Response("Confirm your identity with the one-time code first.", { status: 401 });
   const pdf = await consentReceiptPdf(context.ctx, o, new URL(request.url).origin);
   return new Response(new Uint8Array(pdf), {
     headers: {

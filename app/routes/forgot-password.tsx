@@ -8,7 +8,9 @@ import { TopBar } from "../platform/top-bar.tsx";
 export const meta: MetaFunction = () => [{ title: "Reset your password · TrialSeal" }];
 
 export async function action({ request, context }: ActionFunctionArgs) {
-  const parsed = z.object({ email: z.string().trim().min(3, "Enter your email").max(320) }).safeParse(Object.fromEntries(await request.formData()));
+  const parsed = z
+    .object({ email: z.string().trim().min(3, "Enter your email").max(320) })
+    .safeParse(Object.fromEntries(await request.formData()));
   if (!parsed.success) return json({ sent: false, error: parsed.error.issues[0].message }, { status: 400 });
   const origin = new URL(request.url).origin;
   await requestPasswordReset(context.ctx, parsed.data.email, origin, requestMeta(request));
@@ -25,7 +27,9 @@ export default function ForgotPassword() {
         <div className="card">
           <h1>Reset your password</h1>
           {data?.sent ? (
-            <p role="status">If an account uses that email, a reset link is on its way. It works once, for 30 minutes.</p>
+            <p role="status">
+              If an account uses that email, a reset link is on its way. It works once, for 30 minutes.
+            </p>
           ) : (
             <Form method="post" noValidate>
               <label htmlFor="email">Email</label>

@@ -28,7 +28,12 @@ export async function action({ request, context }: ActionFunctionArgs) {
   try {
     const { token, stage } = await login(context.ctx, parsed.data.email, parsed.data.password, requestMeta(request));
     const next = safeNext(parsed.data.next);
-    const to = stage === "mfa" ? `/login/totp?next=${encodeURIComponent(next)}` : stage === "enroll" ? `/account/totp?next=${encodeURIComponent(next)}` : next;
+    const to =
+      stage === "mfa"
+        ? `/login/totp?next=${encodeURIComponent(next)}`
+        : stage === "enroll"
+          ? `/account/totp?next=${encodeURIComponent(next)}`
+          : next;
     return redirect(to, { headers: { "Set-Cookie": await sessionCookie(context.ctx).serialize(token) } });
   } catch (err) {
     if (err instanceof ServiceError) return json({ error: err.message, field: "password" }, { status: err.status });
@@ -49,9 +54,23 @@ export default function Login() {
           <Form method="post" noValidate>
             <input type="hidden" name="next" value={params.get("next") ?? ""} />
             <label htmlFor="email">Email</label>
-            <input id="email" name="email" type="email" autoComplete="username" required aria-invalid={data?.field === "email" || undefined} />
+            <input
+              id="email"
+              name="email"
+              type="email"
+              autoComplete="username"
+              required
+              aria-invalid={data?.field === "email" || undefined}
+            />
             <label htmlFor="password">Password</label>
-            <input id="password" name="password" type="password" autoComplete="current-password" required aria-invalid={data?.field === "password" || undefined} />
+            <input
+              id="password"
+              name="password"
+              type="password"
+              autoComplete="current-password"
+              required
+              aria-invalid={data?.field === "password" || undefined}
+            />
             {data?.error ? (
               <p className="error" role="alert">
                 {data.error}

@@ -16,13 +16,17 @@ export async function loader({ request, context }: LoaderFunctionArgs) {
 }
 
 export async function action({ request, context }: ActionFunctionArgs) {
-  const parsed = z.object({ code: z.string().trim().min(1, "Enter the code").max(20), next: z.string().optional() }).safeParse(Object.fromEntries(await request.formData()));
+  const parsed = z
+    .object({ code: z.string().trim().min(1, "Enter the code").max(20), next: z.string().optional() })
+    .safeParse(Object.fromEntries(await request.formData()));
   if (!parsed.success) return json({ error: parsed.error.issues[0].message }, { status: 400 });
   const token = await sessionToken(request, context.ctx);
   if (!token) return redirect("/login");
   try {
     const full = await completeMfa(context.ctx, token, parsed.data.code, requestMeta(request));
-    return redirect(safeNext(parsed.data.next), { headers: { "Set-Cookie": await sessionCookie(context.ctx).serialize(full) } });
+    return redirect(safeNext(parsed.data.next), {
+      headers: { "Set-Cookie": await sessionCookie(context.ctx).serialize(full) },
+    });
   } catch (err) {
     if (err instanceof ServiceError) return json({ error: err.message }, { status: err.status });
     throw err;
@@ -42,7 +46,16 @@ export default function LoginTotp() {
           <Form method="post" noValidate>
             <input type="hidden" name="next" value={params.get("next") ?? ""} />
             <label htmlFor="code">Code</label>
-            <input id="code" name="code" type="text" inputMode="numeric" autoComplete="one-time-code" pattern="[0-9]{6}" required aria-invalid={data?.error ? true : undefined} />
+            <input
+              id="code"
+              name="code"
+              type="text"
+              inputMode="numeric"
+              autoComplete="one-time-code"
+              pattern="[0-9]{6}"
+              required
+              aria-invalid={data?.error ? true : undefined}
+            />
             {data?.error ? (
               <p className="error" role="alert">
                 {data.error}

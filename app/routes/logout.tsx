@@ -9,5 +9,7 @@ export async function loader() {
 export async function action({ request, context }: ActionFunctionArgs) {
   const token = await sessionToken(request, context.ctx);
   if (token) await logout(context.ctx, token, requestMeta(request));
-  return redirect("/login", { headers: { "Set-Cookie": await sessionCookie(context.ctx).serialize("", { maxAge: 0 }) } });
+  return redirect("/login", {
+    headers: { "Set-Cookie": await sessionCookie(context.ctx).serialize("", { maxAge: 0 }) },
+  });
 }

@@ -6,16 +6,23 @@ import { ServiceError } from "../platform/errors.server.ts";
 import { requestMeta } from "../platform/session.server.ts";
 import { TopBar } from "../platform/top-bar.tsx";
 
-export const meta: MetaFunction = () => [{ title: "Choose a new password · TrialSeal" }, { name: "referrer", content: "no-referrer" }];
+export const meta: MetaFunction = () => [
+  { title: "Choose a new password · TrialSeal" },
+  { name: "referrer", content: "no-referrer" },
+];
 
 export async function action({ request, context, params }: ActionFunctionArgs) {
-  const parsed = z.object({ password: z.string().max(1024), confirm: z.string().max(1024) }).safeParse(Object.fromEntries(await request.formData()));
+  const parsed = z
+    .object({ password: z.string().max(1024), confirm: z.string().max(1024) })
+    .safeParse(Object.fromEntries(await request.formData()));
   if (!parsed.success) return json({ error: "fill in both fields", field: "password" }, { status: 400 });
-  if (parsed.data.password !== parsed.data.confirm) return json({ error: "the two passwords differ", field: "confirm" }, { status: 422 });
+  if (parsed.data.password !== parsed.data.confirm)
+    return json({ error: "the two passwords differ", field: "confirm" }, { status: 422 });
   try {
     await resetPassword(context.ctx, params.token ?? "", parsed.data.password, requestMeta(request));
   } catch (err) {
-    if (err instanceof ServiceError) return json({ error: err.message, field: err.field ?? "password" }, { status: err.status });
+    if (err instanceof ServiceError)
+      return json({ error: err.message, field: err.field ?? "password" }, { status: err.status });
     throw err;
   }
   return redirect("/login?reset=1");

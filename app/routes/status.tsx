@@ -10,10 +10,18 @@ export const meta: MetaFunction = () => [{ title: "Log and anchoring status · T
 export async function loader({ request, context }: LoaderFunctionArgs) {
   const user = await getUser(request, context);
   const status = await systemStatus(context.ctx);
-  return json({ user: user ? { fullName: user.fullName, email: user.email } : null, status }, { headers: { "cache-control": "no-store" } });
+  return json(
+    { user: user ? { fullName: user.fullName, email: user.email } : null, status },
+    { headers: { "cache-control": "no-store" } },
+  );
 }
 
-const STATE_CLASS: Record<string, string> = { "up to date": "ok", anchoring: "", "awaiting finality": "", retrying: "bad" };
+const STATE_CLASS: Record<string, string> = {
+  "up to date": "ok",
+  anchoring: "",
+  "awaiting finality": "",
+  retrying: "bad",
+};
 
 export default function Status() {
   const { user, status } = useLoaderData<typeof loader>();
@@ -29,7 +37,9 @@ export default function Status() {
             <div className="stat">{status.logSize}</div>
             <div className="muted">
               batches in {status.origin}
-              {status.checkpointAt ? `, last checkpoint ${new Date(status.checkpointAt).toISOString().replace("T", " ").slice(0, 19)} UTC` : ""}
+              {status.checkpointAt
+                ? `, last checkpoint ${new Date(status.checkpointAt).toISOString().replace("T", " ").slice(0, 19)} UTC`
+                : ""}
             </div>
           </div>
         </div>
@@ -52,19 +62,36 @@ export default function Status() {
             {status.ledgers.map((l) => (
               <tr key={l.ledger} data-ledger={l.ledger}>
                 <td>
-                  <strong>{l.ledger}</strong> <span className="muted">every {l.intervalMs >= 60_000 ? `${l.intervalMs / 60_000} min` : `${l.intervalMs / 1000} s`}</span>
+                  <strong>{l.ledger}</strong>{" "}
+                  <span className="muted">
+                    every {l.intervalMs >= 60_000 ? `${l.intervalMs / 60_000} min` : `${l.intervalMs / 1000} s`}
+                  </span>
                 </td>
                 <td>
                   <span className={`badge ${STATE_CLASS[l.state] ?? ""}`}>{l.state}</span>
                 </td>
                 <td>
                   {l.lastFinalSize === null ? "nothing yet" : `size ${l.lastFinalSize}`}
-                  {l.lastFinalAt ? <div className="muted">{new Date(l.lastFinalAt).toISOString().replace("T", " ").slice(0, 19)} UTC</div> : null}
+                  {l.lastFinalAt ? (
+                    <div className="muted">
+                      {new Date(l.lastFinalAt).toISOString().replace("T", " ").slice(0, 19)} UTC
+                    </div>
+                  ) : null}
                 </td>
                 <td>
-                  <svg width="120" height="12" role="img" aria-label={`${l.lastFinalSize ?? 0} of ${status.logSize} batches anchored`}>
+                  <svg
+                    width="120"
+                    height="12"
+                    role="img"
+                    aria-label={`${l.lastFinalSize ?? 0} of ${status.logSize} batches anchored`}
+                  >
                     <rect width="120" height="12" rx="3" fill="#d0d7de" />
-                    <rect width={Math.round((120 * (l.lastFinalSize ?? 0)) / max)} height="12" rx="3" fill={l.state === "retrying" ? "#cf222e" : "#1a7f37"} />
+                    <rect
+                      width={Math.round((120 * (l.lastFinalSize ?? 0)) / max)}
+                      height="12"
+                      rx="3"
+                      fill={l.state === "retrying" ? "#cf222e" : "#1a7f37"}
+                    />
                   </svg>
                   <div className="muted">{l.behind === 0 ? "current" : `${l.behind} behind`}</div>
                 </td>
@@ -73,7 +100,9 @@ export default function Status() {
                 <td>{l.failed}</td>
                 <td>
                   {l.lastError ? <span className="error">{l.lastError}</span> : "-"}
-                  {l.nextAttemptAt && l.lastError ? <div className="muted">next try {new Date(l.nextAttemptAt).toISOString().slice(11, 19)} UTC</div> : null}
+                  {l.nextAttemptAt && l.lastError ? (
+                    <div className="muted">next try {new Date(l.nextAttemptAt).toISOString().slice(11, 19)} UTC</div>
+                  ) : null}
                 </td>
               </tr>
             ))}

@@ -10,7 +10,9 @@ import { requireStudyPermission } from "../platform/session.server.ts";
 import { can } from "../platform/permissions.server.ts";
 import { TopBar } from "../platform/top-bar.tsx";
 
-export const meta: MetaFunction<typeof loader> = ({ data }) => [{ title: `${data?.study.code ?? "Study"} · TrialSeal` }];
+export const meta: MetaFunction<typeof loader> = ({ data }) => [
+  { title: `${data?.study.code ?? "Study"} · TrialSeal` },
+];
 
 export async function loader({ request, context, params }: LoaderFunctionArgs) {
   const db = context.ctx.db;
@@ -31,13 +33,28 @@ export async function loader({ request, context, params }: LoaderFunctionArgs) {
     study: { code: study.code, title: study.title, status: study.status },
     sites: sites.map((s) => ({ code: s.code, name: s.name })),
     forms: forms.map((f) => ({ code: f.code, version: f.version, title: f.title, status: f.status })),
-    documents: documents.map((d) => ({ code: d.code, version: d.version, title: d.title, status: d.status, irbName: d.irbName, irbApprovedOn: d.irbApprovedOn })),
+    documents: documents.map((d) => ({
+      code: d.code,
+      version: d.version,
+      title: d.title,
+      status: d.status,
+      irbName: d.irbName,
+      irbApprovedOn: d.irbApprovedOn,
+    })),
     entries: counts,
     canAudit: can(user, "audit.view", { studyId: study.id }),
     canReview: can(user, "study.review", { studyId: study.id }),
     activity: lastDays(activity, 14),
-    logActivity: lastDays(log.map((l) => ({ day: l.day, written: l.batches, sealed: l.anchors })), 14),
-    anchors: status.ledgers.map((l) => ({ ledger: l.ledger, state: l.state, lastFinalSize: l.lastFinalSize, behind: l.behind })),
+    logActivity: lastDays(
+      log.map((l) => ({ day: l.day, written: l.batches, sealed: l.anchors })),
+      14,
+    ),
+    anchors: status.ledgers.map((l) => ({
+      ledger: l.ledger,
+      state: l.state,
+      lastFinalSize: l.lastFinalSize,
+      behind: l.behind,
+    })),
     logSize: status.logSize,
   });
 }
@@ -78,14 +95,23 @@ export default function Study() {
             <div className="muted">Anchored (log of {d.logSize} batches)</div>
             {d.anchors.map((a) => (
               <div key={a.ledger}>
-                {a.ledger}: <span className={`badge ${a.state === "up to date" ? "ok" : a.state === "retrying" ? "bad" : ""}`}>{a.state}</span>
+                {a.ledger}:{" "}
+                <span className={`badge ${a.state === "up to date" ? "ok" : a.state === "retrying" ? "bad" : ""}`}>
+                  {a.state}
+                </span>
               </div>
             ))}
           </div>
         </div>
         <section className="card">
           <ActivityChart days={d.activity} title="Ledger entries, last 14 days" />
-          <ActivityChart days={d.logActivity} title="Log: batches sealed and anchors made, last 14 days" light="batches" dark="anchors" unit="batches" />
+          <ActivityChart
+            days={d.logActivity}
+            title="Log: batches sealed and anchors made, last 14 days"
+            light="batches"
+            dark="anchors"
+            unit="batches"
+          />
         </section>
         <section className="card">
           <h2>Sites</h2>

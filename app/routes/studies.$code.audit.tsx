@@ -8,7 +8,16 @@ import { TopBar } from "../platform/top-bar.tsx";
 
 export const meta: MetaFunction = () => [{ title: "Audit trail · TrialSeal" }];
 
-type Row = { id: number; at: string; action: string; outcome: string; who: string; site: string | null; subject: string | null; detail: string };
+type Row = {
+  id: number;
+  at: string;
+  action: string;
+  outcome: string;
+  who: string;
+  site: string | null;
+  subject: string | null;
+  detail: string;
+};
 
 export async function loader({ request, context, params }: LoaderFunctionArgs) {
   const study = await findStudyByCode(context.ctx.db, params.code ?? "");
@@ -19,7 +28,18 @@ export async function loader({ request, context, params }: LoaderFunctionArgs) {
   try {
     filters = parseAuditFilters(url.searchParams);
   } catch (err) {
-    if (err instanceof ServiceError) return json({ user: { fullName: user.fullName, email: user.email }, study: study.code, error: err.message, field: err.field ?? null, rows: [] as Row[], query: url.search }, { status: 400 });
+    if (err instanceof ServiceError)
+      return json(
+        {
+          user: { fullName: user.fullName, email: user.email },
+          study: study.code,
+          error: err.message,
+          field: err.field ?? null,
+          rows: [] as Row[],
+          query: url.search,
+        },
+        { status: 400 },
+      );
     throw err;
   }
   const rows = await queryAuditTrail(context.ctx, study.id, filters);
@@ -29,7 +49,18 @@ export async function loader({ request, context, params }: LoaderFunctionArgs) {
     error: null,
     field: null,
     query: url.search,
-    rows: rows.map((r): Row => ({ id: r.id, at: r.at.toISOString(), action: r.action, outcome: r.outcome, who: r.who, site: r.site, subject: r.subject, detail: JSON.stringify(r.detail) })),
+    rows: rows.map(
+      (r): Row => ({
+        id: r.id,
+        at: r.at.toISOString(),
+        action: r.action,
+        outcome: r.outcome,
+        who: r.who,
+        site: r.site,
+        subject: r.subject,
+        detail: JSON.stringify(r.detail),
+      }),
+    ),
   });
 }
 

@@ -13,7 +13,11 @@ export async function loader({ request, context, params }: LoaderFunctionArgs) {
   try {
     filters = parseAuditFilters(new URL(request.url).searchParams);
   } catch (err) {
-    if (err instanceof ServiceError) return new Response(`${err.message}\n`, { status: 400, headers: { "content-type": "text/plain; charset=utf-8" } });
+    if (err instanceof ServiceError)
+      return new Response(`${err.message}\n`, {
+        status: 400,
+        headers: { "content-type": "text/plain; charset=utf-8" },
+      });
     throw err;
   }
   const csv = await auditTrailCsv(context.ctx, study, filters, { userId: user.userId, ip: requestMeta(request).ip });

@@ -22,7 +22,16 @@ export async function loader({ request, context, params }: LoaderFunctionArgs) {
     user: { fullName: user.fullName, email: user.email },
     study: study.code,
     canManage: can(user, "forms.manage", { studyId: study.id }),
-    docs: docs.map((d) => ({ code: d.code, version: d.version, title: d.title, language: d.language, status: d.status, irbName: d.irbName, irbApprovedOn: d.irbApprovedOn, sha256: Buffer.from(d.bodySha256).toString("hex") })),
+    docs: docs.map((d) => ({
+      code: d.code,
+      version: d.version,
+      title: d.title,
+      language: d.language,
+      status: d.status,
+      irbName: d.irbName,
+      irbApprovedOn: d.irbApprovedOn,
+      sha256: Buffer.from(d.bodySha256).toString("hex"),
+    })),
   });
 }
 
@@ -32,10 +41,24 @@ export async function action({ request, context, params }: ActionFunctionArgs) {
   const user = await requireStudyPermission(request, context, "forms.manage", { studyId: study.id });
   const f = Object.fromEntries(await request.formData()) as Record<string, string>;
   try {
-    const d = await addConsentDocument(context.ctx, user, study.code, { code: f.code, version: f.version, title: f.title, language: f.language || undefined, bodyMarkdown: f.bodyMarkdown ?? "", irbName: f.irbName, irbApprovedOn: f.irbApprovedOn });
-    return json({ ok: true, message: `Consent document ${d.code} version ${d.version} approved; the approval is sealed into the log.`, error: null, field: null });
+    const d = await addConsentDocument(context.ctx, user, study.code, {
+      code: f.code,
+      version: f.version,
+      title: f.title,
+      language: f.language || undefined,
+      bodyMarkdown: f.bodyMarkdown ?? "",
+      irbName: f.irbName,
+      irbApprovedOn: f.irbApprovedOn,
+    });
+    return json({
+      ok: true,
+      message: `Consent document ${d.code} version ${d.version} approved; the approval is sealed into the log.`,
+      error: null,
+      field: null,
+    });
   } catch (err) {
-    if (err instanceof ServiceError) return json({ ok: false, message: null, error: err.message, field: err.field ?? null }, { status: err.status });
+    if (err instanceof ServiceError)
+      return json({ ok: false, message: null, error: err.message, field: err.field ?? null }, { status: err.status });
     throw err;
   }
 }
@@ -64,7 +87,9 @@ function MarkdownPreview({ text }: { text: string }) {
 export default function Consent() {
   const d = useLoaderData<typeof loader>();
   const r = useActionData<typeof action>();
-  const [body, setBody] = useState("# Informed consent\n\n## Why this study is done\nWhy this study is done...\n\n## Your choices\nYou may leave at any time.\n\n[question:yes] Can you leave the study at any time?\n\n[optional:future_research] My samples may be used in future research.\n");
+  const [body, setBody] = useState(
+    "# Informed consent\n\n## Why this study is done\nWhy this study is done...\n\n## Your choices\nYou may leave at any time.\n\n[question:yes] Can you leave the study at any time?\n\n[optional:future_research] My samples may be used in future research.\n",
+  );
   const bad = (f: string) => (r?.field === f ? true : undefined);
   return (
     <>
@@ -135,7 +160,14 @@ export default function Consent() {
                 <label htmlFor="title">Title</label>
                 <input id="title" name="title" type="text" aria-invalid={bad("title")} />
                 <label htmlFor="bodyMarkdown">Text (Markdown)</label>
-                <textarea id="bodyMarkdown" name="bodyMarkdown" rows={14} value={body} onChange={(e) => setBody(e.target.value)} aria-invalid={bad("bodyMarkdown")} />
+                <textarea
+                  id="bodyMarkdown"
+                  name="bodyMarkdown"
+                  rows={14}
+                  value={body}
+                  onChange={(e) => setBody(e.target.value)}
+                  aria-invalid={bad("bodyMarkdown")}
+                />
                 <div className="grid">
                   <div>
                     <label htmlFor="irbName">IRB / ethics committee</label>

@@ -19,7 +19,9 @@ export async function loader({ request, context, params }: LoaderFunctionArgs) {
   const [log, sites] = await Promise.all([delegationLog(context.ctx, study.id), listSites(context.ctx.db, study.id)]);
   const mySites = user.platformAdmin
     ? sites.map((s) => s.code)
-    : user.memberships.filter((m) => m.studyId === study.id && (m.role === "investigator" || m.role === "admin")).flatMap((m) => (m.siteCode ? [m.siteCode] : sites.map((s) => s.code)));
+    : user.memberships
+        .filter((m) => m.studyId === study.id && (m.role === "investigator" || m.role === "admin"))
+        .flatMap((m) => (m.siteCode ? [m.siteCode] : sites.map((s) => s.code)));
   return json({
     user: { fullName: user.fullName, email: user.email },
     study: study.code,
@@ -34,7 +36,8 @@ export async function action({ request, context, params }: ActionFunctionArgs) {
   if (!study) throw new Response("No such study", { status: 404 });
   const user = await requireStudyPermission(request, context, "study.view", { studyId: study.id });
   const declared = Number(request.headers.get("content-length") ?? "0");
-  if (declared > MAX_EVIDENCE + 64 * 1024) return json({ ok: false, error: "the evidence file is larger than 10 MB", field: "evidence" }, { status: 413 });
+  if (declared > MAX_EVIDENCE + 64 * 1024)
+    return json({ ok: false, error: "the evidence file is larger than 10 MB", field: "evidence" }, { status: 413 });
   const form = await request.formData();
   const text = (k: string) => {
     const v = form.get(k);
@@ -46,9 +49,16 @@ export async function action({ request, context, params }: ActionFunctionArgs) {
       return json({ ok: true, error: null, field: null });
     }
     const file = form.get("evidence");
-    if (!file || typeof file === "string" || file.size === 0) return json({ ok: false, error: "attach the training evidence (certificate) file", field: "evidence" }, { status: 422 });
-    if (file.size > MAX_EVIDENCE) return json({ ok: false, error: "the evidence file is larger than 10 MB", field: "evidence" }, { status: 413 });
-    const evidenceSha256 = createHash("sha256").update(Buffer.from(await file.arrayBuffer())).digest("hex");
+    if (!file || typeof file === "string" || file.size === 0)
+      return json(
+        { ok: false, error: "attach the training evidence (certificate) file", field: "evidence" },
+        { status: 422 },
+      );
+    if (file.size > MAX_EVIDENCE)
+      return json({ ok: false, error: "the evidence file is larger than 10 MB", field: "evidence" }, { status: 413 });
+    const evidenceSha256 = createHash("sha256")
+      .update(Buffer.from(await file.arrayBuffer()))
+      .digest("hex");
     await grantDelegation(context.ctx, user, {
       study: study.code,
       site: text("site"),
@@ -60,7 +70,8 @@ export async function action({ request, context, params }: ActionFunctionArgs) {
     });
     return json({ ok: true, error: null, field: null });
   } catch (err) {
-    if (err instanceof ServiceError) return json({ ok: false, error: err.message, field: err.field ?? null }, { status: err.status });
+    if (err instanceof ServiceError)
+      return json({ ok: false, error: err.message, field: err.field ?? null }, { status: err.status });
     throw err;
   }
 }
@@ -112,7 +123,8 @@ export default function Delegation() {
                 <td>
                   {l.training.map((tr) => (
                     <div key={tr.evidenceSha256}>
-                      {tr.course}, {tr.completedOn} <code title="SHA-256 of the evidence file">{tr.evidenceSha256.slice(0, 12)}…</code>
+                      {tr.course}, {tr.completedOn}{" "}
+                      <code title="SHA-256 of the evidence file">{tr.evidenceSha256.slice(0, 12)}…</code>
                     </div>
                   ))}
                 </td>

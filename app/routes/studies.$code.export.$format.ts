@@ -9,9 +9,14 @@ export async function loader({ request, context, params }: LoaderFunctionArgs) {
   if (!study) throw new Response("No such study", { status: 404 });
   const user = await requireStudyPermission(request, context, "study.review", { studyId: study.id });
   const format = String(params.format ?? "");
-  if (!(EXPORT_FORMATS as readonly string[]).includes(format)) throw new Response(`Unknown export format "${format}": one of ${EXPORT_FORMATS.join(", ")}`, { status: 404 });
+  if (!(EXPORT_FORMATS as readonly string[]).includes(format))
+    throw new Response(`Unknown export format "${format}": one of ${EXPORT_FORMATS.join(", ")}`, { status: 404 });
   const file = await exportStudy(context.ctx, user, study.code, format as ExportFormat);
   return new Response(new Uint8Array(file.data), {
-    headers: { "content-type": file.contentType, "content-disposition": `attachment; filename="${file.name}"`, "cache-control": "no-store" },
+    headers: {
+      "content-type": file.contentType,
+      "content-disposition": `attachment; filename="${file.name}"`,
+      "cache-control": "no-store",
+    },
   });
 }

@@ -19,12 +19,38 @@ export async function loader({ request, context, params }: LoaderFunctionArgs) {
   const user = await requireStudyPermission(request, context, "study.view", { studyId: study.id });
   const forms = await listForms(context.ctx.db, study.id);
   const latest = forms[forms.length - 1];
-  const starter = latest ? { ...JSON.parse(latest.definitionText), version: latest.version + 1 } : { code: "VITALS", title: "Vital signs", version: 1, visits: ["SCREENING"], fields: [{ name: "sbp", label: "Systolic BP", type: "number", integer: true, unit: "mmHg", min: 50, max: 250, required: true }] };
+  const starter = latest
+    ? { ...JSON.parse(latest.definitionText), version: latest.version + 1 }
+    : {
+        code: "VITALS",
+        title: "Vital signs",
+        version: 1,
+        visits: ["SCREENING"],
+        fields: [
+          {
+            name: "sbp",
+            label: "Systolic BP",
+            type: "number",
+            integer: true,
+            unit: "mmHg",
+            min: 50,
+            max: 250,
+            required: true,
+          },
+        ],
+      };
   return json({
     user: { fullName: user.fullName, email: user.email },
     study: study.code,
     canManage: can(user, "forms.manage", { studyId: study.id }),
-    forms: forms.map((f) => ({ code: f.code, version: f.version, title: f.title, status: f.status, sha256: Buffer.from(f.definitionSha256).toString("hex"), approvedAt: f.approvedAt?.toISOString() ?? null })),
+    forms: forms.map((f) => ({
+      code: f.code,
+      version: f.version,
+      title: f.title,
+      status: f.status,
+      sha256: Buffer.from(f.definitionSha256).toString("hex"),
+      approvedAt: f.approvedAt?.toISOString() ?? null,
+    })),
     starter: JSON.stringify(starter, null, 2),
   });
 }
@@ -37,19 +63,45 @@ export async function action({ request, context, params }: ActionFunctionArgs) {
   const text = (k: string) => String(form.get(k) ?? "");
   try {
     if (text("intent") === "approve") {
-      const f = await approveForm(context.ctx, user, { study: study.code, code: text("code"), version: Number(text("version")) });
-      return json({ ok: true, message: `Approved ${f.code} version ${f.version}; the approval is sealed into the log.`, error: null, field: null });
+      const f = await approveForm(context.ctx, user, {
+        study: study.code,
+        code: text("code"),
+        version: Number(text("version")),
+      });
+      return json({
+        ok: true,
+        message: `Approved ${f.code} version ${f.version}; the approval is sealed into the log.`,
+        error: null,
+        field: null,
+      });
     }
     let definition: unknown;
     try {
       definition = JSON.parse(text("definition"));
     } catch (err) {
-      return json({ ok: false, message: null, error: `the definition is not JSON: ${(err as Error).message}`, field: "definition" }, { status: 400 });
+      return json(
+        {
+          ok: false,
+          message: null,
+          error: `the definition is not JSON: ${(err as Error).message}`,
+          field: "definition",
+        },
+        { status: 400 },
+      );
     }
-    const f = await importForm(context.ctx, study.code, definition, { draft: text("approve") !== "on", actorId: user.userId });
-    return json({ ok: true, message: `Saved ${f.code} version ${f.version} as ${f.status}.`, error: null, field: null });
+    const f = await importForm(context.ctx, study.code, definition, {
+      draft: text("approve") !== "on",
+      actorId: user.userId,
+    });
+    return json({
+      ok: true,
+      message: `Saved ${f.code} version ${f.version} as ${f.status}.`,
+      error: null,
+      field: null,
+    });
   } catch (err) {
-    if (err instanceof ServiceError) return json({ ok: false, message: null, error: err.message, field: err.field ?? null }, { status: err.status });
+    if (err instanceof ServiceError)
+      return json({ ok: false, message: null, error: err.message, field: err.field ?? null }, { status: err.status });
     throw err;
   }
 }
@@ -124,7 +176,16 @@ export default function Forms() {
               <Form method="post">
                 <input type="hidden" name="intent" value="import" />
                 <label htmlFor="definition">Definition (JSON)</label>
-                <textarea id="definition" name="definition" rows={22} spellCheck={false} value={source} onChange={(e) => setSource(e.target.value)} aria-invalid={!parsed.ok || r?.field === "definition" || undefined} aria-describedby="definition-check" />
+                <textarea
+                  id="definition"
+                  name="definition"
+                  rows={22}
+                  spellCheck={false}
+                  value={source}
+                  onChange={(e) => setSource(e.target.value)}
+                  aria-invalid={!parsed.ok || r?.field === "definition" || undefined}
+                  aria-describedby="definition-check"
+                />
                 <p id="definition-check" className={parsed.ok ? "muted" : "error"} role="status">
                   {parsed.ok ? "Valid definition." : `${parsed.path}: ${parsed.message}`}
                 </p>
@@ -135,7 +196,11 @@ export default function Forms() {
               </Form>
               <div>
                 <h3>Preview</h3>
-                {parsed.ok ? <FormPreview def={parsed.definition} /> : <p className="muted">Fix the definition to see the form.</p>}
+                {parsed.ok ? (
+                  <FormPreview def={parsed.definition} />
+                ) : (
+                  <p className="muted">Fix the definition to see the form.</p>
+                )}
               </div>
             </div>
           </section>

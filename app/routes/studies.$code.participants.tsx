@@ -15,17 +15,26 @@ export async function loader({ request, context, params }: LoaderFunctionArgs) {
   const study = await findStudyByCode(context.ctx.db, params.code ?? "");
   if (!study) throw new Response("No such study", { status: 404 });
   const user = await requireStudyPermission(request, context, "records.read", { studyId: study.id });
-  const [rows, sites] = await Promise.all([listParticipants(context.ctx, user, study.id), listSites(context.ctx.db, study.id)]);
+  const [rows, sites] = await Promise.all([
+    listParticipants(context.ctx, user, study.id),
+    listSites(context.ctx.db, study.id),
+  ]);
   const lock = await studyLock(context.ctx, study.id);
   const consent = await studyConsentSummary(context.ctx, user, study.id);
-  const enrollSites = sites.filter((s) => can(user, "participants.enroll", { studyId: study.id, siteId: s.id }) && !user.platformAdmin).map((s) => s.code);
+  const enrollSites = sites
+    .filter((s) => can(user, "participants.enroll", { studyId: study.id, siteId: s.id }) && !user.platformAdmin)
+    .map((s) => s.code);
   return json({
     user: { fullName: user.fullName, email: user.email },
     study: study.code,
     enrollSites,
     lock: lock ? { id: lock.id, reason: lock.reason } : null,
     canLock: can(user, "records.lock", { studyId: study.id }),
-    participants: rows.map((r) => ({ ...r, enrolledAt: r.enrolledAt.toISOString(), consent: consent.get(r.id) ? { state: consent.get(r.id)!.state, summary: consent.get(r.id)!.summary } : null })),
+    participants: rows.map((r) => ({
+      ...r,
+      enrolledAt: r.enrolledAt.toISOString(),
+      consent: consent.get(r.id) ? { state: consent.get(r.id)!.state, summary: consent.get(r.id)!.summary } : null,
+    })),
   });
 }
 
@@ -37,15 +46,37 @@ export async function action({ request, context, params }: ActionFunctionArgs) {
   try {
     const intent = String(form.get("intent") ?? "enroll");
     if (intent === "lock" || intent === "unlock") {
-      if (intent === "lock") await setLock(context.ctx, user, study.code, { scope: "study", reason: String(form.get("reason") ?? "") });
-      else await releaseLock(context.ctx, user, study.code, String(form.get("lock") ?? ""), String(form.get("reason") ?? ""));
-      return json({ ok: true, message: intent === "lock" ? "The study is locked." : "The study is unlocked.", error: null });
+      if (intent === "lock")
+        await setLock(context.ctx, user, study.code, { scope: "study", reason: String(form.get("reason") ?? "") });
+      else
+        await releaseLock(
+          context.ctx,
+          user,
+          study.code,
+          String(form.get("lock") ?? ""),
+          String(form.get("reason") ?? ""),
+        );
+      return json({
+        ok: true,
+        message: intent === "lock" ? "The study is locked." : "The study is unlocked.",
+        error: null,
+      });
     }
     const text = (k: string) => String(form.get(k) ?? "").trim() || undefined;
-    const p = await enrollParticipant(context.ctx, user, { study: study.code, site: String(form.get("site") ?? ""), personal: { fullName: text("fullName"), email: text("email"), phone: text("phone"), birthDate: text("birthDate") } });
+    const p = await enrollParticipant(context.ctx, user, {
+      study: study.code,
+      site: String(form.get("site") ?? ""),
+      personal: {
+        fullName: text("fullName"),
+        email: text("email"),
+        phone: text("phone"),
+        birthDate: text("birthDate"),
+      },
+    });
     return json({ ok: true, message: `Enrolled ${p.subjectCode}.`, error: null });
   } catch (err) {
-    if (err instanceof ServiceError) return json({ ok: false, message: null, error: err.message }, { status: err.status });
+    if (err instanceof ServiceError)
+      return json({ ok: false, message: null, error: err.message }, { status: err.status });
     throw err;
   }
 }
@@ -77,7 +108,9 @@ export default function Participants() {
           <Form method="post" className="card" noValidate>
             <input type="hidden" name="intent" value={d.lock ? "unlock" : "lock"} />
             {d.lock ? <input type="hidden" name="lock" value={d.lock.id} /> : null}
-            <label htmlFor="study-lock-reason">{d.lock ? "Reason to unlock the study" : "Reason to lock the whole study"}</label>
+            <label htmlFor="study-lock-reason">
+              {d.lock ? "Reason to unlock the study" : "Reason to lock the whole study"}
+            </label>
             <input id="study-lock-reason" name="reason" type="text" />
             <button type="submit">{d.lock ? "Unlock study" : "Lock study"}</button>
           </Form>
@@ -131,7 +164,11 @@ export default function Participants() {
                 <td>{p.site}</td>
                 <td>{p.status}</td>
                 <td>
-                  <Link to={`/studies/${d.study}/participants/${p.subject}/consent`} className={p.consent?.state === "reconsent_needed" ? "error" : undefined} data-consent-state={p.consent?.state}>
+                  <Link
+                    to={`/studies/${d.study}/participants/${p.subject}/consent`}
+                    className={p.consent?.state === "reconsent_needed" ? "error" : undefined}
+                    data-consent-state={p.consent?.state}
+                  >
                     {p.consent?.summary ?? "-"}
                   </Link>
                 </td>

@@ -12,7 +12,9 @@ import { RecordFields } from "../records/record-fields.tsx";
 import { TopBar } from "../platform/top-bar.tsx";
 import type { FormDefinition } from "../records/form-definition.ts";
 
-export const meta: MetaFunction<typeof loader> = ({ data }) => [{ title: `${data?.casebook.participant.subject ?? "Subject"} · TrialSeal` }];
+export const meta: MetaFunction<typeof loader> = ({ data }) => [
+  { title: `${data?.casebook.participant.subject ?? "Subject"} · TrialSeal` },
+];
 
 async function load(request: Request, context: LoaderFunctionArgs["context"], params: LoaderFunctionArgs["params"]) {
   const study = await findStudyByCode(context.ctx.db, params.code ?? "");
@@ -26,13 +28,20 @@ async function load(request: Request, context: LoaderFunctionArgs["context"], pa
 export async function loader({ request, context, params }: LoaderFunctionArgs) {
   const { study, user, casebook } = await load(request, context, params);
   const scope = { studyId: study.id, siteId: casebook.participant.siteId };
-  const lock = await activeLock(context.ctx, { id: "00000000-0000-0000-0000-000000000000", studyId: study.id, participantId: casebook.participant.id });
+  const lock = await activeLock(context.ctx, {
+    id: "00000000-0000-0000-0000-000000000000",
+    studyId: study.id,
+    participantId: casebook.participant.id,
+  });
   return json({
     user: { fullName: user.fullName, email: user.email },
     study: study.code,
     casebook,
     lock: lock ? { id: lock.id, scope: lock.scope, reason: lock.reason } : null,
-    may: { sign: can(user, "records.sign", scope) && casebook.records.length > 0, lock: can(user, "records.lock", scope) },
+    may: {
+      sign: can(user, "records.sign", scope) && casebook.records.length > 0,
+      lock: can(user, "records.lock", scope),
+    },
   });
 }
 
@@ -42,12 +51,37 @@ export async function action({ request, context, params }: ActionFunctionArgs) {
   const intent = String(form.get("intent") ?? "enter");
   if (intent !== "enter") {
     try {
-      if (intent === "sign") await signCasebook(context.ctx, user, study.code, casebook.participant.subject, { meaning: String(form.get("meaning") ?? ""), password: String(form.get("password") ?? ""), code: String(form.get("code") ?? "") || undefined }, requestMeta(request));
-      else if (intent === "lock") await setLock(context.ctx, user, study.code, { scope: "subject", target: casebook.participant.subject, reason: String(form.get("reason") ?? "") });
-      else if (intent === "unlock") await releaseLock(context.ctx, user, study.code, String(form.get("lock") ?? ""), String(form.get("reason") ?? ""));
+      if (intent === "sign")
+        await signCasebook(
+          context.ctx,
+          user,
+          study.code,
+          casebook.participant.subject,
+          {
+            meaning: String(form.get("meaning") ?? ""),
+            password: String(form.get("password") ?? ""),
+            code: String(form.get("code") ?? "") || undefined,
+          },
+          requestMeta(request),
+        );
+      else if (intent === "lock")
+        await setLock(context.ctx, user, study.code, {
+          scope: "subject",
+          target: casebook.participant.subject,
+          reason: String(form.get("reason") ?? ""),
+        });
+      else if (intent === "unlock")
+        await releaseLock(
+          context.ctx,
+          user,
+          study.code,
+          String(form.get("lock") ?? ""),
+          String(form.get("reason") ?? ""),
+        );
       return redirect(`/studies/${study.code}/participants/${casebook.participant.subject}`);
     } catch (err) {
-      if (err instanceof ServiceError) return json({ error: { field: err.field ?? null, message: err.message }, values: {} }, { status: err.status });
+      if (err instanceof ServiceError)
+        return json({ error: { field: err.field ?? null, message: err.message }, values: {} }, { status: err.status });
       throw err;
     }
   }
@@ -55,10 +89,17 @@ export async function action({ request, context, params }: ActionFunctionArgs) {
   if (!def) return json({ error: { field: "form", message: "choose a form" }, values: {} }, { status: 422 });
   const values = valuesFromForm(def, form);
   try {
-    const r = await saveRecord(context.ctx, user, study.code, { subject: casebook.participant.subject, form: def.code, formVersion: def.version, visit: String(form.get("visit") ?? ""), data: values });
+    const r = await saveRecord(context.ctx, user, study.code, {
+      subject: casebook.participant.subject,
+      form: def.code,
+      formVersion: def.version,
+      visit: String(form.get("visit") ?? ""),
+      data: values,
+    });
     return redirect(`/studies/${study.code}/records/${r.id}`);
   } catch (err) {
-    if (err instanceof ServiceError) return json({ error: { field: err.field ?? null, message: err.message }, values }, { status: err.status });
+    if (err instanceof ServiceError)
+      return json({ error: { field: err.field ?? null, message: err.message }, values }, { status: err.status });
     throw err;
   }
 }
@@ -76,15 +117,18 @@ export default function Subject() {
       <TopBar user={user} />
       <main className="page">
         <p>
-          <Link to={`/studies/${study}`}>{study}</Link> / <Link to={`/studies/${study}/participants`}>Participants</Link>
+          <Link to={`/studies/${study}`}>{study}</Link> /{" "}
+          <Link to={`/studies/${study}/participants`}>Participants</Link>
         </p>
         <h1>
-          Subject {casebook.participant.subject} <span className="badge">{casebook.participant.status}</span> <span className="muted">site {casebook.participant.site}</span>
+          Subject {casebook.participant.subject} <span className="badge">{casebook.participant.status}</span>{" "}
+          <span className="muted">site {casebook.participant.site}</span>
         </h1>
         <p>
           <a href={`/studies/${study}/participants/${casebook.participant.subject}/casebook.pdf`} download>
             Certified copy (PDF)
-          </a> · <Link to={`/studies/${study}/participants/${casebook.participant.subject}/consent`}>Consent</Link>
+          </a>{" "}
+          · <Link to={`/studies/${study}/participants/${casebook.participant.subject}/consent`}>Consent</Link>
         </p>
         <table>
           <thead>
@@ -97,7 +141,10 @@ export default function Subject() {
             {forms.map((f) => (
               <tr key={f.code}>
                 <td>
-                  {f.title} <span className="muted">{f.code} v{f.version}</span>
+                  {f.title}{" "}
+                  <span className="muted">
+                    {f.code} v{f.version}
+                  </span>
                 </td>
                 <td>
                   {f.visits.map((v) => {

@@ -7,14 +7,22 @@ import { json, type ActionFunctionArgs, type LoaderFunctionArgs, type MetaFuncti
 import { Form, Link, useActionData, useLoaderData } from "@remix-run/react";
 import { findStudyByCode } from "../../db/queries/studies.ts";
 import { subjectCasebook } from "../records/records.server.ts";
-import { consentStatus, countersignConsent, createInvitation, invitationsOf, recordWithdrawal } from "../consent/consent.server.ts";
+import {
+  consentStatus,
+  countersignConsent,
+  createInvitation,
+  invitationsOf,
+  recordWithdrawal,
+} from "../consent/consent.server.ts";
 import { ServiceError } from "../platform/errors.server.ts";
 import { can } from "../platform/permissions.server.ts";
 import { qrDataUrl } from "../platform/qr.server.ts";
 import { requestMeta, requireStudyPermission } from "../platform/session.server.ts";
 import { TopBar } from "../platform/top-bar.tsx";
 
-export const meta: MetaFunction<typeof loader> = ({ data }) => [{ title: `Consent of ${data?.subject ?? "subject"} · TrialSeal` }];
+export const meta: MetaFunction<typeof loader> = ({ data }) => [
+  { title: `Consent of ${data?.subject ?? "subject"} · TrialSeal` },
+];
 
 async function load(request: Request, context: LoaderFunctionArgs["context"], params: LoaderFunctionArgs["params"]) {
   const study = await findStudyByCode(context.ctx.db, params.code ?? "");
@@ -60,20 +68,47 @@ export async function action({ request, context, params }: ActionFunctionArgs) {
         },
         new URL(request.url).origin,
       );
-      return json({ error: null, message: `Invitation sent by ${inv.channel} to ${inv.sentTo}; valid until ${inv.expiresAt.slice(0, 16).replace("T", " ")} UTC.`, invitation: { url: inv.url, qr: await qrDataUrl(inv.url) } });
+      return json({
+        error: null,
+        message: `Invitation sent by ${inv.channel} to ${inv.sentTo}; valid until ${inv.expiresAt.slice(0, 16).replace("T", " ")} UTC.`,
+        invitation: { url: inv.url, qr: await qrDataUrl(inv.url) },
+      });
     }
     if (intent === "countersign") {
-      await countersignConsent(context.ctx, user, study.code, participant.subject, { password: String(f.get("password") ?? ""), code: String(f.get("code") ?? "") || undefined, witnessName: String(f.get("witnessName") ?? "") || undefined }, requestMeta(request));
+      await countersignConsent(
+        context.ctx,
+        user,
+        study.code,
+        participant.subject,
+        {
+          password: String(f.get("password") ?? ""),
+          code: String(f.get("code") ?? "") || undefined,
+          witnessName: String(f.get("witnessName") ?? "") || undefined,
+        },
+        requestMeta(request),
+      );
       return json({ error: null, message: "Countersigned; the signature is sealed into the log.", invitation: null });
     }
     if (intent === "withdraw") {
       const scope = String(f.get("scope") ?? "");
-      await recordWithdrawal(context.ctx, user, study.code, participant.subject, { scope: scope || undefined, followUp: scope === "partial" && f.get("followUp") === "on", optionalWithdrawn: f.getAll("optionalWithdrawn").map(String), reason: String(f.get("reason") ?? "") || undefined });
+      await recordWithdrawal(context.ctx, user, study.code, participant.subject, {
+        scope: scope || undefined,
+        followUp: scope === "partial" && f.get("followUp") === "on",
+        optionalWithdrawn: f.getAll("optionalWithdrawn").map(String),
+        reason: String(f.get("reason") ?? "") || undefined,
+      });
       return json({ error: null, message: "Withdrawal recorded.", invitation: null });
     }
-    return json({ error: { field: null, message: "unknown action" }, message: null, invitation: null }, { status: 400 });
+    return json(
+      { error: { field: null, message: "unknown action" }, message: null, invitation: null },
+      { status: 400 },
+    );
   } catch (err) {
-    if (err instanceof ServiceError) return json({ error: { field: err.field ?? null, message: err.message }, message: null, invitation: null }, { status: err.status });
+    if (err instanceof ServiceError)
+      return json(
+        { error: { field: err.field ?? null, message: err.message }, message: null, invitation: null },
+        { status: err.status },
+      );
     throw err;
   }
 }
@@ -88,10 +123,15 @@ export default function SubjectConsent() {
       <TopBar user={d.user} />
       <main className="page">
         <p>
-          <Link to={`/studies/${d.study}`}>{d.study}</Link> / <Link to={`/studies/${d.study}/participants`}>Participants</Link> / <Link to={`/studies/${d.study}/participants/${d.subject}`}>{d.subject}</Link>
+          <Link to={`/studies/${d.study}`}>{d.study}</Link> /{" "}
+          <Link to={`/studies/${d.study}/participants`}>Participants</Link> /{" "}
+          <Link to={`/studies/${d.study}/participants/${d.subject}`}>{d.subject}</Link>
         </p>
         <h1>
-          Consent of {d.subject} <span className="badge" data-consent-state={d.status.state}>{d.status.summary}</span>
+          Consent of {d.subject}{" "}
+          <span className="badge" data-consent-state={d.status.state}>
+            {d.status.summary}
+          </span>
         </h1>
         {r?.error ? (
           <p className="error" role="alert">
@@ -131,7 +171,9 @@ export default function SubjectConsent() {
                 </td>
                 <td>
                   {s.role}
-                  {s.fromStaffDevice && s.role !== "staff" && s.role !== "witness" ? <span className="badge bad"> signed on a staff device</span> : null}
+                  {s.fromStaffDevice && s.role !== "staff" && s.role !== "witness" ? (
+                    <span className="badge bad"> signed on a staff device</span>
+                  ) : null}
                 </td>
                 <td>{s.printedName ?? <span className="muted">hidden</span>}</td>
                 <td>{s.meaning}</td>
@@ -152,7 +194,10 @@ export default function SubjectConsent() {
               {d.status.withdrawals.map((w) => (
                 <li key={w.id} data-withdrawal={w.scope}>
                   {w.at.replace("T", " ").slice(0, 19)} UTC: {w.scope}
-                  {w.scope === "partial" ? ` (${w.allows.followUp ? "follow-up continues" : "no follow-up"}${w.allows.optionalWithdrawn.length ? `; withdrawn: ${w.allows.optionalWithdrawn.join(", ")}` : ""})` : ""} {w.byParticipant ? "by the participant" : "recorded by site staff"}
+                  {w.scope === "partial"
+                    ? ` (${w.allows.followUp ? "follow-up continues" : "no follow-up"}${w.allows.optionalWithdrawn.length ? `; withdrawn: ${w.allows.optionalWithdrawn.join(", ")}` : ""})`
+                    : ""}{" "}
+                  {w.byParticipant ? "by the participant" : "recorded by site staff"}
                   {w.reason ? `: ${w.reason}` : ""}
                 </li>
               ))}
@@ -210,7 +255,10 @@ export default function SubjectConsent() {
               <Form method="post" className="card" noValidate>
                 <input type="hidden" name="intent" value="countersign" />
                 <h2>Countersign</h2>
-                <p>As the person obtaining consent, confirm that you explained the study and answered the signer's questions.</p>
+                <p>
+                  As the person obtaining consent, confirm that you explained the study and answered the signer's
+                  questions.
+                </p>
                 <label htmlFor="witnessName">Impartial witness's full name (if one was present)</label>
                 <input id="witnessName" name="witnessName" type="text" />
                 <label htmlFor="cs-password">Your password</label>

@@ -4,7 +4,19 @@ import { useEffect, useState } from "react";
 import { findStudyByCode } from "../../db/queries/studies.ts";
 import { ServiceError } from "../platform/errors.server.ts";
 import { correctRecord, recordDefinition, recordHistory } from "../records/records.server.ts";
-import { activeLock, answerQuery, closeQuery, markSdv, openQuery, queriesOf, releaseLock, sdvOf, setLock, signRecord, signaturesOf } from "../clinical-monitoring/clinical-monitoring.server.ts";
+import {
+  activeLock,
+  answerQuery,
+  closeQuery,
+  markSdv,
+  openQuery,
+  queriesOf,
+  releaseLock,
+  sdvOf,
+  setLock,
+  signRecord,
+  signaturesOf,
+} from "../clinical-monitoring/clinical-monitoring.server.ts";
 import { can } from "../platform/permissions.server.ts";
 import { requestMeta } from "../platform/session.server.ts";
 import { records as recordsTable } from "../../db/schema/index.ts";
@@ -34,7 +46,12 @@ export async function loader({ request, context, params }: LoaderFunctionArgs) {
   const { study, user, record, def } = await load(request, context, params);
   const ctx = context.ctx;
   const [row] = await ctx.db.select().from(recordsTable).where(eq(recordsTable.id, record.id));
-  const [sigs, qs, sdv, lock] = await Promise.all([signaturesOf(ctx, record.id, record.version), queriesOf(ctx, record.id), sdvOf(ctx, record.id), activeLock(ctx, row)]);
+  const [sigs, qs, sdv, lock] = await Promise.all([
+    signaturesOf(ctx, record.id, record.version),
+    queriesOf(ctx, record.id),
+    sdvOf(ctx, record.id),
+    activeLock(ctx, row),
+  ]);
   const scope = { studyId: study.id, siteId: row.siteId };
   return json({
     user: { fullName: user.fullName, email: user.email },
@@ -42,7 +59,14 @@ export async function loader({ request, context, params }: LoaderFunctionArgs) {
     record,
     def,
     signatures: sigs,
-    queries: qs.map((q) => ({ id: q.id, field: q.field, text: q.text, answer: q.answer, status: q.status, openedAt: q.openedAt.toISOString() })),
+    queries: qs.map((q) => ({
+      id: q.id,
+      field: q.field,
+      text: q.text,
+      answer: q.answer,
+      status: q.status,
+      openedAt: q.openedAt.toISOString(),
+    })),
     sdv: sdv.map((m) => ({ version: m.version, at: m.markedAt.toISOString() })),
     lock: lock ? { id: lock.id, scope: lock.scope, reason: lock.reason } : null,
     can: {
@@ -63,7 +87,14 @@ export async function action({ request, context, params }: ActionFunctionArgs) {
   try {
     switch (text("intent")) {
       case "sign":
-        await signRecord(ctx, user, study.code, record.id, { meaning: text("meaning"), password: text("password"), code: text("code") || undefined }, requestMeta(request));
+        await signRecord(
+          ctx,
+          user,
+          study.code,
+          record.id,
+          { meaning: text("meaning"), password: text("password"), code: text("code") || undefined },
+          requestMeta(request),
+        );
         break;
       case "sdv":
         await markSdv(ctx, user, study.code, record.id);
@@ -88,7 +119,8 @@ export async function action({ request, context, params }: ActionFunctionArgs) {
     }
     return redirect(`/studies/${study.code}/records/${record.id}`);
   } catch (err) {
-    if (err instanceof ServiceError) return json({ error: { field: err.field ?? null, message: err.message }, values }, { status: err.status });
+    if (err instanceof ServiceError)
+      return json({ error: { field: err.field ?? null, message: err.message }, values }, { status: err.status });
     throw err;
   }
 }
@@ -118,10 +150,12 @@ export default function RecordPage() {
       <TopBar user={user} />
       <main className="page">
         <p>
-          <Link to={`/studies/${study}`}>{study}</Link> / <Link to={`/studies/${study}/participants/${record.subject}`}>{record.subject}</Link>
+          <Link to={`/studies/${study}`}>{study}</Link> /{" "}
+          <Link to={`/studies/${study}/participants/${record.subject}`}>{record.subject}</Link>
         </p>
         <h1>
-          {def.title}, visit {record.visit} <span className="badge">v{record.version}</span> {record.status === "locked" ? <span className="badge bad">locked</span> : null}
+          {def.title}, visit {record.visit} <span className="badge">v{record.version}</span>{" "}
+          {record.status === "locked" ? <span className="badge bad">locked</span> : null}
         </h1>
         <table>
           <tbody>
@@ -130,7 +164,11 @@ export default function RecordPage() {
                 <th>{f.label}</th>
                 <td>
                   {f.type === "choice" || f.type === "multichoice"
-                    ? show(([] as unknown[]).concat(record.data[f.name] ?? []).map((v) => f.options.find((o) => o.value === v)?.label ?? v))
+                    ? show(
+                        ([] as unknown[])
+                          .concat(record.data[f.name] ?? [])
+                          .map((v) => f.options.find((o) => o.value === v)?.label ?? v),
+                      )
                     : f.type === "boolean"
                       ? record.data[f.name] === undefined
                         ? "-"
@@ -164,7 +202,11 @@ export default function RecordPage() {
                   <When iso={h.at} />
                 </td>
                 <td>{h.actor}</td>
-                <td>{h.version === 1 ? "entered" : h.changes.map((c) => `${c.field}: ${show(c.old)} → ${show(c.new)}`).join("; ")}</td>
+                <td>
+                  {h.version === 1
+                    ? "entered"
+                    : h.changes.map((c) => `${c.field}: ${show(c.old)} → ${show(c.new)}`).join("; ")}
+                </td>
                 <td>{h.reason ?? "-"}</td>
                 <td data-seal={h.entry.status}>{sealText(h.entry)}</td>
               </tr>
@@ -181,8 +223,8 @@ export default function RecordPage() {
         <ul>
           {signatures.map((s) => (
             <li key={s.id} data-signature={s.valid ? "valid" : "invalidated"}>
-              <strong>{s.printedName}</strong>, {s.signedAt.replace("T", " ").slice(0, 19)} UTC, meaning: <em>{s.meaning}</em> (version {s.version})
-              {s.note ? <span className="error"> {s.note}</span> : null}
+              <strong>{s.printedName}</strong>, {s.signedAt.replace("T", " ").slice(0, 19)} UTC, meaning:{" "}
+              <em>{s.meaning}</em> (version {s.version}){s.note ? <span className="error"> {s.note}</span> : null}
             </li>
           ))}
         </ul>
@@ -204,7 +246,11 @@ export default function RecordPage() {
           </Form>
         ) : null}
         <h2>Monitoring</h2>
-        <p data-sdv>{sdv.length ? `Source data verified: version ${sdv[sdv.length - 1].version} on ${sdv[sdv.length - 1].at.slice(0, 10)}` : "Not source-data verified."}</p>
+        <p data-sdv>
+          {sdv.length
+            ? `Source data verified: version ${sdv[sdv.length - 1].version} on ${sdv[sdv.length - 1].at.slice(0, 10)}`
+            : "Not source-data verified."}
+        </p>
         {may.monitor ? (
           <Form method="post">
             <input type="hidden" name="intent" value="sdv" />
@@ -271,7 +317,11 @@ export default function RecordPage() {
             <button type="submit">Raise query</button>
           </Form>
         ) : null}
-        {lock ? <p className="error" data-lock={lock.scope}>Locked ({lock.scope}): {lock.reason}</p> : null}
+        {lock ? (
+          <p className="error" data-lock={lock.scope}>
+            Locked ({lock.scope}): {lock.reason}
+          </p>
+        ) : null}
         {may.lock ? (
           <Form method="post" className="card" noValidate>
             <input type="hidden" name="intent" value={lock ? "unlock" : "lock"} />

@@ -22,7 +22,15 @@ export async function loader({ request, context, params }: LoaderFunctionArgs) {
     {
       user: { fullName: user.fullName, email: user.email },
       review,
-      audit: run ? { status: run.status, startedAt: run.startedAt.toISOString(), finishedAt: run.finishedAt?.toISOString() ?? null, error: run.error, report: run.report } : null,
+      audit: run
+        ? {
+            status: run.status,
+            startedAt: run.startedAt.toISOString(),
+            finishedAt: run.finishedAt?.toISOString() ?? null,
+            error: run.error,
+            report: run.report,
+          }
+        : null,
     },
     { headers: { "cache-control": "no-store" } },
   );
@@ -56,7 +64,8 @@ export default function Review() {
         </p>
         <h1>Review of {r.study.code}</h1>
         <p>
-          Every proof bundle below can be checked without trusting this portal: download it, then open the <a href="/verify">verification page</a> (it runs in your browser) or run <code>trialseal verify</code>.
+          Every proof bundle below can be checked without trusting this portal: download it, then open the{" "}
+          <a href="/verify">verification page</a> (it runs in your browser) or run <code>trialseal verify</code>.
         </p>
 
         <section className="card" id="exports">
@@ -65,8 +74,9 @@ export default function Review() {
             <a href={`/studies/${r.study.code}/export/evidence`} download data-export="evidence">
               Evidence package (ZIP)
             </a>{" "}
-            : ODM, FHIR, CSV, every proof bundle of the study, the whole log's envelopes and checkpoints with consistency proofs, certified copies, the trust policy and a manifest
-            of SHA-256s; check it offline with <code>trialseal verify-package FILE --pin SHA256</code>.
+            : ODM, FHIR, CSV, every proof bundle of the study, the whole log's envelopes and checkpoints with
+            consistency proofs, certified copies, the trust policy and a manifest of SHA-256s; check it offline with{" "}
+            <code>trialseal verify-package FILE --pin SHA256</code>.
           </p>
           <p>
             <a href={`/studies/${r.study.code}/export/odm`} download>
@@ -86,8 +96,9 @@ export default function Review() {
         <section className="card" id="audit" data-audit={audit?.status ?? "none"}>
           <h2>Whole-study audit</h2>
           <p>
-            Re-reads the study from the database and recomputes everything: every entry, batch, checkpoint and anchor (against the ledgers themselves), each record's chain of versions, and
-            every data row against its ledger entry. The same as <code>trialseal audit --study {r.study.code}</code>.
+            Re-reads the study from the database and recomputes everything: every entry, batch, checkpoint and anchor
+            (against the ledgers themselves), each record's chain of versions, and every data row against its ledger
+            entry. The same as <code>trialseal audit --study {r.study.code}</code>.
           </p>
           <Form method="post">
             <button type="submit" disabled={running}>
@@ -98,8 +109,11 @@ export default function Review() {
           {audit?.report ? (
             <div data-audit-verdict={audit.report.clean ? "clean" : "findings"}>
               <p className={audit.report.clean ? "" : "error"}>
-                <strong>{audit.report.clean ? "Clean" : "Findings"}</strong> ({audit.finishedAt?.replace("T", " ").slice(0, 19)} UTC): checked {audit.report.checked.entries} entries in {audit.report.checked.batches} batches,{" "}
-                {audit.report.checked.checkpoints} checkpoints, {audit.report.checked.anchors} anchors, {audit.report.checked.records} records and {audit.report.checked.rows} data rows.
+                <strong>{audit.report.clean ? "Clean" : "Findings"}</strong> (
+                {audit.finishedAt?.replace("T", " ").slice(0, 19)} UTC): checked {audit.report.checked.entries} entries
+                in {audit.report.checked.batches} batches, {audit.report.checked.checkpoints} checkpoints,{" "}
+                {audit.report.checked.anchors} anchors, {audit.report.checked.records} records and{" "}
+                {audit.report.checked.rows} data rows.
               </p>
               {audit.report.findings.length ? (
                 <ul>
@@ -121,7 +135,8 @@ export default function Review() {
               <div className="muted">{l.ledger}</div>
               <div className="stat">{l.state}</div>
               <div className="muted">
-                last final checkpoint {l.lastFinalSize ?? "-"} of {r.logSize}; pending {l.pending}, awaiting finality {l.included}
+                last final checkpoint {l.lastFinalSize ?? "-"} of {r.logSize}; pending {l.pending}, awaiting finality{" "}
+                {l.included}
                 {l.lastError ? `; last error: ${l.lastError}` : ""}
               </div>
             </div>
@@ -217,7 +232,9 @@ export default function Review() {
         </table>
 
         <h2>Ledger entries of this study</h2>
-        <p className="muted">The latest {r.entries.length}; any entry's bundle is also served by seq at /api/v1/entries/SEQ/proof.</p>
+        <p className="muted">
+          The latest {r.entries.length}; any entry's bundle is also served by seq at /api/v1/entries/SEQ/proof.
+        </p>
         <table>
           <thead>
             <tr>

@@ -21,7 +21,11 @@ export async function loader({ request, context, params }: LoaderFunctionArgs) {
     study: study.code,
     canManage: can(user, "users.manage", { studyId: study.id }),
     sites: sites.map((s) => ({ code: s.code, name: s.name })),
-    staff: staff.map((s) => ({ ...s, grantedAt: s.grantedAt.toISOString(), revokedAt: s.revokedAt?.toISOString() ?? null })),
+    staff: staff.map((s) => ({
+      ...s,
+      grantedAt: s.grantedAt.toISOString(),
+      revokedAt: s.revokedAt?.toISOString() ?? null,
+    })),
   });
 }
 
@@ -34,17 +38,33 @@ export async function action({ request, context, params }: ActionFunctionArgs) {
   try {
     switch (text("intent")) {
       case "site": {
-        const s = await addSite(context.ctx, user, { study: study.code, code: text("siteCode"), name: text("siteName") });
+        const s = await addSite(context.ctx, user, {
+          study: study.code,
+          code: text("siteCode"),
+          name: text("siteName"),
+        });
         return json({ ok: true, message: `Site ${s.code} added.`, error: null, field: null });
       }
       case "invite": {
         const r = await inviteStaff(
           context.ctx,
           user,
-          { study: study.code, email: text("email"), fullName: text("fullName"), role: text("role") as never, site: text("site") || undefined, qualifier: (text("qualifier") || undefined) as never },
+          {
+            study: study.code,
+            email: text("email"),
+            fullName: text("fullName"),
+            role: text("role") as never,
+            site: text("site") || undefined,
+            qualifier: (text("qualifier") || undefined) as never,
+          },
           new URL(request.url).origin,
         );
-        return json({ ok: true, message: r.invited ? `Invitation sent to ${r.user.email}.` : `${r.user.email} has the new role.`, error: null, field: null });
+        return json({
+          ok: true,
+          message: r.invited ? `Invitation sent to ${r.user.email}.` : `${r.user.email} has the new role.`,
+          error: null,
+          field: null,
+        });
       }
       case "revoke":
         await revokeRole(context.ctx, user, { study: study.code, membership: text("membership") });
@@ -53,7 +73,8 @@ export async function action({ request, context, params }: ActionFunctionArgs) {
         return json({ ok: false, message: null, error: "unknown action", field: "intent" }, { status: 400 });
     }
   } catch (err) {
-    if (err instanceof ServiceError) return json({ ok: false, message: null, error: err.message, field: err.field ?? null }, { status: err.status });
+    if (err instanceof ServiceError)
+      return json({ ok: false, message: null, error: err.message, field: err.field ?? null }, { status: err.status });
     throw err;
   }
 }

@@ -10,10 +10,16 @@ export const meta: MetaFunction = () => [{ title: "Studies · TrialSeal" }];
 export async function loader({ request, context }: LoaderFunctionArgs) {
   const user = await requireUser(request, context);
   const studies = await listStudies(context.ctx.db, visibleStudyIds(user));
-  const roles = (studyId: string) => user.memberships.filter((m) => m.studyId === studyId).map((m) => m.role + (m.siteCode ? ` (${m.siteCode})` : ""));
+  const roles = (studyId: string) =>
+    user.memberships.filter((m) => m.studyId === studyId).map((m) => m.role + (m.siteCode ? ` (${m.siteCode})` : ""));
   return json({
     user: { fullName: user.fullName, email: user.email, platformAdmin: user.platformAdmin },
-    studies: studies.map((s) => ({ code: s.code, title: s.title, status: s.status, roles: user.platformAdmin ? ["platform admin"] : roles(s.id) })),
+    studies: studies.map((s) => ({
+      code: s.code,
+      title: s.title,
+      status: s.status,
+      roles: user.platformAdmin ? ["platform admin"] : roles(s.id),
+    })),
   });
 }
 

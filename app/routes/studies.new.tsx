@@ -23,10 +23,15 @@ export async function action({ request, context }: ActionFunctionArgs) {
   const form = await request.formData();
   const text = (k: string) => String(form.get(k) ?? "");
   try {
-    const { study } = await createStudy(context.ctx, { code: text("code"), title: text("title"), sites: [{ code: text("siteCode"), name: text("siteName") }] }, user.userId);
+    const { study } = await createStudy(
+      context.ctx,
+      { code: text("code"), title: text("title"), sites: [{ code: text("siteCode"), name: text("siteName") }] },
+      user.userId,
+    );
     return redirect(`/studies/${study.code}/staff`);
   } catch (err) {
-    if (err instanceof ServiceError) return json({ error: err.message, field: err.field ?? null }, { status: err.status });
+    if (err instanceof ServiceError)
+      return json({ error: err.message, field: err.field ?? null }, { status: err.status });
     throw err;
   }
 }

@@ -22,18 +22,37 @@ const DEMO_DIR = path.join(path.dirname(fileURLToPath(import.meta.url)), "demo")
 
 export const DEMO_USERS: { email: string; fullName: string; role: Role; study?: string; site?: string }[] = [
   { email: "admin@demo.trialseal.test", fullName: "Ada Admin", role: "admin" },
-  { email: "investigator@demo.trialseal.test", fullName: "Ian Investigator", role: "investigator", study: DEMO_STUDY, site: DEMO_SITE },
-  { email: "coordinator@demo.trialseal.test", fullName: "Cora Coordinator", role: "coordinator", study: DEMO_STUDY, site: DEMO_SITE },
+  {
+    email: "investigator@demo.trialseal.test",
+    fullName: "Ian Investigator",
+    role: "investigator",
+    study: DEMO_STUDY,
+    site: DEMO_SITE,
+  },
+  {
+    email: "coordinator@demo.trialseal.test",
+    fullName: "Cora Coordinator",
+    role: "coordinator",
+    study: DEMO_STUDY,
+    site: DEMO_SITE,
+  },
   { email: "monitor@demo.trialseal.test", fullName: "Mona Monitor", role: "monitor", study: DEMO_STUDY },
   { email: "datamanager@demo.trialseal.test", fullName: "Dana Datamanager", role: "data_manager", study: DEMO_STUDY },
   { email: "regulator@demo.trialseal.test", fullName: "Rex Regulator", role: "regulator", study: DEMO_STUDY },
 ];
 
 /** Seed the demo study unless it exists. Returns the demo password when it seeded, null otherwise. */
-export async function seedDemo(ctx: AppContext, opts: { password?: string; credentialsFile?: string } = {}): Promise<string | null> {
+export async function seedDemo(
+  ctx: AppContext,
+  opts: { password?: string; credentialsFile?: string } = {},
+): Promise<string | null> {
   if (await findStudyByCode(ctx.db, DEMO_STUDY)) return null;
   const password = opts.password ?? `demo-${randomBytes(9).toString("base64url")}`;
-  await createStudy(ctx, { code: DEMO_STUDY, title: "Demo blood pressure study", sites: [{ code: DEMO_SITE, name: "Demo site 01" }] }, null);
+  await createStudy(
+    ctx,
+    { code: DEMO_STUDY, title: "Demo blood pressure study", sites: [{ code: DEMO_SITE, name: "Demo site 01" }] },
+    null,
+  );
   let adminId: string | null = null;
   let investigatorId: string | null = null;
   for (const u of DEMO_USERS) {
@@ -52,7 +71,9 @@ export async function seedDemo(ctx: AppContext, opts: { password?: string; crede
       task,
       startsOn: "2026-01-01",
       endsOn: null,
-      training: [{ course: "ICH E6(R3) Good Clinical Practice", completedOn: "2025-12-01", evidenceSha256: gcpCertificate }],
+      training: [
+        { course: "ICH E6(R3) Good Clinical Practice", completedOn: "2025-12-01", evidenceSha256: gcpCertificate },
+      ],
     });
   }
   await createApprovedConsentDocument(

@@ -14,7 +14,9 @@ export const codeSchema = z
 export const CreateStudyInput = z.object({
   code: codeSchema,
   title: z.string().trim().min(1, "title is required").max(500),
-  sites: z.array(z.object({ code: codeSchema, name: z.string().trim().min(1).max(200) })).min(1, "at least one site is required"),
+  sites: z
+    .array(z.object({ code: codeSchema, name: z.string().trim().min(1).max(200) }))
+    .min(1, "at least one site is required"),
 });
 
 export async function createStudy(ctx: AppContext, input: z.input<typeof CreateStudyInput>, actorId: string | null) {
@@ -32,14 +34,23 @@ export async function createStudy(ctx: AppContext, input: z.input<typeof CreateS
   try {
     return await ctx.db.transaction(async (tx) => {
       const study = await insertStudy(tx, { code: v.code, title: v.title });
-      await appendEntry(tx, ctx.crypto, study, "study.registered", { study: study.code, title: study.title, actor: actorId });
+      await appendEntry(tx, ctx.crypto, study, "study.registered", {
+        study: study.code,
+        title: study.title,
+        actor: actorId,
+      });
       const sites = [];
       for (const s of v.sites) {
         const site = await insertSite(tx, { studyId: study.id, code: s.code, name: s.name });
         await appendEntry(tx, ctx.crypto, study, "site.added", { site: site.code, actor: actorId });
         sites.push(site);
       }
-      await audit(tx, { action: "study.create", actorUserId: actorId, studyId: study.id, detail: { code: study.code } });
+      await audit(tx, {
+        action: "study.create",
+        actorUserId: actorId,
+        studyId: study.id,
+        detail: { code: study.code },
+      });
       return { study, sites };
     });
   } catch (err) {

@@ -12,7 +12,11 @@ export type AnchorRow = typeof anchors.$inferSelect;
  * At most one pending row per ledger: during an outage rows do not pile up (one per interval); once the
  * ledger is back, the pending row completes and the next tick anchors the latest checkpoint.
  */
-export async function commitToAnchor(db: DbOrTx, ledger: string, cp: { treeSize: number; checkpointHash: Uint8Array }): Promise<AnchorRow | null> {
+export async function commitToAnchor(
+  db: DbOrTx,
+  ledger: string,
+  cp: { treeSize: number; checkpointHash: Uint8Array },
+): Promise<AnchorRow | null> {
   const rows = await db.execute(sql`
     INSERT INTO anchors (ledger, tree_size, checkpoint_hash, status, next_attempt_at)
     SELECT ${ledger}, ${cp.treeSize}, ${cp.checkpointHash}, 'pending', now()
@@ -60,10 +64,17 @@ export async function leaseNext(
 }
 
 export async function saveWork(db: DbOrTx, id: string, work: unknown) {
-  await db.update(anchors).set({ workText: JSON.stringify(work), updatedAt: new Date() }).where(eq(anchors.id, id));
+  await db
+    .update(anchors)
+    .set({ workText: JSON.stringify(work), updatedAt: new Date() })
+    .where(eq(anchors.id, id));
 }
 
-export async function markAnchored(db: DbOrTx, id: string, r: { status: "included" | "final"; receiptText: string; anchoredAt: Date | null }) {
+export async function markAnchored(
+  db: DbOrTx,
+  id: string,
+  r: { status: "included" | "final"; receiptText: string; anchoredAt: Date | null },
+) {
   await db
     .update(anchors)
     .set({
@@ -92,7 +103,13 @@ export function storableError(text: string): string {
 export async function markAttemptFailed(db: DbOrTx, id: string, error: string, next: Date) {
   await db
     .update(anchors)
-    .set({ attempts: sql`${anchors.attempts} + 1`, lastError: storableError(error), nextAttemptAt: next, leaseUntil: null, updatedAt: new Date() })
+    .set({
+      attempts: sql`${anchors.attempts} + 1`,
+      lastError: storableError(error),
+      nextAttemptAt: next,
+      leaseUntil: null,
+      updatedAt: new Date(),
+    })
     .where(eq(anchors.id, id));
 }
 
@@ -100,13 +117,24 @@ export async function markAttemptFailed(db: DbOrTx, id: string, error: string, n
 export async function backToPending(db: DbOrTx, id: string, why: string) {
   await db
     .update(anchors)
-    .set({ status: "pending", receiptText: null, anchoredAt: null, lastError: storableError(why), nextAttemptAt: new Date(), leaseUntil: null, updatedAt: new Date() })
+    .set({
+      status: "pending",
+      receiptText: null,
+      anchoredAt: null,
+      lastError: storableError(why),
+      nextAttemptAt: new Date(),
+      leaseUntil: null,
+      updatedAt: new Date(),
+    })
     .where(eq(anchors.id, id));
 }
 
 /** Refused for good (e.g. the contract already holds a larger tree size). */
 export async function markFailed(db: DbOrTx, id: string, why: string) {
-  await db.update(anchors).set({ status: "failed", lastError: storableError(why), leaseUntil: null, updatedAt: new Date() }).where(eq(anchors.id, id));
+  await db
+    .update(anchors)
+    .set({ status: "failed", lastError: storableError(why), leaseUntil: null, updatedAt: new Date() })
+    .where(eq(anchors.id, id));
 }
 
 /** Give the lease back without changing anything (e.g. an included row re-checked and still not final). */
@@ -154,12 +182,19 @@ export async function ledgerStatus(db: DbOrTx): Promise<LedgerStatusRow[]> {
 }
 
 /** For each ledger, the first final anchor of a checkpoint that covers batch `batchNo` (tree size > batchNo). */
-export async function firstFinalAnchorsCovering(db: DbOrTx, batchNo: number): Promise<{ ledger: string; treeSize: number; receiptText: string }[]> {
+export async function firstFinalAnchorsCovering(
+  db: DbOrTx,
+  batchNo: number,
+): Promise<{ ledger: string; treeSize: number; receiptText: string }[]> {
   const rows = await db.execute(sql`
     SELECT DISTINCT ON (ledger) ledger, tree_size, receipt_text FROM anchors
     WHERE status = 'final' AND tree_size > ${batchNo} AND receipt_text IS NOT NULL
     ORDER BY ledger, tree_size`);
-  return rowsOf(rows).map((r) => ({ ledger: String(r.ledger), treeSize: Number(r.tree_size), receiptText: String(r.receipt_text) }));
+  return rowsOf(rows).map((r) => ({
+    ledger: String(r.ledger),
+    treeSize: Number(r.tree_size),
+    receiptText: String(r.receipt_text),
+  }));
 }
 
 export async function anchorsOf(db: DbOrTx, ledger?: string) {
@@ -170,7 +205,6 @@ export async function anchorsOf(db: DbOrTx, ledger?: string) {
     .orderBy(asc(anchors.treeSize));
 }
 
-
 /** Per UTC day over the last `days` days: batches sealed and anchors that became final (all ledgers). */
 export async function logActivityByDay(db: DbOrTx, days: number) {
   const since = new Date(Date.now() - days * 86_400_000).toISOString();
@@ -180,5 +214,9 @@ export async function logActivityByDay(db: DbOrTx, days: number) {
       UNION ALL
       SELECT to_char(final_at at time zone 'UTC', 'YYYY-MM-DD'), 0, 1 FROM anchors WHERE status = 'final' AND final_at >= ${since}::timestamptz
     ) x GROUP BY day ORDER BY day`);
-  return rowsOf<{ day: string; batches: number; anchors: number }>(rows).map((r) => ({ day: String(r.day), batches: Number(r.batches), anchors: Number(r.anchors) }));
+  return rowsOf<{ day: string; batches: number; anchors: number }>(rows).map((r) => ({
+    day: String(r.day),
+    batches: Number(r.batches),
+    anchors: Number(r.anchors),
+  }));
 }

@@ -25,5 +25,9 @@ export async function insertConsentDocument(db: DbOrTx, v: typeof consentDocumen
 }
 
 export async function listConsentDocuments(db: DbOrTx, studyId: string) {
-  return db.select().from(consentDocuments).where(eq(consentDocuments.studyId, studyId)).orderBy(asc(consentDocuments.code), asc(consentDocuments.version));
+  return db
+    .select()
+    .from(consentDocuments)
+    .where(eq(consentDocuments.studyId, studyId))
+    .orderBy(asc(consentDocuments.code), asc(consentDocuments.version));
 }

@@ -29,7 +29,10 @@ export async function findEntryById(db: DbOrTx, id: string): Promise<EntryRow | 
 
 /** The site of a study's participant by subject code (null when there is no such participant). */
 export async function siteOfSubject(db: DbOrTx, studyId: string, subject: string): Promise<string | null> {
-  const [p] = await db.select({ siteId: participants.siteId }).from(participants).where(and(eq(participants.studyId, studyId), eq(participants.subjectCode, subject)));
+  const [p] = await db
+    .select({ siteId: participants.siteId })
+    .from(participants)
+    .where(and(eq(participants.studyId, studyId), eq(participants.subjectCode, subject)));
   return p?.siteId ?? null;
 }
 
@@ -40,7 +43,12 @@ export async function findEntryBySeq(db: DbOrTx, seq: number): Promise<EntryRow 
 
 /** True when at least `n` entries are pending (reads at most n index entries). */
 export async function pendingAtLeast(db: DbOrTx, n: number): Promise<boolean> {
-  const rows = await db.select({ id: ledgerEntries.id }).from(ledgerEntries).where(eq(ledgerEntries.status, "pending")).offset(n - 1).limit(1);
+  const rows = await db
+    .select({ id: ledgerEntries.id })
+    .from(ledgerEntries)
+    .where(eq(ledgerEntries.status, "pending"))
+    .offset(n - 1)
+    .limit(1);
   return rows.length > 0;
 }
 
@@ -51,7 +59,10 @@ export async function entryCountsByStatus(db: DbOrTx, studyId: string) {
     .from(ledgerEntries)
     .where(eq(ledgerEntries.studyId, studyId))
     .groupBy(ledgerEntries.status);
-  return { pending: rows.find((r) => r.status === "pending")?.n ?? 0, sealed: rows.find((r) => r.status === "sealed")?.n ?? 0 };
+  return {
+    pending: rows.find((r) => r.status === "pending")?.n ?? 0,
+    sealed: rows.find((r) => r.status === "sealed")?.n ?? 0,
+  };
 }
 
 /** Leaf hashes of the entries with seq in [first, first + size), in seq order. */
@@ -68,7 +79,6 @@ export async function findBatch(db: DbOrTx, batchNo: number) {
   const [b] = await db.select().from(batches).where(eq(batches.batchNo, batchNo));
   return b ?? null;
 }
-
 
 /** A batch (without its tree) and the checkpoint sealed with it (tree size = batch + 1), in one round trip. */
 export async function findBatchWithCheckpoint(db: DbOrTx, batchNo: number) {
@@ -91,7 +101,11 @@ export async function findBatchWithCheckpoint(db: DbOrTx, batchNo: number) {
     .where(eq(batches.batchNo, batchNo));
   if (!r) return null;
   const { cpTreeSize, cpRoot, cpNote, cpKeyId, ...batch } = r;
-  return { batch, checkpoint: cpTreeSize === null ? null : { treeSize: cpTreeSize, root: cpRoot!, noteText: cpNote!, keyId: cpKeyId! } };
+  return {
+    batch,
+    checkpoint:
+      cpTreeSize === null ? null : { treeSize: cpTreeSize, root: cpRoot!, noteText: cpNote!, keyId: cpKeyId! },
+  };
 }
 export type BatchRow = NonNullable<Awaited<ReturnType<typeof findBatchWithCheckpoint>>>["batch"];
 

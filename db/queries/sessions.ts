@@ -4,7 +4,14 @@ import { apiTokens, sessions, studies } from "../schema/index.ts";
 
 export async function insertSession(
   db: DbOrTx,
-  v: { tokenHash: Uint8Array; userId: string; expiresAt: Date; ip: string | null; userAgent: string | null; stage?: "full" | "mfa" | "enroll" },
+  v: {
+    tokenHash: Uint8Array;
+    userId: string;
+    expiresAt: Date;
+    ip: string | null;
+    userAgent: string | null;
+    stage?: "full" | "mfa" | "enroll";
+  },
 ) {
   const [row] = await db.insert(sessions).values(v).returning();
   return row;
@@ -29,7 +36,14 @@ export async function revokeSession(db: DbOrTx, tokenHash: Uint8Array, now: Date
 
 export async function insertApiToken(
   db: DbOrTx,
-  v: { studyId: string; name: string; tokenHash: Uint8Array; tokenPrefix: string; scopes?: string[]; createdBy: string | null },
+  v: {
+    studyId: string;
+    name: string;
+    tokenHash: Uint8Array;
+    tokenPrefix: string;
+    scopes?: string[];
+    createdBy: string | null;
+  },
 ) {
   const [row] = await db.insert(apiTokens).values(v).returning();
   return row;
@@ -38,7 +52,15 @@ export async function insertApiToken(
 /** A study's API tokens (never their hashes), newest first. */
 export async function listApiTokens(db: DbOrTx, studyId: string) {
   return db
-    .select({ id: apiTokens.id, name: apiTokens.name, prefix: apiTokens.tokenPrefix, scopes: apiTokens.scopes, createdAt: apiTokens.createdAt, lastUsedAt: apiTokens.lastUsedAt, revokedAt: apiTokens.revokedAt })
+    .select({
+      id: apiTokens.id,
+      name: apiTokens.name,
+      prefix: apiTokens.tokenPrefix,
+      scopes: apiTokens.scopes,
+      createdAt: apiTokens.createdAt,
+      lastUsedAt: apiTokens.lastUsedAt,
+      revokedAt: apiTokens.revokedAt,
+    })
     .from(apiTokens)
     .where(eq(apiTokens.studyId, studyId))
     .orderBy(desc(apiTokens.createdAt));

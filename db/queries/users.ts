@@ -12,7 +12,10 @@ export async function findUserById(db: DbOrTx, id: string) {
   return row ?? null;
 }
 
-export async function insertUser(db: DbOrTx, v: { email: string; fullName: string; passwordHash: string; platformAdmin?: boolean }) {
+export async function insertUser(
+  db: DbOrTx,
+  v: { email: string; fullName: string; passwordHash: string; platformAdmin?: boolean },
+) {
   const [row] = await db
     .insert(users)
     .values({ ...v, email: v.email.trim().toLowerCase() })
@@ -26,7 +29,14 @@ export async function recordLoginFailure(db: DbOrTx, userId: string, failedLogin
 
 export async function insertMembership(
   db: DbOrTx,
-  v: { userId: string; studyId: string; siteId: string | null; role: Role; grantedBy: string | null; qualifier?: string | null },
+  v: {
+    userId: string;
+    studyId: string;
+    siteId: string | null;
+    role: Role;
+    grantedBy: string | null;
+    qualifier?: string | null;
+  },
 ) {
   const [row] = await db.insert(memberships).values(v).returning();
   return row;

@@ -12,7 +12,9 @@ export const auditEvents = pgTable(
     actorUserId: uuid("actor_user_id"),
     actorLabel: text("actor_label"),
     action: text("action").notNull(),
-    outcome: text("outcome", { enum: ["success", "failure", "denied"] }).notNull().default("success"),
+    outcome: text("outcome", { enum: ["success", "failure", "denied"] })
+      .notNull()
+      .default("success"),
     studyId: uuid("study_id"),
     siteId: uuid("site_id"),
     participantId: uuid("participant_id"),
@@ -31,7 +33,9 @@ export const auditRuns = pgTable(
     requestedBy: uuid("requested_by"),
     startedAt: timestamp("started_at", { withTimezone: true, precision: 3 }).notNull().defaultNow(),
     finishedAt: timestamp("finished_at", { withTimezone: true, precision: 3 }),
-    status: text("status", { enum: ["running", "done", "failed"] }).notNull().default("running"),
+    status: text("status", { enum: ["running", "done", "failed"] })
+      .notNull()
+      .default("running"),
     clean: boolean("clean"),
     reportText: text("report_text"),
     error: text("error"),

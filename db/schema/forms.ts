@@ -10,13 +10,17 @@ export const forms = pgTable(
   "forms",
   {
     id: uuid("id").primaryKey().defaultRandom(),
-    studyId: uuid("study_id").notNull().references(() => studies.id),
+    studyId: uuid("study_id")
+      .notNull()
+      .references(() => studies.id),
     code: text("code").notNull(),
     version: integer("version").notNull(),
     title: text("title").notNull(),
     definitionText: text("definition_text").notNull(),
     definitionSha256: bytea("definition_sha256").notNull(),
-    status: text("status", { enum: ["draft", "approved", "retired"] }).notNull().default("draft"),
+    status: text("status", { enum: ["draft", "approved", "retired"] })
+      .notNull()
+      .default("draft"),
     createdBy: uuid("created_by").references(() => users.id),
     createdAt: timestamp("created_at", { withTimezone: true, precision: 3 }).notNull().defaultNow(),
     approvedBy: uuid("approved_by").references(() => users.id),
@@ -31,17 +35,28 @@ export const records = pgTable(
   "records",
   {
     id: uuid("id").primaryKey().defaultRandom(),
-    studyId: uuid("study_id").notNull().references(() => studies.id),
-    siteId: uuid("site_id").notNull().references(() => sites.id),
-    participantId: uuid("participant_id").notNull().references(() => participants.id),
+    studyId: uuid("study_id")
+      .notNull()
+      .references(() => studies.id),
+    siteId: uuid("site_id")
+      .notNull()
+      .references(() => sites.id),
+    participantId: uuid("participant_id")
+      .notNull()
+      .references(() => participants.id),
     formCode: text("form_code").notNull(),
     visit: text("visit").notNull(),
     currentVersion: integer("current_version").notNull().default(1),
-    status: text("status", { enum: ["open", "locked"] }).notNull().default("open"),
+    status: text("status", { enum: ["open", "locked"] })
+      .notNull()
+      .default("open"),
     createdAt: timestamp("created_at", { withTimezone: true, precision: 3 }).notNull().defaultNow(),
     updatedAt: timestamp("updated_at", { withTimezone: true, precision: 3 }).notNull().defaultNow(),
   },
-  (t) => [unique("records_subject_form_visit_uq").on(t.participantId, t.formCode, t.visit), index("records_study_idx").on(t.studyId)],
+  (t) => [
+    unique("records_subject_form_visit_uq").on(t.participantId, t.formCode, t.visit),
+    index("records_study_idx").on(t.studyId),
+  ],
 );
 
 /** Every version of every record, append-only. `dataText` is the exact JCS text of the values. */
@@ -49,16 +64,24 @@ export const recordVersions = pgTable(
   "record_versions",
   {
     id: uuid("id").primaryKey().defaultRandom(),
-    recordId: uuid("record_id").notNull().references(() => records.id),
-    studyId: uuid("study_id").notNull().references(() => studies.id),
+    recordId: uuid("record_id")
+      .notNull()
+      .references(() => records.id),
+    studyId: uuid("study_id")
+      .notNull()
+      .references(() => studies.id),
     version: integer("version").notNull(),
-    formId: uuid("form_id").notNull().references(() => forms.id),
+    formId: uuid("form_id")
+      .notNull()
+      .references(() => forms.id),
     formVersion: integer("form_version").notNull(),
     dataText: text("data_text").notNull(),
     reason: text("reason"),
     actorUserId: uuid("actor_user_id").references(() => users.id),
     createdAt: timestamp("created_at", { withTimezone: true, precision: 3 }).notNull().defaultNow(),
-    entryId: uuid("entry_id").notNull().references(() => ledgerEntries.id),
+    entryId: uuid("entry_id")
+      .notNull()
+      .references(() => ledgerEntries.id),
   },
   (t) => [unique("record_versions_record_version_uq").on(t.recordId, t.version)],
 );
@@ -86,7 +109,9 @@ export const locks = pgTable(
   "locks",
   {
     id: uuid("id").primaryKey().defaultRandom(),
-    studyId: uuid("study_id").notNull().references(() => studies.id),
+    studyId: uuid("study_id")
+      .notNull()
+      .references(() => studies.id),
     scope: text("scope", { enum: ["record", "subject", "study"] }).notNull(),
     /** record id, participant id, or null for the study. */
     targetId: uuid("target_id"),
@@ -105,15 +130,23 @@ export const signatures = pgTable(
   "signatures",
   {
     id: uuid("id").primaryKey().defaultRandom(),
-    studyId: uuid("study_id").notNull().references(() => studies.id),
-    recordId: uuid("record_id").notNull().references(() => records.id),
+    studyId: uuid("study_id")
+      .notNull()
+      .references(() => studies.id),
+    recordId: uuid("record_id")
+      .notNull()
+      .references(() => records.id),
     version: integer("version").notNull(),
     signedPayloadHash: bytea("signed_payload_hash").notNull(),
     meaning: text("meaning", { enum: ["authored", "reviewed", "approved"] }).notNull(),
-    signerId: uuid("signer_id").notNull().references(() => users.id),
+    signerId: uuid("signer_id")
+      .notNull()
+      .references(() => users.id),
     printedName: text("printed_name").notNull(),
     signedAt: timestamp("signed_at", { withTimezone: true, precision: 3 }).notNull().defaultNow(),
-    entryId: uuid("entry_id").notNull().references(() => ledgerEntries.id),
+    entryId: uuid("entry_id")
+      .notNull()
+      .references(() => ledgerEntries.id),
   },
   (t) => [index("signatures_record_idx").on(t.recordId)],
 );
@@ -123,12 +156,18 @@ export const queries = pgTable(
   "queries",
   {
     id: uuid("id").primaryKey().defaultRandom(),
-    studyId: uuid("study_id").notNull().references(() => studies.id),
-    recordId: uuid("record_id").notNull().references(() => records.id),
+    studyId: uuid("study_id")
+      .notNull()
+      .references(() => studies.id),
+    recordId: uuid("record_id")
+      .notNull()
+      .references(() => records.id),
     field: text("field").notNull(),
     text: text("text").notNull(),
     answer: text("answer"),
-    status: text("status", { enum: ["open", "answered", "closed"] }).notNull().default("open"),
+    status: text("status", { enum: ["open", "answered", "closed"] })
+      .notNull()
+      .default("open"),
     openedBy: uuid("opened_by").references(() => users.id),
     openedAt: timestamp("opened_at", { withTimezone: true, precision: 3 }).notNull().defaultNow(),
     answeredBy: uuid("answered_by").references(() => users.id),
@@ -142,9 +181,13 @@ export const queries = pgTable(
 /** Source data verification marks (per record version). */
 export const sdvMarks = pgTable("sdv_marks", {
   id: uuid("id").primaryKey().defaultRandom(),
-  recordId: uuid("record_id").notNull().references(() => records.id),
+  recordId: uuid("record_id")
+    .notNull()
+    .references(() => records.id),
   version: integer("version").notNull(),
   markedBy: uuid("marked_by").references(() => users.id),
   markedAt: timestamp("marked_at", { withTimezone: true, precision: 3 }).notNull().defaultNow(),
-  entryId: uuid("entry_id").notNull().references(() => ledgerEntries.id),
+  entryId: uuid("entry_id")
+    .notNull()
+    .references(() => ledgerEntries.id),
 });

@@ -11,13 +11,17 @@ export const ledgerEntries = pgTable(
   "ledger_entries",
   {
     id: uuid("id").primaryKey().defaultRandom(),
-    studyId: uuid("study_id").notNull().references(() => studies.id),
+    studyId: uuid("study_id")
+      .notNull()
+      .references(() => studies.id),
     studyCode: text("study_code").notNull(),
     kind: text("kind").notNull(),
     payloadText: text("payload_text").notNull(),
     payloadHash: bytea("payload_hash").notNull(),
     at: timestamp("at", { withTimezone: true, precision: 3 }).notNull(),
-    status: text("status", { enum: ["pending", "sealed"] }).notNull().default("pending"),
+    status: text("status", { enum: ["pending", "sealed"] })
+      .notNull()
+      .default("pending"),
     seq: bigint("seq", { mode: "number" }).unique("ledger_entries_seq_uq"),
     studySeq: bigint("study_seq", { mode: "number" }),
     envelopeText: text("envelope_text"),
@@ -60,9 +64,13 @@ export const anchors = pgTable(
   {
     id: uuid("id").primaryKey().defaultRandom(),
     ledger: text("ledger").notNull(),
-    treeSize: bigint("tree_size", { mode: "number" }).notNull().references(() => checkpoints.treeSize),
+    treeSize: bigint("tree_size", { mode: "number" })
+      .notNull()
+      .references(() => checkpoints.treeSize),
     checkpointHash: bytea("checkpoint_hash").notNull(),
-    status: text("status", { enum: ["pending", "included", "final", "failed"] }).notNull().default("pending"),
+    status: text("status", { enum: ["pending", "included", "final", "failed"] })
+      .notNull()
+      .default("pending"),
     receiptText: text("receipt_text"),
     attempts: integer("attempts").notNull().default(0),
     nextAttemptAt: timestamp("next_attempt_at", { withTimezone: true, precision: 3 }),
@@ -77,5 +85,8 @@ export const anchors = pgTable(
     createdAt: timestamp("created_at", { withTimezone: true, precision: 3 }).notNull().defaultNow(),
     updatedAt: timestamp("updated_at", { withTimezone: true, precision: 3 }).notNull().defaultNow(),
   },
-  (t) => [unique("anchors_ledger_size_uq").on(t.ledger, t.treeSize), index("anchors_status_idx").on(t.status, t.ledger)],
+  (t) => [
+    unique("anchors_ledger_size_uq").on(t.ledger, t.treeSize),
+    index("anchors_status_idx").on(t.status, t.ledger),
+  ],
 );

@@ -4,7 +4,9 @@ import { pgTable, text, timestamp, uuid, unique } from "drizzle-orm/pg-core";
 export const organizations = pgTable("organizations", {
   id: uuid("id").primaryKey().defaultRandom(),
   name: text("name").notNull().unique(),
-  kind: text("kind", { enum: ["sponsor", "cro", "institution"] }).notNull().default("sponsor"),
+  kind: text("kind", { enum: ["sponsor", "cro", "institution"] })
+    .notNull()
+    .default("sponsor"),
   createdAt: timestamp("created_at", { withTimezone: true, precision: 3 }).notNull().defaultNow(),
 });
 
@@ -25,7 +27,9 @@ export const sites = pgTable(
   "sites",
   {
     id: uuid("id").primaryKey().defaultRandom(),
-    studyId: uuid("study_id").notNull().references(() => studies.id),
+    studyId: uuid("study_id")
+      .notNull()
+      .references(() => studies.id),
     code: text("code").notNull(),
     name: text("name").notNull(),
     createdAt: timestamp("created_at", { withTimezone: true, precision: 3 }).notNull().defaultNow(),

@@ -12,10 +12,16 @@ export const participants = pgTable(
   "participants",
   {
     id: uuid("id").primaryKey().defaultRandom(),
-    studyId: uuid("study_id").notNull().references(() => studies.id),
-    siteId: uuid("site_id").notNull().references(() => sites.id),
+    studyId: uuid("study_id")
+      .notNull()
+      .references(() => studies.id),
+    siteId: uuid("site_id")
+      .notNull()
+      .references(() => sites.id),
     subjectCode: text("subject_code").notNull(),
-    status: text("status", { enum: ["enrolled", "withdrawn", "completed", "screen_failed"] }).notNull().default("enrolled"),
+    status: text("status", { enum: ["enrolled", "withdrawn", "completed", "screen_failed"] })
+      .notNull()
+      .default("enrolled"),
     nameEnc: bytea("name_enc"),
     emailEnc: bytea("email_enc"),
     phoneEnc: bytea("phone_enc"),
@@ -27,7 +33,10 @@ export const participants = pgTable(
     erasedAt: timestamp("erased_at", { withTimezone: true, precision: 3 }),
     entryId: uuid("entry_id"),
   },
-  (t) => [unique("participants_study_subject_uq").on(t.studyId, t.subjectCode), index("participants_site_idx").on(t.siteId)],
+  (t) => [
+    unique("participants_study_subject_uq").on(t.studyId, t.subjectCode),
+    index("participants_site_idx").on(t.siteId),
+  ],
 );
 
 /** Versioned consent documents (Markdown), approved with IRB name and date. */
@@ -35,14 +44,18 @@ export const consentDocuments = pgTable(
   "consent_documents",
   {
     id: uuid("id").primaryKey().defaultRandom(),
-    studyId: uuid("study_id").notNull().references(() => studies.id),
+    studyId: uuid("study_id")
+      .notNull()
+      .references(() => studies.id),
     code: text("code").notNull(),
     version: text("version").notNull(),
     title: text("title").notNull(),
     language: text("language").notNull().default("en"),
     bodyMarkdown: text("body_markdown").notNull(),
     bodySha256: bytea("body_sha256").notNull(),
-    status: text("status", { enum: ["draft", "approved", "retired"] }).notNull().default("draft"),
+    status: text("status", { enum: ["draft", "approved", "retired"] })
+      .notNull()
+      .default("draft"),
     irbName: text("irb_name"),
     irbApprovedOn: date("irb_approved_on"),
     createdBy: uuid("created_by").references(() => users.id),
@@ -67,11 +80,19 @@ export const consentInvitations = pgTable(
   "consent_invitations",
   {
     id: uuid("id").primaryKey().defaultRandom(),
-    studyId: uuid("study_id").notNull().references(() => studies.id),
-    participantId: uuid("participant_id").notNull().references(() => participants.id),
-    documentId: uuid("document_id").notNull().references(() => consentDocuments.id),
+    studyId: uuid("study_id")
+      .notNull()
+      .references(() => studies.id),
+    participantId: uuid("participant_id")
+      .notNull()
+      .references(() => participants.id),
+    documentId: uuid("document_id")
+      .notNull()
+      .references(() => consentDocuments.id),
     /** Who signs through this link: the participant, a legally authorized representative, or a parent (with the minor's assent). */
-    signerRole: text("signer_role", { enum: ["participant", "lar", "parent"] }).notNull().default("participant"),
+    signerRole: text("signer_role", { enum: ["participant", "lar", "parent"] })
+      .notNull()
+      .default("participant"),
     /** For lar/parent: the representative's name and contact, encrypted. */
     representativeNameEnc: bytea("representative_name_enc"),
     representativeContactEnc: bytea("representative_contact_enc"),
@@ -98,9 +119,15 @@ export const consentSignatures = pgTable(
   "consent_signatures",
   {
     id: uuid("id").primaryKey().defaultRandom(),
-    studyId: uuid("study_id").notNull().references(() => studies.id),
-    participantId: uuid("participant_id").notNull().references(() => participants.id),
-    documentId: uuid("document_id").notNull().references(() => consentDocuments.id),
+    studyId: uuid("study_id")
+      .notNull()
+      .references(() => studies.id),
+    participantId: uuid("participant_id")
+      .notNull()
+      .references(() => participants.id),
+    documentId: uuid("document_id")
+      .notNull()
+      .references(() => consentDocuments.id),
     signerRole: text("signer_role", { enum: SIGNER_ROLES }).notNull(),
     meaning: text("meaning").notNull(),
     printedNameEnc: bytea("printed_name_enc"),
@@ -122,8 +149,12 @@ export const consentSignatures = pgTable(
 /** Full or partial withdrawal of consent. Data collected before it is retained. */
 export const consentWithdrawals = pgTable("consent_withdrawals", {
   id: uuid("id").primaryKey().defaultRandom(),
-  studyId: uuid("study_id").notNull().references(() => studies.id),
-  participantId: uuid("participant_id").notNull().references(() => participants.id),
+  studyId: uuid("study_id")
+    .notNull()
+    .references(() => studies.id),
+  participantId: uuid("participant_id")
+    .notNull()
+    .references(() => participants.id),
   scope: text("scope", { enum: ["full", "partial"] }).notNull(),
   /** { followUp: boolean, optionalWithdrawn: string[] }: what the participant still allows. */
   allows: jsonb("allows").notNull().default({}),

@@ -9,7 +9,9 @@ export const users = pgTable("users", {
   fullName: text("full_name").notNull(),
   passwordHash: text("password_hash").notNull(),
   platformAdmin: boolean("platform_admin").notNull().default(false),
-  status: text("status", { enum: ["active", "disabled"] }).notNull().default("active"),
+  status: text("status", { enum: ["active", "disabled"] })
+    .notNull()
+    .default("active"),
   failedLogins: integer("failed_logins").notNull().default(0),
   lockedUntil: timestamp("locked_until", { withTimezone: true, precision: 3 }),
   totpSecretEnc: bytea("totp_secret_enc"),
@@ -20,7 +22,15 @@ export const users = pgTable("users", {
   createdAt: timestamp("created_at", { withTimezone: true, precision: 3 }).notNull().defaultNow(),
 });
 
-export const ROLES = ["admin", "investigator", "coordinator", "monitor", "data_manager", "regulator", "participant"] as const;
+export const ROLES = [
+  "admin",
+  "investigator",
+  "coordinator",
+  "monitor",
+  "data_manager",
+  "regulator",
+  "participant",
+] as const;
 export type Role = (typeof ROLES)[number];
 
 /** A user's role in one study, optionally limited to one site (coordinators, investigators). */
@@ -28,8 +38,12 @@ export const memberships = pgTable(
   "memberships",
   {
     id: uuid("id").primaryKey().defaultRandom(),
-    userId: uuid("user_id").notNull().references(() => users.id),
-    studyId: uuid("study_id").notNull().references(() => studies.id),
+    userId: uuid("user_id")
+      .notNull()
+      .references(() => users.id),
+    studyId: uuid("study_id")
+      .notNull()
+      .references(() => studies.id),
     siteId: uuid("site_id").references(() => sites.id),
     role: text("role", { enum: ROLES }).notNull(),
     /** For investigators: principal or sub-investigator. */
@@ -46,10 +60,18 @@ export const delegations = pgTable(
   "delegations",
   {
     id: uuid("id").primaryKey().defaultRandom(),
-    studyId: uuid("study_id").notNull().references(() => studies.id),
-    siteId: uuid("site_id").notNull().references(() => sites.id),
-    delegatorId: uuid("delegator_id").notNull().references(() => users.id),
-    delegateId: uuid("delegate_id").notNull().references(() => users.id),
+    studyId: uuid("study_id")
+      .notNull()
+      .references(() => studies.id),
+    siteId: uuid("site_id")
+      .notNull()
+      .references(() => sites.id),
+    delegatorId: uuid("delegator_id")
+      .notNull()
+      .references(() => users.id),
+    delegateId: uuid("delegate_id")
+      .notNull()
+      .references(() => users.id),
     task: text("task").notNull(),
     startsOn: text("starts_on").notNull(), // ISO date
     endsOn: text("ends_on"), // ISO date, inclusive; null = open-ended
@@ -67,7 +89,9 @@ export const sessions = pgTable(
   {
     id: uuid("id").primaryKey().defaultRandom(),
     tokenHash: bytea("token_hash").notNull().unique(),
-    userId: uuid("user_id").notNull().references(() => users.id),
+    userId: uuid("user_id")
+      .notNull()
+      .references(() => users.id),
     createdAt: timestamp("created_at", { withTimezone: true, precision: 3 }).notNull().defaultNow(),
     lastSeenAt: timestamp("last_seen_at", { withTimezone: true, precision: 3 }).notNull().defaultNow(),
     expiresAt: timestamp("expires_at", { withTimezone: true, precision: 3 }).notNull(),
@@ -75,7 +99,9 @@ export const sessions = pgTable(
     userAgent: text("user_agent"),
     revokedAt: timestamp("revoked_at", { withTimezone: true, precision: 3 }),
     /** full: signed in; mfa: password checked, TOTP code pending; enroll: must enrol TOTP before anything else. */
-    stage: text("stage", { enum: ["full", "mfa", "enroll"] }).notNull().default("full"),
+    stage: text("stage", { enum: ["full", "mfa", "enroll"] })
+      .notNull()
+      .default("full"),
     mfaAttempts: integer("mfa_attempts").notNull().default(0),
   },
   (t) => [index("sessions_user_idx").on(t.userId)],
@@ -84,7 +110,9 @@ export const sessions = pgTable(
 /** Password reset links: only the SHA-256 of the token is stored; single use, short-lived. */
 export const passwordResets = pgTable("password_resets", {
   id: uuid("id").primaryKey().defaultRandom(),
-  userId: uuid("user_id").notNull().references(() => users.id),
+  userId: uuid("user_id")
+    .notNull()
+    .references(() => users.id),
   tokenHash: bytea("token_hash").notNull().unique(),
   expiresAt: timestamp("expires_at", { withTimezone: true, precision: 3 }).notNull(),
   usedAt: timestamp("used_at", { withTimezone: true, precision: 3 }),
@@ -94,7 +122,9 @@ export const passwordResets = pgTable("password_resets", {
 /** Outgoing mail and SMS. Delivery is pluggable; in development this table is the mailbox. */
 export const outbox = pgTable("outbox", {
   id: uuid("id").primaryKey().defaultRandom(),
-  channel: text("channel", { enum: ["email", "sms"] }).notNull().default("email"),
+  channel: text("channel", { enum: ["email", "sms"] })
+    .notNull()
+    .default("email"),
   toAddress: text("to_address").notNull(),
   subject: text("subject").notNull(),
   body: text("body").notNull(),
@@ -106,7 +136,9 @@ export const outbox = pgTable("outbox", {
 /** Study-scoped API tokens for integrations. Only the SHA-256 of the token is stored. */
 export const apiTokens = pgTable("api_tokens", {
   id: uuid("id").primaryKey().defaultRandom(),
-  studyId: uuid("study_id").notNull().references(() => studies.id),
+  studyId: uuid("study_id")
+    .notNull()
+    .references(() => studies.id),
   name: text("name").notNull(),
   tokenHash: bytea("token_hash").notNull().unique(),
   tokenPrefix: text("token_prefix").notNull(),

@@ -30,9 +30,21 @@ let t: TestDb;
 beforeAll(async () => {
   t = await openTestDatabase();
   await createStudy(t.ctx, { code: "ACC-1", title: "Accounts", sites: [{ code: "A", name: "A" }] }, null);
-  await createUser(t.ctx, { email: "coord@acc.test", fullName: "Coord", password: PW, role: "coordinator", study: "ACC-1", site: "A" }, null);
-  await createUser(t.ctx, { email: "inv@acc.test", fullName: "Inv", password: PW, role: "investigator", study: "ACC-1", site: "A" }, null);
-  await createUser(t.ctx, { email: "lock@acc.test", fullName: "Lock", password: PW, role: "monitor", study: "ACC-1" }, null);
+  await createUser(
+    t.ctx,
+    { email: "coord@acc.test", fullName: "Coord", password: PW, role: "coordinator", study: "ACC-1", site: "A" },
+    null,
+  );
+  await createUser(
+    t.ctx,
+    { email: "inv@acc.test", fullName: "Inv", password: PW, role: "investigator", study: "ACC-1", site: "A" },
+    null,
+  );
+  await createUser(
+    t.ctx,
+    { email: "lock@acc.test", fullName: "Lock", password: PW, role: "monitor", study: "ACC-1" },
+    null,
+  );
 });
 afterAll(async () => {
   await t?.close();
@@ -65,10 +77,18 @@ describe(`accounts on ${engineUnderTest()}`, () => {
     expect(lockoutMs(LOCKOUT_AFTER)).toBe(15 * 60_000);
     expect(lockoutMs(LOCKOUT_AFTER + 1)).toBe(30 * 60_000);
     expect(lockoutMs(100)).toBe(24 * 3600_000);
-    for (let i = 1; i < LOCKOUT_AFTER; i++) await expect(login(t.ctx, "lock@acc.test", "wrong password here", meta)).rejects.toMatchObject({ code: "unauthenticated" });
+    for (let i = 1; i < LOCKOUT_AFTER; i++)
+      await expect(login(t.ctx, "lock@acc.test", "wrong password here", meta)).rejects.toMatchObject({
+        code: "unauthenticated",
+      });
     await expect(login(t.ctx, "lock@acc.test", "wrong password here", meta)).rejects.toMatchObject({ code: "locked" });
-    await expect(login(t.ctx, "lock@acc.test", PW, meta)).rejects.toMatchObject({ code: "locked", message: expect.stringMatching(/locked/) });
-    const [u] = await sql(`SELECT failed_logins, locked_until > now() AS locked FROM users WHERE email = 'lock@acc.test'`);
+    await expect(login(t.ctx, "lock@acc.test", PW, meta)).rejects.toMatchObject({
+      code: "locked",
+      message: expect.stringMatching(/locked/),
+    });
+    const [u] = await sql(
+      `SELECT failed_logins, locked_until > now() AS locked FROM users WHERE email = 'lock@acc.test'`,
+    );
     expect(u).toMatchObject({ failed_logins: LOCKOUT_AFTER, locked: true });
     // The reset link arrives through the outbox; it unlocks the account and works once only.
     await requestPasswordReset(t.ctx, "lock@acc.test", "http://portal.test", meta);
@@ -78,7 +98,9 @@ describe(`accounts on ${engineUnderTest()}`, () => {
     const token = /reset-password\/(\S+)/.exec(String(mails[0].body))![1];
     await expect(resetPassword(t.ctx, token, "short", meta)).rejects.toMatchObject({ field: "password" });
     await resetPassword(t.ctx, token, "a brand new passphrase 7", meta);
-    await expect(resetPassword(t.ctx, token, "another new passphrase 8", meta)).rejects.toMatchObject({ field: "token" });
+    await expect(resetPassword(t.ctx, token, "another new passphrase 8", meta)).rejects.toMatchObject({
+      field: "token",
+    });
     expect((await login(t.ctx, "lock@acc.test", "a brand new passphrase 7", meta)).stage).toBe("full");
     // Only the token's hash is stored.
     const stored = await sql(`SELECT encode(token_hash, 'hex') AS h FROM password_resets`);
@@ -88,7 +110,9 @@ describe(`accounts on ${engineUnderTest()}`, () => {
   it("ends sessions idle for longer than SESSION_IDLE_MINUTES", async () => {
     const { token } = await login(t.ctx, "coord@acc.test", PW, meta);
     expect(await sessionPrincipal(t.ctx, token)).not.toBeNull();
-    await sql(`UPDATE sessions SET last_seen_at = now() - interval '${t.ctx.env.sessionIdleMs / 60_000 + 1} minutes' WHERE revoked_at IS NULL`);
+    await sql(
+      `UPDATE sessions SET last_seen_at = now() - interval '${t.ctx.env.sessionIdleMs / 60_000 + 1} minutes' WHERE revoked_at IS NULL`,
+    );
     expect(await sessionPrincipal(t.ctx, token)).toBeNull();
   });
 
@@ -117,10 +141,17 @@ describe(`accounts on ${engineUnderTest()}`, () => {
     expect(await sessionPrincipal(t.ctx, second.token)).toBeNull();
 
     const third = await login(t.ctx, "inv@acc.test", PW, meta);
-    for (let i = 1; i < 5; i++) await expect(completeMfa(t.ctx, third.token, "123456", meta)).rejects.toMatchObject({ field: "code" });
-    await expect(completeMfa(t.ctx, third.token, "123456", meta)).rejects.toMatchObject({ message: /too many wrong codes/ });
-    await expect(completeMfa(t.ctx, third.token, await code(secret), meta)).rejects.toMatchObject({ code: "unauthenticated" });
-    const events = await sql(`SELECT action, outcome FROM audit_events WHERE action LIKE 'login.mfa' OR action = 'mfa.enrol' ORDER BY id`);
+    for (let i = 1; i < 5; i++)
+      await expect(completeMfa(t.ctx, third.token, "123456", meta)).rejects.toMatchObject({ field: "code" });
+    await expect(completeMfa(t.ctx, third.token, "123456", meta)).rejects.toMatchObject({
+      message: /too many wrong codes/,
+    });
+    await expect(completeMfa(t.ctx, third.token, await code(secret), meta)).rejects.toMatchObject({
+      code: "unauthenticated",
+    });
+    const events = await sql(
+      `SELECT action, outcome FROM audit_events WHERE action LIKE 'login.mfa' OR action = 'mfa.enrol' ORDER BY id`,
+    );
     expect(events.filter((e) => e.action === "mfa.enrol")).toHaveLength(1);
     expect(events.filter((e) => e.action === "login.mfa" && e.outcome === "failure").length).toBeGreaterThanOrEqual(5);
   });
@@ -131,7 +162,9 @@ describe(`accounts on ${engineUnderTest()}`, () => {
     const pa = (await sessionPrincipal(t.ctx, a.token))!;
     const listed = await listSessions(t.ctx, pa.userId!);
     expect(listed.map((s) => s.userAgent).sort()).toEqual(["other device", "vitest"]);
-    await expect(changePassword(t.ctx, a.token, "not the password", "another fine passphrase", meta)).rejects.toMatchObject({ field: "current" });
+    await expect(
+      changePassword(t.ctx, a.token, "not the password", "another fine passphrase", meta),
+    ).rejects.toMatchObject({ field: "current" });
     await expect(changePassword(t.ctx, a.token, PW, "short", meta)).rejects.toMatchObject({ field: "password" });
     await changePassword(t.ctx, a.token, PW, "another fine passphrase", meta);
     expect(await sessionPrincipal(t.ctx, a.token)).not.toBeNull();
@@ -142,7 +175,11 @@ describe(`accounts on ${engineUnderTest()}`, () => {
     await revokeOwnSession(t.ctx, pa.userId!, sc.sessionId, meta);
     expect(await sessionPrincipal(t.ctx, c.token)).toBeNull();
     // Someone else's session id is not yours to revoke.
-    const inv = (await sql(`SELECT id FROM sessions WHERE user_id = (SELECT id FROM users WHERE email = 'inv@acc.test') LIMIT 1`))[0];
-    await expect(revokeOwnSession(t.ctx, pa.userId!, String(inv.id), meta)).rejects.toMatchObject({ code: "not_found" });
+    const inv = (
+      await sql(`SELECT id FROM sessions WHERE user_id = (SELECT id FROM users WHERE email = 'inv@acc.test') LIMIT 1`)
+    )[0];
+    await expect(revokeOwnSession(t.ctx, pa.userId!, String(inv.id), meta)).rejects.toMatchObject({
+      code: "not_found",
+    });
   });
 });

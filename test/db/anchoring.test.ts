@@ -13,7 +13,14 @@ import { jsonRpcServer } from "../helpers/json-rpc.ts";
 import { createStudy } from "../../app/studies/studies.server.ts";
 import { sealAll } from "../../app/log/sealer.server.ts";
 import { findEntryByRef, proofBundle } from "../../app/log/proofs.server.ts";
-import { anchorOnce, deploymentTrustPolicy, ledgersStatus, startAnchorWorker, systemStatus, type AnchorEvent } from "../../app/anchor-worker/anchor-worker.server.ts";
+import {
+  anchorOnce,
+  deploymentTrustPolicy,
+  ledgersStatus,
+  startAnchorWorker,
+  systemStatus,
+  type AnchorEvent,
+} from "../../app/anchor-worker/anchor-worker.server.ts";
 import { verifyBundle } from "../../anchoring/verifier/verify-bundle.ts";
 import { nobleCrypto } from "../../anchoring/log/crypto-noble.ts";
 import { nodeSigner } from "../../anchoring/adapters/crypto-node.ts";
@@ -40,10 +47,40 @@ beforeAll(async () => {
   const d = await deployAnchorContract({ transport, privateKey: HARDHAT_KEYS[0], logId });
   const crypto = t.ctx.crypto;
   t.ctx.ledgers = [
-    { ledger: new LocalLedger({ name: "local", ledgerId: "test/local", dir: path.join(t.ctx.env.dataDir, "ledger"), signer: nodeSigner(new Uint8Array(randomBytes(32))), crypto }), intervalMs: 200 },
-    { ledger: new EvmLedger({ name: "evm", transport, chainId: HARDHAT_CHAIN_ID, contract: d.contract, privateKey: HARDHAT_KEYS[0], confirmations: 2, logId, receiptTimeoutMs: 5000 }), intervalMs: 200 },
+    {
+      ledger: new LocalLedger({
+        name: "local",
+        ledgerId: "test/local",
+        dir: path.join(t.ctx.env.dataDir, "ledger"),
+        signer: nodeSigner(new Uint8Array(randomBytes(32))),
+        crypto,
+      }),
+      intervalMs: 200,
+    },
+    {
+      ledger: new EvmLedger({
+        name: "evm",
+        transport,
+        chainId: HARDHAT_CHAIN_ID,
+        contract: d.contract,
+        privateKey: HARDHAT_KEYS[0],
+        confirmations: 2,
+        logId,
+        receiptTimeoutMs: 5000,
+      }),
+      intervalMs: 200,
+    },
     // A generous TSA timeout: openssl answers slowly while the suite runs files in parallel (outages here are resets).
-    { ledger: new Rfc3161Ledger({ name: "rfc3161", url: tsa.url, trusted: certificatesFromPem(tsa.caPem), timeoutMs: 15_000, randomBytes: (n) => new Uint8Array(randomBytes(n)) }), intervalMs: 200 },
+    {
+      ledger: new Rfc3161Ledger({
+        name: "rfc3161",
+        url: tsa.url,
+        trusted: certificatesFromPem(tsa.caPem),
+        timeoutMs: 15_000,
+        randomBytes: (n) => new Uint8Array(randomBytes(n)),
+      }),
+      intervalMs: 200,
+    },
   ];
 });
 afterAll(async () => {
@@ -59,7 +96,11 @@ async function bundleOf(ref: string): Promise<Bundle> {
 }
 
 async function anchorRows() {
-  return (await t.database.execute(`SELECT ledger, tree_size, status, attempts, last_error FROM anchors ORDER BY ledger, tree_size`)).map((r) => ({
+  return (
+    await t.database.execute(
+      `SELECT ledger, tree_size, status, attempts, last_error FROM anchors ORDER BY ledger, tree_size`,
+    )
+  ).map((r) => ({
     ledger: String(r.ledger),
     treeSize: Number(r.tree_size),
     status: String(r.status),
@@ -73,22 +114,35 @@ describe(`anchoring with local + EVM + RFC 3161 ledgers on ${engineUnderTest()}`
     await createStudy(t.ctx, { code: "ANC-1", title: "Anchored", sites: [{ code: "A", name: "A" }] }, null);
     await sealAll(t.ctx);
     const first = await anchorOnce(t.ctx);
-    expect(first.filter((e) => e.type === "anchored").map((e) => [e.ledger, (e as { status: string }).status])).toEqual([
-      ["local", "final"],
-      ["evm", "included"],
-      ["rfc3161", "final"],
-    ]);
+    expect(first.filter((e) => e.type === "anchored").map((e) => [e.ledger, (e as { status: string }).status])).toEqual(
+      [
+        ["local", "final"],
+        ["evm", "included"],
+        ["rfc3161", "final"],
+      ],
+    );
     // Before the EVM anchor is final, the bundle carries only the final receipts.
-    expect(anchorsOf((await bundleOf("0")).checkpoints[0]).map((a) => a.ledger).sort()).toEqual(["local", "rfc3161"]);
+    expect(
+      anchorsOf((await bundleOf("0")).checkpoints[0])
+        .map((a) => a.ledger)
+        .sort(),
+    ).toEqual(["local", "rfc3161"]);
     await send("hardhat_mine", ["0x1"]);
     const second = await anchorOnce(t.ctx);
     expect(second).toContainEqual({ type: "anchored", ledger: "evm", treeSize: 1, status: "final" });
     const b = await bundleOf("0");
     expect(b.checkpoints).toHaveLength(1);
-    expect(anchorsOf(b.checkpoints[0]).map((a) => a.ledger).sort()).toEqual(["evm", "local", "rfc3161"]);
+    expect(
+      anchorsOf(b.checkpoints[0])
+        .map((a) => a.ledger)
+        .sort(),
+    ).toEqual(["evm", "local", "rfc3161"]);
     const policy = deploymentTrustPolicy(t.ctx);
     expect(Object.keys(policy.ledgers).sort()).toEqual(["evm", "local", "rfc3161"]);
-    const report = await verifyBundle(t.ctx.crypto, b, policy, { evm: () => reader(), require: ["local", "evm", "rfc3161"] });
+    const report = await verifyBundle(t.ctx.crypto, b, policy, {
+      evm: () => reader(),
+      require: ["local", "evm", "rfc3161"],
+    });
     expect(report.verdict, JSON.stringify(report.steps.filter((s) => s.status !== "ok"))).toBe("valid");
     expect(report.anchors.map((a) => [a.ledger, a.status])).toEqual([
       ["evm", "ok"],
@@ -100,12 +154,20 @@ describe(`anchoring with local + EVM + RFC 3161 ledgers on ${engineUnderTest()}`
     // against the chain served over HTTP; pointed at a node that does not know the transaction, EVM fails.
     const rpc = await jsonRpcServer(send);
     try {
-      const viaFetch = await verifyBundle(nobleCrypto, b, policy, { evm: () => fetchReader(rpc.url), require: ["evm"] });
+      const viaFetch = await verifyBundle(nobleCrypto, b, policy, {
+        evm: () => fetchReader(rpc.url),
+        require: ["evm"],
+      });
       expect(viaFetch.verdict, JSON.stringify(viaFetch.steps.filter((s) => s.status !== "ok"))).toBe("valid");
       expect(viaFetch.anchors.find((a) => a.ledger === "evm")).toMatchObject({ status: "ok" });
-      const empty = await jsonRpcServer(async (m) => (m === "eth_chainId" ? "0x7a69" : m === "eth_blockNumber" ? "0x100" : null));
+      const empty = await jsonRpcServer(async (m) =>
+        m === "eth_chainId" ? "0x7a69" : m === "eth_blockNumber" ? "0x100" : null,
+      );
       try {
-        const lost = await verifyBundle(nobleCrypto, b, policy, { evm: () => fetchReader(empty.url), require: ["evm"] });
+        const lost = await verifyBundle(nobleCrypto, b, policy, {
+          evm: () => fetchReader(empty.url),
+          require: ["evm"],
+        });
         expect(lost.verdict).toBe("invalid");
         expect(lost.steps.find((s) => s.step.includes("anchor[evm]"))?.status).toBe("failed");
       } finally {
@@ -125,20 +187,39 @@ describe(`anchoring with local + EVM + RFC 3161 ledgers on ${engineUnderTest()}`
     expect(strict.verdict, JSON.stringify(strict.steps.filter((s) => s.status === "failed"))).toBe("valid");
     // A ledger whose record says the checkpoint existed an hour before the entry claims to have been written:
     // the entry's time cannot be trusted (back-dated anchor, or a forward-dated entry).
-    const slow = new LocalLedger({ name: "slow", ledgerId: "test/slow", dir: path.join(t.ctx.env.dataDir, "slow"), signer: nodeSigner(new Uint8Array(32).fill(5)), crypto: t.ctx.crypto, now: () => new Date(Date.now() - 3600_000) });
+    const slow = new LocalLedger({
+      name: "slow",
+      ledgerId: "test/slow",
+      dir: path.join(t.ctx.env.dataDir, "slow"),
+      signer: nodeSigner(new Uint8Array(32).fill(5)),
+      crypto: t.ctx.crypto,
+      now: () => new Date(Date.now() - 3600_000),
+    });
     const note = b.checkpoints[0].note;
     const { checkpointHash } = await import("../../anchoring/log/checkpoint.ts");
-    const early = await slow.anchor({ origin: t.ctx.env.logOrigin, treeSize: 1, checkpointHash: checkpointHash(t.ctx.crypto, note), note });
+    const early = await slow.anchor({
+      origin: t.ctx.env.logOrigin,
+      treeSize: 1,
+      checkpointHash: checkpointHash(t.ctx.crypto, note),
+      note,
+    });
     const withSlow = structuredClone(b);
     withSlow.checkpoints[0].anchors.push({ ledger: "slow", receipt: early.receipt });
     const slowPolicy = { ...policy, ledgers: { ...policy.ledgers, slow: slow.policy() } };
     const afterAnchor = await verifyBundle(t.ctx.crypto, withSlow, slowPolicy);
-    expect(afterAnchor.steps.find((s) => s.status === "failed")).toMatchObject({ step: "anchors.time", code: "ENTRY_AFTER_ANCHOR" });
+    expect(afterAnchor.steps.find((s) => s.status === "failed")).toMatchObject({
+      step: "anchors.time",
+      code: "ENTRY_AFTER_ANCHOR",
+    });
     const tampered = structuredClone(b);
     tampered.checkpoints[0].anchors = anchorsOf(tampered.checkpoints[0]).map((a) =>
-      a.receipt.type === "local" ? { ...a, receipt: { ...a.receipt, record: { ...a.receipt.record, time: "2001-01-01T00:00:00.000Z" } } } : a,
+      a.receipt.type === "local"
+        ? { ...a, receipt: { ...a.receipt, record: { ...a.receipt.record, time: "2001-01-01T00:00:00.000Z" } } }
+        : a,
     );
-    expect((await verifyBundle(t.ctx.crypto, tampered, policy)).steps.find((s) => s.status === "failed")?.code).toBe("LOCAL_SIGNATURE_INVALID");
+    expect((await verifyBundle(t.ctx.crypto, tampered, policy)).steps.find((s) => s.status === "failed")?.code).toBe(
+      "LOCAL_SIGNATURE_INVALID",
+    );
   });
 
   it("later entries are covered by the first anchored checkpoint after them, with its own log inclusion proof", async () => {
@@ -149,17 +230,28 @@ describe(`anchoring with local + EVM + RFC 3161 ledgers on ${engineUnderTest()}`
     await anchorOnce(t.ctx); // anchors 3 (not 2)
     await send("hardhat_mine", ["0x1"]);
     await anchorOnce(t.ctx);
-    const firstOfBatch1 = Number((await t.database.execute(`SELECT first_seq FROM batches WHERE batch_no = 1`))[0].first_seq);
+    const firstOfBatch1 = Number(
+      (await t.database.execute(`SELECT first_seq FROM batches WHERE batch_no = 1`))[0].first_seq,
+    );
     const b = await bundleOf(String(firstOfBatch1));
     expect(b.checkpoints.map((c) => c.log.treeSize)).toEqual([2, 3]);
     expect(b.checkpoints[0].anchors).toEqual([]);
-    expect(anchorsOf(b.checkpoints[1]).map((a) => a.ledger).sort()).toEqual(["evm", "local", "rfc3161"]);
-    const r = await verifyBundle(t.ctx.crypto, b, deploymentTrustPolicy(t.ctx), { evm: () => reader(), require: ["evm", "rfc3161", "local"] });
+    expect(
+      anchorsOf(b.checkpoints[1])
+        .map((a) => a.ledger)
+        .sort(),
+    ).toEqual(["evm", "local", "rfc3161"]);
+    const r = await verifyBundle(t.ctx.crypto, b, deploymentTrustPolicy(t.ctx), {
+      evm: () => reader(),
+      require: ["evm", "rfc3161", "local"],
+    });
     expect(r.verdict, JSON.stringify(r.steps.filter((s) => s.status === "failed"))).toBe("valid");
     // Moving a receipt onto a checkpoint it does not anchor is caught.
     const moved = structuredClone(b);
     moved.checkpoints[0].anchors = anchorsOf(moved.checkpoints[1]).filter((a) => a.ledger !== "evm");
-    const codes = (await verifyBundle(t.ctx.crypto, moved, deploymentTrustPolicy(t.ctx))).steps.filter((s) => s.status === "failed").map((s) => s.code);
+    const codes = (await verifyBundle(t.ctx.crypto, moved, deploymentTrustPolicy(t.ctx))).steps
+      .filter((s) => s.status === "failed")
+      .map((s) => s.code);
     expect(codes).toEqual(["ANCHOR_CHECKPOINT_MISMATCH", "ANCHOR_CHECKPOINT_MISMATCH"]);
   });
 
@@ -183,10 +275,19 @@ describe(`anchoring with local + EVM + RFC 3161 ledgers on ${engineUnderTest()}`
       // More checkpoints during the outage: the TSA's queue does not pile up (one pending row).
       await createStudy(t.ctx, { code: "ANC-5", title: "Outage 2", sites: [{ code: "A", name: "A" }] }, null);
       await sealAll(t.ctx); // checkpoint 5
-      await waitFor(async () => (await anchorRows()).some((r) => r.ledger === "local" && r.treeSize === 5 && r.status === "final"), 10_000);
-      expect((await anchorRows()).filter((r) => r.ledger === "rfc3161" && r.status === "pending").map((r) => r.treeSize)).toEqual([4]);
+      await waitFor(
+        async () => (await anchorRows()).some((r) => r.ledger === "local" && r.treeSize === 5 && r.status === "final"),
+        10_000,
+      );
+      expect(
+        (await anchorRows()).filter((r) => r.ledger === "rfc3161" && r.status === "pending").map((r) => r.treeSize),
+      ).toEqual([4]);
       tsa.mode = "ok";
-      await waitFor(async () => (await anchorRows()).some((r) => r.ledger === "rfc3161" && r.treeSize === 5 && r.status === "final"), 30_000);
+      await waitFor(
+        async () =>
+          (await anchorRows()).some((r) => r.ledger === "rfc3161" && r.treeSize === 5 && r.status === "final"),
+        30_000,
+      );
     } finally {
       tsa.mode = "ok";
       await stop();
@@ -216,19 +317,33 @@ describe(`anchoring with local + EVM + RFC 3161 ledgers on ${engineUnderTest()}`
     const snap = await send("evm_snapshot");
     const sent = await anchorOnce(t.ctx, { ledgers: ["evm"] });
     const size = (sent.find((e) => e.type === "anchored") as { treeSize: number }).treeSize;
-    const [row] = await t.database.execute(`SELECT work_text, receipt_text FROM anchors WHERE ledger = 'evm' AND tree_size = ${size}`);
+    const [row] = await t.database.execute(
+      `SELECT work_text, receipt_text FROM anchors WHERE ledger = 'evm' AND tree_size = ${size}`,
+    );
     const txHash = JSON.parse(String(row.work_text)).txHash;
     await send("evm_revert", [snap]);
     await send("hardhat_mine", ["0x3"]);
     const after = await anchorOnce(t.ctx, { ledgers: ["evm"] });
     expect(after.filter((e) => e.treeSize === size).map((e) => e.type)).toEqual(["reorged", "anchored"]);
     await send("hardhat_mine", ["0x1"]);
-    expect(await anchorOnce(t.ctx, { ledgers: ["evm"] })).toContainEqual({ type: "anchored", ledger: "evm", treeSize: size, status: "final" });
-    const [final] = await t.database.execute(`SELECT status, receipt_text FROM anchors WHERE ledger = 'evm' AND tree_size = ${size}`);
+    expect(await anchorOnce(t.ctx, { ledgers: ["evm"] })).toContainEqual({
+      type: "anchored",
+      ledger: "evm",
+      treeSize: size,
+      status: "final",
+    });
+    const [final] = await t.database.execute(
+      `SELECT status, receipt_text FROM anchors WHERE ledger = 'evm' AND tree_size = ${size}`,
+    );
     expect(final.status).toBe("final");
     expect(JSON.parse(String(final.receipt_text)).txHash).toBe(txHash);
-    const seq = Number((await t.database.execute(`SELECT first_seq FROM batches ORDER BY batch_no DESC LIMIT 1`))[0].first_seq);
-    const r = await verifyBundle(t.ctx.crypto, await bundleOf(String(seq)), deploymentTrustPolicy(t.ctx), { evm: () => reader(), require: ["evm"] });
+    const seq = Number(
+      (await t.database.execute(`SELECT first_seq FROM batches ORDER BY batch_no DESC LIMIT 1`))[0].first_seq,
+    );
+    const r = await verifyBundle(t.ctx.crypto, await bundleOf(String(seq)), deploymentTrustPolicy(t.ctx), {
+      evm: () => reader(),
+      require: ["evm"],
+    });
     expect(r.verdict, JSON.stringify(r.steps.filter((s) => s.status === "failed"))).toBe("valid");
   });
 });

@@ -9,7 +9,11 @@ const q = (sql: string) => t.database.execute(sql);
 
 beforeAll(async () => {
   t = await openTestDatabase();
-  const { study } = await createStudy(t.ctx, { code: "AO-1", title: "Append-only", sites: [{ code: "S1", name: "Site 1" }] }, null);
+  const { study } = await createStudy(
+    t.ctx,
+    { code: "AO-1", title: "Append-only", sites: [{ code: "S1", name: "Site 1" }] },
+    null,
+  );
   studyId = study.id;
   // Rows in every append-only table, inserted the way the sealer and services do.
   await q(`INSERT INTO batches (batch_no, first_seq, size, root, header_text, leaf_hash, sealed_at)
@@ -49,13 +53,21 @@ describe(`append-only ledger tables on ${engineUnderTest()}`, () => {
   });
 
   it("rejects UPDATE and DELETE of record versions", async () => {
-    await q(`INSERT INTO participants (id, study_id, site_id, subject_code) SELECT '00000000-0000-4000-8000-000000000001', study_id, id, 'S-001' FROM sites WHERE study_id = '${studyId}'`);
-    await q(`INSERT INTO forms (id, study_id, code, version, title, definition_text, definition_sha256) VALUES ('00000000-0000-4000-8000-000000000002', '${studyId}', 'F', 1, 'F', '{}', '\\x00')`);
-    await q(`INSERT INTO records (id, study_id, site_id, participant_id, form_code, visit) SELECT '00000000-0000-4000-8000-000000000003', study_id, site_id, id, 'F', 'V1' FROM participants WHERE subject_code = 'S-001'`);
+    await q(
+      `INSERT INTO participants (id, study_id, site_id, subject_code) SELECT '00000000-0000-4000-8000-000000000001', study_id, id, 'S-001' FROM sites WHERE study_id = '${studyId}'`,
+    );
+    await q(
+      `INSERT INTO forms (id, study_id, code, version, title, definition_text, definition_sha256) VALUES ('00000000-0000-4000-8000-000000000002', '${studyId}', 'F', 1, 'F', '{}', '\\x00')`,
+    );
+    await q(
+      `INSERT INTO records (id, study_id, site_id, participant_id, form_code, visit) SELECT '00000000-0000-4000-8000-000000000003', study_id, site_id, id, 'F', 'V1' FROM participants WHERE subject_code = 'S-001'`,
+    );
     const [entry] = await q(`SELECT id FROM ledger_entries LIMIT 1`);
     await q(`INSERT INTO record_versions (record_id, study_id, version, form_id, form_version, data_text, entry_id)
              VALUES ('00000000-0000-4000-8000-000000000003', '${studyId}', 1, '00000000-0000-4000-8000-000000000002', 1, '{"a":1}', '${entry.id}')`);
-    await expect(q(`UPDATE record_versions SET data_text = '{"a":2}'`)).rejects.toThrow(/record_versions is append-only: UPDATE rejected/);
+    await expect(q(`UPDATE record_versions SET data_text = '{"a":2}'`)).rejects.toThrow(
+      /record_versions is append-only: UPDATE rejected/,
+    );
     await expect(q(`DELETE FROM record_versions`)).rejects.toThrow(/record_versions is append-only: DELETE rejected/);
     const [{ data_text }] = await q(`SELECT data_text FROM record_versions`);
     expect(data_text).toBe('{"a":1}');
@@ -65,7 +77,9 @@ describe(`append-only ledger tables on ${engineUnderTest()}`, () => {
     const [e] = await q(`SELECT id FROM ledger_entries ORDER BY at LIMIT 1`);
     const seal = `UPDATE ledger_entries SET status = 'sealed', seq = 0, study_seq = 0, envelope_text = '{}', leaf_hash = '\\x00', batch_no = 0 WHERE id = '${e.id}'`;
     // Sealing while also changing the payload is refused.
-    await expect(q(seal.replace("status = 'sealed',", "status = 'sealed', payload_text = 'forged',"))).rejects.toThrow(/append-only/);
+    await expect(q(seal.replace("status = 'sealed',", "status = 'sealed', payload_text = 'forged',"))).rejects.toThrow(
+      /append-only/,
+    );
     // Sealing without all seal fields is refused.
     await expect(q(`UPDATE ledger_entries SET status = 'sealed' WHERE id = '${e.id}'`)).rejects.toThrow(/append-only/);
     await q(seal);

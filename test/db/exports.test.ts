@@ -21,7 +21,13 @@ import { enrollParticipant } from "../../app/participants/participants.server.ts
 import { addConsentDocument, importForm } from "../../app/records/forms.server.ts";
 import { correctRecord, saveRecord } from "../../app/records/records.server.ts";
 import { signRecord } from "../../app/clinical-monitoring/clinical-monitoring.server.ts";
-import { countersignConsent, createInvitation, sendIdentityCode, signConsent, verifyIdentityCode } from "../../app/consent/consent.server.ts";
+import {
+  countersignConsent,
+  createInvitation,
+  sendIdentityCode,
+  signConsent,
+  verifyIdentityCode,
+} from "../../app/consent/consent.server.ts";
 import { deploymentTrustPolicy } from "../../app/anchor-worker/anchor-worker.server.ts";
 import { sealAll } from "../../app/log/sealer.server.ts";
 import { appendEntry } from "../../app/log/append-entry.server.ts";
@@ -43,13 +49,38 @@ const FORM = {
   version: 1,
   visits: ["SCREENING", "WEEK4"],
   fields: [
-    { name: "sbp", label: "Systolic BP", type: "number", integer: true, unit: "mmHg", min: 50, max: 250, required: true },
+    {
+      name: "sbp",
+      label: "Systolic BP",
+      type: "number",
+      integer: true,
+      unit: "mmHg",
+      min: 50,
+      max: 250,
+      required: true,
+    },
     { name: "temp", label: "Temperature", type: "number", unit: "Cel", min: 30, max: 45 },
     { name: "delta", label: "Change", type: "number", min: -100, max: 100 },
     { name: "visit_date", label: "Visit date", type: "date", required: true },
     { name: "measured_at", label: "Measured at", type: "datetime" },
-    { name: "smoker", label: "Smoker", type: "choice", options: [{ value: "Y", label: "Yes" }, { value: "N", label: "No" }] },
-    { name: "symptoms", label: "Symptoms", type: "multichoice", options: [{ value: "HEAD ACHE", label: "Headache" }, { value: "NAUSEA", label: "Nausea" }] },
+    {
+      name: "smoker",
+      label: "Smoker",
+      type: "choice",
+      options: [
+        { value: "Y", label: "Yes" },
+        { value: "N", label: "No" },
+      ],
+    },
+    {
+      name: "symptoms",
+      label: "Symptoms",
+      type: "multichoice",
+      options: [
+        { value: "HEAD ACHE", label: "Headache" },
+        { value: "NAUSEA", label: "Nausea" },
+      ],
+    },
     { name: "pregnant", label: "Pregnant", type: "boolean" },
     { name: "notes", label: "Notes", type: "text", maxLength: 500 },
   ],
@@ -59,16 +90,52 @@ beforeAll(async () => {
   t = await openTestDatabase();
   t.ctx.env = { ...t.ctx.env, sealMaxBatch: 250 };
   await createStudy(t.ctx, { code: "EXP-1", title: "Exported study", sites: [{ code: "S1", name: "Site one" }] }, null);
-  for (const [k, role, site] of [["admin", "admin", undefined], ["inv", "investigator", "S1"], ["reg", "regulator", undefined]] as const) {
-    const u = await createUser(t.ctx, { email: `${k}@exp.test`, fullName: `${k} person`, password: PW, role, study: role === "admin" ? undefined : "EXP-1", site }, null);
+  for (const [k, role, site] of [
+    ["admin", "admin", undefined],
+    ["inv", "investigator", "S1"],
+    ["reg", "regulator", undefined],
+  ] as const) {
+    const u = await createUser(
+      t.ctx,
+      {
+        email: `${k}@exp.test`,
+        fullName: `${k} person`,
+        password: PW,
+        role,
+        study: role === "admin" ? undefined : "EXP-1",
+        site,
+      },
+      null,
+    );
     p[k] = (await principalForUser(t.ctx, u.id))!;
   }
   await importForm(t.ctx, "EXP-1", FORM, { actorId: null });
-  await addConsentDocument(t.ctx, p.admin, "EXP-1", { code: "ICF", version: "1.0", title: "Consent", bodyMarkdown: "## Purpose\nWhy.\n\n[optional:future_research] Samples.", irbName: "IRB", irbApprovedOn: "2026-01-01" });
+  await addConsentDocument(t.ctx, p.admin, "EXP-1", {
+    code: "ICF",
+    version: "1.0",
+    title: "Consent",
+    bodyMarkdown: "## Purpose\nWhy.\n\n[optional:future_research] Samples.",
+    irbName: "IRB",
+    irbApprovedOn: "2026-01-01",
+  });
   for (let i = 0; i < 3; i++) {
-    const s = await enrollParticipant(t.ctx, p.inv, { study: "EXP-1", site: "S1", personal: { fullName: `Ex Person ${i}`, email: `ex${i}@exp.test` } });
+    const s = await enrollParticipant(t.ctx, p.inv, {
+      study: "EXP-1",
+      site: "S1",
+      personal: { fullName: `Ex Person ${i}`, email: `ex${i}@exp.test` },
+    });
     for (const visit of FORM.visits) {
-      const v1 = { sbp: 118 + i, temp: 36.65, delta: -12.5, visit_date: "2026-03-0" + (i + 1), measured_at: "2026-03-01T09:30:00Z", smoker: "N", symptoms: ["HEAD ACHE", "NAUSEA"], pregnant: false, notes: `=cmd "quoted", line` };
+      const v1 = {
+        sbp: 118 + i,
+        temp: 36.65,
+        delta: -12.5,
+        visit_date: "2026-03-0" + (i + 1),
+        measured_at: "2026-03-01T09:30:00Z",
+        smoker: "N",
+        symptoms: ["HEAD ACHE", "NAUSEA"],
+        pregnant: false,
+        notes: `=cmd "quoted", line`,
+      };
       const r = await saveRecord(t.ctx, p.inv, "EXP-1", { subject: s.subjectCode, form: "VITALS", visit, data: v1 });
       const versions: Record<string, unknown>[] = [v1];
       if (visit === "WEEK4") {
@@ -83,18 +150,36 @@ beforeAll(async () => {
     if (i === 0) {
       const inv = await createInvitation(t.ctx, p.inv, "EXP-1", { subject: s.subjectCode }, "http://portal.test");
       await sendIdentityCode(t.ctx, inv.token);
-      const body = (await t.database.execute(`SELECT body FROM outbox WHERE kind = 'consent_code' ORDER BY created_at DESC LIMIT 1`))[0].body as string;
+      const body = (
+        await t.database.execute(`SELECT body FROM outbox WHERE kind = 'consent_code' ORDER BY created_at DESC LIMIT 1`)
+      )[0].body as string;
       const v = await verifyIdentityCode(t.ctx, inv.token, /is (\d{6})\./.exec(body)![1], meta);
-      await signConsent(t.ctx, inv.token, v, { acknowledged: ["s1"], answers: {}, options: { future_research: "yes" }, typedName: "Ex Person 0", confirm: true }, { fromStaffDevice: false, meta });
+      await signConsent(
+        t.ctx,
+        inv.token,
+        v,
+        {
+          acknowledged: ["s1"],
+          answers: {},
+          options: { future_research: "yes" },
+          typedName: "Ex Person 0",
+          confirm: true,
+        },
+        { fromStaffDevice: false, meta },
+      );
       await countersignConsent(t.ctx, p.inv, "EXP-1", s.subjectCode, { password: PW }, meta);
     }
     await sealAll(t.ctx); // several batches and checkpoints, as the background sealer makes them
   }
   // Volume: thousands of the study's entries across many batches (site staff changes, written in bulk).
-  const study = { id: String((await t.database.execute(`SELECT id FROM studies WHERE code = 'EXP-1'`))[0].id), code: "EXP-1" };
+  const study = {
+    id: String((await t.database.execute(`SELECT id FROM studies WHERE code = 'EXP-1'`))[0].id),
+    code: "EXP-1",
+  };
   for (let chunk = 0; chunk < 4; chunk++) {
     await t.ctx.db.transaction(async (tx) => {
-      for (let i = 0; i < 500; i++) await appendEntry(tx, t.ctx.crypto, study, "site.added", { site: `B${chunk}-${i}`, actor: null });
+      for (let i = 0; i < 500; i++)
+        await appendEntry(tx, t.ctx.crypto, study, "site.added", { site: `B${chunk}-${i}`, actor: null });
     });
     await sealAll(t.ctx);
   }
@@ -112,12 +197,18 @@ describe(`study exports on ${engineUnderTest()}`, () => {
     const { validateXML } = await import("xmllint-wasm");
     const schemaDir = path.join(ROOT, "test", "schemas", "odm-1.3.2");
     const file = (name: string) => ({ fileName: name, contents: readFileSync(path.join(schemaDir, name), "utf8") });
-    const r = await validateXML({ xml: [{ fileName: "study.xml", contents: xml }], schema: [file("ODM1-3-2.xsd")], preload: [file("ODM1-3-2-foundation.xsd"), file("xml.xsd"), file("xmldsig-core-schema.xsd"), file("xlink.xsd")] });
+    const r = await validateXML({
+      xml: [{ fileName: "study.xml", contents: xml }],
+      schema: [file("ODM1-3-2.xsd")],
+      preload: [file("ODM1-3-2-foundation.xsd"), file("xml.xsd"), file("xmldsig-core-schema.xsd"), file("xlink.xsd")],
+    });
     expect(r.errors.map((e) => e.message)).toEqual([]);
     expect(r.valid).toBe(true);
     // Round trip: each record's versions, item by item, and the seq each cites is that version's entry.
     const items = odmItems(xml);
-    const entries = await t.database.execute(`SELECT seq, payload_text FROM ledger_entries WHERE kind = 'record.saved'`);
+    const entries = await t.database.execute(
+      `SELECT seq, payload_text FROM ledger_entries WHERE kind = 'record.saved'`,
+    );
     const bySeq = new Map(entries.map((e) => [Number(e.seq), JSON.parse(String(e.payload_text))]));
     expect(items.length).toBeGreaterThan(0);
     for (const it of items) {
@@ -127,12 +218,23 @@ describe(`study exports on ${engineUnderTest()}`, () => {
     }
     // Versions: the first version's items all appear; a correction carries exactly what changed.
     const week4 = saved.find((s) => s.visit === "WEEK4")!;
-    const payloads = [...bySeq.entries()].filter(([, x]) => x.subject === week4.subject && x.visit === "WEEK4").sort((a, b) => a[1].version - b[1].version);
+    const payloads = [...bySeq.entries()]
+      .filter(([, x]) => x.subject === week4.subject && x.visit === "WEEK4")
+      .sort((a, b) => a[1].version - b[1].version);
     const v2Items = items.filter((i) => i.seq === payloads[1][0]).map((i) => [i.item, i.value]);
-    expect(v2Items.sort()).toEqual([["notes", null], ["pregnant", "true"], ["sbp", "131"], ["symptoms", '["NAUSEA"]']].sort());
+    expect(v2Items.sort()).toEqual(
+      [
+        ["notes", null],
+        ["pregnant", "true"],
+        ["sbp", "131"],
+        ["symptoms", '["NAUSEA"]'],
+      ].sort(),
+    );
     expect(items.filter((i) => i.seq === payloads[0][0]).find((i) => i.item === "delta")?.value).toBe("-12.5");
     expect(xml).toContain("<ReasonForChange>transcription error</ReasonForChange>");
-    expect(xml).toMatch(/<Signature ID="SIG\.[^"]+"><UserRef UserOID="U\.[^"]+"\/><LocationRef LocationOID="L\.S1"\/><SignatureRef SignatureOID="SD\.approved"\/>/);
+    expect(xml).toMatch(
+      /<Signature ID="SIG\.[^"]+"><UserRef UserOID="U\.[^"]+"\/><LocationRef LocationOID="L\.S1"\/><SignatureRef SignatureOID="SD\.approved"\/>/,
+    );
     expect(xml).toContain('<SignatureDef OID="SD.approved" Methodology="Electronic"><Meaning>approved</Meaning>');
     expect(xml).not.toMatch(/Ex Person|ex0@exp/);
   });
@@ -145,30 +247,73 @@ describe(`study exports on ${engineUnderTest()}`, () => {
     core.indexStructureDefinitionBundle(readJson("fhir/r4/profiles-resources.json"));
     core.validateResource(bundle);
     for (const e of bundle.entry) core.validateResource(e.resource);
-    const kinds = bundle.entry.map((e: any) => e.resource.resourceType).reduce((m: Record<string, number>, k: string) => ({ ...m, [k]: (m[k] ?? 0) + 1 }), {});
-    expect(kinds).toEqual({ ResearchStudy: 1, Questionnaire: 1, Patient: 3, ResearchSubject: 3, Consent: 1, Provenance: 1, QuestionnaireResponse: 6 });
+    const kinds = bundle.entry
+      .map((e: any) => e.resource.resourceType)
+      .reduce((m: Record<string, number>, k: string) => ({ ...m, [k]: (m[k] ?? 0) + 1 }), {});
+    expect(kinds).toEqual({
+      ResearchStudy: 1,
+      Questionnaire: 1,
+      Patient: 3,
+      ResearchSubject: 3,
+      Consent: 1,
+      Provenance: 1,
+      QuestionnaireResponse: 6,
+    });
     const consent = bundle.entry.find((e: any) => e.resource.resourceType === "Consent").resource;
-    expect(consent).toMatchObject({ status: "active", verification: [{ verified: true }], provision: { type: "permit", provision: [{ type: "permit", code: [{ coding: [{ code: "future_research" }] }] }] } });
+    expect(consent).toMatchObject({
+      status: "active",
+      verification: [{ verified: true }],
+      provision: { type: "permit", provision: [{ type: "permit", code: [{ coding: [{ code: "future_research" }] }] }] },
+    });
     const prov = bundle.entry.find((e: any) => e.resource.resourceType === "Provenance").resource;
-    const docSha = String((await t.database.execute(`SELECT encode(body_sha256, 'hex') AS h FROM consent_documents`))[0].h);
-    expect(prov.extension[0]).toEqual({ url: "https://trialseal.dev/fhir/StructureDefinition/document-sha256", valueString: docSha });
+    const docSha = String(
+      (await t.database.execute(`SELECT encode(body_sha256, 'hex') AS h FROM consent_documents`))[0].h,
+    );
+    expect(prov.extension[0]).toEqual({
+      url: "https://trialseal.dev/fhir/StructureDefinition/document-sha256",
+      valueString: docSha,
+    });
     expect(prov.extension[1].extension.map((x: any) => x.url)).toEqual(["entry", "seq", "leafHash"]);
-    const amended = bundle.entry.filter((e: any) => e.resource.resourceType === "QuestionnaireResponse" && e.resource.status === "amended");
+    const amended = bundle.entry.filter(
+      (e: any) => e.resource.resourceType === "QuestionnaireResponse" && e.resource.status === "amended",
+    );
     expect(amended).toHaveLength(3);
-    expect(amended[0].resource.item.find((i: any) => i.linkId === "symptoms").answer).toEqual([{ valueCoding: { code: "NAUSEA", display: "Nausea" } }]);
+    expect(amended[0].resource.item.find((i: any) => i.linkId === "symptoms").answer).toEqual([
+      { valueCoding: { code: "NAUSEA", display: "Nausea" } },
+    ]);
     expect(JSON.stringify(bundle)).not.toMatch(/Ex Person|ex0@exp/);
     // A broken resource is refused by the same validator (the check can fail).
-    expect(() => core.validateResource({ resourceType: "ResearchSubject", id: "x", status: "not-a-status" } as never)).toThrow();
+    expect(() =>
+      core.validateResource({ resourceType: "ResearchSubject", id: "x", status: "not-a-status" } as never),
+    ).toThrow();
   });
 
   it("CSV: one row per subject-visit with version, seq and leaf hash; numbers stay numbers, text is defused", async () => {
     const zip = unzipSync((await exportStudy(t.ctx, p.reg, "EXP-1", "csv")).data);
     expect(Object.keys(zip)).toEqual(["EXP-1-VITALS.csv"]);
     const lines = text(zip["EXP-1-VITALS.csv"]).trim().split("\r\n");
-    expect(lines[0]).toBe(["subject", "site", "visit", "record_id", "version", "form_version", "seq", "leaf_hash", "entry_id", "saved_at_utc", ...FORM.fields.map((f) => f.name)].map((h) => `"${h}"`).join(","));
+    expect(lines[0]).toBe(
+      [
+        "subject",
+        "site",
+        "visit",
+        "record_id",
+        "version",
+        "form_version",
+        "seq",
+        "leaf_hash",
+        "entry_id",
+        "saved_at_utc",
+        ...FORM.fields.map((f) => f.name),
+      ]
+        .map((h) => `"${h}"`)
+        .join(","),
+    );
     expect(lines).toHaveLength(1 + saved.length);
     const week4 = lines.find((l) => l.startsWith('"S1-001","S1","WEEK4"'))!;
-    expect(week4).toMatch(/^"S1-001","S1","WEEK4","[0-9a-f-]{36}",2,1,\d+,"[0-9a-f]{64}","[0-9a-f-]{36}","[^"]+",131,36.65,-12.5,"2026-03-01","2026-03-01T09:30:00Z","N","\[""NAUSEA""\]",true,""$/);
+    expect(week4).toMatch(
+      /^"S1-001","S1","WEEK4","[0-9a-f-]{36}",2,1,\d+,"[0-9a-f]{64}","[0-9a-f-]{36}","[^"]+",131,36.65,-12.5,"2026-03-01","2026-03-01T09:30:00Z","N","\[""NAUSEA""\]",true,""$/,
+    );
     expect(lines.find((l) => l.startsWith('"S1-001","S1","SCREENING"'))).toContain(`"'=cmd ""quoted"", line"`);
   });
 
@@ -176,9 +321,25 @@ describe(`study exports on ${engineUnderTest()}`, () => {
     const f = await exportStudy(t.ctx, p.reg, "EXP-1", "evidence");
     const files = readPackage(f.data);
     const names = [...files.keys()];
-    for (const want of ["manifest.json", "odm.xml", "fhir.json", "trust-policy.json", "log/envelopes.jsonl", "log/batches.jsonl", "csv/EXP-1-VITALS.csv", "certified-copies/S1-001.pdf"]) expect(names).toContain(want);
+    for (const want of [
+      "manifest.json",
+      "odm.xml",
+      "fhir.json",
+      "trust-policy.json",
+      "log/envelopes.jsonl",
+      "log/batches.jsonl",
+      "csv/EXP-1-VITALS.csv",
+      "certified-copies/S1-001.pdf",
+    ])
+      expect(names).toContain(want);
     expect(names.some((n) => /^consistency\/\d+-\d+\.json$/.test(n))).toBe(true);
-    const studyEntries = Number((await t.database.execute(`SELECT count(*)::int AS n FROM ledger_entries e JOIN studies s ON s.id = e.study_id WHERE s.code = 'EXP-1'`))[0].n);
+    const studyEntries = Number(
+      (
+        await t.database.execute(
+          `SELECT count(*)::int AS n FROM ledger_entries e JOIN studies s ON s.id = e.study_id WHERE s.code = 'EXP-1'`,
+        )
+      )[0].n,
+    );
     expect(names.filter((n) => n.startsWith("bundles/"))).toHaveLength(studyEntries);
     expect(studyEntries).toBeGreaterThan(2000);
     expect(names.filter((n) => n.startsWith("checkpoints/")).length).toBeGreaterThan(8);
@@ -196,7 +357,14 @@ describe(`study exports on ${engineUnderTest()}`, () => {
       return c;
     };
     const bundleName = names.find((n) => n.startsWith("bundles/"))!;
-    for (const name of ["odm.xml", bundleName, "log/envelopes.jsonl", "checkpoints/1.txt", "certified-copies/S1-001.pdf", "trust-policy.json"]) {
+    for (const name of [
+      "odm.xml",
+      bundleName,
+      "log/envelopes.jsonl",
+      "checkpoints/1.txt",
+      "certified-copies/S1-001.pdf",
+      "trust-policy.json",
+    ]) {
       const m = new Map(files);
       m.set(name, flip(files.get(name)!));
       const r = await verifyEvidence(t.ctx.crypto, m, policy, opts);
@@ -210,7 +378,9 @@ describe(`study exports on ${engineUnderTest()}`, () => {
       const manifest = JSON.parse(text(files.get("manifest.json")!));
       for (const [name, data] of Object.entries(changes)) {
         m.set(name, data);
-        manifest.files = manifest.files.map((x: any) => (x.path === name ? { ...x, sha256: sha256Hex(t.ctx.crypto, data), bytes: data.length } : x));
+        manifest.files = manifest.files.map((x: any) =>
+          x.path === name ? { ...x, sha256: sha256Hex(t.ctx.crypto, data), bytes: data.length } : x,
+        );
       }
       m.set("manifest.json", new TextEncoder().encode(JSON.stringify(manifest)));
       return m;
@@ -219,17 +389,28 @@ describe(`study exports on ${engineUnderTest()}`, () => {
     const envs = text(files.get("log/envelopes.jsonl")!).split("\n");
     let r = await verifyEvidence(t.ctx.crypto, rewrite({ "odm.xml": new TextEncoder().encode(odm) }), policy, opts);
     expect(r.problems).toContainEqual(expect.objectContaining({ file: "odm.xml", code: "ODM_VALUE_MISMATCH" }));
-    r = await verifyEvidence(t.ctx.crypto, rewrite({ "log/envelopes.jsonl": new TextEncoder().encode(envs.filter((_, i) => i !== 3).join("\n")) }), policy, opts);
+    r = await verifyEvidence(
+      t.ctx.crypto,
+      rewrite({ "log/envelopes.jsonl": new TextEncoder().encode(envs.filter((_, i) => i !== 3).join("\n")) }),
+      policy,
+      opts,
+    );
     expect(r.problems.some((x) => x.file === "log/envelopes.jsonl")).toBe(true);
     const m = new Map(files);
     m.delete(bundleName);
-    expect((await verifyEvidence(t.ctx.crypto, m, policy, opts)).problems).toContainEqual(expect.objectContaining({ file: bundleName, code: "FILE_MISSING" }));
+    expect((await verifyEvidence(t.ctx.crypto, m, policy, opts)).problems).toContainEqual(
+      expect.objectContaining({ file: bundleName, code: "FILE_MISSING" }),
+    );
 
     // The CLI: exit 0 with the pinned policy, 1 naming the file when changed, 2 without trust.
     const zipPath = path.join(dir, "evidence.zip");
     writeFileSync(zipPath, f.data);
     const pin = sha256Hex(t.ctx.crypto, files.get("trust-policy.json")!);
-    const cli = (args: string[]) => spawnSync(process.execPath, [path.join(ROOT, "bin", "trialseal.js"), ...args], { encoding: "utf8", env: { ...process.env, DATA_DIR: dir } });
+    const cli = (args: string[]) =>
+      spawnSync(process.execPath, [path.join(ROOT, "bin", "trialseal.js"), ...args], {
+        encoding: "utf8",
+        env: { ...process.env, DATA_DIR: dir },
+      });
     const good = cli(["verify-package", zipPath, "--pin", pin]);
     expect(good.stderr).toBe("");
     expect(good.status).toBe(0);
@@ -248,13 +429,28 @@ describe(`study exports on ${engineUnderTest()}`, () => {
     // the CLI is exercised by test/integration/no-personal-data.test.ts; here the ODM file it writes is the same.
     if (t.url) {
       const out = path.join(dir, "cli-odm.xml");
-      const env = { DATABASE_URL: t.url, DATA_DIR: t.ctx.env.dataDir, DATA_KEY: "11".repeat(32), SESSION_SECRET: "test-session-secret-that-is-long-enough-0123456789" };
-      const run = spawnSync(process.execPath, [path.join(ROOT, "bin", "trialseal.js"), "export", "--study", "EXP-1", "--format", "odm", "--out", out], { encoding: "utf8", env: { ...process.env, ...env } });
+      const env = {
+        DATABASE_URL: t.url,
+        DATA_DIR: t.ctx.env.dataDir,
+        DATA_KEY: "11".repeat(32),
+        SESSION_SECRET: "test-session-secret-that-is-long-enough-0123456789",
+      };
+      const run = spawnSync(
+        process.execPath,
+        [path.join(ROOT, "bin", "trialseal.js"), "export", "--study", "EXP-1", "--format", "odm", "--out", out],
+        { encoding: "utf8", env: { ...process.env, ...env } },
+      );
       expect(run.stderr).toBe("");
-      expect(run.stdout).toMatch(new RegExp(`^wrote ${out.replace(/[.*+?^${}()|[\]\\]/g, "\\$&")} \\(\\d+ bytes, sha256 [0-9a-f]{64}\\)\n$`));
+      expect(run.stdout).toMatch(
+        new RegExp(`^wrote ${out.replace(/[.*+?^${}()|[\]\\]/g, "\\$&")} \\(\\d+ bytes, sha256 [0-9a-f]{64}\\)\n$`),
+      );
       const written = readFileSync(out, "utf8");
       expect(odmItems(written).length).toBe(odmItems(text(files.get("odm.xml")!)).length);
-      const badFormat = spawnSync(process.execPath, [path.join(ROOT, "bin", "trialseal.js"), "export", "--study", "EXP-1", "--format", "pdf"], { encoding: "utf8", env: { ...process.env, ...env } });
+      const badFormat = spawnSync(
+        process.execPath,
+        [path.join(ROOT, "bin", "trialseal.js"), "export", "--study", "EXP-1", "--format", "pdf"],
+        { encoding: "utf8", env: { ...process.env, ...env } },
+      );
       expect(badFormat.status).toBe(1);
       expect(badFormat.stderr).toMatch(/format: one of evidence, odm, fhir, csv/);
     }

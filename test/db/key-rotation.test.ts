@@ -33,7 +33,9 @@ async function newEntry(code: string): Promise<string> {
   const r = await createStudy(t.ctx, { code, title: code, sites: [{ code: "A", name: "A" }] }, null);
   await sealAll(t.ctx);
   await anchorOnce(t.ctx, { ledgers: ["local"] });
-  const [row] = await t.database.execute(`SELECT id FROM ledger_entries WHERE kind = 'study.registered' AND payload_text LIKE '%"${code}"%'`);
+  const [row] = await t.database.execute(
+    `SELECT id FROM ledger_entries WHERE kind = 'study.registered' AND payload_text LIKE '%"${code}"%'`,
+  );
   expect(row, code).toBeDefined();
   void r;
   return String(row.id);
@@ -43,7 +45,8 @@ async function bundleOf(id: string): Promise<Bundle> {
   if (r.status !== "sealed") throw new Error("not sealed");
   return r.bundle;
 }
-const failedCodes = (r: Awaited<ReturnType<typeof verifyBundle>>) => r.steps.filter((s) => s.status === "failed").map((s) => s.code);
+const failedCodes = (r: Awaited<ReturnType<typeof verifyBundle>>) =>
+  r.steps.filter((s) => s.status === "failed").map((s) => s.code);
 
 describe(`key rotation and revocation on ${engineUnderTest()}`, () => {
   it("rotates both keys; old and new proofs verify under the new policy; a retired or revoked key's signatures beyond its window are refused", async () => {
@@ -54,7 +57,9 @@ describe(`key rotation and revocation on ${engineUnderTest()}`, () => {
     expect((await verifyBundle(t.ctx.crypto, b1, oldPolicy, { require: ["local"] })).verdict).toBe("valid");
     const before = listKeys(t.ctx);
     expect(before.log).toHaveLength(1);
-    const oldLogSeed = new Uint8Array(Buffer.from(readFileSync(path.join(t.ctx.env.dataDir, "keys", before.log[0].file), "utf8").trim(), "hex"));
+    const oldLogSeed = new Uint8Array(
+      Buffer.from(readFileSync(path.join(t.ctx.env.dataDir, "keys", before.log[0].file), "utf8").trim(), "hex"),
+    );
 
     // Rotate both keys.
     const log = await rotateKey(t.ctx, "log");
@@ -69,7 +74,10 @@ describe(`key rotation and revocation on ${engineUnderTest()}`, () => {
     const size2 = b2.checkpoints[0].log.treeSize;
     expect(size2).toBeGreaterThan(size1);
     const policy = deploymentTrustPolicy(t.ctx);
-    expect(policy.logKeys.map((k) => [k.fromSize, k.untilSize])).toEqual([[0, size1 + 1], [size1 + 1, null]]);
+    expect(policy.logKeys.map((k) => [k.fromSize, k.untilSize])).toEqual([
+      [0, size1 + 1],
+      [size1 + 1, null],
+    ]);
     expect((policy.ledgers.local as { keys: unknown[] }).keys).toHaveLength(2);
     for (const b of [b1, await bundleOf(e1), b2]) {
       const r = await verifyBundle(t.ctx.crypto, b, policy, { require: ["local"] });
@@ -81,7 +89,8 @@ describe(`key rotation and revocation on ${engineUnderTest()}`, () => {
     // A verifier still pinning the old policy does not know the new key: the new proof fails until it updates.
     expect(failedCodes(await verifyBundle(t.ctx.crypto, b2, oldPolicy))).toContain("SIGNATURE_INVALID");
     // The local ledger file, with records under both keys, opens and verifies as a whole.
-    const reopened = buildLedgers(t.ctx.env, t.ctx.crypto).find((l) => l.ledger.name === "local")!.ledger as unknown as { store: { all(): { pos: number }[] } };
+    const reopened = buildLedgers(t.ctx.env, t.ctx.crypto).find((l) => l.ledger.name === "local")!
+      .ledger as unknown as { store: { all(): { pos: number }[] } };
     expect(reopened.store.all().length).toBeGreaterThanOrEqual(2);
 
     // Whoever stole the retired log key signs a checkpoint of the current size: refused (outside its window).
@@ -93,8 +102,14 @@ describe(`key rotation and revocation on ${engineUnderTest()}`, () => {
     expect(failedCodes(await verifyBundle(t.ctx.crypto, forged, policy))).toEqual(["SIGNATURE_INVALID"]); // ...outside its window
 
     // The old key turns out to have been compromised from size1 on: revoke it from there.
-    await expect(revokeKey(t.ctx, "log", { key: log.current.publicKey, fromSize: 0, reason: "test" })).rejects.toMatchObject({ code: "conflict" }); // the current key: rotate first
-    const revoked = await revokeKey(t.ctx, "log", { key: log.old.publicKey, fromSize: size1, reason: "key file leaked" });
+    await expect(
+      revokeKey(t.ctx, "log", { key: log.current.publicKey, fromSize: 0, reason: "test" }),
+    ).rejects.toMatchObject({ code: "conflict" }); // the current key: rotate first
+    const revoked = await revokeKey(t.ctx, "log", {
+      key: log.old.publicKey,
+      fromSize: size1,
+      reason: "key file leaked",
+    });
     expect(revoked.untilSize).toBe(size1);
     const after = deploymentTrustPolicy(t.ctx);
     // What it signed at size1 is no longer trusted...
@@ -110,8 +125,14 @@ describe(`key rotation and revocation on ${engineUnderTest()}`, () => {
     expect(JSON.stringify(audit2.findings)).toContain(String(size1));
     expect(listKeys(t.ctx).log.find((k) => k.publicKey === log.old.publicKey)!.note).toBe("revoked: key file leaked");
     // Bad requests are refused with the field named.
-    await expect(revokeKey(t.ctx, "log", { key: "zz", fromSize: 1, reason: "x" })).rejects.toMatchObject({ field: "key" });
-    await expect(revokeKey(t.ctx, "local", { key: local.old.publicKey, fromSize: 1, reason: "x" })).rejects.toMatchObject({ field: "from-size" });
-    await expect(revokeKey(t.ctx, "local", { key: local.old.publicKey, fromTime: "yesterday-ish", reason: "x" })).rejects.toMatchObject({ field: "from-time" });
+    await expect(revokeKey(t.ctx, "log", { key: "zz", fromSize: 1, reason: "x" })).rejects.toMatchObject({
+      field: "key",
+    });
+    await expect(
+      revokeKey(t.ctx, "local", { key: local.old.publicKey, fromSize: 1, reason: "x" }),
+    ).rejects.toMatchObject({ field: "from-size" });
+    await expect(
+      revokeKey(t.ctx, "local", { key: local.old.publicKey, fromTime: "yesterday-ish", reason: "x" }),
+    ).rejects.toMatchObject({ field: "from-time" });
   });
 });

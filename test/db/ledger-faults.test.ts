@@ -41,12 +41,40 @@ beforeAll(async () => {
   const d = await deployAnchorContract({ transport, privateKey: HARDHAT_KEYS[0], logId });
   t.ctx.env.anchoring.retryMaxMs = 400; // back-off capped low so the test moves on quickly
   t.ctx.ledgers = [
-    { ledger: new LocalLedger({ name: "local", ledgerId: "test/local", dir: path.join(t.ctx.env.dataDir, "ledger"), signer: nodeSigner(new Uint8Array(randomBytes(32))), crypto: t.ctx.crypto }), intervalMs: 200 },
     {
-      ledger: new EvmLedger({ name: "evm", rpcUrl: evmProxy.url, rpcTimeoutMs: 700, chainId: HARDHAT_CHAIN_ID, contract: d.contract, privateKey: HARDHAT_KEYS[0], confirmations: 2, logId, receiptTimeoutMs: 2000 }),
+      ledger: new LocalLedger({
+        name: "local",
+        ledgerId: "test/local",
+        dir: path.join(t.ctx.env.dataDir, "ledger"),
+        signer: nodeSigner(new Uint8Array(randomBytes(32))),
+        crypto: t.ctx.crypto,
+      }),
       intervalMs: 200,
     },
-    { ledger: new Rfc3161Ledger({ name: "rfc3161", url: `${tsaProxy.url}${new URL(tsa.url).pathname}`, trusted: certificatesFromPem(tsa.caPem), timeoutMs: 700, randomBytes: (n) => new Uint8Array(randomBytes(n)) }), intervalMs: 200 },
+    {
+      ledger: new EvmLedger({
+        name: "evm",
+        rpcUrl: evmProxy.url,
+        rpcTimeoutMs: 700,
+        chainId: HARDHAT_CHAIN_ID,
+        contract: d.contract,
+        privateKey: HARDHAT_KEYS[0],
+        confirmations: 2,
+        logId,
+        receiptTimeoutMs: 2000,
+      }),
+      intervalMs: 200,
+    },
+    {
+      ledger: new Rfc3161Ledger({
+        name: "rfc3161",
+        url: `${tsaProxy.url}${new URL(tsa.url).pathname}`,
+        trusted: certificatesFromPem(tsa.caPem),
+        timeoutMs: 700,
+        randomBytes: (n) => new Uint8Array(randomBytes(n)),
+      }),
+      intervalMs: 200,
+    },
   ];
 });
 afterAll(async () => {
@@ -65,7 +93,9 @@ async function waitFor(cond: () => boolean | Promise<boolean>, ms: number, what:
 }
 
 async function anchorRows() {
-  return (await t.database.execute(`SELECT ledger, tree_size, status, last_error FROM anchors ORDER BY ledger, tree_size`)).map((r) => ({
+  return (
+    await t.database.execute(`SELECT ledger, tree_size, status, last_error FROM anchors ORDER BY ledger, tree_size`)
+  ).map((r) => ({
     ledger: String(r.ledger),
     treeSize: Number(r.tree_size),
     status: String(r.status),
@@ -76,7 +106,10 @@ async function anchorRows() {
 describe(`ledger endpoints misbehaving on ${engineUnderTest()}`, () => {
   it("resets, hangs, 500s, garbage and a slow link: retried with back-off, shown as retrying, nothing lost or duplicated", async () => {
     const events: AnchorEvent[] = [];
-    const stop = startAnchorWorker(t.ctx, { onEvent: (e) => (events.push(e), process.env.DEBUG_FAULTS && console.log(Date.now() % 100000, JSON.stringify(e))), pollMs: 100 });
+    const stop = startAnchorWorker(t.ctx, {
+      onEvent: (e) => (events.push(e), process.env.DEBUG_FAULTS && console.log(Date.now() % 100000, JSON.stringify(e))),
+      pollMs: 100,
+    });
     // Blocks keep coming, as on a live chain, so EVM anchors reach their confirmations.
     const miner = setInterval(() => void send("evm_mine").catch(() => {}), 150);
     const seen: Record<string, Record<string, string>> = {};
@@ -87,10 +120,15 @@ describe(`ledger endpoints misbehaving on ${engineUnderTest()}`, () => {
         await sealAll(t.ctx);
         return Number((await t.database.execute(`SELECT max(tree_size) AS s FROM checkpoints`))[0].s);
       };
-      const finalAt = async (ledger: string, size: number) => (await anchorRows()).some((r) => r.ledger === ledger && r.treeSize >= size && r.status === "final");
+      const finalAt = async (ledger: string, size: number) =>
+        (await anchorRows()).some((r) => r.ledger === ledger && r.treeSize >= size && r.status === "final");
       // A healthy start: both anchor through their proxies.
       let size = await newCheckpoint();
-      await waitFor(async () => (await finalAt("evm", size)) && (await finalAt("rfc3161", size)), 30_000, "anchors through healthy proxies");
+      await waitFor(
+        async () => (await finalAt("evm", size)) && (await finalAt("rfc3161", size)),
+        30_000,
+        "anchors through healthy proxies",
+      );
 
       for (const fault of ["reset", "hang", "http500", "garbage", "slow"] as ProxyFault[]) {
         evmProxy.fault(fault, { slowMs: 1500 });
@@ -98,18 +136,28 @@ describe(`ledger endpoints misbehaving on ${engineUnderTest()}`, () => {
         const from = events.length;
         size = await newCheckpoint();
         if (process.env.DEBUG_FAULTS) console.log(`fault ${fault}: checkpoint ${size}`);
-        await waitFor(() => ["evm", "rfc3161"].every((l) => events.slice(from).some((e) => e.type === "retry" && e.ledger === l)), 30_000, `retries under ${fault}`);
+        await waitFor(
+          () => ["evm", "rfc3161"].every((l) => events.slice(from).some((e) => e.type === "retry" && e.ledger === l)),
+          30_000,
+          `retries under ${fault}`,
+        );
         const shown = await systemStatus(t.ctx); // what the status page and /api/v1/status show
         for (const l of ["evm", "rfc3161"]) {
           const s = shown.ledgers.find((x) => x.ledger === l)!;
           expect(s.state, `${l} under ${fault}`).toBe("retrying");
-          (seen[fault] ??= {})[l] = String((events.slice(from).find((e) => e.type === "retry" && e.ledger === l) as { error: string }).error);
+          (seen[fault] ??= {})[l] = String(
+            (events.slice(from).find((e) => e.type === "retry" && e.ledger === l) as { error: string }).error,
+          );
         }
         expect(shown.ledgers.find((x) => x.ledger === "local")!.state).not.toBe("retrying");
         expect(events.filter((e) => e.type === "failed")).toEqual([]);
         evmProxy.restore();
         tsaProxy.restore();
-        await waitFor(async () => (await finalAt("evm", size)) && (await finalAt("rfc3161", size)), 60_000, `recovery after ${fault}`);
+        await waitFor(
+          async () => (await finalAt("evm", size)) && (await finalAt("rfc3161", size)),
+          60_000,
+          `recovery after ${fault}`,
+        );
       }
     } finally {
       clearInterval(miner);
@@ -122,7 +170,8 @@ describe(`ledger endpoints misbehaving on ${engineUnderTest()}`, () => {
     expect(rows.filter((r) => r.status === "failed")).toEqual([]);
     expect(rows.filter((r) => r.status !== "final")).toEqual([]);
     // Each fault produced a specific error, never an empty or generic one.
-    for (const [fault, byLedger] of Object.entries(seen)) for (const [l, e] of Object.entries(byLedger)) expect(e.length, `${l} ${fault}`).toBeGreaterThan(8);
+    for (const [fault, byLedger] of Object.entries(seen))
+      for (const [l, e] of Object.entries(byLedger)) expect(e.length, `${l} ${fault}`).toBeGreaterThan(8);
     // The chain holds each anchored tree size once (a transaction the client timed out on was not sent twice).
     const evmSizes = rows.filter((r) => r.ledger === "evm").map((r) => r.treeSize);
     expect(new Set(evmSizes).size).toBe(evmSizes.length);

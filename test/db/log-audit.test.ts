@@ -19,7 +19,15 @@ import { principalForUser } from "../../app/accounts/auth.server.ts";
 import { enrollParticipant, eraseParticipantData } from "../../app/participants/participants.server.ts";
 import { importForm } from "../../app/records/forms.server.ts";
 import { correctRecord, saveRecord } from "../../app/records/records.server.ts";
-import { answerQuery, closeQuery, markSdv, openQuery, releaseLock, setLock, signRecord } from "../../app/clinical-monitoring/clinical-monitoring.server.ts";
+import {
+  answerQuery,
+  closeQuery,
+  markSdv,
+  openQuery,
+  releaseLock,
+  setLock,
+  signRecord,
+} from "../../app/clinical-monitoring/clinical-monitoring.server.ts";
 import { appendEntry } from "../../app/log/append-entry.server.ts";
 import { sealAll } from "../../app/log/sealer.server.ts";
 import { anchorOnce, deploymentTrustPolicy } from "../../app/anchor-worker/anchor-worker.server.ts";
@@ -44,7 +52,8 @@ async function tamper(statements: string[]) {
   });
 }
 const one = async (q: string) => (await t.database.execute(q))[0] as Record<string, unknown>;
-const codes = (r: AuditReport) => [...new Set(r.findings.filter((f) => f.severity === "tamper").map((f) => f.code))].sort();
+const codes = (r: AuditReport) =>
+  [...new Set(r.findings.filter((f) => f.severity === "tamper").map((f) => f.code))].sort();
 const hex = (v: unknown) => (v instanceof Uint8Array ? Buffer.from(v).toString("hex") : String(v).replace(/^\\x/, ""));
 
 beforeAll(async () => {
@@ -52,17 +61,55 @@ beforeAll(async () => {
   t.ctx.env = { ...t.ctx.env, sealMaxBatch: 250 };
   await createStudy(t.ctx, { code: "AUD-1", title: "Audited", sites: [{ code: "S1", name: "1" }] }, null);
   await createStudy(t.ctx, { code: "AUD-2", title: "Neighbour", sites: [{ code: "S1", name: "1" }] }, null);
-  for (const [k, role, study, site] of [["admin", "admin", undefined, undefined], ["inv", "investigator", "AUD-1", "S1"], ["mon", "monitor", "AUD-1", undefined], ["dm", "data_manager", "AUD-1", undefined]] as const) {
-    const u = await createUser(t.ctx, { email: `${k}@aud.test`, fullName: `${k} person`, password: PW, role, study, site }, null);
+  for (const [k, role, study, site] of [
+    ["admin", "admin", undefined, undefined],
+    ["inv", "investigator", "AUD-1", "S1"],
+    ["mon", "monitor", "AUD-1", undefined],
+    ["dm", "data_manager", "AUD-1", undefined],
+  ] as const) {
+    const u = await createUser(
+      t.ctx,
+      { email: `${k}@aud.test`, fullName: `${k} person`, password: PW, role, study, site },
+      null,
+    );
     p[k] = (await principalForUser(t.ctx, u.id))!;
   }
-  await importForm(t.ctx, "AUD-1", { code: "VITALS", title: "Vitals", version: 1, visits: ["SCREENING", "WEEK4"], fields: [{ name: "sbp", label: "SBP", type: "number", integer: true, min: 50, max: 250 }, { name: "temp", label: "Temp", type: "number", min: 30, max: 45 }] }, { actorId: null });
+  await importForm(
+    t.ctx,
+    "AUD-1",
+    {
+      code: "VITALS",
+      title: "Vitals",
+      version: 1,
+      visits: ["SCREENING", "WEEK4"],
+      fields: [
+        { name: "sbp", label: "SBP", type: "number", integer: true, min: 50, max: 250 },
+        { name: "temp", label: "Temp", type: "number", min: 30, max: 45 },
+      ],
+    },
+    { actorId: null },
+  );
   const recordIds: string[] = [];
   for (let i = 0; i < 12; i++) {
-    const s = await enrollParticipant(t.ctx, p.inv, { study: "AUD-1", site: "S1", personal: { fullName: `Person ${i}`, email: `p${i}@aud.test` } });
-    for (const visit of ["SCREENING", "WEEK4"]) recordIds.push((await saveRecord(t.ctx, p.inv, "AUD-1", { subject: s.subjectCode, form: "VITALS", visit, data: { sbp: 110 + i, temp: 36.6 } })).id);
+    const s = await enrollParticipant(t.ctx, p.inv, {
+      study: "AUD-1",
+      site: "S1",
+      personal: { fullName: `Person ${i}`, email: `p${i}@aud.test` },
+    });
+    for (const visit of ["SCREENING", "WEEK4"])
+      recordIds.push(
+        (
+          await saveRecord(t.ctx, p.inv, "AUD-1", {
+            subject: s.subjectCode,
+            form: "VITALS",
+            visit,
+            data: { sbp: 110 + i, temp: 36.6 },
+          })
+        ).id,
+      );
   }
-  for (const id of recordIds.slice(0, 8)) await correctRecord(t.ctx, p.inv, "AUD-1", id, { data: { sbp: 121, temp: 36.9 }, reason: "transcription error" });
+  for (const id of recordIds.slice(0, 8))
+    await correctRecord(t.ctx, p.inv, "AUD-1", id, { data: { sbp: 121, temp: 36.9 }, reason: "transcription error" });
   await signRecord(t.ctx, p.inv, "AUD-1", recordIds[0], { meaning: "approved", password: PW }, meta);
   await markSdv(t.ctx, p.mon, "AUD-1", recordIds[1]);
   const q = await openQuery(t.ctx, p.mon, "AUD-1", recordIds[2], { field: "sbp", text: "Please confirm the value" });
@@ -77,7 +124,8 @@ beforeAll(async () => {
   ];
   for (let chunk = 0; chunk < 6; chunk++) {
     await t.ctx.db.transaction(async (tx) => {
-      for (let i = 0; i < 500; i++) await appendEntry(tx, t.ctx.crypto, studies[i % 2], "site.added", { site: `X${chunk}-${i}`, actor: null });
+      for (let i = 0; i < 500; i++)
+        await appendEntry(tx, t.ctx.crypto, studies[i % 2], "site.added", { site: `X${chunk}-${i}`, actor: null });
     });
   }
   await sealAll(t.ctx);
@@ -92,7 +140,10 @@ describe(`whole-study audit on ${engineUnderTest()}`, () => {
   it("is clean on an untouched log of thousands of entries across many batches, with progress", async () => {
     const phases = new Set<string>();
     const r = await auditLog(t.ctx, { onProgress: (x) => phases.add(x.phase) });
-    expect(r.findings.filter((f) => f.severity === "tamper"), JSON.stringify(r.findings.slice(0, 5))).toEqual([]);
+    expect(
+      r.findings.filter((f) => f.severity === "tamper"),
+      JSON.stringify(r.findings.slice(0, 5)),
+    ).toEqual([]);
     expect(r.clean).toBe(true);
     expect(entries).toBeGreaterThan(3000);
     expect(r.checked.entries).toBe(entries);
@@ -113,27 +164,50 @@ describe(`whole-study audit on ${engineUnderTest()}`, () => {
   it("names each tamper: altered value, altered payload, deleted row, inserted row, swapped seqs, edited header, replaced checkpoint", async () => {
     // A value changed in a data row (the portal would show it), not in the log.
     const rv = await one(`SELECT id, data_text FROM record_versions ORDER BY version DESC, id LIMIT 1`);
-    await tamper([`UPDATE record_versions SET data_text = replace(data_text, '"sbp":121', '"sbp":181') WHERE id = '${rv.id}'`]);
+    await tamper([
+      `UPDATE record_versions SET data_text = replace(data_text, '"sbp":121', '"sbp":181') WHERE id = '${rv.id}'`,
+    ]);
     let r = await auditLog(t.ctx, { study: "AUD-1" });
-    expect(r.findings).toContainEqual(expect.objectContaining({ code: "DATA_ROW_MISMATCH", table: "record_versions", field: "values", id: rv.id }));
+    expect(r.findings).toContainEqual(
+      expect.objectContaining({ code: "DATA_ROW_MISMATCH", table: "record_versions", field: "values", id: rv.id }),
+    );
     expect(r.clean).toBe(false);
     await tamper([`UPDATE record_versions SET data_text = '${rv.data_text}' WHERE id = '${rv.id}'`]);
 
     // A payload changed in the log itself.
-    const e = await one(`SELECT seq, payload_text FROM ledger_entries WHERE kind = 'record.saved' AND status = 'sealed' ORDER BY seq LIMIT 1`);
-    await tamper([`UPDATE ledger_entries SET payload_text = replace(payload_text, '"visit":"SCREENING"', '"visit":"WEEK4"') WHERE seq = ${e.seq}`]);
+    const e = await one(
+      `SELECT seq, payload_text FROM ledger_entries WHERE kind = 'record.saved' AND status = 'sealed' ORDER BY seq LIMIT 1`,
+    );
+    await tamper([
+      `UPDATE ledger_entries SET payload_text = replace(payload_text, '"visit":"SCREENING"', '"visit":"WEEK4"') WHERE seq = ${e.seq}`,
+    ]);
     r = await auditLog(t.ctx);
-    expect(r.findings).toContainEqual(expect.objectContaining({ code: "ENTRY_PAYLOAD_ALTERED", seq: Number(e.seq), field: "payload" }));
-    await tamper([`UPDATE ledger_entries SET payload_text = '${String(e.payload_text).replace(/'/g, "''")}' WHERE seq = ${e.seq}`]);
+    expect(r.findings).toContainEqual(
+      expect.objectContaining({ code: "ENTRY_PAYLOAD_ALTERED", seq: Number(e.seq), field: "payload" }),
+    );
+    await tamper([
+      `UPDATE ledger_entries SET payload_text = '${String(e.payload_text).replace(/'/g, "''")}' WHERE seq = ${e.seq}`,
+    ]);
 
     // A ledger row deleted (and put back).
-    const victim = await one(`SELECT * FROM ledger_entries WHERE kind = 'site.added' AND status = 'sealed' ORDER BY seq DESC LIMIT 1 OFFSET 7`);
+    const victim = await one(
+      `SELECT * FROM ledger_entries WHERE kind = 'site.added' AND status = 'sealed' ORDER BY seq DESC LIMIT 1 OFFSET 7`,
+    );
     await tamper([`DELETE FROM ledger_entries WHERE id = '${victim.id}'`]);
     r = await auditLog(t.ctx);
     expect(r.findings).toContainEqual(expect.objectContaining({ code: "SEQ_MISSING", seq: Number(victim.seq) }));
     const cols = Object.keys(victim);
-    const lit = (v: unknown) => (v === null ? "NULL" : v instanceof Uint8Array ? `'\\x${hex(v)}'::bytea` : v instanceof Date ? `'${v.toISOString()}'` : `'${String(v).replace(/'/g, "''")}'`);
-    await tamper([`INSERT INTO ledger_entries (${cols.join(", ")}) VALUES (${cols.map((c) => lit(victim[c])).join(", ")})`]);
+    const lit = (v: unknown) =>
+      v === null
+        ? "NULL"
+        : v instanceof Uint8Array
+          ? `'\\x${hex(v)}'::bytea`
+          : v instanceof Date
+            ? `'${v.toISOString()}'`
+            : `'${String(v).replace(/'/g, "''")}'`;
+    await tamper([
+      `INSERT INTO ledger_entries (${cols.join(", ")}) VALUES (${cols.map((c) => lit(victim[c])).join(", ")})`,
+    ]);
     expect((await auditLog(t.ctx)).clean).toBe(true);
 
     // A row inserted after the fact, claiming to be sealed.
@@ -146,31 +220,48 @@ describe(`whole-study audit on ${engineUnderTest()}`, () => {
     await tamper([`DELETE FROM ledger_entries WHERE seq = ${end}`]);
 
     // Two seqs swapped (reordering history).
-    const [a, b] = (await t.database.execute(`SELECT id, seq FROM ledger_entries WHERE batch_no = 3 ORDER BY seq LIMIT 2`)) as { id: string; seq: number }[];
+    const [a, b] = (await t.database.execute(
+      `SELECT id, seq FROM ledger_entries WHERE batch_no = 3 ORDER BY seq LIMIT 2`,
+    )) as { id: string; seq: number }[];
     const swap = async (x: typeof a, y: typeof a) =>
-      tamper([`UPDATE ledger_entries SET seq = -1 WHERE id = '${x.id}'`, `UPDATE ledger_entries SET seq = ${x.seq} WHERE id = '${y.id}'`, `UPDATE ledger_entries SET seq = ${y.seq} WHERE id = '${x.id}'`]);
+      tamper([
+        `UPDATE ledger_entries SET seq = -1 WHERE id = '${x.id}'`,
+        `UPDATE ledger_entries SET seq = ${x.seq} WHERE id = '${y.id}'`,
+        `UPDATE ledger_entries SET seq = ${y.seq} WHERE id = '${x.id}'`,
+      ]);
     await swap(a, b);
     r = await auditLog(t.ctx);
-    expect(r.findings).toContainEqual(expect.objectContaining({ code: "ENTRY_FIELD_MISMATCH", seq: Number(a.seq), field: "seq" }));
+    expect(r.findings).toContainEqual(
+      expect.objectContaining({ code: "ENTRY_FIELD_MISMATCH", seq: Number(a.seq), field: "seq" }),
+    );
     expect(r.findings).toContainEqual(expect.objectContaining({ code: "BATCH_ROOT_MISMATCH", batch: 3 }));
     await swap({ ...a, seq: b.seq }, { ...b, seq: a.seq });
     expect((await auditLog(t.ctx)).clean).toBe(true);
 
     // A batch header edited.
     const h = await one(`SELECT header_text FROM batches WHERE batch_no = 2`);
-    await tamper([`UPDATE batches SET header_text = replace(header_text, '"sealedAt":"', '"sealedAt":"1') WHERE batch_no = 2`]);
+    await tamper([
+      `UPDATE batches SET header_text = replace(header_text, '"sealedAt":"', '"sealedAt":"1') WHERE batch_no = 2`,
+    ]);
     r = await auditLog(t.ctx);
     expect(codes(r)).toEqual(expect.arrayContaining(["BATCH_HEADER_INVALID"]));
     await tamper([`UPDATE batches SET header_text = '${h.header_text}' WHERE batch_no = 2`]);
     await tamper([`UPDATE batches SET header_text = replace(header_text, '"size":', '"size":1') WHERE batch_no = 2`]);
     r = await auditLog(t.ctx);
-    expect(r.findings).toContainEqual(expect.objectContaining({ code: "BATCH_HEADER_ALTERED", batch: 2, field: "size" }));
+    expect(r.findings).toContainEqual(
+      expect.objectContaining({ code: "BATCH_HEADER_ALTERED", batch: 2, field: "size" }),
+    );
     expect(r.findings).toContainEqual(expect.objectContaining({ code: "CHECKPOINT_ROOT_MISMATCH", treeSize: 3 }));
     await tamper([`UPDATE batches SET header_text = '${h.header_text}' WHERE batch_no = 2`]);
 
     // A checkpoint replaced by one signed with another key over another root.
     const cp = await one(`SELECT note_text FROM checkpoints WHERE tree_size = 4`);
-    const forged = signNote(t.ctx.crypto, checkpointText({ origin: t.ctx.env.logOrigin, treeSize: 4, root: new Uint8Array(randomBytes(32)) }), t.ctx.env.logOrigin, nodeSigner(new Uint8Array(randomBytes(32))));
+    const forged = signNote(
+      t.ctx.crypto,
+      checkpointText({ origin: t.ctx.env.logOrigin, treeSize: 4, root: new Uint8Array(randomBytes(32)) }),
+      t.ctx.env.logOrigin,
+      nodeSigner(new Uint8Array(randomBytes(32))),
+    );
     await tamper([`UPDATE checkpoints SET note_text = '${forged}' WHERE tree_size = 4`]);
     r = await auditLog(t.ctx);
     expect(r.findings).toContainEqual(expect.objectContaining({ code: "CHECKPOINT_SIGNATURE_INVALID", treeSize: 4 }));
@@ -181,7 +272,9 @@ describe(`whole-study audit on ${engineUnderTest()}`, () => {
 
   it("names a broken prev chain, a lock or query changed behind the log, an edited anchor receipt and an anchor missing from the local ledger file", async () => {
     // A correction re-pointed away from the version it corrects (payload and hash rewritten consistently).
-    const v2 = await one(`SELECT e.id, e.payload_text, e.payload_hash FROM record_versions rv JOIN ledger_entries e ON e.id = rv.entry_id WHERE rv.version = 2 ORDER BY e.seq LIMIT 1`);
+    const v2 = await one(
+      `SELECT e.id, e.payload_text, e.payload_hash FROM record_versions rv JOIN ledger_entries e ON e.id = rv.entry_id WHERE rv.version = 2 ORDER BY e.seq LIMIT 1`,
+    );
     const payload = JSON.parse(String(v2.payload_text));
     const altered = JSON.stringify({ ...payload, prev: "00".repeat(32) });
     await tamper([`UPDATE ledger_entries SET payload_text = '${altered}' WHERE id = '${v2.id}'`]);
@@ -192,14 +285,22 @@ describe(`whole-study audit on ${engineUnderTest()}`, () => {
     // A lock quietly released, a query's text changed.
     await tamper([`UPDATE locks SET reason = 'nothing to see' `, `UPDATE queries SET text = 'Different question'`]);
     r = await auditLog(t.ctx, { study: "AUD-1" });
-    expect(r.findings).toContainEqual(expect.objectContaining({ code: "DATA_ROW_MISMATCH", table: "locks", field: "reason" }));
-    expect(r.findings).toContainEqual(expect.objectContaining({ code: "DATA_ROW_MISMATCH", table: "queries", field: "text" }));
+    expect(r.findings).toContainEqual(
+      expect.objectContaining({ code: "DATA_ROW_MISMATCH", table: "locks", field: "reason" }),
+    );
+    expect(r.findings).toContainEqual(
+      expect.objectContaining({ code: "DATA_ROW_MISMATCH", table: "queries", field: "text" }),
+    );
     await tamper([`UPDATE locks SET reason = 'cleaned'`, `UPDATE queries SET text = 'Please confirm the value'`]);
 
     // An anchor receipt edited in the database, and a record removed from the local ledger file.
-    const an = await one(`SELECT id, receipt_text FROM anchors WHERE ledger = 'local' AND status = 'final' ORDER BY tree_size LIMIT 1`);
+    const an = await one(
+      `SELECT id, receipt_text FROM anchors WHERE ledger = 'local' AND status = 'final' ORDER BY tree_size LIMIT 1`,
+    );
     const rec = JSON.parse(String(an.receipt_text));
-    await tamper([`UPDATE anchors SET receipt_text = '${JSON.stringify({ ...rec, record: { ...rec.record, time: "2020-01-01T00:00:00.000Z" } })}' WHERE id = '${an.id}'`]);
+    await tamper([
+      `UPDATE anchors SET receipt_text = '${JSON.stringify({ ...rec, record: { ...rec.record, time: "2020-01-01T00:00:00.000Z" } })}' WHERE id = '${an.id}'`,
+    ]);
     r = await auditLog(t.ctx);
     expect(r.findings).toContainEqual(expect.objectContaining({ code: "ANCHOR_INVALID", ledger: "local" }));
     expect(r.findings).toContainEqual(expect.objectContaining({ code: "ANCHOR_NOT_IN_LEDGER", ledger: "local" }));
@@ -212,9 +313,18 @@ describe(`whole-study audit on ${engineUnderTest()}`, () => {
     const original = readFileSync(file, "utf8");
     const lines = original.split("\n").filter(Boolean);
     expect(lines.length).toBeGreaterThan(0);
-    writeFileSync(file, lines.slice(0, -1).map((l) => `${l}\n`).join(""));
+    writeFileSync(
+      file,
+      lines
+        .slice(0, -1)
+        .map((l) => `${l}\n`)
+        .join(""),
+    );
     try {
-      const fresh = (await import("../../app/anchor-worker/ledger-factory.server.ts")).buildLedgers(t.ctx.env, t.ctx.crypto);
+      const fresh = (await import("../../app/anchor-worker/ledger-factory.server.ts")).buildLedgers(
+        t.ctx.env,
+        t.ctx.crypto,
+      );
       const r2 = await auditLog({ ...t.ctx, ledgers: fresh });
       expect(r2.findings).toContainEqual(expect.objectContaining({ code: "ANCHOR_NOT_IN_LEDGER", ledger: "local" }));
       expect(r2.clean).toBe(false);
@@ -224,16 +334,26 @@ describe(`whole-study audit on ${engineUnderTest()}`, () => {
   });
 
   it("reports the erasure procedure as erased by procedure; the audit stays clean and every proof verifies", async () => {
-    await expect(eraseParticipantData(t.ctx, p.dm, "AUD-1", "S1-001", "request 42")).rejects.toMatchObject({ code: "forbidden" });
-    await expect(eraseParticipantData(t.ctx, p.admin, "AUD-1", "S1-001", " ")).rejects.toMatchObject({ field: "reason" });
+    await expect(eraseParticipantData(t.ctx, p.dm, "AUD-1", "S1-001", "request 42")).rejects.toMatchObject({
+      code: "forbidden",
+    });
+    await expect(eraseParticipantData(t.ctx, p.admin, "AUD-1", "S1-001", " ")).rejects.toMatchObject({
+      field: "reason",
+    });
     await eraseParticipantData(t.ctx, p.admin, "AUD-1", "S1-001", "data subject request 42");
-    await expect(eraseParticipantData(t.ctx, p.admin, "AUD-1", "S1-001", "again")).rejects.toMatchObject({ code: "conflict" });
-    const row = await one(`SELECT name_enc, email_enc, subject_key_enc, erased_at FROM participants WHERE subject_code = 'S1-001'`);
+    await expect(eraseParticipantData(t.ctx, p.admin, "AUD-1", "S1-001", "again")).rejects.toMatchObject({
+      code: "conflict",
+    });
+    const row = await one(
+      `SELECT name_enc, email_enc, subject_key_enc, erased_at FROM participants WHERE subject_code = 'S1-001'`,
+    );
     expect([row.name_enc, row.email_enc, row.subject_key_enc]).toEqual([null, null, null]);
     await sealAll(t.ctx);
     const r = await auditLog(t.ctx, { study: "AUD-1" });
     expect(r.clean, JSON.stringify(r.findings.filter((f) => f.severity === "tamper"))).toBe(true);
-    expect(r.findings).toContainEqual(expect.objectContaining({ code: "ERASED_BY_PROCEDURE", severity: "info", table: "participants" }));
+    expect(r.findings).toContainEqual(
+      expect.objectContaining({ code: "ERASED_BY_PROCEDURE", severity: "info", table: "participants" }),
+    );
     const policy = deploymentTrustPolicy(t.ctx);
     for (const seq of [0, 1, 2, 50, Math.floor(entries / 2), entries - 1]) {
       const b = await proofBundle(t.ctx, (await findEntryByRef(t.ctx, String(seq)))!);

@@ -19,7 +19,16 @@ const VITALS = (version: number) => ({
   version,
   visits: ["SCREENING", "WEEK4"],
   fields: [
-    { name: "sbp", label: "Systolic BP", type: "number", integer: true, unit: "mmHg", min: 50, max: 250, required: true },
+    {
+      name: "sbp",
+      label: "Systolic BP",
+      type: "number",
+      integer: true,
+      unit: "mmHg",
+      min: 50,
+      max: 250,
+      required: true,
+    },
     { name: "temp", label: "Temperature", type: "number", unit: "Cel", min: 30, max: 45 },
     { name: "visit_date", label: "Visit date", type: "date", required: true },
   ],
@@ -43,7 +52,13 @@ afterAll(async () => {
 });
 
 type Res = { status: number; body: any; headers: Headers };
-async function call(fn: (args: never) => Promise<Response>, method: string, url: string, params: Record<string, string>, opts: { token?: string | null; body?: unknown; raw?: string; key?: string } = {}): Promise<Res> {
+async function call(
+  fn: (args: never) => Promise<Response>,
+  method: string,
+  url: string,
+  params: Record<string, string>,
+  opts: { token?: string | null; body?: unknown; raw?: string; key?: string } = {},
+): Promise<Res> {
   const headers: Record<string, string> = {};
   if (opts.token !== null) headers.authorization = `Bearer ${opts.token ?? token}`;
   if (opts.key) headers["idempotency-key"] = opts.key;
@@ -52,42 +67,83 @@ async function call(fn: (args: never) => Promise<Response>, method: string, url:
     headers["content-type"] = "application/json";
     body = opts.raw ?? JSON.stringify(opts.body);
   }
-  const res = await fn({ request: new Request(`http://portal.test${url}`, { method, headers, body }), context: { ctx: t.ctx }, params } as never);
+  const res = await fn({
+    request: new Request(`http://portal.test${url}`, { method, headers, body }),
+    context: { ctx: t.ctx },
+    params,
+  } as never);
   return { status: res.status, body: await res.json(), headers: res.headers };
 }
-const enrol = (site = "S1", tok?: string) => call(participantsAction, "POST", "/api/v1/studies/API-1/participants", { code: "API-1" }, { body: { site }, token: tok });
-const post = (body: unknown, opts: { key?: string; token?: string | null; raw?: string } = {}) => call(recordsAction, "POST", "/api/v1/studies/API-1/records", { code: "API-1" }, { body, ...opts });
-const put = (id: string, body: unknown) => call(recordPut, "PUT", `/api/v1/studies/API-1/records/${id}`, { code: "API-1", id }, { body });
-const get = (id: string, tok?: string) => call(recordGet, "GET", `/api/v1/studies/API-1/records/${id}`, { code: "API-1", id }, { token: tok });
+const enrol = (site = "S1", tok?: string) =>
+  call(
+    participantsAction,
+    "POST",
+    "/api/v1/studies/API-1/participants",
+    { code: "API-1" },
+    { body: { site }, token: tok },
+  );
+const post = (body: unknown, opts: { key?: string; token?: string | null; raw?: string } = {}) =>
+  call(recordsAction, "POST", "/api/v1/studies/API-1/records", { code: "API-1" }, { body, ...opts });
+const put = (id: string, body: unknown) =>
+  call(recordPut, "PUT", `/api/v1/studies/API-1/records/${id}`, { code: "API-1", id }, { body });
+const get = (id: string, tok?: string) =>
+  call(recordGet, "GET", `/api/v1/studies/API-1/records/${id}`, { code: "API-1", id }, { token: tok });
 
 describe(`records API on ${engineUnderTest()}`, () => {
   it("enrols, enters a record (201 + pending entry), corrects it with a reason (prev chain), and shows the history", async () => {
     const p = await enrol();
     expect(p.status).toBe(201);
     expect(p.body.subject).toBe("S1-001");
-    const r = await post({ subject: "S1-001", form: "VITALS", visit: "SCREENING", data: { sbp: 120, temp: 36.6, visit_date: "2026-03-01" } });
+    const r = await post({
+      subject: "S1-001",
+      form: "VITALS",
+      visit: "SCREENING",
+      data: { sbp: 120, temp: 36.6, visit_date: "2026-03-01" },
+    });
     expect(r.status, JSON.stringify(r.body)).toBe(201);
-    expect(r.body).toMatchObject({ id: expect.any(String), version: 1, entry: { id: expect.any(String), status: "pending" } });
+    expect(r.body).toMatchObject({
+      id: expect.any(String),
+      version: 1,
+      entry: { id: expect.any(String), status: "pending" },
+    });
     const noReason = await put(r.body.id, { data: { sbp: 122, temp: 36.6, visit_date: "2026-03-01" } });
     expect(noReason.status).toBe(422);
     expect(noReason.body.error.field).toBe("reason");
     const same = await put(r.body.id, { data: { sbp: 120, temp: 36.6, visit_date: "2026-03-01" }, reason: "typo" });
     expect(same.status).toBe(422);
-    const c = await put(r.body.id, { data: { sbp: 122, temp: 36.6, visit_date: "2026-03-01" }, reason: "transcription error" });
+    const c = await put(r.body.id, {
+      data: { sbp: 122, temp: 36.6, visit_date: "2026-03-01" },
+      reason: "transcription error",
+    });
     expect(c.status, JSON.stringify(c.body)).toBe(200);
     expect(c.body.version).toBe(2);
-    const [v1, v2] = await t.database.execute(`SELECT payload_hash, payload_text FROM ledger_entries WHERE id IN ('${r.body.entry.id}', '${c.body.entry.id}') ORDER BY payload_text LIKE '%"version":2%'`);
-    expect(JSON.parse(String(v2.payload_text))).toMatchObject({ version: 2, reason: "transcription error", prev: toHex(v1.payload_hash as Uint8Array), values: { sbp: 122 } });
+    const [v1, v2] = await t.database.execute(
+      `SELECT payload_hash, payload_text FROM ledger_entries WHERE id IN ('${r.body.entry.id}', '${c.body.entry.id}') ORDER BY payload_text LIKE '%"version":2%'`,
+    );
+    expect(JSON.parse(String(v2.payload_text))).toMatchObject({
+      version: 2,
+      reason: "transcription error",
+      prev: toHex(v1.payload_hash as Uint8Array),
+      values: { sbp: 122 },
+    });
     const h = await get(r.body.id);
     expect(h.status).toBe(200);
-    expect(h.body).toMatchObject({ subject: "S1-001", form: "VITALS", visit: "SCREENING", version: 2, data: { sbp: 122 } });
+    expect(h.body).toMatchObject({
+      subject: "S1-001",
+      form: "VITALS",
+      visit: "SCREENING",
+      version: 2,
+      data: { sbp: 122 },
+    });
     expect(h.body.history.map((x: any) => [x.version, x.reason, x.entry.status])).toEqual([
       [1, null, "pending"],
       [2, "transcription error", "pending"],
     ]);
     expect(h.body.history[1].changes).toEqual([{ field: "sbp", old: 120, new: 122 }]);
     // Numbers are kept as parsed: 36.6 stays 36.6 in the stored canonical text.
-    const [ver] = await t.database.execute(`SELECT data_text FROM record_versions WHERE record_id = '${r.body.id}' AND version = 1`);
+    const [ver] = await t.database.execute(
+      `SELECT data_text FROM record_versions WHERE record_id = '${r.body.id}' AND version = 1`,
+    );
     expect(String(ver.data_text)).toBe('{"sbp":120,"temp":36.6,"visit_date":"2026-03-01"}');
   });
 
@@ -129,7 +185,12 @@ describe(`records API on ${engineUnderTest()}`, () => {
 
   it("a replay with the same Idempotency-Key returns the same record and writes nothing; another body under it is refused", async () => {
     await enrol();
-    const body = { subject: "S1-002", form: "VITALS", visit: "SCREENING", data: { sbp: 130, visit_date: "2026-03-02" } };
+    const body = {
+      subject: "S1-002",
+      form: "VITALS",
+      visit: "SCREENING",
+      data: { sbp: 130, visit_date: "2026-03-02" },
+    };
     const a = await post(body, { key: "retry-1" });
     expect(a.status).toBe(201);
     const entries = Number((await t.database.execute(`SELECT count(*)::int AS n FROM ledger_entries`))[0].n);
@@ -146,14 +207,20 @@ describe(`records API on ${engineUnderTest()}`, () => {
   it("50 concurrent clients (each retrying once with its Idempotency-Key): every record exactly once", async () => {
     const subjects: string[] = [];
     for (let i = 0; i < 50; i++) subjects.push((await enrol()).body.subject);
-    const send = (s: string, i: number) => post({ subject: s, form: "VITALS", visit: "WEEK4", data: { sbp: 100 + (i % 100), visit_date: "2026-05-01" } }, { key: `load-${s}` });
+    const send = (s: string, i: number) =>
+      post(
+        { subject: s, form: "VITALS", visit: "WEEK4", data: { sbp: 100 + (i % 100), visit_date: "2026-05-01" } },
+        { key: `load-${s}` },
+      );
     const first = await Promise.all(subjects.map(send));
     const again = await Promise.all(subjects.map(send)); // every client retries (a lost response)
     expect(first.every((r) => r.status === 201)).toBe(true);
     expect(again.map((r) => r.body.id)).toEqual(first.map((r) => r.body.id));
     const [{ n }] = await t.database.execute(`SELECT count(*)::int AS n FROM records WHERE visit = 'WEEK4'`);
     expect(Number(n)).toBe(50);
-    const [{ e }] = await t.database.execute(`SELECT count(*)::int AS e FROM record_versions v JOIN records r ON r.id = v.record_id WHERE r.visit = 'WEEK4'`);
+    const [{ e }] = await t.database.execute(
+      `SELECT count(*)::int AS e FROM record_versions v JOIN records r ON r.id = v.record_id WHERE r.visit = 'WEEK4'`,
+    );
     expect(Number(e)).toBe(50);
     // The same request sent twice at the same moment under one key: one write, the same answer twice.
     const pairs = await Promise.all(
@@ -166,7 +233,12 @@ describe(`records API on ${engineUnderTest()}`, () => {
       expect([x.status, y.status]).toEqual([201, 201]);
       expect(y.body.id).toBe(x.body.id);
     }
-    const [{ m }] = await t.database.execute(`SELECT count(*)::int AS m FROM records WHERE visit = 'SCREENING' AND participant_id IN (SELECT id FROM participants WHERE subject_code IN (${subjects.slice(0, 10).map((s) => `'${s}'`).join(",")}))`);
+    const [{ m }] = await t.database.execute(
+      `SELECT count(*)::int AS m FROM records WHERE visit = 'SCREENING' AND participant_id IN (SELECT id FROM participants WHERE subject_code IN (${subjects
+        .slice(0, 10)
+        .map((s) => `'${s}'`)
+        .join(",")}))`,
+    );
     expect(Number(m)).toBe(10);
   });
 });

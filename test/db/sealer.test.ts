@@ -28,7 +28,18 @@ async function bundleOf(ref: string): Promise<Bundle> {
 
 describe(`sealer and proofs on ${engineUnderTest()}`, () => {
   it("seals pending entries into consecutive batches with gapless seq and studySeq, and signs checkpoints", async () => {
-    await createStudy(t.ctx, { code: "SEAL-1", title: "One", sites: [{ code: "A", name: "A" }, { code: "B", name: "B" }] }, null);
+    await createStudy(
+      t.ctx,
+      {
+        code: "SEAL-1",
+        title: "One",
+        sites: [
+          { code: "A", name: "A" },
+          { code: "B", name: "B" },
+        ],
+      },
+      null,
+    );
     const [pendingId] = (await t.database.execute(`SELECT id FROM ledger_entries LIMIT 1`)).map((r) => String(r.id));
     expect((await proofBundle(t.ctx, (await findEntryByRef(t.ctx, pendingId))!)).status).toBe("pending");
     const b0 = await sealNow(t.ctx);
@@ -41,7 +52,8 @@ describe(`sealer and proofs on ${engineUnderTest()}`, () => {
     const rows = await t.database.execute(`SELECT seq, study_seq, study_code FROM ledger_entries ORDER BY seq`);
     expect(rows.map((r) => Number(r.seq))).toEqual([0, 1, 2, 3, 4, 5, 6]);
     const perStudy = new Map<string, number[]>();
-    for (const r of rows) perStudy.set(String(r.study_code), [...(perStudy.get(String(r.study_code)) ?? []), Number(r.study_seq)]);
+    for (const r of rows)
+      perStudy.set(String(r.study_code), [...(perStudy.get(String(r.study_code)) ?? []), Number(r.study_seq)]);
     for (const seqs of perStudy.values()) expect(seqs).toEqual(seqs.map((_, i) => i));
     const cp = await latestCheckpoint(t.ctx);
     expect(cp?.treeSize).toBe(2);
@@ -53,7 +65,10 @@ describe(`sealer and proofs on ${engineUnderTest()}`, () => {
     for (const seq of ["0", "2", "3", "6"]) {
       const b = await bundleOf(seq);
       const r = await verifyBundle(t.ctx.crypto, b, policy);
-      expect(r.verdict, `seq ${seq}: ${JSON.stringify(r.steps.filter((s) => s.status === "failed"))} ${b.checkpoints[0].note}`).toBe("valid");
+      expect(
+        r.verdict,
+        `seq ${seq}: ${JSON.stringify(r.steps.filter((s) => s.status === "failed"))} ${b.checkpoints[0].note}`,
+      ).toBe("valid");
       expect((await verifyBundle(nobleCrypto, b, policy)).verdict).toBe("valid");
     }
     const b = await bundleOf("4");
@@ -69,15 +84,25 @@ describe(`sealer and proofs on ${engineUnderTest()}`, () => {
     expect(await failOf((x) => (x.batch.leafIndex = x.batch.header.size))).toBe("LEAF_INDEX_OUT_OF_RANGE");
     expect(await failOf((x) => x.batch.inclusion.pop())).toBe("BATCH_INCLUSION_FAILED");
     expect(await failOf((x) => (x.batch.header.sealedAt = "2020-01-01T00:00:00.000Z"))).toBe("LOG_INCLUSION_FAILED");
-    expect(await failOf((x) => (x.checkpoints[0].note = x.checkpoints[0].note.replace(/\n2\n/, "\n3\n")))).toBe("TREE_SIZE_MISMATCH");
+    expect(await failOf((x) => (x.checkpoints[0].note = x.checkpoints[0].note.replace(/\n2\n/, "\n3\n")))).toBe(
+      "TREE_SIZE_MISMATCH",
+    );
     expect(await failOf((x) => (x.checkpoints[0].log.index = 0))).toBe("LOG_INDEX_MISMATCH");
     expect(await failOf((x) => (x.envelope.log = "evil.example/log"))).toBe("ORIGIN_MISMATCH");
     expect(await failOf((x) => (x.format = "other"))).toBe("BUNDLE_MALFORMED");
     // A signature by another key, or a key not valid for this size, is refused.
-    const other = trustPolicy(t.ctx.crypto, t.ctx.env.logOrigin, (await import("../../anchoring/adapters/crypto-node.ts")).nodeSigner(new Uint8Array(32).fill(7)));
-    expect((await verifyBundle(t.ctx.crypto, b, other)).steps.find((s) => s.status === "failed")?.code).toBe("SIGNATURE_INVALID");
+    const other = trustPolicy(
+      t.ctx.crypto,
+      t.ctx.env.logOrigin,
+      (await import("../../anchoring/adapters/crypto-node.ts")).nodeSigner(new Uint8Array(32).fill(7)),
+    );
+    expect((await verifyBundle(t.ctx.crypto, b, other)).steps.find((s) => s.status === "failed")?.code).toBe(
+      "SIGNATURE_INVALID",
+    );
     const expired = { ...policy, logKeys: [{ ...policy.logKeys[0], untilSize: 1 }] };
-    expect((await verifyBundle(t.ctx.crypto, b, expired)).steps.find((s) => s.status === "failed")?.code).toBe("NO_VALID_KEY");
+    expect((await verifyBundle(t.ctx.crypto, b, expired)).steps.find((s) => s.status === "failed")?.code).toBe(
+      "NO_VALID_KEY",
+    );
   });
 
   it("rejects every sampled mutation of real sealed bundles with the specific step code (fast-check)", async () => {
@@ -103,23 +128,33 @@ describe(`sealer and proofs on ${engineUnderTest()}`, () => {
     await expect(consistencyBetween(t.ctx, 0, 2)).rejects.toMatchObject({ field: "from" });
     await expect(consistencyBetween(t.ctx, 1, 3)).rejects.toMatchObject({ field: "to" });
     // A fork: batch 0 rewritten, so the log of size 2 has another root; the proof does not connect it.
-    const leaves = (await t.database.execute(`SELECT encode(leaf_hash, 'hex') AS h FROM batches ORDER BY batch_no`)).map((r) => fromHex(String(r.h)));
+    const leaves = (
+      await t.database.execute(`SELECT encode(leaf_hash, 'hex') AS h FROM batches ORDER BY batch_no`)
+    ).map((r) => fromHex(String(r.h)));
     const forged = [leafHash(t.ctx.crypto, new TextEncoder().encode("rewritten batch 0")), leaves[1]];
-    expect(() => verifyConsistency(t.ctx.crypto, 1, 2, p.proof.map(fromHex), roots[0], rootOf(t.ctx.crypto, forged))).toThrow(/root/);
+    expect(() =>
+      verifyConsistency(t.ctx.crypto, 1, 2, p.proof.map(fromHex), roots[0], rootOf(t.ctx.crypto, forged)),
+    ).toThrow(/root/);
     expect(() => verifyConsistency(t.ctx.crypto, 1, 2, p.proof.map(fromHex), forged[0], roots[1])).toThrow(/root/);
   });
 
   it("never assigns a seq twice under concurrent sealers and writers", async () => {
-    const writes = Array.from({ length: 12 }, (_, i) => createStudy(t.ctx, { code: `CONC-${i}`, title: "c", sites: [{ code: "A", name: "A" }] }, null));
+    const writes = Array.from({ length: 12 }, (_, i) =>
+      createStudy(t.ctx, { code: `CONC-${i}`, title: "c", sites: [{ code: "A", name: "A" }] }, null),
+    );
     const seals = Array.from({ length: 6 }, () => sealNow(t.ctx));
     await Promise.all([...writes, ...seals]);
     await sealAll(t.ctx);
-    const [agg] = await t.database.execute(`SELECT count(*)::int AS n, count(DISTINCT seq)::int AS d, min(seq)::int AS lo, max(seq)::int AS hi, count(*) FILTER (WHERE status = 'pending')::int AS p FROM ledger_entries`);
+    const [agg] = await t.database.execute(
+      `SELECT count(*)::int AS n, count(DISTINCT seq)::int AS d, min(seq)::int AS lo, max(seq)::int AS hi, count(*) FILTER (WHERE status = 'pending')::int AS p FROM ledger_entries`,
+    );
     expect(agg.p).toBe(0);
     expect(agg.d).toBe(agg.n);
     expect(agg.lo).toBe(0);
     expect(agg.hi).toBe(Number(agg.n) - 1);
-    const gaps = await t.database.execute(`SELECT b.batch_no FROM batches b JOIN batches n ON n.batch_no = b.batch_no + 1 WHERE n.first_seq <> b.first_seq + b.size`);
+    const gaps = await t.database.execute(
+      `SELECT b.batch_no FROM batches b JOIN batches n ON n.batch_no = b.batch_no + 1 WHERE n.first_seq <> b.first_seq + b.size`,
+    );
     expect(gaps).toEqual([]);
   });
 });
@@ -131,7 +166,7 @@ describe(`sealer crash safety and proof storage on ${engineUnderTest()}`, () => 
     await createStudy(t.ctx, { code: "CRASH-1", title: "c", sites: [{ code: "A", name: "A" }] }, null);
     const real = ledgerStore(t.ctx.db);
     const crashing = {
-      transaction: <T,>(fn: (tx: any) => Promise<T>) =>
+      transaction: <T>(fn: (tx: any) => Promise<T>) =>
         real.transaction((tx) =>
           fn({
             ...tx,
@@ -141,9 +176,15 @@ describe(`sealer crash safety and proof storage on ${engineUnderTest()}`, () => 
           }),
         ),
     };
-    const before = await t.database.execute(`SELECT (SELECT count(*) FROM batches)::int AS b, (SELECT count(*) FROM checkpoints)::int AS c, (SELECT count(*) FROM ledger_entries WHERE status = 'pending')::int AS p`);
-    await expect(sealOnce(crashing, { origin: t.ctx.env.logOrigin, maxBatch: 100, crypto: t.ctx.crypto, signer: t.ctx.signer })).rejects.toThrow(/simulated crash/);
-    const after = await t.database.execute(`SELECT (SELECT count(*) FROM batches)::int AS b, (SELECT count(*) FROM checkpoints)::int AS c, (SELECT count(*) FROM ledger_entries WHERE status = 'pending')::int AS p`);
+    const before = await t.database.execute(
+      `SELECT (SELECT count(*) FROM batches)::int AS b, (SELECT count(*) FROM checkpoints)::int AS c, (SELECT count(*) FROM ledger_entries WHERE status = 'pending')::int AS p`,
+    );
+    await expect(
+      sealOnce(crashing, { origin: t.ctx.env.logOrigin, maxBatch: 100, crypto: t.ctx.crypto, signer: t.ctx.signer }),
+    ).rejects.toThrow(/simulated crash/);
+    const after = await t.database.execute(
+      `SELECT (SELECT count(*) FROM batches)::int AS b, (SELECT count(*) FROM checkpoints)::int AS c, (SELECT count(*) FROM ledger_entries WHERE status = 'pending')::int AS p`,
+    );
     expect(after).toEqual(before);
     expect(before[0].p).toBeGreaterThan(0);
     // The next seal completes the work.
@@ -171,7 +212,9 @@ describe(`sealer crash safety and proof storage on ${engineUnderTest()}`, () => 
     // An attacker with superuser rights bypasses the append-only trigger and scrambles a stored tree.
     await t.database.execute(`ALTER TABLE batches DISABLE TRIGGER batches_no_update`);
     try {
-      await t.database.execute(`UPDATE batches SET tree = decode(repeat('ab', length(tree)), 'hex') WHERE batch_no = 1`);
+      await t.database.execute(
+        `UPDATE batches SET tree = decode(repeat('ab', length(tree)), 'hex') WHERE batch_no = 1`,
+      );
     } finally {
       await t.database.execute(`ALTER TABLE batches ENABLE TRIGGER batches_no_update`);
     }
@@ -189,7 +232,18 @@ describe(`sealer crash safety and proof storage on ${engineUnderTest()}`, () => 
       await createStudy(t.ctx, { code: "FULL-1", title: "f", sites: [{ code: "A", name: "A" }] }, null); // 2 entries: below the limit
       await new Promise((r) => setTimeout(r, 600));
       expect(sealed).toEqual([]);
-      await createStudy(t.ctx, { code: "FULL-2", title: "f", sites: [{ code: "A", name: "A" }, { code: "B", name: "B" }] }, null); // 3 more: 5 pending
+      await createStudy(
+        t.ctx,
+        {
+          code: "FULL-2",
+          title: "f",
+          sites: [
+            { code: "A", name: "A" },
+            { code: "B", name: "B" },
+          ],
+        },
+        null,
+      ); // 3 more: 5 pending
       for (let i = 0; i < 50 && sealed.length === 0; i++) await new Promise((r) => setTimeout(r, 100));
       expect(sealed).toEqual([5]);
     } finally {
@@ -197,21 +251,27 @@ describe(`sealer crash safety and proof storage on ${engineUnderTest()}`, () => 
     }
   });
 
-  it.runIf(engineUnderTest() === "postgres")("two processes' sealers on one PostgreSQL never collide (advisory lock)", async () => {
-    const { openDatabase } = await import("../../db/client.ts");
-    const { contextFor } = await import("../../app/platform/context.server.ts");
-    const second = await openDatabase({ url: t.url!, migrate: false });
-    try {
-      const ctx2 = contextFor(t.ctx.env, second); // same log key (same data directory), separate connection pool
-      for (let i = 0; i < 8; i++) await createStudy(t.ctx, { code: `TWO-${i}`, title: "t", sites: [{ code: "A", name: "A" }] }, null);
-      await Promise.all([sealAll(t.ctx), sealAll(ctx2), sealAll(t.ctx), sealAll(ctx2)]);
-      const [agg] = await t.database.execute(`SELECT count(*)::int AS n, count(DISTINCT seq)::int AS d, max(seq)::int AS hi FROM ledger_entries`);
-      expect(agg.d).toBe(agg.n);
-      expect(agg.hi).toBe(Number(agg.n) - 1);
-      const cps = await t.database.execute(`SELECT tree_size FROM checkpoints ORDER BY tree_size`);
-      expect(cps.map((c) => Number(c.tree_size))).toEqual(cps.map((_, i) => i + 1));
-    } finally {
-      await second.close();
-    }
-  });
+  it.runIf(engineUnderTest() === "postgres")(
+    "two processes' sealers on one PostgreSQL never collide (advisory lock)",
+    async () => {
+      const { openDatabase } = await import("../../db/client.ts");
+      const { contextFor } = await import("../../app/platform/context.server.ts");
+      const second = await openDatabase({ url: t.url!, migrate: false });
+      try {
+        const ctx2 = contextFor(t.ctx.env, second); // same log key (same data directory), separate connection pool
+        for (let i = 0; i < 8; i++)
+          await createStudy(t.ctx, { code: `TWO-${i}`, title: "t", sites: [{ code: "A", name: "A" }] }, null);
+        await Promise.all([sealAll(t.ctx), sealAll(ctx2), sealAll(t.ctx), sealAll(ctx2)]);
+        const [agg] = await t.database.execute(
+          `SELECT count(*)::int AS n, count(DISTINCT seq)::int AS d, max(seq)::int AS hi FROM ledger_entries`,
+        );
+        expect(agg.d).toBe(agg.n);
+        expect(agg.hi).toBe(Number(agg.n) - 1);
+        const cps = await t.database.execute(`SELECT tree_size FROM checkpoints ORDER BY tree_size`);
+        expect(cps.map((c) => Number(c.tree_size))).toEqual(cps.map((_, i) => i + 1));
+      } finally {
+        await second.close();
+      }
+    },
+  );
 });

@@ -24,9 +24,22 @@ afterAll(async () => {
 
 describe(`services on ${engineUnderTest()}`, () => {
   it("creates a study with sites, writing one valid pending ledger entry per write in the same transaction", async () => {
-    const { study, sites } = await createStudy(t.ctx, { code: "S-100", title: "Study 100", sites: [{ code: "A", name: "Site A" }, { code: "B", name: "Site B" }] }, null);
+    const { study, sites } = await createStudy(
+      t.ctx,
+      {
+        code: "S-100",
+        title: "Study 100",
+        sites: [
+          { code: "A", name: "Site A" },
+          { code: "B", name: "Site B" },
+        ],
+      },
+      null,
+    );
     expect(sites.map((s) => s.code)).toEqual(["A", "B"]);
-    const entries = await t.database.execute(`SELECT kind, payload_text, encode(payload_hash, 'hex') AS h, status FROM ledger_entries WHERE study_id = '${study.id}' ORDER BY kind`);
+    const entries = await t.database.execute(
+      `SELECT kind, payload_text, encode(payload_hash, 'hex') AS h, status FROM ledger_entries WHERE study_id = '${study.id}' ORDER BY kind`,
+    );
     expect(entries.map((e) => e.kind)).toEqual(["site.added", "site.added", "study.registered"]);
     for (const e of entries) {
       expect(e.status).toBe("pending");
@@ -38,22 +51,51 @@ describe(`services on ${engineUnderTest()}`, () => {
 
   it("rejects a duplicate study code and bad input with a specific error, storing nothing", async () => {
     const before = await t.database.execute(`SELECT count(*)::int AS n FROM ledger_entries`);
-    await expect(createStudy(t.ctx, { code: "S-100", title: "again", sites: [{ code: "A", name: "A" }] }, null)).rejects.toMatchObject({ code: "conflict", field: "code" });
-    await expect(createStudy(t.ctx, { code: "bad code", title: "x", sites: [{ code: "A", name: "A" }] }, null)).rejects.toMatchObject({ code: "invalid", field: "code" });
-    await expect(createStudy(t.ctx, { code: "S-101", title: "x", sites: [] }, null)).rejects.toMatchObject({ code: "invalid", field: "sites" });
+    await expect(
+      createStudy(t.ctx, { code: "S-100", title: "again", sites: [{ code: "A", name: "A" }] }, null),
+    ).rejects.toMatchObject({ code: "conflict", field: "code" });
+    await expect(
+      createStudy(t.ctx, { code: "bad code", title: "x", sites: [{ code: "A", name: "A" }] }, null),
+    ).rejects.toMatchObject({ code: "invalid", field: "code" });
+    await expect(createStudy(t.ctx, { code: "S-101", title: "x", sites: [] }, null)).rejects.toMatchObject({
+      code: "invalid",
+      field: "sites",
+    });
     const after = await t.database.execute(`SELECT count(*)::int AS n FROM ledger_entries`);
     expect(after[0].n).toBe(before[0].n);
   });
 
   it("creates users with study roles and refuses incomplete role assignments", async () => {
-    const u = await createUser(t.ctx, { email: "Coord@Example.test", fullName: "C", password: PW, role: "coordinator", study: "S-100", site: "A" }, null);
+    const u = await createUser(
+      t.ctx,
+      { email: "Coord@Example.test", fullName: "C", password: PW, role: "coordinator", study: "S-100", site: "A" },
+      null,
+    );
     expect(u.email).toBe("coord@example.test");
     expect(u.passwordHash).toMatch(/^\$argon2id\$/);
-    await expect(createUser(t.ctx, { email: "c2@example.test", fullName: "C", password: PW, role: "coordinator", study: "S-100" }, null)).rejects.toMatchObject({ field: "site" });
-    await expect(createUser(t.ctx, { email: "c3@example.test", fullName: "C", password: PW, role: "monitor" }, null)).rejects.toMatchObject({ field: "study" });
-    await expect(createUser(t.ctx, { email: "c4@example.test", fullName: "C", password: "short", role: "admin" }, null)).rejects.toMatchObject({ field: "password" });
-    await expect(createUser(t.ctx, { email: "coord@example.test", fullName: "C", password: PW, role: "admin" }, null)).rejects.toMatchObject({ code: "conflict" });
-    await expect(createUser(t.ctx, { email: "c5@example.test", fullName: "C", password: PW, role: "coordinator", study: "S-100", site: "Z" }, null)).rejects.toMatchObject({ code: "not_found" });
+    await expect(
+      createUser(
+        t.ctx,
+        { email: "c2@example.test", fullName: "C", password: PW, role: "coordinator", study: "S-100" },
+        null,
+      ),
+    ).rejects.toMatchObject({ field: "site" });
+    await expect(
+      createUser(t.ctx, { email: "c3@example.test", fullName: "C", password: PW, role: "monitor" }, null),
+    ).rejects.toMatchObject({ field: "study" });
+    await expect(
+      createUser(t.ctx, { email: "c4@example.test", fullName: "C", password: "short", role: "admin" }, null),
+    ).rejects.toMatchObject({ field: "password" });
+    await expect(
+      createUser(t.ctx, { email: "coord@example.test", fullName: "C", password: PW, role: "admin" }, null),
+    ).rejects.toMatchObject({ code: "conflict" });
+    await expect(
+      createUser(
+        t.ctx,
+        { email: "c5@example.test", fullName: "C", password: PW, role: "coordinator", study: "S-100", site: "Z" },
+        null,
+      ),
+    ).rejects.toMatchObject({ code: "not_found" });
   });
 
   it("signs in with the right password only, keeps sessions server-side and ends them on logout", async () => {
@@ -68,14 +110,23 @@ describe(`services on ${engineUnderTest()}`, () => {
     expect(rows.some((r) => String(r.h).includes(Buffer.from(token).toString("hex")))).toBe(false);
     await logout(t.ctx, token, meta);
     expect(await sessionPrincipal(t.ctx, token)).toBeNull();
-    const events = await t.database.execute(`SELECT action, outcome FROM audit_events WHERE action IN ('login','logout') ORDER BY id`);
-    expect(events.map((e) => `${e.action}:${e.outcome}`)).toEqual(["login:failure", "login:failure", "login:success", "logout:success"]);
+    const events = await t.database.execute(
+      `SELECT action, outcome FROM audit_events WHERE action IN ('login','logout') ORDER BY id`,
+    );
+    expect(events.map((e) => `${e.action}:${e.outcome}`)).toEqual([
+      "login:failure",
+      "login:failure",
+      "login:success",
+      "logout:success",
+    ]);
   });
 
   it("scopes permissions by study, role and site", async () => {
     const { token } = await login(t.ctx, "coord@example.test", PW, meta);
     const p = (await sessionPrincipal(t.ctx, token))!;
-    const [s] = await t.database.execute(`SELECT s.id AS study, a.id AS a, b.id AS b FROM studies s JOIN sites a ON a.study_id = s.id AND a.code = 'A' JOIN sites b ON b.study_id = s.id AND b.code = 'B' WHERE s.code = 'S-100'`);
+    const [s] = await t.database.execute(
+      `SELECT s.id AS study, a.id AS a, b.id AS b FROM studies s JOIN sites a ON a.study_id = s.id AND a.code = 'A' JOIN sites b ON b.study_id = s.id AND b.code = 'B' WHERE s.code = 'S-100'`,
+    );
     const study = String(s.study);
     expect(can(p, "records.enter", { studyId: study, siteId: String(s.a) })).toBe(true);
     expect(can(p, "records.enter", { studyId: study, siteId: String(s.b) })).toBe(false);
@@ -105,12 +156,16 @@ describe(`services on ${engineUnderTest()}`, () => {
     const password = await seedDemo(t.ctx, { password: "demo-password-for-tests" });
     expect(password).toBe("demo-password-for-tests");
     expect(await seedDemo(t.ctx)).toBeNull();
-    const forms = await t.database.execute(`SELECT f.code, f.status, f.approval_entry_id IS NOT NULL AS sealed FROM forms f JOIN studies s ON s.id = f.study_id WHERE s.code = 'DEMO-001' ORDER BY code`);
+    const forms = await t.database.execute(
+      `SELECT f.code, f.status, f.approval_entry_id IS NOT NULL AS sealed FROM forms f JOIN studies s ON s.id = f.study_id WHERE s.code = 'DEMO-001' ORDER BY code`,
+    );
     expect(forms).toEqual([
       { code: "DEMOG", status: "approved", sealed: true },
       { code: "VITALS", status: "approved", sealed: true },
     ]);
-    const docs = await t.database.execute(`SELECT d.status FROM consent_documents d JOIN studies s ON s.id = d.study_id WHERE s.code = 'DEMO-001'`);
+    const docs = await t.database.execute(
+      `SELECT d.status FROM consent_documents d JOIN studies s ON s.id = d.study_id WHERE s.code = 'DEMO-001'`,
+    );
     expect(docs).toEqual([{ status: "approved" }]);
     for (const u of DEMO_USERS) {
       const { token, stage } = await login(t.ctx, u.email, "demo-password-for-tests", meta);

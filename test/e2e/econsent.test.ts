@@ -33,7 +33,9 @@ beforeAll(async () => {
   const dataDir = tempDataDir();
   env = { DATA_DIR: dataDir, DATABASE_URL: pg.url, LOCAL_ANCHOR_INTERVAL_MS: "500" };
   portal = await startPortal(env);
-  demoPassword = /password for every account: (\S+)/.exec(readFileSync(path.join(dataDir, "demo-credentials.txt"), "utf8"))![1];
+  demoPassword = /password for every account: (\S+)/.exec(
+    readFileSync(path.join(dataDir, "demo-credentials.txt"), "utf8"),
+  )![1];
   sql = postgres(pg.url, { max: 2, onnotice: () => {} });
   browser = await launchChromium();
 });
@@ -46,7 +48,8 @@ afterAll(async () => {
 });
 
 async function latestCode(address: string) {
-  const rows = await sql`SELECT body FROM outbox WHERE to_address = ${address} AND kind = 'consent_code' ORDER BY created_at DESC LIMIT 1`;
+  const rows =
+    await sql`SELECT body FROM outbox WHERE to_address = ${address} AND kind = 'consent_code' ORDER BY created_at DESC LIMIT 1`;
   return /is (\d{6})\./.exec(String(rows[0]?.body ?? ""))![1];
 }
 
@@ -74,15 +77,21 @@ describe("eConsent and verification in the browser (Chromium, PostgreSQL portal)
     await coord.getByRole("button", { name: "Create invitation" }).click();
     const link = (await coord.locator("[data-invitation-url]").textContent())!.trim();
     expect(link).toMatch(new RegExp(`^${portal.url}/consent/ci_[A-Za-z0-9_-]{43}$`));
-    await expect.poll(() => coord.getByRole("status").textContent()).toMatch(/Invitation sent by email to p\*\*\*@e\*\*\*\.org/);
+    await expect
+      .poll(() => coord.getByRole("status").textContent())
+      .toMatch(/Invitation sent by email to p\*\*\*@e\*\*\*\.org/);
     await shot(coord, "10-consent-invitation");
 
     // The participant, on a phone: identity check first (a wrong code is refused with the attempts left).
-    const phone = await (await browser.newContext({ viewport: { width: 390, height: 844 }, isMobile: true, hasTouch: true })).newPage();
+    const phone = await (
+      await browser.newContext({ viewport: { width: 390, height: 844 }, isMobile: true, hasTouch: true })
+    ).newPage();
     await phone.goto(link);
     await expect.poll(() => phone.locator('[data-step="identity"]').count()).toBe(1);
     await phone.getByRole("button", { name: "Send me a code" }).click();
-    await expect.poll(() => phone.getByRole("status").textContent()).toMatch(/We sent a 6-digit code by email to p\*\*\*@e\*\*\*\.org/);
+    await expect
+      .poll(() => phone.getByRole("status").textContent())
+      .toMatch(/We sent a 6-digit code by email to p\*\*\*@e\*\*\*\.org/);
     const code = await latestCode(EMAIL);
     await phone.getByLabel("Code").fill(code === "000000" ? "111111" : "000000");
     await phone.getByRole("button", { name: "Continue" }).click();
@@ -100,7 +109,9 @@ describe("eConsent and verification in the browser (Chromium, PostgreSQL portal)
     await phone.getByLabel("Type your full name").fill("Philippa Someone");
     await phone.locator('input[name="confirm"]').check();
     await phone.getByRole("button", { name: "Sign" }).click();
-    await expect.poll(() => phone.getByRole("alert").textContent()).toMatch(/The name you typed does not match the name the study team recorded/);
+    await expect
+      .poll(() => phone.getByRole("alert").textContent())
+      .toMatch(/The name you typed does not match the name the study team recorded/);
     expect((await sql`SELECT count(*)::int AS n FROM consent_signatures`)[0].n).toBe(0);
     await shot(phone, "11-consent-name-mismatch");
     // The form is shown again; sign properly.
@@ -110,21 +121,35 @@ describe("eConsent and verification in the browser (Chromium, PostgreSQL portal)
     await phone.getByLabel("Type your full name").fill(NAME);
     await phone.locator('input[name="confirm"]').check();
     await phone.getByRole("button", { name: "Sign" }).click();
-    await expect.poll(() => phone.locator("[data-consent-state]").getAttribute("data-consent-state")).toBe("awaiting_countersign");
+    await expect
+      .poll(() => phone.locator("[data-consent-state]").getAttribute("data-consent-state"))
+      .toBe("awaiting_countersign");
 
     // The coordinator countersigns (re-authenticated) and the status turns to consented.
     await coord.reload();
     await coord.locator("#cs-password").fill(demoPassword);
     await coord.getByRole("button", { name: "Countersign" }).click();
-    await expect.poll(() => coord.locator("h1 [data-consent-state]").getAttribute("data-consent-state")).toBe("consented");
+    await expect
+      .poll(() => coord.locator("h1 [data-consent-state]").getAttribute("data-consent-state"))
+      .toBe("consented");
     expect(await coord.locator('tr[data-signature="participant"]').textContent()).toContain(NAME);
 
     // The participant's receipt: both signatures, and their proof turns sealed then anchored (the page refreshes itself).
     await phone.reload();
     await expect.poll(() => phone.locator("[data-consent-state]").getAttribute("data-consent-state")).toBe("consented");
-    await expect.poll(() => phone.locator('tr[data-signature="participant"] [data-seal]').getAttribute("data-seal"), { timeout: 30_000 }).toBe("anchored");
-    await expect.poll(() => phone.locator('tr[data-signature="staff"] [data-seal]').getAttribute("data-seal"), { timeout: 30_000 }).toBe("anchored");
-    expect(await phone.locator('tr[data-signature="participant"] [data-seal]').textContent()).toMatch(/^sealed in batch \d+ \(seq \d+\), anchored on local$/);
+    await expect
+      .poll(() => phone.locator('tr[data-signature="participant"] [data-seal]').getAttribute("data-seal"), {
+        timeout: 30_000,
+      })
+      .toBe("anchored");
+    await expect
+      .poll(() => phone.locator('tr[data-signature="staff"] [data-seal]').getAttribute("data-seal"), {
+        timeout: 30_000,
+      })
+      .toBe("anchored");
+    expect(await phone.locator('tr[data-signature="participant"] [data-seal]').textContent()).toMatch(
+      /^sealed in batch \d+ \(seq \d+\), anchored on local$/,
+    );
     await shot(phone, "12-consent-receipt-phone");
 
     // The receipt PDF: the document, both manifestations, the document hash and the verification link.
@@ -134,8 +159,18 @@ describe("eConsent and verification in the browser (Chromium, PostgreSQL portal)
     const text = await pdfText(pdfFile);
     const verifyUrl = (await phone.locator("figure.qr a").getAttribute("href"))!;
     expect(verifyUrl).toMatch(new RegExp(`^${portal.url}/c/cv_[A-Za-z0-9_-]{43}$`));
-    const docSha = (await sql`SELECT encode(body_sha256, 'hex') AS h FROM consent_documents WHERE code = 'ICF'`)[0].h as string;
-    for (const s of ["Consent receipt", NAME, "Cora Coordinator", "I agree to take part in this study", "Your data and your choices", "future research on blood pressure. — Yes", "anchored on local"]) expect(text).toContain(s);
+    const docSha = (await sql`SELECT encode(body_sha256, 'hex') AS h FROM consent_documents WHERE code = 'ICF'`)[0]
+      .h as string;
+    for (const s of [
+      "Consent receipt",
+      NAME,
+      "Cora Coordinator",
+      "I agree to take part in this study",
+      "Your data and your choices",
+      "future research on blood pressure. — Yes",
+      "anchored on local",
+    ])
+      expect(text).toContain(s);
     // Long tokens wrap across lines in the PDF: compare them without white space.
     for (const s of [docSha, verifyUrl]) expect(text.replace(/\s+/g, "")).toContain(s);
 
@@ -154,8 +189,12 @@ describe("eConsent and verification in the browser (Chromium, PostgreSQL portal)
     await phone.locator('input[name="optionalWithdrawn"][value="future_research"]').check();
     await phone.getByLabel("Reason (optional)").fill("moving abroad");
     await phone.getByRole("button", { name: "Withdraw" }).click();
-    await expect.poll(() => phone.locator('[data-withdrawal="partial"]').textContent()).toMatch(/partial: follow-up continues; withdrawn: future_research/);
-    await expect.poll(() => phone.locator("[data-consent-state]").getAttribute("data-consent-state")).toBe("partially_withdrawn");
+    await expect
+      .poll(() => phone.locator('[data-withdrawal="partial"]').textContent())
+      .toMatch(/partial: follow-up continues; withdrawn: future_research/);
+    await expect
+      .poll(() => phone.locator("[data-consent-state]").getAttribute("data-consent-state"))
+      .toBe("partially_withdrawn");
     // The used link cannot sign again: coming back shows the receipt, never the signing form.
     await phone.goto(link);
     expect(await phone.locator('[data-step="sign"]').count()).toBe(0);
@@ -165,14 +204,21 @@ describe("eConsent and verification in the browser (Chromium, PostgreSQL portal)
     const reg = await (await browser.newContext({ acceptDownloads: true })).newPage();
     await signIn(reg, "regulator@demo.trialseal.test");
     await reg.goto(`${portal.url}/studies/DEMO-001/review`);
-    await expect.poll(() => reg.locator(`tr[data-subject="${subject}"] [data-consent-state]`).textContent()).toMatch(/consented ICF 1\.0/);
+    await expect
+      .poll(() => reg.locator(`tr[data-subject="${subject}"] [data-consent-state]`).textContent())
+      .toMatch(/consented ICF 1\.0/);
     // The whole-study audit, run in the background from the page: clean.
     await reg.getByRole("button", { name: "Run the audit" }).click();
-    await expect.poll(() => reg.locator("[data-audit-verdict]").getAttribute("data-audit-verdict"), { timeout: 60_000 }).toBe("clean");
+    await expect
+      .poll(() => reg.locator("[data-audit-verdict]").getAttribute("data-audit-verdict"), { timeout: 60_000 })
+      .toBe("clean");
     expect(await reg.locator("#audit").textContent()).toMatch(/Clean .* checked \d+ entries in \d+ batches/);
     await shot(reg, "13-study-review");
     const row = reg.locator('tr[data-entry-kind="consent.signed"]').last();
-    const [bundleDownload] = await Promise.all([reg.waitForEvent("download"), row.locator("[data-proof-download]").click()]);
+    const [bundleDownload] = await Promise.all([
+      reg.waitForEvent("download"),
+      row.locator("[data-proof-download]").click(),
+    ]);
     const good = path.join(dir, "consent-bundle.json");
     await bundleDownload.saveAs(good);
     const bundle = JSON.parse(readFileSync(good, "utf8"));
@@ -193,10 +239,20 @@ describe("eConsent and verification in the browser (Chromium, PostgreSQL portal)
       await expect.poll(() => page.locator("section.report").count()).toBe(2);
       expect(await page.locator('section[data-file="consent-bundle.json"]').getAttribute("data-verdict")).toBe("valid");
       expect(await page.locator('section[data-file="consent-bundle.json"] li.failed').count()).toBe(0);
-      expect(await page.locator('section[data-file="consent-bundle.json"] li[data-step*="anchor[local]"]').getAttribute("class")).toBe("ok");
-      expect(await page.locator('section[data-file="consent-bundle.json"] .time').textContent()).toMatch(/Proven to exist by \d{4}-/);
-      expect(await page.locator('section[data-file="consent-bundle-tampered.json"]').getAttribute("data-verdict")).toBe("invalid");
-      expect(await page.locator('section[data-file="consent-bundle-tampered.json"] .failed-step').textContent()).toMatch(/payload\.hash \[PAYLOAD_HASH_MISMATCH\]/);
+      expect(
+        await page
+          .locator('section[data-file="consent-bundle.json"] li[data-step*="anchor[local]"]')
+          .getAttribute("class"),
+      ).toBe("ok");
+      expect(await page.locator('section[data-file="consent-bundle.json"] .time').textContent()).toMatch(
+        /Proven to exist by \d{4}-/,
+      );
+      expect(await page.locator('section[data-file="consent-bundle-tampered.json"]').getAttribute("data-verdict")).toBe(
+        "invalid",
+      );
+      expect(
+        await page.locator('section[data-file="consent-bundle-tampered.json"] .failed-step').textContent(),
+      ).toMatch(/payload\.hash \[PAYLOAD_HASH_MISMATCH\]/);
     };
     await reg.goto(`${portal.url}/verify`);
     await check(reg);

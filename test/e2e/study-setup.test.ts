@@ -24,7 +24,9 @@ beforeAll(async () => {
   pg = await createScratchPostgres();
   const dataDir = tempDataDir();
   portal = await startPortal({ DATA_DIR: dataDir, DATABASE_URL: pg.url });
-  demoPassword = /password for every account: (\S+)/.exec(readFileSync(path.join(dataDir, "demo-credentials.txt"), "utf8"))![1];
+  demoPassword = /password for every account: (\S+)/.exec(
+    readFileSync(path.join(dataDir, "demo-credentials.txt"), "utf8"),
+  )![1];
   sql = postgres(pg.url, { max: 2, onnotice: () => {} });
   browser = await launchChromium();
 });
@@ -38,12 +40,14 @@ afterAll(async () => {
 
 /** The newest message the outbox holds for an address (the development mailbox). */
 async function mailTo(address: string, kind: string) {
-  const rows = await sql`SELECT body FROM outbox WHERE to_address = ${address} AND kind = ${kind} ORDER BY created_at DESC LIMIT 1`;
+  const rows =
+    await sql`SELECT body FROM outbox WHERE to_address = ${address} AND kind = ${kind} ORDER BY created_at DESC LIMIT 1`;
   expect(rows.length, `${kind} mail for ${address}`).toBe(1);
   return String(rows[0].body);
 }
 
-const signInAndEnrol = (page: Page, email: string, password: string) => signInWithTotp(page, portal.url, email, password);
+const signInAndEnrol = (page: Page, email: string, password: string) =>
+  signInWithTotp(page, portal.url, email, password);
 
 async function acceptInvitation(page: Page, email: string, password: string) {
   const link = /(http\S+\/reset-password\/\S+)/.exec(await mailTo(email, "invitation"))![1];
@@ -82,7 +86,9 @@ describe("study setup in the browser (Chromium, PostgreSQL portal)", () => {
       await admin.getByLabel("Full name").fill(name);
       await admin.getByLabel("Email").fill(email);
       await admin.getByLabel("Role").selectOption(role);
-      await admin.getByLabel("Site (investigators and coordinators)").selectOption(role === "investigator" || role === "coordinator" ? "SITE-A" : "");
+      await admin
+        .getByLabel("Site (investigators and coordinators)")
+        .selectOption(role === "investigator" || role === "coordinator" ? "SITE-A" : "");
       if (role === "investigator") await admin.getByLabel("Investigator type").selectOption("principal");
       await admin.getByRole("button", { name: "Invite" }).click();
       await expect.poll(() => admin.getByRole("status").textContent()).toContain(`Invitation sent to ${email}.`);
@@ -96,7 +102,37 @@ describe("study setup in the browser (Chromium, PostgreSQL portal)", () => {
     await editor.fill("{ not json");
     await expect.poll(() => admin.locator("#definition-check").textContent()).toMatch(/not JSON/);
     await editor.fill(
-      JSON.stringify({ code: "VITALS", title: "Vital signs", version: 1, visits: ["SCREENING"], fields: [{ name: "sbp", label: "Systolic BP", type: "number", integer: true, unit: "mmHg", min: 50, max: 250, required: true }, { name: "smoker", label: "Smoker", type: "choice", options: [{ value: "Y", label: "Yes" }, { value: "N", label: "No" }] }] }, null, 2),
+      JSON.stringify(
+        {
+          code: "VITALS",
+          title: "Vital signs",
+          version: 1,
+          visits: ["SCREENING"],
+          fields: [
+            {
+              name: "sbp",
+              label: "Systolic BP",
+              type: "number",
+              integer: true,
+              unit: "mmHg",
+              min: 50,
+              max: 250,
+              required: true,
+            },
+            {
+              name: "smoker",
+              label: "Smoker",
+              type: "choice",
+              options: [
+                { value: "Y", label: "Yes" },
+                { value: "N", label: "No" },
+              ],
+            },
+          ],
+        },
+        null,
+        2,
+      ),
     );
     await expect.poll(() => admin.locator("#definition-check").textContent()).toBe("Valid definition.");
     await expect.poll(() => admin.locator(".preview").textContent()).toContain("Systolic BP *");
@@ -105,7 +141,8 @@ describe("study setup in the browser (Chromium, PostgreSQL portal)", () => {
     await expect.poll(() => admin.locator('tr[data-form="VITALS-1"]').textContent()).toContain("draft");
     await admin.locator('tr[data-form="VITALS-1"]').getByRole("button", { name: "Approve" }).click();
     await expect.poll(() => admin.locator('tr[data-form="VITALS-1"]').textContent()).toContain("approved");
-    const [approval] = await sql`SELECT count(*)::int AS n FROM ledger_entries e JOIN studies s ON s.id = e.study_id WHERE s.code = 'E2E-1' AND e.kind = 'form.approved'`;
+    const [approval] =
+      await sql`SELECT count(*)::int AS n FROM ledger_entries e JOIN studies s ON s.id = e.study_id WHERE s.code = 'E2E-1' AND e.kind = 'form.approved'`;
     expect(approval.n).toBe(1);
 
     // An IRB-approved consent document version, with a preview of its text.
@@ -113,15 +150,25 @@ describe("study setup in the browser (Chromium, PostgreSQL portal)", () => {
     await admin.getByLabel("Version").fill("1.0");
     await admin.getByLabel("Title", { exact: true }).fill("Informed consent form");
     await admin.getByLabel("Text (Markdown)").fill("# Informed consent\n\nYou are invited to take part in this study.");
-    await expect.poll(() => admin.locator("[data-preview-error]").textContent()).toMatch(/needs at least one `## section`/);
-    await admin.getByLabel("Text (Markdown)").fill("# Informed consent\n\n## Purpose\nYou are invited to take part in this study.\n\n[optional:future_research] Samples for future research.");
+    await expect
+      .poll(() => admin.locator("[data-preview-error]").textContent())
+      .toMatch(/needs at least one `## section`/);
+    await admin
+      .getByLabel("Text (Markdown)")
+      .fill(
+        "# Informed consent\n\n## Purpose\nYou are invited to take part in this study.\n\n[optional:future_research] Samples for future research.",
+      );
     await expect.poll(() => admin.locator(".preview h2").textContent()).toBe("Informed consent");
     await expect.poll(() => admin.locator(".preview h3").textContent()).toBe("Purpose");
-    await expect.poll(() => admin.locator(".preview").textContent()).toContain("Sections to acknowledge: 1; comprehension questions: 0; optional items: 1.");
+    await expect
+      .poll(() => admin.locator(".preview").textContent())
+      .toContain("Sections to acknowledge: 1; comprehension questions: 0; optional items: 1.");
     await admin.getByLabel("IRB / ethics committee").fill("Central IRB");
     await admin.getByLabel("IRB approval date").fill("2026-01-20");
     await admin.getByRole("button", { name: "Record approved version" }).click();
-    await expect.poll(() => admin.locator('tr[data-consent="ICF-1.0"]').textContent()).toContain("Central IRB, 2026-01-20");
+    await expect
+      .poll(() => admin.locator('tr[data-consent="ICF-1.0"]').textContent())
+      .toContain("Central IRB, 2026-01-20");
 
     // The coordinator accepts the invitation; without a delegation, enrolling is refused.
     const coord = await (await browser.newContext()).newPage();
@@ -129,7 +176,9 @@ describe("study setup in the browser (Chromium, PostgreSQL portal)", () => {
     await signInAndEnrol(coord, "cole@e2e.test", "violet harbor lantern 31");
     await coord.goto(`${portal.url}/studies/E2E-1/participants`);
     await coord.getByRole("button", { name: "Enroll a participant" }).click();
-    await expect.poll(() => coord.getByRole("alert").textContent()).toMatch(/enrollment at this site has not been delegated to you/);
+    await expect
+      .poll(() => coord.getByRole("alert").textContent())
+      .toMatch(/enrollment at this site has not been delegated to you/);
     await shot(coord, "03-coordinator-refused");
 
     // The investigator accepts, enrols a second factor (required for the role) and delegates.
@@ -143,7 +192,13 @@ describe("study setup in the browser (Chromium, PostgreSQL portal)", () => {
       await inv.getByLabel("From (YYYY-MM-DD)").fill("2026-01-01");
       await inv.getByLabel("Training course").fill("ICH E6(R3) GCP");
       await inv.getByLabel("Training completed on").fill("2025-12-01");
-      await inv.getByLabel("Evidence (certificate file)").setInputFiles({ name: "gcp.pdf", mimeType: "application/pdf", buffer: Buffer.from("%PDF-1.4 GCP certificate of Cole") });
+      await inv
+        .getByLabel("Evidence (certificate file)")
+        .setInputFiles({
+          name: "gcp.pdf",
+          mimeType: "application/pdf",
+          buffer: Buffer.from("%PDF-1.4 GCP certificate of Cole"),
+        });
       await inv.getByRole("button", { name: "Delegate" }).click();
       await expect.poll(() => inv.getByRole("status").textContent()).toContain("Saved, and sealed into the log.");
     }
@@ -176,10 +231,15 @@ describe("study setup in the browser (Chromium, PostgreSQL portal)", () => {
     await coord.getByRole("button", { name: "Save correction" }).click();
     await expect.poll(() => coord.locator('tr[data-version="2"]').textContent()).toContain("sbp: 120 → 122");
     await expect.poll(() => coord.locator('tr[data-version="2"]').textContent()).toContain("transcription error");
-    await expect.poll(async () => {
-      await coord.reload();
-      return coord.locator('tr[data-version="1"] td[data-seal]').textContent();
-    }, { timeout: 20_000 }).toMatch(/^sealed in batch \d+/);
+    await expect
+      .poll(
+        async () => {
+          await coord.reload();
+          return coord.locator('tr[data-version="1"] td[data-seal]').textContent();
+        },
+        { timeout: 20_000 },
+      )
+      .toMatch(/^sealed in batch \d+/);
     await shot(coord, "06-record-history");
     const recordUrl = coord.url();
 
@@ -190,7 +250,9 @@ describe("study setup in the browser (Chromium, PostgreSQL portal)", () => {
     await inv.getByLabel("Your password").fill("granite meadow puzzle 52");
     await inv.getByLabel("Authenticator code").fill(await totp(ivySecret));
     await inv.getByRole("button", { name: "Sign", exact: true }).click();
-    await expect.poll(() => inv.locator('[data-signature="valid"]').textContent()).toMatch(/Ivy Investigator, .* UTC, meaning: approved \(version 2\)/);
+    await expect
+      .poll(() => inv.locator('[data-signature="valid"]').textContent())
+      .toMatch(/Ivy Investigator, .* UTC, meaning: approved \(version 2\)/);
 
     // A monitor raises a query on the field; the coordinator answers; the monitor closes it.
     const mon = await (await browser.newContext()).newPage();
@@ -220,12 +282,36 @@ describe("study setup in the browser (Chromium, PostgreSQL portal)", () => {
     await expect.poll(() => dm.locator("[data-lock]").textContent()).toContain("cleaned for interim analysis");
     await coord.goto(recordUrl);
     expect(await coord.getByRole("button", { name: "Save correction" }).count()).toBe(0);
-    const refused = await coord.request.put(`${portal.url}/api/v1/studies/E2E-1/records/${recordUrl.split("/").pop()}`, { data: { data: { sbp: 130 }, reason: "late" }, headers: { origin: portal.url } });
+    const refused = await coord.request.put(
+      `${portal.url}/api/v1/studies/E2E-1/records/${recordUrl.split("/").pop()}`,
+      { data: { data: { sbp: 130 }, reason: "late" }, headers: { origin: portal.url } },
+    );
     expect(refused.status()).toBe(423);
     await shot(coord, "08-record-locked");
-    const kinds = await sql`SELECT e.kind FROM ledger_entries e JOIN studies s ON s.id = e.study_id WHERE s.code = 'E2E-1'`;
+    const kinds =
+      await sql`SELECT e.kind FROM ledger_entries e JOIN studies s ON s.id = e.study_id WHERE s.code = 'E2E-1'`;
     expect(kinds.map((k) => k.kind).sort()).toEqual(
-      ["consent_document.approved", "delegation.granted", "delegation.granted", "form.approved", "participant.enrolled", "record.saved", "record.saved", "signature.applied", "query.opened", "query.answered", "query.closed", "lock.set", "role.granted", "role.granted", "role.granted", "role.granted", "site.added", "site.added", "study.registered"].sort(),
+      [
+        "consent_document.approved",
+        "delegation.granted",
+        "delegation.granted",
+        "form.approved",
+        "participant.enrolled",
+        "record.saved",
+        "record.saved",
+        "signature.applied",
+        "query.opened",
+        "query.answered",
+        "query.closed",
+        "lock.set",
+        "role.granted",
+        "role.granted",
+        "role.granted",
+        "role.granted",
+        "site.added",
+        "site.added",
+        "study.registered",
+      ].sort(),
     );
   });
 });

@@ -38,7 +38,9 @@ describe("verification page (Chromium)", () => {
     const token = (await cliAsync(["tokens", "create", "--study", "DEMO-001", "--name", "verify"], env)).stdout.trim();
     let bundle: any;
     for (let i = 0; i < 60; i++) {
-      const res = await fetch(`${portal.url}/api/v1/entries/0/proof`, { headers: { authorization: `Bearer ${token}` } });
+      const res = await fetch(`${portal.url}/api/v1/entries/0/proof`, {
+        headers: { authorization: `Bearer ${token}` },
+      });
       if (res.status === 200) {
         bundle = await res.json();
         if (bundle.checkpoints.some((c: any) => c.anchors.length > 0)) break;
@@ -61,16 +63,24 @@ describe("verification page (Chromium)", () => {
     page.on("request", (r) => requests.push(r.url()));
     await verifyIn(page, [good, bad], policyFile);
     await expect.poll(() => page.locator('section[data-file="good.json"]').getAttribute("data-verdict")).toBe("valid");
-    expect(await page.locator('section[data-file="good.json"] li[data-step*="anchor[local]"]').getAttribute("class")).toBe("ok");
-    expect(await page.locator('section[data-file="good.json"] .time').textContent()).toMatch(/Proven to exist by \d{4}-/);
+    expect(
+      await page.locator('section[data-file="good.json"] li[data-step*="anchor[local]"]').getAttribute("class"),
+    ).toBe("ok");
+    expect(await page.locator('section[data-file="good.json"] .time').textContent()).toMatch(
+      /Proven to exist by \d{4}-/,
+    );
     expect(await page.locator('section[data-file="tampered.json"]').getAttribute("data-verdict")).toBe("invalid");
-    expect(await page.locator('section[data-file="tampered.json"] .failed-step').textContent()).toMatch(/payload\.hash \[PAYLOAD_HASH_MISMATCH\]/);
+    expect(await page.locator('section[data-file="tampered.json"] .failed-step').textContent()).toMatch(
+      /payload\.hash \[PAYLOAD_HASH_MISMATCH\]/,
+    );
     expect(requests).toEqual([]); // nothing uploaded, nothing fetched
     await shot(page, "09-verify-page");
 
     // The pinned-policy path: the page fetches this site's policy and accepts it only with the right SHA-256.
     const { createHash } = await import("node:crypto");
-    const pin = createHash("sha256").update(await (await fetch(`${portal.url}/.well-known/trialseal.json`)).text()).digest("hex");
+    const pin = createHash("sha256")
+      .update(await (await fetch(`${portal.url}/.well-known/trialseal.json`)).text())
+      .digest("hex");
     const pinned = await (await browser.newContext()).newPage();
     await pinned.goto(`${portal.url}/verify`);
     await pinned.locator("#policy-pin").fill("0".repeat(64));
@@ -79,7 +89,9 @@ describe("verification page (Chromium)", () => {
     await expect.poll(() => pinned.locator("#status").textContent()).toMatch(/not the pinned/);
     await pinned.locator("#policy-pin").fill(pin);
     await pinned.getByRole("button", { name: "Verify" }).click();
-    await expect.poll(() => pinned.locator('section[data-file="good.json"]').getAttribute("data-verdict")).toBe("valid");
+    await expect
+      .poll(() => pinned.locator('section[data-file="good.json"]').getAttribute("data-verdict"))
+      .toBe("valid");
 
     // The saved page, opened from disk: same results.
     const html = await cliAsync(["verifier-html"], env);
@@ -91,6 +103,8 @@ describe("verification page (Chromium)", () => {
     await offline.goto(`file://${saved}`);
     await verifyIn(offline, [good, bad], policyFile);
     expect(await offline.locator('section[data-file="good.json"]').getAttribute("data-verdict")).toBe("valid");
-    expect(await offline.locator('section[data-file="tampered.json"] .failed-step').textContent()).toMatch(/PAYLOAD_HASH_MISMATCH/);
+    expect(await offline.locator('section[data-file="tampered.json"] .failed-step').textContent()).toMatch(
+      /PAYLOAD_HASH_MISMATCH/,
+    );
   });
 });

@@ -12,7 +12,15 @@ export async function launchChromium(): Promise<Browser> {
   return chromium.launch({
     executablePath: CHROMIUM,
     headless: true,
-    args: ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync"],
+    args: [
+      "--no-sandbox",
+      "--disable-gpu",
+      "--disable-quic",
+      "--no-first-run",
+      "--disable-background-networking",
+      "--disable-component-update",
+      "--disable-sync",
+    ],
   });
 }
 
@@ -31,7 +39,12 @@ export async function totp(secret: string): Promise<string> {
  * Sign in through the login page; when the role requires a second factor that is not set up yet, enrol it.
  * Returns the new TOTP secret (to answer later re-authentication), or null when none was enrolled.
  */
-export async function signInAndEnrol(page: Page, portalUrl: string, email: string, password: string): Promise<string | null> {
+export async function signInAndEnrol(
+  page: Page,
+  portalUrl: string,
+  email: string,
+  password: string,
+): Promise<string | null> {
   let secret: string | null = null;
   await page.goto(`${portalUrl}/login`);
   await page.getByLabel("Email").fill(email);

@@ -23,8 +23,22 @@ export interface CrashFigures {
 export async function crashLoop(iterations: number, log: (s: string) => void = () => {}): Promise<CrashFigures> {
   const pg = await createScratchPostgres();
   const sql = postgres(pg.url, { max: 2, onnotice: () => {} });
-  const env = { DATA_DIR: tempDataDir(), DATABASE_URL: pg.url, SEAL_INTERVAL_MS: "100", LOCAL_ANCHOR_INTERVAL_MS: "100", API_RATE_PER_SECOND: "100000" };
-  const fig: CrashFigures = { iterations: 0, writesSent: 0, writesAcknowledged: 0, acknowledgedFound: 0, duplicates: 0, gaps: 0, auditsClean: 0 };
+  const env = {
+    DATA_DIR: tempDataDir(),
+    DATABASE_URL: pg.url,
+    SEAL_INTERVAL_MS: "100",
+    LOCAL_ANCHOR_INTERVAL_MS: "100",
+    API_RATE_PER_SECOND: "100000",
+  };
+  const fig: CrashFigures = {
+    iterations: 0,
+    writesSent: 0,
+    writesAcknowledged: 0,
+    acknowledgedFound: 0,
+    duplicates: 0,
+    gaps: 0,
+    auditsClean: 0,
+  };
   const ackedSubjects = new Set<string>();
   const ackedRecords = new Set<string>();
   let portal: Portal | null = null;
@@ -34,7 +48,12 @@ export async function crashLoop(iterations: number, log: (s: string) => void = (
     for (let it = 0; it < iterations; it++) {
       const url = portal.url;
       const post = (p: string, body: unknown, key: string) =>
-        fetch(`${url}${p}`, { method: "POST", headers: { authorization: `Bearer ${token}`, "content-type": "application/json", "idempotency-key": key }, body: JSON.stringify(body), signal: AbortSignal.timeout(10_000) });
+        fetch(`${url}${p}`, {
+          method: "POST",
+          headers: { authorization: `Bearer ${token}`, "content-type": "application/json", "idempotency-key": key },
+          body: JSON.stringify(body),
+          signal: AbortSignal.timeout(10_000),
+        });
       let stop = false;
       const worker = async (w: number) => {
         for (let n = 0; !stop; n++) {
@@ -46,7 +65,11 @@ export async function crashLoop(iterations: number, log: (s: string) => void = (
             ackedSubjects.add(subject);
             fig.writesAcknowledged++;
             fig.writesSent++;
-            const rec = await post("/api/v1/studies/DEMO-001/records", { subject, form: "DEMOG", visit: "SCREENING", data: { sex: "F", age: 30 + (n % 50) } }, `r-${it}-${w}-${n}`);
+            const rec = await post(
+              "/api/v1/studies/DEMO-001/records",
+              { subject, form: "DEMOG", visit: "SCREENING", data: { sex: "F", age: 30 + (n % 50) } },
+              `r-${it}-${w}-${n}`,
+            );
             if (rec.status !== 201) continue;
             ackedRecords.add(((await rec.json()) as { id: string }).id);
             fig.writesAcknowledged++;
@@ -65,13 +88,16 @@ export async function crashLoop(iterations: number, log: (s: string) => void = (
 
       // Restart: acknowledged writes are there exactly once; pending work resumes; the audit is clean.
       portal = await startPortal(env);
-      const subjects = await sql`SELECT subject_code, count(*)::int AS n FROM participants WHERE subject_code = ANY(${[...ackedSubjects]}) GROUP BY subject_code`;
-      const records = await sql`SELECT r.id, count(v.id)::int AS versions FROM records r JOIN record_versions v ON v.record_id = r.id WHERE r.id = ANY(${[...ackedRecords]}::uuid[]) GROUP BY r.id`;
+      const subjects =
+        await sql`SELECT subject_code, count(*)::int AS n FROM participants WHERE subject_code = ANY(${[...ackedSubjects]}) GROUP BY subject_code`;
+      const records =
+        await sql`SELECT r.id, count(v.id)::int AS versions FROM records r JOIN record_versions v ON v.record_id = r.id WHERE r.id = ANY(${[...ackedRecords]}::uuid[]) GROUP BY r.id`;
       fig.acknowledgedFound = subjects.length + records.length;
       fig.duplicates = subjects.filter((s) => s.n !== 1).length + records.filter((r) => r.versions !== 1).length;
       for (let i = 0; i < 200; i++) {
         const [{ pending }] = await sql`SELECT count(*)::int AS pending FROM ledger_entries WHERE status = 'pending'`;
-        const [{ unanchored }] = await sql`SELECT count(*)::int AS unanchored FROM checkpoints c WHERE c.tree_size = (SELECT max(tree_size) FROM checkpoints) AND NOT EXISTS (SELECT 1 FROM anchors a WHERE a.tree_size >= c.tree_size AND a.status = 'final')`;
+        const [{ unanchored }] =
+          await sql`SELECT count(*)::int AS unanchored FROM checkpoints c WHERE c.tree_size = (SELECT max(tree_size) FROM checkpoints) AND NOT EXISTS (SELECT 1 FROM anchors a WHERE a.tree_size >= c.tree_size AND a.status = 'final')`;
         if (pending === 0 && unanchored === 0) break;
         await new Promise((r) => setTimeout(r, 100));
       }
@@ -82,7 +108,9 @@ export async function crashLoop(iterations: number, log: (s: string) => void = (
       fig.gaps += (report.findings ?? []).filter((f) => f.code === "SEQ_MISSING" || f.code === "STUDY_SEQ_GAP").length;
       if (audit.code === 0 && report.clean) fig.auditsClean++;
       else throw new Error(`iteration ${it}: the audit is not clean: ${audit.stdout.slice(0, 2000)} ${audit.stderr}`);
-      log(`iteration ${it + 1}: ${fig.writesAcknowledged} writes acknowledged, ${fig.acknowledgedFound} found, ${fig.duplicates} duplicates, ${fig.gaps} gaps`);
+      log(
+        `iteration ${it + 1}: ${fig.writesAcknowledged} writes acknowledged, ${fig.acknowledgedFound} found, ${fig.duplicates} duplicates, ${fig.gaps} gaps`,
+      );
     }
     return fig;
   } finally {

@@ -11,12 +11,39 @@ const LONG = process.env.TRIALSEAL_LONG === "1";
 export const RUNS = Number(process.env.FUZZ_RUNS ?? (LONG ? 20_000 : 300));
 const SEED = process.env.FUZZ_SEED !== undefined ? Number(process.env.FUZZ_SEED) : LONG ? undefined : 20261130;
 fc.configureGlobal({ ...(SEED === undefined ? {} : { seed: SEED }), numRuns: RUNS });
-export const NASTY_KEYS = ["__proto__", "constructor", "prototype", "toString", "hasOwnProperty", "", "sbp", "fields", "type", "options"];
+export const NASTY_KEYS = [
+  "__proto__",
+  "constructor",
+  "prototype",
+  "toString",
+  "hasOwnProperty",
+  "",
+  "sbp",
+  "fields",
+  "type",
+  "options",
+];
 export const nastyKey = fc.oneof(fc.constantFrom(...NASTY_KEYS), fc.string({ maxLength: 8 }));
 export const nastyValue: fc.Arbitrary<unknown> = fc.letrec((tie) => ({
   v: fc.oneof(
     { depthSize: "small" },
-    fc.constantFrom(null, true, false, 0, -0, 1e308, -1e308, Number.MAX_SAFE_INTEGER + 2, 1e-320, "", "\u0000", "\ud800", "=1+1", "2026-02-30", "2026-03-01T25:00Z"),
+    fc.constantFrom(
+      null,
+      true,
+      false,
+      0,
+      -0,
+      1e308,
+      -1e308,
+      Number.MAX_SAFE_INTEGER + 2,
+      1e-320,
+      "",
+      "\u0000",
+      "\ud800",
+      "=1+1",
+      "2026-02-30",
+      "2026-03-01T25:00Z",
+    ),
     fc.double(),
     fc.string({ maxLength: 20 }),
     fc.array(tie("v"), { maxLength: 4 }),

@@ -13,10 +13,16 @@ export const HARDHAT_KEYS = [
 export const HARDHAT_CHAIN_ID = 31337;
 
 /** The in-process Hardhat network (one chain per test process). */
-export async function inProcessHardhat(): Promise<{ transport: Transport; send: (method: string, params?: unknown[]) => Promise<unknown> }> {
+export async function inProcessHardhat(): Promise<{
+  transport: Transport;
+  send: (method: string, params?: unknown[]) => Promise<unknown>;
+}> {
   const hre = (await import("hardhat")).default;
   const provider = hre.network.provider;
-  return { transport: custom(provider as never), send: (method, params = []) => provider.send(method, params as never) };
+  return {
+    transport: custom(provider as never),
+    send: (method, params = []) => provider.send(method, params as never),
+  };
 }
 
 async function freePort(): Promise<number> {
@@ -38,13 +44,21 @@ export interface HardhatNode {
 export async function startHardhatNode(): Promise<HardhatNode> {
   const port = await freePort();
   const bin = path.join(ROOT, "node_modules", ".bin", "hardhat");
-  const child: ChildProcess = spawn(bin, ["node", "--hostname", "127.0.0.1", "--port", String(port)], { cwd: ROOT, stdio: ["ignore", "pipe", "pipe"], env: { ...process.env, HARDHAT_DISABLE_TELEMETRY_PROMPT: "true" } });
+  const child: ChildProcess = spawn(bin, ["node", "--hostname", "127.0.0.1", "--port", String(port)], {
+    cwd: ROOT,
+    stdio: ["ignore", "pipe", "pipe"],
+    env: { ...process.env, HARDHAT_DISABLE_TELEMETRY_PROMPT: "true" },
+  });
   let out = "";
   child.stdout!.on("data", (d) => (out += d));
   child.stderr!.on("data", (d) => (out += d));
   const url = `http://127.0.0.1:${port}`;
   const rpc = async (method: string, params: unknown[] = []) => {
-    const res = await fetch(url, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify({ jsonrpc: "2.0", id: 1, method, params }) });
+    const res = await fetch(url, {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify({ jsonrpc: "2.0", id: 1, method, params }),
+    });
     const j = (await res.json()) as { result?: unknown; error?: { message: string } };
     if (j.error) throw new Error(j.error.message);
     return j.result;

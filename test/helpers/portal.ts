@@ -10,9 +10,15 @@ const TSX = ["--import", "tsx"];
 
 export function ensureBuilt(): void {
   if (existsSync(path.join(ROOT, "build", "index.js"))) return;
-  const r = spawnSync(process.execPath, [path.join(ROOT, "node_modules/@remix-run/dev/dist/cli.js"), "build"], { cwd: ROOT, encoding: "utf8" });
+  const r = spawnSync(process.execPath, [path.join(ROOT, "node_modules/@remix-run/dev/dist/cli.js"), "build"], {
+    cwd: ROOT,
+    encoding: "utf8",
+  });
   if (r.status !== 0) throw new Error(`remix build failed: ${r.stderr}`);
-  const v = spawnSync(process.execPath, [path.join(ROOT, "bin", "build-verifier.mjs")], { cwd: ROOT, encoding: "utf8" });
+  const v = spawnSync(process.execPath, [path.join(ROOT, "bin", "build-verifier.mjs")], {
+    cwd: ROOT,
+    encoding: "utf8",
+  });
   if (v.status !== 0) throw new Error(`verifier build failed: ${v.stderr}`);
 }
 
@@ -36,12 +42,19 @@ function baseEnv(extra: Record<string, string>): NodeJS.ProcessEnv {
 /** Start `bin/serve.ts` and wait until it listens (or exits). */
 export async function startPortal(extra: Record<string, string>, timeoutMs = 90_000): Promise<Portal> {
   ensureBuilt();
-  const proc = spawn(process.execPath, [...TSX, path.join(ROOT, "bin", "serve.ts")], { cwd: ROOT, env: baseEnv(extra), stdio: ["ignore", "pipe", "pipe"] });
+  const proc = spawn(process.execPath, [...TSX, path.join(ROOT, "bin", "serve.ts")], {
+    cwd: ROOT,
+    env: baseEnv(extra),
+    stdio: ["ignore", "pipe", "pipe"],
+  });
   let out = "";
   proc.stdout!.on("data", (d) => (out += d));
   proc.stderr!.on("data", (d) => (out += d));
   const url = await new Promise<string>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`portal did not start within ${timeoutMs} ms:\n${out}`)), timeoutMs);
+    const timer = setTimeout(
+      () => reject(new Error(`portal did not start within ${timeoutMs} ms:\n${out}`)),
+      timeoutMs,
+    );
     const check = () => {
       const m = /portal on http:\/\/localhost:(\d+)/.exec(out);
       if (m) {
@@ -71,7 +84,12 @@ export async function startPortal(extra: Record<string, string>, timeoutMs = 90_
 /** Run the portal expecting it to fail at start; returns exit code and output. */
 export function portalStartFailure(extra: Record<string, string>) {
   ensureBuilt();
-  const r = spawnSync(process.execPath, [...TSX, path.join(ROOT, "bin", "serve.ts")], { cwd: ROOT, env: baseEnv(extra), encoding: "utf8", timeout: 60_000 });
+  const r = spawnSync(process.execPath, [...TSX, path.join(ROOT, "bin", "serve.ts")], {
+    cwd: ROOT,
+    env: baseEnv(extra),
+    encoding: "utf8",
+    timeout: 60_000,
+  });
   return { code: r.status, stdout: r.stdout, stderr: r.stderr };
 }
 
@@ -88,9 +106,17 @@ export function cli(args: string[], extra: Record<string, string>, input?: strin
 }
 
 /** Run the CLI without blocking this process (needed when the test itself serves a TSA or a proxy). */
-export function cliAsync(args: string[], extra: Record<string, string>, timeoutMs = 120_000): Promise<{ code: number | null; stdout: string; stderr: string }> {
+export function cliAsync(
+  args: string[],
+  extra: Record<string, string>,
+  timeoutMs = 120_000,
+): Promise<{ code: number | null; stdout: string; stderr: string }> {
   return new Promise((resolve) => {
-    const p = spawn(process.execPath, [path.join(ROOT, "bin", "trialseal.js"), ...args], { cwd: ROOT, env: baseEnv(extra), stdio: ["ignore", "pipe", "pipe"] });
+    const p = spawn(process.execPath, [path.join(ROOT, "bin", "trialseal.js"), ...args], {
+      cwd: ROOT,
+      env: baseEnv(extra),
+      stdio: ["ignore", "pipe", "pipe"],
+    });
     let stdout = "";
     let stderr = "";
     p.stdout!.on("data", (d) => (stdout += d));
@@ -112,17 +138,26 @@ export class Browser {
   }
   async post(p: string, form: Record<string, string>, headers: Record<string, string> = {}) {
     // A browser sends Origin with every form post.
-    return this.request(p, { method: "POST", body: new URLSearchParams(form).toString(), headers: { "content-type": "application/x-www-form-urlencoded", origin: this.base, ...headers } });
+    return this.request(p, {
+      method: "POST",
+      body: new URLSearchParams(form).toString(),
+      headers: { "content-type": "application/x-www-form-urlencoded", origin: this.base, ...headers },
+    });
   }
   /**
    * Sign in; when the account must use a second factor, enrol an authenticator (reading the key from the
    * enrolment page, as a person would type it into their app) or answer the code step. Returns the TOTP secret.
    */
-  async signIn(email: string, password: string, secret?: string): Promise<{ status: number; location: string | null; secret?: string }> {
+  async signIn(
+    email: string,
+    password: string,
+    secret?: string,
+  ): Promise<{ status: number; location: string | null; secret?: string }> {
     const r = await this.post("/login", { email, password });
     if (r.status !== 302) return r;
     const { generateTOTP } = await import("@epic-web/totp");
-    const code = async (key: string) => (await generateTOTP({ secret: key, period: 30, digits: 6, algorithm: "SHA-1" })).otp;
+    const code = async (key: string) =>
+      (await generateTOTP({ secret: key, period: 30, digits: 6, algorithm: "SHA-1" })).otp;
     if (r.location?.startsWith("/account/totp")) {
       const page = await this.get(r.location);
       const key = /data-testid="totp-secret">([A-Z2-7]+)</.exec(page.text)?.[1];
@@ -138,7 +173,11 @@ export class Browser {
     return r;
   }
   private async request(p: string, init: RequestInit) {
-    const res = await fetch(this.base + p, { ...init, redirect: "manual", headers: { ...(init.headers as Record<string, string>), cookie: this.cookie } });
+    const res = await fetch(this.base + p, {
+      ...init,
+      redirect: "manual",
+      headers: { ...(init.headers as Record<string, string>), cookie: this.cookie },
+    });
     const set = res.headers.get("set-cookie");
     if (set) this.cookie = set.split(";")[0];
     return { status: res.status, location: res.headers.get("location"), text: await res.text(), headers: res.headers };

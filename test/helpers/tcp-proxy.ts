@@ -69,7 +69,11 @@ export async function startTcpProxy(targetPort: number, targetHost = "127.0.0.1"
     if (m === "hang") return;
     if (m === "http500" || m === "garbage") {
       client.once("data", () => {
-        client.end(m === "http500" ? rawHttp("500 Internal Server Error", "text/plain", "upstream exploded") : rawHttp("200 OK", "application/json", "\u0000\u00ff<html>not json, not DER"));
+        client.end(
+          m === "http500"
+            ? rawHttp("500 Internal Server Error", "text/plain", "upstream exploded")
+            : rawHttp("200 OK", "application/json", "\u0000\u00ff<html>not json, not DER"),
+        );
       });
       return;
     }

@@ -29,14 +29,62 @@ export async function startTsa(opts: { port?: number; name?: string } = {}): Pro
   const dir = mkdtempSync(path.join(tmpdir(), "trialseal-tsa-"));
   const ossl = (...args: string[]) => execFileSync("openssl", args, { cwd: dir, stdio: ["ignore", "ignore", "pipe"] });
   const name = opts.name ?? "TrialSeal Test TSA";
-  ossl("req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-keyout", "ca.key", "-out", "ca.pem", "-days", "3650",
-    "-subj", `/CN=${name} CA`, "-addext", "basicConstraints=critical,CA:TRUE", "-addext", "keyUsage=critical,keyCertSign,cRLSign");
-  ossl("req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-keyout", "tsa.key", "-out", "tsa.csr", "-subj", `/CN=${name}`);
+  ossl(
+    "req",
+    "-x509",
+    "-newkey",
+    "ec",
+    "-pkeyopt",
+    "ec_paramgen_curve:P-256",
+    "-nodes",
+    "-keyout",
+    "ca.key",
+    "-out",
+    "ca.pem",
+    "-days",
+    "3650",
+    "-subj",
+    `/CN=${name} CA`,
+    "-addext",
+    "basicConstraints=critical,CA:TRUE",
+    "-addext",
+    "keyUsage=critical,keyCertSign,cRLSign",
+  );
+  ossl(
+    "req",
+    "-newkey",
+    "ec",
+    "-pkeyopt",
+    "ec_paramgen_curve:P-256",
+    "-nodes",
+    "-keyout",
+    "tsa.key",
+    "-out",
+    "tsa.csr",
+    "-subj",
+    `/CN=${name}`,
+  );
   writeFileSync(
     path.join(dir, "ext.cnf"),
     "basicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature\nextendedKeyUsage=critical,timeStamping\n",
   );
-  ossl("x509", "-req", "-in", "tsa.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial", "-out", "tsa.pem", "-days", "3650", "-extfile", "ext.cnf");
+  ossl(
+    "x509",
+    "-req",
+    "-in",
+    "tsa.csr",
+    "-CA",
+    "ca.pem",
+    "-CAkey",
+    "ca.key",
+    "-CAcreateserial",
+    "-out",
+    "tsa.pem",
+    "-days",
+    "3650",
+    "-extfile",
+    "ext.cnf",
+  );
   writeFileSync(path.join(dir, "serial"), "01\n");
   writeFileSync(
     path.join(dir, "tsa.cnf"),
@@ -89,7 +137,9 @@ ess_cert_id_alg = sha256
         return;
       }
       if (mode === "garbage") {
-        res.writeHead(200, { "content-type": "application/timestamp-reply" }).end(Buffer.from("this is not DER at all"));
+        res
+          .writeHead(200, { "content-type": "application/timestamp-reply" })
+          .end(Buffer.from("this is not DER at all"));
         return;
       }
       const k = ++n;
@@ -98,7 +148,18 @@ ess_cert_id_alg = sha256
         const r = path.join(dir, `r${k}.der`);
         writeFileSync(q, Buffer.concat(chunks));
         try {
-          await run("openssl", ["ts", "-reply", "-queryfile", q, "-config", path.join(dir, "tsa.cnf"), "-section", "tsa1", "-out", r]);
+          await run("openssl", [
+            "ts",
+            "-reply",
+            "-queryfile",
+            q,
+            "-config",
+            path.join(dir, "tsa.cnf"),
+            "-section",
+            "tsa1",
+            "-out",
+            r,
+          ]);
           res.writeHead(200, { "content-type": "application/timestamp-reply" }).end(readFileSync(r));
         } catch (err) {
           res.writeHead(500).end(String((err as Error).message));

@@ -21,7 +21,12 @@ async function api(who: Browser, method: string, p: string, body?: unknown, head
   const res = await fetch(portal.url + p, {
     method,
     redirect: "manual",
-    headers: { cookie: who.cookie, origin: portal.url, ...(body === undefined ? {} : { "content-type": "application/json" }), ...headers },
+    headers: {
+      cookie: who.cookie,
+      origin: portal.url,
+      ...(body === undefined ? {} : { "content-type": "application/json" }),
+      ...headers,
+    },
     body: body === undefined ? undefined : JSON.stringify(body),
   });
   const text = await res.text();
@@ -38,13 +43,40 @@ beforeAll(async () => {
   const dataDir = tempDataDir();
   env = { DATA_DIR: dataDir };
   portal = await startPortal(env);
-  demoPassword = /password for every account: (\S+)/.exec(readFileSync(path.join(dataDir, "demo-credentials.txt"), "utf8"))![1];
-  expect(cli(["studies", "create", "--code", "IDOR-1", "--title", "Two sites", "--site", "A", "--site", "B"], env).code).toBe(0);
-  for (const [who, role, site] of [["inv-a", "investigator", "A"], ["inv-b", "investigator", "B"], ["mon", "monitor", undefined], ["dm", "data_manager", undefined]] as const) {
-    const r = cli(["users", "create", "--email", `${who}@idor.test`, "--role", role, "--study", "IDOR-1", ...(site ? ["--site", site] : []), "--password-stdin"], env, PW);
+  demoPassword = /password for every account: (\S+)/.exec(
+    readFileSync(path.join(dataDir, "demo-credentials.txt"), "utf8"),
+  )![1];
+  expect(
+    cli(["studies", "create", "--code", "IDOR-1", "--title", "Two sites", "--site", "A", "--site", "B"], env).code,
+  ).toBe(0);
+  for (const [who, role, site] of [
+    ["inv-a", "investigator", "A"],
+    ["inv-b", "investigator", "B"],
+    ["mon", "monitor", undefined],
+    ["dm", "data_manager", undefined],
+  ] as const) {
+    const r = cli(
+      [
+        "users",
+        "create",
+        "--email",
+        `${who}@idor.test`,
+        "--role",
+        role,
+        "--study",
+        "IDOR-1",
+        ...(site ? ["--site", site] : []),
+        "--password-stdin",
+      ],
+      env,
+      PW,
+    );
     expect(r.code, r.stderr).toBe(0);
   }
-  expect(cli(["forms", "import", "--study", "IDOR-1", path.join(ROOT, "app", "studies", "demo", "vitals.form.json")], env).code).toBe(0);
+  expect(
+    cli(["forms", "import", "--study", "IDOR-1", path.join(ROOT, "app", "studies", "demo", "vitals.form.json")], env)
+      .code,
+  ).toBe(0);
   for (const who of ["inv-a", "inv-b", "mon"]) {
     b[who] = new Browser(portal.url);
     const r = await b[who].signIn(`${who}@idor.test`, PW);
@@ -53,10 +85,18 @@ beforeAll(async () => {
   }
   b.demoCoord = new Browser(portal.url);
   expect((await b.demoCoord.signIn("coordinator@demo.trialseal.test", demoPassword)).status).toBe(302);
-  for (const [who, site] of [["inv-a", "A"], ["inv-b", "B"]] as const) {
+  for (const [who, site] of [
+    ["inv-a", "A"],
+    ["inv-b", "B"],
+  ] as const) {
     const e = await api(b[who], "POST", "/api/v1/studies/IDOR-1/participants", { site });
     expect(e.status, e.text).toBe(201);
-    const r = await api(b[who], "POST", "/api/v1/studies/IDOR-1/records", { subject: e.json.subject, form: "VITALS", visit: "SCREENING", data: { sbp: 120, dbp: 80, visit_date: "2026-03-01" } });
+    const r = await api(b[who], "POST", "/api/v1/studies/IDOR-1/records", {
+      subject: e.json.subject,
+      form: "VITALS",
+      visit: "SCREENING",
+      data: { sbp: 120, dbp: 80, visit_date: "2026-03-01" },
+    });
     expect(r.status, r.text).toBe(201);
     made[site] = { subject: e.json.subject, record: r.json.id, entry: e.json.entry.id, recordEntry: r.json.entry.id };
   }
@@ -91,9 +131,17 @@ describe("no IDOR across sites or studies", () => {
     // The API: reading, correcting and entering data for site B is refused; nothing changes.
     expect((await api(b["inv-a"], "GET", `/api/v1/studies/IDOR-1/records/${B.record}`)).status).toBe(404);
     expect((await api(b["inv-a"], "GET", `/api/v1/studies/IDOR-1/records/${A.record}`)).status).toBe(200);
-    const put = await api(b["inv-a"], "PUT", `/api/v1/studies/IDOR-1/records/${B.record}`, { data: { sbp: 150, dbp: 90, visit_date: "2026-03-01" }, reason: "not mine" });
+    const put = await api(b["inv-a"], "PUT", `/api/v1/studies/IDOR-1/records/${B.record}`, {
+      data: { sbp: 150, dbp: 90, visit_date: "2026-03-01" },
+      reason: "not mine",
+    });
     expect([403, 404]).toContain(put.status);
-    const post = await api(b["inv-a"], "POST", "/api/v1/studies/IDOR-1/records", { subject: B.subject, form: "VITALS", visit: "WEEK4", data: { sbp: 120, dbp: 80, visit_date: "2026-03-29" } });
+    const post = await api(b["inv-a"], "POST", "/api/v1/studies/IDOR-1/records", {
+      subject: B.subject,
+      form: "VITALS",
+      visit: "WEEK4",
+      data: { sbp: 120, dbp: 80, visit_date: "2026-03-29" },
+    });
     expect([403, 404, 422]).toContain(post.status);
     const enrolB = await api(b["inv-a"], "POST", "/api/v1/studies/IDOR-1/participants", { site: "B" });
     expect([403, 404]).toContain(enrolB.status);
@@ -108,12 +156,18 @@ describe("no IDOR across sites or studies", () => {
     }
     expect([200, 202]).toContain((await api(b["inv-a"], "GET", `/api/v1/entries/${A.recordEntry}/proof`)).status);
     // Study-wide exports are for reviewers, not for one site's investigator.
-    for (const f of ["odm", "fhir", "csv", "evidence"]) expect([403, 404], f).toContain((await b["inv-a"].get(`/studies/IDOR-1/export/${f}`)).status);
+    for (const f of ["odm", "fhir", "csv", "evidence"])
+      expect([403, 404], f).toContain((await b["inv-a"].get(`/studies/IDOR-1/export/${f}`)).status);
   });
 
   it("staff of another study reach nothing of this one, by page or API", async () => {
     const who = b.demoCoord;
-    for (const p of [`/studies/IDOR-1`, `/studies/IDOR-1/participants`, `/studies/IDOR-1/participants/${made.A.subject}`, `/studies/IDOR-1/records/${made.A.record}`]) {
+    for (const p of [
+      `/studies/IDOR-1`,
+      `/studies/IDOR-1/participants`,
+      `/studies/IDOR-1/participants/${made.A.subject}`,
+      `/studies/IDOR-1/records/${made.A.record}`,
+    ]) {
       expect([403, 404], p).toContain((await who.get(p)).status);
     }
     expect((await api(who, "GET", `/api/v1/studies/IDOR-1/records/${made.A.record}`)).status).toBe(404);
@@ -155,7 +209,8 @@ describe("API tokens", () => {
   it("a revoked token is refused at once (401); list shows it revoked; revoking twice is a clear error", async () => {
     const token = cli(["tokens", "create", "--study", "IDOR-1", "--name", "lab feed"], env).stdout.trim();
     expect(token).toMatch(/^ts_/);
-    const use = () => fetch(`${portal.url}/api/v1/studies/IDOR-1/forms`, { headers: { authorization: `Bearer ${token}` } });
+    const use = () =>
+      fetch(`${portal.url}/api/v1/studies/IDOR-1/forms`, { headers: { authorization: `Bearer ${token}` } });
     expect((await use()).status).toBe(200);
     const listed = cli(["tokens", "list", "--study", "IDOR-1"], env);
     expect(listed.code).toBe(0);
@@ -166,7 +221,9 @@ describe("API tokens", () => {
     expect(revoked.stdout).toMatch(/^revoked [0-9a-f-]{36} \(ts_/);
     const after = await use();
     expect(after.status).toBe(401);
-    expect(cli(["tokens", "list", "--study", "IDOR-1"], env).stdout).toMatch(new RegExp(`${token.slice(0, 10)}\\s+revoked `));
+    expect(cli(["tokens", "list", "--study", "IDOR-1"], env).stdout).toMatch(
+      new RegExp(`${token.slice(0, 10)}\\s+revoked `),
+    );
     const again = cli(["tokens", "revoke", "--study", "IDOR-1", token.slice(0, 10)], env);
     expect(again.code).not.toBe(0);
     expect(again.stderr).toMatch(/no live token ts_/);

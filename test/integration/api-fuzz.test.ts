@@ -21,10 +21,15 @@ let recordId: string;
 const statuses = new Map<number, number>();
 
 async function send(method: string, p: string, body: string | Uint8Array, type = "application/json") {
-  const res = await fetch(portal.url + p, { method, headers: { authorization: `Bearer ${token}`, "content-type": type }, body: body as unknown as BodyInit });
+  const res = await fetch(portal.url + p, {
+    method,
+    headers: { authorization: `Bearer ${token}`, "content-type": type },
+    body: body as unknown as BodyInit,
+  });
   statuses.set(res.status, (statuses.get(res.status) ?? 0) + 1);
   const text = await res.text();
-  if (res.status >= 500 || (res.status >= 300 && res.status < 400)) throw new Error(`${method} ${p} answered ${res.status}: ${text.slice(0, 300)} for ${String(body).slice(0, 300)}`);
+  if (res.status >= 500 || (res.status >= 300 && res.status < 400))
+    throw new Error(`${method} ${p} answered ${res.status}: ${text.slice(0, 300)} for ${String(body).slice(0, 300)}`);
   if (res.status >= 400) {
     const j = JSON.parse(text) as { error?: { code?: unknown; message?: unknown } };
     expect(typeof j.error?.code, text).toBe("string");
@@ -33,24 +38,45 @@ async function send(method: string, p: string, body: string | Uint8Array, type =
   return res.status;
 }
 
-const mutated = (base: Record<string, unknown>) => fc.tuple(fc.array(fc.nat(), { minLength: 1, maxLength: 3 }), nastyValue).map(([p, v]) => mutate(base, p, v));
-const withExtraKey = (base: Record<string, unknown>) => fc.tuple(nastyKey, nastyValue).map(([k, v]) => JSON.stringify(base).replace(/^\{/, `{${JSON.stringify(k)}:${JSON.stringify(v) ?? "null"},`));
+const mutated = (base: Record<string, unknown>) =>
+  fc.tuple(fc.array(fc.nat(), { minLength: 1, maxLength: 3 }), nastyValue).map(([p, v]) => mutate(base, p, v));
+const withExtraKey = (base: Record<string, unknown>) =>
+  fc
+    .tuple(nastyKey, nastyValue)
+    .map(([k, v]) => JSON.stringify(base).replace(/^\{/, `{${JSON.stringify(k)}:${JSON.stringify(v) ?? "null"},`));
 const json = (arb: fc.Arbitrary<unknown>) => arb.map((v) => JSON.stringify(v) ?? "null");
 const raw = fc.oneof(
   fc.uint8Array({ maxLength: 64 }),
-  fc.constantFrom(new Uint8Array([0x7b, 0x22, 0xff, 0xfe, 0x22, 0x3a, 0x31, 0x7d]), new TextEncoder().encode("[".repeat(5000)), new TextEncoder().encode('{"a":1e999999}'), new TextEncoder().encode('{"site":"SITE-01"')),
+  fc.constantFrom(
+    new Uint8Array([0x7b, 0x22, 0xff, 0xfe, 0x22, 0x3a, 0x31, 0x7d]),
+    new TextEncoder().encode("[".repeat(5000)),
+    new TextEncoder().encode('{"a":1e999999}'),
+    new TextEncoder().encode('{"site":"SITE-01"'),
+  ),
 );
 
 beforeAll(async () => {
   env = { DATA_DIR: tempDataDir(), API_RATE_PER_SECOND: "100000" };
   portal = await startPortal(env);
-  token = cli(["tokens", "create", "--study", "DEMO-001", "--name", "fuzz", "--scope", "forms.manage"], env).stdout.trim();
-  const e = await fetch(`${portal.url}/api/v1/studies/DEMO-001/participants`, { method: "POST", headers: { authorization: `Bearer ${token}`, "content-type": "application/json" }, body: '{"site":"SITE-01"}' });
+  token = cli(
+    ["tokens", "create", "--study", "DEMO-001", "--name", "fuzz", "--scope", "forms.manage"],
+    env,
+  ).stdout.trim();
+  const e = await fetch(`${portal.url}/api/v1/studies/DEMO-001/participants`, {
+    method: "POST",
+    headers: { authorization: `Bearer ${token}`, "content-type": "application/json" },
+    body: '{"site":"SITE-01"}',
+  });
   subject = ((await e.json()) as { subject: string }).subject;
   const r = await fetch(`${portal.url}/api/v1/studies/DEMO-001/records`, {
     method: "POST",
     headers: { authorization: `Bearer ${token}`, "content-type": "application/json" },
-    body: JSON.stringify({ subject, form: "VITALS", visit: "SCREENING", data: { sbp: 120, dbp: 80, visit_date: "2026-03-01" } }),
+    body: JSON.stringify({
+      subject,
+      form: "VITALS",
+      visit: "SCREENING",
+      data: { sbp: 120, dbp: 80, visit_date: "2026-03-01" },
+    }),
   });
   expect(r.status).toBe(201);
   recordId = ((await r.json()) as { id: string }).id;
@@ -61,24 +87,47 @@ afterAll(async () => {
 
 describe("API bodies fuzzed over HTTP", () => {
   it("every write route answers every hostile body with a typed error (never a 500), and the audit stays clean", async () => {
-    const record = { subject: "", form: "VITALS", visit: "WEEK4", data: { sbp: 120, dbp: 80, visit_date: "2026-03-29", notes: "ok" } };
-    const form = JSON.parse(readFileSync(path.join(ROOT, "app", "studies", "demo", "vitals.form.json"), "utf8")) as Record<string, unknown>;
+    const record = {
+      subject: "",
+      form: "VITALS",
+      visit: "WEEK4",
+      data: { sbp: 120, dbp: 80, visit_date: "2026-03-29", notes: "ok" },
+    };
+    const form = JSON.parse(
+      readFileSync(path.join(ROOT, "app", "studies", "demo", "vitals.form.json"), "utf8"),
+    ) as Record<string, unknown>;
     const routes: [string, string, Record<string, unknown>][] = [
       ["POST", "/api/v1/studies/DEMO-001/records", { ...record, subject }],
-      ["POST", "/api/v1/studies/DEMO-001/participants", { site: "SITE-01", personal: { fullName: "Ann Example", email: "ann@example.test" } }],
-      ["PUT", `/api/v1/studies/DEMO-001/records/${recordId}`, { data: { sbp: 121, dbp: 80, visit_date: "2026-03-01" }, reason: "typo" }],
+      [
+        "POST",
+        "/api/v1/studies/DEMO-001/participants",
+        { site: "SITE-01", personal: { fullName: "Ann Example", email: "ann@example.test" } },
+      ],
+      [
+        "PUT",
+        `/api/v1/studies/DEMO-001/records/${recordId}`,
+        { data: { sbp: 121, dbp: 80, visit_date: "2026-03-01" }, reason: "typo" },
+      ],
       ["POST", "/api/v1/studies/DEMO-001/forms", { ...form, code: "FUZZ", version: 1 }],
     ];
     // Known-nasty bodies first: a lone surrogate where a string is stored and hashed (no UTF-8, no canonical
     // form) is refused at the edge as invalid Unicode, naming where it is.
     const lone = [
-      [routes[0], { ...routes[0][2], data: { sbp: 120, dbp: 80, visit_date: "2026-03-29", notes: "a\ud800b" } }, "data.notes"],
+      [
+        routes[0],
+        { ...routes[0][2], data: { sbp: 120, dbp: 80, visit_date: "2026-03-29", notes: "a\ud800b" } },
+        "data.notes",
+      ],
       [routes[1], { site: "SITE-01", personal: { fullName: "\udc00Ann" } }, "personal.fullName"],
       [routes[2], { ...routes[2][2], reason: "\ud83d" }, "reason"],
       [routes[3], { ...routes[3][2], title: "V\ud800" }, "title"],
     ] as const;
     for (const [[method, p], body, field] of lone) {
-      const res = await fetch(portal.url + p, { method, headers: { authorization: `Bearer ${token}`, "content-type": "application/json" }, body: JSON.stringify(body) });
+      const res = await fetch(portal.url + p, {
+        method,
+        headers: { authorization: `Bearer ${token}`, "content-type": "application/json" },
+        body: JSON.stringify(body),
+      });
       expect(res.status, `${method} ${p}`).toBe(400);
       expect(((await res.json()) as { error: { field: string } }).error.field).toBe(field);
     }

@@ -27,7 +27,8 @@ async function settled(url: string) {
   try {
     for (let i = 0; i < 200; i++) {
       const [{ pending }] = await sql`SELECT count(*)::int AS pending FROM ledger_entries WHERE status = 'pending'`;
-      const [{ unanchored }] = await sql`SELECT count(*)::int AS unanchored FROM checkpoints c WHERE c.tree_size = (SELECT max(tree_size) FROM checkpoints) AND NOT EXISTS (SELECT 1 FROM anchors a WHERE a.tree_size >= c.tree_size AND a.status = 'final')`;
+      const [{ unanchored }] =
+        await sql`SELECT count(*)::int AS unanchored FROM checkpoints c WHERE c.tree_size = (SELECT max(tree_size) FROM checkpoints) AND NOT EXISTS (SELECT 1 FROM anchors a WHERE a.tree_size >= c.tree_size AND a.status = 'final')`;
       if (pending === 0 && unanchored === 0) return;
       await sleep(100);
     }
@@ -42,11 +43,21 @@ describe("backup and restore (PostgreSQL + data directory)", () => {
     const src = await createScratchPostgres();
     drops.push(src.drop);
     const dataDir = tempDataDir();
-    const env = { DATA_DIR: dataDir, DATABASE_URL: src.url, SEAL_INTERVAL_MS: "200", LOCAL_ANCHOR_INTERVAL_MS: "200", API_RATE_PER_SECOND: "100000" };
+    const env = {
+      DATA_DIR: dataDir,
+      DATABASE_URL: src.url,
+      SEAL_INTERVAL_MS: "200",
+      LOCAL_ANCHOR_INTERVAL_MS: "200",
+      API_RATE_PER_SECOND: "100000",
+    };
     portal = await startPortal(env);
     const token = cli(["tokens", "create", "--study", "DEMO-001", "--name", "backup"], env).stdout.trim();
     const post = (url: string, p: string, body: unknown) =>
-      fetch(`${url}${p}`, { method: "POST", headers: { authorization: `Bearer ${token}`, "content-type": "application/json" }, body: JSON.stringify(body) });
+      fetch(`${url}${p}`, {
+        method: "POST",
+        headers: { authorization: `Bearer ${token}`, "content-type": "application/json" },
+        body: JSON.stringify(body),
+      });
     const subjects: string[] = [];
     for (let i = 0; i < 5; i++) {
       const r = await post(portal.url, "/api/v1/studies/DEMO-001/participants", { site: "SITE-01" });

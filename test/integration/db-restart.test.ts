@@ -22,7 +22,13 @@ describe("PostgreSQL restarted under load", () => {
     const admin = postgres(pg.url, { max: 1, onnotice: () => {} });
     await admin`CREATE DATABASE trialseal`;
     await admin.end();
-    env = { DATA_DIR: tempDataDir(), DATABASE_URL: pg.url.replace(/\/postgres$/, "/trialseal"), SEAL_INTERVAL_MS: "200", LOCAL_ANCHOR_INTERVAL_MS: "500", API_RATE_PER_SECOND: "100000" };
+    env = {
+      DATA_DIR: tempDataDir(),
+      DATABASE_URL: pg.url.replace(/\/postgres$/, "/trialseal"),
+      SEAL_INTERVAL_MS: "200",
+      LOCAL_ANCHOR_INTERVAL_MS: "500",
+      API_RATE_PER_SECOND: "100000",
+    };
     portal = await startPortal(env);
   });
   afterAll(async () => {
@@ -89,7 +95,9 @@ describe("PostgreSQL restarted under load", () => {
     stop = true;
     await Promise.all(workers);
     if (networkErrors || !ackedIn.after) console.log(portal!.output().slice(-4000));
-    console.log(`restart figures: ${JSON.stringify({ statuses: Object.fromEntries(statuses), unavailable: unavailable.length, acked: acked.size, ackedIn, networkErrors })}`);
+    console.log(
+      `restart figures: ${JSON.stringify({ statuses: Object.fromEntries(statuses), unavailable: unavailable.length, acked: acked.size, ackedIn, networkErrors })}`,
+    );
 
     // During the outage: 503s with Retry-After and a typed JSON error; never a 500, never a dropped connection.
     expect(unavailable.length).toBeGreaterThan(0);
@@ -112,7 +120,8 @@ describe("PostgreSQL restarted under load", () => {
     try {
       const subjects = [...acked.values()];
       expect(new Set(subjects).size).toBe(subjects.length);
-      const rows = await sql`SELECT subject_code, count(*)::int AS n FROM participants WHERE subject_code = ANY(${subjects}) GROUP BY subject_code`;
+      const rows =
+        await sql`SELECT subject_code, count(*)::int AS n FROM participants WHERE subject_code = ANY(${subjects}) GROUP BY subject_code`;
       expect(rows.length).toBe(subjects.length);
       expect(rows.every((r) => r.n === 1)).toBe(true);
       let pending = -1;

@@ -30,10 +30,16 @@ describe("ledgers through the CLI (hardhat node over HTTP, openssl TSA, PostgreS
   it("deploys, anchors on all three ledgers, rides out a chain outage without losing the anchor, and verifies with --rpc/--require", async () => {
     const dataDir = tempDataDir();
     // deploy-evm needs only the RPC URL and the key.
-    const noKey = await cliAsync(["ledger", "deploy-evm", "--rpc", proxy.url], { DATA_DIR: dataDir, EVM_PRIVATE_KEY: "" });
+    const noKey = await cliAsync(["ledger", "deploy-evm", "--rpc", proxy.url], {
+      DATA_DIR: dataDir,
+      EVM_PRIVATE_KEY: "",
+    });
     expect(noKey.code).toBe(2);
     expect(noKey.stderr).toMatch(/set EVM_PRIVATE_KEY/);
-    const deployed = await cliAsync(["ledger", "deploy-evm", "--rpc", proxy.url, "--chain-id", "31337"], { DATA_DIR: dataDir, EVM_PRIVATE_KEY: HARDHAT_KEYS[0] });
+    const deployed = await cliAsync(["ledger", "deploy-evm", "--rpc", proxy.url, "--chain-id", "31337"], {
+      DATA_DIR: dataDir,
+      EVM_PRIVATE_KEY: HARDHAT_KEYS[0],
+    });
     expect(deployed.code, deployed.stderr).toBe(0);
     expect(deployed.stderr).toMatch(/deployed TrialSealAnchor .* on chain 31337 .* gas\); owner 0x/);
     expect(deployed.stderr + deployed.stdout).not.toContain(HARDHAT_KEYS[0].slice(2)); // the key is never printed
@@ -57,7 +63,9 @@ describe("ledgers through the CLI (hardhat node over HTTP, openssl TSA, PostgreS
     expect(partial.code).toBe(2);
     expect(partial.stderr).toMatch(/missing EVM_CONTRACT/);
 
-    expect((await cliAsync(["studies", "create", "--code", "LED-1", "--title", "Ledgers", "--site", "A"], env)).code).toBe(0);
+    expect(
+      (await cliAsync(["studies", "create", "--code", "LED-1", "--title", "Ledgers", "--site", "A"], env)).code,
+    ).toBe(0);
     expect((await cliAsync(["seal", "--once"], env)).stdout).toMatch(/sealed batch 0/);
 
     // The chain is cut off: local and the TSA anchor, EVM is retried later (exit 1, status names the error).
@@ -68,8 +76,17 @@ describe("ledgers through the CLI (hardhat node over HTTP, openssl TSA, PostgreS
     expect(down.stdout).toMatch(/^rfc3161: checkpoint 1 anchored \(final\)$/m);
     expect(down.stdout).toMatch(/^evm: checkpoint 1 not anchored yet \(attempt 1\): .*; next try /m);
     const status = await cliAsync(["ledger", "status", "--json"], env);
-    const rows = JSON.parse(status.stdout) as { ledger: string; pending: number; lastFinalSize: number | null; lastError: string | null }[];
-    expect(rows.find((r) => r.ledger === "evm")).toMatchObject({ pending: 1, lastFinalSize: null, lastError: expect.stringMatching(/.+/) });
+    const rows = JSON.parse(status.stdout) as {
+      ledger: string;
+      pending: number;
+      lastFinalSize: number | null;
+      lastError: string | null;
+    }[];
+    expect(rows.find((r) => r.ledger === "evm")).toMatchObject({
+      pending: 1,
+      lastFinalSize: null,
+      lastError: expect.stringMatching(/.+/),
+    });
     expect(rows.find((r) => r.ledger === "rfc3161")).toMatchObject({ pending: 0, lastFinalSize: 1 });
 
     // The chain is back: after the back-off the same anchor completes; nothing was lost or sent twice.
@@ -81,21 +98,35 @@ describe("ledgers through the CLI (hardhat node over HTTP, openssl TSA, PostgreS
     await node.rpc("hardhat_mine", ["0x1"]);
     const fin = await cliAsync(["anchor", "--once", "--ledger", "evm"], env);
     expect(fin.stdout).toMatch(/^evm: checkpoint 1 anchored \(final\)$/m);
-    const logs = (await node.rpc("eth_getLogs", [{ address: contract, fromBlock: "0x0", toBlock: "latest" }])) as unknown[];
+    const logs = (await node.rpc("eth_getLogs", [
+      { address: contract, fromBlock: "0x0", toBlock: "latest" },
+    ])) as unknown[];
     expect(logs).toHaveLength(1);
 
     const proof = await cliAsync(["proof", "0"], env);
     expect(proof.code, proof.stderr).toBe(0);
     const bundle = JSON.parse(proof.stdout);
-    expect(bundle.checkpoints[0].anchors.map((a: { ledger: string }) => a.ledger).sort()).toEqual(["evm", "local", "rfc3161"]);
+    expect(bundle.checkpoints[0].anchors.map((a: { ledger: string }) => a.ledger).sort()).toEqual([
+      "evm",
+      "local",
+      "rfc3161",
+    ]);
     const policyText = (await cliAsync(["trust-policy"], env)).stdout;
-    expect(JSON.parse(policyText).ledgers.evm).toMatchObject({ type: "evm", chainId: 31337, contract, confirmations: 2 });
+    expect(JSON.parse(policyText).ledgers.evm).toMatchObject({
+      type: "evm",
+      chainId: 31337,
+      contract,
+      confirmations: 2,
+    });
     const bundleFile = path.join(dataDir, "bundle.json");
     const policyFile = path.join(dataDir, "policy.json");
     writeFileSync(bundleFile, proof.stdout);
     writeFileSync(policyFile, policyText);
 
-    const full = await cliAsync(["verify", bundleFile, "--trust", policyFile, "--rpc", node.url, "--require", "evm,rfc3161,local"], {});
+    const full = await cliAsync(
+      ["verify", bundleFile, "--trust", policyFile, "--rpc", node.url, "--require", "evm,rfc3161,local"],
+      {},
+    );
     expect(full.code, full.stdout + full.stderr).toBe(0);
     expect(full.stdout).toMatch(/ok\s+checkpoint\[0\]\.anchor\[evm\]: Anchored event in block \d+ of chain 31337/);
     expect(full.stdout).toMatch(/ok\s+checkpoint\[0\]\.anchor\[rfc3161\]: RFC 3161 token/);

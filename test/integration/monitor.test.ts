@@ -28,7 +28,8 @@ afterAll(async () => {
   await portal?.stop();
 });
 
-const monitor = (extra: string[] = [], policy = policyFile) => cliAsync(["monitor", "--url", portal.url, "--trust", policy, "--state", state, ...extra], env);
+const monitor = (extra: string[] = [], policy = policyFile) =>
+  cliAsync(["monitor", "--url", portal.url, "--trust", policy, "--state", state, ...extra], env);
 const readState = () => JSON.parse(readFileSync(path.join(state, "state.json"), "utf8"));
 
 async function logSize() {
@@ -45,7 +46,9 @@ describe("trialseal monitor", () => {
     const size0 = readState().treeSize;
 
     // The log grows (a new study is a ledger entry); once sealed and anchored, the monitor proves consistency.
-    expect((await cliAsync(["studies", "create", "--code", "MON-1", "--title", "Monitored", "--site", "S1"], env)).code).toBe(0);
+    expect(
+      (await cliAsync(["studies", "create", "--code", "MON-1", "--title", "Monitored", "--site", "S1"], env)).code,
+    ).toBe(0);
     let grown: { code: number | null; stdout: string; stderr: string } = { code: -1, stdout: "", stderr: "" };
     for (let i = 0; i < 80; i++) {
       if ((await logSize()) > size0) {
@@ -55,7 +58,9 @@ describe("trialseal monitor", () => {
       }
       await new Promise((r) => setTimeout(r, 250));
     }
-    expect(grown.stdout).toMatch(new RegExp(`OK at log size \\d+ \\(grew from ${size0}, consistent\\); [1-9]\\d* anchors? verified`));
+    expect(grown.stdout).toMatch(
+      new RegExp(`OK at log size \\d+ \\(grew from ${size0}, consistent\\); [1-9]\\d* anchors? verified`),
+    );
     expect(grown.code).toBe(0);
     const good = readState();
 
@@ -89,13 +94,19 @@ describe("trialseal monitor", () => {
     expect(r.stderr).toMatch(/ALARM: the checkpoint of size \d+ is not signed by a log key of the trust policy/);
 
     // A log that has not advanced for longer than allowed (nothing writes to it any more in this test).
-    writeFileSync(path.join(state, "state.json"), JSON.stringify({ ...good, advancedAt: new Date(Date.now() - 3 * 86_400_000).toISOString() }));
+    writeFileSync(
+      path.join(state, "state.json"),
+      JSON.stringify({ ...good, advancedAt: new Date(Date.now() - 3 * 86_400_000).toISOString() }),
+    );
     r = await monitor(["--max-age-hours", "24"]);
     expect(r.code).toBe(1);
     expect(r.stderr).toMatch(/ALARM: the log has not advanced since .* \(more than 24 h\)/);
 
     // Cannot check: unreachable portal, missing options.
-    const down = await cliAsync(["monitor", "--url", "http://127.0.0.1:1", "--trust", policyFile, "--state", state], env);
+    const down = await cliAsync(
+      ["monitor", "--url", "http://127.0.0.1:1", "--trust", policyFile, "--state", state],
+      env,
+    );
     expect(down.code).toBe(2);
     expect(down.stderr).toMatch(/cannot check: http:\/\/127\.0\.0\.1:1 is unreachable/);
     expect((await cliAsync(["monitor", "--url", portal.url, "--trust", policyFile], env)).code).toBe(2);

@@ -11,7 +11,12 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { unzipSync } from "fflate";
 import { cliAsync, startPortal, tempDataDir, type Portal } from "../helpers/portal.ts";
 
-const PERSON = { fullName: "Zebulon Quixote-Farnsworth", email: "zebulon.qf@example.net", phone: "+44 20 7946 0999", birthDate: "1977-07-07" };
+const PERSON = {
+  fullName: "Zebulon Quixote-Farnsworth",
+  email: "zebulon.qf@example.net",
+  phone: "+44 20 7946 0999",
+  birthDate: "1977-07-07",
+};
 const NEEDLES = ["Zebulon", "Quixote", "Farnsworth", "zebulon.qf", "7946 0999", "79460999", "1977-07-07"];
 let portal: Portal;
 let env: Record<string, string>;
@@ -33,18 +38,33 @@ describe("no personal data in payloads, anchors, logs, errors or exports", () =>
   it("finds none of the participant's personal data anywhere the deployment emits it", async () => {
     const token = (await cliAsync(["tokens", "create", "--study", "DEMO-001", "--name", "pd"], env)).stdout.trim();
     const api = (p: string, body?: unknown) =>
-      fetch(`${portal.url}${p}`, { method: body ? "POST" : "GET", headers: { authorization: `Bearer ${token}`, "content-type": "application/json" }, body: body ? JSON.stringify(body) : undefined });
+      fetch(`${portal.url}${p}`, {
+        method: body ? "POST" : "GET",
+        headers: { authorization: `Bearer ${token}`, "content-type": "application/json" },
+        body: body ? JSON.stringify(body) : undefined,
+      });
     const errors: string[] = [];
-    const bad = await api("/api/v1/studies/DEMO-001/participants", { site: "SITE-01", personal: { ...PERSON, email: "Zebulon at nowhere" } });
+    const bad = await api("/api/v1/studies/DEMO-001/participants", {
+      site: "SITE-01",
+      personal: { ...PERSON, email: "Zebulon at nowhere" },
+    });
     expect(bad.status).toBe(422);
     errors.push(await bad.text());
-    const bad2 = await api("/api/v1/studies/DEMO-001/participants", { site: "SITE-01", personal: { ...PERSON, nickname: "Zebulon" } });
+    const bad2 = await api("/api/v1/studies/DEMO-001/participants", {
+      site: "SITE-01",
+      personal: { ...PERSON, nickname: "Zebulon" },
+    });
     expect(bad2.status).toBe(422);
     errors.push(await bad2.text());
     const ok = await api("/api/v1/studies/DEMO-001/participants", { site: "SITE-01", personal: PERSON });
     expect(ok.status).toBe(201);
     const { subject, entry } = (await ok.json()) as { subject: string; entry: { id: string } };
-    const rec = await api("/api/v1/studies/DEMO-001/records", { subject, form: "VITALS", visit: "SCREENING", data: { sbp: 120, dbp: 80, visit_date: "2026-03-01" } });
+    const rec = await api("/api/v1/studies/DEMO-001/records", {
+      subject,
+      form: "VITALS",
+      visit: "SCREENING",
+      data: { sbp: 120, dbp: 80, visit_date: "2026-03-01" },
+    });
     expect(rec.status, await rec.clone().text()).toBe(201);
     // Wait until both writes are sealed (a seq that is not assigned yet is simply not found).
     for (const id of [entry.id, ((await rec.json()) as { entry: { id: string } }).entry.id]) {
@@ -75,7 +95,8 @@ describe("no personal data in payloads, anchors, logs, errors or exports", () =>
 
     // The anchors (the local ledger file), the portal's log output.
     const ledgerDir = path.join(env.DATA_DIR, "ledger");
-    for (const f of readdirSync(ledgerDir)) expectNoPersonalData(`the local ledger file ${f}`, readFileSync(path.join(ledgerDir, f), "utf8"));
+    for (const f of readdirSync(ledgerDir))
+      expectNoPersonalData(`the local ledger file ${f}`, readFileSync(path.join(ledgerDir, f), "utf8"));
     expectNoPersonalData("the portal's log output", portal.output());
 
     // Every export, and every file of the evidence package (certified copies included).

@@ -56,7 +56,23 @@ describe("portal on the embedded database (PGlite)", () => {
     expect(tok.code).toBe(0);
     expect(tok.stdout).toMatch(/^ts_[A-Za-z0-9_-]{43}\n$/);
 
-    const user = cli(["users", "create", "--email", "new@site.test", "--role", "coordinator", "--study", "DEMO-001", "--site", "SITE-01", "--password-stdin"], env, "a-long-enough-password\n");
+    const user = cli(
+      [
+        "users",
+        "create",
+        "--email",
+        "new@site.test",
+        "--role",
+        "coordinator",
+        "--study",
+        "DEMO-001",
+        "--site",
+        "SITE-01",
+        "--password-stdin",
+      ],
+      env,
+      "a-long-enough-password\n",
+    );
     expect(user.code).toBe(0);
     const b = new Browser(p.url);
     expect((await b.post("/login", { email: "new@site.test", password: "a-long-enough-password" })).status).toBe(302);
@@ -67,11 +83,29 @@ describe("portal on the embedded database (PGlite)", () => {
 
     // Form definitions from a file, through the running portal: approved on import unless --draft.
     const formFile = path.join(env.DATA_DIR, "ae.json");
-    writeFileSync(formFile, JSON.stringify({ code: "AE", title: "Adverse event", version: 1, visits: ["ANY"], fields: [{ name: "term", label: "Term", type: "text", required: true }] }));
+    writeFileSync(
+      formFile,
+      JSON.stringify({
+        code: "AE",
+        title: "Adverse event",
+        version: 1,
+        visits: ["ANY"],
+        fields: [{ name: "term", label: "Term", type: "text", required: true }],
+      }),
+    );
     const imported = cli(["forms", "import", "--study", "DEMO-001", formFile], env);
     expect(imported.stderr).toBe("");
     expect(imported.stdout).toMatch(/^imported and approved form AE version 1 in DEMO-001 \(sha256 [0-9a-f]{64}\)\n$/);
-    writeFileSync(formFile, JSON.stringify({ code: "AE", title: "Adverse event", version: 2, visits: ["ANY"], fields: [{ name: "term", label: "Term", type: "txt" }] }));
+    writeFileSync(
+      formFile,
+      JSON.stringify({
+        code: "AE",
+        title: "Adverse event",
+        version: 2,
+        visits: ["ANY"],
+        fields: [{ name: "term", label: "Term", type: "txt" }],
+      }),
+    );
     const invalid = cli(["forms", "import", "--study", "DEMO-001", formFile], env);
     expect(invalid.code).toBe(1);
     expect(invalid.stderr).toMatch(/^trialseal: form definition: fields\[0\]\.type: /);
@@ -84,7 +118,9 @@ describe("portal on the embedded database (PGlite)", () => {
     // A second portal on the same data directory is refused with a clear message.
     const second = portalStartFailure(env);
     expect(second.code).toBe(1);
-    expect(second.stderr).toMatch(/^trialseal: the embedded database .* is in use by process \d+ \(the running portal\)/);
+    expect(second.stderr).toMatch(
+      /^trialseal: the embedded database .* is in use by process \d+ \(the running portal\)/,
+    );
     expect(second.stderr.trim().split("\n")).toHaveLength(1);
 
     expect(await p.stop()).toBe(0);
@@ -138,9 +174,21 @@ describe("portal on PostgreSQL", () => {
 describe("bad configuration stops start-up with one clear line", () => {
   const cases: [string, Record<string, string>, RegExp][] = [
     ["malformed DATABASE_URL", { DATABASE_URL: "postgres//nope" }, /^trialseal: invalid DATABASE_URL: not a URL/],
-    ["unreachable server", { DATABASE_URL: "postgres://postgres@127.0.0.1:1/test" }, /^trialseal: cannot connect to PostgreSQL at postgres:\/\/postgres@127\.0\.0\.1:1\/test: .*ECONNREFUSED/],
-    ["short SESSION_SECRET in production", { NODE_ENV: "production", SESSION_SECRET: "too-short", DATA_KEY: "ab".repeat(32) }, /^trialseal: invalid SESSION_SECRET: must be at least 32 characters/],
-    ["missing DATA_KEY in production", { NODE_ENV: "production", SESSION_SECRET: "x".repeat(40) }, /^trialseal: missing DATA_KEY/],
+    [
+      "unreachable server",
+      { DATABASE_URL: "postgres://postgres@127.0.0.1:1/test" },
+      /^trialseal: cannot connect to PostgreSQL at postgres:\/\/postgres@127\.0\.0\.1:1\/test: .*ECONNREFUSED/,
+    ],
+    [
+      "short SESSION_SECRET in production",
+      { NODE_ENV: "production", SESSION_SECRET: "too-short", DATA_KEY: "ab".repeat(32) },
+      /^trialseal: invalid SESSION_SECRET: must be at least 32 characters/,
+    ],
+    [
+      "missing DATA_KEY in production",
+      { NODE_ENV: "production", SESSION_SECRET: "x".repeat(40) },
+      /^trialseal: missing DATA_KEY/,
+    ],
   ];
   for (const [name, vars, message] of cases) {
     it(name, () => {
@@ -163,7 +211,11 @@ describe("bad configuration stops start-up with one clear line", () => {
     expect(h.code).toBe(0);
     expect(h.stdout).toContain("tokens");
     // As a user types it, right after npm install.
-    const npx = spawnSync("npx", ["--no-install", "trialseal", "--help"], { cwd: ROOT, encoding: "utf8", timeout: 60_000 });
+    const npx = spawnSync("npx", ["--no-install", "trialseal", "--help"], {
+      cwd: ROOT,
+      encoding: "utf8",
+      timeout: 60_000,
+    });
     expect(npx.status).toBe(0);
     expect(npx.stdout).toContain("Usage: trialseal");
   });

@@ -31,10 +31,14 @@ describe("sealing, proof bundles and offline verification through the running po
 
     // Without credentials, or with a token of no study that holds the entry: nothing.
     expect((await fetch(`${portal.url}/api/v1/entries/0/proof`)).status).toBe(401);
-    expect((await fetch(`${portal.url}/api/v1/entries/0/proof`, { headers: { authorization: "Bearer ts_nope" } })).status).toBe(401);
+    expect(
+      (await fetch(`${portal.url}/api/v1/entries/0/proof`, { headers: { authorization: "Bearer ts_nope" } })).status,
+    ).toBe(401);
     expect(cli(["studies", "create", "--code", "OTHER-1", "--title", "Other", "--site", "X"], env).code).toBe(0);
     const foreign = cli(["tokens", "create", "--study", "OTHER-1", "--name", "other"], env).stdout.trim();
-    const hidden = await fetch(`${portal.url}/api/v1/entries/0/proof`, { headers: { authorization: `Bearer ${foreign}` } });
+    const hidden = await fetch(`${portal.url}/api/v1/entries/0/proof`, {
+      headers: { authorization: `Bearer ${foreign}` },
+    });
     expect(hidden.status).toBe(404); // an entry of another study looks exactly like an unknown one
     expect((await hidden.json()).error.code).toBe("not_found");
     expect((await fetch(`${portal.url}/api/v1/entries/999999/proof`, { headers: auth })).status).toBe(404);
@@ -52,19 +56,50 @@ describe("sealing, proof bundles and offline verification through the running po
 
     // The pinned URL form: right pin passes, wrong pin is refused (exit 2).
     const pin = createHash("sha256").update(policyText).digest("hex");
-    expect(cli(["verify", bundleFile, "--trust-url", `${portal.url}/.well-known/trialseal.json`, "--pin", pin], env).code).toBe(0);
-    const wrongPin = cli(["verify", bundleFile, "--trust-url", `${portal.url}/.well-known/trialseal.json`, "--pin", "0".repeat(64)], env);
+    expect(
+      cli(["verify", bundleFile, "--trust-url", `${portal.url}/.well-known/trialseal.json`, "--pin", pin], env).code,
+    ).toBe(0);
+    const wrongPin = cli(
+      ["verify", bundleFile, "--trust-url", `${portal.url}/.well-known/trialseal.json`, "--pin", "0".repeat(64)],
+      env,
+    );
     expect(wrongPin.code).toBe(2);
     expect(wrongPin.stderr).toMatch(/not the pinned/);
 
     // One byte changed in the payload, the envelope, the header, a path, the checkpoint: exit 1, naming the step.
     const tampered: [string, (b: any) => void, RegExp][] = [
-      ["payload", (b) => (b.payload.salt = (b.payload.salt[0] === "A" ? "B" : "A") + b.payload.salt.slice(1)), /payload\.hash \[PAYLOAD_HASH_MISMATCH\]/],
-      ["envelope", (b) => (b.envelope.payloadHash = (b.envelope.payloadHash[0] === "a" ? "b" : "a") + b.envelope.payloadHash.slice(1)), /PAYLOAD_HASH_MISMATCH/],
-      ["header", (b) => (b.batch.header.root = (b.batch.header.root[0] === "a" ? "b" : "a") + b.batch.header.root.slice(1)), /BATCH_INCLUSION_FAILED/],
-      ["checkpoint", (b) => (b.checkpoints[0].note = b.checkpoints[0].note.replace("trialseal.localhost/log\n", "trialseal.localhost/loh\n")), /\[(ORIGIN_MISMATCH|SIGNATURE_INVALID)\]/],
+      [
+        "payload",
+        (b) => (b.payload.salt = (b.payload.salt[0] === "A" ? "B" : "A") + b.payload.salt.slice(1)),
+        /payload\.hash \[PAYLOAD_HASH_MISMATCH\]/,
+      ],
+      [
+        "envelope",
+        (b) =>
+          (b.envelope.payloadHash = (b.envelope.payloadHash[0] === "a" ? "b" : "a") + b.envelope.payloadHash.slice(1)),
+        /PAYLOAD_HASH_MISMATCH/,
+      ],
+      [
+        "header",
+        (b) => (b.batch.header.root = (b.batch.header.root[0] === "a" ? "b" : "a") + b.batch.header.root.slice(1)),
+        /BATCH_INCLUSION_FAILED/,
+      ],
+      [
+        "checkpoint",
+        (b) =>
+          (b.checkpoints[0].note = b.checkpoints[0].note.replace(
+            "trialseal.localhost/log\n",
+            "trialseal.localhost/loh\n",
+          )),
+        /\[(ORIGIN_MISMATCH|SIGNATURE_INVALID)\]/,
+      ],
     ];
-    if (bundle.batch.inclusion.length > 0) tampered.push(["path", (b) => (b.batch.inclusion[0] = (b.batch.inclusion[0][0] === "a" ? "b" : "a") + b.batch.inclusion[0].slice(1)), /BATCH_INCLUSION_FAILED/]);
+    if (bundle.batch.inclusion.length > 0)
+      tampered.push([
+        "path",
+        (b) => (b.batch.inclusion[0] = (b.batch.inclusion[0][0] === "a" ? "b" : "a") + b.batch.inclusion[0].slice(1)),
+        /BATCH_INCLUSION_FAILED/,
+      ]);
     for (const [name, mutate, message] of tampered) {
       const b = structuredClone(bundle);
       mutate(b);
@@ -91,7 +126,10 @@ describe("sealing, proof bundles and offline verification through the running po
     }
     expect(anchored.checkpoints.flatMap((c: any) => c.anchors.map((a: any) => a.ledger))).toEqual(["local"]);
     const policy = JSON.parse(await (await fetch(`${portal.url}/.well-known/trialseal.json`)).text());
-    expect(policy.ledgers.local).toMatchObject({ type: "local", keys: [{ publicKey: expect.stringMatching(/^[0-9a-f]{64}$/) }] });
+    expect(policy.ledgers.local).toMatchObject({
+      type: "local",
+      keys: [{ publicKey: expect.stringMatching(/^[0-9a-f]{64}$/) }],
+    });
     writeFileSync(policyFile, JSON.stringify(policy));
     const anchoredFile = path.join(dataDir, "anchored.json");
     writeFileSync(anchoredFile, JSON.stringify(anchored));
@@ -113,7 +151,9 @@ describe("sealing, proof bundles and offline verification through the running po
     expect(html).toContain("Log and anchoring status");
     expect(html).toMatch(/data-ledger="local"/);
     const st = await (await fetch(`${portal.url}/api/v1/status`)).json();
-    expect(st.ledgers).toEqual([expect.objectContaining({ ledger: "local", type: "local", failed: 0, lastFinalSize: expect.any(Number) })]);
+    expect(st.ledgers).toEqual([
+      expect.objectContaining({ ledger: "local", type: "local", failed: 0, lastFinalSize: expect.any(Number) }),
+    ]);
 
     // Public checkpoint and consistency endpoints.
     const note = await (await fetch(`${portal.url}/api/v1/checkpoint`)).text();

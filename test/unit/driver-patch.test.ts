@@ -14,7 +14,10 @@ describe("postgres.js patch", () => {
       const text = readFileSync(path.join(ROOT, "node_modules", "postgres", build, "connection.js"), "utf8");
       const nextWrite = text.slice(text.indexOf("function nextWrite("), text.indexOf("function connectTimedOut("));
       expect(nextWrite, build).toMatch(/if \(!socket\) \{[\s\S]*error\(Errors\.connection\('CONNECTION_CLOSED'/);
-      expect(text.match(/^    clearImmediate\(nextWriteTimer\)\n    chunk = nextWriteTimer = null/gm)?.length, build).toBe(2); // terminate() and closed()
+      expect(
+        text.match(/^    clearImmediate\(nextWriteTimer\)\n    chunk = nextWriteTimer = null/gm)?.length,
+        build,
+      ).toBe(2); // terminate() and closed()
     }
   });
 });

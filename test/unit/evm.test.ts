@@ -20,7 +20,12 @@ import { ORIGIN, cp, hashOf, note, req } from "../helpers/checkpoints.ts";
 const logId = logIdOf(nodeCrypto, ORIGIN) as Hex;
 const memo = () => {
   let work: WorkState | null = null;
-  return { get work() { return work; }, saveWork: async (w: WorkState) => void (work = w) };
+  return {
+    get work() {
+      return work;
+    },
+    saveWork: async (w: WorkState) => void (work = w),
+  };
 };
 
 let transport: Transport;
@@ -33,7 +38,16 @@ beforeAll(async () => {
   ({ transport, send } = await inProcessHardhat());
   const d = await deployAnchorContract({ transport, privateKey: HARDHAT_KEYS[0], logId });
   contract = d.contract;
-  ledger = new EvmLedger({ name: "evm", transport, chainId: HARDHAT_CHAIN_ID, contract, privateKey: HARDHAT_KEYS[0], confirmations: 2, logId, receiptTimeoutMs: 5000 });
+  ledger = new EvmLedger({
+    name: "evm",
+    transport,
+    chainId: HARDHAT_CHAIN_ID,
+    contract,
+    privateKey: HARDHAT_KEYS[0],
+    confirmations: 2,
+    logId,
+    receiptTimeoutMs: 5000,
+  });
 });
 
 describe("the anchoring contract and the EVM ledger (in-process Hardhat)", () => {
@@ -42,7 +56,9 @@ describe("the anchoring contract and the EVM ledger (in-process Hardhat)", () =>
     const fresh = compile();
     expect(fresh).toEqual(committed);
     for (const [file, text] of Object.entries(outputs(fresh))) expect(readFileSync(file, "utf8"), file).toBe(text);
-    expect(ANCHORED_TOPIC).toBe(toEventSelector("event Anchored(bytes32 indexed logId, bytes32 indexed checkpointHash, uint64 treeSize)"));
+    expect(ANCHORED_TOPIC).toBe(
+      toEventSelector("event Anchored(bytes32 indexed logId, bytes32 indexed checkpointHash, uint64 treeSize)"),
+    );
   });
 
   it("anchors with one transaction (gas measured), becomes final after the configured confirmations, and the receipt verifies", async () => {
@@ -55,15 +71,21 @@ describe("the anchoring contract and the EVM ledger (in-process Hardhat)", () =>
     console.log(`gas per anchor (first anchor, cold storage slot): ${gas}`);
     expect(r?.logs).toHaveLength(1);
     const ledgers = { evm: ledger.policy() };
-    const notFinal = await verifyAnchor(nodeCrypto, { ledger: "evm", receipt: out.receipt }, cp(3), ledgers, { evm: () => reader() });
+    const notFinal = await verifyAnchor(nodeCrypto, { ledger: "evm", receipt: out.receipt }, cp(3), ledgers, {
+      evm: () => reader(),
+    });
     expect(notFinal.code).toBe("EVM_NOT_FINAL");
     await send("hardhat_mine", ["0x1"]);
     expect((await ledger.refresh(out.receipt)).status).toBe("final");
-    const ok = await verifyAnchor(nodeCrypto, { ledger: "evm", receipt: out.receipt }, cp(3), ledgers, { evm: () => reader() });
+    const ok = await verifyAnchor(nodeCrypto, { ledger: "evm", receipt: out.receipt }, cp(3), ledgers, {
+      evm: () => reader(),
+    });
     expect(ok, ok.message).toMatchObject({ status: "ok" });
     expect(Date.parse(ok.time!)).toBeGreaterThan(Date.now() - 3600_000);
     // Without a reader (no --rpc) the receipt is reported, not passed.
-    expect((await verifyAnchor(nodeCrypto, { ledger: "evm", receipt: out.receipt }, cp(3), ledgers)).status).toBe("not_checked");
+    expect((await verifyAnchor(nodeCrypto, { ledger: "evm", receipt: out.receipt }, cp(3), ledgers)).status).toBe(
+      "not_checked",
+    );
     // The second anchor writes a warm slot: the steady-state cost.
     const next = await ledger.anchor(req(4), memo());
     if (next.receipt.type !== "evm") throw new Error();
@@ -73,14 +95,34 @@ describe("the anchoring contract and the EVM ledger (in-process Hardhat)", () =>
   });
 
   it("the contract refuses another sender and a tree size that does not grow", async () => {
-    const stranger = new EvmLedger({ name: "evm", transport, chainId: HARDHAT_CHAIN_ID, contract, privateKey: HARDHAT_KEYS[1], confirmations: 2, logId });
+    const stranger = new EvmLedger({
+      name: "evm",
+      transport,
+      chainId: HARDHAT_CHAIN_ID,
+      contract,
+      privateKey: HARDHAT_KEYS[1],
+      confirmations: 2,
+      logId,
+    });
     await expect(stranger.anchor(req(50), memo())).rejects.toThrow(/refuses the anchor: NotOwner/);
     // Straight to the contract, bypassing the adapter's own check.
-    const wallet = createWalletClient({ account: privateKeyToAccount(HARDHAT_KEYS[0]), chain: chainFor(HARDHAT_CHAIN_ID), transport });
+    const wallet = createWalletClient({
+      account: privateKeyToAccount(HARDHAT_KEYS[0]),
+      chain: chainFor(HARDHAT_CHAIN_ID),
+      transport,
+    });
     const pub = createPublicClient({ chain: chainFor(HARDHAT_CHAIN_ID), transport });
     const last = Number(await pub.readContract({ address: contract, abi: ANCHOR_ABI, functionName: "lastTreeSize" }));
     for (const size of [last, last - 1]) {
-      const e = await pub.simulateContract({ account: wallet.account, address: contract, abi: ANCHOR_ABI, functionName: "anchor", args: [`0x${"ab".repeat(32)}`, BigInt(size)] }).catch((x) => x);
+      const e = await pub
+        .simulateContract({
+          account: wallet.account,
+          address: contract,
+          abi: ANCHOR_ABI,
+          functionName: "anchor",
+          args: [`0x${"ab".repeat(32)}`, BigInt(size)],
+        })
+        .catch((x) => x);
       expect(revertReason(e)).toBe("TreeSizeNotGrowing");
     }
     const err = await ledger.anchor(req(last), memo()).catch((e) => e);
@@ -93,11 +135,20 @@ describe("the anchoring contract and the EVM ledger (in-process Hardhat)", () =>
     await send("hardhat_mine", ["0x2"]);
     if (out.receipt.type !== "evm") throw new Error();
     const ledgers = { evm: ledger.policy() };
-    const check = (receipt: unknown, n = 10, pol: Record<string, unknown> = ledgers) => verifyAnchor(nodeCrypto, { ledger: "evm", receipt }, cp(n), pol, { evm: () => reader() });
+    const check = (receipt: unknown, n = 10, pol: Record<string, unknown> = ledgers) =>
+      verifyAnchor(nodeCrypto, { ledger: "evm", receipt }, cp(n), pol, { evm: () => reader() });
     expect((await check(out.receipt)).status).toBe("ok");
     // Same log, same owner, a second contract: its receipts are not the trusted contract's.
     const d2 = await deployAnchorContract({ transport, privateKey: HARDHAT_KEYS[0], logId });
-    const other = new EvmLedger({ name: "evm", transport, chainId: HARDHAT_CHAIN_ID, contract: d2.contract, privateKey: HARDHAT_KEYS[0], confirmations: 2, logId });
+    const other = new EvmLedger({
+      name: "evm",
+      transport,
+      chainId: HARDHAT_CHAIN_ID,
+      contract: d2.contract,
+      privateKey: HARDHAT_KEYS[0],
+      confirmations: 2,
+      logId,
+    });
     const o2 = await other.anchor(req(10), memo());
     await send("hardhat_mine", ["0x2"]);
     expect((await check(o2.receipt)).code).toBe("EVM_WRONG_CONTRACT");

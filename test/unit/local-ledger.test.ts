@@ -1,4 +1,14 @@
-import { appendFileSync, chmodSync, mkdirSync, mkdtempSync, readFileSync, renameSync, symlinkSync, unlinkSync, writeFileSync } from "node:fs";
+import {
+  appendFileSync,
+  chmodSync,
+  mkdirSync,
+  mkdtempSync,
+  readFileSync,
+  renameSync,
+  symlinkSync,
+  unlinkSync,
+  writeFileSync,
+} from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { execFileSync } from "node:child_process";
@@ -31,7 +41,9 @@ describe("local ledger (signed, hash-chained file)", () => {
     if (a.receipt.type !== "local" || b.receipt.type !== "local") throw new Error("local receipts expected");
     expect(a.receipt.record.pos).toBe(0);
     expect(a.receipt.record.prev).toBe("0".repeat(64));
-    expect(b.receipt.record.prev).toBe(toHex(nodeCrypto.sha256(utf8(readFileSync(l.store.file, "utf8").split("\n")[0]))));
+    expect(b.receipt.record.prev).toBe(
+      toHex(nodeCrypto.sha256(utf8(readFileSync(l.store.file, "utf8").split("\n")[0]))),
+    );
     expect(readFileSync(l.store.file, "utf8").trim().split("\n")).toHaveLength(2);
     const ledgers = { local: l.policy() };
     for (const c of [nodeCrypto, nobleCrypto]) {
@@ -43,13 +55,30 @@ describe("local ledger (signed, hash-chained file)", () => {
     expect(wrong.code).toBe("ANCHOR_CHECKPOINT_MISMATCH");
     const forged = structuredClone(b.receipt);
     forged.record.time = "2020-01-01T00:00:00.000Z";
-    expect((await verifyAnchor(nodeCrypto, { ledger: "local", receipt: forged }, cp(2), ledgers)).code).toBe("LOCAL_SIGNATURE_INVALID");
-    const otherKey = { local: { ...l.policy(), keys: [{ publicKey: toHex(other.publicKey), notBefore: null, notAfter: null }] } };
-    expect((await verifyAnchor(nodeCrypto, { ledger: "local", receipt: b.receipt }, cp(2), otherKey)).code).toBe("LOCAL_SIGNATURE_INVALID");
-    const expired = { local: { ...l.policy(), keys: [{ publicKey: toHex(signer.publicKey), notBefore: null, notAfter: "2020-01-01T00:00:00.000Z" }] } };
-    expect((await verifyAnchor(nodeCrypto, { ledger: "local", receipt: b.receipt }, cp(2), expired)).code).toBe("LOCAL_NO_VALID_KEY");
-    expect((await verifyAnchor(nodeCrypto, { ledger: "nope", receipt: b.receipt }, cp(2), ledgers)).code).toBe("ANCHOR_UNKNOWN_LEDGER");
-    expect((await verifyAnchor(nodeCrypto, { ledger: "local", receipt: { type: "local" } }, cp(2), ledgers)).code).toBe("ANCHOR_MALFORMED");
+    expect((await verifyAnchor(nodeCrypto, { ledger: "local", receipt: forged }, cp(2), ledgers)).code).toBe(
+      "LOCAL_SIGNATURE_INVALID",
+    );
+    const otherKey = {
+      local: { ...l.policy(), keys: [{ publicKey: toHex(other.publicKey), notBefore: null, notAfter: null }] },
+    };
+    expect((await verifyAnchor(nodeCrypto, { ledger: "local", receipt: b.receipt }, cp(2), otherKey)).code).toBe(
+      "LOCAL_SIGNATURE_INVALID",
+    );
+    const expired = {
+      local: {
+        ...l.policy(),
+        keys: [{ publicKey: toHex(signer.publicKey), notBefore: null, notAfter: "2020-01-01T00:00:00.000Z" }],
+      },
+    };
+    expect((await verifyAnchor(nodeCrypto, { ledger: "local", receipt: b.receipt }, cp(2), expired)).code).toBe(
+      "LOCAL_NO_VALID_KEY",
+    );
+    expect((await verifyAnchor(nodeCrypto, { ledger: "nope", receipt: b.receipt }, cp(2), ledgers)).code).toBe(
+      "ANCHOR_UNKNOWN_LEDGER",
+    );
+    expect((await verifyAnchor(nodeCrypto, { ledger: "local", receipt: { type: "local" } }, cp(2), ledgers)).code).toBe(
+      "ANCHOR_MALFORMED",
+    );
     // A tree size that does not grow is refused for good.
     await expect(l.anchor({ ...req(1), checkpointHash: hashOf(99) })).rejects.toMatchObject({ retryable: false });
   });
@@ -99,7 +128,11 @@ describe("local ledger (signed, hash-chained file)", () => {
     await b.anchor(req(2));
     await a.anchor(req(3));
     const c = ledgerIn(dir);
-    expect(c.store.all().map((r) => [r.pos, r.treeSize])).toEqual([[0, 1], [1, 2], [2, 3]]);
+    expect(c.store.all().map((r) => [r.pos, r.treeSize])).toEqual([
+      [0, 1],
+      [1, 2],
+      [2, 3],
+    ]);
   });
 
   it("a full disk gives a clear, retryable error, returns no receipt, and the ledger stays usable", async () => {
@@ -144,9 +177,13 @@ describe("local ledger (signed, hash-chained file)", () => {
       const good = readFileSync(l.store.file);
       setReadOnly(true);
       if (!asRoot) chmodSync(l.store.file, 0o444);
-      const err = await ledgerIn(dir).anchor(req(2)).catch((e) => e);
+      const err = await ledgerIn(dir)
+        .anchor(req(2))
+        .catch((e) => e);
       expect(err).toBeInstanceOf(LedgerError);
-      expect(err.message).toMatch(/cannot write the local ledger .*: the ledger directory is not writable \((EROFS|EACCES|EPERM)\)/);
+      expect(err.message).toMatch(
+        /cannot write the local ledger .*: the ledger directory is not writable \((EROFS|EACCES|EPERM)\)/,
+      );
       expect(err.retryable).toBe(true);
       expect(readFileSync(l.store.file)).toEqual(good);
       setReadOnly(false);
@@ -154,7 +191,11 @@ describe("local ledger (signed, hash-chained file)", () => {
       const r = await ledgerIn(dir).anchor(req(2));
       if (r.receipt.type !== "local") throw new Error();
       expect(r.receipt.record.pos).toBe(1);
-      expect(ledgerIn(dir).store.all().map((x) => x.treeSize)).toEqual([1, 2]);
+      expect(
+        ledgerIn(dir)
+          .store.all()
+          .map((x) => x.treeSize),
+      ).toEqual([1, 2]);
     } finally {
       if (asRoot) execFileSync("umount", [base]);
     }

@@ -8,7 +8,8 @@ import { fileURLToPath } from "node:url";
 import { describe, expect, it } from "vitest";
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..", "..");
-const IMPORT = /^\s*(?:import|export)[^'"]*?from\s+["']([^"']+)["']|^\s*import\s+["']([^"']+)["']|import\(\s*["']([^"']+)["']\s*\)/gm;
+const IMPORT =
+  /^\s*(?:import|export)[^'"]*?from\s+["']([^"']+)["']|^\s*import\s+["']([^"']+)["']|import\(\s*["']([^"']+)["']\s*\)/gm;
 
 function importsOf(file: string): string[] {
   const text = readFileSync(file, "utf8");
@@ -34,7 +35,16 @@ function graph(entry: string): { files: Set<string>; packages: Set<string> } {
 const BROWSER_SAFE = ["zod", "canonicalize", "@noble/hashes/sha2.js", "@noble/curves/ed25519.js", "pkijs", "asn1js"];
 
 describe("the integrity core's dependency rules", () => {
-  for (const entry of ["verifier/verify-bundle.ts", "log/crypto-noble.ts", "log/tree.ts", "log/sealer.ts", "verifier/verify-anchor.ts", "verifier/browser-page.ts", "verifier/audit-log.ts", "verifier/verify-package.ts"]) {
+  for (const entry of [
+    "verifier/verify-bundle.ts",
+    "log/crypto-noble.ts",
+    "log/tree.ts",
+    "log/sealer.ts",
+    "verifier/verify-anchor.ts",
+    "verifier/browser-page.ts",
+    "verifier/audit-log.ts",
+    "verifier/verify-package.ts",
+  ]) {
     it(`anchoring/${entry} reaches no node: module and only browser-safe packages`, () => {
       const { files, packages } = graph(path.join(ROOT, "anchoring", entry));
       expect(files.size).toBeGreaterThan(0);
@@ -49,7 +59,8 @@ describe("the integrity core's dependency rules", () => {
       .filter((f) => f.endsWith(".ts") && !f.endsWith(".test.ts"));
     expect(files.length).toBeGreaterThan(5);
     for (const f of files) {
-      for (const spec of importsOf(path.join(ROOT, "anchoring", f))) expect(spec, `anchoring/${f}`).not.toMatch(/(^|\/)(app|db)\//);
+      for (const spec of importsOf(path.join(ROOT, "anchoring", f)))
+        expect(spec, `anchoring/${f}`).not.toMatch(/(^|\/)(app|db)\//);
     }
   });
 });

@@ -23,7 +23,13 @@ afterAll(async () => {
 });
 
 const ledgerFor = (t: TestTsa, trustedPem = tsa.caPem, timeoutMs = 5000) =>
-  new Rfc3161Ledger({ name: "rfc3161", url: t.url, trusted: certificatesFromPem(trustedPem), timeoutMs, randomBytes: (n) => new Uint8Array(randomBytes(n)) });
+  new Rfc3161Ledger({
+    name: "rfc3161",
+    url: t.url,
+    trusted: certificatesFromPem(trustedPem),
+    timeoutMs,
+    randomBytes: (n) => new Uint8Array(randomBytes(n)),
+  });
 
 describe("RFC 3161 ledger against a real TSA (openssl ts behind HTTP)", () => {
   it("time-stamps the checkpoint hash; the token verifies offline (node and noble crypto) and names its genTime", async () => {
@@ -46,12 +52,19 @@ describe("RFC 3161 ledger against a real TSA (openssl ts behind HTTP)", () => {
     const out = await l.anchor(req(6), noCtx);
     if (out.receipt.type !== "rfc3161") throw new Error();
     const ledgers = { rfc3161: l.policy() };
-    expect((await verifyAnchor(nodeCrypto, { ledger: "rfc3161", receipt: out.receipt }, cp(7), ledgers)).code).toBe("ANCHOR_CHECKPOINT_MISMATCH");
+    expect((await verifyAnchor(nodeCrypto, { ledger: "rfc3161", receipt: out.receipt }, cp(7), ledgers)).code).toBe(
+      "ANCHOR_CHECKPOINT_MISMATCH",
+    );
     // Flip one bit of the signature (the last bytes of the token) and one inside the TSTInfo (genTime digits).
     const der = fromBase64(out.receipt.token);
     const sigFlip = der.slice();
     sigFlip[sigFlip.length - 5] ^= 0x01;
-    const r1 = await verifyAnchor(nodeCrypto, { ledger: "rfc3161", receipt: { type: "rfc3161", token: toBase64(sigFlip) } }, cp(6), ledgers);
+    const r1 = await verifyAnchor(
+      nodeCrypto,
+      { ledger: "rfc3161", receipt: { type: "rfc3161", token: toBase64(sigFlip) } },
+      cp(6),
+      ledgers,
+    );
     expect(r1.status).toBe("failed");
     expect(["TSA_SIGNATURE_INVALID", "TSA_TOKEN_MALFORMED"]).toContain(r1.code);
     const text = Buffer.from(der).toString("latin1");
@@ -60,21 +73,45 @@ describe("RFC 3161 ledger against a real TSA (openssl ts behind HTTP)", () => {
     expect(at).toBeGreaterThan(0);
     const timeFlip = der.slice();
     timeFlip[at + 3] ^= 0x01; // 2026 -> 2027 inside the signed TSTInfo
-    expect((await verifyAnchor(nodeCrypto, { ledger: "rfc3161", receipt: { type: "rfc3161", token: toBase64(timeFlip) } }, cp(6), ledgers)).code).toBe("TSA_SIGNATURE_INVALID");
+    expect(
+      (
+        await verifyAnchor(
+          nodeCrypto,
+          { ledger: "rfc3161", receipt: { type: "rfc3161", token: toBase64(timeFlip) } },
+          cp(6),
+          ledgers,
+        )
+      ).code,
+    ).toBe("TSA_SIGNATURE_INVALID");
     // The same token against a policy trusting another CA.
     const otherPolicy = { rfc3161: ledgerFor(tsa, rogue.caPem).policy() };
-    expect((await verifyAnchor(nodeCrypto, { ledger: "rfc3161", receipt: out.receipt }, cp(6), otherPolicy)).code).toBe("TSA_UNTRUSTED");
+    expect((await verifyAnchor(nodeCrypto, { ledger: "rfc3161", receipt: out.receipt }, cp(6), otherPolicy)).code).toBe(
+      "TSA_UNTRUSTED",
+    );
     // A rogue TSA's answer is refused by the adapter itself (retryable: nothing is stored).
     await expect(ledgerFor(rogue).anchor(req(6), noCtx)).rejects.toThrow(/TSA_UNTRUSTED/);
   });
 
   it("checks the nonce of its own request", async () => {
     const imprint = req(8).checkpointHash;
-    const res = await fetch(tsa.url, { method: "POST", headers: { "content-type": "application/timestamp-query" }, body: Buffer.from(buildRequest(imprint, new Uint8Array([1, 2, 3, 4]))) });
+    const res = await fetch(tsa.url, {
+      method: "POST",
+      headers: { "content-type": "application/timestamp-query" },
+      body: Buffer.from(buildRequest(imprint, new Uint8Array([1, 2, 3, 4]))),
+    });
     const token = tokenFromResponse(new Uint8Array(await res.arrayBuffer()));
     const trusted = certificatesFromPem(tsa.caPem);
-    await expect(verifyToken(token, { data: utf8(parseNote(note(8)).text), imprint, trusted, nonce: new Uint8Array([1, 2, 3, 4]) })).resolves.toMatchObject({ nonce: "01020304" });
-    await expect(verifyToken(token, { data: utf8(parseNote(note(8)).text), imprint, trusted, nonce: new Uint8Array([9, 9]) })).rejects.toMatchObject({ code: "TSA_NONCE_MISMATCH" });
+    await expect(
+      verifyToken(token, {
+        data: utf8(parseNote(note(8)).text),
+        imprint,
+        trusted,
+        nonce: new Uint8Array([1, 2, 3, 4]),
+      }),
+    ).resolves.toMatchObject({ nonce: "01020304" });
+    await expect(
+      verifyToken(token, { data: utf8(parseNote(note(8)).text), imprint, trusted, nonce: new Uint8Array([9, 9]) }),
+    ).rejects.toMatchObject({ code: "TSA_NONCE_MISMATCH" });
   });
 
   it("a TSA that is down, failing, garbled or silent gives a retryable LedgerError naming the problem", async () => {

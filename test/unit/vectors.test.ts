@@ -12,13 +12,18 @@ import { verifyBundle } from "../../anchoring/verifier/verify-bundle.ts";
 import { generateVectors, type Vector } from "../vectors/bundles/generate.ts";
 
 const DIR = path.join(path.dirname(fileURLToPath(import.meta.url)), "..", "vectors", "bundles");
-const files = readdirSync(DIR).filter((f) => f.endsWith(".json")).sort();
+const files = readdirSync(DIR)
+  .filter((f) => f.endsWith(".json"))
+  .sort();
 
 describe("proof-bundle vectors (test/vectors/bundles)", () => {
   it("are the generator's output, byte for byte (regenerate with npx tsx test/vectors/bundles/generate.ts)", () => {
     const generated = generateVectors();
     expect(files.map((f) => f.replace(/\.json$/, ""))).toEqual(Object.keys(generated).sort());
-    for (const f of files) expect(readFileSync(path.join(DIR, f), "utf8"), f).toBe(JSON.stringify(generated[f.replace(/\.json$/, "")], null, 2) + "\n");
+    for (const f of files)
+      expect(readFileSync(path.join(DIR, f), "utf8"), f).toBe(
+        JSON.stringify(generated[f.replace(/\.json$/, "")], null, 2) + "\n",
+      );
   });
 
   it("has valid cases and named broken ones", () => {
