@@ -2,7 +2,7 @@ import { readdirSync } from "node:fs";
 import path from "node:path";
 import { describe, expect, it } from "vitest";
 import { OPENAPI } from "./openapi.ts";
-import { loader } from "../routes/api.v1.openapi[.json].ts";
+import { loader } from "../routes/api/api.v1.openapi[.json].ts";
 import { ROOT } from "../../test/helpers/portal.ts";
 
 /** Remix flat-route file name -> URL path template, e.g. api.v1.studies.$code.records_.$id.ts -> /api/v1/studies/{code}/records/{id}. */
@@ -19,7 +19,9 @@ function urlOf(file: string): string {
 
 describe("OpenAPI document", () => {
   it("documents every API route file, and nothing that does not exist", async () => {
-    const files = readdirSync(path.join(ROOT, "app", "routes")).filter((f) => f.startsWith("api.v1."));
+    const files = readdirSync(path.join(ROOT, "app", "routes"), { recursive: true })
+      .map((f) => path.basename(String(f)))
+      .filter((f) => f.startsWith("api.v1."));
     const routes = files.map(urlOf).sort();
     expect(routes).toContain("/api/v1/studies/{code}/records/{id}");
     expect(routes).toContain("/api/v1/openapi.json");

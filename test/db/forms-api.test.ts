@@ -6,7 +6,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { openTestDatabase, engineUnderTest, type TestDb } from "../helpers/db.ts";
 import { createStudy } from "../../app/studies/studies.server.ts";
 import { createApiToken } from "../../app/accounts/tokens.server.ts";
-import { action, loader } from "../../app/routes/api.v1.studies.$code.forms.ts";
+import { action, loader } from "../../app/routes/api/api.v1.studies.$code.forms.ts";
 
 const VITALS = {
   code: "VITALS",

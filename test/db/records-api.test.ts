@@ -9,9 +9,9 @@ import { createStudy } from "../../app/studies/studies.server.ts";
 import { createApiToken } from "../../app/accounts/tokens.server.ts";
 import { importForm } from "../../app/records/forms.server.ts";
 import { toHex } from "../../anchoring/log/bytes.ts";
-import { action as participantsAction } from "../../app/routes/api.v1.studies.$code.participants.ts";
-import { action as recordsAction } from "../../app/routes/api.v1.studies.$code.records.ts";
-import { action as recordPut, loader as recordGet } from "../../app/routes/api.v1.studies.$code.records_.$id.ts";
+import { action as participantsAction } from "../../app/routes/api/api.v1.studies.$code.participants.ts";
+import { action as recordsAction } from "../../app/routes/api/api.v1.studies.$code.records.ts";
+import { action as recordPut, loader as recordGet } from "../../app/routes/api/api.v1.studies.$code.records_.$id.ts";
 
 const VITALS = (version: number) => ({
   code: "VITALS",

@@ -1,0 +1,15 @@
+import { redirect, type ActionFunctionArgs } from "@remix-run/node";
+import { logout } from "../../accounts/auth.server.ts";
+import { requestMeta, sessionCookie, sessionToken } from "../../platform/session.server.ts";
+
+export async function loader() {
+  return redirect("/");
+}
+
+export async function action({ request, context }: ActionFunctionArgs) {
+  const token = await sessionToken(request, context.ctx);
+  if (token) await logout(context.ctx, token, requestMeta(request));
+  return redirect("/login", {
+    headers: { "Set-Cookie": await sessionCookie(context.ctx).serialize("", { maxAge: 0 }) },
+  });
+}

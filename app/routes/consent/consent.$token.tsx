@@ -1,0 +1,361 @@
+/**
+ * The participant's consent page, reached from the invitation link (no account): identity check with a
+ * one-time code, the document with acknowledgements, questions and optional items, the typed-name signature;
+ * afterwards the receipt (seal status, QR code to the public verification page, PDF) and withdrawal.
+ */
+import { json, redirect, type ActionFunctionArgs, type LoaderFunctionArgs, type MetaFunction } from "@remix-run/node";
+import { Form, useActionData, useLoaderData, useRevalidator } from "@remix-run/react";
+import { useEffect } from "react";
+import { z } from "zod";
+import {
+  consentReceipt,
+  openInvitation,
+  sendIdentityCode,
+  signConsent,
+  signatureMeaning,
+  verifyIdentityCode,
+  withdrawByParticipant,
+} from "../../consent/consent.server.ts";
+import { ServiceError } from "../../platform/errors.server.ts";
+import { fromStaffDevice, rememberVerified, verifiedInvitation } from "../../consent/consent-session.server.ts";
+import { requestMeta } from "../../platform/session.server.ts";
+import { parseConsentDocument } from "../../consent/consent-document.ts";
+import { ConsentDocumentView } from "../../consent/consent-document-view.tsx";
+import { qrDataUrl } from "../../platform/qr.server.ts";
+import { SealBadge } from "../../log/seal-badge.tsx";
+
+export const meta: MetaFunction = () => [{ title: "Your consent · TrialSeal" }, { name: "robots", content: "noindex" }];
+
+export async function loader({ request, context, params }: LoaderFunctionArgs) {
+  const ctx = context.ctx;
+  const o = await openInvitation(ctx, params.token ?? "");
+  if (!o)
+    throw new Response("This link is not valid. Check that you copied all of it, or ask the study team.", {
+      status: 404,
+    });
+  const verified = (await verifiedInvitation(request, ctx)) === o.invitation.id;
+  const base = {
+    token: params.token ?? "",
+    study: { code: o.study.code, title: o.study.title },
+    documentTitle: o.document.title,
+    version: o.document.version,
+    sentTo: o.sentTo,
+    channel: o.invitation.channel,
+    state: o.state,
+    message: o.message,
+  };
+  if (o.state !== "open" && o.state !== "used")
+    return json({ ...base, step: "closed" as const, doc: null, receipt: null, signer: null }, { status: 410 });
+  if (!verified) return json({ ...base, step: "identity" as const, doc: null, receipt: null, signer: null });
+  if (o.state === "open") {
+    const parsed = parseConsentDocument(o.document.bodyMarkdown);
+    if (!parsed.ok) throw new Error("the approved consent document no longer parses");
+    return json({
+      ...base,
+      step: "sign" as const,
+      doc: parsed.doc,
+      receipt: null,
+      signer: {
+        role: o.invitation.signerRole,
+        assent: o.invitation.assent,
+        meaning: signatureMeaning(o.invitation.signerRole),
+      },
+    });
+  }
+  const origin = new URL(request.url).origin;
+  const receipt = await consentReceipt(ctx, o, origin);
+  const parsed = parseConsentDocument(receipt.document.body);
+  return json({
+    ...base,
+    step: "receipt" as const,
+    doc: parsed.ok ? parsed.doc : null,
+    receipt: { ...receipt, qr: receipt.verifyUrl ? await qrDataUrl(receipt.verifyUrl) : null },
+    signer: null,
+  });
+}
+
+const WithdrawForm = z.object({ scope: z.enum(["full", "partial"]).optional(), reason: z.string().optional() });
+
+export async function action({ request, context, params }: ActionFunctionArgs) {
+  const ctx = context.ctx;
+  const token = params.token ?? "";
+  const form = await request.formData();
+  const intent = String(form.get("intent") ?? "");
+  const verified = await verifiedInvitation(request, ctx);
+  try {
+    if (intent === "send") {
+      const r = await sendIdentityCode(ctx, token);
+      return json({
+        ok: `We sent a 6-digit code by ${r.channel === "sms" ? "text message" : "email"} to ${r.sentTo}.`,
+        error: null,
+      });
+    }
+    if (intent === "verify") {
+      const id = await verifyIdentityCode(ctx, token, String(form.get("code") ?? ""), requestMeta(request));
+      return redirect(`/consent/${token}`, { headers: { "set-cookie": await rememberVerified(ctx, id) } });
+    }
+    if (intent === "sign") {
+      const options: Record<string, string> = {};
+      const answers: Record<string, string> = {};
+      for (const [k, v] of form.entries()) {
+        if (k.startsWith("option-")) options[k.slice(7)] = String(v);
+        if (k.startsWith("answer-")) answers[k.slice(7)] = String(v);
+      }
+      await signConsent(
+        ctx,
+        token,
+        verified,
+        {
+          acknowledged: form.getAll("ack").map(String),
+          answers,
+          options,
+          typedName: String(form.get("typedName") ?? ""),
+          confirm: form.get("confirm") === "on",
+          assentName: form.get("assentName") === null ? undefined : String(form.get("assentName")),
+          assentConfirm: form.get("assentConfirm") === "on",
+        },
+        { fromStaffDevice: await fromStaffDevice(request, ctx), meta: requestMeta(request) },
+      );
+      return redirect(`/consent/${token}`);
+    }
+    if (intent === "withdraw") {
+      const f = WithdrawForm.parse({ scope: form.get("scope") ?? undefined, reason: form.get("reason") ?? undefined });
+      await withdrawByParticipant(ctx, token, verified, {
+        scope: f.scope,
+        followUp: f.scope === "partial" && form.get("followUp") === "on",
+        optionalWithdrawn: form.getAll("optionalWithdrawn").map(String),
+        reason: f.reason || undefined,
+      });
+      return redirect(`/consent/${token}`);
+    }
+    return json({ ok: null, error: { field: null, message: "unknown action" } }, { status: 400 });
+  } catch (err) {
+    if (err instanceof ServiceError)
+      return json({ ok: null, error: { field: err.field ?? null, message: err.message } }, { status: err.status });
+    throw err;
+  }
+}
+
+export default function ConsentPage() {
+  const d = useLoaderData<typeof loader>();
+  const r = useActionData<typeof action>();
+  const revalidator = useRevalidator();
+  const pending =
+    d.step === "receipt" &&
+    d.receipt?.signatures.some((s) => s.seal.status !== "sealed" || s.seal.anchoredOn.length === 0);
+  useEffect(() => {
+    if (!pending) return;
+    const t = setInterval(() => revalidator.state === "idle" && revalidator.revalidate(), 3000);
+    return () => clearInterval(t);
+  }, [pending, revalidator]);
+  const error = r?.error ?? null;
+  return (
+    <main className="page narrow participant">
+      <p className="muted">
+        {d.study.code}: {d.study.title}
+      </p>
+      <h1>{d.documentTitle}</h1>
+      <p className="muted">Version {d.version}</p>
+      {error ? (
+        <p className="error" role="alert" data-field={error.field ?? ""}>
+          {error.message}
+        </p>
+      ) : null}
+      {r?.ok ? <p role="status">{r.ok}</p> : null}
+
+      {d.step === "closed" ? (
+        <p className="error" role="alert" data-state={d.state}>
+          {d.message}
+        </p>
+      ) : null}
+
+      {d.step === "identity" ? (
+        <section className="card" data-step="identity">
+          <h2>First, confirm it is you</h2>
+          <p>
+            We send a one-time code to your {d.channel === "sms" ? "phone" : "email"} ({d.sentTo}). Enter it below to{" "}
+            {d.state === "used" ? "see your signed consent" : "open the document"}.
+          </p>
+          <Form method="post">
+            <input type="hidden" name="intent" value="send" />
+            <button type="submit">Send me a code</button>
+          </Form>
+          <Form method="post" noValidate>
+            <input type="hidden" name="intent" value="verify" />
+            <label htmlFor="code">Code</label>
+            <input
+              id="code"
+              name="code"
+              type="text"
+              inputMode="numeric"
+              autoComplete="one-time-code"
+              maxLength={6}
+              aria-invalid={error?.field === "code" ? true : undefined}
+            />
+            <button type="submit">Continue</button>
+          </Form>
+        </section>
+      ) : null}
+
+      {d.step === "sign" && d.doc && d.signer ? (
+        <Form method="post" noValidate data-step="sign">
+          <input type="hidden" name="intent" value="sign" />
+          <ConsentDocumentView doc={d.doc} signing error={error} />
+          <section className="card signature-block">
+            <h2>Your signature</h2>
+            {d.signer.role !== "participant" ? (
+              <p>
+                You sign as the participant's{" "}
+                {d.signer.role === "lar" ? "legally authorized representative" : "parent or guardian"}.
+              </p>
+            ) : null}
+            <label htmlFor="typedName">Type your full name</label>
+            <input
+              id="typedName"
+              name="typedName"
+              type="text"
+              autoComplete="name"
+              aria-invalid={error?.field === "typedName" ? true : undefined}
+            />
+            <label className="ack">
+              <input type="checkbox" name="confirm" /> {d.signer.meaning}. I understand that typing my name is my
+              electronic signature, the legally binding equivalent of my handwritten signature.
+            </label>
+            {d.signer.assent ? (
+              <>
+                <h3>The child's assent</h3>
+                <label htmlFor="assentName">The child types their full name</label>
+                <input
+                  id="assentName"
+                  name="assentName"
+                  type="text"
+                  aria-invalid={error?.field === "assentName" ? true : undefined}
+                />
+                <label className="ack">
+                  <input type="checkbox" name="assentConfirm" /> I understand what the study is about and I agree to
+                  take part.
+                </label>
+              </>
+            ) : null}
+            <button type="submit">Sign</button>
+          </section>
+        </Form>
+      ) : null}
+
+      {d.step === "receipt" && d.receipt ? (
+        <section data-step="receipt">
+          <p className="card" data-consent-state={d.receipt.state}>
+            <strong>Status:</strong> {d.receipt.summary}
+          </p>
+          <h2>Signatures</h2>
+          <table className="stack">
+            <thead>
+              <tr>
+                <th>Name</th>
+                <th>Role</th>
+                <th>Meaning</th>
+                <th>Signed (UTC)</th>
+                <th>Proof</th>
+              </tr>
+            </thead>
+            <tbody>
+              {d.receipt.signatures.map((s) => (
+                <tr key={s.id} data-signature={s.role}>
+                  <td>{s.printedName}</td>
+                  <td>{s.role}</td>
+                  <td>{s.meaning}</td>
+                  <td>{s.signedAt.replace("T", " ").slice(0, 19)}</td>
+                  <td>
+                    <SealBadge seal={s.seal} />
+                  </td>
+                </tr>
+              ))}
+            </tbody>
+          </table>
+          <p>
+            <a href={`/consent/${d.token}/receipt.pdf`} data-receipt-pdf download>
+              Download your receipt (PDF)
+            </a>
+          </p>
+          {d.receipt.qr && d.receipt.verifyUrl ? (
+            <figure className="qr">
+              <img
+                src={d.receipt.qr}
+                alt="QR code to the public verification page of this consent"
+                width={160}
+                height={160}
+              />
+              <figcaption>
+                Anyone can check this consent, without seeing your name, at{" "}
+                <a href={d.receipt.verifyUrl}>{d.receipt.verifyUrl}</a>
+              </figcaption>
+            </figure>
+          ) : null}
+          <p className="muted">
+            Document SHA-256 <code>{d.receipt.document.sha256}</code>, approved by {d.receipt.document.irbName} on{" "}
+            {d.receipt.document.irbApprovedOn}.
+          </p>
+          {d.receipt.withdrawals.length ? (
+            <>
+              <h2>Withdrawals</h2>
+              <ul>
+                {d.receipt.withdrawals.map((w) => (
+                  <li key={w.id} data-withdrawal={w.scope}>
+                    {w.at.replace("T", " ").slice(0, 19)} UTC:{" "}
+                    {w.scope === "full"
+                      ? "full withdrawal"
+                      : `partial: ${w.allows.followUp ? "follow-up continues" : "no follow-up"}${w.allows.optionalWithdrawn.length ? `; withdrawn: ${w.allows.optionalWithdrawn.join(", ")}` : ""}`}
+                  </li>
+                ))}
+              </ul>
+            </>
+          ) : null}
+          {d.receipt.state !== "withdrawn" ? (
+            <details className="card">
+              <summary>Withdraw from the study</summary>
+              <p>
+                You may withdraw at any time, without giving a reason. Data collected before you withdraw are kept, as
+                the regulations require.
+              </p>
+              <Form method="post" noValidate>
+                <input type="hidden" name="intent" value="withdraw" />
+                <fieldset>
+                  <legend>What do you want to stop?</legend>
+                  <label className="inline">
+                    <input type="radio" name="scope" value="partial" /> Part of it
+                  </label>
+                  <label className="inline">
+                    <input type="radio" name="scope" value="full" /> Everything (full withdrawal)
+                  </label>
+                </fieldset>
+                <label className="ack">
+                  <input type="checkbox" name="followUp" /> I stop the study treatment but agree to follow-up visits and
+                  data collection (partial)
+                </label>
+                {d.doc
+                  ? d.doc.sections
+                      .flatMap((s) => s.optional)
+                      .map((o) => (
+                        <label key={o.key} className="ack">
+                          <input type="checkbox" name="optionalWithdrawn" value={o.key} /> Withdraw my agreement to:{" "}
+                          {o.text}
+                        </label>
+                      ))
+                  : null}
+                <label htmlFor="reason">Reason (optional)</label>
+                <input id="reason" name="reason" type="text" />
+                <button type="submit">Withdraw</button>
+              </Form>
+            </details>
+          ) : null}
+          {d.doc ? (
+            <details>
+              <summary>The document you signed</summary>
+              <ConsentDocumentView doc={d.doc} />
+            </details>
+          ) : null}
+        </section>
+      ) : null}
+    </main>
+  );
+}

@@ -1,0 +1,197 @@
+import { json, type ActionFunctionArgs, type LoaderFunctionArgs, type MetaFunction } from "@remix-run/node";
+import { Form, Link, useActionData, useLoaderData } from "@remix-run/react";
+import { findStudyByCode, listSites } from "../../../db/queries/studies.ts";
+import { ServiceError } from "../../platform/errors.server.ts";
+import { can } from "../../platform/permissions.server.ts";
+import { addSite, inviteStaff, revokeRole, studyStaff } from "../../studies/staff.server.ts";
+import { requireStudyPermission } from "../../platform/session.server.ts";
+import { TopBar } from "../../ui/top-bar.tsx";
+
+export const meta: MetaFunction = () => [{ title: "Staff and sites · TrialSeal" }];
+
+const ROLE_CHOICES = ["investigator", "coordinator", "monitor", "data_manager", "regulator", "admin"] as const;
+
+export async function loader({ request, context, params }: LoaderFunctionArgs) {
+  const study = await findStudyByCode(context.ctx.db, params.code ?? "");
+  if (!study) throw new Response("No such study", { status: 404 });
+  const user = await requireStudyPermission(request, context, "study.view", { studyId: study.id });
+  const [staff, sites] = await Promise.all([studyStaff(context.ctx, study.id), listSites(context.ctx.db, study.id)]);
+  return json({
+    user: { fullName: user.fullName, email: user.email },
+    study: study.code,
+    canManage: can(user, "users.manage", { studyId: study.id }),
+    sites: sites.map((s) => ({ code: s.code, name: s.name })),
+    staff: staff.map((s) => ({
+      ...s,
+      grantedAt: s.grantedAt.toISOString(),
+      revokedAt: s.revokedAt?.toISOString() ?? null,
+    })),
+  });
+}
+
+export async function action({ request, context, params }: ActionFunctionArgs) {
+  const study = await findStudyByCode(context.ctx.db, params.code ?? "");
+  if (!study) throw new Response("No such study", { status: 404 });
+  const user = await requireStudyPermission(request, context, "users.manage", { studyId: study.id });
+  const form = await request.formData();
+  const text = (k: string) => String(form.get(k) ?? "");
+  try {
+    switch (text("intent")) {
+      case "site": {
+        const s = await addSite(context.ctx, user, {
+          study: study.code,
+          code: text("siteCode"),
+          name: text("siteName"),
+        });
+        return json({ ok: true, message: `Site ${s.code} added.`, error: null, field: null });
+      }
+      case "invite": {
+        const r = await inviteStaff(
+          context.ctx,
+          user,
+          {
+            study: study.code,
+            email: text("email"),
+            fullName: text("fullName"),
+            role: text("role") as never,
+            site: text("site") || undefined,
+            qualifier: (text("qualifier") || undefined) as never,
+          },
+          new URL(request.url).origin,
+        );
+        return json({
+          ok: true,
+          message: r.invited ? `Invitation sent to ${r.user.email}.` : `${r.user.email} has the new role.`,
+          error: null,
+          field: null,
+        });
+      }
+      case "revoke":
+        await revokeRole(context.ctx, user, { study: study.code, membership: text("membership") });
+        return json({ ok: true, message: "Role revoked.", error: null, field: null });
+      default:
+        return json({ ok: false, message: null, error: "unknown action", field: "intent" }, { status: 400 });
+    }
+  } catch (err) {
+    if (err instanceof ServiceError)
+      return json({ ok: false, message: null, error: err.message, field: err.field ?? null }, { status: err.status });
+    throw err;
+  }
+}
+
+export default function Staff() {
+  const d = useLoaderData<typeof loader>();
+  const r = useActionData<typeof action>();
+  const bad = (f: string) => (r?.field === f ? true : undefined);
+  return (
+    <>
+      <TopBar user={d.user} />
+      <main className="page">
+        <p>
+          <Link to={`/studies/${d.study}`}>{d.study}</Link>
+        </p>
+        <h1>Staff and sites</h1>
+        {r?.error ? (
+          <p className="error" role="alert">
+            {r.error}
+          </p>
+        ) : r?.message ? (
+          <p role="status">{r.message}</p>
+        ) : null}
+        <table>
+          <thead>
+            <tr>
+              <th>Name</th>
+              <th>Email</th>
+              <th>Role</th>
+              <th>Site</th>
+              <th>Granted (UTC)</th>
+              <th>Status</th>
+              <th />
+            </tr>
+          </thead>
+          <tbody>
+            {d.staff.map((s) => (
+              <tr key={s.id} data-staff={s.email}>
+                <td>{s.name}</td>
+                <td>{s.email}</td>
+                <td>
+                  {s.role.replace("_", " ")}
+                  {s.qualifier ? ` (${s.qualifier})` : ""}
+                </td>
+                <td>{s.site ?? "all"}</td>
+                <td>{s.grantedAt.slice(0, 10)}</td>
+                <td>{s.revokedAt ? `revoked ${s.revokedAt.slice(0, 10)}` : "current"}</td>
+                <td>
+                  {d.canManage && !s.revokedAt && s.email !== d.user.email ? (
+                    <Form method="post">
+                      <input type="hidden" name="intent" value="revoke" />
+                      <input type="hidden" name="membership" value={s.id} />
+                      <button type="submit">Revoke</button>
+                    </Form>
+                  ) : null}
+                </td>
+              </tr>
+            ))}
+          </tbody>
+        </table>
+        {d.canManage ? (
+          <div className="grid">
+            <section className="card">
+              <h2>Invite a person</h2>
+              <Form method="post" noValidate>
+                <input type="hidden" name="intent" value="invite" />
+                <label htmlFor="fullName">Full name</label>
+                <input id="fullName" name="fullName" type="text" aria-invalid={bad("fullName")} />
+                <label htmlFor="email">Email</label>
+                <input id="email" name="email" type="email" aria-invalid={bad("email")} />
+                <label htmlFor="role">Role</label>
+                <select id="role" name="role" aria-invalid={bad("role")}>
+                  {ROLE_CHOICES.map((x) => (
+                    <option key={x} value={x}>
+                      {x.replace("_", " ")}
+                    </option>
+                  ))}
+                </select>
+                <label htmlFor="site">Site (investigators and coordinators)</label>
+                <select id="site" name="site" aria-invalid={bad("site")}>
+                  <option value="">none (study-wide role)</option>
+                  {d.sites.map((s) => (
+                    <option key={s.code} value={s.code}>
+                      {s.code}: {s.name}
+                    </option>
+                  ))}
+                </select>
+                <label htmlFor="qualifier">Investigator type</label>
+                <select id="qualifier" name="qualifier">
+                  <option value="">-</option>
+                  <option value="principal">principal investigator</option>
+                  <option value="sub">sub-investigator</option>
+                </select>
+                <button type="submit">Invite</button>
+              </Form>
+            </section>
+            <section className="card">
+              <h2>Sites</h2>
+              <ul>
+                {d.sites.map((s) => (
+                  <li key={s.code}>
+                    {s.code}: {s.name}
+                  </li>
+                ))}
+              </ul>
+              <Form method="post" noValidate>
+                <input type="hidden" name="intent" value="site" />
+                <label htmlFor="siteCode">New site code</label>
+                <input id="siteCode" name="siteCode" type="text" aria-invalid={bad("code")} />
+                <label htmlFor="siteName">Site name</label>
+                <input id="siteName" name="siteName" type="text" aria-invalid={bad("name")} />
+                <button type="submit">Add site</button>
+              </Form>
+            </section>
+          </div>
+        ) : null}
+      </main>
+    </>
+  );
+}

@@ -1,0 +1,66 @@
+import { json, type LoaderFunctionArgs, type MetaFunction } from "@remix-run/node";
+import { Link, useLoaderData } from "@remix-run/react";
+import { listStudies } from "../../../db/queries/studies.ts";
+import { visibleStudyIds } from "../../platform/permissions.server.ts";
+import { requireUser } from "../../platform/session.server.ts";
+import { TopBar } from "../../ui/top-bar.tsx";
+
+export const meta: MetaFunction = () => [{ title: "Studies · TrialSeal" }];
+
+export async function loader({ request, context }: LoaderFunctionArgs) {
+  const user = await requireUser(request, context);
+  const studies = await listStudies(context.ctx.db, visibleStudyIds(user));
+  const roles = (studyId: string) =>
+    user.memberships.filter((m) => m.studyId === studyId).map((m) => m.role + (m.siteCode ? ` (${m.siteCode})` : ""));
+  return json({
+    user: { fullName: user.fullName, email: user.email, platformAdmin: user.platformAdmin },
+    studies: studies.map((s) => ({
+      code: s.code,
+      title: s.title,
+      status: s.status,
+      roles: user.platformAdmin ? ["platform admin"] : roles(s.id),
+    })),
+  });
+}
+
+export default function Studies() {
+  const { user, studies } = useLoaderData<typeof loader>();
+  return (
+    <>
+      <TopBar user={user} />
+      <main className="page">
+        <h1>Studies</h1>
+        {user.platformAdmin ? (
+          <p>
+            <Link to="/studies/new">New study</Link>
+          </p>
+        ) : null}
+        {studies.length === 0 ? <p className="muted">You have no role in any study yet.</p> : null}
+        <table>
+          <thead>
+            <tr>
+              <th>Protocol</th>
+              <th>Title</th>
+              <th>Status</th>
+              <th>Your role</th>
+            </tr>
+          </thead>
+          <tbody>
+            {studies.map((s) => (
+              <tr key={s.code}>
+                <td>
+                  <Link to={`/studies/${s.code}`}>{s.code}</Link>
+                </td>
+                <td>{s.title}</td>
+                <td>
+                  <span className="badge">{s.status}</span>
+                </td>
+                <td>{s.roles.join(", ")}</td>
+              </tr>
+            ))}
+          </tbody>
+        </table>
+      </main>
+    </>
+  );
+}
