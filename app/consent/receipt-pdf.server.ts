@@ -9,26 +9,25 @@ import PDFDocument from "pdfkit";
 import { parseConsentDocument, type Block } from "./consent-document.ts";
 import type { AppContext } from "../platform/context.server.ts";
 import { audit } from "../audit-trail/record-event.server.ts";
-import { consentReceipt, type OpenedInvitation } from "./consent.server.ts";
+import { consentReceipt } from "./receipt.server.ts";
+import type { OpenedInvitation } from "./invitation-state.server.ts";
 import { qrPng } from "../platform/qr.server.ts";
 import { sealText } from "../log/seal-text.ts";
-
-const FONT = process.env.PDF_FONT ?? "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf";
-const FONT_BOLD = process.env.PDF_FONT_BOLD ?? "/usr/share/fonts/truetype/dejavu/DejaVuSans-Bold.ttf";
 
 const utc = (iso: string) => `${iso.replace("T", " ").slice(0, 19)} UTC`;
 const plain = (s: string) => s.replace(/\*\*(.+?)\*\*/g, "$1");
 
 export async function consentReceiptPdf(ctx: AppContext, o: OpenedInvitation, baseUrl: string): Promise<Buffer> {
   const r = await consentReceipt(ctx, o, baseUrl);
-  if (!existsSync(FONT)) throw new Error(`the PDF font ${FONT} is missing (install fonts-dejavu-core)`);
+  const { regular: font, bold: boldFont } = ctx.env.pdfFont;
+  if (!existsSync(font)) throw new Error(`the PDF font ${font} is missing (install fonts-dejavu-core)`);
   const doc = new PDFDocument({
     size: "A4",
     margin: 50,
     info: { Title: `Consent receipt: ${r.study.code} ${r.document.code} ${r.document.version}`, Author: "TrialSeal" },
   });
-  doc.registerFont("body", FONT);
-  doc.registerFont("bold", existsSync(FONT_BOLD) ? FONT_BOLD : FONT);
+  doc.registerFont("body", font);
+  doc.registerFont("bold", existsSync(boldFont) ? boldFont : font);
   const chunks: Buffer[] = [];
   doc.on("data", (c: Buffer) => chunks.push(c));
   const done = new Promise<Buffer>((resolve) => doc.on("end", () => resolve(Buffer.concat(chunks))));
