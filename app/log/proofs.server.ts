@@ -1,9 +1,8 @@
 /** Proof bundles, checkpoints and consistency proofs, built from what the database stores. */
-import { fromHex, toHex } from "../../anchoring/log/bytes.ts";
+import { bytesEqual, fromHex, toHex } from "../../anchoring/log/bytes.ts";
 import type { Bundle, BundleCheckpoint } from "../../anchoring/verifier/bundle.ts";
 import { MerkleLevels, inclusionProofFromStored } from "../../anchoring/log/tree.ts";
 import { rootFromInclusionProof } from "../../anchoring/log/merkle.ts";
-import { bytesEqual } from "../../anchoring/log/bytes.ts";
 import type { Db } from "../../db/client.ts";
 import * as q from "../../db/queries/ledger.ts";
 import * as qa from "../../db/queries/anchors.ts";
@@ -206,6 +205,16 @@ export async function proofBundlesOfBatch(
   if (tree.size !== c.batch.size || !bytesEqual(tree.root(), c.batch.root))
     throw new Error(`the entries of batch ${batchNo} do not hash to its root`);
   return chosen.map((e) => bundleOf(e, c, tree.inclusionProof(e.seq! - c.batch.firstSeq)));
+}
+
+/** The checkpoint of batch-log size `treeSize` with its final anchors (receipts only, no study data), or null. */
+export async function checkpointAnchors(ctx: AppContext, treeSize: number) {
+  const checkpoint = await q.findCheckpoint(ctx.db, treeSize);
+  if (!checkpoint) return null;
+  const anchors = (await qa.anchorsOf(ctx.db)).filter(
+    (a) => a.treeSize === checkpoint.treeSize && a.status === "final" && a.receiptText,
+  );
+  return { checkpoint, anchors };
 }
 
 export function latestCheckpoint(ctx: AppContext) {

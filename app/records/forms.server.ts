@@ -4,7 +4,13 @@ import { canonicalize } from "../../anchoring/log/canonical.ts";
 import { and, eq } from "drizzle-orm";
 import { z } from "zod";
 import { parseConsentDocument } from "../consent/consent-document.ts";
-import { findForm, insertConsentDocument, insertForm, listForms } from "../../db/queries/forms.ts";
+import {
+  findForm,
+  insertConsentDocument,
+  insertForm,
+  listConsentDocuments,
+  listForms,
+} from "../../db/queries/forms.ts";
 import { forms } from "../../db/schema/index.ts";
 import { requirePermission, type Principal } from "../platform/permissions.server.ts";
 import { parseFormDefinition } from "./form-definition.ts";
@@ -115,6 +121,16 @@ export async function createApprovedConsentDocument(
 export async function listStudyForms(ctx: AppContext, studyCode: string) {
   const study = await getStudyOrThrow(ctx, studyCode);
   return listForms(ctx.db, study.id);
+}
+
+/** Every version of every form of a study, by study id (the study's pages). */
+export async function studyForms(ctx: AppContext, studyId: string) {
+  return listForms(ctx.db, studyId);
+}
+
+/** Every approved consent document version of a study, by study id (the study's pages). */
+export async function studyConsentDocuments(ctx: AppContext, studyId: string) {
+  return listConsentDocuments(ctx.db, studyId);
 }
 
 /** The public view of a form version. */

@@ -21,7 +21,7 @@ import { getStudyOrThrow } from "../studies/studies.server.ts";
 import { replayIdempotent, storeIdempotent, type Idempotency } from "./idempotency.server.ts";
 import { firstFinalAnchorsCovering } from "../../db/queries/anchors.ts";
 import { assertUnlocked } from "../clinical-monitoring/clinical-monitoring.server.ts";
-import { assertConsentAllowsNewData } from "../consent/consent.server.ts";
+import { assertConsentAllowsNewData } from "../consent/status.server.ts";
 
 export const NewRecordInput = z.object({
   subject: z.string().trim().min(1, "subject is required").max(64),
@@ -179,19 +179,17 @@ export async function saveRecord(
         values: data,
         prev: null,
       });
-      await tx
-        .insert(recordVersions)
-        .values({
-          recordId: r.id,
-          studyId: study.id,
-          version: 1,
-          formId: form.id,
-          formVersion: def.version,
-          dataText,
-          reason: null,
-          actorUserId: principal.userId,
-          entryId: e.id,
-        });
+      await tx.insert(recordVersions).values({
+        recordId: r.id,
+        studyId: study.id,
+        version: 1,
+        formId: form.id,
+        formVersion: def.version,
+        dataText,
+        reason: null,
+        actorUserId: principal.userId,
+        entryId: e.id,
+      });
       const out: SavedRecord = { id: r.id, version: 1, entry: { id: e.id, status: "pending" } };
       await storeIdempotent(tx, idem, 201, out);
       return out;
@@ -267,19 +265,17 @@ export async function correctRecord(
       values: data,
       prev: toHex(cur.payloadHash),
     });
-    await tx
-      .insert(recordVersions)
-      .values({
-        recordId: r.id,
-        studyId: study.id,
-        version,
-        formId: form.id,
-        formVersion: form.version,
-        dataText,
-        reason: v.reason,
-        actorUserId: principal.userId,
-        entryId: e.id,
-      });
+    await tx.insert(recordVersions).values({
+      recordId: r.id,
+      studyId: study.id,
+      version,
+      formId: form.id,
+      formVersion: form.version,
+      dataText,
+      reason: v.reason,
+      actorUserId: principal.userId,
+      entryId: e.id,
+    });
     await tx.update(records).set({ currentVersion: version, updatedAt: new Date() }).where(eq(records.id, r.id));
     return { id: r.id, version, entry: { id: e.id, status: "pending" as const } };
   });
@@ -358,6 +354,12 @@ export async function recordHistory(ctx: AppContext, principal: Principal, study
     data: current.data,
     history,
   };
+}
+
+/** A record's row by id (its site and participant): the record page's permission scope and lock. */
+export async function findRecord(ctx: AppContext, recordId: string) {
+  const [row] = await ctx.db.select().from(records).where(eq(records.id, recordId));
+  return row;
 }
 
 /** The current form definition of a record (the form version of its latest version). */

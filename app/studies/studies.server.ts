@@ -1,10 +1,11 @@
 /** Studies and sites. Each creation is a ledger entry written in the same transaction. */
 import { z } from "zod";
-import { findStudyByCode, insertSite, insertStudy, listSites } from "../../db/queries/studies.ts";
+import { findStudyByCode, insertSite, insertStudy, listSites, listStudies } from "../../db/queries/studies.ts";
 import type { AppContext } from "../platform/context.server.ts";
 import { appendEntry } from "../log/append-entry.server.ts";
 import { ServiceError, isUniqueViolation } from "../platform/errors.server.ts";
 import { audit } from "../audit-trail/record-event.server.ts";
+import { visibleStudyIds, type Principal } from "../platform/permissions.server.ts";
 
 export const codeSchema = z
   .string()
@@ -57,6 +58,16 @@ export async function createStudy(ctx: AppContext, input: z.input<typeof CreateS
     if (isUniqueViolation(err)) throw new ServiceError("conflict", `study ${v.code} already exists`, "code");
     throw err;
   }
+}
+
+/** The study with this protocol code, or null. */
+export async function findStudy(ctx: AppContext, code: string) {
+  return findStudyByCode(ctx.db, code);
+}
+
+/** The studies this principal has a role in (every study for a platform admin). */
+export async function visibleStudies(ctx: AppContext, principal: Principal) {
+  return listStudies(ctx.db, visibleStudyIds(principal));
 }
 
 export async function getStudyOrThrow(ctx: AppContext, code: string) {

@@ -2,7 +2,7 @@ import { json, redirect, type ActionFunctionArgs, type LoaderFunctionArgs, type 
 import { Form, useActionData, useLoaderData } from "@remix-run/react";
 import { z } from "zod";
 import { changePassword, listSessions, revokeOwnSession } from "../../accounts/auth.server.ts";
-import { ServiceError } from "../../platform/errors.server.ts";
+import { serviceErrorResponse } from "../../platform/error-response.server.ts";
 import { requestMeta, requireUser, sessionToken } from "../../platform/session.server.ts";
 import { TopBar } from "../../ui/top-bar.tsx";
 
@@ -62,9 +62,7 @@ export async function action({ request, context }: ActionFunctionArgs) {
     if (v.session === user.sessionId) return redirect("/login");
     return json({ ok: true, error: null, field: null, message: "Session signed out." });
   } catch (err) {
-    if (err instanceof ServiceError)
-      return json({ ok: false, error: err.message, field: err.field ?? null }, { status: err.status });
-    throw err;
+    return serviceErrorResponse(err, { ok: false });
   }
 }
 

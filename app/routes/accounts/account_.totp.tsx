@@ -3,6 +3,7 @@ import { Form, useActionData, useLoaderData, useSearchParams } from "@remix-run/
 import { z } from "zod";
 import { confirmTotpEnrolment, pendingTotpEnrolment } from "../../accounts/auth.server.ts";
 import { ServiceError } from "../../platform/errors.server.ts";
+import { serviceErrorResponse } from "../../platform/error-response.server.ts";
 import { requestMeta, safeNext, sessionCookie, sessionToken } from "../../platform/session.server.ts";
 import { TopBar } from "../../ui/top-bar.tsx";
 
@@ -32,8 +33,7 @@ export async function action({ request, context }: ActionFunctionArgs) {
       headers: { "Set-Cookie": await sessionCookie(context.ctx).serialize(full) },
     });
   } catch (err) {
-    if (err instanceof ServiceError) return json({ error: err.message }, { status: err.status });
-    throw err;
+    return serviceErrorResponse(err);
   }
 }
 

@@ -2,7 +2,7 @@ import { json, redirect, type ActionFunctionArgs, type LoaderFunctionArgs, type 
 import { Form, useActionData, useNavigation, useSearchParams } from "@remix-run/react";
 import { z } from "zod";
 import { login } from "../../accounts/auth.server.ts";
-import { ServiceError } from "../../platform/errors.server.ts";
+import { serviceErrorResponse } from "../../platform/error-response.server.ts";
 import { getUser, requestMeta, safeNext, sessionCookie } from "../../platform/session.server.ts";
 import { TopBar } from "../../ui/top-bar.tsx";
 
@@ -36,8 +36,8 @@ export async function action({ request, context }: ActionFunctionArgs) {
           : next;
     return redirect(to, { headers: { "Set-Cookie": await sessionCookie(context.ctx).serialize(token) } });
   } catch (err) {
-    if (err instanceof ServiceError) return json({ error: err.message, field: "password" }, { status: err.status });
-    throw err;
+    // Any refusal marks the password field (sign-in errors never name a field).
+    return serviceErrorResponse(err, {}, "password");
   }
 }
 

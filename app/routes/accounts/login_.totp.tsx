@@ -2,7 +2,7 @@ import { json, redirect, type ActionFunctionArgs, type LoaderFunctionArgs, type 
 import { Form, useActionData, useSearchParams } from "@remix-run/react";
 import { z } from "zod";
 import { completeMfa, liveSession } from "../../accounts/auth.server.ts";
-import { ServiceError } from "../../platform/errors.server.ts";
+import { serviceErrorResponse } from "../../platform/error-response.server.ts";
 import { requestMeta, safeNext, sessionCookie, sessionToken } from "../../platform/session.server.ts";
 import { TopBar } from "../../ui/top-bar.tsx";
 
@@ -28,8 +28,7 @@ export async function action({ request, context }: ActionFunctionArgs) {
       headers: { "Set-Cookie": await sessionCookie(context.ctx).serialize(full) },
     });
   } catch (err) {
-    if (err instanceof ServiceError) return json({ error: err.message }, { status: err.status });
-    throw err;
+    return serviceErrorResponse(err);
   }
 }
 

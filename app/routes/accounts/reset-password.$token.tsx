@@ -2,7 +2,7 @@ import { json, redirect, type ActionFunctionArgs, type MetaFunction } from "@rem
 import { Form, useActionData } from "@remix-run/react";
 import { z } from "zod";
 import { resetPassword } from "../../accounts/auth.server.ts";
-import { ServiceError } from "../../platform/errors.server.ts";
+import { serviceErrorResponse } from "../../platform/error-response.server.ts";
 import { requestMeta } from "../../platform/session.server.ts";
 import { TopBar } from "../../ui/top-bar.tsx";
 
@@ -21,9 +21,7 @@ export async function action({ request, context, params }: ActionFunctionArgs) {
   try {
     await resetPassword(context.ctx, params.token ?? "", parsed.data.password, requestMeta(request));
   } catch (err) {
-    if (err instanceof ServiceError)
-      return json({ error: err.message, field: err.field ?? "password" }, { status: err.status });
-    throw err;
+    return serviceErrorResponse(err, {}, "password");
   }
   return redirect("/login?reset=1");
 }

@@ -1,15 +1,15 @@
 import type { ActionFunctionArgs, LoaderFunctionArgs } from "@remix-run/node";
-import { findStudyByCode } from "../../../db/queries/studies.ts";
 import { apiError, readJsonBody, apiPrincipal } from "../../platform/api.server.ts";
 import { can, type Principal } from "../../platform/permissions.server.ts";
-import { ServiceError } from "../../platform/errors.server.ts";
+import { apiServiceErrorResponse } from "../../platform/error-response.server.ts";
 import { formView, importForm, listStudyForms } from "../../records/forms.server.ts";
+import { findStudy } from "../../studies/studies.server.ts";
 import type { AppContext } from "../../platform/context.server.ts";
 
 const MAX_BODY = 256 * 1024;
 
 async function studyFor(ctx: AppContext, principal: Principal, code: string) {
-  const study = await findStudyByCode(ctx.db, code.toUpperCase());
+  const study = await findStudy(ctx, code.toUpperCase());
   // A study the caller cannot see looks exactly like one that does not exist.
   return study && can(principal, "study.view", { studyId: study.id }) ? study : null;
 }
@@ -58,7 +58,6 @@ export async function action({ request, context, params }: ActionFunctionArgs) {
       { status: 201, headers: { location: `/api/v1/studies/${study.code}/forms` } },
     );
   } catch (err) {
-    if (err instanceof ServiceError) return apiError(err.status, err.code, err.message, err.field);
-    throw err;
+    return apiServiceErrorResponse(err);
   }
 }

@@ -1,7 +1,7 @@
 import type { ActionFunctionArgs } from "@remix-run/node";
 import { z } from "zod";
 import { apiError, apiPrincipal, rateLimited, readJsonBody } from "../../platform/api.server.ts";
-import { ServiceError } from "../../platform/errors.server.ts";
+import { apiServiceErrorResponse } from "../../platform/error-response.server.ts";
 import { enrolledResponse, enrollParticipant } from "../../participants/participants.server.ts";
 import { idempotencyKeyOf, replayIdempotent } from "../../records/idempotency.server.ts";
 
@@ -56,7 +56,6 @@ export async function action({ request, context, params }: ActionFunctionArgs) {
     );
     return Response.json(enrolledResponse(p), { status: 201 });
   } catch (err) {
-    if (err instanceof ServiceError) return apiError(err.status, err.code, err.message, err.field);
-    throw err;
+    return apiServiceErrorResponse(err);
   }
 }

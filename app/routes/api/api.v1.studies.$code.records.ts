@@ -1,6 +1,6 @@
 import type { ActionFunctionArgs } from "@remix-run/node";
 import { apiError, apiPrincipal, rateLimited, readJsonBody } from "../../platform/api.server.ts";
-import { ServiceError } from "../../platform/errors.server.ts";
+import { apiServiceErrorResponse } from "../../platform/error-response.server.ts";
 import { saveRecord } from "../../records/records.server.ts";
 import { idempotencyKeyOf, replayIdempotent } from "../../records/idempotency.server.ts";
 
@@ -44,7 +44,6 @@ export async function action({ request, context, params }: ActionFunctionArgs) {
       headers: { location: `/api/v1/studies/${(params.code ?? "").toUpperCase()}/records/${saved.id}` },
     });
   } catch (err) {
-    if (err instanceof ServiceError) return apiError(err.status, err.code, err.message, err.field);
-    throw err;
+    return apiServiceErrorResponse(err);
   }
 }

@@ -1,6 +1,6 @@
 import type { ActionFunctionArgs, LoaderFunctionArgs } from "@remix-run/node";
 import { apiError, apiPrincipal, rateLimited, readJsonBody } from "../../platform/api.server.ts";
-import { ServiceError } from "../../platform/errors.server.ts";
+import { apiServiceErrorResponse } from "../../platform/error-response.server.ts";
 import { correctRecord, recordHistory } from "../../records/records.server.ts";
 
 const MAX_BODY = 64 * 1024;
@@ -21,8 +21,7 @@ export async function loader({ request, context, params }: LoaderFunctionArgs) {
       await recordHistory(context.ctx, principal, (params.code ?? "").toUpperCase(), params.id ?? ""),
     );
   } catch (err) {
-    if (err instanceof ServiceError) return apiError(err.status, err.code, err.message, err.field);
-    throw err;
+    return apiServiceErrorResponse(err);
   }
 }
 
@@ -41,7 +40,6 @@ export async function action({ request, context, params }: ActionFunctionArgs) {
       await correctRecord(context.ctx, principal, (params.code ?? "").toUpperCase(), params.id ?? "", body.value),
     );
   } catch (err) {
-    if (err instanceof ServiceError) return apiError(err.status, err.code, err.message, err.field);
-    throw err;
+    return apiServiceErrorResponse(err);
   }
 }

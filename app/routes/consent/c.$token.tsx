@@ -6,7 +6,7 @@
  */
 import { json, type LoaderFunctionArgs, type MetaFunction } from "@remix-run/node";
 import { useLoaderData } from "@remix-run/react";
-import { publicConsent } from "../../consent/consent.server.ts";
+import { publicConsent } from "../../consent/receipt.server.ts";
 import { SealBadge } from "../../log/seal-badge.tsx";
 
 export const meta: MetaFunction = () => [

@@ -1,5 +1,5 @@
 import type { LoaderFunctionArgs } from "@remix-run/node";
-import { publicConsent } from "../../consent/consent.server.ts";
+import { publicConsent } from "../../consent/receipt.server.ts";
 import { findEntryByRef, proofBundle } from "../../log/proofs.server.ts";
 
 /** The proof bundle of the consent behind a public verification token (its payload carries no personal data). */

@@ -7,16 +7,13 @@ import { json, redirect, type ActionFunctionArgs, type LoaderFunctionArgs, type 
 import { Form, useActionData, useLoaderData, useRevalidator } from "@remix-run/react";
 import { useEffect } from "react";
 import { z } from "zod";
-import {
-  consentReceipt,
-  openInvitation,
-  sendIdentityCode,
-  signConsent,
-  signatureMeaning,
-  verifyIdentityCode,
-  withdrawByParticipant,
-} from "../../consent/consent.server.ts";
-import { ServiceError } from "../../platform/errors.server.ts";
+import { consentReceipt } from "../../consent/receipt.server.ts";
+import { openInvitation } from "../../consent/invitation-state.server.ts";
+import { sendIdentityCode, verifyIdentityCode } from "../../consent/identity-code.server.ts";
+import { signConsent } from "../../consent/signing.server.ts";
+import { signatureMeaning } from "../../consent/signatures.server.ts";
+import { withdrawByParticipant } from "../../consent/withdrawal.server.ts";
+import { serviceErrorResponse } from "../../platform/error-response.server.ts";
 import { fromStaffDevice, rememberVerified, verifiedInvitation } from "../../consent/consent-session.server.ts";
 import { requestMeta } from "../../platform/session.server.ts";
 import { parseConsentDocument } from "../../consent/consent-document.ts";
@@ -88,6 +85,7 @@ export async function action({ request, context, params }: ActionFunctionArgs) {
       return json({
         ok: `We sent a 6-digit code by ${r.channel === "sms" ? "text message" : "email"} to ${r.sentTo}.`,
         error: null,
+        field: null,
       });
     }
     if (intent === "verify") {
@@ -128,11 +126,9 @@ export async function action({ request, context, params }: ActionFunctionArgs) {
       });
       return redirect(`/consent/${token}`);
     }
-    return json({ ok: null, error: { field: null, message: "unknown action" } }, { status: 400 });
+    return json({ ok: null, error: "unknown action", field: null }, { status: 400 });
   } catch (err) {
-    if (err instanceof ServiceError)
-      return json({ ok: null, error: { field: err.field ?? null, message: err.message } }, { status: err.status });
-    throw err;
+    return serviceErrorResponse(err, { ok: null });
   }
 }
 
@@ -148,7 +144,7 @@ export default function ConsentPage() {
     const t = setInterval(() => revalidator.state === "idle" && revalidator.revalidate(), 3000);
     return () => clearInterval(t);
   }, [pending, revalidator]);
-  const error = r?.error ?? null;
+  const error = r?.error ? { field: r.field, message: r.error } : null;
   return (
     <main className="page narrow participant">
       <p className="muted">

@@ -1,5 +1,5 @@
 import type { LoaderFunctionArgs } from "@remix-run/node";
-import { openInvitation } from "../../consent/consent.server.ts";
+import { openInvitation } from "../../consent/invitation-state.server.ts";
 import { consentReceiptPdf } from "../../consent/receipt-pdf.server.ts";
 import { verifiedInvitation } from "../../consent/consent-session.server.ts";
 

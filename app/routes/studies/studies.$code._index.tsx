@@ -1,33 +1,26 @@
 import { json, type LoaderFunctionArgs, type MetaFunction } from "@remix-run/node";
 import { useLoaderData } from "@remix-run/react";
-import { findStudyByCode, listSites } from "../../../db/queries/studies.ts";
-import { listConsentDocuments, listForms } from "../../../db/queries/forms.ts";
-import { entryCountsByStatus, studyActivityByDay } from "../../../db/queries/ledger.ts";
 import { ActivityChart, lastDays } from "../../log/activity-chart.tsx";
-import { systemStatus } from "../../anchor-worker/anchor-worker.server.ts";
-import { logActivityByDay } from "../../../db/queries/anchors.ts";
-import { requireStudyPermission } from "../../platform/session.server.ts";
+import { studyOverview } from "../../studies/study-overview.server.ts";
+import { requireStudy } from "../../platform/require-study.server.ts";
 import { can } from "../../platform/permissions.server.ts";
-import { TopBar } from "../../ui/top-bar.tsx";
+import { StudyPage } from "../../ui/study-page.tsx";
 
 export const meta: MetaFunction<typeof loader> = ({ data }) => [
   { title: `${data?.study.code ?? "Study"} · TrialSeal` },
 ];
 
 export async function loader({ request, context, params }: LoaderFunctionArgs) {
-  const db = context.ctx.db;
-  const study = await findStudyByCode(db, params.code ?? "");
-  if (!study) throw new Response("No such study", { status: 404 });
-  const user = await requireStudyPermission(request, context, "study.view", { studyId: study.id });
-  const [sites, forms, documents, counts, activity, status] = await Promise.all([
-    listSites(db, study.id),
-    listForms(db, study.id),
-    listConsentDocuments(db, study.id),
-    entryCountsByStatus(db, study.id),
-    studyActivityByDay(db, study.id, 14),
-    systemStatus(context.ctx),
-  ]);
-  const log = await logActivityByDay(db, 14);
+  const { study, user } = await requireStudy(request, context, params, "study.view");
+  const {
+    sites,
+    forms,
+    documents,
+    counts,
+    activity,
+    status,
+    logActivity: log,
+  } = await studyOverview(context.ctx, study.id, 14);
   return json({
     user: { fullName: user.fullName, email: user.email },
     study: { code: study.code, title: study.title, status: study.status },
@@ -62,120 +55,123 @@ export async function loader({ request, context, params }: LoaderFunctionArgs) {
 export default function Study() {
   const d = useLoaderData<typeof loader>();
   return (
-    <>
-      <TopBar user={d.user} />
-      <main className="page">
-        <h1>
+    <StudyPage
+      user={d.user}
+      study={d.study.code}
+      breadcrumb={false}
+      title={
+        <>
           {d.study.code}: {d.study.title} <span className="badge">{d.study.status}</span>
-        </h1>
-        <nav className="tabs" aria-label="Study sections">
-          <a href={`/studies/${d.study.code}/staff`}>Staff and sites</a>
-          <a href={`/studies/${d.study.code}/forms`}>CRF forms</a>
-          <a href={`/studies/${d.study.code}/consent`}>Consent documents</a>
-          <a href={`/studies/${d.study.code}/participants`}>Participants</a>
-          <a href={`/studies/${d.study.code}/delegation`}>Delegation log</a>
-          {d.canAudit ? <a href={`/studies/${d.study.code}/audit`}>Audit trail</a> : null}
-          {d.canReview ? <a href={`/studies/${d.study.code}/review`}>Review and proofs</a> : null}
-          <a href="/verify">Verify bundles</a>
-        </nav>
-        <div className="grid">
-          <div className="card">
-            <div className="muted">Ledger entries sealed</div>
-            <div className="stat">{d.entries.sealed}</div>
-          </div>
-          <div className="card">
-            <div className="muted">Ledger entries pending</div>
-            <div className="stat">{d.entries.pending}</div>
-          </div>
-          <div className="card">
-            <div className="muted">Sites</div>
-            <div className="stat">{d.sites.length}</div>
-          </div>
-          <div className="card">
-            <div className="muted">Anchored (log of {d.logSize} batches)</div>
-            {d.anchors.map((a) => (
-              <div key={a.ledger}>
-                {a.ledger}:{" "}
-                <span className={`badge ${a.state === "up to date" ? "ok" : a.state === "retrying" ? "bad" : ""}`}>
-                  {a.state}
-                </span>
-              </div>
-            ))}
-          </div>
+        </>
+      }
+    >
+      <nav className="tabs" aria-label="Study sections">
+        <a href={`/studies/${d.study.code}/staff`}>Staff and sites</a>
+        <a href={`/studies/${d.study.code}/forms`}>CRF forms</a>
+        <a href={`/studies/${d.study.code}/consent`}>Consent documents</a>
+        <a href={`/studies/${d.study.code}/participants`}>Participants</a>
+        <a href={`/studies/${d.study.code}/delegation`}>Delegation log</a>
+        {d.canAudit ? <a href={`/studies/${d.study.code}/audit`}>Audit trail</a> : null}
+        {d.canReview ? <a href={`/studies/${d.study.code}/review`}>Review and proofs</a> : null}
+        <a href="/verify">Verify bundles</a>
+      </nav>
+      <div className="grid">
+        <div className="card">
+          <div className="muted">Ledger entries sealed</div>
+          <div className="stat">{d.entries.sealed}</div>
         </div>
-        <section className="card">
-          <ActivityChart days={d.activity} title="Ledger entries, last 14 days" />
-          <ActivityChart
-            days={d.logActivity}
-            title="Log: batches sealed and anchors made, last 14 days"
-            light="batches"
-            dark="anchors"
-            unit="batches"
-          />
-        </section>
-        <section className="card">
-          <h2>Sites</h2>
-          <ul>
-            {d.sites.map((s) => (
-              <li key={s.code}>
-                {s.code}: {s.name}
-              </li>
+        <div className="card">
+          <div className="muted">Ledger entries pending</div>
+          <div className="stat">{d.entries.pending}</div>
+        </div>
+        <div className="card">
+          <div className="muted">Sites</div>
+          <div className="stat">{d.sites.length}</div>
+        </div>
+        <div className="card">
+          <div className="muted">Anchored (log of {d.logSize} batches)</div>
+          {d.anchors.map((a) => (
+            <div key={a.ledger}>
+              {a.ledger}:{" "}
+              <span className={`badge ${a.state === "up to date" ? "ok" : a.state === "retrying" ? "bad" : ""}`}>
+                {a.state}
+              </span>
+            </div>
+          ))}
+        </div>
+      </div>
+      <section className="card">
+        <ActivityChart days={d.activity} title="Ledger entries, last 14 days" />
+        <ActivityChart
+          days={d.logActivity}
+          title="Log: batches sealed and anchors made, last 14 days"
+          light="batches"
+          dark="anchors"
+          unit="batches"
+        />
+      </section>
+      <section className="card">
+        <h2>Sites</h2>
+        <ul>
+          {d.sites.map((s) => (
+            <li key={s.code}>
+              {s.code}: {s.name}
+            </li>
+          ))}
+        </ul>
+      </section>
+      <section className="card">
+        <h2>CRF forms</h2>
+        <table>
+          <thead>
+            <tr>
+              <th>Form</th>
+              <th>Version</th>
+              <th>Title</th>
+              <th>Status</th>
+            </tr>
+          </thead>
+          <tbody>
+            {d.forms.map((f) => (
+              <tr key={`${f.code}-${f.version}`}>
+                <td>{f.code}</td>
+                <td>{f.version}</td>
+                <td>{f.title}</td>
+                <td>
+                  <span className="badge">{f.status}</span>
+                </td>
+              </tr>
             ))}
-          </ul>
-        </section>
-        <section className="card">
-          <h2>CRF forms</h2>
-          <table>
-            <thead>
-              <tr>
-                <th>Form</th>
-                <th>Version</th>
-                <th>Title</th>
-                <th>Status</th>
+          </tbody>
+        </table>
+      </section>
+      <section className="card">
+        <h2>Consent documents</h2>
+        <table>
+          <thead>
+            <tr>
+              <th>Document</th>
+              <th>Version</th>
+              <th>Status</th>
+              <th>IRB approval</th>
+            </tr>
+          </thead>
+          <tbody>
+            {d.documents.map((c) => (
+              <tr key={`${c.code}-${c.version}`}>
+                <td>{c.title}</td>
+                <td>{c.version}</td>
+                <td>
+                  <span className="badge">{c.status}</span>
+                </td>
+                <td>
+                  {c.irbName} {c.irbApprovedOn}
+                </td>
               </tr>
-            </thead>
-            <tbody>
-              {d.forms.map((f) => (
-                <tr key={`${f.code}-${f.version}`}>
-                  <td>{f.code}</td>
-                  <td>{f.version}</td>
-                  <td>{f.title}</td>
-                  <td>
-                    <span className="badge">{f.status}</span>
-                  </td>
-                </tr>
-              ))}
-            </tbody>
-          </table>
-        </section>
-        <section className="card">
-          <h2>Consent documents</h2>
-          <table>
-            <thead>
-              <tr>
-                <th>Document</th>
-                <th>Version</th>
-                <th>Status</th>
-                <th>IRB approval</th>
-              </tr>
-            </thead>
-            <tbody>
-              {d.documents.map((c) => (
-                <tr key={`${c.code}-${c.version}`}>
-                  <td>{c.title}</td>
-                  <td>{c.version}</td>
-                  <td>
-                    <span className="badge">{c.status}</span>
-                  </td>
-                  <td>
-                    {c.irbName} {c.irbApprovedOn}
-                  </td>
-                </tr>
-              ))}
-            </tbody>
-          </table>
-        </section>
-      </main>
-    </>
+            ))}
+          </tbody>
+        </table>
+      </section>
+    </StudyPage>
   );
 }

@@ -1,10 +1,9 @@
 import { json, type LoaderFunctionArgs, type MetaFunction } from "@remix-run/node";
-import { Form, Link, useLoaderData } from "@remix-run/react";
-import { findStudyByCode } from "../../../db/queries/studies.ts";
+import { Form, useLoaderData } from "@remix-run/react";
 import { parseAuditFilters, queryAuditTrail } from "../../audit-trail/audit-trail.server.ts";
 import { ServiceError } from "../../platform/errors.server.ts";
-import { requireStudyPermission } from "../../platform/session.server.ts";
-import { TopBar } from "../../ui/top-bar.tsx";
+import { requireStudy } from "../../platform/require-study.server.ts";
+import { StudyPage } from "../../ui/study-page.tsx";
 
 export const meta: MetaFunction = () => [{ title: "Audit trail · TrialSeal" }];
 
@@ -20,9 +19,7 @@ type Row = {
 };
 
 export async function loader({ request, context, params }: LoaderFunctionArgs) {
-  const study = await findStudyByCode(context.ctx.db, params.code ?? "");
-  if (!study) throw new Response("No such study", { status: 404 });
-  const user = await requireStudyPermission(request, context, "audit.view", { studyId: study.id });
+  const { study, user } = await requireStudy(request, context, params, "audit.view");
   const url = new URL(request.url);
   let filters;
   try {
@@ -67,68 +64,61 @@ export async function loader({ request, context, params }: LoaderFunctionArgs) {
 export default function AuditTrail() {
   const d = useLoaderData<typeof loader>();
   return (
-    <>
-      <TopBar user={d.user} />
-      <main className="page">
-        <p>
-          <Link to={`/studies/${d.study}`}>{d.study}</Link>
+    <StudyPage user={d.user} study={d.study} title="Audit trail">
+      <Form method="get" className="card filters">
+        <div className="grid">
+          {(
+            [
+              ["site", "Site"],
+              ["subject", "Subject"],
+              ["user", "User email"],
+              ["action", "Action (prefix)"],
+              ["from", "From (YYYY-MM-DD)"],
+              ["to", "To (YYYY-MM-DD)"],
+            ] as const
+          ).map(([name, label]) => (
+            <div key={name}>
+              <label htmlFor={name}>{label}</label>
+              <input id={name} name={name} type="text" aria-invalid={d.field === name || undefined} />
+            </div>
+          ))}
+        </div>
+        <button type="submit">Filter</button> <a href={`/studies/${d.study}/audit.csv${d.query}`}>Download CSV</a>
+      </Form>
+      {d.error ? (
+        <p className="error" role="alert">
+          {d.error}
         </p>
-        <h1>Audit trail</h1>
-        <Form method="get" className="card filters">
-          <div className="grid">
-            {(
-              [
-                ["site", "Site"],
-                ["subject", "Subject"],
-                ["user", "User email"],
-                ["action", "Action (prefix)"],
-                ["from", "From (YYYY-MM-DD)"],
-                ["to", "To (YYYY-MM-DD)"],
-              ] as const
-            ).map(([name, label]) => (
-              <div key={name}>
-                <label htmlFor={name}>{label}</label>
-                <input id={name} name={name} type="text" aria-invalid={d.field === name || undefined} />
-              </div>
-            ))}
-          </div>
-          <button type="submit">Filter</button> <a href={`/studies/${d.study}/audit.csv${d.query}`}>Download CSV</a>
-        </Form>
-        {d.error ? (
-          <p className="error" role="alert">
-            {d.error}
-          </p>
-        ) : null}
-        <table>
-          <thead>
-            <tr>
-              <th>Time (UTC)</th>
-              <th>Action</th>
-              <th>Outcome</th>
-              <th>Who</th>
-              <th>Site</th>
-              <th>Subject</th>
-              <th>Detail</th>
+      ) : null}
+      <table>
+        <thead>
+          <tr>
+            <th>Time (UTC)</th>
+            <th>Action</th>
+            <th>Outcome</th>
+            <th>Who</th>
+            <th>Site</th>
+            <th>Subject</th>
+            <th>Detail</th>
+          </tr>
+        </thead>
+        <tbody>
+          {d.rows.map((r) => (
+            <tr key={r.id}>
+              <td>{r.at.replace("T", " ").slice(0, 19)}</td>
+              <td>{r.action}</td>
+              <td>{r.outcome}</td>
+              <td>{r.who}</td>
+              <td>{r.site ?? ""}</td>
+              <td>{r.subject ?? ""}</td>
+              <td>
+                <code>{r.detail}</code>
+              </td>
             </tr>
-          </thead>
-          <tbody>
-            {d.rows.map((r) => (
-              <tr key={r.id}>
-                <td>{r.at.replace("T", " ").slice(0, 19)}</td>
-                <td>{r.action}</td>
-                <td>{r.outcome}</td>
-                <td>{r.who}</td>
-                <td>{r.site ?? ""}</td>
-                <td>{r.subject ?? ""}</td>
-                <td>
-                  <code>{r.detail}</code>
-                </td>
-              </tr>
-            ))}
-          </tbody>
-        </table>
-        {d.rows.length === 0 && !d.error ? <p className="muted">No events match.</p> : null}
-      </main>
-    </>
+          ))}
+        </tbody>
+      </table>
+      {d.rows.length === 0 && !d.error ? <p className="muted">No events match.</p> : null}
+    </StudyPage>
   );
 }

@@ -1,14 +1,12 @@
 import type { LoaderFunctionArgs } from "@remix-run/node";
-import { findStudyByCode } from "../../../db/queries/studies.ts";
 import { auditTrailCsv, parseAuditFilters } from "../../audit-trail/audit-trail.server.ts";
 import { ServiceError } from "../../platform/errors.server.ts";
-import { requestMeta, requireStudyPermission } from "../../platform/session.server.ts";
+import { requestMeta } from "../../platform/session.server.ts";
+import { requireStudy } from "../../platform/require-study.server.ts";
 
 /** The audit trail as CSV, with the page's filters; the export is itself an audit event. */
 export async function loader({ request, context, params }: LoaderFunctionArgs) {
-  const study = await findStudyByCode(context.ctx.db, params.code ?? "");
-  if (!study) throw new Response("No such study", { status: 404 });
-  const user = await requireStudyPermission(request, context, "audit.view", { studyId: study.id });
+  const { study, user } = await requireStudy(request, context, params, "audit.view");
   let filters;
   try {
     filters = parseAuditFilters(new URL(request.url).searchParams);

@@ -1,23 +1,19 @@
 import { json, type ActionFunctionArgs, type LoaderFunctionArgs, type MetaFunction } from "@remix-run/node";
-import { Form, Link, useActionData, useLoaderData } from "@remix-run/react";
+import { Form, useActionData, useLoaderData } from "@remix-run/react";
 import { useState } from "react";
-import { findStudyByCode } from "../../../db/queries/studies.ts";
-import { listConsentDocuments } from "../../../db/queries/forms.ts";
-import { addConsentDocument } from "../../records/forms.server.ts";
-import { ServiceError } from "../../platform/errors.server.ts";
+import { addConsentDocument, studyConsentDocuments } from "../../records/forms.server.ts";
+import { serviceErrorResponse } from "../../platform/error-response.server.ts";
 import { can } from "../../platform/permissions.server.ts";
-import { requireStudyPermission } from "../../platform/session.server.ts";
-import { TopBar } from "../../ui/top-bar.tsx";
+import { requireStudy } from "../../platform/require-study.server.ts";
+import { StudyPage } from "../../ui/study-page.tsx";
 import { ConsentDocumentView } from "../../consent/consent-document-view.tsx";
 import { parseConsentDocument } from "../../consent/consent-document.ts";
 
 export const meta: MetaFunction = () => [{ title: "Consent documents · TrialSeal" }];
 
 export async function loader({ request, context, params }: LoaderFunctionArgs) {
-  const study = await findStudyByCode(context.ctx.db, params.code ?? "");
-  if (!study) throw new Response("No such study", { status: 404 });
-  const user = await requireStudyPermission(request, context, "study.view", { studyId: study.id });
-  const docs = await listConsentDocuments(context.ctx.db, study.id);
+  const { study, user } = await requireStudy(request, context, params, "study.view");
+  const docs = await studyConsentDocuments(context.ctx, study.id);
   return json({
     user: { fullName: user.fullName, email: user.email },
     study: study.code,
@@ -36,9 +32,7 @@ export async function loader({ request, context, params }: LoaderFunctionArgs) {
 }
 
 export async function action({ request, context, params }: ActionFunctionArgs) {
-  const study = await findStudyByCode(context.ctx.db, params.code ?? "");
-  if (!study) throw new Response("No such study", { status: 404 });
-  const user = await requireStudyPermission(request, context, "forms.manage", { studyId: study.id });
+  const { study, user } = await requireStudy(request, context, params, "forms.manage");
   const f = Object.fromEntries(await request.formData()) as Record<string, string>;
   try {
     const d = await addConsentDocument(context.ctx, user, study.code, {
@@ -57,9 +51,7 @@ export async function action({ request, context, params }: ActionFunctionArgs) {
       field: null,
     });
   } catch (err) {
-    if (err instanceof ServiceError)
-      return json({ ok: false, message: null, error: err.message, field: err.field ?? null }, { status: err.status });
-    throw err;
+    return serviceErrorResponse(err, { ok: false, message: null });
   }
 }
 
@@ -92,102 +84,88 @@ export default function Consent() {
   );
   const bad = (f: string) => (r?.field === f ? true : undefined);
   return (
-    <>
-      <TopBar user={d.user} />
-      <main className="page">
-        <p>
-          <Link to={`/studies/${d.study}`}>{d.study}</Link>
-        </p>
-        <h1>Consent documents</h1>
-        {r?.error ? (
-          <p className="error" role="alert">
-            {r.error}
-          </p>
-        ) : r?.message ? (
-          <p role="status">{r.message}</p>
-        ) : null}
-        <table>
-          <thead>
-            <tr>
-              <th>Document</th>
-              <th>Version</th>
-              <th>Language</th>
-              <th>Status</th>
-              <th>IRB approval</th>
-              <th>SHA-256</th>
+    <StudyPage user={d.user} study={d.study} title="Consent documents" flash={r}>
+      <table>
+        <thead>
+          <tr>
+            <th>Document</th>
+            <th>Version</th>
+            <th>Language</th>
+            <th>Status</th>
+            <th>IRB approval</th>
+            <th>SHA-256</th>
+          </tr>
+        </thead>
+        <tbody>
+          {d.docs.map((x) => (
+            <tr key={`${x.code}-${x.version}`} data-consent={`${x.code}-${x.version}`}>
+              <td>
+                {x.title} <span className="muted">{x.code}</span>
+              </td>
+              <td>{x.version}</td>
+              <td>{x.language}</td>
+              <td>
+                <span className="badge ok">{x.status}</span>
+              </td>
+              <td>
+                {x.irbName}, {x.irbApprovedOn}
+              </td>
+              <td>
+                <code>{x.sha256.slice(0, 16)}…</code>
+              </td>
             </tr>
-          </thead>
-          <tbody>
-            {d.docs.map((x) => (
-              <tr key={`${x.code}-${x.version}`} data-consent={`${x.code}-${x.version}`}>
-                <td>
-                  {x.title} <span className="muted">{x.code}</span>
-                </td>
-                <td>{x.version}</td>
-                <td>{x.language}</td>
-                <td>
-                  <span className="badge ok">{x.status}</span>
-                </td>
-                <td>
-                  {x.irbName}, {x.irbApprovedOn}
-                </td>
-                <td>
-                  <code>{x.sha256.slice(0, 16)}…</code>
-                </td>
-              </tr>
-            ))}
-          </tbody>
-        </table>
-        {d.canManage ? (
-          <section className="card">
-            <h2>New IRB-approved version</h2>
-            <div className="editor">
-              <Form method="post" noValidate>
-                <div className="grid">
-                  <div>
-                    <label htmlFor="code">Document code</label>
-                    <input id="code" name="code" type="text" defaultValue="ICF" aria-invalid={bad("code")} />
-                  </div>
-                  <div>
-                    <label htmlFor="version">Version</label>
-                    <input id="version" name="version" type="text" aria-invalid={bad("version")} />
-                  </div>
-                  <div>
-                    <label htmlFor="language">Language</label>
-                    <input id="language" name="language" type="text" defaultValue="en" aria-invalid={bad("language")} />
-                  </div>
+          ))}
+        </tbody>
+      </table>
+      {d.canManage ? (
+        <section className="card">
+          <h2>New IRB-approved version</h2>
+          <div className="editor">
+            <Form method="post" noValidate>
+              <div className="grid">
+                <div>
+                  <label htmlFor="code">Document code</label>
+                  <input id="code" name="code" type="text" defaultValue="ICF" aria-invalid={bad("code")} />
                 </div>
-                <label htmlFor="title">Title</label>
-                <input id="title" name="title" type="text" aria-invalid={bad("title")} />
-                <label htmlFor="bodyMarkdown">Text (Markdown)</label>
-                <textarea
-                  id="bodyMarkdown"
-                  name="bodyMarkdown"
-                  rows={14}
-                  value={body}
-                  onChange={(e) => setBody(e.target.value)}
-                  aria-invalid={bad("bodyMarkdown")}
-                />
-                <div className="grid">
-                  <div>
-                    <label htmlFor="irbName">IRB / ethics committee</label>
-                    <input id="irbName" name="irbName" type="text" aria-invalid={bad("irbName")} />
-                  </div>
-                  <div>
-                    <label htmlFor="irbApprovedOn">IRB approval date</label>
-                    <input id="irbApprovedOn" name="irbApprovedOn" type="date" aria-invalid={bad("irbApprovedOn")} />
-                  </div>
+                <div>
+                  <label htmlFor="version">Version</label>
+                  <input id="version" name="version" type="text" aria-invalid={bad("version")} />
                 </div>
-                <button type="submit">Record approved version</button>
-              </Form>
-              <div>
-                <h3>Preview</h3>
-                <MarkdownPreview text={body} />
+                <div>
+                  <label htmlFor="language">Language</label>
+                  <input id="language" name="language" type="text" defaultValue="en" aria-invalid={bad("language")} />
+                </div>
               </div>
+              <label htmlFor="title">Title</label>
+              <input id="title" name="title" type="text" aria-invalid={bad("title")} />
+              <label htmlFor="bodyMarkdown">Text (Markdown)</label>
+              <textarea
+                id="bodyMarkdown"
+                name="bodyMarkdown"
+                rows={14}
+                value={body}
+                onChange={(e) => setBody(e.target.value)}
+                aria-invalid={bad("bodyMarkdown")}
+              />
+              <div className="grid">
+                <div>
+                  <label htmlFor="irbName">IRB / ethics committee</label>
+                  <input id="irbName" name="irbName" type="text" aria-invalid={bad("irbName")} />
+                </div>
+                <div>
+                  <label htmlFor="irbApprovedOn">IRB approval date</label>
+                  <input id="irbApprovedOn" name="irbApprovedOn" type="date" aria-invalid={bad("irbApprovedOn")} />
+                </div>
+              </div>
+              <button type="submit">Record approved version</button>
+            </Form>
+            <div>
+              <h3>Preview</h3>
+              <MarkdownPreview text={body} />
             </div>
-          </section>
-        ) : null}
-      </main>
-    </>
+          </div>
+        </section>
+      ) : null}
+    </StudyPage>
   );
 }

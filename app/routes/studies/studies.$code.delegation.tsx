@@ -1,22 +1,20 @@
 import { json, type ActionFunctionArgs, type LoaderFunctionArgs, type MetaFunction } from "@remix-run/node";
-import { Form, Link, useActionData, useLoaderData } from "@remix-run/react";
+import { Form, useActionData, useLoaderData } from "@remix-run/react";
 import { createHash } from "node:crypto";
-import { findStudyByCode, listSites } from "../../../db/queries/studies.ts";
 import { delegationLog, grantDelegation, revokeDelegation } from "../../studies/delegations.server.ts";
 import { TASKS } from "../../studies/delegation-tasks.ts";
-import { ServiceError } from "../../platform/errors.server.ts";
-import { requireStudyPermission } from "../../platform/session.server.ts";
-import { TopBar } from "../../ui/top-bar.tsx";
+import { studySites } from "../../studies/studies.server.ts";
+import { serviceErrorResponse } from "../../platform/error-response.server.ts";
+import { requireStudy } from "../../platform/require-study.server.ts";
+import { StudyPage } from "../../ui/study-page.tsx";
 
 export const meta: MetaFunction = () => [{ title: "Delegation log · TrialSeal" }];
 
 const MAX_EVIDENCE = 10 * 1024 * 1024;
 
 export async function loader({ request, context, params }: LoaderFunctionArgs) {
-  const study = await findStudyByCode(context.ctx.db, params.code ?? "");
-  if (!study) throw new Response("No such study", { status: 404 });
-  const user = await requireStudyPermission(request, context, "study.view", { studyId: study.id });
-  const [log, sites] = await Promise.all([delegationLog(context.ctx, study.id), listSites(context.ctx.db, study.id)]);
+  const { study, user } = await requireStudy(request, context, params, "study.view");
+  const [log, sites] = await Promise.all([delegationLog(context.ctx, study.id), studySites(context.ctx, study.id)]);
   const mySites = user.platformAdmin
     ? sites.map((s) => s.code)
     : user.memberships
@@ -32,9 +30,7 @@ export async function loader({ request, context, params }: LoaderFunctionArgs) {
 }
 
 export async function action({ request, context, params }: ActionFunctionArgs) {
-  const study = await findStudyByCode(context.ctx.db, params.code ?? "");
-  if (!study) throw new Response("No such study", { status: 404 });
-  const user = await requireStudyPermission(request, context, "study.view", { studyId: study.id });
+  const { study, user } = await requireStudy(request, context, params, "study.view");
   const declared = Number(request.headers.get("content-length") ?? "0");
   if (declared > MAX_EVIDENCE + 64 * 1024)
     return json({ ok: false, error: "the evidence file is larger than 10 MB", field: "evidence" }, { status: 413 });
@@ -70,9 +66,7 @@ export async function action({ request, context, params }: ActionFunctionArgs) {
     });
     return json({ ok: true, error: null, field: null });
   } catch (err) {
-    if (err instanceof ServiceError)
-      return json({ ok: false, error: err.message, field: err.field ?? null }, { status: err.status });
-    throw err;
+    return serviceErrorResponse(err, { ok: false });
   }
 }
 
@@ -81,124 +75,115 @@ export default function Delegation() {
   const r = useActionData<typeof action>();
   const invalid = (f: string) => (r?.field === f || r?.field?.startsWith(`${f}.`) ? true : undefined);
   return (
-    <>
-      <TopBar user={d.user} />
-      <main className="page">
-        <p>
-          <Link to={`/studies/${d.study}`}>{d.study}</Link>
-        </p>
-        <h1>Delegation of authority log</h1>
-        {r?.error ? (
-          <p className="error" role="alert">
-            {r.error}
-          </p>
-        ) : r?.ok ? (
-          <p role="status">Saved, and sealed into the log.</p>
-        ) : null}
-        <table>
-          <thead>
-            <tr>
-              <th>Site</th>
-              <th>Task</th>
-              <th>Delegated to</th>
-              <th>By</th>
-              <th>From</th>
-              <th>Until</th>
-              <th>Training</th>
-              <th>Status</th>
-              <th />
+    <StudyPage
+      user={d.user}
+      study={d.study}
+      title="Delegation of authority log"
+      flash={{ error: r?.error, message: r?.ok ? "Saved, and sealed into the log." : null }}
+    >
+      <table>
+        <thead>
+          <tr>
+            <th>Site</th>
+            <th>Task</th>
+            <th>Delegated to</th>
+            <th>By</th>
+            <th>From</th>
+            <th>Until</th>
+            <th>Training</th>
+            <th>Status</th>
+            <th />
+          </tr>
+        </thead>
+        <tbody>
+          {d.log.map((l) => (
+            <tr key={l.id} data-delegation={l.id}>
+              <td>{l.site}</td>
+              <td>{l.task.replace("_", " ")}</td>
+              <td>
+                {l.delegate} <span className="muted">{l.delegateEmail}</span>
+              </td>
+              <td>{l.delegator}</td>
+              <td>{l.startsOn}</td>
+              <td>{l.endsOn ?? "open"}</td>
+              <td>
+                {l.training.map((tr) => (
+                  <div key={tr.evidenceSha256}>
+                    {tr.course}, {tr.completedOn}{" "}
+                    <code title="SHA-256 of the evidence file">{tr.evidenceSha256.slice(0, 12)}…</code>
+                  </div>
+                ))}
+              </td>
+              <td>
+                <span className={`badge ${l.status === "current" ? "ok" : ""}`}>{l.status}</span>
+              </td>
+              <td>
+                {d.canDelegate && l.status !== "revoked" && d.sites.includes(l.site) ? (
+                  <Form method="post">
+                    <input type="hidden" name="intent" value="revoke" />
+                    <input type="hidden" name="id" value={l.id} />
+                    <label htmlFor={`reason-${l.id}`}>Reason</label>
+                    <input id={`reason-${l.id}`} name="reason" type="text" />
+                    <button type="submit">Revoke</button>
+                  </Form>
+                ) : null}
+              </td>
             </tr>
-          </thead>
-          <tbody>
-            {d.log.map((l) => (
-              <tr key={l.id} data-delegation={l.id}>
-                <td>{l.site}</td>
-                <td>{l.task.replace("_", " ")}</td>
-                <td>
-                  {l.delegate} <span className="muted">{l.delegateEmail}</span>
-                </td>
-                <td>{l.delegator}</td>
-                <td>{l.startsOn}</td>
-                <td>{l.endsOn ?? "open"}</td>
-                <td>
-                  {l.training.map((tr) => (
-                    <div key={tr.evidenceSha256}>
-                      {tr.course}, {tr.completedOn}{" "}
-                      <code title="SHA-256 of the evidence file">{tr.evidenceSha256.slice(0, 12)}…</code>
-                    </div>
+          ))}
+        </tbody>
+      </table>
+      {d.canDelegate ? (
+        <section className="card">
+          <h2>Delegate a task</h2>
+          <Form method="post" encType="multipart/form-data" noValidate>
+            <div className="grid">
+              <div>
+                <label htmlFor="site">Site</label>
+                <select id="site" name="site" aria-invalid={invalid("site")}>
+                  {d.sites.map((s) => (
+                    <option key={s}>{s}</option>
                   ))}
-                </td>
-                <td>
-                  <span className={`badge ${l.status === "current" ? "ok" : ""}`}>{l.status}</span>
-                </td>
-                <td>
-                  {d.canDelegate && l.status !== "revoked" && d.sites.includes(l.site) ? (
-                    <Form method="post">
-                      <input type="hidden" name="intent" value="revoke" />
-                      <input type="hidden" name="id" value={l.id} />
-                      <label htmlFor={`reason-${l.id}`}>Reason</label>
-                      <input id={`reason-${l.id}`} name="reason" type="text" />
-                      <button type="submit">Revoke</button>
-                    </Form>
-                  ) : null}
-                </td>
-              </tr>
-            ))}
-          </tbody>
-        </table>
-        {d.canDelegate ? (
-          <section className="card">
-            <h2>Delegate a task</h2>
-            <Form method="post" encType="multipart/form-data" noValidate>
-              <div className="grid">
-                <div>
-                  <label htmlFor="site">Site</label>
-                  <select id="site" name="site" aria-invalid={invalid("site")}>
-                    {d.sites.map((s) => (
-                      <option key={s}>{s}</option>
-                    ))}
-                  </select>
-                </div>
-                <div>
-                  <label htmlFor="delegate">Staff member (email)</label>
-                  <input id="delegate" name="delegate" type="email" aria-invalid={invalid("delegate")} />
-                </div>
-                <div>
-                  <label htmlFor="task">Task</label>
-                  <select id="task" name="task" aria-invalid={invalid("task")}>
-                    {TASKS.map((t) => (
-                      <option key={t} value={t}>
-                        {t.replace("_", " ")}
-                      </option>
-                    ))}
-                  </select>
-                </div>
-                <div>
-                  <label htmlFor="startsOn">From (YYYY-MM-DD)</label>
-                  <input id="startsOn" name="startsOn" type="date" aria-invalid={invalid("startsOn")} />
-                </div>
-                <div>
-                  <label htmlFor="endsOn">Until (optional)</label>
-                  <input id="endsOn" name="endsOn" type="date" aria-invalid={invalid("endsOn")} />
-                </div>
-                <div>
-                  <label htmlFor="course">Training course</label>
-                  <input id="course" name="course" type="text" aria-invalid={invalid("training")} />
-                </div>
-                <div>
-                  <label htmlFor="completedOn">Training completed on</label>
-                  <input id="completedOn" name="completedOn" type="date" aria-invalid={invalid("training")} />
-                </div>
-                <div>
-                  <label htmlFor="evidence">Evidence (certificate file)</label>
-                  <input id="evidence" name="evidence" type="file" aria-invalid={invalid("evidence")} />
-                </div>
+                </select>
               </div>
-              <button type="submit">Delegate</button>
-            </Form>
-          </section>
-        ) : null}
-      </main>
-    </>
+              <div>
+                <label htmlFor="delegate">Staff member (email)</label>
+                <input id="delegate" name="delegate" type="email" aria-invalid={invalid("delegate")} />
+              </div>
+              <div>
+                <label htmlFor="task">Task</label>
+                <select id="task" name="task" aria-invalid={invalid("task")}>
+                  {TASKS.map((t) => (
+                    <option key={t} value={t}>
+                      {t.replace("_", " ")}
+                    </option>
+                  ))}
+                </select>
+              </div>
+              <div>
+                <label htmlFor="startsOn">From (YYYY-MM-DD)</label>
+                <input id="startsOn" name="startsOn" type="date" aria-invalid={invalid("startsOn")} />
+              </div>
+              <div>
+                <label htmlFor="endsOn">Until (optional)</label>
+                <input id="endsOn" name="endsOn" type="date" aria-invalid={invalid("endsOn")} />
+              </div>
+              <div>
+                <label htmlFor="course">Training course</label>
+                <input id="course" name="course" type="text" aria-invalid={invalid("training")} />
+              </div>
+              <div>
+                <label htmlFor="completedOn">Training completed on</label>
+                <input id="completedOn" name="completedOn" type="date" aria-invalid={invalid("training")} />
+              </div>
+              <div>
+                <label htmlFor="evidence">Evidence (certificate file)</label>
+                <input id="evidence" name="evidence" type="file" aria-invalid={invalid("evidence")} />
+              </div>
+            </div>
+            <button type="submit">Delegate</button>
+          </Form>
+        </section>
+      ) : null}
+    </StudyPage>
   );
 }

@@ -1,13 +1,10 @@
 import type { LoaderFunctionArgs } from "@remix-run/node";
-import { findStudyByCode } from "../../../db/queries/studies.ts";
 import { EXPORT_FORMATS, exportStudy, type ExportFormat } from "../../exports/study-exports.server.ts";
-import { requireStudyPermission } from "../../platform/session.server.ts";
+import { requireStudy } from "../../platform/require-study.server.ts";
 
 /** A study export as a download (the same definition as `trialseal export`): evidence, odm, fhir or csv. */
 export async function loader({ request, context, params }: LoaderFunctionArgs) {
-  const study = await findStudyByCode(context.ctx.db, params.code ?? "");
-  if (!study) throw new Response("No such study", { status: 404 });
-  const user = await requireStudyPermission(request, context, "study.review", { studyId: study.id });
+  const { study, user } = await requireStudy(request, context, params, "study.review");
   const format = String(params.format ?? "");
   if (!(EXPORT_FORMATS as readonly string[]).includes(format))
     throw new Response(`Unknown export format "${format}": one of ${EXPORT_FORMATS.join(", ")}`, { status: 404 });

@@ -1,23 +1,19 @@
 import { json, type ActionFunctionArgs, type LoaderFunctionArgs, type MetaFunction } from "@remix-run/node";
-import { Form, Link, useActionData, useLoaderData } from "@remix-run/react";
+import { Form, useActionData, useLoaderData } from "@remix-run/react";
 import { useMemo, useState } from "react";
-import { findStudyByCode } from "../../../db/queries/studies.ts";
-import { listForms } from "../../../db/queries/forms.ts";
-import { approveForm, importForm } from "../../records/forms.server.ts";
-import { ServiceError } from "../../platform/errors.server.ts";
+import { approveForm, importForm, studyForms } from "../../records/forms.server.ts";
+import { serviceErrorResponse } from "../../platform/error-response.server.ts";
 import { can } from "../../platform/permissions.server.ts";
-import { requireStudyPermission } from "../../platform/session.server.ts";
+import { requireStudy } from "../../platform/require-study.server.ts";
 import { parseFormDefinition } from "../../records/form-definition.ts";
 import { FormPreview } from "../../records/form-preview.tsx";
-import { TopBar } from "../../ui/top-bar.tsx";
+import { StudyPage } from "../../ui/study-page.tsx";
 
 export const meta: MetaFunction = () => [{ title: "CRF forms · TrialSeal" }];
 
 export async function loader({ request, context, params }: LoaderFunctionArgs) {
-  const study = await findStudyByCode(context.ctx.db, params.code ?? "");
-  if (!study) throw new Response("No such study", { status: 404 });
-  const user = await requireStudyPermission(request, context, "study.view", { studyId: study.id });
-  const forms = await listForms(context.ctx.db, study.id);
+  const { study, user } = await requireStudy(request, context, params, "study.view");
+  const forms = await studyForms(context.ctx, study.id);
   const latest = forms[forms.length - 1];
   const starter = latest
     ? { ...JSON.parse(latest.definitionText), version: latest.version + 1 }
@@ -56,9 +52,7 @@ export async function loader({ request, context, params }: LoaderFunctionArgs) {
 }
 
 export async function action({ request, context, params }: ActionFunctionArgs) {
-  const study = await findStudyByCode(context.ctx.db, params.code ?? "");
-  if (!study) throw new Response("No such study", { status: 404 });
-  const user = await requireStudyPermission(request, context, "forms.manage", { studyId: study.id });
+  const { study, user } = await requireStudy(request, context, params, "forms.manage");
   const form = await request.formData();
   const text = (k: string) => String(form.get(k) ?? "");
   try {
@@ -100,9 +94,7 @@ export async function action({ request, context, params }: ActionFunctionArgs) {
       field: null,
     });
   } catch (err) {
-    if (err instanceof ServiceError)
-      return json({ ok: false, message: null, error: err.message, field: err.field ?? null }, { status: err.status });
-    throw err;
+    return serviceErrorResponse(err, { ok: false, message: null });
   }
 }
 
@@ -118,94 +110,80 @@ export default function Forms() {
     }
   }, [source]);
   return (
-    <>
-      <TopBar user={d.user} />
-      <main className="page">
-        <p>
-          <Link to={`/studies/${d.study}`}>{d.study}</Link>
-        </p>
-        <h1>CRF forms</h1>
-        {r?.error ? (
-          <p className="error" role="alert">
-            {r.error}
-          </p>
-        ) : r?.message ? (
-          <p role="status">{r.message}</p>
-        ) : null}
-        <table>
-          <thead>
-            <tr>
-              <th>Form</th>
-              <th>Version</th>
-              <th>Title</th>
-              <th>Status</th>
-              <th>SHA-256</th>
-              <th />
+    <StudyPage user={d.user} study={d.study} title="CRF forms" flash={r}>
+      <table>
+        <thead>
+          <tr>
+            <th>Form</th>
+            <th>Version</th>
+            <th>Title</th>
+            <th>Status</th>
+            <th>SHA-256</th>
+            <th />
+          </tr>
+        </thead>
+        <tbody>
+          {d.forms.map((f) => (
+            <tr key={`${f.code}-${f.version}`} data-form={`${f.code}-${f.version}`}>
+              <td>{f.code}</td>
+              <td>{f.version}</td>
+              <td>{f.title}</td>
+              <td>
+                <span className={`badge ${f.status === "approved" ? "ok" : ""}`}>{f.status}</span>
+              </td>
+              <td>
+                <code>{f.sha256.slice(0, 16)}…</code>
+              </td>
+              <td>
+                {d.canManage && f.status === "draft" ? (
+                  <Form method="post">
+                    <input type="hidden" name="intent" value="approve" />
+                    <input type="hidden" name="code" value={f.code} />
+                    <input type="hidden" name="version" value={f.version} />
+                    <button type="submit">Approve</button>
+                  </Form>
+                ) : null}
+              </td>
             </tr>
-          </thead>
-          <tbody>
-            {d.forms.map((f) => (
-              <tr key={`${f.code}-${f.version}`} data-form={`${f.code}-${f.version}`}>
-                <td>{f.code}</td>
-                <td>{f.version}</td>
-                <td>{f.title}</td>
-                <td>
-                  <span className={`badge ${f.status === "approved" ? "ok" : ""}`}>{f.status}</span>
-                </td>
-                <td>
-                  <code>{f.sha256.slice(0, 16)}…</code>
-                </td>
-                <td>
-                  {d.canManage && f.status === "draft" ? (
-                    <Form method="post">
-                      <input type="hidden" name="intent" value="approve" />
-                      <input type="hidden" name="code" value={f.code} />
-                      <input type="hidden" name="version" value={f.version} />
-                      <button type="submit">Approve</button>
-                    </Form>
-                  ) : null}
-                </td>
-              </tr>
-            ))}
-          </tbody>
-        </table>
-        {d.canManage ? (
-          <section className="card">
-            <h2>New form version</h2>
-            <div className="editor">
-              <Form method="post">
-                <input type="hidden" name="intent" value="import" />
-                <label htmlFor="definition">Definition (JSON)</label>
-                <textarea
-                  id="definition"
-                  name="definition"
-                  rows={22}
-                  spellCheck={false}
-                  value={source}
-                  onChange={(e) => setSource(e.target.value)}
-                  aria-invalid={!parsed.ok || r?.field === "definition" || undefined}
-                  aria-describedby="definition-check"
-                />
-                <p id="definition-check" className={parsed.ok ? "muted" : "error"} role="status">
-                  {parsed.ok ? "Valid definition." : `${parsed.path}: ${parsed.message}`}
-                </p>
-                <label className="inline">
-                  <input type="checkbox" name="approve" /> Approve now (sealed into the log)
-                </label>
-                <button type="submit">Save version</button>
-              </Form>
-              <div>
-                <h3>Preview</h3>
-                {parsed.ok ? (
-                  <FormPreview def={parsed.definition} />
-                ) : (
-                  <p className="muted">Fix the definition to see the form.</p>
-                )}
-              </div>
+          ))}
+        </tbody>
+      </table>
+      {d.canManage ? (
+        <section className="card">
+          <h2>New form version</h2>
+          <div className="editor">
+            <Form method="post">
+              <input type="hidden" name="intent" value="import" />
+              <label htmlFor="definition">Definition (JSON)</label>
+              <textarea
+                id="definition"
+                name="definition"
+                rows={22}
+                spellCheck={false}
+                value={source}
+                onChange={(e) => setSource(e.target.value)}
+                aria-invalid={!parsed.ok || r?.field === "definition" || undefined}
+                aria-describedby="definition-check"
+              />
+              <p id="definition-check" className={parsed.ok ? "muted" : "error"} role="status">
+                {parsed.ok ? "Valid definition." : `${parsed.path}: ${parsed.message}`}
+              </p>
+              <label className="inline">
+                <input type="checkbox" name="approve" /> Approve now (sealed into the log)
+              </label>
+              <button type="submit">Save version</button>
+            </Form>
+            <div>
+              <h3>Preview</h3>
+              {parsed.ok ? (
+                <FormPreview def={parsed.definition} />
+              ) : (
+                <p className="muted">Fix the definition to see the form.</p>
+              )}
             </div>
-          </section>
-        ) : null}
-      </main>
-    </>
+          </div>
+        </section>
+      ) : null}
+    </StudyPage>
   );
 }

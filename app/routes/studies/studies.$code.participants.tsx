@@ -1,23 +1,21 @@
 import { json, type ActionFunctionArgs, type LoaderFunctionArgs, type MetaFunction } from "@remix-run/node";
 import { Form, Link, useActionData, useLoaderData } from "@remix-run/react";
-import { findStudyByCode, listSites } from "../../../db/queries/studies.ts";
-import { ServiceError } from "../../platform/errors.server.ts";
+import { serviceErrorResponse } from "../../platform/error-response.server.ts";
 import { can } from "../../platform/permissions.server.ts";
 import { enrollParticipant, listParticipants } from "../../participants/participants.server.ts";
 import { releaseLock, setLock, studyLock } from "../../clinical-monitoring/clinical-monitoring.server.ts";
-import { studyConsentSummary } from "../../consent/consent.server.ts";
-import { requireStudyPermission } from "../../platform/session.server.ts";
-import { TopBar } from "../../ui/top-bar.tsx";
+import { studyConsentSummary } from "../../consent/status.server.ts";
+import { studySites } from "../../studies/studies.server.ts";
+import { requireStudy } from "../../platform/require-study.server.ts";
+import { StudyPage } from "../../ui/study-page.tsx";
 
 export const meta: MetaFunction = () => [{ title: "Participants · TrialSeal" }];
 
 export async function loader({ request, context, params }: LoaderFunctionArgs) {
-  const study = await findStudyByCode(context.ctx.db, params.code ?? "");
-  if (!study) throw new Response("No such study", { status: 404 });
-  const user = await requireStudyPermission(request, context, "records.read", { studyId: study.id });
+  const { study, user } = await requireStudy(request, context, params, "records.read");
   const [rows, sites] = await Promise.all([
     listParticipants(context.ctx, user, study.id),
-    listSites(context.ctx.db, study.id),
+    studySites(context.ctx, study.id),
   ]);
   const lock = await studyLock(context.ctx, study.id);
   const consent = await studyConsentSummary(context.ctx, user, study.id);
@@ -39,9 +37,7 @@ export async function loader({ request, context, params }: LoaderFunctionArgs) {
 }
 
 export async function action({ request, context, params }: ActionFunctionArgs) {
-  const study = await findStudyByCode(context.ctx.db, params.code ?? "");
-  if (!study) throw new Response("No such study", { status: 404 });
-  const user = await requireStudyPermission(request, context, "study.view", { studyId: study.id });
+  const { study, user } = await requireStudy(request, context, params, "study.view");
   const form = await request.formData();
   try {
     const intent = String(form.get("intent") ?? "enroll");
@@ -60,6 +56,7 @@ export async function action({ request, context, params }: ActionFunctionArgs) {
         ok: true,
         message: intent === "lock" ? "The study is locked." : "The study is unlocked.",
         error: null,
+        field: null,
       });
     }
     const text = (k: string) => String(form.get(k) ?? "").trim() || undefined;
@@ -73,11 +70,9 @@ export async function action({ request, context, params }: ActionFunctionArgs) {
         birthDate: text("birthDate"),
       },
     });
-    return json({ ok: true, message: `Enrolled ${p.subjectCode}.`, error: null });
+    return json({ ok: true, message: `Enrolled ${p.subjectCode}.`, error: null, field: null });
   } catch (err) {
-    if (err instanceof ServiceError)
-      return json({ ok: false, message: null, error: err.message }, { status: err.status });
-    throw err;
+    return serviceErrorResponse(err, { ok: false, message: null });
   }
 }
 
@@ -85,100 +80,86 @@ export default function Participants() {
   const d = useLoaderData<typeof loader>();
   const r = useActionData<typeof action>();
   return (
-    <>
-      <TopBar user={d.user} />
-      <main className="page">
-        <p>
-          <Link to={`/studies/${d.study}`}>{d.study}</Link>
+    <StudyPage user={d.user} study={d.study} title="Participants" flash={r}>
+      {d.lock ? (
+        <p className="error" data-lock="study">
+          The study is locked: {d.lock.reason}
         </p>
-        <h1>Participants</h1>
-        {r?.error ? (
-          <p className="error" role="alert">
-            {r.error}
-          </p>
-        ) : r?.message ? (
-          <p role="status">{r.message}</p>
-        ) : null}
-        {d.lock ? (
-          <p className="error" data-lock="study">
-            The study is locked: {d.lock.reason}
-          </p>
-        ) : null}
-        {d.canLock ? (
-          <Form method="post" className="card" noValidate>
-            <input type="hidden" name="intent" value={d.lock ? "unlock" : "lock"} />
-            {d.lock ? <input type="hidden" name="lock" value={d.lock.id} /> : null}
-            <label htmlFor="study-lock-reason">
-              {d.lock ? "Reason to unlock the study" : "Reason to lock the whole study"}
-            </label>
-            <input id="study-lock-reason" name="reason" type="text" />
-            <button type="submit">{d.lock ? "Unlock study" : "Lock study"}</button>
-          </Form>
-        ) : null}
-        {d.enrollSites.length > 0 ? (
-          <Form method="post" className="card">
-            <label htmlFor="site">Site</label>
-            <select id="site" name="site">
-              {d.enrollSites.map((s) => (
-                <option key={s}>{s}</option>
-              ))}
-            </select>
-            <p className="muted">Personal data (optional) is encrypted and never written to the log.</p>
-            <div className="grid">
-              <div>
-                <label htmlFor="fullName">Full name</label>
-                <input id="fullName" name="fullName" type="text" autoComplete="off" />
-              </div>
-              <div>
-                <label htmlFor="birthDate">Date of birth</label>
-                <input id="birthDate" name="birthDate" type="date" />
-              </div>
-              <div>
-                <label htmlFor="email">Email</label>
-                <input id="email" name="email" type="email" autoComplete="off" />
-              </div>
-              <div>
-                <label htmlFor="phone">Phone</label>
-                <input id="phone" name="phone" type="tel" autoComplete="off" />
-              </div>
-            </div>
-            <button type="submit">Enroll a participant</button>
-          </Form>
-        ) : null}
-        <table>
-          <thead>
-            <tr>
-              <th>Subject</th>
-              <th>Site</th>
-              <th>Status</th>
-              <th>Consent</th>
-              <th>Enrolled (UTC)</th>
-            </tr>
-          </thead>
-          <tbody>
-            {d.participants.map((p) => (
-              <tr key={p.id} data-subject={p.subject}>
-                <td>
-                  <Link to={`/studies/${d.study}/participants/${p.subject}`}>{p.subject}</Link>
-                </td>
-                <td>{p.site}</td>
-                <td>{p.status}</td>
-                <td>
-                  <Link
-                    to={`/studies/${d.study}/participants/${p.subject}/consent`}
-                    className={p.consent?.state === "reconsent_needed" ? "error" : undefined}
-                    data-consent-state={p.consent?.state}
-                  >
-                    {p.consent?.summary ?? "-"}
-                  </Link>
-                </td>
-                <td>{p.enrolledAt.replace("T", " ").slice(0, 19)}</td>
-              </tr>
+      ) : null}
+      {d.canLock ? (
+        <Form method="post" className="card" noValidate>
+          <input type="hidden" name="intent" value={d.lock ? "unlock" : "lock"} />
+          {d.lock ? <input type="hidden" name="lock" value={d.lock.id} /> : null}
+          <label htmlFor="study-lock-reason">
+            {d.lock ? "Reason to unlock the study" : "Reason to lock the whole study"}
+          </label>
+          <input id="study-lock-reason" name="reason" type="text" />
+          <button type="submit">{d.lock ? "Unlock study" : "Lock study"}</button>
+        </Form>
+      ) : null}
+      {d.enrollSites.length > 0 ? (
+        <Form method="post" className="card">
+          <label htmlFor="site">Site</label>
+          <select id="site" name="site">
+            {d.enrollSites.map((s) => (
+              <option key={s}>{s}</option>
             ))}
-          </tbody>
-        </table>
-        {d.participants.length === 0 ? <p className="muted">No participants yet.</p> : null}
-      </main>
-    </>
+          </select>
+          <p className="muted">Personal data (optional) is encrypted and never written to the log.</p>
+          <div className="grid">
+            <div>
+              <label htmlFor="fullName">Full name</label>
+              <input id="fullName" name="fullName" type="text" autoComplete="off" />
+            </div>
+            <div>
+              <label htmlFor="birthDate">Date of birth</label>
+              <input id="birthDate" name="birthDate" type="date" />
+            </div>
+            <div>
+              <label htmlFor="email">Email</label>
+              <input id="email" name="email" type="email" autoComplete="off" />
+            </div>
+            <div>
+              <label htmlFor="phone">Phone</label>
+              <input id="phone" name="phone" type="tel" autoComplete="off" />
+            </div>
+          </div>
+          <button type="submit">Enroll a participant</button>
+        </Form>
+      ) : null}
+      <table>
+        <thead>
+          <tr>
+            <th>Subject</th>
+            <th>Site</th>
+            <th>Status</th>
+            <th>Consent</th>
+            <th>Enrolled (UTC)</th>
+          </tr>
+        </thead>
+        <tbody>
+          {d.participants.map((p) => (
+            <tr key={p.id} data-subject={p.subject}>
+              <td>
+                <Link to={`/studies/${d.study}/participants/${p.subject}`}>{p.subject}</Link>
+              </td>
+              <td>{p.site}</td>
+              <td>{p.status}</td>
+              <td>
+                <Link
+                  to={`/studies/${d.study}/participants/${p.subject}/consent`}
+                  className={p.consent?.state === "reconsent_needed" ? "error" : undefined}
+                  data-consent-state={p.consent?.state}
+                >
+                  {p.consent?.summary ?? "-"}
+                </Link>
+              </td>
+              <td>{p.enrolledAt.replace("T", " ").slice(0, 19)}</td>
+            </tr>
+          ))}
+        </tbody>
+      </table>
+      {d.participants.length === 0 ? <p className="muted">No participants yet.</p> : null}
+    </StudyPage>
   );
 }

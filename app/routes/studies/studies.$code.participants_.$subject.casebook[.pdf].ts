@@ -1,20 +1,18 @@
 import type { LoaderFunctionArgs } from "@remix-run/node";
-import { findStudyByCode } from "../../../db/queries/studies.ts";
 import { casebookPdf } from "../../exports/certified-copy.server.ts";
 import { ServiceError } from "../../platform/errors.server.ts";
-import { requireStudyPermission } from "../../platform/session.server.ts";
+import { requireStudy } from "../../platform/require-study.server.ts";
 
 /** The certified copy of a subject's casebook as PDF (an audited export). */
 export async function loader({ request, context, params }: LoaderFunctionArgs) {
-  const study = await findStudyByCode(context.ctx.db, params.code ?? "");
-  if (!study) throw new Response("No such study", { status: 404 });
-  const user = await requireStudyPermission(request, context, "records.read", { studyId: study.id });
+  const { study, user } = await requireStudy(request, context, params, "records.read");
   try {
     const pdf = await casebookPdf(context.ctx, user, study.code, params.subject ?? "");
+    const name = `${study.code}-${(params.subject ?? "").toUpperCase()}-certified-copy.pdf`;
     return new Response(new Uint8Array(pdf), {
       headers: {
         "content-type": "application/pdf",
-        "content-disposition": `attachment; filename="${study.code}-${(params.subject ?? "").toUpperCase()}-certified-copy.pdf"`,
+        "content-disposition": `attachment; filename="${name}"`,
         "cache-control": "no-store",
       },
     });

@@ -4,30 +4,26 @@
  * optionally with an impartial witness), and withdrawals the participant reports to the site.
  */
 import { json, type ActionFunctionArgs, type LoaderFunctionArgs, type MetaFunction } from "@remix-run/node";
-import { Form, Link, useActionData, useLoaderData } from "@remix-run/react";
-import { findStudyByCode } from "../../../db/queries/studies.ts";
+import { Form, useActionData, useLoaderData } from "@remix-run/react";
 import { subjectCasebook } from "../../records/records.server.ts";
-import {
-  consentStatus,
-  countersignConsent,
-  createInvitation,
-  invitationsOf,
-  recordWithdrawal,
-} from "../../consent/consent.server.ts";
-import { ServiceError } from "../../platform/errors.server.ts";
+import { consentStatus } from "../../consent/status.server.ts";
+import { countersignConsent } from "../../consent/countersigning.server.ts";
+import { createInvitation } from "../../consent/invitations.server.ts";
+import { invitationsOf } from "../../consent/invitation-state.server.ts";
+import { recordWithdrawal } from "../../consent/withdrawal.server.ts";
+import { serviceErrorResponse } from "../../platform/error-response.server.ts";
 import { can } from "../../platform/permissions.server.ts";
 import { qrDataUrl } from "../../platform/qr.server.ts";
-import { requestMeta, requireStudyPermission } from "../../platform/session.server.ts";
-import { TopBar } from "../../ui/top-bar.tsx";
+import { requestMeta } from "../../platform/session.server.ts";
+import { requireStudy } from "../../platform/require-study.server.ts";
+import { StudyPage } from "../../ui/study-page.tsx";
 
 export const meta: MetaFunction<typeof loader> = ({ data }) => [
   { title: `Consent of ${data?.subject ?? "subject"} · TrialSeal` },
 ];
 
 async function load(request: Request, context: LoaderFunctionArgs["context"], params: LoaderFunctionArgs["params"]) {
-  const study = await findStudyByCode(context.ctx.db, params.code ?? "");
-  if (!study) throw new Response("No such study", { status: 404 });
-  const user = await requireStudyPermission(request, context, "records.read", { studyId: study.id });
+  const { study, user } = await requireStudy(request, context, params, "records.read");
   const casebook = await subjectCasebook(context.ctx, user, study.id, params.subject ?? "");
   if (!casebook) throw new Response("No such subject", { status: 404 });
   return { study, user, participant: casebook.participant };
@@ -68,9 +64,11 @@ export async function action({ request, context, params }: ActionFunctionArgs) {
         },
         new URL(request.url).origin,
       );
+      const until = inv.expiresAt.slice(0, 16).replace("T", " ");
       return json({
         error: null,
-        message: `Invitation sent by ${inv.channel} to ${inv.sentTo}; valid until ${inv.expiresAt.slice(0, 16).replace("T", " ")} UTC.`,
+        field: null,
+        message: `Invitation sent by ${inv.channel} to ${inv.sentTo}; valid until ${until} UTC.`,
         invitation: { url: inv.url, qr: await qrDataUrl(inv.url) },
       });
     }
@@ -87,7 +85,12 @@ export async function action({ request, context, params }: ActionFunctionArgs) {
         },
         requestMeta(request),
       );
-      return json({ error: null, message: "Countersigned; the signature is sealed into the log.", invitation: null });
+      return json({
+        error: null,
+        field: null,
+        message: "Countersigned; the signature is sealed into the log.",
+        invitation: null,
+      });
     }
     if (intent === "withdraw") {
       const scope = String(f.get("scope") ?? "");
@@ -97,19 +100,11 @@ export async function action({ request, context, params }: ActionFunctionArgs) {
         optionalWithdrawn: f.getAll("optionalWithdrawn").map(String),
         reason: String(f.get("reason") ?? "") || undefined,
       });
-      return json({ error: null, message: "Withdrawal recorded.", invitation: null });
+      return json({ error: null, field: null, message: "Withdrawal recorded.", invitation: null });
     }
-    return json(
-      { error: { field: null, message: "unknown action" }, message: null, invitation: null },
-      { status: 400 },
-    );
+    return json({ message: null, invitation: null, error: "unknown action", field: null }, { status: 400 });
   } catch (err) {
-    if (err instanceof ServiceError)
-      return json(
-        { error: { field: err.field ?? null, message: err.message }, message: null, invitation: null },
-        { status: err.status },
-      );
-    throw err;
+    return serviceErrorResponse(err, { message: null, invitation: null });
   }
 }
 
@@ -119,181 +114,176 @@ export default function SubjectConsent() {
   const awaiting = d.status.signatures.some((s) => s.primary && !s.countersignedBy);
   const optional = [...new Set(d.status.signatures.filter((s) => s.primary).flatMap((s) => Object.keys(s.options)))];
   return (
-    <>
-      <TopBar user={d.user} />
-      <main className="page">
-        <p>
-          <Link to={`/studies/${d.study}`}>{d.study}</Link> /{" "}
-          <Link to={`/studies/${d.study}/participants`}>Participants</Link> /{" "}
-          <Link to={`/studies/${d.study}/participants/${d.subject}`}>{d.subject}</Link>
-        </p>
-        <h1>
+    <StudyPage
+      user={d.user}
+      study={d.study}
+      crumbs={[
+        { to: `/studies/${d.study}/participants`, label: "Participants" },
+        { to: `/studies/${d.study}/participants/${d.subject}`, label: d.subject },
+      ]}
+      title={
+        <>
           Consent of {d.subject}{" "}
           <span className="badge" data-consent-state={d.status.state}>
             {d.status.summary}
           </span>
-        </h1>
-        {r?.error ? (
-          <p className="error" role="alert">
-            {r.error.message}
+        </>
+      }
+      flash={r}
+    >
+      {r?.invitation ? (
+        <section className="card" data-invitation>
+          <h2>Invitation link</h2>
+          <p>Shown once. Give it to the signer (it was also sent to their own contact), or let them scan the code:</p>
+          <p>
+            <code data-invitation-url>{r.invitation.url}</code>
           </p>
-        ) : r?.message ? (
-          <p role="status">{r.message}</p>
-        ) : null}
-        {r?.invitation ? (
-          <section className="card" data-invitation>
-            <h2>Invitation link</h2>
-            <p>Shown once. Give it to the signer (it was also sent to their own contact), or let them scan the code:</p>
-            <p>
-              <code data-invitation-url>{r.invitation.url}</code>
-            </p>
-            <img src={r.invitation.qr} alt="QR code of the invitation link" width={180} height={180} />
-          </section>
-        ) : null}
-        <h2>Signatures</h2>
-        {d.status.signatures.length === 0 ? <p className="muted">No consent signed yet.</p> : null}
-        <table>
-          <thead>
-            <tr>
-              <th>Document</th>
-              <th>Role</th>
-              <th>Printed name</th>
-              <th>Meaning</th>
-              <th>Signed (UTC)</th>
-              <th>Options</th>
+          <img src={r.invitation.qr} alt="QR code of the invitation link" width={180} height={180} />
+        </section>
+      ) : null}
+      <h2>Signatures</h2>
+      {d.status.signatures.length === 0 ? <p className="muted">No consent signed yet.</p> : null}
+      <table>
+        <thead>
+          <tr>
+            <th>Document</th>
+            <th>Role</th>
+            <th>Printed name</th>
+            <th>Meaning</th>
+            <th>Signed (UTC)</th>
+            <th>Options</th>
+          </tr>
+        </thead>
+        <tbody>
+          {d.status.signatures.map((s) => (
+            <tr key={s.id} data-signature={s.role}>
+              <td>
+                {s.document.code} {s.document.version}
+              </td>
+              <td>
+                {s.role}
+                {s.fromStaffDevice && s.role !== "staff" && s.role !== "witness" ? (
+                  <span className="badge bad"> signed on a staff device</span>
+                ) : null}
+              </td>
+              <td>{s.printedName ?? <span className="muted">hidden</span>}</td>
+              <td>{s.meaning}</td>
+              <td>{s.signedAt.replace("T", " ").slice(0, 19)}</td>
+              <td>
+                {Object.entries(s.options)
+                  .map(([k, v]) => `${k}: ${v ? "yes" : "no"}`)
+                  .join(", ")}
+              </td>
             </tr>
-          </thead>
-          <tbody>
-            {d.status.signatures.map((s) => (
-              <tr key={s.id} data-signature={s.role}>
-                <td>
-                  {s.document.code} {s.document.version}
-                </td>
-                <td>
-                  {s.role}
-                  {s.fromStaffDevice && s.role !== "staff" && s.role !== "witness" ? (
-                    <span className="badge bad"> signed on a staff device</span>
-                  ) : null}
-                </td>
-                <td>{s.printedName ?? <span className="muted">hidden</span>}</td>
-                <td>{s.meaning}</td>
-                <td>{s.signedAt.replace("T", " ").slice(0, 19)}</td>
-                <td>
-                  {Object.entries(s.options)
-                    .map(([k, v]) => `${k}: ${v ? "yes" : "no"}`)
-                    .join(", ")}
-                </td>
-              </tr>
+          ))}
+        </tbody>
+      </table>
+      {d.status.withdrawals.length ? (
+        <>
+          <h2>Withdrawals</h2>
+          <ul>
+            {d.status.withdrawals.map((w) => (
+              <li key={w.id} data-withdrawal={w.scope}>
+                {w.at.replace("T", " ").slice(0, 19)} UTC: {w.scope}
+                {w.scope === "partial"
+                  ? ` (${w.allows.followUp ? "follow-up continues" : "no follow-up"}${w.allows.optionalWithdrawn.length ? `; withdrawn: ${w.allows.optionalWithdrawn.join(", ")}` : ""})`
+                  : ""}{" "}
+                {w.byParticipant ? "by the participant" : "recorded by site staff"}
+                {w.reason ? `: ${w.reason}` : ""}
+              </li>
             ))}
-          </tbody>
-        </table>
-        {d.status.withdrawals.length ? (
-          <>
-            <h2>Withdrawals</h2>
-            <ul>
-              {d.status.withdrawals.map((w) => (
-                <li key={w.id} data-withdrawal={w.scope}>
-                  {w.at.replace("T", " ").slice(0, 19)} UTC: {w.scope}
-                  {w.scope === "partial"
-                    ? ` (${w.allows.followUp ? "follow-up continues" : "no follow-up"}${w.allows.optionalWithdrawn.length ? `; withdrawn: ${w.allows.optionalWithdrawn.join(", ")}` : ""})`
-                    : ""}{" "}
-                  {w.byParticipant ? "by the participant" : "recorded by site staff"}
-                  {w.reason ? `: ${w.reason}` : ""}
-                </li>
+          </ul>
+        </>
+      ) : null}
+      <h2>Invitations</h2>
+      <table>
+        <thead>
+          <tr>
+            <th>Document</th>
+            <th>Signer</th>
+            <th>Created</th>
+            <th>Expires</th>
+            <th>State</th>
+          </tr>
+        </thead>
+        <tbody>
+          {d.invitations.map((i) => (
+            <tr key={i.id} data-invitation-state={i.state}>
+              <td>{i.document}</td>
+              <td>{i.signerRole}</td>
+              <td>
+                {i.createdAt.replace("T", " ").slice(0, 16)} by {i.createdBy}
+              </td>
+              <td>{i.expiresAt.replace("T", " ").slice(0, 16)}</td>
+              <td>{i.state}</td>
+            </tr>
+          ))}
+        </tbody>
+      </table>
+      {d.may.obtain ? (
+        <div className="grid">
+          {d.status.state !== "withdrawn" ? (
+            <Form method="post" className="card" noValidate>
+              <input type="hidden" name="intent" value="invite" />
+              <h2>Invite to sign</h2>
+              <label htmlFor="signerRole">Who signs</label>
+              <select id="signerRole" name="signerRole">
+                <option value="participant">the participant</option>
+                <option value="lar">a legally authorized representative</option>
+                <option value="parent">a parent or guardian (minor)</option>
+              </select>
+              <label htmlFor="representativeName">Representative's full name (not for the participant)</label>
+              <input id="representativeName" name="representativeName" type="text" />
+              <label htmlFor="representativeContact">Representative's email or phone</label>
+              <input id="representativeContact" name="representativeContact" type="text" />
+              <label className="ack">
+                <input type="checkbox" name="assent" /> Also take the minor's assent (with a parent)
+              </label>
+              <button type="submit">Create invitation</button>
+            </Form>
+          ) : null}
+          {awaiting ? (
+            <Form method="post" className="card" noValidate>
+              <input type="hidden" name="intent" value="countersign" />
+              <h2>Countersign</h2>
+              <p>
+                As the person obtaining consent, confirm that you explained the study and answered the signer's
+                questions.
+              </p>
+              <label htmlFor="witnessName">Impartial witness's full name (if one was present)</label>
+              <input id="witnessName" name="witnessName" type="text" />
+              <label htmlFor="cs-password">Your password</label>
+              <input id="cs-password" name="password" type="password" autoComplete="current-password" />
+              <label htmlFor="cs-code">Authenticator code</label>
+              <input id="cs-code" name="code" type="text" inputMode="numeric" autoComplete="one-time-code" />
+              <button type="submit">Countersign</button>
+            </Form>
+          ) : null}
+          {d.status.signatures.some((s) => s.primary) && d.status.state !== "withdrawn" ? (
+            <Form method="post" className="card" noValidate>
+              <input type="hidden" name="intent" value="withdraw" />
+              <h2>Record a withdrawal</h2>
+              <label htmlFor="w-scope">Scope</label>
+              <select id="w-scope" name="scope">
+                <option value="">choose…</option>
+                <option value="partial">partial</option>
+                <option value="full">full</option>
+              </select>
+              <label className="ack">
+                <input type="checkbox" name="followUp" /> follow-up continues (partial)
+              </label>
+              {optional.map((k) => (
+                <label key={k} className="ack">
+                  <input type="checkbox" name="optionalWithdrawn" value={k} /> withdraw optional item {k}
+                </label>
               ))}
-            </ul>
-          </>
-        ) : null}
-        <h2>Invitations</h2>
-        <table>
-          <thead>
-            <tr>
-              <th>Document</th>
-              <th>Signer</th>
-              <th>Created</th>
-              <th>Expires</th>
-              <th>State</th>
-            </tr>
-          </thead>
-          <tbody>
-            {d.invitations.map((i) => (
-              <tr key={i.id} data-invitation-state={i.state}>
-                <td>{i.document}</td>
-                <td>{i.signerRole}</td>
-                <td>
-                  {i.createdAt.replace("T", " ").slice(0, 16)} by {i.createdBy}
-                </td>
-                <td>{i.expiresAt.replace("T", " ").slice(0, 16)}</td>
-                <td>{i.state}</td>
-              </tr>
-            ))}
-          </tbody>
-        </table>
-        {d.may.obtain ? (
-          <div className="grid">
-            {d.status.state !== "withdrawn" ? (
-              <Form method="post" className="card" noValidate>
-                <input type="hidden" name="intent" value="invite" />
-                <h2>Invite to sign</h2>
-                <label htmlFor="signerRole">Who signs</label>
-                <select id="signerRole" name="signerRole">
-                  <option value="participant">the participant</option>
-                  <option value="lar">a legally authorized representative</option>
-                  <option value="parent">a parent or guardian (minor)</option>
-                </select>
-                <label htmlFor="representativeName">Representative's full name (not for the participant)</label>
-                <input id="representativeName" name="representativeName" type="text" />
-                <label htmlFor="representativeContact">Representative's email or phone</label>
-                <input id="representativeContact" name="representativeContact" type="text" />
-                <label className="ack">
-                  <input type="checkbox" name="assent" /> Also take the minor's assent (with a parent)
-                </label>
-                <button type="submit">Create invitation</button>
-              </Form>
-            ) : null}
-            {awaiting ? (
-              <Form method="post" className="card" noValidate>
-                <input type="hidden" name="intent" value="countersign" />
-                <h2>Countersign</h2>
-                <p>
-                  As the person obtaining consent, confirm that you explained the study and answered the signer's
-                  questions.
-                </p>
-                <label htmlFor="witnessName">Impartial witness's full name (if one was present)</label>
-                <input id="witnessName" name="witnessName" type="text" />
-                <label htmlFor="cs-password">Your password</label>
-                <input id="cs-password" name="password" type="password" autoComplete="current-password" />
-                <label htmlFor="cs-code">Authenticator code</label>
-                <input id="cs-code" name="code" type="text" inputMode="numeric" autoComplete="one-time-code" />
-                <button type="submit">Countersign</button>
-              </Form>
-            ) : null}
-            {d.status.signatures.some((s) => s.primary) && d.status.state !== "withdrawn" ? (
-              <Form method="post" className="card" noValidate>
-                <input type="hidden" name="intent" value="withdraw" />
-                <h2>Record a withdrawal</h2>
-                <label htmlFor="w-scope">Scope</label>
-                <select id="w-scope" name="scope">
-                  <option value="">choose…</option>
-                  <option value="partial">partial</option>
-                  <option value="full">full</option>
-                </select>
-                <label className="ack">
-                  <input type="checkbox" name="followUp" /> follow-up continues (partial)
-                </label>
-                {optional.map((k) => (
-                  <label key={k} className="ack">
-                    <input type="checkbox" name="optionalWithdrawn" value={k} /> withdraw optional item {k}
-                  </label>
-                ))}
-                <label htmlFor="w-reason">Reason (optional)</label>
-                <input id="w-reason" name="reason" type="text" />
-                <button type="submit">Record withdrawal</button>
-              </Form>
-            ) : null}
-          </div>
-        ) : null}
-      </main>
-    </>
+              <label htmlFor="w-reason">Reason (optional)</label>
+              <input id="w-reason" name="reason" type="text" />
+              <button type="submit">Record withdrawal</button>
+            </Form>
+          ) : null}
+        </div>
+      ) : null}
+    </StudyPage>
   );
 }

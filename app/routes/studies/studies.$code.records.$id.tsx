@@ -1,9 +1,9 @@
 import { json, redirect, type ActionFunctionArgs, type LoaderFunctionArgs, type MetaFunction } from "@remix-run/node";
-import { Form, Link, useActionData, useLoaderData } from "@remix-run/react";
+import { Form, useActionData, useLoaderData } from "@remix-run/react";
 import { useEffect, useState } from "react";
-import { findStudyByCode } from "../../../db/queries/studies.ts";
 import { ServiceError } from "../../platform/errors.server.ts";
-import { correctRecord, recordDefinition, recordHistory } from "../../records/records.server.ts";
+import { serviceErrorResponse } from "../../platform/error-response.server.ts";
+import { correctRecord, findRecord, recordDefinition, recordHistory } from "../../records/records.server.ts";
 import {
   activeLock,
   answerQuery,
@@ -19,19 +19,16 @@ import {
 } from "../../clinical-monitoring/clinical-monitoring.server.ts";
 import { can } from "../../platform/permissions.server.ts";
 import { requestMeta } from "../../platform/session.server.ts";
-import { records as recordsTable } from "../../../db/schema/index.ts";
-import { eq } from "drizzle-orm";
-import { requireStudyPermission } from "../../platform/session.server.ts";
+import { requireStudy } from "../../platform/require-study.server.ts";
 import { valuesFromForm } from "../../records/form-values.ts";
 import { RecordFields } from "../../records/record-fields.tsx";
-import { TopBar } from "../../ui/top-bar.tsx";
+import { sealText } from "../../log/seal-text.ts";
+import { StudyPage } from "../../ui/study-page.tsx";
 
 export const meta: MetaFunction = () => [{ title: "Record · TrialSeal" }];
 
 async function load(request: Request, context: LoaderFunctionArgs["context"], params: LoaderFunctionArgs["params"]) {
-  const study = await findStudyByCode(context.ctx.db, params.code ?? "");
-  if (!study) throw new Response("No such study", { status: 404 });
-  const user = await requireStudyPermission(request, context, "records.read", { studyId: study.id });
+  const { study, user } = await requireStudy(request, context, params, "records.read");
   try {
     const record = await recordHistory(context.ctx, user, study.code, params.id ?? "");
     const def = (await recordDefinition(context.ctx, record.id))!;
@@ -45,7 +42,7 @@ async function load(request: Request, context: LoaderFunctionArgs["context"], pa
 export async function loader({ request, context, params }: LoaderFunctionArgs) {
   const { study, user, record, def } = await load(request, context, params);
   const ctx = context.ctx;
-  const [row] = await ctx.db.select().from(recordsTable).where(eq(recordsTable.id, record.id));
+  const row = await findRecord(ctx, record.id);
   const [sigs, qs, sdv, lock] = await Promise.all([
     signaturesOf(ctx, record.id, record.version),
     queriesOf(ctx, record.id),
@@ -119,15 +116,8 @@ export async function action({ request, context, params }: ActionFunctionArgs) {
     }
     return redirect(`/studies/${study.code}/records/${record.id}`);
   } catch (err) {
-    if (err instanceof ServiceError)
-      return json({ error: { field: err.field ?? null, message: err.message }, values }, { status: err.status });
-    throw err;
+    return serviceErrorResponse(err, { values });
   }
-}
-
-function sealText(e: { status: string; batch: number | null; anchoredOn: string[] }) {
-  if (e.status !== "sealed") return "pending";
-  return `sealed in batch ${e.batch}${e.anchoredOn.length ? `, anchored on ${e.anchoredOn.join(", ")}` : ""}`;
 }
 
 /** UTC as stored, and the viewer's local time once in the browser (not at server render: no mismatch). */
@@ -146,209 +136,212 @@ export default function RecordPage() {
   const r = useActionData<typeof action>();
   const show = (v: unknown) => (v === null || v === undefined ? "-" : Array.isArray(v) ? v.join(", ") : String(v));
   return (
-    <>
-      <TopBar user={user} />
-      <main className="page">
-        <p>
-          <Link to={`/studies/${study}`}>{study}</Link> /{" "}
-          <Link to={`/studies/${study}/participants/${record.subject}`}>{record.subject}</Link>
-        </p>
-        <h1>
+    <StudyPage
+      user={user}
+      study={study}
+      crumbs={[{ to: `/studies/${study}/participants/${record.subject}`, label: record.subject }]}
+      title={
+        <>
           {def.title}, visit {record.visit} <span className="badge">v{record.version}</span>{" "}
           {record.status === "locked" ? <span className="badge bad">locked</span> : null}
-        </h1>
-        <table>
-          <tbody>
-            {def.fields.map((f) => (
-              <tr key={f.name} data-field={f.name}>
-                <th>{f.label}</th>
-                <td>
-                  {f.type === "choice" || f.type === "multichoice"
-                    ? show(
-                        ([] as unknown[])
-                          .concat(record.data[f.name] ?? [])
-                          .map((v) => f.options.find((o) => o.value === v)?.label ?? v),
-                      )
-                    : f.type === "boolean"
-                      ? record.data[f.name] === undefined
-                        ? "-"
-                        : record.data[f.name]
-                          ? "Yes"
-                          : "No"
-                      : show(record.data[f.name])}{" "}
-                  {f.type === "number" && f.unit ? <span className="muted">{f.unit}</span> : null}
-                </td>
-              </tr>
-            ))}
-          </tbody>
-        </table>
-        <h2>History</h2>
-        <table>
-          <thead>
-            <tr>
-              <th>Version</th>
-              <th>When</th>
-              <th>Who</th>
-              <th>What changed</th>
-              <th>Why</th>
-              <th>Seal</th>
+        </>
+      }
+    >
+      <table>
+        <tbody>
+          {def.fields.map((f) => (
+            <tr key={f.name} data-field={f.name}>
+              <th>{f.label}</th>
+              <td>
+                {f.type === "choice" || f.type === "multichoice"
+                  ? show(
+                      ([] as unknown[])
+                        .concat(record.data[f.name] ?? [])
+                        .map((v) => f.options.find((o) => o.value === v)?.label ?? v),
+                    )
+                  : f.type === "boolean"
+                    ? record.data[f.name] === undefined
+                      ? "-"
+                      : record.data[f.name]
+                        ? "Yes"
+                        : "No"
+                    : show(record.data[f.name])}{" "}
+                {f.type === "number" && f.unit ? <span className="muted">{f.unit}</span> : null}
+              </td>
             </tr>
-          </thead>
-          <tbody>
-            {record.history.map((h) => (
-              <tr key={h.version} data-version={h.version}>
-                <td>v{h.version}</td>
-                <td>
-                  <When iso={h.at} />
-                </td>
-                <td>{h.actor}</td>
-                <td>
-                  {h.version === 1
-                    ? "entered"
-                    : h.changes.map((c) => `${c.field}: ${show(c.old)} → ${show(c.new)}`).join("; ")}
-                </td>
-                <td>{h.reason ?? "-"}</td>
-                <td data-seal={h.entry.status}>{sealText(h.entry)}</td>
-              </tr>
-            ))}
-          </tbody>
-        </table>
-        {r?.error && !r.error.field?.startsWith("data") && r.error.field !== "reason" ? (
-          <p className="error" role="alert" data-error-field={r.error.field ?? ""}>
-            {r.error.message}
-          </p>
-        ) : null}
-        <h2>Signatures</h2>
-        {signatures.length === 0 ? <p className="muted">Not signed.</p> : null}
-        <ul>
-          {signatures.map((s) => (
-            <li key={s.id} data-signature={s.valid ? "valid" : "invalidated"}>
-              <strong>{s.printedName}</strong>, {s.signedAt.replace("T", " ").slice(0, 19)} UTC, meaning:{" "}
-              <em>{s.meaning}</em> (version {s.version}){s.note ? <span className="error"> {s.note}</span> : null}
-            </li>
           ))}
-        </ul>
-        {may.sign ? (
-          <Form method="post" className="card" noValidate>
-            <input type="hidden" name="intent" value="sign" />
-            <h3>Sign version {record.version}</h3>
-            <label htmlFor="meaning">Meaning of this signature</label>
-            <select id="meaning" name="meaning">
-              <option value="approved">approved</option>
-              <option value="reviewed">reviewed</option>
-              <option value="authored">authored</option>
-            </select>
-            <label htmlFor="sign-password">Your password</label>
-            <input id="sign-password" name="password" type="password" autoComplete="current-password" />
-            <label htmlFor="sign-code">Authenticator code</label>
-            <input id="sign-code" name="code" type="text" inputMode="numeric" autoComplete="one-time-code" />
-            <button type="submit">Sign</button>
-          </Form>
-        ) : null}
-        <h2>Monitoring</h2>
-        <p data-sdv>
-          {sdv.length
-            ? `Source data verified: version ${sdv[sdv.length - 1].version} on ${sdv[sdv.length - 1].at.slice(0, 10)}`
-            : "Not source-data verified."}
-        </p>
-        {may.monitor ? (
-          <Form method="post">
-            <input type="hidden" name="intent" value="sdv" />
-            <button type="submit">Mark version {record.version} as source-data verified</button>
-          </Form>
-        ) : null}
-        <table>
-          <thead>
-            <tr>
-              <th>Field</th>
-              <th>Query</th>
-              <th>Answer</th>
-              <th>Status</th>
-              <th />
+        </tbody>
+      </table>
+      <h2>History</h2>
+      <table>
+        <thead>
+          <tr>
+            <th>Version</th>
+            <th>When</th>
+            <th>Who</th>
+            <th>What changed</th>
+            <th>Why</th>
+            <th>Seal</th>
+          </tr>
+        </thead>
+        <tbody>
+          {record.history.map((h) => (
+            <tr key={h.version} data-version={h.version}>
+              <td>v{h.version}</td>
+              <td>
+                <When iso={h.at} />
+              </td>
+              <td>{h.actor}</td>
+              <td>
+                {h.version === 1
+                  ? "entered"
+                  : h.changes.map((c) => `${c.field}: ${show(c.old)} → ${show(c.new)}`).join("; ")}
+              </td>
+              <td>{h.reason ?? "-"}</td>
+              <td data-seal={h.entry.status}>{sealText(h.entry)}</td>
             </tr>
-          </thead>
-          <tbody>
-            {queries.map((q) => (
-              <tr key={q.id} data-query={q.status}>
-                <td>{q.field}</td>
-                <td>{q.text}</td>
-                <td>
-                  {q.answer ??
-                    (may.enter && q.status === "open" ? (
-                      <Form method="post">
-                        <input type="hidden" name="intent" value="answer" />
-                        <input type="hidden" name="query" value={q.id} />
-                        <label htmlFor={`answer-${q.id}`}>Answer</label>
-                        <input id={`answer-${q.id}`} name="answer" type="text" />
-                        <button type="submit">Answer</button>
-                      </Form>
-                    ) : (
-                      "-"
-                    ))}
-                </td>
-                <td>{q.status}</td>
-                <td>
-                  {may.monitor && q.status === "answered" ? (
+          ))}
+        </tbody>
+      </table>
+      {r?.error && !r.field?.startsWith("data") && r.field !== "reason" ? (
+        <p className="error" role="alert" data-error-field={r.field ?? ""}>
+          {r.error}
+        </p>
+      ) : null}
+      <h2>Signatures</h2>
+      {signatures.length === 0 ? <p className="muted">Not signed.</p> : null}
+      <ul>
+        {signatures.map((s) => (
+          <li key={s.id} data-signature={s.valid ? "valid" : "invalidated"}>
+            <strong>{s.printedName}</strong>, {s.signedAt.replace("T", " ").slice(0, 19)} UTC, meaning:{" "}
+            <em>{s.meaning}</em> (version {s.version}){s.note ? <span className="error"> {s.note}</span> : null}
+          </li>
+        ))}
+      </ul>
+      {may.sign ? (
+        <Form method="post" className="card" noValidate>
+          <input type="hidden" name="intent" value="sign" />
+          <h3>Sign version {record.version}</h3>
+          <label htmlFor="meaning">Meaning of this signature</label>
+          <select id="meaning" name="meaning">
+            <option value="approved">approved</option>
+            <option value="reviewed">reviewed</option>
+            <option value="authored">authored</option>
+          </select>
+          <label htmlFor="sign-password">Your password</label>
+          <input id="sign-password" name="password" type="password" autoComplete="current-password" />
+          <label htmlFor="sign-code">Authenticator code</label>
+          <input id="sign-code" name="code" type="text" inputMode="numeric" autoComplete="one-time-code" />
+          <button type="submit">Sign</button>
+        </Form>
+      ) : null}
+      <h2>Monitoring</h2>
+      <p data-sdv>
+        {sdv.length
+          ? `Source data verified: version ${sdv[sdv.length - 1].version} on ${sdv[sdv.length - 1].at.slice(0, 10)}`
+          : "Not source-data verified."}
+      </p>
+      {may.monitor ? (
+        <Form method="post">
+          <input type="hidden" name="intent" value="sdv" />
+          <button type="submit">Mark version {record.version} as source-data verified</button>
+        </Form>
+      ) : null}
+      <table>
+        <thead>
+          <tr>
+            <th>Field</th>
+            <th>Query</th>
+            <th>Answer</th>
+            <th>Status</th>
+            <th />
+          </tr>
+        </thead>
+        <tbody>
+          {queries.map((q) => (
+            <tr key={q.id} data-query={q.status}>
+              <td>{q.field}</td>
+              <td>{q.text}</td>
+              <td>
+                {q.answer ??
+                  (may.enter && q.status === "open" ? (
                     <Form method="post">
-                      <input type="hidden" name="intent" value="close" />
+                      <input type="hidden" name="intent" value="answer" />
                       <input type="hidden" name="query" value={q.id} />
-                      <button type="submit">Close</button>
+                      <label htmlFor={`answer-${q.id}`}>Answer</label>
+                      <input id={`answer-${q.id}`} name="answer" type="text" />
+                      <button type="submit">Answer</button>
                     </Form>
-                  ) : null}
-                </td>
-              </tr>
+                  ) : (
+                    "-"
+                  ))}
+              </td>
+              <td>{q.status}</td>
+              <td>
+                {may.monitor && q.status === "answered" ? (
+                  <Form method="post">
+                    <input type="hidden" name="intent" value="close" />
+                    <input type="hidden" name="query" value={q.id} />
+                    <button type="submit">Close</button>
+                  </Form>
+                ) : null}
+              </td>
+            </tr>
+          ))}
+        </tbody>
+      </table>
+      {may.monitor ? (
+        <Form method="post" className="card" noValidate>
+          <input type="hidden" name="intent" value="query" />
+          <h3>Raise a query</h3>
+          <label htmlFor="query-field">Field</label>
+          <select id="query-field" name="field">
+            {def.fields.map((f) => (
+              <option key={f.name} value={f.name}>
+                {f.label}
+              </option>
             ))}
-          </tbody>
-        </table>
-        {may.monitor ? (
-          <Form method="post" className="card" noValidate>
-            <input type="hidden" name="intent" value="query" />
-            <h3>Raise a query</h3>
-            <label htmlFor="query-field">Field</label>
-            <select id="query-field" name="field">
-              {def.fields.map((f) => (
-                <option key={f.name} value={f.name}>
-                  {f.label}
-                </option>
-              ))}
-            </select>
-            <label htmlFor="query-text">Query</label>
-            <input id="query-text" name="text" type="text" />
-            <button type="submit">Raise query</button>
+          </select>
+          <label htmlFor="query-text">Query</label>
+          <input id="query-text" name="text" type="text" />
+          <button type="submit">Raise query</button>
+        </Form>
+      ) : null}
+      {lock ? (
+        <p className="error" data-lock={lock.scope}>
+          Locked ({lock.scope}): {lock.reason}
+        </p>
+      ) : null}
+      {may.lock ? (
+        <Form method="post" className="card" noValidate>
+          <input type="hidden" name="intent" value={lock ? "unlock" : "lock"} />
+          {lock ? <input type="hidden" name="lock" value={lock.id} /> : null}
+          <label htmlFor="lock-reason">{lock ? "Reason to unlock" : "Reason to lock"}</label>
+          <input id="lock-reason" name="reason" type="text" />
+          <button type="submit">{lock ? "Unlock" : "Lock record"}</button>
+        </Form>
+      ) : null}
+      {!lock && may.enter ? (
+        <section className="card">
+          <h2>Correct</h2>
+          {r?.error && (r.field === "reason" || r.field === "data") ? (
+            <p className="error" role="alert">
+              {r.error}
+            </p>
+          ) : null}
+          <Form method="post" noValidate>
+            <input type="hidden" name="intent" value="correct" />
+            <RecordFields
+              def={def}
+              values={r?.values ?? (record.data as Record<string, unknown>)}
+              error={r?.error ? { field: r.field, message: r.error } : null}
+            />
+            <label htmlFor="reason">Reason for change *</label>
+            <input id="reason" name="reason" type="text" aria-invalid={r?.field === "reason" || undefined} />
+            <button type="submit">Save correction</button>
           </Form>
-        ) : null}
-        {lock ? (
-          <p className="error" data-lock={lock.scope}>
-            Locked ({lock.scope}): {lock.reason}
-          </p>
-        ) : null}
-        {may.lock ? (
-          <Form method="post" className="card" noValidate>
-            <input type="hidden" name="intent" value={lock ? "unlock" : "lock"} />
-            {lock ? <input type="hidden" name="lock" value={lock.id} /> : null}
-            <label htmlFor="lock-reason">{lock ? "Reason to unlock" : "Reason to lock"}</label>
-            <input id="lock-reason" name="reason" type="text" />
-            <button type="submit">{lock ? "Unlock" : "Lock record"}</button>
-          </Form>
-        ) : null}
-        {!lock && may.enter ? (
-          <section className="card">
-            <h2>Correct</h2>
-            {r?.error && (r.error.field === "reason" || r.error.field === "data") ? (
-              <p className="error" role="alert">
-                {r.error.message}
-              </p>
-            ) : null}
-            <Form method="post" noValidate>
-              <input type="hidden" name="intent" value="correct" />
-              <RecordFields def={def} values={r?.values ?? (record.data as Record<string, unknown>)} error={r?.error} />
-              <label htmlFor="reason">Reason for change *</label>
-              <input id="reason" name="reason" type="text" aria-invalid={r?.error?.field === "reason" || undefined} />
-              <button type="submit">Save correction</button>
-            </Form>
-          </section>
-        ) : null}
-      </main>
-    </>
+        </section>
+      ) : null}
+    </StudyPage>
   );
 }

@@ -3,19 +3,16 @@ import { json, redirect, type ActionFunctionArgs, type LoaderFunctionArgs, type 
 import { Form, Link, useLoaderData, useRevalidator } from "@remix-run/react";
 import { useEffect } from "react";
 import { latestAuditRun, startAuditRun } from "../../integrity-audit/audit-runs.server.ts";
-import { findStudyByCode } from "../../../db/queries/studies.ts";
 import { studyReview } from "../../integrity-audit/review.server.ts";
-import { requireStudyPermission } from "../../platform/session.server.ts";
-import { TopBar } from "../../ui/top-bar.tsx";
+import { requireStudy } from "../../platform/require-study.server.ts";
+import { StudyPage } from "../../ui/study-page.tsx";
 import { CheckpointTimeline } from "../../log/checkpoint-timeline.tsx";
 import { SealBadge } from "../../log/seal-badge.tsx";
 
 export const meta: MetaFunction = () => [{ title: "Study review · TrialSeal" }];
 
 export async function loader({ request, context, params }: LoaderFunctionArgs) {
-  const study = await findStudyByCode(context.ctx.db, params.code ?? "");
-  if (!study) throw new Response("No such study", { status: 404 });
-  const user = await requireStudyPermission(request, context, "study.review", { studyId: study.id });
+  const { study, user } = await requireStudy(request, context, params, "study.review");
   const review = await studyReview(context.ctx, user, study.code);
   const run = await latestAuditRun(context.ctx, study.id);
   return json(
@@ -37,9 +34,7 @@ export async function loader({ request, context, params }: LoaderFunctionArgs) {
 }
 
 export async function action({ request, context, params }: ActionFunctionArgs) {
-  const study = await findStudyByCode(context.ctx.db, params.code ?? "");
-  if (!study) throw new Response("No such study", { status: 404 });
-  const user = await requireStudyPermission(request, context, "study.review", { studyId: study.id });
+  const { study, user } = await requireStudy(request, context, params, "study.review");
   await startAuditRun(context.ctx, user, study.code);
   return redirect(`/studies/${study.code}/review#audit`);
 }
@@ -50,222 +45,215 @@ export default function Review() {
   const { user, review: r, audit } = useLoaderData<typeof loader>();
   const revalidator = useRevalidator();
   const running = audit?.status === "running";
+  const finishedAt = audit?.finishedAt?.replace("T", " ").slice(0, 19);
   useEffect(() => {
     if (!running) return;
     const t = setInterval(() => revalidator.state === "idle" && revalidator.revalidate(), 1500);
     return () => clearInterval(t);
   }, [running, revalidator]);
   return (
-    <>
-      <TopBar user={user} />
-      <main className="page">
+    <StudyPage user={user} study={r.study.code} title={`Review of ${r.study.code}`}>
+      <p>
+        Every proof bundle below can be checked without trusting this portal: download it, then open the{" "}
+        <a href="/verify">verification page</a> (it runs in your browser) or run <code>trialseal verify</code>.
+      </p>
+
+      <section className="card" id="exports">
+        <h2>Exports</h2>
         <p>
-          <Link to={`/studies/${r.study.code}`}>{r.study.code}</Link>
+          <a href={`/studies/${r.study.code}/export/evidence`} download data-export="evidence">
+            Evidence package (ZIP)
+          </a>{" "}
+          : ODM, FHIR, CSV, every proof bundle of the study, the whole log's envelopes and checkpoints with consistency
+          proofs, certified copies, the trust policy and a manifest of SHA-256s; check it offline with{" "}
+          <code>trialseal verify-package FILE --pin SHA256</code>.
         </p>
-        <h1>Review of {r.study.code}</h1>
         <p>
-          Every proof bundle below can be checked without trusting this portal: download it, then open the{" "}
-          <a href="/verify">verification page</a> (it runs in your browser) or run <code>trialseal verify</code>.
+          <a href={`/studies/${r.study.code}/export/odm`} download>
+            CDISC ODM 1.3.2
+          </a>{" "}
+          ·{" "}
+          <a href={`/studies/${r.study.code}/export/fhir`} download>
+            HL7 FHIR R4
+          </a>{" "}
+          ·{" "}
+          <a href={`/studies/${r.study.code}/export/csv`} download>
+            CSV per form
+          </a>
         </p>
+      </section>
 
-        <section className="card" id="exports">
-          <h2>Exports</h2>
-          <p>
-            <a href={`/studies/${r.study.code}/export/evidence`} download data-export="evidence">
-              Evidence package (ZIP)
-            </a>{" "}
-            : ODM, FHIR, CSV, every proof bundle of the study, the whole log's envelopes and checkpoints with
-            consistency proofs, certified copies, the trust policy and a manifest of SHA-256s; check it offline with{" "}
-            <code>trialseal verify-package FILE --pin SHA256</code>.
-          </p>
-          <p>
-            <a href={`/studies/${r.study.code}/export/odm`} download>
-              CDISC ODM 1.3.2
-            </a>{" "}
-            ·{" "}
-            <a href={`/studies/${r.study.code}/export/fhir`} download>
-              HL7 FHIR R4
-            </a>{" "}
-            ·{" "}
-            <a href={`/studies/${r.study.code}/export/csv`} download>
-              CSV per form
-            </a>
-          </p>
-        </section>
+      <section className="card" id="audit" data-audit={audit?.status ?? "none"}>
+        <h2>Whole-study audit</h2>
+        <p>
+          Re-reads the study from the database and recomputes everything: every entry, batch, checkpoint and anchor
+          (against the ledgers themselves), each record's chain of versions, and every data row against its ledger
+          entry. The same as <code>trialseal audit --study {r.study.code}</code>.
+        </p>
+        <Form method="post">
+          <button type="submit" disabled={running}>
+            {running ? "Audit running…" : "Run the audit"}
+          </button>
+        </Form>
+        {audit?.status === "failed" ? <p className="error">The audit could not finish: {audit.error}</p> : null}
+        {audit?.report ? (
+          <div data-audit-verdict={audit.report.clean ? "clean" : "findings"}>
+            <p className={audit.report.clean ? "" : "error"}>
+              <strong>{audit.report.clean ? "Clean" : "Findings"}</strong> ({finishedAt} UTC): checked{" "}
+              {audit.report.checked.entries} entries in {audit.report.checked.batches} batches,{" "}
+              {audit.report.checked.checkpoints} checkpoints, {audit.report.checked.anchors} anchors,{" "}
+              {audit.report.checked.records} records and {audit.report.checked.rows} data rows.
+            </p>
+            {audit.report.findings.length ? (
+              <ul>
+                {audit.report.findings.map((f, i) => (
+                  <li key={i} className={f.severity === "tamper" ? "error" : "muted"} data-finding={f.code}>
+                    {f.code}: {f.message}
+                  </li>
+                ))}
+              </ul>
+            ) : null}
+          </div>
+        ) : null}
+      </section>
 
-        <section className="card" id="audit" data-audit={audit?.status ?? "none"}>
-          <h2>Whole-study audit</h2>
-          <p>
-            Re-reads the study from the database and recomputes everything: every entry, batch, checkpoint and anchor
-            (against the ledgers themselves), each record's chain of versions, and every data row against its ledger
-            entry. The same as <code>trialseal audit --study {r.study.code}</code>.
-          </p>
-          <Form method="post">
-            <button type="submit" disabled={running}>
-              {running ? "Audit running…" : "Run the audit"}
-            </button>
-          </Form>
-          {audit?.status === "failed" ? <p className="error">The audit could not finish: {audit.error}</p> : null}
-          {audit?.report ? (
-            <div data-audit-verdict={audit.report.clean ? "clean" : "findings"}>
-              <p className={audit.report.clean ? "" : "error"}>
-                <strong>{audit.report.clean ? "Clean" : "Findings"}</strong> (
-                {audit.finishedAt?.replace("T", " ").slice(0, 19)} UTC): checked {audit.report.checked.entries} entries
-                in {audit.report.checked.batches} batches, {audit.report.checked.checkpoints} checkpoints,{" "}
-                {audit.report.checked.anchors} anchors, {audit.report.checked.records} records and{" "}
-                {audit.report.checked.rows} data rows.
-              </p>
-              {audit.report.findings.length ? (
-                <ul>
-                  {audit.report.findings.map((f, i) => (
-                    <li key={i} className={f.severity === "tamper" ? "error" : "muted"} data-finding={f.code}>
-                      {f.code}: {f.message}
-                    </li>
-                  ))}
-                </ul>
-              ) : null}
+      <h2>Anchoring</h2>
+      <div className="grid">
+        {r.ledgers.map((l) => (
+          <div key={l.ledger} className="card" data-ledger={l.ledger}>
+            <div className="muted">{l.ledger}</div>
+            <div className="stat">{l.state}</div>
+            <div className="muted">
+              last final checkpoint {l.lastFinalSize ?? "-"} of {r.logSize}; pending {l.pending}, awaiting finality{" "}
+              {l.included}
+              {l.lastError ? `; last error: ${l.lastError}` : ""}
             </div>
-          ) : null}
-        </section>
+          </div>
+        ))}
+      </div>
+      <CheckpointTimeline points={r.timeline} ledgers={r.ledgers.map((l) => l.ledger)} />
 
-        <h2>Anchoring</h2>
-        <div className="grid">
-          {r.ledgers.map((l) => (
-            <div key={l.ledger} className="card" data-ledger={l.ledger}>
-              <div className="muted">{l.ledger}</div>
-              <div className="stat">{l.state}</div>
-              <div className="muted">
-                last final checkpoint {l.lastFinalSize ?? "-"} of {r.logSize}; pending {l.pending}, awaiting finality{" "}
-                {l.included}
-                {l.lastError ? `; last error: ${l.lastError}` : ""}
-              </div>
-            </div>
+      <h2>Consent by document version</h2>
+      <table>
+        <thead>
+          <tr>
+            <th>Document</th>
+            <th>Status</th>
+            <th>Signatures by role</th>
+          </tr>
+        </thead>
+        <tbody>
+          {r.consentVersions.map((v) => (
+            <tr key={`${v.code}-${v.version}`} data-consent-version={`${v.code}-${v.version}`}>
+              <td>
+                {v.code} {v.version}
+              </td>
+              <td>{v.status}</td>
+              <td>
+                {Object.entries(v.signatures)
+                  .map(([role, n]) => `${role}: ${n}`)
+                  .join(", ") || "none"}
+              </td>
+            </tr>
           ))}
-        </div>
-        <CheckpointTimeline points={r.timeline} ledgers={r.ledgers.map((l) => l.ledger)} />
+        </tbody>
+      </table>
 
-        <h2>Consent by document version</h2>
-        <table>
-          <thead>
-            <tr>
-              <th>Document</th>
-              <th>Status</th>
-              <th>Signatures by role</th>
+      <h2>Participants</h2>
+      <table>
+        <thead>
+          <tr>
+            <th>Subject</th>
+            <th>Site</th>
+            <th>Status</th>
+            <th>Consent</th>
+          </tr>
+        </thead>
+        <tbody>
+          {r.participants.map((p) => (
+            <tr key={p.subject} data-subject={p.subject}>
+              <td>
+                <Link to={`/studies/${r.study.code}/participants/${p.subject}`}>{p.subject}</Link>
+              </td>
+              <td>{p.site}</td>
+              <td>{p.status}</td>
+              <td data-consent-state={p.consentState}>{p.consent}</td>
             </tr>
-          </thead>
-          <tbody>
-            {r.consentVersions.map((v) => (
-              <tr key={`${v.code}-${v.version}`} data-consent-version={`${v.code}-${v.version}`}>
-                <td>
-                  {v.code} {v.version}
-                </td>
-                <td>{v.status}</td>
-                <td>
-                  {Object.entries(v.signatures)
-                    .map(([role, n]) => `${role}: ${n}`)
-                    .join(", ") || "none"}
-                </td>
-              </tr>
-            ))}
-          </tbody>
-        </table>
+          ))}
+        </tbody>
+      </table>
 
-        <h2>Participants</h2>
-        <table>
-          <thead>
-            <tr>
-              <th>Subject</th>
-              <th>Site</th>
-              <th>Status</th>
-              <th>Consent</th>
+      <h2>Records</h2>
+      {r.records.length === 0 ? <p className="muted">No CRF records yet.</p> : null}
+      <table>
+        <thead>
+          <tr>
+            <th>Subject</th>
+            <th>Form / visit</th>
+            <th>Version</th>
+            <th>Proof of the current version</th>
+          </tr>
+        </thead>
+        <tbody>
+          {r.records.map((x) => (
+            <tr key={x.id}>
+              <td>{x.subject}</td>
+              <td>
+                <Link to={`/studies/${r.study.code}/records/${x.id}`}>
+                  {x.form} / {x.visit}
+                </Link>
+              </td>
+              <td>
+                v{x.version}
+                {x.status === "locked" ? " (locked)" : ""}
+              </td>
+              <td>
+                <SealBadge seal={{ status: x.entryStatus, seq: x.seq, batch: x.batch, anchoredOn: [] }} />{" "}
+                {x.entryStatus === "sealed" ? (
+                  <a href={proofHref(x.entryId)} download={`proof-${x.seq}.json`}>
+                    bundle
+                  </a>
+                ) : null}
+              </td>
             </tr>
-          </thead>
-          <tbody>
-            {r.participants.map((p) => (
-              <tr key={p.subject} data-subject={p.subject}>
-                <td>
-                  <Link to={`/studies/${r.study.code}/participants/${p.subject}`}>{p.subject}</Link>
-                </td>
-                <td>{p.site}</td>
-                <td>{p.status}</td>
-                <td data-consent-state={p.consentState}>{p.consent}</td>
-              </tr>
-            ))}
-          </tbody>
-        </table>
+          ))}
+        </tbody>
+      </table>
 
-        <h2>Records</h2>
-        {r.records.length === 0 ? <p className="muted">No CRF records yet.</p> : null}
-        <table>
-          <thead>
-            <tr>
-              <th>Subject</th>
-              <th>Form / visit</th>
-              <th>Version</th>
-              <th>Proof of the current version</th>
+      <h2>Ledger entries of this study</h2>
+      <p className="muted">
+        The latest {r.entries.length}; any entry's bundle is also served by seq at /api/v1/entries/SEQ/proof.
+      </p>
+      <table>
+        <thead>
+          <tr>
+            <th>Seq</th>
+            <th>Study seq</th>
+            <th>Kind</th>
+            <th>Written (UTC)</th>
+            <th>Proof</th>
+          </tr>
+        </thead>
+        <tbody>
+          {r.entries.map((e) => (
+            <tr key={e.id} data-entry-kind={e.kind} data-entry-seq={e.seq ?? ""}>
+              <td>{e.seq ?? "-"}</td>
+              <td>{e.studySeq ?? "-"}</td>
+              <td>{e.kind}</td>
+              <td>{e.at.replace("T", " ").slice(0, 19)}</td>
+              <td>
+                {e.status === "sealed" ? (
+                  <a href={proofHref(e.id)} download={`proof-${e.seq}.json`} data-proof-download={e.seq}>
+                    download bundle
+                  </a>
+                ) : (
+                  <span className="muted">pending seal</span>
+                )}
+              </td>
             </tr>
-          </thead>
-          <tbody>
-            {r.records.map((x) => (
-              <tr key={x.id}>
-                <td>{x.subject}</td>
-                <td>
-                  <Link to={`/studies/${r.study.code}/records/${x.id}`}>
-                    {x.form} / {x.visit}
-                  </Link>
-                </td>
-                <td>
-                  v{x.version}
-                  {x.status === "locked" ? " (locked)" : ""}
-                </td>
-                <td>
-                  <SealBadge seal={{ status: x.entryStatus, seq: x.seq, batch: x.batch, anchoredOn: [] }} />{" "}
-                  {x.entryStatus === "sealed" ? (
-                    <a href={proofHref(x.entryId)} download={`proof-${x.seq}.json`}>
-                      bundle
-                    </a>
-                  ) : null}
-                </td>
-              </tr>
-            ))}
-          </tbody>
-        </table>
-
-        <h2>Ledger entries of this study</h2>
-        <p className="muted">
-          The latest {r.entries.length}; any entry's bundle is also served by seq at /api/v1/entries/SEQ/proof.
-        </p>
-        <table>
-          <thead>
-            <tr>
-              <th>Seq</th>
-              <th>Study seq</th>
-              <th>Kind</th>
-              <th>Written (UTC)</th>
-              <th>Proof</th>
-            </tr>
-          </thead>
-          <tbody>
-            {r.entries.map((e) => (
-              <tr key={e.id} data-entry-kind={e.kind} data-entry-seq={e.seq ?? ""}>
-                <td>{e.seq ?? "-"}</td>
-                <td>{e.studySeq ?? "-"}</td>
-                <td>{e.kind}</td>
-                <td>{e.at.replace("T", " ").slice(0, 19)}</td>
-                <td>
-                  {e.status === "sealed" ? (
-                    <a href={proofHref(e.id)} download={`proof-${e.seq}.json`} data-proof-download={e.seq}>
-                      download bundle
-                    </a>
-                  ) : (
-                    <span className="muted">pending seal</span>
-                  )}
-                </td>
-              </tr>
-            ))}
-          </tbody>
-        </table>
-      </main>
-    </>
+          ))}
+        </tbody>
+      </table>
+    </StudyPage>
   );
 }

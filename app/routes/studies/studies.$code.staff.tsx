@@ -1,21 +1,19 @@
 import { json, type ActionFunctionArgs, type LoaderFunctionArgs, type MetaFunction } from "@remix-run/node";
-import { Form, Link, useActionData, useLoaderData } from "@remix-run/react";
-import { findStudyByCode, listSites } from "../../../db/queries/studies.ts";
-import { ServiceError } from "../../platform/errors.server.ts";
+import { Form, useActionData, useLoaderData } from "@remix-run/react";
+import { serviceErrorResponse } from "../../platform/error-response.server.ts";
 import { can } from "../../platform/permissions.server.ts";
 import { addSite, inviteStaff, revokeRole, studyStaff } from "../../studies/staff.server.ts";
-import { requireStudyPermission } from "../../platform/session.server.ts";
-import { TopBar } from "../../ui/top-bar.tsx";
+import { studySites } from "../../studies/studies.server.ts";
+import { requireStudy } from "../../platform/require-study.server.ts";
+import { StudyPage } from "../../ui/study-page.tsx";
 
 export const meta: MetaFunction = () => [{ title: "Staff and sites · TrialSeal" }];
 
 const ROLE_CHOICES = ["investigator", "coordinator", "monitor", "data_manager", "regulator", "admin"] as const;
 
 export async function loader({ request, context, params }: LoaderFunctionArgs) {
-  const study = await findStudyByCode(context.ctx.db, params.code ?? "");
-  if (!study) throw new Response("No such study", { status: 404 });
-  const user = await requireStudyPermission(request, context, "study.view", { studyId: study.id });
-  const [staff, sites] = await Promise.all([studyStaff(context.ctx, study.id), listSites(context.ctx.db, study.id)]);
+  const { study, user } = await requireStudy(request, context, params, "study.view");
+  const [staff, sites] = await Promise.all([studyStaff(context.ctx, study.id), studySites(context.ctx, study.id)]);
   return json({
     user: { fullName: user.fullName, email: user.email },
     study: study.code,
@@ -30,9 +28,7 @@ export async function loader({ request, context, params }: LoaderFunctionArgs) {
 }
 
 export async function action({ request, context, params }: ActionFunctionArgs) {
-  const study = await findStudyByCode(context.ctx.db, params.code ?? "");
-  if (!study) throw new Response("No such study", { status: 404 });
-  const user = await requireStudyPermission(request, context, "users.manage", { studyId: study.id });
+  const { study, user } = await requireStudy(request, context, params, "users.manage");
   const form = await request.formData();
   const text = (k: string) => String(form.get(k) ?? "");
   try {
@@ -73,9 +69,7 @@ export async function action({ request, context, params }: ActionFunctionArgs) {
         return json({ ok: false, message: null, error: "unknown action", field: "intent" }, { status: 400 });
     }
   } catch (err) {
-    if (err instanceof ServiceError)
-      return json({ ok: false, message: null, error: err.message, field: err.field ?? null }, { status: err.status });
-    throw err;
+    return serviceErrorResponse(err, { ok: false, message: null });
   }
 }
 
@@ -84,114 +78,100 @@ export default function Staff() {
   const r = useActionData<typeof action>();
   const bad = (f: string) => (r?.field === f ? true : undefined);
   return (
-    <>
-      <TopBar user={d.user} />
-      <main className="page">
-        <p>
-          <Link to={`/studies/${d.study}`}>{d.study}</Link>
-        </p>
-        <h1>Staff and sites</h1>
-        {r?.error ? (
-          <p className="error" role="alert">
-            {r.error}
-          </p>
-        ) : r?.message ? (
-          <p role="status">{r.message}</p>
-        ) : null}
-        <table>
-          <thead>
-            <tr>
-              <th>Name</th>
-              <th>Email</th>
-              <th>Role</th>
-              <th>Site</th>
-              <th>Granted (UTC)</th>
-              <th>Status</th>
-              <th />
+    <StudyPage user={d.user} study={d.study} title="Staff and sites" flash={r}>
+      <table>
+        <thead>
+          <tr>
+            <th>Name</th>
+            <th>Email</th>
+            <th>Role</th>
+            <th>Site</th>
+            <th>Granted (UTC)</th>
+            <th>Status</th>
+            <th />
+          </tr>
+        </thead>
+        <tbody>
+          {d.staff.map((s) => (
+            <tr key={s.id} data-staff={s.email}>
+              <td>{s.name}</td>
+              <td>{s.email}</td>
+              <td>
+                {s.role.replace("_", " ")}
+                {s.qualifier ? ` (${s.qualifier})` : ""}
+              </td>
+              <td>{s.site ?? "all"}</td>
+              <td>{s.grantedAt.slice(0, 10)}</td>
+              <td>{s.revokedAt ? `revoked ${s.revokedAt.slice(0, 10)}` : "current"}</td>
+              <td>
+                {d.canManage && !s.revokedAt && s.email !== d.user.email ? (
+                  <Form method="post">
+                    <input type="hidden" name="intent" value="revoke" />
+                    <input type="hidden" name="membership" value={s.id} />
+                    <button type="submit">Revoke</button>
+                  </Form>
+                ) : null}
+              </td>
             </tr>
-          </thead>
-          <tbody>
-            {d.staff.map((s) => (
-              <tr key={s.id} data-staff={s.email}>
-                <td>{s.name}</td>
-                <td>{s.email}</td>
-                <td>
-                  {s.role.replace("_", " ")}
-                  {s.qualifier ? ` (${s.qualifier})` : ""}
-                </td>
-                <td>{s.site ?? "all"}</td>
-                <td>{s.grantedAt.slice(0, 10)}</td>
-                <td>{s.revokedAt ? `revoked ${s.revokedAt.slice(0, 10)}` : "current"}</td>
-                <td>
-                  {d.canManage && !s.revokedAt && s.email !== d.user.email ? (
-                    <Form method="post">
-                      <input type="hidden" name="intent" value="revoke" />
-                      <input type="hidden" name="membership" value={s.id} />
-                      <button type="submit">Revoke</button>
-                    </Form>
-                  ) : null}
-                </td>
-              </tr>
-            ))}
-          </tbody>
-        </table>
-        {d.canManage ? (
-          <div className="grid">
-            <section className="card">
-              <h2>Invite a person</h2>
-              <Form method="post" noValidate>
-                <input type="hidden" name="intent" value="invite" />
-                <label htmlFor="fullName">Full name</label>
-                <input id="fullName" name="fullName" type="text" aria-invalid={bad("fullName")} />
-                <label htmlFor="email">Email</label>
-                <input id="email" name="email" type="email" aria-invalid={bad("email")} />
-                <label htmlFor="role">Role</label>
-                <select id="role" name="role" aria-invalid={bad("role")}>
-                  {ROLE_CHOICES.map((x) => (
-                    <option key={x} value={x}>
-                      {x.replace("_", " ")}
-                    </option>
-                  ))}
-                </select>
-                <label htmlFor="site">Site (investigators and coordinators)</label>
-                <select id="site" name="site" aria-invalid={bad("site")}>
-                  <option value="">none (study-wide role)</option>
-                  {d.sites.map((s) => (
-                    <option key={s.code} value={s.code}>
-                      {s.code}: {s.name}
-                    </option>
-                  ))}
-                </select>
-                <label htmlFor="qualifier">Investigator type</label>
-                <select id="qualifier" name="qualifier">
-                  <option value="">-</option>
-                  <option value="principal">principal investigator</option>
-                  <option value="sub">sub-investigator</option>
-                </select>
-                <button type="submit">Invite</button>
-              </Form>
-            </section>
-            <section className="card">
-              <h2>Sites</h2>
-              <ul>
-                {d.sites.map((s) => (
-                  <li key={s.code}>
-                    {s.code}: {s.name}
-                  </li>
+          ))}
+        </tbody>
+      </table>
+      {d.canManage ? (
+        <div className="grid">
+          <section className="card">
+            <h2>Invite a person</h2>
+            <Form method="post" noValidate>
+              <input type="hidden" name="intent" value="invite" />
+              <label htmlFor="fullName">Full name</label>
+              <input id="fullName" name="fullName" type="text" aria-invalid={bad("fullName")} />
+              <label htmlFor="email">Email</label>
+              <input id="email" name="email" type="email" aria-invalid={bad("email")} />
+              <label htmlFor="role">Role</label>
+              <select id="role" name="role" aria-invalid={bad("role")}>
+                {ROLE_CHOICES.map((x) => (
+                  <option key={x} value={x}>
+                    {x.replace("_", " ")}
+                  </option>
                 ))}
-              </ul>
-              <Form method="post" noValidate>
-                <input type="hidden" name="intent" value="site" />
-                <label htmlFor="siteCode">New site code</label>
-                <input id="siteCode" name="siteCode" type="text" aria-invalid={bad("code")} />
-                <label htmlFor="siteName">Site name</label>
-                <input id="siteName" name="siteName" type="text" aria-invalid={bad("name")} />
-                <button type="submit">Add site</button>
-              </Form>
-            </section>
-          </div>
-        ) : null}
-      </main>
-    </>
+              </select>
+              <label htmlFor="site">Site (investigators and coordinators)</label>
+              <select id="site" name="site" aria-invalid={bad("site")}>
+                <option value="">none (study-wide role)</option>
+                {d.sites.map((s) => (
+                  <option key={s.code} value={s.code}>
+                    {s.code}: {s.name}
+                  </option>
+                ))}
+              </select>
+              <label htmlFor="qualifier">Investigator type</label>
+              <select id="qualifier" name="qualifier">
+                <option value="">-</option>
+                <option value="principal">principal investigator</option>
+                <option value="sub">sub-investigator</option>
+              </select>
+              <button type="submit">Invite</button>
+            </Form>
+          </section>
+          <section className="card">
+            <h2>Sites</h2>
+            <ul>
+              {d.sites.map((s) => (
+                <li key={s.code}>
+                  {s.code}: {s.name}
+                </li>
+              ))}
+            </ul>
+            <Form method="post" noValidate>
+              <input type="hidden" name="intent" value="site" />
+              <label htmlFor="siteCode">New site code</label>
+              <input id="siteCode" name="siteCode" type="text" aria-invalid={bad("code")} />
+              <label htmlFor="siteName">Site name</label>
+              <input id="siteName" name="siteName" type="text" aria-invalid={bad("name")} />
+              <button type="submit">Add site</button>
+            </Form>
+          </section>
+        </div>
+      ) : null}
+    </StudyPage>
   );
 }

@@ -1,7 +1,6 @@
 import { json, type LoaderFunctionArgs, type MetaFunction } from "@remix-run/node";
 import { Link, useLoaderData } from "@remix-run/react";
-import { listStudies } from "../../../db/queries/studies.ts";
-import { visibleStudyIds } from "../../platform/permissions.server.ts";
+import { visibleStudies } from "../../studies/studies.server.ts";
 import { requireUser } from "../../platform/session.server.ts";
 import { TopBar } from "../../ui/top-bar.tsx";
 
@@ -9,7 +8,7 @@ export const meta: MetaFunction = () => [{ title: "Studies · TrialSeal" }];
 
 export async function loader({ request, context }: LoaderFunctionArgs) {
   const user = await requireUser(request, context);
-  const studies = await listStudies(context.ctx.db, visibleStudyIds(user));
+  const studies = await visibleStudies(context.ctx, user);
   const roles = (studyId: string) =>
     user.memberships.filter((m) => m.studyId === studyId).map((m) => m.role + (m.siteCode ? ` (${m.siteCode})` : ""));
   return json({

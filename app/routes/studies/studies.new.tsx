@@ -1,7 +1,7 @@
 import { json, redirect, type ActionFunctionArgs, type LoaderFunctionArgs, type MetaFunction } from "@remix-run/node";
 import { Form, useActionData, useLoaderData } from "@remix-run/react";
 import { createStudy } from "../../studies/studies.server.ts";
-import { ServiceError } from "../../platform/errors.server.ts";
+import { serviceErrorResponse } from "../../platform/error-response.server.ts";
 import { requireUser } from "../../platform/session.server.ts";
 import { TopBar } from "../../ui/top-bar.tsx";
 
@@ -30,9 +30,7 @@ export async function action({ request, context }: ActionFunctionArgs) {
     );
     return redirect(`/studies/${study.code}/staff`);
   } catch (err) {
-    if (err instanceof ServiceError)
-      return json({ error: err.message, field: err.field ?? null }, { status: err.status });
-    throw err;
+    return serviceErrorResponse(err);
   }
 }
 
