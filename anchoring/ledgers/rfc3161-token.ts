@@ -78,8 +78,8 @@ export interface TokenInfo {
   nonce: string | null;
   policy: string;
   imprint: Uint8Array;
-  /** The TSA's stated accuracy of genTime (0 when it states none). */
-  accuracyMs: number;
+  /** The TSA's stated accuracy of genTime (null when it states none). */
+  accuracyMs: number | null;
 }
 
 function parseToken(token: Uint8Array): { signed: pkijs.SignedData; tst: pkijs.TSTInfo } {
@@ -107,7 +107,7 @@ function info(tst: pkijs.TSTInfo): TokenInfo {
     imprint: new Uint8Array(tst.messageImprint.hashedMessage.valueBlock.valueHexView),
     accuracyMs: tst.accuracy
       ? (tst.accuracy.seconds ?? 0) * 1000 + (tst.accuracy.millis ?? 0) + Math.ceil((tst.accuracy.micros ?? 0) / 1000)
-      : 0,
+      : null,
   };
 }
 

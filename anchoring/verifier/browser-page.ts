@@ -62,7 +62,8 @@ function renderReport(name: string, r: Report): HTMLElement {
         `Entry seq ${r.entry.seq} (${r.entry.kind}) of study ${r.entry.study}, written ${r.entry.at}, batch ${r.entry.batch}.`,
       ),
     );
-  if (r.existedBy)
+  // "Proven to exist by" is a claim of a valid bundle only: an invalid one proves nothing.
+  if (ok && r.existedBy)
     box.append(el("p", { class: "time" }, `Proven to exist by ${r.existedBy.time} (${r.existedBy.ledger}).`));
   const failed = r.steps.find((s) => s.status === "failed");
   if (failed)

@@ -5,6 +5,7 @@
  */
 import { z } from "zod";
 import { utcMillis } from "../log/envelope.ts";
+import { LedgerTimePolicySchema } from "../ledgers/ledger-time.ts";
 
 const nat = z.number().int().min(0).max(Number.MAX_SAFE_INTEGER);
 
@@ -24,8 +25,16 @@ export const TrustPolicySchema = z.strictObject({
   logKeys: z.array(LogKeySchema).min(1),
   /** Per-ledger verification data, added by the anchoring ledgers. */
   ledgers: z.record(z.string(), z.unknown()).default({}),
-  /** Allowed clock skew when comparing an entry's time with anchor times. */
+  /**
+   * Allowed skew of the deployment's clock (which stamps entries) when comparing an entry's time with anchor
+   * times; each ledger's own resolution and drift (ledgerTime) come on top of it.
+   */
   maxSkewMs: nat.default(300_000),
+  /**
+   * Optional overrides of each ledger type's time resolution and drift (anchoring/ledgers/ledger-time.ts has the
+   * defaults). Absent from policies that do not configure it, so policies published before it keep their bytes.
+   */
+  ledgerTime: LedgerTimePolicySchema.optional(),
 });
 
 export type TrustPolicy = z.infer<typeof TrustPolicySchema>;

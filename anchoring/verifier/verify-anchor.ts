@@ -8,7 +8,7 @@ import { BundleAnchorSchema, LedgerPolicySchema, type LedgerPolicy } from "../le
 import { recordSignedBy } from "../ledgers/local-record.ts";
 import { parseNote } from "../log/checkpoint.ts";
 import { checkEvmReceipt, EvmCheckError, logIdOf, type EvmReader } from "../ledgers/evm-event.ts";
-import { TsaError, verifyToken } from "../ledgers/rfc3161-token.ts";
+import type { TsaError } from "../ledgers/rfc3161-token.ts";
 
 export type AnchorErrorCode =
   | "ANCHOR_MALFORMED"
@@ -26,10 +26,13 @@ export interface AnchorCheck {
   status: "ok" | "failed" | "not_checked";
   code?: AnchorErrorCode;
   message: string;
-  /** The time this anchor proves the checkpoint existed by. */
+  /** The time the ledger attests for the checkpoint (record time, block timestamp, TSA genTime). */
   time?: string;
-  /** How coarse that time is (block timestamps are whole seconds; a TSA states its accuracy). */
-  precisionMs?: number;
+  /**
+   * The accuracy the receipt itself states for that time (an RFC 3161 token's `accuracy` field), if any. The
+   * verifier turns it into the drift it allows (anchoring/ledgers/ledger-time.ts), unless the policy says otherwise.
+   */
+  statedAccuracyMs?: number;
 }
 
 export interface AnchorVerifyOptions {
@@ -109,11 +112,12 @@ export async function verifyAnchor(
       status: "ok",
       message: `record ${r.pos} of local ledger ${r.ledger}, signed by its key, at ${r.time}`,
       time: r.time,
-      precisionMs: 1,
     };
   }
 
   if (receipt.type === "rfc3161" && policy.type === "rfc3161") {
+    // Loaded on first use: the ASN.1/CMS libraries are large, and most bundles carry no time-stamp token.
+    const { TsaError, verifyToken } = await import("../ledgers/rfc3161-token.ts");
     try {
       const info = await verifyToken(fromBase64(receipt.token), {
         data: utf8(signedText),
@@ -127,7 +131,7 @@ export async function verifyAnchor(
         status: "ok",
         message: `RFC 3161 token (serial ${info.serial}) by a trusted TSA, genTime ${time}`,
         time,
-        precisionMs: 1000 + info.accuracyMs,
+        ...(info.accuracyMs === null ? {} : { statedAccuracyMs: info.accuracyMs }),
       };
     } catch (err) {
       if (err instanceof TsaError)
@@ -159,7 +163,6 @@ export async function verifyAnchor(
         status: "ok",
         message: `Anchored event in block ${receipt.blockNumber} of chain ${receipt.chainId} (${r.confirmations} confirmations), block time ${time}`,
         time,
-        precisionMs: 1000,
       };
     } catch (err) {
       if (err instanceof EvmCheckError) return fail(err.code, err.message);

@@ -19,6 +19,7 @@ import {
   type Envelope,
 } from "../log/envelope.ts";
 import { verifyAnchor, type AnchorCheck, type AnchorErrorCode, type AnchorVerifyOptions } from "./verify-anchor.ts";
+import { latestProven, ledgerTime, type LedgerTime } from "../ledgers/ledger-time.ts";
 
 export type StepStatus = "ok" | "failed" | "not_checked";
 
@@ -79,9 +80,15 @@ export interface Report {
   verdict: "valid" | "invalid";
   steps: Step[];
   entry?: { seq: number; study: string; kind: string; at: string; batch: number };
-  /** Every anchor receipt checked, and what it proves. */
-  anchors: (AnchorCheck & { treeSize: number })[];
-  /** The earliest verified anchor: the entry existed (was in a signed checkpoint) by this time. */
+  /**
+   * Every anchor receipt checked, and what it proves; a verified anchor with a time also carries the resolution
+   * and drift the verifier applied to that time (the policy's `ledgerTime`, else the ledger type's defaults).
+   */
+  anchors: (AnchorCheck & { treeSize: number } & Partial<LedgerTime>)[];
+  /**
+   * The earliest verified anchor: the entry existed (was in a signed checkpoint) by this time. Only on a valid
+   * report: an invalid bundle proves nothing, so it has no "existed by".
+   */
   existedBy?: { time: string; ledger: string };
 }
 
@@ -113,13 +120,16 @@ export async function verifyBundle(
   const bad = (step: string, code: ErrorCode, message: string) => steps.push({ step, status: "failed", code, message });
   const skip = (step: string, message: string) => steps.push({ step, status: "not_checked", message });
   let existedBy: Report["existedBy"];
-  const done = (entry?: Report["entry"]): Report => ({
-    verdict: steps.every((s) => s.status !== "failed") && steps.some((s) => s.status === "ok") ? "valid" : "invalid",
-    steps,
-    entry,
-    anchors,
-    existedBy,
-  });
+  const done = (entry?: Report["entry"]): Report => {
+    const valid = steps.every((s) => s.status !== "failed") && steps.some((s) => s.status === "ok");
+    return {
+      verdict: valid ? "valid" : "invalid",
+      steps,
+      entry,
+      anchors,
+      ...(valid && existedBy ? { existedBy } : {}),
+    };
+  };
 
   const parsed = BundleSchema.safeParse(input);
   if (!parsed.success) {
@@ -283,7 +293,11 @@ export async function verifyBundle(
         policy.ledgers,
         opts,
       );
-      anchors.push({ ...r, treeSize: checkpoint.treeSize });
+      const applied =
+        r.status === "ok" && r.time
+          ? ledgerTime(r.type, policy.ledgerTime, { driftMs: r.statedAccuracyMs })
+          : undefined;
+      anchors.push({ ...r, treeSize: checkpoint.treeSize, ...applied });
       const step = `${name}.anchor[${r.ledger}]`;
       if (r.status === "ok") ok(step, r.message);
       else if (r.status === "failed") bad(step, r.code as ErrorCode, r.message);
@@ -292,8 +306,13 @@ export async function verifyBundle(
   }
 
   // Time: the entry's claimed time cannot be later than the earliest anchor of a checkpoint containing it.
-  // Each anchor's time plus its precision is the latest moment it proves; the earliest of those bounds the entry.
-  const bound = (a: AnchorCheck) => Date.parse(a.time!) + (a.precisionMs ?? 0);
+  // Each anchor's time plus its ledger's resolution and drift is the latest moment it proves; the earliest of
+  // those bounds the entry, which may be later than it by at most maxSkewMs (the deployment clock's skew).
+  const timing = (a: Report["anchors"][number]): LedgerTime => ({
+    resolutionMs: a.resolutionMs ?? 0,
+    driftMs: a.driftMs ?? 0,
+  });
+  const bound = (a: Report["anchors"][number]) => latestProven(a.time!, timing(a));
   const timed = anchors.filter((a) => a.status === "ok" && a.time).sort((x, y) => bound(x) - bound(y));
   if (timed.length === 0)
     skip(
@@ -302,19 +321,24 @@ export async function verifyBundle(
     );
   else {
     const first = timed[0];
-    existedBy = { time: first.time!, ledger: first.ledger };
+    const t = timing(first);
+    const slack = `${first.type} time resolution ${t.resolutionMs} ms, drift ${t.driftMs} ms`;
     const late = Date.parse(envelope.at) - bound(first);
     if (late > policy.maxSkewMs)
       bad(
         "anchors.time",
         "ENTRY_AFTER_ANCHOR",
-        `the entry claims ${envelope.at}, but ledger ${first.ledger} proves its checkpoint existed by ${first.time} (${late} ms earlier than the entry claims, allowed skew ${policy.maxSkewMs} ms)`,
+        `the entry claims ${envelope.at}, but ledger ${first.ledger} attests its checkpoint at ${first.time}; ` +
+          `counting the ledger's ${slack}, the entry is still ${late} ms late (allowed skew ${policy.maxSkewMs} ms)`,
       );
-    else
+    else {
+      existedBy = { time: first.time!, ledger: first.ledger };
       ok(
         "anchors.time",
-        `written at ${envelope.at}; existed by ${first.time} (${first.ledger}${timed.length > 1 ? `, earliest of ${timed.length} anchors` : ""})`,
+        `written at ${envelope.at}, consistent with ledger ${first.ledger} attesting its checkpoint at ${first.time} ` +
+          `(${slack}${timed.length > 1 ? `; earliest of ${timed.length} anchors` : ""})`,
       );
+    }
   }
   for (const want of opts.require ?? []) {
     const matching = anchors.filter((a) => a.type === want || a.ledger === want);

@@ -5,6 +5,7 @@ import type { Crypto, Signer } from "../../anchoring/log/crypto.ts";
 import { vkeyString } from "../../anchoring/log/checkpoint.ts";
 import type { TrustPolicy } from "../../anchoring/verifier/trust-policy.ts";
 import type { LedgerPolicy } from "../../anchoring/ledgers/receipt.ts";
+import type { LedgerTimePolicy } from "../../anchoring/ledgers/ledger-time.ts";
 
 export { loadOrCreateSeed } from "./key-ring.server.ts";
 
@@ -13,13 +14,18 @@ export function logSigner(dataDir: string): Signer {
   return ringSigner(dataDir, "log");
 }
 
-/** The deployment's trust policy (published at /.well-known/trialseal.json). */
+/**
+ * The deployment's trust policy (published at /.well-known/trialseal.json). `ledgerTime` (per-type overrides of
+ * a ledger's time resolution and drift) is written only when some override is configured: without one the
+ * policy's bytes, and so the SHA-256 verifiers pinned, stay those of policies published before the key existed.
+ */
 export function trustPolicy(
   crypto: Crypto,
   origin: string,
   signer: Signer,
   ledgers: Record<string, LedgerPolicy> = {},
   ring?: RingKey[],
+  ledgerTime: LedgerTimePolicy = {},
 ): TrustPolicy {
   // With the key ring: every key with its window (rotated and revoked ones too, so old checkpoints verify).
   const logKeys = ring?.some((k) => k.publicKey === toHex(signer.publicKey))
@@ -45,5 +51,6 @@ export function trustPolicy(
     logKeys,
     ledgers,
     maxSkewMs: 300_000,
+    ...(Object.keys(ledgerTime).length > 0 ? { ledgerTime } : {}),
   };
 }

@@ -11,6 +11,8 @@ import { buildEntry } from "../../../anchoring/log/entry.ts";
 import { toHex } from "../../../anchoring/log/bytes.ts";
 import { checkpointHash, checkpointText, parseCheckpoint, parseNote, signNote, vkeyString } from "../../../anchoring/log/checkpoint.ts";
 import { GENESIS_PREV, LOCAL_FORMAT, signRecord } from "../../../anchoring/ledgers/local-record.ts";
+import { ANCHORED_TOPIC, logIdOf, type EvmReader, type EvmTxReceipt } from "../../../anchoring/ledgers/evm-event.ts";
+import { utf8 } from "../../../anchoring/log/bytes.ts";
 import { envelopeLeaf, headerLeaf, type BatchHeader, type Envelope } from "../../../anchoring/log/envelope.ts";
 import { MerkleLevels } from "../../../anchoring/log/tree.ts";
 import type { Bundle } from "../../../anchoring/verifier/bundle.ts";
@@ -92,7 +94,30 @@ export interface Vector {
   desc: string;
   bundle: unknown;
   policy: TrustPolicy;
+  /** For EVM anchors: what the chain answers (verify with an EvmReader over it, see chainReader). */
+  chain?: ChainSnapshot;
   want: { verdict: "valid" | "invalid"; code?: string };
+}
+
+/** A recorded chain: its id, head block number, the transactions' receipts and the blocks' hashes and times. */
+export interface ChainSnapshot {
+  chainId: number;
+  head: number;
+  transactions: EvmTxReceipt[];
+  blocks: { number: number; hash: string; timestamp: number }[];
+}
+
+/** An EvmReader answering from a recorded chain, so that EVM receipts in vectors are checked offline. */
+export function chainReader(s: ChainSnapshot): EvmReader {
+  return {
+    chainId: async () => s.chainId,
+    blockNumber: async () => s.head,
+    receipt: async (hash) => s.transactions.find((t) => t.transactionHash === hash) ?? null,
+    block: async (n) => {
+      const b = s.blocks.find((x) => x.number === n);
+      return b ? { hash: b.hash, timestamp: b.timestamp } : null;
+    },
+  };
 }
 
 const flipHex = (h: string, i = 0) => h.slice(0, i) + (h[i] === "0" ? "1" : "0") + h.slice(i + 1);
@@ -181,6 +206,37 @@ export function generateVectors(): Record<string, Vector> {
     ...anchoredPolicy,
     ledgers: { local: { ...(anchoredPolicy.ledgers.local as object), keys: [{ publicKey: toHex(ledgerSigner.publicKey), notBefore: null, notAfter: "2026-03-01T00:00:00.000Z" }] } },
   });
+
+  // EVM anchors, checked offline against a recorded chain (the vector's `chain`). Block timestamps are whole
+  // seconds and may lag true time: the verifier allows an EVM time 1 s resolution + 15 s drift by default. The
+  // policy allows no deployment clock skew (maxSkewMs 0), so only the ledger's own resolution and drift count.
+  const CHAIN_ID = 31337;
+  const CONTRACT = `0x${"5f".repeat(20)}`;
+  const SENDER = `0x${"a1".repeat(20)}`;
+  const evmPolicy: TrustPolicy = {
+    ...POLICY,
+    maxSkewMs: 0,
+    ledgers: { evm: { type: "evm", chainId: CHAIN_ID, contract: CONTRACT, sender: SENDER, confirmations: 2, rpcHint: null } },
+  };
+  const evmVector = (name: string, desc: string, blockTime: string, want: Vector["want"], policy = evmPolicy) => {
+    const h = (s: string) => `0x${toHex(c.sha256(utf8(s)))}`;
+    const blockNumber = 100;
+    const blockHash = h(`vectors block ${blockTime}`);
+    const txHash = h(`vectors tx ${blockTime}`);
+    const treeSize = parseCheckpoint(parseNote(cpNote).text).treeSize;
+    const b = structuredClone(base) as any;
+    b.checkpoints[0].anchors = [{ ledger: "evm", receipt: { type: "evm", chainId: CHAIN_ID, contract: CONTRACT, txHash, blockNumber, blockHash, logIndex: 0 } }];
+    const topics = [ANCHORED_TOPIC, logIdOf(c, ORIGIN), `0x${toHex(checkpointHash(c, cpNote))}`];
+    const log = { address: CONTRACT, topics, data: `0x${treeSize.toString(16).padStart(64, "0")}`, logIndex: 0 };
+    const tx: EvmTxReceipt = { transactionHash: txHash, blockNumber, blockHash, from: SENDER, to: CONTRACT, status: "success", logs: [log] };
+    const chain: ChainSnapshot = { chainId: CHAIN_ID, head: blockNumber + 1, transactions: [tx], blocks: [{ number: blockNumber, hash: blockHash, timestamp: Date.parse(blockTime) / 1000 }] };
+    out[name] = { desc, bundle: b, policy, chain, want };
+  };
+  // The entry claims 09:00:04.000Z; the block is stamped 09:00:02: 2 s later, past the 1 s resolution, within drift.
+  const WITHIN = "2026-03-01T09:00:02.000Z";
+  evmVector("valid-evm-entry-within-drift", "the entry is written 2 s after its checkpoint's EVM block time: within the block time's 1 s resolution and 15 s drift", WITHIN, { verdict: "valid" });
+  evmVector("entry-after-evm-anchor", "the EVM block time is a minute before the entry's claimed time: far beyond 1 s resolution and 15 s drift", "2026-03-01T08:59:04.000Z", { verdict: "invalid", code: "ENTRY_AFTER_ANCHOR" });
+  evmVector("evm-policy-allows-no-drift", "the valid-evm-entry-within-drift bundle, but the policy's ledgerTime allows EVM time no drift", WITHIN, { verdict: "invalid", code: "ENTRY_AFTER_ANCHOR" }, { ...evmPolicy, ledgerTime: { evm: { driftMs: 0 } } });
   return out;
 }
 
