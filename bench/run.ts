@@ -26,6 +26,7 @@ import { benchHttp, benchIngest } from "./ingest.ts";
 import { benchAudit } from "./audit.ts";
 import { benchGas } from "./gas.ts";
 import { ensureBuilt } from "../test/helpers/portal.ts";
+import { benchCli, printCli } from "./cli.ts";
 
 const QUICK = process.env.BENCH_QUICK === "1";
 const results: Record<string, unknown> = { at: new Date().toISOString(), node: process.version, quick: QUICK };
@@ -360,6 +361,11 @@ for (const [n, g] of Object.entries(gas.gasPerEntry))
     `${`  gas per entry at ${Number(n).toLocaleString("en")} entries per anchor`.padEnd(44)} ${g.toFixed(3).padStart(10)}`,
   );
 results.gas = gas;
+
+// ---------------------------------------------------------------- CLI start-up (alone: npm run bench:cli)
+console.log("\n== CLI start-up (bundle built ahead of time; ratios to node -e '' in the same run) ==");
+results.cli = await benchCli({ adminUrl: adminUrlIngest, quick: QUICK, log: console.log });
+printCli(results.cli as Awaited<ReturnType<typeof benchCli>>);
 
 const out = path.join(path.dirname(fileURLToPath(import.meta.url)), "results.json");
 mkdirSync(path.dirname(out), { recursive: true });

@@ -2,11 +2,12 @@
  * trialseal CLI. Thin: it parses arguments and runs the same command functions as the portal
  * (app/platform/commands.server.ts), locally or through the running portal's control socket.
  * Exit codes: 0 success, 1 the command failed (one line on stderr), 2 bad usage or configuration.
+ * Each command imports what it uses when it runs (startup loads commander alone): offline commands never load
+ * the configuration or a database driver; only the commands that need the database open it.
+ * `npm run build` (and `npm install`) bundle this file into build/cli/ (bin/build-cli.mjs); bin/trialseal.js
+ * runs that bundle while it is up to date, else these sources through tsx.
  */
 import { Command, CommanderError } from "commander";
-import { ConfigError, parseEnv } from "../app/platform/env.server.ts";
-import { DatabaseError } from "../db/client.ts";
-import { PgliteBusyError, readPgliteLock } from "../db/pglite-lock.ts";
 import type { CommandOutput } from "../app/platform/commands.server.ts";
 
 function fail(message: string, code: number): never {
@@ -23,8 +24,8 @@ function exitWhenFlushed(code: number): Promise<never> {
 }
 
 /** A one-line progress bar on stderr while a long command runs (only on a terminal, or with TRIALSEAL_PROGRESS=1). */
-function progressBar(): ((p: { phase: string; done: number; total: number }) => void) | undefined {
-  if (!process.stderr.isTTY && process.env.TRIALSEAL_PROGRESS !== "1") return undefined;
+function progressBar(force: boolean): ((p: { phase: string; done: number; total: number }) => void) | undefined {
+  if (!process.stderr.isTTY && !force) return undefined;
   let last = 0;
   return (p) => {
     const now = Date.now();
@@ -48,14 +49,10 @@ async function readStdin(): Promise<string> {
 
 /** Run a command locally, or through the portal when it holds the embedded database. */
 async function dispatch(command: string, input: unknown): Promise<never> {
-  let env;
-  try {
-    env = parseEnv();
-  } catch (err) {
-    if (err instanceof ConfigError) fail(err.message, 2);
-    throw err;
-  }
+  const { loadCliEnv, openCliContext } = await import("./cli-context.ts");
+  const env = await loadCliEnv();
   let out: CommandOutput;
+  const { readPgliteLock } = await import("../db/pglite-lock.ts");
   const holder = env.databaseUrl ? null : readPgliteLock(env.pgliteDir);
   if (holder && typeof holder.controlSocket === "string") {
     const { sendCommand } = await import("../app/platform/control.server.ts");
@@ -68,23 +65,11 @@ async function dispatch(command: string, input: unknown): Promise<never> {
       );
     }
   } else {
-    const { createAppContext } = await import("../app/platform/context.server.ts");
     const { runCommand } = await import("../app/platform/commands.server.ts");
-    let ctx;
+    const ctx = await openCliContext(env);
+    if ("exitCode" in ctx) fail(ctx.message, ctx.exitCode);
     try {
-      ctx = await createAppContext(env);
-    } catch (err) {
-      if (
-        err instanceof DatabaseError ||
-        err instanceof PgliteBusyError ||
-        (err as Error).name === "LocalLedgerCorrupt"
-      )
-        fail((err as Error).message, 1);
-      if (err instanceof ConfigError) fail(err.message, 2);
-      throw err;
-    }
-    try {
-      out = await runCommand(ctx, command, input, { progress: progressBar() });
+      out = await runCommand(ctx, command, input, { progress: progressBar(env.cliProgress) });
     } finally {
       await ctx.database.close();
     }
@@ -219,7 +204,7 @@ program
   .option("--once", "seal what is pending now and exit (without it: keep sealing every SEAL_INTERVAL_MS until stopped)")
   .action(async (o: { once?: boolean }) => {
     if (o.once) return dispatch("seal", {});
-    const { runSealerLoop } = await import("./seal-loop.ts");
+    const { runSealerLoop } = await import("./run-loop.ts");
     process.exit(await runSealerLoop());
   });
 program
@@ -240,7 +225,15 @@ program
 program
   .command("trust-policy")
   .description("print this deployment's trust policy (publish it; verifiers pin its SHA-256)")
-  .action(() => dispatch("trust-policy", {}));
+  .action(async () => {
+    // From the configuration and the key rings alone: no database is opened.
+    const { loadCliEnv, openOfflineContext } = await import("./cli-context.ts");
+    const ctx = await openOfflineContext(await loadCliEnv());
+    if ("exitCode" in ctx) fail(ctx.message, ctx.exitCode);
+    const { deploymentTrustPolicy } = await import("../app/anchor-worker/anchor-worker.server.ts");
+    process.stdout.write(JSON.stringify(deploymentTrustPolicy(ctx), null, 2) + "\n");
+    await exitWhenFlushed(0);
+  });
 program
   .command("anchor")
   .description("anchor the latest checkpoint on every enabled ledger (local, evm, rfc3161)")
@@ -256,7 +249,7 @@ program
   )
   .action(async (o: { once?: boolean; ledger: string[] }) => {
     if (o.once) return dispatch("anchor", { ledgers: o.ledger });
-    const { runAnchorLoop } = await import("./anchor-loop.ts");
+    const { runAnchorLoop } = await import("./run-loop.ts");
     process.exit(await runAnchorLoop());
   });
 const keys = program
@@ -325,13 +318,18 @@ program
   .action(async () => {
     const { existsSync, readFileSync } = await import("node:fs");
     const { createHash } = await import("node:crypto");
-    const path = (await import("node:path")).default;
-    const file = path.join(path.dirname(new URL(import.meta.url).pathname), "..", "build", "verify.html");
+    const { pathToFileURL } = await import("node:url");
+    const { packagePath } = await import("../app/platform/package-root.server.ts");
+    // Located from the package root: in the bundled CLI, import.meta.url names build/cli/, not bin/.
+    const file = packagePath("build", "verify.html");
     let html: string;
     if (existsSync(file)) html = readFileSync(file, "utf8");
     else {
       try {
-        html = (await (await import("./build-verifier.mjs")).buildVerifierHtml()).html;
+        // Loaded from its own file (never bundled): it finds the sources it builds from its own location.
+        const builder = pathToFileURL(packagePath("bin", "build-verifier.mjs")).href;
+        const { buildVerifierHtml } = (await import(builder)) as typeof import("./build-verifier.mjs");
+        html = (await buildVerifierHtml()).html;
       } catch (err) {
         fail(`cannot build the verification page (run npm run build): ${(err as Error).message}`, 1);
       }

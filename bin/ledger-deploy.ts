@@ -7,18 +7,26 @@ import { z } from "zod";
 import { nodeCrypto } from "../anchoring/adapters/crypto-node.ts";
 import { logIdOf } from "../anchoring/ledgers/evm-event.ts";
 import { deployAnchorContract } from "../anchoring/adapters/evm-ledger.ts";
+import { ConfigError, parseDeployEnv } from "../app/platform/env.server.ts";
 
 export async function runDeployEvm(o: { rpc?: string; chainId?: string }): Promise<number> {
   const err = (m: string, code: number) => {
     process.stderr.write(`trialseal: ${m}\n`);
     return code;
   };
-  const rpc = o.rpc ?? process.env.EVM_RPC_URL;
+  let env: ReturnType<typeof parseDeployEnv>;
+  try {
+    env = parseDeployEnv();
+  } catch (e) {
+    if (e instanceof ConfigError) return err(e.message, 2);
+    throw e;
+  }
+  const rpc = o.rpc ?? env.rpcUrl;
   if (!rpc) return err("give the chain's JSON-RPC endpoint with --rpc URL or EVM_RPC_URL", 2);
   if (!z.url({ protocol: /^https?$/ }).safeParse(rpc).success)
     return err(`invalid --rpc: ${rpc} is not an http(s) URL`, 2);
-  const key = process.env.EVM_PRIVATE_KEY ?? "";
-  if (!/^(0x)?[0-9a-fA-F]{64}$/.test(key))
+  const key = env.privateKey;
+  if (!key)
     return err(
       "set EVM_PRIVATE_KEY to the deploying account's key (32 bytes as hex); it becomes the only sender allowed to anchor",
       2,
@@ -26,11 +34,11 @@ export async function runDeployEvm(o: { rpc?: string; chainId?: string }): Promi
   const chainId = o.chainId === undefined ? undefined : Number(o.chainId);
   if (chainId !== undefined && (!Number.isSafeInteger(chainId) || chainId < 1))
     return err(`invalid --chain-id: ${o.chainId}`, 2);
-  const origin = process.env.LOG_ORIGIN || "trialseal.localhost/log";
+  const origin = env.logOrigin;
   try {
     const d = await deployAnchorContract({
       rpcUrl: rpc,
-      privateKey: (key.startsWith("0x") ? key : `0x${key}`) as `0x${string}`,
+      privateKey: key,
       logId: logIdOf(nodeCrypto, origin) as `0x${string}`,
       chainId,
     });

@@ -95,7 +95,8 @@ export async function runVerify(
       process.stdout.write(
         `${file}: ${report.verdict.toUpperCase()}${report.entry ? ` (seq ${report.entry.seq}, ${report.entry.kind}, study ${report.entry.study}, batch ${report.entry.batch})` : ""}\n`,
       );
-      if (report.existedBy)
+      // "existed by" is a claim of a valid bundle only: an invalid one proves nothing.
+      if (report.verdict === "valid" && report.existedBy)
         process.stdout.write(`  existed by ${report.existedBy.time} (${report.existedBy.ledger})\n`);
       for (const s of report.steps) {
         const mark = s.status === "ok" ? "ok  " : s.status === "failed" ? "FAIL" : "--  ";

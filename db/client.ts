@@ -5,16 +5,16 @@
  */
 import { mkdirSync } from "node:fs";
 import path from "node:path";
-import { fileURLToPath } from "node:url";
-import { PGlite } from "@electric-sql/pglite";
-import { drizzle as drizzlePglite } from "drizzle-orm/pglite";
-import { migrate as migratePglite } from "drizzle-orm/pglite/migrator";
-import { drizzle as drizzlePostgres } from "drizzle-orm/postgres-js";
-import { migrate as migratePostgres } from "drizzle-orm/postgres-js/migrator";
+import type { PGlite } from "@electric-sql/pglite";
 import type { PgDatabase, PgQueryResultHKT } from "drizzle-orm/pg-core";
-import postgres from "postgres";
 import * as schema from "./schema/index.ts";
 import { acquirePgliteLock, type PgliteLock } from "./pglite-lock.ts";
+import { DatabaseError, parseDatabaseUrl, redactUrl } from "./url.ts";
+import { packagePath } from "../app/platform/package-root.server.ts";
+
+// Each engine's driver is imported when a database of that kind is opened: a PostgreSQL deployment never
+// loads PGlite (and its WASM), and commands that need no database load neither.
+export { DatabaseError, parseDatabaseUrl, redactUrl };
 
 export type Schema = typeof schema;
 export type Db = PgDatabase<PgQueryResultHKT, Schema>;
@@ -22,7 +22,8 @@ export type Db = PgDatabase<PgQueryResultHKT, Schema>;
 export type Tx = Parameters<Parameters<Db["transaction"]>[0]>[0];
 export type DbOrTx = Db | Tx;
 
-export const MIGRATIONS_DIR = path.join(path.dirname(fileURLToPath(import.meta.url)), "migrations");
+/** The committed migrations, found from the package root (this module may be bundled elsewhere). */
+export const MIGRATIONS_DIR = packagePath("db", "migrations");
 
 export type Engine = "pglite" | "postgres";
 
@@ -38,13 +39,6 @@ export interface Database {
   close(): Promise<void>;
 }
 
-export class DatabaseError extends Error {
-  constructor(message: string, options?: { cause?: unknown }) {
-    super(message, options);
-    this.name = "DatabaseError";
-  }
-}
-
 export interface OpenOptions {
   /** postgres:// URL; when absent, PGlite is used. */
   url?: string;
@@ -56,26 +50,6 @@ export interface OpenOptions {
   poolSize?: number;
   /** Extra data stored in the PGlite lock file (e.g. the control socket of a running portal). */
   lockInfo?: Record<string, unknown>;
-}
-
-/** Parse and check a PostgreSQL URL, with a clear message when it is malformed. */
-export function parseDatabaseUrl(url: string): URL {
-  let u: URL;
-  try {
-    u = new URL(url);
-  } catch {
-    throw new DatabaseError("DATABASE_URL: not a URL (expected postgres://user@host:port/database)");
-  }
-  if (u.protocol !== "postgres:" && u.protocol !== "postgresql:") {
-    throw new DatabaseError(`DATABASE_URL: must start with postgres:// (got ${u.protocol}//)`);
-  }
-  if (!u.hostname) throw new DatabaseError("DATABASE_URL: no host name");
-  if (u.pathname.length <= 1) throw new DatabaseError("DATABASE_URL: names no database (add /DBNAME)");
-  return u;
-}
-
-export function redactUrl(u: URL): string {
-  return `${u.protocol}//${u.username ? `${u.username}@` : ""}${u.host}${u.pathname}`;
 }
 
 export async function openDatabase(opts: OpenOptions): Promise<Database> {
@@ -95,6 +69,9 @@ export async function openDatabase(opts: OpenOptions): Promise<Database> {
 
 async function openPostgres(url: string, poolSize: number): Promise<Database> {
   const u = parseDatabaseUrl(url);
+  const { default: postgres } = await import("postgres");
+  const { drizzle: drizzlePostgres } = await import("drizzle-orm/postgres-js");
+  const { migrate: migratePostgres } = await import("drizzle-orm/postgres-js/migrator");
   const client = postgres(url, {
     max: poolSize,
     onnotice: () => {},
@@ -148,11 +125,14 @@ async function openPglite(dir: string, lockInfo?: Record<string, unknown>): Prom
   }
   let pg: PGlite;
   try {
+    const { PGlite } = await import("@electric-sql/pglite");
     pg = await PGlite.create(memory ? undefined : dir);
   } catch (err) {
     lock?.release();
     throw new DatabaseError(`cannot open the embedded database at ${dir}: ${(err as Error).message}`, { cause: err });
   }
+  const { drizzle: drizzlePglite } = await import("drizzle-orm/pglite");
+  const { migrate: migratePglite } = await import("drizzle-orm/pglite/migrator");
   const db = drizzlePglite(pg, { schema }) as unknown as Db;
   return {
     db,

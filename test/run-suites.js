@@ -32,7 +32,12 @@ const build = step("build", () => {
     r.status === 0
       ? spawnSync(process.execPath, [path.join(root, "bin", "build-verifier.mjs")], { cwd: root, stdio: "inherit" })
       : r;
-  return { ok: r.status === 0 && v.status === 0 };
+  // The CLI bundle (bin/build-cli.mjs): tests run `trialseal` as users do, from the bundle built ahead of time.
+  const c =
+    v.status === 0
+      ? spawnSync(process.execPath, [path.join(root, "bin", "build-cli.mjs")], { cwd: root, stdio: "inherit" })
+      : v;
+  return { ok: r.status === 0 && v.status === 0 && c.status === 0 };
 });
 lines.push(`build        ${build.ok ? "ok" : "FAILED"} in ${build.secs}s`);
 if (!build.ok) failed++;

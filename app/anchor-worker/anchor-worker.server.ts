@@ -26,14 +26,18 @@ export type AnchorEvent =
   | { type: "retry"; ledger: string; treeSize: number; error: string; attempts: number; nextAttemptAt: Date }
   | { type: "failed"; ledger: string; treeSize: number; error: string };
 
-/** The deployment's trust policy: log key plus every enabled ledger's verification data. */
-export function deploymentTrustPolicy(ctx: AppContext) {
+/**
+ * The deployment's trust policy: log key plus every enabled ledger's verification data. It needs no database
+ * (configuration, key rings, ledgers): `trialseal trust-policy` prints it without opening one.
+ */
+export function deploymentTrustPolicy(ctx: Pick<AppContext, "env" | "crypto" | "signer" | "ledgers">) {
   return trustPolicy(
     ctx.crypto,
     ctx.env.logOrigin,
     ctx.signer,
     ledgerPolicies(ctx.ledgers),
     readRing(ctx.env.dataDir, "log"),
+    ctx.env.anchoring.ledgerTime,
   );
 }
 

@@ -14,9 +14,6 @@ import { getStudyOrThrow } from "../studies/studies.server.ts";
 import { recordDefinition, recordHistory, subjectCasebook } from "../records/records.server.ts";
 import { queriesOf, signaturesOf } from "../clinical-monitoring/clinical-monitoring.server.ts";
 
-const FONT = process.env.PDF_FONT ?? "/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf";
-const FONT_BOLD = process.env.PDF_FONT_BOLD ?? "/usr/share/fonts/truetype/dejavu/DejaVuSans-Bold.ttf";
-
 const show = (v: unknown) =>
   v === null || v === undefined
     ? "-"
@@ -37,14 +34,15 @@ export async function casebookPdf(
   const study = await getStudyOrThrow(ctx, studyCode);
   const casebook = await subjectCasebook(ctx, principal, study.id, subject);
   if (!casebook) throw new ServiceError("not_found", `no subject ${subject}`, "subject");
-  if (!existsSync(FONT)) throw new Error(`the PDF font ${FONT} is missing (install fonts-dejavu-core)`);
+  const { regular: font, bold: boldFont } = ctx.env.pdfFont;
+  if (!existsSync(font)) throw new Error(`the PDF font ${font} is missing (install fonts-dejavu-core)`);
   const doc = new PDFDocument({
     size: "A4",
     margin: 50,
     info: { Title: `Certified copy: ${study.code} ${casebook.participant.subject}`, Author: "TrialSeal" },
   });
-  doc.registerFont("body", FONT);
-  doc.registerFont("bold", existsSync(FONT_BOLD) ? FONT_BOLD : FONT);
+  doc.registerFont("body", font);
+  doc.registerFont("bold", existsSync(boldFont) ? boldFont : font);
   const chunks: Buffer[] = [];
   doc.on("data", (c: Buffer) => chunks.push(c));
   const done = new Promise<Buffer>((resolve) => doc.on("end", () => resolve(Buffer.concat(chunks))));

@@ -21,7 +21,7 @@ import {
 } from "../../db/schema/index.ts";
 import { parseFormDefinition, type FormDefinition } from "../records/form-definition.ts";
 import type { AppContext } from "../platform/context.server.ts";
-import { consentStatus } from "../consent/consent.server.ts";
+import { consentStatus } from "../consent/status.server.ts";
 
 export interface ExportVersion {
   version: number;

@@ -7,7 +7,7 @@ import { checkpointTimeline, consentCountsByVersion, studyEntries, studyRecords 
 import type { AppContext } from "../platform/context.server.ts";
 import { systemStatus } from "../anchor-worker/anchor-worker.server.ts";
 import { listParticipants } from "../participants/participants.server.ts";
-import { studyConsentSummary } from "../consent/consent.server.ts";
+import { studyConsentSummary } from "../consent/status.server.ts";
 import { requirePermission, type Principal } from "../platform/permissions.server.ts";
 import { getStudyOrThrow } from "../studies/studies.server.ts";
 

@@ -2,26 +2,15 @@
  * CLI commands as plain functions of (context, input) -> output text. The `trialseal` CLI runs them in its
  * own process, or, when the portal holds the embedded database, sends them to the portal's control socket,
  * which runs the very same functions. Either way: same services, same checks.
+ * Each command imports the services it uses when it runs, so that a CLI run loads only its own command's code.
  */
 import { z } from "zod";
 import type { AppContext } from "./context.server.ts";
 import { ServiceError } from "./errors.server.ts";
-import { createStudy } from "../studies/studies.server.ts";
-import { createUser } from "../accounts/users.server.ts";
-import { createApiToken, listTokens, revokeToken } from "../accounts/tokens.server.ts";
-import { listKeys, revokeKey, rotateKey, type KeyTarget } from "../keys/key-rotation.server.ts";
+import type { KeyTarget } from "../keys/key-rotation.server.ts";
 import type { RingKey } from "../keys/key-ring.server.ts";
-import { importForm, listStudyForms } from "../records/forms.server.ts";
-import { sealAll } from "../log/sealer.server.ts";
-import { consistencyBetween, findEntryByRef, latestCheckpoint, proofBundle } from "../log/proofs.server.ts";
-import {
-  anchorOnce,
-  deploymentTrustPolicy,
-  ledgersStatus,
-  type AnchorEvent,
-} from "../anchor-worker/anchor-worker.server.ts";
-import { auditLog, formatAuditReport, type AuditProgress } from "../integrity-audit/integrity-audit.server.ts";
-import { EXPORT_FORMATS, OPERATOR, exportStudy } from "../exports/study-exports.server.ts";
+import type { AnchorEvent, ledgersStatus } from "../anchor-worker/anchor-worker.server.ts";
+import type { AuditProgress } from "../integrity-audit/integrity-audit.server.ts";
 import { toHex } from "../../anchoring/log/bytes.ts";
 
 export interface CommandOutput {
@@ -49,6 +38,7 @@ function parse<T extends z.ZodType>(schema: T, input: unknown): z.infer<T> {
 export const COMMANDS: Record<string, Handler> = {
   /** A study export written to a file (through the control socket too: the portal writes where the CLI asked). */
   async export(ctx, input, io) {
+    const { EXPORT_FORMATS, OPERATOR, exportStudy } = await import("../exports/study-exports.server.ts");
     const v = parse(
       z.object({
         study: z.string(),
@@ -84,7 +74,8 @@ export const COMMANDS: Record<string, Handler> = {
       }),
       input,
     );
-    let report;
+    const { auditLog, formatAuditReport } = await import("../integrity-audit/integrity-audit.server.ts");
+    let report: Awaited<ReturnType<typeof auditLog>>;
     try {
       report = await auditLog(ctx, { study: v.study, fromCheckpoint: v.fromCheckpoint, onProgress: io.progress });
     } catch (err) {
@@ -112,6 +103,7 @@ export const COMMANDS: Record<string, Handler> = {
       const [code, ...rest] = s.split("=");
       return { code: code.trim(), name: rest.join("=").trim() || code.trim() };
     });
+    const { createStudy } = await import("../studies/studies.server.ts");
     const { study, sites: created } = await createStudy(ctx, { code: v.code, title: v.title, sites }, null);
     return {
       stdout: `created study ${study.code} with site${created.length > 1 ? "s" : ""} ${created.map((s) => s.code).join(", ")}\n`,
@@ -130,6 +122,7 @@ export const COMMANDS: Record<string, Handler> = {
       }),
       input,
     );
+    const { createUser } = await import("../accounts/users.server.ts");
     const user = await createUser(
       ctx,
       {
@@ -149,6 +142,7 @@ export const COMMANDS: Record<string, Handler> = {
 
   async "tokens.create"(ctx, input) {
     const v = parse(z.object({ study: z.string(), name: z.string(), scopes: z.array(z.string()).default([]) }), input);
+    const { createApiToken } = await import("../accounts/tokens.server.ts");
     const t = await createApiToken(ctx, v, null);
     return {
       stdout: `${t.token}\n`,
@@ -158,6 +152,7 @@ export const COMMANDS: Record<string, Handler> = {
 
   async "tokens.list"(ctx, input) {
     const v = parse(z.object({ study: z.string() }), input);
+    const { listTokens } = await import("../accounts/tokens.server.ts");
     const { study, tokens } = await listTokens(ctx, v.study);
     const day = (d: Date | null) => (d ? d.toISOString().slice(0, 16).replace("T", " ") : "-");
     const lines = tokens.map(
@@ -171,6 +166,7 @@ export const COMMANDS: Record<string, Handler> = {
   },
 
   async "keys.list"(ctx) {
+    const { listKeys } = await import("../keys/key-rotation.server.ts");
     const rings = listKeys(ctx);
     const window = (k: RingKey, log: boolean) =>
       [
@@ -195,6 +191,7 @@ export const COMMANDS: Record<string, Handler> = {
       z.object({ target: z.enum(["log", "local"]), reason: z.string().max(500).default("rotated") }),
       input,
     );
+    const { rotateKey } = await import("../keys/key-rotation.server.ts");
     const r = await rotateKey(ctx, v.target, v.reason);
     const where = v.target === "log" ? `tree size ${r.current.fromSize}` : r.current.notBefore;
     return {
@@ -215,6 +212,7 @@ export const COMMANDS: Record<string, Handler> = {
       }),
       input,
     );
+    const { revokeKey } = await import("../keys/key-rotation.server.ts");
     const k = await revokeKey(ctx, v.target, v);
     return {
       stdout: `revoked ${v.target === "log" ? "log" : "local ledger"} key ${k.publicKey}: valid only for ${v.target === "log" ? `sizes [${k.fromSize}, ${k.untilSize ?? "∞"}) and ` : ""}times [${k.notBefore ?? "-∞"}, ${k.notAfter ?? "∞"})\n`,
@@ -225,6 +223,7 @@ export const COMMANDS: Record<string, Handler> = {
 
   async "tokens.revoke"(ctx, input) {
     const v = parse(z.object({ study: z.string(), token: z.string() }), input);
+    const { revokeToken } = await import("../accounts/tokens.server.ts");
     const r = await revokeToken(ctx, v, null);
     return { stdout: `revoked ${r.id} (${r.prefix}, ${r.name}) in study ${r.study}\n` };
   },
@@ -239,6 +238,7 @@ export const COMMANDS: Record<string, Handler> = {
       }),
       input,
     );
+    const { importForm } = await import("../records/forms.server.ts");
     const f = await importForm(ctx, v.study, v.definition, { draft: v.draft, actorId: null });
     return {
       stdout: `${f.status === "approved" ? "imported and approved" : "imported as draft"} form ${f.code} version ${f.version} in ${v.study.toUpperCase()} (sha256 ${Buffer.from(f.definitionSha256).toString("hex")})\n`,
@@ -246,12 +246,14 @@ export const COMMANDS: Record<string, Handler> = {
   },
   async "forms.list"(ctx, input) {
     const v = parse(z.object({ study: z.string() }), input);
+    const { listStudyForms } = await import("../records/forms.server.ts");
     const rows = await listStudyForms(ctx, v.study);
     if (rows.length === 0) return { stdout: `no forms in ${v.study}\n` };
     return { stdout: rows.map((f) => `${f.code}\tv${f.version}\t${f.status}\t${f.title}\n`).join("") };
   },
 
   async seal(ctx) {
+    const { sealAll } = await import("../log/sealer.server.ts");
     const made = await sealAll(ctx);
     if (made.length === 0) return { stdout: "nothing pending\n" };
     return {
@@ -264,6 +266,7 @@ export const COMMANDS: Record<string, Handler> = {
     };
   },
   async checkpoint(ctx) {
+    const { latestCheckpoint } = await import("../log/proofs.server.ts");
     const cp = await latestCheckpoint(ctx);
     if (!cp) throw new ServiceError("not_found", "no checkpoint yet: nothing has been sealed");
     return { stdout: cp.noteText };
@@ -274,10 +277,12 @@ export const COMMANDS: Record<string, Handler> = {
       .regex(/^\d{1,15}$/, "must be a whole number")
       .transform(Number);
     const v = parse(z.object({ from: whole, to: whole }), input);
+    const { consistencyBetween } = await import("../log/proofs.server.ts");
     return { stdout: JSON.stringify(await consistencyBetween(ctx, v.from, v.to), null, 2) + "\n" };
   },
   async proof(ctx, input) {
     const v = parse(z.object({ ref: z.string() }), input);
+    const { findEntryByRef, proofBundle } = await import("../log/proofs.server.ts");
     const entry = await findEntryByRef(ctx, v.ref);
     if (!entry) throw new ServiceError("not_found", `no entry ${v.ref}`);
     const r = await proofBundle(ctx, entry);
@@ -286,6 +291,7 @@ export const COMMANDS: Record<string, Handler> = {
     return { stdout: JSON.stringify(r.bundle, null, 2) + "\n" };
   },
   async "trust-policy"(ctx) {
+    const { deploymentTrustPolicy } = await import("../anchor-worker/anchor-worker.server.ts");
     return { stdout: JSON.stringify(deploymentTrustPolicy(ctx), null, 2) + "\n" };
   },
   async anchor(ctx, input) {
@@ -299,6 +305,7 @@ export const COMMANDS: Record<string, Handler> = {
       );
     if (ctx.ledgers.length === 0)
       throw new ServiceError("invalid", "no ledger is enabled (LOCAL_LEDGER=false and no EVM_RPC_URL or TSA_URL)");
+    const { anchorOnce, ledgersStatus } = await import("../anchor-worker/anchor-worker.server.ts");
     const events = await anchorOnce(ctx, { ledgers: v.ledgers });
     const status = await ledgersStatus(ctx);
     const failed = events.some((e) => e.type === "retry" || e.type === "failed");
@@ -306,6 +313,7 @@ export const COMMANDS: Record<string, Handler> = {
   },
   async "ledger.status"(ctx, input) {
     const v = parse(z.object({ json: z.boolean().default(false) }), input);
+    const { ledgersStatus } = await import("../anchor-worker/anchor-worker.server.ts");
     const status = await ledgersStatus(ctx);
     return { stdout: v.json ? JSON.stringify(status, null, 2) + "\n" : formatStatus(status) };
   },

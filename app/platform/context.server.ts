@@ -17,6 +17,13 @@ export interface AppContext {
   ledgers: ConfiguredLedger[];
 }
 
+/** The parts of the context that need no database: configuration, crypto, the key rings, the ledgers. */
+export type OfflineContext = Pick<AppContext, "env" | "crypto" | "signer" | "ledgers">;
+
+export function offlineContext(env: Env): OfflineContext {
+  return { env, crypto: nodeCrypto, signer: logSigner(env.dataDir), ledgers: buildLedgers(env, nodeCrypto) };
+}
+
 export async function createAppContext(
   env: Env,
   opts: { lockInfo?: Record<string, unknown>; migrate?: boolean } = {},
@@ -27,24 +34,10 @@ export async function createAppContext(
     migrate: opts.migrate,
     lockInfo: opts.lockInfo,
   });
-  return {
-    env,
-    database,
-    db: database.db,
-    crypto: nodeCrypto,
-    signer: logSigner(env.dataDir),
-    ledgers: buildLedgers(env, nodeCrypto),
-  };
+  return { ...offlineContext(env), database, db: database.db };
 }
 
 /** Context over an already-open database (tests). */
 export function contextFor(env: Env, database: Database): AppContext {
-  return {
-    env,
-    database,
-    db: database.db,
-    crypto: nodeCrypto,
-    signer: logSigner(env.dataDir),
-    ledgers: buildLedgers(env, nodeCrypto),
-  };
+  return { ...offlineContext(env), database, db: database.db };
 }

@@ -6,7 +6,8 @@ import { randomBytes } from "node:crypto";
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import path from "node:path";
 import { z } from "zod";
-import { parseDatabaseUrl } from "../../db/client.ts";
+import { parseDatabaseUrl } from "../../db/url.ts";
+import type { LedgerTimePolicy } from "../../anchoring/ledgers/ledger-time.ts";
 
 export class ConfigError extends Error {
   constructor(message: string) {
@@ -78,7 +79,19 @@ const EnvSchema = z.object({
   TSA_TIMEOUT_MS: intFrom(100, 600_000).default(15_000),
   RFC3161_ANCHOR_INTERVAL_MS: intFrom(100, 86_400_000).default(60_000),
   ANCHOR_RETRY_MAX_MS: intFrom(100, 86_400_000).default(300_000),
+  // Per-ledger-type override of the clock drift verifiers allow (trust policy `ledgerTime`; docs/ledgers.md).
+  LOCAL_LEDGER_TIME_DRIFT_MS: intFrom(0, 86_400_000).optional(),
+  EVM_TIME_DRIFT_MS: intFrom(0, 86_400_000).optional(),
+  TSA_TIME_DRIFT_MS: intFrom(0, 86_400_000).optional(),
+  // PDFs (certified copies, consent receipts): a TrueType font covering the participants' scripts.
+  PDF_FONT: z.string().min(1).default("/usr/share/fonts/truetype/dejavu/DejaVuSans.ttf"),
+  PDF_FONT_BOLD: z.string().min(1).default("/usr/share/fonts/truetype/dejavu/DejaVuSans-Bold.ttf"),
+  // The CLI's progress bar on stderr when it is not a terminal.
+  TRIALSEAL_PROGRESS: boolFromString.optional(),
 });
+
+/** LOG_ORIGIN when it is not set. */
+export const DEFAULT_LOG_ORIGIN = "trialseal.localhost/log";
 
 export type Env = {
   nodeEnv: "development" | "production" | "test";
@@ -98,6 +111,10 @@ export type Env = {
   sessionIdleMs: number;
   apiRatePerSecond: number;
   anchoring: AnchoringConfig;
+  /** TrueType fonts of the generated PDFs (the bold one falls back to the regular one when missing). */
+  pdfFont: { regular: string; bold: string };
+  /** The CLI shows its progress bar even when stderr is not a terminal. */
+  cliProgress: boolean;
 };
 
 /** Which ledgers are on, and how to reach them. */
@@ -114,6 +131,8 @@ export interface AnchoringConfig {
   } | null;
   rfc3161: { url: string; certsFile: string; timeoutMs: number; intervalMs: number } | null;
   retryMaxMs: number;
+  /** Drift overrides per ledger type for the trust policy's `ledgerTime`; empty (no key written) by default. */
+  ledgerTime: LedgerTimePolicy;
 }
 
 interface DevSecrets {
@@ -139,15 +158,43 @@ function loadOrCreateDevSecrets(dataDir: string): DevSecrets {
   return secrets;
 }
 
+function relevantVars(source: Record<string, string | undefined>): Record<string, string> {
+  return Object.fromEntries(Object.entries(source).filter(([, v]) => v !== undefined && v !== "")) as Record<
+    string,
+    string
+  >;
+}
+
+function configError(error: z.ZodError): ConfigError {
+  const issue = error.issues[0];
+  return new ConfigError(`invalid ${String(issue.path[0] ?? "environment")}: ${issue.message}`);
+}
+
+/**
+ * What `trialseal ledger deploy-evm` reads: it runs before the contract exists (so before EVM_CONTRACT can be
+ * set), needs no secrets of the portal, and checks these variables with the same rules as parseEnv.
+ */
+export function parseDeployEnv(source: Record<string, string | undefined> = process.env): {
+  rpcUrl?: string;
+  privateKey?: `0x${string}`;
+  logOrigin: string;
+} {
+  const result = EnvSchema.pick({ EVM_RPC_URL: true, EVM_PRIVATE_KEY: true, LOG_ORIGIN: true }).safeParse(
+    relevantVars(source),
+  );
+  if (!result.success) throw configError(result.error);
+  const key = result.data.EVM_PRIVATE_KEY;
+  return {
+    rpcUrl: result.data.EVM_RPC_URL,
+    privateKey: key === undefined ? undefined : ((key.startsWith("0x") ? key : `0x${key}`) as `0x${string}`),
+    logOrigin: result.data.LOG_ORIGIN ?? DEFAULT_LOG_ORIGIN,
+  };
+}
+
 /** Parse the environment. Throws ConfigError with one line naming the variable at fault. */
 export function parseEnv(source: Record<string, string | undefined> = process.env): Env {
-  const relevant = Object.fromEntries(Object.entries(source).filter(([, v]) => v !== undefined && v !== ""));
-  const result = EnvSchema.safeParse(relevant);
-  if (!result.success) {
-    const issue = result.error.issues[0];
-    const name = String(issue.path[0] ?? "environment");
-    throw new ConfigError(`invalid ${name}: ${issue.message}`);
-  }
+  const result = EnvSchema.safeParse(relevantVars(source));
+  if (!result.success) throw configError(result.error);
   const e = result.data;
   const production = e.NODE_ENV === "production";
   if (e.DATABASE_URL) {
@@ -207,7 +254,7 @@ export function parseEnv(source: Record<string, string | undefined> = process.en
       intervalMs: e.RFC3161_ANCHOR_INTERVAL_MS,
     };
   }
-  const logOrigin = e.LOG_ORIGIN ?? "trialseal.localhost/log";
+  const logOrigin = e.LOG_ORIGIN ?? DEFAULT_LOG_ORIGIN;
   const anchoring: AnchoringConfig = {
     local:
       e.LOCAL_LEDGER === false
@@ -216,6 +263,11 @@ export function parseEnv(source: Record<string, string | undefined> = process.en
     evm,
     rfc3161,
     retryMaxMs: e.ANCHOR_RETRY_MAX_MS,
+    ledgerTime: {
+      ...(e.LOCAL_LEDGER_TIME_DRIFT_MS === undefined ? {} : { local: { driftMs: e.LOCAL_LEDGER_TIME_DRIFT_MS } }),
+      ...(e.EVM_TIME_DRIFT_MS === undefined ? {} : { evm: { driftMs: e.EVM_TIME_DRIFT_MS } }),
+      ...(e.TSA_TIME_DRIFT_MS === undefined ? {} : { rfc3161: { driftMs: e.TSA_TIME_DRIFT_MS } }),
+    },
   };
   return {
     nodeEnv: e.NODE_ENV,
@@ -235,5 +287,7 @@ export function parseEnv(source: Record<string, string | undefined> = process.en
     sessionIdleMs: e.SESSION_IDLE_MINUTES * 60_000,
     apiRatePerSecond: e.API_RATE_PER_SECOND,
     anchoring,
+    pdfFont: { regular: e.PDF_FONT, bold: e.PDF_FONT_BOLD },
+    cliProgress: e.TRIALSEAL_PROGRESS ?? false,
   };
 }

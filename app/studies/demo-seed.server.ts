@@ -5,7 +5,6 @@
 import { createHash, randomBytes } from "node:crypto";
 import { readFileSync, writeFileSync, mkdirSync } from "node:fs";
 import path from "node:path";
-import { fileURLToPath } from "node:url";
 import { findStudyByCode } from "../../db/queries/studies.ts";
 import type { Role } from "../../db/schema/index.ts";
 import type { AppContext } from "../platform/context.server.ts";
@@ -14,11 +13,13 @@ import { createUser } from "../accounts/users.server.ts";
 import { grantDelegation } from "./delegations.server.ts";
 import { principalForUser } from "../accounts/auth.server.ts";
 import { importForm, createApprovedConsentDocument } from "../records/forms.server.ts";
+import { packagePath } from "../platform/package-root.server.ts";
 
 export const DEMO_STUDY = "DEMO-001";
 export const DEMO_SITE = "SITE-01";
 
-const DEMO_DIR = path.join(path.dirname(fileURLToPath(import.meta.url)), "demo");
+/** The demo study's files, found from the package root (this module may be bundled into build/). */
+const DEMO_DIR = packagePath("app", "studies", "demo");
 
 export const DEMO_USERS: { email: string; fullName: string; role: Role; study?: string; site?: string }[] = [
   { email: "admin@demo.trialseal.test", fullName: "Ada Admin", role: "admin" },
