@@ -12,20 +12,14 @@ import { grantDelegation } from "../../app/studies/delegations.server.ts";
 import { enrollParticipant } from "../../app/participants/participants.server.ts";
 import { addConsentDocument, importForm } from "../../app/records/forms.server.ts";
 import { saveRecord } from "../../app/records/records.server.ts";
-import {
-  consentReceipt,
-  consentStatus,
-  countersignConsent,
-  createInvitation,
-  openInvitation,
-  publicConsent,
-  recordWithdrawal,
-  sendIdentityCode,
-  signConsent,
-  verifyIdentityCode,
-  withdrawByParticipant,
-  type SignInput,
-} from "../../app/consent/consent.server.ts";
+import { consentReceipt, publicConsent } from "../../app/consent/receipt.server.ts";
+import { consentStatus } from "../../app/consent/status.server.ts";
+import { countersignConsent } from "../../app/consent/countersigning.server.ts";
+import { createInvitation } from "../../app/consent/invitations.server.ts";
+import { openInvitation } from "../../app/consent/invitation-state.server.ts";
+import { recordWithdrawal, withdrawByParticipant } from "../../app/consent/withdrawal.server.ts";
+import { sendIdentityCode, verifyIdentityCode } from "../../app/consent/identity-code.server.ts";
+import { signConsent, type SignInput } from "../../app/consent/signing.server.ts";
 import { sealAll } from "../../app/log/sealer.server.ts";
 import type { Principal } from "../../app/platform/permissions.server.ts";
 

@@ -21,19 +21,15 @@ import { enrollParticipant } from "../../app/participants/participants.server.ts
 import { addConsentDocument, importForm } from "../../app/records/forms.server.ts";
 import { correctRecord, saveRecord } from "../../app/records/records.server.ts";
 import { signRecord } from "../../app/clinical-monitoring/clinical-monitoring.server.ts";
-import {
-  countersignConsent,
-  createInvitation,
-  sendIdentityCode,
-  signConsent,
-  verifyIdentityCode,
-} from "../../app/consent/consent.server.ts";
+import { countersignConsent } from "../../app/consent/countersigning.server.ts";
+import { createInvitation } from "../../app/consent/invitations.server.ts";
+import { sendIdentityCode, verifyIdentityCode } from "../../app/consent/identity-code.server.ts";
+import { signConsent } from "../../app/consent/signing.server.ts";
 import { deploymentTrustPolicy } from "../../app/anchor-worker/anchor-worker.server.ts";
 import { sealAll } from "../../app/log/sealer.server.ts";
 import { appendEntry } from "../../app/log/append-entry.server.ts";
 import { exportStudy, odmItems, payloadOdmValue, readPackage } from "../../app/exports/study-exports.server.ts";
-import { verifyEvidence } from "../../anchoring/verifier/verify-package.ts";
-import { sha256Hex } from "../../anchoring/verifier/verify-package.ts";
+import { sha256Hex, verifyEvidence } from "../../anchoring/verifier/verify-package.ts";
 import type { Principal } from "../../app/platform/permissions.server.ts";
 
 const PW = "amber otter winter forty-two";

@@ -14,6 +14,7 @@ import { startTsa, type TestTsa } from "../helpers/tsa.ts";
 import { HARDHAT_CHAIN_ID, HARDHAT_KEYS, inProcessHardhat } from "../helpers/hardhat.ts";
 import { startTcpProxy, type ProxyFault, type TcpProxy } from "../helpers/tcp-proxy.ts";
 import { jsonRpcServer } from "../helpers/json-rpc.ts";
+import { waitFor } from "../helpers/wait.ts";
 import { createStudy } from "../../app/studies/studies.server.ts";
 import { sealAll } from "../../app/log/sealer.server.ts";
 import { startAnchorWorker, systemStatus, type AnchorEvent } from "../../app/anchor-worker/anchor-worker.server.ts";
@@ -84,14 +85,6 @@ afterAll(async () => {
   await Promise.all([t?.close(), tsa?.close()]);
 });
 
-async function waitFor(cond: () => boolean | Promise<boolean>, ms: number, what: string) {
-  const until = Date.now() + ms;
-  while (!(await cond())) {
-    if (Date.now() > until) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}
-
 async function anchorRows() {
   return (
     await t.database.execute(`SELECT ledger, tree_size, status, last_error FROM anchors ORDER BY ledger, tree_size`)
@@ -124,11 +117,11 @@ describe(`ledger endpoints misbehaving on ${engineUnderTest()}`, () => {
         (await anchorRows()).some((r) => r.ledger === ledger && r.treeSize >= size && r.status === "final");
       // A healthy start: both anchor through their proxies.
       let size = await newCheckpoint();
-      await waitFor(
-        async () => (await finalAt("evm", size)) && (await finalAt("rfc3161", size)),
-        30_000,
-        "anchors through healthy proxies",
-      );
+      await waitFor(async () => (await finalAt("evm", size)) && (await finalAt("rfc3161", size)), {
+        timeoutMs: 120_000,
+        intervalMs: 50,
+        what: "anchors through healthy proxies",
+      });
 
       for (const fault of ["reset", "hang", "http500", "garbage", "slow"] as ProxyFault[]) {
         evmProxy.fault(fault, { slowMs: 1500 });
@@ -138,8 +131,7 @@ describe(`ledger endpoints misbehaving on ${engineUnderTest()}`, () => {
         if (process.env.DEBUG_FAULTS) console.log(`fault ${fault}: checkpoint ${size}`);
         await waitFor(
           () => ["evm", "rfc3161"].every((l) => events.slice(from).some((e) => e.type === "retry" && e.ledger === l)),
-          30_000,
-          `retries under ${fault}`,
+          { intervalMs: 50, what: `retries under ${fault}` },
         );
         const shown = await systemStatus(t.ctx); // what the status page and /api/v1/status show
         for (const l of ["evm", "rfc3161"]) {
@@ -153,11 +145,11 @@ describe(`ledger endpoints misbehaving on ${engineUnderTest()}`, () => {
         expect(events.filter((e) => e.type === "failed")).toEqual([]);
         evmProxy.restore();
         tsaProxy.restore();
-        await waitFor(
-          async () => (await finalAt("evm", size)) && (await finalAt("rfc3161", size)),
-          60_000,
-          `recovery after ${fault}`,
-        );
+        await waitFor(async () => (await finalAt("evm", size)) && (await finalAt("rfc3161", size)), {
+          timeoutMs: 120_000,
+          intervalMs: 50,
+          what: `recovery after ${fault}`,
+        });
       }
     } finally {
       clearInterval(miner);
@@ -177,5 +169,5 @@ describe(`ledger endpoints misbehaving on ${engineUnderTest()}`, () => {
     expect(new Set(evmSizes).size).toBe(evmSizes.length);
     expect(evmProxy.faulted).toBeGreaterThan(0);
     expect(tsaProxy.faulted).toBeGreaterThan(0);
-  });
+  }, 900_000); // six rounds of faults, retries with back-off and recovery: room for a loaded machine
 });

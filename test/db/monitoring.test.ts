@@ -3,6 +3,8 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import postgres from "postgres";
 import { generateTOTP } from "@epic-web/totp";
 import { openTestDatabase, engineUnderTest, type TestDb } from "../helpers/db.ts";
+import { nextStepTotp } from "../helpers/totp.ts";
+import { waitFor } from "../helpers/wait.ts";
 import { createStudy } from "../../app/studies/studies.server.ts";
 import { createUser } from "../../app/accounts/users.server.ts";
 import { beginTotpEnrolment, confirmTotpEnrolment, login, principalForUser } from "../../app/accounts/auth.server.ts";
@@ -197,19 +199,20 @@ describe(`casebook signing on ${engineUnderTest()}`, () => {
     await expect(
       signCasebook(t.ctx, p.coord, "MON-1", "S1-001", { meaning: "approved", password: PW }, meta),
     ).rejects.toMatchObject({ code: "forbidden" });
-    await new Promise((r) => setTimeout(r, 31_000 - (Date.now() % 30_000))); // a fresh TOTP step (codes are single-use)
+    // Codes are single-use (per 30 s step) and the record signature above used the current one: the next step's
+    // code is fresh, and accepted (one step of clock skew).
     const sigs = await signCasebook(
       t.ctx,
       p.inv,
       "MON-1",
       "S1-001",
-      { meaning: "reviewed", password: PW, code: await code() },
+      { meaning: "reviewed", password: PW, code: await nextStepTotp(secret) },
       meta,
     );
     expect(sigs).toHaveLength(1);
     expect(sigs[0]).toMatchObject({ meaning: "reviewed", version: 3 });
     expect((await signaturesOf(t.ctx, recordId, 3)).filter((s) => s.valid)).toHaveLength(1);
-  }, 60_000);
+  });
 });
 
 describe(`certified copy on ${engineUnderTest()}`, () => {
@@ -244,10 +247,11 @@ describe(`certified copy on ${engineUnderTest()}`, () => {
       const [{ study_id: studyId }] = await t.database.execute(
         `SELECT study_id FROM participants WHERE id = '${e.id}'`,
       );
-      const other = postgres(t.url!, { max: 1, onnotice: () => {} });
+      const other = postgres(t.url!, { max: 2, onnotice: () => {} });
       try {
         // A subject lock being set, as setLock does it: the subject's row FOR UPDATE, the lock row, not committed yet.
         const reserved = await other.reserve();
+        const [{ pid }] = await reserved`SELECT pg_backend_pid() AS pid`;
         await reserved`BEGIN`;
         await reserved`SELECT 1 FROM participants WHERE id = ${e.id} FOR UPDATE`;
         await reserved`INSERT INTO locks (study_id, scope, target_id, reason) VALUES (${String(studyId)}, 'subject', ${e.id}, 'database lock for interim analysis')`;
@@ -259,7 +263,14 @@ describe(`certified copy on ${engineUnderTest()}`, () => {
           data: { sbp: 118 },
         }).finally(() => (settled = true));
         save.catch(() => {});
-        await new Promise((r) => setTimeout(r, 400));
+        // Wait until the save is blocked by the open transaction (PostgreSQL says so), then check it is still waiting.
+        const blockedByLock = async () =>
+          (
+            await other`SELECT count(*)::int AS n FROM pg_stat_activity WHERE ${pid}::int = ANY(pg_blocking_pids(pid))`
+          ).map((r) => Number(r.n))[0] > 0;
+        await waitFor(async () => settled || (await blockedByLock()), {
+          what: "the save to wait on the subject's row (pg_blocking_pids)",
+        });
         expect(settled).toBe(false); // the save waits on the subject's row
         await reserved`COMMIT`;
         reserved.release();

@@ -1,5 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { openTestDatabase, engineUnderTest, type TestDb } from "../helpers/db.ts";
+import { sleep, waitFor } from "../helpers/wait.ts";
 import { createStudy } from "../../app/studies/studies.server.ts";
 import { sealAll, sealNow } from "../../app/log/sealer.server.ts";
 import { consistencyBetween, findEntryByRef, latestCheckpoint, proofBundle } from "../../app/log/proofs.server.ts";
@@ -230,7 +231,9 @@ describe(`sealer crash safety and proof storage on ${engineUnderTest()}`, () => 
     const stop = startSealer(ctx, { onSealed: (r) => sealed.push(r.size) });
     try {
       await createStudy(t.ctx, { code: "FULL-1", title: "f", sites: [{ code: "A", name: "A" }] }, null); // 2 entries: below the limit
-      await new Promise((r) => setTimeout(r, 600));
+      // Nothing is sealed while below the limit: a negative check needs a fixed time (the sealer checks every
+      // 100 ms). A slow machine can only make it weaker, never fail it: the interval (600 s) is never reached.
+      await sleep(600);
       expect(sealed).toEqual([]);
       await createStudy(
         t.ctx,
@@ -244,7 +247,7 @@ describe(`sealer crash safety and proof storage on ${engineUnderTest()}`, () => 
         },
         null,
       ); // 3 more: 5 pending
-      for (let i = 0; i < 50 && sealed.length === 0; i++) await new Promise((r) => setTimeout(r, 100));
+      await waitFor(() => sealed.length > 0, { what: "the sealer to seal the 5 pending entries" });
       expect(sealed).toEqual([5]);
     } finally {
       await stop();

@@ -139,12 +139,12 @@ describe("eConsent and verification in the browser (Chromium, PostgreSQL portal)
     await expect.poll(() => phone.locator("[data-consent-state]").getAttribute("data-consent-state")).toBe("consented");
     await expect
       .poll(() => phone.locator('tr[data-signature="participant"] [data-seal]').getAttribute("data-seal"), {
-        timeout: 30_000,
+        timeout: 120_000,
       })
       .toBe("anchored");
     await expect
       .poll(() => phone.locator('tr[data-signature="staff"] [data-seal]').getAttribute("data-seal"), {
-        timeout: 30_000,
+        timeout: 120_000,
       })
       .toBe("anchored");
     expect(await phone.locator('tr[data-signature="participant"] [data-seal]').textContent()).toMatch(
@@ -210,7 +210,7 @@ describe("eConsent and verification in the browser (Chromium, PostgreSQL portal)
     // The whole-study audit, run in the background from the page: clean.
     await reg.getByRole("button", { name: "Run the audit" }).click();
     await expect
-      .poll(() => reg.locator("[data-audit-verdict]").getAttribute("data-audit-verdict"), { timeout: 60_000 })
+      .poll(() => reg.locator("[data-audit-verdict]").getAttribute("data-audit-verdict"), { timeout: 120_000 })
       .toBe("clean");
     expect(await reg.locator("#audit").textContent()).toMatch(/Clean .* checked \d+ entries in \d+ batches/);
     await shot(reg, "13-study-review");

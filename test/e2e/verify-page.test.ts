@@ -10,6 +10,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { Browser, Page } from "playwright-core";
 import { cliAsync, startPortal, tempDataDir, type Portal } from "../helpers/portal.ts";
 import { launchChromium, shot } from "../helpers/browser.ts";
+import { waitFor } from "../helpers/wait.ts";
 
 let portal: Portal;
 let browser: Browser;
@@ -36,17 +37,17 @@ async function verifyIn(page: Page, files: string[], policy: string) {
 describe("verification page (Chromium)", () => {
   it("verifies real bundles in the page, names the failed step of a tampered one, and works the same saved to disk", async () => {
     const token = (await cliAsync(["tokens", "create", "--study", "DEMO-001", "--name", "verify"], env)).stdout.trim();
-    let bundle: any;
-    for (let i = 0; i < 60; i++) {
-      const res = await fetch(`${portal.url}/api/v1/entries/0/proof`, {
-        headers: { authorization: `Bearer ${token}` },
-      });
-      if (res.status === 200) {
-        bundle = await res.json();
-        if (bundle.checkpoints.some((c: any) => c.anchors.length > 0)) break;
-      }
-      await new Promise((r) => setTimeout(r, 250));
-    }
+    const bundle: any = await waitFor(
+      async () => {
+        const res = await fetch(`${portal.url}/api/v1/entries/0/proof`, {
+          headers: { authorization: `Bearer ${token}` },
+        });
+        if (res.status !== 200) return null;
+        const b = await res.json();
+        return b.checkpoints.some((c: any) => c.anchors.length > 0) ? b : null;
+      },
+      { what: "entry 0 sealed and anchored" },
+    );
     expect(bundle.checkpoints.some((c: any) => c.anchors.length > 0)).toBe(true);
     const policyFile = path.join(dir, "policy.json");
     writeFileSync(policyFile, await (await fetch(`${portal.url}/.well-known/trialseal.json`)).text());
@@ -73,6 +74,9 @@ describe("verification page (Chromium)", () => {
     expect(await page.locator('section[data-file="tampered.json"] .failed-step').textContent()).toMatch(
       /payload\.hash \[PAYLOAD_HASH_MISMATCH\]/,
     );
+    // Its anchors still hold, but an invalid bundle proves nothing: no "Proven to exist by" line.
+    expect(await page.locator('section[data-file="tampered.json"] .time').count()).toBe(0);
+    expect(await page.locator('section[data-file="tampered.json"]').textContent()).not.toMatch(/exist(ed)? by/i);
     expect(requests).toEqual([]); // nothing uploaded, nothing fetched
     await shot(page, "09-verify-page");
 

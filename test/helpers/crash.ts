@@ -9,6 +9,7 @@
 import postgres from "postgres";
 import { cli, cliAsync, startPortal, tempDataDir, type Portal } from "./portal.ts";
 import { createScratchPostgres } from "./db.ts";
+import { waitFor } from "./wait.ts";
 
 export interface CrashFigures {
   iterations: number;
@@ -94,13 +95,17 @@ export async function crashLoop(iterations: number, log: (s: string) => void = (
         await sql`SELECT r.id, count(v.id)::int AS versions FROM records r JOIN record_versions v ON v.record_id = r.id WHERE r.id = ANY(${[...ackedRecords]}::uuid[]) GROUP BY r.id`;
       fig.acknowledgedFound = subjects.length + records.length;
       fig.duplicates = subjects.filter((s) => s.n !== 1).length + records.filter((r) => r.versions !== 1).length;
-      for (let i = 0; i < 200; i++) {
-        const [{ pending }] = await sql`SELECT count(*)::int AS pending FROM ledger_entries WHERE status = 'pending'`;
-        const [{ unanchored }] =
-          await sql`SELECT count(*)::int AS unanchored FROM checkpoints c WHERE c.tree_size = (SELECT max(tree_size) FROM checkpoints) AND NOT EXISTS (SELECT 1 FROM anchors a WHERE a.tree_size >= c.tree_size AND a.status = 'final')`;
-        if (pending === 0 && unanchored === 0) break;
-        await new Promise((r) => setTimeout(r, 100));
-      }
+      // Pending work resumes: wait (generously) for the log to settle; a log that never does fails just below.
+      await waitFor(
+        async () => {
+          const [{ pending }] = await sql`SELECT count(*)::int AS pending FROM ledger_entries WHERE status = 'pending'`;
+          const [{ unanchored }] = await sql`SELECT count(*)::int AS unanchored FROM checkpoints c
+                      WHERE c.tree_size = (SELECT max(tree_size) FROM checkpoints)
+                      AND NOT EXISTS (SELECT 1 FROM anchors a WHERE a.tree_size >= c.tree_size AND a.status = 'final')`;
+          return pending === 0 && unanchored === 0;
+        },
+        { what: `iteration ${it}: the log to settle after the restart` },
+      ).catch(() => {});
       const [{ pending }] = await sql`SELECT count(*)::int AS pending FROM ledger_entries WHERE status = 'pending'`;
       if (pending !== 0) throw new Error(`iteration ${it}: ${pending} entries still pending after the restart`);
       const audit = await cliAsync(["audit", "--json"], env);

@@ -63,7 +63,7 @@ export async function startHardhatNode(): Promise<HardhatNode> {
     if (j.error) throw new Error(j.error.message);
     return j.result;
   };
-  const deadline = Date.now() + 60_000;
+  const deadline = Date.now() + 120_000; // a start on a loaded machine
   for (;;) {
     if (child.exitCode !== null) throw new Error(`hardhat node exited: ${out}`);
     try {

@@ -5,8 +5,7 @@
  */
 import fc from "fast-check";
 import type { Bundle } from "../../anchoring/verifier/bundle.ts";
-import { nodeSigner } from "../../anchoring/adapters/crypto-node.ts";
-import { nodeCrypto } from "../../anchoring/adapters/crypto-node.ts";
+import { nodeCrypto, nodeSigner } from "../../anchoring/adapters/crypto-node.ts";
 import { signNote } from "../../anchoring/log/checkpoint.ts";
 import type { TrustPolicy } from "../../anchoring/verifier/trust-policy.ts";
 import { verifyBundle } from "../../anchoring/verifier/verify-bundle.ts";

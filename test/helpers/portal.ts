@@ -39,8 +39,8 @@ function baseEnv(extra: Record<string, string>): NodeJS.ProcessEnv {
   return env;
 }
 
-/** Start `bin/serve.ts` and wait until it listens (or exits). */
-export async function startPortal(extra: Record<string, string>, timeoutMs = 90_000): Promise<Portal> {
+/** Start `bin/serve.ts` and wait until it listens (or exits); a start on a loaded machine can take over a minute. */
+export async function startPortal(extra: Record<string, string>, timeoutMs = 180_000): Promise<Portal> {
   ensureBuilt();
   const proc = spawn(process.execPath, [...TSX, path.join(ROOT, "bin", "serve.ts")], {
     cwd: ROOT,
@@ -88,7 +88,7 @@ export function portalStartFailure(extra: Record<string, string>) {
     cwd: ROOT,
     env: baseEnv(extra),
     encoding: "utf8",
-    timeout: 60_000,
+    timeout: 180_000,
   });
   return { code: r.status, stdout: r.stdout, stderr: r.stderr };
 }
@@ -147,11 +147,13 @@ export class Browser {
   /**
    * Sign in; when the account must use a second factor, enrol an authenticator (reading the key from the
    * enrolment page, as a person would type it into their app) or answer the code step. Returns the TOTP secret.
+   * `opts.code` answers the code step instead of the current step's code (e.g. test/helpers/totp.ts nextStepTotp).
    */
   async signIn(
     email: string,
     password: string,
     secret?: string,
+    opts: { code?: (secret: string) => string | Promise<string> } = {},
   ): Promise<{ status: number; location: string | null; secret?: string }> {
     const r = await this.post("/login", { email, password });
     if (r.status !== 302) return r;
@@ -167,7 +169,7 @@ export class Browser {
     }
     if (r.location?.startsWith("/login/totp")) {
       if (!secret) throw new Error(`${email} needs a TOTP code`);
-      const done = await this.post(r.location, { code: await code(secret) });
+      const done = await this.post(r.location, { code: await (opts.code ?? code)(secret) });
       return { ...done, secret };
     }
     return r;

@@ -100,7 +100,7 @@ beforeAll(async () => {
     expect(r.status, r.text).toBe(201);
     made[site] = { subject: e.json.subject, record: r.json.id, entry: e.json.entry.id, recordEntry: r.json.entry.id };
   }
-}, 180_000);
+});
 afterAll(async () => {
   await portal?.stop();
 });

@@ -8,6 +8,7 @@ import { readFileSync } from "node:fs";
 import path from "node:path";
 import { Browser, cli, startPortal, tempDataDir, type Portal } from "../helpers/portal.ts";
 import { createScratchPostgres } from "../helpers/db.ts";
+import { waitFor } from "../helpers/wait.ts";
 import { PERMISSIONS, type Action } from "../../app/platform/permissions.server.ts";
 import { DEMO_USERS } from "../../app/studies/demo-seed.server.ts";
 import type { Role } from "../../db/schema/index.ts";
@@ -72,9 +73,10 @@ for (const engine of ["pglite", "postgres"] as const) {
         sessions.set(u.role, b);
       }
       // The public log routes below need a sealed, anchored first checkpoint.
-      for (let i = 0; i < 300 && (await fetch(`${portal.url}/api/v1/checkpoints/1/anchors`)).status !== 200; i++)
-        await new Promise((r) => setTimeout(r, 100));
-    }, 180_000);
+      await waitFor(async () => (await fetch(`${portal.url}/api/v1/checkpoints/1/anchors`)).status === 200, {
+        what: "the first checkpoint sealed and anchored",
+      });
+    });
     afterAll(async () => {
       await portal?.stop();
       await scratch?.drop();

@@ -80,7 +80,7 @@ beforeAll(async () => {
   });
   expect(r.status).toBe(201);
   recordId = ((await r.json()) as { id: string }).id;
-}, 120_000);
+});
 afterAll(async () => {
   await portal?.stop();
 });

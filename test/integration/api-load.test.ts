@@ -16,7 +16,7 @@ beforeAll(async () => {
   pg = await createScratchPostgres();
   env = { DATA_DIR: tempDataDir(), DATABASE_URL: pg.url, API_RATE_PER_SECOND: "100000" };
   portal = await startPortal(env);
-}, 120_000);
+});
 afterAll(async () => {
   await portal?.stop();
   await pg?.drop();

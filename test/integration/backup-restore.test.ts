@@ -13,6 +13,7 @@ import path from "node:path";
 import postgres from "postgres";
 import { cli, cliAsync, startPortal, tempDataDir, type Portal } from "../helpers/portal.ts";
 import { createScratchPostgres } from "../helpers/db.ts";
+import { waitFor } from "../helpers/wait.ts";
 
 const drops: (() => Promise<void>)[] = [];
 let portal: Portal | undefined;
@@ -21,18 +22,21 @@ afterAll(async () => {
   for (const d of drops) await d();
 });
 
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+/** Wait until every entry is sealed and the newest checkpoint is anchored. */
 async function settled(url: string) {
   const sql = postgres(url, { max: 1, onnotice: () => {} });
   try {
-    for (let i = 0; i < 200; i++) {
-      const [{ pending }] = await sql`SELECT count(*)::int AS pending FROM ledger_entries WHERE status = 'pending'`;
-      const [{ unanchored }] =
-        await sql`SELECT count(*)::int AS unanchored FROM checkpoints c WHERE c.tree_size = (SELECT max(tree_size) FROM checkpoints) AND NOT EXISTS (SELECT 1 FROM anchors a WHERE a.tree_size >= c.tree_size AND a.status = 'final')`;
-      if (pending === 0 && unanchored === 0) return;
-      await sleep(100);
-    }
-    throw new Error("the log did not settle");
+    await waitFor(
+      async () => {
+        const [{ pending }] = await sql`SELECT count(*)::int AS pending FROM ledger_entries WHERE status = 'pending'`;
+        const [{ unanchored }] = await sql`SELECT count(*)::int AS unanchored FROM checkpoints c
+                    WHERE c.tree_size = (SELECT max(tree_size) FROM checkpoints)
+                    AND NOT EXISTS (SELECT 1 FROM anchors a WHERE a.tree_size >= c.tree_size AND a.status = 'final')`;
+        expect({ pending, unanchored }).toEqual({ pending: 0, unanchored: 0 });
+        return true;
+      },
+      { what: "the log to settle (nothing pending, the newest checkpoint anchored)" },
+    );
   } finally {
     await sql.end();
   }

@@ -9,8 +9,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import postgres from "postgres";
 import { cli, cliAsync, startPortal, tempDataDir, type Portal } from "../helpers/portal.ts";
 import { startPgServer, type PgServer } from "../helpers/pg-server.ts";
-
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+import { sleep, waitFor } from "../helpers/wait.ts";
 
 describe("PostgreSQL restarted under load", () => {
   let pg: PgServer;
@@ -83,21 +82,34 @@ describe("PostgreSQL restarted under load", () => {
       }
     };
     const workers = Array.from({ length: 8 }, (_, w) => worker(w));
-    await sleep(1500);
-    phase = "down";
-    pg.stop("fast");
-    await sleep(3000);
-    pg.start();
-    phase = "after";
-    const deadline = Date.now() + 30_000;
-    while (ackedIn.after < 20 && Date.now() < deadline) await sleep(200);
-    await sleep(1000);
-    stop = true;
-    await Promise.all(workers);
-    if (networkErrors || !ackedIn.after) console.log(portal!.output().slice(-4000));
-    console.log(
-      `restart figures: ${JSON.stringify({ statuses: Object.fromEntries(statuses), unavailable: unavailable.length, acked: acked.size, ackedIn, networkErrors })}`,
-    );
+    const figures = () =>
+      JSON.stringify({
+        statuses: Object.fromEntries(statuses),
+        unavailable: unavailable.length,
+        acked: acked.size,
+        ackedIn,
+        networkErrors,
+      });
+    try {
+      // Under load before the outage: writes are being acknowledged.
+      await waitFor(() => ackedIn.before >= 20, { what: "20 writes acknowledged before the stop" });
+      phase = "down";
+      pg.stop("fast");
+      // Down until the clients have seen it (many requests answered 503) and for at least 3 s: the outage lasting
+      // a few seconds is the scenario (a floor, so a slow machine only makes it longer).
+      const downSince = Date.now();
+      await waitFor(() => unavailable.length >= 20, { what: "20 answers 503 during the outage" });
+      await sleep(3000 - (Date.now() - downSince));
+      pg.start();
+      phase = "after";
+      // The same process reconnects by itself and takes writes again, under the same load.
+      await waitFor(() => ackedIn.after >= 20, { what: "20 writes acknowledged after the restart" });
+    } finally {
+      stop = true;
+      await Promise.all(workers);
+      if (networkErrors || !ackedIn.after) console.log(portal!.output().slice(-4000));
+      console.log(`restart figures: ${figures()}`);
+    }
 
     // During the outage: 503s with Retry-After and a typed JSON error; never a 500, never a dropped connection.
     expect(unavailable.length).toBeGreaterThan(0);
@@ -124,12 +136,10 @@ describe("PostgreSQL restarted under load", () => {
         await sql`SELECT subject_code, count(*)::int AS n FROM participants WHERE subject_code = ANY(${subjects}) GROUP BY subject_code`;
       expect(rows.length).toBe(subjects.length);
       expect(rows.every((r) => r.n === 1)).toBe(true);
-      let pending = -1;
-      for (let i = 0; i < 150 && pending !== 0; i++) {
-        [{ pending }] = await sql`SELECT count(*)::int AS pending FROM ledger_entries WHERE status = 'pending'`;
-        if (pending) await sleep(200);
-      }
-      expect(pending).toBe(0);
+      const pending = async () =>
+        (await sql`SELECT count(*)::int AS pending FROM ledger_entries WHERE status = 'pending'`)[0].pending;
+      await waitFor(async () => (await pending()) === 0, { what: "every entry sealed" });
+      expect(await pending()).toBe(0);
     } finally {
       await sql.end();
     }

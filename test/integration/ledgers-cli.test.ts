@@ -6,11 +6,13 @@
 import { writeFileSync } from "node:fs";
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import postgres from "postgres";
 import { cliAsync, tempDataDir } from "../helpers/portal.ts";
 import { createScratchPostgres } from "../helpers/db.ts";
 import { HARDHAT_KEYS, startHardhatNode, type HardhatNode } from "../helpers/hardhat.ts";
 import { startTcpProxy, type TcpProxy } from "../helpers/tcp-proxy.ts";
 import { startTsa, type TestTsa } from "../helpers/tsa.ts";
+import { waitFor } from "../helpers/wait.ts";
 
 let node: HardhatNode;
 let proxy: TcpProxy;
@@ -20,7 +22,7 @@ let pg: { url: string; drop: () => Promise<void> };
 beforeAll(async () => {
   [node, tsa, pg] = await Promise.all([startHardhatNode(), startTsa(), createScratchPostgres()]);
   proxy = await startTcpProxy(node.port);
-}, 90_000);
+});
 afterAll(async () => {
   await Promise.all([node?.stop(), tsa?.close(), proxy?.close()]);
   await pg?.drop();
@@ -90,8 +92,22 @@ describe("ledgers through the CLI (hardhat node over HTTP, openssl TSA, PostgreS
     expect(rows.find((r) => r.ledger === "rfc3161")).toMatchObject({ pending: 0, lastFinalSize: 1 });
 
     // The chain is back: after the back-off the same anchor completes; nothing was lost or sent twice.
+    // Wait until the back-off has passed as the anchor worker sees it (next_attempt_at, on the database's clock).
     proxy.restore();
-    await new Promise((r) => setTimeout(r, 1100));
+    const sql = postgres(pg.url, { max: 1, onnotice: () => {} });
+    try {
+      await waitFor(
+        async () =>
+          (
+            await sql`SELECT bool_and((next_attempt_at IS NULL OR next_attempt_at <= now())
+                        AND (lease_until IS NULL OR lease_until < now())) AS due
+                      FROM anchors WHERE ledger = 'evm' AND status = 'pending'`
+          )[0].due === true,
+        { what: "the EVM anchor's back-off to pass (next_attempt_at <= now(), no lease)" },
+      );
+    } finally {
+      await sql.end();
+    }
     const up = await cliAsync(["anchor", "--once", "--ledger", "evm"], env);
     expect(up.code, up.stdout + up.stderr).toBe(0);
     expect(up.stdout).toMatch(/^evm: checkpoint 1 anchored \(included\)$/m);
@@ -142,5 +158,5 @@ describe("ledgers through the CLI (hardhat node over HTTP, openssl TSA, PostgreS
     proxy.restore();
     expect(cut.code).toBe(1);
     expect(cut.stdout).toMatch(/\[EVM_UNREACHABLE\]/);
-  }, 180_000);
+  }, 600_000); // some 20 CLI runs (each 5-10 s on a loaded machine): room for a 3x slowdown
 });

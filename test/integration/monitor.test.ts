@@ -10,6 +10,7 @@ import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { randomBytes } from "node:crypto";
 import { cliAsync, startPortal, tempDataDir, type Portal } from "../helpers/portal.ts";
+import { waitFor } from "../helpers/wait.ts";
 import { nodeCrypto, nodeSigner } from "../../anchoring/adapters/crypto-node.ts";
 import { vkeyString } from "../../anchoring/log/checkpoint.ts";
 
@@ -49,15 +50,18 @@ describe("trialseal monitor", () => {
     expect(
       (await cliAsync(["studies", "create", "--code", "MON-1", "--title", "Monitored", "--site", "S1"], env)).code,
     ).toBe(0);
-    let grown: { code: number | null; stdout: string; stderr: string } = { code: -1, stdout: "", stderr: "" };
-    for (let i = 0; i < 80; i++) {
-      if ((await logSize()) > size0) {
-        grown = await monitor();
-        if (/grew from/.test(grown.stdout) && / [1-9]\d* anchors? verified/.test(grown.stdout)) break;
+    const grown = await waitFor(
+      async () => {
+        const size = await logSize();
+        if (size <= size0) throw new Error(`the log is still at size ${size}`);
+        const g = await monitor();
+        if (/grew from/.test(g.stdout) && / [1-9]\d* anchors? verified/.test(g.stdout)) return g;
+        // Not anchored yet: check the same growth again from the accepted size.
         writeFileSync(path.join(state, "state.json"), JSON.stringify({ ...readState(), treeSize: size0 }));
-      }
-      await new Promise((r) => setTimeout(r, 250));
-    }
+        throw new Error(`monitor: ${g.stdout}${g.stderr}`);
+      },
+      { timeoutMs: 180_000, intervalMs: 250, what: "the monitor to prove the grown log consistent and anchored" },
+    );
     expect(grown.stdout).toMatch(
       new RegExp(`OK at log size \\d+ \\(grew from ${size0}, consistent\\); [1-9]\\d* anchors? verified`),
     );

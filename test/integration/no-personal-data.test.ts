@@ -10,6 +10,7 @@ import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { unzipSync } from "fflate";
 import { cliAsync, startPortal, tempDataDir, type Portal } from "../helpers/portal.ts";
+import { waitFor } from "../helpers/wait.ts";
 
 const PERSON = {
   fullName: "Zebulon Quixote-Farnsworth",
@@ -68,23 +69,22 @@ describe("no personal data in payloads, anchors, logs, errors or exports", () =>
     expect(rec.status, await rec.clone().text()).toBe(201);
     // Wait until both writes are sealed (a seq that is not assigned yet is simply not found).
     for (const id of [entry.id, ((await rec.json()) as { entry: { id: string } }).entry.id]) {
-      let status = 0;
-      for (let i = 0; i < 120 && status !== 200; i++) {
-        status = (await api(`/api/v1/entries/${id}/proof`)).status;
-        if (status !== 200) await new Promise((r) => setTimeout(r, 250));
-      }
-      expect(status, `entry ${id} sealed`).toBe(200);
+      await waitFor(async () => (await api(`/api/v1/entries/${id}/proof`)).status === 200, {
+        what: `entry ${id} sealed`,
+      });
     }
     for (const e of errors) expectNoPersonalData("an API error body", e);
 
     // Every ledger payload, once sealed (through the proof API), and the bundles themselves.
     let bundles = "";
     for (let seq = 0; ; seq++) {
-      let res = await api(`/api/v1/entries/${seq}/proof`);
-      for (let i = 0; i < 40 && res.status === 202; i++) {
-        await new Promise((r) => setTimeout(r, 250));
-        res = await api(`/api/v1/entries/${seq}/proof`);
-      }
+      const res = await waitFor(
+        async () => {
+          const r = await api(`/api/v1/entries/${seq}/proof`);
+          return r.status === 202 ? null : r; // 202: not sealed yet
+        },
+        { what: `entry ${seq} sealed` },
+      );
       if (res.status === 404) break;
       expect(res.status).toBe(200);
       bundles += await res.text();

@@ -3,6 +3,7 @@ import { createHash } from "node:crypto";
 import path from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
 import { cli, startPortal, tempDataDir, type Portal } from "../helpers/portal.ts";
+import { waitFor } from "../helpers/wait.ts";
 
 let portal: Portal | undefined;
 afterAll(async () => {
@@ -17,16 +18,18 @@ describe("sealing, proof bundles and offline verification through the running po
     const token = cli(["tokens", "create", "--study", "DEMO-001", "--name", "proofs"], env).stdout.trim();
     const auth = { authorization: `Bearer ${token}` };
 
-    // Bounded poll: the sealer runs every SEAL_INTERVAL_MS (1 s by default).
-    let res: Response | undefined;
-    for (let i = 0; i < 40; i++) {
-      res = await fetch(`${portal.url}/api/v1/entries/0/proof`, { headers: auth });
-      if (res.status === 200) break;
-      expect([202, 404]).toContain(res.status);
-      await new Promise((r) => setTimeout(r, 250));
-    }
-    expect(res!.status).toBe(200);
-    const bundle = await res!.json();
+    // The sealer runs every SEAL_INTERVAL_MS (1 s by default): wait until the entry is sealed (202/404 before).
+    const res = await waitFor(
+      async () => {
+        const r = await fetch(`${portal!.url}/api/v1/entries/0/proof`, { headers: auth });
+        if (r.status === 200) return r;
+        expect([202, 404]).toContain(r.status); // not sealed yet; anything else fails at once
+        return null;
+      },
+      { what: "entry 0 sealed (its proof answered with 200)", rethrow: true },
+    );
+    expect(res.status).toBe(200);
+    const bundle = await res.json();
     expect(bundle.format).toBe("trialseal-proof/v1");
 
     // Without credentials, or with a token of no study that holds the entry: nothing.
@@ -118,12 +121,13 @@ describe("sealing, proof bundles and offline verification through the running po
 
     // The portal anchors on the embedded local ledger by default: the bundle gains its receipt, which verifies
     // with nothing but the ledger's public key from the policy; requiring a ledger that is not there fails.
-    let anchored: any;
-    for (let i = 0; i < 40 && !anchored; i++) {
-      const b = await (await fetch(`${portal.url}/api/v1/entries/0/proof`, { headers: auth })).json();
-      if (b.checkpoints.some((c: any) => c.anchors.length > 0)) anchored = b;
-      else await new Promise((r) => setTimeout(r, 250));
-    }
+    const anchored: any = await waitFor(
+      async () => {
+        const b = await (await fetch(`${portal!.url}/api/v1/entries/0/proof`, { headers: auth })).json();
+        return b.checkpoints.some((c: any) => c.anchors.length > 0) ? b : null;
+      },
+      { what: "entry 0's bundle to gain an anchor receipt" },
+    );
     expect(anchored.checkpoints.flatMap((c: any) => c.anchors.map((a: any) => a.ledger))).toEqual(["local"]);
     const policy = JSON.parse(await (await fetch(`${portal.url}/.well-known/trialseal.json`)).text());
     expect(policy.ledgers.local).toMatchObject({
@@ -161,5 +165,5 @@ describe("sealing, proof bundles and offline verification through the running po
     const bad = await fetch(`${portal.url}/api/v1/consistency?from=x&to=1`);
     expect(bad.status).toBe(400);
     expect((await bad.json()).error.field).toBe("from");
-  });
+  }, 600_000); // a portal start and some 20 CLI runs (each 5-10 s on a loaded machine): room for a 3x slowdown
 });
