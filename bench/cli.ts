@@ -214,6 +214,6 @@ if (process.argv[1] && path.resolve(process.argv[1]) === fileURLToPath(import.me
   const out = path.join(ROOT, "bench", "results.json");
   const results = existsSync(out) ? (JSON.parse(readFileSync(out, "utf8")) as Record<string, unknown>) : {};
   results.cli = { at: new Date().toISOString(), node: process.version, quick, ...c };
-  writeFileSync(out, JSON.stringify(results, null, 2) + "\n");
+  writeFileSync(out, `${JSON.stringify(results, null, 2)}\n`);
   console.log(`\nwrote the cli figures into ${out}`);
 }

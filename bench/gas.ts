@@ -45,7 +45,9 @@ export async function benchGas(intervalMs: number): Promise<GasBench> {
       get work() {
         return work;
       },
-      saveWork: async (w: WorkState) => void (work = w),
+      saveWork: async (w: WorkState) => {
+        work = w;
+      },
     });
     if (out.receipt.type !== "evm") throw new Error("not an EVM receipt");
     return Number((await pub.getTransactionReceipt({ hash: out.receipt.txHash as Hex })).gasUsed);

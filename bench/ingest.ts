@@ -178,7 +178,9 @@ export async function benchIngest(
     await stopSealer();
     const delays = (
       (await database.execute(
-        `SELECT extract(epoch FROM (b.sealed_at - e.at)) * 1000 AS d FROM ledger_entries e JOIN batches b ON b.batch_no = e.batch_no WHERE e.kind = 'record.saved' AND e.seq >= ${Number(startSeq)}`,
+        `SELECT extract(epoch FROM (b.sealed_at - e.at)) * 1000 AS d FROM ledger_entries e ` +
+          `JOIN batches b ON b.batch_no = e.batch_no WHERE e.kind = 'record.saved' AND e.seq >= ` +
+          `${Number(startSeq)}`,
       )) as { d: number }[]
     ).map((r) => Number(r.d));
 
@@ -204,13 +206,17 @@ export async function benchIngest(
           const participant = parts[(w * opts.subjectsPerWriter + (k % opts.subjectsPerWriter)) % parts.length].id;
           await database.db.transaction(async (tx) => {
             await tx.execute(
-              sql`INSERT INTO records (id, study_id, site_id, participant_id, form_code, visit) VALUES (${recordId}, ${studyId}, ${siteId}, ${participant}, 'PLAIN', ${`P${w}-${k}`})`,
+              sql`INSERT INTO records (id, study_id, site_id, participant_id, form_code, visit)
+                  VALUES (${recordId}, ${studyId}, ${siteId}, ${participant}, 'PLAIN', ${`P${w}-${k}`})`,
             );
             const [e] = (await tx.execute(
-              sql`INSERT INTO ledger_entries (study_id, study_code, kind, payload_text, payload_hash, at) VALUES (${studyId}, 'ING', 'record.saved', ${payload}, ${hash}, now()) RETURNING id`,
+              sql`INSERT INTO ledger_entries (study_id, study_code, kind, payload_text, payload_hash, at)
+                  VALUES (${studyId}, 'ING', 'record.saved', ${payload}, ${hash}, now()) RETURNING id`,
             )) as unknown as { id: string }[];
             await tx.execute(
-              sql`INSERT INTO record_versions (record_id, study_id, version, form_id, form_version, data_text, reason, actor_user_id, entry_id) VALUES (${recordId}, ${studyId}, 1, ${formId}, 1, ${payload}, null, ${admin.id}, ${e.id})`,
+              sql`INSERT INTO record_versions
+                  (record_id, study_id, version, form_id, form_version, data_text, reason, actor_user_id, entry_id)
+                  VALUES (${recordId}, ${studyId}, 1, ${formId}, 1, ${payload}, null, ${admin.id}, ${e.id})`,
             );
           });
         }
@@ -343,7 +349,8 @@ export async function benchHttp(
     const lat = run.latency as unknown as Record<string, number>;
     const blat = baseline.latency as unknown as Record<string, number>;
     opts.log(
-      `  ${run.requests.total} POST /records in ${opts.seconds} s at ${opts.connections} connections: ${run["2xx"]} 2xx, ${run.non2xx} other, ${run.errors} errors`,
+      `  ${run.requests.total} POST /records in ${opts.seconds} s at ${opts.connections} ` +
+        `connections: ${run["2xx"]} 2xx, ${run.non2xx} other, ${run.errors} errors`,
     );
     return {
       connections: opts.connections,

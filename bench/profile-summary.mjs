@@ -28,7 +28,8 @@ const area = (url, name) => {
 for (const n of prof.nodes) {
   const t = self.get(n.id) ?? 0;
   const { functionName, url, lineNumber } = n.callFrame;
-  const key = `${functionName || "(anonymous)"} ${url ? `${url.replace(/^file:\/\/.*?\/(node_modules|anchoring|app|db|bench)\//, "$1/")}:${lineNumber + 1}` : ""}`;
+  const file = url?.replace(/^file:\/\/.*?\/(node_modules|anchoring|app|db|bench)\//, "$1/");
+  const key = `${functionName || "(anonymous)"} ${url ? `${file}:${lineNumber + 1}` : ""}`;
   byFn.set(key, (byFn.get(key) ?? 0) + t);
   const a = area(url, functionName);
   byArea.set(a, (byArea.get(a) ?? 0) + t);

@@ -61,7 +61,8 @@ const fmt = (ms: number) =>
   ms >= 1000 ? `${(ms / 1000).toFixed(2)} s` : ms >= 1 ? `${ms.toFixed(1)} ms` : `${(ms * 1000).toFixed(1)} us`;
 const line = (label: string, value: string, baseline: string, ratio: number, target?: string) =>
   console.log(
-    `${label.padEnd(44)} ${value.padStart(10)}   baseline ${baseline.padStart(10)}   ratio ${ratio.toFixed(2).padStart(6)}${target ? `   target ${target}` : ""}`,
+    `${label.padEnd(44)} ${value.padStart(10)}   baseline ${baseline.padStart(10)}   ratio ` +
+      `${ratio.toFixed(2).padStart(6)}${target ? `   target ${target}` : ""}`,
   );
 
 // ---------------------------------------------------------------- Merkle
@@ -107,7 +108,8 @@ for (const n of sizes) {
     `${"  memory of the stored tree".padEnd(44)} ${bytesPerLeaf.toFixed(1).padStart(10)} B/leaf   target <= 80`,
   );
   console.log(
-    `${"  all inclusion paths".padEnd(44)} ${fmt(allPaths).padStart(10)}   (${Math.round(n / (allPaths / 1000))} proofs/s)`,
+    `${"  all inclusion paths".padEnd(44)} ${fmt(allPaths).padStart(10)}   ` +
+      `(${Math.round(n / (allPaths / 1000))} proofs/s)`,
   );
   console.log(
     `${"  inclusion verifications".padEnd(44)} ${Math.round(1000 / (verifyUs / 1000))
@@ -155,9 +157,9 @@ line(
   ing.ratio,
   ">= 3000/s",
 );
-console.log(
-  `${"  saveRecord latency p50 / p95 / p99".padEnd(44)} ${`${fmt(ing.serviceLatencyMs.p50)} / ${fmt(ing.serviceLatencyMs.p95)} / ${fmt(ing.serviceLatencyMs.p99)}`.padStart(10)}`,
-);
+const serviceLatency = ing.serviceLatencyMs;
+const serviceLatencies = `${fmt(serviceLatency.p50)} / ${fmt(serviceLatency.p95)} / ${fmt(serviceLatency.p99)}`;
+console.log(`${"  saveRecord latency p50 / p95 / p99".padEnd(44)} ${serviceLatencies.padStart(10)}`);
 line(
   "seal merge delay p50 (vs SEAL_INTERVAL_MS)",
   fmt(ing.mergeDelayMs.p50),
@@ -195,9 +197,8 @@ line(
   http.latencyMs.p99 / http.baselineLatencyMs.p99,
   "<= 100 ms",
 );
-console.log(
-  `${"  p97.5 / max; non-2xx; errors".padEnd(44)} ${`${fmt(http.latencyMs.p97_5)} / ${fmt(http.latencyMs.max)}; ${http.non2xx}; ${http.errors}`.padStart(10)}`,
-);
+const httpTail = `${fmt(http.latencyMs.p97_5)} / ${fmt(http.latencyMs.max)}; ${http.non2xx}; ${http.errors}`;
+console.log(`${"  p97.5 / max; non-2xx; errors".padEnd(44)} ${httpTail.padStart(10)}`);
 results.http = http;
 
 // ---------------------------------------------------------------- proofs served from PostgreSQL
@@ -239,7 +240,8 @@ try {
   const made = await sealAll({ ...ctx, env: { ...ctx.env, sealMaxBatch: 10_000 } });
   const sealS = (Date.now() - t1) / 1000;
   console.log(
-    `setup: inserted ${entries} entries in ${insertS.toFixed(1)} s; sealed ${made.length} batches in ${sealS.toFixed(1)} s (${Math.round(entries / sealS)} entries/s)`,
+    `setup: inserted ${entries} entries in ${insertS.toFixed(1)} s; ` +
+      `sealed ${made.length} batches in ${sealS.toFixed(1)} s (${Math.round(entries / sealS)} entries/s)`,
   );
   const policy = trustPolicy(ctx.crypto, env.logOrigin, ctx.signer);
   // What autovacuum would do after a bulk load, done now so it does not run in the middle of the measurement.
@@ -313,11 +315,11 @@ try {
     "<= 60 s",
   );
   console.log(
-    `${"  entries/s; clean; findings".padEnd(44)} ${`${Math.round(au.entriesPerSec)}/s; ${au.clean}; ${au.findings}`.padStart(10)}`,
+    `${"  entries/s; clean; findings".padEnd(44)} ` +
+      `${`${Math.round(au.entriesPerSec)}/s; ${au.clean}; ${au.findings}`.padStart(10)}`,
   );
-  console.log(
-    `${"  memory: peak RSS (growth), peak heap".padEnd(44)} ${`${au.peakRssMb.toFixed(0)} MB (+${au.rssGrowthMb.toFixed(0)} MB), ${au.peakHeapMb.toFixed(0)} MB`.padStart(10)}`,
-  );
+  const memory = `${au.peakRssMb.toFixed(0)} MB (+${au.rssGrowthMb.toFixed(0)} MB), ${au.peakHeapMb.toFixed(0)} MB`;
+  console.log(`${"  memory: peak RSS (growth), peak heap".padEnd(44)} ${memory.padStart(10)}`);
   results.audit = au;
   results.proofs = {
     entries,
@@ -351,14 +353,17 @@ line(
   "<= 30000",
 );
 console.log(
-  `${"  first anchor (cold storage slot); deploy".padEnd(44)} ${`${gas.firstAnchorGas}; ${gas.deployGas}`.padStart(10)}`,
+  `${"  first anchor (cold storage slot); deploy".padEnd(44)} ` +
+    `${`${gas.firstAnchorGas}; ${gas.deployGas}`.padStart(10)}`,
 );
 console.log(
-  `${"  anchors per hour at the default cadence".padEnd(44)} ${gas.anchorsPerHour.toFixed(0).padStart(10)}   (${(gas.gasPerDay / 1e6).toFixed(2)}M gas/day, whatever the entry count)`,
+  `${"  anchors per hour at the default cadence".padEnd(44)} ${gas.anchorsPerHour.toFixed(0).padStart(10)}   ` +
+    `(${(gas.gasPerDay / 1e6).toFixed(2)}M gas/day, whatever the entry count)`,
 );
 for (const [n, g] of Object.entries(gas.gasPerEntry))
   console.log(
-    `${`  gas per entry at ${Number(n).toLocaleString("en")} entries per anchor`.padEnd(44)} ${g.toFixed(3).padStart(10)}`,
+    `${`  gas per entry at ${Number(n).toLocaleString("en")} entries per anchor`.padEnd(44)} ` +
+      `${g.toFixed(3).padStart(10)}`,
   );
 results.gas = gas;
 
@@ -369,5 +374,5 @@ printCli(results.cli as Awaited<ReturnType<typeof benchCli>>);
 
 const out = path.join(path.dirname(fileURLToPath(import.meta.url)), "results.json");
 mkdirSync(path.dirname(out), { recursive: true });
-writeFileSync(out, JSON.stringify(results, null, 2) + "\n");
+writeFileSync(out, `${JSON.stringify(results, null, 2)}\n`);
 console.log(`\nwrote ${out}`);

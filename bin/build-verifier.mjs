@@ -22,24 +22,41 @@ export async function buildVerifierHtml() {
   });
   const js = r.outputFiles[0].text.replace(/<\/script/gi, "<\\/script");
   const scriptHash = createHash("sha256").update(js).digest("base64");
-  const css = `body{font-family:system-ui,sans-serif;max-width:60rem;margin:2rem auto;padding:0 1rem;color:#1b1f24}label{display:block;font-weight:600;margin:.8rem 0 .2rem}input[type=text]{width:100%;padding:.4rem}button{margin-top:1rem;padding:.5rem 1rem;font-size:1rem}.report{border:1px solid #d0d7de;border-radius:8px;padding:1rem;margin:1rem 0}.report.valid{border-color:#1a7f37;background:#f0fff4}.report.invalid{border-color:#cf222e;background:#fff5f5}.steps{font-family:ui-monospace,monospace;font-size:.85rem;list-style:none;padding:0}.steps .failed{color:#cf222e;font-weight:700}.steps .not_checked{color:#57606a}.failed-step,.error{color:#cf222e;font-weight:600}.muted{color:#57606a}`;
+  const css =
+    "body{font-family:system-ui,sans-serif;max-width:60rem;margin:2rem auto;padding:0 1rem;color:#1b1f24}" +
+    "label{display:block;font-weight:600;margin:.8rem 0 .2rem}input[type=text]{width:100%;padding:.4rem}" +
+    "button{margin-top:1rem;padding:.5rem 1rem;font-size:1rem}" +
+    ".report{border:1px solid #d0d7de;border-radius:8px;padding:1rem;margin:1rem 0}" +
+    ".report.valid{border-color:#1a7f37;background:#f0fff4}.report.invalid{border-color:#cf222e;background:#fff5f5}" +
+    ".steps{font-family:ui-monospace,monospace;font-size:.85rem;list-style:none;padding:0}" +
+    ".steps .failed{color:#cf222e;font-weight:700}.steps .not_checked{color:#57606a}" +
+    ".failed-step,.error{color:#cf222e;font-weight:600}.muted{color:#57606a}";
   const styleHash = createHash("sha256").update(css).digest("base64");
-  const html = `<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width,initial-scale=1">
-<meta http-equiv="Content-Security-Policy" content="default-src 'none'; script-src 'sha256-${scriptHash}'; style-src 'sha256-${styleHash}'; connect-src *; img-src data:; base-uri 'none'; form-action 'none'">
-<title>TrialSeal proof verifier</title><style>${css}</style></head><body>
-<h1>Verify TrialSeal proof bundles</h1>
-<p class="muted">Everything happens in this page: the files you choose are read and checked here and are never uploaded. Save this page to keep a copy that cannot change.</p>
-<label for="policy-file">Trust policy file (trialseal-trust/v1 JSON)</label><input id="policy-file" type="file" accept=".json,application/json">
-<p class="muted">or fetch it and accept it only if its SHA-256 matches:</p>
-<label for="policy-url">Trust policy URL (default: this site's /.well-known/trialseal.json)</label><input id="policy-url" type="text" placeholder="https://portal.example/.well-known/trialseal.json">
-<label for="policy-pin">Pinned SHA-256 of the trust policy</label><input id="policy-pin" type="text" placeholder="64 hex characters">
-<label for="bundle-files">Proof bundles (one or many)</label><input id="bundle-files" type="file" multiple accept=".json,application/json">
-<label for="rpc-url">EVM JSON-RPC URL (optional: to check EVM anchors)</label><input id="rpc-url" type="text" placeholder="https://rpc.example">
-<button id="verify" type="button">Verify</button>
-<p id="status" role="status"></p><div id="results"></div>
-<script>${js}</script></body></html>
-`;
+  const html = [
+    "<!doctype html>",
+    '<html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width,initial-scale=1">',
+    `<meta http-equiv="Content-Security-Policy" content="default-src 'none'; script-src 'sha256-${scriptHash}'; ` +
+      `style-src 'sha256-${styleHash}'; connect-src *; img-src data:; base-uri 'none'; form-action 'none'">`,
+    `<title>TrialSeal proof verifier</title><style>${css}</style></head><body>`,
+    "<h1>Verify TrialSeal proof bundles</h1>",
+    '<p class="muted">Everything happens in this page: the files you choose are read and checked here ' +
+      "and are never uploaded. Save this page to keep a copy that cannot change.</p>",
+    '<label for="policy-file">Trust policy file (trialseal-trust/v1 JSON)</label>' +
+      '<input id="policy-file" type="file" accept=".json,application/json">',
+    '<p class="muted">or fetch it and accept it only if its SHA-256 matches:</p>',
+    '<label for="policy-url">Trust policy URL (default: this site\'s /.well-known/trialseal.json)</label>' +
+      '<input id="policy-url" type="text" placeholder="https://portal.example/.well-known/trialseal.json">',
+    '<label for="policy-pin">Pinned SHA-256 of the trust policy</label>' +
+      '<input id="policy-pin" type="text" placeholder="64 hex characters">',
+    '<label for="bundle-files">Proof bundles (one or many)</label>' +
+      '<input id="bundle-files" type="file" multiple accept=".json,application/json">',
+    '<label for="rpc-url">EVM JSON-RPC URL (optional: to check EVM anchors)</label>' +
+      '<input id="rpc-url" type="text" placeholder="https://rpc.example">',
+    '<button id="verify" type="button">Verify</button>',
+    '<p id="status" role="status"></p><div id="results"></div>',
+    `<script>${js}</script></body></html>`,
+    "",
+  ].join("\n");
   return { html, sha256: createHash("sha256").update(html).digest("hex") };
 }
 

@@ -231,7 +231,7 @@ program
     const ctx = await openOfflineContext(await loadCliEnv());
     if ("exitCode" in ctx) fail(ctx.message, ctx.exitCode);
     const { deploymentTrustPolicy } = await import("../app/anchor-worker/anchor-worker.server.ts");
-    process.stdout.write(JSON.stringify(deploymentTrustPolicy(ctx), null, 2) + "\n");
+    process.stdout.write(`${JSON.stringify(deploymentTrustPolicy(ctx), null, 2)}\n`);
     await exitWhenFlushed(0);
   });
 program
@@ -239,7 +239,8 @@ program
   .description("anchor the latest checkpoint on every enabled ledger (local, evm, rfc3161)")
   .option(
     "--once",
-    "one round (commit the latest checkpoint, work each ledger's queue), print the status and exit; exit 1 when a ledger failed",
+    "one round (commit the latest checkpoint, work each ledger's queue), " +
+      "print the status and exit; exit 1 when a ledger failed",
   )
   .option(
     "--ledger <NAME>",
@@ -353,7 +354,8 @@ program
 program
   .command("export")
   .description(
-    "export a study: evidence (ZIP package), odm (CDISC ODM 1.3.2 XML), fhir (FHIR R4 Bundle), csv (ZIP of one CSV per form)",
+    "export a study: evidence (ZIP package), odm (CDISC ODM 1.3.2 XML), fhir (FHIR R4 Bundle), " +
+      "csv (ZIP of one CSV per form)",
   )
   .requiredOption("--study <CODE>", "study")
   .requiredOption("--format <FORMAT>", "evidence, odm, fhir or csv")
@@ -381,7 +383,8 @@ program
 program
   .command("monitor")
   .description(
-    "check a deployment's log against the last checkpoint you accepted: signature, consistency, anchors, progress (exit 0 ok, 1 alarm, 2 could not check)",
+    "check a deployment's log against the last checkpoint you accepted: signature, " +
+      "consistency, anchors, progress (exit 0 ok, 1 alarm, 2 could not check)",
   )
   .requiredOption("--url <URL>", "the portal's address, e.g. https://trialseal.example.org")
   .requiredOption("--trust <FILE>", "the trust policy you pinned")

@@ -28,7 +28,8 @@ export async function runDeployEvm(o: { rpc?: string; chainId?: string }): Promi
   const key = env.privateKey;
   if (!key)
     return err(
-      "set EVM_PRIVATE_KEY to the deploying account's key (32 bytes as hex); it becomes the only sender allowed to anchor",
+      "set EVM_PRIVATE_KEY to the deploying account's key (32 bytes as hex); " +
+        "it becomes the only sender allowed to anchor",
       2,
     );
   const chainId = o.chainId === undefined ? undefined : Number(o.chainId);
@@ -45,7 +46,8 @@ export async function runDeployEvm(o: { rpc?: string; chainId?: string }): Promi
     if (chainId !== undefined && d.chainId !== chainId)
       return err(`the endpoint serves chain ${d.chainId}, not ${chainId}`, 1);
     process.stderr.write(
-      `deployed TrialSealAnchor for log ${origin} on chain ${d.chainId} in block ${d.blockNumber} (tx ${d.txHash}, ${d.gasUsed} gas); owner ${d.owner}\n`,
+      `deployed TrialSealAnchor for log ${origin} on chain ${d.chainId} in block ` +
+        `${d.blockNumber} (tx ${d.txHash}, ${d.gasUsed} gas); owner ${d.owner}\n`,
     );
     process.stdout.write(`EVM_RPC_URL=${rpc}\nEVM_CHAIN_ID=${d.chainId}\nEVM_CONTRACT=${d.contract}\n`);
     return 0;

@@ -97,7 +97,8 @@ export async function runMonitor(o: {
       problems.push(`the log shrank from ${prev.treeSize} to ${cp.treeSize} batches (rolled back or forked)`);
     else if (cp.treeSize === prev.treeSize && root !== prev.root)
       problems.push(
-        `two different roots for log size ${cp.treeSize}: a fork (was ${prev.root.slice(0, 16)}…, now ${root.slice(0, 16)}…)`,
+        `two different roots for log size ${cp.treeSize}: a fork (was ${prev.root.slice(0, 16)}…, ` +
+          `now ${root.slice(0, 16)}…)`,
       );
     else if (cp.treeSize > prev.treeSize) {
       try {
@@ -109,7 +110,8 @@ export async function runMonitor(o: {
         }
       } catch (e) {
         problems.push(
-          `the log of size ${cp.treeSize} is not an extension of the accepted log of size ${prev.treeSize}: ${(e as Error).message}`,
+          `the log of size ${cp.treeSize} is not an extension of the accepted log of size ` +
+            `${prev.treeSize}: ${(e as Error).message}`,
         );
       }
     }
@@ -155,7 +157,8 @@ export async function runMonitor(o: {
   const stale = now.getTime() - Date.parse(advancedAt) > maxAgeHours * 3600_000;
   if (stale && problems.length === 0)
     problems.push(
-      `the log has not advanced since ${advancedAt} (more than ${maxAgeHours} h): the sealer or the portal may have stopped`,
+      `the log has not advanced since ${advancedAt} (more than ${maxAgeHours} h): ` +
+        `the sealer or the portal may have stopped`,
     );
 
   if (problems.length) {
@@ -171,8 +174,14 @@ export async function runMonitor(o: {
     checkedAt: now.toISOString(),
     advancedAt,
   });
+  const growth = prev
+    ? cp.treeSize > prev.treeSize
+      ? ` (grew from ${prev.treeSize}, consistent)`
+      : " (unchanged)"
+    : " (first check)";
   say(
-    `${policy.origin}: OK at log size ${cp.treeSize}${prev ? (cp.treeSize > prev.treeSize ? ` (grew from ${prev.treeSize}, consistent)` : " (unchanged)") : " (first check)"}; ${anchorsChecked} anchor${anchorsChecked === 1 ? "" : "s"} verified`,
+    `${policy.origin}: OK at log size ${cp.treeSize}${growth}; ` +
+      `${anchorsChecked} anchor${anchorsChecked === 1 ? "" : "s"} verified`,
   );
   return 0;
 }

@@ -8,8 +8,8 @@ import { pathToFileURL } from "node:url";
 import express from "express";
 import * as remixExpress from "@remix-run/express/dist/server.js";
 import { createRequestHandler, type ServerBuild } from "@remix-run/node";
-import { ConfigError, parseEnv } from "../app/platform/env.server.ts";
-import { createAppContext } from "../app/platform/context.server.ts";
+import { ConfigError, parseEnv, type Env } from "../app/platform/env.server.ts";
+import { createAppContext, type AppContext } from "../app/platform/context.server.ts";
 import { seedDemo } from "../app/studies/demo-seed.server.ts";
 import { startControlServer } from "../app/platform/control.server.ts";
 import { DatabaseError } from "../db/client.ts";
@@ -30,12 +30,17 @@ const { createRemixRequest, sendRemixResponse } = remixExpress as unknown as {
 /** The answer while PostgreSQL is unreachable: 503 + Retry-After, JSON for API clients, a short page for people. */
 function databaseUnavailable(request: Request): Response {
   const headers = { "retry-after": String(DATABASE_RETRY_AFTER_S), "cache-control": "no-store" };
-  const message = `the database is unavailable (restarting or unreachable); nothing was changed by this request; retry after ${DATABASE_RETRY_AFTER_S} s`;
+  const message =
+    `the database is unavailable (restarting or unreachable); ` +
+    `nothing was changed by this request; retry after ${DATABASE_RETRY_AFTER_S} s`;
   const url = new URL(request.url);
   if (url.pathname.startsWith("/api/") || /application\/json/.test(request.headers.get("accept") ?? "")) {
     return Response.json({ error: { code: "database_unavailable", message } }, { status: 503, headers });
   }
-  const page = `<!doctype html><html lang="en"><head><meta charset="utf-8"><title>TrialSeal: temporarily unavailable</title></head><body><h1>Temporarily unavailable</h1><p>${message}.</p></body></html>`;
+  const page =
+    `<!doctype html><html lang="en"><head><meta charset="utf-8">` +
+    `<title>TrialSeal: temporarily unavailable</title></head>` +
+    `<body><h1>Temporarily unavailable</h1><p>${message}.</p></body></html>`;
   return new Response(page, { status: 503, headers: { ...headers, "content-type": "text/html; charset=utf-8" } });
 }
 
@@ -47,7 +52,7 @@ function die(message: string): never {
 }
 
 async function main() {
-  let env;
+  let env: Env;
   try {
     env = parseEnv();
   } catch (err) {
@@ -58,7 +63,7 @@ async function main() {
   if (!existsSync(buildFile)) die("the portal is not built: run `npm run build` (npm start builds it for you)");
 
   const controlSocket = env.databaseUrl ? undefined : path.resolve(env.dataDir, "control.sock");
-  let ctx;
+  let ctx: AppContext;
   try {
     ctx = await createAppContext(env, { lockInfo: controlSocket ? { controlSocket, role: "portal" } : undefined });
   } catch (err) {

@@ -19,7 +19,8 @@ async function loadPolicy(o: { trust?: string; trustUrl?: string; pin?: string }
   } else if (o.trustUrl) {
     if (!o.pin || !/^[0-9a-f]{64}$/.test(o.pin)) {
       err(
-        "--trust-url needs --pin with the policy's SHA-256 (64 lowercase hex characters): a policy fetched from the deployment you check is not trusted unpinned",
+        "--trust-url needs --pin with the policy's SHA-256 (64 lowercase hex characters): " +
+          "a policy fetched from the deployment you check is not trusted unpinned",
       );
       return null;
     }
@@ -89,12 +90,13 @@ export async function runVerify(
     }
     reports.push({ file, report: await verifyBundle(nodeCrypto, bundle, policy, opts) });
   }
-  if (o.json) process.stdout.write(JSON.stringify(reports, null, 2) + "\n");
+  if (o.json) process.stdout.write(`${JSON.stringify(reports, null, 2)}\n`);
   else {
     for (const { file, report } of reports) {
-      process.stdout.write(
-        `${file}: ${report.verdict.toUpperCase()}${report.entry ? ` (seq ${report.entry.seq}, ${report.entry.kind}, study ${report.entry.study}, batch ${report.entry.batch})` : ""}\n`,
-      );
+      const entry = report.entry
+        ? ` (seq ${report.entry.seq}, ${report.entry.kind}, study ${report.entry.study}, batch ${report.entry.batch})`
+        : "";
+      process.stdout.write(`${file}: ${report.verdict.toUpperCase()}${entry}\n`);
       // "existed by" is a claim of a valid bundle only: an invalid one proves nothing.
       if (report.verdict === "valid" && report.existedBy)
         process.stdout.write(`  existed by ${report.existedBy.time} (${report.existedBy.ledger})\n`);

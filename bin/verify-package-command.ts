@@ -1,6 +1,7 @@
 /**
  * `trialseal verify-package FILE (--trust POLICY.json | --pin SHA256)`: checks an evidence package offline
- * (anchoring/verifier/verify-package.ts). Exit 0 valid, 1 invalid (each problem names its file), 2 unreadable or bad usage.
+ * (anchoring/verifier/verify-package.ts). Exit 0 valid, 1 invalid (each problem names its file), 2 unreadable or
+ * bad usage.
  */
 import { readFileSync } from "node:fs";
 import { nodeCrypto } from "../anchoring/adapters/crypto-node.ts";
@@ -63,7 +64,9 @@ export async function runVerifyPackage(
   else {
     const c = report.checked;
     process.stdout.write(
-      `${file}: ${report.valid ? "VALID" : "INVALID"} (study ${report.study ?? "?"}; ${c.files} files, ${c.checkpoints} checkpoints, ${c.batches} batches, ${c.envelopes} envelopes, ${c.bundles} bundles, ${c.odmValues} ODM values checked)\n`,
+      `${file}: ${report.valid ? "VALID" : "INVALID"} (study ${report.study ?? "?"}; ` +
+        `${c.files} files, ${c.checkpoints} checkpoints, ${c.batches} batches, ` +
+        `${c.envelopes} envelopes, ${c.bundles} bundles, ${c.odmValues} ODM values checked)\n`,
     );
     for (const p of report.problems) process.stdout.write(`  FAIL ${p.file} [${p.code}]: ${p.message}\n`);
   }

@@ -20,7 +20,10 @@ const NETWORK_CODES = new Set([
   "EAI_AGAIN",
 ]);
 
-/** SQLSTATE classes and codes that mean "not now": 08 connection exception, 57P01-57P03 shutdown/startup, 53300 too many connections. */
+/**
+ * SQLSTATE classes and codes that mean "not now": 08 connection exception, 57P01-57P03 shutdown/startup, 53300 too
+ * many connections.
+ */
 function unavailableSqlState(code: string): boolean {
   return code.startsWith("08") || code === "57P01" || code === "57P02" || code === "57P03" || code === "53300";
 }

@@ -51,12 +51,11 @@ function txStore(tx: Tx): SealStoreTx {
     },
     async sealEntries(updates) {
       for (let i = 0; i < updates.length; i += CHUNK) {
-        const rows = updates
-          .slice(i, i + CHUNK)
-          .map(
-            (u) =>
-              sql`(${u.id}::uuid, ${u.seq}::bigint, ${u.studySeq}::bigint, ${u.envelopeText}::text, decode(${toHex(u.leafHash)}, 'hex'), ${u.batchNo}::bigint)`,
-          );
+        const rows = updates.slice(i, i + CHUNK).map(
+          (u) =>
+            sql`(${u.id}::uuid, ${u.seq}::bigint, ${u.studySeq}::bigint, ${u.envelopeText}::text,
+                decode(${toHex(u.leafHash)}, 'hex'), ${u.batchNo}::bigint)`,
+        );
         await tx.execute(sql`
           UPDATE ledger_entries AS e
              SET status = 'sealed', seq = v.seq, study_seq = v.study_seq, envelope_text = v.envelope_text,

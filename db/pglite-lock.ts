@@ -23,7 +23,8 @@ export class PgliteBusyError extends Error {
     readonly holder: PgliteLockInfo,
   ) {
     super(
-      `the embedded database ${dir} is in use by process ${holder.pid}${holder.controlSocket ? " (the running portal)" : ""}; ` +
+      `the embedded database ${dir} is in use by process ${holder.pid}` +
+        `${holder.controlSocket ? " (the running portal)" : ""}; ` +
         `stop that process, or set DATABASE_URL to use PostgreSQL`,
     );
     this.name = "PgliteBusyError";

@@ -16,14 +16,14 @@ let passed = 0;
 let failed = 0;
 const lines = [];
 
-function step(name, fn) {
+function step(fn) {
   const t0 = Date.now();
   const r = fn();
   const secs = ((Date.now() - t0) / 1000).toFixed(1);
   return { ...r, secs };
 }
 
-const build = step("build", () => {
+const build = step(() => {
   const r = spawnSync(process.execPath, [path.join(root, "node_modules/@remix-run/dev/dist/cli.js"), "build"], {
     cwd: root,
     stdio: "inherit",
@@ -45,7 +45,7 @@ if (!build.ok) failed++;
 for (const suite of suites) {
   const file = path.join(out, `${suite}.json`);
   console.log(`\n=== suite ${suite} ===`);
-  const r = step(suite, () => {
+  const r = step(() => {
     const p = spawnSync(
       process.execPath,
       [

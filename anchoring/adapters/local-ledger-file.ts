@@ -242,7 +242,7 @@ export class LocalLedgerFile {
       checkpoint: hex,
     });
     const line = recordLine(rec);
-    const bytes = Buffer.from(line + "\n", "utf8");
+    const bytes = Buffer.from(`${line}\n`, "utf8");
     let fd: number | undefined;
     try {
       fd = openSync(this.file, "a", 0o600);

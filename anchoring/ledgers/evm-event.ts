@@ -147,7 +147,8 @@ export async function checkEvmReceipt(
   if (r.blockNumber !== receipt.blockNumber || !eq(r.blockHash, receipt.blockHash)) {
     throw new EvmCheckError(
       "EVM_BLOCK_MISMATCH",
-      `the transaction is in block ${r.blockNumber} ${r.blockHash}, the receipt says ${receipt.blockNumber} ${receipt.blockHash}`,
+      `the transaction is in block ${r.blockNumber} ${r.blockHash}, ` +
+        `the receipt says ${receipt.blockNumber} ${receipt.blockHash}`,
     );
   }
   checkEvent(r, {

@@ -47,7 +47,7 @@ export const LedgerTimePolicySchema = z.strictObject({
 export type LedgerTimeOverride = z.infer<typeof LedgerTimeOverrideSchema>;
 export type LedgerTimePolicy = z.infer<typeof LedgerTimePolicySchema>;
 
-const isType = (t: string): t is LedgerType => Object.prototype.hasOwnProperty.call(LEDGER_TIME_DEFAULTS, t);
+const isType = (t: string): t is LedgerType => Object.hasOwn(LEDGER_TIME_DEFAULTS, t);
 
 /**
  * The resolution and drift to apply to an anchor of `type`: the policy's override when it gives one, else

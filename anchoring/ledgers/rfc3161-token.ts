@@ -161,10 +161,11 @@ export async function verifyToken(
   const cert = result.signerCertificate;
   const eku = cert?.extensions?.find((x) => x.extnID === ID_EXT_KEY_USAGE);
   const usages = (eku?.parsedValue as pkijs.ExtKeyUsage | undefined)?.keyPurposes ?? [];
-  if (!eku || !eku.critical || usages.length !== 1 || usages[0] !== ID_KP_TIME_STAMPING) {
+  if (!eku?.critical || usages.length !== 1 || usages[0] !== ID_KP_TIME_STAMPING) {
     throw new TsaError(
       "TSA_NOT_TIMESTAMPING_CERT",
-      "the signing certificate is not a TSA certificate (RFC 3161 needs a critical extendedKeyUsage of timeStamping only)",
+      "the signing certificate is not a TSA certificate " +
+        "(RFC 3161 needs a critical extendedKeyUsage of timeStamping only)",
     );
   }
   return i;

@@ -25,7 +25,9 @@ function assertJsonValue(v: unknown, at: string, depth: number): void {
     return;
   }
   if (Array.isArray(v)) {
-    v.forEach((x, i) => assertJsonValue(x, `${at}[${i}]`, depth + 1));
+    v.forEach((x, i) => {
+      assertJsonValue(x, `${at}[${i}]`, depth + 1);
+    });
     return;
   }
   if (typeof v === "object") {

@@ -32,7 +32,7 @@ describe("C2SP signed notes and checkpoints", () => {
     const body = checkpointText({ origin: "example.com/log", treeSize: 5, root: new Uint8Array(32).fill(9) });
     expect(body).toBe("example.com/log\n5\nCQkJCQkJCQkJCQkJCQkJCQkJCQkJCQkJCQkJCQkJCQk=\n");
     const note = signNote(c, body, "example.com/log", s);
-    expect(note.startsWith(body + "\n\u2014 example.com/log ")).toBe(true);
+    expect(note.startsWith(`${body}\n\u2014 example.com/log `)).toBe(true);
     const key = parseVkey(c, vkeyString(c, "example.com/log", s.publicKey));
     expect(noteSignedBy(c, parseNote(note), key)).toBe(true);
     expect(parseCheckpoint(parseNote(note).text)).toMatchObject({ origin: "example.com/log", treeSize: 5 });

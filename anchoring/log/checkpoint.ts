@@ -30,7 +30,10 @@ export function keyId(c: Crypto, name: string, publicKey: Uint8Array): Uint8Arra
 /** The verifier key string: `<name>+<hex key id>+<base64(alg || public key)>`. */
 export function vkeyString(c: Crypto, name: string, publicKey: Uint8Array): string {
   if (!validKeyName(name)) throw new NoteError("VKEY_MALFORMED", "key name must be non-empty, without spaces or +");
-  return `${name}+${toHex(keyId(c, name, publicKey))}+${toBase64(concatBytes(new Uint8Array([ED25519_ALG]), publicKey))}`;
+  return (
+    `${name}+${toHex(keyId(c, name, publicKey))}+` +
+    `${toBase64(concatBytes(new Uint8Array([ED25519_ALG]), publicKey))}`
+  );
 }
 
 export interface VerifierKey {

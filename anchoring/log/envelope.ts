@@ -6,7 +6,10 @@ import { utf8 } from "./bytes.ts";
 import { leafHash } from "./merkle.ts";
 
 const hex32 = z.string().regex(/^[0-9a-f]{64}$/);
-/** Text that has a UTF-8 form: a lone surrogate (possible in a JS string, not in UTF-8 or JCS) is refused here, at the edge. */
+/**
+ * Text that has a UTF-8 form: a lone surrogate (possible in a JS string, not in UTF-8 or JCS) is refused here, at
+ * the edge.
+ */
 const text = (max: number) =>
   z
     .string()

@@ -8,7 +8,6 @@ import { bytesEqual, concatBytes } from "./bytes.ts";
 
 export const HASH_SIZE = 32;
 const LEAF_PREFIX = new Uint8Array([0]);
-const NODE_PREFIX = new Uint8Array([1]);
 
 export class MerkleError extends Error {
   constructor(

@@ -100,7 +100,10 @@ export const PAYLOAD_SCHEMAS = {
     signer: id,
     actor: id.nullable(),
   }),
-  /** Monitoring: source data verification of a record version, and queries on a field (text kept off the ledger, its hash on it). */
+  /**
+   * Monitoring: source data verification of a record version, and queries on a field (text kept off the ledger,
+   * its hash on it).
+   */
   "sdv.marked": z.strictObject({
     v: z.literal(1),
     salt,
@@ -162,7 +165,10 @@ export const PAYLOAD_SCHEMAS = {
     fromStaffDevice: z.boolean(),
     actor: id.nullable(),
   }),
-  /** Full or partial withdrawal of consent; data collected before it are retained. The reason's text stays off the ledger. */
+  /**
+   * Full or partial withdrawal of consent; data collected before it are retained. The reason's text stays off the
+   * ledger.
+   */
   "consent.withdrawn": z.strictObject({
     v: z.literal(1),
     salt,
@@ -213,7 +219,7 @@ export type Payload<K extends EntryKind = EntryKind> = z.infer<(typeof PAYLOAD_S
 export const ENTRY_KINDS = Object.keys(PAYLOAD_SCHEMAS) as EntryKind[];
 
 export function isEntryKind(kind: string): kind is EntryKind {
-  return Object.prototype.hasOwnProperty.call(PAYLOAD_SCHEMAS, kind);
+  return Object.hasOwn(PAYLOAD_SCHEMAS, kind);
 }
 
 /** Validate a payload against its kind's schema; returns the zod result. */

@@ -176,7 +176,20 @@ export async function inclusionProofFromStored(
 ): Promise<Uint8Array[]> {
   const wanted: [number, number][] = [];
   const zero = new Uint8Array(HASH_SIZE);
-  inclusionProofWith((lo, hi) => rangeRootFrom(c, (h, i) => (wanted.push([h, i]), zero), lo, hi), index, size);
+  inclusionProofWith(
+    (lo, hi) =>
+      rangeRootFrom(
+        c,
+        (h, i) => {
+          wanted.push([h, i]);
+          return zero;
+        },
+        lo,
+        hi,
+      ),
+    index,
+    size,
+  );
   const got = await fetch(wanted.map(([h, i]) => serializedNodeOffset(size, h, i)));
   if (got.length !== wanted.length)
     throw new MerkleError("WRONG_PROOF_SIZE", "stored tree returned the wrong number of nodes");

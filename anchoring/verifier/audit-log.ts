@@ -181,7 +181,8 @@ export class LogAuditor {
             severity: "tamper",
             batch: b.batchNo,
             field: f,
-            message: `batch ${b.batchNo}: header ${f} is ${JSON.stringify(h)}, the batch row says ${JSON.stringify(row)}`,
+            message:
+              `batch ${b.batchNo}: header ${f} is ${JSON.stringify(h)}, ` + `the batch row says ${JSON.stringify(row)}`,
           });
       if (!same(hl.leaf, b.leafHash))
         this.add({
@@ -245,7 +246,9 @@ export class LogAuditor {
         code: "BATCH_ROOT_MISMATCH",
         severity: "tamper",
         batch: b.batchNo,
-        message: `batch ${b.batchNo}: the Merkle root of its entries is ${toHex(tree.root()).slice(0, 16)}…, the batch says ${toHex(b.root).slice(0, 16)}…`,
+        message:
+          `batch ${b.batchNo}: the Merkle root of its entries is ${toHex(tree.root()).slice(0, 16)}…, ` +
+          `the batch says ${toHex(b.root).slice(0, 16)}…`,
       });
     }
     this.nextSeq = b.firstSeq + b.size;
@@ -334,7 +337,9 @@ export class LogAuditor {
           code: "ENTRY_FIELD_MISMATCH",
           severity: "tamper",
           field: f,
-          message: `entry seq ${e.seq}: ${f} is ${JSON.stringify(b)} in the row but ${JSON.stringify(a)} in its sealed envelope`,
+          message:
+            `entry seq ${e.seq}: ${f} is ${JSON.stringify(b)} in the row ` +
+            `but ${JSON.stringify(a)} in its sealed envelope`,
         });
     if (!same(leaf.leaf, e.leafHash))
       this.add({
@@ -414,7 +419,9 @@ export class LogAuditor {
           code: "CHECKPOINT_ROOT_MISMATCH",
           severity: "tamper",
           treeSize: cp.treeSize,
-          message: `checkpoint ${cp.treeSize}: the signed root is not the root of the first ${cp.treeSize} batch headers (replaced checkpoint or edited batches)`,
+          message:
+            `checkpoint ${cp.treeSize}: the signed root is not the root of the first ${cp.treeSize} batch headers ` +
+            "(replaced checkpoint or edited batches)",
         });
       }
     } catch (err) {

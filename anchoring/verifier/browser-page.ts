@@ -59,7 +59,8 @@ function renderReport(name: string, r: Report): HTMLElement {
       el(
         "p",
         {},
-        `Entry seq ${r.entry.seq} (${r.entry.kind}) of study ${r.entry.study}, written ${r.entry.at}, batch ${r.entry.batch}.`,
+        `Entry seq ${r.entry.seq} (${r.entry.kind}) of study ${r.entry.study}, ` +
+          `written ${r.entry.at}, batch ${r.entry.batch}.`,
       ),
     );
   // "Proven to exist by" is a claim of a valid bundle only: an invalid one proves nothing.
@@ -74,7 +75,8 @@ function renderReport(name: string, r: Report): HTMLElement {
       el(
         "li",
         { class: s.status, "data-step": s.step },
-        `${s.status === "ok" ? "ok" : s.status === "failed" ? "FAIL" : "--"}  ${s.step}${s.code ? ` [${s.code}]` : ""}: ${s.message}`,
+        `${s.status === "ok" ? "ok" : s.status === "failed" ? "FAIL" : "--"}  ` +
+          `${s.step}${s.code ? ` [${s.code}]` : ""}: ${s.message}`,
       ),
     );
   box.append(list);

@@ -68,7 +68,7 @@ export async function verifyAnchor(
     code,
     message,
   });
-  const raw = Object.prototype.hasOwnProperty.call(ledgers, ledger) ? ledgers[ledger] : undefined;
+  const raw = Object.hasOwn(ledgers, ledger) ? ledgers[ledger] : undefined;
   const pol = LedgerPolicySchema.safeParse(raw);
   if (raw === undefined || !pol.success)
     return fail(
@@ -147,7 +147,9 @@ export async function verifyAnchor(
         ledger,
         type: "evm",
         status: "not_checked",
-        message: `EVM receipt (chain ${receipt.chainId}, tx ${receipt.txHash}) not checked: no RPC endpoint given (use --rpc URL)`,
+        message:
+          `EVM receipt (chain ${receipt.chainId}, tx ${receipt.txHash}) not checked: ` +
+          "no RPC endpoint given (use --rpc URL)",
       };
     try {
       const r = await checkEvmReceipt(reader, receipt, {
@@ -161,7 +163,9 @@ export async function verifyAnchor(
         ledger,
         type: "evm",
         status: "ok",
-        message: `Anchored event in block ${receipt.blockNumber} of chain ${receipt.chainId} (${r.confirmations} confirmations), block time ${time}`,
+        message:
+          `Anchored event in block ${receipt.blockNumber} of chain ${receipt.chainId} ` +
+          `(${r.confirmations} confirmations), block time ${time}`,
         time,
       };
     } catch (err) {

@@ -7,7 +7,15 @@ import type { Crypto } from "../log/crypto.ts";
 import { bytesEqual, fromHex, toHex, utf8 } from "../log/bytes.ts";
 import { BundleSchema, type Bundle } from "./bundle.ts";
 import { rootFromInclusionProof, MerkleError } from "../log/merkle.ts";
-import { NoteError, noteSignedBy, parseCheckpoint, parseNote, parseVkey } from "../log/checkpoint.ts";
+import {
+  NoteError,
+  noteSignedBy,
+  parseCheckpoint,
+  parseNote,
+  parseVkey,
+  type Checkpoint,
+  type ParsedNote,
+} from "../log/checkpoint.ts";
 import { parsePayload } from "../log/payloads.ts";
 import type { TrustPolicy } from "./trust-policy.ts";
 import {
@@ -181,7 +189,8 @@ export async function verifyBundle(
     bad(
       "origin",
       "ORIGIN_MISMATCH",
-      `envelope or header names log ${envelope.log !== policy.origin ? envelope.log : header.log}, policy trusts ${policy.origin}`,
+      `envelope or header names log ${envelope.log !== policy.origin ? envelope.log : header.log}, ` +
+        `policy trusts ${policy.origin}`,
     );
 
   // Position in the batch.
@@ -214,8 +223,8 @@ export async function verifyBundle(
   const { leaf: hLeaf } = headerLeaf(crypto, header);
   for (const [k, cp] of b.checkpoints.entries()) {
     const name = `checkpoint[${k}]`;
-    let note;
-    let checkpoint;
+    let note: ParsedNote;
+    let checkpoint: Checkpoint;
     try {
       note = parseNote(cp.note);
       checkpoint = parseCheckpoint(note.text);
@@ -349,7 +358,8 @@ export async function verifyBundle(
       bad(
         `require[${want}]`,
         "ANCHOR_REQUIRED",
-        `a ${want} anchor is required and none could be verified (${matching.map((m) => (m.status === "failed" ? m.code : "not checked")).join(", ")})`,
+        `a ${want} anchor is required and none could be verified ` +
+          `(${matching.map((m) => (m.status === "failed" ? m.code : "not checked")).join(", ")})`,
       );
   }
 

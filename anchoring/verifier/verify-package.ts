@@ -187,7 +187,8 @@ export async function verifyEvidence(
         bad(
           "log/envelopes.jsonl",
           "BATCH_ROOT_MISMATCH",
-          `the envelopes of batch ${b} (seq ${h.first}..${h.first + h.size - 1}) do not hash to its root: an envelope was altered, dropped or inserted`,
+          `the envelopes of batch ${b} (seq ${h.first}..${h.first + h.size - 1}) do not hash to its root: ` +
+            "an envelope was altered, dropped or inserted",
         );
       log.append(hl.leaf);
       checked.batches++;
@@ -263,7 +264,8 @@ export async function verifyEvidence(
         bad(
           "odm.xml",
           "ODM_VALUE_MISMATCH",
-          `item ${it.item} at seq ${it.seq} is ${JSON.stringify(it.value)} in the file but ${JSON.stringify(want)} in the sealed payload`,
+          `item ${it.item} at seq ${it.seq} is ${JSON.stringify(it.value)} in the file ` +
+            `but ${JSON.stringify(want)} in the sealed payload`,
         );
     }
   }

@@ -119,7 +119,7 @@ export async function principalForUser(
   userId: string,
 ): Promise<(Principal & { email: string; fullName: string; totpEnabled: boolean }) | null> {
   const user = await findUserById(ctx.db, userId);
-  if (!user || user.status !== "active") return null;
+  if (user?.status !== "active") return null;
   const ms = await activeMemberships(ctx.db, user.id);
   return {
     kind: "user",
@@ -156,7 +156,7 @@ export async function liveSession(ctx: AppContext, token: string) {
 /** The principal behind a fully signed-in session token, or null. */
 export async function sessionPrincipal(ctx: AppContext, token: string) {
   const s = await liveSession(ctx, token);
-  if (!s || s.stage !== "full") return null;
+  if (s?.stage !== "full") return null;
   const p = await principalForUser(ctx, s.userId);
   return p ? { ...p, sessionId: s.id } : null;
 }
@@ -200,7 +200,8 @@ async function checkCode(ctx: AppContext, userId: string, secret: string, code: 
   if (!r) return false;
   const step = Math.floor(Date.now() / 1000 / TOTP.period) + r.delta;
   const user = await findUserById(ctx.db, userId);
-  if (user?.totpLastStep !== null && user?.totpLastStep !== undefined && step <= user.totpLastStep) return false; // replay
+  // replay
+  if (user?.totpLastStep !== null && user?.totpLastStep !== undefined && step <= user.totpLastStep) return false;
   await ctx.db.update(users).set({ totpLastStep: step }).where(eq(users.id, userId));
   return true;
 }
@@ -208,7 +209,7 @@ async function checkCode(ctx: AppContext, userId: string, secret: string, code: 
 /** Second step of sign-in: the TOTP code for an `mfa` session. Returns the new full session token. */
 export async function completeMfa(ctx: AppContext, token: string, code: string, meta: RequestMeta): Promise<string> {
   const s = await liveSession(ctx, token);
-  if (!s || s.stage !== "mfa") throw new ServiceError("unauthenticated", "the sign-in has expired; start again");
+  if (s?.stage !== "mfa") throw new ServiceError("unauthenticated", "the sign-in has expired; start again");
   const user = await findUserById(ctx.db, s.userId);
   if (!user?.totpSecretEnc || !user.totpEnabledAt)
     throw new ServiceError("unauthenticated", "the sign-in has expired; start again");
@@ -281,7 +282,7 @@ export async function confirmTotpEnrolment(
 /** Change one's password: the current one is required; every other session is signed out. */
 export async function changePassword(ctx: AppContext, token: string, current: string, next: string, meta: RequestMeta) {
   const s = await liveSession(ctx, token);
-  if (!s || s.stage !== "full") throw new ServiceError("unauthenticated", "sign in first");
+  if (s?.stage !== "full") throw new ServiceError("unauthenticated", "sign in first");
   const user = (await findUserById(ctx.db, s.userId))!;
   if (!(await verifyPassword(user.passwordHash, current)))
     throw new ServiceError("invalid", "the current password is not correct", "current");
@@ -354,7 +355,7 @@ const RESET_TTL_MS = 30 * 60_000;
  */
 export async function requestPasswordReset(ctx: AppContext, email: string, baseUrl: string, meta: RequestMeta) {
   const user = await findUserByEmail(ctx.db, email);
-  if (!user || user.status !== "active") {
+  if (user?.status !== "active") {
     await audit(ctx.db, {
       action: "password.reset_request",
       outcome: "failure",
@@ -365,19 +366,21 @@ export async function requestPasswordReset(ctx: AppContext, email: string, baseU
   }
   const token = newToken();
   await ctx.db.transaction(async (tx) => {
-    await tx
-      .insert(passwordResets)
-      .values({
-        userId: user.id,
-        tokenHash: tokenHash(ctx.crypto, token),
-        expiresAt: new Date(Date.now() + RESET_TTL_MS),
-      });
+    await tx.insert(passwordResets).values({
+      userId: user.id,
+      tokenHash: tokenHash(ctx.crypto, token),
+      expiresAt: new Date(Date.now() + RESET_TTL_MS),
+    });
     await tx.insert(outbox).values({
       channel: "email",
       toAddress: user.email,
       kind: "password_reset",
       subject: "Reset your TrialSeal password",
-      body: `Someone (hopefully you) asked to reset the password of ${user.email}.\n\nOpen this link within 30 minutes to choose a new password:\n${baseUrl}/reset-password/${token}\n\nIf you did not ask for this, ignore this message.`,
+      body:
+        `Someone (hopefully you) asked to reset the password of ${user.email}.\n\n` +
+        "Open this link within 30 minutes to choose a new password:\n" +
+        `${baseUrl}/reset-password/${token}\n\n` +
+        "If you did not ask for this, ignore this message.",
     });
     await audit(tx, { action: "password.reset_request", actorUserId: user.id, ip: meta.ip });
   });
@@ -426,7 +429,7 @@ export async function reauthenticate(
   meta: RequestMeta,
 ) {
   const user = await findUserById(ctx.db, userId);
-  if (!user || user.status !== "active") throw new ServiceError("unauthenticated", "sign in again");
+  if (user?.status !== "active") throw new ServiceError("unauthenticated", "sign in again");
   if (user.lockedUntil && user.lockedUntil > new Date())
     throw new ServiceError("locked", "too many failed attempts: this account is locked for a while");
   if (!(await verifyPassword(user.passwordHash, password))) {

@@ -60,7 +60,8 @@ export function buildLedgers(env: Env, crypto: Crypto): ConfiguredLedger[] {
       trusted = certificatesFromPem(readFileSync(a.rfc3161.certsFile, "utf8"));
     } catch (err) {
       throw new ConfigError(
-        `invalid TSA_CERTS: cannot read ${a.rfc3161.certsFile}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`,
+        `invalid TSA_CERTS: cannot read ${a.rfc3161.certsFile}: ` +
+          `${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`,
       );
     }
     if (trusted.length === 0)

@@ -115,5 +115,5 @@ export async function auditTrailCsv(
     ip: actor.ip,
     detail: { rows: rows.length, filters: f },
   });
-  return lines.join("\r\n") + "\r\n";
+  return `${lines.join("\r\n")}\r\n`;
 }

@@ -75,7 +75,8 @@ export async function assertUnlocked(
   if (l)
     throw new ServiceError(
       "locked",
-      `this ${l.scope === "study" ? "study" : l.scope === "subject" ? "subject's casebook" : "record"} is locked (${l.reason}); it cannot be edited until an authorized role unlocks it`,
+      `this ${l.scope === "study" ? "study" : l.scope === "subject" ? "subject's casebook" : "record"} ` +
+        `is locked (${l.reason}); it cannot be edited until an authorized role unlocks it`,
     );
 }
 

@@ -3,7 +3,12 @@ import { inlineSpans, type Block, type ParsedConsentDocument } from "./consent-d
 
 function Inline({ text }: { text: string }) {
   return (
-    <>{inlineSpans(text).map((s, i) => (s.bold ? <strong key={i}>{s.text}</strong> : <span key={i}>{s.text}</span>))}</>
+    <>
+      {inlineSpans(text).map((s, i) =>
+        // biome-ignore lint/suspicious/noArrayIndexKey: spans have no id; the list is rendered once, never reordered
+        s.bold ? <strong key={i}>{s.text}</strong> : <span key={i}>{s.text}</span>,
+      )}
+    </>
   );
 }
 
@@ -12,12 +17,15 @@ function Blocks({ blocks }: { blocks: Block[] }) {
     <>
       {blocks.map((b, i) =>
         b.type === "p" ? (
+          // biome-ignore lint/suspicious/noArrayIndexKey: blocks have no id; the list is rendered once, never reordered
           <p key={i}>
             <Inline text={b.text} />
           </p>
         ) : (
+          // biome-ignore lint/suspicious/noArrayIndexKey: blocks have no id; the list is rendered once, never reordered
           <ul key={i}>
             {b.items.map((it, j) => (
+              // biome-ignore lint/suspicious/noArrayIndexKey: items may repeat; static list, never reordered
               <li key={j}>
                 <Inline text={it} />
               </li>

@@ -35,7 +35,8 @@ export async function consentReceiptPdf(ctx: AppContext, o: OpenedInvitation, ba
   doc.font("bold").fontSize(16).text("Consent receipt");
   doc.font("body").fontSize(10).text(`Study ${r.study.code}: ${r.study.title}`);
   doc.text(
-    `Document: ${r.document.title} (${r.document.code}), version ${r.document.version}, language ${r.document.language}`,
+    `Document: ${r.document.title} (${r.document.code}), ` +
+      `version ${r.document.version}, language ${r.document.language}`,
   );
   doc.text(`Approved by ${r.document.irbName} on ${r.document.irbApprovedOn}. Document SHA-256: ${r.document.sha256}`);
   doc.text(`Status: ${r.summary}`);
@@ -44,7 +45,8 @@ export async function consentReceiptPdf(ctx: AppContext, o: OpenedInvitation, ba
   doc.font("body").fontSize(10);
   for (const s of r.signatures) {
     doc.text(
-      `${s.printedName ?? "-"} (${s.role}), ${utc(s.signedAt)}: ${s.meaning}${s.fromStaffDevice && s.role !== "staff" && s.role !== "witness" ? " [signed on a staff device]" : ""}`,
+      `${s.printedName ?? "-"} (${s.role}), ${utc(s.signedAt)}: ${s.meaning}` +
+        `${s.fromStaffDevice && s.role !== "staff" && s.role !== "witness" ? " [signed on a staff device]" : ""}`,
     );
     doc
       .fillColor("#555555")
@@ -53,7 +55,13 @@ export async function consentReceiptPdf(ctx: AppContext, o: OpenedInvitation, ba
   }
   for (const w of r.withdrawals) {
     doc.text(
-      `Withdrawal ${utc(w.at)}: ${w.scope === "full" ? "full" : `partial (${w.allows.followUp ? "follow-up continues" : "no follow-up"}${w.allows.optionalWithdrawn.length ? `; withdrawn: ${w.allows.optionalWithdrawn.join(", ")}` : ""})`}`,
+      `Withdrawal ${utc(w.at)}: ${
+        w.scope === "full"
+          ? "full"
+          : `partial (${w.allows.followUp ? "follow-up continues" : "no follow-up"}${
+              w.allows.optionalWithdrawn.length ? `; withdrawn: ${w.allows.optionalWithdrawn.join(", ")}` : ""
+            })`
+      }`,
     );
   }
   if (r.verifyUrl) {

@@ -56,7 +56,9 @@ export async function casebookPdf(
       `Study ${study.code} (${study.title}), site ${casebook.participant.site}, status ${casebook.participant.status}`,
     );
   doc.text(
-    `Generated ${now.replace("T", " ").slice(0, 19)} UTC by ${principal.label} from the records as stored; every version below carries its ledger entry, whose proof (GET /api/v1/entries/<entry>/proof) can be verified offline with \`trialseal verify\`.`,
+    `Generated ${now.replace("T", " ").slice(0, 19)} UTC by ${principal.label} from the records as stored; ` +
+      "every version below carries its ledger entry, whose proof (GET /api/v1/entries/<entry>/proof) " +
+      "can be verified offline with `trialseal verify`.",
   );
   doc.moveDown();
 
@@ -68,7 +70,8 @@ export async function casebookPdf(
       .font("bold")
       .fontSize(13)
       .text(
-        `${def?.title ?? rec.form} (${rec.form}), visit ${rec.visit}: version ${h.version}${h.status === "locked" ? ", locked" : ""}`,
+        `${def?.title ?? rec.form} (${rec.form}), ` +
+          `visit ${rec.visit}: version ${h.version}${h.status === "locked" ? ", locked" : ""}`,
       );
     doc.font("body").fontSize(10);
     for (const f of def?.fields ?? [])
@@ -81,10 +84,12 @@ export async function casebookPdf(
         v.version === 1 ? "entered" : v.changes.map((c) => `${c.field}: ${show(c.old)} -> ${show(c.new)}`).join("; ");
       const seal =
         v.entry.status === "sealed"
-          ? `sealed, seq ${v.entry.seq}, batch ${v.entry.batch}${v.entry.anchoredOn.length ? `, anchored on ${v.entry.anchoredOn.join(", ")}` : ""}`
+          ? `sealed, seq ${v.entry.seq}, batch ${v.entry.batch}` +
+            `${v.entry.anchoredOn.length ? `, anchored on ${v.entry.anchoredOn.join(", ")}` : ""}`
           : "pending seal";
       doc.text(
-        `v${v.version}  ${v.at.replace("T", " ").slice(0, 19)} UTC  ${v.actor}  ${what}${v.reason ? `  reason: ${v.reason}` : ""}`,
+        `v${v.version}  ${v.at.replace("T", " ").slice(0, 19)} UTC  ${v.actor}  ` +
+          `${what}${v.reason ? `  reason: ${v.reason}` : ""}`,
         { indent: 12 },
       );
       doc.fillColor("#555555").text(`entry ${v.entry.id} (${seal})`, { indent: 24 }).fillColor("black");
@@ -93,7 +98,8 @@ export async function casebookPdf(
       doc.moveDown(0.3).font("bold").text("Signatures").font("body");
       for (const s of sigs)
         doc.text(
-          `${s.printedName}, ${s.signedAt.replace("T", " ").slice(0, 19)} UTC, meaning: ${s.meaning} (version ${s.version})${s.valid ? "" : ` [${s.note}]`}`,
+          `${s.printedName}, ${s.signedAt.replace("T", " ").slice(0, 19)} UTC, ` +
+            `meaning: ${s.meaning} (version ${s.version})${s.valid ? "" : ` [${s.note}]`}`,
           { indent: 12 },
         );
     }

@@ -45,6 +45,6 @@ export function studyCsvFiles(x: StudyExport): { name: string; text: string }[] 
           ),
         ].join(",");
       });
-    return { name: `${x.study.code}-${code}.csv`, text: [head.map(csvCell).join(","), ...rows].join("\r\n") + "\r\n" };
+    return { name: `${x.study.code}-${code}.csv`, text: `${[head.map(csvCell).join(","), ...rows].join("\r\n")}\r\n` };
   });
 }

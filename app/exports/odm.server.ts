@@ -20,6 +20,7 @@ const esc = (s: string) =>
     .replace(/</g, "&lt;")
     .replace(/>/g, "&gt;")
     .replace(/"/g, "&quot;")
+    // biome-ignore lint/suspicious/noControlCharactersInRegex: deliberate: XML 1.0 forbids them; they are removed
     .replace(/[\u0000-\u0008\u000b\u000c\u000e-\u001f]/g, "");
 
 /** A tiny XML writer: elements with attributes (undefined ones left out) and children or text. */

@@ -138,18 +138,16 @@ export async function loadStudyExport(ctx: AppContext, studyCode: string) {
     });
   }
   for (const { s, seq } of sigs) {
-    byRecord
-      .get(s.recordId)
-      ?.signatures.push({
-        id: s.id,
-        version: s.version,
-        meaning: s.meaning,
-        signerId: s.signerId,
-        printedName: s.printedName,
-        at: s.signedAt.toISOString(),
-        entryId: s.entryId,
-        seq,
-      });
+    byRecord.get(s.recordId)?.signatures.push({
+      id: s.id,
+      version: s.version,
+      meaning: s.meaning,
+      signerId: s.signerId,
+      printedName: s.printedName,
+      at: s.signedAt.toISOString(),
+      entryId: s.entryId,
+      seq,
+    });
   }
   const actorIds = [
     ...new Set(

@@ -4,12 +4,12 @@
  * bundle, the CSV files, every entry's proof bundle for the study, the envelopes and batch headers of the whole
  * log (no personal data; they show that no entry of the study was left out), all checkpoints, consistency proofs
  * between consecutive ones, a certified copy (PDF) per subject, the trust policy and a manifest with the SHA-256
- * of every file. `trialseal verify-package` checks it all offline (anchoring/verifier/verify-package.ts). Pending entries are
- * sealed first, so everything exported is provable. Every export is an audit event.
+ * of every file. `trialseal verify-package` checks it all offline (anchoring/verifier/verify-package.ts). Pending
+ * entries are sealed first, so everything exported is provable. Every export is an audit event.
  */
 import { zipSync, unzipSync } from "fflate";
 import { XMLParser } from "fast-xml-parser";
-import { asc, eq, gt, and, isNotNull } from "drizzle-orm";
+import { asc, gt, and, isNotNull } from "drizzle-orm";
 import { toHex } from "../../anchoring/log/bytes.ts";
 import type { Manifest, OdmItem } from "../../anchoring/verifier/verify-package.ts";
 import { batches, checkpoints, ledgerEntries } from "../../db/schema/index.ts";
@@ -200,6 +200,23 @@ export function readPackage(zip: Uint8Array): Map<string, Uint8Array> {
   return new Map(Object.entries(entries).filter(([p]) => !p.endsWith("/")));
 }
 
+/** The part of fast-xml-parser's reading of an ODM file that odmItems looks at (attributes are prefixed "@"). */
+type ParsedOdm = {
+  ODM?: {
+    ClinicalData?: {
+      SubjectData?: {
+        StudyEventData?: { FormData?: { ItemGroupData?: { ItemData?: ParsedOdmItemData[] }[] }[] }[];
+      }[];
+    };
+  };
+};
+type ParsedOdmItemData = {
+  "@ItemOID"?: string;
+  "@IsNull"?: string;
+  "@Value"?: string;
+  AuditRecord?: { SourceID?: string };
+};
+
 /** Every ItemData of an ODM file with the ledger seq its AuditRecord cites (for the package check and tests). */
 export function odmItems(xml: string): OdmItem[] {
   const parser = new XMLParser({
@@ -209,7 +226,7 @@ export function odmItems(xml: string): OdmItem[] {
     parseAttributeValue: false,
     parseTagValue: false,
   });
-  const doc = parser.parse(xml) as Record<string, any>;
+  const doc = parser.parse(xml) as ParsedOdm;
   const out: OdmItem[] = [];
   for (const s of doc.ODM?.ClinicalData?.SubjectData ?? [])
     for (const e of s.StudyEventData ?? [])

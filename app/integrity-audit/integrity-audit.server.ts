@@ -13,7 +13,7 @@ import { toHex, utf8 } from "../../anchoring/log/bytes.ts";
 import { LogAuditor, type AuditFinding } from "../../anchoring/verifier/audit-log.ts";
 import { checkpointHash } from "../../anchoring/log/checkpoint.ts";
 import { verifyAnchor } from "../../anchoring/verifier/verify-anchor.ts";
-import { AnchorReceiptSchema } from "../../anchoring/ledgers/receipt.ts";
+import { AnchorReceiptSchema, type AnchorReceipt } from "../../anchoring/ledgers/receipt.ts";
 import { listStudies } from "../../db/queries/studies.ts";
 import {
   anchoredReceipts,
@@ -133,7 +133,7 @@ export async function auditLog(ctx: AppContext, opts: AuditOptions = {}): Promis
         severity: "tamper",
         message: `${a.ledger} anchor of log size ${a.treeSize}: it anchored a different checkpoint than the one stored`,
       });
-    let receipt;
+    let receipt: AnchorReceipt;
     try {
       receipt = AnchorReceiptSchema.parse(JSON.parse(a.receiptText!));
     } catch (err) {
@@ -141,7 +141,9 @@ export async function auditLog(ctx: AppContext, opts: AuditOptions = {}): Promis
         ...where,
         code: "ANCHOR_INVALID",
         severity: "tamper",
-        message: `${a.ledger} anchor of log size ${a.treeSize}: the stored receipt is malformed (${(err as Error).message})`,
+        message:
+          `${a.ledger} anchor of log size ${a.treeSize}: ` +
+          `the stored receipt is malformed (${(err as Error).message})`,
       });
       continue;
     }
@@ -164,7 +166,9 @@ export async function auditLog(ctx: AppContext, opts: AuditOptions = {}): Promis
         ...where,
         code: "ANCHOR_NOT_CHECKED",
         severity: "info",
-        message: `${a.ledger} anchor of log size ${a.treeSize}: that ledger is not configured here, so the ledger itself was not consulted`,
+        message:
+          `${a.ledger} anchor of log size ${a.treeSize}: ` +
+          "that ledger is not configured here, so the ledger itself was not consulted",
       });
       continue;
     }
@@ -259,7 +263,11 @@ async function auditStudyData(ctx: AppContext, study: { id: string; code: string
           code: "RECORD_CHAIN_BROKEN",
           seq: e.seq ?? undefined,
           id: p.record,
-          message: `record ${p.record}: version ${p.version} ${p.prev === wantPrev ? "" : `chains to ${String(p.prev).slice(0, 12)}… instead of version ${wantVersion - 1}'s payload hash `}(expected version ${wantVersion})`,
+          message: `record ${p.record}: version ${p.version} ${
+            p.prev === wantPrev
+              ? ""
+              : `chains to ${String(p.prev).slice(0, 12)}… instead of version ${wantVersion - 1}'s payload hash `
+          }(expected version ${wantVersion})`,
         });
       }
       chain.set(p.record, { version: p.version, hash, form: p.form, visit: p.visit });
@@ -361,7 +369,8 @@ async function auditStudyData(ctx: AppContext, study: { id: string; code: string
           code: "DATA_ROW_UNLOGGED",
           table: t.table,
           id: String(r.id),
-          message: `${t.table} row ${r.id} has no ${t.kind} ledger entry behind it (inserted behind the portal's back?)`,
+          message:
+            `${t.table} row ${r.id} has no ` + `${t.kind} ledger entry behind it (inserted behind the portal's back?)`,
         });
         continue;
       }
@@ -373,7 +382,9 @@ async function auditStudyData(ctx: AppContext, study: { id: string; code: string
             id: String(r.id),
             seq: seqOf(r),
             field,
-            message: `${t.table} row ${r.id}: ${field} is ${JSON.stringify(rowValue)} in the database but ${JSON.stringify(logValue)} in its ledger entry`,
+            message:
+              `${t.table} row ${r.id}: ${field} is ${JSON.stringify(rowValue)} in the database ` +
+              `but ${JSON.stringify(logValue)} in its ledger entry`,
           });
       }
     }
@@ -432,7 +443,8 @@ async function auditStudyData(ctx: AppContext, study: { id: string; code: string
           table: "records",
           id: String(r.id),
           field,
-          message: `record ${r.id}: ${field} is ${JSON.stringify(a)} in the database but ${JSON.stringify(b)} in the log`,
+          message:
+            `record ${r.id}: ${field} is ${JSON.stringify(a)} in the database ` + `but ${JSON.stringify(b)} in the log`,
         });
     }
   }
@@ -493,7 +505,9 @@ async function auditStudyData(ctx: AppContext, study: { id: string; code: string
         table: "locks",
         id: String(r.id),
         field: "released",
-        message: `lock ${r.id} is ${r.released_at === null ? "active" : "released"} in the database but ${released ? "released" : "active"} in the log`,
+        message:
+          `lock ${r.id} is ${r.released_at === null ? "active" : "released"} in the database ` +
+          `but ${released ? "released" : "active"} in the log`,
       });
   }
   for (const r of await studyTableRows(ctx.db, "queries", study.id)) {
@@ -517,7 +531,9 @@ async function auditStudyData(ctx: AppContext, study: { id: string; code: string
         id: String(r.id),
         seq: opened.seq ?? undefined,
         field: opened.p.field !== r.field ? "field" : "text",
-        message: `query ${r.id}: its ${opened.p.field !== r.field ? "field" : "text"} differs from the query.opened entry`,
+        message:
+          `query ${r.id}: its ${opened.p.field !== r.field ? "field" : "text"} ` +
+          "differs from the query.opened entry",
       });
     const answered = ev.find((x) => x.kind === "query.answered");
     if (answered && r.answer !== null && answered.p.textSha256 !== sha(r.answer))
@@ -549,7 +565,9 @@ async function auditStudyData(ctx: AppContext, study: { id: string; code: string
         table: "participants",
         id: String(r.id),
         field: "status",
-        message: `subject ${r.subject_code} is ${r.status} in the database but ${withdrawn ? "withdrawn" : "not withdrawn"} in the log`,
+        message:
+          `subject ${r.subject_code} is ${r.status} in the database ` +
+          `but ${withdrawn ? "withdrawn" : "not withdrawn"} in the log`,
       });
     if (r.erased_at !== null && r.erased_at !== undefined)
       f({
@@ -557,7 +575,10 @@ async function auditStudyData(ctx: AppContext, study: { id: string; code: string
         severity: "info",
         table: "participants",
         id: String(r.id),
-        message: `subject ${r.subject_code}: personal data erased by procedure on ${new Date(String(r.erased_at)).toISOString().slice(0, 10)} (subject key destroyed; the log and every proof are unaffected)`,
+        message:
+          `subject ${r.subject_code}: personal data erased by procedure on ` +
+          `${new Date(String(r.erased_at)).toISOString().slice(0, 10)} ` +
+          "(subject key destroyed; the log and every proof are unaffected)",
       });
   }
   return { records: chain.size, rows };
@@ -567,7 +588,8 @@ async function auditStudyData(ctx: AppContext, study: { id: string; code: string
 export function formatAuditReport(r: AuditReport): string {
   const lines = [
     `audit of ${r.study ? `study ${r.study} in ` : ""}${r.origin}: ${r.clean ? "CLEAN" : "FINDINGS"}`,
-    `checked ${r.checked.entries} entries in ${r.checked.batches} batches, ${r.checked.checkpoints} checkpoints, ${r.checked.anchors} anchors, ${r.checked.records} records, ${r.checked.rows} data rows`,
+    `checked ${r.checked.entries} entries in ${r.checked.batches} batches, ${r.checked.checkpoints} checkpoints, ` +
+      `${r.checked.anchors} anchors, ${r.checked.records} records, ${r.checked.rows} data rows`,
   ];
   for (const f of r.findings) {
     const where = [

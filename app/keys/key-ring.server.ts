@@ -58,7 +58,7 @@ export function loadOrCreateSeed(file: string): Uint8Array {
   }
   mkdirSync(path.dirname(file), { recursive: true, mode: 0o700 });
   const seed = randomBytes(32);
-  writeFileSync(file, seed.toString("hex") + "\n", { mode: 0o600, flag: "wx" });
+  writeFileSync(file, `${seed.toString("hex")}\n`, { mode: 0o600, flag: "wx" });
   return new Uint8Array(seed);
 }
 
@@ -90,7 +90,7 @@ function writeRing(dataDir: string, name: RingName, keys: RingKey[]) {
   const file = ringFile(dataDir, name);
   mkdirSync(path.dirname(file), { recursive: true, mode: 0o700 });
   const tmp = `${file}.tmp-${process.pid}`;
-  writeFileSync(tmp, JSON.stringify({ format: "trialseal-key-ring/v1", keys }, null, 2) + "\n", { mode: 0o600 });
+  writeFileSync(tmp, `${JSON.stringify({ format: "trialseal-key-ring/v1", keys }, null, 2)}\n`, { mode: 0o600 });
   renameSync(tmp, file); // atomic: a reader sees the old ring or the new one
 }
 
@@ -145,8 +145,9 @@ export function rotateRing(
   const keys = readRing(dataDir, name);
   const old = currentOf(keys, ringFile(dataDir, name));
   const seed = randomBytes(32);
-  const fileName = `${name}-ed25519-${new Date().toISOString().replace(/[:.]/g, "")}-${seed.subarray(0, 3).toString("hex")}.key`;
-  writeFileSync(path.join(keysDir(dataDir), fileName), seed.toString("hex") + "\n", { mode: 0o600, flag: "wx" });
+  const fileName =
+    `${name}-ed25519-${new Date().toISOString().replace(/[:.]/g, "")}-` + `${seed.subarray(0, 3).toString("hex")}.key`;
+  writeFileSync(path.join(keysDir(dataDir), fileName), `${seed.toString("hex")}\n`, { mode: 0o600, flag: "wx" });
   const now = new Date().toISOString();
   const fresh: RingKey = {
     file: fileName,

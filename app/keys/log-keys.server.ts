@@ -1,4 +1,7 @@
-/** The log's Ed25519 signing key ring, generated on first start into <DATA_DIR>/keys (outside the database), and the trust policy. */
+/**
+ * The log's Ed25519 signing key ring, generated on first start into <DATA_DIR>/keys (outside the database), and the
+ * trust policy.
+ */
 import { fromHex, toHex } from "../../anchoring/log/bytes.ts";
 import { ringSigner, type RingKey } from "./key-ring.server.ts";
 import type { Crypto, Signer } from "../../anchoring/log/crypto.ts";

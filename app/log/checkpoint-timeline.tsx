@@ -26,7 +26,10 @@ export function CheckpointTimeline({ points, ledgers }: { points: TimelinePoint[
       <svg
         viewBox={`0 0 ${W} ${H}`}
         role="img"
-        aria-label={`Checkpoints ${s0} to ${points[points.length - 1].treeSize} between ${points[0].at} and ${points[points.length - 1].at}`}
+        aria-label={
+          `Checkpoints ${s0} to ${points[points.length - 1].treeSize} ` +
+          `between ${points[0].at} and ${points[points.length - 1].at}`
+        }
       >
         <line x1={pad} y1={top} x2={W - 10} y2={top} stroke="#d0d7de" />
         <text x={4} y={y(s1) + 4} fontSize="10" fill="#57606a">

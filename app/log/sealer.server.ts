@@ -44,7 +44,9 @@ export function startSealer(
       const full = Date.now() < due && (await pendingAtLeast(ctx.db, ctx.env.sealMaxBatch));
       if (Date.now() >= due || full) {
         due = Date.now() + ctx.env.sealIntervalMs;
-        (await sealAll(ctx)).forEach((r) => opts.onSealed?.(r));
+        (await sealAll(ctx)).forEach((r) => {
+          opts.onSealed?.(r);
+        });
       }
     })()
       .catch(onError)

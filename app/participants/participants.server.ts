@@ -66,7 +66,8 @@ export async function enrollParticipant(
     const i = pd.error.issues[0];
     throw new ServiceError(
       "invalid",
-      `${i.path.join(".") || "personal"}: ${i.code === "unrecognized_keys" ? "unknown personal data field" : i.message}`,
+      `${i.path.join(".") || "personal"}: ` +
+        `${i.code === "unrecognized_keys" ? "unknown personal data field" : i.message}`,
       String(i.path[0] ?? "personal"),
     );
   }

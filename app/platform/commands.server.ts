@@ -106,7 +106,9 @@ export const COMMANDS: Record<string, Handler> = {
     const { createStudy } = await import("../studies/studies.server.ts");
     const { study, sites: created } = await createStudy(ctx, { code: v.code, title: v.title, sites }, null);
     return {
-      stdout: `created study ${study.code} with site${created.length > 1 ? "s" : ""} ${created.map((s) => s.code).join(", ")}\n`,
+      stdout:
+        `created study ${study.code} with site${created.length > 1 ? "s" : ""} ` +
+        `${created.map((s) => s.code).join(", ")}\n`,
     };
   },
 
@@ -136,7 +138,9 @@ export const COMMANDS: Record<string, Handler> = {
       null,
     );
     return {
-      stdout: `created user ${user.email} (${v.role}${v.study ? ` in ${v.study}` : ", platform"}${v.site ? ` at ${v.site}` : ""})\n`,
+      stdout:
+        `created user ${user.email} ` +
+        `(${v.role}${v.study ? ` in ${v.study}` : ", platform"}${v.site ? ` at ${v.site}` : ""})\n`,
     };
   },
 
@@ -157,7 +161,9 @@ export const COMMANDS: Record<string, Handler> = {
     const day = (d: Date | null) => (d ? d.toISOString().slice(0, 16).replace("T", " ") : "-");
     const lines = tokens.map(
       (t) =>
-        `${t.id}  ${t.prefix.padEnd(10)}  ${t.revokedAt ? `revoked ${day(t.revokedAt)}` : "live"}  created ${day(t.createdAt)}  last used ${day(t.lastUsedAt)}  ${t.name}${t.scopes.length ? `  [${t.scopes.join(", ")}]` : ""}`,
+        `${t.id}  ${t.prefix.padEnd(10)}  ${t.revokedAt ? `revoked ${day(t.revokedAt)}` : "live"}  ` +
+        `created ${day(t.createdAt)}  last used ${day(t.lastUsedAt)}  ` +
+        `${t.name}${t.scopes.length ? `  [${t.scopes.join(", ")}]` : ""}`,
     );
     return {
       stdout: lines.length ? `${lines.join("\n")}\n` : "",
@@ -180,7 +186,8 @@ export const COMMANDS: Record<string, Handler> = {
       lines.push(`${target === "log" ? "log key ring" : "local ledger key ring"}:`);
       for (const k of keys)
         lines.push(
-          `  ${k.publicKey}  ${k.untilSize === null && k.notAfter === null ? "current" : "retired"}  ${window(k, target === "log")}${k.note ? `  (${k.note})` : ""}`,
+          `  ${k.publicKey}  ${k.untilSize === null && k.notAfter === null ? "current" : "retired"}  ` +
+            `${window(k, target === "log")}${k.note ? `  (${k.note})` : ""}`,
         );
     }
     return { stdout: `${lines.join("\n")}\n` };
@@ -195,9 +202,12 @@ export const COMMANDS: Record<string, Handler> = {
     const r = await rotateKey(ctx, v.target, v.reason);
     const where = v.target === "log" ? `tree size ${r.current.fromSize}` : r.current.notBefore;
     return {
-      stdout: `${v.target === "log" ? "log" : "local ledger"} key rotated at ${where}: new key ${r.current.publicKey}, old key ${r.old.publicKey} retired\n`,
+      stdout:
+        `${v.target === "log" ? "log" : "local ledger"} key rotated at ${where}: ` +
+        `new key ${r.current.publicKey}, old key ${r.old.publicKey} retired\n`,
       stderr:
-        "Publish the new trust policy (trialseal trust-policy > policy.json) to everyone who pins yours; old checkpoints stay verifiable under it.\n",
+        "Publish the new trust policy (trialseal trust-policy > policy.json) to everyone who pins yours; " +
+        "old checkpoints stay verifiable under it.\n",
     };
   },
 
@@ -215,9 +225,13 @@ export const COMMANDS: Record<string, Handler> = {
     const { revokeKey } = await import("../keys/key-rotation.server.ts");
     const k = await revokeKey(ctx, v.target, v);
     return {
-      stdout: `revoked ${v.target === "log" ? "log" : "local ledger"} key ${k.publicKey}: valid only for ${v.target === "log" ? `sizes [${k.fromSize}, ${k.untilSize ?? "∞"}) and ` : ""}times [${k.notBefore ?? "-∞"}, ${k.notAfter ?? "∞"})\n`,
+      stdout:
+        `revoked ${v.target === "log" ? "log" : "local ledger"} key ${k.publicKey}: ` +
+        `valid only for ${v.target === "log" ? `sizes [${k.fromSize}, ${k.untilSize ?? "∞"}) and ` : ""}` +
+        `times [${k.notBefore ?? "-∞"}, ${k.notAfter ?? "∞"})\n`,
       stderr:
-        "Publish the new trust policy now: verifiers holding it refuse whatever the revoked key signs outside its window.\n",
+        "Publish the new trust policy now: " +
+        "verifiers holding it refuse whatever the revoked key signs outside its window.\n",
     };
   },
 
@@ -241,7 +255,10 @@ export const COMMANDS: Record<string, Handler> = {
     const { importForm } = await import("../records/forms.server.ts");
     const f = await importForm(ctx, v.study, v.definition, { draft: v.draft, actorId: null });
     return {
-      stdout: `${f.status === "approved" ? "imported and approved" : "imported as draft"} form ${f.code} version ${f.version} in ${v.study.toUpperCase()} (sha256 ${Buffer.from(f.definitionSha256).toString("hex")})\n`,
+      stdout:
+        `${f.status === "approved" ? "imported and approved" : "imported as draft"} ` +
+        `form ${f.code} version ${f.version} in ${v.study.toUpperCase()} ` +
+        `(sha256 ${Buffer.from(f.definitionSha256).toString("hex")})\n`,
     };
   },
   async "forms.list"(ctx, input) {
@@ -260,7 +277,8 @@ export const COMMANDS: Record<string, Handler> = {
       stdout: made
         .map(
           (b) =>
-            `sealed batch ${b.batchNo}: seq ${b.firstSeq}..${b.firstSeq + b.size - 1} (${b.size} entries), log size ${b.treeSize}\n`,
+            `sealed batch ${b.batchNo}: seq ${b.firstSeq}..${b.firstSeq + b.size - 1} ` +
+            `(${b.size} entries), log size ${b.treeSize}\n`,
         )
         .join(""),
     };
@@ -278,7 +296,7 @@ export const COMMANDS: Record<string, Handler> = {
       .transform(Number);
     const v = parse(z.object({ from: whole, to: whole }), input);
     const { consistencyBetween } = await import("../log/proofs.server.ts");
-    return { stdout: JSON.stringify(await consistencyBetween(ctx, v.from, v.to), null, 2) + "\n" };
+    return { stdout: `${JSON.stringify(await consistencyBetween(ctx, v.from, v.to), null, 2)}\n` };
   },
   async proof(ctx, input) {
     const v = parse(z.object({ ref: z.string() }), input);
@@ -288,11 +306,11 @@ export const COMMANDS: Record<string, Handler> = {
     const r = await proofBundle(ctx, entry);
     if (r.status === "pending")
       throw new ServiceError("conflict", `entry ${entry.id} is not sealed yet; try again after the next seal`);
-    return { stdout: JSON.stringify(r.bundle, null, 2) + "\n" };
+    return { stdout: `${JSON.stringify(r.bundle, null, 2)}\n` };
   },
   async "trust-policy"(ctx) {
     const { deploymentTrustPolicy } = await import("../anchor-worker/anchor-worker.server.ts");
-    return { stdout: JSON.stringify(deploymentTrustPolicy(ctx), null, 2) + "\n" };
+    return { stdout: `${JSON.stringify(deploymentTrustPolicy(ctx), null, 2)}\n` };
   },
   async anchor(ctx, input) {
     const v = parse(z.object({ ledgers: z.array(z.string()).default([]) }), input);
@@ -300,7 +318,8 @@ export const COMMANDS: Record<string, Handler> = {
     if (unknown.length)
       throw new ServiceError(
         "invalid",
-        `no ledger named ${unknown.join(", ")} is enabled (enabled: ${ctx.ledgers.map((l) => l.ledger.name).join(", ") || "none"})`,
+        `no ledger named ${unknown.join(", ")} is enabled ` +
+          `(enabled: ${ctx.ledgers.map((l) => l.ledger.name).join(", ") || "none"})`,
         "ledger",
       );
     if (ctx.ledgers.length === 0)
@@ -315,7 +334,7 @@ export const COMMANDS: Record<string, Handler> = {
     const v = parse(z.object({ json: z.boolean().default(false) }), input);
     const { ledgersStatus } = await import("../anchor-worker/anchor-worker.server.ts");
     const status = await ledgersStatus(ctx);
-    return { stdout: v.json ? JSON.stringify(status, null, 2) + "\n" : formatStatus(status) };
+    return { stdout: v.json ? `${JSON.stringify(status, null, 2)}\n` : formatStatus(status) };
   },
 };
 
@@ -325,7 +344,7 @@ export async function runCommand(
   input: unknown,
   io: CommandIo = {},
 ): Promise<CommandOutput> {
-  const handler = Object.prototype.hasOwnProperty.call(COMMANDS, name) ? COMMANDS[name] : undefined;
+  const handler = Object.hasOwn(COMMANDS, name) ? COMMANDS[name] : undefined;
   if (!handler) return { stdout: "", stderr: `trialseal: unknown command ${name}\n`, exitCode: 2 };
   try {
     return await handler(ctx, input, io);
@@ -344,7 +363,10 @@ export function describeEvent(e: AnchorEvent): string {
     case "reorged":
       return `${e.ledger}: checkpoint ${e.treeSize} left the canonical chain; anchoring again\n`;
     case "retry":
-      return `${e.ledger}: checkpoint ${e.treeSize} not anchored yet (attempt ${e.attempts}): ${e.error}; next try ${e.nextAttemptAt.toISOString()}\n`;
+      return (
+        `${e.ledger}: checkpoint ${e.treeSize} not anchored yet (attempt ${e.attempts}): ` +
+        `${e.error}; next try ${e.nextAttemptAt.toISOString()}\n`
+      );
     case "failed":
       return `${e.ledger}: checkpoint ${e.treeSize} cannot be anchored: ${e.error}\n`;
   }
@@ -364,6 +386,6 @@ export function formatStatus(rows: Awaited<ReturnType<typeof ledgersStatus>>): s
   ]);
   const widths = head.map((h, i) => Math.max(h.length, ...body.map((b) => b[i].length)));
   const fmt = (cells: string[]) =>
-    cells.map((c, i) => (i === cells.length - 1 ? c : c.padEnd(widths[i]))).join("  ") + "\n";
+    `${cells.map((c, i) => (i === cells.length - 1 ? c : c.padEnd(widths[i]))).join("  ")}\n`;
   return fmt(head) + body.map(fmt).join("");
 }

@@ -154,7 +154,7 @@ function loadOrCreateDevSecrets(dataDir: string): DevSecrets {
     SESSION_SECRET: randomBytes(32).toString("base64url"),
     DATA_KEY: randomBytes(32).toString("hex"),
   };
-  writeFileSync(file, JSON.stringify(secrets, null, 2) + "\n", { mode: 0o600, flag: "wx" });
+  writeFileSync(file, `${JSON.stringify(secrets, null, 2)}\n`, { mode: 0o600, flag: "wx" });
   return secrets;
 }
 

@@ -5,7 +5,10 @@ import { OPENAPI } from "./openapi.ts";
 import { loader } from "../routes/api/api.v1.openapi[.json].ts";
 import { ROOT } from "../../test/helpers/portal.ts";
 
-/** Remix flat-route file name -> URL path template, e.g. api.v1.studies.$code.records_.$id.ts -> /api/v1/studies/{code}/records/{id}. */
+/**
+ * Remix flat-route file name -> URL path template, e.g. api.v1.studies.$code.records_.$id.ts ->
+ * /api/v1/studies/{code}/records/{id}.
+ */
 function urlOf(file: string): string {
   const stem = file.replace(/\.tsx?$/, "");
   const segments = stem.split(/\.(?![^[]*\])/).map((s) =>
@@ -14,7 +17,7 @@ function urlOf(file: string): string {
       .replace(/^\$(.+)$/, "{$1}")
       .replace(/\[(.+)\]/, "$1"),
   );
-  return "/" + segments.join("/").replace(/\/\{?\.json\}?$/, ".json");
+  return `/${segments.join("/").replace(/\/\{?\.json\}?$/, ".json")}`;
 }
 
 describe("OpenAPI document", () => {

@@ -20,7 +20,9 @@ const ERROR_TEXT: Record<number, string> = {
   422: "invalid content; `field` names the offending part",
   423: "locked",
   429: "rate limited; see Retry-After",
-  503: "the database is unavailable (restarting); nothing was changed; retry after Retry-After seconds (with the same Idempotency-Key for writes)",
+  503:
+    "the database is unavailable (restarting); nothing was changed; " +
+    "retry after Retry-After seconds (with the same Idempotency-Key for writes)",
 };
 const bearer = [{ bearer: [] }, { session: [] }];
 const code = {

@@ -63,7 +63,7 @@ export async function requireUser(request: Request, context: AppLoadContext) {
 
 /** Only same-site relative paths are followed after a sign-in step (no open redirect). */
 export function safeNext(next: string | null | undefined, fallback = "/studies"): string {
-  return next && next.startsWith("/") && !next.startsWith("//") && !next.startsWith("/\\") ? next : fallback;
+  return next?.startsWith("/") && !next.startsWith("//") && !next.startsWith("/\\") ? next : fallback;
 }
 
 /** Signed in and permitted `action` in the study; otherwise 403. */

@@ -3,7 +3,7 @@ import type { FormDefinition } from "./form-definition.ts";
 
 export function FormPreview({ def }: { def: FormDefinition }) {
   return (
-    <div className="preview" aria-label={`Preview of ${def.code} version ${def.version}`}>
+    <section className="preview" aria-label={`Preview of ${def.code} version ${def.version}`}>
       <h3>
         {def.title}{" "}
         <span className="muted">
@@ -13,7 +13,7 @@ export function FormPreview({ def }: { def: FormDefinition }) {
       {def.fields.map((f) => {
         const id = `preview-${f.name}`;
         const label = (
-          <label htmlFor={id}>
+          <label key="label" htmlFor={id}>
             {f.label}
             {f.required ? " *" : ""}
             {f.type === "number" && f.unit ? <span className="muted"> ({f.unit})</span> : null}
@@ -76,6 +76,6 @@ export function FormPreview({ def }: { def: FormDefinition }) {
             );
         }
       })}
-    </div>
+    </section>
   );
 }

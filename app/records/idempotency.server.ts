@@ -28,15 +28,13 @@ export function idempotencyKeyOf(request: Request): { key: string | null; error?
 /** Store the response of a write in the write's transaction (no-op without a key). */
 export async function storeIdempotent(tx: DbOrTx, idem: Idempotency | undefined, status: number, body: unknown) {
   if (!idem) return;
-  await tx
-    .insert(idempotencyKeys)
-    .values({
-      scope: idem.scope,
-      key: idem.key,
-      requestHash: idem.requestHash,
-      status,
-      responseText: JSON.stringify(body),
-    });
+  await tx.insert(idempotencyKeys).values({
+    scope: idem.scope,
+    key: idem.key,
+    requestHash: idem.requestHash,
+    status,
+    responseText: JSON.stringify(body),
+  });
 }
 
 /** A stored response for (scope, key), or null. A different request under the same key is refused. */

@@ -17,12 +17,12 @@ export function RecordFields({
         const bad = error?.field === `data.${f.name}`;
         const v = values?.[f.name];
         const msg = bad ? (
-          <p className="error" id={`${id}-error`} role="alert">
+          <p key="error" className="error" id={`${id}-error`} role="alert">
             {error!.message}
           </p>
         ) : null;
         const label = (
-          <label htmlFor={id}>
+          <label key="label" htmlFor={id}>
             {f.label}
             {f.required ? " *" : ""}
             {f.type === "number" && f.unit ? <span className="muted"> ({f.unit})</span> : null}

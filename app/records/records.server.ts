@@ -78,7 +78,8 @@ async function formFor(ctx: AppContext, studyId: string, code: string, version?:
   const f = version === undefined ? rows[0] : rows.find((r) => r.version === version);
   if (!f)
     invalid(
-      `formVersion: ${code} version ${version} is not an approved version (approved: ${rows.map((r) => r.version).join(", ")})`,
+      `formVersion: ${code} version ${version} is not an approved version ` +
+        `(approved: ${rows.map((r) => r.version).join(", ")})`,
       "formVersion",
     );
   return { row: f, def: storedDefinition(f) };
@@ -122,7 +123,8 @@ async function guardSubjectWrite(
   opts: { newData: boolean },
 ) {
   await tx.execute(
-    sql`SELECT 1 FROM studies s JOIN participants p ON p.study_id = s.id WHERE s.id = ${rec.studyId} AND p.id = ${rec.participantId} FOR SHARE`,
+    sql`SELECT 1 FROM studies s JOIN participants p ON p.study_id = s.id
+        WHERE s.id = ${rec.studyId} AND p.id = ${rec.participantId} FOR SHARE`,
   );
   await assertUnlocked(ctx, rec, tx);
   if (opts.newData) await assertConsentAllowsNewData(ctx, rec.participantId, tx);
@@ -372,7 +374,7 @@ export async function recordDefinition(ctx: AppContext, recordId: string) {
     .orderBy(desc(recordVersions.version))
     .limit(1);
   const parsed = row ? parseFormDefinition(JSON.parse(row.text)) : null;
-  return parsed && parsed.ok ? parsed.definition : null;
+  return parsed?.ok ? parsed.definition : null;
 }
 
 /** The approved forms of a study (latest version of each) and a subject's records, for the subject page. */

@@ -239,7 +239,8 @@ export async function requireSiteAction(
   if (task && !(await isDelegated(ctx, principal, task, scope))) {
     throw new ServiceError(
       "forbidden",
-      `${task.replace("_", " ")} at this site has not been delegated to you (or the delegation is not current); ask the site's investigator`,
+      `${task.replace("_", " ")} at this site has not been delegated to you ` +
+        "(or the delegation is not current); ask the site's investigator",
     );
   }
 }

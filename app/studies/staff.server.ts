@@ -146,30 +146,29 @@ export async function inviteStaff(
       site: v.site ?? null,
       actor: principal.userId,
     });
-    const what = `${role.replace("_", " ")}${v.site ? ` at site ${v.site}` : ""} in study ${study.code} (${study.title})`;
+    const what =
+      `${role.replace("_", " ")}${v.site ? ` at site ${v.site}` : ""} ` + `in study ${study.code} (${study.title})`;
     if (!existing) {
-      await tx
-        .insert(passwordResets)
-        .values({
-          userId: user.id,
-          tokenHash: tokenHash(ctx.crypto, token),
-          expiresAt: new Date(Date.now() + INVITE_TTL_MS),
-        });
+      await tx.insert(passwordResets).values({
+        userId: user.id,
+        tokenHash: tokenHash(ctx.crypto, token),
+        expiresAt: new Date(Date.now() + INVITE_TTL_MS),
+      });
       await tx.insert(outbox).values({
         toAddress: user.email,
         kind: "invitation",
         subject: `You are invited to TrialSeal: ${study.code}`,
-        body: `Hello ${v.fullName},\n\nYou have been given the role ${what}.\n\nChoose your password within 7 days here:\n${baseUrl}/reset-password/${token}\n`,
+        body:
+          `Hello ${v.fullName},\n\nYou have been given the role ${what}.\n\n` +
+          `Choose your password within 7 days here:\n${baseUrl}/reset-password/${token}\n`,
       });
     } else {
-      await tx
-        .insert(outbox)
-        .values({
-          toAddress: user.email,
-          kind: "role_granted",
-          subject: `New role in ${study.code}`,
-          body: `Hello ${existing.fullName},\n\nYou now have the role ${what}.\nSign in at ${baseUrl}/login\n`,
-        });
+      await tx.insert(outbox).values({
+        toAddress: user.email,
+        kind: "role_granted",
+        subject: `New role in ${study.code}`,
+        body: `Hello ${existing.fullName},\n\nYou now have the role ${what}.\nSign in at ${baseUrl}/login\n`,
+      });
     }
     await audit(tx, {
       action: "role.grant",

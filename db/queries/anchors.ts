@@ -21,7 +21,8 @@ export async function commitToAnchor(
     INSERT INTO anchors (ledger, tree_size, checkpoint_hash, status, next_attempt_at)
     SELECT ${ledger}, ${cp.treeSize}, ${cp.checkpointHash}, 'pending', now()
     WHERE NOT EXISTS (
-      SELECT 1 FROM anchors WHERE ledger = ${ledger} AND (status = 'pending' OR (status IN ('included', 'final') AND tree_size >= ${cp.treeSize}))
+      SELECT 1 FROM anchors WHERE ledger = ${ledger}
+        AND (status = 'pending' OR (status IN ('included', 'final') AND tree_size >= ${cp.treeSize}))
     )
     ON CONFLICT (ledger, tree_size) DO NOTHING
     RETURNING id`);
@@ -96,7 +97,7 @@ export async function markAnchored(
  * other control characters into a message; they become U+FFFD, and the text is cut at 1000 characters.
  */
 export function storableError(text: string): string {
-  // eslint-disable-next-line no-control-regex
+  // biome-ignore lint/suspicious/noControlCharactersInRegex: deliberate: they become U+FFFD before storing
   return text.replace(/[\u0000-\u0008\u000b\u000c\u000e-\u001f\u007f]/g, "\ufffd").slice(0, 1000);
 }
 
@@ -210,9 +211,11 @@ export async function logActivityByDay(db: DbOrTx, days: number) {
   const since = new Date(Date.now() - days * 86_400_000).toISOString();
   const rows = await db.execute(sql`
     SELECT day, sum(batches)::int AS batches, sum(anchors)::int AS anchors FROM (
-      SELECT to_char(sealed_at at time zone 'UTC', 'YYYY-MM-DD') AS day, 1 AS batches, 0 AS anchors FROM batches WHERE sealed_at >= ${since}::timestamptz
+      SELECT to_char(sealed_at at time zone 'UTC', 'YYYY-MM-DD') AS day, 1 AS batches, 0 AS anchors
+        FROM batches WHERE sealed_at >= ${since}::timestamptz
       UNION ALL
-      SELECT to_char(final_at at time zone 'UTC', 'YYYY-MM-DD'), 0, 1 FROM anchors WHERE status = 'final' AND final_at >= ${since}::timestamptz
+      SELECT to_char(final_at at time zone 'UTC', 'YYYY-MM-DD'), 0, 1
+        FROM anchors WHERE status = 'final' AND final_at >= ${since}::timestamptz
     ) x GROUP BY day ORDER BY day`);
   return rowsOf<{ day: string; batches: number; anchors: number }>(rows).map((r) => ({
     day: String(r.day),

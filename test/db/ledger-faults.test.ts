@@ -8,7 +8,7 @@
 import { randomBytes } from "node:crypto";
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { type Hex } from "viem";
+import type { Hex } from "viem";
 import { openTestDatabase, engineUnderTest, type TestDb } from "../helpers/db.ts";
 import { startTsa, type TestTsa } from "../helpers/tsa.ts";
 import { HARDHAT_CHAIN_ID, HARDHAT_KEYS, inProcessHardhat } from "../helpers/hardhat.ts";
@@ -33,8 +33,9 @@ let tsaProxy: TcpProxy;
 
 beforeAll(async () => {
   [t, tsa] = await Promise.all([openTestDatabase(), startTsa()]);
-  let transport;
-  ({ transport, send } = await inProcessHardhat());
+  const hardhat = await inProcessHardhat();
+  const { transport } = hardhat;
+  send = hardhat.send;
   rpc = await jsonRpcServer((m, p) => send(m, p));
   evmProxy = await startTcpProxy(Number(new URL(rpc.url).port));
   tsaProxy = await startTcpProxy(Number(new URL(tsa.url).port));
@@ -97,10 +98,14 @@ async function anchorRows() {
 }
 
 describe(`ledger endpoints misbehaving on ${engineUnderTest()}`, () => {
-  it("resets, hangs, 500s, garbage and a slow link: retried with back-off, shown as retrying, nothing lost or duplicated", async () => {
+  it("resets, hangs, 500s, garbage and a slow link: retried with back-off, shown as retrying, " +
+    "nothing lost or duplicated", async () => {
     const events: AnchorEvent[] = [];
     const stop = startAnchorWorker(t.ctx, {
-      onEvent: (e) => (events.push(e), process.env.DEBUG_FAULTS && console.log(Date.now() % 100000, JSON.stringify(e))),
+      onEvent: (e) => {
+        events.push(e);
+        if (process.env.DEBUG_FAULTS) console.log(Date.now() % 100000, JSON.stringify(e));
+      },
       pollMs: 100,
     });
     // Blocks keep coming, as on a live chain, so EVM anchors reach their confirmations.
@@ -137,7 +142,8 @@ describe(`ledger endpoints misbehaving on ${engineUnderTest()}`, () => {
         for (const l of ["evm", "rfc3161"]) {
           const s = shown.ledgers.find((x) => x.ledger === l)!;
           expect(s.state, `${l} under ${fault}`).toBe("retrying");
-          (seen[fault] ??= {})[l] = String(
+          seen[fault] ??= {};
+          seen[fault][l] = String(
             (events.slice(from).find((e) => e.type === "retry" && e.ledger === l) as { error: string }).error,
           );
         }

@@ -161,204 +161,222 @@ describe(`whole-study audit on ${engineUnderTest()}`, () => {
     await expect(auditLog(t.ctx, { fromCheckpoint: 99_999 })).rejects.toMatchObject({ field: "fromCheckpoint" });
   });
 
-  it("names each tamper: altered value, altered payload, deleted row, inserted row, swapped seqs, edited header, replaced checkpoint", async () => {
-    // A value changed in a data row (the portal would show it), not in the log.
-    const rv = await one(`SELECT id, data_text FROM record_versions ORDER BY version DESC, id LIMIT 1`);
-    await tamper([
-      `UPDATE record_versions SET data_text = replace(data_text, '"sbp":121', '"sbp":181') WHERE id = '${rv.id}'`,
-    ]);
-    let r = await auditLog(t.ctx, { study: "AUD-1" });
-    expect(r.findings).toContainEqual(
-      expect.objectContaining({ code: "DATA_ROW_MISMATCH", table: "record_versions", field: "values", id: rv.id }),
-    );
-    expect(r.clean).toBe(false);
-    await tamper([`UPDATE record_versions SET data_text = '${rv.data_text}' WHERE id = '${rv.id}'`]);
-
-    // A payload changed in the log itself.
-    const e = await one(
-      `SELECT seq, payload_text FROM ledger_entries WHERE kind = 'record.saved' AND status = 'sealed' ORDER BY seq LIMIT 1`,
-    );
-    await tamper([
-      `UPDATE ledger_entries SET payload_text = replace(payload_text, '"visit":"SCREENING"', '"visit":"WEEK4"') WHERE seq = ${e.seq}`,
-    ]);
-    r = await auditLog(t.ctx);
-    expect(r.findings).toContainEqual(
-      expect.objectContaining({ code: "ENTRY_PAYLOAD_ALTERED", seq: Number(e.seq), field: "payload" }),
-    );
-    await tamper([
-      `UPDATE ledger_entries SET payload_text = '${String(e.payload_text).replace(/'/g, "''")}' WHERE seq = ${e.seq}`,
-    ]);
-
-    // A ledger row deleted (and put back).
-    const victim = await one(
-      `SELECT * FROM ledger_entries WHERE kind = 'site.added' AND status = 'sealed' ORDER BY seq DESC LIMIT 1 OFFSET 7`,
-    );
-    await tamper([`DELETE FROM ledger_entries WHERE id = '${victim.id}'`]);
-    r = await auditLog(t.ctx);
-    expect(r.findings).toContainEqual(expect.objectContaining({ code: "SEQ_MISSING", seq: Number(victim.seq) }));
-    const cols = Object.keys(victim);
-    const lit = (v: unknown) =>
-      v === null
-        ? "NULL"
-        : v instanceof Uint8Array
-          ? `'\\x${hex(v)}'::bytea`
-          : v instanceof Date
-            ? `'${v.toISOString()}'`
-            : `'${String(v).replace(/'/g, "''")}'`;
-    await tamper([
-      `INSERT INTO ledger_entries (${cols.join(", ")}) VALUES (${cols.map((c) => lit(victim[c])).join(", ")})`,
-    ]);
-    expect((await auditLog(t.ctx)).clean).toBe(true);
-
-    // A row inserted after the fact, claiming to be sealed.
-    const end = Number((await one(`SELECT max(first_seq + size)::int AS n FROM batches`)).n);
-    await tamper([
-      `INSERT INTO ledger_entries (id, study_id, study_code, kind, payload_text, payload_hash, at, status, seq, study_seq, envelope_text, leaf_hash, batch_no) SELECT gen_random_uuid(), study_id, study_code, kind, payload_text, payload_hash, at, 'sealed', ${end}, 99999, envelope_text, leaf_hash, batch_no FROM ledger_entries WHERE seq = 0`,
-    ]);
-    r = await auditLog(t.ctx);
-    expect(r.findings).toContainEqual(expect.objectContaining({ code: "SEQ_OUTSIDE_BATCHES", seq: end }));
-    await tamper([`DELETE FROM ledger_entries WHERE seq = ${end}`]);
-
-    // Two seqs swapped (reordering history).
-    const [a, b] = (await t.database.execute(
-      `SELECT id, seq FROM ledger_entries WHERE batch_no = 3 ORDER BY seq LIMIT 2`,
-    )) as { id: string; seq: number }[];
-    const swap = async (x: typeof a, y: typeof a) =>
-      tamper([
-        `UPDATE ledger_entries SET seq = -1 WHERE id = '${x.id}'`,
-        `UPDATE ledger_entries SET seq = ${x.seq} WHERE id = '${y.id}'`,
-        `UPDATE ledger_entries SET seq = ${y.seq} WHERE id = '${x.id}'`,
+  it(
+    "names each tamper: altered value, altered payload, deleted row, inserted row, swapped seqs, edited header, " +
+      "replaced checkpoint",
+    async () => {
+      // A value changed in a data row (the portal would show it), not in the log.
+      const rv = await one(`SELECT id, data_text FROM record_versions ORDER BY version DESC, id LIMIT 1`);
+      await tamper([
+        `UPDATE record_versions SET data_text = replace(data_text, '"sbp":121', '"sbp":181') WHERE id = '${rv.id}'`,
       ]);
-    await swap(a, b);
-    r = await auditLog(t.ctx);
-    expect(r.findings).toContainEqual(
-      expect.objectContaining({ code: "ENTRY_FIELD_MISMATCH", seq: Number(a.seq), field: "seq" }),
-    );
-    expect(r.findings).toContainEqual(expect.objectContaining({ code: "BATCH_ROOT_MISMATCH", batch: 3 }));
-    await swap({ ...a, seq: b.seq }, { ...b, seq: a.seq });
-    expect((await auditLog(t.ctx)).clean).toBe(true);
-
-    // A batch header edited.
-    const h = await one(`SELECT header_text FROM batches WHERE batch_no = 2`);
-    await tamper([
-      `UPDATE batches SET header_text = replace(header_text, '"sealedAt":"', '"sealedAt":"1') WHERE batch_no = 2`,
-    ]);
-    r = await auditLog(t.ctx);
-    expect(codes(r)).toEqual(expect.arrayContaining(["BATCH_HEADER_INVALID"]));
-    await tamper([`UPDATE batches SET header_text = '${h.header_text}' WHERE batch_no = 2`]);
-    await tamper([`UPDATE batches SET header_text = replace(header_text, '"size":', '"size":1') WHERE batch_no = 2`]);
-    r = await auditLog(t.ctx);
-    expect(r.findings).toContainEqual(
-      expect.objectContaining({ code: "BATCH_HEADER_ALTERED", batch: 2, field: "size" }),
-    );
-    expect(r.findings).toContainEqual(expect.objectContaining({ code: "CHECKPOINT_ROOT_MISMATCH", treeSize: 3 }));
-    await tamper([`UPDATE batches SET header_text = '${h.header_text}' WHERE batch_no = 2`]);
-
-    // A checkpoint replaced by one signed with another key over another root.
-    const cp = await one(`SELECT note_text FROM checkpoints WHERE tree_size = 4`);
-    const forged = signNote(
-      t.ctx.crypto,
-      checkpointText({ origin: t.ctx.env.logOrigin, treeSize: 4, root: new Uint8Array(randomBytes(32)) }),
-      t.ctx.env.logOrigin,
-      nodeSigner(new Uint8Array(randomBytes(32))),
-    );
-    await tamper([`UPDATE checkpoints SET note_text = '${forged}' WHERE tree_size = 4`]);
-    r = await auditLog(t.ctx);
-    expect(r.findings).toContainEqual(expect.objectContaining({ code: "CHECKPOINT_SIGNATURE_INVALID", treeSize: 4 }));
-    expect(r.findings).toContainEqual(expect.objectContaining({ code: "CHECKPOINT_ROOT_MISMATCH", treeSize: 4 }));
-    await tamper([`UPDATE checkpoints SET note_text = '${cp.note_text}' WHERE tree_size = 4`]);
-    expect((await auditLog(t.ctx)).clean).toBe(true);
-  });
-
-  it("names a broken prev chain, a lock or query changed behind the log, an edited anchor receipt and an anchor missing from the local ledger file", async () => {
-    // A correction re-pointed away from the version it corrects (payload and hash rewritten consistently).
-    const v2 = await one(
-      `SELECT e.id, e.payload_text, e.payload_hash FROM record_versions rv JOIN ledger_entries e ON e.id = rv.entry_id WHERE rv.version = 2 ORDER BY e.seq LIMIT 1`,
-    );
-    const payload = JSON.parse(String(v2.payload_text));
-    const altered = JSON.stringify({ ...payload, prev: "00".repeat(32) });
-    await tamper([`UPDATE ledger_entries SET payload_text = '${altered}' WHERE id = '${v2.id}'`]);
-    let r = await auditLog(t.ctx, { study: "AUD-1" });
-    expect(r.findings).toContainEqual(expect.objectContaining({ code: "RECORD_CHAIN_BROKEN", id: payload.record }));
-    await tamper([`UPDATE ledger_entries SET payload_text = '${String(v2.payload_text)}' WHERE id = '${v2.id}'`]);
-
-    // A lock quietly released, a query's text changed.
-    await tamper([`UPDATE locks SET reason = 'nothing to see' `, `UPDATE queries SET text = 'Different question'`]);
-    r = await auditLog(t.ctx, { study: "AUD-1" });
-    expect(r.findings).toContainEqual(
-      expect.objectContaining({ code: "DATA_ROW_MISMATCH", table: "locks", field: "reason" }),
-    );
-    expect(r.findings).toContainEqual(
-      expect.objectContaining({ code: "DATA_ROW_MISMATCH", table: "queries", field: "text" }),
-    );
-    await tamper([`UPDATE locks SET reason = 'cleaned'`, `UPDATE queries SET text = 'Please confirm the value'`]);
-
-    // An anchor receipt edited in the database, and a record removed from the local ledger file.
-    const an = await one(
-      `SELECT id, receipt_text FROM anchors WHERE ledger = 'local' AND status = 'final' ORDER BY tree_size LIMIT 1`,
-    );
-    const rec = JSON.parse(String(an.receipt_text));
-    await tamper([
-      `UPDATE anchors SET receipt_text = '${JSON.stringify({ ...rec, record: { ...rec.record, time: "2020-01-01T00:00:00.000Z" } })}' WHERE id = '${an.id}'`,
-    ]);
-    r = await auditLog(t.ctx);
-    expect(r.findings).toContainEqual(expect.objectContaining({ code: "ANCHOR_INVALID", ledger: "local" }));
-    expect(r.findings).toContainEqual(expect.objectContaining({ code: "ANCHOR_NOT_IN_LEDGER", ledger: "local" }));
-    await tamper([`UPDATE anchors SET receipt_text = '${String(an.receipt_text)}' WHERE id = '${an.id}'`]);
-    expect((await auditLog(t.ctx)).clean).toBe(true);
-    // The local ledger file rolled back (its last record gone, as after restoring an old copy): the anchor it
-    // held is no longer in the ledger itself, whatever the database says.
-    const dir = path.join(t.ctx.env.dataDir, "ledger");
-    const file = path.join(dir, readdirSync(dir).find((f) => f.endsWith(".jsonl"))!);
-    const original = readFileSync(file, "utf8");
-    const lines = original.split("\n").filter(Boolean);
-    expect(lines.length).toBeGreaterThan(0);
-    writeFileSync(
-      file,
-      lines
-        .slice(0, -1)
-        .map((l) => `${l}\n`)
-        .join(""),
-    );
-    try {
-      const fresh = (await import("../../app/anchor-worker/ledger-factory.server.ts")).buildLedgers(
-        t.ctx.env,
-        t.ctx.crypto,
+      let r = await auditLog(t.ctx, { study: "AUD-1" });
+      expect(r.findings).toContainEqual(
+        expect.objectContaining({ code: "DATA_ROW_MISMATCH", table: "record_versions", field: "values", id: rv.id }),
       );
-      const r2 = await auditLog({ ...t.ctx, ledgers: fresh });
-      expect(r2.findings).toContainEqual(expect.objectContaining({ code: "ANCHOR_NOT_IN_LEDGER", ledger: "local" }));
-      expect(r2.clean).toBe(false);
-    } finally {
-      writeFileSync(file, original);
-    }
-  });
+      expect(r.clean).toBe(false);
+      await tamper([`UPDATE record_versions SET data_text = '${rv.data_text}' WHERE id = '${rv.id}'`]);
 
-  it("reports the erasure procedure as erased by procedure; the audit stays clean and every proof verifies", async () => {
-    await expect(eraseParticipantData(t.ctx, p.dm, "AUD-1", "S1-001", "request 42")).rejects.toMatchObject({
-      code: "forbidden",
-    });
-    await expect(eraseParticipantData(t.ctx, p.admin, "AUD-1", "S1-001", " ")).rejects.toMatchObject({
-      field: "reason",
-    });
-    await eraseParticipantData(t.ctx, p.admin, "AUD-1", "S1-001", "data subject request 42");
-    await expect(eraseParticipantData(t.ctx, p.admin, "AUD-1", "S1-001", "again")).rejects.toMatchObject({
-      code: "conflict",
-    });
-    const row = await one(
-      `SELECT name_enc, email_enc, subject_key_enc, erased_at FROM participants WHERE subject_code = 'S1-001'`,
-    );
-    expect([row.name_enc, row.email_enc, row.subject_key_enc]).toEqual([null, null, null]);
-    await sealAll(t.ctx);
-    const r = await auditLog(t.ctx, { study: "AUD-1" });
-    expect(r.clean, JSON.stringify(r.findings.filter((f) => f.severity === "tamper"))).toBe(true);
-    expect(r.findings).toContainEqual(
-      expect.objectContaining({ code: "ERASED_BY_PROCEDURE", severity: "info", table: "participants" }),
-    );
-    const policy = deploymentTrustPolicy(t.ctx);
-    for (const seq of [0, 1, 2, 50, Math.floor(entries / 2), entries - 1]) {
-      const b = await proofBundle(t.ctx, (await findEntryByRef(t.ctx, String(seq)))!);
-      if (b.status !== "sealed") throw new Error("not sealed");
-      expect((await verifyBundle(t.ctx.crypto, b.bundle, policy)).verdict).toBe("valid");
-    }
-  });
+      // A payload changed in the log itself.
+      const e = await one(
+        `SELECT seq, payload_text FROM ledger_entries ` +
+          `WHERE kind = 'record.saved' AND status = 'sealed' ORDER BY seq LIMIT 1`,
+      );
+      await tamper([
+        `UPDATE ledger_entries SET payload_text = replace(payload_text, '"visit":"SCREENING"', ` +
+          `'"visit":"WEEK4"') WHERE seq = ${e.seq}`,
+      ]);
+      r = await auditLog(t.ctx);
+      expect(r.findings).toContainEqual(
+        expect.objectContaining({ code: "ENTRY_PAYLOAD_ALTERED", seq: Number(e.seq), field: "payload" }),
+      );
+      await tamper([
+        `UPDATE ledger_entries SET payload_text = '${String(e.payload_text).replace(/'/g, "''")}' WHERE seq = ${e.seq}`,
+      ]);
+
+      // A ledger row deleted (and put back).
+      const victim = await one(
+        `SELECT * FROM ledger_entries WHERE kind = 'site.added' AND status = 'sealed' ` +
+          `ORDER BY seq DESC LIMIT 1 OFFSET 7`,
+      );
+      await tamper([`DELETE FROM ledger_entries WHERE id = '${victim.id}'`]);
+      r = await auditLog(t.ctx);
+      expect(r.findings).toContainEqual(expect.objectContaining({ code: "SEQ_MISSING", seq: Number(victim.seq) }));
+      const cols = Object.keys(victim);
+      const lit = (v: unknown) =>
+        v === null
+          ? "NULL"
+          : v instanceof Uint8Array
+            ? `'\\x${hex(v)}'::bytea`
+            : v instanceof Date
+              ? `'${v.toISOString()}'`
+              : `'${String(v).replace(/'/g, "''")}'`;
+      await tamper([
+        `INSERT INTO ledger_entries (${cols.join(", ")}) VALUES (${cols.map((c) => lit(victim[c])).join(", ")})`,
+      ]);
+      expect((await auditLog(t.ctx)).clean).toBe(true);
+
+      // A row inserted after the fact, claiming to be sealed.
+      const end = Number((await one(`SELECT max(first_seq + size)::int AS n FROM batches`)).n);
+      await tamper([
+        `INSERT INTO ledger_entries (id, study_id, study_code, kind, payload_text, payload_hash, ` +
+          `at, status, seq, study_seq, envelope_text, leaf_hash, batch_no) ` +
+          `SELECT gen_random_uuid(), study_id, study_code, kind, payload_text, payload_hash, at, ` +
+          `'sealed', ${end}, 99999, envelope_text, leaf_hash, batch_no FROM ledger_entries ` +
+          `WHERE seq = 0`,
+      ]);
+      r = await auditLog(t.ctx);
+      expect(r.findings).toContainEqual(expect.objectContaining({ code: "SEQ_OUTSIDE_BATCHES", seq: end }));
+      await tamper([`DELETE FROM ledger_entries WHERE seq = ${end}`]);
+
+      // Two seqs swapped (reordering history).
+      const [a, b] = (await t.database.execute(
+        `SELECT id, seq FROM ledger_entries WHERE batch_no = 3 ORDER BY seq LIMIT 2`,
+      )) as { id: string; seq: number }[];
+      const swap = async (x: typeof a, y: typeof a) =>
+        tamper([
+          `UPDATE ledger_entries SET seq = -1 WHERE id = '${x.id}'`,
+          `UPDATE ledger_entries SET seq = ${x.seq} WHERE id = '${y.id}'`,
+          `UPDATE ledger_entries SET seq = ${y.seq} WHERE id = '${x.id}'`,
+        ]);
+      await swap(a, b);
+      r = await auditLog(t.ctx);
+      expect(r.findings).toContainEqual(
+        expect.objectContaining({ code: "ENTRY_FIELD_MISMATCH", seq: Number(a.seq), field: "seq" }),
+      );
+      expect(r.findings).toContainEqual(expect.objectContaining({ code: "BATCH_ROOT_MISMATCH", batch: 3 }));
+      await swap({ ...a, seq: b.seq }, { ...b, seq: a.seq });
+      expect((await auditLog(t.ctx)).clean).toBe(true);
+
+      // A batch header edited.
+      const h = await one(`SELECT header_text FROM batches WHERE batch_no = 2`);
+      await tamper([
+        `UPDATE batches SET header_text = replace(header_text, '"sealedAt":"', '"sealedAt":"1') WHERE batch_no = 2`,
+      ]);
+      r = await auditLog(t.ctx);
+      expect(codes(r)).toEqual(expect.arrayContaining(["BATCH_HEADER_INVALID"]));
+      await tamper([`UPDATE batches SET header_text = '${h.header_text}' WHERE batch_no = 2`]);
+      await tamper([`UPDATE batches SET header_text = replace(header_text, '"size":', '"size":1') WHERE batch_no = 2`]);
+      r = await auditLog(t.ctx);
+      expect(r.findings).toContainEqual(
+        expect.objectContaining({ code: "BATCH_HEADER_ALTERED", batch: 2, field: "size" }),
+      );
+      expect(r.findings).toContainEqual(expect.objectContaining({ code: "CHECKPOINT_ROOT_MISMATCH", treeSize: 3 }));
+      await tamper([`UPDATE batches SET header_text = '${h.header_text}' WHERE batch_no = 2`]);
+
+      // A checkpoint replaced by one signed with another key over another root.
+      const cp = await one(`SELECT note_text FROM checkpoints WHERE tree_size = 4`);
+      const forged = signNote(
+        t.ctx.crypto,
+        checkpointText({ origin: t.ctx.env.logOrigin, treeSize: 4, root: new Uint8Array(randomBytes(32)) }),
+        t.ctx.env.logOrigin,
+        nodeSigner(new Uint8Array(randomBytes(32))),
+      );
+      await tamper([`UPDATE checkpoints SET note_text = '${forged}' WHERE tree_size = 4`]);
+      r = await auditLog(t.ctx);
+      expect(r.findings).toContainEqual(expect.objectContaining({ code: "CHECKPOINT_SIGNATURE_INVALID", treeSize: 4 }));
+      expect(r.findings).toContainEqual(expect.objectContaining({ code: "CHECKPOINT_ROOT_MISMATCH", treeSize: 4 }));
+      await tamper([`UPDATE checkpoints SET note_text = '${cp.note_text}' WHERE tree_size = 4`]);
+      expect((await auditLog(t.ctx)).clean).toBe(true);
+    },
+  );
+
+  it(
+    "names a broken prev chain, a lock or query changed behind the log, " +
+      "an edited anchor receipt and an anchor missing from the local ledger file",
+    async () => {
+      // A correction re-pointed away from the version it corrects (payload and hash rewritten consistently).
+      const v2 = await one(
+        `SELECT e.id, e.payload_text, e.payload_hash FROM record_versions rv JOIN ledger_entries e ` +
+          `ON e.id = rv.entry_id WHERE rv.version = 2 ORDER BY e.seq LIMIT 1`,
+      );
+      const payload = JSON.parse(String(v2.payload_text));
+      const altered = JSON.stringify({ ...payload, prev: "00".repeat(32) });
+      await tamper([`UPDATE ledger_entries SET payload_text = '${altered}' WHERE id = '${v2.id}'`]);
+      let r = await auditLog(t.ctx, { study: "AUD-1" });
+      expect(r.findings).toContainEqual(expect.objectContaining({ code: "RECORD_CHAIN_BROKEN", id: payload.record }));
+      await tamper([`UPDATE ledger_entries SET payload_text = '${String(v2.payload_text)}' WHERE id = '${v2.id}'`]);
+
+      // A lock quietly released, a query's text changed.
+      await tamper([`UPDATE locks SET reason = 'nothing to see' `, `UPDATE queries SET text = 'Different question'`]);
+      r = await auditLog(t.ctx, { study: "AUD-1" });
+      expect(r.findings).toContainEqual(
+        expect.objectContaining({ code: "DATA_ROW_MISMATCH", table: "locks", field: "reason" }),
+      );
+      expect(r.findings).toContainEqual(
+        expect.objectContaining({ code: "DATA_ROW_MISMATCH", table: "queries", field: "text" }),
+      );
+      await tamper([`UPDATE locks SET reason = 'cleaned'`, `UPDATE queries SET text = 'Please confirm the value'`]);
+
+      // An anchor receipt edited in the database, and a record removed from the local ledger file.
+      const an = await one(
+        `SELECT id, receipt_text FROM anchors WHERE ledger = 'local' AND status = 'final' ORDER BY tree_size LIMIT 1`,
+      );
+      const rec = JSON.parse(String(an.receipt_text));
+      const edited = JSON.stringify({ ...rec, record: { ...rec.record, time: "2020-01-01T00:00:00.000Z" } });
+      await tamper([`UPDATE anchors SET receipt_text = '${edited}' WHERE id = '${an.id}'`]);
+      r = await auditLog(t.ctx);
+      expect(r.findings).toContainEqual(expect.objectContaining({ code: "ANCHOR_INVALID", ledger: "local" }));
+      expect(r.findings).toContainEqual(expect.objectContaining({ code: "ANCHOR_NOT_IN_LEDGER", ledger: "local" }));
+      await tamper([`UPDATE anchors SET receipt_text = '${String(an.receipt_text)}' WHERE id = '${an.id}'`]);
+      expect((await auditLog(t.ctx)).clean).toBe(true);
+      // The local ledger file rolled back (its last record gone, as after restoring an old copy): the anchor it
+      // held is no longer in the ledger itself, whatever the database says.
+      const dir = path.join(t.ctx.env.dataDir, "ledger");
+      const file = path.join(dir, readdirSync(dir).find((f) => f.endsWith(".jsonl"))!);
+      const original = readFileSync(file, "utf8");
+      const lines = original.split("\n").filter(Boolean);
+      expect(lines.length).toBeGreaterThan(0);
+      writeFileSync(
+        file,
+        lines
+          .slice(0, -1)
+          .map((l) => `${l}\n`)
+          .join(""),
+      );
+      try {
+        const fresh = (await import("../../app/anchor-worker/ledger-factory.server.ts")).buildLedgers(
+          t.ctx.env,
+          t.ctx.crypto,
+        );
+        const r2 = await auditLog({ ...t.ctx, ledgers: fresh });
+        expect(r2.findings).toContainEqual(expect.objectContaining({ code: "ANCHOR_NOT_IN_LEDGER", ledger: "local" }));
+        expect(r2.clean).toBe(false);
+      } finally {
+        writeFileSync(file, original);
+      }
+    },
+  );
+
+  it(
+    "reports the erasure procedure as erased by procedure; " + "the audit stays clean and every proof verifies",
+    async () => {
+      await expect(eraseParticipantData(t.ctx, p.dm, "AUD-1", "S1-001", "request 42")).rejects.toMatchObject({
+        code: "forbidden",
+      });
+      await expect(eraseParticipantData(t.ctx, p.admin, "AUD-1", "S1-001", " ")).rejects.toMatchObject({
+        field: "reason",
+      });
+      await eraseParticipantData(t.ctx, p.admin, "AUD-1", "S1-001", "data subject request 42");
+      await expect(eraseParticipantData(t.ctx, p.admin, "AUD-1", "S1-001", "again")).rejects.toMatchObject({
+        code: "conflict",
+      });
+      const row = await one(
+        `SELECT name_enc, email_enc, subject_key_enc, erased_at FROM participants WHERE subject_code = 'S1-001'`,
+      );
+      expect([row.name_enc, row.email_enc, row.subject_key_enc]).toEqual([null, null, null]);
+      await sealAll(t.ctx);
+      const r = await auditLog(t.ctx, { study: "AUD-1" });
+      expect(r.clean, JSON.stringify(r.findings.filter((f) => f.severity === "tamper"))).toBe(true);
+      expect(r.findings).toContainEqual(
+        expect.objectContaining({ code: "ERASED_BY_PROCEDURE", severity: "info", table: "participants" }),
+      );
+      const policy = deploymentTrustPolicy(t.ctx);
+      for (const seq of [0, 1, 2, 50, Math.floor(entries / 2), entries - 1]) {
+        const b = await proofBundle(t.ctx, (await findEntryByRef(t.ctx, String(seq)))!);
+        if (b.status !== "sealed") throw new Error("not sealed");
+        expect((await verifyBundle(t.ctx.crypto, b.bundle, policy)).verdict).toBe("valid");
+      }
+    },
+  );
 });

@@ -82,7 +82,8 @@ beforeAll(async () => {
     (await generateTOTP({ secret, period: 30, digits: 6, algorithm: "SHA-1" })).otp,
     meta,
   );
-  await t.database.execute(`UPDATE users SET totp_last_step = NULL WHERE email = 'inv@mon.test'`); // let the test use the current code again
+  // Let the test use the current code again.
+  await t.database.execute(`UPDATE users SET totp_last_step = NULL WHERE email = 'inv@mon.test'`);
 });
 afterAll(async () => {
   await t?.close();
@@ -92,68 +93,76 @@ const code = async () => (await generateTOTP({ secret, period: 30, digits: 6, al
 const kinds = async () => (await t.database.execute(`SELECT kind FROM ledger_entries`)).map((r) => String(r.kind));
 
 describe(`sign-off, monitoring and locks on ${engineUnderTest()}`, () => {
-  it("the investigator signs with password and TOTP; the signature is bound to the version's payload hash and invalidated by a correction", async () => {
-    await expect(
-      signRecord(t.ctx, p.coord, "MON-1", recordId, { meaning: "approved", password: PW }, meta),
-    ).rejects.toMatchObject({ code: "forbidden" });
-    await expect(
-      signRecord(t.ctx, p.inv, "MON-1", recordId, { meaning: "approved", password: "wrong password!!" }, meta),
-    ).rejects.toMatchObject({ field: "password" });
-    await expect(
-      signRecord(t.ctx, p.inv, "MON-1", recordId, { meaning: "approved", password: PW, code: "000000" }, meta),
-    ).rejects.toMatchObject({ field: "code" });
-    await expect(
-      signRecord(t.ctx, p.inv, "MON-1", recordId, { meaning: "liked", password: PW, code: await code() }, meta),
-    ).rejects.toMatchObject({ field: "meaning" });
-    const s = await signRecord(
-      t.ctx,
-      p.inv,
-      "MON-1",
-      recordId,
-      { meaning: "approved", password: PW, code: await code() },
-      meta,
-    );
-    const [v1] = await t.database.execute(
-      `SELECT e.payload_hash FROM record_versions v JOIN ledger_entries e ON e.id = v.entry_id WHERE v.record_id = '${recordId}' AND v.version = 1`,
-    );
-    expect(toHex(s.signedPayloadHash)).toBe(toHex(v1.payload_hash as Uint8Array));
-    expect(s).toMatchObject({ printedName: "inv person", meaning: "approved", version: 1 });
-    expect((await signaturesOf(t.ctx, recordId, 1))[0]).toMatchObject({ valid: true, note: null });
-    await correctRecord(t.ctx, p.coord, "MON-1", recordId, { data: { sbp: 121 }, reason: "re-measured" });
-    const after = await signaturesOf(t.ctx, recordId, 2);
-    expect(after[0]).toMatchObject({ valid: false, note: expect.stringMatching(/invalidated/) });
-    await expect(t.database.execute(`UPDATE signatures SET meaning = 'authored'`)).rejects.toThrow(/append-only/);
-    expect(await kinds()).toContain("signature.applied");
-  });
+  it(
+    "the investigator signs with password and TOTP; " +
+      "the signature is bound to the version's payload hash and invalidated by a correction",
+    async () => {
+      await expect(
+        signRecord(t.ctx, p.coord, "MON-1", recordId, { meaning: "approved", password: PW }, meta),
+      ).rejects.toMatchObject({ code: "forbidden" });
+      await expect(
+        signRecord(t.ctx, p.inv, "MON-1", recordId, { meaning: "approved", password: "wrong password!!" }, meta),
+      ).rejects.toMatchObject({ field: "password" });
+      await expect(
+        signRecord(t.ctx, p.inv, "MON-1", recordId, { meaning: "approved", password: PW, code: "000000" }, meta),
+      ).rejects.toMatchObject({ field: "code" });
+      await expect(
+        signRecord(t.ctx, p.inv, "MON-1", recordId, { meaning: "liked", password: PW, code: await code() }, meta),
+      ).rejects.toMatchObject({ field: "meaning" });
+      const s = await signRecord(
+        t.ctx,
+        p.inv,
+        "MON-1",
+        recordId,
+        { meaning: "approved", password: PW, code: await code() },
+        meta,
+      );
+      const [v1] = await t.database.execute(
+        `SELECT e.payload_hash FROM record_versions v JOIN ledger_entries e ON e.id = v.entry_id ` +
+          `WHERE v.record_id = '${recordId}' AND v.version = 1`,
+      );
+      expect(toHex(s.signedPayloadHash)).toBe(toHex(v1.payload_hash as Uint8Array));
+      expect(s).toMatchObject({ printedName: "inv person", meaning: "approved", version: 1 });
+      expect((await signaturesOf(t.ctx, recordId, 1))[0]).toMatchObject({ valid: true, note: null });
+      await correctRecord(t.ctx, p.coord, "MON-1", recordId, { data: { sbp: 121 }, reason: "re-measured" });
+      const after = await signaturesOf(t.ctx, recordId, 2);
+      expect(after[0]).toMatchObject({ valid: false, note: expect.stringMatching(/invalidated/) });
+      await expect(t.database.execute(`UPDATE signatures SET meaning = 'authored'`)).rejects.toThrow(/append-only/);
+      expect(await kinds()).toContain("signature.applied");
+    },
+  );
 
-  it("SDV and a query: monitor opens, coordinator answers, monitor closes; each a ledger entry; roles enforced", async () => {
-    await expect(markSdv(t.ctx, p.coord, "MON-1", recordId)).rejects.toMatchObject({ code: "forbidden" });
-    expect((await markSdv(t.ctx, p.mon, "MON-1", recordId)).version).toBe(2);
-    await expect(openQuery(t.ctx, p.coord, "MON-1", recordId, { field: "sbp", text: "?" })).rejects.toMatchObject({
-      code: "forbidden",
-    });
-    await expect(openQuery(t.ctx, p.mon, "MON-1", recordId, { field: "sbp", text: "" })).rejects.toMatchObject({
-      field: "text",
-    });
-    const q = await openQuery(t.ctx, p.mon, "MON-1", recordId, {
-      field: "sbp",
-      text: "Please confirm 121 against the source document.",
-    });
-    await expect(closeQuery(t.ctx, p.mon, "MON-1", q.id)).rejects.toMatchObject({ code: "conflict" });
-    await expect(answerQuery(t.ctx, p.mon, "MON-1", q.id, "ok")).rejects.toMatchObject({ code: "forbidden" });
-    await answerQuery(t.ctx, p.coord, "MON-1", q.id, "Confirmed against the clinic chart.");
-    await closeQuery(t.ctx, p.mon, "MON-1", q.id);
-    expect((await queriesOf(t.ctx, recordId))[0]).toMatchObject({
-      status: "closed",
-      answer: "Confirmed against the clinic chart.",
-    });
-    const payloads = (
-      await t.database.execute(`SELECT payload_text FROM ledger_entries WHERE kind LIKE 'query.%'`)
-    ).map((r) => String(r.payload_text));
-    expect(payloads).toHaveLength(3);
-    expect(payloads.join()).not.toContain("clinic chart"); // only the text's hash reaches the ledger
-    expect(await kinds()).toContain("sdv.marked");
-  });
+  it(
+    "SDV and a query: monitor opens, coordinator answers, monitor closes; each a ledger entry; " + "roles enforced",
+    async () => {
+      await expect(markSdv(t.ctx, p.coord, "MON-1", recordId)).rejects.toMatchObject({ code: "forbidden" });
+      expect((await markSdv(t.ctx, p.mon, "MON-1", recordId)).version).toBe(2);
+      await expect(openQuery(t.ctx, p.coord, "MON-1", recordId, { field: "sbp", text: "?" })).rejects.toMatchObject({
+        code: "forbidden",
+      });
+      await expect(openQuery(t.ctx, p.mon, "MON-1", recordId, { field: "sbp", text: "" })).rejects.toMatchObject({
+        field: "text",
+      });
+      const q = await openQuery(t.ctx, p.mon, "MON-1", recordId, {
+        field: "sbp",
+        text: "Please confirm 121 against the source document.",
+      });
+      await expect(closeQuery(t.ctx, p.mon, "MON-1", q.id)).rejects.toMatchObject({ code: "conflict" });
+      await expect(answerQuery(t.ctx, p.mon, "MON-1", q.id, "ok")).rejects.toMatchObject({ code: "forbidden" });
+      await answerQuery(t.ctx, p.coord, "MON-1", q.id, "Confirmed against the clinic chart.");
+      await closeQuery(t.ctx, p.mon, "MON-1", q.id);
+      expect((await queriesOf(t.ctx, recordId))[0]).toMatchObject({
+        status: "closed",
+        answer: "Confirmed against the clinic chart.",
+      });
+      const payloads = (
+        await t.database.execute(`SELECT payload_text FROM ledger_entries WHERE kind LIKE 'query.%'`)
+      ).map((r) => String(r.payload_text));
+      expect(payloads).toHaveLength(3);
+      expect(payloads.join()).not.toContain("clinic chart"); // only the text's hash reaches the ledger
+      expect(await kinds()).toContain("sdv.marked");
+    },
+  );
 
   it("after a lock (record, subject or study) editing is refused until a logged unlock", async () => {
     await expect(
@@ -216,28 +225,32 @@ describe(`casebook signing on ${engineUnderTest()}`, () => {
 });
 
 describe(`certified copy on ${engineUnderTest()}`, () => {
-  it("renders the casebook as a PDF with values, audit trail, signatures, queries and every version's entry (audited)", async () => {
-    const { casebookPdf } = await import("../../app/exports/certified-copy.server.ts");
-    const { extractText, getDocumentProxy } = await import("unpdf");
-    const pdf = await casebookPdf(t.ctx, p.mon, "MON-1", "S1-001");
-    expect(pdf.subarray(0, 5).toString()).toBe("%PDF-");
-    const { text } = await extractText(await getDocumentProxy(new Uint8Array(pdf)), { mergePages: true });
-    const flat = String(text).replace(/\s+/g, " ");
-    expect(flat).toContain("Certified copy: casebook of subject S1-001");
-    expect(flat).toContain("SBP: 125");
-    expect(flat).toMatch(/v2 .* UTC .* sbp: 120 -> 121 reason: re-measured/);
-    expect(flat).toMatch(/inv person, .* UTC, meaning: approved \(version 1\) \[invalidated/);
-    expect(flat).toContain("Please confirm 121 against the source document.");
-    const entries = (
-      await t.database.execute(`SELECT v.entry_id FROM record_versions v WHERE v.record_id = '${recordId}'`)
-    ).map((r) => String(r.entry_id));
-    for (const e of entries) expect(flat).toContain(`entry ${e}`);
-    const [ev] = await t.database.execute(
-      `SELECT action, participant_id IS NOT NULL AS subj FROM audit_events WHERE action = 'export.certified_copy'`,
-    );
-    expect(ev).toEqual({ action: "export.certified_copy", subj: true });
-    await expect(casebookPdf(t.ctx, p.mon, "MON-1", "S1-999")).rejects.toMatchObject({ code: "not_found" });
-  });
+  it(
+    "renders the casebook as a PDF with values, audit trail, signatures, " +
+      "queries and every version's entry (audited)",
+    async () => {
+      const { casebookPdf } = await import("../../app/exports/certified-copy.server.ts");
+      const { extractText, getDocumentProxy } = await import("unpdf");
+      const pdf = await casebookPdf(t.ctx, p.mon, "MON-1", "S1-001");
+      expect(pdf.subarray(0, 5).toString()).toBe("%PDF-");
+      const { text } = await extractText(await getDocumentProxy(new Uint8Array(pdf)), { mergePages: true });
+      const flat = String(text).replace(/\s+/g, " ");
+      expect(flat).toContain("Certified copy: casebook of subject S1-001");
+      expect(flat).toContain("SBP: 125");
+      expect(flat).toMatch(/v2 .* UTC .* sbp: 120 -> 121 reason: re-measured/);
+      expect(flat).toMatch(/inv person, .* UTC, meaning: approved \(version 1\) \[invalidated/);
+      expect(flat).toContain("Please confirm 121 against the source document.");
+      const entries = (
+        await t.database.execute(`SELECT v.entry_id FROM record_versions v WHERE v.record_id = '${recordId}'`)
+      ).map((r) => String(r.entry_id));
+      for (const e of entries) expect(flat).toContain(`entry ${e}`);
+      const [ev] = await t.database.execute(
+        `SELECT action, participant_id IS NOT NULL AS subj FROM audit_events WHERE action = 'export.certified_copy'`,
+      );
+      expect(ev).toEqual({ action: "export.certified_copy", subj: true });
+      await expect(casebookPdf(t.ctx, p.mon, "MON-1", "S1-999")).rejects.toMatchObject({ code: "not_found" });
+    },
+  );
 
   // PostgreSQL only: PGlite has one connection, so two transactions can never overlap there.
   it.runIf(engineUnderTest() === "postgres")(
@@ -254,7 +267,8 @@ describe(`certified copy on ${engineUnderTest()}`, () => {
         const [{ pid }] = await reserved`SELECT pg_backend_pid() AS pid`;
         await reserved`BEGIN`;
         await reserved`SELECT 1 FROM participants WHERE id = ${e.id} FOR UPDATE`;
-        await reserved`INSERT INTO locks (study_id, scope, target_id, reason) VALUES (${String(studyId)}, 'subject', ${e.id}, 'database lock for interim analysis')`;
+        await reserved`INSERT INTO locks (study_id, scope, target_id, reason)
+            VALUES (${String(studyId)}, 'subject', ${e.id}, 'database lock for interim analysis')`;
         let settled = false;
         const save = saveRecord(t.ctx, p.coord, "MON-1", {
           subject: e.subjectCode,

@@ -88,73 +88,83 @@ describe(`participant enrolment on ${engineUnderTest()}`, () => {
     expect((await listParticipants(t.ctx, p.coord2, studyId)).length).toBe(0);
     expect((await listParticipants(t.ctx, p.mon, studyId)).map((x) => x.subject)).toEqual(["S1-001", "S1-002"]);
     const [row] = await t.database.execute(
-      `SELECT subject_key_enc IS NOT NULL AS keyed, entry_id IS NOT NULL AS sealed FROM participants WHERE subject_code = 'S1-002'`,
+      `SELECT subject_key_enc IS NOT NULL AS keyed, entry_id IS NOT NULL AS sealed ` +
+        `FROM participants WHERE subject_code = 'S1-002'`,
     );
     expect(row).toEqual({ keyed: true, sealed: true });
   });
 
-  it("personal data at enrolment is encrypted per field and only an HMAC under the subject's key reaches the log", async () => {
-    const { decryptField } = await import("../../app/participants/personal-data.server.ts");
-    const personal = {
-      fullName: "Zoë Quintessa-Marchetti",
-      email: "Zoe.Q@Example.org",
-      phone: "+44 20 7946 0000",
-      birthDate: "1980-02-29",
-    };
-    const r = await enrollParticipant(t.ctx, p.inv, { study: "ENR-1", site: "S1", personal });
-    const [row] = await t.database.execute(
-      `SELECT p.name_enc, p.email_enc, p.birth_date_enc, e.payload_text FROM participants p JOIN ledger_entries e ON e.id = p.entry_id WHERE p.id = '${r.id}'`,
-    );
-    const payload = JSON.parse(String(row.payload_text));
-    expect(payload.identity).toMatch(/^[0-9a-f]{64}$/);
-    const all = (await t.database.execute(`SELECT payload_text FROM ledger_entries`))
-      .map((x) => String(x.payload_text))
-      .join("\n");
-    for (const s of ["Quintessa", "Zoe.Q", "zoe.q", "7946", "1980-02-29"]) expect(all).not.toContain(s);
-    expect(decryptField(t.ctx.env.dataKey, row.name_enc as Uint8Array, `participants.name:${r.id}`)).toBe(
-      "Zoë Quintessa-Marchetti",
-    );
-    expect(decryptField(t.ctx.env.dataKey, row.email_enc as Uint8Array, `participants.email:${r.id}`)).toBe(
-      "zoe.q@example.org",
-    );
-    // Bound to its row: the same ciphertext does not decrypt as another participant's field.
-    expect(() => decryptField(t.ctx.env.dataKey, row.name_enc as Uint8Array, `participants.name:${a0}`)).toThrow();
-    await expect(
-      enrollParticipant(t.ctx, p.inv, { study: "ENR-1", site: "S1", personal: { email: "not-an-email" } }),
-    ).rejects.toMatchObject({ field: "email" });
-    await expect(
-      enrollParticipant(t.ctx, p.inv, { study: "ENR-1", site: "S1", personal: { ssn: "123" } }),
-    ).rejects.toMatchObject({ code: "invalid" });
-    await expect(
-      enrollParticipant(t.ctx, p.inv, { study: "ENR-1", site: "S1", personal: { birthDate: "2999-01-01" } }),
-    ).rejects.toMatchObject({ field: "birthDate" });
-  });
+  it(
+    "personal data at enrolment is encrypted per field " + "and only an HMAC under the subject's key reaches the log",
+    async () => {
+      const { decryptField } = await import("../../app/participants/personal-data.server.ts");
+      const personal = {
+        fullName: "Zoë Quintessa-Marchetti",
+        email: "Zoe.Q@Example.org",
+        phone: "+44 20 7946 0000",
+        birthDate: "1980-02-29",
+      };
+      const r = await enrollParticipant(t.ctx, p.inv, { study: "ENR-1", site: "S1", personal });
+      const [row] = await t.database.execute(
+        `SELECT p.name_enc, p.email_enc, p.birth_date_enc, e.payload_text FROM participants p ` +
+          `JOIN ledger_entries e ON e.id = p.entry_id WHERE p.id = '${r.id}'`,
+      );
+      const payload = JSON.parse(String(row.payload_text));
+      expect(payload.identity).toMatch(/^[0-9a-f]{64}$/);
+      const all = (await t.database.execute(`SELECT payload_text FROM ledger_entries`))
+        .map((x) => String(x.payload_text))
+        .join("\n");
+      for (const s of ["Quintessa", "Zoe.Q", "zoe.q", "7946", "1980-02-29"]) expect(all).not.toContain(s);
+      expect(decryptField(t.ctx.env.dataKey, row.name_enc as Uint8Array, `participants.name:${r.id}`)).toBe(
+        "Zoë Quintessa-Marchetti",
+      );
+      expect(decryptField(t.ctx.env.dataKey, row.email_enc as Uint8Array, `participants.email:${r.id}`)).toBe(
+        "zoe.q@example.org",
+      );
+      // Bound to its row: the same ciphertext does not decrypt as another participant's field.
+      expect(() => decryptField(t.ctx.env.dataKey, row.name_enc as Uint8Array, `participants.name:${a0}`)).toThrow();
+      await expect(
+        enrollParticipant(t.ctx, p.inv, { study: "ENR-1", site: "S1", personal: { email: "not-an-email" } }),
+      ).rejects.toMatchObject({ field: "email" });
+      await expect(
+        enrollParticipant(t.ctx, p.inv, { study: "ENR-1", site: "S1", personal: { ssn: "123" } }),
+      ).rejects.toMatchObject({ code: "invalid" });
+      await expect(
+        enrollParticipant(t.ctx, p.inv, { study: "ENR-1", site: "S1", personal: { birthDate: "2999-01-01" } }),
+      ).rejects.toMatchObject({ field: "birthDate" });
+    },
+  );
 
-  it("concurrent enrolments at one site get consecutive codes (none refused); an Idempotency-Key replay enrols nobody twice", async () => {
-    const before = (await listParticipants(t.ctx, p.mon, studyId)).filter((x) => x.site === "S1").length;
-    const got = await Promise.all(
-      Array.from({ length: 12 }, () => enrollParticipant(t.ctx, p.inv, { study: "ENR-1", site: "S1" })),
-    );
-    const codes = got.map((g) => g.subjectCode).sort();
-    expect(codes).toEqual(Array.from({ length: 12 }, (_, i) => `S1-${String(before + i + 1).padStart(3, "0")}`));
-    const idem = { scope: "test:ENR-1:participants", key: "enrol-once", requestHash: new Uint8Array(32).fill(7) };
-    const [x, y] = await Promise.all([
-      enrollParticipant(t.ctx, p.inv, { study: "ENR-1", site: "S1" }, idem),
-      enrollParticipant(t.ctx, p.inv, { study: "ENR-1", site: "S1" }, idem),
-    ]);
-    const z = await enrollParticipant(t.ctx, p.inv, { study: "ENR-1", site: "S1" }, idem).catch((e) => e);
-    // The route replays before calling the service; the service itself answers a racing duplicate from the stored row.
-    expect(y).toEqual(x);
-    expect(z).toEqual(x);
-    const all = (await listParticipants(t.ctx, p.mon, studyId)).filter((r) => r.site === "S1");
-    expect(all.length).toBe(before + 13);
-    await expect(
-      enrollParticipant(
-        t.ctx,
-        p.inv,
-        { study: "ENR-1", site: "S1" },
-        { ...idem, requestHash: new Uint8Array(32).fill(8) },
-      ),
-    ).rejects.toMatchObject({ code: "conflict", field: "Idempotency-Key" });
-  });
+  it(
+    "concurrent enrolments at one site get consecutive codes (none refused); " +
+      "an Idempotency-Key replay enrols nobody twice",
+    async () => {
+      const before = (await listParticipants(t.ctx, p.mon, studyId)).filter((x) => x.site === "S1").length;
+      const got = await Promise.all(
+        Array.from({ length: 12 }, () => enrollParticipant(t.ctx, p.inv, { study: "ENR-1", site: "S1" })),
+      );
+      const codes = got.map((g) => g.subjectCode).sort();
+      expect(codes).toEqual(Array.from({ length: 12 }, (_, i) => `S1-${String(before + i + 1).padStart(3, "0")}`));
+      const idem = { scope: "test:ENR-1:participants", key: "enrol-once", requestHash: new Uint8Array(32).fill(7) };
+      const [x, y] = await Promise.all([
+        enrollParticipant(t.ctx, p.inv, { study: "ENR-1", site: "S1" }, idem),
+        enrollParticipant(t.ctx, p.inv, { study: "ENR-1", site: "S1" }, idem),
+      ]);
+      const z = await enrollParticipant(t.ctx, p.inv, { study: "ENR-1", site: "S1" }, idem).catch((e) => e);
+      // The route replays before calling the service; the service itself answers a racing duplicate from the
+      // stored row.
+      expect(y).toEqual(x);
+      expect(z).toEqual(x);
+      const all = (await listParticipants(t.ctx, p.mon, studyId)).filter((r) => r.site === "S1");
+      expect(all.length).toBe(before + 13);
+      await expect(
+        enrollParticipant(
+          t.ctx,
+          p.inv,
+          { study: "ENR-1", site: "S1" },
+          { ...idem, requestHash: new Uint8Array(32).fill(8) },
+        ),
+      ).rejects.toMatchObject({ code: "conflict", field: "Idempotency-Key" });
+    },
+  );
 });

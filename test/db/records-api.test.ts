@@ -90,88 +90,97 @@ const get = (id: string, tok?: string) =>
   call(recordGet, "GET", `/api/v1/studies/API-1/records/${id}`, { code: "API-1", id }, { token: tok });
 
 describe(`records API on ${engineUnderTest()}`, () => {
-  it("enrols, enters a record (201 + pending entry), corrects it with a reason (prev chain), and shows the history", async () => {
-    const p = await enrol();
-    expect(p.status).toBe(201);
-    expect(p.body.subject).toBe("S1-001");
-    const r = await post({
-      subject: "S1-001",
-      form: "VITALS",
-      visit: "SCREENING",
-      data: { sbp: 120, temp: 36.6, visit_date: "2026-03-01" },
-    });
-    expect(r.status, JSON.stringify(r.body)).toBe(201);
-    expect(r.body).toMatchObject({
-      id: expect.any(String),
-      version: 1,
-      entry: { id: expect.any(String), status: "pending" },
-    });
-    const noReason = await put(r.body.id, { data: { sbp: 122, temp: 36.6, visit_date: "2026-03-01" } });
-    expect(noReason.status).toBe(422);
-    expect(noReason.body.error.field).toBe("reason");
-    const same = await put(r.body.id, { data: { sbp: 120, temp: 36.6, visit_date: "2026-03-01" }, reason: "typo" });
-    expect(same.status).toBe(422);
-    const c = await put(r.body.id, {
-      data: { sbp: 122, temp: 36.6, visit_date: "2026-03-01" },
-      reason: "transcription error",
-    });
-    expect(c.status, JSON.stringify(c.body)).toBe(200);
-    expect(c.body.version).toBe(2);
-    const [v1, v2] = await t.database.execute(
-      `SELECT payload_hash, payload_text FROM ledger_entries WHERE id IN ('${r.body.entry.id}', '${c.body.entry.id}') ORDER BY payload_text LIKE '%"version":2%'`,
-    );
-    expect(JSON.parse(String(v2.payload_text))).toMatchObject({
-      version: 2,
-      reason: "transcription error",
-      prev: toHex(v1.payload_hash as Uint8Array),
-      values: { sbp: 122 },
-    });
-    const h = await get(r.body.id);
-    expect(h.status).toBe(200);
-    expect(h.body).toMatchObject({
-      subject: "S1-001",
-      form: "VITALS",
-      visit: "SCREENING",
-      version: 2,
-      data: { sbp: 122 },
-    });
-    expect(h.body.history.map((x: any) => [x.version, x.reason, x.entry.status])).toEqual([
-      [1, null, "pending"],
-      [2, "transcription error", "pending"],
-    ]);
-    expect(h.body.history[1].changes).toEqual([{ field: "sbp", old: 120, new: 122 }]);
-    // Numbers are kept as parsed: 36.6 stays 36.6 in the stored canonical text.
-    const [ver] = await t.database.execute(
-      `SELECT data_text FROM record_versions WHERE record_id = '${r.body.id}' AND version = 1`,
-    );
-    expect(String(ver.data_text)).toBe('{"sbp":120,"temp":36.6,"visit_date":"2026-03-01"}');
-  });
+  it(
+    "enrols, enters a record (201 + pending entry), corrects it with a reason (prev chain), " + "and shows the history",
+    async () => {
+      const p = await enrol();
+      expect(p.status).toBe(201);
+      expect(p.body.subject).toBe("S1-001");
+      const r = await post({
+        subject: "S1-001",
+        form: "VITALS",
+        visit: "SCREENING",
+        data: { sbp: 120, temp: 36.6, visit_date: "2026-03-01" },
+      });
+      expect(r.status, JSON.stringify(r.body)).toBe(201);
+      expect(r.body).toMatchObject({
+        id: expect.any(String),
+        version: 1,
+        entry: { id: expect.any(String), status: "pending" },
+      });
+      const noReason = await put(r.body.id, { data: { sbp: 122, temp: 36.6, visit_date: "2026-03-01" } });
+      expect(noReason.status).toBe(422);
+      expect(noReason.body.error.field).toBe("reason");
+      const same = await put(r.body.id, { data: { sbp: 120, temp: 36.6, visit_date: "2026-03-01" }, reason: "typo" });
+      expect(same.status).toBe(422);
+      const c = await put(r.body.id, {
+        data: { sbp: 122, temp: 36.6, visit_date: "2026-03-01" },
+        reason: "transcription error",
+      });
+      expect(c.status, JSON.stringify(c.body)).toBe(200);
+      expect(c.body.version).toBe(2);
+      const [v1, v2] = await t.database.execute(
+        `SELECT payload_hash, payload_text FROM ledger_entries ` +
+          `WHERE id IN ('${r.body.entry.id}', '${c.body.entry.id}') ` +
+          `ORDER BY payload_text LIKE '%"version":2%'`,
+      );
+      expect(JSON.parse(String(v2.payload_text))).toMatchObject({
+        version: 2,
+        reason: "transcription error",
+        prev: toHex(v1.payload_hash as Uint8Array),
+        values: { sbp: 122 },
+      });
+      const h = await get(r.body.id);
+      expect(h.status).toBe(200);
+      expect(h.body).toMatchObject({
+        subject: "S1-001",
+        form: "VITALS",
+        visit: "SCREENING",
+        version: 2,
+        data: { sbp: 122 },
+      });
+      expect(h.body.history.map((x: any) => [x.version, x.reason, x.entry.status])).toEqual([
+        [1, null, "pending"],
+        [2, "transcription error", "pending"],
+      ]);
+      expect(h.body.history[1].changes).toEqual([{ field: "sbp", old: 120, new: 122 }]);
+      // Numbers are kept as parsed: 36.6 stays 36.6 in the stored canonical text.
+      const [ver] = await t.database.execute(
+        `SELECT data_text FROM record_versions WHERE record_id = '${r.body.id}' AND version = 1`,
+      );
+      expect(String(ver.data_text)).toBe('{"sbp":120,"temp":36.6,"visit_date":"2026-03-01"}');
+    },
+  );
 
-  it("refuses invalid fields, wrong form versions, unknown subjects/visits, duplicates, oversize and non-JSON bodies", async () => {
-    const ok = { subject: "S1-001", form: "VITALS", visit: "WEEK4", data: { sbp: 118, visit_date: "2026-04-01" } };
-    const cases: [string, Promise<Res>, number, string][] = [
-      ["out of range", post({ ...ok, data: { sbp: 300, visit_date: "2026-04-01" } }), 422, "data.sbp"],
-      ["not an integer", post({ ...ok, data: { sbp: 120.5, visit_date: "2026-04-01" } }), 422, "data.sbp"],
-      ["missing required", post({ ...ok, data: { sbp: 120 } }), 422, "data.visit_date"],
-      ["unknown field", post({ ...ok, data: { ...ok.data, colour: "red" } }), 422, "data.colour"],
-      ["bad date", post({ ...ok, data: { sbp: 120, visit_date: "2026-02-30" } }), 422, "data.visit_date"],
-      ["draft form version", post({ ...ok, formVersion: 2 }), 422, "formVersion"],
-      ["unknown form version", post({ ...ok, formVersion: 7 }), 422, "formVersion"],
-      ["unknown form", post({ ...ok, form: "NOPE" }), 422, "form"],
-      ["unknown visit", post({ ...ok, visit: "WEEK99" }), 422, "visit"],
-      ["unknown subject", post({ ...ok, subject: "S1-999" }), 422, "subject"],
-      ["duplicate", post({ ...ok, visit: "SCREENING" }), 409, "visit"],
-      ["not JSON", post(undefined, { raw: "{nope" }), 400, "body"],
-      ["oversize", post({ ...ok, data: { ...ok.data, pad: "x".repeat(70_000) } }), 413, "body"],
-    ];
-    const before = Number((await t.database.execute(`SELECT count(*)::int AS n FROM ledger_entries`))[0].n);
-    for (const [name, p, status, field] of cases) {
-      const r = await p;
-      expect(r.status, `${name}: ${JSON.stringify(r.body)}`).toBe(status);
-      expect(r.body.error.field, name).toBe(field);
-    }
-    expect(Number((await t.database.execute(`SELECT count(*)::int AS n FROM ledger_entries`))[0].n)).toBe(before);
-  });
+  it(
+    "refuses invalid fields, wrong form versions, unknown subjects/visits, duplicates, " +
+      "oversize and non-JSON bodies",
+    async () => {
+      const ok = { subject: "S1-001", form: "VITALS", visit: "WEEK4", data: { sbp: 118, visit_date: "2026-04-01" } };
+      const cases: [string, Promise<Res>, number, string][] = [
+        ["out of range", post({ ...ok, data: { sbp: 300, visit_date: "2026-04-01" } }), 422, "data.sbp"],
+        ["not an integer", post({ ...ok, data: { sbp: 120.5, visit_date: "2026-04-01" } }), 422, "data.sbp"],
+        ["missing required", post({ ...ok, data: { sbp: 120 } }), 422, "data.visit_date"],
+        ["unknown field", post({ ...ok, data: { ...ok.data, colour: "red" } }), 422, "data.colour"],
+        ["bad date", post({ ...ok, data: { sbp: 120, visit_date: "2026-02-30" } }), 422, "data.visit_date"],
+        ["draft form version", post({ ...ok, formVersion: 2 }), 422, "formVersion"],
+        ["unknown form version", post({ ...ok, formVersion: 7 }), 422, "formVersion"],
+        ["unknown form", post({ ...ok, form: "NOPE" }), 422, "form"],
+        ["unknown visit", post({ ...ok, visit: "WEEK99" }), 422, "visit"],
+        ["unknown subject", post({ ...ok, subject: "S1-999" }), 422, "subject"],
+        ["duplicate", post({ ...ok, visit: "SCREENING" }), 409, "visit"],
+        ["not JSON", post(undefined, { raw: "{nope" }), 400, "body"],
+        ["oversize", post({ ...ok, data: { ...ok.data, pad: "x".repeat(70_000) } }), 413, "body"],
+      ];
+      const before = Number((await t.database.execute(`SELECT count(*)::int AS n FROM ledger_entries`))[0].n);
+      for (const [name, p, status, field] of cases) {
+        const r = await p;
+        expect(r.status, `${name}: ${JSON.stringify(r.body)}`).toBe(status);
+        expect(r.body.error.field, name).toBe(field);
+      }
+      expect(Number((await t.database.execute(`SELECT count(*)::int AS n FROM ledger_entries`))[0].n)).toBe(before);
+    },
+  );
 
   it("needs a token of the study: missing 401, unknown 401, another study's 404", async () => {
     const body = { subject: "S1-001", form: "VITALS", visit: "WEEK4", data: { sbp: 118, visit_date: "2026-04-01" } };
@@ -183,26 +192,30 @@ describe(`records API on ${engineUnderTest()}`, () => {
     expect((await get("00000000-0000-4000-8000-000000000000")).status).toBe(404);
   });
 
-  it("a replay with the same Idempotency-Key returns the same record and writes nothing; another body under it is refused", async () => {
-    await enrol();
-    const body = {
-      subject: "S1-002",
-      form: "VITALS",
-      visit: "SCREENING",
-      data: { sbp: 130, visit_date: "2026-03-02" },
-    };
-    const a = await post(body, { key: "retry-1" });
-    expect(a.status).toBe(201);
-    const entries = Number((await t.database.execute(`SELECT count(*)::int AS n FROM ledger_entries`))[0].n);
-    const b = await post(body, { key: "retry-1" });
-    expect(b.status).toBe(201);
-    expect(b.body).toEqual(a.body);
-    expect(b.headers.get("idempotent-replay")).toBe("true");
-    expect(Number((await t.database.execute(`SELECT count(*)::int AS n FROM ledger_entries`))[0].n)).toBe(entries);
-    const c = await post({ ...body, data: { sbp: 131, visit_date: "2026-03-02" } }, { key: "retry-1" });
-    expect(c.status).toBe(409);
-    expect(c.body.error.field).toBe("Idempotency-Key");
-  });
+  it(
+    "a replay with the same Idempotency-Key returns the same record and writes nothing; " +
+      "another body under it is refused",
+    async () => {
+      await enrol();
+      const body = {
+        subject: "S1-002",
+        form: "VITALS",
+        visit: "SCREENING",
+        data: { sbp: 130, visit_date: "2026-03-02" },
+      };
+      const a = await post(body, { key: "retry-1" });
+      expect(a.status).toBe(201);
+      const entries = Number((await t.database.execute(`SELECT count(*)::int AS n FROM ledger_entries`))[0].n);
+      const b = await post(body, { key: "retry-1" });
+      expect(b.status).toBe(201);
+      expect(b.body).toEqual(a.body);
+      expect(b.headers.get("idempotent-replay")).toBe("true");
+      expect(Number((await t.database.execute(`SELECT count(*)::int AS n FROM ledger_entries`))[0].n)).toBe(entries);
+      const c = await post({ ...body, data: { sbp: 131, visit_date: "2026-03-02" } }, { key: "retry-1" });
+      expect(c.status).toBe(409);
+      expect(c.body.error.field).toBe("Idempotency-Key");
+    },
+  );
 
   it("50 concurrent clients (each retrying once with its Idempotency-Key): every record exactly once", async () => {
     const subjects: string[] = [];
@@ -234,10 +247,11 @@ describe(`records API on ${engineUnderTest()}`, () => {
       expect(y.body.id).toBe(x.body.id);
     }
     const [{ m }] = await t.database.execute(
-      `SELECT count(*)::int AS m FROM records WHERE visit = 'SCREENING' AND participant_id IN (SELECT id FROM participants WHERE subject_code IN (${subjects
-        .slice(0, 10)
-        .map((s) => `'${s}'`)
-        .join(",")}))`,
+      `SELECT count(*)::int AS m FROM records WHERE visit = 'SCREENING' ` +
+        `AND participant_id IN (SELECT id FROM participants WHERE subject_code IN (${subjects
+          .slice(0, 10)
+          .map((s) => `'${s}'`)
+          .join(",")}))`,
     );
     expect(Number(m)).toBe(10);
   });

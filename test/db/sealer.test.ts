@@ -28,83 +28,89 @@ async function bundleOf(ref: string): Promise<Bundle> {
 }
 
 describe(`sealer and proofs on ${engineUnderTest()}`, () => {
-  it("seals pending entries into consecutive batches with gapless seq and studySeq, and signs checkpoints", async () => {
-    await createStudy(
-      t.ctx,
-      {
-        code: "SEAL-1",
-        title: "One",
-        sites: [
-          { code: "A", name: "A" },
-          { code: "B", name: "B" },
-        ],
-      },
-      null,
-    );
-    const [pendingId] = (await t.database.execute(`SELECT id FROM ledger_entries LIMIT 1`)).map((r) => String(r.id));
-    expect((await proofBundle(t.ctx, (await findEntryByRef(t.ctx, pendingId))!)).status).toBe("pending");
-    const b0 = await sealNow(t.ctx);
-    expect(b0).toMatchObject({ batchNo: 0, firstSeq: 0, size: 3, treeSize: 1 });
-    expect(await sealNow(t.ctx)).toBeNull();
-    await createStudy(t.ctx, { code: "SEAL-2", title: "Two", sites: [{ code: "A", name: "A" }] }, null);
-    await createStudy(t.ctx, { code: "SEAL-3", title: "Three", sites: [{ code: "A", name: "A" }] }, null);
-    const made = await sealAll(t.ctx);
-    expect(made.map((m) => [m.batchNo, m.firstSeq, m.size])).toEqual([[1, 3, 4]]);
-    const rows = await t.database.execute(`SELECT seq, study_seq, study_code FROM ledger_entries ORDER BY seq`);
-    expect(rows.map((r) => Number(r.seq))).toEqual([0, 1, 2, 3, 4, 5, 6]);
-    const perStudy = new Map<string, number[]>();
-    for (const r of rows)
-      perStudy.set(String(r.study_code), [...(perStudy.get(String(r.study_code)) ?? []), Number(r.study_seq)]);
-    for (const seqs of perStudy.values()) expect(seqs).toEqual(seqs.map((_, i) => i));
-    const cp = await latestCheckpoint(t.ctx);
-    expect(cp?.treeSize).toBe(2);
-    expect(parseCheckpoint(parseNote(cp!.noteText).text)).toMatchObject({ origin: t.ctx.env.logOrigin, treeSize: 2 });
-  });
+  it(
+    "seals pending entries into consecutive batches with gapless seq and studySeq, " + "and signs checkpoints",
+    async () => {
+      await createStudy(
+        t.ctx,
+        {
+          code: "SEAL-1",
+          title: "One",
+          sites: [
+            { code: "A", name: "A" },
+            { code: "B", name: "B" },
+          ],
+        },
+        null,
+      );
+      const [pendingId] = (await t.database.execute(`SELECT id FROM ledger_entries LIMIT 1`)).map((r) => String(r.id));
+      expect((await proofBundle(t.ctx, (await findEntryByRef(t.ctx, pendingId))!)).status).toBe("pending");
+      const b0 = await sealNow(t.ctx);
+      expect(b0).toMatchObject({ batchNo: 0, firstSeq: 0, size: 3, treeSize: 1 });
+      expect(await sealNow(t.ctx)).toBeNull();
+      await createStudy(t.ctx, { code: "SEAL-2", title: "Two", sites: [{ code: "A", name: "A" }] }, null);
+      await createStudy(t.ctx, { code: "SEAL-3", title: "Three", sites: [{ code: "A", name: "A" }] }, null);
+      const made = await sealAll(t.ctx);
+      expect(made.map((m) => [m.batchNo, m.firstSeq, m.size])).toEqual([[1, 3, 4]]);
+      const rows = await t.database.execute(`SELECT seq, study_seq, study_code FROM ledger_entries ORDER BY seq`);
+      expect(rows.map((r) => Number(r.seq))).toEqual([0, 1, 2, 3, 4, 5, 6]);
+      const perStudy = new Map<string, number[]>();
+      for (const r of rows)
+        perStudy.set(String(r.study_code), [...(perStudy.get(String(r.study_code)) ?? []), Number(r.study_seq)]);
+      for (const seqs of perStudy.values()) expect(seqs).toEqual(seqs.map((_, i) => i));
+      const cp = await latestCheckpoint(t.ctx);
+      expect(cp?.treeSize).toBe(2);
+      expect(parseCheckpoint(parseNote(cp!.noteText).text)).toMatchObject({ origin: t.ctx.env.logOrigin, treeSize: 2 });
+    },
+  );
 
-  it("serves bundles that verify (node and noble crypto alike) and that fail, naming the step, when altered", async () => {
-    const policy = trustPolicy(t.ctx.crypto, t.ctx.env.logOrigin, t.ctx.signer);
-    for (const seq of ["0", "2", "3", "6"]) {
-      const b = await bundleOf(seq);
-      const r = await verifyBundle(t.ctx.crypto, b, policy);
-      expect(
-        r.verdict,
-        `seq ${seq}: ${JSON.stringify(r.steps.filter((s) => s.status === "failed"))} ${b.checkpoints[0].note}`,
-      ).toBe("valid");
-      expect((await verifyBundle(nobleCrypto, b, policy)).verdict).toBe("valid");
-    }
-    const b = await bundleOf("4");
-    const failOf = async (mut: (x: any) => void) => {
-      const x = structuredClone(b) as any;
-      mut(x);
-      return (await verifyBundle(t.ctx.crypto, x, policy)).steps.find((s) => s.status === "failed")?.code;
-    };
-    expect(await failOf((x) => (x.payload.v = 2))).toBe("PAYLOAD_SCHEMA");
-    expect(await failOf((x) => (x.payload.salt = "A".repeat(22)))).toBe("PAYLOAD_HASH_MISMATCH");
-    expect(await failOf((x) => (x.envelope.seq += 1))).toBe("SEQ_MISMATCH");
-    expect(await failOf((x) => (x.envelope.at = "2020-01-01T00:00:00.000Z"))).toBe("BATCH_INCLUSION_FAILED");
-    expect(await failOf((x) => (x.batch.leafIndex = x.batch.header.size))).toBe("LEAF_INDEX_OUT_OF_RANGE");
-    expect(await failOf((x) => x.batch.inclusion.pop())).toBe("BATCH_INCLUSION_FAILED");
-    expect(await failOf((x) => (x.batch.header.sealedAt = "2020-01-01T00:00:00.000Z"))).toBe("LOG_INCLUSION_FAILED");
-    expect(await failOf((x) => (x.checkpoints[0].note = x.checkpoints[0].note.replace(/\n2\n/, "\n3\n")))).toBe(
-      "TREE_SIZE_MISMATCH",
-    );
-    expect(await failOf((x) => (x.checkpoints[0].log.index = 0))).toBe("LOG_INDEX_MISMATCH");
-    expect(await failOf((x) => (x.envelope.log = "evil.example/log"))).toBe("ORIGIN_MISMATCH");
-    expect(await failOf((x) => (x.format = "other"))).toBe("BUNDLE_MALFORMED");
-    // A signature by another key, or a key not valid for this size, is refused.
-    const other = trustPolicy(
-      t.ctx.crypto,
-      t.ctx.env.logOrigin,
-      (await import("../../anchoring/adapters/crypto-node.ts")).nodeSigner(new Uint8Array(32).fill(7)),
-    );
-    expect((await verifyBundle(t.ctx.crypto, b, other)).steps.find((s) => s.status === "failed")?.code).toBe(
-      "SIGNATURE_INVALID",
-    );
-    const expired = { ...policy, logKeys: [{ ...policy.logKeys[0], untilSize: 1 }] };
-    expect((await verifyBundle(t.ctx.crypto, b, expired)).steps.find((s) => s.status === "failed")?.code).toBe(
-      "NO_VALID_KEY",
-    );
-  });
+  it(
+    "serves bundles that verify (node and noble crypto alike) and that fail, naming the step, " + "when altered",
+    async () => {
+      const policy = trustPolicy(t.ctx.crypto, t.ctx.env.logOrigin, t.ctx.signer);
+      for (const seq of ["0", "2", "3", "6"]) {
+        const b = await bundleOf(seq);
+        const r = await verifyBundle(t.ctx.crypto, b, policy);
+        expect(
+          r.verdict,
+          `seq ${seq}: ${JSON.stringify(r.steps.filter((s) => s.status === "failed"))} ${b.checkpoints[0].note}`,
+        ).toBe("valid");
+        expect((await verifyBundle(nobleCrypto, b, policy)).verdict).toBe("valid");
+      }
+      const b = await bundleOf("4");
+      const failOf = async (mut: (x: any) => void) => {
+        const x = structuredClone(b) as any;
+        mut(x);
+        return (await verifyBundle(t.ctx.crypto, x, policy)).steps.find((s) => s.status === "failed")?.code;
+      };
+      expect(await failOf((x) => (x.payload.v = 2))).toBe("PAYLOAD_SCHEMA");
+      expect(await failOf((x) => (x.payload.salt = "A".repeat(22)))).toBe("PAYLOAD_HASH_MISMATCH");
+      expect(await failOf((x) => (x.envelope.seq += 1))).toBe("SEQ_MISMATCH");
+      expect(await failOf((x) => (x.envelope.at = "2020-01-01T00:00:00.000Z"))).toBe("BATCH_INCLUSION_FAILED");
+      expect(await failOf((x) => (x.batch.leafIndex = x.batch.header.size))).toBe("LEAF_INDEX_OUT_OF_RANGE");
+      expect(await failOf((x) => x.batch.inclusion.pop())).toBe("BATCH_INCLUSION_FAILED");
+      expect(await failOf((x) => (x.batch.header.sealedAt = "2020-01-01T00:00:00.000Z"))).toBe("LOG_INCLUSION_FAILED");
+      expect(await failOf((x) => (x.checkpoints[0].note = x.checkpoints[0].note.replace(/\n2\n/, "\n3\n")))).toBe(
+        "TREE_SIZE_MISMATCH",
+      );
+      expect(await failOf((x) => (x.checkpoints[0].log.index = 0))).toBe("LOG_INDEX_MISMATCH");
+      expect(await failOf((x) => (x.envelope.log = "evil.example/log"))).toBe("ORIGIN_MISMATCH");
+      expect(await failOf((x) => (x.format = "other"))).toBe("BUNDLE_MALFORMED");
+      // A signature by another key, or a key not valid for this size, is refused.
+      const other = trustPolicy(
+        t.ctx.crypto,
+        t.ctx.env.logOrigin,
+        (await import("../../anchoring/adapters/crypto-node.ts")).nodeSigner(new Uint8Array(32).fill(7)),
+      );
+      expect((await verifyBundle(t.ctx.crypto, b, other)).steps.find((s) => s.status === "failed")?.code).toBe(
+        "SIGNATURE_INVALID",
+      );
+      const expired = { ...policy, logKeys: [{ ...policy.logKeys[0], untilSize: 1 }] };
+      expect((await verifyBundle(t.ctx.crypto, b, expired)).steps.find((s) => s.status === "failed")?.code).toBe(
+        "NO_VALID_KEY",
+      );
+    },
+  );
 
   it("rejects every sampled mutation of real sealed bundles with the specific step code (fast-check)", async () => {
     const fc = (await import("fast-check")).default;
@@ -147,14 +153,17 @@ describe(`sealer and proofs on ${engineUnderTest()}`, () => {
     await Promise.all([...writes, ...seals]);
     await sealAll(t.ctx);
     const [agg] = await t.database.execute(
-      `SELECT count(*)::int AS n, count(DISTINCT seq)::int AS d, min(seq)::int AS lo, max(seq)::int AS hi, count(*) FILTER (WHERE status = 'pending')::int AS p FROM ledger_entries`,
+      `SELECT count(*)::int AS n, count(DISTINCT seq)::int AS d, min(seq)::int AS lo, ` +
+        `max(seq)::int AS hi, count(*) FILTER (WHERE status = 'pending')::int AS p ` +
+        `FROM ledger_entries`,
     );
     expect(agg.p).toBe(0);
     expect(agg.d).toBe(agg.n);
     expect(agg.lo).toBe(0);
     expect(agg.hi).toBe(Number(agg.n) - 1);
     const gaps = await t.database.execute(
-      `SELECT b.batch_no FROM batches b JOIN batches n ON n.batch_no = b.batch_no + 1 WHERE n.first_seq <> b.first_seq + b.size`,
+      `SELECT b.batch_no FROM batches b JOIN batches n ON n.batch_no = b.batch_no + 1 ` +
+        `WHERE n.first_seq <> b.first_seq + b.size`,
     );
     expect(gaps).toEqual([]);
   });
@@ -178,13 +187,17 @@ describe(`sealer crash safety and proof storage on ${engineUnderTest()}`, () => 
         ),
     };
     const before = await t.database.execute(
-      `SELECT (SELECT count(*) FROM batches)::int AS b, (SELECT count(*) FROM checkpoints)::int AS c, (SELECT count(*) FROM ledger_entries WHERE status = 'pending')::int AS p`,
+      `SELECT (SELECT count(*) FROM batches)::int AS b, (SELECT count(*) ` +
+        `FROM checkpoints)::int AS c, (SELECT count(*) FROM ledger_entries ` +
+        `WHERE status = 'pending')::int AS p`,
     );
     await expect(
       sealOnce(crashing, { origin: t.ctx.env.logOrigin, maxBatch: 100, crypto: t.ctx.crypto, signer: t.ctx.signer }),
     ).rejects.toThrow(/simulated crash/);
     const after = await t.database.execute(
-      `SELECT (SELECT count(*) FROM batches)::int AS b, (SELECT count(*) FROM checkpoints)::int AS c, (SELECT count(*) FROM ledger_entries WHERE status = 'pending')::int AS p`,
+      `SELECT (SELECT count(*) FROM batches)::int AS b, (SELECT count(*) ` +
+        `FROM checkpoints)::int AS c, (SELECT count(*) FROM ledger_entries ` +
+        `WHERE status = 'pending')::int AS p`,
     );
     expect(after).toEqual(before);
     expect(before[0].p).toBeGreaterThan(0);
@@ -208,51 +221,59 @@ describe(`sealer crash safety and proof storage on ${engineUnderTest()}`, () => 
     }
   });
 
-  it("serves a correct proof even when a stored batch tree is damaged (falls back to the entries' leaves)", async () => {
-    const policy = trustPolicy(t.ctx.crypto, t.ctx.env.logOrigin, t.ctx.signer);
-    // An attacker with superuser rights bypasses the append-only trigger and scrambles a stored tree.
-    await t.database.execute(`ALTER TABLE batches DISABLE TRIGGER batches_no_update`);
-    try {
-      await t.database.execute(
-        `UPDATE batches SET tree = decode(repeat('ab', length(tree)), 'hex') WHERE batch_no = 1`,
-      );
-    } finally {
-      await t.database.execute(`ALTER TABLE batches ENABLE TRIGGER batches_no_update`);
-    }
-    const b = await bundleOf("4");
-    expect((await verifyBundle(t.ctx.crypto, b, policy)).verdict).toBe("valid");
-  });
+  it(
+    "serves a correct proof even when a stored batch tree is damaged " + "(falls back to the entries' leaves)",
+    async () => {
+      const policy = trustPolicy(t.ctx.crypto, t.ctx.env.logOrigin, t.ctx.signer);
+      // An attacker with superuser rights bypasses the append-only trigger and scrambles a stored tree.
+      await t.database.execute(`ALTER TABLE batches DISABLE TRIGGER batches_no_update`);
+      try {
+        await t.database.execute(
+          `UPDATE batches SET tree = decode(repeat('ab', length(tree)), 'hex') WHERE batch_no = 1`,
+        );
+      } finally {
+        await t.database.execute(`ALTER TABLE batches ENABLE TRIGGER batches_no_update`);
+      }
+      const b = await bundleOf("4");
+      expect((await verifyBundle(t.ctx.crypto, b, policy)).verdict).toBe("valid");
+    },
+  );
 
-  it("the background sealer seals at once when SEAL_MAX_BATCH entries are pending, without waiting for the interval", async () => {
-    const { startSealer } = await import("../../app/log/sealer.server.ts");
-    await sealAll(t.ctx);
-    const ctx = { ...t.ctx, env: { ...t.ctx.env, sealIntervalMs: 600_000, sealMaxBatch: 5 } };
-    const sealed: number[] = [];
-    const stop = startSealer(ctx, { onSealed: (r) => sealed.push(r.size) });
-    try {
-      await createStudy(t.ctx, { code: "FULL-1", title: "f", sites: [{ code: "A", name: "A" }] }, null); // 2 entries: below the limit
-      // Nothing is sealed while below the limit: a negative check needs a fixed time (the sealer checks every
-      // 100 ms). A slow machine can only make it weaker, never fail it: the interval (600 s) is never reached.
-      await sleep(600);
-      expect(sealed).toEqual([]);
-      await createStudy(
-        t.ctx,
-        {
-          code: "FULL-2",
-          title: "f",
-          sites: [
-            { code: "A", name: "A" },
-            { code: "B", name: "B" },
-          ],
-        },
-        null,
-      ); // 3 more: 5 pending
-      await waitFor(() => sealed.length > 0, { what: "the sealer to seal the 5 pending entries" });
-      expect(sealed).toEqual([5]);
-    } finally {
-      await stop();
-    }
-  });
+  it(
+    "the background sealer seals at once when SEAL_MAX_BATCH entries are pending, " +
+      "without waiting for the interval",
+    async () => {
+      const { startSealer } = await import("../../app/log/sealer.server.ts");
+      await sealAll(t.ctx);
+      const ctx = { ...t.ctx, env: { ...t.ctx.env, sealIntervalMs: 600_000, sealMaxBatch: 5 } };
+      const sealed: number[] = [];
+      const stop = startSealer(ctx, { onSealed: (r) => sealed.push(r.size) });
+      try {
+        // 2 entries: below the limit.
+        await createStudy(t.ctx, { code: "FULL-1", title: "f", sites: [{ code: "A", name: "A" }] }, null);
+        // Nothing is sealed while below the limit: a negative check needs a fixed time (the sealer checks every
+        // 100 ms). A slow machine can only make it weaker, never fail it: the interval (600 s) is never reached.
+        await sleep(600);
+        expect(sealed).toEqual([]);
+        await createStudy(
+          t.ctx,
+          {
+            code: "FULL-2",
+            title: "f",
+            sites: [
+              { code: "A", name: "A" },
+              { code: "B", name: "B" },
+            ],
+          },
+          null,
+        ); // 3 more: 5 pending
+        await waitFor(() => sealed.length > 0, { what: "the sealer to seal the 5 pending entries" });
+        expect(sealed).toEqual([5]);
+      } finally {
+        await stop();
+      }
+    },
+  );
 
   it.runIf(engineUnderTest() === "postgres")(
     "two processes' sealers on one PostgreSQL never collide (advisory lock)",

@@ -23,31 +23,35 @@ afterAll(async () => {
 });
 
 describe(`services on ${engineUnderTest()}`, () => {
-  it("creates a study with sites, writing one valid pending ledger entry per write in the same transaction", async () => {
-    const { study, sites } = await createStudy(
-      t.ctx,
-      {
-        code: "S-100",
-        title: "Study 100",
-        sites: [
-          { code: "A", name: "Site A" },
-          { code: "B", name: "Site B" },
-        ],
-      },
-      null,
-    );
-    expect(sites.map((s) => s.code)).toEqual(["A", "B"]);
-    const entries = await t.database.execute(
-      `SELECT kind, payload_text, encode(payload_hash, 'hex') AS h, status FROM ledger_entries WHERE study_id = '${study.id}' ORDER BY kind`,
-    );
-    expect(entries.map((e) => e.kind)).toEqual(["site.added", "site.added", "study.registered"]);
-    for (const e of entries) {
-      expect(e.status).toBe("pending");
-      const payload = JSON.parse(String(e.payload_text));
-      expect(parsePayload(String(e.kind), payload).success).toBe(true);
-      expect(toHex(t.ctx.crypto.sha256(new TextEncoder().encode(String(e.payload_text))))).toBe(e.h);
-    }
-  });
+  it(
+    "creates a study with sites, " + "writing one valid pending ledger entry per write in the same transaction",
+    async () => {
+      const { study, sites } = await createStudy(
+        t.ctx,
+        {
+          code: "S-100",
+          title: "Study 100",
+          sites: [
+            { code: "A", name: "Site A" },
+            { code: "B", name: "Site B" },
+          ],
+        },
+        null,
+      );
+      expect(sites.map((s) => s.code)).toEqual(["A", "B"]);
+      const entries = await t.database.execute(
+        `SELECT kind, payload_text, encode(payload_hash, 'hex') AS h, status FROM ledger_entries ` +
+          `WHERE study_id = '${study.id}' ORDER BY kind`,
+      );
+      expect(entries.map((e) => e.kind)).toEqual(["site.added", "site.added", "study.registered"]);
+      for (const e of entries) {
+        expect(e.status).toBe("pending");
+        const payload = JSON.parse(String(e.payload_text));
+        expect(parsePayload(String(e.kind), payload).success).toBe(true);
+        expect(toHex(t.ctx.crypto.sha256(new TextEncoder().encode(String(e.payload_text))))).toBe(e.h);
+      }
+    },
+  );
 
   it("rejects a duplicate study code and bad input with a specific error, storing nothing", async () => {
     const before = await t.database.execute(`SELECT count(*)::int AS n FROM ledger_entries`);
@@ -125,7 +129,9 @@ describe(`services on ${engineUnderTest()}`, () => {
     const { token } = await login(t.ctx, "coord@example.test", PW, meta);
     const p = (await sessionPrincipal(t.ctx, token))!;
     const [s] = await t.database.execute(
-      `SELECT s.id AS study, a.id AS a, b.id AS b FROM studies s JOIN sites a ON a.study_id = s.id AND a.code = 'A' JOIN sites b ON b.study_id = s.id AND b.code = 'B' WHERE s.code = 'S-100'`,
+      `SELECT s.id AS study, a.id AS a, b.id AS b FROM studies s JOIN sites a ` +
+        `ON a.study_id = s.id AND a.code = 'A' JOIN sites b ON b.study_id = s.id AND b.code = 'B' ` +
+        `WHERE s.code = 'S-100'`,
     );
     const study = String(s.study);
     expect(can(p, "records.enter", { studyId: study, siteId: String(s.a) })).toBe(true);
@@ -157,7 +163,8 @@ describe(`services on ${engineUnderTest()}`, () => {
     expect(password).toBe("demo-password-for-tests");
     expect(await seedDemo(t.ctx)).toBeNull();
     const forms = await t.database.execute(
-      `SELECT f.code, f.status, f.approval_entry_id IS NOT NULL AS sealed FROM forms f JOIN studies s ON s.id = f.study_id WHERE s.code = 'DEMO-001' ORDER BY code`,
+      `SELECT f.code, f.status, f.approval_entry_id IS NOT NULL AS sealed FROM forms f ` +
+        `JOIN studies s ON s.id = f.study_id WHERE s.code = 'DEMO-001' ORDER BY code`,
     );
     expect(forms).toEqual([
       { code: "DEMOG", status: "approved", sealed: true },

@@ -62,51 +62,58 @@ describe(`study setup on ${engineUnderTest()}`, () => {
     });
   });
 
-  it("invites a new person with a role: account, role.granted entry, a 7-day link in the outbox that sets the password", async () => {
-    const r = await inviteStaff(
-      t.ctx,
-      admin,
-      { study: "SET-1", email: "New.Coord@Set.test", fullName: "New Coord", role: "coordinator", site: "b" },
-      "http://portal.test",
-    );
-    expect(r.invited).toBe(true);
-    const [mail] = await sql(`SELECT to_address, kind, body FROM outbox WHERE kind = 'invitation'`);
-    expect(mail).toMatchObject({ to_address: "new.coord@set.test", kind: "invitation" });
-    expect(String(mail.body)).toContain("coordinator at site B in study SET-1");
-    // Nobody can sign in with the random initial password; the link sets a real one.
-    await expect(login(t.ctx, "new.coord@set.test", PW, meta)).rejects.toMatchObject({ code: "unauthenticated" });
-    const token = /reset-password\/(\S+)/.exec(String(mail.body))![1];
-    await resetPassword(t.ctx, token, "my own new passphrase", meta);
-    const { token: session } = await login(t.ctx, "new.coord@set.test", "my own new passphrase", meta);
-    expect((await sessionPrincipal(t.ctx, session))?.memberships.map((m) => [m.role, m.siteCode])).toEqual([
-      ["coordinator", "B"],
-    ]);
-    const entry = (
-      await sql(
-        `SELECT payload_text FROM ledger_entries WHERE kind = 'role.granted' AND study_id = '${studyId}' ORDER BY seq NULLS LAST`,
-      )
-    ).map((e) => JSON.parse(String(e.payload_text)));
-    expect(
-      entry.some((p) => p.user === r.user.id && p.role === "coordinator" && p.site === "B" && p.actor === admin.userId),
-    ).toBe(true);
-    // An existing person gets the new role and a notice, no new account.
-    const again = await inviteStaff(
-      t.ctx,
-      admin,
-      { study: "SET-1", email: "new.coord@set.test", fullName: "ignored", role: "monitor" },
-      "http://portal.test",
-    );
-    expect(again.invited).toBe(false);
-    expect((await sql(`SELECT count(*)::int AS n FROM users WHERE email = 'new.coord@set.test'`))[0].n).toBe(1);
-    await expect(
-      inviteStaff(
+  it(
+    "invites a new person with a role: account, role.granted entry, " +
+      "a 7-day link in the outbox that sets the password",
+    async () => {
+      const r = await inviteStaff(
         t.ctx,
         admin,
-        { study: "SET-1", email: "new.coord@set.test", fullName: "x", role: "monitor" },
+        { study: "SET-1", email: "New.Coord@Set.test", fullName: "New Coord", role: "coordinator", site: "b" },
         "http://portal.test",
-      ),
-    ).rejects.toMatchObject({ code: "conflict" });
-  });
+      );
+      expect(r.invited).toBe(true);
+      const [mail] = await sql(`SELECT to_address, kind, body FROM outbox WHERE kind = 'invitation'`);
+      expect(mail).toMatchObject({ to_address: "new.coord@set.test", kind: "invitation" });
+      expect(String(mail.body)).toContain("coordinator at site B in study SET-1");
+      // Nobody can sign in with the random initial password; the link sets a real one.
+      await expect(login(t.ctx, "new.coord@set.test", PW, meta)).rejects.toMatchObject({ code: "unauthenticated" });
+      const token = /reset-password\/(\S+)/.exec(String(mail.body))![1];
+      await resetPassword(t.ctx, token, "my own new passphrase", meta);
+      const { token: session } = await login(t.ctx, "new.coord@set.test", "my own new passphrase", meta);
+      expect((await sessionPrincipal(t.ctx, session))?.memberships.map((m) => [m.role, m.siteCode])).toEqual([
+        ["coordinator", "B"],
+      ]);
+      const entry = (
+        await sql(
+          `SELECT payload_text FROM ledger_entries WHERE kind = 'role.granted' AND study_id = ` +
+            `'${studyId}' ORDER BY seq NULLS LAST`,
+        )
+      ).map((e) => JSON.parse(String(e.payload_text)));
+      expect(
+        entry.some(
+          (p) => p.user === r.user.id && p.role === "coordinator" && p.site === "B" && p.actor === admin.userId,
+        ),
+      ).toBe(true);
+      // An existing person gets the new role and a notice, no new account.
+      const again = await inviteStaff(
+        t.ctx,
+        admin,
+        { study: "SET-1", email: "new.coord@set.test", fullName: "ignored", role: "monitor" },
+        "http://portal.test",
+      );
+      expect(again.invited).toBe(false);
+      expect((await sql(`SELECT count(*)::int AS n FROM users WHERE email = 'new.coord@set.test'`))[0].n).toBe(1);
+      await expect(
+        inviteStaff(
+          t.ctx,
+          admin,
+          { study: "SET-1", email: "new.coord@set.test", fullName: "x", role: "monitor" },
+          "http://portal.test",
+        ),
+      ).rejects.toMatchObject({ code: "conflict" });
+    },
+  );
 
   it("refuses incomplete or foreign invitations, and revokes roles with a ledger entry", async () => {
     const inv = (over: Record<string, unknown>, who = admin) =>
@@ -159,43 +166,46 @@ describe(`study setup on ${engineUnderTest()}`, () => {
     });
   });
 
-  it("records an IRB-approved consent document version (validated; the approval carries the text's SHA-256)", async () => {
-    const doc = {
-      code: "ICF",
-      version: "2.0",
-      title: "Consent",
-      language: "es",
-      bodyMarkdown: "# Consentimiento\n\n## Propósito\nTexto del documento aprobado.",
-      irbName: "Comité Ético",
-      irbApprovedOn: "2026-02-01",
-    };
-    const d = await addConsentDocument(t.ctx, admin, "SET-1", doc);
-    expect(d).toMatchObject({ status: "approved", language: "es" });
-    const [e] = await sql(
-      `SELECT payload_text FROM ledger_entries WHERE kind = 'consent_document.approved' AND study_id = '${studyId}'`,
-    );
-    const { createHash } = await import("node:crypto");
-    expect(JSON.parse(String(e.payload_text))).toMatchObject({
-      document: "ICF",
-      version: "2.0",
-      bodySha256: createHash("sha256").update(doc.bodyMarkdown).digest("hex"),
-      irbName: "Comité Ético",
-    });
-    await expect(addConsentDocument(t.ctx, admin, "SET-1", doc)).rejects.toMatchObject({
-      code: "conflict",
-      field: "version",
-    });
-    await expect(
-      addConsentDocument(t.ctx, admin, "SET-1", { ...doc, version: "3", irbApprovedOn: "2999-01-01" }),
-    ).rejects.toMatchObject({ field: "irbApprovedOn" });
-    await expect(
-      addConsentDocument(t.ctx, admin, "SET-1", { ...doc, version: "3", bodyMarkdown: "" }),
-    ).rejects.toMatchObject({ field: "bodyMarkdown" });
-    await expect(
-      addConsentDocument(t.ctx, admin, "SET-1", { ...doc, version: "3", language: "Spanish!" }),
-    ).rejects.toMatchObject({ field: "language" });
-    await expect(addConsentDocument(t.ctx, monitor, "SET-1", { ...doc, version: "3" })).rejects.toMatchObject({
-      code: "forbidden",
-    });
-  });
+  it(
+    "records an IRB-approved consent document version (validated; " + "the approval carries the text's SHA-256)",
+    async () => {
+      const doc = {
+        code: "ICF",
+        version: "2.0",
+        title: "Consent",
+        language: "es",
+        bodyMarkdown: "# Consentimiento\n\n## Propósito\nTexto del documento aprobado.",
+        irbName: "Comité Ético",
+        irbApprovedOn: "2026-02-01",
+      };
+      const d = await addConsentDocument(t.ctx, admin, "SET-1", doc);
+      expect(d).toMatchObject({ status: "approved", language: "es" });
+      const [e] = await sql(
+        `SELECT payload_text FROM ledger_entries WHERE kind = 'consent_document.approved' AND study_id = '${studyId}'`,
+      );
+      const { createHash } = await import("node:crypto");
+      expect(JSON.parse(String(e.payload_text))).toMatchObject({
+        document: "ICF",
+        version: "2.0",
+        bodySha256: createHash("sha256").update(doc.bodyMarkdown).digest("hex"),
+        irbName: "Comité Ético",
+      });
+      await expect(addConsentDocument(t.ctx, admin, "SET-1", doc)).rejects.toMatchObject({
+        code: "conflict",
+        field: "version",
+      });
+      await expect(
+        addConsentDocument(t.ctx, admin, "SET-1", { ...doc, version: "3", irbApprovedOn: "2999-01-01" }),
+      ).rejects.toMatchObject({ field: "irbApprovedOn" });
+      await expect(
+        addConsentDocument(t.ctx, admin, "SET-1", { ...doc, version: "3", bodyMarkdown: "" }),
+      ).rejects.toMatchObject({ field: "bodyMarkdown" });
+      await expect(
+        addConsentDocument(t.ctx, admin, "SET-1", { ...doc, version: "3", language: "Spanish!" }),
+      ).rejects.toMatchObject({ field: "language" });
+      await expect(addConsentDocument(t.ctx, monitor, "SET-1", { ...doc, version: "3" })).rejects.toMatchObject({
+        code: "forbidden",
+      });
+    },
+  );
 });

@@ -48,8 +48,8 @@ afterAll(async () => {
 });
 
 async function latestCode(address: string) {
-  const rows =
-    await sql`SELECT body FROM outbox WHERE to_address = ${address} AND kind = 'consent_code' ORDER BY created_at DESC LIMIT 1`;
+  const rows = await sql`SELECT body FROM outbox WHERE to_address = ${address} AND kind = 'consent_code'
+      ORDER BY created_at DESC LIMIT 1`;
   return /is (\d{6})\./.exec(String(rows[0]?.body ?? ""))![1];
 }
 
@@ -62,209 +62,224 @@ async function pdfText(file: string) {
 }
 
 describe("eConsent and verification in the browser (Chromium, PostgreSQL portal)", () => {
-  it("a participant signs on a phone, the coordinator countersigns, the receipt and proof follow, the participant withdraws partially; a regulator verifies bundles in /verify", async () => {
-    // The coordinator (delegated consent and enrollment in the demo) enrols a participant and invites them.
-    const coord = await (await browser.newContext()).newPage();
-    await signIn(coord, "coordinator@demo.trialseal.test");
-    await coord.goto(`${portal.url}/studies/DEMO-001/participants`);
-    await coord.getByLabel("Full name").fill(NAME);
-    await coord.getByLabel("Email").fill(EMAIL);
-    await coord.getByRole("button", { name: "Enroll a participant" }).click();
-    await expect.poll(() => coord.locator("[data-consent-state]").first().textContent()).toBe("not consented");
-    await coord.locator("[data-consent-state]").first().click();
-    await coord.waitForURL(/\/consent$/);
-    const subject = /participants\/([^/]+)\/consent/.exec(coord.url())![1];
-    await coord.getByRole("button", { name: "Create invitation" }).click();
-    const link = (await coord.locator("[data-invitation-url]").textContent())!.trim();
-    expect(link).toMatch(new RegExp(`^${portal.url}/consent/ci_[A-Za-z0-9_-]{43}$`));
-    await expect
-      .poll(() => coord.getByRole("status").textContent())
-      .toMatch(/Invitation sent by email to p\*\*\*@e\*\*\*\.org/);
-    await shot(coord, "10-consent-invitation");
+  it(
+    "a participant signs on a phone, the coordinator countersigns, the receipt and proof follow, " +
+      "the participant withdraws partially; a regulator verifies bundles in /verify",
+    async () => {
+      // The coordinator (delegated consent and enrollment in the demo) enrols a participant and invites them.
+      const coord = await (await browser.newContext()).newPage();
+      await signIn(coord, "coordinator@demo.trialseal.test");
+      await coord.goto(`${portal.url}/studies/DEMO-001/participants`);
+      await coord.getByLabel("Full name").fill(NAME);
+      await coord.getByLabel("Email").fill(EMAIL);
+      await coord.getByRole("button", { name: "Enroll a participant" }).click();
+      await expect.poll(() => coord.locator("[data-consent-state]").first().textContent()).toBe("not consented");
+      await coord.locator("[data-consent-state]").first().click();
+      await coord.waitForURL(/\/consent$/);
+      const subject = /participants\/([^/]+)\/consent/.exec(coord.url())![1];
+      await coord.getByRole("button", { name: "Create invitation" }).click();
+      const link = (await coord.locator("[data-invitation-url]").textContent())!.trim();
+      expect(link).toMatch(new RegExp(`^${portal.url}/consent/ci_[A-Za-z0-9_-]{43}$`));
+      await expect
+        .poll(() => coord.getByRole("status").textContent())
+        .toMatch(/Invitation sent by email to p\*\*\*@e\*\*\*\.org/);
+      await shot(coord, "10-consent-invitation");
 
-    // The participant, on a phone: identity check first (a wrong code is refused with the attempts left).
-    const phone = await (
-      await browser.newContext({ viewport: { width: 390, height: 844 }, isMobile: true, hasTouch: true })
-    ).newPage();
-    await phone.goto(link);
-    await expect.poll(() => phone.locator('[data-step="identity"]').count()).toBe(1);
-    await phone.getByRole("button", { name: "Send me a code" }).click();
-    await expect
-      .poll(() => phone.getByRole("status").textContent())
-      .toMatch(/We sent a 6-digit code by email to p\*\*\*@e\*\*\*\.org/);
-    const code = await latestCode(EMAIL);
-    await phone.getByLabel("Code").fill(code === "000000" ? "111111" : "000000");
-    await phone.getByRole("button", { name: "Continue" }).click();
-    await expect.poll(() => phone.getByRole("alert").textContent()).toBe("That code is not correct. 4 attempts left.");
-    await phone.getByLabel("Code").fill(code);
-    await phone.getByRole("button", { name: "Continue" }).click();
-    await expect.poll(() => phone.locator('[data-step="sign"]').count()).toBe(1);
-    // The page fits the phone: no horizontal scrolling.
-    expect(await phone.evaluate(() => document.documentElement.scrollWidth)).toBeLessThanOrEqual(390);
+      // The participant, on a phone: identity check first (a wrong code is refused with the attempts left).
+      const phone = await (
+        await browser.newContext({ viewport: { width: 390, height: 844 }, isMobile: true, hasTouch: true })
+      ).newPage();
+      await phone.goto(link);
+      await expect.poll(() => phone.locator('[data-step="identity"]').count()).toBe(1);
+      await phone.getByRole("button", { name: "Send me a code" }).click();
+      await expect
+        .poll(() => phone.getByRole("status").textContent())
+        .toMatch(/We sent a 6-digit code by email to p\*\*\*@e\*\*\*\.org/);
+      const code = await latestCode(EMAIL);
+      await phone.getByLabel("Code").fill(code === "000000" ? "111111" : "000000");
+      await phone.getByRole("button", { name: "Continue" }).click();
+      await expect
+        .poll(() => phone.getByRole("alert").textContent())
+        .toBe("That code is not correct. 4 attempts left.");
+      await phone.getByLabel("Code").fill(code);
+      await phone.getByRole("button", { name: "Continue" }).click();
+      await expect.poll(() => phone.locator('[data-step="sign"]').count()).toBe(1);
+      // The page fits the phone: no horizontal scrolling.
+      expect(await phone.evaluate(() => document.documentElement.scrollWidth)).toBeLessThanOrEqual(390);
 
-    // Everything acknowledged and answered, but a name that does not match: refused, nothing signed.
-    for (const box of await phone.locator('input[name="ack"]').all()) await box.check();
-    await phone.locator('input[name="answer-q1"][value="yes"]').check();
-    await phone.locator('input[name="option-future_research"][value="yes"]').check();
-    await phone.getByLabel("Type your full name").fill("Philippa Someone");
-    await phone.locator('input[name="confirm"]').check();
-    await phone.getByRole("button", { name: "Sign" }).click();
-    await expect
-      .poll(() => phone.getByRole("alert").textContent())
-      .toMatch(/The name you typed does not match the name the study team recorded/);
-    expect((await sql`SELECT count(*)::int AS n FROM consent_signatures`)[0].n).toBe(0);
-    await shot(phone, "11-consent-name-mismatch");
-    // The form is shown again; sign properly.
-    for (const box of await phone.locator('input[name="ack"]').all()) await box.check();
-    await phone.locator('input[name="answer-q1"][value="yes"]').check();
-    await phone.locator('input[name="option-future_research"][value="yes"]').check();
-    await phone.getByLabel("Type your full name").fill(NAME);
-    await phone.locator('input[name="confirm"]').check();
-    await phone.getByRole("button", { name: "Sign" }).click();
-    await expect
-      .poll(() => phone.locator("[data-consent-state]").getAttribute("data-consent-state"))
-      .toBe("awaiting_countersign");
+      // Everything acknowledged and answered, but a name that does not match: refused, nothing signed.
+      for (const box of await phone.locator('input[name="ack"]').all()) await box.check();
+      await phone.locator('input[name="answer-q1"][value="yes"]').check();
+      await phone.locator('input[name="option-future_research"][value="yes"]').check();
+      await phone.getByLabel("Type your full name").fill("Philippa Someone");
+      await phone.locator('input[name="confirm"]').check();
+      await phone.getByRole("button", { name: "Sign" }).click();
+      await expect
+        .poll(() => phone.getByRole("alert").textContent())
+        .toMatch(/The name you typed does not match the name the study team recorded/);
+      expect((await sql`SELECT count(*)::int AS n FROM consent_signatures`)[0].n).toBe(0);
+      await shot(phone, "11-consent-name-mismatch");
+      // The form is shown again; sign properly.
+      for (const box of await phone.locator('input[name="ack"]').all()) await box.check();
+      await phone.locator('input[name="answer-q1"][value="yes"]').check();
+      await phone.locator('input[name="option-future_research"][value="yes"]').check();
+      await phone.getByLabel("Type your full name").fill(NAME);
+      await phone.locator('input[name="confirm"]').check();
+      await phone.getByRole("button", { name: "Sign" }).click();
+      await expect
+        .poll(() => phone.locator("[data-consent-state]").getAttribute("data-consent-state"))
+        .toBe("awaiting_countersign");
 
-    // The coordinator countersigns (re-authenticated) and the status turns to consented.
-    await coord.reload();
-    await coord.locator("#cs-password").fill(demoPassword);
-    await coord.getByRole("button", { name: "Countersign" }).click();
-    await expect
-      .poll(() => coord.locator("h1 [data-consent-state]").getAttribute("data-consent-state"))
-      .toBe("consented");
-    expect(await coord.locator('tr[data-signature="participant"]').textContent()).toContain(NAME);
+      // The coordinator countersigns (re-authenticated) and the status turns to consented.
+      await coord.reload();
+      await coord.locator("#cs-password").fill(demoPassword);
+      await coord.getByRole("button", { name: "Countersign" }).click();
+      await expect
+        .poll(() => coord.locator("h1 [data-consent-state]").getAttribute("data-consent-state"))
+        .toBe("consented");
+      expect(await coord.locator('tr[data-signature="participant"]').textContent()).toContain(NAME);
 
-    // The participant's receipt: both signatures, and their proof turns sealed then anchored (the page refreshes itself).
-    await phone.reload();
-    await expect.poll(() => phone.locator("[data-consent-state]").getAttribute("data-consent-state")).toBe("consented");
-    await expect
-      .poll(() => phone.locator('tr[data-signature="participant"] [data-seal]').getAttribute("data-seal"), {
-        timeout: 120_000,
-      })
-      .toBe("anchored");
-    await expect
-      .poll(() => phone.locator('tr[data-signature="staff"] [data-seal]').getAttribute("data-seal"), {
-        timeout: 120_000,
-      })
-      .toBe("anchored");
-    expect(await phone.locator('tr[data-signature="participant"] [data-seal]').textContent()).toMatch(
-      /^sealed in batch \d+ \(seq \d+\), anchored on local$/,
-    );
-    await shot(phone, "12-consent-receipt-phone");
-
-    // The receipt PDF: the document, both manifestations, the document hash and the verification link.
-    const [download] = await Promise.all([phone.waitForEvent("download"), phone.locator("[data-receipt-pdf]").click()]);
-    const pdfFile = path.join(dir, "receipt.pdf");
-    await download.saveAs(pdfFile);
-    const text = await pdfText(pdfFile);
-    const verifyUrl = (await phone.locator("figure.qr a").getAttribute("href"))!;
-    expect(verifyUrl).toMatch(new RegExp(`^${portal.url}/c/cv_[A-Za-z0-9_-]{43}$`));
-    const docSha = (await sql`SELECT encode(body_sha256, 'hex') AS h FROM consent_documents WHERE code = 'ICF'`)[0]
-      .h as string;
-    for (const s of [
-      "Consent receipt",
-      NAME,
-      "Cora Coordinator",
-      "I agree to take part in this study",
-      "Your data and your choices",
-      "future research on blood pressure. — Yes",
-      "anchored on local",
-    ])
-      expect(text).toContain(s);
-    // Long tokens wrap across lines in the PDF: compare them without white space.
-    for (const s of [docSha, verifyUrl]) expect(text.replace(/\s+/g, "")).toContain(s);
-
-    // The public verification page behind the QR code: facts of the consent, no personal data.
-    const pub = await (await browser.newContext()).newPage();
-    await pub.goto(verifyUrl);
-    expect(await pub.locator("main").textContent()).toContain(docSha);
-    expect(await pub.locator("tr[data-signature]").count()).toBe(2);
-    expect(await pub.content()).not.toMatch(/Philippa|Okonkwo|philippa\.zo|Cora/);
-
-    // Partial withdrawal: the treatment stops, follow-up continues, the optional item is withdrawn.
-    expect(await phone.evaluate(() => document.documentElement.scrollWidth)).toBeLessThanOrEqual(390); // the receipt fits the phone too
-    await phone.locator("details.card summary").click();
-    await phone.locator('input[name="scope"][value="partial"]').check();
-    await phone.locator('input[name="followUp"]').check();
-    await phone.locator('input[name="optionalWithdrawn"][value="future_research"]').check();
-    await phone.getByLabel("Reason (optional)").fill("moving abroad");
-    await phone.getByRole("button", { name: "Withdraw" }).click();
-    await expect
-      .poll(() => phone.locator('[data-withdrawal="partial"]').textContent())
-      .toMatch(/partial: follow-up continues; withdrawn: future_research/);
-    await expect
-      .poll(() => phone.locator("[data-consent-state]").getAttribute("data-consent-state"))
-      .toBe("partially_withdrawn");
-    // The used link cannot sign again: coming back shows the receipt, never the signing form.
-    await phone.goto(link);
-    expect(await phone.locator('[data-step="sign"]').count()).toBe(0);
-    expect(await phone.locator('[data-step="receipt"]').count()).toBe(1);
-
-    // The regulator downloads the consent's bundle from the study review and verifies it in /verify.
-    const reg = await (await browser.newContext({ acceptDownloads: true })).newPage();
-    await signIn(reg, "regulator@demo.trialseal.test");
-    await reg.goto(`${portal.url}/studies/DEMO-001/review`);
-    await expect
-      .poll(() => reg.locator(`tr[data-subject="${subject}"] [data-consent-state]`).textContent())
-      .toMatch(/consented ICF 1\.0/);
-    // The whole-study audit, run in the background from the page: clean.
-    await reg.getByRole("button", { name: "Run the audit" }).click();
-    await expect
-      .poll(() => reg.locator("[data-audit-verdict]").getAttribute("data-audit-verdict"), { timeout: 120_000 })
-      .toBe("clean");
-    expect(await reg.locator("#audit").textContent()).toMatch(/Clean .* checked \d+ entries in \d+ batches/);
-    await shot(reg, "13-study-review");
-    const row = reg.locator('tr[data-entry-kind="consent.signed"]').last();
-    const [bundleDownload] = await Promise.all([
-      reg.waitForEvent("download"),
-      row.locator("[data-proof-download]").click(),
-    ]);
-    const good = path.join(dir, "consent-bundle.json");
-    await bundleDownload.saveAs(good);
-    const bundle = JSON.parse(readFileSync(good, "utf8"));
-    expect(bundle.envelope).toMatchObject({ kind: "consent.signed", study: "DEMO-001" });
-    expect(bundle.payload).toMatchObject({ subject, document: "ICF", version: "1.0", documentSha256: docSha });
-    expect(JSON.stringify(bundle)).not.toMatch(/Philippa|Okonkwo|philippa\.zo/);
-    const tampered = path.join(dir, "consent-bundle-tampered.json");
-    const t = structuredClone(bundle);
-    t.payload.salt = (t.payload.salt[0] === "A" ? "B" : "A") + t.payload.salt.slice(1);
-    writeFileSync(tampered, JSON.stringify(t));
-    const policy = path.join(dir, "policy.json");
-    writeFileSync(policy, await (await fetch(`${portal.url}/.well-known/trialseal.json`)).text());
-
-    const check = async (page: Page) => {
-      await page.locator("#policy-file").setInputFiles(policy);
-      await page.locator("#bundle-files").setInputFiles([good, tampered]);
-      await page.getByRole("button", { name: "Verify" }).click();
-      await expect.poll(() => page.locator("section.report").count()).toBe(2);
-      expect(await page.locator('section[data-file="consent-bundle.json"]').getAttribute("data-verdict")).toBe("valid");
-      expect(await page.locator('section[data-file="consent-bundle.json"] li.failed').count()).toBe(0);
-      expect(
-        await page
-          .locator('section[data-file="consent-bundle.json"] li[data-step*="anchor[local]"]')
-          .getAttribute("class"),
-      ).toBe("ok");
-      expect(await page.locator('section[data-file="consent-bundle.json"] .time').textContent()).toMatch(
-        /Proven to exist by \d{4}-/,
+      // The participant's receipt: both signatures, and their proof turns sealed then anchored (the page
+      // refreshes itself).
+      await phone.reload();
+      await expect
+        .poll(() => phone.locator("[data-consent-state]").getAttribute("data-consent-state"))
+        .toBe("consented");
+      await expect
+        .poll(() => phone.locator('tr[data-signature="participant"] [data-seal]').getAttribute("data-seal"), {
+          timeout: 120_000,
+        })
+        .toBe("anchored");
+      await expect
+        .poll(() => phone.locator('tr[data-signature="staff"] [data-seal]').getAttribute("data-seal"), {
+          timeout: 120_000,
+        })
+        .toBe("anchored");
+      expect(await phone.locator('tr[data-signature="participant"] [data-seal]').textContent()).toMatch(
+        /^sealed in batch \d+ \(seq \d+\), anchored on local$/,
       );
-      expect(await page.locator('section[data-file="consent-bundle-tampered.json"]').getAttribute("data-verdict")).toBe(
-        "invalid",
-      );
-      expect(
-        await page.locator('section[data-file="consent-bundle-tampered.json"] .failed-step').textContent(),
-      ).toMatch(/payload\.hash \[PAYLOAD_HASH_MISMATCH\]/);
-    };
-    await reg.goto(`${portal.url}/verify`);
-    await check(reg);
-    await shot(reg, "14-regulator-verify");
+      await shot(phone, "12-consent-receipt-phone");
 
-    // The saved page, opened from disk, gives the same results.
-    const saved = await cliAsync(["verifier-html"], env);
-    expect(saved.code).toBe(0);
-    const file = path.join(dir, "verify.html");
-    writeFileSync(file, saved.stdout);
-    const offline = await (await browser.newContext()).newPage();
-    await offline.goto(`file://${file}`);
-    await check(offline);
-  });
+      // The receipt PDF: the document, both manifestations, the document hash and the verification link.
+      const [download] = await Promise.all([
+        phone.waitForEvent("download"),
+        phone.locator("[data-receipt-pdf]").click(),
+      ]);
+      const pdfFile = path.join(dir, "receipt.pdf");
+      await download.saveAs(pdfFile);
+      const text = await pdfText(pdfFile);
+      const verifyUrl = (await phone.locator("figure.qr a").getAttribute("href"))!;
+      expect(verifyUrl).toMatch(new RegExp(`^${portal.url}/c/cv_[A-Za-z0-9_-]{43}$`));
+      const docSha = (await sql`SELECT encode(body_sha256, 'hex') AS h FROM consent_documents WHERE code = 'ICF'`)[0]
+        .h as string;
+      for (const s of [
+        "Consent receipt",
+        NAME,
+        "Cora Coordinator",
+        "I agree to take part in this study",
+        "Your data and your choices",
+        "future research on blood pressure. — Yes",
+        "anchored on local",
+      ])
+        expect(text).toContain(s);
+      // Long tokens wrap across lines in the PDF: compare them without white space.
+      for (const s of [docSha, verifyUrl]) expect(text.replace(/\s+/g, "")).toContain(s);
+
+      // The public verification page behind the QR code: facts of the consent, no personal data.
+      const pub = await (await browser.newContext()).newPage();
+      await pub.goto(verifyUrl);
+      expect(await pub.locator("main").textContent()).toContain(docSha);
+      expect(await pub.locator("tr[data-signature]").count()).toBe(2);
+      expect(await pub.content()).not.toMatch(/Philippa|Okonkwo|philippa\.zo|Cora/);
+
+      // Partial withdrawal: the treatment stops, follow-up continues, the optional item is withdrawn.
+      // The receipt fits the phone too.
+      expect(await phone.evaluate(() => document.documentElement.scrollWidth)).toBeLessThanOrEqual(390);
+      await phone.locator("details.card summary").click();
+      await phone.locator('input[name="scope"][value="partial"]').check();
+      await phone.locator('input[name="followUp"]').check();
+      await phone.locator('input[name="optionalWithdrawn"][value="future_research"]').check();
+      await phone.getByLabel("Reason (optional)").fill("moving abroad");
+      await phone.getByRole("button", { name: "Withdraw" }).click();
+      await expect
+        .poll(() => phone.locator('[data-withdrawal="partial"]').textContent())
+        .toMatch(/partial: follow-up continues; withdrawn: future_research/);
+      await expect
+        .poll(() => phone.locator("[data-consent-state]").getAttribute("data-consent-state"))
+        .toBe("partially_withdrawn");
+      // The used link cannot sign again: coming back shows the receipt, never the signing form.
+      await phone.goto(link);
+      expect(await phone.locator('[data-step="sign"]').count()).toBe(0);
+      expect(await phone.locator('[data-step="receipt"]').count()).toBe(1);
+
+      // The regulator downloads the consent's bundle from the study review and verifies it in /verify.
+      const reg = await (await browser.newContext({ acceptDownloads: true })).newPage();
+      await signIn(reg, "regulator@demo.trialseal.test");
+      await reg.goto(`${portal.url}/studies/DEMO-001/review`);
+      await expect
+        .poll(() => reg.locator(`tr[data-subject="${subject}"] [data-consent-state]`).textContent())
+        .toMatch(/consented ICF 1\.0/);
+      // The whole-study audit, run in the background from the page: clean.
+      await reg.getByRole("button", { name: "Run the audit" }).click();
+      await expect
+        .poll(() => reg.locator("[data-audit-verdict]").getAttribute("data-audit-verdict"), { timeout: 120_000 })
+        .toBe("clean");
+      expect(await reg.locator("#audit").textContent()).toMatch(/Clean .* checked \d+ entries in \d+ batches/);
+      await shot(reg, "13-study-review");
+      const row = reg.locator('tr[data-entry-kind="consent.signed"]').last();
+      const [bundleDownload] = await Promise.all([
+        reg.waitForEvent("download"),
+        row.locator("[data-proof-download]").click(),
+      ]);
+      const good = path.join(dir, "consent-bundle.json");
+      await bundleDownload.saveAs(good);
+      const bundle = JSON.parse(readFileSync(good, "utf8"));
+      expect(bundle.envelope).toMatchObject({ kind: "consent.signed", study: "DEMO-001" });
+      expect(bundle.payload).toMatchObject({ subject, document: "ICF", version: "1.0", documentSha256: docSha });
+      expect(JSON.stringify(bundle)).not.toMatch(/Philippa|Okonkwo|philippa\.zo/);
+      const tampered = path.join(dir, "consent-bundle-tampered.json");
+      const t = structuredClone(bundle);
+      t.payload.salt = (t.payload.salt[0] === "A" ? "B" : "A") + t.payload.salt.slice(1);
+      writeFileSync(tampered, JSON.stringify(t));
+      const policy = path.join(dir, "policy.json");
+      writeFileSync(policy, await (await fetch(`${portal.url}/.well-known/trialseal.json`)).text());
+
+      const check = async (page: Page) => {
+        await page.locator("#policy-file").setInputFiles(policy);
+        await page.locator("#bundle-files").setInputFiles([good, tampered]);
+        await page.getByRole("button", { name: "Verify" }).click();
+        await expect.poll(() => page.locator("section.report").count()).toBe(2);
+        expect(await page.locator('section[data-file="consent-bundle.json"]').getAttribute("data-verdict")).toBe(
+          "valid",
+        );
+        expect(await page.locator('section[data-file="consent-bundle.json"] li.failed').count()).toBe(0);
+        expect(
+          await page
+            .locator('section[data-file="consent-bundle.json"] li[data-step*="anchor[local]"]')
+            .getAttribute("class"),
+        ).toBe("ok");
+        expect(await page.locator('section[data-file="consent-bundle.json"] .time').textContent()).toMatch(
+          /Proven to exist by \d{4}-/,
+        );
+        expect(
+          await page.locator('section[data-file="consent-bundle-tampered.json"]').getAttribute("data-verdict"),
+        ).toBe("invalid");
+        expect(
+          await page.locator('section[data-file="consent-bundle-tampered.json"] .failed-step').textContent(),
+        ).toMatch(/payload\.hash \[PAYLOAD_HASH_MISMATCH\]/);
+      };
+      await reg.goto(`${portal.url}/verify`);
+      await check(reg);
+      await shot(reg, "14-regulator-verify");
+
+      // The saved page, opened from disk, gives the same results.
+      const saved = await cliAsync(["verifier-html"], env);
+      expect(saved.code).toBe(0);
+      const file = path.join(dir, "verify.html");
+      writeFileSync(file, saved.stdout);
+      const offline = await (await browser.newContext()).newPage();
+      await offline.goto(`file://${file}`);
+      await check(offline);
+    },
+  );
 });

@@ -41,8 +41,8 @@ afterAll(async () => {
 
 /** The newest message the outbox holds for an address (the development mailbox). */
 async function mailTo(address: string, kind: string) {
-  const rows =
-    await sql`SELECT body FROM outbox WHERE to_address = ${address} AND kind = ${kind} ORDER BY created_at DESC LIMIT 1`;
+  const rows = await sql`SELECT body FROM outbox WHERE to_address = ${address} AND kind = ${kind}
+      ORDER BY created_at DESC LIMIT 1`;
   expect(rows.length, `${kind} mail for ${address}`).toBe(1);
   return String(rows[0].body);
 }
@@ -94,7 +94,8 @@ describe("study setup in the browser (Chromium, PostgreSQL portal)", () => {
       await admin.getByRole("button", { name: "Invite" }).click();
       await expect.poll(() => admin.getByRole("status").textContent()).toContain(`Invitation sent to ${email}.`);
     }
-    await expect.poll(() => admin.locator("tr[data-staff]").count()).toBe(4); // the invitees (the platform admin holds no study role)
+    // The invitees (the platform admin holds no study role).
+    await expect.poll(() => admin.locator("tr[data-staff]").count()).toBe(4);
     await shot(admin, "01-admin-staff");
 
     // A form version in the JSON editor: the live preview follows, invalid JSON is flagged before saving.
@@ -142,8 +143,8 @@ describe("study setup in the browser (Chromium, PostgreSQL portal)", () => {
     await expect.poll(() => admin.locator('tr[data-form="VITALS-1"]').textContent()).toContain("draft");
     await admin.locator('tr[data-form="VITALS-1"]').getByRole("button", { name: "Approve" }).click();
     await expect.poll(() => admin.locator('tr[data-form="VITALS-1"]').textContent()).toContain("approved");
-    const [approval] =
-      await sql`SELECT count(*)::int AS n FROM ledger_entries e JOIN studies s ON s.id = e.study_id WHERE s.code = 'E2E-1' AND e.kind = 'form.approved'`;
+    const [approval] = await sql`SELECT count(*)::int AS n FROM ledger_entries e JOIN studies s ON s.id = e.study_id
+        WHERE s.code = 'E2E-1' AND e.kind = 'form.approved'`;
     expect(approval.n).toBe(1);
 
     // An IRB-approved consent document version, with a preview of its text.
@@ -157,7 +158,8 @@ describe("study setup in the browser (Chromium, PostgreSQL portal)", () => {
     await admin
       .getByLabel("Text (Markdown)")
       .fill(
-        "# Informed consent\n\n## Purpose\nYou are invited to take part in this study.\n\n[optional:future_research] Samples for future research.",
+        "# Informed consent\n\n## Purpose\nYou are invited to take part in this study.\n\n" +
+          "[optional:future_research] Samples for future research.",
       );
     await expect.poll(() => admin.locator(".preview h2").textContent()).toBe("Informed consent");
     await expect.poll(() => admin.locator(".preview h3").textContent()).toBe("Purpose");
@@ -193,13 +195,11 @@ describe("study setup in the browser (Chromium, PostgreSQL portal)", () => {
       await inv.getByLabel("From (YYYY-MM-DD)").fill("2026-01-01");
       await inv.getByLabel("Training course").fill("ICH E6(R3) GCP");
       await inv.getByLabel("Training completed on").fill("2025-12-01");
-      await inv
-        .getByLabel("Evidence (certificate file)")
-        .setInputFiles({
-          name: "gcp.pdf",
-          mimeType: "application/pdf",
-          buffer: Buffer.from("%PDF-1.4 GCP certificate of Cole"),
-        });
+      await inv.getByLabel("Evidence (certificate file)").setInputFiles({
+        name: "gcp.pdf",
+        mimeType: "application/pdf",
+        buffer: Buffer.from("%PDF-1.4 GCP certificate of Cole"),
+      });
       await inv.getByRole("button", { name: "Delegate" }).click();
       await expect.poll(() => inv.getByRole("status").textContent()).toContain("Saved, and sealed into the log.");
     }

@@ -79,7 +79,13 @@ export async function crashLoop(iterations: number, log: (s: string) => void = (
           }
         }
       };
+      const ackedBefore = fig.writesAcknowledged;
       const workers = Array.from({ length: 6 }, (_, w) => worker(w));
+      // Kill during writes, however slow the machine: once this iteration's first write is acknowledged, then
+      // after a random 0.3-1.5 s (the scenario's timing, not a wait for anything).
+      await waitFor(() => fig.writesAcknowledged > ackedBefore, {
+        what: `iteration ${it}: a first acknowledged write`,
+      });
       await new Promise((r) => setTimeout(r, 300 + Math.floor(Math.random() * 1200)));
       portal.proc.kill("SIGKILL");
       await new Promise((r) => portal!.proc.once("exit", r));
@@ -89,10 +95,10 @@ export async function crashLoop(iterations: number, log: (s: string) => void = (
 
       // Restart: acknowledged writes are there exactly once; pending work resumes; the audit is clean.
       portal = await startPortal(env);
-      const subjects =
-        await sql`SELECT subject_code, count(*)::int AS n FROM participants WHERE subject_code = ANY(${[...ackedSubjects]}) GROUP BY subject_code`;
-      const records =
-        await sql`SELECT r.id, count(v.id)::int AS versions FROM records r JOIN record_versions v ON v.record_id = r.id WHERE r.id = ANY(${[...ackedRecords]}::uuid[]) GROUP BY r.id`;
+      const subjects = await sql`SELECT subject_code, count(*)::int AS n FROM participants
+          WHERE subject_code = ANY(${[...ackedSubjects]}) GROUP BY subject_code`;
+      const records = await sql`SELECT r.id, count(v.id)::int AS versions FROM records r JOIN record_versions v
+          ON v.record_id = r.id WHERE r.id = ANY(${[...ackedRecords]}::uuid[]) GROUP BY r.id`;
       fig.acknowledgedFound = subjects.length + records.length;
       fig.duplicates = subjects.filter((s) => s.n !== 1).length + records.filter((r) => r.versions !== 1).length;
       // Pending work resumes: wait (generously) for the log to settle; a log that never does fails just below.
@@ -114,7 +120,8 @@ export async function crashLoop(iterations: number, log: (s: string) => void = (
       if (audit.code === 0 && report.clean) fig.auditsClean++;
       else throw new Error(`iteration ${it}: the audit is not clean: ${audit.stdout.slice(0, 2000)} ${audit.stderr}`);
       log(
-        `iteration ${it + 1}: ${fig.writesAcknowledged} writes acknowledged, ${fig.acknowledgedFound} found, ${fig.duplicates} duplicates, ${fig.gaps} gaps`,
+        `iteration ${it + 1}: ${fig.writesAcknowledged} writes acknowledged, ` +
+          `${fig.acknowledgedFound} found, ${fig.duplicates} duplicates, ${fig.gaps} gaps`,
       );
     }
     return fig;

@@ -1,4 +1,7 @@
-/** A local HTTP JSON-RPC endpoint answering with `send` (e.g. the in-process chain), as a node's RPC URL would; batches too. */
+/**
+ * A local HTTP JSON-RPC endpoint answering with `send` (e.g. the in-process chain), as a node's RPC URL would;
+ * batches too.
+ */
 import { createServer } from "node:http";
 
 export async function jsonRpcServer(send: (method: string, params?: unknown[]) => Promise<unknown>) {

@@ -13,7 +13,8 @@ import { verifyBundle } from "../../anchoring/verifier/verify-bundle.ts";
 export interface Mutation {
   name: string;
   codes: string[];
-  apply(b: any, p: TrustPolicy): TrustPolicy | void;
+  // Changes the bundle in place; a mutation of the policy returns the changed policy.
+  apply: ((b: any, p: TrustPolicy) => void) | ((b: any, p: TrustPolicy) => TrustPolicy | undefined);
 }
 
 const HEX = "0123456789abcdef";
@@ -106,9 +107,10 @@ export function mutationArb(others: Bundle[]): fc.Arbitrary<Mutation> {
       apply(b) {
         if (where === "envelope") b.envelope.log = "elsewhere.example/log";
         if (where === "header") b.batch.header.log = "elsewhere.example/log";
-        if (where === "note")
-          b.checkpoints[0].note =
-            "elsewhere.example/log" + b.checkpoints[0].note.slice(b.checkpoints[0].note.indexOf("\n"));
+        if (where === "note") {
+          const note: string = b.checkpoints[0].note;
+          b.checkpoints[0].note = `elsewhere.example/log${note.slice(note.indexOf("\n"))}`;
+        }
       },
     }),
   );
@@ -142,7 +144,10 @@ export function mutationArb(others: Bundle[]): fc.Arbitrary<Mutation> {
         const body = note.slice(0, note.indexOf("\n\n") + 1);
         let at = i % body.length;
         if (body[at] === ch) at = (at + 1) % body.length;
-        if (body[at] === ch) return void (b.checkpoints[0].note = "x" + note);
+        if (body[at] === ch) {
+          b.checkpoints[0].note = `x${note}`;
+          return;
+        }
         b.checkpoints[0].note = note.slice(0, at) + ch + note.slice(at + 1);
       },
     }),

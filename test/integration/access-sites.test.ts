@@ -177,32 +177,35 @@ describe("no IDOR across sites or studies", () => {
 });
 
 describe("sessions", () => {
-  it("a planted session cookie is never adopted: signing in issues a new one, and signing out kills it server-side", async () => {
-    const victim = new Browser(portal.url);
-    victim.cookie = "ts_session=attacker-chosen-value";
-    expect((await victim.get("/studies")).status).toBe(302); // the planted value is no session
-    // The attacker's own valid session cookie, planted in the victim's browser before the victim signs in.
-    const attacker = new Browser(portal.url);
-    expect((await attacker.signIn("mon@idor.test", PW, totp.mon)).status).toBe(302);
-    victim.cookie = attacker.cookie;
-    const before = victim.cookie;
-    expect((await victim.signIn("dm@idor.test", PW)).status).toBe(302);
-    expect(victim.cookie).not.toBe(before);
-    expect(victim.cookie).toMatch(/^ts_session=/);
-    // Each is signed in as itself: the attacker's cookie did not become the victim's session.
-    expect((await attacker.get("/account")).text).toContain("mon@idor.test");
-    expect((await victim.get("/account")).text).toContain("dm@idor.test");
-    expect((await attacker.get("/account")).text).not.toContain("dm@idor.test");
-    // Signing out ends the session on the server: replaying the old cookie gets the sign-in page.
-    const stolen = victim.cookie;
-    const out = await victim.post("/logout", {});
-    expect([302, 303]).toContain(out.status);
-    const replay = new Browser(portal.url);
-    replay.cookie = stolen;
-    const res = await replay.get("/studies");
-    expect(res.status).toBe(302);
-    expect(res.location).toMatch(/^\/login/);
-  });
+  it(
+    "a planted session cookie is never adopted: signing in issues a new one, " + "and signing out kills it server-side",
+    async () => {
+      const victim = new Browser(portal.url);
+      victim.cookie = "ts_session=attacker-chosen-value";
+      expect((await victim.get("/studies")).status).toBe(302); // the planted value is no session
+      // The attacker's own valid session cookie, planted in the victim's browser before the victim signs in.
+      const attacker = new Browser(portal.url);
+      expect((await attacker.signIn("mon@idor.test", PW, totp.mon)).status).toBe(302);
+      victim.cookie = attacker.cookie;
+      const before = victim.cookie;
+      expect((await victim.signIn("dm@idor.test", PW)).status).toBe(302);
+      expect(victim.cookie).not.toBe(before);
+      expect(victim.cookie).toMatch(/^ts_session=/);
+      // Each is signed in as itself: the attacker's cookie did not become the victim's session.
+      expect((await attacker.get("/account")).text).toContain("mon@idor.test");
+      expect((await victim.get("/account")).text).toContain("dm@idor.test");
+      expect((await attacker.get("/account")).text).not.toContain("dm@idor.test");
+      // Signing out ends the session on the server: replaying the old cookie gets the sign-in page.
+      const stolen = victim.cookie;
+      const out = await victim.post("/logout", {});
+      expect([302, 303]).toContain(out.status);
+      const replay = new Browser(portal.url);
+      replay.cookie = stolen;
+      const res = await replay.get("/studies");
+      expect(res.status).toBe(302);
+      expect(res.location).toMatch(/^\/login/);
+    },
+  );
 });
 
 describe("API tokens", () => {

@@ -86,67 +86,70 @@ afterAll(async () => {
 });
 
 describe("API bodies fuzzed over HTTP", () => {
-  it("every write route answers every hostile body with a typed error (never a 500), and the audit stays clean", async () => {
-    const record = {
-      subject: "",
-      form: "VITALS",
-      visit: "WEEK4",
-      data: { sbp: 120, dbp: 80, visit_date: "2026-03-29", notes: "ok" },
-    };
-    const form = JSON.parse(
-      readFileSync(path.join(ROOT, "app", "studies", "demo", "vitals.form.json"), "utf8"),
-    ) as Record<string, unknown>;
-    const routes: [string, string, Record<string, unknown>][] = [
-      ["POST", "/api/v1/studies/DEMO-001/records", { ...record, subject }],
-      [
-        "POST",
-        "/api/v1/studies/DEMO-001/participants",
-        { site: "SITE-01", personal: { fullName: "Ann Example", email: "ann@example.test" } },
-      ],
-      [
-        "PUT",
-        `/api/v1/studies/DEMO-001/records/${recordId}`,
-        { data: { sbp: 121, dbp: 80, visit_date: "2026-03-01" }, reason: "typo" },
-      ],
-      ["POST", "/api/v1/studies/DEMO-001/forms", { ...form, code: "FUZZ", version: 1 }],
-    ];
-    // Known-nasty bodies first: a lone surrogate where a string is stored and hashed (no UTF-8, no canonical
-    // form) is refused at the edge as invalid Unicode, naming where it is.
-    const lone = [
-      [
-        routes[0],
-        { ...routes[0][2], data: { sbp: 120, dbp: 80, visit_date: "2026-03-29", notes: "a\ud800b" } },
-        "data.notes",
-      ],
-      [routes[1], { site: "SITE-01", personal: { fullName: "\udc00Ann" } }, "personal.fullName"],
-      [routes[2], { ...routes[2][2], reason: "\ud83d" }, "reason"],
-      [routes[3], { ...routes[3][2], title: "V\ud800" }, "title"],
-    ] as const;
-    for (const [[method, p], body, field] of lone) {
-      const res = await fetch(portal.url + p, {
-        method,
-        headers: { authorization: `Bearer ${token}`, "content-type": "application/json" },
-        body: JSON.stringify(body),
-      });
-      expect(res.status, `${method} ${p}`).toBe(400);
-      expect(((await res.json()) as { error: { field: string } }).error.field).toBe(field);
-    }
-    for (const [method, p, base] of routes) {
-      await fc.assert(
-        fc.asyncProperty(fc.oneof(json(nastyValue), json(mutated(base)), withExtraKey(base), raw), async (body) => {
-          await send(method, p, body);
-        }),
-        { numRuns: N },
-      );
-      // Wrong content types are refused before the body is read.
-      expect(await send(method, p, JSON.stringify(base), "text/plain")).toBe(415);
-    }
-    console.log(`api fuzz statuses: ${JSON.stringify(Object.fromEntries(statuses))}`);
-    expect([...statuses.keys()].every((s) => s < 500)).toBe(true);
-    expect(portal.proc.exitCode).toBeNull();
-    expect(portal.output()).not.toMatch(/portal error:/);
-    expect(Object.prototype).not.toHaveProperty("polluted");
-    const audit = await cliAsync(["audit", "--json"], env);
-    expect(audit.code, audit.stdout.slice(0, 1500) + audit.stderr).toBe(0);
-  });
+  it(
+    "every write route answers every hostile body with a typed error (never a 500), " + "and the audit stays clean",
+    async () => {
+      const record = {
+        subject: "",
+        form: "VITALS",
+        visit: "WEEK4",
+        data: { sbp: 120, dbp: 80, visit_date: "2026-03-29", notes: "ok" },
+      };
+      const form = JSON.parse(
+        readFileSync(path.join(ROOT, "app", "studies", "demo", "vitals.form.json"), "utf8"),
+      ) as Record<string, unknown>;
+      const routes: [string, string, Record<string, unknown>][] = [
+        ["POST", "/api/v1/studies/DEMO-001/records", { ...record, subject }],
+        [
+          "POST",
+          "/api/v1/studies/DEMO-001/participants",
+          { site: "SITE-01", personal: { fullName: "Ann Example", email: "ann@example.test" } },
+        ],
+        [
+          "PUT",
+          `/api/v1/studies/DEMO-001/records/${recordId}`,
+          { data: { sbp: 121, dbp: 80, visit_date: "2026-03-01" }, reason: "typo" },
+        ],
+        ["POST", "/api/v1/studies/DEMO-001/forms", { ...form, code: "FUZZ", version: 1 }],
+      ];
+      // Known-nasty bodies first: a lone surrogate where a string is stored and hashed (no UTF-8, no canonical
+      // form) is refused at the edge as invalid Unicode, naming where it is.
+      const lone = [
+        [
+          routes[0],
+          { ...routes[0][2], data: { sbp: 120, dbp: 80, visit_date: "2026-03-29", notes: "a\ud800b" } },
+          "data.notes",
+        ],
+        [routes[1], { site: "SITE-01", personal: { fullName: "\udc00Ann" } }, "personal.fullName"],
+        [routes[2], { ...routes[2][2], reason: "\ud83d" }, "reason"],
+        [routes[3], { ...routes[3][2], title: "V\ud800" }, "title"],
+      ] as const;
+      for (const [[method, p], body, field] of lone) {
+        const res = await fetch(portal.url + p, {
+          method,
+          headers: { authorization: `Bearer ${token}`, "content-type": "application/json" },
+          body: JSON.stringify(body),
+        });
+        expect(res.status, `${method} ${p}`).toBe(400);
+        expect(((await res.json()) as { error: { field: string } }).error.field).toBe(field);
+      }
+      for (const [method, p, base] of routes) {
+        await fc.assert(
+          fc.asyncProperty(fc.oneof(json(nastyValue), json(mutated(base)), withExtraKey(base), raw), async (body) => {
+            await send(method, p, body);
+          }),
+          { numRuns: N },
+        );
+        // Wrong content types are refused before the body is read.
+        expect(await send(method, p, JSON.stringify(base), "text/plain")).toBe(415);
+      }
+      console.log(`api fuzz statuses: ${JSON.stringify(Object.fromEntries(statuses))}`);
+      expect([...statuses.keys()].every((s) => s < 500)).toBe(true);
+      expect(portal.proc.exitCode).toBeNull();
+      expect(portal.output()).not.toMatch(/portal error:/);
+      expect(Object.prototype).not.toHaveProperty("polluted");
+      const audit = await cliAsync(["audit", "--json"], env);
+      expect(audit.code, audit.stdout.slice(0, 1500) + audit.stderr).toBe(0);
+    },
+  );
 });

@@ -23,48 +23,57 @@ afterAll(async () => {
 });
 
 describe("integration API under load (HTTP, PostgreSQL)", () => {
-  it("50 concurrent clients, 2 records each, every request sent twice at once under one key: 100 records, no duplicates", async () => {
-    const token = (await cliAsync(["tokens", "create", "--study", "DEMO-001", "--name", "load"], env)).stdout.trim();
-    const headers = { authorization: `Bearer ${token}`, "content-type": "application/json" };
-    const api = (path: string, body: unknown, extra: Record<string, string> = {}) =>
-      fetch(`${portal.url}${path}`, { method: "POST", headers: { ...headers, ...extra }, body: JSON.stringify(body) });
-    // 50 subjects (enrolment through the API too).
-    const subjects: string[] = [];
-    for (let i = 0; i < 50; i++) {
-      const r = await api("/api/v1/studies/DEMO-001/participants", { site: "SITE-01" });
-      expect(r.status).toBe(201);
-      subjects.push(((await r.json()) as { subject: string }).subject);
-    }
-    // Each client submits its subject's two VITALS visits, and sends every request twice under one key.
-    const client = async (subject: string) => {
-      const ids: string[] = [];
-      for (const [k, visit] of ["SCREENING", "WEEK4"].entries()) {
-        const body = { subject, form: "VITALS", visit, data: { sbp: 110 + k, dbp: 70, visit_date: "2026-03-01" } };
-        const key = `${subject}-VITALS-${visit}`;
-        const [a, b] = await Promise.all([
-          api("/api/v1/studies/DEMO-001/records", body, { "idempotency-key": key }),
-          api("/api/v1/studies/DEMO-001/records", body, { "idempotency-key": key }),
-        ]);
-        expect([a.status, b.status]).toEqual([201, 201]);
-        const [ja, jb] = (await Promise.all([a.json(), b.json()])) as { id: string }[];
-        expect(jb.id).toBe(ja.id);
-        ids.push(ja.id);
+  it(
+    "50 concurrent clients, 2 records each, every request sent twice at once under one key: 100 records, " +
+      "no duplicates",
+    async () => {
+      const token = (await cliAsync(["tokens", "create", "--study", "DEMO-001", "--name", "load"], env)).stdout.trim();
+      const headers = { authorization: `Bearer ${token}`, "content-type": "application/json" };
+      const api = (path: string, body: unknown, extra: Record<string, string> = {}) =>
+        fetch(`${portal.url}${path}`, {
+          method: "POST",
+          headers: { ...headers, ...extra },
+          body: JSON.stringify(body),
+        });
+      // 50 subjects (enrolment through the API too).
+      const subjects: string[] = [];
+      for (let i = 0; i < 50; i++) {
+        const r = await api("/api/v1/studies/DEMO-001/participants", { site: "SITE-01" });
+        expect(r.status).toBe(201);
+        subjects.push(((await r.json()) as { subject: string }).subject);
       }
-      return ids;
-    };
-    const all = (await Promise.all(subjects.map((s) => client(s)))).flat();
-    const sql = postgres(pg.url, { max: 1, onnotice: () => {} });
-    try {
-      const [{ n }] = await sql`SELECT count(*)::int AS n FROM records`;
-      const [{ v }] = await sql`SELECT count(*)::int AS v FROM record_versions`;
-      const [{ e }] = await sql`SELECT count(*)::int AS e FROM ledger_entries WHERE kind = 'record.saved'`; // the demo seeds no records
-      expect(new Set(all).size).toBe(all.length);
-      expect(n).toBe(all.length);
-      expect(v).toBe(all.length);
-      expect(e).toBe(all.length);
-      expect(all.length).toBe(100);
-    } finally {
-      await sql.end();
-    }
-  });
+      // Each client submits its subject's two VITALS visits, and sends every request twice under one key.
+      const client = async (subject: string) => {
+        const ids: string[] = [];
+        for (const [k, visit] of ["SCREENING", "WEEK4"].entries()) {
+          const body = { subject, form: "VITALS", visit, data: { sbp: 110 + k, dbp: 70, visit_date: "2026-03-01" } };
+          const key = `${subject}-VITALS-${visit}`;
+          const [a, b] = await Promise.all([
+            api("/api/v1/studies/DEMO-001/records", body, { "idempotency-key": key }),
+            api("/api/v1/studies/DEMO-001/records", body, { "idempotency-key": key }),
+          ]);
+          expect([a.status, b.status]).toEqual([201, 201]);
+          const [ja, jb] = (await Promise.all([a.json(), b.json()])) as { id: string }[];
+          expect(jb.id).toBe(ja.id);
+          ids.push(ja.id);
+        }
+        return ids;
+      };
+      const all = (await Promise.all(subjects.map((s) => client(s)))).flat();
+      const sql = postgres(pg.url, { max: 1, onnotice: () => {} });
+      try {
+        const [{ n }] = await sql`SELECT count(*)::int AS n FROM records`;
+        const [{ v }] = await sql`SELECT count(*)::int AS v FROM record_versions`;
+        // The demo seeds no records.
+        const [{ e }] = await sql`SELECT count(*)::int AS e FROM ledger_entries WHERE kind = 'record.saved'`;
+        expect(new Set(all).size).toBe(all.length);
+        expect(n).toBe(all.length);
+        expect(v).toBe(all.length);
+        expect(e).toBe(all.length);
+        expect(all.length).toBe(100);
+      } finally {
+        await sql.end();
+      }
+    },
+  );
 });

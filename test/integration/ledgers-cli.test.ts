@@ -29,7 +29,8 @@ afterAll(async () => {
 });
 
 describe("ledgers through the CLI (hardhat node over HTTP, openssl TSA, PostgreSQL)", () => {
-  it("deploys, anchors on all three ledgers, rides out a chain outage without losing the anchor, and verifies with --rpc/--require", async () => {
+  it("deploys, anchors on all three ledgers, rides out a chain outage without losing the anchor, " +
+    "and verifies with --rpc/--require", async () => {
     const dataDir = tempDataDir();
     // deploy-evm needs only the RPC URL and the key.
     const noKey = await cliAsync(["ledger", "deploy-evm", "--rpc", proxy.url], {

@@ -11,7 +11,8 @@ afterAll(async () => {
 });
 
 describe("sealing, proof bundles and offline verification through the running portal", () => {
-  it("seals the demo entries within the default interval; their bundles verify with `trialseal verify`; tampering and missing trust are refused", async () => {
+  it("seals the demo entries within the default interval; their bundles verify with `trialseal verify`; " +
+    "tampering and missing trust are refused", async () => {
     const dataDir = tempDataDir();
     const env = { DATA_DIR: dataDir, LOCAL_ANCHOR_INTERVAL_MS: "300" };
     portal = await startPortal(env);

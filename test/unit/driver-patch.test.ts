@@ -15,7 +15,7 @@ describe("postgres.js patch", () => {
       const nextWrite = text.slice(text.indexOf("function nextWrite("), text.indexOf("function connectTimedOut("));
       expect(nextWrite, build).toMatch(/if \(!socket\) \{[\s\S]*error\(Errors\.connection\('CONNECTION_CLOSED'/);
       expect(
-        text.match(/^    clearImmediate\(nextWriteTimer\)\n    chunk = nextWriteTimer = null/gm)?.length,
+        text.match(/^ {4}clearImmediate\(nextWriteTimer\)\n {4}chunk = nextWriteTimer = null/gm)?.length,
         build,
       ).toBe(2); // terminate() and closed()
     }

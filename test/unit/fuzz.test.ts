@@ -65,26 +65,31 @@ const VALID: FormDefinition = {
 const polluted = () => ({}) as Record<string, unknown>;
 
 describe("hostile input (property-based)", () => {
-  it("form definitions: anything, or a valid one with any part replaced, gives a definition or a path and message", () => {
-    expect(parseFormDefinition(VALID).ok).toBe(true);
-    fc.assert(
-      fc.property(
-        fc.oneof(
-          nastyValue,
-          fc.tuple(fc.array(fc.nat(), { minLength: 1, maxLength: 4 }), nastyValue).map(([p, v]) => mutate(VALID, p, v)),
+  it(
+    "form definitions: anything, or a valid one with any part replaced, " + "gives a definition or a path and message",
+    () => {
+      expect(parseFormDefinition(VALID).ok).toBe(true);
+      fc.assert(
+        fc.property(
+          fc.oneof(
+            nastyValue,
+            fc
+              .tuple(fc.array(fc.nat(), { minLength: 1, maxLength: 4 }), nastyValue)
+              .map(([p, v]) => mutate(VALID, p, v)),
+          ),
+          (input) => {
+            const r = parseFormDefinition(input);
+            if (!r.ok) {
+              expect(typeof r.path).toBe("string");
+              expect(r.message.length).toBeGreaterThan(0);
+            }
+          },
         ),
-        (input) => {
-          const r = parseFormDefinition(input);
-          if (!r.ok) {
-            expect(typeof r.path).toBe("string");
-            expect(r.message.length).toBeGreaterThan(0);
-          }
-        },
-      ),
-      { numRuns: RUNS },
-    );
-    expect(polluted().polluted).toBeUndefined();
-  });
+        { numRuns: RUNS },
+      );
+      expect(polluted().polluted).toBeUndefined();
+    },
+  );
 
   it("record values: anything is either valid for the form or a ServiceError naming data.<field>", () => {
     fc.assert(
@@ -120,42 +125,46 @@ describe("hostile input (property-based)", () => {
     expect(polluted().polluted).toBeUndefined();
   });
 
-  it("API bodies: any bytes (invalid UTF-8, deep nesting, huge numbers, oversize) give a value or a 400/413/415 JSON error", async () => {
-    const post = (body: Uint8Array | string, type = "application/json") =>
-      new Request("http://x/api", {
-        method: "POST",
-        headers: { "content-type": type },
-        body: typeof body === "string" ? body : new Uint8Array(body),
-      });
-    await fc.assert(
-      fc.asyncProperty(
-        fc.oneof(
-          fc.uint8Array({ maxLength: 64 }),
-          fc.string({ maxLength: 64 }).map((s) => new TextEncoder().encode(s)),
-          fc.json().map((s) => new TextEncoder().encode(s)),
+  it(
+    "API bodies: any bytes (invalid UTF-8, deep nesting, huge numbers, oversize) " +
+      "give a value or a 400/413/415 JSON error",
+    async () => {
+      const post = (body: Uint8Array | string, type = "application/json") =>
+        new Request("http://x/api", {
+          method: "POST",
+          headers: { "content-type": type },
+          body: typeof body === "string" ? body : new Uint8Array(body),
+        });
+      await fc.assert(
+        fc.asyncProperty(
+          fc.oneof(
+            fc.uint8Array({ maxLength: 64 }),
+            fc.string({ maxLength: 64 }).map((s) => new TextEncoder().encode(s)),
+            fc.json().map((s) => new TextEncoder().encode(s)),
+          ),
+          async (bytes) => {
+            const r = await readJsonBody(post(bytes), 1024);
+            if (!r.ok) {
+              expect([400, 413, 415]).toContain(r.response.status);
+              const j = (await r.response.json()) as { error: { code: string; field: string } };
+              expect(j.error.field).toBe("body");
+            }
+          },
         ),
-        async (bytes) => {
-          const r = await readJsonBody(post(bytes), 1024);
-          if (!r.ok) {
-            expect([400, 413, 415]).toContain(r.response.status);
-            const j = (await r.response.json()) as { error: { code: string; field: string } };
-            expect(j.error.field).toBe("body");
-          }
-        },
-      ),
-      { numRuns: RUNS },
-    );
-    const deep = "[".repeat(200_000) + "]".repeat(200_000);
-    const d = await readJsonBody(post(deep), 1_000_000);
-    if (!d.ok) expect(d.response.status).toBe(400);
-    expect((await readJsonBody(post(deep), 1000)) as { ok: boolean }).toMatchObject({ ok: false });
-    const huge = await readJsonBody(post('{"n": 1e999999, "m": 123456789012345678901234567890}'), 1000);
-    expect(huge.ok && (huge.value as { n: number }).n).toBe(Infinity);
-    expect(() => validateValues(VALID, { sbp: Infinity, visit_date: "2026-03-01" })).toThrow(ServiceError);
-    expect((await readJsonBody(post(new Uint8Array([0x7b, 0xff, 0xfe, 0x7d])), 100)).ok).toBe(false);
-    const wrongType = await readJsonBody(post("{}", "text/plain"), 100);
-    expect(wrongType.ok === false && wrongType.response.status).toBe(415);
-  });
+        { numRuns: RUNS },
+      );
+      const deep = "[".repeat(200_000) + "]".repeat(200_000);
+      const d = await readJsonBody(post(deep), 1_000_000);
+      if (!d.ok) expect(d.response.status).toBe(400);
+      expect((await readJsonBody(post(deep), 1000)) as { ok: boolean }).toMatchObject({ ok: false });
+      const huge = await readJsonBody(post('{"n": 1e999999, "m": 123456789012345678901234567890}'), 1000);
+      expect(huge.ok && (huge.value as { n: number }).n).toBe(Infinity);
+      expect(() => validateValues(VALID, { sbp: Infinity, visit_date: "2026-03-01" })).toThrow(ServiceError);
+      expect((await readJsonBody(post(new Uint8Array([0x7b, 0xff, 0xfe, 0x7d])), 100)).ok).toBe(false);
+      const wrongType = await readJsonBody(post("{}", "text/plain"), 100);
+      expect(wrongType.ok === false && wrongType.response.status).toBe(415);
+    },
+  );
 
   it("proof bundles: any JSON value is refused with a failed step and a code, never a throw", async () => {
     const vectors = path.join(ROOT, "test", "vectors", "bundles");

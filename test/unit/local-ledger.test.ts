@@ -19,69 +19,71 @@ import { toHex, utf8 } from "../../anchoring/log/bytes.ts";
 import { LedgerError } from "../../anchoring/ledgers/ledger.ts";
 import { LocalLedger, LocalLedgerCorrupt } from "../../anchoring/adapters/local-ledger-file.ts";
 import { verifyAnchor } from "../../anchoring/verifier/verify-anchor.ts";
-import { ORIGIN, cp, hashOf, note, req } from "../helpers/checkpoints.ts";
+import { cp, hashOf, req } from "../helpers/checkpoints.ts";
 
 const signer = nodeSigner(new Uint8Array(32).fill(3));
 const other = nodeSigner(new Uint8Array(32).fill(4));
-const noCtx = { work: null, saveWork: async () => {} };
 
 function ledgerIn(dir: string, s = signer) {
   return new LocalLedger({ name: "local", ledgerId: "trialseal.test/local", dir, signer: s, crypto: nodeCrypto });
 }
 
 describe("local ledger (signed, hash-chained file)", () => {
-  it("appends chained, signed records; is idempotent per checkpoint; its receipts verify with only its public key", async () => {
-    const dir = mkdtempSync(path.join(tmpdir(), "ts-ledger-"));
-    const l = ledgerIn(dir);
-    const a = await l.anchor(req(1));
-    const b = await l.anchor(req(2));
-    const again = await l.anchor(req(1));
-    expect(again.receipt).toEqual(a.receipt);
-    expect(a.status).toBe("final");
-    if (a.receipt.type !== "local" || b.receipt.type !== "local") throw new Error("local receipts expected");
-    expect(a.receipt.record.pos).toBe(0);
-    expect(a.receipt.record.prev).toBe("0".repeat(64));
-    expect(b.receipt.record.prev).toBe(
-      toHex(nodeCrypto.sha256(utf8(readFileSync(l.store.file, "utf8").split("\n")[0]))),
-    );
-    expect(readFileSync(l.store.file, "utf8").trim().split("\n")).toHaveLength(2);
-    const ledgers = { local: l.policy() };
-    for (const c of [nodeCrypto, nobleCrypto]) {
-      const r = await verifyAnchor(c, { ledger: "local", receipt: b.receipt }, cp(2), ledgers);
-      expect(r, JSON.stringify(r)).toMatchObject({ status: "ok", time: b.receipt.record.time });
-    }
-    // A receipt for a different checkpoint, a forged signature, an unknown ledger, a key outside its window.
-    const wrong = await verifyAnchor(nodeCrypto, { ledger: "local", receipt: a.receipt }, cp(2), ledgers);
-    expect(wrong.code).toBe("ANCHOR_CHECKPOINT_MISMATCH");
-    const forged = structuredClone(b.receipt);
-    forged.record.time = "2020-01-01T00:00:00.000Z";
-    expect((await verifyAnchor(nodeCrypto, { ledger: "local", receipt: forged }, cp(2), ledgers)).code).toBe(
-      "LOCAL_SIGNATURE_INVALID",
-    );
-    const otherKey = {
-      local: { ...l.policy(), keys: [{ publicKey: toHex(other.publicKey), notBefore: null, notAfter: null }] },
-    };
-    expect((await verifyAnchor(nodeCrypto, { ledger: "local", receipt: b.receipt }, cp(2), otherKey)).code).toBe(
-      "LOCAL_SIGNATURE_INVALID",
-    );
-    const expired = {
-      local: {
-        ...l.policy(),
-        keys: [{ publicKey: toHex(signer.publicKey), notBefore: null, notAfter: "2020-01-01T00:00:00.000Z" }],
-      },
-    };
-    expect((await verifyAnchor(nodeCrypto, { ledger: "local", receipt: b.receipt }, cp(2), expired)).code).toBe(
-      "LOCAL_NO_VALID_KEY",
-    );
-    expect((await verifyAnchor(nodeCrypto, { ledger: "nope", receipt: b.receipt }, cp(2), ledgers)).code).toBe(
-      "ANCHOR_UNKNOWN_LEDGER",
-    );
-    expect((await verifyAnchor(nodeCrypto, { ledger: "local", receipt: { type: "local" } }, cp(2), ledgers)).code).toBe(
-      "ANCHOR_MALFORMED",
-    );
-    // A tree size that does not grow is refused for good.
-    await expect(l.anchor({ ...req(1), checkpointHash: hashOf(99) })).rejects.toMatchObject({ retryable: false });
-  });
+  it(
+    "appends chained, signed records; is idempotent per checkpoint; " + "its receipts verify with only its public key",
+    async () => {
+      const dir = mkdtempSync(path.join(tmpdir(), "ts-ledger-"));
+      const l = ledgerIn(dir);
+      const a = await l.anchor(req(1));
+      const b = await l.anchor(req(2));
+      const again = await l.anchor(req(1));
+      expect(again.receipt).toEqual(a.receipt);
+      expect(a.status).toBe("final");
+      if (a.receipt.type !== "local" || b.receipt.type !== "local") throw new Error("local receipts expected");
+      expect(a.receipt.record.pos).toBe(0);
+      expect(a.receipt.record.prev).toBe("0".repeat(64));
+      expect(b.receipt.record.prev).toBe(
+        toHex(nodeCrypto.sha256(utf8(readFileSync(l.store.file, "utf8").split("\n")[0]))),
+      );
+      expect(readFileSync(l.store.file, "utf8").trim().split("\n")).toHaveLength(2);
+      const ledgers = { local: l.policy() };
+      for (const c of [nodeCrypto, nobleCrypto]) {
+        const r = await verifyAnchor(c, { ledger: "local", receipt: b.receipt }, cp(2), ledgers);
+        expect(r, JSON.stringify(r)).toMatchObject({ status: "ok", time: b.receipt.record.time });
+      }
+      // A receipt for a different checkpoint, a forged signature, an unknown ledger, a key outside its window.
+      const wrong = await verifyAnchor(nodeCrypto, { ledger: "local", receipt: a.receipt }, cp(2), ledgers);
+      expect(wrong.code).toBe("ANCHOR_CHECKPOINT_MISMATCH");
+      const forged = structuredClone(b.receipt);
+      forged.record.time = "2020-01-01T00:00:00.000Z";
+      expect((await verifyAnchor(nodeCrypto, { ledger: "local", receipt: forged }, cp(2), ledgers)).code).toBe(
+        "LOCAL_SIGNATURE_INVALID",
+      );
+      const otherKey = {
+        local: { ...l.policy(), keys: [{ publicKey: toHex(other.publicKey), notBefore: null, notAfter: null }] },
+      };
+      expect((await verifyAnchor(nodeCrypto, { ledger: "local", receipt: b.receipt }, cp(2), otherKey)).code).toBe(
+        "LOCAL_SIGNATURE_INVALID",
+      );
+      const expired = {
+        local: {
+          ...l.policy(),
+          keys: [{ publicKey: toHex(signer.publicKey), notBefore: null, notAfter: "2020-01-01T00:00:00.000Z" }],
+        },
+      };
+      expect((await verifyAnchor(nodeCrypto, { ledger: "local", receipt: b.receipt }, cp(2), expired)).code).toBe(
+        "LOCAL_NO_VALID_KEY",
+      );
+      expect((await verifyAnchor(nodeCrypto, { ledger: "nope", receipt: b.receipt }, cp(2), ledgers)).code).toBe(
+        "ANCHOR_UNKNOWN_LEDGER",
+      );
+      expect(
+        (await verifyAnchor(nodeCrypto, { ledger: "local", receipt: { type: "local" } }, cp(2), ledgers)).code,
+      ).toBe("ANCHOR_MALFORMED");
+      // A tree size that does not grow is refused for good.
+      await expect(l.anchor({ ...req(1), checkpointHash: hashOf(99) })).rejects.toMatchObject({ retryable: false });
+    },
+  );
 
   it("re-verifies the whole file on open: an edited, reordered or foreign-signed line refuses to open", async () => {
     const dir = mkdtempSync(path.join(tmpdir(), "ts-ledger-"));
@@ -92,8 +94,8 @@ describe("local ledger (signed, hash-chained file)", () => {
     const lines = good.trim().split("\n");
     const edits: [string, string][] = [
       ["edited tree size", good.replace('"treeSize":2', '"treeSize":7')],
-      ["dropped record", [lines[0], lines[2]].join("\n") + "\n"],
-      ["swapped records", [lines[1], lines[0], lines[2]].join("\n") + "\n"],
+      ["dropped record", `${[lines[0], lines[2]].join("\n")}\n`],
+      ["swapped records", `${[lines[1], lines[0], lines[2]].join("\n")}\n`],
       ["not JSON", good.replace(lines[1], "{oops")],
     ];
     for (const [what, text] of edits) {
@@ -159,45 +161,49 @@ describe("local ledger (signed, hash-chained file)", () => {
     expect(r.receipt.record.pos).toBe(1);
   });
 
-  it("a read-only data directory gives a clear, retryable error; the ledger file is untouched and usable once writable", async () => {
-    // A real read-only file system (a tmpfs remounted ro) as root, where permission bits do not bind;
-    // otherwise the permission bits.
-    const base = mkdtempSync(path.join(tmpdir(), "ts-ledger-ro-"));
-    const asRoot = process.getuid?.() === 0;
-    if (asRoot) execFileSync("mount", ["-t", "tmpfs", "-o", "size=4m", "trialseal-ro-test", base]);
-    const dir = path.join(base, "ledger");
-    mkdirSync(dir);
-    const setReadOnly = (ro: boolean) => {
-      if (asRoot) execFileSync("mount", ["-o", `remount,${ro ? "ro" : "rw"}`, base]);
-      else chmodSync(dir, ro ? 0o555 : 0o755);
-    };
-    try {
-      const l = ledgerIn(dir);
-      await l.anchor(req(1));
-      const good = readFileSync(l.store.file);
-      setReadOnly(true);
-      if (!asRoot) chmodSync(l.store.file, 0o444);
-      const err = await ledgerIn(dir)
-        .anchor(req(2))
-        .catch((e) => e);
-      expect(err).toBeInstanceOf(LedgerError);
-      expect(err.message).toMatch(
-        /cannot write the local ledger .*: the ledger directory is not writable \((EROFS|EACCES|EPERM)\)/,
-      );
-      expect(err.retryable).toBe(true);
-      expect(readFileSync(l.store.file)).toEqual(good);
-      setReadOnly(false);
-      if (!asRoot) chmodSync(l.store.file, 0o644);
-      const r = await ledgerIn(dir).anchor(req(2));
-      if (r.receipt.type !== "local") throw new Error();
-      expect(r.receipt.record.pos).toBe(1);
-      expect(
-        ledgerIn(dir)
-          .store.all()
-          .map((x) => x.treeSize),
-      ).toEqual([1, 2]);
-    } finally {
-      if (asRoot) execFileSync("umount", [base]);
-    }
-  });
+  it(
+    "a read-only data directory gives a clear, retryable error; " +
+      "the ledger file is untouched and usable once writable",
+    async () => {
+      // A real read-only file system (a tmpfs remounted ro) as root, where permission bits do not bind;
+      // otherwise the permission bits.
+      const base = mkdtempSync(path.join(tmpdir(), "ts-ledger-ro-"));
+      const asRoot = process.getuid?.() === 0;
+      if (asRoot) execFileSync("mount", ["-t", "tmpfs", "-o", "size=4m", "trialseal-ro-test", base]);
+      const dir = path.join(base, "ledger");
+      mkdirSync(dir);
+      const setReadOnly = (ro: boolean) => {
+        if (asRoot) execFileSync("mount", ["-o", `remount,${ro ? "ro" : "rw"}`, base]);
+        else chmodSync(dir, ro ? 0o555 : 0o755);
+      };
+      try {
+        const l = ledgerIn(dir);
+        await l.anchor(req(1));
+        const good = readFileSync(l.store.file);
+        setReadOnly(true);
+        if (!asRoot) chmodSync(l.store.file, 0o444);
+        const err = await ledgerIn(dir)
+          .anchor(req(2))
+          .catch((e) => e);
+        expect(err).toBeInstanceOf(LedgerError);
+        expect(err.message).toMatch(
+          /cannot write the local ledger .*: the ledger directory is not writable \((EROFS|EACCES|EPERM)\)/,
+        );
+        expect(err.retryable).toBe(true);
+        expect(readFileSync(l.store.file)).toEqual(good);
+        setReadOnly(false);
+        if (!asRoot) chmodSync(l.store.file, 0o644);
+        const r = await ledgerIn(dir).anchor(req(2));
+        if (r.receipt.type !== "local") throw new Error();
+        expect(r.receipt.record.pos).toBe(1);
+        expect(
+          ledgerIn(dir)
+            .store.all()
+            .map((x) => x.treeSize),
+        ).toEqual([1, 2]);
+      } finally {
+        if (asRoot) execFileSync("umount", [base]);
+      }
+    },
+  );
 });

@@ -8,8 +8,11 @@ import { fileURLToPath } from "node:url";
 import { describe, expect, it } from "vitest";
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..", "..");
-const IMPORT =
-  /^\s*(?:import|export)[^'"]*?from\s+["']([^"']+)["']|^\s*import\s+["']([^"']+)["']|import\(\s*["']([^"']+)["']\s*\)/gm;
+const IMPORT = new RegExp(
+  String.raw`^\s*(?:import|export)[^'"]*?from\s+["']([^"']+)["']|` +
+    String.raw`^\s*import\s+["']([^"']+)["']|import\(\s*["']([^"']+)["']\s*\)`,
+  "gm",
+);
 
 function importsOf(file: string): string[] {
   const text = readFileSync(file, "utf8");
@@ -31,7 +34,8 @@ function graph(entry: string): { files: Set<string>; packages: Set<string> } {
   return { files, packages };
 }
 
-// pkijs/asn1js (RFC 3161 tokens) run on WebCrypto; viem and node: stay out of the verifier (network code lives in the adapters).
+// pkijs/asn1js (RFC 3161 tokens) run on WebCrypto; viem and node: stay out of the verifier (network code lives in
+// the adapters).
 const BROWSER_SAFE = ["zod", "canonicalize", "@noble/hashes/sha2.js", "@noble/curves/ed25519.js", "pkijs", "asn1js"];
 
 describe("the integrity core's dependency rules", () => {

@@ -9,7 +9,7 @@ import { Rfc3161Ledger, certificatesFromPem } from "../../anchoring/adapters/rfc
 import { buildRequest, readToken, tokenFromResponse, verifyToken } from "../../anchoring/ledgers/rfc3161-token.ts";
 import { verifyAnchor } from "../../anchoring/verifier/verify-anchor.ts";
 import { startTsa, type TestTsa } from "../helpers/tsa.ts";
-import { ORIGIN, cp, hashOf, note, req } from "../helpers/checkpoints.ts";
+import { cp, note, req } from "../helpers/checkpoints.ts";
 
 const noCtx = { work: null, saveWork: async () => {} };
 
@@ -33,21 +33,24 @@ const ledgerFor = (t: TestTsa, trustedPem = tsa.caPem, timeoutMs = 30_000) =>
   });
 
 describe("RFC 3161 ledger against a real TSA (openssl ts behind HTTP)", () => {
-  it("time-stamps the checkpoint hash; the token verifies offline (node and noble crypto) and names its genTime", async () => {
-    const l = ledgerFor(tsa);
-    const before = Date.now();
-    const out = await l.anchor(req(5), noCtx);
-    expect(out.status).toBe("final");
-    if (out.receipt.type !== "rfc3161") throw new Error();
-    const info = readToken(fromBase64(out.receipt.token));
-    expect(info.genTime.getTime()).toBeGreaterThanOrEqual(Math.floor(before / 1000) * 1000 - 1000);
-    expect(toHex(info.imprint)).toBe(toHex(req(5).checkpointHash));
-    for (const c of [nodeCrypto, nobleCrypto]) {
-      const r = await verifyAnchor(c, { ledger: "rfc3161", receipt: out.receipt }, cp(5), { rfc3161: l.policy() });
-      // The test TSA states `accuracy = secs:1`: the verifier takes it as the drift of this token's time.
-      expect(r, r.message).toMatchObject({ status: "ok", time: info.genTime.toISOString(), statedAccuracyMs: 1000 });
-    }
-  });
+  it(
+    "time-stamps the checkpoint hash; the token verifies offline (node and noble crypto) " + "and names its genTime",
+    async () => {
+      const l = ledgerFor(tsa);
+      const before = Date.now();
+      const out = await l.anchor(req(5), noCtx);
+      expect(out.status).toBe("final");
+      if (out.receipt.type !== "rfc3161") throw new Error();
+      const info = readToken(fromBase64(out.receipt.token));
+      expect(info.genTime.getTime()).toBeGreaterThanOrEqual(Math.floor(before / 1000) * 1000 - 1000);
+      expect(toHex(info.imprint)).toBe(toHex(req(5).checkpointHash));
+      for (const c of [nodeCrypto, nobleCrypto]) {
+        const r = await verifyAnchor(c, { ledger: "rfc3161", receipt: out.receipt }, cp(5), { rfc3161: l.policy() });
+        // The test TSA states `accuracy = secs:1`: the verifier takes it as the drift of this token's time.
+        expect(r, r.message).toMatchObject({ status: "ok", time: info.genTime.toISOString(), statedAccuracyMs: 1000 });
+      }
+    },
+  );
 
   it("rejects a token for another checkpoint, a tampered token, and an untrusted TSA", async () => {
     const l = ledgerFor(tsa);

@@ -22,7 +22,7 @@ describe("proof-bundle vectors (test/vectors/bundles)", () => {
     expect(files.map((f) => f.replace(/\.json$/, ""))).toEqual(Object.keys(generated).sort());
     for (const f of files)
       expect(readFileSync(path.join(DIR, f), "utf8"), f).toBe(
-        JSON.stringify(generated[f.replace(/\.json$/, "")], null, 2) + "\n",
+        `${JSON.stringify(generated[f.replace(/\.json$/, "")], null, 2)}\n`,
       );
   });
 

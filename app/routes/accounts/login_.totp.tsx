@@ -11,7 +11,7 @@ export const meta: MetaFunction = () => [{ title: "Verification code · TrialSea
 export async function loader({ request, context }: LoaderFunctionArgs) {
   const token = await sessionToken(request, context.ctx);
   const s = token ? await liveSession(context.ctx, token) : null;
-  if (!s || s.stage !== "mfa") return redirect("/login");
+  if (s?.stage !== "mfa") return redirect("/login");
   return null;
 }
 

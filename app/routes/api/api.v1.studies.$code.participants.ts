@@ -38,7 +38,12 @@ export async function action({ request, context, params }: ActionFunctionArgs) {
     return apiError(
       422,
       "invalid",
-      `${i.path.join(".") || "body"}: ${i.code === "unrecognized_keys" ? `unknown field ${(i as { keys?: string[] }).keys?.join(", ")} (send site, and optionally personal: {fullName, email, phone, birthDate})` : i.message}`,
+      `${i.path.join(".") || "body"}: ${
+        i.code === "unrecognized_keys"
+          ? `unknown field ${(i as { keys?: string[] }).keys?.join(", ")} ` +
+            "(send site, and optionally personal: {fullName, email, phone, birthDate})"
+          : i.message
+      }`,
       String(i.path[0] ?? (i as { keys?: string[] }).keys?.[0] ?? "body"),
     );
   }

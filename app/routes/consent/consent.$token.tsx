@@ -134,6 +134,7 @@ export async function action({ request, context, params }: ActionFunctionArgs) {
 
 export default function ConsentPage() {
   const d = useLoaderData<typeof loader>();
+  const codeChannel = d.channel === "sms" ? "phone" : "email";
   const r = useActionData<typeof action>();
   const revalidator = useRevalidator();
   const pending =
@@ -169,7 +170,7 @@ export default function ConsentPage() {
         <section className="card" data-step="identity">
           <h2>First, confirm it is you</h2>
           <p>
-            We send a one-time code to your {d.channel === "sms" ? "phone" : "email"} ({d.sentTo}). Enter it below to{" "}
+            We send a one-time code to your {codeChannel} ({d.sentTo}). Enter it below to{" "}
             {d.state === "used" ? "see your signed consent" : "open the document"}.
           </p>
           <Form method="post">
@@ -300,7 +301,11 @@ export default function ConsentPage() {
                     {w.at.replace("T", " ").slice(0, 19)} UTC:{" "}
                     {w.scope === "full"
                       ? "full withdrawal"
-                      : `partial: ${w.allows.followUp ? "follow-up continues" : "no follow-up"}${w.allows.optionalWithdrawn.length ? `; withdrawn: ${w.allows.optionalWithdrawn.join(", ")}` : ""}`}
+                      : `partial: ${w.allows.followUp ? "follow-up continues" : "no follow-up"}${
+                          w.allows.optionalWithdrawn.length
+                            ? `; withdrawn: ${w.allows.optionalWithdrawn.join(", ")}`
+                            : ""
+                        }`}
                   </li>
                 ))}
               </ul>
@@ -333,8 +338,8 @@ export default function ConsentPage() {
                       .flatMap((s) => s.optional)
                       .map((o) => (
                         <label key={o.key} className="ack">
-                          <input type="checkbox" name="optionalWithdrawn" value={o.key} /> Withdraw my agreement to:{" "}
-                          {o.text}
+                          <input type="checkbox" name="optionalWithdrawn" value={o.key} />
+                          {" Withdraw my agreement to:"} {o.text}
                         </label>
                       ))
                   : null}

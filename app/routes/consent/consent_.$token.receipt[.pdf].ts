@@ -14,7 +14,8 @@ export async function loader({ request, context, params }: LoaderFunctionArgs) {
   return new Response(new Uint8Array(pdf), {
     headers: {
       "content-type": "application/pdf",
-      "content-disposition": `attachment; filename="consent-receipt-${o.study.code}-${o.document.code}-${o.document.version}.pdf"`,
+      "content-disposition":
+        `attachment; filename="consent-receipt-${o.study.code}-` + `${o.document.code}-${o.document.version}.pdf"`,
       "cache-control": "no-store",
     },
   });

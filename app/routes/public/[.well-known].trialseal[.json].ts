@@ -4,7 +4,7 @@ import { deploymentTrustPolicy } from "../../anchor-worker/anchor-worker.server.
 /** Public: this deployment's trust policy. Verifiers must pin its SHA-256; never trust it unpinned. */
 export async function loader({ context }: LoaderFunctionArgs) {
   const { ctx } = context;
-  return new Response(JSON.stringify(deploymentTrustPolicy(ctx), null, 2) + "\n", {
+  return new Response(`${JSON.stringify(deploymentTrustPolicy(ctx), null, 2)}\n`, {
     headers: { "content-type": "application/json" },
   });
 }

@@ -1,6 +1,6 @@
 import { json, type LoaderFunctionArgs, type MetaFunction } from "@remix-run/node";
 import { Form, useLoaderData } from "@remix-run/react";
-import { parseAuditFilters, queryAuditTrail } from "../../audit-trail/audit-trail.server.ts";
+import { parseAuditFilters, queryAuditTrail, type AuditFilters } from "../../audit-trail/audit-trail.server.ts";
 import { ServiceError } from "../../platform/errors.server.ts";
 import { requireStudy } from "../../platform/require-study.server.ts";
 import { StudyPage } from "../../ui/study-page.tsx";
@@ -21,7 +21,7 @@ type Row = {
 export async function loader({ request, context, params }: LoaderFunctionArgs) {
   const { study, user } = await requireStudy(request, context, params, "audit.view");
   const url = new URL(request.url);
-  let filters;
+  let filters: AuditFilters;
   try {
     filters = parseAuditFilters(url.searchParams);
   } catch (err) {

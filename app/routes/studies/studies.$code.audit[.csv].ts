@@ -1,5 +1,5 @@
 import type { LoaderFunctionArgs } from "@remix-run/node";
-import { auditTrailCsv, parseAuditFilters } from "../../audit-trail/audit-trail.server.ts";
+import { auditTrailCsv, parseAuditFilters, type AuditFilters } from "../../audit-trail/audit-trail.server.ts";
 import { ServiceError } from "../../platform/errors.server.ts";
 import { requestMeta } from "../../platform/session.server.ts";
 import { requireStudy } from "../../platform/require-study.server.ts";
@@ -7,7 +7,7 @@ import { requireStudy } from "../../platform/require-study.server.ts";
 /** The audit trail as CSV, with the page's filters; the export is itself an audit event. */
 export async function loader({ request, context, params }: LoaderFunctionArgs) {
   const { study, user } = await requireStudy(request, context, params, "audit.view");
-  let filters;
+  let filters: AuditFilters;
   try {
     filters = parseAuditFilters(new URL(request.url).searchParams);
   } catch (err) {

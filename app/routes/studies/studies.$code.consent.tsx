@@ -80,7 +80,10 @@ export default function Consent() {
   const d = useLoaderData<typeof loader>();
   const r = useActionData<typeof action>();
   const [body, setBody] = useState(
-    "# Informed consent\n\n## Why this study is done\nWhy this study is done...\n\n## Your choices\nYou may leave at any time.\n\n[question:yes] Can you leave the study at any time?\n\n[optional:future_research] My samples may be used in future research.\n",
+    "# Informed consent\n\n## Why this study is done\nWhy this study is done...\n\n" +
+      "## Your choices\nYou may leave at any time.\n\n" +
+      "[question:yes] Can you leave the study at any time?\n\n" +
+      "[optional:future_research] My samples may be used in future research.\n",
   );
   const bad = (f: string) => (r?.field === f ? true : undefined);
   return (

@@ -186,7 +186,9 @@ export default function SubjectConsent() {
               <li key={w.id} data-withdrawal={w.scope}>
                 {w.at.replace("T", " ").slice(0, 19)} UTC: {w.scope}
                 {w.scope === "partial"
-                  ? ` (${w.allows.followUp ? "follow-up continues" : "no follow-up"}${w.allows.optionalWithdrawn.length ? `; withdrawn: ${w.allows.optionalWithdrawn.join(", ")}` : ""})`
+                  ? ` (${w.allows.followUp ? "follow-up continues" : "no follow-up"}${
+                      w.allows.optionalWithdrawn.length ? `; withdrawn: ${w.allows.optionalWithdrawn.join(", ")}` : ""
+                    })`
                   : ""}{" "}
                 {w.byParticipant ? "by the participant" : "recorded by site staff"}
                 {w.reason ? `: ${w.reason}` : ""}

@@ -107,6 +107,7 @@ export default function Review() {
             {audit.report.findings.length ? (
               <ul>
                 {audit.report.findings.map((f, i) => (
+                  // biome-ignore lint/suspicious/noArrayIndexKey: findings have no id; static list, never reordered
                   <li key={i} className={f.severity === "tamper" ? "error" : "muted"} data-finding={f.code}>
                     {f.code}: {f.message}
                   </li>
