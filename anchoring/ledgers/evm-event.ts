@@ -1,6 +1,7 @@
 /**
  * The anchoring contract's event and the check of an EVM receipt against a chain (pure: the chain is read
- * through the small EvmReader interface; reader.ts implements it with viem over JSON-RPC).
+ * through the small EvmReader interface; anchoring/adapters/evm-reader.ts implements it with viem over
+ * JSON-RPC).
  *
  *   event Anchored(bytes32 indexed logId, bytes32 indexed checkpointHash, uint64 treeSize)
  *

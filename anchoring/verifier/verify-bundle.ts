@@ -97,7 +97,8 @@ export interface Report {
    * The earliest verified anchor: the entry existed (was in a signed checkpoint) by this time. Only on a valid
    * report: an invalid bundle proves nothing, so it has no "existed by".
    */
-  existedBy?: { time: string; ledger: string };
+  /** The latest moment the anchors prove the entry existed by (`attested`: the ledger's own time for it). */
+  existedBy?: { time: string; ledger: string; attested: string };
 }
 
 export interface VerifyOptions extends AnchorVerifyOptions {
@@ -341,7 +342,8 @@ export async function verifyBundle(
           `counting the ledger's ${slack}, the entry is still ${late} ms late (allowed skew ${policy.maxSkewMs} ms)`,
       );
     else {
-      existedBy = { time: first.time!, ledger: first.ledger };
+      // What the anchor proves: the checkpoint existed by its time plus the ledger's resolution and drift.
+      existedBy = { time: new Date(bound(first)).toISOString(), ledger: first.ledger, attested: first.time! };
       ok(
         "anchors.time",
         `written at ${envelope.at}, consistent with ledger ${first.ledger} attesting its checkpoint at ${first.time} ` +

@@ -13,6 +13,7 @@ import type { Principal } from "../platform/permissions.server.ts";
 import { getStudyOrThrow } from "../studies/studies.server.ts";
 import { recordDefinition, recordHistory, subjectCasebook } from "../records/records.server.ts";
 import { queriesOf, signaturesOf } from "../clinical-monitoring/clinical-monitoring.server.ts";
+import { sealText } from "../log/seal-text.ts";
 
 const show = (v: unknown) =>
   v === null || v === undefined
@@ -82,11 +83,7 @@ export async function casebookPdf(
     for (const v of h.history) {
       const what =
         v.version === 1 ? "entered" : v.changes.map((c) => `${c.field}: ${show(c.old)} -> ${show(c.new)}`).join("; ");
-      const seal =
-        v.entry.status === "sealed"
-          ? `sealed, seq ${v.entry.seq}, batch ${v.entry.batch}` +
-            `${v.entry.anchoredOn.length ? `, anchored on ${v.entry.anchoredOn.join(", ")}` : ""}`
-          : "pending seal";
+      const seal = sealText(v.entry);
       doc.text(
         `v${v.version}  ${v.at.replace("T", " ").slice(0, 19)} UTC  ${v.actor}  ` +
           `${what}${v.reason ? `  reason: ${v.reason}` : ""}`,

@@ -1,4 +1,7 @@
-/** A ledger entry's proof status in words: pending, sealed in batch B (seq N), anchored on ledgers L. */
+/**
+ * An entry's proof status in words (the one wording of pages, PDFs and exports): pending, sealed in batch B
+ * (seq N), anchored on ledgers L.
+ */
 export interface Seal {
   status: string;
   seq: number | null;

@@ -48,6 +48,9 @@ describe("ledger time resolution and drift", () => {
       expect(r.verdict, `${s} s: ${JSON.stringify(r.steps.filter((x) => x.status === "failed"))}`).toBe("valid");
       expect(r.anchors[0]).toMatchObject({ ledger: "evm", status: "ok", resolutionMs: 1000, driftMs: 15_000 });
       expect(r.existedBy?.ledger).toBe("evm");
+      // "existed by" is what the anchor proves (block time + 1 s + 15 s), never before the entry's own time.
+      expect(r.existedBy?.attested).toBe(r.anchors[0].time);
+      expect(Date.parse(r.existedBy!.time)).toBe(Date.parse(r.anchors[0].time!) + 16_000);
     }
     const late = await withBlockTime(17);
     expect(late.verdict).toBe("invalid");

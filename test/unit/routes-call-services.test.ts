@@ -48,6 +48,15 @@ describe("routes call services only", () => {
     }
   });
 
+  // drizzle is opened with the schema, so `ctx.db.query.<table>` needs no import: routes must not touch the
+  // database handle either (context.ctx is passed on to services whole).
+  const HANDLE = /\bctx\.(db|database)\b|\.ctx\.(db|database)\b/;
+
+  it("no route file uses the database handle directly", () => {
+    for (const f of files) expect(readFileSync(path.join(ROUTES, f), "utf8"), `app/routes/${f}`).not.toMatch(HANDLE);
+    expect("const rows = await context.ctx.db.query.studies.findMany();").toMatch(HANDLE);
+  });
+
   it("the import scan sees a database import when there is one", () => {
     const probe = 'import { eq } from "drizzle-orm";\nimport { studies } from "../../../db/schema/index.ts";\n';
     const specs = [...probe.matchAll(IMPORT)].map((m) => m[1] ?? m[2] ?? m[3]);
