@@ -5,8 +5,15 @@
  * - A Questionnaire per form version and a QuestionnaireResponse per record (its current version; `amended`
  *   when it was corrected), each carrying the ledger entry that proves it in an extension.
  * - A Consent per participant signature on a document version (policy = the document version, sourceAttachment
- *   with the SHA-1 that Attachment.hash requires) and a Provenance for it carrying what FHIR cannot: the
- *   document's SHA-256 and the ledger entry (seq, leaf hash) of the signature, for `trialseal verify`.
+ *   with the base64 SHA-1 of the document's bytes that Attachment.hash requires) and a Provenance for it carrying
+ *   what FHIR cannot: the document's SHA-256 and the ledger entry (seq, leaf hash) of the signature, for
+ *   `trialseal verify`. Its status: `active` once countersigned, `proposed` while awaiting the countersignature,
+ *   `inactive` when superseded by a later signature on the same document or withdrawn in full.
+ * - The member of staff who countersigned is a `verifier` agent of that Provenance, referencing a Practitioner
+ *   (the user's id and full name, as the ODM export's User).
+ * Every entry's fullUrl is a `urn:uuid:` (a name-based UUID, version 5, of the resource's identity, so the same
+ * resource has the same fullUrl in every export) and every reference is that same string, so references resolve
+ * inside the bundle by R4's rules.
  * Validated in tests with @medplum/core's validateResource against the R4 StructureDefinitions (ADR 0008).
  */
 import { createHash } from "node:crypto";
@@ -17,6 +24,31 @@ const EXT = "https://trialseal.dev/fhir/StructureDefinition";
 const SYS = { study: "urn:trialseal:study", subject: "urn:trialseal:subject", entry: "urn:trialseal:ledger-entry" };
 
 type Resource = Record<string, unknown> & { resourceType: string; id: string };
+
+const PARTICIPANT_TYPE = "http://terminology.hl7.org/CodeSystem/provenance-participant-type";
+/** The namespace of this export's name-based UUIDs (fixed: the same resource gets the same UUID every time). */
+const UUID_NAMESPACE = Buffer.from("4c8868561d0d4c6bbfa00b4b6550a7ea", "hex");
+
+/** A name-based UUID, version 5 (RFC 9562: SHA-1 of namespace and name, version and variant bits set). */
+function uuidV5(name: string): string {
+  const h = createHash("sha1").update(UUID_NAMESPACE).update(name, "utf8").digest().subarray(0, 16);
+  h[6] = (h[6] & 0x0f) | 0x50;
+  h[8] = (h[8] & 0x3f) | 0x80;
+  const x = h.toString("hex");
+  return `${x.slice(0, 8)}-${x.slice(8, 12)}-${x.slice(12, 16)}-${x.slice(16, 20)}-${x.slice(20)}`;
+}
+
+/**
+ * Attachment.hash: the base64 SHA-1 of the document's bytes (the UTF-8 text whose SHA-256 was recorded at
+ * approval and signed). Left out when the stored text no longer matches that SHA-256: the hash would not be of
+ * the document as signed (the Provenance still carries the signed SHA-256).
+ */
+function attachmentHash(doc: { bodyMarkdown: string; sha256: string } | undefined): string | undefined {
+  if (!doc) return undefined;
+  const bytes = new TextEncoder().encode(doc.bodyMarkdown);
+  if (createHash("sha256").update(bytes).digest("hex") !== doc.sha256) return undefined;
+  return createHash("sha1").update(bytes).digest("base64");
+}
 
 const ledgerExtension = (e: { seq: number | null; leafHash: string | null; entryId: string }) => ({
   url: `${EXT}/ledger-entry`,
@@ -71,9 +103,16 @@ function answers(f: FieldDefinition | undefined, v: unknown): Record<string, unk
 }
 
 export function studyFhirBundle(x: StudyExport, now = new Date()): Record<string, unknown> {
-  const resources: Resource[] = [];
+  const entries: { fullUrl: string; resource: Resource }[] = [];
+  /** A resource's fullUrl, from its type and identity (a row id, or what names it within the study). */
+  const urn = (type: string, key: string) => `urn:uuid:${uuidV5(`${x.study.id}/${type}/${key}`)}`;
+  const add = (key: string, resource: Resource) => {
+    const fullUrl = urn(resource.resourceType, key);
+    entries.push({ fullUrl, resource });
+    return fullUrl;
+  };
   const studyId = safeId(x.study.code);
-  resources.push({
+  const studyUrl = add(x.study.id, {
     resourceType: "ResearchStudy",
     id: studyId,
     identifier: [{ system: SYS.study, value: x.study.code }],
@@ -83,7 +122,7 @@ export function studyFhirBundle(x: StudyExport, now = new Date()): Record<string
   });
   const qUrl = (code: string) => `urn:trialseal:questionnaire:${x.study.code}:${code}`;
   for (const f of x.forms) {
-    resources.push({
+    add(`${f.code}/${f.version}`, {
       resourceType: "Questionnaire",
       id: safeId(`${x.study.code}-${f.code}-${f.version}`),
       url: qUrl(f.code),
@@ -104,9 +143,25 @@ export function studyFhirBundle(x: StudyExport, now = new Date()): Record<string
     });
   }
   const consentBySubject = new Map(x.consents.map((c) => [c.subject, c]));
+  const patientUrl = new Map(x.participants.map((p) => [p.subject, urn("Patient", p.id)]));
+  const practitionerUrl = new Map<string, string>();
+  /** The Practitioner of a member of staff, added once. */
+  const practitioner = (u: { userId: string; fullName: string }) => {
+    let url = practitionerUrl.get(u.userId);
+    if (!url) {
+      url = add(u.userId, {
+        resourceType: "Practitioner",
+        id: safeId(`staff-${u.userId}`),
+        identifier: [{ system: "urn:trialseal:user", value: u.userId }],
+        name: [{ text: u.fullName }],
+      });
+      practitionerUrl.set(u.userId, url);
+    }
+    return url;
+  };
   for (const p of x.participants) {
     const pid = safeId(`${x.study.code}-${p.subject}`);
-    resources.push({
+    const patient = add(p.id, {
       resourceType: "Patient",
       id: pid,
       identifier: [{ system: `${SYS.subject}:${x.study.code}`, value: p.subject }],
@@ -118,41 +173,47 @@ export function studyFhirBundle(x: StudyExport, now = new Date()): Record<string
         : c?.state === "partially_withdrawn"
           ? "follow-up"
           : "on-study";
-    resources.push({
+    add(p.id, {
       resourceType: "ResearchSubject",
       id: `rs-${pid}`,
       identifier: [{ system: `${SYS.subject}:${x.study.code}`, value: p.subject }],
       status: subjectStatus,
       period: { start: p.enrolledAt },
-      study: { reference: `ResearchStudy/${studyId}` },
-      individual: { reference: `Patient/${pid}` },
+      study: { reference: studyUrl },
+      individual: { reference: patient },
     });
     if (!c) continue;
-    for (const s of c.signatures.filter((z) => z.primary)) {
+    const primaries = c.signatures.filter((z) => z.primary); // oldest first
+    for (const [i, s] of primaries.entries()) {
       const doc = x.documents.find((d) => d.id === s.documentId);
       const cid = `consent-${s.id}`;
       const proof = x.consentEntries.get(s.entryId) ?? { seq: null, leafHash: null };
       const countersign = c.signatures.find((z) => z.countersigns === s.id && z.role === "staff");
+      const staff = countersign ? x.consentSigners.get(countersign.id) : undefined;
       const fullWithdrawal = c.withdrawals.find((w) => w.scope === "full");
       const withdrawnItems = c.withdrawals.flatMap((w) => w.allows.optionalWithdrawn);
-      resources.push({
+      // Superseded: signed again later on the same document (a re-consent, or a new signature taken before this
+      // one was countersigned); R4 `inactive` is "terminated or replaced", `proposed` not yet in force.
+      const superseded = primaries.slice(i + 1).some((z) => z.document.code === s.document.code);
+      const status = fullWithdrawal || superseded ? "inactive" : countersign ? "active" : "proposed";
+      const consentUrl = add(s.id, {
         resourceType: "Consent",
         id: cid,
-        status: fullWithdrawal ? "inactive" : "active",
+        status,
         scope: {
           coding: [
             { system: "http://terminology.hl7.org/CodeSystem/consentscope", code: "research", display: "Research" },
           ],
         },
         category: [{ coding: [{ system: "http://loinc.org", code: "59284-0", display: "Patient Consent" }] }],
-        patient: { reference: `Patient/${pid}` },
+        patient: { reference: patient },
         dateTime: s.signedAt,
         policy: [{ uri: `urn:trialseal:consent-document:${x.study.code}:${s.document.code}:${s.document.version}` }],
         sourceAttachment: {
           contentType: "text/markdown",
           language: doc?.language,
           title: `${s.document.title} (${s.document.code} ${s.document.version})`,
-          hash: doc ? createHash("sha1").update(Buffer.from(doc.sha256, "hex")).digest("base64") : undefined,
+          hash: attachmentHash(doc),
         },
         verification: countersign ? [{ verified: true, verificationDate: countersign.signedAt }] : undefined,
         provision: {
@@ -164,18 +225,25 @@ export function studyFhirBundle(x: StudyExport, now = new Date()): Record<string
           })),
         },
       });
-      resources.push({
+      add(s.id, {
         resourceType: "Provenance",
         id: `prov-${s.id}`,
-        target: [{ reference: `Consent/${cid}` }],
+        target: [{ reference: consentUrl }],
         recorded: s.signedAt,
         agent: [
-          {
-            type: {
-              coding: [{ system: "http://terminology.hl7.org/CodeSystem/provenance-participant-type", code: "author" }],
-            },
-            who: { reference: `Patient/${pid}` },
-          },
+          { type: { coding: [{ system: PARTICIPANT_TYPE, code: "author" }] }, who: { reference: patient } },
+          // The person who obtained the consent countersigns that the consent process was carried out properly:
+          // R4's `verifier` ("verifies the correctness and appropriateness of activity"). Not `attester` (attests
+          // the accuracy of the resource's content) nor `legal` (takes legal responsibility for the content):
+          // the content is the participant's decision.
+          ...(staff
+            ? [
+                {
+                  type: { coding: [{ system: PARTICIPANT_TYPE, code: "verifier", display: "Verifier" }] },
+                  who: { reference: practitioner(staff) },
+                },
+              ]
+            : []),
         ],
         entity: [
           {
@@ -197,13 +265,13 @@ export function studyFhirBundle(x: StudyExport, now = new Date()): Record<string
     const v = r.versions[r.versions.length - 1];
     if (!v) continue;
     const def = x.forms.find((f) => f.code === r.form && f.version === v.formVersion);
-    resources.push({
+    add(r.id, {
       resourceType: "QuestionnaireResponse",
       id: `qr-${r.id}`,
       identifier: { system: "urn:trialseal:record", value: r.id },
       questionnaire: `${qUrl(r.form)}|${v.formVersion}`,
       status: r.versions.length > 1 ? "amended" : "completed",
-      subject: { reference: `Patient/${safeId(`${x.study.code}-${r.subject}`)}` },
+      subject: { reference: patientUrl.get(r.subject) },
       authored: v.at,
       extension: [
         { url: `${EXT}/visit`, valueString: r.visit },
@@ -223,9 +291,6 @@ export function studyFhirBundle(x: StudyExport, now = new Date()): Record<string
     id: safeId(`${x.study.code}-${now.getTime()}`),
     type: "collection",
     timestamp: now.toISOString(),
-    entry: resources.map((r) => ({
-      fullUrl: `urn:trialseal:${r.resourceType}/${r.id}`,
-      resource: JSON.parse(JSON.stringify(r)),
-    })),
+    entry: entries.map((e) => ({ fullUrl: e.fullUrl, resource: JSON.parse(JSON.stringify(e.resource)) })),
   };
 }

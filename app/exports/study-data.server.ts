@@ -168,12 +168,25 @@ export async function loadStudyExport(ctx: AppContext, studyCode: string) {
     if (st.signatures.length || st.withdrawals.length) consents.push({ subject: p.subject, ...st });
   }
   const consentEntries = new Map<string, { seq: number | null; leafHash: string | null }>();
+  /** The member of staff behind each staff consent signature (countersignature), by signature id. */
+  const consentSigners = new Map<string, { userId: string; fullName: string }>();
   const cs = await ctx.db
-    .select({ id: consentSignatures.entryId, seq: ledgerEntries.seq, leaf: ledgerEntries.leafHash })
+    .select({
+      id: consentSignatures.entryId,
+      signature: consentSignatures.id,
+      seq: ledgerEntries.seq,
+      leaf: ledgerEntries.leafHash,
+      userId: users.id,
+      fullName: users.fullName,
+    })
     .from(consentSignatures)
     .innerJoin(ledgerEntries, eq(ledgerEntries.id, consentSignatures.entryId))
+    .leftJoin(users, eq(users.id, consentSignatures.userId))
     .where(eq(consentSignatures.studyId, study.id));
-  for (const c of cs) consentEntries.set(c.id, { seq: c.seq, leafHash: c.leaf ? toHex(c.leaf) : null });
+  for (const c of cs) {
+    consentEntries.set(c.id, { seq: c.seq, leafHash: c.leaf ? toHex(c.leaf) : null });
+    if (c.userId && c.fullName !== null) consentSigners.set(c.signature, { userId: c.userId, fullName: c.fullName });
+  }
   return {
     study: {
       id: study.id,
@@ -194,12 +207,15 @@ export async function loadStudyExport(ctx: AppContext, studyCode: string) {
       title: d.title,
       language: d.language,
       sha256: toHex(d.bodySha256),
+      /** The text as approved and signed (its UTF-8 bytes are what `sha256` is of). */
+      bodyMarkdown: d.bodyMarkdown,
       irbName: d.irbName,
       irbApprovedOn: d.irbApprovedOn,
       status: d.status,
     })),
     consents,
     consentEntries,
+    consentSigners,
   };
 }
 

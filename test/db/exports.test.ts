@@ -266,6 +266,7 @@ describe(`study exports on ${engineUnderTest()}`, () => {
         ResearchSubject: 3,
         Consent: 1,
         Provenance: 1,
+        Practitioner: 1, // the member of staff who countersigned the consent
         QuestionnaireResponse: 6,
       });
       const consent = bundle.entry.find((e: any) => e.resource.resourceType === "Consent").resource;
