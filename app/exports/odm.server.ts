@@ -9,33 +9,46 @@
  *   ledger entry (`trialseal:seq=S;leaf=HEX;entry=ID`) that proves the value. E-signatures are Signature elements
  *   referring to the SignatureDef of their meaning.
  * Values: numbers as the JSON number text they were stored as, booleans as true/false, multiple choices as a JSON
- * array of their option codes (codes may contain spaces or commas), dates and date-times as entered.
+ * array of their option codes (codes may contain spaces or commas), dates and date-times as entered, text exactly
+ * (LF, TAB and CR as character references, so that attribute-value normalisation leaves them as they were).
  */
-import type { FieldDefinition, FormDefinition } from "../records/form-definition.ts";
+import { XML_UNSAFE, type FieldDefinition, type FormDefinition } from "../records/form-definition.ts";
 import type { ExportRecord, StudyExport } from "./study-data.server.ts";
 
+/**
+ * Characters XML 1.0 cannot carry at all, not even as a character reference. Record input refuses them
+ * (form-definition.ts); data stored before that has them replaced by U+FFFD, visibly, so that the file stays
+ * well-formed (the evidence-package check then reports such an item as not matching its sealed value, as it is).
+ */
+const NOT_XML = new RegExp(XML_UNSAFE.source, "g");
+/** The special characters, and CR, which a parser would otherwise turn into LF (end-of-line handling). */
 const esc = (s: string) =>
   s
+    .replace(NOT_XML, "\ufffd")
     .replace(/&/g, "&amp;")
     .replace(/</g, "&lt;")
     .replace(/>/g, "&gt;")
     .replace(/"/g, "&quot;")
-    // biome-ignore lint/suspicious/noControlCharactersInRegex: deliberate: XML 1.0 forbids them; they are removed
-    .replace(/[\u0000-\u0008\u000b\u000c\u000e-\u001f]/g, "");
+    .replace(/\r/g, "&#13;");
+/**
+ * An attribute value: also TAB and LF as references, which attribute-value normalisation leaves alone (a raw TAB,
+ * LF or CR in an attribute is read back as a space), so that a parser gives back the exact value.
+ */
+const escAttr = (s: string) => esc(s).replace(/\n/g, "&#10;").replace(/\t/g, "&#9;");
 
 /** A tiny XML writer: elements with attributes (undefined ones left out) and children or text. */
 type Node = string | null | undefined | false | Node[];
 function el(name: string, attrs: Record<string, string | number | undefined | null>, ...children: Node[]): string {
   const a = Object.entries(attrs)
     .filter(([, v]) => v !== undefined && v !== null)
-    .map(([k, v]) => ` ${k}="${esc(String(v))}"`)
+    .map(([k, v]) => ` ${k}="${escAttr(String(v))}"`)
     .join("");
   const body = children.flat(Infinity as 1).filter((c): c is string => typeof c === "string" && c.length > 0);
   return body.length ? `<${name}${a}>${body.join("")}</${name}>` : `<${name}${a}/>`;
 }
 const text = (name: string, t: string) => `<${name}>${esc(t)}</${name}>`;
 const translated = (name: string, t: string, lang = "en") =>
-  `<${name}><TranslatedText xml:lang="${lang}">${esc(t)}</TranslatedText></${name}>`;
+  `<${name}><TranslatedText xml:lang="${escAttr(lang)}">${esc(t)}</TranslatedText></${name}>`;
 
 export const oid = {
   study: (code: string) => `ST.${code}`,

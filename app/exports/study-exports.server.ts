@@ -225,6 +225,9 @@ export function odmItems(xml: string): OdmItem[] {
     isArray: (name) => ["SubjectData", "StudyEventData", "FormData", "ItemGroupData", "ItemData"].includes(name),
     parseAttributeValue: false,
     parseTagValue: false,
+    // Values exactly as written: untrimmed, with character references (&#10; &#9; &#13;) decoded.
+    trimValues: false,
+    htmlEntities: true,
   });
   const doc = parser.parse(xml) as ParsedOdm;
   const out: OdmItem[] = [];

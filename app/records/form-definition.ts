@@ -90,10 +90,34 @@ function validDate(s: string): boolean {
   return !Number.isNaN(d.getTime()) && d.toISOString().startsWith(s);
 }
 
+/**
+ * A character XML 1.0 cannot carry, not even as a character reference (so no ODM file could hold it): C0 controls
+ * other than TAB, LF and CR; U+FFFE and U+FFFF; a lone surrogate. Text holding one is refused at input.
+ */
+export const XML_UNSAFE = new RegExp(
+  String.raw`[\u0000-\u0008\u000b\u000c\u000e-\u001f\ufffe\uffff]` +
+    String.raw`|[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]`,
+);
+
+/** The first character of `s` that cannot be stored, as U+XXXX; null when there is none. */
+export function xmlUnsafeCharacter(s: string): string | null {
+  const m = XML_UNSAFE.exec(s);
+  return m ? `U+${m[0].charCodeAt(0).toString(16).toUpperCase().padStart(4, "0")}` : null;
+}
+
+/** A zod check refusing such text, in words a coordinator understands: "Notes contains a character ...". */
+export const storableText = (what: string) => (s: string, ctx: z.RefinementCtx) => {
+  const bad = xmlUnsafeCharacter(s);
+  if (bad) ctx.addIssue({ code: "custom", message: `${what} contains a character that cannot be stored (${bad})` });
+};
+
 function fieldSchema(f: FieldDefinition): z.ZodType<unknown> {
   switch (f.type) {
     case "text":
-      return z.string().max(f.maxLength ?? 10_000);
+      return z
+        .string()
+        .max(f.maxLength ?? 10_000)
+        .superRefine(storableText(f.label));
     case "number": {
       let n = z.number().refine(Number.isFinite, "must be a finite number");
       if (f.integer) n = n.refine(Number.isInteger, "must be a whole number");

@@ -11,7 +11,7 @@ import { canonicalize } from "../../anchoring/log/canonical.ts";
 import { toHex } from "../../anchoring/log/bytes.ts";
 import { forms, ledgerEntries, participants, records, recordVersions, sites, users } from "../../db/schema/index.ts";
 import type { DbOrTx } from "../../db/client.ts";
-import { parseFormDefinition, recordSchema, type FormDefinition } from "./form-definition.ts";
+import { parseFormDefinition, recordSchema, storableText, type FormDefinition } from "./form-definition.ts";
 import type { AppContext } from "../platform/context.server.ts";
 import { ServiceError, isUniqueViolation } from "../platform/errors.server.ts";
 import { appendEntry } from "../log/append-entry.server.ts";
@@ -37,7 +37,8 @@ export const CorrectionInput = z.object({
     .string({ error: "a correction needs a reason for change" })
     .trim()
     .min(1, "a correction needs a reason for change")
-    .max(2000),
+    .max(2000)
+    .superRefine(storableText("The reason for change")),
 });
 
 function invalid(message: string, field: string): never {
