@@ -18,7 +18,7 @@ import { ServiceError } from "../platform/errors.server.ts";
 import { decryptField } from "../participants/personal-data.server.ts";
 import { tokenHash } from "../accounts/secret-tokens.server.ts";
 import type { OpenedInvitation } from "./invitation-state.server.ts";
-import { consentStatus } from "./status.server.ts";
+import { consentStatus, withdrawalsOf } from "./status.server.ts";
 
 /** Seal status of a ledger entry: pending, or sealed in batch B (seq) and anchored on the ledgers that cover it. */
 export async function entrySeal(ctx: AppContext, entryId: string) {
@@ -79,7 +79,11 @@ export async function consentReceipt(ctx: AppContext, o: OpenedInvitation, baseU
   };
 }
 
-/** The public page behind the QR code: non-personal facts of one consent and its proof status. */
+/**
+ * The public page behind the QR code: non-personal facts of one consent and its proof status, and the
+ * participant's withdrawals (date, full or partial, what a partial one withdrew; never the reason or who recorded
+ * it). `status` is `withdrawn` after a full withdrawal, `partially_withdrawn` after a partial one, else `given`.
+ */
 export async function publicConsent(ctx: AppContext, publicToken: string) {
   if (!/^cv_[A-Za-z0-9_-]{43}$/.test(publicToken)) return null;
   const [row] = await ctx.db
@@ -113,8 +117,28 @@ export async function publicConsent(ctx: AppContext, publicToken: string) {
       seal: await entrySeal(ctx, s.entryId),
     })),
   );
+  const withdrawals = await Promise.all(
+    (await withdrawalsOf(ctx, row.s.participantId)).map(async (w) => {
+      const allows = w.allows as { followUp: boolean; optionalWithdrawn: string[] };
+      return {
+        scope: w.scope,
+        at: w.withdrawnAt.toISOString(),
+        followUp: allows.followUp,
+        optionalWithdrawn: allows.optionalWithdrawn,
+        entryId: w.entryId,
+        seal: await entrySeal(ctx, w.entryId),
+      };
+    }),
+  );
+  const status: "given" | "partially_withdrawn" | "withdrawn" = withdrawals.some((w) => w.scope === "full")
+    ? "withdrawn"
+    : withdrawals.length
+      ? "partially_withdrawn"
+      : "given";
   return {
     study: row.study.code,
+    status,
+    withdrawals,
     document: {
       code: row.doc.code,
       version: row.doc.version,

@@ -447,6 +447,76 @@ describe(`eConsent on ${engineUnderTest()}`, () => {
   );
 
   it(
+    "the public page of a consent shows a partial, then a full withdrawal (dates and what was withdrawn), " +
+      "the signatures as they were, and no names, contact data or reasons",
+    async () => {
+      const subj = await enrol("Casimir Thorvaldsen", "ct@example.org");
+      const inv = await createInvitation(t.ctx, p.coord, "ICF-1", { subject: subj.subjectCode }, BASE);
+      await sendIdentityCode(t.ctx, inv.token);
+      const v = await verifyIdentityCode(t.ctx, inv.token, await codeFor("ct@example.org"), meta);
+      const signed = await signConsent(
+        t.ctx,
+        inv.token,
+        v,
+        { ...goodInput("Casimir Thorvaldsen"), options: { future_research: "yes" } },
+        { fromStaffDevice: false, meta },
+      );
+      await countersignConsent(t.ctx, p.coord, "ICF-1", subj.subjectCode, { password: PW }, meta);
+      await sealAll(t.ctx);
+      const given = (await publicConsent(t.ctx, signed.publicToken))!;
+      expect(given.status).toBe("given");
+      expect(given.withdrawals).toEqual([]);
+
+      // Partial: the study treatment stops, follow-up continues, the optional item is withdrawn.
+      await withdrawByParticipant(t.ctx, inv.token, v, {
+        scope: "partial",
+        followUp: true,
+        optionalWithdrawn: ["future_research"],
+        reason: "a private family matter",
+      });
+      const partly = (await publicConsent(t.ctx, signed.publicToken))!;
+      expect(partly.status).toBe("partially_withdrawn");
+      expect(partly.withdrawals).toEqual([
+        {
+          scope: "partial",
+          at: expect.stringMatching(/^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$/),
+          followUp: true,
+          optionalWithdrawn: ["future_research"],
+          entryId: expect.any(String),
+          seal: expect.objectContaining({ status: "pending" }),
+        },
+      ]);
+      // The signatures stay what they were: signed, sealed.
+      expect(partly.signatures.map((s) => [s.role, s.seal.status])).toEqual([
+        ["participant", "sealed"],
+        ["staff", "sealed"],
+      ]);
+
+      // Full, recorded by the site: the headline status is withdrawn; both withdrawals are listed, oldest first.
+      await recordWithdrawal(t.ctx, p.coord, "ICF-1", subj.subjectCode, {
+        scope: "full",
+        reason: "told the nurse on +44 20 7946 0000",
+      });
+      await sealAll(t.ctx);
+      const full = (await publicConsent(t.ctx, signed.publicToken))!;
+      expect(full.status).toBe("withdrawn");
+      expect(full.withdrawals.map((w) => [w.scope, w.followUp, w.optionalWithdrawn, w.seal.status])).toEqual([
+        ["partial", true, ["future_research"], "sealed"],
+        ["full", false, [], "sealed"],
+      ]);
+      expect(full.withdrawals[1].at >= full.withdrawals[0].at).toBe(true);
+      expect(full.signatures.map((s) => [s.role, s.meaning, s.seal.status])).toEqual([
+        ["participant", "I agree to take part in this study", "sealed"],
+        ["staff", "I obtained this consent and answered the participant's questions", "sealed"],
+      ]);
+      const text = JSON.stringify(full).toLowerCase();
+      for (const s of ["Casimir", "Thorvaldsen", "ct@example", "family matter", "7946", "coord person", "reason"])
+        expect(text).not.toContain(s.toLowerCase());
+      expect(text).not.toContain(subj.subjectCode.toLowerCase());
+    },
+  );
+
+  it(
     "a parent signs with the minor's assent; the representative's name must match; " + "documents must have sections",
     async () => {
       const subj = await enrol("Pip Halvorsen", "pip@example.org");

@@ -61,6 +61,15 @@ async function pdfText(file: string) {
   return String(text).replace(/\s+/g, " ");
 }
 
+/** Every field of a proof bundle as a path (`checkpoints[].log.index`); arrays of hashes count as one field. */
+function bundlePaths(v: unknown, at = ""): string[] {
+  // The optional answers and the ledgers' receipts are named as a whole.
+  if (v === null || typeof v !== "object" || at === "payload.options" || at.endsWith(".anchors")) return [at];
+  if (Array.isArray(v))
+    return v.some((x) => x !== null && typeof x === "object") ? v.flatMap((x) => bundlePaths(x, `${at}[]`)) : [at];
+  return [...new Set(Object.entries(v).flatMap(([k, x]) => bundlePaths(x, at ? `${at}.${k}` : k)))];
+}
+
 describe("eConsent and verification in the browser (Chromium, PostgreSQL portal)", () => {
   it(
     "a participant signs on a phone, the coordinator countersigns, the receipt and proof follow, " +
@@ -185,12 +194,25 @@ describe("eConsent and verification in the browser (Chromium, PostgreSQL portal)
       // Long tokens wrap across lines in the PDF: compare them without white space.
       for (const s of [docSha, verifyUrl]) expect(text.replace(/\s+/g, "")).toContain(s);
 
-      // The public verification page behind the QR code: facts of the consent, no personal data.
-      const pub = await (await browser.newContext()).newPage();
+      // The public verification page behind the QR code: facts of the consent, no personal data, and exactly what
+      // its proof bundle carries (every field of the bundle it serves is named in the list).
+      const pub = await (await browser.newContext({ viewport: { width: 1366, height: 900 } })).newPage();
       await pub.goto(verifyUrl);
       expect(await pub.locator("main").textContent()).toContain(docSha);
       expect(await pub.locator("tr[data-signature]").count()).toBe(2);
       expect(await pub.content()).not.toMatch(/Philippa|Okonkwo|philippa\.zo|Cora/);
+      expect(await pub.locator("[data-consent-status]").getAttribute("data-consent-status")).toBe("given");
+      expect(await pub.locator("[data-consent-status]").textContent()).toMatch(
+        /^Given on \d{4}-\d{2}-\d{2} \(UTC\)\. No withdrawal is recorded\.$/,
+      );
+      const carries = (await pub.locator("[data-bundle-carries]").textContent())!;
+      for (const s of ["subject code", "SHA-256", "optional items, in clear", "HMAC-SHA-256", "receipts"])
+        expect(carries).toContain(s);
+      const publicBundle = await (await fetch(`${verifyUrl}/proof.json`)).json();
+      const named = (await pub
+        .locator("[data-bundle-carries] [data-fields]")
+        .evaluateAll((els) => els.flatMap((e) => (e.getAttribute("data-fields") ?? "").split(" ")))) as string[];
+      expect(bundlePaths(publicBundle).filter((f) => !named.includes(f))).toEqual([]);
 
       // Partial withdrawal: the treatment stops, follow-up continues, the optional item is withdrawn.
       // The receipt fits the phone too.
@@ -207,6 +229,32 @@ describe("eConsent and verification in the browser (Chromium, PostgreSQL portal)
       await expect
         .poll(() => phone.locator("[data-consent-state]").getAttribute("data-consent-state"))
         .toBe("partially_withdrawn");
+      // The public page now says so plainly (date and what was withdrawn; no reason); the signatures stay signed,
+      // sealed and anchored.
+      await pub.reload();
+      expect(await pub.locator("[data-consent-status]").getAttribute("data-consent-status")).toBe(
+        "partially_withdrawn",
+      );
+      expect(await pub.locator("[data-consent-status]").textContent()).toMatch(
+        new RegExp(
+          String.raw`^Partly withdrawn on \d{4}-\d{2}-\d{2} \(UTC\): ` +
+            String.raw`the study treatment \(follow-up visits continue\), future research\.$`,
+        ),
+      );
+      const seals = await pub
+        .locator("tr[data-signature] [data-seal]")
+        .evaluateAll((els) => els.map((e) => e.textContent));
+      expect(seals).toEqual([expect.stringMatching(/^sealed in batch/), expect.stringMatching(/^sealed in batch/)]);
+      expect(await pub.content()).not.toMatch(/Philippa|Okonkwo|philippa\.zo|Cora|moving abroad|\bvalid\b|consented/i);
+      await shot(pub, "15-public-consent-partly-withdrawn-desktop");
+      const pubPhone = await (
+        await browser.newContext({ viewport: { width: 390, height: 844 }, isMobile: true, hasTouch: true })
+      ).newPage();
+      await pubPhone.goto(verifyUrl);
+      expect(await pubPhone.locator("[data-consent-status]").textContent()).toMatch(/^Partly withdrawn on /);
+      expect(await pubPhone.evaluate(() => document.documentElement.scrollWidth)).toBeLessThanOrEqual(390);
+      await shot(pubPhone, "16-public-consent-partly-withdrawn-phone");
+
       // The used link cannot sign again: coming back shows the receipt, never the signing form.
       await phone.goto(link);
       expect(await phone.locator('[data-step="sign"]').count()).toBe(0);
@@ -280,6 +328,29 @@ describe("eConsent and verification in the browser (Chromium, PostgreSQL portal)
       const offline = await (await browser.newContext()).newPage();
       await offline.goto(`file://${file}`);
       await check(offline);
+
+      // Finally the participant withdraws in full: the public page's headline says so, with the date.
+      await phone.goto(link);
+      await phone.locator("details.card summary").click();
+      await phone.locator('input[name="scope"][value="full"]').check();
+      await phone.getByRole("button", { name: "Withdraw" }).click();
+      await expect
+        .poll(() => phone.locator("[data-consent-state]").getAttribute("data-consent-state"))
+        .toBe("withdrawn");
+      for (const [page, name] of [
+        [pub, "17-public-consent-withdrawn-desktop"],
+        [pubPhone, "18-public-consent-withdrawn-phone"],
+      ] as const) {
+        await page.reload();
+        expect(await page.locator("[data-consent-status]").getAttribute("data-consent-status")).toBe("withdrawn");
+        expect(await page.locator("[data-consent-status]").textContent()).toMatch(
+          /^Withdrawn in full on \d{4}-\d{2}-\d{2} \(UTC\)\.$/,
+        );
+        expect(await page.locator("[data-withdrawal]").count()).toBe(2);
+        expect(await page.locator("tr[data-signature]").count()).toBe(2);
+        expect(await page.content()).not.toMatch(/Philippa|Okonkwo|philippa\.zo|Cora|moving abroad/);
+        await shot(page, name);
+      }
     },
   );
 });

@@ -2,7 +2,11 @@ import type { LoaderFunctionArgs } from "@remix-run/node";
 import { publicConsent } from "../../consent/receipt.server.ts";
 import { findEntryByRef, proofBundle } from "../../log/proofs.server.ts";
 
-/** The proof bundle of the consent behind a public verification token (its payload carries no personal data). */
+/**
+ * The proof bundle of the first signature of the consent behind a public verification token: a `consent.signed`
+ * entry, which carries the subject code, the document's version and SHA-256, the signer's role, the optional
+ * answers in clear and an HMAC of the name (exactly what, in words: app/consent/public-consent-words.ts).
+ */
 export async function loader({ context, params }: LoaderFunctionArgs) {
   const c = await publicConsent(context.ctx, params.token ?? "");
   if (!c)
