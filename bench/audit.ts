@@ -3,8 +3,8 @@
  * it runs (sampled RSS and heap), against the baseline of only reading the same rows, batch by batch, with the
  * same queries (the I/O floor: everything the audit adds is recomputation).
  */
-import { auditLog } from "../app/integrity-audit/integrity-audit.server.ts";
-import { batchesFrom, entriesInSeqRange } from "../db/queries/log-audit.ts";
+import { runIntegrityAudit } from "../app/integrity-audit/integrity-audit.server.ts";
+import { batchesFrom, entriesInSeqRange } from "../db/queries/integrity-audit.ts";
 import type { AppContext } from "../app/platform/context.server.ts";
 
 export interface AuditBench {
@@ -52,7 +52,7 @@ export async function benchAudit(ctx: AppContext, entries: number): Promise<Audi
   if (global.gc) global.gc();
   const stop = sampler();
   const t1 = performance.now();
-  const report = await auditLog(ctx);
+  const report = await runIntegrityAudit(ctx);
   const seconds = (performance.now() - t1) / 1000;
   const mem = stop();
   const mb = (b: number) => b / 1024 / 1024;

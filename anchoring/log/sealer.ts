@@ -1,7 +1,7 @@
 /**
  * The sealer: closes a batch of pending entries, assigning seq and studySeq, envelopes and leaf hashes,
  * the batch root and header, and signs the new checkpoint of the batch log. Storage is a port (SealStore),
- * implemented in db/ledger-store.ts; `store.transaction` must run everything in one database transaction
+ * implemented in db/log-store.ts; `store.transaction` must run everything in one database transaction
  * holding the one-sealer lock, so a crash leaves either no batch or a complete one.
  */
 import { toHex } from "./bytes.ts";

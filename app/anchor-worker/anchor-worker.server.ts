@@ -10,7 +10,7 @@ import { LedgerError, type Ledger, type WorkState } from "../../anchoring/ledger
 import { AnchorReceiptSchema } from "../../anchoring/ledgers/receipt.ts";
 import * as q from "../../db/queries/anchors.ts";
 import { readRing } from "../keys/key-ring.server.ts";
-import { latestCheckpoint } from "../../db/queries/ledger.ts";
+import { latestCheckpoint } from "../../db/queries/log.ts";
 import type { AppContext } from "../platform/context.server.ts";
 import type { ConfiguredLedger } from "./ledger-factory.server.ts";
 import { ledgerPolicies } from "./ledger-factory.server.ts";

@@ -7,7 +7,7 @@ import { and, desc, eq, lt } from "drizzle-orm";
 import { auditRuns } from "../../db/schema/index.ts";
 import type { AppContext } from "../platform/context.server.ts";
 import { audit } from "../audit-trail/record-event.server.ts";
-import { auditLog, type AuditReport } from "./integrity-audit.server.ts";
+import { runIntegrityAudit, type AuditReport } from "./integrity-audit.server.ts";
 import { requirePermission, type Principal } from "../platform/permissions.server.ts";
 import { getStudyOrThrow } from "../studies/studies.server.ts";
 
@@ -27,7 +27,7 @@ export async function startAuditRun(ctx: AppContext, principal: Principal, study
     studyId: study.id,
     detail: { run: run.id },
   });
-  void auditLog(ctx, { study: study.code })
+  void runIntegrityAudit(ctx, { study: study.code })
     .then(
       (report) =>
         ctx.db

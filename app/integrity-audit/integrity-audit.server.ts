@@ -1,6 +1,6 @@
 /**
  * The whole-study audit (`trialseal audit`, and the regulator's study page): re-reads everything from the
- * database and recomputes it. The log itself (anchoring/verifier/audit-log.ts): every payload hash, envelope, leaf,
+ * database and recomputes it. The log itself (anchoring/verifier/log-auditor.ts): every payload hash, envelope, leaf,
  * batch root and header, the batch log and every checkpoint signature and root, consecutive batches, gapless
  * seq and studySeq. The anchors: each receipt against its checkpoint, and against the ledger itself (the local
  * ledger file, the chain), not the copy in the database. The data: each record's `prev` chain, and every row
@@ -10,7 +10,7 @@
  */
 import { canonicalize } from "../../anchoring/log/canonical.ts";
 import { toHex, utf8 } from "../../anchoring/log/bytes.ts";
-import { LogAuditor, type AuditFinding } from "../../anchoring/verifier/audit-log.ts";
+import { LogAuditor, type AuditFinding } from "../../anchoring/verifier/log-auditor.ts";
 import { checkpointHash } from "../../anchoring/log/checkpoint.ts";
 import { verifyAnchor } from "../../anchoring/verifier/verify-anchor.ts";
 import { AnchorReceiptSchema, type AnchorReceipt } from "../../anchoring/ledgers/receipt.ts";
@@ -28,7 +28,7 @@ import {
   strayEntries,
   studyEntriesOfKinds,
   studyTableRows,
-} from "../../db/queries/log-audit.ts";
+} from "../../db/queries/integrity-audit.ts";
 import type { AppContext } from "../platform/context.server.ts";
 import { deploymentTrustPolicy } from "../anchor-worker/anchor-worker.server.ts";
 import { getStudyOrThrow } from "../studies/studies.server.ts";
@@ -59,7 +59,7 @@ export interface AuditReport {
 
 const PAGE = 200;
 
-export async function auditLog(ctx: AppContext, opts: AuditOptions = {}): Promise<AuditReport> {
+export async function runIntegrityAudit(ctx: AppContext, opts: AuditOptions = {}): Promise<AuditReport> {
   const startedAt = new Date().toISOString();
   const study = opts.study ? await getStudyOrThrow(ctx, opts.study) : null;
   const policy = deploymentTrustPolicy(ctx);

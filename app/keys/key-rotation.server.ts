@@ -4,8 +4,8 @@
  * no checkpoint is signed across the boundary: sizes up to S by the old key, S + 1 on by the new one.
  */
 import { sql } from "drizzle-orm";
-import { SEALER_LOCK_KEY } from "../../db/ledger-store.ts";
-import { latestCheckpoint } from "../../db/queries/ledger.ts";
+import { SEALER_LOCK_KEY } from "../../db/log-store.ts";
+import { latestCheckpoint } from "../../db/queries/log.ts";
 import type { AppContext } from "../platform/context.server.ts";
 import { ServiceError } from "../platform/errors.server.ts";
 import { readRing, revokeInRing, rotateRing, type RingKey, type RingName } from "./key-ring.server.ts";

@@ -3,7 +3,7 @@ import { buildEntry } from "../../anchoring/log/entry.ts";
 import type { EntryKind, Payload } from "../../anchoring/log/payloads.ts";
 import type { Crypto } from "../../anchoring/log/crypto.ts";
 import type { DbOrTx } from "../../db/client.ts";
-import { insertPendingEntry } from "../../db/queries/ledger.ts";
+import { insertPendingEntry } from "../../db/queries/log.ts";
 
 export async function appendEntry<K extends EntryKind>(
   tx: DbOrTx,

@@ -4,7 +4,7 @@ import type { Bundle, BundleCheckpoint } from "../../anchoring/verifier/bundle.t
 import { MerkleLevels, inclusionProofFromStored } from "../../anchoring/log/tree.ts";
 import { rootFromInclusionProof } from "../../anchoring/log/merkle.ts";
 import type { Db } from "../../db/client.ts";
-import * as q from "../../db/queries/ledger.ts";
+import * as q from "../../db/queries/log.ts";
 import * as qa from "../../db/queries/anchors.ts";
 import type { AppContext } from "../platform/context.server.ts";
 import { ServiceError } from "../platform/errors.server.ts";

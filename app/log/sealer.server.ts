@@ -1,7 +1,7 @@
 /** Running the sealer: once (CLI, tests) or every SEAL_INTERVAL_MS inside the portal. */
 import { sealOnce, type SealResult } from "../../anchoring/log/sealer.ts";
-import { ledgerStore } from "../../db/ledger-store.ts";
-import { pendingAtLeast } from "../../db/queries/ledger.ts";
+import { ledgerStore } from "../../db/log-store.ts";
+import { pendingAtLeast } from "../../db/queries/log.ts";
 import type { AppContext } from "../platform/context.server.ts";
 
 export function sealNow(ctx: AppContext): Promise<SealResult | null> {

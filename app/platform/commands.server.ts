@@ -74,10 +74,14 @@ export const COMMANDS: Record<string, Handler> = {
       }),
       input,
     );
-    const { auditLog, formatAuditReport } = await import("../integrity-audit/integrity-audit.server.ts");
-    let report: Awaited<ReturnType<typeof auditLog>>;
+    const { runIntegrityAudit, formatAuditReport } = await import("../integrity-audit/integrity-audit.server.ts");
+    let report: Awaited<ReturnType<typeof runIntegrityAudit>>;
     try {
-      report = await auditLog(ctx, { study: v.study, fromCheckpoint: v.fromCheckpoint, onProgress: io.progress });
+      report = await runIntegrityAudit(ctx, {
+        study: v.study,
+        fromCheckpoint: v.fromCheckpoint,
+        onProgress: io.progress,
+      });
     } catch (err) {
       if (err instanceof ServiceError)
         return { stdout: "", stderr: `trialseal: audit could not run: ${err.message}\n`, exitCode: 2 };

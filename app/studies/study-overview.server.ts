@@ -1,5 +1,5 @@
 /** The study home page's data: sites, forms, consent documents, ledger entry counts and activity, anchoring. */
-import { entryCountsByStatus, studyActivityByDay } from "../../db/queries/ledger.ts";
+import { entryCountsByStatus, studyActivityByDay } from "../../db/queries/log.ts";
 import { logActivityByDay } from "../../db/queries/anchors.ts";
 import type { AppContext } from "../platform/context.server.ts";
 import { systemStatus } from "../anchor-worker/anchor-worker.server.ts";

@@ -3,7 +3,7 @@ import { sites, studies } from "./organizations.ts";
 import { participants } from "./participants.ts";
 import { users } from "./users.ts";
 import { bytea } from "./types.ts";
-import { ledgerEntries } from "./ledger.ts";
+import { ledgerEntries } from "./log.ts";
 
 /** CRF form definitions, versioned. `definitionText` is the exact JCS text of the definition. */
 export const forms = pgTable(

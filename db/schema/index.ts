@@ -2,5 +2,5 @@ export * from "./organizations.ts";
 export * from "./users.ts";
 export * from "./participants.ts";
 export * from "./forms.ts";
-export * from "./ledger.ts";
+export * from "./log.ts";
 export * from "./audit.ts";

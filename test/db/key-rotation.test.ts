@@ -15,7 +15,7 @@ import { findEntryByRef, proofBundle } from "../../app/log/proofs.server.ts";
 import { anchorOnce, deploymentTrustPolicy } from "../../app/anchor-worker/anchor-worker.server.ts";
 import { listKeys, revokeKey, rotateKey } from "../../app/keys/key-rotation.server.ts";
 import { buildLedgers } from "../../app/anchor-worker/ledger-factory.server.ts";
-import { auditLog } from "../../app/integrity-audit/integrity-audit.server.ts";
+import { runIntegrityAudit } from "../../app/integrity-audit/integrity-audit.server.ts";
 import { verifyBundle } from "../../anchoring/verifier/verify-bundle.ts";
 import { nodeSigner } from "../../anchoring/adapters/crypto-node.ts";
 import { parseNote, signNote } from "../../anchoring/log/checkpoint.ts";
@@ -88,7 +88,7 @@ describe(`key rotation and revocation on ${engineUnderTest()}`, () => {
         expect(r.verdict, JSON.stringify(r.steps.filter((s) => s.status === "failed"))).toBe("valid");
       }
       // The whole-log audit (every checkpoint signature against the ring's windows) stays clean across the rotation.
-      const audit = await auditLog(t.ctx);
+      const audit = await runIntegrityAudit(t.ctx);
       expect(audit.findings, JSON.stringify(audit.findings)).toEqual([]);
       // A verifier still pinning the old policy does not know the new key: the new proof fails until it updates.
       expect(failedCodes(await verifyBundle(t.ctx.crypto, b2, oldPolicy))).toContain("SIGNATURE_INVALID");
@@ -126,7 +126,7 @@ describe(`key rotation and revocation on ${engineUnderTest()}`, () => {
       const r = await verifyBundle(t.ctx.crypto, again, after);
       expect(r.verdict, JSON.stringify(r.steps.filter((s) => s.status === "failed"))).toBe("valid");
       // The audit names the checkpoint the revoked key signed inside its revoked range.
-      const audit2 = await auditLog(t.ctx);
+      const audit2 = await runIntegrityAudit(t.ctx);
       expect(audit2.findings.length).toBeGreaterThan(0);
       expect(JSON.stringify(audit2.findings)).toContain(String(size1));
       expect(listKeys(t.ctx).log.find((k) => k.publicKey === log.old.publicKey)!.note).toBe("revoked: key file leaked");

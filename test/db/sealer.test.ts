@@ -172,7 +172,7 @@ describe(`sealer and proofs on ${engineUnderTest()}`, () => {
 describe(`sealer crash safety and proof storage on ${engineUnderTest()}`, () => {
   it("a seal that fails part-way leaves no batch, no checkpoint and every entry still pending", async () => {
     const { sealOnce } = await import("../../anchoring/log/sealer.ts");
-    const { ledgerStore } = await import("../../db/ledger-store.ts");
+    const { ledgerStore } = await import("../../db/log-store.ts");
     await createStudy(t.ctx, { code: "CRASH-1", title: "c", sites: [{ code: "A", name: "A" }] }, null);
     const real = ledgerStore(t.ctx.db);
     const crashing = {
@@ -207,7 +207,7 @@ describe(`sealer crash safety and proof storage on ${engineUnderTest()}`, () => 
   });
 
   it("stores each batch's tree, and proofs from it equal proofs recomputed from the entries' leaves", async () => {
-    const { entryLeafHashes, findBatch } = await import("../../db/queries/ledger.ts");
+    const { entryLeafHashes, findBatch } = await import("../../db/queries/log.ts");
     const { inclusionProof, rootOf } = await import("../../anchoring/log/merkle.ts");
     const { toHex } = await import("../../anchoring/log/bytes.ts");
     const [last] = await t.database.execute(`SELECT max(batch_no)::int AS b FROM batches`);

@@ -46,7 +46,7 @@ describe("the integrity core's dependency rules", () => {
     "log/sealer.ts",
     "verifier/verify-anchor.ts",
     "verifier/browser-page.ts",
-    "verifier/audit-log.ts",
+    "verifier/log-auditor.ts",
     "verifier/verify-package.ts",
   ]) {
     it(`anchoring/${entry} reaches no node: module and only browser-safe packages`, () => {

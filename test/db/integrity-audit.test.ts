@@ -32,7 +32,7 @@ import { appendEntry } from "../../app/log/append-entry.server.ts";
 import { sealAll } from "../../app/log/sealer.server.ts";
 import { anchorOnce, deploymentTrustPolicy } from "../../app/anchor-worker/anchor-worker.server.ts";
 import { findEntryByRef, proofBundle } from "../../app/log/proofs.server.ts";
-import { auditLog, type AuditReport } from "../../app/integrity-audit/integrity-audit.server.ts";
+import { runIntegrityAudit, type AuditReport } from "../../app/integrity-audit/integrity-audit.server.ts";
 import { verifyBundle } from "../../anchoring/verifier/verify-bundle.ts";
 import { checkpointText, signNote } from "../../anchoring/log/checkpoint.ts";
 import { nodeSigner } from "../../anchoring/adapters/crypto-node.ts";
@@ -139,7 +139,7 @@ afterAll(async () => {
 describe(`whole-study audit on ${engineUnderTest()}`, () => {
   it("is clean on an untouched log of thousands of entries across many batches, with progress", async () => {
     const phases = new Set<string>();
-    const r = await auditLog(t.ctx, { onProgress: (x) => phases.add(x.phase) });
+    const r = await runIntegrityAudit(t.ctx, { onProgress: (x) => phases.add(x.phase) });
     expect(
       r.findings.filter((f) => f.severity === "tamper"),
       JSON.stringify(r.findings.slice(0, 5)),
@@ -152,13 +152,15 @@ describe(`whole-study audit on ${engineUnderTest()}`, () => {
     expect(r.checked.anchors).toBeGreaterThan(0);
     expect(r.checked.records).toBe(24);
     expect([...phases].sort()).toEqual(["anchors", "data", "log"]);
-    const study = await auditLog(t.ctx, { study: "AUD-1" });
+    const study = await runIntegrityAudit(t.ctx, { study: "AUD-1" });
     expect(study.clean).toBe(true);
     expect(study.study).toBe("AUD-1");
-    const from = await auditLog(t.ctx, { fromCheckpoint: 5 });
+    const from = await runIntegrityAudit(t.ctx, { fromCheckpoint: 5 });
     expect(from.clean).toBe(true);
     expect(from.checked.entries).toBeLessThan(entries);
-    await expect(auditLog(t.ctx, { fromCheckpoint: 99_999 })).rejects.toMatchObject({ field: "fromCheckpoint" });
+    await expect(runIntegrityAudit(t.ctx, { fromCheckpoint: 99_999 })).rejects.toMatchObject({
+      field: "fromCheckpoint",
+    });
   });
 
   it(
@@ -170,7 +172,7 @@ describe(`whole-study audit on ${engineUnderTest()}`, () => {
       await tamper([
         `UPDATE record_versions SET data_text = replace(data_text, '"sbp":121', '"sbp":181') WHERE id = '${rv.id}'`,
       ]);
-      let r = await auditLog(t.ctx, { study: "AUD-1" });
+      let r = await runIntegrityAudit(t.ctx, { study: "AUD-1" });
       expect(r.findings).toContainEqual(
         expect.objectContaining({ code: "DATA_ROW_MISMATCH", table: "record_versions", field: "values", id: rv.id }),
       );
@@ -186,7 +188,7 @@ describe(`whole-study audit on ${engineUnderTest()}`, () => {
         `UPDATE ledger_entries SET payload_text = replace(payload_text, '"visit":"SCREENING"', ` +
           `'"visit":"WEEK4"') WHERE seq = ${e.seq}`,
       ]);
-      r = await auditLog(t.ctx);
+      r = await runIntegrityAudit(t.ctx);
       expect(r.findings).toContainEqual(
         expect.objectContaining({ code: "ENTRY_PAYLOAD_ALTERED", seq: Number(e.seq), field: "payload" }),
       );
@@ -200,7 +202,7 @@ describe(`whole-study audit on ${engineUnderTest()}`, () => {
           `ORDER BY seq DESC LIMIT 1 OFFSET 7`,
       );
       await tamper([`DELETE FROM ledger_entries WHERE id = '${victim.id}'`]);
-      r = await auditLog(t.ctx);
+      r = await runIntegrityAudit(t.ctx);
       expect(r.findings).toContainEqual(expect.objectContaining({ code: "SEQ_MISSING", seq: Number(victim.seq) }));
       const cols = Object.keys(victim);
       const lit = (v: unknown) =>
@@ -214,7 +216,7 @@ describe(`whole-study audit on ${engineUnderTest()}`, () => {
       await tamper([
         `INSERT INTO ledger_entries (${cols.join(", ")}) VALUES (${cols.map((c) => lit(victim[c])).join(", ")})`,
       ]);
-      expect((await auditLog(t.ctx)).clean).toBe(true);
+      expect((await runIntegrityAudit(t.ctx)).clean).toBe(true);
 
       // A row inserted after the fact, claiming to be sealed.
       const end = Number((await one(`SELECT max(first_seq + size)::int AS n FROM batches`)).n);
@@ -225,7 +227,7 @@ describe(`whole-study audit on ${engineUnderTest()}`, () => {
           `'sealed', ${end}, 99999, envelope_text, leaf_hash, batch_no FROM ledger_entries ` +
           `WHERE seq = 0`,
       ]);
-      r = await auditLog(t.ctx);
+      r = await runIntegrityAudit(t.ctx);
       expect(r.findings).toContainEqual(expect.objectContaining({ code: "SEQ_OUTSIDE_BATCHES", seq: end }));
       await tamper([`DELETE FROM ledger_entries WHERE seq = ${end}`]);
 
@@ -240,24 +242,24 @@ describe(`whole-study audit on ${engineUnderTest()}`, () => {
           `UPDATE ledger_entries SET seq = ${y.seq} WHERE id = '${x.id}'`,
         ]);
       await swap(a, b);
-      r = await auditLog(t.ctx);
+      r = await runIntegrityAudit(t.ctx);
       expect(r.findings).toContainEqual(
         expect.objectContaining({ code: "ENTRY_FIELD_MISMATCH", seq: Number(a.seq), field: "seq" }),
       );
       expect(r.findings).toContainEqual(expect.objectContaining({ code: "BATCH_ROOT_MISMATCH", batch: 3 }));
       await swap({ ...a, seq: b.seq }, { ...b, seq: a.seq });
-      expect((await auditLog(t.ctx)).clean).toBe(true);
+      expect((await runIntegrityAudit(t.ctx)).clean).toBe(true);
 
       // A batch header edited.
       const h = await one(`SELECT header_text FROM batches WHERE batch_no = 2`);
       await tamper([
         `UPDATE batches SET header_text = replace(header_text, '"sealedAt":"', '"sealedAt":"1') WHERE batch_no = 2`,
       ]);
-      r = await auditLog(t.ctx);
+      r = await runIntegrityAudit(t.ctx);
       expect(codes(r)).toEqual(expect.arrayContaining(["BATCH_HEADER_INVALID"]));
       await tamper([`UPDATE batches SET header_text = '${h.header_text}' WHERE batch_no = 2`]);
       await tamper([`UPDATE batches SET header_text = replace(header_text, '"size":', '"size":1') WHERE batch_no = 2`]);
-      r = await auditLog(t.ctx);
+      r = await runIntegrityAudit(t.ctx);
       expect(r.findings).toContainEqual(
         expect.objectContaining({ code: "BATCH_HEADER_ALTERED", batch: 2, field: "size" }),
       );
@@ -273,11 +275,11 @@ describe(`whole-study audit on ${engineUnderTest()}`, () => {
         nodeSigner(new Uint8Array(randomBytes(32))),
       );
       await tamper([`UPDATE checkpoints SET note_text = '${forged}' WHERE tree_size = 4`]);
-      r = await auditLog(t.ctx);
+      r = await runIntegrityAudit(t.ctx);
       expect(r.findings).toContainEqual(expect.objectContaining({ code: "CHECKPOINT_SIGNATURE_INVALID", treeSize: 4 }));
       expect(r.findings).toContainEqual(expect.objectContaining({ code: "CHECKPOINT_ROOT_MISMATCH", treeSize: 4 }));
       await tamper([`UPDATE checkpoints SET note_text = '${cp.note_text}' WHERE tree_size = 4`]);
-      expect((await auditLog(t.ctx)).clean).toBe(true);
+      expect((await runIntegrityAudit(t.ctx)).clean).toBe(true);
     },
   );
 
@@ -293,13 +295,13 @@ describe(`whole-study audit on ${engineUnderTest()}`, () => {
       const payload = JSON.parse(String(v2.payload_text));
       const altered = JSON.stringify({ ...payload, prev: "00".repeat(32) });
       await tamper([`UPDATE ledger_entries SET payload_text = '${altered}' WHERE id = '${v2.id}'`]);
-      let r = await auditLog(t.ctx, { study: "AUD-1" });
+      let r = await runIntegrityAudit(t.ctx, { study: "AUD-1" });
       expect(r.findings).toContainEqual(expect.objectContaining({ code: "RECORD_CHAIN_BROKEN", id: payload.record }));
       await tamper([`UPDATE ledger_entries SET payload_text = '${String(v2.payload_text)}' WHERE id = '${v2.id}'`]);
 
       // A lock quietly released, a query's text changed.
       await tamper([`UPDATE locks SET reason = 'nothing to see' `, `UPDATE queries SET text = 'Different question'`]);
-      r = await auditLog(t.ctx, { study: "AUD-1" });
+      r = await runIntegrityAudit(t.ctx, { study: "AUD-1" });
       expect(r.findings).toContainEqual(
         expect.objectContaining({ code: "DATA_ROW_MISMATCH", table: "locks", field: "reason" }),
       );
@@ -315,11 +317,11 @@ describe(`whole-study audit on ${engineUnderTest()}`, () => {
       const rec = JSON.parse(String(an.receipt_text));
       const edited = JSON.stringify({ ...rec, record: { ...rec.record, time: "2020-01-01T00:00:00.000Z" } });
       await tamper([`UPDATE anchors SET receipt_text = '${edited}' WHERE id = '${an.id}'`]);
-      r = await auditLog(t.ctx);
+      r = await runIntegrityAudit(t.ctx);
       expect(r.findings).toContainEqual(expect.objectContaining({ code: "ANCHOR_INVALID", ledger: "local" }));
       expect(r.findings).toContainEqual(expect.objectContaining({ code: "ANCHOR_NOT_IN_LEDGER", ledger: "local" }));
       await tamper([`UPDATE anchors SET receipt_text = '${String(an.receipt_text)}' WHERE id = '${an.id}'`]);
-      expect((await auditLog(t.ctx)).clean).toBe(true);
+      expect((await runIntegrityAudit(t.ctx)).clean).toBe(true);
       // The local ledger file rolled back (its last record gone, as after restoring an old copy): the anchor it
       // held is no longer in the ledger itself, whatever the database says.
       const dir = path.join(t.ctx.env.dataDir, "ledger");
@@ -339,7 +341,7 @@ describe(`whole-study audit on ${engineUnderTest()}`, () => {
           t.ctx.env,
           t.ctx.crypto,
         );
-        const r2 = await auditLog({ ...t.ctx, ledgers: fresh });
+        const r2 = await runIntegrityAudit({ ...t.ctx, ledgers: fresh });
         expect(r2.findings).toContainEqual(expect.objectContaining({ code: "ANCHOR_NOT_IN_LEDGER", ledger: "local" }));
         expect(r2.clean).toBe(false);
       } finally {
@@ -366,7 +368,7 @@ describe(`whole-study audit on ${engineUnderTest()}`, () => {
       );
       expect([row.name_enc, row.email_enc, row.subject_key_enc]).toEqual([null, null, null]);
       await sealAll(t.ctx);
-      const r = await auditLog(t.ctx, { study: "AUD-1" });
+      const r = await runIntegrityAudit(t.ctx, { study: "AUD-1" });
       expect(r.clean, JSON.stringify(r.findings.filter((f) => f.severity === "tamper"))).toBe(true);
       expect(r.findings).toContainEqual(
         expect.objectContaining({ code: "ERASED_BY_PROCEDURE", severity: "info", table: "participants" }),

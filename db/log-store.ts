@@ -8,7 +8,7 @@ import type { PendingEntry, SealStore, SealStoreTx } from "../anchoring/log/seal
 import { toHex } from "../anchoring/log/bytes.ts";
 import type { Db, Tx } from "./client.ts";
 import { batches, checkpoints, ledgerEntries } from "./schema/index.ts";
-import { batchLeafHashes } from "./queries/ledger.ts";
+import { batchLeafHashes } from "./queries/log.ts";
 
 export const SEALER_LOCK_KEY = 7_424_012;
 const CHUNK = 500;

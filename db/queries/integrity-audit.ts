@@ -2,7 +2,7 @@
 import { and, asc, eq, gt, gte, isNotNull, lt, or, sql, isNull } from "drizzle-orm";
 import type { DbOrTx } from "../client.ts";
 import { anchors, batches, checkpoints, ledgerEntries } from "../schema/index.ts";
-import type { StoredBatch, StoredCheckpoint, StoredEntry } from "../../anchoring/verifier/audit-log.ts";
+import type { StoredBatch, StoredCheckpoint, StoredEntry } from "../../anchoring/verifier/log-auditor.ts";
 import { rowsOf } from "./rows.ts";
 
 export async function batchesFrom(db: DbOrTx, afterBatch: number, limit: number): Promise<StoredBatch[]> {
