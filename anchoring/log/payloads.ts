@@ -11,6 +11,13 @@ const salt = z.string().regex(/^[A-Za-z0-9_-]{22}$/, "expected 16 bytes as base6
 const id = z.string().uuid();
 const code = z.string().min(1).max(64);
 const isoDate = z.string().regex(/^\d{4}-\d{2}-\d{2}$/);
+/**
+ * The study API token a write was made with (its id and its name at the time; neither is personal data). Optional,
+ * so that payloads issued before it existed still parse; a payload names a user (`actor`) or a token, never both.
+ */
+const token = z.strictObject({ id, name: z.string().min(1).max(200) }).optional();
+const userOrToken = (p: { actor: string | null; token?: unknown }) => p.actor === null || p.token === undefined;
+const userOrTokenMessage = { message: "a payload names a user (actor) or a token, not both", path: ["token"] };
 
 /** JSON value, as stored in record values (numbers kept as parsed, never converted). */
 const jsonValue: z.ZodType<unknown> = z.lazy(() =>
@@ -181,15 +188,18 @@ export const PAYLOAD_SCHEMAS = {
     byParticipant: z.boolean(),
     actor: id.nullable(),
   }),
-  "participant.enrolled": z.strictObject({
-    v: z.literal(1),
-    salt,
-    subject: code,
-    site: code,
-    /** HMAC-SHA-256 of the personal data under the subject key (hex), or null when none was given. */
-    identity: hex32.nullable(),
-    actor: id.nullable(),
-  }),
+  "participant.enrolled": z
+    .strictObject({
+      v: z.literal(1),
+      salt,
+      subject: code,
+      site: code,
+      /** HMAC-SHA-256 of the personal data under the subject key (hex), or null when none was given. */
+      identity: hex32.nullable(),
+      actor: id.nullable(),
+      token,
+    })
+    .refine(userOrToken, userOrTokenMessage),
   /** The erasure procedure: a subject's personal data and key were destroyed (crypto-shredding); trial data stay. */
   "participant.erased": z.strictObject({
     v: z.literal(1),
@@ -198,20 +208,23 @@ export const PAYLOAD_SCHEMAS = {
     reasonSha256: hex32,
     actor: id.nullable(),
   }),
-  "record.saved": z.strictObject({
-    v: z.literal(1),
-    salt,
-    record: id,
-    version: z.number().int().positive(),
-    subject: code,
-    form: code,
-    formVersion: z.number().int().positive(),
-    visit: code,
-    actor: id.nullable(),
-    reason: z.string().max(2000).nullable(),
-    values: z.record(z.string(), jsonValue),
-    prev: hex32.nullable(),
-  }),
+  "record.saved": z
+    .strictObject({
+      v: z.literal(1),
+      salt,
+      record: id,
+      version: z.number().int().positive(),
+      subject: code,
+      form: code,
+      formVersion: z.number().int().positive(),
+      visit: code,
+      actor: id.nullable(),
+      token,
+      reason: z.string().max(2000).nullable(),
+      values: z.record(z.string(), jsonValue),
+      prev: hex32.nullable(),
+    })
+    .refine(userOrToken, userOrTokenMessage),
 } as const;
 
 export type EntryKind = keyof typeof PAYLOAD_SCHEMAS;

@@ -1,9 +1,15 @@
 /** Study-scoped API tokens. The token is shown once; only its SHA-256 is stored. */
 import { z } from "zod";
 import { newToken, tokenHash } from "./secret-tokens.server.ts";
-import { findLiveApiToken, insertApiToken, listApiTokens, revokeApiToken } from "../../db/queries/sessions.ts";
+import {
+  findApiTokenByName,
+  findLiveApiToken,
+  insertApiToken,
+  listApiTokens,
+  revokeApiToken,
+} from "../../db/queries/sessions.ts";
 import type { AppContext } from "../platform/context.server.ts";
-import { ServiceError } from "../platform/errors.server.ts";
+import { ServiceError, isUniqueViolation } from "../platform/errors.server.ts";
 import { getStudyOrThrow } from "../studies/studies.server.ts";
 import { audit } from "../audit-trail/record-event.server.ts";
 import { TOKEN_SCOPES, type Principal } from "../platform/permissions.server.ts";
@@ -26,8 +32,16 @@ export async function createApiToken(
       "scope",
     );
   const study = await getStudyOrThrow(ctx, input.study);
+  const nameTaken = (other: string) =>
+    new ServiceError(
+      "conflict",
+      `name: study ${study.code} already has a token named ${JSON.stringify(other)}; token names are unique per study`,
+      "name",
+    );
+  const same = await findApiTokenByName(ctx.db, study.id, name.data);
+  if (same) throw nameTaken(same.name);
   const token = newToken(TOKEN_PREFIX);
-  const row = await ctx.db.transaction(async (tx) => {
+  const created = ctx.db.transaction(async (tx) => {
     const r = await insertApiToken(tx, {
       studyId: study.id,
       name: name.data,
@@ -43,6 +57,10 @@ export async function createApiToken(
       detail: { token: r.id, name: name.data, scopes },
     });
     return r;
+  });
+  // A concurrent creation of the same name: the unique index (study_id, lower(name)) refused this one.
+  const row = await created.catch((err) => {
+    throw isUniqueViolation(err) ? nameTaken(name.data) : err;
   });
   return { token, id: row.id, study: study.code };
 }
@@ -88,6 +106,7 @@ export async function tokenPrincipal(ctx: AppContext, token: string): Promise<Pr
     kind: "token",
     userId: null,
     label: `token:${found.token.tokenPrefix}`,
+    token: { id: found.token.id, name: found.token.name },
     platformAdmin: false,
     scopes: found.token.scopes.filter((x): x is (typeof TOKEN_SCOPES)[number] =>
       (TOKEN_SCOPES as readonly string[]).includes(x),

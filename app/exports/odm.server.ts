@@ -200,6 +200,13 @@ function metaData(x: StudyExport): string {
   );
 }
 
+/** The API tokens that wrote record versions, by id, with the name of each at its latest write. */
+function tokensOf(x: StudyExport): Map<string, string> {
+  const out = new Map<string, string>();
+  for (const r of x.records) for (const v of r.versions) if (v.actorToken) out.set(v.actorToken.id, v.actorToken.name);
+  return new Map([...out.entries()].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)));
+}
+
 function adminData(x: StudyExport, meanings: string[]): string {
   return el(
     "AdminData",
@@ -207,7 +214,16 @@ function adminData(x: StudyExport, meanings: string[]): string {
     [...x.users.entries()].map(([id, name]) =>
       el("User", { OID: oid.user(id), UserType: "Investigator" }, text("FullName", name)),
     ),
-    el("User", { OID: oid.user("integration"), UserType: "Other" }, text("FullName", "Integration API (study token)")),
+    [...tokensOf(x).entries()].map(([id, name]) =>
+      el("User", { OID: oid.user(`token.${id}`), UserType: "Other" }, text("FullName", `API token ${name}`)),
+    ),
+    x.records.some((r) => r.versions.some((v) => !v.actorId && !v.actorToken))
+      ? el(
+          "User",
+          { OID: oid.user("integration"), UserType: "Other" },
+          text("FullName", "Integration API (study token)"),
+        )
+      : null,
     x.sites.map((s) =>
       el(
         "Location",
@@ -263,7 +279,9 @@ function recordForm(x: StudyExport, r: ExportRecord): string {
           el(
             "AuditRecord",
             { EditPoint: v.version === 1 ? undefined : "DataManagement", ID: `AR.${r.id}.${v.version}.${n}` },
-            el("UserRef", { UserOID: oid.user(v.actorId ?? "integration") }),
+            el("UserRef", {
+              UserOID: oid.user(v.actorId ?? (v.actorToken ? `token.${v.actorToken.id}` : "integration")),
+            }),
             el("LocationRef", { LocationOID: oid.location(r.site) }),
             text("DateTimeStamp", v.at),
             v.reason ? text("ReasonForChange", v.reason) : null,

@@ -29,6 +29,8 @@ export interface ExportVersion {
   values: Record<string, unknown>;
   reason: string | null;
   actorId: string | null;
+  /** The API token the version was written with (its name at the time), when it was. */
+  actorToken?: { id: string; name: string } | null;
   at: string;
   entryId: string;
   seq: number | null;
@@ -130,6 +132,7 @@ export async function loadStudyExport(ctx: AppContext, studyCode: string) {
       values: JSON.parse(v.dataText) as Record<string, unknown>,
       reason: v.reason,
       actorId: v.actorUserId,
+      actorToken: v.actorTokenId ? { id: v.actorTokenId, name: v.actorTokenName ?? "" } : null,
       at: at.toISOString(),
       entryId: v.entryId,
       seq,

@@ -5,7 +5,8 @@
  * log (no personal data; they show that no entry of the study was left out), all checkpoints, consistency proofs
  * between consecutive ones, a certified copy (PDF) per subject, the trust policy and a manifest with the SHA-256
  * of every file. `trialseal verify-package` checks it all offline (anchoring/verifier/verify-package.ts). Pending
- * entries are sealed first, so everything exported is provable. Every export is an audit event.
+ * entries are sealed first, so everything exported is provable; an export is refused (409, naming the record) when
+ * a stored value no longer matches its sealed entry. Every export is an audit event.
  */
 import { zipSync, unzipSync } from "fflate";
 import { XMLParser } from "fast-xml-parser";
@@ -26,6 +27,7 @@ import { loadStudyExport } from "./study-data.server.ts";
 import { odmValue, studyOdm } from "./odm.server.ts";
 import { studyFhirBundle } from "./fhir.server.ts";
 import { studyCsvFiles } from "./csv.server.ts";
+import { assertStudyMatchesSeals } from "../records/seal-match.server.ts";
 
 export const EXPORT_FORMATS = ["evidence", "odm", "fhir", "csv"] as const;
 export type ExportFormat = (typeof EXPORT_FORMATS)[number];
@@ -59,6 +61,8 @@ export async function exportStudy(
   const study = await getStudyOrThrow(ctx, studyCode);
   requirePermission(principal, "study.review", { studyId: study.id });
   await sealAll(ctx);
+  // Nothing is exported as proven when a stored value no longer matches its sealed entry (altered behind the log).
+  await assertStudyMatchesSeals(ctx, study);
   const x = (await loadStudyExport(ctx, study.code))!;
   const now = new Date();
   let file: ExportFile;

@@ -1,7 +1,8 @@
 /**
  * The study review for sponsors and regulators: participants (pseudonymous) with their consent status,
- * consents per document version, records with their proof status, the batch/checkpoint timeline with each
- * ledger's anchors, per-ledger anchoring health, and the study's ledger entries with their proof bundles.
+ * consents per document version, records with their proof status (never "sealed" when a version's rows no
+ * longer match its entry), the batch/checkpoint timeline with each ledger's anchors, per-ledger anchoring health,
+ * and the study's ledger entries with their proof bundles.
  */
 import { checkpointTimeline, consentCountsByVersion, studyEntries, studyRecords } from "../../db/queries/review.ts";
 import type { AppContext } from "../platform/context.server.ts";
@@ -10,6 +11,7 @@ import { listParticipants } from "../participants/participants.server.ts";
 import { studyConsentSummary } from "../consent/status.server.ts";
 import { requirePermission, type Principal } from "../platform/permissions.server.ts";
 import { getStudyOrThrow } from "../studies/studies.server.ts";
+import { studySealMismatches } from "../records/seal-match.server.ts";
 
 export async function studyReview(
   ctx: AppContext,
@@ -28,6 +30,13 @@ export async function studyReview(
     checkpointTimeline(ctx.db, 60),
     systemStatus(ctx),
   ]);
+  // Every version of the listed records, checked against its sealed entry (a value altered behind the log).
+  const mismatches = await studySealMismatches(
+    ctx,
+    study.id,
+    recs.map((x) => x.id),
+  );
+  const mismatched = new Set(mismatches.map((m) => m.record));
   const versions = new Map<
     string,
     { code: string; version: string; status: string; signatures: Record<string, number> }
@@ -48,7 +57,9 @@ export async function studyReview(
       consentState: consent.get(p.id)?.state ?? "none",
     })),
     consentVersions: [...versions.values()],
-    records: recs,
+    records: recs.map((x) => ({ ...x, matchesSeal: !mismatched.has(x.id) })),
+    /** The versions of the listed records whose rows no longer match their sealed entries. */
+    mismatches,
     entries: entries.map((e) => ({ ...e, at: e.at.toISOString() })),
     timeline: timeline.map((c) => ({
       treeSize: c.treeSize,

@@ -15,6 +15,7 @@ import { audit } from "../audit-trail/record-event.server.ts";
 import { requireSiteAction } from "../studies/delegations.server.ts";
 import { encryptField } from "./personal-data.server.ts";
 import { requirePermission, type Principal } from "../platform/permissions.server.ts";
+import { auditActor, auditDetail, payloadActor, rowTokenColumns } from "../platform/attribution.ts";
 import { getStudyOrThrow } from "../studies/studies.server.ts";
 import { replayIdempotent, storeIdempotent, type Idempotency } from "../records/idempotency.server.ts";
 
@@ -86,7 +87,13 @@ export async function enrollParticipant(
       const subject = `${site.code}-${String(n + 1).padStart(3, "0")}`;
       const [p] = await tx
         .insert(participants)
-        .values({ studyId: study.id, siteId: site.id, subjectCode: subject, enrolledBy: principal.userId })
+        .values({
+          studyId: study.id,
+          siteId: site.id,
+          subjectCode: subject,
+          enrolledBy: principal.userId,
+          ...rowTokenColumns(principal),
+        })
         .returning();
       // The per-subject key binding personal data to ledger payloads (HMAC); destroying it is the erasure procedure.
       const subjectKey = randomBytes(32);
@@ -104,7 +111,7 @@ export async function enrollParticipant(
         subject,
         site: site.code,
         identity,
-        actor: principal.userId,
+        ...payloadActor(principal),
       });
       await tx
         .update(participants)
@@ -119,11 +126,11 @@ export async function enrollParticipant(
         .where(eq(participants.id, p.id));
       await audit(tx, {
         action: "participant.enroll",
-        actorUserId: principal.userId,
-        actorLabel: principal.label,
+        ...auditActor(principal),
         studyId: study.id,
         siteId: site.id,
         participantId: p.id,
+        detail: auditDetail(principal, { entry: e.id }),
       });
       const out: Enrolled = { id: p.id, subjectCode: subject, entryId: e.id };
       await storeIdempotent(tx, idem, 201, enrolledResponse(out));

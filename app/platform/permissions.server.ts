@@ -43,6 +43,8 @@ export interface Principal {
   memberships: MembershipRef[];
   /** API tokens only: extra actions granted in the token's study (TOKEN_SCOPES). */
   scopes?: readonly Action[];
+  /** API tokens only: the token's id and name, to attribute its writes (app/platform/attribution.ts). */
+  token?: { id: string; name: string };
 }
 
 /** Actions an API token may be granted on top of its integration roles. */

@@ -22,6 +22,9 @@ import { replayIdempotent, storeIdempotent, type Idempotency } from "./idempoten
 import { firstFinalAnchorsCovering } from "../../db/queries/anchors.ts";
 import { assertUnlocked } from "../clinical-monitoring/clinical-monitoring.server.ts";
 import { assertConsentAllowsNewData } from "../consent/status.server.ts";
+import { audit } from "../audit-trail/record-event.server.ts";
+import { auditActor, auditDetail, payloadActor, rowTokenColumns, tokenLabel } from "../platform/attribution.ts";
+import { matchesSeal, studySealMismatches } from "./seal-match.server.ts";
 
 export const NewRecordInput = z.object({
   subject: z.string().trim().min(1, "subject is required").max(64),
@@ -177,7 +180,7 @@ export async function saveRecord(
         form: def.code,
         formVersion: def.version,
         visit: r.visit,
-        actor: principal.userId,
+        ...payloadActor(principal),
         reason: null,
         values: data,
         prev: null,
@@ -191,7 +194,16 @@ export async function saveRecord(
         dataText,
         reason: null,
         actorUserId: principal.userId,
+        ...rowTokenColumns(principal),
         entryId: e.id,
+      });
+      await audit(tx, {
+        action: "record.create",
+        ...auditActor(principal),
+        studyId: study.id,
+        siteId: p.siteId,
+        participantId: p.id,
+        detail: auditDetail(principal, { record: r.id, version: 1, form: def.code, visit: r.visit, entry: e.id }),
       });
       const out: SavedRecord = { id: r.id, version: 1, entry: { id: e.id, status: "pending" } };
       await storeIdempotent(tx, idem, 201, out);
@@ -263,7 +275,7 @@ export async function correctRecord(
       form: form.code,
       formVersion: form.version,
       visit: r.visit,
-      actor: principal.userId,
+      ...payloadActor(principal),
       reason: v.reason,
       values: data,
       prev: toHex(cur.payloadHash),
@@ -277,11 +289,25 @@ export async function correctRecord(
       dataText,
       reason: v.reason,
       actorUserId: principal.userId,
+      ...rowTokenColumns(principal),
       entryId: e.id,
+    });
+    await audit(tx, {
+      action: "record.correct",
+      ...auditActor(principal),
+      studyId: study.id,
+      siteId: r.siteId,
+      participantId: r.participantId,
+      detail: auditDetail(principal, { record: r.id, version, form: form.code, visit: r.visit, entry: e.id }),
     });
     await tx.update(records).set({ currentVersion: version, updatedAt: new Date() }).where(eq(records.id, r.id));
     return { id: r.id, version, entry: { id: e.id, status: "pending" as const } };
   });
+}
+
+/** Who wrote a version without a user: its API token, or "integration" (token writes from before attribution). */
+function tokenActor(v: { actorTokenId: string | null; actorTokenName: string | null }): string {
+  return v.actorTokenId ? tokenLabel({ id: v.actorTokenId, name: v.actorTokenName ?? "" }) : "integration";
 }
 
 /** A record with every version: who, when, what changed (old -> new), why, and each version's seal status. */
@@ -304,6 +330,8 @@ export async function recordHistory(ctx: AppContext, principal: Principal, study
       seq: ledgerEntries.seq,
       batch: ledgerEntries.batchNo,
       at: ledgerEntries.at,
+      payloadText: ledgerEntries.payloadText,
+      payloadHash: ledgerEntries.payloadHash,
     })
     .from(recordVersions)
     .innerJoin(ledgerEntries, eq(ledgerEntries.id, recordVersions.entryId))
@@ -318,7 +346,16 @@ export async function recordHistory(ctx: AppContext, principal: Principal, study
     );
   }
   let prev: Record<string, unknown> = {};
-  const history = versions.map(({ v, actor, entryStatus, seq, batch, at }) => {
+  const history = versions.map(({ v, actor, entryStatus, seq, batch, at, payloadText, payloadHash }) => {
+    // The cheap check of the row against its sealed entry: a value altered behind the log is never shown as sealed.
+    const sealMatches = matchesSeal(ctx.crypto, {
+      ...v,
+      subject: r.subject,
+      form: r.r.formCode,
+      visit: r.r.visit,
+      payloadText,
+      payloadHash,
+    });
     const data = JSON.parse(v.dataText) as Record<string, unknown>;
     const fields = [...new Set([...Object.keys(prev), ...Object.keys(data)])];
     const changes =
@@ -333,15 +370,18 @@ export async function recordHistory(ctx: AppContext, principal: Principal, study
       formVersion: v.formVersion,
       data,
       reason: v.reason,
-      actor: actor ?? "integration",
+      actor: actor ?? tokenActor(v),
       at: at.toISOString(),
       changes,
+      /** False when this version's rows no longer match its sealed entry (altered behind the log). */
+      matchesSeal: sealMatches,
       entry: {
         id: v.entryId,
         status: entryStatus,
         seq,
         batch,
         anchoredOn: batch === null ? [] : (anchoredOn.get(batch) ?? []),
+        matchesSeal: sealMatches,
       },
     };
   });
@@ -355,6 +395,8 @@ export async function recordHistory(ctx: AppContext, principal: Principal, study
     status: r.r.status,
     version: current.version,
     data: current.data,
+    /** False when any version no longer matches its sealed entry. */
+    matchesSeal: history.every((h) => h.matchesSeal),
     history,
   };
 }
@@ -398,6 +440,15 @@ export async function subjectCasebook(ctx: AppContext, principal: Principal, stu
     if (parsed.ok) latest.set(f.code, parsed.definition);
   }
   const recs = await ctx.db.select().from(records).where(eq(records.participantId, p.p.id));
+  const mismatched = new Set(
+    (
+      await studySealMismatches(
+        ctx,
+        studyId,
+        recs.map((r) => r.id),
+      )
+    ).map((m) => m.record),
+  );
   return {
     participant: { id: p.p.id, subject: p.p.subjectCode, site: p.site, siteId: p.p.siteId, status: p.p.status },
     forms: [...latest.values()],
@@ -407,6 +458,8 @@ export async function subjectCasebook(ctx: AppContext, principal: Principal, stu
       visit: r.visit,
       version: r.currentVersion,
       status: r.status,
+      /** False when a version of the record no longer matches its sealed entry. */
+      matchesSeal: !mismatched.has(r.id),
     })),
   };
 }

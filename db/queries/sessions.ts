@@ -1,4 +1,4 @@
-import { and, desc, eq, gt, isNull } from "drizzle-orm";
+import { and, desc, eq, gt, isNull, sql } from "drizzle-orm";
 import type { DbOrTx } from "../client.ts";
 import { apiTokens, sessions, studies } from "../schema/index.ts";
 
@@ -47,6 +47,15 @@ export async function insertApiToken(
 ) {
   const [row] = await db.insert(apiTokens).values(v).returning();
   return row;
+}
+
+/** A study's token of this name (case-insensitive; revoked ones too: names stay unique per study). */
+export async function findApiTokenByName(db: DbOrTx, studyId: string, name: string) {
+  const [row] = await db
+    .select({ id: apiTokens.id, name: apiTokens.name, revokedAt: apiTokens.revokedAt })
+    .from(apiTokens)
+    .where(and(eq(apiTokens.studyId, studyId), sql`lower(${apiTokens.name}) = lower(${name})`));
+  return row ?? null;
 }
 
 /** A study's API tokens (never their hashes), newest first. */

@@ -1,7 +1,7 @@
 import { index, integer, pgTable, text, timestamp, unique, uuid } from "drizzle-orm/pg-core";
 import { sites, studies } from "./organizations.ts";
 import { participants } from "./participants.ts";
-import { users } from "./users.ts";
+import { apiTokens, users } from "./users.ts";
 import { bytea } from "./types.ts";
 import { ledgerEntries } from "./log.ts";
 
@@ -78,6 +78,9 @@ export const recordVersions = pgTable(
     dataText: text("data_text").notNull(),
     reason: text("reason"),
     actorUserId: uuid("actor_user_id").references(() => users.id),
+    /** The API token a write was made with (else null), and its name at the time (as in the payload's `token`). */
+    actorTokenId: uuid("actor_token_id").references(() => apiTokens.id),
+    actorTokenName: text("actor_token_name"),
     createdAt: timestamp("created_at", { withTimezone: true, precision: 3 }).notNull().defaultNow(),
     entryId: uuid("entry_id")
       .notNull()

@@ -1,6 +1,6 @@
 import { date, index, integer, jsonb, pgTable, text, timestamp, unique, uuid, boolean } from "drizzle-orm/pg-core";
 import { sites, studies } from "./organizations.ts";
-import { users } from "./users.ts";
+import { apiTokens, users } from "./users.ts";
 import { bytea } from "./types.ts";
 
 /**
@@ -29,6 +29,9 @@ export const participants = pgTable(
     subjectKeyEnc: bytea("subject_key_enc"),
     userId: uuid("user_id").references(() => users.id),
     enrolledBy: uuid("enrolled_by").references(() => users.id),
+    /** The API token that enrolled the participant (else null), and its name at the time. */
+    actorTokenId: uuid("actor_token_id").references(() => apiTokens.id),
+    actorTokenName: text("actor_token_name"),
     enrolledAt: timestamp("enrolled_at", { withTimezone: true, precision: 3 }).notNull().defaultNow(),
     erasedAt: timestamp("erased_at", { withTimezone: true, precision: 3 }),
     entryId: uuid("entry_id"),

@@ -1,4 +1,16 @@
-import { bigint, boolean, index, integer, jsonb, pgTable, text, timestamp, uuid } from "drizzle-orm/pg-core";
+import { sql } from "drizzle-orm";
+import {
+  bigint,
+  boolean,
+  index,
+  integer,
+  jsonb,
+  pgTable,
+  text,
+  timestamp,
+  uniqueIndex,
+  uuid,
+} from "drizzle-orm/pg-core";
 import { studies, sites } from "./organizations.ts";
 import { bytea } from "./types.ts";
 
@@ -134,18 +146,23 @@ export const outbox = pgTable("outbox", {
 });
 
 /** Study-scoped API tokens for integrations. Only the SHA-256 of the token is stored. */
-export const apiTokens = pgTable("api_tokens", {
-  id: uuid("id").primaryKey().defaultRandom(),
-  studyId: uuid("study_id")
-    .notNull()
-    .references(() => studies.id),
-  name: text("name").notNull(),
-  tokenHash: bytea("token_hash").notNull().unique(),
-  tokenPrefix: text("token_prefix").notNull(),
-  /** Extra actions beyond the integration roles (coordinator + monitor), e.g. "forms.manage". */
-  scopes: text("scopes").array().notNull().default([]),
-  createdBy: uuid("created_by").references(() => users.id),
-  createdAt: timestamp("created_at", { withTimezone: true, precision: 3 }).notNull().defaultNow(),
-  lastUsedAt: timestamp("last_used_at", { withTimezone: true, precision: 3 }),
-  revokedAt: timestamp("revoked_at", { withTimezone: true, precision: 3 }),
-});
+export const apiTokens = pgTable(
+  "api_tokens",
+  {
+    id: uuid("id").primaryKey().defaultRandom(),
+    studyId: uuid("study_id")
+      .notNull()
+      .references(() => studies.id),
+    name: text("name").notNull(),
+    tokenHash: bytea("token_hash").notNull().unique(),
+    tokenPrefix: text("token_prefix").notNull(),
+    /** Extra actions beyond the integration roles (coordinator + monitor), e.g. "forms.manage". */
+    scopes: text("scopes").array().notNull().default([]),
+    createdBy: uuid("created_by").references(() => users.id),
+    createdAt: timestamp("created_at", { withTimezone: true, precision: 3 }).notNull().defaultNow(),
+    lastUsedAt: timestamp("last_used_at", { withTimezone: true, precision: 3 }),
+    revokedAt: timestamp("revoked_at", { withTimezone: true, precision: 3 }),
+  },
+  /** Token names are unique per study (case-insensitive): every write is attributed to a token by name too. */
+  (t) => [uniqueIndex("api_tokens_study_name_uq").on(t.studyId, sql`lower(${t.name})`)],
+);

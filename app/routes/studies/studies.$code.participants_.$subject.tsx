@@ -153,6 +153,14 @@ export default function Subject() {
                         <Link to={`/studies/${study}/records/${rec.id}`} data-record={`${f.code}-${v}`}>
                           {v} (v{rec.version}
                           {rec.status === "locked" ? ", locked" : ""})
+                          {rec.matchesSeal ? null : (
+                            <>
+                              {" "}
+                              <span className="badge bad" data-seal="mismatch">
+                                does not match its sealed entry
+                              </span>
+                            </>
+                          )}
                         </Link>
                       ) : (
                         <Link to={`?form=${f.code}&visit=${v}`} data-enter={`${f.code}-${v}`}>

@@ -147,6 +147,17 @@ export default function RecordPage() {
         </>
       }
     >
+      {record.matchesSeal ? null : (
+        <p className="error" role="alert" data-seal-mismatch>
+          The stored values of{" "}
+          {record.history
+            .filter((h) => !h.matchesSeal)
+            .map((h) => `v${h.version}`)
+            .join(", ")}{" "}
+          do not match their sealed entries: they were changed outside TrialSeal and are not the values that were
+          sealed. Run the integrity audit.
+        </p>
+      )}
       <table>
         <tbody>
           {def.fields.map((f) => (
@@ -198,7 +209,12 @@ export default function RecordPage() {
                   : h.changes.map((c) => `${c.field}: ${show(c.old)} → ${show(c.new)}`).join("; ")}
               </td>
               <td>{h.reason ?? "-"}</td>
-              <td data-seal={h.entry.status}>{sealText(h.entry)}</td>
+              <td
+                data-seal={h.matchesSeal ? h.entry.status : "mismatch"}
+                className={h.matchesSeal ? undefined : "error"}
+              >
+                {sealText(h.entry)}
+              </td>
             </tr>
           ))}
         </tbody>

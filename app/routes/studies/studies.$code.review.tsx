@@ -186,6 +186,26 @@ export default function Review() {
 
       <h2>Records</h2>
       {r.records.length === 0 ? <p className="muted">No CRF records yet.</p> : null}
+      {r.mismatches.length ? (
+        <div className="error" role="alert" data-seal-mismatches={r.mismatches.length}>
+          <p>
+            <strong>
+              {r.mismatches.length === 1
+                ? "One record version does not match its sealed entry"
+                : `${r.mismatches.length} record versions do not match their sealed entries`}
+            </strong>
+            : the stored values were changed outside TrialSeal. Exports are refused until this is resolved; run the
+            audit below.
+          </p>
+          <ul>
+            {r.mismatches.map((m) => (
+              <li key={`${m.record} ${m.version}`}>
+                {m.subject}, {m.form} / {m.visit}, v{m.version}
+              </li>
+            ))}
+          </ul>
+        </div>
+      ) : null}
       <table>
         <thead>
           <tr>
@@ -209,7 +229,15 @@ export default function Review() {
                 {x.status === "locked" ? " (locked)" : ""}
               </td>
               <td>
-                <SealBadge seal={{ status: x.entryStatus, seq: x.seq, batch: x.batch, anchoredOn: [] }} />{" "}
+                <SealBadge
+                  seal={{
+                    status: x.entryStatus,
+                    seq: x.seq,
+                    batch: x.batch,
+                    anchoredOn: [],
+                    matchesSeal: x.matchesSeal,
+                  }}
+                />{" "}
                 {x.entryStatus === "sealed" ? (
                   <a href={proofHref(x.entryId)} download={`proof-${x.seq}.json`}>
                     bundle

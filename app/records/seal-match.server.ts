@@ -1,0 +1,119 @@
+/**
+ * Does a record version still match its sealed entry? The cheap check of a `record.saved` entry against its data
+ * rows, done wherever a value is shown or exported: the entry's stored payload with what the rows hold put back in
+ * (record, version, subject, form, form version, visit, reason and values; the salt and every other field as
+ * stored), in canonical JSON, must hash to the entry's payload hash. A value altered behind the log (a superuser
+ * with the append-only triggers off) fails it, and so does an altered payload text. It is not the integrity
+ * audit (app/integrity-audit/): that also checks each entry against its batch, the checkpoints and the anchors.
+ */
+import { and, asc, eq, inArray } from "drizzle-orm";
+import { canonicalize } from "../../anchoring/log/canonical.ts";
+import { toHex, utf8 } from "../../anchoring/log/bytes.ts";
+import type { Crypto } from "../../anchoring/log/crypto.ts";
+import { ledgerEntries, participants, records, recordVersions } from "../../db/schema/index.ts";
+import type { AppContext } from "../platform/context.server.ts";
+import { ServiceError } from "../platform/errors.server.ts";
+import { MISMATCH_TEXT } from "../log/seal-text.ts";
+
+/** A record version's rows and its entry's stored payload, as the check needs them. */
+export interface SealedVersion {
+  recordId: string;
+  version: number;
+  formVersion: number;
+  dataText: string;
+  reason: string | null;
+  /** From the record's and participant's rows; left out, the stored payload's are kept. */
+  subject?: string;
+  form?: string;
+  visit?: string;
+  payloadText: string;
+  payloadHash: Uint8Array | string;
+}
+
+const hexOf = (v: Uint8Array | string) =>
+  typeof v === "string" ? (v.startsWith("\\x") ? v.slice(2) : v).toLowerCase() : toHex(v);
+
+/** True when the version's rows, put into its entry's stored payload, hash to the entry's payload hash. */
+export function matchesSeal(crypto: Crypto, v: SealedVersion): boolean {
+  let stored: Record<string, unknown>;
+  let values: unknown;
+  try {
+    stored = JSON.parse(v.payloadText) as Record<string, unknown>;
+    values = JSON.parse(v.dataText);
+  } catch {
+    return false;
+  }
+  if (!stored || typeof stored !== "object") return false;
+  const fromRows: Record<string, unknown> = {
+    record: v.recordId,
+    version: v.version,
+    formVersion: v.formVersion,
+    reason: v.reason,
+    values,
+  };
+  if (v.subject !== undefined) fromRows.subject = v.subject;
+  if (v.form !== undefined) fromRows.form = v.form;
+  if (v.visit !== undefined) fromRows.visit = v.visit;
+  const text = canonicalize({ ...stored, ...fromRows });
+  return toHex(crypto.sha256(utf8(text))) === hexOf(v.payloadHash);
+}
+
+export interface SealMismatch {
+  record: string;
+  subject: string;
+  form: string;
+  visit: string;
+  version: number;
+}
+
+/** "record ID (subject S, form F, visit V, version N) does not match its sealed entry" */
+export function mismatchText(m: SealMismatch): string {
+  const where = `subject ${m.subject}, form ${m.form}, visit ${m.visit}, version ${m.version}`;
+  return `record ${m.record} (${where}) ${MISMATCH_TEXT}`;
+}
+
+/** Every version of a study's records (or of the given records only) that does not match its sealed entry. */
+export async function studySealMismatches(
+  ctx: AppContext,
+  studyId: string,
+  recordIds?: string[],
+): Promise<SealMismatch[]> {
+  if (recordIds && recordIds.length === 0) return [];
+  const rows = await ctx.db
+    .select({
+      recordId: recordVersions.recordId,
+      version: recordVersions.version,
+      formVersion: recordVersions.formVersion,
+      dataText: recordVersions.dataText,
+      reason: recordVersions.reason,
+      subject: participants.subjectCode,
+      form: records.formCode,
+      visit: records.visit,
+      payloadText: ledgerEntries.payloadText,
+      payloadHash: ledgerEntries.payloadHash,
+    })
+    .from(recordVersions)
+    .innerJoin(ledgerEntries, eq(ledgerEntries.id, recordVersions.entryId))
+    .innerJoin(records, eq(records.id, recordVersions.recordId))
+    .innerJoin(participants, eq(participants.id, records.participantId))
+    .where(
+      recordIds
+        ? and(eq(recordVersions.studyId, studyId), inArray(recordVersions.recordId, recordIds))
+        : eq(recordVersions.studyId, studyId),
+    )
+    .orderBy(asc(participants.subjectCode), asc(records.formCode), asc(records.visit), asc(recordVersions.version));
+  return rows
+    .filter((r) => !matchesSeal(ctx.crypto, r))
+    .map((r) => ({ record: r.recordId, subject: r.subject, form: r.form, visit: r.visit, version: r.version }));
+}
+
+/** Refuse (409, naming the first record) when any value of the study does not match its sealed entry. */
+export async function assertStudyMatchesSeals(ctx: AppContext, study: { id: string; code: string }) {
+  const bad = await studySealMismatches(ctx, study.id);
+  if (bad.length === 0) return;
+  const more = bad.length > 1 ? ` (and ${bad.length - 1} more)` : "";
+  throw new ServiceError(
+    "conflict",
+    `${study.code}: ${mismatchText(bad[0])}${more}; nothing was exported (run trialseal audit --study ${study.code})`,
+  );
+}
