@@ -148,7 +148,11 @@ describe("no IDOR across sites or studies", () => {
     const recB = await api(b.mon, "GET", `/api/v1/studies/IDOR-1/records/${B.record}`);
     expect(recB.status).toBe(200);
     expect(JSON.stringify(recB.json)).toContain('"sbp":120');
-    expect(JSON.stringify(recB.json)).not.toContain("150");
+    // Site A's correction did not land: still version 1, and 150 is nowhere as a value (a bare "150" could occur
+    // by chance inside a random UUID of the answer).
+    expect(recB.json.version).toBe(1);
+    expect(recB.json.history).toHaveLength(1);
+    expect(JSON.stringify(recB.json)).not.toMatch(/:150\b/);
     // Proof bundles carry the payload: site B's entries are not site A's to fetch (404, like an unknown entry).
     for (const e of [B.entry, B.recordEntry]) {
       expect((await api(b["inv-a"], "GET", `/api/v1/entries/${e}/proof`)).status, e).toBe(404);
