@@ -24,6 +24,10 @@ beforeAll(async () => {
   env = { DATA_DIR: tempDataDir(), LOCAL_ANCHOR_INTERVAL_MS: "300" };
   portal = await startPortal(env);
   writeFileSync(policyFile, await (await fetch(`${portal.url}/.well-known/trialseal.json`)).text());
+  // The first check needs a first checkpoint (404 until the sealer has run once after start).
+  await waitFor(async () => (await fetch(`${portal.url}/api/v1/checkpoint`)).status === 200, {
+    what: "the portal's first checkpoint",
+  });
 });
 afterAll(async () => {
   await portal?.stop();
