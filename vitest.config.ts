@@ -38,6 +38,16 @@ export default defineConfig({
         },
       },
       {
+        // Security regressions (issue 16): each exploit run against a real portal the test starts.
+        test: {
+          name: "security",
+          include: ["test/security/**/*.test.ts"],
+          testTimeout: 300_000,
+          hookTimeout: 300_000,
+          fileParallelism: false,
+        },
+      },
+      {
         // Browser tests: playwright-core driving Debian's Chromium against a portal the test starts.
         test: {
           name: "e2e",

@@ -276,6 +276,7 @@ export async function benchHttp(
     DATA_KEY: "33".repeat(32),
     API_RATE_PER_SECOND: "100000",
     SEED_DEMO: "false",
+    PUBLIC_URL: "http://localhost",
   };
   // Set up the study, a form with many visits, participants and a token through the services, then start the
   // portal as a separate process (as deployed).

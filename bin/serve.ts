@@ -14,7 +14,7 @@ import { seedDemo } from "../app/studies/demo-seed.server.ts";
 import { startControlServer } from "../app/platform/control.server.ts";
 import { DatabaseError } from "../db/client.ts";
 import { PgliteBusyError } from "../db/pglite-lock.ts";
-import { securityHeaders, sameOriginPosts } from "../app/platform/http.server.ts";
+import { forwardedHostCheck, securityHeaders, sameOriginPosts } from "../app/platform/http.server.ts";
 import { startSealer } from "../app/log/sealer.server.ts";
 import { startAnchorWorker } from "../app/anchor-worker/anchor-worker.server.ts";
 import { describeEvent } from "../app/platform/commands.server.ts";
@@ -92,6 +92,7 @@ async function main() {
   app.disable("x-powered-by");
   app.set("trust proxy", "loopback");
   app.use(securityHeaders);
+  app.use(forwardedHostCheck(ctx.env));
   app.use("/build", express.static(path.join(ROOT, "public", "build"), { immutable: true, maxAge: "1y" }));
   app.use(express.static(path.join(ROOT, "public"), { maxAge: "1h" }));
   // The self-contained verification page (built with the portal): its own CSP allows exactly its inline script.
@@ -109,7 +110,16 @@ async function main() {
   app.all("*", async (req, res, next) => {
     try {
       const requestState = { databaseUnavailable: false };
-      const request = createRemixRequest(req, res);
+      let request: Request;
+      // The client's address as Express sees it ("trust proxy": loopback): an X-Forwarded-For from anywhere
+      // else is replaced, so a client cannot pick its own source and dodge the sign-in back-off (ADR 0022).
+      req.headers["x-forwarded-for"] = req.ip ?? req.socket.remoteAddress ?? "unknown";
+      try {
+        request = createRemixRequest(req, res);
+      } catch {
+        res.status(400).type("text/plain").send("bad request: the Host header is not a valid host name");
+        return;
+      }
       let response = await handle(request, { ctx, cspNonce: res.locals.cspNonce as string, requestState });
       // A write that failed because PostgreSQL went away was rolled back by it: the client may simply retry.
       if (requestState.databaseUnavailable && response.status >= 500) response = databaseUnavailable(request);
@@ -119,9 +129,18 @@ async function main() {
     }
   });
 
+  // The last resort: never a stack trace to the client (it is logged here).
+  app.use((err: unknown, _req: express.Request, res: express.Response, _next: express.NextFunction) => {
+    console.error("portal error:", err);
+    if (res.headersSent) return res.end();
+    res.status(500).type("text/plain").send("internal error: the request could not be completed (see the server log)");
+  });
+
   const server = app.listen(env.port, env.host, () => {
     const addr = server.address();
     const port = typeof addr === "object" && addr ? addr.port : env.port;
+    // Without PUBLIC_URL (development), links point at the port actually listened on (PORT=0 picks one).
+    if (!env.publicUrlConfigured) env.publicUrl = `http://localhost:${port}`;
     console.log(
       `TrialSeal portal on http://localhost:${port} (database: ${ctx.database.engine} ${ctx.database.where})`,
     );

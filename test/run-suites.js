@@ -9,7 +9,7 @@ import path from "node:path";
 import { fileURLToPath } from "node:url";
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..");
-const suites = (process.env.TEST_SUITES ?? "unit,db-pglite,db-postgres,integration,e2e").split(",");
+const suites = (process.env.TEST_SUITES ?? "unit,db-pglite,db-postgres,integration,security,e2e").split(",");
 const out = mkdtempSync(path.join(tmpdir(), "trialseal-results-"));
 const started = Date.now();
 let passed = 0;

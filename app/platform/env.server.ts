@@ -43,6 +43,16 @@ const EnvSchema = z.object({
   SESSION_SECRET: z.string().min(32, "must be at least 32 characters").optional(),
   DATA_KEY: dataKey.optional(),
   PORT: intFrom(0, 65535).default(3000),
+  // The portal's address as its users reach it: every link in a message is built from it, never from headers.
+  PUBLIC_URL: z
+    .url({ protocol: /^https?$/, error: "must be an http(s) URL such as https://trials.example.org" })
+    .refine((v) => {
+      if (!URL.canParse(v)) return true; // reported by .url() above
+      const u = new URL(v);
+      return u.pathname === "/" && !u.search && !u.hash && !u.username && !u.password;
+    }, "must be an origin such as https://trials.example.org (no path, query or credentials)")
+    .transform((v) => new URL(v).origin)
+    .optional(),
   HOST: z.string().min(1).default("0.0.0.0"),
   LOG_ORIGIN: z
     .string()
@@ -103,6 +113,13 @@ export type Env = {
   dataKey: Uint8Array;
   port: number;
   host: string;
+  /**
+   * The portal's public origin (PUBLIC_URL; required in production). Without it, http://localhost:PORT, which
+   * the portal corrects to the port it actually listens on (PORT=0).
+   */
+  publicUrl: string;
+  /** PUBLIC_URL was given (not the development default). */
+  publicUrlConfigured: boolean;
   logOrigin: string;
   sealIntervalMs: number;
   sealMaxBatch: number;
@@ -214,6 +231,10 @@ export function parseEnv(source: Record<string, string | undefined> = process.en
       throw new ConfigError(
         "missing DATA_KEY: production needs a 32-byte key (64 hex characters) for personal data encryption",
       );
+    if (!e.PUBLIC_URL)
+      throw new ConfigError(
+        "missing PUBLIC_URL: production needs the portal's public address (such as https://trials.example.org)",
+      );
   } else if (!sessionSecret || !key) {
     const dev = loadOrCreateDevSecrets(e.DATA_DIR);
     sessionSecret ??= dev.SESSION_SECRET;
@@ -279,6 +300,8 @@ export function parseEnv(source: Record<string, string | undefined> = process.en
     dataKey: key!,
     port: e.PORT,
     host: e.HOST,
+    publicUrl: e.PUBLIC_URL ?? `http://localhost:${e.PORT}`,
+    publicUrlConfigured: e.PUBLIC_URL !== undefined,
     logOrigin,
     sealIntervalMs: e.SEAL_INTERVAL_MS,
     sealMaxBatch: e.SEAL_MAX_BATCH,

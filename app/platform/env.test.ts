@@ -5,9 +5,31 @@ import { describe, expect, it } from "vitest";
 import { ConfigError, parseEnv } from "./env.server.ts";
 
 const tmp = () => mkdtempSync(path.join(tmpdir(), "trialseal-env-"));
-const prodSecrets = { SESSION_SECRET: "s".repeat(40), DATA_KEY: "ab".repeat(32) };
+const prodSecrets = {
+  SESSION_SECRET: "s".repeat(40),
+  DATA_KEY: "ab".repeat(32),
+  PUBLIC_URL: "https://trials.example.org",
+};
 
 describe("configuration", () => {
+  // Issue 16 item 1: links in messages were built from the request's Host/Origin headers.
+  it("takes the portal's public address from PUBLIC_URL: required in production, localhost:PORT otherwise", () => {
+    const dir = tmp();
+    const { PUBLIC_URL: _, ...secrets } = prodSecrets;
+    expect(() => parseEnv({ NODE_ENV: "production", DATA_DIR: dir, ...secrets })).toThrow(/^missing PUBLIC_URL: /);
+    expect(parseEnv({ NODE_ENV: "production", DATA_DIR: dir, ...prodSecrets }).publicUrl).toBe(
+      "https://trials.example.org",
+    );
+    expect(parseEnv({ DATA_DIR: dir, PUBLIC_URL: "https://trials.example.org:8443/" }).publicUrl).toBe(
+      "https://trials.example.org:8443",
+    );
+    expect(parseEnv({ DATA_DIR: dir }).publicUrl).toBe("http://localhost:3000");
+    expect(parseEnv({ DATA_DIR: dir, PORT: "4100" }).publicUrl).toBe("http://localhost:4100");
+    for (const bad of ["trials.example.org", "ftp://trials.example.org", "https://trials.example.org/portal"]) {
+      expect(() => parseEnv({ DATA_DIR: dir, PUBLIC_URL: bad })).toThrow(/^invalid PUBLIC_URL: /);
+    }
+  });
+
   it("generates development secrets into the data directory once and reuses them", () => {
     const dir = tmp();
     const a = parseEnv({ DATA_DIR: dir });

@@ -31,8 +31,8 @@ export function securityHeaders(_req: Request, res: Response, next: NextFunction
 /**
  * CSRF protection for every state-changing request that rides on the session cookie (OWASP: verify the
  * origin with standard headers, plus SameSite=Lax cookies): its Origin (or, failing that, its Referer) must be
- * this site. A cookie-carrying POST with neither is refused too. Bearer-token API calls carry no cookie
- * authority and are not subject to it.
+ * this site. A cookie-carrying POST with neither is refused too. Only bearer-token calls that carry no session
+ * cookie are exempt: an Authorization header on a cookie-carrying request changes nothing.
  */
 export function sameOriginPosts(req: Request, res: Response, next: NextFunction) {
   if (req.method === "GET" || req.method === "HEAD" || req.method === "OPTIONS") return next();
@@ -44,13 +44,30 @@ export function sameOriginPosts(req: Request, res: Response, next: NextFunction)
       return null;
     }
   };
+  const usesSession = /(?:^|;\s*)ts_session=/.test(req.get("cookie") ?? "");
+  // Only a bearer-token call without the session cookie carries no ambient authority a page could borrow.
+  if (!usesSession && /^Bearer\s/i.test(req.get("authorization") ?? "")) return next();
   const origin = req.get("origin");
   const source = origin !== undefined ? hostOf(origin) : hostOf(req.get("referer"));
-  const usesSession = /(?:^|;\s*)ts_session=/.test(req.get("cookie") ?? "") && !req.get("authorization");
   const declared = origin !== undefined || req.get("referer") !== undefined;
   if ((declared || usesSession) && source !== req.get("host")) {
     res.status(403).type("text/plain").send("cross-site request refused: the form must be posted from this site");
     return;
   }
   next();
+}
+
+/**
+ * A proxy's X-Forwarded-Host must name the portal's public address (PUBLIC_URL): anything else is a bad request
+ * (400), answered before Remix builds the request URL from it.
+ */
+export function forwardedHostCheck(env: { publicUrl: string }) {
+  return (req: Request, res: Response, next: NextFunction) => {
+    const forwarded = req.get("x-forwarded-host");
+    if (forwarded === undefined || forwarded.trim().toLowerCase() === new URL(env.publicUrl).host) return next();
+    res
+      .status(400)
+      .type("text/plain")
+      .send("bad request: the X-Forwarded-Host header does not name this portal's public address (PUBLIC_URL)");
+  };
 }

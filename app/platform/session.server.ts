@@ -61,9 +61,27 @@ export async function requireUser(request: Request, context: AppLoadContext) {
   return user;
 }
 
-/** Only same-site relative paths are followed after a sign-in step (no open redirect). */
+/** Any origin will do for resolving: only whether the result leaves it matters. */
+const PORTAL = new URL("https://portal.invalid");
+
+/**
+ * Where a sign-in step may send the browser (no open redirect). `next` is resolved exactly as a browser resolves
+ * a Location header (WHATWG URL: tabs and newlines stripped, backslashes read as slashes, dot segments removed)
+ * and followed only when it stays on the portal's own origin; the answer is the normalised path, never the raw
+ * input, so what the browser follows is what was checked.
+ */
 export function safeNext(next: string | null | undefined, fallback = "/studies"): string {
-  return next?.startsWith("/") && !next.startsWith("//") && !next.startsWith("/\\") ? next : fallback;
+  if (!next?.startsWith("/")) return fallback;
+  let target: URL;
+  try {
+    target = new URL(next, PORTAL);
+  } catch {
+    return fallback;
+  }
+  const path = `${target.pathname}${target.search}${target.hash}`;
+  // A path that starts with // (e.g. from "/.//host") would be read as another host by the browser.
+  if (target.origin !== PORTAL.origin || !path.startsWith("/") || /^\/[/\\]/.test(path)) return fallback;
+  return path;
 }
 
 /** Signed in and permitted `action` in the study; otherwise 403. */

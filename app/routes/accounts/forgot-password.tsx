@@ -12,7 +12,7 @@ export async function action({ request, context }: ActionFunctionArgs) {
     .object({ email: z.string().trim().min(3, "Enter your email").max(320) })
     .safeParse(Object.fromEntries(await request.formData()));
   if (!parsed.success) return json({ sent: false, error: parsed.error.issues[0].message }, { status: 400 });
-  const origin = new URL(request.url).origin;
+  const origin = context.ctx.env.publicUrl;
   await requestPasswordReset(context.ctx, parsed.data.email, origin, requestMeta(request));
   // The same answer whether or not the account exists.
   return json({ sent: true, error: null });

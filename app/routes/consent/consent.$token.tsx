@@ -59,7 +59,7 @@ export async function loader({ request, context, params }: LoaderFunctionArgs) {
       },
     });
   }
-  const origin = new URL(request.url).origin;
+  const origin = ctx.env.publicUrl;
   const receipt = await consentReceipt(ctx, o, origin);
   const parsed = parseConsentDocument(receipt.document.body);
   return json({

@@ -10,7 +10,7 @@ export async function loader({ request, context, params }: LoaderFunctionArgs) {
   if (o.state !== "used") throw new Response("There is no signed consent for this link yet.", { status: 409 });
   if ((await verifiedInvitation(request, context.ctx)) !== o.invitation.id)
     throw new Response("Confirm your identity with the one-time code first.", { status: 401 });
-  const pdf = await consentReceiptPdf(context.ctx, o, new URL(request.url).origin);
+  const pdf = await consentReceiptPdf(context.ctx, o, context.ctx.env.publicUrl);
   return new Response(new Uint8Array(pdf), {
     headers: {
       "content-type": "application/pdf",

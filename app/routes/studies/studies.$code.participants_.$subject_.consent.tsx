@@ -62,7 +62,7 @@ export async function action({ request, context, params }: ActionFunctionArgs) {
           representativeContact: String(f.get("representativeContact") ?? "") || undefined,
           assent: f.get("assent") === "on",
         },
-        new URL(request.url).origin,
+        context.ctx.env.publicUrl,
       );
       const until = inv.expiresAt.slice(0, 16).replace("T", " ");
       return json({

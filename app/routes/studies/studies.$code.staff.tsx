@@ -53,7 +53,7 @@ export async function action({ request, context, params }: ActionFunctionArgs) {
             site: text("site") || undefined,
             qualifier: (text("qualifier") || undefined) as never,
           },
-          new URL(request.url).origin,
+          context.ctx.env.publicUrl,
         );
         return json({
           ok: true,
