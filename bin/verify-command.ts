@@ -1,6 +1,6 @@
 /** `trialseal verify`: offline verification of bundles with a pinned trust policy. No database. */
 import { createHash } from "node:crypto";
-import { readFileSync } from "node:fs";
+import { readFileSync, statSync } from "node:fs";
 import { nodeCrypto } from "../anchoring/adapters/crypto-node.ts";
 import { parseTrustPolicy, PolicyError, type TrustPolicy } from "../anchoring/verifier/trust-policy.ts";
 import { verifyBundle, type Report, type VerifyOptions } from "../anchoring/verifier/verify-bundle.ts";
@@ -49,6 +49,48 @@ async function loadPolicy(o: { trust?: string; trustUrl?: string; pin?: string }
   }
 }
 
+/** Far above any real bundle (one entry, its proofs, a few checkpoints and receipts: kilobytes). */
+export const MAX_BUNDLE_BYTES = 16 * 1024 * 1024;
+
+/**
+ * Read a file as a proof bundle. Unreadable (exit 2): not a file, larger than MAX_BUNDLE_BYTES (refused before it
+ * is read), not UTF-8 JSON, or not an object carrying a `trialseal-proof/...` format marker. Anything that claims
+ * the format is handed to the verifier, so a bundle missing a field is invalid, never merely unreadable.
+ */
+export function readBundle(file: string): { bundle: unknown } | { unreadable: string } {
+  let size: number;
+  try {
+    const st = statSync(file);
+    if (!st.isFile()) return { unreadable: "not a file" };
+    size = st.size;
+  } catch (e) {
+    return { unreadable: `cannot read it (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})` };
+  }
+  if (size > MAX_BUNDLE_BYTES)
+    return { unreadable: `${size} bytes, larger than any proof bundle (at most ${MAX_BUNDLE_BYTES} bytes)` };
+  let text: string;
+  try {
+    text = new TextDecoder("utf-8", { fatal: true }).decode(readFileSync(file));
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code;
+    return { unreadable: code ? `cannot read it (${code})` : "not UTF-8 text" };
+  }
+  let value: unknown;
+  try {
+    value = JSON.parse(text);
+  } catch (e) {
+    // A RangeError is nesting too deep for this machine's stack: still not something we can check.
+    return { unreadable: e instanceof RangeError ? "JSON nested too deeply to read" : "not JSON" };
+  }
+  const format =
+    value !== null && typeof value === "object" && !Array.isArray(value)
+      ? (value as Record<string, unknown>).format
+      : undefined;
+  if (typeof format !== "string" || !format.startsWith("trialseal-proof/"))
+    return { unreadable: 'not a proof bundle (a JSON object with "format": "trialseal-proof/v1")' };
+  return { bundle: value };
+}
+
 export async function runVerify(
   files: string[],
   o: { trust?: string; trustUrl?: string; pin?: string; json?: boolean; rpc?: string; require?: string },
@@ -81,13 +123,12 @@ export async function runVerify(
   }
   const reports: { file: string; report: Report }[] = [];
   for (const file of files) {
-    let bundle: unknown;
-    try {
-      bundle = JSON.parse(readFileSync(file, "utf8"));
-    } catch (e) {
-      err(`cannot read bundle ${file}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
+    const read = readBundle(file);
+    if ("unreadable" in read) {
+      err(`${file}: unreadable: ${read.unreadable}`);
       return 2;
     }
+    const bundle = read.bundle;
     reports.push({ file, report: await verifyBundle(nodeCrypto, bundle, policy, opts) });
   }
   if (o.json) process.stdout.write(`${JSON.stringify(reports, null, 2)}\n`);
