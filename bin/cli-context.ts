@@ -8,11 +8,16 @@ import type { Env } from "../app/platform/env.server.ts";
 
 export const say = (m: string) => process.stderr.write(`trialseal: ${m}\n`);
 
-/** The parsed configuration, or exit 2 naming the variable at fault. */
-export async function loadCliEnv(): Promise<Env> {
-  const { ConfigError, parseEnv } = await import("../app/platform/env.server.ts");
+/**
+ * The parsed configuration, or exit 2 naming the variable at fault. Unless `mayCreateKeys` (db migrate, keys
+ * init), DATA_DIR must already hold the deployment's keys (and, outside production, its secrets): a command run
+ * from the wrong directory refuses, naming DATA_DIR, instead of creating a second set (issue 16 item 12).
+ */
+export async function loadCliEnv(opts: { mayCreateKeys?: boolean } = {}): Promise<Env> {
+  const { ConfigError, noKeysMessage, parseEnv } = await import("../app/platform/env.server.ts");
+  let env: Env;
   try {
-    return parseEnv();
+    env = parseEnv(process.env, { createDevSecrets: opts.mayCreateKeys ?? false });
   } catch (err) {
     if (err instanceof ConfigError) {
       say(err.message);
@@ -20,6 +25,14 @@ export async function loadCliEnv(): Promise<Env> {
     }
     throw err;
   }
+  if (!opts.mayCreateKeys) {
+    const { ringExists } = await import("../app/keys/key-ring.server.ts");
+    if (!ringExists(env.dataDir, "log")) {
+      say(noKeysMessage(env.dataDir));
+      process.exit(2);
+    }
+  }
+  return env;
 }
 
 type OpenFailure = { exitCode: 1 | 2; message: string };

@@ -50,7 +50,7 @@ async function readStdin(): Promise<string> {
 /** Run a command locally, or through the portal when it holds the embedded database. */
 async function dispatch(command: string, input: unknown): Promise<never> {
   const { loadCliEnv, openCliContext } = await import("./cli-context.ts");
-  const env = await loadCliEnv();
+  const env = await loadCliEnv({ mayCreateKeys: command === "db.migrate" });
   let out: CommandOutput;
   const { readPgliteLock } = await import("../db/pglite-lock.ts");
   const holder = env.databaseUrl ? null : readPgliteLock(env.pgliteDir);
@@ -255,7 +255,7 @@ program
   });
 const keys = program
   .command("keys")
-  .description("the log key and the local ledger key: list, rotate, revoke (key rings in DATA_DIR/keys)");
+  .description("the log key and the local ledger key: init, list, rotate, revoke (key rings in DATA_DIR/keys)");
 const keyTarget = (o: { log?: boolean; local?: boolean }) => {
   if (!!o.log === !!o.local) fail("say which key: --log or --local (the local ledger's key)", 2);
   return o.log ? "log" : "local";
@@ -278,6 +278,16 @@ keys
   .description("revoke a retired (compromised) key from a point on: verifiers refuse what it signs there or later")
   .option("--log", "a log key")
   .option("--local", "a local ledger key")
+keys
+  .command("init")
+  .description("create the deployment's keys in DATA_DIR unless they exist (npm start and db migrate do too)")
+  .action(async () => {
+    const { loadCliEnv } = await import("./cli-context.ts");
+    const { initDeploymentKeys } = await import("../app/keys/key-init.server.ts");
+    const env = await loadCliEnv({ mayCreateKeys: true });
+    process.stdout.write(initDeploymentKeys(env));
+    await exitWhenFlushed(0);
+  });
   .requiredOption("--key <HEX>", "its public key (trialseal keys list)")
   .option("--from-size <N>", "log keys: refuse its checkpoints of tree size N and above", (v: string) => {
     if (!/^\d{1,15}$/.test(v)) fail("--from-size must be a tree size (a whole number)", 2);

@@ -10,7 +10,7 @@ import * as remixExpress from "@remix-run/express/dist/server.js";
 import { createRequestHandler, type ServerBuild } from "@remix-run/node";
 import { ConfigError, parseEnv, type Env } from "../app/platform/env.server.ts";
 import { createAppContext, type AppContext } from "../app/platform/context.server.ts";
-import { seedDemo } from "../app/studies/demo-seed.server.ts";
+import { demoCredentialsFile, seedDemo } from "../app/studies/demo-seed.server.ts";
 import { startControlServer } from "../app/platform/control.server.ts";
 import { DatabaseError } from "../db/client.ts";
 import { PgliteBusyError } from "../db/pglite-lock.ts";
@@ -73,9 +73,12 @@ async function main() {
 
   if (env.seedDemo) {
     const password = await seedDemo(ctx);
+    const credentials = demoCredentialsFile(env);
     if (password) {
       console.log(`Seeded demo study DEMO-001. Demo password (all demo users): ${password}`);
-      console.log(`Demo logins written to ${path.join(env.dataDir, "demo-credentials.txt")}`);
+      console.log(`Demo logins written to ${credentials}`);
+    } else if (existsSync(credentials)) {
+      console.log(`Demo study DEMO-001: the demo logins of this database are in ${credentials}`);
     }
   }
 

@@ -50,6 +50,11 @@ export function ringFile(dataDir: string, name: RingName) {
   return path.join(keysDir(dataDir), `${name}-keys.json`);
 }
 
+/** Whether the ring (or its legacy single key) exists in DATA_DIR/keys, without creating anything. */
+export function ringExists(dataDir: string, name: RingName): boolean {
+  return existsSync(ringFile(dataDir, name)) || existsSync(path.join(keysDir(dataDir), LEGACY[name]));
+}
+
 export function loadOrCreateSeed(file: string): Uint8Array {
   if (existsSync(file)) {
     const hex = readFileSync(file, "utf8").trim();

@@ -120,6 +120,8 @@ export type Env = {
   publicUrl: string;
   /** PUBLIC_URL was given (not the development default). */
   publicUrlConfigured: boolean;
+  /** Where SESSION_SECRET and DATA_KEY came from: the environment, <DATA_DIR>/secrets.json, or created there now. */
+  devSecrets: "environment" | "file" | "created";
   logOrigin: string;
   sealIntervalMs: number;
   sealMaxBatch: number;
@@ -157,22 +159,31 @@ interface DevSecrets {
   DATA_KEY: string;
 }
 
-function loadOrCreateDevSecrets(dataDir: string): DevSecrets {
+/** The one line every command says when DATA_DIR holds no deployment keys or secrets (issue 16 item 12). */
+export function noKeysMessage(dataDir: string): string {
+  return (
+    `no deployment keys in DATA_DIR (${path.resolve(dataDir)}): run this where the portal keeps its data or ` +
+    "set DATA_DIR to it (only npm start, `trialseal db migrate` and `trialseal keys init` create keys)"
+  );
+}
+
+function loadOrCreateDevSecrets(dataDir: string, create: boolean): DevSecrets & { created: boolean } {
   const file = path.join(dataDir, "secrets.json");
   if (existsSync(file)) {
     const parsed = z
       .object({ SESSION_SECRET: z.string().min(32), DATA_KEY: z.string() })
       .safeParse(JSON.parse(readFileSync(file, "utf8")));
     if (!parsed.success) throw new ConfigError(`${file} is damaged; delete it to generate new development secrets`);
-    return parsed.data;
+    return { ...parsed.data, created: false };
   }
+  if (!create) throw new ConfigError(noKeysMessage(dataDir));
   mkdirSync(dataDir, { recursive: true });
   const secrets: DevSecrets = {
     SESSION_SECRET: randomBytes(32).toString("base64url"),
     DATA_KEY: randomBytes(32).toString("hex"),
   };
   writeFileSync(file, `${JSON.stringify(secrets, null, 2)}\n`, { mode: 0o600, flag: "wx" });
-  return secrets;
+  return { ...secrets, created: true };
 }
 
 function relevantVars(source: Record<string, string | undefined>): Record<string, string> {
@@ -208,8 +219,15 @@ export function parseDeployEnv(source: Record<string, string | undefined> = proc
   };
 }
 
-/** Parse the environment. Throws ConfigError with one line naming the variable at fault. */
-export function parseEnv(source: Record<string, string | undefined> = process.env): Env {
+/**
+ * Parse the environment. Throws ConfigError with one line naming the variable at fault. Outside production,
+ * missing secrets come from <DATA_DIR>/secrets.json, created there unless `createDevSecrets` is false (CLI
+ * commands other than `db migrate` and `keys init`: they refuse instead, naming DATA_DIR).
+ */
+export function parseEnv(
+  source: Record<string, string | undefined> = process.env,
+  opts: { createDevSecrets?: boolean } = {},
+): Env {
   const result = EnvSchema.safeParse(relevantVars(source));
   if (!result.success) throw configError(result.error);
   const e = result.data;
@@ -222,6 +240,7 @@ export function parseEnv(source: Record<string, string | undefined> = process.en
       throw new ConfigError(`invalid ${(err as Error).message}`);
     }
   }
+  let devSecrets: Env["devSecrets"] = "environment";
   let sessionSecret = e.SESSION_SECRET;
   let key = e.DATA_KEY;
   if (production) {
@@ -235,10 +254,6 @@ export function parseEnv(source: Record<string, string | undefined> = process.en
       throw new ConfigError(
         "missing PUBLIC_URL: production needs the portal's public address (such as https://trials.example.org)",
       );
-  } else if (!sessionSecret || !key) {
-    const dev = loadOrCreateDevSecrets(e.DATA_DIR);
-    sessionSecret ??= dev.SESSION_SECRET;
-    key ??= dataKey.parse(dev.DATA_KEY);
   }
   let evm: AnchoringConfig["evm"] = null;
   if (e.EVM_RPC_URL) {
@@ -275,6 +290,13 @@ export function parseEnv(source: Record<string, string | undefined> = process.en
       intervalMs: e.RFC3161_ANCHOR_INTERVAL_MS,
     };
   }
+  // Development secrets last: a variable at fault is named before a missing DATA_DIR is.
+  if (!production && (!sessionSecret || !key)) {
+    const dev = loadOrCreateDevSecrets(e.DATA_DIR, opts.createDevSecrets ?? true);
+    devSecrets = dev.created ? "created" : "file";
+    sessionSecret ??= dev.SESSION_SECRET;
+    key ??= dataKey.parse(dev.DATA_KEY);
+  }
   const logOrigin = e.LOG_ORIGIN ?? DEFAULT_LOG_ORIGIN;
   const anchoring: AnchoringConfig = {
     local:
@@ -302,6 +324,7 @@ export function parseEnv(source: Record<string, string | undefined> = process.en
     host: e.HOST,
     publicUrl: e.PUBLIC_URL ?? `http://localhost:${e.PORT}`,
     publicUrlConfigured: e.PUBLIC_URL !== undefined,
+    devSecrets,
     logOrigin,
     sealIntervalMs: e.SEAL_INTERVAL_MS,
     sealMaxBatch: e.SEAL_MAX_BATCH,

@@ -42,6 +42,18 @@ export const DEMO_USERS: { email: string; fullName: string; role: Role; study?: 
   { email: "regulator@demo.trialseal.test", fullName: "Rex Regulator", role: "regulator", study: DEMO_STUDY },
 ];
 
+/**
+ * Where the demo logins of this database are written: one file per database, so a start on PostgreSQL with the
+ * same DATA_DIR never overwrites the embedded database's password (issue 16 item 13).
+ */
+export function demoCredentialsFile(env: { dataDir: string; databaseUrl?: string }): string {
+  if (!env.databaseUrl) return path.join(env.dataDir, "demo-credentials.txt");
+  const u = new URL(env.databaseUrl);
+  const where = `${u.hostname}-${u.port || "5432"}-${u.pathname.slice(1) || "postgres"}`;
+  const name = where.replace(/[^A-Za-z0-9._-]/g, "_");
+  return path.join(env.dataDir, `demo-credentials-postgres-${name}.txt`);
+}
+
 /** Seed the demo study unless it exists. Returns the demo password when it seeded, null otherwise. */
 export async function seedDemo(
   ctx: AppContext,
@@ -93,7 +105,7 @@ export async function seedDemo(
   for (const f of ["demog.form.json", "vitals.form.json"]) {
     await importForm(ctx, DEMO_STUDY, JSON.parse(readFileSync(path.join(DEMO_DIR, f), "utf8")), { actorId: adminId });
   }
-  const file = opts.credentialsFile ?? path.join(ctx.env.dataDir, "demo-credentials.txt");
+  const file = opts.credentialsFile ?? demoCredentialsFile(ctx.env);
   mkdirSync(path.dirname(file), { recursive: true });
   const lines = [
     `TrialSeal demo logins (study ${DEMO_STUDY}); password for every account: ${password}`,

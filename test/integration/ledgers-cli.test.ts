@@ -66,6 +66,8 @@ describe("ledgers through the CLI (hardhat node over HTTP, openssl TSA, PostgreS
     expect(partial.code).toBe(2);
     expect(partial.stderr).toMatch(/missing EVM_CONTRACT/);
 
+    // A new deployment starts with db migrate (it creates the keys; other commands refuse without them).
+    expect((await cliAsync(["db", "migrate"], env)).code).toBe(0);
     expect(
       (await cliAsync(["studies", "create", "--code", "LED-1", "--title", "Ledgers", "--site", "A"], env)).code,
     ).toBe(0);
