@@ -7,7 +7,8 @@ import { existsSync, readFileSync } from "node:fs";
 import { pathToFileURL } from "node:url";
 import express from "express";
 import * as remixExpress from "@remix-run/express/dist/server.js";
-import { createRequestHandler, type ServerBuild } from "@remix-run/node";
+import { createReadableStreamFromReadable, createRequestHandler, type ServerBuild } from "@remix-run/node";
+import { bodyLimitFor, limitedBody, tooLargeMessage } from "../app/platform/body-limit.server.ts";
 import { ConfigError, parseEnv, type Env } from "../app/platform/env.server.ts";
 import { createAppContext, type AppContext } from "../app/platform/context.server.ts";
 import { demoCredentialsFile, seedDemo } from "../app/studies/demo-seed.server.ts";
@@ -26,6 +27,14 @@ const { createRemixRequest, sendRemixResponse } = remixExpress as unknown as {
   createRemixRequest(req: express.Request, res: express.Response): Request;
   sendRemixResponse(res: express.Response, response: Response): Promise<void>;
 };
+
+/** 413, and the connection closed so the rest of the body is never read. */
+function refuseTooLarge(req: express.Request, res: express.Response, limit: number) {
+  const message = tooLargeMessage(limit);
+  res.status(413).set("Connection", "close");
+  if (req.path.startsWith("/api/")) res.json({ error: { code: "too_large", message, field: "body" } });
+  else res.type("text/plain").send(message);
+}
 
 /** The answer while PostgreSQL is unreachable: 503 + Retry-After, JSON for API clients, a short page for people. */
 function databaseUnavailable(request: Request): Response {
@@ -117,13 +126,32 @@ async function main() {
       // The client's address as Express sees it ("trust proxy": loopback): an X-Forwarded-For from anywhere
       // else is replaced, so a client cannot pick its own source and dodge the sign-in back-off (ADR 0022).
       req.headers["x-forwarded-for"] = req.ip ?? req.socket.remoteAddress ?? "unknown";
+      let limit = 0;
+      let bodyExceeded = () => false;
       try {
-        request = createRemixRequest(req, res);
+        if (req.method === "GET" || req.method === "HEAD") request = createRemixRequest(req, res);
+        else {
+          // Bodies are limited while they stream in, before anything parses them (413 past the limit).
+          limit = bodyLimitFor(req.path);
+          if (Number(req.get("content-length") ?? "0") > limit) return refuseTooLarge(req, res, limit);
+          // The URL, headers and abort signal as Remix builds them; the body through the limiter.
+          const shape = createRemixRequest(Object.assign(Object.create(req), { method: "GET" }), res);
+          const body = limitedBody(req, limit);
+          bodyExceeded = body.exceeded;
+          request = new Request(shape.url, {
+            method: req.method,
+            headers: shape.headers,
+            signal: shape.signal,
+            body: createReadableStreamFromReadable(body.stream),
+            duplex: "half",
+          } as RequestInit);
+        }
       } catch {
         res.status(400).type("text/plain").send("bad request: the Host header is not a valid host name");
         return;
       }
       let response = await handle(request, { ctx, cspNonce: res.locals.cspNonce as string, requestState });
+      if (bodyExceeded()) return refuseTooLarge(req, res, limit);
       // A write that failed because PostgreSQL went away was rolled back by it: the client may simply retry.
       if (requestState.databaseUnavailable && response.status >= 500) response = databaseUnavailable(request);
       await sendRemixResponse(res, response);

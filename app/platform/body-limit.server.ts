@@ -1,0 +1,55 @@
+/**
+ * Request body limits, enforced while the body streams in and before anything parses it (issue 16 item 4): a
+ * form post may carry 64 KiB unless its route documents more (uploads); a larger body is answered 413 and the
+ * connection closed, so a chunked body without Content-Length cannot grow the process.
+ */
+import { Transform } from "node:stream";
+
+const KiB = 1024;
+const MiB = 1024 * KiB;
+
+/** What a form post may carry when its route documents nothing larger. */
+export const FORM_BODY_LIMIT = 64 * KiB;
+
+/** Routes that take more than a form (the route itself checks its own, smaller, limit on the part it reads). */
+const LARGER_BODIES: { path: RegExp; limit: number; what: string }[] = [
+  // A 10 MB training evidence file, plus the form around it (app/routes/studies/studies.$code.delegation.tsx).
+  { path: /^\/studies\/[^/]+\/delegation\/?$/, limit: 10 * MiB + 64 * KiB, what: "a 10 MB evidence file" },
+  // A paper consent scan of at most 20 MiB (app/consent/paper-consent.server.ts PAPER_SCAN_MAX_BYTES).
+  {
+    path: /^\/studies\/[^/]+\/participants\/[^/]+\/paper-consent\/?$/,
+    limit: 20 * MiB + 64 * KiB,
+    what: "a 20 MB consent scan",
+  },
+  // A form definition (app/routes/api/api.v1.studies.$code.forms.ts reads at most 256 KiB).
+  { path: /^\/api\/v1\/studies\/[^/]+\/forms\/?$/, limit: 256 * KiB, what: "a form definition" },
+];
+
+/** The most a request to this path may send. */
+export function bodyLimitFor(pathname: string): number {
+  return LARGER_BODIES.find((r) => r.path.test(pathname))?.limit ?? FORM_BODY_LIMIT;
+}
+
+/** The body of a request as a stream that fails, and remembers it, once more than `limit` bytes came in. */
+export function limitedBody(source: NodeJS.ReadableStream, limit: number) {
+  let received = 0;
+  let exceeded = false;
+  const stream = new Transform({
+    transform(chunk: Buffer, _encoding, done) {
+      received += chunk.length;
+      if (received > limit) {
+        exceeded = true;
+        done(new Error(`the request body is larger than ${limit} bytes`));
+        return;
+      }
+      done(null, chunk);
+    },
+  });
+  source.pipe(stream);
+  return { stream, exceeded: () => exceeded };
+}
+
+export function tooLargeMessage(limit: number): string {
+  const size = limit >= MiB ? `${Math.floor(limit / MiB)} MB` : `${Math.floor(limit / KiB)} KB`;
+  return `the request is too large: this page accepts at most ${size}; nothing was changed`;
+}
