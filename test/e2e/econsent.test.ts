@@ -14,7 +14,7 @@ import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import postgres from "postgres";
 import type { Browser, Page } from "playwright-core";
-import { cliAsync, startPortal, tempDataDir, type Portal } from "../helpers/portal.ts";
+import { cliAsync, startPortal, tempDataDir, type Portal, demoPasswordOf } from "../helpers/portal.ts";
 import { createScratchPostgres } from "../helpers/db.ts";
 import { launchChromium, shot, signInAndEnrol } from "../helpers/browser.ts";
 
@@ -33,9 +33,7 @@ beforeAll(async () => {
   const dataDir = tempDataDir();
   env = { DATA_DIR: dataDir, DATABASE_URL: pg.url, LOCAL_ANCHOR_INTERVAL_MS: "500" };
   portal = await startPortal(env);
-  demoPassword = /password for every account: (\S+)/.exec(
-    readFileSync(path.join(dataDir, "demo-credentials.txt"), "utf8"),
-  )![1];
+  demoPassword = demoPasswordOf(portal);
   sql = postgres(pg.url, { max: 2, onnotice: () => {} });
   browser = await launchChromium();
 });

@@ -10,7 +10,7 @@ import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import postgres from "postgres";
 import type { Browser, Page } from "playwright-core";
-import { startPortal, tempDataDir, type Portal } from "../helpers/portal.ts";
+import { startPortal, tempDataDir, type Portal, demoPasswordOf } from "../helpers/portal.ts";
 import { createScratchPostgres } from "../helpers/db.ts";
 import { launchChromium, shot, signInAndEnrol as signInWithTotp } from "../helpers/browser.ts";
 import { nextStepTotp } from "../helpers/totp.ts";
@@ -25,9 +25,7 @@ beforeAll(async () => {
   pg = await createScratchPostgres();
   const dataDir = tempDataDir();
   portal = await startPortal({ DATA_DIR: dataDir, DATABASE_URL: pg.url });
-  demoPassword = /password for every account: (\S+)/.exec(
-    readFileSync(path.join(dataDir, "demo-credentials.txt"), "utf8"),
-  )![1];
+  demoPassword = demoPasswordOf(portal);
   sql = postgres(pg.url, { max: 2, onnotice: () => {} });
   browser = await launchChromium();
 });

@@ -1,6 +1,6 @@
 /** Start and stop real portal processes and CLI invocations for integration tests. */
 import { spawn, spawnSync, type ChildProcess } from "node:child_process";
-import { existsSync, mkdtempSync } from "node:fs";
+import { existsSync, mkdtempSync, readFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
@@ -79,6 +79,18 @@ export async function startPortal(extra: Record<string, string>, timeoutMs = 180
         proc.kill("SIGTERM");
       }),
   };
+}
+
+/**
+ * The demo password of the database a portal seeded: read from the credentials file its start names (one file
+ * per database, so a PostgreSQL portal's is not DATA_DIR/demo-credentials.txt).
+ */
+export function demoPasswordOf(portal: Portal): string {
+  const file = /Demo logins written to (\S+)/.exec(portal.output())?.[1];
+  if (!file) throw new Error(`the portal did not seed the demo:\n${portal.output()}`);
+  const password = /password for every account: (\S+)/.exec(readFileSync(file, "utf8"))?.[1];
+  if (!password) throw new Error(`${file} names no demo password`);
+  return password;
 }
 
 /** Run the portal expecting it to fail at start; returns exit code and output. */

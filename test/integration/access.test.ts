@@ -6,7 +6,7 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { readFileSync } from "node:fs";
 import path from "node:path";
-import { Browser, cli, startPortal, tempDataDir, type Portal } from "../helpers/portal.ts";
+import { Browser, cli, startPortal, tempDataDir, type Portal, demoPasswordOf } from "../helpers/portal.ts";
 import { createScratchPostgres } from "../helpers/db.ts";
 import { waitFor } from "../helpers/wait.ts";
 import { PERMISSIONS, type Action } from "../../app/platform/permissions.server.ts";
@@ -62,9 +62,7 @@ for (const engine of ["pglite", "postgres"] as const) {
         ? { DATA_DIR: dataDir, DATABASE_URL: scratch.url, LOCAL_ANCHOR_INTERVAL_MS: "200" }
         : { DATA_DIR: dataDir, LOCAL_ANCHOR_INTERVAL_MS: "200" };
       portal = await startPortal(env);
-      password = /password for every account: (\S+)/.exec(
-        readFileSync(path.join(dataDir, "demo-credentials.txt"), "utf8"),
-      )![1];
+      password = demoPasswordOf(portal);
       expect(cli(["studies", "create", "--code", "OTHER-1", "--title", "Other", "--site", "X"], env).code).toBe(0);
       for (const u of DEMO_USERS) {
         const b = new Browser(portal.url);

@@ -2,7 +2,16 @@ import { readFileSync, writeFileSync } from "node:fs";
 import path from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
 import { spawnSync } from "node:child_process";
-import { Browser, ROOT, cli, portalStartFailure, startPortal, tempDataDir, type Portal } from "../helpers/portal.ts";
+import {
+  Browser,
+  ROOT,
+  cli,
+  portalStartFailure,
+  startPortal,
+  tempDataDir,
+  type Portal,
+  demoPasswordOf,
+} from "../helpers/portal.ts";
 import { createScratchPostgres } from "../helpers/db.ts";
 import { nextStepTotp } from "../helpers/totp.ts";
 
@@ -162,7 +171,7 @@ describe("portal on PostgreSQL", () => {
       const p = await startPortal(env);
       running.push(p);
       expect(p.output()).toContain("database: postgres");
-      await exerciseLogin(p, demoPassword(dataDir));
+      await exerciseLogin(p, demoPasswordOf(p));
       const tok = cli(["tokens", "create", "--study", "DEMO-001", "--name", "edc"], env);
       expect(tok.code).toBe(0);
       expect(tok.stdout).toMatch(/^ts_/);
