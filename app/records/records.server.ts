@@ -26,7 +26,7 @@ import { audit } from "../audit-trail/record-event.server.ts";
 import { auditActor, auditDetail, payloadActor, rowTokenColumns, tokenLabel } from "../platform/attribution.ts";
 import { matchesSeal, studySealMismatches } from "./seal-match.server.ts";
 
-export const NewRecordInput = z.object({
+export const NewRecordInput = z.strictObject({
   subject: z.string().trim().min(1, "subject is required").max(64),
   form: z.string().trim().min(1, "form is required").max(32),
   formVersion: z.number().int().positive().optional(),
@@ -34,7 +34,7 @@ export const NewRecordInput = z.object({
   data: z.record(z.string(), z.unknown(), { error: "data must be an object of field values" }),
 });
 
-export const CorrectionInput = z.object({
+export const CorrectionInput = z.strictObject({
   data: z.record(z.string(), z.unknown(), { error: "data must be an object of field values" }),
   reason: z
     .string({ error: "a correction needs a reason for change" })
@@ -50,10 +50,19 @@ function invalid(message: string, field: string): never {
 
 function parseOr422<T extends z.ZodType>(schema: T, input: unknown): z.infer<T> {
   const r = schema.safeParse(input);
+/** Parse a body; an unknown field is refused by name (never silently dropped: issue 16 item 10). */
   if (!r.success) {
     const i = r.error.issues[0];
     invalid(`${i.path.join(".") || "body"}: ${i.message}`, i.path.map(String).join(".") || "body");
   }
+    if (i.code === "unrecognized_keys") {
+      const known = schema instanceof z.ZodObject ? ` (known fields: ${Object.keys(schema.shape).join(", ")})` : "";
+      const key = i.keys[0];
+      invalid(
+        `unknown field ${[...i.path.map(String), key].join(".")}${known}`,
+        [...i.path.map(String), key].join("."),
+      );
+    }
   return r.data;
 }
 
