@@ -83,6 +83,8 @@ describe("backup and restore (PostgreSQL + data directory)", () => {
       execFileSync("pg_dump", ["--format=custom", "--no-owner", `--file=${path.join(backup, "db.dump")}`, src.url]);
       cpSync(path.join(dataDir, "keys"), path.join(backup, "keys"), { recursive: true });
       cpSync(path.join(dataDir, "ledger"), path.join(backup, "ledger"), { recursive: true });
+      // Outside production SESSION_SECRET and DATA_KEY live in DATA_DIR/secrets.json: part of the backup.
+      cpSync(path.join(dataDir, "secrets.json"), path.join(backup, "secrets.json"));
       // The source keeps going after the backup (these writes are not in it).
       expect((await post(portal.url, "/api/v1/studies/DEMO-001/participants", { site: "SITE-01" })).status).toBe(201);
       await portal.stop();
@@ -100,6 +102,7 @@ describe("backup and restore (PostgreSQL + data directory)", () => {
       const restoredDir = tempDataDir();
       cpSync(path.join(backup, "keys"), path.join(restoredDir, "keys"), { recursive: true });
       cpSync(path.join(backup, "ledger"), path.join(restoredDir, "ledger"), { recursive: true });
+      cpSync(path.join(backup, "secrets.json"), path.join(restoredDir, "secrets.json"));
       const renv = { ...env, DATA_DIR: restoredDir, DATABASE_URL: dst.url };
 
       const audit = await cliAsync(["audit", "--json"], renv);
