@@ -261,6 +261,16 @@ const keyTarget = (o: { log?: boolean; local?: boolean }) => {
   return o.log ? "log" : "local";
 };
 keys
+  .command("init")
+  .description("create the deployment's keys in DATA_DIR unless they exist (npm start and db migrate do too)")
+  .action(async () => {
+    const { loadCliEnv } = await import("./cli-context.ts");
+    const { initDeploymentKeys } = await import("../app/keys/key-init.server.ts");
+    const env = await loadCliEnv({ mayCreateKeys: true });
+    process.stdout.write(initDeploymentKeys(env));
+    await exitWhenFlushed(0);
+  });
+keys
   .command("list")
   .description("every key of both rings with its validity window (current or retired)")
   .action(() => dispatch("keys.list", {}));
@@ -278,16 +288,6 @@ keys
   .description("revoke a retired (compromised) key from a point on: verifiers refuse what it signs there or later")
   .option("--log", "a log key")
   .option("--local", "a local ledger key")
-keys
-  .command("init")
-  .description("create the deployment's keys in DATA_DIR unless they exist (npm start and db migrate do too)")
-  .action(async () => {
-    const { loadCliEnv } = await import("./cli-context.ts");
-    const { initDeploymentKeys } = await import("../app/keys/key-init.server.ts");
-    const env = await loadCliEnv({ mayCreateKeys: true });
-    process.stdout.write(initDeploymentKeys(env));
-    await exitWhenFlushed(0);
-  });
   .requiredOption("--key <HEX>", "its public key (trialseal keys list)")
   .option("--from-size <N>", "log keys: refuse its checkpoints of tree size N and above", (v: string) => {
     if (!/^\d{1,15}$/.test(v)) fail("--from-size must be a tree size (a whole number)", 2);

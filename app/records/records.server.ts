@@ -48,13 +48,11 @@ function invalid(message: string, field: string): never {
   throw new ServiceError("invalid", message, field);
 }
 
+/** Parse a body; an unknown field is refused by name (never silently dropped: issue 16 item 10). */
 function parseOr422<T extends z.ZodType>(schema: T, input: unknown): z.infer<T> {
   const r = schema.safeParse(input);
-/** Parse a body; an unknown field is refused by name (never silently dropped: issue 16 item 10). */
   if (!r.success) {
     const i = r.error.issues[0];
-    invalid(`${i.path.join(".") || "body"}: ${i.message}`, i.path.map(String).join(".") || "body");
-  }
     if (i.code === "unrecognized_keys") {
       const known = schema instanceof z.ZodObject ? ` (known fields: ${Object.keys(schema.shape).join(", ")})` : "";
       const key = i.keys[0];
@@ -63,6 +61,8 @@ function parseOr422<T extends z.ZodType>(schema: T, input: unknown): z.infer<T> 
         [...i.path.map(String), key].join("."),
       );
     }
+    invalid(`${i.path.join(".") || "body"}: ${i.message}`, i.path.map(String).join(".") || "body");
+  }
   return r.data;
 }
 
