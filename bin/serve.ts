@@ -9,7 +9,7 @@ import express from "express";
 import * as remixExpress from "@remix-run/express/dist/server.js";
 import { createReadableStreamFromReadable, createRequestHandler, type ServerBuild } from "@remix-run/node";
 import { bodyLimitFor, limitedBody, tooLargeMessage } from "../app/platform/body-limit.server.ts";
-import { ConfigError, parseEnv, type Env } from "../app/platform/env.server.ts";
+import { ConfigError, developmentPublicUrl, parseEnv, type Env } from "../app/platform/env.server.ts";
 import { createAppContext, type AppContext } from "../app/platform/context.server.ts";
 import { demoCredentialsFile, seedDemo } from "../app/studies/demo-seed.server.ts";
 import { startControlServer } from "../app/platform/control.server.ts";
@@ -171,7 +171,7 @@ async function main() {
     const addr = server.address();
     const port = typeof addr === "object" && addr ? addr.port : env.port;
     // Without PUBLIC_URL (development), links point at the port actually listened on (PORT=0 picks one).
-    if (!env.publicUrlConfigured) env.publicUrl = `http://localhost:${port}`;
+    if (!env.publicUrlConfigured) env.publicUrl = developmentPublicUrl(env.host, port);
     console.log(
       `TrialSeal portal on http://localhost:${port} (database: ${ctx.database.engine} ${ctx.database.where})`,
     );

@@ -114,8 +114,8 @@ export type Env = {
   port: number;
   host: string;
   /**
-   * The portal's public origin (PUBLIC_URL; required in production). Without it, http://localhost:PORT, which
-   * the portal corrects to the port it actually listens on (PORT=0).
+   * The portal's public origin (PUBLIC_URL; required in production). Without it, http://localhost:PORT (or
+   * HOST:PORT when HOST is one address), which the portal corrects to the port it actually listens on (PORT=0).
    */
   publicUrl: string;
   /** PUBLIC_URL was given (not the development default). */
@@ -157,6 +157,15 @@ export interface AnchoringConfig {
 interface DevSecrets {
   SESSION_SECRET: string;
   DATA_KEY: string;
+}
+
+/**
+ * The portal's address in development, without PUBLIC_URL: http://localhost:PORT when it listens on every
+ * interface, else the address it listens on (HOST=127.0.0.1 gives http://127.0.0.1:PORT).
+ */
+export function developmentPublicUrl(host: string, port: number): string {
+  const name = host === "0.0.0.0" || host === "::" ? "localhost" : host.includes(":") ? `[${host}]` : host;
+  return `http://${name}:${port}`;
 }
 
 /** The one line every command says when DATA_DIR holds no deployment keys or secrets (issue 16 item 12). */
@@ -322,7 +331,7 @@ export function parseEnv(
     dataKey: key!,
     port: e.PORT,
     host: e.HOST,
-    publicUrl: e.PUBLIC_URL ?? `http://localhost:${e.PORT}`,
+    publicUrl: e.PUBLIC_URL ?? developmentPublicUrl(e.HOST, e.PORT),
     publicUrlConfigured: e.PUBLIC_URL !== undefined,
     devSecrets,
     logOrigin,

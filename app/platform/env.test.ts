@@ -25,6 +25,7 @@ describe("configuration", () => {
     );
     expect(parseEnv({ DATA_DIR: dir }).publicUrl).toBe("http://localhost:3000");
     expect(parseEnv({ DATA_DIR: dir, PORT: "4100" }).publicUrl).toBe("http://localhost:4100");
+    expect(parseEnv({ DATA_DIR: dir, PORT: "4100", HOST: "127.0.0.1" }).publicUrl).toBe("http://127.0.0.1:4100");
     for (const bad of ["trials.example.org", "ftp://trials.example.org", "https://trials.example.org/portal"]) {
       expect(() => parseEnv({ DATA_DIR: dir, PUBLIC_URL: bad })).toThrow(/^invalid PUBLIC_URL: /);
     }
