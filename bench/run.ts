@@ -27,6 +27,7 @@ import { benchAudit } from "./audit.ts";
 import { benchGas } from "./gas.ts";
 import { ensureBuilt } from "../test/helpers/portal.ts";
 import { benchCli, printCli } from "./cli.ts";
+import { benchPackageMemory } from "./package-memory.ts";
 
 const QUICK = process.env.BENCH_QUICK === "1";
 const results: Record<string, unknown> = { at: new Date().toISOString(), node: process.version, quick: QUICK };
@@ -366,6 +367,10 @@ for (const [n, g] of Object.entries(gas.gasPerEntry))
       `${g.toFixed(3).padStart(10)}`,
   );
 results.gas = gas;
+
+// ---------------------------------------------------------------- verify-package memory (issue 16 item 6)
+console.log("\n== verify-package peak memory for a genuine package of N entries (child process RSS) ==");
+results.packageMemory = await benchPackageMemory(QUICK ? [2_000, 5_000] : [10_000, 40_000]);
 
 // ---------------------------------------------------------------- CLI start-up (alone: npm run bench:cli)
 console.log("\n== CLI start-up (bundle built ahead of time; ratios to node -e '' in the same run) ==");

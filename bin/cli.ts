@@ -107,6 +107,18 @@ studies
     dispatch("studies.create", { code: o.code, title: o.title, sites: o.site }),
   );
 
+studies
+  .command("set")
+  .description("change a study's settings (each change is a sealed study.settings_changed entry)")
+  .requiredOption("--study <CODE>", "protocol code")
+  .option(
+    "--forms-before-consent <CODES>",
+    'CRF forms that may be saved before a participant\'s consent is complete (CODE[,CODE]; "" for none)',
+  )
+  .action((o: { study: string; formsBeforeConsent?: string }) =>
+    dispatch("studies.set", { study: o.study, formsBeforeConsent: o.formsBeforeConsent }),
+  );
+
 const users = program.command("users").description("user accounts");
 users
   .command("create")
@@ -141,6 +153,12 @@ users
       });
     },
   );
+
+users
+  .command("unlock")
+  .description("unlock an account locked after too many wrong verification codes (a password reset also does)")
+  .requiredOption("--email <EMAIL>", "the account's email")
+  .action((o: { email: string }) => dispatch("users.unlock", { email: o.email }));
 
 const tokens = program.command("tokens").description("study-scoped API tokens");
 tokens

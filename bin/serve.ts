@@ -103,7 +103,7 @@ async function main() {
   const app = express();
   app.disable("x-powered-by");
   app.set("trust proxy", "loopback");
-  app.use(securityHeaders);
+  app.use(securityHeaders(env));
   app.use(forwardedHostCheck(ctx.env));
   app.use("/build", express.static(path.join(ROOT, "public", "build"), { immutable: true, maxAge: "1y" }));
   app.use(express.static(path.join(ROOT, "public"), { maxAge: "1h" }));
@@ -161,7 +161,14 @@ async function main() {
   });
 
   // The last resort: never a stack trace to the client (it is logged here).
-  app.use((err: unknown, _req: express.Request, res: express.Response, _next: express.NextFunction) => {
+  app.use((err: unknown, req: express.Request, res: express.Response, _next: express.NextFunction) => {
+    // A path Express cannot decode (malformed %-escapes) is the client's error: 400, not a logged 500.
+    if (err instanceof URIError && (err as { status?: number }).status === 400 && !res.headersSent) {
+      const message = "malformed URL: the path holds an invalid %-escape";
+      res.status(400);
+      if (req.path.startsWith("/api/")) return res.json({ error: { code: "bad_request", message, field: "path" } });
+      return res.type("text/plain").send(message);
+    }
     console.error("portal error:", err);
     if (res.headersSent) return res.end();
     res.status(500).type("text/plain").send("internal error: the request could not be completed (see the server log)");

@@ -1,16 +1,29 @@
 /**
  * `trialseal verify-package FILE (--trust POLICY.json | --pin SHA256)`: checks an evidence package offline
- * (anchoring/verifier/verify-package.ts). Exit 0 valid, 1 invalid (each problem names its file), 2 unreadable or
- * bad usage.
+ * (anchoring/verifier/verify-package.ts). Exit 0 valid, 1 invalid (each problem names its file, FILE_TOO_LARGE for a
+ * file inflating past the size its manifest declares), 2 unreadable (ARCHIVE_INVALID, or ARCHIVE_TOO_LARGE beyond
+ * the reader's limits: app/exports/package-reader.server.ts) or bad usage.
  */
-import { readFileSync } from "node:fs";
+import { closeSync, openSync, readFileSync } from "node:fs";
 import { nodeCrypto } from "../anchoring/adapters/crypto-node.ts";
 import { toHex } from "../anchoring/log/bytes.ts";
 import { parseTrustPolicy, type TrustPolicy } from "../anchoring/verifier/trust-policy.ts";
-import { verifyEvidence } from "../anchoring/verifier/verify-package.ts";
-import { odmItems, payloadOdmValue, readPackage } from "../app/exports/study-exports.server.ts";
+import { type PackageProblem, type PackageReport, verifyEvidence } from "../anchoring/verifier/verify-package.ts";
+import { odmItems, payloadOdmValue } from "../app/exports/study-exports.server.ts";
+import { fileSource, PackageUnreadable, readPackageBounded } from "../app/exports/package-reader.server.ts";
 
 const err = (m: string) => process.stderr.write(`trialseal: ${m}\n`);
+const NOTHING_CHECKED: PackageReport["checked"] = {
+  files: 0,
+  checkpoints: 0,
+  envelopes: 0,
+  batches: 0,
+  bundles: 0,
+  odmValues: 0,
+  csvRows: 0,
+  fhirResources: 0,
+  documents: 0,
+};
 
 export async function runVerifyPackage(
   file: string,
@@ -21,10 +34,18 @@ export async function runVerifyPackage(
     return 2;
   }
   let files: Map<string, Uint8Array>;
+  let readProblems: PackageProblem[];
   try {
-    files = readPackage(new Uint8Array(readFileSync(file)));
+    // Bounded (issue 16 item 6): nothing inflates past the size the manifest declares, nor past the total cap.
+    const fd = openSync(file, "r");
+    try {
+      ({ files, problems: readProblems } = readPackageBounded(fileSource(fd)));
+    } finally {
+      closeSync(fd);
+    }
   } catch (e) {
-    err(`cannot read ${file}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
+    if (e instanceof PackageUnreadable) err(`cannot read ${file} [${e.code}]: ${e.message}`);
+    else err(`cannot read ${file}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);
     return 2;
   }
   let policyBytes: Uint8Array | undefined;
@@ -43,7 +64,8 @@ export async function runVerifyPackage(
     }
     policyBytes = files.get("trust-policy.json");
     if (!policyBytes) {
-      err(`${file}: invalid: trust-policy.json is missing from the package`);
+      const tooLarge = readProblems.find((p) => p.file === "trust-policy.json");
+      err(`${file}: invalid: trust-policy.json ${tooLarge ? `[${tooLarge.code}]: ${tooLarge.message}` : "is missing"}`);
       return 1;
     }
     const got = toHex(nodeCrypto.sha256(policyBytes));
@@ -59,14 +81,18 @@ export async function runVerifyPackage(
     err(`the trust policy is not valid: ${(e as Error).message}`);
     return 2;
   }
-  const report = await verifyEvidence(nodeCrypto, files, policy, { odmItems, odmValue: payloadOdmValue });
+  // A file that inflated past its declared size was not kept: the package is invalid, naming it, unchecked further.
+  const report: PackageReport = readProblems.length
+    ? { valid: false, study: null, checked: { ...NOTHING_CHECKED }, problems: readProblems }
+    : await verifyEvidence(nodeCrypto, files, policy, { odmItems, odmValue: payloadOdmValue });
   if (o.json) process.stdout.write(`${JSON.stringify(report, null, 2)}\n`);
   else {
     const c = report.checked;
     process.stdout.write(
       `${file}: ${report.valid ? "VALID" : "INVALID"} (study ${report.study ?? "?"}; ` +
         `${c.files} files, ${c.checkpoints} checkpoints, ${c.batches} batches, ` +
-        `${c.envelopes} envelopes, ${c.bundles} bundles, ${c.odmValues} ODM values checked)\n`,
+        `${c.envelopes} envelopes, ${c.bundles} bundles, ${c.odmValues} ODM values, ${c.csvRows} CSV rows, ` +
+        `${c.fhirResources} FHIR resources, ${c.documents} PDFs checked)\n`,
     );
     for (const p of report.problems) process.stdout.write(`  FAIL ${p.file} [${p.code}]: ${p.message}\n`);
   }

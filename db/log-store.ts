@@ -3,7 +3,7 @@
  * one transaction holding a PostgreSQL advisory transaction lock, so only one sealer works at a time across
  * processes; within a process a promise chain serializes callers.
  */
-import { and, asc, desc, eq, inArray, isNotNull, sql } from "drizzle-orm";
+import { and, asc, desc, eq, inArray, isNotNull, isNull, or, sql } from "drizzle-orm";
 import type { PendingEntry, SealStore, SealStoreTx } from "../anchoring/log/sealer.ts";
 import { toHex } from "../anchoring/log/bytes.ts";
 import type { Db, Tx } from "./client.ts";
@@ -40,12 +40,19 @@ function txStore(tx: Tx): SealStoreTx {
       return rows as PendingEntry[];
     },
     async nextStudySeqs(studyIds) {
+      const ids = studyIds.filter((s): s is string => s !== null);
+      const scopes = [
+        ...(ids.length > 0 ? [inArray(ledgerEntries.studyId, ids)] : []),
+        // The deployment scope (ADR 0016): entries of no study.
+        ...(ids.length < studyIds.length ? [isNull(ledgerEntries.studyId)] : []),
+      ];
+      if (scopes.length === 0) return new Map();
       const rows = await tx
         .select({ studyId: ledgerEntries.studyId, max: sql<string | null>`max(${ledgerEntries.studySeq})` })
         .from(ledgerEntries)
-        .where(and(inArray(ledgerEntries.studyId, studyIds), isNotNull(ledgerEntries.studySeq)))
+        .where(and(or(...scopes), isNotNull(ledgerEntries.studySeq)))
         .groupBy(ledgerEntries.studyId);
-      const m = new Map<string, number>();
+      const m = new Map<string | null, number>();
       for (const r of rows) if (r.max !== null) m.set(r.studyId, Number(r.max) + 1);
       return m;
     },

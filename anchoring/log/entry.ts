@@ -2,7 +2,7 @@
 import { canonicalize } from "./canonical.ts";
 import { toBase64Url, toHex, utf8 } from "./bytes.ts";
 import type { Crypto } from "./crypto.ts";
-import { PAYLOAD_SCHEMAS, type EntryKind, type Payload } from "./payloads.ts";
+import { PAYLOAD_SCHEMAS, currentVersion, type CurrentPayload, type EntryKind, type Payload } from "./payloads.ts";
 
 export class PayloadError extends Error {
   readonly code = "PAYLOAD_INVALID";
@@ -22,14 +22,26 @@ export function newSalt(): string {
   return toBase64Url(b);
 }
 
-/** Build an entry of `kind`; `fields` is the payload without `v` and `salt`. */
+/**
+ * The payload without `v` and `salt`, in the kind's current version (CURRENT_VERSION); or a function of the salt,
+ * for payloads that hold free text as its salted hash (`saltedTextHash`, ADR 0020).
+ */
+export type EntryFields<K extends EntryKind> =
+  | Omit<CurrentPayload<K>, "v" | "salt">
+  | ((salt: string) => Omit<CurrentPayload<K>, "v" | "salt">);
+
+/**
+ * Build an entry of `kind`, in its current version; `fields` is the payload without `v` and `salt`. An older
+ * `version` is for fixed test vectors only (their payloads must stay byte for byte what they were).
+ */
 export function buildEntry<K extends EntryKind>(
   crypto: Crypto,
   kind: K,
-  fields: Omit<Payload<K>, "v" | "salt">,
+  fields: EntryFields<K>,
   salt: string = newSalt(),
+  version: number = currentVersion(kind),
 ): BuiltEntry<K> {
-  const candidate = { v: 1, salt, ...fields };
+  const candidate = { v: version, salt, ...(typeof fields === "function" ? fields(salt) : fields) };
   const parsed = PAYLOAD_SCHEMAS[kind].safeParse(candidate);
   if (!parsed.success) {
     const i = parsed.error.issues[0];

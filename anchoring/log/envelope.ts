@@ -22,6 +22,12 @@ export const utcMillis = z
   .string()
   .regex(/^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$/, "expected UTC time with milliseconds");
 
+/**
+ * The envelope `study` of entries that belong to no study (audit-trail events such as sign-ins, ADR 0016).
+ * Lowercase, so no study code (capitals, digits, - and _) can take it.
+ */
+export const DEPLOYMENT_SCOPE = "deployment";
+
 export const EnvelopeSchema = z.strictObject({
   v: z.literal(1),
   log: text(255),

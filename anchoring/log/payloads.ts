@@ -7,6 +7,8 @@
 import { z } from "zod";
 
 const hex32 = z.string().regex(/^[0-9a-f]{64}$/, "expected 32 bytes as lowercase hex");
+/** Free text as its salted hash: SHA-256 (hex) of the payload's salt, a newline and the text (ADR 0020). */
+const textHash = hex32;
 const salt = z.string().regex(/^[A-Za-z0-9_-]{22}$/, "expected 16 bytes as base64url");
 const id = z.string().uuid();
 const code = z.string().min(1).max(64);
@@ -32,13 +34,11 @@ const jsonValue: z.ZodType<unknown> = z.lazy(() =>
 );
 
 export const PAYLOAD_SCHEMAS = {
-  "study.registered": z.strictObject({
-    v: z.literal(1),
-    salt,
-    study: code,
-    title: z.string().max(500),
-    actor: id.nullable(),
-  }),
+  /** Version 1 held the title in clear; version 2 (ADR 0020) its salted hash. */
+  "study.registered": z.union([
+    z.strictObject({ v: z.literal(1), salt, study: code, title: z.string().max(500), actor: id.nullable() }),
+    z.strictObject({ v: z.literal(2), salt, study: code, titleHash: textHash, actor: id.nullable() }),
+  ]),
   "site.added": z.strictObject({ v: z.literal(1), salt, site: code, actor: id.nullable() }),
   "role.granted": z.strictObject({
     v: z.literal(1),
@@ -57,44 +57,80 @@ export const PAYLOAD_SCHEMAS = {
     actor: id.nullable(),
   }),
   /** ICH E6(R3) delegation of authority: an investigator delegates a task at a site, with training evidence. */
-  "delegation.granted": z.strictObject({
-    v: z.literal(1),
-    salt,
-    delegation: id,
-    site: code,
-    delegate: id,
-    task: z.enum(["consent", "enrollment", "data_entry", "signoff"]),
-    startsOn: isoDate,
-    endsOn: isoDate.nullable(),
-    training: z
-      .array(z.strictObject({ course: z.string().min(1).max(200), completedOn: isoDate, evidenceSha256: hex32 }))
-      .max(20),
-    actor: id.nullable(),
-  }),
-  "delegation.revoked": z.strictObject({
-    v: z.literal(1),
-    salt,
-    delegation: id,
-    reason: z.string().min(1).max(2000),
-    actor: id.nullable(),
-  }),
-  /** A data manager locks (or an authorized role unlocks) a record, a subject's casebook or the whole study. */
-  "lock.set": z.strictObject({
-    v: z.literal(1),
-    salt,
-    lock: id,
-    scope: z.enum(["record", "subject", "study"]),
-    target: z.string().min(1).max(64),
-    reason: z.string().min(1).max(2000),
-    actor: id.nullable(),
-  }),
-  "lock.released": z.strictObject({
-    v: z.literal(1),
-    salt,
-    lock: id,
-    reason: z.string().min(1).max(2000),
-    actor: id.nullable(),
-  }),
+  "delegation.granted": z.union([
+    z.strictObject({
+      v: z.literal(1),
+      salt,
+      delegation: id,
+      site: code,
+      delegate: id,
+      task: z.enum(["consent", "enrollment", "data_entry", "signoff"]),
+      startsOn: isoDate,
+      endsOn: isoDate.nullable(),
+      training: z
+        .array(z.strictObject({ course: z.string().min(1).max(200), completedOn: isoDate, evidenceSha256: hex32 }))
+        .max(20),
+      actor: id.nullable(),
+    }),
+    /** Version 2 (ADR 0020): each training course's name as its salted hash. */
+    z.strictObject({
+      v: z.literal(2),
+      salt,
+      delegation: id,
+      site: code,
+      delegate: id,
+      task: z.enum(["consent", "enrollment", "data_entry", "signoff"]),
+      startsOn: isoDate,
+      endsOn: isoDate.nullable(),
+      training: z.array(z.strictObject({ courseHash: textHash, completedOn: isoDate, evidenceSha256: hex32 })).max(20),
+      actor: id.nullable(),
+    }),
+  ]),
+  /** Version 1 held the reason in clear; version 2 (ADR 0020) its salted hash (anchoring/log/text-hash.ts). */
+  "delegation.revoked": z.union([
+    z.strictObject({
+      v: z.literal(1),
+      salt,
+      delegation: id,
+      reason: z.string().min(1).max(2000),
+      actor: id.nullable(),
+    }),
+    z.strictObject({ v: z.literal(2), salt, delegation: id, reasonHash: textHash, actor: id.nullable() }),
+  ]),
+  /**
+   * A data manager locks (or an authorized role unlocks) a record, a subject's casebook or the whole study. Version
+   * 1 held the reason in clear; version 2 (ADR 0020) its salted hash.
+   */
+  "lock.set": z.union([
+    z.strictObject({
+      v: z.literal(1),
+      salt,
+      lock: id,
+      scope: z.enum(["record", "subject", "study"]),
+      target: z.string().min(1).max(64),
+      reason: z.string().min(1).max(2000),
+      actor: id.nullable(),
+    }),
+    z.strictObject({
+      v: z.literal(2),
+      salt,
+      lock: id,
+      scope: z.enum(["record", "subject", "study"]),
+      target: z.string().min(1).max(64),
+      reasonHash: textHash,
+      actor: id.nullable(),
+    }),
+  ]),
+  "lock.released": z.union([
+    z.strictObject({
+      v: z.literal(1),
+      salt,
+      lock: id,
+      reason: z.string().min(1).max(2000),
+      actor: id.nullable(),
+    }),
+    z.strictObject({ v: z.literal(2), salt, lock: id, reasonHash: textHash, actor: id.nullable() }),
+  ]),
   /** Part 11 e-signature: bound to the signed version's record.saved payload hash, with its meaning. */
   "signature.applied": z.strictObject({
     v: z.literal(1),
@@ -118,16 +154,31 @@ export const PAYLOAD_SCHEMAS = {
     version: z.number().int().positive(),
     actor: id.nullable(),
   }),
-  "query.opened": z.strictObject({
-    v: z.literal(1),
-    salt,
-    query: id,
-    record: id,
-    field: z.string().min(1).max(64),
-    textSha256: hex32,
-    actor: id.nullable(),
-  }),
-  "query.answered": z.strictObject({ v: z.literal(1), salt, query: id, textSha256: hex32, actor: id.nullable() }),
+  /** Version 1 held the text's plain SHA-256 (`textSha256`); version 2 (ADR 0020) its salted hash (`textHash`). */
+  "query.opened": z.union([
+    z.strictObject({
+      v: z.literal(1),
+      salt,
+      query: id,
+      record: id,
+      field: z.string().min(1).max(64),
+      textSha256: hex32,
+      actor: id.nullable(),
+    }),
+    z.strictObject({
+      v: z.literal(2),
+      salt,
+      query: id,
+      record: id,
+      field: z.string().min(1).max(64),
+      textHash,
+      actor: id.nullable(),
+    }),
+  ]),
+  "query.answered": z.union([
+    z.strictObject({ v: z.literal(1), salt, query: id, textSha256: hex32, actor: id.nullable() }),
+    z.strictObject({ v: z.literal(2), salt, query: id, textHash, actor: id.nullable() }),
+  ]),
   "query.closed": z.strictObject({ v: z.literal(1), salt, query: id, actor: id.nullable() }),
   "form.approved": z.strictObject({
     v: z.literal(1),
@@ -137,16 +188,29 @@ export const PAYLOAD_SCHEMAS = {
     definitionSha256: hex32,
     actor: id.nullable(),
   }),
-  "consent_document.approved": z.strictObject({
-    v: z.literal(1),
-    salt,
-    document: code,
-    version: z.string().min(1).max(32),
-    bodySha256: hex32,
-    irbName: z.string().min(1).max(200),
-    irbApprovedOn: isoDate,
-    actor: id.nullable(),
-  }),
+  /** Version 1 held the IRB's name in clear; version 2 (ADR 0020) its salted hash. */
+  "consent_document.approved": z.union([
+    z.strictObject({
+      v: z.literal(1),
+      salt,
+      document: code,
+      version: z.string().min(1).max(32),
+      bodySha256: hex32,
+      irbName: z.string().min(1).max(200),
+      irbApprovedOn: isoDate,
+      actor: id.nullable(),
+    }),
+    z.strictObject({
+      v: z.literal(2),
+      salt,
+      document: code,
+      version: z.string().min(1).max(32),
+      bodySha256: hex32,
+      irbNameHash: textHash,
+      irbApprovedOn: isoDate,
+      actor: id.nullable(),
+    }),
+  ]),
   /**
    * One signature on a consent document version (participant, representative, parent, minor's assent,
    * impartial witness, or the staff member obtaining consent). No personal data: the printed name is bound
@@ -174,18 +238,90 @@ export const PAYLOAD_SCHEMAS = {
   }),
   /**
    * Full or partial withdrawal of consent; data collected before it are retained. The reason's text stays off the
-   * ledger.
+   * ledger: version 1 held its plain SHA-256 (`reasonSha256`), version 2 (ADR 0020) its salted hash (`reasonHash`).
    */
-  "consent.withdrawn": z.strictObject({
+  "consent.withdrawn": z.union([
+    z.strictObject({
+      v: z.literal(1),
+      salt,
+      withdrawal: id,
+      subject: code,
+      scope: z.enum(["full", "partial"]),
+      followUp: z.boolean(),
+      optionalWithdrawn: z.array(z.string().regex(/^[a-z][a-z0-9_]{0,31}$/)).max(20),
+      reasonSha256: hex32.nullable(),
+      byParticipant: z.boolean(),
+      actor: id.nullable(),
+    }),
+    z.strictObject({
+      v: z.literal(2),
+      salt,
+      withdrawal: id,
+      subject: code,
+      scope: z.enum(["full", "partial"]),
+      followUp: z.boolean(),
+      optionalWithdrawn: z.array(z.string().regex(/^[a-z][a-z0-9_]{0,31}$/)).max(20),
+      reasonHash: textHash.nullable(),
+      byParticipant: z.boolean(),
+      actor: id.nullable(),
+    }),
+  ]),
+  /**
+   * A representative's (or parent's) contact for the consent identity check, entered by a member of staff (ADR
+   * 0018). Neither the name nor the contact, nor its HMAC, reaches the ledger: only the row's id and who entered it.
+   */
+  "consent.contact_registered": z.strictObject({
     v: z.literal(1),
     salt,
-    withdrawal: id,
+    contact: id,
     subject: code,
-    scope: z.enum(["full", "partial"]),
-    followUp: z.boolean(),
-    optionalWithdrawn: z.array(z.string().regex(/^[a-z][a-z0-9_]{0,31}$/)).max(20),
-    reasonSha256: hex32.nullable(),
-    byParticipant: z.boolean(),
+    role: z.enum(["lar", "parent"]),
+    channel: z.enum(["email", "sms"]),
+    actor: id,
+  }),
+  /**
+   * A signer's contact confirmed by a second member of staff, or the signer's identity verified in person at a
+   * visit (ADR 0018): who confirmed (`actor`), who had entered the contact, and how.
+   */
+  "consent.contact_confirmed": z.strictObject({
+    v: z.literal(1),
+    salt,
+    contact: id,
+    subject: code,
+    role: z.enum(["participant", "lar", "parent"]),
+    method: z.enum(["staff", "in_person"]),
+    enteredBy: id.nullable(),
+    actor: id,
+  }),
+  /** A consent obtained on paper: the scan's SHA-256 (the scan stays in the site file), bound to a document version. */
+  "consent.paper_scanned": z.strictObject({
+    v: z.literal(1),
+    salt,
+    paper: id,
+    subject: code,
+    document: code,
+    version: z.string().min(1).max(32),
+    documentSha256: hex32,
+    scanSha256: hex32,
+    scanBytes: z.number().int().positive(),
+    actor: id.nullable(),
+  }),
+  /** An investigator attests that the scanned paper consent is complete (signed and dated by all who must). */
+  "consent.paper_attested": z.strictObject({
+    v: z.literal(1),
+    salt,
+    paper: id,
+    subject: code,
+    scanSha256: hex32,
+    investigator: id,
+    actor: id.nullable(),
+  }),
+  /** A study's settings in force from this entry on (item: CRF forms allowed before consent, pre-screening). */
+  "study.settings_changed": z.strictObject({
+    v: z.literal(1),
+    salt,
+    version: z.number().int().positive(),
+    formsBeforeConsent: z.array(code).max(50),
     actor: id.nullable(),
   }),
   "participant.enrolled": z
@@ -200,35 +336,120 @@ export const PAYLOAD_SCHEMAS = {
       token,
     })
     .refine(userOrToken, userOrTokenMessage),
-  /** The erasure procedure: a subject's personal data and key were destroyed (crypto-shredding); trial data stay. */
-  "participant.erased": z.strictObject({
+  /**
+   * The erasure procedure: a subject's personal data and key were destroyed (crypto-shredding); trial data stay.
+   * Version 1 held the reason's plain SHA-256, version 2 (ADR 0020) its salted hash.
+   */
+  "participant.erased": z.union([
+    z.strictObject({ v: z.literal(1), salt, subject: code, reasonSha256: hex32, actor: id.nullable() }),
+    z.strictObject({ v: z.literal(2), salt, subject: code, reasonHash: textHash, actor: id.nullable() }),
+  ]),
+  /**
+   * One event of the Part 11 audit trail (ADR 0016): sign-ins, failures, exports, views, every data event. Sealed
+   * in its study's scope, or in the deployment scope (envelope study `deployment`) when it has none. The address,
+   * the actor's label and the free-form detail appear only as salted hashes: SHA-256 of this payload's salt, a
+   * newline and the text (the detail as canonical JSON), so whoever holds the row and the entry can check them.
+   */
+  "audit.event": z.strictObject({
     v: z.literal(1),
     salt,
+    /** The audit_events row's id. */
+    event: z.number().int().positive(),
+    at: z.string().regex(/^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$/, "expected UTC time with milliseconds"),
+    action: z.string().min(1).max(64),
+    outcome: z.enum(["success", "failure", "denied"]),
+    actor: id.nullable(),
+    actorLabel: hex32.nullable(),
+    site: id.nullable(),
+    participant: id.nullable(),
+    ip: hex32.nullable(),
+    detail: hex32,
+    /** Aggregated events only: how many occurrences this event stands for. */
+    count: z.number().int().positive().optional(),
+  }),
+  /**
+   * A record version. Version 1 held the reason for change in clear; version 2 (ADR 0020) its salted hash. The
+   * values stay as they are until CRF fields are classed (the forms issue).
+   */
+  "record.saved": z.union([
+    z
+      .strictObject({
+        v: z.literal(1),
+        salt,
+        record: id,
+        version: z.number().int().positive(),
+        subject: code,
+        form: code,
+        formVersion: z.number().int().positive(),
+        visit: code,
+        actor: id.nullable(),
+        token,
+        reason: z.string().max(2000).nullable(),
+        values: z.record(z.string(), jsonValue),
+        prev: hex32.nullable(),
+      })
+      .refine(userOrToken, userOrTokenMessage),
+    z
+      .strictObject({
+        v: z.literal(2),
+        salt,
+        record: id,
+        version: z.number().int().positive(),
+        subject: code,
+        form: code,
+        formVersion: z.number().int().positive(),
+        visit: code,
+        actor: id.nullable(),
+        token,
+        reasonHash: textHash.nullable(),
+        values: z.record(z.string(), jsonValue),
+        prev: hex32.nullable(),
+      })
+      .refine(userOrToken, userOrTokenMessage),
+  ]),
+  /**
+   * A generated document whose bytes are not reproducible (a PDF: certified copy of a casebook, consent receipt),
+   * sealed by its SHA-256 when it is generated, with the audit event of the generation (ADR 0019). Ids only: the
+   * subject code and, for a receipt, the invitation it was downloaded through.
+   */
+  "document.generated": z.strictObject({
+    v: z.literal(1),
+    salt,
+    document: z.enum(["certified_copy", "consent_receipt"]),
     subject: code,
-    reasonSha256: hex32,
+    invitation: id.nullable(),
+    sha256: hex32,
+    bytes: z.number().int().min(0),
     actor: id.nullable(),
   }),
-  "record.saved": z
-    .strictObject({
-      v: z.literal(1),
-      salt,
-      record: id,
-      version: z.number().int().positive(),
-      subject: code,
-      form: code,
-      formVersion: z.number().int().positive(),
-      visit: code,
-      actor: id.nullable(),
-      token,
-      reason: z.string().max(2000).nullable(),
-      values: z.record(z.string(), jsonValue),
-      prev: hex32.nullable(),
-    })
-    .refine(userOrToken, userOrTokenMessage),
 } as const;
 
 export type EntryKind = keyof typeof PAYLOAD_SCHEMAS;
 export type Payload<K extends EntryKind = EntryKind> = z.infer<(typeof PAYLOAD_SCHEMAS)[K]>;
+/**
+ * The version written from now on, for kinds that have more than one (every other kind is at 1). Older versions
+ * still parse, so entries written before keep verifying.
+ */
+export const CURRENT_VERSION = {
+  "delegation.revoked": 2,
+  "lock.set": 2,
+  "lock.released": 2,
+  "record.saved": 2,
+  "query.opened": 2,
+  "query.answered": 2,
+  "consent.withdrawn": 2,
+  "participant.erased": 2,
+  "study.registered": 2,
+  "delegation.granted": 2,
+  "consent_document.approved": 2,
+} as const satisfies Partial<Record<EntryKind, number>>;
+type CurrentV<K extends EntryKind> = K extends keyof typeof CURRENT_VERSION ? (typeof CURRENT_VERSION)[K] : 1;
+/** The version a new entry of `kind` is written in. */
+export function currentVersion(kind: EntryKind): number {
+  return (CURRENT_VERSION as Partial<Record<EntryKind, number>>)[kind] ?? 1;
+}
+/** The shape written now: the kind's current version. */
+export type CurrentPayload<K extends EntryKind = EntryKind> = Extract<Payload<K>, { v: CurrentV<K> }>;
 export const ENTRY_KINDS = Object.keys(PAYLOAD_SCHEMAS) as EntryKind[];
 
 export function isEntryKind(kind: string): kind is EntryKind {

@@ -13,7 +13,8 @@ import { envelopeLeaf, headerLeaf, type BatchHeader, type Envelope } from "./env
 
 export interface PendingEntry {
   id: string;
-  studyId: string;
+  /** Null for the deployment scope (entries of no study, ADR 0016): its studySeq runs like a study's. */
+  studyId: string | null;
   studyCode: string;
   kind: string;
   payloadHash: Uint8Array;
@@ -33,7 +34,7 @@ export interface SealStoreTx {
   lastBatch(): Promise<{ batchNo: number; firstSeq: number; size: number } | null>;
   pendingEntries(limit: number): Promise<PendingEntry[]>;
   /** The next studySeq for each study (0 when the study has no sealed entry). */
-  nextStudySeqs(studyIds: string[]): Promise<Map<string, number>>;
+  nextStudySeqs(studyIds: (string | null)[]): Promise<Map<string | null, number>>;
   sealEntries(updates: SealedEntryUpdate[]): Promise<void>;
   insertBatch(b: {
     batchNo: number;

@@ -41,7 +41,13 @@ export type AuditCode =
   | "DATA_ROW_MISMATCH"
   | "DATA_ROW_MISSING"
   | "DATA_ROW_UNLOGGED"
+  | "AUDIT_EVENT_MISSING"
+  | "AUDIT_EVENT_MISMATCH"
+  | "AUDIT_EVENT_UNLOGGED"
+  | "AUDIT_EVENT_UNSEALED_LEGACY"
   | "ERASED_BY_PROCEDURE"
+  | "CONTACT_OF_STAFF"
+  | "CONTACT_SHARED"
   | "ANCHOR_NOT_CHECKED";
 
 /** "tamper": the stored data disagree with themselves; "info": reported, not a finding against integrity. */

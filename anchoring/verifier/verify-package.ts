@@ -8,7 +8,9 @@
  * 4. the study: its entries' studySeqs run without a gap, and each has a proof bundle whose envelope is the
  *    log's and which the verifier accepts;
  * 5. the ODM file: every item value, at every version, equals the value in the sealed payload of the ledger
- *    entry its AuditRecord names.
+ *    entry its AuditRecord names;
+ * 6. the other derived files (ADR 0019, anchoring/verifier/cross-check-*.ts): each CSV row and FHIR resource value
+ *    by value against the sealed payloads it derives from, and each PDF against its sealed document.generated entry.
  * Each failure names the file and what is wrong.
  */
 import type { Crypto } from "../log/crypto.ts";
@@ -20,6 +22,10 @@ import { MerkleLevels } from "../log/tree.ts";
 import type { TrustPolicy } from "./trust-policy.ts";
 import { verifyBundle } from "./verify-bundle.ts";
 import { canonicalize } from "../log/canonical.ts";
+import type { Sealed } from "./cross-check-sealed.ts";
+import { crossCheckCsv } from "./cross-check-csv.ts";
+import { crossCheckFhir } from "./cross-check-fhir.ts";
+import { crossCheckDocuments } from "./cross-check-documents.ts";
 
 export interface PackageProblem {
   file: string;
@@ -37,6 +43,9 @@ export interface PackageReport {
     batches: number;
     bundles: number;
     odmValues: number;
+    csvRows: number;
+    fhirResources: number;
+    documents: number;
   };
   problems: PackageProblem[];
 }
@@ -69,7 +78,17 @@ export async function verifyEvidence(
   } = {},
 ): Promise<PackageReport> {
   const problems: PackageProblem[] = [];
-  const checked = { files: 0, checkpoints: 0, envelopes: 0, batches: 0, bundles: 0, odmValues: 0 };
+  const checked = {
+    files: 0,
+    checkpoints: 0,
+    envelopes: 0,
+    batches: 0,
+    bundles: 0,
+    odmValues: 0,
+    csvRows: 0,
+    fhirResources: 0,
+    documents: 0,
+  };
   const bad = (file: string, code: string, message: string) => problems.push({ file, code, message });
   const text = (p: string) => new TextDecoder().decode(files.get(p)!);
   const done = (study: string | null): PackageReport => ({ valid: problems.length === 0, study, checked, problems });
@@ -220,7 +239,7 @@ export async function verifyEvidence(
         `study ${manifest.study}: seq ${e.seq} has study seq ${e.studySeq}, expected ${i}`,
       );
   });
-  const payloadBySeq = new Map<number, { kind: string; payload: Record<string, unknown> }>();
+  const payloadBySeq: Sealed = new Map();
   for (const e of mine) {
     const path = `bundles/${e.seq}.json`;
     if (!files.has(path)) {
@@ -243,7 +262,13 @@ export async function verifyEvidence(
     }
     if (canonicalize(bundle.envelope ?? null) !== canonicalize(e))
       bad(path, "BUNDLE_NOT_IN_LOG", `its envelope is not the log's envelope of seq ${e.seq}`);
-    payloadBySeq.set(e.seq, { kind: e.kind, payload: bundle.payload ?? {} });
+    payloadBySeq.set(e.seq, {
+      seq: e.seq,
+      kind: e.kind,
+      payload: bundle.payload ?? {},
+      envelope: e,
+      leafHash: toHex(envelopeLeaf(c, e).leaf),
+    });
   }
 
   // 5. ODM values against the sealed payloads they cite.
@@ -269,7 +294,27 @@ export async function verifyEvidence(
         );
     }
   }
+
+  // 6. CSV, FHIR and PDFs against the sealed entries.
+  Object.assign(checked, crossCheckDerived(c, files, manifest.study, payloadBySeq, bad));
   return done(manifest.study);
+}
+
+/** Step 6: the derived files other than ODM (each in its own module, ADR 0019). */
+function crossCheckDerived(
+  c: Crypto,
+  files: Map<string, Uint8Array>,
+  study: string,
+  sealed: Sealed,
+  bad: (file: string, code: string, message: string) => void,
+) {
+  const text = (p: string) => new TextDecoder().decode(files.get(p)!);
+  let csvRows = 0;
+  for (const p of [...files.keys()].filter((x) => /^csv\/[^/]+\.csv$/.test(x)).sort())
+    csvRows += crossCheckCsv(p, text(p), study, sealed, bad);
+  const fhirResources = files.has("fhir.json") ? crossCheckFhir(text("fhir.json"), sealed, bad) : 0;
+  const documents = crossCheckDocuments(c, files, sealed, bad);
+  return { csvRows, fhirResources, documents };
 }
 
 export const sha256Hex = (c: Crypto, data: Uint8Array | string) =>

@@ -4,18 +4,31 @@
  * factor (required for admins, investigators and regulators), session rotation at every privilege step.
  */
 import { generateTOTP, getTOTPAuthUri, verifyTOTP } from "@epic-web/totp";
-import { and, eq, isNull, ne } from "drizzle-orm";
+import { and, eq, isNull, lt, ne, or, sql } from "drizzle-orm";
 import { newToken, tokenHash } from "./secret-tokens.server.ts";
 import { findUserByEmail, findUserById, activeMemberships } from "../../db/queries/users.ts";
 import { findLiveSession, insertSession, revokeSession, touchSession } from "../../db/queries/sessions.ts";
 import { outbox, passwordResets, sessions, users } from "../../db/schema/index.ts";
 import type { Role } from "../../db/schema/index.ts";
 import type { AppContext } from "../platform/context.server.ts";
-import { audit } from "../audit-trail/record-event.server.ts";
+import { audit, auditUnknownAccountSignIn } from "../audit-trail/record-event.server.ts";
 import { ServiceError } from "../platform/errors.server.ts";
 import { checkPasswordRules, verifyPassword, hashPassword } from "./passwords.server.ts";
 import { decryptField, encryptField } from "../participants/personal-data.server.ts";
 import type { Principal } from "../platform/permissions.server.ts";
+import {
+  clearAccountThrottle,
+  reserveSignInAttempt,
+  signInSucceeded,
+  throttleKeys,
+} from "./sign-in-throttle.server.ts";
+import {
+  LOCKED_MESSAGE,
+  MFA_LOCK_AFTER,
+  PASSWORD_ALERT_AFTER,
+  lockAccount,
+  warnPasswordFailures,
+} from "./account-lock.server.ts";
 
 export interface RequestMeta {
   ip: string | null;
@@ -24,83 +37,78 @@ export interface RequestMeta {
 
 /** Roles whose holders must use a second factor. */
 export const MFA_ROLES: readonly Role[] = ["admin", "investigator", "regulator"];
-export const LOCKOUT_AFTER = 5;
-const LOCKOUT_BASE_MS = 15 * 60_000;
-const LOCKOUT_MAX_MS = 24 * 3600_000;
-const MFA_MAX_ATTEMPTS = 5;
 const TOTP = { period: 30, digits: 6, algorithm: "SHA-1" } as const; // what authenticator apps support
 
 let dummyHash: Promise<string> | null = null;
 
 export type LoginResult = { token: string; userId: string; stage: "full" | "mfa" | "enroll" };
 
-/** Lock time after `failures` consecutive failures (0 below the threshold): 15 min, doubling, at most 24 h. */
-export function lockoutMs(failures: number): number {
-  if (failures < LOCKOUT_AFTER) return 0;
-  return Math.min(LOCKOUT_MAX_MS, LOCKOUT_BASE_MS * 2 ** (failures - LOCKOUT_AFTER));
-}
-
 async function needsMfa(ctx: AppContext, user: { id: string; platformAdmin: boolean }) {
   if (user.platformAdmin) return true;
   return (await activeMemberships(ctx.db, user.id)).some((m) => MFA_ROLES.includes(m.role));
 }
 
+/**
+ * The one answer for an unknown e-mail, a wrong password, a disabled and a locked account (ADR 0022): it tells
+ * a stranger nothing about which accounts exist or are locked.
+ */
+export const SIGN_IN_REFUSED =
+  "email or password is incorrect (or the account is locked: then reset your password or ask an administrator)";
+
+/**
+ * First step of sign-in. Every attempt is counted in SQL before the password is checked: against the account and
+ * source and the source alone (back-off, refused while waiting, answer "rate_limited" for unknown and real
+ * e-mails alike) and against the account (`failed_logins`, which warns the user and admins but never locks).
+ */
 export async function login(ctx: AppContext, email: string, password: string, meta: RequestMeta): Promise<LoginResult> {
+  const refused = () => new ServiceError("unauthenticated", SIGN_IN_REFUSED);
+  const keys = throttleKeys(ctx, email, meta.ip);
+  const wait = await reserveSignInAttempt(ctx.db, keys);
   const user = await findUserByEmail(ctx.db, email);
-  const refused = () => new ServiceError("unauthenticated", "email or password is incorrect");
+  if (wait !== null) {
+    if (!user) await auditUnknownAccountSignIn(ctx.db, meta.ip, new Date(), "throttled");
+    else
+      await audit(ctx.db, {
+        action: "login",
+        outcome: "failure",
+        actorUserId: user?.id ?? null,
+        ip: meta.ip,
+        detail: { reason: "throttled", waitS: wait },
+      });
+    throw new ServiceError("rate_limited", `too many failed sign-ins; wait ${wait} s and try again`);
+  }
   if (!user) {
     // Spend the same time as a real check, so response time does not reveal which emails exist.
     dummyHash ??= hashPassword("not-a-real-password-0000");
     await verifyPassword(await dummyHash, password);
-    await audit(ctx.db, {
-      action: "login",
-      outcome: "failure",
-      actorLabel: null,
-      ip: meta.ip,
-      detail: { reason: "unknown_account" },
-    });
+    // Aggregated per source and minute (ADR 0016): guessing at unknown accounts cannot grow the log without bound.
+    await auditUnknownAccountSignIn(ctx.db, meta.ip);
     throw refused();
   }
   const now = new Date();
-  if (user.lockedUntil && user.lockedUntil > now) {
+  const [counted] = await ctx.db
+    .update(users)
+    .set({ failedLogins: sql`${users.failedLogins} + 1` })
+    .where(eq(users.id, user.id))
+    .returning({ failures: users.failedLogins });
+  const passwordOk = await verifyPassword(user.passwordHash, password);
+  const reason = user.status !== "active" ? "disabled" : user.lockedAt ? "locked" : passwordOk ? null : "bad_password";
+  if (reason) {
     await audit(ctx.db, {
       action: "login",
       outcome: "failure",
       actorUserId: user.id,
       ip: meta.ip,
-      detail: { reason: "locked" },
+      detail: { reason, failures: counted.failures },
     });
-    throw new ServiceError(
-      "locked",
-      "too many failed sign-ins: this account is locked for a while; try again later or reset your password",
-    );
-  }
-  const ok = user.status === "active" && (await verifyPassword(user.passwordHash, password));
-  if (!ok) {
-    const failures = user.failedLogins + 1;
-    const lock = lockoutMs(failures);
-    await ctx.db
-      .update(users)
-      .set({ failedLogins: failures, lockedUntil: lock ? new Date(now.getTime() + lock) : null })
-      .where(eq(users.id, user.id));
-    await audit(ctx.db, {
-      action: "login",
-      outcome: "failure",
-      actorUserId: user.id,
-      ip: meta.ip,
-      detail: { reason: user.status === "active" ? "bad_password" : "disabled", failures, locked: lock > 0 },
-    });
-    if (lock)
-      throw new ServiceError(
-        "locked",
-        "too many failed sign-ins: this account is locked for a while; try again later or reset your password",
-      );
+    if (reason === "bad_password" && counted.failures === PASSWORD_ALERT_AFTER)
+      await warnPasswordFailures(ctx, user, counted.failures, meta.ip);
     throw refused();
   }
   const stage: LoginResult["stage"] = user.totpEnabledAt ? "mfa" : (await needsMfa(ctx, user)) ? "enroll" : "full";
   const token = newToken();
   await ctx.db.transaction(async (tx) => {
-    await tx.update(users).set({ failedLogins: 0, lockedUntil: null }).where(eq(users.id, user.id));
+    await tx.update(users).set({ failedLogins: 0 }).where(eq(users.id, user.id));
     await insertSession(tx, {
       tokenHash: tokenHash(ctx.crypto, token),
       userId: user.id,
@@ -111,6 +119,7 @@ export async function login(ctx: AppContext, email: string, password: string, me
     });
     await audit(tx, { action: "login", outcome: "success", actorUserId: user.id, ip: meta.ip, detail: { stage } });
   });
+  await signInSucceeded(ctx.db, keys);
   return { token, userId: user.id, stage };
 }
 
@@ -119,7 +128,7 @@ export async function principalForUser(
   userId: string,
 ): Promise<(Principal & { email: string; fullName: string; totpEnabled: boolean }) | null> {
   const user = await findUserById(ctx.db, userId);
-  if (user?.status !== "active") return null;
+  if (user?.status !== "active" || user.lockedAt) return null;
   const ms = await activeMemberships(ctx.db, user.id);
   return {
     kind: "user",
@@ -199,11 +208,63 @@ async function checkCode(ctx: AppContext, userId: string, secret: string, code: 
   const r = await verifyTOTP({ otp: code, secret, ...TOTP, window: 1 });
   if (!r) return false;
   const step = Math.floor(Date.now() / 1000 / TOTP.period) + r.delta;
-  const user = await findUserById(ctx.db, userId);
-  // replay
-  if (user?.totpLastStep !== null && user?.totpLastStep !== undefined && step <= user.totpLastStep) return false;
-  await ctx.db.update(users).set({ totpLastStep: step }).where(eq(users.id, userId));
-  return true;
+  // No replay: one statement, so two parallel requests with the same code cannot both pass.
+  const used = await ctx.db
+    .update(users)
+    .set({ totpLastStep: step })
+    .where(and(eq(users.id, userId), or(isNull(users.totpLastStep), lt(users.totpLastStep, step))))
+    .returning({ id: users.id });
+  return used.length === 1;
+}
+
+/**
+ * Check a second-factor code for `user`, counting it first in one SQL statement (across sign-in attempts and
+ * e-signature re-authentications, so parallel requests cannot slip past the limit). The MFA_LOCK_AFTER-th wrong
+ * code in a row locks the account and notifies the user and the admins; a right code resets the count.
+ */
+async function secondFactor(
+  ctx: AppContext,
+  user: { id: string; email: string; totpSecretEnc: Uint8Array },
+  code: string,
+  meta: RequestMeta,
+  action: "login.mfa" | "signature.reauth",
+): Promise<void> {
+  const [counted] = await ctx.db
+    .update(users)
+    .set({ mfaFailures: sql`${users.mfaFailures} + 1` })
+    .where(and(eq(users.id, user.id), isNull(users.lockedAt)))
+    .returning({ failures: users.mfaFailures });
+  if (!counted || counted.failures > MFA_LOCK_AFTER) {
+    await audit(ctx.db, {
+      action,
+      outcome: "failure",
+      actorUserId: user.id,
+      ip: meta.ip,
+      detail: { reason: "locked" },
+    });
+    throw new ServiceError("locked", LOCKED_MESSAGE, "code");
+  }
+  const secret = decryptField(ctx.env.dataKey, user.totpSecretEnc, secretAad(user.id));
+  if (await checkCode(ctx, user.id, secret, code.trim())) {
+    await ctx.db.update(users).set({ mfaFailures: 0 }).where(eq(users.id, user.id));
+    return;
+  }
+  await audit(ctx.db, {
+    action,
+    outcome: "failure",
+    actorUserId: user.id,
+    ip: meta.ip,
+    detail: { reason: "bad_code", failures: counted.failures },
+  });
+  if (counted.failures >= MFA_LOCK_AFTER) {
+    await lockAccount(ctx, user, { reason: "mfa_failures", failures: counted.failures }, meta.ip);
+    throw new ServiceError("locked", LOCKED_MESSAGE, "code");
+  }
+  throw new ServiceError(
+    "invalid",
+    "that code is not valid; enter the current 6-digit code from your authenticator app",
+    "code",
+  );
 }
 
 /** Second step of sign-in: the TOTP code for an `mfa` session. Returns the new full session token. */
@@ -213,27 +274,7 @@ export async function completeMfa(ctx: AppContext, token: string, code: string, 
   const user = await findUserById(ctx.db, s.userId);
   if (!user?.totpSecretEnc || !user.totpEnabledAt)
     throw new ServiceError("unauthenticated", "the sign-in has expired; start again");
-  const secret = decryptField(ctx.env.dataKey, user.totpSecretEnc, secretAad(user.id));
-  if (!(await checkCode(ctx, user.id, secret, code.trim()))) {
-    const attempts = s.mfaAttempts + 1;
-    await ctx.db
-      .update(sessions)
-      .set({ mfaAttempts: attempts, ...(attempts >= MFA_MAX_ATTEMPTS ? { revokedAt: new Date() } : {}) })
-      .where(eq(sessions.id, s.id));
-    await audit(ctx.db, {
-      action: "login.mfa",
-      outcome: "failure",
-      actorUserId: user.id,
-      ip: meta.ip,
-      detail: { attempts },
-    });
-    if (attempts >= MFA_MAX_ATTEMPTS) throw new ServiceError("unauthenticated", "too many wrong codes; sign in again");
-    throw new ServiceError(
-      "invalid",
-      "that code is not valid; enter the current 6-digit code from your authenticator app",
-      "code",
-    );
-  }
+  await secondFactor(ctx, { ...user, totpSecretEnc: user.totpSecretEnc }, code, meta, "login.mfa");
   const full = await rotate(ctx, s, "full");
   await audit(ctx.db, { action: "login.mfa", outcome: "success", actorUserId: user.id, ip: meta.ip });
   return full;
@@ -284,8 +325,14 @@ export async function changePassword(ctx: AppContext, token: string, current: st
   const s = await liveSession(ctx, token);
   if (s?.stage !== "full") throw new ServiceError("unauthenticated", "sign in first");
   const user = (await findUserById(ctx.db, s.userId))!;
+  // The sign-in back-off applies here too (ADR 0022): a stolen session cannot guess the current password.
+  const keys = throttleKeys(ctx, user.email, meta.ip);
+  const wait = await reserveSignInAttempt(ctx.db, keys);
+  if (wait !== null)
+    throw new ServiceError("rate_limited", `too many wrong passwords; wait ${wait} s and try again`, "current");
   if (!(await verifyPassword(user.passwordHash, current)))
     throw new ServiceError("invalid", "the current password is not correct", "current");
+  await signInSucceeded(ctx.db, keys);
   checkPasswordRules(next, user.email);
   if (current === next)
     throw new ServiceError("invalid", "choose a password different from the current one", "password");
@@ -409,6 +456,12 @@ export async function resetPassword(ctx: AppContext, token: string, password: st
       .update(users)
       .set({ passwordHash, passwordChangedAt: new Date(), failedLogins: 0, lockedUntil: null })
       .where(eq(users.id, user.id));
+    // A reset lifts the hard lock of ADR 0022 too: whoever locked it knew the old password.
+    if (user.lockedAt || user.mfaFailures) {
+      await tx.update(users).set({ lockedAt: null, mfaFailures: 0 }).where(eq(users.id, user.id));
+      await audit(tx, { action: "account.unlock", actorUserId: user.id, ip: meta.ip, detail: { via: "reset" } });
+    }
+    await clearAccountThrottle(ctx, tx, user.email);
     await tx
       .update(sessions)
       .set({ revokedAt: new Date() })
@@ -429,38 +482,42 @@ export async function reauthenticate(
   meta: RequestMeta,
 ) {
   const user = await findUserById(ctx.db, userId);
-  if (user?.status !== "active") throw new ServiceError("unauthenticated", "sign in again");
-  if (user.lockedUntil && user.lockedUntil > new Date())
-    throw new ServiceError("locked", "too many failed attempts: this account is locked for a while");
+  if (user?.status !== "active" || user.lockedAt) throw new ServiceError("unauthenticated", "sign in again");
+  // The same back-off and counting as at sign-in (ADR 0022): a stolen session cannot guess the password here.
+  const keys = throttleKeys(ctx, user.email, meta.ip);
+  const wait = await reserveSignInAttempt(ctx.db, keys);
+  if (wait !== null)
+    throw new ServiceError("rate_limited", `too many wrong passwords; wait ${wait} s and try again`, "password");
+  const [counted] = await ctx.db
+    .update(users)
+    .set({ failedLogins: sql`${users.failedLogins} + 1` })
+    .where(eq(users.id, user.id))
+    .returning({ failures: users.failedLogins });
   if (!(await verifyPassword(user.passwordHash, password))) {
-    const failures = user.failedLogins + 1;
-    const lock = lockoutMs(failures);
-    await ctx.db
-      .update(users)
-      .set({ failedLogins: failures, lockedUntil: lock ? new Date(Date.now() + lock) : null })
-      .where(eq(users.id, user.id));
     await audit(ctx.db, {
       action: "signature.reauth",
       outcome: "failure",
       actorUserId: user.id,
       ip: meta.ip,
-      detail: { reason: "bad_password" },
+      detail: { reason: "bad_password", failures: counted.failures },
     });
+    if (counted.failures === PASSWORD_ALERT_AFTER) await warnPasswordFailures(ctx, user, counted.failures, meta.ip);
     throw new ServiceError("invalid", "the password is not correct", "password");
   }
+  await ctx.db.update(users).set({ failedLogins: 0 }).where(eq(users.id, user.id));
+  await signInSucceeded(ctx.db, keys);
   if (user.totpEnabledAt && user.totpSecretEnc) {
-    const secret = decryptField(ctx.env.dataKey, user.totpSecretEnc, secretAad(user.id));
-    if (!code || !(await checkCode(ctx, user.id, secret, code.trim()))) {
+    if (!code) {
       await audit(ctx.db, {
         action: "signature.reauth",
         outcome: "failure",
         actorUserId: user.id,
         ip: meta.ip,
-        detail: { reason: "bad_code" },
+        detail: { reason: "no_code" },
       });
       throw new ServiceError("invalid", "enter the current 6-digit code from your authenticator app", "code");
     }
+    await secondFactor(ctx, { ...user, totpSecretEnc: user.totpSecretEnc }, code, meta, "signature.reauth");
   }
-  if (user.failedLogins) await ctx.db.update(users).set({ failedLogins: 0 }).where(eq(users.id, user.id));
   return user;
 }

@@ -1,7 +1,121 @@
-/** The audit trail: security and data events. Never pass personal data or secrets in `detail`. */
-import type { DbOrTx } from "../../db/client.ts";
-import { insertAuditEvent, type NewAuditEvent } from "../../db/queries/audit.ts";
+/**
+ * The audit trail: security and data events. Never pass personal data or secrets in `detail`.
+ * Every event is sealed (ADR 0016): its row and its `audit.event` ledger entry commit together, in the caller's
+ * transaction when given one (a savepoint), in a transaction of their own otherwise.
+ */
+import { and, eq, gte, lt, sql } from "drizzle-orm";
+import type { Db, DbOrTx } from "../../db/client.ts";
+import type { NewAuditEvent } from "../../db/queries/audit.ts";
+import { auditEvents } from "../../db/schema/index.ts";
+import { insertSealedEvent } from "./seal-event.server.ts";
 
 export async function audit(db: DbOrTx, e: NewAuditEvent): Promise<void> {
-  await insertAuditEvent(db, e);
+  await db.transaction(async (tx) => {
+    await insertSealedEvent(tx, e);
+  });
+}
+
+const MINUTE = 60_000;
+const HOUR = 3_600_000;
+
+/**
+ * Failed sign-ins for unknown accounts, aggregated per source address and minute (ADR 0016): the first failure of
+ * a source in a minute is sealed at once (count 1); the further ones are counted here and sealed as one event
+ * (`aggregated`, with their count) when the minute closes: at the next such failure after it, from any source,
+ * or by a timer a moment after it ends. Each process counts its own; a crash loses at most that minute's remainder.
+ */
+const pending = new Map<
+  string,
+  { db: Db; ip: string | null; minute: number; more: number; reason: "unknown_account" | "throttled" }
+>();
+let timer: ReturnType<typeof setTimeout> | null = null;
+
+export async function auditUnknownAccountSignIn(
+  db: Db,
+  ip: string | null,
+  at: Date = new Date(),
+  reason: "unknown_account" | "throttled" = "unknown_account",
+): Promise<void> {
+  await flushAuditAggregates(at);
+  const minute = Math.floor(at.getTime() / MINUTE) * MINUTE;
+  const key = `${ip ?? ""}\n${minute}\n${reason}`;
+  const open = pending.get(key);
+  if (open) {
+    open.more++;
+    return;
+  }
+  pending.set(key, { db, ip, minute, more: 0, reason });
+  if (!timer) {
+    const wait = Math.min(Math.max(minute + MINUTE - Date.now(), 0), MINUTE) + 1000;
+    timer = setTimeout(() => {
+      timer = null;
+      flushAuditAggregates().catch((err) => console.error(`audit trail: ${(err as Error).message}`));
+    }, wait);
+    timer.unref?.();
+  }
+  await audit(db, {
+    action: "login",
+    outcome: "failure",
+    actorLabel: null,
+    ip,
+    at,
+    detail: { reason, count: 1, minute: new Date(minute).toISOString() },
+  });
+}
+
+/** Seal the counts of the minutes that have closed by `now` (all of them when `now` is omitted and time passed). */
+export async function flushAuditAggregates(now: Date = new Date()): Promise<void> {
+  for (const [key, b] of [...pending]) {
+    if (b.minute + MINUTE > now.getTime()) continue;
+    pending.delete(key);
+    if (b.more === 0) continue;
+    await audit(b.db, {
+      action: "login",
+      outcome: "failure",
+      actorLabel: null,
+      ip: b.ip,
+      at: new Date(Math.max(now.getTime(), b.minute + MINUTE)),
+      detail: { reason: b.reason, aggregated: true, count: b.more, minute: new Date(b.minute).toISOString() },
+    });
+  }
+  if (pending.size > 0 && !timer) {
+    timer = setTimeout(() => {
+      timer = null;
+      flushAuditAggregates().catch((err) => console.error(`audit trail: ${(err as Error).message}`));
+    }, MINUTE + 1000);
+    timer.unref?.();
+  }
+}
+
+/**
+ * A read of a participant's data (a view, a download), coalesced per user, participant, kind and hour (ADR
+ * 0016): the first read in the hour is sealed, later ones in the same hour are covered by it. Returns whether an
+ * event was written. Serialized per key with a transaction-scoped advisory lock, so replicas do not both write.
+ */
+export async function auditRead(
+  db: DbOrTx,
+  e: NewAuditEvent & { actorUserId: string; participantId: string; at?: Date },
+): Promise<boolean> {
+  const at = e.at ?? new Date();
+  const hour = new Date(Math.floor(at.getTime() / HOUR) * HOUR);
+  return db.transaction(async (tx) => {
+    const key = `audit-read\n${e.actorUserId}\n${e.participantId}\n${e.action}\n${hour.toISOString()}`;
+    await tx.execute(sql`SELECT pg_advisory_xact_lock(hashtextextended(${key}, 0))`);
+    const [seen] = await tx
+      .select({ id: auditEvents.id })
+      .from(auditEvents)
+      .where(
+        and(
+          eq(auditEvents.actorUserId, e.actorUserId),
+          gte(auditEvents.at, hour),
+          lt(auditEvents.at, new Date(hour.getTime() + HOUR)),
+          eq(auditEvents.participantId, e.participantId),
+          eq(auditEvents.action, e.action),
+        ),
+      )
+      .limit(1);
+    if (seen) return false;
+    await insertSealedEvent(tx, { ...e, at });
+    return true;
+  });
 }

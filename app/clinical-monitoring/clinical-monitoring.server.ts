@@ -22,13 +22,12 @@ import {
 import type { AppContext } from "../platform/context.server.ts";
 import { ServiceError } from "../platform/errors.server.ts";
 import { appendEntry } from "../log/append-entry.server.ts";
+import { saltedTextHash } from "../../anchoring/log/text-hash.ts";
 import { audit } from "../audit-trail/record-event.server.ts";
 import { reauthenticate, type RequestMeta } from "../accounts/auth.server.ts";
 import { requireSiteAction } from "../studies/delegations.server.ts";
 import { can, requirePermission, type Principal } from "../platform/permissions.server.ts";
 import { getStudyOrThrow } from "../studies/studies.server.ts";
-
-const sha = (ctx: AppContext, text: string) => toHex(ctx.crypto.sha256(new TextEncoder().encode(text)));
 
 async function recordOf(ctx: AppContext, principal: Principal, studyCode: string, recordId: string) {
   const study = await getStudyOrThrow(ctx, studyCode);
@@ -125,13 +124,13 @@ export async function setLock(ctx: AppContext, principal: Principal, studyCode: 
       .insert(locks)
       .values({ studyId: study.id, scope: v.data.scope, targetId, reason: v.data.reason, lockedBy: principal.userId })
       .returning();
-    await appendEntry(tx, ctx.crypto, study, "lock.set", {
+    await appendEntry(tx, ctx.crypto, study, "lock.set", (salt) => ({
       lock: l.id,
       scope: v.data.scope,
       target,
-      reason: v.data.reason,
+      reasonHash: saltedTextHash(ctx.crypto, salt, v.data.reason),
       actor: principal.userId,
-    });
+    }));
     if (v.data.scope === "record") await tx.update(records).set({ status: "locked" }).where(eq(records.id, targetId!));
     await audit(tx, {
       action: "lock.set",
@@ -168,11 +167,11 @@ export async function releaseLock(
       .update(locks)
       .set({ releasedAt: new Date(), releasedBy: principal.userId, releaseReason: reason.trim() })
       .where(eq(locks.id, l.id));
-    await appendEntry(tx, ctx.crypto, study, "lock.released", {
+    await appendEntry(tx, ctx.crypto, study, "lock.released", (salt) => ({
       lock: l.id,
-      reason: reason.trim(),
+      reasonHash: saltedTextHash(ctx.crypto, salt, reason.trim()),
       actor: principal.userId,
-    });
+    }));
     if (l.scope === "record") await tx.update(records).set({ status: "open" }).where(eq(records.id, l.targetId!));
     await audit(tx, {
       action: "lock.release",
@@ -266,13 +265,13 @@ export async function openQuery(
     throw new ServiceError("invalid", "field: choose a field of the form", "field");
   return ctx.db.transaction(async (tx) => {
     const id = crypto.randomUUID();
-    await appendEntry(tx, ctx.crypto, study, "query.opened", {
+    await appendEntry(tx, ctx.crypto, study, "query.opened", (salt) => ({
       query: id,
       record: record.id,
       field: input.field,
-      textSha256: sha(ctx, text),
+      textHash: saltedTextHash(ctx.crypto, salt, text),
       actor: principal.userId,
-    });
+    }));
     const [q] = await tx
       .insert(queries)
       .values({ id, studyId: study.id, recordId: record.id, field: input.field, text, openedBy: principal.userId })
@@ -311,11 +310,11 @@ export async function answerQuery(
   if (!text || text.length > 4000)
     throw new ServiceError("invalid", "answer: write the answer (up to 4000 characters)", "answer");
   await ctx.db.transaction(async (tx) => {
-    await appendEntry(tx, ctx.crypto, study, "query.answered", {
+    await appendEntry(tx, ctx.crypto, study, "query.answered", (salt) => ({
       query: q.q.id,
-      textSha256: sha(ctx, text),
+      textHash: saltedTextHash(ctx.crypto, salt, text),
       actor: principal.userId,
-    });
+    }));
     await tx
       .update(queries)
       .set({ status: "answered", answer: text, answeredBy: principal.userId, answeredAt: new Date() })

@@ -2,11 +2,12 @@
 import { and, asc, desc, eq } from "drizzle-orm";
 import { consentDocuments } from "../../db/schema/index.ts";
 import type { AppContext } from "../platform/context.server.ts";
+import type { DbOrTx } from "../../db/client.ts";
 import { parseConsentDocument, type ParsedConsentDocument } from "./consent-document.ts";
 
 /** The latest approved version of each consent document code of a study. */
-export async function currentDocuments(ctx: AppContext, studyId: string) {
-  const docs = await ctx.db
+export async function currentDocuments(ctx: AppContext, studyId: string, db: DbOrTx = ctx.db) {
+  const docs = await db
     .select()
     .from(consentDocuments)
     .where(and(eq(consentDocuments.studyId, studyId), eq(consentDocuments.status, "approved")))

@@ -3,7 +3,7 @@
  * signer's own contact (limited sends, attempts and lifetime), so site staff holding the link alone cannot sign.
  */
 import { randomInt } from "node:crypto";
-import { eq } from "drizzle-orm";
+import { and, eq, lt, sql } from "drizzle-orm";
 import { toHex } from "../../anchoring/log/bytes.ts";
 import { consentInvitations, outbox } from "../../db/schema/index.ts";
 import type { AppContext } from "../platform/context.server.ts";
@@ -69,10 +69,22 @@ export async function verifyIdentityCode(ctx: AppContext, token: string, code: s
   if (!inv.otpHash || !inv.otpExpiresAt) throw new ServiceError("invalid", "Ask for a code first.", "code");
   if (inv.otpExpiresAt.getTime() < Date.now())
     throw new ServiceError("invalid", "This code has expired. Ask for a new one.", "code");
+  // Count the attempt in one statement before checking it (ADR 0022): parallel guesses cannot pass the limit.
+  const [counted] = await ctx.db
+    .update(consentInvitations)
+    .set({ otpFailures: sql`${consentInvitations.otpFailures} + 1` })
+    .where(and(eq(consentInvitations.id, inv.id), lt(consentInvitations.otpFailures, MAX_CODE_FAILURES)))
+    .returning({ failures: consentInvitations.otpFailures });
+  if (!counted)
+    throw new ServiceError(
+      "locked",
+      "Too many wrong codes. For your protection this invitation can no longer be used; " +
+        "please ask the study team for a new one.",
+      "code",
+    );
   const ok = /^\d{6}$/.test(clean) && toHex(codeHash(ctx, inv.id, clean)) === toHex(inv.otpHash);
   if (!ok) {
-    const failures = inv.otpFailures + 1;
-    await ctx.db.update(consentInvitations).set({ otpFailures: failures }).where(eq(consentInvitations.id, inv.id));
+    const failures = counted.failures;
     await audit(ctx.db, {
       action: "consent.code_check",
       outcome: "failure",
@@ -97,7 +109,7 @@ export async function verifyIdentityCode(ctx: AppContext, token: string, code: s
   }
   await ctx.db
     .update(consentInvitations)
-    .set({ otpHash: null, verifiedAt: new Date() })
+    .set({ otpHash: null, verifiedAt: new Date(), otpFailures: sql`${consentInvitations.otpFailures} - 1` })
     .where(eq(consentInvitations.id, inv.id));
   await audit(ctx.db, {
     action: "consent.code_check",

@@ -5,7 +5,8 @@
  * 1. Invitation (here): a delegated site member creates a one-time link for an enrolled participant (or their
  *    legally authorized representative / parent); it is sent through the outbox to the signer's own contact. Only
  *    the token's SHA-256 is stored; a newer invitation supersedes older open ones. What a link leads to is in
- *    invitation-state.server.ts.
+ *    invitation-state.server.ts. The contact must first be confirmed by a second member of staff, not the inviter
+ *    (contact-confirmation.server.ts, ADR 0018).
  * 2. Identity check (identity-code.server.ts): whoever opens the link must enter a one-time code sent to the
  *    signer's contact (limited sends, attempts and lifetime), so site staff holding the link alone cannot sign.
  * 3. Signing (signing.server.ts): every section acknowledged, comprehension questions answered correctly, each
@@ -32,6 +33,7 @@ import { participantBySubject } from "../participants/find-participant.server.ts
 import { newToken, tokenHash } from "../accounts/secret-tokens.server.ts";
 import { currentDocuments } from "./approved-documents.server.ts";
 import { contactSchema, maskContact } from "./signer-contact.ts";
+import { requireConfirmedContact } from "./contact-confirmation.server.ts";
 import { withdrawalsOf } from "./status.server.ts";
 
 export const INVITATION_TTL_HOURS = 72;
@@ -125,6 +127,8 @@ export async function createInvitation(
         "subject",
       );
   }
+  // ADR 0018: the code's destination must have been confirmed by a second member of staff, not the inviter.
+  await requireConfirmedContact(ctx, principal, p, v.signerRole, contact, repName);
   const channel = contact.includes("@") ? ("email" as const) : ("sms" as const);
   const token = newToken("ci_");
   const url = `${baseUrl}/consent/${token}`;

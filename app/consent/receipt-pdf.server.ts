@@ -13,6 +13,8 @@ import { consentReceipt } from "./receipt.server.ts";
 import type { OpenedInvitation } from "./invitation-state.server.ts";
 import { qrPng } from "../platform/qr.server.ts";
 import { sealText } from "../log/seal-text.ts";
+import { appendEntry } from "../log/append-entry.server.ts";
+import { toHex } from "../../anchoring/log/bytes.ts";
 
 const utc = (iso: string) => `${iso.replace("T", " ").slice(0, 19)} UTC`;
 const plain = (s: string) => s.replace(/\*\*(.+?)\*\*/g, "$1");
@@ -107,12 +109,23 @@ export async function consentReceiptPdf(ctx: AppContext, o: OpenedInvitation, ba
   }
   doc.end();
   const pdf = await done;
-  await audit(ctx.db, {
-    action: "consent.receipt_pdf",
-    studyId: o.study.id,
-    siteId: o.participant.siteId,
-    participantId: o.participant.id,
-    detail: { invitation: o.invitation.id, bytes: pdf.length },
+  // Not reproducible byte for byte: its SHA-256 is sealed with the audit event (ADR 0019).
+  await ctx.db.transaction(async (tx) => {
+    const e = await appendEntry(tx, ctx.crypto, o.study, "document.generated", {
+      document: "consent_receipt",
+      subject: o.participant.subjectCode,
+      invitation: o.invitation.id,
+      sha256: toHex(ctx.crypto.sha256(pdf)),
+      bytes: pdf.length,
+      actor: null,
+    });
+    await audit(tx, {
+      action: "consent.receipt_pdf",
+      studyId: o.study.id,
+      siteId: o.participant.siteId,
+      participantId: o.participant.id,
+      detail: { invitation: o.invitation.id, bytes: pdf.length, entry: e.id },
+    });
   });
   return pdf;
 }

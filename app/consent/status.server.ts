@@ -8,7 +8,9 @@ import {
   consentDocuments,
   consentSignatures,
   consentWithdrawals,
+  paperConsents,
   participants,
+  users,
   type SignerRole,
 } from "../../db/schema/index.ts";
 import type { DbOrTx } from "../../db/client.ts";
@@ -48,9 +50,14 @@ export async function assertConsentAllowsNewData(ctx: AppContext, participantId:
  * A participant's consent: every signature (names decrypted only when `withNames`), withdrawals, and the summary
  * status.
  */
-export async function consentStatus(ctx: AppContext, participantId: string, opts: { withNames?: boolean } = {}) {
-  const [p] = await ctx.db.select().from(participants).where(eq(participants.id, participantId));
-  const rows = await ctx.db
+export async function consentStatus(
+  ctx: AppContext,
+  participantId: string,
+  opts: { withNames?: boolean; db?: DbOrTx } = {},
+) {
+  const db = opts.db ?? ctx.db;
+  const [p] = await db.select().from(participants).where(eq(participants.id, participantId));
+  const rows = await db
     .select({ s: consentSignatures, doc: consentDocuments })
     .from(consentSignatures)
     .innerJoin(consentDocuments, eq(consentDocuments.id, consentSignatures.documentId))
@@ -81,7 +88,29 @@ export async function consentStatus(ctx: AppContext, participantId: string, opts
       const target = signatures.find((x) => x.id === s.countersigns);
       if (target && s.role === "staff") target.countersignedBy = s.id;
     }
-  const withdrawals = (await withdrawalsOf(ctx, participantId)).map((w) => ({
+  // Consents obtained on paper (ADR 0021): the scan's sealed SHA-256, complete once an investigator attests it.
+  const paperRows = await db
+    .select({ pc: paperConsents, doc: consentDocuments, attester: users.fullName })
+    .from(paperConsents)
+    .innerJoin(consentDocuments, eq(consentDocuments.id, paperConsents.documentId))
+    .leftJoin(users, eq(users.id, paperConsents.attestedBy))
+    .where(eq(paperConsents.participantId, participantId))
+    .orderBy(asc(paperConsents.uploadedAt));
+  const paper = paperRows.map(({ pc, doc, attester }) => ({
+    id: pc.id,
+    documentId: doc.id,
+    document: { code: doc.code, version: doc.version, title: doc.title, sha256: toHex(doc.bodySha256) },
+    scanSha256: toHex(pc.scanSha256),
+    scanBytes: pc.scanBytes,
+    uploadedBy: pc.uploadedBy,
+    uploadedAt: pc.uploadedAt.toISOString(),
+    attestedBy: pc.attestedBy,
+    attesterName: attester,
+    attestedAt: pc.attestedAt?.toISOString() ?? null,
+    entryId: pc.entryId,
+    attestEntryId: pc.attestEntryId,
+  }));
+  const withdrawals = (await withdrawalsOf(ctx, participantId, db)).map((w) => ({
     id: w.id,
     scope: w.scope,
     allows: w.allows as { followUp: boolean; optionalWithdrawn: string[] },
@@ -90,10 +119,24 @@ export async function consentStatus(ctx: AppContext, participantId: string, opts
     at: w.withdrawnAt.toISOString(),
     entryId: w.entryId,
   }));
-  const current = p ? await currentDocuments(ctx, p.studyId) : new Map();
-  const latestPrimary = [...signatures].reverse().find((s) => s.primary);
+  const current = p ? await currentDocuments(ctx, p.studyId, db) : new Map();
+  const latestSigned = [...signatures].reverse().find((s) => s.primary);
+  const latestPaper = paper[paper.length - 1];
+  // The latest consent obtained, electronically or on paper, is the one that counts.
+  const onPaper = !!latestPaper && (!latestSigned || latestPaper.uploadedAt >= latestSigned.signedAt);
+  const doc = (d: { code: string; version: string }) => `${d.code} ${d.version}`;
+  const latestPrimary = onPaper
+    ? { document: latestPaper.document, documentId: latestPaper.documentId, countersignedBy: latestPaper.attestedBy }
+    : latestSigned;
   let summary: string;
-  let state: "none" | "awaiting_countersign" | "consented" | "reconsent_needed" | "withdrawn" | "partially_withdrawn";
+  let state:
+    | "none"
+    | "awaiting_countersign"
+    | "awaiting_attestation"
+    | "consented"
+    | "reconsent_needed"
+    | "withdrawn"
+    | "partially_withdrawn";
   const full = withdrawals.find((w) => w.scope === "full");
   if (full) {
     state = "withdrawn";
@@ -106,19 +149,22 @@ export async function consentStatus(ctx: AppContext, participantId: string, opts
     if (cur && cur.id !== latestPrimary.documentId) {
       state = "reconsent_needed";
       summary = `re-consent needed: signed ${latestPrimary.document.version}, current ${cur.version}`;
+    } else if (!latestPrimary.countersignedBy && onPaper) {
+      state = "awaiting_attestation";
+      summary = `paper consent ${doc(latestPrimary.document)} scanned, awaiting investigator attestation`;
     } else if (!latestPrimary.countersignedBy) {
       state = "awaiting_countersign";
       summary = `signed ${latestPrimary.document.code} ${latestPrimary.document.version}, awaiting countersignature`;
     } else {
       state = "consented";
-      summary = `consented ${latestPrimary.document.code} ${latestPrimary.document.version}`;
+      summary = `consented ${doc(latestPrimary.document)}${onPaper ? " (on paper)" : ""}`;
     }
     if (withdrawals.length) {
       state = state === "consented" ? "partially_withdrawn" : state;
       summary += " (partially withdrawn: follow-up only)";
     }
   }
-  return { state, summary, signatures, withdrawals };
+  return { state, summary, signatures, withdrawals, paper };
 }
 
 /** Consent summary per participant of a study (the participants list and the regulator's review). */

@@ -5,12 +5,12 @@
  */
 import { eq } from "drizzle-orm";
 import { z } from "zod";
-import { toHex } from "../../anchoring/log/bytes.ts";
 import { consentWithdrawals, participants, studies } from "../../db/schema/index.ts";
 import type { AppContext } from "../platform/context.server.ts";
 import { ServiceError } from "../platform/errors.server.ts";
 import type { Principal } from "../platform/permissions.server.ts";
 import { appendEntry } from "../log/append-entry.server.ts";
+import { saltedTextHash } from "../../anchoring/log/text-hash.ts";
 import { audit } from "../audit-trail/record-event.server.ts";
 import { requireSiteAction } from "../studies/delegations.server.ts";
 import { getStudyOrThrow } from "../studies/studies.server.ts";
@@ -21,8 +21,6 @@ import { consentStatus, withdrawalsOf } from "./status.server.ts";
 function invalid(message: string, field: string): never {
   throw new ServiceError("invalid", message, field);
 }
-
-const sha256Hex = (ctx: AppContext, text: string) => toHex(ctx.crypto.sha256(new TextEncoder().encode(text)));
 
 export const WithdrawInput = z
   .object({
@@ -77,16 +75,16 @@ async function writeWithdrawal(
   const actor = byParticipant ? null : by.principal.userId;
   return ctx.db.transaction(async (tx) => {
     const id = crypto.randomUUID();
-    const e = await appendEntry(tx, ctx.crypto, study, "consent.withdrawn", {
+    const e = await appendEntry(tx, ctx.crypto, study, "consent.withdrawn", (salt) => ({
       withdrawal: id,
       subject: p.subjectCode,
       scope: v.scope,
       followUp: v.followUp,
       optionalWithdrawn: v.optionalWithdrawn,
-      reasonSha256: v.reason ? sha256Hex(ctx, v.reason) : null,
+      reasonHash: v.reason ? saltedTextHash(ctx.crypto, salt, v.reason) : null,
       byParticipant,
       actor,
-    });
+    }));
     await tx.insert(consentWithdrawals).values({
       id,
       studyId: p.studyId,

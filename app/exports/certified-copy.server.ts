@@ -14,6 +14,8 @@ import { getStudyOrThrow } from "../studies/studies.server.ts";
 import { recordDefinition, recordHistory, subjectCasebook } from "../records/records.server.ts";
 import { queriesOf, signaturesOf } from "../clinical-monitoring/clinical-monitoring.server.ts";
 import { sealText } from "../log/seal-text.ts";
+import { appendEntry } from "../log/append-entry.server.ts";
+import { toHex } from "../../anchoring/log/bytes.ts";
 
 const show = (v: unknown) =>
   v === null || v === undefined
@@ -109,14 +111,26 @@ export async function casebookPdf(
   if (casebook.records.length === 0) doc.text("No CRF records yet.");
   doc.end();
   const pdf = await done;
-  await audit(ctx.db, {
-    action: "export.certified_copy",
-    actorUserId: principal.userId,
-    actorLabel: principal.label,
-    studyId: study.id,
-    siteId: casebook.participant.siteId,
-    participantId: casebook.participant.id,
-    detail: { records: casebook.records.length, bytes: pdf.length },
+  // The PDF is not reproducible byte for byte: its SHA-256 is sealed with the audit event (ADR 0019), so the
+  // copy handed out (and the one in an evidence package) can be checked against the log.
+  await ctx.db.transaction(async (tx) => {
+    const e = await appendEntry(tx, ctx.crypto, study, "document.generated", {
+      document: "certified_copy",
+      subject: casebook.participant.subject,
+      invitation: null,
+      sha256: toHex(ctx.crypto.sha256(pdf)),
+      bytes: pdf.length,
+      actor: principal.userId,
+    });
+    await audit(tx, {
+      action: "export.certified_copy",
+      actorUserId: principal.userId,
+      actorLabel: principal.label,
+      studyId: study.id,
+      siteId: casebook.participant.siteId,
+      participantId: casebook.participant.id,
+      detail: { records: casebook.records.length, bytes: pdf.length, entry: e.id },
+    });
   });
   return pdf;
 }

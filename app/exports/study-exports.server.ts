@@ -5,7 +5,9 @@
  * log (no personal data; they show that no entry of the study was left out), all checkpoints, consistency proofs
  * between consecutive ones, a certified copy (PDF) per subject, the trust policy and a manifest with the SHA-256
  * of every file. `trialseal verify-package` checks it all offline (anchoring/verifier/verify-package.ts). Pending
- * entries are sealed first, so everything exported is provable; an export is refused (409, naming the record) when
+ * entries are sealed first, so everything exported is provable; a package's ODM, FHIR and CSV are made from the data
+ * as of the log it carries, and each certified copy's SHA-256 is sealed (ADR 0019), because `verify-package`
+ * cross-checks them against the sealed entries; an export is refused (409, naming the record) when
  * a stored value no longer matches its sealed entry. Every export is an audit event.
  */
 import { zipSync, unzipSync } from "fflate";
@@ -23,7 +25,7 @@ import { sealAll } from "../log/sealer.server.ts";
 import { ServiceError } from "../platform/errors.server.ts";
 import { requirePermission, type Principal } from "../platform/permissions.server.ts";
 import { getStudyOrThrow } from "../studies/studies.server.ts";
-import { loadStudyExport } from "./study-data.server.ts";
+import { loadStudyExport, type StudyExport } from "./study-data.server.ts";
 import { odmValue, studyOdm } from "./odm.server.ts";
 import { studyFhirBundle } from "./fhir.server.ts";
 import { studyCsvFiles } from "./csv.server.ts";
@@ -85,7 +87,7 @@ export async function exportStudy(
     file = {
       name: `${study.code}-evidence.zip`,
       contentType: "application/zip",
-      data: await evidencePackage(ctx, principal, study.code, now, opts.onProgress),
+      data: await evidencePackageRetried(ctx, principal, study.code, now, opts.onProgress),
     };
   await audit(ctx.db, {
     action: `export.${format}`,
@@ -97,6 +99,20 @@ export async function exportStudy(
   return file;
 }
 
+/** The package, made again (up to three times) when the study was written to while it was made. */
+async function evidencePackageRetried(...args: Parameters<typeof evidencePackage>): Promise<Uint8Array> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await evidencePackage(...args);
+    } catch (err) {
+      if (!(err instanceof ChangedWhileExporting) || attempt === 3) throw err;
+      await sealAll(args[0]);
+    }
+  }
+}
+
+class ChangedWhileExporting extends ServiceError {}
+
 async function evidencePackage(
   ctx: AppContext,
   principal: Principal,
@@ -106,10 +122,14 @@ async function evidencePackage(
 ): Promise<Uint8Array> {
   const x = (await loadStudyExport(ctx, studyCode))!;
   const files: Record<string, Uint8Array> = {};
-  files["odm.xml"] = enc(studyOdm(x, now));
-  files["fhir.json"] = enc(`${JSON.stringify(studyFhirBundle(x, now), null, 2)}\n`);
-  for (const f of studyCsvFiles(x)) files[`csv/${f.name}`] = enc(f.text);
   files["trust-policy.json"] = enc(`${JSON.stringify(deploymentTrustPolicy(ctx), null, 2)}\n`);
+  // A certified copy per subject. Each PDF's SHA-256 is sealed as a document.generated entry when it is made
+  // (ADR 0019); sealing again here puts those entries, with their proofs, in the log the package carries.
+  for (const p of x.participants)
+    files[`certified-copies/${p.subject}.pdf`] = new Uint8Array(
+      await casebookPdf(ctx, principal, studyCode, p.subject),
+    );
+  if (x.participants.length) await sealAll(ctx);
 
   // The whole log: checkpoints, consistency between consecutive ones, batch headers and every envelope.
   const cps = await ctx.db
@@ -137,6 +157,7 @@ async function evidencePackage(
   }
   files["log/batches.jsonl"] = enc(headers.map((h) => `${h}\n`).join(""));
   const envelopes: string[] = [];
+  const derivedSeqs: string[] = [];
   const studySeqs: number[] = [];
   const studyBatches = new Set<number>();
   let lastSeq = -1;
@@ -147,6 +168,7 @@ async function evidencePackage(
         text: ledgerEntries.envelopeText,
         study: ledgerEntries.studyCode,
         batch: ledgerEntries.batchNo,
+        kind: ledgerEntries.kind,
       })
       .from(ledgerEntries)
       .where(and(isNotNull(ledgerEntries.seq), gt(ledgerEntries.seq, lastSeq)))
@@ -158,13 +180,23 @@ async function evidencePackage(
       if (e.study === studyCode) {
         studySeqs.push(e.seq!);
         studyBatches.add(e.batch!);
+        if (DERIVED_KINDS.has(e.kind)) derivedSeqs.push(derivedKey(e.kind, e.seq));
       }
     }
     lastSeq = page[page.length - 1].seq!;
   }
   files["log/envelopes.jsonl"] = enc(envelopes.map((t) => `${t}\n`).join(""));
 
-  // The study's proof bundles, and a certified copy per subject.
+  // The derived files, from the data as of that log: `verify-package` cross-checks them against it both ways
+  // (ADR 0019), so a version or withdrawal sealed while the package was made is refused rather than half-included.
+  const d = (await loadStudyExport(ctx, studyCode))!;
+  if (derivedEntries(d).join() !== derivedSeqs.sort().join())
+    throw new ChangedWhileExporting("conflict", "the study's data changed while the package was made: export it again");
+  files["odm.xml"] = enc(studyOdm(d, now));
+  files["fhir.json"] = enc(`${JSON.stringify(studyFhirBundle(d, now), null, 2)}\n`);
+  for (const f of studyCsvFiles(d)) files[`csv/${f.name}`] = enc(f.text);
+
+  // The study's proof bundles (the certified copies' document.generated entries among them).
   let done = 0;
   for (const b of [...studyBatches].sort((x, y) => x - y)) {
     for (const bundle of await proofBundlesOfBatch(ctx, b, (e) => e.studyCode === studyCode)) {
@@ -174,10 +206,6 @@ async function evidencePackage(
     progress({ phase: "bundles", done, total: studySeqs.length });
   }
   progress({ phase: "bundles", done: studySeqs.length, total: studySeqs.length });
-  for (const p of x.participants)
-    files[`certified-copies/${p.subject}.pdf`] = new Uint8Array(
-      await casebookPdf(ctx, principal, studyCode, p.subject),
-    );
 
   const manifest: Manifest = {
     format: "trialseal-evidence/v1",
@@ -193,7 +221,23 @@ async function evidencePackage(
   return zipSync(files, { level: 6, mtime: now });
 }
 
-/** Read a package (ZIP) into its files; a file that is no ZIP is refused. */
+/** The entry kinds the ODM, FHIR and CSV files derive from (withdrawals by count: the export holds no seq). */
+const DERIVED_KINDS = new Set(["record.saved", "consent.signed", "consent.withdrawn"]);
+const derivedKey = (kind: string, seq: number | null) => (kind === "consent.withdrawn" ? kind : `${kind}:${seq}`);
+
+/** The entries an export's data reflect, as `kind:seq` (compared with the log the package carries). */
+function derivedEntries(x: StudyExport): string[] {
+  return [
+    ...x.records.flatMap((r) => r.versions.map((v) => derivedKey("record.saved", v.seq))),
+    ...[...x.consentEntries.values()].map((e) => derivedKey("consent.signed", e.seq)),
+    ...x.consents.flatMap((c) => c.withdrawals.map(() => derivedKey("consent.withdrawn", null))),
+  ].sort();
+}
+
+/**
+ * Read a trusted package (ZIP) into its files, all in memory; a file that is no ZIP is refused. For tests of
+ * packages this code made: `verify-package` reads untrusted ones with package-reader.server.ts (bounded).
+ */
 export function readPackage(zip: Uint8Array): Map<string, Uint8Array> {
   let entries: Record<string, Uint8Array>;
   try {

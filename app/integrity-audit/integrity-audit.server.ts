@@ -9,7 +9,7 @@
  * Reads are paged; memory is bounded by the batch log's levels and one small state per record.
  */
 import { canonicalize } from "../../anchoring/log/canonical.ts";
-import { toHex, utf8 } from "../../anchoring/log/bytes.ts";
+import { toHex } from "../../anchoring/log/bytes.ts";
 import { LogAuditor, type AuditFinding } from "../../anchoring/verifier/log-auditor.ts";
 import { checkpointHash } from "../../anchoring/log/checkpoint.ts";
 import { verifyAnchor } from "../../anchoring/verifier/verify-anchor.ts";
@@ -33,6 +33,16 @@ import type { AppContext } from "../platform/context.server.ts";
 import { deploymentTrustPolicy } from "../anchor-worker/anchor-worker.server.ts";
 import { getStudyOrThrow } from "../studies/studies.server.ts";
 import { ServiceError } from "../platform/errors.server.ts";
+import { auditTrailFindings } from "./audit-trail-checks.server.ts";
+import { contactFindings } from "./contact-checks.server.ts";
+import { freeTextFindings } from "./free-text-checks.server.ts";
+import {
+  hashedTextMatches,
+  hashedTextPair,
+  sealedTextOf,
+  textAsSealed,
+  textMatchesPayload,
+} from "../../anchoring/log/text-hash.ts";
 
 export interface AuditProgress {
   phase: "log" | "anchors" | "data";
@@ -202,7 +212,10 @@ export async function runIntegrityAudit(ctx: AppContext, opts: AuditOptions = {}
     const r = await auditStudyData(ctx, { id: s.id, code: s.code }, findings);
     records += r.records;
     rows += r.rows;
+    rows += (await contactFindings(ctx, { id: s.id, code: s.code }, findings)).rows; // ADR 0018
+    rows += (await freeTextFindings(ctx, { id: s.id, code: s.code }, findings)).rows; // ADR 0020
   }
+  rows += (await auditTrailFindings(ctx, study ? { id: study.id, code: study.code } : null, findings)).rows; // ADR 0016
   progress({ phase: "data", done: studies.length, total: studies.length });
 
   findings.sort((a, b) => (a.severity === b.severity ? 0 : a.severity === "tamper" ? -1 : 1));
@@ -291,7 +304,7 @@ async function auditStudyData(ctx: AppContext, study: { id: string; code: string
         ["record", r.record_id, p.record],
         ["version", Number(r.version), p.version],
         ["values", r.data_text, canonicalize(p.values)],
-        ["reason", r.reason ?? null, p.reason],
+        ["reason", textAsSealed(ctx.crypto, p, "reason", r.reason as string | null), sealedTextOf(p, "reason")],
       ],
     },
     {
@@ -338,7 +351,8 @@ async function auditStudyData(ctx: AppContext, study: { id: string; code: string
           ["scope", r.scope, p.scope],
           ["followUp", allows.followUp ?? false, p.followUp],
           ["optionalWithdrawn", canonicalize(allows.optionalWithdrawn ?? []), canonicalize(p.optionalWithdrawn)],
-          ["reason", r.reason ? toHex(ctx.crypto.sha256(utf8(String(r.reason)))) : null, p.reasonSha256],
+          // v1: the reason's plain SHA-256; v2: its salted hash (ADR 0020).
+          ["reason", ...hashedTextPair(ctx.crypto, p, "reason", r.reason ? String(r.reason) : null)],
         ];
       },
     },
@@ -347,6 +361,33 @@ async function auditStudyData(ctx: AppContext, study: { id: string; code: string
       column: "entry_id",
       kind: "participant.enrolled",
       compare: (r, p) => [["subject", r.subject_code, p.subject]],
+    },
+    {
+      // A consent on paper: its scan's sealed SHA-256 (ADR 0021).
+      table: "paper_consents",
+      column: "entry_id",
+      kind: "consent.paper_scanned",
+      compare: (r, p) => [
+        ["paper", r.id, p.paper],
+        ["scanSha256", hexOf(r.scan_sha256), p.scanSha256],
+        ["scanBytes", Number(r.scan_bytes), p.scanBytes],
+      ],
+    },
+    {
+      // A study's settings in force (ADR 0021).
+      table: "study_settings",
+      column: "entry_id",
+      kind: "study.settings_changed",
+      compare: (r, p) => [
+        ["version", Number(r.version), p.version],
+        [
+          "formsBeforeConsent",
+          canonicalize(
+            typeof r.forms_before_consent === "string" ? JSON.parse(r.forms_before_consent) : r.forms_before_consent,
+          ),
+          canonicalize(p.formsBeforeConsent),
+        ],
+      ],
     },
     {
       table: "delegations",
@@ -489,7 +530,7 @@ async function auditStudyData(ctx: AppContext, study: { id: string; code: string
       f({ code: "DATA_ROW_UNLOGGED", table: "locks", id: String(r.id), message: `lock ${r.id} has no lock.set entry` });
       continue;
     }
-    if (set.p.scope !== r.scope || set.p.reason !== r.reason)
+    if (set.p.scope !== r.scope || !textMatchesPayload(ctx.crypto, set.p, "reason", r.reason as string | null))
       f({
         code: "DATA_ROW_MISMATCH",
         table: "locks",
@@ -523,8 +564,8 @@ async function auditStudyData(ctx: AppContext, study: { id: string; code: string
       });
       continue;
     }
-    const sha = (t: unknown) => toHex(ctx.crypto.sha256(utf8(String(t))));
-    if (opened.p.textSha256 !== sha(r.text) || opened.p.field !== r.field)
+    const sha = (p: Record<string, unknown>, t: unknown) => hashedTextMatches(ctx.crypto, p, "text", String(t));
+    if (!sha(opened.p, r.text) || opened.p.field !== r.field)
       f({
         code: "DATA_ROW_MISMATCH",
         table: "queries",
@@ -536,7 +577,7 @@ async function auditStudyData(ctx: AppContext, study: { id: string; code: string
           "differs from the query.opened entry",
       });
     const answered = ev.find((x) => x.kind === "query.answered");
-    if (answered && r.answer !== null && answered.p.textSha256 !== sha(r.answer))
+    if (answered && r.answer !== null && !sha(answered.p, r.answer))
       f({
         code: "DATA_ROW_MISMATCH",
         table: "queries",

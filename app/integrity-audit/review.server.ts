@@ -12,6 +12,8 @@ import { studyConsentSummary } from "../consent/status.server.ts";
 import { requirePermission, type Principal } from "../platform/permissions.server.ts";
 import { getStudyOrThrow } from "../studies/studies.server.ts";
 import { studySealMismatches } from "../records/seal-match.server.ts";
+import { remoteConsentSignals } from "./remote-consent-signals.server.ts";
+import { recordsBeforeConsent } from "./pre-consent.server.ts";
 
 export async function studyReview(
   ctx: AppContext,
@@ -37,6 +39,9 @@ export async function studyReview(
     recs.map((x) => x.id),
   );
   const mismatched = new Set(mismatches.map((m) => m.record));
+  // Signals that a remote consent may not come from the person it names (ADR 0018).
+  const remote = await remoteConsentSignals(ctx, study.id, new Map(people.map((p) => [p.id, p.subject])));
+  const beforeConsent = await recordsBeforeConsent(ctx, principal, study.id);
   const versions = new Map<
     string,
     { code: string; version: string; status: string; signatures: Record<string, number> }
@@ -60,6 +65,12 @@ export async function studyReview(
     records: recs.map((x) => ({ ...x, matchesSeal: !mismatched.has(x.id) })),
     /** The versions of the listed records whose rows no longer match their sealed entries. */
     mismatches,
+    /** Per participant: signed from a staff session's network, contact equal to staff's or another participant's. */
+    consentSignals: remote.consentSignals,
+    /** Sites with at most one member of site staff (no second person to confirm a contact): flagged, not refused. */
+    singleStaffSites: remote.singleStaffSites,
+    /** Records saved before their participant's consent was complete (pre-screening forms, or older data). */
+    beforeConsent,
     entries: entries.map((e) => ({ ...e, at: e.at.toISOString() })),
     timeline: timeline.map((c) => ({
       treeSize: c.treeSize,

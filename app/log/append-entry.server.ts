@@ -1,6 +1,6 @@
 /** Appending a ledger entry, inside the caller's transaction, so it commits with the data it records. */
-import { buildEntry } from "../../anchoring/log/entry.ts";
-import type { EntryKind, Payload } from "../../anchoring/log/payloads.ts";
+import { buildEntry, type EntryFields } from "../../anchoring/log/entry.ts";
+import type { EntryKind } from "../../anchoring/log/payloads.ts";
 import type { Crypto } from "../../anchoring/log/crypto.ts";
 import type { DbOrTx } from "../../db/client.ts";
 import { insertPendingEntry } from "../../db/queries/log.ts";
@@ -10,7 +10,8 @@ export async function appendEntry<K extends EntryKind>(
   crypto: Crypto,
   study: { id: string; code: string },
   kind: K,
-  fields: Omit<Payload<K>, "v" | "salt">,
+  /** The payload without `v` and `salt`, or a function of the salt (for salted text hashes, ADR 0020). */
+  fields: EntryFields<K>,
 ) {
   const built = buildEntry(crypto, kind, fields);
   const row = await insertPendingEntry(tx, {

@@ -5,6 +5,7 @@ import { MerkleLevels, inclusionProofFromStored } from "../../anchoring/log/tree
 import { rootFromInclusionProof } from "../../anchoring/log/merkle.ts";
 import type { Db } from "../../db/client.ts";
 import * as q from "../../db/queries/log.ts";
+import { siteOfEntry } from "../../db/queries/entry-site.ts";
 import * as qa from "../../db/queries/anchors.ts";
 import type { AppContext } from "../platform/context.server.ts";
 import { ServiceError } from "../platform/errors.server.ts";
@@ -24,25 +25,31 @@ export async function findEntryByRef(ctx: AppContext, ref: string) {
 
 /**
  * May this principal read this entry's proof bundle? A bundle carries the entry's payload (record values, the
- * subject code), so site staff see only entries about participants of their own site; entries about no
- * participant (study setup, forms, delegations) are readable by anyone with proofs.read in the study.
+ * subject code, and in old entries reasons in clear), so an entry about one site (its participant, record, lock,
+ * query or delegation: db/queries/entry-site.ts, ADR 0020) is readable only by that site's staff and by the
+ * study-wide roles (monitor, data manager, regulator, admin); entries about no one site (study set-up, forms, a
+ * study-wide lock) by anyone with proofs.read in the study.
  */
 export async function entryVisibleTo(
   ctx: AppContext,
   principal: Principal,
-  entry: { studyId: string; payloadText: string },
+  entry: { studyId: string | null; payloadText: string; kind?: string },
 ): Promise<boolean> {
-  if (!can(principal, "proofs.read", { studyId: entry.studyId })) return false;
-  let subject: unknown;
+  // Deployment-scope entries (audit-trail events of no study, ADR 0016): platform admins only.
+  if (entry.studyId === null) return principal.platformAdmin;
+  const studyId = entry.studyId;
+  if (!can(principal, "proofs.read", { studyId })) return false;
+  let payload: Record<string, unknown>;
   try {
-    subject = (JSON.parse(entry.payloadText) as { subject?: unknown }).subject;
+    const parsed = JSON.parse(entry.payloadText) as unknown;
+    payload = parsed && typeof parsed === "object" ? (parsed as Record<string, unknown>) : {};
   } catch {
-    subject = undefined;
+    payload = {};
   }
-  if (typeof subject !== "string") return true;
-  // A subject with no participant row (should not happen) is treated as nobody's site: study-wide roles only.
-  const siteId = (await q.siteOfSubject(ctx.db, entry.studyId, subject)) ?? "00000000-0000-0000-0000-000000000000";
-  return can(principal, "proofs.read", { studyId: entry.studyId, siteId });
+  const site = await siteOfEntry(ctx.db, studyId, entry.kind, payload);
+  if (site === undefined) return true;
+  // Something named that has no row (should not happen) is treated as nobody's site: study-wide roles only.
+  return can(principal, "proofs.read", { studyId, siteId: site ?? "00000000-0000-0000-0000-000000000000" });
 }
 
 /**

@@ -3,17 +3,19 @@
  * Enrolling needs the role permission and, for site staff, a current "enrollment" delegation at the site.
  * Subject codes are generated per site (SITE-001, SITE-002, ...); the enrolment is a ledger entry.
  */
-import { createHash, createHmac, randomBytes } from "node:crypto";
+import { createHmac, randomBytes } from "node:crypto";
 import { z } from "zod";
 import { canonicalize } from "../../anchoring/log/canonical.ts";
 import { and, asc, count, eq, inArray, sql } from "drizzle-orm";
-import { consentInvitations, participants, sites } from "../../db/schema/index.ts";
+import { consentInvitations, participants, signerContacts, sites } from "../../db/schema/index.ts";
 import type { AppContext } from "../platform/context.server.ts";
 import { ServiceError, isUniqueViolation } from "../platform/errors.server.ts";
 import { appendEntry } from "../log/append-entry.server.ts";
+import { saltedTextHash } from "../../anchoring/log/text-hash.ts";
 import { audit } from "../audit-trail/record-event.server.ts";
 import { requireSiteAction } from "../studies/delegations.server.ts";
 import { encryptField } from "./personal-data.server.ts";
+import { recordEnrolmentContacts } from "../consent/contact-confirmation.server.ts";
 import { requirePermission, type Principal } from "../platform/permissions.server.ts";
 import { auditActor, auditDetail, payloadActor, rowTokenColumns } from "../platform/attribution.ts";
 import { getStudyOrThrow } from "../studies/studies.server.ts";
@@ -124,6 +126,8 @@ export async function enrollParticipant(
           birthDateEnc: enc("birth_date", personal.birthDate),
         })
         .where(eq(participants.id, p.id));
+      // The contacts as HMACs, with who entered them: usable for consent only once confirmed (ADR 0018).
+      await recordEnrolmentContacts(ctx, tx, p, principal.userId, e.id, [personal.email, personal.phone]);
       await audit(tx, {
         action: "participant.enroll",
         ...auditActor(principal),
@@ -213,12 +217,15 @@ export async function eraseParticipantData(
       .update(consentInvitations)
       .set({ representativeNameEnc: null, representativeContactEnc: null, revokedAt: new Date() })
       .where(eq(consentInvitations.participantId, p.id));
-    const reasonSha256 = createHash("sha256").update(why, "utf8").digest("hex");
-    const e = await appendEntry(tx, ctx.crypto, study, "participant.erased", {
+    await tx
+      .update(signerContacts)
+      .set({ nameEnc: null, contactEnc: null, contactHmac: new Uint8Array(0) })
+      .where(eq(signerContacts.participantId, p.id));
+    const e = await appendEntry(tx, ctx.crypto, study, "participant.erased", (salt) => ({
       subject: p.subjectCode,
-      reasonSha256,
+      reasonHash: saltedTextHash(ctx.crypto, salt, why),
       actor: principal.userId,
-    });
+    }));
     await audit(tx, {
       action: "participant.erase",
       actorUserId: principal.userId,

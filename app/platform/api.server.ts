@@ -4,6 +4,8 @@ import { tokenPrincipal } from "../accounts/tokens.server.ts";
 import { sessionPrincipal } from "../accounts/auth.server.ts";
 import { sessionToken } from "./session.server.ts";
 import type { Principal } from "./permissions.server.ts";
+import { eq, sql } from "drizzle-orm";
+import { apiRateBuckets } from "../../db/schema/index.ts";
 
 export function apiError(status: number, code: string, message: string, field?: string) {
   return Response.json({ error: { code, message, ...(field ? { field } : {}) } }, { status });
@@ -74,27 +76,35 @@ function illFormedAt(v: unknown, at: string, depth: number): string | null {
 }
 
 /**
- * Per-principal rate limit (token bucket in this process): API_RATE_PER_SECOND sustained, twice that as a
- * burst. Returns a 429 Response with Retry-After when exceeded.
+ * Per-principal rate limit (a token bucket in the database, ADR 0022, so every portal process shares it):
+ * API_RATE_PER_SECOND sustained, twice that as a burst. One SQL statement takes a token or refuses, so parallel
+ * requests cannot overdraw the bucket. Returns a 429 Response with Retry-After when exceeded.
  */
-const buckets = new Map<string, { tokens: number; at: number }>();
-export function rateLimited(principal: Principal, perSecond: number): Response | null {
-  const key = principal.label;
-  const now = Date.now();
+export async function rateLimited(ctx: AppContext, principal: Principal, perSecond: number): Promise<Response | null> {
+  const key = principal.token
+    ? `token:${principal.token.id}`
+    : `${principal.kind}:${principal.userId ?? principal.label}`;
+  const b = apiRateBuckets;
   const burst = perSecond * 2;
-  const b = buckets.get(key) ?? { tokens: burst, at: now };
-  b.tokens = Math.min(burst, b.tokens + ((now - b.at) / 1000) * perSecond);
-  b.at = now;
-  if (b.tokens < 1) {
-    buckets.set(key, b);
-    const retry = Math.max(1, Math.ceil((1 - b.tokens) / perSecond));
-    return Response.json(
-      { error: { code: "rate_limited", message: `too many requests; retry after ${retry} s` } },
-      { status: 429, headers: { "retry-after": String(retry) } },
-    );
-  }
-  b.tokens -= 1;
-  buckets.set(key, b);
-  if (buckets.size > 10_000) buckets.clear();
-  return null;
+  const refilled = sql`least(${burst}::float8, ${b.tokens} + extract(epoch from (clock_timestamp() - ${b.at}))::float8
+    * ${perSecond}::float8)`;
+  const taken = await ctx.db
+    .insert(b)
+    .values({ key, tokens: burst - 1, at: sql`clock_timestamp()` })
+    .onConflictDoUpdate({
+      target: b.key,
+      set: { tokens: sql`${refilled} - 1`, at: sql`clock_timestamp()` },
+      setWhere: sql`${refilled} >= 1`,
+    })
+    .returning({ tokens: b.tokens });
+  if (taken.length === 1) return null;
+  const [row] = await ctx.db
+    .select({ tokens: sql<number>`${refilled}` })
+    .from(b)
+    .where(eq(b.key, key));
+  const retry = Math.max(1, Math.ceil((1 - Number(row?.tokens ?? 0)) / perSecond));
+  return Response.json(
+    { error: { code: "rate_limited", message: `too many requests; retry after ${retry} s` } },
+    { status: 429, headers: { "retry-after": String(retry) } },
+  );
 }

@@ -116,6 +116,22 @@ export const COMMANDS: Record<string, Handler> = {
     };
   },
 
+  async "studies.set"(ctx, input) {
+    const v = parse(z.object({ study: z.string(), formsBeforeConsent: z.string().optional() }), input);
+    if (v.formsBeforeConsent === undefined)
+      throw new ServiceError("invalid", "give a setting to change, e.g. --forms-before-consent CODE[,CODE]", "");
+    const { setFormsBeforeConsent } = await import("../studies/settings.server.ts");
+    const { OPERATOR } = await import("../exports/study-exports.server.ts");
+    const s = await setFormsBeforeConsent(ctx, { ...OPERATOR, label: "trialseal studies set (operator)" }, v.study, {
+      formsBeforeConsent: v.formsBeforeConsent,
+    });
+    return {
+      stdout:
+        `${v.study.toUpperCase()} settings v${s.version}: forms before consent: ` +
+        `${s.formsBeforeConsent.length ? s.formsBeforeConsent.join(", ") : "none"} (entry ${s.entryId})\n`,
+    };
+  },
+
   async "users.create"(ctx, input) {
     const v = parse(
       z.object({
@@ -146,6 +162,14 @@ export const COMMANDS: Record<string, Handler> = {
         `created user ${user.email} ` +
         `(${v.role}${v.study ? ` in ${v.study}` : ", platform"}${v.site ? ` at ${v.site}` : ""})\n`,
     };
+  },
+
+  /** Lift the lock set after too many wrong second-factor codes (ADR 0022), and the failure counters. */
+  async "users.unlock"(ctx, input) {
+    const v = parse(z.object({ email: z.string().trim().min(1, "give the account's email") }), input);
+    const { unlockAccount } = await import("../accounts/account-lock.server.ts");
+    const r = await unlockAccount(ctx, v.email, null);
+    return { stdout: r.wasLocked ? `unlocked ${r.email}\n` : `${r.email} was not locked; failure counts cleared\n` };
   },
 
   async "tokens.create"(ctx, input) {
@@ -257,7 +281,11 @@ export const COMMANDS: Record<string, Handler> = {
       input,
     );
     const { importForm } = await import("../records/forms.server.ts");
-    const f = await importForm(ctx, v.study, v.definition, { draft: v.draft, actorId: null });
+    const f = await importForm(ctx, v.study, v.definition, {
+      draft: v.draft,
+      actorId: null,
+      actorLabel: "trialseal forms import (operator)",
+    });
     return {
       stdout:
         `${f.status === "approved" ? "imported and approved" : "imported as draft"} ` +

@@ -2,7 +2,18 @@
 import { randomBytes } from "node:crypto";
 import type { NextFunction, Request, Response } from "express";
 
-export function securityHeaders(_req: Request, res: Response, next: NextFunction) {
+/** The HSTS value in production: two years, subdomains included (never sent in development, on http://localhost). */
+export const HSTS = "max-age=63072000; includeSubDomains";
+
+/** Headers on every response; in production also Strict-Transport-Security (the portal is served over HTTPS). */
+export function securityHeaders(env: { production: boolean }) {
+  return (req: Request, res: Response, next: NextFunction) => {
+    if (env.production) res.setHeader("Strict-Transport-Security", HSTS);
+    commonHeaders(req, res, next);
+  };
+}
+
+function commonHeaders(_req: Request, res: Response, next: NextFunction) {
   res.setHeader("X-Content-Type-Options", "nosniff");
   res.setHeader("Referrer-Policy", "same-origin");
   res.setHeader("X-Frame-Options", "DENY");

@@ -1,6 +1,6 @@
 import type { NextFunction, Request, Response } from "express";
 import { describe, expect, it } from "vitest";
-import { forwardedHostCheck, sameOriginPosts } from "./http.server.ts";
+import { forwardedHostCheck, sameOriginPosts, securityHeaders } from "./http.server.ts";
 
 /** Run an Express middleware on a request with these headers; returns the status it answered, or "next". */
 function run(mw: (req: Request, res: Response, next: NextFunction) => void, method: string, h: Record<string, string>) {
@@ -68,5 +68,28 @@ describe("forwardedHostCheck: X-Forwarded-Host must name the portal's public add
     expect(run(mw, "GET", { host, "x-forwarded-host": "trials.example.org" })).toBe("next");
     expect(run(mw, "GET", { host, "x-forwarded-host": "TRIALS.example.org" })).toBe("next");
     expect(run(mw, "POST", { host })).toBe("next");
+  });
+});
+
+// Issue 16, production mode: HSTS in production only (a development portal on http://localhost must not pin
+// the browser to HTTPS for localhost).
+describe("securityHeaders: HSTS in production only", () => {
+  const headersOf = (production: boolean) => {
+    const set: Record<string, string> = {};
+    const res = { locals: {}, setHeader: (k: string, v: string) => (set[k.toLowerCase()] = v) } as unknown as Response;
+    let called = false;
+    securityHeaders({ production })({} as Request, res, () => {
+      called = true;
+    });
+    expect(called).toBe(true);
+    return set;
+  };
+  it("sends Strict-Transport-Security in production, not in development; the CSP in both", () => {
+    expect(headersOf(true)["strict-transport-security"]).toBe("max-age=63072000; includeSubDomains");
+    expect(headersOf(false)["strict-transport-security"]).toBeUndefined();
+    for (const production of [true, false]) {
+      expect(headersOf(production)["content-security-policy"]).toMatch(/frame-ancestors 'none'/);
+      expect(headersOf(production)["x-content-type-options"]).toBe("nosniff");
+    }
   });
 });

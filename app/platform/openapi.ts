@@ -14,7 +14,9 @@ const ERROR_TEXT: Record<number, string> = {
   403: "not allowed for this principal",
   404: "unknown, or not visible to this principal",
   405: "method not allowed",
-  409: "conflict (exists already; Idempotency-Key reused with another body)",
+  409:
+    "conflict (exists already; Idempotency-Key reused with another body; for a new record: the participant's " +
+    "consent is not complete, or was withdrawn)",
   413: "body too large",
   415: "not application/json",
   422: "invalid content; `field` names the offending part",

@@ -17,14 +17,17 @@ import { parseFormDefinition } from "./form-definition.ts";
 import type { AppContext } from "../platform/context.server.ts";
 import { ServiceError, isUniqueViolation } from "../platform/errors.server.ts";
 import { appendEntry } from "../log/append-entry.server.ts";
+import { saltedTextHash } from "../../anchoring/log/text-hash.ts";
 import { getStudyOrThrow } from "../studies/studies.server.ts";
+import { audit } from "../audit-trail/record-event.server.ts";
+import { auditActor } from "../platform/attribution.ts";
 
 /** Import a form definition; approved at once unless `draft` (approval is a ledger entry). */
 export async function importForm(
   ctx: AppContext,
   studyCode: string,
   definition: unknown,
-  opts: { draft?: boolean; actorId: string | null },
+  opts: { draft?: boolean; actorId: string | null; actorLabel?: string | null },
 ) {
   const parsed = parseFormDefinition(definition);
   if (!parsed.ok) throw new ServiceError("invalid", `form definition: ${parsed.path}: ${parsed.message}`, parsed.path);
@@ -45,7 +48,7 @@ export async function importForm(
         });
         approvalEntryId = e.id;
       }
-      return insertForm(tx, {
+      const row = await insertForm(tx, {
         studyId: study.id,
         code: def.code,
         version: def.version,
@@ -58,6 +61,13 @@ export async function importForm(
         approvedAt: opts.draft ? null : now,
         approvalEntryId,
       });
+      // The trail names the form version (code, version, definition hash); never the definition's text.
+      const who = { actorUserId: opts.actorId, actorLabel: opts.actorLabel ?? null, studyId: study.id };
+      const form = { form: def.code, version: def.version, definitionSha256: toHex(definitionSha256) };
+      await audit(tx, { action: "form.import", ...who, detail: { ...form, status: row.status } });
+      if (approvalEntryId)
+        await audit(tx, { action: "form.approve", ...who, detail: { ...form, entry: approvalEntryId } });
+      return row;
     });
   } catch (err) {
     if (isUniqueViolation(err))
@@ -90,14 +100,14 @@ export async function createApprovedConsentDocument(
   const study = await getStudyOrThrow(ctx, studyCode);
   const bodySha256 = ctx.crypto.sha256(new TextEncoder().encode(doc.bodyMarkdown));
   return ctx.db.transaction(async (tx) => {
-    const e = await appendEntry(tx, ctx.crypto, study, "consent_document.approved", {
+    const e = await appendEntry(tx, ctx.crypto, study, "consent_document.approved", (salt) => ({
       document: doc.code,
       version: doc.version,
       bodySha256: toHex(bodySha256),
-      irbName: doc.irbName,
+      irbNameHash: saltedTextHash(ctx.crypto, salt, doc.irbName),
       irbApprovedOn: doc.irbApprovedOn,
       actor: actorId,
-    });
+    }));
     return insertConsentDocument(tx, {
       studyId: study.id,
       code: doc.code,
@@ -172,6 +182,12 @@ export async function approveForm(
       .where(and(eq(forms.id, f.id), eq(forms.status, "draft")))
       .returning();
     if (!row) throw new ServiceError("conflict", "the form was approved meanwhile", "form");
+    await audit(tx, {
+      action: "form.approve",
+      ...auditActor(principal),
+      studyId: study.id,
+      detail: { form: f.code, version: f.version, definitionSha256: toHex(f.definitionSha256), entry: e.id },
+    });
     return row;
   });
 }

@@ -15,6 +15,7 @@ import { parseFormDefinition, recordSchema, storableText, type FormDefinition } 
 import type { AppContext } from "../platform/context.server.ts";
 import { ServiceError, isUniqueViolation } from "../platform/errors.server.ts";
 import { appendEntry } from "../log/append-entry.server.ts";
+import { saltedTextHash } from "../../anchoring/log/text-hash.ts";
 import { requireSiteAction } from "../studies/delegations.server.ts";
 import { can, type Principal } from "../platform/permissions.server.ts";
 import { getStudyOrThrow } from "../studies/studies.server.ts";
@@ -22,6 +23,7 @@ import { replayIdempotent, storeIdempotent, type Idempotency } from "./idempoten
 import { firstFinalAnchorsCovering } from "../../db/queries/anchors.ts";
 import { assertUnlocked } from "../clinical-monitoring/clinical-monitoring.server.ts";
 import { assertConsentAllowsNewData } from "../consent/status.server.ts";
+import { assertConsentBeforeData } from "../consent/consent-gate.server.ts";
 import { audit } from "../audit-trail/record-event.server.ts";
 import { auditActor, auditDetail, payloadActor, rowTokenColumns, tokenLabel } from "../platform/attribution.ts";
 import { matchesSeal, studySealMismatches } from "./seal-match.server.ts";
@@ -172,6 +174,13 @@ export async function saveRecord(
         { id: "00000000-0000-0000-0000-000000000000", studyId: study.id, participantId: p.id },
         { newData: true },
       );
+      await assertConsentBeforeData(ctx, tx, {
+        studyId: study.id,
+        studyCode: study.code,
+        participantId: p.id,
+        subject: p.subjectCode,
+        form: def.code,
+      });
       const [r] = await tx
         .insert(records)
         .values({
@@ -190,7 +199,7 @@ export async function saveRecord(
         formVersion: def.version,
         visit: r.visit,
         ...payloadActor(principal),
-        reason: null,
+        reasonHash: null,
         values: data,
         prev: null,
       });
@@ -277,7 +286,7 @@ export async function correctRecord(
     if (dataText === cur.dataText)
       invalid("data: nothing changed; a correction must change at least one value", "data");
     const version = cur.version + 1;
-    const e = await appendEntry(tx, ctx.crypto, study, "record.saved", {
+    const e = await appendEntry(tx, ctx.crypto, study, "record.saved", (salt) => ({
       record: r.id,
       version,
       subject: cur.subject,
@@ -285,10 +294,10 @@ export async function correctRecord(
       formVersion: form.version,
       visit: r.visit,
       ...payloadActor(principal),
-      reason: v.reason,
+      reasonHash: saltedTextHash(ctx.crypto, salt, v.reason),
       values: data,
       prev: toHex(cur.payloadHash),
-    });
+    }));
     await tx.insert(recordVersions).values({
       recordId: r.id,
       studyId: study.id,

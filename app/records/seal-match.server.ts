@@ -1,15 +1,17 @@
 /**
  * Does a record version still match its sealed entry? The cheap check of a `record.saved` entry against its data
  * rows, done wherever a value is shown or exported: the entry's stored payload with what the rows hold put back in
- * (record, version, subject, form, form version, visit, reason and values; the salt and every other field as
- * stored), in canonical JSON, must hash to the entry's payload hash. A value altered behind the log (a superuser
- * with the append-only triggers off) fails it, and so does an altered payload text. It is not the integrity
- * audit (app/integrity-audit/): that also checks each entry against its batch, the checkpoints and the anchors.
+ * (record, version, subject, form, form version, visit, reason or its salted hash, and values; the salt and every
+ * other field as stored), in canonical JSON, must hash to the entry's payload hash. A value altered behind the log
+ * (a superuser with the append-only triggers off) fails it, and so does an altered payload text. It is not the
+ * integrity audit (app/integrity-audit/): that also checks each entry against its batch, the checkpoints and the
+ * anchors.
  */
 import { and, asc, eq, inArray } from "drizzle-orm";
 import { canonicalize } from "../../anchoring/log/canonical.ts";
 import { toHex, utf8 } from "../../anchoring/log/bytes.ts";
 import type { Crypto } from "../../anchoring/log/crypto.ts";
+import { holdsTextHash, textAsSealed } from "../../anchoring/log/text-hash.ts";
 import { ledgerEntries, participants, records, recordVersions } from "../../db/schema/index.ts";
 import type { AppContext } from "../platform/context.server.ts";
 import { ServiceError } from "../platform/errors.server.ts";
@@ -44,11 +46,13 @@ export function matchesSeal(crypto: Crypto, v: SealedVersion): boolean {
     return false;
   }
   if (!stored || typeof stored !== "object") return false;
+  // The reason as the payload holds it: in clear (version 1) or as its salted hash (version 2, ADR 0020).
+  const reasonField = holdsTextHash(stored, "reason") ? "reasonHash" : "reason";
   const fromRows: Record<string, unknown> = {
     record: v.recordId,
     version: v.version,
     formVersion: v.formVersion,
-    reason: v.reason,
+    [reasonField]: textAsSealed(crypto, stored, "reason", v.reason),
     values,
   };
   if (v.subject !== undefined) fromRows.subject = v.subject;

@@ -12,6 +12,7 @@ import { findUserByEmail } from "../../db/queries/users.ts";
 import type { AppContext } from "../platform/context.server.ts";
 import { ServiceError } from "../platform/errors.server.ts";
 import { appendEntry } from "../log/append-entry.server.ts";
+import { saltedTextHash } from "../../anchoring/log/text-hash.ts";
 import { audit } from "../audit-trail/record-event.server.ts";
 import { can, type Action, type Principal } from "../platform/permissions.server.ts";
 import { getStudyOrThrow } from "./studies.server.ts";
@@ -129,16 +130,20 @@ export async function grantDelegation(ctx: AppContext, principal: Principal, inp
         training: v.training,
       })
       .returning();
-    const e = await appendEntry(tx, ctx.crypto, study, "delegation.granted", {
+    const e = await appendEntry(tx, ctx.crypto, study, "delegation.granted", (salt) => ({
       delegation: row.id,
       site: site.code,
       delegate: delegate.id,
       task: v.task,
       startsOn: v.startsOn,
       endsOn: v.endsOn,
-      training: v.training,
+      training: v.training.map((x) => ({
+        courseHash: saltedTextHash(ctx.crypto, salt, x.course),
+        completedOn: x.completedOn,
+        evidenceSha256: x.evidenceSha256,
+      })),
       actor: principal.userId,
-    });
+    }));
     await tx.update(delegations).set({ entryId: e.id }).where(eq(delegations.id, row.id));
     await audit(tx, {
       action: "delegation.grant",
@@ -177,12 +182,12 @@ export async function revokeDelegation(
   if (!isInvestigatorHere && !can(principal, "study.manage", { studyId: study.id }))
     throw new ServiceError("forbidden", "only an investigator of this site (or a study admin) can revoke it");
   await ctx.db.transaction(async (tx) => {
-    await tx.update(delegations).set({ revokedAt: new Date() }).where(eq(delegations.id, d.id));
-    await appendEntry(tx, ctx.crypto, study, "delegation.revoked", {
+    await tx.update(delegations).set({ revokedAt: new Date(), revokeReason: v.reason }).where(eq(delegations.id, d.id));
+    await appendEntry(tx, ctx.crypto, study, "delegation.revoked", (salt) => ({
       delegation: d.id,
-      reason: v.reason,
+      reasonHash: saltedTextHash(ctx.crypto, salt, v.reason),
       actor: principal.userId,
-    });
+    }));
     await audit(tx, {
       action: "delegation.revoke",
       actorUserId: principal.userId,

@@ -14,9 +14,16 @@ import { grantDelegation } from "./delegations.server.ts";
 import { principalForUser } from "../accounts/auth.server.ts";
 import { importForm, createApprovedConsentDocument } from "../records/forms.server.ts";
 import { packagePath } from "../platform/package-root.server.ts";
+import { enrollParticipant } from "../participants/participants.server.ts";
+import { attestPaperConsent, hashScan, recordPaperConsent } from "../consent/paper-consent.server.ts";
+import { setFormsBeforeConsent } from "./settings.server.ts";
 
 export const DEMO_STUDY = "DEMO-001";
 export const DEMO_SITE = "SITE-01";
+
+/** Participants the demo enrols with a complete (paper) consent: subjects SITE-01-001 and SITE-01-002. */
+export const DEMO_CONSENTED = 2;
+const DEMO_META = { ip: "127.0.0.1", userAgent: "trialseal demo seed" };
 
 /** The demo study's files, found from the package root (this module may be bundled into build/). */
 const DEMO_DIR = packagePath("app", "studies", "demo");
@@ -68,10 +75,12 @@ export async function seedDemo(
   );
   let adminId: string | null = null;
   let investigatorId: string | null = null;
+  let coordinatorId: string | null = null;
   for (const u of DEMO_USERS) {
     const user = await createUser(ctx, { ...u, password }, adminId);
     if (u.role === "admin") adminId = user.id;
     if (u.role === "investigator") investigatorId = user.id;
+    if (u.role === "coordinator") coordinatorId = user.id;
   }
   // The investigator delegates site work to the coordinator (ICH E6(R3) delegation log), with GCP training.
   const investigator = (await principalForUser(ctx, investigatorId!))!;
@@ -105,6 +114,26 @@ export async function seedDemo(
   for (const f of ["demog.form.json", "vitals.form.json"]) {
     await importForm(ctx, DEMO_STUDY, JSON.parse(readFileSync(path.join(DEMO_DIR, f), "utf8")), { actorId: adminId });
   }
+  // Consented participants (ADR 0021: no CRF data before a complete consent): consents obtained on paper, the
+  // scan's SHA-256 sealed by the coordinator and attested by the investigator. Demographics may be recorded before
+  // consent (pre-screening), so the settings page and the review page's pre-consent list have something to show.
+  const coordinator = (await principalForUser(ctx, coordinatorId!))!;
+  for (let n = 0; n < DEMO_CONSENTED; n++) {
+    const { subjectCode } = await enrollParticipant(ctx, coordinator, { study: DEMO_STUDY, site: DEMO_SITE });
+    const scan = await hashScan([new TextEncoder().encode(`Demo scan of the signed consent form of ${subjectCode}`)]);
+    const paper = await recordPaperConsent(
+      ctx,
+      coordinator,
+      DEMO_STUDY,
+      subjectCode,
+      { document: "ICF", version: "1.0" },
+      scan,
+    );
+    await attestPaperConsent(ctx, investigator, DEMO_STUDY, subjectCode, paper.id, { password }, DEMO_META);
+  }
+  await setFormsBeforeConsent(ctx, (await principalForUser(ctx, adminId!))!, DEMO_STUDY, {
+    formsBeforeConsent: "DEMOG",
+  });
   const file = opts.credentialsFile ?? demoCredentialsFile(ctx.env);
   mkdirSync(path.dirname(file), { recursive: true });
   const lines = [

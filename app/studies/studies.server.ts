@@ -3,6 +3,7 @@ import { z } from "zod";
 import { findStudyByCode, insertSite, insertStudy, listSites, listStudies } from "../../db/queries/studies.ts";
 import type { AppContext } from "../platform/context.server.ts";
 import { appendEntry } from "../log/append-entry.server.ts";
+import { saltedTextHash } from "../../anchoring/log/text-hash.ts";
 import { ServiceError, isUniqueViolation } from "../platform/errors.server.ts";
 import { audit } from "../audit-trail/record-event.server.ts";
 import { visibleStudyIds, type Principal } from "../platform/permissions.server.ts";
@@ -35,11 +36,11 @@ export async function createStudy(ctx: AppContext, input: z.input<typeof CreateS
   try {
     return await ctx.db.transaction(async (tx) => {
       const study = await insertStudy(tx, { code: v.code, title: v.title });
-      await appendEntry(tx, ctx.crypto, study, "study.registered", {
+      await appendEntry(tx, ctx.crypto, study, "study.registered", (salt) => ({
         study: study.code,
-        title: study.title,
+        titleHash: saltedTextHash(ctx.crypto, salt, study.title),
         actor: actorId,
-      });
+      }));
       const sites = [];
       for (const s of v.sites) {
         const site = await insertSite(tx, { studyId: study.id, code: s.code, name: s.name });

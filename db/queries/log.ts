@@ -3,7 +3,8 @@ import type { DbOrTx } from "../client.ts";
 import { batches, checkpoints, ledgerEntries, participants } from "../schema/index.ts";
 
 export interface NewEntry {
-  studyId: string;
+  /** Null for the deployment scope (audit-trail events of no study, ADR 0016). */
+  studyId: string | null;
   studyCode: string;
   kind: string;
   payloadText: string;

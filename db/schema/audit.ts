@@ -20,6 +20,11 @@ export const auditEvents = pgTable(
     participantId: uuid("participant_id"),
     ip: text("ip"),
     detail: jsonb("detail").notNull().default({}),
+    /**
+     * Its `audit.event` ledger entry (ADR 0016), written in the same transaction. Null only for events written
+     * before migration 0016.
+     */
+    entryId: uuid("entry_id").unique("audit_events_entry_uq"),
   },
   (t) => [index("audit_events_study_idx").on(t.studyId, t.at), index("audit_events_actor_idx").on(t.actorUserId, t.at)],
 );

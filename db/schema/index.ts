@@ -4,3 +4,4 @@ export * from "./participants.ts";
 export * from "./forms.ts";
 export * from "./log.ts";
 export * from "./audit.ts";
+export * from "./consent-gate.ts";

@@ -11,9 +11,11 @@ export const ledgerEntries = pgTable(
   "ledger_entries",
   {
     id: uuid("id").primaryKey().defaultRandom(),
-    studyId: uuid("study_id")
-      .notNull()
-      .references(() => studies.id),
+    /**
+     * Null for the deployment scope (ADR 0016): audit-trail events of no study (sign-ins, password resets), whose
+     * envelopes name the study `DEPLOYMENT_SCOPE`.
+     */
+    studyId: uuid("study_id").references(() => studies.id),
     studyCode: text("study_code").notNull(),
     kind: text("kind").notNull(),
     payloadText: text("payload_text").notNull(),

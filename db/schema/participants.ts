@@ -171,3 +171,45 @@ export const consentWithdrawals = pgTable("consent_withdrawals", {
   withdrawnAt: timestamp("withdrawn_at", { withTimezone: true, precision: 3 }).notNull(),
   entryId: uuid("entry_id").notNull(),
 });
+
+/**
+ * The contacts a consent identity check can go to (ADR 0018): the participant's own email/phone from enrolment and
+ * each legally authorized representative's or parent's, with who entered it. `contactHmac` is the HMAC-SHA-256 of the
+ * normalised contact under a per-deployment key (never in a ledger payload or bundle): the integrity audit finds one
+ * contact used for several participants or equal to a staff account's. A contact is usable for an invitation only
+ * once confirmed by a second member of staff (or the participant's identity verified in person): `confirmedBy`,
+ * `confirmedAt`, `method`, and the sealed `consent.contact_confirmed` entry.
+ */
+export const signerContacts = pgTable(
+  "signer_contacts",
+  {
+    id: uuid("id").primaryKey().defaultRandom(),
+    studyId: uuid("study_id")
+      .notNull()
+      .references(() => studies.id),
+    siteId: uuid("site_id")
+      .notNull()
+      .references(() => sites.id),
+    participantId: uuid("participant_id")
+      .notNull()
+      .references(() => participants.id),
+    role: text("role", { enum: ["participant", "lar", "parent"] }).notNull(),
+    channel: text("channel", { enum: ["email", "sms"] }).notNull(),
+    contactHmac: bytea("contact_hmac").notNull(),
+    /** Representatives only (the participant's own contact stays in participants): name and contact, encrypted. */
+    nameEnc: bytea("name_enc"),
+    contactEnc: bytea("contact_enc"),
+    enteredBy: uuid("entered_by").references(() => users.id),
+    enteredAt: timestamp("entered_at", { withTimezone: true, precision: 3 }).notNull().defaultNow(),
+    entryId: uuid("entry_id"),
+    confirmedBy: uuid("confirmed_by").references(() => users.id),
+    confirmedAt: timestamp("confirmed_at", { withTimezone: true, precision: 3 }),
+    /** staff: a second member of staff confirmed the contact; in_person: the signer was checked at a visit. */
+    method: text("method", { enum: ["staff", "in_person"] }),
+    confirmEntryId: uuid("confirm_entry_id"),
+  },
+  (t) => [
+    index("signer_contacts_participant_idx").on(t.participantId),
+    index("signer_contacts_hmac_idx").on(t.studyId, t.contactHmac),
+  ],
+);

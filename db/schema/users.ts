@@ -2,6 +2,7 @@ import { sql } from "drizzle-orm";
 import {
   bigint,
   boolean,
+  doublePrecision,
   index,
   integer,
   jsonb,
@@ -24,8 +25,14 @@ export const users = pgTable("users", {
   status: text("status", { enum: ["active", "disabled"] })
     .notNull()
     .default("active"),
+  /** Consecutive wrong passwords (all sources), counted in SQL before the check; notifies, never locks. */
   failedLogins: integer("failed_logins").notNull().default(0),
+  /** Unused since ADR 0022 (the password step no longer locks; see `lockedAt`). */
   lockedUntil: timestamp("locked_until", { withTimezone: true, precision: 3 }),
+  /** Consecutive wrong second-factor codes across sign-in attempts, counted in SQL before the check. */
+  mfaFailures: integer("mfa_failures").notNull().default(0),
+  /** Hard lock after too many wrong second-factor codes (ADR 0022): lifted only by an admin or a password reset. */
+  lockedAt: timestamp("locked_at", { withTimezone: true, precision: 3 }),
   totpSecretEnc: bytea("totp_secret_enc"),
   totpEnabledAt: timestamp("totp_enabled_at", { withTimezone: true, precision: 3 }),
   /** The last TOTP time step accepted: a code is never accepted twice. */
@@ -91,6 +98,8 @@ export const delegations = pgTable(
     entryId: uuid("entry_id"),
     createdAt: timestamp("created_at", { withTimezone: true, precision: 3 }).notNull().defaultNow(),
     revokedAt: timestamp("revoked_at", { withTimezone: true, precision: 3 }),
+    /** Why it was revoked: kept here, its salted hash in the delegation.revoked entry (ADR 0020). */
+    revokeReason: text("revoke_reason"),
   },
   (t) => [index("delegations_delegate_idx").on(t.delegateId, t.studyId)],
 );
@@ -143,6 +152,24 @@ export const outbox = pgTable("outbox", {
   kind: text("kind").notNull(),
   createdAt: timestamp("created_at", { withTimezone: true, precision: 3 }).notNull().defaultNow(),
   sentAt: timestamp("sent_at", { withTimezone: true, precision: 3 }),
+});
+
+/**
+ * Sign-in back-off counters (ADR 0022), one row per key: an account and source, or a source alone. Counted in
+ * SQL before a password is checked, so parallel attempts cannot slip past; shared by every portal process.
+ */
+export const signInThrottle = pgTable("sign_in_throttle", {
+  key: text("key").primaryKey(),
+  failures: integer("failures").notNull().default(0),
+  blockedUntil: timestamp("blocked_until", { withTimezone: true, precision: 3 }).notNull().defaultNow(),
+  updatedAt: timestamp("updated_at", { withTimezone: true, precision: 3 }).notNull().defaultNow(),
+});
+
+/** The API's per-token rate limit (token buckets), in the database so that every portal process shares it. */
+export const apiRateBuckets = pgTable("api_rate_buckets", {
+  key: text("key").primaryKey(),
+  tokens: doublePrecision("tokens").notNull(),
+  at: timestamp("at", { withTimezone: true, precision: 3 }).notNull().defaultNow(),
 });
 
 /** Study-scoped API tokens for integrations. Only the SHA-256 of the token is stored. */

@@ -9,13 +9,11 @@ import { openTestDatabase, engineUnderTest, type TestDb } from "../helpers/db.ts
 import { createStudy } from "../../app/studies/studies.server.ts";
 import { createUser } from "../../app/accounts/users.server.ts";
 import {
-  LOCKOUT_AFTER,
   beginTotpEnrolment,
   changePassword,
   completeMfa,
   confirmTotpEnrolment,
   listSessions,
-  lockoutMs,
   login,
   requestPasswordReset,
   resetPassword,
@@ -23,6 +21,7 @@ import {
   sessionPrincipal,
 } from "../../app/accounts/auth.server.ts";
 import { checkPasswordRules } from "../../app/accounts/passwords.server.ts";
+import { PAIR_RULE, backoffSeconds } from "../../app/accounts/sign-in-throttle.server.ts";
 
 const meta = { ip: "127.0.0.1", userAgent: "vitest" };
 const PW = "amber otter winter forty-two";
@@ -73,28 +72,23 @@ describe(`accounts on ${engineUnderTest()}`, () => {
   });
 
   it(
-    "locks an account after repeated failures (even the right password is refused) with growing back-off; " +
-      "a reset lifts it",
+    "repeated wrong passwords slow that source down with growing back-off (even the right password waits), " +
+      "never lock the account (ADR 0022); a reset clears the back-off",
     async () => {
-      expect(lockoutMs(LOCKOUT_AFTER - 1)).toBe(0);
-      expect(lockoutMs(LOCKOUT_AFTER)).toBe(15 * 60_000);
-      expect(lockoutMs(LOCKOUT_AFTER + 1)).toBe(30 * 60_000);
-      expect(lockoutMs(100)).toBe(24 * 3600_000);
-      for (let i = 1; i < LOCKOUT_AFTER; i++)
+      expect(backoffSeconds(PAIR_RULE, PAIR_RULE.free - 1)).toBe(0);
+      expect(backoffSeconds(PAIR_RULE, PAIR_RULE.free)).toBe(30);
+      expect(backoffSeconds(PAIR_RULE, PAIR_RULE.free + 1)).toBe(60);
+      expect(backoffSeconds(PAIR_RULE, 100)).toBe(15 * 60);
+      for (let i = 0; i < PAIR_RULE.free; i++)
         await expect(login(t.ctx, "lock@acc.test", "wrong password here", meta)).rejects.toMatchObject({
           code: "unauthenticated",
         });
-      await expect(login(t.ctx, "lock@acc.test", "wrong password here", meta)).rejects.toMatchObject({
-        code: "locked",
-      });
       await expect(login(t.ctx, "lock@acc.test", PW, meta)).rejects.toMatchObject({
-        code: "locked",
-        message: expect.stringMatching(/locked/),
+        code: "rate_limited",
+        message: expect.stringMatching(/wait \d+ s/),
       });
-      const [u] = await sql(
-        `SELECT failed_logins, locked_until > now() AS locked FROM users WHERE email = 'lock@acc.test'`,
-      );
-      expect(u).toMatchObject({ failed_logins: LOCKOUT_AFTER, locked: true });
+      const [u] = await sql(`SELECT failed_logins, locked_at FROM users WHERE email = 'lock@acc.test'`);
+      expect(u).toMatchObject({ failed_logins: PAIR_RULE.free, locked_at: null });
       // The reset link arrives through the outbox; it unlocks the account and works once only.
       await requestPasswordReset(t.ctx, "lock@acc.test", "http://portal.test", meta);
       await requestPasswordReset(t.ctx, "nobody@acc.test", "http://portal.test", meta); // silently nothing
@@ -154,8 +148,10 @@ describe(`accounts on ${engineUnderTest()}`, () => {
       const third = await login(t.ctx, "inv@acc.test", PW, meta);
       for (let i = 1; i < 5; i++)
         await expect(completeMfa(t.ctx, third.token, "123456", meta)).rejects.toMatchObject({ field: "code" });
+      // The fifth wrong code in a row locks the account (ADR 0022); even the right code is refused then.
       await expect(completeMfa(t.ctx, third.token, "123456", meta)).rejects.toMatchObject({
-        message: /too many wrong codes/,
+        code: "locked",
+        message: /locked after too many wrong verification codes/,
       });
       await expect(completeMfa(t.ctx, third.token, await code(secret), meta)).rejects.toMatchObject({
         code: "unauthenticated",

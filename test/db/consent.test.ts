@@ -21,6 +21,7 @@ import { recordWithdrawal, withdrawByParticipant } from "../../app/consent/withd
 import { sendIdentityCode, verifyIdentityCode } from "../../app/consent/identity-code.server.ts";
 import { signConsent, type SignInput } from "../../app/consent/signing.server.ts";
 import { sealAll } from "../../app/log/sealer.server.ts";
+import { confirmSignerContact } from "../helpers/signer-contact.ts";
 import type { Principal } from "../../app/platform/permissions.server.ts";
 
 const PW = "amber otter winter forty-two";
@@ -110,8 +111,11 @@ const goodInput = (name: string): SignInput => ({
   confirm: true,
 });
 
+/** Enrol, then a colleague confirms the contact (ADR 0018: a second member of staff, before any invitation). */
 async function enrol(name: string, email: string, site = "S1") {
-  return enrollParticipant(t.ctx, p.inv, { study: "ICF-1", site, personal: { fullName: name, email } });
+  const e = await enrollParticipant(t.ctx, p.inv, { study: "ICF-1", site, personal: { fullName: name, email } });
+  await confirmSignerContact(t.ctx, "ICF-1", e.subjectCode);
+  return e;
 }
 
 describe(`eConsent on ${engineUnderTest()}`, () => {
@@ -279,6 +283,7 @@ describe(`eConsent on ${engineUnderTest()}`, () => {
         await t.database.execute(`SELECT kind, payload_text FROM ledger_entries WHERE kind LIKE 'consent.%'`)
       ).map((r) => ({ kind: String(r.kind), p: JSON.parse(String(r.payload_text)) }));
       expect(payloads.map((x) => x.kind).sort()).toEqual([
+        "consent.contact_confirmed",
         "consent.signed",
         "consent.signed",
         "consent.signed",
@@ -358,6 +363,21 @@ describe(`eConsent on ${engineUnderTest()}`, () => {
       const v = await verifyIdentityCode(t.ctx, d.token, await codeFor("bn@example.org"), meta);
       await signConsent(t.ctx, d.token, v, goodInput("Bartholomew Nkemelu"), { fromStaffDevice: true, meta });
       expect((await consentStatus(t.ctx, subj.id)).signatures[0].fromStaffDevice).toBe(true);
+      // No CRF data before the consent is complete (ADR 0021): countersigned first.
+      await expect(
+        saveRecord(t.ctx, p.inv, "ICF-1", {
+          subject: subj.subjectCode,
+          form: "VITALS",
+          visit: "SCREENING",
+          data: { sbp: 130 },
+        }),
+      ).rejects.toMatchObject({
+        code: "conflict",
+        message: expect.stringMatching(
+          new RegExp(`^subject ${subj.subjectCode}'s consent is awaiting countersignature`),
+        ),
+      });
+      await countersignConsent(t.ctx, p.coord, "ICF-1", subj.subjectCode, { password: PW }, meta);
       await saveRecord(t.ctx, p.inv, "ICF-1", {
         subject: subj.subjectCode,
         form: "VITALS",
@@ -520,6 +540,12 @@ describe(`eConsent on ${engineUnderTest()}`, () => {
     "a parent signs with the minor's assent; the representative's name must match; " + "documents must have sections",
     async () => {
       const subj = await enrol("Pip Halvorsen", "pip@example.org");
+      await confirmSignerContact(t.ctx, "ICF-1", subj.subjectCode, {
+        role: "parent",
+        name: "Ragna Halvorsen",
+        contact: "+47 22 00 00 00",
+        enteredBy: p.coord,
+      });
       const inv = await createInvitation(
         t.ctx,
         p.coord,

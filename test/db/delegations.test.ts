@@ -11,6 +11,7 @@ import {
   revokeDelegation,
 } from "../../app/studies/delegations.server.ts";
 import { parsePayload } from "../../anchoring/log/payloads.ts";
+import { saltedTextHash } from "../../anchoring/log/text-hash.ts";
 import type { Principal } from "../../app/platform/permissions.server.ts";
 
 const PW = "amber otter winter forty-two";
@@ -113,7 +114,11 @@ describe(`delegation log on ${engineUnderTest()}`, () => {
         task: "data_entry",
         startsOn: "2026-01-01",
         endsOn: null,
-        training,
+        // Course names as their salted hashes (ADR 0020).
+        training: training.map(({ course, ...x }) => ({
+          courseHash: saltedTextHash(t.ctx.crypto, payload.salt, course),
+          ...x,
+        })),
         actor: inv.userId,
       });
 

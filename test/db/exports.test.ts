@@ -13,6 +13,7 @@ import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { unzipSync, zipSync } from "fflate";
 import { openTestDatabase, engineUnderTest, type TestDb } from "../helpers/db.ts";
+import { giveCompleteConsent } from "../helpers/consent.ts";
 import { ROOT } from "../helpers/portal.ts";
 import { createStudy } from "../../app/studies/studies.server.ts";
 import { createUser } from "../../app/accounts/users.server.ts";
@@ -23,8 +24,13 @@ import { correctRecord, saveRecord } from "../../app/records/records.server.ts";
 import { signRecord } from "../../app/clinical-monitoring/clinical-monitoring.server.ts";
 import { countersignConsent } from "../../app/consent/countersigning.server.ts";
 import { createInvitation } from "../../app/consent/invitations.server.ts";
+import { confirmSignerContact } from "../helpers/signer-contact.ts";
 import { sendIdentityCode, verifyIdentityCode } from "../../app/consent/identity-code.server.ts";
 import { signConsent } from "../../app/consent/signing.server.ts";
+import { recordWithdrawal } from "../../app/consent/withdrawal.server.ts";
+import { openInvitation } from "../../app/consent/invitation-state.server.ts";
+import { consentReceiptPdf } from "../../app/consent/receipt-pdf.server.ts";
+import { casebookPdf } from "../../app/exports/certified-copy.server.ts";
 import { deploymentTrustPolicy } from "../../app/anchor-worker/anchor-worker.server.ts";
 import { sealAll } from "../../app/log/sealer.server.ts";
 import { appendEntry } from "../../app/log/append-entry.server.ts";
@@ -38,6 +44,8 @@ const dir = mkdtempSync(path.join(tmpdir(), "ts-exports-"));
 let t: TestDb;
 const p: Record<string, Principal> = {};
 const saved: { subject: string; visit: string; versions: Record<string, unknown>[] }[] = [];
+/** The invitation S1-001 signed through (its receipt PDF is downloaded through it). */
+let receiptInvitation = "";
 
 const FORM = {
   code: "VITALS",
@@ -120,6 +128,7 @@ beforeAll(async () => {
       site: "S1",
       personal: { fullName: `Ex Person ${i}`, email: `ex${i}@exp.test` },
     });
+    await giveCompleteConsent(t.ctx, "EXP-1", s.subjectCode);
     for (const visit of FORM.visits) {
       const v1 = {
         sbp: 118 + i,
@@ -144,8 +153,10 @@ beforeAll(async () => {
       saved.push({ subject: s.subjectCode, visit, versions });
     }
     if (i === 0) {
+      await confirmSignerContact(t.ctx, "EXP-1", s.subjectCode); // a colleague confirms (ADR 0018)
       const inv = await createInvitation(t.ctx, p.inv, "EXP-1", { subject: s.subjectCode }, "http://portal.test");
       await sendIdentityCode(t.ctx, inv.token);
+      receiptInvitation = inv.token;
       const body = (
         await t.database.execute(`SELECT body FROM outbox WHERE kind = 'consent_code' ORDER BY created_at DESC LIMIT 1`)
       )[0].body as string;
@@ -357,7 +368,9 @@ describe(`study exports on ${engineUnderTest()}`, () => {
     const studyEntries = Number(
       (
         await t.database.execute(
-          `SELECT count(*)::int AS n FROM ledger_entries e JOIN studies s ON s.id = e.study_id WHERE s.code = 'EXP-1'`,
+          // Sealed: the export's own audit-trail event (audit.event, ADR 0016) is written after the package.
+          `SELECT count(*)::int AS n FROM ledger_entries e JOIN studies s ON s.id = e.study_id ` +
+            `WHERE s.code = 'EXP-1' AND e.status = 'sealed'`,
         )
       )[0].n,
     );
@@ -475,5 +488,163 @@ describe(`study exports on ${engineUnderTest()}`, () => {
       expect(badFormat.status).toBe(1);
       expect(badFormat.stderr).toMatch(/format: one of evidence, odm, fhir, csv/);
     }
+  }, 180_000);
+
+  it(
+    "a generated PDF's SHA-256 is sealed as a document.generated entry with its audit event " +
+      "(certified copy, consent receipt)",
+    async () => {
+      const sealedDocs = async (kind: string) =>
+        (
+          await t.database.execute(
+            `SELECT e.id, e.payload_text, a.action FROM ledger_entries e ` +
+              `LEFT JOIN audit_events a ON a.detail->>'entry' = e.id::text ` +
+              `WHERE e.kind = 'document.generated' AND e.payload_text LIKE '%"${kind}"%'`,
+          )
+        ).map((r) => ({ id: String(r.id), payload: JSON.parse(String(r.payload_text)), action: r.action }));
+      const copy = await casebookPdf(t.ctx, p.reg, "EXP-1", "S1-002");
+      const copies = (await sealedDocs("certified_copy")).filter(
+        (d) => d.payload.sha256 === sha256Hex(t.ctx.crypto, copy),
+      );
+      expect(copies).toHaveLength(1);
+      expect(copies[0]).toMatchObject({
+        action: "export.certified_copy",
+        payload: { subject: "S1-002", invitation: null, bytes: copy.length, actor: p.reg.userId },
+      });
+      const o = (await openInvitation(t.ctx, receiptInvitation))!;
+      const receipt = await consentReceiptPdf(t.ctx, o, "http://portal.test");
+      const receipts = await sealedDocs("consent_receipt");
+      expect(receipts).toHaveLength(1);
+      expect(receipts[0]).toMatchObject({
+        action: "consent.receipt_pdf",
+        payload: {
+          subject: "S1-001",
+          invitation: o.invitation.id,
+          sha256: sha256Hex(t.ctx.crypto, receipt),
+          bytes: receipt.length,
+          actor: null,
+        },
+      });
+      expect(JSON.stringify(receipts[0].payload)).not.toMatch(/Ex Person|ex0@exp/);
+    },
+  );
+
+  // Issue 15 item 5: the derived files (CSV, FHIR) are cross-checked value by value against the sealed payloads,
+  // and each certified copy (PDF) against the sealed document.generated entry of its SHA-256; an attacker who edits
+  // a file and recomputes the manifest is named by file, row or resource, and seq.
+  it("evidence package: an edited CSV row, FHIR Consent status or certified copy is named by file, row and seq, " +
+    "with a recomputed manifest", async () => {
+    // A withdrawn participant: S1-001's consent is withdrawn in full, so its FHIR Consent is `inactive`.
+    await recordWithdrawal(t.ctx, p.inv, "EXP-1", "S1-001", { scope: "full" });
+    const f = await exportStudy(t.ctx, p.reg, "EXP-1", "evidence");
+    const files = readPackage(f.data);
+    const policy = deploymentTrustPolicy(t.ctx);
+    const opts = { odmItems, odmValue: payloadOdmValue };
+    const ok = await verifyEvidence(t.ctx.crypto, files, policy, opts);
+    expect(ok.problems).toEqual([]);
+    expect(ok.valid).toBe(true);
+
+    const enc = (s: string) => new TextEncoder().encode(s);
+    const rewrite = (changes: Record<string, Uint8Array>) => {
+      const m = new Map(files);
+      const manifest = JSON.parse(text(files.get("manifest.json")!));
+      for (const [name, data] of Object.entries(changes)) {
+        m.set(name, data);
+        const entry = { path: name, sha256: sha256Hex(t.ctx.crypto, data), bytes: data.length };
+        manifest.files = [...manifest.files.filter((x: any) => x.path !== name), entry];
+      }
+      m.set("manifest.json", enc(JSON.stringify(manifest)));
+      return m;
+    };
+    const problemsOf = async (changes: Record<string, Uint8Array>) =>
+      (await verifyEvidence(t.ctx.crypto, rewrite(changes), policy, opts)).problems;
+
+    // CSV: S1-002's WEEK4 systolic pressure 131 -> 132 (the row keeps its seq and leaf hash, so it looks verified).
+    const csvName = "csv/EXP-1-VITALS.csv";
+    const csvLines = text(files.get(csvName)!).split("\r\n");
+    const at = csvLines.findIndex((l) => l.startsWith('"S1-002","S1","WEEK4"'));
+    const rowSeq = csvLines[at].split(",")[6];
+    expect(csvLines[at]).toContain(",131,");
+    csvLines[at] = csvLines[at].replace(",131,", ",132,");
+    let problems = await problemsOf({ [csvName]: enc(csvLines.join("\r\n")) });
+    expect(problems).toHaveLength(1);
+    expect(problems[0]).toMatchObject({ file: csvName, code: "CSV_VALUE_MISMATCH" });
+    expect(problems[0].message).toContain(`line ${at + 1} (subject S1-002, visit WEEK4)`);
+    expect(problems[0].message).toContain(`seq ${rowSeq}`);
+    expect(problems[0].message).toMatch(/sbp is 132 in the file but 131 in the sealed payload/);
+
+    // FHIR: the withdrawn participant's Consent status inactive -> active.
+    const bundle = JSON.parse(text(files.get("fhir.json")!));
+    const consent = bundle.entry.find((e: any) => e.resource.resourceType === "Consent").resource;
+    expect(consent.status).toBe("inactive");
+    consent.status = "active";
+    const sigSeq = String(
+      (
+        await t.database.execute(
+          `SELECT e.seq FROM ledger_entries e JOIN consent_signatures s ON s.entry_id = e.id ` +
+            `WHERE 'consent-' || s.id::text = '${consent.id}'`,
+        )
+      )[0].seq,
+    );
+    problems = await problemsOf({ "fhir.json": enc(JSON.stringify(bundle, null, 2)) });
+    expect(problems).toHaveLength(1);
+    expect(problems[0]).toMatchObject({ file: "fhir.json", code: "FHIR_VALUE_MISMATCH" });
+    expect(problems[0].message).toContain(`Consent ${consent.id} (seq ${sigSeq})`);
+    expect(problems[0].message).toMatch(/status is "active" in the file but "inactive"/);
+
+    // FHIR: a QuestionnaireResponse answer changed.
+    const bundle2 = JSON.parse(text(files.get("fhir.json")!));
+    const qr = bundle2.entry.find(
+      (e: any) => e.resource.resourceType === "QuestionnaireResponse" && e.resource.status === "amended",
+    ).resource;
+    qr.item.find((i: any) => i.linkId === "sbp").answer = [{ valueInteger: 99 }];
+    problems = await problemsOf({ "fhir.json": enc(JSON.stringify(bundle2, null, 2)) });
+    expect(problems).toHaveLength(1);
+    expect(problems[0]).toMatchObject({ file: "fhir.json", code: "FHIR_VALUE_MISMATCH" });
+    expect(problems[0].message).toMatch(new RegExp(`QuestionnaireResponse ${qr.id} \\(seq \\d+\\): item sbp`));
+
+    // Certified copy: one byte of S1-001's PDF changed; and a PDF that no sealed entry covers.
+    const pdfName = "certified-copies/S1-001.pdf";
+    const pdf = new Uint8Array(files.get(pdfName)!);
+    pdf[Math.floor(pdf.length / 2)] ^= 1;
+    problems = await problemsOf({ [pdfName]: pdf });
+    expect(problems).toHaveLength(1);
+    expect(problems[0]).toMatchObject({ file: pdfName, code: "DOCUMENT_HASH_MISMATCH" });
+    expect(problems[0].message).toMatch(/sealed document\.generated entry \(seq \d+\)/);
+    problems = await problemsOf({ "certified-copies/S1-009.pdf": files.get(pdfName)! });
+    expect(problems).toEqual([
+      expect.objectContaining({ file: "certified-copies/S1-009.pdf", code: "DOCUMENT_UNSEALED" }),
+    ]);
+
+    // The issue's scenario through the CLI: CSV and FHIR edited, manifest recomputed, zipped again.
+    const pin = sha256Hex(t.ctx.crypto, files.get("trust-policy.json")!);
+    const cli = (zip: Uint8Array) => {
+      const file = path.join(dir, `evidence-${Math.random().toString(36).slice(2)}.zip`);
+      writeFileSync(file, zip);
+      return spawnSync(
+        process.execPath,
+        [path.join(ROOT, "bin", "trialseal.js"), "verify-package", file, "--pin", pin],
+        {
+          encoding: "utf8",
+          env: { ...process.env, DATA_DIR: dir },
+        },
+      );
+    };
+    const good = cli(f.data);
+    expect(good.stderr).toBe("");
+    expect(good.status).toBe(0);
+    const edited = rewrite({ [csvName]: enc(csvLines.join("\r\n")), "fhir.json": enc(JSON.stringify(bundle)) });
+    const bad = cli(zipSync(Object.fromEntries(edited)));
+    expect(bad.status).toBe(1);
+    expect(bad.stdout).toMatch(/: INVALID \(study EXP-1;.* 6 CSV rows, \d+ FHIR resources, 3 PDFs checked\)/);
+    expect(bad.stdout).toMatch(/FAIL csv\/EXP-1-VITALS\.csv \[CSV_VALUE_MISMATCH\]: line \d+ \(subject S1-002/);
+    expect(bad.stdout).toMatch(/FAIL fhir\.json \[FHIR_VALUE_MISMATCH\]: Consent consent-[0-9a-f-]+ \(seq \d+\)/);
+    expect(bad.stderr).toMatch(/invalid: csv\/EXP-1-VITALS\.csv \[CSV_VALUE_MISMATCH\]/);
+
+    // What the genuine package's check covered.
+    const checked = ok.checked as Record<string, number>;
+    expect(checked.csvRows).toBe(saved.length); // one row per subject-visit
+    expect(checked.fhirResources).toBeGreaterThanOrEqual(7); // 6 QuestionnaireResponses, 1 Consent (+ subjects)
+    expect(checked.documents).toBe(3); // a certified copy per subject, each with its sealed entry
   }, 180_000);
 });

@@ -17,6 +17,7 @@ import { enrollParticipant } from "../../app/participants/participants.server.ts
 import { addConsentDocument } from "../../app/records/forms.server.ts";
 import { countersignConsent } from "../../app/consent/countersigning.server.ts";
 import { createInvitation } from "../../app/consent/invitations.server.ts";
+import { confirmSignerContact } from "../helpers/signer-contact.ts";
 import { sendIdentityCode, verifyIdentityCode } from "../../app/consent/identity-code.server.ts";
 import { signConsent } from "../../app/consent/signing.server.ts";
 import { recordWithdrawal } from "../../app/consent/withdrawal.server.ts";
@@ -35,6 +36,7 @@ const subj: Record<string, string> = {};
 let invId = "";
 
 async function sign(subject: string, email: string, name: string) {
+  await confirmSignerContact(t.ctx, "FH-1", subject); // a colleague confirms (ADR 0018)
   const inv = await createInvitation(t.ctx, p.inv, "FH-1", { subject }, BASE);
   await sendIdentityCode(t.ctx, inv.token);
   const body = String(

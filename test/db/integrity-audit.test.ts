@@ -13,6 +13,7 @@ import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { sql } from "drizzle-orm";
 import { openTestDatabase, engineUnderTest, type TestDb } from "../helpers/db.ts";
+import { giveCompleteConsent } from "../helpers/consent.ts";
 import { createStudy } from "../../app/studies/studies.server.ts";
 import { createUser } from "../../app/accounts/users.server.ts";
 import { principalForUser } from "../../app/accounts/auth.server.ts";
@@ -96,6 +97,7 @@ beforeAll(async () => {
       site: "S1",
       personal: { fullName: `Person ${i}`, email: `p${i}@aud.test` },
     });
+    await giveCompleteConsent(t.ctx, "AUD-1", s.subjectCode);
     for (const visit of ["SCREENING", "WEEK4"])
       recordIds.push(
         (

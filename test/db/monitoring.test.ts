@@ -3,6 +3,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import postgres from "postgres";
 import { generateTOTP } from "@epic-web/totp";
 import { openTestDatabase, engineUnderTest, type TestDb } from "../helpers/db.ts";
+import { giveCompleteConsent } from "../helpers/consent.ts";
 import { nextStepTotp } from "../helpers/totp.ts";
 import { waitFor } from "../helpers/wait.ts";
 import { createStudy } from "../../app/studies/studies.server.ts";
@@ -70,6 +71,7 @@ beforeAll(async () => {
     { actorId: null },
   );
   await enrollParticipant(t.ctx, p.inv, { study: "MON-1", site: "S1" });
+  await giveCompleteConsent(t.ctx, "MON-1", "S1-001");
   recordId = (
     await saveRecord(t.ctx, p.coord, "MON-1", { subject: "S1-001", form: "VS", visit: "V1", data: { sbp: 120 } })
   ).id;
@@ -257,6 +259,7 @@ describe(`certified copy on ${engineUnderTest()}`, () => {
     "a lock committed while a save is in flight is never bypassed: the save waits for it, then refuses",
     async () => {
       const e = await enrollParticipant(t.ctx, p.inv, { study: "MON-1", site: "S1" });
+      await giveCompleteConsent(t.ctx, "MON-1", e.subjectCode);
       const [{ study_id: studyId }] = await t.database.execute(
         `SELECT study_id FROM participants WHERE id = '${e.id}'`,
       );

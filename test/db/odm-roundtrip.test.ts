@@ -14,6 +14,7 @@ import path from "node:path";
 import { XMLParser } from "fast-xml-parser";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { openTestDatabase, engineUnderTest, type TestDb } from "../helpers/db.ts";
+import { giveCompleteConsent } from "../helpers/consent.ts";
 import { ROOT } from "../helpers/portal.ts";
 import { createStudy } from "../../app/studies/studies.server.ts";
 import { createUser } from "../../app/accounts/users.server.ts";
@@ -104,6 +105,7 @@ beforeAll(async () => {
       personal: { fullName: `Round Trip ${i}`, email: `rt${i}@odm.test` },
     });
     subjects.push(s.subjectCode);
+    await giveCompleteConsent(t.ctx, "ODM-RT", s.subjectCode);
     const data: Record<string, unknown> = { x: NUMBERS[i % NUMBERS.length], n: INTEGERS[i % INTEGERS.length] };
     data.notes = TEXTS[i % TEXTS.length];
     data.comment = TEXTS[(i + 3) % TEXTS.length];

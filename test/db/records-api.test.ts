@@ -5,10 +5,12 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { openTestDatabase, engineUnderTest, type TestDb } from "../helpers/db.ts";
+import { giveCompleteConsent } from "../helpers/consent.ts";
 import { createStudy } from "../../app/studies/studies.server.ts";
 import { createApiToken } from "../../app/accounts/tokens.server.ts";
 import { importForm } from "../../app/records/forms.server.ts";
 import { toHex } from "../../anchoring/log/bytes.ts";
+import { saltedTextHash } from "../../anchoring/log/text-hash.ts";
 import { action as participantsAction } from "../../app/routes/api/api.v1.studies.$code.participants.ts";
 import { action as recordsAction } from "../../app/routes/api/api.v1.studies.$code.records.ts";
 import { action as recordPut, loader as recordGet } from "../../app/routes/api/api.v1.studies.$code.records_.$id.ts";
@@ -74,14 +76,18 @@ async function call(
   } as never);
   return { status: res.status, body: await res.json(), headers: res.headers };
 }
-const enrol = (site = "S1", tok?: string) =>
-  call(
+/** Enrol through the API; an enrolled subject is given a complete consent (no CRF data before it, ADR 0021). */
+const enrol = async (site = "S1", tok?: string) => {
+  const r = await call(
     participantsAction,
     "POST",
     "/api/v1/studies/API-1/participants",
     { code: "API-1" },
     { body: { site }, token: tok },
   );
+  if (r.status === 201) await giveCompleteConsent(t.ctx, "API-1", r.body.subject);
+  return r;
+};
 const post = (body: unknown, opts: { key?: string; token?: string | null; raw?: string } = {}) =>
   call(recordsAction, "POST", "/api/v1/studies/API-1/records", { code: "API-1" }, { body, ...opts });
 const put = (id: string, body: unknown) =>
@@ -124,12 +130,15 @@ describe(`records API on ${engineUnderTest()}`, () => {
           `WHERE id IN ('${r.body.entry.id}', '${c.body.entry.id}') ` +
           `ORDER BY payload_text LIKE '%"version":2%'`,
       );
-      expect(JSON.parse(String(v2.payload_text))).toMatchObject({
+      const corrected = JSON.parse(String(v2.payload_text));
+      expect(corrected).toMatchObject({
         version: 2,
-        reason: "transcription error",
         prev: toHex(v1.payload_hash as Uint8Array),
         values: { sbp: 122 },
       });
+      // The reason enters the payload only as a hash salted with the payload's own salt (ADR 0020).
+      expect(corrected.reason).toBeUndefined();
+      expect(corrected.reasonHash).toBe(saltedTextHash(t.ctx.crypto, corrected.salt, "transcription error"));
       const h = await get(r.body.id);
       expect(h.status).toBe(200);
       expect(h.body).toMatchObject({

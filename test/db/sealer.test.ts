@@ -46,14 +46,15 @@ describe(`sealer and proofs on ${engineUnderTest()}`, () => {
       const [pendingId] = (await t.database.execute(`SELECT id FROM ledger_entries LIMIT 1`)).map((r) => String(r.id));
       expect((await proofBundle(t.ctx, (await findEntryByRef(t.ctx, pendingId))!)).status).toBe("pending");
       const b0 = await sealNow(t.ctx);
-      expect(b0).toMatchObject({ batchNo: 0, firstSeq: 0, size: 3, treeSize: 1 });
+      // study.registered, two site.added and the study.create audit event (audit.event, ADR 0016)
+      expect(b0).toMatchObject({ batchNo: 0, firstSeq: 0, size: 4, treeSize: 1 });
       expect(await sealNow(t.ctx)).toBeNull();
       await createStudy(t.ctx, { code: "SEAL-2", title: "Two", sites: [{ code: "A", name: "A" }] }, null);
       await createStudy(t.ctx, { code: "SEAL-3", title: "Three", sites: [{ code: "A", name: "A" }] }, null);
       const made = await sealAll(t.ctx);
-      expect(made.map((m) => [m.batchNo, m.firstSeq, m.size])).toEqual([[1, 3, 4]]);
+      expect(made.map((m) => [m.batchNo, m.firstSeq, m.size])).toEqual([[1, 4, 6]]);
       const rows = await t.database.execute(`SELECT seq, study_seq, study_code FROM ledger_entries ORDER BY seq`);
-      expect(rows.map((r) => Number(r.seq))).toEqual([0, 1, 2, 3, 4, 5, 6]);
+      expect(rows.map((r) => Number(r.seq))).toEqual([0, 1, 2, 3, 4, 5, 6, 7, 8, 9]);
       const perStudy = new Map<string, number[]>();
       for (const r of rows)
         perStudy.set(String(r.study_code), [...(perStudy.get(String(r.study_code)) ?? []), Number(r.study_seq)]);
@@ -83,7 +84,7 @@ describe(`sealer and proofs on ${engineUnderTest()}`, () => {
         mut(x);
         return (await verifyBundle(t.ctx.crypto, x, policy)).steps.find((s) => s.status === "failed")?.code;
       };
-      expect(await failOf((x) => (x.payload.v = 2))).toBe("PAYLOAD_SCHEMA");
+      expect(await failOf((x) => (x.payload.v = 99))).toBe("PAYLOAD_SCHEMA");
       expect(await failOf((x) => (x.payload.salt = "A".repeat(22)))).toBe("PAYLOAD_HASH_MISMATCH");
       expect(await failOf((x) => (x.envelope.seq += 1))).toBe("SEQ_MISMATCH");
       expect(await failOf((x) => (x.envelope.at = "2020-01-01T00:00:00.000Z"))).toBe("BATCH_INCLUSION_FAILED");
@@ -245,11 +246,11 @@ describe(`sealer crash safety and proof storage on ${engineUnderTest()}`, () => 
     async () => {
       const { startSealer } = await import("../../app/log/sealer.server.ts");
       await sealAll(t.ctx);
-      const ctx = { ...t.ctx, env: { ...t.ctx.env, sealIntervalMs: 600_000, sealMaxBatch: 5 } };
+      const ctx = { ...t.ctx, env: { ...t.ctx.env, sealIntervalMs: 600_000, sealMaxBatch: 7 } };
       const sealed: number[] = [];
       const stop = startSealer(ctx, { onSealed: (r) => sealed.push(r.size) });
       try {
-        // 2 entries: below the limit.
+        // 3 entries (study, site, the study.create audit event): below the limit.
         await createStudy(t.ctx, { code: "FULL-1", title: "f", sites: [{ code: "A", name: "A" }] }, null);
         // Nothing is sealed while below the limit: a negative check needs a fixed time (the sealer checks every
         // 100 ms). A slow machine can only make it weaker, never fail it: the interval (600 s) is never reached.
@@ -266,9 +267,9 @@ describe(`sealer crash safety and proof storage on ${engineUnderTest()}`, () => 
             ],
           },
           null,
-        ); // 3 more: 5 pending
-        await waitFor(() => sealed.length > 0, { what: "the sealer to seal the 5 pending entries" });
-        expect(sealed).toEqual([5]);
+        ); // 4 more: 7 pending
+        await waitFor(() => sealed.length > 0, { what: "the sealer to seal the 7 pending entries" });
+        expect(sealed).toEqual([7]);
       } finally {
         await stop();
       }

@@ -43,7 +43,8 @@ describe(`services on ${engineUnderTest()}`, () => {
         `SELECT kind, payload_text, encode(payload_hash, 'hex') AS h, status FROM ledger_entries ` +
           `WHERE study_id = '${study.id}' ORDER BY kind`,
       );
-      expect(entries.map((e) => e.kind)).toEqual(["site.added", "site.added", "study.registered"]);
+      // ... and its audit-trail event (study.create), sealed with them (ADR 0016).
+      expect(entries.map((e) => e.kind)).toEqual(["audit.event", "site.added", "site.added", "study.registered"]);
       for (const e of entries) {
         expect(e.status).toBe("pending");
         const payload = JSON.parse(String(e.payload_text));

@@ -7,6 +7,7 @@ import { login, principalForUser, resetPassword, sessionPrincipal } from "../../
 import { addSite, inviteStaff, revokeRole, studyStaff } from "../../app/studies/staff.server.ts";
 import { addConsentDocument, approveForm, importForm } from "../../app/records/forms.server.ts";
 import type { Principal } from "../../app/platform/permissions.server.ts";
+import { saltedTextHash } from "../../anchoring/log/text-hash.ts";
 
 const PW = "amber otter winter forty-two";
 const meta = { ip: null, userAgent: null };
@@ -184,12 +185,15 @@ describe(`study setup on ${engineUnderTest()}`, () => {
         `SELECT payload_text FROM ledger_entries WHERE kind = 'consent_document.approved' AND study_id = '${studyId}'`,
       );
       const { createHash } = await import("node:crypto");
-      expect(JSON.parse(String(e.payload_text))).toMatchObject({
+      const approved = JSON.parse(String(e.payload_text));
+      expect(approved).toMatchObject({
         document: "ICF",
         version: "2.0",
         bodySha256: createHash("sha256").update(doc.bodyMarkdown).digest("hex"),
-        irbName: "Comité Ético",
+        // The IRB's name as its salted hash (ADR 0020).
+        irbNameHash: saltedTextHash(t.ctx.crypto, approved.salt, "Comité Ético"),
       });
+      expect(approved.irbName).toBeUndefined();
       await expect(addConsentDocument(t.ctx, admin, "SET-1", doc)).rejects.toMatchObject({
         code: "conflict",
         field: "version",

@@ -9,6 +9,7 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { sql } from "drizzle-orm";
 import { openTestDatabase, engineUnderTest, type TestDb } from "../helpers/db.ts";
+import { giveCompleteConsent } from "../helpers/consent.ts";
 import { createStudy } from "../../app/studies/studies.server.ts";
 import { createUser } from "../../app/accounts/users.server.ts";
 import { principalForUser } from "../../app/accounts/auth.server.ts";
@@ -88,6 +89,7 @@ beforeAll(async () => {
         site: "S1",
         personal: { fullName: `Person ${study} ${i}`, email: `p${i}@${study.toLowerCase()}.test` },
       });
+      await giveCompleteConsent(t.ctx, study, s.subjectCode);
       const r = await saveRecord(t.ctx, inv, study, {
         subject: s.subjectCode,
         form: "VITALS",

@@ -7,6 +7,7 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { openTestDatabase, engineUnderTest, type TestDb } from "../helpers/db.ts";
+import { giveCompleteConsent } from "../helpers/consent.ts";
 import { createStudy } from "../../app/studies/studies.server.ts";
 import { createApiToken } from "../../app/accounts/tokens.server.ts";
 import { importForm } from "../../app/records/forms.server.ts";
@@ -85,6 +86,7 @@ describe(`API token attribution on ${engineUnderTest()}`, () => {
       },
     );
     expect(p.status, JSON.stringify(p.body)).toBe(201);
+    await giveCompleteConsent(t.ctx, "TOK-1", p.body.subject);
     const r = await call(
       recordsAction,
       "POST",

@@ -80,10 +80,22 @@ describe("eConsent and verification in the browser (Chromium, PostgreSQL portal)
       await coord.getByLabel("Full name").fill(NAME);
       await coord.getByLabel("Email").fill(EMAIL);
       await coord.getByRole("button", { name: "Enroll a participant" }).click();
-      await expect.poll(() => coord.locator("[data-consent-state]").first().textContent()).toBe("not consented");
-      await coord.locator("[data-consent-state]").first().click();
+      // The demo's own participants (SITE-01-001, -002) consented on paper (ADR 0021): the new one is listed last.
+      await expect.poll(() => coord.locator("[data-consent-state]").last().textContent()).toBe("not consented");
+      await coord.locator("[data-consent-state]").last().click();
       await coord.waitForURL(/\/consent$/);
       const subject = /participants\/([^/]+)\/consent/.exec(coord.url())![1];
+      // The invite button waits for a second member of staff (ADR 0018): the investigator confirms the contact.
+      await expect.poll(() => coord.locator("[data-invite-blocked]").textContent()).toMatch(/second member of staff/);
+      expect(await coord.getByRole("button", { name: "Create invitation" }).isDisabled()).toBe(true);
+      const investigator = await (await browser.newContext()).newPage();
+      await signIn(investigator, "investigator@demo.trialseal.test");
+      await investigator.goto(`${portal.url}/studies/DEMO-001/participants/${subject}/consent`);
+      await investigator.getByRole("button", { name: "Confirm contact" }).click();
+      await expect
+        .poll(() => investigator.locator("[data-signer-contact=participant] [data-confirmed-by]").textContent())
+        .toMatch(/^confirmed by Ian Investigator on /);
+      await coord.reload();
       await coord.getByRole("button", { name: "Create invitation" }).click();
       const link = (await coord.locator("[data-invitation-url]").textContent())!.trim();
       expect(link).toMatch(new RegExp(`^${portal.url}/consent/ci_[A-Za-z0-9_-]{43}$`));

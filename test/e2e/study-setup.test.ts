@@ -5,8 +5,6 @@
  * coordinator, without a current enrollment delegation, is refused enrolling a participant, and succeeds once
  * it is delegated. Screenshots are kept in test-results/screenshots.
  */
-import { readFileSync } from "node:fs";
-import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import postgres from "postgres";
 import type { Browser, Page } from "playwright-core";
@@ -221,6 +219,18 @@ describe("study setup in the browser (Chromium, PostgreSQL portal)", () => {
     await coord.getByLabel("Systolic BP *").fill("120");
     await coord.getByLabel("Smoker").selectOption("N");
     await coord.getByRole("button", { name: "Save" }).click();
+    // No CRF data before a complete consent (ADR 0021): the page names the subject and the reason.
+    await expect
+      .poll(() => coord.getByRole("alert").textContent())
+      .toMatch(/^subject SITE-A-001 has not consented yet: no CRF data may be recorded before a complete consent/);
+    // The administrator allows VITALS before consent (pre-screening) on the settings page; the save then goes in.
+    await admin.goto(`${portal.url}/studies/E2E-1/settings`);
+    await admin.getByLabel("VITALS").check();
+    await admin.getByRole("button", { name: "Save settings" }).click();
+    await expect
+      .poll(() => admin.getByRole("status").textContent())
+      .toBe("Settings version 1 saved and sealed: VITALS may be recorded before consent.");
+    await coord.getByRole("button", { name: "Save" }).click();
     await coord.waitForURL(/\/records\//);
     await coord.getByLabel("Systolic BP *").fill("122");
     await coord.getByRole("button", { name: "Save correction" }).click();
@@ -289,9 +299,20 @@ describe("study setup in the browser (Chromium, PostgreSQL portal)", () => {
     await shot(coord, "08-record-locked");
     const kinds =
       await sql`SELECT e.kind FROM ledger_entries e JOIN studies s ON s.id = e.study_id WHERE s.code = 'E2E-1'`;
-    expect(kinds.map((k) => k.kind).sort()).toEqual(
+    // Every audit-trail event of the study is an entry of its own (ADR 0016): as many as the study's events.
+    const [events] = await sql`SELECT count(*)::int AS n FROM audit_events a
+      JOIN studies s ON s.id = a.study_id WHERE s.code = 'E2E-1'`;
+    expect(kinds.filter((k) => k.kind === "audit.event").length).toBe(events.n);
+    expect(events.n).toBeGreaterThan(0);
+    expect(
+      kinds
+        .map((k) => k.kind)
+        .filter((k) => k !== "audit.event")
+        .sort(),
+    ).toEqual(
       [
         "consent_document.approved",
+        "study.settings_changed",
         "delegation.granted",
         "delegation.granted",
         "form.approved",

@@ -77,6 +77,8 @@ beforeAll(async () => {
     cli(["forms", "import", "--study", "IDOR-1", path.join(ROOT, "app", "studies", "demo", "vitals.form.json")], env)
       .code,
   ).toBe(0);
+  // Access across sites is tested here, not consent: VITALS may be recorded before consent (ADR 0021).
+  expect(cli(["studies", "set", "--study", "IDOR-1", "--forms-before-consent", "VITALS"], env).code).toBe(0);
   for (const who of ["inv-a", "inv-b", "mon"]) {
     b[who] = new Browser(portal.url);
     const r = await b[who].signIn(`${who}@idor.test`, PW);

@@ -4,7 +4,6 @@
  * Also: the delegation log and the audit trail pages work end to end (CSV export audited).
  */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { readFileSync } from "node:fs";
 import path from "node:path";
 import { Browser, cli, startPortal, tempDataDir, type Portal, demoPasswordOf } from "../helpers/portal.ts";
 import { createScratchPostgres } from "../helpers/db.ts";
@@ -24,6 +23,7 @@ const ROUTES: { path: string; needs: Action | null | "public"; api?: boolean }[]
   { path: "/studies/DEMO-001/forms", needs: "study.view" },
   { path: "/studies/DEMO-001/participants", needs: "records.read" },
   { path: "/studies/DEMO-001/consent", needs: "study.view" },
+  { path: "/studies/DEMO-001/settings", needs: "study.view" },
   { path: "/studies/new", needs: "study.manage" }, // platform administrators only
   { path: "/studies/DEMO-001/audit", needs: "audit.view" },
   { path: "/studies/DEMO-001/audit.csv", needs: "audit.view" },
@@ -210,7 +210,10 @@ for (const engine of ["pglite", "postgres"] as const) {
           expect(csv.status).toBe(200);
           expect(csv.headers.get("content-type")).toMatch(/^text\/csv/);
           const lines = csv.text.trim().split("\r\n");
-          expect(lines[0]).toBe("id,time_utc,action,outcome,user,site,subject,ip,detail");
+          expect(lines[0]).toBe(
+            "event,time_utc,action,outcome,user,site,subject,form,form_version,visit,record_version," +
+              "field,old_value,new_value,reason,seal,detail,ip",
+          );
           expect(lines.length).toBe(5); // the three seeded delegations and the new one
           expect(lines.slice(1).every((l) => l.includes('"delegation.grant"'))).toBe(true);
           const exported = await mon.get("/studies/DEMO-001/audit?action=audit.export");
@@ -246,6 +249,9 @@ const COVERED_ELSEWHERE: Record<string, string> = {
   "studies.$code.participants_.$subject.tsx": "across sites (access-sites.test.ts)",
   "studies.$code.participants_.$subject.casebook[.pdf].ts": "across sites (access-sites.test.ts)",
   "studies.$code.participants_.$subject_.consent.tsx": "across sites (access-sites.test.ts)",
+  "studies.$code.participants_.$subject_.paper-consent.tsx":
+    "needs records.read for the subject's site like the consent page; upload and attestation checks in " +
+    "test/db/consent-gate.test.ts",
   "studies.$code.records.$id.tsx": "across sites (access-sites.test.ts)",
   "studies.$code.export.$format.ts": "in the matrix for every format",
   "studies.$code._index.tsx": "in the matrix as /studies/DEMO-001",

@@ -62,6 +62,9 @@ beforeAll(async () => {
     ["tokens", "create", "--study", "DEMO-001", "--name", "fuzz", "--scope", "forms.manage"],
     env,
   ).stdout.trim();
+  // The API is fuzzed, not consent: its subject has none, so VITALS is allowed before consent (ADR 0021).
+  const set = cli(["studies", "set", "--study", "DEMO-001", "--forms-before-consent", "DEMOG,VITALS"], env);
+  expect(set.code, set.stderr).toBe(0);
   const e = await fetch(`${portal.url}/api/v1/studies/DEMO-001/participants`, {
     method: "POST",
     headers: { authorization: `Bearer ${token}`, "content-type": "application/json" },

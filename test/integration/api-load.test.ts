@@ -28,6 +28,9 @@ describe("integration API under load (HTTP, PostgreSQL)", () => {
       "no duplicates",
     async () => {
       const token = (await cliAsync(["tokens", "create", "--study", "DEMO-001", "--name", "load"], env)).stdout.trim();
+      // Load on the API, not consent: the new subjects have none, so VITALS is allowed before consent (ADR 0021).
+      const set = await cliAsync(["studies", "set", "--study", "DEMO-001", "--forms-before-consent", "VITALS"], env);
+      expect(set.code, set.stderr).toBe(0);
       const headers = { authorization: `Bearer ${token}`, "content-type": "application/json" };
       const api = (path: string, body: unknown, extra: Record<string, string> = {}) =>
         fetch(`${portal.url}${path}`, {

@@ -4,7 +4,7 @@ import { apiError, apiPrincipal } from "../../platform/api.server.ts";
 
 /**
  * The proof bundle of an entry, for whoever may read its study (session or study-scoped Bearer token); site
- * staff only for entries about participants of their site.
+ * staff only for entries about their own site's participants, records, queries, locks and delegations (ADR 0020).
  */
 export async function loader({ request, context, params }: LoaderFunctionArgs) {
   const principal = await apiPrincipal(request, context.ctx);

@@ -2,6 +2,7 @@ import type { ActionFunctionArgs, LoaderFunctionArgs } from "@remix-run/node";
 import { apiError, readJsonBody, apiPrincipal } from "../../platform/api.server.ts";
 import { can, type Principal } from "../../platform/permissions.server.ts";
 import { apiServiceErrorResponse } from "../../platform/error-response.server.ts";
+import { auditActor } from "../../platform/attribution.ts";
 import { formView, importForm, listStudyForms } from "../../records/forms.server.ts";
 import { findStudy } from "../../studies/studies.server.ts";
 import type { AppContext } from "../../platform/context.server.ts";
@@ -52,6 +53,7 @@ export async function action({ request, context, params }: ActionFunctionArgs) {
     const f = await importForm(ctx, study.code, definition, {
       draft: draftParam === "true" || draftParam === "1",
       actorId: principal.userId,
+      actorLabel: auditActor(principal).actorLabel,
     });
     return Response.json(
       { ...formView(f), entry: f.approvalEntryId ? { id: f.approvalEntryId, status: "pending" } : null },

@@ -14,7 +14,7 @@ export async function action({ request, context, params }: ActionFunctionArgs) {
   if (request.method !== "POST") return apiError(405, "method_not_allowed", "use POST");
   const principal = await apiPrincipal(request, context.ctx);
   if (!principal) return apiError(401, "unauthenticated", "send Authorization: Bearer TOKEN (or sign in)");
-  const limited = rateLimited(principal, context.ctx.env.apiRatePerSecond);
+  const limited = await rateLimited(context.ctx, principal, context.ctx.env.apiRatePerSecond);
   if (limited) return limited;
   const code = (params.code ?? "").toUpperCase();
   if (!principal.platformAdmin && !principal.memberships.some((m) => m.studyCode === code))

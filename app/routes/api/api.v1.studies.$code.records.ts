@@ -16,7 +16,7 @@ export async function action({ request, context, params }: ActionFunctionArgs) {
   if (request.method !== "POST") return apiError(405, "method_not_allowed", "use POST");
   const principal = await apiPrincipal(request, ctx);
   if (!principal) return apiError(401, "unauthenticated", "send Authorization: Bearer TOKEN (or sign in)");
-  const limited = rateLimited(principal, ctx.env.apiRatePerSecond);
+  const limited = await rateLimited(ctx, principal, ctx.env.apiRatePerSecond);
   if (limited) return limited;
   const { key, error: keyError } = idempotencyKeyOf(request);
   if (keyError) return apiError(400, "invalid", keyError, "Idempotency-Key");

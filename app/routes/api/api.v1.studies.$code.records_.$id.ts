@@ -13,7 +13,7 @@ function visible(principal: { platformAdmin: boolean; memberships: { studyCode: 
 export async function loader({ request, context, params }: LoaderFunctionArgs) {
   const principal = await apiPrincipal(request, context.ctx);
   if (!principal) return apiError(401, "unauthenticated", "send Authorization: Bearer TOKEN (or sign in)");
-  const limited = rateLimited(principal, context.ctx.env.apiRatePerSecond);
+  const limited = await rateLimited(context.ctx, principal, context.ctx.env.apiRatePerSecond);
   if (limited) return limited;
   if (!visible(principal, params.code ?? "")) return apiError(404, "not_found", `no study ${params.code}`);
   try {
@@ -30,7 +30,7 @@ export async function action({ request, context, params }: ActionFunctionArgs) {
   if (request.method !== "PUT") return apiError(405, "method_not_allowed", "use PUT to correct a record");
   const principal = await apiPrincipal(request, context.ctx);
   if (!principal) return apiError(401, "unauthenticated", "send Authorization: Bearer TOKEN (or sign in)");
-  const limited = rateLimited(principal, context.ctx.env.apiRatePerSecond);
+  const limited = await rateLimited(context.ctx, principal, context.ctx.env.apiRatePerSecond);
   if (limited) return limited;
   if (!visible(principal, params.code ?? "")) return apiError(404, "not_found", `no study ${params.code}`);
   const body = await readJsonBody(request, MAX_BODY);

@@ -1,22 +1,33 @@
 import { json, type LoaderFunctionArgs, type MetaFunction } from "@remix-run/node";
 import { Form, useLoaderData } from "@remix-run/react";
-import { parseAuditFilters, queryAuditTrail, type AuditFilters } from "../../audit-trail/audit-trail.server.ts";
+import {
+  auditTrailLines,
+  parseAuditFilters,
+  queryAuditTrail,
+  type AuditFilters,
+  type AuditLine,
+} from "../../audit-trail/audit-trail.server.ts";
 import { ServiceError } from "../../platform/errors.server.ts";
 import { requireStudy } from "../../platform/require-study.server.ts";
+import { UtcAndLocal } from "../../ui/local-time.tsx";
 import { StudyPage } from "../../ui/study-page.tsx";
 
 export const meta: MetaFunction = () => [{ title: "Audit trail · TrialSeal" }];
 
-type Row = {
-  id: number;
-  at: string;
-  action: string;
-  outcome: string;
-  who: string;
-  site: string | null;
-  subject: string | null;
-  detail: string;
-};
+type Row = AuditLine;
+
+const FILTERS = [
+  ["site", "Site"],
+  ["subject", "Participant (subject code)"],
+  ["form", "Form (code)"],
+  ["field", "Field (code)"],
+  ["user", "User email"],
+  ["action", "Action (prefix)"],
+  ["from", "From (YYYY-MM-DD, UTC)"],
+  ["to", "To (YYYY-MM-DD, UTC)"],
+] as const;
+
+const text = (v: string | number | null) => (v === null ? "" : String(v));
 
 export async function loader({ request, context, params }: LoaderFunctionArgs) {
   const { study, user } = await requireStudy(request, context, params, "audit.view");
@@ -34,6 +45,7 @@ export async function loader({ request, context, params }: LoaderFunctionArgs) {
           field: err.field ?? null,
           rows: [] as Row[],
           query: url.search,
+          values: Object.fromEntries(url.searchParams),
         },
         { status: 400 },
       );
@@ -46,18 +58,8 @@ export async function loader({ request, context, params }: LoaderFunctionArgs) {
     error: null,
     field: null,
     query: url.search,
-    rows: rows.map(
-      (r): Row => ({
-        id: r.id,
-        at: r.at.toISOString(),
-        action: r.action,
-        outcome: r.outcome,
-        who: r.who,
-        site: r.site,
-        subject: r.subject,
-        detail: JSON.stringify(r.detail),
-      }),
-    ),
+    values: Object.fromEntries(url.searchParams),
+    rows: auditTrailLines(rows),
   });
 }
 
@@ -67,19 +69,16 @@ export default function AuditTrail() {
     <StudyPage user={d.user} study={d.study} title="Audit trail">
       <Form method="get" className="card filters">
         <div className="grid">
-          {(
-            [
-              ["site", "Site"],
-              ["subject", "Subject"],
-              ["user", "User email"],
-              ["action", "Action (prefix)"],
-              ["from", "From (YYYY-MM-DD)"],
-              ["to", "To (YYYY-MM-DD)"],
-            ] as const
-          ).map(([name, label]) => (
+          {FILTERS.map(([name, label]) => (
             <div key={name}>
               <label htmlFor={name}>{label}</label>
-              <input id={name} name={name} type="text" aria-invalid={d.field === name || undefined} />
+              <input
+                id={name}
+                name={name}
+                type="text"
+                defaultValue={d.values[name] ?? ""}
+                aria-invalid={d.field === name || undefined}
+              />
             </div>
           ))}
         </div>
@@ -90,29 +89,59 @@ export default function AuditTrail() {
           {d.error}
         </p>
       ) : null}
-      <table>
+      <p className="muted">
+        Times are UTC (your local time beside). A data change is one line per field: the value before and after, with
+        the field&apos;s label from the form version used and its code; values are read from the record versions and
+        checked against their sealed entries.
+      </p>
+      <table className="stack audit-trail">
         <thead>
           <tr>
-            <th>Time (UTC)</th>
+            <th>Time</th>
             <th>Action</th>
-            <th>Outcome</th>
             <th>Who</th>
-            <th>Site</th>
-            <th>Subject</th>
-            <th>Detail</th>
+            <th>Site / subject</th>
+            <th>Form</th>
+            <th>Field</th>
+            <th>Old → new</th>
+            <th>Reason for change</th>
+            <th>Seal / detail</th>
           </tr>
         </thead>
         <tbody>
           {d.rows.map((r) => (
-            <tr key={r.id}>
-              <td>{r.at.replace("T", " ").slice(0, 19)}</td>
-              <td>{r.action}</td>
-              <td>{r.outcome}</td>
-              <td>{r.who}</td>
-              <td>{r.site ?? ""}</td>
-              <td>{r.subject ?? ""}</td>
-              <td>
-                <code>{r.detail}</code>
+            <tr key={`${r.event}-${r.field ?? ""}`} data-event={r.event} data-action={r.action}>
+              <td data-label="Time">
+                <UtcAndLocal iso={r.time_utc} />
+              </td>
+              <td data-label="Action">
+                {r.action}
+                {r.outcome !== "success" ? <span className="error"> ({r.outcome})</span> : null}
+              </td>
+              <td data-label="Who">{text(r.user)}</td>
+              <td data-label="Site / subject">{[r.site, r.subject].filter(Boolean).join(" / ")}</td>
+              <td data-label="Form">
+                {r.form ? `${r.form}${r.form_version ? ` v${r.form_version}` : ""}` : ""}
+                {r.visit ? ` · ${r.visit}` : ""}
+                {r.record_version ? ` · record version ${r.record_version}` : ""}
+              </td>
+              <td data-label="Field">{text(r.field)}</td>
+              <td data-label="Old → new">
+                {r.field ? (
+                  <>
+                    <span className="old-value">{r.old_value === null ? "(empty)" : text(r.old_value)}</span>
+                    {" → "}
+                    <span className="new-value">{r.new_value === null ? "(empty)" : text(r.new_value)}</span>
+                  </>
+                ) : null}
+              </td>
+              <td data-label="Reason">{text(r.reason)}</td>
+              <td data-label="Seal / detail">
+                {r.seal ? (
+                  <span className={r.seal === "matches its sealed entry" ? "ok" : "error"}>{r.seal}</span>
+                ) : null}
+                {r.detail ? <span className="detail">{r.detail}</span> : null}
+                {r.ip ? <span className="muted"> · IP {r.ip}</span> : null}
               </td>
             </tr>
           ))}

@@ -4,13 +4,14 @@
  * optionally with an impartial witness), and withdrawals the participant reports to the site.
  */
 import { json, type ActionFunctionArgs, type LoaderFunctionArgs, type MetaFunction } from "@remix-run/node";
-import { Form, useActionData, useLoaderData } from "@remix-run/react";
+import { Form, Link, useActionData, useLoaderData } from "@remix-run/react";
 import { subjectCasebook } from "../../records/records.server.ts";
 import { consentStatus } from "../../consent/status.server.ts";
 import { countersignConsent } from "../../consent/countersigning.server.ts";
 import { createInvitation } from "../../consent/invitations.server.ts";
 import { invitationsOf } from "../../consent/invitation-state.server.ts";
 import { recordWithdrawal } from "../../consent/withdrawal.server.ts";
+import { confirmContact, contactPanel, registerRepresentative } from "../../consent/contact-confirmation.server.ts";
 import { serviceErrorResponse } from "../../platform/error-response.server.ts";
 import { can } from "../../platform/permissions.server.ts";
 import { qrDataUrl } from "../../platform/qr.server.ts";
@@ -41,7 +42,9 @@ export async function loader({ request, context, params }: LoaderFunctionArgs) {
     site: participant.site,
     status,
     invitations: await invitationsOf(context.ctx, participant.id),
-    may: { obtain: can(user, "consent.obtain", scope) },
+    // Signer contacts and their confirmation by a second member of staff (ADR 0018).
+    ...(names ? await contactPanel(context.ctx, user, participant.id) : { contacts: [], inviteBlock: null }),
+    may: { obtain: can(user, "consent.obtain", scope), confirm: names },
   });
 }
 
@@ -70,6 +73,28 @@ export async function action({ request, context, params }: ActionFunctionArgs) {
         field: null,
         message: `Invitation sent by ${inv.channel} to ${inv.sentTo}; valid until ${until} UTC.`,
         invitation: { url: inv.url, qr: await qrDataUrl(inv.url) },
+      });
+    }
+    if (intent === "confirm-contact") {
+      const method = String(f.get("method") ?? "");
+      await confirmContact(context.ctx, user, study.code, participant.subject, {
+        contact: String(f.get("contact") ?? "") || undefined,
+        method: method || undefined,
+      });
+      const how = method === "in_person" ? "Identity verified in person: recorded" : "Contact confirmed";
+      return json({ error: null, field: null, message: `${how} and sealed into the log.`, invitation: null });
+    }
+    if (intent === "register-representative") {
+      await registerRepresentative(context.ctx, user, study.code, participant.subject, {
+        role: String(f.get("role") ?? "") || undefined,
+        name: String(f.get("name") ?? ""),
+        contact: String(f.get("contact") ?? ""),
+      });
+      return json({
+        error: null,
+        field: null,
+        message: "Representative registered; an investigator of the site other than you must confirm the contact.",
+        invitation: null,
       });
     }
     if (intent === "countersign") {
@@ -142,6 +167,10 @@ export default function SubjectConsent() {
         </section>
       ) : null}
       <h2>Signatures</h2>
+      <p>
+        <Link to={`/studies/${d.study}/participants/${d.subject}/paper-consent`}>Consent obtained on paper</Link>
+        {d.status.paper.length ? ` (${d.status.paper.length} recorded)` : ""}
+      </p>
       {d.status.signatures.length === 0 ? <p className="muted">No consent signed yet.</p> : null}
       <table>
         <thead>
@@ -197,6 +226,66 @@ export default function SubjectConsent() {
           </ul>
         </>
       ) : null}
+      <h2>Signer contacts</h2>
+      <p className="muted">
+        The one-time code goes to this contact. A second member of staff (not the one who entered it, and not the one
+        who invites) confirms it, or records that the signer's identity was verified in person at a visit. A
+        representative's or parent's contact is confirmed by an investigator of the site.
+      </p>
+      <table>
+        <thead>
+          <tr>
+            <th>Signer</th>
+            <th>Contact</th>
+            <th>Entered by</th>
+            <th>Confirmed</th>
+          </tr>
+        </thead>
+        <tbody>
+          {d.contacts.map((c) => (
+            <tr key={c.id} data-signer-contact={c.role}>
+              <td>{c.role === "participant" ? "the participant" : `${c.role}: ${c.name ?? ""}`}</td>
+              <td>{c.contact}</td>
+              <td>{c.enteredBy}</td>
+              <td data-confirmed-by={c.confirmedBy ?? ""}>
+                {c.confirmedAt ? (
+                  `${c.method === "in_person" ? "identity verified in person" : "confirmed"} ` +
+                  `by ${c.confirmedBy} on ${c.confirmedAt.replace("T", " ").slice(0, 16)} UTC`
+                ) : d.may.confirm ? (
+                  <Form method="post" className="inline">
+                    <input type="hidden" name="intent" value="confirm-contact" />
+                    {c.role === "participant" ? null : <input type="hidden" name="contact" value={c.id} />}
+                    <button type="submit" name="method" value="staff">
+                      Confirm contact
+                    </button>{" "}
+                    <button type="submit" name="method" value="in_person">
+                      Identity verified in person
+                    </button>
+                  </Form>
+                ) : (
+                  <span className="badge bad">not confirmed</span>
+                )}
+              </td>
+            </tr>
+          ))}
+        </tbody>
+      </table>
+      {d.may.confirm && d.status.state !== "withdrawn" ? (
+        <Form method="post" className="card" noValidate>
+          <input type="hidden" name="intent" value="register-representative" />
+          <h2>Register a representative or parent</h2>
+          <label htmlFor="rep-role">Role</label>
+          <select id="rep-role" name="role">
+            <option value="lar">legally authorized representative</option>
+            <option value="parent">parent or guardian (minor)</option>
+          </select>
+          <label htmlFor="rep-name">Full name</label>
+          <input id="rep-name" name="name" type="text" />
+          <label htmlFor="rep-contact">Email or phone</label>
+          <input id="rep-contact" name="contact" type="text" />
+          <button type="submit">Register</button>
+        </Form>
+      ) : null}
       <h2>Invitations</h2>
       <table>
         <thead>
@@ -241,7 +330,14 @@ export default function SubjectConsent() {
               <label className="ack">
                 <input type="checkbox" name="assent" /> Also take the minor's assent (with a parent)
               </label>
-              <button type="submit">Create invitation</button>
+              {d.inviteBlock ? (
+                <p className="muted" data-invite-blocked>
+                  {d.inviteBlock}
+                </p>
+              ) : null}
+              <button type="submit" disabled={!!d.inviteBlock}>
+                Create invitation
+              </button>
             </Form>
           ) : null}
           {awaiting ? (

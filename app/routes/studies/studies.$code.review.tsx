@@ -184,6 +184,42 @@ export default function Review() {
         </tbody>
       </table>
 
+      <h2 id="remote-consent">Remote consent signals</h2>
+      <p className="muted">
+        Signs that a remote consent may not come from the person it names (ADR 0018): signed from the network address of
+        a staff session within the hour before, or a contact equal to a staff account's or another participant's.
+      </p>
+      {r.singleStaffSites.map((s) => (
+        <p key={s.site} className="badge bad" data-single-staff-site={s.site}>
+          Site {s.site} has {s.staff === 0 ? "no member" : "one member"} of site staff: nobody there can confirm a
+          colleague's entry of a signer's contact.
+        </p>
+      ))}
+      {r.consentSignals.length === 0 ? (
+        <p className="muted">No signals.</p>
+      ) : (
+        <table data-consent-signals={r.consentSignals.length}>
+          <thead>
+            <tr>
+              <th>Subject</th>
+              <th>Signal</th>
+            </tr>
+          </thead>
+          <tbody>
+            {r.consentSignals.flatMap((x) =>
+              x.signals.map((s) => (
+                <tr key={`${x.subject}-${s.code}-${s.message}`} data-consent-signal={s.code}>
+                  <td>{x.subject}</td>
+                  <td>
+                    <span className="badge bad">{s.code.replace(/_/g, " ")}</span> {s.message}
+                  </td>
+                </tr>
+              )),
+            )}
+          </tbody>
+        </table>
+      )}
+
       <h2>Records</h2>
       {r.records.length === 0 ? <p className="muted">No CRF records yet.</p> : null}
       {r.mismatches.length ? (
@@ -248,6 +284,40 @@ export default function Review() {
           ))}
         </tbody>
       </table>
+
+      <h2 id="before-consent">Data recorded before consent</h2>
+      {r.beforeConsent.length === 0 ? (
+        <p className="muted" data-before-consent="0">
+          Every record was saved after its participant&apos;s consent was complete.
+        </p>
+      ) : (
+        <table data-before-consent={r.beforeConsent.length}>
+          <thead>
+            <tr>
+              <th>Subject</th>
+              <th>Form / visit</th>
+              <th>Saved</th>
+              <th>Consent complete</th>
+              <th>Why it was accepted</th>
+            </tr>
+          </thead>
+          <tbody>
+            {r.beforeConsent.map((x) => (
+              <tr key={x.record} data-before-consent-record={x.record}>
+                <td>{x.subject}</td>
+                <td>
+                  <Link to={`/studies/${r.study.code}/records/${x.record}`}>
+                    {x.form} / {x.visit}
+                  </Link>
+                </td>
+                <td>{x.savedAt.slice(0, 16).replace("T", " ")}</td>
+                <td>{x.consentCompleteAt ? x.consentCompleteAt.slice(0, 16).replace("T", " ") : "not yet"}</td>
+                <td>{x.why}</td>
+              </tr>
+            ))}
+          </tbody>
+        </table>
+      )}
 
       <h2>Ledger entries of this study</h2>
       <p className="muted">

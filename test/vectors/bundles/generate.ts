@@ -51,7 +51,8 @@ const BATCHES = [3, 2]; // batch 0: seq 0..2, batch 1: seq 3..4
 /** Build the log and every valid bundle. */
 export function buildLog() {
   const entries = SPECS.map((s, i) => {
-    const built = buildEntry(c, s.kind, s.fields as never, salt(i));
+    // Version 1 payloads (record.saved with its reason in clear): the vectors stay what they were (ADR 0020).
+    const built = buildEntry(c, s.kind, s.fields as never, salt(i), 1);
     const envelope: Envelope = {
       v: 1,
       log: ORIGIN,

@@ -1,0 +1,235 @@
+/**
+ * Evidence package: the FHIR bundle (fhir.json) cross-checked against the sealed payloads (ADR 0019).
+ * - QuestionnaireResponse (a record's current version), by the seq of its ledger-entry extension: the record id,
+ *   visit, record version, form and form version, status (`amended` after version 1), `authored` (the envelope's
+ *   time), the subject's Patient, the leaf hash, every answer (and no answer the payload lacks), and that the seq
+ *   is the record's latest sealed version; every sealed record has one.
+ * - Consent, by its signature id (`consent-<signature>`): the patient, the document code and version (policy),
+ *   the status derived from the consent.signed and consent.withdrawn entries (`inactive` after a full withdrawal
+ *   or a later signature on the same document, else `active` once countersigned by staff, else `proposed`),
+ *   `verification` present exactly when countersigned, each optional item's permit/deny (agreed and not withdrawn);
+ *   every sealed primary signature has one.
+ * - Provenance: its target is the Consent of the signature at its seq, document SHA-256 and leaf hash.
+ * - ResearchSubject: `withdrawn` after a sealed full withdrawal.
+ * Not checked (not in a sealed payload): dates of consent (the signature row's time), titles, displays, ids of
+ * Patients, Practitioners and the bundle's own timestamp.
+ */
+import { type Bad, latestRecordVersions, type Sealed, type SealedEntry, show } from "./cross-check-sealed.ts";
+
+type Json = Record<string, unknown>;
+const FILE = "fhir.json";
+const EXT = "https://trialseal.dev/fhir/StructureDefinition";
+
+const ext = (r: Json, name: string) =>
+  ((r.extension as Json[] | undefined) ?? []).find((x) => x.url === `${EXT}/${name}`);
+/** The seq and leaf hash in a resource's ledger-entry extension. */
+function ledgerOf(r: Json): { seq: number | null; leafHash: string | null } {
+  const parts = (ext(r, "ledger-entry")?.extension as Json[] | undefined) ?? [];
+  const seq = parts.find((x) => x.url === "seq")?.valueInteger;
+  const leaf = parts.find((x) => x.url === "leafHash")?.valueString;
+  return { seq: typeof seq === "number" ? seq : null, leafHash: typeof leaf === "string" ? leaf : null };
+}
+/** An answer's value: a coding's code, else its value[x]. */
+function answerValue(a: Json): unknown {
+  const coding = a.valueCoding as Json | undefined;
+  if (coding) return coding.code;
+  const k = Object.keys(a).find((x) => x.startsWith("value"));
+  return k ? a[k] : undefined;
+}
+/** Whether the answers of an item say the sealed value (a multichoice is a list of codes). */
+function answersSay(answers: Json[], want: unknown): boolean {
+  const got = answers.map(answerValue);
+  // A value of a field the form version does not define is written as one valueString of its JSON text.
+  const asJsonText = got.length === 1 && got[0] === JSON.stringify(want);
+  if (Array.isArray(want)) return asJsonText || JSON.stringify(got) === JSON.stringify(want.map((c) => String(c)));
+  if (got.length !== 1) return false;
+  // A number or boolean as itself, a choice's code as its text.
+  return asJsonText || got[0] === want || (typeof want !== "string" && got[0] === String(want));
+}
+
+/** Returns the number of resources checked. */
+export function crossCheckFhir(text: string, sealed: Sealed, bad: Bad): number {
+  let bundle: Json;
+  try {
+    bundle = JSON.parse(text) as Json;
+    if (bundle.resourceType !== "Bundle" || !Array.isArray(bundle.entry)) throw new Error("not a FHIR Bundle");
+  } catch (err) {
+    bad(FILE, "FHIR_INVALID", (err as Error).message);
+    return 0;
+  }
+  const entries = (bundle.entry as Json[]).map((e) => ({ url: String(e.fullUrl), r: (e.resource ?? {}) as Json }));
+  const byUrl = new Map(entries.map((e) => [e.url, e.r]));
+  const subjectOf = (ref: unknown) => {
+    const p = byUrl.get(String((ref as Json | undefined)?.reference));
+    return ((p?.identifier as Json[] | undefined)?.[0]?.value as string | undefined) ?? null;
+  };
+  const of = (kind: string) => [...sealed.values()].filter((e) => e.kind === kind);
+  const signatures = of("consent.signed");
+  const withdrawals = of("consent.withdrawn");
+  const signatureById = new Map(signatures.map((e) => [String(e.payload.signature), e]));
+  const latest = latestRecordVersions(sealed);
+  const seenRecords = new Set<string>();
+  const seenConsents = new Set<string>();
+  let checked = 0;
+  const mismatch = (what: string, field: string, got: unknown, want: unknown, from = "the sealed payload") =>
+    bad(FILE, "FHIR_VALUE_MISMATCH", `${what}: ${field} is ${show(got)} in the file but ${show(want)} in ${from}`);
+
+  for (const { r } of entries) {
+    const type = String(r.resourceType);
+    const name = `${type} ${String(r.id)}`;
+    if (type === "QuestionnaireResponse") {
+      const { seq, leafHash } = ledgerOf(r);
+      const e = seq === null ? undefined : sealed.get(seq);
+      if (e?.kind !== "record.saved") {
+        bad(FILE, "FHIR_UNPROVEN", `${name} cites seq ${seq}, which is no record.saved entry with a verified bundle`);
+        continue;
+      }
+      checked++;
+      const p = e.payload;
+      const what = `${name} (seq ${seq})`;
+      const record = String(p.record);
+      const same = (field: string, got: unknown, want: unknown) => {
+        if (got !== want) mismatch(what, field, got, want);
+      };
+      same("identifier", (r.identifier as Json | undefined)?.value, record);
+      same("visit", ext(r, "visit")?.valueString, p.visit);
+      same("record-version", ext(r, "record-version")?.valueInteger, p.version);
+      same("questionnaire", String(r.questionnaire).split(":").pop(), `${String(p.form)}|${String(p.formVersion)}`);
+      same("status", r.status, Number(p.version) > 1 ? "amended" : "completed");
+      same("authored", r.authored, e.envelope.at);
+      same("subject", subjectOf(r.subject), p.subject);
+      same("leafHash", leafHash, e.leafHash);
+      const values = (p.values ?? {}) as Record<string, unknown>;
+      const items = new Map(((r.item as Json[] | undefined) ?? []).map((i) => [String(i.linkId), i]));
+      for (const [k, v] of Object.entries(values)) {
+        if (v === null || v === undefined) continue;
+        const answers = (items.get(k)?.answer as Json[] | undefined) ?? [];
+        if (!answersSay(answers, v)) mismatch(what, `item ${k}`, answers.map(answerValue), v);
+      }
+      for (const k of items.keys())
+        if (values[k] === null || values[k] === undefined)
+          mismatch(what, `item ${k}`, (items.get(k)?.answer as Json[] | undefined)?.map(answerValue), undefined);
+      const last = latest.get(record);
+      if (last && last.seq !== seq)
+        bad(
+          FILE,
+          "FHIR_NOT_LATEST",
+          `${what} shows version ${String(p.version)}; the record's latest sealed version is ` +
+            `${String(last.payload.version)} (seq ${last.seq})`,
+        );
+      seenRecords.add(record);
+    } else if (type === "Consent") {
+      const sig = String(r.id).replace(/^consent-/, "");
+      const e = signatureById.get(sig);
+      if (!e) {
+        bad(FILE, "FHIR_UNPROVEN", `${name} names signature ${sig}, which has no sealed consent.signed entry`);
+        continue;
+      }
+      checked++;
+      seenConsents.add(sig);
+      checkConsent(r, name, e, signatures, withdrawals, subjectOf, mismatch);
+    } else if (type === "Provenance") {
+      const { seq, leafHash } = ledgerOf(r);
+      const e = seq === null ? undefined : sealed.get(seq);
+      const what = `${name} (seq ${seq})`;
+      if (e?.kind !== "consent.signed") {
+        bad(FILE, "FHIR_UNPROVEN", `${name} cites seq ${seq}, which is no consent.signed entry with a verified bundle`);
+        continue;
+      }
+      checked++;
+      const target = byUrl.get(String(((r.target as Json[] | undefined)?.[0] as Json | undefined)?.reference));
+      if (target?.id !== `consent-${String(e.payload.signature)}`)
+        mismatch(what, "target", target?.id, `consent-${String(e.payload.signature)}`);
+      const sha = ext(r, "document-sha256")?.valueString;
+      if (sha !== e.payload.documentSha256) mismatch(what, "document-sha256", sha, e.payload.documentSha256);
+      if (leafHash !== e.leafHash) mismatch(what, "leafHash", leafHash, e.leafHash);
+    } else if (type === "ResearchSubject") {
+      const subject = (r.identifier as Json[] | undefined)?.[0]?.value;
+      // After a partial withdrawal the status also depends on the consent's state (a re-consent pending keeps
+      // `on-study`), which no single entry holds: only a full withdrawal fixes it.
+      const full = withdrawals.find((w) => w.payload.subject === subject && w.payload.scope === "full");
+      const what = `${name} (subject ${String(subject)})`;
+      if (full && r.status !== "withdrawn")
+        mismatch(`${what}, withdrawal seq ${full.seq}`, "status", r.status, "withdrawn", "the sealed withdrawal");
+      if (full) checked++;
+    }
+  }
+  for (const [record, e] of latest)
+    if (!seenRecords.has(record))
+      bad(
+        FILE,
+        "FHIR_RESOURCE_MISSING",
+        `record ${record} (subject ${String(e.payload.subject)}, seq ${e.seq}) is sealed but has no ` +
+          "QuestionnaireResponse",
+      );
+  for (const e of signatures)
+    if (e.payload.countersigns === null && !seenConsents.has(String(e.payload.signature)))
+      bad(
+        FILE,
+        "FHIR_RESOURCE_MISSING",
+        `consent signature ${String(e.payload.signature)} (subject ${String(e.payload.subject)}, seq ${e.seq}) ` +
+          "is sealed but has no Consent",
+      );
+  return checked;
+}
+
+function checkConsent(
+  r: Json,
+  name: string,
+  e: SealedEntry,
+  signatures: SealedEntry[],
+  withdrawals: SealedEntry[],
+  subjectOf: (ref: unknown) => string | null,
+  mismatch: (what: string, field: string, got: unknown, want: unknown, from?: string) => void,
+) {
+  const p = e.payload;
+  const what = `${name} (seq ${e.seq})`;
+  const subject = String(p.subject);
+  if (subjectOf(r.patient) !== subject) mismatch(what, "patient", subjectOf(r.patient), subject);
+  const policy = String(((r.policy as Json[] | undefined)?.[0] as Json | undefined)?.uri);
+  const wantPolicy = `${String(p.document)}:${String(p.version)}`;
+  if (!policy.endsWith(`:${wantPolicy}`)) mismatch(what, "policy", policy.split(":").slice(-2).join(":"), wantPolicy);
+  // Status, from the sealed entries (as app/exports/fhir.server.ts derives it from the stored rows).
+  const mine = withdrawals.filter((w) => w.payload.subject === subject);
+  const full = mine.find((w) => w.payload.scope === "full");
+  const later = signatures.find(
+    (z) =>
+      z.seq > e.seq &&
+      z.payload.countersigns === null &&
+      z.payload.subject === subject &&
+      z.payload.document === p.document,
+  );
+  const countersign = signatures.find(
+    (z) => z.payload.countersigns === p.signature && z.payload.signerRole === "staff",
+  );
+  const status = full || later ? "inactive" : countersign ? "active" : "proposed";
+  if (r.status !== status) {
+    const because = full
+      ? `the sealed full withdrawal (seq ${full.seq})`
+      : later
+        ? `the later sealed signature (seq ${later.seq})`
+        : countersign
+          ? `the sealed countersignature (seq ${countersign.seq})`
+          : "the sealed entries (no countersignature)";
+    mismatch(what, "status", r.status, status, because);
+  }
+  const verified = Array.isArray(r.verification) && r.verification.length > 0;
+  if (verified !== !!countersign)
+    mismatch(what, "verification", verified, !!countersign, "the sealed entries (countersignature)");
+  const withdrawn = mine.flatMap((w) => (w.payload.optionalWithdrawn as string[] | undefined) ?? []);
+  const options = (p.options ?? {}) as Record<string, boolean>;
+  const provisions = (((r.provision as Json | undefined)?.provision as Json[] | undefined) ?? []).map((x) => ({
+    type: x.type,
+    code: (
+      (((x.code as Json[] | undefined)?.[0] as Json | undefined)?.coding as Json[] | undefined)?.[0] as Json | undefined
+    )?.code,
+  }));
+  const want = Object.entries(options).map(([k, agreed]) => ({
+    type: agreed && !withdrawn.includes(k) ? "permit" : "deny",
+    code: k,
+  }));
+  const key = (xs: { type: unknown; code: unknown }[]) =>
+    JSON.stringify(xs.map((x) => `${String(x.code)}=${String(x.type)}`).sort());
+  if (key(provisions) !== key(want))
+    mismatch(what, "provision", provisions, want, "the sealed signature and withdrawals");
+}

@@ -1,0 +1,109 @@
+/**
+ * Sealing an audit-trail event (ADR 0016): the audit_events row and its `audit.event` ledger entry are written
+ * together, in one transaction, the row naming its entry and the entry its row. Addresses, actor labels and the
+ * free-form detail reach the payload only as salted hashes.
+ */
+import { eq, sql } from "drizzle-orm";
+import { nodeCrypto } from "../../anchoring/adapters/crypto-node.ts";
+import { canonicalize } from "../../anchoring/log/canonical.ts";
+import { toHex, utf8 } from "../../anchoring/log/bytes.ts";
+import type { Crypto } from "../../anchoring/log/crypto.ts";
+import { buildEntry, newSalt } from "../../anchoring/log/entry.ts";
+import { DEPLOYMENT_SCOPE } from "../../anchoring/log/envelope.ts";
+import type { Payload } from "../../anchoring/log/payloads.ts";
+import type { DbOrTx } from "../../db/client.ts";
+import { insertAuditEvent, type NewAuditEvent } from "../../db/queries/audit.ts";
+import { insertPendingEntry } from "../../db/queries/log.ts";
+import { rowsOf } from "../../db/queries/rows.ts";
+import { studies } from "../../db/schema/index.ts";
+
+/**
+ * SHA-256 (hex) of `salt`, a newline and `text`: how an address or a piece of free text enters an audit.event
+ * payload. The salt is the payload's own, so whoever holds the text and the entry can check it; nobody can
+ * guess it from the hash alone.
+ */
+export function saltedHash(crypto: Crypto, salt: string, text: string): string {
+  return toHex(crypto.sha256(utf8(`${salt}\n${text}`)));
+}
+
+/** The detail as stored (plain JSON: undefined members dropped), so the hash is of what the row holds. */
+export function normalizeDetail(detail: unknown): Record<string, unknown> {
+  return JSON.parse(JSON.stringify(detail ?? {})) as Record<string, unknown>;
+}
+
+/** The fields of an audit.event payload that a row determines (everything but `v` and `salt`). */
+export function eventPayloadFields(
+  crypto: Crypto,
+  salt: string,
+  row: {
+    id: number;
+    at: Date;
+    action: string;
+    outcome: "success" | "failure" | "denied";
+    actorUserId: string | null;
+    actorLabel: string | null;
+    siteId: string | null;
+    participantId: string | null;
+    ip: string | null;
+    detail: unknown;
+  },
+): Omit<Payload<"audit.event">, "v" | "salt"> {
+  const detail = normalizeDetail(row.detail);
+  const count = (detail as { aggregated?: unknown; count?: unknown }).aggregated === true ? detail.count : undefined;
+  return {
+    event: row.id,
+    at: row.at.toISOString(),
+    action: row.action,
+    outcome: row.outcome,
+    actor: row.actorUserId,
+    actorLabel: row.actorLabel === null ? null : saltedHash(crypto, salt, row.actorLabel),
+    site: row.siteId,
+    participant: row.participantId,
+    ip: row.ip === null ? null : saltedHash(crypto, salt, row.ip),
+    detail: saltedHash(crypto, salt, canonicalize(detail)),
+    ...(typeof count === "number" && Number.isInteger(count) && count > 0 ? { count } : {}),
+  };
+}
+
+/** Study codes never change: cached per process. */
+const studyCodes = new Map<string, string>();
+async function studyCode(tx: DbOrTx, studyId: string): Promise<string> {
+  const known = studyCodes.get(studyId);
+  if (known) return known;
+  const [s] = await tx.select({ code: studies.code }).from(studies).where(eq(studies.id, studyId));
+  if (!s) throw new Error(`audit event names unknown study ${studyId}`);
+  studyCodes.set(studyId, s.code);
+  return s.code;
+}
+
+/** Write the row and its entry (call inside a transaction: `audit()` does). */
+export async function insertSealedEvent(tx: DbOrTx, e: NewAuditEvent, crypto: Crypto = nodeCrypto): Promise<number> {
+  const at = e.at ?? new Date();
+  const res = await tx.execute(sql`SELECT nextval(pg_get_serial_sequence('audit_events', 'id')) AS id`);
+  const id = Number(rowsOf<{ id: string | number }>(res)[0].id);
+  const detail = normalizeDetail(e.detail);
+  const salt = newSalt();
+  const fields = eventPayloadFields(crypto, salt, {
+    id,
+    at,
+    action: e.action,
+    outcome: e.outcome ?? "success",
+    actorUserId: e.actorUserId ?? null,
+    actorLabel: e.actorLabel ?? null,
+    siteId: e.siteId ?? null,
+    participantId: e.participantId ?? null,
+    ip: e.ip ?? null,
+    detail,
+  });
+  const built = buildEntry(crypto, "audit.event", fields, salt);
+  const entry = await insertPendingEntry(tx, {
+    studyId: e.studyId ?? null,
+    studyCode: e.studyId ? await studyCode(tx, e.studyId) : DEPLOYMENT_SCOPE,
+    kind: "audit.event",
+    payloadText: built.payloadText,
+    payloadHash: built.payloadHash,
+    at,
+  });
+  await insertAuditEvent(tx, { ...e, id, at, detail, entryId: entry.id });
+  return id;
+}

@@ -1,0 +1,114 @@
+/**
+ * A study's settings (ADR 0021). Each change is a new `study_settings` row with its `study.settings_changed` entry,
+ * in one transaction; the highest version is in force. Today one setting: the CRF forms that may be saved before a
+ * participant's consent is complete (pre-screening). By default none may.
+ */
+import { and, desc, eq, sql } from "drizzle-orm";
+import { z } from "zod";
+import { forms, studySettings, users } from "../../db/schema/index.ts";
+import type { DbOrTx } from "../../db/client.ts";
+import type { AppContext } from "../platform/context.server.ts";
+import { ServiceError } from "../platform/errors.server.ts";
+import { requirePermission, type Principal } from "../platform/permissions.server.ts";
+import { appendEntry } from "../log/append-entry.server.ts";
+import { audit } from "../audit-trail/record-event.server.ts";
+import { getStudyOrThrow } from "./studies.server.ts";
+
+export interface StudySettings {
+  version: number;
+  formsBeforeConsent: string[];
+  changedAt: string | null;
+  changedBy: string | null;
+  entryId: string | null;
+}
+
+const DEFAULTS: StudySettings = { version: 0, formsBeforeConsent: [], changedAt: null, changedBy: null, entryId: null };
+
+/** The settings in force for a study (defaults when never changed). */
+export async function studySettingsOf(ctx: AppContext, studyId: string, db: DbOrTx = ctx.db): Promise<StudySettings> {
+  const [row] = await db
+    .select({ s: studySettings, by: users.fullName })
+    .from(studySettings)
+    .leftJoin(users, eq(users.id, studySettings.changedBy))
+    .where(eq(studySettings.studyId, studyId))
+    .orderBy(desc(studySettings.version))
+    .limit(1);
+  if (!row) return DEFAULTS;
+  return {
+    version: row.s.version,
+    formsBeforeConsent: row.s.formsBeforeConsent,
+    changedAt: row.s.changedAt.toISOString(),
+    changedBy: row.by ?? (row.s.changedBy ? row.s.changedBy : "operator (CLI)"),
+    entryId: row.s.entryId,
+  };
+}
+
+/** Form codes as typed: a list, or one string "A, B" (the CLI's CODE[,CODE] and the page's text box). */
+export const FormsBeforeConsentInput = z.object({
+  formsBeforeConsent: z.union([z.string().max(2000), z.array(z.string().max(64)).max(50)], {
+    error: "forms before consent: give form codes separated by commas (or nothing to allow none)",
+  }),
+});
+
+/** Set the forms allowed before consent (study administrators; the operator's CLI acts as one). */
+export async function setFormsBeforeConsent(
+  ctx: AppContext,
+  principal: Principal,
+  studyCode: string,
+  input: unknown,
+): Promise<StudySettings> {
+  const r = FormsBeforeConsentInput.safeParse(input);
+  if (!r.success) throw new ServiceError("invalid", r.error.issues[0].message, "formsBeforeConsent");
+  const study = await getStudyOrThrow(ctx, studyCode);
+  requirePermission(principal, "study.manage", { studyId: study.id });
+  const raw =
+    typeof r.data.formsBeforeConsent === "string" ? r.data.formsBeforeConsent.split(",") : r.data.formsBeforeConsent;
+  const codes = [...new Set(raw.map((c) => c.trim().toUpperCase()).filter((c) => c.length > 0))].sort();
+  if (codes.length > 50)
+    throw new ServiceError("invalid", "forms before consent: at most 50 forms", "formsBeforeConsent");
+  const known = new Set(
+    (
+      await ctx.db
+        .selectDistinct({ code: forms.code })
+        .from(forms)
+        .where(and(eq(forms.studyId, study.id), eq(forms.status, "approved")))
+    ).map((f) => f.code),
+  );
+  const unknown = codes.filter((c) => !known.has(c));
+  if (unknown.length) {
+    const are = unknown.length > 1 ? "are not approved forms" : "is not an approved form";
+    const approved = known.size ? `approved: ${[...known].sort().join(", ")}` : "it has no approved form";
+    throw new ServiceError(
+      "invalid",
+      `forms before consent: ${unknown.join(", ")} ${are} of ${study.code} (${approved})`,
+      "formsBeforeConsent",
+    );
+  }
+  return ctx.db.transaction(async (tx) => {
+    // Serialize changes of one study's settings (and hold back record saves that read them: they take it FOR SHARE).
+    await tx.execute(sql`SELECT 1 FROM studies WHERE id = ${study.id} FOR UPDATE`);
+    const cur = await studySettingsOf(ctx, study.id, tx);
+    const version = cur.version + 1;
+    const e = await appendEntry(tx, ctx.crypto, study, "study.settings_changed", {
+      version,
+      formsBeforeConsent: codes,
+      actor: principal.userId,
+    });
+    await tx.insert(studySettings).values({
+      studyId: study.id,
+      version,
+      formsBeforeConsent: codes,
+      changedBy: principal.userId,
+      changedAt: new Date(),
+      entryId: e.id,
+    });
+    await audit(tx, {
+      action: "study.settings_changed",
+      actorUserId: principal.userId,
+      actorLabel: principal.label,
+      studyId: study.id,
+      detail: { version, formsBeforeConsent: codes, previous: cur.formsBeforeConsent, entry: e.id },
+    });
+    return studySettingsOf(ctx, study.id, tx);
+  });
+}

@@ -1,0 +1,64 @@
+import { integer, jsonb, pgTable, timestamp, unique, uuid, index } from "drizzle-orm/pg-core";
+import { studies } from "./organizations.ts";
+import { consentDocuments, participants } from "./participants.ts";
+import { users } from "./users.ts";
+import { bytea } from "./types.ts";
+import { ledgerEntries } from "./log.ts";
+
+/**
+ * A study's settings, one append-only row per change (the highest `version` is in force), each with its
+ * `study.settings_changed` ledger entry. `formsBeforeConsent`: the CRF form codes that may be saved for a
+ * participant before their consent is complete (pre-screening); empty by default.
+ */
+export const studySettings = pgTable(
+  "study_settings",
+  {
+    id: uuid("id").primaryKey().defaultRandom(),
+    studyId: uuid("study_id")
+      .notNull()
+      .references(() => studies.id),
+    version: integer("version").notNull(),
+    formsBeforeConsent: jsonb("forms_before_consent").$type<string[]>().notNull().default([]),
+    /** The user who changed them (null: the operator's CLI). */
+    changedBy: uuid("changed_by").references(() => users.id),
+    changedAt: timestamp("changed_at", { withTimezone: true, precision: 3 }).notNull().defaultNow(),
+    entryId: uuid("entry_id")
+      .notNull()
+      .references(() => ledgerEntries.id),
+  },
+  (t) => [unique("study_settings_version_uq").on(t.studyId, t.version)],
+);
+
+/**
+ * A consent obtained on paper: the scan's SHA-256 (sealed in `consent.paper_scanned`; the scan itself stays in the
+ * investigator site file, never in the portal) and an investigator's attestation (`consent.paper_attested`),
+ * set once. Attested, it counts as a complete consent to its document version.
+ */
+export const paperConsents = pgTable(
+  "paper_consents",
+  {
+    id: uuid("id").primaryKey().defaultRandom(),
+    studyId: uuid("study_id")
+      .notNull()
+      .references(() => studies.id),
+    participantId: uuid("participant_id")
+      .notNull()
+      .references(() => participants.id),
+    documentId: uuid("document_id")
+      .notNull()
+      .references(() => consentDocuments.id),
+    scanSha256: bytea("scan_sha256").notNull(),
+    scanBytes: integer("scan_bytes").notNull(),
+    uploadedBy: uuid("uploaded_by")
+      .notNull()
+      .references(() => users.id),
+    uploadedAt: timestamp("uploaded_at", { withTimezone: true, precision: 3 }).notNull(),
+    entryId: uuid("entry_id")
+      .notNull()
+      .references(() => ledgerEntries.id),
+    attestedBy: uuid("attested_by").references(() => users.id),
+    attestedAt: timestamp("attested_at", { withTimezone: true, precision: 3 }),
+    attestEntryId: uuid("attest_entry_id").references(() => ledgerEntries.id),
+  },
+  (t) => [index("paper_consents_participant_idx").on(t.participantId)],
+);
