@@ -8,7 +8,12 @@ import { closeSync, openSync, readFileSync } from "node:fs";
 import { nodeCrypto } from "../anchoring/adapters/crypto-node.ts";
 import { toHex } from "../anchoring/log/bytes.ts";
 import { parseTrustPolicy, type TrustPolicy } from "../anchoring/verifier/trust-policy.ts";
-import { type PackageProblem, type PackageReport, verifyEvidence } from "../anchoring/verifier/verify-package.ts";
+import {
+  type PackageFiles,
+  type PackageProblem,
+  type PackageReport,
+  verifyEvidence,
+} from "../anchoring/verifier/verify-package.ts";
 import { odmItems, payloadOdmValue } from "../app/exports/study-exports.server.ts";
 import { fileSource, PackageUnreadable, readPackageBounded } from "../app/exports/package-reader.server.ts";
 
@@ -33,16 +38,28 @@ export async function runVerifyPackage(
     err("give exactly one of --trust POLICY.json or --pin SHA256 (the trust policy's SHA-256)");
     return 2;
   }
-  let files: Map<string, Uint8Array>;
+  let fd: number | undefined;
+  try {
+    return await verifyPackageFile(file, o, (opened) => (fd = opened));
+  } finally {
+    if (fd !== undefined) closeSync(fd);
+  }
+}
+
+/** The check itself; the package stays open (read by position, file by file) until it is done. */
+async function verifyPackageFile(
+  file: string,
+  o: { trust?: string; pin?: string; json?: boolean },
+  opened: (fd: number) => void,
+): Promise<number> {
+  let files: PackageFiles;
   let readProblems: PackageProblem[];
   try {
-    // Bounded (issue 16 item 6): nothing inflates past the size the manifest declares, nor past the total cap.
+    // Bounded (issue 16 item 6): nothing inflates past the size the manifest declares, nor past the total cap;
+    // files are inflated one at a time when the verifier reads them.
     const fd = openSync(file, "r");
-    try {
-      ({ files, problems: readProblems } = readPackageBounded(fileSource(fd)));
-    } finally {
-      closeSync(fd);
-    }
+    opened(fd);
+    ({ files, problems: readProblems } = readPackageBounded(fileSource(fd)));
   } catch (e) {
     if (e instanceof PackageUnreadable) err(`cannot read ${file} [${e.code}]: ${e.message}`);
     else err(`cannot read ${file}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`);

@@ -6,14 +6,15 @@
  */
 import type { Crypto } from "../log/crypto.ts";
 import { toHex } from "../log/bytes.ts";
-import type { Bad, Sealed } from "./cross-check-sealed.ts";
+import type { Bad, PackageFiles, Sealed } from "./cross-check-sealed.ts";
 
 /** Returns the number of PDFs checked. */
-export function crossCheckDocuments(c: Crypto, files: Map<string, Uint8Array>, sealed: Sealed, bad: Bad): number {
+export function crossCheckDocuments(c: Crypto, files: PackageFiles, sealed: Sealed, bad: Bad): number {
   const generated = [...sealed.values()].filter((e) => e.kind === "document.generated");
   let checked = 0;
-  for (const [path, data] of files) {
+  for (const path of files.keys()) {
     if (!path.toLowerCase().endsWith(".pdf")) continue;
+    const data = files.get(path) ?? new Uint8Array(0);
     checked++;
     const sha = toHex(c.sha256(data));
     // A certified copy must be sealed as that subject's copy; another PDF by its SHA-256 alone.

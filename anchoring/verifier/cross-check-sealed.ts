@@ -32,3 +32,9 @@ export function latestRecordVersions(sealed: Sealed): Map<string, SealedEntry> {
 }
 
 export const show = (v: unknown) => (v === undefined ? "nothing" : JSON.stringify(v));
+
+/**
+ * A package's files by path: a Map, or a reader that inflates each file when asked (so a large package is never
+ * held inflated as a whole; app/exports/package-reader.server.ts).
+ */
+export type PackageFiles = Pick<ReadonlyMap<string, Uint8Array>, "get" | "has" | "keys">;

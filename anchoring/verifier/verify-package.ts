@@ -22,7 +22,9 @@ import { MerkleLevels } from "../log/tree.ts";
 import type { TrustPolicy } from "./trust-policy.ts";
 import { verifyBundle } from "./verify-bundle.ts";
 import { canonicalize } from "../log/canonical.ts";
-import type { Sealed } from "./cross-check-sealed.ts";
+import type { PackageFiles, Sealed } from "./cross-check-sealed.ts";
+
+export type { PackageFiles } from "./cross-check-sealed.ts";
 import { crossCheckCsv } from "./cross-check-csv.ts";
 import { crossCheckFhir } from "./cross-check-fhir.ts";
 import { crossCheckDocuments } from "./cross-check-documents.ts";
@@ -70,7 +72,7 @@ export type OdmItem = { seq: number; item: string; value: string | null };
 
 export async function verifyEvidence(
   c: Crypto,
-  files: Map<string, Uint8Array>,
+  files: PackageFiles,
   policy: TrustPolicy,
   opts: {
     odmItems?: (xml: string) => OdmItem[];
@@ -303,7 +305,7 @@ export async function verifyEvidence(
 /** Step 6: the derived files other than ODM (each in its own module, ADR 0019). */
 function crossCheckDerived(
   c: Crypto,
-  files: Map<string, Uint8Array>,
+  files: PackageFiles,
   study: string,
   sealed: Sealed,
   bad: (file: string, code: string, message: string) => void,

@@ -15,7 +15,7 @@
  */
 import { fstatSync, readSync } from "node:fs";
 import { inflateRawSync } from "node:zlib";
-import type { PackageProblem } from "../../anchoring/verifier/verify-package.ts";
+import type { PackageFiles, PackageProblem } from "../../anchoring/verifier/verify-package.ts";
 
 export const PACKAGE_LIMITS = {
   /** The sum of the sizes the manifest declares, and the largest package file accepted. */
@@ -157,12 +157,12 @@ function inflateEntry(src: PackageSource, e: Entry, limit: number): Uint8Array |
 export function readPackageBounded(
   zip: Uint8Array | PackageSource,
   limits: PackageLimits = PACKAGE_LIMITS,
-): { files: Map<string, Uint8Array>; problems: PackageProblem[] } {
+): { files: PackageFiles; problems: PackageProblem[] } {
   const src = zip instanceof Uint8Array ? bytesSource(zip) : zip;
   if (src.size > limits.maxTotalBytes)
     throw new PackageUnreadable("ARCHIVE_TOO_LARGE", `the file is larger than ${limits.maxTotalBytes} bytes`);
   const entries = centralDirectory(src, limits);
-  const files = new Map<string, Uint8Array>();
+  const files = new LazyFiles(src);
   const problems: PackageProblem[] = [];
   const mfEntry = entries.find((e) => e.name === "manifest.json");
   const mfCap = limits.manifestBaseBytes + limits.manifestBytesPerEntry * entries.length;
@@ -170,7 +170,7 @@ export function readPackageBounded(
   if (mfEntry) {
     const mf = inflateEntry(src, mfEntry, mfCap);
     if (!mf) throw new PackageUnreadable("ARCHIVE_TOO_LARGE", `manifest.json is larger than ${mfCap} bytes`);
-    files.set("manifest.json", mf);
+    files.keep("manifest.json", mf);
     declared = declaredSizes(mf);
   }
   let total = 0;
@@ -185,11 +185,11 @@ export function readPackageBounded(
     let limit = declared.get(e.name);
     if (limit === undefined && declared.size === 0 && e.name === "trust-policy.json") limit = limits.policyBytes;
     if (limit === undefined) {
-      files.set(e.name, new Uint8Array(0)); // unlisted: the verifier reports it, its content is never read
+      files.keep(e.name, new Uint8Array(0)); // unlisted: the verifier reports it, its content is never read
       continue;
     }
-    const data = inflateEntry(src, e, limit);
-    if (data) files.set(e.name, data);
+    // Checked here (inflated no further than its limit, then dropped), inflated again when the verifier asks.
+    if (inflateEntry(src, e, limit)) files.lazy(e, limit);
     else
       problems.push({
         file: e.name,
@@ -198,6 +198,34 @@ export function readPackageBounded(
       });
   }
   return { files, problems };
+}
+
+/**
+ * The files of a package, each inflated when asked for and not kept (a proof bundle is read twice: once for the
+ * manifest's hash, once to verify it), so a package is never held inflated as a whole: memory grows with what the
+ * verifier keeps per entry, not with the package's inflated size.
+ */
+class LazyFiles implements PackageFiles {
+  private readonly entries = new Map<string, { entry: Entry; limit: number } | Uint8Array>();
+  constructor(private readonly src: PackageSource) {}
+  keep(name: string, bytes: Uint8Array) {
+    this.entries.set(name, bytes);
+  }
+  lazy(entry: Entry, limit: number) {
+    this.entries.set(entry.name, { entry, limit });
+  }
+  has(name: string) {
+    return this.entries.has(name);
+  }
+  keys() {
+    return this.entries.keys();
+  }
+  get(name: string): Uint8Array | undefined {
+    const e = this.entries.get(name);
+    if (e === undefined || e instanceof Uint8Array) return e;
+    // It inflated within its limit when the package was opened; the file is read by position again.
+    return inflateEntry(this.src, e.entry, e.limit) ?? undefined;
+  }
 }
 
 /** path -> bytes of a manifest's files; empty when it is not a usable manifest (the verifier reports that). */
