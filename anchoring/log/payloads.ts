@@ -33,6 +33,28 @@ const jsonValue: z.ZodType<unknown> = z.lazy(() =>
   ]),
 );
 
+/** The audit.event payload of version `v` (the two differ only in what `ip` holds: see the kind below). */
+function auditEvent<V extends 1 | 2>(v: V) {
+  return z.strictObject({
+    v: z.literal(v),
+    salt,
+    /** The audit_events row's id. */
+    event: z.number().int().positive(),
+    at: z.string().regex(/^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$/, "expected UTC time with milliseconds"),
+    action: z.string().min(1).max(64),
+    outcome: z.enum(["success", "failure", "denied"]),
+    actor: id.nullable(),
+    actorLabel: hex32.nullable(),
+    site: id.nullable(),
+    participant: id.nullable(),
+    /** Version 1: SHA-256 of the salt, a newline and the address; version 2: HMAC under the deployment key. */
+    ip: hex32.nullable(),
+    detail: hex32,
+    /** Aggregated events only: how many occurrences this event stands for. */
+    count: z.number().int().positive().optional(),
+  });
+}
+
 export const PAYLOAD_SCHEMAS = {
   /** Version 1 held the title in clear; version 2 (ADR 0020) its salted hash. */
   "study.registered": z.union([
@@ -346,26 +368,25 @@ export const PAYLOAD_SCHEMAS = {
   ]),
   /**
    * One event of the Part 11 audit trail (ADR 0016): sign-ins, failures, exports, views, every data event. Sealed
-   * in its study's scope, or in the deployment scope (envelope study `deployment`) when it has none. The address,
-   * the actor's label and the free-form detail appear only as salted hashes: SHA-256 of this payload's salt, a
-   * newline and the text (the detail as canonical JSON), so whoever holds the row and the entry can check them.
+   * in its study's scope, or in the deployment scope (envelope study `deployment`) when it has none. The actor's
+   * label and the free-form detail appear only as salted hashes: SHA-256 of this payload's salt, a newline and the
+   * text (the detail as canonical JSON), so whoever holds the row and the entry can check them. The source address
+   * is, from version 2 on, HMAC-SHA-256 under a per-deployment key derived from DATA_KEY (an address space is small
+   * enough to enumerate against a salted hash whose salt travels with it); version 1 held its salted hash.
    */
-  "audit.event": z.strictObject({
+  "audit.event": z.union([auditEvent(1), auditEvent(2)]),
+  /**
+   * The audit-trail events written before they were sealed (before migration 0016), sealed once at upgrade in the
+   * deployment scope (ADR 0016): how many, their first and last id, and `digest`: SHA-256 (hex) of this payload's
+   * salt, a newline, then each row (id order) as canonical JSON followed by a newline.
+   */
+  "audit.legacy_sealed": z.strictObject({
     v: z.literal(1),
     salt,
-    /** The audit_events row's id. */
-    event: z.number().int().positive(),
-    at: z.string().regex(/^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$/, "expected UTC time with milliseconds"),
-    action: z.string().min(1).max(64),
-    outcome: z.enum(["success", "failure", "denied"]),
-    actor: id.nullable(),
-    actorLabel: hex32.nullable(),
-    site: id.nullable(),
-    participant: id.nullable(),
-    ip: hex32.nullable(),
-    detail: hex32,
-    /** Aggregated events only: how many occurrences this event stands for. */
-    count: z.number().int().positive().optional(),
+    count: z.number().int().positive(),
+    firstId: z.number().int().positive(),
+    lastId: z.number().int().positive(),
+    digest: hex32,
   }),
   /**
    * A record version. Version 1 held the reason for change in clear; version 2 (ADR 0020) its salted hash. The
@@ -442,6 +463,7 @@ export const CURRENT_VERSION = {
   "study.registered": 2,
   "delegation.granted": 2,
   "consent_document.approved": 2,
+  "audit.event": 2,
 } as const satisfies Partial<Record<EntryKind, number>>;
 type CurrentV<K extends EntryKind> = K extends keyof typeof CURRENT_VERSION ? (typeof CURRENT_VERSION)[K] : 1;
 /** The version a new entry of `kind` is written in. */

@@ -1,13 +1,15 @@
 /**
  * Evidence package: each CSV file (csv/<study>-<form>.csv, one row per record, its current version) cross-checked
  * cell by cell against the sealed record.saved payload the row cites by `seq` (ADR 0019). Checked: subject, visit,
- * record_id, version, form_version, leaf_hash (the envelope's leaf), saved_at_utc (the envelope's time), every field
- * value (rendered as the export renders it); that the seq is the record's latest sealed version; and that every
- * record of the form has exactly one row. Not checked: `site` (not in the record's payload) and `entry_id` (a
- * database id, not sealed). A mismatch names the file, the line, the subject and visit, and the seq.
+ * record_id, version, form_version, leaf_hash (the envelope's leaf), saved_at_utc (the envelope's time),
+ * entered_by (the payload's user or API token, entered-by.ts), every field value (rendered as the export renders
+ * it); that the seq is the record's latest sealed version; and that every record of the form has exactly one row.
+ * Not checked: `site` (not in the record's payload) and `entry_id` (a database id, not sealed).
+ * A mismatch names the file, the line, the subject and visit, and the seq.
  */
 import { csvRawRows, csvUnquote, csvValue } from "./csv-cells.ts";
 import { type Bad, latestRecordVersions, type Sealed } from "./cross-check-sealed.ts";
+import { enteredBy } from "./entered-by.ts";
 
 const FIXED = [
   "subject",
@@ -20,6 +22,7 @@ const FIXED = [
   "leaf_hash",
   "entry_id",
   "saved_at_utc",
+  "entered_by",
 ];
 
 const showCell = (raw: string) => {
@@ -81,6 +84,7 @@ export function crossCheckCsv(file: string, text: string, study: string, sealed:
     mismatch("form_version", p.formVersion);
     mismatch("leaf_hash", e.leafHash);
     mismatch("saved_at_utc", e.envelope.at);
+    mismatch("entered_by", enteredBy(p));
     const values = (p.values ?? {}) as Record<string, unknown>;
     for (const f of fields) {
       const v = values[f];

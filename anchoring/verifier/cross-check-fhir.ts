@@ -2,19 +2,29 @@
  * Evidence package: the FHIR bundle (fhir.json) cross-checked against the sealed payloads (ADR 0019).
  * - QuestionnaireResponse (a record's current version), by the seq of its ledger-entry extension: the record id,
  *   visit, record version, form and form version, status (`amended` after version 1), `authored` (the envelope's
- *   time), the subject's Patient, the leaf hash, every answer (and no answer the payload lacks), and that the seq
- *   is the record's latest sealed version; every sealed record has one.
+ *   time), the subject's Patient, the leaf hash, every answer (and no answer the payload lacks), the author (a
+ *   Practitioner whose identifier is the payload's `actor`, or a Device whose identifier and deviceName are the
+ *   payload's `token` id and name; none for neither), and that the seq is the record's latest sealed version;
+ *   every sealed record has one.
  * - Consent, by its signature id (`consent-<signature>`): the patient, the document code and version (policy),
  *   the status derived from the consent.signed and consent.withdrawn entries (`inactive` after a full withdrawal
  *   or a later signature on the same document, else `active` once countersigned by staff, else `proposed`),
  *   `verification` present exactly when countersigned, each optional item's permit/deny (agreed and not withdrawn);
  *   every sealed primary signature has one.
- * - Provenance: its target is the Consent of the signature at its seq, document SHA-256 and leaf hash.
+ * - Consent of a paper consent (`consent-paper-<paper>`, ADR 0021), against its consent.paper_scanned and
+ *   consent.paper_attested entries: patient, policy, the scan's SHA-256 (sourceAttachment's scan-sha256
+ *   extension), status (`inactive` after a full withdrawal or a later consent, signed or on paper, on the same
+ *   document; else `active` once attested, else `proposed`), `verification` exactly when attested, withdrawn
+ *   items as `deny`; every sealed paper consent has one. A later paper consent also makes a signed one `inactive`.
+ * - Provenance: its target is the Consent of the signature at its seq, document SHA-256 and leaf hash; for a paper
+ *   consent also the scan's SHA-256, the uploader (`enterer`, the scan entry's actor), and once attested the
+ *   attestation's seq and leaf hash and the investigator (`verifier`).
  * - ResearchSubject: `withdrawn` after a sealed full withdrawal.
  * Not checked (not in a sealed payload): dates of consent (the signature row's time), titles, displays, ids of
  * Patients, Practitioners and the bundle's own timestamp.
  */
 import { type Bad, latestRecordVersions, type Sealed, type SealedEntry, show } from "./cross-check-sealed.ts";
+import { enteredBy } from "./entered-by.ts";
 
 type Json = Record<string, unknown>;
 const FILE = "fhir.json";
@@ -29,6 +39,25 @@ function ledgerOf(r: Json): { seq: number | null; leafHash: string | null } {
   const leaf = parts.find((x) => x.url === "leafHash")?.valueString;
   return { seq: typeof seq === "number" ? seq : null, leafHash: typeof leaf === "string" ? leaf : null };
 }
+/** The seq and leaf hash in a nested ledger-entry-shaped extension (e.g. the attestation's). */
+function ledgerIn(x: Json | undefined): { seq: number | null; leafHash: string | null } {
+  const parts = (x?.extension as Json[] | undefined) ?? [];
+  const seq = parts.find((y) => y.url === "seq")?.valueInteger;
+  const leaf = parts.find((y) => y.url === "leafHash")?.valueString;
+  return { seq: typeof seq === "number" ? seq : null, leafHash: typeof leaf === "string" ? leaf : null };
+}
+const identifierOf = (r: Json | undefined) =>
+  ((r?.identifier as Json[] | undefined)?.[0] as Json | undefined)?.value as string | undefined;
+/** Who a resource names as the one who acted, as entered-by.ts says it: `user <id>`, `token <name> (<id>)`, or "". */
+function actorOf(r: Json | undefined): string {
+  if (!r) return "";
+  if (r.resourceType === "Device") {
+    const name = ((r.deviceName as Json[] | undefined)?.[0] as Json | undefined)?.name;
+    return enteredBy({ token: { id: identifierOf(r), name } });
+  }
+  return r.resourceType === "Practitioner" ? enteredBy({ actor: identifierOf(r) }) : `${String(r.resourceType)}`;
+}
+
 /** An answer's value: a coding's code, else its value[x]. */
 function answerValue(a: Json): unknown {
   const coding = a.valueCoding as Json | undefined;
@@ -67,6 +96,20 @@ export function crossCheckFhir(text: string, sealed: Sealed, bad: Bad): number {
   const signatures = of("consent.signed");
   const withdrawals = of("consent.withdrawn");
   const signatureById = new Map(signatures.map((e) => [String(e.payload.signature), e]));
+  const scans = of("consent.paper_scanned");
+  const scanByPaper = new Map(scans.map((e) => [String(e.payload.paper), e]));
+  const attestationByPaper = new Map(of("consent.paper_attested").map((e) => [String(e.payload.paper), e]));
+  const seenPapers = new Set<string>();
+  const agentOf = (r: Json, code: string) =>
+    byUrl.get(
+      String(
+        (
+          ((r.agent as Json[] | undefined) ?? []).find(
+            (a) => ((((a.type as Json | undefined)?.coding as Json[] | undefined)?.[0] as Json)?.code ?? "") === code,
+          )?.who as Json | undefined
+        )?.reference,
+      ),
+    );
   const latest = latestRecordVersions(sealed);
   const seenRecords = new Set<string>();
   const seenConsents = new Set<string>();
@@ -99,6 +142,7 @@ export function crossCheckFhir(text: string, sealed: Sealed, bad: Bad): number {
       same("authored", r.authored, e.envelope.at);
       same("subject", subjectOf(r.subject), p.subject);
       same("leafHash", leafHash, e.leafHash);
+      same("author", actorOf(byUrl.get(String((r.author as Json | undefined)?.reference))), enteredBy(p));
       const values = (p.values ?? {}) as Record<string, unknown>;
       const items = new Map(((r.item as Json[] | undefined) ?? []).map((i) => [String(i.linkId), i]));
       for (const [k, v] of Object.entries(values)) {
@@ -118,6 +162,53 @@ export function crossCheckFhir(text: string, sealed: Sealed, bad: Bad): number {
             `${String(last.payload.version)} (seq ${last.seq})`,
         );
       seenRecords.add(record);
+    } else if (type === "Consent" && String(r.id).startsWith("consent-paper-")) {
+      const paper = String(r.id).slice("consent-paper-".length);
+      const e = scanByPaper.get(paper);
+      if (!e) {
+        bad(
+          FILE,
+          "FHIR_UNPROVEN",
+          `${name} names paper consent ${paper}, which has no sealed consent.paper_scanned entry`,
+        );
+        continue;
+      }
+      checked++;
+      seenPapers.add(paper);
+      checkPaperConsent(
+        r,
+        name,
+        e,
+        attestationByPaper.get(paper),
+        [...signatures, ...scans],
+        withdrawals,
+        subjectOf,
+        mismatch,
+      );
+    } else if (type === "Provenance" && sealed.get(ledgerOf(r).seq ?? -1)?.kind === "consent.paper_scanned") {
+      const { seq, leafHash } = ledgerOf(r);
+      const e = sealed.get(seq!)!;
+      const what = `${name} (seq ${seq})`;
+      checked++;
+      const paper = String(e.payload.paper);
+      const target = byUrl.get(String(((r.target as Json[] | undefined)?.[0] as Json | undefined)?.reference));
+      if (target?.id !== `consent-paper-${paper}`) mismatch(what, "target", target?.id, `consent-paper-${paper}`);
+      const sha = ext(r, "document-sha256")?.valueString;
+      if (sha !== e.payload.documentSha256) mismatch(what, "document-sha256", sha, e.payload.documentSha256);
+      const scan = ext(r, "scan-sha256")?.valueString;
+      if (scan !== e.payload.scanSha256) mismatch(what, "scan-sha256", scan, e.payload.scanSha256);
+      if (leafHash !== e.leafHash) mismatch(what, "leafHash", leafHash, e.leafHash);
+      const enterer = actorOf(agentOf(r, "enterer"));
+      if (enterer !== enteredBy({ actor: e.payload.actor }))
+        mismatch(what, "enterer", enterer, enteredBy({ actor: e.payload.actor }));
+      const att = attestationByPaper.get(paper);
+      const got = ledgerIn(ext(r, "attestation-ledger-entry"));
+      const want = att ? { seq: att.seq, leafHash: att.leafHash } : { seq: null, leafHash: null };
+      if (got.seq !== want.seq || got.leafHash !== want.leafHash)
+        mismatch(what, "attestation-ledger-entry", got, want, "the sealed attestation");
+      const verifier = actorOf(agentOf(r, "verifier"));
+      const wantVerifier = att ? enteredBy({ actor: att.payload.investigator }) : "";
+      if (verifier !== wantVerifier) mismatch(what, "verifier", verifier, wantVerifier, "the sealed attestation");
     } else if (type === "Consent") {
       const sig = String(r.id).replace(/^consent-/, "");
       const e = signatureById.get(sig);
@@ -127,7 +218,7 @@ export function crossCheckFhir(text: string, sealed: Sealed, bad: Bad): number {
       }
       checked++;
       seenConsents.add(sig);
-      checkConsent(r, name, e, signatures, withdrawals, subjectOf, mismatch);
+      checkConsent(r, name, e, signatures, scans, withdrawals, subjectOf, mismatch);
     } else if (type === "Provenance") {
       const { seq, leafHash } = ledgerOf(r);
       const e = seq === null ? undefined : sealed.get(seq);
@@ -162,6 +253,14 @@ export function crossCheckFhir(text: string, sealed: Sealed, bad: Bad): number {
         `record ${record} (subject ${String(e.payload.subject)}, seq ${e.seq}) is sealed but has no ` +
           "QuestionnaireResponse",
       );
+  for (const e of scans)
+    if (!seenPapers.has(String(e.payload.paper)))
+      bad(
+        FILE,
+        "FHIR_RESOURCE_MISSING",
+        `paper consent ${String(e.payload.paper)} (subject ${String(e.payload.subject)}, seq ${e.seq}) ` +
+          "is sealed but has no Consent",
+      );
   for (const e of signatures)
     if (e.payload.countersigns === null && !seenConsents.has(String(e.payload.signature)))
       bad(
@@ -173,11 +272,80 @@ export function crossCheckFhir(text: string, sealed: Sealed, bad: Bad): number {
   return checked;
 }
 
+/** A later primary consent of the same subject on the same document: signed, or on paper (ADR 0021). */
+function laterConsent(e: SealedEntry, consents: SealedEntry[], scans: SealedEntry[] = []): SealedEntry | undefined {
+  return [...consents, ...scans].find(
+    (z) =>
+      z.seq > e.seq &&
+      (z.kind === "consent.paper_scanned" || z.payload.countersigns === null) &&
+      z.payload.subject === e.payload.subject &&
+      z.payload.document === e.payload.document,
+  );
+}
+
+/** Permit/deny of each item of a Consent's nested provisions, as a comparable key. */
+function provisionsOf(r: Json): { type: unknown; code: unknown }[] {
+  return (((r.provision as Json | undefined)?.provision as Json[] | undefined) ?? []).map((x) => ({
+    type: x.type,
+    code: (
+      (((x.code as Json[] | undefined)?.[0] as Json | undefined)?.coding as Json[] | undefined)?.[0] as Json | undefined
+    )?.code,
+  }));
+}
+const provisionKey = (xs: { type: unknown; code: unknown }[]) =>
+  JSON.stringify(xs.map((x) => `${String(x.code)}=${String(x.type)}`).sort());
+
+function checkPaperConsent(
+  r: Json,
+  name: string,
+  e: SealedEntry,
+  attestation: SealedEntry | undefined,
+  consents: SealedEntry[],
+  withdrawals: SealedEntry[],
+  subjectOf: (ref: unknown) => string | null,
+  mismatch: (what: string, field: string, got: unknown, want: unknown, from?: string) => void,
+) {
+  const p = e.payload;
+  const what = `${name} (seq ${e.seq})`;
+  const subject = String(p.subject);
+  if (subjectOf(r.patient) !== subject) mismatch(what, "patient", subjectOf(r.patient), subject);
+  const policy = String(((r.policy as Json[] | undefined)?.[0] as Json | undefined)?.uri);
+  const wantPolicy = `${String(p.document)}:${String(p.version)}`;
+  if (!policy.endsWith(`:${wantPolicy}`)) mismatch(what, "policy", policy.split(":").slice(-2).join(":"), wantPolicy);
+  const attachment = r.sourceAttachment as Json | undefined;
+  const scan = ((attachment?.extension as Json[] | undefined) ?? []).find(
+    (x) => x.url === `${EXT}/scan-sha256`,
+  )?.valueString;
+  if (scan !== p.scanSha256) mismatch(what, "scan-sha256", scan, p.scanSha256);
+  const mine = withdrawals.filter((w) => w.payload.subject === subject);
+  const full = mine.find((w) => w.payload.scope === "full");
+  const later = laterConsent(e, consents);
+  const status = full || later ? "inactive" : attestation ? "active" : "proposed";
+  if (r.status !== status) {
+    const because = full
+      ? `the sealed full withdrawal (seq ${full.seq})`
+      : later
+        ? `the later sealed consent (seq ${later.seq})`
+        : attestation
+          ? `the sealed attestation (seq ${attestation.seq})`
+          : "the sealed entries (no attestation)";
+    mismatch(what, "status", r.status, status, because);
+  }
+  const verified = Array.isArray(r.verification) && r.verification.length > 0;
+  if (verified !== !!attestation)
+    mismatch(what, "verification", verified, !!attestation, "the sealed entries (attestation)");
+  const withdrawn = [...new Set(mine.flatMap((w) => (w.payload.optionalWithdrawn as string[] | undefined) ?? []))];
+  const want = withdrawn.map((k) => ({ type: "deny", code: k }));
+  const got = provisionsOf(r);
+  if (provisionKey(got) !== provisionKey(want)) mismatch(what, "provision", got, want, "the sealed withdrawals");
+}
+
 function checkConsent(
   r: Json,
   name: string,
   e: SealedEntry,
   signatures: SealedEntry[],
+  scans: SealedEntry[],
   withdrawals: SealedEntry[],
   subjectOf: (ref: unknown) => string | null,
   mismatch: (what: string, field: string, got: unknown, want: unknown, from?: string) => void,
@@ -192,13 +360,7 @@ function checkConsent(
   // Status, from the sealed entries (as app/exports/fhir.server.ts derives it from the stored rows).
   const mine = withdrawals.filter((w) => w.payload.subject === subject);
   const full = mine.find((w) => w.payload.scope === "full");
-  const later = signatures.find(
-    (z) =>
-      z.seq > e.seq &&
-      z.payload.countersigns === null &&
-      z.payload.subject === subject &&
-      z.payload.document === p.document,
-  );
+  const later = laterConsent(e, signatures, scans);
   const countersign = signatures.find(
     (z) => z.payload.countersigns === p.signature && z.payload.signerRole === "staff",
   );

@@ -8,9 +8,11 @@
  * 4. the study: its entries' studySeqs run without a gap, and each has a proof bundle whose envelope is the
  *    log's and which the verifier accepts;
  * 5. the ODM file: every item value, at every version, equals the value in the sealed payload of the ledger
- *    entry its AuditRecord names;
+ *    entry its AuditRecord names; and every value the export writes from a sealed record.saved payload is there;
  * 6. the other derived files (ADR 0019, anchoring/verifier/cross-check-*.ts): each CSV row and FHIR resource value
- *    by value against the sealed payloads it derives from, and each PDF against its sealed document.generated entry.
+ *    by value against the sealed payloads it derives from, and each PDF against its sealed document.generated entry;
+ * 7. the files (anchoring/verifier/package-files.ts): each one a genuine package of the study has is there, and no
+ *    other.
  * Each failure names the file and what is wrong.
  */
 import type { Crypto } from "../log/crypto.ts";
@@ -22,12 +24,13 @@ import { MerkleLevels } from "../log/tree.ts";
 import type { TrustPolicy } from "./trust-policy.ts";
 import { verifyBundle } from "./verify-bundle.ts";
 import { canonicalize } from "../log/canonical.ts";
-import type { PackageFiles, Sealed } from "./cross-check-sealed.ts";
+import type { PackageFiles, Sealed, SealedEntry } from "./cross-check-sealed.ts";
 
 export type { PackageFiles } from "./cross-check-sealed.ts";
 import { crossCheckCsv } from "./cross-check-csv.ts";
 import { crossCheckFhir } from "./cross-check-fhir.ts";
 import { crossCheckDocuments } from "./cross-check-documents.ts";
+import { checkPackageFiles } from "./package-files.ts";
 
 export interface PackageProblem {
   file: string;
@@ -275,7 +278,8 @@ export async function verifyEvidence(
 
   // 5. ODM values against the sealed payloads they cite.
   if (files.has("odm.xml") && opts.odmItems && opts.odmValue) {
-    for (const it of opts.odmItems(text("odm.xml"))) {
+    const items = opts.odmItems(text("odm.xml"));
+    for (const it of items) {
       const p = payloadBySeq.get(it.seq);
       if (!p) {
         bad(
@@ -295,11 +299,60 @@ export async function verifyEvidence(
             `but ${JSON.stringify(want)} in the sealed payload`,
         );
     }
+    // And completeness: every value the export writes from a sealed record.saved payload is in the file.
+    const inFile = new Set(items.map((it) => `${it.seq} ${it.item}`));
+    for (const w of odmExpected(payloadBySeq, opts.odmValue))
+      if (!inFile.has(`${w.seq} ${w.item}`))
+        bad(
+          "odm.xml",
+          "ODM_VALUE_MISSING",
+          `subject ${w.subject}, form ${w.form}, visit ${w.visit}, item ${w.item} of version ${w.version} ` +
+            `(seq ${w.seq}): its sealed value ${JSON.stringify(w.value)} is not in the file`,
+        );
   }
 
   // 6. CSV, FHIR and PDFs against the sealed entries.
   Object.assign(checked, crossCheckDerived(c, files, manifest.study, payloadBySeq, bad));
+
+  // 7. The files: every one a genuine package of this study has, and nothing else.
+  checkPackageFiles(files, manifest.study, new Set(mine.map((e) => e.seq)), payloadBySeq, bad);
   return done(manifest.study);
+}
+
+/**
+ * The ItemData the ODM export writes (app/exports/odm.server.ts), from the sealed record.saved payloads: per record,
+ * version 1 with each of its items, each later version with the items it changed from the one before (null when
+ * removed); each names the seq of its version.
+ */
+export function odmExpected(
+  sealed: Sealed,
+  odmValue: (kind: string, payload: Record<string, unknown>, item: string) => string | null,
+) {
+  const byRecord = new Map<string, SealedEntry[]>();
+  for (const e of sealed.values())
+    if (e.kind === "record.saved") {
+      const r = String(e.payload.record);
+      byRecord.set(r, [...(byRecord.get(r) ?? []), e]);
+    }
+  const out: (OdmItem & { subject: string; form: string; visit: string; version: number })[] = [];
+  for (const versions of byRecord.values()) {
+    let prev: Record<string, unknown> = {};
+    for (const e of versions.sort((a, b) => Number(a.payload.version) - Number(b.payload.version))) {
+      const values = (e.payload.values ?? {}) as Record<string, unknown>;
+      const version = Number(e.payload.version);
+      const names =
+        version === 1
+          ? Object.keys(values)
+          : [...new Set([...Object.keys(prev), ...Object.keys(values)])].filter(
+              (n) => JSON.stringify(prev[n] ?? null) !== JSON.stringify(values[n] ?? null),
+            );
+      const [subject, form, visit] = [e.payload.subject, e.payload.form, e.payload.visit].map(String);
+      for (const item of names)
+        out.push({ seq: e.seq, item, value: odmValue(e.kind, e.payload, item), subject, form, visit, version });
+      prev = values;
+    }
+  }
+  return out;
 }
 
 /** Step 6: the derived files other than ODM (each in its own module, ADR 0019). */

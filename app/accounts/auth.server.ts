@@ -11,7 +11,7 @@ import { findLiveSession, insertSession, revokeSession, touchSession } from "../
 import { outbox, passwordResets, sessions, users } from "../../db/schema/index.ts";
 import type { Role } from "../../db/schema/index.ts";
 import type { AppContext } from "../platform/context.server.ts";
-import { audit, auditUnknownAccountSignIn } from "../audit-trail/record-event.server.ts";
+import { audit, auditThrottledSignIn, auditUnknownAccountSignIn } from "../audit-trail/record-event.server.ts";
 import { ServiceError } from "../platform/errors.server.ts";
 import { checkPasswordRules, verifyPassword, hashPassword } from "./passwords.server.ts";
 import { decryptField, encryptField } from "../participants/personal-data.server.ts";
@@ -66,15 +66,9 @@ export async function login(ctx: AppContext, email: string, password: string, me
   const wait = await reserveSignInAttempt(ctx.db, keys);
   const user = await findUserByEmail(ctx.db, email);
   if (wait !== null) {
-    if (!user) await auditUnknownAccountSignIn(ctx.db, meta.ip, new Date(), "throttled");
-    else
-      await audit(ctx.db, {
-        action: "login",
-        outcome: "failure",
-        actorUserId: user?.id ?? null,
-        ip: meta.ip,
-        detail: { reason: "throttled", waitS: wait },
-      });
+    // Aggregated per source and minute for known and unknown e-mails alike (ADR 0016, ADR 0022): refusals cost no
+    // password check, so one event each would let a stranger grow the log without bound, and timing would differ.
+    await auditThrottledSignIn(ctx.db, meta.ip, user?.id ?? null);
     throw new ServiceError("rate_limited", `too many failed sign-ins; wait ${wait} s and try again`);
   }
   if (!user) {

@@ -19,32 +19,53 @@ const MINUTE = 60_000;
 const HOUR = 3_600_000;
 
 /**
- * Failed sign-ins for unknown accounts, aggregated per source address and minute (ADR 0016): the first failure of
- * a source in a minute is sealed at once (count 1); the further ones are counted here and sealed as one event
- * (`aggregated`, with their count) when the minute closes: at the next such failure after it, from any source,
- * or by a timer a moment after it ends. Each process counts its own; a crash loses at most that minute's remainder.
+ * Failed sign-ins for unknown accounts, and sign-ins refused by the back-off (ADR 0022) for any account known or
+ * not, aggregated per source address, minute and reason (ADR 0016): the first of a source in a minute is sealed at
+ * once (count 1); the further ones are counted here and sealed as one event (`aggregated`, with their count and
+ * the known accounts they were for) when the minute closes: at the next such attempt after it, from any source,
+ * or by a timer a moment after it ends. A known and an unknown e-mail cost the same (one sealed write for the
+ * first, an in-memory count after). Each process counts its own; a crash loses at most that minute's remainder.
  */
+type Reason = "unknown_account" | "throttled";
 const pending = new Map<
   string,
-  { db: Db; ip: string | null; minute: number; more: number; reason: "unknown_account" | "throttled" }
+  { db: Db; ip: string | null; minute: number; more: number; reason: Reason; accounts: Set<string>; anon: boolean }
 >();
 let timer: ReturnType<typeof setTimeout> | null = null;
+/** At most this many account ids are named in one aggregated event. */
+const MAX_NAMED = 20;
 
 export async function auditUnknownAccountSignIn(
   db: Db,
   ip: string | null,
   at: Date = new Date(),
-  reason: "unknown_account" | "throttled" = "unknown_account",
+  reason: Reason = "unknown_account",
 ): Promise<void> {
+  await aggregateSignIn(db, ip, at, reason, null);
+}
+
+/** A sign-in refused by the back-off (ADR 0022), for `userId` (null: the e-mail matches no account). */
+export async function auditThrottledSignIn(
+  db: Db,
+  ip: string | null,
+  userId: string | null,
+  at: Date = new Date(),
+): Promise<void> {
+  await aggregateSignIn(db, ip, at, "throttled", userId);
+}
+
+async function aggregateSignIn(db: Db, ip: string | null, at: Date, reason: Reason, userId: string | null) {
   await flushAuditAggregates(at);
   const minute = Math.floor(at.getTime() / MINUTE) * MINUTE;
   const key = `${ip ?? ""}\n${minute}\n${reason}`;
   const open = pending.get(key);
   if (open) {
     open.more++;
+    if (userId === null) open.anon = true;
+    else if (open.accounts.size < MAX_NAMED) open.accounts.add(userId);
     return;
   }
-  pending.set(key, { db, ip, minute, more: 0, reason });
+  pending.set(key, { db, ip, minute, more: 0, reason, accounts: new Set(), anon: false });
   if (!timer) {
     const wait = Math.min(Math.max(minute + MINUTE - Date.now(), 0), MINUTE) + 1000;
     timer = setTimeout(() => {
@@ -56,6 +77,7 @@ export async function auditUnknownAccountSignIn(
   await audit(db, {
     action: "login",
     outcome: "failure",
+    actorUserId: userId,
     actorLabel: null,
     ip,
     at,
@@ -69,13 +91,22 @@ export async function flushAuditAggregates(now: Date = new Date()): Promise<void
     if (b.minute + MINUTE > now.getTime()) continue;
     pending.delete(key);
     if (b.more === 0) continue;
+    const accounts = [...b.accounts].sort();
     await audit(b.db, {
       action: "login",
       outcome: "failure",
+      // Named as the actor when every attempt counted here was for that one account.
+      actorUserId: accounts.length === 1 && !b.anon ? accounts[0] : null,
       actorLabel: null,
       ip: b.ip,
       at: new Date(Math.max(now.getTime(), b.minute + MINUTE)),
-      detail: { reason: b.reason, aggregated: true, count: b.more, minute: new Date(b.minute).toISOString() },
+      detail: {
+        reason: b.reason,
+        aggregated: true,
+        count: b.more,
+        minute: new Date(b.minute).toISOString(),
+        ...(accounts.length > 0 ? { accounts } : {}),
+      },
     });
   }
   if (pending.size > 0 && !timer) {

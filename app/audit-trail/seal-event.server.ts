@@ -1,7 +1,7 @@
 /**
  * Sealing an audit-trail event (ADR 0016): the audit_events row and its `audit.event` ledger entry are written
- * together, in one transaction, the row naming its entry and the entry its row. Addresses, actor labels and the
- * free-form detail reach the payload only as salted hashes.
+ * together, in one transaction, the row naming its entry and the entry its row. Actor labels and the free-form
+ * detail reach the payload only as salted hashes, the source address as an HMAC under the deployment's key.
  */
 import { eq, sql } from "drizzle-orm";
 import { nodeCrypto } from "../../anchoring/adapters/crypto-node.ts";
@@ -16,11 +16,12 @@ import { insertAuditEvent, type NewAuditEvent } from "../../db/queries/audit.ts"
 import { insertPendingEntry } from "../../db/queries/log.ts";
 import { rowsOf } from "../../db/queries/rows.ts";
 import { studies } from "../../db/schema/index.ts";
+import { addressHmac, deploymentDataKey } from "./address-hmac.server.ts";
 
 /**
- * SHA-256 (hex) of `salt`, a newline and `text`: how an address or a piece of free text enters an audit.event
- * payload. The salt is the payload's own, so whoever holds the text and the entry can check it; nobody can
- * guess it from the hash alone.
+ * SHA-256 (hex) of `salt`, a newline and `text`: how an actor label or a piece of free text (and, in version 1
+ * payloads, an address) enters an audit.event payload. The salt is the payload's own, so whoever holds the text and
+ * the entry can check it; a guess can be checked too, which is why addresses are HMACs from version 2 on.
  */
 export function saltedHash(crypto: Crypto, salt: string, text: string): string {
   return toHex(crypto.sha256(utf8(`${salt}\n${text}`)));
@@ -31,7 +32,11 @@ export function normalizeDetail(detail: unknown): Record<string, unknown> {
   return JSON.parse(JSON.stringify(detail ?? {})) as Record<string, unknown>;
 }
 
-/** The fields of an audit.event payload that a row determines (everything but `v` and `salt`). */
+/**
+ * The fields of an audit.event payload that a row determines (everything but `v` and `salt`), in payload version
+ * `opts.v` (default: the current one, 2). Version 2 needs the deployment's DATA_KEY for the address (`opts.dataKey`,
+ * default: the one of this process's application context); version 1 held the address's salted hash.
+ */
 export function eventPayloadFields(
   crypto: Crypto,
   salt: string,
@@ -47,6 +52,7 @@ export function eventPayloadFields(
     ip: string | null;
     detail: unknown;
   },
+  opts: { v?: unknown; dataKey?: Uint8Array } = {},
 ): Omit<Payload<"audit.event">, "v" | "salt"> {
   const detail = normalizeDetail(row.detail);
   const count = (detail as { aggregated?: unknown; count?: unknown }).aggregated === true ? detail.count : undefined;
@@ -59,7 +65,12 @@ export function eventPayloadFields(
     actorLabel: row.actorLabel === null ? null : saltedHash(crypto, salt, row.actorLabel),
     site: row.siteId,
     participant: row.participantId,
-    ip: row.ip === null ? null : saltedHash(crypto, salt, row.ip),
+    ip:
+      row.ip === null
+        ? null
+        : opts.v === 1
+          ? saltedHash(crypto, salt, row.ip)
+          : addressHmac(opts.dataKey ?? deploymentDataKey(), row.ip),
     detail: saltedHash(crypto, salt, canonicalize(detail)),
     ...(typeof count === "number" && Number.isInteger(count) && count > 0 ? { count } : {}),
   };

@@ -169,7 +169,6 @@ export async function attestPaperConsent(
     );
   if (pc.attestedAt) throw new ServiceError("conflict", "this paper consent is already attested", "paper");
   await reauthenticate(ctx, principal.userId, r.data.password, r.data.code, meta);
-  const at = new Date();
   return ctx.db.transaction(async (tx) => {
     const e = await appendEntry(tx, ctx.crypto, study, "consent.paper_attested", {
       paper: pc.id,
@@ -180,7 +179,8 @@ export async function attestPaperConsent(
     });
     const done = await tx
       .update(paperConsents)
-      .set({ attestedBy: principal.userId, attestedAt: at, attestEntryId: e.id })
+      // The entry's own time, so that the integrity audit can compare the two exactly.
+      .set({ attestedBy: principal.userId, attestedAt: e.at, attestEntryId: e.id })
       .where(and(eq(paperConsents.id, pc.id), isNull(paperConsents.attestedAt)))
       .returning({ id: paperConsents.id });
     if (done.length === 0) throw new ServiceError("conflict", "this paper consent is already attested", "paper");

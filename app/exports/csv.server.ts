@@ -1,8 +1,10 @@
 /**
  * CSV for statisticians: one file per form, one row per subject-visit (the record's current version), with the
- * record id, version, form version, the ledger seq and leaf hash proving that version, and one column per field
- * (multiple choices as a JSON array). Every form version's fields appear, in definition order.
+ * record id, version, form version, the ledger seq and leaf hash proving that version, who entered it
+ * (`entered_by`: `user <id>` or `token <name at the time> (<id>)`, as the sealed payload names them), and one column
+ * per field (multiple choices as a JSON array). Every form version's fields appear, in definition order.
  */
+import { enteredBy } from "../../anchoring/verifier/entered-by.ts";
 import { csvCell, csvValue } from "../platform/csv.ts";
 import type { StudyExport } from "./study-data.server.ts";
 
@@ -23,6 +25,7 @@ export function studyCsvFiles(x: StudyExport): { name: string; text: string }[] 
       "leaf_hash",
       "entry_id",
       "saved_at_utc",
+      "entered_by",
       ...fields,
     ];
     const rows = x.records
@@ -40,6 +43,7 @@ export function studyCsvFiles(x: StudyExport): { name: string; text: string }[] 
           csvCell(v.leafHash),
           csvCell(v.entryId),
           csvCell(v.at),
+          csvCell(enteredBy({ actor: v.actorId, token: v.actorToken })),
           ...fields.map((f) =>
             Array.isArray(v.values[f]) ? csvCell(JSON.stringify(v.values[f])) : csvValue(v.values[f] ?? null),
           ),

@@ -11,6 +11,14 @@
  *   `inactive` when superseded by a later signature on the same document or withdrawn in full.
  * - The member of staff who countersigned is a `verifier` agent of that Provenance, referencing a Practitioner
  *   (the user's id and full name, as the ODM export's User).
+ * - A Consent per paper consent (ADR 0021), id `consent-paper-<paper id>`: `proposed` until an investigator attests
+ *   it, then `active`; `inactive` when superseded (a later consent, signed or on paper, on the same document) or
+ *   withdrawn in full. The scan is not kept, so no SHA-1 of it can be given in Attachment.hash: its sealed SHA-256
+ *   is in a `scan-sha256` extension of sourceAttachment (and `size` its bytes). Its Provenance names the
+ *   participant (author), the uploader (`enterer`) and the attesting investigator (`verifier`), and carries the
+ *   ledger entries of the scan and of the attestation.
+ * - QuestionnaireResponse.author: the Practitioner of the member of staff who entered the version, or a Device
+ *   for the study API token it was written with (Device.deviceName = the token's name at the time; ADR 0019).
  * Every entry's fullUrl is a `urn:uuid:` (a name-based UUID, version 5, of the resource's identity, so the same
  * resource has the same fullUrl in every export) and every reference is that same string, so references resolve
  * inside the bundle by R4's rules.
@@ -159,6 +167,23 @@ export function studyFhirBundle(x: StudyExport, now = new Date()): Record<string
     }
     return url;
   };
+  const deviceUrl = new Map<string, string>();
+  /** The Device of a study API token under its name at the time of a write, added once per (id, name). */
+  const device = (tok: { id: string; name: string }) => {
+    const key = `${tok.id}/${tok.name}`;
+    let url = deviceUrl.get(key);
+    if (!url) {
+      const same = [...deviceUrl.keys()].filter((k) => k.startsWith(`${tok.id}/`)).length;
+      url = add(key, {
+        resourceType: "Device",
+        id: safeId(`token-${tok.id}${same ? `-${same + 1}` : ""}`),
+        identifier: [{ system: "urn:trialseal:api-token", value: tok.id }],
+        deviceName: [{ name: tok.name, type: "user-friendly-name" }],
+      });
+      deviceUrl.set(key, url);
+    }
+    return url;
+  };
   for (const p of x.participants) {
     const pid = safeId(`${x.study.code}-${p.subject}`);
     const patient = add(p.id, {
@@ -194,7 +219,9 @@ export function studyFhirBundle(x: StudyExport, now = new Date()): Record<string
       const withdrawnItems = c.withdrawals.flatMap((w) => w.allows.optionalWithdrawn);
       // Superseded: signed again later on the same document (a re-consent, or a new signature taken before this
       // one was countersigned); R4 `inactive` is "terminated or replaced", `proposed` not yet in force.
-      const superseded = primaries.slice(i + 1).some((z) => z.document.code === s.document.code);
+      const superseded =
+        primaries.slice(i + 1).some((z) => z.document.code === s.document.code) ||
+        c.paper.some((z) => z.document.code === s.document.code && z.uploadedAt > s.signedAt);
       const status = fullWithdrawal || superseded ? "inactive" : countersign ? "active" : "proposed";
       const consentUrl = add(s.id, {
         resourceType: "Consent",
@@ -260,6 +287,112 @@ export function studyFhirBundle(x: StudyExport, now = new Date()): Record<string
         ],
       });
     }
+    const fullWithdrawal = c.withdrawals.find((w) => w.scope === "full");
+    const withdrawnItems = [...new Set(c.withdrawals.flatMap((w) => w.allows.optionalWithdrawn))].sort();
+    for (const [i, pc] of c.paper.entries()) {
+      const superseded =
+        c.paper.slice(i + 1).some((z) => z.document.code === pc.document.code) ||
+        primaries.some((z) => z.document.code === pc.document.code && z.signedAt > pc.uploadedAt);
+      const status = fullWithdrawal || superseded ? "inactive" : pc.attestedAt ? "active" : "proposed";
+      const proof = x.paperEntries.get(pc.entryId) ?? { seq: null, leafHash: null };
+      const attestProof = pc.attestEntryId
+        ? (x.paperEntries.get(pc.attestEntryId) ?? { seq: null, leafHash: null })
+        : null;
+      const consentUrl = add(`paper/${pc.id}`, {
+        resourceType: "Consent",
+        id: `consent-paper-${pc.id}`,
+        status,
+        scope: {
+          coding: [
+            { system: "http://terminology.hl7.org/CodeSystem/consentscope", code: "research", display: "Research" },
+          ],
+        },
+        category: [{ coding: [{ system: "http://loinc.org", code: "59284-0", display: "Patient Consent" }] }],
+        patient: { reference: patient },
+        dateTime: pc.uploadedAt,
+        policy: [{ uri: `urn:trialseal:consent-document:${x.study.code}:${pc.document.code}:${pc.document.version}` }],
+        // The scan is not kept (ADR 0021): its sealed SHA-256, not a SHA-1 nobody can compute any more.
+        sourceAttachment: {
+          extension: [{ url: `${EXT}/scan-sha256`, valueString: pc.scanSha256 }],
+          title: `Scan of the signed paper consent form ${pc.document.code} ${pc.document.version}`,
+          size: pc.scanBytes,
+        },
+        verification: pc.attestedAt ? [{ verified: true, verificationDate: pc.attestedAt }] : undefined,
+        provision: {
+          type: "permit",
+          period: { start: pc.uploadedAt, ...(fullWithdrawal ? { end: fullWithdrawal.at } : {}) },
+          provision: withdrawnItems.map((k) => ({
+            type: "deny",
+            code: [{ coding: [{ system: `urn:trialseal:consent-item:${x.study.code}:${pc.document.code}`, code: k }] }],
+          })),
+        },
+      });
+      const staff = (userId: string | null) =>
+        userId ? practitioner({ userId, fullName: x.paperStaff.get(userId) ?? userId }) : null;
+      const uploader = staff(pc.uploadedBy);
+      const attester = pc.attestedAt ? staff(pc.attestedBy) : null;
+      add(`paper/${pc.id}`, {
+        resourceType: "Provenance",
+        id: `prov-paper-${pc.id}`,
+        target: [{ reference: consentUrl }],
+        recorded: pc.uploadedAt,
+        agent: [
+          { type: { coding: [{ system: PARTICIPANT_TYPE, code: "author" }] }, who: { reference: patient } },
+          ...(uploader
+            ? [
+                {
+                  type: { coding: [{ system: PARTICIPANT_TYPE, code: "enterer", display: "Enterer" }] },
+                  who: { reference: uploader },
+                },
+              ]
+            : []),
+          ...(attester
+            ? [
+                {
+                  type: { coding: [{ system: PARTICIPANT_TYPE, code: "verifier", display: "Verifier" }] },
+                  who: { reference: attester },
+                },
+              ]
+            : []),
+        ],
+        entity: [
+          {
+            role: "source",
+            what: {
+              identifier: { system: SYS.entry, value: pc.entryId },
+              display: proof.seq === null ? "ledger entry (pending seal)" : `ledger entry seq ${proof.seq}`,
+            },
+          },
+          ...(pc.attestEntryId && attestProof
+            ? [
+                {
+                  role: "source",
+                  what: {
+                    identifier: { system: SYS.entry, value: pc.attestEntryId },
+                    display:
+                      attestProof.seq === null
+                        ? "attestation ledger entry (pending seal)"
+                        : `attestation ledger entry seq ${attestProof.seq}`,
+                  },
+                },
+              ]
+            : []),
+        ],
+        extension: [
+          { url: `${EXT}/document-sha256`, valueString: pc.document.sha256 },
+          { url: `${EXT}/scan-sha256`, valueString: pc.scanSha256 },
+          ledgerExtension({ ...proof, entryId: pc.entryId }),
+          ...(pc.attestEntryId && attestProof
+            ? [
+                {
+                  ...ledgerExtension({ ...attestProof, entryId: pc.attestEntryId }),
+                  url: `${EXT}/attestation-ledger-entry`,
+                },
+              ]
+            : []),
+        ],
+      });
+    }
   }
   for (const r of x.records) {
     const v = r.versions[r.versions.length - 1];
@@ -273,6 +406,15 @@ export function studyFhirBundle(x: StudyExport, now = new Date()): Record<string
       status: r.versions.length > 1 ? "amended" : "completed",
       subject: { reference: patientUrl.get(r.subject) },
       authored: v.at,
+      ...(v.actorToken
+        ? { author: { reference: device(v.actorToken) } }
+        : v.actorId
+          ? {
+              author: {
+                reference: practitioner({ userId: v.actorId, fullName: x.users.get(v.actorId) ?? v.actorId }),
+              },
+            }
+          : {}),
       extension: [
         { url: `${EXT}/visit`, valueString: r.visit },
         { url: `${EXT}/record-version`, valueInteger: v.version },

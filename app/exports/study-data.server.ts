@@ -1,7 +1,8 @@
 /**
  * Everything a study export needs, read once: approved form definitions (every version), sites, participants
  * (pseudonymous), every record with every version (values, reason, who, when, and the ledger entry's seq and
- * leaf hash that prove it), e-signatures, consent signatures and the users who acted. Shared by the ODM, FHIR,
+ * leaf hash that prove it), e-signatures, consent signatures, paper consents (ADR 0021) and the users who
+ * acted. Shared by the ODM, FHIR,
  * CSV and evidence-package exports so they agree with each other.
  */
 import { and, asc, eq, inArray } from "drizzle-orm";
@@ -168,7 +169,7 @@ export async function loadStudyExport(ctx: AppContext, studyCode: string) {
   const consents = [];
   for (const p of people) {
     const st = await consentStatus(ctx, p.id);
-    if (st.signatures.length || st.withdrawals.length) consents.push({ subject: p.subject, ...st });
+    if (st.signatures.length || st.withdrawals.length || st.paper.length) consents.push({ subject: p.subject, ...st });
   }
   const consentEntries = new Map<string, { seq: number | null; leafHash: string | null }>();
   /** The member of staff behind each staff consent signature (countersignature), by signature id. */
@@ -190,6 +191,31 @@ export async function loadStudyExport(ctx: AppContext, studyCode: string) {
     consentEntries.set(c.id, { seq: c.seq, leafHash: c.leaf ? toHex(c.leaf) : null });
     if (c.userId && c.fullName !== null) consentSigners.set(c.signature, { userId: c.userId, fullName: c.fullName });
   }
+  // Paper consents: the ledger entries of each scan and attestation, and the names of who uploaded and attested.
+  const paperEntryIds = consents.flatMap((c) =>
+    c.paper.flatMap((x) => (x.attestEntryId ? [x.entryId, x.attestEntryId] : [x.entryId])),
+  );
+  const paperEntries = new Map<string, { seq: number | null; leafHash: string | null }>();
+  if (paperEntryIds.length)
+    for (const e of await ctx.db
+      .select({ id: ledgerEntries.id, seq: ledgerEntries.seq, leaf: ledgerEntries.leafHash })
+      .from(ledgerEntries)
+      .where(inArray(ledgerEntries.id, paperEntryIds)))
+      paperEntries.set(e.id, { seq: e.seq, leafHash: e.leaf ? toHex(e.leaf) : null });
+  const paperStaffIds = [
+    ...new Set(consents.flatMap((c) => c.paper.flatMap((x) => [x.uploadedBy, x.attestedBy]))),
+  ].filter((x): x is string => !!x);
+  /** Full names of the staff who uploaded or attested a paper consent, by user id. */
+  const paperStaff = new Map(
+    paperStaffIds.length
+      ? (
+          await ctx.db
+            .select({ id: users.id, fullName: users.fullName })
+            .from(users)
+            .where(inArray(users.id, paperStaffIds))
+        ).map((u) => [u.id, u.fullName])
+      : [],
+  );
   return {
     study: {
       id: study.id,
@@ -219,6 +245,8 @@ export async function loadStudyExport(ctx: AppContext, studyCode: string) {
     consents,
     consentEntries,
     consentSigners,
+    paperEntries,
+    paperStaff,
   };
 }
 

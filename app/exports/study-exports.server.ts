@@ -12,7 +12,7 @@
  */
 import { zipSync, unzipSync } from "fflate";
 import { XMLParser } from "fast-xml-parser";
-import { asc, gt, and, isNotNull } from "drizzle-orm";
+import { asc, gt, and, eq, inArray, isNotNull, lte } from "drizzle-orm";
 import { toHex } from "../../anchoring/log/bytes.ts";
 import type { Manifest, OdmItem } from "../../anchoring/verifier/verify-package.ts";
 import { batches, checkpoints, ledgerEntries } from "../../db/schema/index.ts";
@@ -130,6 +130,9 @@ async function evidencePackage(
       await casebookPdf(ctx, principal, studyCode, p.subject),
     );
   if (x.participants.length) await sealAll(ctx);
+  const copies = new Map(
+    x.participants.map((p) => [p.subject, toHex(ctx.crypto.sha256(files[`certified-copies/${p.subject}.pdf`]))]),
+  );
 
   // The whole log: checkpoints, consistency between consecutive ones, batch headers and every envelope.
   const cps = await ctx.db
@@ -186,6 +189,8 @@ async function evidencePackage(
     lastSeq = page[page.length - 1].seq!;
   }
   files["log/envelopes.jsonl"] = enc(envelopes.map((t) => `${t}\n`).join(""));
+  if (!(await copiesAreLatest(ctx, studyCode, lastSeq, copies)))
+    throw new ChangedWhileExporting("conflict", "the study's data changed while the package was made: export it again");
 
   // The derived files, from the data as of that log: `verify-package` cross-checks them against it both ways
   // (ADR 0019), so a version or withdrawal sealed while the package was made is refused rather than half-included.
@@ -221,8 +226,41 @@ async function evidencePackage(
   return zipSync(files, { level: 6, mtime: now });
 }
 
+/**
+ * Whether the certified copies are those the log (up to `lastSeq`) asks for: `verify-package` wants one per subject
+ * with a sealed participant.enrolled entry, each the subject's latest sealed copy (ADR 0019), so a subject enrolled
+ * or a copy made elsewhere while the package was made means making it again.
+ */
+async function copiesAreLatest(ctx: AppContext, studyCode: string, lastSeq: number, copies: Map<string, string>) {
+  const rows = await ctx.db
+    .select({ kind: ledgerEntries.kind, payload: ledgerEntries.payloadText })
+    .from(ledgerEntries)
+    .where(
+      and(
+        eq(ledgerEntries.studyCode, studyCode),
+        inArray(ledgerEntries.kind, ["participant.enrolled", "document.generated"]),
+        isNotNull(ledgerEntries.seq),
+        lte(ledgerEntries.seq, lastSeq),
+      ),
+    )
+    .orderBy(asc(ledgerEntries.seq));
+  const latest = new Map<string, string | null>();
+  for (const r of rows) {
+    const p = JSON.parse(r.payload) as { subject: string; document?: string; sha256?: string };
+    if (r.kind === "participant.enrolled") latest.set(p.subject, latest.get(p.subject) ?? null);
+    else if (p.document === "certified_copy") latest.set(p.subject, p.sha256 ?? null);
+  }
+  return latest.size === copies.size && [...copies].every(([subject, sha]) => latest.get(subject) === sha);
+}
+
 /** The entry kinds the ODM, FHIR and CSV files derive from (withdrawals by count: the export holds no seq). */
-const DERIVED_KINDS = new Set(["record.saved", "consent.signed", "consent.withdrawn"]);
+const DERIVED_KINDS = new Set([
+  "record.saved",
+  "consent.signed",
+  "consent.withdrawn",
+  "consent.paper_scanned",
+  "consent.paper_attested",
+]);
 const derivedKey = (kind: string, seq: number | null) => (kind === "consent.withdrawn" ? kind : `${kind}:${seq}`);
 
 /** The entries an export's data reflect, as `kind:seq` (compared with the log the package carries). */
@@ -231,6 +269,14 @@ function derivedEntries(x: StudyExport): string[] {
     ...x.records.flatMap((r) => r.versions.map((v) => derivedKey("record.saved", v.seq))),
     ...[...x.consentEntries.values()].map((e) => derivedKey("consent.signed", e.seq)),
     ...x.consents.flatMap((c) => c.withdrawals.map(() => derivedKey("consent.withdrawn", null))),
+    ...x.consents.flatMap((c) =>
+      c.paper.flatMap((pc) => [
+        derivedKey("consent.paper_scanned", x.paperEntries.get(pc.entryId)?.seq ?? null),
+        ...(pc.attestEntryId
+          ? [derivedKey("consent.paper_attested", x.paperEntries.get(pc.attestEntryId)?.seq ?? null)]
+          : []),
+      ]),
+    ),
   ].sort();
 }
 

@@ -2,8 +2,11 @@
  * The audit trail against the log (ADR 0016): every audit_events row must match the `audit.event` entry it names,
  * and every such entry must still have its row. A deleted event (AUDIT_EVENT_MISSING), an altered one
  * (AUDIT_EVENT_MISMATCH, naming the field) and one inserted behind the portal's back (AUDIT_EVENT_UNLOGGED) are
- * each named with the event's id and action. Rows older than the first sealed event (written before migration
- * 0016) cannot be checked: they are counted in one note. Paged by id; memory stays bounded.
+ * each named with the event's id and action. Rows written before migration 0016 are sealed together, once, by the
+ * `audit.legacy_sealed` entry (app/audit-trail/seal-legacy.server.ts): the whole audit recomputes its count and
+ * digest (AUDIT_LEGACY_MISMATCH); a row without an entry above its last id is AUDIT_EVENT_UNLOGGED. A study's audit
+ * also checks the study's entries against their rows by entry, so a row moved to another study (or none) is named.
+ * Paged by id; memory stays bounded.
  */
 import { canonicalize } from "../../anchoring/log/canonical.ts";
 import type { AuditFinding } from "../../anchoring/verifier/log-auditor.ts";
@@ -11,8 +14,11 @@ import {
   auditEntriesWithoutRow,
   auditEventsWithEntries,
   firstSealedEventId,
+  legacySealedEntries,
+  studyEntriesWithMovedRow,
 } from "../../db/queries/audit-trail-checks.ts";
 import { eventPayloadFields } from "../audit-trail/seal-event.server.ts";
+import { legacyDigest } from "../audit-trail/seal-legacy.server.ts";
 import type { AppContext } from "../platform/context.server.ts";
 
 const PAGE = 1000;
@@ -27,6 +33,17 @@ export async function auditTrailFindings(
   const f = (x: Omit<AuditFinding, "severity" | "table"> & { severity?: AuditFinding["severity"] }) =>
     findings.push({ severity: "tamper", table: "audit_events", ...(study ? { study: study.code } : {}), ...x });
   const firstSealed = await firstSealedEventId(ctx.db);
+  const legacy0 = (await legacySealedEntries(ctx.db))[0];
+  type Legacy = { seq: number | undefined; salt: string; count: number; firstId: number; lastId: number };
+  let sealedLegacy: Legacy | null = null;
+  try {
+    const p = legacy0 ? (JSON.parse(legacy0.payload_text) as Legacy | null) : null;
+    if (p && typeof p.salt === "string" && Number.isInteger(p.lastId)) {
+      sealedLegacy = { ...p, seq: seqOf(legacy0.seq) };
+    }
+  } catch {
+    /* a damaged payload is reported by the log audit; the rows without an entry are then unmatched */
+  }
   let rows = 0;
   let legacy = 0;
   let after = 0;
@@ -44,7 +61,8 @@ export async function auditTrailFindings(
         payload = null; // a damaged payload is reported by the log audit; the row is unmatched here
       }
       if (!r.e_id || r.e_kind !== "audit.event" || !payload || typeof payload.salt !== "string") {
-        if (r.entry_id === null && (firstSealed === null || id < firstSealed)) {
+        // Sealed together by the legacy entry (checked below), or nothing was ever sealed (cannot be checked).
+        if (r.entry_id === null && (sealedLegacy ? id <= sealedLegacy.lastId : firstSealed === null)) {
           legacy++;
           continue;
         }
@@ -61,18 +79,24 @@ export async function auditTrailFindings(
       } catch {
         detail = r.detail_text;
       }
-      const want = eventPayloadFields(ctx.crypto, payload.salt, {
-        id,
-        at: new Date(r.at_iso),
-        action: r.action,
-        outcome: r.outcome,
-        actorUserId: r.actor_user_id,
-        actorLabel: r.actor_label,
-        siteId: r.site_id,
-        participantId: r.participant_id,
-        ip: r.ip,
-        detail,
-      });
+      // The address: its salted hash in a v1 payload, its HMAC under the deployment key in v2 (ADR 0016).
+      const want = eventPayloadFields(
+        ctx.crypto,
+        payload.salt,
+        {
+          id,
+          at: new Date(r.at_iso),
+          action: r.action,
+          outcome: r.outcome,
+          actorUserId: r.actor_user_id,
+          actorLabel: r.actor_label,
+          siteId: r.site_id,
+          participantId: r.participant_id,
+          ip: r.ip,
+          detail,
+        },
+        { v: payload.v, dataKey: ctx.env.dataKey },
+      );
       const fields: [string, unknown, unknown][] = [
         ...Object.entries(want).map(([k, v]) => [k, v, payload[k]] as [string, unknown, unknown]),
         ...(payload.count !== undefined && want.count === undefined ? [["count", undefined, payload.count]] : []),
@@ -113,7 +137,34 @@ export async function auditTrailFindings(
         `${e.seq === null ? "" : ` (seq ${e.seq})`} but has no audit_events row (deleted?)`,
     });
   }
-  if (legacy > 0)
+  if (study)
+    for (const e of await studyEntriesWithMovedRow(ctx.db, study.id))
+      f({
+        code: "AUDIT_EVENT_MISMATCH",
+        id: String(e.event),
+        seq: seqOf(e.seq),
+        field: "study_id",
+        message:
+          `audit-trail event ${e.event} (${e.action}): its study_id differs from its sealed audit.event entry` +
+          `${e.seq === null ? "" : ` (seq ${e.seq})`}, which is ${study.code}'s (moved behind the log?)`,
+      });
+  if (!study && sealedLegacy) {
+    const now = await legacyDigest(ctx.db, sealedLegacy.salt, { upTo: sealedLegacy.lastId });
+    const want = sealedLegacy as typeof sealedLegacy & { digest?: unknown };
+    if (now.count !== want.count || now.firstId !== want.firstId || now.digest !== want.digest)
+      f({
+        code: "AUDIT_LEGACY_MISMATCH",
+        seq: sealedLegacy.seq,
+        field: now.count !== want.count ? "count" : "digest",
+        message:
+          `the audit.legacy_sealed entry${want.seq === undefined ? "" : ` (seq ${want.seq})`} seals ${want.count} ` +
+          `audit-trail event(s) from before migration 0016 (ids ${want.firstId}-${want.lastId}); ` +
+          (now.count !== want.count
+            ? `${now.count} are there now (deleted or inserted behind the log?)`
+            : `${now.count} are there, but their digest differs (altered behind the log?)`),
+      });
+  }
+  if (legacy > 0 && !sealedLegacy)
     findings.push({
       code: "AUDIT_EVENT_UNSEALED_LEGACY",
       severity: "info",

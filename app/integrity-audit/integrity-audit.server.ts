@@ -36,6 +36,7 @@ import { ServiceError } from "../platform/errors.server.ts";
 import { auditTrailFindings } from "./audit-trail-checks.server.ts";
 import { contactFindings } from "./contact-checks.server.ts";
 import { freeTextFindings } from "./free-text-checks.server.ts";
+import { paperAttestationFindings } from "./paper-attestation-checks.server.ts";
 import {
   hashedTextMatches,
   hashedTextPair,
@@ -438,6 +439,7 @@ async function auditStudyData(ctx: AppContext, study: { id: string; code: string
       });
     }
   }
+  rows += await paperAttestationFindings(ctx, study, findings); // attestations against their entries (ADR 0021)
   for (const r of await sdvMarksWithEntries(ctx.db, study.id)) {
     rows++;
     const p = payloadOf(r);

@@ -5,6 +5,8 @@ import type { Crypto, Signer } from "../../anchoring/log/crypto.ts";
 import { logSigner } from "../keys/log-keys.server.ts";
 import type { Env } from "./env.server.ts";
 import { buildLedgers, type ConfiguredLedger } from "../anchor-worker/ledger-factory.server.ts";
+import { setDeploymentDataKey } from "../audit-trail/address-hmac.server.ts";
+import { sealLegacyAuditEvents } from "../audit-trail/seal-legacy.server.ts";
 
 export interface AppContext {
   env: Env;
@@ -21,6 +23,7 @@ export interface AppContext {
 export type OfflineContext = Pick<AppContext, "env" | "crypto" | "signer" | "ledgers">;
 
 export function offlineContext(env: Env): OfflineContext {
+  setDeploymentDataKey(env.dataKey); // the audit trail's address HMACs (ADR 0016)
   return { env, crypto: nodeCrypto, signer: logSigner(env.dataDir), ledgers: buildLedgers(env, nodeCrypto) };
 }
 
@@ -34,6 +37,12 @@ export async function createAppContext(
     migrate: opts.migrate,
     lockInfo: opts.lockInfo,
   });
+  // After the migrations: seal once the audit-trail events written before migration 0016 (ADR 0016).
+  if (opts.migrate !== false)
+    await sealLegacyAuditEvents(database.db, nodeCrypto).catch(async (err) => {
+      await database.close().catch(() => {});
+      throw new Error(`sealing the audit-trail events from before migration 0016 failed: ${(err as Error).message}`);
+    });
   return { ...offlineContext(env), database, db: database.db };
 }
 

@@ -24,7 +24,7 @@ import { firstFinalAnchorsCovering } from "../../db/queries/anchors.ts";
 import { assertUnlocked } from "../clinical-monitoring/clinical-monitoring.server.ts";
 import { assertConsentAllowsNewData } from "../consent/status.server.ts";
 import { assertConsentBeforeData } from "../consent/consent-gate.server.ts";
-import { audit } from "../audit-trail/record-event.server.ts";
+import { audit, auditRead } from "../audit-trail/record-event.server.ts";
 import { auditActor, auditDetail, payloadActor, rowTokenColumns, tokenLabel } from "../platform/attribution.ts";
 import { matchesSeal, studySealMismatches } from "./seal-match.server.ts";
 
@@ -446,6 +446,15 @@ export async function subjectCasebook(ctx: AppContext, principal: Principal, stu
     .innerJoin(sites, eq(sites.id, participants.siteId))
     .where(and(eq(participants.studyId, studyId), eq(participants.subjectCode, subject.toUpperCase())));
   if (!p || !can(principal, "records.read", { studyId, siteId: p.p.siteId })) return null;
+  // A read of the participant's data: one sealed event per user, participant and hour (ADR 0016).
+  if (principal.userId)
+    await auditRead(ctx.db, {
+      action: "participant.view",
+      actorUserId: principal.userId,
+      studyId,
+      siteId: p.p.siteId,
+      participantId: p.p.id,
+    });
   const approved = await ctx.db
     .select()
     .from(forms)

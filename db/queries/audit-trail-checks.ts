@@ -67,3 +67,52 @@ export async function firstSealedEventId(db: DbOrTx): Promise<number | null> {
   );
   return r?.id === null || r?.id === undefined ? null : Number(r.id);
 }
+
+/** A page of the rows no entry names (entry_id null: written before migration 0016), id > after, up to `upTo`. */
+export async function unsealedEvents(
+  db: DbOrTx,
+  after: number,
+  limit: number,
+  upTo?: number,
+): Promise<AuditEventWithEntry[]> {
+  return rowsOf<AuditEventWithEntry>(
+    await db.execute(sql`
+      SELECT a.id, to_char(a.at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"') AS at_iso, a.action, a.outcome,
+             a.actor_user_id, a.actor_label, a.study_id, a.site_id, a.participant_id, a.ip,
+             a.detail::text AS detail_text, a.entry_id
+        FROM audit_events a
+       WHERE a.entry_id IS NULL AND a.id > ${after} ${upTo === undefined ? sql`` : sql`AND a.id <= ${upTo}`}
+       ORDER BY a.id LIMIT ${limit}`),
+  );
+}
+
+/** The `audit.legacy_sealed` entries (one, once the deployment has been upgraded), in log order. */
+export async function legacySealedEntries(db: DbOrTx) {
+  return rowsOf<{ id: string; seq: string | number | null; payload_text: string }>(
+    await db.execute(sql`
+      SELECT id, seq, payload_text FROM ledger_entries
+       WHERE study_id IS NULL AND kind = 'audit.legacy_sealed' ORDER BY seq NULLS LAST, at, id`),
+  );
+}
+
+/** Whether any audit_events row has no entry (uses the entry_id unique index). */
+export async function anyUnsealedEvent(db: DbOrTx): Promise<boolean> {
+  return rowsOf(await db.execute(sql`SELECT 1 AS x FROM audit_events WHERE entry_id IS NULL LIMIT 1`)).length > 0;
+}
+
+/** A study's audit.event entries whose row now names another study or none (its study_id was altered). */
+export async function studyEntriesWithMovedRow(db: DbOrTx, studyId: string, limit = 10_000) {
+  return rowsOf<{
+    id: string;
+    seq: string | number | null;
+    event: string | number;
+    action: string;
+    row_study: string | null;
+  }>(
+    await db.execute(sql`
+      SELECT e.id, e.seq, a.id AS event, a.action, a.study_id AS row_study
+        FROM ledger_entries e JOIN audit_events a ON a.entry_id = e.id
+       WHERE e.study_id = ${studyId} AND e.kind = 'audit.event' AND a.study_id IS DISTINCT FROM ${studyId}
+       ORDER BY a.id LIMIT ${limit}`),
+  );
+}

@@ -1,4 +1,5 @@
-import { bigint, index, integer, pgTable, text, timestamp, unique, uuid } from "drizzle-orm/pg-core";
+import { sql } from "drizzle-orm";
+import { bigint, index, integer, pgTable, text, timestamp, unique, uniqueIndex, uuid } from "drizzle-orm/pg-core";
 import { studies } from "./organizations.ts";
 import { bytea } from "./types.ts";
 
@@ -34,6 +35,8 @@ export const ledgerEntries = pgTable(
     unique("ledger_entries_study_seq_uq").on(t.studyId, t.studySeq),
     index("ledger_entries_status_idx").on(t.status),
     index("ledger_entries_batch_idx").on(t.batchNo),
+    // At most one entry sealing the pre-0016 audit-trail events (ADR 0016); also how it is found at each start.
+    uniqueIndex("ledger_entries_legacy_sealed_uq").on(t.kind).where(sql`kind = 'audit.legacy_sealed'`),
   ],
 );
 

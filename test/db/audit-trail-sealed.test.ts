@@ -18,6 +18,7 @@ import { sealAll } from "../../app/log/sealer.server.ts";
 import { runIntegrityAudit, type AuditReport } from "../../app/integrity-audit/integrity-audit.server.ts";
 import * as trail from "../../app/audit-trail/record-event.server.ts";
 import { saltedHash } from "../../app/audit-trail/seal-event.server.ts";
+import { addressHmac } from "../../app/audit-trail/address-hmac.server.ts";
 import { setFormsBeforeConsent } from "../../app/studies/settings.server.ts";
 import { findEntryByRef, proofBundle } from "../../app/log/proofs.server.ts";
 import { deploymentTrustPolicy } from "../../app/anchor-worker/anchor-worker.server.ts";
@@ -94,7 +95,7 @@ afterAll(async () => {
 });
 
 describe(`the audit trail in the log on ${engineUnderTest()}`, () => {
-  it("seals every audit-trail event as an audit.event entry, address and free text as salted hashes", async () => {
+  it("seals every audit-trail event as an audit.event entry, address as HMAC, free text salted", async () => {
     const events = await rows(`SELECT a.id, a.action, a.ip, a.entry_id, e.kind, e.status, e.study_id, e.payload_text,
       a.study_id AS event_study FROM audit_events a LEFT JOIN ledger_entries e ON e.id = a.entry_id ORDER BY a.id`);
     expect(events.length).toBeGreaterThan(5);
@@ -105,7 +106,9 @@ describe(`the audit trail in the log on ${engineUnderTest()}`, () => {
       const payload = JSON.parse(String(ev.payload_text));
       expect(payload.event).toBe(Number(ev.id));
       expect(payload.action).toBe(ev.action);
-      expect(payload.ip).toBe(ev.ip === null ? null : saltedHash(t.ctx.crypto, payload.salt, String(ev.ip)));
+      // The address as an HMAC under the deployment key (v2), never the enumerable salted hash.
+      expect(payload.ip).toBe(ev.ip === null ? null : addressHmac(t.ctx.env.dataKey, String(ev.ip)));
+      if (ev.ip !== null) expect(payload.ip).not.toBe(saltedHash(t.ctx.crypto, payload.salt, String(ev.ip)));
     }
     const texts = events.map((e) => String(e.payload_text)).join("\n");
     expect(texts).not.toContain(IP);

@@ -309,6 +309,69 @@ describe(`CRF data before consent on ${engineUnderTest()}`, () => {
     expect(found).toContainEqual(["DATA_ROW_MISMATCH", "study_settings", "formsBeforeConsent"]);
     expect(found).toContainEqual(["DATA_ROW_MISMATCH", "paper_consents", "scanBytes"]);
   });
+
+  it("the integrity audit names a paper consent whose attestation differs from its paper_attested entry", async () => {
+    const [current] = await t.database.execute(
+      `SELECT version FROM consent_documents WHERE code = 'ICF' AND status = 'approved' ORDER BY created_at DESC`,
+    );
+    const version = String(current.version);
+    const paperOf = async (attest: boolean) => {
+      const subject = await enrol();
+      const scan = await scanOf(`pages of ${subject}`);
+      const pc = await recordPaperConsent(t.ctx, p.inv, "GATE-1", subject, { document: "ICF", version }, scan);
+      if (attest) await attestPaperConsent(t.ctx, p.inv2, "GATE-1", subject, pc.id, { password: PW }, meta);
+      return { subject, id: pc.id };
+    };
+    const altered = await paperOf(true);
+    const forged = await paperOf(false);
+    const undone = await paperOf(true);
+    const moved = await paperOf(true);
+    await sealAll(t.ctx);
+    const attestFindings = async () =>
+      (await runIntegrityAudit(t.ctx, { study: "GATE-1" })).findings
+        .filter((f) => f.table === "paper_consents" && f.field !== "scanBytes")
+        .map((f) => [f.code, f.id, f.field]);
+    expect(await attestFindings()).toEqual([]);
+    expect((await consentStatus(t.ctx, (await participantId(forged.subject))!)).state).toBe("awaiting_attestation");
+    await t.ctx.db.transaction(async (tx) => {
+      await tx.execute(sql.raw("SET LOCAL session_replication_role = replica"));
+      // Another investigator, another time; an attestation without an entry; an attestation undone; and the
+      // attestation entry of another paper consent.
+      await tx.execute(
+        sql.raw(
+          `UPDATE paper_consents SET attested_by = '${p.inv.userId}', attested_at = attested_at - interval '1 day'
+            WHERE id = '${altered.id}'`,
+        ),
+      );
+      await tx.execute(
+        sql.raw(
+          `UPDATE paper_consents SET attested_by = '${p.inv2.userId}', attested_at = now() WHERE id = '${forged.id}'`,
+        ),
+      );
+      await tx.execute(
+        sql.raw(
+          `UPDATE paper_consents SET attested_by = NULL, attested_at = NULL, attest_entry_id = NULL
+            WHERE id = '${undone.id}'`,
+        ),
+      );
+      await tx.execute(
+        sql.raw(
+          `UPDATE paper_consents SET attest_entry_id = (SELECT attest_entry_id FROM paper_consents
+            WHERE id = '${altered.id}') WHERE id = '${moved.id}'`,
+        ),
+      );
+    });
+    // The forged attestation opens the consent gate...
+    expect((await consentStatus(t.ctx, (await participantId(forged.subject))!)).state).toBe("consented");
+    // ...and the audit names each.
+    const found = await attestFindings();
+    expect(found).toContainEqual(["DATA_ROW_MISMATCH", altered.id, "attestedBy"]);
+    expect(found).toContainEqual(["DATA_ROW_MISMATCH", altered.id, "attestedAt"]);
+    expect(found).toContainEqual(["DATA_ROW_UNLOGGED", forged.id, "attestedAt"]);
+    expect(found).toContainEqual(["DATA_ROW_MISMATCH", undone.id, "attestedAt"]);
+    expect(found).toContainEqual(["DATA_ROW_MISMATCH", moved.id, "paper"]);
+    expect(found).toContainEqual(["DATA_ROW_MISMATCH", moved.id, "attestedAt"]);
+  });
 });
 
 async function participantId(subject: string) {

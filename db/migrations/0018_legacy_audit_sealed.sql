@@ -1,0 +1,1 @@
+CREATE UNIQUE INDEX "ledger_entries_legacy_sealed_uq" ON "ledger_entries" USING btree ("kind") WHERE kind = 'audit.legacy_sealed';
