@@ -25,15 +25,19 @@ export function addressHmac(dataKey: Uint8Array, address: string): string {
 
 /**
  * The DATA_KEY of this process's deployment, for writing audit events (callers pass only a database handle).
- * Set whenever an application context is built (one deployment per process).
+ * Set whenever an application context is built (one deployment per process). Kept on the process's global object
+ * under a registered symbol, not in a module variable: the portal's Remix build bundles its own copy of this
+ * module, which must see the key the server set when it built the context.
  */
-let deploymentKey: Uint8Array | null = null;
+const SLOT = Symbol.for("trialseal.audit-trail.deployment-data-key");
+type Slot = { [SLOT]?: Uint8Array };
 
 export function setDeploymentDataKey(dataKey: Uint8Array): void {
-  deploymentKey = dataKey;
+  (globalThis as Slot)[SLOT] = dataKey;
 }
 
 export function deploymentDataKey(): Uint8Array {
-  if (!deploymentKey) throw new Error("audit trail: no application context built yet (DATA_KEY unknown)");
-  return deploymentKey;
+  const key = (globalThis as Slot)[SLOT];
+  if (!key) throw new Error("audit trail: no application context built yet (DATA_KEY unknown)");
+  return key;
 }
