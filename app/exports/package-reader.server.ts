@@ -18,8 +18,13 @@ import { inflateRawSync } from "node:zlib";
 import type { PackageFiles, PackageProblem } from "../../anchoring/verifier/verify-package.ts";
 
 export const PACKAGE_LIMITS = {
-  /** The sum of the sizes the manifest declares, and the largest package file accepted. */
-  maxTotalBytes: 1024 * 1024 * 1024,
+  /**
+   * The sum of the sizes the manifest declares, and the largest package file accepted. Files are inflated one at
+   * a time when the verifier reads them, so this bounds time, not memory (a 1M-entry package is ~1.3 GB).
+   */
+  maxTotalBytes: 64 * 1024 * 1024 * 1024,
+  /** The largest one file may be (it is held in memory while it is checked: odm.xml, fhir.json, a CSV). */
+  maxFileBytes: 1024 * 1024 * 1024,
   /** Entries in the archive (a package has one per file; a study of 1M entries has about 1M proof bundles). */
   maxEntries: 4_000_000,
   /** manifest.json: at most this per entry of the archive, plus a base. */
@@ -174,7 +179,14 @@ export function readPackageBounded(
     declared = declaredSizes(mf);
   }
   let total = 0;
-  for (const n of declared.values()) total += n;
+  for (const [name, n] of declared) {
+    if (n > limits.maxFileBytes)
+      throw new PackageUnreadable(
+        "ARCHIVE_TOO_LARGE",
+        `its manifest declares ${n} bytes for ${name}, more than the limit of ${limits.maxFileBytes} for one file`,
+      );
+    total += n;
+  }
   if (total > limits.maxTotalBytes)
     throw new PackageUnreadable(
       "ARCHIVE_TOO_LARGE",

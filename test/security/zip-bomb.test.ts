@@ -200,7 +200,7 @@ describe("verify-package reads a package within bounded memory (item 6)", () => 
     expect(r.peak).toBeLessThan(200 * MB);
   });
 
-  it("a manifest recomputed to declare the 2 GiB: over the 1 GiB total cap, ARCHIVE_TOO_LARGE, exit 2", async () => {
+  it("a manifest declaring the 2 GiB: over the 1 GiB cap for one file, ARCHIVE_TOO_LARGE, exit 2", async () => {
     const file = write("declared.zip", [
       deflated("manifest.json", manifest([policyFile, { path: "odm.xml", sha256: bombSha(), bytes: 2 * GiB }])),
       deflated("trust-policy.json", policy),
