@@ -15,7 +15,13 @@ import { demoCredentialsFile, seedDemo } from "../app/studies/demo-seed.server.t
 import { startControlServer } from "../app/platform/control.server.ts";
 import { DatabaseError } from "../db/client.ts";
 import { PgliteBusyError } from "../db/pglite-lock.ts";
-import { forwardedHostCheck, securityHeaders, sameOriginPosts } from "../app/platform/http.server.ts";
+import {
+  carriesSessionCookie,
+  forwardedHostCheck,
+  pageMethods,
+  sameOriginPosts,
+  securityHeaders,
+} from "../app/platform/http.server.ts";
 import { startSealer } from "../app/log/sealer.server.ts";
 import { startAnchorWorker } from "../app/anchor-worker/anchor-worker.server.ts";
 import { describeEvent } from "../app/platform/commands.server.ts";
@@ -118,6 +124,7 @@ async function main() {
     res.type("html").send(html);
   });
   app.use(sameOriginPosts);
+  app.use(pageMethods);
   const handle = createRequestHandler(build, env.production ? "production" : "development");
   app.all("*", async (req, res, next) => {
     try {
@@ -152,6 +159,16 @@ async function main() {
       }
       let response = await handle(request, { ctx, cspNonce: res.locals.cspNonce as string, requestState });
       if (bodyExceeded()) return refuseTooLarge(req, res, limit);
+      // ASVS V8.2.1: what a signed-in person sees is not kept in caches.
+      if (
+        carriesSessionCookie(req.get("cookie")) &&
+        /^text\/html/.test(response.headers.get("content-type") ?? "") &&
+        !response.headers.has("cache-control")
+      ) {
+        const headers = new Headers(response.headers);
+        headers.set("cache-control", "no-store");
+        response = new Response(response.body, { status: response.status, statusText: response.statusText, headers });
+      }
       // A write that failed because PostgreSQL went away was rolled back by it: the client may simply retry.
       if (requestState.databaseUnavailable && response.status >= 500) response = databaseUnavailable(request);
       await sendRemixResponse(res, response);

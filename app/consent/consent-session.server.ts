@@ -13,7 +13,8 @@ const cookies = new WeakMap<AppContext, ReturnType<typeof createCookie>>();
 function cookie(ctx: AppContext) {
   let c = cookies.get(ctx);
   if (!c) {
-    c = createCookie("ts_consent", {
+    // __Secure- in production (its path is /consent, which the __Host- prefix does not allow).
+    c = createCookie(ctx.env.production ? "__Secure-ts_consent" : "ts_consent", {
       httpOnly: true,
       sameSite: "lax",
       secure: ctx.env.production,

@@ -55,7 +55,7 @@ export function sameOriginPosts(req: Request, res: Response, next: NextFunction)
       return null;
     }
   };
-  const usesSession = /(?:^|;\s*)ts_session=/.test(req.get("cookie") ?? "");
+  const usesSession = carriesSessionCookie(req.get("cookie"));
   // Only a bearer-token call without the session cookie carries no ambient authority a page could borrow.
   if (!usesSession && /^Bearer\s/i.test(req.get("authorization") ?? "")) return next();
   const origin = req.get("origin");
@@ -81,4 +81,18 @@ export function forwardedHostCheck(env: { publicUrl: string }) {
       .type("text/plain")
       .send("bad request: the X-Forwarded-Host header does not name this portal's public address (PUBLIC_URL)");
   };
+}
+
+/** Whether a Cookie header carries the portal's session cookie (ts_session, or __Host-ts_session in production). */
+export function carriesSessionCookie(cookie: string | undefined): boolean {
+  return /(?:^|;\s*)(?:__Host-)?ts_session=/.test(cookie ?? "");
+}
+
+/**
+ * Pages answer GET, HEAD and POST only (ASVS V13.2.1): Remix hands any other method to a route's action, which
+ * reads it as a form post. 405 with Allow; the JSON API checks its own methods.
+ */
+export function pageMethods(req: Request, res: Response, next: NextFunction) {
+  if (req.path.startsWith("/api/") || ["GET", "HEAD", "POST", "OPTIONS"].includes(req.method)) return next();
+  res.status(405).set("Allow", "GET, HEAD, POST").type("text/plain").send(`method ${req.method} is not allowed here`);
 }

@@ -20,7 +20,8 @@ const cookies = new WeakMap<AppContext, ReturnType<typeof createCookie>>();
 export function sessionCookie(ctx: AppContext) {
   let c = cookies.get(ctx);
   if (!c) {
-    c = createCookie("ts_session", {
+    // __Host- in production (ASVS V3.4.4): Secure, Path=/, no Domain, so only this host ever receives it.
+    c = createCookie(ctx.env.production ? "__Host-ts_session" : "ts_session", {
       httpOnly: true,
       sameSite: "lax",
       secure: ctx.env.production,

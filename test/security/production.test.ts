@@ -116,19 +116,39 @@ describe("production: cookies and headers", () => {
       expect(attrs, c).toContain("httponly");
       expect(attrs, c).toContain("samesite=lax");
     }
-    expect(cookies.some((c) => c.startsWith("ts_session="))).toBe(true);
+    // ASVS V3.4.4: the session cookie carries the __Host- prefix (Secure, Path=/, no Domain: this host only).
+    const session = cookies.find((c) => c.startsWith("__Host-ts_session="));
+    expect(session, cookies.join("\n")).toBeTruthy();
+    const attrs = (session ?? "").split(";").map((a) => a.trim().toLowerCase());
+    expect(attrs).toContain("path=/");
+    expect(attrs.some((a) => a.startsWith("domain="))).toBe(false);
     // The session works: the account page answers instead of sending back to the sign-in.
     const home = await b.get("/");
     expect(home.location ?? "").not.toMatch(/^\/login/);
+    // ASVS V8.2.1: a signed-in page is not kept in caches.
+    const page = await b.get("/account");
+    expect(page.status).toBe(200);
+    expect(page.headers.get("cache-control")).toMatch(/no-store/);
+    // ASVS V8.2.3: signing out tells the browser to drop what it kept of the session.
+    const out = await b.post("/logout", {});
+    expect(out.status).toBe(302);
+    expect(out.headers.get("clear-site-data")).toMatch(/"cache".*"cookies".*"storage"/);
   });
 
   it("consent and session cookies are Secure, HttpOnly, SameSite=Lax in production, not Secure in dev", async () => {
     const ctxOf = (production: boolean) =>
       ({ env: { production, sessionSecret: "s".repeat(40), sessionTtlMs: 3_600_000 } }) as unknown as AppContext;
     const attrs = (c: string) => c.split(";").map((a) => a.trim().toLowerCase());
-    for (const c of [await rememberVerified(ctxOf(true), "inv-1"), await sessionCookie(ctxOf(true)).serialize("t")]) {
+    const inProduction = [
+      await rememberVerified(ctxOf(true), "inv-1"),
+      await sessionCookie(ctxOf(true)).serialize("t"),
+    ];
+    for (const c of inProduction) {
       expect(attrs(c), c).toEqual(expect.arrayContaining(["secure", "httponly", "samesite=lax"]));
     }
+    // Prefixed in production: __Secure- for the consent cookie (its path is /consent, which __Host- forbids).
+    expect(inProduction[0]).toMatch(/^__Secure-ts_consent=/);
+    expect(inProduction[1]).toMatch(/^__Host-ts_session=/);
     for (const c of [await rememberVerified(ctxOf(false), "inv-1"), await sessionCookie(ctxOf(false)).serialize("t")]) {
       expect(attrs(c), c).toEqual(expect.arrayContaining(["httponly", "samesite=lax"]));
       expect(attrs(c), c).not.toContain("secure");

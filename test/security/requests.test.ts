@@ -8,7 +8,9 @@ import { request as httpRequest } from "node:http";
 import postgres from "postgres";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createScratchPostgres } from "../helpers/db.ts";
-import { Browser, startPortal, tempDataDir, type Portal } from "../helpers/portal.ts";
+import { writeFileSync } from "node:fs";
+import path from "node:path";
+import { Browser, cli, startPortal, tempDataDir, type Portal } from "../helpers/portal.ts";
 import { nextStepTotp } from "../helpers/totp.ts";
 
 const PUBLIC_URL = "https://trials.example.org";
@@ -41,10 +43,12 @@ function raw(
 let portal: Portal;
 let scratch: { url: string; drop: () => Promise<void> };
 let password: string;
+let dataDir: string;
 
 beforeAll(async () => {
   scratch = await createScratchPostgres();
-  portal = await startPortal({ DATABASE_URL: scratch.url, DATA_DIR: tempDataDir(), PUBLIC_URL });
+  dataDir = tempDataDir();
+  portal = await startPortal({ DATABASE_URL: scratch.url, DATA_DIR: dataDir, PUBLIC_URL });
   const m = /Demo password \(all demo users\): (\S+)/.exec(portal.output());
   if (!m) throw new Error(`no demo password in the portal's output:\n${portal.output()}`);
   password = m[1];
@@ -186,5 +190,80 @@ describe("a forwarded host that is not the portal's is a bad request (item 9)", 
       "x-forwarded-host": "trials.example.org",
     });
     expect(own.status).toBe(200);
+  });
+});
+
+describe("what a browser keeps, and requests a page does not expect (ASVS V8.2.1, V8.2.3, V5.1.1, V13.2.1)", () => {
+  it("signed-in pages are no-store and sign-out sends Clear-Site-Data", async () => {
+    const b = new Browser(portal.url);
+    const s = await b.signIn("monitor@demo.trialseal.test", password);
+    expect(s.status).toBe(302);
+    const page = await b.get("/studies");
+    expect(page.status).toBe(200);
+    expect(page.headers.get("cache-control")).toMatch(/no-store/);
+    const out = await b.post("/logout", {});
+    expect(out.status).toBe(302);
+    expect(out.headers.get("clear-site-data")).toMatch(/"cache".*"cookies".*"storage"/);
+  });
+
+  it("repeated form fields are read one way, never a 500 (parameter pollution)", async () => {
+    const body = new URLSearchParams([
+      ["email", "monitor@demo.trialseal.test"],
+      ["email", "nobody@example.org"],
+      ["password", "wrong-password"],
+      ["password", password],
+    ]).toString();
+    const r = await fetch(`${portal.url}/login`, {
+      method: "POST",
+      headers: { "content-type": "application/x-www-form-urlencoded", origin: portal.url },
+      body,
+      redirect: "manual",
+    });
+    expect(r.status).toBeGreaterThanOrEqual(300);
+    expect(r.status).toBeLessThan(500);
+  });
+
+  it("methods a route does not serve are refused, never a 500", async () => {
+    for (const [method, p] of [
+      ["PUT", "/login"],
+      ["DELETE", "/studies"],
+      ["PATCH", "/api/v1/studies/DEMO-001/records"],
+      ["DELETE", "/api/v1/checkpoint"],
+    ] as const) {
+      const r = await fetch(`${portal.url}${p}`, { method, headers: { origin: portal.url }, redirect: "manual" });
+      expect(r.status, `${method} ${p}`).toBeGreaterThanOrEqual(400);
+      expect(r.status, `${method} ${p}`).toBeLessThan(500);
+    }
+  });
+});
+
+describe("stored text comes back escaped (ASVS V5.3.3)", () => {
+  it("a form whose title and labels hold markup is shown as text on the study's pages", async () => {
+    const payload = '<script>alert("xss")</script><img src=x onerror=alert(1)>';
+    const file = path.join(dataDir, "xss.form.json");
+    writeFileSync(
+      file,
+      JSON.stringify({
+        code: "XSS",
+        title: `Vitals ${payload}`,
+        version: 1,
+        visits: ["SCREENING"],
+        fields: [{ name: "note", label: `Note ${payload}`, type: "text", maxLength: 100 }],
+      }),
+    );
+    const env = { DATABASE_URL: scratch.url, DATA_DIR: dataDir, PUBLIC_URL };
+    const imported = cli(["forms", "import", "--study", "DEMO-001", file], env);
+    expect(imported.code, imported.stderr).toBe(0);
+    const b = new Browser(portal.url);
+    expect((await b.signIn("datamanager@demo.trialseal.test", password)).status).toBe(302);
+    let shown = 0;
+    for (const p of ["/studies/DEMO-001/forms", "/studies/DEMO-001", "/studies/DEMO-001/audit"]) {
+      const page = await b.get(p);
+      expect(page.status, p).toBe(200);
+      expect(page.text, p).not.toContain("<script>alert");
+      expect(page.text, p).not.toContain("<img src=x");
+      if (page.text.includes("&lt;script&gt;alert")) shown++;
+    }
+    expect(shown).toBeGreaterThan(0);
   });
 });
