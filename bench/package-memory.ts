@@ -79,6 +79,13 @@ export function genuinePackage(n: number): { zip: Uint8Array; pin: string } {
     [`checkpoints/${B}.txt`]: enc(note),
     "log/envelopes.jsonl": enc(entries.map((e) => `${e.line}\n`).join("")),
     "log/batches.jsonl": enc(batches.map((b) => `${b.line}\n`).join("")),
+    // A genuine package always holds the study's ODM and FHIR exports (ADR 0019): empty here, since the bench's
+    // entries (site.added) carry no clinical data; the verifier checks them for completeness all the same.
+    "odm.xml": enc(
+      '<?xml version="1.0" encoding="UTF-8"?>\n<ODM xmlns="http://www.cdisc.org/ns/odm/v1.3" ODMVersion="1.3.2" ' +
+        'FileType="Snapshot" FileOID="BENCH" CreationDateTime="2026-01-03T00:00:00Z"/>\n',
+    ),
+    "fhir.json": enc(`${JSON.stringify({ resourceType: "Bundle", type: "collection", entry: [] })}\n`),
   };
   const logProofs = batches.map((_, b) => log.inclusionProof(b, B).map(toHex));
   for (const e of entries) {
