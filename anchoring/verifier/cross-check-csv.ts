@@ -11,7 +11,8 @@ import { csvRawRows, csvUnquote, csvValue } from "./csv-cells.ts";
 import { type Bad, latestRecordVersions, type Sealed } from "./cross-check-sealed.ts";
 import { enteredBy } from "./entered-by.ts";
 
-const FIXED = [
+/** The columns every form CSV starts with, before the form's fields (the writer and this check share them). */
+export const CSV_FIXED_COLUMNS = [
   "subject",
   "site",
   "visit",
@@ -23,7 +24,8 @@ const FIXED = [
   "entry_id",
   "saved_at_utc",
   "entered_by",
-];
+] as const;
+const FIXED: readonly string[] = CSV_FIXED_COLUMNS;
 
 const showCell = (raw: string) => {
   const s = csvUnquote(raw);

@@ -5,6 +5,7 @@
  * per field (multiple choices as a JSON array). Every form version's fields appear, in definition order.
  */
 import { enteredBy } from "../../anchoring/verifier/entered-by.ts";
+import { CSV_FIXED_COLUMNS } from "../../anchoring/verifier/cross-check-csv.ts";
 import { csvCell, csvValue } from "../platform/csv.ts";
 import type { StudyExport } from "./study-data.server.ts";
 
@@ -14,20 +15,7 @@ export function studyCsvFiles(x: StudyExport): { name: string; text: string }[] 
     const fields: string[] = [];
     for (const f of x.forms.filter((d) => d.code === code).sort((a, b) => a.version - b.version))
       for (const fd of f.fields) if (!fields.includes(fd.name)) fields.push(fd.name);
-    const head = [
-      "subject",
-      "site",
-      "visit",
-      "record_id",
-      "version",
-      "form_version",
-      "seq",
-      "leaf_hash",
-      "entry_id",
-      "saved_at_utc",
-      "entered_by",
-      ...fields,
-    ];
+    const head = [...CSV_FIXED_COLUMNS, ...fields];
     const rows = x.records
       .filter((r) => r.form === code && r.versions.length)
       .map((r) => {
