@@ -22,7 +22,7 @@ import {
   users,
 } from "../../db/schema/index.ts";
 import { MISMATCH_TEXT } from "../log/seal-text.ts";
-import type { FormDefinition } from "../records/form-definition.ts";
+import type { FormDefinition } from "../../anchoring/forms/definition.ts";
 import { storedDefinition } from "../records/records.server.ts";
 import { matchesSeal } from "../records/seal-match.server.ts";
 import type { AppContext } from "../platform/context.server.ts";

@@ -25,7 +25,7 @@
  * Validated in tests with @medplum/core's validateResource against the R4 StructureDefinitions (ADR 0008).
  */
 import { createHash } from "node:crypto";
-import type { FieldDefinition } from "../records/form-definition.ts";
+import type { FieldDefinition } from "../../anchoring/forms/definition.ts";
 import type { StudyExport } from "./study-data.server.ts";
 
 const EXT = "https://trialseal.dev/fhir/StructureDefinition";

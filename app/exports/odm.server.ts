@@ -12,12 +12,12 @@
  * array of their option codes (codes may contain spaces or commas), dates and date-times as entered, text exactly
  * (LF, TAB and CR as character references, so that attribute-value normalisation leaves them as they were).
  */
-import { XML_UNSAFE, type FieldDefinition, type FormDefinition } from "../records/form-definition.ts";
+import { XML_UNSAFE, type FieldDefinition, type FormDefinition } from "../../anchoring/forms/definition.ts";
 import type { ExportRecord, StudyExport } from "./study-data.server.ts";
 
 /**
  * Characters XML 1.0 cannot carry at all, not even as a character reference. Record input refuses them
- * (form-definition.ts); data stored before that has them replaced by U+FFFD, visibly, so that the file stays
+ * (anchoring/forms/definition.ts); data stored before that has them replaced by U+FFFD, visibly, so that the file stays
  * well-formed (the evidence-package check then reports such an item as not matching its sealed value, as it is).
  */
 const NOT_XML = new RegExp(XML_UNSAFE.source, "g");

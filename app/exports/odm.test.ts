@@ -5,7 +5,7 @@
  */
 import { XMLParser } from "fast-xml-parser";
 import { describe, expect, it } from "vitest";
-import { parseFormDefinition, recordSchema, xmlUnsafeCharacter } from "../records/form-definition.ts";
+import { parseFormDefinition, recordSchema, xmlUnsafeCharacter } from "../../anchoring/forms/definition.ts";
 import { studyOdm } from "./odm.server.ts";
 import type { StudyExport } from "./study-data.server.ts";
 

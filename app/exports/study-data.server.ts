@@ -20,7 +20,7 @@ import {
   studies,
   users,
 } from "../../db/schema/index.ts";
-import { parseFormDefinition, type FormDefinition } from "../records/form-definition.ts";
+import { parseFormDefinition, type FormDefinition } from "../../anchoring/forms/definition.ts";
 import type { AppContext } from "../platform/context.server.ts";
 import { consentStatus } from "../consent/status.server.ts";
 

@@ -93,7 +93,7 @@ export const OPENAPI = {
       FormDefinition: {
         type: "object",
         required: ["code", "title", "version", "visits", "fields"],
-        description: "see docs and app/records/form-definition.ts",
+        description: "see docs and anchoring/forms/definition.ts",
       },
       ProofBundle: { type: "object", description: "trialseal-proof/v1 (docs/proof-format.md)" },
     },

@@ -1,5 +1,5 @@
 /** A read-only rendering of a CRF form definition, as data entry will show it (live preview in the editor). */
-import type { FormDefinition } from "./form-definition.ts";
+import type { FormDefinition } from "../../anchoring/forms/definition.ts";
 
 export function FormPreview({ def }: { def: FormDefinition }) {
   return (

@@ -3,7 +3,7 @@
  * are left out (the schema then reports missing required fields); a number input that does not parse is kept
  * as its text so that validation names the field instead of silently dropping it.
  */
-import type { FormDefinition } from "./form-definition.ts";
+import type { FormDefinition } from "../../anchoring/forms/definition.ts";
 
 export function valuesFromForm(
   def: FormDefinition,

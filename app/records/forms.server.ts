@@ -13,7 +13,7 @@ import {
 } from "../../db/queries/forms.ts";
 import { forms } from "../../db/schema/index.ts";
 import { requirePermission, type Principal } from "../platform/permissions.server.ts";
-import { parseFormDefinition } from "./form-definition.ts";
+import { parseFormDefinition } from "../../anchoring/forms/definition.ts";
 import type { AppContext } from "../platform/context.server.ts";
 import { ServiceError, isUniqueViolation } from "../platform/errors.server.ts";
 import { appendEntry } from "../log/append-entry.server.ts";

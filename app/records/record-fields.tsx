@@ -1,5 +1,5 @@
 /** The inputs of a CRF form for entry and correction, with each field's validation message beside it. */
-import type { FormDefinition } from "./form-definition.ts";
+import type { FormDefinition } from "../../anchoring/forms/definition.ts";
 
 export function RecordFields({
   def,

@@ -11,7 +11,12 @@ import { canonicalize } from "../../anchoring/log/canonical.ts";
 import { toHex } from "../../anchoring/log/bytes.ts";
 import { forms, ledgerEntries, participants, records, recordVersions, sites, users } from "../../db/schema/index.ts";
 import type { DbOrTx } from "../../db/client.ts";
-import { parseFormDefinition, recordSchema, storableText, type FormDefinition } from "./form-definition.ts";
+import {
+  parseFormDefinition,
+  recordSchema,
+  storableText,
+  type FormDefinition,
+} from "../../anchoring/forms/definition.ts";
 import type { AppContext } from "../platform/context.server.ts";
 import { ServiceError, isUniqueViolation } from "../platform/errors.server.ts";
 import { appendEntry } from "../log/append-entry.server.ts";

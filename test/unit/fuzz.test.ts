@@ -6,7 +6,7 @@
  */
 import { describe, expect, it } from "vitest";
 import fc from "fast-check";
-import { parseFormDefinition, type FormDefinition } from "../../app/records/form-definition.ts";
+import { parseFormDefinition, type FormDefinition } from "../../anchoring/forms/definition.ts";
 import { validateValues } from "../../app/records/records.server.ts";
 import { ServiceError } from "../../app/platform/errors.server.ts";
 import { readJsonBody } from "../../app/platform/api.server.ts";

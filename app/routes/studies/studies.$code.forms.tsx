@@ -5,7 +5,7 @@ import { approveForm, importForm, studyForms } from "../../records/forms.server.
 import { serviceErrorResponse } from "../../platform/error-response.server.ts";
 import { can } from "../../platform/permissions.server.ts";
 import { requireStudy } from "../../platform/require-study.server.ts";
-import { parseFormDefinition } from "../../records/form-definition.ts";
+import { parseFormDefinition } from "../../../anchoring/forms/definition.ts";
 import { FormPreview } from "../../records/form-preview.tsx";
 import { StudyPage } from "../../ui/study-page.tsx";
 

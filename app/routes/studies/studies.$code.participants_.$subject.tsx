@@ -14,7 +14,7 @@ import { requireStudy } from "../../platform/require-study.server.ts";
 import { valuesFromForm } from "../../records/form-values.ts";
 import { RecordFields } from "../../records/record-fields.tsx";
 import { StudyPage } from "../../ui/study-page.tsx";
-import type { FormDefinition } from "../../records/form-definition.ts";
+import type { FormDefinition } from "../../../anchoring/forms/definition.ts";
 
 export const meta: MetaFunction<typeof loader> = ({ data }) => [
   { title: `${data?.casebook.participant.subject ?? "Subject"} · TrialSeal` },

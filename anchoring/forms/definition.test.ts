@@ -1,6 +1,6 @@
 import { readFileSync } from "node:fs";
 import { describe, expect, it } from "vitest";
-import { parseFormDefinition, recordSchema } from "./form-definition.ts";
+import { parseFormDefinition, recordSchema } from "./definition.ts";
 
 const vitals = JSON.parse(readFileSync(new URL("../studies/demo/vitals.form.json", import.meta.url), "utf8"));
 
