@@ -6,11 +6,44 @@ import { z } from "zod";
 
 const name = z.string().regex(/^[a-z][a-z0-9_]{0,63}$/, "field names are lower-case letters, digits and _ (max 64)");
 const code = z.string().regex(/^[A-Z0-9][A-Z0-9_-]{0,31}$/, "codes are 1-32 capital letters, digits, - or _");
+/** An expression in the forms' expression language (docs/forms.md, ADR 0024), compiled by `expression.ts`. */
+const expression = z.string().min(1).max(2000);
+
+/**
+ * Missing-data codes (HL7 v3 / ISO 21090 NullFlavor, and SDTM's --STAT "NOT DONE"): entered with a reason instead
+ * of a value, on fields that allow them.
+ */
+export const MISSING_CODES = ["NI", "UNK", "ASKU", "NASK", "NA", "NOT_DONE"] as const;
+export type MissingCode = (typeof MISSING_CODES)[number];
+export const MISSING_CODE_LABELS: Record<MissingCode, string> = {
+  NI: "No information",
+  UNK: "Unknown",
+  ASKU: "Asked but unknown",
+  NASK: "Not asked",
+  NA: "Not applicable",
+  NOT_DONE: "Not done",
+};
+
+/**
+ * What a sealed payload may hold of a field's value (ADR 0025): `identifier` (names, dates of birth, contact data,
+ * record numbers) and `free_text` (notes, narratives, "other, specify") only as salted hashes; `clear` (coded,
+ * numeric and date values) as entered. A text field is `free_text` unless it says otherwise.
+ */
+export const FIELD_CLASSES = ["identifier", "free_text", "clear"] as const;
+export type FieldClass = (typeof FIELD_CLASSES)[number];
+
 const base = {
   name,
   label: z.string().min(1).max(200),
   required: z.boolean().optional(),
   help: z.string().max(500).optional(),
+  /** The section (of `sections`) the field belongs to; the section's header is shown above its first field. */
+  section: name.optional(),
+  /** Shown (and, if required, required) only when this expression holds; a hidden field holds no value. */
+  showIf: expression.optional(),
+  class: z.enum(FIELD_CLASSES).optional(),
+  /** The missing-data codes that may be entered, with a reason, instead of a value. */
+  missingCodes: z.array(z.enum(MISSING_CODES)).min(1).optional(),
 };
 const option = z.strictObject({ value: z.string().min(1).max(64), label: z.string().min(1).max(200) });
 
@@ -20,16 +53,43 @@ export const FieldSchema = z.discriminatedUnion("type", [
     ...base,
     type: z.literal("number"),
     integer: z.boolean().optional(),
+    /** A UCUM code ("Cel", "mm[Hg]", "kg/m2"); shown with its human label (units.ts). */
     unit: z.string().max(32).optional(),
+    /** Hard limits: a value outside is refused. */
     min: z.number().optional(),
     max: z.number().optional(),
+    /** Soft limits: a value outside asks for confirmation and, confirmed, opens an automatic query. */
+    softMin: z.number().optional(),
+    softMax: z.number().optional(),
   }),
-  z.strictObject({ ...base, type: z.literal("date") }),
-  z.strictObject({ ...base, type: z.literal("datetime") }),
+  z.strictObject({ ...base, type: z.literal("date"), notFuture: z.boolean().optional() }),
+  z.strictObject({ ...base, type: z.literal("datetime"), notFuture: z.boolean().optional() }),
   z.strictObject({ ...base, type: z.literal("choice"), options: z.array(option).min(1) }),
   z.strictObject({ ...base, type: z.literal("multichoice"), options: z.array(option).min(1) }),
   z.strictObject({ ...base, type: z.literal("boolean") }),
+  /**
+   * A calculated field: computed by the server (authoritative) from the expression, never entered; its value is a
+   * number, or null when an input is empty. `decimals` rounds the result half away from zero.
+   */
+  z.strictObject({
+    name,
+    label: z.string().min(1).max(200),
+    help: z.string().max(500).optional(),
+    section: name.optional(),
+    showIf: expression.optional(),
+    type: z.literal("calc"),
+    expression,
+    unit: z.string().max(32).optional(),
+    decimals: z.number().int().min(0).max(10).optional(),
+  }),
 ]);
+
+export const SectionSchema = z.strictObject({
+  name,
+  title: z.string().min(1).max(200),
+  /** The section and all its fields are shown only when this expression holds. */
+  showIf: expression.optional(),
+});
 
 export const FormDefinitionSchema = z
   .strictObject({
@@ -37,25 +97,60 @@ export const FormDefinitionSchema = z
     title: z.string().min(1).max(200),
     version: z.number().int().positive(),
     visits: z.array(code).min(1),
+    /** A repeating form (an adverse-event log, concomitant medications): rows added over the study, each a record. */
+    repeating: z.boolean().optional(),
+    sections: z.array(SectionSchema).optional(),
     fields: z.array(FieldSchema).min(1),
   })
   .superRefine((d, ctx) => {
     const seen = new Set<string>();
+    const sections = new Set((d.sections ?? []).map((s) => s.name));
+    if (sections.size !== (d.sections ?? []).length)
+      ctx.addIssue({ code: "custom", path: ["sections"], message: "duplicate section name" });
     d.fields.forEach((f, i) => {
       if (seen.has(f.name))
         ctx.addIssue({ code: "custom", path: ["fields", i, "name"], message: `duplicate field name ${f.name}` });
       seen.add(f.name);
+      if (f.section !== undefined && !sections.has(f.section))
+        ctx.addIssue({ code: "custom", path: ["fields", i, "section"], message: `no section ${f.section}` });
       if (f.type === "number" && f.min !== undefined && f.max !== undefined && f.min > f.max)
         ctx.addIssue({ code: "custom", path: ["fields", i, "min"], message: "min is greater than max" });
+      if (f.type === "number" && f.softMin !== undefined && f.softMax !== undefined && f.softMin > f.softMax)
+        ctx.addIssue({ code: "custom", path: ["fields", i, "softMin"], message: "softMin is greater than softMax" });
       if (
         (f.type === "choice" || f.type === "multichoice") &&
         new Set(f.options.map((o) => o.value)).size !== f.options.length
       )
         ctx.addIssue({ code: "custom", path: ["fields", i, "options"], message: "duplicate option value" });
+      if (f.type !== "text" && f.type !== "calc" && f.class === "free_text")
+        ctx.addIssue({ code: "custom", path: ["fields", i, "class"], message: "only a text field is free text" });
     });
     if (new Set(d.visits).size !== d.visits.length)
       ctx.addIssue({ code: "custom", path: ["visits"], message: "duplicate visit" });
+    for (const check of definitionChecks) check(d, ctx);
   });
+
+/**
+ * Further checks of a definition that need the expression language (references to known fields, no calculation
+ * over an identifier, no cycle between calculations): registered by `expression-checks.ts`, which
+ * `parseFormDefinition` callers import through `index.ts`.
+ */
+type DefinitionCheck = (d: z.infer<typeof FormDefinitionSchema>, ctx: z.RefinementCtx) => void;
+const definitionChecks: DefinitionCheck[] = [];
+export function registerDefinitionCheck(check: DefinitionCheck) {
+  definitionChecks.push(check);
+}
+
+/** Whether a field must hold a value (or a missing-data code) when it is shown; a calculated field never is. */
+export function isRequired(f: FieldDefinition): boolean {
+  return f.type !== "calc" && f.required === true;
+}
+
+/** The class of a field: declared, else `free_text` for a text field and `clear` for every other. */
+export function fieldClass(f: FieldDefinition): FieldClass {
+  if (f.type === "calc") return "clear";
+  return f.class ?? (f.type === "text" ? "free_text" : "clear");
+}
 
 export type FormDefinition = z.infer<typeof FormDefinitionSchema>;
 export type FieldDefinition = z.infer<typeof FieldSchema>;
@@ -139,6 +234,8 @@ function fieldSchema(f: FieldDefinition): z.ZodType<unknown> {
         .refine((a) => new Set(a).size === a.length, "lists an option twice");
     case "boolean":
       return z.boolean();
+    case "calc":
+      return z.number().nullable();
   }
 }
 
@@ -149,7 +246,7 @@ export function recordSchema(def: FormDefinition) {
   const cached = schemas.get(def);
   if (cached) return cached;
   const shape: Record<string, z.ZodType<unknown>> = {};
-  for (const f of def.fields) shape[f.name] = f.required ? fieldSchema(f) : fieldSchema(f).optional();
+  for (const f of def.fields) shape[f.name] = isRequired(f) ? fieldSchema(f) : fieldSchema(f).optional();
   const schema = z.strictObject(shape) as unknown as z.ZodType<Record<string, unknown>>;
   schemas.set(def, schema);
   return schema;

@@ -25,7 +25,7 @@
  * Validated in tests with @medplum/core's validateResource against the R4 StructureDefinitions (ADR 0008).
  */
 import { createHash } from "node:crypto";
-import type { FieldDefinition } from "../../anchoring/forms/definition.ts";
+import { isRequired, type FieldDefinition } from "../../anchoring/forms/definition.ts";
 import type { StudyExport } from "./study-data.server.ts";
 
 const EXT = "https://trialseal.dev/fhir/StructureDefinition";
@@ -84,6 +84,8 @@ function itemType(f: FieldDefinition): string {
       return "choice";
     case "text":
       return f.maxLength && f.maxLength <= 255 ? "string" : "text";
+    case "calc":
+      return "decimal";
   }
 }
 
@@ -142,7 +144,7 @@ export function studyFhirBundle(x: StudyExport, now = new Date()): Record<string
         linkId: fd.name,
         text: fd.label,
         type: itemType(fd),
-        required: !!fd.required,
+        required: isRequired(fd),
         ...(fd.type === "multichoice" ? { repeats: true } : {}),
         ...(fd.type === "choice" || fd.type === "multichoice"
           ? { answerOption: fd.options.map((o) => ({ valueCoding: { code: o.value, display: o.label } })) }

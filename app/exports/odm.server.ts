@@ -12,7 +12,7 @@
  * array of their option codes (codes may contain spaces or commas), dates and date-times as entered, text exactly
  * (LF, TAB and CR as character references, so that attribute-value normalisation leaves them as they were).
  */
-import { XML_UNSAFE, type FieldDefinition, type FormDefinition } from "../../anchoring/forms/definition.ts";
+import { XML_UNSAFE, isRequired, type FieldDefinition, type FormDefinition } from "../../anchoring/forms/definition.ts";
 import type { ExportRecord, StudyExport } from "./study-data.server.ts";
 
 /**
@@ -142,7 +142,7 @@ function metaData(x: StudyExport): string {
           el("ItemRef", {
             ItemOID: oid.item(f.code, fd.name),
             OrderNumber: i + 1,
-            Mandatory: fd.required ? "Yes" : "No",
+            Mandatory: isRequired(fd) ? "Yes" : "No",
           }),
         ),
       ),

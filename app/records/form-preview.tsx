@@ -1,5 +1,5 @@
 /** A read-only rendering of a CRF form definition, as data entry will show it (live preview in the editor). */
-import type { FormDefinition } from "../../anchoring/forms/definition.ts";
+import { isRequired, type FormDefinition } from "../../anchoring/forms/definition.ts";
 
 export function FormPreview({ def }: { def: FormDefinition }) {
   return (
@@ -15,7 +15,7 @@ export function FormPreview({ def }: { def: FormDefinition }) {
         const label = (
           <label key="label" htmlFor={id}>
             {f.label}
-            {f.required ? " *" : ""}
+            {isRequired(f) ? " *" : ""}
             {f.type === "number" && f.unit ? <span className="muted"> ({f.unit})</span> : null}
           </label>
         );

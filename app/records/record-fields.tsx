@@ -1,5 +1,5 @@
 /** The inputs of a CRF form for entry and correction, with each field's validation message beside it. */
-import type { FormDefinition } from "../../anchoring/forms/definition.ts";
+import { isRequired, type FormDefinition } from "../../anchoring/forms/definition.ts";
 
 export function RecordFields({
   def,
@@ -24,7 +24,7 @@ export function RecordFields({
         const label = (
           <label key="label" htmlFor={id}>
             {f.label}
-            {f.required ? " *" : ""}
+            {isRequired(f) ? " *" : ""}
             {f.type === "number" && f.unit ? <span className="muted"> ({f.unit})</span> : null}
           </label>
         );
