@@ -1,4 +1,4 @@
-/** Helpers for the JSON API: errors as {"error":{code,message,field?}}, and session-or-token principals. */
+/** Helpers for the JSON API: errors as {"error":{code,message,field?,problems?}}, and session-or-token principals. */
 import type { AppContext } from "./context.server.ts";
 import { tokenPrincipal } from "../accounts/tokens.server.ts";
 import { sessionPrincipal } from "../accounts/auth.server.ts";
@@ -7,8 +7,17 @@ import type { Principal } from "./permissions.server.ts";
 import { eq, sql } from "drizzle-orm";
 import { apiRateBuckets } from "../../db/schema/index.ts";
 
-export function apiError(status: number, code: string, message: string, field?: string) {
-  return Response.json({ error: { code, message, ...(field ? { field } : {}) } }, { status });
+export function apiError(
+  status: number,
+  code: string,
+  message: string,
+  field?: string,
+  problems?: { field: string; message: string; kind?: string }[],
+) {
+  return Response.json(
+    { error: { code, message, ...(field ? { field } : {}), ...(problems?.length ? { problems } : {}) } },
+    { status },
+  );
 }
 
 export async function apiPrincipal(request: Request, ctx: AppContext): Promise<Principal | null> {

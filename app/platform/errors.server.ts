@@ -18,11 +18,24 @@ const STATUS: Record<ServiceErrorCode, number> = {
   rate_limited: 429,
 };
 
+/**
+ * One of several problems of one input (a CRF entry lists every problem at once): `field` as in `ServiceError.field`
+ * ("data.sbp"), `message` a whole sentence naming the field's label ("Systolic BP is required"); `kind` "confirm"
+ * for a value outside its expected range that the user may confirm.
+ */
+export interface Problem {
+  field: string;
+  message: string;
+  kind?: "error" | "confirm";
+}
+
 export class ServiceError extends Error {
   constructor(
     readonly code: ServiceErrorCode,
     message: string,
     readonly field?: string,
+    /** Every problem of the input, when there are several; `message` and `field` are then the first one's. */
+    readonly problems?: Problem[],
   ) {
     super(message);
     this.name = "ServiceError";
