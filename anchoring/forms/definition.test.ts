@@ -2,12 +2,12 @@ import { readFileSync } from "node:fs";
 import { describe, expect, it } from "vitest";
 import { parseFormDefinition, recordSchema } from "./definition.ts";
 
-const vitals = JSON.parse(readFileSync(new URL("../studies/demo/vitals.form.json", import.meta.url), "utf8"));
+const vitals = JSON.parse(readFileSync(new URL("../../app/studies/demo/vitals.form.json", import.meta.url), "utf8"));
 
 describe("CRF form definitions", () => {
   it("accepts the demo forms", () => {
     for (const f of ["vitals", "demog"]) {
-      const def = JSON.parse(readFileSync(new URL(`../studies/demo/${f}.form.json`, import.meta.url), "utf8"));
+      const def = JSON.parse(readFileSync(new URL(`../../app/studies/demo/${f}.form.json`, import.meta.url), "utf8"));
       expect(parseFormDefinition(def).ok).toBe(true);
     }
   });

@@ -3,6 +3,7 @@
  * Used on the server (import, validation of records) and in the browser (live preview).
  */
 import { z } from "zod";
+import { checkExpressions } from "./expression-checks.ts";
 
 const name = z.string().regex(/^[a-z][a-z0-9_]{0,63}$/, "field names are lower-case letters, digits and _ (max 64)");
 const code = z.string().regex(/^[A-Z0-9][A-Z0-9_-]{0,31}$/, "codes are 1-32 capital letters, digits, - or _");
@@ -93,6 +94,8 @@ export const SectionSchema = z.strictObject({
 
 export const FormDefinitionSchema = z
   .strictObject({
+    /** The JSON Schema the file follows, for editors ("https://trialseal.org/forms.schema.json"); not used here. */
+    $schema: z.string().min(1).max(500).optional(),
     code,
     title: z.string().min(1).max(200),
     version: z.number().int().positive(),
@@ -127,19 +130,9 @@ export const FormDefinitionSchema = z
     });
     if (new Set(d.visits).size !== d.visits.length)
       ctx.addIssue({ code: "custom", path: ["visits"], message: "duplicate visit" });
-    for (const check of definitionChecks) check(d, ctx);
+    // The expression language's checks (references, no calculation over an identifier, no circle): ADR 0024.
+    checkExpressions(d, ctx);
   });
-
-/**
- * Further checks of a definition that need the expression language (references to known fields, no calculation
- * over an identifier, no cycle between calculations): registered by `expression-checks.ts`, which
- * `parseFormDefinition` callers import through `index.ts`.
- */
-type DefinitionCheck = (d: z.infer<typeof FormDefinitionSchema>, ctx: z.RefinementCtx) => void;
-const definitionChecks: DefinitionCheck[] = [];
-export function registerDefinitionCheck(check: DefinitionCheck) {
-  definitionChecks.push(check);
-}
 
 /** Whether a field must hold a value (or a missing-data code) when it is shown; a calculated field never is. */
 export function isRequired(f: FieldDefinition): boolean {
@@ -179,10 +172,16 @@ const DATETIME = new RegExp(
     String.raw`T([01]\d|2[0-3]):[0-5]\d(:[0-5]\d(\.\d{1,3})?)?(Z|[+-]([01]\d|2[0-3]):[0-5]\d)$`,
 );
 
-function validDate(s: string): boolean {
+/** Whether `s` is a calendar date YYYY-MM-DD that exists (no 30 February). */
+export function validDate(s: string): boolean {
   if (!DATE.test(s)) return false;
   const d = new Date(`${s}T00:00:00Z`);
   return !Number.isNaN(d.getTime()) && d.toISOString().startsWith(s);
+}
+
+/** Whether `s` is an RFC 3339 date and time with a time zone ("2026-03-01T09:30:00+01:00") on an existing date. */
+export function validDateTime(s: string): boolean {
+  return DATETIME.test(s) && validDate(s.slice(0, 10));
 }
 
 /**
@@ -223,9 +222,7 @@ function fieldSchema(f: FieldDefinition): z.ZodType<unknown> {
     case "date":
       return z.string().refine(validDate, "must be a date YYYY-MM-DD");
     case "datetime":
-      return z
-        .string()
-        .refine((s) => DATETIME.test(s) && validDate(s.slice(0, 10)), "must be a date-time with time zone (RFC 3339)");
+      return z.string().refine(validDateTime, "must be a date-time with time zone (RFC 3339)");
     case "choice":
       return z.enum(f.options.map((o) => o.value) as [string, ...string[]]);
     case "multichoice":

@@ -1,0 +1,96 @@
+/**
+ * The JSON Schema of the form definition format (docs/forms.schema.json), generated from the zod schema so the two
+ * cannot drift (a unit test compares the committed file with a fresh generation), with a description of every key
+ * for editors' hints. Browser-safe: the form editor uses it too. Cross-field checks (duplicate names, min <= max,
+ * expressions) are zod's alone: the JSON Schema checks the shape, `parseFormDefinition` checks everything.
+ */
+import { z } from "zod";
+import { FormDefinitionSchema } from "./definition.ts";
+
+/** The schema's identifier; a definition may name it in "$schema" (editors then validate and complete it). */
+export const FORMS_SCHEMA_ID = "https://trialseal.org/forms.schema.json";
+
+const FORM_KEYS: Record<string, string> = {
+  $schema: "The JSON Schema this file follows, for editors; otherwise ignored.",
+  code: "The form's code in the study: 1-32 capital letters, digits, - or _ (VITALS).",
+  title: "The form's name as people read it: Vital signs.",
+  version: "A positive whole number; an approved version never changes, a change is a new version.",
+  visits: "The visit codes at which the form is entered.",
+  repeating: "true: rows are added over the study (an adverse-event log), each a record of its own.",
+  sections: "Section headers; a field names its section in `section`.",
+  fields: "The fields, in the order they are shown, listed in errors and exported.",
+};
+const SECTION_KEYS: Record<string, string> = {
+  name: "The section's name: lower-case letters, digits and _.",
+  title: "The header shown above the section's first field.",
+  showIf: "The section and its fields are shown only when this condition holds (docs/forms.md, Expressions).",
+};
+const FIELD_KEYS: Record<string, string> = {
+  name: "The field's name: lower-case letters, digits and _, starting with a letter; unique in the form.",
+  label: "What the person entering data reads, and what every error message names.",
+  type: "The kind of value.",
+  required: "A shown field must hold a value or a missing-data code.",
+  help: "A help text shown under the field.",
+  section: "The name of the section the field belongs to.",
+  showIf: "The field is shown, and required, only when this condition holds; a hidden field holds no value.",
+  class:
+    "What a sealed payload holds: identifier and free_text as salted hashes, clear as entered. " +
+    "Default: free_text for text, clear otherwise.",
+  missingCodes: "The missing-data codes that may be entered, with a reason, instead of a value.",
+  maxLength: "The longest text accepted, in characters (default 10,000).",
+  integer: "Only whole numbers.",
+  unit: "A UCUM code (Cel, mm[Hg], kg/m2), shown with its human label (°C, mmHg, kg/m²).",
+  min: "Hard limit: a smaller value is refused.",
+  max: "Hard limit: a larger value is refused.",
+  softMin: "Soft limit: a smaller value asks for confirmation and opens a query.",
+  softMax: "Soft limit: a larger value asks for confirmation and opens a query.",
+  notFuture: "A date after the site's date (a date and time after now) is refused.",
+  options: "The options: a value (stored) and a label (shown) each.",
+  expression: "The calculation (docs/forms.md, Expressions); the server computes it, it is never entered.",
+  decimals: "Round the result to this many decimals, half away from zero.",
+};
+const FIELD_TYPES: Record<string, string> = {
+  text: "A text field.",
+  number: "A number field.",
+  date: "A date (YYYY-MM-DD).",
+  datetime: "A date and time with a time zone.",
+  choice: "One of a list of options.",
+  multichoice: "Any of a list of options.",
+  boolean: "Yes or no.",
+  calc: "A calculated field: computed, never entered.",
+};
+
+type Schema = Record<string, unknown> & { properties?: Record<string, Record<string, unknown>> };
+
+function describe(schema: Schema | undefined, keys: Record<string, string>) {
+  for (const [key, s] of Object.entries(schema?.properties ?? {}))
+    if (Object.hasOwn(keys, key) && s.description === undefined) s.description = keys[key];
+}
+
+export function formDefinitionJsonSchema(): Record<string, unknown> {
+  const generated = z.toJSONSchema(FormDefinitionSchema, { target: "draft-2020-12" }) as Schema;
+  describe(generated, FORM_KEYS);
+  const props = generated.properties ?? {};
+  describe((props.sections?.items as Schema | undefined) ?? undefined, SECTION_KEYS);
+  const variants = ((props.fields?.items as Schema | undefined)?.oneOf as Schema[] | undefined) ?? [];
+  for (const v of variants) {
+    describe(v, FIELD_KEYS);
+    const type = (v.properties?.type as { const?: string } | undefined)?.const;
+    if (type !== undefined && Object.hasOwn(FIELD_TYPES, type)) v.description = FIELD_TYPES[type];
+  }
+  const { $schema, ...rest } = generated;
+  return {
+    $schema,
+    $id: FORMS_SCHEMA_ID,
+    title: "TrialSeal CRF form definition",
+    description:
+      "A case report form of a study: its fields, sections, branching, calculations and missing-data codes. " +
+      "See docs/forms.md. Generated by bin/forms-schema.ts from anchoring/forms/definition.ts: do not edit.",
+    ...rest,
+  };
+}
+
+/** The file's text: two-space indented JSON and a final newline. */
+export function formDefinitionJsonSchemaText(): string {
+  return `${JSON.stringify(formDefinitionJsonSchema(), null, 2)}\n`;
+}
