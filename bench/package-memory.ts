@@ -37,7 +37,12 @@ export function genuinePackage(n: number): { zip: Uint8Array; pin: string } {
     maxSkewMs: 300_000,
   };
   const entries = Array.from({ length: n }, (_, i) => {
-    const built = buildEntry(c, "site.added", { site: `S${i}`, actor: null }, i.toString(36).padStart(22, "A"));
+    const built = buildEntry(
+      c,
+      "site.added",
+      { site: `S${i}`, timeZone: "UTC", actor: null },
+      i.toString(36).padStart(22, "A"),
+    );
     const envelope: Envelope = {
       v: 1,
       log: ORIGIN,

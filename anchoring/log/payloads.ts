@@ -5,6 +5,7 @@
  * it carries an HMAC under that subject's server-side key (destroying the key is the erasure procedure).
  */
 import { z } from "zod";
+import { MISSING_CODES } from "../forms/definition.ts";
 
 const hex32 = z.string().regex(/^[0-9a-f]{64}$/, "expected 32 bytes as lowercase hex");
 /** Free text as its salted hash: SHA-256 (hex) of the payload's salt, a newline and the text (ADR 0020). */
@@ -13,6 +14,8 @@ const salt = z.string().regex(/^[A-Za-z0-9_-]{22}$/, "expected 16 bytes as base6
 const id = z.string().uuid();
 const code = z.string().min(1).max(64);
 const isoDate = z.string().regex(/^\d{4}-\d{2}-\d{2}$/);
+/** An IANA time zone name (Europe/Berlin, UTC); the server checks it names a zone it knows. */
+const timeZone = z.string().regex(/^[A-Za-z][A-Za-z0-9_+\-/]{0,63}$/, "expected an IANA time zone name");
 /**
  * The study API token a write was made with (its id and its name at the time; neither is personal data). Optional,
  * so that payloads issued before it existed still parse; a payload names a user (`actor`) or a token, never both.
@@ -20,6 +23,19 @@ const isoDate = z.string().regex(/^\d{4}-\d{2}-\d{2}$/);
 const token = z.strictObject({ id, name: z.string().min(1).max(200) }).optional();
 const userOrToken = (p: { actor: string | null; token?: unknown }) => p.actor === null || p.token === undefined;
 const userOrTokenMessage = { message: "a payload names a user (actor) or a token, not both", path: ["token"] };
+
+/** A CRF field's name (anchoring/forms/definition.ts). */
+const fieldName = z.string().regex(/^[a-z][a-z0-9_]{0,63}$/, "expected a field name");
+/** No field of a record.saved v3 payload is in two of its maps. */
+function disjointFields(p: Record<"values" | "hashed" | "calculated" | "missing", Record<string, unknown>>) {
+  const seen = new Set<string>();
+  for (const m of [p.values, p.hashed, p.calculated, p.missing])
+    for (const k of Object.keys(m)) {
+      if (seen.has(k)) return false;
+      seen.add(k);
+    }
+  return true;
+}
 
 /** JSON value, as stored in record values (numbers kept as parsed, never converted). */
 const jsonValue: z.ZodType<unknown> = z.lazy(() =>
@@ -61,7 +77,23 @@ export const PAYLOAD_SCHEMAS = {
     z.strictObject({ v: z.literal(1), salt, study: code, title: z.string().max(500), actor: id.nullable() }),
     z.strictObject({ v: z.literal(2), salt, study: code, titleHash: textHash, actor: id.nullable() }),
   ]),
-  "site.added": z.strictObject({ v: z.literal(1), salt, site: code, actor: id.nullable() }),
+  /** Version 2 (ADR 0030): the site's time zone (an IANA name, not personal data) as it was created with. */
+  "site.added": z.union([
+    z.strictObject({ v: z.literal(1), salt, site: code, actor: id.nullable() }),
+    z.strictObject({ v: z.literal(2), salt, site: code, timeZone, actor: id.nullable() }),
+  ]),
+  /** A site's time zone changed (ADR 0030): the new zone, the one it replaces, and who changed it. */
+  "site.time_zone_set": z
+    .strictObject({
+      v: z.literal(1),
+      salt,
+      site: code,
+      timeZone,
+      previous: timeZone.nullable(),
+      actor: id.nullable(),
+      token,
+    })
+    .refine(userOrToken, userOrTokenMessage),
   "role.granted": z.strictObject({
     v: z.literal(1),
     salt,
@@ -176,7 +208,10 @@ export const PAYLOAD_SCHEMAS = {
     version: z.number().int().positive(),
     actor: id.nullable(),
   }),
-  /** Version 1 held the text's plain SHA-256 (`textSha256`); version 2 (ADR 0020) its salted hash (`textHash`). */
+  /**
+   * Version 1 held the text's plain SHA-256 (`textSha256`); version 2 (ADR 0020) its salted hash (`textHash`);
+   * version 3 adds `token`, for a query opened with an API token.
+   */
   "query.opened": z.union([
     z.strictObject({
       v: z.literal(1),
@@ -196,6 +231,19 @@ export const PAYLOAD_SCHEMAS = {
       textHash,
       actor: id.nullable(),
     }),
+    /** Version 3: a query opened by a write made with a study API token (an automatic one) names the token. */
+    z
+      .strictObject({
+        v: z.literal(3),
+        salt,
+        query: id,
+        record: id,
+        field: z.string().min(1).max(64),
+        textHash,
+        actor: id.nullable(),
+        token,
+      })
+      .refine(userOrToken, userOrTokenMessage),
   ]),
   "query.answered": z.union([
     z.strictObject({ v: z.literal(1), salt, query: id, textSha256: hex32, actor: id.nullable() }),
@@ -389,8 +437,8 @@ export const PAYLOAD_SCHEMAS = {
     digest: hex32,
   }),
   /**
-   * A record version. Version 1 held the reason for change in clear; version 2 (ADR 0020) its salted hash. The
-   * values stay as they are until CRF fields are classed (the forms issue).
+   * A record version. Version 1 held the reason for change in clear; version 2 (ADR 0020) its salted hash; version 3
+   * (ADR 0025) classes the values: identifiers and free text only as salted hashes.
    */
   "record.saved": z.union([
     z
@@ -427,6 +475,39 @@ export const PAYLOAD_SCHEMAS = {
         prev: hex32.nullable(),
       })
       .refine(userOrToken, userOrTokenMessage),
+    /**
+     * Version 3 (ADR 0025, ADR 0026): the form version's hash (`formSha256`, form.approved's definitionSha256), the
+     * row of a repeating form (`instance`, 1 unless the form repeats); `values` holds the shown `clear` fields only,
+     * `hashed` each identifier and free-text field as its salted hash (of the text, or of the canonical JSON of any
+     * other value), `calculated` every shown calculated field (null when an input is empty), `missing` each
+     * missing-data code with its reason's salted hash.
+     */
+    z
+      .strictObject({
+        v: z.literal(3),
+        salt,
+        record: id,
+        version: z.number().int().positive(),
+        subject: code,
+        form: code,
+        formVersion: z.number().int().positive(),
+        formSha256: hex32,
+        visit: code,
+        instance: z.number().int().positive(),
+        actor: id.nullable(),
+        token,
+        reasonHash: textHash.nullable(),
+        values: z.record(fieldName, jsonValue),
+        hashed: z.record(fieldName, textHash),
+        calculated: z.record(fieldName, z.number().refine(Number.isFinite).nullable()),
+        missing: z.record(fieldName, z.strictObject({ code: z.enum(MISSING_CODES), reasonHash: textHash })),
+        prev: hex32.nullable(),
+      })
+      .refine(userOrToken, userOrTokenMessage)
+      .refine((p) => disjointFields(p), {
+        message: "a field appears in more than one of values, hashed, calculated and missing",
+        path: ["values"],
+      }),
   ]),
   /**
    * A generated document whose bytes are not reproducible (a PDF: certified copy of a casebook, consent receipt),
@@ -455,8 +536,8 @@ export const CURRENT_VERSION = {
   "delegation.revoked": 2,
   "lock.set": 2,
   "lock.released": 2,
-  "record.saved": 2,
-  "query.opened": 2,
+  "record.saved": 3,
+  "query.opened": 3,
   "query.answered": 2,
   "consent.withdrawn": 2,
   "participant.erased": 2,
@@ -464,6 +545,7 @@ export const CURRENT_VERSION = {
   "delegation.granted": 2,
   "consent_document.approved": 2,
   "audit.event": 2,
+  "site.added": 2,
 } as const satisfies Partial<Record<EntryKind, number>>;
 type CurrentV<K extends EntryKind> = K extends keyof typeof CURRENT_VERSION ? (typeof CURRENT_VERSION)[K] : 1;
 /** The version a new entry of `kind` is written in. */

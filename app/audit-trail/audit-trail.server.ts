@@ -246,13 +246,22 @@ async function versionsOf(ctx: AppContext, studyId: string, ids: string[]) {
       version: recordVersions.version,
       formVersion: recordVersions.formVersion,
       dataText: recordVersions.dataText,
+      missingText: recordVersions.missingText,
+      calculatedText: recordVersions.calculatedText,
       reason: recordVersions.reason,
       subject: participants.subjectCode,
       form: records.formCode,
       visit: records.visit,
+      instance: records.instance,
       payloadText: ledgerEntries.payloadText,
       payloadHash: ledgerEntries.payloadHash,
-      formRow: { id: forms.id, code: forms.code, version: forms.version, definitionText: forms.definitionText },
+      formRow: {
+        id: forms.id,
+        code: forms.code,
+        version: forms.version,
+        definitionText: forms.definitionText,
+        definitionSha256: forms.definitionSha256,
+      },
     })
     .from(recordVersions)
     .innerJoin(ledgerEntries, eq(ledgerEntries.id, recordVersions.entryId))

@@ -1,9 +1,9 @@
 /**
  * Everything a study export needs, read once: approved form definitions (every version), sites, participants
- * (pseudonymous), every record with every version (values, reason, who, when, and the ledger entry's seq and
- * leaf hash that prove it), e-signatures, consent signatures, paper consents (ADR 0021) and the users who
- * acted. Shared by the ODM, FHIR,
- * CSV and evidence-package exports so they agree with each other.
+ * (pseudonymous), every record (with its row of a repeating form) with every version (values, missing-data codes with
+ * reasons, calculated values, reason, who, when, and the ledger entry's seq and leaf hash that prove it), e-signatures,
+ * consent signatures, paper consents (ADR 0021) and the users who acted. Shared by the ODM, FHIR, CSV and
+ * evidence-package exports so they agree with each other.
  */
 import { and, asc, eq, inArray } from "drizzle-orm";
 import { toHex } from "../../anchoring/log/bytes.ts";
@@ -27,7 +27,12 @@ import { consentStatus } from "../consent/status.server.ts";
 export interface ExportVersion {
   version: number;
   formVersion: number;
+  /** The entered values of the shown fields (identifiers and free text in clear: exports are for authorized users). */
   values: Record<string, unknown>;
+  /** Missing-data codes with their reasons, by field (empty before record.saved v3). */
+  missing: Record<string, { code: string; reason: string }>;
+  /** The shown calculated fields: a number, or null when an input is empty (empty before record.saved v3). */
+  calculated: Record<string, number | null>;
   reason: string | null;
   actorId: string | null;
   /** The API token the version was written with (its name at the time), when it was. */
@@ -45,6 +50,8 @@ export interface ExportRecord {
   site: string;
   form: string;
   visit: string;
+  /** The row of a repeating form (1, 2, ...; 1 for any other form: ADR 0026). */
+  instance: number;
   status: string;
   versions: ExportVersion[];
   signatures: {
@@ -92,7 +99,7 @@ export async function loadStudyExport(ctx: AppContext, studyCode: string) {
     .innerJoin(participants, eq(participants.id, records.participantId))
     .innerJoin(sites, eq(sites.id, records.siteId))
     .where(eq(records.studyId, study.id))
-    .orderBy(asc(participants.subjectCode), asc(records.formCode), asc(records.visit));
+    .orderBy(asc(participants.subjectCode), asc(records.formCode), asc(records.visit), asc(records.instance));
   const versions = await ctx.db
     .select({
       v: recordVersions,
@@ -119,6 +126,7 @@ export async function loadStudyExport(ctx: AppContext, studyCode: string) {
       site,
       form: r.formCode,
       visit: r.visit,
+      instance: r.instance,
       status: r.status,
       versions: [],
       signatures: [],
@@ -131,6 +139,8 @@ export async function loadStudyExport(ctx: AppContext, studyCode: string) {
       version: v.version,
       formVersion: v.formVersion,
       values: JSON.parse(v.dataText) as Record<string, unknown>,
+      missing: JSON.parse(v.missingText ?? "{}") as Record<string, { code: string; reason: string }>,
+      calculated: JSON.parse(v.calculatedText ?? "{}") as Record<string, number | null>,
       reason: v.reason,
       actorId: v.actorUserId,
       actorToken: v.actorTokenId ? { id: v.actorTokenId, name: v.actorTokenName ?? "" } : null,

@@ -5,11 +5,13 @@
  * seq and studySeq. The anchors: each receipt against its checkpoint, and against the ledger itself (the local
  * ledger file, the chain), not the copy in the database. The data: each record's `prev` chain, and every row
  * the portal shows (record versions and current values, e-signatures, SDV marks, consent signatures and
- * withdrawals, participants, delegations, locks, queries) against the ledger entry it claims to be.
+ * withdrawals, participants, delegations, locks, queries, form versions and their definitions' SHA-256, which
+ * signature another repeats) against the ledger entry it claims to be. Record values are named, never printed.
  * Reads are paged; memory is bounded by the batch log's levels and one small state per record.
  */
+import { eq } from "drizzle-orm";
 import { canonicalize } from "../../anchoring/log/canonical.ts";
-import { toHex } from "../../anchoring/log/bytes.ts";
+import { toHex, utf8 } from "../../anchoring/log/bytes.ts";
 import { LogAuditor, type AuditFinding } from "../../anchoring/verifier/log-auditor.ts";
 import { checkpointHash } from "../../anchoring/log/checkpoint.ts";
 import { verifyAnchor } from "../../anchoring/verifier/verify-anchor.ts";
@@ -30,6 +32,8 @@ import {
   studyTableRows,
 } from "../../db/queries/integrity-audit.ts";
 import type { AppContext } from "../platform/context.server.ts";
+import { forms } from "../../db/schema/index.ts";
+import { rowFieldsAsSealed, sealFormColumns, type SealedVersion } from "../records/seal-match.server.ts";
 import { deploymentTrustPolicy } from "../anchor-worker/anchor-worker.server.ts";
 import { getStudyOrThrow } from "../studies/studies.server.ts";
 import { ServiceError } from "../platform/errors.server.ts";
@@ -37,13 +41,8 @@ import { auditTrailFindings } from "./audit-trail-checks.server.ts";
 import { contactFindings } from "./contact-checks.server.ts";
 import { freeTextFindings } from "./free-text-checks.server.ts";
 import { paperAttestationFindings } from "./paper-attestation-checks.server.ts";
-import {
-  hashedTextMatches,
-  hashedTextPair,
-  sealedTextOf,
-  textAsSealed,
-  textMatchesPayload,
-} from "../../anchoring/log/text-hash.ts";
+import { siteFindings } from "./site-checks.server.ts";
+import { hashedTextMatches, hashedTextPair, textMatchesPayload } from "../../anchoring/log/text-hash.ts";
 
 export interface AuditProgress {
   phase: "log" | "anchors" | "data";
@@ -215,6 +214,7 @@ export async function runIntegrityAudit(ctx: AppContext, opts: AuditOptions = {}
     rows += r.rows;
     rows += (await contactFindings(ctx, { id: s.id, code: s.code }, findings)).rows; // ADR 0018
     rows += (await freeTextFindings(ctx, { id: s.id, code: s.code }, findings)).rows; // ADR 0020
+    rows += (await siteFindings(ctx, { id: s.id, code: s.code }, findings)).rows; // ADR 0030: sites' time zones
   }
   rows += (await auditTrailFindings(ctx, study ? { id: study.id, code: study.code } : null, findings)).rows; // ADR 0016
   progress({ phase: "data", done: studies.length, total: studies.length });
@@ -250,19 +250,149 @@ const hexOf = (v: unknown) =>
   v instanceof Uint8Array ? toHex(v) : typeof v === "string" && v.startsWith("\\x") ? v.slice(2) : String(v);
 const seqOf = (r: Row) => (r.e_seq === null || r.e_seq === undefined ? undefined : Number(r.e_seq));
 
+/**
+ * A record_versions row against its record.saved entry, field by field, in the payload's own version: from v3 the
+ * identifier and free-text values' salted hashes, the calculated values, the missing-data codes with their reasons'
+ * salted hashes and the form version's SHA-256 too (ADR 0025); the record id is in every message.
+ */
+function recordVersionComparison(
+  ctx: AppContext,
+  r: Row,
+  p: Record<string, unknown>,
+  formRows: Map<string, NonNullable<SealedVersion["formRow"]>>,
+): [string, unknown, unknown][] {
+  const row: SealedVersion = {
+    recordId: String(r.record_id),
+    version: Number(r.version),
+    formVersion: Number(r.form_version),
+    dataText: String(r.data_text),
+    missingText: (r.missing_text ?? null) as string | null,
+    calculatedText: (r.calculated_text ?? null) as string | null,
+    reason: (r.reason ?? null) as string | null,
+    formRow: formRows.get(String(r.form_id)),
+    payloadText: "",
+    payloadHash: "",
+  };
+  let fromRows: Record<string, unknown>;
+  try {
+    fromRows = rowFieldsAsSealed(ctx.crypto, p, row);
+  } catch {
+    // Named, never printed: the text may hold identifiers and free text.
+    return [["values", "(values that cannot be read with their form version)", "(values readable with it)"]];
+  }
+  return Object.entries(fromRows).map(([field, value]) => [
+    field === "reasonHash" ? "reason" : field,
+    typeof value === "object" && value !== null ? canonicalize(value) : value,
+    typeof p[field] === "object" && p[field] !== null ? canonicalize(p[field]) : p[field],
+  ]);
+}
+
+type Flag = (x: Omit<AuditFinding, "study" | "severity"> & { severity?: AuditFinding["severity"] }) => void;
+
+/**
+ * Each form version: its stored definition text must still hash to its definition SHA-256 (drafts included), and
+ * an approved (or retired) version must match its form.approved entry: code, version, hash. A deleted version's
+ * approval entry is named too. Findings name the form and version, never the definition's text.
+ */
+async function formVersionFindings(ctx: AppContext, study: { id: string }, f: Flag) {
+  let rows = 0;
+  for (const r of await rowsWithEntries(ctx.db, "forms", "approval_entry_id", study.id)) {
+    rows++;
+    const id = String(r.id);
+    const what = `form ${r.code} version ${r.version}`;
+    const sha = hexOf(r.definition_sha256).toLowerCase();
+    if (toHex(ctx.crypto.sha256(utf8(String(r.definition_text)))) !== sha)
+      f({
+        code: "DATA_ROW_MISMATCH",
+        table: "forms",
+        id,
+        seq: seqOf(r),
+        field: "definition_text",
+        message: `${what}: its stored definition no longer matches its definition SHA-256 (edited behind the log?)`,
+      });
+    if (r.approval_entry_id === null && r.status === "draft") continue;
+    const p = payloadOf(r);
+    if (!r.e_id || !p || r.e_kind !== "form.approved") {
+      f({
+        code: "DATA_ROW_UNLOGGED",
+        table: "forms",
+        id,
+        message: `${what} is ${r.status} but has no form.approved ledger entry behind it`,
+      });
+      continue;
+    }
+    for (const [field, a, b] of [
+      ["code", r.code, p.form],
+      ["version", Number(r.version), p.version],
+      ["definitionSha256", sha, p.definitionSha256],
+      ["status", r.status === "draft" ? "draft" : "approved", "approved"],
+    ] as const)
+      if (a !== b)
+        f({
+          code: "DATA_ROW_MISMATCH",
+          table: "forms",
+          id,
+          seq: seqOf(r),
+          field,
+          message: `${what}: its ${field} differs from its form.approved entry (form ${p.form} version ${p.version})`,
+        });
+  }
+  for (const e of await entriesWithoutRow(ctx.db, study.id, "form.approved", "forms", "approval_entry_id"))
+    f({
+      code: "DATA_ROW_MISSING",
+      table: "forms",
+      seq: e.seq ?? undefined,
+      message: `the form.approved entry${e.seq === null ? ` ${e.id}` : ` seq ${e.seq}`} has no forms row (deleted?)`,
+    });
+  return rows;
+}
+
+/**
+ * `signatures.repeats` (migration 0021) hides a signature from "already signed": it may only point to the earliest
+ * signature of the same record, version, signer and meaning, signed before it.
+ */
+async function signatureRepeatFindings(ctx: AppContext, study: { id: string }, f: Flag) {
+  const sigs = await rowsWithEntries(ctx.db, "signatures", "entry_id", study.id);
+  const key = (r: Row) => `${r.record_id}|${r.version}|${r.signer_id}|${r.meaning}`;
+  const at = (r: Row) => new Date(String(r.signed_at)).getTime();
+  const order = (a: Row, b: Row) =>
+    at(a) - at(b) || (seqOf(a) ?? Number.MAX_SAFE_INTEGER) - (seqOf(b) ?? Number.MAX_SAFE_INTEGER);
+  const earliest = new Map<string, Row>();
+  for (const r of sigs) {
+    const e = earliest.get(key(r));
+    if (!e || order(r, e) < 0) earliest.set(key(r), r);
+  }
+  for (const r of sigs) {
+    if (r.repeats === null || r.repeats === undefined) continue;
+    const first = earliest.get(key(r))!;
+    if (String(r.repeats) !== String(first.id) || first.id === r.id || order(first, r) >= 0)
+      f({
+        code: "DATA_ROW_MISMATCH",
+        table: "signatures",
+        id: String(r.id),
+        seq: seqOf(r),
+        field: "repeats",
+        message:
+          `signature ${r.id} (record ${r.record_id}, version ${r.version}, ${r.meaning}) is marked as repeating ` +
+          `signature ${r.repeats}, which is not the earliest signature of that signer, version and meaning`,
+      });
+  }
+  return 0; // the rows are counted with the signatures table's linked check
+}
+
 async function auditStudyData(ctx: AppContext, study: { id: string; code: string }, findings: AuditFinding[]) {
   const f = (x: Omit<AuditFinding, "study" | "severity"> & { severity?: AuditFinding["severity"] }) =>
     findings.push({ severity: "tamper", study: study.code, ...x });
   let rows = 0;
 
   // Each record's chain of versions, from the log alone.
-  const chain = new Map<string, { version: number; hash: string; form: string; visit: string }>();
+  const chain = new Map<string, { version: number; hash: string; form: string; visit: string; instance: number }>();
   let after: { seq: number | null; at: Date; id: string } | null = null;
   for (;;) {
     const page = await studyEntriesOfKinds(ctx.db, study.id, ["record.saved"], after, 1000);
     if (page.length === 0) break;
     for (const e of page) {
-      let p: { record: string; version: number; prev: string | null; form: string; visit: string };
+      let p: { record: string; version: number; prev: string | null; form: string; visit: string; instance?: number };
       try {
         p = JSON.parse(e.payloadText);
       } catch {
@@ -284,29 +414,44 @@ async function auditStudyData(ctx: AppContext, study: { id: string; code: string
           }(expected version ${wantVersion})`,
         });
       }
-      chain.set(p.record, { version: p.version, hash, form: p.form, visit: p.visit });
+      // The row of a repeating form (record.saved v3; 1 before) is the record's for good (ADR 0026).
+      const instance = p.instance ?? 1;
+      if (prev && prev.instance !== instance)
+        f({
+          code: "RECORD_CHAIN_BROKEN",
+          seq: e.seq ?? undefined,
+          id: p.record,
+          message:
+            `record ${p.record}: version ${p.version} is row ${instance}, ` +
+            `version ${prev.version} row ${prev.instance}`,
+        });
+      chain.set(p.record, { version: p.version, hash, form: p.form, visit: p.visit, instance });
     }
     const l = page[page.length - 1];
     after = { seq: l.seq, at: l.at, id: l.id };
   }
 
   // Tables whose rows each name their ledger entry: every row must match its entry, every entry must have its row.
+  const formRows = new Map(
+    (await ctx.db.select(sealFormColumns).from(forms).where(eq(forms.studyId, study.id))).map((x) => [x.id, x]),
+  );
   const linked: {
     table: string;
     column: string;
     kind: string;
     compare: (row: Row, p: Record<string, unknown>) => [string, unknown, unknown][];
+    /** What the row is, in words, beside its id. */
+    label?: (row: Row) => string;
+    /** Name the field that differs, never its values (they may be identifiers or free text). */
+    namesOnly?: boolean;
   }[] = [
     {
       table: "record_versions",
       column: "entry_id",
       kind: "record.saved",
-      compare: (r, p) => [
-        ["record", r.record_id, p.record],
-        ["version", Number(r.version), p.version],
-        ["values", r.data_text, canonicalize(p.values)],
-        ["reason", textAsSealed(ctx.crypto, p, "reason", r.reason as string | null), sealedTextOf(p, "reason")],
-      ],
+      compare: (r, p) => recordVersionComparison(ctx, r, p, formRows),
+      label: (r) => `record ${r.record_id}, version ${r.version}`,
+      namesOnly: true,
     },
     {
       table: "signatures",
@@ -424,9 +569,12 @@ async function auditStudyData(ctx: AppContext, study: { id: string; code: string
             id: String(r.id),
             seq: seqOf(r),
             field,
-            message:
-              `${t.table} row ${r.id}: ${field} is ${JSON.stringify(rowValue)} in the database ` +
-              `but ${JSON.stringify(logValue)} in its ledger entry`,
+            message: t.namesOnly
+              ? `${t.table} row ${r.id}${t.label ? ` (${t.label(r)})` : ""}: ${field} differs between ` +
+                "the database and its ledger entry"
+              : `${t.table} row ${r.id}${t.label ? ` (${t.label(r)})` : ""}: ${field} is ${JSON.stringify(rowValue)} ` +
+                `in the database ` +
+                `but ${JSON.stringify(logValue)} in its ledger entry`,
           });
       }
     }
@@ -439,6 +587,8 @@ async function auditStudyData(ctx: AppContext, study: { id: string; code: string
       });
     }
   }
+  rows += await formVersionFindings(ctx, study, f);
+  rows += await signatureRepeatFindings(ctx, study, f);
   rows += await paperAttestationFindings(ctx, study, findings); // attestations against their entries (ADR 0021)
   for (const r of await sdvMarksWithEntries(ctx.db, study.id)) {
     rows++;
@@ -479,6 +629,7 @@ async function auditStudyData(ctx: AppContext, study: { id: string; code: string
       ["currentVersion", Number(r.current_version), c.version],
       ["form", r.form_code, c.form],
       ["visit", r.visit, c.visit],
+      ["instance", Number(r.instance ?? 1), c.instance],
     ] as const) {
       if (a !== b)
         f({

@@ -41,7 +41,9 @@ export const OPENAPI = {
   info: {
     title: "TrialSeal API",
     version: "1",
-    description: 'Study-scoped integration API and public log endpoints. Errors are {"error":{code,message,field?}}.',
+    description:
+      "Study-scoped integration API and public log endpoints. " +
+      'Errors are {"error":{code,message,field?,problems?}}: a refused CRF entry lists every problem in `problems`.',
   },
   servers: [{ url: "/" }],
   components: {
@@ -57,9 +59,57 @@ export const OPENAPI = {
           error: {
             type: "object",
             required: ["code", "message"],
-            properties: { code: { type: "string" }, message: { type: "string" }, field: { type: "string" } },
+            properties: {
+              code: { type: "string" },
+              message: { type: "string", description: 'the first problem, in words ("Systolic BP is required")' },
+              field: { type: "string", description: "the first problem's field (`data.<name>` for a CRF value)" },
+              problems: {
+                type: "array",
+                description: "every problem of a refused CRF entry at once, in form order",
+                items: { $ref: "#/components/schemas/Problem" },
+              },
+            },
           },
         },
+      },
+      Problem: {
+        type: "object",
+        required: ["field", "message"],
+        properties: {
+          field: { type: "string", description: "`data.<name>`, or `data` for the entry as a whole" },
+          message: { type: "string", description: "a whole sentence naming the field's label" },
+          kind: {
+            enum: ["error", "confirm"],
+            description:
+              "`confirm`: a value outside its expected (soft) range; send it again with the field in `confirmed`",
+          },
+        },
+      },
+      FieldValues: {
+        type: "object",
+        description:
+          "values by field name; `null` (or leaving a field out) is no value; calculated fields are computed by the " +
+          "server and refused here; values of fields hidden by the form's branching are dropped",
+        additionalProperties: true,
+      },
+      Missing: {
+        type: "object",
+        description: "missing-data codes instead of values, by field name (only codes the field allows), with a reason",
+        additionalProperties: {
+          type: "object",
+          required: ["code", "reason"],
+          properties: {
+            code: { enum: ["NI", "UNK", "ASKU", "NASK", "NA", "NOT_DONE"] },
+            reason: { type: "string", minLength: 1, maxLength: 2000 },
+          },
+        },
+      },
+      Confirmed: {
+        type: "array",
+        description:
+          "fields whose value outside the expected (soft) range was checked; each opens an automatic query " +
+          "(unchanged values of a correction need no new confirmation)",
+        items: { type: "string" },
       },
       Entry: {
         type: "object",
@@ -67,11 +117,21 @@ export const OPENAPI = {
       },
       SavedRecord: {
         type: "object",
-        required: ["id", "version", "entry"],
+        required: ["id", "version", "instance", "entry"],
         properties: {
           id: { type: "string", format: "uuid" },
           version: { type: "integer" },
+          instance: {
+            type: "integer",
+            minimum: 1,
+            description: "the row of a repeating form, assigned by the server (1 for any other form)",
+          },
           entry: { $ref: "#/components/schemas/Entry" },
+          queries: {
+            type: "array",
+            items: { type: "string", format: "uuid" },
+            description: "automatic queries opened for confirmed values outside their expected range",
+          },
         },
       },
       NewRecord: {
@@ -82,13 +142,22 @@ export const OPENAPI = {
           form: { type: "string" },
           formVersion: { type: "integer", description: "default: the latest approved" },
           visit: { type: "string" },
-          data: { type: "object", additionalProperties: true },
+          data: { $ref: "#/components/schemas/FieldValues" },
+          missing: { $ref: "#/components/schemas/Missing" },
+          confirmed: { $ref: "#/components/schemas/Confirmed" },
         },
+        description: "on a repeating form (an adverse-event log) each POST adds the next row",
       },
       Correction: {
         type: "object",
         required: ["data", "reason"],
-        properties: { data: { type: "object", additionalProperties: true }, reason: { type: "string", minLength: 1 } },
+        description: "every value of the new version; a value left out, or hidden by branching, is cleared",
+        properties: {
+          data: { $ref: "#/components/schemas/FieldValues" },
+          missing: { $ref: "#/components/schemas/Missing" },
+          confirmed: { $ref: "#/components/schemas/Confirmed" },
+          reason: { type: "string", minLength: 1 },
+        },
       },
       FormDefinition: {
         type: "object",
@@ -217,7 +286,9 @@ export const OPENAPI = {
     },
     "/api/v1/studies/{code}/records/{id}": {
       get: {
-        summary: "current version, every version with its changes, reason and seal status",
+        summary:
+          "current version (data, missing, calculated, instance), every version with its changes, reason and " +
+          "seal status",
         security: bearer,
         parameters: [code, { name: "id", in: "path", required: true, schema: { type: "string", format: "uuid" } }],
         responses: { "200": json({ type: "object" }), ...errors(401, 404, 429) },

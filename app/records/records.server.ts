@@ -2,8 +2,10 @@
  * CRF records: entry and corrections. Each save writes the record version and its ledger entry
  * (`record.saved`) in one transaction. A correction needs a reason, keeps every prior version, and chains to
  * the previous version's entry through `prev` (its payload hash). Site staff need a current data-entry
- * delegation (requireSiteAction). Values are validated by the runtime schema derived from the form definition
- * and stored and hashed exactly as parsed (numbers are never rounded or converted).
+ * delegation (requireSiteAction). An entry is checked against its form version (`checkEntry`: every problem at
+ * once, branching, calculations, missing-data codes, soft limits) and its values stored and sealed exactly as
+ * parsed (numbers are never rounded or converted); the payload (record.saved v3, ADR 0025) holds identifier and
+ * free-text values only as salted hashes. A repeating form's rows are records of their own (ADR 0026).
  */
 import { and, asc, desc, eq, sql } from "drizzle-orm";
 import { z } from "zod";
@@ -11,14 +13,11 @@ import { canonicalize } from "../../anchoring/log/canonical.ts";
 import { toHex } from "../../anchoring/log/bytes.ts";
 import { forms, ledgerEntries, participants, records, recordVersions, sites, users } from "../../db/schema/index.ts";
 import type { DbOrTx } from "../../db/client.ts";
-import {
-  parseFormDefinition,
-  recordSchema,
-  storableText,
-  type FormDefinition,
-} from "../../anchoring/forms/definition.ts";
+import { parseFormDefinition, storableText, type FormDefinition } from "../../anchoring/forms/definition.ts";
+import { checkEntry, type CheckedEntry, type EntryInput } from "../../anchoring/forms/check-entry.ts";
+import { hashedFieldsOf, sealRecordValues } from "../../anchoring/log/record-values.ts";
 import type { AppContext } from "../platform/context.server.ts";
-import { ServiceError, isUniqueViolation } from "../platform/errors.server.ts";
+import { ServiceError, isUniqueViolation, type Problem } from "../platform/errors.server.ts";
 import { appendEntry } from "../log/append-entry.server.ts";
 import { saltedTextHash } from "../../anchoring/log/text-hash.ts";
 import { requireSiteAction } from "../studies/delegations.server.ts";
@@ -31,25 +30,79 @@ import { assertConsentAllowsNewData } from "../consent/status.server.ts";
 import { assertConsentBeforeData } from "../consent/consent-gate.server.ts";
 import { audit, auditRead } from "../audit-trail/record-event.server.ts";
 import { auditActor, auditDetail, payloadActor, rowTokenColumns, tokenLabel } from "../platform/attribution.ts";
-import { matchesSeal, studySealMismatches } from "./seal-match.server.ts";
+import { matchesSeal, sealFormColumns, studySealMismatches } from "./seal-match.server.ts";
+import { storedDefinition } from "./stored-definition.server.ts";
+import { openAutomaticQueries } from "../clinical-monitoring/automatic-queries.server.ts";
 
+/** Missing-data codes by field name ({code, reason} each; checked against the form by checkEntry). */
+const missingInput = z
+  .record(z.string(), z.unknown(), { error: "missing must be an object of {code, reason} by field name" })
+  .nullable()
+  .optional();
+/** Fields whose value outside the expected (soft) range the person has checked and confirmed. */
+const confirmedInput = z
+  .array(z.string().max(64), { error: "confirmed must be a list of field names" })
+  .max(1000)
+  .nullable()
+  .optional();
+const dataInput = z.record(z.string(), z.unknown(), { error: "data must be an object of field values" });
+
+/**
+ * A new record: `data` by field name (`null` or absent is no value), `missing` the missing-data codes with a
+ * reason, `confirmed` the values outside their expected range that were checked. On a repeating form each save
+ * adds the next row (instance), assigned by the server.
+ */
 export const NewRecordInput = z.strictObject({
   subject: z.string().trim().min(1, "subject is required").max(64),
   form: z.string().trim().min(1, "form is required").max(32),
   formVersion: z.number().int().positive().optional(),
   visit: z.string().trim().min(1, "visit is required").max(32),
-  data: z.record(z.string(), z.unknown(), { error: "data must be an object of field values" }),
+  data: dataInput,
+  missing: missingInput,
+  confirmed: confirmedInput,
 });
 
+const REASON_NEEDED = "Give a reason for the change";
+/** A correction's reason for change, refused in plain words (field "reason"). */
+const correctionReason = z
+  .string({ error: REASON_NEEDED })
+  .trim()
+  .min(1, REASON_NEEDED)
+  .max(2000, "The reason for change is too long (up to 2000 characters)")
+  .superRefine(storableText("The reason for change"));
+
+/** A correction: every value of the new version (as for a new record) and the reason for change. */
 export const CorrectionInput = z.strictObject({
-  data: z.record(z.string(), z.unknown(), { error: "data must be an object of field values" }),
-  reason: z
-    .string({ error: "a correction needs a reason for change" })
-    .trim()
-    .min(1, "a correction needs a reason for change")
-    .max(2000)
-    .superRefine(storableText("The reason for change")),
+  data: dataInput,
+  missing: missingInput,
+  confirmed: confirmedInput,
+  reason: correctionReason,
 });
+/** A correction's body with the reason not yet checked: its problem is listed with the values' (see correctRecord). */
+const CorrectionBody = CorrectionInput.extend({ reason: z.unknown().optional() });
+
+/** The reason's problem, if any, in plain words: "Give a reason for the change". */
+function reasonProblem(reason: unknown): Problem | null {
+  const r = correctionReason.safeParse(reason);
+  return r.success ? null : { field: "reason", message: r.error.issues[0].message };
+}
+
+/**
+ * Run a check of a correction's values, refusing with every problem at once: the values' (checkEntry, or "nothing
+ * changed") followed by the reason's; with only the reason's when the values pass.
+ */
+function checkCorrection<T>(check: () => T, reason: Problem | null): T {
+  let out: T;
+  try {
+    out = check();
+  } catch (err) {
+    if (!reason || !(err instanceof ServiceError) || err.code !== "invalid") throw err;
+    const problems = [...(err.problems ?? [{ field: err.field ?? "data", message: err.message }]), reason];
+    throw new ServiceError("invalid", problems[0].message, problems[0].field, problems);
+  }
+  if (reason) throw new ServiceError("invalid", reason.message, reason.field, [reason]);
+  return out;
+}
 
 function invalid(message: string, field: string): never {
   throw new ServiceError("invalid", message, field);
@@ -73,19 +126,65 @@ function parseOr422<T extends z.ZodType>(schema: T, input: unknown): z.infer<T> 
   return r.data;
 }
 
-/** Validate values against a form definition; the field path of the first problem is `data.<name>`. */
-export function validateValues(def: FormDefinition, data: unknown): Record<string, unknown> {
-  const r = recordSchema(def).safeParse(data);
-  if (!r.success) {
-    const i = r.error.issues[0];
-    const field = i.path.length ? `data.${i.path.map(String).join(".")}` : "data";
-    const message =
-      i.code === "unrecognized_keys"
-        ? `data: unknown field ${(i as { keys?: string[] }).keys?.join(", ")} (not in form ${def.code} v${def.version})`
-        : `${field}: ${i.message}`;
-    invalid(message, i.code === "unrecognized_keys" ? `data.${(i as { keys?: string[] }).keys?.[0]}` : field);
+/** Today's date (YYYY-MM-DD) in a time zone (the site's), UTC when it has none or an unknown one. */
+export function todayIn(timeZone?: string | null, now = new Date()): string {
+  try {
+    return new Intl.DateTimeFormat("en-CA", {
+      timeZone: timeZone || "UTC",
+      year: "numeric",
+      month: "2-digit",
+      day: "2-digit",
+    }).format(now);
+  } catch {
+    return now.toISOString().slice(0, 10);
   }
-  return data as Record<string, unknown>;
+}
+
+/**
+ * Check an entry against its form (anchoring/forms/check-entry.ts): every problem at once. Refused with all of
+ * them (`problems`, each `data.<field>`), the first as the error's message and field; a field the form does not
+ * have is named as an unknown field.
+ */
+export function checkedEntry(
+  def: FormDefinition,
+  input: { data: unknown; missing?: unknown; confirmed?: string[] | null },
+  opts: { today: string },
+): CheckedEntry {
+  const c = checkEntry(
+    def,
+    {
+      values: input.data as Record<string, unknown>,
+      missing: (input.missing ?? undefined) as EntryInput["missing"],
+      confirmed: input.confirmed ?? undefined,
+    },
+    { today: opts.today },
+  );
+  if (c.ok) return c;
+  const known = new Set(def.fields.map((f) => f.name));
+  const problems: Problem[] = c.problems.map((p) => ({
+    field: p.field ? `data.${p.field}` : "data",
+    message:
+      p.field && !known.has(p.field)
+        ? `data: unknown field ${p.field} (not in form ${def.code} v${def.version})`
+        : p.message,
+    kind: p.kind,
+  }));
+  throw new ServiceError("invalid", problems[0].message, problems[0].field, problems);
+}
+
+/**
+ * Validate values against a form definition (all problems at once, see `checkedEntry`); returns the values kept
+ * (blanks and hidden fields left out).
+ */
+export function validateValues(
+  def: FormDefinition,
+  data: unknown,
+  opts: { today?: string; missing?: unknown; confirmed?: string[] } = {},
+): Record<string, unknown> {
+  if (typeof data !== "object" || data === null || Array.isArray(data))
+    invalid("data must be an object of field values", "data");
+  const today = opts.today ?? todayIn();
+  return checkedEntry(def, { data, missing: opts.missing, confirmed: opts.confirmed }, { today }).values;
 }
 
 async function formFor(ctx: AppContext, studyId: string, code: string, version?: number) {
@@ -105,30 +204,22 @@ async function formFor(ctx: AppContext, studyId: string, code: string, version?:
   return { row: f, def: storedDefinition(f) };
 }
 
-/**
- * A stored form version's parsed definition, parsed once per process: an approved version's text never changes
- * (forms are append-only); it is cached by row id and used only while the stored text is the same.
- */
-const definitions = new Map<string, { text: string; def: FormDefinition }>();
-export function storedDefinition(f: {
-  id: string;
-  code: string;
-  version: number;
-  definitionText: string;
-}): FormDefinition {
-  const hit = definitions.get(f.id);
-  if (hit && hit.text === f.definitionText) return hit.def;
-  const parsed = parseFormDefinition(JSON.parse(f.definitionText));
-  if (!parsed.ok) throw new Error(`stored form ${f.code} v${f.version} no longer parses`);
-  if (definitions.size > 1000) definitions.clear();
-  definitions.set(f.id, { text: f.definitionText, def: parsed.definition });
-  return parsed.definition;
+export { storedDefinition };
+
+/** The date at a site, on its clock (`sites.time_zone`): a date that is `notFuture` may not be after it. */
+async function siteToday(ctx: AppContext, siteId: string): Promise<string> {
+  const [s] = await ctx.db.select({ timeZone: sites.timeZone }).from(sites).where(eq(sites.id, siteId));
+  return todayIn(s?.timeZone);
 }
 
 export interface SavedRecord {
   id: string;
   version: number;
+  /** The row of a repeating form (1 for any other form). */
+  instance: number;
   entry: { id: string; status: "pending" };
+  /** The automatic queries opened for values outside their expected range, confirmed at entry. */
+  queries?: string[];
 }
 
 /**
@@ -150,7 +241,49 @@ async function guardSubjectWrite(
   if (opts.newData) await assertConsentAllowsNewData(ctx, rec.participantId, tx);
 }
 
-/** Enter a new record (version 1) for a subject, form and visit. */
+/** The record.saved v3 payload of a version (ADR 0025, 0026), as a function of the entry's salt. */
+function recordPayload(
+  ctx: AppContext,
+  principal: Principal,
+  def: FormDefinition,
+  form: { version: number; definitionSha256: Uint8Array },
+  x: {
+    record: string;
+    version: number;
+    subject: string;
+    visit: string;
+    instance: number;
+    reason: string | null;
+    prev: string | null;
+    entry: CheckedEntry;
+  },
+) {
+  return (salt: string) => ({
+    record: x.record,
+    version: x.version,
+    subject: x.subject,
+    form: def.code,
+    formVersion: form.version,
+    formSha256: toHex(form.definitionSha256),
+    visit: x.visit,
+    instance: x.instance,
+    ...payloadActor(principal),
+    reasonHash: x.reason === null ? null : saltedTextHash(ctx.crypto, salt, x.reason),
+    ...sealRecordValues(ctx.crypto, salt, hashedFieldsOf(def), x.entry),
+    prev: x.prev,
+  });
+}
+
+/** The columns of a version that hold what was entered: values, missing-data codes with reasons, calculations. */
+function versionColumns(c: CheckedEntry) {
+  return {
+    dataText: canonicalize(c.values),
+    missingText: canonicalize(c.missing),
+    calculatedText: canonicalize(c.calculated),
+  };
+}
+
+/** Enter a new record (version 1) for a subject, form and visit; on a repeating form, its next row. */
 export async function saveRecord(
   ctx: AppContext,
   principal: Principal,
@@ -169,8 +302,8 @@ export async function saveRecord(
   const { row: form, def } = await formFor(ctx, study.id, v.form, v.formVersion);
   if (!def.visits.includes(v.visit.toUpperCase()))
     invalid(`visit: ${v.visit} is not a visit of form ${def.code} (${def.visits.join(", ")})`, "visit");
-  const data = validateValues(def, v.data);
-  const dataText = canonicalize(data);
+  const checked = checkedEntry(def, v, { today: await siteToday(ctx, p.siteId) });
+  const visit = v.visit.toUpperCase();
   try {
     return await ctx.db.transaction(async (tx) => {
       await guardSubjectWrite(
@@ -186,35 +319,44 @@ export async function saveRecord(
         subject: p.subjectCode,
         form: def.code,
       });
+      let instance = 1;
+      if (def.repeating) {
+        // The next row of a repeating form, assigned under a lock held to the end of this transaction (ADR 0026).
+        const key = `records:${p.id}:${def.code}:${visit}`;
+        await tx.execute(sql`SELECT pg_advisory_xact_lock(hashtextextended(${key}, 0))`);
+        const [last] = await tx
+          .select({ n: sql<number>`coalesce(max(${records.instance}), 0)` })
+          .from(records)
+          .where(and(eq(records.participantId, p.id), eq(records.formCode, def.code), eq(records.visit, visit)));
+        instance = Number(last?.n ?? 0) + 1;
+      }
       const [r] = await tx
         .insert(records)
-        .values({
-          studyId: study.id,
-          siteId: p.siteId,
-          participantId: p.id,
-          formCode: def.code,
-          visit: v.visit.toUpperCase(),
-        })
+        .values({ studyId: study.id, siteId: p.siteId, participantId: p.id, formCode: def.code, visit, instance })
         .returning();
-      const e = await appendEntry(tx, ctx.crypto, study, "record.saved", {
-        record: r.id,
-        version: 1,
-        subject: p.subjectCode,
-        form: def.code,
-        formVersion: def.version,
-        visit: r.visit,
-        ...payloadActor(principal),
-        reasonHash: null,
-        values: data,
-        prev: null,
-      });
+      const e = await appendEntry(
+        tx,
+        ctx.crypto,
+        study,
+        "record.saved",
+        recordPayload(ctx, principal, def, form, {
+          record: r.id,
+          version: 1,
+          subject: p.subjectCode,
+          visit: r.visit,
+          instance,
+          reason: null,
+          prev: null,
+          entry: checked,
+        }),
+      );
       await tx.insert(recordVersions).values({
         recordId: r.id,
         studyId: study.id,
         version: 1,
         formId: form.id,
         formVersion: def.version,
-        dataText,
+        ...versionColumns(checked),
         reason: null,
         actorUserId: principal.userId,
         ...rowTokenColumns(principal),
@@ -226,9 +368,32 @@ export async function saveRecord(
         studyId: study.id,
         siteId: p.siteId,
         participantId: p.id,
-        detail: auditDetail(principal, { record: r.id, version: 1, form: def.code, visit: r.visit, entry: e.id }),
+        detail: auditDetail(principal, {
+          record: r.id,
+          version: 1,
+          form: def.code,
+          visit: r.visit,
+          ...(def.repeating ? { instance } : {}),
+          entry: e.id,
+        }),
       });
-      const out: SavedRecord = { id: r.id, version: 1, entry: { id: e.id, status: "pending" } };
+      const queryIds = await openAutomaticQueries(
+        tx,
+        ctx,
+        principal,
+        study,
+        r,
+        def,
+        checked.outsideSoftLimits,
+        checked.values,
+      );
+      const out: SavedRecord = {
+        id: r.id,
+        version: 1,
+        instance,
+        entry: { id: e.id, status: "pending" },
+        ...(queryIds.length ? { queries: queryIds } : {}),
+      };
       await storeIdempotent(tx, idem, 201, out);
       return out;
     });
@@ -240,7 +405,7 @@ export async function saveRecord(
       }
       throw new ServiceError(
         "conflict",
-        `subject ${p.subjectCode} already has form ${def.code} at visit ${v.visit.toUpperCase()}; correct it instead`,
+        `subject ${p.subjectCode} already has form ${def.code} at visit ${visit}; correct it instead`,
         "visit",
       );
     }
@@ -248,7 +413,12 @@ export async function saveRecord(
   }
 }
 
-/** Correct a record: new version with a reason; the previous versions stay, chained by `prev`. */
+/**
+ * Correct a record: new version with a reason; the previous versions stay, chained by `prev`. The new version
+ * holds every value (a value left out, or hidden by the new values' branching, is cleared with the same reason).
+ * A value that is unchanged needs no new confirmation of its expected range; a changed one outside it does, and
+ * opens an automatic query.
+ */
 export async function correctRecord(
   ctx: AppContext,
   principal: Principal,
@@ -256,7 +426,8 @@ export async function correctRecord(
   recordId: string,
   input: unknown,
 ): Promise<SavedRecord> {
-  const v = parseOr422(CorrectionInput, input);
+  const body = parseOr422(CorrectionBody, input);
+  const reason = reasonProblem(body.reason);
   const study = await getStudyOrThrow(ctx, studyCode);
   if (!/^[0-9a-f-]{36}$/.test(recordId)) throw new ServiceError("not_found", `no record ${recordId}`, "id");
   const [r] = await ctx.db
@@ -266,6 +437,7 @@ export async function correctRecord(
   if (!r || !can(principal, "records.read", { studyId: study.id, siteId: r.siteId }))
     throw new ServiceError("not_found", `no record ${recordId}`, "id");
   await requireSiteAction(ctx, principal, "records.enter", { studyId: study.id, siteId: r.siteId });
+  const today = await siteToday(ctx, r.siteId);
   return ctx.db.transaction(async (tx) => {
     // Serialize corrections of one record: the row lock makes version numbers and the prev chain gapless.
     await tx.execute(sql`SELECT 1 FROM records WHERE id = ${r.id} FOR UPDATE`);
@@ -275,6 +447,7 @@ export async function correctRecord(
         version: recordVersions.version,
         formId: recordVersions.formId,
         dataText: recordVersions.dataText,
+        missingText: recordVersions.missingText,
         payloadHash: ledgerEntries.payloadHash,
         subject: participants.subjectCode,
       })
@@ -286,30 +459,45 @@ export async function correctRecord(
       .orderBy(desc(recordVersions.version))
       .limit(1);
     const [form] = await tx.select().from(forms).where(eq(forms.id, cur.formId));
-    const data = validateValues(storedDefinition(form), v.data);
-    const dataText = canonicalize(data);
-    if (dataText === cur.dataText)
-      invalid("data: nothing changed; a correction must change at least one value", "data");
+    const def = storedDefinition(form);
+    const before = JSON.parse(cur.dataText) as Record<string, unknown>;
+    const data = body.data as Record<string, unknown>;
+    const same = (n: string) =>
+      Object.hasOwn(before, n) && Object.hasOwn(data, n) && canonicalize(before[n]) === canonicalize(data[n]);
+    const unchanged = def.fields.map((f) => f.name).filter(same);
+    // Every problem at once: the values' and the reason's.
+    const { checked, cols } = checkCorrection(() => {
+      const checked = checkedEntry(def, { ...body, confirmed: [...(body.confirmed ?? []), ...unchanged] }, { today });
+      const cols = versionColumns(checked);
+      if (cols.dataText === cur.dataText && cols.missingText === (cur.missingText ?? "{}"))
+        invalid("data: nothing changed; a correction must change at least one value", "data");
+      return { checked, cols };
+    }, reason);
+    const v = CorrectionInput.parse(body); // the reason was checked above
     const version = cur.version + 1;
-    const e = await appendEntry(tx, ctx.crypto, study, "record.saved", (salt) => ({
-      record: r.id,
-      version,
-      subject: cur.subject,
-      form: form.code,
-      formVersion: form.version,
-      visit: r.visit,
-      ...payloadActor(principal),
-      reasonHash: saltedTextHash(ctx.crypto, salt, v.reason),
-      values: data,
-      prev: toHex(cur.payloadHash),
-    }));
+    const e = await appendEntry(
+      tx,
+      ctx.crypto,
+      study,
+      "record.saved",
+      recordPayload(ctx, principal, def, form, {
+        record: r.id,
+        version,
+        subject: cur.subject,
+        visit: r.visit,
+        instance: r.instance,
+        reason: v.reason,
+        prev: toHex(cur.payloadHash),
+        entry: checked,
+      }),
+    );
     await tx.insert(recordVersions).values({
       recordId: r.id,
       studyId: study.id,
       version,
       formId: form.id,
       formVersion: form.version,
-      dataText,
+      ...cols,
       reason: v.reason,
       actorUserId: principal.userId,
       ...rowTokenColumns(principal),
@@ -324,8 +512,36 @@ export async function correctRecord(
       detail: auditDetail(principal, { record: r.id, version, form: form.code, visit: r.visit, entry: e.id }),
     });
     await tx.update(records).set({ currentVersion: version, updatedAt: new Date() }).where(eq(records.id, r.id));
-    return { id: r.id, version, entry: { id: e.id, status: "pending" as const } };
+    const queryIds = await openAutomaticQueries(
+      tx,
+      ctx,
+      principal,
+      study,
+      r,
+      def,
+      checked.outsideSoftLimits.filter((n) => !unchanged.includes(n)),
+      checked.values,
+    );
+    return {
+      id: r.id,
+      version,
+      instance: r.instance,
+      entry: { id: e.id, status: "pending" as const },
+      ...(queryIds.length ? { queries: queryIds } : {}),
+    };
   });
+}
+
+/**
+ * What a version holds: the entered values, the missing-data codes with their reasons and the calculated values
+ * (the last two empty on versions written before them).
+ */
+export function versionContent(v: { dataText: string; missingText: string | null; calculatedText: string | null }) {
+  return {
+    data: JSON.parse(v.dataText) as Record<string, unknown>,
+    missing: JSON.parse(v.missingText ?? "{}") as Record<string, { code: string; reason: string }>,
+    calculated: JSON.parse(v.calculatedText ?? "{}") as Record<string, number | null>,
+  };
 }
 
 /** Who wrote a version without a user: its API token, or "integration" (token writes from before attribution). */
@@ -355,9 +571,11 @@ export async function recordHistory(ctx: AppContext, principal: Principal, study
       at: ledgerEntries.at,
       payloadText: ledgerEntries.payloadText,
       payloadHash: ledgerEntries.payloadHash,
+      formRow: sealFormColumns,
     })
     .from(recordVersions)
     .innerJoin(ledgerEntries, eq(ledgerEntries.id, recordVersions.entryId))
+    .innerJoin(forms, eq(forms.id, recordVersions.formId))
     .leftJoin(users, eq(users.id, recordVersions.actorUserId))
     .where(eq(recordVersions.recordId, recordId))
     .orderBy(asc(recordVersions.version));
@@ -369,29 +587,36 @@ export async function recordHistory(ctx: AppContext, principal: Principal, study
     );
   }
   let prev: Record<string, unknown> = {};
-  const history = versions.map(({ v, actor, entryStatus, seq, batch, at, payloadText, payloadHash }) => {
+  const history = versions.map(({ v, actor, entryStatus, seq, batch, at, payloadText, payloadHash, formRow }) => {
     // The cheap check of the row against its sealed entry: a value altered behind the log is never shown as sealed.
     const sealMatches = matchesSeal(ctx.crypto, {
       ...v,
       subject: r.subject,
       form: r.r.formCode,
       visit: r.r.visit,
+      instance: r.r.instance,
+      formRow,
       payloadText,
       payloadHash,
     });
-    const data = JSON.parse(v.dataText) as Record<string, unknown>;
-    const fields = [...new Set([...Object.keys(prev), ...Object.keys(data)])];
+    const { data, missing, calculated } = versionContent(v);
+    // What each field held: its value, else its missing-data code (with the reason), else null.
+    const held: Record<string, unknown> = { ...data };
+    for (const [f, m] of Object.entries(missing)) held[f] = { missing: m.code, reason: m.reason };
+    const fields = [...new Set([...Object.keys(prev), ...Object.keys(held)])];
     const changes =
       v.version === 1
         ? []
         : fields
-            .filter((f) => canonicalize(prev[f] ?? null) !== canonicalize(data[f] ?? null))
-            .map((f) => ({ field: f, old: prev[f] ?? null, new: data[f] ?? null }));
-    prev = data;
+            .filter((f) => canonicalize(prev[f] ?? null) !== canonicalize(held[f] ?? null))
+            .map((f) => ({ field: f, old: prev[f] ?? null, new: held[f] ?? null }));
+    prev = held;
     return {
       version: v.version,
       formVersion: v.formVersion,
       data,
+      missing,
+      calculated,
       reason: v.reason,
       actor: actor ?? tokenActor(v),
       at: at.toISOString(),
@@ -415,9 +640,13 @@ export async function recordHistory(ctx: AppContext, principal: Principal, study
     site: r.site,
     form: r.r.formCode,
     visit: r.r.visit,
+    /** The row of a repeating form (1 for any other form). */
+    instance: r.r.instance,
     status: r.r.status,
     version: current.version,
     data: current.data,
+    missing: current.missing,
+    calculated: current.calculated,
     /** False when any version no longer matches its sealed entry. */
     matchesSeal: history.every((h) => h.matchesSeal),
     history,
@@ -488,6 +717,7 @@ export async function subjectCasebook(ctx: AppContext, principal: Principal, stu
       id: r.id,
       form: r.formCode,
       visit: r.visit,
+      instance: r.instance,
       version: r.currentVersion,
       status: r.status,
       /** False when a version of the record no longer matches its sealed entry. */

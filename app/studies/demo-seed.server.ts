@@ -1,6 +1,7 @@
 /**
- * The demo study (DEMO-001): one site, an approved consent document, two approved CRF forms and a demo user
- * per role. A random demo password is generated once, printed and written to <DATA_DIR>/demo-credentials.txt.
+ * The demo study (DEMO-001): one site, an approved consent document, approved CRF forms (demographics, vital signs, the
+ * adverse-event log), records that show the form model, and a demo user per role. A random demo password is generated
+ * once, printed and written to <DATA_DIR>/demo-credentials.txt.
  */
 import { createHash, randomBytes } from "node:crypto";
 import { readFileSync, writeFileSync, mkdirSync } from "node:fs";
@@ -17,12 +18,70 @@ import { packagePath } from "../platform/package-root.server.ts";
 import { enrollParticipant } from "../participants/participants.server.ts";
 import { attestPaperConsent, hashScan, recordPaperConsent } from "../consent/paper-consent.server.ts";
 import { setFormsBeforeConsent } from "./settings.server.ts";
+import { saveRecord } from "../records/records.server.ts";
+import type { Principal } from "../platform/permissions.server.ts";
 
 export const DEMO_STUDY = "DEMO-001";
 export const DEMO_SITE = "SITE-01";
 
-/** Participants the demo enrols with a complete (paper) consent: subjects SITE-01-001 and SITE-01-002. */
+/**
+ * Participants the demo enrols with a complete (paper) consent and no data: subjects SITE-01-001 and SITE-01-002.
+ * Two more (SITE-01-003, a woman, and SITE-01-004, a man) come with records that show the form model (`DEMO_DATA`).
+ */
 export const DEMO_CONSENTED = 2;
+
+/** The demo's form versions, approved in this order (the latest version of a form is the one entered). */
+export const DEMO_FORMS = [
+  "demog.form.json",
+  "vitals.form.json",
+  "demog-v2.form.json",
+  "vitals-v2.form.json",
+  "ae.form.json",
+];
+
+/**
+ * The demo's records (issue 17), by the coordinator: a calculated BMI; a man's demographics, whose pregnancy field
+ * is hidden; a temperature not taken (a missing-data code with its reason); a systolic pressure outside its
+ * expected range, confirmed, with the automatic query it opened; and two rows of the adverse-event log, one serious.
+ * Dates are of the day before the seed (never in the future at any site).
+ */
+async function seedDemoRecords(ctx: AppContext, coordinator: Principal, [woman, man]: string[]) {
+  const now = Date.now();
+  const day = new Date(now - 24 * 3600_000).toISOString().slice(0, 10);
+  const consentedAt = new Date(now - 25 * 3600_000).toISOString();
+  const save = (subject: string, form: string, data: Record<string, unknown>, more: Record<string, unknown> = {}) =>
+    saveRecord(ctx, coordinator, DEMO_STUDY, { subject, form, visit: "SCREENING", data, ...more });
+  const demog = { age: 47, height: 164, weight: 61, consent_datetime: consentedAt };
+  await save(woman, "DEMOG", { initials: "MK", sex: "F", pregnant: false, ...demog });
+  await save(
+    woman,
+    "VITALS",
+    { visit_date: day, sbp: 172, dbp: 95, height: 164, weight: 61, smoker: "N" },
+    {
+      missing: { temp: { code: "NOT_DONE", reason: "Thermometer out of service at the screening visit" } },
+      confirmed: ["sbp"],
+    },
+  );
+  await save(man, "DEMOG", {
+    initials: "TR",
+    sex: "M",
+    age: 58,
+    height: 178,
+    weight: 84,
+    consent_datetime: consentedAt,
+  });
+  await save(man, "VITALS", { visit_date: day, sbp: 128, dbp: 82, temp: 36.8, height: 178, weight: 84, smoker: "Y" });
+  const ae = { onset: day, severity: "MILD", outcome: "RECOVERED", serious: false };
+  await save(man, "AE", { term: "Headache after the first dose", ...ae });
+  await save(man, "AE", {
+    ...ae,
+    term: "Dizziness on standing, fell at home",
+    severity: "MODERATE",
+    outcome: "RECOVERING",
+    serious: true,
+    hosp_date: day,
+  });
+}
 const DEMO_META = { ip: "127.0.0.1", userAgent: "trialseal demo seed" };
 
 /** The demo study's files, found from the package root (this module may be bundled into build/). */
@@ -111,14 +170,16 @@ export async function seedDemo(
     },
     adminId,
   );
-  for (const f of ["demog.form.json", "vitals.form.json"]) {
+  // Version 1 of each form, then the issue-17 versions (sections, branching, a calculation, missing-data codes,
+  // soft limits, field classes) and the repeating adverse-event log.
+  for (const f of DEMO_FORMS) {
     await importForm(ctx, DEMO_STUDY, JSON.parse(readFileSync(path.join(DEMO_DIR, f), "utf8")), { actorId: adminId });
   }
   // Consented participants (ADR 0021: no CRF data before a complete consent): consents obtained on paper, the
   // scan's SHA-256 sealed by the coordinator and attested by the investigator. Demographics may be recorded before
   // consent (pre-screening), so the settings page and the review page's pre-consent list have something to show.
   const coordinator = (await principalForUser(ctx, coordinatorId!))!;
-  for (let n = 0; n < DEMO_CONSENTED; n++) {
+  const consentedOnPaper = async () => {
     const { subjectCode } = await enrollParticipant(ctx, coordinator, { study: DEMO_STUDY, site: DEMO_SITE });
     const scan = await hashScan([new TextEncoder().encode(`Demo scan of the signed consent form of ${subjectCode}`)]);
     const paper = await recordPaperConsent(
@@ -130,7 +191,10 @@ export async function seedDemo(
       scan,
     );
     await attestPaperConsent(ctx, investigator, DEMO_STUDY, subjectCode, paper.id, { password }, DEMO_META);
-  }
+    return subjectCode;
+  };
+  for (let n = 0; n < DEMO_CONSENTED; n++) await consentedOnPaper();
+  await seedDemoRecords(ctx, coordinator, [await consentedOnPaper(), await consentedOnPaper()]);
   await setFormsBeforeConsent(ctx, (await principalForUser(ctx, adminId!))!, DEMO_STUDY, {
     formsBeforeConsent: "DEMOG",
   });

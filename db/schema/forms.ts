@@ -1,4 +1,15 @@
-import { index, integer, pgTable, text, timestamp, unique, uuid } from "drizzle-orm/pg-core";
+import { sql } from "drizzle-orm";
+import {
+  type AnyPgColumn,
+  index,
+  integer,
+  pgTable,
+  text,
+  timestamp,
+  unique,
+  uniqueIndex,
+  uuid,
+} from "drizzle-orm/pg-core";
 import { sites, studies } from "./organizations.ts";
 import { participants } from "./participants.ts";
 import { apiTokens, users } from "./users.ts";
@@ -46,6 +57,8 @@ export const records = pgTable(
       .references(() => participants.id),
     formCode: text("form_code").notNull(),
     visit: text("visit").notNull(),
+    /** The row of a repeating form (1, 2, ...: ADR 0026); 1 for every other form. */
+    instance: integer("instance").notNull().default(1),
     currentVersion: integer("current_version").notNull().default(1),
     status: text("status", { enum: ["open", "locked"] })
       .notNull()
@@ -54,12 +67,12 @@ export const records = pgTable(
     updatedAt: timestamp("updated_at", { withTimezone: true, precision: 3 }).notNull().defaultNow(),
   },
   (t) => [
-    unique("records_subject_form_visit_uq").on(t.participantId, t.formCode, t.visit),
+    unique("records_subject_form_visit_instance_uq").on(t.participantId, t.formCode, t.visit, t.instance),
     index("records_study_idx").on(t.studyId),
   ],
 );
 
-/** Every version of every record, append-only. `dataText` is the exact JCS text of the values. */
+/** Every version of every record, append-only. `dataText` is the exact JCS text of the entered values. */
 export const recordVersions = pgTable(
   "record_versions",
   {
@@ -76,6 +89,12 @@ export const recordVersions = pgTable(
       .references(() => forms.id),
     formVersion: integer("form_version").notNull(),
     dataText: text("data_text").notNull(),
+    /**
+     * The missing-data codes with their reasons, as JCS text of {field: {code, reason}}, and the calculated values as
+     * JCS text of {field: number | null} (ADR 0025); null on versions written before (record.saved v1 and v2).
+     */
+    missingText: text("missing_text"),
+    calculatedText: text("calculated_text"),
     reason: text("reason"),
     actorUserId: uuid("actor_user_id").references(() => users.id),
     /** The API token a write was made with (else null), and its name at the time (as in the payload's `token`). */
@@ -150,8 +169,17 @@ export const signatures = pgTable(
     entryId: uuid("entry_id")
       .notNull()
       .references(() => ledgerEntries.id),
+    /**
+     * The earlier signature this one repeats (same record, version, signer and meaning): set by migration 0021 on
+     * the repeats signed before it, when the portal still allowed them; NULL on every other signature.
+     */
+    repeats: uuid("repeats").references((): AnyPgColumn => signatures.id),
   },
-  (t) => [index("signatures_record_idx").on(t.recordId)],
+  (t) => [
+    index("signatures_record_idx").on(t.recordId),
+    // One signature per signer, version and meaning (issue 17): two at once cannot both land.
+    uniqueIndex("signatures_once_idx").on(t.recordId, t.version, t.signerId, t.meaning).where(sql`repeats IS NULL`),
+  ],
 );
 
 /** Monitoring queries on a field of a record: open -> answered -> closed. */

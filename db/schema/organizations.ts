@@ -32,6 +32,8 @@ export const sites = pgTable(
       .references(() => studies.id),
     code: text("code").notNull(),
     name: text("name").notNull(),
+    /** The site's clock (IANA name): CRF datetimes are entered and shown on it (ADR 0030). */
+    timeZone: text("time_zone").notNull().default("UTC"),
     createdAt: timestamp("created_at", { withTimezone: true, precision: 3 }).notNull().defaultNow(),
   },
   (t) => [unique("sites_study_code_uq").on(t.studyId, t.code)],

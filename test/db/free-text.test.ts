@@ -128,21 +128,22 @@ describe(`free text in ledger payloads (${engineUnderTest()})`, () => {
       {
         e: (await entriesOf("record.saved")).find((x) => x.p.record === rec.B && x.p.version === 2)!,
         text: CORRECT_REASON,
+        v: 3, // record.saved v3 (ADR 0025) keeps v2's reasonHash
       },
     ];
-    for (const { e, text } of found) {
+    for (const { e, text, v } of found as { e: (typeof found)[number]["e"]; text: string; v?: number }[]) {
       expect(e, text).toBeDefined();
       // Nothing of the text, not even the patient's name, is in the stored payload.
       expect(e.text, e.p.kind).not.toContain("Doe");
       expect(e.p.reason, e.text).toBeUndefined();
-      expect(e.p.v, e.text).toBe(2);
+      expect(e.p.v, e.text).toBe(v ?? 2);
       expect(e.p.reasonHash).toBe(saltedTextHash(t.ctx.crypto, e.p.salt, text));
       expect(textMatchesPayload(t.ctx.crypto, e.p, "reason", text)).toBe(true);
       expect(textMatchesPayload(t.ctx.crypto, e.p, "reason", `${text}.`)).toBe(false);
     }
     // A query's text: version 1 held its plain SHA-256 (guessable for a short text); now a salted hash.
     const qe = await entryOf("query.opened", "query", q.id);
-    expect(qe.p.v).toBe(2);
+    expect(qe.p.v).toBe(3); // query.opened v3 adds the API token; the text's salted hash is as in v2
     expect(qe.p.textSha256).toBeUndefined();
     expect(qe.p.textHash).toBe(saltedTextHash(t.ctx.crypto, qe.p.salt, QUERY_TEXT));
     // Other free text: the study's title, training course names, the IRB's name.

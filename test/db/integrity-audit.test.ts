@@ -127,7 +127,11 @@ beforeAll(async () => {
   for (let chunk = 0; chunk < 6; chunk++) {
     await t.ctx.db.transaction(async (tx) => {
       for (let i = 0; i < 500; i++)
-        await appendEntry(tx, t.ctx.crypto, studies[i % 2], "site.added", { site: `X${chunk}-${i}`, actor: null });
+        await appendEntry(tx, t.ctx.crypto, studies[i % 2], "site.added", {
+          site: `X${chunk}-${i}`,
+          timeZone: "UTC",
+          actor: null,
+        });
     });
   }
   await sealAll(t.ctx);

@@ -159,17 +159,52 @@ describe(`services on ${engineUnderTest()}`, () => {
     expect(created.token).not.toBe(token);
   });
 
-  it("seeds the demo study once: site, consent document, two approved forms, a user per role", async () => {
+  it("seeds the demo study once: site, consent document, approved forms, records, a user per role", async () => {
     const password = await seedDemo(t.ctx, { password: "demo-password-for-tests" });
     expect(password).toBe("demo-password-for-tests");
     expect(await seedDemo(t.ctx)).toBeNull();
     const forms = await t.database.execute(
-      `SELECT f.code, f.status, f.approval_entry_id IS NOT NULL AS sealed FROM forms f ` +
-        `JOIN studies s ON s.id = f.study_id WHERE s.code = 'DEMO-001' ORDER BY code`,
+      `SELECT f.code, f.version, f.status, f.approval_entry_id IS NOT NULL AS sealed FROM forms f ` +
+        `JOIN studies s ON s.id = f.study_id WHERE s.code = 'DEMO-001' ORDER BY code, version`,
     );
     expect(forms).toEqual([
-      { code: "DEMOG", status: "approved", sealed: true },
-      { code: "VITALS", status: "approved", sealed: true },
+      { code: "AE", version: 1, status: "approved", sealed: true },
+      { code: "DEMOG", version: 1, status: "approved", sealed: true },
+      { code: "DEMOG", version: 2, status: "approved", sealed: true },
+      { code: "VITALS", version: 1, status: "approved", sealed: true },
+      { code: "VITALS", version: 2, status: "approved", sealed: true },
+    ]);
+    // The demo's records show the form model (issue 17): no data for the first two subjects.
+    const recs = (await t.database.execute(
+      `SELECT p.subject_code AS subject, r.form_code AS form, r.instance, v.data_text, v.missing_text,
+              v.calculated_text
+         FROM records r JOIN participants p ON p.id = r.participant_id
+         JOIN record_versions v ON v.record_id = r.id
+         JOIN studies s ON s.id = r.study_id WHERE s.code = 'DEMO-001'
+        ORDER BY p.subject_code, r.form_code, r.instance`,
+    )) as Record<string, any>[];
+    expect(recs.map((r) => [r.subject, r.form, r.instance])).toEqual([
+      ["SITE-01-003", "DEMOG", 1],
+      ["SITE-01-003", "VITALS", 1],
+      ["SITE-01-004", "AE", 1],
+      ["SITE-01-004", "AE", 2],
+      ["SITE-01-004", "DEMOG", 1],
+      ["SITE-01-004", "VITALS", 1],
+    ]);
+    const vitals = recs.find((r) => r.subject === "SITE-01-003" && r.form === "VITALS")!;
+    expect(JSON.parse(vitals.calculated_text)).toEqual({ bmi: 22.7 });
+    expect(JSON.parse(vitals.missing_text)).toEqual({
+      temp: { code: "NOT_DONE", reason: "Thermometer out of service at the screening visit" },
+    });
+    const manDemog = recs.find((r) => r.subject === "SITE-01-004" && r.form === "DEMOG")!;
+    expect(JSON.parse(manDemog.data_text)).not.toHaveProperty("pregnant");
+    const serious = recs.find((r) => r.form === "AE" && r.instance === 2)!;
+    expect(JSON.parse(serious.data_text)).toMatchObject({ serious: true, hosp_date: expect.any(String) });
+    const queries = await t.database.execute(
+      `SELECT q.field, q.text FROM queries q JOIN studies s ON s.id = q.study_id WHERE s.code = 'DEMO-001'`,
+    );
+    expect(queries).toEqual([
+      { field: "sbp", text: "Systolic BP 172 mmHg is outside the expected range 90–160 mmHg (confirmed at entry)" },
     ]);
     const docs = await t.database.execute(
       `SELECT d.status FROM consent_documents d JOIN studies s ON s.id = d.study_id WHERE s.code = 'DEMO-001'`,

@@ -65,10 +65,14 @@ describe("integration API under load (HTTP, PostgreSQL)", () => {
       const all = (await Promise.all(subjects.map((s) => client(s)))).flat();
       const sql = postgres(pg.url, { max: 1, onnotice: () => {} });
       try {
-        const [{ n }] = await sql`SELECT count(*)::int AS n FROM records`;
-        const [{ v }] = await sql`SELECT count(*)::int AS v FROM record_versions`;
-        // The demo seeds no records.
-        const [{ e }] = await sql`SELECT count(*)::int AS e FROM ledger_entries WHERE kind = 'record.saved'`;
+        // The demo seeds records of its own subjects (issue 17): only this test's subjects are counted.
+        const ours = sql`SELECT r.id FROM records r JOIN participants p ON p.id = r.participant_id
+                          WHERE p.subject_code = ANY(${subjects})`;
+        const [{ n }] = await sql`SELECT count(*)::int AS n FROM records WHERE id IN (${ours})`;
+        const [{ v }] = await sql`SELECT count(*)::int AS v FROM record_versions WHERE record_id IN (${ours})`;
+        const [{ e }] = await sql`SELECT count(*)::int AS e FROM ledger_entries
+                                   WHERE kind = 'record.saved'
+                                     AND (payload_text::json ->> 'subject') = ANY(${subjects})`;
         expect(new Set(all).size).toBe(all.length);
         expect(n).toBe(all.length);
         expect(v).toBe(all.length);

@@ -76,6 +76,7 @@ describe("CRF data before consent, over HTTP", () => {
     const demog = await json(coord, "/api/v1/studies/DEMO-001/records", {
       subject,
       form: "DEMOG",
+      formVersion: 1,
       visit: "SCREENING",
       data: { sex: "F", age: 40, consent_datetime: "2026-03-01T09:00:00Z" },
     });

@@ -92,28 +92,28 @@ describe("portal on the embedded database (PGlite)", () => {
     expect(bad.stderr).toBe("trialseal: study DEMO-001 already exists\n");
 
     // Form definitions from a file, through the running portal: approved on import unless --draft.
-    const formFile = path.join(env.DATA_DIR, "ae.json");
+    const formFile = path.join(env.DATA_DIR, "cm.json");
     writeFileSync(
       formFile,
       JSON.stringify({
-        code: "AE",
-        title: "Adverse event",
+        code: "CM",
+        title: "Concomitant medication",
         version: 1,
         visits: ["ANY"],
-        fields: [{ name: "term", label: "Term", type: "text", required: true }],
+        fields: [{ name: "drug", label: "Medication", type: "text", required: true }],
       }),
     );
     const imported = cli(["forms", "import", "--study", "DEMO-001", formFile], env);
     expect(imported.stderr).toBe("");
-    expect(imported.stdout).toMatch(/^imported and approved form AE version 1 in DEMO-001 \(sha256 [0-9a-f]{64}\)\n$/);
+    expect(imported.stdout).toMatch(/^imported and approved form CM version 1 in DEMO-001 \(sha256 [0-9a-f]{64}\)\n$/);
     writeFileSync(
       formFile,
       JSON.stringify({
-        code: "AE",
-        title: "Adverse event",
+        code: "CM",
+        title: "Concomitant medication",
         version: 2,
         visits: ["ANY"],
-        fields: [{ name: "term", label: "Term", type: "txt" }],
+        fields: [{ name: "drug", label: "Medication", type: "txt" }],
       }),
     );
     const invalid = cli(["forms", "import", "--study", "DEMO-001", formFile], env);
@@ -122,8 +122,10 @@ describe("portal on the embedded database (PGlite)", () => {
     writeFileSync(formFile, "{not json");
     const notJson = cli(["forms", "import", "--study", "DEMO-001", formFile], env);
     expect(notJson.code).toBe(2);
-    expect(notJson.stderr).toMatch(/ae\.json is not JSON/);
-    expect(cli(["forms", "list", "--study", "DEMO-001"], env).stdout).toMatch(/^AE\tv1\tapproved\tAdverse event$/m);
+    expect(notJson.stderr).toMatch(/cm\.json is not JSON/);
+    expect(cli(["forms", "list", "--study", "DEMO-001"], env).stdout).toMatch(
+      /^CM\tv1\tapproved\tConcomitant medication$/m,
+    );
 
     // A second portal on the same data directory is refused with a clear message.
     const second = portalStartFailure(env);
