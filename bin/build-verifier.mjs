@@ -24,11 +24,13 @@ export async function buildVerifierHtml() {
   const scriptHash = createHash("sha256").update(js).digest("base64");
   const css =
     "body{font-family:system-ui,sans-serif;max-width:60rem;margin:2rem auto;padding:0 1rem;color:#1b1f24}" +
-    "label{display:block;font-weight:600;margin:.8rem 0 .2rem}input[type=text]{width:100%;padding:.4rem}" +
+    "label{display:block;font-weight:600;margin:.8rem 0 .2rem}" +
+    "input[type=text]{width:100%;box-sizing:border-box;padding:.4rem}" +
     "button{margin-top:1rem;padding:.5rem 1rem;font-size:1rem}" +
     ".report{border:1px solid #d0d7de;border-radius:8px;padding:1rem;margin:1rem 0}" +
     ".report.valid{border-color:#1a7f37;background:#f0fff4}.report.invalid{border-color:#cf222e;background:#fff5f5}" +
     ".steps{font-family:ui-monospace,monospace;font-size:.85rem;list-style:none;padding:0}" +
+    ".steps li,.failed-step,.report h2{overflow-wrap:anywhere}.explain{margin:.2rem 0 .6rem}" +
     ".steps .failed{color:#cf222e;font-weight:700}.steps .not_checked{color:#57606a}" +
     ".failed-step,.error{color:#cf222e;font-weight:600}.muted{color:#57606a}";
   const styleHash = createHash("sha256").update(css).digest("base64");

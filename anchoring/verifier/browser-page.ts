@@ -7,7 +7,7 @@
 import { nobleCrypto } from "../log/crypto-noble.ts";
 import { toHex } from "../log/bytes.ts";
 import { parseTrustPolicy, type TrustPolicy } from "./trust-policy.ts";
-import { verifyBundle, type Report } from "./verify-bundle.ts";
+import { type ErrorCode, verifyBundle, type Report } from "./verify-bundle.ts";
 import { fetchReader } from "../ledgers/evm-rpc-fetch.ts";
 
 const $ = <T extends HTMLElement>(id: string) => document.getElementById(id) as T;
@@ -46,6 +46,24 @@ async function readPolicy(): Promise<{ policy: TrustPolicy; source: string }> {
   return { policy: parseTrustPolicy(json), source };
 }
 
+/** What a failed form step means, in plain words (the step's own message names the field and the values). */
+const EXPLAIN: Partial<Record<ErrorCode, string>> = {
+  CALCULATION_MISMATCH:
+    "A calculated value sealed in this record is not what its form's calculation gives from the record's own " +
+    "sealed values: it was changed or computed wrongly.",
+  VISIBILITY_MISMATCH: "A field that the form hides for these values (branching) holds a value.",
+  FORM_DEFINITION_MISMATCH: "The form definition in this bundle is not the one the record was sealed with.",
+  FORM_DEFINITION_MISSING:
+    "This record was sealed with a form, but the bundle does not include that form's definition, so its " +
+    "calculations and branching cannot be checked. Bundles from TrialSeal always include it: ask for the bundle again.",
+  FORM_DEFINITION_INVALID:
+    "The form definition sealed with this record is not a valid form definition, so no record could have been " +
+    "saved on it.",
+  FIELD_NOT_IN_FORM: "The record holds a field that its form does not have.",
+  FIELD_CLASS_MISMATCH: "The record holds a field in a way its class does not allow (an identifier in clear).",
+  MISSING_CODE_NOT_ALLOWED: "The record holds a missing-data code that its field does not accept.",
+};
+
 function renderReport(name: string, r: Report): HTMLElement {
   const ok = r.verdict === "valid";
   const box = el("section", {
@@ -69,6 +87,8 @@ function renderReport(name: string, r: Report): HTMLElement {
   const failed = r.steps.find((s) => s.status === "failed");
   if (failed)
     box.append(el("p", { class: "failed-step" }, `Failed at ${failed.step} [${failed.code}]: ${failed.message}`));
+  const meaning = failed?.code ? EXPLAIN[failed.code] : undefined;
+  if (meaning) box.append(el("p", { class: "explain" }, meaning));
   const list = el("ul", { class: "steps" });
   for (const s of r.steps)
     list.append(

@@ -18,6 +18,12 @@ export const BundleSchema = z.strictObject({
   envelope: z.record(z.string(), z.unknown()),
   batch: z.strictObject({ header: z.record(z.string(), z.unknown()), leafIndex: nat, inclusion: path }),
   checkpoints: z.array(BundleCheckpointSchema).min(1).max(16),
+  /**
+   * For a record.saved entry of version 3 on: the form version's definition, exactly its stored canonical text
+   * (its SHA-256 is the payload's `formSha256`), so the verifier can recompute the calculated fields and check
+   * branching (ADR 0028). Optional: bundles made before it, and bundles of other kinds, have none.
+   */
+  form: z.strictObject({ definition: z.string().min(1).max(2_000_000) }).optional(),
 });
 
 export type Bundle = z.infer<typeof BundleSchema>;

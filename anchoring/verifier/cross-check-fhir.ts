@@ -5,7 +5,10 @@
  *   time), the subject's Patient, the leaf hash, every answer (and no answer the payload lacks), the author (a
  *   Practitioner whose identifier is the payload's `actor`, or a Device whose identifier and deviceName are the
  *   payload's `token` id and name; none for neither), and that the seq is the record's latest sealed version;
- *   every sealed record has one.
+ *   every sealed record has one. Payload version 3 (issue 17): the `instance` extension (1 before), each clear and
+ *   calculated value against `values` and `calculated`, each identifier or free-text answer (written as entered) by
+ *   its salted hash against `hashed`, each missing-data code (an item without an answer: the `missing-code`
+ *   extension, HL7's data-absent-reason matching it, the `missing-reason` by its salted hash) against `missing`.
  * - Consent, by its signature id (`consent-<signature>`): the patient, the document code and version (policy),
  *   the status derived from the consent.signed and consent.withdrawn entries (`inactive` after a full withdrawal
  *   or a later signature on the same document, else `active` once countersigned by staff, else `proposed`),
@@ -23,13 +26,30 @@
  * Not checked (not in a sealed payload): dates of consent (the signature row's time), titles, displays, ids of
  * Patients, Practitioners and the bundle's own timestamp.
  */
+import { canonicalize } from "../log/canonical.ts";
+import { nobleCrypto } from "../log/crypto-noble.ts";
+import type { Crypto } from "../log/crypto.ts";
+import { hashedFieldValue } from "../log/record-values.ts";
+import { saltedTextHash } from "../log/text-hash.ts";
 import { type Bad, latestRecordVersions, type Sealed, type SealedEntry, show } from "./cross-check-sealed.ts";
 import { enteredBy } from "./entered-by.ts";
+
+/** HL7's data-absent-reason extension and the code the export gives each missing-data code (app/exports/fhir). */
+const DATA_ABSENT_REASON = "http://hl7.org/fhir/StructureDefinition/data-absent-reason";
+const DATA_ABSENT_CODE: Record<string, string> = {
+  NI: "unknown",
+  UNK: "unknown",
+  ASKU: "asked-unknown",
+  NASK: "not-asked",
+  NA: "not-applicable",
+  NOT_DONE: "not-performed",
+};
 
 type Json = Record<string, unknown>;
 const FILE = "fhir.json";
 const EXT = "https://trialseal.dev/fhir/StructureDefinition";
 
+const obj = (v: unknown): Json => (v !== null && typeof v === "object" && !Array.isArray(v) ? (v as Json) : {});
 const ext = (r: Json, name: string) =>
   ((r.extension as Json[] | undefined) ?? []).find((x) => x.url === `${EXT}/${name}`);
 /** The seq and leaf hash in a resource's ledger-entry extension. */
@@ -77,7 +97,7 @@ function answersSay(answers: Json[], want: unknown): boolean {
 }
 
 /** Returns the number of resources checked. */
-export function crossCheckFhir(text: string, sealed: Sealed, bad: Bad): number {
+export function crossCheckFhir(text: string, sealed: Sealed, bad: Bad, crypto: Crypto = nobleCrypto): number {
   let bundle: Json;
   try {
     bundle = JSON.parse(text) as Json;
@@ -143,16 +163,54 @@ export function crossCheckFhir(text: string, sealed: Sealed, bad: Bad): number {
       same("subject", subjectOf(r.subject), p.subject);
       same("leafHash", leafHash, e.leafHash);
       same("author", actorOf(byUrl.get(String((r.author as Json | undefined)?.reference))), enteredBy(p));
-      const values = (p.values ?? {}) as Record<string, unknown>;
+      same("instance", ext(r, "instance")?.valueInteger ?? 1, p.instance ?? 1);
+      const values = { ...obj(p.values), ...obj(p.calculated) };
+      const hashed = obj(p.hashed);
+      const missing = obj(p.missing);
+      const salt = String(p.salt);
       const items = new Map(((r.item as Json[] | undefined) ?? []).map((i) => [String(i.linkId), i]));
+      const answersOf = (k: string) => (items.get(k)?.answer as Json[] | undefined) ?? [];
       for (const [k, v] of Object.entries(values)) {
         if (v === null || v === undefined) continue;
-        const answers = (items.get(k)?.answer as Json[] | undefined) ?? [];
+        const answers = answersOf(k);
         if (!answersSay(answers, v)) mismatch(what, `item ${k}`, answers.map(answerValue), v);
       }
+      for (const [k, want] of Object.entries(hashed)) {
+        const got = answersOf(k).map(answerValue);
+        // One answer's value (text, or a number's JSON), or a multichoice's list of codes.
+        const texts = [
+          ...(got.length === 1 ? [typeof got[0] === "string" ? got[0] : canonicalize(got[0] ?? null)] : []),
+          ...(got.length ? [canonicalize(got)] : []),
+        ];
+        if (!texts.some((t) => hashedFieldValue(crypto, salt, t) === want))
+          bad(
+            FILE,
+            "FHIR_VALUE_MISMATCH",
+            `${what}: item ${k} is ${show(got.length === 1 ? got[0] : got)} in the file, which is not the value ` +
+              "sealed (as a salted hash) in the payload",
+          );
+      }
+      for (const [k, m] of Object.entries(missing)) {
+        const item = items.get(k);
+        const { code, reasonHash } = obj(m);
+        const gotCode = item ? ext(item, "missing-code")?.valueCode : undefined;
+        const absent = ((item?.extension as Json[] | undefined) ?? []).find((x) => x.url === DATA_ABSENT_REASON);
+        const reason = item ? ext(item, "missing-reason")?.valueString : undefined;
+        if (gotCode !== code) mismatch(what, `item ${k} missing-data code`, gotCode, code);
+        else if (absent?.valueCode !== DATA_ABSENT_CODE[String(code)])
+          mismatch(what, `item ${k} data-absent-reason`, absent?.valueCode, DATA_ABSENT_CODE[String(code)]);
+        if (answersOf(k).length) mismatch(what, `item ${k}`, answersOf(k).map(answerValue), undefined);
+        if (typeof reason !== "string" || saltedTextHash(crypto, salt, reason) !== reasonHash)
+          bad(
+            FILE,
+            "FHIR_VALUE_MISMATCH",
+            `${what}: the reason for item ${k}'s missing-data code is ${show(reason)} in the file, which is not ` +
+              "the reason sealed (as a salted hash) in the payload",
+          );
+      }
       for (const k of items.keys())
-        if (values[k] === null || values[k] === undefined)
-          mismatch(what, `item ${k}`, (items.get(k)?.answer as Json[] | undefined)?.map(answerValue), undefined);
+        if ((values[k] === null || values[k] === undefined) && !Object.hasOwn(hashed, k) && !Object.hasOwn(missing, k))
+          mismatch(what, `item ${k}`, answersOf(k).map(answerValue), undefined);
       const last = latest.get(record);
       if (last && last.seq !== seq)
         bad(

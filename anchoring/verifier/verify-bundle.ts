@@ -28,6 +28,7 @@ import {
 } from "../log/envelope.ts";
 import { verifyAnchor, type AnchorCheck, type AnchorErrorCode, type AnchorVerifyOptions } from "./verify-anchor.ts";
 import { latestProven, ledgerTime, type LedgerTime } from "../ledgers/ledger-time.ts";
+import { type FormErrorCode, verifyFormSteps } from "./verify-form.ts";
 
 export type StepStatus = "ok" | "failed" | "not_checked";
 
@@ -71,11 +72,21 @@ export const ERROR_CODES = [
   "TSA_SIGNATURE_INVALID",
   "TSA_UNTRUSTED",
   "TSA_NOT_TIMESTAMPING_CERT",
+  "FORM_DEFINITION_MISSING",
+  "FORM_DEFINITION_INVALID",
+  "FORM_DEFINITION_MISMATCH",
+  "FIELD_NOT_IN_FORM",
+  "FIELD_CLASS_MISMATCH",
+  "MISSING_CODE_NOT_ALLOWED",
+  "CALCULATION_MISMATCH",
+  "VISIBILITY_MISMATCH",
 ] as const;
 export type ErrorCode = (typeof ERROR_CODES)[number];
 // Every anchor error code is a verifier error code (compile-time check).
 const anchorCodesListed: AnchorErrorCode extends ErrorCode ? true : never = true;
 void anchorCodesListed;
+const formCodesListed: FormErrorCode extends ErrorCode ? true : never = true;
+void formCodesListed;
 
 export interface Step {
   step: string;
@@ -172,6 +183,8 @@ export async function verifyBundle(
   if (payloadText !== null && toHex(crypto.sha256(utf8(payloadText))) === envelope.payloadHash)
     ok("payload.hash", "SHA-256 of the canonical payload equals envelope.payloadHash");
   else bad("payload.hash", "PAYLOAD_HASH_MISMATCH", "the payload does not hash to envelope.payloadHash");
+  // The form: a record's calculated fields recomputed and its branching checked from the sealed definition.
+  if (p.success) steps.push(...verifyFormSteps(crypto, envelope.kind, b.payload, b.form));
 
   // Header.
   const hdr = BatchHeaderSchema.safeParse(b.batch.header);

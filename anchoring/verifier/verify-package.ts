@@ -24,6 +24,8 @@ import { MerkleLevels } from "../log/tree.ts";
 import type { TrustPolicy } from "./trust-policy.ts";
 import { verifyBundle } from "./verify-bundle.ts";
 import { canonicalize } from "../log/canonical.ts";
+import { hashedFieldValue } from "../log/record-values.ts";
+import { saltedTextHash } from "../log/text-hash.ts";
 import type { PackageFiles, Sealed, SealedEntry } from "./cross-check-sealed.ts";
 
 export type { PackageFiles } from "./cross-check-sealed.ts";
@@ -70,8 +72,20 @@ export interface Manifest {
   files: ManifestFile[];
 }
 
-/** Values of the ODM file by ledger seq: [seq, item name, value text or null]. Parsed by the caller's XML reader. */
-export type OdmItem = { seq: number; item: string; value: string | null };
+/**
+ * Values of the ODM file by ledger seq: [seq, item name, value text or null], and for an item with a missing-data
+ * code (IsNull with ts:MissingCode, ADR 0027) the code and the reason (its Annotation's Comment). Parsed by the
+ * caller's XML reader.
+ */
+export type OdmItem = {
+  seq: number;
+  item: string;
+  value: string | null;
+  missingCode?: string | null;
+  missingReason?: string | null;
+};
+const obj = (v: unknown): Record<string, unknown> =>
+  v !== null && typeof v === "object" && !Array.isArray(v) ? (v as Record<string, unknown>) : {};
 
 export async function verifyEvidence(
   c: Crypto,
@@ -289,8 +303,41 @@ export async function verifyEvidence(
         );
         continue;
       }
-      const want = opts.odmValue(p.kind, p.payload, it.item);
       checked.odmValues++;
+      // Payload version 3 (issue 17): an identifier or free-text value by its salted hash, a missing-data code with
+      // its reason's salted hash.
+      const salt = String(p.payload.salt);
+      const hashed = obj(p.payload.hashed)[it.item];
+      const missing = obj(obj(p.payload.missing)[it.item]);
+      if (typeof hashed === "string") {
+        if (it.value === null || hashedFieldValue(c, salt, it.value) !== hashed)
+          bad(
+            "odm.xml",
+            "ODM_VALUE_MISMATCH",
+            `item ${it.item} at seq ${it.seq} is ${JSON.stringify(it.value)} in the file, which is not the value ` +
+              "sealed (as a salted hash) in the payload",
+          );
+        continue;
+      }
+      if ((it.missingCode ?? undefined) !== missing.code)
+        bad(
+          "odm.xml",
+          "ODM_VALUE_MISMATCH",
+          `item ${it.item} at seq ${it.seq} has missing-data code ${JSON.stringify(it.missingCode ?? null)} in the ` +
+            `file but ${JSON.stringify(missing.code ?? null)} in the sealed payload`,
+        );
+      else if (
+        missing.code !== undefined &&
+        (typeof it.missingReason !== "string" || saltedTextHash(c, salt, it.missingReason) !== missing.reasonHash)
+      )
+        bad(
+          "odm.xml",
+          "ODM_VALUE_MISMATCH",
+          `item ${it.item} at seq ${it.seq}: the reason for its missing-data code is ` +
+            `${JSON.stringify(it.missingReason ?? null)} in the file, which is not the reason sealed ` +
+            "(as a salted hash)",
+        );
+      const want = opts.odmValue(p.kind, p.payload, it.item);
       if (want !== it.value)
         bad(
           "odm.xml",
@@ -337,19 +384,33 @@ export function odmExpected(
   const out: (OdmItem & { subject: string; form: string; visit: string; version: number })[] = [];
   for (const versions of byRecord.values()) {
     let prev: Record<string, unknown> = {};
+    let prevHashed: string[] = [];
     for (const e of versions.sort((a, b) => Number(a.payload.version) - Number(b.payload.version))) {
-      const values = (e.payload.values ?? {}) as Record<string, unknown>;
+      // What each item says: a clear or calculated value, or a missing-data code (payload version 3). Identifier
+      // and free-text values are salted hashes under each version's own salt, so whether a later version changed
+      // one that both hold cannot be told: it is expected when it appears or goes, not when it stays.
+      const values: Record<string, unknown> = { ...obj(e.payload.values) };
+      for (const [k, v] of Object.entries(obj(e.payload.calculated))) if (v !== null) values[k] = v;
+      for (const [k, m] of Object.entries(obj(e.payload.missing))) values[k] = { missing: obj(m).code };
+      const hashed = Object.keys(obj(e.payload.hashed));
       const version = Number(e.payload.version);
       const names =
         version === 1
-          ? Object.keys(values)
-          : [...new Set([...Object.keys(prev), ...Object.keys(values)])].filter(
-              (n) => JSON.stringify(prev[n] ?? null) !== JSON.stringify(values[n] ?? null),
+          ? [...Object.keys(values), ...hashed]
+          : [...new Set([...Object.keys(prev), ...prevHashed, ...Object.keys(values), ...hashed])].filter((n) =>
+              hashed.includes(n) || prevHashed.includes(n)
+                ? hashed.includes(n) !== prevHashed.includes(n)
+                : JSON.stringify(prev[n] ?? null) !== JSON.stringify(values[n] ?? null),
             );
       const [subject, form, visit] = [e.payload.subject, e.payload.form, e.payload.visit].map(String);
-      for (const item of names)
-        out.push({ seq: e.seq, item, value: odmValue(e.kind, e.payload, item), subject, form, visit, version });
+      for (const item of names) {
+        const value = hashed.includes(item)
+          ? "(its value, sealed as a salted hash)"
+          : odmValue(e.kind, e.payload, item);
+        out.push({ seq: e.seq, item, value, subject, form, visit, version });
+      }
       prev = values;
+      prevHashed = hashed;
     }
   }
   return out;
@@ -366,8 +427,8 @@ function crossCheckDerived(
   const text = (p: string) => new TextDecoder().decode(files.get(p)!);
   let csvRows = 0;
   for (const p of [...files.keys()].filter((x) => /^csv\/[^/]+\.csv$/.test(x)).sort())
-    csvRows += crossCheckCsv(p, text(p), study, sealed, bad);
-  const fhirResources = files.has("fhir.json") ? crossCheckFhir(text("fhir.json"), sealed, bad) : 0;
+    csvRows += crossCheckCsv(p, text(p), study, sealed, bad, c);
+  const fhirResources = files.has("fhir.json") ? crossCheckFhir(text("fhir.json"), sealed, bad, c) : 0;
   const documents = crossCheckDocuments(c, files, sealed, bad);
   return { csvRows, fhirResources, documents };
 }

@@ -8,7 +8,8 @@ const keys = (o: { shape: Record<string, unknown> }) => Object.keys(o.shape);
 
 describe("the public consent page's words", () => {
   it("lists every field of a consent.signed proof bundle, each once", () => {
-    expect(keys(BundleSchema).sort()).toEqual(["batch", "checkpoints", "envelope", "format", "payload"]);
+    // `form` (the form version's definition) is carried by record.saved bundles only (ADR 0028), never by a consent's.
+    expect(keys(BundleSchema).sort()).toEqual(["batch", "checkpoints", "envelope", "form", "format", "payload"]);
     const batch = BundleSchema.shape.batch;
     const checkpointLog = BundleCheckpointSchema.shape.log;
     const expected = [

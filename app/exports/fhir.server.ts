@@ -19,14 +19,20 @@
  *   ledger entries of the scan and of the attestation.
  * - QuestionnaireResponse.author: the Practitioner of the member of staff who entered the version, or a Device
  *   for the study API token it was written with (Device.deviceName = the token's name at the time; ADR 0019).
+ * - QuestionnaireResponse items (issue 17): every entered value, identifiers and free text included (exports are for
+ *   authorized users), each calculated value (a decimal; the Questionnaire item is readOnly), and each missing-data
+ *   code as an item without an answer carrying HL7's data-absent-reason extension (NI and UNK: unknown, ASKU:
+ *   asked-unknown, NASK: not-asked, NA: not-applicable, NOT_DONE: not-performed) and TrialSeal's `missing-code` and
+ *   `missing-reason` extensions (the exact code and its reason). The row of a repeating form is its `instance`
+ *   extension.
  * Every entry's fullUrl is a `urn:uuid:` (a name-based UUID, version 5, of the resource's identity, so the same
  * resource has the same fullUrl in every export) and every reference is that same string, so references resolve
  * inside the bundle by R4's rules.
  * Validated in tests with @medplum/core's validateResource against the R4 StructureDefinitions (ADR 0008).
  */
 import { createHash } from "node:crypto";
-import { isRequired, type FieldDefinition } from "../../anchoring/forms/definition.ts";
-import type { StudyExport } from "./study-data.server.ts";
+import { isRequired, type FieldDefinition, type FormDefinition } from "../../anchoring/forms/definition.ts";
+import type { ExportVersion, StudyExport } from "./study-data.server.ts";
 
 const EXT = "https://trialseal.dev/fhir/StructureDefinition";
 const SYS = { study: "urn:trialseal:study", subject: "urn:trialseal:subject", entry: "urn:trialseal:ledger-entry" };
@@ -69,6 +75,44 @@ const ledgerExtension = (e: { seq: number | null; leafHash: string | null; entry
 
 const safeId = (s: string) => s.replace(/[^A-Za-z0-9.-]/g, "-").slice(0, 64);
 
+/** HL7's data-absent-reason extension, and the DataAbsentReason code of each missing-data code. */
+export const DATA_ABSENT_REASON = "http://hl7.org/fhir/StructureDefinition/data-absent-reason";
+export const DATA_ABSENT_CODE: Record<string, string> = {
+  NI: "unknown",
+  UNK: "unknown",
+  ASKU: "asked-unknown",
+  NASK: "not-asked",
+  NA: "not-applicable",
+  NOT_DONE: "not-performed",
+};
+
+/** The items of a version: entered values, calculated values and missing-data codes, in the form's field order. */
+function responseItems(def: FormDefinition | undefined, v: ExportVersion): Record<string, unknown>[] {
+  const values: Record<string, unknown> = { ...v.values };
+  for (const [k, c] of Object.entries(v.calculated ?? {})) values[k] = c;
+  const names = [...new Set([...Object.keys(values), ...Object.keys(v.missing ?? {})])];
+  const order = new Map((def?.fields ?? []).map((f, i) => [f.name, i]));
+  names.sort((a, b) => (order.get(a) ?? order.size) - (order.get(b) ?? order.size));
+  const out: Record<string, unknown>[] = [];
+  for (const name of names) {
+    const f = def?.fields.find((fd) => fd.name === name);
+    const m = v.missing?.[name];
+    if (m)
+      out.push({
+        linkId: name,
+        text: f?.label,
+        extension: [
+          { url: DATA_ABSENT_REASON, valueCode: DATA_ABSENT_CODE[m.code] ?? "unknown" },
+          { url: `${EXT}/missing-code`, valueCode: m.code },
+          { url: `${EXT}/missing-reason`, valueString: m.reason },
+        ],
+      });
+    else if (values[name] !== null && values[name] !== undefined)
+      out.push({ linkId: name, text: f?.label, answer: answers(f, values[name]) });
+  }
+  return out;
+}
+
 function itemType(f: FieldDefinition): string {
   switch (f.type) {
     case "number":
@@ -95,6 +139,8 @@ function answers(f: FieldDefinition | undefined, v: unknown): Record<string, unk
   switch (f.type) {
     case "number":
       return [f.integer ? { valueInteger: v } : { valueDecimal: v }];
+    case "calc":
+      return [{ valueDecimal: v }];
     case "date":
       return [{ valueDate: v }];
     case "datetime":
@@ -145,6 +191,7 @@ export function studyFhirBundle(x: StudyExport, now = new Date()): Record<string
         text: fd.label,
         type: itemType(fd),
         required: isRequired(fd),
+        ...(fd.type === "calc" ? { readOnly: true } : {}),
         ...(fd.type === "multichoice" ? { repeats: true } : {}),
         ...(fd.type === "choice" || fd.type === "multichoice"
           ? { answerOption: fd.options.map((o) => ({ valueCoding: { code: o.value, display: o.label } })) }
@@ -419,15 +466,11 @@ export function studyFhirBundle(x: StudyExport, now = new Date()): Record<string
           : {}),
       extension: [
         { url: `${EXT}/visit`, valueString: r.visit },
+        { url: `${EXT}/instance`, valueInteger: r.instance ?? 1 },
         { url: `${EXT}/record-version`, valueInteger: v.version },
         ledgerExtension(v),
       ],
-      item: Object.entries(v.values)
-        .filter(([, value]) => value !== null && value !== undefined)
-        .map(([name, value]) => {
-          const f = def?.fields.find((fd) => fd.name === name);
-          return { linkId: name, text: f?.label, answer: answers(f, value) };
-        }),
+      item: responseItems(def, v),
     });
   }
   return {

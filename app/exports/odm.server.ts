@@ -1,85 +1,49 @@
 /**
  * CDISC ODM 1.3.2 export of a study (a Transactional file, so that every version is carried):
- * - Study / MetaDataVersion from the approved form definitions: one StudyEventDef per visit, one FormDef with
- *   one ItemGroupDef per form, an ItemDef per field (data type, question, unit, range checks, code lists).
+ * - Study / MetaDataVersion from the latest approved definition of each form, written by the same code as the forms'
+ *   own ODM export (app/form-exchange/odm-metadata.ts, ADR 0027): visits, forms, item groups, items, code lists,
+ *   conditions (showIf), methods (calculations), with TrialSeal's extension attributes (ts:).
  * - AdminData: the users who entered or signed data, the sites as Locations, a SignatureDef per meaning.
  * - ClinicalData: SubjectData / StudyEventData / FormData / ItemGroupData / ItemData. Every version of every
  *   record is there: version 1 as TransactionType Insert, each correction as Update of the items it changed,
  *   each ItemData with an AuditRecord (user, location, UTC time, reason for change) whose SourceID carries the
  *   ledger entry (`trialseal:seq=S;leaf=HEX;entry=ID`) that proves the value. E-signatures are Signature elements
- *   referring to the SignatureDef of their meaning.
+ *   referring to the SignatureDef of their meaning. A calculated value is an item like an entered one; a missing-data
+ *   code is IsNull="Yes" with ts:MissingCode and an Annotation (the reason as Comment, the code as Flag); the row of
+ *   a repeating form is a FormData with FormRepeatKey = its instance.
  * Values: numbers as the JSON number text they were stored as, booleans as true/false, multiple choices as a JSON
  * array of their option codes (codes may contain spaces or commas), dates and date-times as entered, text exactly
  * (LF, TAB and CR as character references, so that attribute-value normalisation leaves them as they were).
  */
-import { XML_UNSAFE, isRequired, type FieldDefinition, type FormDefinition } from "../../anchoring/forms/definition.ts";
-import type { ExportRecord, StudyExport } from "./study-data.server.ts";
-
-/**
- * Characters XML 1.0 cannot carry at all, not even as a character reference. Record input refuses them
- * (anchoring/forms/definition.ts); data stored before that has them replaced by U+FFFD, visibly, so that the file stays
- * well-formed (the evidence-package check then reports such an item as not matching its sealed value, as it is).
- */
-const NOT_XML = new RegExp(XML_UNSAFE.source, "g");
-/** The special characters, and CR, which a parser would otherwise turn into LF (end-of-line handling). */
-const esc = (s: string) =>
-  s
-    .replace(NOT_XML, "\ufffd")
-    .replace(/&/g, "&amp;")
-    .replace(/</g, "&lt;")
-    .replace(/>/g, "&gt;")
-    .replace(/"/g, "&quot;")
-    .replace(/\r/g, "&#13;");
-/**
- * An attribute value: also TAB and LF as references, which attribute-value normalisation leaves alone (a raw TAB,
- * LF or CR in an attribute is read back as a space), so that a parser gives back the exact value.
- */
-const escAttr = (s: string) => esc(s).replace(/\n/g, "&#10;").replace(/\t/g, "&#9;");
-
-/** A tiny XML writer: elements with attributes (undefined ones left out) and children or text. */
-type Node = string | null | undefined | false | Node[];
-function el(name: string, attrs: Record<string, string | number | undefined | null>, ...children: Node[]): string {
-  const a = Object.entries(attrs)
-    .filter(([, v]) => v !== undefined && v !== null)
-    .map(([k, v]) => ` ${k}="${escAttr(String(v))}"`)
-    .join("");
-  const body = children.flat(Infinity as 1).filter((c): c is string => typeof c === "string" && c.length > 0);
-  return body.length ? `<${name}${a}>${body.join("")}</${name}>` : `<${name}${a}/>`;
-}
-const text = (name: string, t: string) => `<${name}>${esc(t)}</${name}>`;
-const translated = (name: string, t: string, lang = "en") =>
-  `<${name}><TranslatedText xml:lang="${escAttr(lang)}">${esc(t)}</TranslatedText></${name}>`;
+import type { FieldDefinition, FormDefinition } from "../../anchoring/forms/definition.ts";
+import {
+  MISSING_CODE_LIST_OID,
+  itemGroupOfField,
+  latestForms,
+  odmRootAttributes,
+  oid as metadataOid,
+  studyMetadataXml,
+} from "../form-exchange/odm-metadata.ts";
+import { el, esc, text } from "../form-exchange/odm-metadata-xml.ts";
+import type { ExportRecord, ExportVersion, StudyExport } from "./study-data.server.ts";
 
 export const oid = {
-  study: (code: string) => `ST.${code}`,
-  mdv: (code: string) => `MDV.${code}`,
-  event: (visit: string) => `SE.${visit}`,
-  form: (form: string) => `F.${form}`,
-  group: (form: string) => `IG.${form}`,
-  item: (form: string, field: string) => `I.${form}.${field}`,
-  codeList: (form: string, field: string) => `CL.${form}.${field}`,
-  unit: (u: string) => `MU.${u.replace(/[^A-Za-z0-9_.-]/g, "_")}`,
+  ...metadataOid,
   user: (id: string) => `U.${id}`,
   location: (site: string) => `L.${site}`,
   signatureDef: (meaning: string) => `SD.${meaning}`,
 };
 
-function dataType(f: FieldDefinition): string {
-  switch (f.type) {
-    case "number":
-      return f.integer ? "integer" : "float";
-    case "date":
-      return "date";
-    case "datetime":
-      return "datetime";
-    case "boolean":
-      return "boolean";
-    case "choice":
-      return "text";
-    default:
-      return "text";
-  }
-}
+/**
+ * What a record version holds beside its entered values (records service, issue 17): the missing-data codes entered
+ * with a reason instead of a value, and the calculated values. Optional: versions written before hold neither.
+ */
+type VersionContent = ExportVersion & {
+  missing?: Record<string, { code: string; reason: string }>;
+  calculated?: Record<string, number | null>;
+};
+/** A record, and its instance (the row of a repeating form; 1 otherwise). */
+type RecordRow = ExportRecord & { instance?: number };
 
 /** The text of a value in ODM (and back, in tests and the evidence-package check). */
 export function odmValue(f: FieldDefinition | undefined, v: unknown): string | null {
@@ -88,116 +52,6 @@ export function odmValue(f: FieldDefinition | undefined, v: unknown): string | n
   if (typeof v === "boolean") return v ? "true" : "false";
   if (f?.type === "number" && typeof v === "number") return JSON.stringify(v);
   return String(v);
-}
-
-/** The latest definition of each form (what the MetaDataVersion describes). */
-function latestForms(forms: FormDefinition[]): FormDefinition[] {
-  const m = new Map<string, FormDefinition>();
-  for (const f of forms) if (!m.has(f.code) || m.get(f.code)!.version < f.version) m.set(f.code, f);
-  return [...m.values()];
-}
-
-function metaData(x: StudyExport): string {
-  const forms = latestForms(x.forms);
-  const visits = [...new Set(forms.flatMap((f) => f.visits))];
-  const units = [
-    ...new Set(forms.flatMap((f) => f.fields.flatMap((fd) => (fd.type === "number" && fd.unit ? [fd.unit] : [])))),
-  ];
-  const basic = units.length
-    ? el(
-        "BasicDefinitions",
-        {},
-        units.map((u) => el("MeasurementUnit", { OID: oid.unit(u), Name: u }, translated("Symbol", u))),
-      )
-    : null;
-  const mdv = el(
-    "MetaDataVersion",
-    { OID: oid.mdv(x.study.code), Name: `${x.study.code} CRFs` },
-    el(
-      "Protocol",
-      {},
-      visits.map((v, i) => el("StudyEventRef", { StudyEventOID: oid.event(v), OrderNumber: i + 1, Mandatory: "No" })),
-    ),
-    visits.map((v) =>
-      el(
-        "StudyEventDef",
-        { OID: oid.event(v), Name: v, Repeating: "No", Type: "Scheduled" },
-        forms
-          .filter((f) => f.visits.includes(v))
-          .map((f) => el("FormRef", { FormOID: oid.form(f.code), Mandatory: "No" })),
-      ),
-    ),
-    forms.map((f) =>
-      el(
-        "FormDef",
-        { OID: oid.form(f.code), Name: f.title, Repeating: "No" },
-        el("ItemGroupRef", { ItemGroupOID: oid.group(f.code), Mandatory: "Yes" }),
-      ),
-    ),
-    forms.map((f) =>
-      el(
-        "ItemGroupDef",
-        { OID: oid.group(f.code), Name: f.title, Repeating: "No" },
-        f.fields.map((fd, i) =>
-          el("ItemRef", {
-            ItemOID: oid.item(f.code, fd.name),
-            OrderNumber: i + 1,
-            Mandatory: isRequired(fd) ? "Yes" : "No",
-          }),
-        ),
-      ),
-    ),
-    forms.flatMap((f) =>
-      f.fields.map((fd) =>
-        el(
-          "ItemDef",
-          {
-            OID: oid.item(f.code, fd.name),
-            Name: fd.name,
-            DataType: dataType(fd),
-            Length: fd.type === "text" && fd.maxLength ? fd.maxLength : undefined,
-          },
-          translated("Question", fd.label),
-          fd.type === "number" && fd.unit ? el("MeasurementUnitRef", { MeasurementUnitOID: oid.unit(fd.unit) }) : null,
-          fd.type === "number" && fd.min !== undefined
-            ? el("RangeCheck", { Comparator: "GE", SoftHard: "Hard" }, text("CheckValue", String(fd.min)))
-            : null,
-          fd.type === "number" && fd.max !== undefined
-            ? el("RangeCheck", { Comparator: "LE", SoftHard: "Hard" }, text("CheckValue", String(fd.max)))
-            : null,
-          fd.type === "choice" || fd.type === "multichoice"
-            ? el("CodeListRef", { CodeListOID: oid.codeList(f.code, fd.name) })
-            : null,
-        ),
-      ),
-    ),
-    forms.flatMap((f) =>
-      f.fields.flatMap((fd) =>
-        fd.type === "choice" || fd.type === "multichoice"
-          ? [
-              el(
-                "CodeList",
-                { OID: oid.codeList(f.code, fd.name), Name: fd.label, DataType: "text" },
-                fd.options.map((o) => el("CodeListItem", { CodedValue: o.value }, translated("Decode", o.label))),
-              ),
-            ]
-          : [],
-      ),
-    ),
-  );
-  return el(
-    "Study",
-    { OID: oid.study(x.study.code) },
-    el(
-      "GlobalVariables",
-      {},
-      text("StudyName", x.study.code),
-      text("StudyDescription", x.study.title),
-      text("ProtocolName", x.study.code),
-    ),
-    basic,
-    mdv,
-  );
 }
 
 /** The API tokens that wrote record versions, by id, with the name of each at its latest write. */
@@ -252,50 +106,97 @@ function adminData(x: StudyExport, meanings: string[]): string {
 export const sourceId = (v: { seq: number | null; leafHash: string | null; entryId: string }) =>
   `trialseal:seq=${v.seq ?? "pending"};leaf=${v.leafHash ?? "pending"};entry=${v.entryId}`;
 
-function recordForm(x: StudyExport, r: ExportRecord): string {
-  const def = latestForms(x.forms).find((f) => f.code === r.form);
+/**
+ * What a version says of one item: a value (entered, null when stored as no value, or calculated), or a missing-data
+ * code with its reason. Version 1 writes every entered item, null ones too, as the evidence-package check expects
+ * (anchoring/verifier/verify-package.ts `odmExpected`); a correction writes what changed, no value and an absent item
+ * being the same.
+ */
+type ItemState = { value: unknown } | { missing: { code: string; reason: string } };
+function itemStates(v: VersionContent): Map<string, ItemState> {
+  const out = new Map<string, ItemState>();
+  for (const [n, value] of Object.entries(v.values)) out.set(n, { value });
+  for (const [n, value] of Object.entries(v.calculated ?? {})) if (value !== null) out.set(n, { value });
+  for (const [n, m] of Object.entries(v.missing ?? {})) out.set(n, { missing: m });
+  return out;
+}
+const stateKey = (s: ItemState | undefined) =>
+  s === undefined || ("value" in s && (s.value === null || s.value === undefined)) ? "null" : JSON.stringify(s);
+const sameState = (a: ItemState | undefined, b: ItemState | undefined) => stateKey(a) === stateKey(b);
+
+/**
+ * One ItemData: a value as `Value`; no value as `IsNull="Yes"`; a missing-data code as `IsNull="Yes"` with
+ * `ts:MissingCode` (TrialSeal's extension, ADR 0027) and an Annotation whose Comment is the reason and whose Flag is
+ * the code in the missing-data code list (standard ODM, for readers that drop the extension).
+ */
+function itemData(r: RecordRow, v: VersionContent, n: string, state: ItemState | undefined, f?: FieldDefinition) {
+  const value = state && "value" in state ? odmValue(f, state.value) : null;
+  const missing = state && "missing" in state ? state.missing : undefined;
+  return el(
+    "ItemData",
+    {
+      ItemOID: oid.item(r.form, n),
+      TransactionType: v.version === 1 ? "Insert" : "Update",
+      Value: value ?? undefined,
+      IsNull: value === null ? "Yes" : undefined,
+      "ts:MissingCode": missing?.code,
+    },
+    el(
+      "AuditRecord",
+      { EditPoint: v.version === 1 ? undefined : "DataManagement", ID: `AR.${r.id}.${v.version}.${n}` },
+      el("UserRef", {
+        UserOID: oid.user(v.actorId ?? (v.actorToken ? `token.${v.actorToken.id}` : "integration")),
+      }),
+      el("LocationRef", { LocationOID: oid.location(r.site) }),
+      text("DateTimeStamp", v.at),
+      v.reason ? text("ReasonForChange", v.reason) : null,
+      text("SourceID", sourceId(v)),
+    ),
+    missing
+      ? el(
+          "Annotation",
+          { SeqNum: 1 },
+          text("Comment", missing.reason),
+          el("Flag", {}, el("FlagValue", { CodeListOID: MISSING_CODE_LIST_OID }, esc(missing.code))),
+        )
+      : null,
+  );
+}
+
+/**
+ * A record as FormData (FormRepeatKey = its instance when the form repeats): each version's items as they changed,
+ * each in the ItemGroupData of its item group in the form's latest definition.
+ */
+function recordForm(x: StudyExport, latest: FormDefinition[], r: RecordRow): string {
+  const def = latest.find((f) => f.code === r.form);
   const fieldOf = (name: string) =>
     x.forms.find((f) => f.code === r.form)?.fields.find((fd) => fd.name === name) ??
     def?.fields.find((fd) => fd.name === name);
-  const items: string[] = [];
-  let prev: Record<string, unknown> = {};
-  for (const v of r.versions) {
-    const names = [...new Set([...Object.keys(prev), ...Object.keys(v.values)])];
+  const groupOf = def ? itemGroupOfField(def) : new Map<string, string>();
+  const byGroup = new Map<string, string[]>();
+  let prev = new Map<string, ItemState>();
+  for (const v of r.versions as VersionContent[]) {
+    const cur = itemStates(v);
     const changed =
       v.version === 1
-        ? Object.keys(v.values)
-        : names.filter((n) => JSON.stringify(prev[n] ?? null) !== JSON.stringify(v.values[n] ?? null));
+        ? [...cur.keys()]
+        : [...new Set([...prev.keys(), ...cur.keys()])].filter((n) => !sameState(prev.get(n), cur.get(n)));
     for (const n of changed) {
-      const value = odmValue(fieldOf(n), v.values[n]);
-      items.push(
-        el(
-          "ItemData",
-          {
-            ItemOID: oid.item(r.form, n),
-            TransactionType: v.version === 1 ? "Insert" : "Update",
-            Value: value ?? undefined,
-            IsNull: value === null ? "Yes" : undefined,
-          },
-          el(
-            "AuditRecord",
-            { EditPoint: v.version === 1 ? undefined : "DataManagement", ID: `AR.${r.id}.${v.version}.${n}` },
-            el("UserRef", {
-              UserOID: oid.user(v.actorId ?? (v.actorToken ? `token.${v.actorToken.id}` : "integration")),
-            }),
-            el("LocationRef", { LocationOID: oid.location(r.site) }),
-            text("DateTimeStamp", v.at),
-            v.reason ? text("ReasonForChange", v.reason) : null,
-            text("SourceID", sourceId(v)),
-          ),
-        ),
-      );
+      const g = groupOf.get(n) ?? oid.group(r.form);
+      byGroup.set(g, [...(byGroup.get(g) ?? []), itemData(r, v, n, cur.get(n), fieldOf(n))]);
     }
-    prev = v.values;
+    prev = cur;
   }
+  if (!byGroup.size) byGroup.set(oid.group(r.form), []);
   const sig = r.signatures[r.signatures.length - 1];
+  const transaction = r.versions.length > 1 ? "Update" : "Insert";
   return el(
     "FormData",
-    { FormOID: oid.form(r.form), TransactionType: r.versions.length > 1 ? "Update" : "Insert" },
+    {
+      FormOID: oid.form(r.form),
+      FormRepeatKey: def?.repeating ? (r.instance ?? 1) : undefined,
+      TransactionType: transaction,
+    },
     sig
       ? el(
           "Signature",
@@ -306,15 +207,17 @@ function recordForm(x: StudyExport, r: ExportRecord): string {
           text("DateTimeStamp", sig.at),
         )
       : null,
-    el(
-      "ItemGroupData",
-      { ItemGroupOID: oid.group(r.form), TransactionType: r.versions.length > 1 ? "Update" : "Insert" },
-      items,
+    [...byGroup.entries()].map(([g, items]) =>
+      el("ItemGroupData", { ItemGroupOID: g, TransactionType: transaction }, items),
     ),
   );
 }
 
 export function studyOdm(x: StudyExport, now = new Date()): string {
+  const latest = latestForms(x.forms);
+  const anyMissing = x.records.some((r) =>
+    r.versions.some((v) => Object.keys((v as VersionContent).missing ?? {}).length),
+  );
   const meanings = [...new Set(x.records.flatMap((r) => r.signatures.map((s) => s.meaning)))].sort();
   const bySubject = new Map<string, ExportRecord[]>();
   for (const r of x.records) bySubject.set(r.subject, [...(bySubject.get(r.subject) ?? []), r]);
@@ -332,7 +235,7 @@ export function studyOdm(x: StudyExport, now = new Date()): string {
           el(
             "StudyEventData",
             { StudyEventOID: oid.event(v), TransactionType: "Insert" },
-            recs.filter((r) => r.visit === v).map((r) => recordForm(x, r)),
+            recs.filter((r) => r.visit === v).map((r) => recordForm(x, latest, r)),
           ),
         ),
       );
@@ -340,19 +243,8 @@ export function studyOdm(x: StudyExport, now = new Date()): string {
   );
   return `<?xml version="1.0" encoding="UTF-8"?>\n${el(
     "ODM",
-    {
-      xmlns: "http://www.cdisc.org/ns/odm/v1.3",
-      "xmlns:xlink": "http://www.w3.org/1999/xlink",
-      "xmlns:ds": "http://www.w3.org/2000/09/xmldsig#",
-      FileType: "Transactional",
-      Granularity: "All",
-      FileOID: `TS.${x.study.code}.${now.toISOString().replace(/[-:.]/g, "")}`,
-      CreationDateTime: now.toISOString(),
-      ODMVersion: "1.3.2",
-      Originator: "TrialSeal",
-      SourceSystem: "TrialSeal",
-    },
-    metaData(x),
+    odmRootAttributes(`TS.${x.study.code}`, "Transactional", now),
+    studyMetadataXml({ code: x.study.code, name: x.study.title }, x.forms, { missingCodeList: anyMissing }),
     adminData(x, meanings),
     clinical,
   )}\n`;

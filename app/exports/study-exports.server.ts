@@ -308,7 +308,9 @@ type ParsedOdmItemData = {
   "@ItemOID"?: string;
   "@IsNull"?: string;
   "@Value"?: string;
+  "@ts:MissingCode"?: string;
   AuditRecord?: { SourceID?: string };
+  Annotation?: { Comment?: unknown };
 };
 
 /** Every ItemData of an ODM file with the ledger seq its AuditRecord cites (for the package check and tests). */
@@ -333,17 +335,28 @@ export function odmItems(xml: string): OdmItem[] {
             const src = String(it.AuditRecord?.SourceID ?? "");
             const seq = /seq=(\d+)/.exec(src)?.[1];
             if (seq === undefined) continue;
+            const code = it["@ts:MissingCode"];
+            const comment = it.Annotation?.Comment;
             out.push({
               seq: Number(seq),
               item: String(it["@ItemOID"]).split(".").slice(2).join("."),
               value: it["@IsNull"] === "Yes" ? null : String(it["@Value"]),
+              ...(code === undefined
+                ? {}
+                : { missingCode: String(code), missingReason: typeof comment === "string" ? comment : null }),
             });
           }
   return out;
 }
 
-/** The ODM text of an item in a sealed record.saved payload (what the ODM file must say at that seq). */
+/**
+ * The ODM text of an item in a sealed record.saved payload (what the ODM file must say at that seq): its clear or
+ * calculated value (payload version 3 keeps calculated values apart); null when it holds none (identifier and
+ * free-text values are checked by their salted hash, missing-data codes by code and reason: verify-package.ts).
+ */
 export function payloadOdmValue(kind: string, payload: Record<string, unknown>, item: string): string | null {
   if (kind !== "record.saved") return null;
-  return odmValue(undefined, (payload.values as Record<string, unknown> | undefined)?.[item]);
+  const of = (m: unknown) => (m && typeof m === "object" ? (m as Record<string, unknown>) : {});
+  const values = of(payload.values);
+  return odmValue(undefined, Object.hasOwn(values, item) ? values[item] : of(payload.calculated)[item]);
 }

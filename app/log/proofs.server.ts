@@ -1,5 +1,7 @@
 /** Proof bundles, checkpoints and consistency proofs, built from what the database stores. */
+import { and, eq } from "drizzle-orm";
 import { bytesEqual, fromHex, toHex } from "../../anchoring/log/bytes.ts";
+import { forms } from "../../db/schema/index.ts";
 import type { Bundle, BundleCheckpoint } from "../../anchoring/verifier/bundle.ts";
 import { MerkleLevels, inclusionProofFromStored } from "../../anchoring/log/tree.ts";
 import { rootFromInclusionProof } from "../../anchoring/log/merkle.ts";
@@ -165,10 +167,39 @@ async function batchProofContext(ctx: AppContext, batchNo: number) {
   return { batch, header: JSON.parse(batch.headerText) as unknown, checkpoints };
 }
 
+/**
+ * The form definition a record.saved entry (version 3 on) was entered on, as stored (`forms.definitionText`, the
+ * text whose SHA-256 the payload seals as `formSha256`): the verifier recomputes the calculated fields from it
+ * (ADR 0028). Undefined for other entries. `cache` shares the look-ups of one export.
+ */
+async function formOfEntry(
+  ctx: AppContext,
+  entry: q.EntryRow,
+  cache = new Map<string, string | undefined>(),
+): Promise<Bundle["form"]> {
+  if (entry.kind !== "record.saved" || entry.studyId === null) return undefined;
+  const p = JSON.parse(entry.payloadText) as { form?: unknown; formVersion?: unknown; formSha256?: unknown };
+  if (typeof p.formSha256 !== "string" || typeof p.form !== "string" || typeof p.formVersion !== "number")
+    return undefined;
+  const key = `${entry.studyId} ${p.form} ${p.formVersion} ${p.formSha256}`;
+  if (!cache.has(key)) {
+    const [row] = await ctx.db
+      .select({ text: forms.definitionText })
+      .from(forms)
+      .where(and(eq(forms.studyId, entry.studyId), eq(forms.code, p.form), eq(forms.version, p.formVersion)));
+    // As stored, never "repaired": a definition altered behind the log no longer hashes to formSha256, and the
+    // verifier says so (FORM_DEFINITION_MISMATCH) rather than quietly not checking.
+    cache.set(key, row?.text);
+  }
+  const definition = cache.get(key);
+  return definition === undefined ? undefined : { definition };
+}
+
 function bundleOf(
   entry: q.EntryRow,
   c: Awaited<ReturnType<typeof batchProofContext>>,
   inclusion: Uint8Array[],
+  form?: Bundle["form"],
 ): Bundle {
   return {
     format: "trialseal-proof/v1",
@@ -180,6 +211,7 @@ function bundleOf(
       inclusion: inclusion.map(toHex),
     },
     checkpoints: structuredClone(c.checkpoints),
+    ...(form ? { form } : {}),
   };
 }
 
@@ -189,7 +221,7 @@ export async function proofBundle(ctx: AppContext, entry: q.EntryRow): Promise<P
     return { status: "pending", entryId: entry.id };
   const c = await batchProofContext(ctx, entry.batchNo);
   const inclusion = await batchInclusion(ctx, c.batch, entry.seq - c.batch.firstSeq, entry.leafHash!);
-  return { status: "sealed", bundle: bundleOf(entry, c, inclusion) };
+  return { status: "sealed", bundle: bundleOf(entry, c, inclusion, await formOfEntry(ctx, entry)) };
 }
 
 /**
@@ -211,7 +243,11 @@ export async function proofBundlesOfBatch(
   );
   if (tree.size !== c.batch.size || !bytesEqual(tree.root(), c.batch.root))
     throw new Error(`the entries of batch ${batchNo} do not hash to its root`);
-  return chosen.map((e) => bundleOf(e, c, tree.inclusionProof(e.seq! - c.batch.firstSeq)));
+  const cache = new Map<string, string | undefined>();
+  const out: Bundle[] = [];
+  for (const e of chosen)
+    out.push(bundleOf(e, c, tree.inclusionProof(e.seq! - c.batch.firstSeq), await formOfEntry(ctx, e, cache)));
+  return out;
 }
 
 /** The checkpoint of batch-log size `treeSize` with its final anchors (receipts only, no study data), or null. */

@@ -35,8 +35,16 @@ function graph(entry: string): { files: Set<string>; packages: Set<string> } {
 }
 
 // pkijs/asn1js (RFC 3161 tokens) run on WebCrypto; viem and node: stay out of the verifier (network code lives in
-// the adapters).
-const BROWSER_SAFE = ["zod", "canonicalize", "@noble/hashes/sha2.js", "@noble/curves/ed25519.js", "pkijs", "asn1js"];
+// the adapters). json-logic-js evaluates the forms' expressions (ADR 0024), which the verifier recomputes (ADR 0028).
+const BROWSER_SAFE = [
+  "zod",
+  "canonicalize",
+  "@noble/hashes/sha2.js",
+  "@noble/curves/ed25519.js",
+  "pkijs",
+  "asn1js",
+  "json-logic-js",
+];
 
 describe("the integrity core's dependency rules", () => {
   for (const entry of [

@@ -19,7 +19,7 @@ const files = readdirSync(DIR)
 describe("proof-bundle vectors (test/vectors/bundles)", () => {
   it("are the generator's output, byte for byte (regenerate with npx tsx test/vectors/bundles/generate.ts)", () => {
     const generated = generateVectors();
-    expect(files.map((f) => f.replace(/\.json$/, ""))).toEqual(Object.keys(generated).sort());
+    expect(files.map((f) => f.replace(/\.json$/, "")).sort()).toEqual(Object.keys(generated).sort());
     for (const f of files)
       expect(readFileSync(path.join(DIR, f), "utf8"), f).toBe(
         `${JSON.stringify(generated[f.replace(/\.json$/, "")], null, 2)}\n`,

@@ -18,6 +18,7 @@ import { MerkleLevels } from "../../../anchoring/log/tree.ts";
 import type { Bundle } from "../../../anchoring/verifier/bundle.ts";
 import type { TrustPolicy } from "../../../anchoring/verifier/trust-policy.ts";
 import type { EntryKind } from "../../../anchoring/log/payloads.ts";
+import { formVectors } from "./forms.ts";
 
 export const ORIGIN = "vectors.trialseal.test/log";
 const signer = nodeSigner(new Uint8Array(32).fill(1));
@@ -238,6 +239,8 @@ export function generateVectors(): Record<string, Vector> {
   evmVector("valid-evm-entry-within-drift", "the entry is written 2 s after its checkpoint's EVM block time: within the block time's 1 s resolution and 15 s drift", WITHIN, { verdict: "valid" });
   evmVector("entry-after-evm-anchor", "the EVM block time is a minute before the entry's claimed time: far beyond 1 s resolution and 15 s drift", "2026-03-01T08:59:04.000Z", { verdict: "invalid", code: "ENTRY_AFTER_ANCHOR" });
   evmVector("evm-policy-allows-no-drift", "the valid-evm-entry-within-drift bundle, but the policy's ledgerTime allows EVM time no drift", WITHIN, { verdict: "invalid", code: "ENTRY_AFTER_ANCHOR" }, { ...evmPolicy, ledgerTime: { evm: { driftMs: 0 } } });
+  // Form vectors (ADR 0028): a log of their own, record.saved v3 entries whose bundles carry the form definition.
+  Object.assign(out, formVectors());
   return out;
 }
 
