@@ -187,29 +187,70 @@ tokens
   .argument("<TOKEN>", "token id or prefix (ts_...)")
   .action((token: string, o: { study: string }) => dispatch("tokens.revoke", { study: o.study, token }));
 
-const forms = program.command("forms").description("CRF form definitions (versioned JSON)");
+const forms = program
+  .command("forms")
+  .description("CRF form definitions (versioned JSON; REDCap data dictionaries and CDISC ODM in and out)");
 forms
   .command("import")
-  .description("import a form definition; approved at once (a ledger entry) unless --draft")
+  .description(
+    "import a file of forms, all or none: TrialSeal JSON, a REDCap data dictionary (CSV) or CDISC ODM 1.3.2 " +
+      "(XML); approved at once (a ledger entry) unless --draft. Exit 0 imported, 1 refused (every problem listed), " +
+      "2 unusable file",
+  )
   .requiredOption("--study <CODE>", "study")
+  .option("--format <FORMAT>", "json | redcap | odm (detected when omitted)")
   .option("--draft", "import without approving")
-  .argument("<file>", "the definition, JSON")
-  .action(async (file: string, o: { study: string; draft?: boolean }) => {
-    const { readFileSync } = await import("node:fs");
-    let text: string;
-    try {
-      text = readFileSync(file, "utf8");
-    } catch (err) {
-      fail(`cannot read ${file}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`, 2);
-    }
-    let definition: unknown;
-    try {
-      definition = JSON.parse(text);
-    } catch (err) {
-      fail(`${file} is not JSON: ${(err as Error).message}`, 2);
-    }
-    return dispatch("forms.import", { study: o.study, definition, draft: !!o.draft, file });
-  });
+  .option(
+    "--repeating <FORM>",
+    "import this form as repeating (a REDCap instrument name or a form code; repeat for more)",
+    (v: string, acc: string[]) => [...acc, v],
+    [] as string[],
+  )
+  .option("--visits <V1,V2>", "the visits of every imported form (REDCap dictionaries: SCREENING when omitted)")
+  .argument("<file>", "the file")
+  .action(
+    async (
+      file: string,
+      o: { study: string; format?: string; draft?: boolean; repeating: string[]; visits?: string },
+    ) => {
+      const { readFileSync, statSync } = await import("node:fs");
+      const { FORM_FILE_MAX_BYTES } = await import("../app/form-exchange/form-format.ts");
+      let text: string;
+      try {
+        const size = statSync(file).size;
+        if (size > FORM_FILE_MAX_BYTES)
+          fail(`${file} is ${size} bytes; a file of forms may be at most ${FORM_FILE_MAX_BYTES} bytes`, 2);
+        text = readFileSync(file, "utf8");
+      } catch (err) {
+        fail(`cannot read ${file}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`, 2);
+      }
+      const formats = ["json", "redcap", "odm"];
+      if (o.format !== undefined && !formats.includes(o.format))
+        fail(`--format: one of ${formats.join(", ")}, not ${o.format}`, 2);
+      const visits = o.visits
+        ?.split(",")
+        .map((s) => s.trim())
+        .filter(Boolean);
+      return dispatch("forms.import", {
+        study: o.study,
+        text,
+        fileName: file,
+        format: o.format,
+        draft: !!o.draft,
+        repeating: o.repeating,
+        visits,
+      });
+    },
+  );
+forms
+  .command("export")
+  .description("write the latest version of every form of a study as TrialSeal JSON, a REDCap dictionary or ODM")
+  .requiredOption("--study <CODE>", "study")
+  .requiredOption("--format <FORMAT>", "json | redcap | odm")
+  .option("--out <FILE>", "write to this file (standard output when omitted)")
+  .action((o: { study: string; format: string; out?: string }) =>
+    dispatch("forms.export", { study: o.study, format: o.format, out: o.out, cwd: process.cwd() }),
+  );
 forms
   .command("list")
   .description("list every version of every form of a study")

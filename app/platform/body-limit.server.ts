@@ -21,6 +21,9 @@ const LARGER_BODIES: { path: RegExp; limit: number; what: string }[] = [
     limit: 20 * MiB + 64 * KiB,
     what: "a 20 MB consent scan",
   },
+  // A file of forms, JSON, REDCap dictionary or ODM, of at most 1 MiB (app/form-exchange/form-format.ts
+  // FORM_FILE_MAX_BYTES), uploaded on the forms page (app/routes/studies/studies.$code.forms.tsx).
+  { path: /^\/studies\/[^/]+\/forms\/?$/, limit: 1024 * KiB + 64 * KiB, what: "a 1 MB file of forms" },
   // A form definition (app/routes/api/api.v1.studies.$code.forms.ts reads at most 256 KiB).
   { path: /^\/api\/v1\/studies\/[^/]+\/forms\/?$/, limit: 256 * KiB, what: "a form definition" },
 ];

@@ -270,27 +270,82 @@ export const COMMANDS: Record<string, Handler> = {
     return { stdout: `revoked ${r.id} (${r.prefix}, ${r.name}) in study ${r.study}\n` };
   },
 
+  /**
+   * A file of forms (TrialSeal JSON, a REDCap data dictionary, CDISC ODM), all or none: exit 0 imported, 1 refused
+   * (every problem on its own line, by row for a dictionary), 2 unusable (unknown format, not JSON or XML, too large).
+   */
   async "forms.import"(ctx, input) {
+    const v = parse(z.object({ study: z.string() }).passthrough(), input);
+    const { FormFileError, importFormsFile } = await import("../form-exchange/form-files.server.ts");
+    let r: Awaited<ReturnType<typeof importFormsFile>>;
+    try {
+      r = await importFormsFile(
+        ctx,
+        {
+          kind: "user",
+          userId: null,
+          label: "trialseal forms import (operator)",
+          platformAdmin: true,
+          memberships: [],
+        },
+        v.study,
+        input as never,
+      );
+    } catch (err) {
+      if (!(err instanceof FormFileError)) throw err;
+      if (err.unusable) {
+        const hint = err.message.startsWith("cannot tell") ? " with --format json|redcap|odm" : "";
+        return { stdout: "", stderr: `trialseal: ${err.message}${hint}\n`, exitCode: 2 };
+      }
+      const json = (input as { format?: string }).format === "json" || /^\s*[[{]/.test(String(v.text ?? ""));
+      const lines = err.fileProblems.map(
+        (p) => `trialseal: ${json ? `form definition: ${p.where}` : p.where}: ${p.message}\n`,
+      );
+      return { stdout: "", stderr: `${lines.join("")}trialseal: ${err.message}\n`, exitCode: 1 };
+    }
+    return {
+      stdout: r.forms
+        .map(
+          (f) =>
+            `${f.status === "approved" ? "imported and approved" : "imported as draft"} ` +
+            `form ${f.code} version ${f.version} in ${r.study} ` +
+            `(sha256 ${Buffer.from(f.definitionSha256).toString("hex")})\n`,
+        )
+        .join(""),
+    };
+  },
+  /** Every form's latest version as one file: TrialSeal JSON, a REDCap data dictionary or CDISC ODM metadata. */
+  async "forms.export"(ctx, input) {
+    const { FORM_FILE_FORMATS } = await import("../form-exchange/form-format.ts");
     const v = parse(
       z.object({
         study: z.string(),
-        definition: z.unknown(),
-        draft: z.boolean().default(false),
-        file: z.string().default("form"),
+        format: z.enum(FORM_FILE_FORMATS, { error: `format: one of ${FORM_FILE_FORMATS.join(", ")}` }),
+        out: z.string().optional(),
+        cwd: z.string().optional(),
       }),
       input,
     );
-    const { importForm } = await import("../records/forms.server.ts");
-    const f = await importForm(ctx, v.study, v.definition, {
-      draft: v.draft,
-      actorId: null,
-      actorLabel: "trialseal forms import (operator)",
-    });
+    const { exportForms } = await import("../form-exchange/form-files.server.ts");
+    const file = await exportForms(ctx, v.study, v.format);
+    if (v.out === undefined) return { stdout: file.text };
+    const { writeFileSync } = await import("node:fs");
+    const path = (await import("node:path")).default;
+    const out = path.resolve(v.cwd ?? process.cwd(), v.out);
+    try {
+      writeFileSync(out, file.text);
+    } catch (err) {
+      return {
+        stdout: "",
+        stderr: `trialseal: cannot write ${out}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}\n`,
+        exitCode: 1,
+      };
+    }
+    const bytes = new TextEncoder().encode(file.text);
     return {
       stdout:
-        `${f.status === "approved" ? "imported and approved" : "imported as draft"} ` +
-        `form ${f.code} version ${f.version} in ${v.study.toUpperCase()} ` +
-        `(sha256 ${Buffer.from(f.definitionSha256).toString("hex")})\n`,
+        `wrote ${out} (${file.count} form${file.count > 1 ? "s" : ""}, ${bytes.length} bytes, ` +
+        `sha256 ${toHex(ctx.crypto.sha256(bytes))})\n`,
     };
   },
   async "forms.list"(ctx, input) {

@@ -7,7 +7,8 @@ import { chmodSync, unlinkSync } from "node:fs";
 import type { AppContext } from "./context.server.ts";
 import { runCommand, type CommandOutput } from "./commands.server.ts";
 
-const MAX_BODY = 1024 * 1024;
+/** A command's input: `forms import` sends a file of forms of up to 1 MiB (FORM_FILE_MAX_BYTES), JSON-escaped. */
+const MAX_BODY = 4 * 1024 * 1024;
 
 export async function startControlServer(ctx: AppContext, socketPath: string): Promise<Server> {
   try {

@@ -13,7 +13,8 @@ import {
 } from "../../db/queries/forms.ts";
 import { forms } from "../../db/schema/index.ts";
 import { requirePermission, type Principal } from "../platform/permissions.server.ts";
-import { parseFormDefinition } from "../../anchoring/forms/definition.ts";
+import { type FormDefinition, parseFormDefinition } from "../../anchoring/forms/definition.ts";
+import type { Tx } from "../../db/client.ts";
 import type { AppContext } from "../platform/context.server.ts";
 import { ServiceError, isUniqueViolation } from "../platform/errors.server.ts";
 import { appendEntry } from "../log/append-entry.server.ts";
@@ -29,48 +30,44 @@ export async function importForm(
   definition: unknown,
   opts: { draft?: boolean; actorId: string | null; actorLabel?: string | null },
 ) {
-  const parsed = parseFormDefinition(definition);
-  if (!parsed.ok) throw new ServiceError("invalid", `form definition: ${parsed.path}: ${parsed.message}`, parsed.path);
-  const def = parsed.definition;
+  const [row] = await importForms(ctx, studyCode, [definition], opts);
+  return row;
+}
+
+/**
+ * Import several form definitions in one transaction (a file of forms: app/form-exchange/form-files.server.ts): all
+ * are imported, each approved (a ledger entry) unless `draft`, or none is.
+ */
+export async function importForms(
+  ctx: AppContext,
+  studyCode: string,
+  definitions: unknown[],
+  opts: { draft?: boolean; actorId: string | null; actorLabel?: string | null },
+) {
+  const prepared = definitions.map((definition) => {
+    const parsed = parseFormDefinition(definition);
+    if (!parsed.ok)
+      throw new ServiceError("invalid", `form definition: ${parsed.path}: ${parsed.message}`, parsed.path);
+    const definitionText = canonicalize(definition);
+    return {
+      def: parsed.definition,
+      definitionText,
+      definitionSha256: ctx.crypto.sha256(new TextEncoder().encode(definitionText)),
+    };
+  });
   const study = await getStudyOrThrow(ctx, studyCode);
-  const definitionText = canonicalize(definition);
-  const definitionSha256 = ctx.crypto.sha256(new TextEncoder().encode(definitionText));
+  let def = prepared[0]?.def;
   try {
     return await ctx.db.transaction(async (tx) => {
-      const now = new Date();
-      let approvalEntryId: string | null = null;
-      if (!opts.draft) {
-        const e = await appendEntry(tx, ctx.crypto, study, "form.approved", {
-          form: def.code,
-          version: def.version,
-          definitionSha256: toHex(definitionSha256),
-          actor: opts.actorId,
-        });
-        approvalEntryId = e.id;
+      const rows = [];
+      for (const p of prepared) {
+        def = p.def;
+        rows.push(await insertFormVersion(tx, ctx, study, p, opts));
       }
-      const row = await insertForm(tx, {
-        studyId: study.id,
-        code: def.code,
-        version: def.version,
-        title: def.title,
-        definitionText,
-        definitionSha256,
-        status: opts.draft ? "draft" : "approved",
-        createdBy: opts.actorId,
-        approvedBy: opts.draft ? null : opts.actorId,
-        approvedAt: opts.draft ? null : now,
-        approvalEntryId,
-      });
-      // The trail names the form version (code, version, definition hash); never the definition's text.
-      const who = { actorUserId: opts.actorId, actorLabel: opts.actorLabel ?? null, studyId: study.id };
-      const form = { form: def.code, version: def.version, definitionSha256: toHex(definitionSha256) };
-      await audit(tx, { action: "form.import", ...who, detail: { ...form, status: row.status } });
-      if (approvalEntryId)
-        await audit(tx, { action: "form.approve", ...who, detail: { ...form, entry: approvalEntryId } });
-      return row;
+      return rows;
     });
   } catch (err) {
-    if (isUniqueViolation(err))
+    if (isUniqueViolation(err) && def)
       throw new ServiceError(
         "conflict",
         `form ${def.code} version ${def.version} already exists in ${study.code}`,
@@ -78,6 +75,50 @@ export async function importForm(
       );
     throw err;
   }
+}
+
+/** One form version and, unless a draft, its approval entry, in the caller's transaction. */
+async function insertFormVersion(
+  tx: Tx,
+  ctx: AppContext,
+  study: Awaited<ReturnType<typeof getStudyOrThrow>>,
+  {
+    def,
+    definitionText,
+    definitionSha256,
+  }: { def: FormDefinition; definitionText: string; definitionSha256: Uint8Array },
+  opts: { draft?: boolean; actorId: string | null; actorLabel?: string | null },
+) {
+  const now = new Date();
+  let approvalEntryId: string | null = null;
+  if (!opts.draft) {
+    const e = await appendEntry(tx, ctx.crypto, study, "form.approved", {
+      form: def.code,
+      version: def.version,
+      definitionSha256: toHex(definitionSha256),
+      actor: opts.actorId,
+    });
+    approvalEntryId = e.id;
+  }
+  const row = await insertForm(tx, {
+    studyId: study.id,
+    code: def.code,
+    version: def.version,
+    title: def.title,
+    definitionText,
+    definitionSha256,
+    status: opts.draft ? "draft" : "approved",
+    createdBy: opts.actorId,
+    approvedBy: opts.draft ? null : opts.actorId,
+    approvedAt: opts.draft ? null : now,
+    approvalEntryId,
+  });
+  // The trail names the form version (code, version, definition hash); never the definition's text.
+  const who = { actorUserId: opts.actorId, actorLabel: opts.actorLabel ?? null, studyId: study.id };
+  const form = { form: def.code, version: def.version, definitionSha256: toHex(definitionSha256) };
+  await audit(tx, { action: "form.import", ...who, detail: { ...form, status: row.status } });
+  if (approvalEntryId) await audit(tx, { action: "form.approve", ...who, detail: { ...form, entry: approvalEntryId } });
+  return row;
 }
 
 export interface ConsentDocumentInput {
