@@ -20,7 +20,7 @@ import {
   signatures,
 } from "../../db/schema/index.ts";
 import type { AppContext } from "../platform/context.server.ts";
-import { ServiceError } from "../platform/errors.server.ts";
+import { ServiceError, isUniqueViolation } from "../platform/errors.server.ts";
 import { appendEntry } from "../log/append-entry.server.ts";
 import { saltedTextHash } from "../../anchoring/log/text-hash.ts";
 import { audit } from "../audit-trail/record-event.server.ts";
@@ -28,6 +28,7 @@ import { reauthenticate, type RequestMeta } from "../accounts/auth.server.ts";
 import { requireSiteAction } from "../studies/delegations.server.ts";
 import { can, requirePermission, type Principal } from "../platform/permissions.server.ts";
 import { getStudyOrThrow } from "../studies/studies.server.ts";
+import { auditActor, auditDetail, payloadActor } from "../platform/attribution.ts";
 
 async function recordOf(ctx: AppContext, principal: Principal, studyCode: string, recordId: string) {
   const study = await getStudyOrThrow(ctx, studyCode);
@@ -183,6 +184,28 @@ export async function releaseLock(
 }
 
 const MEANINGS = ["authored", "reviewed", "approved"] as const;
+type Meaning = (typeof MEANINGS)[number];
+/** The signer's role a meaning names, in words: "as author". */
+const SIGNED_AS: Record<Meaning, string> = { authored: "author", reviewed: "reviewer", approved: "approver" };
+
+/**
+ * A member of staff signing a version with a meaning they already signed it with (issue 17): refused, since a
+ * second identical signature adds nothing and would be counted twice. A new version (after a correction) can be
+ * signed again, and so can the same version with another meaning.
+ */
+export class AlreadySignedError extends ServiceError {
+  constructor(
+    readonly version: number,
+    readonly meaning: Meaning,
+  ) {
+    super(
+      "conflict",
+      `You have already signed version ${version} as ${SIGNED_AS[meaning]}; the same signature cannot be given ` +
+        "twice. Choose another meaning, or sign again once a correction has made a new version.",
+      "meaning",
+    );
+  }
+}
 
 /** The investigator e-signs the current version of a record, re-entering password (and TOTP code). */
 export async function signRecord(
@@ -197,8 +220,30 @@ export async function signRecord(
   await requireSiteAction(ctx, principal, "records.sign", { studyId: study.id, siteId: record.siteId });
   if (!MEANINGS.includes(input.meaning as never))
     throw new ServiceError("invalid", `meaning: choose ${MEANINGS.join(", ")}`, "meaning");
+  const meaning = input.meaning as Meaning;
+  // Refused before the password and code are checked (and the code used up): nothing would be signed.
+  const signed = await alreadySigned(ctx, record.id, principal.userId!, meaning);
+  if (signed !== null && signed === record.currentVersion) throw new AlreadySignedError(signed, meaning);
   const user = await reauthenticate(ctx, principal.userId!, input.password ?? "", input.code, meta);
-  return signVersion(ctx, study, record, user, input.meaning as (typeof MEANINGS)[number]);
+  return signVersion(ctx, study, record, user, meaning);
+}
+
+/** The latest version of a record the user signed with this meaning (a repeat from before 0021 aside), or null. */
+async function alreadySigned(ctx: AppContext, recordId: string, userId: string, meaning: Meaning, db: DbOrTx = ctx.db) {
+  const [s] = await db
+    .select({ version: signatures.version })
+    .from(signatures)
+    .where(
+      and(
+        eq(signatures.recordId, recordId),
+        eq(signatures.signerId, userId),
+        eq(signatures.meaning, meaning),
+        isNull(signatures.repeats),
+      ),
+    )
+    .orderBy(desc(signatures.version))
+    .limit(1);
+  return s?.version ?? null;
 }
 
 /** Signature manifestations of a record; a signature over an older version is shown as invalidated. */
@@ -270,7 +315,7 @@ export async function openQuery(
       record: record.id,
       field: input.field,
       textHash: saltedTextHash(ctx.crypto, salt, text),
-      actor: principal.userId,
+      ...payloadActor(principal),
     }));
     const [q] = await tx
       .insert(queries)
@@ -278,10 +323,10 @@ export async function openQuery(
       .returning();
     await audit(tx, {
       action: "query.open",
-      actorUserId: principal.userId,
+      ...auditActor(principal),
       studyId: study.id,
       siteId: record.siteId,
-      detail: { query: id },
+      detail: auditDetail(principal, { query: id }),
     });
     return q;
   });
@@ -389,12 +434,57 @@ export async function signCasebook(
   await requireSiteAction(ctx, principal, "records.sign", { studyId: study.id, siteId: p.siteId });
   if (!MEANINGS.includes(input.meaning as never))
     throw new ServiceError("invalid", `meaning: choose ${MEANINGS.join(", ")}`, "meaning");
-  const recs = await ctx.db.select().from(records).where(eq(records.participantId, p.id));
+  const meaning = input.meaning as Meaning;
+  const recs = await ctx.db
+    .select()
+    .from(records)
+    .where(eq(records.participantId, p.id))
+    .orderBy(asc(records.formCode), asc(records.visit), asc(records.createdAt));
   if (recs.length === 0) throw new ServiceError("invalid", "the casebook has no records to sign", "subject");
+  const skipped: CasebookSkip[] = [];
+  const toSign = [];
+  for (const r of recs) {
+    if ((await alreadySigned(ctx, r.id, principal.userId!, meaning)) === r.currentVersion)
+      skipped.push({ record: r.id, form: r.formCode, visit: r.visit, version: r.currentVersion });
+    else toSign.push(r);
+  }
+  if (toSign.length === 0)
+    throw new ServiceError(
+      "conflict",
+      `You have already signed every record of ${p.subjectCode} as ${SIGNED_AS[meaning]} (each in its current ` +
+        "version); nothing was signed. Choose another meaning, or sign again once a correction has made a new version.",
+      "meaning",
+    );
   const user = await reauthenticate(ctx, principal.userId!, input.password ?? "", input.code, meta);
-  const out = [];
-  for (const r of recs) out.push(await signVersion(ctx, study, r, user, input.meaning as (typeof MEANINGS)[number]));
-  return out;
+  const signed = [];
+  for (const r of toSign) {
+    try {
+      signed.push(await signVersion(ctx, study, r, user, meaning));
+    } catch (err) {
+      // Signed meanwhile (another tab, another process): reported as skipped, like those found above.
+      if (!(err instanceof AlreadySignedError)) throw err;
+      skipped.push({ record: r.id, form: r.formCode, visit: r.visit, version: err.version });
+    }
+  }
+  return { signed, skipped };
+}
+
+/** What a casebook signing did, in words: how many records were signed, and which were left as already signed. */
+export function casebookSigningText(out: { signed: unknown[]; skipped: CasebookSkip[] }, meaning: string): string {
+  const as = SIGNED_AS[meaning as Meaning] ?? meaning;
+  const n = out.signed.length;
+  const signed = `Signed ${n} record${n === 1 ? "" : "s"} as ${as}.`;
+  if (out.skipped.length === 0) return signed;
+  const list = out.skipped.map((k) => `${k.form} at ${k.visit} (version ${k.version})`).join(", ");
+  return `${signed} Not signed again, because you have already signed their current version as ${as}: ${list}.`;
+}
+
+/** A record of a casebook left unsigned because the signer already signed its current version with that meaning. */
+export interface CasebookSkip {
+  record: string;
+  form: string;
+  visit: string;
+  version: number;
 }
 
 async function signVersion(
@@ -402,7 +492,7 @@ async function signVersion(
   study: { id: string; code: string },
   record: { id: string; siteId: string },
   user: { id: string; fullName: string },
-  meaning: (typeof MEANINGS)[number],
+  meaning: Meaning,
 ) {
   const [cur] = await ctx.db
     .select({ version: recordVersions.version, payloadHash: ledgerEntries.payloadHash })
@@ -411,40 +501,60 @@ async function signVersion(
     .where(eq(recordVersions.recordId, record.id))
     .orderBy(desc(recordVersions.version))
     .limit(1);
-  return ctx.db.transaction(async (tx) => {
-    const id = crypto.randomUUID();
-    const e = await appendEntry(tx, ctx.crypto, study, "signature.applied", {
-      signature: id,
-      record: record.id,
-      version: cur.version,
-      signedPayloadHash: toHex(cur.payloadHash),
-      meaning,
-      signer: user.id,
-      actor: user.id,
+  try {
+    return await ctx.db.transaction(async (tx) => {
+      if ((await alreadySigned(ctx, record.id, user.id, meaning, tx)) === cur.version)
+        throw new AlreadySignedError(cur.version, meaning);
+      return insertSignature(tx, ctx, study, record, user, meaning, cur);
     });
-    const [s] = await tx
-      .insert(signatures)
-      .values({
-        id,
-        studyId: study.id,
-        recordId: record.id,
-        version: cur.version,
-        signedPayloadHash: cur.payloadHash,
-        meaning,
-        signerId: user.id,
-        printedName: user.fullName,
-        entryId: e.id,
-      })
-      .returning();
-    await audit(tx, {
-      action: "signature.apply",
-      actorUserId: user.id,
-      studyId: study.id,
-      siteId: record.siteId,
-      detail: { record: record.id, version: cur.version, meaning },
-    });
-    return s;
+  } catch (err) {
+    // Two signatures at once: the unique index lets one commit; the other is refused in the same words.
+    if (isUniqueViolation(err)) throw new AlreadySignedError(cur.version, meaning);
+    throw err;
+  }
+}
+
+async function insertSignature(
+  tx: DbOrTx,
+  ctx: AppContext,
+  study: { id: string; code: string },
+  record: { id: string; siteId: string },
+  user: { id: string; fullName: string },
+  meaning: Meaning,
+  cur: { version: number; payloadHash: Uint8Array },
+) {
+  const id = crypto.randomUUID();
+  const e = await appendEntry(tx, ctx.crypto, study, "signature.applied", {
+    signature: id,
+    record: record.id,
+    version: cur.version,
+    signedPayloadHash: toHex(cur.payloadHash),
+    meaning,
+    signer: user.id,
+    actor: user.id,
   });
+  const [s] = await tx
+    .insert(signatures)
+    .values({
+      id,
+      studyId: study.id,
+      recordId: record.id,
+      version: cur.version,
+      signedPayloadHash: cur.payloadHash,
+      meaning,
+      signerId: user.id,
+      printedName: user.fullName,
+      entryId: e.id,
+    })
+    .returning();
+  await audit(tx, {
+    action: "signature.apply",
+    actorUserId: user.id,
+    studyId: study.id,
+    siteId: record.siteId,
+    detail: { record: record.id, version: cur.version, meaning },
+  });
+  return s;
 }
 
 /** The study-wide lock in force, if any. */

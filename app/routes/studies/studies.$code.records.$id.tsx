@@ -1,4 +1,11 @@
-import { json, redirect, type ActionFunctionArgs, type LoaderFunctionArgs, type MetaFunction } from "@remix-run/node";
+import {
+  json,
+  redirect,
+  type ActionFunctionArgs,
+  type LinksFunction,
+  type LoaderFunctionArgs,
+  type MetaFunction,
+} from "@remix-run/node";
 import { Form, useActionData, useLoaderData } from "@remix-run/react";
 import { useEffect, useState } from "react";
 import { ServiceError } from "../../platform/errors.server.ts";
@@ -20,12 +27,17 @@ import {
 import { can } from "../../platform/permissions.server.ts";
 import { requestMeta } from "../../platform/session.server.ts";
 import { requireStudy } from "../../platform/require-study.server.ts";
-import { valuesFromForm } from "../../records/form-values.ts";
-import { RecordFields } from "../../records/record-fields.tsx";
+import { entryFromForm, localeOf, mergeProblems, todayIn } from "../../records/form-values.ts";
+import { type Posted, postedInputs, RecordFields } from "../../records/record-fields.tsx";
+import { siteTimeZone } from "../../studies/studies.server.ts";
 import { sealText } from "../../log/seal-text.ts";
 import { StudyPage } from "../../ui/study-page.tsx";
+import { fieldHistoriesFor } from "../../records/field-history.server.ts";
+import { FieldValues } from "../../records/field-history.tsx";
+import fieldHistoryStyles from "../../records/field-history.css";
 
 export const meta: MetaFunction = () => [{ title: "Record · TrialSeal" }];
+export const links: LinksFunction = () => [{ rel: "stylesheet", href: fieldHistoryStyles }];
 
 async function load(request: Request, context: LoaderFunctionArgs["context"], params: LoaderFunctionArgs["params"]) {
   const { study, user } = await requireStudy(request, context, params, "records.read");
@@ -43,11 +55,13 @@ export async function loader({ request, context, params }: LoaderFunctionArgs) {
   const { study, user, record, def } = await load(request, context, params);
   const ctx = context.ctx;
   const row = await findRecord(ctx, record.id);
-  const [sigs, qs, sdv, lock] = await Promise.all([
+  const [sigs, qs, sdv, lock, fields, timeZone] = await Promise.all([
     signaturesOf(ctx, record.id, record.version),
     queriesOf(ctx, record.id),
     sdvOf(ctx, record.id),
     activeLock(ctx, row),
+    fieldHistoriesFor(ctx, study.id, record),
+    siteTimeZone(ctx, row.siteId),
   ]);
   const scope = { studyId: study.id, siteId: row.siteId };
   return json({
@@ -55,6 +69,9 @@ export async function loader({ request, context, params }: LoaderFunctionArgs) {
     study: study.code,
     record,
     def,
+    fields,
+    timeZone,
+    today: todayIn(timeZone),
     signatures: sigs,
     queries: qs.map((q) => ({
       id: q.id,
@@ -79,8 +96,13 @@ export async function action({ request, context, params }: ActionFunctionArgs) {
   const { study, user, record, def } = await load(request, context, params);
   const form = await request.formData();
   const text = (k: string) => String(form.get(k) ?? "");
-  const values = valuesFromForm(def, form);
   const ctx = context.ctx;
+  const intent = text("intent");
+  // A correction: the values, missing-data codes and confirmations as entered, read on the site's clock.
+  const timeZone = await siteTimeZone(ctx, (await findRecord(ctx, record.id)).siteId);
+  const entry = entryFromForm(def, form, { timeZone, locale: localeOf(request.headers.get("accept-language")) });
+  const posted = intent === "correct" ? postedInputs(form) : null;
+  const values = entry.data;
   try {
     switch (text("intent")) {
       case "sign":
@@ -112,11 +134,23 @@ export async function action({ request, context, params }: ActionFunctionArgs) {
         await releaseLock(ctx, user, study.code, text("lock"), text("reason"));
         break;
       default:
-        await correctRecord(ctx, user, study.code, record.id, { data: values, reason: text("reason") });
+        await correctRecord(ctx, user, study.code, record.id, {
+          data: entry.data,
+          ...(Object.keys(entry.missing).length ? { missing: entry.missing } : {}),
+          ...(entry.confirmed.length ? { confirmed: entry.confirmed } : {}),
+          reason: text("reason"),
+        });
     }
     return redirect(`/studies/${study.code}/records/${record.id}`);
   } catch (err) {
-    return serviceErrorResponse(err, { values });
+    if (!(err instanceof ServiceError)) throw err;
+    const service = err.problems?.length ? err.problems : [{ field: err.field ?? "", message: err.message }];
+    return serviceErrorResponse(err, {
+      values,
+      intent,
+      posted: posted as Posted | null,
+      problems: posted ? mergeProblems(service, entry.problems) : null,
+    });
   }
 }
 
@@ -132,9 +166,29 @@ function When({ iso }: { iso: string }) {
 }
 
 export default function RecordPage() {
-  const { user, study, record, def, signatures, queries, sdv, lock, can: may } = useLoaderData<typeof loader>();
+  const {
+    user,
+    study,
+    record,
+    def,
+    fields,
+    timeZone,
+    today,
+    signatures,
+    queries,
+    sdv,
+    lock,
+    can: may,
+  } = useLoaderData<typeof loader>();
   const r = useActionData<typeof action>();
-  const show = (v: unknown) => (v === null || v === undefined ? "-" : Array.isArray(v) ? v.join(", ") : String(v));
+  const show = (v: unknown): string =>
+    v === null || v === undefined
+      ? "-"
+      : Array.isArray(v)
+        ? v.join(", ")
+        : typeof v === "object" && "missing" in v
+          ? `missing (${String(v.missing)})`
+          : String(v);
   return (
     <StudyPage
       user={user}
@@ -158,33 +212,13 @@ export default function RecordPage() {
           sealed. Run the integrity audit.
         </p>
       )}
-      <table>
-        <tbody>
-          {def.fields.map((f) => (
-            <tr key={f.name} data-field={f.name}>
-              <th>{f.label}</th>
-              <td>
-                {f.type === "choice" || f.type === "multichoice"
-                  ? show(
-                      ([] as unknown[])
-                        .concat(record.data[f.name] ?? [])
-                        .map((v) => f.options.find((o) => o.value === v)?.label ?? v),
-                    )
-                  : f.type === "boolean"
-                    ? record.data[f.name] === undefined
-                      ? "-"
-                      : record.data[f.name]
-                        ? "Yes"
-                        : "No"
-                    : show(record.data[f.name])}{" "}
-                {f.type === "number" && f.unit ? <span className="muted">{f.unit}</span> : null}
-              </td>
-            </tr>
-          ))}
-        </tbody>
-      </table>
+      <h2>Values</h2>
+      <p className="muted">
+        Open a field's history to see every change: when, who, the old and new value, why, and its proof.
+      </p>
+      <FieldValues fields={fields} />
       <h2>History</h2>
-      <table>
+      <table className="labelled">
         <thead>
           <tr>
             <th>Version</th>
@@ -198,18 +232,19 @@ export default function RecordPage() {
         <tbody>
           {record.history.map((h) => (
             <tr key={h.version} data-version={h.version}>
-              <td>v{h.version}</td>
-              <td>
+              <td data-label="Version">v{h.version}</td>
+              <td data-label="When">
                 <When iso={h.at} />
               </td>
-              <td>{h.actor}</td>
-              <td>
+              <td data-label="Who">{h.actor}</td>
+              <td data-label="What changed">
                 {h.version === 1
                   ? "entered"
                   : h.changes.map((c) => `${c.field}: ${show(c.old)} → ${show(c.new)}`).join("; ")}
               </td>
-              <td>{h.reason ?? "-"}</td>
+              <td data-label="Why">{h.reason ?? "-"}</td>
               <td
+                data-label="Seal"
                 data-seal={h.matchesSeal ? h.entry.status : "mismatch"}
                 className={h.matchesSeal ? undefined : "error"}
               >
@@ -219,7 +254,7 @@ export default function RecordPage() {
           ))}
         </tbody>
       </table>
-      {r?.error && !r.field?.startsWith("data") && r.field !== "reason" ? (
+      {r?.error && r.intent !== "sign" && !r.field?.startsWith("data") && r.field !== "reason" ? (
         <p className="error" role="alert" data-error-field={r.field ?? ""}>
           {r.error}
         </p>
@@ -238,6 +273,11 @@ export default function RecordPage() {
         <Form method="post" className="card" noValidate>
           <input type="hidden" name="intent" value="sign" />
           <h3>Sign version {record.version}</h3>
+          {r?.error && r.intent === "sign" ? (
+            <p className="error" role="alert" data-error-field={r.field ?? ""} data-sign-refused>
+              {r.error}
+            </p>
+          ) : null}
           <label htmlFor="meaning">Meaning of this signature</label>
           <select id="meaning" name="meaning">
             <option value="approved">approved</option>
@@ -263,7 +303,8 @@ export default function RecordPage() {
           <button type="submit">Mark version {record.version} as source-data verified</button>
         </Form>
       ) : null}
-      <table>
+      {queries.length === 0 ? <p className="muted">No queries.</p> : null}
+      <table className="labelled" hidden={queries.length === 0}>
         <thead>
           <tr>
             <th>Field</th>
@@ -276,9 +317,9 @@ export default function RecordPage() {
         <tbody>
           {queries.map((q) => (
             <tr key={q.id} data-query={q.status}>
-              <td>{q.field}</td>
-              <td>{q.text}</td>
-              <td>
+              <td data-label="Field">{q.field}</td>
+              <td data-label="Query">{q.text}</td>
+              <td data-label="Answer">
                 {q.answer ??
                   (may.enter && q.status === "open" ? (
                     <Form method="post">
@@ -292,7 +333,7 @@ export default function RecordPage() {
                     "-"
                   ))}
               </td>
-              <td>{q.status}</td>
+              <td data-label="Status">{q.status}</td>
               <td>
                 {may.monitor && q.status === "answered" ? (
                   <Form method="post">
@@ -340,7 +381,7 @@ export default function RecordPage() {
       {!lock && may.enter ? (
         <section className="card">
           <h2>Correct</h2>
-          {r?.error && (r.field === "reason" || r.field === "data") ? (
+          {r?.error && !r.problems?.length && (r.field === "reason" || r.field === "data") ? (
             <p className="error" role="alert">
               {r.error}
             </p>
@@ -349,11 +390,23 @@ export default function RecordPage() {
             <input type="hidden" name="intent" value="correct" />
             <RecordFields
               def={def}
-              values={r?.values ?? (record.data as Record<string, unknown>)}
-              error={r?.error ? { field: r.field, message: r.error } : null}
+              values={record.data as Record<string, unknown>}
+              missing={record.missing}
+              calculated={record.calculated}
+              posted={r?.posted ?? null}
+              problems={r?.problems ?? null}
+              timeZone={timeZone}
+              today={today}
+              error={r?.error && r.intent === "correct" ? { field: r.field, message: r.error } : null}
             />
             <label htmlFor="reason">Reason for change *</label>
-            <input id="reason" name="reason" type="text" aria-invalid={r?.field === "reason" || undefined} />
+            <input
+              id="reason"
+              name="reason"
+              type="text"
+              defaultValue={typeof r?.posted?.reason === "string" ? r.posted.reason : undefined}
+              aria-invalid={r?.field === "reason" || r?.problems?.some((p) => p.field === "reason") || undefined}
+            />
             <button type="submit">Save correction</button>
           </Form>
         </section>
