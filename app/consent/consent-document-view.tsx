@@ -41,12 +41,24 @@ export function ConsentDocumentView({
   doc,
   signing,
   error,
+  problems,
 }: {
   doc: ParsedConsentDocument;
   signing?: boolean;
   error?: { field: string | null; message: string } | null;
+  /** Every problem of a refused signing: each shown at its question, item or acknowledgement. */
+  problems?: { field: string; message: string }[] | null;
 }) {
-  const bad = (f: string) => (error?.field === f ? true : undefined);
+  const messageOf = (f: string) =>
+    problems?.find((p) => p.field === f)?.message ?? (error?.field === f ? error.message : undefined);
+  const bad = (f: string) => (messageOf(f) ? true : undefined);
+  const fieldError = (f: string) =>
+    messageOf(f) ? (
+      <p className="field-error" id={`${f}-error`}>
+        {messageOf(f)}
+      </p>
+    ) : null;
+  const describedBy = (f: string) => (messageOf(f) ? `${f}-error` : undefined);
   return (
     <article className="consent-doc">
       {doc.title ? <h2>{doc.title}</h2> : null}
@@ -58,10 +70,18 @@ export function ConsentDocumentView({
           {s.questions.map((q) => (
             <fieldset key={q.id} className="question" aria-invalid={bad(`answer-${q.id}`)}>
               <legend>{q.text}</legend>
+              {signing ? fieldError(`answer-${q.id}`) : null}
               {signing ? (
                 <>
                   <label className="inline">
-                    <input type="radio" name={`answer-${q.id}`} value="yes" /> Yes
+                    <input
+                      type="radio"
+                      id={`answer-${q.id}`}
+                      name={`answer-${q.id}`}
+                      value="yes"
+                      aria-describedby={describedBy(`answer-${q.id}`)}
+                    />{" "}
+                    Yes
                   </label>
                   <label className="inline">
                     <input type="radio" name={`answer-${q.id}`} value="no" /> No
@@ -77,10 +97,18 @@ export function ConsentDocumentView({
               <legend>
                 Optional: <Inline text={o.text} />
               </legend>
+              {signing ? fieldError(`option-${o.key}`) : null}
               {signing ? (
                 <>
                   <label className="inline">
-                    <input type="radio" name={`option-${o.key}`} value="yes" /> Yes, I agree
+                    <input
+                      type="radio"
+                      id={`option-${o.key}`}
+                      name={`option-${o.key}`}
+                      value="yes"
+                      aria-describedby={describedBy(`option-${o.key}`)}
+                    />{" "}
+                    Yes, I agree
                   </label>
                   <label className="inline">
                     <input type="radio" name={`option-${o.key}`} value="no" /> No
@@ -91,9 +119,17 @@ export function ConsentDocumentView({
               )}
             </fieldset>
           ))}
+          {signing ? fieldError(`ack-${s.id}`) : null}
           {signing ? (
             <label className="ack" aria-invalid={bad(`ack-${s.id}`)}>
-              <input type="checkbox" name="ack" value={s.id} /> I have read and understood "{s.heading}"
+              <input
+                type="checkbox"
+                id={`ack-${s.id}`}
+                name="ack"
+                value={s.id}
+                aria-describedby={describedBy(`ack-${s.id}`)}
+              />{" "}
+              I have read and understood "{s.heading}"
             </label>
           ) : null}
         </section>

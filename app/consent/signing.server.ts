@@ -8,7 +8,7 @@
 import { and, eq, isNull } from "drizzle-orm";
 import { consentInvitations, type SignerRole } from "../../db/schema/index.ts";
 import type { AppContext } from "../platform/context.server.ts";
-import { ServiceError } from "../platform/errors.server.ts";
+import { type Problem, ServiceError } from "../platform/errors.server.ts";
 import { audit } from "../audit-trail/record-event.server.ts";
 import type { RequestMeta } from "../accounts/auth.server.ts";
 import { decryptField } from "../participants/personal-data.server.ts";
@@ -18,10 +18,6 @@ import { optionalItems, questionsOf, sameName } from "./consent-document.ts";
 import { parsedDocument } from "./approved-documents.server.ts";
 import { openOrThrow, type OpenedInvitation } from "./invitation-state.server.ts";
 import { signingKey, writeSignature } from "./signatures.server.ts";
-
-function invalid(message: string, field: string): never {
-  throw new ServiceError("invalid", message, field);
-}
 
 export interface SignInput {
   acknowledged: string[];
@@ -63,14 +59,17 @@ export async function signConsent(
   if (verifiedInvitationId !== inv.id || !inv.verifiedAt)
     throw new ServiceError("unauthenticated", "Confirm your identity with the one-time code first.", "code");
   const doc = parsedDocument(o.document);
+  // Every problem at once, in the document's order (issue 17): the page lists them next to the Sign button.
+  const problems: Problem[] = [];
+  const problem = (message: string, field: string) => problems.push({ field, message });
   for (const s of doc.sections)
     if (!input.acknowledged.includes(s.id))
-      invalid(`Please confirm that you have read the section "${s.heading}".`, `ack-${s.id}`);
+      problem(`Please confirm that you have read the section "${s.heading}".`, `ack-${s.id}`);
   for (const q of questionsOf(doc)) {
     const a = input.answers[q.id];
-    if (a !== "yes" && a !== "no") invalid(`Please answer the question "${q.text}".`, `answer-${q.id}`);
-    if (a !== q.answer)
-      invalid(
+    if (a !== "yes" && a !== "no") problem(`Please answer the question "${q.text}".`, `answer-${q.id}`);
+    else if (a !== q.answer)
+      problem(
         `Your answer to "${q.text}" does not match the document. ` +
           "Please read that section again, or ask the study team.",
         `answer-${q.id}`,
@@ -79,22 +78,23 @@ export async function signConsent(
   const options: Record<string, boolean> = {};
   for (const item of optionalItems(doc)) {
     const a = input.options[item.key];
-    if (a !== "yes" && a !== "no") invalid(`Please choose yes or no for: "${item.text}"`, `option-${item.key}`);
+    if (a !== "yes" && a !== "no") problem(`Please choose yes or no for: "${item.text}"`, `option-${item.key}`);
     options[item.key] = a === "yes";
   }
   const names = expectedNames(ctx, o);
   if (!sameName(input.typedName, names.signer))
-    invalid(
+    problem(
       "The name you typed does not match the name the study team recorded. " +
         "Type your full name as it appears on your records, or ask the study team.",
       "typedName",
     );
-  if (!input.confirm) invalid("Please confirm that typing your name is your electronic signature.", "confirm");
+  if (!input.confirm) problem("Please confirm that typing your name is your electronic signature.", "confirm");
   if (inv.assent) {
     if (!sameName(input.assentName ?? "", names.participant ?? ""))
-      invalid("The child's name does not match the name the study team recorded.", "assentName");
-    if (!input.assentConfirm) invalid("The child must confirm their assent.", "assentConfirm");
+      problem("The child's name does not match the name the study team recorded.", "assentName");
+    if (!input.assentConfirm) problem("The child must confirm their assent.", "assentConfirm");
   }
+  if (problems.length) throw new ServiceError("invalid", problems[0].message, problems[0].field, problems);
   const key = signingKey(ctx, o.participant);
   const publicToken = newToken("cv_");
   const signedAt = new Date();

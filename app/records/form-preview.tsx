@@ -1,81 +1,36 @@
-/** A read-only rendering of a CRF form definition, as data entry will show it (live preview in the editor). */
-import { isRequired, type FormDefinition } from "../../anchoring/forms/definition.ts";
+/**
+ * A read-only rendering of a CRF form definition exactly as data entry shows it (the entry form's own component,
+ * disabled): sections, help, units, branching as for an empty entry, calculated fields, missing-data controls.
+ * Live preview in the form editor.
+ */
+import { visibleFields } from "../../anchoring/forms/check-entry.ts";
+import type { FormDefinition } from "../../anchoring/forms/definition.ts";
+import { RecordFields } from "./record-fields.tsx";
 
 export function FormPreview({ def }: { def: FormDefinition }) {
+  let problem: string | null = null;
+  try {
+    visibleFields(def, {});
+  } catch (err) {
+    problem = err instanceof Error ? err.message : String(err);
+  }
   return (
     <section className="preview" aria-label={`Preview of ${def.code} version ${def.version}`}>
       <h3>
         {def.title}{" "}
         <span className="muted">
-          ({def.code} v{def.version}; visits {def.visits.join(", ")})
+          ({def.code} v{def.version}; visits {def.visits.join(", ")}
+          {def.repeating ? "; repeating: one row per entry" : ""})
         </span>
       </h3>
-      {def.fields.map((f) => {
-        const id = `preview-${f.name}`;
-        const label = (
-          <label key="label" htmlFor={id}>
-            {f.label}
-            {isRequired(f) ? " *" : ""}
-            {f.type === "number" && f.unit ? <span className="muted"> ({f.unit})</span> : null}
-          </label>
-        );
-        switch (f.type) {
-          case "choice":
-            return (
-              <div key={f.name}>
-                {label}
-                <select id={id} disabled>
-                  {f.options.map((o) => (
-                    <option key={o.value}>{o.label}</option>
-                  ))}
-                </select>
-              </div>
-            );
-          case "multichoice":
-            return (
-              <fieldset key={f.name}>
-                <legend>{f.label}</legend>
-                {f.options.map((o) => (
-                  <label key={o.value} className="inline">
-                    <input type="checkbox" disabled /> {o.label}
-                  </label>
-                ))}
-              </fieldset>
-            );
-          case "boolean":
-            return (
-              <div key={f.name}>
-                <label className="inline">
-                  <input id={id} type="checkbox" disabled /> {f.label}
-                </label>
-              </div>
-            );
-          default:
-            return (
-              <div key={f.name}>
-                {label}
-                <input
-                  id={id}
-                  disabled
-                  type={
-                    f.type === "number"
-                      ? "number"
-                      : f.type === "date"
-                        ? "date"
-                        : f.type === "datetime"
-                          ? "datetime-local"
-                          : "text"
-                  }
-                  placeholder={
-                    f.type === "number" && (f.min !== undefined || f.max !== undefined)
-                      ? `${f.min ?? ""}–${f.max ?? ""}`
-                      : undefined
-                  }
-                />
-              </div>
-            );
-        }
-      })}
+      {problem ? (
+        <p className="error">An expression of this form cannot be read: {problem}</p>
+      ) : (
+        <fieldset disabled className="preview-fields">
+          {/* A new definition is a new form: its live state starts afresh. */}
+          <RecordFields key={JSON.stringify(def)} def={def} summary={false} />
+        </fieldset>
+      )}
     </section>
   );
 }

@@ -8,15 +8,16 @@ import { and, asc, eq, isNull } from "drizzle-orm";
 import { z } from "zod";
 import { ROLES, memberships, outbox, passwordResets, sites, users } from "../../db/schema/index.ts";
 import { findUserByEmail, insertMembership, insertUser } from "../../db/queries/users.ts";
-import { insertSite } from "../../db/queries/studies.ts";
+import { insertSite, updateSiteTimeZone } from "../../db/queries/studies.ts";
 import type { AppContext } from "../platform/context.server.ts";
 import { ServiceError, isUniqueViolation } from "../platform/errors.server.ts";
 import { appendEntry } from "../log/append-entry.server.ts";
+import { payloadActor } from "../platform/attribution.ts";
 import { audit } from "../audit-trail/record-event.server.ts";
 import { hashPassword } from "../accounts/passwords.server.ts";
 import { newToken, tokenHash } from "../accounts/secret-tokens.server.ts";
 import { requirePermission, type Principal } from "../platform/permissions.server.ts";
-import { codeSchema, getStudyOrThrow } from "./studies.server.ts";
+import { codeSchema, getStudyOrThrow, timeZoneSchema } from "./studies.server.ts";
 import { SITE_SCOPED_ROLES } from "../accounts/users.server.ts";
 
 const INVITE_TTL_MS = 7 * 86_400_000;
@@ -33,24 +34,33 @@ function parse<T extends z.ZodType>(schema: T, input: unknown): z.infer<T> {
 export async function addSite(
   ctx: AppContext,
   principal: Principal,
-  input: { study: string; code: string; name: string },
+  input: { study: string; code: string; name: string; timeZone?: string },
 ) {
   const v = parse(
-    z.object({ study: z.string(), code: codeSchema, name: z.string().trim().min(1, "name the site").max(200) }),
+    z.object({
+      study: z.string(),
+      code: codeSchema,
+      name: z.string().trim().min(1, "name the site").max(200),
+      timeZone: timeZoneSchema,
+    }),
     input,
   );
   const study = await getStudyOrThrow(ctx, v.study);
   requirePermission(principal, "study.manage", { studyId: study.id });
   try {
     return await ctx.db.transaction(async (tx) => {
-      const site = await insertSite(tx, { studyId: study.id, code: v.code, name: v.name });
-      await appendEntry(tx, ctx.crypto, study, "site.added", { site: site.code, actor: principal.userId });
+      const site = await insertSite(tx, { studyId: study.id, code: v.code, name: v.name, timeZone: v.timeZone });
+      await appendEntry(tx, ctx.crypto, study, "site.added", {
+        site: site.code,
+        timeZone: site.timeZone,
+        actor: principal.userId,
+      });
       await audit(tx, {
         action: "site.add",
         actorUserId: principal.userId,
         studyId: study.id,
         siteId: site.id,
-        detail: { site: site.code },
+        detail: { site: site.code, timeZone: site.timeZone },
       });
       return site;
     });
@@ -59,6 +69,45 @@ export async function addSite(
       throw new ServiceError("conflict", `site ${v.code} already exists in ${study.code}`, "code");
     throw err;
   }
+}
+
+/**
+ * A site's time zone as an IANA name (ADR 0030): CRF datetimes are entered and shown on the site's clock and stored
+ * with the offset of that moment, so changing the zone later changes no stored value, only how times are shown.
+ */
+export async function setSiteTimeZone(
+  ctx: AppContext,
+  principal: Principal,
+  input: { study: string; site: string; timeZone: string },
+) {
+  const v = parse(
+    z.object({ study: z.string(), site: z.string().trim().min(1, "choose a site").max(32), timeZone: timeZoneSchema }),
+    input,
+  );
+  const study = await getStudyOrThrow(ctx, v.study);
+  requirePermission(principal, "study.manage", { studyId: study.id });
+  return ctx.db.transaction(async (tx) => {
+    const [before] = await tx
+      .select({ timeZone: sites.timeZone })
+      .from(sites)
+      .where(and(eq(sites.studyId, study.id), eq(sites.code, v.site.toUpperCase())));
+    const site = await updateSiteTimeZone(tx, { studyId: study.id, code: v.site.toUpperCase(), timeZone: v.timeZone });
+    if (!site) throw new ServiceError("not_found", `no site ${v.site} in ${study.code}`, "site");
+    await appendEntry(tx, ctx.crypto, study, "site.time_zone_set", {
+      site: site.code,
+      timeZone: site.timeZone,
+      previous: before?.timeZone ?? null,
+      ...payloadActor(principal),
+    });
+    await audit(tx, {
+      action: "site.time_zone",
+      actorUserId: principal.userId,
+      studyId: study.id,
+      siteId: site.id,
+      detail: { site: site.code, from: before?.timeZone ?? null, to: site.timeZone },
+    });
+    return site;
+  });
 }
 
 export const InviteInput = z.object({

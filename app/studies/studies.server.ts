@@ -1,23 +1,39 @@
 /** Studies and sites. Each creation is a ledger entry written in the same transaction. */
 import { z } from "zod";
-import { findStudyByCode, insertSite, insertStudy, listSites, listStudies } from "../../db/queries/studies.ts";
+import {
+  findSiteById,
+  findStudyByCode,
+  insertSite,
+  insertStudy,
+  listSites,
+  listStudies,
+} from "../../db/queries/studies.ts";
 import type { AppContext } from "../platform/context.server.ts";
 import { appendEntry } from "../log/append-entry.server.ts";
 import { saltedTextHash } from "../../anchoring/log/text-hash.ts";
 import { ServiceError, isUniqueViolation } from "../platform/errors.server.ts";
 import { audit } from "../audit-trail/record-event.server.ts";
 import { visibleStudyIds, type Principal } from "../platform/permissions.server.ts";
+import { isTimeZone } from "../platform/time-zone.ts";
 
 export const codeSchema = z
   .string()
   .trim()
   .regex(/^[A-Z0-9][A-Z0-9_-]{0,31}$/, "use 1-32 capital letters, digits, - or _ (starting with a letter or digit)");
 
+/** A site's clock: an IANA time zone name ("Europe/Berlin"); UTC when not given (ADR 0030). */
+export const timeZoneSchema = z
+  .string()
+  .trim()
+  .optional()
+  .transform((s) => s || "UTC")
+  .refine(isTimeZone, "choose a time zone from the list (an IANA name such as Europe/Berlin)");
+
 export const CreateStudyInput = z.object({
   code: codeSchema,
   title: z.string().trim().min(1, "title is required").max(500),
   sites: z
-    .array(z.object({ code: codeSchema, name: z.string().trim().min(1).max(200) }))
+    .array(z.object({ code: codeSchema, name: z.string().trim().min(1).max(200), timeZone: timeZoneSchema }))
     .min(1, "at least one site is required"),
 });
 
@@ -43,8 +59,12 @@ export async function createStudy(ctx: AppContext, input: z.input<typeof CreateS
       }));
       const sites = [];
       for (const s of v.sites) {
-        const site = await insertSite(tx, { studyId: study.id, code: s.code, name: s.name });
-        await appendEntry(tx, ctx.crypto, study, "site.added", { site: site.code, actor: actorId });
+        const site = await insertSite(tx, { studyId: study.id, code: s.code, name: s.name, timeZone: s.timeZone });
+        await appendEntry(tx, ctx.crypto, study, "site.added", {
+          site: site.code,
+          timeZone: site.timeZone,
+          actor: actorId,
+        });
         sites.push(site);
       }
       await audit(tx, {
@@ -79,4 +99,9 @@ export async function getStudyOrThrow(ctx: AppContext, code: string) {
 
 export async function studySites(ctx: AppContext, studyId: string) {
   return listSites(ctx.db, studyId);
+}
+
+/** A site's time zone (IANA name; "UTC" for an unknown site): the clock its CRF datetimes are entered on. */
+export async function siteTimeZone(ctx: AppContext, siteId: string): Promise<string> {
+  return (await findSiteById(ctx.db, siteId))?.timeZone ?? "UTC";
 }

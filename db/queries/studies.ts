@@ -1,4 +1,4 @@
-import { asc, eq, inArray } from "drizzle-orm";
+import { and, asc, eq, inArray } from "drizzle-orm";
 import type { DbOrTx } from "../client.ts";
 import { sites, studies } from "../schema/index.ts";
 
@@ -26,9 +26,25 @@ export async function insertStudy(db: DbOrTx, v: { code: string; title: string }
   return row;
 }
 
-export async function insertSite(db: DbOrTx, v: { studyId: string; code: string; name: string }) {
+export async function insertSite(db: DbOrTx, v: { studyId: string; code: string; name: string; timeZone?: string }) {
   const [row] = await db.insert(sites).values(v).returning();
   return row;
+}
+
+/** Set a site's time zone (IANA name); the site row, or null when the study has no such site. */
+export async function updateSiteTimeZone(db: DbOrTx, v: { studyId: string; code: string; timeZone: string }) {
+  const [row] = await db
+    .update(sites)
+    .set({ timeZone: v.timeZone })
+    .where(and(eq(sites.studyId, v.studyId), eq(sites.code, v.code)))
+    .returning();
+  return row ?? null;
+}
+
+/** A site by id (its time zone for the entry form). */
+export async function findSiteById(db: DbOrTx, id: string) {
+  const [row] = await db.select().from(sites).where(eq(sites.id, id));
+  return row ?? null;
 }
 
 export async function listSites(db: DbOrTx, studyId: string) {

@@ -20,6 +20,10 @@ import { parseConsentDocument } from "../../consent/consent-document.ts";
 import { ConsentDocumentView } from "../../consent/consent-document-view.tsx";
 import { qrDataUrl } from "../../platform/qr.server.ts";
 import { SealBadge } from "../../log/seal-badge.tsx";
+import { ErrorSummary } from "../../ui/error-summary.tsx";
+
+/** The signing inputs a problem can point at (their element ids are the problem's field). */
+const SIGN_TARGET = /^(ack-|answer-|option-|typedName$|confirm$|assentName$|assentConfirm$)/;
 
 export const meta: MetaFunction = () => [{ title: "Your consent · TrialSeal" }, { name: "robots", content: "noindex" }];
 
@@ -86,6 +90,7 @@ export async function action({ request, context, params }: ActionFunctionArgs) {
         ok: `We sent a 6-digit code by ${r.channel === "sms" ? "text message" : "email"} to ${r.sentTo}.`,
         error: null,
         field: null,
+        problems: null,
       });
     }
     if (intent === "verify") {
@@ -126,7 +131,7 @@ export async function action({ request, context, params }: ActionFunctionArgs) {
       });
       return redirect(`/consent/${token}`);
     }
-    return json({ ok: null, error: "unknown action", field: null }, { status: 400 });
+    return json({ ok: null, error: "unknown action", field: null, problems: null }, { status: 400 });
   } catch (err) {
     return serviceErrorResponse(err, { ok: null });
   }
@@ -146,6 +151,24 @@ export default function ConsentPage() {
     return () => clearInterval(t);
   }, [pending, revalidator]);
   const error = r?.error ? { field: r.field, message: r.error } : null;
+  // On the signing step every problem is listed next to the Sign button (where the participant is, on a phone),
+  // focused, and shown at its question or box; elsewhere the error is said at the top.
+  const signProblems =
+    d.step === "sign" && error
+      ? (r?.problems?.length ? r.problems : [{ field: error.field ?? "", message: error.message }]).map((p) => ({
+          field: p.field,
+          message: p.message,
+        }))
+      : [];
+  const topError = signProblems.length ? null : error;
+  const messageOf = (f: string) => signProblems.find((p) => p.field === f)?.message;
+  const invalid = (f: string) => (messageOf(f) ? true : undefined);
+  const fieldError = (f: string) =>
+    messageOf(f) ? (
+      <p className="field-error" id={`${f}-error`}>
+        {messageOf(f)}
+      </p>
+    ) : null;
   return (
     <main className="page narrow participant">
       <p className="muted">
@@ -153,9 +176,9 @@ export default function ConsentPage() {
       </p>
       <h1>{d.documentTitle}</h1>
       <p className="muted">Version {d.version}</p>
-      {error ? (
-        <p className="error" role="alert" data-field={error.field ?? ""}>
-          {error.message}
+      {topError ? (
+        <p className="error" role="alert" data-field={topError.field ?? ""}>
+          {topError.message}
         </p>
       ) : null}
       {r?.ok ? <p role="status">{r.ok}</p> : null}
@@ -197,7 +220,7 @@ export default function ConsentPage() {
       {d.step === "sign" && d.doc && d.signer ? (
         <Form method="post" noValidate data-step="sign">
           <input type="hidden" name="intent" value="sign" />
-          <ConsentDocumentView doc={d.doc} signing error={error} />
+          <ConsentDocumentView doc={d.doc} signing problems={signProblems} />
           <section className="card signature-block">
             <h2>Your signature</h2>
             {d.signer.role !== "participant" ? (
@@ -207,33 +230,57 @@ export default function ConsentPage() {
               </p>
             ) : null}
             <label htmlFor="typedName">Type your full name</label>
+            {fieldError("typedName")}
             <input
               id="typedName"
               name="typedName"
               type="text"
               autoComplete="name"
-              aria-invalid={error?.field === "typedName" ? true : undefined}
+              aria-invalid={invalid("typedName")}
+              aria-describedby={messageOf("typedName") ? "typedName-error" : undefined}
             />
-            <label className="ack">
-              <input type="checkbox" name="confirm" /> {d.signer.meaning}. I understand that typing my name is my
-              electronic signature, the legally binding equivalent of my handwritten signature.
+            {fieldError("confirm")}
+            <label className="ack" aria-invalid={invalid("confirm")}>
+              <input
+                type="checkbox"
+                id="confirm"
+                name="confirm"
+                aria-describedby={messageOf("confirm") ? "confirm-error" : undefined}
+              />{" "}
+              {d.signer.meaning}. I understand that typing my name is my electronic signature, the legally binding
+              equivalent of my handwritten signature.
             </label>
             {d.signer.assent ? (
               <>
                 <h3>The child's assent</h3>
                 <label htmlFor="assentName">The child types their full name</label>
+                {fieldError("assentName")}
                 <input
                   id="assentName"
                   name="assentName"
                   type="text"
-                  aria-invalid={error?.field === "assentName" ? true : undefined}
+                  aria-invalid={invalid("assentName")}
+                  aria-describedby={messageOf("assentName") ? "assentName-error" : undefined}
                 />
-                <label className="ack">
-                  <input type="checkbox" name="assentConfirm" /> I understand what the study is about and I agree to
-                  take part.
+                {fieldError("assentConfirm")}
+                <label className="ack" aria-invalid={invalid("assentConfirm")}>
+                  <input type="checkbox" id="assentConfirm" name="assentConfirm" /> I understand what the study is about
+                  and I agree to take part.
                 </label>
               </>
             ) : null}
+            <ErrorSummary
+              id="sign-problems"
+              title={
+                signProblems.length === 1
+                  ? "Before you sign, 1 thing to fix:"
+                  : `Before you sign, ${signProblems.length} things to fix:`
+              }
+              problems={signProblems.map((p) => ({
+                target: SIGN_TARGET.test(p.field) ? p.field : null,
+                message: p.message,
+              }))}
+            />
             <button type="submit">Sign</button>
           </section>
         </Form>

@@ -1,18 +1,23 @@
 import { json, redirect, type ActionFunctionArgs, type LoaderFunctionArgs, type MetaFunction } from "@remix-run/node";
 import { Form, Link, useActionData, useLoaderData, useSearchParams } from "@remix-run/react";
 import { serviceErrorResponse } from "../../platform/error-response.server.ts";
+import { ServiceError } from "../../platform/errors.server.ts";
 import { saveRecord, subjectCasebook } from "../../records/records.server.ts";
 import {
   activeLock,
   releaseLock,
   setLock,
+  casebookSigningText,
   signCasebook,
 } from "../../clinical-monitoring/clinical-monitoring.server.ts";
+import { withdrawalsOf } from "../../consent/status.server.ts";
 import { can } from "../../platform/permissions.server.ts";
 import { requestMeta } from "../../platform/session.server.ts";
 import { requireStudy } from "../../platform/require-study.server.ts";
-import { valuesFromForm } from "../../records/form-values.ts";
-import { RecordFields } from "../../records/record-fields.tsx";
+import { siteTimeZone } from "../../studies/studies.server.ts";
+import { entryClosedBecause } from "../../records/entry-closed.ts";
+import { entryFromForm, localeOf, mergeProblems, todayIn } from "../../records/form-values.ts";
+import { type Posted, postedInputs, RecordFields } from "../../records/record-fields.tsx";
 import { StudyPage } from "../../ui/study-page.tsx";
 import type { FormDefinition } from "../../../anchoring/forms/definition.ts";
 
@@ -30,22 +35,36 @@ async function load(request: Request, context: LoaderFunctionArgs["context"], pa
 export async function loader({ request, context, params }: LoaderFunctionArgs) {
   const { study, user, casebook } = await load(request, context, params);
   const scope = { studyId: study.id, siteId: casebook.participant.siteId };
-  const lock = await activeLock(context.ctx, {
-    id: "00000000-0000-0000-0000-000000000000",
-    studyId: study.id,
-    participantId: casebook.participant.id,
-  });
+  const [lock, withdrawals, timeZone] = await Promise.all([
+    activeLock(context.ctx, {
+      id: "00000000-0000-0000-0000-000000000000",
+      studyId: study.id,
+      participantId: casebook.participant.id,
+    }),
+    withdrawalsOf(context.ctx, casebook.participant.id),
+    siteTimeZone(context.ctx, casebook.participant.siteId),
+  ]);
   return json({
     user: { fullName: user.fullName, email: user.email },
     study: study.code,
     casebook,
     lock: lock ? { id: lock.id, scope: lock.scope, reason: lock.reason } : null,
+    entryClosed: entryClosedBecause(
+      lock,
+      withdrawals.find((w) => w.scope === "full"),
+    ),
+    timeZone,
+    today: todayIn(timeZone),
     may: {
+      enter: can(user, "records.enter", scope),
       sign: can(user, "records.sign", scope) && casebook.records.length > 0,
       lock: can(user, "records.lock", scope),
     },
   });
 }
+
+/** The row number (instance) of a record; 1 for a form that does not repeat. */
+const instanceOf = (r: object) => ("instance" in r && typeof r.instance === "number" ? r.instance : 1);
 
 export async function action({ request, context, params }: ActionFunctionArgs) {
   const { study, user, casebook } = await load(request, context, params);
@@ -53,20 +72,31 @@ export async function action({ request, context, params }: ActionFunctionArgs) {
   const intent = String(form.get("intent") ?? "enter");
   if (intent !== "enter") {
     try {
-      if (intent === "sign")
-        await signCasebook(
+      if (intent === "sign") {
+        const meaning = String(form.get("meaning") ?? "");
+        const out = await signCasebook(
           context.ctx,
           user,
           study.code,
           casebook.participant.subject,
           {
-            meaning: String(form.get("meaning") ?? ""),
+            meaning,
             password: String(form.get("password") ?? ""),
             code: String(form.get("code") ?? "") || undefined,
           },
           requestMeta(request),
         );
-      else if (intent === "lock")
+        // Records already signed with that meaning were left as they are: say which (issue 17).
+        if (out.skipped.length)
+          return json({
+            values: {},
+            posted: null as Posted | null,
+            problems: null,
+            error: null as string | null,
+            field: null as string | null,
+            signed: casebookSigningText(out, meaning),
+          });
+      } else if (intent === "lock")
         await setLock(context.ctx, user, study.code, {
           scope: "subject",
           target: casebook.participant.subject,
@@ -82,34 +112,78 @@ export async function action({ request, context, params }: ActionFunctionArgs) {
         );
       return redirect(`/studies/${study.code}/participants/${casebook.participant.subject}`);
     } catch (err) {
-      return serviceErrorResponse(err, { values: {} });
+      return serviceErrorResponse(err, { values: {}, posted: null as Posted | null, problems: null });
     }
   }
   const def = casebook.forms.find((f) => f.code === String(form.get("form")));
-  if (!def) return json({ values: {}, error: "choose a form", field: "form" }, { status: 422 });
-  const values = valuesFromForm(def, form);
+  if (!def)
+    return json(
+      { values: {}, posted: null as Posted | null, error: "Choose a form", field: "form", problems: null },
+      { status: 422 },
+    );
+  const timeZone = await siteTimeZone(context.ctx, casebook.participant.siteId);
+  const entry = entryFromForm(def, form, { timeZone, locale: localeOf(request.headers.get("accept-language")) });
+  const posted = postedInputs(form);
   try {
     const r = await saveRecord(context.ctx, user, study.code, {
       subject: casebook.participant.subject,
       form: def.code,
       formVersion: def.version,
       visit: String(form.get("visit") ?? ""),
-      data: values,
+      data: entry.data,
+      // A repeating form's row number is assigned by the service (the next one).
+      ...(Object.keys(entry.missing).length ? { missing: entry.missing } : {}),
+      ...(entry.confirmed.length ? { confirmed: entry.confirmed } : {}),
     });
     return redirect(`/studies/${study.code}/records/${r.id}`);
   } catch (err) {
-    return serviceErrorResponse(err, { values });
+    if (!(err instanceof ServiceError)) throw err;
+    const service = err.problems?.length ? err.problems : [{ field: err.field ?? "", message: err.message }];
+    return json(
+      {
+        values: entry.data,
+        posted,
+        error: err.message,
+        field: err.field ?? null,
+        problems: mergeProblems(service, entry.problems),
+      },
+      { status: err.status },
+    );
   }
 }
 
 export default function Subject() {
-  const { user, study, casebook, lock, may } = useLoaderData<typeof loader>();
+  const { user, study, casebook, lock, entryClosed, timeZone, today, may } = useLoaderData<typeof loader>();
   const r = useActionData<typeof action>();
   const [params] = useSearchParams();
   const forms = casebook.forms as FormDefinition[];
   const entering = forms.find((f) => f.code === params.get("form"));
   const visit = params.get("visit");
-  const recordOf = (form: string, v: string) => casebook.records.find((x) => x.form === form && x.visit === v);
+  const rowsOf = (form: string, v: string) =>
+    casebook.records.filter((x) => x.form === form && x.visit === v).sort((a, b) => instanceOf(a) - instanceOf(b));
+  const newRow = Number(params.get("row") ?? "1");
+  const mayEnter = may.enter && !entryClosed;
+  // Problems of the entry's fields go to the form's summary; a refusal of the whole save (no consent yet, a lock,
+  // a conflict) is said above the form.
+  const fieldProblems = (r?.problems ?? []).filter((p) => p.field.startsWith("data."));
+  const wholeError = r?.error && fieldProblems.length === 0 ? r.error : null;
+  const recordLink = (rec: (typeof casebook.records)[number], label: string) => (
+    <Link
+      to={`/studies/${study}/records/${rec.id}`}
+      data-record={`${rec.form}-${rec.visit}${instanceOf(rec) > 1 ? `-${instanceOf(rec)}` : ""}`}
+    >
+      {label} (v{rec.version}
+      {rec.status === "locked" ? ", locked" : ""})
+      {rec.matchesSeal ? null : (
+        <>
+          {" "}
+          <span className="badge bad" data-seal="mismatch">
+            does not match its sealed entry
+          </span>
+        </>
+      )}
+    </Link>
+  );
   return (
     <StudyPage
       user={user}
@@ -128,7 +202,12 @@ export default function Subject() {
         </a>{" "}
         · <Link to={`/studies/${study}/participants/${casebook.participant.subject}/consent`}>Consent</Link>
       </p>
-      <table>
+      {entryClosed ? (
+        <p className="card notice" data-entry-closed={lock ? lock.scope : "withdrawn"} data-lock={lock?.scope}>
+          <strong>No data entry.</strong> {entryClosed}
+        </p>
+      ) : null}
+      <table className="casebook">
         <thead>
           <tr>
             <th>Form</th>
@@ -137,35 +216,47 @@ export default function Subject() {
         </thead>
         <tbody>
           {forms.map((f) => (
-            <tr key={f.code}>
+            <tr key={f.code} data-form={f.code}>
               <td>
                 {f.title}{" "}
                 <span className="muted">
                   {f.code} v{f.version}
+                  {f.repeating ? ", one row per entry" : ""}
                 </span>
               </td>
               <td>
                 {f.visits.map((v) => {
-                  const rec = recordOf(f.code, v);
+                  const rows = rowsOf(f.code, v);
+                  if (f.repeating)
+                    return (
+                      <span key={v} className="visit repeating" data-visit={`${f.code}-${v}`}>
+                        <strong>{v}:</strong> {rows.length === 0 ? <span className="muted">no rows yet </span> : null}
+                        {rows.map((rec) => (
+                          <span key={rec.id} className="row-link">
+                            {recordLink(rec, `row ${instanceOf(rec)}`)}{" "}
+                          </span>
+                        ))}
+                        {mayEnter ? (
+                          <Link
+                            to={`?form=${f.code}&visit=${v}&row=${Math.max(0, ...rows.map(instanceOf)) + 1}`}
+                            data-enter={`${f.code}-${v}`}
+                          >
+                            Add a row
+                          </Link>
+                        ) : null}
+                      </span>
+                    );
+                  const rec = rows[0];
                   return (
                     <span key={v} className="visit">
                       {rec ? (
-                        <Link to={`/studies/${study}/records/${rec.id}`} data-record={`${f.code}-${v}`}>
-                          {v} (v{rec.version}
-                          {rec.status === "locked" ? ", locked" : ""})
-                          {rec.matchesSeal ? null : (
-                            <>
-                              {" "}
-                              <span className="badge bad" data-seal="mismatch">
-                                does not match its sealed entry
-                              </span>
-                            </>
-                          )}
-                        </Link>
-                      ) : (
+                        recordLink(rec, v)
+                      ) : mayEnter ? (
                         <Link to={`?form=${f.code}&visit=${v}`} data-enter={`${f.code}-${v}`}>
                           {v}: enter
                         </Link>
+                      ) : (
+                        <span className="muted">{v}: not entered</span>
                       )}
                     </span>
                   );
@@ -175,7 +266,7 @@ export default function Subject() {
           ))}
         </tbody>
       </table>
-      {lock ? (
+      {lock && !entryClosed ? (
         <p className="error" data-lock={lock.scope}>
           Locked ({lock.scope}): {lock.reason}
         </p>
@@ -183,6 +274,11 @@ export default function Subject() {
       {r?.error && !entering ? (
         <p className="error" role="alert">
           {r.error}
+        </p>
+      ) : null}
+      {r && "signed" in r ? (
+        <p className="card notice" role="status" data-casebook-signed>
+          {r.signed}
         </p>
       ) : null}
       <div className="grid">
@@ -213,23 +309,33 @@ export default function Subject() {
           </Form>
         ) : null}
       </div>
-      {entering && visit ? (
-        <section className="card">
-          <h2>
+      {entering && visit && !may.enter ? (
+        <p className="card notice" data-entry-refused>
+          Entering data for this participant is not part of your role at this site.
+        </p>
+      ) : null}
+      {entering && visit && mayEnter ? (
+        <section className="card entry" aria-labelledby="entry-title">
+          <h2 id="entry-title">
             {entering.title}, visit {visit}
+            {entering.repeating ? `, row ${newRow}` : ""}
           </h2>
-          {r?.error && !r.field?.startsWith("data.") ? (
-            <p className="error" role="alert">
-              {r.error}
+          <p className="muted">Fields marked * are required. Dates and times are on the site's clock ({timeZone}).</p>
+          {wholeError ? (
+            <p className="error" role="alert" data-field={r?.field ?? ""}>
+              {wholeError}
             </p>
           ) : null}
           <Form method="post" noValidate>
             <input type="hidden" name="form" value={entering.code} />
             <input type="hidden" name="visit" value={visit} />
             <RecordFields
+              key={`${entering.code}-${entering.version}-${visit}-${newRow}`}
               def={entering}
-              values={r?.values}
-              error={r?.error ? { field: r.field, message: r.error } : null}
+              posted={r?.posted ?? null}
+              problems={fieldProblems}
+              timeZone={timeZone}
+              today={today}
             />
             <button type="submit">Save</button>
           </Form>

@@ -2,7 +2,9 @@ import { json, type ActionFunctionArgs, type LoaderFunctionArgs, type MetaFuncti
 import { Form, useActionData, useLoaderData } from "@remix-run/react";
 import { serviceErrorResponse } from "../../platform/error-response.server.ts";
 import { can } from "../../platform/permissions.server.ts";
-import { addSite, inviteStaff, revokeRole, studyStaff } from "../../studies/staff.server.ts";
+import { addSite, inviteStaff, revokeRole, setSiteTimeZone, studyStaff } from "../../studies/staff.server.ts";
+import { timeZoneNames } from "../../platform/time-zone.ts";
+import { TimeZoneSelect } from "../../ui/time-zone-select.tsx";
 import { studySites } from "../../studies/studies.server.ts";
 import { requireStudy } from "../../platform/require-study.server.ts";
 import { StudyPage } from "../../ui/study-page.tsx";
@@ -18,7 +20,8 @@ export async function loader({ request, context, params }: LoaderFunctionArgs) {
     user: { fullName: user.fullName, email: user.email },
     study: study.code,
     canManage: can(user, "users.manage", { studyId: study.id }),
-    sites: sites.map((s) => ({ code: s.code, name: s.name })),
+    sites: sites.map((s) => ({ code: s.code, name: s.name, timeZone: s.timeZone })),
+    zones: timeZoneNames(),
     staff: staff.map((s) => ({
       ...s,
       grantedAt: s.grantedAt.toISOString(),
@@ -38,8 +41,22 @@ export async function action({ request, context, params }: ActionFunctionArgs) {
           study: study.code,
           code: text("siteCode"),
           name: text("siteName"),
+          timeZone: text("siteTimeZone"),
         });
         return json({ ok: true, message: `Site ${s.code} added.`, error: null, field: null });
+      }
+      case "site-time-zone": {
+        const s = await setSiteTimeZone(context.ctx, user, {
+          study: study.code,
+          site: text("site"),
+          timeZone: text("timeZone"),
+        });
+        return json({
+          ok: true,
+          message: `Site ${s.code} now enters and shows times in ${s.timeZone}.`,
+          error: null,
+          field: null,
+        });
       }
       case "invite": {
         const r = await inviteStaff(
@@ -154,10 +171,17 @@ export default function Staff() {
           </section>
           <section className="card">
             <h2>Sites</h2>
-            <ul>
+            <ul className="sites">
               {d.sites.map((s) => (
-                <li key={s.code}>
-                  {s.code}: {s.name}
+                <li key={s.code} data-site={s.code}>
+                  {s.code}: {s.name} <span className="muted">({s.timeZone})</span>
+                  <Form method="post" noValidate className="inline-form">
+                    <input type="hidden" name="intent" value="site-time-zone" />
+                    <input type="hidden" name="site" value={s.code} />
+                    <label htmlFor={`tz-${s.code}`}>Time zone of {s.code}</label>
+                    <TimeZoneSelect id={`tz-${s.code}`} name="timeZone" zones={d.zones} defaultValue={s.timeZone} />
+                    <button type="submit">Set time zone</button>
+                  </Form>
                 </li>
               ))}
             </ul>
@@ -167,6 +191,8 @@ export default function Staff() {
               <input id="siteCode" name="siteCode" type="text" aria-invalid={bad("code")} />
               <label htmlFor="siteName">Site name</label>
               <input id="siteName" name="siteName" type="text" aria-invalid={bad("name")} />
+              <label htmlFor="siteTimeZone">Time zone of the new site</label>
+              <TimeZoneSelect id="siteTimeZone" name="siteTimeZone" zones={d.zones} invalid={bad("timeZone")} />
               <button type="submit">Add site</button>
             </Form>
           </section>

@@ -4,6 +4,8 @@ import { createStudy } from "../../studies/studies.server.ts";
 import { serviceErrorResponse } from "../../platform/error-response.server.ts";
 import { requireUser } from "../../platform/session.server.ts";
 import { TopBar } from "../../ui/top-bar.tsx";
+import { TimeZoneSelect } from "../../ui/time-zone-select.tsx";
+import { timeZoneNames } from "../../platform/time-zone.ts";
 
 export const meta: MetaFunction = () => [{ title: "New study · TrialSeal" }];
 
@@ -15,7 +17,7 @@ async function requirePlatformAdmin(request: Request, context: LoaderFunctionArg
 
 export async function loader({ request, context }: LoaderFunctionArgs) {
   const user = await requirePlatformAdmin(request, context);
-  return json({ user: { fullName: user.fullName, email: user.email } });
+  return json({ user: { fullName: user.fullName, email: user.email }, zones: timeZoneNames() });
 }
 
 export async function action({ request, context }: ActionFunctionArgs) {
@@ -25,7 +27,11 @@ export async function action({ request, context }: ActionFunctionArgs) {
   try {
     const { study } = await createStudy(
       context.ctx,
-      { code: text("code"), title: text("title"), sites: [{ code: text("siteCode"), name: text("siteName") }] },
+      {
+        code: text("code"),
+        title: text("title"),
+        sites: [{ code: text("siteCode"), name: text("siteName"), timeZone: text("siteTimeZone") }],
+      },
       user.userId,
     );
     return redirect(`/studies/${study.code}/staff`);
@@ -53,6 +59,9 @@ export default function NewStudy() {
             <input id="siteCode" name="siteCode" type="text" placeholder="SITE-01" aria-invalid={bad("sites")} />
             <label htmlFor="siteName">First site name</label>
             <input id="siteName" name="siteName" type="text" aria-invalid={bad("sites")} />
+            <label htmlFor="siteTimeZone">First site time zone</label>
+            <TimeZoneSelect id="siteTimeZone" name="siteTimeZone" zones={d.zones} invalid={bad("sites")} />
+            <p className="muted">Dates and times of the site's forms are entered and shown on this clock.</p>
             {r?.error ? (
               <p className="error" role="alert">
                 {r.error}
