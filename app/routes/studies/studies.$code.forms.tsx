@@ -388,7 +388,7 @@ function FormFiles({
           <button type="submit">Import file</button>
         </Form>
       ) : null}
-      <h3>Export the latest version of every form</h3>
+      <h3>Export the latest approved version of every form</h3>
       <ul className="form-exports">
         {formats.map((f) => (
           <li key={f.format}>

@@ -5,8 +5,9 @@ import { ServiceError } from "../../platform/errors.server.ts";
 import { requireStudy } from "../../platform/require-study.server.ts";
 
 /**
- * The latest version of every form of a study as a download (the same file as `trialseal forms export`): TrialSeal
- * JSON, a REDCap data dictionary or CDISC ODM 1.3.2 metadata. Anyone who may see the study's forms may export them.
+ * The latest approved version of every form of a study as a download (the same file as `trialseal forms export`):
+ * TrialSeal JSON, a REDCap data dictionary or CDISC ODM 1.3.2 metadata. Anyone who may see the study's forms may
+ * export them.
  */
 export async function loader({ request, context, params }: LoaderFunctionArgs) {
   const { study } = await requireStudy(request, context, params, "study.view");
