@@ -308,7 +308,10 @@ describe("CRF entry in the browser (Chromium, PostgreSQL portal)", () => {
     const investigator = await page({ viewport: DESKTOP }, "investigator@demo.trialseal.test");
     await investigator.goto(`${portal.url}/studies/DEMO-001/participants/${subject}/consent`);
     await investigator.getByRole("button", { name: "Confirm contact" }).click();
-    await expect.poll(() => investigator.locator("[data-confirmed-by]").count()).toBeGreaterThan(0);
+    // Every contact row carries data-confirmed-by (empty until confirmed): wait for the confirmation itself.
+    await expect
+      .poll(() => investigator.locator("[data-signer-contact=participant] [data-confirmed-by]").textContent())
+      .toMatch(/^confirmed by /);
     await coord.reload();
     await coord.getByRole("button", { name: "Create invitation" }).click();
     const link = (await coord.locator("[data-invitation-url]").textContent())!.trim();
