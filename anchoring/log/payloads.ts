@@ -7,6 +7,17 @@
 import { z } from "zod";
 import { MISSING_CODES } from "../forms/definition.ts";
 
+/** A participant's disposition in the study (issue 18), in the order a participant usually passes through them. */
+export const DISPOSITIONS = [
+  "screening",
+  "screen_failed",
+  "enrolled",
+  "randomized",
+  "discontinued",
+  "completed",
+] as const;
+export type Disposition = (typeof DISPOSITIONS)[number];
+
 const hex32 = z.string().regex(/^[0-9a-f]{64}$/, "expected 32 bytes as lowercase hex");
 /** Free text as its salted hash: SHA-256 (hex) of the payload's salt, a newline and the text (ADR 0020). */
 const textHash = hex32;
@@ -248,8 +259,22 @@ export const PAYLOAD_SCHEMAS = {
   "query.answered": z.union([
     z.strictObject({ v: z.literal(1), salt, query: id, textSha256: hex32, actor: id.nullable() }),
     z.strictObject({ v: z.literal(2), salt, query: id, textHash, actor: id.nullable() }),
+    /** Version 3 (issue 18): an answer given through a study API token names it. */
+    z
+      .strictObject({ v: z.literal(3), salt, query: id, textHash, actor: id.nullable(), token })
+      .refine(userOrToken, userOrTokenMessage),
   ]),
-  "query.closed": z.strictObject({ v: z.literal(1), salt, query: id, actor: id.nullable() }),
+  "query.closed": z.union([
+    z.strictObject({ v: z.literal(1), salt, query: id, actor: id.nullable() }),
+    /** Version 2 (issue 18): a close made through a study API token names it. */
+    z
+      .strictObject({ v: z.literal(2), salt, query: id, actor: id.nullable(), token })
+      .refine(userOrToken, userOrTokenMessage),
+  ]),
+  /** A closed or answered query opened again (issue 18), with the reason as its salted hash. */
+  "query.reopened": z
+    .strictObject({ v: z.literal(1), salt, query: id, textHash, actor: id.nullable(), token })
+    .refine(userOrToken, userOrTokenMessage),
   "form.approved": z.strictObject({
     v: z.literal(1),
     salt,
@@ -387,13 +412,81 @@ export const PAYLOAD_SCHEMAS = {
     actor: id.nullable(),
   }),
   /** A study's settings in force from this entry on (item: CRF forms allowed before consent, pre-screening). */
-  "study.settings_changed": z.strictObject({
-    v: z.literal(1),
-    salt,
-    version: z.number().int().positive(),
-    formsBeforeConsent: z.array(code).max(50),
-    actor: id.nullable(),
-  }),
+  "study.settings_changed": z.union([
+    z.strictObject({
+      v: z.literal(1),
+      salt,
+      version: z.number().int().positive(),
+      formsBeforeConsent: z.array(code).max(50),
+      actor: id.nullable(),
+    }),
+    /** Version 2 (issue 18): the enrolment targets, for the study and per site code (null: none set). */
+    z.strictObject({
+      v: z.literal(2),
+      salt,
+      version: z.number().int().positive(),
+      formsBeforeConsent: z.array(code).max(50),
+      enrolmentTargets: z
+        .strictObject({
+          total: z.number().int().min(0).max(10_000_000).nullable(),
+          sites: z.record(code, z.number().int().min(0).max(10_000_000)),
+        })
+        .nullable(),
+      actor: id.nullable(),
+    }),
+  ]),
+  /**
+   * A participant's disposition changed (issue 18): screening, screen failure, enrolled, randomized, discontinued,
+   * completed; the one it replaces, the date it took effect and the reason as its salted hash (screen failure and
+   * discontinuation require one).
+   */
+  "participant.disposition_set": z
+    .strictObject({
+      v: z.literal(1),
+      salt,
+      subject: code,
+      status: z.enum(DISPOSITIONS),
+      previous: z.enum(DISPOSITIONS).nullable(),
+      date: isoDate,
+      reasonHash: textHash.nullable(),
+      actor: id.nullable(),
+      token,
+    })
+    .refine(userOrToken, userOrTokenMessage),
+  /**
+   * A study's visit schedule, version `version` (issue 18): `sha256` is the SHA-256 of the schedule definition's
+   * canonical JSON text as stored (visit_schedules.definition_text), `visits` its visit codes in order.
+   */
+  "schedule.set": z
+    .strictObject({
+      v: z.literal(1),
+      salt,
+      version: z.number().int().positive(),
+      sha256: hex32,
+      visits: z.array(code).max(500),
+      actor: id.nullable(),
+      token,
+    })
+    .refine(userOrToken, userOrTokenMessage),
+  /**
+   * An import of existing data finished (issue 18): the job, the file's format, its name as a salted hash, its
+   * SHA-256 and size, and how many record versions and values it sealed (each as a record.saved v4 entry).
+   */
+  "import.completed": z
+    .strictObject({
+      v: z.literal(1),
+      salt,
+      job: id,
+      format: z.enum(["csv", "odm"]),
+      fileNameHash: textHash,
+      sha256: hex32,
+      bytes: z.number().int().min(0),
+      records: z.number().int().min(0),
+      values: z.number().int().min(0),
+      actor: id.nullable(),
+      token,
+    })
+    .refine(userOrToken, userOrTokenMessage),
   "participant.enrolled": z
     .strictObject({
       v: z.literal(1),
@@ -508,6 +601,50 @@ export const PAYLOAD_SCHEMAS = {
         message: "a field appears in more than one of values, hashed, calculated and missing",
         path: ["values"],
       }),
+    /**
+     * Version 4 (issue 18): a version imported from another system's file (`migrated`). Version 3's fields, and
+     * `source`: the import job, the file's SHA-256 and the row (CSV line, or ODM ItemGroupData ordinal) it came from,
+     * and the source system's audit record where the file has one, as that system's claims: its user and reason as
+     * salted hashes and its time as written in the file. Our seal time is the import time.
+     */
+    z
+      .strictObject({
+        v: z.literal(4),
+        salt,
+        record: id,
+        version: z.number().int().positive(),
+        subject: code,
+        form: code,
+        formVersion: z.number().int().positive(),
+        formSha256: hex32,
+        visit: code,
+        instance: z.number().int().positive(),
+        actor: id.nullable(),
+        token,
+        reasonHash: textHash.nullable(),
+        values: z.record(fieldName, jsonValue),
+        hashed: z.record(fieldName, textHash),
+        calculated: z.record(fieldName, z.number().refine(Number.isFinite).nullable()),
+        missing: z.record(fieldName, z.strictObject({ code: z.enum(MISSING_CODES), reasonHash: textHash })),
+        prev: hex32.nullable(),
+        source: z.strictObject({
+          job: id,
+          fileSha256: hex32,
+          row: z.number().int().positive(),
+          claims: z
+            .strictObject({
+              userHash: textHash.nullable(),
+              at: z.string().max(64).nullable(),
+              reasonHash: textHash.nullable(),
+            })
+            .nullable(),
+        }),
+      })
+      .refine(userOrToken, userOrTokenMessage)
+      .refine((p) => disjointFields(p), {
+        message: "a field appears in more than one of values, hashed, calculated and missing",
+        path: ["values"],
+      }),
   ]),
   /**
    * A generated document whose bytes are not reproducible (a PDF: certified copy of a casebook, consent receipt),
@@ -538,7 +675,9 @@ export const CURRENT_VERSION = {
   "lock.released": 2,
   "record.saved": 3,
   "query.opened": 3,
-  "query.answered": 2,
+  "query.answered": 3,
+  "query.closed": 2,
+  "study.settings_changed": 2,
   "consent.withdrawn": 2,
   "participant.erased": 2,
   "study.registered": 2,

@@ -248,6 +248,8 @@ const payloadOf = (r: Row): Record<string, unknown> | null => {
 };
 const hexOf = (v: unknown) =>
   v instanceof Uint8Array ? toHex(v) : typeof v === "string" && v.startsWith("\\x") ? v.slice(2) : String(v);
+/** A jsonb column as its value (PGlite and postgres.js may hand it over as text). */
+const jsonOf = (v: unknown) => (typeof v === "string" ? JSON.parse(v) : (v ?? null));
 const seqOf = (r: Row) => (r.e_seq === null || r.e_seq === undefined ? undefined : Number(r.e_seq));
 
 /**
@@ -533,7 +535,38 @@ async function auditStudyData(ctx: AppContext, study: { id: string; code: string
           ),
           canonicalize(p.formsBeforeConsent),
         ],
+        // Version 1 payloads hold no targets: the row must hold none either.
+        ["enrolmentTargets", jsonOf(r.enrolment_targets), p.enrolmentTargets ?? null],
       ],
+    },
+    {
+      // A participant's disposition (issue 18): the reason only as its salted hash, so it is compared, never shown.
+      table: "participant_dispositions",
+      column: "entry_id",
+      kind: "participant.disposition_set",
+      compare: (r, p) => [
+        ["status", r.status, p.status],
+        ["previous", r.previous ?? null, p.previous],
+        ["date", r.effective_date, p.date],
+        ["reason", hashedTextMatches(ctx.crypto, p, "reason", r.reason === null ? null : String(r.reason)), true],
+        ["actor", r.actor_user_id ?? null, p.actor],
+        ["token", r.actor_token_id ?? null, (p.token as { id?: string } | undefined)?.id ?? null],
+      ],
+      label: (r) => `disposition ${r.status}`,
+    },
+    {
+      // A version of the visit schedule (issue 18): its definition text must hash to the sealed SHA-256.
+      table: "visit_schedules",
+      column: "entry_id",
+      kind: "schedule.set",
+      compare: (r, p) => [
+        ["version", Number(r.version), p.version],
+        ["definitionSha256", hexOf(r.definition_sha256), p.sha256],
+        ["definitionText", toHex(ctx.crypto.sha256(utf8(String(r.definition_text)))), p.sha256],
+        ["actor", r.created_by ?? null, p.actor],
+      ],
+      label: (r) => `schedule version ${r.version}`,
+      namesOnly: true,
     },
     {
       table: "delegations",

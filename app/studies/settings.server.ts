@@ -17,12 +17,21 @@ import { getStudyOrThrow } from "./studies.server.ts";
 export interface StudySettings {
   version: number;
   formsBeforeConsent: string[];
+  /** Enrolment targets (issue 18): for the study and per site code; null when none is set. */
+  enrolmentTargets: { total: number | null; sites: Record<string, number> } | null;
   changedAt: string | null;
   changedBy: string | null;
   entryId: string | null;
 }
 
-const DEFAULTS: StudySettings = { version: 0, formsBeforeConsent: [], changedAt: null, changedBy: null, entryId: null };
+const DEFAULTS: StudySettings = {
+  version: 0,
+  formsBeforeConsent: [],
+  enrolmentTargets: null,
+  changedAt: null,
+  changedBy: null,
+  entryId: null,
+};
 
 /** The settings in force for a study (defaults when never changed). */
 export async function studySettingsOf(ctx: AppContext, studyId: string, db: DbOrTx = ctx.db): Promise<StudySettings> {
@@ -37,6 +46,7 @@ export async function studySettingsOf(ctx: AppContext, studyId: string, db: DbOr
   return {
     version: row.s.version,
     formsBeforeConsent: row.s.formsBeforeConsent,
+    enrolmentTargets: row.s.enrolmentTargets ?? null,
     changedAt: row.s.changedAt.toISOString(),
     changedBy: row.by ?? (row.s.changedBy ? row.s.changedBy : "operator (CLI)"),
     entryId: row.s.entryId,
@@ -92,12 +102,14 @@ export async function setFormsBeforeConsent(
     const e = await appendEntry(tx, ctx.crypto, study, "study.settings_changed", {
       version,
       formsBeforeConsent: codes,
+      enrolmentTargets: cur.enrolmentTargets,
       actor: principal.userId,
     });
     await tx.insert(studySettings).values({
       studyId: study.id,
       version,
       formsBeforeConsent: codes,
+      enrolmentTargets: cur.enrolmentTargets,
       changedBy: principal.userId,
       changedAt: new Date(),
       entryId: e.id,

@@ -19,6 +19,8 @@ export const studySettings = pgTable(
       .references(() => studies.id),
     version: integer("version").notNull(),
     formsBeforeConsent: jsonb("forms_before_consent").$type<string[]>().notNull().default([]),
+    /** Enrolment targets (issue 18): for the study and per site code; null when none is set. */
+    enrolmentTargets: jsonb("enrolment_targets").$type<{ total: number | null; sites: Record<string, number> }>(),
     /** The user who changed them (null: the operator's CLI). */
     changedBy: uuid("changed_by").references(() => users.id),
     changedAt: timestamp("changed_at", { withTimezone: true, precision: 3 }).notNull().defaultNow(),

@@ -96,6 +96,11 @@ export const recordVersions = pgTable(
     missingText: text("missing_text"),
     calculatedText: text("calculated_text"),
     reason: text("reason"),
+    /**
+     * An imported version's source (record.saved v4, issue 18), as JCS text of {job, fileSha256, row, claims}, the
+     * claims holding the source system's user, time and reason in clear; null for a version entered here.
+     */
+    sourceText: text("source_text"),
     actorUserId: uuid("actor_user_id").references(() => users.id),
     /** The API token a write was made with (else null), and its name at the time (as in the payload's `token`). */
     actorTokenId: uuid("actor_token_id").references(() => apiTokens.id),

@@ -5,3 +5,4 @@ export * from "./forms.ts";
 export * from "./log.ts";
 export * from "./audit.ts";
 export * from "./consent-gate.ts";
+export * from "./study-operations.ts";

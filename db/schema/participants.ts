@@ -2,6 +2,7 @@ import { date, index, integer, jsonb, pgTable, text, timestamp, unique, uuid, bo
 import { sites, studies } from "./organizations.ts";
 import { apiTokens, users } from "./users.ts";
 import { bytea } from "./types.ts";
+import { DISPOSITIONS } from "../../anchoring/log/payloads.ts";
 
 /**
  * Participants are pseudonymous (subject code). Personal data sits in *_enc columns, each AES-256-GCM
@@ -22,6 +23,8 @@ export const participants = pgTable(
     status: text("status", { enum: ["enrolled", "withdrawn", "completed", "screen_failed"] })
       .notNull()
       .default("enrolled"),
+    /** The latest sealed disposition (participant_dispositions, issue 18); enrolled when none was set. */
+    disposition: text("disposition", { enum: DISPOSITIONS }).notNull().default("enrolled"),
     nameEnc: bytea("name_enc"),
     emailEnc: bytea("email_enc"),
     phoneEnc: bytea("phone_enc"),

@@ -152,6 +152,14 @@ export const outbox = pgTable("outbox", {
   kind: text("kind").notNull(),
   createdAt: timestamp("created_at", { withTimezone: true, precision: 3 }).notNull().defaultNow(),
   sentAt: timestamp("sent_at", { withTimezone: true, precision: 3 }),
+  /** The study a notification is about (issue 18); null for account mail. */
+  studyId: uuid("study_id").references(() => studies.id),
+  /** Delivery attempts so far, the last failure in words, and when the next attempt is due. */
+  attempts: integer("attempts").notNull().default(0),
+  lastError: text("last_error"),
+  nextAttemptAt: timestamp("next_attempt_at", { withTimezone: true, precision: 3 }).notNull().defaultNow(),
+  /** Set when the sender gave up after its retries: shown on the outbox page, and sent again on request. */
+  failedAt: timestamp("failed_at", { withTimezone: true, precision: 3 }),
 });
 
 /**
