@@ -30,10 +30,13 @@ export interface ImportRow {
   form: string;
   /** The row of a repeating form (1 otherwise). */
   instance: number;
-  /** Raw text values per field name, as in the file (the writer checks them as entry does). */
-  values: Record<string, string>;
-  /** Missing-data codes the file gives for a field, if any (e.g. REDCap's missing codes). */
-  missing?: Record<string, { code: string; reason: string }>;
+  /**
+   * Values per field name, converted from the file's text by the field's type exactly as entry converts a form's
+   * text (numbers, dates, choices), and already checked as entry checks them; empty cells left out.
+   */
+  values: Record<string, unknown>;
+  /** Missing-data codes the file gives for a field (e.g. REDCap's missing codes), with a reason. */
+  missing: Record<string, { code: string; reason: string }>;
   claims: SourceClaims | null;
 }
 
@@ -50,6 +53,21 @@ export interface ParsedImport {
   problems: ImportProblem[];
   /** The file's columns mapped to field names (the mapping preview): file column -> our field (null: unmapped). */
   mapping: { column: string; form: string | null; field: string | null }[];
+}
+
+/**
+ * What the reader (readImport in read-import.ts) is given: the file, its format, the form a CSV holds, the --map
+ * file, and the study's approved forms (latest version of each) and visit codes. It needs no database; the writer
+ * resolves subjects, records and locks and reports those problems with the same row numbers.
+ */
+export interface ReadImportInput {
+  bytes: Uint8Array;
+  fileName: string;
+  format: "csv" | "odm";
+  formCode: string | null;
+  map: ImportMap | null;
+  forms: { code: string; version: number; definition: import("../../anchoring/forms/definition.ts").FormDefinition }[];
+  visits: string[];
 }
 
 /** A file that cannot be read at all (not CSV, not XML, no subject column): exit code 2, nothing imported. */
