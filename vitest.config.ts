@@ -10,6 +10,9 @@ const dbSuite = (engine: "pglite" | "postgres") => ({
     name: `db-${engine}`,
     include: ["test/db/**/*.test.ts"],
     env: { TEST_DB_ENGINE: engine },
+    // Two files at once even on a 2-core machine (vitest's default there is one): each file has its own database,
+    // and the PostgreSQL suite mostly waits on the server, so this shortens the suite without sharing any state.
+    maxWorkers: 2,
     testTimeout: 180_000,
     hookTimeout: 180_000,
   },
