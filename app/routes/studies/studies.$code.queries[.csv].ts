@@ -1,0 +1,28 @@
+import type { LoaderFunctionArgs } from "@remix-run/node";
+import { ServiceError } from "../../platform/errors.server.ts";
+import { requestMeta } from "../../platform/session.server.ts";
+import { requireStudy } from "../../platform/require-study.server.ts";
+import { parseQueryFilters, queryListCsv } from "../../queries/query-list.server.ts";
+
+/** The query list as CSV, with the page's filters; the export is itself an audit event. */
+export async function loader({ request, context, params }: LoaderFunctionArgs) {
+  const { study, user } = await requireStudy(request, context, params, "records.read");
+  try {
+    const filters = parseQueryFilters(new URL(request.url).searchParams);
+    const { csv } = await queryListCsv(context.ctx, user, study.code, filters, { ip: requestMeta(request).ip });
+    return new Response(csv, {
+      headers: {
+        "content-type": "text/csv; charset=utf-8",
+        "content-disposition": `attachment; filename="${study.code}-queries.csv"`,
+        "cache-control": "no-store",
+      },
+    });
+  } catch (err) {
+    if (err instanceof ServiceError)
+      return new Response(`${err.message}\n`, {
+        status: 400,
+        headers: { "content-type": "text/plain; charset=utf-8" },
+      });
+    throw err;
+  }
+}
