@@ -18,7 +18,7 @@ export type CellState = (typeof CELL_STATES)[number];
 
 /** Short text and icon of each state: a state is never shown by its colour alone. */
 export const STATE_LABELS: Record<CellState, { label: string; icon: string; help: string }> = {
-  locked: { label: "Locked", icon: "🔒", help: "the record, its subject or the study is locked" },
+  locked: { label: "Locked", icon: "⊠", help: "the record, its subject or the study is locked" },
   open_query: { label: "Open query", icon: "?", help: "a query is open or answered and not yet closed" },
   incomplete: { label: "Incomplete", icon: "◐", help: "a required field shown is empty and has no missing-data code" },
   sdv_done: { label: "SDV done", icon: "✔✔", help: "the current version is source-data verified" },

@@ -56,6 +56,8 @@ export interface SubjectMatrix {
   study: string;
   /** False when the study has no visit schedule: the visits come from the approved forms. */
   scheduled: boolean;
+  /** Null unless the schedule in force does not match its seal: then the warning, in words. */
+  scheduleSealMismatch: string | null;
   visits: MatrixVisit[];
   /** The sites the principal may see (for the filter). */
   sites: string[];
@@ -297,6 +299,7 @@ export async function subjectMatrix(
   return {
     study: study.code,
     scheduled: schedule !== null,
+    scheduleSealMismatch: schedule?.sealMismatch ?? null,
     visits,
     sites: [...new Set(people.map((p) => p.site))].sort(),
     forms: formCodes,
