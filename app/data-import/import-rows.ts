@@ -52,7 +52,12 @@ export interface ParsedImport {
   rows: ImportRow[];
   problems: ImportProblem[];
   /** The file's columns mapped to field names (the mapping preview): file column -> our field (null: unmapped). */
-  mapping: { column: string; form: string | null; field: string | null }[];
+  mapping: { column: string; form: string | null; field: string | null; note?: string }[];
+  /**
+   * What the reader left out on purpose, in a sentence each (ADR 0036): the source system's e-signatures, REDCap's
+   * form status columns, a file without values. Shown with the preview; never a reason to refuse the file.
+   */
+  notes?: string[];
 }
 
 /**
@@ -68,6 +73,8 @@ export interface ReadImportInput {
   map: ImportMap | null;
   forms: { code: string; version: number; definition: import("../../anchoring/forms/definition.ts").FormDefinition }[];
   visits: string[];
+  /** The IANA zone in which a date and time without an offset in the file is read (default UTC). */
+  timeZone?: string;
 }
 
 /** A file that cannot be read at all (not CSV, not XML, no subject column): exit code 2, nothing imported. */
