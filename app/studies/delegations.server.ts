@@ -289,3 +289,19 @@ export async function delegationLog(ctx: AppContext, studyId: string) {
     createdAt: d.createdAt,
   }));
 }
+
+/**
+ * The staff a task can be delegated to, for the delegation form's list: active accounts with a current role at one
+ * of the given sites of the study (by name and role), by site then name. The form sends the chosen e-mail, as the
+ * API does.
+ */
+export async function delegableStaff(ctx: AppContext, studyId: string, siteCodes: string[]) {
+  const rows = await ctx.db
+    .select({ site: sites.code, email: users.email, fullName: users.fullName, role: memberships.role })
+    .from(memberships)
+    .innerJoin(users, eq(users.id, memberships.userId))
+    .innerJoin(sites, eq(sites.id, memberships.siteId))
+    .where(and(eq(memberships.studyId, studyId), isNull(memberships.revokedAt), eq(users.status, "active")))
+    .orderBy(asc(sites.code), asc(users.fullName));
+  return rows.filter((r) => siteCodes.includes(r.site));
+}

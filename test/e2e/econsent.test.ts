@@ -343,6 +343,7 @@ describe("eConsent and verification in the browser (Chromium, PostgreSQL portal)
       await phone.goto(link);
       await phone.locator("details.card summary").click();
       await phone.locator('input[name="scope"][value="full"]').check();
+      await phone.locator('input[name="confirmFull"]').check(); // a full withdrawal is confirmed (issue 18)
       await phone.getByRole("button", { name: "Withdraw" }).click();
       await expect
         .poll(() => phone.locator("[data-consent-state]").getAttribute("data-consent-state"))

@@ -3,6 +3,7 @@ import { Form, useActionData, useLoaderData, useSearchParams } from "@remix-run/
 import { z } from "zod";
 import { confirmTotpEnrolment, pendingTotpEnrolment } from "../../accounts/auth.server.ts";
 import { ServiceError } from "../../platform/errors.server.ts";
+import { qrDataUrl } from "../../platform/qr.server.ts";
 import { serviceErrorResponse } from "../../platform/error-response.server.ts";
 import { requestMeta, safeNext, sessionCookie, sessionToken } from "../../platform/session.server.ts";
 import { TopBar } from "../../ui/top-bar.tsx";
@@ -13,7 +14,10 @@ export async function loader({ request, context }: LoaderFunctionArgs) {
   const token = await sessionToken(request, context.ctx);
   if (!token) return redirect("/login");
   try {
-    return json(await pendingTotpEnrolment(context.ctx, token), { headers: { "cache-control": "no-store" } });
+    const pending = await pendingTotpEnrolment(context.ctx, token);
+    // The otpauth:// URI as a QR code to scan, beside the base32 key for manual entry.
+    const qr = !pending.enabled && pending.uri ? await qrDataUrl(pending.uri) : null;
+    return json({ ...pending, qr }, { headers: { "cache-control": "no-store" } });
   } catch (err) {
     if (err instanceof ServiceError) return redirect("/login");
     throw err;
@@ -54,12 +58,21 @@ export default function AccountTotp() {
           ) : (
             <>
               {data.required ? <p>Your role needs a second factor. Set it up to continue.</p> : null}
-              <ol>
+              <ol className="totp-setup">
                 <li>
-                  In your authenticator app, add an account with this key (or open the{" "}
+                  In your authenticator app, scan this code, or add an account with the key below (or open the{" "}
                   <a href={data.uri ?? "#"}>setup link</a> on your phone):
+                  {data.qr ? (
+                    <img
+                      src={data.qr}
+                      alt={`QR code to add TrialSeal to an authenticator app; the same key as text: ${data.secret}`}
+                      data-testid="totp-qr"
+                      width={200}
+                      height={200}
+                    />
+                  ) : null}
                   <p>
-                    <code data-testid="totp-secret">{data.secret}</code>
+                    Key for manual entry: <code data-testid="totp-secret">{data.secret}</code>
                   </p>
                 </li>
                 <li>Enter the 6-digit code the app shows.</li>

@@ -14,6 +14,7 @@ import { signConsent } from "../../consent/signing.server.ts";
 import { signatureMeaning } from "../../consent/signatures.server.ts";
 import { withdrawByParticipant } from "../../consent/withdrawal.server.ts";
 import { serviceErrorResponse } from "../../platform/error-response.server.ts";
+import { ServiceError } from "../../platform/errors.server.ts";
 import { fromStaffDevice, rememberVerified, verifiedInvitation } from "../../consent/consent-session.server.ts";
 import { requestMeta } from "../../platform/session.server.ts";
 import { parseConsentDocument } from "../../consent/consent-document.ts";
@@ -123,6 +124,13 @@ export async function action({ request, context, params }: ActionFunctionArgs) {
     }
     if (intent === "withdraw") {
       const f = WithdrawForm.parse({ scope: form.get("scope") ?? undefined, reason: form.get("reason") ?? undefined });
+      // A full withdrawal cannot be undone here: it asks for an explicit confirmation (works without JavaScript).
+      if (f.scope === "full" && form.get("confirmFull") !== "on")
+        throw new ServiceError(
+          "invalid",
+          'To withdraw in full, tick "I understand that I leave the study" and press Withdraw again',
+          "confirmFull",
+        );
       await withdrawByParticipant(ctx, token, verified, {
         scope: f.scope,
         followUp: f.scope === "partial" && form.get("followUp") === "on",
@@ -151,6 +159,7 @@ export default function ConsentPage() {
     return () => clearInterval(t);
   }, [pending, revalidator]);
   const error = r?.error ? { field: r.field, message: r.error } : null;
+  const fullUnconfirmed = r?.field === "confirmFull" || undefined;
   // On the signing step every problem is listed next to the Sign button (where the participant is, on a phone),
   // focused, and shown at its question or box; elsewhere the error is said at the top.
   const signProblems =
@@ -359,7 +368,7 @@ export default function ConsentPage() {
             </>
           ) : null}
           {d.receipt.state !== "withdrawn" ? (
-            <details className="card">
+            <details className="card" open={r?.field === "confirmFull" || undefined}>
               <summary>Withdraw from the study</summary>
               <p>
                 You may withdraw at any time, without giving a reason. Data collected before you withdraw are kept, as
@@ -392,7 +401,19 @@ export default function ConsentPage() {
                   : null}
                 <label htmlFor="reason">Reason (optional)</label>
                 <input id="reason" name="reason" type="text" />
-                <button type="submit">Withdraw</button>
+                <label className="ack danger-zone">
+                  <input type="checkbox" name="confirmFull" aria-invalid={fullUnconfirmed} /> For a full withdrawal: I
+                  understand that I leave the study and that this cannot be undone on this page (data collected before
+                  stay in the study)
+                </label>
+                {r?.field === "confirmFull" ? (
+                  <p className="field-error" id="confirmFull-error">
+                    {r.error}
+                  </p>
+                ) : null}
+                <button type="submit" className="button-danger">
+                  Withdraw
+                </button>
               </Form>
             </details>
           ) : null}

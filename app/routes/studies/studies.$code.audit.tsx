@@ -147,7 +147,11 @@ export default function AuditTrail() {
           ))}
         </tbody>
       </table>
-      {d.rows.length === 0 && !d.error ? <p className="muted">No events match.</p> : null}
+      {d.rows.length === 0 && !d.error ? (
+        <p className="muted" data-empty="audit">
+          No events match these filters: clear a filter or widen the dates.
+        </p>
+      ) : null}
     </StudyPage>
   );
 }

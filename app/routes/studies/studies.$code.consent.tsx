@@ -120,6 +120,14 @@ export default function Consent() {
           ))}
         </tbody>
       </table>
+      {d.docs.length === 0 ? (
+        <p className="muted" data-empty="consent">
+          No consent document yet.{" "}
+          {d.canManage
+            ? "Add the IRB-approved version below; participants sign it before any data are entered."
+            : "A study administrator adds the IRB-approved consent documents here."}
+        </p>
+      ) : null}
       {d.canManage ? (
         <section className="card">
           <h2>New IRB-approved version</h2>

@@ -43,7 +43,13 @@ export async function action({ request, context, params }: ActionFunctionArgs) {
           name: text("siteName"),
           timeZone: text("siteTimeZone"),
         });
-        return json({ ok: true, message: `Site ${s.code} added.`, error: null, field: null });
+        return json({
+          ok: true,
+          message: `Site ${s.code} added.`,
+          error: null,
+          field: null,
+          saved: `site-${Date.now()}`,
+        });
       }
       case "site-time-zone": {
         const s = await setSiteTimeZone(context.ctx, user, {
@@ -77,6 +83,7 @@ export async function action({ request, context, params }: ActionFunctionArgs) {
           message: r.invited ? `Invitation sent to ${r.user.email}.` : `${r.user.email} has the new role.`,
           error: null,
           field: null,
+          saved: `invite-${Date.now()}`,
         });
       }
       case "revoke":
@@ -94,6 +101,9 @@ export default function Staff() {
   const d = useLoaderData<typeof loader>();
   const r = useActionData<typeof action>();
   const bad = (f: string) => (r?.field === f ? true : undefined);
+  // A form is emptied after its own successful save (a new key), and keeps what was typed after an error.
+  const saved = r && "saved" in r && typeof r.saved === "string" ? r.saved : "";
+  const keyOf = (form: string) => (saved.startsWith(`${form}-`) ? saved : form);
   return (
     <StudyPage user={d.user} study={d.study} title="Staff and sites" flash={r}>
       <table>
@@ -133,11 +143,17 @@ export default function Staff() {
           ))}
         </tbody>
       </table>
+      {d.staff.length === 0 ? (
+        <p className="muted" data-empty="staff">
+          Nobody has a role in this study yet.{" "}
+          {d.canManage ? "Invite the first person below." : "A study administrator invites staff here."}
+        </p>
+      ) : null}
       {d.canManage ? (
         <div className="grid">
           <section className="card">
             <h2>Invite a person</h2>
-            <Form method="post" noValidate>
+            <Form method="post" noValidate key={keyOf("invite")}>
               <input type="hidden" name="intent" value="invite" />
               <label htmlFor="fullName">Full name</label>
               <input id="fullName" name="fullName" type="text" aria-invalid={bad("fullName")} />
@@ -185,7 +201,7 @@ export default function Staff() {
                 </li>
               ))}
             </ul>
-            <Form method="post" noValidate>
+            <Form method="post" noValidate key={keyOf("site")}>
               <input type="hidden" name="intent" value="site" />
               <label htmlFor="siteCode">New site code</label>
               <input id="siteCode" name="siteCode" type="text" aria-invalid={bad("code")} />
