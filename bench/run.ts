@@ -28,6 +28,7 @@ import { benchGas } from "./gas.ts";
 import { ensureBuilt } from "../test/helpers/portal.ts";
 import { benchCli, printCli } from "./cli.ts";
 import { benchPackageMemory } from "./package-memory.ts";
+import { benchImport, printImport } from "./import.ts";
 
 const QUICK = process.env.BENCH_QUICK === "1";
 const results: Record<string, unknown> = { at: new Date().toISOString(), node: process.version, quick: QUICK };
@@ -371,6 +372,11 @@ results.gas = gas;
 // ---------------------------------------------------------------- verify-package memory (issue 16 item 6)
 console.log("\n== verify-package peak memory for a genuine package of N entries (child process RSS) ==");
 results.packageMemory = await benchPackageMemory(QUICK ? [2_000, 5_000] : [10_000, 40_000]);
+
+// ---------------------------------------------------------------- import of existing data (issue 18, ADR 0037)
+console.log("\n== Import 100,000 values from a CSV file on PostgreSQL (one job, one transaction) ==");
+results.import = await benchImport(adminUrlIngest);
+printImport(results.import as Awaited<ReturnType<typeof benchImport>>);
 
 // ---------------------------------------------------------------- CLI start-up (alone: npm run bench:cli)
 console.log("\n== CLI start-up (bundle built ahead of time; ratios to node -e '' in the same run) ==");

@@ -91,6 +91,13 @@ db.command("migrate")
   .description("apply the committed migrations")
   .action(() => dispatch("db.migrate", {}));
 
+program
+  .command("outbox")
+  .description("notifications (ADR 0035)")
+  .command("send")
+  .description("send the due outbox e-mails once by SMTP_URL (exit 1 when some could not be sent: retried later)")
+  .action(() => dispatch("outbox.send", {}));
+
 const studies = program.command("studies").description("studies and sites");
 studies
   .command("create")
@@ -117,6 +124,21 @@ studies
   )
   .action((o: { study: string; formsBeforeConsent?: string }) =>
     dispatch("studies.set", { study: o.study, formsBeforeConsent: o.formsBeforeConsent }),
+  );
+
+studies
+  .command("targets")
+  .description("set a study's enrolment targets (a sealed study.settings_changed entry; forms before consent stay)")
+  .requiredOption("--study <CODE>", "protocol code")
+  .option("--total <N>", "the study's enrolment target (omit for none)")
+  .option(
+    "--site <CODE=N>",
+    "a site's enrolment target (repeat for more sites)",
+    (v: string, acc: string[]) => [...acc, v],
+    [] as string[],
+  )
+  .action((o: { study: string; total?: string; site: string[] }) =>
+    dispatch("studies.targets", { study: o.study, total: o.total, sites: o.site }),
   );
 
 const users = program.command("users").description("user accounts");
@@ -187,6 +209,28 @@ tokens
   .argument("<TOKEN>", "token id or prefix (ts_...)")
   .action((token: string, o: { study: string }) => dispatch("tokens.revoke", { study: o.study, token }));
 
+const schedule = program.command("schedule").description("a study's visit schedule (visits, windows, forms)");
+schedule
+  .command("set")
+  .description("set the visit schedule from its JSON definition (a new sealed version); exit 1 on a bad definition")
+  .requiredOption("--study <CODE>", "study")
+  .argument("<file>", "the schedule definition (JSON)")
+  .action(async (file: string, o: { study: string }) => {
+    const { readFileSync } = await import("node:fs");
+    let text = "";
+    try {
+      text = readFileSync(file, "utf8");
+    } catch (err) {
+      fail(`cannot read ${file}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`, 1);
+    }
+    return dispatch("schedule.set", { study: o.study, text });
+  });
+schedule
+  .command("show")
+  .description("print the visit schedule in force as a table")
+  .requiredOption("--study <CODE>", "study")
+  .action((o: { study: string }) => dispatch("schedule.show", { study: o.study }));
+
 const forms = program
   .command("forms")
   .description("CRF form definitions (versioned JSON; REDCap data dictionaries and CDISC ODM in and out)");
@@ -239,6 +283,55 @@ forms
         draft: !!o.draft,
         repeating: o.repeating,
         visits,
+      });
+    },
+  );
+program
+  .command("import")
+  .description(
+    "import existing data, all or nothing: a CSV file of one form (subject, visit, then one column per field) or " +
+      "CDISC ODM ClinicalData (REDCap, OpenClinica). Exit 0 imported, 1 problems (each with row and column; nothing " +
+      "imported), 2 unusable file",
+  )
+  .requiredOption("--study <CODE>", "study")
+  .option("--format <FORMAT>", "csv | odm (from the file's extension when omitted)")
+  .option("--form <CODE>", "the form a CSV file holds")
+  .option("--map <FILE>", "JSON file mapping the file's form, visit and field names to codes")
+  .option("--dry-run", "list every problem, import nothing")
+  .option("--by <EMAIL>", "the account the import is made by (active, may import in the study); required")
+  .argument("<file>", "the file")
+  .action(
+    async (
+      file: string,
+      o: { study: string; format?: string; form?: string; map?: string; dryRun?: boolean; by?: string },
+    ) => {
+      if (!o.by) fail("--by EMAIL: name the account the import is made by (a data manager of the study)", 2);
+      const { readFileSync, statSync } = await import("node:fs");
+      const { basename } = await import("node:path");
+      const { IMPORT_MAX_BYTES, formatOfFileName } = await import("../app/data-import/read-import.ts");
+      if (o.format !== undefined && o.format !== "csv" && o.format !== "odm")
+        fail(`--format: csv or odm, not ${o.format}`, 2);
+      const read = (f: string) => {
+        try {
+          return readFileSync(f);
+        } catch (err) {
+          fail(`cannot read ${f}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`, 2);
+        }
+      };
+      const size = statSync(file, { throwIfNoEntry: false })?.size ?? 0;
+      if (size > IMPORT_MAX_BYTES)
+        fail(`${file} is ${size} bytes; an import file may be at most ${IMPORT_MAX_BYTES}`, 2);
+      const bytes = read(file);
+      const mapText = o.map ? read(o.map).toString("utf8") : undefined;
+      return dispatch("data.import", {
+        study: o.study,
+        fileName: basename(file),
+        base64: bytes.toString("base64"),
+        format: o.format ?? formatOfFileName(file),
+        form: o.form,
+        mapText,
+        dryRun: !!o.dryRun,
+        by: o.by,
       });
     },
   );

@@ -23,7 +23,9 @@ import {
   securityHeaders,
 } from "../app/platform/http.server.ts";
 import { startSealer } from "../app/log/sealer.server.ts";
+import { startImportRunner } from "../app/data-import/import-jobs.server.ts";
 import { startAnchorWorker } from "../app/anchor-worker/anchor-worker.server.ts";
+import { startOutboxSender } from "../app/notifications/outbox-sender.server.ts";
 import { describeEvent } from "../app/platform/commands.server.ts";
 import { DATABASE_RETRY_AFTER_S } from "../db/availability.ts";
 
@@ -99,11 +101,15 @@ async function main() {
 
   const control = controlSocket ? await startControlServer(ctx, controlSocket) : null;
   const stopSealer = startSealer(ctx);
+  const stopImports = startImportRunner(ctx); // issue 18: import jobs in the background (ADR 0037)
   const stopAnchoring = startAnchorWorker(ctx, {
     onEvent: (e) => {
       if (e.type !== "committed") process.stdout.write(`anchor ${describeEvent(e)}`);
     },
   });
+  // Notifications (ADR 0035): the outbox is sent by SMTP while SMTP_URL is set; without it nothing is sent.
+  const stopOutbox = startOutboxSender(ctx);
+  if (!env.smtpUrl) console.log("SMTP_URL is not set: notifications stay in the outbox (see /outbox)");
   const build = (await import(pathToFileURL(buildFile).href)) as ServerBuild;
 
   const app = express();
@@ -216,8 +222,10 @@ async function main() {
     server.close();
     server.closeAllConnections?.();
     control?.close();
+    await stopImports();
     await stopSealer();
     await stopAnchoring();
+    await stopOutbox();
     await ctx.database.close().catch(() => {});
     process.exit(0);
   };

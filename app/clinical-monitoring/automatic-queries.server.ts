@@ -14,6 +14,7 @@ import { appendEntry } from "../log/append-entry.server.ts";
 import { auditActor, auditDetail, payloadActor } from "../platform/attribution.ts";
 import type { AppContext } from "../platform/context.server.ts";
 import type { Principal } from "../platform/permissions.server.ts";
+import { fieldLabelOf, notifyQueryStep, writeQueryEvent } from "../queries/query-events.server.ts";
 
 const withUnit = (n: number, unit: string | undefined) => (unit ? `${n} ${unitLabel(unit)}` : String(n));
 
@@ -52,8 +53,27 @@ export async function openAutomaticQueries(
   for (const field of fields) {
     const text = softLimitQueryText(def, field, values[field]);
     if (!text) continue;
+    ids.push(await openAutomaticQuery(tx, ctx, principal, study, record, field, text));
+  }
+  return ids;
+}
+
+/**
+ * Open one automatic query with the given text on a field, inside the caller's transaction (soft limits above,
+ * visit windows in app/visit-schedule/visit-windows.server.ts); returns its id.
+ */
+export async function openAutomaticQuery(
+  tx: DbOrTx,
+  ctx: AppContext,
+  principal: Principal,
+  study: { id: string; code: string },
+  record: { id: string; siteId: string; participantId: string },
+  field: string,
+  text: string,
+): Promise<string> {
+  {
     const id = crypto.randomUUID();
-    await appendEntry(tx, ctx.crypto, study, "query.opened", (salt) => ({
+    const e = await appendEntry(tx, ctx.crypto, study, "query.opened", (salt) => ({
       query: id,
       record: record.id,
       field,
@@ -63,6 +83,7 @@ export async function openAutomaticQueries(
     await tx
       .insert(queries)
       .values({ id, studyId: study.id, recordId: record.id, field, text, openedBy: principal.userId });
+    await writeQueryEvent(tx, { queryId: id, studyId: study.id, action: "opened", text, principal, entry: e });
     await audit(tx, {
       action: "query.open",
       ...auditActor(principal),
@@ -71,7 +92,15 @@ export async function openAutomaticQueries(
       participantId: record.participantId,
       detail: auditDetail(principal, { query: id, record: record.id, field, automatic: true }),
     });
-    ids.push(id);
+    await notifyQueryStep(tx, ctx, {
+      action: "opened",
+      study,
+      record,
+      field,
+      fieldLabel: await fieldLabelOf(tx, record.id, field),
+      raiserUserId: principal.userId,
+      actorUserId: principal.userId,
+    });
+    return id;
   }
-  return ids;
 }

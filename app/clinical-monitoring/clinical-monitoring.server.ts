@@ -29,6 +29,7 @@ import { requireSiteAction } from "../studies/delegations.server.ts";
 import { can, requirePermission, type Principal } from "../platform/permissions.server.ts";
 import { getStudyOrThrow } from "../studies/studies.server.ts";
 import { auditActor, auditDetail, payloadActor } from "../platform/attribution.ts";
+import { canRaiseQueries, fieldLabelOf, notifyQueryStep, writeQueryEvent } from "../queries/query-events.server.ts";
 
 async function recordOf(ctx: AppContext, principal: Principal, studyCode: string, recordId: string) {
   const study = await getStudyOrThrow(ctx, studyCode);
@@ -293,7 +294,7 @@ export async function markSdv(ctx: AppContext, principal: Principal, studyCode: 
   });
 }
 
-/** A monitor opens a query on a field of a record. */
+/** A monitor (or a data manager) opens a query on a field of a record. */
 export async function openQuery(
   ctx: AppContext,
   principal: Principal,
@@ -302,15 +303,17 @@ export async function openQuery(
   input: { field: string; text: string },
 ) {
   const { study, record } = await recordOf(ctx, principal, studyCode, recordId);
-  requirePermission(principal, "records.monitor", { studyId: study.id, siteId: record.siteId });
+  if (!canRaiseQueries(principal, { studyId: study.id, siteId: record.siteId }))
+    throw new ServiceError("forbidden", "not permitted: only a monitor or a data manager raises queries");
   const text = (input.text ?? "").trim();
   if (!text || text.length > 4000)
     throw new ServiceError("invalid", "text: write the query (up to 4000 characters)", "text");
   if (!/^[a-z][a-z0-9_]{0,63}$/.test(input.field ?? ""))
     throw new ServiceError("invalid", "field: choose a field of the form", "field");
+  const label = await fieldLabelOf(ctx.db, record.id, input.field);
   return ctx.db.transaction(async (tx) => {
     const id = crypto.randomUUID();
-    await appendEntry(tx, ctx.crypto, study, "query.opened", (salt) => ({
+    const e = await appendEntry(tx, ctx.crypto, study, "query.opened", (salt) => ({
       query: id,
       record: record.id,
       field: input.field,
@@ -321,6 +324,7 @@ export async function openQuery(
       .insert(queries)
       .values({ id, studyId: study.id, recordId: record.id, field: input.field, text, openedBy: principal.userId })
       .returning();
+    await writeQueryEvent(tx, { queryId: id, studyId: study.id, action: "opened", text, principal, entry: e });
     await audit(tx, {
       action: "query.open",
       ...auditActor(principal),
@@ -328,8 +332,39 @@ export async function openQuery(
       siteId: record.siteId,
       detail: auditDetail(principal, { query: id }),
     });
+    await notifyQueryStep(tx, ctx, {
+      action: "opened",
+      study,
+      record,
+      field: input.field,
+      fieldLabel: label,
+      raiserUserId: principal.userId,
+      actorUserId: principal.userId,
+    });
     return q;
   });
+}
+
+/** A query of the study with its record's site, subject and form, or not_found. */
+async function queryOf(ctx: AppContext, studyId: string, queryId: string) {
+  const [q] = /^[0-9a-f-]{36}$/.test(queryId)
+    ? await ctx.db
+        .select({
+          q: queries,
+          siteId: records.siteId,
+          record: {
+            id: records.id,
+            siteId: records.siteId,
+            participantId: records.participantId,
+            formCode: records.formCode,
+          },
+        })
+        .from(queries)
+        .innerJoin(records, eq(records.id, queries.recordId))
+        .where(and(eq(queries.id, queryId), eq(queries.studyId, studyId)))
+    : [];
+  if (!q) throw new ServiceError("not_found", "no such query", "query");
+  return q;
 }
 
 /** Site staff (with data entry delegated) answer an open query. */
@@ -341,65 +376,149 @@ export async function answerQuery(
   answer: string,
 ) {
   const study = await getStudyOrThrow(ctx, studyCode);
-  const [q] = /^[0-9a-f-]{36}$/.test(queryId)
-    ? await ctx.db
-        .select({ q: queries, siteId: records.siteId })
-        .from(queries)
-        .innerJoin(records, eq(records.id, queries.recordId))
-        .where(and(eq(queries.id, queryId), eq(queries.studyId, study.id)))
-    : [];
-  if (!q) throw new ServiceError("not_found", "no such query", "query");
+  const q = await queryOf(ctx, study.id, queryId);
+  if (!can(principal, "records.read", { studyId: study.id, siteId: q.siteId }))
+    throw new ServiceError("not_found", "no such query", "query");
   await requireSiteAction(ctx, principal, "records.enter", { studyId: study.id, siteId: q.siteId });
-  if (q.q.status !== "open") throw new ServiceError("conflict", `this query is ${q.q.status}`, "query");
+  if (q.q.status !== "open")
+    throw new ServiceError(
+      "conflict",
+      `query: only an open query can be answered (this one is ${q.q.status})`,
+      "query",
+    );
   const text = (answer ?? "").trim();
   if (!text || text.length > 4000)
     throw new ServiceError("invalid", "answer: write the answer (up to 4000 characters)", "answer");
+  const label = await fieldLabelOf(ctx.db, q.q.recordId, q.q.field);
   await ctx.db.transaction(async (tx) => {
-    await appendEntry(tx, ctx.crypto, study, "query.answered", (salt) => ({
+    const e = await appendEntry(tx, ctx.crypto, study, "query.answered", (salt) => ({
       query: q.q.id,
       textHash: saltedTextHash(ctx.crypto, salt, text),
-      actor: principal.userId,
+      ...payloadActor(principal),
     }));
-    await tx
+    const [u] = await tx
       .update(queries)
-      .set({ status: "answered", answer: text, answeredBy: principal.userId, answeredAt: new Date() })
-      .where(eq(queries.id, q.q.id));
+      .set({ status: "answered", answer: text, answeredBy: principal.userId, answeredAt: e.at })
+      .where(and(eq(queries.id, q.q.id), eq(queries.status, "open")))
+      .returning({ id: queries.id });
+    if (!u) throw new ServiceError("conflict", "query: this query was changed meanwhile; reload it", "query");
+    await writeQueryEvent(tx, { queryId: q.q.id, studyId: study.id, action: "answered", text, principal, entry: e });
     await audit(tx, {
       action: "query.answer",
-      actorUserId: principal.userId,
+      ...auditActor(principal),
       studyId: study.id,
       siteId: q.siteId,
-      detail: { query: q.q.id },
+      detail: auditDetail(principal, { query: q.q.id }),
+    });
+    await notifyQueryStep(tx, ctx, {
+      action: "answered",
+      study,
+      record: q.record,
+      field: q.q.field,
+      fieldLabel: label,
+      raiserUserId: q.q.openedBy,
+      actorUserId: principal.userId,
     });
   });
 }
 
-/** The monitor closes an answered query. */
+/** The monitor (or a data manager) closes an answered query. */
 export async function closeQuery(ctx: AppContext, principal: Principal, studyCode: string, queryId: string) {
   const study = await getStudyOrThrow(ctx, studyCode);
-  const [q] = /^[0-9a-f-]{36}$/.test(queryId)
-    ? await ctx.db
-        .select({ q: queries, siteId: records.siteId })
-        .from(queries)
-        .innerJoin(records, eq(records.id, queries.recordId))
-        .where(and(eq(queries.id, queryId), eq(queries.studyId, study.id)))
-    : [];
-  if (!q) throw new ServiceError("not_found", "no such query", "query");
-  requirePermission(principal, "records.monitor", { studyId: study.id, siteId: q.siteId });
+  const q = await queryOf(ctx, study.id, queryId);
+  if (!can(principal, "records.read", { studyId: study.id, siteId: q.siteId }))
+    throw new ServiceError("not_found", "no such query", "query");
+  if (!canRaiseQueries(principal, { studyId: study.id, siteId: q.siteId }))
+    throw new ServiceError("forbidden", "not permitted: only a monitor or a data manager closes queries");
   if (q.q.status !== "answered")
-    throw new ServiceError("conflict", `only an answered query can be closed (this one is ${q.q.status})`, "query");
+    throw new ServiceError(
+      "conflict",
+      `query: only an answered query can be closed (this one is ${q.q.status})`,
+      "query",
+    );
   await ctx.db.transaction(async (tx) => {
-    await appendEntry(tx, ctx.crypto, study, "query.closed", { query: q.q.id, actor: principal.userId });
-    await tx
+    const e = await appendEntry(tx, ctx.crypto, study, "query.closed", { query: q.q.id, ...payloadActor(principal) });
+    const [u] = await tx
       .update(queries)
-      .set({ status: "closed", closedBy: principal.userId, closedAt: new Date() })
-      .where(eq(queries.id, q.q.id));
+      .set({ status: "closed", closedBy: principal.userId, closedAt: e.at })
+      .where(and(eq(queries.id, q.q.id), eq(queries.status, "answered")))
+      .returning({ id: queries.id });
+    if (!u) throw new ServiceError("conflict", "query: this query was changed meanwhile; reload it", "query");
+    await writeQueryEvent(tx, {
+      queryId: q.q.id,
+      studyId: study.id,
+      action: "closed",
+      text: null,
+      principal,
+      entry: e,
+    });
     await audit(tx, {
       action: "query.close",
-      actorUserId: principal.userId,
+      ...auditActor(principal),
       studyId: study.id,
       siteId: q.siteId,
-      detail: { query: q.q.id },
+      detail: auditDetail(principal, { query: q.q.id }),
+    });
+  });
+}
+
+/**
+ * A monitor or data manager opens an answered or closed query again, with a reason (kept in the history row; its
+ * salted hash sealed in `query.reopened`). The answer and close columns are cleared: the history keeps them.
+ */
+export async function reopenQuery(
+  ctx: AppContext,
+  principal: Principal,
+  studyCode: string,
+  queryId: string,
+  input: { reason: string },
+) {
+  const study = await getStudyOrThrow(ctx, studyCode);
+  const q = await queryOf(ctx, study.id, queryId);
+  if (!can(principal, "records.read", { studyId: study.id, siteId: q.siteId }))
+    throw new ServiceError("not_found", "no such query", "query");
+  if (!canRaiseQueries(principal, { studyId: study.id, siteId: q.siteId }))
+    throw new ServiceError("forbidden", "not permitted: only a monitor or a data manager re-opens queries");
+  if (q.q.status === "open") throw new ServiceError("conflict", "query: this query is already open", "query");
+  const reason = (input?.reason ?? "").trim();
+  if (!reason || reason.length > 4000)
+    throw new ServiceError("invalid", "reason: say why the query is re-opened (up to 4000 characters)", "reason");
+  const label = await fieldLabelOf(ctx.db, q.q.recordId, q.q.field);
+  await ctx.db.transaction(async (tx) => {
+    const e = await appendEntry(tx, ctx.crypto, study, "query.reopened", (salt) => ({
+      query: q.q.id,
+      textHash: saltedTextHash(ctx.crypto, salt, reason),
+      ...payloadActor(principal),
+    }));
+    const [u] = await tx
+      .update(queries)
+      .set({ status: "open", answer: null, answeredBy: null, answeredAt: null, closedBy: null, closedAt: null })
+      .where(and(eq(queries.id, q.q.id), eq(queries.status, q.q.status)))
+      .returning({ id: queries.id });
+    if (!u) throw new ServiceError("conflict", "query: this query was changed meanwhile; reload it", "query");
+    await writeQueryEvent(tx, {
+      queryId: q.q.id,
+      studyId: study.id,
+      action: "reopened",
+      text: reason,
+      principal,
+      entry: e,
+    });
+    await audit(tx, {
+      action: "query.reopen",
+      ...auditActor(principal),
+      studyId: study.id,
+      siteId: q.siteId,
+      detail: auditDetail(principal, { query: q.q.id }),
+    });
+    await notifyQueryStep(tx, ctx, {
+      action: "reopened",
+      study,
+      record: q.record,
+      field: q.q.field,
+      fieldLabel: label,
+      raiserUserId: q.q.openedBy,
+      actorUserId: principal.userId,
     });
   });
 }

@@ -20,7 +20,8 @@
  */
 import { and, eq, isNull } from "drizzle-orm";
 import { z } from "zod";
-import { consentInvitations, outbox } from "../../db/schema/index.ts";
+import { consentInvitations } from "../../db/schema/index.ts";
+import { queueNotification } from "../notifications/notify.server.ts";
 import type { AppContext } from "../platform/context.server.ts";
 import { ServiceError } from "../platform/errors.server.ts";
 import type { Principal } from "../platform/permissions.server.ts";
@@ -165,9 +166,10 @@ export async function createInvitation(
         expiresAt,
       })
       .returning();
-    await tx.insert(outbox).values({
+    await queueNotification(tx, {
+      studyId: study.id,
       channel,
-      toAddress: contact,
+      to: contact,
       kind: "consent_invitation",
       subject: `Invitation to review and sign: ${doc.title}`,
       body:

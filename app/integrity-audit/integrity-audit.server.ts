@@ -42,6 +42,9 @@ import { contactFindings } from "./contact-checks.server.ts";
 import { freeTextFindings } from "./free-text-checks.server.ts";
 import { paperAttestationFindings } from "./paper-attestation-checks.server.ts";
 import { siteFindings } from "./site-checks.server.ts";
+import { queryEventFindings } from "./query-event-checks.server.ts";
+import { dispositionFindings } from "./disposition-checks.server.ts";
+import { importFindings } from "./import-checks.server.ts";
 import { hashedTextMatches, hashedTextPair, textMatchesPayload } from "../../anchoring/log/text-hash.ts";
 
 export interface AuditProgress {
@@ -215,6 +218,9 @@ export async function runIntegrityAudit(ctx: AppContext, opts: AuditOptions = {}
     rows += (await contactFindings(ctx, { id: s.id, code: s.code }, findings)).rows; // ADR 0018
     rows += (await freeTextFindings(ctx, { id: s.id, code: s.code }, findings)).rows; // ADR 0020
     rows += (await siteFindings(ctx, { id: s.id, code: s.code }, findings)).rows; // ADR 0030: sites' time zones
+    rows += (await dispositionFindings(ctx, { id: s.id, code: s.code }, findings)).rows; // ADR 0033
+    rows += (await queryEventFindings(ctx, { id: s.id, code: s.code }, findings)).rows; // ADR 0034: query histories
+    rows += (await importFindings(ctx, { id: s.id, code: s.code }, findings)).rows; // ADR 0037: imports
   }
   rows += (await auditTrailFindings(ctx, study ? { id: study.id, code: study.code } : null, findings)).rows; // ADR 0016
   progress({ phase: "data", done: studies.length, total: studies.length });
@@ -271,6 +277,7 @@ function recordVersionComparison(
     missingText: (r.missing_text ?? null) as string | null,
     calculatedText: (r.calculated_text ?? null) as string | null,
     reason: (r.reason ?? null) as string | null,
+    sourceText: (r.source_text ?? null) as string | null, // issue 18: an imported version's source (ADR 0037)
     formRow: formRows.get(String(r.form_id)),
     payloadText: "",
     payloadHash: "",
@@ -551,6 +558,7 @@ async function auditStudyData(ctx: AppContext, study: { id: string; code: string
         ["reason", hashedTextMatches(ctx.crypto, p, "reason", r.reason === null ? null : String(r.reason)), true],
         ["actor", r.actor_user_id ?? null, p.actor],
         ["token", r.actor_token_id ?? null, (p.token as { id?: string } | undefined)?.id ?? null],
+        ["tokenName", r.actor_token_name ?? null, (p.token as { name?: string } | undefined)?.name ?? null],
       ],
       label: (r) => `disposition ${r.status}`,
     },
@@ -564,6 +572,8 @@ async function auditStudyData(ctx: AppContext, study: { id: string; code: string
         ["definitionSha256", hexOf(r.definition_sha256), p.sha256],
         ["definitionText", toHex(ctx.crypto.sha256(utf8(String(r.definition_text)))), p.sha256],
         ["actor", r.created_by ?? null, p.actor],
+        ["token", r.actor_token_id ?? null, (p.token as { id?: string } | undefined)?.id ?? null],
+        ["tokenName", r.actor_token_name ?? null, (p.token as { name?: string } | undefined)?.name ?? null],
       ],
       label: (r) => `schedule version ${r.version}`,
       namesOnly: true,
@@ -691,7 +701,15 @@ async function auditStudyData(ctx: AppContext, study: { id: string; code: string
     const page = await studyEntriesOfKinds(
       ctx.db,
       study.id,
-      ["lock.set", "lock.released", "query.opened", "query.answered", "query.closed", "consent.withdrawn"],
+      [
+        "lock.set",
+        "lock.released",
+        "query.opened",
+        "query.answered",
+        "query.closed",
+        "query.reopened",
+        "consent.withdrawn",
+      ],
       after,
       1000,
     );
@@ -762,7 +780,15 @@ async function auditStudyData(ctx: AppContext, study: { id: string; code: string
           `query ${r.id}: its ${opened.p.field !== r.field ? "field" : "text"} ` +
           "differs from the query.opened entry",
       });
-    const answered = ev.find((x) => x.kind === "query.answered");
+    // The status follows the latest step in log order (a re-open makes a query open again, ADR 0034); the answer
+    // is the latest one given since the last re-open.
+    let status = "open";
+    let answered: (typeof ev)[number] | undefined;
+    for (const x of ev) {
+      if (x.kind === "query.answered") [status, answered] = ["answered", x];
+      else if (x.kind === "query.closed") status = "closed";
+      else if (x.kind === "query.reopened") [status, answered] = ["open", undefined];
+    }
     if (answered && r.answer !== null && !sha(answered.p, r.answer))
       f({
         code: "DATA_ROW_MISMATCH",
@@ -771,7 +797,6 @@ async function auditStudyData(ctx: AppContext, study: { id: string; code: string
         field: "answer",
         message: `query ${r.id}: the answer differs from the query.answered entry`,
       });
-    const status = ev.some((x) => x.kind === "query.closed") ? "closed" : answered ? "answered" : "open";
     if (status !== r.status)
       f({
         code: "DATA_ROW_MISMATCH",

@@ -88,7 +88,7 @@ export async function notifyStudyRoles(
 export async function notifyUser(tx: DbOrTx, userId: string | null, n: Omit<Notification, "to">): Promise<boolean> {
   if (userId === null) return false;
   const [u] = await tx.select({ email: users.email, status: users.status }).from(users).where(eq(users.id, userId));
-  if (!u || u.status !== "active") return false;
+  if (u?.status !== "active") return false;
   await queueNotification(tx, { ...n, to: u.email });
   return true;
 }

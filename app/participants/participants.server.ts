@@ -19,6 +19,8 @@ import { recordEnrolmentContacts } from "../consent/contact-confirmation.server.
 import { requirePermission, type Principal } from "../platform/permissions.server.ts";
 import { auditActor, auditDetail, payloadActor, rowTokenColumns } from "../platform/attribution.ts";
 import { getStudyOrThrow } from "../studies/studies.server.ts";
+import { todayIn } from "../records/records.server.ts";
+import { writeDisposition } from "./disposition.server.ts";
 import { replayIdempotent, storeIdempotent, type Idempotency } from "../records/idempotency.server.ts";
 
 /** Optional personal data at enrolment: encrypted at rest; only an HMAC under the subject's key reaches the log. */
@@ -61,9 +63,13 @@ export function enrolledResponse(e: Enrolled) {
 export async function enrollParticipant(
   ctx: AppContext,
   principal: Principal,
-  input: { study: string; site: string; personal?: unknown },
+  input: { study: string; site: string; personal?: unknown; disposition?: unknown },
   idem?: Idempotency,
 ): Promise<Enrolled> {
+  // Issue 18 (ADR 0033): a participant may start at screening; enrolled (the default) needs no entry of its own.
+  const start = input.disposition === undefined || input.disposition === "" ? "enrolled" : input.disposition;
+  if (start !== "enrolled" && start !== "screening")
+    throw new ServiceError("invalid", "disposition: a participant starts as screening or enrolled", "disposition");
   const pd = PersonalData.safeParse(input.personal ?? {});
   if (!pd.success) {
     const i = pd.error.issues[0];
@@ -128,6 +134,13 @@ export async function enrollParticipant(
         .where(eq(participants.id, p.id));
       // The contacts as HMACs, with who entered them: usable for consent only once confirmed (ADR 0018).
       await recordEnrolmentContacts(ctx, tx, p, principal.userId, e.id, [personal.email, personal.phone]);
+      if (start === "screening")
+        await writeDisposition(tx, ctx, principal, study, p, {
+          status: "screening",
+          previous: null,
+          date: todayIn(site.timeZone),
+          reason: null,
+        });
       await audit(tx, {
         action: "participant.enroll",
         ...auditActor(principal),
@@ -164,6 +177,7 @@ export async function listParticipants(ctx: AppContext, principal: Principal, st
       subject: participants.subjectCode,
       site: sites.code,
       status: participants.status,
+      disposition: participants.disposition,
       enrolledAt: participants.enrolledAt,
     })
     .from(participants)

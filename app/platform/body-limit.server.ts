@@ -24,13 +24,17 @@ const LARGER_BODIES: { path: RegExp; limit: number; what: string }[] = [
   // A file of forms, JSON, REDCap dictionary or ODM, of at most 1 MiB (app/form-exchange/form-format.ts
   // FORM_FILE_MAX_BYTES), uploaded on the forms page (app/routes/studies/studies.$code.forms.tsx).
   { path: /^\/studies\/[^/]+\/forms\/?$/, limit: 1024 * KiB + 64 * KiB, what: "a 1 MB file of forms" },
+  // A data file to import, at most 64 MiB (app/data-import/read-import.ts IMPORT_MAX_BYTES; ADR 0037).
+  { path: /^\/studies\/[^/]+\/import\/?$/, limit: 64 * MiB + 64 * KiB, what: "a 64 MB data file" },
   // A form definition (app/routes/api/api.v1.studies.$code.forms.ts reads at most 256 KiB).
   { path: /^\/api\/v1\/studies\/[^/]+\/forms\/?$/, limit: 256 * KiB, what: "a form definition" },
 ];
 
 /** The most a request to this path may send. */
 export function bodyLimitFor(pathname: string): number {
-  return LARGER_BODIES.find((r) => r.path.test(pathname))?.limit ?? FORM_BODY_LIMIT;
+  // Remix's single fetch posts a page's form to `<path>.data` (`/_root.data` for the index): the page's own limit.
+  const page = pathname.replace(/\.data$/, "");
+  return LARGER_BODIES.find((r) => r.path.test(page))?.limit ?? FORM_BODY_LIMIT;
 }
 
 /** The body of a request as a stream that fails, and remembers it, once more than `limit` bytes came in. */

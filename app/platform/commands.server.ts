@@ -98,6 +98,16 @@ export const COMMANDS: Record<string, Handler> = {
     return { stdout: `database at ${ctx.database.where} is migrated\n` };
   },
 
+  async "outbox.send"(ctx) {
+    // One pass of the notification sender (ADR 0035): what the portal's loop does every few seconds.
+    const { sendDueOnce } = await import("../notifications/outbox-sender.server.ts");
+    if (!ctx.env.smtpUrl)
+      return { stdout: "", stderr: "trialseal: SMTP_URL is not set: nothing was sent\n", exitCode: 1 };
+    const r = await sendDueOnce(ctx);
+    const line = `sent ${r.sent}, retrying ${r.retrying}, failed ${r.failed} (the outbox page shows each message)\n`;
+    return { stdout: line, exitCode: r.retrying + r.failed > 0 ? 1 : 0 };
+  },
+
   async "studies.create"(ctx, input) {
     const v = parse(
       z.object({ code: z.string(), title: z.string(), sites: z.array(z.string()).min(1, "give at least one --site") }),
@@ -129,6 +139,32 @@ export const COMMANDS: Record<string, Handler> = {
       stdout:
         `${v.study.toUpperCase()} settings v${s.version}: forms before consent: ` +
         `${s.formsBeforeConsent.length ? s.formsBeforeConsent.join(", ") : "none"} (entry ${s.entryId})\n`,
+    };
+  },
+
+  async "studies.targets"(ctx, input) {
+    const v = parse(
+      z.object({ study: z.string(), total: z.string().optional(), sites: z.array(z.string()).default([]) }),
+      input,
+    );
+    const sites: Record<string, string> = {};
+    for (const s of v.sites) {
+      const m = /^([^=]+)=(.*)$/.exec(s);
+      if (!m) throw new ServiceError("invalid", `--site ${s}: give CODE=N (e.g. --site S01=20)`, "site");
+      sites[m[1].trim()] = m[2].trim();
+    }
+    const { setEnrolmentTargets } = await import("../studies/settings.server.ts");
+    const { OPERATOR } = await import("../exports/study-exports.server.ts");
+    const s = await setEnrolmentTargets(ctx, { ...OPERATOR, label: "trialseal studies targets (operator)" }, v.study, {
+      total: v.total ?? "",
+      sites,
+    });
+    const t = s.enrolmentTargets;
+    const per = t ? Object.entries(t.sites).map(([c, n]) => `${c} ${n}`) : [];
+    return {
+      stdout:
+        `${v.study.toUpperCase()} settings v${s.version}: enrolment target ${t?.total ?? "none"}` +
+        `${per.length ? `; sites: ${per.join(", ")}` : ""} (entry ${s.entryId})\n`,
     };
   },
 
@@ -270,6 +306,37 @@ export const COMMANDS: Record<string, Handler> = {
     return { stdout: `revoked ${r.id} (${r.prefix}, ${r.name}) in study ${r.study}\n` };
   },
 
+  /** Set a study's visit schedule from its JSON definition (ADR 0032): exit 1 with one line on bad input. */
+  async "schedule.set"(ctx, input) {
+    const v = parse(z.object({ study: z.string(), text: z.string() }), input);
+    const { setSchedule } = await import("../visit-schedule/schedule-setup.server.ts");
+    const operator = {
+      kind: "user" as const,
+      userId: null,
+      label: "trialseal schedule set (operator)",
+      platformAdmin: true,
+      memberships: [],
+    };
+    const r = await setSchedule(ctx, operator, v.study, v.text);
+    return {
+      stdout: `schedule version ${r.version} of ${v.study.toUpperCase()}: ${r.visits} visits, sha256 ${r.sha256}\n`,
+    };
+  },
+
+  /** The schedule in force as a table (visit, planned day, window, forms, date field). */
+  async "schedule.show"(ctx, input) {
+    const v = parse(z.object({ study: z.string() }), input);
+    const { scheduleTable } = await import("../visit-schedule/schedule-view.server.ts");
+    const { getStudyOrThrow } = await import("../studies/studies.server.ts");
+    const study = await getStudyOrThrow(ctx, v.study);
+    const t = await scheduleTable(ctx.db, study.id);
+    if (!t)
+      return { stdout: "", stderr: `no visit schedule in study ${study.code}; set one with trialseal schedule set\n` };
+    const lines = t.rows.map((r) => [r.visit, r.name, r.day, r.window, r.forms, r.dateField].join("\t"));
+    const head = `# version ${t.version}, baseline: ${t.baseline}\nvisit\tname\tday\twindow\tforms\tdate field\n`;
+    return { stdout: `${head}${lines.join("\n")}\n` };
+  },
+
   /**
    * A file of forms (TrialSeal JSON, a REDCap data dictionary, CDISC ODM), all or none: exit 0 imported, 1 refused
    * (every problem on its own line, by row for a dictionary), 2 unusable (unknown format, not JSON or XML, too large).
@@ -312,6 +379,82 @@ export const COMMANDS: Record<string, Handler> = {
             `(sha256 ${Buffer.from(f.definitionSha256).toString("hex")})\n`,
         )
         .join(""),
+    };
+  },
+  /**
+   * Import existing data (issue 18, ADR 0037): a CSV file of one form or CDISC ODM ClinicalData, all or nothing.
+   * Exit 0 imported (or a clean dry run), 1 problems (each with its row and column; nothing imported), 2 unusable.
+   */
+  async "data.import"(ctx, input, io) {
+    const v = parse(
+      z.object({
+        study: z.string(),
+        fileName: z.string().min(1),
+        base64: z.string(),
+        format: z.enum(["csv", "odm"]).optional(),
+        form: z.string().optional(),
+        mapText: z.string().optional(),
+        dryRun: z.boolean().default(false),
+        by: z.string().optional(),
+      }),
+      input,
+    );
+    const { createImportJob, importReportOf, runImportJob, importJobRow, importerByEmail } = await import(
+      "../data-import/import-jobs.server.ts"
+    );
+    const by = await importerByEmail(ctx, v.study, v.by);
+    if (typeof by === "string") return { stdout: "", stderr: `trialseal: --by: ${by}\n`, exitCode: 2 };
+    let job: Awaited<ReturnType<typeof createImportJob>>;
+    try {
+      job = await createImportJob(ctx, by, v.study, {
+        fileName: v.fileName,
+        bytes: new Uint8Array(Buffer.from(v.base64, "base64")),
+        format: v.format ?? null,
+        formCode: v.form ?? null,
+        mapText: v.mapText ?? null,
+        dryRun: v.dryRun,
+      });
+    } catch (err) {
+      if (err instanceof ServiceError && err.field !== "study")
+        return { stdout: "", stderr: `trialseal: ${err.message}\n`, exitCode: 2 };
+      throw err;
+    }
+    let r = await runImportJob(ctx, job.id, {
+      onProgress: (p) =>
+        io.progress?.({
+          phase: `${p.total ? Math.floor((p.done / p.total) * 100) : 100}% ${p.rowsPerSecond} rows/s`,
+          done: p.done,
+          total: p.total,
+        }),
+    });
+    // A portal's runner took the job first: wait for its end.
+    while (r.status === "queued" || r.status === "running") {
+      await new Promise((res) => setTimeout(res, 250));
+      r = await importJobRow(ctx, job.id);
+    }
+    const sha = toHex(r.fileSha256);
+    if (r.status === "failed") return { stdout: "", stderr: `trialseal: ${r.error}\n`, exitCode: 2 };
+    if (r.status === "problems") {
+      const { problems } = importReportOf(r.problemsText);
+      const lines = problems.map(
+        (p) => `trialseal: row ${p.row}${p.column ? `, column ${p.column}` : ""}: ${p.message}\n`,
+      );
+      const more =
+        r.problemCount > problems.length ? `trialseal: ... and ${r.problemCount - problems.length} more\n` : "";
+      return {
+        stdout: "",
+        stderr:
+          `${lines.join("")}${more}` +
+          `trialseal: ${r.problemCount} problem(s) in ${v.fileName}; nothing was imported\n`,
+        exitCode: 1,
+      };
+    }
+    if (r.dryRun)
+      return { stdout: `dry run: ${r.total} row(s) of ${v.fileName} can be imported, no problem (sha256 ${sha})\n` };
+    return {
+      stdout:
+        `imported ${r.values} value(s) in ${r.records} record(s) from ${v.fileName} into ${v.study} ` +
+        `(job ${r.id}, sha256 ${sha})\n`,
     };
   },
   /** Every form's latest version as one file: TrialSeal JSON, a REDCap data dictionary or CDISC ODM metadata. */

@@ -98,6 +98,11 @@ const EnvSchema = z.object({
   PDF_FONT_BOLD: z.string().min(1).default("/usr/share/fonts/truetype/dejavu/DejaVuSans-Bold.ttf"),
   // The CLI's progress bar on stderr when it is not a terminal.
   TRIALSEAL_PROGRESS: boolFromString.optional(),
+  // Notifications (ADR 0035): the SMTP server the outbox is sent through; without it nothing is sent.
+  SMTP_URL: z
+    .url({ protocol: /^smtps?$/, error: "must be an smtp:// or smtps:// URL such as smtp://user:pass@host:587" })
+    .optional(),
+  SMTP_FROM: z.string().min(3).max(300).optional(),
 });
 
 /** LOG_ORIGIN when it is not set. */
@@ -134,6 +139,10 @@ export type Env = {
   pdfFont: { regular: string; bold: string };
   /** The CLI shows its progress bar even when stderr is not a terminal. */
   cliProgress: boolean;
+  /** SMTP_URL: where the outbox is sent (ADR 0035); undefined in development: nothing is sent. */
+  smtpUrl?: string;
+  /** SMTP_FROM: the sender address of notifications (default no-reply at the PUBLIC_URL host). */
+  smtpFrom?: string;
 };
 
 /** Which ledgers are on, and how to reach them. */
@@ -344,5 +353,7 @@ export function parseEnv(
     anchoring,
     pdfFont: { regular: e.PDF_FONT, bold: e.PDF_FONT_BOLD },
     cliProgress: e.TRIALSEAL_PROGRESS ?? false,
+    smtpUrl: e.SMTP_URL,
+    smtpFrom: e.SMTP_FROM,
   };
 }

@@ -1,4 +1,5 @@
 /** The integration API's OpenAPI 3.1 document (served at /api/v1/openapi.json; a test keeps it complete). */
+import { DISPOSITIONS } from "../../anchoring/log/payloads.ts";
 const error = { $ref: "#/components/schemas/Error" };
 // Every operation may meet a database outage: 503 database_unavailable with Retry-After.
 const errors = (...codes: number[]) =>
@@ -249,7 +250,14 @@ export const OPENAPI = {
           required: true,
           content: {
             "application/json": {
-              schema: { type: "object", required: ["site"], properties: { site: { type: "string" } } },
+              schema: {
+                type: "object",
+                required: ["site"],
+                properties: {
+                  site: { type: "string" },
+                  disposition: { type: "string", enum: ["screening", "enrolled"] },
+                },
+              },
             },
           },
         },
@@ -267,6 +275,32 @@ export const OPENAPI = {
           ),
           ...errors(400, 401, 403, 404, 409, 413, 415, 422, 429),
         },
+      },
+    },
+    "/api/v1/studies/{code}/participants/{subject}/disposition": {
+      post: {
+        summary:
+          "change a participant's disposition (screening, screen_failed, enrolled, randomized, discontinued, " +
+          "completed); a reason is required for screen_failed and discontinued",
+        security: bearer,
+        parameters: [code, { name: "subject", in: "path", required: true, schema: { type: "string" } }],
+        requestBody: {
+          required: true,
+          content: {
+            "application/json": {
+              schema: {
+                type: "object",
+                required: ["status", "date"],
+                properties: {
+                  status: { type: "string", enum: [...DISPOSITIONS] },
+                  date: { type: "string", format: "date" },
+                  reason: { type: "string", maxLength: 2000 },
+                },
+              },
+            },
+          },
+        },
+        responses: { "201": json({ type: "object" }, "changed"), ...errors(401, 403, 404, 409, 413, 415, 422, 429) },
       },
     },
     "/api/v1/studies/{code}/records": {
@@ -305,6 +339,39 @@ export const OPENAPI = {
           "200": json({ $ref: "#/components/schemas/SavedRecord" }),
           ...errors(400, 401, 403, 404, 413, 415, 422, 423, 429),
         },
+      },
+    },
+    "/api/v1/studies/{code}/queries": {
+      get: {
+        summary:
+          "the study's queries (ADR 0034): field label, raiser, answerer, age in days, whom it waits for, history",
+        security: bearer,
+        parameters: [
+          code,
+          ...["status", "site", "form", "field", "raiser", "mine"].map((name) => ({
+            name,
+            in: "query",
+            required: false,
+            schema: { type: "string" },
+          })),
+        ],
+        responses: { "200": json({ type: "object" }), ...errors(400, 401, 404, 429) },
+      },
+    },
+    "/api/v1/studies/{code}/queries/{id}/reopen": {
+      post: {
+        summary: "re-open an answered or closed query, with a reason (sealed as a salted hash)",
+        security: bearer,
+        parameters: [code, { name: "id", in: "path", required: true, schema: { type: "string", format: "uuid" } }],
+        requestBody: {
+          required: true,
+          content: {
+            "application/json": {
+              schema: { type: "object", required: ["reason"], properties: { reason: { type: "string" } } },
+            },
+          },
+        },
+        responses: { "200": json({ type: "object" }), ...errors(400, 401, 403, 404, 409, 413, 415, 429) },
       },
     },
     "/api/v1/openapi.json": { get: { summary: "this document", responses: { "200": json({ type: "object" }) } } },

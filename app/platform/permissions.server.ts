@@ -17,6 +17,8 @@ export const PERMISSIONS = {
   "records.sign": ["investigator"],
   "records.monitor": ["monitor"],
   "records.lock": ["data_manager"],
+  /** Importing existing data (issue 18, ADR 0037): data managers and admins. */
+  "records.import": ["admin", "data_manager"],
   "participants.enroll": ["investigator", "coordinator"],
   "consent.obtain": ["investigator", "coordinator"],
   "study.review": ["admin", "monitor", "data_manager", "regulator"],

@@ -21,6 +21,7 @@ import type { Principal } from "../platform/permissions.server.ts";
 import { getStudyOrThrow } from "../studies/studies.server.ts";
 import { recordHistory } from "./records.server.ts";
 import { storedDefinition } from "./stored-definition.server.ts";
+import { migrationsOf, type Migration } from "../data-import/import-source.server.ts";
 
 /** What a field held in one version, in words. */
 export interface HeldValue {
@@ -46,6 +47,8 @@ export interface FieldChange {
   /** The version's entry: its seal state, `matchesSeal` false when its rows no longer match it. */
   seal: Seal;
   entryId: string;
+  /** An imported version: the file, its row and the source system's claims (ADR 0036); absent when entered here. */
+  migrated?: Migration;
 }
 
 export interface FieldHistory {
@@ -76,6 +79,8 @@ export interface VersionForHistory {
   at: string;
   matchesSeal: boolean;
   entry: Seal & { id: string };
+  /** An imported version's source (record_versions.source_text); null or absent when entered here. */
+  source?: string | null;
 }
 
 const EMPTY: HeldValue = { kind: "empty", text: "no value" };
@@ -138,6 +143,7 @@ function contentOf(v: VersionForHistory, name: string): string {
 export function fieldHistoriesOf(
   versions: VersionForHistory[],
   definitions: ReadonlyMap<number, FormDefinition>,
+  migrations: ReadonlyMap<number, Migration> = new Map(),
 ): FieldHistory[] {
   if (versions.length === 0) return [];
   const latest = versions[versions.length - 1];
@@ -174,6 +180,7 @@ export function fieldHistoriesOf(
             matchesSeal: v.matchesSeal,
           },
           entryId: v.entry.id,
+          ...(migrations.has(v.version) ? { migrated: migrations.get(v.version) } : {}),
         });
       }
       prev = v;
@@ -228,5 +235,5 @@ export async function fieldHistoriesFor(
     record.form,
     record.history.map((h) => h.formVersion),
   );
-  return fieldHistoriesOf(record.history, defs);
+  return fieldHistoriesOf(record.history, defs, await migrationsOf(ctx, record.history));
 }

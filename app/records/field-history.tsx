@@ -19,6 +19,31 @@ function plural(n: number, one: string, many: string) {
   return `${n} ${n === 1 ? one : many}`;
 }
 
+/** An imported version: the file and row it came from, and the source system's audit record as its claims. */
+function MigratedFrom({ m }: { m: NonNullable<FieldHistory["changes"][number]["migrated"]> }) {
+  return (
+    <div className="migrated" data-migrated={m.job}>
+      <p>
+        Migrated from <strong>{m.fileName}</strong> (row {m.row}); the time above is our import time.{" "}
+        <span className="muted">
+          File SHA-256 <code title={m.fileSha256}>{m.fileSha256.slice(0, 12)}…</code>
+        </span>
+      </p>
+      {m.claims ? (
+        <p data-claims>
+          <span className="muted">As claimed by the source system (not an account here):</span> user{" "}
+          <code>{m.claims.user ?? "not given"}</code>, time <code>{m.claims.at ?? "not given"}</code> (as written in the
+          file), reason for change: {m.claims.reason ?? "none given"}.
+        </p>
+      ) : (
+        <p className="muted" data-claims="none">
+          The file carries no audit record of the source system for this value.
+        </p>
+      )}
+    </div>
+  );
+}
+
 function FieldHistoryList({ field }: { field: FieldHistory }) {
   const mismatched = field.mismatchedVersions;
   const versionWord = mismatched.length === 1 ? "Version" : "Versions";
@@ -40,10 +65,12 @@ function FieldHistoryList({ field }: { field: FieldHistory }) {
           {field.changes.map((c) => (
             <li key={c.version} data-version={c.version}>
               <p className="change-head">
-                <span className="badge">v{c.version}</span> <UtcAndLocal iso={c.at} />
+                <span className="badge">v{c.version}</span>{" "}
+                {c.migrated ? <span className="badge">migrated</span> : null} <UtcAndLocal iso={c.at} />
                 <br />
-                <span className="muted">by</span> <span data-who>{c.who}</span>
+                <span className="muted">{c.migrated ? "imported by" : "by"}</span> <span data-who>{c.who}</span>
               </p>
+              {c.migrated ? <MigratedFrom m={c.migrated} /> : null}
               <p className="change-values" data-change>
                 <Held value={c.old} /> <span aria-hidden="true">→</span>
                 <span className="visually-hidden"> changed to </span> <Held value={c.new} />
@@ -74,13 +101,20 @@ function FieldHistoryList({ field }: { field: FieldHistory }) {
 }
 
 /** The current value of every field, each with its history behind a disclosure. */
-export function FieldValues({ fields }: { fields: FieldHistory[] }) {
+export function FieldValues({ fields, flags = {} }: { fields: FieldHistory[]; flags?: Record<string, string> }) {
   return (
     <ul className="field-values">
       {fields.map((f) => (
-        <li key={f.field} data-value-of={f.field}>
+        <li
+          key={f.field}
+          data-value-of={f.field}
+          id={`field-${f.field}`}
+          className={flags[f.field] ? "queried" : undefined}
+          data-flag={flags[f.field] ?? undefined}
+        >
           <span className="field-label" id={`label-${f.field}`}>
             {f.label}
+            {flags[f.field] ? <strong className="query-flag badge bad">{flags[f.field]}</strong> : null}
           </span>
           <span className="field-value">
             <Held value={f.current} />

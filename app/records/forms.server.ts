@@ -18,6 +18,7 @@ import type { Tx } from "../../db/client.ts";
 import type { AppContext } from "../platform/context.server.ts";
 import { ServiceError, isUniqueViolation } from "../platform/errors.server.ts";
 import { appendEntry } from "../log/append-entry.server.ts";
+import { queueReconsentNotices } from "../notifications/triggers.server.ts";
 import { saltedTextHash } from "../../anchoring/log/text-hash.ts";
 import { getStudyOrThrow } from "../studies/studies.server.ts";
 import { audit } from "../audit-trail/record-event.server.ts";
@@ -149,7 +150,7 @@ export async function createApprovedConsentDocument(
       irbApprovedOn: doc.irbApprovedOn,
       actor: actorId,
     }));
-    return insertConsentDocument(tx, {
+    const row = await insertConsentDocument(tx, {
       studyId: study.id,
       code: doc.code,
       version: doc.version,
@@ -165,6 +166,14 @@ export async function createApprovedConsentDocument(
       approvedAt: new Date(),
       approvalEntryId: e.id,
     });
+    // Re-consent needed (issue 18, ADR 0035): who consented to an earlier version is told, with the site staff.
+    await queueReconsentNotices(
+      ctx,
+      tx,
+      { studyId: study.id, studyCode: study.code, documentId: row.id, ...doc },
+      { userId: actorId },
+    );
+    return row;
   });
 }
 

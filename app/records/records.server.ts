@@ -33,6 +33,7 @@ import { auditActor, auditDetail, payloadActor, rowTokenColumns, tokenLabel } fr
 import { matchesSeal, sealFormColumns, studySealMismatches } from "./seal-match.server.ts";
 import { storedDefinition } from "./stored-definition.server.ts";
 import { openAutomaticQueries } from "../clinical-monitoring/automatic-queries.server.ts";
+import { openWindowQuery } from "../visit-schedule/visit-windows.server.ts";
 
 /** Missing-data codes by field name ({code, reason} each; checked against the form by checkEntry). */
 const missingInput = z
@@ -387,6 +388,9 @@ export async function saveRecord(
         checked.outsideSoftLimits,
         checked.values,
       );
+      // Issue 18 (ADR 0032): a visit date outside its window opens an automatic query (soft: the save stands).
+      const windowQuery = await openWindowQuery(tx, ctx, principal, study, r, def, checked.values);
+      if (windowQuery) queryIds.push(windowQuery);
       const out: SavedRecord = {
         id: r.id,
         version: 1,
@@ -522,6 +526,8 @@ export async function correctRecord(
       checked.outsideSoftLimits.filter((n) => !unchanged.includes(n)),
       checked.values,
     );
+    const windowQuery = await openWindowQuery(tx, ctx, principal, study, r, def, checked.values, unchanged);
+    if (windowQuery) queryIds.push(windowQuery);
     return {
       id: r.id,
       version,
@@ -620,6 +626,8 @@ export async function recordHistory(ctx: AppContext, principal: Principal, study
       reason: v.reason,
       actor: actor ?? tokenActor(v),
       at: at.toISOString(),
+      /** An imported version's source (ADR 0037: JCS {job, fileSha256, row, claims}); null when entered here. */
+      source: v.sourceText ?? null,
       changes,
       /** False when this version's rows no longer match its sealed entry (altered behind the log). */
       matchesSeal: sealMatches,

@@ -20,6 +20,7 @@ import type { AppContext } from "../platform/context.server.ts";
 import { ServiceError } from "../platform/errors.server.ts";
 import { MISMATCH_TEXT } from "../log/seal-text.ts";
 import { storedDefinition } from "./stored-definition.server.ts";
+import { sealedSource, type ImportSource } from "../data-import/import-source.ts";
 
 /** A record version's rows and its entry's stored payload, as the check needs them. */
 export interface SealedVersion {
@@ -31,6 +32,8 @@ export interface SealedVersion {
   missingText?: string | null;
   calculatedText?: string | null;
   reason: string | null;
+  /** An imported version's source (record.saved v4, ADR 0037): checked when given (null: a version entered here). */
+  sourceText?: string | null;
   /** From the record's and participant's rows; left out, the stored payload's are kept. */
   subject?: string;
   form?: string;
@@ -69,7 +72,7 @@ export function rowFieldsAsSealed(crypto: Crypto, stored: Record<string, unknown
   if (v.subject !== undefined) fromRows.subject = v.subject;
   if (v.form !== undefined) fromRows.form = v.form;
   if (v.visit !== undefined) fromRows.visit = v.visit;
-  if (stored.v === 3) {
+  if (stored.v === 3 || stored.v === 4) {
     // Version 3 (ADR 0025, 0026): values by field class, calculations, missing-data codes, the row, the form's hash.
     if (!v.formRow || typeof stored.salt !== "string") throw new Error("no form definition");
     const def = storedDefinition(v.formRow);
@@ -83,6 +86,11 @@ export function rowFieldsAsSealed(crypto: Crypto, stored: Record<string, unknown
     );
     if (v.formRow.definitionSha256 !== undefined) fromRows.formSha256 = toHex(v.formRow.definitionSha256);
     if (v.instance !== undefined) fromRows.instance = v.instance;
+    if (v.sourceText !== undefined && (stored.v === 4 || v.sourceText !== null))
+      fromRows.source =
+        v.sourceText === null
+          ? "(no source on the version's row)"
+          : sealedSource(crypto, stored.salt, parseObject(v.sourceText) as unknown as ImportSource);
   } else {
     // Never so before v3: the field is named, its text (a reason may be free text) is not put in.
     if (v.missingText) fromRows.missing = "(missing-data codes on a version sealed before v3)";

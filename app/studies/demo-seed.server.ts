@@ -17,9 +17,11 @@ import { importForm, createApprovedConsentDocument } from "../records/forms.serv
 import { packagePath } from "../platform/package-root.server.ts";
 import { enrollParticipant } from "../participants/participants.server.ts";
 import { attestPaperConsent, hashScan, recordPaperConsent } from "../consent/paper-consent.server.ts";
-import { setFormsBeforeConsent } from "./settings.server.ts";
+import { setEnrolmentTargets, setFormsBeforeConsent } from "./settings.server.ts";
 import { saveRecord } from "../records/records.server.ts";
 import type { Principal } from "../platform/permissions.server.ts";
+import { setSchedule } from "../visit-schedule/schedule-setup.server.ts";
+import { setDisposition } from "../participants/disposition.server.ts";
 
 export const DEMO_STUDY = "DEMO-001";
 export const DEMO_SITE = "SITE-01";
@@ -27,6 +29,7 @@ export const DEMO_SITE = "SITE-01";
 /**
  * Participants the demo enrols with a complete (paper) consent and no data: subjects SITE-01-001 and SITE-01-002.
  * Two more (SITE-01-003, a woman, and SITE-01-004, a man) come with records that show the form model (`DEMO_DATA`).
+ * SITE-01-005 and SITE-01-006 were consented for screening (issue 18): 005 is in screening, 006 a screen failure.
  */
 export const DEMO_CONSENTED = 2;
 
@@ -80,6 +83,19 @@ async function seedDemoRecords(ctx: AppContext, coordinator: Principal, [woman, 
     outcome: "RECOVERING",
     serious: true,
     hosp_date: day,
+  });
+}
+/**
+ * The demo's dispositions (issue 18, ADR 0033), by the coordinator: the man with the adverse events randomized,
+ * SITE-01-005 still in screening, SITE-01-006 a screen failure with its reason; the others stay enrolled.
+ */
+async function seedDemoDispositions(ctx: AppContext, coordinator: Principal, man: string, failed: string) {
+  const date = new Date(Date.now() - 24 * 3600_000).toISOString().slice(0, 10);
+  await setDisposition(ctx, coordinator, DEMO_STUDY, man, { status: "randomized", date });
+  await setDisposition(ctx, coordinator, DEMO_STUDY, failed, {
+    status: "screen_failed",
+    date,
+    reason: "Systolic pressure above the inclusion limit at both screening readings",
   });
 }
 const DEMO_META = { ip: "127.0.0.1", userAgent: "trialseal demo seed" };
@@ -175,12 +191,24 @@ export async function seedDemo(
   for (const f of DEMO_FORMS) {
     await importForm(ctx, DEMO_STUDY, JSON.parse(readFileSync(path.join(DEMO_DIR, f), "utf8")), { actorId: adminId });
   }
+  // The visit schedule (issue 18, ADR 0032): screening up to 14 days before enrolment, week 4 at day 28 +/- 3,
+  // each visit's date read from VITALS.visit_date; set before the records, so their saves check the windows.
+  await setSchedule(
+    ctx,
+    (await principalForUser(ctx, adminId!))!,
+    DEMO_STUDY,
+    readFileSync(path.join(DEMO_DIR, "schedule.json"), "utf8"),
+  );
   // Consented participants (ADR 0021: no CRF data before a complete consent): consents obtained on paper, the
   // scan's SHA-256 sealed by the coordinator and attested by the investigator. Demographics may be recorded before
   // consent (pre-screening), so the settings page and the review page's pre-consent list have something to show.
   const coordinator = (await principalForUser(ctx, coordinatorId!))!;
-  const consentedOnPaper = async () => {
-    const { subjectCode } = await enrollParticipant(ctx, coordinator, { study: DEMO_STUDY, site: DEMO_SITE });
+  const consentedOnPaper = async (disposition?: "screening") => {
+    const { subjectCode } = await enrollParticipant(ctx, coordinator, {
+      study: DEMO_STUDY,
+      site: DEMO_SITE,
+      disposition,
+    });
     const scan = await hashScan([new TextEncoder().encode(`Demo scan of the signed consent form of ${subjectCode}`)]);
     const paper = await recordPaperConsent(
       ctx,
@@ -194,9 +222,17 @@ export async function seedDemo(
     return subjectCode;
   };
   for (let n = 0; n < DEMO_CONSENTED; n++) await consentedOnPaper();
-  await seedDemoRecords(ctx, coordinator, [await consentedOnPaper(), await consentedOnPaper()]);
+  const [woman, man] = [await consentedOnPaper(), await consentedOnPaper()];
+  await seedDemoRecords(ctx, coordinator, [woman, man]);
+  await consentedOnPaper("screening"); // SITE-01-005, still in screening
+  await seedDemoDispositions(ctx, coordinator, man, await consentedOnPaper("screening"));
   await setFormsBeforeConsent(ctx, (await principalForUser(ctx, adminId!))!, DEMO_STUDY, {
     formsBeforeConsent: "DEMOG",
+  });
+  // Enrolment targets (issue 18), so the home page's progress panel charts enrolment against them.
+  await setEnrolmentTargets(ctx, (await principalForUser(ctx, adminId!))!, DEMO_STUDY, {
+    total: 40,
+    sites: { [DEMO_SITE]: 40 },
   });
   const file = opts.credentialsFile ?? demoCredentialsFile(ctx.env);
   mkdirSync(path.dirname(file), { recursive: true });

@@ -5,7 +5,7 @@
  */
 import { and, desc, eq, sql } from "drizzle-orm";
 import { z } from "zod";
-import { forms, studySettings, users } from "../../db/schema/index.ts";
+import { forms, sites, studySettings, users } from "../../db/schema/index.ts";
 import type { DbOrTx } from "../../db/client.ts";
 import type { AppContext } from "../platform/context.server.ts";
 import { ServiceError } from "../platform/errors.server.ts";
@@ -120,6 +120,85 @@ export async function setFormsBeforeConsent(
       actorLabel: principal.label,
       studyId: study.id,
       detail: { version, formsBeforeConsent: codes, previous: cur.formsBeforeConsent, entry: e.id },
+    });
+    return studySettingsOf(ctx, study.id, tx);
+  });
+}
+
+const count = (what: string) =>
+  z.coerce
+    .number({ error: `${what}: give a whole number` })
+    .int(`${what}: give a whole number`)
+    .min(0, `${what}: give a number of 0 or more`)
+    .max(10_000_000, `${what}: at most 10,000,000`);
+
+/** Enrolment targets as given: the study's total (blank for none) and a number per site code (blank for none). */
+export const EnrolmentTargetsInput = z.object({
+  total: z.union([z.literal("").transform(() => null), z.null(), count("total target")]).optional(),
+  sites: z.record(z.string().max(64), z.union([z.literal(""), z.null(), count("site target")])).optional(),
+});
+
+/** Set the enrolment targets (study administrators; the operator's CLI acts as one). forms before consent stay. */
+export async function setEnrolmentTargets(
+  ctx: AppContext,
+  principal: Principal,
+  studyCode: string,
+  input: unknown,
+): Promise<StudySettings> {
+  const r = EnrolmentTargetsInput.safeParse(input);
+  if (!r.success) {
+    const issue = r.error.issues[0];
+    const field = issue.path[0] === "sites" && issue.path[1] ? `sites.${String(issue.path[1])}` : "total";
+    const message =
+      issue.path[0] === "sites" && issue.path[1] ? `site ${String(issue.path[1])}: ${issue.message}` : issue.message;
+    throw new ServiceError("invalid", message, field);
+  }
+  const study = await getStudyOrThrow(ctx, studyCode);
+  requirePermission(principal, "study.manage", { studyId: study.id });
+  const known = new Set(
+    (await ctx.db.select({ code: sites.code }).from(sites).where(eq(sites.studyId, study.id))).map((s) => s.code),
+  );
+  const siteTargets: Record<string, number> = {};
+  for (const [raw, n] of Object.entries(r.data.sites ?? {})) {
+    const code = raw.trim().toUpperCase();
+    if (!known.has(code))
+      throw new ServiceError(
+        "invalid",
+        `site target: ${code} is not a site of ${study.code} (sites: ${[...known].sort().join(", ")})`,
+        `sites.${code}`,
+      );
+    if (n !== null && n !== "") siteTargets[code] = n;
+  }
+  const total = r.data.total ?? null;
+  const targets =
+    total === null && Object.keys(siteTargets).length === 0
+      ? null
+      : { total, sites: Object.fromEntries(Object.entries(siteTargets).sort(([a], [b]) => a.localeCompare(b))) };
+  return ctx.db.transaction(async (tx) => {
+    await tx.execute(sql`SELECT 1 FROM studies WHERE id = ${study.id} FOR UPDATE`);
+    const cur = await studySettingsOf(ctx, study.id, tx);
+    const version = cur.version + 1;
+    const e = await appendEntry(tx, ctx.crypto, study, "study.settings_changed", {
+      version,
+      formsBeforeConsent: cur.formsBeforeConsent,
+      enrolmentTargets: targets,
+      actor: principal.userId,
+    });
+    await tx.insert(studySettings).values({
+      studyId: study.id,
+      version,
+      formsBeforeConsent: cur.formsBeforeConsent,
+      enrolmentTargets: targets,
+      changedBy: principal.userId,
+      changedAt: new Date(),
+      entryId: e.id,
+    });
+    await audit(tx, {
+      action: "study.settings_changed",
+      actorUserId: principal.userId,
+      actorLabel: principal.label,
+      studyId: study.id,
+      detail: { version, enrolmentTargets: targets, previous: cur.enrolmentTargets, entry: e.id },
     });
     return studySettingsOf(ctx, study.id, tx);
   });

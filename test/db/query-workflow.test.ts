@@ -228,6 +228,20 @@ describe(`query workflow (${engineUnderTest()})`, () => {
     const csv = await queryListCsv(t.ctx, p.mon, S, { status: "answered" }, { ip: null });
     expect(csv.csv.split("\r\n")[0]).toContain("field_label");
     expect(csv.csv).toContain("Diastolic BP");
+    // The CSV route answers a refused filter with the error's own status (422 here, 403 forbidden), never 400.
+    const { loader } = await import("../../app/routes/studies/studies.$code.queries[.csv].ts");
+    const { login } = await import("../../app/accounts/auth.server.ts");
+    const { sessionCookie } = await import("../../app/platform/session.server.ts");
+    const signedIn = await login(t.ctx, "mon@qwf.test", PW, { ip: null, userAgent: null });
+    const res = await loader({
+      request: new Request(`http://portal.test/studies/${S}/queries.csv?status=pending`, {
+        headers: { cookie: await sessionCookie(t.ctx).serialize(signedIn.token) },
+      }),
+      context: { ctx: t.ctx },
+      params: { code: S },
+    } as never);
+    expect(res.status).toBe(422);
+    expect(((await res.json()) as { error: string }).error).toMatch(/^status: choose/);
   });
 
   it("names history rows changed, deleted or inserted behind the log", async () => {

@@ -25,9 +25,12 @@ const ROUTES: { path: string; needs: Action | null | "public"; api?: boolean }[]
   { path: "/studies/DEMO-001/forms/export/redcap", needs: "study.view" },
   { path: "/studies/DEMO-001/forms/export/odm", needs: "study.view" },
   { path: "/studies/DEMO-001/participants", needs: "records.read" },
+  { path: "/studies/DEMO-001/matrix", needs: "records.read" }, // subject matrix (ADR 0039), site-scoped rows
   { path: "/studies/DEMO-001/consent", needs: "study.view" },
   { path: "/studies/DEMO-001/settings", needs: "study.view" },
+  { path: "/studies/DEMO-001/schedule", needs: "study.view" }, // visit schedule (ADR 0032)
   { path: "/studies/new", needs: "study.manage" }, // platform administrators only
+  { path: "/outbox", needs: "study.manage" }, // notifications (ADR 0035): platform administrators only
   { path: "/studies/DEMO-001/audit", needs: "audit.view" },
   { path: "/studies/DEMO-001/audit.csv", needs: "audit.view" },
   { path: "/studies/DEMO-001/review", needs: "study.review" },
@@ -35,6 +38,14 @@ const ROUTES: { path: string; needs: Action | null | "public"; api?: boolean }[]
   { path: "/studies/DEMO-001/export/fhir", needs: "study.review" },
   { path: "/studies/DEMO-001/export/csv", needs: "study.review" },
   { path: "/studies/DEMO-001/export/evidence", needs: "study.review" },
+  { path: "/studies/DEMO-001/exports/dictionary.csv", needs: "study.view" },
+  { path: "/studies/DEMO-001/exports/crf/blank", needs: "study.view" },
+  { path: "/studies/DEMO-001/exports/crf/annotated", needs: "study.view" },
+  { path: "/studies/DEMO-001/missing-data", needs: "records.read" },
+  { path: "/studies/DEMO-001/import", needs: "records.import" }, // importing existing data (ADR 0037)
+  { path: "/studies/DEMO-001/missing-data.csv", needs: "records.read" },
+  { path: "/studies/DEMO-001/queries", needs: "records.read" },
+  { path: "/studies/DEMO-001/queries.csv", needs: "records.read" },
   { path: "/account/totp", needs: null },
   // The public log: anyone may fetch checkpoints, consistency proofs and anchors, and the API description.
   { path: "/api/v1/status", needs: "public", api: true },
@@ -45,6 +56,7 @@ const ROUTES: { path: string; needs: Action | null | "public"; api?: boolean }[]
   { path: "/.well-known/trialseal.json", needs: "public", api: true },
   { path: "/verify", needs: "public" },
   { path: "/api/v1/studies/DEMO-001/forms", needs: "study.view", api: true },
+  { path: "/api/v1/studies/DEMO-001/queries", needs: "records.read", api: true },
   { path: "/api/v1/entries/0/proof", needs: "proofs.read", api: true },
   { path: "/studies/OTHER-1", needs: "study.manage" }, // a study the role has no part in: only the platform admin
   { path: "/api/v1/studies/OTHER-1/forms", needs: "study.manage", api: true },
@@ -244,6 +256,10 @@ const COVERED_ELSEWHERE: Record<string, string> = {
   "c.$token.tsx": "public receipt check by token (e2e econsent)",
   "c_.$token.proof[.json].ts": "public proof by receipt token (e2e econsent)",
   "api.v1.studies.$code.participants.ts": "POST only: enrolment across sites and studies (access-sites.test.ts)",
+  "api.v1.studies.$code.participants_.$subject.disposition.ts":
+    "POST only: permission participants.enroll at the site, token attribution (test/db/dispositions.test.ts)",
+  "studies.$code.schedule[.json].ts":
+    "study.view, like /schedule; 404 until a schedule is set (visit-schedule.test.ts)",
   "api.v1.studies.$code.records.ts":
     "POST only: entry across sites and studies (access-sites.test.ts, test/db/records-api.test.ts)",
   "api.v1.studies.$code.records_.$id.ts": "GET/PUT by id across sites and studies (access-sites.test.ts)",
@@ -258,8 +274,15 @@ const COVERED_ELSEWHERE: Record<string, string> = {
   "studies.$code.records.$id.tsx": "across sites (access-sites.test.ts)",
   "studies.$code.export.$format.ts": "in the matrix for every format",
   "studies.$code._index.tsx": "in the matrix as /studies/DEMO-001",
+  "studies.$code.queries[.csv].ts": "in the matrix as /studies/DEMO-001/queries.csv",
+  "studies.$code.import_.$id.ts":
+    "records.import like /import; a job id is needed, so its scoping is in test/db/data-import.test.ts",
   "studies._index.tsx": "in the matrix as /studies",
   "studies.$code.audit[.csv].ts": "in the matrix as /studies/DEMO-001/audit.csv",
+  "studies.$code.exports.dictionary[.csv].ts": "in the matrix as /studies/DEMO-001/exports/dictionary.csv",
+  "studies.$code.missing-data[.csv].ts": "in the matrix as /studies/DEMO-001/missing-data.csv",
+  "api.v1.studies.$code.queries_.$id.reopen.ts":
+    "POST only (re-open a query): roles, reason and states in test/db/query-workflow.test.ts",
   "api.v1.openapi[.json].ts": "in the matrix as /api/v1/openapi.json",
   "[.well-known].trialseal[.json].ts": "in the matrix as /.well-known/trialseal.json",
 };

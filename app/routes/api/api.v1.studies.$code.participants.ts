@@ -6,7 +6,8 @@ import { enrolledResponse, enrollParticipant } from "../../participants/particip
 import { idempotencyKeyOf, replayIdempotent } from "../../records/idempotency.server.ts";
 
 /**
- * POST /api/v1/studies/:code/participants (body {"site", "personal"?: {fullName, email, phone, birthDate}}):
+ * POST /api/v1/studies/:code/participants (body {"site", "disposition"?: "screening" | "enrolled",
+ * "personal"?: {fullName, email, phone, birthDate}}):
  * enrol; personal data is encrypted at rest and never reaches the log (only an HMAC under the subject's key).
  * `Idempotency-Key` makes retries safe (after a lost response or a 503): a replay returns the same subject.
  */
@@ -31,7 +32,11 @@ export async function action({ request, context, params }: ActionFunctionArgs) {
       }
     : undefined;
   const v = z
-    .strictObject({ site: z.string().min(1, "site is required").max(32), personal: z.unknown().optional() })
+    .strictObject({
+      site: z.string().min(1, "site is required").max(32),
+      personal: z.unknown().optional(),
+      disposition: z.enum(["screening", "enrolled"], { message: "start as screening or enrolled" }).optional(),
+    })
     .safeParse(body.value);
   if (!v.success) {
     const i = v.error.issues[0];
@@ -41,7 +46,7 @@ export async function action({ request, context, params }: ActionFunctionArgs) {
       `${i.path.join(".") || "body"}: ${
         i.code === "unrecognized_keys"
           ? `unknown field ${(i as { keys?: string[] }).keys?.join(", ")} ` +
-            "(send site, and optionally personal: {fullName, email, phone, birthDate})"
+            "(send site, and optionally disposition and personal: {fullName, email, phone, birthDate})"
           : i.message
       }`,
       String(i.path[0] ?? (i as { keys?: string[] }).keys?.[0] ?? "body"),
@@ -56,7 +61,7 @@ export async function action({ request, context, params }: ActionFunctionArgs) {
     const p = await enrollParticipant(
       context.ctx,
       principal,
-      { study: code, site: v.data.site, personal: v.data.personal },
+      { study: code, site: v.data.site, personal: v.data.personal, disposition: v.data.disposition },
       idem,
     );
     return Response.json(enrolledResponse(p), { status: 201 });

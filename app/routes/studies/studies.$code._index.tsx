@@ -1,10 +1,15 @@
-import { json, type LoaderFunctionArgs, type MetaFunction } from "@remix-run/node";
+import { json, type LinksFunction, type LoaderFunctionArgs, type MetaFunction } from "@remix-run/node";
 import { useLoaderData } from "@remix-run/react";
 import { ActivityChart, lastDays } from "../../log/activity-chart.tsx";
 import { studyOverview } from "../../studies/study-overview.server.ts";
 import { requireStudy } from "../../platform/require-study.server.ts";
 import { can } from "../../platform/permissions.server.ts";
 import { StudyPage } from "../../ui/study-page.tsx";
+import { ProgressPanel } from "../../dashboards/progress-panel.tsx";
+import { studyProgress } from "../../dashboards/study-progress.server.ts";
+import dashboardStyles from "../../dashboards/dashboards.css";
+
+export const links: LinksFunction = () => [{ rel: "stylesheet", href: dashboardStyles }];
 
 export const meta: MetaFunction<typeof loader> = ({ data }) => [
   { title: `${data?.study.code ?? "Study"} · TrialSeal` },
@@ -21,6 +26,7 @@ export async function loader({ request, context, params }: LoaderFunctionArgs) {
     status,
     logActivity: log,
   } = await studyOverview(context.ctx, study.id, 14);
+  const progress = await studyProgress(context.ctx, user, study.code);
   return json({
     user: { fullName: user.fullName, email: user.email },
     study: { code: study.code, title: study.title, status: study.status },
@@ -49,6 +55,8 @@ export async function loader({ request, context, params }: LoaderFunctionArgs) {
       behind: l.behind,
     })),
     logSize: status.logSize,
+    progress,
+    canSetTargets: can(user, "study.manage", { studyId: study.id }),
   });
 }
 
@@ -70,7 +78,10 @@ export default function Study() {
         <a href={`/studies/${d.study.code}/forms`}>CRF forms</a>
         <a href={`/studies/${d.study.code}/consent`}>Consent documents</a>
         <a href={`/studies/${d.study.code}/participants`}>Participants</a>
+        <a href={`/studies/${d.study.code}/matrix`}>Subject matrix</a>
+        <a href={`/studies/${d.study.code}/queries`}>Queries</a>
         <a href={`/studies/${d.study.code}/delegation`}>Delegation log</a>
+        <a href={`/studies/${d.study.code}/missing-data`}>Missing data</a>
         {d.canAudit ? <a href={`/studies/${d.study.code}/audit`}>Audit trail</a> : null}
         {d.canReview ? <a href={`/studies/${d.study.code}/review`}>Review and proofs</a> : null}
         <a href="/verify">Verify bundles</a>
@@ -100,6 +111,7 @@ export default function Study() {
           ))}
         </div>
       </div>
+      <ProgressPanel p={d.progress} canSetTargets={d.canSetTargets} />
       <section className="card">
         <ActivityChart days={d.activity} title="Ledger entries, last 14 days" />
         <ActivityChart
@@ -122,55 +134,59 @@ export default function Study() {
       </section>
       <section className="card">
         <h2>CRF forms</h2>
-        <table>
-          <thead>
-            <tr>
-              <th>Form</th>
-              <th>Version</th>
-              <th>Title</th>
-              <th>Status</th>
-            </tr>
-          </thead>
-          <tbody>
-            {d.forms.map((f) => (
-              <tr key={`${f.code}-${f.version}`}>
-                <td>{f.code}</td>
-                <td>{f.version}</td>
-                <td>{f.title}</td>
-                <td>
-                  <span className="badge">{f.status}</span>
-                </td>
+        <div className="table-scroll">
+          <table>
+            <thead>
+              <tr>
+                <th>Form</th>
+                <th>Version</th>
+                <th>Title</th>
+                <th>Status</th>
               </tr>
-            ))}
-          </tbody>
-        </table>
+            </thead>
+            <tbody>
+              {d.forms.map((f) => (
+                <tr key={`${f.code}-${f.version}`}>
+                  <td>{f.code}</td>
+                  <td>{f.version}</td>
+                  <td>{f.title}</td>
+                  <td>
+                    <span className="badge">{f.status}</span>
+                  </td>
+                </tr>
+              ))}
+            </tbody>
+          </table>
+        </div>
       </section>
       <section className="card">
         <h2>Consent documents</h2>
-        <table>
-          <thead>
-            <tr>
-              <th>Document</th>
-              <th>Version</th>
-              <th>Status</th>
-              <th>IRB approval</th>
-            </tr>
-          </thead>
-          <tbody>
-            {d.documents.map((c) => (
-              <tr key={`${c.code}-${c.version}`}>
-                <td>{c.title}</td>
-                <td>{c.version}</td>
-                <td>
-                  <span className="badge">{c.status}</span>
-                </td>
-                <td>
-                  {c.irbName} {c.irbApprovedOn}
-                </td>
+        <div className="table-scroll">
+          <table>
+            <thead>
+              <tr>
+                <th>Document</th>
+                <th>Version</th>
+                <th>Status</th>
+                <th>IRB approval</th>
               </tr>
-            ))}
-          </tbody>
-        </table>
+            </thead>
+            <tbody>
+              {d.documents.map((c) => (
+                <tr key={`${c.code}-${c.version}`}>
+                  <td>{c.title}</td>
+                  <td>{c.version}</td>
+                  <td>
+                    <span className="badge">{c.status}</span>
+                  </td>
+                  <td>
+                    {c.irbName} {c.irbApprovedOn}
+                  </td>
+                </tr>
+              ))}
+            </tbody>
+          </table>
+        </div>
       </section>
     </StudyPage>
   );

@@ -240,6 +240,15 @@ export default function Forms() {
           ))}
         </tbody>
       </table>
+      {d.forms.length === 0 ? (
+        <p className="muted" data-empty="forms">
+          No CRF forms yet.{" "}
+          {d.canManage
+            ? "Import a REDCap data dictionary or an ODM file below, or write a definition in the editor, " +
+              "then approve it."
+            : "A study administrator imports and approves the forms here."}
+        </p>
+      ) : null}
       <FormFiles study={d.study} formats={d.fileFormats} maxMiB={d.maxFileMiB} canManage={d.canManage} result={r} />
       {d.canManage ? (
         <section className="card">
@@ -397,6 +406,16 @@ function FormFiles({
             </a>
           </li>
         ))}
+        <li>
+          <a href={`/studies/${study}/exports/crf/blank`} download data-export="crf-blank">
+            Blank CRF (PDF, to print and fill by hand)
+          </a>
+        </li>
+        <li>
+          <a href={`/studies/${study}/exports/crf/annotated`} download data-export="crf-annotated">
+            Annotated CRF (PDF: field names, codes, limits and logic)
+          </a>
+        </li>
       </ul>
     </section>
   );

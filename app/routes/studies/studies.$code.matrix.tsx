@@ -42,6 +42,12 @@ export default function SubjectMatrixPage() {
       title="Subject matrix"
       crumbs={[{ to: `/studies/${code}/matrix`, label: "Matrix" }]}
     >
+      {matrix.scheduleSealMismatch ? (
+        <p className="error" role="alert" data-schedule-seal-mismatch>
+          <strong>{matrix.scheduleSealMismatch}.</strong> It was changed outside TrialSeal: its visits are shown, but
+          visit windows are not checked against it; run the integrity audit.
+        </p>
+      ) : null}
       {matrix.scheduled ? null : (
         <p className="muted" data-no-schedule>
           No visit schedule is set for this study: the visits are those listed in the approved forms.

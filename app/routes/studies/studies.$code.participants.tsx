@@ -3,6 +3,7 @@ import { Form, Link, useActionData, useLoaderData } from "@remix-run/react";
 import { serviceErrorResponse } from "../../platform/error-response.server.ts";
 import { can } from "../../platform/permissions.server.ts";
 import { enrollParticipant, listParticipants } from "../../participants/participants.server.ts";
+import { dispositionLabel } from "../../participants/disposition-panel.tsx";
 import { releaseLock, setLock, studyLock } from "../../clinical-monitoring/clinical-monitoring.server.ts";
 import { studyConsentSummary } from "../../consent/status.server.ts";
 import { studySites } from "../../studies/studies.server.ts";
@@ -42,6 +43,18 @@ export async function action({ request, context, params }: ActionFunctionArgs) {
   try {
     const intent = String(form.get("intent") ?? "enroll");
     if (intent === "lock" || intent === "unlock") {
+      // Locking the whole study stops all data entry: the form asks for an explicit confirmation (no JavaScript).
+      if (intent === "lock" && form.get("confirm") !== "on")
+        return json(
+          {
+            ok: false,
+            message: null,
+            error: 'confirm: tick "I understand" to lock the whole study',
+            field: "confirm",
+            saved: null,
+          },
+          { status: 422 },
+        );
       if (intent === "lock")
         await setLock(context.ctx, user, study.code, { scope: "study", reason: String(form.get("reason") ?? "") });
       else
@@ -57,12 +70,14 @@ export async function action({ request, context, params }: ActionFunctionArgs) {
         message: intent === "lock" ? "The study is locked." : "The study is unlocked.",
         error: null,
         field: null,
+        saved: Date.now(),
       });
     }
     const text = (k: string) => String(form.get(k) ?? "").trim() || undefined;
     const p = await enrollParticipant(context.ctx, user, {
       study: study.code,
       site: String(form.get("site") ?? ""),
+      disposition: String(form.get("disposition") ?? "") || undefined,
       personal: {
         fullName: text("fullName"),
         email: text("email"),
@@ -70,7 +85,7 @@ export async function action({ request, context, params }: ActionFunctionArgs) {
         birthDate: text("birthDate"),
       },
     });
-    return json({ ok: true, message: `Enrolled ${p.subjectCode}.`, error: null, field: null });
+    return json({ ok: true, message: `Enrolled ${p.subjectCode}.`, error: null, field: null, saved: Date.now() });
   } catch (err) {
     return serviceErrorResponse(err, { ok: false, message: null });
   }
@@ -86,24 +101,18 @@ export default function Participants() {
           The study is locked: {d.lock.reason}
         </p>
       ) : null}
-      {d.canLock ? (
-        <Form method="post" className="card" noValidate>
-          <input type="hidden" name="intent" value={d.lock ? "unlock" : "lock"} />
-          {d.lock ? <input type="hidden" name="lock" value={d.lock.id} /> : null}
-          <label htmlFor="study-lock-reason">
-            {d.lock ? "Reason to unlock the study" : "Reason to lock the whole study"}
-          </label>
-          <input id="study-lock-reason" name="reason" type="text" />
-          <button type="submit">{d.lock ? "Unlock study" : "Lock study"}</button>
-        </Form>
-      ) : null}
       {d.enrollSites.length > 0 ? (
-        <Form method="post" className="card">
+        <Form method="post" className="card" key={r?.ok ? `saved-${r.saved}` : "enrol"}>
           <label htmlFor="site">Site</label>
           <select id="site" name="site">
             {d.enrollSites.map((s) => (
               <option key={s}>{s}</option>
             ))}
+          </select>
+          <label htmlFor="disposition">Starts as</label>
+          <select id="disposition" name="disposition" defaultValue="enrolled">
+            <option value="enrolled">Enrolled</option>
+            <option value="screening">Screening</option>
           </select>
           <p className="muted">Personal data (optional) is encrypted and never written to the log.</p>
           <div className="grid">
@@ -127,39 +136,73 @@ export default function Participants() {
           <button type="submit">Enroll a participant</button>
         </Form>
       ) : null}
-      <table>
-        <thead>
-          <tr>
-            <th>Subject</th>
-            <th>Site</th>
-            <th>Status</th>
-            <th>Consent</th>
-            <th>Enrolled (UTC)</th>
-          </tr>
-        </thead>
-        <tbody>
-          {d.participants.map((p) => (
-            <tr key={p.id} data-subject={p.subject}>
-              <td>
-                <Link to={`/studies/${d.study}/participants/${p.subject}`}>{p.subject}</Link>
-              </td>
-              <td>{p.site}</td>
-              <td>{p.status}</td>
-              <td>
-                <Link
-                  to={`/studies/${d.study}/participants/${p.subject}/consent`}
-                  className={p.consent?.state === "reconsent_needed" ? "error" : undefined}
-                  data-consent-state={p.consent?.state}
-                >
-                  {p.consent?.summary ?? "-"}
-                </Link>
-              </td>
-              <td>{p.enrolledAt.replace("T", " ").slice(0, 19)}</td>
+      {/* biome-ignore lint/a11y/noNoninteractiveTabindex: a scrolling region must be reachable by keyboard */}
+      <section className="table-scroll" tabIndex={0} aria-label="Participants, scrolls sideways">
+        <table>
+          <thead>
+            <tr>
+              <th>Subject</th>
+              <th>Site</th>
+              <th>Status</th>
+              <th>Disposition</th>
+              <th>Consent</th>
+              <th>Enrolled (UTC)</th>
             </tr>
-          ))}
-        </tbody>
-      </table>
-      {d.participants.length === 0 ? <p className="muted">No participants yet.</p> : null}
+          </thead>
+          <tbody>
+            {d.participants.map((p) => (
+              <tr key={p.id} data-subject={p.subject}>
+                <td>
+                  <Link to={`/studies/${d.study}/participants/${p.subject}`}>{p.subject}</Link>
+                </td>
+                <td>{p.site}</td>
+                <td>{p.status}</td>
+                <td data-disposition={p.disposition}>{dispositionLabel(p.disposition)}</td>
+                <td>
+                  <Link
+                    to={`/studies/${d.study}/participants/${p.subject}/consent`}
+                    className={p.consent?.state === "reconsent_needed" ? "error" : undefined}
+                    data-consent-state={p.consent?.state}
+                  >
+                    {p.consent?.summary ?? "-"}
+                  </Link>
+                </td>
+                <td>{p.enrolledAt.replace("T", " ").slice(0, 19)}</td>
+              </tr>
+            ))}
+          </tbody>
+        </table>
+      </section>
+      {d.participants.length === 0 ? (
+        <p className="muted" data-empty="participants">
+          No participants yet.{" "}
+          {d.enrollSites.length
+            ? "Enroll the first one with the form above; their consent comes next."
+            : "Site staff (investigators and coordinators) enroll participants at their site."}
+        </p>
+      ) : null}
+      {d.canLock ? (
+        <details className="card danger-zone" open={r?.field === "confirm" || undefined}>
+          <summary>{d.lock ? "Unlock the study" : "Lock the whole study (danger zone)"}</summary>
+          <Form method="post" noValidate key={r?.ok ? `lock-${r.saved}` : "lock"}>
+            <input type="hidden" name="intent" value={d.lock ? "unlock" : "lock"} />
+            {d.lock ? <input type="hidden" name="lock" value={d.lock.id} /> : null}
+            <label htmlFor="study-lock-reason">
+              {d.lock ? "Reason to unlock the study" : "Reason to lock the whole study"}
+            </label>
+            <input id="study-lock-reason" name="reason" type="text" />
+            {d.lock ? null : (
+              <label className="inline">
+                <input type="checkbox" name="confirm" aria-invalid={r?.field === "confirm" || undefined} /> I understand
+                that nobody can enter, correct or sign any record of this study until it is unlocked
+              </label>
+            )}
+            <button type="submit" className={d.lock ? undefined : "button-danger"}>
+              {d.lock ? "Unlock study" : "Lock the whole study"}
+            </button>
+          </Form>
+        </details>
+      ) : null}
     </StudyPage>
   );
 }

@@ -19,6 +19,10 @@ import { entryClosedBecause } from "../../records/entry-closed.ts";
 import { entryFromForm, localeOf, mergeProblems, todayIn } from "../../records/form-values.ts";
 import { type Posted, postedInputs, RecordFields } from "../../records/record-fields.tsx";
 import { StudyPage } from "../../ui/study-page.tsx";
+import { DispositionPanel } from "../../participants/disposition-panel.tsx";
+import { setDisposition } from "../../participants/disposition.server.ts";
+import { participantProgress } from "../../participants/participant-page.server.ts";
+import { VisitWindows } from "../../visit-schedule/visit-windows-table.tsx";
 import type { FormDefinition } from "../../../anchoring/forms/definition.ts";
 
 export const meta: MetaFunction<typeof loader> = ({ data }) => [
@@ -44,7 +48,11 @@ export async function loader({ request, context, params }: LoaderFunctionArgs) {
     withdrawalsOf(context.ctx, casebook.participant.id),
     siteTimeZone(context.ctx, casebook.participant.siteId),
   ]);
+  const progress = await participantProgress(context.ctx, study.id, casebook.participant.id);
   return json({
+    disposition: { ...progress.disposition, may: can(user, "participants.enroll", scope) },
+    visitWindows: progress.visits,
+    scheduleSealMismatch: progress.scheduleSealMismatch,
     user: { fullName: user.fullName, email: user.email },
     study: study.code,
     casebook,
@@ -70,6 +78,29 @@ export async function action({ request, context, params }: ActionFunctionArgs) {
   const { study, user, casebook } = await load(request, context, params);
   const form = await request.formData();
   const intent = String(form.get("intent") ?? "enter");
+  if (intent === "disposition") {
+    try {
+      await setDisposition(context.ctx, user, study.code, casebook.participant.subject, {
+        status: form.get("status"),
+        date: form.get("date"),
+        reason: form.get("reason"),
+      });
+      return redirect(`/studies/${study.code}/participants/${casebook.participant.subject}`);
+    } catch (err) {
+      if (!(err instanceof ServiceError)) throw err;
+      return json(
+        {
+          values: {},
+          posted: null as Posted | null,
+          problems: null,
+          error: null as string | null,
+          field: null as string | null,
+          disposition: { message: err.message, field: err.field ?? null },
+        },
+        { status: err.status },
+      );
+    }
+  }
   if (intent !== "enter") {
     try {
       if (intent === "sign") {
@@ -153,7 +184,19 @@ export async function action({ request, context, params }: ActionFunctionArgs) {
 }
 
 export default function Subject() {
-  const { user, study, casebook, lock, entryClosed, timeZone, today, may } = useLoaderData<typeof loader>();
+  const {
+    user,
+    study,
+    casebook,
+    lock,
+    entryClosed,
+    timeZone,
+    today,
+    may,
+    disposition,
+    visitWindows,
+    scheduleSealMismatch,
+  } = useLoaderData<typeof loader>();
   const r = useActionData<typeof action>();
   const [params] = useSearchParams();
   const forms = casebook.forms as FormDefinition[];
@@ -281,6 +324,12 @@ export default function Subject() {
           {r.signed}
         </p>
       ) : null}
+      <VisitWindows study={study} visits={visitWindows} sealMismatch={scheduleSealMismatch} />
+      <DispositionPanel
+        {...disposition}
+        today={today}
+        error={r && "disposition" in r ? (r.disposition as { message: string; field: string | null }) : null}
+      />
       <div className="grid">
         {may.sign ? (
           <Form method="post" className="card" noValidate>

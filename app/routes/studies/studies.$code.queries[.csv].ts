@@ -1,5 +1,5 @@
 import type { LoaderFunctionArgs } from "@remix-run/node";
-import { ServiceError } from "../../platform/errors.server.ts";
+import { serviceErrorResponse } from "../../platform/error-response.server.ts";
 import { requestMeta } from "../../platform/session.server.ts";
 import { requireStudy } from "../../platform/require-study.server.ts";
 import { parseQueryFilters, queryListCsv } from "../../queries/query-list.server.ts";
@@ -18,11 +18,7 @@ export async function loader({ request, context, params }: LoaderFunctionArgs) {
       },
     });
   } catch (err) {
-    if (err instanceof ServiceError)
-      return new Response(`${err.message}\n`, {
-        status: 400,
-        headers: { "content-type": "text/plain; charset=utf-8" },
-      });
-    throw err;
+    // The error's own status (403 forbidden, 422 invalid filter, ...), the message in words.
+    return serviceErrorResponse(err);
   }
 }

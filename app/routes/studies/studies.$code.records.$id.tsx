@@ -11,14 +11,15 @@ import { useEffect, useState } from "react";
 import { ServiceError } from "../../platform/errors.server.ts";
 import { serviceErrorResponse } from "../../platform/error-response.server.ts";
 import { correctRecord, findRecord, recordDefinition, recordHistory } from "../../records/records.server.ts";
+import { recordGaps } from "../../subject-matrix/subject-matrix.server.ts";
 import {
   activeLock,
   answerQuery,
   closeQuery,
   markSdv,
   openQuery,
-  queriesOf,
   releaseLock,
+  reopenQuery,
   sdvOf,
   setLock,
   signRecord,
@@ -35,9 +36,15 @@ import { StudyPage } from "../../ui/study-page.tsx";
 import { fieldHistoriesFor } from "../../records/field-history.server.ts";
 import { FieldValues } from "../../records/field-history.tsx";
 import fieldHistoryStyles from "../../records/field-history.css";
+import { canRequestSignature, requestSignature } from "../../notifications/triggers.server.ts";
+import { queryRows } from "../../queries/query-list.server.ts";
+import queryStyles from "../../queries/queries.css";
 
 export const meta: MetaFunction = () => [{ title: "Record · TrialSeal" }];
-export const links: LinksFunction = () => [{ rel: "stylesheet", href: fieldHistoryStyles }];
+export const links: LinksFunction = () => [
+  { rel: "stylesheet", href: fieldHistoryStyles },
+  { rel: "stylesheet", href: queryStyles },
+];
 
 async function load(request: Request, context: LoaderFunctionArgs["context"], params: LoaderFunctionArgs["params"]) {
   const { study, user } = await requireStudy(request, context, params, "records.read");
@@ -55,34 +62,46 @@ export async function loader({ request, context, params }: LoaderFunctionArgs) {
   const { study, user, record, def } = await load(request, context, params);
   const ctx = context.ctx;
   const row = await findRecord(ctx, record.id);
-  const [sigs, qs, sdv, lock, fields, timeZone] = await Promise.all([
+  const [sigs, qs, sdv, lock, fields, timeZone, gaps] = await Promise.all([
     signaturesOf(ctx, record.id, record.version),
-    queriesOf(ctx, record.id),
+    queryRows(ctx, user, study, { recordId: record.id }),
     sdvOf(ctx, record.id),
     activeLock(ctx, row),
     fieldHistoriesFor(ctx, study.id, record),
     siteTimeZone(ctx, row.siteId),
+    recordGaps(ctx, user, study.id, record.id),
   ]);
   const scope = { studyId: study.id, siteId: row.siteId };
+  // "Request signature" (ADR 0035): offered to site staff while the record is complete and unsigned.
+  const signatureRequest = {
+    allowed: await canRequestSignature(ctx, user, study.code, record.id),
+    notified: Number(new URL(request.url).searchParams.get("signatureRequested") ?? "") || null,
+  };
   return json({
     user: { fullName: user.fullName, email: user.email },
     study: study.code,
     record,
     def,
     fields,
+    gaps,
     timeZone,
     today: todayIn(timeZone),
     signatures: sigs,
     queries: qs.map((q) => ({
       id: q.id,
       field: q.field,
+      fieldText: q.fieldText,
       text: q.text,
       answer: q.answer,
       status: q.status,
-      openedAt: q.openedAt.toISOString(),
+      openedAt: q.raisedAt,
+      waitingForText: q.waitingForText,
+      history: q.history.map((h) => ({ action: h.action, by: h.by, at: h.at, text: h.text })),
+      can: q.can,
     })),
     sdv: sdv.map((m) => ({ version: m.version, at: m.markedAt.toISOString() })),
     lock: lock ? { id: lock.id, scope: lock.scope, reason: lock.reason } : null,
+    signatureRequest,
     can: {
       enter: can(user, "records.enter", scope),
       sign: can(user, "records.sign", scope),
@@ -118,6 +137,10 @@ export async function action({ request, context, params }: ActionFunctionArgs) {
       case "sdv":
         await markSdv(ctx, user, study.code, record.id);
         break;
+      case "request_signature": {
+        const { notified } = await requestSignature(ctx, user, study.code, record.id);
+        return redirect(`/studies/${study.code}/records/${record.id}?signatureRequested=${notified}`);
+      }
       case "query":
         await openQuery(ctx, user, study.code, record.id, { field: text("field"), text: text("text") });
         break;
@@ -126,6 +149,9 @@ export async function action({ request, context, params }: ActionFunctionArgs) {
         break;
       case "close":
         await closeQuery(ctx, user, study.code, text("query"));
+        break;
+      case "reopen":
+        await reopenQuery(ctx, user, study.code, text("query"), { reason: text("reopen_reason") });
         break;
       case "lock":
         await setLock(ctx, user, study.code, { scope: "record", target: record.id, reason: text("reason") });
@@ -154,6 +180,8 @@ export async function action({ request, context, params }: ActionFunctionArgs) {
   }
 }
 
+const STEP_TEXT = { opened: "Raised", answered: "Answered", closed: "Closed", reopened: "Re-opened" } as const;
+
 /** UTC as stored, and the viewer's local time once in the browser (not at server render: no mismatch). */
 function When({ iso }: { iso: string }) {
   const [local, setLocal] = useState<string | null>(null);
@@ -172,12 +200,14 @@ export default function RecordPage() {
     record,
     def,
     fields,
+    gaps,
     timeZone,
     today,
     signatures,
     queries,
     sdv,
     lock,
+    signatureRequest,
     can: may,
   } = useLoaderData<typeof loader>();
   const r = useActionData<typeof action>();
@@ -212,11 +242,24 @@ export default function RecordPage() {
           sealed. Run the integrity audit.
         </p>
       )}
+      {gaps.length > 0 ? (
+        <p className="error" data-required-empty>
+          Incomplete: required under the form as approved now and empty (no value, no missing-data code):{" "}
+          {gaps.map((g) => g.label).join(", ")}.
+        </p>
+      ) : null}
       <h2>Values</h2>
       <p className="muted">
         Open a field's history to see every change: when, who, the old and new value, why, and its proof.
       </p>
-      <FieldValues fields={fields} />
+      <FieldValues
+        fields={fields}
+        flags={Object.fromEntries(
+          queries
+            .filter((q) => q.status !== "closed")
+            .map((q) => [q.field, q.status === "open" ? "Open query" : "Answered query"]),
+        )}
+      />
       <h2>History</h2>
       <table className="labelled">
         <thead>
@@ -238,8 +281,16 @@ export default function RecordPage() {
               </td>
               <td data-label="Who">{h.actor}</td>
               <td data-label="What changed">
+                {h.source ? (
+                  <span data-version-migrated>
+                    <span className="badge">migrated</span> from row {JSON.parse(h.source).row} of an imported file (see
+                    each value's history){h.version === 1 ? "" : ": "}
+                  </span>
+                ) : null}
                 {h.version === 1
-                  ? "entered"
+                  ? h.source
+                    ? null
+                    : "entered"
                   : h.changes.map((c) => `${c.field}: ${show(c.old)} → ${show(c.new)}`).join("; ")}
               </td>
               <td data-label="Why">{h.reason ?? "-"}</td>
@@ -269,6 +320,19 @@ export default function RecordPage() {
           </li>
         ))}
       </ul>
+      {signatureRequest.notified ? (
+        <p role="status" data-signature-requested>
+          Signature requested: {signatureRequest.notified} investigator
+          {signatureRequest.notified === 1 ? " was" : "s were"} notified by e-mail.
+        </p>
+      ) : null}
+      {signatureRequest.allowed && !may.sign ? (
+        <Form method="post" className="card" noValidate>
+          <input type="hidden" name="intent" value="request_signature" />
+          <p>This version is complete and not signed: ask the site's investigators to sign it.</p>
+          <button type="submit">Request signature</button>
+        </Form>
+      ) : null}
       {may.sign ? (
         <Form method="post" className="card" noValidate>
           <input type="hidden" name="intent" value="sign" />
@@ -303,7 +367,11 @@ export default function RecordPage() {
           <button type="submit">Mark version {record.version} as source-data verified</button>
         </Form>
       ) : null}
-      {queries.length === 0 ? <p className="muted">No queries.</p> : null}
+      {queries.length === 0 ? (
+        <p className="muted" data-empty="queries">
+          No queries on this record.{may.monitor ? " Raise one below on the field that needs checking." : ""}
+        </p>
+      ) : null}
       <table className="labelled" hidden={queries.length === 0}>
         <thead>
           <tr>
@@ -317,8 +385,18 @@ export default function RecordPage() {
         <tbody>
           {queries.map((q) => (
             <tr key={q.id} data-query={q.status}>
-              <td data-label="Field">{q.field}</td>
-              <td data-label="Query">{q.text}</td>
+              <td data-label="Field">{q.fieldText}</td>
+              <td data-label="Query" id={`query-${q.id}`}>
+                {q.text}
+                <ol className="query-history" aria-label="History of this query">
+                  {q.history.map((h) => (
+                    <li key={`${h.action}-${h.at}`} data-step={h.action}>
+                      {STEP_TEXT[h.action]} by {h.by}, {h.at.replace("T", " ").slice(0, 16)} UTC
+                      {h.text && h.action !== "opened" ? `: ${h.text}` : ""}
+                    </li>
+                  ))}
+                </ol>
+              </td>
               <td data-label="Answer">
                 {q.answer ??
                   (may.enter && q.status === "open" ? (
@@ -333,13 +411,25 @@ export default function RecordPage() {
                     "-"
                   ))}
               </td>
-              <td data-label="Status">{q.status}</td>
+              <td data-label="Status">
+                {q.status}
+                <div className="muted">waiting for {q.waitingForText}</div>
+              </td>
               <td>
-                {may.monitor && q.status === "answered" ? (
+                {q.can.close ? (
                   <Form method="post">
                     <input type="hidden" name="intent" value="close" />
                     <input type="hidden" name="query" value={q.id} />
                     <button type="submit">Close</button>
+                  </Form>
+                ) : null}
+                {q.can.reopen ? (
+                  <Form method="post" noValidate>
+                    <input type="hidden" name="intent" value="reopen" />
+                    <input type="hidden" name="query" value={q.id} />
+                    <label htmlFor={`reopen-${q.id}`}>Reason to re-open</label>
+                    <input id={`reopen-${q.id}`} name="reopen_reason" type="text" />
+                    <button type="submit">Re-open</button>
                   </Form>
                 ) : null}
               </td>

@@ -81,6 +81,20 @@ export default function Review() {
             CSV per form
           </a>
         </p>
+        <p>
+          <a href={`/studies/${r.study.code}/exports/dictionary.csv`} download data-export="dictionary">
+            Data dictionary (CSV, REDCap layout)
+          </a>{" "}
+          ·{" "}
+          <a href={`/studies/${r.study.code}/exports/crf/blank`} download data-export="crf-blank">
+            Blank CRF (PDF)
+          </a>{" "}
+          ·{" "}
+          <a href={`/studies/${r.study.code}/exports/crf/annotated`} download data-export="crf-annotated">
+            Annotated CRF (PDF)
+          </a>{" "}
+          · <Link to={`/studies/${r.study.code}/missing-data`}>Missing-data report (page and CSV)</Link>
+        </p>
       </section>
 
       <section className="card" id="audit" data-audit={audit?.status ?? "none"}>
@@ -160,6 +174,12 @@ export default function Review() {
         </tbody>
       </table>
 
+      {r.consentVersions.length === 0 ? (
+        <p className="muted" data-empty="consent-versions">
+          No consent document yet: a study administrator adds one on the consent documents page.
+        </p>
+      ) : null}
+
       <h2>Participants</h2>
       <table>
         <thead>
@@ -183,6 +203,12 @@ export default function Review() {
           ))}
         </tbody>
       </table>
+
+      {r.participants.length === 0 ? (
+        <p className="muted" data-empty="review-participants">
+          No participants yet: site staff enroll them on the participants page.
+        </p>
+      ) : null}
 
       <h2 id="remote-consent">Remote consent signals</h2>
       <p className="muted">
@@ -221,7 +247,11 @@ export default function Review() {
       )}
 
       <h2>Records</h2>
-      {r.records.length === 0 ? <p className="muted">No CRF records yet.</p> : null}
+      {r.records.length === 0 ? (
+        <p className="muted" data-empty="records">
+          No CRF records yet: site staff enter them from each participant&apos;s casebook.
+        </p>
+      ) : null}
       {r.mismatches.length ? (
         <div className="error" role="alert" data-seal-mismatches={r.mismatches.length}>
           <p>

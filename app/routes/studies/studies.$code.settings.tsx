@@ -1,6 +1,7 @@
 import { json, type ActionFunctionArgs, type LoaderFunctionArgs, type MetaFunction } from "@remix-run/node";
 import { Form, useActionData, useLoaderData } from "@remix-run/react";
-import { setFormsBeforeConsent, studySettingsOf } from "../../studies/settings.server.ts";
+import { setEnrolmentTargets, setFormsBeforeConsent, studySettingsOf } from "../../studies/settings.server.ts";
+import { studySites } from "../../studies/studies.server.ts";
 import { studyForms } from "../../records/forms.server.ts";
 import { serviceErrorResponse } from "../../platform/error-response.server.ts";
 import { can } from "../../platform/permissions.server.ts";
@@ -15,7 +16,9 @@ export async function loader({ request, context, params }: LoaderFunctionArgs) {
   const approved = [
     ...new Set((await studyForms(context.ctx, study.id)).filter((f) => f.status === "approved").map((f) => f.code)),
   ].sort();
+  const sites = (await studySites(context.ctx, study.id)).map((s) => ({ code: s.code, name: s.name }));
   return json({
+    sites,
     user: { fullName: user.fullName, email: user.email },
     study: study.code,
     canManage: can(user, "study.manage", { studyId: study.id }),
@@ -27,6 +30,33 @@ export async function loader({ request, context, params }: LoaderFunctionArgs) {
 export async function action({ request, context, params }: ActionFunctionArgs) {
   const { study, user } = await requireStudy(request, context, params, "study.manage");
   const form = await request.formData();
+  if (form.get("intent") === "targets") {
+    try {
+      const sites: Record<string, string> = {};
+      for (const [k, v] of form.entries()) if (k.startsWith("site:")) sites[k.slice(5)] = String(v).trim();
+      const s = await setEnrolmentTargets(context.ctx, user, study.code, {
+        total: String(form.get("total") ?? "").trim(),
+        sites,
+      });
+      const t = s.enrolmentTargets;
+      return json({
+        message:
+          `Settings version ${s.version} saved and sealed: ` +
+          (t
+            ? `enrolment target ${t.total ?? "not set"} for the study` +
+              (Object.keys(t.sites).length
+                ? `; ${Object.entries(t.sites)
+                    .map(([c, n]) => `${c} ${n}`)
+                    .join(", ")}.`
+                : ".")
+            : "no enrolment target."),
+        error: null,
+        field: null,
+      });
+    } catch (err) {
+      return serviceErrorResponse(err, { message: null });
+    }
+  }
   try {
     const s = await setFormsBeforeConsent(context.ctx, user, study.code, {
       formsBeforeConsent: form.getAll("formsBeforeConsent").map(String),
@@ -84,6 +114,53 @@ export default function Settings() {
             {d.settings.formsBeforeConsent.length ? d.settings.formsBeforeConsent.join(", ") : "none"}.
           </p>
         )}
+      </section>
+      <section className="card">
+        <h2>Enrolment targets</h2>
+        <p>
+          The study home page charts enrolment against these targets, for the study and per site. Leave a box empty for
+          no target.
+        </p>
+        <p data-enrolment-targets={JSON.stringify(d.settings.enrolmentTargets)}>
+          {d.settings.enrolmentTargets
+            ? `In force: study ${d.settings.enrolmentTargets.total ?? "no total"}` +
+              (Object.keys(d.settings.enrolmentTargets.sites).length
+                ? `; ${Object.entries(d.settings.enrolmentTargets.sites)
+                    .map(([c, n]) => `${c} ${n}`)
+                    .join(", ")}.`
+                : ".")
+            : "No enrolment target is set."}
+        </p>
+        {d.canManage ? (
+          <Form method="post">
+            <input type="hidden" name="intent" value="targets" />
+            <label>
+              Study total
+              <input
+                type="number"
+                name="total"
+                min={0}
+                inputMode="numeric"
+                defaultValue={d.settings.enrolmentTargets?.total ?? ""}
+                aria-invalid={r?.field === "total" || undefined}
+              />
+            </label>
+            {d.sites.map((s) => (
+              <label key={s.code}>
+                Site {s.code} ({s.name})
+                <input
+                  type="number"
+                  name={`site:${s.code}`}
+                  min={0}
+                  inputMode="numeric"
+                  defaultValue={d.settings.enrolmentTargets?.sites[s.code] ?? ""}
+                  aria-invalid={r?.field === `sites.${s.code}` || undefined}
+                />
+              </label>
+            ))}
+            <button type="submit">Save enrolment targets</button>
+          </Form>
+        ) : null}
       </section>
     </StudyPage>
   );
