@@ -74,6 +74,8 @@ describe("import page: CSV and ODM files become sealed, migrated versions (Chrom
     await signInAndEnrol(page, portal.url, "datamanager@demo.trialseal.test", demoPasswordOf(portal));
     await page.goto(importPage());
     expect(await page.getByText("No import yet: choose a file above, check it, then import it.").count()).toBe(1);
+    // The limit in words, once hydrated too (it printed "NaN MB" when the browser computed it from a server module).
+    await expect.poll(() => page.getByText("File (CSV or ODM XML, at most 64 MB)").count()).toBe(1);
 
     await submit(page, "ae.csv", Buffer.from(CSV), "Check (dry run)");
     let job = await finished(page);

@@ -33,7 +33,14 @@ export async function loader({ request, context, params }: LoaderFunctionArgs) {
   const jobs = await importJobsOf(context.ctx, user, study.code);
   const current = new URL(request.url).searchParams.get("job");
   return json(
-    { user: { fullName: user.fullName, email: user.email }, study: study.code, jobs, current },
+    {
+      user: { fullName: user.fullName, email: user.email },
+      study: study.code,
+      jobs,
+      current,
+      // From the loader: the constant lives in a server module, which the browser bundle does not have.
+      maxMb: IMPORT_FILE_MAX_BYTES / 1024 / 1024,
+    },
     { headers: { "cache-control": "no-store" } },
   );
 }
@@ -205,7 +212,7 @@ function Progress({ study, job }: { study: string; job: ImportJobView }) {
 }
 
 export default function ImportPage() {
-  const { user, study, jobs, current } = useLoaderData<typeof loader>();
+  const { user, study, jobs, current, maxMb } = useLoaderData<typeof loader>();
   const a = useActionData<typeof action>();
   const job = jobs.find((j) => j.id === current);
   return (
@@ -223,7 +230,7 @@ export default function ImportPage() {
       </p>
       <Form method="post" encType="multipart/form-data" className="import-upload">
         <label>
-          File (CSV or ODM XML, at most {IMPORT_FILE_MAX_BYTES / 1024 / 1024} MB)
+          File (CSV or ODM XML, at most {maxMb} MB)
           <input type="file" name="file" accept=".csv,.xml,.odm,text/csv,application/xml" required />
         </label>
         <label>
