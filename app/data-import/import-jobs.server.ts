@@ -323,6 +323,8 @@ export async function runImportJob(
 }
 
 let kick: (() => void) | null = null;
+/** How often the portal looks for jobs queued by another process. */
+const IMPORT_POLL_MS = 15_000;
 
 /** Jobs left `running` when a process stopped: failed, their bytes cleared (at the runner's start). */
 export async function failInterrupted(ctx: AppContext): Promise<number> {
@@ -366,7 +368,9 @@ export function startImportRunner(ctx: AppContext, opts: { pollMs?: number; onEr
       });
   };
   kick = () => setImmediate(tick);
-  const timer = setInterval(tick, opts.pollMs ?? 1000);
+  // Jobs created in this process start at once (kick); the poll only picks up jobs another process queued. It is
+  // slow on purpose: a query a second took a pool connection while PostgreSQL restarted and held a request past 20 s.
+  const timer = setInterval(tick, opts.pollMs ?? IMPORT_POLL_MS);
   tick();
   return async () => {
     stopped = true;

@@ -77,10 +77,18 @@ describe("import page: CSV and ODM files become sealed, migrated versions (Chrom
     // The limit in words, once hydrated too (it printed "NaN MB" when the browser computed it from a server module).
     await expect.poll(() => page.getByText("File (CSV or ODM XML, at most 64 MB)").count()).toBe(1);
 
-    await submit(page, "ae.csv", Buffer.from(CSV), "Check (dry run)");
+    // The form is picked from the study's approved forms (a file name that does not say it).
+    const formSelect = page.getByLabel("Form (CSV files)");
+    expect(await formSelect.locator("option").allTextContents()).toEqual(
+      expect.arrayContaining(["From the file name (e.g. VITALS.csv)", expect.stringMatching(/\(AE\)$/)]),
+    );
+    await formSelect.selectOption("AE");
+    await submit(page, "export-2026.csv", Buffer.from(CSV), "Check (dry run)");
     let job = await finished(page);
     expect(await job.getAttribute("data-import-status"), (await job.textContent()) ?? "").toBe("done");
-    expect(await job.getByRole("heading").textContent()).toBe("Check of ae.csv: Checked: no problem, nothing written");
+    expect(await job.getByRole("heading").textContent()).toBe(
+      "Check of export-2026.csv: Checked: no problem, nothing written",
+    );
     // The mapping preview: each file column and the field it goes to, or why it is not imported.
     const mapping = job.locator("table[data-import-mapping]");
     expect(await mapping.locator('tr[data-column="term"]').textContent()).toMatch(/term\s*AE\s*·?\s*term/);

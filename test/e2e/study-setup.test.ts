@@ -187,7 +187,7 @@ describe("study setup in the browser (Chromium, PostgreSQL portal)", () => {
     await inv.goto(`${portal.url}/studies/E2E-1/delegation`);
     for (const task of ["data_entry", "enrollment"]) {
       await inv.getByLabel("Staff member").selectOption("cole@e2e.test"); // picked from the site's staff
-      await inv.getByLabel("Task").selectOption(task);
+      await inv.getByLabel("Task", { exact: true }).selectOption(task);
       await inv.getByLabel("From (YYYY-MM-DD)").fill("2026-01-01");
       await inv.getByLabel("Training course").fill("ICH E6(R3) GCP");
       await inv.getByLabel("Training completed on").fill("2025-12-01");

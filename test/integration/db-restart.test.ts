@@ -46,6 +46,7 @@ describe("PostgreSQL restarted under load", () => {
       const unavailable: { retryAfter: string | null; code: unknown }[] = [];
       const acked = new Map<string, string>(); // idempotency key -> subject
       let networkErrors = 0;
+      const networkErrorText: string[] = [];
       let phase: "before" | "down" | "after" = "before";
       const ackedIn = { before: 0, down: 0, after: 0 };
       let stop = false;
@@ -67,8 +68,10 @@ describe("PostgreSQL restarted under load", () => {
                 body: JSON.stringify({ site: "SITE-01" }),
                 signal: AbortSignal.timeout(20_000),
               });
-            } catch {
+            } catch (err) {
               networkErrors++;
+              const cause = (err as Error & { cause?: Error }).cause;
+              networkErrorText.push(`${phase}: ${(err as Error).message}${cause ? ` (${cause.message})` : ""}`);
               await sleep(200);
               continue;
             }
@@ -96,6 +99,7 @@ describe("PostgreSQL restarted under load", () => {
           acked: acked.size,
           ackedIn,
           networkErrors,
+          networkErrorText,
         });
       try {
         // Under load before the outage: writes are being acknowledged.

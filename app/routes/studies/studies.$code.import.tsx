@@ -24,6 +24,7 @@ import {
   importJobsOf,
   type ImportJobView,
 } from "../../data-import/import-jobs.server.ts";
+import { studyForms } from "../../records/forms.server.ts";
 import { StudyPage } from "../../ui/study-page.tsx";
 
 export const meta: MetaFunction = () => [{ title: "Import data · TrialSeal" }];
@@ -32,11 +33,14 @@ export async function loader({ request, context, params }: LoaderFunctionArgs) {
   const { study, user } = await requireStudy(request, context, params, "records.import");
   const jobs = await importJobsOf(context.ctx, user, study.code);
   const current = new URL(request.url).searchParams.get("job");
+  const approved = (await studyForms(context.ctx, study.id)).filter((f) => f.status === "approved");
+  const forms = [...new Map(approved.map((f) => [f.code, { code: f.code, title: f.title }])).values()];
   return json(
     {
       user: { fullName: user.fullName, email: user.email },
       study: study.code,
       jobs,
+      forms,
       current,
       // From the loader: the constant lives in a server module, which the browser bundle does not have.
       maxMb: IMPORT_FILE_MAX_BYTES / 1024 / 1024,
@@ -212,7 +216,7 @@ function Progress({ study, job }: { study: string; job: ImportJobView }) {
 }
 
 export default function ImportPage() {
-  const { user, study, jobs, current, maxMb } = useLoaderData<typeof loader>();
+  const { user, study, jobs, forms, current, maxMb } = useLoaderData<typeof loader>();
   const a = useActionData<typeof action>();
   const job = jobs.find((j) => j.id === current);
   return (
@@ -234,8 +238,15 @@ export default function ImportPage() {
           <input type="file" name="file" accept=".csv,.xml,.odm,text/csv,application/xml" required />
         </label>
         <label>
-          Form (CSV files: the form code)
-          <input name="form" maxLength={32} placeholder="VITALS" />
+          Form (CSV files)
+          <select name="form" defaultValue="">
+            <option value="">From the file name (e.g. VITALS.csv)</option>
+            {forms.map((f) => (
+              <option key={f.code} value={f.code}>
+                {f.title} ({f.code})
+              </option>
+            ))}
+          </select>
         </label>
         <label>
           Map file (optional, JSON)
