@@ -67,6 +67,11 @@ export async function openDatabase(opts: OpenOptions): Promise<Database> {
   return database;
 }
 
+/** Seconds before the next connection attempt after `failures` failed ones: 50 ms doubling, at most 1 s. */
+export function reconnectBackoffSeconds(failures: number): number {
+  return (0.5 + Math.random() / 2) * Math.min(0.05 * 2 ** failures, 1);
+}
+
 async function openPostgres(url: string, poolSize: number): Promise<Database> {
   const u = parseDatabaseUrl(url);
   const { default: postgres } = await import("postgres");
@@ -77,6 +82,10 @@ async function openPostgres(url: string, poolSize: number): Promise<Database> {
     onnotice: () => {},
     connect_timeout: 10,
     idle_timeout: 60,
+    // Wait before reconnecting after a failed attempt, in seconds. postgres.js grows this with the failed attempts
+    // of the whole pool up to 20 s, so after an outage of a few seconds the first requests waited up to 20 s for a
+    // connection (the server was back long before); capped at 1 s here, with jitter.
+    backoff: reconnectBackoffSeconds,
     connection: { application_name: "trialseal" },
   });
   try {
