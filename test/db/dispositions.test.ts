@@ -7,8 +7,7 @@
 import { sql } from "drizzle-orm";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createApiToken } from "../../app/accounts/tokens.server.ts";
-import { createUser } from "../../app/accounts/users.server.ts";
-import { principalForUser } from "../../app/accounts/auth.server.ts";
+import { createStaff, } from "../helpers/study-staff.ts";
 import { runIntegrityAudit, type AuditReport } from "../../app/integrity-audit/integrity-audit.server.ts";
 import { dispositionHistory, setDisposition } from "../../app/participants/disposition.server.ts";
 import { enrollParticipant } from "../../app/participants/participants.server.ts";
@@ -18,7 +17,6 @@ import { action as participantsAction } from "../../app/routes/api/api.v1.studie
 import { createStudy } from "../../app/studies/studies.server.ts";
 import { engineUnderTest, openTestDatabase, type TestDb } from "../helpers/db.ts";
 
-const PW = "amber otter winter forty-two";
 let t: TestDb;
 const p: Record<string, Principal> = {};
 let token: string;
@@ -54,17 +52,15 @@ beforeAll(async () => {
     .action as never;
   t.ctx.env = { ...t.ctx.env, apiRatePerSecond: 100_000 };
   await createStudy(t.ctx, { code: "DSP-1", title: "Dispositions", sites: [{ code: "S1", name: "1" }] }, null);
-  for (const [k, role, site] of [
-    ["inv", "investigator", "S1"],
-    ["mon", "monitor", undefined],
-  ] as const) {
-    const u = await createUser(
-      t.ctx,
-      { email: `${k}@dsp.test`, fullName: `${k} person`, password: PW, role, study: "DSP-1", site },
-      null,
-    );
-    p[k] = (await principalForUser(t.ctx, u.id))!;
-  }
+  Object.assign(
+    p,
+    (
+      await createStaff(t.ctx, "DSP-1", "dsp.test", [
+        ["inv", "investigator", "S1"],
+        ["mon", "monitor"],
+      ])
+    ).principals,
+  );
   const created = await createApiToken(t.ctx, { study: "DSP-1", name: "IWRS bridge" }, null);
   token = created.token;
   tokenId = created.id;

@@ -11,8 +11,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { openTestDatabase, type TestDb } from "../helpers/db.ts";
 import { giveCompleteConsent } from "../helpers/consent.ts";
 import { createStudy } from "../../app/studies/studies.server.ts";
-import { createUser } from "../../app/accounts/users.server.ts";
-import { principalForUser } from "../../app/accounts/auth.server.ts";
+import { createStaff, } from "../helpers/study-staff.ts";
 import { enrollParticipant } from "../../app/participants/participants.server.ts";
 import { importForm } from "../../app/records/forms.server.ts";
 import { correctRecord, saveRecord } from "../../app/records/records.server.ts";
@@ -24,7 +23,6 @@ import { csvRawRows, csvUnquote } from "../../anchoring/verifier/csv-cells.ts";
 import type { Principal } from "../../app/platform/permissions.server.ts";
 import { VITALS_V2 } from "../vectors/bundles/forms.ts";
 
-const PW = "amber otter winter forty-two";
 let t: TestDb;
 const p: Record<string, Principal> = {};
 let subject = "";
@@ -56,17 +54,15 @@ const enc = (s: string) => new TextEncoder().encode(s);
 beforeAll(async () => {
   t = await openTestDatabase();
   await createStudy(t.ctx, { code: "FRM-1", title: "Forms study", sites: [{ code: "S1", name: "Site one" }] }, null);
-  for (const [k, role, site] of [
-    ["inv", "investigator", "S1"],
-    ["reg", "regulator", undefined],
-  ] as const) {
-    const u = await createUser(
-      t.ctx,
-      { email: `${k}@frm.test`, fullName: `${k} person`, password: PW, role, study: "FRM-1", site },
-      null,
-    );
-    p[k] = (await principalForUser(t.ctx, u.id))!;
-  }
+  Object.assign(
+    p,
+    (
+      await createStaff(t.ctx, "FRM-1", "frm.test", [
+        ["inv", "investigator", "S1"],
+        ["reg", "regulator"],
+      ])
+    ).principals,
+  );
   await importForm(t.ctx, "FRM-1", VITALS, { actorId: null });
   await importForm(t.ctx, "FRM-1", AE, { actorId: null });
   const s = await enrollParticipant(t.ctx, p.inv, { study: "FRM-1", site: "S1", personal: { fullName: "Frm One" } });

@@ -11,8 +11,7 @@ import { and, eq } from "drizzle-orm";
 import { openTestDatabase, type TestDb } from "../helpers/db.ts";
 import { giveCompleteConsent } from "../helpers/consent.ts";
 import { createStudy } from "../../app/studies/studies.server.ts";
-import { createUser } from "../../app/accounts/users.server.ts";
-import { principalForUser } from "../../app/accounts/auth.server.ts";
+import { createStaff, } from "../helpers/study-staff.ts";
 import { enrollParticipant } from "../../app/participants/participants.server.ts";
 import { importForm } from "../../app/records/forms.server.ts";
 import { saveRecord } from "../../app/records/records.server.ts";
@@ -28,7 +27,6 @@ import { auditEvents } from "../../db/schema/index.ts";
 import type { Principal } from "../../app/platform/permissions.server.ts";
 import { VITALS_V2 } from "../vectors/bundles/forms.ts";
 
-const PW = "amber otter winter forty-two";
 let t: TestDb;
 const p: Record<string, Principal> = {};
 const subj: Record<string, string> = {};
@@ -83,18 +81,16 @@ beforeAll(async () => {
     },
     null,
   );
-  for (const [k, role, site] of [
-    ["inv1", "investigator", "S1"],
-    ["inv2", "investigator", "S2"],
-    ["dm", "data_manager", undefined],
-  ] as const) {
-    const u = await createUser(
-      t.ctx,
-      { email: `${k}@ops.test`, fullName: `${k} person`, password: PW, role, study: "OPS-1", site },
-      null,
-    );
-    p[k] = (await principalForUser(t.ctx, u.id))!;
-  }
+  Object.assign(
+    p,
+    (
+      await createStaff(t.ctx, "OPS-1", "ops.test", [
+        ["inv1", "investigator", "S1"],
+        ["inv2", "investigator", "S2"],
+        ["dm", "data_manager"],
+      ])
+    ).principals,
+  );
   await importForm(t.ctx, "OPS-1", V1, { actorId: null });
   await importForm(t.ctx, "OPS-1", AE, { actorId: null });
   for (const [k, site, inv] of [

@@ -12,10 +12,8 @@ import { openTestDatabase, engineUnderTest, type TestDb } from "../helpers/db.ts
 import { giveCompleteConsent } from "../helpers/consent.ts";
 import { ROOT } from "../helpers/portal.ts";
 import { createStudy, getStudyOrThrow } from "../../app/studies/studies.server.ts";
-import { createUser } from "../../app/accounts/users.server.ts";
-import { principalForUser } from "../../app/accounts/auth.server.ts";
+import { createStaff, delegateTasks, STAFF_PASSWORD as PW } from "../helpers/study-staff.ts";
 import { createApiToken, tokenPrincipal } from "../../app/accounts/tokens.server.ts";
-import { grantDelegation } from "../../app/studies/delegations.server.ts";
 import { importForm } from "../../app/records/forms.server.ts";
 import { enrollParticipant } from "../../app/participants/participants.server.ts";
 import { saveRecord } from "../../app/records/records.server.ts";
@@ -33,7 +31,6 @@ import { saltedTextHash } from "../../anchoring/log/text-hash.ts";
 import { outbox, queries, queryEvents } from "../../db/schema/index.ts";
 import type { Principal } from "../../app/platform/permissions.server.ts";
 
-const PW = "amber otter winter forty-two";
 const S = "QWF-1";
 let t: TestDb;
 const p: Record<string, Principal> = {};
@@ -77,28 +74,15 @@ beforeAll(async () => {
   t = await openTestDatabase();
   await createStudy(t.ctx, { code: S, title: "Queries", sites: [{ code: "S1", name: "1" }] }, null);
   studyId = (await getStudyOrThrow(t.ctx, S)).id;
-  for (const [k, role, site] of [
+  const staff = await createStaff(t.ctx, S, "qwf.test", [
     ["inv", "investigator", "S1"],
     ["coord", "coordinator", "S1"],
-    ["mon", "monitor", undefined],
-    ["dm", "data_manager", undefined],
-  ] as const) {
-    const u = await createUser(
-      t.ctx,
-      { email: `${k}@qwf.test`, fullName: `${k} person`, password: PW, role, study: S, site },
-      null,
-    );
-    ids[k] = u.id;
-    p[k] = (await principalForUser(t.ctx, u.id))!;
-  }
-  await grantDelegation(t.ctx, p.inv, {
-    study: S,
-    site: "S1",
-    delegate: "coord@qwf.test",
-    task: "data_entry",
-    startsOn: "2026-01-01",
-    training: [{ course: "GCP", completedOn: "2025-01-01", evidenceSha256: "ab".repeat(32) }],
-  });
+    ["mon", "monitor"],
+    ["dm", "data_manager"],
+  ]);
+  Object.assign(p, staff.principals);
+  Object.assign(ids, staff.userIds);
+  await delegateTasks(t.ctx, S, "qwf.test", p, [["inv", "S1", "coord"]]);
   await importForm(t.ctx, S, FORM, { actorId: null });
   await enrollParticipant(t.ctx, p.inv, { study: S, site: "S1" });
   await enrollParticipant(t.ctx, p.inv, { study: S, site: "S1" });

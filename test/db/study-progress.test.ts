@@ -10,9 +10,8 @@ import { generateTOTP } from "@epic-web/totp";
 import { openTestDatabase, engineUnderTest, type TestDb } from "../helpers/db.ts";
 import { giveCompleteConsent } from "../helpers/consent.ts";
 import { createStudy } from "../../app/studies/studies.server.ts";
-import { createUser } from "../../app/accounts/users.server.ts";
-import { beginTotpEnrolment, confirmTotpEnrolment, login, principalForUser } from "../../app/accounts/auth.server.ts";
-import { grantDelegation } from "../../app/studies/delegations.server.ts";
+import { createStaff, delegateTasks, STAFF_PASSWORD as PW } from "../helpers/study-staff.ts";
+import { beginTotpEnrolment, confirmTotpEnrolment, login, } from "../../app/accounts/auth.server.ts";
 import { importForm } from "../../app/records/forms.server.ts";
 import { enrollParticipant } from "../../app/participants/participants.server.ts";
 import { setDisposition } from "../../app/participants/disposition.server.ts";
@@ -32,7 +31,6 @@ import { sealAll } from "../../app/log/sealer.server.ts";
 import { parsePayload } from "../../anchoring/log/payloads.ts";
 import type { Principal } from "../../app/platform/permissions.server.ts";
 
-const PW = "amber otter winter forty-two";
 const meta = { ip: null, userAgent: null };
 const S = "PROG-1";
 let t: TestDb;
@@ -56,35 +54,31 @@ beforeAll(async () => {
     },
     null,
   );
-  for (const [k, role, site] of [
-    ["admin", "admin", undefined],
-    ["inv1", "investigator", "S1"],
-    ["inv2", "investigator", "S2"],
-    ["coord1", "coordinator", "S1"],
-    ["coord2", "coordinator", "S2"],
-    ["mon", "monitor", undefined],
-    ["dm", "data_manager", undefined],
-  ] as const) {
-    const u = await createUser(
-      t.ctx,
-      { email: `${k}@prog.test`, fullName: `${k} person`, password: PW, role, study: S, site },
-      null,
-    );
-    p[k] = (await principalForUser(t.ctx, u.id))!;
-  }
-  for (const [inv, site, coord] of [
-    ["inv1", "S1", "coord1"],
-    ["inv2", "S2", "coord2"],
-  ] as const)
-    for (const task of ["data_entry", "enrollment"] as const)
-      await grantDelegation(t.ctx, p[inv], {
-        study: S,
-        site,
-        delegate: `${coord}@prog.test`,
-        task,
-        startsOn: "2026-01-01",
-        training: [{ course: "GCP", completedOn: "2025-01-01", evidenceSha256: "ab".repeat(32) }],
-      });
+  Object.assign(
+    p,
+    (
+      await createStaff(t.ctx, S, "prog.test", [
+        ["admin", "admin"],
+        ["inv1", "investigator", "S1"],
+        ["inv2", "investigator", "S2"],
+        ["coord1", "coordinator", "S1"],
+        ["coord2", "coordinator", "S2"],
+        ["mon", "monitor"],
+        ["dm", "data_manager"],
+      ])
+    ).principals,
+  );
+  await delegateTasks(
+    t.ctx,
+    S,
+    "prog.test",
+    p,
+    [
+      ["inv1", "S1", "coord1"],
+      ["inv2", "S2", "coord2"],
+    ],
+    ["data_entry", "enrollment"],
+  );
   await importForm(
     t.ctx,
     S,

@@ -4,9 +4,8 @@ import { generateTOTP } from "@epic-web/totp";
 import { openTestDatabase, engineUnderTest, type TestDb } from "../helpers/db.ts";
 import { giveCompleteConsent } from "../helpers/consent.ts";
 import { createStudy } from "../../app/studies/studies.server.ts";
-import { createUser } from "../../app/accounts/users.server.ts";
-import { beginTotpEnrolment, confirmTotpEnrolment, login, principalForUser } from "../../app/accounts/auth.server.ts";
-import { grantDelegation } from "../../app/studies/delegations.server.ts";
+import { createStaff, delegateTasks, STAFF_PASSWORD as PW } from "../helpers/study-staff.ts";
+import { beginTotpEnrolment, confirmTotpEnrolment, login, } from "../../app/accounts/auth.server.ts";
 import { importForm } from "../../app/records/forms.server.ts";
 import { enrollParticipant } from "../../app/participants/participants.server.ts";
 import { saveRecord } from "../../app/records/records.server.ts";
@@ -20,7 +19,6 @@ import {
 import { subjectMatrix } from "../../app/subject-matrix/subject-matrix.server.ts";
 import type { Principal } from "../../app/platform/permissions.server.ts";
 
-const PW = "amber otter winter forty-two";
 const meta = { ip: null, userAgent: null };
 const S = "MX-1";
 let t: TestDb;
@@ -56,33 +54,23 @@ beforeAll(async () => {
     },
     null,
   );
-  for (const [k, role, site] of [
-    ["inv", "investigator", "S1"],
-    ["coord", "coordinator", "S1"],
-    ["inv2", "investigator", "S2"],
-    ["coord2", "coordinator", "S2"],
-    ["mon", "monitor", undefined],
-    ["dm", "data_manager", undefined],
-  ] as const) {
-    const u = await createUser(
-      t.ctx,
-      { email: `${k}@mx.test`, fullName: `${k} person`, password: PW, role, study: S, site },
-      null,
-    );
-    p[k] = (await principalForUser(t.ctx, u.id))!;
-  }
-  for (const [inv, site, coord] of [
+  Object.assign(
+    p,
+    (
+      await createStaff(t.ctx, S, "mx.test", [
+        ["inv", "investigator", "S1"],
+        ["coord", "coordinator", "S1"],
+        ["inv2", "investigator", "S2"],
+        ["coord2", "coordinator", "S2"],
+        ["mon", "monitor"],
+        ["dm", "data_manager"],
+      ])
+    ).principals,
+  );
+  await delegateTasks(t.ctx, S, "mx.test", p, [
     ["inv", "S1", "coord"],
     ["inv2", "S2", "coord2"],
-  ] as const)
-    await grantDelegation(t.ctx, p[inv], {
-      study: S,
-      site,
-      delegate: `${coord}@mx.test`,
-      task: "data_entry",
-      startsOn: "2026-01-01",
-      training: [{ course: "GCP", completedOn: "2025-01-01", evidenceSha256: "ab".repeat(32) }],
-    });
+  ]);
   await importForm(t.ctx, S, VS(1, false), { actorId: null });
   await importForm(
     t.ctx,

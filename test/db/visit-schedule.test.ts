@@ -6,8 +6,7 @@
  */
 import { sql } from "drizzle-orm";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { createUser } from "../../app/accounts/users.server.ts";
-import { principalForUser } from "../../app/accounts/auth.server.ts";
+import { createStaff, } from "../helpers/study-staff.ts";
 import { runIntegrityAudit, type AuditReport } from "../../app/integrity-audit/integrity-audit.server.ts";
 import { enrollParticipant } from "../../app/participants/participants.server.ts";
 import { runCommand } from "../../app/platform/commands.server.ts";
@@ -22,7 +21,6 @@ import { participantVisitWindows } from "../../app/visit-schedule/visit-windows.
 import { giveCompleteConsent } from "../helpers/consent.ts";
 import { engineUnderTest, openTestDatabase, type TestDb } from "../helpers/db.ts";
 
-const PW = "amber otter winter forty-two";
 let t: TestDb;
 const p: Record<string, Principal> = {};
 let studyId: string;
@@ -64,17 +62,15 @@ const SCHEDULE = {
 beforeAll(async () => {
   t = await openTestDatabase();
   await createStudy(t.ctx, { code: "SCH-1", title: "Schedule", sites: [{ code: "S1", name: "1" }] }, null);
-  for (const [k, role, site] of [
-    ["admin", "admin", undefined],
-    ["inv", "investigator", "S1"],
-  ] as const) {
-    const u = await createUser(
-      t.ctx,
-      { email: `${k}@sch.test`, fullName: `${k} person`, password: PW, role, study: "SCH-1", site },
-      null,
-    );
-    p[k] = (await principalForUser(t.ctx, u.id))!;
-  }
+  Object.assign(
+    p,
+    (
+      await createStaff(t.ctx, "SCH-1", "sch.test", [
+        ["admin", "admin"],
+        ["inv", "investigator", "S1"],
+      ])
+    ).principals,
+  );
   const form = (code: string, visits: string[], fields: object[]) =>
     importForm(t.ctx, "SCH-1", { code, title: code, version: 1, visits, fields }, { actorId: null });
   await form("RAND", ["BASELINE"], [{ name: "randdat", label: "Randomization date", type: "date", required: true }]);
