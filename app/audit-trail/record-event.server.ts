@@ -32,6 +32,14 @@ const pending = new Map<
   { db: Db; ip: string | null; minute: number; more: number; reason: Reason; accounts: Set<string>; anon: boolean }
 >();
 let timer: ReturnType<typeof setTimeout> | null = null;
+/** Counts are kept per database (one per process in a deployment; the tests open many in one process). */
+const databaseNumbers = new WeakMap<Db, number>();
+let databasesSeen = 0;
+const databaseNumber = (db: Db) => {
+  let n = databaseNumbers.get(db);
+  if (n === undefined) databaseNumbers.set(db, (n = ++databasesSeen));
+  return n;
+};
 /** At most this many account ids are named in one aggregated event. */
 const MAX_NAMED = 20;
 
@@ -57,7 +65,7 @@ export async function auditThrottledSignIn(
 async function aggregateSignIn(db: Db, ip: string | null, at: Date, reason: Reason, userId: string | null) {
   await flushAuditAggregates(at);
   const minute = Math.floor(at.getTime() / MINUTE) * MINUTE;
-  const key = `${ip ?? ""}\n${minute}\n${reason}`;
+  const key = `${databaseNumber(db)}\n${ip ?? ""}\n${minute}\n${reason}`;
   const open = pending.get(key);
   if (open) {
     open.more++;
@@ -92,6 +100,8 @@ export async function flushAuditAggregates(now: Date = new Date()): Promise<void
     pending.delete(key);
     if (b.more === 0) continue;
     const accounts = [...b.accounts].sort();
+    // One minute's count that cannot be written (its database closed or unreachable) is reported and does not
+    // stop the others, nor fail the sign-in that triggered the flush.
     await audit(b.db, {
       action: "login",
       outcome: "failure",
@@ -107,7 +117,13 @@ export async function flushAuditAggregates(now: Date = new Date()): Promise<void
         minute: new Date(b.minute).toISOString(),
         ...(accounts.length > 0 ? { accounts } : {}),
       },
-    });
+    }).catch((err) =>
+      console.error(
+        `audit trail: ${b.more} sign-in failures of ${new Date(b.minute).toISOString()} not written: ${
+          (err as Error).message
+        }`,
+      ),
+    );
   }
   if (pending.size > 0 && !timer) {
     timer = setTimeout(() => {
