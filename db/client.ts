@@ -50,12 +50,17 @@ export interface OpenOptions {
   poolSize?: number;
   /** Extra data stored in the PGlite lock file (e.g. the control socket of a running portal). */
   lockInfo?: Record<string, unknown>;
+  /**
+   * A PGlite data directory dump (`dumpDataDir`) to start an in-memory database from instead of an empty one: the
+   * tests start each database from one made and migrated once (test/helpers/pglite-template.ts).
+   */
+  pgliteFrom?: Blob;
 }
 
 export async function openDatabase(opts: OpenOptions): Promise<Database> {
   const database = opts.url
     ? await openPostgres(opts.url, opts.poolSize ?? 10)
-    : await openPglite(opts.pgliteDir ?? "./data/pglite", opts.lockInfo);
+    : await openPglite(opts.pgliteDir ?? "./data/pglite", opts.lockInfo, opts.pgliteFrom);
   if (opts.migrate !== false) {
     try {
       await database.migrate();
@@ -125,7 +130,7 @@ async function openPostgres(url: string, poolSize: number): Promise<Database> {
   };
 }
 
-async function openPglite(dir: string, lockInfo?: Record<string, unknown>): Promise<Database> {
+async function openPglite(dir: string, lockInfo?: Record<string, unknown>, from?: Blob): Promise<Database> {
   let lock: PgliteLock | null = null;
   const memory = dir.startsWith("memory://");
   if (!memory) {
@@ -135,7 +140,9 @@ async function openPglite(dir: string, lockInfo?: Record<string, unknown>): Prom
   let pg: PGlite;
   try {
     const { PGlite } = await import("@electric-sql/pglite");
-    pg = await PGlite.create(memory ? undefined : dir);
+    pg = memory
+      ? await PGlite.create(from ? { loadDataDir: from } : undefined)
+      : await PGlite.create(dir, from ? { loadDataDir: from } : undefined);
   } catch (err) {
     lock?.release();
     throw new DatabaseError(`cannot open the embedded database at ${dir}: ${(err as Error).message}`, { cause: err });

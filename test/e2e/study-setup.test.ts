@@ -94,6 +94,24 @@ describe("study setup in the browser (Chromium, PostgreSQL portal)", () => {
     await expect.poll(() => admin.locator("tr[data-staff]").count()).toBe(4);
     await shot(admin, "01-admin-staff");
 
+    // The outbox (no SMTP_URL here: the development mailbox) lists the four invitations, reached from the studies
+    // page; on a phone the table scrolls inside its container, not the page.
+    await admin.goto(`${portal.url}/studies`);
+    await admin.getByRole("link", { name: "Outbox" }).click();
+    await admin.waitForURL(/\/outbox$/);
+    expect(await admin.locator("[data-smtp=off]").textContent()).toContain("SMTP_URL is not set: nothing is sent.");
+    for (const email of ["ivy@e2e.test", "cole@e2e.test", "mo@e2e.test", "dee@e2e.test"])
+      expect(await admin.locator("tr[data-state=queued]", { hasText: email }).count(), email).toBeGreaterThan(0);
+    await shot(admin, "01b-admin-outbox");
+    const desktopSize = admin.viewportSize()!;
+    await admin.setViewportSize({ width: 390, height: 844 });
+    await admin.reload();
+    expect(
+      await admin.evaluate(() => document.documentElement.scrollWidth > document.documentElement.clientWidth),
+    ).toBe(false);
+    await shot(admin, "01c-admin-outbox-phone");
+    await admin.setViewportSize(desktopSize);
+
     // A form version in the JSON editor: the live preview follows, invalid JSON is flagged before saving.
     await admin.goto(`${portal.url}/studies/E2E-1/forms`);
     const editor = admin.getByLabel("Definition (JSON)");

@@ -8,6 +8,7 @@ import postgres from "postgres";
 import { openDatabase, type Database } from "../../db/client.ts";
 import { contextFor, type AppContext } from "../../app/platform/context.server.ts";
 import { testEnv } from "./env.ts";
+import { migratedDump, templateKey } from "./pglite-template.ts";
 
 export const TEST_DATABASE_URL = process.env.TEST_DATABASE_URL ?? "postgres://postgres@127.0.0.1:5432/test";
 
@@ -17,12 +18,18 @@ export function engineUnderTest(): "pglite" | "postgres" {
   return e;
 }
 
-/** Create an empty PostgreSQL database; returns its URL and a function that drops it. */
-export async function createScratchPostgres(): Promise<{ url: string; drop: () => Promise<void> }> {
+/**
+ * Create a PostgreSQL database, empty or (`migrated`) a copy of one made and migrated once per set of migrations
+ * (PostgreSQL's CREATE DATABASE ... TEMPLATE); returns its URL and a function that drops it.
+ */
+export async function createScratchPostgres(
+  opts: { migrated?: boolean } = {},
+): Promise<{ url: string; drop: () => Promise<void> }> {
   const name = `ts_test_${Date.now().toString(36)}_${randomBytes(4).toString("hex")}`;
   const admin = postgres(TEST_DATABASE_URL, { max: 1, onnotice: () => {} });
   try {
-    await admin.unsafe(`CREATE DATABASE ${name}`);
+    const template = opts.migrated ? await migratedPostgresTemplate(admin) : null;
+    await admin.unsafe(`CREATE DATABASE ${name}${template ? ` TEMPLATE ${template}` : ""}`);
   } catch (err) {
     await admin.end();
     throw new Error(`PostgreSQL tests cannot run: ${TEST_DATABASE_URL} is not usable (${(err as Error).message})`);
@@ -40,6 +47,27 @@ export async function createScratchPostgres(): Promise<{ url: string; drop: () =
   };
 }
 
+/** The migrated template database's name, made under an advisory lock by the first worker that needs it. */
+async function migratedPostgresTemplate(admin: postgres.Sql): Promise<string> {
+  const name = `ts_template_${templateKey()}`;
+  await admin`select pg_advisory_lock(7424012)`;
+  try {
+    const [exists] = await admin`select 1 from pg_database where datname = ${name}`;
+    if (!exists) {
+      const building = `${name}_${randomBytes(3).toString("hex")}`;
+      await admin.unsafe(`CREATE DATABASE ${building}`);
+      const u = new URL(TEST_DATABASE_URL);
+      u.pathname = `/${building}`;
+      const database = await openDatabase({ url: u.toString(), poolSize: 1 });
+      await database.close();
+      await admin.unsafe(`ALTER DATABASE ${building} RENAME TO ${name}`);
+    }
+  } finally {
+    await admin`select pg_advisory_unlock(7424012)`;
+  }
+  return name;
+}
+
 export interface TestDb {
   database: Database;
   ctx: AppContext;
@@ -51,10 +79,11 @@ export interface TestDb {
 export async function openTestDatabase(engine = engineUnderTest()): Promise<TestDb> {
   const env = testEnv();
   if (engine === "pglite") {
-    const database = await openDatabase({ pgliteDir: "memory://" });
+    // From the migrated template (the same migrations run again find nothing to do).
+    const database = await openDatabase({ pgliteDir: "memory://", pgliteFrom: await migratedDump() });
     return { database, ctx: contextFor(env, database), close: () => database.close() };
   }
-  const scratch = await createScratchPostgres();
+  const scratch = await createScratchPostgres({ migrated: true });
   const database = await openDatabase({ url: scratch.url, poolSize: 20 });
   return {
     database,

@@ -9,7 +9,8 @@ import { tmpdir } from "node:os";
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { unzipSync } from "fflate";
-import { cliAsync, startPortal, tempDataDir, type Portal } from "../helpers/portal.ts";
+import { cliAsync, startPortal, type Portal } from "../helpers/portal.ts";
+import { dataDirWithDatabase } from "../helpers/pglite-template.ts";
 import { waitFor } from "../helpers/wait.ts";
 
 const PERSON = {
@@ -24,7 +25,7 @@ let env: Record<string, string>;
 const dir = mkdtempSync(path.join(tmpdir(), "ts-nopd-"));
 
 beforeAll(async () => {
-  env = { DATA_DIR: tempDataDir(), LOCAL_ANCHOR_INTERVAL_MS: "300" };
+  env = { DATA_DIR: await dataDirWithDatabase(), LOCAL_ANCHOR_INTERVAL_MS: "300" };
   portal = await startPortal(env);
 });
 afterAll(async () => {

@@ -2,7 +2,8 @@ import { writeFileSync } from "node:fs";
 import { createHash } from "node:crypto";
 import path from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
-import { cli, startPortal, tempDataDir, type Portal } from "../helpers/portal.ts";
+import { cli, startPortal, type Portal } from "../helpers/portal.ts";
+import { dataDirWithDatabase } from "../helpers/pglite-template.ts";
 import { waitFor } from "../helpers/wait.ts";
 
 let portal: Portal | undefined;
@@ -13,7 +14,7 @@ afterAll(async () => {
 describe("sealing, proof bundles and offline verification through the running portal", () => {
   it("seals the demo entries within the default interval; their bundles verify with `trialseal verify`; " +
     "tampering and missing trust are refused", async () => {
-    const dataDir = tempDataDir();
+    const dataDir = await dataDirWithDatabase();
     const env = { DATA_DIR: dataDir, LOCAL_ANCHOR_INTERVAL_MS: "300" };
     portal = await startPortal(env);
     const token = cli(["tokens", "create", "--study", "DEMO-001", "--name", "proofs"], env).stdout.trim();

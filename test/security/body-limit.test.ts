@@ -6,13 +6,14 @@
 import { request as httpRequest } from "node:http";
 import { readFileSync } from "node:fs";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { startPortal, tempDataDir, type Portal } from "../helpers/portal.ts";
+import { startPortal, type Portal } from "../helpers/portal.ts";
+import { dataDirWithDatabase } from "../helpers/pglite-template.ts";
 
 const MB = 1024 * 1024;
 let portal: Portal;
 
 beforeAll(async () => {
-  portal = await startPortal({ DATA_DIR: tempDataDir() });
+  portal = await startPortal({ DATA_DIR: await dataDirWithDatabase() });
 });
 afterAll(async () => {
   await portal?.stop();

@@ -31,7 +31,8 @@ export default function Studies() {
         <h1>Studies</h1>
         {user.platformAdmin ? (
           <p>
-            <Link to="/studies/new">New study</Link>
+            <Link to="/studies/new">New study</Link> · <Link to="/outbox">Outbox</Link> (notifications and their
+            delivery)
           </p>
         ) : null}
         {studies.length === 0 ? <p className="muted">You have no role in any study yet.</p> : null}
