@@ -346,6 +346,31 @@ export async function openQuery(
 }
 
 /** A query of the study with its record's site, subject and form, or not_found. */
+/** A query of the study that the principal may read (any other is "no such query"), with its record and site. */
+async function visibleQuery(ctx: AppContext, principal: Principal, studyCode: string, queryId: string) {
+  const study = await getStudyOrThrow(ctx, studyCode);
+  const q = await queryOf(ctx, study.id, queryId);
+  if (!can(principal, "records.read", { studyId: study.id, siteId: q.siteId }))
+    throw new ServiceError("not_found", "no such query", "query");
+  return { study, q };
+}
+
+/** Move a query out of status `from` (another change in between is a conflict, nothing written). */
+type QueryStatus = (typeof queries.$inferSelect)["status"];
+async function moveQuery(
+  tx: DbOrTx,
+  queryId: string,
+  from: QueryStatus,
+  set: Partial<typeof queries.$inferInsert> & { status: QueryStatus },
+) {
+  const [u] = await tx
+    .update(queries)
+    .set(set)
+    .where(and(eq(queries.id, queryId), eq(queries.status, from)))
+    .returning({ id: queries.id });
+  if (!u) throw new ServiceError("conflict", "query: this query was changed meanwhile; reload it", "query");
+}
+
 async function queryOf(ctx: AppContext, studyId: string, queryId: string) {
   const [q] = /^[0-9a-f-]{36}$/.test(queryId)
     ? await ctx.db
@@ -375,10 +400,7 @@ export async function answerQuery(
   queryId: string,
   answer: string,
 ) {
-  const study = await getStudyOrThrow(ctx, studyCode);
-  const q = await queryOf(ctx, study.id, queryId);
-  if (!can(principal, "records.read", { studyId: study.id, siteId: q.siteId }))
-    throw new ServiceError("not_found", "no such query", "query");
+  const { study, q } = await visibleQuery(ctx, principal, studyCode, queryId);
   await requireSiteAction(ctx, principal, "records.enter", { studyId: study.id, siteId: q.siteId });
   if (q.q.status !== "open")
     throw new ServiceError(
@@ -396,12 +418,12 @@ export async function answerQuery(
       textHash: saltedTextHash(ctx.crypto, salt, text),
       ...payloadActor(principal),
     }));
-    const [u] = await tx
-      .update(queries)
-      .set({ status: "answered", answer: text, answeredBy: principal.userId, answeredAt: e.at })
-      .where(and(eq(queries.id, q.q.id), eq(queries.status, "open")))
-      .returning({ id: queries.id });
-    if (!u) throw new ServiceError("conflict", "query: this query was changed meanwhile; reload it", "query");
+    await moveQuery(tx, q.q.id, "open", {
+      status: "answered",
+      answer: text,
+      answeredBy: principal.userId,
+      answeredAt: e.at,
+    });
     await writeQueryEvent(tx, { queryId: q.q.id, studyId: study.id, action: "answered", text, principal, entry: e });
     await audit(tx, {
       action: "query.answer",
@@ -424,10 +446,7 @@ export async function answerQuery(
 
 /** The monitor (or a data manager) closes an answered query. */
 export async function closeQuery(ctx: AppContext, principal: Principal, studyCode: string, queryId: string) {
-  const study = await getStudyOrThrow(ctx, studyCode);
-  const q = await queryOf(ctx, study.id, queryId);
-  if (!can(principal, "records.read", { studyId: study.id, siteId: q.siteId }))
-    throw new ServiceError("not_found", "no such query", "query");
+  const { study, q } = await visibleQuery(ctx, principal, studyCode, queryId);
   if (!canRaiseQueries(principal, { studyId: study.id, siteId: q.siteId }))
     throw new ServiceError("forbidden", "not permitted: only a monitor or a data manager closes queries");
   if (q.q.status !== "answered")
@@ -438,12 +457,7 @@ export async function closeQuery(ctx: AppContext, principal: Principal, studyCod
     );
   await ctx.db.transaction(async (tx) => {
     const e = await appendEntry(tx, ctx.crypto, study, "query.closed", { query: q.q.id, ...payloadActor(principal) });
-    const [u] = await tx
-      .update(queries)
-      .set({ status: "closed", closedBy: principal.userId, closedAt: e.at })
-      .where(and(eq(queries.id, q.q.id), eq(queries.status, "answered")))
-      .returning({ id: queries.id });
-    if (!u) throw new ServiceError("conflict", "query: this query was changed meanwhile; reload it", "query");
+    await moveQuery(tx, q.q.id, "answered", { status: "closed", closedBy: principal.userId, closedAt: e.at });
     await writeQueryEvent(tx, {
       queryId: q.q.id,
       studyId: study.id,
@@ -473,10 +487,7 @@ export async function reopenQuery(
   queryId: string,
   input: { reason: string },
 ) {
-  const study = await getStudyOrThrow(ctx, studyCode);
-  const q = await queryOf(ctx, study.id, queryId);
-  if (!can(principal, "records.read", { studyId: study.id, siteId: q.siteId }))
-    throw new ServiceError("not_found", "no such query", "query");
+  const { study, q } = await visibleQuery(ctx, principal, studyCode, queryId);
   if (!canRaiseQueries(principal, { studyId: study.id, siteId: q.siteId }))
     throw new ServiceError("forbidden", "not permitted: only a monitor or a data manager re-opens queries");
   if (q.q.status === "open") throw new ServiceError("conflict", "query: this query is already open", "query");
@@ -490,12 +501,14 @@ export async function reopenQuery(
       textHash: saltedTextHash(ctx.crypto, salt, reason),
       ...payloadActor(principal),
     }));
-    const [u] = await tx
-      .update(queries)
-      .set({ status: "open", answer: null, answeredBy: null, answeredAt: null, closedBy: null, closedAt: null })
-      .where(and(eq(queries.id, q.q.id), eq(queries.status, q.q.status)))
-      .returning({ id: queries.id });
-    if (!u) throw new ServiceError("conflict", "query: this query was changed meanwhile; reload it", "query");
+    await moveQuery(tx, q.q.id, q.q.status, {
+      status: "open",
+      answer: null,
+      answeredBy: null,
+      answeredAt: null,
+      closedBy: null,
+      closedAt: null,
+    });
     await writeQueryEvent(tx, {
       queryId: q.q.id,
       studyId: study.id,

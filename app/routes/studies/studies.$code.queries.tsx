@@ -86,46 +86,10 @@ export default function QueriesPage() {
             <option value="closed">closed</option>
           </select>
         </div>
-        <div>
-          <label htmlFor="f-site">Site</label>
-          <select id="f-site" name="site" defaultValue={v("site")}>
-            <option value="">any</option>
-            {options.sites.map((s) => (
-              <option key={s}>{s}</option>
-            ))}
-          </select>
-        </div>
-        <div>
-          <label htmlFor="f-form">Form</label>
-          <select id="f-form" name="form" defaultValue={v("form")}>
-            <option value="">any</option>
-            {options.forms.map((s) => (
-              <option key={s}>{s}</option>
-            ))}
-          </select>
-        </div>
-        <div>
-          <label htmlFor="f-field">Field</label>
-          <select id="f-field" name="field" defaultValue={v("field")}>
-            <option value="">any</option>
-            {options.fields.map((o) => (
-              <option key={o.value} value={o.value}>
-                {o.label}
-              </option>
-            ))}
-          </select>
-        </div>
-        <div>
-          <label htmlFor="f-raiser">Raised by</label>
-          <select id="f-raiser" name="raiser" defaultValue={v("raiser")}>
-            <option value="">anyone</option>
-            {options.raisers.map((o) => (
-              <option key={o.value} value={o.value}>
-                {o.label}
-              </option>
-            ))}
-          </select>
-        </div>
+        <FilterSelect name="site" label="Site" value={v("site")} options={options.sites} />
+        <FilterSelect name="form" label="Form" value={v("form")} options={options.forms} />
+        <FilterSelect name="field" label="Field" value={v("field")} options={options.fields} />
+        <FilterSelect name="raiser" label="Raised by" value={v("raiser")} options={options.raisers} any="anyone" />
         <div>
           <label>
             <input type="checkbox" name="mine" value="1" defaultChecked={v("mine") === "1"} /> Waiting for me
@@ -254,5 +218,32 @@ export default function QueriesPage() {
         </section>
       )}
     </StudyPage>
+  );
+}
+
+/** One filter of the query list: "any" (all) or one of the values present. */
+function FilterSelect(props: {
+  name: string;
+  label: string;
+  value: string;
+  options: (string | { value: string; label: string })[];
+  any?: string;
+}) {
+  return (
+    <div>
+      <label htmlFor={`f-${props.name}`}>{props.label}</label>
+      <select id={`f-${props.name}`} name={props.name} defaultValue={props.value}>
+        <option value="">{props.any ?? "any"}</option>
+        {props.options.map((o) =>
+          typeof o === "string" ? (
+            <option key={o}>{o}</option>
+          ) : (
+            <option key={o.value} value={o.value}>
+              {o.label}
+            </option>
+          ),
+        )}
+      </select>
+    </div>
   );
 }
