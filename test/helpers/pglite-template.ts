@@ -60,6 +60,7 @@ export async function dataDirWithDatabase(): Promise<string> {
     const blob = await migratedDump();
     const { PGlite } = await import("@electric-sql/pglite");
     const tmp = `${tpl}.${randomBytes(6).toString("hex")}`;
+    mkdirSync(tmp, { recursive: true });
     const pg = await PGlite.create(path.join(tmp, "pglite"), { loadDataDir: blob });
     await pg.close();
     try {
