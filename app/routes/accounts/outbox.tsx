@@ -88,8 +88,9 @@ export default function Outbox() {
             appear here as soon as they are queued.
           </p>
         ) : (
-          <section className="table-scroll" aria-label="Messages (scrolls sideways)">
-            <table>
+          <section aria-label="Messages">
+            {/* On a phone each message is a card (table.stack), so the subject and state are never off screen. */}
+            <table className="stack">
               <thead>
                 <tr>
                   <th>Queued</th>
