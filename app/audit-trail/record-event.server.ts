@@ -37,7 +37,10 @@ const databaseNumbers = new WeakMap<Db, number>();
 let databasesSeen = 0;
 const databaseNumber = (db: Db) => {
   let n = databaseNumbers.get(db);
-  if (n === undefined) databaseNumbers.set(db, (n = ++databasesSeen));
+  if (n === undefined) {
+    n = ++databasesSeen;
+    databaseNumbers.set(db, n);
+  }
   return n;
 };
 /** At most this many account ids are named in one aggregated event. */

@@ -7,7 +7,7 @@
 import { sql } from "drizzle-orm";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createApiToken } from "../../app/accounts/tokens.server.ts";
-import { createStaff, } from "../helpers/study-staff.ts";
+import { createStaff } from "../helpers/study-staff.ts";
 import { runIntegrityAudit, type AuditReport } from "../../app/integrity-audit/integrity-audit.server.ts";
 import { dispositionHistory, setDisposition } from "../../app/participants/disposition.server.ts";
 import { enrollParticipant } from "../../app/participants/participants.server.ts";

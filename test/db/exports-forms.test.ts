@@ -11,7 +11,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { openTestDatabase, type TestDb } from "../helpers/db.ts";
 import { giveCompleteConsent } from "../helpers/consent.ts";
 import { createStudy } from "../../app/studies/studies.server.ts";
-import { createStaff, } from "../helpers/study-staff.ts";
+import { createStaff } from "../helpers/study-staff.ts";
 import { enrollParticipant } from "../../app/participants/participants.server.ts";
 import { importForm } from "../../app/records/forms.server.ts";
 import { correctRecord, saveRecord } from "../../app/records/records.server.ts";

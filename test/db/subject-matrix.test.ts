@@ -5,7 +5,7 @@ import { openTestDatabase, engineUnderTest, type TestDb } from "../helpers/db.ts
 import { giveCompleteConsent } from "../helpers/consent.ts";
 import { createStudy } from "../../app/studies/studies.server.ts";
 import { createStaff, delegateTasks, STAFF_PASSWORD as PW } from "../helpers/study-staff.ts";
-import { beginTotpEnrolment, confirmTotpEnrolment, login, } from "../../app/accounts/auth.server.ts";
+import { beginTotpEnrolment, confirmTotpEnrolment, login } from "../../app/accounts/auth.server.ts";
 import { importForm } from "../../app/records/forms.server.ts";
 import { enrollParticipant } from "../../app/participants/participants.server.ts";
 import { saveRecord } from "../../app/records/records.server.ts";

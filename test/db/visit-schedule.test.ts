@@ -6,7 +6,7 @@
  */
 import { sql } from "drizzle-orm";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { createStaff, } from "../helpers/study-staff.ts";
+import { createStaff } from "../helpers/study-staff.ts";
 import { runIntegrityAudit, type AuditReport } from "../../app/integrity-audit/integrity-audit.server.ts";
 import { enrollParticipant } from "../../app/participants/participants.server.ts";
 import { runCommand } from "../../app/platform/commands.server.ts";
