@@ -6,6 +6,7 @@
  */
 import { sql } from "drizzle-orm";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { createStaff } from "../helpers/study-staff.ts";
 import { openTestDatabase, engineUnderTest, type TestDb } from "../helpers/db.ts";
 import { giveCompleteConsent } from "../helpers/consent.ts";
 import { createStudy } from "../../app/studies/studies.server.ts";
@@ -48,24 +49,15 @@ const count = async (table: string) => Number((await q(`SELECT count(*)::int AS 
 beforeAll(async () => {
   t = await openTestDatabase();
   await createStudy(t.ctx, { code: S, title: "Import", sites: [{ code: "S1", name: "1" }] }, null);
-  for (const [k, role, site] of [
-    ["inv", "investigator", "S1"],
-    ["dm", "data_manager", undefined],
-  ] as const) {
-    const u = await createUser(
-      t.ctx,
-      {
-        email: `${k}@imp.test`,
-        fullName: `${k} person`,
-        password: "amber otter winter forty-two",
-        role,
-        study: S,
-        site,
-      },
-      null,
-    );
-    p[k] = (await principalForUser(t.ctx, u.id))!;
-  }
+  Object.assign(
+    p,
+    (
+      await createStaff(t.ctx, S, "imp.test", [
+        ["inv", "investigator", "S1"],
+        ["dm", "data_manager"],
+      ])
+    ).principals,
+  );
   await importForm(
     t.ctx,
     S,

@@ -22,6 +22,7 @@ import { verifyBundle } from "../../anchoring/verifier/verify-bundle.ts";
 import { csvRawRows, csvUnquote } from "../../anchoring/verifier/csv-cells.ts";
 import type { Principal } from "../../app/platform/permissions.server.ts";
 import { VITALS_V2 } from "../vectors/bundles/forms.ts";
+import { ADVERSE_EVENTS_LOG } from "../helpers/forms.ts";
 
 let t: TestDb;
 const p: Record<string, Principal> = {};
@@ -29,25 +30,7 @@ let subject = "";
 let files: Map<string, Uint8Array>;
 
 const VITALS = { ...VITALS_V2, version: 1 };
-const AE = {
-  code: "AE",
-  title: "Adverse events",
-  version: 1,
-  visits: ["LOG"],
-  repeating: true,
-  fields: [
-    { name: "term", label: "Adverse event", type: "text", required: true },
-    {
-      name: "severity",
-      label: "Severity",
-      type: "choice",
-      options: [
-        { value: "MILD", label: "Mild" },
-        { value: "SEVERE", label: "Severe" },
-      ],
-    },
-  ],
-};
+const AE = ADVERSE_EVENTS_LOG;
 const text = (d: Uint8Array) => new TextDecoder().decode(d);
 const enc = (s: string) => new TextEncoder().encode(s);
 

@@ -26,6 +26,7 @@ import { csvRawRows, csvUnquote } from "../../anchoring/verifier/csv-cells.ts";
 import { auditEvents } from "../../db/schema/index.ts";
 import type { Principal } from "../../app/platform/permissions.server.ts";
 import { VITALS_V2 } from "../vectors/bundles/forms.ts";
+import { ADVERSE_EVENTS_LOG } from "../helpers/forms.ts";
 
 let t: TestDb;
 const p: Record<string, Principal> = {};
@@ -40,25 +41,7 @@ const V2 = {
     f.name === "weight" || f.name === "pregnant" ? { ...f, required: true, help: "Ask the participant" } : f,
   ),
 };
-const AE = {
-  code: "AE",
-  title: "Adverse events",
-  version: 1,
-  visits: ["LOG"],
-  repeating: true,
-  fields: [
-    { name: "term", label: "Adverse event", type: "text", required: true },
-    {
-      name: "severity",
-      label: "Severity",
-      type: "choice",
-      options: [
-        { value: "MILD", label: "Mild" },
-        { value: "SEVERE", label: "Severe" },
-      ],
-    },
-  ],
-};
+const AE = ADVERSE_EVENTS_LOG;
 
 async function pdfText(pdf: Buffer) {
   const { extractText, getDocumentProxy } = await import("unpdf");

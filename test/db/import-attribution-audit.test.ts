@@ -4,8 +4,6 @@
  */
 import { sql } from "drizzle-orm";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { principalForUser } from "../../app/accounts/auth.server.ts";
-import { createUser } from "../../app/accounts/users.server.ts";
 import { createImportJob, runImportJob } from "../../app/data-import/import-jobs.server.ts";
 import { runIntegrityAudit } from "../../app/integrity-audit/integrity-audit.server.ts";
 import { enrollParticipant } from "../../app/participants/participants.server.ts";
@@ -14,6 +12,7 @@ import { importForm } from "../../app/records/forms.server.ts";
 import { createStudy } from "../../app/studies/studies.server.ts";
 import { utf8 } from "../../anchoring/log/bytes.ts";
 import { giveCompleteConsent } from "../helpers/consent.ts";
+import { createStaff } from "../helpers/study-staff.ts";
 import { engineUnderTest, openTestDatabase, type TestDb } from "../helpers/db.ts";
 
 const S = "IMA-1";
@@ -36,24 +35,15 @@ const importFindings = async () =>
 beforeAll(async () => {
   t = await openTestDatabase();
   await createStudy(t.ctx, { code: S, title: "Import attribution", sites: [{ code: "S1", name: "1" }] }, null);
-  for (const [k, role, site] of [
-    ["inv", "investigator", "S1"],
-    ["dm", "data_manager", undefined],
-  ] as const) {
-    const u = await createUser(
-      t.ctx,
-      {
-        email: `${k}@ima.test`,
-        fullName: `${k} person`,
-        password: "amber otter winter forty-two",
-        role,
-        study: S,
-        site,
-      },
-      null,
-    );
-    p[k] = (await principalForUser(t.ctx, u.id))!;
-  }
+  Object.assign(
+    p,
+    (
+      await createStaff(t.ctx, S, "ima.test", [
+        ["inv", "investigator", "S1"],
+        ["dm", "data_manager"],
+      ])
+    ).principals,
+  );
   const vitals = { code: "VITALS", title: "Vitals", version: 1, visits: ["SCREENING"], fields: [] as object[] };
   vitals.fields.push({ name: "sbp", label: "Systolic", type: "number" });
   await importForm(t.ctx, S, vitals, { actorId: null });

@@ -9,42 +9,17 @@
  */
 import { readFileSync } from "node:fs";
 import path from "node:path";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import postgres from "postgres";
-import type { Browser, Page } from "playwright-core";
-import { ROOT, startPortal, tempDataDir, type Portal, demoPasswordOf } from "../helpers/portal.ts";
-import { createScratchPostgres } from "../helpers/db.ts";
-import { launchChromium, SCREENSHOTS, shot, signInAndEnrol } from "../helpers/browser.ts";
-
-let portal: Portal;
-let browser: Browser;
-let pg: { url: string; drop: () => Promise<void> };
-let sql: postgres.Sql;
-let demoPassword: string;
+import { describe, expect, it } from "vitest";
+import type { Page } from "playwright-core";
+import { ROOT } from "../helpers/portal.ts";
+import { demoPortalInBrowser } from "../helpers/demo-browser.ts";
+import { SCREENSHOTS, shot } from "../helpers/browser.ts";
 
 const DESKTOP = { width: 1366, height: 900 };
 const PHONE = { viewport: { width: 390, height: 844 }, isMobile: true, hasTouch: true, locale: "en-US" };
 
-beforeAll(async () => {
-  pg = await createScratchPostgres();
-  portal = await startPortal({ DATA_DIR: tempDataDir(), DATABASE_URL: pg.url });
-  demoPassword = demoPasswordOf(portal);
-  sql = postgres(pg.url, { max: 2, onnotice: () => {} });
-  browser = await launchChromium();
-});
-afterAll(async () => {
-  if (process.env.E2E_DEBUG) console.log(portal?.output());
-  await browser?.close();
-  await sql?.end();
-  await portal?.stop();
-  await pg?.drop();
-});
-
-async function page(opts: Parameters<Browser["newContext"]>[0], email: string): Promise<Page> {
-  const p = await (await browser.newContext(opts)).newPage();
-  await signInAndEnrol(p, portal.url, email, demoPassword);
-  return p;
-}
+const demo = demoPortalInBrowser();
+const { page } = demo;
 
 /** What the phone shows without scrolling (the screenshots of `shot` are of the whole page). */
 async function viewportShot(p: Page, name: string) {
@@ -68,7 +43,7 @@ async function inViewport(p: Page, selector: string) {
 /** Bring in a demo form version through the editor, approved, unless the demo seed already has it. */
 async function ensureForm(admin: Page, file: string) {
   const def = JSON.parse(readFileSync(path.join(ROOT, "app", "studies", "demo", file), "utf8"));
-  await admin.goto(`${portal.url}/studies/DEMO-001/forms`);
+  await admin.goto(`${demo.portal.url}/studies/DEMO-001/forms`);
   const row = admin.locator(`tr[data-form="${def.code}-${def.version}"]`);
   if ((await row.count()) === 0) {
     await admin.getByLabel("Definition (JSON)").fill(JSON.stringify(def, null, 2));
@@ -86,7 +61,7 @@ describe("CRF entry in the browser (Chromium, PostgreSQL portal)", () => {
   it("lists every error at once, branches, calculates, takes a decimal comma, codes and confirmations", async () => {
     // The admin: the demo site's clock is Berlin; the new form versions are approved.
     const admin = await page({ viewport: DESKTOP }, "admin@demo.trialseal.test");
-    await admin.goto(`${portal.url}/studies/DEMO-001/staff`);
+    await admin.goto(`${demo.portal.url}/studies/DEMO-001/staff`);
     await admin.getByLabel("Time zone of SITE-01").selectOption("Europe/Berlin");
     await admin.locator('[data-site="SITE-01"]').getByRole("button", { name: "Set time zone" }).click();
     await expect
@@ -102,7 +77,7 @@ describe("CRF entry in the browser (Chromium, PostgreSQL portal)", () => {
 
     // The coordinator, in a German browser (decimal comma), on a desktop.
     const coord = await page({ viewport: DESKTOP, locale: "de-DE" }, "coordinator@demo.trialseal.test");
-    const subjectPage = `${portal.url}/studies/DEMO-001/participants/SITE-01-001`;
+    const subjectPage = `${demo.portal.url}/studies/DEMO-001/participants/SITE-01-001`;
     await coord.goto(subjectPage);
 
     // Demographics: an empty save names every required field at once, focused, each also at its field.
@@ -147,7 +122,7 @@ describe("CRF entry in the browser (Chromium, PostgreSQL portal)", () => {
     await shot(coord, "crf-02-desktop-branching-missing-code");
     await coord.getByRole("button", { name: "Save" }).click();
     await coord.waitForURL(/\/records\//);
-    const [demog] = await sql`SELECT v.data_text, v.missing_text FROM record_versions v
+    const [demog] = await demo.sql`SELECT v.data_text, v.missing_text FROM record_versions v
       JOIN records r ON r.id = v.record_id WHERE r.form_code = 'DEMOG' AND v.version = 1
       AND r.participant_id = (SELECT id FROM participants WHERE subject_code = 'SITE-01-001')`;
     const stored = JSON.parse(demog.data_text);
@@ -209,10 +184,11 @@ describe("CRF entry in the browser (Chromium, PostgreSQL portal)", () => {
     await coord.getByRole("button", { name: "Save" }).click();
     await coord.waitForURL(/\/records\//);
     const vitalsId = coord.url().split("/").pop()!;
-    const [vitals] = await sql`SELECT data_text, calculated_text FROM record_versions WHERE record_id = ${vitalsId}`;
+    const [vitals] =
+      await demo.sql`SELECT data_text, calculated_text FROM record_versions WHERE record_id = ${vitalsId}`;
     expect(JSON.parse(vitals.data_text)).toMatchObject({ sbp: 172, temp: 37.2, weight: 70 });
     expect(JSON.parse(vitals.calculated_text)).toEqual({ bmi: 23.7 });
-    const [q] = await sql`SELECT count(*)::int AS n FROM queries WHERE record_id = ${vitalsId} AND field = 'sbp'`;
+    const [q] = await demo.sql`SELECT count(*)::int AS n FROM queries WHERE record_id = ${vitalsId} AND field = 'sbp'`;
     expect(q.n).toBe(1);
 
     // The adverse-event log: rows added over the study, each a record of its own.
@@ -253,7 +229,7 @@ describe("CRF entry in the browser (Chromium, PostgreSQL portal)", () => {
 
   it("on a phone, the errors are in view after Save; a locked casebook offers no entry and says why", async () => {
     const phone = await page(PHONE, "coordinator@demo.trialseal.test");
-    const subjectPage = `${portal.url}/studies/DEMO-001/participants/SITE-01-002`;
+    const subjectPage = `${demo.portal.url}/studies/DEMO-001/participants/SITE-01-002`;
     await phone.goto(subjectPage);
     await phone.locator('[data-enter="VITALS-SCREENING"]').click();
     await phone.locator("#f_temp").fill("37,2");
@@ -297,7 +273,7 @@ describe("CRF entry in the browser (Chromium, PostgreSQL portal)", () => {
     const NAME = "Jonas Weber-Adeyemi";
     const EMAIL = "jonas.wa@example.org";
     const coord = await page({ viewport: DESKTOP }, "coordinator@demo.trialseal.test");
-    await coord.goto(`${portal.url}/studies/DEMO-001/participants`);
+    await coord.goto(`${demo.portal.url}/studies/DEMO-001/participants`);
     await coord.getByLabel("Full name").fill(NAME);
     await coord.getByLabel("Email").fill(EMAIL);
     await coord.getByRole("button", { name: "Enroll a participant" }).click();
@@ -306,7 +282,7 @@ describe("CRF entry in the browser (Chromium, PostgreSQL portal)", () => {
     await coord.waitForURL(/\/consent$/);
     const subject = /participants\/([^/]+)\/consent/.exec(coord.url())![1];
     const investigator = await page({ viewport: DESKTOP }, "investigator@demo.trialseal.test");
-    await investigator.goto(`${portal.url}/studies/DEMO-001/participants/${subject}/consent`);
+    await investigator.goto(`${demo.portal.url}/studies/DEMO-001/participants/${subject}/consent`);
     await investigator.getByRole("button", { name: "Confirm contact" }).click();
     // Every contact row carries data-confirmed-by (empty until confirmed): wait for the confirmation itself.
     await expect
@@ -316,11 +292,11 @@ describe("CRF entry in the browser (Chromium, PostgreSQL portal)", () => {
     await coord.getByRole("button", { name: "Create invitation" }).click();
     const link = (await coord.locator("[data-invitation-url]").textContent())!.trim();
 
-    const phone = await (await browser.newContext(PHONE)).newPage();
+    const phone = await (await demo.browser.newContext(PHONE)).newPage();
     await phone.goto(link);
     await phone.getByRole("button", { name: "Send me a code" }).click();
     await expect.poll(() => phone.getByRole("status").textContent()).toMatch(/We sent a 6-digit code/);
-    const [mail] = await sql`SELECT body FROM outbox WHERE to_address = ${EMAIL} AND kind = 'consent_code'
+    const [mail] = await demo.sql`SELECT body FROM outbox WHERE to_address = ${EMAIL} AND kind = 'consent_code'
       ORDER BY created_at DESC LIMIT 1`;
     await phone.getByLabel("Code").fill(/is (\d{6})\./.exec(String(mail.body))![1]);
     await phone.getByRole("button", { name: "Continue" }).click();
@@ -355,7 +331,7 @@ describe("CRF entry in the browser (Chromium, PostgreSQL portal)", () => {
     await viewportShot(phone, "crf-09b-phone-consent-viewport-after-sign");
     expect(
       (
-        await sql`SELECT count(*)::int AS n FROM consent_signatures s JOIN participants p
+        await demo.sql`SELECT count(*)::int AS n FROM consent_signatures s JOIN participants p
       ON p.id = s.participant_id WHERE p.subject_code = ${subject}`
       )[0].n,
     ).toBe(0);

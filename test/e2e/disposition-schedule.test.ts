@@ -6,48 +6,22 @@
  * changes; with one, the change is in the history and in the database. The participant page shows each visit's
  * window and state in words; on the phone neither it nor the schedule page scrolls sideways.
  */
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import postgres from "postgres";
-import type { Browser, Page } from "playwright-core";
-import { demoPasswordOf, startPortal, tempDataDir, type Portal } from "../helpers/portal.ts";
-import { createScratchPostgres } from "../helpers/db.ts";
-import { launchChromium, shot, signInAndEnrol } from "../helpers/browser.ts";
-
-let portal: Portal;
-let browser: Browser;
-let pg: { url: string; drop: () => Promise<void> };
-let sql: postgres.Sql;
-let demoPassword: string;
+import { describe, expect, it } from "vitest";
+import type { Page } from "playwright-core";
+import { demoPortalInBrowser } from "../helpers/demo-browser.ts";
+import { shot } from "../helpers/browser.ts";
 
 const DESKTOP = { width: 1366, height: 900 };
 const PHONE = { viewport: { width: 390, height: 844 }, isMobile: true, hasTouch: true, locale: "en-US" };
 const COORDINATOR = "coordinator@demo.trialseal.test";
 const REASON = "Moved abroad, will not attend the follow-up visits";
 
-beforeAll(async () => {
-  pg = await createScratchPostgres();
-  portal = await startPortal({ DATA_DIR: tempDataDir(), DATABASE_URL: pg.url });
-  demoPassword = demoPasswordOf(portal);
-  sql = postgres(pg.url, { max: 2, onnotice: () => {} });
-  browser = await launchChromium();
-});
-afterAll(async () => {
-  if (process.env.E2E_DEBUG) console.log(portal?.output());
-  await browser?.close();
-  await sql?.end();
-  await portal?.stop();
-  await pg?.drop();
-});
-
-async function page(opts: Parameters<Browser["newContext"]>[0], email: string): Promise<Page> {
-  const p = await (await browser.newContext(opts)).newPage();
-  await signInAndEnrol(p, portal.url, email, demoPassword);
-  return p;
-}
+const demo = demoPortalInBrowser();
+const { page } = demo;
 
 const scrollWidth = (p: Page) => p.evaluate(() => document.documentElement.scrollWidth);
 const dispositionOf = async (subject: string) =>
-  (await sql`SELECT disposition FROM participants WHERE subject_code = ${subject}`)[0]?.disposition;
+  (await demo.sql`SELECT disposition FROM participants WHERE subject_code = ${subject}`)[0]?.disposition;
 
 /** The visit-window table's rows: visit code -> [planned, window, actual, state]. */
 async function windows(p: Page) {
@@ -61,7 +35,7 @@ async function windows(p: Page) {
 
 describe("disposition and visit schedule in the browser (Chromium, PostgreSQL portal)", () => {
   it("the demo seeds its schedule and dispositions", async () => {
-    const rows = await sql`SELECT p.subject_code, p.disposition, d.reason FROM participants p
+    const rows = await demo.sql`SELECT p.subject_code, p.disposition, d.reason FROM participants p
       LEFT JOIN participant_dispositions d ON d.participant_id = p.id AND d.status = p.disposition
       JOIN studies s ON s.id = p.study_id WHERE s.code = 'DEMO-001' ORDER BY p.subject_code`;
     expect(rows.map((r) => [r.subject_code, r.disposition, r.reason])).toEqual([
@@ -72,13 +46,13 @@ describe("disposition and visit schedule in the browser (Chromium, PostgreSQL po
       ["SITE-01-005", "screening", null],
       ["SITE-01-006", "screen_failed", expect.stringMatching(/inclusion limit/)],
     ]);
-    const [s] = await sql`SELECT version FROM visit_schedules`;
+    const [s] = await demo.sql`SELECT version FROM visit_schedules`;
     expect(s.version).toBe(1);
   });
 
   it("a discontinuation needs a reason, said next to its field; with one it is in the history", async () => {
     const coord = await page({ viewport: DESKTOP }, COORDINATOR);
-    await coord.goto(`${portal.url}/studies/DEMO-001/participants/SITE-01-002`);
+    await coord.goto(`${demo.portal.url}/studies/DEMO-001/participants/SITE-01-002`);
     await expect.poll(() => coord.locator("#disposition-title").textContent()).toBe("Disposition: Enrolled");
     // Without a reason: refused, the error said next to the reason field, the field marked invalid.
     await coord.getByLabel("New disposition").selectOption("discontinued");
@@ -108,7 +82,7 @@ describe("disposition and visit schedule in the browser (Chromium, PostgreSQL po
     expect(await coord.locator("[data-disposition]").textContent()).toContain("This disposition is final.");
     await shot(coord, "disposition-history-desktop");
     expect(await dispositionOf("SITE-01-002")).toBe("discontinued");
-    const [row] = await sql`SELECT d.reason, e.kind FROM participant_dispositions d
+    const [row] = await demo.sql`SELECT d.reason, e.kind FROM participant_dispositions d
       JOIN participants p ON p.id = d.participant_id JOIN ledger_entries e ON e.id = d.entry_id
       WHERE p.subject_code = 'SITE-01-002'`;
     expect(row).toEqual({ reason: REASON, kind: "participant.disposition_set" });
@@ -116,11 +90,12 @@ describe("disposition and visit schedule in the browser (Chromium, PostgreSQL po
 
   it("the participant page shows each visit's window and state in words", async () => {
     const coord = await page({ viewport: DESKTOP }, COORDINATOR);
-    await coord.goto(`${portal.url}/studies/DEMO-001/participants/SITE-01-003`);
+    await coord.goto(`${demo.portal.url}/studies/DEMO-001/participants/SITE-01-003`);
     await expect.poll(() => coord.locator("tr[data-visit-window]").count()).toBe(2);
-    const [enrolled] = await sql`SELECT to_char(enrolled_at AT TIME ZONE 'UTC', 'YYYY-MM-DD') AS d FROM participants
+    const [enrolled] =
+      await demo.sql`SELECT to_char(enrolled_at AT TIME ZONE 'UTC', 'YYYY-MM-DD') AS d FROM participants
       WHERE subject_code = 'SITE-01-003'`;
-    const [vitals] = await sql`SELECT v.data_text FROM records r JOIN record_versions v ON v.record_id = r.id
+    const [vitals] = await demo.sql`SELECT v.data_text FROM records r JOIN record_versions v ON v.record_id = r.id
       AND v.version = r.current_version JOIN participants p ON p.id = r.participant_id
       WHERE p.subject_code = 'SITE-01-003' AND r.form_code = 'VITALS' AND r.visit = 'SCREENING'`;
     const visitDate = JSON.parse(vitals.data_text).visit_date as string;
@@ -134,19 +109,19 @@ describe("disposition and visit schedule in the browser (Chromium, PostgreSQL po
     expect(await coord.locator('tr[data-visit-window="SCREENING"]').getAttribute("data-state")).toBe("in_window");
     await shot(coord, "visit-windows-desktop");
     // A participant without a visit date yet: screening is due today (state in words, not colour alone).
-    await coord.goto(`${portal.url}/studies/DEMO-001/participants/SITE-01-005`);
+    await coord.goto(`${demo.portal.url}/studies/DEMO-001/participants/SITE-01-005`);
     await expect.poll(async () => (await windows(coord)).SCREENING?.[3]).toBe("● Due");
   });
 
   it("on a phone the participant page and the schedule page do not scroll sideways", async () => {
     const coord = await page(PHONE, COORDINATOR);
-    await coord.goto(`${portal.url}/studies/DEMO-001/participants/SITE-01-004`);
+    await coord.goto(`${demo.portal.url}/studies/DEMO-001/participants/SITE-01-004`);
     await expect.poll(() => coord.locator("tr[data-visit-window]").count()).toBe(2);
     expect(await coord.locator("#disposition-title").textContent()).toBe("Disposition: Randomized");
     expect(await scrollWidth(coord)).toBeLessThanOrEqual(390);
     await coord.locator("[data-visit-windows]").scrollIntoViewIfNeeded();
     await shot(coord, "visit-windows-phone");
-    await coord.goto(`${portal.url}/studies/DEMO-001/schedule`);
+    await coord.goto(`${demo.portal.url}/studies/DEMO-001/schedule`);
     await expect.poll(() => coord.locator("tr[data-visit]").count()).toBe(2);
     expect(await coord.locator('tr[data-visit="WEEK4"]').textContent()).toContain("-3/+3 days");
     expect(await scrollWidth(coord)).toBeLessThanOrEqual(390);

@@ -7,45 +7,23 @@
  * answer, close, re-open: who and when) and highlights the field with the words "Open query". Screenshots are kept
  * in test-results/screenshots.
  */
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import type { Browser, Page } from "playwright-core";
-import { startPortal, tempDataDir, type Portal, demoPasswordOf } from "../helpers/portal.ts";
-import { createScratchPostgres } from "../helpers/db.ts";
-import { launchChromium, shot, signInAndEnrol } from "../helpers/browser.ts";
-
-let portal: Portal;
-let browser: Browser;
-let pg: { url: string; drop: () => Promise<void> };
-let demoPassword: string;
+import { describe, expect, it } from "vitest";
+import type { Page } from "playwright-core";
+import { demoPortalInBrowser } from "../helpers/demo-browser.ts";
+import { shot } from "../helpers/browser.ts";
 
 const DESKTOP = { viewport: { width: 1366, height: 900 } };
 const PHONE = { viewport: { width: 390, height: 844 }, isMobile: true, hasTouch: true, locale: "en-US" };
 
-beforeAll(async () => {
-  pg = await createScratchPostgres();
-  portal = await startPortal({ DATA_DIR: tempDataDir(), DATABASE_URL: pg.url });
-  demoPassword = demoPasswordOf(portal);
-  browser = await launchChromium();
-});
-afterAll(async () => {
-  if (process.env.E2E_DEBUG) console.log(portal?.output());
-  await browser?.close();
-  await portal?.stop();
-  await pg?.drop();
-});
-
-async function page(opts: Parameters<Browser["newContext"]>[0], email: string): Promise<Page> {
-  const p = await (await browser.newContext(opts)).newPage();
-  await signInAndEnrol(p, portal.url, email, demoPassword);
-  return p;
-}
+const demo = demoPortalInBrowser();
+const { page } = demo;
 
 /** How far the page itself scrolls sideways (0 when it fits the viewport). */
 const sideways = (p: Page) => p.evaluate(() => document.documentElement.scrollWidth - window.innerWidth);
 
 describe("query list in the browser (Chromium, PostgreSQL portal)", () => {
   it("answer from the list on a phone, close and re-open as the monitor, history on the record page", async () => {
-    const list = `${portal.url}/studies/DEMO-001/queries`;
+    const list = `${demo.portal.url}/studies/DEMO-001/queries`;
     const mon = await page(DESKTOP, "monitor@demo.trialseal.test");
     await mon.goto(list);
     const row = (p: Page) => p.locator('tr[data-status] td[data-field="sbp"]').locator("xpath=..");

@@ -8,39 +8,18 @@
  */
 import { readFileSync } from "node:fs";
 import path from "node:path";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import type { Browser, Page } from "playwright-core";
-import { ROOT, startPortal, tempDataDir, type Portal, demoPasswordOf } from "../helpers/portal.ts";
-import { createScratchPostgres } from "../helpers/db.ts";
-import { launchChromium, shot, signInAndEnrol } from "../helpers/browser.ts";
-
-let portal: Portal;
-let browser: Browser;
-let pg: { url: string; drop: () => Promise<void> };
-let demoPassword: string;
+import { describe, expect, it } from "vitest";
+import type { Page } from "playwright-core";
+import { ROOT } from "../helpers/portal.ts";
+import { demoPortalInBrowser } from "../helpers/demo-browser.ts";
+import { shot } from "../helpers/browser.ts";
 
 const DESKTOP = { width: 1366, height: 900 };
 const PHONE = { viewport: { width: 390, height: 844 }, isMobile: true, hasTouch: true, locale: "en-US" };
 const COORDINATOR = "coordinator@demo.trialseal.test";
 
-beforeAll(async () => {
-  pg = await createScratchPostgres();
-  portal = await startPortal({ DATA_DIR: tempDataDir(), DATABASE_URL: pg.url });
-  demoPassword = demoPasswordOf(portal);
-  browser = await launchChromium();
-});
-afterAll(async () => {
-  if (process.env.E2E_DEBUG) console.log(portal?.output());
-  await browser?.close();
-  await portal?.stop();
-  await pg?.drop();
-});
-
-async function page(opts: Parameters<Browser["newContext"]>[0], email: string): Promise<Page> {
-  const p = await (await browser.newContext(opts)).newPage();
-  await signInAndEnrol(p, portal.url, email, demoPassword);
-  return p;
-}
+const demo = demoPortalInBrowser();
+const { page } = demo;
 
 const scrollWidth = (p: Page) => p.evaluate(() => document.documentElement.scrollWidth);
 
@@ -53,7 +32,7 @@ describe("subject matrix in the browser (Chromium, PostgreSQL portal)", () => {
     const def = JSON.parse(readFileSync(path.join(ROOT, "app", "studies", "demo", "vitals-v2.form.json"), "utf8"));
     def.version = 3;
     def.fields = def.fields.map((f: { name: string }) => (f.name === "symptoms" ? { ...f, required: true } : f));
-    await admin.goto(`${portal.url}/studies/DEMO-001/forms`);
+    await admin.goto(`${demo.portal.url}/studies/DEMO-001/forms`);
     await admin.getByLabel("Definition (JSON)").fill(JSON.stringify(def, null, 2));
     await expect.poll(() => admin.locator("#definition-check").textContent()).toBe("Valid definition.");
     await admin.getByRole("button", { name: "Save version" }).click();
@@ -63,7 +42,7 @@ describe("subject matrix in the browser (Chromium, PostgreSQL portal)", () => {
     await expect.poll(() => row.textContent()).toContain("approved");
 
     const coord = await page({ viewport: DESKTOP }, COORDINATOR);
-    await coord.goto(`${portal.url}/studies/DEMO-001`);
+    await coord.goto(`${demo.portal.url}/studies/DEMO-001`);
     await coord.getByRole("link", { name: "Subject matrix" }).click();
     await coord.waitForURL(/\/matrix/);
     await expect.poll(() => coord.locator("[data-cell]").count()).toBeGreaterThan(0);
@@ -88,14 +67,14 @@ describe("subject matrix in the browser (Chromium, PostgreSQL portal)", () => {
     await expect.poll(() => coord.locator("[data-required-empty]").textContent()).toContain("Symptoms");
     await shot(coord, "subject-matrix-record-flagged-desktop");
     // A not-started cell opens the entry form of that form and visit.
-    await coord.goto(`${portal.url}/studies/DEMO-001/matrix?state=not_started`);
+    await coord.goto(`${demo.portal.url}/studies/DEMO-001/matrix?state=not_started`);
     const start = coord.locator('[data-cell][data-state="not_started"]').first();
     expect(await start.getAttribute("href")).toMatch(/\/participants\/[^/?]+\?form=[A-Z]+&visit=[A-Z0-9]+$/);
   });
 
   it("on a phone the matrix scrolls inside its container and no page scrolls sideways", async () => {
     const coord = await page(PHONE, COORDINATOR);
-    await coord.goto(`${portal.url}/studies/DEMO-001/matrix`);
+    await coord.goto(`${demo.portal.url}/studies/DEMO-001/matrix`);
     await expect.poll(() => coord.locator("[data-cell]").count()).toBeGreaterThan(0);
     expect(await scrollWidth(coord)).toBeLessThanOrEqual(390);
     expect(await coord.locator(".table-scroll").evaluate((el) => getComputedStyle(el).overflowX)).toBe("auto");
@@ -109,12 +88,12 @@ describe("subject matrix in the browser (Chromium, PostgreSQL portal)", () => {
       ["record", new URL(incompleteRecord).pathname],
       ["home", "/studies/DEMO-001"],
     ]) {
-      await coord.goto(`${portal.url}${url}`);
+      await coord.goto(`${demo.portal.url}${url}`);
       widths[label] = await scrollWidth(coord);
       await shot(coord, `subject-matrix-phone-${label}`);
     }
     const monitor = await page(PHONE, "monitor@demo.trialseal.test");
-    await monitor.goto(`${portal.url}/studies/DEMO-001/audit`);
+    await monitor.goto(`${demo.portal.url}/studies/DEMO-001/audit`);
     widths.audit = await scrollWidth(monitor);
     await shot(monitor, "subject-matrix-phone-audit");
     // Every page fits the phone: the list of pages wider than 390 px is empty.

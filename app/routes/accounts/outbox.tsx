@@ -132,7 +132,7 @@ export default function Outbox() {
                         ) : null}
                         {m.failedAt ? <div className="muted">gave up {when(m.failedAt)}</div> : null}
                       </td>
-                      <td>{m.attempts}</td>
+                      <td>{m.attempts === 1 ? "1 attempt" : `${m.attempts} attempts`}</td>
                       <td>
                         {m.state === "failed" || m.state === "retrying" ? (
                           <Form method="post">
