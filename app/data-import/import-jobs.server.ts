@@ -343,9 +343,15 @@ export function startImportRunner(ctx: AppContext, opts: { pollMs?: number; onEr
   let busy = false;
   let running: Promise<unknown> = Promise.resolve();
   let recovered = false;
+  let again = false; // kicked while a pass was running: that pass's last look may have missed the new job
   const tick = () => {
-    if (stopped || busy) return;
+    if (stopped) return;
+    if (busy) {
+      again = true;
+      return;
+    }
     busy = true;
+    again = false;
     running = (async () => {
       if (!recovered) {
         await failInterrupted(ctx);
@@ -365,6 +371,7 @@ export function startImportRunner(ctx: AppContext, opts: { pollMs?: number; onEr
       .catch(onError)
       .finally(() => {
         busy = false;
+        if (again && !stopped) setImmediate(tick);
       });
   };
   kick = () => setImmediate(tick);

@@ -56,9 +56,11 @@ async function submit(page: Page, name: string, buffer: Buffer, intent: "Check (
 const alertText = async (page: Page) =>
   (await page.getByRole("alert").count()) ? await page.getByRole("alert").first().textContent() : "";
 
-/** The job section once it has ended (done, problems or failed). */
+/** The job section of the job in the address (not the one shown before it) once it has ended. */
 async function finished(page: Page) {
-  const job = page.locator("section[data-import-job]");
+  const id = new URL(page.url()).searchParams.get("job");
+  expect(id).toBeTruthy();
+  const job = page.locator(`section[data-import-job="${id}"]`);
   await expect
     .poll(() => job.getAttribute("data-import-status"), { timeout: 120_000 })
     .toMatch(/^(done|problems|failed)$/);
