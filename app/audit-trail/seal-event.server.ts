@@ -3,6 +3,7 @@
  * together, in one transaction, the row naming its entry and the entry its row. Actor labels and the free-form
  * detail reach the payload only as salted hashes, the source address as an HMAC under the deployment's key.
  */
+import { randomUUID } from "node:crypto";
 import { eq, sql } from "drizzle-orm";
 import { nodeCrypto } from "../../anchoring/adapters/crypto-node.ts";
 import { canonicalize } from "../../anchoring/log/canonical.ts";
@@ -13,9 +14,9 @@ import { DEPLOYMENT_SCOPE } from "../../anchoring/log/envelope.ts";
 import type { Payload } from "../../anchoring/log/payloads.ts";
 import type { DbOrTx } from "../../db/client.ts";
 import { insertAuditEvent, type NewAuditEvent } from "../../db/queries/audit.ts";
-import { insertPendingEntry } from "../../db/queries/log.ts";
+import { insertPendingEntries, insertPendingEntry } from "../../db/queries/log.ts";
 import { rowsOf } from "../../db/queries/rows.ts";
-import { studies } from "../../db/schema/index.ts";
+import { auditEvents, studies } from "../../db/schema/index.ts";
 import { addressHmac, deploymentDataKey } from "./address-hmac.server.ts";
 
 /**
@@ -117,4 +118,64 @@ export async function insertSealedEvent(tx: DbOrTx, e: NewAuditEvent, crypto: Cr
   });
   await insertAuditEvent(tx, { ...e, id, at, detail, entryId: entry.id });
   return id;
+}
+
+/** Rows per multi-row INSERT of `insertSealedEvents`. */
+const EVENTS_CHUNK = 500;
+
+/**
+ * Write many events and their entries in three round trips per `EVENTS_CHUNK` (their ids, the entries, the rows),
+ * inside the caller's transaction: the bulk writes of issue 19 (group commit, the batch API). Each event is sealed
+ * exactly as `insertSealedEvent` seals one (its own salt, id and entry). Returns the event ids in input order.
+ */
+export async function insertSealedEvents(
+  tx: DbOrTx,
+  events: NewAuditEvent[],
+  crypto: Crypto = nodeCrypto,
+): Promise<number[]> {
+  const ids: number[] = [];
+  for (let i = 0; i < events.length; i += EVENTS_CHUNK) {
+    const part = events.slice(i, i + EVENTS_CHUNK);
+    const res = await tx.execute(
+      sql`SELECT nextval(pg_get_serial_sequence('audit_events', 'id')) AS id FROM generate_series(1, ${part.length})`,
+    );
+    const partIds = rowsOf<{ id: string | number }>(res).map((r) => Number(r.id));
+    const entries: Parameters<typeof insertPendingEntries>[1] = [];
+    const rows: (typeof auditEvents.$inferInsert)[] = [];
+    for (let j = 0; j < part.length; j++) {
+      const e = part[j];
+      const id = partIds[j];
+      const at = e.at ?? new Date();
+      const detail = normalizeDetail(e.detail);
+      const salt = newSalt();
+      const fields = eventPayloadFields(crypto, salt, {
+        id,
+        at,
+        action: e.action,
+        outcome: e.outcome ?? "success",
+        actorUserId: e.actorUserId ?? null,
+        actorLabel: e.actorLabel ?? null,
+        siteId: e.siteId ?? null,
+        participantId: e.participantId ?? null,
+        ip: e.ip ?? null,
+        detail,
+      });
+      const built = buildEntry(crypto, "audit.event", fields, salt);
+      const entryId = randomUUID();
+      entries.push({
+        id: entryId,
+        studyId: e.studyId ?? null,
+        studyCode: e.studyId ? await studyCode(tx, e.studyId) : DEPLOYMENT_SCOPE,
+        kind: "audit.event",
+        payloadText: built.payloadText,
+        payloadHash: built.payloadHash,
+        at,
+      });
+      rows.push({ ...e, id, at, detail, entryId });
+    }
+    await insertPendingEntries(tx, entries, EVENTS_CHUNK);
+    await tx.insert(auditEvents).values(rows);
+    ids.push(...partIds);
+  }
+  return ids;
 }
