@@ -1,10 +1,14 @@
 /** Running the sealer: once (CLI, tests) or every SEAL_INTERVAL_MS inside the portal. */
+import { sql } from "drizzle-orm";
 import { sealOnce, type SealResult } from "../../anchoring/log/sealer.ts";
 import { ledgerStore } from "../../db/log-store.ts";
 import { pendingAtLeast } from "../../db/queries/log.ts";
 import type { AppContext } from "../platform/context.server.ts";
 
-export function sealNow(ctx: AppContext): Promise<SealResult | null> {
+export async function sealNow(ctx: AppContext): Promise<SealResult | null> {
+  // ledger_entries is partitioned by seq range (ADR 0045): the partitions up to one range past the next seq exist
+  // before the seal (one cheap statement; it creates one only when the log enters a new range).
+  await ctx.db.execute(sql`select trialseal_ledger_partitions_ahead()`);
   return sealOnce(ledgerStore(ctx.db), {
     origin: ctx.env.logOrigin,
     maxBatch: ctx.env.sealMaxBatch,

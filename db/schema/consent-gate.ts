@@ -3,7 +3,6 @@ import { studies } from "./organizations.ts";
 import { consentDocuments, participants } from "./participants.ts";
 import { users } from "./users.ts";
 import { bytea } from "./types.ts";
-import { ledgerEntries } from "./log.ts";
 
 /**
  * A study's settings, one append-only row per change (the highest `version` is in force), each with its
@@ -24,9 +23,7 @@ export const studySettings = pgTable(
     /** The user who changed them (null: the operator's CLI). */
     changedBy: uuid("changed_by").references(() => users.id),
     changedAt: timestamp("changed_at", { withTimezone: true, precision: 3 }).notNull().defaultNow(),
-    entryId: uuid("entry_id")
-      .notNull()
-      .references(() => ledgerEntries.id),
+    entryId: uuid("entry_id").notNull(), // ledger entry id (no FK: ledger_entries is partitioned, ADR 0045)
   },
   (t) => [unique("study_settings_version_uq").on(t.studyId, t.version)],
 );
@@ -55,12 +52,10 @@ export const paperConsents = pgTable(
       .notNull()
       .references(() => users.id),
     uploadedAt: timestamp("uploaded_at", { withTimezone: true, precision: 3 }).notNull(),
-    entryId: uuid("entry_id")
-      .notNull()
-      .references(() => ledgerEntries.id),
+    entryId: uuid("entry_id").notNull(), // ledger entry id (no FK: ledger_entries is partitioned, ADR 0045)
     attestedBy: uuid("attested_by").references(() => users.id),
     attestedAt: timestamp("attested_at", { withTimezone: true, precision: 3 }),
-    attestEntryId: uuid("attest_entry_id").references(() => ledgerEntries.id),
+    attestEntryId: uuid("attest_entry_id"), // ledger entry id (no FK: partitioned log, ADR 0045)
   },
   (t) => [index("paper_consents_participant_idx").on(t.participantId)],
 );

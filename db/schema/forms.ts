@@ -14,7 +14,6 @@ import { sites, studies } from "./organizations.ts";
 import { participants } from "./participants.ts";
 import { apiTokens, users } from "./users.ts";
 import { bytea } from "./types.ts";
-import { ledgerEntries } from "./log.ts";
 
 /** CRF form definitions, versioned. `definitionText` is the exact JCS text of the definition. */
 export const forms = pgTable(
@@ -106,9 +105,7 @@ export const recordVersions = pgTable(
     actorTokenId: uuid("actor_token_id").references(() => apiTokens.id),
     actorTokenName: text("actor_token_name"),
     createdAt: timestamp("created_at", { withTimezone: true, precision: 3 }).notNull().defaultNow(),
-    entryId: uuid("entry_id")
-      .notNull()
-      .references(() => ledgerEntries.id),
+    entryId: uuid("entry_id").notNull(), // ledger entry id (no FK: ledger_entries is partitioned, ADR 0045)
   },
   (t) => [unique("record_versions_record_version_uq").on(t.recordId, t.version)],
 );
@@ -171,9 +168,7 @@ export const signatures = pgTable(
       .references(() => users.id),
     printedName: text("printed_name").notNull(),
     signedAt: timestamp("signed_at", { withTimezone: true, precision: 3 }).notNull().defaultNow(),
-    entryId: uuid("entry_id")
-      .notNull()
-      .references(() => ledgerEntries.id),
+    entryId: uuid("entry_id").notNull(), // ledger entry id (no FK: ledger_entries is partitioned, ADR 0045)
     /**
      * The earlier signature this one repeats (same record, version, signer and meaning): set by migration 0021 on
      * the repeats signed before it, when the portal still allowed them; NULL on every other signature.
@@ -223,7 +218,5 @@ export const sdvMarks = pgTable("sdv_marks", {
   version: integer("version").notNull(),
   markedBy: uuid("marked_by").references(() => users.id),
   markedAt: timestamp("marked_at", { withTimezone: true, precision: 3 }).notNull().defaultNow(),
-  entryId: uuid("entry_id")
-    .notNull()
-    .references(() => ledgerEntries.id),
+  entryId: uuid("entry_id").notNull(), // ledger entry id (no FK: ledger_entries is partitioned, ADR 0045)
 });

@@ -1,17 +1,24 @@
 import { sql } from "drizzle-orm";
-import { bigint, index, integer, pgTable, text, timestamp, unique, uniqueIndex, uuid } from "drizzle-orm/pg-core";
+import { bigint, check, index, integer, pgTable, text, timestamp, unique, uuid } from "drizzle-orm/pg-core";
 import { studies } from "./organizations.ts";
 import { bytea } from "./types.ts";
 
 /**
  * The ledger: one row per write. Written `pending` in the same transaction as the data it records; the
  * sealer assigns seq/studySeq/envelope/leaf/batch in the one allowed transition pending -> sealed.
- * Database triggers (migration 0001) reject every other UPDATE, every DELETE and TRUNCATE.
+ * Database triggers (migration 0001, rewritten by 0023) reject every other UPDATE, every DELETE and TRUNCATE.
+ *
+ * Partitioned by seq range (migration 0023, ADR 0045): pending rows (seq null) live in the default partition
+ * `ledger_entries_pending`, sealed rows in `ledger_entries_s<N>` (seqs [N*10M, (N+1)*10M)), which
+ * `trialseal_ledger_partitions_ahead()` creates one range ahead of the log. A unique constraint must include the
+ * partition key, so `id` has no primary key: each partition has a unique index on id, the insert guard refuses an id
+ * already used, and the tables that name an entry hold its id without a foreign key (the integrity audit names a
+ * row whose entry is missing). Nothing of this is visible to drizzle, which sees one table.
  */
 export const ledgerEntries = pgTable(
   "ledger_entries",
   {
-    id: uuid("id").primaryKey().defaultRandom(),
+    id: uuid("id").notNull().defaultRandom(),
     /**
      * Null for the deployment scope (ADR 0016): audit-trail events of no study (sign-ins, password resets), whose
      * envelopes name the study `DEPLOYMENT_SCOPE`.
@@ -32,11 +39,13 @@ export const ledgerEntries = pgTable(
     batchNo: bigint("batch_no", { mode: "number" }),
   },
   (t) => [
-    unique("ledger_entries_study_seq_uq").on(t.studyId, t.studySeq),
+    // Unique per study in the log: the sealer assigns it under its lock and the audit checks it gapless (ADR 0045).
+    index("ledger_entries_study_seq_idx").on(t.studyId, t.studySeq),
     index("ledger_entries_status_idx").on(t.status),
     index("ledger_entries_batch_idx").on(t.batchNo),
-    // At most one entry sealing the pre-0016 audit-trail events (ADR 0016); also how it is found at each start.
-    uniqueIndex("ledger_entries_legacy_sealed_uq").on(t.kind).where(sql`kind = 'audit.legacy_sealed'`),
+    // How the entry sealing the pre-0016 audit-trail events is found (ADR 0016); the insert guard allows one.
+    index("ledger_entries_legacy_sealed_idx").on(t.kind).where(sql`kind = 'audit.legacy_sealed'`),
+    check("ledger_entries_sealed_ck", sql`(status = 'pending') = (seq IS NULL)`),
   ],
 );
 

@@ -5,7 +5,6 @@
 import { boolean, date, index, integer, pgTable, text, timestamp, unique, uuid } from "drizzle-orm/pg-core";
 import { DISPOSITIONS } from "../../anchoring/log/payloads.ts";
 import { queries } from "./forms.ts";
-import { ledgerEntries } from "./log.ts";
 import { studies } from "./organizations.ts";
 import { participants } from "./participants.ts";
 import { bytea } from "./types.ts";
@@ -32,9 +31,7 @@ export const participantDispositions = pgTable(
     actorTokenId: uuid("actor_token_id").references(() => apiTokens.id),
     actorTokenName: text("actor_token_name"),
     createdAt: timestamp("created_at", { withTimezone: true, precision: 3 }).notNull().defaultNow(),
-    entryId: uuid("entry_id")
-      .notNull()
-      .references(() => ledgerEntries.id),
+    entryId: uuid("entry_id").notNull(), // ledger entry id (no FK: ledger_entries is partitioned, ADR 0045)
   },
   (t) => [index("participant_dispositions_participant_idx").on(t.participantId)],
 );
@@ -58,9 +55,7 @@ export const visitSchedules = pgTable(
     actorTokenId: uuid("actor_token_id").references(() => apiTokens.id),
     actorTokenName: text("actor_token_name"),
     createdAt: timestamp("created_at", { withTimezone: true, precision: 3 }).notNull().defaultNow(),
-    entryId: uuid("entry_id")
-      .notNull()
-      .references(() => ledgerEntries.id),
+    entryId: uuid("entry_id").notNull(), // ledger entry id (no FK: ledger_entries is partitioned, ADR 0045)
   },
   (t) => [unique("visit_schedules_study_version_uq").on(t.studyId, t.version)],
 );
@@ -85,9 +80,7 @@ export const queryEvents = pgTable(
     actorTokenId: uuid("actor_token_id").references(() => apiTokens.id),
     actorTokenName: text("actor_token_name"),
     at: timestamp("at", { withTimezone: true, precision: 3 }).notNull().defaultNow(),
-    entryId: uuid("entry_id")
-      .notNull()
-      .references(() => ledgerEntries.id),
+    entryId: uuid("entry_id").notNull(), // ledger entry id (no FK: ledger_entries is partitioned, ADR 0045)
   },
   (t) => [index("query_events_query_idx").on(t.queryId), index("query_events_study_idx").on(t.studyId)],
 );
@@ -133,7 +126,7 @@ export const importJobs = pgTable(
     createdAt: timestamp("created_at", { withTimezone: true, precision: 3 }).notNull().defaultNow(),
     startedAt: timestamp("started_at", { withTimezone: true, precision: 3 }),
     finishedAt: timestamp("finished_at", { withTimezone: true, precision: 3 }),
-    entryId: uuid("entry_id").references(() => ledgerEntries.id),
+    entryId: uuid("entry_id"), // ledger entry id (no FK: partitioned log, ADR 0045)
   },
   (t) => [index("import_jobs_study_idx").on(t.studyId)],
 );
