@@ -89,7 +89,7 @@ export async function sealOnce(store: SealStore, cfg: SealerConfig): Promise<Sea
     const firstSeq = last ? last.firstSeq + last.size : 0;
     const studySeqs = await tx.nextStudySeqs([...new Set(pending.map((p) => p.studyId))]);
     const updates: SealedEntryUpdate[] = [];
-    const tree = new MerkleLevels(c);
+    const leaves: Uint8Array[] = [];
     pending.forEach((p, i) => {
       const studySeq = studySeqs.get(p.studyId) ?? 0;
       studySeqs.set(p.studyId, studySeq + 1);
@@ -104,9 +104,11 @@ export async function sealOnce(store: SealStore, cfg: SealerConfig): Promise<Sea
         payloadHash: toHex(p.payloadHash),
       };
       const { text, leaf } = envelopeLeaf(c, envelope);
-      tree.append(leaf);
+      leaves.push(leaf);
       updates.push({ id: p.id, seq: firstSeq + i, studySeq, envelopeText: text, leafHash: leaf, batchNo });
     });
+    // Built level by level once all leaves are known (no allocation per node, ADR 0046).
+    const tree = MerkleLevels.fromLeaves(c, leaves);
     const root = tree.root();
     const sealedAt = (cfg.now ?? (() => new Date()))();
     const header: BatchHeader = {

@@ -6,15 +6,15 @@
  */
 import type { Crypto } from "./crypto.ts";
 import { HASH_SIZE, MerkleError, consistencyProofWith, inclusionProofWith, splitPoint } from "./merkle.ts";
+import { hashNodesInto } from "./sha256-nodes.ts";
 
 export class MerkleLevels {
   private levels: Uint8Array[] = [new Uint8Array(64 * HASH_SIZE)];
   private counts: number[] = [0];
-  private readonly scratch = new Uint8Array(1 + 2 * HASH_SIZE);
+  private readonly scratch = new Uint8Array(HASH_SIZE);
 
-  constructor(private readonly c: Crypto) {
-    this.scratch[0] = 1;
-  }
+  /** `c` hashes the odd subtree roots of ranges; complete nodes are hashed by sha256-nodes.ts (ADR 0046). */
+  constructor(private readonly c: Crypto) {}
 
   get size(): number {
     return this.counts[0];
@@ -46,17 +46,53 @@ export class MerkleLevels {
     this.push(0, leafHash);
     let h = 0;
     let i = this.counts[0] - 1;
-    const s = this.scratch;
     while (i % 2 === 1) {
-      // Copy the two children (adjacent in their level) into the scratch buffer without allocating views.
-      const level = this.levels[h];
-      const from = (i - 1) * HASH_SIZE;
-      for (let k = 0; k < 2 * HASH_SIZE; k++) s[1 + k] = level[from + k];
-      const parent = this.c.sha256(s);
+      // The two children are adjacent in their level: hash them in place into the scratch node (no allocation).
+      hashNodesInto(this.levels[h], (i - 1) * HASH_SIZE, 1, this.scratch, 0);
       h++;
-      this.push(h, parent);
+      this.push(h, this.scratch);
       i = this.counts[h] - 1;
     }
+  }
+
+  /**
+   * Append many leaves, then hash each level's new nodes in one call (ADR 0046): no allocation per node, about
+   * half the time of one SHA-256 call per node. Same tree as appending the leaves one by one.
+   */
+  extend(leaves: readonly Uint8Array[]): void {
+    for (const l of leaves)
+      if (!(l instanceof Uint8Array) || l.length !== HASH_SIZE)
+        throw new MerkleError("BAD_HASH_SIZE", "a leaf hash is 32 bytes");
+    if (leaves.length === 0) return;
+    this.grow(0, this.counts[0] + leaves.length);
+    const level0 = this.levels[0];
+    let at = this.counts[0] * HASH_SIZE;
+    for (const l of leaves) {
+      level0.set(l, at);
+      at += HASH_SIZE;
+    }
+    this.counts[0] += leaves.length;
+    for (let h = 0; ; h++) {
+      const parents = Math.floor(this.counts[h] / 2);
+      const have = h + 1 < this.counts.length ? this.counts[h + 1] : 0;
+      if (parents === have) break;
+      this.grow(h + 1, parents);
+      hashNodesInto(this.levels[h], have * 2 * HASH_SIZE, parents - have, this.levels[h + 1], have * HASH_SIZE);
+      this.counts[h + 1] = parents;
+    }
+  }
+
+  /** Make level h hold at least m nodes (doubling, so that repeated extensions copy O(n) bytes in all). */
+  private grow(h: number, m: number): void {
+    while (this.levels.length <= h) {
+      this.levels.push(new Uint8Array(0));
+      this.counts.push(0);
+    }
+    const buf = this.levels[h];
+    if (buf.length >= m * HASH_SIZE) return;
+    const bigger = new Uint8Array(Math.max(m * HASH_SIZE, buf.length * 2, 64 * HASH_SIZE));
+    bigger.set(buf.subarray(0, this.counts[h] * HASH_SIZE));
+    this.levels[h] = bigger;
   }
 
   /** Bytes held by the levels (allocated capacity). */
@@ -116,10 +152,12 @@ export class MerkleLevels {
     return t;
   }
 
+  /** The tree of these leaf hashes, built level by level (`extend`). */
   static fromLeaves(c: Crypto, leaves: Iterable<Uint8Array>): MerkleLevels {
     const t = new MerkleLevels(c);
-    if (Array.isArray(leaves)) t.reserve(leaves.length);
-    for (const l of leaves) t.append(l);
+    const list = Array.isArray(leaves) ? (leaves as readonly Uint8Array[]) : [...leaves];
+    t.reserve(list.length);
+    t.extend(list);
     return t;
   }
 
