@@ -1,18 +1,21 @@
 /** Proof bundles, checkpoints and consistency proofs, built from what the database stores. */
-import { and, eq } from "drizzle-orm";
-import { bytesEqual, fromHex, toHex } from "../../anchoring/log/bytes.ts";
+import { statSync } from "node:fs";
+import { and, eq, sql } from "drizzle-orm";
+import { bytesEqual, fromHex, toHex, utf8 } from "../../anchoring/log/bytes.ts";
 import { forms } from "../../db/schema/index.ts";
 import type { Bundle, BundleCheckpoint } from "../../anchoring/verifier/bundle.ts";
-import { MerkleLevels, inclusionProofFromStored } from "../../anchoring/log/tree.ts";
-import { rootFromInclusionProof } from "../../anchoring/log/merkle.ts";
+import { MerkleLevels } from "../../anchoring/log/tree.ts";
+import { leafHash, rootFromInclusionProof } from "../../anchoring/log/merkle.ts";
 import type { Db } from "../../db/client.ts";
 import * as q from "../../db/queries/log.ts";
 import { siteOfEntry } from "../../db/queries/entry-site.ts";
 import * as qa from "../../db/queries/anchors.ts";
+import { rowsOf } from "../../db/queries/rows.ts";
 import type { AppContext } from "../platform/context.server.ts";
 import { ServiceError } from "../platform/errors.server.ts";
-import { readRing } from "../keys/key-ring.server.ts";
-import { keyId } from "../../anchoring/log/checkpoint.ts";
+import { readRing, ringFile } from "../keys/key-ring.server.ts";
+import { keyId, parseCheckpoint, parseNote } from "../../anchoring/log/checkpoint.ts";
+import { sealedRead } from "../platform/sealed-reads.server.ts";
 import { can, type Principal } from "../platform/permissions.server.ts";
 
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
@@ -76,31 +79,25 @@ async function logTree(ctx: AppContext, size: number, knownRoot?: Uint8Array): P
   return t;
 }
 
-/**
- * The inclusion path of an entry in its batch. It reads only the O(log n) nodes it needs from the tree stored
- * beside the batch (no rehashing, no whole-tree load). The path is checked against the batch root before it
- * is served; when no tree is stored, or the check fails, it is rebuilt from the entries' leaf hashes.
- */
-async function batchInclusion(
-  ctx: AppContext,
-  batch: q.BatchRow,
-  leafIndex: number,
-  leaf: Uint8Array,
-): Promise<Uint8Array[]> {
+/** The key ring's windows as of its file's stamp (read again only when the file changes: a rotation or revocation). */
+let ringWindows: { stamp: string; check: (c: { treeSize: number; keyId: string }) => boolean } | null = null;
+
+function ringStamp(ctx: AppContext): string {
+  const file = ringFile(ctx.env.dataDir, "log");
+  let st: string;
   try {
-    const path = await inclusionProofFromStored(ctx.crypto, batch.size, leafIndex, (offsets) =>
-      q.batchTreeNodes(ctx.db, batch.batchNo, offsets),
-    );
-    if (bytesEqual(rootFromInclusionProof(ctx.crypto, leafIndex, batch.size, leaf, path), batch.root)) return path;
+    const s = statSync(file);
+    st = `${s.mtimeMs}:${s.size}:${s.ino}`;
   } catch {
-    // no stored tree (or a damaged one): rebuild below
+    st = "legacy";
   }
-  const tree = MerkleLevels.fromLeaves(ctx.crypto, await q.entryLeafHashes(ctx.db, batch.firstSeq, batch.size));
-  return tree.inclusionProof(leafIndex);
+  return `${file}|${st}|${toHex(ctx.signer.publicKey)}|${ctx.env.logOrigin}`;
 }
 
 /** Is a stored checkpoint signed by a log key (of the key ring) whose size window covers it? */
 function logKeyWindowCheck(ctx: AppContext): (c: { treeSize: number; keyId: string }) => boolean {
+  const stamp = ringStamp(ctx);
+  if (ringWindows?.stamp === stamp) return ringWindows.check;
   const ring = readRing(ctx.env.dataDir, "log");
   const windows = ring.map((k) => ({
     id: toHex(keyId(ctx.crypto, ctx.env.logOrigin, fromHex(k.publicKey))),
@@ -108,15 +105,48 @@ function logKeyWindowCheck(ctx: AppContext): (c: { treeSize: number; keyId: stri
     until: k.untilSize,
   }));
   const current = toHex(keyId(ctx.crypto, ctx.env.logOrigin, ctx.signer.publicKey));
-  return (c) => {
+  const check = (c: { treeSize: number; keyId: string }) => {
     const w = windows.filter((x) => x.id === c.keyId);
     // A checkpoint by a key outside the ring (a test's own signer) is judged by the ring only when it knows the key.
     if (!w.length) return c.keyId === current || !windows.some((x) => x.id === current);
     return w.some((x) => c.treeSize >= x.from && (x.until === null || c.treeSize < x.until));
   };
+  ringWindows = { stamp, check };
+  return check;
 }
 
 export type ProofResult = { status: "pending"; entryId: string } | { status: "sealed"; bundle: Bundle };
+
+/**
+ * What the cache checks a batch context against on every use, read in one round trip: the database's roots of the
+ * checkpoints the context carries, the number of final anchors (anchors only ever become final, so any new one
+ * changes it) and the latest checkpoint's size.
+ */
+interface Stamp {
+  finals: number;
+  latest: number;
+  roots: Map<number, Uint8Array>;
+}
+
+async function readStamp(db: Db, sizes: number[]): Promise<Stamp> {
+  const list = sizes.filter((n) => Number.isSafeInteger(n) && n > 0);
+  const on = list.length
+    ? sql`c.tree_size IN (${sql.join(
+        list.map((n) => sql`${n}`),
+        sql`, `,
+      )})`
+    : sql`false`;
+  // One row per checkpoint asked for (one row of nulls when none is found), each with the two counts.
+  const rows = rowsOf<{ n: string | null; root: Uint8Array | null; finals: string; latest: string }>(
+    await db.execute(sql`SELECT c.tree_size::text AS n, c.root AS root,
+        (SELECT count(*) FROM anchors WHERE status = 'final')::text AS finals,
+        (SELECT max(tree_size) FROM checkpoints)::text AS latest
+      FROM (SELECT 1) one LEFT JOIN checkpoints c ON ${on}`),
+  );
+  const roots = new Map<number, Uint8Array>();
+  for (const r of rows) if (r.n !== null && r.root) roots.set(Number(r.n), new Uint8Array(r.root));
+  return { finals: Number(rows[0]?.finals ?? 0), latest: Number(rows[0]?.latest ?? 0), roots };
+}
 
 /** What every bundle of one batch shares: the batch, and its checkpoints (log paths and anchors), built once. */
 async function batchProofContext(ctx: AppContext, batchNo: number) {
@@ -128,11 +158,13 @@ async function batchProofContext(ctx: AppContext, batchNo: number) {
   // Only checkpoints signed by a key whose window (key ring) covers their size: after a key is revoked from a
   // size on, what it signed there is left out, and the latest checkpoint (by the current key) proves instead.
   const signedInWindow = logKeyWindowCheck(ctx);
+  let usedLatest = false;
   if (!signedInWindow(cp)) {
     const latest = await q.latestCheckpoint(ctx.db);
     if (!latest || !signedInWindow(latest))
       throw new Error(`no checkpoint covering batch ${batch.batchNo} is signed by a key valid for its size`);
     cp = latest;
+    usedLatest = true;
   }
   // Anchors: for each ledger, the first final anchor of a checkpoint covering this batch.
   const anchored = await qa.firstFinalAnchorsCovering(ctx.db, batch.batchNo);
@@ -164,7 +196,175 @@ async function batchProofContext(ctx: AppContext, batchNo: number) {
       return checkpointOf(c.treeSize, c.noteText, c.root);
     }),
   ];
-  return { batch, header: JSON.parse(batch.headerText) as unknown, checkpoints };
+  return { batch, header: JSON.parse(batch.headerText) as unknown, checkpoints, usedLatest };
+}
+
+type BatchContext = Awaited<ReturnType<typeof batchProofContext>>;
+
+// ---- the proof cache (ADR 0047) ----
+
+/** Bounds of the in-process cache of batch contexts: entries, and bytes (mostly the batches' trees). */
+export const PROOF_CACHE_MAX_BATCHES = 256;
+export const PROOF_CACHE_MAX_BYTES = 96 * 1024 * 1024;
+
+interface CachedBatch extends BatchContext {
+  /** The batch's whole tree (as stored beside it), so that any entry's path is served without a read. */
+  tree: MerkleLevels;
+  /** The stamp read just before the context was built (see Stamp). */
+  finals: number;
+  latest: number;
+  ring: string;
+  bytes: number;
+}
+
+const cache = new Map<string, CachedBatch>();
+let cacheBytes = 0;
+const dbIds = new WeakMap<Db, number>();
+let nextDbId = 1;
+const stats = { hits: 0, misses: 0, stale: 0, rejected: 0 };
+
+function cacheKey(db: Db, batchNo: number): string {
+  let id = dbIds.get(db);
+  if (id === undefined) {
+    id = nextDbId++;
+    dbIds.set(db, id);
+  }
+  return `${id}:${batchNo}`;
+}
+
+function cacheDrop(key: string): void {
+  const e = cache.get(key);
+  if (!e) return;
+  cache.delete(key);
+  cacheBytes -= e.bytes;
+}
+
+function cachePut(key: string, e: CachedBatch): void {
+  cacheDrop(key);
+  if (e.bytes > PROOF_CACHE_MAX_BYTES) return;
+  cache.set(key, e);
+  cacheBytes += e.bytes;
+  for (const [k] of cache) {
+    if (cache.size <= PROOF_CACHE_MAX_BATCHES && cacheBytes <= PROOF_CACHE_MAX_BYTES) break;
+    cacheDrop(k);
+  }
+}
+
+/** Counters and size of the proof cache (tests, bench). */
+export function proofCacheStats() {
+  return { ...stats, batches: cache.size, bytes: cacheBytes };
+}
+
+/** Empty the proof cache (tests, bench: an uncached proof to compare with). */
+export function clearProofCache(): void {
+  cache.clear();
+  cacheBytes = 0;
+  ringWindows = null;
+}
+
+/** The cached context of a batch, if any: tests reach in to damage it and check it is not served. */
+export function cachedBatchForTests(ctx: AppContext, batchNo: number) {
+  return cache.get(cacheKey(ctx.db, batchNo));
+}
+
+/**
+ * The batch's tree as stored beside it (a damaged one shows when a path from it misses the batch root, checked on
+ * every use), or with `fromLeaves` rebuilt from the entries' leaf hashes and checked against the batch root.
+ */
+async function batchTree(ctx: AppContext, batch: q.BatchRow, fromLeaves = false): Promise<MerkleLevels> {
+  const stored = fromLeaves ? null : (await q.findBatch(ctx.db, batch.batchNo))?.tree;
+  if (stored) {
+    try {
+      const t = MerkleLevels.deserialize(ctx.crypto, new Uint8Array(stored), batch.size);
+      if (bytesEqual(t.root(), batch.root)) return t;
+    } catch {
+      // a stored tree of the wrong length: rebuild below
+    }
+  }
+  const t = MerkleLevels.fromLeaves(ctx.crypto, await q.entryLeafHashes(ctx.db, batch.firstSeq, batch.size));
+  if (t.size !== batch.size || !bytesEqual(t.root(), batch.root))
+    throw new Error(`the entries of batch ${batch.batchNo} do not hash to its root`);
+  return t;
+}
+
+/**
+ * The inclusion path of entry `leafIndex` from a cached context, served only when the whole chain holds against
+ * the database: the entry's leaf (as read now) leads through the cached tree to the batch root; the batch header
+ * (its text, re-hashed) names that root, first seq and size; and each cached checkpoint's log path leads from the
+ * header's leaf to the root the database has now for that checkpoint, which its note also names. Null otherwise.
+ */
+function checkedFromCache(
+  ctx: AppContext,
+  e: CachedBatch,
+  stamp: Stamp,
+  leafIndex: number,
+  leaf: Uint8Array,
+): { inclusion: Uint8Array[]; header: unknown } | null {
+  try {
+    const { batch } = e;
+    if (e.tree.size !== batch.size || leafIndex < 0 || leafIndex >= batch.size) return null;
+    const inclusion = e.tree.inclusionProof(leafIndex);
+    if (!bytesEqual(rootFromInclusionProof(ctx.crypto, leafIndex, batch.size, leaf, inclusion), batch.root))
+      return null;
+    const header = JSON.parse(batch.headerText) as { root?: unknown; first?: unknown; size?: unknown; batch?: unknown };
+    if (header.root !== toHex(batch.root) || header.first !== batch.firstSeq || header.size !== batch.size) return null;
+    if (header.batch !== batch.batchNo) return null;
+    const hl = leafHash(ctx.crypto, utf8(batch.headerText));
+    for (const cp of e.checkpoints) {
+      const root = stamp.roots.get(cp.log.treeSize);
+      if (!root || cp.log.index !== batch.batchNo) return null;
+      if (!bytesEqual(parseCheckpoint(parseNote(cp.note).text).root, root)) return null;
+      const path = cp.log.inclusion.map(fromHex);
+      if (!bytesEqual(rootFromInclusionProof(ctx.crypto, batch.batchNo, cp.log.treeSize, hl, path), root)) return null;
+    }
+    return { inclusion, header };
+  } catch {
+    return null;
+  }
+}
+
+async function sealedProof(ctx: AppContext, entry: q.EntryRow & { seq: number; batchNo: number }): Promise<Bundle> {
+  const key = cacheKey(ctx.db, entry.batchNo);
+  const hit = cache.get(key);
+  const ring = ringStamp(ctx);
+  if (hit) {
+    const stamp = await readStamp(
+      ctx.db,
+      hit.checkpoints.map((c) => c.log.treeSize),
+    );
+    const fresh = stamp.finals === hit.finals && hit.ring === ring && (!hit.usedLatest || stamp.latest === hit.latest);
+    if (fresh) {
+      const got = checkedFromCache(ctx, hit, stamp, entry.seq - hit.batch.firstSeq, entry.leafHash!);
+      if (got) {
+        stats.hits++;
+        cache.delete(key);
+        cache.set(key, hit); // most recently used
+        return bundleOf(entry, { ...hit, header: got.header }, got.inclusion, await formOfEntry(ctx, entry));
+      }
+      stats.rejected++;
+    } else stats.stale++;
+    cacheDrop(key);
+  }
+  stats.misses++;
+  // The stamp first: an anchor that becomes final while the context is read makes the next use rebuild it.
+  const before = await readStamp(ctx.db, []);
+  const c = await batchProofContext(ctx, entry.batchNo);
+  const leafIndex = entry.seq - c.batch.firstSeq;
+  const pathOf = (t: MerkleLevels) => {
+    const p = t.inclusionProof(leafIndex);
+    const root = rootFromInclusionProof(ctx.crypto, leafIndex, c.batch.size, entry.leafHash!, p);
+    return bytesEqual(root, c.batch.root) ? p : null;
+  };
+  let tree = await batchTree(ctx, c.batch);
+  let inclusion = pathOf(tree);
+  if (!inclusion) {
+    tree = await batchTree(ctx, c.batch, true);
+    inclusion = pathOf(tree);
+  }
+  if (!inclusion) throw new Error(`entry ${entry.seq} is not in batch ${entry.batchNo} as sealed`);
+  const bytes = tree.byteLength + 2 * (c.batch.headerText.length + JSON.stringify(c.checkpoints).length) + 1024;
+  cachePut(key, { ...c, tree, finals: before.finals, latest: before.latest, ring, bytes });
+  return bundleOf(entry, c, inclusion, await formOfEntry(ctx, entry));
 }
 
 /**
@@ -197,7 +397,7 @@ async function formOfEntry(
 
 function bundleOf(
   entry: q.EntryRow,
-  c: Awaited<ReturnType<typeof batchProofContext>>,
+  c: { batch: q.BatchRow; header: unknown; checkpoints: BundleCheckpoint[] },
   inclusion: Uint8Array[],
   form?: Bundle["form"],
 ): Bundle {
@@ -215,13 +415,17 @@ function bundleOf(
   };
 }
 
-/** The proof bundle of a sealed entry: payload, envelope, batch inclusion, and the checkpoint sealed with it. */
+/**
+ * The proof bundle of a sealed entry: payload, envelope, batch inclusion, and the checkpoint sealed with it. Read
+ * through `sealedRead` (a replica that has sealed the entry may serve it) and the proof cache (ADR 0047): from a
+ * cached batch it costs one round trip, which checks the cache against the database's checkpoint roots and anchors.
+ */
 export async function proofBundle(ctx: AppContext, entry: q.EntryRow): Promise<ProofResult> {
-  if (entry.status !== "sealed" || entry.batchNo === null || entry.seq === null)
+  if (entry.status !== "sealed" || entry.batchNo === null || entry.seq === null || entry.leafHash === null)
     return { status: "pending", entryId: entry.id };
-  const c = await batchProofContext(ctx, entry.batchNo);
-  const inclusion = await batchInclusion(ctx, c.batch, entry.seq - c.batch.firstSeq, entry.leafHash!);
-  return { status: "sealed", bundle: bundleOf(entry, c, inclusion, await formOfEntry(ctx, entry)) };
+  const sealed = { ...entry, seq: entry.seq, batchNo: entry.batchNo };
+  const bundle = await sealedRead(ctx, (db) => sealedProof({ ...ctx, db }, sealed), { minSealedSeq: entry.seq });
+  return { status: "sealed", bundle };
 }
 
 /**
@@ -233,6 +437,11 @@ export async function proofBundlesOfBatch(
   batchNo: number,
   want: (e: q.EntryRow) => boolean = () => true,
 ): Promise<Bundle[]> {
+  // Sealed rows only: a replica that has the checkpoint of this batch may serve them (ADR 0044).
+  return sealedRead(ctx, (db) => bundlesOfBatch({ ...ctx, db }, batchNo, want), { minTreeSize: batchNo + 1 });
+}
+
+async function bundlesOfBatch(ctx: AppContext, batchNo: number, want: (e: q.EntryRow) => boolean): Promise<Bundle[]> {
   const entries = await q.entriesOfBatch(ctx.db, batchNo);
   const chosen = entries.filter(want);
   if (!chosen.length) return [];
@@ -272,6 +481,6 @@ export async function consistencyBetween(ctx: AppContext, from: number, to: numb
   if (!Number.isSafeInteger(to) || to < from)
     throw new ServiceError("invalid", "to must be a whole number not below from", "to");
   if (to > size) throw new ServiceError("invalid", `to (${to}) is beyond the log's size (${size})`, "to");
-  const log = await logTree(ctx, to);
+  const log = await sealedRead(ctx, (db) => logTree({ ...ctx, db }, to), { minTreeSize: to });
   return { from, to, proof: log.consistencyProof(from, to).map(toHex) };
 }
