@@ -130,6 +130,43 @@ async function openPostgres(url: string, poolSize: number): Promise<Database> {
   };
 }
 
+/**
+ * A read-only pool on a streaming replica of the PostgreSQL database (DATABASE_REPLICA_URL, ADR 0044): every
+ * transaction is read-only (`default_transaction_read_only`), it is never migrated, and it connects lazily, so an
+ * unreachable replica does not stop a start (reads fall back to the primary: app/platform/sealed-reads.server.ts).
+ */
+export interface ReadReplica {
+  db: Db;
+  where: string;
+  /** Raw SQL on the replica (returns rows). */
+  execute(sql: string): Promise<Record<string, unknown>[]>;
+  close(): Promise<void>;
+}
+
+export async function openReadReplica(url: string, opts: { poolSize?: number } = {}): Promise<ReadReplica> {
+  const u = parseDatabaseUrl(url);
+  const { default: postgres } = await import("postgres");
+  const { drizzle: drizzlePostgres } = await import("drizzle-orm/postgres-js");
+  const client = postgres(url, {
+    max: opts.poolSize ?? 10,
+    onnotice: () => {},
+    connect_timeout: 5,
+    idle_timeout: 60,
+    backoff: reconnectBackoffSeconds,
+    connection: { application_name: "trialseal-replica", default_transaction_read_only: true },
+  });
+  return {
+    db: drizzlePostgres(client, { schema }) as unknown as Db,
+    where: redactUrl(u),
+    async execute(sql) {
+      return (await client.unsafe(sql)) as unknown as Record<string, unknown>[];
+    },
+    async close() {
+      await client.end({ timeout: 5 });
+    },
+  };
+}
+
 async function openPglite(dir: string, lockInfo?: Record<string, unknown>, from?: Blob): Promise<Database> {
   let lock: PgliteLock | null = null;
   const memory = dir.startsWith("memory://");

@@ -23,6 +23,7 @@ import { casebookPdf } from "./certified-copy.server.ts";
 import { consistencyBetween, proofBundlesOfBatch } from "../log/proofs.server.ts";
 import { sealAll } from "../log/sealer.server.ts";
 import { ServiceError } from "../platform/errors.server.ts";
+import { sealedReadContext } from "../platform/sealed-reads.server.ts";
 import { requirePermission, type Principal } from "../platform/permissions.server.ts";
 import { getStudyOrThrow } from "../studies/studies.server.ts";
 import { loadStudyExport, type StudyExport } from "./study-data.server.ts";
@@ -134,62 +135,22 @@ async function evidencePackage(
     x.participants.map((p) => [p.subject, toHex(ctx.crypto.sha256(files[`certified-copies/${p.subject}.pdf`]))]),
   );
 
-  // The whole log: checkpoints, consistency between consecutive ones, batch headers and every envelope.
-  const cps = await ctx.db
-    .select({ treeSize: checkpoints.treeSize, noteText: checkpoints.noteText })
-    .from(checkpoints)
-    .orderBy(asc(checkpoints.treeSize));
+  // The whole log: checkpoints, batch headers and every envelope are sealed rows: read on the replica once it has
+  // replayed the checkpoint just sealed (ADR 0044), all from one database; then consistency between checkpoints.
+  const log = await sealedReadContext(ctx, (readCtx) => sealedLogOf(readCtx, studyCode, copies), {
+    fresh: true,
+    waitMs: 2000,
+  });
+  const { cps, derivedSeqs, studySeqs, studyBatches } = log;
   for (const cp of cps) files[`checkpoints/${cp.treeSize}.txt`] = enc(cp.noteText);
   for (let i = 1; i < cps.length; i++) {
     const proof = await consistencyBetween(ctx, cps[i - 1].treeSize, cps[i].treeSize);
     files[`consistency/${cps[i - 1].treeSize}-${cps[i].treeSize}.json`] = enc(`${JSON.stringify(proof)}\n`);
     progress({ phase: "log", done: i, total: cps.length - 1 });
   }
-  const headers: string[] = [];
-  let lastBatch = -1;
-  for (;;) {
-    const page = await ctx.db
-      .select({ no: batches.batchNo, text: batches.headerText })
-      .from(batches)
-      .where(gt(batches.batchNo, lastBatch))
-      .orderBy(asc(batches.batchNo))
-      .limit(5000);
-    if (!page.length) break;
-    for (const b of page) headers.push(b.text);
-    lastBatch = page[page.length - 1].no;
-  }
-  files["log/batches.jsonl"] = enc(headers.map((h) => `${h}\n`).join(""));
-  const envelopes: string[] = [];
-  const derivedSeqs: string[] = [];
-  const studySeqs: number[] = [];
-  const studyBatches = new Set<number>();
-  let lastSeq = -1;
-  for (;;) {
-    const page = await ctx.db
-      .select({
-        seq: ledgerEntries.seq,
-        text: ledgerEntries.envelopeText,
-        study: ledgerEntries.studyCode,
-        batch: ledgerEntries.batchNo,
-        kind: ledgerEntries.kind,
-      })
-      .from(ledgerEntries)
-      .where(and(isNotNull(ledgerEntries.seq), gt(ledgerEntries.seq, lastSeq)))
-      .orderBy(asc(ledgerEntries.seq))
-      .limit(10_000);
-    if (!page.length) break;
-    for (const e of page) {
-      envelopes.push(e.text ?? "");
-      if (e.study === studyCode) {
-        studySeqs.push(e.seq!);
-        studyBatches.add(e.batch!);
-        if (DERIVED_KINDS.has(e.kind)) derivedSeqs.push(derivedKey(e.kind, e.seq));
-      }
-    }
-    lastSeq = page[page.length - 1].seq!;
-  }
-  files["log/envelopes.jsonl"] = enc(envelopes.map((t) => `${t}\n`).join(""));
-  if (!(await copiesAreLatest(ctx, studyCode, lastSeq, copies)))
+  files["log/batches.jsonl"] = enc(log.headers.map((h) => `${h}\n`).join(""));
+  files["log/envelopes.jsonl"] = enc(log.envelopes.map((t) => `${t}\n`).join(""));
+  if (!log.copiesLatest)
     throw new ChangedWhileExporting("conflict", "the study's data changed while the package was made: export it again");
 
   // The derived files, from the data as of that log: `verify-package` cross-checks them against it both ways
@@ -224,6 +185,58 @@ async function evidencePackage(
   };
   files["manifest.json"] = enc(`${JSON.stringify(manifest, null, 2)}\n`);
   return zipSync(files, { level: 6, mtime: now });
+}
+
+/** The sealed log as one database holds it: checkpoints, batch headers, every envelope, the study's seqs. */
+async function sealedLogOf(ctx: AppContext, studyCode: string, copies: Map<string, string>) {
+  const cps = await ctx.db
+    .select({ treeSize: checkpoints.treeSize, noteText: checkpoints.noteText })
+    .from(checkpoints)
+    .orderBy(asc(checkpoints.treeSize));
+  const headers: string[] = [];
+  let lastBatch = -1;
+  for (;;) {
+    const page = await ctx.db
+      .select({ no: batches.batchNo, text: batches.headerText })
+      .from(batches)
+      .where(gt(batches.batchNo, lastBatch))
+      .orderBy(asc(batches.batchNo))
+      .limit(5000);
+    if (!page.length) break;
+    for (const b of page) headers.push(b.text);
+    lastBatch = page[page.length - 1].no;
+  }
+  const envelopes: string[] = [];
+  const derivedSeqs: string[] = [];
+  const studySeqs: number[] = [];
+  const studyBatches = new Set<number>();
+  let lastSeq = -1;
+  for (;;) {
+    const page = await ctx.db
+      .select({
+        seq: ledgerEntries.seq,
+        text: ledgerEntries.envelopeText,
+        study: ledgerEntries.studyCode,
+        batch: ledgerEntries.batchNo,
+        kind: ledgerEntries.kind,
+      })
+      .from(ledgerEntries)
+      .where(and(isNotNull(ledgerEntries.seq), gt(ledgerEntries.seq, lastSeq)))
+      .orderBy(asc(ledgerEntries.seq))
+      .limit(10_000);
+    if (!page.length) break;
+    for (const e of page) {
+      envelopes.push(e.text ?? "");
+      if (e.study === studyCode) {
+        studySeqs.push(e.seq!);
+        studyBatches.add(e.batch!);
+        if (DERIVED_KINDS.has(e.kind)) derivedSeqs.push(derivedKey(e.kind, e.seq));
+      }
+    }
+    lastSeq = page[page.length - 1].seq!;
+  }
+  const copiesLatest = await copiesAreLatest(ctx, studyCode, lastSeq, copies);
+  return { cps, headers, envelopes, derivedSeqs, studySeqs, studyBatches, lastSeq, copiesLatest };
 }
 
 /**

@@ -1,5 +1,5 @@
 /** The application context: configuration + database + crypto, built once per process. */
-import { openDatabase, type Database, type Db } from "../../db/client.ts";
+import { openDatabase, openReadReplica, type Database, type Db, type ReadReplica } from "../../db/client.ts";
 import { nodeCrypto } from "../../anchoring/adapters/crypto-node.ts";
 import type { Crypto, Signer } from "../../anchoring/log/crypto.ts";
 import { logSigner } from "../keys/log-keys.server.ts";
@@ -17,6 +17,12 @@ export interface AppContext {
   signer: Signer;
   /** The anchoring ledgers enabled by configuration (tests may replace them). */
   ledgers: ConfiguredLedger[];
+  /**
+   * The read replica (DATABASE_REPLICA_URL, ADR 0044): read only through `sealedRead`
+   * (app/platform/sealed-reads.server.ts), which decides per read whether it has replayed enough. Closed with
+   * `database`.
+   */
+  replica?: ReadReplica;
 }
 
 /** The parts of the context that need no database: configuration, crypto, the key rings, the ledgers. */
@@ -43,10 +49,24 @@ export async function createAppContext(
       await database.close().catch(() => {});
       throw new Error(`sealing the audit-trail events from before migration 0016 failed: ${(err as Error).message}`);
     });
-  return { ...offlineContext(env), database, db: database.db };
+  if (!env.databaseReplicaUrl) return { ...offlineContext(env), database, db: database.db };
+  // The replica connects lazily (an unreachable one must not stop a start: reads fall back to the primary).
+  const replica = await openReadReplica(env.databaseReplicaUrl);
+  return contextFor(env, withReplicaClosed(database, replica), replica);
 }
 
-/** Context over an already-open database (tests). */
-export function contextFor(env: Env, database: Database): AppContext {
-  return { ...offlineContext(env), database, db: database.db };
+/** The database whose close() also closes the replica's pool. */
+function withReplicaClosed(database: Database, replica: ReadReplica): Database {
+  return {
+    ...database,
+    async close() {
+      await replica.close().catch(() => {});
+      await database.close();
+    },
+  };
+}
+
+/** Context over an already-open database (tests), optionally with a read replica the caller closes. */
+export function contextFor(env: Env, database: Database, replica?: ReadReplica): AppContext {
+  return { ...offlineContext(env), database, db: database.db, ...(replica ? { replica } : {}) };
 }
