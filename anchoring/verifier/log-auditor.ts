@@ -7,7 +7,8 @@
  */
 import type { Crypto } from "../log/crypto.ts";
 import { toHex, utf8 } from "../log/bytes.ts";
-import { EnvelopeSchema, BatchHeaderSchema, envelopeLeaf, headerLeaf } from "../log/envelope.ts";
+import { EnvelopeSchema, BatchHeaderSchema, headerLeaf } from "../log/envelope.ts";
+import { canonicalize } from "../log/canonical.ts";
 import { parsePayload } from "../log/payloads.ts";
 import { MerkleLevels } from "../log/tree.ts";
 import { checkpointHash, noteSignedBy, parseCheckpoint, parseNote, parseVkey } from "../log/checkpoint.ts";
@@ -98,7 +99,13 @@ export interface StoredCheckpoint {
   checkpointHash: Uint8Array;
 }
 
-const same = (a: Uint8Array | null, b: Uint8Array | null) => a !== null && b !== null && toHex(a) === toHex(b);
+/** Both present and byte for byte equal (compared in place: the audit compares three hashes per entry). */
+const same = (a: Uint8Array | null, b: Uint8Array | null) => {
+  if (a === null || b === null || a.length !== b.length) return false;
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
+  return true;
+};
+const encoder = new TextEncoder();
 
 export class LogAuditor {
   readonly findings: AuditFinding[] = [];
@@ -107,6 +114,10 @@ export class LogAuditor {
   private nextBatch = 0;
   private readonly studySeqs = new Map<string, number>();
   private lastCheckpointSize = 0;
+  /** The batch begun and not yet ended: its row, its entries' Merkle tree so far, the next seq it expects. */
+  private open: { b: StoredBatch; tree: MerkleLevels; expect: number } | null = null;
+  /** Reused for the UTF-8 bytes each entry hashes (0x00 first, for its RFC 6962 leaf hash). */
+  private scratch = new Uint8Array(4096);
   entriesChecked = 0;
   batchesChecked = 0;
   checkpointsChecked = 0;
@@ -135,6 +146,16 @@ export class LogAuditor {
    * `trustedPrefix` (batches before --from-checkpoint are taken as anchored: only their header leaf is used).
    */
   batch(b: StoredBatch, entries: StoredEntry[], trustedPrefix = false): void {
+    this.beginBatch(b, trustedPrefix);
+    if (!trustedPrefix) for (const e of entries) this.batchEntry(e);
+    this.endBatch();
+  }
+
+  /**
+   * The same as `batch`, streamed: the batch row first, then each of its entries in seq order (`batchEntry`), then
+   * `endBatch`; only the batch's Merkle tree is held meanwhile, not its entries.
+   */
+  beginBatch(b: StoredBatch, trustedPrefix = false): void {
     const c = this.c;
     if (b.batchNo !== this.nextBatch) {
       this.add({
@@ -206,47 +227,61 @@ export class LogAuditor {
     this.nextBatch = b.batchNo + 1;
     if (trustedPrefix) {
       this.nextSeq = b.firstSeq + b.size;
+      this.open = null;
       return;
     }
+    this.open = { b, tree: new MerkleLevels(c), expect: b.firstSeq };
+  }
 
-    const tree = new MerkleLevels(c);
-    let expect = b.firstSeq;
-    for (const e of entries) {
-      if (e.seq < expect) {
-        this.add({
-          code: "SEQ_DUPLICATED",
-          severity: "tamper",
-          seq: e.seq,
-          study: e.studyCode,
-          batch: b.batchNo,
-          message: `seq ${e.seq} is stored more than once`,
-        });
-        continue;
-      }
-      while (expect < e.seq) {
-        this.add({
-          code: "SEQ_MISSING",
-          severity: "tamper",
-          seq: expect,
-          batch: b.batchNo,
-          message: `seq ${expect} of batch ${b.batchNo} is missing (deleted?)`,
-        });
-        tree.append(c.sha256(utf8(`missing ${expect}`)));
-        expect++;
-      }
-      tree.append(this.entry(e, b.batchNo));
-      expect = e.seq + 1;
+  /** The next sealed entry (by seq) in the seq range of the batch begun. */
+  batchEntry(e: StoredEntry): void {
+    const c = this.c;
+    const o = this.open;
+    if (!o) throw new Error("batchEntry outside a batch (beginBatch first; not for a trusted batch)");
+    const b = o.b;
+    if (e.seq < o.expect) {
+      this.add({
+        code: "SEQ_DUPLICATED",
+        severity: "tamper",
+        seq: e.seq,
+        study: e.studyCode,
+        batch: b.batchNo,
+        message: `seq ${e.seq} is stored more than once`,
+      });
+      return;
     }
-    while (expect < b.firstSeq + b.size) {
+    while (o.expect < e.seq) {
       this.add({
         code: "SEQ_MISSING",
         severity: "tamper",
-        seq: expect,
+        seq: o.expect,
         batch: b.batchNo,
-        message: `seq ${expect} of batch ${b.batchNo} is missing (deleted?)`,
+        message: `seq ${o.expect} of batch ${b.batchNo} is missing (deleted?)`,
       });
-      tree.append(c.sha256(utf8(`missing ${expect}`)));
-      expect++;
+      o.tree.append(c.sha256(utf8(`missing ${o.expect}`)));
+      o.expect++;
+    }
+    o.tree.append(this.entry(e, b.batchNo));
+    o.expect = e.seq + 1;
+  }
+
+  /** After the last entry of the batch begun (a trusted batch too). */
+  endBatch(): void {
+    const c = this.c;
+    const o = this.open;
+    this.open = null;
+    if (!o) return;
+    const { b, tree } = o;
+    while (o.expect < b.firstSeq + b.size) {
+      this.add({
+        code: "SEQ_MISSING",
+        severity: "tamper",
+        seq: o.expect,
+        batch: b.batchNo,
+        message: `seq ${o.expect} of batch ${b.batchNo} is missing (deleted?)`,
+      });
+      tree.append(c.sha256(utf8(`missing ${o.expect}`)));
+      o.expect++;
     }
     if (tree.size > 0 && !same(tree.root(), b.root)) {
       this.add({
@@ -261,12 +296,23 @@ export class LogAuditor {
     this.nextSeq = b.firstSeq + b.size;
   }
 
+  /**
+   * SHA-256 of `text` in UTF-8, with the RFC 6962 leaf prefix 0x00 first when `leaf` (anchoring/log/merkle.ts
+   * leafHash): encoded into a reused buffer, so the hash is the only allocation.
+   */
+  private hashText(text: string, leaf: boolean): Uint8Array {
+    if (this.scratch.length < 1 + text.length * 3) this.scratch = new Uint8Array(1 + text.length * 3);
+    this.scratch[0] = 0;
+    const { written } = encoder.encodeInto(text, this.scratch.subarray(1));
+    return this.c.sha256(this.scratch.subarray(leaf ? 0 : 1, 1 + written));
+  }
+
   /** Check one sealed entry; returns the leaf hash recomputed from its envelope (what the batch root covers). */
   private entry(e: StoredEntry, batchNo: number): Uint8Array {
     const c = this.c;
     this.entriesChecked++;
     const where = { seq: e.seq, study: e.studyCode };
-    const payloadHash = c.sha256(utf8(e.payloadText));
+    const payloadHash = this.hashText(e.payloadText, false);
     if (!same(payloadHash, e.payloadHash))
       this.add({
         ...where,
@@ -319,7 +365,9 @@ export class LogAuditor {
       });
       return c.sha256(utf8(`invalid envelope ${e.seq}`));
     }
-    const leaf = envelopeLeaf(c, env);
+    // envelopeLeaf(c, env), with the leaf hashed in the reused buffer.
+    const envText = canonicalize(env);
+    const leaf = { text: envText, leaf: this.hashText(envText, true) };
     if (leaf.text !== e.envelopeText)
       this.add({
         ...where,

@@ -12,7 +12,7 @@
 import { eq } from "drizzle-orm";
 import { canonicalize } from "../../anchoring/log/canonical.ts";
 import { toHex, utf8 } from "../../anchoring/log/bytes.ts";
-import { LogAuditor, type AuditFinding } from "../../anchoring/verifier/log-auditor.ts";
+import { LogAuditor, type AuditFinding, type StoredEntry } from "../../anchoring/verifier/log-auditor.ts";
 import { checkpointHash } from "../../anchoring/log/checkpoint.ts";
 import { verifyAnchor } from "../../anchoring/verifier/verify-anchor.ts";
 import { AnchorReceiptSchema, type AnchorReceipt } from "../../anchoring/ledgers/receipt.ts";
@@ -22,7 +22,7 @@ import {
   batchesFrom,
   checkpointsAll,
   countBatches,
-  entriesInSeqRange,
+  streamLogEntries,
   entriesWithoutRow,
   nextStudySeqsBefore,
   rowsWithEntries,
@@ -32,6 +32,8 @@ import {
   studyTableRows,
 } from "../../db/queries/integrity-audit.ts";
 import type { AppContext } from "../platform/context.server.ts";
+import type { Db } from "../../db/client.ts";
+import { sealedReadContext } from "../platform/sealed-reads.server.ts";
 import { forms } from "../../db/schema/index.ts";
 import { rowFieldsAsSealed, sealFormColumns, type SealedVersion } from "../records/seal-match.server.ts";
 import { deploymentTrustPolicy } from "../anchor-worker/anchor-worker.server.ts";
@@ -72,7 +74,54 @@ export interface AuditReport {
 
 const PAGE = 200;
 
+/**
+ * The log's entries read once, in seq order, a page at a time (db/queries/integrity-audit.ts streamLogEntries): each
+ * batch is handed the entries of its seq range [from, to), one by one, exactly what a query of that range returns.
+ * Consecutive batches continue the same scan; a batch that does not start where the previous one ended (a gap or an
+ * overlap, itself a finding) starts a new scan at its first seq. Only the page in hand and the one read ahead are
+ * held, never a whole batch's entries.
+ */
+const DONE = null as unknown as StoredEntry;
+class LogEntryReader {
+  private scan: AsyncGenerator<StoredEntry[]> | null = null;
+  private page: StoredEntry[] = [];
+  private i = 0;
+  private pos = Number.NaN;
+  constructor(private readonly db: Db) {}
+
+  async range(from: number, to: number, each: (e: StoredEntry) => void): Promise<void> {
+    if (from !== this.pos || !this.scan) {
+      await this.scan?.return(undefined);
+      this.scan = streamLogEntries(this.db, from, Number.MAX_SAFE_INTEGER, 2000);
+      this.page = [];
+      this.i = 0;
+    }
+    for (;;) {
+      if (this.i >= this.page.length) {
+        const next = await this.scan.next();
+        if (next.done) break;
+        [this.page, this.i] = [next.value, 0];
+        continue;
+      }
+      const e = this.page[this.i];
+      if (e.seq >= to) break;
+      this.page[this.i++] = DONE; // let the entry go as soon as it is checked
+      each(e);
+    }
+    this.pos = to;
+  }
+}
+
+/**
+ * The audit runs whole on one database (ADR 0044): on the read replica when it has replayed at least the primary's
+ * latest checkpoint as the audit starts, else (or when the replica fails) on the primary. It reads current rows too,
+ * so mixing a lagging replica's log with the primary's rows could report rows changed behind the log that were not.
+ */
 export async function runIntegrityAudit(ctx: AppContext, opts: AuditOptions = {}): Promise<AuditReport> {
+  return sealedReadContext(ctx, (readCtx) => auditOn(readCtx, opts), { fresh: true });
+}
+
+async function auditOn(ctx: AppContext, opts: AuditOptions): Promise<AuditReport> {
   const startedAt = new Date().toISOString();
   const study = opts.study ? await getStudyOrThrow(ctx, opts.study) : null;
   const policy = deploymentTrustPolicy(ctx);
@@ -91,13 +140,16 @@ export async function runIntegrityAudit(ctx: AppContext, opts: AuditOptions = {}
   const total = await countBatches(ctx.db);
   let last = -1;
   let done = 0;
+  const reader = new LogEntryReader(ctx.db);
   for (;;) {
     const page = await batchesFrom(ctx.db, last, PAGE);
     if (page.length === 0) break;
     for (const b of page) {
       const trusted = b.batchNo < from;
       if (b.batchNo === from && from > 0) auditor.seedStudySeqs(await nextStudySeqsBefore(ctx.db, b.firstSeq));
-      auditor.batch(b, trusted ? [] : await entriesInSeqRange(ctx.db, b.firstSeq, b.firstSeq + b.size), trusted);
+      auditor.beginBatch(b, trusted);
+      if (!trusted) await reader.range(b.firstSeq, b.firstSeq + b.size, (e) => auditor.batchEntry(e));
+      auditor.endBatch();
       const cp = cpBySize.get(b.batchNo + 1);
       if (cp && b.batchNo + 1 >= from) auditor.checkpoint(cp);
       else if (cp) auditor.skipCheckpoint(cp.treeSize);

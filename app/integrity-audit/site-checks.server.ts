@@ -12,8 +12,11 @@ import type { AppContext } from "../platform/context.server.ts";
 /** The zone a site has when none was sealed: the default of sites.time_zone (migration 0020). */
 const DEFAULT_ZONE = "UTC";
 
-/** Each site code's latest sealed time zone, in log order. */
-async function sealedZones(ctx: AppContext, studyId: string) {
+/**
+ * The latest sealed time zone of each of `codes` (the study's site rows), in log order. Only those sites' zones are
+ * kept: the findings are about rows, and a map of every site.added entry grows with the log (1M entries, 1M keys).
+ */
+async function sealedZones(ctx: AppContext, studyId: string, codes: Set<string>) {
   const zones = new Map<string, string>();
   let after: { seq: number | null; at: Date; id: string } | null = null;
   for (;;) {
@@ -26,7 +29,7 @@ async function sealedZones(ctx: AppContext, studyId: string) {
       } catch {
         continue; // reported by the log audit
       }
-      if (typeof p.site !== "string") continue;
+      if (typeof p.site !== "string" || !codes.has(p.site)) continue;
       const zone = typeof p.timeZone === "string" ? p.timeZone : null;
       if (zone !== null) zones.set(p.site, zone);
       else if (e.kind === "site.added" && !zones.has(p.site)) zones.set(p.site, DEFAULT_ZONE);
@@ -38,10 +41,10 @@ async function sealedZones(ctx: AppContext, studyId: string) {
 }
 
 export async function siteFindings(ctx: AppContext, study: { id: string; code: string }, findings: AuditFinding[]) {
-  const zones = await sealedZones(ctx, study.id);
   const sites = rowsOf<{ id: string; code: string; time_zone: string }>(
     await ctx.db.execute(sql`SELECT id, code, time_zone FROM sites WHERE study_id = ${study.id} ORDER BY code`),
   );
+  const zones = await sealedZones(ctx, study.id, new Set(sites.map((s) => String(s.code))));
   for (const s of sites) {
     const sealed = zones.get(s.code) ?? DEFAULT_ZONE;
     if (s.time_zone !== sealed)
