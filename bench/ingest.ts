@@ -2,17 +2,14 @@
  * Ingest benchmarks (PostgreSQL): CRF records through the service layer (saveRecord: validate against the form,
  * canonicalize, hash, insert the record, its version and its ledger entry in one transaction) with 16 concurrent
  * writers, against the baseline of plain INSERTs of the same three rows per transaction with the same
- * concurrency; the seal merge delay (write -> sealed) under that load, with the sealer at its defaults; then the
- * same writes over HTTP (the integration API) with autocannon at 50 connections.
+ * concurrency; the seal merge delay (write -> sealed) under that load, with the sealer at its defaults. The
+ * HTTP figures are in bench/http.ts.
  */
 import { randomBytes, randomUUID } from "node:crypto";
 import { tmpdir } from "node:os";
 import path from "node:path";
-import { spawn } from "node:child_process";
-import { fileURLToPath } from "node:url";
 import { sql } from "drizzle-orm";
 import postgres from "postgres";
-import autocannon from "autocannon";
 import { parseEnv } from "../app/platform/env.server.ts";
 import { openDatabase } from "../db/client.ts";
 import { contextFor } from "../app/platform/context.server.ts";
@@ -21,15 +18,11 @@ import { createUser } from "../app/accounts/users.server.ts";
 import { principalForUser } from "../app/accounts/auth.server.ts";
 import { importForm } from "../app/records/forms.server.ts";
 import { enrollParticipant } from "../app/participants/participants.server.ts";
-import { saveRecord } from "../app/records/records.server.ts";
+import { recordGroupCommitStats, saveRecord } from "../app/records/records.server.ts";
+import type { GroupCommitStats } from "../app/records/group-commit.server.ts";
 import { startSealer } from "../app/log/sealer.server.ts";
-import { createApiToken } from "../app/accounts/tokens.server.ts";
 import { canonicalize } from "../anchoring/log/canonical.ts";
-import { setFormsBeforeConsent } from "../app/studies/settings.server.ts";
-import { OPERATOR } from "../app/exports/study-exports.server.ts";
 import { giveCompleteConsent } from "../test/helpers/consent.ts";
-
-const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..");
 
 export interface Pct {
   p50: number;
@@ -106,7 +99,12 @@ export interface IngestResult {
   serviceLatencyMs: Pct;
   plainSeconds: number;
   plainPerSec: number;
+  /** serviceSeconds / plainSeconds (above 1: the service layer is slower than the plain INSERTs). */
   ratio: number;
+  /** servicePerSec / plainPerSec: the issue-19 target is >= 2.5 (ADR 0041). */
+  speedup: number;
+  /** The record group committer during the service run (ADR 0041): transactions, items, largest group. */
+  groupCommit: GroupCommitStats;
   mergeDelayMs: Pct & { max: number; entries: number };
   sealIntervalMs: number;
 }
@@ -172,6 +170,11 @@ export async function benchIngest(
       }),
     );
     const serviceSeconds = (performance.now() - t0) / 1000;
+    const groupCommit = recordGroupCommitStats(database.db);
+    opts.log(
+      `  group commit: ${groupCommit.items} records in ${groupCommit.groups} transactions ` +
+        `(largest ${groupCommit.largest}, ${groupCommit.fallbacks} retried one by one)`,
+    );
     opts.log(`  ${total} records through saveRecord by ${opts.writers} writers in ${serviceSeconds.toFixed(1)} s`);
     // Wait until the sealer has taken everything written, then measure write -> sealed.
     for (let i = 0; i < 600; i++) {
@@ -239,144 +242,12 @@ export async function benchIngest(
       plainSeconds,
       plainPerSec: total / plainSeconds,
       ratio: serviceSeconds / plainSeconds,
+      speedup: plainSeconds / serviceSeconds,
+      groupCommit,
       mergeDelayMs: { ...pcts(delays), max: Math.max(...delays), entries: delays.length },
       sealIntervalMs: env.sealIntervalMs,
     };
   } finally {
-    await db.drop();
-  }
-}
-
-export interface HttpResult {
-  connections: number;
-  seconds: number;
-  requests: number;
-  perSec: number;
-  /** autocannon's percentiles: p50, p97.5, p99 and max. */
-  latencyMs: { p50: number; p97_5: number; p99: number; max: number };
-  non2xx: number;
-  errors: number;
-  baselinePerSec: number;
-  baselineLatencyMs: { p50: number; p97_5: number; p99: number };
-}
-
-/**
- * The integration API under autocannon (50 connections, each request a new record), against a running portal on
- * a fresh PostgreSQL database. Baseline: a cheap authenticated read through the same stack (GET the study's
- * forms: token check, one query, JSON), same connections.
- */
-export async function benchHttp(
-  adminUrl: string,
-  opts: { connections: number; seconds: number; log: (s: string) => void },
-): Promise<HttpResult> {
-  const db = await scratchDb(adminUrl);
-  const dataDir = path.join(tmpdir(), `${db.name}-portal`);
-  const env: NodeJS.ProcessEnv = {
-    ...process.env,
-    NODE_ENV: "production",
-    PORT: "0",
-    HOST: "127.0.0.1",
-    DATA_DIR: dataDir,
-    DATABASE_URL: db.url,
-    SESSION_SECRET: "c".repeat(40),
-    DATA_KEY: "33".repeat(32),
-    API_RATE_PER_SECOND: "100000",
-    SEED_DEMO: "false",
-    PUBLIC_URL: "http://localhost",
-  };
-  // Set up the study, a form with many visits, participants and a token through the services, then start the
-  // portal as a separate process (as deployed).
-  const database = await openDatabase({ url: db.url });
-  const ctx = contextFor(parseEnv({ ...(env as Record<string, string>), NODE_ENV: "test" }), database);
-  await createStudy(ctx, { code: "HTTP", title: "HTTP", sites: [{ code: "S1", name: "Site 1" }] }, null);
-  const adminUser = await createUser(
-    ctx,
-    {
-      email: "bench@http.test",
-      fullName: "Bench Investigator",
-      password: "amber otter winter forty-two",
-      role: "investigator",
-      study: "HTTP",
-      site: "S1",
-    },
-    null,
-  );
-  const principal = (await principalForUser(ctx, adminUser.id))!;
-  await importForm(ctx, "HTTP", { ...FORM, code: "HTTP" }, { actorId: adminUser.id });
-  const subjects: string[] = [];
-  for (let k = 0; k < 2000; k++)
-    subjects.push((await enrollParticipant(ctx, principal, { study: "HTTP", site: "S1" })).subjectCode);
-  // 2,000 paper consents would add minutes of password checks to the set-up: the HTTP figure uses a form allowed
-  // before consent (ADR 0021), so each save reads the study's settings but not the consent; the in-process figure
-  // above pays the full consent check.
-  await setFormsBeforeConsent(ctx, OPERATOR, "HTTP", { formsBeforeConsent: "HTTP" });
-  const { token } = await createApiToken(ctx, { study: "HTTP", name: "bench" }, null);
-  await database.close();
-  const proc = spawn(process.execPath, ["--import", "tsx", path.join(ROOT, "bin", "serve.ts")], {
-    cwd: ROOT,
-    env,
-    stdio: ["ignore", "pipe", "pipe"],
-  });
-  let out = "";
-  proc.stdout.on("data", (d) => (out += d));
-  proc.stderr.on("data", (d) => (out += d));
-  try {
-    const url = await new Promise<string>((resolve, reject) => {
-      const timer = setTimeout(() => reject(new Error(`portal did not start:\n${out}`)), 120_000);
-      proc.stdout.on("data", () => {
-        const m = /portal on http:\/\/localhost:(\d+)/.exec(out);
-        if (m) {
-          clearTimeout(timer);
-          resolve(`http://127.0.0.1:${m[1]}`);
-        }
-      });
-      proc.once("exit", (c) => reject(new Error(`portal exited with ${c}:\n${out}`)));
-    });
-    const headers = { authorization: `Bearer ${token}`, "content-type": "application/json" };
-    const baseline = await autocannon({
-      url: `${url}/api/v1/studies/HTTP/forms`,
-      connections: opts.connections,
-      duration: Math.max(3, Math.round(opts.seconds / 2)),
-      headers,
-    });
-    let n = 0;
-    const run = await autocannon({
-      url: `${url}/api/v1/studies/HTTP/records`,
-      connections: opts.connections,
-      duration: opts.seconds,
-      method: "POST",
-      headers,
-      requests: [
-        {
-          setupRequest: (req: Record<string, unknown>) => {
-            const i = n++;
-            const subject = subjects[i % subjects.length];
-            const visit = VISITS[Math.floor(i / subjects.length) % VISITS.length];
-            return { ...req, body: JSON.stringify({ subject, form: "HTTP", visit, data: values(i) }) };
-          },
-        },
-      ],
-    });
-    const lat = run.latency as unknown as Record<string, number>;
-    const blat = baseline.latency as unknown as Record<string, number>;
-    opts.log(
-      `  ${run.requests.total} POST /records in ${opts.seconds} s at ${opts.connections} ` +
-        `connections: ${run["2xx"]} 2xx, ${run.non2xx} other, ${run.errors} errors`,
-    );
-    return {
-      connections: opts.connections,
-      seconds: opts.seconds,
-      requests: run.requests.total,
-      perSec: run.requests.average,
-      latencyMs: { p50: lat.p50, p97_5: lat.p97_5, p99: lat.p99, max: lat.max },
-      non2xx: run.non2xx,
-      errors: run.errors,
-      baselinePerSec: baseline.requests.average,
-      baselineLatencyMs: { p50: blat.p50, p97_5: blat.p97_5, p99: blat.p99 },
-    };
-  } finally {
-    proc.kill("SIGTERM");
-    await new Promise((r) => proc.once("exit", r));
     await db.drop();
   }
 }

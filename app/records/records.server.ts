@@ -7,12 +7,23 @@
  * parsed (numbers are never rounded or converted); the payload (record.saved v3, ADR 0025) holds identifier and
  * free-text values only as salted hashes. A repeating form's rows are records of their own (ADR 0026).
  */
+import { randomUUID } from "node:crypto";
 import { and, asc, desc, eq, sql } from "drizzle-orm";
 import { z } from "zod";
 import { canonicalize } from "../../anchoring/log/canonical.ts";
 import { toHex } from "../../anchoring/log/bytes.ts";
-import { forms, ledgerEntries, participants, records, recordVersions, sites, users } from "../../db/schema/index.ts";
-import type { DbOrTx } from "../../db/client.ts";
+import {
+  forms,
+  ledgerEntries,
+  participants,
+  records,
+  recordVersions,
+  sites,
+  studies,
+  users,
+} from "../../db/schema/index.ts";
+import type { Db, DbOrTx } from "../../db/client.ts";
+import { buildEntry } from "../../anchoring/log/entry.ts";
 import { parseFormDefinition, storableText, type FormDefinition } from "../../anchoring/forms/definition.ts";
 import { checkEntry, type CheckedEntry, type EntryInput } from "../../anchoring/forms/check-entry.ts";
 import { hashedFieldsOf, sealRecordValues } from "../../anchoring/log/record-values.ts";
@@ -23,17 +34,22 @@ import { saltedTextHash } from "../../anchoring/log/text-hash.ts";
 import { requireSiteAction } from "../studies/delegations.server.ts";
 import { can, type Principal } from "../platform/permissions.server.ts";
 import { getStudyOrThrow } from "../studies/studies.server.ts";
-import { replayIdempotent, storeIdempotent, type Idempotency } from "./idempotency.server.ts";
+import { replayIdempotent, storeIdempotent, storeIdempotentMany, type Idempotency } from "./idempotency.server.ts";
 import { firstFinalAnchorsCovering } from "../../db/queries/anchors.ts";
 import { assertUnlocked } from "../clinical-monitoring/clinical-monitoring.server.ts";
 import { assertConsentAllowsNewData } from "../consent/status.server.ts";
 import { assertConsentBeforeData } from "../consent/consent-gate.server.ts";
 import { audit, auditRead } from "../audit-trail/record-event.server.ts";
+import { insertSealedEvents } from "../audit-trail/seal-event.server.ts";
 import { auditActor, auditDetail, payloadActor, rowTokenColumns, tokenLabel } from "../platform/attribution.ts";
 import { matchesSeal, sealFormColumns, studySealMismatches } from "./seal-match.server.ts";
 import { storedDefinition } from "./stored-definition.server.ts";
 import { openAutomaticQueries } from "../clinical-monitoring/automatic-queries.server.ts";
 import { openWindowQuery } from "../visit-schedule/visit-windows.server.ts";
+import { currentSchedule } from "../visit-schedule/schedule.server.ts";
+import { GroupCommitter, type GroupCommitStats, type Outcome } from "./group-commit.server.ts";
+import { holdSubjectsForShare, subjectFacts } from "./bulk-checks.server.ts";
+import { rowsOf } from "../../db/queries/rows.ts";
 
 /** Missing-data codes by field name ({code, reason} each; checked against the form by checkEntry). */
 const missingInput = z
@@ -188,12 +204,11 @@ export function validateValues(
   return checkedEntry(def, { data, missing: opts.missing, confirmed: opts.confirmed }, { today }).values;
 }
 
-async function formFor(ctx: AppContext, studyId: string, code: string, version?: number) {
-  const rows = await ctx.db
-    .select()
-    .from(forms)
-    .where(and(eq(forms.studyId, studyId), eq(forms.code, code.toUpperCase()), eq(forms.status, "approved")))
-    .orderBy(desc(forms.version));
+/**
+ * The form version of a new record among the approved versions of its code (newest first): the latest, or the one
+ * asked for.
+ */
+function pickForm<F extends typeof forms.$inferSelect>(rows: F[], code: string, version?: number) {
   if (rows.length === 0) invalid(`form: ${code} has no approved version in this study`, "form");
   const f = version === undefined ? rows[0] : rows.find((r) => r.version === version);
   if (!f)
@@ -203,6 +218,38 @@ async function formFor(ctx: AppContext, studyId: string, code: string, version?:
       "formVersion",
     );
   return { row: f, def: storedDefinition(f) };
+}
+
+/**
+ * The pre-checks of a new record in one round trip (ADR 0041): the study by code, the subject by code, the site's
+ * time zone and the approved versions of the form (newest first), one row per form version. Prepared once per
+ * database handle (a named statement on PostgreSQL: parsed once per connection).
+ */
+function buildPrecheck(db: Db) {
+  return db
+    .select({ study: studies, participant: participants, timeZone: sites.timeZone, form: forms })
+    .from(studies)
+    .leftJoin(
+      participants,
+      and(eq(participants.studyId, studies.id), eq(participants.subjectCode, sql.placeholder("subject"))),
+    )
+    .leftJoin(sites, eq(sites.id, participants.siteId))
+    .leftJoin(
+      forms,
+      and(eq(forms.studyId, studies.id), eq(forms.code, sql.placeholder("form")), eq(forms.status, "approved")),
+    )
+    .where(eq(studies.code, sql.placeholder("study")))
+    .orderBy(desc(forms.version))
+    .prepare("records_save_precheck");
+}
+const prechecks = new WeakMap<Db, ReturnType<typeof buildPrecheck>>();
+function precheckOf(db: Db) {
+  let q = prechecks.get(db);
+  if (!q) {
+    q = buildPrecheck(db);
+    prechecks.set(db, q);
+  }
+  return q;
 }
 
 export { storedDefinition };
@@ -284,7 +331,23 @@ function versionColumns(c: CheckedEntry) {
   };
 }
 
-/** Enter a new record (version 1) for a subject, form and visit; on a repeating form, its next row. */
+/** A new record checked and ready to write: everything its transaction needs, found before it (ADR 0041). */
+interface PreparedSave {
+  ctx: AppContext;
+  principal: Principal;
+  idem?: Idempotency;
+  study: typeof studies.$inferSelect;
+  p: typeof participants.$inferSelect;
+  form: typeof forms.$inferSelect;
+  def: FormDefinition;
+  checked: CheckedEntry;
+  visit: string;
+}
+
+/**
+ * Enter a new record (version 1) for a subject, form and visit; on a repeating form, its next row. Concurrent saves
+ * share one transaction (group commit, ADR 0041); the result is returned once that transaction has committed.
+ */
 export async function saveRecord(
   ctx: AppContext,
   principal: Principal,
@@ -292,27 +355,132 @@ export async function saveRecord(
   input: unknown,
   idem?: Idempotency,
 ): Promise<SavedRecord> {
+  const item = await prepareSave(ctx, principal, studyCode, input, idem);
+  return committerOf(ctx.db).submit(item);
+}
+
+/** Parse and check a new record, with the study, subject, form versions and site clock read in one round trip. */
+async function prepareSave(
+  ctx: AppContext,
+  principal: Principal,
+  studyCode: string,
+  input: unknown,
+  idem?: Idempotency,
+): Promise<PreparedSave> {
   const v = parseOr422(NewRecordInput, input);
-  const study = await getStudyOrThrow(ctx, studyCode);
-  const [p] = await ctx.db
-    .select()
-    .from(participants)
-    .where(and(eq(participants.studyId, study.id), eq(participants.subjectCode, v.subject.toUpperCase())));
+  const rows = await precheckOf(ctx.db).execute({
+    study: studyCode,
+    subject: v.subject.toUpperCase(),
+    form: v.form.toUpperCase(),
+  });
+  if (rows.length === 0) throw new ServiceError("not_found", `no study ${studyCode}`, "study");
+  const study = rows[0].study;
+  const p = rows[0].participant;
   if (!p) invalid(`subject: no subject ${v.subject} in ${study.code}`, "subject");
   await requireSiteAction(ctx, principal, "records.enter", { studyId: study.id, siteId: p.siteId });
-  const { row: form, def } = await formFor(ctx, study.id, v.form, v.formVersion);
+  const versions = rows.flatMap((r) => (r.form ? [r.form] : []));
+  const { row: form, def } = pickForm(versions, v.form, v.formVersion);
   if (!def.visits.includes(v.visit.toUpperCase()))
     invalid(`visit: ${v.visit} is not a visit of form ${def.code} (${def.visits.join(", ")})`, "visit");
-  const checked = checkedEntry(def, v, { today: await siteToday(ctx, p.siteId) });
-  const visit = v.visit.toUpperCase();
+  const checked = checkedEntry(def, v, { today: todayIn(rows[0].timeZone) });
+  return { ctx, principal, idem, study, p, form, def, checked, visit: v.visit.toUpperCase() };
+}
+
+/** The record id of no record: a new record's lock check looks at study and subject locks only. */
+const NO_RECORD = "00000000-0000-0000-0000-000000000000";
+
+/** The next row of a repeating form, assigned under a lock held to the end of the transaction (ADR 0026). */
+async function lastInstance(tx: DbOrTx, x: PreparedSave): Promise<number> {
+  const key = `records:${x.p.id}:${x.def.code}:${x.visit}`;
+  await tx.execute(sql`SELECT pg_advisory_xact_lock(hashtextextended(${key}, 0))`);
+  const [last] = await tx
+    .select({ n: sql<number>`coalesce(max(${records.instance}), 0)` })
+    .from(records)
+    .where(and(eq(records.participantId, x.p.id), eq(records.formCode, x.def.code), eq(records.visit, x.visit)));
+  return Number(last?.n ?? 0);
+}
+
+/** A new record that collided with an existing one: the stored response of its Idempotency-Key, else a 409. */
+async function duplicateOutcome(x: PreparedSave): Promise<SavedRecord> {
+  if (x.idem) {
+    const replay = await replayIdempotent(x.ctx, x.idem);
+    if (replay) return replay.body as SavedRecord;
+  }
+  throw new ServiceError(
+    "conflict",
+    `subject ${x.p.subjectCode} already has form ${x.def.code} at visit ${x.visit}; correct it instead`,
+    "visit",
+  );
+}
+
+/** The audit event of a new record (record.create). */
+function createEvent(x: PreparedSave, recordId: string, instance: number, entryId: string) {
+  return {
+    action: "record.create",
+    ...auditActor(x.principal),
+    studyId: x.study.id,
+    siteId: x.p.siteId,
+    participantId: x.p.id,
+    detail: auditDetail(x.principal, {
+      record: recordId,
+      version: 1,
+      form: x.def.code,
+      visit: x.visit,
+      ...(x.def.repeating ? { instance } : {}),
+      entry: entryId,
+    }),
+  };
+}
+
+/** A new record's version row. */
+function firstVersion(x: PreparedSave, recordId: string, entryId: string) {
+  return {
+    recordId,
+    studyId: x.study.id,
+    version: 1,
+    formId: x.form.id,
+    formVersion: x.def.version,
+    ...versionColumns(x.checked),
+    reason: null,
+    actorUserId: x.principal.userId,
+    ...rowTokenColumns(x.principal),
+    entryId,
+  };
+}
+
+/** The automatic queries of a new record (soft limits, then its visit window: ADR 0032), inside its transaction. */
+async function newRecordQueries(
+  tx: DbOrTx,
+  x: PreparedSave,
+  r: { id: string; siteId: string; participantId: string; visit: string },
+  windows: boolean,
+) {
+  const ids = x.checked.outsideSoftLimits.length
+    ? await openAutomaticQueries(
+        tx,
+        x.ctx,
+        x.principal,
+        x.study,
+        r,
+        x.def,
+        x.checked.outsideSoftLimits,
+        x.checked.values,
+      )
+    : [];
+  // Issue 18 (ADR 0032): a visit date outside its window opens an automatic query (soft: the save stands).
+  const windowQuery = windows
+    ? await openWindowQuery(tx, x.ctx, x.principal, x.study, r, x.def, x.checked.values)
+    : null;
+  if (windowQuery) ids.push(windowQuery);
+  return ids;
+}
+
+/** The single-record path: one record in a transaction of its own (a group's items retried after its failure). */
+async function writeOne(x: PreparedSave): Promise<SavedRecord> {
+  const { ctx, principal, study, p, form, def, checked, visit } = x;
   try {
     return await ctx.db.transaction(async (tx) => {
-      await guardSubjectWrite(
-        ctx,
-        tx,
-        { id: "00000000-0000-0000-0000-000000000000", studyId: study.id, participantId: p.id },
-        { newData: true },
-      );
+      await guardSubjectWrite(ctx, tx, { id: NO_RECORD, studyId: study.id, participantId: p.id }, { newData: true });
       await assertConsentBeforeData(ctx, tx, {
         studyId: study.id,
         studyCode: study.code,
@@ -320,17 +488,7 @@ export async function saveRecord(
         subject: p.subjectCode,
         form: def.code,
       });
-      let instance = 1;
-      if (def.repeating) {
-        // The next row of a repeating form, assigned under a lock held to the end of this transaction (ADR 0026).
-        const key = `records:${p.id}:${def.code}:${visit}`;
-        await tx.execute(sql`SELECT pg_advisory_xact_lock(hashtextextended(${key}, 0))`);
-        const [last] = await tx
-          .select({ n: sql<number>`coalesce(max(${records.instance}), 0)` })
-          .from(records)
-          .where(and(eq(records.participantId, p.id), eq(records.formCode, def.code), eq(records.visit, visit)));
-        instance = Number(last?.n ?? 0) + 1;
-      }
+      const instance = def.repeating ? (await lastInstance(tx, x)) + 1 : 1;
       const [r] = await tx
         .insert(records)
         .values({ studyId: study.id, siteId: p.siteId, participantId: p.id, formCode: def.code, visit, instance })
@@ -351,46 +509,9 @@ export async function saveRecord(
           entry: checked,
         }),
       );
-      await tx.insert(recordVersions).values({
-        recordId: r.id,
-        studyId: study.id,
-        version: 1,
-        formId: form.id,
-        formVersion: def.version,
-        ...versionColumns(checked),
-        reason: null,
-        actorUserId: principal.userId,
-        ...rowTokenColumns(principal),
-        entryId: e.id,
-      });
-      await audit(tx, {
-        action: "record.create",
-        ...auditActor(principal),
-        studyId: study.id,
-        siteId: p.siteId,
-        participantId: p.id,
-        detail: auditDetail(principal, {
-          record: r.id,
-          version: 1,
-          form: def.code,
-          visit: r.visit,
-          ...(def.repeating ? { instance } : {}),
-          entry: e.id,
-        }),
-      });
-      const queryIds = await openAutomaticQueries(
-        tx,
-        ctx,
-        principal,
-        study,
-        r,
-        def,
-        checked.outsideSoftLimits,
-        checked.values,
-      );
-      // Issue 18 (ADR 0032): a visit date outside its window opens an automatic query (soft: the save stands).
-      const windowQuery = await openWindowQuery(tx, ctx, principal, study, r, def, checked.values);
-      if (windowQuery) queryIds.push(windowQuery);
+      await tx.insert(recordVersions).values(firstVersion(x, r.id, e.id));
+      await audit(tx, createEvent(x, r.id, instance, e.id));
+      const queryIds = await newRecordQueries(tx, x, r, true);
       const out: SavedRecord = {
         id: r.id,
         version: 1,
@@ -398,23 +519,230 @@ export async function saveRecord(
         entry: { id: e.id, status: "pending" },
         ...(queryIds.length ? { queries: queryIds } : {}),
       };
-      await storeIdempotent(tx, idem, 201, out);
+      await storeIdempotent(tx, x.idem, 201, out);
       return out;
     });
   } catch (err) {
-    if (isUniqueViolation(err)) {
-      if (idem) {
-        const replay = await replayIdempotent(ctx, idem);
-        if (replay) return replay.body as SavedRecord;
-      }
-      throw new ServiceError(
-        "conflict",
-        `subject ${p.subjectCode} already has form ${def.code} at visit ${visit}; correct it instead`,
-        "visit",
-      );
-    }
+    if (isUniqueViolation(err)) return duplicateOutcome(x);
     throw err;
   }
+}
+
+/**
+ * A group of new records in one transaction (ADR 0041): the subjects held FOR SHARE, locks and consent checked for
+ * all in one statement each (an item they flag is checked again on its own, and refused with today's error), then
+ * multi-row INSERTs of the records, their ledger entries, versions, audit events and idempotency rows. A record that
+ * collides with an existing one (same subject, form, visit) is left out and answered as on its own (a replay of its
+ * Idempotency-Key, else a 409) after the commit.
+ */
+async function writeGroup(items: PreparedSave[]): Promise<Outcome<SavedRecord>[]> {
+  const db = items[0].ctx.db;
+  const outcomes: (Outcome<SavedRecord> | "duplicate" | undefined)[] = new Array(items.length);
+  await db.transaction(async (tx) => {
+    outcomes.fill(undefined);
+    await holdSubjectsForShare(
+      tx,
+      items.map((x) => x.p.id),
+    );
+    const facts = await subjectFacts(
+      tx,
+      items.map((x) => x.p.id),
+    );
+    const live: { k: number; recordId: string; instance: number }[] = [];
+    const taken = new Set<string>();
+    const lastOf = new Map<string, number>();
+    for (let k = 0; k < items.length; k++) {
+      const x = items[k];
+      const c = facts.get(x.p.id);
+      const plain = c && !c.locked && !c.withdrawn && (c.consented || c.formsBeforeConsent.includes(x.def.code));
+      if (!plain) {
+        // Flagged by a bulk check: the per-record checks decide, with today's errors.
+        try {
+          await assertUnlocked(x.ctx, { id: NO_RECORD, studyId: x.study.id, participantId: x.p.id }, tx);
+          await assertConsentAllowsNewData(x.ctx, x.p.id, tx);
+          await assertConsentBeforeData(x.ctx, tx, {
+            studyId: x.study.id,
+            studyCode: x.study.code,
+            participantId: x.p.id,
+            subject: x.p.subjectCode,
+            form: x.def.code,
+          });
+        } catch (err) {
+          if (!(err instanceof ServiceError)) throw err;
+          outcomes[k] = { ok: false, error: err };
+          continue;
+        }
+      }
+      const slot = `${x.p.id}:${x.def.code}:${x.visit}`;
+      let instance = 1;
+      if (x.def.repeating) {
+        instance = (lastOf.get(slot) ?? (await lastInstance(tx, x))) + 1;
+        lastOf.set(slot, instance);
+      } else if (taken.has(slot)) {
+        outcomes[k] = "duplicate"; // the same subject, form and visit earlier in this group
+        continue;
+      }
+      taken.add(slot);
+      live.push({ k, recordId: randomUUID(), instance });
+    }
+    if (live.length === 0) return;
+    // The records, their ledger entries and versions in one statement; a record colliding with one already there
+    // (or committed meanwhile by another writer) is left out with its entry and version.
+    const rows = live.map(({ k, recordId, instance }) => {
+      const x = items[k];
+      const built = buildEntry(
+        x.ctx.crypto,
+        "record.saved",
+        recordPayload(x.ctx, x.principal, x.def, x.form, {
+          record: recordId,
+          version: 1,
+          subject: x.p.subjectCode,
+          visit: x.visit,
+          instance,
+          reason: null,
+          prev: null,
+          entry: x.checked,
+        }),
+      );
+      return { ...newRecordRow(x, recordId, instance, randomUUID()), ...entryColumns(built) };
+    });
+    const inserted = new Set(
+      rowsOf<{ id: string }>(await tx.execute(insertNewRecords(rows, new Date()))).map((r) => r.id),
+    );
+    const written = live.flatMap((w, i) => {
+      if (inserted.has(w.recordId)) return [{ ...w, entryId: rows[i].eid }];
+      outcomes[w.k] = "duplicate"; // a record already there (or committed meanwhile by another writer)
+      return [];
+    });
+    if (written.length === 0) return;
+    await insertSealedEvents(
+      tx,
+      written.map((w) => createEvent(items[w.k], w.recordId, w.instance, w.entryId)),
+    );
+    // Visit windows: the schedule of a study that has one read once per group; openWindowQuery only where it can
+    // open a query.
+    const schedules = new Map<string, Awaited<ReturnType<typeof currentSchedule>>>();
+    for (const w of written) {
+      const x = items[w.k];
+      if (!schedules.has(x.study.id) && facts.get(x.p.id)?.scheduled)
+        schedules.set(x.study.id, await currentSchedule(tx, x.study.id));
+    }
+    const stored: { idem: Idempotency; status: number; body: SavedRecord }[] = [];
+    for (let i = 0; i < written.length; i++) {
+      const { k, recordId, instance, entryId } = written[i];
+      const x = items[k];
+      const r = { id: recordId, siteId: x.p.siteId, participantId: x.p.id, visit: x.visit };
+      const queryIds = await newRecordQueries(tx, x, r, windowMayApply(schedules.get(x.study.id) ?? null, x));
+      const out: SavedRecord = {
+        id: recordId,
+        version: 1,
+        instance,
+        entry: { id: entryId, status: "pending" },
+        ...(queryIds.length ? { queries: queryIds } : {}),
+      };
+      if (x.idem) stored.push({ idem: x.idem, status: 201, body: out });
+      outcomes[k] = { ok: true, value: out };
+    }
+    await storeIdempotentMany(tx, stored);
+  });
+  // After the commit: the duplicates answered as on their own.
+  const out: Outcome<SavedRecord>[] = [];
+  for (let k = 0; k < items.length; k++) {
+    const o = outcomes[k];
+    if (o === undefined) throw new Error("group commit: an item got no outcome");
+    if (o !== "duplicate") out.push(o);
+    else
+      out.push(
+        await duplicateOutcome(items[k]).then(
+          (value): Outcome<SavedRecord> => ({ ok: true, value }),
+          (error): Outcome<SavedRecord> => ({ ok: false, error }),
+        ),
+      );
+  }
+  return out;
+}
+
+/** A new record's row, its version's columns and its entry's id, as the group's INSERT takes them. */
+function newRecordRow(x: PreparedSave, rid: string, instance: number, eid: string) {
+  const cols = versionColumns(x.checked);
+  const token = rowTokenColumns(x.principal);
+  return {
+    rid,
+    study: x.study.id,
+    study_code: x.study.code,
+    site: x.p.siteId,
+    participant: x.p.id,
+    form_code: x.def.code,
+    visit: x.visit,
+    instance,
+    eid,
+    form_id: x.form.id,
+    form_version: x.def.version,
+    data_text: cols.dataText,
+    missing_text: cols.missingText,
+    calculated_text: cols.calculatedText,
+    actor_user_id: x.principal.userId,
+    actor_token_id: token.actorTokenId,
+    actor_token_name: token.actorTokenName,
+  };
+}
+
+/** A built entry's columns (the hash as hex, for JSON). */
+function entryColumns(built: { payloadText: string; payloadHash: Uint8Array }) {
+  return { payload_text: built.payloadText, payload_hash: toHex(built.payloadHash) };
+}
+
+/**
+ * One statement for a group's new records (ADR 0041): the rows as one JSON parameter; the records inserted unless
+ * they collide (same subject, form, visit and instance); for each inserted one its pending `record.saved` ledger
+ * entry and its version 1 (the same columns as the single-record path writes). Returns the inserted records' ids.
+ */
+function insertNewRecords(rows: ReturnType<typeof newRecordRow>[], at: Date) {
+  return sql`
+    WITH x AS (
+      SELECT * FROM json_to_recordset(${JSON.stringify(rows)}::json) AS x(
+        rid uuid, study uuid, study_code text, site uuid, participant uuid, form_code text, visit text, instance int,
+        eid uuid, payload_text text, payload_hash text, form_id uuid, form_version int, data_text text,
+        missing_text text, calculated_text text, actor_user_id uuid, actor_token_id uuid, actor_token_name text)),
+    r AS (
+      INSERT INTO records (id, study_id, site_id, participant_id, form_code, visit, instance)
+      SELECT rid, study, site, participant, form_code, visit, instance FROM x
+      ON CONFLICT DO NOTHING RETURNING id),
+    e AS (
+      INSERT INTO ledger_entries (id, study_id, study_code, kind, payload_text, payload_hash, at)
+      SELECT x.eid, x.study, x.study_code, 'record.saved', x.payload_text, decode(x.payload_hash, 'hex'),
+        ${at.toISOString()}::timestamptz
+      FROM x JOIN r ON r.id = x.rid),
+    v AS (
+      INSERT INTO record_versions (record_id, study_id, version, form_id, form_version, data_text, missing_text,
+        calculated_text, reason, actor_user_id, actor_token_id, actor_token_name, entry_id)
+      SELECT x.rid, x.study, 1, x.form_id, x.form_version, x.data_text, x.missing_text, x.calculated_text, NULL,
+        x.actor_user_id, x.actor_token_id, x.actor_token_name, x.eid
+      FROM x JOIN r ON r.id = x.rid)
+    SELECT id FROM r`;
+}
+
+/** Whether openWindowQuery can open a query for this record (its own first test, on the schedule read once). */
+function windowMayApply(s: Awaited<ReturnType<typeof currentSchedule>>, x: PreparedSave): boolean {
+  if (!s || s.sealMismatch) return false;
+  const v = s.definition.visits.find((y) => y.code.toUpperCase() === x.visit.toUpperCase());
+  return !!v?.dateField && v.dateField.form.toUpperCase() === x.def.code.toUpperCase();
+}
+
+/** One group committer per database handle. */
+const committers = new WeakMap<Db, GroupCommitter<PreparedSave, SavedRecord>>();
+function committerOf(db: Db) {
+  let c = committers.get(db);
+  if (!c) {
+    c = new GroupCommitter<PreparedSave, SavedRecord>({ maxGroup: 200, commitGroup: writeGroup, commitOne: writeOne });
+    committers.set(db, c);
+  }
+  return c;
+}
+
+/** Counters of the record group committer of a database (groups, items, largest group, fallbacks). */
+export function recordGroupCommitStats(db: Db): GroupCommitStats {
+  return { ...(committers.get(db)?.stats ?? { groups: 0, items: 0, largest: 0, fallbacks: 0 }) };
 }
 
 /**
