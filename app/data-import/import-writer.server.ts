@@ -78,6 +78,12 @@ export interface PlannedVersion {
   checked: CheckedEntry;
 }
 
+/**
+ * What the bulk path (`buildVersions`, `writeSealedVersions`) needs of a version: an import's planned row without
+ * its file row (the batch API's items, app/records/batch.server.ts, have none).
+ */
+export type SealedPlan = Omit<PlannedVersion, "row">;
+
 export interface ResolveResult {
   plan: PlannedVersion[];
   problems: ImportProblem[];
@@ -219,10 +225,10 @@ export async function resolveImport(
   return { plan, problems };
 }
 
-export interface BulkVersion {
+export interface BulkVersion<P extends SealedPlan = PlannedVersion> {
   entry: BuiltEntry<"record.saved">;
   entryId: string;
-  plan: PlannedVersion;
+  plan: P;
   sourceText: string | null;
 }
 
@@ -230,14 +236,14 @@ export interface BulkVersion {
  * Build each planned version's record.saved entry in memory (v4 with a `source` when given, else v3), chaining
  * successive versions of one record in the file by `prev`. CPU only; `onProgress` after each `CHUNK` rows.
  */
-export async function buildVersions(
+export async function buildVersions<P extends SealedPlan>(
   ctx: AppContext,
   principal: Principal,
-  plan: PlannedVersion[],
-  source: ((p: PlannedVersion) => ImportSource) | null,
+  plan: P[],
+  source: ((p: P) => ImportSource) | null,
   onProgress?: (done: number) => void,
-): Promise<BulkVersion[]> {
-  const out: BulkVersion[] = [];
+): Promise<BulkVersion<P>[]> {
+  const out: BulkVersion<P>[] = [];
   const lastHash = new Map<string, string>();
   const actor = payloadActor(principal);
   for (let i = 0; i < plan.length; i++) {
@@ -290,7 +296,7 @@ export async function writeSealedVersions(
   tx: DbOrTx,
   principal: Principal,
   study: { id: string; code: string },
-  built: BulkVersion[],
+  built: BulkVersion<SealedPlan>[],
   onProgress?: (done: number) => void,
 ): Promise<{ records: number; values: number }> {
   await insertPendingEntries(
@@ -305,7 +311,7 @@ export async function writeSealedVersions(
     })),
     CHUNK * 2,
   );
-  const fresh = new Map<string, PlannedVersion>();
+  const fresh = new Map<string, SealedPlan>();
   for (const b of built) if (b.plan.isNewRecord && !fresh.has(b.plan.recordId)) fresh.set(b.plan.recordId, b.plan);
   const newRecords = [...fresh.values()];
   const lastVersion = new Map<string, number>();

@@ -28,6 +28,8 @@ const LARGER_BODIES: { path: RegExp; limit: number; what: string }[] = [
   { path: /^\/studies\/[^/]+\/import\/?$/, limit: 64 * MiB + 64 * KiB, what: "a 64 MB data file" },
   // A form definition (app/routes/api/api.v1.studies.$code.forms.ts reads at most 256 KiB).
   { path: /^\/api\/v1\/studies\/[^/]+\/forms\/?$/, limit: 256 * KiB, what: "a form definition" },
+  // A batch of at most 1,000 new records (app/records/batch.server.ts MAX_BATCH_BYTES; ADR 0040).
+  { path: /^\/api\/v1\/studies\/[^/]+\/records\/batch\/?$/, limit: 4 * MiB, what: "a batch of 1,000 records" },
 ];
 
 /** The most a request to this path may send. */

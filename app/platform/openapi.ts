@@ -149,6 +149,54 @@ export const OPENAPI = {
         },
         description: "on a repeating form (an adverse-event log) each POST adds the next row",
       },
+      BatchRecord: {
+        description:
+          "a new record as POST /records takes it, plus its own optional idempotency key (the Idempotency-Key " +
+          "header's rules, per item: a replayed item returns its stored result and writes nothing; the same key " +
+          "with another record is that item's 409)",
+        allOf: [
+          { $ref: "#/components/schemas/NewRecord" },
+          {
+            type: "object",
+            properties: { idempotencyKey: { type: "string", minLength: 1, maxLength: 200, pattern: "^[!-~]+$" } },
+          },
+        ],
+      },
+      BatchItemResult: {
+        type: "object",
+        required: ["index", "status"],
+        properties: {
+          index: { type: "integer", minimum: 0, description: "the item's position in `records`" },
+          status: {
+            type: "integer",
+            description:
+              "201 written (or replayed); 422 invalid; 403 not permitted at the subject's site; 409 no complete " +
+              "consent, a duplicate in the batch or in the database, or the key used for another record; 423 locked",
+          },
+          record: { $ref: "#/components/schemas/SavedRecord" },
+          error: {
+            type: "object",
+            required: ["code", "message"],
+            properties: {
+              code: { type: "string" },
+              message: { type: "string" },
+              field: { type: "string", description: "within the item (`subject`, `data.sbp`, `idempotencyKey`)" },
+              problems: { type: "array", items: { $ref: "#/components/schemas/Problem" } },
+            },
+          },
+          replayed: { type: "boolean", description: "true: written by an earlier call with the same key" },
+        },
+      },
+      BatchResults: {
+        type: "object",
+        required: ["results", "written", "replayed", "failed"],
+        properties: {
+          results: { type: "array", items: { $ref: "#/components/schemas/BatchItemResult" } },
+          written: { type: "integer", description: "items with a record (status 201), replays included" },
+          replayed: { type: "integer" },
+          failed: { type: "integer" },
+        },
+      },
       Correction: {
         type: "object",
         required: ["data", "reason"],
@@ -315,6 +363,42 @@ export const OPENAPI = {
         responses: {
           "201": json({ $ref: "#/components/schemas/SavedRecord" }, "created (or the replayed original)"),
           ...errors(400, 401, 403, 404, 409, 413, 415, 422, 429),
+        },
+      },
+    },
+    "/api/v1/studies/{code}/records/batch": {
+      post: {
+        summary:
+          "enter up to 1,000 new records (ADR 0040): each item checked as POST /records checks one, the valid ones " +
+          "written in one transaction, a result per item in item order; body at most 4 MiB; each item counts as " +
+          "one request against the rate limit",
+        security: bearer,
+        parameters: [code],
+        requestBody: {
+          required: true,
+          content: {
+            "application/json": {
+              schema: {
+                type: "object",
+                required: ["records"],
+                properties: {
+                  records: {
+                    type: "array",
+                    minItems: 1,
+                    maxItems: 1000,
+                    items: { $ref: "#/components/schemas/BatchRecord" },
+                  },
+                },
+              },
+            },
+          },
+        },
+        responses: {
+          "200": json(
+            { $ref: "#/components/schemas/BatchResults" },
+            "every item's result (the call succeeds even when items fail)",
+          ),
+          ...errors(400, 401, 404, 413, 415, 422, 429),
         },
       },
     },

@@ -4,7 +4,7 @@
  * database restarting) gets the same answer and nothing is written twice. The same key with another body is a
  * 409.
  */
-import { and, eq } from "drizzle-orm";
+import { and, eq, inArray } from "drizzle-orm";
 import { toHex } from "../../anchoring/log/bytes.ts";
 import { idempotencyKeys } from "../../db/schema/index.ts";
 import type { DbOrTx } from "../../db/client.ts";
@@ -54,4 +54,37 @@ export async function replayIdempotent(
       "Idempotency-Key",
     );
   return { status: row.status, body: JSON.parse(row.responseText) };
+}
+
+/**
+ * The stored responses of many keys of one scope in one round trip (the batch API's items, ADR 0040), by key, with
+ * their request hashes (the caller tells a replay from a different request under the same key).
+ */
+export async function storedIdempotent(
+  db: DbOrTx,
+  scope: string,
+  keys: string[],
+): Promise<Map<string, { requestHash: Uint8Array; status: number; body: unknown }>> {
+  const out = new Map<string, { requestHash: Uint8Array; status: number; body: unknown }>();
+  for (let i = 0; i < keys.length; i += 1000)
+    for (const row of await db
+      .select()
+      .from(idempotencyKeys)
+      .where(and(eq(idempotencyKeys.scope, scope), inArray(idempotencyKeys.key, keys.slice(i, i + 1000)))))
+      out.set(row.key, { requestHash: row.requestHash, status: row.status, body: JSON.parse(row.responseText) });
+  return out;
+}
+
+/** Store many responses in the write's transaction, in multi-row INSERTs (the batch API's items). */
+export async function storeIdempotentMany(tx: DbOrTx, rows: { idem: Idempotency; status: number; body: unknown }[]) {
+  for (let i = 0; i < rows.length; i += 500)
+    await tx.insert(idempotencyKeys).values(
+      rows.slice(i, i + 500).map(({ idem, status, body }) => ({
+        scope: idem.scope,
+        key: idem.key,
+        requestHash: idem.requestHash,
+        status,
+        responseText: JSON.stringify(body),
+      })),
+    );
 }

@@ -263,6 +263,9 @@ const COVERED_ELSEWHERE: Record<string, string> = {
   "api.v1.studies.$code.records.ts":
     "POST only: entry across sites and studies (access-sites.test.ts, test/db/records-api.test.ts)",
   "api.v1.studies.$code.records_.$id.ts": "GET/PUT by id across sites and studies (access-sites.test.ts)",
+  "api.v1.studies.$code.records_.batch.ts":
+    "POST only: per-item permission at each site, 401/404, token attribution (test/db/records-batch.test.ts, " +
+    "records-batch-api.test.ts)",
   "api.v1.entries.$ref.proof.ts": "in the matrix as /api/v1/entries/0/proof; across sites in access-sites.test.ts",
   "api.v1.checkpoints.$size.anchors.ts": "in the matrix as /api/v1/checkpoints/1/anchors",
   "studies.$code.participants_.$subject.tsx": "across sites (access-sites.test.ts)",
