@@ -19,6 +19,8 @@ declare module "autocannon" {
     url: string;
     connections?: number;
     duration?: number;
+    /** Requests per second across all connections (open loop at a fixed rate). */
+    overallRate?: number;
     method?: string;
     headers?: Record<string, string>;
     body?: string;

@@ -1,7 +1,12 @@
 /**
  * The portal process: configuration, database (migrated at start), demo seed, the Remix request handler,
  * and, on the embedded database, the control socket the CLI uses; the sealer and the anchor worker.
+ * On PostgreSQL with WEB_CONCURRENCY > 1 this process becomes the primary of a cluster (bin/cluster.ts, ADR 0043):
+ * it migrates and seeds once, then forks the workers, each of which runs this file as one portal. The background
+ * duties (sealer, anchor worker, import runner, outbox sender) run in one process per database: the holder of the
+ * duties lock (app/platform/leader.server.ts).
  */
+import cluster from "node:cluster";
 import path from "node:path";
 import { existsSync, readFileSync } from "node:fs";
 import { pathToFileURL } from "node:url";
@@ -28,6 +33,9 @@ import { startAnchorWorker } from "../app/anchor-worker/anchor-worker.server.ts"
 import { startOutboxSender } from "../app/notifications/outbox-sender.server.ts";
 import { describeEvent } from "../app/platform/commands.server.ts";
 import { DATABASE_RETRY_AFTER_S } from "../db/availability.ts";
+import { runWhileLeader, type Stopper } from "../app/platform/leader.server.ts";
+import { runPrimary, WORKER_NUMBER_VAR } from "./cluster.ts";
+import { apiRoutes, callApiRoute, matchApiRoute } from "../app/platform/api-router.server.ts";
 
 // The Express adapter's request/response converters (exported by @remix-run/express's server module, not its index):
 // the portal calls Remix itself so it can turn a database outage into a 503 before anything is sent.
@@ -35,6 +43,17 @@ const { createRemixRequest, sendRemixResponse } = remixExpress as unknown as {
   createRemixRequest(req: express.Request, res: express.Response): Request;
   sendRemixResponse(res: express.Response, response: Response): Promise<void>;
 };
+
+/** A small (JSON) response in one write, without piping a web stream into the socket. */
+async function sendBuffered(res: express.Response, response: Response) {
+  const body = response.body ? Buffer.from(await response.arrayBuffer()) : null;
+  res.statusCode = response.status;
+  if (response.statusText) res.statusMessage = response.statusText;
+  for (const [k, v] of response.headers) if (k !== "set-cookie") res.setHeader(k, v);
+  const cookies = response.headers.getSetCookie();
+  if (cookies.length) res.setHeader("set-cookie", cookies);
+  res.end(body);
+}
 
 /** 413, and the connection closed so the rest of the body is never read. */
 function refuseTooLarge(req: express.Request, res: express.Response, limit: number) {
@@ -80,15 +99,18 @@ async function main() {
   if (!existsSync(buildFile)) die("the portal is not built: run `npm run build` (npm start builds it for you)");
 
   const controlSocket = env.databaseUrl ? undefined : path.resolve(env.dataDir, "control.sock");
-  let ctx: AppContext;
-  try {
-    ctx = await createAppContext(env, { lockInfo: controlSocket ? { controlSocket, role: "portal" } : undefined });
-  } catch (err) {
-    if (err instanceof DatabaseError || err instanceof PgliteBusyError) die(err.message);
-    throw err;
-  }
-
-  if (env.seedDemo) {
+  const open = async () => {
+    try {
+      return await createAppContext(env, {
+        lockInfo: controlSocket ? { controlSocket, role: "portal" } : undefined,
+      });
+    } catch (err) {
+      if (err instanceof DatabaseError || err instanceof PgliteBusyError) die(err.message);
+      throw err;
+    }
+  };
+  const seed = async (ctx: AppContext) => {
+    if (!env.seedDemo) return;
     const password = await seedDemo(ctx);
     const credentials = demoCredentialsFile(env);
     if (password) {
@@ -97,23 +119,60 @@ async function main() {
     } else if (existsSync(credentials)) {
       console.log(`Demo study DEMO-001: the demo logins of this database are in ${credentials}`);
     }
+  };
+
+  // The primary of a cluster (PostgreSQL only: env.webConcurrency is 1 on the embedded database) migrates and
+  // seeds once, so the workers do not race each other at it, then only supervises.
+  if (cluster.isPrimary && env.webConcurrency > 1) {
+    const prepared = await open();
+    await seed(prepared);
+    await prepared.database.close();
+    process.exit(await runPrimary(env.webConcurrency));
   }
+  const workerNumber = cluster.isWorker ? Number(process.env[WORKER_NUMBER_VAR] ?? cluster.worker?.id) : null;
+  const ctx = await open();
+  if (workerNumber === null) await seed(ctx);
 
   const control = controlSocket ? await startControlServer(ctx, controlSocket) : null;
-  const stopSealer = startSealer(ctx);
-  const stopImports = startImportRunner(ctx); // issue 18: import jobs in the background (ADR 0037)
-  const stopAnchoring = startAnchorWorker(ctx, {
-    onEvent: (e) => {
-      if (e.type !== "committed") process.stdout.write(`anchor ${describeEvent(e)}`);
-    },
-  });
-  // Notifications (ADR 0035): the outbox is sent by SMTP while SMTP_URL is set; without it nothing is sent.
-  const stopOutbox = startOutboxSender(ctx);
-  if (!env.smtpUrl) console.log("SMTP_URL is not set: notifications stay in the outbox (see /outbox)");
+  const startDuties = (): Stopper => {
+    const stopSealer = startSealer(ctx);
+    const stopImports = startImportRunner(ctx); // issue 18: import jobs in the background (ADR 0037)
+    const stopAnchoring = startAnchorWorker(ctx, {
+      onEvent: (e) => {
+        if (e.type !== "committed") process.stdout.write(`anchor ${describeEvent(e)}`);
+      },
+    });
+    // Notifications (ADR 0035): the outbox is sent by SMTP while SMTP_URL is set; without it nothing is sent.
+    const stopOutbox = startOutboxSender(ctx);
+    if (!env.smtpUrl) console.log("SMTP_URL is not set: notifications stay in the outbox (see /outbox)");
+    return async () => {
+      await stopImports();
+      await stopSealer();
+      await stopAnchoring();
+      await stopOutbox();
+    };
+  };
+  // On PostgreSQL only the holder of the duties lock runs them (one per database, however many processes).
+  const whoAmI = workerNumber === null ? `pid ${process.pid}` : `worker ${workerNumber}, pid ${process.pid}`;
+  const stopDuties = env.databaseUrl
+    ? runWhileLeader(env.databaseUrl, startDuties, {
+        onChange: (leading, why) =>
+          console.log(
+            `background duties (sealer, anchoring, imports, outbox) ${leading ? "run" : "stopped"} ` +
+              `in ${whoAmI}: ${why}`,
+          ),
+      })
+    : startDuties();
   const build = (await import(pathToFileURL(buildFile).href)) as ServerBuild;
 
   const app = express();
   app.disable("x-powered-by");
+  if (workerNumber !== null)
+    // Which worker answered (1..WEB_CONCURRENCY): for operators and the cluster test; no pid, no host name.
+    app.use((_req, res, next) => {
+      res.setHeader("x-trialseal-worker", String(workerNumber));
+      next();
+    });
   app.set("trust proxy", "loopback");
   app.use(securityHeaders(env));
   app.use(forwardedHostCheck(ctx.env));
@@ -132,6 +191,9 @@ async function main() {
   app.use(sameOriginPosts);
   app.use(pageMethods);
   const handle = createRequestHandler(build, env.production ? "production" : "development");
+  // The /api/v1 fast path (ADR 0042): the same route modules, called without Remix's per-request routing.
+  // TRIALSEAL_API_VIA_REMIX=1 sends /api/v1 through Remix as before: only for measuring the difference (bench).
+  const api = process.env.TRIALSEAL_API_VIA_REMIX === "1" ? [] : apiRoutes(build);
   app.all("*", async (req, res, next) => {
     try {
       const requestState = { databaseUnavailable: false };
@@ -163,7 +225,11 @@ async function main() {
         res.status(400).type("text/plain").send("bad request: the Host header is not a valid host name");
         return;
       }
-      let response = await handle(request, { ctx, cspNonce: res.locals.cspNonce as string, requestState });
+      const loadContext = { ctx, cspNonce: res.locals.cspNonce as string, requestState };
+      const match =
+        req.path.startsWith("/api/v1/") && !req.url.includes("_data=") ? matchApiRoute(api, req.path) : null;
+      const direct = match ? await callApiRoute(build, match, request, loadContext, env.production) : null;
+      let response = direct ?? (await handle(request, loadContext));
       if (bodyExceeded()) return refuseTooLarge(req, res, limit);
       // ASVS V8.2.1: what a signed-in person sees is not kept in caches.
       if (
@@ -177,7 +243,9 @@ async function main() {
       }
       // A write that failed because PostgreSQL went away was rolled back by it: the client may simply retry.
       if (requestState.databaseUnavailable && response.status >= 500) response = databaseUnavailable(request);
-      await sendRemixResponse(res, response);
+      if (direct && response === direct && /^application\/json\b/.test(response.headers.get("content-type") ?? ""))
+        await sendBuffered(res, response);
+      else await sendRemixResponse(res, response);
     } catch (err) {
       next(err);
     }
@@ -203,7 +271,8 @@ async function main() {
     // Without PUBLIC_URL (development), links point at the port actually listened on (PORT=0 picks one).
     if (!env.publicUrlConfigured) env.publicUrl = developmentPublicUrl(env.host, port);
     console.log(
-      `TrialSeal portal on http://localhost:${port} (database: ${ctx.database.engine} ${ctx.database.where})`,
+      `TrialSeal portal on http://localhost:${port} (database: ${ctx.database.engine} ${ctx.database.where}` +
+        `${workerNumber === null ? "" : `; worker ${workerNumber}, pid ${process.pid}`})`,
     );
   });
   // Idle keep-alive connections outlive a load balancer's idle timeout (60 s), so it never reuses a socket
@@ -222,15 +291,21 @@ async function main() {
     server.close();
     server.closeAllConnections?.();
     control?.close();
-    await stopImports();
-    await stopSealer();
-    await stopAnchoring();
-    await stopOutbox();
+    await stopDuties();
     await ctx.database.close().catch(() => {});
     process.exit(0);
   };
   process.on("SIGINT", () => void stop("SIGINT"));
   process.on("SIGTERM", () => void stop("SIGTERM"));
+  // A worker whose primary died (not an orderly stop: then this worker is already stopping) exits at once, as the
+  // service as a whole has crashed: no orphan keeps the duties lock or half of the service alive. Transactions in
+  // flight are rolled back by PostgreSQL; clients retry with their Idempotency-Key.
+  if (workerNumber !== null)
+    process.on("disconnect", () => {
+      if (stopping) return;
+      process.stderr.write("trialseal: the cluster primary exited: this worker exits too\n");
+      process.exit(1);
+    });
 }
 
 main().catch((err) => die(err instanceof Error ? err.message : String(err)));

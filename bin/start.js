@@ -1,5 +1,7 @@
 #!/usr/bin/env node
-// `npm start`: build the portal when the build is missing or older than the sources, then serve it.
+// `npm start`: build the portal when the build is missing or older than the sources, then serve it. With
+// WEB_CONCURRENCY workers (ADR 0043) the workers run this file too: only the primary checks and builds.
+import cluster from "node:cluster";
 import { spawnSync } from "node:child_process";
 import { existsSync, readdirSync, statSync } from "node:fs";
 import path from "node:path";
@@ -20,8 +22,10 @@ function newest(dir) {
 
 const sources = ["app", "db", "anchoring"].map((d) => path.join(root, d)).filter(existsSync);
 const stale =
-  !existsSync(buildFile) ||
-  Math.max(...sources.map(newest), statSync(path.join(root, "remix.config.js")).mtimeMs) > statSync(buildFile).mtimeMs;
+  cluster.isPrimary &&
+  (!existsSync(buildFile) ||
+    Math.max(...sources.map(newest), statSync(path.join(root, "remix.config.js")).mtimeMs) >
+      statSync(buildFile).mtimeMs);
 if (stale) {
   console.log("Building the portal...");
   const remix = path.join(root, "node_modules", "@remix-run", "dev", "dist", "cli.js");

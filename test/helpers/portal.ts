@@ -34,7 +34,15 @@ export interface Portal {
 }
 
 function baseEnv(extra: Record<string, string>): NodeJS.ProcessEnv {
-  const env: NodeJS.ProcessEnv = { ...process.env, NODE_ENV: "development", PORT: "0", HOST: "127.0.0.1", ...extra };
+  // One portal process unless a test asks for a cluster (WEB_CONCURRENCY defaults to the number of cores: ADR 0043).
+  const env: NodeJS.ProcessEnv = {
+    ...process.env,
+    NODE_ENV: "development",
+    PORT: "0",
+    HOST: "127.0.0.1",
+    WEB_CONCURRENCY: "1",
+    ...extra,
+  };
   if (!("DATABASE_URL" in extra)) delete env.DATABASE_URL;
   return env;
 }
