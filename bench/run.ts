@@ -3,32 +3,32 @@
  * run, as a ratio; medians of repeated runs (machines here are small and noisy). Writes bench/results.json.
  * Not part of `npm test`. BENCH_QUICK=1 shrinks the sizes for a smoke run.
  */
-import { hash, createHash, randomBytes } from "node:crypto";
+import { randomBytes } from "node:crypto";
 import { mkdirSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
-import { MerkleTree } from "merkletreejs";
 import postgres from "postgres";
 import { nodeCrypto } from "../anchoring/adapters/crypto-node.ts";
 import { nobleCrypto } from "../anchoring/log/crypto-noble.ts";
-import { rootOf, verifyInclusion, leafHash } from "../anchoring/log/merkle.ts";
-import { MerkleLevels } from "../anchoring/log/tree.ts";
 import { verifyBundle } from "../anchoring/verifier/verify-bundle.ts";
 import { buildLog, POLICY } from "../test/vectors/bundles/generate.ts";
 import { parseEnv } from "../app/platform/env.server.ts";
 import { openDatabase } from "../db/client.ts";
 import { contextFor } from "../app/platform/context.server.ts";
 import { sealAll } from "../app/log/sealer.server.ts";
-import { findEntryByRef, proofBundle } from "../app/log/proofs.server.ts";
 import { trustPolicy } from "../app/keys/log-keys.server.ts";
-import { benchHttp, benchIngest } from "./ingest.ts";
-import { benchAudit } from "./audit.ts";
+import { benchIngest } from "./ingest.ts";
+import { benchHttp } from "./http.ts";
+import { benchAudit, HEAP_CAP_MB } from "./audit.ts";
 import { benchGas } from "./gas.ts";
 import { ensureBuilt } from "../test/helpers/portal.ts";
 import { benchCli, printCli } from "./cli.ts";
 import { benchPackageMemory } from "./package-memory.ts";
 import { benchImport, printImport } from "./import.ts";
+import { benchMerkle } from "./merkle.ts";
+import { benchProofServing, printProofs } from "./proofs.ts";
+import { benchBatchApi, printBatchApi } from "./batch-api.ts";
 
 const QUICK = process.env.BENCH_QUICK === "1";
 const results: Record<string, unknown> = { at: new Date().toISOString(), node: process.version, quick: QUICK };
@@ -37,17 +37,10 @@ function median(xs: number[]) {
   const s = [...xs].sort((a, b) => a - b);
   return s[Math.floor(s.length / 2)];
 }
-function pct(xs: number[], p: number) {
-  const s = [...xs].sort((a, b) => a - b);
-  return s[Math.min(s.length - 1, Math.floor((p / 100) * s.length))];
-}
 function time(fn: () => unknown): number {
   const t = process.hrtime.bigint();
   fn();
   return Number(process.hrtime.bigint() - t) / 1e6;
-}
-function repeat(n: number, fn: () => unknown): number {
-  return median(Array.from({ length: n }, () => time(fn)));
 }
 async function timeAsync(fn: () => Promise<unknown>): Promise<number> {
   const t = process.hrtime.bigint();
@@ -67,70 +60,9 @@ const line = (label: string, value: string, baseline: string, ratio: number, tar
       `${ratio.toFixed(2).padStart(6)}${target ? `   target ${target}` : ""}`,
   );
 
-// ---------------------------------------------------------------- Merkle
-console.log("\n== Merkle trees (ours vs the raw per-call SHA-256 limit and merkletreejs) ==");
-const sizes = QUICK ? [1_000, 10_000] : [1_000, 10_000, 100_000, 1_000_000];
-const merkle: Record<string, unknown>[] = [];
-for (const n of sizes) {
-  const leaves = Array.from({ length: n }, (_, i) => leafHash(nodeCrypto, new TextEncoder().encode(`leaf ${i}`)));
-  const reps = n >= 1_000_000 ? 3 : 5;
-  const buf = new Uint8Array(65);
-  buf[0] = 1;
-  // Baseline: n-1 calls of crypto.hash on 65 bytes, doing nothing else: the per-call limit.
-  const raw = repeat(reps, () => {
-    for (let i = 1; i < n; i++) hash("sha256", buf, "buffer");
-  });
-  const levels = repeat(reps, () => MerkleLevels.fromLeaves(nodeCrypto, leaves).root());
-  const stack = repeat(reps, () => rootOf(nodeCrypto, leaves));
-  const tree = MerkleLevels.fromLeaves(nodeCrypto, leaves);
-  // Exact: the level buffers the tree holds (the leaves themselves are level 0).
-  const bytesPerLeaf = tree.byteLength / n;
-  const sha = (d: Buffer) => createHash("sha256").update(d).digest();
-  const mtLeaves = leaves.map((l) => Buffer.from(l));
-  const mt =
-    n <= 1_000_000
-      ? repeat(n >= 1_000_000 ? 1 : 3, () =>
-          new MerkleTree(mtLeaves, sha, {
-            concatenator: ([l, r]: Buffer[]) => Buffer.concat([Buffer.from([1]), l, r]),
-          }).getRoot(),
-        )
-      : NaN;
-  const allPaths = time(() => {
-    for (let i = 0; i < n; i++) tree.inclusionProof(i);
-  });
-  const root = tree.root();
-  const proof = tree.inclusionProof(n >> 1);
-  const verifyUs = repeat(5, () => {
-    for (let k = 0; k < 1000; k++) verifyInclusion(nodeCrypto, n >> 1, n, leaves[n >> 1], proof, root);
-  });
-  line(`root over ${n} leaves (levels)`, fmt(levels), fmt(raw), levels / raw, "<= 1.2");
-  line(`root over ${n} leaves (stack, O(log n) memory)`, fmt(stack), fmt(raw), stack / raw);
-  line(`root over ${n} leaves, merkletreejs`, fmt(mt), fmt(levels), mt / levels);
-  console.log(
-    `${"  memory of the stored tree".padEnd(44)} ${bytesPerLeaf.toFixed(1).padStart(10)} B/leaf   target <= 80`,
-  );
-  console.log(
-    `${"  all inclusion paths".padEnd(44)} ${fmt(allPaths).padStart(10)}   ` +
-      `(${Math.round(n / (allPaths / 1000))} proofs/s)`,
-  );
-  console.log(
-    `${"  inclusion verifications".padEnd(44)} ${Math.round(1000 / (verifyUs / 1000))
-      .toString()
-      .padStart(10)} /s`,
-  );
-  merkle.push({
-    leaves: n,
-    rawMs: raw,
-    levelsMs: levels,
-    stackMs: stack,
-    merkletreejsMs: mt,
-    ratioToRaw: levels / raw,
-    bytesPerLeaf,
-    allPathsMs: allPaths,
-    verifyPerSec: 1000 / (verifyUs / 1000),
-  });
-}
-results.merkle = merkle;
+// ---------------------------------------------------------------- Merkle (bench/merkle.ts, ADR 0046)
+console.log("\n== Merkle trees: level hashing vs the per-call crypto.hash floor, per-call levels, merkletreejs ==");
+results.merkle = benchMerkle(QUICK ? [1_000, 10_000] : [1_000, 10_000, 100_000, 1_000_000]);
 
 // ---------------------------------------------------------------- offline bundle verification
 console.log("\n== Offline bundle verification ==");
@@ -177,30 +109,29 @@ line(
 );
 results.ingest = ing;
 
-console.log("\n== Ingest over HTTP: POST /api/v1/studies/:code/records, autocannon, 50 connections ==");
+console.log("\n== HTTP: POST /api/v1/studies/:code/records vs authenticated GET /forms, autocannon ==");
 ensureBuilt();
-const http = await benchHttp(adminUrlIngest, { connections: 50, seconds: QUICK ? 5 : 20, log: console.log });
+const http = await benchHttp(adminUrlIngest, { rate: 200, connections: 50, seconds: QUICK ? 5 : 20, log: console.log });
 line(
-  "HTTP records/s (vs GET forms, same stack)",
-  `${Math.round(http.perSec)}/s`,
-  `${Math.round(http.baselinePerSec)}/s`,
-  http.perSec / http.baselinePerSec,
+  `HTTP POST p50 at ${http.rate}/s (vs GET forms)`,
+  fmt(http.post.latencyMs.p50),
+  fmt(http.get.latencyMs.p50),
+  http.post.latencyMs.p50 / http.get.latencyMs.p50,
 );
 line(
-  "HTTP latency p50 (vs GET forms)",
-  fmt(http.latencyMs.p50),
-  fmt(http.baselineLatencyMs.p50),
-  http.latencyMs.p50 / http.baselineLatencyMs.p50,
+  `HTTP POST p99 at ${http.rate}/s (vs GET forms)`,
+  fmt(http.post.latencyMs.p99),
+  fmt(http.get.latencyMs.p99),
+  http.post.latencyMs.p99 / http.get.latencyMs.p99,
+  "<= 100 ms, <= 3x",
 );
-line(
-  "HTTP latency p99 (vs GET forms)",
-  fmt(http.latencyMs.p99),
-  fmt(http.baselineLatencyMs.p99),
-  http.latencyMs.p99 / http.baselineLatencyMs.p99,
-  "<= 100 ms",
+const hp = http.post;
+const httpTail = `${fmt(hp.latencyMs.p97_5)} / ${fmt(hp.latencyMs.max)}; ${hp.non2xx}; ${hp.errors}`;
+console.log(`${"  POST p97.5 / max; non-2xx; errors".padEnd(44)} ${httpTail.padStart(10)}`);
+console.log(
+  `${`  POST closed loop, ${http.closed.connections} connections`.padEnd(44)} ` +
+    `${`${Math.round(http.closed.perSec)}/s, p99 ${fmt(http.closed.latencyMs.p99)}`.padStart(10)}`,
 );
-const httpTail = `${fmt(http.latencyMs.p97_5)} / ${fmt(http.latencyMs.max)}; ${http.non2xx}; ${http.errors}`;
-console.log(`${"  p97.5 / max; non-2xx; errors".padEnd(44)} ${httpTail.padStart(10)}`);
 results.http = http;
 
 // ---------------------------------------------------------------- proofs served from PostgreSQL
@@ -249,79 +180,49 @@ try {
   // What autovacuum would do after a bulk load, done now so it does not run in the middle of the measurement.
   await database.execute(`VACUUM ANALYZE ledger_entries`);
   await database.execute(`VACUUM ANALYZE batches`);
-  const first = time(() => {});
-  const t2 = process.hrtime.bigint();
-  await proofBundle(ctx, (await findEntryByRef(ctx, "0"))!);
-  const firstMs = Number(process.hrtime.bigint() - t2) / 1e6 + first;
-  // Serving alone first (as the portal does: it never verifies what it serves), then verifying every bundle
-  // served, so the verifier's allocations do not land in the serving latencies.
-  const lat: number[] = [];
-  const vlat: number[] = [];
-  const served: { seq: number; bundle: Awaited<ReturnType<typeof proofBundle>> }[] = [];
-  for (let k = 0; k < 1000; k++) {
-    const seq = Math.floor(Math.random() * entries);
-    const t = process.hrtime.bigint();
-    const e = await findEntryByRef(ctx, String(seq));
-    const r = await proofBundle(ctx, e!);
-    lat.push(Number(process.hrtime.bigint() - t) / 1e6);
-    served.push({ seq, bundle: r });
-  }
-  for (const { seq, bundle: r } of served) {
-    if (r.status !== "sealed") throw new Error("not sealed");
-    vlat.push(
-      await timeAsync(async () => {
-        if ((await verifyBundle(nodeCrypto, r.bundle, policy)).verdict !== "valid")
-          throw new Error(`bundle ${seq} does not verify`);
-      }),
-    );
-  }
-  const warm = lat;
-  // Baseline: three trivial round trips (what a proof costs at least: entry, batch + checkpoint, tree nodes).
-  const rtt: number[] = [];
-  for (let k = 0; k < 1000; k++) {
-    const t = process.hrtime.bigint();
-    for (let j = 0; j < 3; j++) await database.execute("select 1");
-    rtt.push(Number(process.hrtime.bigint() - t) / 1e6);
-  }
-  line("verify a served bundle, p50 (node:crypto)", fmt(pct(vlat, 50)), "1 ms", pct(vlat, 50), "< 1 ms");
-  line(
-    "proof bundle served, p50 (vs 3 x select 1)",
-    fmt(pct(warm, 50)),
-    fmt(pct(rtt, 50)),
-    pct(warm, 50) / pct(rtt, 50),
-    "<= 10 ms",
-  );
-  line(
-    "proof bundle served, p95 (vs 3 x select 1)",
-    fmt(pct(warm, 95)),
-    fmt(pct(rtt, 95)),
-    pct(warm, 95) / pct(rtt, 95),
-    "<= 10 ms",
-  );
-  line(
-    "proof bundle served, p99 (vs 3 x select 1)",
-    fmt(pct(warm, 99)),
-    fmt(pct(rtt, 99)),
-    pct(warm, 99) / pct(rtt, 99),
-    "<= 10 ms",
-  );
-  console.log(`${"  first request (loads the batch-log tree)".padEnd(44)} ${fmt(firstMs).padStart(10)}`);
-  line("verify a served bundle, p99 (node:crypto)", fmt(pct(vlat, 99)), "1 ms", pct(vlat, 99), "< 1 ms");
+  // Warm (proof cache) and cold serving, alternating with the 3 x select 1 baseline (bench/proofs.ts, ADR 0047).
+  const pf = await benchProofServing({ ctx, database, entries, batches: made.length, policy });
+  printProofs(pf);
   console.log(`\n== Whole-log audit of the same ${entries}-entry log ==`);
+  // Audit and baseline each in a child process (bench/audit.ts): the peak RSS is the audit's own.
   const au = await benchAudit(ctx, entries);
   line(
     `audit of ${entries} entries (vs reading them)`,
     fmt(au.seconds * 1000),
     fmt(au.readSeconds * 1000),
     au.ratio,
-    "<= 60 s",
+    "<= 4",
+  );
+  line(
+    "  vs reading them through drizzle",
+    fmt(au.seconds * 1000),
+    fmt(au.readDrizzleSeconds * 1000),
+    au.ratioToDrizzleRead,
   );
   console.log(
     `${"  entries/s; clean; findings".padEnd(44)} ` +
       `${`${Math.round(au.entriesPerSec)}/s; ${au.clean}; ${au.findings}`.padStart(10)}`,
   );
-  const memory = `${au.peakRssMb.toFixed(0)} MB (+${au.rssGrowthMb.toFixed(0)} MB), ${au.peakHeapMb.toFixed(0)} MB`;
-  console.log(`${"  memory: peak RSS (growth), peak heap".padEnd(44)} ${memory.padStart(10)}`);
+  line(
+    "  audit peak RSS, MB (vs the read's)",
+    au.peakRssMb.toFixed(0),
+    au.readPeakRssMb.toFixed(0),
+    au.peakRssMb / au.readPeakRssMb,
+    "<= 300 MB",
+  );
+  const start = `${au.startRssMb.toFixed(0)} MB, ${au.peakHeapMb.toFixed(0)} MB`;
+  console.log(`${"  audit process: RSS at start, peak heap".padEnd(44)} ${start.padStart(10)}`);
+  line(
+    `  peak RSS, MB, old space capped at ${HEAP_CAP_MB} MB`,
+    au.capped.peakRssMb.toFixed(0),
+    au.readPeakRssMb.toFixed(0),
+    au.capped.peakRssMb / au.readPeakRssMb,
+    "<= 300 MB",
+  );
+  console.log(
+    `${"  capped: audit time (ratio to reading)".padEnd(44)} ` +
+      `${fmt(au.capped.seconds * 1000).padStart(10)}   (${(au.capped.seconds / au.readSeconds).toFixed(2)})`,
+  );
   results.audit = au;
   results.proofs = {
     entries,
@@ -329,13 +230,7 @@ try {
     insertSeconds: insertS,
     sealSeconds: sealS,
     sealEntriesPerSec: entries / sealS,
-    serveP50Ms: pct(warm, 50),
-    serveP95Ms: pct(warm, 95),
-    serveP99Ms: pct(warm, 99),
-    roundTrips3P50Ms: pct(rtt, 50),
-    roundTrips3P99Ms: pct(rtt, 99),
-    firstMs,
-    verifyP99Ms: pct(vlat, 99),
+    ...pf,
   };
   await database.close();
 } finally {
@@ -377,6 +272,11 @@ results.packageMemory = await benchPackageMemory(QUICK ? [2_000, 5_000] : [10_00
 console.log("\n== Import 100,000 values from a CSV file on PostgreSQL (one job, one transaction) ==");
 results.import = await benchImport(adminUrlIngest);
 printImport(results.import as Awaited<ReturnType<typeof benchImport>>);
+
+// ---------------------------------------------------------------- batch API (issue 19, ADR 0040)
+console.log("\n== Batch API: saveRecordBatch, 1,000 records per call, vs COPY of the same rows (PostgreSQL) ==");
+results.batchApi = await benchBatchApi(adminUrlIngest, { batches: QUICK ? 3 : 10 });
+printBatchApi(results.batchApi as Awaited<ReturnType<typeof benchBatchApi>>);
 
 // ---------------------------------------------------------------- CLI start-up (alone: npm run bench:cli)
 console.log("\n== CLI start-up (bundle built ahead of time; ratios to node -e '' in the same run) ==");

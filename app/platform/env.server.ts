@@ -3,6 +3,7 @@
  * `<DATA_DIR>/secrets.json` on first start (never committed); in production every secret must be given.
  */
 import { randomBytes } from "node:crypto";
+import { availableParallelism } from "node:os";
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import path from "node:path";
 import { z } from "zod";
@@ -39,6 +40,11 @@ const EnvSchema = z.object({
     .string()
     .optional()
     .transform((v) => (v === "" ? undefined : v)),
+  // A streaming replica of DATABASE_URL for reads of sealed rows (ADR 0044); only with DATABASE_URL.
+  DATABASE_REPLICA_URL: z
+    .string()
+    .optional()
+    .transform((v) => (v === "" ? undefined : v)),
   PGLITE_DIR: z.string().min(1).optional(),
   SESSION_SECRET: z.string().min(32, "must be at least 32 characters").optional(),
   DATA_KEY: dataKey.optional(),
@@ -64,6 +70,8 @@ const EnvSchema = z.object({
   SESSION_TTL_HOURS: intFrom(1, 24 * 30).default(12),
   SESSION_IDLE_MINUTES: intFrom(1, 24 * 60).default(30),
   API_RATE_PER_SECOND: intFrom(1, 100_000).default(50),
+  // Portal worker processes on PostgreSQL (ADR 0043); default: the number of cores. One on the embedded database.
+  WEB_CONCURRENCY: intFrom(1, 256).optional(),
   // Anchoring (docs/ledgers.md). The local ledger is on unless LOCAL_LEDGER=false.
   LOCAL_LEDGER: boolFromString.optional(),
   LOCAL_LEDGER_ID: z
@@ -113,6 +121,8 @@ export type Env = {
   production: boolean;
   dataDir: string;
   databaseUrl?: string;
+  /** DATABASE_REPLICA_URL: a read replica serving reads of sealed rows (ADR 0044); only with databaseUrl. */
+  databaseReplicaUrl?: string;
   pgliteDir: string;
   sessionSecret: string;
   dataKey: Uint8Array;
@@ -134,6 +144,8 @@ export type Env = {
   sessionTtlMs: number;
   sessionIdleMs: number;
   apiRatePerSecond: number;
+  /** WEB_CONCURRENCY: portal worker processes (ADR 0043); always 1 on the embedded database. */
+  webConcurrency: number;
   anchoring: AnchoringConfig;
   /** TrueType fonts of the generated PDFs (the bold one falls back to the regular one when missing). */
   pdfFont: { regular: string; bold: string };
@@ -258,6 +270,24 @@ export function parseEnv(
       throw new ConfigError(`invalid ${(err as Error).message}`);
     }
   }
+  if (e.DATABASE_REPLICA_URL) {
+    if (!e.DATABASE_URL)
+      throw new ConfigError(
+        "invalid DATABASE_REPLICA_URL: a read replica needs DATABASE_URL (the primary); the embedded database has none",
+      );
+    try {
+      parseDatabaseUrl(e.DATABASE_REPLICA_URL);
+    } catch (err) {
+      throw new ConfigError(
+        `invalid DATABASE_REPLICA_URL: ${(err as Error).message.replace(/^DATABASE_URL:?\s*/, "")}`,
+      );
+    }
+  }
+  if (!e.DATABASE_URL && e.WEB_CONCURRENCY !== undefined && e.WEB_CONCURRENCY > 1)
+    throw new ConfigError(
+      "invalid WEB_CONCURRENCY: the embedded database (no DATABASE_URL) is served by one process; " +
+        "set DATABASE_URL (PostgreSQL) for several workers, or WEB_CONCURRENCY=1",
+    );
   let devSecrets: Env["devSecrets"] = "environment";
   let sessionSecret = e.SESSION_SECRET;
   let key = e.DATA_KEY;
@@ -335,6 +365,7 @@ export function parseEnv(
     production,
     dataDir: e.DATA_DIR,
     databaseUrl: e.DATABASE_URL,
+    databaseReplicaUrl: e.DATABASE_REPLICA_URL,
     pgliteDir: e.PGLITE_DIR ?? path.join(e.DATA_DIR, "pglite"),
     sessionSecret: sessionSecret!,
     dataKey: key!,
@@ -350,6 +381,7 @@ export function parseEnv(
     sessionTtlMs: e.SESSION_TTL_HOURS * 3600_000,
     sessionIdleMs: e.SESSION_IDLE_MINUTES * 60_000,
     apiRatePerSecond: e.API_RATE_PER_SECOND,
+    webConcurrency: e.DATABASE_URL ? (e.WEB_CONCURRENCY ?? availableParallelism()) : 1,
     anchoring,
     pdfFont: { regular: e.PDF_FONT, bold: e.PDF_FONT_BOLD },
     cliProgress: e.TRIALSEAL_PROGRESS ?? false,
