@@ -102,7 +102,8 @@ describe("a read replica made with pg_basebackup -R", () => {
     // the checkpoint the export itself sealed; the envelopes are exactly the primary's.
     const mid = stats();
     const file = await exportStudy(ctx, OPERATOR, "RR-1", "evidence");
-    expect(stats().replica).toBe(mid.replica + 1);
+    // The log part, then each batch's proof bundles (app/log/proofs.server.ts reads them through sealedRead too).
+    expect(stats().replica).toBeGreaterThan(mid.replica);
     expect(stats().primary).toBe(mid.primary);
     const envelopes = new TextDecoder().decode(unzipSync(file.data)["log/envelopes.jsonl"]);
     const expected = await onPrimary<{ t: string }>(
@@ -150,7 +151,10 @@ describe("a read replica made with pg_basebackup -R", () => {
 
       // The evidence package of the new study: its log from the primary, with the new entries in it.
       const file = await exportStudy(ctx, OPERATOR, "RR-LAG", "evidence");
-      expect(stats()).toEqual({ ...s0, primary: s0.primary + 3 });
+      // Its log part from the primary; the proof bundles of batches the replica already has may come from it.
+      const s1 = stats();
+      expect(s1.primary).toBeGreaterThanOrEqual(s0.primary + 3);
+      expect(s1.fallbacks).toBe(s0.fallbacks);
       const envelopes = new TextDecoder().decode(unzipSync(file.data)["log/envelopes.jsonl"]).trim().split("\n");
       expect(envelopes.length).toBe((await lastSeq()) + 1);
       expect(envelopes).toContain(env);
