@@ -170,8 +170,10 @@ export const OPENAPI = {
           status: {
             type: "integer",
             description:
-              "201 written (or replayed); 422 invalid; 403 not permitted at the subject's site; 409 no complete " +
-              "consent, a duplicate in the batch or in the database, or the key used for another record; 423 locked",
+              "201 written, or replayed: an item whose idempotencyKey already holds a stored result gets it back " +
+              "before any check, whatever changed since; 422 invalid; 403 not permitted at the subject's site; " +
+              "409 no complete consent, a duplicate in the batch or in the database, or the key used for another " +
+              "record; 413 the item's JSON is over 64 KiB (error code too_large, field records[i]); 423 locked",
           },
           record: { $ref: "#/components/schemas/SavedRecord" },
           error: {
@@ -180,7 +182,10 @@ export const OPENAPI = {
             properties: {
               code: { type: "string" },
               message: { type: "string" },
-              field: { type: "string", description: "within the item (`subject`, `data.sbp`, `idempotencyKey`)" },
+              field: {
+                type: "string",
+                description: "within the item (`subject`, `data.sbp`, `idempotencyKey`); `records[i]` for a 413",
+              },
               problems: { type: "array", items: { $ref: "#/components/schemas/Problem" } },
             },
           },
@@ -370,8 +375,8 @@ export const OPENAPI = {
       post: {
         summary:
           "enter up to 1,000 new records (ADR 0040): each item checked as POST /records checks one, the valid ones " +
-          "written in one transaction, a result per item in item order; body at most 4 MiB; each item counts as " +
-          "one request against the rate limit",
+          "written in one transaction, a result per item in item order; body at most 4 MiB, an item at most " +
+          "64 KiB (else that item's 413); each item counts as one request against the rate limit",
         security: bearer,
         parameters: [code],
         requestBody: {

@@ -10,7 +10,7 @@
 import { randomUUID } from "node:crypto";
 import { and, desc, eq, inArray, isNull, sql } from "drizzle-orm";
 import { z } from "zod";
-import { canonicalize } from "../../anchoring/log/canonical.ts";
+import { CanonicalizationError, canonicalize } from "../../anchoring/log/canonical.ts";
 import { toHex, utf8 } from "../../anchoring/log/bytes.ts";
 import type { CheckedEntry } from "../../anchoring/forms/check-entry.ts";
 import type { NewAuditEvent } from "../../db/queries/audit.ts";
@@ -37,6 +37,10 @@ import { NewRecordInput, checkedEntry, storedDefinition, todayIn, type SavedReco
 export const MAX_BATCH_RECORDS = 1000;
 /** The body limit of a batch (a single POST /records allows 64 KiB; a batch about 4 KiB per item on average). */
 export const MAX_BATCH_BYTES = 4 * 1024 * 1024;
+/** The limit of one item's JSON (as POST /records limits a record's body): more is that item's 413. */
+export const MAX_BATCH_ITEM_BYTES = 64 * 1024;
+/** Attempts of the write when it meets a unique violation, a deadlock or a serialization failure. */
+export const MAX_WRITE_ATTEMPTS = 4;
 
 /** An item: a new record as POST /records takes it, and its own optional idempotency key. */
 export const BatchItemInput = NewRecordInput.extend({
@@ -98,6 +102,35 @@ function fail(index: number, err: unknown): BatchItemResult {
       ...(err.problems && err.problems.length > 1 ? { problems: err.problems } : {}),
     },
   };
+}
+
+/** A deadlock (40P01) or a serialization failure (40001): the transaction is worth retrying as a whole. */
+export function isTransientConflict(err: unknown): boolean {
+  let e: unknown = err;
+  for (let i = 0; i < 4 && e; i++) {
+    const code = (e as { code?: string }).code;
+    if (code === "40P01" || code === "40001") return true;
+    e = (e as { cause?: unknown }).cause;
+  }
+  return false;
+}
+
+/** An item whose key holds a stored result: that result (a replay), or its 409 when its body is another one. */
+function replayOf(
+  index: number,
+  s: { requestHash: Uint8Array; status: number; body: unknown },
+  idem: Idempotency,
+): BatchItemResult {
+  if (toHex(s.requestHash) !== toHex(idem.requestHash))
+    return fail(
+      index,
+      new ServiceError(
+        "conflict",
+        "idempotencyKey: this key was already used for a different record",
+        "idempotencyKey",
+      ),
+    );
+  return { index, status: s.status, record: s.body as SavedRecord, replayed: true };
 }
 
 /** Parse an item; an unknown field is refused by name, as POST /records refuses it. */
@@ -181,8 +214,9 @@ type Plan = SealedPlan & { candidate: Candidate };
 
 /**
  * Save up to MAX_BATCH_RECORDS new records: per-item results in item order (201 with the record, or the item's
- * 4xx: 422 invalid, 403 not permitted at that site, 409 consent / duplicate / key reused, 423 locked); the valid
- * items written in one transaction. Throws (the whole call refused) only for a body that is not a batch or a study
+ * 4xx: 422 invalid, 403 not permitted at that site, 409 consent / duplicate / key reused, 413 an item over 64 KiB,
+ * 423 locked); an item whose key holds a stored result gets it back before any check; the valid items written in
+ * one transaction. Throws (the whole call refused) only for a body that is not a batch or a study
  * that does not exist.
  */
 export async function saveRecordBatch(
@@ -195,25 +229,67 @@ export async function saveRecordBatch(
   const study = await getStudyOrThrow(ctx, studyCode);
   const scope = batchIdempotencyScope(principal, study.code);
   const results: (BatchItemResult | undefined)[] = new Array(items.length);
-  const parsed: { index: number; v: z.infer<typeof BatchItemInput>; idem?: Idempotency }[] = [];
+  // Keys first, as POST /records replays before any check: an item whose key already holds a stored result gets
+  // it back whatever changed since (delegation, form version, limits); the same key with another body is its 409.
+  const keyed: (Idempotency | undefined)[] = new Array(items.length);
   const keyOwner = new Map<string, number>();
   for (let index = 0; index < items.length; index++) {
+    const item = items[index];
+    if (typeof item !== "object" || item === null || Array.isArray(item)) continue;
+    const { idempotencyKey, ...rest } = item as Record<string, unknown>;
+    if (typeof idempotencyKey !== "string" || !/^[\x21-\x7e]{1,200}$/.test(idempotencyKey)) continue;
+    const first = keyOwner.get(idempotencyKey);
+    if (first !== undefined) {
+      results[index] = fail(
+        index,
+        new ServiceError(
+          "invalid",
+          `idempotencyKey: item ${first} of this batch has the same key; each item needs its own`,
+          "idempotencyKey",
+        ),
+      );
+      continue;
+    }
+    let text: string;
     try {
-      const v = parseItem(items[index]);
-      let idem: Idempotency | undefined;
-      if (v.idempotencyKey !== undefined) {
-        const first = keyOwner.get(v.idempotencyKey);
-        if (first !== undefined)
-          throw new ServiceError(
-            "invalid",
-            `idempotencyKey: item ${first} of this batch has the same key; each item needs its own`,
-            "idempotencyKey",
-          );
-        keyOwner.set(v.idempotencyKey, index);
-        const { idempotencyKey, ...rest } = items[index] as Record<string, unknown>;
-        idem = { scope, key: idempotencyKey as string, requestHash: ctx.crypto.sha256(utf8(canonicalize(rest))) };
+      text = canonicalize(rest);
+    } catch (err) {
+      // Not JSON the key's hash can be taken of (a lone surrogate, nested too deeply): that item's 422.
+      if (!(err instanceof CanonicalizationError)) throw err;
+      const field = /^\$\.?([^:]*):/.exec(err.message)?.[1] || "body";
+      results[index] = fail(index, new ServiceError("invalid", err.message.replace(/^\$\.?/, ""), field));
+      continue;
+    }
+    keyOwner.set(idempotencyKey, index);
+    keyed[index] = { scope, key: idempotencyKey, requestHash: ctx.crypto.sha256(utf8(text)) };
+  }
+  if (keyOwner.size) {
+    const stored = await storedIdempotent(ctx.db, scope, [...keyOwner.keys()]);
+    for (const [key, index] of keyOwner) {
+      const s = stored.get(key);
+      if (s) results[index] = replayOf(index, s, keyed[index] as Idempotency);
+    }
+  }
+  const parsed: { index: number; v: z.infer<typeof BatchItemInput>; idem?: Idempotency }[] = [];
+  for (let index = 0; index < items.length; index++) {
+    if (results[index]) continue;
+    try {
+      const bytes = Buffer.byteLength(JSON.stringify(items[index]) ?? "", "utf8");
+      if (bytes > MAX_BATCH_ITEM_BYTES) {
+        results[index] = {
+          index,
+          status: 413,
+          error: {
+            code: "too_large",
+            message:
+              `records[${index}]: this record is ${bytes} bytes of JSON; a record holds at most ` +
+              `${MAX_BATCH_ITEM_BYTES} bytes (as POST /records)`,
+            field: `records[${index}]`,
+          },
+        };
+        continue;
       }
-      parsed.push({ index, v, idem });
+      parsed.push({ index, v: parseItem(items[index]), idem: keyed[index] });
     } catch (err) {
       results[index] = fail(index, err);
     }
@@ -291,14 +367,17 @@ export async function saveRecordBatch(
     }
   }
 
-  // The write, again from the replay check when a concurrent write took a key or a record first (unique violation).
+  // The write, again from the replay check when a concurrent write took a key or a record first (unique
+  // violation), or when the transaction was chosen as a deadlock's victim or failed to serialize (40P01, 40001):
+  // at most MAX_WRITE_ATTEMPTS attempts, after a short random pause that grows with each attempt.
   for (let attempt = 1; ; attempt++) {
     try {
       const inTx = await writeCandidates(ctx, principal, study, scope, candidates);
       for (const r of inTx) results[r.index] = r;
       break;
     } catch (err) {
-      if (!isUniqueViolation(err) || attempt >= 3) throw err;
+      if (attempt >= MAX_WRITE_ATTEMPTS || !(isUniqueViolation(err) || isTransientConflict(err))) throw err;
+      if (isTransientConflict(err)) await new Promise((r) => setTimeout(r, Math.random() * 20 * attempt));
     }
   }
   const out = results as BatchItemResult[];
@@ -322,25 +401,14 @@ async function writeCandidates(
   if (candidates.length === 0) return [];
   return ctx.db.transaction(async (tx) => {
     const results: BatchItemResult[] = [];
-    // Replays: the stored result of each key already used (a different body under it is that item's 409).
+    // Replays again, in the transaction: a key a concurrent call stored since the look-up before the checks.
     const keyed = candidates.filter((c) => c.idem).map((c) => (c.idem as Idempotency).key);
     const stored = keyed.length ? await storedIdempotent(tx, scope, keyed) : new Map();
     const fresh: Candidate[] = [];
     for (const c of candidates) {
       const s = c.idem && stored.get(c.idem.key);
       if (!s) fresh.push(c);
-      else if (toHex(s.requestHash) !== toHex((c.idem as Idempotency).requestHash))
-        results.push(
-          fail(
-            c.index,
-            new ServiceError(
-              "conflict",
-              "idempotencyKey: this key was already used for a different record",
-              "idempotencyKey",
-            ),
-          ),
-        );
-      else results.push({ index: c.index, status: s.status, record: s.body as SavedRecord, replayed: true });
+      else results.push(replayOf(c.index, s, c.idem as Idempotency));
     }
     if (fresh.length === 0) return results;
     const pids = [...new Set(fresh.map((c) => c.participant.id))];

@@ -5,8 +5,9 @@
  * permission at the subject's site) beside the good items, which commit; idempotent replay of a whole batch writes
  * nothing and returns the same results; written exactly as saveRecord writes; the integrity audit is clean after.
  */
+import postgres from "postgres";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { createStaff } from "../helpers/study-staff.ts";
+import { createStaff, delegateTasks } from "../helpers/study-staff.ts";
 import { openTestDatabase, engineUnderTest, type TestDb } from "../helpers/db.ts";
 import { giveCompleteConsent } from "../helpers/consent.ts";
 import { createStudy } from "../../app/studies/studies.server.ts";
@@ -15,7 +16,13 @@ import { enrollParticipant } from "../../app/participants/participants.server.ts
 import { createApiToken, tokenPrincipal } from "../../app/accounts/tokens.server.ts";
 import { setLock } from "../../app/clinical-monitoring/clinical-monitoring.server.ts";
 import { saveRecord } from "../../app/records/records.server.ts";
-import { saveRecordBatch, type BatchOutcome } from "../../app/records/batch.server.ts";
+import {
+  MAX_BATCH_ITEM_BYTES,
+  MAX_WRITE_ATTEMPTS,
+  saveRecordBatch,
+  type BatchOutcome,
+} from "../../app/records/batch.server.ts";
+import { revokeDelegation } from "../../app/studies/delegations.server.ts";
 import { runIntegrityAudit } from "../../app/integrity-audit/integrity-audit.server.ts";
 import { sealAll } from "../../app/log/sealer.server.ts";
 import type { Principal } from "../../app/platform/permissions.server.ts";
@@ -82,9 +89,11 @@ beforeAll(async () => {
         ["inv", "investigator", "S1"],
         ["inv2", "investigator", "S2"],
         ["dm", "data_manager"],
+        ["crc", "coordinator", "S1"],
       ])
     ).principals,
   );
+  await delegateTasks(t.ctx, S, "bat.test", p, [["inv", "S1", "crc"]]);
   await importForm(t.ctx, S, VITALS, { actorId: null });
   await importForm(t.ctx, S, AE, { actorId: null });
   for (let i = 0; i < 11; i++) await enrollParticipant(t.ctx, p.inv, { study: S, site: "S1" });
@@ -288,6 +297,133 @@ describe(`batch of new records on ${engineUnderTest()}`, () => {
     expect(next.status).toBe(429);
     expect(Number(next.headers.get("retry-after"))).toBeGreaterThan(10);
     expect((await call({ records: "nope" })).status).toBe(422);
+  });
+
+  it("retries the write after a deadlock or a serialization failure, a bounded number of times", async () => {
+    // A real PostgreSQL error raised by the database itself: a statement trigger on records that fails while a
+    // sequence (not rolled back with the transaction) is at or below a limit, first 40P01 then 40001.
+    const arm = async (limit: number) => {
+      await q("DROP TRIGGER IF EXISTS batch_fault ON records");
+      await q("DROP SEQUENCE IF EXISTS batch_fault_seq");
+      await q("CREATE SEQUENCE batch_fault_seq");
+      await q(`CREATE OR REPLACE FUNCTION batch_fault() RETURNS trigger LANGUAGE plpgsql AS $$
+        DECLARE n bigint := nextval('batch_fault_seq');
+        BEGIN
+          IF n <= ${limit} AND n % 2 = 1 THEN RAISE EXCEPTION 'deadlock detected' USING ERRCODE = '40P01'; END IF;
+          IF n <= ${limit} THEN RAISE EXCEPTION 'could not serialize access' USING ERRCODE = '40001'; END IF;
+          RETURN NULL;
+        END $$`);
+      await q("CREATE TRIGGER batch_fault BEFORE INSERT ON records FOR EACH STATEMENT EXECUTE FUNCTION batch_fault()");
+    };
+    const calls = async () => Number((await q("SELECT last_value AS n FROM batch_fault_seq"))[0].n);
+    try {
+      await arm(2);
+      const before = await count("record_versions");
+      const r = await saveRecordBatch(t.ctx, api, S, {
+        records: [ae("S1-002", "after a deadlock"), ae("S1-003", "after a deadlock")],
+      });
+      expect(statuses(r)).toEqual([201, 201]);
+      expect(await calls()).toBe(3);
+      expect(await count("record_versions")).toBe(before + 2);
+      // Always failing: the call gives up after MAX_WRITE_ATTEMPTS attempts, nothing written.
+      await arm(1_000_000);
+      const err = await saveRecordBatch(t.ctx, api, S, { records: [ae("S1-002", "never")] }).then(
+        () => null,
+        (e: { code?: string; cause?: { code?: string } }) => e.cause?.code ?? e.code,
+      );
+      expect(err).toMatch(/^(40P01|40001)$/);
+      expect(await calls()).toBe(MAX_WRITE_ATTEMPTS);
+      expect(await count("record_versions")).toBe(before + 2);
+    } finally {
+      await q("DROP TRIGGER IF EXISTS batch_fault ON records");
+      await q("DROP SEQUENCE IF EXISTS batch_fault_seq");
+    }
+  });
+
+  it.skipIf(engineUnderTest() !== "postgres")(
+    "on PostgreSQL: a batch chosen as a real deadlock's victim is written by its retry",
+    async () => {
+      // Another session holds the AE slot's advisory lock of S1-006; the batch takes its subject FOR SHARE and then
+      // waits for that lock; the session then asks the subject FOR UPDATE: a deadlock, whose victim is the batch
+      // (its deadlock_timeout runs out first).
+      const [pp] = await q("SELECT id FROM participants WHERE subject_code = 'S1-006'");
+      const slot = `records:${pp.id}:AE:LOG`;
+      const other = postgres(t.url as string, { max: 1, onnotice: () => {} });
+      let batch: Promise<BatchOutcome | Error> | undefined;
+      try {
+        await other.begin(async (tx) => {
+          await tx`SET LOCAL deadlock_timeout = '60s'`;
+          await tx`SELECT pg_advisory_xact_lock(hashtextextended(${slot}, 0))`;
+          batch = saveRecordBatch(t.ctx, api, S, { records: [ae("S1-006", "deadlock victim")] }).catch((e) => e);
+          const deadline = Date.now() + 120_000;
+          for (;;) {
+            const [w] = await tx`SELECT count(*)::int AS n FROM pg_locks l JOIN pg_database d ON d.oid = l.database
+              WHERE d.datname = current_database() AND l.locktype = 'advisory' AND NOT l.granted`;
+            if (w.n > 0) break;
+            if (Date.now() > deadline) throw new Error("the batch never waited for the advisory lock");
+            await new Promise((r) => setTimeout(r, 20));
+          }
+          await tx`SELECT 1 FROM participants WHERE id = ${pp.id as string} FOR UPDATE`;
+        });
+      } finally {
+        await other.end();
+      }
+      const r = await batch;
+      if (r instanceof Error) throw r;
+      expect(statuses(r as BatchOutcome)).toEqual([201]);
+    },
+    180_000,
+  );
+
+  it("replays a stored item before any check: an ended delegation does not turn its 201 into a 403", async () => {
+    const item = { ...ae("S1-004", "delegated"), idempotencyKey: "crc-1" };
+    const a = await saveRecordBatch(t.ctx, p.crc, S, { records: [item] });
+    expect(statuses(a)).toEqual([201]);
+    const [d] = await q(`SELECT d.id FROM delegations d JOIN users u ON u.id = d.delegate_id
+      WHERE u.email = 'crc@bat.test' AND d.revoked_at IS NULL`);
+    await revokeDelegation(t.ctx, p.inv, { study: S, id: String(d.id), reason: "left the site" });
+    const before = await count("record_versions");
+    const b = await saveRecordBatch(t.ctx, p.crc, S, {
+      records: [
+        item,
+        { ...item, data: { term: "other", serious: false }, idempotencyKey: "crc-1" },
+        { ...ae("S1-004", "new"), idempotencyKey: "crc-2" },
+      ],
+    });
+    expect(statuses(b)).toEqual([201, 422, 403]);
+    expect(b.results[0]).toEqual({ ...a.results[0], replayed: true });
+    expect(b.results[1].error?.field).toBe("idempotencyKey");
+    // The same key with another body stays that item's 409, whatever changed since.
+    const c = await saveRecordBatch(t.ctx, p.crc, S, {
+      records: [{ ...item, data: { term: "other", serious: false } }],
+    });
+    expect(statuses(c)).toEqual([409]);
+    expect(c.results[0].error).toMatchObject({ code: "conflict", field: "idempotencyKey" });
+    expect(await count("record_versions")).toBe(before);
+  });
+
+  it("refuses an item over 64 KiB with its own 413 naming it; the others are written", async () => {
+    const before = await count("record_versions");
+    const big = { ...ae("S1-005", "big"), data: { term: "x".repeat(MAX_BATCH_ITEM_BYTES), serious: false } };
+    const r = await saveRecordBatch(t.ctx, p.inv, S, {
+      records: [ae("S1-005", "small before"), big, ae("S1-005", "small after")],
+    });
+    expect(statuses(r)).toEqual([201, 413, 201]);
+    expect(r.results[1].error).toMatchObject({ code: "too_large", field: "records[1]" });
+    expect(r.results[1].error?.message).toMatch(/65536 bytes/);
+    expect(r).toMatchObject({ written: 2, failed: 1 });
+    expect(await count("record_versions")).toBe(before + 2);
+  });
+
+  it("a keyed item that cannot be canonicalized (lone surrogate) is its own 422, not a 500", async () => {
+    const r = await saveRecordBatch(t.ctx, api, S, {
+      records: [
+        { ...ae("S1-008", "fine"), idempotencyKey: "u-0" },
+        { ...ae("S1-008", "bad \ud800"), idempotencyKey: "u-1" },
+      ],
+    });
+    expect(statuses(r)).toEqual([201, 422]);
+    expect(r.results[1].error).toMatchObject({ code: "invalid", field: "data.term" });
   });
 
   it("leaves a study the integrity audit finds clean", async () => {

@@ -1,8 +1,8 @@
 /**
  * The batch API over HTTP (issue 19, ADR 0040) against a running portal on PostgreSQL: 200 with per-item results in
- * item order (201 / 422 / 409), a replay by the items' keys returning the same results; 401 without a token, 404 for
- * a study the token does not see, 413 naming `records` beyond 1,000 items and 413 for a body over 4 MiB; and
- * POST /records and GET /records/:id still resolve beside /records/batch.
+ * item order (201 / 422 / 409), a replay by the items' keys returning the same results; an item over 64 KiB its
+ * own 413; 401 without a token, 404 for a study the token does not see, 413 naming `records` beyond 1,000 items
+ * and 413 for a body over 4 MiB; and POST /records and GET /records/:id still resolve beside /records/batch.
  */
 import { request as httpRequest } from "node:http";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -132,6 +132,21 @@ describe("batch API over HTTP", () => {
     expect(res.status, JSON.stringify(body).slice(0, 300)).toBe(200);
     expect(body).toMatchObject({ written: 1000, failed: 0 });
     expect(body.results.map((x) => x.record?.instance)).toEqual(records.map((_, i) => i + 1));
+  });
+
+  it("an item over 64 KiB is that item's 413 naming records[i]; the others are written", async () => {
+    const r = await post("/api/v1/studies/DEMO-001/participants", { site: "SITE-01" });
+    const subject = ((await r.json()) as { subject: string }).subject;
+    const big = { ...vitals(subject, "WEEK4"), data: { ...vitals(subject, "WEEK4").data, pad: "x".repeat(65 * 1024) } };
+    const res = await post(BATCH, { records: [vitals(subject, "SCREENING"), big] });
+    const body = (await res.json()) as {
+      results: { status: number; error?: { code: string; field?: string } }[];
+      written: number;
+    };
+    expect(res.status, JSON.stringify(body).slice(0, 300)).toBe(200);
+    expect(body.results.map((x) => x.status)).toEqual([201, 413]);
+    expect(body.results[1].error).toMatchObject({ code: "too_large", field: "records[1]" });
+    expect(body.written).toBe(1);
   });
 
   it("401 without a token, 404 for another study, 413 for more than 1,000 items or over 4 MiB", async () => {

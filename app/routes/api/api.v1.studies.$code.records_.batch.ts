@@ -12,7 +12,8 @@ import {
 /**
  * POST /api/v1/studies/:code/records/batch (ADR 0040): up to 1,000 new records, each as POST /records takes one
  * plus its own optional `idempotencyKey`. 200 with per-item results in item order (201 with the record, or the
- * item's 4xx); the valid items written in one transaction. 413 for a body over 4 MiB or more than 1,000 items.
+ * item's 4xx, e.g. 413 for an item over 64 KiB); the valid items written in one transaction. 413 for a body over
+ * 4 MiB or more than 1,000 items.
  * Each item counts as one request against the API rate.
  */
 export async function action({ request, context, params }: ActionFunctionArgs) {
