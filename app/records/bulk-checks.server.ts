@@ -41,7 +41,9 @@ export interface SubjectFacts {
   /**
    * The latest consent obtained (signed electronically or on paper, as consentStatus picks it) is countersigned (or
    * attested) and is to the document version in force: consentStatus would say "consented". False whenever that is
-   * not plainly so (the per-record check then decides).
+   * not plainly so (the per-record check then decides): among others when the latest consent is not one row but a
+   * tie (two signatures, two paper consents, or a paper consent and a signature at the same instant), where which
+   * one counts depends on an order the two checks need not share.
    */
   consented: boolean;
 }
@@ -65,6 +67,7 @@ export async function subjectFacts(tx: DbOrTx, participantIds: string[]): Promis
       (SELECT ss.forms_before_consent FROM study_settings ss WHERE ss.study_id = p.study_id
         ORDER BY ss.version DESC LIMIT 1) AS fbc,
       CASE
+        WHEN sg.tied > 1 OR pc.tied > 1 OR pc.uploaded_at = sg.signed_at THEN false
         WHEN pc.uploaded_at IS NOT NULL AND (sg.signed_at IS NULL OR pc.uploaded_at >= sg.signed_at)
           THEN pc.attested_by IS NOT NULL AND ${sql.raw(inForce("pc.document_id"))}
         WHEN sg.id IS NOT NULL
@@ -73,10 +76,12 @@ export async function subjectFacts(tx: DbOrTx, participantIds: string[]): Promis
         ELSE false
       END AS consented
     FROM participants p
-    LEFT JOIN LATERAL (SELECT s.id, s.document_id, s.signed_at FROM consent_signatures s
-      WHERE s.participant_id = p.id AND s.countersigns IS NULL ORDER BY s.signed_at DESC LIMIT 1) sg ON true
-    LEFT JOIN LATERAL (SELECT x.document_id, x.uploaded_at, x.attested_by FROM paper_consents x
-      WHERE x.participant_id = p.id ORDER BY x.uploaded_at DESC LIMIT 1) pc ON true
+    LEFT JOIN LATERAL (SELECT s.id, s.document_id, s.signed_at, count(*) OVER (PARTITION BY s.signed_at) AS tied
+      FROM consent_signatures s WHERE s.participant_id = p.id AND s.countersigns IS NULL
+      ORDER BY s.signed_at DESC LIMIT 1) sg ON true
+    LEFT JOIN LATERAL (SELECT x.document_id, x.uploaded_at, x.attested_by,
+        count(*) OVER (PARTITION BY x.uploaded_at) AS tied
+      FROM paper_consents x WHERE x.participant_id = p.id ORDER BY x.uploaded_at DESC LIMIT 1) pc ON true
     WHERE p.id IN (${list(ids)})`);
   const out = new Map<string, SubjectFacts>();
   type Row = { id: string; locked: boolean; withdrawn: boolean; scheduled: boolean; fbc: unknown; consented: boolean };

@@ -3,15 +3,32 @@
  * is in flight, new arrivals wait in a queue and form the next group (up to `maxGroup` items); each writer's promise
  * settles only after its group's transaction has committed (or rolled back). A group commit decides per item:
  * `commitGroup` returns one outcome per item, so an item refused inside the transaction (a lock, consent, a
- * duplicate) fails alone. When the group's transaction itself fails (a database error, e.g. a unique violation from
- * a concurrent writer outside the group), every item of the group is retried one by one through `commitOne`, the
- * single-item path, so only the offender fails, with the error it gets on its own.
+ * duplicate) fails alone.
  *
- * One committer per database handle: on PGlite (one connection) and on PostgreSQL (a pool) alike, at most one group
- * transaction per committer is in flight at a time.
+ * When the group fails, what happens depends on whether its COMMIT was sent:
+ * - before COMMIT (`commitGroup` throws a `GroupRolledBack`: a database error such as a unique violation from a
+ *   concurrent writer, a lock or statement timeout, a deadlock): nothing of the group was written, and every item is
+ *   retried on its own through `commitOne`, the single-item path, so only the offender fails, with the error it gets
+ *   on its own. The retries run outside the group's slot (concurrently, each waiting as a lone write does), so the
+ *   queue moves on meanwhile.
+ * - COMMIT itself or anything after it failed (any other error: the COMMIT's reply lost on a dropped connection, a
+ *   failure at commit): the group may well be written. Every item is rejected with that error, as a lone write whose
+ *   COMMIT fails is, and nothing is retried (a retry could write a record twice).
+ *
+ * One committer per database handle, any studies. At most `maxInFlight` groups are in flight at a time; a group still
+ * in flight after `stallMs` (a hung connection) stops counting against that limit, so the queue never waits forever
+ * on it; its items still wait for its own outcome.
  */
 
 export type Outcome<R> = { ok: true; value: R } | { ok: false; error: unknown };
+
+/** A group's transaction failed before its COMMIT was sent: nothing of it was written; its items may be retried. */
+export class GroupRolledBack extends Error {
+  constructor(readonly cause: unknown) {
+    super(`group commit rolled back: ${cause instanceof Error ? cause.message : String(cause)}`);
+    this.name = "GroupRolledBack";
+  }
+}
 
 export interface GroupCommitStats {
   /** Group transactions committed (one per group, including groups of one). */
@@ -20,8 +37,12 @@ export interface GroupCommitStats {
   items: number;
   /** The largest group so far. */
   largest: number;
-  /** Groups whose transaction failed and whose items were retried one by one. */
+  /** Groups rolled back before their COMMIT whose items were retried one by one. */
   fallbacks: number;
+  /** Groups whose COMMIT (or what follows it) failed: every item rejected with that error, none retried. */
+  uncertain: number;
+  /** Groups still in flight after `stallMs`, whose slot was given to the next group. */
+  stalled: number;
 }
 
 interface Waiting<I, R> {
@@ -33,7 +54,7 @@ interface Waiting<I, R> {
 export class GroupCommitter<I, R> {
   private queue: Waiting<I, R>[] = [];
   private inFlight = 0;
-  readonly stats: GroupCommitStats = { groups: 0, items: 0, largest: 0, fallbacks: 0 };
+  readonly stats: GroupCommitStats = { groups: 0, items: 0, largest: 0, fallbacks: 0, uncertain: 0, stalled: 0 };
 
   constructor(
     private readonly opts: {
@@ -41,12 +62,22 @@ export class GroupCommitter<I, R> {
       maxGroup?: number;
       /** Group transactions in flight at once (default 1). */
       maxInFlight?: number;
-      /** Write the group in one transaction; one outcome per item, in order, settled after the commit. */
+      /** After this long in flight, a group's slot is given to the next group (default 15 s). */
+      stallMs?: number;
+      /**
+       * Write the group in one transaction; one outcome per item, in order, settled after the commit. Throws a
+       * `GroupRolledBack` for a failure before COMMIT was sent, anything else for a failure of COMMIT or after it.
+       */
       commitGroup: (items: I[]) => Promise<Outcome<R>[]>;
-      /** The single-item path (its own transaction): used when a group's transaction fails. */
+      /** The single-item path (its own transaction): used when a group's transaction rolled back before COMMIT. */
       commitOne: (item: I) => Promise<R>;
     },
   ) {}
+
+  /** Items waiting for a group. */
+  get queued(): number {
+    return this.queue.length;
+  }
 
   submit(item: I): Promise<R> {
     return new Promise<R>((resolve, reject) => {
@@ -60,41 +91,55 @@ export class GroupCommitter<I, R> {
     while (this.queue.length > 0 && this.inFlight < (this.opts.maxInFlight ?? 1)) {
       const group = this.queue.splice(0, this.opts.maxGroup ?? 200);
       this.inFlight++;
-      void this.commit(group).finally(() => {
+      let released = false;
+      const release = () => {
+        if (released) return;
+        released = true;
+        clearTimeout(timer);
         this.inFlight--;
         this.pump();
-      });
+      };
+      const timer = setTimeout(() => {
+        this.stats.stalled++;
+        release();
+      }, this.opts.stallMs ?? 15_000);
+      timer.unref?.();
+      void this.commit(group, release).finally(release);
     }
   }
 
-  private async commit(group: Waiting<I, R>[]) {
-    let outcomes: Outcome<R>[] | null = null;
+  private async commit(group: Waiting<I, R>[], release: () => void) {
+    let outcomes: Outcome<R>[];
     try {
       outcomes = await this.opts.commitGroup(group.map((w) => w.item));
       if (outcomes.length !== group.length) throw new Error("group commit: one outcome per item expected");
-    } catch {
-      // Rolled back: nothing of the group was written. Each item is retried on its own below, so that it gets
-      // the error (or the success) of the single-item path.
-      outcomes = null;
+    } catch (err) {
+      if (!(err instanceof GroupRolledBack)) {
+        // COMMIT was sent: the group may be written. Every item gets the error; none is written again.
+        this.stats.uncertain++;
+        for (const w of group) w.reject(err);
+        return;
+      }
+      // Rolled back before COMMIT: nothing of the group was written. Each item on its own, outside the group's
+      // slot, so that it gets the error (or the success) of the single-item path and the queue moves on.
       this.stats.fallbacks++;
-    }
-    if (outcomes) {
-      this.count(group.length);
-      group.forEach((w, i) => {
-        const o = outcomes[i];
-        if (o.ok) w.resolve(o.value);
-        else w.reject(o.error);
-      });
+      release();
+      await Promise.all(
+        group.map((w) =>
+          this.opts.commitOne(w.item).then(
+            (v) => w.resolve(v),
+            (e: unknown) => w.reject(e),
+          ),
+        ),
+      );
       return;
     }
-    // The group's transaction failed as a whole: each item on its own, in order.
-    for (const w of group) {
-      try {
-        w.resolve(await this.opts.commitOne(w.item));
-      } catch (err) {
-        w.reject(err);
-      }
-    }
+    this.count(group.length);
+    group.forEach((w, i) => {
+      const o = outcomes[i];
+      if (o.ok) w.resolve(o.value);
+      else w.reject(o.error);
+    });
   }
 
   private count(n: number) {

@@ -22,7 +22,7 @@ import {
   studies,
   users,
 } from "../../db/schema/index.ts";
-import type { Db, DbOrTx } from "../../db/client.ts";
+import type { Db, DbOrTx, Tx } from "../../db/client.ts";
 import { buildEntry } from "../../anchoring/log/entry.ts";
 import { parseFormDefinition, storableText, type FormDefinition } from "../../anchoring/forms/definition.ts";
 import { checkEntry, type CheckedEntry, type EntryInput } from "../../anchoring/forms/check-entry.ts";
@@ -47,7 +47,7 @@ import { storedDefinition } from "./stored-definition.server.ts";
 import { openAutomaticQueries } from "../clinical-monitoring/automatic-queries.server.ts";
 import { openWindowQuery } from "../visit-schedule/visit-windows.server.ts";
 import { currentSchedule } from "../visit-schedule/schedule.server.ts";
-import { GroupCommitter, type GroupCommitStats, type Outcome } from "./group-commit.server.ts";
+import { GroupCommitter, GroupRolledBack, type GroupCommitStats, type Outcome } from "./group-commit.server.ts";
 import { holdSubjectsForShare, subjectFacts } from "./bulk-checks.server.ts";
 import { rowsOf } from "../../db/queries/rows.ts";
 
@@ -389,10 +389,28 @@ async function prepareSave(
 /** The record id of no record: a new record's lock check looks at study and subject locks only. */
 const NO_RECORD = "00000000-0000-0000-0000-000000000000";
 
+/** The advisory lock key of a repeating form's rows of one subject and visit (ADR 0026; the batch API's too). */
+const slotKey = (x: PreparedSave) => `records:${x.p.id}:${x.def.code}:${x.visit}`;
+
+/**
+ * Take the slot locks of a group's repeating forms up front, in one statement and in the order of their lock ids
+ * (the hash), as the batch API does: two writers taking several slots never wait for each other in a cycle.
+ */
+async function lockSlots(tx: DbOrTx, keys: string[]) {
+  const distinct = [...new Set(keys)];
+  if (distinct.length === 0) return;
+  await tx.execute(
+    sql`SELECT pg_advisory_xact_lock(h) FROM (SELECT hashtextextended(k, 0) AS h
+        FROM (VALUES ${sql.join(
+          distinct.map((k) => sql`(${k})`),
+          sql`, `,
+        )}) AS v(k) ORDER BY 1 OFFSET 0) AS o`,
+  );
+}
+
 /** The next row of a repeating form, assigned under a lock held to the end of the transaction (ADR 0026). */
-async function lastInstance(tx: DbOrTx, x: PreparedSave): Promise<number> {
-  const key = `records:${x.p.id}:${x.def.code}:${x.visit}`;
-  await tx.execute(sql`SELECT pg_advisory_xact_lock(hashtextextended(${key}, 0))`);
+async function lastInstance(tx: DbOrTx, x: PreparedSave, opts: { locked?: boolean } = {}): Promise<number> {
+  if (!opts.locked) await tx.execute(sql`SELECT pg_advisory_xact_lock(hashtextextended(${slotKey(x)}, 0))`);
   const [last] = await tx
     .select({ n: sql<number>`coalesce(max(${records.instance}), 0)` })
     .from(records)
@@ -535,121 +553,27 @@ async function writeOne(x: PreparedSave): Promise<SavedRecord> {
  * collides with an existing one (same subject, form, visit) is left out and answered as on its own (a replay of its
  * Idempotency-Key, else a 409) after the commit.
  */
-async function writeGroup(items: PreparedSave[]): Promise<Outcome<SavedRecord>[]> {
+async function writeGroup(items: PreparedSave[], limits: GroupLimits): Promise<Outcome<SavedRecord>[]> {
   const db = items[0].ctx.db;
   const outcomes: (Outcome<SavedRecord> | "duplicate" | undefined)[] = new Array(items.length);
-  await db.transaction(async (tx) => {
-    outcomes.fill(undefined);
-    await holdSubjectsForShare(
-      tx,
-      items.map((x) => x.p.id),
-    );
-    const facts = await subjectFacts(
-      tx,
-      items.map((x) => x.p.id),
-    );
-    const live: { k: number; recordId: string; instance: number }[] = [];
-    const taken = new Set<string>();
-    const lastOf = new Map<string, number>();
-    for (let k = 0; k < items.length; k++) {
-      const x = items[k];
-      const c = facts.get(x.p.id);
-      const plain = c && !c.locked && !c.withdrawn && (c.consented || c.formsBeforeConsent.includes(x.def.code));
-      if (!plain) {
-        // Flagged by a bulk check: the per-record checks decide, with today's errors.
-        try {
-          await assertUnlocked(x.ctx, { id: NO_RECORD, studyId: x.study.id, participantId: x.p.id }, tx);
-          await assertConsentAllowsNewData(x.ctx, x.p.id, tx);
-          await assertConsentBeforeData(x.ctx, tx, {
-            studyId: x.study.id,
-            studyCode: x.study.code,
-            participantId: x.p.id,
-            subject: x.p.subjectCode,
-            form: x.def.code,
-          });
-        } catch (err) {
-          if (!(err instanceof ServiceError)) throw err;
-          outcomes[k] = { ok: false, error: err };
-          continue;
-        }
-      }
-      const slot = `${x.p.id}:${x.def.code}:${x.visit}`;
-      let instance = 1;
-      if (x.def.repeating) {
-        instance = (lastOf.get(slot) ?? (await lastInstance(tx, x))) + 1;
-        lastOf.set(slot, instance);
-      } else if (taken.has(slot)) {
-        outcomes[k] = "duplicate"; // the same subject, form and visit earlier in this group
-        continue;
-      }
-      taken.add(slot);
-      live.push({ k, recordId: randomUUID(), instance });
-    }
-    if (live.length === 0) return;
-    // The records, their ledger entries and versions in one statement; a record colliding with one already there
-    // (or committed meanwhile by another writer) is left out with its entry and version.
-    const rows = live.map(({ k, recordId, instance }) => {
-      const x = items[k];
-      const built = buildEntry(
-        x.ctx.crypto,
-        "record.saved",
-        recordPayload(x.ctx, x.principal, x.def, x.form, {
-          record: recordId,
-          version: 1,
-          subject: x.p.subjectCode,
-          visit: x.visit,
-          instance,
-          reason: null,
-          prev: null,
-          entry: x.checked,
-        }),
-      );
-      return { ...newRecordRow(x, recordId, instance, randomUUID()), ...entryColumns(built) };
+  // Set when the transaction's callback has returned: from then on COMMIT is sent, and a failure (of COMMIT, or its
+  // reply lost on a dropped connection) leaves the group's fate unknown. Before that, any failure rolled it back.
+  let committing = false;
+  try {
+    await db.transaction(async (tx) => {
+      await groupTransaction(tx, items, outcomes, limits);
+      for (let k = 0; k < items.length; k++)
+        if (outcomes[k] === undefined) throw new Error("group commit: an item got no outcome");
+      committing = true;
     });
-    const inserted = new Set(
-      rowsOf<{ id: string }>(await tx.execute(insertNewRecords(rows, new Date()))).map((r) => r.id),
-    );
-    const written = live.flatMap((w, i) => {
-      if (inserted.has(w.recordId)) return [{ ...w, entryId: rows[i].eid }];
-      outcomes[w.k] = "duplicate"; // a record already there (or committed meanwhile by another writer)
-      return [];
-    });
-    if (written.length === 0) return;
-    await insertSealedEvents(
-      tx,
-      written.map((w) => createEvent(items[w.k], w.recordId, w.instance, w.entryId)),
-    );
-    // Visit windows: the schedule of a study that has one read once per group; openWindowQuery only where it can
-    // open a query.
-    const schedules = new Map<string, Awaited<ReturnType<typeof currentSchedule>>>();
-    for (const w of written) {
-      const x = items[w.k];
-      if (!schedules.has(x.study.id) && facts.get(x.p.id)?.scheduled)
-        schedules.set(x.study.id, await currentSchedule(tx, x.study.id));
-    }
-    const stored: { idem: Idempotency; status: number; body: SavedRecord }[] = [];
-    for (let i = 0; i < written.length; i++) {
-      const { k, recordId, instance, entryId } = written[i];
-      const x = items[k];
-      const r = { id: recordId, siteId: x.p.siteId, participantId: x.p.id, visit: x.visit };
-      const queryIds = await newRecordQueries(tx, x, r, windowMayApply(schedules.get(x.study.id) ?? null, x));
-      const out: SavedRecord = {
-        id: recordId,
-        version: 1,
-        instance,
-        entry: { id: entryId, status: "pending" },
-        ...(queryIds.length ? { queries: queryIds } : {}),
-      };
-      if (x.idem) stored.push({ idem: x.idem, status: 201, body: out });
-      outcomes[k] = { ok: true, value: out };
-    }
-    await storeIdempotentMany(tx, stored);
-  });
-  // After the commit: the duplicates answered as on their own.
+  } catch (err) {
+    if (!committing) throw new GroupRolledBack(err);
+    throw err;
+  }
+  // After the commit: the duplicates answered as on their own (an error there is that item's alone).
   const out: Outcome<SavedRecord>[] = [];
   for (let k = 0; k < items.length; k++) {
-    const o = outcomes[k];
-    if (o === undefined) throw new Error("group commit: an item got no outcome");
+    const o = outcomes[k] as Outcome<SavedRecord> | "duplicate";
     if (o !== "duplicate") out.push(o);
     else
       out.push(
@@ -660,6 +584,134 @@ async function writeGroup(items: PreparedSave[]): Promise<Outcome<SavedRecord>[]
       );
   }
   return out;
+}
+
+/** A group transaction's own limits (ADR 0041): how long it may wait on a lock, and run one statement. */
+interface GroupLimits {
+  lockTimeoutMs: number;
+  statementTimeoutMs: number;
+}
+
+/** The body of a group's transaction (see writeGroup): fills one outcome per item. */
+async function groupTransaction(
+  tx: Tx,
+  items: PreparedSave[],
+  outcomes: (Outcome<SavedRecord> | "duplicate" | undefined)[],
+  limits: GroupLimits,
+) {
+  outcomes.fill(undefined);
+  // A group never waits long on a lock (a study's row held FOR UPDATE by a settings, schedule or lock change, a
+  // slot held by a batch) nor on a statement: it gives up and its items are written one by one, each waiting as
+  // a lone write does, while the queue moves on (ADR 0041).
+  await tx.execute(
+    sql`SELECT set_config('lock_timeout', ${`${limits.lockTimeoutMs}ms`}, true),
+      set_config('statement_timeout', ${`${limits.statementTimeoutMs}ms`}, true)`,
+  );
+  await holdSubjectsForShare(
+    tx,
+    items.map((x) => x.p.id),
+  );
+  const facts = await subjectFacts(
+    tx,
+    items.map((x) => x.p.id),
+  );
+  await lockSlots(tx, items.filter((x) => x.def.repeating).map(slotKey));
+  const live: { k: number; recordId: string; instance: number }[] = [];
+  const taken = new Set<string>();
+  const lastOf = new Map<string, number>();
+  for (let k = 0; k < items.length; k++) {
+    const x = items[k];
+    const c = facts.get(x.p.id);
+    const plain = c && !c.locked && !c.withdrawn && (c.consented || c.formsBeforeConsent.includes(x.def.code));
+    if (!plain) {
+      // Flagged by a bulk check: the per-record checks decide, with today's errors.
+      try {
+        await assertUnlocked(x.ctx, { id: NO_RECORD, studyId: x.study.id, participantId: x.p.id }, tx);
+        await assertConsentAllowsNewData(x.ctx, x.p.id, tx);
+        await assertConsentBeforeData(x.ctx, tx, {
+          studyId: x.study.id,
+          studyCode: x.study.code,
+          participantId: x.p.id,
+          subject: x.p.subjectCode,
+          form: x.def.code,
+        });
+      } catch (err) {
+        if (!(err instanceof ServiceError)) throw err;
+        outcomes[k] = { ok: false, error: err };
+        continue;
+      }
+    }
+    const slot = `${x.p.id}:${x.def.code}:${x.visit}`;
+    let instance = 1;
+    if (x.def.repeating) {
+      instance = (lastOf.get(slot) ?? (await lastInstance(tx, x, { locked: true }))) + 1;
+      lastOf.set(slot, instance);
+    } else if (taken.has(slot)) {
+      outcomes[k] = "duplicate"; // the same subject, form and visit earlier in this group
+      continue;
+    }
+    taken.add(slot);
+    live.push({ k, recordId: randomUUID(), instance });
+  }
+  if (live.length === 0) return;
+  // The records, their ledger entries and versions in one statement; a record colliding with one already there
+  // (or committed meanwhile by another writer) is left out with its entry and version.
+  const rows = live.map(({ k, recordId, instance }) => {
+    const x = items[k];
+    const built = buildEntry(
+      x.ctx.crypto,
+      "record.saved",
+      recordPayload(x.ctx, x.principal, x.def, x.form, {
+        record: recordId,
+        version: 1,
+        subject: x.p.subjectCode,
+        visit: x.visit,
+        instance,
+        reason: null,
+        prev: null,
+        entry: x.checked,
+      }),
+    );
+    return { ...newRecordRow(x, recordId, instance, randomUUID()), ...entryColumns(built) };
+  });
+  const inserted = new Set(
+    rowsOf<{ id: string }>(await tx.execute(insertNewRecords(rows, new Date()))).map((r) => r.id),
+  );
+  const written = live.flatMap((w, i) => {
+    if (inserted.has(w.recordId)) return [{ ...w, entryId: rows[i].eid }];
+    outcomes[w.k] = "duplicate"; // a record already there (or committed meanwhile by another writer)
+    return [];
+  });
+  if (written.length === 0) return;
+  await insertSealedEvents(
+    tx,
+    written.map((w) => createEvent(items[w.k], w.recordId, w.instance, w.entryId)),
+  );
+  // Visit windows: the schedule of a study that has one read once per group; openWindowQuery only where it can
+  // open a query.
+  const schedules = new Map<string, Awaited<ReturnType<typeof currentSchedule>>>();
+  for (const w of written) {
+    const x = items[w.k];
+    if (!schedules.has(x.study.id) && facts.get(x.p.id)?.scheduled)
+      schedules.set(x.study.id, await currentSchedule(tx, x.study.id));
+  }
+  const stored: { idem: Idempotency; status: number; body: SavedRecord }[] = [];
+  for (let i = 0; i < written.length; i++) {
+    const { k, recordId, instance, entryId } = written[i];
+    const x = items[k];
+    const r = { id: recordId, siteId: x.p.siteId, participantId: x.p.id, visit: x.visit };
+    const queryIds = await newRecordQueries(tx, x, r, windowMayApply(schedules.get(x.study.id) ?? null, x));
+    const out: SavedRecord = {
+      id: recordId,
+      version: 1,
+      instance,
+      entry: { id: entryId, status: "pending" },
+      ...(queryIds.length ? { queries: queryIds } : {}),
+    };
+    if (x.idem) stored.push({ idem: x.idem, status: 201, body: out });
+    outcomes[k] = { ok: true, value: out };
+  }
+  await storeIdempotentMany(tx, stored);
 }
 
 /** A new record's row, its version's columns and its entry's id, as the group's INSERT takes them. */
@@ -729,20 +781,57 @@ function windowMayApply(s: Awaited<ReturnType<typeof currentSchedule>>, x: Prepa
   return !!v?.dateField && v.dateField.form.toUpperCase() === x.def.code.toUpperCase();
 }
 
+/** The settings of a database's record group committer (ADR 0041). */
+export interface RecordGroupCommitOptions {
+  /** Items per group at most (default 200). */
+  maxGroup?: number;
+  /** Group transactions in flight at once (default 1). */
+  maxInFlight?: number;
+  /** A group's wait on any one lock before it gives up and its items go one by one (default 1 s). */
+  lockTimeoutMs?: number;
+  /** A group statement's running time before it is cancelled and its items go one by one (default 10 s). */
+  statementTimeoutMs?: number;
+  /** A group still in flight after this long gives its slot to the next group (default 15 s: a hung connection). */
+  stallMs?: number;
+}
+
 /** One group committer per database handle. */
 const committers = new WeakMap<Db, GroupCommitter<PreparedSave, SavedRecord>>();
+function makeCommitter(o: RecordGroupCommitOptions) {
+  const limits = { lockTimeoutMs: o.lockTimeoutMs ?? 1_000, statementTimeoutMs: o.statementTimeoutMs ?? 10_000 };
+  return new GroupCommitter<PreparedSave, SavedRecord>({
+    maxGroup: o.maxGroup ?? 200,
+    maxInFlight: o.maxInFlight ?? 1,
+    stallMs: o.stallMs ?? 15_000,
+    commitGroup: (items) => writeGroup(items, limits),
+    commitOne: writeOne,
+  });
+}
 function committerOf(db: Db) {
   let c = committers.get(db);
   if (!c) {
-    c = new GroupCommitter<PreparedSave, SavedRecord>({ maxGroup: 200, commitGroup: writeGroup, commitOne: writeOne });
+    c = makeCommitter({});
     committers.set(db, c);
   }
   return c;
 }
 
-/** Counters of the record group committer of a database (groups, items, largest group, fallbacks). */
-export function recordGroupCommitStats(db: Db): GroupCommitStats {
-  return { ...(committers.get(db)?.stats ?? { groups: 0, items: 0, largest: 0, fallbacks: 0 }) };
+/**
+ * Change the settings of a database's record group committer (the bench and tests; the defaults are the
+ * portal's). Saves already queued finish on the committer they joined; the counters carry over.
+ */
+export function configureRecordGroupCommit(db: Db, opts: RecordGroupCommitOptions) {
+  const c = makeCommitter(opts);
+  const old = committers.get(db);
+  if (old) Object.assign(c.stats, old.stats);
+  committers.set(db, c);
+}
+
+/** Counters of the record group committer of a database (groups, items, largest group, fallbacks, ...). */
+export function recordGroupCommitStats(db: Db): GroupCommitStats & { queued: number } {
+  const c = committers.get(db);
+  const none = { groups: 0, items: 0, largest: 0, fallbacks: 0, uncertain: 0, stalled: 0 };
+  return { ...(c?.stats ?? none), queued: c?.queued ?? 0 };
 }
 
 /**

@@ -6,15 +6,23 @@
  * Idempotency-Key replayed inside a group; the rows of a repeating form numbered without gaps under concurrency; a
  * group whose transaction fails retried item by item, so only the offender fails; the integrity audit clean.
  */
+import net from "node:net";
+import postgres from "postgres";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { openTestDatabase, engineUnderTest, type TestDb } from "../helpers/db.ts";
+import { testEnv } from "../helpers/env.ts";
+import { openDatabase } from "../../db/client.ts";
+import { contextFor } from "../../app/platform/context.server.ts";
+import { recordPaperConsent, hashScan } from "../../app/consent/paper-consent.server.ts";
+import { findUserByEmail } from "../../db/queries/users.ts";
+import { Readable } from "node:stream";
 import { giveCompleteConsent } from "../helpers/consent.ts";
 import { createStudy } from "../../app/studies/studies.server.ts";
 import { createUser } from "../../app/accounts/users.server.ts";
 import { principalForUser } from "../../app/accounts/auth.server.ts";
 import { importForm } from "../../app/records/forms.server.ts";
 import { enrollParticipant } from "../../app/participants/participants.server.ts";
-import { recordGroupCommitStats, saveRecord } from "../../app/records/records.server.ts";
+import { configureRecordGroupCommit, recordGroupCommitStats, saveRecord } from "../../app/records/records.server.ts";
 import { setLock } from "../../app/clinical-monitoring/clinical-monitoring.server.ts";
 import { consentStatus } from "../../app/consent/status.server.ts";
 import { subjectFacts } from "../../app/records/bulk-checks.server.ts";
@@ -26,6 +34,7 @@ import type { Idempotency } from "../../app/records/idempotency.server.ts";
 
 const PW = "amber otter winter forty-two";
 const STUDY = "GC-1";
+const STUDY2 = "GC-2";
 const VISITS = Array.from({ length: 10 }, (_, i) => `V${i + 1}`);
 let t: TestDb;
 const p: Record<string, Principal> = {};
@@ -86,10 +95,139 @@ beforeAll(async () => {
     { actorId: null },
   );
   for (let i = 0; i < 10; i++) subjects.push(await enrolConsented());
+  // A second study (its rows are changed behind the log by the tie test, so the audit of STUDY stays clean).
+  await createStudy(t.ctx, { code: STUDY2, title: "Group commit 2", sites: [{ code: "S1", name: "Site 1" }] }, null);
+  const u2 = await createUser(
+    t.ctx,
+    { email: "inv2@gc.test", fullName: "inv2 person", password: PW, role: "investigator", study: STUDY2, site: "S1" },
+    null,
+  );
+  p.inv2 = (await principalForUser(t.ctx, u2.id))!;
+  await importForm(
+    t.ctx,
+    STUDY2,
+    {
+      code: "VS",
+      title: "Vitals",
+      version: 1,
+      visits: VISITS,
+      fields: [{ name: "sbp", label: "SBP", type: "number", integer: true, min: 50, max: 250, required: true }],
+    },
+    { actorId: null },
+  );
 });
 afterAll(async () => {
   await t?.close();
 });
+
+const isPg = engineUnderTest() === "postgres";
+
+/** Poll `cond` until it is true (no fixed sleeps: the machine may be slow). */
+async function waitFor(what: string, cond: () => Promise<boolean>, tries = 600) {
+  for (let i = 0; i < tries; i++) {
+    if (await cond()) return;
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  throw new Error(`gave up waiting for ${what}`);
+}
+
+/** Sessions of the test database waiting on a lock (of the given kind) right now. */
+async function lockWaiters(kind: "advisory" | "tuple" | "any") {
+  const [{ n }] = await rows(
+    `SELECT count(*)::int AS n FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'
+     ${kind === "any" ? "" : `AND wait_event = '${kind}'`}`,
+  );
+  return Number(n);
+}
+
+/**
+ * A TCP proxy in front of PostgreSQL that, once armed, forwards the next COMMIT to the server and cuts that
+ * connection when the server answers it (its CommandComplete), without passing the answer on: the transaction is
+ * committed, the client sees a dropped connection (a COMMIT reply lost).
+ */
+async function commitReplyDropper(target: URL) {
+  let armed = false;
+  let hangArmed = false;
+  let dropped = 0;
+  const sockets = new Set<net.Socket>();
+  const server = net.createServer((client) => {
+    const upstream = net.connect(Number(target.port || 5432), target.hostname);
+    sockets.add(client);
+    sockets.add(upstream);
+    let buf = Buffer.alloc(0);
+    let started = false;
+    let cut = false;
+    let hung = false;
+    client.on("data", (chunk) => {
+      upstream.write(chunk);
+      buf = Buffer.concat([buf, chunk]);
+      for (;;) {
+        if (!started) {
+          if (buf.length < 8) break;
+          const len = buf.readInt32BE(0);
+          if (buf.length < len) break;
+          if (buf.readInt32BE(4) === 196608) started = true; // the startup message (protocol 3.0)
+          buf = buf.subarray(len);
+          continue;
+        }
+        if (buf.length < 5) break;
+        const len = buf.readInt32BE(1);
+        if (buf.length < len + 1) break;
+        const type = String.fromCharCode(buf[0]);
+        const body = buf.subarray(5, len + 1);
+        // A simple query's text, or a Parse message's (after the statement's name).
+        const text = (type === "P" ? body.subarray(body.indexOf(0) + 1) : body).toString("utf8").trim().toLowerCase();
+        if (armed && (type === "Q" || type === "P") && text.startsWith("commit")) {
+          armed = false;
+          cut = true;
+        }
+        if (hangArmed && (type === "Q" || type === "P") && text.includes("set_config('lock_timeout'")) {
+          hangArmed = false;
+          hung = true;
+        }
+        buf = buf.subarray(len + 1);
+      }
+    });
+    upstream.on("data", (chunk) => {
+      if (hung) return; // a hung connection: the server's answers never arrive
+      if (cut && chunk.includes("COMMIT\0")) {
+        dropped++;
+        client.destroy();
+        upstream.destroy();
+        return;
+      }
+      client.write(chunk);
+    });
+    const end = () => {
+      client.destroy();
+      upstream.destroy();
+    };
+    client.on("error", end);
+    upstream.on("error", end);
+    client.on("close", end);
+    upstream.on("close", end);
+  });
+  await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
+  const url = new URL(target.toString());
+  url.hostname = "127.0.0.1";
+  url.port = String((server.address() as net.AddressInfo).port);
+  return {
+    url: url.toString(),
+    arm: () => {
+      armed = true;
+    },
+    /** The connection of the next group transaction stops answering (a hung connection). */
+    hangNextGroup: () => {
+      hangArmed = true;
+    },
+    dropped: () => dropped,
+    close: () =>
+      new Promise<void>((r) => {
+        for (const x of sockets) x.destroy();
+        server.close(() => r());
+      }),
+  };
+}
 
 describe(`group commit of new records on ${engineUnderTest()}`, () => {
   it("40 concurrent saves: acknowledged after commit, sharing transactions; every entry and event there", async () => {
@@ -274,6 +412,252 @@ describe(`group commit of new records on ${engineUnderTest()}`, () => {
     }
     expect(consented).toBeGreaterThan(0);
     expect(fresh).toBeTruthy();
+  });
+
+  it("a COMMIT that fails rejects every item of the group with its error; nothing is written again", async () => {
+    // A deferred constraint trigger refuses one subject's V10 record at COMMIT, and counts its attempts in a
+    // sequence (not rolled back).
+    const s = await enrolConsented();
+    const [{ id: pid }] = await rows(
+      `SELECT p.id FROM participants p JOIN studies s ON s.id = p.study_id WHERE s.code = '${STUDY}'
+       AND p.subject_code = '${s}'`,
+    );
+    await rows(`CREATE SEQUENCE gc_commit_attempts`);
+    await rows(`CREATE FUNCTION gc_fail_at_commit() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN
+      IF NEW.visit = 'V10' AND NEW.participant_id = '${pid}' THEN
+        PERFORM nextval('gc_commit_attempts'); RAISE EXCEPTION 'gc test: refused at commit';
+      END IF; RETURN NULL; END $$`);
+    await rows(`CREATE CONSTRAINT TRIGGER gc_fail_at_commit AFTER INSERT ON records DEFERRABLE INITIALLY DEFERRED
+      FOR EACH ROW EXECUTE FUNCTION gc_fail_at_commit()`);
+    try {
+      const before = recordGroupCommitStats(t.ctx.db);
+      const err = await saveRecord(t.ctx, p.inv, STUDY, vitals(s, "V10")).catch((e: Error) => e);
+      expect(String(err)).toMatch(/gc test: refused at commit/);
+      const [{ n }] = await rows(`SELECT last_value::int AS n FROM gc_commit_attempts`);
+      expect(n, "COMMIT attempts of the record").toBe(1);
+      const after = recordGroupCommitStats(t.ctx.db);
+      expect(after.fallbacks).toBe(before.fallbacks);
+      expect(after.uncertain).toBe(before.uncertain + 1);
+    } finally {
+      await rows(`DROP TRIGGER gc_fail_at_commit ON records`);
+      await rows(`DROP FUNCTION gc_fail_at_commit()`);
+      await rows(`DROP SEQUENCE gc_commit_attempts`);
+    }
+  });
+
+  it.skipIf(!isPg)("a COMMIT whose reply is lost is not written again: one row of a repeating form", async () => {
+    const proxy = await commitReplyDropper(new URL(t.url!));
+    const database = await openDatabase({ url: proxy.url, poolSize: 4 });
+    try {
+      const ctx = contextFor({ ...testEnv(), databaseUrl: proxy.url }, database);
+      const s = subjects[3];
+      proxy.arm();
+      const r = await saveRecord(ctx, p.inv, STUDY, { subject: s, form: "AE", visit: "ANY", data: { term: "lost" } })
+        .then(() => "saved")
+        .catch((e: Error) => e);
+      expect(proxy.dropped()).toBe(1);
+      const terms = await rows(
+        `SELECT count(*)::int AS n FROM records r JOIN record_versions rv ON rv.record_id = r.id
+         JOIN participants p ON p.id = r.participant_id WHERE p.subject_code = '${s}' AND r.form_code = 'AE'
+         AND rv.data_text = '{"term":"lost"}'`,
+      );
+      expect(terms[0].n, "records written").toBe(1);
+      // The writer is told that the outcome is unknown (the connection's error), never a second record.
+      expect(r).toBeInstanceOf(Error);
+    } finally {
+      await database.close();
+      await proxy.close();
+    }
+  });
+
+  it.skipIf(!isPg)("a group hung on a dead connection gives its slot to the next group", async () => {
+    const proxy = await commitReplyDropper(new URL(t.url!));
+    const database = await openDatabase({ url: proxy.url, poolSize: 4 });
+    let hung: Promise<unknown> = Promise.resolve();
+    try {
+      const ctx = contextFor({ ...testEnv(), databaseUrl: proxy.url }, database);
+      configureRecordGroupCommit(database.db, { stallMs: 200 });
+      proxy.hangNextGroup();
+      hung = saveRecord(ctx, p.inv, STUDY, vitals(subjects[4], "V10")).catch((e: Error) => e);
+      await waitFor("the group to stall", async () => recordGroupCommitStats(database.db).stalled === 1);
+      // The next save is a group of its own on another connection, and commits.
+      const next = await saveRecord(ctx, p.inv, STUDY, vitals(subjects[5], "V9"));
+      expect(next.version).toBe(1);
+      expect(recordGroupCommitStats(database.db).groups).toBeGreaterThanOrEqual(1);
+    } finally {
+      await proxy.close(); // the hung connection is cut: its save settles (retried on its own, or refused)
+      await hung;
+      await database.close();
+    }
+  });
+
+  it.skipIf(!isPg)(
+    "a group waiting on a study's row lock does not stop saves of another study",
+    async () => {
+      const s1 = subjects[5];
+      const s2 = (await enrollParticipant(t.ctx, p.inv2, { study: STUDY2, site: "S1" })).subjectCode;
+      await giveCompleteConsent(t.ctx, STUDY2, s2);
+      const holder = postgres(t.url!, { max: 1, onnotice: () => {} });
+      let release!: () => void;
+      const held = new Promise<void>((r) => {
+        release = r;
+      });
+      let locked!: () => void;
+      const isLocked = new Promise<void>((r) => {
+        locked = r;
+      });
+      // Another transaction holds GC-1's row FOR UPDATE (as a settings, schedule or lock change does).
+      const tx = holder.begin(async (sql) => {
+        await sql`SELECT 1 FROM studies WHERE code = ${STUDY} FOR UPDATE`;
+        locked();
+        await held;
+      });
+      try {
+        await isLocked;
+        const blocked = saveRecord(t.ctx, p.inv, STUDY, vitals(s1, "V10"));
+        await waitFor("the group to wait on the row lock", async () => (await lockWaiters("any")) > 0);
+        // Another study's save goes through while GC-1's row is still locked.
+        const other = await Promise.race([
+          saveRecord(t.ctx, p.inv2, STUDY2, vitals(s2, "V1")),
+          new Promise<never>((_, rej) =>
+            setTimeout(() => rej(new Error("another study's save waited behind the locked group")), 60_000).unref(),
+          ),
+        ]);
+        expect(other.version).toBe(1);
+        release();
+        await tx;
+        // The blocked one is saved once the lock goes (one by one, waiting as a lone write does).
+        expect((await blocked).version).toBe(1);
+      } finally {
+        release();
+        await tx.catch(() => {});
+        await holder.end();
+      }
+    },
+    120_000,
+  );
+
+  it.skipIf(!isPg)(
+    "repeating-form slot locks are taken in the batch API's order: no deadlock",
+    async () => {
+      const [a, b, c] = [subjects[6], subjects[7], subjects[8]];
+      const pids = await rows(`SELECT p.id, p.subject_code FROM participants p JOIN studies s ON s.id = p.study_id
+         WHERE s.code = '${STUDY}' AND p.subject_code IN ('${a}', '${b}')`);
+      const keyOf = (pid: unknown) => `records:${pid}:AE:ANY`;
+      // The slot the batch API locks first: the lower lock id (hash).
+      const hashes = await rows(
+        `SELECT k FROM (VALUES ('${keyOf(pids[0].id)}'), ('${keyOf(pids[1].id)}')) AS v(k)
+       ORDER BY hashtextextended(k, 0)`,
+      );
+      const [first, second] = hashes.map((h) => String(h.k));
+      const subjectOf = (k: string) => String(pids.find((x) => keyOf(x.id) === k)!.subject_code);
+      // Long lock waits for the group here, so that the order of its waits shows.
+      configureRecordGroupCommit(t.ctx.db, { lockTimeoutMs: 60_000 });
+      const batchLike = postgres(t.url!, { max: 1, onnotice: () => {} });
+      const rowHolder = postgres(t.url!, { max: 1, onnotice: () => {} });
+      const gate = () => {
+        let open!: () => void;
+        const p = new Promise<void>((r) => {
+          open = r;
+        });
+        return { p, open };
+      };
+      const proceed = gate();
+      const holding = gate();
+      const unblock = gate();
+      const blocking = gate();
+      // Another writer (as a batch does) takes the first slot now and the second one later.
+      const tx = batchLike.begin(async (sql) => {
+        await sql`SET LOCAL deadlock_timeout = '10ms'`;
+        await sql`SELECT pg_advisory_xact_lock(hashtextextended(${first}, 0))`;
+        holding.open();
+        await proceed.p;
+        await sql`SELECT pg_advisory_xact_lock(hashtextextended(${second}, 0))`;
+      });
+      // A subject's row held FOR UPDATE keeps a first group in flight while the next group forms.
+      const rows2 = rowHolder.begin(async (sql) => {
+        await sql`SELECT 1 FROM participants p JOIN studies s ON s.id = p.study_id
+          WHERE s.code = ${STUDY} AND p.subject_code = ${c} FOR UPDATE OF p`;
+        blocking.open();
+        await unblock.p;
+      });
+      try {
+        await Promise.all([holding.p, blocking.p]);
+        const ae = (s: string, term: string) =>
+          saveRecord(t.ctx, p.inv, STUDY, { subject: s, form: "AE", visit: "ANY", data: { term } });
+        const filler = saveRecord(t.ctx, p.inv, STUDY, vitals(c, "V10"));
+        await waitFor("the first group to wait on the row", async () => (await lockWaiters("any")) > 0);
+        // The next group: the second slot's item, then the first slot's.
+        const later = ae(subjectOf(second), "slot order 2");
+        await waitFor("the first item to queue", async () => recordGroupCommitStats(t.ctx.db).queued === 1);
+        const sooner = ae(subjectOf(first), "slot order 1");
+        await waitFor("the second item to queue", async () => recordGroupCommitStats(t.ctx.db).queued === 2);
+        unblock.open();
+        await rows2;
+        await filler;
+        await waitFor("the group to wait on a slot", async () => (await lockWaiters("advisory")) > 0);
+        proceed.open();
+        await tx; // no deadlock: the group holds no slot while it waits for the first
+        const results = await Promise.allSettled([later, sooner]);
+        expect(results.map((r) => r.status)).toEqual(["fulfilled", "fulfilled"]);
+      } finally {
+        proceed.open();
+        unblock.open();
+        await tx.catch(() => {});
+        await rows2.catch(() => {});
+        await batchLike.end();
+        await rowHolder.end();
+        configureRecordGroupCommit(t.ctx.db, {});
+      }
+    },
+    120_000,
+  );
+
+  it("a tie between the latest consents is never plainly consented: the per-record check decides", async () => {
+    // Two subjects, each with an attested and an unattested paper consent at the same instant (in both orders).
+    const doc = { document: "ICF", version: "1.0" };
+    const uploader = (await principalForUser(t.ctx, (await findUserByEmail(t.ctx.db, "inv2@gc.test"))!.id))!;
+    const unattested = async (s: string) => {
+      const scan = await hashScan(Readable.from([Buffer.from(`second consent form of ${s}`)]));
+      return (await recordPaperConsent(t.ctx, uploader, STUDY2, s, doc, scan)).id;
+    };
+    const tied: string[] = [];
+    for (const order of ["attested first", "unattested first"]) {
+      const s = (await enrollParticipant(t.ctx, p.inv2, { study: STUDY2, site: "S1" })).subjectCode;
+      let a: string;
+      let u: string;
+      if (order === "attested first") {
+        a = await giveCompleteConsent(t.ctx, STUDY2, s);
+        u = await unattested(s);
+      } else {
+        u = await unattested(s);
+        a = await giveCompleteConsent(t.ctx, STUDY2, s);
+      }
+      // Behind the log (this study is not audited here): the append-only guard set aside for the one change.
+      await rows(`ALTER TABLE paper_consents DISABLE TRIGGER paper_consents_guard`);
+      await rows(`UPDATE paper_consents SET uploaded_at = (SELECT uploaded_at FROM paper_consents WHERE id = '${a}')
+        WHERE id = '${u}'`);
+      await rows(`ALTER TABLE paper_consents ENABLE TRIGGER paper_consents_guard`);
+      tied.push(s);
+    }
+    const ids = await rows(
+      `SELECT p.id, p.subject_code FROM participants p JOIN studies s ON s.id = p.study_id WHERE s.code = '${STUDY2}'
+       AND p.subject_code IN (${tied.map((s) => `'${s}'`).join(",")})`,
+    );
+    const facts = await subjectFacts(
+      t.ctx.db,
+      ids.map((r) => String(r.id)),
+    );
+    for (const r of ids) {
+      expect(facts.get(String(r.id))!.consented, `${r.subject_code}: a tie is not plain`).toBe(false);
+      // The per-record check decides, as on its own.
+      const st = await consentStatus(t.ctx, String(r.id));
+      const saved = await saveRecord(t.ctx, p.inv2, STUDY2, vitals(String(r.subject_code), "V2"))
+        .then(() => "saved")
+        .catch((e: Error) => e.message);
+      if (st.state === "consented") expect(saved).toBe("saved");
+      else expect(saved).toMatch(/consent/);
+    }
   });
 
   it("the integrity audit is clean after the group writes", async () => {
