@@ -6,6 +6,7 @@
  * transaction). A dry run lists every problem and writes nothing. The file's bytes are cleared when the job ends.
  */
 import { asc, desc, eq, and, sql, type SQL } from "drizzle-orm";
+import { rowsOf } from "../../db/queries/rows.ts";
 import { importJobs } from "../../db/schema/study-operations.ts";
 import { studies, users } from "../../db/schema/index.ts";
 import type { AppContext } from "../platform/context.server.ts";
@@ -212,6 +213,65 @@ async function principalOf(ctx: AppContext, j: ImportJobRow): Promise<Principal>
   return p;
 }
 
+/**
+ * Advisory lock class of a running job's claim (ADR 0043; the duties' lock is 7_424_013): on PostgreSQL the runner
+ * holds `pg_advisory_lock(IMPORT_CLAIM_LOCK, hashtext(job id))` on a connection of its own while the job runs, so
+ * another process (a new duties leader's failInterrupted) fails a `running` job only once that claim is gone: the
+ * runner's process died or its connection did. On PGlite (one process) the process is the claim.
+ */
+export const IMPORT_CLAIM_LOCK = 7_424_014;
+
+interface Claim {
+  /** Still held: the claim's connection answers and the job is still `running` as this run (throws otherwise). */
+  check(): Promise<void>;
+  release(): Promise<void>;
+}
+class ClaimLostError extends Error {}
+
+/**
+ * Take a job's claim; null when another process holds it. PostgreSQL: the advisory lock on a connection of its own
+ * (not the pool's: a claim connection that died must not go back to the pool), closed when the job ends.
+ */
+async function takeClaim(ctx: AppContext, id: string): Promise<Claim | null> {
+  if (ctx.database?.engine !== "postgres") return { check: async () => {}, release: async () => {} };
+  const url = ctx.env.databaseUrl;
+  if (!url) throw new Error("an import on PostgreSQL needs DATABASE_URL for its job's claim");
+  const { default: postgres } = await import("postgres"); // loaded only on PostgreSQL
+  const conn = postgres(url, {
+    max: 1,
+    onnotice: () => {},
+    connect_timeout: 10,
+    idle_timeout: 0,
+    connection: { application_name: "trialseal-import-claim" },
+  });
+  const close = () => conn.end({ timeout: 2 }).catch(() => {});
+  let pid = 0;
+  try {
+    const [row] = await conn`select pg_try_advisory_lock(${IMPORT_CLAIM_LOCK}, hashtext(${id})) as got,
+      pg_backend_pid() as pid`;
+    pid = Number(row?.pid);
+    if (!row?.got) {
+      await close();
+      return null;
+    }
+  } catch (err) {
+    await close();
+    throw err;
+  }
+  return {
+    check: async () => {
+      // Asked on the import's own pool (the claim's connection is never asked again): its session holds the lock.
+      const rows = await ctx.db.execute(
+        sql`select 1 from pg_locks where locktype = 'advisory' and granted and pid = ${pid}
+              and classid = ${IMPORT_CLAIM_LOCK} and objsubid = 2
+              and objid = (hashtext(${id})::bigint & 4294967295)::oid`,
+      );
+      if (rowsOf(rows).length === 0) throw new ClaimLostError("its claim was lost");
+    },
+    release: close, // ending the session releases its lock
+  };
+}
+
 /** Run one job to its end (done, problems or failed). */
 export async function runImportJob(
   ctx: AppContext,
@@ -223,27 +283,47 @@ export async function runImportJob(
   } = {},
 ): Promise<ImportJobRow> {
   const startedAt = new Date();
-  // Claim the job: only a queued job starts, so two runners (the CLI's and a portal's) never run one job twice.
+  const current = async () => {
+    const [other] = await ctx.db.select().from(importJobs).where(eq(importJobs.id, id));
+    if (!other) throw new ServiceError("not_found", `no import ${id}`, "id");
+    return other;
+  };
+  // The job's claim first (ADR 0043), then the row: only a queued job starts, so two runners (the CLI's and a
+  // portal's) never run one job twice, and a running job is never without its claim.
+  const claim = await takeClaim(ctx, id);
+  if (!claim) return current(); // being claimed or run elsewhere
   const [j] = await ctx.db
     .update(importJobs)
     .set({ status: "running", startedAt })
     .where(and(eq(importJobs.id, id), eq(importJobs.status, "queued")))
     .returning();
   if (!j) {
-    const [other] = await ctx.db.select().from(importJobs).where(eq(importJobs.id, id));
-    if (!other) throw new ServiceError("not_found", `no import ${id}`, "id");
-    return other; // running or ended elsewhere
+    await claim.release();
+    return current(); // running or ended elsewhere
   }
+  /** This run's job row: still running, and started by this run (a guarded update touches nothing else). */
+  const mine = and(eq(importJobs.id, j.id), eq(importJobs.status, "running"), eq(importJobs.startedAt, startedAt));
   live.set(j.id, { done: 0, total: 0, startedAt: startedAt.getTime() });
   const finish = async (set: Partial<ImportJobRow>) => {
-    const [row] = await ctx.db
-      .update(importJobs)
-      .set({ ...set, fileData: null, finishedAt: new Date() })
-      .where(eq(importJobs.id, j.id))
-      .returning();
-    live.delete(j.id);
-    principals.delete(j.id);
-    return row;
+    try {
+      const [row] = await ctx.db
+        .update(importJobs)
+        .set({ ...set, fileData: null, finishedAt: new Date() })
+        .where(mine)
+        .returning();
+      if (row) return row;
+      // Another process ended the job meanwhile (its recovery found the claim gone): its status stands.
+      const other = await current();
+      console.warn(
+        `import ${j.id}: ended elsewhere as ${other.status} while this run went on; this run's end ` +
+          `(${set.status ?? "?"}) is not recorded`,
+      );
+      return other;
+    } finally {
+      live.delete(j.id);
+      principals.delete(j.id);
+      await claim.release();
+    }
   };
   let parsed: ParsedImport | null = null;
   const report = (problems: ImportProblem[]) =>
@@ -282,7 +362,7 @@ export async function runImportJob(
       throw err;
     }
     const total = parsed.rows.length;
-    await ctx.db.update(importJobs).set({ total }).where(eq(importJobs.id, j.id));
+    await ctx.db.update(importJobs).set({ total }).where(mine);
     let lastWrite = 0;
     const out = await writeImport(
       ctx,
@@ -292,7 +372,13 @@ export async function runImportJob(
       parsed,
       {
         dryRun: j.dryRun,
-        beforeWrite: opts.beforeWrite,
+        beforeWrite: async () => {
+          await opts.beforeWrite?.();
+          // Nothing is written for a job this run no longer holds (another process may have failed it).
+          await claim.check();
+          const [still] = await ctx.db.select({ id: importJobs.id }).from(importJobs).where(mine);
+          if (!still) throw new ClaimLostError("the job was ended by another process while it ran");
+        },
         onProgress: (d, t) => {
           // Rows count twice (built, then written): the page shows rows.
           const done = Math.floor(d / 2);
@@ -302,7 +388,7 @@ export async function runImportJob(
           opts.onProgress?.({ done, total: Math.floor(t / 2), rowsPerSecond: Math.round(done / secs) });
           if (d < t / 2 && Date.now() - lastWrite > 500) {
             lastWrite = Date.now();
-            void ctx.db.update(importJobs).set({ done }).where(eq(importJobs.id, j.id));
+            void ctx.db.update(importJobs).set({ done }).where(mine);
           }
         },
       },
@@ -317,6 +403,8 @@ export async function runImportJob(
     });
   } catch (err) {
     if (err instanceof ImportProblemsError) return await finish(problemsSet(err.problems));
+    if (err instanceof ClaimLostError)
+      return await finish({ status: "failed", error: `interrupted: run the import again (${err.message})` });
     const message = err instanceof ServiceError ? err.message : `the import failed: ${(err as Error).message}`;
     return await finish({ status: "failed", error: message.slice(0, 2000) });
   }
@@ -326,14 +414,45 @@ let kick: (() => void) | null = null;
 /** How often the portal looks for jobs queued by another process. */
 const IMPORT_POLL_MS = 15_000;
 
-/** Jobs left `running` when a process stopped: failed, their bytes cleared (at the runner's start). */
+/**
+ * Jobs left `running` when a process stopped: failed, their bytes cleared (at the runner's start). On PostgreSQL only
+ * those whose claim is gone (no process holds the job's advisory lock: taking it for the transaction succeeds), so a
+ * new duties leader leaves alone a job the old leader's process is still running (ADR 0043).
+ */
 export async function failInterrupted(ctx: AppContext): Promise<number> {
-  const rows = await ctx.db
-    .update(importJobs)
-    .set({ status: "failed", error: "interrupted: run the import again", fileData: null, finishedAt: new Date() })
-    .where(eq(importJobs.status, "running"))
-    .returning({ id: importJobs.id });
-  return rows.length;
+  const set = {
+    status: "failed" as const,
+    error: "interrupted: run the import again",
+    fileData: null,
+    finishedAt: new Date(),
+  };
+  if (ctx.database?.engine !== "postgres") {
+    const rows = await ctx.db
+      .update(importJobs)
+      .set(set)
+      .where(eq(importJobs.status, "running"))
+      .returning({ id: importJobs.id });
+    return rows.length;
+  }
+  return ctx.db.transaction(async (tx) => {
+    const running = await tx.select({ id: importJobs.id }).from(importJobs).where(eq(importJobs.status, "running"));
+    let failed = 0;
+    for (const r of running) {
+      const [row] = await tx
+        .update(importJobs)
+        .set(set)
+        .where(
+          and(
+            eq(importJobs.id, r.id),
+            eq(importJobs.status, "running"),
+            sql`pg_try_advisory_xact_lock(${IMPORT_CLAIM_LOCK}, hashtext(${r.id}))`,
+          ),
+        )
+        .returning({ id: importJobs.id });
+      if (row) failed++;
+    }
+    return failed;
+  });
 }
 
 /** Process queued jobs in the background, one at a time (the portal process). Returns the stopper. */

@@ -19,6 +19,7 @@ import { AnchorReceiptSchema, type AnchorReceipt } from "../../anchoring/ledgers
 import { listStudies } from "../../db/queries/studies.ts";
 import {
   anchoredReceipts,
+  batchLogSizeNow,
   batchesFrom,
   checkpointsAll,
   countBatches,
@@ -59,13 +60,19 @@ export interface AuditOptions {
   study?: string;
   /** Take batches before this checkpoint's tree size as already audited (their headers still form the log). */
   fromCheckpoint?: number;
-  onProgress?: (p: AuditProgress) => void;
+  /** Told after each step; a returned promise is awaited before the audit goes on. */
+  onProgress?: (p: AuditProgress) => unknown;
 }
 
 export interface AuditReport {
   clean: boolean;
   study: string | null;
   origin: string;
+  /**
+   * The log size checked: the batches the log held as the audit started. Batches sealed while it ran, with their
+   * entries, checkpoints and anchors, are left to the next audit. Absent in reports stored before it was added.
+   */
+  logSize?: number;
   startedAt: string;
   finishedAt: string;
   checked: { entries: number; batches: number; checkpoints: number; anchors: number; records: number; rows: number };
@@ -87,12 +94,16 @@ class LogEntryReader {
   private page: StoredEntry[] = [];
   private i = 0;
   private pos = Number.NaN;
-  constructor(private readonly db: Db) {}
+  /** `end`: the seq after the last batch the audit checks; a scan reads no further (unless a range asks for more). */
+  constructor(
+    private readonly db: Db,
+    private readonly end = Number.MAX_SAFE_INTEGER,
+  ) {}
 
   async range(from: number, to: number, each: (e: StoredEntry) => void): Promise<void> {
     if (from !== this.pos || !this.scan) {
       await this.scan?.return(undefined);
-      this.scan = streamLogEntries(this.db, from, Number.MAX_SAFE_INTEGER, 2000);
+      this.scan = streamLogEntries(this.db, from, Math.max(to, this.end), 2000);
       this.page = [];
       this.i = 0;
     }
@@ -132,17 +143,24 @@ async function auditOn(ctx: AppContext, opts: AuditOptions): Promise<AuditReport
   if (!Number.isInteger(from) || from < 0)
     throw new ServiceError("invalid", "--from-checkpoint must be a whole number (a log size)", "fromCheckpoint");
 
-  // 1. The log: batches in order with their entries, each checkpoint right after the batches it covers.
+  // 1. The log: batches in order with their entries, each checkpoint right after the batches it covers. The log as of
+  // the start: the sealer keeps sealing (a batch, its entries and its checkpoint in one transaction), so the batches
+  // are read below `size`, the larger of the log's size read first and the largest checkpoint read after it (every
+  // batch counted had its checkpoint committed with it, so a checkpoint missing there was deleted, not late). What is
+  // sealed meanwhile (batches, their entries and checkpoints, anchors of them) is left to the next audit.
+  const sizeFirst = await batchLogSizeNow(ctx.db);
   const cps = await checkpointsAll(ctx.db);
+  const size = Math.max(sizeFirst, cps.length ? cps[cps.length - 1].treeSize : 0); // cps: by tree size
   if (from > 0 && !cps.some((c) => c.treeSize === from))
     throw new ServiceError("invalid", `there is no checkpoint of size ${from}`, "fromCheckpoint");
   const cpBySize = new Map(cps.map((c) => [c.treeSize, c]));
-  const total = await countBatches(ctx.db);
+  const total = await countBatches(ctx.db, size);
+  const [lastBatch] = size > 0 ? await batchesFrom(ctx.db, size - 2, 1, size) : [];
   let last = -1;
   let done = 0;
-  const reader = new LogEntryReader(ctx.db);
+  const reader = new LogEntryReader(ctx.db, lastBatch ? lastBatch.firstSeq + lastBatch.size : undefined);
   for (;;) {
-    const page = await batchesFrom(ctx.db, last, PAGE);
+    const page = await batchesFrom(ctx.db, last, PAGE, size);
     if (page.length === 0) break;
     for (const b of page) {
       const trusted = b.batchNo < from;
@@ -154,7 +172,8 @@ async function auditOn(ctx: AppContext, opts: AuditOptions): Promise<AuditReport
       if (cp && b.batchNo + 1 >= from) auditor.checkpoint(cp);
       else if (cp) auditor.skipCheckpoint(cp.treeSize);
       last = b.batchNo;
-      progress({ phase: "log", done: ++done, total });
+      const told = progress({ phase: "log", done: ++done, total });
+      if (told instanceof Promise) await told;
     }
   }
   auditor.finishCheckpoints();
@@ -166,10 +185,14 @@ async function auditOn(ctx: AppContext, opts: AuditOptions): Promise<AuditReport
         treeSize: cp.treeSize,
         message: `checkpoint ${cp.treeSize} signs more batches than the log holds (${auditor.batchLogSize})`,
       });
-  for (const e of await strayEntries(ctx.db, auditor.logEnd)) auditor.strayEntry(e);
+  for (const e of await strayEntries(ctx.db, auditor.logEnd, size)) auditor.strayEntry(e);
 
-  // 2. Anchors: each receipt against its checkpoint and against the ledger itself.
-  const receipts = await anchoredReceipts(ctx.db);
+  // 2. Anchors: each receipt against its checkpoint and against the ledger itself. An anchor of a checkpoint sealed
+  // since the start is the next audit's; one of a log size the log has not reached even now (read after the anchors,
+  // so it holds the checkpoint of every anchor read) names a checkpoint that is not stored.
+  const allReceipts = await anchoredReceipts(ctx.db);
+  const sizeNow = await batchLogSizeNow(ctx.db);
+  const receipts = allReceipts.filter((a) => a.treeSize <= size || a.treeSize > sizeNow);
   let anchorsChecked = 0;
   for (const a of receipts) {
     progress({ phase: "anchors", done: anchorsChecked, total: receipts.length });
@@ -282,6 +305,7 @@ async function auditOn(ctx: AppContext, opts: AuditOptions): Promise<AuditReport
     clean: !findings.some((f) => f.severity === "tamper"),
     study: study?.code ?? null,
     origin: policy.origin,
+    logSize: size,
     startedAt,
     finishedAt: new Date().toISOString(),
     checked: {
@@ -895,6 +919,8 @@ export function formatAuditReport(r: AuditReport): string {
     `checked ${r.checked.entries} entries in ${r.checked.batches} batches, ${r.checked.checkpoints} checkpoints, ` +
       `${r.checked.anchors} anchors, ${r.checked.records} records, ${r.checked.rows} data rows`,
   ];
+  if (r.logSize !== undefined)
+    lines.push(`log size ${r.logSize} as the audit started (batches sealed since are left to the next audit)`);
   for (const f of r.findings) {
     const where = [
       f.seq !== undefined ? `seq ${f.seq}` : null,

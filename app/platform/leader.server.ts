@@ -22,6 +22,24 @@ export interface LeaderOptions {
 }
 
 /**
+ * `p`, or a rejection when it has not settled within `ms`. The rejection waits one more turn of the event loop
+ * (setImmediate after the timer): after a synchronous stall longer than `ms` (a large import parsed), the timer and an
+ * answer that arrived during the stall are both due, and the answer, read in the loop's I/O phase, wins; before, the
+ * timer fired first and the duties holder resigned over a healthy connection.
+ */
+export function answerWithin<T>(p: Promise<T>, ms: number): Promise<T> {
+  let timer: NodeJS.Timeout | null = null;
+  const late = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => setImmediate(() => reject(new Error(`no answer within ${ms} ms`))), ms);
+    timer.unref();
+  });
+  late.catch(() => {});
+  return Promise.race([p, late]).finally(() => {
+    if (timer) clearTimeout(timer);
+  });
+}
+
+/**
  * Run `start` (which starts the duties and returns their stopper) while this process holds the duties lock on
  * `databaseUrl`; returns a stopper that stops the duties (if running) and releases the lock.
  */
@@ -42,11 +60,7 @@ export function runWhileLeader(databaseUrl: string, start: () => Stopper, opts: 
   let timer: NodeJS.Timeout | null = null;
   let pass: Promise<void> = Promise.resolve();
 
-  const withTimeout = <T>(p: Promise<T>, ms: number) =>
-    Promise.race([
-      p,
-      new Promise<never>((_, reject) => setTimeout(() => reject(new Error(`no answer within ${ms} ms`)), ms).unref()),
-    ]);
+  const withTimeout = answerWithin;
 
   const resign = async (why: string) => {
     const s = stopDuties;

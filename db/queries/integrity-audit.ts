@@ -5,7 +5,13 @@ import { anchors, batches, checkpoints, ledgerEntries } from "../schema/index.ts
 import type { StoredBatch, StoredCheckpoint, StoredEntry } from "../../anchoring/verifier/log-auditor.ts";
 import { rowsOf } from "./rows.ts";
 
-export async function batchesFrom(db: DbOrTx, afterBatch: number, limit: number): Promise<StoredBatch[]> {
+/** Batches numbered above `afterBatch` and below `beforeBatch` (the log size an audit checks), by number. */
+export async function batchesFrom(
+  db: DbOrTx,
+  afterBatch: number,
+  limit: number,
+  beforeBatch = Number.MAX_SAFE_INTEGER,
+): Promise<StoredBatch[]> {
   return db
     .select({
       batchNo: batches.batchNo,
@@ -16,9 +22,15 @@ export async function batchesFrom(db: DbOrTx, afterBatch: number, limit: number)
       leafHash: batches.leafHash,
     })
     .from(batches)
-    .where(gt(batches.batchNo, afterBatch))
+    .where(and(gt(batches.batchNo, afterBatch), lt(batches.batchNo, beforeBatch)))
     .orderBy(asc(batches.batchNo))
     .limit(limit);
+}
+
+/** The number of batches the log holds now (the highest batch number + 1; 0 when nothing is sealed). */
+export async function batchLogSizeNow(db: DbOrTx): Promise<number> {
+  const [r] = await db.select({ n: sql<number>`coalesce(max(${batches.batchNo}) + 1, 0)::int` }).from(batches);
+  return Number(r.n);
 }
 
 const entryColumns = {
@@ -105,14 +117,24 @@ export async function* streamLogEntries(
   }
 }
 
-/** Entries marked sealed that lie beyond the log's end or carry no seq: not covered by any batch. */
-export async function strayEntries(db: DbOrTx, logEnd: number): Promise<StoredEntry[]> {
+/**
+ * Entries marked sealed that lie beyond the log's end or carry no seq: not covered by any batch. An audit of the log
+ * up to `logSize` batches passes it: entries in the range of a batch numbered `logSize` or more (sealed while it ran)
+ * are left to the next audit, which checks them with their batch.
+ */
+export async function strayEntries(
+  db: DbOrTx,
+  logEnd: number,
+  logSize = Number.MAX_SAFE_INTEGER,
+): Promise<StoredEntry[]> {
+  const sealedLater = sql`EXISTS (SELECT 1 FROM ${batches} b WHERE b.batch_no >= ${logSize}
+    AND ${ledgerEntries.seq} >= b.first_seq AND ${ledgerEntries.seq} < b.first_seq + b.size)`;
   const rows = await db
     .select(entryColumns)
     .from(ledgerEntries)
     .where(
       or(
-        gte(ledgerEntries.seq, logEnd),
+        and(gte(ledgerEntries.seq, logEnd), sql`NOT ${sealedLater}`),
         and(eq(ledgerEntries.status, "sealed"), isNull(ledgerEntries.seq)),
         and(isNotNull(ledgerEntries.seq), eq(ledgerEntries.status, "pending")),
       ),
@@ -149,8 +171,8 @@ export async function anchoredReceipts(db: DbOrTx) {
     .orderBy(asc(anchors.ledger), asc(anchors.treeSize));
 }
 
-export async function countBatches(db: DbOrTx): Promise<number> {
-  const [r] = await db.select({ n: sql<number>`count(*)::int` }).from(batches);
+export async function countBatches(db: DbOrTx, beforeBatch = Number.MAX_SAFE_INTEGER): Promise<number> {
+  const [r] = await db.select({ n: sql<number>`count(*)::int` }).from(batches).where(lt(batches.batchNo, beforeBatch));
   return Number(r.n);
 }
 
