@@ -53,8 +53,21 @@ CREATE TABLE "ledger_entries_pending" PARTITION OF "ledger_entries" (
 --> statement-breakpoint
 CREATE UNIQUE INDEX "ledger_entries_pending_id_uq" ON "ledger_entries_pending" USING btree ("id");
 --> statement-breakpoint
--- The partition of seqs [n*10M, (n+1)*10M), with its unique index on id and its TRUNCATE guard (statement
--- triggers are not inherited; row triggers are). Returns whether it was made.
+-- No DELETE statement and no INSERT statement aimed at a sealed partition, ever. The seal moves a row with an UPDATE
+-- of ledger_entries, which fires only UPDATE statement triggers (on PostgreSQL 15 and PGlite: its row-level DELETE
+-- and INSERT on the partitions fire none), so statement triggers tell the move from a DELETE or an INSERT, which the
+-- row guards below cannot (they see the same row events for both).
+CREATE FUNCTION trialseal_entry_statement_guard() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+  IF TG_OP = 'DELETE' THEN
+    RAISE EXCEPTION 'trialseal: ledger_entries is append-only: DELETE rejected' USING ERRCODE = 'TS001';
+  END IF;
+  RAISE EXCEPTION 'trialseal: ledger_entries rows must be inserted pending, without seal fields' USING ERRCODE = 'TS002';
+END;
+$$;
+--> statement-breakpoint
+-- The partition of seqs [n*10M, (n+1)*10M), with its unique index on id, its TRUNCATE guard and its DELETE/INSERT
+-- statement guard (statement triggers are not inherited; row triggers are). Returns whether it was made.
 CREATE FUNCTION trialseal_ledger_partition(n bigint) RETURNS boolean LANGUAGE plpgsql AS $$
 DECLARE
   part text := 'ledger_entries_s' || n;
@@ -67,6 +80,8 @@ BEGIN
   EXECUTE format('CREATE UNIQUE INDEX %I ON %I USING btree (id)', part || '_id_uq', part);
   EXECUTE format('CREATE TRIGGER %I BEFORE TRUNCATE ON %I FOR EACH STATEMENT EXECUTE FUNCTION trialseal_reject_change()',
     part || '_no_truncate', part);
+  EXECUTE format('CREATE TRIGGER %I BEFORE INSERT OR DELETE ON %I FOR EACH STATEMENT EXECUTE FUNCTION trialseal_entry_statement_guard()',
+    part || '_no_insert_delete', part);
   RETURN true;
 END;
 $$;
@@ -119,7 +134,9 @@ CREATE INDEX "ledger_entries_legacy_sealed_idx" ON "ledger_entries" USING btree 
 -- BEFORE INSERT on the other, one row after another. The update guard, having allowed the one transition
 -- pending -> sealed, names that row in a transaction-local setting; the delete guard lets only that pending row go,
 -- the insert guard lets only that row in sealed, and clears the setting. Every other DELETE, every other UPDATE and
--- every row inserted with seal fields is refused as before.
+-- every row inserted with seal fields is refused as before. Any session can set that setting itself (set_config),
+-- so it only serves the move: DELETE statements are refused whatever the rows, and an INSERT statement (or COPY,
+-- MERGE) is checked once it has run, over all its rows, by a statement trigger the setting cannot reach.
 CREATE OR REPLACE FUNCTION trialseal_entry_insert_guard() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
   IF NEW.status = 'sealed' AND current_setting('trialseal.sealing', true) = 'moved ' || NEW.id::text THEN
@@ -179,3 +196,18 @@ CREATE TRIGGER ledger_entries_no_delete BEFORE DELETE ON ledger_entries FOR EACH
 CREATE TRIGGER ledger_entries_no_truncate BEFORE TRUNCATE ON ledger_entries FOR EACH STATEMENT EXECUTE FUNCTION trialseal_reject_change();
 --> statement-breakpoint
 CREATE TRIGGER ledger_entries_pending_no_truncate BEFORE TRUNCATE ON ledger_entries_pending FOR EACH STATEMENT EXECUTE FUNCTION trialseal_reject_change();
+--> statement-breakpoint
+CREATE TRIGGER ledger_entries_no_delete_statement BEFORE DELETE ON ledger_entries FOR EACH STATEMENT EXECUTE FUNCTION trialseal_entry_statement_guard();
+--> statement-breakpoint
+CREATE TRIGGER ledger_entries_pending_no_delete_statement BEFORE DELETE ON ledger_entries_pending FOR EACH STATEMENT EXECUTE FUNCTION trialseal_entry_statement_guard();
+--> statement-breakpoint
+CREATE FUNCTION trialseal_entry_inserted_check() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+  IF EXISTS (SELECT 1 FROM inserted WHERE status <> 'pending') THEN
+    RAISE EXCEPTION 'trialseal: ledger_entries rows must be inserted pending, without seal fields' USING ERRCODE = 'TS002';
+  END IF;
+  RETURN NULL;
+END;
+$$;
+--> statement-breakpoint
+CREATE TRIGGER ledger_entries_inserted_pending AFTER INSERT ON ledger_entries REFERENCING NEW TABLE AS inserted FOR EACH STATEMENT EXECUTE FUNCTION trialseal_entry_inserted_check();

@@ -24,6 +24,10 @@ import {
   signRecord,
 } from "../../app/clinical-monitoring/clinical-monitoring.server.ts";
 import { sealAll } from "../../app/log/sealer.server.ts";
+import { setFormsBeforeConsent } from "../../app/studies/settings.server.ts";
+import { setSchedule } from "../../app/visit-schedule/schedule-setup.server.ts";
+import { setDisposition } from "../../app/participants/disposition.server.ts";
+import { createImportJob, runImportJob } from "../../app/data-import/import-jobs.server.ts";
 import { sealOnce } from "../../anchoring/log/sealer.ts";
 import { ledgerStore } from "../../db/log-store.ts";
 import { findEntryByRef, proofBundle } from "../../app/log/proofs.server.ts";
@@ -238,18 +242,233 @@ describe(`migration 0023: ledger_entries partitioned by seq range, on ${engineUn
     },
   );
 
-  it("names a data row whose ledger entry does not exist (the foreign keys are gone)", async () => {
-    const ghost = "00000000-0000-4000-8000-00000000dead";
-    const [v] = await q(`SELECT id FROM record_versions WHERE record_id = '${recordIds[0]}' ORDER BY version LIMIT 1`);
-    const [s] = await q(`SELECT id FROM signatures LIMIT 1`);
-    // Without the triggers (as a superuser could); without foreign keys the database itself no longer refuses it.
-    await tamper([
-      `UPDATE record_versions SET entry_id = '${ghost}' WHERE id = '${v.id}'`,
-      `UPDATE signatures SET entry_id = '${ghost}' WHERE id = '${s.id}'`,
-    ]);
-    const named = tampers(await runIntegrityAudit(t.ctx)).map((f) => `${f.code} ${f.table}`);
-    expect(named).toEqual(
-      expect.arrayContaining(["DATA_ROW_UNLOGGED record_versions", "DATA_ROW_UNLOGGED signatures"]),
+  /** One transaction of raw SQL; what it raises (at a statement or at commit), or null when it committed. */
+  async function attempt(statements: string[]): Promise<string | null> {
+    try {
+      await t.ctx.db.transaction(async (tx) => {
+        for (const s of statements) await tx.execute(sql.raw(s));
+      });
+      return null;
+    } catch (e) {
+      const err = e as { message?: string; cause?: { message?: string } };
+      return `${err.message ?? ""} ${err.cause?.message ?? ""}`;
+    }
+  }
+  /** Ids no entry has, one per attempt. */
+  const newId = (n: number) => `00000000-0000-4000-8000-0000000f000${n}`;
+  const forge = (value: string) => `SELECT set_config('trialseal.sealing', '${value}', true)`;
+  /**
+   * Insert a sealed row copied from `source` (a table or subquery holding the entry), with a seq of its own in the
+   * next partition (so no unique index of one partition sees a twin); `o` replaces its id, payload or envelope.
+   */
+  let forgedSeq = 10_000_001;
+  const one = (id: unknown) => `(SELECT * FROM ledger_entries WHERE id = '${id}' LIMIT 1)`;
+  const insertSealed = (source: string, o: { id?: string; payload?: string; envelope?: string } = {}) =>
+    `INSERT INTO ledger_entries (id, study_id, study_code, kind, payload_text, payload_hash, at, status, seq,
+       study_seq, envelope_text, leaf_hash, batch_no)
+     SELECT ${o.id ? `'${o.id}'` : "e.id"}, e.study_id, e.study_code, e.kind, ${o.payload ?? "e.payload_text"},
+       e.payload_hash, e.at, 'sealed', ${forgedSeq++}, 1, ${o.envelope ?? "'{}'"}, '\\x00', 1 FROM ${source} AS e`;
+
+  it(
+    "refuses a forged seal setting: a pending entry deleted, a sealed row inserted beside its pending or sealed " +
+      "twin, a pending entry deleted and put back (sealed or pending) with another payload",
+    async () => {
+      await enrolWithRecords(); // some pending rows
+      await enrolWithRecords();
+      // Each attempt on its own pending entry, so each outcome shows on its own (if the guards let one through).
+      const pendings = (await q(`SELECT id FROM ledger_entries WHERE status = 'pending' ORDER BY at, id`)).map((r) =>
+        String(r.id),
+      );
+      let next = 0;
+      const pid = () => pendings[next++];
+      const [sealed] = await q(`SELECT id FROM ledger_entries WHERE status = 'sealed' ORDER BY seq LIMIT 1`);
+      const before = await entryRows();
+      const cases: [string, (id: string) => string[], RegExp][] = [
+        [
+          "delete a pending entry",
+          (id) => [forge(id), `DELETE FROM ledger_entries WHERE id = '${id}'`],
+          /append-only: DELETE rejected/,
+        ],
+        [
+          "delete a pending entry (its partition)",
+          (id) => [forge(id), `DELETE FROM ledger_entries_pending WHERE id = '${id}'`],
+          /append-only: DELETE rejected/,
+        ],
+        [
+          "insert a sealed twin of a pending entry",
+          (id) => [forge(`moved ${id}`), insertSealed(one(id))],
+          /inserted pending/,
+        ],
+        [
+          "insert a sealed twin of a sealed entry (another partition)",
+          () => [forge(`moved ${sealed.id}`), insertSealed(one(sealed.id))],
+          /inserted pending/,
+        ],
+        [
+          "delete a pending entry and put it back sealed with another payload",
+          (id) => [
+            `CREATE TEMP TABLE keep ON COMMIT DROP AS SELECT * FROM ledger_entries WHERE id = '${id}'`,
+            forge(id),
+            `DELETE FROM ledger_entries WHERE id = '${id}'`,
+            insertSealed("keep", { payload: `'{"forged":true}'` }),
+          ],
+          /append-only: DELETE rejected|inserted pending/,
+        ],
+        [
+          "delete a pending entry and put it back pending with another payload",
+          (id) => [
+            `CREATE TEMP TABLE keep2 ON COMMIT DROP AS SELECT * FROM ledger_entries WHERE id = '${id}'`,
+            forge(id),
+            `DELETE FROM ledger_entries WHERE id = '${id}'`,
+            `INSERT INTO ledger_entries (id, study_id, study_code, kind, payload_text, payload_hash, at)
+             SELECT id, study_id, study_code, kind, '{"forged":true}', payload_hash, at FROM keep2`,
+          ],
+          /append-only: DELETE rejected/,
+        ],
+        [
+          "insert a sealed row with a new id",
+          (id) => [forge(`moved ${newId(1)}`), insertSealed(one(id), { id: newId(1) })],
+          /inserted pending/,
+        ],
+        [
+          "insert a sealed row straight into a sealed partition",
+          (id) => [
+            forge(`moved ${newId(4)}`),
+            insertSealed(one(id), { id: newId(4) }).replace("INTO ledger_entries ", "INTO ledger_entries_s1 "),
+          ],
+          /inserted pending/,
+        ],
+        [
+          "delete a pending entry in a writable CTE that puts it back sealed",
+          (id) => [
+            forge(id),
+            `WITH d AS (DELETE FROM ledger_entries WHERE id = '${id}' RETURNING *) ${insertSealed("d")}`,
+          ],
+          /append-only: DELETE rejected/,
+        ],
+        [
+          "delete a pending entry with MERGE",
+          (id) => [
+            forge(id),
+            `MERGE INTO ledger_entries e USING (SELECT '${id}'::uuid AS id) v ON e.id = v.id WHEN MATCHED THEN DELETE`,
+          ],
+          /append-only: DELETE rejected/,
+        ],
+        [
+          "insert a sealed row with a new id, without all seal fields",
+          (id) => [forge(`moved ${newId(5)}`), insertSealed(one(id), { id: newId(5), envelope: "NULL" })],
+          /inserted pending/,
+        ],
+      ];
+      const outcomes: Record<string, string | null> = {};
+      for (const [name, statements] of cases) outcomes[name] = await attempt(statements(pid()));
+      expect(next).toBeLessThanOrEqual(pendings.length);
+      // All outcomes in one comparison, so a failure shows every attempt that got through.
+      const refused = (name: string, err: RegExp) =>
+        outcomes[name] !== null && err.test(outcomes[name])
+          ? "refused"
+          : `not refused: ${outcomes[name] ?? "committed"}`;
+      expect(Object.fromEntries(cases.map(([name, , err]) => [name, refused(name, err)]))).toEqual(
+        Object.fromEntries(cases.map(([name]) => [name, "refused"])),
+      );
+      expect(await entryRows()).toEqual(before);
+      // The seal itself still passes the guards, and the log stays whole.
+      await sealAll(t.ctx);
+      expect(tampers(await runIntegrityAudit(t.ctx))).toEqual([]);
+    },
+  );
+
+  it("names a data row whose entry does not exist, for each of the ten columns that were foreign keys", async () => {
+    // Rows for the columns the populated log has no row for yet, each written through its service.
+    const admin = await createUser(
+      t.ctx,
+      { email: "admin@part.test", fullName: "admin person", password: PW, role: "admin", study: "PART-1" },
+      null,
     );
+    const dm = await createUser(
+      t.ctx,
+      { email: "dm@part.test", fullName: "dm person", password: PW, role: "data_manager", study: "PART-1" },
+      null,
+    );
+    p.admin = (await principalForUser(t.ctx, admin.id))!;
+    p.dm = (await principalForUser(t.ctx, dm.id))!;
+    await setFormsBeforeConsent(t.ctx, p.admin, "PART-1", { formsBeforeConsent: "VITALS" });
+    await setSchedule(t.ctx, p.admin, "PART-1", {
+      baseline: { kind: "enrolment" },
+      visits: [{ code: "WEEK4", name: "Week 4", day: 28, windowBefore: 3, windowAfter: 3, forms: ["VITALS"] }],
+    });
+    const [subject] = await q(`SELECT subject_code FROM participants ORDER BY subject_code LIMIT 1`);
+    await setDisposition(t.ctx, p.inv, "PART-1", String(subject.subject_code), {
+      status: "randomized",
+      date: "2026-02-02",
+    });
+    const job = await createImportJob(t.ctx, p.dm, "PART-1", {
+      fileName: "v.csv",
+      bytes: new TextEncoder().encode(`subject,visit,sbp\n${subject.subject_code},WEEK4,120\n`),
+      formCode: "VITALS",
+      dryRun: false,
+    });
+    const done = await runImportJob(t.ctx, job.id);
+    expect(done.status, done.error ?? "").toBe("done");
+    await sealAll(t.ctx);
+    // The ten columns migration 0023 dropped a foreign key from (each pointed at ledger_entries(id)).
+    const columns = [
+      ["record_versions", "entry_id"],
+      ["sdv_marks", "entry_id"],
+      ["signatures", "entry_id"],
+      ["paper_consents", "entry_id"],
+      ["paper_consents", "attest_entry_id"],
+      ["study_settings", "entry_id"],
+      ["import_jobs", "entry_id"],
+      ["participant_dispositions", "entry_id"],
+      ["query_events", "entry_id"],
+      ["visit_schedules", "entry_id"],
+    ] as const;
+    // None of them is a foreign key any more (to ledger_entries or anything else).
+    const fks = await q(
+      `SELECT conrelid::regclass::text AS t, a.attname AS c FROM pg_constraint k
+         JOIN pg_attribute a ON a.attrelid = k.conrelid AND a.attnum = ANY (k.conkey) WHERE k.contype = 'f'`,
+    );
+    expect(fks.filter((r) => columns.some(([t2, c]) => r.t === t2 && r.c === c))).toEqual([]);
+    const tampered: string[] = [];
+    const statements: string[] = [];
+    for (const [i, [table, column]] of columns.entries()) {
+      // A different row for each column of one table (paper_consents has two), so each change is its own.
+      const rows = await q(`SELECT id::text FROM ${table} WHERE ${column} IS NOT NULL ORDER BY id`);
+      const row = rows[columns.slice(0, i).filter(([t2]) => t2 === table).length];
+      expect(row, `a ${table} row with ${column}`).toBeDefined();
+      const ghost = `00000000-0000-4000-8000-${String(i).padStart(12, "0")}`;
+      statements.push(`UPDATE ${table} SET ${column} = '${ghost}' WHERE id = '${row.id}'`);
+      tampered.push(`${table} ${row.id}`);
+    }
+    // Without the triggers (as a superuser could); without foreign keys the database itself no longer refuses it.
+    await tamper(statements);
+    const named = new Set(tampers(await runIntegrityAudit(t.ctx)).map((f) => `${f.table} ${f.id}`));
+    for (const [i, [table, column]] of columns.entries())
+      expect(named.has(tampered[i]), `${table}.${column}`).toBe(true);
   });
+
+  it(
+    "still lets a pending row be inserted and then sealed by an UPDATE with seal fields of the session's choosing " +
+      "(the allowed transition, as before partitioning); the audit names such a row",
+    async () => {
+      const [src] = await q(`SELECT id FROM ledger_entries ORDER BY seq LIMIT 1`);
+      const allowed = "00000000-0000-4000-8000-0000000f0003";
+      const seq = forgedSeq++;
+      expect(
+        await attempt([
+          `INSERT INTO ledger_entries (id, study_id, study_code, kind, payload_text, payload_hash, at)
+           SELECT '${allowed}', study_id, study_code, kind, payload_text, payload_hash, at
+             FROM ledger_entries WHERE id = '${src.id}'`,
+          `UPDATE ledger_entries SET status = 'sealed', seq = ${seq}, study_seq = 1, envelope_text = '{}',
+             leaf_hash = '\\x00', batch_no = 1 WHERE id = '${allowed}'`,
+        ]),
+      ).toBeNull();
+      expect(await q(`SELECT tableoid::regclass::text AS part FROM ledger_entries WHERE id = '${allowed}'`)).toEqual([
+        { part: "ledger_entries_s1" },
+      ]);
+      const named = tampers(await runIntegrityAudit(t.ctx)).map((f) => `${f.code} ${f.seq}`);
+      expect(named).toContain(`SEQ_OUTSIDE_BATCHES ${seq}`);
+    },
+  );
 });
