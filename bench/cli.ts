@@ -128,6 +128,8 @@ export async function benchCli(o: { adminUrl: string; quick: boolean; log: (s: s
   const verify = measure(n, [LAUNCHER, ...verifyArgs], env, dir);
   const verifyTsx = measure(o.quick ? 3 : 5, [...tsx, ...verifyArgs], env, dir);
   const help = measure(n, [LAUNCHER, "--help"], env, dir);
+  // trust-policy reads the deployment's keys (DATA_DIR/keys): made once, as `trialseal keys init` makes them.
+  runOnce([LAUNCHER, "keys", "init"], env, dir);
   const trust = measure(n, [LAUNCHER, "trust-policy"], env, dir);
 
   const name = `ts_bench_cli_${randomBytes(4).toString("hex")}`;
