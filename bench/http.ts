@@ -1,17 +1,7 @@
-/**
- * HTTP benchmark of the integration API on a running portal (a separate process, as deployed) on a fresh
- * PostgreSQL database: `POST /api/v1/studies/:code/records` (each request a new record) and, as the baseline,
- * a cheap authenticated read through the same stack (`GET /api/v1/studies/:code/forms`: token check, one query,
- * JSON). Both at a fixed rate (autocannon `overallRate`, 200 requests/s by default) for the latency target, and
- * POST closed-loop at 50 connections for throughput. `node --import tsx bench/http.ts` runs it alone;
- * BENCH_HTTP_PROFILE=DIR starts the portal with `--cpu-prof` (one profile per process in DIR).
- */
-import { randomBytes } from "node:crypto";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { spawn } from "node:child_process";
 import { fileURLToPath } from "node:url";
-import postgres from "postgres";
 import autocannon from "autocannon";
 
 type AutocannonOptions = Parameters<typeof autocannon>[0];
@@ -26,49 +16,12 @@ import { importForm } from "../app/records/forms.server.ts";
 import { enrollParticipant } from "../app/participants/participants.server.ts";
 import { createApiToken } from "../app/accounts/tokens.server.ts";
 import { setFormsBeforeConsent } from "../app/studies/settings.server.ts";
+import { scratchDb, VISITS, values, vitalsForm } from "./ingest.ts";
 import { OPERATOR } from "../app/exports/study-exports.server.ts";
 
 const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..");
 
-const VISITS = Array.from({ length: 50 }, (_, i) => `V${String(i + 1).padStart(2, "0")}`);
-const FORM = {
-  code: "HTTP",
-  title: "HTTP",
-  version: 1,
-  visits: VISITS,
-  fields: [
-    {
-      name: "sbp",
-      label: "Systolic BP",
-      type: "number",
-      integer: true,
-      unit: "mmHg",
-      min: 50,
-      max: 250,
-      required: true,
-    },
-    {
-      name: "dbp",
-      label: "Diastolic BP",
-      type: "number",
-      integer: true,
-      unit: "mmHg",
-      min: 30,
-      max: 150,
-      required: true,
-    },
-    { name: "temp", label: "Temperature", type: "number", unit: "Cel", min: 30, max: 45 },
-    { name: "visit_date", label: "Visit date", type: "date", required: true },
-    { name: "notes", label: "Notes", type: "text" },
-  ],
-};
-const values = (i: number) => ({
-  sbp: 100 + (i % 80),
-  dbp: 60 + (i % 40),
-  temp: 36.5,
-  visit_date: "2026-03-01",
-  notes: `visit ${i}`,
-});
+const FORM = vitalsForm("HTTP", "HTTP");
 
 export interface Latency {
   p50: number;
@@ -94,22 +47,6 @@ export interface HttpResult {
   get: HttpRun;
   /** POST /records closed-loop (each connection sends its next request when the last one is answered). */
   closed: HttpRun & { connections: number };
-}
-
-async function scratchDb(adminUrl: string) {
-  const name = `ts_bench_${randomBytes(4).toString("hex")}`;
-  const admin = postgres(adminUrl, { max: 1, onnotice: () => {} });
-  await admin.unsafe(`CREATE DATABASE ${name}`);
-  const url = new URL(adminUrl);
-  url.pathname = `/${name}`;
-  return {
-    url: url.toString(),
-    name,
-    async drop() {
-      await admin.unsafe(`DROP DATABASE IF EXISTS ${name} WITH (FORCE)`);
-      await admin.end();
-    },
-  };
 }
 
 function summary(r: AutocannonResult): HttpRun {

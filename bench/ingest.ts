@@ -35,7 +35,8 @@ export function pcts(xs: number[]): Pct {
   return { p50: at(50), p95: at(95), p99: at(99) };
 }
 
-async function scratchDb(adminUrl: string) {
+/** A new empty database on the server of `adminUrl`, dropped by `drop()`. */
+export async function scratchDb(adminUrl: string) {
   const name = `ts_bench_${randomBytes(4).toString("hex")}`;
   const admin = postgres(adminUrl, { max: 1, onnotice: () => {} });
   await admin.unsafe(`CREATE DATABASE ${name}`);
@@ -51,10 +52,11 @@ async function scratchDb(adminUrl: string) {
   };
 }
 
-const VISITS = Array.from({ length: 50 }, (_, i) => `V${String(i + 1).padStart(2, "0")}`);
-const FORM = {
-  code: "ING",
-  title: "Ingest",
+export const VISITS = Array.from({ length: 50 }, (_, i) => `V${String(i + 1).padStart(2, "0")}`);
+/** The vitals form the write benchmarks enter (ingest, HTTP), under a code and title of their own. */
+export const vitalsForm = (code: string, title: string) => ({
+  code,
+  title,
   version: 1,
   visits: VISITS,
   fields: [
@@ -82,8 +84,8 @@ const FORM = {
     { name: "visit_date", label: "Visit date", type: "date", required: true },
     { name: "notes", label: "Notes", type: "text" },
   ],
-};
-const values = (i: number) => ({
+});
+export const values = (i: number) => ({
   sbp: 100 + (i % 80),
   dbp: 60 + (i % 40),
   temp: 36.5,
@@ -139,7 +141,7 @@ export async function benchIngest(
       null,
     );
     const principal = (await principalForUser(ctx, admin.id))!;
-    await importForm(ctx, "ING", FORM, { actorId: admin.id });
+    await importForm(ctx, "ING", vitalsForm("ING", "Ingest"), { actorId: admin.id });
     const subjects: string[][] = [];
     for (let w = 0; w < opts.writers; w++) {
       subjects.push([]);

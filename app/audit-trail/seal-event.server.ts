@@ -88,11 +88,9 @@ async function studyCode(tx: DbOrTx, studyId: string): Promise<string> {
   return s.code;
 }
 
-/** Write the row and its entry (call inside a transaction: `audit()` does). */
-export async function insertSealedEvent(tx: DbOrTx, e: NewAuditEvent, crypto: Crypto = nodeCrypto): Promise<number> {
+/** An event's sealed form, given its id: the time and detail as stored, and its `audit.event` entry (own salt). */
+function sealedEvent(crypto: Crypto, e: NewAuditEvent, id: number) {
   const at = e.at ?? new Date();
-  const res = await tx.execute(sql`SELECT nextval(pg_get_serial_sequence('audit_events', 'id')) AS id`);
-  const id = Number(rowsOf<{ id: string | number }>(res)[0].id);
   const detail = normalizeDetail(e.detail);
   const salt = newSalt();
   const fields = eventPayloadFields(crypto, salt, {
@@ -107,7 +105,14 @@ export async function insertSealedEvent(tx: DbOrTx, e: NewAuditEvent, crypto: Cr
     ip: e.ip ?? null,
     detail,
   });
-  const built = buildEntry(crypto, "audit.event", fields, salt);
+  return { at, detail, built: buildEntry(crypto, "audit.event", fields, salt) };
+}
+
+/** Write the row and its entry (call inside a transaction: `audit()` does). */
+export async function insertSealedEvent(tx: DbOrTx, e: NewAuditEvent, crypto: Crypto = nodeCrypto): Promise<number> {
+  const res = await tx.execute(sql`SELECT nextval(pg_get_serial_sequence('audit_events', 'id')) AS id`);
+  const id = Number(rowsOf<{ id: string | number }>(res)[0].id);
+  const { at, detail, built } = sealedEvent(crypto, e, id);
   const entry = await insertPendingEntry(tx, {
     studyId: e.studyId ?? null,
     studyCode: e.studyId ? await studyCode(tx, e.studyId) : DEPLOYMENT_SCOPE,
@@ -145,22 +150,7 @@ export async function insertSealedEvents(
     for (let j = 0; j < part.length; j++) {
       const e = part[j];
       const id = partIds[j];
-      const at = e.at ?? new Date();
-      const detail = normalizeDetail(e.detail);
-      const salt = newSalt();
-      const fields = eventPayloadFields(crypto, salt, {
-        id,
-        at,
-        action: e.action,
-        outcome: e.outcome ?? "success",
-        actorUserId: e.actorUserId ?? null,
-        actorLabel: e.actorLabel ?? null,
-        siteId: e.siteId ?? null,
-        participantId: e.participantId ?? null,
-        ip: e.ip ?? null,
-        detail,
-      });
-      const built = buildEntry(crypto, "audit.event", fields, salt);
+      const { at, detail, built } = sealedEvent(crypto, e, id);
       const entryId = randomUUID();
       entries.push({
         id: entryId,
