@@ -17,11 +17,12 @@ import type { Principal } from "../../app/platform/permissions.server.ts";
 let t: TestDb;
 let admin: Principal;
 
+/** In the order written; entries of one transaction (the same instant) by site code, not by their random ids. */
 const entries = async (kind: string) =>
   (
     await t.database.execute(
       `SELECT e.payload_text FROM ledger_entries e JOIN studies s ON s.id = e.study_id
-       WHERE s.code = 'TZS-1' AND e.kind = '${kind}' ORDER BY e.at, e.id`,
+       WHERE s.code = 'TZS-1' AND e.kind = '${kind}' ORDER BY e.at, e.payload_text::jsonb->>'site', e.id`,
     )
   ).map((r) => JSON.parse(String(r.payload_text)) as Record<string, unknown>);
 
