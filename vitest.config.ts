@@ -21,6 +21,14 @@ const dbSuite = (engine: "pglite" | "postgres") => ({
   },
 });
 
+// The suites that start portals (integration, security, e2e) run two files at once: each file has its own portal
+// process on a port the system picks (PORT=0), its own database (a scratch PostgreSQL database, a PostgreSQL server of
+// its own on a free port, or PGlite in its own data directory), its own data directory and temporary files, its own
+// Chromium, TSA and hardhat node on free ports; no test changes a shared server's settings or another file's rows.
+// A file mostly waits on its portal, database or browser, so two share a 2-core machine well. The demo study most of
+// them start from is seeded once per run and cloned (test/helpers/demo-snapshot.ts, under a lock file).
+const portalFiles = { fileParallelism: true, maxWorkers: 2 };
+
 export default defineConfig({
   test: {
     projects: [
@@ -39,8 +47,9 @@ export default defineConfig({
           name: "integration",
           include: ["test/integration/**/*.test.ts"],
           testTimeout: 300_000,
-          hookTimeout: 300_000,
-          fileParallelism: false,
+          hookTimeout: 600_000,
+          // Two files at once (see `portalFiles` above).
+          ...portalFiles,
         },
       },
       {
@@ -49,8 +58,8 @@ export default defineConfig({
           name: "security",
           include: ["test/security/**/*.test.ts"],
           testTimeout: 300_000,
-          hookTimeout: 300_000,
-          fileParallelism: false,
+          hookTimeout: 600_000,
+          ...portalFiles,
         },
       },
       {
@@ -59,8 +68,8 @@ export default defineConfig({
           name: "e2e",
           include: ["test/e2e/**/*.test.ts"],
           testTimeout: 600_000,
-          hookTimeout: 300_000,
-          fileParallelism: false,
+          hookTimeout: 600_000,
+          ...portalFiles,
           // expect.poll waits for the page (default 1 s: sized to a fast machine).
           expect: { poll: { timeout: 60_000, interval: 100 } },
         },

@@ -72,5 +72,7 @@ export function handleError(error: unknown, { request, context }: { request: Req
     return;
   }
   if (/^No route matches URL/.test(message)) return;
-  console.error(`portal error: ${message}`);
+  // A failed query's message ends with its parameters (a design, a seed, free text): never logged (issue 20).
+  const paramsAt = message.indexOf("\nparams:");
+  console.error(`portal error: ${paramsAt === -1 ? message : `${message.slice(0, paramsAt)} (parameters left out)`}`);
 }

@@ -32,7 +32,10 @@ export async function buildVerifierHtml() {
     ".steps{font-family:ui-monospace,monospace;font-size:.85rem;list-style:none;padding:0}" +
     ".steps li,.failed-step,.report h2{overflow-wrap:anywhere}.explain{margin:.2rem 0 .6rem}" +
     ".steps .failed{color:#cf222e;font-weight:700}.steps .not_checked{color:#57606a}" +
-    ".failed-step,.error{color:#cf222e;font-weight:600}.muted{color:#57606a}";
+    ".failed-step,.error{color:#cf222e;font-weight:600}.muted{color:#57606a}" +
+    ".life{padding-left:1.4rem}.life li{margin:.25rem 0;overflow-wrap:anywhere}.life .failed{color:#cf222e}" +
+    ".steps.problems{font-family:inherit;font-size:1rem}.problems li{margin:.5rem 0}" +
+    ".report .detail{display:block;font:400 .8rem ui-monospace,monospace;color:#57606a;overflow-wrap:anywhere}";
   const styleHash = createHash("sha256").update(css).digest("base64");
   const html = [
     "<!doctype html>",
@@ -50,6 +53,14 @@ export async function buildVerifierHtml() {
       '<input id="policy-url" type="text" placeholder="https://portal.example/.well-known/trialseal.json">',
     '<label for="policy-pin">Pinned SHA-256 of the trust policy</label>' +
       '<input id="policy-pin" type="text" placeholder="64 hex characters">',
+    '<label for="allocations-file">Allocations file (optional: a study\'s randomization, checked slot by slot ' +
+      "against the list sealed before the first allocation)</label>" +
+      '<input id="allocations-file" type="file" accept=".json,application/json">' +
+      '<p class="muted">With an allocations file, the pinned SHA-256 checks the trust policy the file carries.</p>',
+    '<label for="custody-file">Kit chain of custody (custody JSON)</label>' +
+      '<input id="custody-file" type="file" accept=".json,application/json">' +
+      "<p class=\"muted\">Optional: a kit's custody file from its page in the portal, every step of the kit's life " +
+      "checked against its sealed entry. The pinned SHA-256 checks the trust policy the file carries.</p>",
     '<label for="bundle-files">Proof bundles (one or many)</label>' +
       '<input id="bundle-files" type="file" multiple accept=".json,application/json">',
     '<label for="rpc-url">EVM JSON-RPC URL (optional: to check EVM anchors)</label>' +

@@ -141,6 +141,19 @@ studies
     dispatch("studies.targets", { study: o.study, total: o.total, sites: o.site }),
   );
 
+const lots = program.command("lots").description("lots of investigational product (issue 21)");
+lots
+  .command("affected")
+  .description("print the subject codes of the participants who received a kit of a lot, one a line (sorted)")
+  .requiredOption("--study <CODE>", "study")
+  .requiredOption("--lot <LOT>", "lot number")
+  .action((o: { study: string; lot: string }) => dispatch("lots.affected", { study: o.study, lot: o.lot }));
+lots
+  .command("list")
+  .description("list a study's lots: expiry, released or recalled, kit counts (never kit types)")
+  .requiredOption("--study <CODE>", "study")
+  .action((o: { study: string }) => dispatch("lots.list", { study: o.study }));
+
 const users = program.command("users").description("user accounts");
 users
   .command("create")
@@ -517,10 +530,10 @@ program
   .command("export")
   .description(
     "export a study: evidence (ZIP package), odm (CDISC ODM 1.3.2 XML), fhir (FHIR R4 Bundle), " +
-      "csv (ZIP of one CSV per form)",
+      "csv (ZIP of one CSV per form), allocations (after unblinding: the revealed randomization list with its proofs)",
   )
   .requiredOption("--study <CODE>", "study")
-  .requiredOption("--format <FORMAT>", "evidence, odm, fhir or csv")
+  .requiredOption("--format <FORMAT>", "evidence, odm, fhir, csv or allocations")
   .option("--out <FILE>", "where to write it (default: the export's own name in the current folder)")
   .action(async (o: { study: string; format: string; out?: string }) => {
     const path = (await import("node:path")).default;
@@ -541,6 +554,28 @@ program
   .action(async (file: string, o: { trust?: string; pin?: string; json?: boolean }) => {
     const { runVerifyPackage } = await import("./verify-package-command.ts");
     await exitWhenFlushed(await runVerifyPackage(file, o));
+  });
+program
+  .command("verify-allocations")
+  .description("check a study's allocations file offline (exit 0 valid, 1 invalid naming the slot, 2 unreadable)")
+  .argument("<file>", "the allocations file (trialseal export --format allocations)")
+  .option("--trust <FILE>", "the trust policy to check against")
+  .option("--pin <SHA256>", "accept the file's own trust policy only if it has this SHA-256")
+  .option("--json", "the report as JSON")
+  .action(async (file: string, o: { trust?: string; pin?: string; json?: boolean }) => {
+    const { runVerifyAllocations } = await import("./verify-allocations-command.ts");
+    await exitWhenFlushed(await runVerifyAllocations(file, o));
+  });
+program
+  .command("verify-custody")
+  .description("check a kit's chain-of-custody file offline (exit 0 valid, 1 invalid naming the entry, 2 unreadable)")
+  .argument("<file>", "the kit's custody file (downloaded from the kit's page)")
+  .option("--trust <FILE>", "the trust policy to check against")
+  .option("--pin <SHA256>", "accept the file's own trust policy only if it has this SHA-256")
+  .option("--json", "the report as JSON")
+  .action(async (file: string, o: { trust?: string; pin?: string; json?: boolean }) => {
+    const { runVerifyCustody } = await import("./verify-custody-command.ts");
+    await exitWhenFlushed(await runVerifyCustody(file, o));
   });
 program
   .command("monitor")

@@ -15,6 +15,7 @@ const started = Date.now();
 let passed = 0;
 let failed = 0;
 const lines = [];
+const failures = [];
 
 function step(fn) {
   const t0 = Date.now();
@@ -65,17 +66,47 @@ for (const suite of suites) {
     } catch {
       counts.numFailedTests = 1; // the runner itself failed
     }
+    // Name each failed test (file, title, first line of its error) and each file that failed to load, so a red run
+    // says what failed without the full log; and the three slowest files, to watch the suite's time.
+    const files = counts.testResults ?? [];
+    for (const f of files) {
+      const rel = path.relative(root, f.name ?? "");
+      const bad = (f.assertionResults ?? []).filter((a) => a.status === "failed");
+      for (const a of bad) {
+        const msg = String(a.failureMessages?.[0] ?? "")
+          .split("\n")[0]
+          .slice(0, 200);
+        failures.push(`${suite}: ${rel} > ${a.fullName ?? a.title}: ${msg}`);
+      }
+      if (bad.length === 0 && f.status === "failed") {
+        failures.push(
+          `${suite}: ${rel}: ${String(f.message ?? "failed to run")
+            .split("\n")[0]
+            .slice(0, 200)}`,
+        );
+      }
+    }
+    const slowest = files
+      .map((f) => ({ rel: path.relative(root, f.name ?? ""), secs: ((f.endTime ?? 0) - (f.startTime ?? 0)) / 1000 }))
+      .sort((a, b) => b.secs - a.secs)
+      .slice(0, 3)
+      .map((f) => `${f.rel} ${f.secs.toFixed(0)}s`);
     // A file that failed to load counts as a failure even when it had no test to fail.
     const failedTests = counts.numFailedTests + (p.status !== 0 && counts.numFailedTests === 0 ? 1 : 0);
-    return { passed: counts.numPassedTests, failed: failedTests };
+    return { passed: counts.numPassedTests, failed: failedTests, slowest };
   });
   passed += r.passed;
   failed += r.failed;
   lines.push(`${suite.padEnd(12)} ${r.passed} passed, ${r.failed} failed in ${r.secs}s`);
+  if (r.slowest?.length) lines.push(`             slowest: ${r.slowest.join(", ")}`);
 }
 
 console.log("\n=== summary ===");
 for (const l of lines) console.log(l);
+if (failures.length > 0) {
+  console.log("\n=== failed ===");
+  for (const f of failures) console.log(f);
+}
 console.log(`total time ${((Date.now() - started) / 1000).toFixed(1)}s`);
 console.log(`${passed} passed, ${failed} failed`);
 process.exit(failed > 0 ? 1 : 0);

@@ -18,6 +18,17 @@ export const DISPOSITIONS = [
 ] as const;
 export type Disposition = (typeof DISPOSITIONS)[number];
 
+/** The documents of a study that are versioned and sealed (issue 20). */
+export const STUDY_DOCUMENT_TYPES = ["protocol", "sap", "ib", "dmp"] as const;
+export type StudyDocumentType = (typeof STUDY_DOCUMENT_TYPES)[number];
+/**
+ * A randomization stratum's key: `site=CODE`, then `;factor=level` for each stratification factor in the design's
+ * order (anchoring/randomization/slots.ts builds and reads it).
+ */
+const stratumKey = z
+  .string()
+  .regex(/^site=[^;=]{1,64}(;[a-z][a-z0-9_]{0,31}=[^;=]{1,64}){0,2}$/, "expected a stratum key");
+
 const hex32 = z.string().regex(/^[0-9a-f]{64}$/, "expected 32 bytes as lowercase hex");
 /** Free text as its salted hash: SHA-256 (hex) of the payload's salt, a newline and the text (ADR 0020). */
 const textHash = hex32;
@@ -25,6 +36,11 @@ const salt = z.string().regex(/^[A-Za-z0-9_-]{22}$/, "expected 16 bytes as base6
 const id = z.string().uuid();
 const code = z.string().min(1).max(64);
 const isoDate = z.string().regex(/^\d{4}-\d{2}-\d{2}$/);
+/** A kit's number as printed on its label (issue 21): capitals, digits and dashes. */
+export const KIT_NUMBER_PATTERN = /^[A-Z0-9][A-Z0-9-]{2,31}$/;
+const kitNumber = z.string().regex(KIT_NUMBER_PATTERN, "expected a kit number");
+/** A temperature in tenths of a degree Celsius (25 is 2.5 °C). */
+const tenths = z.number().int().min(-1000).max(1000);
 /** An IANA time zone name (Europe/Berlin, UTC); the server checks it names a zone it knows. */
 const timeZone = z.string().regex(/^[A-Za-z][A-Za-z0-9_+\-/]{0,63}$/, "expected an IANA time zone name");
 /**
@@ -434,6 +450,21 @@ export const PAYLOAD_SCHEMAS = {
         .nullable(),
       actor: id.nullable(),
     }),
+    /** Version 3 (issue 22): whether participants see the names of the staff who used their data (ADR 0067). */
+    z.strictObject({
+      v: z.literal(3),
+      salt,
+      version: z.number().int().positive(),
+      formsBeforeConsent: z.array(code).max(50),
+      enrolmentTargets: z
+        .strictObject({
+          total: z.number().int().min(0).max(10_000_000).nullable(),
+          sites: z.record(code, z.number().int().min(0).max(10_000_000)),
+        })
+        .nullable(),
+      staffNamesToParticipants: z.boolean(),
+      actor: id.nullable(),
+    }),
   ]),
   /**
    * A participant's disposition changed (issue 18): screening, screen failure, enrolled, randomized, discontinued,
@@ -661,6 +692,433 @@ export const PAYLOAD_SCHEMAS = {
     bytes: z.number().int().min(0),
     actor: id.nullable(),
   }),
+  // ---- Pre-commitment (issue 20): study documents, SAP outcomes, the public registration, randomization, lock ----
+  /**
+   * A version of a study document (protocol, statistical analysis plan, investigator's brochure, data management
+   * plan) uploaded as a PDF: its SHA-256 and size, the file name and the approving body as salted hashes, the
+   * approval date; an amendment names the version it `replaces` and its reason (salted hash), the first has neither.
+   */
+  "study_document.registered": z
+    .strictObject({
+      v: z.literal(1),
+      salt,
+      document: id,
+      type: z.enum(STUDY_DOCUMENT_TYPES),
+      version: z.string().min(1).max(32),
+      sha256: hex32,
+      bytes: z.number().int().positive(),
+      fileNameHash: textHash,
+      approvedOn: isoDate,
+      approverHash: textHash,
+      replaces: id.nullable(),
+      reasonHash: textHash.nullable(),
+      actor: id.nullable(),
+      token,
+    })
+    .refine(userOrToken, userOrTokenMessage)
+    .refine((p) => (p.replaces === null) === (p.reasonHash === null), {
+      message: "an amendment names the version it replaces and a reason; a first version has neither",
+      path: ["reasonHash"],
+    }),
+  /** A site's approval (its ethics committee or institution) of one study document version, with its date. */
+  "study_document.site_approved": z
+    .strictObject({
+      v: z.literal(1),
+      salt,
+      approval: id,
+      document: id,
+      site: code,
+      approvedOn: isoDate,
+      actor: id.nullable(),
+      token,
+    })
+    .refine(userOrToken, userOrTokenMessage),
+  /**
+   * A version of the SAP's outcome list, sealed with the SAP document version in force (`sap`): the list's canonical
+   * JSON as its salted hash (`outcomesHash`), how many outcomes and how many primary; `afterFirstEnrolment` when a
+   * participant was already enrolled (a change then needs a reason, `reasonHash`, and is flagged on the public page).
+   */
+  "sap.outcomes_set": z
+    .strictObject({
+      v: z.literal(1),
+      salt,
+      outcomes: id,
+      version: z.number().int().positive(),
+      sap: id,
+      outcomesHash: textHash,
+      count: z.number().int().min(0).max(200),
+      primary: z.number().int().min(0).max(200),
+      afterFirstEnrolment: z.boolean(),
+      reasonHash: textHash.nullable(),
+      actor: id.nullable(),
+      token,
+    })
+    .refine(userOrToken, userOrTokenMessage),
+  /** The sponsor publishes (or withdraws) the study's public registration page. */
+  "registration.published": z
+    .strictObject({ v: z.literal(1), salt, published: z.boolean(), actor: id.nullable(), token })
+    .refine(userOrToken, userOrTokenMessage),
+  /**
+   * The randomization commitment, sealed before the first allocation: the design (strata definitions, factors,
+   * block configuration, kit-type-to-arm map) as `designHash`: SHA-256 of the list's SECRET design nonce (32 bytes,
+   * base64url, kept in the database and revealed only in the allocations file), a newline and the design's canonical
+   * JSON (the payload's public salt would let anyone guess a low-entropy design); and per stratum its key, the RFC
+   * 6962 root of its slots' leaves and their number. Nothing here unblinds.
+   */
+  "randomization.committed": z
+    .strictObject({
+      v: z.literal(1),
+      salt,
+      list: id,
+      source: z.enum(["generated", "uploaded"]),
+      designHash: textHash,
+      strata: z.array(z.strictObject({ key: stratumKey, root: hex32, size: z.number().int().min(1).max(100_000) })),
+      actor: id.nullable(),
+      token,
+    })
+    .refine(userOrToken, userOrTokenMessage)
+    .refine((p) => p.strata.length >= 1 && p.strata.length <= 2000, {
+      message: "a commitment has 1 to 2000 strata",
+      path: ["strata"],
+    }),
+  /**
+   * A participant randomized: the next slot (`seq`, from 0) of their stratum, its randomization number and the slot's
+   * leaf hash (the arm stays hidden behind the slot's salt until unblinding).
+   */
+  "randomization.allocated": z
+    .strictObject({
+      v: z.literal(1),
+      salt,
+      allocation: id,
+      list: id,
+      subject: code,
+      stratum: stratumKey,
+      seq: z.number().int().min(0),
+      number: z.string().min(1).max(32),
+      leaf: hex32,
+      actor: id.nullable(),
+      token,
+    })
+    .refine(userOrToken, userOrTokenMessage),
+  /** Emergency unblinding of one participant by an investigator, with the reason as its salted hash. */
+  "randomization.emergency_unblinded": z.strictObject({
+    v: z.literal(1),
+    salt,
+    unblinding: id,
+    allocation: id,
+    subject: code,
+    reasonHash: textHash,
+    actor: id,
+  }),
+  /**
+   * The study database locked (with the study-wide `lock.set` of `lock`): the analysis data set exported at lock,
+   * by its SHA-256 and size, and how many record versions it holds.
+   */
+  "database.locked": z
+    .strictObject({
+      v: z.literal(1),
+      salt,
+      databaseLock: id,
+      lock: id,
+      analysisSha256: hex32,
+      analysisBytes: z.number().int().positive(),
+      records: z.number().int().min(0),
+      actor: id.nullable(),
+      token,
+    })
+    .refine(userOrToken, userOrTokenMessage),
+  /** The study unblinded (the whole randomization list revealed) while the database lock `databaseLock` holds. */
+  "randomization.unblinded": z.strictObject({
+    v: z.literal(1),
+    salt,
+    unblinding: id,
+    list: id,
+    databaseLock: id,
+    /** How many allocations each stratum holds and how many emergency unblindings there were: a file missing one
+     * of them is named by the verifier. */
+    allocations: z.array(z.strictObject({ stratum: stratumKey, count: z.number().int().min(0) })).max(2000),
+    emergencyUnblindings: z.number().int().min(0),
+    actor: id,
+  }),
+  /**
+   * A draft randomization list made (generated from a seed, or uploaded): sealed like a commitment (design hash with
+   * the list's secret nonce, per stratum key, root and size), so every list drafted before the one committed is in
+   * the log and a list chosen among several shows (issue 20 review).
+   */
+  "randomization.list_drafted": z
+    .strictObject({
+      v: z.literal(1),
+      salt,
+      list: id,
+      source: z.enum(["generated", "uploaded"]),
+      designHash: textHash,
+      strata: z.array(z.strictObject({ key: stratumKey, root: hex32, size: z.number().int().min(1).max(100_000) })),
+      actor: id.nullable(),
+      token,
+    })
+    .refine(userOrToken, userOrTokenMessage)
+    .refine((p) => p.strata.length >= 1 && p.strata.length <= 2000, {
+      message: "a draft has 1 to 2000 strata",
+      path: ["strata"],
+    }),
+  /** A draft randomization list discarded (it stays in the database, never committed). */
+  "randomization.list_discarded": z
+    .strictObject({ v: z.literal(1), salt, list: id, actor: id.nullable(), token })
+    .refine(userOrToken, userOrTokenMessage),
+  // ---- Issue 21: investigational product accountability (ADR 0056-0065) ----
+  /**
+   * A lot of investigational product registered by the depot: its number, dates, storage range, daily units (for
+   * compliance) and the certificate of analysis by SHA-256. Its kit type only as `blindHash` (SHA-256 of the canonical
+   * JSON of lot, kit type and the lot's secret nonce): two kit types cannot be guessed from it (ADR 0057).
+   */
+  "supply.lot_registered": z
+    .strictObject({
+      v: z.literal(1),
+      salt,
+      lot: id,
+      lotNumber: code,
+      productHash: textHash,
+      blindHash: hex32,
+      manufacturedOn: isoDate,
+      expiresOn: isoDate,
+      storageMinTenths: tenths,
+      storageMaxTenths: tenths,
+      dailyUnits: z.number().int().min(0).max(1000),
+      coaSha256: hex32,
+      coaBytes: z.number().int().positive(),
+      coaNameHash: textHash,
+      actor: id.nullable(),
+      token,
+    })
+    .refine(userOrToken, userOrTokenMessage),
+  /** A lot released for use by the sponsor. */
+  "supply.lot_released": z.strictObject({ v: z.literal(1), salt, release: id, lot: id, actor: id }),
+  /** A lot recalled by the sponsor: its kits blocked everywhere; how many kits, participants and sites it touched. */
+  "supply.lot_recalled": z.strictObject({
+    v: z.literal(1),
+    salt,
+    recall: id,
+    lot: id,
+    reasonHash: textHash,
+    kitsBlocked: z.number().int().min(0),
+    subjectsAffected: z.number().int().min(0),
+    sitesNotified: z.number().int().min(0),
+    actor: id,
+  }),
+  /**
+   * A kit registered: its number (drawn at random, so it says nothing of lot or type), units, the SHA-256 of its label
+   * token, and its lot and kit type only as `blindHash` (SHA-256 of the canonical JSON of kit, lot, kit type and the
+   * kit's secret nonce; ADR 0057).
+   */
+  "supply.kit_registered": z
+    .strictObject({
+      v: z.literal(1),
+      salt,
+      kit: id,
+      number: kitNumber,
+      blindHash: hex32,
+      units: z.number().int().min(1).max(10_000),
+      labelTokenHash: hex32,
+      actor: id.nullable(),
+      token,
+    })
+    .refine(userOrToken, userOrTokenMessage),
+  /** A shipment sent from a depot to a site, with the numbers of its kits. */
+  "supply.shipment_sent": z
+    .strictObject({
+      v: z.literal(1),
+      salt,
+      shipment: id,
+      number: code,
+      depot: code,
+      site: code,
+      kits: z.array(kitNumber).min(1).max(2000),
+      actor: id.nullable(),
+      token,
+    })
+    .refine(userOrToken, userOrTokenMessage),
+  /**
+   * A shipment received at its site: the temperatures recorded in transit (tenths of a degree Celsius) and/or the
+   * logger file's SHA-256, and whether it was an excursion (its kits quarantined until the sponsor decides).
+   */
+  "supply.shipment_received": z
+    .strictObject({
+      v: z.literal(1),
+      salt,
+      receipt: id,
+      shipment: id,
+      temperatureMinTenths: tenths.nullable(),
+      temperatureMaxTenths: tenths.nullable(),
+      loggerSha256: hex32.nullable(),
+      /** The logger file's size and name (as its salted hash), with its SHA-256; all null without a file. */
+      loggerBytes: z.number().int().positive().nullable(),
+      loggerNameHash: textHash.nullable(),
+      excursion: z.boolean(),
+      actor: id.nullable(),
+      token,
+    })
+    .refine(userOrToken, userOrTokenMessage),
+  /** The sponsor's decision on a quarantined shipment's kits: released for use, or to be destroyed, with a reason. */
+  "supply.quarantine_decided": z.strictObject({
+    v: z.literal(1),
+    salt,
+    decision: id,
+    shipment: id,
+    outcome: z.enum(["release", "destroy"]),
+    reasonHash: textHash,
+    actor: id,
+  }),
+  /**
+   * A kit assigned to a participant (by subject code) for a dispensing at a visit: drawn at random among the site's
+   * dispensable kits of the allocated kit type not held by another open assignment (ADR 0059).
+   */
+  "supply.kit_assigned": z
+    .strictObject({
+      v: z.literal(1),
+      salt,
+      assignment: id,
+      kit: id,
+      number: kitNumber,
+      subject: code,
+      site: code,
+      visit: code.nullable(),
+      actor: id.nullable(),
+      token,
+    })
+    .refine(userOrToken, userOrTokenMessage),
+  /** A kit dispensed to a participant (by subject code) at a visit, by the participant's allocation. */
+  "supply.kit_dispensed": z
+    .strictObject({
+      v: z.literal(1),
+      salt,
+      dispensing: id,
+      kit: id,
+      number: kitNumber,
+      subject: code,
+      site: code,
+      visit: code.nullable(),
+      actor: id.nullable(),
+      token,
+    })
+    .refine(userOrToken, userOrTokenMessage),
+  /** A dispensed kit returned: units returned of those dispensed, and compliance in percent (null: not computed). */
+  "supply.kit_returned": z
+    .strictObject({
+      v: z.literal(1),
+      salt,
+      return: id,
+      kit: id,
+      number: kitNumber,
+      subject: code,
+      unitsReturned: z.number().int().min(0).max(10_000),
+      unitsDispensed: z.number().int().min(1).max(10_000),
+      compliancePercent: z.number().int().min(0).max(1000).nullable(),
+      returnedOn: isoDate,
+      actor: id.nullable(),
+      token,
+    })
+    .refine(userOrToken, userOrTokenMessage),
+  /** Kits destroyed at a site (or at the depot: site null), the method as its salted hash; a witness confirms. */
+  "supply.destruction_recorded": z.strictObject({
+    v: z.literal(1),
+    salt,
+    destruction: id,
+    site: code.nullable(),
+    kits: z.array(kitNumber).min(1).max(2000),
+    methodHash: textHash,
+    actor: id,
+  }),
+  /** A second person witnessed a destruction (never the one who recorded it). */
+  "supply.destruction_witnessed": z.strictObject({
+    v: z.literal(1),
+    salt,
+    witness: id,
+    destruction: id,
+    actor: id,
+  }),
+  /** The monitor's reconciliation of a site: kits expected on hand against counted, and the kits that differ. */
+  "supply.reconciled": z.strictObject({
+    v: z.literal(1),
+    salt,
+    reconciliation: id,
+    site: code,
+    expected: z.number().int().min(0),
+    counted: z.number().int().min(0),
+    missing: z.array(kitNumber).max(2000),
+    unexpected: z.array(kitNumber).max(2000),
+    actor: id,
+  }),
+  // ---- Issue 22: participant-controlled sharing (ADR 0066-0072) ----
+  /**
+   * A participant changed optional consent choices after signing (or staff recorded the change they were told):
+   * the items changed, key -> agreed now. The choices in force are the signature's, then each change in order.
+   */
+  "consent.choices_changed": z
+    .strictObject({
+      v: z.literal(1),
+      salt,
+      change: id,
+      subject: code,
+      choices: z.record(z.string().regex(/^[a-z][a-z0-9_]{0,31}$/), z.boolean()),
+      byParticipant: z.boolean(),
+      actor: id.nullable(),
+      token,
+    })
+    .refine(userOrToken, userOrTokenMessage),
+  /**
+   * An external researcher's data-use request: a purpose from the code list (HL7 v3 PurposeOfUse), the CRF fields
+   * (FORM.field) and the period of data collection asked for; the institution and justification as salted hashes.
+   */
+  "data_use.requested": z.strictObject({
+    v: z.literal(1),
+    salt,
+    request: id,
+    purpose: z.string().regex(/^[A-Z]{2,16}$/),
+    fields: z
+      .array(z.string().regex(/^[A-Z0-9_.-]{1,64}\.[a-z][a-z0-9_]{0,63}$/))
+      .min(1)
+      .max(500),
+    periodFrom: isoDate,
+    periodTo: isoDate,
+    institutionHash: textHash,
+    justificationHash: textHash,
+    actor: id,
+  }),
+  /** The data access committee's decision on a request, with its reason (salted hash) and how long a delivery lasts. */
+  "data_use.decided": z.strictObject({
+    v: z.literal(1),
+    salt,
+    decision: id,
+    request: id,
+    outcome: z.enum(["approved", "declined"]),
+    reasonHash: textHash,
+    /** Days a delivery can be downloaded after it is made (null when declined). */
+    expiresInDays: z.number().int().min(1).max(365).nullable(),
+    actor: id,
+  }),
+  /**
+   * A delivery of an approved request: only its manifest's SHA-256 (no per-entry bundles, no subject codes, seqs or
+   * leaf hashes, so two deliveries cannot be linked), how many participants it holds and why the others were left
+   * out, and `membersHash`: SHA-256 of the salt, a newline and the included participants' ids sorted, one per line
+   * (the integrity audit recomputes it from the delivery's rows).
+   */
+  "data_use.delivered": z.strictObject({
+    v: z.literal(1),
+    salt,
+    delivery: id,
+    request: id,
+    purpose: z.string().regex(/^[A-Z]{2,16}$/),
+    manifestSha256: hex32,
+    participants: z.number().int().min(0),
+    excluded: z.strictObject({
+      declined: z.number().int().min(0),
+      withdrawn: z.number().int().min(0),
+      notAsked: z.number().int().min(0),
+    }),
+    membersHash: hex32,
+    expiresAt: z.string().datetime(),
+    actor: id,
+  }),
 } as const;
 
 export type EntryKind = keyof typeof PAYLOAD_SCHEMAS;
@@ -677,7 +1135,7 @@ export const CURRENT_VERSION = {
   "query.opened": 3,
   "query.answered": 3,
   "query.closed": 2,
-  "study.settings_changed": 2,
+  "study.settings_changed": 3,
   "consent.withdrawn": 2,
   "participant.erased": 2,
   "study.registered": 2,

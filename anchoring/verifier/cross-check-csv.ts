@@ -7,7 +7,8 @@
  * `calculated`, an identifier or free-text value (written as entered) by its salted hash under the payload's salt
  * against `hashed`, and each `<field>.missing_code` / `<field>.missing_reason` against `missing` (the reason by its
  * salted hash); that the seq is the record's latest sealed version; and that every record of the form has exactly one
- * row. Not checked: `site` (not in the record's payload) and `entry_id` (a database id, not sealed). A mismatch names
+ * row. Not checked: `site` (not in the record's payload), `entry_id` (a database id, not sealed) and `protocol_version`
+ * (derived from the study's documents, ADR 0048). A mismatch names
  * the file, the line, the subject and visit, the column and the seq.
  */
 import { nobleCrypto } from "../log/crypto-noble.ts";
@@ -42,6 +43,13 @@ export const CSV_FIXED_COLUMNS_REPEATING: readonly string[] = [
   "instance",
   ...FIXED.slice(FIXED.indexOf("visit") + 1),
 ];
+
+/**
+ * The column after the fixed ones (ADR 0048): the protocol version in force at the record's site when the version was
+ * entered. Derived from the study's documents and site approvals (each sealed in its own entries), not from the
+ * record's payload, so not checked here; files written before it existed have no such column.
+ */
+export const CSV_PROTOCOL_COLUMN = "protocol_version";
 
 /** The two columns after a field that accepts missing-data codes: the code and its reason. */
 export const missingColumns = (field: string) => [`${field}.missing_code`, `${field}.missing_reason`];
@@ -80,7 +88,7 @@ export function crossCheckCsv(
     bad(file, "CSV_INVALID", `not a CSV export of study ${study}: its header is not ${FIXED.join(",")},…`);
     return 0;
   }
-  const columns = head.slice(fixed.length);
+  const columns = head.slice(fixed.length + (head[fixed.length] === CSV_PROTOCOL_COLUMN ? 1 : 0));
   const fields = columns.filter((c) => !MISSING_SUFFIX.test(c));
   const latest = latestRecordVersions(sealed);
   const seen = new Set<string>();

@@ -115,6 +115,8 @@ export function crossCheckFhir(text: string, sealed: Sealed, bad: Bad, crypto: C
   const of = (kind: string) => [...sealed.values()].filter((e) => e.kind === kind);
   const signatures = of("consent.signed");
   const withdrawals = of("consent.withdrawn");
+  /** Changes of optional choices after signing (issue 22, ADR 0066): checked with the withdrawals. */
+  const choiceChanges = of("consent.choices_changed");
   const signatureById = new Map(signatures.map((e) => [String(e.payload.signature), e]));
   const scans = of("consent.paper_scanned");
   const scanByPaper = new Map(scans.map((e) => [String(e.payload.paper), e]));
@@ -276,7 +278,7 @@ export function crossCheckFhir(text: string, sealed: Sealed, bad: Bad, crypto: C
       }
       checked++;
       seenConsents.add(sig);
-      checkConsent(r, name, e, signatures, scans, withdrawals, subjectOf, mismatch);
+      checkConsent(r, name, e, signatures, scans, [...withdrawals, ...choiceChanges], subjectOf, mismatch);
     } else if (type === "Provenance") {
       const { seq, leafHash } = ledgerOf(r);
       const e = seq === null ? undefined : sealed.get(seq);
@@ -436,18 +438,34 @@ function checkConsent(
   const verified = Array.isArray(r.verification) && r.verification.length > 0;
   if (verified !== !!countersign)
     mismatch(what, "verification", verified, !!countersign, "the sealed entries (countersignature)");
-  const withdrawn = mine.flatMap((w) => (w.payload.optionalWithdrawn as string[] | undefined) ?? []);
-  const options = (p.options ?? {}) as Record<string, boolean>;
-  const provisions = (((r.provision as Json | undefined)?.provision as Json[] | undefined) ?? []).map((x) => ({
-    type: x.type,
-    code: (
-      (((x.code as Json[] | undefined)?.[0] as Json | undefined)?.coding as Json[] | undefined)?.[0] as Json | undefined
-    )?.code,
-  }));
-  const want = Object.entries(options).map(([k, agreed]) => ({
-    type: agreed && !withdrawn.includes(k) ? "permit" : "deny",
-    code: k,
-  }));
+  // The choice in force of each item: the signature's answer, then the partial withdrawals and choice changes
+  // sealed after it and before the participant's next signature (which is answered afresh), in order (ADR 0066).
+  // The export lists one nested provision per interval of each item's choice (ADR 0072): the last one listed for
+  // an item is the one in force (or was, when a later signature replaced it).
+  const inForce = { ...((p.options ?? {}) as Record<string, boolean>) };
+  const laterSeqs = signatures
+    .filter((z) => z.seq > e.seq && z.payload.countersigns === null && z.payload.subject === subject)
+    .map((z) => z.seq);
+  const next = laterSeqs.length ? Math.min(...laterSeqs) : undefined;
+  for (const w of [...mine]
+    .filter((z) => z.seq > e.seq && (next === undefined || z.seq < next))
+    .sort((a, b) => a.seq - b.seq)) {
+    for (const k of (w.payload.optionalWithdrawn as string[] | undefined) ?? []) if (k in inForce) inForce[k] = false;
+    for (const [k, v] of Object.entries((w.payload.choices ?? {}) as Record<string, boolean>))
+      if (k in inForce) inForce[k] = v;
+  }
+  const last = new Map<unknown, unknown>();
+  for (const x of ((r.provision as Json | undefined)?.provision as Json[] | undefined) ?? [])
+    last.set(
+      (
+        (((x.code as Json[] | undefined)?.[0] as Json | undefined)?.coding as Json[] | undefined)?.[0] as
+          | Json
+          | undefined
+      )?.code,
+      x.type,
+    );
+  const provisions = [...last].map(([code, type]) => ({ type, code }));
+  const want = Object.entries(inForce).map(([k, agreed]) => ({ type: agreed ? "permit" : "deny", code: k }));
   const key = (xs: { type: unknown; code: unknown }[]) =>
     JSON.stringify(xs.map((x) => `${String(x.code)}=${String(x.type)}`).sort());
   if (key(provisions) !== key(want))

@@ -50,7 +50,21 @@ export type AuditCode =
   | "ERASED_BY_PROCEDURE"
   | "CONTACT_OF_STAFF"
   | "CONTACT_SHARED"
-  | "ANCHOR_NOT_CHECKED";
+  /** Data sealed while a database lock held, with no unlock before it (ADR 0054). */
+  | "DATA_CHANGED_UNDER_LOCK"
+  /** A SAP outcome list version sealed after the first enrolment without a reason or flag (ADR 0049). */
+  | "OUTCOME_CHANGED_WITHOUT_REASON"
+  | "ANCHOR_NOT_CHECKED"
+  // Randomization (issue 20, ADR 0052): a slot altered after commitment, skipped or reused; an early allocation.
+  | "SLOT_ALTERED"
+  | "SLOT_SKIPPED"
+  | "SLOT_REUSED"
+  | "ALLOCATION_BEFORE_COMMITMENT"
+  // Drug supply (issue 21, ADR 0061): a kit of another type than the allocation's dispensed, a destruction witnessed
+  // by its recorder, a kit of a recalled lot dispensed after the recall.
+  | "KIT_TYPE_MISMATCH"
+  | "WITNESS_IS_RECORDER"
+  | "DISPENSED_AFTER_RECALL";
 
 /** "tamper": the stored data disagree with themselves; "info": reported, not a finding against integrity. */
 export type Severity = "tamper" | "info";

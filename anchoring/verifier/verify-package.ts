@@ -69,6 +69,8 @@ export interface Manifest {
   origin: string;
   createdAt: string;
   logSize: number;
+  /** The participants' choices the package honours, in words (ADR 0071); informative, not checked. */
+  choices?: string;
   files: ManifestFile[];
 }
 

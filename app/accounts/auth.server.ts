@@ -36,7 +36,18 @@ export interface RequestMeta {
 }
 
 /** Roles whose holders must use a second factor. */
-export const MFA_ROLES: readonly Role[] = ["admin", "investigator", "regulator"];
+export const MFA_ROLES: readonly Role[] = [
+  "admin",
+  "investigator",
+  "regulator",
+  // Issue 20: a stolen password of an unblinded role would unblind the study (ADR 0053).
+  "unblinded_statistician",
+  "unblinded_pharmacist",
+  // Issue 21: the depot manager sees kit types (ADR 0057).
+  "depot_manager",
+  // Issue 22: the data access committee releases participants' data to outside researchers (ADR 0069).
+  "data_access_committee",
+];
 const TOTP = { period: 30, digits: 6, algorithm: "SHA-1" } as const; // what authenticator apps support
 
 let dummyHash: Promise<string> | null = null;

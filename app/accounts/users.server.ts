@@ -9,8 +9,14 @@ import { checkPasswordRules, hashPassword } from "./passwords.server.ts";
 import { getStudyOrThrow } from "../studies/studies.server.ts";
 import { appendEntry } from "../log/append-entry.server.ts";
 import { audit } from "../audit-trail/record-event.server.ts";
+import { notifyUnblindedRoleGrant, refuseSelfGrant } from "../studies/role-grants.server.ts";
 
-export const SITE_SCOPED_ROLES: readonly Role[] = ["investigator", "coordinator"];
+export const SITE_SCOPED_ROLES: readonly Role[] = [
+  "investigator",
+  "coordinator",
+  "unblinded_pharmacist",
+  "site_pharmacist",
+];
 
 export const CreateUserInput = z.object({
   email: z.string().trim().toLowerCase().email("not a valid email address"),
@@ -45,6 +51,8 @@ export async function createUser(ctx: AppContext, input: z.input<typeof CreateUs
     if (!site) throw new ServiceError("not_found", `study ${study.code} has no site ${v.site}`, "site");
     siteId = site.id;
   }
+  // The account is new, so it is never its grantor's (ADR 0053); the check keeps the rule in one place.
+  if (study) await refuseSelfGrant(ctx.db, actorId, v.role, { email: v.email });
   const passwordHash = await hashPassword(v.password);
   try {
     return await ctx.db.transaction(async (tx) => {
@@ -56,6 +64,13 @@ export async function createUser(ctx: AppContext, input: z.input<typeof CreateUs
           role: v.role,
           site: v.site ?? null,
           actor: actorId,
+        });
+        await notifyUnblindedRoleGrant(tx, {
+          study,
+          role: v.role,
+          siteCode: v.site ?? null,
+          grantorId: actorId,
+          grantee: { fullName: user.fullName, email: user.email },
         });
       }
       await audit(tx, {

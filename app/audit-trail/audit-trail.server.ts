@@ -8,6 +8,7 @@
  * record version used, as "Label (code)". Both the page and the CSV are built from the same lines.
  */
 import { csvCell, csvValue } from "../platform/csv.ts";
+import { exportParticipantsDetail, participantIdsOfSubjects } from "../data-sharing/export-access.server.ts";
 import { and, asc, desc, eq, gte, inArray, like, lt, or, sql } from "drizzle-orm";
 import { z } from "zod";
 import { canonicalize } from "../../anchoring/log/canonical.ts";
@@ -420,7 +421,7 @@ export async function auditTrailCsv(
   ctx: AppContext,
   study: { id: string; code: string },
   f: AuditFilters,
-  actor: { userId: string | null; ip: string | null },
+  actor: { userId: string | null; ip: string | null; access?: Record<string, unknown> },
 ) {
   const rows = await queryAuditTrail(ctx, study.id, f, 100_000);
   const numeric = new Set(["event", "form_version", "record_version", "old_value", "new_value"]);
@@ -430,12 +431,18 @@ export async function auditTrailCsv(
       AUDIT_COLUMNS.map((c) => (numeric.has(c.key) ? csvValue(l[c.key]) : csvCell(l[c.key]))).join(","),
     ),
   ];
+  // An export event (ADR 0071): the participants the listed events concern.
+  const held = await participantIdsOfSubjects(
+    ctx,
+    study.id,
+    rows.map((r) => r.subject),
+  );
   await audit(ctx.db, {
-    action: "audit.export",
+    action: "export.audit_trail",
     actorUserId: actor.userId,
     studyId: study.id,
     ip: actor.ip,
-    detail: { rows: rows.length, filters: f },
+    detail: { rows: rows.length, filters: f, ...actor.access, ...exportParticipantsDetail(held) },
   });
   return `${lines.join("\r\n")}\r\n`;
 }

@@ -3,10 +3,13 @@
  * Every event is sealed (ADR 0016): its row and its `audit.event` ledger entry commit together, in the caller's
  * transaction when given one (a savepoint), in a transaction of their own otherwise.
  */
-import { and, eq, gte, lt, sql } from "drizzle-orm";
+import { and, eq, gte, isNull, lt, sql } from "drizzle-orm";
 import type { Db, DbOrTx } from "../../db/client.ts";
 import type { NewAuditEvent } from "../../db/queries/audit.ts";
 import { auditEvents } from "../../db/schema/index.ts";
+import { accessDetail } from "../data-sharing/access-detail.server.ts";
+import { principalToken, type TokenRef, tokenLabel } from "../platform/attribution.ts";
+import type { Principal } from "../platform/permissions.server.ts";
 import { insertSealedEvent } from "./seal-event.server.ts";
 
 export async function audit(db: DbOrTx, e: NewAuditEvent): Promise<void> {
@@ -138,25 +141,33 @@ export async function flushAuditAggregates(now: Date = new Date()): Promise<void
 }
 
 /**
- * A read of a participant's data (a view, a download), coalesced per user, participant, kind and hour (ADR
- * 0016): the first read in the hour is sealed, later ones in the same hour are covered by it. Returns whether an
- * event was written. Serialized per key with a transaction-scoped advisory lock, so replicas do not both write.
+ * A read of a participant's data (a view, a download), coalesced per reader (user, or API token: ADR 0067),
+ * participant, kind and hour (ADR 0016): the first read in the hour is sealed, later ones in the same hour are
+ * covered by it. Returns whether an event was written. Serialized per key with a transaction-scoped advisory lock,
+ * so replicas do not both write.
  */
 export async function auditRead(
   db: DbOrTx,
-  e: NewAuditEvent & { actorUserId: string; participantId: string; at?: Date },
+  e: NewAuditEvent & { participantId: string; at?: Date } & (
+      | { actorUserId: string; token?: undefined }
+      | { actorUserId?: null; token: TokenRef }
+    ),
 ): Promise<boolean> {
+  const { token, ...row } = e;
   const at = e.at ?? new Date();
   const hour = new Date(Math.floor(at.getTime() / HOUR) * HOUR);
+  const reader = token ? `token:${token.id}` : (e.actorUserId as string);
   return db.transaction(async (tx) => {
-    const key = `audit-read\n${e.actorUserId}\n${e.participantId}\n${e.action}\n${hour.toISOString()}`;
+    const key = `audit-read\n${reader}\n${e.participantId}\n${e.action}\n${hour.toISOString()}`;
     await tx.execute(sql`SELECT pg_advisory_xact_lock(hashtextextended(${key}, 0))`);
     const [seen] = await tx
       .select({ id: auditEvents.id })
       .from(auditEvents)
       .where(
         and(
-          eq(auditEvents.actorUserId, e.actorUserId),
+          token
+            ? and(isNull(auditEvents.actorUserId), sql`${auditEvents.detail}->'token'->>'id' = ${token.id}`)
+            : eq(auditEvents.actorUserId, e.actorUserId as string),
           gte(auditEvents.at, hour),
           lt(auditEvents.at, new Date(hour.getTime() + HOUR)),
           eq(auditEvents.participantId, e.participantId),
@@ -165,7 +176,42 @@ export async function auditRead(
       )
       .limit(1);
     if (seen) return false;
-    await insertSealedEvent(tx, { ...e, at });
+    await insertSealedEvent(
+      tx,
+      token
+        ? {
+            ...row,
+            actorUserId: null,
+            actorLabel: row.actorLabel ?? tokenLabel(token),
+            detail: { ...((row.detail as Record<string, unknown> | undefined) ?? {}), token },
+            at,
+          }
+        : { ...row, at },
+    );
     return true;
   });
+}
+
+/**
+ * A read by whoever `principal` is: a user by id, an API token by its id and name (ADR 0067). A user's event stores
+ * the role (and site code) of the membership the read was made under (`accessDetail`), so the participant's list
+ * shows who the reader was that day.
+ */
+export async function auditPrincipalRead(
+  db: DbOrTx,
+  principal: Principal,
+  e: {
+    action: string;
+    studyId: string;
+    siteId: string | null;
+    participantId: string;
+    at?: Date;
+    detail?: Record<string, unknown>;
+  },
+): Promise<boolean> {
+  const token = principalToken(principal);
+  if (token) return auditRead(db, { ...e, token });
+  if (!principal.userId) return false;
+  const detail = { ...(e.detail ?? {}), ...accessDetail(principal, e.studyId, e.siteId) };
+  return auditRead(db, { ...e, actorUserId: principal.userId, detail });
 }

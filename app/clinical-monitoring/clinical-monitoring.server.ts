@@ -10,6 +10,7 @@ import type { DbOrTx } from "../../db/client.ts";
 import { z } from "zod";
 import { toHex } from "../../anchoring/log/bytes.ts";
 import {
+  databaseLocks,
   ledgerEntries,
   locks,
   participants,
@@ -29,6 +30,7 @@ import { requireSiteAction } from "../studies/delegations.server.ts";
 import { can, requirePermission, type Principal } from "../platform/permissions.server.ts";
 import { getStudyOrThrow } from "../studies/studies.server.ts";
 import { auditActor, auditDetail, payloadActor } from "../platform/attribution.ts";
+import { lockedError, refuseUnderDatabaseLock } from "../database-lock/refuse-under-lock.server.ts";
 import { canRaiseQueries, fieldLabelOf, notifyQueryStep, writeQueryEvent } from "../queries/query-events.server.ts";
 
 async function recordOf(ctx: AppContext, principal: Principal, studyCode: string, recordId: string) {
@@ -115,33 +117,51 @@ export async function setLock(ctx: AppContext, principal: Principal, studyCode: 
     targetId = p.id;
     target = p.subjectCode;
   }
+  const lock = { scope: v.data.scope, targetId, target, reason: v.data.reason };
   return ctx.db.transaction(async (tx) => {
-    // Take the locked thing's row FOR UPDATE: a data write holds it FOR SHARE while it checks for locks, so the
-    // write either commits before this lock or waits for it and then sees it (records.server.ts).
-    if (v.data.scope === "study") await tx.execute(sql`SELECT 1 FROM studies WHERE id = ${study.id} FOR UPDATE`);
-    else if (v.data.scope === "subject")
-      await tx.execute(sql`SELECT 1 FROM participants WHERE id = ${targetId} FOR UPDATE`);
-    else await tx.execute(sql`SELECT 1 FROM records WHERE id = ${targetId} FOR UPDATE`);
-    const [l] = await tx
-      .insert(locks)
-      .values({ studyId: study.id, scope: v.data.scope, targetId, reason: v.data.reason, lockedBy: principal.userId })
-      .returning();
-    await appendEntry(tx, ctx.crypto, study, "lock.set", (salt) => ({
-      lock: l.id,
-      scope: v.data.scope,
-      target,
-      reasonHash: saltedTextHash(ctx.crypto, salt, v.data.reason),
-      actor: principal.userId,
-    }));
-    if (v.data.scope === "record") await tx.update(records).set({ status: "locked" }).where(eq(records.id, targetId!));
-    await audit(tx, {
-      action: "lock.set",
-      actorUserId: principal.userId,
-      studyId: study.id,
-      detail: { lock: l.id, scope: v.data.scope },
-    });
-    return l;
+    // One study-wide lock at a time (a second would outlive the database lock's unlock). A record's or subject's
+    // lock under it changes no data and is allowed: it keeps that record locked after a targeted unlock (ADR 0054).
+    if (v.data.scope === "study") await refuseUnderDatabaseLock(tx, study.id, "locking the study", { forUpdate: true });
+    return writeLock(ctx, tx, principal, study, lock);
   });
+}
+
+/**
+ * A lock's statements, in the caller's transaction: the locked thing's row FOR UPDATE, the locks row, its `lock.set`
+ * entry and the audit event (setLock, and the database lock's study-wide lock: app/database-lock, ADR 0054).
+ */
+export async function writeLock(
+  ctx: AppContext,
+  tx: DbOrTx,
+  principal: Principal,
+  study: { id: string; code: string },
+  lock: { scope: "record" | "subject" | "study"; targetId: string | null; target: string; reason: string },
+) {
+  const { scope, targetId, target, reason } = lock;
+  // Take the locked thing's row FOR UPDATE: a data write holds it FOR SHARE while it checks for locks, so the
+  // write either commits before this lock or waits for it and then sees it (records.server.ts).
+  if (scope === "study") await tx.execute(sql`SELECT 1 FROM studies WHERE id = ${study.id} FOR UPDATE`);
+  else if (scope === "subject") await tx.execute(sql`SELECT 1 FROM participants WHERE id = ${targetId} FOR UPDATE`);
+  else await tx.execute(sql`SELECT 1 FROM records WHERE id = ${targetId} FOR UPDATE`);
+  const [l] = await tx
+    .insert(locks)
+    .values({ studyId: study.id, scope, targetId, reason, lockedBy: principal.userId })
+    .returning();
+  await appendEntry(tx, ctx.crypto, study, "lock.set", (salt) => ({
+    lock: l.id,
+    scope,
+    target,
+    reasonHash: saltedTextHash(ctx.crypto, salt, reason),
+    actor: principal.userId,
+  }));
+  if (scope === "record") await tx.update(records).set({ status: "locked" }).where(eq(records.id, targetId!));
+  await audit(tx, {
+    action: "lock.set",
+    actorUserId: principal.userId,
+    studyId: study.id,
+    detail: { lock: l.id, scope },
+  });
+  return l;
 }
 
 /** Unlock (an authorized role: data manager or study admin), with a logged reason. */
@@ -164,6 +184,13 @@ export async function releaseLock(
     : [];
   if (!l) throw new ServiceError("not_found", "no such lock", "lock");
   if (l.releasedAt) throw new ServiceError("conflict", "this lock was already released", "lock");
+  // The study-wide lock of a database lock is released by the data manager only (database.lock, ADR 0054).
+  const [dbl] = await ctx.db.select({ id: databaseLocks.id }).from(databaseLocks).where(eq(databaseLocks.lockId, l.id));
+  if (dbl && !can(principal, "database.lock", { studyId: study.id }))
+    throw new ServiceError(
+      "forbidden",
+      "this is the study's database lock: only a data manager can unlock it (with a reason, on the database lock page)",
+    );
   await ctx.db.transaction(async (tx) => {
     await tx
       .update(locks)
@@ -222,11 +249,18 @@ export async function signRecord(
   if (!MEANINGS.includes(input.meaning as never))
     throw new ServiceError("invalid", `meaning: choose ${MEANINGS.join(", ")}`, "meaning");
   const meaning = input.meaning as Meaning;
+  await refuseSigningUnderLock(ctx, study.id);
   // Refused before the password and code are checked (and the code used up): nothing would be signed.
   const signed = await alreadySigned(ctx, record.id, principal.userId!, meaning);
   if (signed !== null && signed === record.currentVersion) throw new AlreadySignedError(signed, meaning);
   const user = await reauthenticate(ctx, principal.userId!, input.password ?? "", input.code, meta);
   return signVersion(ctx, study, record, user, meaning);
+}
+
+/** Before the password and code are checked (and the code used up): a locked study signs nothing (checked again). */
+async function refuseSigningUnderLock(ctx: AppContext, studyId: string) {
+  const l = await studyLock(ctx, studyId);
+  if (l) throw lockedError("signing a record", l);
 }
 
 /** The latest version of a record the user signed with this meaning (a repeat from before 0021 aside), or null. */
@@ -274,6 +308,7 @@ export async function markSdv(ctx: AppContext, principal: Principal, studyCode: 
   const { study, record } = await recordOf(ctx, principal, studyCode, recordId);
   requirePermission(principal, "records.monitor", { studyId: study.id, siteId: record.siteId });
   return ctx.db.transaction(async (tx) => {
+    await refuseUnderDatabaseLock(tx, study.id, "marking source data verified");
     const e = await appendEntry(tx, ctx.crypto, study, "sdv.marked", {
       record: record.id,
       version: record.currentVersion,
@@ -312,6 +347,7 @@ export async function openQuery(
     throw new ServiceError("invalid", "field: choose a field of the form", "field");
   const label = await fieldLabelOf(ctx.db, record.id, input.field);
   return ctx.db.transaction(async (tx) => {
+    await refuseUnderDatabaseLock(tx, study.id, "opening a query");
     const id = crypto.randomUUID();
     const e = await appendEntry(tx, ctx.crypto, study, "query.opened", (salt) => ({
       query: id,
@@ -413,6 +449,7 @@ export async function answerQuery(
     throw new ServiceError("invalid", "answer: write the answer (up to 4000 characters)", "answer");
   const label = await fieldLabelOf(ctx.db, q.q.recordId, q.q.field);
   await ctx.db.transaction(async (tx) => {
+    await refuseUnderDatabaseLock(tx, study.id, "answering a query");
     const e = await appendEntry(tx, ctx.crypto, study, "query.answered", (salt) => ({
       query: q.q.id,
       textHash: saltedTextHash(ctx.crypto, salt, text),
@@ -456,6 +493,7 @@ export async function closeQuery(ctx: AppContext, principal: Principal, studyCod
       "query",
     );
   await ctx.db.transaction(async (tx) => {
+    await refuseUnderDatabaseLock(tx, study.id, "closing a query");
     const e = await appendEntry(tx, ctx.crypto, study, "query.closed", { query: q.q.id, ...payloadActor(principal) });
     await moveQuery(tx, q.q.id, "answered", { status: "closed", closedBy: principal.userId, closedAt: e.at });
     await writeQueryEvent(tx, {
@@ -496,6 +534,7 @@ export async function reopenQuery(
     throw new ServiceError("invalid", "reason: say why the query is re-opened (up to 4000 characters)", "reason");
   const label = await fieldLabelOf(ctx.db, q.q.recordId, q.q.field);
   await ctx.db.transaction(async (tx) => {
+    await refuseUnderDatabaseLock(tx, study.id, "re-opening a query");
     const e = await appendEntry(tx, ctx.crypto, study, "query.reopened", (salt) => ({
       query: q.q.id,
       textHash: saltedTextHash(ctx.crypto, salt, reason),
@@ -587,6 +626,7 @@ export async function signCasebook(
         "version); nothing was signed. Choose another meaning, or sign again once a correction has made a new version.",
       "meaning",
     );
+  await refuseSigningUnderLock(ctx, study.id);
   const user = await reauthenticate(ctx, principal.userId!, input.password ?? "", input.code, meta);
   const signed = [];
   for (const r of toSign) {
@@ -635,6 +675,7 @@ async function signVersion(
     .limit(1);
   try {
     return await ctx.db.transaction(async (tx) => {
+      await refuseUnderDatabaseLock(tx, study.id, "signing a record");
       if ((await alreadySigned(ctx, record.id, user.id, meaning, tx)) === cur.version)
         throw new AlreadySignedError(cur.version, meaning);
       return insertSignature(tx, ctx, study, record, user, meaning, cur);

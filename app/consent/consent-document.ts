@@ -1,17 +1,23 @@
 /**
  * Consent documents are Markdown with three small additions (docs/decisions/0007-econsent.md):
  *   `## Heading` starts a section; the participant acknowledges each section with its own checkbox.
- *   `[optional:key] Text` inside a section is an optional consent item (yes / no, recorded per participant).
+ *   `[optional:key] Text` inside a section is an optional consent item (yes / no, recorded per participant);
+ *   `[optional:key for:HRESCH,BIORCH] Text` also names the purposes it governs (codes of app/data-sharing/
+ *   purposes.ts, ADR 0066): a participant's "yes" in force allows their data to be used for them.
  *   `[question:yes] Text?` or `[question:no] Text?` is a comprehension question with its correct answer.
  * Everything else is text: `# Title`, paragraphs (blank-line separated), `- ` list items and `**bold**`.
  * Pure: runs on the server (validation at approval) and in the browser (the signing page).
  */
+
+import { PURPOSE_CODES, isPurposeCode, type PurposeCode } from "../data-sharing/purposes.ts";
 
 export type Block = { type: "p"; text: string } | { type: "ul"; items: string[] };
 
 export interface OptionalItem {
   key: string;
   text: string;
+  /** The purposes the item governs (`for:` codes); empty: it governs none. */
+  purposes: PurposeCode[];
 }
 
 export interface Question {
@@ -39,7 +45,7 @@ export type ConsentParseResult =
   | { ok: true; doc: ParsedConsentDocument }
   | { ok: false; line: number; message: string };
 
-const OPTIONAL = /^\[optional:([^\]]*)\]\s*(.*)$/;
+const OPTIONAL = /^\[optional:([^\]\s]*)(?:\s+for:([^\]]*))?\s*\]\s*(.*)$/;
 const QUESTION = /^\[question:([^\]]*)\]\s*(.*)$/;
 const KEY = /^[a-z][a-z0-9_]{0,31}$/;
 
@@ -91,9 +97,24 @@ export function parseConsentDocument(markdown: string): ConsentParseResult {
           message: `optional item key "${opt[1]}": use 1-32 lower-case letters, digits or _ (starting with a letter)`,
         };
       if (keys.has(opt[1])) return { ok: false, line: n, message: `optional item key "${opt[1]}" is used twice` };
-      if (!opt[2].trim()) return { ok: false, line: n, message: `optional item "${opt[1]}" has no text` };
+      const purposes: PurposeCode[] = [];
+      if (opt[2] !== undefined) {
+        const codes = opt[2].split(",").map((c) => c.trim());
+        for (const c of codes) {
+          if (!isPurposeCode(c))
+            return {
+              ok: false,
+              line: n,
+              message:
+                `optional item "${opt[1]}": "${c || "(empty)"}" is not a purpose code; ` +
+                `use one or more of ${PURPOSE_CODES.join(", ")}, separated by commas`,
+            };
+          if (!purposes.includes(c)) purposes.push(c);
+        }
+      }
+      if (!opt[3].trim()) return { ok: false, line: n, message: `optional item "${opt[1]}" has no text` };
       keys.add(opt[1]);
-      sections[sections.length - 1].optional.push({ key: opt[1], text: opt[2].trim() });
+      sections[sections.length - 1].optional.push({ key: opt[1], text: opt[3].trim(), purposes });
       continue;
     }
     const q = QUESTION.exec(line);
@@ -107,7 +128,11 @@ export function parseConsentDocument(markdown: string): ConsentParseResult {
       continue;
     }
     if (/^\[(optional|question)\b/.test(line))
-      return { ok: false, line: n, message: "write `[optional:key] text` or `[question:yes|no] text`" };
+      return {
+        ok: false,
+        line: n,
+        message: "write `[optional:key] text`, `[optional:key for:HRESCH] text` or `[question:yes|no] text`",
+      };
     const li = /^[-*]\s+(.*)$/.exec(line);
     if (li) {
       if (para.length) flush();

@@ -16,7 +16,7 @@ import type { DbOrTx } from "../../db/client.ts";
 import { ServiceError } from "../platform/errors.server.ts";
 import { can, type Principal } from "../platform/permissions.server.ts";
 import { appendEntry } from "../log/append-entry.server.ts";
-import { audit, auditRead } from "../audit-trail/record-event.server.ts";
+import { audit, auditPrincipalRead } from "../audit-trail/record-event.server.ts";
 import { getStudyOrThrow } from "../studies/studies.server.ts";
 import { participantBySubject } from "../participants/find-participant.server.ts";
 import { decryptField, encryptField } from "../participants/personal-data.server.ts";
@@ -364,14 +364,12 @@ export async function contactPanel(ctx: AppContext, principal: Principal, partic
   if (!p || p.erasedAt) return { contacts: [], inviteBlock: null };
   const contacts = await signerContactsOf(ctx, p);
   // The contacts are personal data shown in clear: one sealed read event per user, participant and hour (ADR 0016).
-  if (principal.userId)
-    await auditRead(ctx.db, {
-      action: "personal_data.view",
-      actorUserId: principal.userId,
-      studyId: p.studyId,
-      siteId: p.siteId,
-      participantId: p.id,
-    });
+  await auditPrincipalRead(ctx.db, principal, {
+    action: "personal_data.view",
+    studyId: p.studyId,
+    siteId: p.siteId,
+    participantId: p.id,
+  });
   const block = await participantInviteBlock(ctx, principal, p);
   const repReady = contacts.some(
     (c) => c.role !== "participant" && c.confirmedAt && c.confirmedById !== principal.userId,

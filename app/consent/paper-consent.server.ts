@@ -10,6 +10,7 @@ import { and, eq, isNull } from "drizzle-orm";
 import { z } from "zod";
 import { consentDocuments, paperConsents } from "../../db/schema/index.ts";
 import type { AppContext } from "../platform/context.server.ts";
+import { refuseUnderDatabaseLock } from "../database-lock/refuse-under-lock.server.ts";
 import { ServiceError } from "../platform/errors.server.ts";
 import type { Principal } from "../platform/permissions.server.ts";
 import { appendEntry } from "../log/append-entry.server.ts";
@@ -95,6 +96,7 @@ export async function recordPaperConsent(
     );
   const uploadedAt = new Date();
   return ctx.db.transaction(async (tx) => {
+    await refuseUnderDatabaseLock(tx, study.id, "recording a paper consent");
     const id = crypto.randomUUID();
     const e = await appendEntry(tx, ctx.crypto, study, "consent.paper_scanned", {
       paper: id,
@@ -170,6 +172,7 @@ export async function attestPaperConsent(
   if (pc.attestedAt) throw new ServiceError("conflict", "this paper consent is already attested", "paper");
   await reauthenticate(ctx, principal.userId, r.data.password, r.data.code, meta);
   return ctx.db.transaction(async (tx) => {
+    await refuseUnderDatabaseLock(tx, study.id, "attesting a paper consent");
     const e = await appendEntry(tx, ctx.crypto, study, "consent.paper_attested", {
       paper: pc.id,
       subject: p.subjectCode,

@@ -6,6 +6,7 @@ import { toHex } from "../../anchoring/log/bytes.ts";
 import { consentSignatures, type SignerRole } from "../../db/schema/index.ts";
 import type { DbOrTx } from "../../db/client.ts";
 import type { AppContext } from "../platform/context.server.ts";
+import { refuseUnderDatabaseLock } from "../database-lock/refuse-under-lock.server.ts";
 import { ServiceError } from "../platform/errors.server.ts";
 import { appendEntry } from "../log/append-entry.server.ts";
 import { encryptField } from "../participants/personal-data.server.ts";
@@ -47,6 +48,8 @@ export async function writeSignature(
     publicToken?: string;
   },
 ) {
+  // Consent is signed for data yet to be collected: not while the study database is locked (ADR 0054).
+  await refuseUnderDatabaseLock(tx, s.study.id, "signing a consent");
   const id = crypto.randomUUID();
   const e = await appendEntry(tx, ctx.crypto, s.study, "consent.signed", {
     signature: id,

@@ -1,9 +1,11 @@
 /**
  * Certified copy of a subject's casebook (21 CFR 11.10(b)): a human-readable PDF with every record's values,
- * its full audit trail (who, when, what changed, why), signature manifestations, queries, and the proof
- * reference (ledger entry id, seq and batch) of every version, so each can be checked with `trialseal verify`.
+ * its full audit trail (who, when, what changed, why, the protocol version in force at the site then), signature
+ * manifestations, queries, and the proof reference (ledger entry id, seq and batch) of every version, so each can
+ * be checked with `trialseal verify`.
  * The export itself is an audit event. Text is set in DejaVu Sans (covers Latin, Greek and Cyrillic).
  */
+import { PRIMARY_USE_CHOICES } from "../data-sharing/choices-statement.ts";
 import { existsSync } from "node:fs";
 import PDFDocument from "pdfkit";
 import type { AppContext } from "../platform/context.server.ts";
@@ -16,6 +18,7 @@ import { queriesOf, signaturesOf } from "../clinical-monitoring/clinical-monitor
 import { sealText } from "../log/seal-text.ts";
 import { appendEntry } from "../log/append-entry.server.ts";
 import { toHex } from "../../anchoring/log/bytes.ts";
+import { protocolInForceText, protocolVersionsAt } from "../study-documents/protocol-in-force.server.ts";
 
 const show = (v: unknown) =>
   v === null || v === undefined
@@ -63,6 +66,7 @@ export async function casebookPdf(
       "every version below carries its ledger entry, whose proof (GET /api/v1/entries/<entry>/proof) " +
       "can be verified offline with `trialseal verify`.",
   );
+  doc.text(`Choices honoured: ${PRIMARY_USE_CHOICES}.`); // ADR 0071
   doc.moveDown();
 
   for (const rec of casebook.records) {
@@ -82,7 +86,14 @@ export async function casebookPdf(
         indent: 12,
       });
     doc.moveDown(0.3).font("bold").text("Audit trail").font("body");
-    for (const v of h.history) {
+    // The protocol version in force at the site when each version was entered, in the record page's words (ADR 0048).
+    const protocol = await protocolVersionsAt(
+      ctx,
+      study.id,
+      casebook.participant.siteId,
+      h.history.map((v) => v.at),
+    );
+    for (const [i, v] of h.history.entries()) {
       const what =
         v.version === 1 ? "entered" : v.changes.map((c) => `${c.field}: ${show(c.old)} -> ${show(c.new)}`).join("; ");
       const seal = sealText(v.entry);
@@ -91,7 +102,11 @@ export async function casebookPdf(
           `${what}${v.reason ? `  reason: ${v.reason}` : ""}`,
         { indent: 12 },
       );
-      doc.fillColor("#555555").text(`entry ${v.entry.id} (${seal})`, { indent: 24 }).fillColor("black");
+      doc
+        .fillColor("#555555")
+        .text(protocolInForceText(protocol.site, protocol.versions[i]), { indent: 24 })
+        .text(`entry ${v.entry.id} (${seal})`, { indent: 24 })
+        .fillColor("black");
     }
     if (sigs.length) {
       doc.moveDown(0.3).font("bold").text("Signatures").font("body");
@@ -129,7 +144,12 @@ export async function casebookPdf(
       studyId: study.id,
       siteId: casebook.participant.siteId,
       participantId: casebook.participant.id,
-      detail: { records: casebook.records.length, bytes: pdf.length, entry: e.id },
+      detail: {
+        records: casebook.records.length,
+        bytes: pdf.length,
+        entry: e.id,
+        participants: [casebook.participant.id],
+      },
     });
   });
   return pdf;

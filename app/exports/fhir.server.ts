@@ -24,15 +24,18 @@
  *   code as an item without an answer carrying HL7's data-absent-reason extension (NI and UNK: unknown, ASKU:
  *   asked-unknown, NASK: not-asked, NA: not-applicable, NOT_DONE: not-performed) and TrialSeal's `missing-code` and
  *   `missing-reason` extensions (the exact code and its reason). The row of a repeating form is its `instance`
- *   extension.
+ *   extension; the protocol version in force at the record's site when its version was entered (ADR 0048) its
+ *   `protocol-version` extension (absent when none was).
  * Every entry's fullUrl is a `urn:uuid:` (a name-based UUID, version 5, of the resource's identity, so the same
  * resource has the same fullUrl in every export) and every reference is that same string, so references resolve
  * inside the bundle by R4's rules.
  * Validated in tests with @medplum/core's validateResource against the R4 StructureDefinitions (ADR 0008).
  */
+import { primaryUseFhirMeta } from "../data-sharing/choices-statement.ts";
 import { createHash } from "node:crypto";
 import { isRequired, type FieldDefinition, type FormDefinition } from "../../anchoring/forms/definition.ts";
 import type { ExportVersion, StudyExport } from "./study-data.server.ts";
+import { PURPOSES, PURPOSE_SYSTEM, type PurposeCode } from "../data-sharing/purposes.ts";
 
 const EXT = "https://trialseal.dev/fhir/StructureDefinition";
 const SYS = { study: "urn:trialseal:study", subject: "urn:trialseal:subject", entry: "urn:trialseal:ledger-entry" };
@@ -43,8 +46,11 @@ const PARTICIPANT_TYPE = "http://terminology.hl7.org/CodeSystem/provenance-parti
 /** The namespace of this export's name-based UUIDs (fixed: the same resource gets the same UUID every time). */
 const UUID_NAMESPACE = Buffer.from("4c8868561d0d4c6bbfa00b4b6550a7ea", "hex");
 
-/** A name-based UUID, version 5 (RFC 9562: SHA-1 of namespace and name, version and variant bits set). */
-function uuidV5(name: string): string {
+/**
+ * A name-based UUID, version 5 (RFC 9562: SHA-1 of namespace and name, version and variant bits set); the supply's
+ * FHIR export (app/drug-supply/fhir-supply.server.ts) uses it too, so a Patient's fullUrl is the same in both.
+ */
+export function uuidV5(name: string): string {
   const h = createHash("sha1").update(UUID_NAMESPACE).update(name, "utf8").digest().subarray(0, 16);
   h[6] = (h[6] & 0x0f) | 0x50;
   h[8] = (h[8] & 0x3f) | 0x80;
@@ -158,6 +164,65 @@ function answers(f: FieldDefinition | undefined, v: unknown): Record<string, unk
   }
 }
 
+const PARTICIPATION_TYPE = "http://terminology.hl7.org/CodeSystem/v3-ParticipationType";
+
+/**
+ * The nested provisions of a signed consent (ADR 0072): one per interval of each optional item's choice (`permit`
+ * while yes, `deny` while no, each with its period), oldest first; an item governing purposes carries them
+ * (HL7 v3 PurposeOfUse) and the recipient they allow (IRCP: researchers the data access committee approves). The
+ * last interval of each item is the choice in force; a full withdrawal ends it, and so does the participant's next
+ * signature (a superseded signature's items stop there: the next one is answered afresh). `data` is the Patient
+ * with meaning `related`: an item covers all the participant's data, every resource related to them.
+ */
+function itemProvisions(
+  x: StudyExport,
+  s: { id: string; options: Record<string, boolean>; signedAt: string; document: { code: string } },
+  fullWithdrawalAt: string | null,
+  patient: string,
+): Record<string, unknown>[] {
+  const system = `urn:trialseal:consent-item:${x.study.code}:${s.document.code}`;
+  const items: { key: string; purposes: PurposeCode[]; history: { at: string; agreed: boolean }[]; until?: string }[] =
+    x.choicesBySignature?.get(s.id) ??
+    Object.entries(s.options).map(([key, agreed]) => ({
+      key,
+      purposes: [] as PurposeCode[],
+      history: [{ at: s.signedAt, agreed }],
+    }));
+  const out: Record<string, unknown>[] = [];
+  for (const item of items) {
+    // Consecutive answers that are the same make one interval; the earlier of a full withdrawal and the next
+    // signature ends the last.
+    const stop = [fullWithdrawalAt, item.until].filter((v): v is string => !!v).sort()[0];
+    const changes = item.history.filter((h, i) => i === 0 || h.agreed !== item.history[i - 1].agreed);
+    const intervals = changes.filter((h, i) => i === 0 || !stop || h.at <= stop);
+    for (const [i, h] of intervals.entries()) {
+      const end = intervals[i + 1]?.at ?? stop ?? undefined;
+      out.push({
+        type: h.agreed ? "permit" : "deny",
+        period: { start: h.at, ...(end ? { end } : {}) },
+        ...(item.purposes.length
+          ? {
+              actor: [
+                {
+                  role: { coding: [{ system: PARTICIPATION_TYPE, code: "IRCP", display: "information recipient" }] },
+                  reference: { display: "researchers whose request the study's data access committee approves" },
+                },
+              ],
+              purpose: item.purposes.map((code) => ({
+                system: PURPOSE_SYSTEM,
+                code,
+                display: PURPOSES[code].display,
+              })),
+            }
+          : {}),
+        code: [{ coding: [{ system, code: item.key }] }],
+        data: [{ meaning: "related", reference: { reference: patient } }],
+      });
+    }
+  }
+  return out;
+}
+
 export function studyFhirBundle(x: StudyExport, now = new Date()): Record<string, unknown> {
   const entries: { fullUrl: string; resource: Resource }[] = [];
   /** A resource's fullUrl, from its type and identity (a row id, or what names it within the study). */
@@ -265,7 +330,6 @@ export function studyFhirBundle(x: StudyExport, now = new Date()): Record<string
       const countersign = c.signatures.find((z) => z.countersigns === s.id && z.role === "staff");
       const staff = countersign ? x.consentSigners.get(countersign.id) : undefined;
       const fullWithdrawal = c.withdrawals.find((w) => w.scope === "full");
-      const withdrawnItems = c.withdrawals.flatMap((w) => w.allows.optionalWithdrawn);
       // Superseded: signed again later on the same document (a re-consent, or a new signature taken before this
       // one was countersigned); R4 `inactive` is "terminated or replaced", `proposed` not yet in force.
       const superseded =
@@ -295,10 +359,7 @@ export function studyFhirBundle(x: StudyExport, now = new Date()): Record<string
         provision: {
           type: "permit",
           period: { start: s.signedAt, ...(fullWithdrawal ? { end: fullWithdrawal.at } : {}) },
-          provision: Object.entries(s.options).map(([k, agreed]) => ({
-            type: agreed && !withdrawnItems.includes(k) ? "permit" : "deny",
-            code: [{ coding: [{ system: `urn:trialseal:consent-item:${x.study.code}:${s.document.code}`, code: k }] }],
-          })),
+          provision: itemProvisions(x, s, fullWithdrawal?.at ?? null, patient),
         },
       });
       add(s.id, {
@@ -468,6 +529,8 @@ export function studyFhirBundle(x: StudyExport, now = new Date()): Record<string
         { url: `${EXT}/visit`, valueString: r.visit },
         { url: `${EXT}/instance`, valueInteger: r.instance ?? 1 },
         { url: `${EXT}/record-version`, valueInteger: v.version },
+        // The protocol version in force at the record's site when this version was entered (ADR 0048).
+        ...(v.protocolVersion === null ? [] : [{ url: `${EXT}/protocol-version`, valueString: v.protocolVersion }]),
         ledgerExtension(v),
       ],
       item: responseItems(def, v),
@@ -476,6 +539,7 @@ export function studyFhirBundle(x: StudyExport, now = new Date()): Record<string
   return {
     resourceType: "Bundle",
     id: safeId(`${x.study.code}-${now.getTime()}`),
+    meta: primaryUseFhirMeta(), // the choices it honours (ADR 0071)
     type: "collection",
     timestamp: now.toISOString(),
     entry: entries.map((e) => ({ fullUrl: e.fullUrl, resource: JSON.parse(JSON.stringify(e.resource)) })),

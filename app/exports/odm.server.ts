@@ -7,14 +7,16 @@
  * - ClinicalData: SubjectData / StudyEventData / FormData / ItemGroupData / ItemData. Every version of every
  *   record is there: version 1 as TransactionType Insert, each correction as Update of the items it changed,
  *   each ItemData with an AuditRecord (user, location, UTC time, reason for change) whose SourceID carries the
- *   ledger entry (`trialseal:seq=S;leaf=HEX;entry=ID`) that proves the value. E-signatures are Signature elements
- *   referring to the SignatureDef of their meaning. A calculated value is an item like an entered one; a missing-data
- *   code is IsNull="Yes" with ts:MissingCode and an Annotation (the reason as Comment, the code as Flag); the row of
- *   a repeating form is a FormData with FormRepeatKey = its instance.
+ *   ledger entry (`trialseal:seq=S;leaf=HEX;entry=ID`) that proves the value, and whose ts:ProtocolVersion is the
+ *   protocol version in force at the site when it was entered (ADR 0048; absent before any was approved there).
+ *   E-signatures are Signature elements referring to the SignatureDef of their meaning. A calculated value is an
+ *   item like an entered one; a missing-data code is IsNull="Yes" with ts:MissingCode and an Annotation (the reason
+ *   as Comment, the code as Flag); the row of a repeating form is a FormData with FormRepeatKey = its instance.
  * Values: numbers as the JSON number text they were stored as, booleans as true/false, multiple choices as a JSON
  * array of their option codes (codes may contain spaces or commas), dates and date-times as entered, text exactly
  * (LF, TAB and CR as character references, so that attribute-value normalisation leaves them as they were).
  */
+import { PRIMARY_USE_CHOICES } from "../data-sharing/choices-statement.ts";
 import type { FieldDefinition, FormDefinition } from "../../anchoring/forms/definition.ts";
 import {
   MISSING_CODE_LIST_OID,
@@ -143,7 +145,12 @@ function itemData(r: RecordRow, v: VersionContent, n: string, state: ItemState |
     },
     el(
       "AuditRecord",
-      { EditPoint: v.version === 1 ? undefined : "DataManagement", ID: `AR.${r.id}.${v.version}.${n}` },
+      {
+        EditPoint: v.version === 1 ? undefined : "DataManagement",
+        ID: `AR.${r.id}.${v.version}.${n}`,
+        // The protocol version in force at the site when this version was entered (ADR 0048); none: absent.
+        "ts:ProtocolVersion": v.protocolVersion ?? undefined,
+      },
       el("UserRef", {
         UserOID: oid.user(v.actorId ?? (v.actorToken ? `token.${v.actorToken.id}` : "integration")),
       }),
@@ -243,7 +250,8 @@ export function studyOdm(x: StudyExport, now = new Date()): string {
   );
   return `<?xml version="1.0" encoding="UTF-8"?>\n${el(
     "ODM",
-    odmRootAttributes(`TS.${x.study.code}`, "Transactional", now),
+    // The choices it honours (ADR 0071), in ODM's own place for a description of the file.
+    { ...odmRootAttributes(`TS.${x.study.code}`, "Transactional", now), Description: PRIMARY_USE_CHOICES },
     studyMetadataXml({ code: x.study.code, name: x.study.title }, x.forms, { missingCodeList: anyMissing }),
     adminData(x, meanings),
     clinical,

@@ -23,6 +23,8 @@ import {
 import { parseFormDefinition, type FormDefinition } from "../../anchoring/forms/definition.ts";
 import type { AppContext } from "../platform/context.server.ts";
 import { consentStatus } from "../consent/status.server.ts";
+import { choicesBySignature } from "../data-sharing/choices.server.ts";
+import { protocolInForce } from "../study-documents/protocol-in-force.server.ts";
 
 export interface ExportVersion {
   version: number;
@@ -42,6 +44,8 @@ export interface ExportVersion {
   seq: number | null;
   leafHash: string | null;
   payloadHash: string;
+  /** The protocol version in force at the record's site when this version was entered (ADR 0048); null: none yet. */
+  protocolVersion: string | null;
 }
 
 export interface ExportRecord {
@@ -134,6 +138,8 @@ export async function loadStudyExport(ctx: AppContext, studyCode: string) {
     byRecord.set(r.id, x);
     return x;
   });
+  const inForce = await protocolInForce(ctx.db, study.id);
+  const siteOf = new Map(recs.map(({ r }) => [r.id, r.siteId]));
   for (const { v, seq, leaf, payloadHash, at } of versions) {
     byRecord.get(v.recordId)?.versions.push({
       version: v.version,
@@ -149,6 +155,7 @@ export async function loadStudyExport(ctx: AppContext, studyCode: string) {
       seq,
       leafHash: leaf ? toHex(leaf) : null,
       payloadHash: toHex(payloadHash),
+      protocolVersion: inForce(siteOf.get(v.recordId) ?? "", at)?.version ?? null,
     });
   }
   for (const { s, seq } of sigs) {
@@ -253,6 +260,8 @@ export async function loadStudyExport(ctx: AppContext, studyCode: string) {
       status: d.status,
     })),
     consents,
+    /** Each signature's optional items with their choice history and purposes (ADR 0066, 0072), by signature id. */
+    choicesBySignature: await choicesBySignature(ctx, study.id),
     consentEntries,
     consentSigners,
     paperEntries,

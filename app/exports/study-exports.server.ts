@@ -31,8 +31,11 @@ import { odmValue, studyOdm } from "./odm.server.ts";
 import { studyFhirBundle } from "./fhir.server.ts";
 import { studyCsvFiles } from "./csv.server.ts";
 import { assertStudyMatchesSeals } from "../records/seal-match.server.ts";
+import { PRIMARY_USE_CHOICES } from "../data-sharing/choices-statement.ts";
+import { choicesText } from "../data-sharing/choices-statement.ts";
+import { exportParticipantsDetail } from "../data-sharing/export-access.server.ts";
 
-export const EXPORT_FORMATS = ["evidence", "odm", "fhir", "csv"] as const;
+export const EXPORT_FORMATS = ["evidence", "odm", "fhir", "csv", "allocations"] as const;
 export type ExportFormat = (typeof EXPORT_FORMATS)[number];
 
 export interface ExportFile {
@@ -61,6 +64,9 @@ export async function exportStudy(
 ): Promise<ExportFile> {
   if (!EXPORT_FORMATS.includes(format))
     throw new ServiceError("invalid", `format: one of ${EXPORT_FORMATS.join(", ")}`, "format");
+  // The revealed randomization list with its proofs, after unblinding (ADR 0054): its own checks and audit event.
+  if (format === "allocations")
+    return (await import("../randomization/allocations-export.server.ts")).allocationsExport(ctx, principal, studyCode);
   const study = await getStudyOrThrow(ctx, studyCode);
   requirePermission(principal, "study.review", { studyId: study.id });
   await sealAll(ctx);
@@ -69,6 +75,9 @@ export async function exportStudy(
   const x = (await loadStudyExport(ctx, study.code))!;
   const now = new Date();
   let file: ExportFile;
+  // The participants whose data the file holds (ADR 0071): the whole study for ODM, FHIR and the evidence package
+  // (every participant's SubjectData, Patient, certified copy), the subjects the CSV files name.
+  let held: string[] = x.participants.map((p) => p.id);
   if (format === "odm")
     file = { name: `${study.code}-odm.xml`, contentType: "application/xml", data: enc(studyOdm(x, now)) };
   else if (format === "fhir")
@@ -78,7 +87,12 @@ export async function exportStudy(
       data: enc(`${JSON.stringify(studyFhirBundle(x, now), null, 2)}\n`),
     };
   else if (format === "csv") {
-    const files = Object.fromEntries(studyCsvFiles(x).map((f) => [f.name, enc(f.text)]));
+    const csv = studyCsvFiles(x);
+    // The participants of the records the files were built from.
+    const withRecords = new Set(x.records.filter((r) => r.versions.length).map((r) => r.subject));
+    held = x.participants.filter((p) => withRecords.has(p.subject)).map((p) => p.id);
+    const files = Object.fromEntries(csv.map((f) => [f.name, enc(f.text)]));
+    files["CHOICES.txt"] = enc(choicesText());
     file = {
       name: `${study.code}-csv.zip`,
       contentType: "application/zip",
@@ -95,7 +109,7 @@ export async function exportStudy(
     actorUserId: principal.userId,
     actorLabel: principal.label,
     studyId: study.id,
-    detail: { bytes: file.data.length },
+    detail: { bytes: file.data.length, ...exportParticipantsDetail(held) },
   });
   return file;
 }
@@ -179,6 +193,7 @@ async function evidencePackage(
     origin: ctx.env.logOrigin,
     createdAt: now.toISOString(),
     logSize: cps.length ? cps[cps.length - 1].treeSize : 0,
+    choices: PRIMARY_USE_CHOICES, // the choices it honours (ADR 0071)
     files: Object.entries(files)
       .map(([path, data]) => ({ path, sha256: toHex(ctx.crypto.sha256(data)), bytes: data.length }))
       .sort((a, b) => a.path.localeCompare(b.path)),

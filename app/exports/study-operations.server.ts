@@ -18,6 +18,7 @@ import type { AppContext } from "../platform/context.server.ts";
 import { csvCell, csvValue } from "../platform/csv.ts";
 import { can, requirePermission, type Principal } from "../platform/permissions.server.ts";
 import { getStudyOrThrow } from "../studies/studies.server.ts";
+import { exportParticipantsDetail, participantIdsOfSubjects } from "../data-sharing/export-access.server.ts";
 
 export const CRF_KINDS = ["blank", "annotated"] as const;
 export type CrfKind = (typeof CRF_KINDS)[number];
@@ -50,6 +51,7 @@ export async function dataDictionaryCsv(ctx: AppContext, principal: Principal, s
   requirePermission(principal, "study.view", { studyId: study.id });
   const file = await exportForms(ctx, study.code, "redcap");
   await exportAudit(ctx, principal, study.id, "export.data_dictionary", {
+    participants: [], // form definitions only: no participant's data (ADR 0071)
     forms: file.count,
     bytes: Buffer.byteLength(file.text),
   });
@@ -258,7 +260,11 @@ export async function crfPdf(
 
   doc.end();
   const data = await done;
-  await exportAudit(ctx, principal, study.id, `export.crf_${kind}`, { forms: defs.length, bytes: data.length });
+  await exportAudit(ctx, principal, study.id, `export.crf_${kind}`, {
+    participants: [], // blank and annotated forms: no participant's data (ADR 0071)
+    forms: defs.length,
+    bytes: data.length,
+  });
   return { name: `${study.code}-crf-${kind}.pdf`, data };
 }
 
@@ -401,6 +407,16 @@ export async function missingDataCsv(ctx: AppContext, principal: Principal, stud
   ];
   const text = `${lines.join("\r\n")}\r\n`;
   const study = await getStudyOrThrow(ctx, r.study);
-  await exportAudit(ctx, principal, study.id, "export.missing_data", { rows: r.rows.length, bytes: text.length });
+  await exportAudit(ctx, principal, study.id, "export.missing_data", {
+    rows: r.rows.length,
+    bytes: text.length,
+    ...exportParticipantsDetail(
+      await participantIdsOfSubjects(
+        ctx,
+        study.id,
+        r.rows.map((x) => x.subject),
+      ),
+    ),
+  });
   return { name: `${r.study}-missing-data.csv`, text };
 }

@@ -8,7 +8,6 @@
  * also checks the study's entries against their rows by entry, so a row moved to another study (or none) is named.
  * Paged by id; memory stays bounded.
  */
-import { canonicalize } from "../../anchoring/log/canonical.ts";
 import type { AuditFinding } from "../../anchoring/verifier/log-auditor.ts";
 import {
   auditEntriesWithoutRow,
@@ -17,7 +16,7 @@ import {
   legacySealedEntries,
   studyEntriesWithMovedRow,
 } from "../../db/queries/audit-trail-checks.ts";
-import { eventPayloadFields } from "../audit-trail/seal-event.server.ts";
+import { eventSealDifferences } from "../audit-trail/event-seal.server.ts";
 import { legacyDigest } from "../audit-trail/seal-legacy.server.ts";
 import type { AppContext } from "../platform/context.server.ts";
 
@@ -54,13 +53,32 @@ export async function auditTrailFindings(
       rows++;
       const id = Number(r.id);
       const what = `audit-trail event ${id} (${r.action})`;
-      let payload: Record<string, unknown> | null = null;
+      let detail: unknown;
       try {
-        payload = r.e_payload ? (JSON.parse(r.e_payload) as Record<string, unknown>) : null;
+        detail = JSON.parse(r.detail_text);
       } catch {
-        payload = null; // a damaged payload is reported by the log audit; the row is unmatched here
+        detail = r.detail_text;
       }
-      if (!r.e_id || r.e_kind !== "audit.event" || !payload || typeof payload.salt !== "string") {
+      // The address: its salted hash in a v1 payload, its HMAC under the deployment key in v2 (ADR 0016).
+      const differs = eventSealDifferences(
+        ctx.crypto,
+        ctx.env.dataKey,
+        {
+          id,
+          at: new Date(r.at_iso),
+          action: r.action,
+          outcome: r.outcome,
+          actorUserId: r.actor_user_id,
+          actorLabel: r.actor_label,
+          studyId: r.study_id,
+          siteId: r.site_id,
+          participantId: r.participant_id,
+          ip: r.ip,
+          detail,
+        },
+        r.e_id ? { kind: r.e_kind, payloadText: r.e_payload, studyId: r.e_study } : null,
+      );
+      if (differs === "unsealed") {
         // Sealed together by the legacy entry (checked below), or nothing was ever sealed (cannot be checked).
         if (r.entry_id === null && (sealedLegacy ? id <= sealedLegacy.lastId : firstSealed === null)) {
           legacy++;
@@ -73,50 +91,20 @@ export async function auditTrailFindings(
         });
         continue;
       }
-      let detail: unknown;
-      try {
-        detail = JSON.parse(r.detail_text);
-      } catch {
-        detail = r.detail_text;
-      }
-      // The address: its salted hash in a v1 payload, its HMAC under the deployment key in v2 (ADR 0016).
-      const want = eventPayloadFields(
-        ctx.crypto,
-        payload.salt,
-        {
-          id,
-          at: new Date(r.at_iso),
-          action: r.action,
-          outcome: r.outcome,
-          actorUserId: r.actor_user_id,
-          actorLabel: r.actor_label,
-          siteId: r.site_id,
-          participantId: r.participant_id,
-          ip: r.ip,
-          detail,
-        },
-        { v: payload.v, dataKey: ctx.env.dataKey },
-      );
-      const fields: [string, unknown, unknown][] = [
-        ...Object.entries(want).map(([k, v]) => [k, v, payload[k]] as [string, unknown, unknown]),
-        ...(payload.count !== undefined && want.count === undefined ? [["count", undefined, payload.count]] : []),
-        ["study", r.study_id ?? null, r.e_study ?? null],
-      ] as [string, unknown, unknown][];
       const field = (k: string) =>
         ({ event: "id", actor: "actor_user_id", actorLabel: "actor_label", site: "site_id" })[k] ??
         { participant: "participant_id", study: "study_id", count: "detail" }[k] ??
         k;
-      for (const [k, rowValue, logValue] of fields)
-        if (canonicalize(rowValue ?? null) !== canonicalize(logValue ?? null))
-          f({
-            code: "AUDIT_EVENT_MISMATCH",
-            id: String(id),
-            seq: seqOf(r.e_seq),
-            field: field(k),
-            message:
-              `${what}: its ${field(k)} differs from its sealed audit.event entry` +
-              `${r.e_seq === null ? "" : ` (seq ${r.e_seq})`} (altered behind the log?)`,
-          });
+      for (const k of differs)
+        f({
+          code: "AUDIT_EVENT_MISMATCH",
+          id: String(id),
+          seq: seqOf(r.e_seq),
+          field: field(k),
+          message:
+            `${what}: its ${field(k)} differs from its sealed audit.event entry` +
+            `${r.e_seq === null ? "" : ` (seq ${r.e_seq})`} (altered behind the log?)`,
+        });
     }
     after = Number(page[page.length - 1].id);
   }

@@ -48,6 +48,10 @@ import { siteFindings } from "./site-checks.server.ts";
 import { queryEventFindings } from "./query-event-checks.server.ts";
 import { dispositionFindings } from "./disposition-checks.server.ts";
 import { importFindings } from "./import-checks.server.ts";
+import { hexOf, jsonOf, type LinkedTable, payloadOf, type Row, seqOf } from "./linked-table.ts";
+import { preCommitmentFindings, preCommitmentLinks } from "./pre-commitment-checks.server.ts";
+import { drugSupplyFindings, drugSupplyLinks } from "./drug-supply-checks.server.ts";
+import { dataSharingFindings, dataSharingLinks } from "./data-sharing-checks.server.ts";
 import { hashedTextMatches, hashedTextPair, textMatchesPayload } from "../../anchoring/log/text-hash.ts";
 
 export interface AuditProgress {
@@ -296,6 +300,9 @@ async function auditOn(ctx: AppContext, opts: AuditOptions): Promise<AuditReport
     rows += (await dispositionFindings(ctx, { id: s.id, code: s.code }, findings)).rows; // ADR 0033
     rows += (await queryEventFindings(ctx, { id: s.id, code: s.code }, findings)).rows; // ADR 0034: query histories
     rows += (await importFindings(ctx, { id: s.id, code: s.code }, findings)).rows; // ADR 0037: imports
+    rows += (await preCommitmentFindings(ctx, { id: s.id, code: s.code }, findings)).rows; // issue 20
+    rows += (await drugSupplyFindings(ctx, { id: s.id, code: s.code }, findings)).rows; // issue 21
+    rows += (await dataSharingFindings(ctx, { id: s.id, code: s.code }, findings)).rows; // issue 22
   }
   rows += (await auditTrailFindings(ctx, study ? { id: study.id, code: study.code } : null, findings)).rows; // ADR 0016
   progress({ phase: "data", done: studies.length, total: studies.length });
@@ -319,20 +326,6 @@ async function auditOn(ctx: AppContext, opts: AuditOptions): Promise<AuditReport
     findings,
   };
 }
-
-type Row = Record<string, unknown>;
-const payloadOf = (r: Row): Record<string, unknown> | null => {
-  try {
-    return r.e_payload ? (JSON.parse(String(r.e_payload)) as Record<string, unknown>) : null;
-  } catch {
-    return null;
-  }
-};
-const hexOf = (v: unknown) =>
-  v instanceof Uint8Array ? toHex(v) : typeof v === "string" && v.startsWith("\\x") ? v.slice(2) : String(v);
-/** A jsonb column as its value (PGlite and postgres.js may hand it over as text). */
-const jsonOf = (v: unknown) => (typeof v === "string" ? JSON.parse(v) : (v ?? null));
-const seqOf = (r: Row) => (r.e_seq === null || r.e_seq === undefined ? undefined : Number(r.e_seq));
 
 /**
  * A record_versions row against its record.saved entry, field by field, in the payload's own version: from v3 the
@@ -520,16 +513,7 @@ async function auditStudyData(ctx: AppContext, study: { id: string; code: string
   const formRows = new Map(
     (await ctx.db.select(sealFormColumns).from(forms).where(eq(forms.studyId, study.id))).map((x) => [x.id, x]),
   );
-  const linked: {
-    table: string;
-    column: string;
-    kind: string;
-    compare: (row: Row, p: Record<string, unknown>) => [string, unknown, unknown][];
-    /** What the row is, in words, beside its id. */
-    label?: (row: Row) => string;
-    /** Name the field that differs, never its values (they may be identifiers or free text). */
-    namesOnly?: boolean;
-  }[] = [
+  const linked: LinkedTable[] = [
     {
       table: "record_versions",
       column: "entry_id",
@@ -620,6 +604,8 @@ async function auditStudyData(ctx: AppContext, study: { id: string; code: string
         ],
         // Version 1 payloads hold no targets: the row must hold none either.
         ["enrolmentTargets", jsonOf(r.enrolment_targets), p.enrolmentTargets ?? null],
+        // Version 3 (issue 22) holds whether participants see staff names; earlier versions mean they do not.
+        ["staffNamesToParticipants", r.staff_names_to_participants === true, p.staffNamesToParticipants ?? false],
       ],
     },
     {
@@ -665,6 +651,9 @@ async function auditStudyData(ctx: AppContext, study: { id: string; code: string
         ["endsOn", r.ends_on ?? null, p.endsOn],
       ],
     },
+    ...preCommitmentLinks(ctx), // issue 20: documents, outcomes, registration, randomization, database lock
+    ...drugSupplyLinks(ctx), // issue 21: lots, kits, shipments, dispensing, returns, destructions, reconciliations
+    ...dataSharingLinks(ctx), // issue 22: choice changes, data-use requests, decisions, deliveries
   ];
   for (const t of linked) {
     for (const r of await rowsWithEntries(ctx.db, t.table, t.column, study.id)) {
@@ -680,6 +669,15 @@ async function auditStudyData(ctx: AppContext, study: { id: string; code: string
         });
         continue;
       }
+      if (r.e_study !== null && r.e_study !== undefined && String(r.e_study) !== study.id)
+        f({
+          code: "DATA_ROW_MISMATCH",
+          table: t.table,
+          id: String(r.id),
+          seq: seqOf(r),
+          field: "study",
+          message: `${t.table} row ${r.id}: its ledger entry is of another study (moved behind the portal's back?)`,
+        });
       for (const [field, rowValue, logValue] of t.compare(r, p)) {
         if (canonicalize(rowValue ?? null) !== canonicalize(logValue ?? null))
           f({

@@ -2,7 +2,8 @@
 import { statSync } from "node:fs";
 import { and, eq, sql } from "drizzle-orm";
 import { bytesEqual, fromHex, toHex, utf8 } from "../../anchoring/log/bytes.ts";
-import { forms } from "../../db/schema/index.ts";
+import { forms, participants } from "../../db/schema/index.ts";
+import { auditPrincipalRead } from "../audit-trail/record-event.server.ts";
 import type { Bundle, BundleCheckpoint } from "../../anchoring/verifier/bundle.ts";
 import { MerkleLevels } from "../../anchoring/log/tree.ts";
 import { leafHash, rootFromInclusionProof } from "../../anchoring/log/merkle.ts";
@@ -55,6 +56,37 @@ export async function entryVisibleTo(
   if (site === undefined) return true;
   // Something named that has no row (should not happen) is treated as nobody's site: study-wide roles only.
   return can(principal, "proofs.read", { studyId, siteId: site ?? "00000000-0000-0000-0000-000000000000" });
+}
+
+/**
+ * A proof bundle carries its entry's payload: when the entry is about a participant (its payload names a subject:
+ * record.saved, consent and the like), serving it to a reader is a read of that participant's data (ADR 0067),
+ * recorded as `proof.view`, coalesced per reader, participant and hour. Returns whether an event was written.
+ */
+export async function auditProofRead(
+  ctx: AppContext,
+  principal: Principal,
+  entry: { studyId: string | null; payloadText: string },
+): Promise<boolean> {
+  if (!entry.studyId) return false;
+  let subject: unknown;
+  try {
+    subject = (JSON.parse(entry.payloadText) as { subject?: unknown } | null)?.subject;
+  } catch {
+    return false;
+  }
+  if (typeof subject !== "string" || subject === "") return false;
+  const [p] = await ctx.db
+    .select({ id: participants.id, siteId: participants.siteId })
+    .from(participants)
+    .where(and(eq(participants.studyId, entry.studyId), eq(participants.subjectCode, subject)));
+  if (!p) return false;
+  return auditPrincipalRead(ctx.db, principal, {
+    action: "proof.view",
+    studyId: entry.studyId,
+    siteId: p.siteId,
+    participantId: p.id,
+  });
 }
 
 /**

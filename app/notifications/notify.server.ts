@@ -16,6 +16,14 @@ export const NOTIFICATION_KINDS = [
   "reconsent_needed",
   "consent_invitation",
   "import_finished",
+  "emergency_unblinding",
+  "unblinded_role_granted",
+  // Issue 21: a recalled lot (to the sites that hold or dispensed its kits), a shipment quarantined (to the sponsor).
+  "lot_recalled",
+  "shipment_quarantined",
+  // Issue 22: a data-use request decided, a delivery ready (to the researcher who asked).
+  "data_use_decided",
+  "data_use_delivered",
 ] as const;
 export type NotificationKind = (typeof NOTIFICATION_KINDS)[number];
 

@@ -15,6 +15,8 @@ import type { AppContext } from "../platform/context.server.ts";
 import { ServiceError } from "../platform/errors.server.ts";
 import { can, type Principal } from "../platform/permissions.server.ts";
 import { todayIn } from "../records/records.server.ts";
+import { committedList } from "../randomization/list-state.server.ts";
+import { refuseUnderDatabaseLock } from "../database-lock/refuse-under-lock.server.ts";
 import { requireSiteAction } from "../studies/delegations.server.ts";
 import { getStudyOrThrow } from "../studies/studies.server.ts";
 
@@ -140,7 +142,17 @@ export async function setDisposition(
       "reason",
     );
   const reason = reasonText || null;
+  // Under a committed randomization list "randomized" means an allocation: only randomizeParticipant sets it.
+  if (status === "randomized" && (await committedList(ctx.db, study.id)))
+    throw new ServiceError(
+      "conflict",
+      `status: ${study.code} has a committed randomization list; randomize the participant from the randomization ` +
+        "list (the Randomize button), which sets this disposition",
+      "status",
+    );
   return ctx.db.transaction(async (tx) => {
+    // The study's row first (FOR SHARE): a database lock either committed before (refused) or waits for this.
+    await refuseUnderDatabaseLock(tx, study.id, "setting a disposition");
     // The participant's row, locked: two changes at once are applied one after the other, each checked.
     await tx.execute(sql`SELECT 1 FROM participants WHERE id = ${p.id} FOR UPDATE`);
     const [cur] = await tx

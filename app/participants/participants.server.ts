@@ -9,6 +9,7 @@ import { canonicalize } from "../../anchoring/log/canonical.ts";
 import { and, asc, count, eq, inArray, sql } from "drizzle-orm";
 import { consentInvitations, participants, signerContacts, sites } from "../../db/schema/index.ts";
 import type { AppContext } from "../platform/context.server.ts";
+import { refuseUnderDatabaseLock } from "../database-lock/refuse-under-lock.server.ts";
 import { ServiceError, isUniqueViolation } from "../platform/errors.server.ts";
 import { appendEntry } from "../log/append-entry.server.ts";
 import { saltedTextHash } from "../../anchoring/log/text-hash.ts";
@@ -90,6 +91,7 @@ export async function enrollParticipant(
   await requireSiteAction(ctx, principal, "participants.enroll", { studyId: study.id, siteId: site.id });
   try {
     return await ctx.db.transaction(async (tx) => {
+      await refuseUnderDatabaseLock(tx, study.id, "enrolling a participant");
       await tx.execute(sql`SELECT 1 FROM sites WHERE id = ${site.id} FOR UPDATE`);
       const [{ n }] = await tx.select({ n: count() }).from(participants).where(eq(participants.siteId, site.id));
       const subject = `${site.code}-${String(n + 1).padStart(3, "0")}`;
@@ -168,6 +170,9 @@ export async function enrollParticipant(
 
 /** Participants the principal may see: all of the study, or only their sites for site-scoped roles. */
 export async function listParticipants(ctx: AppContext, principal: Principal, studyId: string) {
+  // Checked here too, not only by the routes (issue 22 attack: an external researcher, with no records.read, got
+  // every subject code, site and enrolment date when a caller forgot the route's check).
+  requirePermission(principal, "records.read", { studyId });
   const mine = principal.memberships.filter((m) => m.studyId === studyId);
   const siteLimited = !principal.platformAdmin && mine.length > 0 && mine.every((m) => m.siteId !== null);
   const siteIds = mine.map((m) => m.siteId!).filter(Boolean);

@@ -21,11 +21,19 @@ const LARGER_BODIES: { path: RegExp; limit: number; what: string }[] = [
     limit: 20 * MiB + 64 * KiB,
     what: "a 20 MB consent scan",
   },
+  // A study document's PDF of at most 20 MiB (app/study-documents/study-documents.server.ts STUDY_DOCUMENT_MAX_BYTES).
+  { path: /^\/studies\/[^/]+\/documents\/?$/, limit: 20 * MiB + 64 * KiB, what: "a 20 MB study document" },
   // A file of forms, JSON, REDCap dictionary or ODM, of at most 1 MiB (app/form-exchange/form-format.ts
   // FORM_FILE_MAX_BYTES), uploaded on the forms page (app/routes/studies/studies.$code.forms.tsx).
   { path: /^\/studies\/[^/]+\/forms\/?$/, limit: 1024 * KiB + 64 * KiB, what: "a 1 MB file of forms" },
   // A data file to import, at most 64 MiB (app/data-import/read-import.ts IMPORT_MAX_BYTES; ADR 0037).
   { path: /^\/studies\/[^/]+\/import\/?$/, limit: 64 * MiB + 64 * KiB, what: "a 64 MB data file" },
+  // An uploaded randomization list of at most 5 MiB (app/randomization/lists.server.ts MAX_UPLOAD_BYTES; ADR 0052).
+  { path: /^\/studies\/[^/]+\/randomization\/?$/, limit: 5 * MiB + 64 * KiB, what: "a 5 MB randomization list" },
+  // Issue 21: a lot's certificate of analysis, a PDF of at most 20 MiB (app/drug-supply/lots.server.ts COA_MAX_BYTES),
+  // and a shipment's temperature logger file of at most 1 MiB (app/drug-supply/shipments.server.ts LOGGER_MAX_BYTES).
+  { path: /^\/studies\/[^/]+\/supply\/lots\/?$/, limit: 20 * MiB + 64 * KiB, what: "a 20 MB certificate of analysis" },
+  { path: /^\/studies\/[^/]+\/supply\/shipments\/?$/, limit: 1024 * KiB + 64 * KiB, what: "a 1 MB logger file" },
   // A form definition (app/routes/api/api.v1.studies.$code.forms.ts reads at most 256 KiB).
   { path: /^\/api\/v1\/studies\/[^/]+\/forms\/?$/, limit: 256 * KiB, what: "a form definition" },
   // A batch of at most 1,000 new records (app/records/batch.server.ts MAX_BATCH_BYTES; ADR 0040).

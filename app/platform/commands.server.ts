@@ -560,6 +560,13 @@ export const COMMANDS: Record<string, Handler> = {
     const failed = events.some((e) => e.type === "retry" || e.type === "failed");
     return { stdout: events.map(describeEvent).join("") + formatStatus(status), exitCode: failed ? 1 : 0 };
   },
+  /** Issue 21 (ADR 0063): who received lot X; the study's lots (app/drug-supply/lot-commands.server.ts). */
+  async "lots.affected"(ctx, input) {
+    return (await import("../drug-supply/lot-commands.server.ts")).lotsAffectedCommand(ctx, input);
+  },
+  async "lots.list"(ctx, input) {
+    return (await import("../drug-supply/lot-commands.server.ts")).lotsListCommand(ctx, input);
+  },
   async "ledger.status"(ctx, input) {
     const v = parse(z.object({ json: z.boolean().default(false) }), input);
     const { ledgersStatus } = await import("../anchor-worker/anchor-worker.server.ts");

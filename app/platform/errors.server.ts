@@ -6,7 +6,9 @@ export type ServiceErrorCode =
   | "unauthenticated"
   | "forbidden"
   | "locked"
-  | "rate_limited";
+  | "rate_limited"
+  /** Existed but no longer available (an expired data-use delivery, issue 22): HTTP 410. */
+  | "gone";
 
 const STATUS: Record<ServiceErrorCode, number> = {
   invalid: 422,
@@ -16,6 +18,7 @@ const STATUS: Record<ServiceErrorCode, number> = {
   forbidden: 403,
   locked: 423,
   rate_limited: 429,
+  gone: 410,
 };
 
 /**

@@ -356,6 +356,38 @@ export const OPENAPI = {
         responses: { "201": json({ type: "object" }, "changed"), ...errors(401, 403, 404, 409, 413, 415, 422, 429) },
       },
     },
+    "/api/v1/studies/{code}/participants/{subject}/randomization": {
+      post: {
+        summary:
+          "randomize a participant (ADR 0052): the next slot of the stratum of their site and the factor levels " +
+          "given; answers the randomization number, never the arm",
+        security: bearer,
+        parameters: [code, { name: "subject", in: "path", required: true, schema: { type: "string" } }],
+        requestBody: {
+          required: true,
+          content: {
+            "application/json": {
+              schema: {
+                type: "object",
+                properties: {
+                  factors: { type: "object", additionalProperties: { type: "string", maxLength: 64 } },
+                },
+              },
+            },
+          },
+        },
+        responses: {
+          "201": json(
+            {
+              type: "object",
+              properties: { allocation: { type: "string" }, number: { type: "string" }, stratum: { type: "string" } },
+            },
+            "randomized",
+          ),
+          ...errors(401, 403, 404, 409, 413, 415, 422, 423, 429),
+        },
+      },
+    },
     "/api/v1/studies/{code}/records": {
       post: {
         summary: "enter a record (version 1); Idempotency-Key makes retries safe",

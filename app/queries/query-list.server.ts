@@ -20,7 +20,9 @@ import { csvCell, csvValue } from "../platform/csv.ts";
 import type { AppContext } from "../platform/context.server.ts";
 import { ServiceError } from "../platform/errors.server.ts";
 import { can, type Principal } from "../platform/permissions.server.ts";
-import { tokenLabel } from "../platform/attribution.ts";
+import { auditActor, auditDetail, tokenLabel } from "../platform/attribution.ts";
+import { accessDetail } from "../data-sharing/access-detail.server.ts";
+import { exportParticipantsDetail, participantIdsOfSubjects } from "../data-sharing/export-access.server.ts";
 import { audit } from "../audit-trail/record-event.server.ts";
 import { getStudyOrThrow } from "../studies/studies.server.ts";
 import { canRaiseQueries, type QueryAction } from "./query-events.server.ts";
@@ -345,12 +347,51 @@ export async function queryListCsv(
       ].join(","),
     ),
   ];
+  await auditQueriesExport(ctx, principal, study, rows, f, { ip: meta.ip, format: "csv" });
+  return { study, csv: `${lines.join("\r\n")}\r\n` };
+}
+
+/**
+ * The list as the API hands it out (every query with its subject and history): an export like the CSV, so an
+ * export event names the participants it holds.
+ */
+export async function queryListExport(
+  ctx: AppContext,
+  principal: Principal,
+  studyCode: string,
+  f: QueryFilters,
+  meta: { ip: string | null },
+) {
+  const list = await queryList(ctx, principal, studyCode, f);
+  await auditQueriesExport(ctx, principal, list.study, list.rows, f, { ip: meta.ip, format: "api" });
+  return list;
+}
+
+/** The export event of a query list (ADR 0071): the participants of the queries listed, the reader's role, site. */
+async function auditQueriesExport(
+  ctx: AppContext,
+  principal: Principal,
+  study: { id: string },
+  rows: { subject: string }[],
+  f: QueryFilters,
+  meta: { ip: string | null; format: "csv" | "api" },
+) {
+  const held = await participantIdsOfSubjects(
+    ctx,
+    study.id,
+    rows.map((r) => r.subject),
+  );
   await audit(ctx.db, {
-    action: "queries.export",
-    actorUserId: principal.userId,
+    action: "export.queries",
+    ...auditActor(principal),
     studyId: study.id,
     ip: meta.ip,
-    detail: { rows: rows.length, filters: f },
+    detail: auditDetail(principal, {
+      rows: rows.length,
+      filters: f,
+      via: meta.format,
+      ...accessDetail(principal, study.id, null),
+      ...exportParticipantsDetail(held),
+    }),
   });
-  return { study, csv: `${lines.join("\r\n")}\r\n` };
 }

@@ -39,7 +39,7 @@ import { firstFinalAnchorsCovering } from "../../db/queries/anchors.ts";
 import { assertUnlocked } from "../clinical-monitoring/clinical-monitoring.server.ts";
 import { assertConsentAllowsNewData } from "../consent/status.server.ts";
 import { assertConsentBeforeData } from "../consent/consent-gate.server.ts";
-import { audit, auditRead } from "../audit-trail/record-event.server.ts";
+import { audit, auditPrincipalRead } from "../audit-trail/record-event.server.ts";
 import { insertSealedEvents } from "../audit-trail/seal-event.server.ts";
 import { auditActor, auditDetail, payloadActor, rowTokenColumns, tokenLabel } from "../platform/attribution.ts";
 import { matchesSeal, sealFormColumns, studySealMismatches } from "./seal-match.server.ts";
@@ -988,6 +988,13 @@ export async function recordHistory(ctx: AppContext, principal: Principal, study
     .where(and(eq(records.id, recordId), eq(records.studyId, study.id)));
   if (!r || !can(principal, "records.read", { studyId: study.id, siteId: r.r.siteId }))
     throw new ServiceError("not_found", `no record ${recordId}`, "id");
+  // The record page and the API's GET: a read of CRF data, coalesced per reader, participant and hour (ADR 0067).
+  await auditPrincipalRead(ctx.db, principal, {
+    action: "record.view",
+    studyId: study.id,
+    siteId: r.r.siteId,
+    participantId: r.r.participantId,
+  });
   const versions = await ctx.db
     .select({
       v: recordVersions,
@@ -1102,22 +1109,28 @@ export async function recordDefinition(ctx: AppContext, recordId: string) {
 }
 
 /** The approved forms of a study (latest version of each) and a subject's records, for the subject page. */
-export async function subjectCasebook(ctx: AppContext, principal: Principal, studyId: string, subject: string) {
+/**
+ * `opts.read`: the read it records (ADR 0067): `participant.view` (the subject page), `consent.view` (the consent
+ * pages), or null where the caller only handles a form POST (the page's loader runs again to show the result and
+ * records the read then).
+ */
+export async function subjectCasebook(
+  ctx: AppContext,
+  principal: Principal,
+  studyId: string,
+  subject: string,
+  opts: { read?: "participant.view" | "consent.view" | null } = {},
+) {
   const [p] = await ctx.db
     .select({ p: participants, site: sites.code })
     .from(participants)
     .innerJoin(sites, eq(sites.id, participants.siteId))
     .where(and(eq(participants.studyId, studyId), eq(participants.subjectCode, subject.toUpperCase())));
   if (!p || !can(principal, "records.read", { studyId, siteId: p.p.siteId })) return null;
-  // A read of the participant's data: one sealed event per user, participant and hour (ADR 0016).
-  if (principal.userId)
-    await auditRead(ctx.db, {
-      action: "participant.view",
-      actorUserId: principal.userId,
-      studyId,
-      siteId: p.p.siteId,
-      participantId: p.p.id,
-    });
+  // A read of the participant's data: one sealed event per user or token, participant and hour (ADR 0016, 0067).
+  const read = opts.read === undefined ? "participant.view" : opts.read;
+  if (read)
+    await auditPrincipalRead(ctx.db, principal, { action: read, studyId, siteId: p.p.siteId, participantId: p.p.id });
   const approved = await ctx.db
     .select()
     .from(forms)

@@ -1,7 +1,8 @@
 /**
  * The demo study (DEMO-001): one site, an approved consent document, approved CRF forms (demographics, vital signs, the
- * adverse-event log), records that show the form model, and a demo user per role. A random demo password is generated
- * once, printed and written to <DATA_DIR>/demo-credentials.txt.
+ * adverse-event log), records that show the form model, a demo user per role, and (issue 20) the protocol and SAP, the
+ * outcome list, the published registration page and a committed randomization list with its first allocations. A random
+ * demo password is generated once, printed and written to <DATA_DIR>/demo-credentials.txt.
  */
 import { createHash, randomBytes } from "node:crypto";
 import { readFileSync, writeFileSync, mkdirSync } from "node:fs";
@@ -22,6 +23,11 @@ import { saveRecord } from "../records/records.server.ts";
 import type { Principal } from "../platform/permissions.server.ts";
 import { setSchedule } from "../visit-schedule/schedule-setup.server.ts";
 import { setDisposition } from "../participants/disposition.server.ts";
+import { seedDemoDocuments } from "../study-documents/demo.server.ts";
+import { seedDemoOutcomesAndRegistration } from "../registration/demo.server.ts";
+import { seedDemoSupply } from "../drug-supply/demo.server.ts";
+import { seedDemoRandomization } from "../randomization/demo.server.ts";
+import { seedDemoDataSharing } from "../data-sharing/demo.server.ts";
 
 export const DEMO_STUDY = "DEMO-001";
 export const DEMO_SITE = "SITE-01";
@@ -86,12 +92,12 @@ async function seedDemoRecords(ctx: AppContext, coordinator: Principal, [woman, 
   });
 }
 /**
- * The demo's dispositions (issue 18, ADR 0033), by the coordinator: the man with the adverse events randomized,
- * SITE-01-005 still in screening, SITE-01-006 a screen failure with its reason; the others stay enrolled.
+ * The demo's dispositions (issue 18, ADR 0033), by the coordinator: SITE-01-005 still in screening, SITE-01-006 a
+ * screen failure with its reason. The enrolled participants become randomized by the demo's randomization (issue
+ * 20: once a list is committed, "randomized" comes only with an allocation, never by hand).
  */
-async function seedDemoDispositions(ctx: AppContext, coordinator: Principal, man: string, failed: string) {
+async function seedDemoDispositions(ctx: AppContext, coordinator: Principal, failed: string) {
   const date = new Date(Date.now() - 24 * 3600_000).toISOString().slice(0, 10);
-  await setDisposition(ctx, coordinator, DEMO_STUDY, man, { status: "randomized", date });
   await setDisposition(ctx, coordinator, DEMO_STUDY, failed, {
     status: "screen_failed",
     date,
@@ -122,6 +128,39 @@ export const DEMO_USERS: { email: string; fullName: string; role: Role; study?: 
   { email: "monitor@demo.trialseal.test", fullName: "Mona Monitor", role: "monitor", study: DEMO_STUDY },
   { email: "datamanager@demo.trialseal.test", fullName: "Dana Datamanager", role: "data_manager", study: DEMO_STUDY },
   { email: "regulator@demo.trialseal.test", fullName: "Rex Regulator", role: "regulator", study: DEMO_STUDY },
+  // Issue 20: the only roles that see arms before unblinding (ADR 0053).
+  {
+    email: "statistician@demo.trialseal.test",
+    fullName: "Stella Statistician",
+    role: "unblinded_statistician",
+    study: DEMO_STUDY,
+  },
+  {
+    email: "pharmacist@demo.trialseal.test",
+    fullName: "Phil Pharmacist",
+    role: "unblinded_pharmacist",
+    study: DEMO_STUDY,
+    site: DEMO_SITE,
+  },
+  // Issue 21: the sponsor (the study's admin: releases lots, decides on quarantines, recalls), the depot (sees kit
+  // types) and the site's blinded pharmacist.
+  { email: "sponsor@demo.trialseal.test", fullName: "Sofia Sponsor", role: "admin", study: DEMO_STUDY },
+  { email: "depot@demo.trialseal.test", fullName: "Dora Depot", role: "depot_manager", study: DEMO_STUDY },
+  {
+    email: "sitepharmacist@demo.trialseal.test",
+    fullName: "Sami Sitepharmacist",
+    role: "site_pharmacist",
+    study: DEMO_STUDY,
+    site: DEMO_SITE,
+  },
+  // Issue 22: the sponsor's data access committee and a researcher outside the study team (ADR 0069).
+  { email: "dac@demo.trialseal.test", fullName: "Dalia Committee", role: "data_access_committee", study: DEMO_STUDY },
+  {
+    email: "researcher@demo.trialseal.test",
+    fullName: "Rae Researcher",
+    role: "external_researcher",
+    study: DEMO_STUDY,
+  },
 ];
 
 /**
@@ -151,11 +190,15 @@ export async function seedDemo(
   let adminId: string | null = null;
   let investigatorId: string | null = null;
   let coordinatorId: string | null = null;
+  let statisticianId: string | null = null;
+  const idByRole = new Map<Role, string>();
   for (const u of DEMO_USERS) {
     const user = await createUser(ctx, { ...u, password }, adminId);
-    if (u.role === "admin") adminId = user.id;
+    if (u.role === "admin" && !u.study) adminId = user.id;
     if (u.role === "investigator") investigatorId = user.id;
     if (u.role === "coordinator") coordinatorId = user.id;
+    if (u.role === "unblinded_statistician") statisticianId = user.id;
+    if (u.study) idByRole.set(u.role, user.id);
   }
   // The investigator delegates site work to the coordinator (ICH E6(R3) delegation log), with GCP training.
   const investigator = (await principalForUser(ctx, investigatorId!))!;
@@ -199,6 +242,12 @@ export async function seedDemo(
     DEMO_STUDY,
     readFileSync(path.join(DEMO_DIR, "schedule.json"), "utf8"),
   );
+  // Pre-commitment before any participant (issue 20, ADRs 0048-0050), as a trial registers before enrolling: the
+  // protocol and SAP versions 1.0 (the protocol approved at the site), the SAP's outcome list (so it is not flagged
+  // as set after the first enrolment) and the published registration page /registry/DEMO-001.
+  const admin = (await principalForUser(ctx, adminId!))!;
+  await seedDemoDocuments(ctx, admin, DEMO_STUDY);
+  await seedDemoOutcomesAndRegistration(ctx, admin, DEMO_STUDY);
   // Consented participants (ADR 0021: no CRF data before a complete consent): consents obtained on paper, the
   // scan's SHA-256 sealed by the coordinator and attested by the investigator. Demographics may be recorded before
   // consent (pre-screening), so the settings page and the review page's pre-consent list have something to show.
@@ -225,7 +274,7 @@ export async function seedDemo(
   const [woman, man] = [await consentedOnPaper(), await consentedOnPaper()];
   await seedDemoRecords(ctx, coordinator, [woman, man]);
   await consentedOnPaper("screening"); // SITE-01-005, still in screening
-  await seedDemoDispositions(ctx, coordinator, man, await consentedOnPaper("screening"));
+  await seedDemoDispositions(ctx, coordinator, await consentedOnPaper("screening"));
   await setFormsBeforeConsent(ctx, (await principalForUser(ctx, adminId!))!, DEMO_STUDY, {
     formsBeforeConsent: "DEMOG",
   });
@@ -234,6 +283,41 @@ export async function seedDemo(
     total: 40,
     sites: { [DEMO_SITE]: 40 },
   });
+  // Randomization (issue 20, ADRs 0051-0053): a list committed by the unblinded statistician, then the enrolled,
+  // consented participants randomized by the coordinator. The database stays unlocked and the study blinded (no
+  // lock, no unblinding), so the demo can still be edited.
+  await seedDemoRandomization(ctx, (await principalForUser(ctx, statisticianId!))!, coordinator, DEMO_STUDY);
+  // Drug supply (issue 21, ADRs 0056-0065): lots released, kits shipped and received (one shipment quarantined
+  // after an excursion, awaiting the sponsor), a kit dispensed to each randomized participant by allocation, one
+  // returned and destroyed with a witness, the site reconciled, a lot recalled.
+  const principalOf = async (role: Role) => (await principalForUser(ctx, idByRole.get(role)!))!;
+  await seedDemoSupply(
+    ctx,
+    {
+      sponsor: await principalOf("admin"),
+      depot: await principalOf("depot_manager"),
+      sitePharmacist: await principalOf("site_pharmacist"),
+      unblindedPharmacist: await principalOf("unblinded_pharmacist"),
+      monitor: await principalOf("monitor"),
+      password,
+    },
+    DEMO_STUDY,
+    DEMO_SITE,
+  );
+  // Data sharing (issue 22, ADRs 0066-0070): two participants consent electronically and agree to future research,
+  // one says no afterwards; the researcher's request is approved and delivered without them.
+  await seedDemoDataSharing(
+    ctx,
+    {
+      coordinator,
+      investigator,
+      committee: await principalOf("data_access_committee"),
+      researcher: await principalOf("external_researcher"),
+      password,
+    },
+    DEMO_STUDY,
+    DEMO_SITE,
+  );
   const file = opts.credentialsFile ?? demoCredentialsFile(ctx.env);
   mkdirSync(path.dirname(file), { recursive: true });
   const lines = [

@@ -19,6 +19,8 @@ export interface StudySettings {
   formsBeforeConsent: string[];
   /** Enrolment targets (issue 18): for the study and per site code; null when none is set. */
   enrolmentTargets: { total: number | null; sites: Record<string, number> } | null;
+  /** Issue 22 (ADR 0067): participants see the names of the staff who used their data (default: role only). */
+  staffNamesToParticipants: boolean;
   changedAt: string | null;
   changedBy: string | null;
   entryId: string | null;
@@ -28,6 +30,7 @@ const DEFAULTS: StudySettings = {
   version: 0,
   formsBeforeConsent: [],
   enrolmentTargets: null,
+  staffNamesToParticipants: false,
   changedAt: null,
   changedBy: null,
   entryId: null,
@@ -47,6 +50,7 @@ export async function studySettingsOf(ctx: AppContext, studyId: string, db: DbOr
     version: row.s.version,
     formsBeforeConsent: row.s.formsBeforeConsent,
     enrolmentTargets: row.s.enrolmentTargets ?? null,
+    staffNamesToParticipants: row.s.staffNamesToParticipants,
     changedAt: row.s.changedAt.toISOString(),
     changedBy: row.by ?? (row.s.changedBy ? row.s.changedBy : "operator (CLI)"),
     entryId: row.s.entryId,
@@ -103,6 +107,7 @@ export async function setFormsBeforeConsent(
       version,
       formsBeforeConsent: codes,
       enrolmentTargets: cur.enrolmentTargets,
+      staffNamesToParticipants: cur.staffNamesToParticipants,
       actor: principal.userId,
     });
     await tx.insert(studySettings).values({
@@ -110,6 +115,7 @@ export async function setFormsBeforeConsent(
       version,
       formsBeforeConsent: codes,
       enrolmentTargets: cur.enrolmentTargets,
+      staffNamesToParticipants: cur.staffNamesToParticipants,
       changedBy: principal.userId,
       changedAt: new Date(),
       entryId: e.id,
@@ -182,6 +188,7 @@ export async function setEnrolmentTargets(
       version,
       formsBeforeConsent: cur.formsBeforeConsent,
       enrolmentTargets: targets,
+      staffNamesToParticipants: cur.staffNamesToParticipants,
       actor: principal.userId,
     });
     await tx.insert(studySettings).values({
@@ -189,6 +196,7 @@ export async function setEnrolmentTargets(
       version,
       formsBeforeConsent: cur.formsBeforeConsent,
       enrolmentTargets: targets,
+      staffNamesToParticipants: cur.staffNamesToParticipants,
       changedBy: principal.userId,
       changedAt: new Date(),
       entryId: e.id,
@@ -199,6 +207,60 @@ export async function setEnrolmentTargets(
       actorLabel: principal.label,
       studyId: study.id,
       detail: { version, enrolmentTargets: targets, previous: cur.enrolmentTargets, entry: e.id },
+    });
+    return studySettingsOf(ctx, study.id, tx);
+  });
+}
+
+/**
+ * Whether participants see the names of the staff who used their data (ADR 0067; default: organisation and role
+ * only). Study administrators; the other settings stay.
+ */
+export async function setStaffNamesToParticipants(
+  ctx: AppContext,
+  principal: Principal,
+  studyCode: string,
+  input: unknown,
+): Promise<StudySettings> {
+  const r = z
+    .object({
+      staffNamesToParticipants: z.union([z.boolean(), z.enum(["on", "off", "true", "false"])], {
+        error: "staff names to participants: choose show or do not show",
+      }),
+    })
+    .safeParse(input);
+  if (!r.success) throw new ServiceError("invalid", r.error.issues[0].message, "staffNamesToParticipants");
+  const show =
+    r.data.staffNamesToParticipants === true || ["on", "true"].includes(String(r.data.staffNamesToParticipants));
+  const study = await getStudyOrThrow(ctx, studyCode);
+  requirePermission(principal, "study.manage", { studyId: study.id });
+  return ctx.db.transaction(async (tx) => {
+    await tx.execute(sql`SELECT 1 FROM studies WHERE id = ${study.id} FOR UPDATE`);
+    const cur = await studySettingsOf(ctx, study.id, tx);
+    const version = cur.version + 1;
+    const e = await appendEntry(tx, ctx.crypto, study, "study.settings_changed", {
+      version,
+      formsBeforeConsent: cur.formsBeforeConsent,
+      enrolmentTargets: cur.enrolmentTargets,
+      staffNamesToParticipants: show,
+      actor: principal.userId,
+    });
+    await tx.insert(studySettings).values({
+      studyId: study.id,
+      version,
+      formsBeforeConsent: cur.formsBeforeConsent,
+      enrolmentTargets: cur.enrolmentTargets,
+      staffNamesToParticipants: show,
+      changedBy: principal.userId,
+      changedAt: new Date(),
+      entryId: e.id,
+    });
+    await audit(tx, {
+      action: "study.settings_changed",
+      actorUserId: principal.userId,
+      actorLabel: principal.label,
+      studyId: study.id,
+      detail: { version, staffNamesToParticipants: show, previous: cur.staffNamesToParticipants, entry: e.id },
     });
     return studySettingsOf(ctx, study.id, tx);
   });

@@ -19,6 +19,7 @@ import { newToken, tokenHash } from "../accounts/secret-tokens.server.ts";
 import { requirePermission, type Principal } from "../platform/permissions.server.ts";
 import { codeSchema, getStudyOrThrow, timeZoneSchema } from "./studies.server.ts";
 import { SITE_SCOPED_ROLES } from "../accounts/users.server.ts";
+import { notifyUnblindedRoleGrant, refuseResearcherRoleMix, refuseSelfGrant } from "./role-grants.server.ts";
 
 const INVITE_TTL_MS = 7 * 86_400_000;
 
@@ -152,6 +153,8 @@ export async function inviteStaff(
     siteId = s.id;
   }
   const existing = await findUserByEmail(ctx.db, v.email);
+  await refuseSelfGrant(ctx.db, principal.userId, role, { id: existing?.id, email: v.email });
+  await refuseResearcherRoleMix(ctx.db, study.id, role, existing?.id);
   if (existing) {
     const same = await ctx.db
       .select({ id: memberships.id })
@@ -219,6 +222,13 @@ export async function inviteStaff(
         body: `Hello ${existing.fullName},\n\nYou now have the role ${what}.\nSign in at ${baseUrl}/login\n`,
       });
     }
+    await notifyUnblindedRoleGrant(tx, {
+      study,
+      role,
+      siteCode: v.site ?? null,
+      grantorId: principal.userId,
+      grantee: { fullName: user.fullName, email: user.email },
+    });
     await audit(tx, {
       action: "role.grant",
       actorUserId: principal.userId,

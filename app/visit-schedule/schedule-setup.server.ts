@@ -12,6 +12,7 @@ import { audit } from "../audit-trail/record-event.server.ts";
 import { appendEntry } from "../log/append-entry.server.ts";
 import { auditActor, auditDetail, payloadActor, rowTokenColumns } from "../platform/attribution.ts";
 import type { AppContext } from "../platform/context.server.ts";
+import { refuseUnderDatabaseLock } from "../database-lock/refuse-under-lock.server.ts";
 import { type Problem, ServiceError } from "../platform/errors.server.ts";
 import { requirePermission, type Principal } from "../platform/permissions.server.ts";
 import { storedDefinition } from "../records/stored-definition.server.ts";
@@ -111,6 +112,7 @@ export async function setSchedule(ctx: AppContext, principal: Principal, studyCo
   return ctx.db.transaction(async (tx) => {
     // One writer at a time per study: version numbers stay gapless.
     await tx.execute(sql`SELECT 1 FROM studies WHERE id = ${study.id} FOR UPDATE`);
+    await refuseUnderDatabaseLock(tx, study.id, "changing the visit schedule");
     const [last] = await tx
       .select({ n: sql<number>`coalesce(max(${visitSchedules.version}), 0)` })
       .from(visitSchedules)

@@ -229,6 +229,7 @@ export async function studyEntriesOfKinds(
 
 /**
  * Rows of a data table joined with the ledger entry each one names (null columns when the entry is missing).
+ * `e_study` is the entry's study: a row moved to another study names an entry of the first one.
  * `table`/`entryColumn` are fixed identifiers chosen by the caller (never user input).
  */
 export async function rowsWithEntries(
@@ -239,7 +240,8 @@ export async function rowsWithEntries(
   studyColumn = "study_id",
 ) {
   const rows = await db.execute(
-    sql`SELECT t.*, e.id AS e_id, e.kind AS e_kind, e.payload_text AS e_payload, e.seq AS e_seq
+    sql`SELECT t.*, e.id AS e_id, e.kind AS e_kind, e.payload_text AS e_payload, e.seq AS e_seq,
+               e.study_id AS e_study
         FROM ${sql.identifier(table)} t LEFT JOIN ledger_entries e ON e.id = t.${sql.identifier(entryColumn)}
         WHERE t.${sql.identifier(studyColumn)} = ${studyId}`,
   );

@@ -1,4 +1,4 @@
-import { integer, jsonb, pgTable, timestamp, unique, uuid, index } from "drizzle-orm/pg-core";
+import { boolean, integer, jsonb, pgTable, timestamp, unique, uuid, index } from "drizzle-orm/pg-core";
 import { studies } from "./organizations.ts";
 import { consentDocuments, participants } from "./participants.ts";
 import { users } from "./users.ts";
@@ -20,6 +20,8 @@ export const studySettings = pgTable(
     formsBeforeConsent: jsonb("forms_before_consent").$type<string[]>().notNull().default([]),
     /** Enrolment targets (issue 18): for the study and per site code; null when none is set. */
     enrolmentTargets: jsonb("enrolment_targets").$type<{ total: number | null; sites: Record<string, number> }>(),
+    /** Issue 22 (ADR 0067): participants see the names of the staff who used their data (default: role only). */
+    staffNamesToParticipants: boolean("staff_names_to_participants").notNull().default(false),
     /** The user who changed them (null: the operator's CLI). */
     changedBy: uuid("changed_by").references(() => users.id),
     changedAt: timestamp("changed_at", { withTimezone: true, precision: 3 }).notNull().defaultNow(),

@@ -6,3 +6,6 @@ export * from "./log.ts";
 export * from "./audit.ts";
 export * from "./consent-gate.ts";
 export * from "./study-operations.ts";
+export * from "./pre-commitment.ts";
+export * from "./drug-supply.ts";
+export * from "./data-sharing.ts";

@@ -49,6 +49,18 @@ export const ROLES = [
   "data_manager",
   "regulator",
   "participant",
+  /** Issue 20: the only roles that see arms before unblinding (ADR 0053). */
+  "unblinded_statistician",
+  "unblinded_pharmacist",
+  /** Issue 21: the depot (registers lots and kits, ships; sees kit types) and the blinded site pharmacist. */
+  "depot_manager",
+  "site_pharmacist",
+  /**
+   * Issue 22 (ADR 0069): an external researcher (outside the study team: sees only their own data-use requests and
+   * deliveries) and the sponsor's data access committee (decides on requests).
+   */
+  "external_researcher",
+  "data_access_committee",
 ] as const;
 export type Role = (typeof ROLES)[number];
 

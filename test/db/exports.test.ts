@@ -318,7 +318,9 @@ describe(`study exports on ${engineUnderTest()}`, () => {
     "CSV: one row per subject-visit with version, seq and leaf hash; numbers stay numbers, " + "text is defused",
     async () => {
       const zip = unzipSync((await exportStudy(t.ctx, p.reg, "EXP-1", "csv")).data);
-      expect(Object.keys(zip)).toEqual(["EXP-1-VITALS.csv"]);
+      // The data, and the choices the export honours (ADR 0071): a primary-use export keeps every participant.
+      expect(Object.keys(zip).sort()).toEqual(["CHOICES.txt", "EXP-1-VITALS.csv"]);
+      expect(text(zip["CHOICES.txt"])).toMatch(/primary use/i);
       const lines = text(zip["EXP-1-VITALS.csv"]).trim().split("\r\n");
       expect(lines[0]).toBe(
         [
@@ -333,6 +335,7 @@ describe(`study exports on ${engineUnderTest()}`, () => {
           "entry_id",
           "saved_at_utc",
           "entered_by",
+          "protocol_version",
           ...FORM.fields.map((f) => f.name),
         ]
           .map((h) => `"${h}"`)
@@ -343,7 +346,7 @@ describe(`study exports on ${engineUnderTest()}`, () => {
       expect(week4).toMatch(
         new RegExp(
           String.raw`^"S1-001","S1","WEEK4","[0-9a-f-]{36}",2,1,\d+,"[0-9a-f]{64}","[0-9a-f-]{36}","[^"]+",` +
-            '"user [0-9a-f-]{36}",' +
+            '"user [0-9a-f-]{36}","",' +
             String.raw`131,36.65,-12.5,"2026-03-01","2026-03-01T09:30:00Z","N","\[""NAUSEA""\]",true,""$`,
         ),
       );

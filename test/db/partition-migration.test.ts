@@ -8,7 +8,7 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { sql } from "drizzle-orm";
 import { engineUnderTest, type TestDb } from "../helpers/db.ts";
-import { openDatabaseBefore } from "../helpers/migrated-before.ts";
+import { applyLater, openDatabaseBefore } from "../helpers/migrated-before.ts";
 import { giveCompleteConsent } from "../helpers/consent.ts";
 import { createStudy } from "../../app/studies/studies.server.ts";
 import { createUser } from "../../app/accounts/users.server.ts";
@@ -37,6 +37,9 @@ import type { Principal } from "../../app/platform/permissions.server.ts";
 const PW = "amber otter winter forty-two";
 const meta = { ip: "127.0.0.1", userAgent: "test" };
 let t: TestDb;
+let later: Awaited<ReturnType<typeof applyLater>>;
+let laterSupply: Awaited<ReturnType<typeof applyLater>>;
+let laterSharing: Awaited<ReturnType<typeof applyLater>>;
 const p: Record<string, Principal> = {};
 const recordIds: string[] = [];
 let subjects = 0;
@@ -98,6 +101,11 @@ async function tamper(statements: string[]) {
 
 beforeAll(async () => {
   t = await openDatabaseBefore("0023_partition-ledger");
+  // Today's services and audit read issue 20's tables (migration 0024, new tables only): made ahead, dropped before
+  // the real migrations run (they stay empty here).
+  later = await applyLater(t, "0024_pre-commitment");
+  laterSupply = await applyLater(t, "0025_drug-supply"); // issue 21's tables, read by the audit, the same way
+  laterSharing = await applyLater(t, "0026_data-sharing"); // issue 22's tables and study_settings' new column
   expect(await q(`SELECT relkind FROM pg_class WHERE relname = 'ledger_entries'`)).toEqual([{ relkind: "r" }]);
   await createStudy(t.ctx, { code: "PART-1", title: "Partitioned", sites: [{ code: "S1", name: "1" }] }, null);
   await createStudy(t.ctx, { code: "PART-2", title: "Neighbour", sites: [{ code: "S1", name: "1" }] }, null);
@@ -152,6 +160,9 @@ describe(`migration 0023: ledger_entries partitioned by seq range, on ${engineUn
       const auditBefore = await runIntegrityAudit(t.ctx);
       expect(tampers(auditBefore)).toEqual([]);
 
+      await laterSharing.dropLater();
+      await laterSupply.dropLater();
+      await later.dropLater();
       await t.database.migrate();
 
       // The table is partitioned; each row is in the partition of its seq (pending ones in the default).

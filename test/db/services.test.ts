@@ -159,7 +159,7 @@ describe(`services on ${engineUnderTest()}`, () => {
     expect(created.token).not.toBe(token);
   });
 
-  it("seeds the demo study once: site, consent document, approved forms, records, a user per role", async () => {
+  it("seeds the demo study once: site, consent document, forms, records, pre-commitment, a user per role", async () => {
     const password = await seedDemo(t.ctx, { password: "demo-password-for-tests" });
     expect(password).toBe("demo-password-for-tests");
     expect(await seedDemo(t.ctx)).toBeNull();
@@ -190,6 +190,9 @@ describe(`services on ${engineUnderTest()}`, () => {
       ["SITE-01-004", "AE", 2],
       ["SITE-01-004", "DEMOG", 1],
       ["SITE-01-004", "VITALS", 1],
+      ["SITE-01-007", "VITALS", 1],
+      ["SITE-01-008", "VITALS", 1],
+      ["SITE-01-009", "VITALS", 1],
     ]);
     const vitals = recs.find((r) => r.subject === "SITE-01-003" && r.form === "VITALS")!;
     expect(JSON.parse(vitals.calculated_text)).toEqual({ bmi: 22.7 });
@@ -210,10 +213,91 @@ describe(`services on ${engineUnderTest()}`, () => {
       `SELECT d.status FROM consent_documents d JOIN studies s ON s.id = d.study_id WHERE s.code = 'DEMO-001'`,
     );
     expect(docs).toEqual([{ status: "approved" }]);
+    // Pre-commitment (issue 20): protocol and SAP 1.0, the outcome list sealed before the first enrolment, the public
+    // page published, a committed list with every enrolled, consented participant randomized; no lock, blinded.
+    const q = (text: string) =>
+      t.database.execute(text.replaceAll("$S", "(SELECT id FROM studies WHERE code = 'DEMO-001')"));
+    expect(await q(`SELECT type, version FROM study_documents WHERE study_id = $S ORDER BY type`)).toEqual([
+      { type: "protocol", version: "1.0" },
+      { type: "sap", version: "1.0" },
+    ]);
+    expect(await q(`SELECT count(*)::int AS n FROM document_site_approvals WHERE study_id = $S`)).toEqual([{ n: 1 }]);
+    expect(await q(`SELECT version, after_first_enrolment AS late FROM sap_outcome_sets WHERE study_id = $S`)).toEqual([
+      { version: 1, late: false },
+    ]);
+    expect(await q(`SELECT published FROM study_registrations WHERE study_id = $S`)).toEqual([{ published: true }]);
+    expect(
+      await q(`SELECT count(*)::int AS n FROM randomization_lists WHERE study_id = $S AND committed_at IS NOT NULL`),
+    ).toEqual([{ n: 1 }]);
+    const allocated = await q(
+      `SELECT p.subject_code AS subject, p.disposition FROM randomization_allocations a
+         JOIN participants p ON p.id = a.participant_id WHERE a.study_id = $S ORDER BY p.subject_code`,
+    );
+    expect(allocated).toEqual(
+      ["SITE-01-001", "SITE-01-002", "SITE-01-003", "SITE-01-004"].map((subject) => ({
+        subject,
+        disposition: "randomized",
+      })),
+    );
+    expect(await q(`SELECT count(*)::int AS n FROM database_locks WHERE study_id = $S`)).toEqual([{ n: 0 }]);
+    expect(await q(`SELECT count(*)::int AS n FROM randomization_unblindings WHERE study_id = $S`)).toEqual([{ n: 0 }]);
+    // The drug supply (issue 21): three lots released (one recalled), two shipments received (one quarantined, no
+    // decision yet), a kit dispensed to each randomized participant, one returned and destroyed with a witness.
+    expect(
+      await q(`SELECT l.lot_number AS lot, (r.id IS NOT NULL) AS released, (c.id IS NOT NULL) AS recalled
+        FROM supply_lots l LEFT JOIN supply_lot_releases r ON r.lot_id = l.id
+        LEFT JOIN supply_lot_recalls c ON c.lot_id = l.id WHERE l.study_id = $S ORDER BY l.lot_number`),
+    ).toEqual([
+      { lot: "LOT-2605-A", released: true, recalled: true },
+      { lot: "LOT-2609-A", released: true, recalled: false },
+      { lot: "LOT-2609-B", released: true, recalled: false },
+    ]);
+    expect(await q(`SELECT excursion FROM supply_shipment_receipts WHERE study_id = $S ORDER BY excursion`)).toEqual([
+      { excursion: false },
+      { excursion: true },
+    ]);
+    expect(await q(`SELECT count(*)::int AS n FROM supply_quarantine_decisions WHERE study_id = $S`)).toEqual([
+      { n: 0 },
+    ]);
+    // Each dispensed kit is of its participant's allocated kit type.
+    expect(
+      await q(`SELECT p.subject_code AS subject, (k.kit_type = s.kit_type) AS matches FROM supply_dispensings d
+        JOIN supply_kits k ON k.id = d.kit_id JOIN participants p ON p.id = d.participant_id
+        JOIN randomization_allocations a ON a.id = d.allocation_id JOIN randomization_slots s ON s.id = a.slot_id
+        WHERE d.study_id = $S ORDER BY p.subject_code`),
+    ).toEqual(allocated.map((a) => ({ subject: a.subject, matches: true })));
+    expect(
+      await q(`SELECT (SELECT count(*)::int FROM supply_returns WHERE study_id = $S) AS returns,
+        (SELECT count(*)::int FROM supply_destruction_witnesses WHERE study_id = $S) AS witnessed,
+        (SELECT count(*)::int FROM supply_reconciliations WHERE study_id = $S) AS reconciliations`),
+    ).toEqual([{ returns: 1, witnessed: 1, reconciliations: 1 }]);
+    // Data sharing (issue 22): 007 to 009 signed electronically with future research, 008 said no afterwards on
+    // their page; the researcher's DSRCH request was approved and delivered with 007 and 009.
+    expect(
+      await q(`SELECT p.subject_code AS subject, c.choices, c.by_participant AS "byParticipant"
+        FROM consent_choice_changes c JOIN participants p ON p.id = c.participant_id WHERE c.study_id = $S`),
+    ).toEqual([{ subject: "SITE-01-008", choices: { future_research: false }, byParticipant: true }]);
+    expect(
+      await q(`SELECT r.purpose, d.outcome, v.participant_count AS n, v.excluded
+        FROM data_use_requests r JOIN data_use_decisions d ON d.request_id = r.id
+        JOIN data_use_deliveries v ON v.request_id = r.id WHERE r.study_id = $S`),
+    ).toEqual([{ purpose: "DSRCH", outcome: "approved", n: 2, excluded: { declined: 1, withdrawn: 0, notAsked: 6 } }]);
+    expect(
+      await q(`SELECT p.subject_code AS subject FROM data_use_delivery_participants m
+        JOIN participants p ON p.id = m.participant_id WHERE p.study_id = $S ORDER BY 1`),
+    ).toEqual([{ subject: "SITE-01-007" }, { subject: "SITE-01-009" }]);
     for (const u of DEMO_USERS) {
       const { token, stage } = await login(t.ctx, u.email, "demo-password-for-tests", meta);
       // Admins, investigators and regulators must enrol a second factor before anything else.
-      const mfa = u.role === "admin" || u.role === "investigator" || u.role === "regulator";
+      const mfa = [
+        "admin",
+        "investigator",
+        "regulator",
+        "unblinded_statistician",
+        "unblinded_pharmacist",
+        "depot_manager",
+        "data_access_committee",
+      ].includes(u.role);
       expect(stage, u.email).toBe(mfa ? "enroll" : "full");
       expect((await sessionPrincipal(t.ctx, token))?.email ?? null).toBe(mfa ? null : u.email);
     }

@@ -174,7 +174,7 @@ describe(`study progress numbers on ${engineUnderTest()}`, () => {
     expect([s1.counts[0], s2.counts[0], s1.counts[last], s2.counts[last]]).toEqual([0, 1, 2, 3]);
   });
 
-  it("targets: validated, sealed in study.settings_changed v2, forms before consent kept; CLI too", async () => {
+  it("targets: validated, sealed in study.settings_changed v3, forms before consent kept; CLI too", async () => {
     await setFormsBeforeConsent(t.ctx, p.admin, S, { formsBeforeConsent: "VS" });
     await expect(setEnrolmentTargets(t.ctx, p.coord1, S, { total: 10 })).rejects.toMatchObject({
       code: "forbidden",
@@ -205,10 +205,12 @@ describe(`study progress numbers on ${engineUnderTest()}`, () => {
     );
     const payload = parsePayload("study.settings_changed", JSON.parse(String(row.payload_text)));
     expect(payload).toMatchObject({ success: true });
+    // Version 3 since issue 22 (staff names shown to participants, carried forward unchanged).
     expect(payload.success && payload.data).toMatchObject({
-      v: 2,
+      v: 3,
       formsBeforeConsent: ["VS"],
       enrolmentTargets: { total: 12 },
+      staffNamesToParticipants: false,
     });
     // A later change of forms before consent carries the targets forward.
     const after = await setFormsBeforeConsent(t.ctx, p.admin, S, { formsBeforeConsent: "" });

@@ -8,8 +8,8 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import postgres from "postgres";
 import type { Browser, Page } from "playwright-core";
-import { cli, demoPasswordOf, startPortal, tempDataDir, type Portal } from "../helpers/portal.ts";
-import { createScratchPostgres } from "../helpers/db.ts";
+import { cli, demoPasswordOf, startPortal, type Portal } from "../helpers/portal.ts";
+import { demoClone } from "../helpers/demo-snapshot.ts";
 import { launchChromium, shot, signInAndEnrol } from "../helpers/browser.ts";
 
 let portal: Portal;
@@ -24,8 +24,9 @@ const PHONE = { viewport: { width: 390, height: 844 }, isMobile: true, hasTouch:
 const STUDY = "DEMO-001";
 
 beforeAll(async () => {
-  pg = await createScratchPostgres();
-  dataDir = tempDataDir();
+  const clone = await demoClone("postgres"); // the demo seeded once per run (test/helpers/demo-snapshot.ts)
+  pg = { url: clone.databaseUrl!, drop: clone.drop };
+  dataDir = clone.dataDir;
   portal = await startPortal({ DATA_DIR: dataDir, DATABASE_URL: pg.url });
   demoPassword = demoPasswordOf(portal);
   sql = postgres(pg.url, { max: 2, onnotice: () => {} });

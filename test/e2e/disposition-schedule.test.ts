@@ -1,8 +1,9 @@
 /**
  * Participant disposition and the visit schedule (issue 18, ADRs 0032 and 0033) in Chromium against a
  * PostgreSQL-backed demo portal, on a desktop (1366x900) and a phone (390x844). The demo seeds a schedule (screening
- * up to 14 days before enrolment, week 4 at day 28 +/- 3, dates from VITALS.visit_date) and dispositions. The
- * coordinator discontinues a participant: without a reason the error is said next to the reason field and nothing
+ * up to 14 days before enrolment, week 4 at day 28 +/- 3, dates from VITALS.visit_date) and dispositions (the enrolled,
+ * consented participants randomized by the demo's randomization list). The coordinator discontinues a randomized
+ * participant: without a reason the error is said next to the reason field and nothing
  * changes; with one, the change is in the history and in the database. The participant page shows each visit's
  * window and state in words; on the phone neither it nor the schedule page scrolls sideways.
  */
@@ -39,13 +40,21 @@ describe("disposition and visit schedule in the browser (Chromium, PostgreSQL po
       LEFT JOIN participant_dispositions d ON d.participant_id = p.id AND d.status = p.disposition
       JOIN studies s ON s.id = p.study_id WHERE s.code = 'DEMO-001' ORDER BY p.subject_code`;
     expect(rows.map((r) => [r.subject_code, r.disposition, r.reason])).toEqual([
-      ["SITE-01-001", "enrolled", null],
-      ["SITE-01-002", "enrolled", null],
-      ["SITE-01-003", "enrolled", null],
+      ["SITE-01-001", "randomized", null],
+      ["SITE-01-002", "randomized", null],
+      ["SITE-01-003", "randomized", null],
       ["SITE-01-004", "randomized", null],
       ["SITE-01-005", "screening", null],
       ["SITE-01-006", "screen_failed", expect.stringMatching(/inclusion limit/)],
+      // Issue 22's demo participants: consented, one said no to future research, one is in a data-use delivery.
+      ["SITE-01-007", "enrolled", null],
+      ["SITE-01-008", "enrolled", null],
+      ["SITE-01-009", "enrolled", null],
     ]);
+    // Each "randomized" comes with its allocation (issue 20): none set by hand.
+    const allocated = await demo.sql`SELECT p.subject_code FROM randomization_allocations a
+      JOIN participants p ON p.id = a.participant_id ORDER BY p.subject_code`;
+    expect(allocated.map((r) => r.subject_code)).toEqual(["SITE-01-001", "SITE-01-002", "SITE-01-003", "SITE-01-004"]);
     const [s] = await demo.sql`SELECT version FROM visit_schedules`;
     expect(s.version).toBe(1);
   });
@@ -53,7 +62,7 @@ describe("disposition and visit schedule in the browser (Chromium, PostgreSQL po
   it("a discontinuation needs a reason, said next to its field; with one it is in the history", async () => {
     const coord = await page({ viewport: DESKTOP }, COORDINATOR);
     await coord.goto(`${demo.portal.url}/studies/DEMO-001/participants/SITE-01-002`);
-    await expect.poll(() => coord.locator("#disposition-title").textContent()).toBe("Disposition: Enrolled");
+    await expect.poll(() => coord.locator("#disposition-title").textContent()).toBe("Disposition: Randomized");
     // Without a reason: refused, the error said next to the reason field, the field marked invalid.
     await coord.getByLabel("New disposition").selectOption("discontinued");
     await coord.getByRole("button", { name: "Change disposition" }).click();
@@ -66,7 +75,7 @@ describe("disposition and visit schedule in the browser (Chromium, PostgreSQL po
     expect(await error.evaluate((el) => el.previousElementSibling?.getAttribute("for") === "disp-reason")).toBe(true);
     expect(await coord.locator("[data-disposition] .error").count()).toBe(1);
     await shot(coord, "disposition-reason-missing-desktop");
-    expect(await dispositionOf("SITE-01-002")).toBe("enrolled");
+    expect(await dispositionOf("SITE-01-002")).toBe("randomized");
 
     // With a reason: saved, sealed and listed in the history with who made it.
     await coord.getByLabel("New disposition").selectOption("discontinued");
@@ -74,9 +83,11 @@ describe("disposition and visit schedule in the browser (Chromium, PostgreSQL po
     await coord.getByRole("button", { name: "Change disposition" }).click();
     await expect.poll(() => coord.locator("#disposition-title").textContent()).toBe("Disposition: Discontinued");
     const history = coord.locator("[data-disposition-history] tbody tr");
-    await expect.poll(() => history.count()).toBe(1);
-    const cells = (await history.first().locator("td").allTextContents()).map((t) => t.trim());
-    expect(cells[0]).toBe("Enrolled → Discontinued");
+    // The demo's randomization first, then this change.
+    await expect.poll(() => history.count()).toBe(2);
+    expect((await history.first().locator("td").first().textContent())?.trim()).toBe("Enrolled → Randomized");
+    const cells = (await history.last().locator("td").allTextContents()).map((t) => t.trim());
+    expect(cells[0]).toBe("Randomized → Discontinued");
     expect(cells[2]).toBe(REASON);
     expect(cells[3]).toBe("Cora Coordinator");
     expect(await coord.locator("[data-disposition]").textContent()).toContain("This disposition is final.");
@@ -84,7 +95,7 @@ describe("disposition and visit schedule in the browser (Chromium, PostgreSQL po
     expect(await dispositionOf("SITE-01-002")).toBe("discontinued");
     const [row] = await demo.sql`SELECT d.reason, e.kind FROM participant_dispositions d
       JOIN participants p ON p.id = d.participant_id JOIN ledger_entries e ON e.id = d.entry_id
-      WHERE p.subject_code = 'SITE-01-002'`;
+      WHERE p.subject_code = 'SITE-01-002' AND d.status = 'discontinued'`;
     expect(row).toEqual({ reason: REASON, kind: "participant.disposition_set" });
   });
 

@@ -14,8 +14,8 @@ import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import postgres from "postgres";
 import type { Browser, Page } from "playwright-core";
-import { cliAsync, startPortal, tempDataDir, type Portal, demoPasswordOf } from "../helpers/portal.ts";
-import { createScratchPostgres } from "../helpers/db.ts";
+import { cliAsync, startPortal, type Portal, demoPasswordOf } from "../helpers/portal.ts";
+import { demoClone } from "../helpers/demo-snapshot.ts";
 import { launchChromium, shot, signInAndEnrol } from "../helpers/browser.ts";
 
 let portal: Portal;
@@ -29,8 +29,9 @@ const NAME = "Philippa Zoltán-Okonkwo";
 const EMAIL = "philippa.zo@example.org";
 
 beforeAll(async () => {
-  pg = await createScratchPostgres();
-  const dataDir = tempDataDir();
+  const clone = await demoClone("postgres"); // the demo seeded once per run (test/helpers/demo-snapshot.ts)
+  pg = { url: clone.databaseUrl!, drop: clone.drop };
+  const dataDir = clone.dataDir;
   env = { DATA_DIR: dataDir, DATABASE_URL: pg.url, LOCAL_ANCHOR_INTERVAL_MS: "500" };
   portal = await startPortal(env);
   demoPassword = demoPasswordOf(portal);
@@ -132,11 +133,13 @@ describe("eConsent and verification in the browser (Chromium, PostgreSQL portal)
       await phone.locator('input[name="option-future_research"][value="yes"]').check();
       await phone.getByLabel("Type your full name").fill("Philippa Someone");
       await phone.locator('input[name="confirm"]').check();
+      // The demo has consented participants of its own (issue 22): count against what was there before.
+      const signaturesBefore = (await sql`SELECT count(*)::int AS n FROM consent_signatures`)[0].n;
       await phone.getByRole("button", { name: "Sign" }).click();
       await expect
         .poll(() => phone.getByRole("alert").textContent())
         .toMatch(/The name you typed does not match the name the study team recorded/);
-      expect((await sql`SELECT count(*)::int AS n FROM consent_signatures`)[0].n).toBe(0);
+      expect((await sql`SELECT count(*)::int AS n FROM consent_signatures`)[0].n).toBe(signaturesBefore);
       await shot(phone, "11-consent-name-mismatch");
       // The form is shown again; sign properly.
       for (const box of await phone.locator('input[name="ack"]').all()) await box.check();
@@ -284,7 +287,10 @@ describe("eConsent and verification in the browser (Chromium, PostgreSQL portal)
         .toBe("clean");
       expect(await reg.locator("#audit").textContent()).toMatch(/Clean .* checked \d+ entries in \d+ batches/);
       await shot(reg, "13-study-review");
-      const row = reg.locator('tr[data-entry-kind="consent.signed"]').last();
+      // This participant's own signature (the demo has consented participants of its own since issue 22).
+      const [own] = await sql`SELECT e.seq FROM consent_signatures s JOIN participants p ON p.id = s.participant_id
+        JOIN ledger_entries e ON e.id = s.entry_id WHERE p.subject_code = ${subject} AND s.signer_role = 'participant'`;
+      const row = reg.locator(`tr[data-entry-kind="consent.signed"][data-entry-seq="${own.seq}"]`);
       const [bundleDownload] = await Promise.all([
         reg.waitForEvent("download"),
         row.locator("[data-proof-download]").click(),

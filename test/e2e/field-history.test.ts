@@ -9,8 +9,8 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import postgres from "postgres";
 import type { Browser, Page } from "playwright-core";
-import { startPortal, tempDataDir, type Portal, demoPasswordOf } from "../helpers/portal.ts";
-import { createScratchPostgres } from "../helpers/db.ts";
+import { startPortal, type Portal, demoPasswordOf } from "../helpers/portal.ts";
+import { demoClone } from "../helpers/demo-snapshot.ts";
 import { launchChromium, shot, signInAndEnrol } from "../helpers/browser.ts";
 import { nextStepTotp } from "../helpers/totp.ts";
 
@@ -24,8 +24,9 @@ const DESKTOP = { viewport: { width: 1366, height: 900 } };
 const PHONE = { viewport: { width: 390, height: 844 }, isMobile: true, hasTouch: true };
 
 beforeAll(async () => {
-  pg = await createScratchPostgres();
-  portal = await startPortal({ DATA_DIR: tempDataDir(), DATABASE_URL: pg.url });
+  const clone = await demoClone("postgres"); // the demo seeded once per run (test/helpers/demo-snapshot.ts)
+  pg = { url: clone.databaseUrl!, drop: clone.drop };
+  portal = await startPortal(clone.env);
   demoPassword = demoPasswordOf(portal);
   sql = postgres(pg.url, { max: 2, onnotice: () => {} });
   browser = await launchChromium();

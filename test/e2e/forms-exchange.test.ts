@@ -9,7 +9,7 @@ import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { Browser, BrowserContext, Download, Page } from "playwright-core";
 import { ROOT, demoPasswordOf, startPortal, type Portal } from "../helpers/portal.ts";
-import { dataDirWithDatabase } from "../helpers/pglite-template.ts";
+import { demoClone } from "../helpers/demo-snapshot.ts";
 import { launchChromium, shot, signInAndEnrol } from "../helpers/browser.ts";
 
 const FIXTURE = readFileSync(path.join(ROOT, "test", "fixtures", "redcap-dictionary.csv"), "utf8");
@@ -23,7 +23,7 @@ let browser: Browser;
 let desktop: BrowserContext;
 
 beforeAll(async () => {
-  portal = await startPortal({ DATA_DIR: await dataDirWithDatabase() });
+  portal = await startPortal({ DATA_DIR: (await demoClone("pglite")).dataDir });
   browser = await launchChromium();
 });
 afterAll(async () => {

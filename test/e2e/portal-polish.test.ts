@@ -8,7 +8,7 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { Browser, Page } from "playwright-core";
 import { startPortal, type Portal, demoPasswordOf } from "../helpers/portal.ts";
-import { dataDirWithDatabase } from "../helpers/pglite-template.ts";
+import { demoClone } from "../helpers/demo-snapshot.ts";
 import { launchChromium, shot, totp } from "../helpers/browser.ts";
 
 let portal: Portal;
@@ -20,7 +20,7 @@ const PHONE = { viewport: { width: 390, height: 844 }, isMobile: true, hasTouch:
 const S = "/studies/DEMO-001";
 
 beforeAll(async () => {
-  portal = await startPortal({ DATA_DIR: await dataDirWithDatabase() });
+  portal = await startPortal({ DATA_DIR: (await demoClone("pglite")).dataDir });
   password = demoPasswordOf(portal);
   browser = await launchChromium();
 }, 240_000);

@@ -8,8 +8,8 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import postgres from "postgres";
 import type { Browser, Page } from "playwright-core";
-import { startPortal, tempDataDir, type Portal, demoPasswordOf } from "../helpers/portal.ts";
-import { createScratchPostgres } from "../helpers/db.ts";
+import { startPortal, type Portal, demoPasswordOf } from "../helpers/portal.ts";
+import { demoClone } from "../helpers/demo-snapshot.ts";
 import { launchChromium, shot, signInAndEnrol as signInWithTotp } from "../helpers/browser.ts";
 import { nextStepTotp } from "../helpers/totp.ts";
 
@@ -20,8 +20,9 @@ let sql: postgres.Sql;
 let demoPassword: string;
 
 beforeAll(async () => {
-  pg = await createScratchPostgres();
-  const dataDir = tempDataDir();
+  const clone = await demoClone("postgres"); // the demo seeded once per run (test/helpers/demo-snapshot.ts)
+  pg = { url: clone.databaseUrl!, drop: clone.drop };
+  const dataDir = clone.dataDir;
   portal = await startPortal({ DATA_DIR: dataDir, DATABASE_URL: pg.url });
   demoPassword = demoPasswordOf(portal);
   sql = postgres(pg.url, { max: 2, onnotice: () => {} });

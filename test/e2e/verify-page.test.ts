@@ -9,7 +9,7 @@ import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { Browser, Page } from "playwright-core";
 import { cliAsync, startPortal, type Portal } from "../helpers/portal.ts";
-import { dataDirWithDatabase } from "../helpers/pglite-template.ts";
+import { demoClone } from "../helpers/demo-snapshot.ts";
 import { launchChromium, shot } from "../helpers/browser.ts";
 import { waitFor } from "../helpers/wait.ts";
 
@@ -19,7 +19,7 @@ let env: Record<string, string>;
 const dir = mkdtempSync(path.join(tmpdir(), "ts-verify-"));
 
 beforeAll(async () => {
-  env = { DATA_DIR: await dataDirWithDatabase(), LOCAL_ANCHOR_INTERVAL_MS: "300" };
+  env = { DATA_DIR: (await demoClone("pglite")).dataDir, LOCAL_ANCHOR_INTERVAL_MS: "300" };
   portal = await startPortal(env);
   browser = await launchChromium();
 });

@@ -7,8 +7,8 @@
  * every root, checkpoint and anchor recomputed).
  */
 import postgres from "postgres";
-import { cli, cliAsync, startPortal, tempDataDir, type Portal } from "./portal.ts";
-import { createScratchPostgres } from "./db.ts";
+import { cli, cliAsync, startPortal, type Portal } from "./portal.ts";
+import { demoClone } from "./demo-snapshot.ts";
 import { waitFor } from "./wait.ts";
 
 export interface CrashFigures {
@@ -22,11 +22,12 @@ export interface CrashFigures {
 }
 
 export async function crashLoop(iterations: number, log: (s: string) => void = () => {}): Promise<CrashFigures> {
-  const pg = await createScratchPostgres();
+  // The demo study seeded once per run (test/helpers/demo-snapshot.ts): the loop tests crashes, not seeding.
+  const clone = await demoClone("postgres");
+  const pg = { url: clone.databaseUrl!, drop: clone.drop };
   const sql = postgres(pg.url, { max: 2, onnotice: () => {} });
   const env = {
-    DATA_DIR: tempDataDir(),
-    DATABASE_URL: pg.url,
+    ...clone.env,
     SEAL_INTERVAL_MS: "100",
     LOCAL_ANCHOR_INTERVAL_MS: "100",
     API_RATE_PER_SECOND: "100000",

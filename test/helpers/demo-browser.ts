@@ -1,12 +1,14 @@
 /**
  * The set-up most browser tests share: a scratch PostgreSQL database, the demo portal on it, its demo password,
  * a connection for checking what the pages show against the database, and Chromium; stopped after the file.
+ * The database and data directory are a clone of the demo snapshot (test/helpers/demo-snapshot.ts): the demo
+ * study seeded once per run, not once per file.
  */
 import { afterAll, beforeAll } from "vitest";
 import postgres from "postgres";
 import type { Browser, Page } from "playwright-core";
-import { demoPasswordOf, startPortal, tempDataDir, type Portal } from "./portal.ts";
-import { createScratchPostgres } from "./db.ts";
+import { demoPasswordOf, startPortal, type Portal } from "./portal.ts";
+import { demoClone } from "./demo-snapshot.ts";
 import { launchChromium, signInAndEnrol } from "./browser.ts";
 
 export interface DemoInBrowser {
@@ -29,11 +31,12 @@ export function demoPortalInBrowser(): DemoInBrowser {
     },
   } as DemoInBrowser;
   beforeAll(async () => {
-    pg = await createScratchPostgres();
-    demo.portal = await startPortal({ DATA_DIR: tempDataDir(), DATABASE_URL: pg.url });
+    const [clone, browser] = await Promise.all([demoClone("postgres"), launchChromium()]);
+    demo.browser = browser;
+    pg = { url: clone.databaseUrl!, drop: clone.drop };
+    demo.portal = await startPortal(clone.env);
     demo.demoPassword = demoPasswordOf(demo.portal);
     demo.sql = postgres(pg.url, { max: 2, onnotice: () => {} });
-    demo.browser = await launchChromium();
   });
   afterAll(async () => {
     if (process.env.E2E_DEBUG) console.log(demo.portal?.output());

@@ -61,3 +61,32 @@ async function migrateFrom(database: Database, migrationsFolder: string) {
     await migrate(database.db as unknown as Parameters<typeof migrate>[0], { migrationsFolder });
   }
 }
+
+/**
+ * The objects a later migration creates (new tables, functions, triggers: nothing it changes), applied ahead on a
+ * database opened before an earlier one, so today's services and audit, which read those tables, run on the
+ * previous schema; `dropLater` removes them again (they must be empty) before the real migrations run.
+ * Statements are the migration's own, split at drizzle's breakpoints.
+ */
+export async function applyLater(t: TestDb, tag: string): Promise<{ dropLater: () => Promise<void> }> {
+  const text = readFileSync(path.join(MIGRATIONS_DIR, `${tag}.sql`), "utf8");
+  const statements = text
+    .split("--> statement-breakpoint")
+    .map((x) => x.trim())
+    .filter(Boolean);
+  for (const st of statements) await t.database.execute(st);
+  const tables = [...text.matchAll(/^CREATE TABLE "([a-z_]+)"/gm)].map((m) => m[1]);
+  const functions = [...text.matchAll(/^CREATE FUNCTION ([a-z_]+)\(\)/gm)].map((m) => m[1]);
+  // Columns the migration adds to tables it does not create (0026: study_settings), dropped again the same way.
+  const columns = [...text.matchAll(/^ALTER TABLE "([a-z_]+)" ADD COLUMN "([a-z_]+)"/gm)].filter(
+    (m) => !tables.includes(m[1]),
+  );
+  return {
+    async dropLater() {
+      await t.database.execute(`DROP TABLE ${tables.map((x) => `"${x}"`).join(", ")} CASCADE`);
+      for (const [, table, column] of columns)
+        await t.database.execute(`ALTER TABLE "${table}" DROP COLUMN "${column}"`);
+      for (const f of functions) await t.database.execute(`DROP FUNCTION ${f}()`);
+    },
+  };
+}

@@ -91,10 +91,12 @@ export async function startPortal(extra: Record<string, string>, timeoutMs = 180
 
 /**
  * The demo password of the database a portal seeded: read from the credentials file its start names (one file
- * per database, so a PostgreSQL portal's is not DATA_DIR/demo-credentials.txt).
+ * per database, so a PostgreSQL portal's is not DATA_DIR/demo-credentials.txt): "Demo logins written to FILE" when
+ * it seeded, "the demo logins of this database are in FILE" when the demo study was there (a demo snapshot's clone,
+ * test/helpers/demo-snapshot.ts, or a restart).
  */
 export function demoPasswordOf(portal: Portal): string {
-  const file = /Demo logins written to (\S+)/.exec(portal.output())?.[1];
+  const file = /(?:Demo logins written to|the demo logins of this database are in) (\S+)/.exec(portal.output())?.[1];
   if (!file) throw new Error(`the portal did not seed the demo:\n${portal.output()}`);
   const password = /password for every account: (\S+)/.exec(readFileSync(file, "utf8"))?.[1];
   if (!password) throw new Error(`${file} names no demo password`);

@@ -8,7 +8,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { readFileSync } from "node:fs";
 import path from "node:path";
 import { Browser, ROOT, cli, startPortal, type Portal } from "../helpers/portal.ts";
-import { dataDirWithDatabase } from "../helpers/pglite-template.ts";
+import { demoClone } from "../helpers/demo-snapshot.ts";
 
 const PW = "correct horse battery staple 42";
 let portal: Portal;
@@ -41,7 +41,7 @@ async function api(who: Browser, method: string, p: string, body?: unknown, head
 }
 
 beforeAll(async () => {
-  const dataDir = await dataDirWithDatabase();
+  const dataDir = (await demoClone("pglite")).dataDir;
   env = { DATA_DIR: dataDir };
   portal = await startPortal(env);
   demoPassword = /password for every account: (\S+)/.exec(

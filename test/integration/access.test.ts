@@ -5,10 +5,10 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import path from "node:path";
-import { Browser, cli, startPortal, tempDataDir, type Portal, demoPasswordOf } from "../helpers/portal.ts";
-import { createScratchPostgres } from "../helpers/db.ts";
+import { Browser, cli, startPortal, type Portal, demoPasswordOf } from "../helpers/portal.ts";
+import { demoClone } from "../helpers/demo-snapshot.ts";
 import { waitFor } from "../helpers/wait.ts";
-import { PERMISSIONS, type Action } from "../../app/platform/permissions.server.ts";
+import { MEMBERSHIP_ONLY_ACTIONS, PERMISSIONS, type Action } from "../../app/platform/permissions.server.ts";
 import { DEMO_USERS } from "../../app/studies/demo-seed.server.ts";
 import type { Role } from "../../db/schema/index.ts";
 
@@ -29,6 +29,16 @@ const ROUTES: { path: string; needs: Action | null | "public"; api?: boolean }[]
   { path: "/studies/DEMO-001/consent", needs: "study.view" },
   { path: "/studies/DEMO-001/settings", needs: "study.view" },
   { path: "/studies/DEMO-001/schedule", needs: "study.view" }, // visit schedule (ADR 0032)
+  { path: "/studies/DEMO-001/documents", needs: "documents.read" }, // protocol and plans (ADR 0048)
+  { path: "/studies/DEMO-001/outcomes", needs: "documents.read" }, // the SAP's outcome list (ADR 0049)
+  { path: "/studies/DEMO-001/registration", needs: "documents.read" }, // the public page's switch (ADR 0050)
+  // Blinded roles see whether a list is committed and the allocations per stratum; the statistician's data (drafts,
+  // roots) only with randomization.manage, which the blinding test checks (blinding.test.ts).
+  { path: "/studies/DEMO-001/randomization", needs: "study.view" },
+  { path: "/studies/DEMO-001/lock", needs: "study.view" }, // database lock and unblinding state (ADR 0054)
+  // The demo publishes its registration page: anyone may read it and its JSON twin (ADR 0050).
+  { path: "/registry/DEMO-001", needs: "public" },
+  { path: "/registry/DEMO-001.json", needs: "public", api: true },
   { path: "/studies/new", needs: "study.manage" }, // platform administrators only
   { path: "/outbox", needs: "study.manage" }, // notifications (ADR 0035): platform administrators only
   { path: "/studies/DEMO-001/audit", needs: "audit.view" },
@@ -58,6 +68,23 @@ const ROUTES: { path: string; needs: Action | null | "public"; api?: boolean }[]
   { path: "/api/v1/studies/DEMO-001/forms", needs: "study.view", api: true },
   { path: "/api/v1/studies/DEMO-001/queries", needs: "records.read", api: true },
   { path: "/api/v1/entries/0/proof", needs: "proofs.read", api: true },
+  // Drug supply (issue 21): every study role sees the supply pages (numbers and states, never kit types: the
+  // blinding test greps them); exports, custody and labels need their own permission. {kit} is a kit of the demo
+  // dispensed at SITE-01 (kit numbers are random: read from the site pharmacist's inventory before the matrix).
+  { path: "/studies/DEMO-001/supply", needs: "supply.view" },
+  { path: "/studies/DEMO-001/supply/lots", needs: "supply.view" },
+  { path: "/studies/DEMO-001/supply/shipments", needs: "supply.view" },
+  { path: "/studies/DEMO-001/supply/pharmacy", needs: "supply.view" },
+  { path: "/studies/DEMO-001/supply/destructions", needs: "supply.view" },
+  { path: "/studies/DEMO-001/supply/reconciliation", needs: "supply.view" },
+  { path: "/studies/DEMO-001/supply/kits/{kit}", needs: "supply.view" },
+  { path: "/studies/DEMO-001/supply/kits/{kit}/custody.json", needs: "supply.custody" },
+  { path: "/studies/DEMO-001/supply/accountability.csv?site=SITE-01", needs: "supply.export" },
+  { path: "/studies/DEMO-001/supply/accountability.pdf?site=SITE-01", needs: "supply.export" },
+  { path: "/studies/DEMO-001/supply/fhir.json", needs: "supply.export" },
+  { path: "/studies/DEMO-001/supply/odm.xml", needs: "supply.export" },
+  { path: "/studies/DEMO-001/supply/lots/LOT-2609-A/coa", needs: "supply.view" },
+  { path: "/studies/DEMO-001/supply/lots/LOT-2609-A/labels.pdf", needs: "supply.manage" },
   { path: "/studies/OTHER-1", needs: "study.manage" }, // a study the role has no part in: only the platform admin
   { path: "/api/v1/studies/OTHER-1/forms", needs: "study.manage", api: true },
 ];
@@ -69,10 +96,14 @@ for (const engine of ["pglite", "postgres"] as const) {
     let password: string;
     let scratch: { url: string; drop: () => Promise<void> } | undefined;
     const sessions = new Map<string, Browser>();
+    let kit = "";
+    const pathOf = (p: string) => p.replace("{kit}", kit);
 
     beforeAll(async () => {
-      const dataDir = tempDataDir();
-      if (engine === "postgres") scratch = await createScratchPostgres();
+      // The demo seeded once per run and engine (test/helpers/demo-snapshot.ts): this file tests access, not seeding.
+      const clone = await demoClone(engine);
+      const dataDir = clone.dataDir;
+      if (clone.databaseUrl) scratch = { url: clone.databaseUrl, drop: clone.drop };
       env = scratch
         ? { DATA_DIR: dataDir, DATABASE_URL: scratch.url, LOCAL_ANCHOR_INTERVAL_MS: "200" }
         : { DATA_DIR: dataDir, LOCAL_ANCHOR_INTERVAL_MS: "200" };
@@ -83,8 +114,14 @@ for (const engine of ["pglite", "postgres"] as const) {
         const b = new Browser(portal.url);
         const r = await b.signIn(u.email, password);
         expect(r.status, u.email).toBe(302);
+        // By e-mail (two demo admins: the platform's and the study's sponsor) and by role (one person per other role).
+        sessions.set(u.email, b);
         sessions.set(u.role, b);
       }
+      // A kit the demo dispensed at SITE-01, from the site pharmacist's inventory (kit numbers are random).
+      const inventory = await sessions.get("site_pharmacist")!.get("/studies/DEMO-001/supply/pharmacy");
+      kit = /data-kit="(\d{6})" data-location="dispensed"/.exec(inventory.text)?.[1] ?? "";
+      expect(kit, "a dispensed kit in the demo's SITE-01 inventory").toMatch(/^\d{6}$/);
       // The public log routes below need a sealed, anchored first checkpoint.
       await waitFor(async () => (await fetch(`${portal.url}/api/v1/checkpoints/1/anchors`)).status === 200, {
         what: "the first checkpoint sealed and anchored",
@@ -95,23 +132,25 @@ for (const engine of ["pglite", "postgres"] as const) {
       await scratch?.drop();
     });
 
-    const allowed = (role: Role, needs: Action | null | "public") =>
+    const allowed = (u: { role: Role; study?: string }, needs: Action | null | "public") =>
       needs === "public" ||
       needs === null ||
-      role === "admin" ||
-      (PERMISSIONS[needs] as readonly Role[]).includes(role);
+      // A platform admin (an admin of no study) may do everything but the membership-only actions (ADR 0053).
+      (u.role === "admin" && !u.study && !MEMBERSHIP_ONLY_ACTIONS.includes(needs)) ||
+      // study.manage here guards the platform's routes (new study, outbox, a study the role is no member of).
+      (needs !== "study.manage" && (PERMISSIONS[needs] as readonly Role[]).includes(u.role));
 
     describe("role x route matrix (the demo study)", () => {
       for (const u of DEMO_USERS) {
-        it(`${u.role}: exactly the routes its permissions allow`, async () => {
-          const b = sessions.get(u.role)!;
+        it(`${u.role}${u.study ? "" : " (platform)"}: exactly the routes its permissions allow`, async () => {
+          const b = sessions.get(u.email)!;
           const got: string[] = [];
           const want: string[] = [];
           for (const r of ROUTES) {
-            const res = await b.get(r.path);
+            const res = await b.get(pathOf(r.path));
             const ok = res.status === 200 || (r.path.endsWith("/proof") && res.status === 202);
             got.push(`${r.path}: ${ok ? "allowed" : "denied"}`);
-            want.push(`${r.path}: ${allowed(u.role, r.needs) ? "allowed" : "denied"}`);
+            want.push(`${r.path}: ${allowed(u, r.needs) ? "allowed" : "denied"}`);
             // Denied, never a redirect loop or a crash.
             if (!ok) expect([403, 404], `${u.role} ${r.path}`).toContain(res.status);
           }
@@ -162,7 +201,7 @@ for (const engine of ["pglite", "postgres"] as const) {
       it("signed out: public routes only; pages redirect to sign-in and the API says 401", async () => {
         const b = new Browser(portal.url);
         for (const r of ROUTES) {
-          const res = await b.get(r.path);
+          const res = await b.get(pathOf(r.path));
           if (r.needs === "public") expect(res.status).toBe(200);
           else if (r.api) expect(res.status, r.path).toBe(401);
           else {
@@ -170,6 +209,35 @@ for (const engine of ["pglite", "postgres"] as const) {
             expect(res.location, r.path).toMatch(/^\/login(\?next=\S+)?$/);
           }
         }
+      });
+
+      it("randomization API: only roles that randomize at the site get past the permission check", async () => {
+        // SITE-01-001 is randomized by the demo: a role allowed to randomize there hears "already randomized" (409);
+        // any other is refused (403, or 404 for a role that may not see the participant); signed out, 401.
+        const url = `${portal.url}/api/v1/studies/DEMO-001/participants/SITE-01-001/randomization`;
+        const post = (cookie: string | null) =>
+          fetch(url, {
+            method: "POST",
+            redirect: "manual",
+            headers: {
+              origin: portal.url,
+              "content-type": "application/json",
+              ...(cookie ? { cookie } : {}),
+            },
+            body: JSON.stringify({ factors: { sex: "F" } }),
+          });
+        const got: string[] = [];
+        const want: string[] = [];
+        for (const u of DEMO_USERS) {
+          const res = await post(sessions.get(u.email)!.cookie);
+          const text = await res.text();
+          const ok = res.status === 409 && /already randomized/.test(text);
+          if (!ok) expect([403, 404], `${u.role}: ${res.status} ${text}`).toContain(res.status);
+          got.push(`${u.role}: ${ok ? "allowed" : "denied"}`);
+          want.push(`${u.role}: ${allowed(u, "randomization.randomize") ? "allowed" : "denied"}`);
+        }
+        expect(got).toEqual(want);
+        expect((await post(null)).status).toBe(401);
       });
 
       it(
@@ -231,8 +299,8 @@ for (const engine of ["pglite", "postgres"] as const) {
           );
           expect(lines.length).toBe(5); // the three seeded delegations and the new one
           expect(lines.slice(1).every((l) => l.includes('"delegation.grant"'))).toBe(true);
-          const exported = await mon.get("/studies/DEMO-001/audit?action=audit.export");
-          expect(exported.text).toContain("audit.export");
+          const exported = await mon.get("/studies/DEMO-001/audit?action=export.audit_trail");
+          expect(exported.text).toContain("export.audit_trail");
         },
       );
     });
@@ -275,7 +343,19 @@ const COVERED_ELSEWHERE: Record<string, string> = {
     "needs records.read for the subject's site like the consent page; upload and attestation checks in " +
     "test/db/consent-gate.test.ts",
   "studies.$code.records.$id.tsx": "across sites (access-sites.test.ts)",
+  "studies.$code.documents_.$id.pdf.ts":
+    "documents.read like /documents; a document id is needed: test/db/study-documents.test.ts (altered bytes " +
+    "refused), test/e2e/study-documents.test.ts (the download)",
   "studies.$code.export.$format.ts": "in the matrix for every format",
+  "studies.$code.lock_.analysis-data-set.$id.ts":
+    "study.view and a lock's id (the data manager's lock page links it): download, altered bytes refused " +
+    "(database-lock.test.ts, test/db/database-lock.test.ts)",
+  "studies.$code.lock_.allocations.ts":
+    "proofs.read, refused until the study is unblinded (database-lock.test.ts, test/db/database-lock.test.ts); " +
+    "searched for arms as every blinded role (blinding.test.ts)",
+  "api.v1.studies.$code.participants_.$subject.randomization.ts":
+    "POST only: every demo role and signed out in this file (randomization API); tokens and blinded answers in " +
+    "blinding.test.ts and e2e pre-commitment-journey",
   "studies.$code._index.tsx": "in the matrix as /studies/DEMO-001",
   "studies.$code.queries[.csv].ts": "in the matrix as /studies/DEMO-001/queries.csv",
   "studies.$code.import_.$id.ts":
@@ -288,6 +368,30 @@ const COVERED_ELSEWHERE: Record<string, string> = {
     "POST only (re-open a query): roles, reason and states in test/db/query-workflow.test.ts",
   "api.v1.openapi[.json].ts": "in the matrix as /api/v1/openapi.json",
   "[.well-known].trialseal[.json].ts": "in the matrix as /.well-known/trialseal.json",
+  "studies.$code.supply_.accountability[.csv].ts":
+    "in the matrix as /studies/DEMO-001/supply/accountability.csv?site=SITE-01",
+  "studies.$code.supply_.accountability[.pdf].ts":
+    "in the matrix as /studies/DEMO-001/supply/accountability.pdf?site=SITE-01",
+  "studies.$code.supply_.fhir[.json].ts": "in the matrix as /studies/DEMO-001/supply/fhir.json",
+  "studies.$code.supply_.odm[.xml].ts": "in the matrix as /studies/DEMO-001/supply/odm.xml",
+  "studies.$code.supply_.kits.$number.custody[.json].ts":
+    "in the matrix as /studies/DEMO-001/supply/kits/{kit}/custody.json (a kit dispensed at SITE-01)",
+  "studies.$code.supply_.lots_.$lot.labels[.pdf].ts":
+    "in the matrix as /studies/DEMO-001/supply/lots/LOT-2609-A/labels.pdf",
+  "kits.$token.tsx":
+    "public, per label token (no sign-in): genuine/recalled/quarantined/expired only, HTML and JSON, 404 for an " +
+    "unknown token (e2e drug-supply-journey, test/db/supply-shipments.test.ts)",
+  "registry.$code[.json].ts":
+    "in the matrix as /registry/DEMO-001.json (public; 404 unpublished in registration.test.ts)",
+  "studies.$code.data-requests.tsx":
+    "a researcher of the study, the data access committee or data_use.view (requireDataUseStudy, ADR 0069): " +
+    "test/integration/data-use-pages.test.ts; the services' rights in test/db/data-use-requests.test.ts",
+  "studies.$code.data-requests_.$id.tsx":
+    "as /data-requests; another researcher's request is 404 (data-use-pages.test.ts, " +
+    "test/db/data-use-requests.test.ts)",
+  "studies.$code.data-requests_.$id_.deliveries.$delivery[.zip].ts":
+    "the requesting researcher only (data-use-pages.test.ts), 410 after expiry " +
+    "(test/db/data-use-deliveries.test.ts)",
 };
 
 describe("route coverage", () => {

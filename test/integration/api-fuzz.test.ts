@@ -8,7 +8,7 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import fc from "fast-check";
 import { cli, cliAsync, startPortal, type Portal, ROOT } from "../helpers/portal.ts";
-import { dataDirWithDatabase } from "../helpers/pglite-template.ts";
+import { demoClone } from "../helpers/demo-snapshot.ts";
 import { RUNS, mutate, nastyKey, nastyValue } from "../helpers/fuzz.ts";
 import { readFileSync } from "node:fs";
 import path from "node:path";
@@ -57,7 +57,7 @@ const raw = fc.oneof(
 );
 
 beforeAll(async () => {
-  env = { DATA_DIR: await dataDirWithDatabase(), API_RATE_PER_SECOND: "100000" };
+  env = { DATA_DIR: (await demoClone("pglite")).dataDir, API_RATE_PER_SECOND: "100000" };
   portal = await startPortal(env);
   token = cli(
     ["tokens", "create", "--study", "DEMO-001", "--name", "fuzz", "--scope", "forms.manage"],

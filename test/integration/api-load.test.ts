@@ -5,16 +5,17 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import postgres from "postgres";
-import { cliAsync, startPortal, tempDataDir, type Portal } from "../helpers/portal.ts";
-import { createScratchPostgres } from "../helpers/db.ts";
+import { cliAsync, startPortal, type Portal } from "../helpers/portal.ts";
+import { demoClone } from "../helpers/demo-snapshot.ts";
 
 let portal: Portal;
 let pg: { url: string; drop: () => Promise<void> };
 let env: Record<string, string>;
 
 beforeAll(async () => {
-  pg = await createScratchPostgres();
-  env = { DATA_DIR: tempDataDir(), DATABASE_URL: pg.url, API_RATE_PER_SECOND: "100000" };
+  const clone = await demoClone("postgres"); // the demo seeded once per run (test/helpers/demo-snapshot.ts)
+  pg = { url: clone.databaseUrl!, drop: clone.drop };
+  env = { ...clone.env, API_RATE_PER_SECOND: "100000" };
   portal = await startPortal(env);
 });
 afterAll(async () => {

@@ -13,6 +13,7 @@ import path from "node:path";
 import postgres from "postgres";
 import { cli, cliAsync, startPortal, tempDataDir, type Portal } from "../helpers/portal.ts";
 import { createScratchPostgres } from "../helpers/db.ts";
+import { demoClone } from "../helpers/demo-snapshot.ts";
 import { waitFor } from "../helpers/wait.ts";
 
 const drops: (() => Promise<void>)[] = [];
@@ -46,9 +47,11 @@ describe("backup and restore (PostgreSQL + data directory)", () => {
   it(
     "restores into a fresh database and data directory: clean audit, old proofs verify, " + "the log continues",
     async () => {
-      const src = await createScratchPostgres();
+      // The source: a clone of the demo snapshot (test/helpers/demo-snapshot.ts); the restore below starts empty.
+      const clone = await demoClone("postgres");
+      const src = { url: clone.databaseUrl!, drop: clone.drop };
       drops.push(src.drop);
-      const dataDir = tempDataDir();
+      const dataDir = clone.dataDir;
       const env = {
         DATA_DIR: dataDir,
         DATABASE_URL: src.url,

@@ -10,7 +10,7 @@ import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { randomBytes } from "node:crypto";
 import { cliAsync, startPortal, type Portal } from "../helpers/portal.ts";
-import { dataDirWithDatabase } from "../helpers/pglite-template.ts";
+import { demoClone } from "../helpers/demo-snapshot.ts";
 import { waitFor } from "../helpers/wait.ts";
 import { nodeCrypto, nodeSigner } from "../../anchoring/adapters/crypto-node.ts";
 import { vkeyString } from "../../anchoring/log/checkpoint.ts";
@@ -22,7 +22,7 @@ const state = path.join(dir, "state");
 const policyFile = path.join(dir, "policy.json");
 
 beforeAll(async () => {
-  env = { DATA_DIR: await dataDirWithDatabase(), LOCAL_ANCHOR_INTERVAL_MS: "300" };
+  env = { DATA_DIR: (await demoClone("pglite")).dataDir, LOCAL_ANCHOR_INTERVAL_MS: "300" };
   portal = await startPortal(env);
   writeFileSync(policyFile, await (await fetch(`${portal.url}/.well-known/trialseal.json`)).text());
   // The first check needs a first checkpoint (404 until the sealer has run once after start).

@@ -10,7 +10,7 @@ import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { unzipSync } from "fflate";
 import { cliAsync, startPortal, type Portal } from "../helpers/portal.ts";
-import { dataDirWithDatabase } from "../helpers/pglite-template.ts";
+import { demoClone } from "../helpers/demo-snapshot.ts";
 import { waitFor } from "../helpers/wait.ts";
 
 const PERSON = {
@@ -25,7 +25,7 @@ let env: Record<string, string>;
 const dir = mkdtempSync(path.join(tmpdir(), "ts-nopd-"));
 
 beforeAll(async () => {
-  env = { DATA_DIR: await dataDirWithDatabase(), LOCAL_ANCHOR_INTERVAL_MS: "300" };
+  env = { DATA_DIR: (await demoClone("pglite")).dataDir, LOCAL_ANCHOR_INTERVAL_MS: "300" };
   portal = await startPortal(env);
 });
 afterAll(async () => {

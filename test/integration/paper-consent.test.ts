@@ -10,7 +10,7 @@ import { readFileSync } from "node:fs";
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { Browser, startPortal, type Portal } from "../helpers/portal.ts";
-import { dataDirWithDatabase } from "../helpers/pglite-template.ts";
+import { demoClone } from "../helpers/demo-snapshot.ts";
 import { nextStepTotp } from "../helpers/totp.ts";
 
 let portal: Portal;
@@ -18,7 +18,7 @@ let password = "";
 const MiB = 1024 * 1024;
 
 beforeAll(async () => {
-  const dataDir = await dataDirWithDatabase();
+  const dataDir = (await demoClone("pglite")).dataDir;
   portal = await startPortal({ DATA_DIR: dataDir });
   password = /password for every account: (\S+)/.exec(
     readFileSync(path.join(dataDir, "demo-credentials.txt"), "utf8"),

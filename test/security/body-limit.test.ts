@@ -7,13 +7,13 @@ import { request as httpRequest } from "node:http";
 import { readFileSync } from "node:fs";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { startPortal, type Portal } from "../helpers/portal.ts";
-import { dataDirWithDatabase } from "../helpers/pglite-template.ts";
+import { demoClone } from "../helpers/demo-snapshot.ts";
 
 const MB = 1024 * 1024;
 let portal: Portal;
 
 beforeAll(async () => {
-  portal = await startPortal({ DATA_DIR: await dataDirWithDatabase() });
+  portal = await startPortal({ DATA_DIR: (await demoClone("pglite")).dataDir });
 });
 afterAll(async () => {
   await portal?.stop();

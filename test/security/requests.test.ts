@@ -7,10 +7,10 @@
 import { request as httpRequest } from "node:http";
 import postgres from "postgres";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { createScratchPostgres } from "../helpers/db.ts";
+import { demoClone } from "../helpers/demo-snapshot.ts";
 import { writeFileSync } from "node:fs";
 import path from "node:path";
-import { Browser, cli, startPortal, tempDataDir, type Portal } from "../helpers/portal.ts";
+import { Browser, cli, demoPasswordOf, startPortal, type Portal } from "../helpers/portal.ts";
 import { nextStepTotp } from "../helpers/totp.ts";
 
 const PUBLIC_URL = "https://trials.example.org";
@@ -46,12 +46,11 @@ let password: string;
 let dataDir: string;
 
 beforeAll(async () => {
-  scratch = await createScratchPostgres();
-  dataDir = tempDataDir();
+  const clone = await demoClone("postgres"); // the demo seeded once per run (test/helpers/demo-snapshot.ts)
+  scratch = { url: clone.databaseUrl!, drop: clone.drop };
+  dataDir = clone.dataDir;
   portal = await startPortal({ DATABASE_URL: scratch.url, DATA_DIR: dataDir, PUBLIC_URL });
-  const m = /Demo password \(all demo users\): (\S+)/.exec(portal.output());
-  if (!m) throw new Error(`no demo password in the portal's output:\n${portal.output()}`);
-  password = m[1];
+  password = demoPasswordOf(portal);
 });
 
 afterAll(async () => {

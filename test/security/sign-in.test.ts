@@ -7,8 +7,8 @@
  */
 import postgres from "postgres";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { Browser, cliAsync, startPortal, tempDataDir, type Portal } from "../helpers/portal.ts";
-import { createScratchPostgres } from "../helpers/db.ts";
+import { Browser, cliAsync, demoPasswordOf, startPortal, type Portal } from "../helpers/portal.ts";
+import { demoClone } from "../helpers/demo-snapshot.ts";
 import { nextStepTotp } from "../helpers/totp.ts";
 
 const N = 40;
@@ -17,17 +17,18 @@ const FREE_PER_SOURCE = 5;
 const MFA_LOCK = 5;
 const RATE = 1; // API_RATE_PER_SECOND for these portals: a burst of 2
 
-let pg: Awaited<ReturnType<typeof createScratchPostgres>>;
+let pg: { url: string; drop: () => Promise<void> };
 let db: ReturnType<typeof postgres>;
 let env: Record<string, string>;
 let password = "";
 const portals: Portal[] = [];
 
 beforeAll(async () => {
-  pg = await createScratchPostgres();
-  env = { DATA_DIR: tempDataDir(), DATABASE_URL: pg.url, API_RATE_PER_SECOND: String(RATE) };
+  const clone = await demoClone("postgres"); // the demo seeded once per run (test/helpers/demo-snapshot.ts)
+  pg = { url: clone.databaseUrl!, drop: clone.drop };
+  env = { ...clone.env, API_RATE_PER_SECOND: String(RATE) };
   portals.push(await startPortal(env));
-  password = /Demo password \(all demo users\): (\S+)/.exec(portals[0].output())?.[1] ?? "";
+  password = demoPasswordOf(portals[0]);
   expect(password, portals[0].output()).not.toBe("");
   // A second process of the same deployment (same keys in DATA_DIR, same database).
   portals.push(await startPortal(env));

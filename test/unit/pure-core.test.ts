@@ -56,6 +56,7 @@ describe("the integrity core's dependency rules", () => {
     "verifier/browser-page.ts",
     "verifier/log-auditor.ts",
     "verifier/verify-package.ts",
+    "verifier/verify-custody.ts",
   ]) {
     it(`anchoring/${entry} reaches no node: module and only browser-safe packages`, () => {
       const { files, packages } = graph(path.join(ROOT, "anchoring", entry));

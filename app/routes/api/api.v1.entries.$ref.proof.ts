@@ -1,5 +1,5 @@
 import type { LoaderFunctionArgs } from "@remix-run/node";
-import { entryVisibleTo, findEntryByRef, proofBundle } from "../../log/proofs.server.ts";
+import { auditProofRead, entryVisibleTo, findEntryByRef, proofBundle } from "../../log/proofs.server.ts";
 import { apiError, apiPrincipal } from "../../platform/api.server.ts";
 
 /**
@@ -14,6 +14,8 @@ export async function loader({ request, context, params }: LoaderFunctionArgs) {
   if (!entry || !(await entryVisibleTo(context.ctx, principal, entry)))
     return apiError(404, "not_found", `no entry ${params.ref}`);
   const r = await proofBundle(context.ctx, entry);
+  // The bundle carries the entry's payload: a read of the participant it is about, if any (ADR 0067).
+  if (r.status !== "pending") await auditProofRead(context.ctx, principal, entry);
   if (r.status === "pending")
     return Response.json(
       { entry: { id: entry.id, status: "pending" } },

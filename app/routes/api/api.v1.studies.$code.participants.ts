@@ -1,6 +1,6 @@
 import type { ActionFunctionArgs } from "@remix-run/node";
 import { z } from "zod";
-import { apiError, apiPrincipal, rateLimited, readJsonBody } from "../../platform/api.server.ts";
+import { apiError, apiPrincipal, invalidBody, rateLimited, readJsonBody } from "../../platform/api.server.ts";
 import { apiServiceErrorResponse } from "../../platform/error-response.server.ts";
 import { enrolledResponse, enrollParticipant } from "../../participants/participants.server.ts";
 import { idempotencyKeyOf, replayIdempotent } from "../../records/idempotency.server.ts";
@@ -38,20 +38,11 @@ export async function action({ request, context, params }: ActionFunctionArgs) {
       disposition: z.enum(["screening", "enrolled"], { message: "start as screening or enrolled" }).optional(),
     })
     .safeParse(body.value);
-  if (!v.success) {
-    const i = v.error.issues[0];
-    return apiError(
-      422,
-      "invalid",
-      `${i.path.join(".") || "body"}: ${
-        i.code === "unrecognized_keys"
-          ? `unknown field ${(i as { keys?: string[] }).keys?.join(", ")} ` +
-            "(send site, and optionally disposition and personal: {fullName, email, phone, birthDate})"
-          : i.message
-      }`,
-      String(i.path[0] ?? (i as { keys?: string[] }).keys?.[0] ?? "body"),
+  if (!v.success)
+    return invalidBody(
+      v.error.issues[0] as Parameters<typeof invalidBody>[0],
+      "send site, and optionally disposition and personal: {fullName, email, phone, birthDate}",
     );
-  }
   try {
     if (idem) {
       const replay = await replayIdempotent(context.ctx, idem);

@@ -1,7 +1,7 @@
 import type { ActionFunctionArgs } from "@remix-run/node";
 import { z } from "zod";
 import { DISPOSITIONS, setDisposition } from "../../participants/disposition.server.ts";
-import { apiError, apiPrincipal, rateLimited, readJsonBody } from "../../platform/api.server.ts";
+import { apiError, apiPrincipal, invalidBody, rateLimited, readJsonBody } from "../../platform/api.server.ts";
 import { apiServiceErrorResponse } from "../../platform/error-response.server.ts";
 
 /**
@@ -27,19 +27,8 @@ export async function action({ request, context, params }: ActionFunctionArgs) {
       reason: z.string().max(2000, "keep the reason under 2000 characters").optional(),
     })
     .safeParse(body.value);
-  if (!v.success) {
-    const i = v.error.issues[0];
-    return apiError(
-      422,
-      "invalid",
-      `${i.path.join(".") || "body"}: ${
-        i.code === "unrecognized_keys"
-          ? `unknown field ${(i as { keys?: string[] }).keys?.join(", ")} (send status, date and reason)`
-          : i.message
-      }`,
-      String(i.path[0] ?? (i as { keys?: string[] }).keys?.[0] ?? "body"),
-    );
-  }
+  if (!v.success)
+    return invalidBody(v.error.issues[0] as Parameters<typeof invalidBody>[0], "send status, date and reason");
   try {
     const out = await setDisposition(context.ctx, principal, code, params.subject ?? "", v.data);
     return Response.json(out, { status: 201 });

@@ -13,6 +13,10 @@ import { sendIdentityCode, verifyIdentityCode } from "../../consent/identity-cod
 import { signConsent } from "../../consent/signing.server.ts";
 import { signatureMeaning } from "../../consent/signatures.server.ts";
 import { withdrawByParticipant } from "../../consent/withdrawal.server.ts";
+import { changeChoicesByParticipant, currentChoices } from "../../data-sharing/choices.server.ts";
+import { participantAccessLog } from "../../data-sharing/access-log.server.ts";
+import { AccessLogView } from "../../data-sharing/access-log-view.tsx";
+import { purposeInPlainWords } from "../../data-sharing/purposes.ts";
 import { serviceErrorResponse } from "../../platform/error-response.server.ts";
 import { ServiceError } from "../../platform/errors.server.ts";
 import { fromStaffDevice, rememberVerified, verifiedInvitation } from "../../consent/consent-session.server.ts";
@@ -47,8 +51,20 @@ export async function loader({ request, context, params }: LoaderFunctionArgs) {
     message: o.message,
   };
   if (o.state !== "open" && o.state !== "used")
-    return json({ ...base, step: "closed" as const, doc: null, receipt: null, signer: null }, { status: 410 });
-  if (!verified) return json({ ...base, step: "identity" as const, doc: null, receipt: null, signer: null });
+    return json(
+      { ...base, step: "closed" as const, doc: null, receipt: null, signer: null, choices: null, uses: null },
+      { status: 410 },
+    );
+  if (!verified)
+    return json({
+      ...base,
+      step: "identity" as const,
+      doc: null,
+      receipt: null,
+      signer: null,
+      choices: null,
+      uses: null,
+    });
   if (o.state === "open") {
     const parsed = parseConsentDocument(o.document.bodyMarkdown);
     if (!parsed.ok) throw new Error("the approved consent document no longer parses");
@@ -62,6 +78,8 @@ export async function loader({ request, context, params }: LoaderFunctionArgs) {
         assent: o.invitation.assent,
         meaning: signatureMeaning(o.invitation.signerRole),
       },
+      choices: null,
+      uses: null,
     });
   }
   const origin = ctx.env.publicUrl;
@@ -73,6 +91,12 @@ export async function loader({ request, context, params }: LoaderFunctionArgs) {
     doc: parsed.ok ? parsed.doc : null,
     receipt: { ...receipt, qr: receipt.verifyUrl ? await qrDataUrl(receipt.verifyUrl) : null },
     signer: null,
+    // Only after the one-time code: the choices in force and who used the participant's data (issue 22).
+    choices: (await currentChoices(ctx, o.participant.id)).map((i) => ({
+      ...i,
+      allows: i.purposes.map(purposeInPlainWords),
+    })),
+    uses: await participantAccessLog(ctx, o.participant.id, "participant"),
   });
 }
 
@@ -121,6 +145,18 @@ export async function action({ request, context, params }: ActionFunctionArgs) {
         { fromStaffDevice: await fromStaffDevice(request, ctx), meta: requestMeta(request) },
       );
       return redirect(`/consent/${token}`);
+    }
+    if (intent === "choices") {
+      const choices: Record<string, string> = {};
+      for (const [k, v] of form.entries()) if (k.startsWith("choice-")) choices[k.slice(7)] = String(v);
+      const r = await changeChoicesByParticipant(ctx, token, verified, { choices });
+      const n = Object.keys(r.changed).length;
+      return json({
+        ok: `Your choices are saved (${n} ${n === 1 ? "change" : "changes"}). They apply from now on.`,
+        error: null,
+        field: null,
+        problems: null,
+      });
     }
     if (intent === "withdraw") {
       const f = WithdrawForm.parse({ scope: form.get("scope") ?? undefined, reason: form.get("reason") ?? undefined });
@@ -367,6 +403,67 @@ export default function ConsentPage() {
               </ul>
             </>
           ) : null}
+          {d.choices?.length ? (
+            <section className="card" data-choices>
+              <h2>Your choices</h2>
+              <p>
+                These are the optional parts of your consent. You can change them at any time; a change applies from the
+                moment you save it.
+              </p>
+              {d.receipt.state === "withdrawn" ? (
+                <ul>
+                  {d.choices.map((c) => (
+                    <li key={c.key} data-choice={c.key}>
+                      {c.text}: {c.agreed ? "yes" : "no"}
+                    </li>
+                  ))}
+                </ul>
+              ) : (
+                <Form method="post" noValidate>
+                  <input type="hidden" name="intent" value="choices" />
+                  {d.choices.map((c) => (
+                    <fieldset key={c.key} data-choice={c.key} aria-invalid={r?.field === "choices" || undefined}>
+                      <legend>{c.text}</legend>
+                      <p className="muted">
+                        {c.allows.length
+                          ? `"Yes" allows your data to be used for: ${c.allows.join("; ")}.`
+                          : "This choice does not allow any use of your data by others."}{" "}
+                        Your answer now: <strong>{c.agreed ? "yes" : "no"}</strong>, since{" "}
+                        {c.since.replace("T", " ").slice(0, 16)} UTC.
+                      </p>
+                      <label className="inline">
+                        <input type="radio" name={`choice-${c.key}`} value="yes" defaultChecked={c.agreed} /> Yes
+                      </label>
+                      <label className="inline">
+                        <input type="radio" name={`choice-${c.key}`} value="no" defaultChecked={!c.agreed} /> No
+                      </label>
+                    </fieldset>
+                  ))}
+                  <button type="submit">Save my choices</button>
+                </Form>
+              )}
+              {d.choices.some((c) => c.history.length > 1) ? (
+                <details>
+                  <summary>History of your choices</summary>
+                  <ul data-choice-history>
+                    {d.choices
+                      .flatMap((c) => c.history.map((h) => ({ ...h, key: c.key, text: c.text })))
+                      .sort((a, b) => a.at.localeCompare(b.at))
+                      .map((h) => (
+                        <li key={`${h.key}-${h.entryId}`}>
+                          {h.at.replace("T", " ").slice(0, 16)} UTC: {h.agreed ? "yes" : "no"} to "{h.text}" (
+                          {h.by === "participant" ? "by you" : "recorded by the study team"})
+                        </li>
+                      ))}
+                  </ul>
+                </details>
+              ) : null}
+            </section>
+          ) : null}
+          <section className="card" data-access-log>
+            <h2>Who used your data</h2>
+            <AccessLogView items={d.uses ?? []} />
+          </section>
           {d.receipt.state !== "withdrawn" ? (
             <details className="card" open={r?.field === "confirmFull" || undefined}>
               <summary>Withdraw from the study</summary>

@@ -4,6 +4,7 @@ import { ActivityChart, lastDays } from "../../log/activity-chart.tsx";
 import { studyOverview } from "../../studies/study-overview.server.ts";
 import { requireStudy } from "../../platform/require-study.server.ts";
 import { can } from "../../platform/permissions.server.ts";
+import { mayOpenDataRequests } from "../../data-sharing/requests.server.ts";
 import { StudyPage } from "../../ui/study-page.tsx";
 import { ProgressPanel } from "../../dashboards/progress-panel.tsx";
 import { studyProgress } from "../../dashboards/study-progress.server.ts";
@@ -43,6 +44,7 @@ export async function loader({ request, context, params }: LoaderFunctionArgs) {
     entries: counts,
     canAudit: can(user, "audit.view", { studyId: study.id }),
     canReview: can(user, "study.review", { studyId: study.id }),
+    canDataUse: mayOpenDataRequests(user, study.id),
     activity: lastDays(activity, 14),
     logActivity: lastDays(
       log.map((l) => ({ day: l.day, written: l.batches, sealed: l.anchors })),
@@ -82,8 +84,15 @@ export default function Study() {
         <a href={`/studies/${d.study.code}/queries`}>Queries</a>
         <a href={`/studies/${d.study.code}/delegation`}>Delegation log</a>
         <a href={`/studies/${d.study.code}/missing-data`}>Missing data</a>
+        <a href={`/studies/${d.study.code}/documents`}>Protocol and plans</a>
+        <a href={`/studies/${d.study.code}/outcomes`}>Outcomes</a>
+        <a href={`/studies/${d.study.code}/randomization`}>Randomization</a>
+        <a href={`/studies/${d.study.code}/supply`}>Drug supply</a>
+        <a href={`/studies/${d.study.code}/lock`}>Database lock</a>
+        <a href={`/studies/${d.study.code}/registration`}>Public registration</a>
         {d.canAudit ? <a href={`/studies/${d.study.code}/audit`}>Audit trail</a> : null}
         {d.canReview ? <a href={`/studies/${d.study.code}/review`}>Review and proofs</a> : null}
+        {d.canDataUse ? <a href={`/studies/${d.study.code}/data-requests`}>Data-use requests</a> : null}
         <a href="/verify">Verify bundles</a>
       </nav>
       <div className="grid">

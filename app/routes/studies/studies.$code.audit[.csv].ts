@@ -1,5 +1,7 @@
 import type { LoaderFunctionArgs } from "@remix-run/node";
+import { exportDownload } from "../../exports/download-response.server.ts";
 import { auditTrailCsv, parseAuditFilters, type AuditFilters } from "../../audit-trail/audit-trail.server.ts";
+import { accessDetail } from "../../data-sharing/access-detail.server.ts";
 import { ServiceError } from "../../platform/errors.server.ts";
 import { requestMeta } from "../../platform/session.server.ts";
 import { requireStudy } from "../../platform/require-study.server.ts";
@@ -18,12 +20,10 @@ export async function loader({ request, context, params }: LoaderFunctionArgs) {
       });
     throw err;
   }
-  const csv = await auditTrailCsv(context.ctx, study, filters, { userId: user.userId, ip: requestMeta(request).ip });
-  return new Response(csv, {
-    headers: {
-      "content-type": "text/csv; charset=utf-8",
-      "content-disposition": `attachment; filename="${study.code}-audit-trail.csv"`,
-      "cache-control": "no-store",
-    },
+  const csv = await auditTrailCsv(context.ctx, study, filters, {
+    userId: user.userId,
+    ip: requestMeta(request).ip,
+    access: { ...accessDetail(user, study.id, null) },
   });
+  return exportDownload(csv, { contentType: "text/csv; charset=utf-8", name: `${study.code}-audit-trail.csv` });
 }

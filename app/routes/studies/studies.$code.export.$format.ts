@@ -1,4 +1,5 @@
 import type { LoaderFunctionArgs } from "@remix-run/node";
+import { exportDownload } from "../../exports/download-response.server.ts";
 import { EXPORT_FORMATS, exportStudy, type ExportFormat } from "../../exports/study-exports.server.ts";
 import { requireStudy } from "../../platform/require-study.server.ts";
 
@@ -9,11 +10,5 @@ export async function loader({ request, context, params }: LoaderFunctionArgs) {
   if (!(EXPORT_FORMATS as readonly string[]).includes(format))
     throw new Response(`Unknown export format "${format}": one of ${EXPORT_FORMATS.join(", ")}`, { status: 404 });
   const file = await exportStudy(context.ctx, user, study.code, format as ExportFormat);
-  return new Response(new Uint8Array(file.data), {
-    headers: {
-      "content-type": file.contentType,
-      "content-disposition": `attachment; filename="${file.name}"`,
-      "cache-control": "no-store",
-    },
-  });
+  return exportDownload(file.data, file);
 }

@@ -1,4 +1,5 @@
 import type { LoaderFunctionArgs } from "@remix-run/node";
+import { exportDownload } from "../../exports/download-response.server.ts";
 import { CRF_KINDS, crfPdf, type CrfKind } from "../../exports/study-operations.server.ts";
 import { ServiceError } from "../../platform/errors.server.ts";
 import { requireStudy } from "../../platform/require-study.server.ts";
@@ -11,13 +12,7 @@ export async function loader({ request, context, params }: LoaderFunctionArgs) {
     throw new Response(`Unknown CRF "${kind}": one of ${CRF_KINDS.join(", ")}`, { status: 404 });
   try {
     const file = await crfPdf(context.ctx, user, study.code, kind as CrfKind);
-    return new Response(new Uint8Array(file.data), {
-      headers: {
-        "content-type": "application/pdf",
-        "content-disposition": `attachment; filename="${file.name}"`,
-        "cache-control": "no-store",
-      },
-    });
+    return exportDownload(file.data, { contentType: "application/pdf", name: file.name });
   } catch (err) {
     if (err instanceof ServiceError) throw new Response(err.message, { status: err.status });
     throw err;

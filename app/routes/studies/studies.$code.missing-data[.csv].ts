@@ -1,4 +1,5 @@
 import type { LoaderFunctionArgs } from "@remix-run/node";
+import { exportDownload } from "../../exports/download-response.server.ts";
 import { missingDataCsv } from "../../exports/study-operations.server.ts";
 import { requireStudy } from "../../platform/require-study.server.ts";
 
@@ -6,11 +7,5 @@ import { requireStudy } from "../../platform/require-study.server.ts";
 export async function loader({ request, context, params }: LoaderFunctionArgs) {
   const { study, user } = await requireStudy(request, context, params, "records.read");
   const file = await missingDataCsv(context.ctx, user, study.code);
-  return new Response(file.text, {
-    headers: {
-      "content-type": "text/csv; charset=utf-8",
-      "content-disposition": `attachment; filename="${file.name}"`,
-      "cache-control": "no-store",
-    },
-  });
+  return exportDownload(file.text, { contentType: "text/csv; charset=utf-8", name: file.name });
 }

@@ -9,6 +9,7 @@ import { studyConsentSummary } from "../../consent/status.server.ts";
 import { studySites } from "../../studies/studies.server.ts";
 import { requireStudy } from "../../platform/require-study.server.ts";
 import { StudyPage } from "../../ui/study-page.tsx";
+import { databaseLockNotice } from "../../database-lock/database-lock.server.ts";
 
 export const meta: MetaFunction = () => [{ title: "Participants · TrialSeal" }];
 
@@ -19,15 +20,24 @@ export async function loader({ request, context, params }: LoaderFunctionArgs) {
     studySites(context.ctx, study.id),
   ]);
   const lock = await studyLock(context.ctx, study.id);
+  // The study-wide lock of a database lock (ADR 0054) is released on the lock page, by the data manager only.
+  const dbLock = lock ? await databaseLockNotice(context.ctx, study.id) : null;
   const consent = await studyConsentSummary(context.ctx, user, study.id);
-  const enrollSites = sites
-    .filter((s) => can(user, "participants.enroll", { studyId: study.id, siteId: s.id }) && !user.platformAdmin)
-    .map((s) => s.code);
+  // A study-wide lock (a database lock or not) refuses enrolment (ADR 0054): no enrol form under it.
+  const enrollSites = lock
+    ? []
+    : sites
+        .filter((s) => can(user, "participants.enroll", { studyId: study.id, siteId: s.id }) && !user.platformAdmin)
+        .map((s) => s.code);
   return json({
     user: { fullName: user.fullName, email: user.email },
     study: study.code,
     enrollSites,
     lock: lock ? { id: lock.id, reason: lock.reason } : null,
+    databaseLocked: dbLock
+      ? `${dbLock}. Nobody can enter, correct or sign any record; only the data manager can unlock it, with a ` +
+        "reason: unlock it on "
+      : null,
     canLock: can(user, "records.lock", { studyId: study.id }),
     participants: rows.map((r) => ({
       ...r,
@@ -96,7 +106,12 @@ export default function Participants() {
   const r = useActionData<typeof action>();
   return (
     <StudyPage user={d.user} study={d.study} title="Participants" flash={r}>
-      {d.lock ? (
+      {d.databaseLocked ? (
+        <p className="error" data-lock="study" data-database-locked>
+          {d.databaseLocked}
+          <Link to={`/studies/${d.study}/lock`}>the database lock page</Link>.
+        </p>
+      ) : d.lock ? (
         <p className="error" data-lock="study">
           The study is locked: {d.lock.reason}
         </p>
@@ -181,7 +196,7 @@ export default function Participants() {
             : "Site staff (investigators and coordinators) enroll participants at their site."}
         </p>
       ) : null}
-      {d.canLock ? (
+      {d.canLock && !d.databaseLocked ? (
         <details className="card danger-zone" open={r?.field === "confirm" || undefined}>
           <summary>{d.lock ? "Unlock the study" : "Lock the whole study (danger zone)"}</summary>
           <Form method="post" noValidate key={r?.ok ? `lock-${r.saved}` : "lock"}>

@@ -1,4 +1,5 @@
 import type { LoaderFunctionArgs } from "@remix-run/node";
+import { exportDownload } from "../../exports/download-response.server.ts";
 import { casebookPdf } from "../../exports/certified-copy.server.ts";
 import { ServiceError } from "../../platform/errors.server.ts";
 import { requireStudy } from "../../platform/require-study.server.ts";
@@ -9,13 +10,7 @@ export async function loader({ request, context, params }: LoaderFunctionArgs) {
   try {
     const pdf = await casebookPdf(context.ctx, user, study.code, params.subject ?? "");
     const name = `${study.code}-${(params.subject ?? "").toUpperCase()}-certified-copy.pdf`;
-    return new Response(new Uint8Array(pdf), {
-      headers: {
-        "content-type": "application/pdf",
-        "content-disposition": `attachment; filename="${name}"`,
-        "cache-control": "no-store",
-      },
-    });
+    return exportDownload(pdf, { contentType: "application/pdf", name });
   } catch (err) {
     if (err instanceof ServiceError && err.code === "not_found") throw new Response("No such subject", { status: 404 });
     throw err;

@@ -16,28 +16,44 @@ import { requestMeta } from "../../platform/session.server.ts";
 import { requireStudy } from "../../platform/require-study.server.ts";
 import { siteTimeZone } from "../../studies/studies.server.ts";
 import { entryClosedBecause } from "../../records/entry-closed.ts";
+import { databaseLockNotice } from "../../database-lock/database-lock.server.ts";
 import { entryFromForm, localeOf, mergeProblems, todayIn } from "../../records/form-values.ts";
 import { type Posted, postedInputs, RecordFields } from "../../records/record-fields.tsx";
 import { StudyPage } from "../../ui/study-page.tsx";
-import { DispositionPanel } from "../../participants/disposition-panel.tsx";
+import { DispositionPanel, dispositionLabel } from "../../participants/disposition-panel.tsx";
 import { setDisposition } from "../../participants/disposition.server.ts";
 import { participantProgress } from "../../participants/participant-page.server.ts";
 import { VisitWindows } from "../../visit-schedule/visit-windows-table.tsx";
+import { emergencyUnblind } from "../../randomization/emergency-unblinding.server.ts";
+import { ParticipantSupplyPanel } from "../../drug-supply/participant-supply-panel.tsx";
+import { participantSupplyCard } from "../../drug-supply/participant-supply.server.ts";
+import { RandomizationPanel } from "../../randomization/randomization-panel.tsx";
+import { participantRandomization } from "../../randomization/randomization-view.server.ts";
+import { randomizeParticipant } from "../../randomization/randomize.server.ts";
 import type { FormDefinition } from "../../../anchoring/forms/definition.ts";
+import { participantAccessLog } from "../../data-sharing/access-log.server.ts";
+import { AccessLogView } from "../../data-sharing/access-log-view.tsx";
+import { currentChoices } from "../../data-sharing/choices.server.ts";
 
 export const meta: MetaFunction<typeof loader> = ({ data }) => [
   { title: `${data?.casebook.participant.subject ?? "Subject"} · TrialSeal` },
 ];
 
-async function load(request: Request, context: LoaderFunctionArgs["context"], params: LoaderFunctionArgs["params"]) {
+async function load(
+  request: Request,
+  context: LoaderFunctionArgs["context"],
+  params: LoaderFunctionArgs["params"],
+  // The read the page records (ADR 0067); null for a form POST (the loader records it when the page shows again).
+  read: "participant.view" | "consent.view" | null,
+) {
   const { study, user } = await requireStudy(request, context, params, "records.read");
-  const casebook = await subjectCasebook(context.ctx, user, study.id, params.subject ?? "");
+  const casebook = await subjectCasebook(context.ctx, user, study.id, params.subject ?? "", { read });
   if (!casebook) throw new Response("No such subject", { status: 404 });
   return { study, user, casebook };
 }
 
 export async function loader({ request, context, params }: LoaderFunctionArgs) {
-  const { study, user, casebook } = await load(request, context, params);
+  const { study, user, casebook } = await load(request, context, params, "participant.view");
   const scope = { studyId: study.id, siteId: casebook.participant.siteId };
   const [lock, withdrawals, timeZone] = await Promise.all([
     activeLock(context.ctx, {
@@ -49,23 +65,48 @@ export async function loader({ request, context, params }: LoaderFunctionArgs) {
     siteTimeZone(context.ctx, casebook.participant.siteId),
   ]);
   const progress = await participantProgress(context.ctx, study.id, casebook.participant.id);
+  // A database lock (ADR 0054) refuses every write: offer none of them, say since when instead. Read it whatever lock
+  // activeLock names: a subject or record lock may be in force under it too.
+  const dbLock = await databaseLockNotice(context.ctx, study.id);
+  const studyLocked = lock?.scope === "study";
+  // Issue 20 (ADR 0053): the randomization number; the arm only when this user may see it.
+  const randomization = await participantRandomization(context.ctx, user, study, {
+    id: casebook.participant.id,
+    siteId: casebook.participant.siteId,
+    disposition: progress.disposition.current,
+  });
+  // Issue 21: the kits dispensed to the participant (numbers only, never a kit type) and their returns.
+  const supply = await participantSupplyCard(context.ctx, user, study.code, casebook.participant.subject);
+  // Issue 22 (ADR 0067): who used this participant's data (the list the participant sees) and the choices in force.
+  const [accessLog, choices] = await Promise.all([
+    participantAccessLog(context.ctx, casebook.participant.id, "staff"),
+    currentChoices(context.ctx, casebook.participant.id),
+  ]);
   return json({
-    disposition: { ...progress.disposition, may: can(user, "participants.enroll", scope) },
+    accessLog,
+    choices: choices.map((c) => ({ key: c.key, text: c.text, agreed: c.agreed, since: c.since })),
+    randomization,
+    supply,
+    disposition: { ...progress.disposition, may: can(user, "participants.enroll", scope) && !dbLock },
     visitWindows: progress.visits,
     scheduleSealMismatch: progress.scheduleSealMismatch,
     user: { fullName: user.fullName, email: user.email },
     study: study.code,
     casebook,
     lock: lock ? { id: lock.id, scope: lock.scope, reason: lock.reason } : null,
-    entryClosed: entryClosedBecause(
-      lock,
-      withdrawals.find((w) => w.scope === "full"),
-    ),
+    entryClosed: dbLock
+      ? `${dbLock}: no record can be entered, corrected, signed, queried or verified. A data manager can unlock it, ` +
+        "with a reason, on the study's database lock page."
+      : entryClosedBecause(
+          lock,
+          withdrawals.find((w) => w.scope === "full"),
+        ),
+    databaseLocked: dbLock !== null,
     timeZone,
     today: todayIn(timeZone),
     may: {
       enter: can(user, "records.enter", scope),
-      sign: can(user, "records.sign", scope) && casebook.records.length > 0,
+      sign: can(user, "records.sign", scope) && casebook.records.length > 0 && !studyLocked && !dbLock,
       lock: can(user, "records.lock", scope),
     },
   });
@@ -75,7 +116,7 @@ export async function loader({ request, context, params }: LoaderFunctionArgs) {
 const instanceOf = (r: object) => ("instance" in r && typeof r.instance === "number" ? r.instance : 1);
 
 export async function action({ request, context, params }: ActionFunctionArgs) {
-  const { study, user, casebook } = await load(request, context, params);
+  const { study, user, casebook } = await load(request, context, params, null);
   const form = await request.formData();
   const intent = String(form.get("intent") ?? "enter");
   if (intent === "disposition") {
@@ -96,6 +137,34 @@ export async function action({ request, context, params }: ActionFunctionArgs) {
           error: null as string | null,
           field: null as string | null,
           disposition: { message: err.message, field: err.field ?? null },
+        },
+        { status: err.status },
+      );
+    }
+  }
+  if (intent === "randomize" || intent === "emergency_unblind") {
+    const subject = casebook.participant.subject;
+    try {
+      if (intent === "randomize") {
+        const factors: Record<string, string> = {};
+        for (const [k, v] of form.entries()) if (k.startsWith("factor:")) factors[k.slice(7)] = String(v);
+        await randomizeParticipant(context.ctx, user, study.code, subject, { factors });
+      } else {
+        if (form.get("confirm") !== "yes")
+          throw new ServiceError("invalid", "confirm: tick the box to confirm the unblinding", "confirm");
+        await emergencyUnblind(context.ctx, user, study.code, subject, { reason: form.get("reason") });
+      }
+      return redirect(`/studies/${study.code}/participants/${subject}#randomization`);
+    } catch (err) {
+      if (!(err instanceof ServiceError)) throw err;
+      return json(
+        {
+          values: {},
+          posted: null as Posted | null,
+          problems: null,
+          error: null as string | null,
+          field: null as string | null,
+          randomization: { message: err.message, field: err.field ?? null },
         },
         { status: err.status },
       );
@@ -190,12 +259,17 @@ export default function Subject() {
     casebook,
     lock,
     entryClosed,
+    databaseLocked,
     timeZone,
     today,
     may,
     disposition,
     visitWindows,
     scheduleSealMismatch,
+    randomization,
+    supply,
+    accessLog,
+    choices,
   } = useLoaderData<typeof loader>();
   const r = useActionData<typeof action>();
   const [params] = useSearchParams();
@@ -234,7 +308,13 @@ export default function Subject() {
       crumbs={[{ to: `/studies/${study}/participants`, label: "Participants" }]}
       title={
         <>
-          Subject {casebook.participant.subject} <span className="badge">{casebook.participant.status}</span>{" "}
+          Subject {casebook.participant.subject}{" "}
+          <span className="badge" data-participant-status>
+            {/* The disposition (screening, randomized, ...) while the participant is in the study (issue 20). */}
+            {casebook.participant.status === "enrolled" && disposition.current
+              ? dispositionLabel(disposition.current).toLowerCase()
+              : casebook.participant.status.replace("_", " ")}
+          </span>{" "}
           <span className="muted">site {casebook.participant.site}</span>
         </>
       }
@@ -246,8 +326,19 @@ export default function Subject() {
         · <Link to={`/studies/${study}/participants/${casebook.participant.subject}/consent`}>Consent</Link>
       </p>
       {entryClosed ? (
-        <p className="card notice" data-entry-closed={lock ? lock.scope : "withdrawn"} data-lock={lock?.scope}>
+        <p
+          className="card notice"
+          data-entry-closed={lock ? lock.scope : "withdrawn"}
+          data-lock={lock?.scope}
+          data-database-locked={databaseLocked || undefined}
+        >
           <strong>No data entry.</strong> {entryClosed}
+          {databaseLocked ? (
+            <>
+              {" "}
+              <Link to={`/studies/${study}/lock`}>The database lock page</Link>
+            </>
+          ) : null}
         </p>
       ) : null}
       <table className="casebook">
@@ -330,6 +421,11 @@ export default function Subject() {
         today={today}
         error={r && "disposition" in r ? (r.disposition as { message: string; field: string | null }) : null}
       />
+      <RandomizationPanel
+        {...randomization}
+        error={r && "randomization" in r ? (r.randomization as { message: string; field: string | null }) : null}
+      />
+      {supply.kits.length || supply.canDispense ? <ParticipantSupplyPanel {...supply} /> : null}
       <div className="grid">
         {may.sign ? (
           <Form method="post" className="card" noValidate>
@@ -390,6 +486,31 @@ export default function Subject() {
           </Form>
         </section>
       ) : null}
+      <section className="card" aria-labelledby="choices-title" data-testid="choices-in-force">
+        <h2 id="choices-title">The participant's choices in force</h2>
+        {choices.length === 0 ? (
+          <p className="muted">The signed consent has no optional choices.</p>
+        ) : (
+          <ul>
+            {choices.map((c) => (
+              <li key={c.key} data-choice={c.key} data-agreed={c.agreed ? "yes" : "no"}>
+                <strong>{c.agreed ? "Yes" : "No"}</strong>: {c.text}{" "}
+                <span className="muted">
+                  ({c.key}, since {new Date(c.since).toISOString().slice(0, 16).replace("T", " ")} UTC)
+                </span>
+              </li>
+            ))}
+          </ul>
+        )}
+      </section>
+      <section className="card" aria-labelledby="uses-title" data-testid="data-uses">
+        <h2 id="uses-title">Uses of this participant's data</h2>
+        <p className="muted">
+          What the participant sees on their receipt page: reads by staff, sponsor and regulators (one line per person,
+          kind and hour), exports and data-use deliveries that held their data.
+        </p>
+        <AccessLogView items={accessLog} empty="No use of this participant's data is recorded yet." />
+      </section>
     </StudyPage>
   );
 }

@@ -23,15 +23,21 @@ export const meta: MetaFunction<typeof loader> = ({ data }) => [
   { title: `Consent of ${data?.subject ?? "subject"} · TrialSeal` },
 ];
 
-async function load(request: Request, context: LoaderFunctionArgs["context"], params: LoaderFunctionArgs["params"]) {
+async function load(
+  request: Request,
+  context: LoaderFunctionArgs["context"],
+  params: LoaderFunctionArgs["params"],
+  // The read the page records (ADR 0067); null for a form POST (the loader records it when the page shows again).
+  read: "participant.view" | "consent.view" | null,
+) {
   const { study, user } = await requireStudy(request, context, params, "records.read");
-  const casebook = await subjectCasebook(context.ctx, user, study.id, params.subject ?? "");
+  const casebook = await subjectCasebook(context.ctx, user, study.id, params.subject ?? "", { read });
   if (!casebook) throw new Response("No such subject", { status: 404 });
   return { study, user, participant: casebook.participant };
 }
 
 export async function loader({ request, context, params }: LoaderFunctionArgs) {
-  const { study, user, participant } = await load(request, context, params);
+  const { study, user, participant } = await load(request, context, params, "consent.view");
   const scope = { studyId: study.id, siteId: participant.siteId };
   const names = can(user, "personal_data.view", scope);
   const status = await consentStatus(context.ctx, participant.id, { withNames: names });
@@ -49,7 +55,7 @@ export async function loader({ request, context, params }: LoaderFunctionArgs) {
 }
 
 export async function action({ request, context, params }: ActionFunctionArgs) {
-  const { study, user, participant } = await load(request, context, params);
+  const { study, user, participant } = await load(request, context, params, null);
   const f = await request.formData();
   const intent = String(f.get("intent") ?? "");
   try {

@@ -1,4 +1,5 @@
 import type { LoaderFunctionArgs } from "@remix-run/node";
+import { exportDownload } from "../../exports/download-response.server.ts";
 import { serviceErrorResponse } from "../../platform/error-response.server.ts";
 import { requestMeta } from "../../platform/session.server.ts";
 import { requireStudy } from "../../platform/require-study.server.ts";
@@ -10,13 +11,7 @@ export async function loader({ request, context, params }: LoaderFunctionArgs) {
   try {
     const filters = parseQueryFilters(new URL(request.url).searchParams);
     const { csv } = await queryListCsv(context.ctx, user, study.code, filters, { ip: requestMeta(request).ip });
-    return new Response(csv, {
-      headers: {
-        "content-type": "text/csv; charset=utf-8",
-        "content-disposition": `attachment; filename="${study.code}-queries.csv"`,
-        "cache-control": "no-store",
-      },
-    });
+    return exportDownload(csv, { contentType: "text/csv; charset=utf-8", name: `${study.code}-queries.csv` });
   } catch (err) {
     // The error's own status (403 forbidden, 422 invalid filter, ...), the message in words.
     return serviceErrorResponse(err);

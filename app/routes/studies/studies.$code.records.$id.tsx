@@ -6,7 +6,7 @@ import {
   type LoaderFunctionArgs,
   type MetaFunction,
 } from "@remix-run/node";
-import { Form, useActionData, useLoaderData } from "@remix-run/react";
+import { Form, Link, useActionData, useLoaderData } from "@remix-run/react";
 import { useEffect, useState } from "react";
 import { ServiceError } from "../../platform/errors.server.ts";
 import { serviceErrorResponse } from "../../platform/error-response.server.ts";
@@ -38,7 +38,9 @@ import { FieldValues } from "../../records/field-history.tsx";
 import fieldHistoryStyles from "../../records/field-history.css";
 import { canRequestSignature, requestSignature } from "../../notifications/triggers.server.ts";
 import { queryRows } from "../../queries/query-list.server.ts";
+import { protocolInForceText, protocolVersionsAt } from "../../study-documents/protocol-in-force.server.ts";
 import queryStyles from "../../queries/queries.css";
+import { databaseLockNotice } from "../../database-lock/database-lock.server.ts";
 
 export const meta: MetaFunction = () => [{ title: "Record · TrialSeal" }];
 export const links: LinksFunction = () => [
@@ -62,7 +64,7 @@ export async function loader({ request, context, params }: LoaderFunctionArgs) {
   const { study, user, record, def } = await load(request, context, params);
   const ctx = context.ctx;
   const row = await findRecord(ctx, record.id);
-  const [sigs, qs, sdv, lock, fields, timeZone, gaps] = await Promise.all([
+  const [sigs, qs, sdv, lock, fields, timeZone, gaps, dbLock] = await Promise.all([
     signaturesOf(ctx, record.id, record.version),
     queryRows(ctx, user, study, { recordId: record.id }),
     sdvOf(ctx, record.id),
@@ -70,11 +72,18 @@ export async function loader({ request, context, params }: LoaderFunctionArgs) {
     fieldHistoriesFor(ctx, study.id, record),
     siteTimeZone(ctx, row.siteId),
     recordGaps(ctx, user, study.id, record.id),
+    databaseLockNotice(ctx, study.id),
   ]);
+  // A database lock (ADR 0054) refuses every write of this page: offer none, say since when and why instead. A record
+  // lock may be in force under it too, so it is read whatever lock activeLock names.
+  const open = dbLock === null;
+  // The protocol version in force at the record's site when each version was entered (ADR 0048).
+  const ats = record.history.map((h) => h.at);
+  const protocol = await protocolVersionsAt(ctx, study.id, row.siteId, ats);
   const scope = { studyId: study.id, siteId: row.siteId };
   // "Request signature" (ADR 0035): offered to site staff while the record is complete and unsigned.
   const signatureRequest = {
-    allowed: await canRequestSignature(ctx, user, study.code, record.id),
+    allowed: open && (await canRequestSignature(ctx, user, study.code, record.id)),
     notified: Number(new URL(request.url).searchParams.get("signatureRequested") ?? "") || null,
   };
   return json({
@@ -85,6 +94,7 @@ export async function loader({ request, context, params }: LoaderFunctionArgs) {
     fields,
     gaps,
     timeZone,
+    protocolInForce: protocol.versions.map((v) => protocolInForceText(protocol.site, v)),
     today: todayIn(timeZone),
     signatures: sigs,
     queries: qs.map((q) => ({
@@ -97,16 +107,17 @@ export async function loader({ request, context, params }: LoaderFunctionArgs) {
       openedAt: q.raisedAt,
       waitingForText: q.waitingForText,
       history: q.history.map((h) => ({ action: h.action, by: h.by, at: h.at, text: h.text })),
-      can: q.can,
+      can: open ? q.can : { answer: false, close: false, reopen: false },
     })),
     sdv: sdv.map((m) => ({ version: m.version, at: m.markedAt.toISOString() })),
     lock: lock ? { id: lock.id, scope: lock.scope, reason: lock.reason } : null,
+    databaseLocked: dbLock ? `${dbLock}. Ask the data manager to unlock it with a reason.` : null,
     signatureRequest,
     can: {
-      enter: can(user, "records.enter", scope),
-      sign: can(user, "records.sign", scope),
-      monitor: can(user, "records.monitor", scope),
-      lock: can(user, "records.lock", scope),
+      enter: open && can(user, "records.enter", scope),
+      sign: open && can(user, "records.sign", scope),
+      monitor: open && can(user, "records.monitor", scope),
+      lock: open && can(user, "records.lock", scope),
     },
   });
 }
@@ -202,11 +213,13 @@ export default function RecordPage() {
     fields,
     gaps,
     timeZone,
+    protocolInForce,
     today,
     signatures,
     queries,
     sdv,
     lock,
+    databaseLocked,
     signatureRequest,
     can: may,
   } = useLoaderData<typeof loader>();
@@ -231,6 +244,12 @@ export default function RecordPage() {
         </>
       }
     >
+      {databaseLocked ? (
+        <p className="card notice" data-database-locked>
+          {`${databaseLocked} `}
+          <Link to={`/studies/${study}/lock`}>The database lock page</Link>
+        </p>
+      ) : null}
       {record.matchesSeal ? null : (
         <p className="error" role="alert" data-seal-mismatch>
           The stored values of{" "}
@@ -273,11 +292,14 @@ export default function RecordPage() {
           </tr>
         </thead>
         <tbody>
-          {record.history.map((h) => (
+          {record.history.map((h, i) => (
             <tr key={h.version} data-version={h.version}>
               <td data-label="Version">v{h.version}</td>
               <td data-label="When">
                 <When iso={h.at} />
+                <div className="muted" data-protocol-in-force>
+                  {protocolInForce[i]}
+                </div>
               </td>
               <td data-label="Who">{h.actor}</td>
               <td data-label="What changed">
@@ -454,7 +476,7 @@ export default function RecordPage() {
           <button type="submit">Raise query</button>
         </Form>
       ) : null}
-      {lock ? (
+      {lock && !databaseLocked ? (
         <p className="error" data-lock={lock.scope}>
           Locked ({lock.scope}): {lock.reason}
         </p>

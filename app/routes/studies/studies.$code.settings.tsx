@@ -1,6 +1,11 @@
 import { json, type ActionFunctionArgs, type LoaderFunctionArgs, type MetaFunction } from "@remix-run/node";
 import { Form, useActionData, useLoaderData } from "@remix-run/react";
-import { setEnrolmentTargets, setFormsBeforeConsent, studySettingsOf } from "../../studies/settings.server.ts";
+import {
+  setEnrolmentTargets,
+  setFormsBeforeConsent,
+  setStaffNamesToParticipants,
+  studySettingsOf,
+} from "../../studies/settings.server.ts";
 import { studySites } from "../../studies/studies.server.ts";
 import { studyForms } from "../../records/forms.server.ts";
 import { serviceErrorResponse } from "../../platform/error-response.server.ts";
@@ -30,6 +35,24 @@ export async function loader({ request, context, params }: LoaderFunctionArgs) {
 export async function action({ request, context, params }: ActionFunctionArgs) {
   const { study, user } = await requireStudy(request, context, params, "study.manage");
   const form = await request.formData();
+  if (form.get("intent") === "staff-names") {
+    try {
+      const s = await setStaffNamesToParticipants(context.ctx, user, study.code, {
+        staffNamesToParticipants: String(form.get("staffNamesToParticipants") ?? ""),
+      });
+      return json({
+        message:
+          `Settings version ${s.version} saved and sealed: participants ` +
+          (s.staffNamesToParticipants
+            ? "see the names of the staff who used their data."
+            : "see the organisation and role of who used their data, not staff names."),
+        error: null,
+        field: null,
+      });
+    } catch (err) {
+      return serviceErrorResponse(err, { message: null });
+    }
+  }
   if (form.get("intent") === "targets") {
     try {
       const sites: Record<string, string> = {};
@@ -159,6 +182,46 @@ export default function Settings() {
               </label>
             ))}
             <button type="submit">Save enrolment targets</button>
+          </Form>
+        ) : null}
+      </section>
+      <section className="card">
+        <h2>Staff names shown to participants</h2>
+        <p>
+          Each participant's receipt page lists who used their data: the organisation and role, what and when. By
+          default it names no member of staff; the study can choose to show the names as well.
+        </p>
+        <p data-staff-names={d.settings.staffNamesToParticipants ? "on" : "off"}>
+          In force:{" "}
+          {d.settings.staffNamesToParticipants
+            ? "participants see staff names."
+            : "participants see organisation and role only."}
+        </p>
+        {d.canManage ? (
+          <Form method="post">
+            <input type="hidden" name="intent" value="staff-names" />
+            <fieldset aria-invalid={r?.field === "staffNamesToParticipants" || undefined}>
+              <legend>Show staff names to participants</legend>
+              <label className="inline">
+                <input
+                  type="radio"
+                  name="staffNamesToParticipants"
+                  value="off"
+                  defaultChecked={!d.settings.staffNamesToParticipants}
+                />
+                &nbsp;No, organisation and role only
+              </label>
+              <label className="inline">
+                <input
+                  type="radio"
+                  name="staffNamesToParticipants"
+                  value="on"
+                  defaultChecked={d.settings.staffNamesToParticipants}
+                />
+                &nbsp;Yes, show names
+              </label>
+            </fieldset>
+            <button type="submit">Save</button>
           </Form>
         ) : null}
       </section>

@@ -11,7 +11,20 @@ import { StudyPage } from "../../ui/study-page.tsx";
 
 export const meta: MetaFunction = () => [{ title: "Staff and sites · TrialSeal" }];
 
-const ROLE_CHOICES = ["investigator", "coordinator", "monitor", "data_manager", "regulator", "admin"] as const;
+const ROLE_CHOICES = [
+  "investigator",
+  "coordinator",
+  "monitor",
+  "data_manager",
+  "regulator",
+  "admin",
+  "unblinded_statistician",
+  "unblinded_pharmacist",
+  "depot_manager",
+  "site_pharmacist",
+  "data_access_committee",
+  "external_researcher",
+] as const;
 
 export async function loader({ request, context, params }: LoaderFunctionArgs) {
   const { study, user } = await requireStudy(request, context, params, "study.view");

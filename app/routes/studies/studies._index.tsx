@@ -2,6 +2,7 @@ import { json, type LoaderFunctionArgs, type MetaFunction } from "@remix-run/nod
 import { Link, useLoaderData } from "@remix-run/react";
 import { visibleStudies } from "../../studies/studies.server.ts";
 import { requireUser } from "../../platform/session.server.ts";
+import { can } from "../../platform/permissions.server.ts";
 import { TopBar } from "../../ui/top-bar.tsx";
 
 export const meta: MetaFunction = () => [{ title: "Studies · TrialSeal" }];
@@ -18,6 +19,9 @@ export async function loader({ request, context }: LoaderFunctionArgs) {
       title: s.title,
       status: s.status,
       roles: user.platformAdmin ? ["platform admin"] : roles(s.id),
+      // External researchers and the data access committee have no study.view (ADR 0069): their page of a study is
+      // its data-use requests.
+      home: can(user, "study.view", { studyId: s.id }) ? `/studies/${s.code}` : `/studies/${s.code}/data-requests`,
     })),
   });
 }
@@ -49,7 +53,7 @@ export default function Studies() {
             {studies.map((s) => (
               <tr key={s.code}>
                 <td>
-                  <Link to={`/studies/${s.code}`}>{s.code}</Link>
+                  <Link to={s.home}>{s.code}</Link>
                 </td>
                 <td>{s.title}</td>
                 <td>

@@ -1,0 +1,16 @@
+import type { LoaderFunctionArgs } from "@remix-run/node";
+import { accountabilityCsv } from "../../drug-supply/accountability.server.ts";
+import { downloadResponse, exportErrorResponse } from "../../drug-supply/export-response.server.ts";
+import { requireStudy } from "../../platform/require-study.server.ts";
+
+/** A site's drug accountability log as CSV (?site=CODE; supply.export at that site; an audited export). */
+export async function loader({ request, context, params }: LoaderFunctionArgs) {
+  const { study, user } = await requireStudy(request, context, params, "supply.export");
+  try {
+    const site = new URL(request.url).searchParams.get("site") ?? "";
+    const f = await accountabilityCsv(context.ctx, user, study.code, site);
+    return downloadResponse(f.text, "text/csv; charset=utf-8", f.name);
+  } catch (err) {
+    return exportErrorResponse(err);
+  }
+}
