@@ -102,7 +102,8 @@ describe("data sharing in the browser (Chromium, PostgreSQL demo portal)", () =>
     await researcher.getByRole("button", { name: "Send the request" }).click();
     await researcher.waitForURL(/\/data-requests\/[0-9a-f-]{36}$/);
     const requestPath = new URL(researcher.url()).pathname;
-    expect(await researcher.locator("main").textContent()).toContain("Awaiting the data access committee");
+    // The URL changes before the new page has rendered: wait for its text.
+    await expect.poll(() => researcher.locator("main").textContent()).toContain("Awaiting the data access committee");
 
     // The committee (authenticator enrolled at sign-in) approves with a reason and makes a delivery.
     const dac = await demo.page(DESKTOP, "dac@demo.trialseal.test");
@@ -114,12 +115,14 @@ describe("data sharing in the browser (Chromium, PostgreSQL demo portal)", () =>
     await expect.poll(() => dac.getByRole("button", { name: "Make a delivery now" }).count()).toBe(1);
     await dac.getByRole("button", { name: "Make a delivery now" }).click();
     await expect.poll(() => dac.locator("table tbody tr").count()).toBe(1);
-    expect(await dac.getByRole("status").first().textContent()).toMatch(
-      new RegExp(
-        "^Delivery made for 1 participant; downloadable until \\d{4}-\\d{2}-\\d{2} \\d{2}:\\d{2} UTC\\. " +
-          "Manifest SHA-256 [0-9a-f]{64}\\.$",
-      ),
-    );
+    await expect
+      .poll(() => dac.getByRole("status").first().textContent())
+      .toMatch(
+        new RegExp(
+          "^Delivery made for 1 participant; downloadable until \\d{4}-\\d{2}-\\d{2} \\d{2}:\\d{2} UTC\\. " +
+            "Manifest SHA-256 [0-9a-f]{64}\\.$",
+        ),
+      );
     await shot(dac, "data-sharing-05-committee-delivered");
 
     // The researcher downloads the ZIP: only the participant who still agrees, pseudonymised.
