@@ -1,9 +1,11 @@
-// Build the `trialseal` CLI ahead of time: bin/cli.ts and the sources it imports (app/, db/, anchoring/) bundled
-// by esbuild into build/cli/trialseal.mjs, one chunk per lazily imported command (build/cli/chunks/), so that a
-// run loads only what its command uses and no TypeScript is compiled at startup. Packages stay external: native
-// addons and WASM (PGlite, argon2) load from node_modules as usual. build/cli/inputs.json lists the sources and
-// when the build read them: bin/trialseal.js runs the bundle only while none of them changed since, else the
-// sources through tsx. Run by `npm run build` and on `npm install` (postinstall).
+// Build the `trialseal` CLI and the portal's server ahead of time: bin/cli.ts and bin/serve.ts and the sources they
+// import (app/, db/, anchoring/) bundled by esbuild into build/cli/trialseal.mjs and build/cli/serve.mjs, sharing
+// one chunk per lazily imported module (build/cli/chunks/), so that a run loads only what its command uses and no
+// TypeScript is compiled at startup (through tsx, a portal start spent about 15 s of CPU resolving and compiling
+// its modules). Packages stay external: native addons and WASM (PGlite, argon2) load from node_modules as usual.
+// build/cli/inputs.json lists the sources and when the build read them: bin/trialseal.js and bin/start.js run the
+// bundles only while none of them changed since (bin/bundle-current.js), else the sources through tsx. Run by
+// `npm run build` and on `npm install` (postinstall).
 import { mkdirSync, rmSync, writeFileSync } from "node:fs";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
@@ -18,7 +20,7 @@ export async function buildCli() {
   rmSync(CLI_OUT, { recursive: true, force: true });
   const r = await build({
     absWorkingDir: root,
-    entryPoints: { trialseal: path.join(root, "bin", "cli.ts") },
+    entryPoints: { trialseal: path.join(root, "bin", "cli.ts"), serve: path.join(root, "bin", "serve.ts") },
     outdir: CLI_OUT,
     outExtension: { ".js": ".mjs" },
     chunkNames: "chunks/[name]-[hash]",
@@ -45,7 +47,7 @@ if (process.argv[1] && path.resolve(process.argv[1]) === fileURLToPath(import.me
   const t = Date.now();
   const b = await buildCli();
   console.log(
-    `built build/cli/trialseal.mjs from ${b.inputs} sources (${b.outputs} files, ${Math.round(b.bytes / 1024)} KiB) ` +
+    `built build/cli/trialseal.mjs and serve.mjs from ${b.inputs} sources (${b.outputs} files, ${Math.round(b.bytes / 1024)} KiB) ` +
       `in ${Date.now() - t} ms`,
   );
 }

@@ -35,6 +35,7 @@ import { describeEvent } from "../app/platform/commands.server.ts";
 import { DATABASE_RETRY_AFTER_S } from "../db/availability.ts";
 import { runWhileLeader, type Stopper } from "../app/platform/leader.server.ts";
 import { runPrimary, WORKER_NUMBER_VAR } from "./cluster.ts";
+import { packageRoot } from "../app/platform/package-root.server.ts";
 import { apiRoutes, callApiRoute, matchApiRoute } from "../app/platform/api-router.server.ts";
 
 // The Express adapter's request/response converters (exported by @remix-run/express's server module, not its index):
@@ -80,7 +81,8 @@ function databaseUnavailable(request: Request): Response {
   return new Response(page, { status: 503, headers: { ...headers, "content-type": "text/html; charset=utf-8" } });
 }
 
-const ROOT = path.resolve(path.dirname(new URL(import.meta.url).pathname), "..");
+// Located from the package root, not import.meta.url: this file also runs bundled (build/cli/serve.mjs).
+const ROOT = packageRoot();
 
 function die(message: string): never {
   process.stderr.write(`trialseal: ${message}\n`);

@@ -5,8 +5,9 @@ import cluster from "node:cluster";
 import { spawnSync } from "node:child_process";
 import { existsSync, readdirSync, statSync } from "node:fs";
 import path from "node:path";
-import { fileURLToPath } from "node:url";
+import { fileURLToPath, pathToFileURL } from "node:url";
 import { register } from "tsx/esm/api";
+import { BUNDLE_DIR, bundleIsCurrent } from "./bundle-current.js";
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..");
 const buildFile = path.join(root, "build", "index.js");
@@ -42,5 +43,10 @@ if (stale) {
     process.exit(1);
   }
 }
-register();
-await import("./serve.ts");
+// The server bundled ahead of time (bin/build-cli.mjs) while its sources are unchanged; else the sources via tsx.
+if (bundleIsCurrent()) {
+  await import(pathToFileURL(path.join(BUNDLE_DIR, "serve.mjs")).href);
+} else {
+  register();
+  await import("./serve.ts");
+}
