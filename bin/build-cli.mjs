@@ -47,7 +47,7 @@ if (process.argv[1] && path.resolve(process.argv[1]) === fileURLToPath(import.me
   const t = Date.now();
   const b = await buildCli();
   console.log(
-    `built build/cli/trialseal.mjs and serve.mjs from ${b.inputs} sources (${b.outputs} files, ${Math.round(b.bytes / 1024)} KiB) ` +
-      `in ${Date.now() - t} ms`,
+    `built build/cli/trialseal.mjs and serve.mjs from ${b.inputs} sources ` +
+      `(${b.outputs} files, ${Math.round(b.bytes / 1024)} KiB) in ${Date.now() - t} ms`,
   );
 }
