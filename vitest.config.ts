@@ -36,6 +36,8 @@ export default defineConfig({
         test: {
           name: "unit",
           include: ["anchoring/**/*.test.ts", "app/**/*.test.ts", "db/**/*.test.ts", "test/unit/**/*.test.ts"],
+          // Two files at once (vitest's default on 2 cores is one, which left a core idle for most of the suite).
+          maxWorkers: 2,
           testTimeout: 120_000,
           hookTimeout: 120_000, // hooks start an openssl TSA or an EVM node
         },
@@ -77,7 +79,8 @@ export default defineConfig({
       {
         test: {
           name: "long",
-          include: ["test/long/**/*.test.ts", "test/unit/fuzz.test.ts"],
+          // The full ranges of tests whose default run checks a bounded sample (TRIALSEAL_LONG=1).
+          include: ["test/long/**/*.test.ts", "test/unit/fuzz.test.ts", "anchoring/log/sha256-nodes.test.ts"],
           testTimeout: 1_800_000,
           hookTimeout: 300_000,
         },

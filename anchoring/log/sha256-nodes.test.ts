@@ -15,6 +15,8 @@ import { consistencyProof, inclusionProof, leafHash, nodeHash, rootOf, verifyInc
 import { hashNodesInto } from "./sha256-nodes.ts";
 import { MerkleLevels } from "./tree.ts";
 
+// The default suite checks a bounded sample; `npm run test:long` every size 1..2000 and all the large trees.
+const LONG = process.env.TRIALSEAL_LONG === "1";
 const VECTORS = path.join(path.dirname(fileURLToPath(import.meta.url)), "..", "..", "test", "vectors", "rfc6962");
 const sha = (b: Uint8Array) => createHash("sha256").update(b).digest("hex");
 const randomLeaves = (n: number) => {
@@ -77,16 +79,21 @@ describe("MerkleLevels built level by level", () => {
     }
   });
 
-  it("equals the per-call implementation for every size 1..2000", () => {
+  it("equals the per-call implementation for every size 1..300 and sizes up to 2000 (all of them in test:long)", () => {
     const leaves = randomLeaves(2000);
-    for (let n = 1; n <= 2000; n++) {
+    // Every size up to 300, each size next to a power of two up to 2048, and 100 random sizes up to 2000.
+    const sizes = new Set<number>();
+    for (let n = 1; n <= (LONG ? 2000 : 300); n++) sizes.add(n);
+    for (let p = 512; p <= 2048; p *= 2) for (const n of [p - 1, p, p + 1]) if (n <= 2000) sizes.add(n);
+    for (let k = 0; k < 100; k++) sizes.add(301 + Math.floor(Math.random() * 1700));
+    for (const n of sizes) {
       const t = MerkleLevels.fromLeaves(c, leaves.slice(0, n));
       expect(toHex(t.root()), `size ${n}`).toBe(toHex(rootOf(c, leaves, 0, n)));
     }
   });
 
-  it("equals the per-call implementation on a few large trees, with the same stored bytes as appending", () => {
-    for (const n of [65_536, 65_537, 131_071, 300_001]) {
+  it("equals the per-call implementation on a large tree (four in test:long), with the same bytes as appending", () => {
+    for (const n of LONG ? [65_536, 65_537, 131_071, 300_001] : [65_537]) {
       const leaves = randomLeaves(n);
       const t = MerkleLevels.fromLeaves(c, leaves);
       expect(toHex(t.root()), `size ${n}`).toBe(toHex(rootOf(c, leaves)));
@@ -120,7 +127,7 @@ describe("MerkleLevels built level by level", () => {
           }
         }
       }),
-      { numRuns: 150 },
+      { numRuns: LONG ? 150 : 40 },
     );
   });
 
