@@ -6,7 +6,7 @@
  * columns; the evidence package verifies offline, and fails naming the file when any file is changed (also when
  * the manifest is rewritten to match), through `trialseal verify-package` too.
  */
-import { spawnSync } from "node:child_process";
+import { spawn } from "node:child_process";
 import { mkdtempSync, readFileSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
@@ -202,6 +202,48 @@ afterAll(async () => {
 });
 
 const text = (d: Uint8Array) => new TextDecoder().decode(d);
+const opts = { odmItems, odmValue: payloadOdmValue };
+
+/**
+ * `bin/trialseal.js` with these arguments, run beside the in-process checks (a process of its own). It never
+ * rejects: a process that cannot start has status null and the error as its stderr, for the assertions to report.
+ */
+const runCli = (args: string[], env: Record<string, string> = { DATA_DIR: dir }) =>
+  new Promise<{ status: number | null; stdout: string; stderr: string }>((resolve) => {
+    const child = spawn(process.execPath, [path.join(ROOT, "bin", "trialseal.js"), ...args], {
+      env: { ...process.env, ...env },
+      stdio: ["ignore", "pipe", "pipe"],
+    });
+    let stdout = "";
+    let stderr = "";
+    child.stdout.setEncoding("utf8").on("data", (d) => (stdout += d));
+    child.stderr.setEncoding("utf8").on("data", (d) => (stderr += d));
+    child.once("error", (err) => resolve({ status: null, stdout, stderr: `${stderr}${String(err)}` }));
+    child.once("close", (status) => resolve({ status, stdout, stderr }));
+  });
+
+/**
+ * The evidence package of the study once S1-001 has withdrawn in full (its FHIR Consent `inactive`), exported and
+ * checked (VALID) once for every test that edits it: each test edits its own copy of the files. Before it, a
+ * certified copy of S1-003 is made and sealed, so the package's own copy of S1-003 is a newer one.
+ */
+let withdrawn: Promise<{
+  data: Uint8Array;
+  files: Map<string, Uint8Array>;
+  ok: Awaited<ReturnType<typeof verifyEvidence>>;
+  olderCopy: Uint8Array;
+}> | null = null;
+const withdrawnPackage = () => {
+  withdrawn ??= (async () => {
+    await recordWithdrawal(t.ctx, p.inv, "EXP-1", "S1-001", { scope: "full" });
+    const olderCopy = new Uint8Array(await casebookPdf(t.ctx, p.reg, "EXP-1", "S1-003"));
+    const { data } = await exportStudy(t.ctx, p.reg, "EXP-1", "evidence");
+    const files = readPackage(data);
+    const ok = await verifyEvidence(t.ctx.crypto, files, deploymentTrustPolicy(t.ctx), opts);
+    return { data, files, ok, olderCopy };
+  })();
+  return withdrawn;
+};
 
 describe(`study exports on ${engineUnderTest()}`, () => {
   it(
@@ -383,19 +425,50 @@ describe(`study exports on ${engineUnderTest()}`, () => {
     expect(names.filter((n) => n.startsWith("bundles/"))).toHaveLength(studyEntries);
     expect(studyEntries).toBeGreaterThan(2000);
     expect(names.filter((n) => n.startsWith("checkpoints/")).length).toBeGreaterThan(8);
+    const flip = (d: Uint8Array, at = Math.floor(d.length / 2)) => {
+      const c = new Uint8Array(d);
+      c[at] ^= 1;
+      return c;
+    };
+
+    // The CLI runs (asserted below) start now, each a process of its own, while the package is checked in-process.
+    // The CLI: exit 0 with the pinned policy, 1 naming the file when changed, 2 without trust.
+    const zipPath = path.join(dir, "evidence.zip");
+    writeFileSync(zipPath, f.data);
+    const pin = sha256Hex(t.ctx.crypto, files.get("trust-policy.json")!);
+    const entries = Object.fromEntries([...files.entries()].map(([k, v]) => [k, k === "odm.xml" ? flip(v) : v]));
+    const badZip = path.join(dir, "evidence-bad.zip");
+    writeFileSync(badZip, zipSync(entries));
+    const cliRuns = Promise.all([
+      runCli(["verify-package", zipPath, "--pin", pin]),
+      runCli(["verify-package", badZip, "--pin", pin]),
+      runCli(["verify-package", zipPath]),
+      runCli(["verify-package", zipPath, "--pin", "0".repeat(64)]),
+      runCli(["verify-package", path.join(dir, "missing.zip"), "--pin", pin]),
+    ]);
+    // `trialseal export` itself (PostgreSQL: another process can open the database). The evidence format through
+    // the CLI is exercised by test/integration/no-personal-data.test.ts; here the ODM file it writes is the same.
+    const out = path.join(dir, "cli-odm.xml");
+    const exportEnv = t.url && {
+      DATABASE_URL: t.url,
+      DATA_DIR: t.ctx.env.dataDir,
+      DATA_KEY: "11".repeat(32),
+      SESSION_SECRET: "test-session-secret-that-is-long-enough-0123456789",
+    };
+    const exportRuns =
+      exportEnv &&
+      Promise.all([
+        runCli(["export", "--study", "EXP-1", "--format", "odm", "--out", out], exportEnv),
+        runCli(["export", "--study", "EXP-1", "--format", "pdf"], exportEnv),
+      ]);
+
     const policy = deploymentTrustPolicy(t.ctx);
-    const opts = { odmItems, odmValue: payloadOdmValue };
     const ok = await verifyEvidence(t.ctx.crypto, files, policy, opts);
     expect(ok.problems).toEqual([]);
     expect(ok.valid).toBe(true);
     expect(ok.checked.odmValues).toBeGreaterThan(40);
     expect(ok.checked.bundles).toBe(studyEntries);
 
-    const flip = (d: Uint8Array, at = Math.floor(d.length / 2)) => {
-      const c = new Uint8Array(d);
-      c[at] ^= 1;
-      return c;
-    };
     const bundleName = names.find((n) => n.startsWith("bundles/"))!;
     for (const name of [
       "odm.xml",
@@ -442,59 +515,29 @@ describe(`study exports on ${engineUnderTest()}`, () => {
       expect.objectContaining({ file: bundleName, code: "FILE_MISSING" }),
     );
 
-    // The CLI: exit 0 with the pinned policy, 1 naming the file when changed, 2 without trust.
-    const zipPath = path.join(dir, "evidence.zip");
-    writeFileSync(zipPath, f.data);
-    const pin = sha256Hex(t.ctx.crypto, files.get("trust-policy.json")!);
-    const cli = (args: string[]) =>
-      spawnSync(process.execPath, [path.join(ROOT, "bin", "trialseal.js"), ...args], {
-        encoding: "utf8",
-        env: { ...process.env, DATA_DIR: dir },
-      });
-    const good = cli(["verify-package", zipPath, "--pin", pin]);
+    // The CLI runs started above.
+    const [good, bad, noTrust, wrongPin, missing] = await cliRuns;
     expect(good.stderr).toBe("");
     expect(good.status).toBe(0);
     expect(good.stdout).toMatch(/: VALID \(study EXP-1;/);
-    const entries = Object.fromEntries([...files.entries()].map(([k, v]) => [k, k === "odm.xml" ? flip(v) : v]));
-    const badZip = path.join(dir, "evidence-bad.zip");
-    writeFileSync(badZip, zipSync(entries));
-    const bad = cli(["verify-package", badZip, "--pin", pin]);
     expect(bad.status).toBe(1);
     expect(bad.stderr).toMatch(/invalid: odm\.xml \[FILE_ALTERED\]/);
-    expect(cli(["verify-package", zipPath]).status).toBe(2);
-    expect(cli(["verify-package", zipPath, "--pin", "0".repeat(64)]).status).toBe(1);
-    expect(cli(["verify-package", path.join(dir, "missing.zip"), "--pin", pin]).status).toBe(2);
+    expect(noTrust.status).toBe(2);
+    expect(wrongPin.status).toBe(1);
+    expect(missing.status).toBe(2);
 
-    // `trialseal export` itself (PostgreSQL: another process can open the database). The evidence format through
-    // the CLI is exercised by test/integration/no-personal-data.test.ts; here the ODM file it writes is the same.
-    if (t.url) {
-      const out = path.join(dir, "cli-odm.xml");
-      const env = {
-        DATABASE_URL: t.url,
-        DATA_DIR: t.ctx.env.dataDir,
-        DATA_KEY: "11".repeat(32),
-        SESSION_SECRET: "test-session-secret-that-is-long-enough-0123456789",
-      };
-      const run = spawnSync(
-        process.execPath,
-        [path.join(ROOT, "bin", "trialseal.js"), "export", "--study", "EXP-1", "--format", "odm", "--out", out],
-        { encoding: "utf8", env: { ...process.env, ...env } },
-      );
+    if (exportRuns) {
+      const [run, badFormat] = await exportRuns;
       expect(run.stderr).toBe("");
       expect(run.stdout).toMatch(
         new RegExp(`^wrote ${out.replace(/[.*+?^${}()|[\]\\]/g, "\\$&")} \\(\\d+ bytes, sha256 [0-9a-f]{64}\\)\n$`),
       );
       const written = readFileSync(out, "utf8");
       expect(odmItems(written).length).toBe(odmItems(text(files.get("odm.xml")!)).length);
-      const badFormat = spawnSync(
-        process.execPath,
-        [path.join(ROOT, "bin", "trialseal.js"), "export", "--study", "EXP-1", "--format", "pdf"],
-        { encoding: "utf8", env: { ...process.env, ...env } },
-      );
       expect(badFormat.status).toBe(1);
       expect(badFormat.stderr).toMatch(/format: one of evidence, odm, fhir, csv/);
     }
-  }, 180_000);
+  }, 300_000);
 
   it(
     "a generated PDF's SHA-256 is sealed as a document.generated entry with its audit event " +
@@ -541,14 +584,18 @@ describe(`study exports on ${engineUnderTest()}`, () => {
   it("evidence package: an edited CSV row, FHIR Consent status or certified copy is named by file, row and seq, " +
     "with a recomputed manifest", async () => {
     // A withdrawn participant: S1-001's consent is withdrawn in full, so its FHIR Consent is `inactive`.
-    await recordWithdrawal(t.ctx, p.inv, "EXP-1", "S1-001", { scope: "full" });
-    const f = await exportStudy(t.ctx, p.reg, "EXP-1", "evidence");
-    const files = readPackage(f.data);
+    const { data, files, ok } = await withdrawnPackage();
     const policy = deploymentTrustPolicy(t.ctx);
-    const opts = { odmItems, odmValue: payloadOdmValue };
-    const ok = await verifyEvidence(t.ctx.crypto, files, policy, opts);
     expect(ok.problems).toEqual([]);
     expect(ok.valid).toBe(true);
+    // Through the CLI (asserted below), each run a process of its own beside the in-process checks.
+    const pin = sha256Hex(t.ctx.crypto, files.get("trust-policy.json")!);
+    const cli = (zip: Uint8Array) => {
+      const file = path.join(dir, `evidence-${Math.random().toString(36).slice(2)}.zip`);
+      writeFileSync(file, zip);
+      return runCli(["verify-package", file, "--pin", pin]);
+    };
+    const goodRun = cli(data);
 
     const enc = (s: string) => new TextEncoder().encode(s);
     const rewrite = (changes: Record<string, Uint8Array>) => {
@@ -584,6 +631,9 @@ describe(`study exports on ${engineUnderTest()}`, () => {
     const consent = bundle.entry.find((e: any) => e.resource.resourceType === "Consent").resource;
     expect(consent.status).toBe("inactive");
     consent.status = "active";
+    // The issue's scenario through the CLI: CSV and FHIR edited, manifest recomputed, zipped again.
+    const edited = rewrite({ [csvName]: enc(csvLines.join("\r\n")), "fhir.json": enc(JSON.stringify(bundle)) });
+    const badRun = cli(zipSync(Object.fromEntries(edited)));
     const sigSeq = String(
       (
         await t.database.execute(
@@ -624,25 +674,11 @@ describe(`study exports on ${engineUnderTest()}`, () => {
       expect.objectContaining({ file: "certified-copies/S1-009.pdf", code: "FILE_UNEXPECTED" }),
     ]);
 
-    // The issue's scenario through the CLI: CSV and FHIR edited, manifest recomputed, zipped again.
-    const pin = sha256Hex(t.ctx.crypto, files.get("trust-policy.json")!);
-    const cli = (zip: Uint8Array) => {
-      const file = path.join(dir, `evidence-${Math.random().toString(36).slice(2)}.zip`);
-      writeFileSync(file, zip);
-      return spawnSync(
-        process.execPath,
-        [path.join(ROOT, "bin", "trialseal.js"), "verify-package", file, "--pin", pin],
-        {
-          encoding: "utf8",
-          env: { ...process.env, DATA_DIR: dir },
-        },
-      );
-    };
-    const good = cli(f.data);
+    // The CLI runs started above: the genuine package, and the issue's scenario.
+    const good = await goodRun;
     expect(good.stderr).toBe("");
     expect(good.status).toBe(0);
-    const edited = rewrite({ [csvName]: enc(csvLines.join("\r\n")), "fhir.json": enc(JSON.stringify(bundle)) });
-    const bad = cli(zipSync(Object.fromEntries(edited)));
+    const bad = await badRun;
     expect(bad.status).toBe(1);
     expect(bad.stdout).toMatch(/: INVALID \(study EXP-1;.* 6 CSV rows, \d+ FHIR resources, 3 PDFs checked\)/);
     expect(bad.stdout).toMatch(/FAIL csv\/EXP-1-VITALS\.csv \[CSV_VALUE_MISMATCH\]: line \d+ \(subject S1-002/);
@@ -654,15 +690,14 @@ describe(`study exports on ${engineUnderTest()}`, () => {
     expect(checked.csvRows).toBe(saved.length); // one row per subject-visit
     expect(checked.fhirResources).toBeGreaterThanOrEqual(7); // 6 QuestionnaireResponses, 1 Consent (+ subjects)
     expect(checked.documents).toBe(3); // a certified copy per subject, each with its sealed entry
-  }, 180_000);
+  }, 300_000); // the first test of the shared package: it is exported and checked here (withdrawnPackage)
 
   // Review of issue 15: every export names who entered each version (CSV entered_by, FHIR author), and paper
   // consents (ADR 0021) are FHIR Consents; both are cross-checked against the sealed payloads.
   it("evidence package: an edited CSV entered_by, FHIR author or paper Consent is named with its seq", async () => {
-    const files = readPackage((await exportStudy(t.ctx, p.reg, "EXP-1", "evidence")).data);
+    const { files, ok } = await withdrawnPackage();
     const policy = deploymentTrustPolicy(t.ctx);
-    const opts = { odmItems, odmValue: payloadOdmValue };
-    expect((await verifyEvidence(t.ctx.crypto, files, policy, opts)).problems).toEqual([]);
+    expect(ok.problems).toEqual([]);
     const enc = (s: string) => new TextEncoder().encode(s);
     const problemsOf = async (name: string, data: Uint8Array) => {
       const m = new Map(files);
@@ -732,16 +767,11 @@ describe(`study exports on ${engineUnderTest()}`, () => {
   // recomputed manifest.
   describe("evidence package completeness, with a recomputed manifest", () => {
     const enc = (s: string) => new TextEncoder().encode(s);
-    const opts = { odmItems, odmValue: payloadOdmValue };
-    let genuine: Map<string, Uint8Array> | null = null;
     /** One genuine package for these cases (VALID), exported once. */
     const genuinePackage = async () => {
-      if (!genuine) {
-        genuine = readPackage((await exportStudy(t.ctx, p.reg, "EXP-1", "evidence")).data);
-        const ok = await verifyEvidence(t.ctx.crypto, genuine, deploymentTrustPolicy(t.ctx), opts);
-        expect(ok.problems).toEqual([]);
-      }
-      return genuine;
+      const { files, ok } = await withdrawnPackage();
+      expect(ok.problems).toEqual([]);
+      return files;
     };
     /** The package with files replaced (or removed: null) and the manifest recomputed to match. */
     const edited = (files: Map<string, Uint8Array>, changes: Record<string, Uint8Array | null>) => {
@@ -812,10 +842,8 @@ describe(`study exports on ${engineUnderTest()}`, () => {
 
     it("an older genuine certified copy in place of the subject's latest is DOCUMENT_NOT_LATEST", async () => {
       // A copy of S1-003 made (and sealed) before the package, which then makes and seals a newer one.
-      const older = new Uint8Array(await casebookPdf(t.ctx, p.reg, "EXP-1", "S1-003"));
-      const files = readPackage((await exportStudy(t.ctx, p.reg, "EXP-1", "evidence")).data);
-      const policy = deploymentTrustPolicy(t.ctx);
-      expect((await verifyEvidence(t.ctx.crypto, files, policy, opts)).problems).toEqual([]);
+      const { files, ok, olderCopy: older } = await withdrawnPackage();
+      expect(ok.problems).toEqual([]);
       const name = "certified-copies/S1-003.pdf";
       expect(sha256Hex(t.ctx.crypto, files.get(name)!)).not.toBe(sha256Hex(t.ctx.crypto, older));
       const problems = await problemsOf(files, { [name]: older });
