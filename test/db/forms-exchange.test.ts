@@ -4,12 +4,14 @@
  * re-importing makes the next versions, exports round-trip; and the real `trialseal forms import|export` CLI as a
  * person runs it, on a database of its own on the same engine (exit 0 imported, 1 refused by row, 2 unusable).
  */
-import { spawnSync } from "node:child_process";
+import { spawn } from "node:child_process";
+import type { Server } from "node:http";
 import { mkdtempSync, readFileSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import path from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createScratchPostgres, engineUnderTest, openTestDatabase, type TestDb } from "../helpers/db.ts";
+import { dataDirWithDatabase } from "../helpers/pglite-template.ts";
 import { ROOT } from "../helpers/portal.ts";
 import { createStudy } from "../../app/studies/studies.server.ts";
 import { createUser } from "../../app/accounts/users.server.ts";
@@ -19,6 +21,10 @@ import { FormFileError, exportForms, importFormsFile } from "../../app/form-exch
 import { redcapDictionaryToForms } from "../../app/form-exchange/redcap-dictionary.ts";
 import { odmMetadataToForms } from "../../app/form-exchange/odm-metadata-import.ts";
 import type { Principal } from "../../app/platform/permissions.server.ts";
+import type { AppContext } from "../../app/platform/context.server.ts";
+import { createAppContext } from "../../app/platform/context.server.ts";
+import { parseEnv } from "../../app/platform/env.server.ts";
+import { startControlServer } from "../../app/platform/control.server.ts";
 
 const FIXTURE = readFileSync(path.join(ROOT, "test", "fixtures", "redcap-dictionary.csv"), "utf8");
 const PW = "amber otter winter forty-two";
@@ -181,36 +187,58 @@ describe(`files of forms through the services (${engineUnderTest()})`, () => {
 describe(`trialseal forms import | export, the real CLI (${engineUnderTest()})`, () => {
   let env: Record<string, string>;
   let drop: (() => Promise<void>) | undefined;
+  let portal: { ctx: AppContext; control: Server } | undefined;
+  // Asynchronous: on PGlite this process answers the CLI's commands on the control socket meanwhile.
   const cli = (...args: string[]) =>
-    spawnSync(process.execPath, [path.join(ROOT, "bin", "trialseal.js"), ...args], {
-      cwd: dir,
-      encoding: "utf8",
-      env: { ...process.env, ...env },
-      timeout: 180_000,
+    new Promise<{ status: number | null; stdout: string; stderr: string }>((resolve, reject) => {
+      const child = spawn(process.execPath, [path.join(ROOT, "bin", "trialseal.js"), ...args], {
+        cwd: dir,
+        env: { ...process.env, ...env },
+        timeout: 180_000,
+      });
+      let stdout = "";
+      let stderr = "";
+      child.stdout.setEncoding("utf8").on("data", (c: string) => (stdout += c));
+      child.stderr.setEncoding("utf8").on("data", (c: string) => (stderr += c));
+      child.on("error", reject);
+      child.on("close", (status) => resolve({ status, stdout, stderr }));
     });
   beforeAll(async () => {
     // The CLI opens a database of its own on the engine under test (an in-memory PGlite is this process's only).
-    env = { DATA_DIR: mkdtempSync(path.join(tmpdir(), "ts-forms-cli-")), SEED_DEMO: "false", DATABASE_URL: "" };
+    // PGlite: a data directory whose database is already made and migrated (no initdb); `db migrate` opens it
+    // itself and creates the deployment's keys, then this process holds it as a running portal does, with the
+    // control socket: every later CLI run sends its command there instead of opening the embedded database again.
+    const dataDir =
+      engineUnderTest() === "pglite" ? await dataDirWithDatabase() : mkdtempSync(path.join(tmpdir(), "ts-forms-cli-"));
+    env = { DATA_DIR: dataDir, SEED_DEMO: "false", DATABASE_URL: "" };
     if (engineUnderTest() === "postgres") {
-      const scratch = await createScratchPostgres();
+      const scratch = await createScratchPostgres({ migrated: true });
       env.DATABASE_URL = scratch.url;
       drop = scratch.drop;
     }
-    for (const args of [
-      ["db", "migrate"],
-      ["studies", "create", "--code", "CLI-1", "--title", "CLI", "--site", "A"],
-    ]) {
-      const r = cli(...args);
-      expect(r.status, r.stderr).toBe(0);
+    const migrated = await cli("db", "migrate");
+    expect(migrated.status, migrated.stderr).toBe(0);
+    if (engineUnderTest() === "pglite") {
+      const controlSocket = path.join(dataDir, "control.sock");
+      const ctx = await createAppContext(parseEnv({ ...process.env, ...env }), {
+        lockInfo: { controlSocket, role: "portal" },
+      });
+      portal = { ctx, control: await startControlServer(ctx, controlSocket) };
     }
+    const created = await cli("studies", "create", "--code", "CLI-1", "--title", "CLI", "--site", "A");
+    expect(created.status, created.stderr).toBe(0);
   });
   afterAll(async () => {
+    if (portal) {
+      await new Promise((resolve) => portal!.control.close(resolve));
+      await portal.ctx.database.close();
+    }
     await drop?.();
   });
 
-  it("imports a dictionary (exit 0), refuses a bad one listing every row (1), an unusable file (2)", () => {
+  it("imports a dictionary (exit 0), refuses a bad one listing every row (1), an unusable file (2)", async () => {
     const fixture = path.join(ROOT, "test", "fixtures", "redcap-dictionary.csv");
-    const ok = cli(
+    const ok = await cli(
       "forms",
       "import",
       "--study",
@@ -239,7 +267,7 @@ describe(`trialseal forms import | export, the real CLI (${engineUnderTest()})`,
         '"1 Hispanic or Latino',
       ),
     );
-    const bad = cli("forms", "import", "--study", "CLI-1", badFile, "--format", "redcap");
+    const bad = await cli("forms", "import", "--study", "CLI-1", badFile, "--format", "redcap");
     expect(bad.status).toBe(1);
     expect(bad.stdout).toBe("");
     expect(bad.stderr.split("\n").filter(Boolean)).toEqual([
@@ -251,40 +279,40 @@ describe(`trialseal forms import | export, the real CLI (${engineUnderTest()})`,
 
     const junk = path.join(dir, "notes.txt");
     writeFileSync(junk, "just some notes\n");
-    const unusable = cli("forms", "import", "--study", "CLI-1", junk);
+    const unusable = await cli("forms", "import", "--study", "CLI-1", junk);
     expect(unusable.status).toBe(2);
     expect(unusable.stderr).toMatch(/^trialseal: cannot tell the file's format/);
-    expect(cli("forms", "import", "--study", "CLI-1", junk, "--format", "xls").status).toBe(2);
-    expect(cli("forms", "import", "--study", "CLI-1", path.join(dir, "missing.csv")).stderr).toMatch(
+    expect((await cli("forms", "import", "--study", "CLI-1", junk, "--format", "xls")).status).toBe(2);
+    expect((await cli("forms", "import", "--study", "CLI-1", path.join(dir, "missing.csv"))).stderr).toMatch(
       /cannot read .*missing\.csv: ENOENT/,
     );
     const big = path.join(dir, "big.csv");
     writeFileSync(big, "x".repeat(1024 * 1024 + 1));
-    const tooBig = cli("forms", "import", "--study", "CLI-1", big);
+    const tooBig = await cli("forms", "import", "--study", "CLI-1", big);
     expect(tooBig.status).toBe(2);
     expect(tooBig.stderr).toMatch(/a file of forms may be at most 1048576 bytes/);
   });
 
-  it("exports REDCap, JSON and ODM; the exported dictionary and ODM file import again as next versions", () => {
-    const out = cli("forms", "export", "--study", "CLI-1", "--format", "redcap", "--out", "exported.csv");
+  it("exports REDCap, JSON and ODM; the exported dictionary and ODM file import again as next versions", async () => {
+    const out = await cli("forms", "export", "--study", "CLI-1", "--format", "redcap", "--out", "exported.csv");
     expect(out.stderr).toBe("");
     expect(out.stdout).toMatch(/^wrote .*exported\.csv \(4 forms, \d+ bytes, sha256 [0-9a-f]{64}\)\n$/);
-    const again = cli("forms", "import", "--study", "CLI-1", path.join(dir, "exported.csv"), "--draft");
+    const again = await cli("forms", "import", "--study", "CLI-1", path.join(dir, "exported.csv"), "--draft");
     expect(again.status, again.stderr).toBe(0);
     expect(again.stdout).toMatch(/^imported as draft form ADVERSE_EVENTS version 2 in CLI-1/);
-    const json = cli("forms", "export", "--study", "CLI-1", "--format", "json");
+    const json = await cli("forms", "export", "--study", "CLI-1", "--format", "json");
     expect(json.status).toBe(0);
     expect(JSON.parse(json.stdout)).toHaveLength(4);
-    const odm = cli("forms", "export", "--study", "CLI-1", "--format", "odm");
+    const odm = await cli("forms", "export", "--study", "CLI-1", "--format", "odm");
     expect(odm.stdout).toMatch(/^<\?xml version="1\.0" encoding="UTF-8"\?>\n<ODM /);
     // The ODM file, detected by its content, imports too: the next version of every form.
     writeFileSync(path.join(dir, "metadata.xml"), odm.stdout);
-    const fromOdm = cli("forms", "import", "--study", "CLI-1", path.join(dir, "metadata.xml"), "--draft");
+    const fromOdm = await cli("forms", "import", "--study", "CLI-1", path.join(dir, "metadata.xml"), "--draft");
     expect(fromOdm.stderr).toBe("");
     expect(fromOdm.stdout).toMatch(/^imported as draft form ADVERSE_EVENTS version 3 in CLI-1/);
-    const wrong = cli("forms", "export", "--study", "CLI-1", "--format", "pdf");
+    const wrong = await cli("forms", "export", "--study", "CLI-1", "--format", "pdf");
     expect(wrong.status).toBe(1);
     expect(wrong.stderr).toMatch(/format: one of json, redcap, odm/);
-    expect(cli("forms", "list", "--study", "CLI-1").stdout).toMatch(/^VITAL_SIGNS\tv3\tdraft\tVital signs$/m);
+    expect((await cli("forms", "list", "--study", "CLI-1")).stdout).toMatch(/^VITAL_SIGNS\tv3\tdraft\tVital signs$/m);
   });
 });
