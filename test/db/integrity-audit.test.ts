@@ -185,31 +185,56 @@ describe(`whole-study audit on ${engineUnderTest()}`, () => {
       expect(r.clean).toBe(false);
       await tamper([`UPDATE record_versions SET data_text = '${rv.data_text}' WHERE id = '${rv.id}'`]);
 
-      // A payload changed in the log itself.
+      // Tampers in separate places, each found in the same audit by its own finding: a payload changed in the log
+      // itself (an early batch), a ledger row deleted (the last batch), a row inserted after the fact (past the
+      // batches), two seqs swapped (batch 3) and a batch header's size edited (batch 2: it changes the batch log's
+      // roots from checkpoint 3 on, which no other tamper here touches). Then each is undone: clean again.
       const e = await one(
         `SELECT seq, payload_text FROM ledger_entries ` +
           `WHERE kind = 'record.saved' AND status = 'sealed' ORDER BY seq LIMIT 1`,
       );
+      const victim = await one(
+        `SELECT * FROM ledger_entries WHERE kind = 'site.added' AND status = 'sealed' ` +
+          `ORDER BY seq DESC LIMIT 1 OFFSET 7`,
+      );
+      const end = Number((await one(`SELECT max(first_seq + size)::int AS n FROM batches`)).n);
+      const [a, b] = (await t.database.execute(
+        `SELECT id, seq FROM ledger_entries WHERE batch_no = 3 ORDER BY seq LIMIT 2`,
+      )) as { id: string; seq: number }[];
+      expect(new Set([Number(e.seq), Number(victim.seq), Number(a.seq), Number(b.seq)]).size).toBe(4);
+      // Through a free seq of the same partition (ledger_entries is partitioned by seq range, ADR 0045).
+      const swap = (x: typeof a, y: typeof a) => [
+        `UPDATE ledger_entries SET seq = 9999999 WHERE id = '${x.id}'`,
+        `UPDATE ledger_entries SET seq = ${x.seq} WHERE id = '${y.id}'`,
+        `UPDATE ledger_entries SET seq = ${y.seq} WHERE id = '${x.id}'`,
+      ];
+      const h = await one(`SELECT header_text FROM batches WHERE batch_no = 2`);
       await tamper([
         `UPDATE ledger_entries SET payload_text = replace(payload_text, '"visit":"SCREENING"', ` +
           `'"visit":"WEEK4"') WHERE seq = ${e.seq}`,
+        `DELETE FROM ledger_entries WHERE id = '${victim.id}'`,
+        `INSERT INTO ledger_entries (id, study_id, study_code, kind, payload_text, payload_hash, ` +
+          `at, status, seq, study_seq, envelope_text, leaf_hash, batch_no) ` +
+          `SELECT gen_random_uuid(), study_id, study_code, kind, payload_text, payload_hash, at, ` +
+          `'sealed', ${end}, 99999, envelope_text, leaf_hash, batch_no FROM ledger_entries ` +
+          `WHERE seq = 0`,
+        ...swap(a, b),
+        `UPDATE batches SET header_text = replace(header_text, '"size":', '"size":1') WHERE batch_no = 2`,
       ]);
       r = await runIntegrityAudit(t.ctx);
       expect(r.findings).toContainEqual(
         expect.objectContaining({ code: "ENTRY_PAYLOAD_ALTERED", seq: Number(e.seq), field: "payload" }),
       );
-      await tamper([
-        `UPDATE ledger_entries SET payload_text = '${String(e.payload_text).replace(/'/g, "''")}' WHERE seq = ${e.seq}`,
-      ]);
-
-      // A ledger row deleted (and put back).
-      const victim = await one(
-        `SELECT * FROM ledger_entries WHERE kind = 'site.added' AND status = 'sealed' ` +
-          `ORDER BY seq DESC LIMIT 1 OFFSET 7`,
-      );
-      await tamper([`DELETE FROM ledger_entries WHERE id = '${victim.id}'`]);
-      r = await runIntegrityAudit(t.ctx);
       expect(r.findings).toContainEqual(expect.objectContaining({ code: "SEQ_MISSING", seq: Number(victim.seq) }));
+      expect(r.findings).toContainEqual(expect.objectContaining({ code: "SEQ_OUTSIDE_BATCHES", seq: end }));
+      expect(r.findings).toContainEqual(
+        expect.objectContaining({ code: "ENTRY_FIELD_MISMATCH", seq: Number(a.seq), field: "seq" }),
+      );
+      expect(r.findings).toContainEqual(expect.objectContaining({ code: "BATCH_ROOT_MISMATCH", batch: 3 }));
+      expect(r.findings).toContainEqual(
+        expect.objectContaining({ code: "BATCH_HEADER_ALTERED", batch: 2, field: "size" }),
+      );
+      expect(r.findings).toContainEqual(expect.objectContaining({ code: "CHECKPOINT_ROOT_MISMATCH", treeSize: 3 }));
       const cols = Object.keys(victim);
       const lit = (v: unknown) =>
         v === null
@@ -220,60 +245,18 @@ describe(`whole-study audit on ${engineUnderTest()}`, () => {
               ? `'${v.toISOString()}'`
               : `'${String(v).replace(/'/g, "''")}'`;
       await tamper([
+        `UPDATE ledger_entries SET payload_text = '${String(e.payload_text).replace(/'/g, "''")}' WHERE seq = ${e.seq}`,
         `INSERT INTO ledger_entries (${cols.join(", ")}) VALUES (${cols.map((c) => lit(victim[c])).join(", ")})`,
+        `DELETE FROM ledger_entries WHERE seq = ${end}`,
+        ...swap({ ...a, seq: b.seq }, { ...b, seq: a.seq }),
+        `UPDATE batches SET header_text = '${h.header_text}' WHERE batch_no = 2`,
       ]);
       expect((await runIntegrityAudit(t.ctx)).clean).toBe(true);
 
-      // A row inserted after the fact, claiming to be sealed.
-      const end = Number((await one(`SELECT max(first_seq + size)::int AS n FROM batches`)).n);
-      await tamper([
-        `INSERT INTO ledger_entries (id, study_id, study_code, kind, payload_text, payload_hash, ` +
-          `at, status, seq, study_seq, envelope_text, leaf_hash, batch_no) ` +
-          `SELECT gen_random_uuid(), study_id, study_code, kind, payload_text, payload_hash, at, ` +
-          `'sealed', ${end}, 99999, envelope_text, leaf_hash, batch_no FROM ledger_entries ` +
-          `WHERE seq = 0`,
-      ]);
-      r = await runIntegrityAudit(t.ctx);
-      expect(r.findings).toContainEqual(expect.objectContaining({ code: "SEQ_OUTSIDE_BATCHES", seq: end }));
-      await tamper([`DELETE FROM ledger_entries WHERE seq = ${end}`]);
-
-      // Two seqs swapped (reordering history).
-      const [a, b] = (await t.database.execute(
-        `SELECT id, seq FROM ledger_entries WHERE batch_no = 3 ORDER BY seq LIMIT 2`,
-      )) as { id: string; seq: number }[];
-      // Through a free seq of the same partition (ledger_entries is partitioned by seq range, ADR 0045).
-      const swap = async (x: typeof a, y: typeof a) =>
-        tamper([
-          `UPDATE ledger_entries SET seq = 9999999 WHERE id = '${x.id}'`,
-          `UPDATE ledger_entries SET seq = ${x.seq} WHERE id = '${y.id}'`,
-          `UPDATE ledger_entries SET seq = ${y.seq} WHERE id = '${x.id}'`,
-        ]);
-      await swap(a, b);
-      r = await runIntegrityAudit(t.ctx);
-      expect(r.findings).toContainEqual(
-        expect.objectContaining({ code: "ENTRY_FIELD_MISMATCH", seq: Number(a.seq), field: "seq" }),
-      );
-      expect(r.findings).toContainEqual(expect.objectContaining({ code: "BATCH_ROOT_MISMATCH", batch: 3 }));
-      await swap({ ...a, seq: b.seq }, { ...b, seq: a.seq });
-      expect((await runIntegrityAudit(t.ctx)).clean).toBe(true);
-
-      // A batch header edited.
-      const h = await one(`SELECT header_text FROM batches WHERE batch_no = 2`);
-      await tamper([
-        `UPDATE batches SET header_text = replace(header_text, '"sealedAt":"', '"sealedAt":"1') WHERE batch_no = 2`,
-      ]);
-      r = await runIntegrityAudit(t.ctx);
-      expect(codes(r)).toEqual(expect.arrayContaining(["BATCH_HEADER_INVALID"]));
-      await tamper([`UPDATE batches SET header_text = '${h.header_text}' WHERE batch_no = 2`]);
-      await tamper([`UPDATE batches SET header_text = replace(header_text, '"size":', '"size":1') WHERE batch_no = 2`]);
-      r = await runIntegrityAudit(t.ctx);
-      expect(r.findings).toContainEqual(
-        expect.objectContaining({ code: "BATCH_HEADER_ALTERED", batch: 2, field: "size" }),
-      );
-      expect(r.findings).toContainEqual(expect.objectContaining({ code: "CHECKPOINT_ROOT_MISMATCH", treeSize: 3 }));
-      await tamper([`UPDATE batches SET header_text = '${h.header_text}' WHERE batch_no = 2`]);
-
-      // A checkpoint replaced by one signed with another key over another root.
+      // A batch header edited so that it is no header (batch 5, after checkpoint 4: its invalid leaf changes the
+      // roots of checkpoints 6 on) and, in the same audit, a checkpoint replaced by one signed with another key
+      // over another root.
+      const h5 = await one(`SELECT header_text FROM batches WHERE batch_no = 5`);
       const cp = await one(`SELECT note_text FROM checkpoints WHERE tree_size = 4`);
       const forged = signNote(
         t.ctx.crypto,
@@ -281,11 +264,18 @@ describe(`whole-study audit on ${engineUnderTest()}`, () => {
         t.ctx.env.logOrigin,
         nodeSigner(new Uint8Array(randomBytes(32))),
       );
-      await tamper([`UPDATE checkpoints SET note_text = '${forged}' WHERE tree_size = 4`]);
+      await tamper([
+        `UPDATE batches SET header_text = replace(header_text, '"sealedAt":"', '"sealedAt":"1') WHERE batch_no = 5`,
+        `UPDATE checkpoints SET note_text = '${forged}' WHERE tree_size = 4`,
+      ]);
       r = await runIntegrityAudit(t.ctx);
+      expect(codes(r)).toEqual(expect.arrayContaining(["BATCH_HEADER_INVALID"]));
       expect(r.findings).toContainEqual(expect.objectContaining({ code: "CHECKPOINT_SIGNATURE_INVALID", treeSize: 4 }));
       expect(r.findings).toContainEqual(expect.objectContaining({ code: "CHECKPOINT_ROOT_MISMATCH", treeSize: 4 }));
-      await tamper([`UPDATE checkpoints SET note_text = '${cp.note_text}' WHERE tree_size = 4`]);
+      await tamper([
+        `UPDATE batches SET header_text = '${h5.header_text}' WHERE batch_no = 5`,
+        `UPDATE checkpoints SET note_text = '${cp.note_text}' WHERE tree_size = 4`,
+      ]);
       expect((await runIntegrityAudit(t.ctx)).clean).toBe(true);
     },
   );
@@ -301,21 +291,25 @@ describe(`whole-study audit on ${engineUnderTest()}`, () => {
       );
       const payload = JSON.parse(String(v2.payload_text));
       const altered = JSON.stringify({ ...payload, prev: "00".repeat(32) });
-      await tamper([`UPDATE ledger_entries SET payload_text = '${altered}' WHERE id = '${v2.id}'`]);
+      // In the same study audit: a lock quietly released, a query's text changed.
+      await tamper([
+        `UPDATE ledger_entries SET payload_text = '${altered}' WHERE id = '${v2.id}'`,
+        `UPDATE locks SET reason = 'nothing to see' `,
+        `UPDATE queries SET text = 'Different question'`,
+      ]);
       let r = await runIntegrityAudit(t.ctx, { study: "AUD-1" });
       expect(r.findings).toContainEqual(expect.objectContaining({ code: "RECORD_CHAIN_BROKEN", id: payload.record }));
-      await tamper([`UPDATE ledger_entries SET payload_text = '${String(v2.payload_text)}' WHERE id = '${v2.id}'`]);
-
-      // A lock quietly released, a query's text changed.
-      await tamper([`UPDATE locks SET reason = 'nothing to see' `, `UPDATE queries SET text = 'Different question'`]);
-      r = await runIntegrityAudit(t.ctx, { study: "AUD-1" });
       expect(r.findings).toContainEqual(
         expect.objectContaining({ code: "DATA_ROW_MISMATCH", table: "locks", field: "reason" }),
       );
       expect(r.findings).toContainEqual(
         expect.objectContaining({ code: "DATA_ROW_MISMATCH", table: "queries", field: "text" }),
       );
-      await tamper([`UPDATE locks SET reason = 'cleaned'`, `UPDATE queries SET text = 'Please confirm the value'`]);
+      await tamper([
+        `UPDATE ledger_entries SET payload_text = '${String(v2.payload_text)}' WHERE id = '${v2.id}'`,
+        `UPDATE locks SET reason = 'cleaned'`,
+        `UPDATE queries SET text = 'Please confirm the value'`,
+      ]);
 
       // An anchor receipt edited in the database, and a record removed from the local ledger file.
       const an = await one(
