@@ -308,9 +308,10 @@ describe(`writes under a database lock on ${engineUnderTest()}`, () => {
     const rec = await saveRecord(t.ctx, r.inv, T, { subject: "S1-001", form: "VS", visit: "V1", data: { sbp: 100 } });
     const seen = { before: 0, refused: 0 };
     for (let i = 0; i < 20; i++) {
-      const subjects: string[] = [];
-      for (let k = 0; k < 4; k++)
-        subjects.push((await enrollParticipant(t.ctx, r.inv, { study: T, site: "S1" })).subjectCode);
+      // Enrolled at once (before the lock): the race is the dispositions' and corrections', not the enrolments'.
+      const subjects = (
+        await Promise.all([0, 1, 2, 3].map(() => enrollParticipant(t.ctx, r.inv, { study: T, site: "S1" })))
+      ).map((e) => e.subjectCode);
       // Writes keep coming while the lock runs (and one more after it): some overlap its transaction.
       let locked = false;
       const lock = lockDatabase(t.ctx, r.dm, T, { reason: `lock ${i}` }).finally(() => {

@@ -60,6 +60,9 @@ const design = (sites: string[], opts: { factors?: boolean; slots?: number } = {
 });
 const SECRET = /ZOLVATREX|PLACEBOQ|KIT-ZOLVA|KIT-PLACQ|Zolvatrex/;
 
+/** The staff a study needs when its tests make lists, enrol and randomize, nothing more. */
+const LIST_STAFF = ["stat", "inv", "coord"];
+
 interface Setup {
   p: Record<string, Principal>;
   subjects: string[];
@@ -69,7 +72,7 @@ interface Setup {
 async function setupStudy(
   code: string,
   n: number,
-  opts: { commit?: boolean; factors?: boolean; slots?: number } = {},
+  opts: { commit?: boolean; factors?: boolean; slots?: number; staff?: readonly string[] } = {},
 ): Promise<Setup> {
   await createStudy(
     t.ctx,
@@ -84,15 +87,19 @@ async function setupStudy(
     null,
   );
   const domain = `${code.toLowerCase()}.test`;
-  const { principals: p } = await createStaff(t.ctx, code, domain, [
-    ["stat", "unblinded_statistician"],
-    ["pharm", "unblinded_pharmacist", "S1"],
-    ["admin", "admin"],
-    ["inv", "investigator", "S1"],
-    ["inv2", "investigator", "S2"],
-    ["coord", "coordinator", "S1"],
-    ["mon", "monitor"],
-  ]);
+  // Every account costs a password hash: a study whose tests use only some of the staff is given only those.
+  const staff = (
+    [
+      ["stat", "unblinded_statistician"],
+      ["pharm", "unblinded_pharmacist", "S1"],
+      ["admin", "admin"],
+      ["inv", "investigator", "S1"],
+      ["inv2", "investigator", "S2"],
+      ["coord", "coordinator", "S1"],
+      ["mon", "monitor"],
+    ] as const
+  ).filter(([key]) => !opts.staff || opts.staff.includes(key));
+  const { principals: p } = await createStaff(t.ctx, code, domain, staff);
   if (opts.commit !== false) {
     const { listId } = await createGeneratedList(t.ctx, p.stat, code, {
       design: design(["S1", "S2"], { factors: opts.factors, slots: opts.slots }),
@@ -224,7 +231,7 @@ describe(`randomization on ${engineUnderTest()}`, () => {
   });
 
   it("refuses an upload whose stratum has fewer or more rows than the design's slots per stratum", async () => {
-    const { p } = await setupStudy("RND-N", 0, { commit: false });
+    const { p } = await setupStudy("RND-N", 0, { commit: false, staff: LIST_STAFF });
     const d = design(["S1", "S2"], { factors: false, slots: 3 });
     const rowsOf = (site: string, n: number) =>
       Array.from({ length: n }, (_, i) => `${site},${i + 1},${i % 2 ? "PLACEBOQ,KIT-PLACQ" : "ZOLVATREX,KIT-ZOLVA"}`);
@@ -242,7 +249,7 @@ describe(`randomization on ${engineUnderTest()}`, () => {
   });
 
   it("commits an uploaded list: a salt column refused, every salt drawn by the server at upload", async () => {
-    const { p } = await setupStudy("RND-U", 0, { commit: false });
+    const { p } = await setupStudy("RND-U", 0, { commit: false, staff: LIST_STAFF });
     const lines = ["site,sequence,arm,kit_type"];
     for (let i = 1; i <= 4; i++) lines.push(`S1,${i},${i % 2 ? "ZOLVATREX,KIT-ZOLVA" : "PLACEBOQ,KIT-PLACQ"}`);
     const d = design(["S1"], { factors: false, slots: 4 });
@@ -270,7 +277,7 @@ describe(`randomization on ${engineUnderTest()}`, () => {
   });
 
   it("the audit names a list row changed, deleted, inserted or un-discarded behind the log", async () => {
-    const { p } = await setupStudy("RND-L", 0, { commit: false });
+    const { p } = await setupStudy("RND-L", 0, { commit: false, staff: LIST_STAFF });
     const audit = async () => tamperFindings(await runIntegrityAudit(t.ctx, { study: "RND-L" }));
     const a = await createGeneratedList(t.ctx, p.stat, "RND-L", { design: design(["S1"]) });
     const b = await createGeneratedList(t.ctx, p.stat, "RND-L", { design: design(["S1"]) });
@@ -416,14 +423,14 @@ describe(`randomization on ${engineUnderTest()}`, () => {
     const [lock] = await rows(`SELECT id FROM locks WHERE scope = 'study' AND released_at IS NULL`);
     await releaseLock(t.ctx, await dataManager("RND-1"), "RND-1", String(lock.id), "interim over");
     // No list committed yet.
-    const other = await setupStudy("RND-0", 1, { commit: false });
+    const other = await setupStudy("RND-0", 1, { commit: false, staff: LIST_STAFF });
     await expect(
       randomizeParticipant(t.ctx, other.p.coord, "RND-0", other.subjects[0], { factors: { sex: "F" } }),
     ).rejects.toMatchObject({ code: "conflict", message: expect.stringContaining("no randomization list") });
   });
 
   it("refuses when the stratum has no slot left", async () => {
-    const { p, subjects } = await setupStudy("RND-F", 7, { factors: false, slots: 4 });
+    const { p, subjects } = await setupStudy("RND-F", 7, { factors: false, slots: 4, staff: LIST_STAFF });
     const sizes = await rows(
       `SELECT size FROM randomization_strata WHERE key = 'site=S1'
        AND study_id = (SELECT id FROM studies WHERE code = 'RND-F')`,
@@ -572,7 +579,7 @@ describe(`randomization on ${engineUnderTest()}`, () => {
   });
 
   it("the audit names a reused slot and a skipped slot in the log, with stratum and seq", async () => {
-    const { subjects } = await setupStudy("RND-S", 3, { factors: false, slots: 8 });
+    const { subjects } = await setupStudy("RND-S", 3, { factors: false, slots: 8, staff: LIST_STAFF });
     const study = await getStudyOrThrow(t.ctx, "RND-S");
     await randomizeParticipant(t.ctx, await principal("coord@rnd-s.test"), "RND-S", subjects[0], { factors: {} });
     const [list] = await rows(`SELECT id FROM randomization_lists WHERE study_id = '${study.id}'`);
@@ -608,7 +615,7 @@ describe(`randomization on ${engineUnderTest()}`, () => {
   });
 
   it("the demo's randomization commits a list and randomizes the consented participants, once", async () => {
-    const { p, subjects } = await setupStudy("RND-D", 3, { commit: false });
+    const { p, subjects } = await setupStudy("RND-D", 3, { commit: false, staff: LIST_STAFF });
     const unconsented = await enrollParticipant(t.ctx, p.inv, { study: "RND-D", site: "S1" });
     const first = await seedDemoRandomization(t.ctx, p.stat, p.coord, "RND-D");
     expect(first.randomized.map((r) => r.subject)).toEqual(subjects);
