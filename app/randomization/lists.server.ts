@@ -63,6 +63,16 @@ async function checkDesign(ctx: AppContext, studyId: string, input: unknown): Pr
               ? `arm ${String(item.code ?? Number(i.path[1]) + 1)}`
               : null
           : null;
+      if (top === "factors" && i.path.length === 1 && i.code === "too_big") {
+        // Name the factors over the limit by their labels, in words.
+        const extra = ((input as { factors?: { label?: unknown }[] }).factors ?? []).slice(2);
+        const labels = extra.map((f, k) => String(f?.label ?? `factor ${k + 3}`)).join(", ");
+        problems.push({
+          field: "design.factors",
+          message: `stratification factors: at most two besides the site (remove ${labels})`,
+        });
+        continue;
+      }
       const rest = i.path.slice(named ? 2 : 1).join(" ");
       const where = named ? ` (${named}${rest ? ` ${rest}` : ""})` : i.path.length > 1 ? ` (${rest})` : "";
       problems.push({ field: `design.${top}`, message: `${words}${where}: ${i.message}` });
