@@ -30,7 +30,7 @@ import { kitFacts } from "./kit-facts.server.ts";
 import { type KitFacts, kitState } from "./kit-state.ts";
 import {
   kitStateWords,
-  parseKitNumber,
+  resolveKitNumbers,
   type RowSeal,
   rowSeals,
   type SupplySite,
@@ -84,7 +84,8 @@ export async function recordDestruction(
   if (!method) throw new ServiceError("invalid", "method: say how the kits were destroyed", "method");
   if (method.length > METHOD_MAX)
     throw new ServiceError("invalid", `method: at most ${METHOD_MAX} characters`, "method");
-  const numbers = [...new Set((input.kits ?? []).map((k) => parseKitNumber(k, "kits")))].sort();
+  // Typed kit numbers or scanned labels (resolveKitNumbers), every unreadable or unknown one listed.
+  const numbers = [...new Set(await resolveKitNumbers(ctx.db, study, input.kits ?? [], "kits"))].sort();
   if (!numbers.length) throw new ServiceError("invalid", "kits: choose the kits destroyed", "kits");
   if (numbers.length > 2000) throw new ServiceError("invalid", "kits: at most 2000 kits at once", "kits");
   const today = todayIn(site?.timeZone ?? "UTC");

@@ -1,11 +1,12 @@
 /**
  * Dispensing by allocation and returns (issue 21, ADR 0059). The system proposes a kit of the participant's allocated
  * kit type (their randomization slot's), on hand at their site, dispensable, first expiry first; the pharmacist scans
- * or types a kit number and the service refuses a wrong kit with the reason in words (kit-state.ts dispenseRefusal),
- * never naming a kit type. Dispensing takes the kit's row FOR UPDATE and re-reads its facts inside the transaction,
- * so of two pharmacists dispensing one kit at once one wins and the other is told it was already dispensed (the
- * unique kit of supply_dispensings guards as well). Dispensings and returns are trial data: refused under a
- * database lock. A return's compliance: units taken against the days since dispensing times the lot's daily units.
+ * the kit's label or types its number (inventory.server.ts resolveKitNumber) and the service refuses a wrong kit with
+ * the reason in words (kit-state.ts dispenseRefusal), never naming a kit type. Dispensing takes the kit's row FOR
+ * UPDATE and re-reads its facts inside the transaction, so of two pharmacists dispensing one kit at once one wins and
+ * the other is told it was already dispensed (the unique kit of supply_dispensings guards as well). Dispensings and
+ * returns are trial data: refused under a database lock. A return's compliance: units taken against the days since
+ * dispensing times the lot's daily units.
  */
 import { randomInt, randomUUID } from "node:crypto";
 import { and, asc, eq, inArray, sql } from "drizzle-orm";
@@ -36,7 +37,7 @@ import { getStudyOrThrow } from "../studies/studies.server.ts";
 import { currentSchedule } from "../visit-schedule/schedule.server.ts";
 import { kitFacts } from "./kit-facts.server.ts";
 import { dispenseRefusal, type KitFacts, kitState } from "./kit-state.ts";
-import { parseKitNumber, type RowSeal, rowSeals, siteByCode } from "./inventory.server.ts";
+import { type RowSeal, resolveKitNumber, rowSeals, siteByCode } from "./inventory.server.ts";
 
 export interface SupplyParticipant {
   id: string;
@@ -298,10 +299,13 @@ export async function dispenseKit(
 ): Promise<{ dispensingId: string; kit: string }> {
   const study = await getStudyOrThrow(ctx, studyCode);
   const p = await supplyParticipant(ctx, principal, study.id, subject, "supply.dispense");
-  const number = parseKitNumber(input.kit);
-  const visit = await visitOf(ctx, study.id, input.visit);
-  const today = todayIn(p.timeZone);
+  // A scanned label not of this study is audited as such (a counterfeit label shows), never with its token; a typed
+  // number either resolves or is refused as invalid (not audited).
+  let number = "(a scanned label)";
   try {
+    number = await resolveKitNumber(ctx.db, study, input.kit);
+    const visit = await visitOf(ctx, study.id, input.visit);
+    const today = todayIn(p.timeZone);
     return await ctx.db.transaction(async (tx) => {
       await refuseUnderDatabaseLock(tx, study.id, "dispensing a kit");
       await lockParticipant(tx, p.id);
@@ -411,15 +415,18 @@ export function compliancePercent(u: {
   return Math.min(1000, Math.max(0, pct));
 }
 
-/** Record a dispensed kit's return: units counted back on `returnedOn` (site-scoped supply.return). */
+/**
+ * Record a dispensed kit's return: units counted back on `returnedOn` (site-scoped supply.return); the kit typed or
+ * its label scanned (resolveKitNumber); its number is returned.
+ */
 export async function returnKit(
   ctx: AppContext,
   principal: Principal,
   studyCode: string,
   input: { kit: unknown; unitsReturned: unknown; returnedOn: unknown },
-): Promise<{ returnId: string; compliancePercent: number | null }> {
+): Promise<{ returnId: string; kit: string; compliancePercent: number | null }> {
   const study = await getStudyOrThrow(ctx, studyCode);
-  const number = parseKitNumber(input.kit);
+  const number = await resolveKitNumber(ctx.db, study, input.kit);
   const unitsText = String(input.unitsReturned ?? "").trim();
   if (!/^\d{1,5}$/.test(unitsText))
     throw new ServiceError("invalid", "units returned: give the number of units counted back (0 or more)", "units");
@@ -550,7 +557,7 @@ export async function returnKit(
         entry: e.id,
       }),
     });
-    return { returnId: id, compliancePercent: compliance };
+    return { returnId: id, kit: f.number, compliancePercent: compliance };
   });
 }
 

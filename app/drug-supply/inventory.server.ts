@@ -1,23 +1,25 @@
 /**
  * A site's inventory of kits (issue 21, ADR 0059) and the small lookups the pharmacy's services share: a site of the
- * study by code, a kit number as typed or scanned, who may see kit types. Blinded roles (no supply.view_kit_types at
- * the site, study not unblinded) get kit numbers, states in words and expiry, never a kit type nor a lot.
+ * study by code, a kit number as typed or a kit label as scanned, who may see kit types. Blinded roles (no
+ * supply.view_kit_types at the site, study not unblinded) get kit numbers, states in words and expiry, never a kit type
+ * nor a lot.
  */
-import { and, eq, sql } from "drizzle-orm";
+import { and, eq, inArray, sql } from "drizzle-orm";
 import { toHex, utf8 } from "../../anchoring/log/bytes.ts";
 import { KIT_NUMBER_PATTERN } from "../../anchoring/log/payloads.ts";
 import type { DbOrTx } from "../../db/client.ts";
 import { rowsOf } from "../../db/queries/rows.ts";
-import { sites } from "../../db/schema/index.ts";
+import { sites, supplyKits } from "../../db/schema/index.ts";
 import { supplyRowDiffers } from "../integrity-audit/drug-supply-checks.server.ts";
 import { hexOf, payloadOf, type Row } from "../integrity-audit/linked-table.ts";
 import { MISMATCH_TEXT } from "../log/seal-text.ts";
 import type { AppContext } from "../platform/context.server.ts";
-import { ServiceError } from "../platform/errors.server.ts";
+import { type Problem, ServiceError } from "../platform/errors.server.ts";
 import { type Action, can, type Principal } from "../platform/permissions.server.ts";
 import { isStudyUnblinded } from "../randomization/unblinding-state.server.ts";
 import { todayIn } from "../records/records.server.ts";
 import { getStudyOrThrow } from "../studies/studies.server.ts";
+import { LABEL_TOKEN_PATTERN } from "./counterfeit-check.server.ts";
 import { kitFacts } from "./kit-facts.server.ts";
 import { type KitFacts, kitState, LOCATION_WORDS } from "./kit-state.ts";
 
@@ -42,7 +44,10 @@ export async function siteByCode(db: DbOrTx, studyId: string, code: unknown, fie
   return s;
 }
 
-/** A kit number as typed or scanned: spaces dropped, capitals; refused (naming `field`) unless it looks like one. */
+/**
+ * A kit number as typed (or scanned from its printed barcode): spaces dropped, capitals; refused (naming `field`)
+ * unless it looks like one. A scanned label's QR code (its address) is read by resolveKitNumber.
+ */
 export function parseKitNumber(raw: unknown, field = "kit"): string {
   const n = String(raw ?? "")
     .replace(/\s+/g, "")
@@ -50,6 +55,92 @@ export function parseKitNumber(raw: unknown, field = "kit"): string {
   if (!n) throw new ServiceError("invalid", `${field}: type or scan the kit number on the label`, field);
   if (!KIT_NUMBER_PATTERN.test(n))
     throw new ServiceError("invalid", `${field}: ${JSON.stringify(n.slice(0, 40))} is not a kit number`, field);
+  return n;
+}
+
+/**
+ * The label token of a scanned kit label, or null when `raw` is not a label's address (then it is a typed kit
+ * number). A scanner types the label's QR content, the public check `<scheme>://<host>[/<path>]/kits/<token>` (ADR
+ * 0060/0065); any scheme and host are taken (the public address may have changed since the label was printed), the
+ * path must end in `/kits/<token>`. A text with a `/` is never a kit number: when it does not end in a whole token
+ * (a damaged or cut-short scan) it is refused as unreadable, naming `field`. A bare token is NOT taken for a label:
+ * a typed kit number is case-insensitive and up to 32 capitals, digits or dashes, so most tokens are also kit numbers
+ * as typed; scanners send the whole address anyway.
+ */
+export function scannedLabelToken(raw: unknown, field = "kit"): string | null {
+  const text = String(raw ?? "").replace(/\s+/g, "");
+  if (!text.includes("/")) return null;
+  const m = /\/kits\/([^/]*)$/i.exec(text);
+  if (!m || !LABEL_TOKEN_PATTERN.test(m[1]))
+    throw new ServiceError(
+      "invalid",
+      `${field}: the scanned text is not a kit label that can be read: scan the label's code again, or type the kit ` +
+        "number printed on it",
+      field,
+    );
+  return m[1];
+}
+
+/** What a kit field says of a scanned label that is not one of this study's kits (unknown, or another study's). */
+const notOurLabel = (field: string, studyCode: string) =>
+  `${field}: the scanned label is not the label of a kit of ${studyCode}: check the kit, or type the kit number ` +
+  "printed on the label";
+
+/**
+ * Kit numbers as typed or scanned (a label's address, scannedLabelToken), in order: typed ones as parseKitNumber
+ * reads them, scanned ones resolved to the kit of THIS study with that label token. A token of another study's kit
+ * is refused exactly like an unknown one (not found, naming `field`): nothing about other studies, nor about the
+ * kit's type, is said. Every problem is listed (ServiceError.problems); the first is the message.
+ */
+export async function resolveKitNumbers(
+  db: DbOrTx,
+  study: { id: string; code: string },
+  raws: unknown[],
+  field = "kit",
+): Promise<string[]> {
+  const problems: Problem[] = [];
+  let invalid = false;
+  const read = raws.map((raw): { number: string } | { token: string } | null => {
+    try {
+      const token = scannedLabelToken(raw, field);
+      return token === null ? { number: parseKitNumber(raw, field) } : { token };
+    } catch (err) {
+      if (!(err instanceof ServiceError)) throw err;
+      invalid = true;
+      problems.push({ field, message: err.message });
+      return null;
+    }
+  });
+  const tokens = [...new Set(read.flatMap((r) => (r && "token" in r ? [r.token] : [])))];
+  const byToken = new Map<string, string>();
+  if (tokens.length)
+    for (const k of await db
+      .select({ number: supplyKits.number, token: supplyKits.labelToken })
+      .from(supplyKits)
+      .where(and(eq(supplyKits.studyId, study.id), inArray(supplyKits.labelToken, tokens))))
+      byToken.set(k.token, k.number);
+  const out: string[] = [];
+  for (const r of read) {
+    if (!r) continue;
+    if ("number" in r) out.push(r.number);
+    else {
+      const n = byToken.get(r.token);
+      if (n) out.push(n);
+      else problems.push({ field, message: notOurLabel(field, study.code) });
+    }
+  }
+  if (problems.length) throw new ServiceError(invalid ? "invalid" : "not_found", problems[0].message, field, problems);
+  return out;
+}
+
+/** One kit number as typed or scanned (resolveKitNumbers): the field of a single kit (dispense, return). */
+export async function resolveKitNumber(
+  db: DbOrTx,
+  study: { id: string; code: string },
+  raw: unknown,
+  field = "kit",
+): Promise<string> {
+  const [n] = await resolveKitNumbers(db, study, [raw], field);
   return n;
 }
 

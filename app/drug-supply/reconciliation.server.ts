@@ -19,7 +19,7 @@ import { can, type Principal, requirePermission } from "../platform/permissions.
 import { getStudyOrThrow } from "../studies/studies.server.ts";
 import { kitFacts } from "./kit-facts.server.ts";
 import { kitLocation } from "./kit-state.ts";
-import { parseKitNumber, siteByCode } from "./inventory.server.ts";
+import { parseKitNumber, resolveKitNumbers, siteByCode } from "./inventory.server.ts";
 import { type RowSeal, supplyRowSeals } from "./shipments.server.ts";
 
 /** Kits at the site by the records: on hand (received, not dispensed, not destroyed) and returned, not destroyed. */
@@ -62,6 +62,19 @@ export function parseCountedKits(text: string): string[] {
   return [...out].sort();
 }
 
+/**
+ * Counted kits as parseCountedKits splits them, each a typed kit number or a scanned label's address (one a line, as
+ * a scanner's Enter leaves them), the labels resolved to this study's kits (resolveKitNumbers); unique, in order.
+ */
+export async function resolveCountedKits(
+  db: DbOrTx,
+  study: { id: string; code: string },
+  text: string,
+): Promise<string[]> {
+  const numbers = await resolveKitNumbers(db, study, text.split(/[\s,;]+/).filter(Boolean), "counted");
+  return [...new Set(numbers)].sort();
+}
+
 export interface ReconciliationResult {
   reconciliationId: string;
   expected: string[];
@@ -83,9 +96,11 @@ export async function reconcileSite(
   requirePermission(principal, "supply.reconcile", { studyId: study.id, siteId: site.id });
   if (principal.kind !== "user" || !principal.userId)
     throw new ServiceError("forbidden", "a reconciliation is made by a signed-in person, not an API token");
-  const counted = Array.isArray(input.counted)
-    ? parseCountedKits(input.counted.map(String).join("\n"))
-    : parseCountedKits(String(input.counted ?? ""));
+  const counted = await resolveCountedKits(
+    ctx.db,
+    study,
+    Array.isArray(input.counted) ? input.counted.map(String).join("\n") : String(input.counted ?? ""),
+  );
   const userId = principal.userId;
   return ctx.db.transaction(async (tx) => {
     const { onHand, returned } = await expectedAt(tx, study.id, site.id);

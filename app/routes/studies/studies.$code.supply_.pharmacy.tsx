@@ -1,9 +1,9 @@
 /**
- * The site pharmacy (issue 21, ADR 0059): pick a randomized participant of the site, assign them a kit (drawn at
- * random among the site's kits of their allocation; its number only), scan or type the kit number handed out (any
- * other kit is refused with the reason next to the field), record returned kits with their counts (compliance shown
- * after saving), and the site's inventory. Kit types appear only for roles that may see them
- * (supply.view_kit_types at the site).
+ * The site pharmacy (issue 21, ADR 0059): pick a randomized participant of the site, assign them a kit (drawn at random
+ * among the site's kits of their allocation; its number only), type the kit number handed out or scan its label's code
+ * (the label's address, resolved to this study's kit; any other kit is refused with the reason next to the field),
+ * record returned kits with their counts (compliance shown after saving), and the site's inventory. Kit types appear
+ * only for roles that may see them (supply.view_kit_types at the site).
  */
 import { json, type ActionFunctionArgs, type LoaderFunctionArgs, type MetaFunction } from "@remix-run/node";
 import { Form, Link, useActionData, useLoaderData, useNavigation } from "@remix-run/react";
@@ -92,7 +92,7 @@ export async function action({ request, context, params }: ActionFunctionArgs) {
         error: null,
         field: null,
         problems: null,
-        message: `Kit ${get("kit").trim()} returned with ${get("units").trim()} units: ${compliance}.`,
+        message: `Kit ${r.kit} returned with ${get("units").trim()} units: ${compliance}.`,
         compliancePercent: r.compliancePercent,
       });
     }
@@ -203,6 +203,9 @@ export default function Pharmacy() {
                   </p>
                   {subjectError ? <FieldError target="dispense-subject" message={subjectError} /> : null}
                   <label htmlFor="dispense-kit">Kit number on the label</label>
+                  <p className="muted" id="dispense-kit-hint">
+                    Type or scan: type the kit number, or scan the code on the kit's label.
+                  </p>
                   <input
                     id="dispense-kit"
                     name="kit"
@@ -212,7 +215,7 @@ export default function Pharmacy() {
                     // biome-ignore lint/a11y/noAutofocus: the pharmacist scans the label straight away
                     autoFocus
                     aria-invalid={dispenseKitError ? true : undefined}
-                    aria-describedby={dispenseKitError ? "dispense-kit-error" : undefined}
+                    aria-describedby={dispenseKitError ? "dispense-kit-hint dispense-kit-error" : "dispense-kit-hint"}
                   />
                   {dispenseKitError ? <FieldError target="dispense-kit" message={dispenseKitError} /> : null}
                   {d.visits.length ? (
@@ -248,6 +251,9 @@ export default function Pharmacy() {
               <Form method="post" data-return-form>
                 <input type="hidden" name="intent" value="return" />
                 <label htmlFor="return-kit">Kit number</label>
+                <p className="muted" id="return-kit-hint">
+                  Type or scan: type the kit number, or scan the code on the kit's label.
+                </p>
                 <input
                   id="return-kit"
                   name="kit"
@@ -255,7 +261,7 @@ export default function Pharmacy() {
                   inputMode="numeric"
                   autoComplete="off"
                   aria-invalid={returnErrors.kit ? true : undefined}
-                  aria-describedby={returnErrors.kit ? "return-kit-error" : undefined}
+                  aria-describedby={returnErrors.kit ? "return-kit-hint return-kit-error" : "return-kit-hint"}
                 />
                 {returnErrors.kit ? <FieldError target="return-kit" message={returnErrors.kit} /> : null}
                 <label htmlFor="return-units">Units returned (counted)</label>
