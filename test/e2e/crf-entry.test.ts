@@ -6,11 +6,13 @@
  * the datetime is stored as RFC 3339 with the site's offset. On a phone the summary is in view after Save, and a
  * participant tapping Sign on the consent page sees every problem next to the button. A locked casebook offers no
  * entry form and says why. Screenshots are kept in test-results/screenshots.
+ * Each person signs in once, through the login page, when the file's first test starts; the coordinator's other
+ * browsers (the phone, an English desktop) carry that session instead of signing in again.
  */
 import { readFileSync } from "node:fs";
 import path from "node:path";
 import { describe, expect, it } from "vitest";
-import type { Page } from "playwright-core";
+import type { Browser, Page } from "playwright-core";
 import { ROOT } from "../helpers/portal.ts";
 import { demoPortalInBrowser } from "../helpers/demo-browser.ts";
 import { SCREENSHOTS, shot } from "../helpers/browser.ts";
@@ -20,6 +22,35 @@ const PHONE = { viewport: { width: 390, height: 844 }, isMobile: true, hasTouch:
 
 const demo = demoPortalInBrowser();
 const { page } = demo;
+
+interface People {
+  admin: Page;
+  /** The coordinator in a German browser (decimal comma) on a desktop. */
+  coord: Page;
+  dm: Page;
+  investigator: Page;
+}
+let people: Promise<People> | undefined;
+/**
+ * Everyone this file needs, each signed in once through the login page, one after another (at once, they could make
+ * a loaded portal answer a page later than a navigation waits), the first time a test asks.
+ */
+function signedIn(): Promise<People> {
+  people ??= (async () => {
+    const admin = await page({ viewport: DESKTOP }, "admin@demo.trialseal.test");
+    const coord = await page({ viewport: DESKTOP, locale: "de-DE" }, "coordinator@demo.trialseal.test");
+    const dm = await page({ viewport: DESKTOP }, "datamanager@demo.trialseal.test");
+    const investigator = await page({ viewport: DESKTOP }, "investigator@demo.trialseal.test");
+    return { admin, coord, dm, investigator };
+  })();
+  return people;
+}
+
+/** Another browser of the coordinator (a phone, another language): their signed-in session, not a new sign-in. */
+async function coordinatorIn(opts: Parameters<Browser["newContext"]>[0]): Promise<Page> {
+  const storageState = await (await signedIn()).coord.context().storageState();
+  return (await demo.browser.newContext({ ...opts, storageState })).newPage();
+}
 
 /** What the phone shows without scrolling (the screenshots of `shot` are of the whole page). */
 async function viewportShot(p: Page, name: string) {
@@ -43,7 +74,9 @@ async function inViewport(p: Page, selector: string) {
 /** Bring in a demo form version through the editor, approved, unless the demo seed already has it. */
 async function ensureForm(admin: Page, file: string) {
   const def = JSON.parse(readFileSync(path.join(ROOT, "app", "studies", "demo", file), "utf8"));
-  await admin.goto(`${demo.portal.url}/studies/DEMO-001/forms`);
+  // The forms page stays open after a save or an approval: load it only when elsewhere.
+  if (new URL(admin.url()).pathname !== "/studies/DEMO-001/forms")
+    await admin.goto(`${demo.portal.url}/studies/DEMO-001/forms`);
   const row = admin.locator(`tr[data-form="${def.code}-${def.version}"]`);
   if ((await row.count()) === 0) {
     await admin.getByLabel("Definition (JSON)").fill(JSON.stringify(def, null, 2));
@@ -60,7 +93,7 @@ async function ensureForm(admin: Page, file: string) {
 describe("CRF entry in the browser (Chromium, PostgreSQL portal)", () => {
   it("lists every error at once, branches, calculates, takes a decimal comma, codes and confirmations", async () => {
     // The admin: the demo site's clock is Berlin; the new form versions are approved.
-    const admin = await page({ viewport: DESKTOP }, "admin@demo.trialseal.test");
+    const { admin, coord } = await signedIn();
     await admin.goto(`${demo.portal.url}/studies/DEMO-001/staff`);
     await admin.getByLabel("Time zone of SITE-01").selectOption("Europe/Berlin");
     await admin.locator('[data-site="SITE-01"]').getByRole("button", { name: "Set time zone" }).click();
@@ -76,7 +109,6 @@ describe("CRF entry in the browser (Chromium, PostgreSQL portal)", () => {
     for (const f of ["demog-v2.form.json", "vitals-v2.form.json", "ae.form.json"]) await ensureForm(admin, f);
 
     // The coordinator, in a German browser (decimal comma), on a desktop.
-    const coord = await page({ viewport: DESKTOP, locale: "de-DE" }, "coordinator@demo.trialseal.test");
     const subjectPage = `${demo.portal.url}/studies/DEMO-001/participants/SITE-01-001`;
     await coord.goto(subjectPage);
 
@@ -228,7 +260,7 @@ describe("CRF entry in the browser (Chromium, PostgreSQL portal)", () => {
   });
 
   it("on a phone, the errors are in view after Save; a locked casebook offers no entry and says why", async () => {
-    const phone = await page(PHONE, "coordinator@demo.trialseal.test");
+    const phone = await coordinatorIn(PHONE);
     const subjectPage = `${demo.portal.url}/studies/DEMO-001/participants/SITE-01-002`;
     await phone.goto(subjectPage);
     await phone.locator('[data-enter="VITALS-SCREENING"]').click();
@@ -252,7 +284,7 @@ describe("CRF entry in the browser (Chromium, PostgreSQL portal)", () => {
     await viewportShot(phone, "crf-07b-phone-errors-in-view-viewport");
 
     // The data manager locks the casebook: no entry form, and the page says why.
-    const dm = await page({ viewport: DESKTOP }, "datamanager@demo.trialseal.test");
+    const { dm } = await signedIn();
     await dm.goto(subjectPage);
     await dm.locator("#cb-reason").fill("database lock for the interim analysis");
     await dm.getByRole("button", { name: "Lock casebook" }).click();
@@ -272,7 +304,7 @@ describe("CRF entry in the browser (Chromium, PostgreSQL portal)", () => {
   it("a participant tapping Sign on a phone sees every problem next to the button", async () => {
     const NAME = "Jonas Weber-Adeyemi";
     const EMAIL = "jonas.wa@example.org";
-    const coord = await page({ viewport: DESKTOP }, "coordinator@demo.trialseal.test");
+    const coord = await coordinatorIn({ viewport: DESKTOP });
     await coord.goto(`${demo.portal.url}/studies/DEMO-001/participants`);
     await coord.getByLabel("Full name").fill(NAME);
     await coord.getByLabel("Email").fill(EMAIL);
@@ -281,7 +313,7 @@ describe("CRF entry in the browser (Chromium, PostgreSQL portal)", () => {
     await coord.locator("[data-consent-state]").last().click();
     await coord.waitForURL(/\/consent$/);
     const subject = /participants\/([^/]+)\/consent/.exec(coord.url())![1];
-    const investigator = await page({ viewport: DESKTOP }, "investigator@demo.trialseal.test");
+    const { investigator } = await signedIn();
     await investigator.goto(`${demo.portal.url}/studies/DEMO-001/participants/${subject}/consent`);
     await investigator.getByRole("button", { name: "Confirm contact" }).click();
     // Every contact row carries data-confirmed-by (empty until confirmed): wait for the confirmation itself.
