@@ -12,7 +12,8 @@ import {
   type Portal,
   demoPasswordOf,
 } from "../helpers/portal.ts";
-import { createScratchPostgres } from "../helpers/db.ts";
+import { demoClone } from "../helpers/demo-snapshot.ts";
+import { dataDirWithDatabase } from "../helpers/pglite-template.ts";
 import { nextStepTotp } from "../helpers/totp.ts";
 
 const running: Portal[] = [];
@@ -52,11 +53,17 @@ async function exerciseLogin(p: Portal, password: string) {
 }
 
 describe("portal on the embedded database (PGlite)", () => {
-  const dataDir = tempDataDir();
-  const env = { DATA_DIR: dataDir };
+  // The embedded database made and migrated once per run (test/helpers/pglite-template.ts): the portal opens it and
+  // seeds the demo study as on a first start. A start on an empty data directory (initdb and the migrations in
+  // WebAssembly) is data-dir.test.ts's ("demo credentials per database").
+  let dataDir = "";
+  const env: Record<string, string> = {};
 
   it("starts, seeds the demo study, lets demo users sign in, and the CLI works through it while it runs", async () => {
-    const p = await startPortal(env);
+    dataDir = await dataDirWithDatabase();
+    env.DATA_DIR = dataDir;
+    // A seeded start: minutes on a machine with every core busy (as in demo-snapshot.ts; the budget bounds a hang).
+    const p = await startPortal(env, 600_000);
     running.push(p);
     expect(p.output()).toContain("Seeded demo study DEMO-001");
     await exerciseLogin(p, demoPassword(dataDir));
@@ -166,10 +173,12 @@ describe("portal on the embedded database (PGlite)", () => {
 
 describe("portal on PostgreSQL", () => {
   it("starts with DATABASE_URL, serves the demo logins, and the CLI works alongside it", async () => {
-    const scratch = await createScratchPostgres();
+    // The demo seeded once per run and cloned (test/helpers/demo-snapshot.ts): this test is about starting on
+    // PostgreSQL, not seeding. A first start on an empty PostgreSQL database (migrated and seeded by the portal) is
+    // data-dir.test.ts's ("demo credentials per database").
+    const clone = await demoClone("postgres");
     try {
-      const dataDir = tempDataDir();
-      const env = { DATA_DIR: dataDir, DATABASE_URL: scratch.url };
+      const env = clone.env;
       const p = await startPortal(env);
       running.push(p);
       expect(p.output()).toContain("database: postgres");
@@ -181,7 +190,7 @@ describe("portal on PostgreSQL", () => {
       expect(migrate.code).toBe(0);
       await p.stop();
     } finally {
-      await scratch.drop();
+      await clone.drop();
     }
   });
 });
