@@ -383,25 +383,32 @@ describe(`dispensing by allocation on ${engineUnderTest()}`, () => {
         await reserved`BEGIN`;
         await reserved`SELECT id FROM supply_kits WHERE number = ${kit} FOR UPDATE`;
         const before = await dispensings();
-        const both = Promise.allSettled([
-          dispenseKit(t.ctx, s.p.pharm, STUDY, subjects[0], { kit }),
-          dispenseKit(ctx2, s.p.upharm, STUDY, subjects.at(-1)!, { kit }),
-        ]);
-        // The first waits on the holder, the second on the first (the row's lock queue): both are blocked.
         const waiting = async () =>
           (
             await reserved`SELECT count(*)::int AS n FROM pg_stat_activity
               WHERE datname = current_database() AND cardinality(pg_blocking_pids(pid)) > 0`
           )[0].n;
-        await waitFor(async () => (await waiting()) === 2, {
-          what: "both dispensings waiting on the kit's row",
-        }).finally(async () => {
+        const settled = <T>(p: Promise<T>) =>
+          p.then(
+            (value) => ({ status: "fulfilled" as const, value }),
+            (reason: unknown) => ({ status: "rejected" as const, reason }),
+          );
+        // The first waits on the holder before the second starts, so the second queues behind the first on the row
+        // (started together, the second could reach the row first and be refused as another participant's kit).
+        let both: Promise<({ status: "fulfilled"; value: unknown } | { status: "rejected"; reason: unknown })[]>;
+        try {
+          const first = settled(dispenseKit(t.ctx, s.p.pharm, STUDY, subjects[0], { kit }));
+          await waitFor(async () => (await waiting()) === 1, { what: "the first dispensing waiting on the kit's row" });
+          const second = settled(dispenseKit(ctx2, s.p.upharm, STUDY, subjects.at(-1)!, { kit }));
+          both = Promise.all([first, second]);
+          await waitFor(async () => (await waiting()) === 2, { what: "both dispensings waiting on the kit's row" });
+        } finally {
           await reserved`COMMIT`;
           reserved.release();
-        });
+        }
         const out = await both;
         const won = out.filter((o) => o.status === "fulfilled");
-        const lost = out.filter((o): o is PromiseRejectedResult => o.status === "rejected");
+        const lost = out.filter((o) => o.status === "rejected");
         expect(won).toHaveLength(1);
         expect(lost).toHaveLength(1);
         expect(lost[0].reason).toMatchObject({
