@@ -116,7 +116,11 @@ describe("randomization in the browser (Chromium, PostgreSQL portal)", () => {
     await inv.getByText("Emergency unblinding").click();
     await inv.getByLabel("Reason for unblinding").fill("Anaphylaxis; the emergency physician needs the treatment");
     await inv.getByRole("button", { name: "Unblind this participant" }).click();
-    // The browser asks for the confirmation first (required checkbox); then it goes through.
+    // Without the confirmation the portal refuses and says why next to the box; wait for that answer before
+    // confirming (a click while the first answer is on its way could race it). Then it goes through.
+    await expect
+      .poll(() => inv.locator('[role="alert"][data-field="confirm"]').textContent())
+      .toBe("confirm: tick the box to confirm the unblinding");
     expect(await inv.locator("[data-arm]").count()).toBe(0);
     await inv.getByLabel("I confirm this participant must be unblinded now").check();
     await inv.getByRole("button", { name: "Unblind this participant" }).click();
